@@ -1,0 +1,252 @@
+"""The module's work without Qt: run the engine on a volume node, put the results into MRML.
+
+Order of events, and on which thread:
+
+1. :meth:`Processor.start` (main thread): read the input node into an engine ``Volume`` (this
+   refuses 2D/4D/vector input), check that an edited segmentation is not about to be replaced,
+   and build a :class:`~ScarNetSlicerLib.worker.BackgroundTask`. The scene is not touched.
+2. The task (worker thread, or the caller's thread for ``waitForCompletion``): load the model
+   (cached per process by the engine), segment, quantify. Numpy only, no MRML.
+3. :meth:`Processor.finish` (main thread): if the task succeeded, write segments, table and plot
+   (:meth:`Processor.apply`); if it was cancelled, do nothing; if it failed, raise its error.
+
+:meth:`Processor.update_report` re-quantifies a segmentation as it is now (after Segment Editor
+edits) without any model. The segmenter is injectable (``segmenter_factory``), so all of this
+is tested with a fake segmenter on a real MRML scene.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import slicer
+
+from scarnet.errors import InputError
+from scarnet.quantify import quantify
+from scarnet.volume import Volume
+
+from . import ATTRIBUTE_PREFIX, report_nodes, segmentation_nodes
+from .volume_nodes import check_volume_node, volume_from_node
+from .worker import BackgroundTask, CancelCheck, ProgressCallback
+
+DEVICES = ("auto", "cpu", "cuda")
+#: Node reference from outputs to the input volume they were computed from.
+INPUT_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "inputVolume"
+
+
+@dataclass
+class SegmentationOptions:
+    """How to run the engine (the module's Advanced section)."""
+
+    device: str = "auto"
+    encoder: str | None = None
+    weights: str | None = None  # None: the weights bundled with the extension
+    tta: bool = False
+    #: When set, the job writes its input, labelmap (.seg.nrrd) and report (.json) here, so a run
+    #: can be reproduced or compared outside Slicer with the ``scarnet`` command line.
+    intermediate_folder: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise InputError(f"unknown device '{self.device}' (use {', '.join(DEVICES)})")
+        self.weights = normalise_path(self.weights)
+        self.encoder = self.encoder or None
+
+
+def normalise_path(path: Any) -> str | None:
+    """A path from the GUI (str or pathlib.Path, possibly empty or '.') → str, or None when unset."""
+    text = str(path).strip() if path is not None else ""
+    return None if text in ("", ".") else text
+
+
+def default_segmenter_factory(options: SegmentationOptions) -> Callable[..., Any]:
+    """The engine's segmenter (torch imported here, on first use, in the job's thread)."""
+    from scarnet.inference import Segmenter
+
+    return Segmenter(weights=options.weights, encoder=options.encoder, device=options.device, tta=options.tta)
+
+
+SegmenterFactory = Callable[[SegmentationOptions], Callable[..., Any]]
+
+
+@dataclass
+class Outputs:
+    """The nodes a run wrote and its report (``Report.to_dict()`` shape)."""
+
+    segmentation_node: Any
+    table_node: Any
+    chart_node: Any
+    series_node: Any
+    report: dict[str, Any]
+
+
+@dataclass
+class SegmentationJob:
+    """A started (or ready to run) segmentation: the task plus where its results will go."""
+
+    task: BackgroundTask
+    input_node: Any
+    segmentation_node: Any
+    table_node: Any
+    options: SegmentationOptions
+    started_s: float = field(default_factory=time.perf_counter)
+
+
+class EditedSegmentationError(InputError):
+    """The output segmentation holds edits (or someone else's segments) that a run would replace."""
+
+
+class Processor:
+    """Runs ScarNet for the Slicer module on one MRML scene."""
+
+    def __init__(self, scene, segmenter_factory: SegmenterFactory = default_segmenter_factory) -> None:
+        self.scene = scene
+        self.segmenter_factory = segmenter_factory
+
+    # -- Segment scar ----------------------------------------------------------------------------
+    def segmentation_was_edited(self, segmentation_node, input_node) -> bool:
+        """True when running again would replace segments edited since (or not made by) this module."""
+        if segmentation_node is None or input_node is None:
+            return False
+        return segmentation_nodes.was_edited(segmentation_node, input_node)
+
+    def start(self, input_node, segmentation_node=None, table_node=None,
+              options: SegmentationOptions | None = None, overwrite_edited: bool = False) -> SegmentationJob:
+        """Check everything that can be checked before the model runs, and prepare the job.
+
+        Raises :class:`~scarnet.errors.InputError` (a ``ValueError``) for a missing, 2D or 4D
+        input and :class:`EditedSegmentationError` for an edited output without ``overwrite_edited``.
+        """
+        options = options or SegmentationOptions()
+        check_volume_node(input_node)
+        if not overwrite_edited and self.segmentation_was_edited(segmentation_node, input_node):
+            raise EditedSegmentationError(
+                f"segmentation '{segmentation_node.GetName()}' was edited after ScarNet wrote it (or was not made by "
+                "ScarNet); choose another output segmentation, or confirm replacing it (overwriteEdited=True)")
+        volume = volume_from_node(input_node)
+        name = input_node.GetName()
+        factory = self.segmenter_factory
+
+        def job(progress: ProgressCallback, should_cancel: CancelCheck):
+            progress(0.0, "loading the model")
+            segmenter = factory(options)
+            result = segmenter(volume, progress=progress, should_cancel=should_cancel)
+            if options.intermediate_folder:
+                progress(0.97, "writing intermediate files")
+                write_intermediate_files(options.intermediate_folder, name, volume, result)
+            return result
+
+        task = BackgroundTask(job, name=f"ScarNet on {name}")
+        return SegmentationJob(task, input_node, segmentation_node, table_node, options)
+
+    def finish(self, job: SegmentationJob) -> Outputs | None:
+        """Main thread, after the task finished: apply its result (None when it was cancelled)."""
+        result = job.task.outcome()  # raises the job's error
+        if result is None:
+            return None
+        outputs = self.apply(job.input_node, result, job.segmentation_node, job.table_node)
+        outputs.report.setdefault("slicer", {})["elapsed_s"] = round(time.perf_counter() - job.started_s, 3)
+        return outputs
+
+    def apply(self, input_node, result, segmentation_node=None, table_node=None) -> Outputs:
+        """Write a segmentation result (labelmap + report) into MRML nodes (created when None)."""
+        name = input_node.GetName()
+        if segmentation_node is None:
+            segmentation_node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} ScarNet")
+        segmentation_nodes.write_labelmap(segmentation_node, result.labelmap, input_node)
+        segmentation_nodes.store_fingerprint(segmentation_node, input_node)
+        report = result.report.to_dict() if hasattr(result.report, "to_dict") else dict(result.report)
+        report["source"] = "ScarNet model"
+        outputs = self._write_report(input_node, segmentation_node, table_node, report)
+        return outputs
+
+    # -- Update report ---------------------------------------------------------------------------
+    def update_report(self, input_node, segmentation_node, table_node=None) -> Outputs:
+        """Quantify ``segmentation_node`` as it is now on the input's grid; update table and plot.
+
+        No model runs and the segmentation is not changed. The QC flags of the last model run are
+        kept (they describe the model's uncertainty, which edits do not change).
+        """
+        check_volume_node(input_node)
+        if segmentation_node is None:
+            raise InputError("no segmentation selected: run 'Segment scar' first, or choose a segmentation "
+                             "with LV blood pool / Myocardium / Scar / MVO segments")
+        image = volume_from_node(input_node)
+        labelmap = segmentation_nodes.labelmap_from_segmentation(segmentation_node, input_node)
+        report = quantify(labelmap, image=image).to_dict()
+        previous = report_nodes.stored_report(table_node) if table_node is not None else None
+        if previous and len(previous.get("slices", [])) == len(report["slices"]):
+            for new, old in zip(report["slices"], previous["slices"], strict=True):
+                new["qc_flags"] = list(old.get("qc_flags", []))
+        report["source"] = "segmentation"
+        report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node)
+        return self._write_report(input_node, segmentation_node, table_node, report)
+
+    # -- shared ------------------------------------------------------------------------------------
+    def _write_report(self, input_node, segmentation_node, table_node, report: dict[str, Any]) -> Outputs:
+        name = input_node.GetName()
+        if table_node is None:
+            table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
+        if table_node is None:
+            table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} ScarNet report")
+        report_nodes.update_table(table_node, report)
+        chart_node, series_node = report_nodes.update_plot(self.scene, table_node, f"Scar per slice: {name}")
+        # References let scripts (and the next "Update report") find everything from any node.
+        table_node.SetNodeReferenceID(report_nodes.SEGMENTATION_REFERENCE_ROLE, segmentation_node.GetID())
+        segmentation_node.SetNodeReferenceID(report_nodes.TABLE_REFERENCE_ROLE, table_node.GetID())
+        for node in (segmentation_node, table_node):
+            node.SetNodeReferenceID(INPUT_REFERENCE_ROLE, input_node.GetID())
+        # Same place in the world and in the Data module as the input.
+        segmentation_node.SetAndObserveTransformNodeID(input_node.GetTransformNodeID())
+        place_next_to(self.scene, input_node, [segmentation_node, table_node, chart_node, series_node])
+        return Outputs(segmentation_node, table_node, chart_node, series_node, report)
+
+
+def place_next_to(scene, input_node, nodes: list) -> None:
+    """Put ``nodes`` under the same subject-hierarchy parent (the input's study) as ``input_node``."""
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    if hierarchy is None:
+        return
+    input_item = hierarchy.GetItemByDataNode(input_node)
+    if not input_item:
+        return
+    parent = hierarchy.GetItemParent(input_item)
+    for node in nodes:
+        item = hierarchy.GetItemByDataNode(node)
+        if item:
+            if hierarchy.GetItemParent(item) != parent:
+                hierarchy.SetItemParent(item, parent)
+        else:
+            hierarchy.CreateItem(parent, node)
+
+
+def write_intermediate_files(folder: str, name: str, volume: Volume, result) -> Path:
+    """Input, labelmap and report of one run, for reproducing it with the ``scarnet`` command line."""
+    from scarnet.io import write_report, write_seg_nrrd, write_volume
+
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "input"
+    target = Path(folder) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.mkdir(parents=True, exist_ok=True)
+    write_volume(volume, target / "input.nrrd", overwrite=True)
+    write_seg_nrrd(result.labelmap, target / "segmentation.seg.nrrd", overwrite=True)
+    write_report(result.report, target / "report.json", overwrite=True)
+    return target
+
+
+__all__ = [
+    "DEVICES",
+    "EditedSegmentationError",
+    "INPUT_REFERENCE_ROLE",
+    "Outputs",
+    "Processor",
+    "SegmentationJob",
+    "SegmentationOptions",
+    "default_segmenter_factory",
+    "normalise_path",
+    "place_next_to",
+    "write_intermediate_files",
+]

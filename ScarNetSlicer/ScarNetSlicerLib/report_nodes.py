@@ -1,0 +1,191 @@
+"""A quantification report (``scarnet.quantify.Report.to_dict()``) → table, plot and node attributes.
+
+The table has one row per slice (the engine's slice index k) with units on every column; the
+plot shows scar % per slice from that table. Totals are stored on the table node as attributes
+(``ScarNetSlicer.Total.<key>``) and as JSON (``ScarNetSlicer.ReportJSON``) so scripts and saved
+scenes keep them. Nothing here runs a model: "Update report" rebuilds the same nodes from an
+edited segmentation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import vtk
+
+from scarnet.labels import SCAR, SEGMENT_BY_LABEL
+
+from . import ATTRIBUTE_PREFIX
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: its header, the per-slice report key it shows, type and unit."""
+
+    name: str
+    key: str
+    kind: str  # "int", "double" or "string"
+    unit: str
+    description: str
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("Slice", "index", "int", "", "Slice index k along the image's third axis (0 = first slice)"),
+    Column("Position (mm)", "position_mm", "double", "mm", "Slice-centre position along the slice normal (LPS)"),
+    Column("Myocardium (mL)", "myocardium_ml", "double", "mL", "LV myocardium volume (healthy + scar + MVO)"),
+    Column("Scar (mL)", "scar_ml", "double", "mL", "Scar volume including MVO"),
+    Column("Scar (%)", "scar_percent", "double", "%", "Scar as % of LV myocardium (empty where no myocardium)"),
+    Column("MVO (mL)", "mvo_ml", "double", "mL", "Microvascular obstruction volume"),
+    Column("QC flags", "qc_flags", "string", "", "Quality flags: check these slices"),
+)
+COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+#: The plot's axes (columns of the table).
+PLOT_X_COLUMN = "Slice"
+PLOT_Y_COLUMN = "Scar (%)"
+
+REPORT_JSON_ATTRIBUTE = ATTRIBUTE_PREFIX + "ReportJSON"
+TOTAL_ATTRIBUTE_PREFIX = ATTRIBUTE_PREFIX + "Total."
+CHART_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "plotChart"
+SERIES_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "plotSeries"
+SEGMENTATION_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "segmentation"
+TABLE_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "reportTable"
+#: Totals shown in the module panel, in this order: (report key, label, unit).
+TOTALS: tuple[tuple[str, str, str], ...] = (
+    ("myocardium_g", "Myocardium", "g"),
+    ("scar_g", "Scar", "g"),
+    ("scar_percent", "Scar", "% of LV myocardium"),
+)
+
+_ARRAY_CLASSES = {"int": vtk.vtkIntArray, "double": vtk.vtkDoubleArray, "string": vtk.vtkStringArray}
+
+
+def _cell(value: Any, kind: str) -> Any:
+    if kind == "string":
+        return ";".join(value) if isinstance(value, (list, tuple)) else ("" if value is None else str(value))
+    if kind == "int":
+        return int(value)
+    return math.nan if value is None else float(value)
+
+
+def update_table(table_node, report: dict[str, Any]) -> None:
+    """Fill ``table_node`` with one row per slice of ``report`` (every column replaced)."""
+    was_modifying = table_node.StartModify()
+    try:
+        table_node.SetLocked(False)
+        table_node.RemoveAllColumns()
+        for column in COLUMNS:
+            array = _ARRAY_CLASSES[column.kind]()
+            array.SetName(column.name)
+            for slice_report in report["slices"]:
+                value = _cell(slice_report.get(column.key), column.kind)
+                if column.kind == "string":
+                    array.InsertNextValue(value)
+                else:
+                    array.InsertNextTuple1(value)
+            table_node.AddColumn(array)
+            if column.unit:
+                table_node.SetColumnUnitLabel(column.name, column.unit)
+            if hasattr(table_node, "SetColumnTitle"):  # Slicer >= 5.7 (SetColumnLongName is deprecated)
+                table_node.SetColumnTitle(column.name, column.name)
+            else:
+                table_node.SetColumnLongName(column.name, column.name)
+            table_node.SetColumnDescription(column.name, column.description)
+        # The table is a view of the segmentation: edits belong in Segment Editor, then "Update report".
+        table_node.SetLocked(True)
+        total = report.get("total", {})
+        for key, value in total.items():
+            table_node.SetAttribute(TOTAL_ATTRIBUTE_PREFIX + key, "" if value is None else repr(value))
+        table_node.SetAttribute(REPORT_JSON_ATTRIBUTE, json.dumps(report, default=str))
+    finally:
+        table_node.EndModify(was_modifying)
+
+
+def read_table(table_node) -> list[dict[str, Any]]:
+    """The per-slice rows of a table written by :func:`update_table`, keyed like the report."""
+    table = table_node.GetTable()
+    rows: list[dict[str, Any]] = []
+    for row in range(table.GetNumberOfRows()):
+        entry: dict[str, Any] = {}
+        for column in COLUMNS:
+            array = table.GetColumnByName(column.name)
+            if array is None:
+                raise KeyError(f"{table_node.GetName()}: no column '{column.name}'")
+            value = array.GetValue(row)
+            if column.kind == "string":
+                entry[column.key] = [flag for flag in str(value).split(";") if flag]
+            elif column.kind == "int":
+                entry[column.key] = int(value)
+            else:
+                entry[column.key] = None if math.isnan(value) else float(value)
+        rows.append(entry)
+    return rows
+
+
+def stored_report(table_node) -> dict[str, Any] | None:
+    """The report last written into ``table_node`` (None when there is none)."""
+    text = table_node.GetAttribute(REPORT_JSON_ATTRIBUTE) if table_node is not None else None
+    return json.loads(text) if text else None
+
+
+def _referenced_or_new(scene, owner, role: str, class_name: str, name: str):
+    node = owner.GetNodeReference(role)
+    if node is None or node.GetScene() is not scene:
+        node = scene.AddNewNodeByClass(class_name, name)
+        owner.SetNodeReferenceID(role, node.GetID())
+    return node
+
+
+def update_plot(scene, table_node, title: str = "Scar per slice"):
+    """Create (once) and update the scar-%-per-slice plot of ``table_node``; return (chart, series).
+
+    The chart and series are found again through node references on the table, so running
+    "Segment scar" or "Update report" twice updates the same plot instead of adding another.
+    """
+    base = table_node.GetName()
+    series = _referenced_or_new(scene, table_node, SERIES_REFERENCE_ROLE, "vtkMRMLPlotSeriesNode",
+                                f"{base} scar %")
+    chart = _referenced_or_new(scene, table_node, CHART_REFERENCE_ROLE, "vtkMRMLPlotChartNode", f"{base} plot")
+    series.SetAndObserveTableNodeID(table_node.GetID())
+    series.SetXColumnName(PLOT_X_COLUMN)
+    series.SetYColumnName(PLOT_Y_COLUMN)
+    series.SetPlotType(series.PlotTypeBar)
+    series.SetColor(*SEGMENT_BY_LABEL[SCAR].color_rgb)
+    if not chart.HasPlotSeriesNodeID(series.GetID()):
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetTitle(title)
+    chart.SetXAxisTitle("Slice (k)")
+    chart.SetYAxisTitle("Scar (% of LV myocardium)")
+    chart.SetLegendVisibility(False)
+    return chart, series
+
+
+def format_totals(report: dict[str, Any]) -> dict[str, str]:
+    """Human-readable totals for the module panel: ``{report key: "12.3 g"}`` ("–" when undefined)."""
+    total = report.get("total", {})
+    out = {}
+    for key, _label, unit in TOTALS:
+        value = total.get(key)
+        out[key] = "–" if value is None else (f"{value:.1f} %" if unit.startswith("%") else f"{value:.1f} {unit}")
+    return out
+
+
+__all__ = [
+    "CHART_REFERENCE_ROLE",
+    "COLUMNS",
+    "PLOT_X_COLUMN",
+    "PLOT_Y_COLUMN",
+    "REPORT_JSON_ATTRIBUTE",
+    "SEGMENTATION_REFERENCE_ROLE",
+    "SERIES_REFERENCE_ROLE",
+    "TABLE_REFERENCE_ROLE",
+    "TOTALS",
+    "TOTAL_ATTRIBUTE_PREFIX",
+    "format_totals",
+    "read_table",
+    "stored_report",
+    "update_plot",
+    "update_table",
+]

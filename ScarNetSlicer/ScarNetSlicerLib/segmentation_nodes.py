@@ -1,0 +1,286 @@
+"""Engine labelmaps ↔ segments of a vtkMRMLSegmentationNode.
+
+* :func:`write_labelmap` turns a labelmap (0 bg, 1 LV blood pool, 2 myocardium, 3 scar, 4 MVO) into
+  the four segments "LV blood pool", "Myocardium", "Scar" and "MVO" with the colours and DICOM
+  terminology of :data:`scarnet.labels.SEGMENTS`, referenced to the input volume's grid.
+* :func:`labelmap_from_segmentation` does the reverse on a reference volume's grid, from the
+  segmentation *as it is now*: this is what "Update report" quantifies after Segment Editor edits.
+* :func:`fingerprint` / :func:`was_edited` detect such edits: the module stores a hash of the
+  labelmap it wrote as a node attribute and compares it with the current content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import slicer
+import vtk
+
+from scarnet.errors import InputError
+from scarnet.labels import BACKGROUND, SEGMENTS, SegmentInfo
+from scarnet.volume import Volume
+
+from . import ATTRIBUTE_PREFIX
+from .volume_nodes import ijk_to_ras_from_volume, volume_from_node
+
+#: Terminology context of our segments (the ``SegmentationCategoryTypeContextName`` of
+#: Resources/Terminology/ScarNetSlicer.term.json; scarnet.io.write_seg_nrrd uses the same).
+TERMINOLOGY_CONTEXT = "ScarNetSlicer LGE"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+#: Anatomic region written with each segment (the heart), as scarnet.io.write_seg_nrrd does.
+ANATOMIC_REGION = ("SCT", "80891009", "Heart")
+
+#: Node attribute holding the fingerprint of the labelmap this module last wrote.
+FINGERPRINT_ATTRIBUTE = ATTRIBUTE_PREFIX + "LabelmapFingerprint"
+#: Node attribute set on segmentations written by this module.
+CREATED_BY_ATTRIBUTE = ATTRIBUTE_PREFIX + "CreatedBy"
+
+
+def _code(triplet: tuple[str, str, str] | None) -> str:
+    return "^".join(triplet) if triplet else "^^"
+
+
+def terminology_entry(info: SegmentInfo) -> str:
+    """Slicer's serialised terminology entry for a segment.
+
+    ``context~category~type~typeModifier~anatomicContext~region~regionModifier`` with each code
+    as ``scheme^value^meaning``.
+    """
+    return "~".join([
+        TERMINOLOGY_CONTEXT, _code(info.category), _code(info.type), _code(info.type_modifier),
+        ANATOMIC_CONTEXT, _code(ANATOMIC_REGION), _code(None),
+    ])
+
+
+def parse_terminology_entry(entry: str) -> dict[str, tuple[str, ...]]:
+    """The category/type codes of a serialised terminology entry (empty dict when malformed)."""
+    parts = entry.split("~") if entry else []
+    if len(parts) < 3:
+        return {}
+    return {"context": (parts[0],), "category": tuple(parts[1].split("^")), "type": tuple(parts[2].split("^"))}
+
+
+def segment_terminology(segment) -> str:
+    """The serialised terminology entry of a vtkSegment ("" when it has none)."""
+    value = vtk.reference("")
+    segment.GetTag(segment.GetTerminologyEntryTagName(), value)
+    return str(value)
+
+
+def _oriented_mask(mask_kji: np.ndarray, grid: Volume):
+    """A vtkOrientedImageData (uint8 0/1) of ``mask_kji`` on ``grid``'s geometry."""
+    from vtk.util import numpy_support
+
+    k, j, i = mask_kji.shape
+    image = slicer.vtkOrientedImageData()
+    image.SetDimensions(i, j, k)
+    scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(mask_kji, dtype=np.uint8).ravel(), deep=True)
+    image.GetPointData().SetScalars(scalars)
+    matrix = vtk.vtkMatrix4x4()
+    ijk_to_ras = ijk_to_ras_from_volume(grid)
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(ijk_to_ras[r, c]))
+    image.SetImageToWorldMatrix(matrix)
+    return image
+
+
+def set_segment_mask(segmentation_node, segment_id: str, mask_kji: np.ndarray, grid: Volume) -> None:
+    """Replace the voxels of one segment by a boolean mask given on ``grid`` (engine array order)."""
+    if segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
+        raise KeyError(f"no segment '{segment_id}' in {segmentation_node.GetName()}")
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    ok = logic.SetBinaryLabelmapToSegment(_oriented_mask(mask_kji, grid), segmentation_node, segment_id,
+                                          logic.MODE_REPLACE)
+    if not ok:
+        raise RuntimeError(f"could not write segment '{segment_id}' of {segmentation_node.GetName()}")
+
+
+def write_labelmap(segmentation_node, labelmap: Volume, reference_volume_node) -> dict[str, str]:
+    """Replace all segments of ``segmentation_node`` by the four ScarNet segments of ``labelmap``.
+
+    ``labelmap`` must lie on ``reference_volume_node``'s grid (the engine returns it so). The
+    segmentation's reference geometry (and node reference) is set to that volume, so Segment
+    Editor paints on the LGE voxels. Segments that are empty (e.g. no MVO) are still created, so
+    they can be painted. Returns ``{segment name: segment ID}``.
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    was_modifying = segmentation_node.StartModify()
+    try:
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+        if hasattr(segmentation_node, "SetSourceRepresentationToBinaryLabelmap"):
+            segmentation_node.SetSourceRepresentationToBinaryLabelmap()
+        else:  # Slicer < 5.4
+            segmentation_node.SetMasterRepresentationToBinaryLabelmap()
+        segmentation.RemoveAllSegments()
+        labels = np.asarray(labelmap.array)
+        ids = {}
+        for info in SEGMENTS:
+            segment_id = segmentation.AddEmptySegment(info.segment_id, info.name, list(info.color_rgb))
+            segment = segmentation.GetSegment(segment_id)
+            segment.SetTag(segment.GetTerminologyEntryTagName(), terminology_entry(info))
+            set_segment_mask(segmentation_node, segment_id, labels == info.label, labelmap)
+            ids[info.name] = segment_id
+        segmentation_node.SetAttribute(CREATED_BY_ATTRIBUTE, "ScarNetSlicer")
+    finally:
+        segmentation_node.EndModify(was_modifying)
+    if segmentation_node.GetDisplayNode() is None:
+        segmentation_node.CreateDefaultDisplayNodes()
+    return ids
+
+
+def find_segment_ids(segmentation_node) -> dict[int, str]:
+    """``{label value: segment ID}`` for the ScarNet segments present in the segmentation.
+
+    A segment is recognised by its ID (as written by this module), else by its name
+    (case-insensitive, so a user-made "scar" counts), else by its terminology type code.
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    segment_ids = list(segmentation.GetSegmentIDs())
+    found: dict[int, str] = {}
+    for info in SEGMENTS:
+        if info.segment_id in segment_ids:
+            found[info.label] = info.segment_id
+            continue
+        for segment_id in segment_ids:
+            segment = segmentation.GetSegment(segment_id)
+            if segment.GetName().strip().lower() == info.name.lower():
+                found[info.label] = segment_id
+                break
+        else:
+            for segment_id in segment_ids:
+                segment = segmentation.GetSegment(segment_id)
+                codes = parse_terminology_entry(segment_terminology(segment))
+                if codes.get("type", ())[:2] == info.type[:2]:
+                    found[info.label] = segment_id
+                    break
+    return found
+
+
+def _world_to_volume_transform(volume_node):
+    """World → the volume's own frame, or None when the volume is not under a transform."""
+    parent = volume_node.GetParentTransformNode()
+    if parent is None:
+        return None
+    transform = vtk.vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, parent, transform)
+    return transform
+
+
+def segment_mask(segmentation_node, segment_id: str, reference_volume_node, grid: Volume | None = None) -> np.ndarray:
+    """Boolean mask (engine array order) of one segment on the reference volume's voxel grid.
+
+    Works from the segment's binary labelmap in world coordinates, resampled (nearest neighbour)
+    onto the reference grid, so it is right whatever geometry the segmentation was edited in and
+    whichever transforms the two nodes are under. Nothing is added to the scene.
+    """
+    grid = grid if grid is not None else volume_from_node(reference_volume_node, check=False)
+    empty = np.zeros(grid.array.shape, dtype=bool)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    segment_image = slicer.vtkOrientedImageData()
+    if not logic.GetSegmentBinaryLabelmapRepresentation(segmentation_node, segment_id, segment_image, True):
+        raise RuntimeError(f"segment '{segment_id}' of {segmentation_node.GetName()} has no binary labelmap")
+    extent = segment_image.GetExtent()
+    if extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5]:
+        return empty  # an empty segment (e.g. no MVO)
+    reference = _oriented_mask(empty, grid)
+    resampled = slicer.vtkOrientedImageData()
+    ok = slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+        segment_image, reference, resampled, False, False, _world_to_volume_transform(reference_volume_node), 0)
+    if not ok:
+        raise RuntimeError(f"could not resample segment '{segment_id}' of {segmentation_node.GetName()} "
+                           "onto the input volume's grid")
+    from vtk.util import numpy_support
+
+    dims = resampled.GetDimensions()
+    if (dims[2], dims[1], dims[0]) != grid.array.shape:
+        raise RuntimeError(f"segment '{segment_id}': resampled to size {dims}, expected {grid.shape_ijk}")
+    values = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars())
+    # Segments share labelmap layers: the layer holds every segment of it, each with its own label value.
+    label_value = segmentation_node.GetSegmentation().GetSegment(segment_id).GetLabelValue()
+    return values.reshape(grid.array.shape) == label_value
+
+
+def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volume:
+    """The ScarNet labelmap (0–4) of the segmentation as it is now, on the reference volume's grid.
+
+    Where segments overlap (Segment Editor allows it when told to), the higher label wins:
+    MVO over scar over myocardium over blood pool — the reading that keeps every enhanced voxel
+    counted as infarct. Raises :class:`~scarnet.errors.InputError` when no segment is recognised.
+    """
+    if segmentation_node is None:
+        raise InputError("no segmentation selected: run 'Segment scar' first or choose a segmentation")
+    grid = volume_from_node(reference_volume_node)
+    segment_ids = find_segment_ids(segmentation_node)
+    if not segment_ids:
+        names = [segmentation_node.GetSegmentation().GetSegment(s).GetName()
+                 for s in segmentation_node.GetSegmentation().GetSegmentIDs()]
+        raise InputError(f"{segmentation_node.GetName()}: no segment named LV blood pool / Myocardium / Scar / MVO "
+                         f"(found: {', '.join(names) or 'none'})")
+    labels = np.full(grid.array.shape, BACKGROUND, dtype=np.uint8)
+    for label in sorted(segment_ids):
+        labels[segment_mask(segmentation_node, segment_ids[label], reference_volume_node, grid)] = label
+    return grid.with_array(labels)
+
+
+def fingerprint(labelmap: Volume) -> str:
+    """A short hash of a labelmap's voxels and grid size (geometry changes are not edits)."""
+    digest = hashlib.sha256()
+    digest.update(str(labelmap.array.shape).encode())
+    digest.update(np.ascontiguousarray(labelmap.array, dtype=np.uint8).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def store_fingerprint(segmentation_node, reference_volume_node) -> str:
+    """Record the segmentation's current content as "written by ScarNetSlicer"; return the hash.
+
+    The hash is taken from the segmentation read back, not from the labelmap that was written,
+    so it compares like with like in :func:`was_edited`.
+    """
+    value = fingerprint(labelmap_from_segmentation(segmentation_node, reference_volume_node))
+    segmentation_node.SetAttribute(FINGERPRINT_ATTRIBUTE, value)
+    return value
+
+
+def has_segments(segmentation_node) -> bool:
+    return segmentation_node is not None and segmentation_node.GetSegmentation().GetNumberOfSegments() > 0
+
+
+def was_edited(segmentation_node, reference_volume_node) -> bool:
+    """True when replacing the segmentation's segments would lose someone's work.
+
+    That is: it has segments and either this module did not write them (no fingerprint: a user's
+    or another tool's segmentation) or they changed since (fingerprint differs: Segment Editor
+    edits). An empty or missing segmentation is never "edited".
+    """
+    if not has_segments(segmentation_node):
+        return False
+    stored = segmentation_node.GetAttribute(FINGERPRINT_ATTRIBUTE)
+    if not stored:
+        return True
+    try:
+        current = fingerprint(labelmap_from_segmentation(segmentation_node, reference_volume_node))
+    except (InputError, RuntimeError):
+        return True  # our segments were renamed or removed: someone changed it
+    return current != stored
+
+
+__all__ = [
+    "ANATOMIC_REGION",
+    "CREATED_BY_ATTRIBUTE",
+    "FINGERPRINT_ATTRIBUTE",
+    "TERMINOLOGY_CONTEXT",
+    "find_segment_ids",
+    "fingerprint",
+    "has_segments",
+    "labelmap_from_segmentation",
+    "parse_terminology_entry",
+    "segment_mask",
+    "segment_terminology",
+    "set_segment_mask",
+    "store_fingerprint",
+    "terminology_entry",
+    "was_edited",
+    "write_labelmap",
+]

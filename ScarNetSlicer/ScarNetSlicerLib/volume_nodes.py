@@ -1,0 +1,147 @@
+"""Scalar volume nodes ↔ :class:`scarnet.volume.Volume`, with the full geometry.
+
+Slicer stores the voxel-to-world geometry of a volume node as an IJK→RAS matrix; the engine
+works in LPS (the DICOM/ITK convention). The two differ by a flip of the first two world axes:
+``LPS = diag(-1, -1, 1) · RAS``. Array axis order is the same on both sides: ``[k, j, i]``
+(slice, row, column), which is how a vtkImageData's scalars lie in memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import vtk
+from vtk.util import numpy_support
+
+from scarnet.errors import InputError
+from scarnet.volume import Volume
+
+#: Multiplying a RAS point by this gives the LPS point (and vice versa: it is its own inverse).
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def ijk_to_ras_matrix(node) -> np.ndarray:
+    """The 4×4 IJK→RAS matrix of a volume node as a numpy array."""
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def ijk_to_ras_from_volume(volume: Volume) -> np.ndarray:
+    """The 4×4 IJK→RAS matrix of an engine volume (whose geometry is LPS)."""
+    flip = np.eye(4)
+    flip[:3, :3] = RAS_TO_LPS
+    return flip @ volume.ijk_to_lps_matrix()
+
+
+def _vtk_matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(array[r, c]))
+    return matrix
+
+
+def is_sequence_proxy(node) -> bool:
+    """True when ``node`` is the proxy of a sequence browser (one frame of a 4D series)."""
+    scene = node.GetScene()
+    if scene is None or not node.GetID():
+        return False
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceBrowserNode")):
+        browser = scene.GetNthNodeByClass(index, "vtkMRMLSequenceBrowserNode")
+        if browser.IsProxyNodeID(node.GetID()):
+            return True
+    return False
+
+
+def check_volume_node(node, name: str | None = None) -> None:
+    """Raise :class:`~scarnet.errors.InputError` (a ``ValueError``) unless ``node`` is a usable 3D LGE stack.
+
+    Refused, each with one line that says why: no node, not a scalar volume, a vector/RGB or
+    multi-volume (4D) node, a frame of a sequence (4D time series), no voxels, a 2D image
+    (one slice, or one row/column).
+    """
+    if node is None:
+        raise InputError("no input volume selected: choose the LGE short-axis stack as input volume")
+    label = name or node.GetName() or "input volume"
+    if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise InputError(f"{label}: is a {node.GetClassName()}, not a scalar image volume")
+    image = node.GetImageData()
+    if node.IsA("vtkMRMLVectorVolumeNode") or node.IsA("vtkMRMLMultiVolumeNode") or (
+            image is not None and image.GetNumberOfScalarComponents() != 1):
+        components = image.GetNumberOfScalarComponents() if image is not None else "several"
+        raise InputError(f"{label}: has {components} values per voxel (a vector, colour or 4D multi-volume); "
+                         "select one 3D frame of the LGE stack")
+    if is_sequence_proxy(node):
+        raise InputError(f"{label}: is one frame of a sequence (4D time series); "
+                         "clone the frame to analyse as a plain volume (Sequences module) and select that")
+    if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
+        raise InputError(f"{label}: holds no image data")
+    dims = image.GetDimensions()
+    if 0 in dims:
+        raise InputError(f"{label}: is empty (size {dims})")
+    if dims[2] == 1:
+        raise InputError(f"{label}: is a 2D image (one slice, size {dims[0]}×{dims[1]}); "
+                         "ScarNet needs the short-axis stack (several slices)")
+    if dims[0] == 1 or dims[1] == 1:
+        raise InputError(f"{label}: is a 2D image (size {dims[0]}×{dims[1]}×{dims[2]}); "
+                         "ScarNet needs a stack of short-axis slices")
+
+
+def volume_from_node(node, check: bool = True) -> Volume:
+    """A copy of the node's voxels and geometry as an engine :class:`Volume` (LPS)."""
+    if check:
+        check_volume_node(node)
+    image = node.GetImageData()
+    dims = image.GetDimensions()
+    scalars = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    # vtkImageData scalars are x-fastest: reshaping to (k, j, i) is the engine's array order.
+    # Copy, so the array stays valid (and unchanged) whatever happens to the node later.
+    array = np.array(scalars.reshape(dims[2], dims[1], dims[0]), copy=True)
+    ijk_to_lps = ijk_to_ras_matrix(node)
+    ijk_to_lps[:3, :] = RAS_TO_LPS @ ijk_to_lps[:3, :]
+    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+    direction = ijk_to_lps[:3, :3] / spacing
+    return Volume(array, tuple(spacing), tuple(ijk_to_lps[:3, 3]), direction)
+
+
+def update_node_from_volume(node, volume: Volume) -> None:
+    """Replace the node's voxels and geometry with ``volume``'s (array copied, LPS → RAS)."""
+    array = np.ascontiguousarray(volume.array)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    k, j, i = array.shape
+    image = vtk.vtkImageData()
+    image.SetDimensions(i, j, k)
+    vtk_array = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
+    vtk_array.SetName("ImageScalars")
+    image.GetPointData().SetScalars(vtk_array)
+    was_modifying = node.StartModify()
+    node.SetIJKToRASMatrix(_vtk_matrix(ijk_to_ras_from_volume(volume)))
+    node.SetAndObserveImageData(image)
+    node.EndModify(was_modifying)
+
+
+def add_volume_node(scene, volume: Volume, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
+    """A new volume node of ``class_name`` in ``scene`` holding ``volume``, with display nodes."""
+    node = scene.AddNewNodeByClass(class_name, name)
+    update_node_from_volume(node, volume)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def ras_point_of_voxel(node, ijk: tuple[float, float, float]) -> np.ndarray:
+    """World RAS position (mm) of voxel ``ijk`` of a volume node (ignoring parent transforms)."""
+    return (ijk_to_ras_matrix(node) @ np.array([*ijk, 1.0]))[:3]
+
+
+__all__ = [
+    "RAS_TO_LPS",
+    "add_volume_node",
+    "check_volume_node",
+    "ijk_to_ras_from_volume",
+    "ijk_to_ras_matrix",
+    "is_sequence_proxy",
+    "ras_point_of_voxel",
+    "update_node_from_volume",
+    "volume_from_node",
+]

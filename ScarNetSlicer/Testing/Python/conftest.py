@@ -1,0 +1,29 @@
+"""Shared fixtures: geometry helpers and the location of ``../shared`` (absent on a user's checkout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SHARED = REPO_ROOT.parent / "shared"
+EMIDEC = SHARED / "data" / "emidec"
+
+requires_emidec = pytest.mark.skipif(not (EMIDEC / "splits.json").is_file(),
+                                     reason="EMIDEC data (../shared/data/emidec) is not present in this checkout")
+
+
+def rotation(axis: tuple[float, float, float], angle_deg: float) -> np.ndarray:
+    """A proper rotation matrix (for oblique test geometries)."""
+    axis = np.asarray(axis, dtype=float)
+    axis /= np.linalg.norm(axis)
+    a = np.deg2rad(angle_deg)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
+
+
+@pytest.fixture
+def oblique_direction() -> np.ndarray:
+    return rotation((0.3, -0.5, 0.8), 37.0)

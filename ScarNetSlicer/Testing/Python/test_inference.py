@@ -1,0 +1,208 @@
+"""Volume inference: exact output grid, anatomical nesting, OOM/CPU fallbacks, bad input, QC flags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import rotation
+from torch import nn
+
+from scarnet.errors import InputError, NoHeartFoundError
+from scarnet.inference import Segmenter, check_short_axis, postprocess
+from scarnet.labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
+from scarnet.model.registry import bundled_weights_path
+from scarnet.phantom import make_phantom
+from scarnet.qc import slice_flags
+from scarnet.volume import Volume
+
+
+class RingModel(nn.Module):
+    """A stand-in network: predicts a fixed LV ring (blood, myocardium, a scar sector) in the centre of any input.
+
+    It makes the pipeline's geometry testable without trained weights: whatever the crop, the
+    ring lands at the crop centre, i.e. at the localised LV centre on the input grid.
+    """
+
+    def __init__(self, input_size: int = 64, pixel_spacing_mm: float = 2.0) -> None:
+        super().__init__()
+        self.config = type("Config", (), {"input_size": input_size, "pixel_spacing_mm": pixel_spacing_mm,
+                                          "encoder": "test-ring"})()
+        self.calls: list[int] = []
+        rows, cols = np.mgrid[0:input_size, 0:input_size] - (input_size - 1) / 2
+        radius = np.hypot(rows, cols)
+        angle = np.arctan2(rows, cols)
+        labels = np.zeros((input_size, input_size), dtype=np.int64)
+        labels[radius < input_size * 0.12] = LV_BLOOD_POOL
+        ring = (radius >= input_size * 0.12) & (radius < input_size * 0.2)
+        labels[ring] = HEALTHY_MYOCARDIUM
+        labels[ring & (angle > 0) & (angle < 1.2)] = SCAR
+        labels[ring & (angle > 0.4) & (angle < 0.8) & (radius < input_size * 0.16)] = MVO
+        self.register_buffer("logits", nn.functional.one_hot(torch.from_numpy(labels), 5).permute(2, 0, 1).float() * 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(x.shape[0])
+        return self.logits.expand(x.shape[0], -1, -1, -1)
+
+
+def _oblique_anisotropic_volume() -> Volume:
+    phantom = make_phantom(11, n_slices=8)
+    array = phantom.image.array[:, :150, :170]  # non-square
+    return Volume(array, (1.1, 1.9, 9.5), (-31.5, 12.25, 80.0), rotation((0.2, 0.9, -0.4), 63.0))
+
+
+def test_output_is_on_exactly_the_input_grid():
+    volume = _oblique_anisotropic_volume()
+    result = Segmenter(RingModel(), device="cpu", flip_check=False)(volume)
+    labelmap = result.labelmap
+    assert labelmap.array.shape == volume.array.shape
+    assert labelmap.spacing_mm == volume.spacing_mm
+    assert labelmap.origin_mm == volume.origin_mm
+    assert np.array_equal(labelmap.direction, volume.direction)
+    assert labelmap.array.dtype == np.uint8
+    # the ring is 2 × 0.2 × 64 px × 2 mm ≈ 51 mm across: check its physical size on the anisotropic grid
+    myocardium = np.isin(labelmap.array[3], (2, 3, 4))
+    rows, cols = np.nonzero(myocardium)
+    assert (rows.max() - rows.min()) * 1.9 == pytest.approx(51, abs=6)
+    assert (cols.max() - cols.min()) * 1.1 == pytest.approx(51, abs=6)
+
+
+def test_labels_respect_the_nesting_rules_after_postprocessing():
+    labels = np.zeros((3, 40, 40), dtype=np.uint8)
+    rows, cols = np.mgrid[0:40, 0:40]
+    radius = np.hypot(rows - 20, cols - 20)
+    for k in range(3):
+        labels[k][radius < 8] = LV_BLOOD_POOL
+        labels[k][(radius >= 8) & (radius < 12)] = HEALTHY_MYOCARDIUM
+    labels[0, 19:21, 19:21] = SCAR  # scar floating in the blood pool
+    labels[1, 10, 20] = MVO  # MVO not inside scar (in the wall)
+    labels[1, 20, 20] = 0  # a hole in the blood pool
+    labels[2, 2:5, 2:5] = HEALTHY_MYOCARDIUM  # a second, smaller "LV" far away
+    out = postprocess(labels, (1.5, 1.5))
+    assert out[0, 19:21, 19:21].tolist() == [[LV_BLOOD_POOL] * 2] * 2
+    assert out[1, 10, 20] == SCAR
+    assert out[1, 20, 20] == LV_BLOOD_POOL
+    assert (out[2, 2:5, 2:5] == 0).all()
+
+
+def test_pipeline_output_nesting_on_a_phantom():
+    result = Segmenter(RingModel(), device="cpu", flip_check=False)(make_phantom(3).image)
+    labels = result.labelmap.array
+    from scipy import ndimage
+
+    for k in range(labels.shape[0]):
+        mvo, count = ndimage.label(labels[k] == MVO, structure=np.ones((3, 3)))
+        for index in range(1, count + 1):
+            ring = ndimage.binary_dilation(mvo == index, structure=np.ones((3, 3))) & (mvo != index)
+            assert (labels[k][ring] == SCAR).any(), "MVO must lie inside scar"
+    assert (labels == MVO).any() and (labels == SCAR).any()
+
+
+def test_simulated_cuda_oom_halves_the_batch_then_falls_back_to_cpu(monkeypatch):
+    segmenter = Segmenter(RingModel(), device="cpu", batch_size=8, flip_check=False)
+    segmenter.device = torch.device("cuda")  # pretend; the fake forward below never touches CUDA
+    calls = []
+
+    def fake_forward(batch):
+        calls.append((segmenter.device.type, segmenter.batch_size))
+        if segmenter.device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return np.zeros((batch.shape[0], 5, 4, 4), dtype=np.float32)
+
+    monkeypatch.setattr(segmenter, "_forward_batched", fake_forward)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    with pytest.warns(RuntimeWarning):
+        out = segmenter._forward(np.zeros((6, 4, 4), dtype=np.float32))
+    assert out.shape == (6, 5, 4, 4)
+    assert calls == [("cuda", 8), ("cuda", 4), ("cuda", 2), ("cuda", 1), ("cpu", 1)]
+    assert any("continuing on the CPU" in w for w in segmenter.warnings)
+
+
+def test_batches_are_split_by_batch_size():
+    model = RingModel()
+    Segmenter(model, device="cpu", batch_size=3, flip_check=False)(make_phantom(5, n_slices=7).image)
+    assert max(model.calls) <= 3
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(InputError, match="no CUDA"):
+        Segmenter(RingModel(), device="cuda")
+
+
+class EmptyModel(RingModel):
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], 5, x.shape[2], x.shape[3])
+        out[:, 0] = 10
+        return out
+
+
+def test_no_heart_found_is_an_error_not_an_empty_labelmap():
+    with pytest.raises(NoHeartFoundError, match="no heart found"):
+        Segmenter(EmptyModel(), device="cpu")(make_phantom(2).image)
+
+
+@pytest.mark.parametrize("shape, spacing, message", [
+    ((120, 64, 64), (1.0, 1.0, 1.0), "3D volume"),
+    ((10, 12, 200), (1.5, 1.5, 8.0), "another axis"),
+    ((8, 40, 40), (0.5, 0.5, 8.0), "too small"),
+])
+def test_volumes_that_are_not_short_axis_are_refused(shape, spacing, message):
+    volume = Volume(np.random.default_rng(0).random(shape, dtype=np.float32), spacing)
+    with pytest.raises(InputError, match=message):
+        check_short_axis(volume)
+
+
+def test_qc_flags_on_constructed_labelmaps():
+    labels = np.zeros((4, 30, 30), dtype=np.uint8)
+    rows, cols = np.mgrid[0:30, 0:30]
+    radius = np.hypot(rows - 15, cols - 15)
+    for k in (0, 2, 3):
+        labels[k][radius < 6] = LV_BLOOD_POOL
+        labels[k][(radius >= 6) & (radius < 9)] = HEALTHY_MYOCARDIUM
+    labels[3][(radius >= 6) & (radius < 9) & (cols > 20)] = 0  # open the ring
+    confidence = np.ones(labels.shape, dtype=np.float32)
+    confidence[2] = 0.5
+    flipped = {0: np.zeros((30, 30), bool)}
+    labels[0][(radius >= 6) & (radius < 9) & (rows < 12)] = SCAR
+    flags = slice_flags(labels, confidence, pixel_area_mm2=2.0, flipped_scar=flipped)
+    assert flags[0] == ["scar_unstable"]
+    assert flags[1] == ["lv_missing"]
+    assert flags[2] == ["low_confidence"]
+    assert flags[3] == ["broken_ring"]
+
+
+def test_report_carries_qc_device_and_timings():
+    result = Segmenter(RingModel(), device="cpu")(make_phantom(4).image)
+    extra = result.report.to_dict()
+    assert extra["inference"]["device"] == "cpu"
+    assert extra["inference"]["timings_s"]["total_s"] > 0
+    assert "flags" in extra["qc"] and isinstance(extra["slices"][0]["qc_flags"], list)
+
+
+requires_weights = pytest.mark.skipif(bundled_weights_path() is None, reason="bundled weights not present yet")
+
+
+@requires_weights
+def test_bundled_model_segments_a_phantom_well_above_chance():
+    from scarnet.evaluate import dice
+
+    phantom = make_phantom(7)
+    result = Segmenter(device="cpu")(phantom.image)
+    predicted, reference = result.labelmap.array, phantom.labelmap.array
+    myocardium = dice(np.isin(predicted, (2, 3, 4)), np.isin(reference, (2, 3, 4)))
+    blood = dice(predicted == 1, reference == 1)
+    assert myocardium > 0.5 and blood > 0.6, (myocardium, blood)
+
+
+@requires_weights
+def test_qc_flags_fire_on_a_corrupted_slice():
+    phantom = make_phantom(7)
+    image = phantom.image.array.copy()
+    k = image.shape[0] // 2
+    image[k] = np.random.default_rng(0).permutation(image[k].ravel()).reshape(image[k].shape)  # scrambled slice
+    result = Segmenter(device="cpu")(phantom.image.with_array(image))
+    assert result.report.slices[k].qc_flags, "the scrambled slice must be flagged"
+    clean = sum(1 for s in result.report.slices if not s.qc_flags)
+    assert clean >= len(result.report.slices) // 2

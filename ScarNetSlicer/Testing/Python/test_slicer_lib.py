@@ -1,0 +1,644 @@
+"""ScarNetSlicerLib on a real MRML scene (slicer-core: Slicer's MRML and logic libraries without the app).
+
+Volume nodes ↔ engine volumes (oblique, anisotropic, RAS/LPS), labelmap ↔ segments (names, colours,
+terminology, voxel counts), report → table and plot, "Update report" after edits, edit detection,
+refused inputs, the worker thread (progress, cancel, failure) with a fake segmenter, the bundled
+sample volume read by Slicer's own NRRD reader, and the dependency gate. Tests needing MRML skip
+(with the reason) when slicer-core is not installed; the pure ones run anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scarnet.errors import Cancelled, InputError, WeightsError
+from scarnet.labels import SEGMENTS
+from scarnet.quantify import quantify
+from scarnet.volume import Volume
+
+MODULE_DIR = Path(__file__).resolve().parents[2]  # .../ScarNetSlicer (holds ScarNetSlicerLib and scarnet)
+if str(MODULE_DIR) not in sys.path:
+    sys.path.insert(0, str(MODULE_DIR))
+
+from ScarNetSlicerLib import dependencies, sample_data  # noqa: E402 (pure: no MRML)
+from ScarNetSlicerLib.worker import BackgroundTask, TaskState  # noqa: E402
+
+SPACING = (1.3, 1.7, 8.0)
+ORIGIN = (-41.25, 17.5, 93.75)
+FLIP = np.diag([-1.0, -1.0, 1.0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures
+# ---------------------------------------------------------------------------------------------
+def _slicer():
+    try:
+        import slicer
+    except ImportError as error:
+        pytest.skip(f"slicer-core is not importable ({error}); pip install slicer-core to run the MRML tests")
+    if not hasattr(slicer, "vtkMRMLScene"):
+        pytest.skip("the 'slicer' module found has no MRML classes (slicer-core not installed)")
+    return slicer
+
+
+@pytest.fixture
+def slicer_mod():
+    return _slicer()
+
+
+@pytest.fixture
+def scene(slicer_mod):
+    """A real vtkMRMLScene with the Segmentations logic attached, as the Slicer app sets it up
+    (the logic registers the binary labelmap ↔ surface converter rules segments need)."""
+    scene = slicer_mod.vtkMRMLScene()
+    segmentations_logic = slicer_mod.vtkSlicerSegmentationsModuleLogic()
+    segmentations_logic.SetMRMLScene(scene)
+    yield scene
+    scene.Clear(1)
+    segmentations_logic.SetMRMLScene(None)
+
+
+@pytest.fixture
+def lib(slicer_mod):
+    from ScarNetSlicerLib import processing, report_nodes, segmentation_nodes, volume_nodes
+
+    return types.SimpleNamespace(volume_nodes=volume_nodes, segmentation_nodes=segmentation_nodes,
+                                 report_nodes=report_nodes, processing=processing)
+
+
+def _image(direction: np.ndarray, shape_kji=(5, 40, 36)) -> Volume:
+    rng = np.random.default_rng(0)
+    return Volume(rng.normal(100.0, 30.0, shape_kji).astype(np.float32), SPACING, ORIGIN, direction)
+
+
+def _labelmap(image: Volume) -> Volume:
+    """An LV ring on every slice, scar on three slices, MVO inside the scar on one: all four labels."""
+    k, rows, cols = image.array.shape
+    rr, cc = np.mgrid[:rows, :cols]
+    radius = np.hypot(rr - rows / 2, cc - cols / 2)
+    angle = np.arctan2(rr - rows / 2, cc - cols / 2)
+    labels = np.zeros(image.array.shape, dtype=np.uint8)
+    for z in range(k - 1):  # the last slice stays empty (above the base)
+        labels[z][radius < 7] = 1
+        labels[z][(radius >= 7) & (radius < 11)] = 2
+    for z in (1, 2, 3):
+        labels[z][(radius >= 7) & (radius < 11) & (np.abs(angle) < 0.8)] = 3
+    labels[2][(radius >= 8) & (radius < 10) & (np.abs(angle) < 0.3)] = 4
+    return image.with_array(labels)
+
+
+class FakeSegmenter:
+    """Stands in for the model: returns a given labelmap on the input grid, reporting progress."""
+
+    def __init__(self, labels: np.ndarray, steps: int = 4, started: threading.Event | None = None,
+                 release: threading.Event | None = None, error: Exception | None = None) -> None:
+        self.labels, self.steps, self.started, self.release, self.error = labels, steps, started, release, error
+        self.calls = 0
+
+    def __call__(self, volume, progress=None, should_cancel=None):
+        self.calls += 1
+        for step in range(self.steps):
+            if self.started is not None:
+                self.started.set()
+            if self.release is not None:
+                self.release.wait(5)
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("cancelled")
+            if progress is not None:
+                progress((step + 1) / self.steps, f"step {step + 1}")
+        if self.error is not None:
+            raise self.error
+        labelmap = volume.with_array(self.labels)
+        report = quantify(labelmap)
+        report.slices[1].qc_flags = ["low_confidence"]
+        return types.SimpleNamespace(labelmap=labelmap, report=report)
+
+
+def _factory(segmenter):
+    return lambda options: segmenter
+
+
+def _report_equal(a: dict, b: dict) -> None:
+    assert len(a["slices"]) == len(b["slices"])
+    for key in ("index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
+                "lv_blood_pool_ml", "healthy_myocardium_ml"):
+        assert [s[key] for s in a["slices"]] == [s[key] for s in b["slices"]], key
+    assert a["total"] == b["total"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Volume nodes ↔ engine volumes
+# ---------------------------------------------------------------------------------------------
+def test_known_voxel_position_lps_to_ras(scene, lib):
+    """Hand-computed: LPS origin (10, 20, 30), spacing (2, 3, 4), axis-aligned → RAS flips x and y."""
+    volume = Volume(np.zeros((3, 4, 5), np.float32), (2.0, 3.0, 4.0), (10.0, 20.0, 30.0), np.eye(3))
+    node = lib.volume_nodes.add_volume_node(scene, volume, "axis aligned")
+    assert node.GetOrigin() == pytest.approx((-10.0, -20.0, 30.0))
+    assert node.GetSpacing() == pytest.approx((2.0, 3.0, 4.0))
+    assert lib.volume_nodes.ras_point_of_voxel(node, (1, 1, 1)) == pytest.approx((-12.0, -23.0, 34.0))
+
+
+def test_oblique_anisotropic_round_trip(scene, lib, oblique_direction):
+    vn = lib.volume_nodes
+    image = _image(oblique_direction)
+    node = vn.add_volume_node(scene, image, "oblique")
+
+    # IJK→RAS is the engine's IJK→LPS with x and y negated.
+    expected = np.eye(4)
+    expected[:3, :] = FLIP @ image.ijk_to_lps_matrix()[:3, :]
+    np.testing.assert_allclose(vn.ijk_to_ras_matrix(node), expected, atol=1e-9)
+
+    # A known voxel: Slicer's world (RAS) point is the engine's LPS point with the flip.
+    for ijk in [(0, 0, 0), (7, 11, 3), (35, 39, 4)]:
+        ras = vn.ras_point_of_voxel(node, ijk)
+        np.testing.assert_allclose(ras, FLIP @ image.index_to_physical(np.array(ijk)), atol=1e-9)
+        # and the vtkImageData point (i, j, k) holds array[k, j, i]
+        value = node.GetImageData().GetScalarComponentAsDouble(*ijk, 0)
+        assert value == pytest.approx(float(image.array[ijk[2], ijk[1], ijk[0]]))
+
+    back = vn.volume_from_node(node)
+    assert back.array.dtype == np.float32
+    np.testing.assert_array_equal(back.array, image.array)
+    np.testing.assert_allclose(back.spacing_mm, SPACING, atol=1e-9)
+    np.testing.assert_allclose(back.origin_mm, ORIGIN, atol=1e-9)
+    np.testing.assert_allclose(back.direction, oblique_direction, atol=1e-9)
+
+    # node → Volume → node keeps the matrix and the voxels
+    again = vn.add_volume_node(scene, back, "again")
+    np.testing.assert_allclose(vn.ijk_to_ras_matrix(again), vn.ijk_to_ras_matrix(node), atol=1e-9)
+    np.testing.assert_array_equal(vn.volume_from_node(again).array, image.array)
+
+    # the Volume is a copy: changing it does not change the node
+    back.array[0, 0, 0] += 1000
+    assert node.GetImageData().GetScalarComponentAsDouble(0, 0, 0, 0) == pytest.approx(float(image.array[0, 0, 0]))
+
+
+def test_refused_inputs(scene, lib, slicer_mod):
+    vn = lib.volume_nodes
+    with pytest.raises(ValueError, match="no input volume"):
+        vn.volume_from_node(None)
+
+    single = vn.add_volume_node(scene, Volume(np.ones((1, 64, 64), np.float32)), "single slice")
+    with pytest.raises(ValueError, match="2D image"):
+        vn.volume_from_node(single)
+    one_row = vn.add_volume_node(scene, Volume(np.ones((8, 1, 64), np.float32)), "one row")
+    with pytest.raises(ValueError, match="2D image"):
+        vn.volume_from_node(one_row)
+
+    vector = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "rgb")
+    image = slicer_mod.vtkImageData() if hasattr(slicer_mod, "vtkImageData") else None
+    import vtk
+
+    image = vtk.vtkImageData()
+    image.SetDimensions(16, 16, 4)
+    image.AllocateScalars(vtk.VTK_FLOAT, 3)
+    vector.SetAndObserveImageData(image)
+    with pytest.raises(ValueError, match="values per voxel"):
+        vn.volume_from_node(vector)
+
+    # A multi-frame (4D) series stored as a multi-component scalar volume
+    frames = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "multivolume")
+    image = vtk.vtkImageData()
+    image.SetDimensions(16, 16, 4)
+    image.AllocateScalars(vtk.VTK_SHORT, 20)
+    frames.SetAndObserveImageData(image)
+    with pytest.raises(ValueError, match="4D"):
+        vn.volume_from_node(frames)
+
+    # One frame of a sequence (4D time series) shown through a sequence browser
+    scene.RegisterNodeClass(slicer_mod.vtkMRMLSequenceBrowserNode())
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "series")
+    frame = slicer_mod.vtkMRMLScalarVolumeNode()
+    vn.update_node_from_volume(frame, Volume(np.ones((4, 40, 40), np.float32)))
+    sequence.SetDataNodeAtValue(frame, "0")
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "browser")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    proxy = vn.add_volume_node(scene, Volume(np.ones((4, 40, 40), np.float32)), "series proxy")
+    browser.AddProxyNode(proxy, sequence, False)
+    with pytest.raises(ValueError, match="sequence"):
+        vn.volume_from_node(proxy)
+
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    with pytest.raises(ValueError, match="not a scalar image"):
+        vn.volume_from_node(labelmap)
+    empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
+    with pytest.raises(ValueError, match="no image data"):
+        vn.volume_from_node(empty)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labelmap ↔ segmentation
+# ---------------------------------------------------------------------------------------------
+def test_labelmap_to_segments(scene, lib, oblique_direction):
+    vn, sn = lib.volume_nodes, lib.segmentation_nodes
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "seg")
+    ids = sn.write_labelmap(segmentation_node, labels, volume_node)
+
+    segmentation = segmentation_node.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == 4
+    assert ids == {info.name: info.segment_id for info in SEGMENTS}
+    assert segmentation_node.GetNodeReference(segmentation_node.GetReferenceImageGeometryReferenceRole()) is volume_node
+    for index, info in enumerate(SEGMENTS):
+        segment = segmentation.GetNthSegment(index)
+        assert segment.GetName() == info.name
+        assert segment.GetColor() == pytest.approx(info.color_rgb)
+        entry = sn.segment_terminology(segment)
+        assert entry == sn.terminology_entry(info)
+        codes = sn.parse_terminology_entry(entry)
+        assert codes["context"] == ("ScarNetSlicer LGE",)
+        assert codes["category"] == info.category and codes["type"] == info.type
+        count = int(sn.segment_mask(segmentation_node, info.segment_id, volume_node).sum())
+        assert count == int((labels.array == info.label).sum()) > 0
+    scar = segmentation.GetSegment("scar")
+    assert sn.parse_terminology_entry(sn.segment_terminology(scar))["type"][:2] == ("SCT", "12402003")
+
+    # Writing again replaces (never duplicates) the segments
+    sn.write_labelmap(segmentation_node, labels.with_array(np.where(labels.array == 4, 3, labels.array)), volume_node)
+    assert segmentation.GetNumberOfSegments() == 4
+    assert not sn.segment_mask(segmentation_node, "mvo", volume_node).any()
+
+
+def test_segments_terminology_resolves_in_slicer_terminology(slicer_mod, lib):
+    """Slicer's terminology logic loads our .term.json and finds every type with our colours."""
+    sn = lib.segmentation_nodes
+    logic = slicer_mod.vtkSlicerTerminologiesModuleLogic()
+    path = MODULE_DIR / "Resources" / "Terminology" / "ScarNetSlicer.term.json"
+    assert logic.LoadTerminologyFromFile(str(path)) == sn.TERMINOLOGY_CONTEXT
+    found = {}
+    for c in range(logic.GetNumberOfCategoriesInTerminology(sn.TERMINOLOGY_CONTEXT)):
+        category = slicer_mod.vtkSlicerTerminologyCategory()
+        logic.GetNthCategoryInTerminology(sn.TERMINOLOGY_CONTEXT, c, category)
+        for t in range(logic.GetNumberOfTypesInTerminologyCategory(sn.TERMINOLOGY_CONTEXT, category)):
+            term = slicer_mod.vtkSlicerTerminologyType()
+            logic.GetNthTypeInTerminologyCategory(sn.TERMINOLOGY_CONTEXT, category, t, term)
+            key = (category.GetCodingSchemeDesignator(), category.GetCodeValue(),
+                   term.GetCodingSchemeDesignator(), term.GetCodeValue())
+            found[key] = tuple(term.GetRecommendedDisplayRGBValue())
+    expected = {(*info.category[:2], *info.type[:2]): tuple(round(255 * c) for c in info.color_rgb)
+                for info in SEGMENTS}
+    assert found == expected
+
+
+def test_segmentation_round_trip_quantifies_the_same(scene, lib, oblique_direction):
+    vn, sn = lib.volume_nodes, lib.segmentation_nodes
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "seg")
+    sn.write_labelmap(segmentation_node, labels, volume_node)
+    back = sn.labelmap_from_segmentation(segmentation_node, volume_node)
+    assert back.same_grid(labels)
+    np.testing.assert_array_equal(back.array, labels.array)
+    _report_equal(quantify(back).to_dict(), quantify(labels).to_dict())
+
+
+def test_segment_recognised_by_name_when_user_made(scene, lib, oblique_direction):
+    """A user's own segmentation with a segment named 'scar' (another ID) is quantified as scar."""
+    vn, sn = lib.volume_nodes, lib.segmentation_nodes
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segment_id = segmentation_node.GetSegmentation().AddEmptySegment("Segment_1", "scar", [1, 1, 0])
+    sn.set_segment_mask(segmentation_node, segment_id, labels.array >= 3, labels)
+    back = sn.labelmap_from_segmentation(segmentation_node, volume_node)
+    np.testing.assert_array_equal(back.array, np.where(labels.array >= 3, 3, 0))
+    other = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "unrelated")
+    other.GetSegmentation().AddEmptySegment("liver", "Liver")
+    with pytest.raises(ValueError, match="no segment named"):
+        sn.labelmap_from_segmentation(other, volume_node)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report → table and plot
+# ---------------------------------------------------------------------------------------------
+def test_report_to_table_and_plot(scene, lib, oblique_direction):
+    rn = lib.report_nodes
+    labels = _labelmap(_image(oblique_direction))
+    report_obj = quantify(labels)
+    report_obj.slices[2].qc_flags = ["low_confidence", "broken_ring"]
+    report = report_obj.to_dict()
+    assert report["slices"][-1]["scar_percent"] is None  # the empty slice
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "report")
+    rn.update_table(table, report)
+
+    assert table.GetNumberOfRows() == len(report["slices"])
+    assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [c.name for c in rn.COLUMNS]
+    rows = rn.read_table(table)
+    for row, expected in zip(rows, report["slices"], strict=True):
+        for column in rn.COLUMNS:
+            assert row[column.key] == expected[column.key], column.name
+    assert math.isnan(table.GetTable().GetColumnByName("Scar (%)").GetValue(len(rows) - 1))
+    assert table.GetTable().GetColumnByName("QC flags").GetValue(2) == "low_confidence;broken_ring"
+    units = {column.name: table.GetColumnUnitLabel(column.name) for column in rn.COLUMNS}
+    assert units["Myocardium (mL)"] == "mL" and units["Scar (%)"] == "%" and units["Position (mm)"] == "mm"
+    assert json.loads(table.GetAttribute(rn.REPORT_JSON_ATTRIBUTE))["total"] == report["total"]
+    assert float(table.GetAttribute(rn.TOTAL_ATTRIBUTE_PREFIX + "scar_g")) == report["total"]["scar_g"]
+
+    chart, series = rn.update_plot(scene, table)
+    assert series.GetTableNodeID() == table.GetID()
+    assert table.GetTable().GetColumnByName(series.GetXColumnName()) is not None
+    assert series.GetYColumnName() == "Scar (%)"
+    assert chart.GetPlotSeriesNodeID() == series.GetID()
+    chart_again, series_again = rn.update_plot(scene, table)
+    assert (chart_again, series_again) == (chart, series)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 1
+    assert rn.format_totals(report)["scar_g"] == f"{report['total']['scar_g']:.1f} g"
+
+
+# ---------------------------------------------------------------------------------------------
+# Processor: Segment scar, Update report, edit detection, subject hierarchy
+# ---------------------------------------------------------------------------------------------
+def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_direction):
+    vn, sn, pr, rn = lib.volume_nodes, lib.segmentation_nodes, lib.processing, lib.report_nodes
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    hierarchy = slicer_mod.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    patient = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "patient")
+    study = hierarchy.CreateStudyItem(patient, "LGE study")
+    hierarchy.CreateItem(study, volume_node)
+
+    fake = FakeSegmenter(labels.array)
+    processor = pr.Processor(scene, _factory(fake))
+    job = processor.start(volume_node)
+    job.task.run_here()
+    outputs = processor.finish(job)
+    assert fake.calls == 1
+    assert [p.message for p in job.task.poll()][-1] == "step 4"
+    _report_equal(outputs.report, quantify(labels).to_dict())
+    assert outputs.report["slices"][1]["qc_flags"] == ["low_confidence"]
+    assert rn.read_table(outputs.table_node)[1]["qc_flags"] == ["low_confidence"]
+    for node in (outputs.segmentation_node, outputs.table_node, outputs.chart_node):
+        assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node)) == study
+    assert outputs.segmentation_node.GetNodeReference(pr.INPUT_REFERENCE_ROLE) is volume_node
+    assert not processor.segmentation_was_edited(outputs.segmentation_node, volume_node)
+
+    # Edit 1 (Segment Editor "erase"): remove the scar of slice 2 from the Scar segment.
+    edited = labels.array.copy()
+    edited[2][edited[2] == 3] = 0
+    sn.set_segment_mask(outputs.segmentation_node, "scar", edited == 3, labels)
+    assert processor.segmentation_was_edited(outputs.segmentation_node, volume_node)
+    segmentation_before = sn.fingerprint(sn.labelmap_from_segmentation(outputs.segmentation_node, volume_node))
+    updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
+    expected = quantify(labels.with_array(edited), image=image).to_dict()
+    _report_equal(updated.report, expected)
+    assert updated.report["total"]["scar_ml"] < outputs.report["total"]["scar_ml"]
+    assert updated.report["slices"][2]["scar_ml"] == updated.report["slices"][2]["mvo_ml"] > 0
+    assert updated.report["slices"][1]["qc_flags"] == ["low_confidence"]  # the model's flags are kept
+    assert updated.report["edited"] is True
+    assert rn.read_table(outputs.table_node)[2]["scar_ml"] == expected["slices"][2]["scar_ml"]
+    assert (updated.table_node, updated.chart_node) == (outputs.table_node, outputs.chart_node)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 1
+    # "Update report" changes nothing but the report
+    assert sn.fingerprint(sn.labelmap_from_segmentation(outputs.segmentation_node, volume_node)) == segmentation_before
+
+    # Edit 2 (relabel): the scar of slice 1 was healthy myocardium after all.
+    myocardium_before = updated.report["total"]["myocardium_ml"]
+    edited[1][edited[1] == 3] = 2
+    sn.set_segment_mask(outputs.segmentation_node, "scar", edited == 3, labels)
+    sn.set_segment_mask(outputs.segmentation_node, "myocardium", edited == 2, labels)
+    updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
+    _report_equal(updated.report, quantify(labels.with_array(edited)).to_dict())
+    assert updated.report["total"]["myocardium_ml"] == myocardium_before
+    assert updated.report["slices"][1]["scar_ml"] == 0 and updated.report["slices"][1]["scar_percent"] == 0
+
+
+def test_edit_detection_guards_rerun(scene, lib, oblique_direction):
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    empty = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
+    assert not processor.segmentation_was_edited(empty, volume_node)
+    assert not processor.segmentation_was_edited(None, volume_node)
+
+    job = processor.start(volume_node, empty)
+    job.task.run_here()
+    outputs = processor.finish(job)
+    assert outputs.segmentation_node is empty
+    assert not processor.segmentation_was_edited(empty, volume_node)
+    fingerprint = empty.GetAttribute(sn.FINGERPRINT_ATTRIBUTE)
+
+    sn.set_segment_mask(empty, "lv_blood_pool", np.zeros(labels.array.shape, bool), labels)
+    assert processor.segmentation_was_edited(empty, volume_node)
+    nodes_before = scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match="was edited"):
+        processor.start(volume_node, empty)
+    assert scene.GetNumberOfNodes() == nodes_before
+    assert empty.GetAttribute(sn.FINGERPRINT_ATTRIBUTE) == fingerprint
+
+    job = processor.start(volume_node, empty, overwrite_edited=True)
+    job.task.run_here()
+    processor.finish(job)
+    assert not processor.segmentation_was_edited(empty, volume_node)
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(empty, volume_node).array, labels.array)
+
+    # Somebody else's segmentation (no fingerprint) counts as edited: replacing it needs consent.
+    theirs = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "theirs")
+    theirs.GetSegmentation().AddEmptySegment("tumour", "Tumour")
+    assert processor.segmentation_was_edited(theirs, volume_node)
+
+
+def test_bad_input_leaves_scene_unchanged(scene, lib):
+    vn, pr = lib.volume_nodes, lib.processing
+    processor = pr.Processor(scene, _factory(FakeSegmenter(np.zeros((1, 1, 1), np.uint8))))
+    flat = vn.add_volume_node(scene, Volume(np.ones((1, 64, 64), np.float32)), "flat")
+    good = vn.add_volume_node(scene, _image(np.eye(3)), "good")
+    before = scene.GetNumberOfNodes()
+    for node in (None, flat):
+        with pytest.raises(ValueError):
+            processor.start(node)
+    with pytest.raises(ValueError, match="unknown device"):
+        pr.SegmentationOptions(device="tpu")
+    with pytest.raises(ValueError, match="no segmentation"):
+        processor.update_report(good, None)
+    assert scene.GetNumberOfNodes() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# The worker: progress, cancel, failure
+# ---------------------------------------------------------------------------------------------
+def test_worker_thread_forwards_progress(scene, lib, oblique_direction):
+    vn, pr = lib.volume_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array, steps=5)))
+    job = processor.start(volume_node)
+    assert job.task.state is TaskState.PENDING
+    job.task.start()
+    assert job.task.wait(10)
+    messages = [p.message for p in job.task.poll()]
+    assert messages == ["loading the model"] + [f"step {i}" for i in range(1, 6)]
+    assert job.task.state is TaskState.SUCCEEDED
+    outputs = processor.finish(job)
+    assert outputs.segmentation_node.GetSegmentation().GetNumberOfSegments() == 4
+
+
+def test_cancel_applies_nothing(scene, lib, oblique_direction):
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "target")
+    started, release = threading.Event(), threading.Event()
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array, steps=50, started=started, release=release)))
+    before = scene.GetNumberOfNodes()
+    job = processor.start(volume_node, target)
+    job.task.start()
+    assert started.wait(5)
+    job.task.cancel()
+    release.set()
+    assert job.task.wait(10)
+    assert job.task.state is TaskState.CANCELLED
+    assert processor.finish(job) is None
+    assert scene.GetNumberOfNodes() == before
+    assert not sn.has_segments(target)
+    assert target.GetAttribute(sn.FINGERPRINT_ATTRIBUTE) is None
+
+
+def test_result_arriving_after_cancel_is_dropped():
+    task = BackgroundTask(lambda progress, should_cancel: "result")
+    task.cancel()
+    assert task.run_here() is None
+    assert task.state is TaskState.CANCELLED and task.outcome() is None
+
+
+def test_failure_is_raised_on_the_main_thread(scene, lib, oblique_direction):
+    vn, pr = lib.volume_nodes, lib.processing
+    image = _image(oblique_direction)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    error = WeightsError("no bundled weights for encoder 'litemedsam'; pass --weights PATH")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(_labelmap(image).array, error=error)))
+    before = scene.GetNumberOfNodes()
+    job = processor.start(volume_node)
+    job.task.start()
+    assert job.task.wait(10)
+    assert job.task.state is TaskState.FAILED
+    with pytest.raises(RuntimeError, match="no bundled weights"):
+        processor.finish(job)
+    assert scene.GetNumberOfNodes() == before
+    # The synchronous path (waitForCompletion) raises the same error
+    job = processor.start(volume_node)
+    with pytest.raises(WeightsError):
+        job.task.run_here()
+
+
+def test_intermediate_files(scene, lib, oblique_direction, tmp_path):
+    vn, pr = lib.volume_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge case/1")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    job = processor.start(volume_node, options=pr.SegmentationOptions(intermediate_folder=str(tmp_path)))
+    job.task.run_here()
+    processor.finish(job)
+    (folder,) = list(tmp_path.iterdir())
+    assert folder.name.startswith("lge_case_1-")
+    assert {p.name for p in folder.iterdir()} == {"input.nrrd", "segmentation.seg.nrrd", "report.json"}
+    from scarnet.io import read_seg_nrrd
+
+    np.testing.assert_array_equal(read_seg_nrrd(folder / "segmentation.seg.nrrd").array, labels.array)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bundled sample volume, read by Slicer's own NRRD reader
+# ---------------------------------------------------------------------------------------------
+def test_sample_volume_file(scene, lib):
+    """The committed sample matches its checksum, and Slicer's NRRD reader and the engine's reader
+    (SimpleITK, LPS) agree on every voxel and on the geometry: the RAS/LPS chain end to end."""
+    assert sample_data.SAMPLE_PATH.is_file()
+    assert sample_data.sha256_of(sample_data.SAMPLE_PATH) == sample_data.SHA256
+    arguments = sample_data.source_arguments()
+    assert arguments["checksums"] == f"SHA256:{sample_data.SHA256}"
+    assert arguments["uris"] == sample_data.SAMPLE_PATH.as_uri() and Path(arguments["thumbnailFileName"]).is_file()
+
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "sample")
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(sample_data.SAMPLE_PATH))
+    assert storage.ReadData(node)
+    loaded = lib.volume_nodes.volume_from_node(node)
+    from scarnet.io import read_volume
+
+    expected = read_volume(sample_data.SAMPLE_PATH)
+    assert loaded.array.shape == expected.array.shape and loaded.num_slices >= 6
+    np.testing.assert_array_equal(loaded.array, expected.array)
+    np.testing.assert_allclose(loaded.origin_mm, expected.origin_mm, atol=1e-4)
+    np.testing.assert_allclose(loaded.direction, expected.direction, atol=1e-6)
+    np.testing.assert_allclose(loaded.spacing_mm, expected.spacing_mm, atol=1e-6)
+    assert np.linalg.det(loaded.direction) == pytest.approx(1.0, abs=1e-6)  # oblique, not axis-aligned
+    assert not np.allclose(np.abs(loaded.direction), np.eye(3), atol=1e-3)
+
+    truth = sample_data.read_truth()  # the phantom's exact labels, on the sample's grid
+    assert truth.same_grid(expected)
+    assert (truth.array >= 3).any() and (truth.array == 2).any() and (truth.array == 1).any()
+
+
+# ---------------------------------------------------------------------------------------------
+# Dependencies (pure Python: no slicer-core needed)
+# ---------------------------------------------------------------------------------------------
+def test_dependency_gate():
+    present = {"numpy", "scipy", "pydicom", "rich"}
+    importable = present.__contains__
+    assert dependencies.missing_requirements(importable=importable) == [
+        "safetensors>=0.4", "slicerio>=1.0", "nibabel>=5.0"]
+    assert dependencies.is_importable("json") and not dependencies.is_importable("no_such_package_scarnet")
+
+    asked: list[str] = []
+    with pytest.raises(dependencies.DependencyError) as info:
+        dependencies.ensure_dependencies(lambda text: asked.append(text) or True, None, lambda r: None, importable)
+    assert str(info.value) == dependencies.PYTORCH_EXTENSION_MISSING and not asked
+    assert isinstance(info.value, RuntimeError)
+
+    installed: list = []
+    with pytest.raises(dependencies.DependencyError, match="not installed"):
+        dependencies.ensure_dependencies(lambda text: asked.append(text) or False, lambda: installed.append("torch"),
+                                         installed.append, importable)
+    assert len(asked) == 1 and not installed
+    assert "PyTorch" in asked[0] and "safetensors>=0.4" in asked[0] and "nibabel>=5.0" in asked[0]
+
+    def install_torch():
+        present.add("torch")
+        return object()
+
+    def pip_install(requirements):
+        installed.append(list(requirements))
+        present.update(r.split(">=")[0] for r in requirements)
+
+    asked.clear()
+    result = dependencies.ensure_dependencies(lambda text: asked.append(text) or True, install_torch, pip_install,
+                                              importable)
+    assert result == ["torch", "safetensors>=0.4", "slicerio>=1.0", "nibabel>=5.0"]
+    assert installed == [["safetensors>=0.4", "slicerio>=1.0", "nibabel>=5.0"]] and len(asked) == 1
+    # everything present: no dialog at all
+    asked.clear()
+    assert dependencies.ensure_dependencies(lambda text: asked.append(text) or True, None, pip_install,
+                                            importable) == []
+    assert not asked
+
+    # pip "succeeded" but the package is still not importable: one clear error
+    with pytest.raises(dependencies.DependencyError, match="could not install nibabel"):
+        dependencies.ensure_dependencies(lambda text: True, install_torch, lambda r: None,
+                                         {"torch"}.__contains__, {"nibabel": "nibabel>=5.0"})
+
+
+def test_errors_are_value_or_runtime_errors():
+    """process() promises ValueError/RuntimeError with one line for everything a user can fix."""
+    from scarnet.errors import NoHeartFoundError
+
+    assert issubclass(InputError, ValueError) and issubclass(NoHeartFoundError, ValueError)
+    assert issubclass(WeightsError, RuntimeError) and issubclass(dependencies.DependencyError, RuntimeError)

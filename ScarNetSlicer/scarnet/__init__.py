@@ -1,0 +1,38 @@
+"""ScarNet engine: myocardium and scar segmentation and quantification in LGE cardiac MRI.
+
+Pure Python, no Slicer/Qt/VTK. Heavy libraries (torch, SimpleITK) are imported only by the
+functions that need them, so ``import scarnet`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Volume", "read_volume", "read_labelmap", "quantify", "segment", "load_model", "__version__"]
+
+if TYPE_CHECKING:
+    from .inference import segment
+    from .io import read_labelmap, read_volume
+    from .model.registry import load_model
+    from .quantify import quantify
+    from .volume import Volume
+
+_LAZY = {
+    "Volume": ("volume", "Volume"),
+    "read_volume": ("io", "read_volume"),
+    "read_labelmap": ("io", "read_labelmap"),
+    "quantify": ("quantify", "quantify"),
+    "segment": ("inference", "segment"),
+    "load_model": ("model.registry", "load_model"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f".{module_name}", __name__), attribute)
+    raise AttributeError(f"module 'scarnet' has no attribute {name!r}")

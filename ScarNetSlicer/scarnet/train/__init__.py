@@ -1,0 +1,1 @@
+"""Training: EMIDEC and phantom data, augmentation, losses, the loop (needs the [train] extra)."""

@@ -1,0 +1,250 @@
+"""Training examples: real EMIDEC slices and synthetic phantoms, augmented hard, cropped as at inference.
+
+Every example goes through the same crop and normalisation as inference
+(:mod:`scarnet.preprocess`). Two views are trained, matching the two inference passes:
+
+* ``heart``: a crop of ``input_size`` pixels at ``pixel_spacing_mm`` around the LV (jittered),
+  the view the model segments in;
+* ``localise``: the whole field of view squeezed into ``input_size`` pixels, the view the
+  model finds the heart in.
+
+Augmentation aims at other scanners and centres (the shipped model is scored on LGE it has
+never seen): any rotation and flip (volumes arrive in any in-plane orientation), isotropic
+and anisotropic scaling and shear (the PNGs were stretched), mild elastic warps, coil bias
+fields, gamma/contrast, Rician and Gaussian noise, blur and lower resolution, Gibbs ringing
+(MONAI), k-space ghosting and motion (here: TorchIO's are 3D and import SimpleITK, which the
+GPU machine lacks), and phantoms with randomised appearance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..labels import LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR_LABELS
+from ..preprocess import normalise_intensity, plane_transform, resample_plane, valid_mask
+
+
+@dataclass
+class SliceSample:
+    """One 2D slice with exact labels and its (row, column) pixel spacing in mm."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    spacing_rc_mm: tuple[float, float]
+
+
+@dataclass
+class AugmentConfig:
+    """Probabilities and ranges of every augmentation (saved with the training config)."""
+
+    localise_fraction: float = 0.2
+    center_jitter_mm: float = 12.0
+    scale_range: tuple[float, float] = (0.8, 1.25)
+    anisotropy_range: tuple[float, float] = (0.88, 1.12)
+    shear_sd: float = 0.05
+    flip_probability: float = 0.5
+    elastic_probability: float = 0.25
+    bias_field_probability: float = 0.6
+    gamma_probability: float = 0.5
+    noise_probability: float = 0.5
+    blur_probability: float = 0.2
+    low_resolution_probability: float = 0.25
+    gibbs_probability: float = 0.15
+    ghosting_probability: float = 0.15
+    motion_probability: float = 0.1
+    extra: dict = field(default_factory=dict)
+
+
+def ghosting(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ghosts along a phase-encode axis: every n-th k-space line attenuated (as TorchIO's RandomGhosting)."""
+    axis = int(rng.integers(2))
+    spectrum = np.fft.fftshift(np.fft.fft2(image))
+    spacing = int(rng.integers(2, 7))
+    lines = np.arange(image.shape[axis])
+    centre = image.shape[axis] // 2
+    attenuated = (lines % spacing == 0) & (np.abs(lines - centre) > 2)  # keep the k-space centre (contrast)
+    factor = np.where(attenuated, 1.0 - rng.uniform(0.15, 0.6), 1.0)
+    spectrum *= factor[:, None] if axis == 0 else factor[None, :]
+    return np.abs(np.fft.ifft2(np.fft.ifftshift(spectrum))).astype(np.float32)
+
+
+def motion(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rigid motion during acquisition: k-space lines after a random time come from a moved image."""
+    axis = int(rng.integers(2))
+    angle = rng.uniform(-4, 4)
+    shift = rng.uniform(-4, 4, size=2)
+    moved = ndimage.shift(ndimage.rotate(image, angle, reshape=False, order=1, mode="nearest"), shift, order=1,
+                          mode="nearest")
+    spectrum = np.fft.fftshift(np.fft.fft2(image))
+    moved_spectrum = np.fft.fftshift(np.fft.fft2(moved))
+    n = image.shape[axis]
+    start = int(rng.uniform(0.55, 0.9) * n) if rng.random() < 0.5 else 0
+    stop = n if start else int(rng.uniform(0.1, 0.45) * n)
+    index = [slice(None), slice(None)]
+    index[axis] = slice(start, stop)
+    spectrum[tuple(index)] = moved_spectrum[tuple(index)]
+    return np.abs(np.fft.ifft2(np.fft.ifftshift(spectrum))).astype(np.float32)
+
+
+class IntensityAugmenter:
+    """MR acquisition effects on a crop (values roughly in [0, 1]): MONAI transforms plus k-space ghosting/motion."""
+
+    def __init__(self, config: AugmentConfig, seed: int) -> None:
+        from monai import transforms as T
+
+        c = config
+        self.transforms = [
+            T.RandBiasField(degree=3, coeff_range=(0.05, 0.45), prob=c.bias_field_probability),
+            T.RandAdjustContrast(gamma=(0.55, 1.8), prob=c.gamma_probability),
+            T.RandGaussianSmooth(sigma_x=(0.3, 1.2), sigma_y=(0.3, 1.2), prob=c.blur_probability),
+            T.RandSimulateLowResolution(zoom_range=(0.45, 0.9), downsample_mode="area", upsample_mode="bilinear",
+                                        prob=c.low_resolution_probability),
+            T.RandGibbsNoise(alpha=(0.2, 0.7), prob=c.gibbs_probability),
+            T.RandRicianNoise(std=0.08, relative=True, sample_std=True, prob=c.noise_probability / 2),
+            T.RandGaussianNoise(std=0.06, sample_std=True, prob=c.noise_probability / 2),
+        ]
+        for i, transform in enumerate(self.transforms):
+            transform.set_random_state(seed + i)
+        self.config = config
+        self.rng = np.random.default_rng(seed + 100)
+
+    def __call__(self, crop: np.ndarray) -> np.ndarray:
+        x = crop[None].astype(np.float32)
+        scale = float(np.percentile(x, 99.5)) or 1.0
+        x = x / scale
+        for transform in self.transforms:
+            x = transform(x)
+        x = np.asarray(x, dtype=np.float32)[0]
+        if self.rng.random() < self.config.ghosting_probability:
+            x = ghosting(x, self.rng)
+        if self.rng.random() < self.config.motion_probability:
+            x = motion(x, self.rng)
+        return np.maximum(x, 0.0)
+
+
+def _elastic(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, alpha_px: float = 3.0,
+             grid: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random displacement (a coarse random grid upsampled), a few pixels at most."""
+    size = image.shape[0]
+    coarse = rng.normal(0.0, alpha_px / 2, size=(2, grid, grid))
+    displacement = np.stack([ndimage.zoom(c, size / grid, order=3) for c in coarse])[:, :size, :size]
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
+    coords = np.stack([rows + displacement[0], cols + displacement[1]])
+    warped = ndimage.map_coordinates(image, coords, order=1, mode="constant")
+    warped_labels = ndimage.map_coordinates(labels, coords, order=0, mode="constant")
+    return warped, warped_labels
+
+
+def lv_center_rc(labels: np.ndarray) -> tuple[float, float] | None:
+    """Centroid of the LV (blood pool and myocardium) in pixel (row, col), None without LV."""
+    lv = (labels == LV_BLOOD_POOL) | np.isin(labels, MYOCARDIUM_LABELS)
+    if not lv.any():
+        return None
+    rows, cols = np.nonzero(lv)
+    return float(rows.mean()), float(cols.mean())
+
+
+def make_example(sample: SliceSample, rng: np.random.Generator, input_size: int, pixel_spacing_mm: float,
+                 config: AugmentConfig, intensity: IntensityAugmenter | None) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented (image (1, S, S) float32 in [0, 1], labels (S, S) int64) training pair."""
+    spacing = np.asarray(sample.spacing_rc_mm, dtype=float)
+    shape = np.asarray(sample.image.shape, dtype=float)
+    center = lv_center_rc(sample.labels)
+    if center is None or rng.random() < config.localise_fraction:
+        # Whole field of view, as in the localisation pass (see inference.localise_heart).
+        center_rc = (shape - 1) / 2 + rng.normal(0, 0.05, 2) * shape
+        out_spacing = float((shape * spacing).max()) / input_size * rng.uniform(0.95, 1.15)
+    else:
+        center_rc = np.asarray(center) + rng.normal(0.0, config.center_jitter_mm / 2, 2) / spacing
+        out_spacing = pixel_spacing_mm
+    scale = rng.uniform(*config.scale_range) * rng.uniform(*config.anisotropy_range, size=2)
+    transform = plane_transform(
+        tuple(center_rc), tuple(spacing), input_size, out_spacing,
+        rotation_rad=rng.uniform(0, 2 * np.pi), flip=bool(rng.random() < config.flip_probability),
+        scale_rc=(float(scale[0]), float(scale[1])), shear=float(rng.normal(0, config.shear_sd)),
+    )
+    image = resample_plane(sample.image.astype(np.float32), transform, order=1)
+    labels = resample_plane(sample.labels, transform, order=0)
+    inside = valid_mask(sample.image.shape, transform)
+    if rng.random() < config.elastic_probability:
+        image, labels = _elastic(image, labels, rng)
+    if intensity is not None:
+        image = intensity(image)
+    x = normalise_intensity(image, inside)
+    return x[None], labels.astype(np.int64)
+
+
+class SliceSource:
+    """Draws slices from a list of samples, oversampling slices with scar (they are a minority)."""
+
+    def __init__(self, samples: Sequence[SliceSample], scar_weight: float = 2.0) -> None:
+        self.samples = list(samples)
+        weights = np.array([scar_weight if np.isin(s.labels, SCAR_LABELS).any() else 1.0 for s in self.samples])
+        self.probabilities = weights / weights.sum()
+
+    def draw(self, rng: np.random.Generator) -> SliceSample:
+        return self.samples[int(rng.choice(len(self.samples), p=self.probabilities))]
+
+
+def emidec_samples(cases) -> list[SliceSample]:
+    """Every slice of the given :class:`~scarnet.train.emidec.EmidecCase` objects."""
+    return [SliceSample(case.images[k], case.labels[k], case.spacing_rc_mm)
+            for case in cases for k in range(case.images.shape[0])]
+
+
+class PhantomSource:
+    """Slices of synthetic LGE phantoms with randomised appearance, made on demand and cached."""
+
+    def __init__(self, seed: int, cache_size: int = 24, refresh_probability: float = 0.02) -> None:
+        self.seed_rng = np.random.default_rng(seed)
+        self.cache: list[list[SliceSample]] = []
+        self.cache_size = cache_size
+        self.refresh_probability = refresh_probability
+
+    def _new_volume(self) -> list[SliceSample]:
+        from ..phantom import make_phantom
+
+        phantom = make_phantom(int(self.seed_rng.integers(1 << 31)), randomize_appearance=True)
+        spacing = phantom.image.spacing_mm
+        return [SliceSample(phantom.image.array[k], phantom.labelmap.array[k], (spacing[1], spacing[0]))
+                for k in range(phantom.image.num_slices)]
+
+    def draw(self, rng: np.random.Generator) -> SliceSample:
+        if len(self.cache) < self.cache_size:
+            self.cache.append(self._new_volume())
+        elif rng.random() < self.refresh_probability:
+            self.cache[int(rng.integers(len(self.cache)))] = self._new_volume()
+        volume = self.cache[int(rng.integers(len(self.cache)))]
+        return volume[int(rng.integers(len(volume)))]
+
+
+class TrainingStream(torch.utils.data.IterableDataset):
+    """An endless stream of augmented examples from real slices and phantoms (each worker seeded apart)."""
+
+    def __init__(self, real: Sequence[SliceSample], phantom_fraction: float, input_size: int,
+                 pixel_spacing_mm: float, augment: AugmentConfig, seed: int) -> None:
+        super().__init__()
+        self.real = list(real)
+        self.phantom_fraction = phantom_fraction if self.real else 1.0
+        self.input_size = input_size
+        self.pixel_spacing_mm = pixel_spacing_mm
+        self.augment = augment
+        self.seed = seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        seed = self.seed * 1000 + (info.id if info is not None else 0)
+        rng = np.random.default_rng(seed)
+        real = SliceSource(self.real) if self.real else None
+        phantoms = PhantomSource(seed + 7) if self.phantom_fraction > 0 else None
+        intensity = IntensityAugmenter(self.augment, seed)
+        while True:
+            use_phantom = real is None or rng.random() < self.phantom_fraction
+            sample = phantoms.draw(rng) if use_phantom else real.draw(rng)
+            x, y = make_example(sample, rng, self.input_size, self.pixel_spacing_mm, self.augment, intensity)
+            yield torch.from_numpy(x), torch.from_numpy(y)

@@ -1,0 +1,134 @@
+"""The engine's one image type: a voxel array with its full physical geometry.
+
+Conventions (those of ITK/SimpleITK, so files round-trip without surprises):
+
+* ``array`` is indexed ``[k, j, i]``: k is the slice index (the third image axis), j the
+  row, i the column. This is the order ``SimpleITK.GetArrayFromImage`` returns.
+* ``spacing_mm``, ``origin_mm`` and the columns of ``direction`` are given in (i, j, k)
+  order, in LPS patient coordinates (millimetres).
+* The physical point of voxel (i, j, k) is ``origin + direction @ (spacing * (i, j, k))``.
+
+The Slicer side converts to RAS; nothing here knows about Slicer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Grids whose geometry differs by less than this are the same grid (mm, and unitless for direction).
+GRID_TOLERANCE = 1e-3
+
+
+@dataclass
+class Volume:
+    """A 3D voxel array plus geometry. Used for LGE images and for labelmaps alike."""
+
+    array: np.ndarray
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def __post_init__(self) -> None:
+        self.array = np.asarray(self.array)
+        if self.array.ndim != 3:
+            raise ValueError(f"Volume array must be 3D (k, j, i), got shape {self.array.shape}")
+        self.spacing_mm = tuple(float(s) for s in self.spacing_mm)  # type: ignore[assignment]
+        self.origin_mm = tuple(float(o) for o in self.origin_mm)  # type: ignore[assignment]
+        self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    # -- geometry -------------------------------------------------------------------------
+    @property
+    def shape_ijk(self) -> tuple[int, int, int]:
+        """Size along (i, j, k): columns, rows, slices."""
+        k, j, i = self.array.shape
+        return (i, j, k)
+
+    @property
+    def num_slices(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in millilitres (1 mL = 1000 mm³)."""
+        return float(np.prod(self.spacing_mm)) / 1000.0
+
+    @property
+    def slice_normal(self) -> np.ndarray:
+        """Unit vector of the slice (k) axis in LPS."""
+        n = self.direction[:, 2]
+        return n / np.linalg.norm(n)
+
+    def index_to_physical(self, ijk: np.ndarray) -> np.ndarray:
+        """Physical LPS point(s) (mm) of continuous index/indices ``ijk`` (..., 3) in (i, j, k) order."""
+        ijk = np.asarray(ijk, dtype=float)
+        return np.asarray(self.origin_mm) + (ijk * np.asarray(self.spacing_mm)) @ self.direction.T
+
+    def ijk_to_lps_matrix(self) -> np.ndarray:
+        """4×4 homogeneous matrix from (i, j, k, 1) to LPS millimetres."""
+        m = np.eye(4)
+        m[:3, :3] = self.direction @ np.diag(self.spacing_mm)
+        m[:3, 3] = self.origin_mm
+        return m
+
+    def slice_positions_mm(self) -> np.ndarray:
+        """Signed position of each slice along the slice normal (mm), one value per k."""
+        centres = np.zeros((self.num_slices, 3))
+        centres[:, 2] = np.arange(self.num_slices)
+        return self.index_to_physical(centres) @ self.slice_normal
+
+    def same_grid(self, other: Volume, tolerance: float = GRID_TOLERANCE) -> bool:
+        """True when ``other`` has the same size, spacing, origin and direction (within tolerance)."""
+        return (
+            self.array.shape == other.array.shape
+            and np.allclose(self.spacing_mm, other.spacing_mm, atol=tolerance, rtol=tolerance)
+            and np.allclose(self.origin_mm, other.origin_mm, atol=tolerance * 10, rtol=0)
+            and np.allclose(self.direction, other.direction, atol=tolerance)
+        )
+
+    def grid_difference(self, other: Volume) -> str:
+        """A short human-readable description of how two grids differ ("" when they match)."""
+        if self.array.shape != other.array.shape:
+            return f"size {other.shape_ijk} vs {self.shape_ijk}"
+        if not np.allclose(self.spacing_mm, other.spacing_mm, atol=GRID_TOLERANCE, rtol=GRID_TOLERANCE):
+            return f"spacing {_fmt(other.spacing_mm)} mm vs {_fmt(self.spacing_mm)} mm"
+        if not np.allclose(self.origin_mm, other.origin_mm, atol=GRID_TOLERANCE * 10, rtol=0):
+            return f"origin {_fmt(other.origin_mm)} vs {_fmt(self.origin_mm)}"
+        if not np.allclose(self.direction, other.direction, atol=GRID_TOLERANCE):
+            return "direction differs"
+        return ""
+
+    def with_array(self, array: np.ndarray) -> Volume:
+        """A new Volume on this grid holding ``array`` (same shape required)."""
+        array = np.asarray(array)
+        if array.shape != self.array.shape:
+            raise ValueError(f"array shape {array.shape} does not match grid {self.array.shape}")
+        return Volume(array, self.spacing_mm, self.origin_mm, self.direction.copy())
+
+    # -- SimpleITK bridge (imported lazily: quantification needs none of it) -----------------
+    @classmethod
+    def from_sitk(cls, image) -> Volume:
+        """Build from a 3D ``SimpleITK.Image``."""
+        import SimpleITK as sitk
+
+        return cls(
+            sitk.GetArrayFromImage(image),
+            image.GetSpacing(),
+            image.GetOrigin(),
+            np.asarray(image.GetDirection()).reshape(3, 3),
+        )
+
+    def to_sitk(self):
+        """This volume as a ``SimpleITK.Image`` with the same geometry."""
+        import SimpleITK as sitk
+
+        image = sitk.GetImageFromArray(np.ascontiguousarray(self.array))
+        image.SetSpacing(self.spacing_mm)
+        image.SetOrigin(self.origin_mm)
+        image.SetDirection(tuple(self.direction.ravel()))
+        return image
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Run ON THE GPU MACHINE through the device tool, after tools/device/prepare.sh here:
+#   run(command="bash tools/device/run.sh", carry=[".device_carry"], timeout_s=600)
+# Trains the full model (config gpu_full, capped at $MINUTES), evaluates it on EMIDEC val,
+# benchmarks it on the GPU, and leaves results in $OUT (≤ 8 files of ≤ 16 MiB: the weights
+# come back split; join them with `cat best.safetensors.part-* > best.safetensors` and check
+# the sha256 printed in train.log).
+# On a CPU machine, for a dry run: OUT=/tmp/out CONFIG=smoke DEVICE=cpu bash tools/device/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${OUT:?OUT must be set (the device tool sets it)}"
+MINUTES=${MINUTES:-7}
+CONFIG=${CONFIG:-gpu_full}
+DEVICE=${DEVICE:-cuda}
+carry=.device_carry
+
+if ls "$carry"/whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$carry"/whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD/ScarNetSlicer
+else
+  export PYTHONPATH=$PWD/ScarNetSlicer
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee "$OUT/gpu.txt" || true
+
+config_args=(--config "$CONFIG")
+if [ "$CONFIG" = smoke ]; then
+  python3 -c "import json; from scarnet.train.loop import SMOKE_CONFIG; c = SMOKE_CONFIG.to_dict(); \
+c['emidec_root'] = 'auto'; c['phantom_fraction'] = 0.3; json.dump(c, open('/tmp/smoke.json', 'w'))"
+  config_args=(--config /tmp/smoke.json)
+fi
+
+python3 -m scarnet train "${config_args[@]}" --out /tmp/run --device "$DEVICE" --emidec "$carry/emidec" \
+  --encoder-checkpoint "$carry/lite_medsam_encoder.safetensors" --max-minutes "$MINUTES" 2>&1 \
+  | tee "$OUT/train.log"
+cp /tmp/run/log.jsonl /tmp/run/best.json "$OUT/"
+split -b 15m /tmp/run/best.safetensors "$OUT/best.safetensors.part-"
+
+# Validation figures of the selected checkpoint (full pipeline), then speed on this GPU.
+python3 -m scarnet evaluate --weights /tmp/run/best.safetensors --emidec "$carry/emidec" --device "$DEVICE" \
+  --skip medsam noise artifacts --json "$OUT/eval_val.json" 2>&1 | tail -40 || echo "evaluate failed"
+python3 -m scarnet bench --device "$DEVICE" --repeats 5 --json "$OUT/bench.json" 2>&1 | tail -40 || echo "bench failed"
+ls -la "$OUT"
