@@ -15,8 +15,9 @@ run from the ``ScarNetSlicer`` folder, then paste the printed checksum into :dat
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from scarnet.io import sha256_of
 
 SEED = 7
 SAMPLE_NAME = "ScarNetPhantomLGE"
@@ -31,14 +32,6 @@ RESOURCES = Path(__file__).resolve().parent.parent / "Resources"
 SAMPLE_PATH = RESOURCES / "SampleData" / FILE_NAME
 TRUTH_PATH = RESOURCES / "SampleData" / TRUTH_FILE_NAME
 THUMBNAIL_PATH = RESOURCES / "Icons" / f"{SAMPLE_NAME}.png"
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def make_sample_volume():

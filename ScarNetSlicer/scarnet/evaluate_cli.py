@@ -140,7 +140,8 @@ def load_emidec_cases(root: Path | None, split: str = "val", max_cases: int | No
 
 def weights_info(path: Path | None, model: Any) -> dict[str, Any]:
     """File name, path, sha256 and encoder of a weights file (the bundled file when ``path`` is None)."""
-    from .model.registry import bundled_weights_path, sha256_of
+    from .io import sha256_of
+    from .model.registry import bundled_weights_path
 
     encoder = getattr(getattr(model, "config", None), "encoder", None)
     if path is None:

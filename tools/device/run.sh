@@ -5,13 +5,17 @@
 # benchmarks it on the GPU, and leaves results in $OUT (≤ 8 files of ≤ 16 MiB: the weights
 # come back split; join them with `cat best.safetensors.part-* > best.safetensors` and check
 # the sha256 printed in train.log).
-# On a CPU machine, for a dry run: OUT=/tmp/out CONFIG=smoke DEVICE=cpu bash tools/device/run.sh
+# On a CPU machine, for a dry run:
+#   OUT=/tmp/out CONFIG=smoke DEVICE=cpu EVAL_ARGS="--max-cases 2" BENCH_ARGS="--only scarnet --repeats 1" \
+#     bash tools/device/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${OUT:?OUT must be set (the device tool sets it)}"
 MINUTES=${MINUTES:-7}
 CONFIG=${CONFIG:-gpu_full}
 DEVICE=${DEVICE:-cuda}
+EVAL_ARGS=${EVAL_ARGS:-}
+BENCH_ARGS=${BENCH_ARGS:---repeats 5}
 carry=.device_carry
 
 if ls "$carry"/whl/*.whl >/dev/null 2>&1; then
@@ -39,6 +43,7 @@ split -b 15m /tmp/run/best.safetensors "$OUT/best.safetensors.part-"
 
 # Validation figures of the selected checkpoint (full pipeline), then speed on this GPU.
 python3 -m scarnet evaluate --weights /tmp/run/best.safetensors --emidec "$carry/emidec" --device "$DEVICE" \
-  --skip medsam noise artifacts --json "$OUT/eval_val.json" 2>&1 | tail -40 || echo "evaluate failed"
-python3 -m scarnet bench --device "$DEVICE" --repeats 5 --json "$OUT/bench.json" 2>&1 | tail -40 || echo "bench failed"
+  --skip medsam noise artifacts --json "$OUT/eval_val.json" $EVAL_ARGS 2>&1 | tail -40 || echo "evaluate failed"
+python3 -m scarnet bench --device "$DEVICE" $BENCH_ARGS \
+  --json "$OUT/bench.json" 2>&1 | tail -40 || echo "bench failed"
 ls -la "$OUT"

@@ -7,7 +7,6 @@ checkpoints load with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from ..io import sha256_of
 from .scarnet import ScarNet, ScarNetConfig
 
 WEIGHTS_FORMAT = "scarnet-weights-1"
@@ -117,14 +117,6 @@ def build_model(config: ScarNetConfig, pretrained_encoder: bool = False,
 # --------------------------------------------------------------------------------------------
 # Weights files
 # --------------------------------------------------------------------------------------------
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def bundled_weights_path(encoder: str = DEFAULT_ENCODER) -> Path | None:
     """Path of the weights shipped inside the package for ``encoder`` (None when not bundled)."""
     name = BUNDLED_WEIGHTS.get(encoder)
