@@ -35,7 +35,16 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import Cancelled, InputError, NoHeartFoundError
-from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, NUM_CLASSES, SCAR, SCAR_LABELS
+from .labels import (
+    BACKGROUND,
+    HEALTHY_MYOCARDIUM,
+    LV_BLOOD_POOL,
+    MVO,
+    MYOCARDIUM_LABELS,
+    NUM_CLASSES,
+    SCAR,
+    SCAR_LABELS,
+)
 from .preprocess import PlaneTransform, normalise_intensity, plane_transform, resample_back, resample_plane, valid_mask
 from .quantify import Report, quantify
 from .volume import Volume
@@ -48,6 +57,8 @@ MIN_LV_AREA_MM2 = 400.0
 MAX_LV_OFFSET_MM = 35.0
 #: Slices tried first for localisation.
 LOCALISATION_SLICES = 4
+#: Less LV myocardium than this in the whole stack (a real LV holds 60–250 mL) is not a heart.
+MIN_MYOCARDIUM_ML = 5.0
 
 
 @dataclass
@@ -277,8 +288,10 @@ class Segmenter:
         del probabilities
         labels = postprocess(labels, (volume.spacing_mm[1], volume.spacing_mm[0]))
         timings["postprocess_s"] = time.perf_counter() - t
-        if not (labels != BACKGROUND).any():
-            raise NoHeartFoundError("no heart found: no slice holds a plausible left ventricle after segmentation")
+        myocardium_ml = float(np.isin(labels, MYOCARDIUM_LABELS).sum()) * volume.voxel_volume_ml
+        if myocardium_ml < MIN_MYOCARDIUM_ML:
+            raise NoHeartFoundError(f"no heart found: only {myocardium_ml:.1f} mL of LV myocardium segmented "
+                                    "(is this a short-axis LGE stack of the heart?)")
 
         t = time.perf_counter()
         flipped = None

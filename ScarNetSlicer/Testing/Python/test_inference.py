@@ -197,6 +197,13 @@ def test_bundled_model_segments_a_phantom_well_above_chance():
 
 
 @requires_weights
+def test_noise_volume_is_no_heart_for_the_bundled_model():
+    noise = np.random.default_rng(1).rayleigh(100.0, size=(9, 192, 192)).astype(np.float32)
+    with pytest.raises(NoHeartFoundError):
+        Segmenter(device="cpu")(Volume(noise, (1.5, 1.5, 8.0)))
+
+
+@requires_weights
 def test_qc_flags_fire_on_a_corrupted_slice():
     phantom = make_phantom(7)
     image = phantom.image.array.copy()
