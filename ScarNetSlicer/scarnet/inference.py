@@ -17,7 +17,10 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    onto the slice's own pixel grid; argmax there.
 5. **Post-process**: one LV per slice (the largest connected component of labels 1–4), slices
    whose LV lies far from the stack's LV axis dropped, holes filled, scar kept inside the
-   myocardium and MVO inside scar.
+   myocardium and MVO inside scar. Then two plausibility checks, because a network shown noise
+   still draws a confident LV where LVs usually are: at least 5 mL of myocardium, and LGE
+   contrast between the segmented blood pool and myocardium (see :mod:`scarnet.qc`); failing
+   either is :class:`NoHeartFoundError`, never an empty or invented result.
 6. **QC flags** and the quantification report.
 """
 
@@ -46,6 +49,7 @@ from .labels import (
     SCAR_LABELS,
 )
 from .preprocess import PlaneTransform, normalise_intensity, plane_transform, resample_back, resample_plane, valid_mask
+from .qc import MIN_TISSUE_CONTRAST, tissue_contrast
 from .quantify import Report, quantify
 from .volume import Volume
 
@@ -292,6 +296,11 @@ class Segmenter:
         if myocardium_ml < MIN_MYOCARDIUM_ML:
             raise NoHeartFoundError(f"no heart found: only {myocardium_ml:.1f} mL of LV myocardium segmented "
                                     "(is this a short-axis LGE stack of the heart?)")
+        contrast = [tissue_contrast(volume.array[k], labels[k]) for k in range(labels.shape[0])]
+        measured = [abs(c) for c in contrast if c is not None]
+        if measured and float(np.median(measured)) < MIN_TISSUE_CONTRAST:
+            raise NoHeartFoundError("no heart found: where the model sees an LV, blood pool and myocardium have "
+                                    "the same intensity (no LGE contrast; is this an LGE stack?)")
 
         t = time.perf_counter()
         flipped = None
@@ -305,8 +314,8 @@ class Segmenter:
         labelmap = volume.with_array(labels)
         report = quantify(labelmap)
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
-        for slice_report, flags in zip(report.slices, slice_flags(labels, max_probability, pixel_area, flipped),
-                                       strict=True):
+        flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast)
+        for slice_report, flags in zip(report.slices, flags_per_slice, strict=True):
             slice_report.qc_flags = flags
         timings["total_s"] = time.perf_counter() - started
         report.extra["qc"] = {

@@ -9,6 +9,10 @@ Flags (names are stable; the report, the CLI table and the Slicer table show the
 * ``lv_missing``: no LV in a slice that lies between slices that have one.
 * ``scar_unstable``: the slice has scar, and the scar predicted on the flipped slice overlaps
   it with Dice under :data:`FLIP_DICE_THRESHOLD` (the model disagrees with itself).
+* ``low_contrast``: the segmented blood pool and healthy myocardium have (nearly) the same
+  intensity (|effect size| under :data:`MIN_TISSUE_CONTRAST`), which LGE never shows: blood
+  is bright and healthy myocardium nulled. A model shown noise or a corrupted slice can still
+  draw a confident LV ring where the LV usually is; the image itself then contradicts it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .labels import BACKGROUND, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR_LABELS
+from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR_LABELS
 
 LOW_CONFIDENCE_THRESHOLD = 0.80
 FLIP_DICE_THRESHOLD = 0.5
+#: |Cohen's d| between blood pool and healthy myocardium intensities. On all 100 EMIDEC exams (expert
+#: labels) the per-exam median is ≥ 1.15 and 97 % of slices are above 0.5; on pure noise it is ≈ 0.1.
+MIN_TISSUE_CONTRAST = 0.5
 #: Scar smaller than this (mm²) in a slice is not judged for flip stability (a few pixels always differ).
 MIN_SCAR_AREA_MM2 = 20.0
 
@@ -28,7 +35,20 @@ FLAG_DESCRIPTIONS = {
     "broken_ring": "myocardial ring open (blood pool touches outside tissue)",
     "lv_missing": "no LV found between slices that have one",
     "scar_unstable": "scar changes when the slice is flipped",
+    "low_contrast": "blood pool and myocardium look alike (no LGE contrast)",
 }
+
+
+def tissue_contrast(image_2d: np.ndarray, labels_2d: np.ndarray, min_pixels: int = 20) -> float | None:
+    """Cohen's d of blood pool vs healthy myocardium intensity; None when either has too few pixels."""
+    blood = image_2d[labels_2d == LV_BLOOD_POOL].astype(np.float64)
+    myocardium = image_2d[labels_2d == HEALTHY_MYOCARDIUM].astype(np.float64)
+    if blood.size < min_pixels or myocardium.size < min_pixels:
+        return None
+    pooled_sd = np.sqrt((blood.var() + myocardium.var()) / 2)
+    if pooled_sd == 0:
+        return 0.0 if blood.mean() == myocardium.mean() else float("inf")
+    return float((blood.mean() - myocardium.mean()) / pooled_sd)
 
 
 def heart_confidence(labels: np.ndarray, max_probability: np.ndarray) -> np.ndarray:
@@ -58,11 +78,13 @@ def flip_scar_dice(scar: np.ndarray, scar_flipped: np.ndarray) -> float:
 
 
 def slice_flags(labels: np.ndarray, max_probability: np.ndarray, pixel_area_mm2: float,
-                flipped_scar: dict[int, np.ndarray] | None = None) -> list[list[str]]:
+                flipped_scar: dict[int, np.ndarray] | None = None,
+                contrast: list[float | None] | None = None) -> list[list[str]]:
     """QC flags for every slice of a (k, j, i) labelmap.
 
     ``flipped_scar`` maps slice index → scar mask predicted on the flipped slice (already
-    flipped back), for the slices that were checked.
+    flipped back), for the slices that were checked; ``contrast`` gives each slice's
+    :func:`tissue_contrast` (None where it could not be measured).
     """
     num_slices = labels.shape[0]
     flags: list[list[str]] = [[] for _ in range(num_slices)]
@@ -81,4 +103,6 @@ def slice_flags(labels: np.ndarray, max_probability: np.ndarray, pixel_area_mm2:
             area_mm2 = max(scar.sum(), flipped_scar[k].sum()) * pixel_area_mm2
             if area_mm2 >= MIN_SCAR_AREA_MM2 and flip_scar_dice(scar, flipped_scar[k]) < FLIP_DICE_THRESHOLD:
                 flags[k].append("scar_unstable")
+        if contrast is not None and contrast[k] is not None and abs(contrast[k]) < MIN_TISSUE_CONTRAST:
+            flags[k].append("low_contrast")
     return flags

@@ -45,10 +45,26 @@ class RingModel(nn.Module):
         return self.logits.expand(x.shape[0], -1, -1, -1)
 
 
+def ring_volume(shape_kji=(8, 150, 170), spacing=(1.1, 1.9, 9.5), origin=(-31.5, 12.25, 80.0),
+                direction=None) -> Volume:
+    """An LGE-like stack for RingModel: bright blood disc, dark (nulled) wall, grey tissue, at the image centre.
+
+    RingModel draws its LV at the centre of whatever it sees, so localisation lands at the image
+    centre, where this image shows the LGE contrast the pipeline's plausibility check expects.
+    """
+    k, rows, cols = shape_kji
+    r, c = np.mgrid[0:rows, 0:cols]
+    radius_mm = np.hypot((r - (rows - 1) / 2) * spacing[1], (c - (cols - 1) / 2) * spacing[0])
+    plane = np.full((rows, cols), 300.0)
+    plane[radius_mm < 26] = 60.0  # nulled myocardium
+    plane[radius_mm < 15] = 500.0  # bright blood
+    noise = np.random.default_rng(0).normal(0, 20, size=(k, rows, cols))
+    array = np.clip(plane[None] + noise, 0, None).astype(np.float32)
+    return Volume(array, spacing, origin, np.eye(3) if direction is None else direction)
+
+
 def _oblique_anisotropic_volume() -> Volume:
-    phantom = make_phantom(11, n_slices=8)
-    array = phantom.image.array[:, :150, :170]  # non-square
-    return Volume(array, (1.1, 1.9, 9.5), (-31.5, 12.25, 80.0), rotation((0.2, 0.9, -0.4), 63.0))
+    return ring_volume(direction=rotation((0.2, 0.9, -0.4), 63.0))
 
 
 def test_output_is_on_exactly_the_input_grid():
@@ -85,8 +101,8 @@ def test_labels_respect_the_nesting_rules_after_postprocessing():
     assert (out[2, 2:5, 2:5] == 0).all()
 
 
-def test_pipeline_output_nesting_on_a_phantom():
-    result = Segmenter(RingModel(), device="cpu", flip_check=False)(make_phantom(3).image)
+def test_pipeline_output_nesting():
+    result = Segmenter(RingModel(), device="cpu", flip_check=False)(ring_volume(spacing=(1.4, 1.4, 8.0)))
     labels = result.labelmap.array
     from scipy import ndimage
 
@@ -120,7 +136,7 @@ def test_simulated_cuda_oom_halves_the_batch_then_falls_back_to_cpu(monkeypatch)
 
 def test_batches_are_split_by_batch_size():
     model = RingModel()
-    Segmenter(model, device="cpu", batch_size=3, flip_check=False)(make_phantom(5, n_slices=7).image)
+    Segmenter(model, device="cpu", batch_size=3, flip_check=False)(ring_volume((7, 160, 160), (1.5, 1.5, 8.0)))
     assert max(model.calls) <= 3
 
 
@@ -141,6 +157,13 @@ class EmptyModel(RingModel):
 def test_no_heart_found_is_an_error_not_an_empty_labelmap():
     with pytest.raises(NoHeartFoundError, match="no heart found"):
         Segmenter(EmptyModel(), device="cpu")(make_phantom(2).image)
+
+
+def test_a_confident_ring_without_lge_contrast_is_no_heart():
+    flat = ring_volume()
+    flat = flat.with_array(np.random.default_rng(3).normal(300, 20, size=flat.array.shape).astype(np.float32))
+    with pytest.raises(NoHeartFoundError, match="no LGE contrast"):
+        Segmenter(RingModel(), device="cpu", flip_check=False)(flat)
 
 
 @pytest.mark.parametrize("shape, spacing, message", [
@@ -166,15 +189,27 @@ def test_qc_flags_on_constructed_labelmaps():
     confidence[2] = 0.5
     flipped = {0: np.zeros((30, 30), bool)}
     labels[0][(radius >= 6) & (radius < 9) & (rows < 12)] = SCAR
-    flags = slice_flags(labels, confidence, pixel_area_mm2=2.0, flipped_scar=flipped)
+    flags = slice_flags(labels, confidence, pixel_area_mm2=2.0, flipped_scar=flipped, contrast=[2.0, None, 1.5, 0.2])
     assert flags[0] == ["scar_unstable"]
     assert flags[1] == ["lv_missing"]
     assert flags[2] == ["low_confidence"]
-    assert flags[3] == ["broken_ring"]
+    assert flags[3] == ["broken_ring", "low_contrast"]
+
+
+def test_tissue_contrast_is_cohens_d_of_blood_against_healthy_myocardium():
+    from scarnet.qc import tissue_contrast
+
+    labels = np.zeros((10, 10), dtype=np.uint8)
+    labels[:5] = LV_BLOOD_POOL
+    labels[5:] = HEALTHY_MYOCARDIUM
+    image = np.where(labels == LV_BLOOD_POOL, 10.0, 4.0)
+    image[:, 0::2] += 1.0  # SD 0.5 in both tissues
+    assert tissue_contrast(image, labels) == pytest.approx(6.0 / 0.5)
+    assert tissue_contrast(image, np.zeros_like(labels)) is None
 
 
 def test_report_carries_qc_device_and_timings():
-    result = Segmenter(RingModel(), device="cpu")(make_phantom(4).image)
+    result = Segmenter(RingModel(), device="cpu")(ring_volume())
     extra = result.report.to_dict()
     assert extra["inference"]["device"] == "cpu"
     assert extra["inference"]["timings_s"]["total_s"] > 0

@@ -80,3 +80,19 @@ def test_png_spacing_estimate_recovers_the_stretch_of_real_cases():
     for case in load_cases(EMIDEC, list(truth)):
         rows, cols = case.spacing_rc_mm
         assert min(rows, cols) / max(rows, cols) == pytest.approx(truth[case.name], rel=0.05), case.name
+
+
+def test_negative_examples_show_no_lv_in_the_middle():
+    phantom = make_phantom(5)
+    k = phantom.image.num_slices // 2
+    spacing = phantom.image.spacing_mm
+    sample = SliceSample(phantom.image.array[k], phantom.labelmap.array[k], (spacing[1], spacing[0]))
+    rng = np.random.default_rng(1)
+    positive = AugmentConfig(localise_fraction=0.0)
+    negative = AugmentConfig(localise_fraction=0.0, negative_fraction=1.0)
+    centre = (slice(24, 40), slice(24, 40))
+    lv_in_centre = [(make_example(sample, rng, 64, 2.5, positive, None)[1][centre] > 0).mean() for _ in range(10)]
+    negatives = [make_example(sample, rng, 64, 2.5, negative, None)[1] for _ in range(10)]
+    assert min(lv_in_centre) > 0.5
+    assert max((y[centre] > 0).mean() for y in negatives) < 0.05
+    assert any((y == 0).all() for y in negatives)  # the scrambled half

@@ -57,6 +57,11 @@ class AugmentConfig:
     gibbs_probability: float = 0.15
     ghosting_probability: float = 0.15
     motion_probability: float = 0.1
+    # Examples that show no LV where the heart crop would put it: half are crops centred 70–120 mm
+    # away from the LV (true labels), half are pixel-scrambled crops labelled all background.
+    # Without them a network learns "there is always an LV ring in the middle" and draws one on
+    # noise (caught at inference by scarnet.qc's contrast check, but better not learned at all).
+    negative_fraction: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -155,7 +160,14 @@ def make_example(sample: SliceSample, rng: np.random.Generator, input_size: int,
     spacing = np.asarray(sample.spacing_rc_mm, dtype=float)
     shape = np.asarray(sample.image.shape, dtype=float)
     center = lv_center_rc(sample.labels)
-    if center is None or rng.random() < config.localise_fraction:
+    negative = rng.random() < config.negative_fraction
+    scrambled = negative and rng.random() < 0.5
+    if negative and not scrambled and center is not None:
+        angle = rng.uniform(0, 2 * np.pi)
+        offset_mm = rng.uniform(70, 120) * np.array([np.cos(angle), np.sin(angle)])
+        center_rc = np.asarray(center) + offset_mm / spacing
+        out_spacing = pixel_spacing_mm
+    elif center is None or rng.random() < config.localise_fraction:
         # Whole field of view, as in the localisation pass (see inference.localise_heart).
         center_rc = (shape - 1) / 2 + rng.normal(0, 0.05, 2) * shape
         out_spacing = float((shape * spacing).max()) / input_size * rng.uniform(0.95, 1.15)
@@ -173,6 +185,9 @@ def make_example(sample: SliceSample, rng: np.random.Generator, input_size: int,
     inside = valid_mask(sample.image.shape, transform)
     if rng.random() < config.elastic_probability:
         image, labels = _elastic(image, labels, rng)
+    if scrambled:
+        image = rng.permutation(image.ravel()).reshape(image.shape)
+        labels = np.zeros_like(labels)
     if intensity is not None:
         image = intensity(image)
     x = normalise_intensity(image, inside)

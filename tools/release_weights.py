@@ -1,0 +1,44 @@
+"""Turn a training run's best checkpoint into the weights bundled with the package.
+
+    python tools/release_weights.py runs/RUN [--name scarnet_litemedsam.safetensors]
+
+Writes ``ScarNetSlicer/scarnet/weights/<name>`` (fp16 safetensors) and its sidecar JSON
+(sha256, model config, the run's training config, best step and validation score). The run's
+``best.pt`` is read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from scarnet.model.registry import build_model, save_weights
+from scarnet.model.scarnet import ScarNetConfig
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "ScarNetSlicer" / "scarnet" / "weights"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="training run folder holding best.pt and log.jsonl")
+    parser.add_argument("--name", default="scarnet_litemedsam.safetensors")
+    args = parser.parse_args()
+    checkpoint = torch.load(args.run / "best.pt", map_location="cpu", weights_only=True)
+    config = ScarNetConfig.from_dict(checkpoint["model_config"])
+    model = build_model(config)
+    model.load_state_dict(checkpoint["model"])
+    validations = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()
+                   if '"validation"' in line]
+    best = next(v for v in validations if v["step"] == checkpoint["step"])
+    summary = {k: v for k, v in best["validation"].items() if k != "per_case"}
+    info = {"best_step": checkpoint["step"], "selection_score": checkpoint["best_score"],
+            "validation_at_best_step": summary, "train_config": checkpoint["train_config"]}
+    sha = save_weights(model, WEIGHTS_DIR / args.name, info=info)
+    print(f"{WEIGHTS_DIR / args.name}: step {checkpoint['step']}, sha256 {sha}")
+
+
+if __name__ == "__main__":
+    main()
