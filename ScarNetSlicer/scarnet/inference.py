@@ -49,7 +49,7 @@ from .labels import (
     SCAR_LABELS,
 )
 from .preprocess import PlaneTransform, normalise_intensity, plane_transform, resample_back, resample_plane, valid_mask
-from .qc import MIN_TISSUE_CONTRAST, tissue_contrast
+from .qc import FLAG_DESCRIPTIONS, MIN_TISSUE_CONTRAST, slice_flags, tissue_contrast
 from .quantify import Report, quantify
 from .volume import Volume
 
@@ -308,8 +308,6 @@ class Segmenter:
             scar_slices = [k for k in range(labels.shape[0]) if np.isin(labels[k], SCAR_LABELS).any()]
             flipped = self.flipped_scar(volume, transform, scar_slices)
         timings["flip_check_s"] = time.perf_counter() - t
-
-        from .qc import FLAG_DESCRIPTIONS, slice_flags
 
         labelmap = volume.with_array(labels)
         report = quantify(labelmap)
