@@ -245,7 +245,12 @@ class PipelineRunner:
                  batch_size: int = 16, tta: bool = False) -> None:
         from .inference import Segmenter
 
-        self.segmenter = Segmenter(model=model, device=str(device), batch_size=batch_size, tta=tta)
+        # A timing-only model (random weights) segments no real anatomy: the plausibility checks
+        # still run (their cost is timed) but must not stop the benchmark.
+        inner = getattr(model, "model", model)  # through CompiledOrEager
+        timing_only = isinstance(inner, TimingOnlyOutput)
+        self.segmenter = Segmenter(model=model, device=str(device), batch_size=batch_size, tta=tta,
+                                   reject_implausible=not timing_only)
         self.device = self.segmenter.device
         self.info = dict(info or {})
         self.info.setdefault("batch_size", batch_size)

@@ -17,10 +17,11 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    onto the slice's own pixel grid; argmax there.
 5. **Post-process**: one LV per slice (the largest connected component of labels 1–4), slices
    whose LV lies far from the stack's LV axis dropped, holes filled, scar kept inside the
-   myocardium and MVO inside scar. Then two plausibility checks, because a network shown noise
-   still draws a confident LV where LVs usually are: at least 5 mL of myocardium, and LGE
-   contrast between the segmented blood pool and myocardium (see :mod:`scarnet.qc`); failing
-   either is :class:`NoHeartFoundError`, never an empty or invented result.
+   myocardium and MVO inside scar. Then three plausibility checks, because a network shown noise
+   still draws a confident LV where LVs usually are: an image with spatial structure (neighbouring
+   pixels correlated), at least 5 mL of myocardium, and LGE contrast between the segmented blood
+   pool and myocardium (see :mod:`scarnet.qc`); failing any is :class:`NoHeartFoundError`, never
+   an empty or invented result.
 6. **QC flags** and the quantification report.
 """
 
@@ -49,7 +50,14 @@ from .labels import (
     SCAR_LABELS,
 )
 from .preprocess import PlaneTransform, normalise_intensity, plane_transform, resample_back, resample_plane, valid_mask
-from .qc import FLAG_DESCRIPTIONS, MIN_TISSUE_CONTRAST, slice_flags, tissue_contrast
+from .qc import (
+    FLAG_DESCRIPTIONS,
+    MIN_NEIGHBOUR_CORRELATION,
+    MIN_STACK_TISSUE_CONTRAST,
+    neighbour_correlation,
+    slice_flags,
+    tissue_contrast,
+)
 from .quantify import Report, quantify
 from .volume import Volume
 
@@ -133,7 +141,7 @@ class Segmenter:
 
     def __init__(self, model=None, *, weights: str | Path | None = None, encoder: str | None = None,
                  device: str = "auto", batch_size: int = 16, tta: bool = False, flip_check: bool = True,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, reject_implausible: bool = True) -> None:
         import torch
 
         if threads:
@@ -146,6 +154,9 @@ class Segmenter:
         self.batch_size = batch_size
         self.tta = tta
         self.flip_check = flip_check
+        # False only for benchmark timing with random weights, whose output is no anatomy at all:
+        # the checks are still computed (same cost) but warn instead of raising.
+        self.reject_implausible = reject_implausible
         self.warnings: list[str] = []
 
     # -- model calls ---------------------------------------------------------------------------
@@ -293,14 +304,22 @@ class Segmenter:
         labels = postprocess(labels, (volume.spacing_mm[1], volume.spacing_mm[0]))
         timings["postprocess_s"] = time.perf_counter() - t
         myocardium_ml = float(np.isin(labels, MYOCARDIUM_LABELS).sum()) * volume.voxel_volume_ml
-        if myocardium_ml < MIN_MYOCARDIUM_ML:
-            raise NoHeartFoundError(f"no heart found: only {myocardium_ml:.1f} mL of LV myocardium segmented "
-                                    "(is this a short-axis LGE stack of the heart?)")
         contrast = [tissue_contrast(volume.array[k], labels[k]) for k in range(labels.shape[0])]
         measured = [abs(c) for c in contrast if c is not None]
-        if measured and float(np.median(measured)) < MIN_TISSUE_CONTRAST:
-            raise NoHeartFoundError("no heart found: where the model sees an LV, blood pool and myocardium have "
-                                    "the same intensity (no LGE contrast; is this an LGE stack?)")
+        implausible = None
+        if neighbour_correlation(volume.array) < MIN_NEIGHBOUR_CORRELATION:
+            implausible = (f"no heart found: {name} has no spatial structure (neighbouring pixels are "
+                           "uncorrelated, as in pure noise)")
+        elif myocardium_ml < MIN_MYOCARDIUM_ML:
+            implausible = (f"no heart found: only {myocardium_ml:.1f} mL of LV myocardium segmented "
+                           "(is this a short-axis LGE stack of the heart?)")
+        elif measured and float(np.median(measured)) < MIN_STACK_TISSUE_CONTRAST:
+            implausible = ("no heart found: where the model sees an LV, blood pool and myocardium have "
+                           "the same intensity (no LGE contrast; is this an LGE stack?)")
+        if implausible is not None:
+            if self.reject_implausible:
+                raise NoHeartFoundError(implausible)
+            self.warnings.append(implausible)
 
         t = time.perf_counter()
         flipped = None

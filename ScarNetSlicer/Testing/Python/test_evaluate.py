@@ -228,6 +228,19 @@ def test_artifacts_are_reproducible_and_change_the_image(small_phantom, artifact
     assert np.array_equal(corrupted.array, add_artifact(image, artifact, seed=0).array)
     change = np.abs(corrupted.array - image.array).mean() / image.array.mean()
     assert change > 0.01
+    # the artifact corrupts the image in place: the reference labels must still fit it
+    for k in range(image.array.shape[0]):
+        assert _best_shift(image.array[k], corrupted.array[k]) == (0, 0), k
+
+
+def _best_shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """The circular shift of ``b`` (rows, columns) that correlates best with ``a``."""
+    a = a - a.mean()
+    b = b - b.mean()
+    correlation = np.fft.ifft2(np.fft.fft2(a) * np.conj(np.fft.fft2(b))).real
+    row, column = np.unravel_index(int(np.argmax(correlation)), correlation.shape)
+    wrap = np.array(correlation.shape)
+    return tuple(int(v) for v in (np.array([row, column]) + wrap // 2) % wrap - wrap // 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,8 +268,11 @@ def _args(tmp_path, weights, **overrides) -> argparse.Namespace:
     return argparse.Namespace(**values)
 
 
-def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_weights, capsys):
+def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_weights, capsys, monkeypatch):
     from scarnet.phantom import make_phantom
+
+    # the table records the command that made it, with the entry point's path shortened
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/scarnet", "evaluate", "--skip", "medsam"])
 
     cases = []
     for seed, infarct in ((1, True), (2, False)):
@@ -269,7 +285,7 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     assert capsys.readouterr().out == markdown
     assert markdown.startswith("# ScarNet evaluation: phantoms")
     assert "Cases: 2 (1 with infarct, 1 normal" in markdown
-    assert "tiny.safetensors" in markdown and "scarnet" in markdown.split("Command:")[1]
+    assert "tiny.safetensors" in markdown and "- Command: `scarnet evaluate --skip medsam`" in markdown
     header = "| " + " | ".join(MAIN_COLUMNS) + " |"
     assert header in markdown
     main_table = markdown.split("## Segmentation and scar quantification")[1].split("Conventions:")[0]

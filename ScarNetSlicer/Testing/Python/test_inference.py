@@ -159,11 +159,37 @@ def test_no_heart_found_is_an_error_not_an_empty_labelmap():
         Segmenter(EmptyModel(), device="cpu")(make_phantom(2).image)
 
 
+def test_a_confident_ring_on_pure_noise_is_no_heart():
+    noise = ring_volume()
+    noise = noise.with_array(np.random.default_rng(3).normal(300, 20, size=noise.array.shape).astype(np.float32))
+    with pytest.raises(NoHeartFoundError, match="no spatial structure"):
+        Segmenter(RingModel(), device="cpu", flip_check=False)(noise)
+
+
+def test_neighbour_correlation_separates_images_from_noise():
+    from scarnet.qc import MIN_NEIGHBOUR_CORRELATION, neighbour_correlation
+
+    rng = np.random.default_rng(4)
+    assert abs(neighbour_correlation(rng.normal(size=(3, 80, 90)))) < 0.05
+    assert neighbour_correlation(make_phantom(3).image.array) > 0.8
+    assert neighbour_correlation(np.ones((2, 10, 10))) == 0.0  # constant: no structure either
+    assert MIN_NEIGHBOUR_CORRELATION < 0.47  # EMIDEC with 15 % noise still passes (see scarnet.qc)
+
+
 def test_a_confident_ring_without_lge_contrast_is_no_heart():
+    # structured (a ramp across the field of view) but blood pool and wall alike on average
     flat = ring_volume()
-    flat = flat.with_array(np.random.default_rng(3).normal(300, 20, size=flat.array.shape).astype(np.float32))
+    columns = flat.array.shape[2]
+    ramp = np.linspace(0.0, 1000.0, columns)[None, None, :]
+    noise = np.random.default_rng(3).normal(0, 20, size=flat.array.shape)
+    flat = flat.with_array((ramp + noise).astype(np.float32))
     with pytest.raises(NoHeartFoundError, match="no LGE contrast"):
         Segmenter(RingModel(), device="cpu", flip_check=False)(flat)
+    # benchmark timing with random weights: the same checks, reported as a warning instead
+    timing = Segmenter(RingModel(), device="cpu", flip_check=False, reject_implausible=False)
+    result = timing(flat)
+    assert any("no LGE contrast" in warning for warning in timing.warnings)
+    assert np.isin(result.labelmap.array, (2, 3, 4)).any()
 
 
 @pytest.mark.parametrize("shape, spacing, message", [
