@@ -87,7 +87,21 @@ def read_labelmap(path: str | Path, reference: Volume | None = None) -> Volume:
     return labelmap
 
 
+def _have_simpleitk() -> bool:
+    """SimpleITK is a dependency; only minimal environments (a lent GPU machine) lack it."""
+    try:
+        import SimpleITK  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _read_image_file(path: Path) -> Volume:
+    if not _have_simpleitk() and _suffix(path) in (".nii", ".nii.gz"):
+        volume = _read_nifti_with_nibabel(path)
+        if not np.all(np.isfinite(volume.array)):
+            raise InputError(f"{path}: contains NaN or infinite values")
+        return volume
     import SimpleITK as sitk
 
     # ITK warns on real-world headers (EMIDEC: "unexpected scales in sform"); the geometry it
@@ -308,16 +322,34 @@ def write_report(report, path: str | Path, overwrite: bool = False) -> Path:
 
 def write_volume(volume: Volume, path: str | Path, overwrite: bool = False) -> Path:
     """Write any volume (image or labelmap) with its geometry; the format follows the suffix."""
-    import SimpleITK as sitk
-
     path = Path(path)
     if _suffix(path) == SEGMENTATION_SUFFIX:
         return write_seg_nrrd(volume, path, overwrite)
     if _suffix(path) not in IMAGE_SUFFIXES:
         raise InputError(f"{path}: unknown image format (use .nii.gz, .nii, .nrrd or .mha)")
+    if not _have_simpleitk() and _suffix(path) in (".nii", ".nii.gz"):
+        with atomic_path(path, overwrite) as temp:
+            _write_nifti_with_nibabel(volume, temp)
+        return path
+    import SimpleITK as sitk
+
     with atomic_path(path, overwrite) as temp:
         sitk.WriteImage(volume.to_sitk(), str(temp), useCompression=True)
     return path
+
+
+def _write_nifti_with_nibabel(volume: Volume, path: Path) -> None:
+    """NIfTI without SimpleITK: the same geometry (LPS direction, origin, spacing) as an RAS affine."""
+    import nibabel
+
+    ras_from_lps = np.diag([-1.0, -1.0, 1.0])
+    affine = np.eye(4)
+    affine[:3, :3] = ras_from_lps @ volume.direction @ np.diag(volume.spacing_mm)
+    affine[:3, 3] = ras_from_lps @ np.asarray(volume.origin_mm)
+    image = nibabel.Nifti1Image(np.ascontiguousarray(np.transpose(volume.array, (2, 1, 0))), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    nibabel.save(image, str(path))  # atomic_path's temporary name keeps the suffix
 
 
 def write_labelmap(labelmap: Volume, path: str | Path, overwrite: bool = False) -> Path:

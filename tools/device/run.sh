@@ -35,8 +35,23 @@ c['emidec_root'] = 'auto'; c['phantom_fraction'] = 0.3; json.dump(c, open('/tmp/
   config_args=(--config /tmp/smoke.json)
 fi
 
+encoder_checkpoint="$carry/lite_medsam_encoder.safetensors"
+if [ ! -f "$encoder_checkpoint" ]; then  # prepare.sh found it unchanged in the bundled weights
+  encoder_checkpoint=/tmp/lite_medsam_encoder.safetensors
+  python3 - "$encoder_checkpoint" <<'PY'
+import sys
+
+from safetensors.torch import load_file, save_file
+
+from scarnet.model.registry import bundled_weights_path
+
+state = load_file(str(bundled_weights_path()))
+save_file({"image_encoder." + k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}, sys.argv[1])
+PY
+fi
+
 python3 -m scarnet train "${config_args[@]}" --out /tmp/run --device "$DEVICE" --emidec "$carry/emidec" \
-  --encoder-checkpoint "$carry/lite_medsam_encoder.safetensors" --max-minutes "$MINUTES" 2>&1 \
+  --encoder-checkpoint "$encoder_checkpoint" --max-minutes "$MINUTES" 2>&1 \
   | tee "$OUT/train.log"
 cp /tmp/run/log.jsonl /tmp/run/best.json "$OUT/"
 split -b 15m /tmp/run/best.safetensors "$OUT/best.safetensors.part-"

@@ -94,6 +94,26 @@ def test_image_round_trip(tmp_path: Path, suffix: str) -> None:
     np.testing.assert_allclose(back.index_to_physical(corner), image.index_to_physical(corner), atol=1e-4)
 
 
+@pytest.mark.parametrize("written_by, read_by", [("nibabel", "itk"), ("itk", "nibabel"), ("nibabel", "nibabel")])
+def test_nifti_without_simpleitk_keeps_the_geometry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    written_by: str, read_by: str) -> None:
+    """Minimal environments without SimpleITK (a lent GPU machine) read and write NIfTI through nibabel."""
+    import scarnet.io as io
+
+    image = _image()
+    monkeypatch.setattr(io, "_have_simpleitk", lambda: written_by == "itk")
+    path = write_volume(image, tmp_path / "image.nii.gz")
+    assert not _leftovers(tmp_path)
+    monkeypatch.setattr(io, "_have_simpleitk", lambda: read_by == "itk")
+    back = read_volume(path)
+    _assert_same_geometry(back, image)
+    np.testing.assert_array_equal(back.array, image.array)
+    corner = np.array([5, 6, 4])
+    np.testing.assert_allclose(back.index_to_physical(corner), image.index_to_physical(corner), atol=1e-4)
+    with pytest.raises(OutputExistsError):
+        write_volume(image, path)
+
+
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha", ".seg.nrrd"])
 def test_labelmap_round_trip(tmp_path: Path, suffix: str) -> None:
     labelmap = _labelmap()
