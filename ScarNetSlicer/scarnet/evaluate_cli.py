@@ -51,7 +51,7 @@ NOISE_RANGE_PERCENTILES = (0.5, 99.5)
 ARTIFACT_SEED = 0
 #: Artifacts of the robustness table, in table order.
 ARTIFACTS = ("motion", "ghosting", "bias field")
-#: How the artifacts are drawn (TorchIO); recorded in the JSON. All are stronger than in training
+#: How the artifacts are drawn; recorded in the JSON. All are stronger than in training
 #: (motion 4°/4 mm, ghosting intensity ≤ 0.6, MONAI bias coefficients ≤ 0.45).
 ARTIFACT_SETTINGS = {
     "motion": ("rigid in-plane motion during the acquisition (rotation up to ±10°, translation up to ±10 mm, "
@@ -212,8 +212,10 @@ def kspace_motion(plane: np.ndarray, spacing_rc_mm: tuple[float, float], rng: np
     Two movements split the phase-encode lines into three time intervals: the first and last
     thirds (± 10 %) of k-space come from the slice rotated and shifted, the central third, which
     fixes the image's contrast and position, from the slice in place. The result shows ghosts
-    and blur but stays aligned with the reference labels. (TorchIO's RandomMotion, used first,
-    returns the moved image itself in this version: the reference would no longer match it.)
+    and blur but stays aligned with the reference labels. (TorchIO 1.2's RandomMotion, used
+    first, returned single-slice images rotated and displaced as a whole (up to 11 px on a test
+    phantom, visibly on EMIDEC), so the reference no longer matched them and the "motion" Dice
+    measured misalignment.)
     """
     from scipy import ndimage
 
