@@ -326,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cases", type=int, help="only the first N cases (quick checks)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation for ScarNet and the U-Net")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="speed and memory side by side with nnU-Net-2D and the paper's configuration")

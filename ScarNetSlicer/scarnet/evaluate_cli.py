@@ -109,13 +109,14 @@ class EvalSettings:
     artifact_seed: int = ARTIFACT_SEED
     skip: tuple[str, ...] = ()
     device: str = "cpu"
+    tta: bool = False  # flip test-time augmentation for ScarNet and the U-Net (as ``scarnet segment --tta``)
     approximate_geometry: bool = True  # EMIDEC PNGs: spacing estimated, so mm and mL are approximate
 
     def to_json(self) -> dict[str, Any]:
         return {"split": self.split, "source": self.source, "noise_seeds": self.noise_seeds,
                 "noise_fraction": self.noise_fraction, "noise_range_percentiles": list(NOISE_RANGE_PERCENTILES),
                 "artifact_seed": self.artifact_seed, "artifacts": ARTIFACT_SETTINGS, "skip": list(self.skip),
-                "device": self.device, "tta": False, "approximate_geometry": self.approximate_geometry}
+                "device": self.device, "tta": self.tta, "approximate_geometry": self.approximate_geometry}
 
 
 def load_emidec_cases(root: Path | None, split: str = "val", max_cases: int | None = None) -> list[EvalCase]:
@@ -157,11 +158,11 @@ def weights_info(path: Path | None, model: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-def _segmenter(model: Any, device: str):
+def _segmenter(model: Any, device: str, tta: bool = False):
     from .inference import Segmenter
 
     model.eval()
-    return Segmenter(model, device=device, tta=False, flip_check=False)
+    return Segmenter(model, device=device, tta=tta, flip_check=False)
 
 
 def _segment(segmenter, image: Volume, name: str) -> tuple[Volume, bool]:
@@ -307,7 +308,7 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
         methods["unet"] = _method("Plain U-Net", "not available (no weights given)")
     else:
         models["unet"] = unet
-    segmenters = {key: _segmenter(entry.model, settings.device) for key, entry in models.items()}
+    segmenters = {key: _segmenter(entry.model, settings.device, settings.tta) for key, entry in models.items()}
     predictions: dict[str, dict[str, Volume]] = {}
     for key, segmenter in segmenters.items():
         t = time.perf_counter()
@@ -547,13 +548,14 @@ def render_markdown(results: dict[str, Any]) -> str:
     n, n_scar = len(cases), sum(c["has_scar"] for c in cases)
     n_mvo = sum(c["has_mvo"] for c in cases)
     scarnet_summary = methods["scarnet"]["summary"]
+    augmentation = "flip test-time augmentation" if settings.get("tta") else "no test-time augmentation"
     lines = [
         f"# ScarNet evaluation: {settings['source']}",
         "",
         f"- Cases: {n} ({n_scar} with infarct, {n - n_scar} normal; {n_mvo} with MVO), each evaluated in 3D.",
         f"- ScarNet weights: {_weights_line(results['weights']['scarnet'])}",
         f"- U-Net weights: {_weights_line(results['weights']['unet'])}",
-        f"- Device {settings['device']}, no test-time augmentation, scarnet {results.get('version', '?')}, "
+        f"- Device {settings['device']}, {augmentation}, scarnet {results.get('version', '?')}, "
         f"{results.get('date', '')}; wall time {results.get('timings_s', {}).get('total', float('nan')):.0f} s.",
         f"- Command: `{results.get('command', '')}`",
         "",
@@ -717,7 +719,7 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     log(f"{len(cases)} cases ({source}), ScarNet {_weights_line(scarnet.weights)}, device {device}")
 
     settings = EvalSettings(split=split, source=source, noise_seeds=noise_seeds, skip=skip, device=str(device),
-                            approximate_geometry=approximate)
+                            tta=bool(getattr(args, "tta", False)), approximate_geometry=approximate)
     results = evaluate_cases(cases, scarnet, unet, settings, log)
     results.update(version=__version__, command=_command_line(),
                    date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))

@@ -301,6 +301,7 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
                                        "medsam"}
     assert set(figures["methods"]["scarnet"]["per_case"]) == {"phantom1", "phantom2"}
     assert figures["weights"]["scarnet"]["sha256"] and figures["settings"]["noise_seeds"] == 2
+    assert figures["settings"]["tta"] is False and "no test-time augmentation" in markdown
     assert len(figures["noise"]["methods"]["scarnet"]["per_case"]["phantom1"]["scar_ml"]) == 2
     assert figures["methods"]["threshold_otsu"]["summary"]["mvo_dice_mean"] is None  # NaN → null
     assert any("ScarNet 1/2 phantom1" in line for line in logged)
