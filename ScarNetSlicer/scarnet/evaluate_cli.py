@@ -218,21 +218,17 @@ def kspace_motion(plane: np.ndarray, spacing_rc_mm: tuple[float, float], rng: np
     phantom, visibly on EMIDEC), so the reference no longer matched them and the "motion" Dice
     measured misalignment.)
     """
-    from scipy import ndimage
+    from .train.data import kspace_from_moved
 
     axis = int(rng.integers(2))
     lines = plane.shape[axis]
     first, last = sorted(rng.uniform(0.23, 0.43, size=1).tolist() + rng.uniform(0.57, 0.77, size=1).tolist())
-    spectrum = np.fft.fftshift(np.fft.fft2(plane))
+    moves = []
     for start, stop in ((0, int(first * lines)), (int(last * lines), lines)):
         angle = rng.uniform(-max_degrees, max_degrees)
         shift_px = rng.uniform(-max_shift_mm, max_shift_mm, size=2) / np.asarray(spacing_rc_mm)
-        moved = ndimage.shift(ndimage.rotate(plane, angle, reshape=False, order=1, mode="nearest"), shift_px,
-                              order=1, mode="nearest")
-        index: list[slice] = [slice(None), slice(None)]
-        index[axis] = slice(start, stop)
-        spectrum[tuple(index)] = np.fft.fftshift(np.fft.fft2(moved))[tuple(index)]
-    return np.abs(np.fft.ifft2(np.fft.ifftshift(spectrum))).astype(np.float32)
+        moves.append((start, stop, angle, shift_px))
+    return kspace_from_moved(plane, axis, moves)
 
 
 def add_artifact(image: Volume, artifact: str, seed: int = ARTIFACT_SEED) -> Volume:

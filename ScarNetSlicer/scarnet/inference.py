@@ -202,6 +202,12 @@ class Segmenter:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     # -- pipeline --------------------------------------------------------------------------------
+    def _implausible(self, message: str) -> None:
+        """A result that is not a heart: :class:`NoHeartFoundError`, or a warning for timing-only runs."""
+        if self.reject_implausible:
+            raise NoHeartFoundError(message)
+        self.warnings.append(message)
+
     def localise(self, volume: Volume, slices: list[int] | None = None) -> tuple[float, float]:
         """LV centroid (row, col) in the volume's pixel grid, from whole-field-of-view predictions."""
         spacing_rc = (volume.spacing_mm[1], volume.spacing_mm[0])
@@ -278,6 +284,11 @@ class Segmenter:
         array = volume.array.astype(np.float32, copy=False)
         volume = volume.with_array(array)
         self.warnings = []
+        # An input property: checked before any model run (a network still draws an LV on noise).
+        structureless = neighbour_correlation(array) < MIN_NEIGHBOUR_CORRELATION
+        if structureless:
+            self._implausible(f"no heart found: {name} has no spatial structure (neighbouring pixels are "
+                              "uncorrelated, as in pure noise)")
 
         def report_progress(fraction: float, message: str) -> None:
             if should_cancel is not None and should_cancel():
@@ -306,20 +317,14 @@ class Segmenter:
         myocardium_ml = float(np.isin(labels, MYOCARDIUM_LABELS).sum()) * volume.voxel_volume_ml
         contrast = [tissue_contrast(volume.array[k], labels[k]) for k in range(labels.shape[0])]
         measured = [abs(c) for c in contrast if c is not None]
-        implausible = None
-        if neighbour_correlation(volume.array) < MIN_NEIGHBOUR_CORRELATION:
-            implausible = (f"no heart found: {name} has no spatial structure (neighbouring pixels are "
-                           "uncorrelated, as in pure noise)")
+        if structureless:
+            pass  # already reported: one reason per volume
         elif myocardium_ml < MIN_MYOCARDIUM_ML:
-            implausible = (f"no heart found: only {myocardium_ml:.1f} mL of LV myocardium segmented "
-                           "(is this a short-axis LGE stack of the heart?)")
+            self._implausible(f"no heart found: only {myocardium_ml:.1f} mL of LV myocardium segmented "
+                              "(is this a short-axis LGE stack of the heart?)")
         elif measured and float(np.median(measured)) < MIN_STACK_TISSUE_CONTRAST:
-            implausible = ("no heart found: where the model sees an LV, blood pool and myocardium have "
-                           "the same intensity (no LGE contrast; is this an LGE stack?)")
-        if implausible is not None:
-            if self.reject_implausible:
-                raise NoHeartFoundError(implausible)
-            self.warnings.append(implausible)
+            self._implausible("no heart found: where the model sees an LV, blood pool and myocardium have "
+                              "the same intensity (no LGE contrast; is this an LGE stack?)")
 
         t = time.perf_counter()
         flipped = None

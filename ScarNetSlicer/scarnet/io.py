@@ -98,10 +98,7 @@ def _have_simpleitk() -> bool:
 
 def _read_image_file(path: Path) -> Volume:
     if not _have_simpleitk() and _suffix(path) in (".nii", ".nii.gz"):
-        volume = _read_nifti_with_nibabel(path)
-        if not np.all(np.isfinite(volume.array)):
-            raise InputError(f"{path}: contains NaN or infinite values")
-        return volume
+        return _read_nifti_with_nibabel(path)  # keeps NaN/Inf, which the callers' validation rejects
     import SimpleITK as sitk
 
     # ITK warns on real-world headers (EMIDEC: "unexpected scales in sform"); the geometry it

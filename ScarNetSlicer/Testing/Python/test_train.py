@@ -16,11 +16,15 @@ from scarnet.train.data import AugmentConfig, IntensityAugmenter, SliceSample, m
 from scarnet.train.loop import SMOKE_CONFIG, TrainConfig, train
 
 
-def test_augmented_examples_are_valid_and_keep_labels_on_the_image():
-    phantom = make_phantom(5)
+def _middle_slice_sample(seed: int = 5) -> SliceSample:
+    phantom = make_phantom(seed)
     k = phantom.image.num_slices // 2
     spacing = phantom.image.spacing_mm
-    sample = SliceSample(phantom.image.array[k], phantom.labelmap.array[k], (spacing[1], spacing[0]))
+    return SliceSample(phantom.image.array[k], phantom.labelmap.array[k], (spacing[1], spacing[0]))
+
+
+def test_augmented_examples_are_valid_and_keep_labels_on_the_image():
+    sample = _middle_slice_sample()
     rng = np.random.default_rng(0)
     augmenter = IntensityAugmenter(AugmentConfig(), seed=0)
     for _ in range(12):
@@ -31,7 +35,7 @@ def test_augmented_examples_are_valid_and_keep_labels_on_the_image():
     # without augmentation at the phantom's own spacing the crop holds the LV labels unchanged in area
     plain = AugmentConfig(localise_fraction=0.0, center_jitter_mm=0.0, scale_range=(1, 1), anisotropy_range=(1, 1),
                           shear_sd=0.0, flip_probability=0.0, elastic_probability=0.0)
-    x, y = make_example(sample, rng, 160, spacing[0], plain, None)
+    x, y = make_example(sample, rng, 160, sample.spacing_rc_mm[1], plain, None)
     assert (y == 2).sum() == pytest.approx((sample.labels == 2).sum(), rel=0.1)
 
 
@@ -83,10 +87,7 @@ def test_png_spacing_estimate_recovers_the_stretch_of_real_cases():
 
 
 def test_negative_examples_show_no_lv_in_the_middle():
-    phantom = make_phantom(5)
-    k = phantom.image.num_slices // 2
-    spacing = phantom.image.spacing_mm
-    sample = SliceSample(phantom.image.array[k], phantom.labelmap.array[k], (spacing[1], spacing[0]))
+    sample = _middle_slice_sample()
     rng = np.random.default_rng(1)
     positive = AugmentConfig(localise_fraction=0.0)
     negative = AugmentConfig(localise_fraction=0.0, negative_fraction=1.0)

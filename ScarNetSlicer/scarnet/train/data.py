@@ -83,16 +83,23 @@ def motion(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     axis = int(rng.integers(2))
     angle = rng.uniform(-4, 4)
     shift = rng.uniform(-4, 4, size=2)
-    moved = ndimage.shift(ndimage.rotate(image, angle, reshape=False, order=1, mode="nearest"), shift, order=1,
-                          mode="nearest")
-    spectrum = np.fft.fftshift(np.fft.fft2(image))
-    moved_spectrum = np.fft.fftshift(np.fft.fft2(moved))
     n = image.shape[axis]
     start = int(rng.uniform(0.55, 0.9) * n) if rng.random() < 0.5 else 0
     stop = n if start else int(rng.uniform(0.1, 0.45) * n)
-    index = [slice(None), slice(None)]
-    index[axis] = slice(start, stop)
-    spectrum[tuple(index)] = moved_spectrum[tuple(index)]
+    return kspace_from_moved(image, axis, [(start, stop, angle, shift)])
+
+
+def kspace_from_moved(image: np.ndarray, axis: int,
+                      moves: Sequence[tuple[int, int, float, Sequence[float]]]) -> np.ndarray:
+    """``image`` whose k-space lines ``start:stop`` along ``axis`` (centred spectrum) come from the
+    image rotated by ``angle`` degrees and shifted by ``shift`` pixels (rows, columns), per move."""
+    spectrum = np.fft.fftshift(np.fft.fft2(image))
+    for start, stop, angle, shift in moves:
+        moved = ndimage.shift(ndimage.rotate(image, angle, reshape=False, order=1, mode="nearest"), shift, order=1,
+                              mode="nearest")
+        index = [slice(None), slice(None)]
+        index[axis] = slice(start, stop)
+        spectrum[tuple(index)] = np.fft.fftshift(np.fft.fft2(moved))[tuple(index)]
     return np.abs(np.fft.ifft2(np.fft.ifftshift(spectrum))).astype(np.float32)
 
 
