@@ -17,9 +17,7 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    onto the slice's own pixel grid; argmax there.
 5. **Post-process**: one LV per slice (the largest connected component of labels 1–4), slices
    whose LV lies far from the stack's LV axis dropped, holes filled, scar kept inside the
-   myocardium and MVO inside scar; scar regions not brighter than the remote myocardium
-   (mean under its mean + 1 SD) become healthy myocardium, since LGE scar is enhanced by
-   definition. Then three plausibility checks, because a network shown noise
+   myocardium and MVO inside scar. Then three plausibility checks, because a network shown noise
    still draws a confident LV where LVs usually are: an image with spatial structure (neighbouring
    pixels correlated), at least 5 mL of myocardium, and LGE contrast between the segmented blood
    pool and myocardium (see :mod:`scarnet.qc`); failing any is :class:`NoHeartFoundError`, never
@@ -73,15 +71,6 @@ MAX_LV_OFFSET_MM = 35.0
 LOCALISATION_SLICES = 4
 #: Less LV myocardium than this in the whole stack (a real LV holds 60–250 mL) is not a heart.
 MIN_MYOCARDIUM_ML = 5.0
-#: A predicted scar region whose mean signal is under (remote myocardium mean + this many SD) is
-#: not late enhancement and becomes healthy myocardium. LGE scar is enhanced by definition (the
-#: n-SD methods put the bar at 2–6 SD); 1 SD is deliberately lenient. Chosen on the EMIDEC train
-#: split (80 exams, interim model; never on val): predicted scar regions under 1 SD held 43 mL of
-#: false and 6 mL of true scar; scar Dice 0.595 → 0.599 and false scar in normal hearts 2.1 →
-#: 1.3 mL, while 1.5 SD (0.580) and 2 SD (0.477) cut true scar.
-MIN_SCAR_ENHANCEMENT_SD = 1.0
-#: Fewer remote-myocardium voxels than this give no reliable mean and SD: the rule is skipped.
-MIN_REMOTE_VOXELS = 50
 
 
 @dataclass
@@ -324,7 +313,6 @@ class Segmenter:
         max_probability = probabilities.max(axis=1)
         del probabilities
         labels = postprocess(labels, (volume.spacing_mm[1], volume.spacing_mm[0]))
-        labels = drop_unenhanced_scar(labels, volume.array)
         timings["postprocess_s"] = time.perf_counter() - t
         myocardium_ml = float(np.isin(labels, MYOCARDIUM_LABELS).sum()) * volume.voxel_volume_ml
         contrast = [tissue_contrast(volume.array[k], labels[k]) for k in range(labels.shape[0])]
@@ -430,32 +418,6 @@ def postprocess(labels: np.ndarray, spacing_rc_mm: tuple[float, float]) -> np.nd
             if offset_mm > MAX_LV_OFFSET_MM:
                 labels[k] = BACKGROUND
     return labels
-
-
-def drop_unenhanced_scar(labels: np.ndarray, image: np.ndarray,
-                         min_enhancement_sd: float = MIN_SCAR_ENHANCEMENT_SD) -> np.ndarray:
-    """Scar regions (3D components of scar and MVO) that are not enhanced become healthy myocardium.
-
-    Enhancement is the mean signal of the region's scar voxels (MVO is dark by nature, so it is
-    left out when scar is present) in SD of the remote (healthy) myocardium above that
-    myocardium's mean, over the whole stack. Returns a new array; ``labels`` is not changed.
-    """
-    remote = labels == HEALTHY_MYOCARDIUM
-    scar_or_mvo = np.isin(labels, SCAR_LABELS)
-    if remote.sum() < MIN_REMOTE_VOXELS or not scar_or_mvo.any():
-        return labels
-    remote_values = image[remote].astype(np.float64)
-    threshold = remote_values.mean() + min_enhancement_sd * remote_values.std()
-    regions, count = ndimage.label(scar_or_mvo, structure=np.ones((3, 3, 3)))
-    out = labels.copy()
-    for index, found in enumerate(ndimage.find_objects(regions), start=1):
-        region = regions[found] == index
-        inside = labels[found][region]
-        values = image[found][region]
-        enhanced_part = values[inside == SCAR] if (inside == SCAR).any() else values
-        if float(enhanced_part.mean()) < threshold:
-            out[found][region] = HEALTHY_MYOCARDIUM
-    return out
 
 
 def _fill_holes(plane: np.ndarray) -> None:
