@@ -24,9 +24,11 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "ScarNetSlicer" / "scarnet" 
 
 def lineage(train_config: dict) -> list[dict]:
     """Training configs and steps of the runs this one started from (``init_weights``), nearest first."""
-    chain = []
+    chain: list[dict] = []
     while train_config.get("init_weights"):
         path = Path(train_config["init_weights"])
+        if any(link["weights"] == str(path) for link in chain):  # a run folder reused: stop, don't loop
+            break
         if path.suffix != ".pt":  # a .safetensors start carries no training config: record the file only
             chain.append({"weights": str(path)})
             break

@@ -87,6 +87,11 @@ def test_training_can_start_from_given_weights(tmp_path):
     with pytest.raises(InputError, match="another model configuration"):
         train(wider, tmp_path / "third", progress=False)
     assert not (tmp_path / "third").exists()
+    # a frozen encoder that is neither pretrained nor given is refused (the continuation configs need --init-weights)
+    frozen_random = dataclasses.replace(SMOKE_CONFIG, freeze_encoder=True, pretrained_encoder=False)
+    with pytest.raises(InputError, match="frozen encoder"):
+        train(frozen_random, tmp_path / "fourth", progress=False)
+    assert not (tmp_path / "fourth").exists()
 
 
 def test_bundled_configs_parse():

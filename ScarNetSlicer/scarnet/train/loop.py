@@ -160,6 +160,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     from .losses import ScarNetLoss
 
     out_dir = Path(out_dir)
+    if (config.freeze_encoder and not config.pretrained_encoder and not config.init_weights
+            and config.model.encoder != "none"):
+        raise InputError("training config: a frozen encoder must be pretrained (pretrained_encoder) or come with "
+                         "the starting weights (--init-weights); a frozen random encoder learns nothing")
     # Read (and check) the starting weights before the run folder is made: a refusal leaves nothing behind.
     resuming = resume and (out_dir / "last.pt").is_file()
     initial_state = _read_initial_weights(config) if config.init_weights and not resuming else None
