@@ -87,8 +87,12 @@ def read_labelmap(path: str | Path, reference: Volume | None = None) -> Volume:
     return labelmap
 
 
+@functools.cache
 def _have_simpleitk() -> bool:
-    """SimpleITK is a dependency; only minimal environments (a lent GPU machine) lack it."""
+    """SimpleITK is a dependency; only minimal environments (a lent GPU machine) lack it.
+
+    Cached: where it is missing, a failed import would otherwise be retried on every read and write.
+    """
     try:
         import SimpleITK  # noqa: F401
     except ImportError:

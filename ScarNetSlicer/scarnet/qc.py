@@ -32,8 +32,7 @@ MIN_TISSUE_CONTRAST = 0.5
 #: per-slice flag: 5 % Gaussian noise (the robustness test) takes a real EMIDEC exam (Case_P081,
 #: median 1.1 clean) down to a median of 0.37–0.49, and that must still be segmented (with its slices
 #: flagged). It catches structured images without LGE contrast where the model still draws an LV;
-#: pure noise is caught by the neighbour-correlation check below instead (a ring drawn on noise
-#: selects bright and dark pixels and so shows a "contrast" of 0.4–0.6).
+#: pure noise is left to the neighbour-correlation check below.
 MIN_STACK_TISSUE_CONTRAST = 0.3
 #: Correlation of horizontally and vertically neighbouring pixels: ≥ 0.95 on every clean EMIDEC exam,
 #: ≥ 0.85 with 5 % Gaussian noise, ≥ 0.47 with 15 %; ≈ 0 for pure noise, on which a network still
