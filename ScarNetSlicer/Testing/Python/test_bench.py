@@ -134,7 +134,6 @@ def test_ratios_come_from_the_measured_times_and_json_is_complete(tmp_path):
     assert ratios["model"] == pytest.approx(nnunet["model_s"] / scarnet["model_s"])
     assert ratios["end_to_end"] == pytest.approx(nnunet["end_to_end_s"] / scarnet["end_to_end_s"])
     assert data["ratios_vs_nnunet"]["nnunet"]["tiny"]["model"] == pytest.approx(1.0)
-    assert 1.3 < ratios["end_to_end"] < 4.0
     targets = {t["target"]: t for t in data["targets"]}
     assert len(targets) == 5
     assert all(t["passed"] in (True, False, None) for t in targets.values())
