@@ -42,7 +42,7 @@ from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS
 from .volume import Volume
 
 #: Parts of the evaluation ``--skip`` can leave out.
-SKIPPABLE = ("noise", "artifacts", "thresholds", "medsam", "unet")
+SKIPPABLE = ("noise", "artifacts", "contrast", "thresholds", "medsam", "unet")
 #: Gaussian noise SD as a fraction of the image's robust intensity range (the paper's 5 %).
 NOISE_FRACTION = 0.05
 #: Percentiles defining that robust range.
@@ -60,6 +60,18 @@ ARTIFACT_SETTINGS = {
     "ghosting": "torchio.RandomGhosting(num_ghosts=(4, 10), axes=in-plane, intensity=(0.5, 1)), per slice (2D)",
     "bias field": "torchio.RandomBiasField(coefficients=0.5, order=3), per volume (3D)",
 }
+#: Protocol (tissue-contrast) shifts of the robustness table, in table order.
+CONTRAST_SHIFTS = ("blood ×1.4", "blood ×0.7", "myocardium not nulled")
+#: How they are made; recorded in the JSON.
+CONTRAST_SETTINGS = {
+    "blood ×1.4": ("LV blood pool contrast over healthy myocardium × 1.4 (imaged earlier after contrast: blood "
+                   "brighter than scar)"),
+    "blood ×0.7": "LV blood pool contrast over healthy myocardium × 0.7 (imaged later: blood darker than scar)",
+    "myocardium not nulled": ("healthy myocardium raised by 0.25 × the blood-myocardium contrast (inversion time "
+                              "off the null point)"),
+}
+#: In-plane blur (mm) of the reference masks the contrast shifts are drawn through: no new sharp edges.
+CONTRAST_MASK_SIGMA_MM = 1.0
 #: Characters of the sha256 shown in the table (the JSON has all of it).
 SHA_PREFIX = 12
 
@@ -264,6 +276,41 @@ def add_artifact(image: Volume, artifact: str, seed: int = ARTIFACT_SEED) -> Vol
     return image.with_array(np.maximum(out, 0.0).astype(np.float32))
 
 
+def add_contrast_shift(image: Volume, reference: Volume, shift: str) -> Volume:
+    """``image`` with LGE tissue contrast as another protocol gives it (see :data:`CONTRAST_SETTINGS`).
+
+    Drawn through the reference labels (blurred by :data:`CONTRAST_MASK_SIGMA_MM`), slice by slice:
+    a simulation of what a different delay after contrast or inversion time does to the tissues
+    the figures are about. Contrasts are taken over the slice's median healthy-myocardium
+    intensity, the nulled tissue: raw values have no meaningful zero (EMIDEC is PSIR stored with
+    an offset of about 2048). Other tissue is left as it was; slices without both a blood pool and
+    healthy myocardium are left as they were.
+    """
+    from scipy import ndimage
+
+    from .labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL
+
+    if shift not in CONTRAST_SETTINGS:
+        raise ValueError(f"unknown contrast shift '{shift}' (choose from {', '.join(CONTRAST_SHIFTS)})")
+    spacing_i, spacing_j, _ = image.spacing_mm
+    sigma_px = (CONTRAST_MASK_SIGMA_MM / spacing_j, CONTRAST_MASK_SIGMA_MM / spacing_i)
+    out = image.array.astype(np.float32).copy()
+    for k, (plane, labels) in enumerate(zip(out, reference.array, strict=True)):
+        blood, healthy = labels == LV_BLOOD_POOL, labels == HEALTHY_MYOCARDIUM
+        if not blood.any() or not healthy.any():
+            continue
+        myocardium_level = float(np.median(plane[healthy]))
+        if shift == "myocardium not nulled":
+            contrast = max(float(np.median(plane[blood])) - myocardium_level, 0.0)
+            mask = ndimage.gaussian_filter(healthy.astype(np.float32), sigma_px)
+            out[k] = plane + 0.25 * contrast * mask
+        else:
+            gain = 1.4 if shift == "blood ×1.4" else 0.7
+            mask = ndimage.gaussian_filter(blood.astype(np.float32), sigma_px)
+            out[k] = plane + (gain - 1.0) * (plane - myocardium_level) * mask
+    return image.with_array(out)
+
+
 def _noise_summary(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
     covs = [c["cov_percent"] for c in per_case.values() if c["cov_percent"] is not None]
     return {"cases": len(per_case), "cases_with_cov": len(covs),
@@ -360,6 +407,11 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
     results["artifacts"] = _evaluate_artifacts(cases, segmenters, methods, settings, skip, log)
     timings["artifacts"] = time.perf_counter() - t
 
+    # -- protocol (tissue-contrast) shifts --------------------------------------------------------
+    t = time.perf_counter()
+    results["contrast"] = _evaluate_artifacts(cases, segmenters, methods, settings, skip, log, part="contrast")
+    timings["contrast"] = time.perf_counter() - t
+
     timings["total"] = time.perf_counter() - started
     results["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     return results
@@ -442,22 +494,30 @@ def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: 
 
 
 def _evaluate_artifacts(cases: list[EvalCase], segmenters: dict[str, Any], methods: dict[str, Any],
-                        settings: EvalSettings, skip: set[str], log: Log) -> dict[str, Any]:
-    if "artifacts" in skip:
-        return {"status": "skipped (--skip artifacts)"}
-    per_case: dict[str, dict[str, dict[str, Any]]] = {key: {a: {} for a in ARTIFACTS} for key in segmenters}
+                        settings: EvalSettings, skip: set[str], log: Log, part: str = "artifacts") -> dict[str, Any]:
+    """Dice drop under each MR artifact (``part="artifacts"``) or protocol contrast shift (``"contrast"``)."""
+    if part in skip:
+        return {"status": f"skipped (--skip {part})"}
+    kinds = ARTIFACTS if part == "artifacts" else CONTRAST_SHIFTS
+    per_case: dict[str, dict[str, dict[str, Any]]] = {key: {a: {} for a in kinds} for key in segmenters}
     for index, case in enumerate(cases, 1):
         t = time.perf_counter()
-        for artifact in ARTIFACTS:
-            corrupted = add_artifact(case.image, artifact, settings.artifact_seed)
+        for artifact in kinds:
+            corrupted = (add_artifact(case.image, artifact, settings.artifact_seed) if part == "artifacts"
+                         else add_contrast_shift(case.image, case.reference, artifact))
             for key, segmenter in segmenters.items():
                 prediction, refused = _segment(segmenter, corrupted, case.name)
                 metrics = case_metrics(prediction, case.reference, surface_distance=False)
                 per_case[key][artifact][case.name] = {"myocardium_dice": metrics["myocardium_dice"],
-                                                      "scar_dice": metrics["scar_dice"], "refused": refused}
-        log(f"artifacts {index}/{len(cases)} {case.name} [{time.perf_counter() - t:.1f} s]")
-    out: dict[str, Any] = {"status": "ok", "seed": settings.artifact_seed, "settings": ARTIFACT_SETTINGS,
-                           "methods": {}}
+                                                      "scar_dice": metrics["scar_dice"],
+                                                      "scar_percent_error": metrics["scar_percent_error"],
+                                                      "refused": refused}
+        log(f"{part} {index}/{len(cases)} {case.name} [{time.perf_counter() - t:.1f} s]")
+    out: dict[str, Any] = {"status": "ok", "methods": {}}
+    if part == "artifacts":
+        out.update(seed=settings.artifact_seed, settings=ARTIFACT_SETTINGS)
+    else:
+        out.update(settings=CONTRAST_SETTINGS, mask_sigma_mm=CONTRAST_MASK_SIGMA_MM)
     for key, by_artifact in per_case.items():
         clean = methods[key]["per_case"]
         clean_myo = _mean([clean[c.name]["myocardium_dice"] for c in cases])
@@ -466,9 +526,13 @@ def _evaluate_artifacts(cases: list[EvalCase], segmenters: dict[str, Any], metho
         for artifact, figures in by_artifact.items():
             myo = _mean([f["myocardium_dice"] for f in figures.values()])
             scar = _mean([f["scar_dice"] for f in figures.values()])
+            clean_error = _mean([abs(clean[c.name]["scar_percent_error"]) for c in cases])
+            error = _mean([abs(f["scar_percent_error"]) for f in figures.values()])
             summary[artifact] = {"myocardium_dice_clean": clean_myo, "myocardium_dice_corrupted": myo,
                                  "myocardium_dice_drop": clean_myo - myo, "scar_dice_clean": clean_scar,
                                  "scar_dice_corrupted": scar, "scar_dice_drop": clean_scar - scar,
+                                 "scar_percent_abs_error_clean": clean_error,
+                                 "scar_percent_abs_error_corrupted": error,
                                  "refused_cases": sorted(n for n, f in figures.items() if f["refused"])}
         out["methods"][key] = {"label": methods[key]["label"], "per_case": by_artifact, "summary": summary}
     return out
@@ -617,24 +681,40 @@ def render_markdown(results: dict[str, Any]) -> str:
                                str(len(s["cases_without_predicted_scar"]))]))
     lines += ["", "Dice drop (clean − corrupted, mean over the same cases; scar over infarct cases) under artifacts "
               f"drawn from seed {settings['artifact_seed']} before each volume (the same for every model):", ""]
-    artifact_columns = ["Method", "Artifact", "Myocardium Dice clean", "corrupted", "drop", "Scar Dice clean",
-                        "corrupted", "drop"]
-    lines += [_row(artifact_columns), _row(["---"] * len(artifact_columns)).replace("\\|", "|")]
-    artifacts = results.get("artifacts", {})
+    lines += _robustness_table(results.get("artifacts", {}), methods, "Artifact")
+    lines += ["", "Artifacts: " + "; ".join(f"{k}: {v}" for k, v in ARTIFACT_SETTINGS.items()) + "."]
+    lines += ["", "Protocol shifts: the same cases with LGE tissue contrast as another delay after contrast or "
+              "inversion time gives it, drawn through the reference labels (masks blurred by "
+              f"{CONTRAST_MASK_SIGMA_MM:g} mm); |scar % error| is the mean absolute error of scar % of myocardium "
+              "over all cases. A simulation, not data from another centre: "
+              + "; ".join(f"{k}: {v}" for k, v in CONTRAST_SETTINGS.items()) + ".", ""]
+    lines += _robustness_table(results.get("contrast", {}), methods, "Shift", scar_percent=True)
+    return "\n".join(lines) + "\n"
+
+
+def _robustness_table(part: dict[str, Any], methods: dict[str, Any], kind: str,
+                      scar_percent: bool = False) -> list[str]:
+    """Markdown rows of one robustness part (artifacts or contrast shifts), ScarNet then U-Net."""
+    columns = ["Method", kind, "Myocardium Dice clean", "corrupted", "drop", "Scar Dice clean", "corrupted", "drop"]
+    if scar_percent:
+        columns += ["|scar % error| clean", "shifted"]
+    lines = [_row(columns), _row(["---"] * len(columns)).replace("\\|", "|")]
     for key in ("scarnet", "unet"):
         label = methods[key]["label"]
-        if artifacts.get("status") != "ok":
-            lines.append(_row([label, artifacts.get("status", "not run")] + ["–"] * 6))
-        elif key not in artifacts["methods"]:
-            lines.append(_row([label, methods[key]["status"]] + ["–"] * 6))
+        if part.get("status") != "ok":
+            lines.append(_row([label, part.get("status", "not run")] + ["–"] * (len(columns) - 2)))
+        elif key not in part["methods"]:
+            lines.append(_row([label, methods[key]["status"]] + ["–"] * (len(columns) - 2)))
         else:
-            for artifact, s in artifacts["methods"][key]["summary"].items():
-                lines.append(_row([label, artifact, _fmt(s["myocardium_dice_clean"]),
-                                   _fmt(s["myocardium_dice_corrupted"]), _signed(s["myocardium_dice_drop"], 3),
-                                   _fmt(s["scar_dice_clean"]), _fmt(s["scar_dice_corrupted"]),
-                                   _signed(s["scar_dice_drop"], 3)]))
-    lines += ["", "Artifacts: " + "; ".join(f"{k}: {v}" for k, v in ARTIFACT_SETTINGS.items()) + "."]
-    return "\n".join(lines) + "\n"
+            for name, s in part["methods"][key]["summary"].items():
+                cells = [label, name, _fmt(s["myocardium_dice_clean"]), _fmt(s["myocardium_dice_corrupted"]),
+                         _signed(s["myocardium_dice_drop"], 3), _fmt(s["scar_dice_clean"]),
+                         _fmt(s["scar_dice_corrupted"]), _signed(s["scar_dice_drop"], 3)]
+                if scar_percent:
+                    cells += [_fmt(s["scar_percent_abs_error_clean"], 1),
+                              _fmt(s["scar_percent_abs_error_corrupted"], 1)]
+                lines.append(_row(cells))
+    return lines
 
 
 def _jsonable(value: Any) -> Any:

@@ -24,6 +24,7 @@ from scarnet.evaluate_cli import (
     MAIN_COLUMNS,
     EvalCase,
     add_artifact,
+    add_contrast_shift,
     add_gaussian_noise,
     load_emidec_cases,
     run_evaluation,
@@ -233,6 +234,35 @@ def test_artifacts_are_reproducible_and_change_the_image(small_phantom, artifact
         assert _best_shift(image.array[k], corrupted.array[k]) == (0, 0), k
 
 
+def test_contrast_shifts_change_the_named_tissue_only(small_phantom):
+    from scipy import ndimage
+
+    image, reference = small_phantom.image, small_phantom.labelmap
+    labels = reference.array
+    k = int(np.argmax([(labels[i] == 1).sum() for i in range(labels.shape[0])]))
+    core = {label: ndimage.binary_erosion(labels[k] == label, iterations=2) for label in (0, 1, 2)}
+    far = ndimage.distance_transform_edt(labels[k] == 0) > 5  # background well away from the LV
+    before = image.array[k].astype(np.float32)
+    myocardium = float(np.median(before[labels[k] == 2]))
+    contrast = float(np.median(before[labels[k] == 1])) - myocardium
+    # contrasts are changed over the healthy myocardium's level (nulled), not over zero
+    for shift, label, expected in (("blood ×1.4", 1, before + 0.4 * (before - myocardium)),
+                                   ("blood ×0.7", 1, before - 0.3 * (before - myocardium)),
+                                   ("myocardium not nulled", 2, before + 0.25 * contrast)):
+        after = add_contrast_shift(image, reference, shift)
+        assert after.same_grid(image)
+        # the core's change is the named one (a thin phantom myocardium keeps a little of the mask blur)
+        change, expected_change = (after.array[k] - before)[core[label]], (expected - before)[core[label]]
+        assert np.allclose(change, expected_change, rtol=0.05), shift
+        assert np.array_equal(after.array[k][far], before[far]), shift
+        other = 2 if label == 1 else 1
+        assert np.allclose(after.array[k][core[other]], before[core[other]], rtol=1e-3), shift
+        offset = add_contrast_shift(image.with_array(image.array + 2048.0), reference, shift)  # PSIR-style storage
+        assert np.allclose(offset.array - 2048.0, after.array, atol=0.02), shift
+    with pytest.raises(ValueError, match="unknown contrast shift"):
+        add_contrast_shift(image, reference, "sepia")
+
+
 def _best_shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     """The circular shift of ``b`` (rows, columns) that correlates best with ``a``."""
     a = a - a.mean()
@@ -294,8 +324,11 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
         assert rows[label].count(" | ") == len(MAIN_COLUMNS) - 1, label
     assert "skipped (--skip medsam)" in markdown
     assert rows["2SD ᵃ ᵇ"].count("= ScarNet") == 3
-    for artifact in ("motion", "ghosting", "bias field"):
+    for artifact in ("motion", "ghosting", "bias field", "blood ×1.4", "blood ×0.7", "myocardium not nulled"):
         assert f"| ScarNet | {artifact} |" in markdown and f"| Plain U-Net | {artifact} |" in markdown
+    assert "| Method | Shift |" in markdown and "\\|scar % error\\| clean | shifted |" in markdown
+    shift_rows = [line for line in markdown.splitlines() if "| blood ×1.4 |" in line]
+    assert all(line.count(" | ") == 9 for line in shift_rows)
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert set(figures["methods"]) == {"scarnet", "unet", "threshold_2sd", "threshold_fwhm", "threshold_otsu",
                                        "medsam"}
@@ -323,6 +356,7 @@ def test_run_evaluation_without_unet_weights_says_so(tmp_path, tiny_weights, cap
     assert "| Plain U-Net | not available (no weights given) |" in out
     assert "| 2SD ᵃ ᵇ | skipped (--skip thresholds) |" in out
     assert "skipped (--skip noise)" in out and "skipped (--skip artifacts)" in out
+    assert "skipped (--skip contrast)" not in out  # not asked to skip: measured
 
 
 def test_run_evaluation_rejects_bad_options(tmp_path, tiny_weights):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import EMIDEC, requires_emidec
+from scipy import ndimage
 
 from scarnet.model.registry import load_model
 from scarnet.phantom import make_phantom
@@ -127,3 +128,41 @@ def test_negative_examples_show_no_lv_in_the_middle():
     assert min(lv_in_centre) > 0.5
     assert max((y[centre] > 0).mean() for y in negatives) < 0.05
     assert any((y == 0).all() for y in negatives)  # the scrambled half
+
+
+def test_tissue_contrast_changes_blood_scar_and_myocardium_levels_as_drawn():
+    from scarnet.train.data import tissue_contrast
+
+    phantom = make_phantom(3)
+    k = int(np.argmax([(phantom.labelmap.array[i] == 3).sum() for i in range(phantom.image.num_slices)]))
+    image = phantom.image.array[k].astype(np.float32)
+    labels = phantom.labelmap.array[k]
+    assert (labels == 3).sum() > 50
+
+    def level(x, label):  # median away from the blurred class edges
+        core = ndimage.binary_erosion(labels == label)
+        return float(np.median(x[core]))
+
+    myocardium = level(image, 2)
+    brighter_blood = AugmentConfig(blood_gain_range=(1.5, 1.5), scar_gain_range=(1, 1), myocardium_lift_range=(0, 0))
+    out = tissue_contrast(image, labels, np.random.default_rng(0), brighter_blood)
+    # contrasts are scaled over the healthy myocardium's level (the nulled tissue), not over zero
+    assert level(out, 1) - myocardium == pytest.approx(1.5 * (level(image, 1) - myocardium), rel=0.02)
+    assert level(out, 3) == pytest.approx(level(image, 3), rel=0.05)  # thin scar: blurred edges reach its core
+    assert level(out, 2) == pytest.approx(myocardium, rel=0.05)
+
+    lifted = AugmentConfig(blood_gain_range=(1, 1), scar_gain_range=(0.8, 0.8), myocardium_lift_range=(0.3, 0.3))
+    out = tissue_contrast(image, labels, np.random.default_rng(0), lifted)
+    assert level(out, 2) - myocardium == pytest.approx(0.3 * (level(image, 1) - myocardium), rel=0.1)
+    assert level(out, 3) - myocardium == pytest.approx(0.8 * (level(image, 3) - myocardium), rel=0.1)
+    assert level(out, 1) == pytest.approx(level(image, 1), rel=0.02)
+    # an offset (PSIR stored with one) changes nothing but the offset
+    shifted = tissue_contrast(image + 2048.0, labels, np.random.default_rng(0), lifted)
+    assert np.allclose(shifted - 2048.0, out, atol=0.05)
+    # no LV in the crop: nothing to measure, the crop is returned as it was
+    assert tissue_contrast(image, np.zeros_like(labels), np.random.default_rng(0), lifted) is image
+    # the training path uses it when asked (and the examples stay valid)
+    sample = SliceSample(image, labels, (phantom.image.spacing_mm[1], phantom.image.spacing_mm[0]))
+    on = AugmentConfig(tissue_contrast_probability=1.0, localise_fraction=0.0)
+    x, y = make_example(sample, np.random.default_rng(2), 64, 2.5, on, None)
+    assert x.min() >= 0.0 and x.max() <= 1.0 and (y == 3).any()

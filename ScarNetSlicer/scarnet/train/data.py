@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..labels import LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR_LABELS
+from ..labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR, SCAR_LABELS
 from ..preprocess import normalise_intensity, plane_transform, resample_plane, valid_mask
 
 
@@ -62,6 +62,12 @@ class AugmentConfig:
     # Without them a network learns "there is always an LV ring in the middle" and draws one on
     # noise (caught at inference by scarnet.qc's contrast check, but better not learned at all).
     negative_fraction: float = 0.0
+    # Tissue contrast as other protocols give it (see tissue_contrast). Off by default so that
+    # configs written before it existed still mean what they meant.
+    tissue_contrast_probability: float = 0.0
+    blood_gain_range: tuple[float, float] = (0.6, 1.5)
+    scar_gain_range: tuple[float, float] = (0.8, 1.25)
+    myocardium_lift_range: tuple[float, float] = (0.0, 0.4)
     extra: dict = field(default_factory=dict)
 
 
@@ -139,6 +145,64 @@ class IntensityAugmenter:
         return np.maximum(x, 0.0)
 
 
+def _smooth_mask(mask: np.ndarray, sigma_px: float = 0.8) -> np.ndarray:
+    return ndimage.gaussian_filter(mask.astype(np.float32), sigma_px)
+
+
+def tissue_contrast(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+                    config: AugmentConfig) -> np.ndarray:
+    """The crop with LGE tissue contrast as another protocol, delay or field strength gives it.
+
+    Why: scar is "brighter than remote myocardium", not "bright". Trained on one centre only, a
+    network learns the absolute levels instead: on EMIDEC's val split the first interim models
+    lost most scar once the blood pool was brighter (imaged earlier after contrast), and called
+    most of the myocardium scar once healthy myocardium was not fully nulled (inversion time off
+    the null point); see ``scarnet evaluate``'s protocol-shift table.
+
+    Contrasts are changed relative to the healthy myocardium's level, the tissue the inversion
+    time nulls: it stands in for "no signal", which the raw values do not show (EMIDEC is PSIR
+    stored with an offset of about 2048; magnitude images put it near 0):
+
+    * blood gain: the LV blood pool's contrast over healthy myocardium, and that of bright tissue
+      outside the labelled LV (RV blood, aorta) in proportion to its brightness, scaled together,
+      so that blood can be brighter or darker than scar;
+    * scar gain: infarct (not MVO) contrast scaled on its own;
+    * myocardium lift: healthy myocardium raised by a fraction of the blood-myocardium contrast
+      (not nulled), and unlabelled dark tissue by a random share of it in smooth random patches,
+      so that "the only grey ring" does not become the cue.
+
+    Masks are blurred by a pixel so that no edge appears that the image did not have. Crops with
+    too little blood pool or healthy myocardium to measure are returned unchanged.
+    """
+    blood = labels == LV_BLOOD_POOL
+    healthy = labels == HEALTHY_MYOCARDIUM
+    if blood.sum() < 20 or healthy.sum() < 20:
+        return image
+    blood_level = float(np.median(image[blood]))
+    myocardium_level = float(np.median(image[healthy]))
+    if blood_level <= myocardium_level:
+        return image
+    contrast = blood_level - myocardium_level
+    outside = 1.0 - _smooth_mask(labels != 0)
+    # How blood-like each unlabelled pixel is (0 at the myocardium's level, 1 at the blood's).
+    blood_like = np.clip((ndimage.gaussian_filter(image, 1.0) - myocardium_level) / contrast, 0.0, 1.0)
+
+    def log_uniform(bounds: tuple[float, float]) -> float:
+        return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
+
+    blood_gain = log_uniform(config.blood_gain_range)
+    scar_gain = log_uniform(config.scar_gain_range)
+    lift = rng.uniform(*config.myocardium_lift_range) * contrast
+    gain = ((blood_gain - 1.0) * (_smooth_mask(blood) + outside * blood_like)
+            + (scar_gain - 1.0) * _smooth_mask(labels == SCAR))
+    rows, cols = image.shape
+    patches = ndimage.zoom(rng.uniform(0, 1, (4, 4)), (rows / 4, cols / 4), order=1, grid_mode=True,
+                           mode="nearest")[:rows, :cols]
+    dark_share = rng.uniform(0, 1) * patches * outside * (1.0 - blood_like)
+    above_myocardium = np.maximum(image - myocardium_level, 0.0)
+    return (image + gain * above_myocardium + lift * (_smooth_mask(healthy) + dark_share)).astype(np.float32)
+
+
 def _elastic(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, alpha_px: float = 3.0,
              grid: int = 6) -> tuple[np.ndarray, np.ndarray]:
     """Smooth random displacement (a coarse random grid upsampled), a few pixels at most."""
@@ -192,6 +256,8 @@ def make_example(sample: SliceSample, rng: np.random.Generator, input_size: int,
     inside = valid_mask(sample.image.shape, transform)
     if rng.random() < config.elastic_probability:
         image, labels = _elastic(image, labels, rng)
+    if not scrambled and rng.random() < config.tissue_contrast_probability:
+        image = tissue_contrast(image, labels, rng, config)
     if scrambled:
         image = rng.permutation(image.ravel()).reshape(image.shape)
         labels = np.zeros_like(labels)
