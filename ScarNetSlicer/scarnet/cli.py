@@ -303,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train ScarNet (EMIDEC + phantoms); resumable")
     p.add_argument("--config", default="gpu_full",
-                   help="config file, or a bundled name: gpu_full, cpu_interim, cpu_continue (with --init-weights), "
-                        "and the *_unet baselines")
+                   help="config file, or a bundled name: gpu_full, cpu_interim, cpu_continue and cpu_contrast (with "
+                        "--init-weights), and the *_unet baselines")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, best.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--steps", type=int)
@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emidec", type=Path, help="EMIDEC folder (default: ../shared/data/emidec)")
     p.add_argument("--split", default="val", choices=("val", "train"))
     p.add_argument("--noise-seeds", type=int, default=10, help="seeds of 5 %% Gaussian noise for the CoV")
-    p.add_argument("--skip", nargs="*", default=[], help="parts to skip: noise artifacts thresholds medsam unet")
+    p.add_argument("--skip", nargs="*", default=[],
+                   help="parts to skip: noise artifacts contrast thresholds medsam unet")
     p.add_argument("--markdown", type=Path, help="write the Markdown table here")
     p.add_argument("--json", type=Path, help="write all figures as JSON here")
     p.add_argument("--max-cases", type=int, help="only the first N cases (quick checks)")
