@@ -109,6 +109,7 @@ class ScarNetSlicerParameterNode:
     encoder: Annotated[str, Choice(ENCODER_CHOICES)] = "auto"
     weightsPath: pathlib.Path
     testTimeAugmentation: bool = False
+    minimumScarRegionMl: float = 1.0
     keepIntermediateFiles: bool = False
 
 
@@ -219,7 +220,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._job = self.logic.process(
                     p.inputVolume, p.outputSegmentation, p.outputTable, device=p.device, encoder=p.encoder,
                     weightsPath=p.weightsPath, testTimeAugmentation=p.testTimeAugmentation,
-                    keepIntermediateFiles=p.keepIntermediateFiles, overwriteEdited=overwrite, waitForCompletion=False)
+                    minimumScarRegionMl=p.minimumScarRegionMl, keepIntermediateFiles=p.keepIntermediateFiles,
+                    overwriteEdited=overwrite, waitForCompletion=False)
             except ScarNetError as error:
                 self._showUserError(error)
                 return
@@ -334,7 +336,8 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
 
     def process(self, inputVolume, outputSegmentation=None, outputTable=None, device: str = "auto",
                 encoder: str | None = None, weightsPath=None, testTimeAugmentation: bool = False,
-                keepIntermediateFiles: bool = False, overwriteEdited: bool = False, waitForCompletion: bool = True,
+                minimumScarRegionMl: float = 1.0, keepIntermediateFiles: bool = False, overwriteEdited: bool = False,
+                waitForCompletion: bool = True,
                 showResults: bool = False):
         """Segment ``inputVolume`` and write segments, per-slice table and plot.
 
@@ -349,7 +352,8 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
             self.ensureDependencies()
         folder = os.path.join(slicer.app.temporaryPath, "ScarNetSlicer") if keepIntermediateFiles else None
         options = SegmentationOptions(device=device, encoder=None if encoder in (None, "", "auto") else encoder,
-                                      weights=weightsPath, tta=testTimeAugmentation, intermediate_folder=folder)
+                                      weights=weightsPath, tta=testTimeAugmentation,
+                                      min_scar_component_ml=minimumScarRegionMl, intermediate_folder=folder)
         job = self._processor().start(inputVolume, outputSegmentation, outputTable, options, overwriteEdited)
         if not waitForCompletion:
             return job

@@ -46,6 +46,9 @@ class SegmentationOptions:
     encoder: str | None = None
     weights: str | None = None  # None: the weights bundled with the extension
     tta: bool = False
+    #: Scar regions (3D-connected) smaller than this become healthy myocardium; 0 keeps all
+    #: (the engine's default, scarnet.inference.MIN_SCAR_COMPONENT_ML, chosen on EMIDEC's train split).
+    min_scar_component_ml: float = 1.0
     #: When set, the job writes its input, labelmap (.seg.nrrd) and report (.json) here, so a run
     #: can be reproduced or compared outside Slicer with the ``scarnet`` command line.
     intermediate_folder: str | None = None
@@ -55,6 +58,8 @@ class SegmentationOptions:
             raise InputError(f"unknown device '{self.device}' (use {', '.join(DEVICES)})")
         self.weights = normalise_path(self.weights)
         self.encoder = self.encoder or None
+        if not float(self.min_scar_component_ml) >= 0:
+            raise InputError(f"minimum scar region {self.min_scar_component_ml} mL: must be 0 or more")
 
 
 def normalise_path(path: Any) -> str | None:
@@ -67,7 +72,8 @@ def default_segmenter_factory(options: SegmentationOptions) -> Callable[..., Any
     """The engine's segmenter (torch imported here, on first use, in the job's thread)."""
     from scarnet.inference import Segmenter
 
-    return Segmenter(weights=options.weights, encoder=options.encoder, device=options.device, tta=options.tta)
+    return Segmenter(weights=options.weights, encoder=options.encoder, device=options.device, tta=options.tta,
+                     min_scar_component_ml=options.min_scar_component_ml)
 
 
 SegmenterFactory = Callable[[SegmentationOptions], Callable[..., Any]]

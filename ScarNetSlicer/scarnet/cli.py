@@ -149,7 +149,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .inference import Segmenter
 
     segmenter = Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=args.tta,
-                          threads=args.threads)
+                          min_scar_component_ml=args.min_scar_ml, threads=args.threads)
     with _Progress(args.quiet) as progress:
         result = segmenter(volume, progress=progress, name=str(args.input))
     result.report.extra["input"] = str(args.input)
@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
     p.set_defaults(func=cmd_quantify)
 
+    from .inference import MIN_SCAR_COMPONENT_ML  # numpy and scipy only: no torch at parse time
+
     p = sub.add_parser("segment", help="segment an LGE stack (file or DICOM folder) and quantify scar")
     p.add_argument("input", type=Path, help="NIfTI/NRRD/MHA file or DICOM folder")
     p.add_argument("--labelmap", type=Path, help="labelmap output (.nii.gz, .nrrd, .mha) on the input grid")
@@ -288,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="DICOM series to use (number, UID or part of the description)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
+    p.add_argument("--min-scar-ml", type=float, default=MIN_SCAR_COMPONENT_ML, metavar="ML",
+                   help="scar regions smaller than this become healthy myocardium (default %(default)g; 0 keeps all)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     _add_model_options(p)

@@ -86,6 +86,8 @@ def _bad_inputs(tmp_path: Path) -> dict[str, list[str]]:
         "segment missing": ["segment", "nothing_here", "--labelmap", "out.nii.gz"],
         "corrupted weights": ["segment", "image_other_grid.nii.gz", "--weights", "text.nii.gz",
                               "--labelmap", "out.nii.gz"],
+        "negative minimum scar region": ["segment", "image_other_grid.nii.gz", "--min-scar-ml", "-1",
+                                         "--labelmap", "out.nii.gz"],
     }
 
 

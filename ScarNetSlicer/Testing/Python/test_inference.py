@@ -9,7 +9,7 @@ from conftest import rotation
 from torch import nn
 
 from scarnet.errors import InputError, NoHeartFoundError
-from scarnet.inference import Segmenter, check_short_axis, postprocess
+from scarnet.inference import Segmenter, check_short_axis, postprocess, remove_small_scar
 from scarnet.labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
 from scarnet.model.registry import bundled_weights_path
 from scarnet.phantom import make_phantom
@@ -99,6 +99,36 @@ def test_labels_respect_the_nesting_rules_after_postprocessing():
     assert out[1, 10, 20] == SCAR
     assert out[1, 20, 20] == LV_BLOOD_POOL
     assert (out[2, 2:5, 2:5] == 0).all()
+
+
+def test_small_scar_regions_become_healthy_myocardium():
+    labels = np.full((3, 30, 30), HEALTHY_MYOCARDIUM, dtype=np.uint8)
+    labels[0:2, 2:6, 2:6] = SCAR  # 32 voxels in two slices: one 3D region of 0.64 mL at 0.02 mL/voxel
+    labels[1, 3, 3] = MVO
+    labels[0:3, 15:25, 15:25] = SCAR  # 300 voxels: 6 mL
+    labels[2, 0, 0] = SCAR  # 1 voxel touching nothing
+    before = labels.copy()
+    assert remove_small_scar(labels, 0.02, 0.0) == 0 and np.array_equal(labels, before)
+    assert remove_small_scar(labels, 0.02, 1.0) == 2
+    assert (labels[0:2, 2:6, 2:6] == HEALTHY_MYOCARDIUM).all() and labels[2, 0, 0] == HEALTHY_MYOCARDIUM
+    assert (labels[0:3, 15:25, 15:25] == SCAR).all()
+    # regions are 3D: the same 32 voxels count as one region, kept at a threshold they exceed
+    labels = before.copy()
+    remove_small_scar(labels, 0.02, 0.6)
+    assert (labels[0:2, 2:6, 2:6] != HEALTHY_MYOCARDIUM).all()
+
+
+def test_minimum_scar_region_is_applied_and_reported():
+    volume = ring_volume(spacing=(1.4, 1.4, 8.0))
+    kept = Segmenter(RingModel(), device="cpu", flip_check=False)(volume)
+    assert kept.report.total.scar_ml > 1.0
+    assert kept.report.extra["inference"]["min_scar_component_ml"] == 1.0
+    removed = Segmenter(RingModel(), device="cpu", flip_check=False, min_scar_component_ml=1e6)(volume)
+    assert removed.report.total.scar_ml == 0.0 and removed.report.total.mvo_ml == 0.0
+    assert removed.report.total.myocardium_ml == pytest.approx(kept.report.total.myocardium_ml)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(InputError, match="minimum scar region"):
+            Segmenter(RingModel(), device="cpu", min_scar_component_ml=bad)
 
 
 def test_pipeline_output_nesting():

@@ -112,7 +112,7 @@ def test_every_parameter_is_bound_to_a_widget_of_the_right_kind():
     fields = _parameter_fields()
     bindings = _bindings()
     assert set(fields) == {"inputVolume", "outputSegmentation", "outputTable", "device", "encoder", "weightsPath",
-                           "testTimeAugmentation", "keepIntermediateFiles"}
+                           "testTimeAugmentation", "minimumScarRegionMl", "keepIntermediateFiles"}
     assert set(bindings) == set(fields), (
         f"unbound parameters: {sorted(set(fields) - set(bindings))}, "
         f"bindings without parameter: {sorted(set(bindings) - set(fields))}")
@@ -129,6 +129,8 @@ def test_every_parameter_is_bound_to_a_widget_of_the_right_kind():
             assert kind == "QComboBox", name
         elif annotation == "pathlib.Path":
             assert kind == "ctkPathLineEdit", name
+        elif annotation == "float":
+            assert kind in ("QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget"), name
         else:
             raise AssertionError(f"{name}: no widget rule for {annotation}")
 

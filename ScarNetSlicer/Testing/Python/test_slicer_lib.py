@@ -464,6 +464,8 @@ def test_bad_input_leaves_scene_unchanged(scene, lib):
             processor.start(node)
     with pytest.raises(ValueError, match="unknown device"):
         pr.SegmentationOptions(device="tpu")
+    with pytest.raises(ValueError, match="minimum scar region"):
+        pr.SegmentationOptions(min_scar_component_ml=-0.5)
     with pytest.raises(ValueError, match="no segmentation"):
         processor.update_report(good, None)
     assert scene.GetNumberOfNodes() == before
