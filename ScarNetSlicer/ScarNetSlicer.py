@@ -109,7 +109,7 @@ class ScarNetSlicerParameterNode:
     encoder: Annotated[str, Choice(ENCODER_CHOICES)] = "auto"
     weightsPath: pathlib.Path
     testTimeAugmentation: bool = False
-    minimumScarRegionMl: float = 1.0
+    minimumScarRegionMl: float = 0.0
     keepIntermediateFiles: bool = False
 
 
@@ -336,7 +336,7 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
 
     def process(self, inputVolume, outputSegmentation=None, outputTable=None, device: str = "auto",
                 encoder: str | None = None, weightsPath=None, testTimeAugmentation: bool = False,
-                minimumScarRegionMl: float = 1.0, keepIntermediateFiles: bool = False, overwriteEdited: bool = False,
+                minimumScarRegionMl: float = 0.0, keepIntermediateFiles: bool = False, overwriteEdited: bool = False,
                 waitForCompletion: bool = True,
                 showResults: bool = False):
         """Segment ``inputVolume`` and write segments, per-slice table and plot.

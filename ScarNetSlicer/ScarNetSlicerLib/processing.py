@@ -46,9 +46,9 @@ class SegmentationOptions:
     encoder: str | None = None
     weights: str | None = None  # None: the weights bundled with the extension
     tta: bool = False
-    #: Scar regions (3D-connected) smaller than this become healthy myocardium; 0 keeps all
-    #: (the engine's default, scarnet.inference.MIN_SCAR_COMPONENT_ML, chosen on EMIDEC's train split).
-    min_scar_component_ml: float = 1.0
+    #: Scar regions (3D-connected) smaller than this become healthy myocardium; 0 (the engine's
+    #: default, see scarnet.inference.MIN_SCAR_COMPONENT_ML for why) keeps every region.
+    min_scar_component_ml: float = 0.0
     #: When set, the job writes its input, labelmap (.seg.nrrd) and report (.json) here, so a run
     #: can be reproduced or compared outside Slicer with the ``scarnet`` command line.
     intermediate_folder: str | None = None

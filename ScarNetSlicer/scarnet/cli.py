@@ -291,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
     p.add_argument("--min-scar-ml", type=float, default=MIN_SCAR_COMPONENT_ML, metavar="ML",
-                   help="scar regions smaller than this become healthy myocardium (default %(default)g; 0 keeps all)")
+                   help="scar regions (3D-connected) smaller than this become healthy myocardium "
+                        "(default %(default)g: keep all)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     _add_model_options(p)

@@ -120,10 +120,11 @@ def test_small_scar_regions_become_healthy_myocardium():
 
 def test_minimum_scar_region_is_applied_and_reported():
     volume = ring_volume(spacing=(1.4, 1.4, 8.0))
-    kept = Segmenter(RingModel(), device="cpu", flip_check=False)(volume)
+    kept = Segmenter(RingModel(), device="cpu", flip_check=False)(volume)  # default: every region kept
     assert kept.report.total.scar_ml > 1.0
-    assert kept.report.extra["inference"]["min_scar_component_ml"] == 1.0
+    assert kept.report.extra["inference"]["min_scar_component_ml"] == 0.0
     removed = Segmenter(RingModel(), device="cpu", flip_check=False, min_scar_component_ml=1e6)(volume)
+    assert removed.report.extra["inference"]["min_scar_component_ml"] == 1e6
     assert removed.report.total.scar_ml == 0.0 and removed.report.total.mvo_ml == 0.0
     assert removed.report.total.myocardium_ml == pytest.approx(kept.report.total.myocardium_ml)
     for bad in (-1.0, float("nan")):
