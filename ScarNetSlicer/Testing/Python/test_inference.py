@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import rotation
+from conftest import EMIDEC, requires_emidec, rotation
 from torch import nn
 
 from scarnet.errors import InputError, NoHeartFoundError
@@ -305,3 +305,28 @@ def test_qc_flags_fire_on_a_corrupted_slice():
     assert result.report.slices[k].qc_flags, "the scrambled slice must be flagged"
     clean = sum(1 for s in result.report.slices if not s.qc_flags)
     assert clean >= len(result.report.slices) // 2
+
+
+@requires_weights
+@requires_emidec
+def test_psir_or_magnitude_storage_of_a_real_exam_gives_the_same_segmentation():
+    """EMIDEC stores PSIR with an offset of about 2048 (air); other centres send magnitude images
+    (air at 0). The crop's robust normalisation must make the two the same problem."""
+    from scarnet.evaluate import dice
+    from scarnet.io import read_labelmap, read_volume
+
+    folder = EMIDEC / "nifti" / "Case_P100"
+    image = read_volume(folder / "image.nii.gz")
+    reference = read_labelmap(folder / "label.nii.gz", image)
+    stored = image.array.astype(np.float32)
+    air_level = 2048.0  # the histogram's mode outside the zero padding
+    magnitude = np.where(stored > 0, np.abs(stored - air_level), 0.0).astype(np.float32)
+    segmenter = Segmenter(device="cpu")
+    figures = []
+    for array in (stored, magnitude):
+        labels = segmenter(image.with_array(array)).labelmap.array
+        figures.append((dice(np.isin(labels, (2, 3, 4)), np.isin(reference.array, (2, 3, 4))),
+                        dice(np.isin(labels, (3, 4)), np.isin(reference.array, (3, 4)))))
+    (myo_stored, scar_stored), (myo_magnitude, scar_magnitude) = figures
+    assert myo_stored > 0.75 and scar_stored > 0.5, figures
+    assert abs(myo_magnitude - myo_stored) < 0.03 and abs(scar_magnitude - scar_stored) < 0.05, figures
