@@ -19,12 +19,11 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    whose LV lies far from the stack's LV axis dropped, holes filled, scar kept inside the
    myocardium and MVO inside scar; optionally, scar regions (3D-connected) under a minimum volume
    returned to healthy myocardium (``min_scar_component_ml``, off by default; see
-   :data:`MIN_SCAR_COMPONENT_ML`). Then three
-   plausibility checks, because a network shown noise still draws a confident LV where LVs
-   usually are: an image with spatial structure (neighbouring pixels correlated), at least 5 mL
-   of myocardium, and LGE contrast between the segmented blood pool and myocardium (see
-   :mod:`scarnet.qc`); failing any is :class:`NoHeartFoundError`, never an empty or invented
-   result.
+   :data:`MIN_SCAR_COMPONENT_ML`). Then three plausibility checks, because a network shown noise
+   still draws a confident LV where LVs usually are: an image with spatial structure (neighbouring
+   pixels correlated), at least 5 mL of myocardium, and LGE contrast between the segmented blood
+   pool and myocardium (see :mod:`scarnet.qc`); failing any is :class:`NoHeartFoundError`, never
+   an empty or invented result.
 6. **QC flags** and the quantification report.
 """
 
