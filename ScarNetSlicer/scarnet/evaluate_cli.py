@@ -404,12 +404,18 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
 
     # -- artifact robustness ----------------------------------------------------------------------
     t = time.perf_counter()
-    results["artifacts"] = _evaluate_artifacts(cases, segmenters, methods, settings, skip, log)
+    results["artifacts"] = _evaluate_perturbations(
+        cases, segmenters, methods, skip, log, "artifacts", ARTIFACTS,
+        lambda case, artifact: add_artifact(case.image, artifact, settings.artifact_seed),
+        {"seed": settings.artifact_seed, "settings": ARTIFACT_SETTINGS})
     timings["artifacts"] = time.perf_counter() - t
 
     # -- protocol (tissue-contrast) shifts --------------------------------------------------------
     t = time.perf_counter()
-    results["contrast"] = _evaluate_artifacts(cases, segmenters, methods, settings, skip, log, part="contrast")
+    results["contrast"] = _evaluate_perturbations(
+        cases, segmenters, methods, skip, log, "contrast", CONTRAST_SHIFTS,
+        lambda case, shift: add_contrast_shift(case.image, case.reference, shift),
+        {"settings": CONTRAST_SETTINGS, "mask_sigma_mm": CONTRAST_MASK_SIGMA_MM})
     timings["contrast"] = time.perf_counter() - t
 
     timings["total"] = time.perf_counter() - started
@@ -493,18 +499,20 @@ def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: 
     return out
 
 
-def _evaluate_artifacts(cases: list[EvalCase], segmenters: dict[str, Any], methods: dict[str, Any],
-                        settings: EvalSettings, skip: set[str], log: Log, part: str = "artifacts") -> dict[str, Any]:
-    """Dice drop under each MR artifact (``part="artifacts"``) or protocol contrast shift (``"contrast"``)."""
+def _evaluate_perturbations(cases: list[EvalCase], segmenters: dict[str, Any], methods: dict[str, Any],
+                            skip: set[str], log: Log, part: str, kinds: tuple[str, ...],
+                            corrupt: Callable[[EvalCase, str], Volume], about: dict[str, Any]) -> dict[str, Any]:
+    """Dice drop under each perturbation of one part (MR artifacts, protocol contrast shifts).
+
+    ``corrupt(case, kind)`` makes the perturbed image; ``about`` (how they are made) goes into the JSON.
+    """
     if part in skip:
         return {"status": f"skipped (--skip {part})"}
-    kinds = ARTIFACTS if part == "artifacts" else CONTRAST_SHIFTS
     per_case: dict[str, dict[str, dict[str, Any]]] = {key: {a: {} for a in kinds} for key in segmenters}
     for index, case in enumerate(cases, 1):
         t = time.perf_counter()
         for artifact in kinds:
-            corrupted = (add_artifact(case.image, artifact, settings.artifact_seed) if part == "artifacts"
-                         else add_contrast_shift(case.image, case.reference, artifact))
+            corrupted = corrupt(case, artifact)
             for key, segmenter in segmenters.items():
                 prediction, refused = _segment(segmenter, corrupted, case.name)
                 metrics = case_metrics(prediction, case.reference, surface_distance=False)
@@ -513,20 +521,16 @@ def _evaluate_artifacts(cases: list[EvalCase], segmenters: dict[str, Any], metho
                                                       "scar_percent_error": metrics["scar_percent_error"],
                                                       "refused": refused}
         log(f"{part} {index}/{len(cases)} {case.name} [{time.perf_counter() - t:.1f} s]")
-    out: dict[str, Any] = {"status": "ok", "methods": {}}
-    if part == "artifacts":
-        out.update(seed=settings.artifact_seed, settings=ARTIFACT_SETTINGS)
-    else:
-        out.update(settings=CONTRAST_SETTINGS, mask_sigma_mm=CONTRAST_MASK_SIGMA_MM)
+    out: dict[str, Any] = {"status": "ok", **about, "methods": {}}
     for key, by_artifact in per_case.items():
         clean = methods[key]["per_case"]
         clean_myo = _mean([clean[c.name]["myocardium_dice"] for c in cases])
         clean_scar = _mean([clean[c.name]["scar_dice"] for c in cases])
+        clean_error = _mean([abs(clean[c.name]["scar_percent_error"]) for c in cases])
         summary = {}
         for artifact, figures in by_artifact.items():
             myo = _mean([f["myocardium_dice"] for f in figures.values()])
             scar = _mean([f["scar_dice"] for f in figures.values()])
-            clean_error = _mean([abs(clean[c.name]["scar_percent_error"]) for c in cases])
             error = _mean([abs(f["scar_percent_error"]) for f in figures.values()])
             summary[artifact] = {"myocardium_dice_clean": clean_myo, "myocardium_dice_corrupted": myo,
                                  "myocardium_dice_drop": clean_myo - myo, "scar_dice_clean": clean_scar,
