@@ -146,10 +146,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
     outputs = _segment_outputs(args)
     check_outputs(outputs, args.overwrite)
     volume = read_volume(args.input, series=args.series)
-    from .inference import Segmenter
+    from .inference import MIN_SCAR_COMPONENT_ML, Segmenter
 
+    min_scar_ml = MIN_SCAR_COMPONENT_ML if args.min_scar_ml is None else args.min_scar_ml
     segmenter = Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=args.tta,
-                          min_scar_component_ml=args.min_scar_ml, threads=args.threads)
+                          min_scar_component_ml=min_scar_ml, threads=args.threads)
     with _Progress(args.quiet) as progress:
         result = segmenter(volume, progress=progress, name=str(args.input))
     result.report.extra["input"] = str(args.input)
@@ -280,8 +281,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
     p.set_defaults(func=cmd_quantify)
 
-    from .inference import MIN_SCAR_COMPONENT_ML  # numpy and scipy only: no torch at parse time
-
     p = sub.add_parser("segment", help="segment an LGE stack (file or DICOM folder) and quantify scar")
     p.add_argument("input", type=Path, help="NIfTI/NRRD/MHA file or DICOM folder")
     p.add_argument("--labelmap", type=Path, help="labelmap output (.nii.gz, .nrrd, .mha) on the input grid")
@@ -290,9 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="DICOM series to use (number, UID or part of the description)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
-    p.add_argument("--min-scar-ml", type=float, default=MIN_SCAR_COMPONENT_ML, metavar="ML",
+    # Default None, resolved in cmd_segment: importing scarnet.inference here would cost every
+    # command (even --help) ~0.2 s of numpy/scipy imports for one constant.
+    p.add_argument("--min-scar-ml", type=float, metavar="ML",
                    help="scar regions (3D-connected) smaller than this become healthy myocardium "
-                        "(default %(default)g: keep all)")
+                        "(default: scarnet.inference.MIN_SCAR_COMPONENT_ML, 0 = keep all)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     _add_model_options(p)
