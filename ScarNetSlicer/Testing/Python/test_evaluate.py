@@ -389,3 +389,11 @@ def test_emidec_val_split_cases():
     for case in cases[:3]:
         assert case.image.array.shape == case.reference.array.shape
         assert case.image.spacing_mm == case.reference.spacing_mm
+
+
+def test_skip_lists_given_twice_add_up():
+    from scarnet.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--skip", "medsam", "noise", "--skip", "artifacts"])
+    assert args.skip == ["medsam", "noise", "artifacts"]
+    assert build_parser().parse_args(["evaluate"]).skip == []
