@@ -50,7 +50,10 @@ save_file({"image_encoder." + k[len("encoder."):]: v for k, v in state.items() i
 PY
 fi
 
-python3 -m scarnet train "${config_args[@]}" --out /tmp/run --device "$DEVICE" --emidec "$carry/emidec" \
+# A second call on the same warm machine continues the run instead of refusing its folder.
+resume_args=()
+if [ -f /tmp/run/last.pt ]; then resume_args=(--resume); fi
+python3 -m scarnet train "${config_args[@]}" ${resume_args[@]+"${resume_args[@]}"} --out /tmp/run --device "$DEVICE" --emidec "$carry/emidec" \
   --encoder-checkpoint "$encoder_checkpoint" --max-minutes "$MINUTES" 2>&1 \
   | tee "$OUT/train.log"
 cp /tmp/run/log.jsonl /tmp/run/best.json "$OUT/"
