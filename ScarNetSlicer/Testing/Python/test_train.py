@@ -40,6 +40,23 @@ def test_augmented_examples_are_valid_and_keep_labels_on_the_image():
     assert (y == 2).sum() == pytest.approx((sample.labels == 2).sum(), rel=0.1)
 
 
+def test_gaussian_noise_ceiling_sets_how_noisy_examples_get():
+    only_noise = dict(bias_field_probability=0.0, gamma_probability=0.0, blur_probability=0.0,
+                      low_resolution_probability=0.0, gibbs_probability=0.0, ghosting_probability=0.0,
+                      motion_probability=0.0, noise_probability=2.0)  # Gaussian and Rician each with probability 1
+    flat = np.full((64, 64), 100.0, dtype=np.float32)  # Rician noise relative to a flat image's SD adds nothing
+
+    def mean_noise_sd(ceiling: float) -> float:
+        augmenter = IntensityAugmenter(AugmentConfig(gaussian_noise_std_max=ceiling, **only_noise), seed=3)
+        return float(np.mean([augmenter(flat).std() for _ in range(40)]))
+
+    assert AugmentConfig().gaussian_noise_std_max == 0.06  # the default that older configs were trained with
+    # SD drawn uniformly in [0, ceiling] (relative to the 99.5th percentile): mean ≈ ceiling / 2
+    assert mean_noise_sd(0.0) < 1e-6
+    assert mean_noise_sd(0.06) == pytest.approx(0.03, rel=0.3)
+    assert mean_noise_sd(0.12) == pytest.approx(0.06, rel=0.3)
+
+
 def test_smoke_training_run_resumes_and_ships_weights(tmp_path):
     run = tmp_path / "run"
     summary = train(SMOKE_CONFIG, run, progress=False)
