@@ -336,6 +336,17 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     assert figures["weights"]["scarnet"]["sha256"] and figures["settings"]["noise_seeds"] == 2
     assert figures["settings"]["tta"] is False and "no test-time augmentation" in markdown
     assert len(figures["noise"]["methods"]["scarnet"]["per_case"]["phantom1"]["scar_ml"]) == 2
+    # noise bias: the mean noisy scar volume against the clean prediction of the same case
+    for key in ("scarnet", "unet"):
+        noisy = figures["noise"]["methods"][key]["per_case"]["phantom1"]
+        clean_ml = figures["methods"][key]["per_case"]["phantom1"]["scar_ml_pred"]
+        assert noisy["clean_ml"] == clean_ml
+        if clean_ml > 0:
+            assert noisy["change_vs_clean_percent"] == pytest.approx(100 * (np.mean(noisy["scar_ml"]) / clean_ml - 1))
+        else:
+            assert noisy["change_vs_clean_percent"] is None
+    noise_rows = [line for line in markdown.splitlines() if line.startswith("| ScarNet | 1 | 2 |")]
+    assert "Scar volume vs clean (%)" in markdown and len(noise_rows) == 1 and noise_rows[0].count(" | ") == 6
     assert figures["methods"]["threshold_otsu"]["summary"]["mvo_dice_mean"] is None  # NaN → null
     assert any("ScarNet 1/2 phantom1" in line for line in logged)
 
@@ -397,3 +408,40 @@ def test_skip_lists_given_twice_add_up():
     args = build_parser().parse_args(["evaluate", "--skip", "medsam", "noise", "--skip", "artifacts"])
     assert args.skip == ["medsam", "noise", "artifacts"]
     assert build_parser().parse_args(["evaluate"]).skip == []
+
+
+def test_noise_part_reports_scatter_and_bias_against_the_clean_prediction():
+    from types import SimpleNamespace
+
+    from scarnet.evaluate_cli import EvalSettings, _evaluate_noise
+
+    reference = np.zeros((2, 16, 16), np.uint8)
+    reference[:, 4:8, 4:8] = 3
+    ramp = np.broadcast_to(np.linspace(50.0, 150.0, 16, dtype=np.float32), (2, 16, 16))  # noise SD = 5
+    image = Volume(np.ascontiguousarray(ramp), (1.0, 1.0, 10.0))
+    case = EvalCase("c", image, Volume(reference, (1.0, 1.0, 10.0)))
+
+    class BrightVoxelsAreScar:
+        """A stand-in segmenter: scar wherever the (noisy) image is above 100, so noise moves the volume."""
+
+        def __call__(self, volume: Volume, name: str = "") -> SimpleNamespace:
+            return SimpleNamespace(labelmap=volume.with_array(np.where(volume.array > 100, 3, 0).astype(np.uint8)))
+
+    clean_ml = 0.8  # what this "model" predicted on the clean image (0 voxels above 100 there; set by hand)
+    methods = {"scarnet": {"label": "ScarNet", "per_case": {"c": {"scar_ml_pred": clean_ml}}},
+               "unet": {"label": "Plain U-Net", "per_case": {"c": {"scar_ml_pred": 0.0}}}}
+    settings = EvalSettings(noise_seeds=3)
+    out = _evaluate_noise([case], {"scarnet": BrightVoxelsAreScar(), "unet": BrightVoxelsAreScar()}, methods,
+                          settings, set(), log=lambda _: None)
+    noisy = out["methods"]["scarnet"]["per_case"]["c"]
+    volumes = [add_gaussian_noise(image, seed, key="c").array for seed in range(3)]
+    expected_ml = [float((v > 100).sum()) * image.voxel_volume_ml for v in volumes]  # about half of 512 voxels
+    assert 0 < min(expected_ml) < max(expected_ml)  # noise moved it, and it is not empty
+    assert noisy["scar_ml"] == pytest.approx(expected_ml)
+    assert noisy["change_vs_clean_percent"] == pytest.approx(100 * (np.mean(expected_ml) / clean_ml - 1))
+    summary = out["methods"]["scarnet"]["summary"]
+    assert summary["change_vs_clean_median_percent"] == pytest.approx(noisy["change_vs_clean_percent"])
+    assert summary["change_vs_clean_range_percent"] == pytest.approx([noisy["change_vs_clean_percent"]] * 2)
+    # no clean scar: no relative change (not a division by zero), and the summary says there is none
+    assert out["methods"]["unet"]["per_case"]["c"]["change_vs_clean_percent"] is None
+    assert out["methods"]["unet"]["summary"]["change_vs_clean_range_percent"] is None
