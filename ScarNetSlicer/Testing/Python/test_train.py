@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -67,11 +68,16 @@ def test_smoke_training_run_resumes_and_ships_weights(tmp_path):
     events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert any("validation" in e for e in events) and all(np.isfinite(e.get("loss", 0)) for e in events)
     # resume: continue the same run to 5 steps
-    longer = dataclasses.replace(SMOKE_CONFIG, steps=5, val_every=5)
+    longer = dataclasses.replace(SMOKE_CONFIG, steps=5, val_every=5, log_every=2)
     checkpoint["train_config"] = longer.to_dict()
     torch.save(checkpoint, run / "last.pt")
-    summary = train(longer, run, resume=True, progress=False)
+    with warnings.catch_warnings():
+        # the loss is logged as a number, never by converting the graph-attached tensor
+        warnings.filterwarnings("error", message="Converting a tensor with requires_grad")
+        summary = train(longer, run, resume=True, progress=False)
     assert torch.load(run / "last.pt", map_location="cpu", weights_only=True)["step"] == 5
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in logged if "loss" in e][-2:] == [4, 5]  # every log_every steps, and the last
     model = load_model(run / "best.safetensors")
     assert model.config == SMOKE_CONFIG.model
     assert len(summary["sha256"]) == 64

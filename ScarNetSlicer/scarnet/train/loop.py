@@ -232,7 +232,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     started = time.perf_counter()
     seen = 0
     step = start_step
-    running = 0.0
+    running, running_steps = 0.0, 0
     deadline = started + 60 * config.max_minutes if config.max_minutes else None
     for x, y in loader:
         if step >= config.steps:
@@ -253,11 +253,13 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         step += 1
         seen += x.shape[0]
         running += loss.item()
+        running_steps += 1
         if step % config.log_every == 0 or step == config.steps:
             elapsed = time.perf_counter() - started
-            event = {"step": step, "loss": running / config.log_every if step % config.log_every == 0 else float(loss),
+            # Mean over the steps since the last log line (fewer than log_every at the end or after a resume).
+            event = {"step": step, "loss": running / running_steps,
                      "lr": optimizer.param_groups[0]["lr"], "slices_per_s": seen / elapsed, "elapsed_s": elapsed}
-            running = 0.0
+            running, running_steps = 0.0, 0
             log.write(json.dumps(event) + "\n")
             log.flush()
             if progress:
