@@ -189,3 +189,20 @@ def test_tissue_contrast_changes_blood_scar_and_myocardium_levels_as_drawn():
     on = AugmentConfig(tissue_contrast_probability=1.0, localise_fraction=0.0)
     x, y = make_example(sample, np.random.default_rng(2), 64, 2.5, on, None)
     assert x.min() >= 0.0 and x.max() <= 1.0 and (y == 3).any()
+
+
+def test_every_bundled_config_loads_and_is_named_in_the_help():
+    from pathlib import Path
+
+    import scarnet
+    from scarnet.cli import build_parser
+
+    configs = sorted((Path(scarnet.__file__).parent / "train" / "configs").glob("*.json"))
+    assert configs
+    train_help = next(action for action in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                      if "--config" in action.option_strings).help
+    for path in configs:
+        config = TrainConfig.load(path)  # unknown keys or bad values raise
+        assert config.steps > 0
+        name = path.stem
+        assert name in train_help or (name.endswith("_unet") and "*_unet" in train_help), name
