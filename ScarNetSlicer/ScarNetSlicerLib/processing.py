@@ -58,8 +58,9 @@ class SegmentationOptions:
             raise InputError(f"unknown device '{self.device}' (use {', '.join(DEVICES)})")
         self.weights = normalise_path(self.weights)
         self.encoder = self.encoder or None
-        if not float(self.min_scar_component_ml) >= 0:
-            raise InputError(f"minimum scar region {self.min_scar_component_ml} mL: must be 0 or more")
+        from scarnet.inference import check_min_scar_component_ml  # the engine's rule, checked before a job starts
+
+        self.min_scar_component_ml = check_min_scar_component_ml(self.min_scar_component_ml)
 
 
 def normalise_path(path: Any) -> str | None:

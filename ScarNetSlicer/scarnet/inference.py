@@ -154,8 +154,7 @@ class Segmenter:
                  device: str = "auto", batch_size: int = 16, tta: bool = False, flip_check: bool = True,
                  threads: int | None = None, reject_implausible: bool = True,
                  min_scar_component_ml: float = MIN_SCAR_COMPONENT_ML) -> None:
-        if not min_scar_component_ml >= 0:  # also catches NaN
-            raise InputError(f"minimum scar region {min_scar_component_ml} mL: must be 0 or more")
+        min_scar_component_ml = check_min_scar_component_ml(min_scar_component_ml)
         import torch
 
         if threads:
@@ -171,7 +170,7 @@ class Segmenter:
         # False only for benchmark timing with random weights, whose output is no anatomy at all:
         # the checks are still computed (same cost) but warn instead of raising.
         self.reject_implausible = reject_implausible
-        self.min_scar_component_ml = float(min_scar_component_ml)
+        self.min_scar_component_ml = min_scar_component_ml
         self.warnings: list[str] = []
 
     # -- model calls ---------------------------------------------------------------------------
@@ -435,6 +434,14 @@ def postprocess(labels: np.ndarray, spacing_rc_mm: tuple[float, float]) -> np.nd
             if offset_mm > MAX_LV_OFFSET_MM:
                 labels[k] = BACKGROUND
     return labels
+
+
+def check_min_scar_component_ml(value: float) -> float:
+    """``value`` as a float when it is a valid minimum scar region (0 or more); :class:`InputError` otherwise."""
+    value = float(value)
+    if not value >= 0:  # also catches NaN
+        raise InputError(f"minimum scar region {value} mL: must be 0 or more")
+    return value
 
 
 def remove_small_scar(labels: np.ndarray, voxel_volume_ml: float, min_ml: float) -> int:
