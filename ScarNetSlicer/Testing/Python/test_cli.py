@@ -133,3 +133,49 @@ def test_volume_helpers_roundtrip(oblique_direction):
     expected = np.array([1.0, 2.0, 3.0]) + oblique_direction @ (np.array([4, 3, 2]) * (1.2, 1.4, 9.0))
     assert corner == pytest.approx(expected)
     assert volume.ijk_to_lps_matrix()[:3, :3] @ [4, 3, 2] + (1.0, 2.0, 3.0) == pytest.approx(expected)
+
+
+# Looked up by path: importing scarnet.model.registry here would import torch into this test module.
+BUNDLED_WEIGHTS = Path(__file__).resolve().parents[2] / "scarnet" / "weights" / "scarnet_litemedsam.safetensors"
+
+
+@pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
+def test_segment_writes_labelmap_seg_and_report_on_the_input_grid(tmp_path, oblique_direction):
+    from scarnet.io import read_seg_nrrd, write_volume
+    from scarnet.phantom import make_phantom
+
+    phantom = make_phantom(7)
+    image = Volume(phantom.image.array, (1.3, 1.6, 9.0), (-40.0, 25.5, 112.0), oblique_direction)
+    write_volume(image, tmp_path / "lge.nrrd")
+    result = run("segment", "lge.nrrd", "--labelmap", "out.nii.gz", "--seg", "out.seg.nrrd", "--report", "r.csv",
+                 "--device", "cpu", "--tta", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+    labelmap = sitk.ReadImage(str(tmp_path / "out.nii.gz"))
+    assert labelmap.GetSize() == image.shape_ijk
+    np.testing.assert_allclose(labelmap.GetSpacing(), image.spacing_mm, atol=1e-5)
+    np.testing.assert_allclose(labelmap.GetOrigin(), image.origin_mm, atol=1e-4)
+    np.testing.assert_allclose(np.reshape(labelmap.GetDirection(), (3, 3)), oblique_direction, atol=1e-6)
+    labels = sitk.GetArrayFromImage(labelmap)
+    assert set(np.unique(labels)) <= {0, 1, 2, 3, 4} and np.isin(labels, (2, 3, 4)).any()
+
+    segmentation = read_seg_nrrd(tmp_path / "out.seg.nrrd")  # Slicer's format, read by segment name
+    np.testing.assert_array_equal(segmentation.array, labels)
+    np.testing.assert_allclose(segmentation.direction, oblique_direction, atol=1e-6)
+
+    rows = (tmp_path / "r.csv").read_text().splitlines()
+    assert rows[0].endswith("qc_flags") and len([r for r in rows if r[:1].isdigit()]) == labels.shape[0]
+    voxel_ml = float(np.prod(image.spacing_mm)) / 1000
+    total = next(r for r in rows if r.startswith("total,")).split(",")
+    assert float(total[3]) == pytest.approx(np.isin(labels, (3, 4)).sum() * voxel_ml, rel=1e-3)
+
+    # The JSON report carries the run's settings; an existing output is never replaced.
+    result = run("segment", "lge.nrrd", "--report", "r.json", "--device", "cpu", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    inference = json.loads((tmp_path / "r.json").read_text())["inference"]
+    assert inference["device"] == "cpu" and inference["tta"] is False and inference["timings_s"]["total_s"] > 0
+    before = (tmp_path / "out.nii.gz").read_bytes()
+    result = run("segment", "lge.nrrd", "--labelmap", "out.nii.gz", "--device", "cpu", "--quiet", cwd=tmp_path)
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert (tmp_path / "out.nii.gz").read_bytes() == before

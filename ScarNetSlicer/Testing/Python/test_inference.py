@@ -171,6 +171,51 @@ def test_batches_are_split_by_batch_size():
     assert max(model.calls) <= 3
 
 
+class ThresholdModel(nn.Module):
+    """A flip-equivariant stand-in: bright pixels are blood pool, the rest background."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = type("Config", (), {"input_size": 32, "pixel_spacing_mm": 2.0, "encoder": "test-threshold"})()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(x.shape[0], 5, x.shape[2], x.shape[3])
+        logits[:, LV_BLOOD_POOL] = 8 * (x[:, 0] - 0.5)
+        return logits
+
+
+def test_flip_tta_averages_the_flipped_logits_flipped_back():
+    # RingModel ignores its input, so each flipped pass returns the same (asymmetric) logits and
+    # flipping them back mirrors them: TTA must give softmax(mean(L, flip_w(L), flip_h(L))).
+    model = RingModel(input_size=32)
+    batch = np.zeros((2, 32, 32), dtype=np.float32)
+    with_tta = Segmenter(model, device="cpu", tta=True)._forward(batch)
+    logits = model.logits
+    expected = torch.softmax((logits + logits.flip(-1) + logits.flip(-2)) / 3, dim=0).numpy()
+    np.testing.assert_allclose(with_tta, np.broadcast_to(expected, with_tta.shape), atol=1e-6)
+    assert model.calls == [2, 2, 2]  # one pass per view
+
+    # A flip-equivariant network gives exactly its plain output under TTA, on an asymmetric image:
+    # a flip not undone would move the predicted region.
+    image = np.zeros((1, 32, 32), dtype=np.float32)
+    image[0, 3:12, 5:20] = 1.0
+    plain = Segmenter(ThresholdModel(), device="cpu")._forward(image)
+    flipped = Segmenter(ThresholdModel(), device="cpu", tta=True)._forward(image)
+    np.testing.assert_allclose(flipped, plain, atol=1e-6)
+    assert (np.argmax(plain[0], axis=0) == LV_BLOOD_POOL).sum() == 9 * 15
+
+
+def test_tta_runs_through_the_pipeline_and_is_reported():
+    model = RingModel()
+    result = Segmenter(model, device="cpu", tta=True, flip_check=False)(ring_volume((4, 150, 170)))
+    assert result.report.to_dict()["inference"]["tta"] is True
+    # RingModel's scar sector is not mirror-symmetric: averaged with its two mirror images it is
+    # outvoted by myocardium (2 views of 3) everywhere, so TTA leaves a ring without scar.
+    assert (result.labelmap.array == HEALTHY_MYOCARDIUM).any()
+    assert not np.isin(result.labelmap.array, (SCAR, MVO)).any()
+    assert len(model.calls) % 3 == 0
+
+
 def test_cuda_requested_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
