@@ -331,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", choices=("val", "train"))
     p.add_argument("--noise-seeds", type=int, default=10, help="seeds of 5 %% Gaussian noise for the CoV")
     p.add_argument("--skip", nargs="*", default=[], action="extend",
-                   help="parts to skip: noise artifacts contrast thresholds medsam unet (repeatable: the lists add up)")
+                   help="parts to skip: noise artifacts contrast field thresholds medsam unet (repeatable: the lists "
+                        "add up)")
     p.add_argument("--markdown", type=Path, help="write the Markdown table here")
     p.add_argument("--json", type=Path, help="write all figures as JSON here")
     p.add_argument("--max-cases", type=int, help="only the first N cases (quick checks)")

@@ -8,11 +8,12 @@ Rows (methods), all on the same cases, per case in 3D (conventions of :mod:`scar
    (:mod:`scarnet.baselines`).
 4. LiteMedSAM, zero-shot, with oracle box prompts from the reference.
 
-Then three robustness tables: the scar-volume coefficient of variation under 5 % Gaussian noise
+Then four robustness tables: the scar-volume coefficient of variation under 5 % Gaussian noise
 (several seeds per infarct case) with the shift of the mean noisy volume from the clean
-prediction; the Dice drop under motion, ghosting and a strong bias field (fixed seed); and the
+prediction; the Dice drop under motion, ghosting and a strong bias field (fixed seed); the
 Dice drop under simulated protocol shifts of tissue contrast (blood pool brighter or darker,
-healthy myocardium not nulled).
+healthy myocardium not nulled); and the Dice drop when the exam lies in a corner of a much
+wider field of view (the heart has to be found first).
 
 The work is split so that tests can inject cases and models: :func:`evaluate_cases` takes
 :class:`EvalCase` objects and loaded models and returns a JSON-ready dict;
@@ -44,7 +45,7 @@ from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS
 from .volume import Volume
 
 #: Parts of the evaluation ``--skip`` can leave out.
-SKIPPABLE = ("noise", "artifacts", "contrast", "thresholds", "medsam", "unet")
+SKIPPABLE = ("noise", "artifacts", "contrast", "field", "thresholds", "medsam", "unet")
 #: Gaussian noise SD as a fraction of the image's robust intensity range (the paper's 5 %).
 NOISE_FRACTION = 0.05
 #: Percentiles defining that robust range.
@@ -74,6 +75,15 @@ CONTRAST_SETTINGS = {
 }
 #: In-plane blur (mm) of the reference masks the contrast shifts are drawn through: no new sharp edges.
 CONTRAST_MASK_SIGMA_MM = 1.0
+#: Field-of-view changes of the robustness table; how they are made, recorded in the JSON.
+FIELD_SHIFTS = ("wide field",)
+#: Each in-plane side of the wide field, as a multiple of the exam's own.
+WIDE_FIELD_FACTOR = 1.5
+FIELD_SETTINGS = {
+    "wide field": (f"the exam placed in a corner (drawn per case from its name) of a field {WIDE_FIELD_FACTOR:g}× "
+                   "as wide and as tall, the rest filled with background-level noise; the reference placed "
+                   "likewise; every voxel keeps its physical position"),
+}
 #: Characters of the sha256 shown in the table (the JSON has all of it).
 SHA_PREFIX = 12
 
@@ -313,6 +323,30 @@ def add_contrast_shift(image: Volume, reference: Volume, shift: str) -> Volume:
     return image.with_array(out)
 
 
+def widen_field(image: Volume, reference: Volume, factor: float = WIDE_FIELD_FACTOR,
+                key: str = "") -> tuple[Volume, Volume]:
+    """``image`` and ``reference`` in a corner of a field ``factor``× as wide and tall (see :data:`FIELD_SETTINGS`).
+
+    The corner is drawn from ``key`` (the case name), so every model sees the same image. Outside
+    the exam: |N(2nd percentile, 2 % of the maximum)|, dark like air in a real wider field.
+    """
+    rng = np.random.default_rng(zlib.crc32(("field " + key).encode()))
+    slices, rows, cols = image.array.shape
+    big_rows, big_cols = int(round(rows * factor)), int(round(cols * factor))
+    row0 = int(round((big_rows - rows) * rng.choice([0.1, 0.9])))
+    col0 = int(round((big_cols - cols) * rng.choice([0.1, 0.9])))
+    background = float(np.percentile(image.array, 2))
+    wide = np.abs(rng.normal(background, 0.02 * float(image.array.max()), (slices, big_rows, big_cols)))
+    wide = wide.astype(np.float32)
+    wide[:, row0:row0 + rows, col0:col0 + cols] = image.array
+    wide_reference = np.zeros((slices, big_rows, big_cols), dtype=reference.array.dtype)
+    wide_reference[:, row0:row0 + rows, col0:col0 + cols] = reference.array
+    # Index (i, j, k) = (column, row, slice): the exam's first voxel moves to (col0, row0, 0).
+    origin = tuple(image.index_to_physical([-col0, -row0, 0]))
+    return (Volume(wide, image.spacing_mm, origin, image.direction),
+            Volume(wide_reference, reference.spacing_mm, origin, reference.direction))
+
+
 def _noise_summary(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
     covs = [c["cov_percent"] for c in per_case.values() if c["cov_percent"] is not None]
     changes = [c["change_vs_clean_percent"] for c in per_case.values() if c["change_vs_clean_percent"] is not None]
@@ -423,6 +457,14 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
         {"settings": CONTRAST_SETTINGS, "mask_sigma_mm": CONTRAST_MASK_SIGMA_MM})
     timings["contrast"] = time.perf_counter() - t
 
+    # -- field of view --------------------------------------------------------------------------
+    t = time.perf_counter()
+    results["field"] = _evaluate_perturbations(
+        cases, segmenters, methods, skip, log, "field", FIELD_SHIFTS,
+        lambda case, shift: widen_field(case.image, case.reference, key=case.name),
+        {"settings": FIELD_SETTINGS, "factor": WIDE_FIELD_FACTOR})
+    timings["field"] = time.perf_counter() - t
+
     timings["total"] = time.perf_counter() - started
     results["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     return results
@@ -510,10 +552,12 @@ def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: 
 
 def _evaluate_perturbations(cases: list[EvalCase], segmenters: dict[str, Any], methods: dict[str, Any],
                             skip: set[str], log: Log, part: str, kinds: tuple[str, ...],
-                            corrupt: Callable[[EvalCase, str], Volume], about: dict[str, Any]) -> dict[str, Any]:
-    """Dice drop under each perturbation of one part (MR artifacts, protocol contrast shifts).
+                            corrupt: Callable[[EvalCase, str], Volume | tuple[Volume, Volume]],
+                            about: dict[str, Any]) -> dict[str, Any]:
+    """Dice drop under each perturbation of one part (MR artifacts, protocol shifts, field of view).
 
-    ``corrupt(case, kind)`` makes the perturbed image; ``about`` (how they are made) goes into the JSON.
+    ``corrupt(case, kind)`` makes the perturbed image, or the image and the reference on a new
+    grid; ``about`` (how they are made) goes into the JSON.
     """
     if part in skip:
         return {"status": f"skipped (--skip {part})"}
@@ -522,9 +566,10 @@ def _evaluate_perturbations(cases: list[EvalCase], segmenters: dict[str, Any], m
         t = time.perf_counter()
         for artifact in kinds:
             corrupted = corrupt(case, artifact)
+            corrupted, reference = corrupted if isinstance(corrupted, tuple) else (corrupted, case.reference)
             for key, segmenter in segmenters.items():
                 prediction, refused = _segment(segmenter, corrupted, case.name)
-                metrics = case_metrics(prediction, case.reference, surface_distance=False)
+                metrics = case_metrics(prediction, reference, surface_distance=False)
                 per_case[key][artifact][case.name] = {"myocardium_dice": metrics["myocardium_dice"],
                                                       "scar_dice": metrics["scar_dice"],
                                                       "scar_percent_error": metrics["scar_percent_error"],
@@ -706,6 +751,10 @@ def render_markdown(results: dict[str, Any]) -> str:
               "over all cases. A simulation, not data from another centre: "
               + "; ".join(f"{k}: {v}" for k, v in CONTRAST_SETTINGS.items()) + ".", ""]
     lines += _robustness_table(results.get("contrast", {}), methods, "Shift", scar_percent=True)
+    lines += ["", "Field of view: the same cases in a corner of a much wider field, where the heart has to be "
+              "found first (the pipeline searches fields wider than the model's training views in overlapping "
+              "windows). " + "; ".join(f"{k}: {v}" for k, v in FIELD_SETTINGS.items()) + ".", ""]
+    lines += _robustness_table(results.get("field", {}), methods, "Field", scar_percent=True)
     return "\n".join(lines) + "\n"
 
 

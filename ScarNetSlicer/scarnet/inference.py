@@ -7,9 +7,12 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    into the model's input, as trained with the ``localise`` view) and the LV centroid is the
    median over those slices of the largest predicted LV component. If no slice shows an LV of
    plausible size, all slices are tried; if still none, :class:`NoHeartFoundError` is raised
-   rather than returning an empty labelmap. How it fails: a field of view where another round
-   bright structure dominates and the LV is tiny (< ~25 mm across) can be missed; a heart cut
-   by the field of view is still found but the crop is then padded with zeros.
+   rather than returning an empty labelmap. A field of view wider than the training views
+   (:data:`MAX_SINGLE_VIEW_FOV_MM`) is searched in overlapping :data:`LOCALISATION_WINDOW_MM`
+   windows instead, and the window that shows an LV in the most slices wins. How it fails: a
+   field of view where another round bright structure dominates and the LV is tiny (< ~25 mm
+   across) can be missed; a heart cut by the field of view is still found but the crop is then
+   padded with zeros.
 3. **Segment** every slice in a crop of ``input_size`` pixels at ``pixel_spacing_mm`` centred on
    the LV (same resampling and intensity normalisation as in training), batched, with CUDA
    autocast; optional flip test-time augmentation.
@@ -71,6 +74,15 @@ MIN_LV_AREA_MM2 = 400.0
 MAX_LV_OFFSET_MM = 35.0
 #: Slices tried first for localisation.
 LOCALISATION_SLICES = 4
+#: The whole-field-of-view views the model was trained on span about 285–460 mm (EMIDEC's 358 mm
+#: and the phantoms' 300–400 mm, zoomed 0.95–1.15×). In a wider view the LV is a dozen pixels
+#: across and the estimate can land on another structure: with the 80 EMIDEC train exams embedded
+#: in a 1.5× wider field (540 mm), heart in a corner, it was off by more than 10 mm in 40 of them.
+#: Wider fields are therefore searched in overlapping windows (1 of 80 off by more than 10 mm),
+#: at a cost: a 640 × 540 mm field takes 6 windows of 4 slices, 1.3 s more on 2 CPU threads.
+MAX_SINGLE_VIEW_FOV_MM = 450.0
+#: Width of those windows: EMIDEC's field of view, the middle of the trained range.
+LOCALISATION_WINDOW_MM = 360.0
 #: Scar regions (3D-connected scar and MVO) smaller than this are returned to healthy myocardium;
 #: 0 (the default) keeps every region. 1 mL was tried: on the EMIDEC train split (bundled model,
 #: thresholds 0–1.5 mL) it gave the best scar Dice there and halved the normal exams with false
@@ -92,6 +104,35 @@ class SegmentationResult:
     report: Report
     lv_center_rc: tuple[float, float]
     timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _LvEstimate:
+    """Where one localisation view sees the LV, and how surely."""
+
+    centre_rc: tuple[float, float]
+    slices_with_lv: int  # slices of the view with an LV of plausible size
+    confidence: float  # mean probability of "not background" inside those LVs
+
+
+def window_centres(shape_rc: tuple[int, int], spacing_rc_mm: tuple[float, float],
+                   window_mm: float) -> list[tuple[float, float]]:
+    """Centres (row, col, in pixels) of square ``window_mm`` windows covering a slice, overlapping by half or more.
+
+    Along an axis no longer than the window, one window at the middle; along a longer one, windows
+    from edge to edge, neighbours at most half a window apart, so that any structure smaller than
+    half a window lies whole in one of them.
+    """
+    positions = []
+    for size, spacing in zip(shape_rc, spacing_rc_mm, strict=True):
+        length_mm = size * spacing
+        if length_mm <= window_mm:
+            centres_mm = [length_mm / 2]
+        else:
+            count = int(np.ceil((length_mm - window_mm) / (window_mm / 2))) + 1
+            centres_mm = list(np.linspace(window_mm / 2, length_mm - window_mm / 2, count))
+        positions.append([c / spacing - 0.5 for c in centres_mm])  # pixel i covers [i - 0.5, i + 0.5]
+    return [(float(r), float(c)) for r in positions[0] for c in positions[1]]
 
 
 def check_short_axis(volume: Volume, name: str = "image") -> None:
@@ -224,30 +265,51 @@ class Segmenter:
 
     def localise(self, volume: Volume, slices: list[int] | None = None) -> tuple[float, float]:
         """LV centroid (row, col) in the volume's pixel grid, from whole-field-of-view predictions."""
-        spacing_rc = (volume.spacing_mm[1], volume.spacing_mm[0])
+        spacing_rc = np.asarray((volume.spacing_mm[1], volume.spacing_mm[0]))
         shape = np.asarray(volume.array.shape[1:], dtype=float)
-        extent_mm = float((shape * np.asarray(spacing_rc)).max())
-        out_spacing = extent_mm / self.input_size
-        transform = plane_transform(tuple((shape - 1) / 2), spacing_rc, self.input_size, out_spacing)
+        extent_mm = float((shape * spacing_rc).max())
+        if extent_mm <= MAX_SINGLE_VIEW_FOV_MM:
+            views = [(((shape[0] - 1) / 2, (shape[1] - 1) / 2), extent_mm)]
+        else:
+            views = [(centre, LOCALISATION_WINDOW_MM)
+                     for centre in window_centres(volume.array.shape[1:], tuple(spacing_rc), LOCALISATION_WINDOW_MM)]
         candidates = slices if slices is not None else _central_slices(volume.num_slices, LOCALISATION_SLICES)
+        found = [self._lv_in_view(volume, candidates, centre, size_mm) for centre, size_mm in views]
+        found = [estimate for estimate in found if estimate is not None]
+        if not found:
+            if slices is None and volume.num_slices > len(candidates):
+                return self.localise(volume, list(range(volume.num_slices)))
+            raise NoHeartFoundError("no heart found: the model sees no left ventricle in any slice "
+                                    "(is this a short-axis LGE stack of the heart?)")
+        best = max(found, key=lambda estimate: (estimate.slices_with_lv, estimate.confidence))
+        return best.centre_rc
+
+    def _lv_in_view(self, volume: Volume, slices: list[int], centre_rc: tuple[float, float],
+                    size_mm: float) -> _LvEstimate | None:
+        """The LV seen in ``slices`` through a square view of ``size_mm`` around ``centre_rc``.
+
+        Per slice, the largest predicted LV component (labels 1–4) of plausible area
+        (:data:`MIN_LV_AREA_MM2`); the estimate is the median of their centroids. None when no
+        slice shows one.
+        """
+        spacing_rc = (volume.spacing_mm[1], volume.spacing_mm[0])
+        out_spacing = size_mm / self.input_size
+        transform = plane_transform(centre_rc, spacing_rc, self.input_size, out_spacing)
         inside = valid_mask(volume.array.shape[1:], transform)
-        crops = np.stack([normalise_intensity(resample_plane(volume.array[k], transform), inside)
-                          for k in candidates])
+        crops = np.stack([normalise_intensity(resample_plane(volume.array[k], transform), inside) for k in slices])
         probabilities = self._forward(crops)
-        centres = []
+        centres, confidences = [], []
         min_pixels = MIN_LV_AREA_MM2 / out_spacing**2
         for p in probabilities:
             lv = _largest_component(np.argmax(p, axis=0) != BACKGROUND)
             if lv.sum() >= min_pixels:
                 rows, cols = np.nonzero(lv)
                 centres.append(transform.matrix @ np.array([rows.mean(), cols.mean()]) + transform.offset)
+                confidences.append(float(1.0 - p[BACKGROUND][lv].mean()))
         if not centres:
-            if slices is None and volume.num_slices > len(candidates):
-                return self.localise(volume, list(range(volume.num_slices)))
-            raise NoHeartFoundError("no heart found: the model sees no left ventricle in any slice "
-                                    "(is this a short-axis LGE stack of the heart?)")
-        center = np.median(np.stack(centres), axis=0)
-        return float(center[0]), float(center[1])
+            return None
+        centre = np.median(np.stack(centres), axis=0)
+        return _LvEstimate((float(centre[0]), float(centre[1])), len(centres), float(np.mean(confidences)))
 
     def predict_probabilities(self, volume: Volume, center_rc: tuple[float, float],
                               progress: ProgressCallback | None = None,

@@ -22,12 +22,14 @@ from scarnet.errors import InputError, OutputExistsError
 from scarnet.evaluate import case_metrics, dice, hd95_mm, summarise
 from scarnet.evaluate_cli import (
     MAIN_COLUMNS,
+    SKIPPABLE,
     EvalCase,
     add_artifact,
     add_contrast_shift,
     add_gaussian_noise,
     load_emidec_cases,
     run_evaluation,
+    widen_field,
 )
 from scarnet.volume import Volume
 
@@ -263,6 +265,30 @@ def test_contrast_shifts_change_the_named_tissue_only(small_phantom):
         add_contrast_shift(image, reference, "sepia")
 
 
+def test_wide_field_keeps_every_voxel_in_place(small_phantom):
+    image, reference = small_phantom.image, small_phantom.labelmap
+    wide, wide_reference = widen_field(image, reference, key="case A")
+    slices, rows, cols = image.array.shape
+    assert wide.array.shape == (slices, round(1.5 * rows), round(1.5 * cols)) and wide.same_grid(wide_reference)
+    assert wide.spacing_mm == image.spacing_mm and np.array_equal(wide.direction, image.direction)
+    # The exam sits whole in the wide field, at the same physical place: find it through the origin.
+    offset = np.rint((np.asarray(image.origin_mm) - np.asarray(wide.origin_mm)) @ wide.direction
+                     / np.asarray(wide.spacing_mm)).astype(int)  # (i, j, k) = (column, row, slice)
+    col0, row0, k0 = offset
+    assert k0 == 0 and 0 <= row0 <= rows // 2 and 0 <= col0 <= cols // 2
+    assert np.array_equal(wide.array[:, row0:row0 + rows, col0:col0 + cols], image.array)
+    assert np.array_equal(wide_reference.array[:, row0:row0 + rows, col0:col0 + cols], reference.array)
+    assert wide_reference.array.sum() == reference.array.sum()  # no labels outside the exam
+    np.testing.assert_allclose(wide.index_to_physical([col0 + 3, row0 + 5, 2]), image.index_to_physical([3, 5, 2]))
+    outside = np.ones(wide.array.shape, bool)
+    outside[:, row0:row0 + rows, col0:col0 + cols] = False
+    assert np.median(wide.array[outside]) < np.median(image.array)  # dark, like air around the body
+    # Seeded by the case name: the same image for every model, other corners for other cases.
+    assert np.array_equal(wide.array, widen_field(image, reference, key="case A")[0].array)
+    origins = {widen_field(image, reference, key=f"case {n}")[0].origin_mm for n in range(12)}
+    assert len(origins) > 1
+
+
 def _best_shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     """The circular shift of ``b`` (rows, columns) that correlates best with ``a``."""
     a = a - a.mean()
@@ -324,9 +350,11 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
         assert rows[label].count(" | ") == len(MAIN_COLUMNS) - 1, label
     assert "skipped (--skip medsam)" in markdown
     assert rows["2SD ᵃ ᵇ"].count("= ScarNet") == 3
-    for artifact in ("motion", "ghosting", "bias field", "blood ×1.4", "blood ×0.7", "myocardium not nulled"):
+    for artifact in ("motion", "ghosting", "bias field", "blood ×1.4", "blood ×0.7", "myocardium not nulled",
+                     "wide field"):
         assert f"| ScarNet | {artifact} |" in markdown and f"| Plain U-Net | {artifact} |" in markdown
     assert "| Method | Shift |" in markdown and "\\|scar % error\\| clean | shifted |" in markdown
+    assert "| Method | Field |" in markdown and figures_field_ok(tmp_path)
     shift_rows = [line for line in markdown.splitlines() if "| blood ×1.4 |" in line]
     assert all(line.count(" | ") == 9 for line in shift_rows)
     figures = json.loads((tmp_path / "figures.json").read_text())
@@ -354,6 +382,16 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     with pytest.raises(OutputExistsError):
         run_evaluation(args, cases=cases, log=pytest.fail)
     assert (tmp_path / "table.md").read_text() == markdown
+
+
+def figures_field_ok(tmp_path) -> bool:
+    """The wide-field part ran for both models on both cases, none refused (heart found in every wide field)."""
+    field = json.loads((tmp_path / "figures.json").read_text())["field"]
+    assert field["status"] == "ok" and field["factor"] == 1.5
+    for key in ("scarnet", "unet"):
+        per_case = field["methods"][key]["per_case"]["wide field"]
+        assert set(per_case) == {"phantom1", "phantom2"}
+    return True
 
 
 def test_run_evaluation_without_unet_weights_says_so(tmp_path, tiny_weights, capsys):
@@ -402,12 +440,16 @@ def test_emidec_val_split_cases():
         assert case.image.spacing_mm == case.reference.spacing_mm
 
 
-def test_skip_lists_given_twice_add_up():
+def test_skip_lists_given_twice_add_up(capsys):
     from scarnet.cli import build_parser
 
     args = build_parser().parse_args(["evaluate", "--skip", "medsam", "noise", "--skip", "artifacts"])
     assert args.skip == ["medsam", "noise", "artifacts"]
     assert build_parser().parse_args(["evaluate"]).skip == []
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--help"])
+    listed = " ".join(capsys.readouterr().out.split()).split("parts to skip:")[1].split("(")[0].split()
+    assert listed == list(SKIPPABLE)  # the help names every part, in order
 
 
 def test_noise_part_reports_scatter_and_bias_against_the_clean_prediction():

@@ -9,7 +9,7 @@ from conftest import EMIDEC, requires_emidec, rotation
 from torch import nn
 
 from scarnet.errors import InputError, NoHeartFoundError
-from scarnet.inference import Segmenter, check_short_axis, postprocess, remove_small_scar
+from scarnet.inference import Segmenter, check_short_axis, postprocess, remove_small_scar, window_centres
 from scarnet.labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
 from scarnet.model.registry import bundled_weights_path
 from scarnet.phantom import make_phantom
@@ -177,8 +177,10 @@ class ThresholdModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.config = type("Config", (), {"input_size": 32, "pixel_spacing_mm": 2.0, "encoder": "test-threshold"})()
+        self.calls: list[int] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(x.shape[0])
         logits = torch.zeros(x.shape[0], 5, x.shape[2], x.shape[3])
         logits[:, LV_BLOOD_POOL] = 8 * (x[:, 0] - 0.5)
         return logits
@@ -214,6 +216,46 @@ def test_tta_runs_through_the_pipeline_and_is_reported():
     assert (result.labelmap.array == HEALTHY_MYOCARDIUM).any()
     assert not np.isin(result.labelmap.array, (SCAR, MVO)).any()
     assert len(model.calls) % 3 == 0
+
+
+def test_localisation_windows_cover_a_wide_field_with_half_overlap():
+    spacing_rc = (1.6, 1.25)
+    centres = window_centres((400, 300), spacing_rc, 360.0)  # 640 × 375 mm
+    rows = sorted({r for r, _ in centres})
+    cols = sorted({c for _, c in centres})
+    assert len(centres) == len(rows) * len(cols) == 3 * 2
+    rows_mm = [(r + 0.5) * spacing_rc[0] for r in rows]
+    cols_mm = [(c + 0.5) * spacing_rc[1] for c in cols]
+    # edge to edge, neighbours at most half a window apart
+    assert rows_mm[0] == pytest.approx(180) and rows_mm[-1] == pytest.approx(640 - 180)
+    assert cols_mm[0] == pytest.approx(180) and cols_mm[-1] == pytest.approx(375 - 180)
+    assert max(np.diff(rows_mm)) <= 180 + 1e-9 and max(np.diff(cols_mm)) <= 180 + 1e-9
+    # a field no wider than a window: one window at its middle (the whole-field view's centre)
+    assert window_centres((200, 240), (1.5, 1.5), 360.0) == [(99.5, 119.5)]
+
+
+def _disc_in_wide_field(spacing_mm: float = 2.0) -> tuple[Volume, tuple[float, float]]:
+    """A 640 mm field, dark, with a bright 44 mm disc (a blood pool) near one corner on every slice."""
+    size = int(640 / spacing_mm)
+    rows, cols = np.mgrid[0:size, 0:size]
+    centre_rc = (0.2 * size, 0.8 * size)
+    plane = np.where(np.hypot(rows - centre_rc[0], cols - centre_rc[1]) * spacing_mm < 22, 1.0, 0.05)
+    return Volume(np.repeat(plane[None], 6, axis=0).astype(np.float32), (spacing_mm, spacing_mm, 8.0)), centre_rc
+
+
+def test_a_wide_field_is_searched_in_windows_and_the_lv_found():
+    volume, true_centre = _disc_in_wide_field()
+    model = ThresholdModel()
+    centre = Segmenter(model, device="cpu").localise(volume)
+    assert np.hypot(centre[0] - true_centre[0], centre[1] - true_centre[1]) * 2.0 < 3.0
+    assert len(model.calls) == 9  # 640 mm: 3 × 3 windows of 360 mm, one batch of 4 slices each
+    assert set(model.calls) == {4}
+
+    # A field the model was trained to see whole: one view.
+    narrow = Volume(volume.array[:, :150, -150:].copy(), volume.spacing_mm)  # 300 mm, disc inside
+    model = ThresholdModel()
+    Segmenter(model, device="cpu").localise(narrow)
+    assert len(model.calls) == 1
 
 
 def test_cuda_requested_without_gpu_is_a_clear_error():
@@ -331,6 +373,22 @@ def test_bundled_model_segments_a_phantom_well_above_chance():
     myocardium = dice(np.isin(predicted, (2, 3, 4)), np.isin(reference, (2, 3, 4)))
     blood = dice(predicted == 1, reference == 1)
     assert myocardium > 0.5 and blood > 0.6, (myocardium, blood)
+
+
+@requires_weights
+@pytest.mark.parametrize("seed", [2, 7])
+def test_bundled_model_finds_the_heart_in_a_corner_of_a_very_wide_field(seed):
+    # Phantoms 2 and 7 in a 1.6× wider field (640 mm): seen whole, squeezed into the model's input,
+    # the LV was placed 112 and 189 mm from where it is; searched in windows, 1.6 and 5.4 mm.
+    from scarnet.evaluate_cli import widen_field
+
+    phantom = make_phantom(seed)
+    wide, wide_reference = widen_field(phantom.image, phantom.labelmap, factor=1.6, key=f"corner {seed}")
+    rows, cols = np.nonzero(np.isin(wide_reference.array, (1, 2, 3, 4)).any(axis=0))
+    centre = Segmenter(device="cpu").localise(wide)
+    spacing_rc = np.array([wide.spacing_mm[1], wide.spacing_mm[0]])
+    error_mm = np.linalg.norm((np.array(centre) - (rows.mean(), cols.mean())) * spacing_rc)
+    assert error_mm < 10, error_mm
 
 
 @requires_weights
