@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train ScarNet (EMIDEC + phantoms); resumable")
     p.add_argument("--config", default="gpu_full",
                    help="config file, or a bundled name: gpu_full, cpu_interim; cpu_continue, cpu_contrast, "
-                        "cpu_noise and cpu_unfreeze (with --init-weights); the *_unet baselines")
+                        "cpu_noise, cpu_unfreeze and cpu_artifacts (with --init-weights); the *_unet baselines")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, best.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--steps", type=int)

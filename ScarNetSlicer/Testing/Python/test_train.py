@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from scarnet.model.registry import load_model
 from scarnet.phantom import make_phantom
-from scarnet.train.data import AugmentConfig, IntensityAugmenter, SliceSample, make_example
+from scarnet.train.data import AugmentConfig, IntensityAugmenter, SliceSample, ghosting, make_example
 from scarnet.train.loop import SMOKE_CONFIG, TrainConfig, train
 
 
@@ -56,6 +56,31 @@ def test_gaussian_noise_ceiling_sets_how_noisy_examples_get():
     assert mean_noise_sd(0.0) < 1e-6
     assert mean_noise_sd(0.06) == pytest.approx(0.03, rel=0.3)
     assert mean_noise_sd(0.12) == pytest.approx(0.06, rel=0.3)
+
+
+def test_ghosting_ranges_set_how_strong_the_ghosts_get():
+    only_ghosting = dict(bias_field_probability=0.0, gamma_probability=0.0, blur_probability=0.0,
+                         low_resolution_probability=0.0, gibbs_probability=0.0, noise_probability=0.0,
+                         motion_probability=0.0, ghosting_probability=1.0)
+    rows, cols = np.mgrid[0:64, 0:64]
+    disc = (np.hypot(rows - 30, cols - 34) < 12).astype(np.float32)  # its ghosts fall on the dark background
+
+    def mean_change(**ghosting_ranges) -> float:
+        augmenter = IntensityAugmenter(AugmentConfig(**only_ghosting, **ghosting_ranges), seed=5)
+        return float(np.mean([np.abs(augmenter(disc) - disc).mean() for _ in range(20)]))
+
+    defaults = AugmentConfig()  # what older configs were trained with
+    assert defaults.ghosting_line_spacing_range == (2, 6) and defaults.ghosting_attenuation_range == (0.15, 0.6)
+    assert mean_change(ghosting_attenuation_range=(0.0, 0.0)) < 1e-5  # nothing attenuated: image unchanged
+    mild = mean_change(ghosting_attenuation_range=(0.15, 0.2))
+    strong = mean_change(ghosting_attenuation_range=(0.9, 1.0))
+    assert strong > 3 * mild > 0
+    # Every 4th line zeroed: copies of a small disc a quarter of the field away, along one axis only
+    # (the phase-encode axis), none along the other.
+    small = (np.hypot(rows - 30, cols - 34) < 4).astype(np.float32)
+    ghosted = ghosting(small, np.random.default_rng(0), line_spacing_range=(4, 4), attenuation_range=(1.0, 1.0))
+    ghost_level = sorted(float((ghosted * np.roll(small, 16, axis=a)).sum() / small.sum()) for a in (0, 1))
+    assert ghost_level[0] < 0.01 and ghost_level[1] > 0.1
 
 
 def test_smoke_training_run_resumes_and_ships_weights(tmp_path):

@@ -60,6 +60,11 @@ class AugmentConfig:
     low_resolution_probability: float = 0.25
     gibbs_probability: float = 0.15
     ghosting_probability: float = 0.15
+    # Ghosting: every n-th phase-encode line (n drawn in this range, inclusive) of k-space is
+    # attenuated by a fraction drawn in the attenuation range. The evaluation's TorchIO ghosting
+    # attenuates by 0.5–1 with n = 4–10: the defaults, which older configs were trained with, are milder.
+    ghosting_line_spacing_range: tuple[int, int] = (2, 6)
+    ghosting_attenuation_range: tuple[float, float] = (0.15, 0.6)
     motion_probability: float = 0.1
     # Examples that show no LV where the heart crop would put it: half are crops centred 70–120 mm
     # away from the LV (true labels), half are pixel-scrambled crops labelled all background.
@@ -75,15 +80,16 @@ class AugmentConfig:
     extra: dict = field(default_factory=dict)
 
 
-def ghosting(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def ghosting(image: np.ndarray, rng: np.random.Generator, line_spacing_range: tuple[int, int] = (2, 6),
+             attenuation_range: tuple[float, float] = (0.15, 0.6)) -> np.ndarray:
     """Ghosts along a phase-encode axis: every n-th k-space line attenuated (as TorchIO's RandomGhosting)."""
     axis = int(rng.integers(2))
     spectrum = np.fft.fftshift(np.fft.fft2(image))
-    spacing = int(rng.integers(2, 7))
+    spacing = int(rng.integers(line_spacing_range[0], line_spacing_range[1] + 1))
     lines = np.arange(image.shape[axis])
     centre = image.shape[axis] // 2
     attenuated = (lines % spacing == 0) & (np.abs(lines - centre) > 2)  # keep the k-space centre (contrast)
-    factor = np.where(attenuated, 1.0 - rng.uniform(0.15, 0.6), 1.0)
+    factor = np.where(attenuated, 1.0 - rng.uniform(*attenuation_range), 1.0)
     spectrum *= factor[:, None] if axis == 0 else factor[None, :]
     return np.abs(np.fft.ifft2(np.fft.ifftshift(spectrum))).astype(np.float32)
 
@@ -143,7 +149,8 @@ class IntensityAugmenter:
             x = transform(x)
         x = np.asarray(x, dtype=np.float32)[0]
         if self.rng.random() < self.config.ghosting_probability:
-            x = ghosting(x, self.rng)
+            x = ghosting(x, self.rng, self.config.ghosting_line_spacing_range,
+                         self.config.ghosting_attenuation_range)
         if self.rng.random() < self.config.motion_probability:
             x = motion(x, self.rng)
         return np.maximum(x, 0.0)
