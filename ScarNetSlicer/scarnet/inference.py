@@ -268,13 +268,11 @@ class Segmenter:
         spacing_rc = np.asarray((volume.spacing_mm[1], volume.spacing_mm[0]))
         shape = np.asarray(volume.array.shape[1:], dtype=float)
         extent_mm = float((shape * spacing_rc).max())
-        if extent_mm <= MAX_SINGLE_VIEW_FOV_MM:
-            views = [(((shape[0] - 1) / 2, (shape[1] - 1) / 2), extent_mm)]
-        else:
-            views = [(centre, LOCALISATION_WINDOW_MM)
-                     for centre in window_centres(volume.array.shape[1:], tuple(spacing_rc), LOCALISATION_WINDOW_MM)]
+        # A field the model was trained to see whole is one window of its own width, at its middle.
+        size_mm = extent_mm if extent_mm <= MAX_SINGLE_VIEW_FOV_MM else LOCALISATION_WINDOW_MM
         candidates = slices if slices is not None else _central_slices(volume.num_slices, LOCALISATION_SLICES)
-        found = [self._lv_in_view(volume, candidates, centre, size_mm) for centre, size_mm in views]
+        found = [self._lv_in_view(volume, candidates, centre, size_mm)
+                 for centre in window_centres(volume.array.shape[1:], tuple(spacing_rc), size_mm)]
         found = [estimate for estimate in found if estimate is not None]
         if not found:
             if slices is None and volume.num_slices > len(candidates):

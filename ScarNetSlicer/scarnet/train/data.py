@@ -80,9 +80,12 @@ class AugmentConfig:
     extra: dict = field(default_factory=dict)
 
 
-def ghosting(image: np.ndarray, rng: np.random.Generator, line_spacing_range: tuple[int, int] = (2, 6),
-             attenuation_range: tuple[float, float] = (0.15, 0.6)) -> np.ndarray:
-    """Ghosts along a phase-encode axis: every n-th k-space line attenuated (as TorchIO's RandomGhosting)."""
+def ghosting(image: np.ndarray, rng: np.random.Generator, line_spacing_range: tuple[int, int],
+             attenuation_range: tuple[float, float]) -> np.ndarray:
+    """Ghosts along a phase-encode axis: every n-th k-space line attenuated (as TorchIO's RandomGhosting).
+
+    The ranges are :class:`AugmentConfig`'s ``ghosting_line_spacing_range`` and ``ghosting_attenuation_range``.
+    """
     axis = int(rng.integers(2))
     spectrum = np.fft.fftshift(np.fft.fft2(image))
     spacing = int(rng.integers(line_spacing_range[0], line_spacing_range[1] + 1))
