@@ -8,7 +8,12 @@ DICOM plane positions:
 * slices are sorted by their position along the slice normal (never by InstanceNumber or
   file order, which scanners and anonymisers reorder freely);
 * the slice spacing is the median distance between neighbouring slice positions, never
-  SliceThickness (LGE stacks usually have gaps: 8 mm slices every 10 mm);
+  SliceThickness (LGE stacks usually have gaps: 8 mm slices every 10 mm); a stack whose
+  distances stray more than 20 % from it (a missing slice) is refused, since a regular grid
+  would misplace the slices after the gap;
+* several images at one position: a whole stack told apart by one attribute (image type,
+  echo, inversion time, ...) is kept, or, where only some slices were acquired again, the
+  last acquisition of each;
 * DICOM ImageOrientationPatient's first triplet is the direction of increasing column index
   (i), its second that of increasing row index (j); PixelSpacing is (row spacing, column
   spacing), i.e. (spacing along j, spacing along i);
@@ -43,10 +48,14 @@ _NOT_DICOM_SUFFIXES = (
 
 #: Cosines of two slices closer than this count as the same orientation.
 ORIENTATION_TOLERANCE = 1e-3
-#: Slices closer than this along the normal (mm) are at the same position (duplicates).
-POSITION_TOLERANCE_MM = 0.01
+#: Slices closer than this along the normal (mm) are at the same position (duplicates). Far
+#: below any slice spacing (3D LGE: ≥ 0.6 mm), above the jitter of a repeat planned again.
+POSITION_TOLERANCE_MM = 0.1
 #: Neighbour distances differing from the median by more than max(this, 1 % of it) are irregular (mm).
 SPACING_TOLERANCE_MM = 0.05
+#: A distance further than this fraction from the median is refused, not approximated: a missing
+#: slice (twice the median) or two stacks interleaved would put slices and volumes far off.
+MAX_SPACING_DEVIATION = 0.2
 
 # -- LGE heuristics ---------------------------------------------------------------------------
 # Text cues are searched in SeriesDescription, ProtocolName, SequenceName and ImageType.
@@ -348,6 +357,7 @@ class _Frame:
     intercept: float
     keys: dict[str, Any]  # what may tell duplicates at one position apart (image type, echo, time)
     dataset: Any
+    rescale_varies_in_file: bool = False  # an enhanced file whose frames are scaled differently
 
 
 def read_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
@@ -420,6 +430,9 @@ def _single_frame(path: Path, dataset: Any, name: str) -> _Frame:
             "AcquisitionNumber": _number(dataset.get("AcquisitionNumber")),
             "TemporalPositionIdentifier": _number(dataset.get("TemporalPositionIdentifier")),
             "TriggerTime": _number(dataset.get("TriggerTime")),
+            # Not attributes to split by: they order repeats of one slice (the last one is kept).
+            "AcquisitionTime": _seconds_of_day(dataset.get("AcquisitionTime")),
+            "InstanceNumber": _number(dataset.get("InstanceNumber")),
         },
         dataset=dataset,
     )
@@ -471,6 +484,9 @@ def _enhanced_frames(path: Path, dataset: Any, name: str) -> list[_Frame]:
             },
             dataset=dataset,
         ))
+    if len({(f.slope, f.intercept) for f in frames}) > 1:
+        for f in frames:
+            f.rescale_varies_in_file = True
     return frames
 
 
@@ -482,6 +498,16 @@ def _floats(value: Any, count: int, tag: str, path: Path, name: str) -> np.ndarr
     if result.size != count or not np.all(np.isfinite(result)):
         raise InputError(f"{name}: {path.name} has an invalid {tag} ({value!r})")
     return result
+
+
+def _seconds_of_day(value: Any) -> float | None:
+    """A DICOM TM value (``HHMMSS.FFFFFF``, parts may be missing) in seconds, or None."""
+    text = str(value or "").strip().replace(":", "")
+    try:
+        hours, minutes, seconds = int(text[0:2]), int(text[2:4] or 0), float(text[4:] or 0)
+    except (ValueError, IndexError):
+        return None
+    return hours * 3600.0 + minutes * 60.0 + seconds
 
 
 def _number(value: Any) -> float | None:
@@ -524,6 +550,10 @@ def _build_volume(frames: list[_Frame], name: str) -> Volume:
     gaps = np.diff(positions)
     spacing = float(np.median(gaps))
     tolerance = max(SPACING_TOLERANCE_MM, 0.01 * spacing)
+    if np.any(np.abs(gaps - spacing) > MAX_SPACING_DEVIATION * spacing):
+        raise InputError(f"{name}: slices are not evenly spaced (distances {_fmt_list(gaps)} mm): a slice is "
+                         "missing or the series mixes stacks; a regular grid would misplace slices and misstate "
+                         "volumes. Export the complete stack as one series")
     if np.any(np.abs(gaps - spacing) > tolerance):
         warnings.warn(f"{name}: irregular slice spacing (distances {_fmt_list(gaps)} mm); using the median "
                       f"{spacing:.4g} mm, so slice positions are approximate", stacklevel=3)
@@ -548,12 +578,21 @@ def _build_volume(frames: list[_Frame], name: str) -> Volume:
 
 
 def _one_frame_per_position(frames: list[_Frame], normal: np.ndarray, name: str) -> list[_Frame]:
-    """Drop duplicates at one slice position by keeping one consistent subset, or raise."""
+    """One image per slice position: a complete stack told apart by one attribute, the latest
+    repeat of re-acquired slices, or an error.
+
+    An attribute counts only if one of its values covers every position exactly once (two TIs,
+    magnitude and phase, two echoes). Values unique to each image (a trigger time that follows the
+    heart rate, one acquisition number per slice) split the series into single images and never
+    pick one. When only some positions were acquired again (the usual repeat of a slice spoilt by
+    breathing), the last acquired image at each position is kept.
+    """
     positions = np.array([f.position @ normal for f in frames])
     slots = _position_slots(positions)
-    if len(set(slots)) == len(frames):
+    num_slots = len(set(slots))
+    if num_slots == len(frames):
         return frames
-    per_slot = len(frames) / len(set(slots))
+    per_slot = len(frames) / num_slots
     for key in _DUPLICATE_KEYS:
         values = [f.keys.get(key) for f in frames]
         if len(set(values)) < 2:
@@ -561,16 +600,37 @@ def _one_frame_per_position(frames: list[_Frame], normal: np.ndarray, name: str)
         groups: dict[Any, list[int]] = {}
         for index, value in enumerate(values):
             groups.setdefault(value, []).append(index)
-        if not all(len({slots[i] for i in members}) == len(members) for members in groups.values()):
-            continue  # this attribute does not tell the duplicates apart
-        value, members = min(groups.items(), key=lambda item: (-len(item[1]), _preference(key, item[0])))
+        complete = {value: members for value, members in groups.items()
+                    if len(members) == num_slots and len({slots[i] for i in members}) == num_slots}
+        if not complete:
+            continue  # no value of this attribute is one whole stack
+        value, members = min(complete.items(), key=lambda item: _preference(key, item[0]))
         shown = "\\".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
         warnings.warn(f"{name}: {per_slot:.2g} images per slice position (different {key}); using the "
                       f"{len(members)} images with {key} {shown}", stacklevel=4)
         return [frames[i] for i in members]
-    raise InputError(f"{name}: {len(frames)} images at only {len(set(slots))} slice positions (several echoes, "
+    counts = np.bincount(slots)
+    if counts.min() == 1:
+        repeated = [i for i in range(len(frames)) if counts[slots[i]] > 1]
+        latest: dict[int, int] = {}
+        for index in sorted(repeated, key=lambda i: _acquisition_order(frames[i])):
+            latest[slots[index]] = index
+        kept = [i for i in range(len(frames)) if counts[slots[i]] == 1 or latest[slots[i]] == i]
+        where = sorted(float(positions[latest[slot]]) for slot in latest)
+        warnings.warn(f"{name}: {len(latest)} slice position(s) acquired more than once (at "
+                      f"{_fmt_list(np.array(where))} mm along the normal); using the last acquired image at each",
+                      stacklevel=4)
+        return [frames[i] for i in kept]
+    raise InputError(f"{name}: {len(frames)} images at only {num_slots} slice positions (several echoes, "
                      "time points or reconstructions in one series) and nothing tells them apart; export one image "
                      "per slice position or pick another series")
+
+
+def _acquisition_order(frame: _Frame) -> tuple[float, float, int]:
+    """Sort key: acquisition time, then instance number, then frame index (missing values first)."""
+    time = frame.keys.get("AcquisitionTime")
+    instance = frame.keys.get("InstanceNumber")
+    return (time if time is not None else -1.0, instance if instance is not None else -1.0, frame.frame or 0)
 
 
 #: Attributes tried, in order, to split duplicates at one position into consistent stacks.
@@ -629,6 +689,11 @@ def _pixels(frame: _Frame, name: str) -> np.ndarray:
         raise InputError(f"{name}: {frame.path.name} pixel data has shape {pixels.shape}, expected "
                          f"{frame.rows}×{frame.columns}")
     if rescaled:
+        if frame.rescale_varies_in_file:
+            # GDCM scales every frame like the first: values of the other frames would be wrong.
+            raise InputError(f"{name}: {frame.path.name} is compressed in a syntax only GDCM decodes here, and its "
+                             "frames have different RescaleSlope/Intercept, which GDCM does not apply per frame; "
+                             "export the series uncompressed")
         return pixels.astype(np.float32)
     # float64 arithmetic keeps e.g. slope 0.5 / intercept -100 exact before the cast.
     return (pixels.astype(np.float64) * frame.slope + frame.intercept).astype(np.float32)

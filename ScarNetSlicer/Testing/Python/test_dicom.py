@@ -319,11 +319,62 @@ def test_single_unlabelled_series_is_read(tmp_path: Path) -> None:
     assert read_dicom_series(tmp_path / "exam").num_slices == 3
 
 
-def test_irregular_spacing_warns_and_uses_median(tmp_path: Path) -> None:
-    _write_stack(tmp_path / "exam", num_slices=5, positions=[0, 1, 2, 3, 4.5])
+def test_slightly_irregular_spacing_warns_and_uses_median(tmp_path: Path) -> None:
+    _write_stack(tmp_path / "exam", num_slices=5, positions=[0, 1, 2, 3, 4.15])
     with pytest.warns(UserWarning, match="irregular slice spacing"):
         volume = read_dicom_series(tmp_path / "exam")
     assert volume.spacing_mm[2] == pytest.approx(SLICE_GAP, abs=1e-6)
+
+
+@pytest.mark.parametrize("positions", [[0, 1, 2, 4, 5], [0, 1, 2, 3, 4.5]], ids=["missing slice", "one gap 1.5x"])
+def test_uneven_spacing_is_refused(tmp_path: Path, positions: list[float]) -> None:
+    # A regular grid would put the slices after the gap 5-10 mm from where they were imaged.
+    _write_stack(tmp_path / "exam", num_slices=5, positions=positions)
+    with pytest.raises(InputError, match="not evenly spaced") as error:
+        read_dicom_series(tmp_path / "exam")
+    _one_line(error)
+
+
+def _write_repeats(exam: Path, images: list[dict]) -> str:
+    """One series: each item gives slice ``k``, an ``InversionTime`` and any other attributes."""
+    exam.mkdir()
+    uid = generate_uid()
+    for n, image in enumerate(images):
+        image = dict(image)
+        k = image.pop("k")
+        _write_image(exam / f"im{n}.dcm", series_uid=uid, series_number=3, description="LGE SAX",
+                     position=image.pop("position", _position(k)), pixels=image.pop("pixels", _raw_pixels(k)),
+                     instance_number=n + 1, **image)
+    return uid
+
+
+def test_repeated_stack_with_per_image_trigger_times_keeps_one_whole_stack(tmp_path: Path) -> None:
+    # Two TIs at 4 positions. TriggerTime follows the heart rate and AcquisitionNumber counts the
+    # slices: both differ for every image, so neither may pick a "stack" of one image.
+    images = [{"k": k, "InversionTime": ti, "TriggerTime": 400.0 + 7.3 * k + 3.1 * r,
+               "AcquisitionNumber": 1 + k + 4 * r, "pixels": _raw_pixels(k) + 1000 * r}
+              for r, ti in enumerate((300.0, 350.0)) for k in range(4)]
+    _write_repeats(tmp_path / "exam", images)
+    with pytest.warns(UserWarning, match="different InversionTime"):
+        volume = read_dicom_series(tmp_path / "exam")
+    _check_geometry(volume, 4, _position(0))
+    np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) for k in range(4)]))
+
+
+@pytest.mark.parametrize("jitter_mm", [0.0, 0.05])
+def test_reacquired_slice_keeps_the_last_acquisition(tmp_path: Path, jitter_mm: float) -> None:
+    # TI raised after slice 2; slice 1 repeated at the new TI (planned again: up to 0.05 mm off).
+    images = [{"k": k, "InversionTime": 300.0 if k <= 2 else 320.0, "AcquisitionTime": f"1200{10 + k:02d}"}
+              for k in range(5)]
+    images.append({"k": 1, "InversionTime": 320.0, "AcquisitionTime": "120030",
+                   "position": _position(1) + jitter_mm * NORMAL, "pixels": _raw_pixels(1) + 1000})
+    _write_repeats(tmp_path / "exam", images)
+    with pytest.warns(UserWarning, match="acquired more than once"):
+        volume = read_dicom_series(tmp_path / "exam")
+    assert volume.num_slices == 5
+    assert volume.spacing_mm[2] == pytest.approx(SLICE_GAP, abs=0.05)
+    expected = np.stack([_raw_pixels(k) + (1000 if k == 1 else 0) for k in range(5)])
+    np.testing.assert_array_equal(volume.array, expected)
 
 
 def test_magnitude_and_phase_in_one_series_keeps_magnitude(tmp_path: Path) -> None:
@@ -364,11 +415,12 @@ def test_copied_files_are_not_duplicates(tmp_path: Path) -> None:
     np.testing.assert_array_equal(volume.array, _expected_array(3))
 
 
-def test_enhanced_multiframe(tmp_path: Path) -> None:
-    exam = tmp_path / "exam"
+def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False) -> None:
+    """An enhanced MR file, one frame per slice in ``frame_order``, each with its own rescale."""
+    import SimpleITK as sitk
+    from pydicom.encaps import encapsulate, generate_fragments
+
     exam.mkdir()
-    num_slices = 4
-    frame_order = [2, 0, 3, 1]  # frames stored out of spatial order
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ENHANCED_MR_IMAGE_STORAGE
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -383,7 +435,7 @@ def test_enhanced_multiframe(tmp_path: Path) -> None:
     ds.SeriesNumber = 20
     ds.SeriesDescription = "LGE PSIR 3D"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    ds.NumberOfFrames = num_slices
+    ds.NumberOfFrames = len(frame_order)
     shared = Dataset()
     orientation = Dataset()
     orientation.ImageOrientationPatient = _ds_str(np.concatenate([ROW_COSINE, COLUMN_COSINE]))
@@ -414,13 +466,44 @@ def test_enhanced_multiframe(tmp_path: Path) -> None:
     ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 0
-    ds.PixelData = np.stack([_raw_pixels(k) for k in frame_order]).astype("<u2").tobytes()
+    if compressed:
+        # JPEG lossless frames from GDCM: pydicom has no decoder for them here, GDCM does.
+        fragments = []
+        for k in frame_order:
+            writer = sitk.ImageFileWriter()
+            writer.SetImageIO("GDCMImageIO")
+            writer.SetFileName(str(exam / "frame.dcm"))
+            writer.SetUseCompression(True)
+            writer.SetCompressor("JPEG")
+            writer.Execute(sitk.GetImageFromArray(_raw_pixels(k).astype(np.uint16)))
+            encoded = pydicom.dcmread(exam / "frame.dcm")
+            meta.TransferSyntaxUID = encoded.file_meta.TransferSyntaxUID
+            fragments.append(b"".join(generate_fragments(encoded.PixelData)))
+            (exam / "frame.dcm").unlink()
+        ds.PixelData = encapsulate(fragments)
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+    else:
+        ds.PixelData = np.stack([_raw_pixels(k) for k in frame_order]).astype("<u2").tobytes()
     ds.save_as(exam / "enhanced.dcm", enforce_file_format=True)
 
-    assert list_series(exam)[0].num_slices == num_slices
-    volume = read_dicom_series(exam)
+
+def test_enhanced_multiframe(tmp_path: Path) -> None:
+    num_slices = 4
+    _write_enhanced(tmp_path / "exam", [2, 0, 3, 1])  # frames stored out of spatial order
+    assert list_series(tmp_path / "exam")[0].num_slices == num_slices
+    volume = read_dicom_series(tmp_path / "exam")
     _check_geometry(volume, num_slices, _position(0))
     np.testing.assert_array_equal(volume.array, _expected_array(num_slices))
+
+
+def test_compressed_enhanced_with_per_frame_rescale_is_refused(tmp_path: Path) -> None:
+    # GDCM decodes the frames but scales them all like the first: refuse rather than misscale.
+    assert len({_slope_intercept(k) for k in range(4)}) > 1
+    _write_enhanced(tmp_path / "exam", [0, 1, 2, 3], compressed=True)
+    with pytest.raises(InputError, match="different RescaleSlope/Intercept") as error:
+        read_dicom_series(tmp_path / "exam")
+    _one_line(error)
 
 
 # -- bad folders ------------------------------------------------------------------------------
