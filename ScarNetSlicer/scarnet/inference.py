@@ -523,10 +523,26 @@ def remove_small_scar(labels: np.ndarray, voxel_volume_ml: float, min_ml: float)
 
 
 def _fill_holes(plane: np.ndarray) -> None:
-    """Holes inside the LV take the label of the nearest labelled pixel (in place)."""
+    """Holes inside the LV take the label of the nearest labelled pixel (in place).
+
+    Except the cavity of a ring drawn without blood pool (an apical slice where the small cavity
+    was called background): the hole around the ring's centre is blood pool, not wall, which
+    would inflate myocardial mass and subendocardial scar.
+    """
     region = plane != BACKGROUND
     filled = ndimage.binary_fill_holes(region)
     holes = filled & ~region
+    if not holes.any():
+        return
+    if not (plane == LV_BLOOD_POOL).any():
+        rows, cols = np.nonzero(region)
+        centre = (int(round(rows.mean())), int(round(cols.mean())))
+        if holes[centre]:
+            labelled, _ = ndimage.label(holes)
+            cavity = labelled == labelled[centre]
+            plane[cavity] = LV_BLOOD_POOL
+            holes &= ~cavity
+            region |= cavity
     if holes.any():
         _, (rows, cols) = ndimage.distance_transform_edt(~region, return_indices=True)
         plane[holes] = plane[rows[holes], cols[holes]]

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from .volume import Volume
 #: File endings read as single image files (everything else: a DICOM folder or an error).
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 LABELMAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
+#: A NIfTI whose orthogonal reading makes voxels larger than |det(affine)| by more than this warns.
+SHEAR_TOLERANCE = 0.005
 SEGMENTATION_SUFFIX = ".seg.nrrd"
 
 
@@ -100,6 +103,39 @@ def _have_simpleitk() -> bool:
     return True
 
 
+def _warn_if_sheared(path: Path, linear: np.ndarray | None) -> None:
+    """Warn when a NIfTI affine (``linear``, its 3×3 part) is sheared: voxels read orthogonally are too big.
+
+    Converters write a sheared affine for a stack whose slices shift in-plane from one to the next.
+    The voxel volume is |det(affine)|; the orthogonal grid ITK (and Slicer) make of it has the
+    product of the axis lengths, which is larger by the factor reported. Only the angles are
+    used: real headers (EMIDEC's) carry sforms whose scales disagree with pixdim, which ITK reads.
+    """
+    if linear is None:
+        return
+    lengths = np.linalg.norm(linear, axis=0)
+    determinant = abs(float(np.linalg.det(linear)))
+    if determinant <= 0 or not np.all(lengths > 0):
+        return
+    factor = float(np.prod(lengths)) / determinant
+    if factor > 1 + SHEAR_TOLERANCE:
+        excess = 100.0 * (factor - 1.0)
+        warnings.warn(f"{path}: its voxel axes are not perpendicular (slices shifted in-plane from one to the next); "
+                      f"it is read as the nearest orthogonal grid, on which volumes come out {excess:.1f} % too "
+                      "large. Resample it onto an orthogonal grid for exact volumes", stacklevel=4)
+
+
+def _sform_from_itk(image) -> np.ndarray | None:
+    """The NIfTI sform's 3×3 part from ITK's metadata (None without one; a qform cannot shear)."""
+    try:
+        if int(image.GetMetaData("sform_code")) <= 0:
+            return None
+        rows = [[float(v) for v in image.GetMetaData(f"srow_{axis}").split()[:3]] for axis in "xyz"]
+    except (RuntimeError, ValueError):
+        return None
+    return np.array(rows)
+
+
 def _read_image_file(path: Path) -> Volume:
     if not _have_simpleitk() and _suffix(path) in (".nii", ".nii.gz"):
         return _read_nifti_with_nibabel(path)  # keeps NaN/Inf, which the callers' validation rejects
@@ -118,7 +154,10 @@ def _read_image_file(path: Path) -> Volume:
         raise InputError(f"{path}: not a readable image ({_short(reason)})") from None
     if _suffix(path) in (".nii", ".nii.gz") and _nifti_zeros_may_hide_non_finite(image) and _nifti_has_non_finite(path):
         raise InputError(f"{path}: contains NaN or infinite values")
-    return _volume_from_sitk(image, str(path))
+    volume = _volume_from_sitk(image, str(path))
+    if _suffix(path) in (".nii", ".nii.gz"):
+        _warn_if_sheared(path, _sform_from_itk(image))
+    return volume
 
 
 def _nifti_zeros_may_hide_non_finite(image) -> bool:
@@ -185,12 +224,14 @@ def _read_nifti_with_nibabel(path: Path) -> Volume:
     u, _, vt = np.linalg.svd(linear / spacing)
     direction_ras = u @ vt
     ras_to_lps = np.diag([-1.0, -1.0, 1.0])
-    return Volume(
+    volume = Volume(
         np.transpose(data, (2, 1, 0)),
         tuple(spacing),
         tuple(ras_to_lps @ affine[:3, 3]),
         ras_to_lps @ direction_ras,
     )
+    _warn_if_sheared(path, linear)
+    return volume
 
 
 def _short(text: str, limit: int = 160) -> str:

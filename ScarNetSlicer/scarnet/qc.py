@@ -90,11 +90,15 @@ def heart_confidence(labels: np.ndarray, max_probability: np.ndarray) -> np.ndar
 
 
 def ring_is_broken(labels_2d: np.ndarray) -> bool:
-    """True when the blood pool is 4-adjacent to background (the myocardium does not enclose it)."""
+    """True when the blood pool is 4-adjacent to background (the myocardium does not enclose it).
+
+    Outside the image counts as background: an LV cut by the field of view is not enclosed either.
+    """
     blood = labels_2d == LV_BLOOD_POOL
     if not blood.any():
         return False
-    touching = ndimage.binary_dilation(blood) & (labels_2d == BACKGROUND)
+    padded = np.pad(labels_2d, 1, constant_values=BACKGROUND)
+    touching = ndimage.binary_dilation(np.pad(blood, 1)) & (padded == BACKGROUND)
     return bool(touching.any())
 
 

@@ -101,6 +101,40 @@ def test_labels_respect_the_nesting_rules_after_postprocessing():
     assert (out[2, 2:5, 2:5] == 0).all()
 
 
+def test_cavity_of_a_ring_without_blood_pool_becomes_blood_pool():
+    # An apical slice: the small cavity called background, subendocardial scar on one wall.
+    rows, cols = np.mgrid[0:40, 0:40]
+    radius = np.hypot(rows - 20, cols - 20)
+    plane = np.zeros((40, 40), dtype=np.uint8)
+    plane[(radius >= 5) & (radius < 9)] = HEALTHY_MYOCARDIUM
+    plane[(radius >= 5) & (radius < 7) & (cols < 17)] = SCAR
+    plane[20, 13] = 0  # and a one-pixel hole inside the wall, off centre
+    out = postprocess(plane[None], (1.5, 1.5))[0]
+    assert (out[radius < 5] == LV_BLOOD_POOL).all()  # not wall: mass and scar stay as drawn
+    assert (out == SCAR).sum() == (plane == SCAR).sum()
+    assert out[20, 13] in (HEALTHY_MYOCARDIUM, SCAR)  # a hole in the wall is still wall
+    # With blood pool in the slice, holes keep the nearest label as before.
+    with_blood = plane.copy()
+    with_blood[radius < 5] = LV_BLOOD_POOL
+    with_blood[20, 20] = 0
+    assert postprocess(with_blood[None], (1.5, 1.5))[0][20, 20] == LV_BLOOD_POOL
+
+
+def test_ring_cut_by_the_image_edge_is_broken():
+    from scarnet.qc import ring_is_broken
+
+    def ring(centre_row: int) -> np.ndarray:
+        rows, cols = np.mgrid[0:40, 0:40]
+        radius = np.hypot(rows - centre_row, cols - 20)
+        plane = np.zeros((40, 40), dtype=np.uint8)
+        plane[radius < 12] = HEALTHY_MYOCARDIUM
+        plane[radius < 8] = LV_BLOOD_POOL
+        return plane
+
+    assert ring_is_broken(ring(3))  # the LV's centre 3 px from the top edge
+    assert not ring_is_broken(ring(20))  # the same ring whole inside the image
+
+
 def test_small_scar_regions_become_healthy_myocardium():
     labels = np.full((3, 30, 30), HEALTHY_MYOCARDIUM, dtype=np.uint8)
     labels[0:2, 2:6, 2:6] = SCAR  # 32 voxels in two slices: one 3D region of 0.64 mL at 0.02 mL/voxel

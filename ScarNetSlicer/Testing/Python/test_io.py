@@ -4,6 +4,7 @@ atomic writes and the one-line errors for files a user can fix."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import nibabel
@@ -423,3 +424,33 @@ def test_read_emidec_case() -> None:
     assert float(image.array.max()) > float(image.array.min())
     labels = read_labelmap(EMIDEC_CASE / "label.nii.gz", reference=image)
     assert set(np.unique(labels.array).tolist()) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("read_by", ["itk", "nibabel"])
+def test_sheared_nifti_warns_how_far_volumes_are_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     read_by: str) -> None:
+    """Slices 10 mm apart along the normal, each shifted 3 mm in-plane: a sheared affine."""
+    import scarnet.io as io
+
+    affine = np.array([[1.5, 0, 3.0, 0], [0, 1.5, 0, 0], [0, 0, 10.0, 0], [0, 0, 0, 1]])
+    image = nibabel.Nifti1Image(np.zeros((8, 8, 4), np.uint8), affine)
+    image.set_sform(affine, 1)
+    image.set_qform(affine, 1)
+    nibabel.save(image, str(tmp_path / "sheared.nii.gz"))
+    monkeypatch.setattr(io, "_have_simpleitk", lambda: read_by == "itk")
+    excess = 100 * (np.hypot(3.0, 10.0) / 10.0 - 1)  # the slice axis read as 10.44 mm, not 10
+    with pytest.warns(UserWarning, match=f"not perpendicular.* {excess:.1f} % too large"):
+        read_labelmap(tmp_path / "sheared.nii.gz")
+
+
+def test_sform_scales_unlike_pixdim_do_not_warn(tmp_path: Path) -> None:
+    # EMIDEC's headers: an orthogonal sform with unit scales, pixdim with the real spacing.
+    image = nibabel.Nifti1Image(np.zeros((8, 8, 4), np.uint8), np.diag([-1.0, -1.0, 1.0, 1.0]))
+    image.header.set_zooms((1.4, 1.4, 13.0))
+    image.set_sform(np.diag([-1.0, -1.0, 1.0, 1.0]), 2)
+    image.set_qform(None, 0)
+    nibabel.save(image, str(tmp_path / "emidec_like.nii.gz"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labelmap = read_labelmap(tmp_path / "emidec_like.nii.gz")
+    assert labelmap.spacing_mm == pytest.approx((1.4, 1.4, 13.0))
