@@ -126,6 +126,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._job = None
+        self._inputVolumeId = None  # the input the output selections were last checked against
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -161,7 +162,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.onCancelButton()
@@ -181,12 +182,40 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode: ScarNetSlicerParameterNode | None) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
+        # Selections saved with the scene are the user's: only a change of input unselects outputs.
+        inputVolume = self._parameterNode.inputVolume if self._parameterNode else None
+        self._inputVolumeId = inputVolume.GetID() if inputVolume else None
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._updateButtons()
+
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        self._unselectOutputsOfPreviousInput()
+        self._updateButtons()
+
+    def _unselectOutputsOfPreviousInput(self) -> None:
+        """When the input volume changes, unselect outputs made from another volume.
+
+        Otherwise the next "Segment scar" would write into (and "Update report" re-quantify) the
+        previous input's results. The user's own nodes (no recorded input) stay selected.
+        """
+        inputVolume = self._parameterNode.inputVolume if self._parameterNode else None
+        inputVolumeId = inputVolume.GetID() if inputVolume else None
+        if inputVolumeId == self._inputVolumeId:
+            return
+        self._inputVolumeId = inputVolumeId
+        if inputVolume is None:
+            return  # nothing can run without an input; the next input decides
+        from ScarNetSlicerLib.processing import made_from_another_input
+
+        # Each assignment modifies the parameter node again; that call returns above (same input).
+        if made_from_another_input(self._parameterNode.outputSegmentation, inputVolume):
+            self._parameterNode.outputSegmentation = None
+        if made_from_another_input(self._parameterNode.outputTable, inputVolume):
+            self._parameterNode.outputTable = None
 
     def _updateButtons(self, caller=None, event=None) -> None:
         running = self._job is not None
@@ -210,6 +239,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=False):
             try:
                 overwrite = False
+                # Checks the input first: a 2D/4D input gets its own message, not a question about edits.
                 if self.logic.segmentationWasEdited(p.outputSegmentation, p.inputVolume):
                     if not slicer.util.confirmYesNoDisplay(
                         _("Segmentation '{name}' was edited after ScarNet made it (or ScarNet did not make it). "
@@ -261,6 +291,10 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showReport(report)
             self.ui.statusLabel.text = _("Done in {seconds:.1f} s. Review the QC flags in the table.").format(
                 seconds=report.get("slicer", {}).get("elapsed_s", 0.0))
+            notice = report.get("slicer", {}).get("notice")
+            if notice:  # the chosen segmentation changed during the run: the result went into a new one
+                self.ui.statusLabel.text = notice
+                slicer.util.warningDisplay(notice, windowTitle=_("ScarNet"))
 
     def onCancelButton(self) -> None:
         if self._job is not None:
@@ -332,6 +366,7 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         return dependencies.ensure_dependencies(confirm, installTorch, _pipInstall)
 
     def segmentationWasEdited(self, segmentationNode, inputVolume) -> bool:
+        """True when a run would replace edited segments; raises ``ValueError`` for an unusable input."""
         return self._processor().segmentation_was_edited(segmentationNode, inputVolume)
 
     def process(self, inputVolume, outputSegmentation=None, outputTable=None, device: str = "auto",
@@ -341,10 +376,12 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
                 showResults: bool = False):
         """Segment ``inputVolume`` and write segments, per-slice table and plot.
 
-        Returns the report dict (``scarnet`` report plus ``report["slicer"]`` with the node IDs), or None
-        if cancelled. With ``waitForCompletion=False`` returns the not yet started job instead (the widget
-        starts it and calls :meth:`finishProcessing`). Raises ``ValueError`` (bad input, edited output
-        without ``overwriteEdited``, no heart found) or ``RuntimeError`` (weights, dependencies), one line each.
+        Returns the report dict (``scarnet`` report plus ``report["slicer"]`` with the node IDs, and a
+        ``"notice"`` when the chosen segmentation was edited or removed during the run, so the result
+        went into a new one), or None if cancelled. With ``waitForCompletion=False`` returns the not yet
+        started job instead (the widget starts it and calls :meth:`finishProcessing`). Raises ``ValueError``
+        (bad input, edited output without ``overwriteEdited``, an input removed during the run, no heart
+        found) or ``RuntimeError`` (weights, dependencies), one line each.
         """
         from ScarNetSlicerLib.processing import SegmentationOptions
 
@@ -376,6 +413,9 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         outputs.report["slicer"] = {**outputs.report.get("slicer", {}), **{
             "segmentation": outputs.segmentation_node.GetID(), "table": outputs.table_node.GetID(),
             "chart": outputs.chart_node.GetID(), "series": outputs.series_node.GetID()}}
+        if outputs.notice:
+            outputs.report["slicer"]["notice"] = outputs.notice
+            logging.warning(f"ScarNet: {outputs.notice}")
         if showResults:
             self.showResults(outputs.table_node, outputs.chart_node)
         return outputs.report
@@ -429,6 +469,8 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_BadInput()
         self.setUp()
+        self.test_OutputsFollowInput()
+        self.setUp()
         self.test_ClickPath()
 
     def test_BadInput(self):
@@ -438,10 +480,35 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         with self.assertRaises(ValueError):
             logic.process(None)
         flat = slicer.util.addVolumeFromArray(np.ones((1, 64, 64), dtype=np.float32), name="single slice")
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "some segmentation")
+        segmentation.GetSegmentation().AddEmptySegment("scar", "Scar")
         nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
         with self.assertRaises(ValueError):
             logic.process(flat)
+        # The Segment button asks this first: a 2D input must get its own message, not "was edited, replace?"
+        with self.assertRaisesRegex(ValueError, "2D"):
+            logic.segmentationWasEdited(segmentation, flat)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore, "a refused input must not change the scene")
+
+    def test_OutputsFollowInput(self):
+        """Picking another input unselects the outputs made from the previous one, not the user's own."""
+        import numpy as np
+
+        from ScarNetSlicerLib.processing import INPUT_REFERENCE_ROLE
+
+        slicer.util.selectModule("ScarNetSlicer")
+        parameterNode = slicer.util.getModuleWidget("ScarNetSlicer")._parameterNode
+        first = slicer.util.addVolumeFromArray(np.zeros((4, 16, 16), dtype=np.float32), name="first")
+        second = slicer.util.addVolumeFromArray(np.zeros((4, 16, 16), dtype=np.float32), name="second")
+        resultOfFirst = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "first ScarNet")
+        resultOfFirst.SetNodeReferenceID(INPUT_REFERENCE_ROLE, first.GetID())
+        usersTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "my table")
+        parameterNode.inputVolume = first
+        parameterNode.outputSegmentation = resultOfFirst
+        parameterNode.outputTable = usersTable
+        parameterNode.inputVolume = second
+        self.assertIsNone(parameterNode.outputSegmentation)
+        self.assertEqual(parameterNode.outputTable.GetID(), usersTable.GetID())
 
     def test_ClickPath(self):
         import types

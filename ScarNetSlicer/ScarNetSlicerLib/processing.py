@@ -3,16 +3,20 @@
 Order of events, and on which thread:
 
 1. :meth:`Processor.start` (main thread): read the input node into an engine ``Volume`` (this
-   refuses 2D/4D/vector input), check that an edited segmentation is not about to be replaced,
-   and build a :class:`~ScarNetSlicerLib.worker.BackgroundTask`. The scene is not touched.
+   refuses 2D/4D/vector input), check that an edited segmentation is not about to be replaced
+   (and note its fingerprint, to see at the end whether it was edited during the run), and build
+   a :class:`~ScarNetSlicerLib.worker.BackgroundTask`. The scene is not touched.
 2. The task (worker thread, or the caller's thread for ``waitForCompletion``): load the model
    (cached per process by the engine), segment, quantify. Numpy only, no MRML.
 3. :meth:`Processor.finish` (main thread): if the task succeeded, write segments, table and plot
    (:meth:`Processor.apply`); if it was cancelled, do nothing; if it failed, raise its error.
+   The scene may have changed while the model ran (the GUI stays usable): a removed input drops
+   the result, and a chosen segmentation that was edited or removed meanwhile is left alone, the
+   result going into a new segmentation (``Outputs.notice`` says so).
 
 :meth:`Processor.update_report` re-quantifies a segmentation as it is now (after Segment Editor
-edits) without any model. The segmenter is injectable (``segmenter_factory``), so all of this
-is tested with a fake segmenter on a real MRML scene.
+edits) without any model, and leaves the segmentation where it is. The segmenter is injectable
+(``segmenter_factory``), so all of this is tested with a fake segmenter on a real MRML scene.
 """
 
 from __future__ import annotations
@@ -82,13 +86,18 @@ SegmenterFactory = Callable[[SegmentationOptions], Callable[..., Any]]
 
 @dataclass
 class Outputs:
-    """The nodes a run wrote and its report (``Report.to_dict()`` shape)."""
+    """The nodes a run wrote and its report (``Report.to_dict()`` shape).
+
+    ``notice`` is one sentence for the user when the result did not go where it was asked to go
+    (the chosen segmentation was edited or removed while the model ran); empty otherwise.
+    """
 
     segmentation_node: Any
     table_node: Any
     chart_node: Any
     series_node: Any
     report: dict[str, Any]
+    notice: str = ""
 
 
 @dataclass
@@ -100,6 +109,9 @@ class SegmentationJob:
     segmentation_node: Any
     table_node: Any
     options: SegmentationOptions
+    #: Fingerprint of ``segmentation_node`` when the job started, to see at the end whether it was
+    #: edited meanwhile (None: unreadable then, so any result goes into a new segmentation).
+    segmentation_fingerprint: str | None = None
     started_s: float = field(default_factory=time.perf_counter)
 
 
@@ -116,8 +128,13 @@ class Processor:
 
     # -- Segment scar ----------------------------------------------------------------------------
     def segmentation_was_edited(self, segmentation_node, input_node) -> bool:
-        """True when running again would replace segments edited since (or not made by) this module."""
-        if segmentation_node is None or input_node is None:
+        """True when running again would replace segments edited since (or not made by) this module.
+
+        The input is checked first: a missing, 2D or 4D input raises its one-line
+        :class:`~scarnet.errors.InputError` rather than answering about edits.
+        """
+        check_volume_node(input_node)
+        if segmentation_node is None:
             return False
         return segmentation_nodes.was_edited(segmentation_node, input_node)
 
@@ -134,6 +151,7 @@ class Processor:
             raise EditedSegmentationError(
                 f"segmentation '{segmentation_node.GetName()}' was edited after ScarNet wrote it (or was not made by "
                 "ScarNet); choose another output segmentation, or confirm replacing it (overwriteEdited=True)")
+        before = _fingerprint_or_none(segmentation_node, input_node) if segmentation_node is not None else None
         volume = volume_from_node(input_node)
         name = input_node.GetName()
         factory = self.segmenter_factory
@@ -148,14 +166,40 @@ class Processor:
             return result
 
         task = BackgroundTask(job, name=f"ScarNet on {name}")
-        return SegmentationJob(task, input_node, segmentation_node, table_node, options)
+        return SegmentationJob(task, input_node, segmentation_node, table_node, options, before)
 
     def finish(self, job: SegmentationJob) -> Outputs | None:
-        """Main thread, after the task finished: apply its result (None when it was cancelled)."""
+        """Main thread, after the task finished: apply its result (None when it was cancelled).
+
+        The user may have changed the scene while the model ran. If the input volume was removed,
+        the result is dropped (:class:`~scarnet.errors.InputError`, nothing created). If the chosen
+        segmentation was edited or removed, it is left as it is and the result goes into a new
+        segmentation and table; ``Outputs.notice`` says so.
+        """
         result = job.task.outcome()  # raises the job's error
         if result is None:
             return None
-        outputs = self.apply(job.input_node, result, job.segmentation_node, job.table_node)
+        input_name = job.input_node.GetName()
+        if not self._in_scene(job.input_node):
+            raise InputError(f"input volume '{input_name}' was removed while ScarNet ran: the result was dropped")
+        segmentation_node, table_node, notice = job.segmentation_node, job.table_node, ""
+        if table_node is not None and not self._in_scene(table_node):
+            table_node = None  # removed meanwhile: a new table
+        if segmentation_node is not None:
+            reason = ""
+            if not self._in_scene(segmentation_node):
+                reason = f"segmentation '{segmentation_node.GetName()}' was removed while ScarNet ran"
+            elif (job.segmentation_fingerprint is None
+                  or _fingerprint_or_none(segmentation_node, job.input_node) != job.segmentation_fingerprint):
+                reason = (f"segmentation '{segmentation_node.GetName()}' was edited while ScarNet ran, "
+                          "so it was left as it is")
+            if reason:
+                segmentation_node = self.scene.AddNewNodeByClass(
+                    "vtkMRMLSegmentationNode", self.scene.GenerateUniqueName(f"{input_name} ScarNet"))
+                table_node = None  # the chosen table reports the segmentation that was kept
+                notice = f"{reason}: the result is in the new segmentation '{segmentation_node.GetName()}'"
+        outputs = self.apply(job.input_node, result, segmentation_node, table_node)
+        outputs.notice = notice
         outputs.report.setdefault("slicer", {})["elapsed_s"] = round(time.perf_counter() - job.started_s, 3)
         return outputs
 
@@ -164,19 +208,23 @@ class Processor:
         name = input_node.GetName()
         if segmentation_node is None:
             segmentation_node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} ScarNet")
+        # The segments are written in the input's own frame, so they lie on its voxels only under the
+        # input's transform. Set it before the fingerprint, which reads them back through it.
+        segmentation_node.SetAndObserveTransformNodeID(input_node.GetTransformNodeID())
         segmentation_nodes.write_labelmap(segmentation_node, result.labelmap, input_node)
         segmentation_nodes.store_fingerprint(segmentation_node, input_node)
         report = result.report.to_dict() if hasattr(result.report, "to_dict") else dict(result.report)
         report["source"] = "ScarNet model"
-        outputs = self._write_report(input_node, segmentation_node, table_node, report)
-        return outputs
+        return self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=True)
 
     # -- Update report ---------------------------------------------------------------------------
     def update_report(self, input_node, segmentation_node, table_node=None) -> Outputs:
         """Quantify ``segmentation_node`` as it is now on the input's grid; update table and plot.
 
-        No model runs and the segmentation is not changed. The QC flags of the last model run are
-        kept (they describe the model's uncertainty, which edits do not change).
+        No model runs and the segmentation is not changed: not its segments, not its transform,
+        not its place in the subject hierarchy, not the input it records. The QC flags of the last
+        model run are kept (they describe the model's uncertainty, which edits do not change), but
+        only when that run was on this input: another volume's flags say nothing about this one.
         """
         check_volume_node(input_node)
         if segmentation_node is None:
@@ -185,16 +233,29 @@ class Processor:
         image = volume_from_node(input_node)
         labelmap = segmentation_nodes.labelmap_from_segmentation(segmentation_node, input_node)
         report = quantify(labelmap, image=image).to_dict()
-        previous = report_nodes.stored_report(table_node) if table_node is not None else None
+        if table_node is None:
+            table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
+        same_input = recorded_input_id(segmentation_node) == recorded_input_id(table_node) == input_node.GetID()
+        previous = report_nodes.stored_report(table_node) if same_input else None
         if previous and len(previous.get("slices", [])) == len(report["slices"]):
             for new, old in zip(report["slices"], previous["slices"], strict=True):
                 new["qc_flags"] = list(old.get("qc_flags", []))
         report["source"] = "segmentation"
         report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node)
-        return self._write_report(input_node, segmentation_node, table_node, report)
+        return self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False)
 
     # -- shared ------------------------------------------------------------------------------------
-    def _write_report(self, input_node, segmentation_node, table_node, report: dict[str, Any]) -> Outputs:
+    def _in_scene(self, node) -> bool:
+        return bool(self.scene.IsNodePresent(node))
+
+    def _write_report(self, input_node, segmentation_node, table_node, report: dict[str, Any],
+                      segmentation_is_result: bool) -> Outputs:
+        """Table and plot of ``report``, cross-referenced with the segmentation and the input.
+
+        ``segmentation_is_result``: the segments were just computed from ``input_node`` ("Segment
+        scar"), so the segmentation records that input and joins its study. Otherwise ("Update
+        report") the segmentation is the user's and keeps its input reference and place.
+        """
         name = input_node.GetName()
         if table_node is None:
             table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
@@ -205,12 +266,38 @@ class Processor:
         # References let scripts (and the next "Update report") find everything from any node.
         table_node.SetNodeReferenceID(report_nodes.SEGMENTATION_REFERENCE_ROLE, segmentation_node.GetID())
         segmentation_node.SetNodeReferenceID(report_nodes.TABLE_REFERENCE_ROLE, table_node.GetID())
-        for node in (segmentation_node, table_node):
-            node.SetNodeReferenceID(INPUT_REFERENCE_ROLE, input_node.GetID())
-        # Same place in the world and in the Data module as the input.
-        segmentation_node.SetAndObserveTransformNodeID(input_node.GetTransformNodeID())
-        place_next_to(self.scene, input_node, [segmentation_node, table_node, chart_node, series_node])
+        table_node.SetNodeReferenceID(INPUT_REFERENCE_ROLE, input_node.GetID())
+        placed = [table_node, chart_node, series_node]
+        if segmentation_is_result:
+            segmentation_node.SetNodeReferenceID(INPUT_REFERENCE_ROLE, input_node.GetID())
+            placed.insert(0, segmentation_node)
+        # Same place in the Data module as the input.
+        place_next_to(self.scene, input_node, placed)
         return Outputs(segmentation_node, table_node, chart_node, series_node, report)
+
+
+def recorded_input_id(node) -> str | None:
+    """ID of the input volume a segmentation or table was computed from (None: none recorded)."""
+    return node.GetNodeReferenceID(INPUT_REFERENCE_ROLE) if node is not None else None
+
+
+def made_from_another_input(node, input_node) -> bool:
+    """True when ``node`` records an input volume that is not ``input_node``.
+
+    The module uses it to unselect the previous input's outputs when the input changes, so a run
+    or "Update report" on the new input never replaces or re-quantifies them. Nodes that record
+    no input (the user's own segmentation or table) are never "another input's".
+    """
+    recorded = recorded_input_id(node)
+    return bool(recorded) and (input_node is None or recorded != input_node.GetID())
+
+
+def _fingerprint_or_none(segmentation_node, input_node) -> str | None:
+    """The segmentation's fingerprint, or None when it cannot be read (then it counts as changed)."""
+    try:
+        return segmentation_nodes.fingerprint(segmentation_node, input_node)
+    except (InputError, RuntimeError):
+        return None
 
 
 def place_next_to(scene, input_node, nodes: list) -> None:
@@ -253,7 +340,9 @@ __all__ = [
     "SegmentationJob",
     "SegmentationOptions",
     "default_segmenter_factory",
+    "made_from_another_input",
     "normalise_path",
     "place_next_to",
+    "recorded_input_id",
     "write_intermediate_files",
 ]

@@ -5,8 +5,10 @@
   terminology of :data:`scarnet.labels.SEGMENTS`, referenced to the input volume's grid.
 * :func:`labelmap_from_segmentation` does the reverse on a reference volume's grid, from the
   segmentation *as it is now*: this is what "Update report" quantifies after Segment Editor edits.
-* :func:`fingerprint` / :func:`was_edited` detect such edits: the module stores a hash of the
-  labelmap it wrote as a node attribute and compares it with the current content.
+* :func:`fingerprint` / :func:`was_edited` detect such edits: the module stores a hash of every
+  segment it wrote (ID, name and the segment's own voxels) as a node attribute and compares it with
+  the current content, so any change (a painted voxel, an added, renamed or removed segment, an
+  overlapping edit) counts.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from scarnet.labels import BACKGROUND, SEGMENTS, SegmentInfo
 from scarnet.volume import Volume
 
 from . import ATTRIBUTE_PREFIX
-from .volume_nodes import ijk_to_ras_from_volume, volume_from_node
+from .volume_nodes import check_volume_node, ijk_to_ras_from_volume, volume_from_node
 
 #: Terminology context of our segments (the ``SegmentationCategoryTypeContextName`` of
 #: Resources/Terminology/ScarNetSlicer.term.json; scarnet.io.write_seg_nrrd uses the same).
@@ -31,8 +33,10 @@ ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 #: Anatomic region written with each segment (the heart), as scarnet.io.write_seg_nrrd does.
 ANATOMIC_REGION = ("SCT", "80891009", "Heart")
 
-#: Node attribute holding the fingerprint of the labelmap this module last wrote.
+#: Node attribute holding the fingerprint of the segments this module last wrote.
 FINGERPRINT_ATTRIBUTE = ATTRIBUTE_PREFIX + "LabelmapFingerprint"
+#: Slicer's name of the binary labelmap representation ("Binary labelmap").
+BINARY_LABELMAP = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
 #: Node attribute set on segmentations written by this module.
 CREATED_BY_ATTRIBUTE = ATTRIBUTE_PREFIX + "CreatedBy"
 
@@ -197,9 +201,13 @@ def segment_mask(segmentation_node, segment_id: str, reference_volume_node, grid
     if (dims[2], dims[1], dims[0]) != grid.array.shape:
         raise RuntimeError(f"segment '{segment_id}': resampled to size {dims}, expected {grid.shape_ijk}")
     values = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars())
-    # Segments share labelmap layers: the layer holds every segment of it, each with its own label value.
-    label_value = segmentation_node.GetSegmentation().GetSegment(segment_id).GetLabelValue()
-    return values.reshape(grid.array.shape) == label_value
+    if segmentation_node.GetSegmentation().ContainsRepresentation(BINARY_LABELMAP):
+        # A stored labelmap is a shared layer: it holds every segment of the layer, each with its own label value.
+        label_value = segmentation_node.GetSegmentation().GetSegment(segment_id).GetLabelValue()
+        return values.reshape(grid.array.shape) == label_value
+    # No stored labelmap (the source is e.g. a closed surface): Slicer converted this one segment on
+    # the fly, alone, so every non-zero voxel is the segment's, whatever its label value says.
+    return values.reshape(grid.array.shape) != 0
 
 
 def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volume:
@@ -224,11 +232,25 @@ def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volu
     return grid.with_array(labels)
 
 
-def fingerprint(labelmap: Volume) -> str:
-    """A short hash of a labelmap's voxels and grid size (geometry changes are not edits)."""
+def fingerprint(segmentation_node, reference_volume_node) -> str:
+    """A short hash of everything a run would replace: every segment's ID, name and voxels.
+
+    Each segment is read on its own (:func:`segment_mask`), so overlapping segments and segments
+    this module does not know (e.g. a painted "RV") are covered, whatever the source
+    representation. The voxels are taken on the reference volume's grid, so re-gridding the
+    segmentation (Segment Editor's geometry) or a parent transform shared with the volume is not
+    an edit. Raises :class:`~scarnet.errors.InputError` when the reference volume is unusable
+    (2D, 4D, ...) and ``RuntimeError`` when a segment cannot be read.
+    """
+    grid = volume_from_node(reference_volume_node)
+    segmentation = segmentation_node.GetSegmentation()
     digest = hashlib.sha256()
-    digest.update(str(labelmap.array.shape).encode())
-    digest.update(np.ascontiguousarray(labelmap.array, dtype=np.uint8).tobytes())
+    digest.update(str(grid.array.shape).encode())
+    for segment_id in segmentation.GetSegmentIDs():
+        mask = segment_mask(segmentation_node, segment_id, reference_volume_node, grid)
+        # repr() keeps ID and name apart, so ("a", "bc") and ("ab", "c") hash differently.
+        digest.update(repr((segment_id, segmentation.GetSegment(segment_id).GetName())).encode())
+        digest.update(np.packbits(mask).tobytes())
     return digest.hexdigest()[:32]
 
 
@@ -238,12 +260,13 @@ def store_fingerprint(segmentation_node, reference_volume_node) -> str:
     The hash is taken from the segmentation read back, not from the labelmap that was written,
     so it compares like with like in :func:`was_edited`.
     """
-    value = fingerprint(labelmap_from_segmentation(segmentation_node, reference_volume_node))
+    value = fingerprint(segmentation_node, reference_volume_node)
     segmentation_node.SetAttribute(FINGERPRINT_ATTRIBUTE, value)
     return value
 
 
 def has_segments(segmentation_node) -> bool:
+    """True when the node exists and holds at least one segment (empty or not)."""
     return segmentation_node is not None and segmentation_node.GetSegmentation().GetNumberOfSegments() > 0
 
 
@@ -252,22 +275,26 @@ def was_edited(segmentation_node, reference_volume_node) -> bool:
 
     That is: it has segments and either this module did not write them (no fingerprint: a user's
     or another tool's segmentation) or they changed since (fingerprint differs: Segment Editor
-    edits). An empty or missing segmentation is never "edited".
+    edits, added/renamed/removed segments). An empty or missing segmentation is never "edited".
+    An unusable reference volume raises its :class:`~scarnet.errors.InputError`: that is the
+    message the user needs, not a question about edits.
     """
     if not has_segments(segmentation_node):
         return False
     stored = segmentation_node.GetAttribute(FINGERPRINT_ATTRIBUTE)
     if not stored:
+        check_volume_node(reference_volume_node)
         return True
     try:
-        current = fingerprint(labelmap_from_segmentation(segmentation_node, reference_volume_node))
-    except (InputError, RuntimeError):
-        return True  # our segments were renamed or removed: someone changed it
+        current = fingerprint(segmentation_node, reference_volume_node)
+    except RuntimeError:
+        return True  # a segment cannot be read back: assume someone changed it rather than replace it
     return current != stored
 
 
 __all__ = [
     "ANATOMIC_REGION",
+    "BINARY_LABELMAP",
     "CREATED_BY_ATTRIBUTE",
     "FINGERPRINT_ATTRIBUTE",
     "TERMINOLOGY_CONTEXT",

@@ -88,7 +88,13 @@ def check_volume_node(node, name: str | None = None) -> None:
 
 
 def volume_from_node(node, check: bool = True) -> Volume:
-    """A copy of the node's voxels and geometry as an engine :class:`Volume` (LPS)."""
+    """A copy of the node's voxels and geometry as an engine :class:`Volume` (LPS).
+
+    The engine's array starts at the image's first voxel, which is IJK index ``extent[0, 2, 4]``
+    of the node (not always 0: VTK filters and some readers leave a cropped extent). The origin is
+    that voxel's position, so array element ``[0, 0, 0]`` lies where Slicer shows that voxel, and
+    anything written back on the engine's grid lands on the same voxels.
+    """
     if check:
         check_volume_node(node)
     image = node.GetImageData()
@@ -98,6 +104,8 @@ def volume_from_node(node, check: bool = True) -> Volume:
     # Copy, so the array stays valid (and unchanged) whatever happens to the node later.
     array = np.array(scalars.reshape(dims[2], dims[1], dims[0]), copy=True)
     ijk_to_lps = ijk_to_ras_matrix(node)
+    first_voxel = np.array([*image.GetExtent()[0::2], 1.0])
+    ijk_to_lps[:, 3] = ijk_to_lps @ first_voxel
     ijk_to_lps[:3, :] = RAS_TO_LPS @ ijk_to_lps[:3, :]
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
     direction = ijk_to_lps[:3, :3] / spacing

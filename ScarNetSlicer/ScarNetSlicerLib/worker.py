@@ -119,8 +119,15 @@ class BackgroundTask(Generic[T]):
         return self.result
 
     def cancel(self) -> None:
-        """Ask the job to stop; its result, if any arrives, will be dropped."""
+        """Ask the job to stop; its result, if any arrives, will be dropped.
+
+        That holds even when the job has already finished but its outcome was not collected yet
+        (the GUI polls every 100 ms): :meth:`outcome` then returns None.
+        """
         self._cancel.set()
+        if self.finished:  # the job's thread has stopped writing: say what will happen to the result
+            self.state = TaskState.CANCELLED
+            self.result = None
 
     def poll(self) -> list[Progress]:
         """Progress messages since the last call, oldest first (never blocks)."""
@@ -144,9 +151,15 @@ class BackgroundTask(Generic[T]):
         return self.state is TaskState.RUNNING and not self.finished
 
     def outcome(self) -> Any:
-        """After the job finished: its result (SUCCEEDED), None (CANCELLED), or raise its error (FAILED)."""
+        """After the job finished: its result (SUCCEEDED), None (CANCELLED), or raise its error (FAILED).
+
+        Once :meth:`cancel` was called it is None whatever the job did: the user asked for nothing
+        to change, and a job may finish between its last ``should_cancel()`` and the click.
+        """
         if not self.finished:
             raise RuntimeError(f"{self._name}: still running")
+        if self._cancel.is_set():
+            return None
         if self.state is TaskState.FAILED and self.error is not None:
             raise self.error
         return self.result if self.state is TaskState.SUCCEEDED else None

@@ -126,6 +126,18 @@ def _factory(segmenter):
     return lambda options: segmenter
 
 
+def _run(processor, volume_node, segmentation_node=None, table_node=None, overwrite_edited: bool = False):
+    """"Segment scar" synchronously (waitForCompletion=True): start, run here, finish."""
+    job = processor.start(volume_node, segmentation_node, table_node, overwrite_edited=overwrite_edited)
+    job.task.run_here()
+    return processor.finish(job)
+
+
+def _segment_names(segmentation_node) -> list[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+
+
 def _report_equal(a: dict, b: dict) -> None:
     assert len(a["slices"]) == len(b["slices"])
     for key in ("index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
@@ -234,6 +246,49 @@ def test_refused_inputs(scene, lib, slicer_mod):
         vn.volume_from_node(empty)
 
 
+def test_image_extent_not_starting_at_zero(scene, lib, slicer_mod, oblique_direction):
+    """A vtkImageData whose extent starts at (4, 6, 0) (VTK filters leave such crops): array element
+    [0, 0, 0] is node voxel (4, 6, 0), and the segments land on the voxels they were computed from."""
+    import vtk
+    from vtk.util import numpy_support
+
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    node = vn.add_volume_node(scene, image, "cropped")
+    cropped = vtk.vtkImageData()
+    cropped.DeepCopy(node.GetImageData())
+    k, j, i = image.array.shape
+    cropped.SetExtent(4, 4 + i - 1, 6, 6 + j - 1, 0, k - 1)
+    node.SetAndObserveImageData(cropped)
+
+    volume = vn.volume_from_node(node)
+    np.testing.assert_array_equal(volume.array, image.array)
+    np.testing.assert_allclose(FLIP @ np.array(volume.origin_mm), vn.ras_point_of_voxel(node, (4, 6, 0)), atol=1e-9)
+
+    outputs = _run(pr.Processor(scene, _factory(FakeSegmenter(labels.array))), node)
+    segmentation_node = outputs.segmentation_node
+    for info in SEGMENTS:
+        layer = slicer_mod.vtkOrientedImageData()
+        assert slicer_mod.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
+            segmentation_node, info.segment_id, layer, True)
+        matrix = vtk.vtkMatrix4x4()
+        layer.GetImageToWorldMatrix(matrix)
+        to_world = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        extent = layer.GetExtent()
+        values = numpy_support.vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(layer.GetDimensions()[::-1])
+        label_value = segmentation_node.GetSegmentation().GetSegment(info.segment_id).GetLabelValue()
+        kji = np.argwhere(values == label_value) + [extent[4], extent[2], extent[0]]
+        segment_world = (to_world @ np.c_[kji[:, ::-1], np.ones(len(kji))].T)[:3].T
+        expected_kji = np.argwhere(labels.array == info.label)
+        image_world = np.array([vn.ras_point_of_voxel(node, (ii + 4, jj + 6, kk)) for kk, jj, ii in expected_kji])
+        assert len(segment_world) == len(image_world) > 0, info.name
+        np.testing.assert_allclose(np.array(sorted(map(tuple, segment_world.round(3)))),
+                                   np.array(sorted(map(tuple, image_world.round(3)))), atol=2e-3)
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, node).array, labels.array)
+    assert not sn.was_edited(segmentation_node, node)
+
+
 # ---------------------------------------------------------------------------------------------
 # Labelmap ↔ segmentation
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +376,34 @@ def test_segment_recognised_by_name_when_user_made(scene, lib, oblique_direction
         sn.labelmap_from_segmentation(other, volume_node)
 
 
+def test_segment_masks_with_closed_surface_source(scene, lib, slicer_mod, oblique_direction):
+    """Source representation switched to closed surface (Segmentations module), binary labelmaps
+    invalidated: each segment's mask is the labelmap Slicer itself makes from the surfaces, not empty."""
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    outputs = _run(processor, volume_node)
+    segmentation_node = outputs.segmentation_node
+    segmentation = segmentation_node.GetSegmentation()
+    segmentation.CreateRepresentation("Closed surface")
+    segmentation_node.SetSourceRepresentationToClosedSurface()
+    segmentation.InvalidateNonSourceRepresentations()  # what a surface edit does
+    binary_labelmap = slicer_mod.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    assert not segmentation.ContainsRepresentation(binary_labelmap)
+
+    on_the_fly = {info.segment_id: sn.segment_mask(segmentation_node, info.segment_id, volume_node)
+                  for info in SEGMENTS}
+    report = processor.update_report(volume_node, segmentation_node, outputs.table_node).report
+    assert report["total"]["myocardium_ml"] > 0 and report["total"]["scar_ml"] > 0
+    segmentation.CreateRepresentation(binary_labelmap)  # Slicer's own conversion, as a 2D view makes it
+    for info in SEGMENTS[:3]:
+        converted = sn.segment_mask(segmentation_node, info.segment_id, volume_node)
+        assert converted.any(), info.name
+        np.testing.assert_array_equal(on_the_fly[info.segment_id], converted, err_msg=info.name)
+
+
 # ---------------------------------------------------------------------------------------------
 # Report → table and plot
 # ---------------------------------------------------------------------------------------------
@@ -391,7 +474,7 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     edited[2][edited[2] == 3] = 0
     sn.set_segment_mask(outputs.segmentation_node, "scar", edited == 3, labels)
     assert processor.segmentation_was_edited(outputs.segmentation_node, volume_node)
-    segmentation_before = sn.fingerprint(sn.labelmap_from_segmentation(outputs.segmentation_node, volume_node))
+    segmentation_before = sn.fingerprint(outputs.segmentation_node, volume_node)
     updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
     expected = quantify(labels.with_array(edited), image=image).to_dict()
     _report_equal(updated.report, expected)
@@ -403,7 +486,7 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     assert (updated.table_node, updated.chart_node) == (outputs.table_node, outputs.chart_node)
     assert scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 1
     # "Update report" changes nothing but the report
-    assert sn.fingerprint(sn.labelmap_from_segmentation(outputs.segmentation_node, volume_node)) == segmentation_before
+    assert sn.fingerprint(outputs.segmentation_node, volume_node) == segmentation_before
 
     # Edit 2 (relabel): the scar of slice 1 was healthy myocardium after all.
     myocardium_before = updated.report["total"]["myocardium_ml"]
@@ -471,6 +554,222 @@ def test_bad_input_leaves_scene_unchanged(scene, lib):
     assert scene.GetNumberOfNodes() == before
 
 
+def test_any_change_to_any_segment_counts_as_edited(scene, lib, oblique_direction):
+    """Segments the module does not know, overlapping edits, renamed and removed segments are edits:
+    a re-run would destroy them, so it must ask."""
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+
+    def fresh():
+        segmentation_node = _run(processor, volume_node).segmentation_node
+        assert not processor.segmentation_was_edited(segmentation_node, volume_node)
+        return segmentation_node
+
+    # A painted "RV" segment
+    painted = fresh()
+    rv = painted.GetSegmentation().AddEmptySegment("rv", "RV", [0.2, 0.8, 0.2])
+    mask = np.zeros(labels.array.shape, bool)
+    mask[0:4, 2:10, 2:10] = True
+    sn.set_segment_mask(painted, rv, mask, labels)
+    assert processor.segmentation_was_edited(painted, volume_node)
+    with pytest.raises(ValueError, match="was edited"):
+        processor.start(volume_node, painted)
+    assert "RV" in _segment_names(painted)
+
+    # Myocardium painted over scar with overlap allowed: the merged 0-4 labelmap does not change.
+    overlapping = fresh()
+    overlapping.GetSegmentation().SeparateSegmentLabelmap("myocardium")
+    sn.set_segment_mask(overlapping, "myocardium", labels.array >= 2, labels)
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(overlapping, volume_node).array, labels.array)
+    assert processor.segmentation_was_edited(overlapping, volume_node)
+
+    # Renamed and removed segments
+    renamed = fresh()
+    renamed.GetSegmentation().GetSegment("lv_blood_pool").SetName("LV cavity")
+    assert processor.segmentation_was_edited(renamed, volume_node)
+    removed = fresh()
+    removed.GetSegmentation().RemoveSegment("mvo")
+    assert processor.segmentation_was_edited(removed, volume_node)
+
+
+def test_edited_check_reports_a_bad_input_first(scene, lib, oblique_direction):
+    """A 2D input gets its one message, not "was edited, replace it?" (the Segment button asks that first)."""
+    vn, pr = lib.volume_nodes, lib.processing
+    image = _image(oblique_direction)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(_labelmap(image).array)))
+    ours = _run(processor, volume_node).segmentation_node
+    theirs = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "theirs")
+    theirs.GetSegmentation().AddEmptySegment("tumour", "Tumour")
+    flat = vn.add_volume_node(scene, Volume(np.ones((1, 64, 64), np.float32)), "single slice")
+    for segmentation_node in (ours, theirs, None):
+        with pytest.raises(ValueError, match="2D image"):
+            processor.segmentation_was_edited(segmentation_node, flat)
+    with pytest.raises(ValueError, match="no input volume"):
+        processor.segmentation_was_edited(ours, None)
+
+
+def test_parent_transform_fresh_result_is_not_edited(scene, lib, slicer_mod, oblique_direction):
+    """Input under a transform: the result follows it, reads back exactly, and counts as unedited."""
+    import vtk
+
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 12.0)
+    matrix.SetElement(1, 3, -7.0)
+    transform.SetMatrixTransformToParent(matrix)
+    volume_node.SetAndObserveTransformNodeID(transform.GetID())
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+
+    outputs = _run(processor, volume_node)
+    segmentation_node = outputs.segmentation_node
+    assert segmentation_node.GetTransformNodeID() == transform.GetID()
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array, labels.array)
+    assert not processor.segmentation_was_edited(segmentation_node, volume_node)
+    assert processor.update_report(volume_node, segmentation_node, outputs.table_node).report["edited"] is False
+    assert _run(processor, volume_node, segmentation_node, outputs.table_node).segmentation_node is segmentation_node
+
+
+def test_update_report_leaves_the_segmentation_where_it_is(scene, lib, slicer_mod, oblique_direction):
+    """A user's segmentation aligned with its own transform, in its own folder: Update report
+    quantifies it there and moves nothing (transform, subject hierarchy, recorded input)."""
+    import vtk
+
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = Volume(_image(np.eye(3)).array, (1.5, 1.5, 8.0), (0.0, 0.0, 0.0), np.eye(3))
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    hierarchy = slicer_mod.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    study = hierarchy.CreateStudyItem(hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "patient"), "study")
+    hierarchy.CreateItem(study, volume_node)
+    folder = hierarchy.CreateFolderItem(hierarchy.GetSceneItemID(), "my segmentations")
+
+    # Drawn on a copy shifted by 6 mm, put back on the image by a registration transform.
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "aligned")
+    shifted = Volume(labels.array, labels.spacing_mm, (labels.origin_mm[0] - 6.0, *labels.origin_mm[1:]),
+                     labels.direction)
+    sn.write_labelmap(segmentation_node, shifted, volume_node)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, -6.0)  # RAS x -6 mm is LPS x +6 mm
+    transform.SetMatrixTransformToParent(matrix)
+    segmentation_node.SetAndObserveTransformNodeID(transform.GetID())
+    hierarchy.CreateItem(folder, segmentation_node)
+
+    processor = pr.Processor(scene)
+    expected = quantify(labels).to_dict()
+    for _ in range(2):  # the second time reads what the first left behind
+        report = processor.update_report(volume_node, segmentation_node).report
+        _report_equal(report, expected)
+        assert segmentation_node.GetTransformNodeID() == transform.GetID()
+        assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(segmentation_node)) == folder
+        assert segmentation_node.GetNodeReferenceID(pr.INPUT_REFERENCE_ROLE) is None
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array, labels.array)
+
+
+def test_edits_made_while_the_model_runs_are_kept(scene, lib, oblique_direction):
+    """The segmentation chosen as output is edited during the run: it is left alone, the result
+    goes into a new segmentation and table, and the outputs say so in one sentence."""
+    vn, sn, pr, rn = lib.volume_nodes, lib.segmentation_nodes, lib.processing, lib.report_nodes
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    first = _run(processor, volume_node)
+    segmentation_node, table_node = first.segmentation_node, first.table_node
+    fingerprint_written = segmentation_node.GetAttribute(sn.FINGERPRINT_ATTRIBUTE)
+
+    job = processor.start(volume_node, segmentation_node, table_node)  # unedited: accepted
+    edited = labels.array.copy()
+    edited[2][edited[2] == 3] = 2  # the clinician relabels slice 2's scar meanwhile
+    sn.set_segment_mask(segmentation_node, "scar", edited == 3, labels)
+    sn.set_segment_mask(segmentation_node, "myocardium", edited == 2, labels)
+    edited_report = processor.update_report(volume_node, segmentation_node, table_node).report
+    job.task.run_here()
+    outputs = processor.finish(job)
+
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array, edited)
+    assert segmentation_node.GetAttribute(sn.FINGERPRINT_ATTRIBUTE) == fingerprint_written
+    _report_equal(rn.stored_report(table_node), edited_report)
+    assert outputs.segmentation_node is not segmentation_node and outputs.table_node is not table_node
+    assert scene.IsNodePresent(outputs.segmentation_node) and scene.IsNodePresent(outputs.table_node)
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(outputs.segmentation_node, volume_node).array,
+                                  labels.array)
+    assert outputs.notice == (f"segmentation '{segmentation_node.GetName()}' was edited while ScarNet ran, so it was "
+                              f"left as it is: the result is in the new segmentation "
+                              f"'{outputs.segmentation_node.GetName()}'")
+    assert outputs.segmentation_node.GetName() != segmentation_node.GetName()
+
+    # Not edited during the run (edits consented to at start count as the starting point): written in place.
+    job = processor.start(volume_node, segmentation_node, table_node, overwrite_edited=True)
+    job.task.run_here()
+    again = processor.finish(job)
+    assert again.segmentation_node is segmentation_node and again.table_node is table_node and not again.notice
+
+
+def test_nodes_removed_while_the_model_runs(scene, lib, oblique_direction):
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+
+    # The output segmentation (and table) removed: the result goes into new ones, in the scene.
+    target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "out")
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "out table")
+    job = processor.start(volume_node, target, table)
+    scene.RemoveNode(target)
+    scene.RemoveNode(table)
+    job.task.run_here()
+    outputs = processor.finish(job)
+    assert scene.IsNodePresent(outputs.segmentation_node) and scene.IsNodePresent(outputs.table_node)
+    table_segmentation = outputs.table_node.GetNodeReference(lib.report_nodes.SEGMENTATION_REFERENCE_ROLE)
+    assert table_segmentation is outputs.segmentation_node
+    assert outputs.notice.startswith("segmentation 'out' was removed while ScarNet ran: the result is in the new")
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(outputs.segmentation_node, volume_node).array,
+                                  labels.array)
+
+    # The input removed: the result is dropped with one message, and nothing is created.
+    job = processor.start(volume_node)
+    scene.RemoveNode(volume_node)
+    job.task.run_here()
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match="input volume 'lge' was removed while ScarNet ran: the result was dropped"):
+        processor.finish(job)
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_outputs_of_another_input(scene, lib, oblique_direction):
+    """Update report on another volume does not borrow the first volume's QC flags nor re-point the
+    segmentation to itself; the widget's test for "outputs of the previous input" says which is which."""
+    vn, pr = lib.volume_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    magnitude = vn.add_volume_node(scene, image, "magnitude")
+    other = vn.add_volume_node(scene, _image(np.eye(3)), "other series")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    outputs = _run(processor, magnitude)
+    segmentation_node, table_node = outputs.segmentation_node, outputs.table_node
+    assert outputs.report["slices"][1]["qc_flags"] == ["low_confidence"]
+
+    report = processor.update_report(other, segmentation_node, table_node).report
+    assert all(not s["qc_flags"] for s in report["slices"])
+    assert segmentation_node.GetNodeReferenceID(pr.INPUT_REFERENCE_ROLE) == magnitude.GetID()
+
+    assert pr.made_from_another_input(segmentation_node, other)
+    assert not pr.made_from_another_input(segmentation_node, magnitude)
+    assert pr.made_from_another_input(table_node, magnitude)  # it now holds the other series' report
+    users = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    assert not pr.made_from_another_input(users, other) and not pr.made_from_another_input(None, other)
+
+
 # ---------------------------------------------------------------------------------------------
 # The worker: progress, cancel, failure
 # ---------------------------------------------------------------------------------------------
@@ -518,6 +817,28 @@ def test_result_arriving_after_cancel_is_dropped():
     task.cancel()
     assert task.run_here() is None
     assert task.state is TaskState.CANCELLED and task.outcome() is None
+
+
+def test_cancel_after_the_job_finished_applies_nothing(scene, lib, oblique_direction):
+    """Cancel (or closing the scene) between the job's end and the GUI's next poll: still nothing applied."""
+    vn, pr = lib.volume_nodes, lib.processing
+    image = _image(oblique_direction)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(_labelmap(image).array)))
+    before = scene.GetNumberOfNodes()
+    job = processor.start(volume_node)
+    job.task.start()
+    assert job.task.wait(10) and job.task.state is TaskState.SUCCEEDED
+    job.task.cancel()
+    assert job.task.state is TaskState.CANCELLED
+    assert processor.finish(job) is None
+    assert scene.GetNumberOfNodes() == before
+
+    failing = BackgroundTask(lambda progress, should_cancel: 1 / 0)
+    failing.start()
+    assert failing.wait(10)
+    failing.cancel()
+    assert failing.outcome() is None  # the user asked for nothing: no error dialog after Cancel either
 
 
 def test_failure_is_raised_on_the_main_thread(scene, lib, oblique_direction):
