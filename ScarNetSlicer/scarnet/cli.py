@@ -8,11 +8,16 @@ commands that use them, so ``scarnet quantify`` never imports torch.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
+    from .outputs import OutputSet
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
@@ -83,14 +88,19 @@ class _Progress:
 # Commands
 # --------------------------------------------------------------------------------------------
 def cmd_phantom(args: argparse.Namespace) -> int:
-    from .io import check_outputs, write_labelmap, write_volume
+    from .io import write_labelmap, write_volume
+    from .outputs import IMAGE, LABELMAP, OutputSet
     from .phantom import make_phantom
 
-    check_outputs([args.out, args.labelmap], args.overwrite)
-    phantom = make_phantom(args.seed, infarct=args.infarct, n_slices=args.slices)
-    write_volume(phantom.image, args.out, args.overwrite)
-    if args.labelmap:
-        write_labelmap(phantom.labelmap, args.labelmap, args.overwrite)
+    with OutputSet(args.overwrite) as outputs:
+        outputs.add(args.out, IMAGE, "--out")
+        outputs.add(args.labelmap, LABELMAP, "--labelmap")
+        outputs.prepare()
+        phantom = make_phantom(args.seed, infarct=args.infarct, n_slices=args.slices)
+        # overwrite=True: the writers get the set's reserved temporary files, which exist.
+        outputs.write(args.out, lambda temp: write_volume(phantom.image, temp, overwrite=True))
+        outputs.write(args.labelmap, lambda temp: write_labelmap(phantom.labelmap, temp, overwrite=True))
+        outputs.commit()
     if not args.quiet:
         info = phantom.info
         print(f"phantom seed {args.seed}: {info.get('n_slices')} slices, spacing "
@@ -100,62 +110,63 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 
 
 def cmd_quantify(args: argparse.Namespace) -> int:
-    from .io import check_outputs, read_labelmap, read_volume, write_report
+    from .io import read_labelmap, read_volume, write_report
+    from .outputs import REPORT, OutputSet
     from .quantify import quantify
 
-    check_outputs([args.report], args.overwrite)
-    image = read_volume(args.image) if args.image else None
-    labelmap = read_labelmap(args.labelmap, reference=image)
-    report = quantify(labelmap, image)
-    if args.report:
-        write_report(report, args.report, args.overwrite)
+    with OutputSet(args.overwrite) as outputs:
+        outputs.add(args.report, REPORT, "--report")
+        outputs.prepare()
+        image = read_volume(args.image) if args.image else None
+        labelmap = read_labelmap(args.labelmap, reference=image)
+        report = quantify(labelmap, image)
+        outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
+        outputs.commit()
     print_report(report, _console(args.quiet), title=f"ScarNet report: {args.labelmap}")
     return 0
 
 
-def _segment_outputs(args: argparse.Namespace) -> list[Any]:
-    from .errors import InputError
-    from .io import LABELMAP_SUFFIXES, SEGMENTATION_SUFFIX
+def _add_segmentation_outputs(outputs: OutputSet, args: argparse.Namespace) -> None:
+    """Register ``args.labelmap``, ``args.seg`` and ``args.report`` (each optional) with an :class:`OutputSet`."""
+    from .outputs import LABELMAP, REPORT, SEGMENTATION
 
-    if args.labelmap and not str(args.labelmap).lower().endswith(LABELMAP_SUFFIXES):
-        raise InputError(f"{args.labelmap}: --labelmap must end in .nii.gz, .nii, .nrrd or .mha")
-    if args.seg and not str(args.seg).lower().endswith(SEGMENTATION_SUFFIX):
-        raise InputError(f"{args.seg}: --seg must end in .seg.nrrd")
-    if args.report and Path(args.report).suffix.lower() not in (".json", ".csv"):
-        raise InputError(f"{args.report}: --report must end in .json or .csv")
-    return [args.labelmap, args.seg, args.report]
+    outputs.add(args.labelmap, LABELMAP, "--labelmap")
+    outputs.add(args.seg, SEGMENTATION, "--seg")
+    outputs.add(args.report, REPORT, "--report")
 
 
-def _write_segmentation_outputs(result, args: argparse.Namespace) -> None:
+def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Namespace) -> None:
+    """Write a segmentation result's outputs into the set's temporary files (the caller commits)."""
     from .io import write_labelmap, write_report, write_seg_nrrd
 
-    if args.labelmap:
-        write_labelmap(result.labelmap, args.labelmap, args.overwrite)
-    if args.seg:
-        write_seg_nrrd(result.labelmap, args.seg, args.overwrite)
-    if args.report:
-        write_report(result.report, args.report, args.overwrite)
+    # overwrite=True: the writers get the set's reserved temporary files, which exist.
+    outputs.write(args.labelmap, lambda temp: write_labelmap(result.labelmap, temp, overwrite=True))
+    outputs.write(args.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))
+    outputs.write(args.report, lambda temp: write_report(result.report, temp, overwrite=True))
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
     import time
 
-    from .io import check_outputs, read_volume
+    from .io import read_volume
+    from .outputs import OutputSet
 
     started = time.perf_counter()
-    outputs = _segment_outputs(args)
-    check_outputs(outputs, args.overwrite)
-    volume = read_volume(args.input, series=args.series)
-    from .inference import MIN_SCAR_COMPONENT_ML, Segmenter
+    with OutputSet(args.overwrite) as outputs:
+        _add_segmentation_outputs(outputs, args)
+        outputs.prepare()
+        volume = read_volume(args.input, series=args.series)
+        from .inference import MIN_SCAR_COMPONENT_ML, Segmenter
 
-    min_scar_ml = MIN_SCAR_COMPONENT_ML if args.min_scar_ml is None else args.min_scar_ml
-    segmenter = Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=args.tta,
-                          min_scar_component_ml=min_scar_ml, threads=args.threads)
-    with _Progress(args.quiet) as progress:
-        result = segmenter(volume, progress=progress, name=str(args.input))
-    result.report.extra["input"] = str(args.input)
-    result.report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
-    _write_segmentation_outputs(result, args)
+        min_scar_ml = MIN_SCAR_COMPONENT_ML if args.min_scar_ml is None else args.min_scar_ml
+        segmenter = Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=args.tta,
+                              min_scar_component_ml=min_scar_ml, threads=args.threads)
+        with _Progress(args.quiet) as progress:
+            result = segmenter(volume, progress=progress, name=str(args.input))
+        result.report.extra["input"] = str(args.input)
+        result.report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
+        _write_segmentation_outputs(outputs, result, args)
+        outputs.commit()
     console = _console(args.quiet)
     print_report(result.report, console, title=f"ScarNet: {args.input}")
     inference = result.report.extra["inference"]
@@ -170,41 +181,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from .evaluate import dice
     from .inference import Segmenter
+    from .io import write_volume
     from .labels import MYOCARDIUM_LABELS, SCAR_LABELS
+    from .outputs import IMAGE, OutputSet
     from .phantom import make_phantom
     from .quantify import quantify
 
     console = _console(args.quiet)
     out_dir = Path(args.out) if args.out else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        args.labelmap, args.seg, args.report = (out_dir / "demo_labelmap.nii.gz", out_dir / "demo.seg.nrrd",
-                                                out_dir / "demo_report.json")
-        from .io import check_outputs
-
-        check_outputs([args.labelmap, args.seg, args.report, out_dir / "demo_lge.nii.gz"], args.overwrite)
-    phantom = make_phantom(args.seed)
-    console.print(f"Demo: synthetic short-axis LGE phantom (seed {args.seed}, {phantom.image.num_slices} slices, "
-                  f"infarct {phantom.info.get('territory') or 'none'}), segmented with the bundled ScarNet model.")
-    segmenter = Segmenter(weights=args.weights, device=args.device, threads=args.threads)
-    with _Progress(args.quiet) as progress:
-        result = segmenter(phantom.image, progress=progress, name="demo phantom")
-    print_report(result.report, console, title="ScarNet demo (prediction)")
-    truth = quantify(phantom.labelmap)
-    predicted, reference = result.labelmap.array, phantom.labelmap.array
-    myo = dice(np.isin(predicted, MYOCARDIUM_LABELS), np.isin(reference, MYOCARDIUM_LABELS))
-    scar = dice(np.isin(predicted, SCAR_LABELS), np.isin(reference, SCAR_LABELS))
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    true_percent = "-" if truth.total.scar_percent is None else f"{truth.total.scar_percent:.1f} %"
-    console.print(f"Against the phantom's exact labels: myocardium Dice {fmt(myo)}, scar Dice {fmt(scar)}; "
-                  f"true scar {truth.total.scar_ml:.2f} mL ({true_percent}).")
-    console.print(f"Model time {result.timings_s['total_s']:.2f} s on {result.report.extra['inference']['device']}.")
-    if out_dir is not None:
-        from .io import write_volume
-
-        write_volume(phantom.image, out_dir / "demo_lge.nii.gz", args.overwrite)
-        _write_segmentation_outputs(result, args)
-        console.print(f"Wrote {out_dir}/demo_lge.nii.gz, demo_labelmap.nii.gz, demo.seg.nrrd, demo_report.json")
+    # The folder is checked now but created only when the outputs are written: a failed run
+    # leaves no empty folder behind.
+    with OutputSet(args.overwrite, folder=out_dir) as outputs:
+        image_path = None
+        if out_dir is not None:
+            args.labelmap, args.seg, args.report = (out_dir / "demo_labelmap.nii.gz", out_dir / "demo.seg.nrrd",
+                                                    out_dir / "demo_report.json")
+            image_path = outputs.add(out_dir / "demo_lge.nii.gz", IMAGE, "--out")
+            _add_segmentation_outputs(outputs, args)
+        outputs.prepare()
+        phantom = make_phantom(args.seed)
+        console.print(f"Demo: synthetic short-axis LGE phantom (seed {args.seed}, {phantom.image.num_slices} "
+                      f"slices, infarct {phantom.info.get('territory') or 'none'}), segmented with the bundled "
+                      "ScarNet model.")
+        segmenter = Segmenter(weights=args.weights, device=args.device, threads=args.threads)
+        with _Progress(args.quiet) as progress:
+            result = segmenter(phantom.image, progress=progress, name="demo phantom")
+        print_report(result.report, console, title="ScarNet demo (prediction)")
+        truth = quantify(phantom.labelmap)
+        predicted, reference = result.labelmap.array, phantom.labelmap.array
+        myo = dice(np.isin(predicted, MYOCARDIUM_LABELS), np.isin(reference, MYOCARDIUM_LABELS))
+        scar = dice(np.isin(predicted, SCAR_LABELS), np.isin(reference, SCAR_LABELS))
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        true_percent = "-" if truth.total.scar_percent is None else f"{truth.total.scar_percent:.1f} %"
+        console.print(f"Against the phantom's exact labels: myocardium Dice {fmt(myo)}, scar Dice {fmt(scar)}; "
+                      f"true scar {truth.total.scar_ml:.2f} mL ({true_percent}).")
+        device = result.report.extra["inference"]["device"]
+        console.print(f"Model time {result.timings_s['total_s']:.2f} s on {device}.")
+        if out_dir is not None:
+            outputs.write(image_path, lambda temp: write_volume(phantom.image, temp, overwrite=True))
+            _write_segmentation_outputs(outputs, result, args)
+            outputs.commit()
+            console.print(f"Wrote {out_dir}/demo_lge.nii.gz, demo_labelmap.nii.gz, demo.seg.nrrd, demo_report.json")
     return 0
 
 
@@ -245,29 +262,74 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------
+#: The most slices scarnet.phantom.make_phantom builds (it refuses more).
+PHANTOM_MAX_SLICES = 64
+#: More PyTorch threads than this is a typo, not a machine (each one is an OS thread).
+MAX_THREADS = 1024
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage block first; the contract is one line, and --help is a
+        # command away.
+        self.exit(EXIT_USER_ERROR, f"scarnet: error: {message} (see: {self.prog} --help)\n")
+
+
+def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (None: no upper limit)."""
+    allowed = f"from {low} to {high}" if high is not None else f"{low} or more"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; must be {allowed}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: must be {allowed}")
+        return value
+
+    parse.__name__ = "whole number"  # argparse names the type in some messages
+    return parse
+
+
+def _non_negative_ml(text: str) -> float:
+    """An argparse type: a finite volume in mL, 0 or more (inf or nan would end up in the JSON report)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of mL") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} mL: must be a finite number, 0 or more")
+    return value
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where to run the model (auto: CUDA when available)")
     parser.add_argument("--weights", type=Path, help="ScarNet weights (.safetensors or a training .pt); "
                         "default: the bundled model")
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    parser.add_argument("--threads", type=_int_range(1, MAX_THREADS),
+                        help="CPU threads for PyTorch (default: PyTorch's choice)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="scarnet", description="Myocardium and scar segmentation and "
+    parser = _Parser(prog="scarnet", description="Myocardium and scar segmentation and "
                                      "quantification in LGE cardiac MRI (ScarNet).")
     parser.add_argument("--version", action="version", version=f"scarnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("phantom", help="write a synthetic short-axis LGE stack with exact labels")
-    p.add_argument("--seed", type=int, required=True, help="random seed (same seed, same phantom)")
-    p.add_argument("--out", type=Path, required=True, help="image file (.nii.gz, .nrrd, .mha)")
+    p.add_argument("--seed", type=_int_range(0), required=True, help="random seed, 0 or more (same seed, same phantom)")
+    p.add_argument("--out", type=Path, required=True, help="image file (.nii.gz, .nii, .nrrd, .mha)")
     p.add_argument("--labelmap", type=Path, help="labelmap file (.nii.gz, .nrrd, .mha, .seg.nrrd)")
     p.add_argument("--infarct", action=argparse.BooleanOptionalAction, default=None,
                    help="force an infarct (or none); default random")
-    p.add_argument("--slices", type=int, help="number of slices (6-14; default random)")
+    p.add_argument("--slices", type=_int_range(1, PHANTOM_MAX_SLICES),
+                   help=f"number of slices (1-{PHANTOM_MAX_SLICES}; default random, 6-14)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_phantom)
@@ -291,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
     # Default None, resolved in cmd_segment: importing scarnet.inference here would cost every
     # command (even --help) ~0.2 s of numpy/scipy imports for one constant.
-    p.add_argument("--min-scar-ml", type=float, metavar="ML",
+    p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",
                    help="scar regions (3D-connected) smaller than this become healthy myocardium "
                         "(default: scarnet.inference.MIN_SCAR_COMPONENT_ML, 0 = keep all)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -300,8 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("demo", help="segment a generated phantom with the bundled model and print the table")
-    p.add_argument("--seed", type=int, default=7, help="phantom seed (default 7)")
-    p.add_argument("--out", type=Path, help="also write image, labelmap, .seg.nrrd and report here")
+    p.add_argument("--seed", type=_int_range(0), default=7, help="phantom seed, 0 or more (default 7)")
+    p.add_argument("--out", type=Path, help="also write image, labelmap, .seg.nrrd and report into this folder "
+                   "(created when they are written)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     _add_model_options(p)
@@ -343,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="speed and memory side by side with nnU-Net-2D and the paper's configuration")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2, the target machine)")
+    p.add_argument("--threads", type=_int_range(1, MAX_THREADS), default=2,
+                   help="CPU threads (default 2, the target machine)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (median reported)")
     p.add_argument("--only", nargs="*", help="configurations to run: scarnet reference nnunet")
     p.add_argument("--compile", action="store_true", help="also run ScarNet through torch.compile (GPU: CUDA graphs)")

@@ -27,5 +27,9 @@ class OutputExistsError(ScarNetError, FileExistsError):
     """An output file exists and overwriting was not asked for."""
 
 
+class OutputError(ScarNetError, OSError):
+    """An output cannot be written where asked: wrong file type, folder missing, a file, not writable, disk full."""
+
+
 class Cancelled(ScarNetError):
     """The user cancelled a running segmentation; nothing was written."""

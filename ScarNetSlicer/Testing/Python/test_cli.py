@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +181,176 @@ def test_segment_writes_labelmap_seg_and_report_on_the_input_grid(tmp_path, obli
     result = run("segment", "lge.nrrd", "--labelmap", "out.nii.gz", "--device", "cpu", "--quiet", cwd=tmp_path)
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert (tmp_path / "out.nii.gz").read_bytes() == before
+
+
+# --------------------------------------------------------------------------------------------
+# Bad arguments and output locations: one line, exit 2, nothing written (not even part of a set)
+# --------------------------------------------------------------------------------------------
+#: Small ScarNet configuration for foreign-weights files written without torch.
+_TINY_CONFIG = json.dumps({"encoder": "none", "input_size": 64, "unet_channels": [8, 16], "fusion_level": 1})
+
+
+def _files_for_output_cases(tmp_path: Path) -> None:
+    """A real LGE phantom, a labelmap, a file where folders are expected, and foreign weights."""
+    from safetensors.numpy import save_file  # numpy flavour: keeps torch out of this test module
+
+    from scarnet.io import write_volume
+    from scarnet.phantom import make_phantom
+
+    write_volume(make_phantom(7).image, tmp_path / "lge.nrrd")  # segments fine: failures are the outputs'
+    _write(tmp_path / "labels.nii.gz", np.ones((6, 40, 40), np.uint8))
+    (tmp_path / "afile").write_text("a file, not a folder")
+    meta = {"format": "scarnet-weights-1"}
+    save_file({"x": np.zeros(2, np.float16)}, str(tmp_path / "config_not_json.safetensors"),
+              metadata={**meta, "config": "{not json"})
+    save_file({"x": np.zeros(2, np.float16)}, str(tmp_path / "config_list.safetensors"),
+              metadata={**meta, "config": "[1, 2]"})
+    # head.weight of this configuration is (5, 8, 1, 1)
+    save_file({"head.weight": np.zeros((1, 1, 1, 1), np.float16)}, str(tmp_path / "wrong_shape.safetensors"),
+              metadata={**meta, "config": _TINY_CONFIG})
+
+
+#: case → (command line, a fragment the one error line must hold)
+_OUTPUT_CASES: dict[str, tuple[list[str], str]] = {
+    "segment: --seg under a file": (["segment", "lge.nrrd", "--labelmap", "l.nii.gz", "--seg", "afile/s.seg.nrrd"],
+                                    "afile is a file"),
+    "segment: --min-scar-ml inf": (["segment", "lge.nrrd", "--min-scar-ml", "inf", "--labelmap", "l.nii.gz",
+                                    "--seg", "s.seg.nrrd", "--report", "r.json"], "--min-scar-ml"),
+    "segment: --min-scar-ml nan": (["segment", "lge.nrrd", "--min-scar-ml", "nan", "--report", "r.json"],
+                                   "--min-scar-ml"),
+    "segment: --threads -1": (["segment", "lge.nrrd", "--threads", "-1", "--labelmap", "l.nii.gz"], "--threads"),
+    "segment: report name too long": (["segment", "lge.nrrd", "--labelmap", "l.nii.gz", "--report",
+                                       "r" * 300 + ".json"], "too long"),
+    "segment: --labelmap not a labelmap format": (["segment", "lge.nrrd", "--labelmap", "l.png"], "--labelmap"),
+    "segment: weights config not JSON": (["segment", "lge.nrrd", "--weights", "config_not_json.safetensors",
+                                          "--labelmap", "l.nii.gz"], "not ScarNet weights"),
+    "segment: weights config a JSON list": (["segment", "lge.nrrd", "--weights", "config_list.safetensors",
+                                             "--labelmap", "l.nii.gz"], "not ScarNet weights"),
+    "segment: weights tensor of the wrong shape": (["segment", "lge.nrrd", "--weights", "wrong_shape.safetensors",
+                                                    "--labelmap", "l.nii.gz"], "head.weight has shape"),
+    "phantom: --labelmap not a labelmap format": (["phantom", "--seed", "1", "--out", "a.nii.gz", "--labelmap",
+                                                   "l.png"], "--labelmap"),
+    "phantom: --out as a Slicer segmentation": (["phantom", "--seed", "1", "--out", "a.seg.nrrd"], ".seg.nrrd"),
+    "phantom: --out a detached header": (["phantom", "--seed", "1", "--out", "a.nhdr"], "--out"),
+    "phantom: --labelmap under a file": (["phantom", "--seed", "1", "--out", "a.nii.gz", "--labelmap",
+                                          "afile/l.nii.gz"], "afile is a file"),
+    "phantom: --seed -1": (["phantom", "--seed", "-1", "--out", "a.nii.gz"], "--seed"),
+    "phantom: --slices 0": (["phantom", "--seed", "1", "--slices", "0", "--out", "a.nii.gz"], "--slices"),
+    "phantom: --slices 100": (["phantom", "--seed", "1", "--slices", "100", "--out", "a.nii.gz"], "--slices"),
+    "phantom: --slices -3": (["phantom", "--seed", "1", "--slices", "-3", "--out", "a.nii.gz"], "--slices"),
+    "phantom: missing --out": (["phantom", "--seed", "1"], "--out"),
+    "quantify: --report under a file": (["quantify", "labels.nii.gz", "--report", "afile/r.json"], "afile is a file"),
+    "demo: --seed -5": (["demo", "--seed", "-5"], "--seed"),
+    "demo: --out is a file": (["demo", "--out", "afile"], "afile"),
+    "demo: --out under a file": (["demo", "--out", "afile/sub"], "afile"),
+    # the folder must not be created by a run that fails
+    "demo: failing run": (["demo", "--out", "new/sub", "--weights", "config_not_json.safetensors"],
+                          "not ScarNet weights"),
+}
+
+
+@pytest.mark.parametrize("case", list(_OUTPUT_CASES))
+def test_bad_arguments_and_outputs_give_one_line_and_write_nothing(tmp_path, case):
+    _files_for_output_cases(tmp_path)
+    args, fragment = _OUTPUT_CASES[case]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = run(*args, "--quiet", cwd=tmp_path)
+    assert result.returncode == 2, f"exit {result.returncode}, stderr {result.stderr!r}"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("scarnet: error:"), result.stderr
+    assert fragment in lines[0]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "wrote or changed a file"
+
+
+def test_failed_run_with_overwrite_keeps_the_previous_outputs(tmp_path):
+    assert run("phantom", "--seed", "1", "--out", "a.nii.gz", "--quiet", cwd=tmp_path).returncode == 0
+    previous = (tmp_path / "a.nii.gz").read_bytes()
+    result = run("phantom", "--seed", "2", "--out", "a.nii.gz", "--labelmap", "l.png", "--overwrite", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert (tmp_path / "a.nii.gz").read_bytes() == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz"]
+
+
+def test_outputs_appear_together_with_plain_file_permissions(tmp_path):
+    # 245 + 7 characters: the name fits the file system, a temporary name built from all of it would not.
+    long_name = "r" * 245 + ".nii.gz"
+    result = run("phantom", "--seed", "1", "--out", long_name, "--labelmap", "pl.seg.nrrd", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([long_name, "pl.seg.nrrd"])  # no leftovers
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in (long_name, "pl.seg.nrrd"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
+    image = sitk.ReadImage(str(tmp_path / long_name))
+    assert image.GetPixelID() == sitk.sitkFloat32  # the image, not a labelmap
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_output_in_a_read_only_folder_is_refused_before_any_work(tmp_path):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        (read_only / "probe").touch()
+    except PermissionError:
+        pass
+    else:  # root (with CAP_DAC_OVERRIDE) writes anyway; the path under a file is tested for everyone
+        read_only.chmod(0o755)
+        pytest.skip("this user writes into read-only folders (root): chmod cannot make one unwritable")
+    try:
+        result = run("phantom", "--seed", "1", "--out", "a.nii.gz", "--labelmap", "ro/l.nii.gz", cwd=tmp_path)
+    finally:
+        read_only.chmod(0o755)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("scarnet: error: ro/l.nii.gz: cannot write in ro")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro"] and not list(read_only.iterdir())
+
+
+def test_output_set_writes_all_or_nothing(tmp_path):
+    from scarnet.errors import OutputError
+    from scarnet.outputs import REPORT, OutputSet
+
+    (tmp_path / "old.json").write_text("old")
+
+    def fail(temp: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    # A later output fails after an earlier one is written: nothing appears, the previous file stays.
+    with pytest.raises(OutputError, match="new.csv: could not be written"), OutputSet(overwrite=True) as outputs:
+        outputs.add(tmp_path / "old.json", REPORT, "--report")
+        outputs.add(tmp_path / "new.csv", REPORT, "--report")
+        outputs.prepare()
+        outputs.write(tmp_path / "old.json", lambda temp: temp.write_text("new"))
+        outputs.write(tmp_path / "new.csv", fail)
+        outputs.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
+    assert (tmp_path / "old.json").read_text() == "old"
+
+    # A folder the set may create is made by the first write and removed when the set is not committed.
+    with pytest.raises(RuntimeError, match="boom"), OutputSet(folder=tmp_path / "a" / "b") as outputs:
+        outputs.add(tmp_path / "a" / "b" / "r.json", REPORT, "--report")
+        outputs.prepare()
+        assert not (tmp_path / "a").exists()
+        outputs.write(tmp_path / "a" / "b" / "r.json", lambda temp: temp.write_text("{}"))
+        assert (tmp_path / "a" / "b").is_dir()
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
+
+    with OutputSet(folder=tmp_path / "a" / "b") as outputs:
+        outputs.add(tmp_path / "a" / "b" / "r.json", REPORT, "--report")
+        outputs.prepare()
+        outputs.write(tmp_path / "a" / "b" / "r.json", lambda temp: temp.write_text("{}"))
+        assert outputs.commit() == [tmp_path / "a" / "b" / "r.json"]
+    assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["r.json"]
+
+
+@pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
+def test_demo_creates_its_folder_when_writing_and_never_replaces(tmp_path):
+    result = run("demo", "--out", "d/sub", "--device", "cpu", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = ["demo.seg.nrrd", "demo_labelmap.nii.gz", "demo_lge.nii.gz", "demo_report.json"]
+    assert sorted(p.name for p in (tmp_path / "d" / "sub").iterdir()) == names
+    before = {name: (tmp_path / "d" / "sub" / name).read_bytes() for name in names}
+    result = run("demo", "--out", "d/sub", "--seed", "3", "--device", "cpu", "--quiet", cwd=tmp_path)
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert {name: (tmp_path / "d" / "sub" / name).read_bytes() for name in names} == before

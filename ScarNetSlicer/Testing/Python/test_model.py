@@ -134,6 +134,92 @@ def test_corrupted_and_foreign_weights_are_refused(tmp_path):
         load_model(mismatched)
 
 
+def test_weights_with_an_unusable_config_are_refused(tmp_path):
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in build_model(TINY).state_dict().items()}
+    configs = {
+        "not JSON": "{not json",
+        "a JSON list": "[1, 2]",
+        "JSON null": "null",
+        "a field of the wrong type": json.dumps({**asdict(TINY), "unet_channels": 5}),
+        "no U-Net levels": json.dumps({**asdict(TINY), "unet_channels": []}),
+        "a negative class count": json.dumps({**asdict(TINY), "num_classes": -1}),
+    }
+    for case, config in configs.items():
+        path = tmp_path / "foreign.safetensors"
+        save_file(state, str(path), metadata={"format": "scarnet-weights-1", "config": config})
+        with pytest.raises(WeightsError, match="not ScarNet weights"):
+            load_model(path)
+            pytest.fail(case)
+    unknown = tmp_path / "unknown_encoder.safetensors"
+    save_file(state, str(unknown), metadata={"format": "scarnet-weights-1",
+                                             "config": json.dumps({**asdict(TINY), "encoder": "bogus"})})
+    with pytest.raises(WeightsError, match="unknown_encoder.safetensors: unknown encoder 'bogus'"):
+        load_model(unknown)
+    # the same for a training checkpoint
+    checkpoint = tmp_path / "last.pt"
+    torch.save({"model": state, "model_config": [1, 2]}, checkpoint)
+    with pytest.raises(WeightsError, match="not ScarNet weights"):
+        load_model(checkpoint)
+    torch.save({"model": {"head.weight": [1.0, 2.0]}, "model_config": asdict(TINY)}, checkpoint)
+    with pytest.raises(WeightsError, match="not a set of tensors"):
+        load_model(checkpoint)
+
+
+def test_weights_with_a_tensor_of_the_wrong_shape_or_type_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in build_model(TINY).state_dict().items()}
+    meta = {"format": "scarnet-weights-1", "config": TINY.to_json()}
+    path = tmp_path / "w.safetensors"
+    save_file({**state, "head.weight": state["head.weight"][:1].contiguous()}, str(path), metadata=meta)
+    with pytest.raises(WeightsError, match=r"head.weight has shape \(1, 8, 1, 1\), the model's is \(5, 8, 1, 1\)"):
+        load_model(path)
+    # integer tensors where the model has float parameters would be cast silently
+    save_file({**state, "head.weight": torch.ones_like(state["head.weight"], dtype=torch.int32)}, str(path),
+              metadata=meta)
+    with pytest.raises(WeightsError, match="head.weight holds torch.int32 values"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("damage", ["nan", "inf", "random bytes"])
+def test_weights_with_non_finite_values_are_refused_as_corrupted(tmp_path, damage):
+    from safetensors.torch import save_file
+
+    state = {k: v.to(torch.float16).contiguous() if v.is_floating_point() else v.contiguous()
+             for k, v in build_model(TINY).state_dict().items()}
+    key = "down.1.conv2.weight"  # 16 × 16 × 3 × 3 values
+    tensor = state[key].clone()
+    if damage == "nan":
+        tensor[0, 0, 0, 0] = float("nan")
+    elif damage == "inf":
+        tensor[3, 2, 1, 0] = float("-inf")
+    else:  # what a damaged download or disk leaves: arbitrary bits (1 in 32 is a NaN/Inf pattern in float16)
+        bits = torch.randint(-2**15, 2**15, tensor.shape, dtype=torch.int16, generator=torch.Generator().manual_seed(0))
+        tensor = bits.view(torch.float16)
+    state[key] = tensor
+    path = tmp_path / "damaged.safetensors"
+    save_file(state, str(path), metadata={"format": "scarnet-weights-1", "config": TINY.to_json()})
+    with pytest.raises(WeightsError, match=f"corrupted weights \\({key} holds NaN or infinite values\\)"):
+        load_model(path)
+
+
+def test_weights_without_batch_norm_counters_still_load(tmp_path):
+    from safetensors.torch import save_file
+
+    model = build_model(TINY).eval()
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert len(state) < len(model.state_dict())  # TINY has batch norms
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path), metadata={"format": "scarnet-weights-1", "config": TINY.to_json()})
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(load_model(path, optimize=False)(x), model(x), atol=1e-5)
+
+
 def test_training_checkpoint_loads_with_weights_only(tmp_path):
     from dataclasses import asdict
 

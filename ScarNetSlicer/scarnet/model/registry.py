@@ -158,6 +158,22 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return state, meta
 
 
+def _config_from(raw: Any, path: Path) -> ScarNetConfig:
+    """The model config stored in a weights file (JSON text or a dict); :class:`WeightsError` when it is not one.
+
+    A foreign or damaged file can hold anything there: text that is not JSON, a JSON list, a
+    dict with fields of the wrong type. All of them are the same user problem as a foreign file.
+    """
+    try:
+        data = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+        if not isinstance(data, dict):
+            raise TypeError(f"a {type(data).__name__}, not an object")
+        return ScarNetConfig.from_dict(data)
+    except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+        raise WeightsError(f"{path}: corrupted or not ScarNet weights (its model config is unusable: "
+                           f"{' '.join(str(error).split())[:80]})") from None
+
+
 def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[dict[str, torch.Tensor], ScarNetConfig]:
     """Read a ScarNet weights file (``.safetensors``, or a ``.pt``/``.pth`` training checkpoint).
 
@@ -172,7 +188,7 @@ def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
         state, meta = _read_safetensors(path)
         if meta.get("format") != WEIGHTS_FORMAT or "config" not in meta:
             raise WeightsError(f"{path}: not ScarNet weights (no '{WEIGHTS_FORMAT}' metadata)")
-        config = ScarNetConfig.from_dict(json.loads(meta["config"]))
+        config = _config_from(meta["config"], path)
     elif path.suffix in (".pt", ".pth"):
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -181,7 +197,10 @@ def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
         if not isinstance(checkpoint, dict) or "model" not in checkpoint or "model_config" not in checkpoint:
             raise WeightsError(f"{path}: not a ScarNet training checkpoint (no 'model' and 'model_config' entries)")
         state = checkpoint["model"]
-        config = ScarNetConfig.from_dict(checkpoint["model_config"])
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise WeightsError(f"{path}: corrupted or not a ScarNet training checkpoint ('model' is not a set of "
+                               "tensors)")
+        config = _config_from(checkpoint["model_config"], path)
     else:
         raise WeightsError(f"{path}: unknown weights format '{path.suffix}' (use .safetensors, .pt or .pth)")
     return state, config
@@ -206,12 +225,22 @@ def load_model(weights: str | Path | None = None, encoder: str | None = None, de
         state, config = read_weights(weights)
         if encoder is not None and encoder != config.encoder:
             raise WeightsError(f"{weights}: weights are for encoder '{config.encoder}', not '{encoder}'")
-    model = build_model(config)
+    source = weights or "bundled weights"
+    try:
+        model = build_model(config)
+    except WeightsError as error:  # an unknown encoder: say which file names it
+        raise WeightsError(f"{source}: {error}") from None
+    except (TypeError, ValueError, RuntimeError, IndexError, KeyError, ArithmeticError) as error:
+        # A config with values of the wrong type or range (a foreign or edited file); the
+        # bundled config builds, so this is the file's problem, not a bug.
+        raise WeightsError(f"{source}: corrupted or not ScarNet weights (its model config does not build a "
+                           f"model: {' '.join(str(error).split())[:80]})") from None
+    check_state_fits(state, model, source)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         bad = (result.missing_keys or result.unexpected_keys)[0]
-        raise WeightsError(f"{weights or 'bundled weights'}: do not fit a ScarNet with encoder '{config.encoder}' "
+        raise WeightsError(f"{source}: do not fit a ScarNet with encoder '{config.encoder}' "
                            f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected tensors, "
                            f"e.g. {bad})")
     model.eval()
@@ -219,6 +248,31 @@ def load_model(weights: str | Path | None = None, encoder: str | None = None, de
         fuse_conv_bn(model)
         model = model.to(memory_format=torch.channels_last)
     return model.to(device)
+
+
+def check_state_fits(state: dict[str, torch.Tensor], model: nn.Module, name: str | Path) -> None:
+    """Raise :class:`WeightsError` when a tensor of ``state`` has the wrong shape or type, or is not finite.
+
+    Missing and unexpected tensors are left to ``load_state_dict(strict=False)``, which knows
+    the optional ones (a batch norm's ``num_batches_tracked``). But it raises a bare
+    RuntimeError for a wrong shape, silently casts integer tensors into float parameters, and
+    loads NaN/Inf (a damaged file: flipped bits, random bytes), which would make every exam
+    "no heart found". One pass over the tensors.
+    """
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        want = expected.get(key)
+        if want is None:
+            continue
+        if tuple(tensor.shape) != tuple(want.shape):
+            raise WeightsError(f"{name}: do not fit a ScarNet with encoder '{model.config.encoder}' ({key} has "
+                               f"shape {tuple(tensor.shape)}, the model's is {tuple(want.shape)})")
+        if want.is_floating_point() and not tensor.is_floating_point():
+            raise WeightsError(f"{name}: corrupted or not ScarNet weights ({key} holds {tensor.dtype} values, "
+                               "not floating-point numbers)")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{name}: corrupted weights ({key} holds NaN or infinite values); "
+                               "reinstall scarnet or re-export the weights")
 
 
 def fuse_conv_bn(model: nn.Module) -> nn.Module:

@@ -1,0 +1,292 @@
+"""A command's output files, checked before any work and moved into place all together or not at all.
+
+A command that writes several files (``segment --labelmap --seg --report``, ``phantom --out
+--labelmap``, ``demo --out``) must not leave some of them written when a later one fails:
+a user would take a half-written set for a finished run. :class:`OutputSet` therefore
+
+1. checks every output before any work: the ending of each name for its kind (an image
+   cannot be a ``.seg.nrrd``), existing files without ``--overwrite``, the folder (exists,
+   is a folder, writable), the name's length;
+2. reserves a temporary file beside each target right away (the surest test that the folder
+   is writable: ``os.access`` says yes to root in a read-only or immutable folder), keeping
+   the target's ending so that the writers in :mod:`scarnet.io` choose the same format;
+3. writes each output to its temporary file and, only when all are written, renames them
+   onto the targets (``os.replace``, atomic per file in the same folder). Any failure before
+   that removes every temporary file: nothing is written, and with ``--overwrite`` the
+   previous files stay intact.
+
+Every problem is an :class:`~scarnet.errors.ScarNetError` with one clear line.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, OutputError, OutputExistsError
+from .io import check_outputs
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """What an output holds and the file endings it may be written as (first one: the one to suggest)."""
+
+    name: str
+    suffixes: tuple[str, ...]
+
+
+#: Greyscale images: single-file formats only (a detached .nhdr/.mhd header would name its data
+#: file after the temporary name). A .seg.nrrd is refused: it would store intensities as labels.
+IMAGE = OutputKind("an image", (".nii.gz", ".nii", ".nrrd", ".mha"))
+#: Labelmaps 0-4: the image formats, or a Slicer segmentation (io.write_labelmap writes both).
+LABELMAP = OutputKind("a labelmap", (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd"))
+SEGMENTATION = OutputKind("a Slicer segmentation", (".seg.nrrd",))
+REPORT = OutputKind("a report", (".json", ".csv"))
+
+#: Every ending any kind knows, longest first, so that "x.seg.nrrd" is a .seg.nrrd and not a .nrrd.
+_KNOWN_SUFFIXES = tuple(sorted({s for kind in (IMAGE, LABELMAP, SEGMENTATION, REPORT) for s in kind.suffixes},
+                               key=len, reverse=True))
+#: Characters of the target's name kept in its temporary name: enough to recognise a leftover,
+#: short enough that the temporary name (and the writers' own temporary name beside it) never
+#: exceeds the file system's limit when the target's name does not.
+_TEMP_NAME_CHARS = 40
+
+
+def _suffix_of(path: Path) -> str:
+    """The file ending the format is chosen by (lower case), '' for an unknown one."""
+    name = path.name.lower()
+    return next((suffix for suffix in _KNOWN_SUFFIXES if name.endswith(suffix) and len(name) > len(suffix)), "")
+
+
+def check_output_name(path: str | Path, kind: OutputKind, option: str) -> str:
+    """Raise :class:`InputError` unless ``path`` ends in one of ``kind``'s endings; return that ending."""
+    path = Path(path)
+    suffix = _suffix_of(path)
+    if suffix not in kind.suffixes:
+        allowed = kind.suffixes[0] if len(kind.suffixes) == 1 else \
+            f"{', '.join(kind.suffixes[:-1])} or {kind.suffixes[-1]}"
+        why = " (a .seg.nrrd is a Slicer segmentation)" if suffix == ".seg.nrrd" else ""
+        raise InputError(f"{path}: {option} is {kind.name} and must end in {allowed}{why}")
+    return suffix
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (in bytes) the file system holding ``folder`` accepts."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows) or no answer: the common limit
+        return 255
+
+
+@functools.lru_cache(maxsize=1)
+def _new_file_mode() -> int:
+    """Permissions of a newly created file under the process umask (read once: os.umask is process-wide)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__
+
+
+@dataclass
+class _Output:
+    path: Path
+    suffix: str
+    temp: Path | None = None
+    written: bool = False
+
+
+class OutputSet:
+    """The files one command writes; use as a context manager (leaving it without :meth:`commit` discards all).
+
+    ``folder``: a folder the outputs go into that the command may create (``demo --out``).
+    It is checked up front (its nearest existing parent must be a writable folder) but only
+    created by the first :meth:`write`, so a run that fails leaves no empty folder behind.
+    """
+
+    def __init__(self, overwrite: bool = False, folder: str | Path | None = None) -> None:
+        self.overwrite = overwrite
+        self.folder = Path(folder) if folder is not None else None
+        self._outputs: list[_Output] = []
+        self._created_folders: list[Path] = []
+        self._prepared = False
+
+    # ---- before any work -------------------------------------------------------------------
+    def add(self, path: str | Path | None, kind: OutputKind, option: str) -> Path | None:
+        """Register an output (None: not asked for) after checking its name's ending for ``kind``."""
+        if path is None:
+            return None
+        path = Path(path)
+        suffix = check_output_name(path, kind, option)
+        if any(os.path.abspath(o.path) == os.path.abspath(path) for o in self._outputs):
+            raise InputError(f"{path}: given twice as an output")
+        self._outputs.append(_Output(path, suffix))
+        return path
+
+    def prepare(self) -> None:
+        """Check every output and reserve its temporary file; call before any work.
+
+        Raises :class:`OutputExistsError` for an existing file without ``overwrite`` and
+        :class:`InputError`/:class:`OutputError` for anything else that would stop the write.
+        """
+        paths = [output.path for output in self._outputs]
+        # Names first: looking up a name longer than the file system allows raises OSError.
+        for path in paths:
+            self._check_name_length(path)
+        if self.folder is not None and not self.folder.is_dir():
+            # Nothing more to check in a folder that does not exist yet; reserve on the first write.
+            self._check_folder_can_be_created(self.folder)
+            return
+        check_outputs(paths, self.overwrite)
+        for path in paths:
+            if not path.parent.is_dir():
+                raise OutputError(f"{path}: {path.parent} is a file, not a folder")
+        self._reserve()
+
+    def _check_name_length(self, path: Path) -> None:
+        """Every name in ``path`` must fit (the temporary names are kept short on purpose)."""
+        limit = _name_max(self._nearest_folder(path.parent))
+        for part in path.parts:
+            length = len(os.fsencode(part))
+            if length > limit:
+                what = "file name" if part == path.name else "folder name"
+                raise OutputError(f"{path}: {what} too long ({length} bytes; the file system allows {limit})")
+
+    @staticmethod
+    def _nearest_folder(folder: Path) -> Path:
+        """``folder`` or its nearest parent that exists (a folder, or a file where a folder was expected)."""
+        existing = folder.absolute()
+        while existing != existing.parent:
+            try:
+                if existing.exists():
+                    break
+            except OSError:  # a name too long to look up: its parent is what exists
+                pass
+            existing = existing.parent
+        return existing
+
+    def _check_folder_can_be_created(self, folder: Path) -> None:
+        """``folder`` does not exist (or is not a folder): raise unless it can be made."""
+        if folder.exists():
+            raise OutputError(f"{folder}: is a file, not a folder")
+        existing = self._nearest_folder(folder)
+        if not existing.is_dir():
+            raise OutputError(f"{folder}: cannot create the folder: {existing} is a file")
+        try:  # a real test: os.access says yes to root in a read-only or immutable folder
+            os.rmdir(tempfile.mkdtemp(prefix=".scarnet-check.", dir=existing))
+        except OSError as error:
+            raise OutputError(f"{folder}: cannot create the folder in {existing} ({_reason(error)})") from None
+
+    def _reserve(self) -> None:
+        """Create each output's temporary file beside it (this proves the folder is writable)."""
+        for output in self._outputs:
+            if output.temp is not None:
+                continue
+            prefix = f".{output.path.name[:_TEMP_NAME_CHARS]}."
+            # Keep the ending exactly as given: the writers choose the format by it, as for the target.
+            suffix = ".tmp" + output.path.name[-len(output.suffix):]
+            try:
+                fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=output.path.parent)
+            except OSError as error:
+                self.discard()
+                raise OutputError(f"{output.path}: cannot write in {output.path.parent} ({_reason(error)})") from None
+            os.close(fd)
+            output.temp = Path(name)
+        self._prepared = True
+
+    # ---- after the work ----------------------------------------------------------------------
+    def write(self, path: str | Path | None, writer: Callable[[Path], Any]) -> None:
+        """Write one registered output: ``writer(temp)`` writes it to its temporary file.
+
+        ``writer`` is called with a file that exists (the reservation), so writers taking an
+        ``overwrite`` flag must be given ``overwrite=True``. An :class:`OSError` while writing
+        (disk full, quota) becomes an :class:`OutputError`; the commit never happens then.
+        """
+        if path is None:
+            return
+        output = next(o for o in self._outputs if o.path == Path(path))
+        if not self._prepared:
+            self._create_folder()
+            self.prepare()
+        try:
+            writer(output.temp)
+        except OSError as error:
+            if isinstance(error, OutputExistsError):
+                raise
+            raise OutputError(f"{output.path}: could not be written ({_reason(error)})") from None
+        output.written = True
+
+    def _create_folder(self) -> None:
+        if self.folder is None or self.folder.is_dir():
+            return
+        missing = []
+        folder = self.folder.absolute()
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue  # made meanwhile by someone else: not ours to remove
+            except OSError as error:
+                raise OutputError(f"{self.folder}: cannot create the folder ({_reason(error)})") from None
+            self._created_folders.append(folder)
+
+    def commit(self) -> list[Path]:
+        """Move every written output onto its target, all or none; return the targets."""
+        unwritten = [str(o.path) for o in self._outputs if not o.written]
+        if unwritten:  # a bug in the command, not a user error
+            raise RuntimeError(f"outputs never written: {', '.join(unwritten)}")
+        if not self.overwrite:
+            for output in self._outputs:
+                if output.path.exists():
+                    raise OutputExistsError(f"{output.path}: appeared while running (pass --overwrite to replace it)")
+        replaced = {o.path for o in self._outputs if o.path.exists()}
+        done: list[Path] = []
+        try:
+            for output in self._outputs:
+                # mkstemp makes owner-only (0600) files; give the output the mode a plain open()
+                # would (or keep the mode of the file it replaces).
+                mode = (output.path.stat().st_mode & 0o7777) if output.path.exists() else _new_file_mode()
+                os.chmod(output.temp, mode)
+                os.replace(output.temp, output.path)
+                done.append(output.path)
+        except OSError as error:
+            # Renames in the folder just written to practically never fail; if one does, take back
+            # the files this run created so that no half set remains (a replaced file is gone).
+            for path in done:
+                if path not in replaced:
+                    path.unlink(missing_ok=True)
+            raise OutputError(f"{output.path}: could not be moved into place ({_reason(error)})") from None
+        self._outputs.clear()
+        self._created_folders.clear()
+        return done
+
+    def discard(self) -> None:
+        """Remove every temporary file, and the folders this set created (when empty)."""
+        for output in self._outputs:
+            if output.temp is not None:
+                output.temp.unlink(missing_ok=True)
+                output.temp = None
+            output.written = False
+        self._prepared = False
+        for folder in reversed(self._created_folders):
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (someone else's file): keep it and its parents
+        self._created_folders.clear()
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
