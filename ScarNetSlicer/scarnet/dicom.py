@@ -26,6 +26,7 @@ functional groups) are supported. Everything a user can fix raises
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -48,6 +49,9 @@ _NOT_DICOM_SUFFIXES = (
 
 #: Cosines of two slices closer than this count as the same orientation.
 ORIENTATION_TOLERANCE = 1e-3
+#: An ImageOrientationPatient vector whose length strays further than this from 1 is no direction
+#: (all zeros, garbage); values rounded to the 4+ digits scanners write stay far inside it.
+UNIT_LENGTH_TOLERANCE = 0.01
 #: Slices closer than this along the normal (mm) are at the same position (duplicates). Far
 #: below any slice spacing (3D LGE: ≥ 0.6 mm), above the jitter of a repeat planned again.
 POSITION_TOLERANCE_MM = 0.1
@@ -416,12 +420,12 @@ def _single_frame(path: Path, dataset: Any, name: str) -> _Frame:
         path=path,
         frame=None,
         position=_floats(position, 3, "ImagePositionPatient", path, name),
-        orientation=_floats(orientation, 6, "ImageOrientationPatient", path, name),
-        pixel_spacing=tuple(_floats(spacing, 2, "PixelSpacing", path, name)),  # type: ignore[arg-type]
+        orientation=_orientation(orientation, path, name),
+        pixel_spacing=_pixel_spacing(spacing, path, name),
         rows=int(dataset.Rows),
         columns=int(dataset.Columns),
-        slope=float(dataset.get("RescaleSlope", 1) or 1),
-        intercept=float(dataset.get("RescaleIntercept", 0) or 0),
+        slope=_rescale(dataset, "RescaleSlope", 1.0, path, name),
+        intercept=_rescale(dataset, "RescaleIntercept", 0.0, path, name),
         keys={
             "ImageType": tuple(str(v).upper() for v in _as_list(dataset.get("ImageType"))),
             "EchoNumbers": _number(dataset.get("EchoNumbers")),
@@ -468,12 +472,12 @@ def _enhanced_frames(path: Path, dataset: Any, name: str) -> list[_Frame]:
             path=path,
             frame=index,
             position=_floats(plane_position.ImagePositionPatient, 3, "ImagePositionPatient", path, name),
-            orientation=_floats(plane_orientation.ImageOrientationPatient, 6, "ImageOrientationPatient", path, name),
-            pixel_spacing=tuple(_floats(measures.PixelSpacing, 2, "PixelSpacing", path, name)),  # type: ignore[arg-type]
+            orientation=_orientation(plane_orientation.ImageOrientationPatient, path, name),
+            pixel_spacing=_pixel_spacing(measures.PixelSpacing, path, name),
             rows=int(dataset.Rows),
             columns=int(dataset.Columns),
-            slope=float(transform.get("RescaleSlope", 1) or 1) if transform is not None else 1.0,
-            intercept=float(transform.get("RescaleIntercept", 0) or 0) if transform is not None else 0.0,
+            slope=_rescale(transform, "RescaleSlope", 1.0, path, name),
+            intercept=_rescale(transform, "RescaleIntercept", 0.0, path, name),
             keys={
                 "ImageType": tuple(str(v).upper() for v in _as_list(
                     frame_type.get("FrameType") if frame_type is not None else dataset.get("ImageType"))),
@@ -498,6 +502,43 @@ def _floats(value: Any, count: int, tag: str, path: Path, name: str) -> np.ndarr
     if result.size != count or not np.all(np.isfinite(result)):
         raise InputError(f"{name}: {path.name} has an invalid {tag} ({value!r})")
     return result
+
+
+def _orientation(value: Any, path: Path, name: str) -> np.ndarray:
+    """ImageOrientationPatient: the row and column directions, each a unit vector (all zeros places nothing)."""
+    orientation = _floats(value, 6, "ImageOrientationPatient", path, name)
+    lengths = np.linalg.norm(orientation.reshape(2, 3), axis=1)
+    if np.any(np.abs(lengths - 1.0) > UNIT_LENGTH_TOLERANCE):
+        raise InputError(f"{name}: {path.name} has an invalid ImageOrientationPatient ({_fmt_list(orientation)}): "
+                         f"its row and column directions must be unit vectors, not of length {_fmt_list(lengths)}")
+    return orientation
+
+
+def _pixel_spacing(value: Any, path: Path, name: str) -> tuple[float, float]:
+    """PixelSpacing (between rows, between columns) in mm, both positive."""
+    spacing = _floats(value, 2, "PixelSpacing", path, name)
+    if np.any(spacing <= 0):
+        raise InputError(f"{name}: {path.name} has a non-positive PixelSpacing ({_fmt_list(spacing)} mm)")
+    return float(spacing[0]), float(spacing[1])
+
+
+def _rescale(source: Any, tag: str, default: float, path: Path, name: str) -> float:
+    """RescaleSlope or RescaleIntercept of ``source`` (a dataset or functional group item, or None).
+
+    ``default`` when absent or empty. Not a finite number, or a slope of 0 (every pixel would be the
+    intercept), is refused: the rescaled values would be NaN, infinite or meaningless.
+    """
+    value = source.get(tag) if source is not None else None
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or (tag == "RescaleSlope" and number == 0):
+        raise InputError(f"{name}: {path.name} has an invalid {tag} ({value!r}); expected a finite number"
+                         + (" other than 0" if tag == "RescaleSlope" else ""))
+    return number
 
 
 def _seconds_of_day(value: Any) -> float | None:
@@ -678,6 +719,11 @@ def _pixels(frame: _Frame, name: str) -> np.ndarray:
         pixels = dataset.pixel_array
         rescaled = False
     except Exception as pydicom_error:  # noqa: BLE001 - e.g. a compressed syntax without a pydicom decoder
+        if _is_uncompressed(dataset):
+            # pydicom reads every uncompressed syntax, so its refusal is final: GDCM would read data
+            # shorter than Rows × Columns say with the missing pixels as zeros.
+            raise InputError(f"{name}: cannot read the pixels of {frame.path.name} "
+                             f"({_pixel_data_problem(dataset, pydicom_error)})") from None
         pixels, rescaled = _pixels_with_simpleitk(frame, name, pydicom_error)
     if frame.frame is not None:
         if pixels.ndim == 3:
@@ -696,7 +742,37 @@ def _pixels(frame: _Frame, name: str) -> np.ndarray:
                              "export the series uncompressed")
         return pixels.astype(np.float32)
     # float64 arithmetic keeps e.g. slope 0.5 / intercept -100 exact before the cast.
-    return (pixels.astype(np.float64) * frame.slope + frame.intercept).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below, in one line instead of numpy's warnings
+        values = (pixels.astype(np.float64) * frame.slope + frame.intercept).astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        cause = ("its pixel data holds NaN or infinite values" if not np.all(np.isfinite(pixels)) else
+                 f"RescaleSlope {frame.slope:g} and RescaleIntercept {frame.intercept:g} make values too large")
+        raise InputError(f"{name}: {frame.path.name}: {cause}")
+    return values
+
+
+def _is_uncompressed(dataset: Any) -> bool:
+    """The pixel data is stored natively (uncompressed, or deflated as a whole dataset)."""
+    syntax = dataset.file_meta.TransferSyntaxUID
+    try:
+        return not syntax.is_compressed
+    except ValueError:  # a private or unknown syntax: perhaps GDCM knows it
+        return False
+
+
+def _pixel_data_problem(dataset: Any, error: Exception) -> str:
+    """Why pydicom refused native pixel data, in words: mostly data shorter than the header describes."""
+    data = dataset.get("PixelData")
+    try:
+        bits = (int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("NumberOfFrames", 1) or 1)
+                * int(dataset.get("SamplesPerPixel", 1) or 1) * int(dataset.BitsAllocated))
+    except (AttributeError, TypeError, ValueError):
+        bits = 0
+    expected = (bits + 7) // 8
+    if isinstance(data, bytes) and 0 < len(data) < expected:
+        return (f"its pixel data holds {len(data)} of the {expected} bytes its Rows, Columns and BitsAllocated "
+                "describe: the file is truncated or its header is wrong")
+    return _one_line(error)
 
 
 def _ensure_transfer_syntax(dataset: Any) -> None:

@@ -12,11 +12,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import math
 import os
+import re
+import sys
 import tempfile
+import threading
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -30,6 +36,10 @@ LABELMAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
 #: A NIfTI whose orthogonal reading makes voxels larger than |det(affine)| by more than this warns.
 SHEAR_TOLERANCE = 0.005
 SEGMENTATION_SUFFIX = ".seg.nrrd"
+#: ITK's reader for each format whose header is checked after reading (names from GetImageIOFromFileName).
+_NIFTI_IO, _NRRD_IO, _META_IO = "NiftiImageIO", "NrrdImageIO", "MetaImageIO"
+#: A MetaImage header never runs longer than this before its data (bytes); larger reads are binary data.
+_META_HEADER_LIMIT = 1 << 16
 
 
 def _suffix(path: Path) -> str:
@@ -69,6 +79,7 @@ def read_volume(path: str | Path, series: str | None = None) -> Volume:
 def read_labelmap(path: str | Path, reference: Volume | None = None) -> Volume:
     """Read a labelmap file (NIfTI, NRRD, MHA or Slicer ``.seg.nrrd``) as uint8 labels 0–4.
 
+    A ``.seg.nrrd`` without segment information is read as a plain labelmap, as Slicer reads it.
     With ``reference``, the labelmap must lie on the reference's grid.
     """
     from .quantify import validate_labelmap
@@ -79,6 +90,10 @@ def read_labelmap(path: str | Path, reference: Volume | None = None) -> Volume:
     if path.is_dir():
         raise InputError(f"{path}: is a folder; expected a labelmap file")
     labelmap = read_seg_nrrd(path) if _suffix(path) == SEGMENTATION_SUFFIX else _read_image_file(path)
+    # As for images: a 2D labelmap has no slice thickness to make volumes of (files store 1 mm),
+    # and a grid with a NaN origin cannot be compared with an image's.
+    _check_stack_shape(labelmap, str(path))
+    _check_geometry(labelmap, str(path))
     try:
         validate_labelmap(labelmap)
     except InputError as error:
@@ -137,6 +152,13 @@ def _sform_from_itk(image) -> np.ndarray | None:
 
 
 def _read_image_file(path: Path) -> Volume:
+    """Read one image file with SimpleITK, refusing what ITK would read wrongly without a word.
+
+    ITK reads the missing voxels of a truncated NIfTI as zeros and an axis whose header states no
+    spacing as 1 mm; either would misstate every volume, so both are checked after reading. What
+    ITK's C++ code prints straight to stderr meanwhile becomes the error's reason or, when the
+    file is read, warnings (one line each).
+    """
     if not _have_simpleitk() and _suffix(path) in (".nii", ".nii.gz"):
         return _read_nifti_with_nibabel(path)  # keeps NaN/Inf, which the callers' validation rejects
     import SimpleITK as sitk
@@ -144,20 +166,294 @@ def _read_image_file(path: Path) -> Volume:
     # ITK warns on real-world headers (EMIDEC: "unexpected scales in sform"); the geometry it
     # derives is still right, so keep the console clean.
     sitk.ProcessObject_SetGlobalWarningDisplay(False)
+    printed: list[str] = []
     try:
-        image = sitk.ReadImage(str(path))
+        with _native_stderr_captured(printed):
+            # Asking which reader ITK picks (it only probes the header) tells which header to check.
+            io_name = sitk.ImageFileReader.GetImageIOFromFileName(str(path))
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.SetImageIO(io_name)
+            image = reader.Execute()
     except RuntimeError as error:
         detail = str(error).strip().splitlines()
         reason = next((line for line in reversed(detail) if line.strip()), "unknown reason")
         if "orthonormal" in reason.lower():
             return _read_nifti_with_nibabel(path)
-        raise InputError(f"{path}: not a readable image ({_short(reason)})") from None
-    if _suffix(path) in (".nii", ".nii.gz") and _nifti_zeros_may_hide_non_finite(image) and _nifti_has_non_finite(path):
-        raise InputError(f"{path}: contains NaN or infinite values")
+        raise InputError(f"{path}: not a readable image ({_short(_failure_reason(path, reason, printed))})") from None
+    if io_name == _NIFTI_IO:
+        _check_nifti_length(path, _nifti_data_end(image))
+        _check_nifti_spacing(path, image)
+        if _nifti_zeros_may_hide_non_finite(image) and _nifti_has_non_finite(path):
+            raise InputError(f"{path}: contains NaN or infinite values")
+    elif io_name == _NRRD_IO:
+        _check_nrrd_spacing(path, image)
+    elif io_name == _META_IO:
+        _check_metaimage_spacing(path, image)
     volume = _volume_from_sitk(image, str(path))
-    if _suffix(path) in (".nii", ".nii.gz"):
+    if io_name == _NIFTI_IO:
         _warn_if_sheared(path, _sform_from_itk(image))
+    # Only now, so that a refused file says one line: e.g. niftilib's "pixdim[1,2,3] should be positive".
+    for line in dict.fromkeys(printed):
+        warnings.warn(f"{path}: {line}", stacklevel=4)
     return volume
+
+
+#: Held while fd 2 points elsewhere: one capture at a time (a read in another thread meanwhile goes uncaptured).
+_NATIVE_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_captured(printed: list[str]) -> Iterator[None]:
+    """Collect into ``printed`` the lines C/C++ code writes to file descriptor 2 inside the block.
+
+    ITK's MetaImage and NIfTI libraries print some errors and warnings with ``std::cerr``/``fprintf``,
+    past Python and past ITK's (disabled) warning display: a truncated ``.mha`` prints "data not
+    read completely" and then throws with errno's stale "No such file or directory". The caller
+    turns the lines into its one-line reason, or into warnings when the read succeeds, so nothing
+    is lost. fd 2 is always restored; where it cannot be redirected (no fd 2, no temporary file,
+    a capture running in another thread) the block runs uncaptured.
+    """
+    with contextlib.ExitStack() as stack:
+        saved, sink = _redirect_stderr_fd(stack)
+        try:
+            yield
+        finally:
+            if saved is not None and sink is not None:
+                _flush_python_stderr()  # Python text written inside the block belongs to it too
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                text = sink.read().decode("utf-8", errors="replace")
+                printed.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _redirect_stderr_fd(stack: contextlib.ExitStack) -> tuple[int | None, IO[bytes] | None]:
+    """Point fd 2 at a temporary file closed by ``stack``; return a copy of the old fd 2 and the file.
+
+    (None, None) where that is impossible. fd 2 is one per process, so ``stack`` also holds a lock
+    that keeps a second thread from moving it meanwhile.
+    """
+    if not _NATIVE_STDERR_LOCK.acquire(blocking=False):
+        return None, None
+    stack.callback(_NATIVE_STDERR_LOCK.release)
+    _flush_python_stderr()  # text Python buffered before the block must reach the real stderr
+    try:
+        sink = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - closed by the stack
+        saved = os.dup(2)
+    except OSError:  # no temporary folder, or no fd 2 (a GUI process without a console)
+        return None, None
+    try:
+        os.dup2(sink.fileno(), 2)
+    except OSError:
+        os.close(saved)
+        return None, None
+    return saved, sink
+
+
+def _flush_python_stderr() -> None:
+    for stream in (sys.stderr, sys.__stderr__):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+
+
+def _failure_reason(path: Path, reason: str, printed: list[str]) -> str:
+    """The most telling reason for a failed read, from ITK's exception text and what its C++ code printed.
+
+    MetaImage prints the cause ("data not read completely", "Cannot open data file") and then
+    throws with a stale "No such file or directory"; NRRD's reader says "fread got only …".
+    """
+    text = " ".join(printed)
+    if "data not read completely" in text:
+        sizes = re.search(r"ideal\s*=\s*(\d+)\s*:\s*actual\s*=\s*(\d+)", text)
+        held = f": its data holds {sizes[2]} of the {sizes[1]} bytes its header describes" if sizes else ""
+        return f"the file is truncated{held}"
+    if "cannot open data file" in text.lower():
+        data_file = (_metaimage_header(path) or {}).get("elementdatafile", "")
+        return f"its data file {data_file!r}, named in its header, is missing or unreadable"
+    if re.search(r"fread got only|expected \d+ bytes but received", reason):
+        return "the file is truncated: " + re.sub(r"^\[nrrd\]\s*\w+:\s*", "", reason)
+    return "; ".join([*printed, reason])
+
+
+def _axes_read_as_1mm(image) -> list[int]:
+    """Spatial axes ITK gives exactly 1 mm: the spacing it invents when a header states none."""
+    return [axis for axis, spacing in enumerate(image.GetSpacing()[:3]) if spacing == 1.0]
+
+
+def _no_spacing(path: Path, detail: str) -> InputError:
+    return InputError(f"{path}: has no pixel spacing in its header ({detail}: unknown); it would be read as 1 mm "
+                      "and every volume would be wrong. Write the file again with its true voxel spacing")
+
+
+#: Bytes read as a NIfTI header: NIfTI-2's size (NIfTI-1's is 348).
+_NIFTI_HEADER_BYTES = 540
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _nifti_head(path: Path) -> bytes:
+    """The first bytes of a NIfTI file's contents (its header), decompressed if it is gzipped."""
+    try:
+        with open(path, "rb") as raw:
+            start = raw.read(1 << 16)
+        if not start.startswith(_GZIP_MAGIC):  # whatever the name says: ITK goes by the content too
+            return start[:_NIFTI_HEADER_BYTES]
+        return zlib.decompressobj(wbits=31).decompress(start, _NIFTI_HEADER_BYTES)  # 31: gzip wrapper
+    except (OSError, zlib.error) as error:
+        raise _damaged(path, error) from None
+
+
+def _damaged(path: Path, error: Exception) -> InputError:
+    return InputError(f"{path}: its compressed data is damaged ({_short(str(error))}); the file is corrupt")
+
+
+def _nifti_data_end(image) -> int | None:
+    """Where a NIfTI file's voxel data ends (bytes): vox_offset + voxels × bitpix / 8, from ITK's header copy."""
+    try:
+        dimension = int(image.GetMetaData("dim[0]"))
+        voxels = math.prod(int(image.GetMetaData(f"dim[{axis}]")) for axis in range(1, dimension + 1))
+        return int(float(image.GetMetaData("vox_offset"))) + voxels * int(image.GetMetaData("bitpix")) // 8
+    except (RuntimeError, ValueError):
+        return None
+
+
+def _check_nifti_length(path: Path, data_end: int | None) -> None:
+    """Refuse a NIfTI file cut short of ``data_end`` bytes: ITK (and so Slicer) reads the missing voxels as zeros.
+
+    A gzip file records its uncompressed length (mod 2³²) in its last 4 bytes; when that is the
+    length the header implies, the file is whole (a cut file ends in arbitrary bytes). Otherwise
+    (trailing bytes, several gzip members, or a cut) the stream is decompressed to its end and measured.
+    """
+    if data_end is None:
+        return
+    try:
+        with open(path, "rb") as raw:
+            if raw.read(2) != _GZIP_MAGIC:
+                length = os.fstat(raw.fileno()).st_size
+            else:
+                raw.seek(-4, os.SEEK_END)
+                if int.from_bytes(raw.read(4), "little") == data_end % (1 << 32):
+                    return
+                raw.seek(0)
+                length = _gunzipped_length(raw)
+    except (OSError, zlib.error) as error:  # a bad CRC or damaged deflate data
+        raise _damaged(path, error) from None
+    if length < data_end:
+        raise InputError(f"{path}: is truncated: its data ends after {length} of the {data_end} bytes its header "
+                         "describes (copied or downloaded incompletely?), so voxels are missing")
+
+
+def _gunzipped_length(raw: IO[bytes]) -> int:
+    """The uncompressed length of the gzip data in ``raw``, counted in bounded pieces.
+
+    zlib rather than :mod:`gzip`, whose ``read`` drops the last piece of a stream that ends early:
+    a stream cut short counts what it holds, so one cut inside its 8-byte trailer still holds every
+    voxel. Several gzip members follow one another as in ``gzip``/ITK; bytes after the last are ignored.
+    """
+    length = 0
+    decompressor = zlib.decompressobj(wbits=31)  # 31: gzip wrapper, CRC and length checked
+    while block := raw.read(1 << 20):
+        pending = block
+        while pending:
+            length += len(decompressor.decompress(pending, 1 << 24))  # bounded: zeros inflate a thousandfold
+            if not decompressor.eof:
+                pending = decompressor.unconsumed_tail
+                continue
+            pending = decompressor.unused_data
+            if pending and not pending.startswith(_GZIP_MAGIC[: len(pending)]):
+                return length  # padding after the last member, which gzip tools ignore
+            decompressor = zlib.decompressobj(wbits=31)
+    return length
+
+
+def _nifti_header(head: bytes):
+    """The NIfTI-1 or NIfTI-2 header in ``head`` as stored, not "fixed" (None when it is neither).
+
+    nibabel's own loading replaces pixdim 0 by 1 (and logs it): the very value looked for here.
+    """
+    try:
+        import nibabel
+    except ImportError:
+        return None
+    for header_class in (nibabel.Nifti1Header, nibabel.Nifti2Header):
+        block = head[: header_class.sizeof_hdr]
+        if len(block) == header_class.sizeof_hdr and header_class.may_contain_header(block):
+            return header_class(block, check=False)
+    return None
+
+
+def _unstated_pixdim(header, axes: Sequence[int]) -> str:
+    """``pixdim[n] = 0`` for each of ``axes`` whose pixdim is 0 or NaN (no spacing); "" when all are stated."""
+    pixdim = np.asarray(header["pixdim"], dtype=float)
+    return ", ".join(f"pixdim[{axis + 1}] = {pixdim[axis + 1]:g}" for axis in axes if not abs(pixdim[axis + 1]) > 0)
+
+
+def _check_nifti_spacing(path: Path, image) -> None:
+    """Refuse a NIfTI whose pixdim gives an axis no spacing: ITK reads it as 1 mm (its metadata then shows 1 too)."""
+    axes = _axes_read_as_1mm(image)
+    if not axes:
+        return  # the usual case: neither the header is read again nor nibabel imported
+    header = _nifti_header(_nifti_head(path))
+    unstated = _unstated_pixdim(header, axes) if header is not None else ""
+    if unstated:
+        raise _no_spacing(path, unstated)
+
+
+def _check_nrrd_spacing(path: Path, image) -> None:
+    """Refuse a NRRD whose header gives an axis no spacing (``spacings: nan``, neither field): ITK reads 1 mm."""
+    axes = _axes_read_as_1mm(image)
+    if not axes:
+        return
+    try:
+        import nrrd
+
+        header = nrrd.read_header(str(path))
+    except Exception:  # noqa: BLE001 - ITK read it; a pynrrd quirk must not block the file
+        return
+    if int(header.get("dimension", 0)) != image.GetDimension():
+        return  # a non-spatial axis (components) shifts the numbering; ITK refuses those files anyway
+    unstated = [axis for axis in axes if not _nrrd_axis_spacing_stated(header, axis)]
+    if unstated:
+        raise _no_spacing(path, ", ".join(f"axis {axis}" for axis in unstated))
+
+
+def _nrrd_axis_spacing_stated(header: dict, axis: int) -> bool:
+    """A finite, non-zero ``space directions`` vector or ``spacings`` value for ``axis``."""
+    directions = header.get("space directions")
+    if directions is not None:
+        vector = np.asarray(directions[axis] if directions[axis] is not None else np.nan, dtype=float)
+        return bool(np.all(np.isfinite(vector)) and np.any(vector != 0))
+    spacings = header.get("spacings")
+    if spacings is not None:
+        return bool(np.isfinite(float(spacings[axis])) and float(spacings[axis]) != 0)
+    return False
+
+
+def _check_metaimage_spacing(path: Path, image) -> None:
+    """Refuse a MetaImage without ElementSpacing (or ElementSize): ITK reads it as 1 mm."""
+    if not _axes_read_as_1mm(image):
+        return
+    header = _metaimage_header(path)
+    if header is not None and not {"elementspacing", "elementsize"} & header.keys():
+        raise _no_spacing(path, "no ElementSpacing")
+
+
+def _metaimage_header(path: Path) -> dict[str, str] | None:
+    """A MetaImage header's ``Key = Value`` fields (keys lower-cased, as MetaIO ignores their case)."""
+    try:
+        with open(path, "rb") as stream:
+            text = stream.read(_META_HEADER_LIMIT).decode("latin-1")
+    except OSError:
+        return None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, equals, value = line.partition("=")
+        if not equals:
+            continue
+        fields[key.strip().lower()] = value.strip()
+        if key.strip().lower() == "elementdatafile":
+            break  # the header's last field; binary data may follow
+    return fields
 
 
 def _nifti_zeros_may_hide_non_finite(image) -> bool:
@@ -175,12 +471,30 @@ def _nifti_has_non_finite(path: Path) -> bool:
     except ImportError:
         return False
     try:
-        image = nibabel.load(str(path))
-        if not np.issubdtype(image.get_data_dtype(), np.floating):
-            return False
-        return not bool(np.all(np.isfinite(np.asarray(image.dataobj))))
+        with _nibabel_log_muted():
+            image = nibabel.load(str(path))
+            if not np.issubdtype(image.get_data_dtype(), np.floating):
+                return False
+            return not bool(np.all(np.isfinite(np.asarray(image.dataobj))))
     except Exception:  # noqa: BLE001 - ITK read it; a nibabel quirk must not block the file
         return False
+
+
+@contextlib.contextmanager
+def _nibabel_log_muted() -> Iterator[None]:
+    """Keep nibabel from printing the header fixes it makes on loading ("pixdim[1,2,3] should be positive").
+
+    They go to stderr as extra lines; the fixes are harmless (ITK makes them too, silently) or, for
+    pixdim 0, refused beforehand from the header as stored.
+    """
+    import logging
+
+    logger = logging.getLogger("nibabel.global")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
 
 
 def _volume_from_sitk(image, name: str) -> Volume:
@@ -208,9 +522,18 @@ def _read_nifti_with_nibabel(path: Path) -> Volume:
         import nibabel
     except ImportError:
         raise InputError(f"{path}: ITK refuses its non-orthonormal orientation and nibabel is not installed") from None
+    # The same checks as after ITK's reading, on the header as stored: nibabel's loading "fixes" pixdim 0.
+    header = _nifti_header(_nifti_head(path))
+    if header is not None:
+        unstated = _unstated_pixdim(header, range(min(3, int(header["dim"][0]))))
+        if unstated:
+            raise _no_spacing(path, unstated)
+        data_bytes = math.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
+        _check_nifti_length(path, int(header.get_data_offset()) + data_bytes)
     try:
-        image = nibabel.load(str(path))
-        data = np.asarray(image.dataobj)
+        with _nibabel_log_muted():
+            image = nibabel.load(str(path))
+            data = np.asarray(image.dataobj)
     except Exception as error:  # nibabel raises many types on broken files
         raise InputError(f"{path}: not a readable image ({_short(str(error))})") from None
     if data.ndim == 4 and data.shape[3] == 1:
@@ -240,20 +563,49 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def validate_image(volume: Volume, name: str = "image") -> None:
-    """Raise :class:`InputError` for an image no model should see: empty, NaN/inf, constant, tiny."""
+    """Raise :class:`InputError` for an image no model should see: empty, 2D, NaN/inf, constant, no geometry."""
     array = volume.array
     if array.size == 0 or 0 in array.shape:
         raise InputError(f"{name}: the image is empty (size {volume.shape_ijk})")
+    _check_stack_shape(volume, name)
     if not np.all(np.isfinite(array)):
         raise InputError(f"{name}: the image contains NaN or infinite values")
     if float(array.max()) == float(array.min()):
         raise InputError(f"{name}: the image is constant ({float(array.min()):g} everywhere); nothing to segment")
-    if min(volume.spacing_mm) <= 0:
-        raise InputError(f"{name}: non-positive voxel spacing {volume.spacing_mm}")
+    _check_geometry(volume, name)
+
+
+def _check_stack_shape(volume: Volume, name: str) -> None:
+    """Refuse a 2D image stored as 3D (one slice, row or column), as the DICOM reader and the Slicer module do.
+
+    A single slice also has no slice spacing to make volumes of: files store 1 mm or the thickness.
+    """
+    columns, rows, slices = volume.shape_ijk
+    if slices == 1:
+        raise InputError(f"{name}: has a single slice (a 2D image, {columns}×{rows}); expected a 3D short-axis stack")
+    if rows == 1 or columns == 1:
+        raise InputError(f"{name}: is a 2D image (size {columns}×{rows}×{slices}, a single row or column); "
+                         "expected a 3D short-axis stack")
+
+
+def _check_geometry(volume: Volume, name: str) -> None:
+    """Refuse geometry no volume or position can come from: spacing ≤ 0 or not finite, NaN/inf origin or axes."""
+    spacing = np.asarray(volume.spacing_mm, dtype=float)
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise InputError(f"{name}: non-positive voxel spacing {volume.spacing_mm}" if np.all(np.isfinite(spacing))
+                         else f"{name}: voxel spacing {volume.spacing_mm} is not a finite number")
+    if not np.all(np.isfinite(volume.origin_mm)):
+        raise InputError(f"{name}: its origin {volume.origin_mm} is not a finite position; the header is damaged")
+    if not np.all(np.isfinite(volume.direction)):
+        raise InputError(f"{name}: its axis directions are not finite numbers; the header is damaged")
 
 
 def read_seg_nrrd(path: str | Path) -> Volume:
-    """Read a Slicer ``.seg.nrrd`` into a labelmap using segment names (or our terminology)."""
+    """Read a Slicer ``.seg.nrrd`` into a labelmap using segment names (or our terminology).
+
+    A file without segment information (a plain labelmap saved under this name) is read as a
+    plain labelmap, as Slicer reads it: its voxel values are the labels and must be integers 0–4.
+    """
     import slicerio
 
     path = Path(path)
@@ -261,6 +613,9 @@ def read_seg_nrrd(path: str | Path) -> Volume:
         segmentation = slicerio.read_segmentation(str(path))
     except Exception as error:  # pynrrd raises several types on broken headers
         raise InputError(f"{path}: not a readable Slicer segmentation ({_short(str(error))})") from None
+    if not segmentation.get("segments"):
+        return _plain_labelmap_seg_nrrd(path)
+    _check_seg_nrrd_spacing(path)
     voxels = np.asarray(segmentation["voxels"])
     shape_ijk = voxels.shape[-3:]
     labels = np.zeros(shape_ijk[::-1], dtype=np.uint8)
@@ -277,12 +632,47 @@ def read_seg_nrrd(path: str | Path) -> Volume:
         mask = slicerio.segment_mask(segmentation, segment)  # (i, j, k)
         labels[np.transpose(mask, (2, 1, 0))] = label
         matched += 1
-    if matched == 0 and segmentation["segments"]:
+    if matched == 0:
         names = ", ".join(str(s.get("name")) for s in segmentation["segments"])
         raise InputError(f"{path}: no segment named LV blood pool / Myocardium / Scar / MVO (found: {names})")
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
     return Volume(labels, tuple(spacing), tuple(ijk_to_lps[:3, 3]), ijk_to_lps[:3, :3] / spacing)
+
+
+def _plain_labelmap_seg_nrrd(path: Path) -> Volume:
+    """A ``.seg.nrrd`` without segment metadata, read like any NRRD labelmap (Slicer does the same).
+
+    Read by ITK, so a truncated file or one without spacing is refused as for ``.nrrd``; the values
+    must be labels 0–4, so an image saved under this name is refused rather than read as all empty.
+    """
+    from .quantify import validate_labelmap
+
+    volume = _read_image_file(path)
+    try:
+        validate_labelmap(volume)
+    except InputError as error:
+        raise InputError(f"{path}: has no segment information, so it is read as a plain labelmap, "
+                         f"but {error}") from None
+    volume.array = np.rint(volume.array).astype(np.uint8)
+    return volume
+
+
+def _check_seg_nrrd_spacing(path: Path) -> None:
+    """Refuse a segmentation without ``space directions``: slicerio then makes 1 mm voxels (it ignores ``spacings``)."""
+    import nrrd
+
+    try:
+        header = nrrd.read_header(str(path))
+    except Exception:  # noqa: BLE001 - slicerio read it; a second look must not block the file
+        return
+    directions = header.get("space directions")
+    if directions is None:
+        raise _no_spacing(path, "no space directions")
+    unstated = [axis for axis in range(len(directions) - 3, len(directions))
+                if not _nrrd_axis_spacing_stated(header, axis)]
+    if unstated:
+        raise _no_spacing(path, ", ".join(f"axis {axis}" for axis in unstated))
 
 
 # --------------------------------------------------------------------------------------------

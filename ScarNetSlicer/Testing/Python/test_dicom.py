@@ -565,6 +565,77 @@ def test_missing_geometry_raises(tmp_path: Path) -> None:
     _one_line(error)
 
 
+def _rewrite(exam: Path, change, only: int | None = None) -> None:
+    """Apply ``change`` to the datasets of ``exam`` (or only to its ``only``-th file), as a broken exporter would."""
+    for index, path in enumerate(sorted(exam.iterdir())):
+        if only is None or index == only:
+            ds = pydicom.dcmread(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pydicom warns about the invalid values written on purpose
+                change(ds)
+            ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("defect", ["one file cut short", "Rows larger than the data"])
+def test_pixel_data_shorter_than_the_header_says_is_refused(tmp_path: Path, defect: str) -> None:
+    # pydicom refuses such files; GDCM, the fallback meant for compressed syntaxes, read them with zeros.
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    if defect == "one file cut short":
+        _rewrite(exam, lambda ds: setattr(ds, "PixelData", ds.PixelData[: len(ds.PixelData) // 2]), only=2)
+    else:
+        _rewrite(exam, lambda ds: setattr(ds, "Rows", ROWS + 2))
+    with pytest.raises(InputError, match="pixel data holds .* bytes .* truncated or its header is wrong") as error:
+        read_dicom_series(exam)
+    _one_line(error)
+
+
+def test_zero_orientation_is_refused(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    _rewrite(exam, lambda ds: setattr(ds, "ImageOrientationPatient", [0, 0, 0, 0, 0, 0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in divide" came first
+        with pytest.raises(InputError, match="invalid ImageOrientationPatient .* must be unit vectors") as error:
+            read_dicom_series(exam)
+    _one_line(error)
+
+
+@pytest.mark.parametrize("spacing", [[-ROW_SPACING, COLUMN_SPACING], [0, 0]], ids=["negative", "zero"])
+def test_non_positive_pixel_spacing_is_refused(tmp_path: Path, spacing: list[float]) -> None:
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    _rewrite(exam, lambda ds: setattr(ds, "PixelSpacing", spacing))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stray "shifted within their planes by up to 0 mm" came first
+        with pytest.raises(InputError, match="non-positive PixelSpacing") as error:
+            read_dicom_series(exam)
+    _one_line(error)
+
+
+@pytest.mark.parametrize("slope", ["NaN", "1e400", "0"])
+def test_invalid_rescale_slope_is_refused(tmp_path: Path, slope: str) -> None:
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    _rewrite(exam, lambda ds: setattr(ds, "RescaleSlope", slope), only=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pydicom's "Invalid value for VR DS" on reading
+        with pytest.raises(InputError, match=f"invalid RescaleSlope \\('{slope}'\\)") as error:
+            read_dicom_series(exam)
+    _one_line(error)
+
+
+def test_rescale_beyond_float32_is_refused(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    _rewrite(exam, lambda ds: setattr(ds, "RescaleSlope", "1e36"), only=1)  # × ~3000 overflows float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" came first
+        with pytest.raises(InputError, match="RescaleSlope 1e\\+36 .* make values too large") as error:
+            read_dicom_series(exam)
+    _one_line(error)
+
+
 def test_geometry_agrees_with_simpleitk_series_reader(tmp_path: Path) -> None:
     """An independent reader (GDCM through SimpleITK) places the same stack at the same place."""
     import SimpleITK as sitk

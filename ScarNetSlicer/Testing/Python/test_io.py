@@ -414,6 +414,178 @@ def test_series_option_only_for_folders(tmp_path: Path) -> None:
     _one_line(error)
 
 
+# -- files ITK would read wrongly without a word ------------------------------------------------
+def _cut(path: Path, keep: float) -> Path:
+    """A copy of ``path`` holding only the first ``keep`` of its bytes, as an interrupted copy leaves it."""
+    data = path.read_bytes()
+    cut = path.with_name("cut_" + path.name)
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return cut
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+@pytest.mark.parametrize("keep", [0.5, 0.95])
+@pytest.mark.parametrize("read_by", ["itk", "nibabel"])
+def test_truncated_nifti_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str, keep: float,
+                                    read_by: str) -> None:
+    # ITK reads the missing voxels as zeros: segmentation would report wrong volumes with exit 0.
+    import scarnet.io as io
+
+    cut = _cut(write_volume(_image(), tmp_path / f"image{suffix}"), keep)
+    monkeypatch.setattr(io, "_have_simpleitk", lambda: read_by == "itk")
+    for reader in (read_volume, read_labelmap):
+        with pytest.raises(InputError, match=": is truncated: its data ends after") as error:
+            reader(cut)
+        _one_line(error)
+
+
+def test_nifti_cut_inside_its_gzip_trailer_is_read(tmp_path: Path) -> None:
+    # Only the 8-byte trailer (CRC and length) is lost; every voxel is there.
+    path = write_volume(_image(), tmp_path / "image.nii.gz")
+    cut = tmp_path / "no_trailer.nii.gz"
+    cut.write_bytes(path.read_bytes()[:-8])
+    np.testing.assert_array_equal(read_volume(cut).array, _image().array)
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_truncated_nrrd_and_metaimage_say_so_in_one_line(tmp_path: Path, capfd: pytest.CaptureFixture,
+                                                          suffix: str, compress: bool) -> None:
+    path = tmp_path / f"image{suffix}"
+    sitk.WriteImage(_image().to_sitk(), str(path), useCompression=compress)
+    with pytest.raises(InputError, match=r"not a readable image \(the file is truncated") as error:
+        read_volume(_cut(path, 0.5))
+    _one_line(error)
+    assert capfd.readouterr().err == ""  # MetaIO's own lines on stderr went into the message
+
+
+def test_metaimage_header_without_its_data_file(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    sitk.WriteImage(_image().to_sitk(), str(tmp_path / "image.mhd"))
+    (tmp_path / "image.raw").unlink()
+    with pytest.raises(InputError, match="data file 'image.raw', named in its header, is missing") as error:
+        read_volume(tmp_path / "image.mhd")
+    _one_line(error)
+    assert capfd.readouterr().err == ""
+
+
+def _without_spacing(volume: Volume, path: Path) -> Path:
+    """``volume`` written to ``path`` with the first axis's spacing unknown, as broken converters write it."""
+    name = path.name
+    if name.endswith(".nii.gz"):
+        image = nibabel.Nifti1Image(np.transpose(volume.array, (2, 1, 0)), None)
+        image.header["pixdim"][1:4] = (0.0, SPACING[1], SPACING[2])
+        nibabel.save(image, str(path))
+    elif name.endswith(".nrrd"):  # also a plain labelmap named .seg.nrrd
+        nrrd.write(str(path), np.transpose(volume.array, (2, 1, 0)),
+                   {"spacings": np.array([np.nan, SPACING[1], SPACING[2]])})
+    else:  # MetaImage without ElementSpacing
+        sitk.WriteImage(volume.to_sitk(), str(path))
+        data = path.read_bytes()
+        header, binary = data.split(b"ElementDataFile = LOCAL\n", 1)
+        header = b"".join(line for line in header.splitlines(keepends=True) if not line.startswith(b"ElementSpacing"))
+        path.write_bytes(header + b"ElementDataFile = LOCAL\n" + binary)
+    return path
+
+
+_UNKNOWN_SPACING_CASES = [(kind, suffix) for kind in ("image", "labelmap") for suffix in (".nii.gz", ".nrrd", ".mha")]
+
+
+@pytest.mark.parametrize(("kind", "suffix"), [*_UNKNOWN_SPACING_CASES, ("labelmap", ".seg.nrrd")])
+def test_unknown_spacing_is_refused(tmp_path: Path, kind: str, suffix: str) -> None:
+    # ITK reads pixdim 0 / "spacings: nan" / no ElementSpacing as 1 mm: every volume would be wrong.
+    volume = _image() if kind == "image" else _labelmap()
+    path = _without_spacing(volume, tmp_path / f"{kind}{suffix}")
+    with pytest.raises(InputError, match="has no pixel spacing in its header") as error:
+        (read_volume if kind == "image" else read_labelmap)(path)
+    _one_line(error)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_stated_1mm_spacing_is_kept(tmp_path: Path, suffix: str) -> None:
+    # 1 mm is also ITK's default: only a header that states no spacing is refused.
+    volume = Volume(_image().array, (1.0, 1.0, 1.0), ORIGIN, DIRECTION)
+    assert read_volume(write_volume(volume, tmp_path / f"iso{suffix}")).spacing_mm == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["image", "labelmap"])
+@pytest.mark.parametrize("shape_kji", [(1, 7, 6), (5, 1, 6), (5, 7, 1)], ids=["one slice", "one row", "one column"])
+def test_2d_image_stored_as_3d_is_refused(tmp_path: Path, kind: str, shape_kji: tuple[int, int, int]) -> None:
+    # As the DICOM reader and the Slicer module refuse it; a labelmap's single slice has no thickness.
+    source = _image() if kind == "image" else _labelmap()
+    k, j, i = shape_kji
+    path = write_volume(Volume(source.array[:k, :j, :i], SPACING, ORIGIN, DIRECTION), tmp_path / f"{kind}.nii.gz")
+    with pytest.raises(InputError, match="a single slice|2D image") as error:
+        (read_volume if kind == "image" else read_labelmap)(path)
+    _one_line(error)
+
+
+@pytest.mark.parametrize("where", ["spacing", "origin", "direction"])
+def test_non_finite_geometry_is_refused(where: str) -> None:
+    from scarnet.io import validate_image
+
+    spacing, origin, direction = list(SPACING), list(ORIGIN), DIRECTION.copy()
+    {"spacing": spacing, "origin": origin, "direction": direction[0]}[where][0] = np.nan
+    with pytest.raises(InputError, match=where) as error:
+        validate_image(Volume(_image().array, spacing, origin, direction), "image")
+    _one_line(error)
+
+
+def test_seg_nrrd_without_segments_is_a_plain_labelmap(tmp_path: Path) -> None:
+    # A labelmap saved under the .seg.nrrd name: Slicer reads its values as labels, and so do we.
+    path = tmp_path / "plain.seg.nrrd"
+    sitk.WriteImage(_labelmap().to_sitk(), str(path))
+    back = read_labelmap(path, reference=_image())
+    _assert_same_geometry(back, _labelmap())
+    np.testing.assert_array_equal(back.array, _labelmap().array)
+
+
+def test_image_saved_as_seg_nrrd_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "image.seg.nrrd"
+    sitk.WriteImage(_image().to_sitk(), str(path))
+    with pytest.raises(InputError, match="no segment information.*non-integer") as error:
+        read_labelmap(path)
+    _one_line(error)
+
+
+def test_nibabel_header_fixes_print_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A negative pixdim (its absolute value is the spacing) made nibabel log a line to stderr.
+    data = np.transpose(_image().array, (2, 1, 0)).copy()
+    data[0, 0, 0] = 0.0  # a zero makes io.py look with nibabel for NaN that ITK hides
+    image = nibabel.Nifti1Image(data, None)
+    image.header["pixdim"][1:4] = (SPACING[0], SPACING[1], -SPACING[2])
+    nibabel.save(image, str(tmp_path / "negative.nii.gz"))
+    caplog.clear()
+    assert read_volume(tmp_path / "negative.nii.gz").spacing_mm == pytest.approx(SPACING)
+    assert not [record for record in caplog.records if record.name.startswith("nibabel")]
+
+
+def test_native_stderr_capture_restores_fd2(capfd: pytest.CaptureFixture) -> None:
+    """What C++ code prints on fd 2 during a read is collected; fd 2 is restored, also after an error."""
+    from scarnet.io import _native_stderr_captured
+
+    printed: list[str] = []
+    with _native_stderr_captured(printed):
+        os.write(2, b"MetaImage: data not read completely\n")
+    os.write(2, b"after\n")
+    assert printed == ["MetaImage: data not read completely"]
+    assert capfd.readouterr().err == "after\n"
+
+    printed = []
+    with pytest.raises(RuntimeError), _native_stderr_captured(printed):
+        os.write(2, b"failing\n")
+        raise RuntimeError("ITK error")
+    os.write(2, b"again\n")
+    assert printed == ["failing"]
+    assert capfd.readouterr().err == "again\n"
+
+    # A capture already running (another thread's) keeps fd 2: the inner block runs uncaptured.
+    outer: list[str] = []
+    inner: list[str] = []
+    with _native_stderr_captured(outer), _native_stderr_captured(inner):
+        os.write(2, b"inner\n")
+    assert (outer, inner) == (["inner"], [])
+
+
 # -- real data --------------------------------------------------------------------------------
 @pytest.mark.skipif(not EMIDEC_CASE.is_dir(), reason=f"EMIDEC data not available at {EMIDEC_CASE} (../shared absent)")
 def test_read_emidec_case() -> None:
