@@ -328,6 +328,28 @@ def test_neighbour_correlation_separates_images_from_noise():
     assert MIN_NEIGHBOUR_CORRELATION < 0.47  # EMIDEC with 15 % noise still passes (see scarnet.qc)
 
 
+def test_an_lv_the_model_is_unsure_of_in_most_slices_is_no_heart():
+    # The same ring on the same LGE-like image, drawn with a max-probability of e/(e + 4) ≈ 0.40
+    # everywhere: every other check passes, and the model's doubt alone refuses it.
+    unsure = RingModel()
+    unsure.logits = unsure.logits / 8
+    with pytest.raises(NoHeartFoundError, match="unsure of the LV it draws in 8 of the 8 slices"):
+        Segmenter(unsure, device="cpu", flip_check=False)(ring_volume())
+    timing = Segmenter(unsure, device="cpu", flip_check=False, reject_implausible=False)
+    timing(ring_volume())
+    assert any("unsure" in warning for warning in timing.warnings)
+    # Sure in 7 of 8 slices (one slice's logits damped): segmented, that slice flagged.
+    class OneUnsureSlice(RingModel):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = super().forward(x).clone()
+            if x.shape[0] == 8:  # the whole stack, not the localisation views
+                logits[3] = logits[3] / 8
+            return logits
+
+    result = Segmenter(OneUnsureSlice(), device="cpu", flip_check=False, batch_size=8)(ring_volume())
+    assert [k for k, s in enumerate(result.report.slices) if "low_confidence" in s.qc_flags] == [3]
+
+
 def test_a_confident_ring_without_lge_contrast_is_no_heart():
     # structured (a ramp across the field of view) but blood pool and wall alike on average
     flat = ring_volume()
@@ -348,6 +370,7 @@ def test_a_confident_ring_without_lge_contrast_is_no_heart():
     ((120, 64, 64), (1.0, 1.0, 1.0), "3D volume"),
     ((10, 12, 200), (1.5, 1.5, 8.0), "another axis"),
     ((8, 40, 40), (0.5, 0.5, 8.0), "too small"),
+    ((8, 256, 256), (14.0, 14.0, 8.0), "wider than any MR scanner"),  # 3.6 m: a spacing in cm, not mm
 ])
 def test_volumes_that_are_not_short_axis_are_refused(shape, spacing, message):
     volume = Volume(np.random.default_rng(0).random(shape, dtype=np.float32), spacing)
