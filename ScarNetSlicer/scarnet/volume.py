@@ -51,13 +51,27 @@ class Volume:
 
     @property
     def voxel_volume_ml(self) -> float:
-        """Volume of one voxel in millilitres (1 mL = 1000 mm³)."""
-        return float(np.prod(self.spacing_mm)) / 1000.0
+        """Volume of one voxel in millilitres (1 mL = 1000 mm³).
+
+        The product of the spacings for the usual perpendicular axes. A header whose axes are not
+        perpendicular (MetaImage allows it) makes voxels smaller by |det(direction)|.
+        """
+        volume_mm3 = float(np.prod(self.spacing_mm))
+        determinant = abs(float(np.linalg.det(self.direction)))
+        if abs(determinant - 1.0) > 1e-6:  # not a rotation: sheared axes
+            volume_mm3 *= determinant
+        return volume_mm3 / 1000.0
 
     @property
     def slice_normal(self) -> np.ndarray:
-        """Unit vector of the slice (k) axis in LPS."""
-        n = self.direction[:, 2]
+        """Unit normal of the slice planes in LPS, on the side the slice (k) axis points to.
+
+        The k axis itself for perpendicular axes; for sheared ones (slices shifted in-plane from one
+        to the next) its in-plane part is removed, so positions along it are distances between planes.
+        """
+        rows_axis, columns_axis, n = self.direction[:, 0], self.direction[:, 1], self.direction[:, 2]
+        in_plane = np.linalg.qr(np.column_stack([rows_axis, columns_axis]))[0]  # orthonormal basis of the plane
+        n = n - in_plane @ (in_plane.T @ n)
         return n / np.linalg.norm(n)
 
     def index_to_physical(self, ijk: np.ndarray) -> np.ndarray:

@@ -60,6 +60,16 @@ def test_slice_positions_follow_the_slice_normal(oblique_direction):
     assert positions[0] == pytest.approx(float(np.dot((10.0, -20.0, 30.0), normal)), abs=1e-6)
 
 
+def test_sheared_axes_give_smaller_voxels_and_plane_distances():
+    # The slice axis tilted 30° towards i (slices shifted in-plane from one to the next, as a
+    # MetaImage header may say): planes 8 cos 30° mm apart, voxels smaller by the same factor.
+    tilt = np.radians(30.0)
+    direction = np.array([[1.0, 0.0, np.sin(tilt)], [0.0, 1.0, 0.0], [0.0, 0.0, np.cos(tilt)]])
+    report = quantify(_labelmap(direction))
+    assert report.total.myocardium_ml == pytest.approx(12 * VOXEL_ML * np.cos(tilt))
+    assert np.diff([s.position_mm for s in report.slices]) == pytest.approx([8.0 * np.cos(tilt)] * 2)
+
+
 def test_json_contract_and_csv():
     report = quantify(_labelmap())
     data = json.loads(report.to_json())
