@@ -403,15 +403,15 @@ class Segmenter:
         timings["postprocess_s"] = time.perf_counter() - t
         myocardium_ml = float(np.isin(labels, MYOCARDIUM_LABELS).sum()) * volume.voxel_volume_ml
         contrast = [tissue_contrast(volume.array[k], labels[k]) for k in range(labels.shape[0])]
-        measured = [abs(c) for c in contrast if c is not None]
+        measured = [c for c in contrast if c is not None]
         if structureless:
             pass  # already reported: one reason per volume
         elif myocardium_ml < MIN_MYOCARDIUM_ML:
             self._implausible(f"no heart found: only {myocardium_ml:.1f} mL of LV myocardium segmented "
                               "(is this a short-axis LGE stack of the heart?)")
         elif measured and float(np.median(measured)) < MIN_STACK_TISSUE_CONTRAST:
-            self._implausible("no heart found: where the model sees an LV, blood pool and myocardium have "
-                              "the same intensity (no LGE contrast; is this an LGE stack?)")
+            self._implausible("no heart found: where the model sees an LV, the blood pool is not brighter than "
+                              "the myocardium (no LGE contrast; is this an LGE stack?)")
         else:
             unsure, with_lv = low_confidence_slices(labels, max_probability)
             if unsure >= 2 and unsure >= MAX_LOW_CONFIDENCE_FRACTION * with_lv:

@@ -366,6 +366,15 @@ def test_a_confident_ring_without_lge_contrast_is_no_heart():
     assert np.isin(result.labelmap.array, (2, 3, 4)).any()
 
 
+def test_inverted_grey_levels_are_no_heart():
+    # Strong contrast, but the wrong way round: blood darker than the wall is not LGE.
+    volume = ring_volume()
+    inverted = volume.with_array(volume.array.max() - volume.array)
+    with pytest.raises(NoHeartFoundError, match="blood pool is not brighter than the myocardium"):
+        Segmenter(RingModel(), device="cpu", flip_check=False)(inverted)
+    assert Segmenter(RingModel(), device="cpu", flip_check=False)(volume).report.total.myocardium_ml > 5
+
+
 @pytest.mark.parametrize("shape, spacing, message", [
     ((120, 64, 64), (1.0, 1.0, 1.0), "3D volume"),
     ((10, 12, 200), (1.5, 1.5, 8.0), "another axis"),
