@@ -97,7 +97,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
         outputs.add(args.labelmap, LABELMAP, "--labelmap")
         outputs.prepare()
         phantom = make_phantom(args.seed, infarct=args.infarct, n_slices=args.slices)
-        # overwrite=True: the writers get the set's reserved temporary files, which exist.
+        # overwrite=True: the writers get the set's temporary files, which exist (empty).
         outputs.write(args.out, lambda temp: write_volume(phantom.image, temp, overwrite=True))
         outputs.write(args.labelmap, lambda temp: write_labelmap(phantom.labelmap, temp, overwrite=True))
         outputs.commit()
@@ -139,7 +139,7 @@ def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Names
     """Write a segmentation result's outputs into the set's temporary files (the caller commits)."""
     from .io import write_labelmap, write_report, write_seg_nrrd
 
-    # overwrite=True: the writers get the set's reserved temporary files, which exist.
+    # overwrite=True: the writers get the set's temporary files, which exist (empty).
     outputs.write(args.labelmap, lambda temp: write_labelmap(result.labelmap, temp, overwrite=True))
     outputs.write(args.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))
     outputs.write(args.report, lambda temp: write_report(result.report, temp, overwrite=True))
@@ -328,8 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labelmap", type=Path, help="labelmap file (.nii.gz, .nrrd, .mha, .seg.nrrd)")
     p.add_argument("--infarct", action=argparse.BooleanOptionalAction, default=None,
                    help="force an infarct (or none); default random")
-    p.add_argument("--slices", type=_int_range(1, PHANTOM_MAX_SLICES),
-                   help=f"number of slices (1-{PHANTOM_MAX_SLICES}; default random, 6-14)")
+    p.add_argument("--slices", type=_int_range(2, PHANTOM_MAX_SLICES),
+                   help=f"number of slices (2-{PHANTOM_MAX_SLICES}: one slice is a 2D image; default random, 6-14)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_phantom)

@@ -625,46 +625,64 @@ def _one_frame_per_position(frames: list[_Frame], normal: np.ndarray, name: str)
     An attribute counts only if one of its values covers every position exactly once (two TIs,
     magnitude and phase, two echoes). Values unique to each image (a trigger time that follows the
     heart rate, one acquisition number per slice) split the series into single images and never
-    pick one. When only some positions were acquired again (the usual repeat of a slice spoilt by
-    breathing), the last acquired image at each position is kept.
+    pick one. Reconstructions of one acquisition (image type, echo, stack) are told apart first.
+    Then, when only some positions were acquired again (the usual repeat of a slice spoilt by
+    breathing), the last acquired image at each position is kept, whether or not the repeat got
+    its own acquisition number or inversion time. Only when every position has several images are
+    acquisition attributes (acquisition number, time point, trigger or inversion time) used.
     """
     positions = np.array([f.position @ normal for f in frames])
     slots = _position_slots(positions)
     num_slots = len(set(slots))
     if num_slots == len(frames):
         return frames
-    per_slot = len(frames) / num_slots
-    for key in _DUPLICATE_KEYS:
-        values = [f.keys.get(key) for f in frames]
-        if len(set(values)) < 2:
-            continue
-        groups: dict[Any, list[int]] = {}
-        for index, value in enumerate(values):
-            groups.setdefault(value, []).append(index)
-        complete = {value: members for value, members in groups.items()
-                    if len(members) == num_slots and len({slots[i] for i in members}) == num_slots}
-        if not complete:
-            continue  # no value of this attribute is one whole stack
-        value, members = min(complete.items(), key=lambda item: _preference(key, item[0]))
-        shown = "\\".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
-        warnings.warn(f"{name}: {per_slot:.2g} images per slice position (different {key}); using the "
-                      f"{len(members)} images with {key} {shown}", stacklevel=4)
-        return [frames[i] for i in members]
     counts = np.bincount(slots)
+    for key in _RECONSTRUCTION_KEYS:
+        if (stack := _complete_stack(frames, slots, num_slots, key, name)) is not None:
+            return stack
     if counts.min() == 1:
-        repeated = [i for i in range(len(frames)) if counts[slots[i]] > 1]
-        latest: dict[int, int] = {}
-        for index in sorted(repeated, key=lambda i: _acquisition_order(frames[i])):
-            latest[slots[index]] = index
-        kept = [i for i in range(len(frames)) if counts[slots[i]] == 1 or latest[slots[i]] == i]
-        where = sorted(float(positions[latest[slot]]) for slot in latest)
-        warnings.warn(f"{name}: {len(latest)} slice position(s) acquired more than once (at "
-                      f"{_fmt_list(np.array(where))} mm along the normal); using the last acquired image at each",
-                      stacklevel=4)
-        return [frames[i] for i in kept]
+        return _latest_per_position(frames, slots, counts, positions, name)
+    for key in _ACQUISITION_KEYS:
+        if (stack := _complete_stack(frames, slots, num_slots, key, name)) is not None:
+            return stack
     raise InputError(f"{name}: {len(frames)} images at only {num_slots} slice positions (several echoes, "
                      "time points or reconstructions in one series) and nothing tells them apart; export one image "
                      "per slice position or pick another series")
+
+
+def _complete_stack(frames: list[_Frame], slots: list[int], num_slots: int, key: str,
+                    name: str) -> list[_Frame] | None:
+    """The images of the preferred value of ``key`` that holds one image at every position (None: no such value)."""
+    values = [f.keys.get(key) for f in frames]
+    if len(set(values)) < 2:
+        return None
+    groups: dict[Any, list[int]] = {}
+    for index, value in enumerate(values):
+        groups.setdefault(value, []).append(index)
+    complete = {value: members for value, members in groups.items()
+                if len(members) == num_slots and len({slots[i] for i in members}) == num_slots}
+    if not complete:
+        return None  # no value of this attribute is one whole stack
+    value, members = min(complete.items(), key=lambda item: _preference(key, item[0]))
+    shown = "\\".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
+    warnings.warn(f"{name}: {len(frames) / num_slots:.2g} images per slice position (different {key}); using the "
+                  f"{len(members)} images with {key} {shown}", stacklevel=5)
+    return [frames[i] for i in members]
+
+
+def _latest_per_position(frames: list[_Frame], slots: list[int], counts: np.ndarray, positions: np.ndarray,
+                         name: str) -> list[_Frame]:
+    """The last acquired image at each position acquired more than once; the others as they are."""
+    repeated = [i for i in range(len(frames)) if counts[slots[i]] > 1]
+    latest: dict[int, int] = {}
+    for index in sorted(repeated, key=lambda i: _acquisition_order(frames[i])):
+        latest[slots[index]] = index
+    kept = [i for i in range(len(frames)) if counts[slots[i]] == 1 or latest[slots[i]] == i]
+    where = sorted(float(positions[latest[slot]]) for slot in latest)
+    warnings.warn(f"{name}: {len(latest)} slice position(s) acquired more than once (at "
+                  f"{_fmt_list(np.array(where))} mm along the normal); using the last acquired image at each",
+                  stacklevel=5)
+    return [frames[i] for i in kept]
 
 
 def _acquisition_order(frame: _Frame) -> tuple[float, float, int]:
@@ -674,9 +692,11 @@ def _acquisition_order(frame: _Frame) -> tuple[float, float, int]:
     return (time if time is not None else -1.0, instance if instance is not None else -1.0, frame.frame or 0)
 
 
-#: Attributes tried, in order, to split duplicates at one position into consistent stacks.
-_DUPLICATE_KEYS = ("ImageType", "EchoNumbers", "EchoTime", "StackID", "AcquisitionNumber",
-                   "TemporalPositionIdentifier", "TemporalPositionIndex", "TriggerTime", "InversionTime")
+#: Attributes that tell reconstructions of one acquisition apart (tried first, in this order).
+_RECONSTRUCTION_KEYS = ("ImageType", "EchoNumbers", "EchoTime", "StackID")
+#: Attributes of the acquisition, tried (in order) only when every position has several images.
+_ACQUISITION_KEYS = ("AcquisitionNumber", "TemporalPositionIdentifier", "TemporalPositionIndex", "TriggerTime",
+                     "InversionTime")
 
 
 def _preference(key: str, value: Any) -> tuple[int, Any]:
@@ -719,11 +739,12 @@ def _pixels(frame: _Frame, name: str) -> np.ndarray:
         pixels = dataset.pixel_array
         rescaled = False
     except Exception as pydicom_error:  # noqa: BLE001 - e.g. a compressed syntax without a pydicom decoder
-        if _is_uncompressed(dataset):
-            # pydicom reads every uncompressed syntax, so its refusal is final: GDCM would read data
-            # shorter than Rows × Columns say with the missing pixels as zeros.
-            raise InputError(f"{name}: cannot read the pixels of {frame.path.name} "
-                             f"({_pixel_data_problem(dataset, pydicom_error)})") from None
+        short = _is_uncompressed(dataset) and _pixel_data_short(dataset)
+        if short:
+            # GDCM would read data shorter than Rows × Columns say with the missing pixels as zeros.
+            raise InputError(f"{name}: cannot read the pixels of {frame.path.name} ({short})") from None
+        # Compressed syntaxes pydicom cannot decode here, and native files it refuses for a missing
+        # attribute (PixelRepresentation, BitsStored, ... in old or anonymised files), which GDCM reads.
         pixels, rescaled = _pixels_with_simpleitk(frame, name, pydicom_error)
     if frame.frame is not None:
         if pixels.ndim == 3:
@@ -760,19 +781,19 @@ def _is_uncompressed(dataset: Any) -> bool:
         return False
 
 
-def _pixel_data_problem(dataset: Any, error: Exception) -> str:
-    """Why pydicom refused native pixel data, in words: mostly data shorter than the header describes."""
+def _pixel_data_short(dataset: Any) -> str:
+    """Why native pixel data cannot be whole: shorter than Rows × Columns × BitsAllocated say ("" if not)."""
     data = dataset.get("PixelData")
     try:
         bits = (int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("NumberOfFrames", 1) or 1)
                 * int(dataset.get("SamplesPerPixel", 1) or 1) * int(dataset.BitsAllocated))
     except (AttributeError, TypeError, ValueError):
-        bits = 0
+        return ""
     expected = (bits + 7) // 8
-    if isinstance(data, bytes) and 0 < len(data) < expected:
+    if isinstance(data, bytes) and len(data) < expected:
         return (f"its pixel data holds {len(data)} of the {expected} bytes its Rows, Columns and BitsAllocated "
                 "describe: the file is truncated or its header is wrong")
-    return _one_line(error)
+    return ""
 
 
 def _ensure_transfer_syntax(dataset: Any) -> None:

@@ -26,7 +26,7 @@ from typing import IO
 
 import numpy as np
 
-from .errors import InputError, OutputExistsError
+from .errors import InputError, OutputError, OutputExistsError
 from .labels import SEGMENTS
 from .volume import Volume
 
@@ -211,8 +211,10 @@ def _native_stderr_captured(printed: list[str]) -> Iterator[None]:
     past Python and past ITK's (disabled) warning display: a truncated ``.mha`` prints "data not
     read completely" and then throws with errno's stale "No such file or directory". The caller
     turns the lines into its one-line reason, or into warnings when the read succeeds, so nothing
-    is lost. fd 2 is always restored; where it cannot be redirected (no fd 2, no temporary file,
-    a capture running in another thread) the block runs uncaptured.
+    is lost. fd 2 is always restored. Only a single-threaded process (the CLI) is captured: fd 2
+    is one per process, and another thread's text would end up in this read's reason. Elsewhere
+    (Slicer, a script with threads), or without fd 2 or a temporary file, the block runs
+    uncaptured and ITK's lines reach stderr as they always did.
     """
     with contextlib.ExitStack() as stack:
         saved, sink = _redirect_stderr_fd(stack)
@@ -234,6 +236,8 @@ def _redirect_stderr_fd(stack: contextlib.ExitStack) -> tuple[int | None, IO[byt
     (None, None) where that is impossible. fd 2 is one per process, so ``stack`` also holds a lock
     that keeps a second thread from moving it meanwhile.
     """
+    if threading.active_count() > 1:
+        return None, None  # other threads may print meanwhile: their text is not this read's
     if not _NATIVE_STDERR_LOCK.acquire(blocking=False):
         return None, None
     stack.callback(_NATIVE_STDERR_LOCK.release)
@@ -351,18 +355,28 @@ def _gunzipped_length(raw: IO[bytes]) -> int:
     voxel. Several gzip members follow one another as in ``gzip``/ITK; bytes after the last are ignored.
     """
     length = 0
+    members_done = 0
     decompressor = zlib.decompressobj(wbits=31)  # 31: gzip wrapper, CRC and length checked
+    starting = True  # the decompressor has been given nothing yet
     while block := raw.read(1 << 20):
         pending = block
         while pending:
-            length += len(decompressor.decompress(pending, 1 << 24))  # bounded: zeros inflate a thousandfold
+            if starting and members_done and not pending.startswith(_GZIP_MAGIC[: len(pending)]):
+                return length  # padding after the last member, which gzip tools (and ITK) ignore
+            starting = False
+            try:
+                length += len(decompressor.decompress(pending, 1 << 24))  # bounded: zeros inflate a thousandfold
+            except zlib.error:
+                if members_done:
+                    return length  # trailing bytes that only start like a gzip member: ignored as above
+                raise
             if not decompressor.eof:
                 pending = decompressor.unconsumed_tail
                 continue
             pending = decompressor.unused_data
-            if pending and not pending.startswith(_GZIP_MAGIC[: len(pending)]):
-                return length  # padding after the last member, which gzip tools ignore
+            members_done += 1
             decompressor = zlib.decompressobj(wbits=31)
+            starting = True
     return length
 
 
@@ -766,8 +780,27 @@ def write_volume(volume: Volume, path: str | Path, overwrite: bool = False) -> P
     import SimpleITK as sitk
 
     with atomic_path(path, overwrite) as temp:
-        sitk.WriteImage(volume.to_sitk(), str(temp), useCompression=True)
+        try:
+            sitk.WriteImage(volume.to_sitk(), str(temp), useCompression=True)
+        except RuntimeError as error:  # e.g. disk full while writing NRRD or MetaImage
+            reason = next((line for line in reversed(str(error).splitlines()) if line.strip()), "unknown reason")
+            raise OutputError(f"{path}: could not be written ({_short(reason)})") from None
+        if _suffix(path) in (".nii", ".nii.gz"):
+            _check_nifti_written(temp, path)
     return path
+
+
+def _check_nifti_written(temp: Path, path: Path) -> None:
+    """ITK's NIfTI writer only prints "wrote only N of M bytes" on a full disk and returns: check the length."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(temp))
+    try:
+        reader.ReadImageInformation()  # the header only
+        _check_nifti_length(temp, _nifti_data_end(reader))
+    except (RuntimeError, InputError):
+        raise OutputError(f"{path}: could not be written completely (disk full?)") from None
 
 
 def _write_nifti_with_nibabel(volume: Volume, path: Path) -> None:

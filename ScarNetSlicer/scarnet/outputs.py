@@ -7,13 +7,13 @@ a user would take a half-written set for a finished run. :class:`OutputSet` ther
 1. checks every output before any work: the ending of each name for its kind (an image
    cannot be a ``.seg.nrrd``), existing files without ``--overwrite``, the folder (exists,
    is a folder, writable), the name's length;
-2. reserves a temporary file beside each target right away (the surest test that the folder
-   is writable: ``os.access`` says yes to root in a read-only or immutable folder), keeping
-   the target's ending so that the writers in :mod:`scarnet.io` choose the same format;
-3. writes each output to its temporary file and, only when all are written, renames them
-   onto the targets (``os.replace``, atomic per file in the same folder). Any failure before
-   that removes every temporary file: nothing is written, and with ``--overwrite`` the
-   previous files stay intact.
+2. creates and removes a file beside each target right away (the surest test that the folder
+   is writable: ``os.access`` says yes to root in a read-only or immutable folder);
+3. writes each output, after the work, to a temporary file beside it that keeps the target's
+   ending (so the writers in :mod:`scarnet.io` choose the same format) and, only when all are
+   written, renames them onto the targets (``os.replace``, atomic per file in the same
+   folder). Any failure before that removes every temporary file: nothing is written, and with
+   ``--overwrite`` the previous files stay intact.
 
 Every problem is an :class:`~scarnet.errors.ScarNetError` with one clear line.
 """
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, OutputError, OutputExistsError
+from .errors import InputError, OutputError, OutputExistsError, ScarNetError
 from .io import check_outputs
 
 
@@ -131,7 +131,7 @@ class OutputSet:
         return path
 
     def prepare(self) -> None:
-        """Check every output and reserve its temporary file; call before any work.
+        """Check every output and that its folder is writable; call before any work.
 
         Raises :class:`OutputExistsError` for an existing file without ``overwrite`` and
         :class:`InputError`/:class:`OutputError` for anything else that would stop the write.
@@ -141,14 +141,14 @@ class OutputSet:
         for path in paths:
             self._check_name_length(path)
         if self.folder is not None and not self.folder.is_dir():
-            # Nothing more to check in a folder that does not exist yet; reserve on the first write.
+            # Nothing more to check in a folder that does not exist yet; probed on the first write.
             self._check_folder_can_be_created(self.folder)
             return
         check_outputs(paths, self.overwrite)
         for path in paths:
             if not path.parent.is_dir():
                 raise OutputError(f"{path}: {path.parent} is a file, not a folder")
-        self._reserve()
+        self._probe()
 
     def _check_name_length(self, path: Path) -> None:
         """Every name in ``path`` must fit (the temporary names are kept short on purpose)."""
@@ -184,28 +184,38 @@ class OutputSet:
         except OSError as error:
             raise OutputError(f"{folder}: cannot create the folder in {existing} ({_reason(error)})") from None
 
-    def _reserve(self) -> None:
-        """Create each output's temporary file beside it (this proves the folder is writable)."""
+    def _probe(self) -> None:
+        """Create and remove a file beside each output (the surest test that the folder is writable).
+
+        The temporary files themselves are made only when written: a run killed while the model
+        works (a closed terminal, a scheduler's SIGTERM) leaves nothing in the user's folders.
+        """
         for output in self._outputs:
-            if output.temp is not None:
-                continue
-            prefix = f".{output.path.name[:_TEMP_NAME_CHARS]}."
-            # Keep the ending exactly as given: the writers choose the format by it, as for the target.
-            suffix = ".tmp" + output.path.name[-len(output.suffix):]
             try:
-                fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=output.path.parent)
+                fd, name = tempfile.mkstemp(prefix=".scarnet-check.", dir=output.path.parent)
+                os.close(fd)
+                os.unlink(name)
             except OSError as error:
                 self.discard()
                 raise OutputError(f"{output.path}: cannot write in {output.path.parent} ({_reason(error)})") from None
-            os.close(fd)
-            output.temp = Path(name)
         self._prepared = True
+
+    def _temporary_file(self, output: _Output) -> Path:
+        """A new empty file beside ``output``, keeping its ending (the writers choose the format by it)."""
+        prefix = f".{output.path.name[:_TEMP_NAME_CHARS]}."
+        suffix = ".tmp" + output.path.name[-len(output.suffix):]
+        try:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=output.path.parent)
+        except OSError as error:
+            raise OutputError(f"{output.path}: cannot write in {output.path.parent} ({_reason(error)})") from None
+        os.close(fd)
+        return Path(name)
 
     # ---- after the work ----------------------------------------------------------------------
     def write(self, path: str | Path | None, writer: Callable[[Path], Any]) -> None:
         """Write one registered output: ``writer(temp)`` writes it to its temporary file.
 
-        ``writer`` is called with a file that exists (the reservation), so writers taking an
+        ``writer`` is called with a file that exists (the empty temporary file), so writers taking an
         ``overwrite`` flag must be given ``overwrite=True``. An :class:`OSError` while writing
         (disk full, quota) becomes an :class:`OutputError`; the commit never happens then.
         """
@@ -215,11 +225,15 @@ class OutputSet:
         if not self._prepared:
             self._create_folder()
             self.prepare()
+        if output.temp is None:
+            output.temp = self._temporary_file(output)
         try:
             writer(output.temp)
         except OSError as error:
             if isinstance(error, OutputExistsError):
                 raise
+            if isinstance(error, ScarNetError):  # already one clear line (disk full), but about the temporary name
+                raise OutputError(str(error).replace(str(output.temp), str(output.path))) from None
             raise OutputError(f"{output.path}: could not be written ({_reason(error)})") from None
         output.written = True
 

@@ -236,6 +236,7 @@ _OUTPUT_CASES: dict[str, tuple[list[str], str]] = {
                                           "afile/l.nii.gz"], "afile is a file"),
     "phantom: --seed -1": (["phantom", "--seed", "-1", "--out", "a.nii.gz"], "--seed"),
     "phantom: --slices 0": (["phantom", "--seed", "1", "--slices", "0", "--out", "a.nii.gz"], "--slices"),
+    "phantom: --slices 1 (2D)": (["phantom", "--seed", "1", "--slices", "1", "--out", "a.nii.gz"], "--slices"),
     "phantom: --slices 100": (["phantom", "--seed", "1", "--slices", "100", "--out", "a.nii.gz"], "--slices"),
     "phantom: --slices -3": (["phantom", "--seed", "1", "--slices", "-3", "--out", "a.nii.gz"], "--slices"),
     "phantom: missing --out": (["phantom", "--seed", "1"], "--out"),
@@ -320,6 +321,8 @@ def test_output_set_writes_all_or_nothing(tmp_path):
         outputs.add(tmp_path / "old.json", REPORT, "--report")
         outputs.add(tmp_path / "new.csv", REPORT, "--report")
         outputs.prepare()
+        # While the work runs nothing is in the folder (a killed run leaves no temporary file).
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
         outputs.write(tmp_path / "old.json", lambda temp: temp.write_text("new"))
         outputs.write(tmp_path / "new.csv", fail)
         outputs.commit()

@@ -361,13 +361,16 @@ def test_repeated_stack_with_per_image_trigger_times_keeps_one_whole_stack(tmp_p
     np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) for k in range(4)]))
 
 
-@pytest.mark.parametrize("jitter_mm", [0.0, 0.05])
-def test_reacquired_slice_keeps_the_last_acquisition(tmp_path: Path, jitter_mm: float) -> None:
-    # TI raised after slice 2; slice 1 repeated at the new TI (planned again: up to 0.05 mm off).
-    images = [{"k": k, "InversionTime": 300.0 if k <= 2 else 320.0, "AcquisitionTime": f"1200{10 + k:02d}"}
-              for k in range(5)]
-    images.append({"k": 1, "InversionTime": 320.0, "AcquisitionTime": "120030",
-                   "position": _position(1) + jitter_mm * NORMAL, "pixels": _raw_pixels(1) + 1000})
+@pytest.mark.parametrize("jitter_mm, same_ti", [(0.0, False), (0.05, False), (0.0, True)])
+def test_reacquired_slice_keeps_the_last_acquisition(tmp_path: Path, jitter_mm: float, same_ti: bool) -> None:
+    # TI raised after slice 2; slice 1 repeated at the new TI (planned again: up to 0.05 mm off),
+    # with its own AcquisitionNumber. Or one TI throughout: then the first stack (AcquisitionNumber 1)
+    # covers every position, and must still not win over the repeat.
+    images = [{"k": k, "InversionTime": 300.0 if same_ti or k <= 2 else 320.0, "AcquisitionNumber": 1,
+               "AcquisitionTime": f"1200{10 + k:02d}"} for k in range(5)]
+    images.append({"k": 1, "InversionTime": 300.0 if same_ti else 320.0, "AcquisitionNumber": 2,
+                   "AcquisitionTime": "120030", "position": _position(1) + jitter_mm * NORMAL,
+                   "pixels": _raw_pixels(1) + 1000})
     _write_repeats(tmp_path / "exam", images)
     with pytest.warns(UserWarning, match="acquired more than once"):
         volume = read_dicom_series(tmp_path / "exam")
@@ -588,6 +591,16 @@ def test_pixel_data_shorter_than_the_header_says_is_refused(tmp_path: Path, defe
     with pytest.raises(InputError, match="pixel data holds .* bytes .* truncated or its header is wrong") as error:
         read_dicom_series(exam)
     _one_line(error)
+
+
+@pytest.mark.parametrize("attribute", ["PixelRepresentation", "BitsStored"])
+def test_native_pixels_pydicom_refuses_for_a_missing_attribute_are_read_by_gdcm(tmp_path: Path,
+                                                                                attribute: str) -> None:
+    # Old or anonymised files lack such attributes; the pixel data is whole, and GDCM reads it.
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    _rewrite(exam, lambda ds: delattr(ds, attribute))
+    np.testing.assert_array_equal(read_dicom_series(exam).array, _expected_array(4))
 
 
 def test_zero_orientation_is_refused(tmp_path: Path) -> None:

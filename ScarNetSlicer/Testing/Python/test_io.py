@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 import slicerio
 
-from scarnet.errors import InputError, OutputExistsError
+from scarnet.errors import InputError, OutputError, OutputExistsError
 from scarnet.io import (
     read_labelmap,
     read_seg_nrrd,
@@ -231,17 +231,30 @@ def test_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.
         Path(filename).write_bytes(b"partial")  # the writer got half way, then the disk filled up
         raise RuntimeError("disk full")
 
+    real_write = sitk.WriteImage
     monkeypatch.setattr(sitk, "WriteImage", half_write)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(OutputError, match="could not be written \\(disk full\\)"):
         write_volume(_image(), tmp_path / "new.nii.gz")
     assert list(tmp_path.iterdir()) == []
 
     existing = tmp_path / "old.nrrd"
     existing.write_bytes(b"old content")
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         write_volume(_image(), existing, overwrite=True)
     assert existing.read_bytes() == b"old content"
     assert _leftovers(tmp_path) == []
+
+    # ITK's NIfTI writer on a full disk prints "wrote only N of M bytes" and returns normally.
+    def short_write(image, filename, *args, **kwargs):
+        real_write(image, filename, *args, **kwargs)
+        data = Path(filename).read_bytes()
+        Path(filename).write_bytes(data[: len(data) // 2])
+
+    monkeypatch.setattr(sitk, "WriteImage", short_write)
+    for name in ("short.nii.gz", "short.nii"):
+        with pytest.raises(OutputError, match="could not be written completely"):
+            write_volume(_image(), tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.nrrd"]
 
 
 def test_failed_seg_nrrd_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -585,6 +598,22 @@ def test_native_stderr_capture_restores_fd2(capfd: pytest.CaptureFixture) -> Non
         os.write(2, b"inner\n")
     assert (outer, inner) == (["inner"], [])
 
+    # With another thread alive (Slicer, a threaded script) nothing is captured: its text is not ours.
+    import threading
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        printed = []
+        with _native_stderr_captured(printed):
+            os.write(2, b"from any thread\n")
+    finally:
+        release.set()
+        other.join()
+    assert printed == []
+    assert capfd.readouterr().err == "from any thread\n"
+
 
 # -- real data --------------------------------------------------------------------------------
 @pytest.mark.skipif(not EMIDEC_CASE.is_dir(), reason=f"EMIDEC data not available at {EMIDEC_CASE} (../shared absent)")
@@ -626,3 +655,13 @@ def test_sform_scales_unlike_pixdim_do_not_warn(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         labelmap = read_labelmap(tmp_path / "emidec_like.nii.gz")
     assert labelmap.spacing_mm == pytest.approx((1.4, 1.4, 13.0))
+
+
+def test_nifti_gz_with_trailing_bytes_that_look_like_gzip_is_read(tmp_path: Path) -> None:
+    # Bytes after the last gzip member are ignored by gzip tools and ITK, even when they start
+    # with the gzip magic; they must not make a whole file "damaged".
+    image = _image()
+    path = write_volume(image, tmp_path / "image.nii.gz")
+    with open(path, "ab") as stream:
+        stream.write(b"\x1f\x8b" + b"not a gzip member" * 10)
+    np.testing.assert_array_equal(read_volume(path).array, image.array)
