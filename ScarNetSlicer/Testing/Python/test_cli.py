@@ -242,8 +242,8 @@ _OUTPUT_CASES: dict[str, tuple[list[str], str]] = {
     "phantom: missing --out": (["phantom", "--seed", "1"], "--out"),
     "quantify: --report under a file": (["quantify", "labels.nii.gz", "--report", "afile/r.json"], "afile is a file"),
     "demo: --seed -5": (["demo", "--seed", "-5"], "--seed"),
-    "demo: --out is a file": (["demo", "--out", "afile"], "afile"),
-    "demo: --out under a file": (["demo", "--out", "afile/sub"], "afile"),
+    "demo: --out is a file": (["demo", "--out", "afile"], "afile: is a file, not a folder"),
+    "demo: --out under a file": (["demo", "--out", "afile/sub"], "cannot create the folder"),
     # the folder must not be created by a run that fails
     "demo: failing run": (["demo", "--out", "new/sub", "--weights", "config_not_json.safetensors"],
                           "not ScarNet weights"),
@@ -263,13 +263,68 @@ def test_bad_arguments_and_outputs_give_one_line_and_write_nothing(tmp_path, cas
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "wrote or changed a file"
 
 
-def test_failed_run_with_overwrite_keeps_the_previous_outputs(tmp_path):
-    assert run("phantom", "--seed", "1", "--out", "a.nii.gz", "--quiet", cwd=tmp_path).returncode == 0
-    previous = (tmp_path / "a.nii.gz").read_bytes()
-    result = run("phantom", "--seed", "2", "--out", "a.nii.gz", "--labelmap", "l.png", "--overwrite", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert (tmp_path / "a.nii.gz").read_bytes() == previous
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz"]
+def test_failed_run_with_overwrite_keeps_the_previous_outputs(tmp_path, monkeypatch, capsys):
+    # In process, so that the second output can fail while it is written (disk full), after the
+    # first one was: the first must not replace its previous file.
+    import scarnet.io
+    from scarnet.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["phantom", "--seed", "1", "--out", "a.nii.gz", "--labelmap", "l.nrrd", "--quiet"]) == 0
+    previous = {name: (tmp_path / name).read_bytes() for name in ("a.nii.gz", "l.nrrd")}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(scarnet.io, "write_labelmap", disk_full)
+    capsys.readouterr()
+    assert main(["phantom", "--seed", "2", "--out", "a.nii.gz", "--labelmap", "l.nrrd", "--overwrite", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == "scarnet: error: l.nrrd: could not be written (No space left on device)"
+    assert {name: (tmp_path / name).read_bytes() for name in ("a.nii.gz", "l.nrrd")} == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz", "l.nrrd"]
+
+
+def test_output_set_takes_back_its_new_files_when_a_move_fails(tmp_path, monkeypatch):
+    from scarnet.errors import OutputError
+    from scarnet.outputs import REPORT, OutputSet
+
+    real_replace = os.replace
+    moves = []
+
+    def second_move_fails(source, target):
+        moves.append(target)
+        if len(moves) == 2:
+            raise OSError(5, "Input/output error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", second_move_fails)
+    with pytest.raises(OutputError, match=r"b.json: could not be moved into place"), OutputSet() as outputs:
+        for name in ("a.json", "b.json"):
+            outputs.add(tmp_path / name, REPORT, "--report")
+        outputs.prepare()
+        for name in ("a.json", "b.json"):
+            outputs.write(tmp_path / name, lambda temp: temp.write_text("{}"))
+        outputs.commit()
+    assert len(moves) == 2 and list(tmp_path.iterdir()) == []  # a.json was moved, then taken back
+
+
+def test_unwritable_folder_is_refused_before_any_work(tmp_path, monkeypatch):
+    # The folder test itself (creating a file there), for every user: root writes into chmod 555
+    # folders, so the subprocess test below cannot show it as root.
+    import tempfile
+
+    from scarnet.errors import OutputError
+    from scarnet.outputs import REPORT, OutputSet
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with OutputSet() as outputs:
+        outputs.add(tmp_path / "r.json", REPORT, "--report")
+        with pytest.raises(OutputError, match=r"r.json: cannot write in .* \(Permission denied\)"):
+            outputs.prepare()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_outputs_appear_together_with_plain_file_permissions(tmp_path):

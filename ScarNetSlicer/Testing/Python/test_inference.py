@@ -338,16 +338,38 @@ def test_an_lv_the_model_is_unsure_of_in_most_slices_is_no_heart():
     timing = Segmenter(unsure, device="cpu", flip_check=False, reject_implausible=False)
     timing(ring_volume())
     assert any("unsure" in warning for warning in timing.warnings)
-    # Sure in 7 of 8 slices (one slice's logits damped): segmented, that slice flagged.
-    class OneUnsureSlice(RingModel):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            logits = super().forward(x).clone()
-            if x.shape[0] == 8:  # the whole stack, not the localisation views
-                logits[3] = logits[3] / 8
-            return logits
 
-    result = Segmenter(OneUnsureSlice(), device="cpu", flip_check=False, batch_size=8)(ring_volume())
-    assert [k for k, s in enumerate(result.report.slices) if "low_confidence" in s.qc_flags] == [3]
+
+class UnsureInSomeSlices(RingModel):
+    """RingModel, unsure (logits damped) in the given slices of a whole-stack batch."""
+
+    def __init__(self, unsure: list[int], num_slices: int) -> None:
+        super().__init__()
+        self.unsure, self.num_slices = unsure, num_slices
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x).clone()
+        if x.shape[0] == self.num_slices:  # the whole stack, not the localisation views
+            logits[self.unsure] = logits[self.unsure] / 8
+        return logits
+
+
+@pytest.mark.parametrize("num_slices, unsure, refused", [
+    (8, [3], False),
+    (8, [1, 3, 5], False),  # 3 of 8: under half
+    (8, [1, 3, 5, 6], True),  # 4 of 8: half
+    (2, [1], False),  # half, but one slice alone is a flag, not a refusal
+    (2, [0, 1], True),
+])
+def test_refusal_needs_half_of_the_lv_slices_unsure_and_two_or_more(num_slices, unsure, refused):
+    segmenter = Segmenter(UnsureInSomeSlices(unsure, num_slices), device="cpu", flip_check=False, batch_size=16)
+    volume = ring_volume(shape_kji=(num_slices, 150, 170))
+    if refused:
+        with pytest.raises(NoHeartFoundError, match=f"in {len(unsure)} of the {num_slices} slices"):
+            segmenter(volume)
+    else:
+        result = segmenter(volume)
+        assert [k for k, s in enumerate(result.report.slices) if "low_confidence" in s.qc_flags] == unsure
 
 
 def test_a_confident_ring_without_lge_contrast_is_no_heart():

@@ -460,8 +460,21 @@ def test_nifti_cut_inside_its_gzip_trailer_is_read(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_volume(cut).array, _image().array)
 
 
+@pytest.fixture
+def single_threaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads as in the CLI, a single-threaded process, where ITK's stderr lines are captured.
+
+    The capture stands down when other Python threads are alive; a pytest plugin or an earlier
+    test that leaves one behind must not change what these tests check.
+    """
+    import threading
+
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+
+
 @pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
 @pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.usefixtures("single_threaded")
 def test_truncated_nrrd_and_metaimage_say_so_in_one_line(tmp_path: Path, capfd: pytest.CaptureFixture,
                                                           suffix: str, compress: bool) -> None:
     path = tmp_path / f"image{suffix}"
@@ -472,6 +485,7 @@ def test_truncated_nrrd_and_metaimage_say_so_in_one_line(tmp_path: Path, capfd: 
     assert capfd.readouterr().err == ""  # MetaIO's own lines on stderr went into the message
 
 
+@pytest.mark.usefixtures("single_threaded")
 def test_metaimage_header_without_its_data_file(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     sitk.WriteImage(_image().to_sitk(), str(tmp_path / "image.mhd"))
     (tmp_path / "image.raw").unlink()
@@ -572,9 +586,13 @@ def test_nibabel_header_fixes_print_nothing(tmp_path: Path, caplog: pytest.LogCa
     assert not [record for record in caplog.records if record.name.startswith("nibabel")]
 
 
-def test_native_stderr_capture_restores_fd2(capfd: pytest.CaptureFixture) -> None:
+def test_native_stderr_capture_restores_fd2(capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """What C++ code prints on fd 2 during a read is collected; fd 2 is restored, also after an error."""
+    import threading
+
     from scarnet.io import _native_stderr_captured
+
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # as in the CLI (see single_threaded)
 
     printed: list[str] = []
     with _native_stderr_captured(printed):
@@ -599,8 +617,7 @@ def test_native_stderr_capture_restores_fd2(capfd: pytest.CaptureFixture) -> Non
     assert (outer, inner) == (["inner"], [])
 
     # With another thread alive (Slicer, a threaded script) nothing is captured: its text is not ours.
-    import threading
-
+    monkeypatch.undo()
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()
