@@ -146,13 +146,13 @@ class Processor:
         input and :class:`EditedSegmentationError` for an edited output without ``overwrite_edited``.
         """
         options = options or SegmentationOptions()
-        check_volume_node(input_node)
-        if not overwrite_edited and self.segmentation_was_edited(segmentation_node, input_node):
+        volume = volume_from_node(input_node)  # checks the input: a missing, 2D or 4D one raises
+        # One fingerprint serves both the edit check now and, at the end, the check for edits during the run.
+        before = _fingerprint_or_none(segmentation_node, input_node, volume) if segmentation_node is not None else None
+        if not overwrite_edited and segmentation_nodes.was_edited(segmentation_node, input_node, current=before):
             raise EditedSegmentationError(
                 f"segmentation '{segmentation_node.GetName()}' was edited after ScarNet wrote it (or was not made by "
                 "ScarNet); choose another output segmentation, or confirm replacing it (overwriteEdited=True)")
-        before = _fingerprint_or_none(segmentation_node, input_node) if segmentation_node is not None else None
-        volume = volume_from_node(input_node)
         name = input_node.GetName()
         factory = self.segmenter_factory
 
@@ -292,10 +292,10 @@ def made_from_another_input(node, input_node) -> bool:
     return bool(recorded) and (input_node is None or recorded != input_node.GetID())
 
 
-def _fingerprint_or_none(segmentation_node, input_node) -> str | None:
+def _fingerprint_or_none(segmentation_node, input_node, grid=None) -> str | None:
     """The segmentation's fingerprint, or None when it cannot be read (then it counts as changed)."""
     try:
-        return segmentation_nodes.fingerprint(segmentation_node, input_node)
+        return segmentation_nodes.fingerprint(segmentation_node, input_node, grid)
     except (InputError, RuntimeError):
         return None
 

@@ -232,17 +232,18 @@ def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volu
     return grid.with_array(labels)
 
 
-def fingerprint(segmentation_node, reference_volume_node) -> str:
+def fingerprint(segmentation_node, reference_volume_node, grid: Volume | None = None) -> str:
     """A short hash of everything a run would replace: every segment's ID, name and voxels.
 
     Each segment is read on its own (:func:`segment_mask`), so overlapping segments and segments
     this module does not know (e.g. a painted "RV") are covered, whatever the source
     representation. The voxels are taken on the reference volume's grid, so re-gridding the
     segmentation (Segment Editor's geometry) or a parent transform shared with the volume is not
-    an edit. Raises :class:`~scarnet.errors.InputError` when the reference volume is unusable
-    (2D, 4D, ...) and ``RuntimeError`` when a segment cannot be read.
+    an edit. ``grid``: the reference volume already read (saves a copy of its voxels). Raises
+    :class:`~scarnet.errors.InputError` when the reference volume is unusable (2D, 4D, ...) and
+    ``RuntimeError`` when a segment cannot be read.
     """
-    grid = volume_from_node(reference_volume_node)
+    grid = grid if grid is not None else volume_from_node(reference_volume_node)
     segmentation = segmentation_node.GetSegmentation()
     digest = hashlib.sha256()
     digest.update(str(grid.array.shape).encode())
@@ -270,14 +271,15 @@ def has_segments(segmentation_node) -> bool:
     return segmentation_node is not None and segmentation_node.GetSegmentation().GetNumberOfSegments() > 0
 
 
-def was_edited(segmentation_node, reference_volume_node) -> bool:
+def was_edited(segmentation_node, reference_volume_node, current: str | None = None) -> bool:
     """True when replacing the segmentation's segments would lose someone's work.
 
     That is: it has segments and either this module did not write them (no fingerprint: a user's
     or another tool's segmentation) or they changed since (fingerprint differs: Segment Editor
     edits, added/renamed/removed segments). An empty or missing segmentation is never "edited".
     An unusable reference volume raises its :class:`~scarnet.errors.InputError`: that is the
-    message the user needs, not a question about edits.
+    message the user needs, not a question about edits. ``current``: the :func:`fingerprint`
+    the caller already took, not taken again.
     """
     if not has_segments(segmentation_node):
         return False
@@ -285,10 +287,11 @@ def was_edited(segmentation_node, reference_volume_node) -> bool:
     if not stored:
         check_volume_node(reference_volume_node)
         return True
-    try:
-        current = fingerprint(segmentation_node, reference_volume_node)
-    except RuntimeError:
-        return True  # a segment cannot be read back: assume someone changed it rather than replace it
+    if current is None:
+        try:
+            current = fingerprint(segmentation_node, reference_volume_node)
+        except RuntimeError:
+            return True  # a segment cannot be read back: assume someone changed it rather than replace it
     return current != stored
 
 

@@ -126,11 +126,20 @@ def _factory(segmenter):
     return lambda options: segmenter
 
 
-def _run(processor, volume_node, segmentation_node=None, table_node=None, overwrite_edited: bool = False):
+def _run(processor, volume_node, segmentation_node=None, table_node=None, overwrite_edited: bool = False,
+         options=None):
     """"Segment scar" synchronously (waitForCompletion=True): start, run here, finish."""
-    job = processor.start(volume_node, segmentation_node, table_node, overwrite_edited=overwrite_edited)
+    job = processor.start(volume_node, segmentation_node, table_node, options, overwrite_edited=overwrite_edited)
     job.task.run_here()
     return processor.finish(job)
+
+
+def _lge_and_processor(scene, lib, direction: np.ndarray):
+    """The test image as volume node "lge", its labels, and a processor whose fake model returns them."""
+    image = _image(direction)
+    labels = _labelmap(image)
+    volume_node = lib.volume_nodes.add_volume_node(scene, image, "lge")
+    return labels, volume_node, lib.processing.Processor(scene, _factory(FakeSegmenter(labels.array)))
 
 
 def _segment_names(segmentation_node) -> list[str]:
@@ -379,11 +388,8 @@ def test_segment_recognised_by_name_when_user_made(scene, lib, oblique_direction
 def test_segment_masks_with_closed_surface_source(scene, lib, slicer_mod, oblique_direction):
     """Source representation switched to closed surface (Segmentations module), binary labelmaps
     invalidated: each segment's mask is the labelmap Slicer itself makes from the surfaces, not empty."""
-    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
-    image = _image(oblique_direction)
-    labels = _labelmap(image)
-    volume_node = vn.add_volume_node(scene, image, "lge")
-    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
     outputs = _run(processor, volume_node)
     segmentation_node = outputs.segmentation_node
     segmentation = segmentation_node.GetSegmentation()
@@ -500,18 +506,13 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
 
 
 def test_edit_detection_guards_rerun(scene, lib, oblique_direction):
-    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
-    image = _image(oblique_direction)
-    labels = _labelmap(image)
-    volume_node = vn.add_volume_node(scene, image, "lge")
-    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
     empty = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
     assert not processor.segmentation_was_edited(empty, volume_node)
     assert not processor.segmentation_was_edited(None, volume_node)
 
-    job = processor.start(volume_node, empty)
-    job.task.run_here()
-    outputs = processor.finish(job)
+    outputs = _run(processor, volume_node, empty)
     assert outputs.segmentation_node is empty
     assert not processor.segmentation_was_edited(empty, volume_node)
     fingerprint = empty.GetAttribute(sn.FINGERPRINT_ATTRIBUTE)
@@ -524,9 +525,7 @@ def test_edit_detection_guards_rerun(scene, lib, oblique_direction):
     assert scene.GetNumberOfNodes() == nodes_before
     assert empty.GetAttribute(sn.FINGERPRINT_ATTRIBUTE) == fingerprint
 
-    job = processor.start(volume_node, empty, overwrite_edited=True)
-    job.task.run_here()
-    processor.finish(job)
+    _run(processor, volume_node, empty, overwrite_edited=True)
     assert not processor.segmentation_was_edited(empty, volume_node)
     np.testing.assert_array_equal(sn.labelmap_from_segmentation(empty, volume_node).array, labels.array)
 
@@ -557,11 +556,8 @@ def test_bad_input_leaves_scene_unchanged(scene, lib):
 def test_any_change_to_any_segment_counts_as_edited(scene, lib, oblique_direction):
     """Segments the module does not know, overlapping edits, renamed and removed segments are edits:
     a re-run would destroy them, so it must ask."""
-    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
-    image = _image(oblique_direction)
-    labels = _labelmap(image)
-    volume_node = vn.add_volume_node(scene, image, "lge")
-    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
 
     def fresh():
         segmentation_node = _run(processor, volume_node).segmentation_node
@@ -677,11 +673,8 @@ def test_update_report_leaves_the_segmentation_where_it_is(scene, lib, slicer_mo
 def test_edits_made_while_the_model_runs_are_kept(scene, lib, oblique_direction):
     """The segmentation chosen as output is edited during the run: it is left alone, the result
     goes into a new segmentation and table, and the outputs say so in one sentence."""
-    vn, sn, pr, rn = lib.volume_nodes, lib.segmentation_nodes, lib.processing, lib.report_nodes
-    image = _image(oblique_direction)
-    labels = _labelmap(image)
-    volume_node = vn.add_volume_node(scene, image, "lge")
-    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    sn, rn = lib.segmentation_nodes, lib.report_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
     first = _run(processor, volume_node)
     segmentation_node, table_node = first.segmentation_node, first.table_node
     fingerprint_written = segmentation_node.GetAttribute(sn.FINGERPRINT_ATTRIBUTE)
@@ -708,18 +701,13 @@ def test_edits_made_while_the_model_runs_are_kept(scene, lib, oblique_direction)
     assert outputs.segmentation_node.GetName() != segmentation_node.GetName()
 
     # Not edited during the run (edits consented to at start count as the starting point): written in place.
-    job = processor.start(volume_node, segmentation_node, table_node, overwrite_edited=True)
-    job.task.run_here()
-    again = processor.finish(job)
+    again = _run(processor, volume_node, segmentation_node, table_node, overwrite_edited=True)
     assert again.segmentation_node is segmentation_node and again.table_node is table_node and not again.notice
 
 
 def test_nodes_removed_while_the_model_runs(scene, lib, oblique_direction):
-    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
-    image = _image(oblique_direction)
-    labels = _labelmap(image)
-    volume_node = vn.add_volume_node(scene, image, "lge")
-    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
 
     # The output segmentation (and table) removed: the result goes into new ones, in the scene.
     target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "out")
@@ -867,9 +855,7 @@ def test_intermediate_files(scene, lib, oblique_direction, tmp_path):
     labels = _labelmap(image)
     volume_node = vn.add_volume_node(scene, image, "lge case/1")
     processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
-    job = processor.start(volume_node, options=pr.SegmentationOptions(intermediate_folder=str(tmp_path)))
-    job.task.run_here()
-    processor.finish(job)
+    _run(processor, volume_node, options=pr.SegmentationOptions(intermediate_folder=str(tmp_path)))
     (folder,) = list(tmp_path.iterdir())
     assert folder.name.startswith("lge_case_1-")
     assert {p.name for p in folder.iterdir()} == {"input.nrrd", "segmentation.seg.nrrd", "report.json"}
