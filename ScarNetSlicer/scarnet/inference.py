@@ -18,8 +18,10 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    autocast; optional flip test-time augmentation.
 4. **Back to the input grid**: class probabilities are resampled (linearly) from each crop
    onto the slice's own pixel grid; argmax there.
-5. **Post-process**: one LV per slice (the largest connected component of labels 1–4), slices
-   whose LV lies far from the stack's LV axis dropped, holes filled, scar kept inside the
+5. **Post-process**: one LV per slice: of the connected regions of labels 1–4 at least half the
+   size of the slice's largest, the one nearest the stack's LV axis (the median centroid of the
+   slices' largest regions), so that the LV does not jump to another ring on some slices; a slice
+   with no such region within :data:`MAX_LV_OFFSET_MM` of the axis has no LV. Holes filled, scar kept inside the
    myocardium and MVO inside scar; optionally, scar regions (3D-connected) under a minimum volume
    returned to healthy myocardium (``min_scar_component_ml``, off by default; see
    :data:`MIN_SCAR_COMPONENT_ML`). Then three plausibility checks, because a network shown noise
@@ -78,6 +80,8 @@ ProgressCallback = Callable[[float, str], None]
 MIN_LV_AREA_MM2 = 400.0
 #: Slices whose LV centroid lies further than this from the stack's median LV centroid are dropped.
 MAX_LV_OFFSET_MM = 35.0
+#: A region at least this fraction of a slice's largest is a candidate LV (see :func:`postprocess`).
+LV_CANDIDATE_FRACTION = 0.5
 #: Slices tried first for localisation.
 LOCALISATION_SLICES = 4
 #: The whole-field-of-view views the model was trained on span about 285–460 mm (EMIDEC's 358 mm
@@ -494,23 +498,41 @@ def _probabilities_to_grid(probabilities: np.ndarray, transform: PlaneTransform,
 def postprocess(labels: np.ndarray, spacing_rc_mm: tuple[float, float]) -> np.ndarray:
     """Anatomical consistency of a (k, rows, cols) labelmap; see the module docstring, step 5."""
     labels = labels.copy()
-    centroids: dict[int, np.ndarray] = {}
-    for k in range(labels.shape[0]):
+    spacing = np.asarray(spacing_rc_mm, dtype=float)
+    regions = {k: _lv_candidates(labels[k]) for k in range(labels.shape[0])}
+    # The stack's LV axis: the median of each slice's largest region (robust to a minority of slices
+    # where another round structure, e.g. the outflow tract, came out largest).
+    largest = [centroids[int(np.argmax(sizes))] for _, sizes, centroids in regions.values() if sizes.size]
+    axis = np.median(np.stack(largest), axis=0) if len(largest) >= 3 else None
+    for k, (labelled, sizes, centroids) in regions.items():
         plane = labels[k]
-        lv = _largest_component(plane != BACKGROUND)
-        plane[~lv] = BACKGROUND
-        if lv.any():
-            _fill_holes(plane)
-            _nest_scar(plane)
-            rows, cols = np.nonzero(plane != BACKGROUND)
-            centroids[k] = np.array([rows.mean(), cols.mean()])
-    if len(centroids) >= 3:
-        median = np.median(np.stack(list(centroids.values())), axis=0)
-        for k, centre in centroids.items():
-            offset_mm = np.linalg.norm((centre - median) * np.asarray(spacing_rc_mm))
-            if offset_mm > MAX_LV_OFFSET_MM:
-                labels[k] = BACKGROUND
+        if not sizes.size:
+            continue
+        keep = int(np.argmax(sizes))
+        if axis is not None:
+            # Of the LV-sized regions, the one on the stack's axis: the kept LV does not jump between
+            # two rings from slice to slice; a slice with none near the axis has no LV.
+            offsets_mm = np.linalg.norm((centroids - axis) * spacing, axis=1)
+            offsets_mm[sizes < LV_CANDIDATE_FRACTION * sizes.max()] = np.inf
+            keep = int(np.argmin(offsets_mm))
+            if offsets_mm[keep] > MAX_LV_OFFSET_MM:
+                plane[:] = BACKGROUND
+                continue
+        plane[labelled != keep + 1] = BACKGROUND
+        _fill_holes(plane)
+        _nest_scar(plane)
     return labels
+
+
+def _lv_candidates(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """8-connected regions of labels 1–4: label image, sizes (n,) and centroids (n, 2) of regions 1..n."""
+    labelled, count = ndimage.label(plane != BACKGROUND, structure=np.ones((3, 3)))
+    if count == 0:
+        return labelled, np.zeros(0), np.zeros((0, 2))
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(np.ones_like(labelled), labelled, index)
+    centroids = np.asarray(ndimage.center_of_mass(np.ones_like(labelled), labelled, index), dtype=float)
+    return labelled, sizes, centroids.reshape(count, 2)
 
 
 def check_min_scar_component_ml(value: float) -> float:

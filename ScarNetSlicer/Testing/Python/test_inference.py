@@ -101,6 +101,29 @@ def test_labels_respect_the_nesting_rules_after_postprocessing():
     assert (out[2, 2:5, 2:5] == 0).all()
 
 
+def test_the_kept_lv_stays_on_the_stack_axis_when_another_ring_is_larger_on_some_slices():
+    # Eight slices with the LV at column 20; on slices 2 and 4 a larger ring (the outflow tract, say)
+    # 60 mm away. Keeping each slice's largest region would drop the LV from those two slices.
+    labels = np.zeros((8, 40, 80), dtype=np.uint8)
+    rows, cols = np.mgrid[0:40, 0:80]
+    lv = np.hypot(rows - 20, cols - 20)
+    other = np.hypot(rows - 20, cols - 60)
+    for k in range(8):
+        labels[k][lv < 7] = LV_BLOOD_POOL
+        labels[k][(lv >= 7) & (lv < 10)] = HEALTHY_MYOCARDIUM
+        if k in (2, 4):
+            labels[k][other < 9] = LV_BLOOD_POOL
+            labels[k][(other >= 9) & (other < 13)] = HEALTHY_MYOCARDIUM
+    out = postprocess(labels, (1.5, 1.5))
+    for k in range(8):
+        assert (out[k][lv < 10] == labels[k][lv < 10]).all(), k
+        assert (out[k][other < 13] == 0).all(), k
+    # A slice whose only region is off the axis still has no LV.
+    labels[6] = 0
+    labels[6][other < 9] = LV_BLOOD_POOL
+    assert (postprocess(labels, (1.5, 1.5))[6] == 0).all()
+
+
 def test_cavity_of_a_ring_without_blood_pool_becomes_blood_pool():
     # An apical slice: the small cavity called background, subendocardial scar on one wall.
     rows, cols = np.mgrid[0:40, 0:40]
