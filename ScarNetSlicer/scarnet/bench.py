@@ -267,7 +267,7 @@ class PipelineRunner:
 
     def model_inputs(self, volume: Volume) -> torch.Tensor:
         """The heart crops the pipeline feeds the model (LV localised first, as in a real run)."""
-        from .preprocess import normalise_intensity, plane_transform, resample_plane, valid_mask
+        from .preprocess import model_crop, plane_transform, valid_mask
 
         volume = volume.with_array(volume.array.astype(np.float32, copy=False))
         seg = self.segmenter
@@ -275,7 +275,7 @@ class PipelineRunner:
         transform = plane_transform(center, (volume.spacing_mm[1], volume.spacing_mm[0]), seg.input_size,
                                     seg.pixel_spacing_mm)
         inside = valid_mask(volume.array.shape[1:], transform)
-        crops = np.stack([normalise_intensity(resample_plane(volume.array[k], transform), inside)
+        crops = np.stack([model_crop(volume.array[k], transform, inside)
                           for k in range(volume.num_slices)])
         return torch.from_numpy(crops[:, None]).to(self.device).contiguous(memory_format=torch.channels_last)
 

@@ -2,7 +2,9 @@
 
 Steps (each slice is a 2D problem; the stack is made consistent afterwards):
 
-1. **Check** the volume: 3D, finite, not constant, plausibly a short-axis stack.
+1. **Check** the volume: 3D, finite, not constant, plausibly a short-axis stack. The slices are
+   then re-stored in one canonical in-plane order (:mod:`scarnet.orientation`), so that a file
+   storing the same slices transposed or mirrored gives the same labels.
 2. **Localise the LV.** The model sees a few mid-stack slices whole (the field of view squeezed
    into the model's input, as trained with the ``localise`` view) and the LV centroid is the
    median over those slices of the largest predicted LV component. If no slice shows an LV of
@@ -60,7 +62,8 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
-from .preprocess import PlaneTransform, normalise_intensity, plane_transform, resample_back, resample_plane, valid_mask
+from .orientation import canonical_in_plane_order
+from .preprocess import PlaneTransform, model_crop, plane_transform, resample_back, valid_mask
 from .qc import (
     FLAG_DESCRIPTIONS,
     MAX_LOW_CONFIDENCE_FRACTION,
@@ -310,7 +313,7 @@ class Segmenter:
         out_spacing = size_mm / self.input_size
         transform = plane_transform(centre_rc, spacing_rc, self.input_size, out_spacing)
         inside = valid_mask(volume.array.shape[1:], transform)
-        crops = np.stack([normalise_intensity(resample_plane(volume.array[k], transform), inside) for k in slices])
+        crops = np.stack([model_crop(volume.array[k], transform, inside) for k in slices])
         probabilities = self._forward(crops)
         centres, confidences = [], []
         min_pixels = MIN_LV_AREA_MM2 / out_spacing**2
@@ -332,7 +335,7 @@ class Segmenter:
         spacing_rc = (volume.spacing_mm[1], volume.spacing_mm[0])
         transform = plane_transform(center_rc, spacing_rc, self.input_size, self.pixel_spacing_mm)
         inside = valid_mask(volume.array.shape[1:], transform)
-        crops = np.stack([normalise_intensity(resample_plane(volume.array[k], transform), inside)
+        crops = np.stack([model_crop(volume.array[k], transform, inside)
                           for k in range(volume.num_slices)])
         chunks = []
         step = max(self.batch_size, 1)
@@ -349,7 +352,7 @@ class Segmenter:
         if not slices:
             return {}
         inside = valid_mask(volume.array.shape[1:], transform)
-        crops = np.stack([normalise_intensity(resample_plane(volume.array[k], transform), inside)[:, ::-1]
+        crops = np.stack([model_crop(volume.array[k], transform, inside)[:, ::-1]
                           for k in slices])
         saved, self.tta = self.tta, False
         try:
@@ -371,8 +374,11 @@ class Segmenter:
         started = time.perf_counter()
         validate_image(volume, name)
         check_short_axis(volume, name)
-        array = volume.array.astype(np.float32, copy=False)
-        volume = volume.with_array(array)
+        stored = volume
+        # The model sees one storage of the slice plane whatever the file's (see scarnet.orientation).
+        order = canonical_in_plane_order(volume.direction)
+        volume = order.apply(volume.with_array(volume.array.astype(np.float32, copy=False)))
+        array = volume.array
         self.warnings = []
         # An input property: checked before any model run (a network still draws an LV on noise).
         structureless = neighbour_correlation(array) < MIN_NEIGHBOUR_CORRELATION
@@ -429,7 +435,8 @@ class Segmenter:
             flipped = self.flipped_scar(volume, transform, scar_slices)
         timings["flip_check_s"] = time.perf_counter() - t
 
-        labelmap = volume.with_array(labels)
+        labelmap = stored.with_array(order.undo(labels))
+        stored_center_rc = order.undo_point_rc(center_rc, labels.shape[1:])
         report = quantify(labelmap)
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
         flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast)
@@ -447,12 +454,12 @@ class Segmenter:
             "input_size_px": self.input_size,
             "pixel_spacing_mm": self.pixel_spacing_mm,
             "min_scar_component_ml": self.min_scar_component_ml,
-            "lv_center_rc": [round(center_rc[0], 2), round(center_rc[1], 2)],
+            "lv_center_rc": [round(stored_center_rc[0], 2), round(stored_center_rc[1], 2)],
             "warnings": list(self.warnings),
             "timings_s": {k: round(v, 4) for k, v in timings.items()},
         }
         report_progress(1.0, "done")
-        return SegmentationResult(labelmap, report, center_rc, timings)
+        return SegmentationResult(labelmap, report, stored_center_rc, timings)
 
 
 def segment(volume: Volume, *, weights: str | Path | None = None, encoder: str | None = None, device: str = "auto",

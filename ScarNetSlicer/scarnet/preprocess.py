@@ -72,6 +72,23 @@ def resample_plane(plane: np.ndarray, transform: PlaneTransform, order: int = 1,
                                     order=order, mode="constant", cval=cval, prefilter=False)
 
 
+def resample_image(plane: np.ndarray, transform: PlaneTransform) -> np.ndarray:
+    """Resample an image slice onto the crop (linear), filling outside the slice with its minimum.
+
+    Not with 0: the pixels within half a pixel of the slice's edge blend the fill with the image
+    and count in :func:`normalise_intensity`'s percentiles, so a 0 fill made the crop depend on the
+    scanner's intensity offset (PSIR stored with +4096 or −2048) wherever the crop passes the edge.
+    The slice's minimum moves with the offset, and normalises to 0 as a 0 fill did.
+    """
+    return resample_plane(plane, transform, order=1, cval=float(plane.min()))
+
+
+def model_crop(plane: np.ndarray, transform: PlaneTransform, inside: np.ndarray) -> np.ndarray:
+    """What the model sees of an image slice: :func:`resample_image`, then :func:`normalise_intensity`
+    on the pixels ``inside`` the slice (:func:`valid_mask`)."""
+    return normalise_intensity(resample_image(plane, transform), inside)
+
+
 def valid_mask(source_shape: tuple[int, int], transform: PlaneTransform) -> np.ndarray:
     """Pixels of the crop that fall inside the source slice."""
     rows, cols = np.mgrid[0:transform.out_size, 0:transform.out_size]

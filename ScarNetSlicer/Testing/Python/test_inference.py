@@ -544,3 +544,40 @@ def test_psir_or_magnitude_storage_of_a_real_exam_gives_the_same_segmentation():
     (myo_stored, scar_stored), (myo_magnitude, scar_magnitude) = figures
     assert myo_stored > 0.75 and scar_stored > 0.5, figures
     assert abs(myo_magnitude - myo_stored) < 0.03 and abs(scar_magnitude - scar_stored) < 0.05, figures
+
+
+@requires_weights
+def test_the_same_slices_stored_transposed_or_mirrored_give_the_same_labels():
+    # The physical image is the same; only the file's row/column order (and its direction) differ.
+    # The network alone is not exactly invariant to a mirrored picture; the pipeline must be.
+    from scarnet.orientation import InPlaneOrder
+
+    phantom = make_phantom(7)
+    segmenter = Segmenter(device="cpu", flip_check=False)
+    base = segmenter(phantom.image)
+    for order in (InPlaneOrder(transpose=True), InPlaneOrder(reverse_rows=True, reverse_columns=True),
+                  InPlaneOrder(True, False, True)):
+        stored = order.apply(phantom.image)
+        result = segmenter(stored)
+        assert result.labelmap.same_grid(stored)
+        assert np.array_equal(order.undo(result.labelmap.array), base.labelmap.array), order
+        assert result.report.total.scar_ml == base.report.total.scar_ml
+        here = stored.index_to_physical(np.array([result.lv_center_rc[1], result.lv_center_rc[0], 0.0]))
+        there = phantom.image.index_to_physical(np.array([base.lv_center_rc[1], base.lv_center_rc[0], 0.0]))
+        assert np.allclose(here, there, atol=1e-6), order
+
+
+@requires_weights
+def test_an_intensity_offset_does_not_change_the_labels_where_the_crop_passes_the_image_edge():
+    # PSIR is stored with an offset (+4096, or signed); a small field of view puts the edge of the
+    # image inside the heart crop. The same exam, offset or not, must give the same labels.
+    phantom = make_phantom(7)
+    rows, cols = np.nonzero(np.isin(phantom.labelmap.array, (1, 2, 3, 4)).any(axis=0))
+    r0, c0 = max(rows.min() - 6, 0), max(cols.min() - 6, 0)
+    small = Volume(phantom.image.array[:, r0:rows.max() + 7, c0:cols.max() + 7], phantom.image.spacing_mm)
+    segmenter = Segmenter(device="cpu", flip_check=False)
+    base = segmenter(small).labelmap.array
+    assert np.isin(base, (2, 3, 4)).any()
+    for offset in (4096.0, -2048.0):
+        shifted = small.with_array(small.array.astype(np.float32) + offset)
+        assert np.array_equal(segmenter(shifted).labelmap.array, base), offset

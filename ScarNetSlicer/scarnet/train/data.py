@@ -26,7 +26,7 @@ import torch
 from scipy import ndimage
 
 from ..labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR, SCAR_LABELS
-from ..preprocess import normalise_intensity, plane_transform, resample_plane, valid_mask
+from ..preprocess import normalise_intensity, plane_transform, resample_image, resample_plane, valid_mask
 
 
 @dataclass
@@ -266,7 +266,7 @@ def make_example(sample: SliceSample, rng: np.random.Generator, input_size: int,
         rotation_rad=rng.uniform(0, 2 * np.pi), flip=bool(rng.random() < config.flip_probability),
         scale_rc=(float(scale[0]), float(scale[1])), shear=float(rng.normal(0, config.shear_sd)),
     )
-    image = resample_plane(sample.image.astype(np.float32), transform, order=1)
+    image = resample_image(sample.image.astype(np.float32), transform)
     labels = resample_plane(sample.labels, transform, order=0)
     inside = valid_mask(sample.image.shape, transform)
     if rng.random() < config.elastic_probability:
