@@ -439,7 +439,8 @@ class Segmenter:
         stored_center_rc = order.undo_point_rc(center_rc, labels.shape[1:])
         report = quantify(labelmap)
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
-        flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast)
+        flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast,
+                                      (volume.spacing_mm[1], volume.spacing_mm[0]))
         for slice_report, flags in zip(report.slices, flags_per_slice, strict=True):
             slice_report.qc_flags = flags
         timings["total_s"] = time.perf_counter() - started

@@ -449,6 +449,10 @@ def test_qc_flags_on_constructed_labelmaps():
     assert flags[1] == ["lv_missing"]
     assert flags[2] == ["low_confidence"]
     assert flags[3] == ["broken_ring", "low_contrast"]
+    # The same stack, its LV 6 px from the image edge: 12 mm at 2 mm pixels, 30 mm at 5 mm.
+    assert slice_flags(labels, confidence, 2.0, spacing_rc_mm=(2.0, 2.0))[0] == ["near_image_edge"]
+    assert slice_flags(labels, confidence, 2.0, spacing_rc_mm=(5.0, 5.0))[0] == []
+    assert slice_flags(labels, confidence, 2.0, spacing_rc_mm=(2.0, 2.0))[1] == ["lv_missing"]  # no LV: no distance
 
 
 def test_tissue_contrast_is_cohens_d_of_blood_against_healthy_myocardium():
