@@ -7,6 +7,7 @@ Nothing heavy is imported here at module load: torch and the engine load on the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -16,7 +17,7 @@ import qt
 import slicer
 import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -38,6 +39,9 @@ except ImportError:  # Slicer without the i18n module: show the English text
 
 
 ENCODER_CHOICES = ["auto", "litemedsam", "medsam_vit_b", "none"]
+#: The GUI polls the worker this often, and gives it this long of each tick (see the widget's setup).
+POLL_INTERVAL_MS = 10
+WORKER_SHARE_S = 0.04
 
 
 #
@@ -69,6 +73,16 @@ class ScarNetSlicer(ScriptedLoadableModule):
         )
         # Sample data and terminology need the application (and the Sample Data module) to be ready.
         slicer.app.connect("startupCompleted()", onStartupCompleted)
+
+
+@contextlib.contextmanager
+def _waitCursor():
+    """The busy cursor for the work inside only (not over the message boxes that may follow)."""
+    qt.QApplication.setOverrideCursor(qt.Qt.WaitCursor)
+    try:
+        yield
+    finally:
+        qt.QApplication.restoreOverrideCursor()
 
 
 def onStartupCompleted() -> None:
@@ -109,7 +123,8 @@ class ScarNetSlicerParameterNode:
     encoder: Annotated[str, Choice(ENCODER_CHOICES)] = "auto"
     weightsPath: pathlib.Path
     testTimeAugmentation: bool = False
-    minimumScarRegionMl: float = 0.0
+    # The range is stated here: without it the GUI connector widens the .ui spin box to ±inf.
+    minimumScarRegionMl: Annotated[float, WithinRange(0.0, 20.0)] = 0.0
     keepIntermediateFiles: bool = False
 
 
@@ -138,8 +153,11 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.hide()
 
         # The job runs in a worker thread; this timer brings its progress (and its end) to the GUI thread.
+        # Slicer's main thread holds Python's GIL even while idle in the Qt event loop (PythonQt runs
+        # without thread support), so the worker runs only while the main thread waits: each tick
+        # waits WORKER_SHARE_S for it (releasing the GIL), as Slicer's SimpleFilters module does.
         self._timer = qt.QTimer()
-        self._timer.setInterval(100)
+        self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self.onPollJob)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -175,9 +193,11 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
+            # Exactly a scalar volume: the selector cannot show its subclasses (labelmaps, vector volumes).
+            scalarVolumes = [node for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+                             if node.GetClassName() == "vtkMRMLScalarVolumeNode"]
+            if scalarVolumes:
+                self._parameterNode.inputVolume = scalarVolumes[0]
 
     def setParameterNode(self, inputParameterNode: ScarNetSlicerParameterNode | None) -> None:
         if self._parameterNode:
@@ -227,6 +247,9 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         self.ui.updateReportButton.enabled = hasSegmentation and not running
         self.ui.cancelButton.enabled = running
+        # A new input during a run would get the run's outputs selected (and "Update report" would
+        # then measure them on the wrong volume): the input stays fixed until the run ends.
+        self.ui.inputVolumeSelector.enabled = not running
 
     def _showUserError(self, error: Exception) -> None:
         """One clear message for problems the user can fix (no traceback dialog)."""
@@ -269,6 +292,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job is None:
             self._timer.stop()
             return
+        if not job.task.finished:
+            job.task.wait(WORKER_SHARE_S)  # releases the GIL: the worker's time (see setup)
         for progress in job.task.poll():
             self.ui.progressBar.value = int(round(100 * progress.fraction))
             self.ui.statusLabel.text = progress.message  # the engine's words (English)
@@ -278,9 +303,10 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._job = None
         self.ui.progressBar.hide()
         self._updateButtons()
-        with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=False):
             try:
-                report = self.logic.finishProcessing(job, showResults=True)
+                with _waitCursor():  # only while working: the dialogs below get the normal cursor
+                    report = self.logic.finishProcessing(job, showResults=True)
             except ScarNetError as error:
                 self.ui.statusLabel.text = _("Failed: {reason}").format(reason=error)
                 self._showUserError(error)
@@ -288,7 +314,9 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if report is None:
                 self.ui.statusLabel.text = _("Cancelled: nothing was changed.")
                 return
-            self._showReport(report)
+            inputVolume = self._parameterNode.inputVolume
+            if inputVolume is not None and inputVolume.GetID() == job.input_node.GetID():
+                self._showReport(report)  # (another input's panel must not get this run's outputs)
             self.ui.statusLabel.text = _("Done in {seconds:.1f} s. Review the QC flags in the table.").format(
                 seconds=report.get("slicer", {}).get("elapsed_s", 0.0))
             notice = report.get("slicer", {}).get("notice")
@@ -306,9 +334,11 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from scarnet.errors import ScarNetError
 
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Update report failed."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Update report failed."), waitCursor=False):
             try:
-                report = self.logic.updateReport(p.inputVolume, p.outputSegmentation, p.outputTable, showResults=True)
+                with _waitCursor():
+                    report = self.logic.updateReport(p.inputVolume, p.outputSegmentation, p.outputTable,
+                                                     showResults=True)
             except ScarNetError as error:
                 self._showUserError(error)
                 return

@@ -238,7 +238,7 @@ class Processor:
         same_input = recorded_input_id(segmentation_node) == recorded_input_id(table_node) == input_node.GetID()
         previous = report_nodes.stored_report(table_node) if same_input else None
         if previous and len(previous.get("slices", [])) == len(report["slices"]):
-            for new, old in zip(report["slices"], previous["slices"], strict=True):
+            for new, old in zip(report["slices"], previous["slices"]):
                 new["qc_flags"] = list(old.get("qc_flags", []))
         report["source"] = "segmentation"
         report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node)

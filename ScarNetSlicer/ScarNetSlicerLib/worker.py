@@ -139,7 +139,11 @@ class BackgroundTask(Generic[T]):
                 return messages
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job has finished (or ``timeout`` seconds); True when finished."""
+        """Block until the job has finished (or ``timeout`` seconds); True when finished.
+
+        The wait releases the GIL. Slicer's GUI waits a little in every poll: its main thread
+        otherwise holds the GIL while idle, and the job's thread would barely run.
+        """
         return self._finished.wait(timeout)
 
     @property

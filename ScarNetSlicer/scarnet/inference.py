@@ -140,7 +140,7 @@ def window_centres(shape_rc: tuple[int, int], spacing_rc_mm: tuple[float, float]
     half a window lies whole in one of them.
     """
     positions = []
-    for size, spacing in zip(shape_rc, spacing_rc_mm, strict=True):
+    for size, spacing in zip(shape_rc, spacing_rc_mm):
         length_mm = size * spacing
         if length_mm <= window_mm:
             centres_mm = [length_mm / 2]
@@ -360,7 +360,7 @@ class Segmenter:
         finally:
             self.tta = saved
         out = {}
-        for k, p in zip(slices, probabilities, strict=True):
+        for k, p in zip(slices, probabilities):
             back = _probabilities_to_grid(np.ascontiguousarray(p), transform, volume.array.shape[1:])
             out[k] = np.isin(np.argmax(back, axis=0), SCAR_LABELS)
         return out
@@ -441,7 +441,7 @@ class Segmenter:
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
         flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast,
                                       (volume.spacing_mm[1], volume.spacing_mm[0]))
-        for slice_report, flags in zip(report.slices, flags_per_slice, strict=True):
+        for slice_report, flags in zip(report.slices, flags_per_slice):
             slice_report.qc_flags = flags
         timings["total_s"] = time.perf_counter() - started
         report.extra["qc"] = {

@@ -121,14 +121,14 @@ class _AngularField:
     def __call__(self, theta: np.ndarray | float) -> np.ndarray:
         theta = np.asarray(theta, dtype=np.float32)
         out = np.zeros_like(theta)
-        for n, a, p in zip(self.n, self.amp, self.phase, strict=True):
+        for n, a, p in zip(self.n, self.amp, self.phase):
             out += a * np.cos(n * theta + p)
         return out
 
     def on(self, harmonics: _Harmonics) -> np.ndarray:
         """The field on a grid whose cos/sin(n theta) are cached in ``harmonics`` (no trig calls)."""
         out = np.zeros_like(harmonics.cos1)
-        for n, a, p in zip(self.n, self.amp, self.phase, strict=True):
+        for n, a, p in zip(self.n, self.amp, self.phase):
             c, s = harmonics.get(int(n))
             out += (a * math.cos(p)) * c - (a * math.sin(p)) * s
         return out
@@ -350,7 +350,7 @@ class _Body:
 
     def warp(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x, y, z = x.copy(), y.copy(), z.copy()
-        for k, amp, ph in zip(self.warp_k, self.warp_amp, self.warp_phase, strict=True):
+        for k, amp, ph in zip(self.warp_k, self.warp_amp, self.warp_phase):
             s = np.sin(x * np.float32(k[0]) + y * np.float32(k[1]) + z * np.float32(k[2]) + np.float32(ph))
             x += np.float32(amp[0]) * s
             y += np.float32(amp[1]) * s
