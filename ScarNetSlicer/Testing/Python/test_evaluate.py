@@ -425,6 +425,35 @@ def test_cli_missing_emidec_is_one_line(tmp_path):
     assert not (tmp_path / "t.md").exists()
 
 
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path, tiny_weights, monkeypatch):
+    import tempfile
+
+    from scarnet.errors import OutputError
+
+    (tmp_path / "afile").write_text("x")
+    # cases=[] would be refused after the check ("no cases to evaluate"): the output check comes first
+    with pytest.raises(OutputError, match=r"afile/table.md: .*afile is a file, not a folder"):
+        run_evaluation(_args(tmp_path, tiny_weights, markdown=tmp_path / "afile" / "table.md"), cases=[])
+
+    def refused(*args, **kwargs):  # a read-only folder for every user (root writes into chmod 555 folders)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(OutputError, match=r"figures.json: cannot write in .* \(Permission denied\)"):
+        run_evaluation(_args(tmp_path, tiny_weights, markdown=None), cases=[])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_cli_damaged_emidec_folder_is_one_line_naming_the_file(tmp_path):
+    for content, why in (("{oops", "splits.json: not valid JSON"),
+                         ('{"train": []}', "splits.json: no 'val' list of case names")):
+        (tmp_path / "splits.json").write_text(content)
+        result = subprocess.run([sys.executable, "-m", "scarnet", "evaluate", "--emidec", str(tmp_path),
+                                 "--device", "cpu", "--skip", *SKIPPABLE], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().count("\n") == 0 and why in result.stderr, result.stderr
+
+
 @requires_emidec
 def test_emidec_val_split_cases():
     cases = load_emidec_cases(EMIDEC, "val")

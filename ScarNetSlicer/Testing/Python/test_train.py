@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import warnings
 
 import numpy as np
@@ -232,3 +233,391 @@ def test_every_bundled_config_loads_and_is_named_in_the_help(capsys):
         assert config.steps > 0
         name = path.stem
         assert name in train_help or (name.endswith("_unet") and "*_unet" in train_help), name
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals: one line before anything is written, no user file touched
+# --------------------------------------------------------------------------------------------
+def _fake_emidec(root, val_has_scar: bool = True):
+    """An EMIDEC-like folder (PNG slices 0-255, label PNGs, splits.json) from two small phantoms."""
+    from PIL import Image
+
+    images, labels = root / "png" / "images", root / "png" / "labels"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    cases = {"Case_P001": (1, True), ("Case_P002" if val_has_scar else "Case_N002"): (2, val_has_scar)}
+    for name, (seed, infarct) in cases.items():
+        phantom = make_phantom(seed, infarct=infarct, n_slices=4)
+        image = np.clip(phantom.image.array, 0, None)
+        image = (255 * image / image.max()).astype(np.uint8)
+        for k in range(phantom.image.num_slices):
+            Image.fromarray(image[k]).save(images / f"{name}_slice{k:03d}.png")
+            Image.fromarray(phantom.labelmap.array[k].astype(np.uint8)).save(labels / f"{name}_slice{k:03d}.png")
+    (root / "splits.json").write_text(json.dumps({"seed": 0, "train": ["Case_P001"], "val": [list(cases)[1]]}))
+    return root
+
+
+def _no_bare_constants(token: str):
+    raise AssertionError(f"bare {token} in a JSON file (not JSON)")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished smoke run (3 steps), trained once for the tests that resume or damage one (copy it).
+
+    Its validation split has no infarct case (scar Dice undefined), the case that once left a run without best.pt.
+    """
+    folder = tmp_path_factory.mktemp("finished")
+    root = _fake_emidec(folder / "emidec", val_has_scar=False)
+    run = folder / "run"
+    train(dataclasses.replace(SMOKE_CONFIG, emidec_root=str(root)), run, progress=False)
+    return run
+
+
+def _copy_run(finished_run, tmp_path):
+    import shutil
+
+    return shutil.copytree(finished_run, tmp_path / "run")
+
+
+def _contents(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_validation_without_an_infarct_case_still_selects_and_ships_weights(finished_run):
+    import os
+    import stat
+
+    # Scar Dice is undefined (NaN) on a val split without infarct: the run once never wrote best.pt
+    # and ended in an internal error. It now selects on the myocardium Dice alone.
+    run = finished_run
+    assert torch.load(run / "best.pt", map_location="cpu", weights_only=True)["step"] == 3
+    assert load_model(run / "best.safetensors").config == SMOKE_CONFIG.model
+    lines = (run / "log.jsonl").read_text().splitlines()
+    events = [json.loads(line, parse_constant=_no_bare_constants) for line in lines]
+    validation = [e for e in events if "validation" in e][-1]
+    assert validation["validation"]["scar_dice_mean"] is None  # written as null, not as a bare NaN
+    assert validation["score"] == pytest.approx(validation["validation"]["myocardium_dice_mean"])
+    json.loads((run / "best.json").read_text(), parse_constant=_no_bare_constants)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("best.safetensors", "best.json"):  # like every other output, not owner-only
+        assert stat.S_IMODE((run / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_undefined_scores_rank_last_but_a_best_model_is_always_kept():
+    from scarnet.train.loop import _is_better, selection_score
+
+    nan = float("nan")
+    assert selection_score({"myocardium_dice_mean": 0.8, "scar_dice_mean": 0.4}) == pytest.approx(0.6)
+    assert selection_score({"myocardium_dice_mean": 0.8, "scar_dice_mean": nan}) == pytest.approx(0.8)
+    assert np.isnan(selection_score({"myocardium_dice_mean": nan, "scar_dice_mean": nan}))
+    assert _is_better(nan, None) and _is_better(0.1, None)  # the first validation always writes best.pt
+    assert _is_better(0.1, nan) and _is_better(nan, nan)  # defined beats undefined; undefined: the latest
+    assert not _is_better(nan, 0.1) and not _is_better(0.1, 0.2) and _is_better(0.3, 0.2)
+
+
+def test_a_refused_or_failed_start_leaves_no_run_folder(tmp_path, monkeypatch):
+    from scarnet.errors import InputError
+    from scarnet.train.losses import ScarNetLoss
+
+    run = tmp_path / "run"
+    # damaged data (read before the folder is made)
+    root = _fake_emidec(tmp_path / "emidec")
+    png = root / "png" / "images" / "Case_P002_slice001.png"
+    png.write_bytes(b"not a png")
+    with pytest.raises(InputError, match="Case_P002_slice001.png: not a readable PNG"):
+        train(dataclasses.replace(SMOKE_CONFIG, emidec_root=str(root)), run, progress=False)
+    assert not run.exists()
+    with pytest.raises(InputError, match="not an EMIDEC folder"):
+        train(dataclasses.replace(SMOKE_CONFIG, emidec_root=str(tmp_path / "nowhere")), run, progress=False)
+    assert not run.exists()
+    # an unavailable device; a folder that existed (empty) stays, empty
+    run.mkdir()
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA"):
+            train(dataclasses.replace(SMOKE_CONFIG, device="cuda"), run, progress=False)
+        assert list(run.iterdir()) == []
+    run.rmdir()
+    # a fresh run that fails while training, before its first checkpoint, takes back what it wrote
+    # (a diverging loss stops the run before the step that would make every weight NaN)
+    monkeypatch.setattr(ScarNetLoss, "forward", lambda self, logits, target: logits.mean() * float("nan"))
+    with pytest.raises(InputError, match="training diverged at step 1"):
+        train(SMOKE_CONFIG, run, progress=False)
+    assert not run.exists()
+
+
+def _smoke_config_file(folder, **changes):
+    data = SMOKE_CONFIG.to_dict()
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            data[section][name] = value
+        else:
+            data[key] = value
+    path = folder / "smoke.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("option", [["--steps", "0"], ["--steps", "-5"], ["--batch-size", "0"], ["--workers", "-1"],
+                                    ["--device", "foo"], ["--max-minutes", "-1"], ["--max-minutes", "nan"]])
+def test_nonsense_train_options_are_refused_in_one_line(option, tmp_path, capsys):
+    from scarnet.cli import main
+
+    config = _smoke_config_file(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet", *option])
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"scarnet: error: argument {option[0]}")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"val_every": 0}, "val_every must be a whole number, 1 or more"),
+    ({"log_every": 0}, "log_every"),
+    ({"steps": "3"}, 'steps must be a whole number, 1 or more (not "3")'),
+    ({"steps": 2.5}, "steps"),
+    ({"learning_rate": "0.001"}, "learning_rate must be a number above 0"),
+    ({"phantom_fraction": 2}, "phantom_fraction must be a number from 0 to 1"),
+    ({"device": "foo"}, "device"),
+    ({"amp": "yes"}, "amp must be true or false"),
+    ({"model__input_size": -1}, "model.input_size"),
+    ({"model__input_size": 60}, "model.input_size must be a multiple of 8"),
+    ({"model__unet_channels": 5}, "model.unet_channels"),
+    ({"model__fusion_level": 7}, "model.fusion_level"),
+    ({"model__encoder": "resnet"}, "model.encoder"),
+    ({"augment__scale_range": [1.2, 0.8]}, "augment.scale_range"),
+    ({"augment__noise_probability": "high"}, "augment.noise_probability"),
+])
+def test_training_config_values_are_checked_when_loaded(change, named, tmp_path, capsys):
+    from scarnet.cli import main
+    from scarnet.errors import InputError
+
+    path = _smoke_config_file(tmp_path, **change)
+    with pytest.raises(InputError, match="smoke.json: not a readable training config: ") as refused:
+        TrainConfig.load(path)
+    assert named in str(refused.value)
+    # the command: one line, exit 2, no run folder
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "run").exists()
+    # a config changed in code is checked by train() itself
+    key, value = next(iter(change.items()))
+    if "__" not in key:
+        with pytest.raises(InputError, match=f"training config: {key}"):
+            train(dataclasses.replace(SMOKE_CONFIG, **{key: value}), tmp_path / "run", progress=False)
+        assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b'"abc"', "expected a JSON object"),
+    (b"\xff\xfe{}", "not UTF-8 text"),
+    (b"{oops", "not valid JSON"),
+    (b'{"model": 5}', "model must be an object"),
+    (b'{"augment": [1]}', "augment must be an object"),
+    (b'{"model": {"input_szie": 32}}', "unknown keys in model ['input_szie']"),  # a typo once trained the default
+    (b'{"augment": {"noise_prob": 1}}', "unknown keys in augment ['noise_prob']"),
+    (b'{"stpes": 1}', "unknown keys ['stpes']"),
+])
+def test_unreadable_training_configs_are_one_line(content, why, tmp_path):
+    from scarnet.errors import InputError
+
+    path = tmp_path / "config.json"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="config.json: not a readable training config: ") as refused:
+        TrainConfig.load(path)
+    assert why in str(refused.value)
+    with pytest.raises(InputError, match="not a readable training config: "):
+        TrainConfig.load(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign", "foreign_model"])
+def test_resume_from_a_damaged_last_pt_is_one_line(damage, finished_run, tmp_path):
+    from scarnet.errors import WeightsError
+
+    run = _copy_run(finished_run, tmp_path)
+    last = run / "last.pt"
+    if damage == "truncated":
+        last.write_bytes(last.read_bytes()[:100_000])
+    elif damage == "garbage":
+        last.write_bytes(b"garbage\n")
+    elif damage == "foreign":
+        torch.save({"x": 1}, last)
+    else:  # the right entries, another model's tensors
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+        checkpoint["model"] = {k: v[:1] if v.ndim else v for k, v in checkpoint["model"].items()}
+        torch.save(checkpoint, last)
+    before = _contents(run)
+    with pytest.raises(WeightsError, match="last.pt: (corrupted or not a ScarNet training checkpoint|do not fit)") \
+            as refused:
+        train(SMOKE_CONFIG, run, resume=True, progress=False)
+    assert "weights_only" not in str(refused.value)  # torch's advice to unpickle anything never reaches the user
+    assert _contents(run) == before
+
+
+def test_init_weights_get_the_checks_of_every_weights_input(tmp_path):
+    from dataclasses import asdict
+
+    from scarnet.errors import WeightsError
+    from scarnet.model.registry import build_model
+
+    state = build_model(SMOKE_CONFIG.model).state_dict()
+    first_conv = next(k for k, v in state.items() if v.ndim == 4)
+    variants = {
+        "nan.pt": ({k: v.clone().fill_(float("nan")) if v.is_floating_point() else v for k, v in state.items()},
+                   "holds NaN or infinite values"),
+        "badshape.pt": ({**state, first_conv: torch.zeros(1, 1, 1, 1)}, "has shape (1, 1, 1, 1)"),
+        "missing.pt": ({k: v for k, v in state.items() if k != first_conv}, "1 missing"),
+    }
+    for name, (tensors, why) in variants.items():
+        torch.save({"model": tensors, "model_config": asdict(SMOKE_CONFIG.model)}, tmp_path / name)
+        run = tmp_path / f"run_{name}"
+        with pytest.raises(WeightsError, match=f"{name}: .*{re.escape(why)}"):
+            train(dataclasses.replace(SMOKE_CONFIG, init_weights=str(tmp_path / name)), run, progress=False)
+        assert not run.exists()
+
+
+def test_resume_refuses_changes_to_the_run_and_applies_session_options(finished_run, tmp_path, capsys):
+    from scarnet.cli import main
+    from scarnet.errors import InputError
+
+    run = _copy_run(finished_run, tmp_path)
+    before = _contents(run)
+    for change in ({"steps": 6}, {"batch_size": 1}, {"learning_rate": 0.5}):
+        with pytest.raises(InputError, match=f"this command changes {next(iter(change))} from"):
+            train(dataclasses.replace(SMOKE_CONFIG, **change), run, resume=True, progress=False)
+    assert _contents(run) == before
+    # the command line: an option or a --config that changes the run is refused, not ignored
+    other = _smoke_config_file(tmp_path, seed=5)
+    for extra in (["--steps", "6"], ["--batch-size", "1"], ["--config", str(other)]):
+        assert main(["train", "--out", str(run), "--resume", "--quiet", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--resume continues the run as it was set up" in err
+    assert _contents(run) == before
+    # a --config that describes the run once the options given are applied is accepted
+    longer = _smoke_config_file(tmp_path, steps=6)
+    assert main(["train", "--config", str(longer), "--steps", "3", "--out", str(run), "--resume", "--quiet"]) == 0
+    # session options apply; without --config the run's own settings are used
+    assert main(["train", "--out", str(run), "--resume", "--quiet", "--max-minutes", "5", "--workers", "0"]) == 0
+    assert json.loads((run / "config.json").read_text())["max_minutes"] == 5
+    assert torch.load(run / "last.pt", map_location="cpu", weights_only=True)["step"] == 3
+
+
+def test_resume_without_last_pt_is_refused_and_touches_nothing(finished_run, tmp_path):
+    from scarnet.errors import InputError
+
+    run = _copy_run(finished_run, tmp_path)
+    (run / "last.pt").unlink()
+    before = _contents(run)
+    with pytest.raises(InputError, match="run: has no last.pt to resume"):
+        train(dataclasses.replace(SMOKE_CONFIG, seed=5), run, resume=True, progress=False)
+    assert _contents(run) == before  # best.pt, best.safetensors, config.json not replaced by a new run
+    with pytest.raises(InputError, match="no run to resume"):
+        train(SMOKE_CONFIG, tmp_path / "nowhere", resume=True, progress=False)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_resume_of_a_finished_run_without_best_pt_ships_its_last_checkpoint(finished_run, tmp_path):
+    # A run from before undefined scores were ranked could end without best.pt; resuming it exports last.pt.
+    run = _copy_run(finished_run, tmp_path)
+    (run / "best.pt").unlink()
+    summary = train(SMOKE_CONFIG, run, resume=True, progress=False)
+    assert summary["best_step"] == 3 and (run / "best.pt").is_file()
+    assert load_model(run / "best.safetensors").config == SMOKE_CONFIG.model
+
+
+def test_a_new_run_never_writes_into_a_folder_of_other_files(tmp_path):
+    from scarnet.errors import InputError
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "best.safetensors").write_bytes(b"the user's weights")
+    (models / "best.json").write_text('{"my": "notes"}')
+    before = _contents(models)
+    with pytest.raises(InputError, match="models: is not empty and holds no training run"):
+        train(SMOKE_CONFIG, models, progress=False)
+    assert _contents(models) == before
+
+
+def test_an_unusable_out_path_is_one_line(tmp_path, capsys):
+    from scarnet.cli import main
+
+    config = _smoke_config_file(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    for out, why in (("afile", "afile: is a file, not a run folder"),
+                     ("afile/run", "cannot create the folder: ")):
+        assert main(["train", "--config", str(config), "--out", str(tmp_path / out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and why in err, err
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_damaged_encoder_checkpoint_is_one_line(tmp_path):
+    from scarnet.errors import WeightsError
+
+    (tmp_path / "random.pth").write_bytes(np.random.default_rng(0).bytes(5000))
+    torch.save({"image_encoder.x": torch.zeros(2)}, tmp_path / "full.pth")
+    (tmp_path / "truncated.pth").write_bytes((tmp_path / "full.pth").read_bytes()[:300])
+    torch.save({"image_encoder.patch_embed.seq.0.c.weight": torch.zeros(1)}, tmp_path / "misfit.pth")
+    for name, why in (("missing.pth", "encoder checkpoint not found"),
+                      ("random.pth", "corrupted or not a LiteMedSAM checkpoint"),
+                      ("truncated.pth", "corrupted or not a LiteMedSAM checkpoint"),
+                      ("misfit.pth", "does not fit the LiteMedSAM encoder")):
+        config = dataclasses.replace(SMOKE_CONFIG, pretrained_encoder=True, encoder_checkpoint=str(tmp_path / name))
+        with pytest.raises(WeightsError, match=f"{name}: {why}"):
+            train(config, tmp_path / "run", progress=False)
+        assert not (tmp_path / "run").exists()
+
+
+def test_bundled_continuation_configs_need_init_weights(tmp_path, capsys):
+    from scarnet.cli import main
+
+    root = _fake_emidec(tmp_path / "emidec")
+    for name in ("cpu_unfreeze", "cpu_continue", "cpu_continue_unet"):
+        code = main(["train", "--config", name, "--out", str(tmp_path / "run"), "--steps", "1", "--batch-size", "1",
+                     "--workers", "0", "--emidec", str(root), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "needs --init-weights" in err, (name, err)
+        assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("damage", "why"), [
+    ("badjson", "splits.json: not valid JSON"),
+    ("novalkey", "splits.json: no 'val' list of case names"),
+    ("corruptpng", "Case_P002_slice000.png: not a readable PNG"),
+    ("nolabel", "labels/Case_P002_slice001.png: label PNG of Case_P002_slice001.png not found"),
+    ("labelsize", "labels/Case_P002_slice001.png: 128×128 pixels, but its image"),
+    ("imagesize", "images/Case_P002_slice001.png: 200×100 pixels, but Case_P002_slice000.png"),
+    ("rgbimage", "images/Case_P002_slice001.png: a colour or multi-channel image (RGB)"),
+    ("labelvalues", "labels/Case_P002_slice001.png: label values outside 0-4 (e.g. 200)"),
+])
+def test_a_damaged_emidec_folder_is_one_line_naming_the_file(damage, why, tmp_path):
+    from PIL import Image
+
+    from scarnet.errors import InputError
+    from scarnet.train.emidec import load_cases, load_split
+
+    root = _fake_emidec(tmp_path / "emidec")
+    images, labels = root / "png" / "images", root / "png" / "labels"
+    if damage == "badjson":
+        (root / "splits.json").write_text("{oops")
+    elif damage == "novalkey":
+        (root / "splits.json").write_text(json.dumps({"train": ["Case_P001"]}))
+    elif damage == "corruptpng":
+        (images / "Case_P002_slice000.png").write_bytes(b"not a png")
+    elif damage == "nolabel":
+        (labels / "Case_P002_slice001.png").unlink()
+    elif damage == "labelsize":
+        Image.new("L", (128, 128)).save(labels / "Case_P002_slice001.png")
+    elif damage == "imagesize":
+        Image.new("L", (200, 100)).save(images / "Case_P002_slice001.png")
+        Image.new("L", (200, 100)).save(labels / "Case_P002_slice001.png")
+    elif damage == "rgbimage":
+        size = Image.open(images / "Case_P002_slice001.png").size
+        Image.new("RGB", size).save(images / "Case_P002_slice001.png")
+    else:
+        size = Image.open(labels / "Case_P002_slice001.png").size
+        Image.fromarray(np.full(size[::-1], 200, np.uint8)).save(labels / "Case_P002_slice001.png")
+    with pytest.raises(InputError, match=re.escape(why)):
+        load_cases(root, load_split(root)["val"])

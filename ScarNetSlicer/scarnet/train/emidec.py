@@ -19,13 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..labels import LV_BLOOD_POOL, MYOCARDIUM_LABELS
+from ..labels import LV_BLOOD_POOL, MVO, MYOCARDIUM_LABELS
 from ..volume import Volume
 
 #: mm per PNG pixel along the less-stretched axis (see module docstring).
 PNG_BASE_SPACING_MM = 1.4
 #: EMIDEC's typical slice spacing; only used to give PNG stacks a plausible 3D geometry.
 PNG_SLICE_SPACING_MM = 10.0
+#: The largest label value (0 background, 1 LV blood pool, 2 healthy myocardium, 3 scar, 4 MVO).
+MAX_LABEL = MVO
 _SLICE_NAME = re.compile(r"(Case_[NP]\d+)_slice(\d+)\.png$")
 
 
@@ -55,8 +57,25 @@ class EmidecCase:
 
 
 def load_split(root: Path) -> dict[str, list[str]]:
-    data = json.loads((root / "splits.json").read_text())
-    return {"train": list(data["train"]), "val": list(data["val"])}
+    """The ``train`` and ``val`` case names in ``root/splits.json``; :class:`InputError` naming it when damaged."""
+    path = root / "splits.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror or type(error).__name__})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file; expected the EMIDEC split as JSON") from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object with 'train' and 'val' lists of case names")
+    split = {}
+    for key in ("train", "val"):
+        names = data.get(key)
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise InputError(f"{path}: no '{key}' list of case names")
+        split[key] = list(names)
+    return split
 
 
 def estimate_spacing_rc(labels: np.ndarray) -> tuple[float, float]:
@@ -78,9 +97,11 @@ def estimate_spacing_rc(labels: np.ndarray) -> tuple[float, float]:
 
 
 def load_cases(root: Path, names: list[str] | None = None) -> list[EmidecCase]:
-    """Read the PNG stacks of ``names`` (all cases when None), sorted by slice number."""
-    from PIL import Image
+    """Read the PNG stacks of ``names`` (all cases when None), sorted by slice number.
 
+    Raises :class:`InputError` naming the file for a missing, unreadable or colour PNG, a label
+    PNG of another size than its image (or slices of different sizes), and label values outside 0-4.
+    """
     image_dir, label_dir = root / "png" / "images", root / "png" / "labels"
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: EMIDEC PNG folder not found")
@@ -95,7 +116,52 @@ def load_cases(root: Path, names: list[str] | None = None) -> list[EmidecCase]:
         if name not in files:
             raise InputError(f"EMIDEC case {name} has no PNG slices in {image_dir}")
         slices = sorted(files[name])
-        images = np.stack([np.asarray(Image.open(p), dtype=np.float32) for _, p in slices])
-        labels = np.stack([np.asarray(Image.open(label_dir / p.name), dtype=np.uint8) for _, p in slices])
-        cases.append(EmidecCase(name, images, labels, estimate_spacing_rc(labels)))
+        images, labels = [], []
+        for _, path in slices:
+            image = _read_png(path)
+            label = _read_png(label_dir / path.name, what=f"label PNG of {path.name}")
+            if images and image.shape != images[0].shape:
+                raise InputError(f"{path}: {_size(image)} pixels, but {slices[0][1].name} of the same case has "
+                                 f"{_size(images[0])}")
+            if label.shape != image.shape:
+                raise InputError(f"{label_dir / path.name}: {_size(label)} pixels, but its image {path.name} has "
+                                 f"{_size(image)}")
+            if not np.issubdtype(label.dtype, np.integer):  # a 1-bit or floating-point PNG
+                raise InputError(f"{label_dir / path.name}: holds {label.dtype} values; EMIDEC labels are whole "
+                                 f"numbers 0-{MAX_LABEL}")
+            if label.min() < 0 or label.max() > MAX_LABEL:
+                outside = [v for v in np.unique(label).tolist() if v not in range(MAX_LABEL + 1)]
+                raise InputError(f"{label_dir / path.name}: label values outside 0-{MAX_LABEL} (e.g. {outside[0]}); "
+                                 "EMIDEC labels are 0 background, 1 LV blood pool, 2 myocardium, 3 scar, 4 MVO")
+            images.append(image.astype(np.float32))
+            labels.append(label.astype(np.uint8))
+        stacked = np.stack(labels)
+        cases.append(EmidecCase(name, np.stack(images), stacked, estimate_spacing_rc(stacked)))
     return cases
+
+
+def _size(array: np.ndarray) -> str:
+    return f"{array.shape[1]}×{array.shape[0]}"
+
+
+def _read_png(path: Path, what: str = "PNG") -> np.ndarray:
+    """One greyscale PNG as an array; :class:`InputError` naming the file when it is missing, unreadable or colour.
+
+    A damaged slice would otherwise stop a training run or an evaluation with PIL's or numpy's
+    own error, far from the file that caused it.
+    """
+    from PIL import Image
+
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            array = np.asarray(image)
+    except Image.UnidentifiedImageError:
+        raise InputError(f"{path}: not a readable PNG (not an image file PIL recognises)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as error:  # truncated, damaged, huge
+        raise InputError(f"{path}: not a readable PNG ({' '.join(str(error).split())[:80]})") from None
+    if array.ndim != 2:
+        raise InputError(f"{path}: a colour or multi-channel image ({mode}); EMIDEC PNGs are greyscale")
+    return array

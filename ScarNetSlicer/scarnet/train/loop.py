@@ -3,24 +3,55 @@
 A run directory holds ``config.json``, ``last.pt`` (resume point), ``best.pt`` (best on the
 validation split), ``log.jsonl`` (one line per log/validation event) and, at the end,
 ``best.safetensors`` (the shippable weights).
+
+Everything a run needs is checked before its folder is made or touched: the config's values,
+the folder itself (new or empty, or a run with ``last.pt`` to resume), the device, the model
+and its starting weights (or the checkpoint it resumes), the data. A refused run leaves
+nothing behind, and a fresh run that stops before its first checkpoint removes what it wrote
+(there is nothing to resume), so that the corrected command can run in the same folder.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, OutputError, WeightsError
+from ..labels import NUM_CLASSES
 from ..model.scarnet import ScarNetConfig
 from .data import AugmentConfig
+
+#: Settings of one session of a run, which ``--resume`` may change: where and how long it runs,
+#: where its files are now; not what it learns. Everything else must stay as the run was set up.
+SESSION_FIELDS = ("device", "num_workers", "torch_threads", "max_minutes", "emidec_root", "encoder_checkpoint")
+#: Devices a run can ask for ("cuda:1": a given GPU).
+_DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+#: What train() saves in every checkpoint.
+_CHECKPOINT_KEYS = ("model", "optimizer", "step", "best_score", "train_config")
+
+
+class _BadConfig(ValueError):
+    """One problem of a training config (a key and what it must be); callers say which config."""
+
+
+def _shown(value: Any) -> str:
+    """``value`` as it would appear in the JSON config."""
+    return json.dumps(value, default=str)
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number")
 
 
 @dataclass
@@ -60,22 +91,140 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        data = dict(data)
-        model = ScarNetConfig.from_dict(data.pop("model", {}))
-        augment_data = data.pop("augment", {})
-        augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in augment_data.items()})
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(f"training config: unknown keys {sorted(unknown)}")
-        return cls(model=model, augment=augment, **data)
+    def from_dict(cls, data: Any) -> TrainConfig:
+        """A config from its JSON form; :class:`InputError` naming the first unknown key or unusable value."""
+        try:
+            return cls._parse(data)
+        except _BadConfig as error:
+            raise InputError(f"training config: {error}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
+        """Read a JSON config file; one :class:`InputError` line for anything that makes it unusable."""
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError, TypeError) as error:
-            raise InputError(f"{path}: not a readable training config ({error})") from None
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls._parse(data)
+        except UnicodeDecodeError:
+            reason = "not UTF-8 text"
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+        except json.JSONDecodeError as error:
+            reason = f"not valid JSON: {error.msg}, line {error.lineno}"
+        except _BadConfig as error:
+            reason = str(error)
+        raise InputError(f"{path}: not a readable training config: {reason}")
+
+    @classmethod
+    def _parse(cls, data: Any) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise _BadConfig(f"expected a JSON object {{...}}, not {_json_type(data)}")
+        data = dict(data)
+        sections = {}
+        for name, section_class in (("model", ScarNetConfig), ("augment", AugmentConfig)):
+            section = data.pop(name, {})
+            if not isinstance(section, dict):
+                raise _BadConfig(f"{name} must be an object {{...}}, not {_json_type(section)}")
+            unknown = set(section) - set(section_class.__dataclass_fields__)
+            if unknown:  # a typo would silently train the default
+                raise _BadConfig(f"unknown keys in {name} {sorted(unknown)}")
+            sections[name] = section_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise _BadConfig(f"unknown keys {sorted(unknown)}")
+        config = cls(**sections, **data)
+        config._check_values()
+        return config
+
+    def check(self) -> None:
+        """Raise :class:`InputError` naming the first value of the wrong type or range (configs made in code)."""
+        try:
+            self._check_values()
+        except _BadConfig as error:
+            raise InputError(f"training config: {error}") from None
+
+    def _check_values(self) -> None:
+        """Types and ranges of every setting: a wrong one would fail deep in training (or train nonsense)."""
+        from ..model.registry import ENCODERS
+
+        for key, low in (("steps", 1), ("batch_size", 1), ("num_workers", 0), ("val_every", 1), ("log_every", 1),
+                         ("warmup_steps", 0), ("seed", 0)):
+            _check_whole(getattr(self, key), key, low)
+        for key in ("max_val_cases", "torch_threads"):
+            _check_whole(getattr(self, key), key, 1, optional=True)
+        for key in ("learning_rate", "encoder_learning_rate"):
+            _check_number(getattr(self, key), key, 0.0, above=True)
+        _check_number(self.weight_decay, "weight_decay", 0.0)
+        _check_number(self.phantom_fraction, "phantom_fraction", 0.0, high=1.0)
+        _check_number(self.max_minutes, "max_minutes", 0.0, above=True, optional=True)
+        for key in ("freeze_encoder", "pretrained_encoder", "amp"):
+            if not isinstance(getattr(self, key), bool):
+                raise _BadConfig(f"{key} must be true or false (not {_shown(getattr(self, key))})")
+        for key in ("emidec_root", "encoder_checkpoint", "init_weights"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise _BadConfig(f"{key} must be a file or folder name, or null (not {_shown(value)})")
+        if not isinstance(self.device, str) or not _DEVICE_NAME.fullmatch(self.device):
+            raise _BadConfig(f"device must be auto, cpu, cuda or cuda:N (not {_shown(self.device)})")
+
+        model = self.model
+        if model.encoder not in ("none", *ENCODERS):
+            raise _BadConfig(f"model.encoder must be one of none, {', '.join(ENCODERS)} (not {_shown(model.encoder)})")
+        channels = model.unet_channels
+        if (not isinstance(channels, (tuple, list)) or len(channels) < 2
+                or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels)):
+            raise _BadConfig(f"model.unet_channels must be a list of 2 or more whole numbers, 1 or more "
+                             f"(not {_shown(channels)})")
+        _check_whole(model.input_size, "model.input_size", 16)
+        stride = 2 ** (len(channels) - 1)  # the U-Net halves the crop once per level after the first
+        if model.input_size % stride:
+            raise _BadConfig(f"model.input_size must be a multiple of {stride} with {len(channels)} U-Net levels "
+                             f"(not {model.input_size})")
+        _check_whole(model.encoder_input_size, "model.encoder_input_size", 16)
+        _check_number(model.pixel_spacing_mm, "model.pixel_spacing_mm", 0.0, above=True)
+        _check_whole(model.fusion_level, "model.fusion_level", 0)
+        if model.fusion_level >= len(channels):
+            raise _BadConfig(f"model.fusion_level must be from 0 to {len(channels) - 1}, a U-Net level "
+                             f"(not {model.fusion_level})")
+        if model.num_classes != NUM_CLASSES or isinstance(model.num_classes, bool):
+            raise _BadConfig(f"model.num_classes must be {NUM_CLASSES}, the labels 0-{NUM_CLASSES - 1} "
+                             f"(not {_shown(model.num_classes)})")
+
+        defaults = AugmentConfig()
+        for name in AugmentConfig.__dataclass_fields__:
+            value, default, key = getattr(self.augment, name), getattr(defaults, name), f"augment.{name}"
+            if isinstance(default, dict):
+                if not isinstance(value, dict):
+                    raise _BadConfig(f"{key} must be an object {{...}} (not {_shown(value)})")
+            elif isinstance(default, tuple):  # a (low, high) range; whole numbers where the default has them
+                whole = isinstance(default[0], int)
+                if (not isinstance(value, tuple) or len(value) != 2
+                        or any(not _is_number(v) or v < 0 or (whole and (not isinstance(v, int) or v < 1))
+                               for v in value) or value[0] > value[1]):
+                    kind = "whole numbers, 1 or more" if whole else "numbers, 0 or more"
+                    raise _BadConfig(f"{key} must be a [low, high] pair of {kind} (not {_shown(value)})")
+            else:
+                _check_number(value, key, 0.0)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_whole(value: Any, key: str, low: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise _BadConfig(f"{key} must be a whole number, {low} or more{' (or null)' if optional else ''} "
+                         f"(not {_shown(value)})")
+
+
+def _check_number(value: Any, key: str, low: float, above: bool = False, high: float | None = None,
+                  optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not _is_number(value) or value < low or (above and value == low) or (high is not None and value > high):
+        bounds = f"from {low:g} to {high:g}" if high is not None else f"above {low:g}" if above else f"{low:g} or more"
+        raise _BadConfig(f"{key} must be a number {bounds}{' (or null)' if optional else ''} (not {_shown(value)})")
 
 
 #: A few steps on CPU in seconds: used by the tests and as a template.
@@ -91,6 +240,8 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not _DEVICE_NAME.fullmatch(name):
+        raise InputError(f"device must be auto, cpu, cuda or cuda:N (not {_shown(name)})")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("CUDA was requested but no CUDA device is available")
     return torch.device(name)
@@ -110,6 +261,166 @@ def _learning_rate_factor(step: int, config: TrainConfig) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def selection_score(figures: dict[str, Any]) -> float:
+    """The validation score a run keeps its best model by: the mean of the myocardium and scar Dice that are defined.
+
+    Scar Dice is undefined on a validation split without an infarct case (see
+    :mod:`scarnet.evaluate`): the model is then selected on the myocardium alone, not never.
+    NaN only when neither is defined.
+    """
+    parts = [figures[key] for key in ("myocardium_dice_mean", "scar_dice_mean") if not math.isnan(figures[key])]
+    return sum(parts) / len(parts) if parts else math.nan
+
+
+def _is_better(score: float, best: float | None) -> bool:
+    """Whether a validation ``score`` replaces the best so far (None: no best.pt yet).
+
+    An undefined (NaN) score ranks below every defined one, but a run always has a best.pt: the
+    first validation writes one, and while the scores stay undefined the latest replaces it.
+    """
+    if best is None or math.isnan(best):
+        return True
+    return not math.isnan(score) and score > best
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinite floats as None: a bare NaN token is not JSON (log.jsonl, the sidecar)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Checks before the run folder is made or touched
+# --------------------------------------------------------------------------------------------
+def _check_run_folder(out_dir: Path, resume: bool) -> None:
+    """Refuse a run folder this run cannot use, with one line: never write into someone else's files.
+
+    A new run needs a new or empty folder that can be created or written; ``resume`` needs a run
+    with ``last.pt`` (without it there is nothing to continue, and starting afresh would replace
+    the run's best.pt and weights).
+    """
+    from ..outputs import REPORT, OutputSet
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: is a file, not a run folder")
+    if resume:
+        if not out_dir.is_dir():
+            raise InputError(f"{out_dir}: no run to resume (the folder does not exist)")
+        if not (out_dir / "last.pt").is_file():
+            raise InputError(f"{out_dir}: has no last.pt to resume (the run stopped before its first checkpoint, or "
+                             "last.pt was removed); start a new run in another folder")
+    elif out_dir.is_dir():
+        if any((out_dir / name).exists() for name in ("config.json", "last.pt", "best.pt")):
+            raise InputError(f"{out_dir}: holds a run already (pass --resume to continue it, or choose another folder)")
+        try:
+            empty = next(out_dir.iterdir(), None) is None
+        except OSError as error:
+            raise OutputError(f"{out_dir}: cannot be read ({error.strerror or type(error).__name__})") from None
+        if not empty:
+            raise InputError(f"{out_dir}: is not empty and holds no training run; a new run needs a new or empty "
+                             "folder (it writes config.json, checkpoints, log.jsonl and best.safetensors there)")
+    # Can be created, or written: the checks every output folder gets (a file in the way, permissions).
+    with OutputSet(overwrite=True, folder=out_dir) as outputs:
+        outputs.add(out_dir / "config.json", REPORT, "--out")
+        outputs.prepare()
+
+
+def _check_starting_point(config: TrainConfig) -> None:
+    """Refuse a config whose encoder would start random where random cannot work."""
+    if (config.freeze_encoder and not config.pretrained_encoder and not config.init_weights
+            and config.model.encoder != "none"):
+        raise InputError("training config: a frozen encoder must be pretrained (pretrained_encoder) or come with "
+                         "the starting weights (--init-weights); a frozen random encoder learns nothing")
+
+
+def _read_checkpoint(out_dir: Path) -> dict[str, Any]:
+    """``out_dir/last.pt`` with its config as a :class:`TrainConfig` (key ``config``).
+
+    :class:`WeightsError` (one line) for a file that is damaged or not a checkpoint of ours;
+    tensors only are unpickled (``weights_only=True``), whatever the file holds.
+    """
+    path = out_dir / "last.pt"
+
+    def damaged(reason: str) -> WeightsError:
+        return WeightsError(f"{path}: corrupted or not a ScarNet training checkpoint ({reason})")
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for damaged files, and its text advises unsafe loading
+        raise damaged(type(error).__name__) from None
+    if not isinstance(checkpoint, dict):
+        raise damaged(f"it holds {type(checkpoint).__name__}, not a checkpoint's entries")
+    missing = [key for key in _CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise damaged(f"missing {', '.join(missing)}")
+    state = checkpoint["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise damaged("'model' is not a set of tensors")
+    step, best_score = checkpoint["step"], checkpoint["best_score"]
+    if not isinstance(checkpoint["optimizer"], dict) or isinstance(step, bool) or not isinstance(step, int) \
+            or step < 0 or isinstance(best_score, bool) or not isinstance(best_score, (int, float)):
+        raise damaged("its optimizer state, step or score is unusable")
+    try:
+        checkpoint["config"] = TrainConfig.from_dict(checkpoint["train_config"])
+    except InputError as error:
+        raise damaged(str(error)) from None
+    return checkpoint
+
+
+def read_run_config(out_dir: str | Path) -> TrainConfig:
+    """The config of the run in ``out_dir`` (from its ``last.pt``), to resume it with; one-line errors."""
+    out_dir = Path(out_dir)
+    _check_run_folder(out_dir, resume=True)
+    return _read_checkpoint(out_dir)["config"]
+
+
+def _flat(config: TrainConfig) -> dict[str, Any]:
+    """The config's settings by key, "model.input_size" style."""
+    flat = {}
+    for key, value in config.to_dict().items():
+        if key in ("model", "augment"):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def resumed_config(run: TrainConfig, given: TrainConfig, out_dir: str | Path) -> TrainConfig:
+    """The ``run``'s config with ``given``'s :data:`SESSION_FIELDS`; :class:`InputError` if ``given`` changes more.
+
+    A resumed run continues what it started: another step count, batch size, learning rate or
+    model would silently be ignored (or, applied, give a run that no config describes).
+    """
+    run_settings, given_settings = _flat(run), _flat(given)
+    for key, value in run_settings.items():
+        if key not in SESSION_FIELDS and given_settings[key] != value:
+            raise InputError(f"{out_dir}: --resume continues the run as it was set up, but this command changes {key} "
+                             f"from {_shown(value)} to {_shown(given_settings[key])} (only --max-minutes, --device, "
+                             "--workers, --emidec and --encoder-checkpoint may change)")
+    return replace(run, **{key: getattr(given, key) for key in SESSION_FIELDS})
+
+
+def _build_model(config: TrainConfig, fresh: bool):
+    """The model of ``config`` (pretrained encoder loaded for a fresh run); one-line errors for its files."""
+    from ..model.registry import build_model
+
+    pretrained = config.pretrained_encoder and fresh
+    try:
+        return build_model(config.model, pretrained_encoder=pretrained,
+                           encoder_checkpoint=config.encoder_checkpoint if pretrained else None)
+    except (TypeError, ValueError, RuntimeError, IndexError, KeyError, ArithmeticError) as error:
+        if isinstance(error, (InputError, WeightsError)):
+            raise
+        # Values of the right type that still build no model (checked above: should not happen).
+        raise InputError(f"training config: the model settings build no model "
+                         f"({' '.join(str(error).split())[:80]})") from None
+
+
 def _read_initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
     """The tensors of ``config.init_weights``; refuses weights of another architecture."""
     from ..model.registry import read_weights
@@ -121,21 +432,30 @@ def _read_initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def _validation_cases(config: TrainConfig):
-    """Validation volumes: EMIDEC "val" (real) when available, else a fixed set of phantoms."""
+def _training_data(config: TrainConfig) -> tuple[list, list]:
+    """Real training slices (EMIDEC train split; none without EMIDEC) and validation cases.
+
+    Validation: EMIDEC "val" (real) when available, else a fixed set of phantoms. Read (and
+    checked, one line per damaged file) before the run folder is made.
+    """
     from ..phantom import make_phantom
+    from .data import emidec_samples
     from .emidec import load_cases, load_split
 
     root = _emidec_root(config)
-    if root is not None:
-        names = load_split(root)["val"]
-        cases = [(c.name, *c.as_volume()) for c in load_cases(root, names)]
-    else:
+    if root is None:
         cases = []
-        for seed in range(900_000, 900_006):
+        for seed in range(900_000, 900_000 + min(6, config.max_val_cases or 6)):
             phantom = make_phantom(seed)
             cases.append((f"phantom_{seed}", phantom.image, phantom.labelmap))
-    return cases[: config.max_val_cases] if config.max_val_cases else cases
+        return [], cases
+    split = load_split(root)
+    for key, use in (("train", "train on"), ("val", "select the model on")):
+        if not split[key]:
+            raise InputError(f"{root / 'splits.json'}: the '{key}' split is empty; training needs cases to {use}")
+    real = emidec_samples(load_cases(root, split["train"]))
+    names = split["val"][: config.max_val_cases] if config.max_val_cases else split["val"]
+    return real, [(c.name, *c.as_volume()) for c in load_cases(root, names)]
 
 
 def _emidec_root(config: TrainConfig) -> Path | None:
@@ -151,40 +471,70 @@ def _emidec_root(config: TrainConfig) -> Path | None:
     return root
 
 
+# --------------------------------------------------------------------------------------------
+# The run folder
+# --------------------------------------------------------------------------------------------
+def _make_folder(out_dir: Path) -> list[Path]:
+    """Create ``out_dir`` (and missing parents); return the folders made, outermost first."""
+    made = []
+    folder = out_dir.absolute()
+    while not folder.exists():
+        made.append(folder)
+        folder = folder.parent
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{out_dir}: cannot create the folder ({error.strerror or type(error).__name__})") from None
+    return made[::-1]
+
+
+def _remove_unfinished_run(out_dir: Path, made: list[Path]) -> None:
+    """Take back what a fresh run wrote before its first checkpoint (nothing there could be resumed).
+
+    Only this run's files go (the folder was new or empty), and only the folders it made.
+    """
+    for name in ("config.json", "log.jsonl", "best.pt", "best.tmp", "last.tmp"):
+        (out_dir / name).unlink(missing_ok=True)
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            break  # not empty (someone else's file): keep it and its parents
+
+
 def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) a ScarNet; returns a summary with the best validation figures."""
+    """Train (or resume) a ScarNet; returns a summary with the best validation figures.
+
+    With ``resume``, ``out_dir`` must hold a run with ``last.pt``, and ``config`` must agree
+    with the run's own except for :data:`SESSION_FIELDS`, which it sets for this session
+    (:func:`resumed_config`). Every check is made before the folder is made or touched.
+    """
     from ..evaluate import evaluate_model
-    from ..model.registry import build_model, save_weights
-    from .data import TrainingStream, emidec_samples
-    from .emidec import load_cases, load_split
+    from ..io import write_text
+    from ..model.registry import load_state, save_weights
+    from .data import TrainingStream
     from .losses import ScarNetLoss
 
     out_dir = Path(out_dir)
-    if (config.freeze_encoder and not config.pretrained_encoder and not config.init_weights
-            and config.model.encoder != "none"):
-        raise InputError("training config: a frozen encoder must be pretrained (pretrained_encoder) or come with "
-                         "the starting weights (--init-weights); a frozen random encoder learns nothing")
-    # Read (and check) the starting weights before the run folder is made: a refusal leaves nothing behind.
-    resuming = resume and (out_dir / "last.pt").is_file()
-    initial_state = _read_initial_weights(config) if config.init_weights and not resuming else None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    config.check()
+    _check_run_folder(out_dir, resume)
+    checkpoint = _read_checkpoint(out_dir) if resume else None
+    if checkpoint is not None:
+        config = resumed_config(checkpoint["config"], config, out_dir)
+    _check_starting_point(config)
     device = resolve_device(config.device)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    last_path = out_dir / "last.pt"
-    start_step, best_score, history = 0, -1.0, []
-    if resuming:
-        checkpoint = torch.load(last_path, map_location="cpu", weights_only=True)
-        config = TrainConfig.from_dict(checkpoint["train_config"])
-        start_step, best_score = checkpoint["step"], checkpoint["best_score"]
-    elif (out_dir / "config.json").exists() and not resume:
-        raise InputError(f"{out_dir}: holds a run already (pass --resume to continue it, or choose another folder)")
-    (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    start_step, best_score, history = 0, None, []
+    if checkpoint is not None:
+        start_step = checkpoint["step"]
+        # Without best.pt (removed, or a run from before NaN scores were ranked) the next validation writes one.
+        best_score = float(checkpoint["best_score"]) if best_path.is_file() else None
     _seed_everything(config.seed + start_step)
 
     fresh = start_step == 0
-    model = build_model(config.model, pretrained_encoder=config.pretrained_encoder and fresh,
-                        encoder_checkpoint=config.encoder_checkpoint if fresh and config.pretrained_encoder else None)
+    model = _build_model(config, fresh)
     model.to(device)
     encoder_params = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
     other_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
@@ -196,25 +546,36 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         groups.append({"params": encoder_params, "lr": config.encoder_learning_rate,
                        "base_lr": config.encoder_learning_rate})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    if start_step > 0:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-    elif initial_state is not None:
-        model.load_state_dict(initial_state)
+    if checkpoint is not None:
+        load_state(model, checkpoint["model"], last_path)
+        try:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError):
+            raise WeightsError(f"{last_path}: corrupted or not a ScarNet training checkpoint (its optimizer state "
+                               "does not fit the model)") from None
+    elif config.init_weights:
+        # The same checks as any weights input (shapes, finite values, no tensor missing): NaN starting
+        # weights would train NaN and publish weights that `scarnet segment` refuses.
+        load_state(model, _read_initial_weights(config), config.init_weights)
 
-    root = _emidec_root(config)
-    real = []
-    if root is not None:
-        real = emidec_samples(load_cases(root, load_split(root)["train"]))
+    real, val_cases = _training_data(config)
     stream = TrainingStream(real, config.phantom_fraction, config.model.input_size, config.model.pixel_spacing_mm,
                             config.augment, seed=config.seed + start_step)
     loader = torch.utils.data.DataLoader(stream, batch_size=config.batch_size, num_workers=config.num_workers,
                                          pin_memory=device.type == "cuda",
                                          persistent_workers=config.num_workers > 0)
     loss_fn = ScarNetLoss().to(device)
-    val_cases = _validation_cases(config)
     use_amp = config.amp and device.type == "cuda"
-    log = (out_dir / "log.jsonl").open("a")
+
+    # Everything checked: the folder is made (or continued) only now.
+    made = _make_folder(out_dir)
+    try:
+        write_text(json.dumps(config.to_dict(), indent=2) + "\n", out_dir / "config.json", overwrite=True)
+        log = (out_dir / "log.jsonl").open("a", encoding="utf-8")
+    except BaseException:
+        if fresh:
+            _remove_unfinished_run(out_dir, made)
+        raise
 
     def set_train_mode() -> None:
         model.train()
@@ -228,67 +589,87 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         torch.save(state, temp)
         temp.replace(path)
 
+    def write_log(event: dict[str, Any]) -> None:
+        log.write(json.dumps(_json_safe(event), allow_nan=False) + "\n")
+        log.flush()
+
     set_train_mode()
     started = time.perf_counter()
     seen = 0
     step = start_step
     running, running_steps = 0.0, 0
     deadline = started + 60 * config.max_minutes if config.max_minutes else None
-    for x, y in loader:
-        if step >= config.steps:
-            break
-        out_of_time = deadline is not None and time.perf_counter() > deadline
-        factor = _learning_rate_factor(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = model(x)
-        loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
-        step += 1
-        seen += x.shape[0]
-        running += loss.item()
-        running_steps += 1
-        if step % config.log_every == 0 or step == config.steps:
-            elapsed = time.perf_counter() - started
-            # Mean over the steps since the last log line (fewer than log_every at the end or after a resume).
-            event = {"step": step, "loss": running / running_steps,
-                     "lr": optimizer.param_groups[0]["lr"], "slices_per_s": seen / elapsed, "elapsed_s": elapsed}
-            running, running_steps = 0.0, 0
-            log.write(json.dumps(event) + "\n")
-            log.flush()
-            if progress:
-                print(f"step {step}/{config.steps} loss {event['loss']:.4f} {event['slices_per_s']:.1f} slices/s",
-                      flush=True)
-        if out_of_time and progress:
-            print(f"time limit of {config.max_minutes} min reached at step {step}", flush=True)
-        if step % config.val_every == 0 or step == config.steps or out_of_time:
-            model.eval()
-            figures = evaluate_model(model, val_cases, device=device)
-            set_train_mode()
-            score = (figures["myocardium_dice_mean"] + figures["scar_dice_mean"]) / 2
-            event = {"step": step, "validation": figures, "score": score}
-            history.append(event)
-            log.write(json.dumps(event) + "\n")
-            log.flush()
-            if progress:
-                print(f"validation at step {step}: myocardium Dice {figures['myocardium_dice_mean']:.3f}, "
-                      f"scar Dice {figures['scar_dice_mean']:.3f}", flush=True)
-            if score > best_score:
-                best_score = score
-                save(step, out_dir / "best.pt", best_score)
-            save(step, last_path, best_score)
-        if out_of_time:
-            break
+    try:
+        for x, y in loader:
+            if step >= config.steps:
+                break
+            out_of_time = deadline is not None and time.perf_counter() > deadline
+            factor = _learning_rate_factor(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            # One read of both (a single device sync, as the loss's read was): a NaN step would make
+            # every weight NaN, so the run stops before it, keeping the last checkpoint intact.
+            loss_value, grad_norm_value = torch.stack([loss.detach().float(), grad_norm.float()]).tolist()
+            if not (math.isfinite(loss_value) and math.isfinite(grad_norm_value)):
+                kept = f"the last checkpoint {last_path} is kept" if last_path.is_file() else "nothing was kept"
+                raise InputError(f"training diverged at step {step + 1}: the loss or its gradient is not finite "
+                                 f"(lower learning_rate in the config, or check the starting weights); {kept}")
+            optimizer.step()
+            step += 1
+            seen += x.shape[0]
+            running += loss_value
+            running_steps += 1
+            if step % config.log_every == 0 or step == config.steps:
+                elapsed = time.perf_counter() - started
+                # Mean over the steps since the last log line (fewer than log_every at the end or after a resume).
+                event = {"step": step, "loss": running / running_steps,
+                         "lr": optimizer.param_groups[0]["lr"], "slices_per_s": seen / elapsed, "elapsed_s": elapsed}
+                running, running_steps = 0.0, 0
+                write_log(event)
+                if progress:
+                    print(f"step {step}/{config.steps} loss {event['loss']:.4f} {event['slices_per_s']:.1f} slices/s",
+                          flush=True)
+            if out_of_time and progress:
+                print(f"time limit of {config.max_minutes} min reached at step {step}", flush=True)
+            if step % config.val_every == 0 or step == config.steps or out_of_time:
+                model.eval()
+                figures = evaluate_model(model, val_cases, device=device)
+                set_train_mode()
+                score = selection_score(figures)
+                event = {"step": step, "validation": figures, "score": score}
+                history.append(event)
+                write_log(event)
+                if progress:
+                    print(f"validation at step {step}: myocardium Dice {figures['myocardium_dice_mean']:.3f}, "
+                          f"scar Dice {figures['scar_dice_mean']:.3f}", flush=True)
+                if _is_better(score, best_score):
+                    best_score = score
+                    save(step, best_path, best_score)
+                save(step, last_path, best_score)
+            if out_of_time:
+                break
+        if not best_path.is_file():
+            # Resumed at or past its last step with no best.pt (removed, or from a run whose
+            # scores were all undefined before they were ranked): the last checkpoint is the best there is.
+            best_score = math.nan if best_score is None else best_score
+            save(step, best_path, best_score)
+    except BaseException:
+        log.close()
+        if fresh and not last_path.is_file():
+            _remove_unfinished_run(out_dir, made)
+        raise
     log.close()
 
-    best = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
-    info = {"best_step": best["step"], "best_score": best["best_score"], "train_config": config.to_dict()}
+    info = _json_safe({"best_step": best["step"], "best_score": best["best_score"], "train_config": config.to_dict()})
     sha = save_weights(model.cpu(), out_dir / "best.safetensors", info=info)
     return {"best_step": best["step"], "best_score": best["best_score"], "sha256": sha, "history": history}
