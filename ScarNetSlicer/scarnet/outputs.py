@@ -144,11 +144,15 @@ class OutputSet:
             # Nothing more to check in a folder that does not exist yet; probed on the first write.
             self._check_folder_can_be_created(self.folder)
             return
-        check_outputs(paths, self.overwrite)
-        for path in paths:
-            if not path.parent.is_dir():
-                raise OutputError(f"{path}: {path.parent} is a file, not a folder")
-        self._probe()
+        # Existing files, folders that are files, and a file created and removed in each folder (the
+        # surest test that it is writable; the temporary files themselves are made only when
+        # written, so a run killed while the model works leaves nothing in the user's folders).
+        try:
+            check_outputs(paths, self.overwrite)
+        except OutputError:
+            self.discard()  # a folder made for the first write goes again
+            raise
+        self._prepared = True
 
     def _check_name_length(self, path: Path) -> None:
         """Every name in ``path`` must fit (the temporary names are kept short on purpose)."""
@@ -183,22 +187,6 @@ class OutputSet:
             os.rmdir(tempfile.mkdtemp(prefix=".scarnet-check.", dir=existing))
         except OSError as error:
             raise OutputError(f"{folder}: cannot create the folder in {existing} ({_reason(error)})") from None
-
-    def _probe(self) -> None:
-        """Create and remove a file beside each output (the surest test that the folder is writable).
-
-        The temporary files themselves are made only when written: a run killed while the model
-        works (a closed terminal, a scheduler's SIGTERM) leaves nothing in the user's folders.
-        """
-        for output in self._outputs:
-            try:
-                fd, name = tempfile.mkstemp(prefix=".scarnet-check.", dir=output.path.parent)
-                os.close(fd)
-                os.unlink(name)
-            except OSError as error:
-                self.discard()
-                raise OutputError(f"{output.path}: cannot write in {output.path.parent} ({_reason(error)})") from None
-        self._prepared = True
 
     def _temporary_file(self, output: _Output) -> Path:
         """A new empty file beside ``output``, keeping its ending (the writers choose the format by it)."""
