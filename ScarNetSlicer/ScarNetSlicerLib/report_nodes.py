@@ -33,7 +33,8 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("Slice", "index", "int", "", "Slice index k along the image's third axis (0 = first slice)"),
+    Column("Slice", "index", "int", "", "Slice index along the image's slice axis: k, unless the file stores the "
+           "slices along i or j (0 = first slice)"),
     Column("Position (mm)", "position_mm", "double", "mm", "Slice-centre position along the slice normal (LPS)"),
     Column("Myocardium (mL)", "myocardium_ml", "double", "mL", "LV myocardium volume (healthy + scar + MVO)"),
     Column("Scar (mL)", "scar_ml", "double", "mL", "Scar volume including MVO"),

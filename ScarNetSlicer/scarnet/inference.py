@@ -2,9 +2,10 @@
 
 Steps (each slice is a 2D problem; the stack is made consistent afterwards):
 
-1. **Check** the volume: 3D, finite, not constant, plausibly a short-axis stack. The slices are
-   then re-stored in one canonical in-plane order (:mod:`scarnet.orientation`), so that a file
-   storing the same slices transposed or mirrored gives the same labels.
+1. **Check** the volume: 3D, finite, not constant, plausibly a short-axis stack. The stack is
+   then re-stored with its slices along k (a file saved slice-first has them along i) and in one
+   canonical in-plane order (:mod:`scarnet.orientation`), so that a file storing the same slices
+   another way gives the same labels.
 2. **Localise the LV.** The model sees a few mid-stack slices whole (the field of view squeezed
    into the model's input, as trained with the ``localise`` view) and the LV centroid is the
    median over those slices of the largest predicted LV component. If no slice shows an LV of
@@ -14,7 +15,7 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    windows instead, and the window that shows an LV in the most slices wins. How it fails: a
    field of view where another round bright structure dominates and the LV is tiny (< ~25 mm
    across) can be missed; a heart cut by the field of view is still found but the crop is then
-   padded with zeros.
+   padded with the slice's minimum (background).
 3. **Segment** every slice in a crop of ``input_size`` pixels at ``pixel_spacing_mm`` centred on
    the LV (same resampling and intensity normalisation as in training), batched, with CUDA
    autocast; optional flip test-time augmentation.
@@ -62,7 +63,7 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
-from .orientation import canonical_in_plane_order
+from .orientation import MIN_IN_PLANE_SIZE, canonical_in_plane_order, find_stack_axis
 from .preprocess import PlaneTransform, model_crop, plane_transform, resample_back, valid_mask
 from .qc import (
     FLAG_DESCRIPTIONS,
@@ -118,6 +119,8 @@ class SegmentationResult:
 
     labelmap: Volume
     report: Report
+    #: The LV axis as a (row, column) pixel position in the slices: (j, i) of the stored grid, or
+    #: for a stack stored slice-first, of the stored grid with the slice axis swapped with k.
     lv_center_rc: tuple[float, float]
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -160,7 +163,7 @@ def check_short_axis(volume: Volume, name: str = "image") -> None:
     """
     columns, rows, slices = volume.shape_ijk
     spacing_i, spacing_j, spacing_k = volume.spacing_mm
-    if min(columns, rows) < 32:
+    if min(columns, rows) < MIN_IN_PLANE_SIZE:
         raise InputError(f"{name}: in-plane size {columns}×{rows} is too small for a short-axis slice; "
                          "are the slices along another axis?")
     if slices > 40 and spacing_k < 2.5 * max(spacing_i, spacing_j):
@@ -373,9 +376,12 @@ class Segmenter:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         validate_image(volume, name)
-        check_short_axis(volume, name)
         stored = volume
-        # The model sees one storage of the slice plane whatever the file's (see scarnet.orientation).
+        # The model sees one storage of the stack whatever the file's (see scarnet.orientation):
+        # slices along k, then one order of rows and columns.
+        stack = find_stack_axis(volume)
+        volume = stack.apply(volume)
+        check_short_axis(volume, name)
         order = canonical_in_plane_order(volume.direction)
         volume = order.apply(volume.with_array(volume.array.astype(np.float32, copy=False)))
         array = volume.array
@@ -435,9 +441,9 @@ class Segmenter:
             flipped = self.flipped_scar(volume, transform, scar_slices)
         timings["flip_check_s"] = time.perf_counter() - t
 
-        labelmap = stored.with_array(order.undo(labels))
+        labelmap = stored.with_array(stack.undo(order.undo(labels)))
         stored_center_rc = order.undo_point_rc(center_rc, labels.shape[1:])
-        report = quantify(labelmap)
+        report = quantify(labelmap)  # per slice along the same stack axis (quantify finds it likewise)
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
         flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast,
                                       (volume.spacing_mm[1], volume.spacing_mm[0]))
@@ -455,6 +461,7 @@ class Segmenter:
             "input_size_px": self.input_size,
             "pixel_spacing_mm": self.pixel_spacing_mm,
             "min_scar_component_ml": self.min_scar_component_ml,
+            "slice_axis": stack.name,
             "lv_center_rc": [round(stored_center_rc[0], 2), round(stored_center_rc[1], 2)],
             "warnings": list(self.warnings),
             "timings_s": {k: round(v, 4) for k, v in timings.items()},

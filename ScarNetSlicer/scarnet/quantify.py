@@ -33,6 +33,7 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
+from .orientation import find_stack_axis
 from .volume import Volume
 
 
@@ -90,7 +91,7 @@ class Report:
                 "scar": "labels 3|4 (MVO included, SCMR)",
                 "myocardium": "labels 2|3|4",
                 "myocardium_density_g_per_ml": MYOCARDIUM_DENSITY_G_PER_ML,
-                "index": "slice index k along the image's third axis",
+                "index": "slice index along the image's slice axis (k unless the slices are stored along i or j)",
                 "position_mm": "signed slice-centre position along the slice normal (LPS)",
             },
         }
@@ -164,14 +165,19 @@ def validate_labelmap(labelmap: Volume) -> None:
 
 
 def quantify(labelmap: Volume, image: Volume | None = None) -> Report:
-    """Quantify ``labelmap`` per slice (along k) and in total.
+    """Quantify ``labelmap`` per slice and in total.
 
-    ``image``, when given, must be on the same grid; it adds mean/SD intensity per tissue
-    and the scar-to-remote intensity ratio under ``report.extra["intensity"]``.
+    Slices lie along k, or along the one short axis of a stack stored slice-first (see
+    :func:`scarnet.orientation.find_stack_axis`, which segmentation uses too); slice ``index`` is
+    the position along that axis. ``image``, when given, must be on the same grid; it adds mean/SD
+    intensity per tissue and the scar-to-remote intensity ratio under ``report.extra["intensity"]``.
     """
     validate_labelmap(labelmap)
     if image is not None and not labelmap.same_grid(image):
         raise InputError(f"labelmap and image are on different grids ({labelmap.grid_difference(image)})")
+    stack = find_stack_axis(labelmap)  # the image, on the same grid, has the same one
+    labelmap = stack.apply(labelmap)
+    image = stack.apply(image) if image is not None else None
     labels = labelmap.array.astype(np.uint8, copy=False)
     voxel_ml = labelmap.voxel_volume_ml
     # One pass of bincount per slice gives every class count at once.

@@ -572,6 +572,27 @@ def test_the_same_slices_stored_transposed_or_mirrored_give_the_same_labels():
 
 
 @requires_weights
+def test_a_stack_stored_slice_first_is_segmented_as_the_usual_storage():
+    # A (slice, row, column) array saved by nibabel has its slices along i (or, transposed, j).
+    # Before, such a file was refused ("are the slices along another axis?"); now the pipeline
+    # finds the slice axis from the grid and gives the same labels, voxel for voxel, and report.
+    from scarnet.orientation import StackAxis
+
+    phantom = make_phantom(7)
+    segmenter = Segmenter(device="cpu", flip_check=False)
+    base = segmenter(phantom.image)
+    for axis in (0, 1):
+        stored = StackAxis(axis).apply(phantom.image)
+        assert stored.shape_ijk[axis] == phantom.image.num_slices
+        result = segmenter(stored)
+        assert result.labelmap.same_grid(stored)
+        assert np.array_equal(StackAxis(axis).undo(result.labelmap.array), base.labelmap.array), axis
+        assert result.report.to_dict()["slices"] == base.report.to_dict()["slices"]
+        assert result.report.extra["inference"]["slice_axis"] == "ij"[axis]
+    assert base.report.extra["inference"]["slice_axis"] == "k"
+
+
+@requires_weights
 def test_an_intensity_offset_does_not_change_the_labels_where_the_crop_passes_the_image_edge():
     # PSIR is stored with an offset (+4096, or signed); a small field of view puts the edge of the
     # image inside the heart crop. The same exam, offset or not, must give the same labels.

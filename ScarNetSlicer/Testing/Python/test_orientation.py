@@ -7,7 +7,7 @@ from itertools import product
 import numpy as np
 import pytest
 
-from scarnet.orientation import InPlaneOrder, canonical_in_plane_order
+from scarnet.orientation import InPlaneOrder, StackAxis, canonical_in_plane_order, find_stack_axis
 from scarnet.volume import Volume
 
 ORDERS = [InPlaneOrder(*flags) for flags in product((False, True), repeat=3)]
@@ -72,3 +72,45 @@ def test_a_point_maps_back_to_the_stored_grid():
         here = restored.index_to_physical(np.array([column, row, 1.0]))
         there = stored.index_to_physical(np.array([back_column, back_row, 1.0]))
         assert np.allclose(here, there), order
+
+
+# -- slice axis ----------------------------------------------------------------------------------
+def _slice_first(axis: int) -> Volume:
+    """An oblique 5-slice stack stored with its slices along image axis ``axis``."""
+    stack = _oblique_volume()  # slices along k
+    big = Volume(np.random.default_rng(4).normal(size=(5, 40, 36)).astype(np.float32), (1.3, 1.9, 8.0),
+                 stack.origin_mm, stack.direction)
+    return StackAxis(axis).apply(big)  # swapping is its own inverse: this stores the slices along axis
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_stack_stored_slice_first_is_found_and_restored_voxel_for_voxel(axis):
+    stored = _slice_first(axis)
+    assert stored.shape_ijk[axis] == 5
+    stack = find_stack_axis(stored)
+    assert stack == StackAxis(axis) and stack.name == "ij"[axis]
+    restored = stack.apply(stored)
+    assert restored.shape_ijk == (36, 40, 5) and restored.spacing_mm == (1.3, 1.9, 8.0)
+    assert restored.voxel_volume_ml == pytest.approx(stored.voxel_volume_ml)
+    points = _physical_points(stored).reshape(-1, 3)
+    values_at = {tuple(np.round(p, 6)): v for p, v in zip(points, stored.array.ravel())}
+    for point, value in zip(_physical_points(restored).reshape(-1, 3), restored.array.ravel()):
+        assert values_at[tuple(np.round(point, 6))] == value
+    assert np.array_equal(stack.undo(restored.array), stored.array)
+    # The restored slices are the stored ones, one for one, in the same order.
+    k_positions = restored.slice_positions_mm()
+    assert np.all(np.diff(k_positions) > 0) or np.all(np.diff(k_positions) < 0)
+
+
+@pytest.mark.parametrize("shape_ijk, spacing, axis", [
+    ((256, 256, 10), (1.5, 1.5, 8.0), 2),   # the usual storage
+    ((10, 256, 256), (8.0, 1.5, 1.5), 0),   # nibabel from a (slice, row, column) array
+    ((256, 10, 256), (1.5, 8.0, 1.5), 1),
+    ((10, 256, 256), (1.0, 1.0, 1.0), 0),   # no spacing in the header: still the one short axis
+    ((10, 256, 256), (0.5, 1.5, 1.5), 2),   # "slices" finer than the pixels: not a stack; left to the checks
+    ((10, 12, 200), (1.5, 1.5, 8.0), 2),    # two short axes: ambiguous; left to the checks
+    ((10, 256, 8), (8.0, 1.5, 1.5), 2),     # a short k as well: left as stored
+])
+def test_the_slice_axis_is_decided_from_the_grid(shape_ijk, spacing, axis):
+    volume = Volume(np.zeros(shape_ijk[::-1], np.float32), spacing)
+    assert find_stack_axis(volume).axis == axis

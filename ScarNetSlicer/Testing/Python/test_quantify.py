@@ -102,3 +102,22 @@ def test_intensity_figures_need_the_same_grid():
 def test_bad_labelmaps(bad, message):
     with pytest.raises(InputError, match=message):
         quantify(Volume(bad, SPACING))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_labelmap_stored_slice_first_is_reported_along_its_slices(axis):
+    # nibabel writes a (slice, row, column) array with the slices along i: the report must still
+    # have one row per slice, the same figures as the usual storage, and the image's intensities.
+    from scarnet.orientation import StackAxis
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 5, size=(6, 40, 48)).astype(np.uint8)
+    image_array = rng.random((6, 40, 48)).astype(np.float32)
+    usual = Volume(labels, (1.4, 1.6, 8.0), (3.0, -2.0, 40.0))
+    stored = StackAxis(axis).apply(usual)
+    assert stored.shape_ijk[axis] == 6
+    expected = quantify(usual, image=usual.with_array(image_array)).to_dict()
+    got = quantify(stored, image=stored.with_array(StackAxis(axis).undo(image_array))).to_dict()
+    assert len(got["slices"]) == 6
+    assert got["slices"] == expected["slices"] and got["total"] == expected["total"]
+    assert got["intensity"] == expected["intensity"]
