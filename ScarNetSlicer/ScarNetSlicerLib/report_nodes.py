@@ -1,10 +1,10 @@
 """A quantification report (``scarnet.quantify.Report.to_dict()``) → table, plot and node attributes.
 
-The table has one row per slice (the engine's slice index k) with units on every column; the
-plot shows scar % per slice from that table. Totals are stored on the table node as attributes
-(``ScarNetSlicer.Total.<key>``) and as JSON (``ScarNetSlicer.ReportJSON``) so scripts and saved
-scenes keep them. Nothing here runs a model: "Update report" rebuilds the same nodes from an
-edited segmentation.
+The table has one row per slice (the engine's slice index, along k unless the image stores its
+slices along i or j) with units on every column; the plot shows scar % per slice from that
+table. Totals are stored on the table node as attributes (``ScarNetSlicer.Total.<key>``) and as
+JSON (``ScarNetSlicer.ReportJSON``) so scripts and saved scenes keep them. Nothing here runs a
+model: "Update report" rebuilds the same nodes from an edited segmentation.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def update_plot(scene, table_node, title: str = "Scar per slice"):
     if not chart.HasPlotSeriesNodeID(series.GetID()):
         chart.AddAndObservePlotSeriesNodeID(series.GetID())
     chart.SetTitle(title)
-    chart.SetXAxisTitle("Slice (k)")
+    chart.SetXAxisTitle("Slice")
     chart.SetYAxisTitle("Scar (% of LV myocardium)")
     chart.SetLegendVisibility(False)
     return chart, series

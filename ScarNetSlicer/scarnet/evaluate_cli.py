@@ -86,6 +86,11 @@ FIELD_SETTINGS = {
 }
 #: Characters of the sha256 shown in the table (the JSON has all of it).
 SHA_PREFIX = 12
+#: A slice a reader would have to correct, for the QC-flag table: myocardium Dice under this (a
+#: slice with myocardium in only one of prediction and reference has Dice 0) ...
+QC_MIN_MYOCARDIUM_DICE = 0.7
+#: ... or scar % of the slice's myocardium off by more than this many percentage points.
+QC_MAX_SCAR_PERCENT_ERROR = 10.0
 
 Log = Callable[[str], None]
 
@@ -191,10 +196,68 @@ def _segmenter(model: Any, device: str, tta: bool = False):
 
 def _segment(segmenter, image: Volume, name: str) -> tuple[Volume, bool]:
     """Labelmap of the full pipeline; a case refused as "no heart" is an empty labelmap (Dice 0)."""
+    labelmap, refused, _ = _segment_with_report(segmenter, image, name)
+    return labelmap, refused
+
+
+def _segment_with_report(segmenter, image: Volume, name: str) -> tuple[Volume, bool, Any]:
+    """:func:`_segment` plus the pipeline's report (None when refused, or from a stand-in without one)."""
     try:
-        return segmenter(image, name=name).labelmap, False
+        result = segmenter(image, name=name)
+        return result.labelmap, False, getattr(result, "report", None)
     except NoHeartFoundError:
-        return image.with_array(np.zeros(image.array.shape, dtype=np.uint8)), True
+        return image.with_array(np.zeros(image.array.shape, dtype=np.uint8)), True, None
+
+
+def qc_slice_records(name: str, prediction: Volume, reference: Volume, report: Any) -> list[dict[str, Any]]:
+    """Per slice with myocardium in the prediction or the reference: QC flags, heart confidence and errors.
+
+    ``needs_correction``: myocardium Dice under :data:`QC_MIN_MYOCARDIUM_DICE` or scar % of the
+    slice's myocardium off by more than :data:`QC_MAX_SCAR_PERCENT_ERROR` points (a slice without
+    myocardium counts 0 %). ``report`` is None for a refused case: its slices carry no flags.
+    """
+    confidence = report.extra.get("qc", {}).get("heart_confidence") if report is not None else None
+    records = []
+    for k in range(reference.num_slices):
+        p, r = prediction.array[k], reference.array[k]
+        p_myo, r_myo = np.isin(p, MYOCARDIUM_LABELS), np.isin(r, MYOCARDIUM_LABELS)
+        myocardium_dice = dice(p_myo, r_myo)
+        if myocardium_dice is None:
+            continue
+        error = scar_percent(p) - scar_percent(r)
+        records.append({
+            "case": name, "index": k,
+            "flags": list(report.slices[k].qc_flags) if report is not None else [],
+            "heart_confidence": confidence[k] if confidence else None,
+            "myocardium_dice": myocardium_dice, "scar_percent_error": error,
+            "needs_correction": bool(myocardium_dice < QC_MIN_MYOCARDIUM_DICE
+                                     or abs(error) > QC_MAX_SCAR_PERCENT_ERROR),
+        })
+    return records
+
+
+def qc_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the QC flags single out the slices to correct: one row per flag, any flag, no flag, all."""
+    from .qc import FLAG_DESCRIPTIONS
+
+    def row(selected: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"slices": len(selected),
+                "share_of_slices": len(selected) / len(records) if records else float("nan"),
+                "myocardium_dice_mean": _mean([r["myocardium_dice"] for r in selected]),
+                "abs_scar_percent_error_mean": _mean([abs(r["scar_percent_error"]) for r in selected]),
+                "needing_correction": sum(r["needs_correction"] for r in selected)}
+
+    to_correct = sum(r["needs_correction"] for r in records)
+    flagged = [r for r in records if r["flags"]]
+    rows = {flag: row([r for r in records if flag in r["flags"]]) for flag in FLAG_DESCRIPTIONS}
+    rows.update({"any flag": row(flagged), "no flag": row([r for r in records if not r["flags"]]),
+                 "all slices": row(records)})
+    caught = sum(r["needs_correction"] for r in flagged)
+    return {"rows": rows, "slices_to_correct": to_correct,
+            "sensitivity": caught / to_correct if to_correct else float("nan"),
+            "precision": caught / len(flagged) if flagged else float("nan"),
+            "definition": {"min_myocardium_dice": QC_MIN_MYOCARDIUM_DICE,
+                           "max_scar_percent_error": QC_MAX_SCAR_PERCENT_ERROR}}
 
 
 def _sd(values: list[float | None]) -> float:
@@ -392,13 +455,19 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
         models["unet"] = unet
     segmenters = {key: _segmenter(entry.model, settings.device, settings.tta) for key, entry in models.items()}
     predictions: dict[str, dict[str, Volume]] = {}
+    qc_records: list[dict[str, Any]] = []
     for key, segmenter in segmenters.items():
         t = time.perf_counter()
         label = "ScarNet" if key == "scarnet" else "Plain U-Net"
         per_case, predictions[key] = {}, {}
+        # ScarNet's clean pass runs as users run it, flip check included, for the QC-flag table
+        # (the labels do not depend on it); the robustness passes leave it out (time).
+        segmenter.flip_check = key == "scarnet"
         for index, case in enumerate(cases, 1):
             t_case = time.perf_counter()
-            prediction, refused = _segment(segmenter, case.image, case.name)
+            prediction, refused, report = _segment_with_report(segmenter, case.image, case.name)
+            if key == "scarnet":
+                qc_records += qc_slice_records(case.name, prediction, case.reference, report)
             predictions[key][case.name] = prediction
             per_case[case.name] = {**case_metrics(prediction, case.reference, surface_distance=True),
                                    "refused": refused}
@@ -406,7 +475,9 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
                 f"{_fmt(per_case[case.name]['myocardium_dice'])}, scar Dice {_fmt(per_case[case.name]['scar_dice'])}"
                 f"{' (no heart found)' if refused else ''} [{time.perf_counter() - t_case:.1f} s]")
         methods[key] = _method(label, per_case=per_case, summary=_summary(per_case))
+        segmenter.flip_check = False
         timings[key] = time.perf_counter() - t
+    results["qc"] = {**qc_summary(qc_records), "per_slice": qc_records}
 
     # -- classical thresholds inside ScarNet's myocardium ----------------------------------------
     from .baselines import THRESHOLDS, apply_threshold
@@ -717,6 +788,7 @@ def render_markdown(results: dict[str, Any]) -> str:
               "Its scar % is relative to the reference myocardium; normal cases get no scar box, so they add "
               "zero error and cannot show false positives (n/a)."]
 
+    lines += _qc_lines(results.get("qc"))
     lines += ["", "## Robustness", ""]
     noise = results.get("noise", {})
     lines.append(f"Scar-volume coefficient of variation under Gaussian noise (SD = "
@@ -756,6 +828,35 @@ def render_markdown(results: dict[str, Any]) -> str:
               "windows). " + "; ".join(f"{k}: {v}" for k, v in FIELD_SETTINGS.items()) + ".", ""]
     lines += _robustness_table(results.get("field", {}), methods, "Field", scar_percent=True)
     return "\n".join(lines) + "\n"
+
+
+def _qc_lines(qc: dict[str, Any] | None) -> list[str]:
+    """The QC-flag section: do the flags point at the slices a reader has to correct?"""
+    if not qc or not qc.get("rows"):
+        return []
+    definition = qc["definition"]
+    all_slices = qc["rows"]["all slices"]
+    columns = ["Slices", "Count", "Share of slices", "Myocardium Dice (mean)", "|Scar % error| (mean, points)",
+               "Needing correction"]
+    lines = ["", "## QC flags (ScarNet)", "",
+             f"Do the per-slice QC flags point at the slices a reader has to correct? Over the {all_slices['slices']} "
+             "slices with myocardium in the prediction or the reference, a slice *needs correction* when its "
+             f"myocardium Dice is under {definition['min_myocardium_dice']:g} or its scar % of myocardium is off by "
+             f"more than {definition['max_scar_percent_error']:g} points: {qc['slices_to_correct']} slices "
+             f"({_fmt(100 * qc['slices_to_correct'] / max(all_slices['slices'], 1), 0)} %). The flagged slices hold "
+             f"{_fmt(100 * qc['sensitivity'], 0)} % of them (sensitivity); {_fmt(100 * qc['precision'], 0)} % of "
+             "the flagged slices need correction (precision). Pipeline as `scarnet segment` runs it (flip check on); "
+             "flag thresholds as in `scarnet.qc` (`low_confidence` calibrated on the first 40 EMIDEC train exams).",
+             "", _row(columns), _row(["---"] * len(columns))]
+    for name, row in qc["rows"].items():
+        label = f"`{name}`" if " " not in name else name
+        if row["slices"] == 0:
+            lines.append(_row([label, "0", "0 %", "–", "–", "–"]))
+            continue
+        needing = f"{row['needing_correction']} ({_fmt(100 * row['needing_correction'] / row['slices'], 0)} %)"
+        lines.append(_row([label, str(row["slices"]), f"{_fmt(100 * row['share_of_slices'], 0)} %",
+                           _fmt(row["myocardium_dice_mean"]), _fmt(row["abs_scar_percent_error_mean"], 1), needing]))
+    return lines
 
 
 def _robustness_table(part: dict[str, Any], methods: dict[str, Any], kind: str,

