@@ -29,7 +29,9 @@ from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LA
 #: 294 slices with myocardium): the least confident fifth of the slices, where 58 % of the slices a
 #: reader would have to correct lay (myocardium Dice under 0.7 or scar % off by over 10 points;
 #: 13 % of all slices). ``scarnet evaluate`` reports how the flags do on the split it evaluates;
-#: recalibrate when the weights change. (At 0.80, as before, it never fired on EMIDEC.)
+#: recalibrate when the weights change: ``scarnet evaluate --split train --max-cases 40 --skip noise
+#: artifacts contrast field thresholds medsam unet --json T.json``, then the 20th percentile of
+#: ``qc.per_slice[].heart_confidence`` there. (At 0.80, as before, it never fired on EMIDEC.)
 LOW_CONFIDENCE_THRESHOLD = 0.915
 #: The stack-level refusal counts the slices whose LV the model is *unsure* of: heart confidence
 #: under this, far below the flag's threshold (see :data:`MAX_UNSURE_LV_FRACTION`).
