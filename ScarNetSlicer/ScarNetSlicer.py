@@ -320,7 +320,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = _("Done in {seconds:.1f} s. Review the QC flags in the table.").format(
                 seconds=report.get("slicer", {}).get("elapsed_s", 0.0))
             notice = report.get("slicer", {}).get("notice")
-            if notice:  # the chosen segmentation changed during the run: the result went into a new one
+            if notice:  # the result went into a new segmentation, or the engine warns (see Outputs.notice)
                 self.ui.statusLabel.text = notice
                 slicer.util.warningDisplay(notice, windowTitle=_("ScarNet"))
 
@@ -408,8 +408,9 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
 
         Returns the report dict (``scarnet`` report plus ``report["slicer"]`` with the node IDs, and a
         ``"notice"`` when the chosen segmentation was edited or removed during the run, so the result
-        went into a new one), or None if cancelled. With ``waitForCompletion=False`` returns the not yet
-        started job instead (the widget starts it and calls :meth:`finishProcessing`). Raises ``ValueError``
+        went into a new one, or when the engine warns), or None if cancelled. With
+        ``waitForCompletion=False`` returns the not yet started job instead (the widget starts it and
+        calls :meth:`finishProcessing`). Raises ``ValueError``
         (bad input, edited output without ``overwriteEdited``, an input removed during the run, no heart
         found) or ``RuntimeError`` (weights, dependencies), one line each.
         """

@@ -88,8 +88,9 @@ SegmenterFactory = Callable[[SegmentationOptions], Callable[..., Any]]
 class Outputs:
     """The nodes a run wrote and its report (``Report.to_dict()`` shape).
 
-    ``notice`` is one sentence for the user when the result did not go where it was asked to go
-    (the chosen segmentation was edited or removed while the model ran); empty otherwise.
+    ``notice`` is what the user must be told: that the result did not go where it was asked to go
+    (the chosen segmentation was edited or removed while the model ran), and the engine's warnings
+    (e.g. a model unsure in most slices, a fall-back to the CPU); empty otherwise.
     """
 
     segmentation_node: Any
@@ -199,7 +200,9 @@ class Processor:
                 table_node = None  # the chosen table reports the segmentation that was kept
                 notice = f"{reason}: the result is in the new segmentation '{segmentation_node.GetName()}'"
         outputs = self.apply(job.input_node, result, segmentation_node, table_node)
-        outputs.notice = notice
+        # The engine's warnings (CPU fallback, an exam unlike the training data) reach the user too.
+        engine_warnings = outputs.report.get("inference", {}).get("warnings", [])
+        outputs.notice = "; ".join(message for message in [notice, *engine_warnings] if message)
         outputs.report.setdefault("slicer", {})["elapsed_s"] = round(time.perf_counter() - job.started_s, 3)
         return outputs
 

@@ -70,6 +70,7 @@ from .qc import (
     MAX_UNSURE_LV_FRACTION,
     MIN_NEIGHBOUR_CORRELATION,
     MIN_STACK_TISSUE_CONTRAST,
+    UNSURE_STACK_WARNING_FRACTION,
     heart_confidence,
     neighbour_correlation,
     slice_flags,
@@ -452,6 +453,12 @@ class Segmenter:
                                       (volume.spacing_mm[1], volume.spacing_mm[0]), confidence)
         for slice_report, flags in zip(report.slices, flags_per_slice):
             slice_report.qc_flags = flags
+        with_lv = int((~np.isnan(confidence)).sum())
+        unsure = sum("low_confidence" in flags for flags in flags_per_slice)
+        if with_lv >= 2 and unsure >= UNSURE_STACK_WARNING_FRACTION * with_lv:
+            self._warn(f"the model is unsure (low_confidence) in {unsure} of the {with_lv} slices with LV: this "
+                       "exam may differ from the training data (sequence, vendor, grey levels, artifacts); "
+                       "read every slice")
         timings["total_s"] = time.perf_counter() - started
         report.extra["qc"] = {
             "flags": FLAG_DESCRIPTIONS,

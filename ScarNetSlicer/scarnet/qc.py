@@ -64,6 +64,13 @@ MIN_NEIGHBOUR_CORRELATION = 0.2
 #: of view without the heart that the other checks let through (an LV drawn on chest wall, liver,
 #: the right heart), and on a stack resliced along a long axis.
 MAX_UNSURE_LV_FRACTION = 0.5
+#: A stack with ``low_confidence`` on at least this fraction of its LV slices (and two or more) gets
+#: a warning: the exam may differ from the training data (sequence, vendor, grey levels, artifacts),
+#: so every slice needs reading. Set on the first 40 EMIDEC train exams with the bundled model: at
+#: most 0.67 of the slices of a clean exam, at least 0.83 with the grey levels inverted (in the 23
+#: of 40 that the contrast check does not refuse). On val (a study script, not shipped): no clean
+#: exam; inverted, 7 of the 8 not refused; 10 % noise 4 of 19; ghosting 4 of 20.
+UNSURE_STACK_WARNING_FRACTION = 0.75
 #: Scar smaller than this (mm²) in a slice is not judged for flip stability (a few pixels always differ).
 MIN_SCAR_AREA_MM2 = 20.0
 #: An LV closer than this to the image edge is flagged. In all 100 EMIDEC exams (the training data)

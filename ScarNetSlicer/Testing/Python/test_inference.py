@@ -366,14 +366,14 @@ def test_an_lv_the_model_is_unsure_of_in_most_slices_is_no_heart():
 class UnsureInSomeSlices(RingModel):
     """RingModel, unsure (logits damped) in the given slices of a whole-stack batch."""
 
-    def __init__(self, unsure: list[int], num_slices: int) -> None:
+    def __init__(self, unsure: list[int], num_slices: int, damping: float = 8.0) -> None:
         super().__init__()
-        self.unsure, self.num_slices = unsure, num_slices
+        self.unsure, self.num_slices, self.damping = unsure, num_slices, damping
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = super().forward(x).clone()
         if x.shape[0] == self.num_slices:  # the whole stack, not the localisation views
-            logits[self.unsure] = logits[self.unsure] / 8
+            logits[self.unsure] = logits[self.unsure] / self.damping
         return logits
 
 
@@ -393,6 +393,21 @@ def test_refusal_needs_half_of_the_lv_slices_unsure_and_two_or_more(num_slices, 
     else:
         result = segmenter(volume)
         assert [k for k, s in enumerate(result.report.slices) if "low_confidence" in s.qc_flags] == unsure
+
+
+@pytest.mark.parametrize("unsure, warned", [([1, 2, 3, 4, 5, 6], True), ([1, 2, 3, 4, 5], False)])
+def test_a_stack_flagged_low_confidence_in_most_slices_gets_a_warning(unsure, warned):
+    # Logits 8/2.4 ≈ 3.3 on one class of five: max-probability ≈ 0.87, under the flag's 0.915 but
+    # over the refusal's 0.80: flagged, not refused; a warning from 6 of 8 slices (75 %), not 5.
+    segmenter = Segmenter(UnsureInSomeSlices(unsure, 8, damping=2.4), device="cpu", flip_check=False)
+    result = segmenter(ring_volume(shape_kji=(8, 150, 170)))
+    assert [k for k, s in enumerate(result.report.slices) if "low_confidence" in s.qc_flags] == unsure
+    confidence = result.report.extra["qc"]["heart_confidence"]
+    assert all(0.80 < confidence[k] < 0.915 for k in unsure) and confidence[0] > 0.915
+    messages = [m for m in result.report.extra["inference"]["warnings"] if "unsure (low_confidence)" in m]
+    assert messages == ([f"the model is unsure (low_confidence) in {len(unsure)} of the 8 slices with LV: this "
+                         "exam may differ from the training data (sequence, vendor, grey levels, artifacts); "
+                         "read every slice"] if warned else [])
 
 
 def test_a_confident_ring_without_lge_contrast_is_no_heart():

@@ -734,6 +734,31 @@ def test_nodes_removed_while_the_model_runs(scene, lib, oblique_direction):
     assert scene.GetNumberOfNodes() == before
 
 
+def test_engine_warnings_reach_the_user_through_the_notice(scene, lib, oblique_direction):
+    vn, pr = lib.volume_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    node = vn.add_volume_node(scene, image, "lge")
+    warning = "the model is unsure (low_confidence) in 3 of the 3 slices with LV: read every slice"
+
+    class WarningSegmenter(FakeSegmenter):
+        def __call__(self, volume, progress=None, should_cancel=None):
+            result = super().__call__(volume, progress, should_cancel)
+            result.report.extra["inference"] = {"warnings": [warning]}
+            return result
+
+    assert _run(pr.Processor(scene, _factory(WarningSegmenter(labels.array))), node).notice == warning
+    assert _run(pr.Processor(scene, _factory(FakeSegmenter(labels.array))), node).notice == ""
+    # With a result moved to a new segmentation as well, the user is told both.
+    processor = pr.Processor(scene, _factory(WarningSegmenter(labels.array)))
+    chosen = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "chosen")
+    job = processor.start(node, chosen)
+    job.task.run_here()
+    scene.RemoveNode(chosen)
+    notice = processor.finish(job).notice
+    assert notice.startswith("segmentation 'chosen' was removed while ScarNet ran") and notice.endswith(warning)
+
+
 def test_outputs_of_another_input(scene, lib, oblique_direction):
     """Update report on another volume does not borrow the first volume's QC flags nor re-point the
     segmentation to itself; the widget's test for "outputs of the previous input" says which is which."""
