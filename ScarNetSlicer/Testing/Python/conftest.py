@@ -27,3 +27,14 @@ def rotation(axis: tuple[float, float, float], angle_deg: float) -> np.ndarray:
 @pytest.fixture
 def oblique_direction() -> np.ndarray:
     return rotation((0.3, -0.5, 0.8), 37.0)
+
+
+def import_slicer_core():
+    """The ``slicer`` module of slicer-core (real MRML classes without the app); skips the test without it."""
+    try:
+        import slicer
+    except ImportError as error:
+        pytest.skip(f"slicer-core is not importable ({error}); pip install slicer-core to run the MRML tests")
+    if not hasattr(slicer, "vtkMRMLScene"):
+        pytest.skip("the 'slicer' module found has no MRML classes (slicer-core not installed)")
+    return slicer

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import import_slicer_core
 
 from scarnet.errors import Cancelled, InputError, WeightsError
 from scarnet.labels import SEGMENTS
@@ -39,19 +40,10 @@ FLIP = np.diag([-1.0, -1.0, 1.0])
 # ---------------------------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------------------------
-def _slicer():
-    try:
-        import slicer
-    except ImportError as error:
-        pytest.skip(f"slicer-core is not importable ({error}); pip install slicer-core to run the MRML tests")
-    if not hasattr(slicer, "vtkMRMLScene"):
-        pytest.skip("the 'slicer' module found has no MRML classes (slicer-core not installed)")
-    return slicer
-
 
 @pytest.fixture
 def slicer_mod():
-    return _slicer()
+    return import_slicer_core()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import import_slicer_core
 from torch import nn
 
 from scarnet.errors import InputError
@@ -34,16 +35,6 @@ if str(MODULE_DIR) not in sys.path:
 
 requires_weights = pytest.mark.skipif(bundled_weights_path() is None, reason="bundled weights not present")
 FLIP = np.diag([-1.0, -1.0, 1.0])
-
-
-def _slicer():
-    try:
-        import slicer
-    except ImportError as error:
-        pytest.skip(f"slicer-core is not importable ({error})")
-    if not hasattr(slicer, "vtkMRMLScene"):
-        pytest.skip("the 'slicer' module found has no MRML classes (slicer-core not installed)")
-    return slicer
 
 
 def _zeros(shape_ijk, spacing) -> Volume:
@@ -120,7 +111,7 @@ def test_no_grid_accepted_before_the_change_is_restored_now():
 @requires_weights
 @pytest.mark.parametrize("axis", [0, 1])
 def test_slicer_segment_edit_update_report_on_a_slice_first_volume(axis, segmenter, phantom, usual):
-    slicer = _slicer()
+    slicer = import_slicer_core()
     from ScarNetSlicerLib import processing, report_nodes, segmentation_nodes, volume_nodes
 
     scene = slicer.vtkMRMLScene()
@@ -247,23 +238,8 @@ def test_a_thin_slice_stack_stored_normally_and_cropped_is_not_resliced(shape_ij
     assert find_stack_axis(volume).is_identity
 
 
-def test_a_narrow_thin_slice_stack_is_refused_not_segmented_across_its_slices():
-    """The same grid through the Segmenter (a stand-in model): refused, not segmented across its slices."""
-    phantom = make_phantom(7, n_slices=40, spacing_mm=(2.0, 2.0, 2.0), infarct=True)
-    _, _, cols = np.nonzero(np.isin(phantom.labelmap.array, MYOCARDIUM_LABELS))
-    start = int(cols.mean()) - 15
-    image = phantom.image
-    band = Volume(np.ascontiguousarray(image.array[:, :, start:start + 30]), image.spacing_mm,
-                  image.index_to_physical(np.array([start, 0, 0])), image.direction)
-    with pytest.raises(InputError, match="in-plane size"):
-        Segmenter(RingModel(), device="cpu", flip_check=False)(band)
-
-
-@requires_weights
-def test_a_narrow_thin_slice_stack_with_the_bundled_model_gives_wrong_volumes(segmenter):
-    """End to end: a 2 mm isotropic 40-slice phantom cropped to 30 columns through the LV holds
-    ~100 mL of myocardium; segmented across its slices it would report ~5 mL in 30 rows. Refused,
-    or (should a later rule accept it) right along its own slices."""
+def _narrow_band_of_a_thin_slice_stack():
+    """A 2 mm isotropic 40-slice phantom cut to 30 columns through the LV: (band, its true myocardium mL)."""
     phantom = make_phantom(7, n_slices=40, spacing_mm=(2.0, 2.0, 2.0), infarct=True)
     _, _, cols = np.nonzero(np.isin(phantom.labelmap.array, MYOCARDIUM_LABELS))
     start = int(cols.mean()) - 15
@@ -272,6 +248,21 @@ def test_a_narrow_thin_slice_stack_with_the_bundled_model_gives_wrong_volumes(se
                   image.index_to_physical(np.array([start, 0, 0])), image.direction)
     truth_ml = float(np.isin(phantom.labelmap.array[:, :, start:start + 30], MYOCARDIUM_LABELS).sum()
                      * image.voxel_volume_ml)
+    return band, truth_ml
+
+
+def test_a_narrow_thin_slice_stack_is_refused_not_segmented_across_its_slices():
+    """The same grid through the Segmenter (a stand-in model): refused, not segmented across its slices."""
+    band, _ = _narrow_band_of_a_thin_slice_stack()
+    with pytest.raises(InputError, match="in-plane size"):
+        Segmenter(RingModel(), device="cpu", flip_check=False)(band)
+
+
+@requires_weights
+def test_a_narrow_thin_slice_stack_is_never_measured_across_its_slices_by_the_bundled_model(segmenter):
+    """End to end: the band holds ~100 mL of myocardium; segmented across its slices it would report
+    ~5 mL in 30 rows. Refused, or (should a later rule accept it) right along its own slices."""
+    band, truth_ml = _narrow_band_of_a_thin_slice_stack()
     try:
         result = segmenter(band)
     except InputError:
