@@ -317,11 +317,11 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             inputVolume = self._parameterNode.inputVolume
             if inputVolume is not None and inputVolume.GetID() == job.input_node.GetID():
                 self._showReport(report)  # (another input's panel must not get this run's outputs)
-            self.ui.statusLabel.text = _("Done in {seconds:.1f} s. Review the QC flags in the table.").format(
+            done = _("Done in {seconds:.1f} s. Review the QC flags in the table.").format(
                 seconds=report.get("slicer", {}).get("elapsed_s", 0.0))
             notice = report.get("slicer", {}).get("notice")
+            self.ui.statusLabel.text = done + ("\n" + notice if notice else "")
             if notice:  # the result went into a new segmentation, or the engine warns (see Outputs.notice)
-                self.ui.statusLabel.text = notice
                 slicer.util.warningDisplay(notice, windowTitle=_("ScarNet"))
 
     def onCancelButton(self) -> None:

@@ -88,9 +88,9 @@ SegmenterFactory = Callable[[SegmentationOptions], Callable[..., Any]]
 class Outputs:
     """The nodes a run wrote and its report (``Report.to_dict()`` shape).
 
-    ``notice`` is what the user must be told: that the result did not go where it was asked to go
-    (the chosen segmentation was edited or removed while the model ran), and the engine's warnings
-    (e.g. a model unsure in most slices, a fall-back to the CPU); empty otherwise.
+    ``notice`` is what the user must be told, one message per line: that the result did not go where
+    it was asked to go (the chosen segmentation was edited or removed while the model ran), and the
+    engine's warnings (e.g. a model unsure in most slices, a fall-back to the CPU); empty otherwise.
     """
 
     segmentation_node: Any
@@ -202,7 +202,7 @@ class Processor:
         outputs = self.apply(job.input_node, result, segmentation_node, table_node)
         # The engine's warnings (CPU fallback, an exam unlike the training data) reach the user too.
         engine_warnings = outputs.report.get("inference", {}).get("warnings", [])
-        outputs.notice = "; ".join(message for message in [notice, *engine_warnings] if message)
+        outputs.notice = "\n".join(message for message in [notice, *engine_warnings] if message)
         outputs.report.setdefault("slicer", {})["elapsed_s"] = round(time.perf_counter() - job.started_s, 3)
         return outputs
 

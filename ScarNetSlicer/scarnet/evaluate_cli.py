@@ -214,9 +214,17 @@ def qc_slice_records(name: str, prediction: Volume, reference: Volume, report: A
 
     ``needs_correction``: myocardium Dice under :data:`QC_MIN_MYOCARDIUM_DICE` or scar % of the
     slice's myocardium off by more than :data:`QC_MAX_SCAR_PERCENT_ERROR` points (a slice without
-    myocardium counts 0 %). ``report`` is None for a refused case: its slices carry no flags.
+    myocardium counts 0 %). ``report`` is None for a refused case ("no heart found", the strongest
+    alert the user gets): its slices carry the flag ``refused``. Slices are taken along the
+    stack's slice axis, as the report's (a stack stored slice-first is re-stored first).
     """
+    from .orientation import find_stack_axis
+
+    stack = find_stack_axis(reference)
+    prediction, reference = stack.apply(prediction), stack.apply(reference)
     confidence = report.extra.get("qc", {}).get("heart_confidence") if report is not None else None
+    if report is not None and len(report.slices) != reference.num_slices:
+        raise ValueError(f"{name}: the report has {len(report.slices)} slices, the reference {reference.num_slices}")
     records = []
     for k in range(reference.num_slices):
         p, r = prediction.array[k], reference.array[k]
@@ -227,7 +235,7 @@ def qc_slice_records(name: str, prediction: Volume, reference: Volume, report: A
         error = scar_percent(p) - scar_percent(r)
         records.append({
             "case": name, "index": k,
-            "flags": list(report.slices[k].qc_flags) if report is not None else [],
+            "flags": list(report.slices[k].qc_flags) if report is not None else ["refused"],
             "heart_confidence": confidence[k] if confidence else None,
             "myocardium_dice": myocardium_dice, "scar_percent_error": error,
             "needs_correction": bool(myocardium_dice < QC_MIN_MYOCARDIUM_DICE
@@ -249,7 +257,7 @@ def qc_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
 
     to_correct = sum(r["needs_correction"] for r in records)
     flagged = [r for r in records if r["flags"]]
-    rows = {flag: row([r for r in records if flag in r["flags"]]) for flag in FLAG_DESCRIPTIONS}
+    rows = {flag: row([r for r in records if flag in r["flags"]]) for flag in (*FLAG_DESCRIPTIONS, "refused")}
     rows.update({"any flag": row(flagged), "no flag": row([r for r in records if not r["flags"]]),
                  "all slices": row(records)})
     caught = sum(r["needs_correction"] for r in flagged)
@@ -830,6 +838,14 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _percent(value: float | None, total: float | None = None) -> str:
+    """``value`` (a fraction, or a count out of ``total``) as a whole percentage; n/a when undefined."""
+    if value is None or (total is not None and not total):
+        return "n/a"
+    fraction = value / total if total is not None else value
+    return "n/a" if math.isnan(fraction) else f"{100 * fraction:.0f} %"
+
+
 def _qc_lines(qc: dict[str, Any] | None) -> list[str]:
     """The QC-flag section: do the flags point at the slices a reader has to correct?"""
     if not qc or not qc.get("rows"):
@@ -843,18 +859,19 @@ def _qc_lines(qc: dict[str, Any] | None) -> list[str]:
              "slices with myocardium in the prediction or the reference, a slice *needs correction* when its "
              f"myocardium Dice is under {definition['min_myocardium_dice']:g} or its scar % of myocardium is off by "
              f"more than {definition['max_scar_percent_error']:g} points: {qc['slices_to_correct']} slices "
-             f"({_fmt(100 * qc['slices_to_correct'] / max(all_slices['slices'], 1), 0)} %). The flagged slices hold "
-             f"{_fmt(100 * qc['sensitivity'], 0)} % of them (sensitivity); {_fmt(100 * qc['precision'], 0)} % of "
-             "the flagged slices need correction (precision). Pipeline as `scarnet segment` runs it (flip check on); "
-             "flag thresholds as in `scarnet.qc` (`low_confidence` calibrated on the first 40 EMIDEC train exams).",
+             f"({_percent(qc['slices_to_correct'], all_slices['slices'])}). The flagged slices hold "
+             f"{_percent(qc['sensitivity'])} of them (sensitivity); {_percent(qc['precision'])} of the flagged "
+             "slices need correction (precision). Pipeline as `scarnet segment` runs it (flip check on); flag "
+             "thresholds as in `scarnet.qc` (`low_confidence` set for the bundled weights on the first 40 EMIDEC "
+             "train exams); `refused`: the slices of a case refused as \"no heart found\".",
              "", _row(columns), _row(["---"] * len(columns))]
     for name, row in qc["rows"].items():
         label = f"`{name}`" if " " not in name else name
         if row["slices"] == 0:
             lines.append(_row([label, "0", "0 %", "–", "–", "–"]))
             continue
-        needing = f"{row['needing_correction']} ({_fmt(100 * row['needing_correction'] / row['slices'], 0)} %)"
-        lines.append(_row([label, str(row["slices"]), f"{_fmt(100 * row['share_of_slices'], 0)} %",
+        needing = f"{row['needing_correction']} ({_percent(row['needing_correction'], row['slices'])})"
+        lines.append(_row([label, str(row["slices"]), _percent(row["share_of_slices"]),
                            _fmt(row["myocardium_dice_mean"]), _fmt(row["abs_scar_percent_error_mean"], 1), needing]))
     return lines
 

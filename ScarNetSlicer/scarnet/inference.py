@@ -240,13 +240,17 @@ class Segmenter:
         self.warnings: list[str] = []
 
     # -- model calls ---------------------------------------------------------------------------
-    def _forward(self, batch: np.ndarray) -> np.ndarray:
-        """Softmax probabilities for a (N, S, S) batch, with the CUDA OOM fallbacks."""
+    def _forward(self, batch: np.ndarray, plain_out: list[np.ndarray] | None = None) -> np.ndarray:
+        """Softmax probabilities for a (N, S, S) batch, with the CUDA OOM fallbacks.
+
+        With test-time augmentation, ``plain_out`` (a list) receives the un-augmented pass's
+        probabilities too: the QC confidence is measured on those, as without augmentation.
+        """
         import torch
 
         while True:
             try:
-                return self._forward_batched(batch)
+                return self._forward_batched(batch, plain_out)
             except torch.cuda.OutOfMemoryError:
                 if self.device.type != "cuda":
                     raise
@@ -259,10 +263,10 @@ class Segmenter:
                     self.device = torch.device("cpu")
                     self.model.to(self.device)
 
-    def _forward_batched(self, batch: np.ndarray) -> np.ndarray:
+    def _forward_batched(self, batch: np.ndarray, plain_out: list[np.ndarray] | None = None) -> np.ndarray:
         import torch
 
-        outputs = []
+        outputs, plain = [], []
         use_autocast = self.device.type == "cuda"
         dtype = torch.bfloat16 if use_autocast and torch.cuda.is_bf16_supported() else torch.float16
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=use_autocast):
@@ -271,10 +275,14 @@ class Segmenter:
                 x = x.contiguous(memory_format=torch.channels_last)
                 logits = self.model(x).float()
                 if self.tta:
+                    if plain_out is not None:
+                        plain.append(torch.softmax(logits, dim=1).cpu().numpy())
                     logits = logits + self.model(x.flip(-1)).float().flip(-1)
                     logits = logits + self.model(x.flip(-2)).float().flip(-2)
                     logits = logits / 3
                 outputs.append(torch.softmax(logits, dim=1).cpu().numpy())
+        if plain_out is not None:
+            plain_out.extend(plain)  # only once the whole batch went through (an OOM retry starts over)
         return np.concatenate(outputs)
 
     def _warn(self, message: str) -> None:
@@ -336,8 +344,12 @@ class Segmenter:
 
     def predict_probabilities(self, volume: Volume, center_rc: tuple[float, float],
                               progress: ProgressCallback | None = None,
-                              should_cancel: Callable[[], bool] | None = None) -> tuple[np.ndarray, PlaneTransform]:
-        """Class probabilities (k, 5, S, S) on the heart crops, and the crop transform."""
+                              should_cancel: Callable[[], bool] | None = None,
+                              plain_out: list[np.ndarray] | None = None) -> tuple[np.ndarray, PlaneTransform]:
+        """Class probabilities (k, 5, S, S) on the heart crops, and the crop transform.
+
+        ``plain_out``: see :meth:`_forward` (filled with test-time augmentation only).
+        """
         spacing_rc = (volume.spacing_mm[1], volume.spacing_mm[0])
         transform = plane_transform(center_rc, spacing_rc, self.input_size, self.pixel_spacing_mm)
         inside = valid_mask(volume.array.shape[1:], transform)
@@ -348,7 +360,7 @@ class Segmenter:
         for start in range(0, crops.shape[0], step):
             if should_cancel is not None and should_cancel():
                 raise Cancelled("cancelled")
-            chunks.append(self._forward(crops[start:start + step]))
+            chunks.append(self._forward(crops[start:start + step], plain_out))
             if progress is not None:
                 progress(0.2 + 0.6 * min(1.0, (start + step) / crops.shape[0]), "segmenting slices")
         return np.concatenate(chunks), transform
@@ -407,7 +419,9 @@ class Segmenter:
         timings["localise_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        crop_probabilities, transform = self.predict_probabilities(volume, center_rc, report_progress, should_cancel)
+        plain: list[np.ndarray] = []
+        crop_probabilities, transform = self.predict_probabilities(volume, center_rc, report_progress, should_cancel,
+                                                                   plain_out=plain)
         timings["segment_s"] = time.perf_counter() - t
 
         report_progress(0.85, "post-processing")
@@ -422,6 +436,11 @@ class Segmenter:
         timings["postprocess_s"] = time.perf_counter() - t
         myocardium_ml = float(np.isin(labels, MYOCARDIUM_LABELS).sum()) * volume.voxel_volume_ml
         contrast = [tissue_contrast(volume.array[k], labels[k]) for k in range(labels.shape[0])]
+        if plain:
+            # Test-time augmentation lowers the max-probability wherever the flipped passes disagree;
+            # the QC thresholds were set without it, so confidence comes from the un-augmented pass.
+            max_probability = np.stack([_probabilities_to_grid(p, transform, volume.array.shape[1:]).max(axis=0)
+                                        for p in np.concatenate(plain)])
         confidence = heart_confidence(labels, max_probability)
         measured = [c for c in contrast if c is not None]
         if structureless:
@@ -456,9 +475,9 @@ class Segmenter:
         with_lv = int((~np.isnan(confidence)).sum())
         unsure = sum("low_confidence" in flags for flags in flags_per_slice)
         if with_lv >= 2 and unsure >= UNSURE_STACK_WARNING_FRACTION * with_lv:
-            self._warn(f"the model is unsure (low_confidence) in {unsure} of the {with_lv} slices with LV: this "
-                       "exam may differ from the training data (sequence, vendor, grey levels, artifacts); "
-                       "read every slice")
+            self._warn(f"the model is unsure of the heart in {unsure} of the {with_lv} slices where it finds the LV "
+                       "(flagged low_confidence): this exam may differ from the training data (sequence, vendor, "
+                       "grey levels, artifacts); read every slice")
         timings["total_s"] = time.perf_counter() - started
         report.extra["qc"] = {
             "flags": FLAG_DESCRIPTIONS,

@@ -387,7 +387,8 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     qc_table = markdown.split("## QC flags (ScarNet)")[1].split("## Robustness")[0]
     qc_rows = [line for line in qc_table.splitlines() if line.startswith("| ")]
     labels = [line.split(" | ")[0][2:] for line in qc_rows[2:]]
-    assert labels == [f"`{flag}`" for flag in FLAG_DESCRIPTIONS] + ["any flag", "no flag", "all slices"]
+    assert labels == [f"`{flag}`" for flag in (*FLAG_DESCRIPTIONS, "refused")] + ["any flag", "no flag",
+                                                                                  "all slices"]
     assert all(line.count(" | ") == 5 for line in qc_rows)
     # Every slice with reference myocardium is judged (and slices where only the prediction has some).
     reference_slices = sum(int(np.isin(c.reference.array, (2, 3, 4)).any(axis=(1, 2)).sum()) for c in cases)
@@ -553,7 +554,8 @@ def test_qc_records_judge_each_slice_and_the_summary_counts_what_the_flags_catch
     assert summary["rows"]["low_confidence"]["slices"] == 1 and summary["rows"]["broken_ring"]["slices"] == 0
     assert summary["rows"]["no flag"]["needing_correction"] == 1
     assert summary["rows"]["all slices"]["slices"] == 3
-    # A refused case (no report): judged, never flagged.
+    # A refused case (no report, "no heart found"): judged, all its slices under the flag "refused".
     refused = qc_slice_records("case", Volume(np.zeros_like(prediction), (1.5, 1.5, 8.0)),
                                Volume(reference, (1.5, 1.5, 8.0)), None)
-    assert len(refused) == 3 and all(r["needs_correction"] and not r["flags"] for r in refused)
+    assert len(refused) == 3 and all(r["needs_correction"] and r["flags"] == ["refused"] for r in refused)
+    assert qc_summary(refused)["rows"]["refused"]["slices"] == 3 and qc_summary(refused)["sensitivity"] == 1.0

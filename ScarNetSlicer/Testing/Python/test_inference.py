@@ -207,7 +207,7 @@ def test_simulated_cuda_oom_halves_the_batch_then_falls_back_to_cpu(monkeypatch)
     segmenter.device = torch.device("cuda")  # pretend; the fake forward below never touches CUDA
     calls = []
 
-    def fake_forward(batch):
+    def fake_forward(batch, plain_out=None):
         calls.append((segmenter.device.type, segmenter.batch_size))
         if segmenter.device.type == "cuda":
             raise torch.cuda.OutOfMemoryError("simulated")
@@ -404,10 +404,10 @@ def test_a_stack_flagged_low_confidence_in_most_slices_gets_a_warning(unsure, wa
     assert [k for k, s in enumerate(result.report.slices) if "low_confidence" in s.qc_flags] == unsure
     confidence = result.report.extra["qc"]["heart_confidence"]
     assert all(0.80 < confidence[k] < 0.915 for k in unsure) and confidence[0] > 0.915
-    messages = [m for m in result.report.extra["inference"]["warnings"] if "unsure (low_confidence)" in m]
-    assert messages == ([f"the model is unsure (low_confidence) in {len(unsure)} of the 8 slices with LV: this "
-                         "exam may differ from the training data (sequence, vendor, grey levels, artifacts); "
-                         "read every slice"] if warned else [])
+    messages = [m for m in result.report.extra["inference"]["warnings"] if "flagged low_confidence" in m]
+    assert messages == ([f"the model is unsure of the heart in {len(unsure)} of the 8 slices where it finds the "
+                         "LV (flagged low_confidence): this exam may differ from the training data (sequence, "
+                         "vendor, grey levels, artifacts); read every slice"] if warned else [])
 
 
 def test_a_confident_ring_without_lge_contrast_is_no_heart():

@@ -731,7 +731,7 @@ def test_engine_warnings_reach_the_user_through_the_notice(scene, lib, oblique_d
     image = _image(oblique_direction)
     labels = _labelmap(image)
     node = vn.add_volume_node(scene, image, "lge")
-    warning = "the model is unsure (low_confidence) in 3 of the 3 slices with LV: read every slice"
+    warning = "the model is unsure of the heart in 3 of the 3 slices where it finds the LV: read every slice"
 
     class WarningSegmenter(FakeSegmenter):
         def __call__(self, volume, progress=None, should_cancel=None):
