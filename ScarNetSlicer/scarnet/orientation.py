@@ -9,14 +9,14 @@ point. Only a grid that cannot be a stack along k is re-stored, so nothing accep
 is read differently. Because the decision depends on the grid only, a labelmap on the image's
 grid gets the same one: :func:`scarnet.quantify.quantify` reports its slices along the same axis.
 
-**In-plane order.** The same short-axis slices can be stored with rows and columns swapped or reversed (vendors and
-converters differ; the direction matrix says which): the physical image is the same, but a network
-sees a transposed or mirrored picture and, not being exactly invariant to that, draws a slightly
-different scar (up to ~12 % of the scar volume on EMIDEC Case_P100). The pipeline therefore works on
-one canonical storage of the plane: of the eight ways to store it (transpose, reverse rows,
-reverse columns), the one whose column axis points most along a fixed reference close to +x and
-whose row axis points most along one close to +y (LPS). A volume stored with the identity
-direction is already canonical. The result is mapped back to the stored grid.
+**In-plane order.** The same short-axis slices can be stored with rows and columns swapped or
+reversed (vendors and converters differ; the direction matrix says which): the physical image is
+the same, but a network sees a transposed or mirrored picture and, not being exactly invariant to
+that, draws a slightly different scar (up to ~12 % of the scar volume on EMIDEC Case_P100). The
+pipeline therefore works on one canonical storage of the plane: of the eight ways to store it
+(transpose, reverse rows, reverse columns), the one whose column axis points most along a fixed
+reference close to +x and whose row axis points most along one close to +y (LPS). A volume stored
+with the identity direction is already canonical. The result is mapped back to the stored grid.
 """
 
 from __future__ import annotations

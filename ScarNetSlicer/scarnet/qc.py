@@ -27,7 +27,7 @@ from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LA
 
 #: ``low_confidence`` flag. Calibrated for the bundled weights on EMIDEC *train* (the first 40 exams,
 #: 294 slices with myocardium): the least confident fifth of the slices, where 58 % of the slices a
-#: reader would have to correct lay (myocardium Dice under 0.7 or scar % off by over 10 points;
+#: reader would have to correct lie (myocardium Dice under 0.7 or scar % off by over 10 points;
 #: 13 % of all slices). ``scarnet evaluate`` reports how the flags do on the split it evaluates;
 #: recalibrate when the weights change: ``scarnet evaluate --split train --max-cases 40 --skip noise
 #: artifacts contrast field thresholds medsam unet --json T.json``, then the 20th percentile of
@@ -56,13 +56,13 @@ MIN_STACK_TISSUE_CONTRAST = 0.3
 #: draws a confident LV ring (and, by selecting bright and dark pixels, a "contrast" of 0.4–0.6).
 MIN_NEIGHBOUR_CORRELATION = 0.2
 #: The stack-level refusal ("no heart found") when the model is unsure of the LV (heart confidence
-#: under :data:`UNSURE_LV_THRESHOLD`) in at least this fraction of the slices where it draws one (and
-#: in two or more). Measured with the
-#: bundled model: 0 % of LV slices on all 100 EMIDEC exams; at most 20 % under the evaluation's 5 %
-#: noise, motion, ghosting, bias field and contrast shifts, 33 % under 15 % noise (EMIDEC val and a
-#: quarter of train, 360 runs); 50–100 % on 22 of the 35 EMIDEC exams cut to the part of the field
-#: of view without the heart that the other checks let through (an LV drawn on chest wall, liver,
-#: the right heart), and on a stack resliced along a long axis.
+#: under :data:`UNSURE_LV_THRESHOLD`) in at least this fraction of the slices where it draws one
+#: (and in two or more). Measured with the bundled model: 0 % of LV slices on all 100 EMIDEC exams;
+#: at most 20 % under the evaluation's 5 % noise, motion, ghosting, bias field and contrast shifts,
+#: 33 % under 15 % noise (EMIDEC val and a quarter of train, 360 runs); 50–100 % on 22 of the 35
+#: EMIDEC exams cut to the part of the field of view without the heart that the other checks let
+#: through (an LV drawn on chest wall, liver, the right heart), and on a stack resliced along a long
+#: axis.
 MAX_UNSURE_LV_FRACTION = 0.5
 #: A stack with ``low_confidence`` on at least this fraction of its LV slices (and two or more) gets
 #: a warning: the exam may differ from the training data (sequence, vendor, grey levels, artifacts),
