@@ -227,7 +227,8 @@ class Processor:
         No model runs and the segmentation is not changed: not its segments, not its transform,
         not its place in the subject hierarchy, not the input it records. The QC flags of the last
         model run are kept (they describe the model's uncertainty, which edits do not change), but
-        only when that run was on this input: another volume's flags say nothing about this one.
+        only when that run was on this input: another volume's flags say nothing about this one. The
+        flags' per-slice heart confidence (``report["qc"]``) is kept with them.
         """
         check_volume_node(input_node)
         if segmentation_node is None:
@@ -243,6 +244,8 @@ class Processor:
         if previous and len(previous.get("slices", [])) == len(report["slices"]):
             for new, old in zip(report["slices"], previous["slices"]):
                 new["qc_flags"] = list(old.get("qc_flags", []))
+            if "qc" in previous:  # with the per-slice heart confidence behind the flags
+                report["qc"] = previous["qc"]
         report["source"] = "segmentation"
         report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node)
         return self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False)

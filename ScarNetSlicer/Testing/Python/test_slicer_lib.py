@@ -111,6 +111,9 @@ class FakeSegmenter:
         labelmap = volume.with_array(self.labels)
         report = quantify(labelmap)
         report.slices[1].qc_flags = ["low_confidence"]
+        confidence = [0.95] * len(report.slices)
+        confidence[1] = 0.85
+        report.extra["qc"] = {"slices_to_check": [1], "heart_confidence": confidence}
         return types.SimpleNamespace(labelmap=labelmap, report=report)
 
 
@@ -479,6 +482,7 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     assert updated.report["total"]["scar_ml"] < outputs.report["total"]["scar_ml"]
     assert updated.report["slices"][2]["scar_ml"] == updated.report["slices"][2]["mvo_ml"] > 0
     assert updated.report["slices"][1]["qc_flags"] == ["low_confidence"]  # the model's flags are kept
+    assert updated.report["qc"]["heart_confidence"][1] == 0.85  # with the confidence behind them
     assert updated.report["edited"] is True
     assert rn.read_table(outputs.table_node)[2]["scar_ml"] == expected["slices"][2]["scar_ml"]
     assert (updated.table_node, updated.chart_node) == (outputs.table_node, outputs.chart_node)
@@ -765,7 +769,7 @@ def test_outputs_of_another_input(scene, lib, oblique_direction):
     assert outputs.report["slices"][1]["qc_flags"] == ["low_confidence"]
 
     report = processor.update_report(other, segmentation_node, table_node).report
-    assert all(not s["qc_flags"] for s in report["slices"])
+    assert all(not s["qc_flags"] for s in report["slices"]) and "qc" not in report
     assert segmentation_node.GetNodeReferenceID(pr.INPUT_REFERENCE_ROLE) == magnitude.GetID()
 
     assert pr.made_from_another_input(segmentation_node, other)
