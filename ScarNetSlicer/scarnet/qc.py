@@ -36,6 +36,9 @@ LOW_CONFIDENCE_THRESHOLD = 0.915
 #: The stack-level refusal counts the slices whose LV the model is *unsure* of: heart confidence
 #: under this, far below the flag's threshold (see :data:`MAX_UNSURE_LV_FRACTION`).
 UNSURE_LV_THRESHOLD = 0.80
+#: ``scar_unstable``: flip Dice under this. With the bundled weights flip disagreement does not rank
+#: the slices a reader has to correct (AUC 0.40 over 191 scar slices of 40 EMIDEC train exams, 0.61
+#: on val), so no threshold was tuned: the flag reports the model's self-disagreement, nothing more.
 FLIP_DICE_THRESHOLD = 0.5
 #: |Cohen's d| between blood pool and healthy myocardium intensities. On all 100 EMIDEC exams (expert
 #: labels) the per-exam median is ≥ 1.15 and 97 % of slices are above 0.5; on pure noise under labels
