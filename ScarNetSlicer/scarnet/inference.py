@@ -441,7 +441,7 @@ class Segmenter:
             # the QC thresholds were set without it, so confidence comes from the un-augmented pass.
             max_probability = np.stack([_probabilities_to_grid(p, transform, volume.array.shape[1:]).max(axis=0)
                                         for p in np.concatenate(plain)])
-        confidence = heart_confidence(labels, max_probability)
+        confidence = heart_confidence(labels, max_probability, (volume.spacing_mm[1], volume.spacing_mm[0]))
         measured = [c for c in contrast if c is not None]
         if structureless:
             pass  # already reported: one reason per volume

@@ -62,7 +62,7 @@ def test_qc_section_renders_from_the_json_the_evaluation_writes():
 @requires_emidec
 def test_test_time_augmentation_does_not_warn_on_a_clean_emidec_exam():
     # README / MODEL_CARD: "no clean EMIDEC exam draws" the "exam may differ from the training
-    # data" warning. LOW_CONFIDENCE_THRESHOLD (0.915) was set without TTA; TTA (Slicer's checkbox,
+    # data" warning. LOW_CONFIDENCE_THRESHOLD was set without TTA; TTA (Slicer's checkbox,
     # --tta) averages the flipped passes' logits, which lowers the max-probability: measured on
     # those, val Case_P047 went from 6 to 8 of 10 LV slices flagged, and was warned. The QC
     # confidence is therefore taken from the un-augmented pass.
@@ -84,3 +84,21 @@ def test_test_time_augmentation_does_not_warn_on_a_clean_emidec_exam():
     assert [c is None for c in with_tta] == [c is None for c in without]
     assert max(abs(a - b) for a, b in zip(with_tta, without) if a is not None) < 0.01
 
+
+
+def test_heart_confidence_does_not_depend_on_the_pixel_size():
+    # The same LV (a 20 mm disc) and the same confidence map in mm (unsure within 4 mm of its edge)
+    # on 0.5, 1 and 2 mm pixels: the margin around the LV is in mm, so the figure is the same up to
+    # the pixels' discretisation (0.79–0.80). The earlier 2-pixel margin took in 1–4 mm of the unsure
+    # band outside the disc: 0.83, 0.81, 0.78.
+    from scarnet.qc import heart_confidence
+
+    values = []
+    for spacing in (0.5, 1.0, 2.0):
+        n = int(round(100 / spacing))
+        rows, cols = np.mgrid[0:n, 0:n]
+        radius_mm = np.hypot(rows - (n - 1) / 2, cols - (n - 1) / 2) * spacing
+        labels = np.where(radius_mm < 20, 2, 0).astype(np.uint8)[None]
+        max_probability = np.where(np.abs(radius_mm - 20) < 4, 0.6, 0.99)[None]
+        values.append(float(heart_confidence(labels, max_probability, (spacing, spacing))[0]))
+    assert max(values) - min(values) < 0.015, values
