@@ -42,6 +42,8 @@ import numpy as np
 from .errors import InputError, NoHeartFoundError
 from .evaluate import case_metrics, dice, hd95_mm, scar_percent, summarise
 from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS
+from .orientation import find_stack_axis
+from .qc import FLAG_DESCRIPTIONS
 from .volume import Volume
 
 #: Parts of the evaluation ``--skip`` can leave out.
@@ -218,8 +220,6 @@ def qc_slice_records(name: str, prediction: Volume, reference: Volume, report: A
     alert the user gets): its slices carry the flag ``refused``. Slices are taken along the
     stack's slice axis, as the report's (a stack stored slice-first is re-stored first).
     """
-    from .orientation import find_stack_axis
-
     stack = find_stack_axis(reference)
     prediction, reference = stack.apply(prediction), stack.apply(reference)
     confidence = report.extra.get("qc", {}).get("heart_confidence") if report is not None else None
@@ -246,8 +246,6 @@ def qc_slice_records(name: str, prediction: Volume, reference: Volume, report: A
 
 def qc_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """How the QC flags single out the slices to correct: one row per flag, any flag, no flag, all."""
-    from .qc import FLAG_DESCRIPTIONS
-
     def row(selected: list[dict[str, Any]]) -> dict[str, Any]:
         return {"slices": len(selected),
                 "share_of_slices": len(selected) / len(records) if records else float("nan"),

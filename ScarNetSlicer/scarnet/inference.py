@@ -67,6 +67,7 @@ from .orientation import canonical_in_plane_order, find_stack_axis, stack_along_
 from .preprocess import PlaneTransform, model_crop, plane_transform, resample_back, valid_mask
 from .qc import (
     FLAG_DESCRIPTIONS,
+    LOW_CONFIDENCE_THRESHOLD,
     MAX_UNSURE_LV_FRACTION,
     MIN_NEIGHBOUR_CORRELATION,
     MIN_STACK_TISSUE_CONTRAST,
@@ -472,8 +473,7 @@ class Segmenter:
                                       (volume.spacing_mm[1], volume.spacing_mm[0]), confidence)
         for slice_report, flags in zip(report.slices, flags_per_slice):
             slice_report.qc_flags = flags
-        with_lv = int((~np.isnan(confidence)).sum())
-        unsure = sum("low_confidence" in flags for flags in flags_per_slice)
+        unsure, with_lv = unsure_lv_slices(confidence, LOW_CONFIDENCE_THRESHOLD)  # the low_confidence slices
         if with_lv >= 2 and unsure >= UNSURE_STACK_WARNING_FRACTION * with_lv:
             self._warn(f"the model is unsure of the heart in {unsure} of the {with_lv} slices where it finds the LV "
                        "(flagged low_confidence): this exam may differ from the training data (sequence, vendor, "

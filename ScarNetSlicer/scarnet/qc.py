@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR_LABELS
+from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, SCAR_LABELS
 
 #: ``low_confidence`` flag. Calibrated for the bundled weights on EMIDEC *train* (the first 40 exams,
 #: 294 slices with myocardium): the least confident fifth of the slices, where 61 % of the slices a
@@ -130,11 +130,11 @@ def heart_confidence(labels: np.ndarray, max_probability: np.ndarray,
     at twice the pixel size 14 (28 as stored); with 3 mm, 22, 28 and 24.
     """
     out = np.full(labels.shape[0], np.nan)
+    # Only a box around the LV can be within the margin: the distance map is computed there.
+    margin_px = [int(np.ceil(HEART_REGION_MARGIN_MM / s)) + 1 for s in spacing_rc_mm]
     for k in range(labels.shape[0]):
         region = labels[k] != BACKGROUND
         if region.any():
-            # Only a box around the LV can be within the margin: the distance map is computed there.
-            margin_px = [int(np.ceil(HEART_REGION_MARGIN_MM / s)) + 1 for s in spacing_rc_mm]
             rows, cols = np.nonzero(region)
             r0, r1 = max(rows.min() - margin_px[0], 0), rows.max() + margin_px[0] + 1
             c0, c1 = max(cols.min() - margin_px[1], 0), cols.max() + margin_px[1] + 1
@@ -143,10 +143,14 @@ def heart_confidence(labels: np.ndarray, max_probability: np.ndarray,
     return out
 
 
-def unsure_lv_slices(confidence: np.ndarray) -> tuple[int, int]:
-    """(slices whose LV the model is unsure of, slices with an LV), from :func:`heart_confidence`."""
+def unsure_lv_slices(confidence: np.ndarray, threshold: float = UNSURE_LV_THRESHOLD) -> tuple[int, int]:
+    """(slices whose heart confidence is under ``threshold``, slices with an LV), from :func:`heart_confidence`.
+
+    With the default, the slices the stack-level refusal counts; with :data:`LOW_CONFIDENCE_THRESHOLD`,
+    the slices flagged ``low_confidence``.
+    """
     with_lv = ~np.isnan(confidence)
-    return int((confidence[with_lv] < UNSURE_LV_THRESHOLD).sum()), int(with_lv.sum())
+    return int((confidence[with_lv] < threshold).sum()), int(with_lv.sum())
 
 
 def ring_is_broken(labels_2d: np.ndarray) -> bool:
@@ -196,7 +200,7 @@ def slice_flags(labels: np.ndarray, max_probability: np.ndarray, pixel_area_mm2:
     if confidence is None:
         side_mm = float(np.sqrt(pixel_area_mm2))
         confidence = heart_confidence(labels, max_probability, spacing_rc_mm or (side_mm, side_mm))
-    has_lv = np.array([np.isin(labels[k], (LV_BLOOD_POOL, *MYOCARDIUM_LABELS)).any() for k in range(num_slices)])
+    has_lv = ~np.isnan(confidence)  # NaN exactly where the slice has no LV (labels 1–4)
     lv_slices = np.nonzero(has_lv)[0]
     for k in range(num_slices):
         if has_lv[k] and confidence[k] < LOW_CONFIDENCE_THRESHOLD:
