@@ -41,6 +41,7 @@ import numpy as np
 
 from .errors import InputError, NoHeartFoundError
 from .evaluate import case_metrics, dice, hd95_mm, scar_percent, summarise
+from .io import json_safe as _jsonable
 from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS
 from .orientation import find_stack_axis
 from .qc import FLAG_DESCRIPTIONS
@@ -897,22 +898,6 @@ def _robustness_table(part: dict[str, Any], methods: dict[str, Any], kind: str,
                               _fmt(s["scar_percent_abs_error_corrupted"], 1)]
                 lines.append(_row(cells))
     return lines
-
-
-def _jsonable(value: Any) -> Any:
-    """NaN/inf → None (JSON has no NaN), numpy scalars → Python, tuples → lists."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -721,8 +721,28 @@ def check_outputs(paths: Sequence[str | Path | None], overwrite: bool = False) -
             os.close(fd)
             os.unlink(probe)
         except OSError as error:
-            raise OutputError(f"{path}: cannot write in {path.parent} "
-                              f"({error.strerror or type(error).__name__})") from None
+            raise OutputError(f"{path}: cannot write in {path.parent} ({os_error_reason(error)})") from None
+
+
+def os_error_reason(error: OSError) -> str:
+    """The short reason an operating-system call failed ("Permission denied"), for one-line messages."""
+    return error.strerror or type(error).__name__
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON data: NaN/inf → None (JSON has no NaN), numpy scalars → Python, tuples → lists."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from typing import Any
 
 from .errors import InputError, OutputError, OutputExistsError, ScarNetError
 from .io import check_outputs
+from .io import os_error_reason as _reason
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,6 @@ def _new_file_mode() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
-
-
-def _reason(error: OSError) -> str:
-    return error.strerror or type(error).__name__
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io import os_error_reason
 from ..labels import LV_BLOOD_POOL, MVO, MYOCARDIUM_LABELS
 from ..volume import Volume
 
@@ -62,7 +63,7 @@ def load_split(root: Path) -> dict[str, list[str]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise InputError(f"{path}: cannot be read ({error.strerror or type(error).__name__})") from None
+        raise InputError(f"{path}: cannot be read ({os_error_reason(error)})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text file; expected the EMIDEC split as JSON") from None
     except json.JSONDecodeError as error:

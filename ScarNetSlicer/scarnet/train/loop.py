@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, OutputError, WeightsError
+from ..io import json_safe, os_error_reason
 from ..labels import NUM_CLASSES
 from ..model.scarnet import ScarNetConfig
 from .data import AugmentConfig
@@ -107,7 +108,7 @@ class TrainConfig:
         except UnicodeDecodeError:
             reason = "not UTF-8 text"
         except OSError as error:
-            reason = error.strerror or type(error).__name__
+            reason = os_error_reason(error)
         except json.JSONDecodeError as error:
             reason = f"not valid JSON: {error.msg}, line {error.lineno}"
         except _BadConfig as error:
@@ -240,8 +241,6 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not _DEVICE_NAME.fullmatch(name):
-        raise InputError(f"device must be auto, cpu, cuda or cuda:N (not {_shown(name)})")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("CUDA was requested but no CUDA device is available")
     return torch.device(name)
@@ -283,17 +282,6 @@ def _is_better(score: float, best: float | None) -> bool:
     return not math.isnan(score) and score > best
 
 
-def _json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinite floats as None: a bare NaN token is not JSON (log.jsonl, the sidecar)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    return value
-
-
 # --------------------------------------------------------------------------------------------
 # Checks before the run folder is made or touched
 # --------------------------------------------------------------------------------------------
@@ -320,7 +308,7 @@ def _check_run_folder(out_dir: Path, resume: bool) -> None:
         try:
             empty = next(out_dir.iterdir(), None) is None
         except OSError as error:
-            raise OutputError(f"{out_dir}: cannot be read ({error.strerror or type(error).__name__})") from None
+            raise OutputError(f"{out_dir}: cannot be read ({os_error_reason(error)})") from None
         if not empty:
             raise InputError(f"{out_dir}: is not empty and holds no training run; a new run needs a new or empty "
                              "folder (it writes config.json, checkpoints, log.jsonl and best.safetensors there)")
@@ -484,7 +472,7 @@ def _make_folder(out_dir: Path) -> list[Path]:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise OutputError(f"{out_dir}: cannot create the folder ({error.strerror or type(error).__name__})") from None
+        raise OutputError(f"{out_dir}: cannot create the folder ({os_error_reason(error)})") from None
     return made[::-1]
 
 
@@ -590,7 +578,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         temp.replace(path)
 
     def write_log(event: dict[str, Any]) -> None:
-        log.write(json.dumps(_json_safe(event), allow_nan=False) + "\n")
+        log.write(json.dumps(json_safe(event), allow_nan=False) + "\n")
         log.flush()
 
     set_train_mode()
@@ -670,6 +658,6 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
 
     best = torch.load(best_path, map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
-    info = _json_safe({"best_step": best["step"], "best_score": best["best_score"], "train_config": config.to_dict()})
+    info = json_safe({"best_step": best["step"], "best_score": best["best_score"], "train_config": config.to_dict()})
     sha = save_weights(model.cpu(), out_dir / "best.safetensors", info=info)
     return {"best_step": best["step"], "best_score": best["best_score"], "sha256": sha, "history": history}
