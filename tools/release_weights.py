@@ -1,11 +1,19 @@
 """Turn a training run's best checkpoint into the weights bundled with the package.
 
-    python tools/release_weights.py runs/RUN [--name scarnet_litemedsam.safetensors]
+    python tools/release_weights.py runs/RUN [--name scarnet_litemedsam.safetensors] [--out-dir DIR]
 
 Writes ``ScarNetSlicer/scarnet/weights/<name>`` (fp16 safetensors) and its sidecar JSON
 (sha256, model config, the run's training config, best step and validation score). The run's
 ``best.pt`` is read with ``weights_only=True``. A run that started from other weights
 (``init_weights``) carries that run's training config and step too, back to the first run.
+A run brought back from the GPU machine (``tools/device/run.sh``) has no ``best.pt`` (too big
+to bring back): then ``best.safetensors`` is used, after its sha256 is checked against
+``best.json``, which carries the same step, score and training config.
+
+The new sidecar has no QC calibration yet: run ``scarnet evaluate --split train --max-cases 40
+--skip noise artifacts contrast field thresholds medsam unet --json T.json`` and
+``scarnet calibrate-qc T.json``, then set ``scarnet.qc.LOW_CONFIDENCE_THRESHOLD`` (the fallback for
+uncalibrated weights) to the value written (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -16,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from scarnet.model.registry import build_model, save_weights
-from scarnet.model.scarnet import ScarNetConfig
+from scarnet.model.registry import build_model, load_state, read_weights, save_weights, sidecar_path
+from scarnet.model.scarnet import ScarNet, ScarNetConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "ScarNetSlicer" / "scarnet" / "weights"
 
@@ -29,7 +37,9 @@ def lineage(train_config: dict) -> list[dict]:
         path = Path(train_config["init_weights"])
         if any(link["weights"] == str(path) for link in chain):  # a run folder reused: stop, don't loop
             break
-        if path.suffix != ".pt":  # a .safetensors start carries no training config: record the file only
+        if path.suffix != ".pt" or not path.is_file():
+            # A .safetensors start carries no training config, and a run trained on another machine
+            # names checkpoints that are not here: record the file only.
             chain.append({"weights": str(path)})
             break
         parent = torch.load(path, map_location="cpu", weights_only=True)
@@ -38,24 +48,40 @@ def lineage(train_config: dict) -> list[dict]:
     return chain
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="training run folder holding best.pt and log.jsonl")
-    parser.add_argument("--name", default="scarnet_litemedsam.safetensors")
-    args = parser.parse_args()
-    checkpoint = torch.load(args.run / "best.pt", map_location="cpu", weights_only=True)
-    config = ScarNetConfig.from_dict(checkpoint["model_config"])
+def best_of_run(run: Path) -> tuple[ScarNet, int, float, dict]:
+    """The run's selected model, its step, selection score and training config (from best.pt, else best.safetensors)."""
+    if (run / "best.pt").is_file():
+        checkpoint = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+        model = build_model(ScarNetConfig.from_dict(checkpoint["model_config"]))
+        model.load_state_dict(checkpoint["model"])
+        return model, checkpoint["step"], checkpoint["best_score"], checkpoint["train_config"]
+    weights = run / "best.safetensors"
+    sidecar = json.loads(sidecar_path(weights).read_text(encoding="utf-8"))
+    state, config = read_weights(weights, expected_sha256=sidecar["sha256"])
     model = build_model(config)
-    model.load_state_dict(checkpoint["model"])
+    load_state(model, state, weights)
+    info = sidecar["info"]
+    return model, info["best_step"], info["best_score"], info["train_config"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="training run folder: best.pt (or best.safetensors with best.json) "
+                        "and log.jsonl")
+    parser.add_argument("--name", default="scarnet_litemedsam.safetensors")
+    parser.add_argument("--out-dir", type=Path, default=WEIGHTS_DIR, help="where to write (default: the package's "
+                        "weights folder)")
+    args = parser.parse_args(argv)
+    model, step, score, train_config = best_of_run(args.run)
     validations = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()
                    if '"validation"' in line]
-    best = next(v for v in validations if v["step"] == checkpoint["step"])
+    best = next(v for v in validations if v["step"] == step)
     summary = {k: v for k, v in best["validation"].items() if k != "per_case"}
-    info = {"best_step": checkpoint["step"], "selection_score": checkpoint["best_score"],
-            "validation_at_best_step": summary, "train_config": checkpoint["train_config"],
-            "started_from": lineage(checkpoint["train_config"])}
-    sha = save_weights(model, WEIGHTS_DIR / args.name, info=info)
-    print(f"{WEIGHTS_DIR / args.name}: step {checkpoint['step']}, sha256 {sha}")
+    info = {"best_step": step, "selection_score": score, "validation_at_best_step": summary,
+            "train_config": train_config, "started_from": lineage(train_config)}
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    sha = save_weights(model, args.out_dir / args.name, info=info)
+    print(f"{args.out_dir / args.name}: step {step}, sha256 {sha}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``scarnet`` command line: phantom | quantify | segment | demo | train | evaluate | bench.
+"""``scarnet`` command line: phantom | quantify | segment | demo | train | evaluate | calibrate-qc | bench.
 
 Every user-fixable problem ends as one line on stderr and a non-zero exit (2), with nothing
 written; set ``SCARNET_DEBUG=1`` to see tracebacks. Heavy libraries are imported only by the
@@ -271,6 +271,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return run_evaluation(args)
 
 
+def cmd_calibrate_qc(args: argparse.Namespace) -> int:
+    from .evaluate_cli import calibrate_qc
+
+    sidecar, entry = calibrate_qc(args.evaluation, overwrite=args.overwrite)
+    to_correct = entry.get("slices_to_correct")
+    caught = (f"; {entry['slices_to_correct_flagged']} of the {to_correct} slices to correct lie below it"
+              if to_correct else "")
+    print(f"low_confidence threshold {entry['low_confidence_threshold']:g} (the {entry['quantile']:.0%} least "
+          f"confident of {entry['slices']} slices){caught}; written to {sidecar}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_benchmark
 
@@ -450,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation for ScarNet and the U-Net")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("calibrate-qc", help="set the weights' low_confidence QC threshold from a train-split "
+                       "evaluation (scarnet evaluate --split train --json)")
+    p.add_argument("evaluation", type=Path, help="JSON written by scarnet evaluate --split train --json")
+    p.add_argument("--overwrite", action="store_true", help="replace a calibration the weights already carry")
+    p.set_defaults(func=cmd_calibrate_qc)
 
     p = sub.add_parser("bench", help="speed and memory side by side with nnU-Net-2D and the paper's configuration")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))

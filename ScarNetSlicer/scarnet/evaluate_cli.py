@@ -42,9 +42,10 @@ import numpy as np
 from .errors import InputError, NoHeartFoundError
 from .evaluate import case_metrics, dice, hd95_mm, scar_percent, summarise
 from .io import json_safe as _jsonable
+from .io import sha256_of
 from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS
 from .orientation import find_stack_axis
-from .qc import FLAG_DESCRIPTIONS
+from .qc import FLAG_DESCRIPTIONS, QcCalibration, calibrate
 from .volume import Volume
 
 #: Parts of the evaluation ``--skip`` can leave out.
@@ -128,6 +129,8 @@ class ModelEntry:
 
     model: Any
     weights: dict[str, Any] = field(default_factory=dict)
+    #: The weights' QC calibration (:func:`~scarnet.model.registry.qc_calibration_for`); None: uncalibrated.
+    qc_calibration: QcCalibration | None = None
 
 
 @dataclass
@@ -190,11 +193,11 @@ def weights_info(path: Path | None, model: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-def _segmenter(model: Any, device: str, tta: bool = False):
+def _segmenter(model: Any, device: str, tta: bool = False, qc_calibration: QcCalibration | None = None):
     from .inference import Segmenter
 
     model.eval()
-    return Segmenter(model, device=device, tta=tta, flip_check=False)
+    return Segmenter(model, device=device, tta=tta, flip_check=False, qc_calibration=qc_calibration)
 
 
 def _segment(segmenter, image: Volume, name: str) -> tuple[Volume, bool]:
@@ -460,7 +463,8 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
         methods["unet"] = _method("Plain U-Net", "not available (no weights given)")
     else:
         models["unet"] = unet
-    segmenters = {key: _segmenter(entry.model, settings.device, settings.tta) for key, entry in models.items()}
+    segmenters = {key: _segmenter(entry.model, settings.device, settings.tta, entry.qc_calibration)
+                  for key, entry in models.items()}
     predictions: dict[str, dict[str, Volume]] = {}
     qc_records: list[dict[str, Any]] = []
     for key, segmenter in segmenters.items():
@@ -484,7 +488,9 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
         methods[key] = _method(label, per_case=per_case, summary=_summary(per_case))
         segmenter.flip_check = False
         timings[key] = time.perf_counter() - t
-    results["qc"] = {**qc_summary(qc_records), "per_slice": qc_records}
+    calibration = segmenters["scarnet"].qc_calibration
+    results["qc"] = {**qc_summary(qc_records), "low_confidence_threshold": calibration.low_confidence_threshold,
+                     "threshold_calibrated_for_weights": calibration.calibrated_for_weights, "per_slice": qc_records}
 
     # -- classical thresholds inside ScarNet's myocardium ----------------------------------------
     from .baselines import THRESHOLDS, apply_threshold
@@ -845,6 +851,17 @@ def _percent(value: float | None, total: float | None = None) -> str:
     return "n/a" if math.isnan(fraction) else f"{100 * fraction:.0f} %"
 
 
+def _threshold_text(qc: dict[str, Any]) -> str:
+    """How the evaluated weights' ``low_confidence`` threshold was set (older JSON files lack it)."""
+    threshold = qc.get("low_confidence_threshold")
+    if threshold is None:
+        return "`low_confidence` set for the bundled weights on the first 40 EMIDEC train exams"
+    if qc.get("threshold_calibrated_for_weights"):
+        return f"`low_confidence` under {threshold:g}, calibrated for these weights (`scarnet calibrate-qc`)"
+    return (f"`low_confidence` under {threshold:g}, the bundled model's threshold: **not calibrated for these "
+            "weights** (`scarnet calibrate-qc`), so the flags may mark too many slices or too few")
+
+
 def _qc_lines(qc: dict[str, Any] | None) -> list[str]:
     """The QC-flag section: do the flags point at the slices a reader has to correct?"""
     if not qc or not qc.get("rows"):
@@ -861,8 +878,8 @@ def _qc_lines(qc: dict[str, Any] | None) -> list[str]:
              f"({_percent(qc['slices_to_correct'], all_slices['slices'])}). The flagged slices hold "
              f"{_percent(qc['sensitivity'])} of them (sensitivity); {_percent(qc['precision'])} of the flagged "
              "slices need correction (precision). Pipeline as `scarnet segment` runs it (flip check on); flag "
-             "thresholds as in `scarnet.qc` (`low_confidence` set for the bundled weights on the first 40 EMIDEC "
-             "train exams); `refused`: the slices of a case refused as \"no heart found\".",
+             f"thresholds as in `scarnet.qc`; {_threshold_text(qc)}; `refused`: the slices of a case refused as "
+             "\"no heart found\".",
              "", _row(columns), _row(["---"] * len(columns))]
     for name, row in qc["rows"].items():
         label = f"`{name}`" if " " not in name else name
@@ -910,6 +927,50 @@ def _command_line() -> str:
     return shlex.join(argv)
 
 
+def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[Path, dict[str, Any]]:
+    """``scarnet calibrate-qc``: set the evaluated weights' ``low_confidence`` threshold from a train-split
+    evaluation (``scarnet evaluate --split train --json``) and write it into their sidecar.
+
+    Only the train split: val is for reporting figures, never for tuning. The weights must be the
+    file the evaluation ran (same sha256). Returns the sidecar's path and the entry written.
+    """
+    from .model.registry import write_qc_calibration
+
+    path = Path(evaluation_json)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: unreadable or not JSON ({' '.join(str(error).split())[:80]})") from None
+    qc = results.get("qc") if isinstance(results, dict) else None
+    weights = (results.get("weights") or {}).get("scarnet") if isinstance(results, dict) else None
+    settings = results.get("settings") if isinstance(results, dict) else None
+    if not isinstance(qc, dict) or not isinstance(qc.get("per_slice"), list) or not isinstance(weights, dict) \
+            or not isinstance(settings, dict):
+        raise InputError(f"{path}: not the JSON of scarnet evaluate (no qc.per_slice or weights; evaluations made "
+                         "before the QC table have none)")
+    if settings.get("split") != "train" or not str(settings.get("source", "")).startswith("EMIDEC"):
+        raise InputError(f"{path}: evaluated on {settings.get('source', 'other cases')}; calibrate on the EMIDEC "
+                         "train split (scarnet evaluate --split train): val is for reporting, not tuning")
+    if not weights.get("path") or not weights.get("sha256"):
+        raise InputError(f"{path}: does not say which weights file was evaluated")
+    weights_path = Path(weights["path"])
+    if not weights_path.is_file():
+        raise InputError(f"{weights_path}: the evaluated weights file is not there any more")
+    if sha256_of(weights_path) != weights["sha256"]:
+        raise InputError(f"{weights_path}: changed since the evaluation (another sha256); evaluate it again")
+    records = qc["per_slice"]
+    try:
+        entry = calibrate([r.get("heart_confidence") for r in records], [r.get("needs_correction") for r in records])
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InputError(f"{path}: {' '.join(str(error).split())[:120]}") from None
+    cases = len({r.get("case") for r in records})
+    entry["evaluation"] = {"source": settings["source"], "cases": cases, "date": results.get("date"),
+                           "command": results.get("command")}
+    return write_qc_calibration(weights_path, entry, overwrite), entry
+
+
 def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None, source: str = "given cases",
                    log: Log = _stderr) -> int:
     """``scarnet evaluate``: load cases and models, evaluate, print the Markdown and write the outputs.
@@ -921,7 +982,7 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     from . import __version__
     from .inference import resolve_device
     from .io import atomic_path, check_outputs
-    from .model.registry import load_model
+    from .model.registry import load_model, qc_calibration_for
 
     skip = tuple(getattr(args, "skip", None) or ())
     unknown = sorted(set(skip) - set(SKIPPABLE))
@@ -950,7 +1011,7 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
 
     weights = getattr(args, "weights", None)
     scarnet_model = load_model(weights, device=device)
-    scarnet = ModelEntry(scarnet_model, weights_info(weights, scarnet_model))
+    scarnet = ModelEntry(scarnet_model, weights_info(weights, scarnet_model), qc_calibration_for(weights))
     unet = None
     unet_weights = getattr(args, "unet_weights", None)
     if unet_weights is not None and "unet" not in skip:

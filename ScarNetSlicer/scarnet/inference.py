@@ -67,11 +67,11 @@ from .orientation import canonical_in_plane_order, find_stack_axis, stack_along_
 from .preprocess import PlaneTransform, model_crop, plane_transform, resample_back, valid_mask
 from .qc import (
     FLAG_DESCRIPTIONS,
-    LOW_CONFIDENCE_THRESHOLD,
     MAX_UNSURE_LV_FRACTION,
     MIN_NEIGHBOUR_CORRELATION,
     MIN_STACK_TISSUE_CONTRAST,
     UNSURE_STACK_WARNING_FRACTION,
+    QcCalibration,
     heart_confidence,
     neighbour_correlation,
     slice_flags,
@@ -220,7 +220,8 @@ class Segmenter:
     def __init__(self, model=None, *, weights: str | Path | None = None, encoder: str | None = None,
                  device: str = "auto", batch_size: int = 16, tta: bool = False, flip_check: bool = True,
                  threads: int | None = None, reject_implausible: bool = True,
-                 min_scar_component_ml: float = MIN_SCAR_COMPONENT_ML) -> None:
+                 min_scar_component_ml: float = MIN_SCAR_COMPONENT_ML,
+                 qc_calibration: QcCalibration | None = None) -> None:
         min_scar_component_ml = check_min_scar_component_ml(min_scar_component_ml)
         import torch
 
@@ -228,6 +229,16 @@ class Segmenter:
             torch.set_num_threads(threads)
         self.device = resolve_device(device)
         self.model = model if model is not None else get_model(weights, encoder, device)
+        if qc_calibration is None:
+            from .model.registry import qc_calibration_for
+
+            # An injected model (tests, the benchmark) gets the bundled model's threshold, not
+            # calibrated for it (the report says so; the caller may pass the model's own).
+            qc_calibration = (qc_calibration_for(weights, encoder) if model is None
+                              else QcCalibration(calibrated_for_weights=False))
+        self.qc_calibration = qc_calibration
+        # Said in every report of weights loaded here that carry no calibration of their own.
+        self._uncalibrated_weights = weights if model is None and not qc_calibration.calibrated_for_weights else None
         self.model.to(self.device)
         self.input_size = int(self.model.config.input_size)
         self.pixel_spacing_mm = float(self.model.config.pixel_spacing_mm)
@@ -469,11 +480,16 @@ class Segmenter:
         stored_center_rc = order.undo_point_rc(center_rc, labels.shape[1:])
         report = quantify(labelmap, stack=stack)  # per slice along the same stack axis
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
+        threshold = self.qc_calibration.low_confidence_threshold
         flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast,
-                                      (volume.spacing_mm[1], volume.spacing_mm[0]), confidence)
+                                      (volume.spacing_mm[1], volume.spacing_mm[0]), confidence, threshold)
         for slice_report, flags in zip(report.slices, flags_per_slice):
             slice_report.qc_flags = flags
-        unsure, with_lv = unsure_lv_slices(confidence, LOW_CONFIDENCE_THRESHOLD)  # the low_confidence slices
+        if self._uncalibrated_weights is not None:
+            self._warn(f"{Path(self._uncalibrated_weights).name} carries no QC calibration: low_confidence uses the "
+                       f"bundled model's threshold ({threshold:g}), which may flag too many slices or too few with "
+                       "these weights (calibrate them with scarnet calibrate-qc)")
+        unsure, with_lv = unsure_lv_slices(confidence, threshold)  # the low_confidence slices
         if with_lv >= 2 and unsure >= UNSURE_STACK_WARNING_FRACTION * with_lv:
             self._warn(f"the model is unsure of the heart in {unsure} of the {with_lv} slices where it finds the LV "
                        "(flagged low_confidence): this exam may differ from the training data (sequence, vendor, "
@@ -484,6 +500,8 @@ class Segmenter:
             "slices_to_check": [s.index for s in report.slices if s.qc_flags],
             # Per slice (null without LV): the figure behind ``low_confidence``, for readers and studies.
             "heart_confidence": [None if np.isnan(c) else round(float(c), 4) for c in confidence],
+            "low_confidence_threshold": threshold,
+            "threshold_calibrated_for_weights": self.qc_calibration.calibrated_for_weights,
         }
         report.extra["inference"] = {
             "device": str(self.device),

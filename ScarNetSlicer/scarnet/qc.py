@@ -3,7 +3,8 @@
 Flags (names are stable; the report, the CLI table and the Slicer table show them):
 
 * ``low_confidence``: the model's mean max-probability over the heart region of the slice (its
-  "heart confidence", also in the report) is under :data:`LOW_CONFIDENCE_THRESHOLD`.
+  "heart confidence", also in the report) is under the weights' threshold (:class:`QcCalibration`;
+  :data:`LOW_CONFIDENCE_THRESHOLD` for the bundled weights and for weights without one).
 * ``broken_ring``: the LV blood pool touches tissue outside the LV, i.e. the myocardial ring is
   open (expected at the very base through the outflow tract; elsewhere it means missed wall).
 * ``lv_missing``: no LV in a slice that lies between slices that have one.
@@ -20,19 +21,30 @@ Flags (names are stable; the report, the CLI table and the Slicer table show the
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 
 from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, SCAR_LABELS
 
-#: ``low_confidence`` flag. Calibrated for the bundled weights on EMIDEC *train* (the first 40 exams,
-#: 294 slices with myocardium): the least confident fifth of the slices, where 61 % of the slices a
-#: reader would have to correct lie (myocardium Dice under 0.7 or scar % off by over 10 points;
-#: 13 % of all slices). ``scarnet evaluate`` reports how the flags do on the split it evaluates;
-#: recalibrate when the weights change: ``scarnet evaluate --split train --max-cases 40 --skip noise
-#: artifacts contrast field thresholds medsam unet --json T.json``, then the 20th percentile of
-#: ``qc.per_slice[].heart_confidence`` there. (At 0.80, as before, it never fired on EMIDEC.)
+#: ``low_confidence`` flag, for the bundled weights (their sidecar records it as ``qc_calibration``;
+#: a test keeps the two equal), and the stand-in for weights that carry no calibration of their own
+#: (:class:`QcCalibration`). Set on EMIDEC *train* (the first 40 exams, 294 slices with myocardium):
+#: the least confident fifth of the slices, where 61 % of the slices a reader would have to correct
+#: lie (myocardium Dice under 0.7 or scar % off by over 10 points; 13 % of all slices).
+#: ``scarnet evaluate`` reports how the flags do on the split it evaluates. Calibrate new weights
+#: with ``scarnet evaluate --weights W --split train --max-cases 40 --skip noise artifacts contrast
+#: field thresholds medsam unet --json T.json``, then ``scarnet calibrate-qc T.json`` (writes W's
+#: sidecar). (At 0.80, as before, it never fired on EMIDEC.)
 LOW_CONFIDENCE_THRESHOLD = 0.919
+#: ``low_confidence`` marks the least confident fraction of the calibration slices (see :func:`calibrate`).
+LOW_CONFIDENCE_QUANTILE = 0.2
+#: Fewer calibration slices than this give no usable percentile.
+MIN_CALIBRATION_SLICES = 50
 #: The heart region over which confidence is averaged: the LV (labels 1–4) and this margin around it.
 HEART_REGION_MARGIN_MM = 3.0
 #: The stack-level refusal counts the slices whose LV the model is *unsure* of: heart confidence
@@ -92,6 +104,57 @@ FLAG_DESCRIPTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class QcCalibration:
+    """The QC threshold that depends on the weights, as the weights' sidecar JSON records it.
+
+    Heart confidence is a property of one set of weights: a model trained longer or on other data
+    is more (or less) sure of itself everywhere, so a threshold set for one model would flag every
+    slice, or none, with another. Weights written by ``scarnet calibrate-qc`` carry their own
+    (``qc_calibration`` in the sidecar); others get the bundled model's, marked not calibrated.
+    """
+
+    low_confidence_threshold: float = LOW_CONFIDENCE_THRESHOLD
+    #: False when the weights carry no calibration and the bundled model's threshold stands in.
+    calibrated_for_weights: bool = True
+
+    @classmethod
+    def from_sidecar(cls, data: Any) -> QcCalibration:
+        """Read a sidecar's ``qc_calibration`` entry; ``ValueError`` (one line) when it is unusable."""
+        threshold = data.get("low_confidence_threshold") if isinstance(data, dict) else None
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+            raise ValueError(f"low_confidence_threshold must be a number between 0 and 1, not {threshold!r}")
+        return cls(float(threshold))
+
+
+def calibrate(heart_confidences: Sequence[float | None], needs_correction: Sequence[bool] | None = None,
+              quantile: float = LOW_CONFIDENCE_QUANTILE) -> dict[str, Any]:
+    """The ``qc_calibration`` sidecar entry from a train-split evaluation's per-slice figures.
+
+    ``heart_confidences``: :func:`heart_confidence` of every slice with myocardium in the prediction
+    or the reference (None where the model drew no LV: those are flagged otherwise and left out).
+    The threshold is their ``quantile``: ``low_confidence`` then marks the least confident fifth of
+    slices like the training data's. ``needs_correction`` (same order) adds how many of the slices a
+    reader has to correct lie below it. ``ValueError`` when too few slices were measured.
+    """
+    values = np.array([c for c in heart_confidences if c is not None and math.isfinite(c)], dtype=float)
+    if values.size < MIN_CALIBRATION_SLICES:
+        raise ValueError(f"{values.size} slices with a heart confidence; at least {MIN_CALIBRATION_SLICES} are needed "
+                         "(evaluate more cases)")
+    threshold = float(np.quantile(values, quantile))
+    entry: dict[str, Any] = {"low_confidence_threshold": round(threshold, 3), "quantile": quantile,
+                             "slices": int(values.size)}
+    if needs_correction is not None:
+        if len(needs_correction) != len(heart_confidences):
+            raise ValueError("one needs-correction entry per heart confidence is needed")
+        pairs = [(c, bool(n)) for c, n in zip(heart_confidences, needs_correction)
+                 if c is not None and math.isfinite(c)]
+        to_correct = [c for c, n in pairs if n]
+        entry["slices_to_correct"] = len(to_correct)
+        entry["slices_to_correct_flagged"] = sum(c < threshold for c in to_correct)
+    return entry
+
+
 def neighbour_correlation(array: np.ndarray) -> float:
     """The smaller of the correlations of in-plane neighbouring pixels (along rows, along columns).
 
@@ -146,8 +209,8 @@ def heart_confidence(labels: np.ndarray, max_probability: np.ndarray,
 def unsure_lv_slices(confidence: np.ndarray, threshold: float = UNSURE_LV_THRESHOLD) -> tuple[int, int]:
     """(slices whose heart confidence is under ``threshold``, slices with an LV), from :func:`heart_confidence`.
 
-    With the default, the slices the stack-level refusal counts; with :data:`LOW_CONFIDENCE_THRESHOLD`,
-    the slices flagged ``low_confidence``.
+    With the default, the slices the stack-level refusal counts; with the weights' low-confidence
+    threshold (:class:`QcCalibration`), the slices flagged ``low_confidence``.
     """
     with_lv = ~np.isnan(confidence)
     return int((confidence[with_lv] < threshold).sum()), int(with_lv.sum())
@@ -186,14 +249,15 @@ def slice_flags(labels: np.ndarray, max_probability: np.ndarray, pixel_area_mm2:
                 flipped_scar: dict[int, np.ndarray] | None = None,
                 contrast: list[float | None] | None = None,
                 spacing_rc_mm: tuple[float, float] | None = None,
-                confidence: np.ndarray | None = None) -> list[list[str]]:
+                confidence: np.ndarray | None = None,
+                low_confidence_threshold: float = LOW_CONFIDENCE_THRESHOLD) -> list[list[str]]:
     """QC flags for every slice of a (k, j, i) labelmap.
 
     ``flipped_scar`` maps slice index → scar mask predicted on the flipped slice (already
     flipped back), for the slices that were checked; ``contrast`` gives each slice's
     :func:`tissue_contrast` (None where it could not be measured); ``spacing_rc_mm`` (row, column
     pixel spacing) enables ``near_image_edge``; ``confidence``: :func:`heart_confidence` when the
-    caller has it already.
+    caller has it already; ``low_confidence_threshold``: the weights' (:class:`QcCalibration`).
     """
     num_slices = labels.shape[0]
     flags: list[list[str]] = [[] for _ in range(num_slices)]
@@ -203,7 +267,7 @@ def slice_flags(labels: np.ndarray, max_probability: np.ndarray, pixel_area_mm2:
     has_lv = ~np.isnan(confidence)  # NaN exactly where the slice has no LV (labels 1–4)
     lv_slices = np.nonzero(has_lv)[0]
     for k in range(num_slices):
-        if has_lv[k] and confidence[k] < LOW_CONFIDENCE_THRESHOLD:
+        if has_lv[k] and confidence[k] < low_confidence_threshold:
             flags[k].append("low_confidence")
         if has_lv[k] and ring_is_broken(labels[k]):
             flags[k].append("broken_ring")

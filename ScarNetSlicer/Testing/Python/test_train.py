@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 from conftest import EMIDEC, requires_emidec
 from scipy import ndimage
 
+from scarnet.errors import WeightsError
 from scarnet.model.registry import load_model
 from scarnet.phantom import make_phantom
 from scarnet.train.data import AugmentConfig, IntensityAugmenter, SliceSample, ghosting, make_example
@@ -434,8 +436,6 @@ def test_unreadable_training_configs_are_one_line(content, why, tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign", "foreign_model"])
 def test_resume_from_a_damaged_last_pt_is_one_line(damage, finished_run, tmp_path):
-    from scarnet.errors import WeightsError
-
     run = _copy_run(finished_run, tmp_path)
     last = run / "last.pt"
     if damage == "truncated":
@@ -621,3 +621,38 @@ def test_a_damaged_emidec_folder_is_one_line_naming_the_file(damage, why, tmp_pa
         Image.fromarray(np.full(size[::-1], 200, np.uint8)).save(labels / "Case_P002_slice001.png")
     with pytest.raises(InputError, match=re.escape(why)):
         load_cases(root, load_split(root)["val"])
+
+
+def _release_tool():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "tools" / "release_weights.py"
+    spec = importlib.util.spec_from_file_location("release_weights", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_release_works_from_a_run_brought_back_without_best_pt(finished_run, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    # tools/device/run.sh brings back best.safetensors, best.json and log.jsonl, not best.pt.
+    release = _release_tool()
+    run = _copy_run(finished_run, tmp_path)
+    release.main([str(run), "--out-dir", str(tmp_path / "from_pt"), "--name", "w.safetensors"])
+    (run / "best.pt").unlink()
+    (run / "last.pt").unlink()
+    release.main([str(run), "--out-dir", str(tmp_path / "from_safetensors"), "--name", "w.safetensors"])
+    assert capsys.readouterr().out.count("step 3, sha256") == 2
+    a, b = (load_file(str(tmp_path / folder / "w.safetensors")) for folder in ("from_pt", "from_safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    info_a, info_b = (json.loads((tmp_path / folder / "w.json").read_text())["info"]
+                      for folder in ("from_pt", "from_safetensors"))
+    assert info_a == info_b and info_a["best_step"] == 3
+    assert "qc_calibration" not in json.loads((tmp_path / "from_pt" / "w.json").read_text())  # calibrate-qc's job
+
+    # Weights that are not those the sidecar describes are refused, not released.
+    (run / "best.safetensors").write_bytes((run / "best.safetensors").read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        release.main([str(run), "--out-dir", str(tmp_path / "bad"), "--name", "w.safetensors"])
+    assert not (tmp_path / "bad" / "w.safetensors").exists()

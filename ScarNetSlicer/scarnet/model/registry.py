@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import WeightsError
 from ..io import atomic_path, sha256_of
+from ..qc import QcCalibration
 from .scarnet import ScarNet, ScarNetConfig
 
 WEIGHTS_FORMAT = "scarnet-weights-1"
@@ -172,7 +173,7 @@ def save_weights(model: ScarNet, path: str | Path, info: dict[str, Any] | None =
     # save never leaves weights beside a sidecar with another checksum. atomic_path also gives
     # them the mode of a plain new file (safetensors creates 0600 files).
     with atomic_path(path, overwrite=True) as weights_temp, \
-            atomic_path(path.with_suffix(".json"), overwrite=True) as sidecar_temp:
+            atomic_path(sidecar_path(path), overwrite=True) as sidecar_temp:
         save_file(state, str(weights_temp), metadata=meta)
         sha = sha256_of(weights_temp)
         sidecar = {"file": path.name, "sha256": sha, "format": WEIGHTS_FORMAT,
@@ -254,7 +255,7 @@ def load_model(weights: str | Path | None = None, encoder: str | None = None, de
         path = bundled_weights_path(name)
         if path is None:
             raise WeightsError(f"no bundled weights for encoder '{name}'; pass --weights PATH")
-        sidecar = json.loads(path.with_suffix(".json").read_text())
+        sidecar = json.loads(sidecar_path(path).read_text())
         state, config = read_weights(path, expected_sha256=sidecar["sha256"])
     else:
         state, config = read_weights(weights)
@@ -276,6 +277,75 @@ def load_model(weights: str | Path | None = None, encoder: str | None = None, de
         fuse_conv_bn(model)
         model = model.to(memory_format=torch.channels_last)
     return model.to(device)
+
+
+def sidecar_path(weights: str | Path) -> Path:
+    """Where :func:`save_weights` writes the sidecar JSON of ``weights``."""
+    return Path(weights).with_suffix(".json")
+
+
+def qc_calibration_for(weights: str | Path | None = None, encoder: str | None = None) -> QcCalibration:
+    """The QC calibration of ``weights`` (the bundled weights for ``encoder`` when None).
+
+    Read from the sidecar's ``qc_calibration`` (``scarnet calibrate-qc`` writes it), which counts
+    only when the sidecar's sha256 is that of the weights file: a sidecar left beside other
+    weights says nothing about them. Weights without one get the bundled model's threshold,
+    marked ``calibrated_for_weights=False``. :class:`WeightsError` when the entry is unusable.
+    """
+    if weights is None:
+        path = bundled_weights_path(encoder or DEFAULT_ENCODER)
+        if path is None:
+            return QcCalibration(calibrated_for_weights=False)
+        sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))  # checked by load_model
+    else:
+        path = Path(weights)
+        try:
+            sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # no sidecar (a .pt checkpoint, a copied file) or not JSON
+            return QcCalibration(calibrated_for_weights=False)
+        if (not isinstance(sidecar, dict) or "qc_calibration" not in sidecar
+                or sidecar.get("sha256") != sha256_of(path)):
+            return QcCalibration(calibrated_for_weights=False)
+    if "qc_calibration" not in sidecar:
+        return QcCalibration(calibrated_for_weights=False)
+    try:
+        return QcCalibration.from_sidecar(sidecar["qc_calibration"])
+    except ValueError as error:
+        raise WeightsError(f"{sidecar_path(path)}: unusable qc_calibration ({error})") from None
+
+
+def write_qc_calibration(weights: str | Path, entry: dict[str, Any], overwrite: bool = False) -> Path:
+    """Record ``entry`` (:func:`scarnet.qc.calibrate`'s) as the ``qc_calibration`` of ``weights``' sidecar.
+
+    The sidecar must be that of these weights (same sha256). An existing calibration is replaced
+    only with ``overwrite``. The sidecar is rewritten atomically; returns its path.
+    """
+    path = Path(weights)
+    sidecar_file = sidecar_path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        sidecar = json.loads(sidecar_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no sidecar {sidecar_file.name} beside it (weights saved by scarnet train "
+                           "have one)") from None
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"{sidecar_file}: unreadable sidecar ({' '.join(str(error).split())[:80]})") from None
+    if not isinstance(sidecar, dict) or sidecar.get("sha256") != sha256_of(path):
+        raise WeightsError(f"{sidecar_file}: not the sidecar of {path.name} (another sha256)")
+    if "qc_calibration" in sidecar and not overwrite:
+        previous = sidecar["qc_calibration"]
+        threshold = previous.get("low_confidence_threshold") if isinstance(previous, dict) else None
+        raise WeightsError(f"{sidecar_file}: already holds a QC calibration (low_confidence threshold {threshold}); "
+                           "--overwrite replaces it")
+    try:
+        QcCalibration.from_sidecar(entry)
+    except ValueError as error:
+        raise WeightsError(f"unusable QC calibration ({error})") from None
+    sidecar["qc_calibration"] = entry
+    with atomic_path(sidecar_file, overwrite=True) as temp:
+        temp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+    return sidecar_file
 
 
 def load_state(model: ScarNet, state: dict[str, torch.Tensor], name: str | Path) -> None:

@@ -1,0 +1,215 @@
+"""The low_confidence threshold belongs to the weights: calibration, the sidecar entry, its use and its report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+from test_inference import RingModel, ring_volume
+
+from scarnet import qc
+from scarnet.cli import main
+from scarnet.errors import WeightsError
+from scarnet.evaluate_cli import _threshold_text
+from scarnet.inference import Segmenter
+from scarnet.io import sha256_of
+from scarnet.model.registry import (
+    build_model,
+    bundled_weights_path,
+    qc_calibration_for,
+    save_weights,
+    sidecar_path,
+    write_qc_calibration,
+)
+from scarnet.model.scarnet import ScarNetConfig
+from scarnet.qc import QcCalibration, calibrate
+
+requires_weights = pytest.mark.skipif(bundled_weights_path() is None, reason="bundled weights not present")
+
+
+def _tiny_weights(tmp_path, name: str = "mine.safetensors"):
+    config = ScarNetConfig(encoder="none", input_size=32, unet_channels=(4, 8), num_classes=5)
+    path = tmp_path / name
+    save_weights(build_model(config), path)
+    return path
+
+
+def _evaluation_json(tmp_path, weights, split: str = "train", slices: int = 100):
+    """What ``scarnet evaluate --split train --json`` writes, as far as calibration reads it."""
+    confidences = np.linspace(0.80, 0.99, slices)
+    records = [{"case": f"Case_{k // 7:03d}", "index": k % 7, "heart_confidence": round(float(c), 4),
+                "needs_correction": bool(c < 0.85)} for k, c in enumerate(confidences)]
+    records.append({"case": "Case_999", "index": 0, "heart_confidence": None, "needs_correction": True})
+    results = {"settings": {"split": split, "source": f"EMIDEC {split} split"},
+               "weights": {"scarnet": {"path": str(weights), "sha256": sha256_of(weights)}},
+               "qc": {"per_slice": records}, "date": "2026-11-29 16:00 UTC", "command": "scarnet evaluate ..."}
+    path = tmp_path / f"eval_{split}.json"
+    path.write_text(json.dumps(results))
+    return path, confidences
+
+
+# -- calibrate ----------------------------------------------------------------------------------
+def test_calibrate_takes_the_quantile_of_the_measured_slices_and_counts_the_slices_to_correct():
+    confidences = [float(c) for c in np.linspace(0.5, 1.0, 101)] + [None, float("nan")]
+    needs = [c < 0.6 for c in confidences[:101]] + [True, True]
+    entry = calibrate(confidences, needs)
+    assert entry["low_confidence_threshold"] == pytest.approx(0.6, abs=1e-3)
+    assert entry["slices"] == 101  # the slices without an LV (None) and NaN are left out
+    assert entry["slices_to_correct"] == 20 and entry["slices_to_correct_flagged"] == 20
+    assert calibrate(confidences, quantile=0.5)["low_confidence_threshold"] == pytest.approx(0.75, abs=1e-3)
+
+
+def test_calibrate_refuses_too_few_slices_and_mismatched_lists():
+    with pytest.raises(ValueError, match="at least"):
+        calibrate([0.9] * (qc.MIN_CALIBRATION_SLICES - 1) + [None] * 10)
+    with pytest.raises(ValueError, match="one needs-correction entry"):
+        calibrate([0.9] * 60, [True] * 59)
+
+
+@pytest.mark.parametrize("entry", [{}, {"low_confidence_threshold": "0.9"}, {"low_confidence_threshold": True},
+                                   {"low_confidence_threshold": 1.2}, {"low_confidence_threshold": 0.0}, [0.9], None])
+def test_a_sidecar_entry_without_a_usable_threshold_is_refused(entry):
+    with pytest.raises(ValueError, match="low_confidence_threshold"):
+        QcCalibration.from_sidecar(entry)
+
+
+# -- which weights carry which threshold -----------------------------------------------------------
+@requires_weights
+def test_the_bundled_weights_carry_the_threshold_the_code_falls_back_to():
+    calibration = qc_calibration_for()
+    assert calibration.calibrated_for_weights
+    assert calibration.low_confidence_threshold == qc.LOW_CONFIDENCE_THRESHOLD
+    entry = json.loads(sidecar_path(bundled_weights_path()).read_text())["qc_calibration"]
+    assert entry["evaluation"]["source"] == "EMIDEC train split"  # never val
+
+
+def test_user_weights_are_uncalibrated_until_their_own_sidecar_says_otherwise(tmp_path):
+    weights = _tiny_weights(tmp_path)
+    assert qc_calibration_for(weights) == QcCalibration(qc.LOW_CONFIDENCE_THRESHOLD, calibrated_for_weights=False)
+
+    write_qc_calibration(weights, {"low_confidence_threshold": 0.7})
+    assert qc_calibration_for(weights) == QcCalibration(0.7)
+
+    # The same sidecar beside other weights (retrained in place) says nothing about them.
+    (tmp_path / "other").mkdir()
+    shutil.copy(_tiny_weights(tmp_path / "other"), weights)
+    assert not qc_calibration_for(weights).calibrated_for_weights
+    # A training checkpoint beside a calibrated sidecar (best.pt next to best.json) is not those weights.
+    (tmp_path / "mine.pt").write_bytes(b"not the safetensors file")
+    assert not qc_calibration_for(tmp_path / "mine.pt").calibrated_for_weights
+
+
+def test_an_unusable_calibration_in_the_sidecar_of_these_weights_is_one_clear_error(tmp_path):
+    weights = _tiny_weights(tmp_path)
+    sidecar = json.loads(sidecar_path(weights).read_text())
+    sidecar["qc_calibration"] = {"low_confidence_threshold": 7}
+    sidecar_path(weights).write_text(json.dumps(sidecar))
+    with pytest.raises(WeightsError, match="unusable qc_calibration"):
+        qc_calibration_for(weights)
+
+
+def test_writing_a_calibration_never_replaces_one_unasked_nor_writes_beside_other_weights(tmp_path):
+    weights = _tiny_weights(tmp_path)
+    write_qc_calibration(weights, {"low_confidence_threshold": 0.7})
+    before = sidecar_path(weights).read_bytes()
+    with pytest.raises(WeightsError, match="--overwrite"):
+        write_qc_calibration(weights, {"low_confidence_threshold": 0.8})
+    assert sidecar_path(weights).read_bytes() == before
+    write_qc_calibration(weights, {"low_confidence_threshold": 0.8}, overwrite=True)
+    assert qc_calibration_for(weights).low_confidence_threshold == 0.8
+
+    with pytest.raises(WeightsError, match="unusable QC calibration"):
+        write_qc_calibration(weights, {"low_confidence_threshold": 2.0}, overwrite=True)
+    sidecar_path(weights).unlink()
+    with pytest.raises(WeightsError, match="no sidecar"):
+        write_qc_calibration(weights, {"low_confidence_threshold": 0.8})
+    shutil.copy(tmp_path / "mine.safetensors", tmp_path / "copy.safetensors")
+    sidecar_path(tmp_path / "copy.safetensors").write_text(json.dumps({"sha256": "0" * 64}))
+    with pytest.raises(WeightsError, match="not the sidecar"):
+        write_qc_calibration(tmp_path / "copy.safetensors", {"low_confidence_threshold": 0.8})
+
+
+# -- the pipeline uses it and says which --------------------------------------------------------------
+def test_the_segmenter_flags_with_the_threshold_it_is_given_and_reports_it():
+    volume = ring_volume()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        default = Segmenter(RingModel(), device="cpu", flip_check=False)(volume)
+        strict = Segmenter(RingModel(), device="cpu", flip_check=False,
+                           qc_calibration=QcCalibration(0.9999))(volume)
+    lv_slices = [s for s in strict.report.slices if s.myocardium_ml > 0]
+    assert lv_slices and all("low_confidence" in s.qc_flags for s in lv_slices)
+    assert not any("low_confidence" in s.qc_flags for s in default.report.slices)  # RingModel is sure (~0.99)
+    assert strict.report.extra["qc"]["low_confidence_threshold"] == 0.9999
+    assert strict.report.extra["qc"]["threshold_calibrated_for_weights"] is True
+    # An injected model's calibration is unknown: the fallback is used and the report says so.
+    assert default.report.extra["qc"]["low_confidence_threshold"] == qc.LOW_CONFIDENCE_THRESHOLD
+    assert default.report.extra["qc"]["threshold_calibrated_for_weights"] is False
+    # The stack warning counts the slices flagged with the same threshold.
+    assert any("flagged low_confidence" in m for m in strict.report.extra["inference"]["warnings"])
+
+
+@requires_weights
+def test_weights_without_a_calibration_are_said_so_in_every_report(tmp_path):
+    from scarnet.phantom import make_phantom
+
+    weights = tmp_path / "copied.safetensors"
+    shutil.copy(bundled_weights_path(), weights)  # the bundled model, without its sidecar
+    image = make_phantom(3, n_slices=6).image
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = Segmenter(weights=weights, device="cpu", flip_check=False)(image)
+    said = [m for m in result.report.extra["inference"]["warnings"] if "carries no QC calibration" in m]
+    assert len(said) == 1 and "copied.safetensors" in said[0] and "scarnet calibrate-qc" in said[0]
+    assert result.report.extra["qc"]["threshold_calibrated_for_weights"] is False
+
+
+def test_the_evaluation_says_whether_the_threshold_was_calibrated_for_the_weights():
+    assert "not calibrated for these weights" in _threshold_text(
+        {"low_confidence_threshold": 0.919, "threshold_calibrated_for_weights": False})
+    assert "calibrated for these weights" in _threshold_text(
+        {"low_confidence_threshold": 0.95, "threshold_calibrated_for_weights": True})
+    assert "bundled weights" in _threshold_text({})  # JSON written before the field existed
+
+
+# -- scarnet calibrate-qc ------------------------------------------------------------------------------
+def test_calibrate_qc_writes_the_train_split_percentile_into_the_weights_sidecar(tmp_path, capsys):
+    weights = _tiny_weights(tmp_path)
+    evaluation, confidences = _evaluation_json(tmp_path, weights)
+    assert main(["calibrate-qc", str(evaluation)]) == 0
+    out = capsys.readouterr().out
+    entry = json.loads(sidecar_path(weights).read_text())["qc_calibration"]
+    assert entry["low_confidence_threshold"] == round(float(np.quantile(confidences, 0.2)), 3)
+    assert entry["slices"] == 100 and entry["evaluation"]["cases"] == 16
+    assert f"{entry['low_confidence_threshold']:g}" in out and str(sidecar_path(weights)) in out
+    assert qc_calibration_for(weights).low_confidence_threshold == entry["low_confidence_threshold"]
+
+    before = sidecar_path(weights).read_bytes()
+    assert main(["calibrate-qc", str(evaluation)]) == 2  # already calibrated: not replaced unasked
+    assert "--overwrite" in capsys.readouterr().err and sidecar_path(weights).read_bytes() == before
+    assert main(["calibrate-qc", str(evaluation), "--overwrite"]) == 0
+
+
+def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluation(tmp_path, capsys):
+    weights = _tiny_weights(tmp_path)
+    sidecar_before = sidecar_path(weights).read_bytes()
+    val, _ = _evaluation_json(tmp_path, weights, split="val")
+    train, _ = _evaluation_json(tmp_path, weights)
+    not_json = tmp_path / "notes.json"
+    not_json.write_text("{ no")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"rows": []}))
+    cases = [(val, "val is for reporting"), (not_json, "not JSON"), (other, "not the JSON of scarnet evaluate"),
+             (tmp_path / "missing.json", "file not found")]
+    for path, message in cases:
+        assert main(["calibrate-qc", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    _tiny_weights(tmp_path)  # retrained in place after the evaluation
+    assert main(["calibrate-qc", str(train)]) == 2
+    assert "changed since the evaluation" in capsys.readouterr().err
+    assert "qc_calibration" not in json.loads(sidecar_path(weights).read_text())
+    assert sidecar_before != sidecar_path(weights).read_bytes()  # (the retrained weights' own sidecar)
