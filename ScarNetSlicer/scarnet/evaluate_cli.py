@@ -943,29 +943,36 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
         raise InputError(f"{path}: file not found") from None
     except (OSError, ValueError) as error:
         raise InputError(f"{path}: unreadable or not JSON ({' '.join(str(error).split())[:80]})") from None
-    qc = results.get("qc") if isinstance(results, dict) else None
-    weights = (results.get("weights") or {}).get("scarnet") if isinstance(results, dict) else None
-    settings = results.get("settings") if isinstance(results, dict) else None
-    if not isinstance(qc, dict) or not isinstance(qc.get("per_slice"), list) or not isinstance(weights, dict) \
+    def part(data: Any, *keys: str) -> Any:
+        for key in keys:
+            data = data.get(key) if isinstance(data, dict) else None
+        return data
+
+    records, settings = part(results, "qc", "per_slice"), part(results, "settings")
+    weights_path = part(results, "weights", "scarnet", "path")
+    weights_sha = part(results, "weights", "scarnet", "sha256")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records) \
             or not isinstance(settings, dict):
-        raise InputError(f"{path}: not the JSON of scarnet evaluate (no qc.per_slice or weights; evaluations made "
+        raise InputError(f"{path}: not the JSON of scarnet evaluate (no qc.per_slice or settings; evaluations made "
                          "before the QC table have none)")
     if settings.get("split") != "train" or not str(settings.get("source", "")).startswith("EMIDEC"):
         raise InputError(f"{path}: evaluated on {settings.get('source', 'other cases')}; calibrate on the EMIDEC "
                          "train split (scarnet evaluate --split train): val is for reporting, not tuning")
-    if not weights.get("path") or not weights.get("sha256"):
-        raise InputError(f"{path}: does not say which weights file was evaluated")
-    weights_path = Path(weights["path"])
+    if not isinstance(weights_path, str) or not isinstance(weights_sha, str) or not weights_path:
+        raise InputError(f"{path}: does not say which weights file was evaluated (weights.scarnet.path, sha256)")
+    weights_path = Path(weights_path)
     if not weights_path.is_file():
         raise InputError(f"{weights_path}: the evaluated weights file is not there any more")
-    if sha256_of(weights_path) != weights["sha256"]:
+    if sha256_of(weights_path) != weights_sha:
         raise InputError(f"{weights_path}: changed since the evaluation (another sha256); evaluate it again")
-    records = qc["per_slice"]
+    confidences = [r.get("heart_confidence") for r in records]
+    if not all(c is None or (isinstance(c, (int, float)) and not isinstance(c, bool)) for c in confidences):
+        raise InputError(f"{path}: qc.per_slice holds heart confidences that are not numbers")
     try:
-        entry = calibrate([r.get("heart_confidence") for r in records], [r.get("needs_correction") for r in records])
-    except (ValueError, TypeError, AttributeError) as error:
+        entry = calibrate(confidences, [bool(r.get("needs_correction")) for r in records])
+    except ValueError as error:
         raise InputError(f"{path}: {' '.join(str(error).split())[:120]}") from None
-    cases = len({r.get("case") for r in records})
+    cases = len({str(r.get("case")) for r in records})
     entry["evaluation"] = {"source": settings["source"], "cases": cases, "date": results.get("date"),
                            "command": results.get("command")}
     return write_qc_calibration(weights_path, entry, overwrite), entry

@@ -196,18 +196,42 @@ def resolve_device(name: str = "auto"):
     raise InputError(f"unknown device '{name}' (use auto, cpu or cuda)")
 
 
-_MODEL_CACHE: dict[tuple, Any] = {}
+_MODEL_CACHE: dict[tuple, tuple[Any, QcCalibration]] = {}
+
+
+def _weights_key(weights: str | Path | None) -> tuple | None:
+    """What identifies a weights file in the cache: its path and, when it exists, its size and
+    modification time, so that weights retrained in place are loaded again, not served stale."""
+    if not weights:
+        return None
+    path = Path(weights).resolve()
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path),)
+    return (str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def get_model_and_calibration(weights: str | Path | None = None, encoder: str | None = None,
+                              device: str = "auto") -> tuple[Any, QcCalibration]:
+    """Load (once per process) the model and the QC calibration of the same file; later calls are warm.
+
+    The calibration is read when the model is, so a cached model never gets the threshold of a
+    file written after it was loaded.
+    """
+    from .model.registry import load_model, qc_calibration_for
+
+    torch_device = resolve_device(device)
+    key = (_weights_key(weights), encoder, str(torch_device))
+    if key not in _MODEL_CACHE:
+        model = load_model(weights or None, encoder=encoder, device=torch_device)
+        _MODEL_CACHE[key] = (model, qc_calibration_for(weights or None, encoder))
+    return _MODEL_CACHE[key]
 
 
 def get_model(weights: str | Path | None = None, encoder: str | None = None, device: str = "auto"):
     """Load (once per process) and return the model; later calls are warm."""
-    from .model.registry import load_model
-
-    torch_device = resolve_device(device)
-    key = (str(Path(weights).resolve()) if weights else None, encoder, str(torch_device))
-    if key not in _MODEL_CACHE:
-        _MODEL_CACHE[key] = load_model(weights, encoder=encoder, device=torch_device)
-    return _MODEL_CACHE[key]
+    return get_model_and_calibration(weights, encoder, device)[0]
 
 
 class Segmenter:
@@ -228,17 +252,21 @@ class Segmenter:
         if threads:
             torch.set_num_threads(threads)
         self.device = resolve_device(device)
-        self.model = model if model is not None else get_model(weights, encoder, device)
-        if qc_calibration is None:
-            from .model.registry import qc_calibration_for
-
+        weights = weights or None  # "" is no file: the bundled weights, as for get_model
+        loaded_here = model is None
+        if loaded_here:
+            model, loaded_calibration = get_model_and_calibration(weights, encoder, device)
+            if qc_calibration is None:
+                qc_calibration = loaded_calibration
+        elif qc_calibration is None:
             # An injected model (tests, the benchmark) gets the bundled model's threshold, not
             # calibrated for it (the report says so; the caller may pass the model's own).
-            qc_calibration = (qc_calibration_for(weights, encoder) if model is None
-                              else QcCalibration(calibrated_for_weights=False))
+            qc_calibration = QcCalibration(calibrated_for_weights=False)
+        self.model = model
         self.qc_calibration = qc_calibration
         # Said in every report of weights loaded here that carry no calibration of their own.
-        self._uncalibrated_weights = weights if model is None and not qc_calibration.calibrated_for_weights else None
+        uncalibrated = loaded_here and weights is not None and not qc_calibration.calibrated_for_weights
+        self._uncalibrated_weights = weights if uncalibrated else None
         self.model.to(self.device)
         self.input_size = int(self.model.config.input_size)
         self.pixel_spacing_mm = float(self.model.config.pixel_spacing_mm)

@@ -43,6 +43,8 @@ from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, SCAR_LABELS
 LOW_CONFIDENCE_THRESHOLD = 0.919
 #: ``low_confidence`` marks the least confident fraction of the calibration slices (see :func:`calibrate`).
 LOW_CONFIDENCE_QUANTILE = 0.2
+#: The highest threshold a calibration stores (a threshold of 1 would flag every slice).
+MAX_LOW_CONFIDENCE_THRESHOLD = 0.999
 #: Fewer calibration slices than this give no usable percentile.
 MIN_CALIBRATION_SLICES = 50
 #: The heart region over which confidence is averaged: the LV (labels 1–4) and this margin around it.
@@ -141,8 +143,10 @@ def calibrate(heart_confidences: Sequence[float | None], needs_correction: Seque
     if values.size < MIN_CALIBRATION_SLICES:
         raise ValueError(f"{values.size} slices with a heart confidence; at least {MIN_CALIBRATION_SLICES} are needed "
                          "(evaluate more cases)")
-    threshold = float(np.quantile(values, quantile))
-    entry: dict[str, Any] = {"low_confidence_threshold": round(threshold, 3), "quantile": quantile,
+    # Stored to 3 decimals (below 1: a model sure of every slice would otherwise get an unusable 1.0);
+    # the counts below use the stored value, so they say what the flag will do.
+    threshold = min(round(float(np.quantile(values, quantile)), 3), MAX_LOW_CONFIDENCE_THRESHOLD)
+    entry: dict[str, Any] = {"low_confidence_threshold": threshold, "quantile": quantile,
                              "slices": int(values.size)}
     if needs_correction is not None:
         if len(needs_correction) != len(heart_confidences):

@@ -62,6 +62,15 @@ def test_calibrate_takes_the_quantile_of_the_measured_slices_and_counts_the_slic
     assert calibrate(confidences, quantile=0.5)["low_confidence_threshold"] == pytest.approx(0.75, abs=1e-3)
 
 
+def test_calibrate_counts_the_slices_the_stored_threshold_flags():
+    # The stored threshold is rounded; the counts must describe that one, not the unrounded quantile.
+    entry = calibrate([0.9186] * 13 + [0.95] * 47, [True] + [False] * 59)  # 20th percentile 0.9186
+    assert entry["low_confidence_threshold"] == 0.919 and entry["slices_to_correct_flagged"] == 1
+    # A model sure of every slice still gets a usable threshold.
+    sure = calibrate([0.9999] * 60)
+    assert QcCalibration.from_sidecar(sure).low_confidence_threshold == qc.MAX_LOW_CONFIDENCE_THRESHOLD
+
+
 def test_calibrate_refuses_too_few_slices_and_mismatched_lists():
     with pytest.raises(ValueError, match="at least"):
         calibrate([0.9] * (qc.MIN_CALIBRATION_SLICES - 1) + [None] * 10)
@@ -152,6 +161,19 @@ def test_the_segmenter_flags_with_the_threshold_it_is_given_and_reports_it():
     assert any("flagged low_confidence" in m for m in strict.report.extra["inference"]["warnings"])
 
 
+def test_a_model_cached_in_the_process_keeps_the_calibration_of_the_file_it_was_loaded_from(tmp_path):
+    # Slicer keeps the model loaded between clicks. Weights retrained and calibrated in place since
+    # are loaded again with their calibration; the old model never gets the new file's threshold.
+    weights = _tiny_weights(tmp_path)
+    first = Segmenter(weights=weights, device="cpu")
+    assert not first.qc_calibration.calibrated_for_weights
+    _tiny_weights(tmp_path)  # retrained in place
+    write_qc_calibration(weights, {"low_confidence_threshold": 0.7})
+    second = Segmenter(weights=weights, device="cpu")
+    assert second.model is not first.model and second.qc_calibration == QcCalibration(0.7)
+    assert Segmenter(weights=weights, device="cpu").model is second.model  # unchanged file: warm
+
+
 @requires_weights
 def test_weights_without_a_calibration_are_said_so_in_every_report(tmp_path):
     from scarnet.phantom import make_phantom
@@ -170,8 +192,8 @@ def test_weights_without_a_calibration_are_said_so_in_every_report(tmp_path):
 def test_the_evaluation_says_whether_the_threshold_was_calibrated_for_the_weights():
     assert "not calibrated for these weights" in _threshold_text(
         {"low_confidence_threshold": 0.919, "threshold_calibrated_for_weights": False})
-    assert "calibrated for these weights" in _threshold_text(
-        {"low_confidence_threshold": 0.95, "threshold_calibrated_for_weights": True})
+    calibrated = _threshold_text({"low_confidence_threshold": 0.95, "threshold_calibrated_for_weights": True})
+    assert "under 0.95, calibrated for these weights" in calibrated and "not calibrated" not in calibrated
     assert "bundled weights" in _threshold_text({})  # JSON written before the field existed
 
 
@@ -202,8 +224,17 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
     not_json.write_text("{ no")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"rows": []}))
+    foreign = []
+    for index, change in enumerate([{"weights": "bundled"}, {"weights": {"scarnet": {"path": 5, "sha256": "x"}}},
+                                    {"qc": {"per_slice": [["Case_001", 0.9]]}}, {"settings": "train"}]):
+        data = json.loads(train.read_text())
+        data.update(change)
+        foreign.append(tmp_path / f"foreign{index}.json")
+        foreign[-1].write_text(json.dumps(data))
     cases = [(val, "val is for reporting"), (not_json, "not JSON"), (other, "not the JSON of scarnet evaluate"),
-             (tmp_path / "missing.json", "file not found")]
+             (tmp_path / "missing.json", "file not found"), (foreign[0], "which weights file was evaluated"),
+             (foreign[1], "which weights file was evaluated"), (foreign[2], "not the JSON of scarnet evaluate"),
+             (foreign[3], "not the JSON of scarnet evaluate")]
     for path, message in cases:
         assert main(["calibrate-qc", str(path)]) == 2
         err = capsys.readouterr().err

@@ -311,7 +311,8 @@ def qc_calibration_for(weights: str | Path | None = None, encoder: str | None = 
     try:
         return QcCalibration.from_sidecar(sidecar["qc_calibration"])
     except ValueError as error:
-        raise WeightsError(f"{sidecar_path(path)}: unusable qc_calibration ({error})") from None
+        raise WeightsError(f"{sidecar_path(path)}: unusable qc_calibration ({error}); remove that entry to use the "
+                           "weights uncalibrated") from None
 
 
 def write_qc_calibration(weights: str | Path, entry: dict[str, Any], overwrite: bool = False) -> Path:
