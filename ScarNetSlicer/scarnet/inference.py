@@ -225,7 +225,11 @@ def get_model_and_calibration(weights: str | Path | None = None, encoder: str | 
     key = (_weights_key(weights), encoder, str(torch_device))
     if key not in _MODEL_CACHE:
         model = load_model(weights or None, encoder=encoder, device=torch_device)
-        _MODEL_CACHE[key] = (model, qc_calibration_for(weights or None, encoder))
+        calibration = qc_calibration_for(weights or None, encoder)
+        for stale in [k for k in _MODEL_CACHE
+                      if key[0] is not None and k[0] is not None and k[0][0] == key[0][0] and k[0] != key[0]]:
+            del _MODEL_CACHE[stale]  # an earlier version of the same file: never served again
+        _MODEL_CACHE[key] = (model, calibration)
     return _MODEL_CACHE[key]
 
 

@@ -172,6 +172,10 @@ def test_a_model_cached_in_the_process_keeps_the_calibration_of_the_file_it_was_
     second = Segmenter(weights=weights, device="cpu")
     assert second.model is not first.model and second.qc_calibration == QcCalibration(0.7)
     assert Segmenter(weights=weights, device="cpu").model is second.model  # unchanged file: warm
+    from scarnet.inference import _MODEL_CACHE
+
+    cached = [key for key in _MODEL_CACHE if key[0] is not None and key[0][0] == str(weights.resolve())]
+    assert len(cached) == 1  # the earlier version was dropped, not kept beside it
 
 
 @requires_weights
