@@ -927,6 +927,13 @@ def _command_line() -> str:
     return shlex.join(argv)
 
 
+def _entry(data: Any, *keys: str) -> Any:
+    """``data[key1][key2]…``, or None where a level is missing or is not an object (a foreign JSON file)."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
 def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[Path, dict[str, Any]]:
     """``scarnet calibrate-qc``: set the evaluated weights' ``low_confidence`` threshold from a train-split
     evaluation (``scarnet evaluate --split train --json``) and write it into their sidecar.
@@ -943,14 +950,9 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
         raise InputError(f"{path}: file not found") from None
     except (OSError, ValueError) as error:
         raise InputError(f"{path}: unreadable or not JSON ({' '.join(str(error).split())[:80]})") from None
-    def part(data: Any, *keys: str) -> Any:
-        for key in keys:
-            data = data.get(key) if isinstance(data, dict) else None
-        return data
-
-    records, settings = part(results, "qc", "per_slice"), part(results, "settings")
-    weights_path = part(results, "weights", "scarnet", "path")
-    weights_sha = part(results, "weights", "scarnet", "sha256")
+    records, settings = _entry(results, "qc", "per_slice"), _entry(results, "settings")
+    weights_path = _entry(results, "weights", "scarnet", "path")
+    weights_sha = _entry(results, "weights", "scarnet", "sha256")
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records) \
             or not isinstance(settings, dict):
         raise InputError(f"{path}: not the JSON of scarnet evaluate (no qc.per_slice or settings; evaluations made "
