@@ -275,11 +275,13 @@ def cmd_calibrate_qc(args: argparse.Namespace) -> int:
     from .evaluate_cli import calibrate_qc
 
     sidecar, entry = calibrate_qc(args.evaluation, overwrite=args.overwrite)
-    to_correct = entry.get("slices_to_correct")
-    caught = (f"; {entry['slices_to_correct_flagged']} of the {to_correct} slices to correct lie below it"
-              if to_correct else "")
-    print(f"low_confidence threshold {entry['low_confidence_threshold']:g} (the {entry['quantile']:.0%} least "
-          f"confident of {entry['slices']} slices){caught}; written to {sidecar}")
+    caught = entry["slices_to_correct_flagged"]
+    print(f"low_confidence under {entry['low_confidence_threshold']:g} (the least confident "
+          f"{entry['low_confidence_quantile']:.0%}), scar_uncertain from {entry['scar_uncertain_threshold']:g} (the "
+          f"most ambiguous {1 - entry['scar_uncertain_quantile']:.0%}) of {entry['slices']} slices; of the "
+          f"{entry['slices_to_correct']} slices to correct they flag {caught['low_confidence']}, "
+          f"{caught['scar_uncertain']} and {caught['either']} together ({entry['slices_flagged_either']} slices "
+          f"flagged); written to {sidecar}")
     return 0
 
 
@@ -463,8 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation for ScarNet and the U-Net")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("calibrate-qc", help="set the weights' low_confidence QC threshold from a train-split "
-                       "evaluation (scarnet evaluate --split train --json)")
+    p = sub.add_parser("calibrate-qc", help="set the weights' QC thresholds (low_confidence, scar_uncertain) "
+                       "from a train-split evaluation (scarnet evaluate --split train --json)")
     p.add_argument("evaluation", type=Path, help="JSON written by scarnet evaluate --split train --json")
     p.add_argument("--overwrite", action="store_true", help="replace a calibration the weights already carry")
     p.set_defaults(func=cmd_calibrate_qc)

@@ -216,7 +216,8 @@ def _segment_with_report(segmenter, image: Volume, name: str) -> tuple[Volume, b
 
 
 def qc_slice_records(name: str, prediction: Volume, reference: Volume, report: Any) -> list[dict[str, Any]]:
-    """Per slice with myocardium in the prediction or the reference: QC flags, heart confidence and errors.
+    """Per slice with myocardium in the prediction or the reference: QC flags, heart confidence, scar
+    ambiguity and errors.
 
     ``needs_correction``: myocardium Dice under :data:`QC_MIN_MYOCARDIUM_DICE` or scar % of the
     slice's myocardium off by more than :data:`QC_MAX_SCAR_PERCENT_ERROR` points (a slice without
@@ -226,7 +227,8 @@ def qc_slice_records(name: str, prediction: Volume, reference: Volume, report: A
     """
     stack = find_stack_axis(reference)
     prediction, reference = stack.apply(prediction), stack.apply(reference)
-    confidence = report.extra.get("qc", {}).get("heart_confidence") if report is not None else None
+    qc = report.extra.get("qc", {}) if report is not None else {}
+    confidence, ambiguity = qc.get("heart_confidence"), qc.get("scar_ambiguity")
     if report is not None and len(report.slices) != reference.num_slices:
         raise ValueError(f"{name}: the report has {len(report.slices)} slices, the reference {reference.num_slices}")
     records = []
@@ -241,6 +243,7 @@ def qc_slice_records(name: str, prediction: Volume, reference: Volume, report: A
             "case": name, "index": k,
             "flags": list(report.slices[k].qc_flags) if report is not None else ["refused"],
             "heart_confidence": confidence[k] if confidence else None,
+            "scar_ambiguity": ambiguity[k] if ambiguity else None,
             "myocardium_dice": myocardium_dice, "scar_percent_error": error,
             "needs_correction": bool(myocardium_dice < QC_MIN_MYOCARDIUM_DICE
                                      or abs(error) > QC_MAX_SCAR_PERCENT_ERROR),
@@ -490,6 +493,7 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
         timings[key] = time.perf_counter() - t
     calibration = segmenters["scarnet"].qc_calibration
     results["qc"] = {**qc_summary(qc_records), "low_confidence_threshold": calibration.low_confidence_threshold,
+                     "scar_uncertain_threshold": calibration.scar_uncertain_threshold,
                      "threshold_calibrated_for_weights": calibration.calibrated_for_weights, "per_slice": qc_records}
 
     # -- classical thresholds inside ScarNet's myocardium ----------------------------------------
@@ -852,14 +856,17 @@ def _percent(value: float | None, total: float | None = None) -> str:
 
 
 def _threshold_text(qc: dict[str, Any]) -> str:
-    """How the evaluated weights' ``low_confidence`` threshold was set (older JSON files lack it)."""
+    """How the evaluated weights' QC thresholds were set (older JSON files lack them)."""
     threshold = qc.get("low_confidence_threshold")
     if threshold is None:
         return "`low_confidence` set for the bundled weights on the first 40 EMIDEC train exams"
+    scar = qc.get("scar_uncertain_threshold")
+    thresholds = f"`low_confidence` under {threshold:g}" + (
+        f", `scar_uncertain` from a scar ambiguity of {scar:g}" if scar is not None else "")
     if qc.get("threshold_calibrated_for_weights"):
-        return f"`low_confidence` under {threshold:g}, calibrated for these weights (`scarnet calibrate-qc`)"
-    return (f"`low_confidence` under {threshold:g}, the bundled model's threshold: **not calibrated for these "
-            "weights** (`scarnet calibrate-qc`), so the flags may mark too many slices or too few")
+        return f"{thresholds}, calibrated for these weights (`scarnet calibrate-qc`)"
+    return (f"{thresholds}: the bundled model's thresholds, **not calibrated for these weights** "
+            "(`scarnet calibrate-qc`), so the flags may mark too many slices or too few")
 
 
 def _qc_lines(qc: dict[str, Any] | None) -> list[str]:
@@ -935,8 +942,8 @@ def _entry(data: Any, *keys: str) -> Any:
 
 
 def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[Path, dict[str, Any]]:
-    """``scarnet calibrate-qc``: set the evaluated weights' ``low_confidence`` threshold from a train-split
-    evaluation (``scarnet evaluate --split train --json``) and write it into their sidecar.
+    """``scarnet calibrate-qc``: set the evaluated weights' QC thresholds from a train-split
+    evaluation (``scarnet evaluate --split train --json``) and write them into their sidecar.
 
     Only the train split: val is for reporting figures, never for tuning. The weights must be the
     file the evaluation ran (same sha256). Returns the sidecar's path and the entry written.
@@ -968,10 +975,15 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
     if sha256_of(weights_path) != weights_sha:
         raise InputError(f"{weights_path}: changed since the evaluation (another sha256); evaluate it again")
     confidences = [r.get("heart_confidence") for r in records]
-    if not all(c is None or (isinstance(c, (int, float)) and not isinstance(c, bool)) for c in confidences):
-        raise InputError(f"{path}: qc.per_slice holds heart confidences that are not numbers")
+    ambiguities = [r.get("scar_ambiguity") for r in records]
+    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+               for v in confidences + ambiguities):
+        raise InputError(f"{path}: qc.per_slice holds heart confidences or scar ambiguities that are not numbers")
+    if all(a is None for a in ambiguities):
+        raise InputError(f"{path}: its slices have no scar_ambiguity (an evaluation made before scar_uncertain "
+                         "existed); evaluate again")
     try:
-        entry = calibrate(confidences, [bool(r.get("needs_correction")) for r in records])
+        entry = calibrate(confidences, ambiguities, [bool(r.get("needs_correction")) for r in records])
     except ValueError as error:
         raise InputError(f"{path}: {' '.join(str(error).split())[:120]}") from None
     cases = len({str(r.get("case")) for r in records})

@@ -74,6 +74,7 @@ from .qc import (
     QcCalibration,
     heart_confidence,
     neighbour_correlation,
+    scar_ambiguity,
     slice_flags,
     tissue_contrast,
     unsure_lv_slices,
@@ -474,6 +475,7 @@ class Segmenter:
                                   for p in crop_probabilities])  # (k, 5, rows, cols)
         labels = np.argmax(probabilities, axis=1).astype(np.uint8)
         max_probability = probabilities.max(axis=1)
+        scar_probability = probabilities[:, SCAR] + probabilities[:, MVO]
         del probabilities
         labels = postprocess(labels, (volume.spacing_mm[1], volume.spacing_mm[0]))
         remove_small_scar(labels, volume.voxel_volume_ml, self.min_scar_component_ml)
@@ -482,9 +484,12 @@ class Segmenter:
         contrast = [tissue_contrast(volume.array[k], labels[k]) for k in range(labels.shape[0])]
         if plain:
             # Test-time augmentation lowers the max-probability wherever the flipped passes disagree;
-            # the QC thresholds were set without it, so confidence comes from the un-augmented pass.
-            max_probability = np.stack([_probabilities_to_grid(p, transform, volume.array.shape[1:]).max(axis=0)
-                                        for p in np.concatenate(plain)])
+            # the QC thresholds were set without it, so confidence and scar ambiguity come from the
+            # un-augmented pass.
+            grids = [_probabilities_to_grid(p, transform, volume.array.shape[1:]) for p in np.concatenate(plain)]
+            max_probability = np.stack([g.max(axis=0) for g in grids])
+            scar_probability = np.stack([g[SCAR] + g[MVO] for g in grids])
+            del grids
         confidence = heart_confidence(labels, max_probability, (volume.spacing_mm[1], volume.spacing_mm[0]))
         measured = [c for c in contrast if c is not None]
         if structureless:
@@ -513,14 +518,16 @@ class Segmenter:
         report = quantify(labelmap, stack=stack)  # per slice along the same stack axis
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
         threshold = self.qc_calibration.low_confidence_threshold
+        ambiguity = scar_ambiguity(labels, scar_probability)
         flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast,
-                                      (volume.spacing_mm[1], volume.spacing_mm[0]), confidence, threshold)
+                                      (volume.spacing_mm[1], volume.spacing_mm[0]), confidence, threshold,
+                                      ambiguity, self.qc_calibration.scar_uncertain_threshold)
         for slice_report, flags in zip(report.slices, flags_per_slice):
             slice_report.qc_flags = flags
         if self._uncalibrated_weights is not None:
-            self._warn(f"{Path(self._uncalibrated_weights).name} carries no QC calibration: low_confidence uses the "
-                       f"bundled model's threshold ({threshold:g}), which may flag too many slices or too few with "
-                       "these weights (calibrate them with scarnet calibrate-qc)")
+            self._warn(f"{Path(self._uncalibrated_weights).name} carries no QC calibration: low_confidence and "
+                       "scar_uncertain use the bundled model's thresholds, which may flag too many slices or too few "
+                       "with these weights (calibrate them with scarnet calibrate-qc)")
         unsure, with_lv = unsure_lv_slices(confidence, threshold)  # the low_confidence slices
         if with_lv >= 2 and unsure >= UNSURE_STACK_WARNING_FRACTION * with_lv:
             self._warn(f"the model is unsure of the heart in {unsure} of the {with_lv} slices where it finds the LV "
@@ -532,7 +539,10 @@ class Segmenter:
             "slices_to_check": [s.index for s in report.slices if s.qc_flags],
             # Per slice (null without LV): the figure behind ``low_confidence``, for readers and studies.
             "heart_confidence": [None if np.isnan(c) else round(float(c), 4) for c in confidence],
+            # Per slice (null without myocardium): the figure behind ``scar_uncertain``.
+            "scar_ambiguity": [None if np.isnan(a) else round(float(a), 4) for a in ambiguity],
             "low_confidence_threshold": threshold,
+            "scar_uncertain_threshold": self.qc_calibration.scar_uncertain_threshold,
             "threshold_calibrated_for_weights": self.qc_calibration.calibrated_for_weights,
         }
         report.extra["inference"] = {

@@ -40,49 +40,82 @@ def _tiny_weights(tmp_path, name: str = "mine.safetensors"):
 def _evaluation_json(tmp_path, weights, split: str = "train", slices: int = 100):
     """What ``scarnet evaluate --split train --json`` writes, as far as calibration reads it."""
     confidences = np.linspace(0.80, 0.99, slices)
+    ambiguities = np.linspace(0.30, 0.0, slices)  # the least confident slices are the most ambiguous
     records = [{"case": f"Case_{k // 7:03d}", "index": k % 7, "heart_confidence": round(float(c), 4),
-                "needs_correction": bool(c < 0.85)} for k, c in enumerate(confidences)]
-    records.append({"case": "Case_999", "index": 0, "heart_confidence": None, "needs_correction": True})
+                "scar_ambiguity": round(float(a), 4), "needs_correction": bool(c < 0.85)}
+               for k, (c, a) in enumerate(zip(confidences, ambiguities))]
+    records.append({"case": "Case_999", "index": 0, "heart_confidence": None, "scar_ambiguity": None,
+                    "needs_correction": True})
     results = {"settings": {"split": split, "source": f"EMIDEC {split} split"},
                "weights": {"scarnet": {"path": str(weights), "sha256": sha256_of(weights)}},
                "qc": {"per_slice": records}, "date": "2026-11-29 16:00 UTC", "command": "scarnet evaluate ..."}
     path = tmp_path / f"eval_{split}.json"
     path.write_text(json.dumps(results))
-    return path, confidences
+    return path, confidences, ambiguities
+
+
+def _entry(low: float = 0.7, scar: float = 0.1) -> dict:
+    return {"low_confidence_threshold": low, "scar_uncertain_threshold": scar}
 
 
 # -- calibrate ----------------------------------------------------------------------------------
-def test_calibrate_takes_the_quantile_of_the_measured_slices_and_counts_the_slices_to_correct():
-    confidences = [float(c) for c in np.linspace(0.5, 1.0, 101)] + [None, float("nan")]
-    needs = [c < 0.6 for c in confidences[:101]] + [True, True]
-    entry = calibrate(confidences, needs)
-    assert entry["low_confidence_threshold"] == pytest.approx(0.6, abs=1e-3)
-    assert entry["slices"] == 101  # the slices without an LV (None) and NaN are left out
-    assert entry["slices_to_correct"] == 20 and entry["slices_to_correct_flagged"] == 20
-    assert calibrate(confidences, quantile=0.5)["low_confidence_threshold"] == pytest.approx(0.75, abs=1e-3)
+def test_calibrate_takes_the_quantiles_of_the_measured_slices_and_counts_the_slices_to_correct():
+    confidences = [float(c) for c in np.linspace(0.5, 1.0, 101)] + [None, float("nan"), 0.9]
+    ambiguities = [float(a) for a in np.linspace(0.0, 0.5, 101)] + [None, 0.2, None]
+    needs = [c < 0.6 for c in confidences[:101]] + [True, True, True]
+    entry = calibrate(confidences, ambiguities, needs)
+    assert entry["low_confidence_threshold"] == pytest.approx(0.6, abs=1e-3)  # 20th percentile
+    assert entry["scar_uncertain_threshold"] == pytest.approx(0.425, abs=1e-3)  # 85th percentile
+    assert entry["slices"] == 101  # slices without an LV (None) or with NaN are left out
+    assert entry["slices_to_correct"] == 20
+    # The 20 least confident need correction; they are the least ambiguous here: scar_uncertain adds none.
+    assert entry["slices_to_correct_flagged"] == {"low_confidence": 20, "scar_uncertain": 0, "either": 20}
+    assert entry["slices_flagged_either"] == 20 + 16
 
 
-def test_calibrate_counts_the_slices_the_stored_threshold_flags():
-    # The stored threshold is rounded; the counts must describe that one, not the unrounded quantile.
-    entry = calibrate([0.9186] * 13 + [0.95] * 47, [True] + [False] * 59)  # 20th percentile 0.9186
-    assert entry["low_confidence_threshold"] == 0.919 and entry["slices_to_correct_flagged"] == 1
-    # A model sure of every slice still gets a usable threshold.
-    sure = calibrate([0.9999] * 60)
-    assert QcCalibration.from_sidecar(sure).low_confidence_threshold == qc.MAX_LOW_CONFIDENCE_THRESHOLD
+def test_calibrate_counts_the_slices_the_stored_thresholds_flag():
+    # The stored thresholds are rounded; the counts must describe those, not the unrounded quantiles.
+    entry = calibrate([0.9186] * 13 + [0.95] * 47, [0.0] * 60, [True] + [False] * 59)  # 20th percentile 0.9186
+    assert entry["low_confidence_threshold"] == 0.919 and entry["slices_to_correct_flagged"]["low_confidence"] == 1
+    # Models sure of every slice, or never ambiguous, still get usable thresholds.
+    sure = QcCalibration.from_sidecar(calibrate([0.9999] * 60, [0.0] * 60))
+    assert sure.low_confidence_threshold == qc.MAX_LOW_CONFIDENCE_THRESHOLD and sure.scar_uncertain_threshold > 0
 
 
 def test_calibrate_refuses_too_few_slices_and_mismatched_lists():
     with pytest.raises(ValueError, match="at least"):
-        calibrate([0.9] * (qc.MIN_CALIBRATION_SLICES - 1) + [None] * 10)
-    with pytest.raises(ValueError, match="one needs-correction entry"):
-        calibrate([0.9] * 60, [True] * 59)
+        calibrate([0.9] * (qc.MIN_CALIBRATION_SLICES - 1) + [None] * 10, [0.1] * (qc.MIN_CALIBRATION_SLICES + 9))
+    with pytest.raises(ValueError, match="one entry per slice"):
+        calibrate([0.9] * 60, [0.1] * 60, [True] * 59)
+    with pytest.raises(ValueError, match="one entry per slice"):
+        calibrate([0.9] * 60, [0.1] * 59)
 
 
-@pytest.mark.parametrize("entry", [{}, {"low_confidence_threshold": "0.9"}, {"low_confidence_threshold": True},
-                                   {"low_confidence_threshold": 1.2}, {"low_confidence_threshold": 0.0}, [0.9], None])
-def test_a_sidecar_entry_without_a_usable_threshold_is_refused(entry):
-    with pytest.raises(ValueError, match="low_confidence_threshold"):
+@pytest.mark.parametrize("entry", [{}, {"low_confidence_threshold": "0.9", "scar_uncertain_threshold": 0.1},
+                                   {"low_confidence_threshold": True, "scar_uncertain_threshold": 0.1},
+                                   {"low_confidence_threshold": 1.2, "scar_uncertain_threshold": 0.1},
+                                   {"low_confidence_threshold": 0.9, "scar_uncertain_threshold": 0.0},
+                                   {"low_confidence_threshold": 0.9}, [0.9], None])
+def test_a_sidecar_entry_without_usable_thresholds_is_refused(entry):
+    with pytest.raises(ValueError, match="must be"):
         QcCalibration.from_sidecar(entry)
+
+
+def test_scar_ambiguity_is_the_share_of_myocardium_where_scar_is_a_toss_up():
+    labels = np.zeros((3, 20, 20), np.uint8)
+    labels[0, 5:15, 5:15] = 2
+    labels[0, 5:10, 5:15] = 3
+    labels[1, 5:15, 5:15] = 1  # blood pool only: no myocardium
+    labels[2, 5:15, 5:15] = 2
+    scar_probability = np.zeros((3, 20, 20), np.float32)
+    scar_probability[0, 5:10, 5:15] = 0.9  # sure scar
+    scar_probability[0, 10:12, 5:15] = 0.5  # 20 of the 100 myocardium pixels undecided
+    scar_probability[2, 5:15, 5:15] = 0.8  # the upper bound is not ambiguous
+    ambiguity = qc.scar_ambiguity(labels, scar_probability)
+    assert ambiguity[0] == pytest.approx(0.2) and np.isnan(ambiguity[1]) and ambiguity[2] == 0.0
+    flags = qc.slice_flags(labels, np.ones(labels.shape, np.float32), 1.0, ambiguity=ambiguity,
+                           scar_uncertain_threshold=0.2)
+    assert flags[0] == ["scar_uncertain"] and "scar_uncertain" not in flags[2]
 
 
 # -- which weights carry which threshold -----------------------------------------------------------
@@ -91,16 +124,17 @@ def test_the_bundled_weights_carry_the_threshold_the_code_falls_back_to():
     calibration = qc_calibration_for()
     assert calibration.calibrated_for_weights
     assert calibration.low_confidence_threshold == qc.LOW_CONFIDENCE_THRESHOLD
+    assert calibration.scar_uncertain_threshold == qc.SCAR_UNCERTAIN_THRESHOLD
     entry = json.loads(sidecar_path(bundled_weights_path()).read_text())["qc_calibration"]
     assert entry["evaluation"]["source"] == "EMIDEC train split"  # never val
 
 
 def test_user_weights_are_uncalibrated_until_their_own_sidecar_says_otherwise(tmp_path):
     weights = _tiny_weights(tmp_path)
-    assert qc_calibration_for(weights) == QcCalibration(qc.LOW_CONFIDENCE_THRESHOLD, calibrated_for_weights=False)
+    assert qc_calibration_for(weights) == QcCalibration(calibrated_for_weights=False)
 
-    write_qc_calibration(weights, {"low_confidence_threshold": 0.7})
-    assert qc_calibration_for(weights) == QcCalibration(0.7)
+    write_qc_calibration(weights, _entry(0.7, 0.3))
+    assert qc_calibration_for(weights) == QcCalibration(0.7, scar_uncertain_threshold=0.3)
 
     # The same sidecar beside other weights (retrained in place) says nothing about them.
     (tmp_path / "other").mkdir()
@@ -114,7 +148,7 @@ def test_user_weights_are_uncalibrated_until_their_own_sidecar_says_otherwise(tm
 def test_an_unusable_calibration_in_the_sidecar_of_these_weights_is_one_clear_error(tmp_path):
     weights = _tiny_weights(tmp_path)
     sidecar = json.loads(sidecar_path(weights).read_text())
-    sidecar["qc_calibration"] = {"low_confidence_threshold": 7}
+    sidecar["qc_calibration"] = _entry(7)
     sidecar_path(weights).write_text(json.dumps(sidecar))
     with pytest.raises(WeightsError, match="unusable qc_calibration"):
         qc_calibration_for(weights)
@@ -122,23 +156,23 @@ def test_an_unusable_calibration_in_the_sidecar_of_these_weights_is_one_clear_er
 
 def test_writing_a_calibration_never_replaces_one_unasked_nor_writes_beside_other_weights(tmp_path):
     weights = _tiny_weights(tmp_path)
-    write_qc_calibration(weights, {"low_confidence_threshold": 0.7})
+    write_qc_calibration(weights, _entry(0.7))
     before = sidecar_path(weights).read_bytes()
     with pytest.raises(WeightsError, match="--overwrite"):
-        write_qc_calibration(weights, {"low_confidence_threshold": 0.8})
+        write_qc_calibration(weights, _entry(0.8))
     assert sidecar_path(weights).read_bytes() == before
-    write_qc_calibration(weights, {"low_confidence_threshold": 0.8}, overwrite=True)
+    write_qc_calibration(weights, _entry(0.8), overwrite=True)
     assert qc_calibration_for(weights).low_confidence_threshold == 0.8
 
     with pytest.raises(WeightsError, match="unusable QC calibration"):
-        write_qc_calibration(weights, {"low_confidence_threshold": 2.0}, overwrite=True)
+        write_qc_calibration(weights, _entry(2.0), overwrite=True)
     sidecar_path(weights).unlink()
     with pytest.raises(WeightsError, match="no sidecar"):
-        write_qc_calibration(weights, {"low_confidence_threshold": 0.8})
+        write_qc_calibration(weights, _entry(0.8))
     shutil.copy(tmp_path / "mine.safetensors", tmp_path / "copy.safetensors")
     sidecar_path(tmp_path / "copy.safetensors").write_text(json.dumps({"sha256": "0" * 64}))
     with pytest.raises(WeightsError, match="not the sidecar"):
-        write_qc_calibration(tmp_path / "copy.safetensors", {"low_confidence_threshold": 0.8})
+        write_qc_calibration(tmp_path / "copy.safetensors", _entry(0.8))
 
 
 # -- the pipeline uses it and says which --------------------------------------------------------------
@@ -148,11 +182,15 @@ def test_the_segmenter_flags_with_the_threshold_it_is_given_and_reports_it():
         warnings.simplefilter("ignore", RuntimeWarning)
         default = Segmenter(RingModel(), device="cpu", flip_check=False)(volume)
         strict = Segmenter(RingModel(), device="cpu", flip_check=False,
-                           qc_calibration=QcCalibration(0.9999))(volume)
+                           qc_calibration=QcCalibration(0.9999, scar_uncertain_threshold=0.001))(volume)
     lv_slices = [s for s in strict.report.slices if s.myocardium_ml > 0]
-    assert lv_slices and all("low_confidence" in s.qc_flags for s in lv_slices)
-    assert not any("low_confidence" in s.qc_flags for s in default.report.slices)  # RingModel is sure (~0.99)
+    assert lv_slices and all({"low_confidence", "scar_uncertain"} <= set(s.qc_flags) for s in lv_slices)
+    # RingModel is sure of everything (~0.99) and of its scar, but for the pixels on the scar's edge.
+    assert not any({"low_confidence", "scar_uncertain"} & set(s.qc_flags) for s in default.report.slices)
+    ambiguity = [a for a in strict.report.extra["qc"]["scar_ambiguity"] if a is not None]
+    assert len(ambiguity) == len(lv_slices) and all(0.001 <= a < qc.SCAR_UNCERTAIN_THRESHOLD for a in ambiguity)
     assert strict.report.extra["qc"]["low_confidence_threshold"] == 0.9999
+    assert strict.report.extra["qc"]["scar_uncertain_threshold"] == 0.001
     assert strict.report.extra["qc"]["threshold_calibrated_for_weights"] is True
     # An injected model's calibration is unknown: the fallback is used and the report says so.
     assert default.report.extra["qc"]["low_confidence_threshold"] == qc.LOW_CONFIDENCE_THRESHOLD
@@ -168,9 +206,9 @@ def test_a_model_cached_in_the_process_keeps_the_calibration_of_the_file_it_was_
     first = Segmenter(weights=weights, device="cpu")
     assert not first.qc_calibration.calibrated_for_weights
     _tiny_weights(tmp_path)  # retrained in place
-    write_qc_calibration(weights, {"low_confidence_threshold": 0.7})
+    write_qc_calibration(weights, _entry(0.7))
     second = Segmenter(weights=weights, device="cpu")
-    assert second.model is not first.model and second.qc_calibration == QcCalibration(0.7)
+    assert second.model is not first.model and second.qc_calibration == QcCalibration(0.7, scar_uncertain_threshold=0.1)
     assert Segmenter(weights=weights, device="cpu").model is second.model  # unchanged file: warm
     from scarnet.inference import _MODEL_CACHE
 
@@ -196,22 +234,27 @@ def test_weights_without_a_calibration_are_said_so_in_every_report(tmp_path):
 def test_the_evaluation_says_whether_the_threshold_was_calibrated_for_the_weights():
     assert "not calibrated for these weights" in _threshold_text(
         {"low_confidence_threshold": 0.919, "threshold_calibrated_for_weights": False})
-    calibrated = _threshold_text({"low_confidence_threshold": 0.95, "threshold_calibrated_for_weights": True})
-    assert "under 0.95, calibrated for these weights" in calibrated and "not calibrated" not in calibrated
+    calibrated = _threshold_text({"low_confidence_threshold": 0.95, "scar_uncertain_threshold": 0.1,
+                                  "threshold_calibrated_for_weights": True})
+    assert "under 0.95, `scar_uncertain` from a scar ambiguity of 0.1, calibrated for these weights" in calibrated
+    assert "not calibrated" not in calibrated
     assert "bundled weights" in _threshold_text({})  # JSON written before the field existed
 
 
 # -- scarnet calibrate-qc ------------------------------------------------------------------------------
 def test_calibrate_qc_writes_the_train_split_percentile_into_the_weights_sidecar(tmp_path, capsys):
     weights = _tiny_weights(tmp_path)
-    evaluation, confidences = _evaluation_json(tmp_path, weights)
+    evaluation, confidences, ambiguities = _evaluation_json(tmp_path, weights)
     assert main(["calibrate-qc", str(evaluation)]) == 0
     out = capsys.readouterr().out
     entry = json.loads(sidecar_path(weights).read_text())["qc_calibration"]
     assert entry["low_confidence_threshold"] == round(float(np.quantile(confidences, 0.2)), 3)
+    assert entry["scar_uncertain_threshold"] == round(float(np.quantile(ambiguities, 0.85)), 3)
     assert entry["slices"] == 100 and entry["evaluation"]["cases"] == 16
-    assert f"{entry['low_confidence_threshold']:g}" in out and str(sidecar_path(weights)) in out
-    assert qc_calibration_for(weights).low_confidence_threshold == entry["low_confidence_threshold"]
+    assert f"low_confidence under {entry['low_confidence_threshold']:g}" in out
+    assert f"scar_uncertain from {entry['scar_uncertain_threshold']:g}" in out and str(sidecar_path(weights)) in out
+    assert qc_calibration_for(weights) == QcCalibration(entry["low_confidence_threshold"],
+                                                        scar_uncertain_threshold=entry["scar_uncertain_threshold"])
 
     before = sidecar_path(weights).read_bytes()
     assert main(["calibrate-qc", str(evaluation)]) == 2  # already calibrated: not replaced unasked
@@ -222,8 +265,13 @@ def test_calibrate_qc_writes_the_train_split_percentile_into_the_weights_sidecar
 def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluation(tmp_path, capsys):
     weights = _tiny_weights(tmp_path)
     sidecar_before = sidecar_path(weights).read_bytes()
-    val, _ = _evaluation_json(tmp_path, weights, split="val")
-    train, _ = _evaluation_json(tmp_path, weights)
+    val = _evaluation_json(tmp_path, weights, split="val")[0]
+    train = _evaluation_json(tmp_path, weights)[0]
+    no_ambiguity = json.loads(train.read_text())
+    for record in no_ambiguity["qc"]["per_slice"]:
+        del record["scar_ambiguity"]
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(no_ambiguity))
     not_json = tmp_path / "notes.json"
     not_json.write_text("{ no")
     other = tmp_path / "other.json"
@@ -238,7 +286,7 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
     cases = [(val, "val is for reporting"), (not_json, "not JSON"), (other, "not the JSON of scarnet evaluate"),
              (tmp_path / "missing.json", "file not found"), (foreign[0], "which weights file was evaluated"),
              (foreign[1], "which weights file was evaluated"), (foreign[2], "not the JSON of scarnet evaluate"),
-             (foreign[3], "not the JSON of scarnet evaluate")]
+             (foreign[3], "not the JSON of scarnet evaluate"), (older, "evaluate again")]
     for path, message in cases:
         assert main(["calibrate-qc", str(path)]) == 2
         err = capsys.readouterr().err
