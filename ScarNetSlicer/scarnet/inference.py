@@ -201,16 +201,21 @@ _MODEL_CACHE: dict[tuple, tuple[Any, QcCalibration]] = {}
 
 
 def _weights_key(weights: str | Path | None) -> tuple | None:
-    """What identifies a weights file in the cache: its path and, when it exists, its size and
-    modification time, so that weights retrained in place are loaded again, not served stale."""
+    """What identifies a weights file in the cache: its path and, when they exist, the size and
+    modification time of the file and of its sidecar, so that weights retrained in place, or
+    calibrated since (``scarnet calibrate-qc``), are loaded again, not served stale."""
     if not weights:
         return None
     path = Path(weights).resolve()
-    try:
-        stat = path.stat()
-    except OSError:
-        return (str(path),)
-    return (str(path), stat.st_size, stat.st_mtime_ns)
+    key: list = [str(path)]
+    for file in (path, path.with_suffix(".json")):
+        try:
+            stat = file.stat()
+        except OSError:
+            key.append(None)
+        else:
+            key.append((stat.st_size, stat.st_mtime_ns))
+    return tuple(key)
 
 
 def get_model_and_calibration(weights: str | Path | None = None, encoder: str | None = None,

@@ -165,7 +165,8 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
 
     One entry per slice with myocardium in the prediction or the reference:
     ``heart_confidences`` (:func:`heart_confidence`) and ``scar_ambiguities``
-    (:func:`scar_ambiguity`), None where the model drew no LV (those slices are left out).
+    (:func:`scar_ambiguity`), None where the model drew no LV, or no myocardium (slices without
+    either figure are left out).
     ``low_confidence`` then marks the least confident :data:`LOW_CONFIDENCE_QUANTILE` of slices like
     the training data's, ``scar_uncertain`` the most ambiguous ``1 −`` :data:`SCAR_UNCERTAIN_QUANTILE`.
     ``needs_correction`` (same order) adds how many of the slices a reader has to correct each flag
@@ -184,7 +185,7 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
     # unusable 1.0 or 0.0); the counts below use the stored values, so they say what the flags will do.
     low_confidence = min(round(float(np.quantile(confidence, LOW_CONFIDENCE_QUANTILE)), 3),
                          MAX_LOW_CONFIDENCE_THRESHOLD)
-    scar_uncertain = max(round(float(np.quantile(ambiguity, SCAR_UNCERTAIN_QUANTILE)), 3), 0.001)
+    scar_uncertain = min(max(round(float(np.quantile(ambiguity, SCAR_UNCERTAIN_QUANTILE)), 3), 0.001), 0.999)
     entry: dict[str, Any] = {"low_confidence_threshold": low_confidence, "low_confidence_quantile":
                              LOW_CONFIDENCE_QUANTILE, "scar_uncertain_threshold": scar_uncertain,
                              "scar_uncertain_quantile": SCAR_UNCERTAIN_QUANTILE, "slices": int(measured.sum())}

@@ -77,9 +77,10 @@ def test_calibrate_counts_the_slices_the_stored_thresholds_flag():
     # The stored thresholds are rounded; the counts must describe those, not the unrounded quantiles.
     entry = calibrate([0.9186] * 13 + [0.95] * 47, [0.0] * 60, [True] + [False] * 59)  # 20th percentile 0.9186
     assert entry["low_confidence_threshold"] == 0.919 and entry["slices_to_correct_flagged"]["low_confidence"] == 1
-    # Models sure of every slice, or never ambiguous, still get usable thresholds.
+    # Models sure of every slice, or never ambiguous, or ambiguous everywhere still get usable thresholds.
     sure = QcCalibration.from_sidecar(calibrate([0.9999] * 60, [0.0] * 60))
     assert sure.low_confidence_threshold == qc.MAX_LOW_CONFIDENCE_THRESHOLD and sure.scar_uncertain_threshold > 0
+    assert QcCalibration.from_sidecar(calibrate([0.5] * 60, [1.0] * 60)).scar_uncertain_threshold < 1
 
 
 def test_calibrate_refuses_too_few_slices_and_mismatched_lists():
@@ -210,10 +211,28 @@ def test_a_model_cached_in_the_process_keeps_the_calibration_of_the_file_it_was_
     second = Segmenter(weights=weights, device="cpu")
     assert second.model is not first.model and second.qc_calibration == QcCalibration(0.7, scar_uncertain_threshold=0.1)
     assert Segmenter(weights=weights, device="cpu").model is second.model  # unchanged file: warm
+    # Calibrated again while loaded (the weights unchanged): the next run uses the new thresholds.
+    write_qc_calibration(weights, _entry(0.8, 0.2), overwrite=True)
+    assert Segmenter(weights=weights, device="cpu").qc_calibration == QcCalibration(0.8, scar_uncertain_threshold=0.2)
     from scarnet.inference import _MODEL_CACHE
 
     cached = [key for key in _MODEL_CACHE if key[0] is not None and key[0][0] == str(weights.resolve())]
     assert len(cached) == 1  # the earlier version was dropped, not kept beside it
+
+
+def test_with_test_time_augmentation_the_qc_figures_come_from_the_plain_pass():
+    # The thresholds were set without TTA, whose averaged probabilities are less sure where the
+    # flipped passes disagree (RingModel's scar sector moves under a flip; its ring does not).
+    volume = ring_volume()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plain, tta = (Segmenter(RingModel(), device="cpu", flip_check=False, tta=t)(volume) for t in (False, True))
+    for key in ("heart_confidence", "scar_ambiguity"):  # equal up to the few pixels where the labels differ
+        with_tta, without = tta.report.extra["qc"][key], plain.report.extra["qc"][key]
+        assert [v is None for v in with_tta] == [v is None for v in without]
+        assert max(abs(a - b) for a, b in zip(with_tta, without) if a is not None) < 0.005, key
+    # Measured on the averaged pass, the scar sector's flipped copy would be a toss-up everywhere.
+    assert max(a for a in plain.report.extra["qc"]["scar_ambiguity"] if a is not None) < 0.05
 
 
 @requires_weights
