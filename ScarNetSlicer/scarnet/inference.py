@@ -204,11 +204,13 @@ def _weights_key(weights: str | Path | None) -> tuple | None:
     """What identifies a weights file in the cache: its path and, when they exist, the size and
     modification time of the file and of its sidecar, so that weights retrained in place, or
     calibrated since (``scarnet calibrate-qc``), are loaded again, not served stale."""
+    from .model.registry import sidecar_path  # (imported with the model, which needs it anyway)
+
     if not weights:
         return None
     path = Path(weights).resolve()
     key: list = [str(path)]
-    for file in (path, path.with_suffix(".json")):
+    for file in (path, sidecar_path(path)):
         try:
             stat = file.stat()
         except OSError:

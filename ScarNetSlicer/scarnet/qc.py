@@ -47,7 +47,8 @@ from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, SCAR_LABELS
 LOW_CONFIDENCE_THRESHOLD = 0.919
 #: ``low_confidence`` marks the least confident fraction of the calibration slices (see :func:`calibrate`).
 LOW_CONFIDENCE_QUANTILE = 0.2
-#: The highest threshold a calibration stores (a threshold of 1 would flag every slice).
+#: The highest threshold a calibration stores (a threshold of 1 would flag every slice); the lowest is
+#: its complement (:meth:`QcCalibration.from_sidecar` refuses 0 and 1).
 MAX_LOW_CONFIDENCE_THRESHOLD = 0.999
 #: Fewer calibration slices than this give no usable percentile.
 MIN_CALIBRATION_SLICES = 50
@@ -159,6 +160,13 @@ def _measured(values: Sequence[float | None]) -> np.ndarray:
     return np.array([v is not None and math.isfinite(v) for v in values], dtype=bool)
 
 
+def _stored_threshold(values: np.ndarray, quantile: float) -> float:
+    """The ``quantile`` of ``values`` to 3 decimals, kept inside (0, 1): a model sure of every slice,
+    or never (or always) ambiguous, would otherwise get an unusable 1.0 or 0.0."""
+    ceiling = MAX_LOW_CONFIDENCE_THRESHOLD
+    return min(max(round(float(np.quantile(values, quantile)), 3), round(1.0 - ceiling, 3)), ceiling)
+
+
 def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Sequence[float | None],
               needs_correction: Sequence[bool] | None = None) -> dict[str, Any]:
     """The ``qc_calibration`` sidecar entry from a train-split evaluation's per-slice figures.
@@ -181,11 +189,9 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
                          f"{MIN_CALIBRATION_SLICES} are needed (evaluate more cases)")
     confidence = np.array([c for c, m in zip(heart_confidences, measured) if m], dtype=float)
     ambiguity = np.array([a for a, m in zip(scar_ambiguities, measured) if m], dtype=float)
-    # Stored to 3 decimals (and inside (0, 1): a model sure of every slice would otherwise get an
-    # unusable 1.0 or 0.0); the counts below use the stored values, so they say what the flags will do.
-    low_confidence = min(round(float(np.quantile(confidence, LOW_CONFIDENCE_QUANTILE)), 3),
-                         MAX_LOW_CONFIDENCE_THRESHOLD)
-    scar_uncertain = min(max(round(float(np.quantile(ambiguity, SCAR_UNCERTAIN_QUANTILE)), 3), 0.001), 0.999)
+    # The counts below use the stored values, so they say what the flags will do.
+    low_confidence = _stored_threshold(confidence, LOW_CONFIDENCE_QUANTILE)
+    scar_uncertain = _stored_threshold(ambiguity, SCAR_UNCERTAIN_QUANTILE)
     entry: dict[str, Any] = {"low_confidence_threshold": low_confidence, "low_confidence_quantile":
                              LOW_CONFIDENCE_QUANTILE, "scar_uncertain_threshold": scar_uncertain,
                              "scar_uncertain_quantile": SCAR_UNCERTAIN_QUANTILE, "slices": int(measured.sum())}
