@@ -281,7 +281,8 @@ def cmd_calibrate_qc(args: argparse.Namespace) -> int:
           f"most ambiguous {1 - entry['scar_uncertain_quantile']:.0%}) of {entry['slices']} slices; of the "
           f"{entry['slices_to_correct']} slices to correct they flag {caught['low_confidence']}, "
           f"{caught['scar_uncertain']} and {caught['either']} together ({entry['slices_flagged_either']} slices "
-          f"flagged); written to {sidecar}")
+          f"flagged); the refusal counts a slice as unsure of the LV under {entry['unsure_lv_threshold']:g} (the "
+          f"least confident is at {entry['least_heart_confidence']:g}); written to {sidecar}")
     return 0
 
 

@@ -508,10 +508,17 @@ class Segmenter:
             self._implausible("no heart found: where the model sees an LV, the blood pool is not brighter than "
                               "the myocardium (no LGE contrast; is this an LGE stack?)")
         else:
-            unsure, with_lv = unsure_lv_slices(confidence)
+            unsure, with_lv = unsure_lv_slices(confidence, self.qc_calibration.unsure_lv_threshold)
             if unsure >= 2 and unsure >= MAX_UNSURE_LV_FRACTION * with_lv:
-                self._implausible(f"no heart found: the model is unsure of the LV it draws in {unsure} of the "
-                                  f"{with_lv} slices where it draws one (is the heart in the field of view?)")
+                unsure_of_lv = (f"the model is unsure of the LV it draws in {unsure} of the {with_lv} slices where "
+                                "it draws one")
+                if self.qc_calibration.calibrated_for_weights:
+                    self._implausible(f"no heart found: {unsure_of_lv} (is the heart in the field of view?)")
+                else:
+                    # How unsure is too unsure depends on the weights: refusing on another model's scale
+                    # could refuse every real exam (and keep such weights from being calibrated at all).
+                    self._warn(f"{unsure_of_lv}; not refused as 'no heart found' because these weights carry no QC "
+                               "calibration: check that the heart is in the field of view")
 
         t = time.perf_counter()
         flipped = None
@@ -550,6 +557,7 @@ class Segmenter:
             "scar_ambiguity": [None if np.isnan(a) else round(float(a), 4) for a in ambiguity],
             "low_confidence_threshold": threshold,
             "scar_uncertain_threshold": self.qc_calibration.scar_uncertain_threshold,
+            "unsure_lv_threshold": self.qc_calibration.unsure_lv_threshold,
             "threshold_calibrated_for_weights": self.qc_calibration.calibrated_for_weights,
         }
         report.extra["inference"] = {

@@ -69,8 +69,17 @@ SCAR_UNCERTAIN_QUANTILE = 0.85
 #: The heart region over which confidence is averaged: the LV (labels 1–4) and this margin around it.
 HEART_REGION_MARGIN_MM = 3.0
 #: The stack-level refusal counts the slices whose LV the model is *unsure* of: heart confidence
-#: under this, far below the flag's threshold (see :data:`MAX_UNSURE_LV_FRACTION`).
+#: under this, far below the flag's threshold (see :data:`MAX_UNSURE_LV_FRACTION`). For the bundled
+#: weights (their sidecar's ``qc_calibration``), and the most any calibration stores: the refusal's
+#: power on images without a heart was measured with these weights only, so other weights may make
+#: it stricter only where their own training slices need it (:data:`UNSURE_LV_MARGIN`).
 UNSURE_LV_THRESHOLD = 0.80
+#: A calibration puts the unsure threshold this far under the least confident of its slices (at most
+#: :data:`UNSURE_LV_THRESHOLD`), so that no exam like the training data is refused: the bundled
+#: weights' least confident slice of the 40 train exams is at 0.845, their threshold 0.80. Weights
+#: less sure of themselves (say a least confident slice at 0.70) would otherwise have refused real
+#: exams as "no heart found".
+UNSURE_LV_MARGIN = 0.045
 #: ``scar_unstable``: flip Dice under this. With the bundled weights flip disagreement does not rank
 #: the slices a reader has to correct (AUC 0.40 over 191 scar slices of 40 EMIDEC train exams, 0.61
 #: on val), so no threshold was tuned: the flag reports the model's self-disagreement, nothing more.
@@ -94,9 +103,10 @@ MIN_STACK_TISSUE_CONTRAST = 0.3
 #: draws a confident LV ring (and, by selecting bright and dark pixels, a "contrast" of 0.4–0.6).
 MIN_NEIGHBOUR_CORRELATION = 0.2
 #: The stack-level refusal ("no heart found") when the model is unsure of the LV (heart confidence
-#: under :data:`UNSURE_LV_THRESHOLD`) in at least this fraction of the slices where it draws one
-#: (and in two or more). Measured with the bundled model: 0 % of LV slices on all 100 EMIDEC exams;
-#: at most 20 % under the evaluation's 5 % noise, motion, ghosting, bias field and contrast shifts,
+#: under the weights' unsure threshold, :data:`UNSURE_LV_THRESHOLD` for the bundled ones) in at
+#: least this fraction of the slices where it draws one (and in two or more); weights without a QC
+#: calibration get a warning instead. Measured with the bundled model: 0 % of LV slices on all 100
+#: EMIDEC exams; at most 20 % under the evaluation's 5 % noise, motion, ghosting, bias field and contrast shifts,
 #: 33 % under 15 % noise (EMIDEC val and a quarter of train, 360 runs); 50–100 % on 22 of the 35
 #: EMIDEC exams cut to the part of the field of view without the heart that the other checks let
 #: through (an LV drawn on chest wall, liver, the right heart), and on a stack resliced along a long
@@ -140,19 +150,30 @@ class QcCalibration:
     #: False when the weights carry no calibration and the bundled model's thresholds stand in.
     calibrated_for_weights: bool = True
     scar_uncertain_threshold: float = SCAR_UNCERTAIN_THRESHOLD
+    #: The stack-level refusal's (:data:`UNSURE_LV_THRESHOLD`); never above ``low_confidence_threshold``.
+    unsure_lv_threshold: float = UNSURE_LV_THRESHOLD
 
     @classmethod
     def from_sidecar(cls, data: Any) -> QcCalibration:
-        """Read a sidecar's ``qc_calibration`` entry; ``ValueError`` (one line) when it is unusable."""
+        """Read a sidecar's ``qc_calibration`` entry; ``ValueError`` (one line) when it is unusable.
+
+        An entry without ``unsure_lv_threshold`` (written before it was calibrated) gets
+        :data:`UNSURE_LV_THRESHOLD`, or its low-confidence threshold where that is lower.
+        """
         if not isinstance(data, dict):
             raise ValueError(f"it must be an object with the thresholds, not {type(data).__name__}")
         thresholds = []
-        for key in ("low_confidence_threshold", "scar_uncertain_threshold"):
+        for key in ("low_confidence_threshold", "scar_uncertain_threshold", "unsure_lv_threshold"):
             threshold = data.get(key)
+            if threshold is None and key == "unsure_lv_threshold":
+                threshold = min(UNSURE_LV_THRESHOLD, thresholds[0])
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
                 raise ValueError(f"{key} must be a number between 0 and 1, not {threshold!r}")
             thresholds.append(float(threshold))
-        return cls(thresholds[0], scar_uncertain_threshold=thresholds[1])
+        if thresholds[2] > thresholds[0]:
+            raise ValueError(f"unsure_lv_threshold ({thresholds[2]:g}) must be at most low_confidence_threshold "
+                             f"({thresholds[0]:g}): a slice the refusal counts as unsure is also flagged")
+        return cls(thresholds[0], scar_uncertain_threshold=thresholds[1], unsure_lv_threshold=thresholds[2])
 
 
 def _measured(values: Sequence[float | None]) -> np.ndarray:
@@ -176,7 +197,9 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
     (:func:`scar_ambiguity`), None where the model drew no LV, or no myocardium (slices without
     either figure are left out).
     ``low_confidence`` then marks the least confident :data:`LOW_CONFIDENCE_QUANTILE` of slices like
-    the training data's, ``scar_uncertain`` the most ambiguous ``1 −`` :data:`SCAR_UNCERTAIN_QUANTILE`.
+    the training data's, ``scar_uncertain`` the most ambiguous ``1 −`` :data:`SCAR_UNCERTAIN_QUANTILE`;
+    the stack-level refusal counts a slice as unsure :data:`UNSURE_LV_MARGIN` under the least
+    confident one (at most :data:`UNSURE_LV_THRESHOLD`).
     ``needs_correction`` (same order) adds how many of the slices a reader has to correct each flag
     and either of them mark. ``ValueError`` when too few slices were measured.
     """
@@ -192,9 +215,13 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
     # The counts below use the stored values, so they say what the flags will do.
     low_confidence = _stored_threshold(confidence, LOW_CONFIDENCE_QUANTILE)
     scar_uncertain = _stored_threshold(ambiguity, SCAR_UNCERTAIN_QUANTILE)
+    least_confidence = round(float(confidence.min()), 3)
+    unsure_lv = min(max(round(least_confidence - UNSURE_LV_MARGIN, 3), round(1.0 - MAX_LOW_CONFIDENCE_THRESHOLD, 3)),
+                    UNSURE_LV_THRESHOLD, low_confidence)
     entry: dict[str, Any] = {"low_confidence_threshold": low_confidence, "low_confidence_quantile":
                              LOW_CONFIDENCE_QUANTILE, "scar_uncertain_threshold": scar_uncertain,
-                             "scar_uncertain_quantile": SCAR_UNCERTAIN_QUANTILE, "slices": int(measured.sum())}
+                             "scar_uncertain_quantile": SCAR_UNCERTAIN_QUANTILE, "unsure_lv_threshold": unsure_lv,
+                             "least_heart_confidence": least_confidence, "slices": int(measured.sum())}
     if needs_correction is not None:
         to_correct = np.array([bool(n) for n, m in zip(needs_correction, measured) if m], dtype=bool)
         flagged_low, flagged_scar = confidence < low_confidence, ambiguity >= scar_uncertain
@@ -270,11 +297,11 @@ def scar_ambiguity(labels: np.ndarray, scar_probability: np.ndarray) -> np.ndarr
         return np.where(area > 0, ambiguous.sum(axis=(1, 2)) / np.maximum(area, 1), np.nan)
 
 
-def unsure_lv_slices(confidence: np.ndarray, threshold: float = UNSURE_LV_THRESHOLD) -> tuple[int, int]:
+def unsure_lv_slices(confidence: np.ndarray, threshold: float) -> tuple[int, int]:
     """(slices whose heart confidence is under ``threshold``, slices with an LV), from :func:`heart_confidence`.
 
-    With the default, the slices the stack-level refusal counts; with the weights' low-confidence
-    threshold (:class:`QcCalibration`), the slices flagged ``low_confidence``.
+    With the weights' unsure threshold (:class:`QcCalibration`), the slices the stack-level refusal
+    counts; with their low-confidence threshold, the slices flagged ``low_confidence``.
     """
     with_lv = ~np.isnan(confidence)
     return int((confidence[with_lv] < threshold).sum()), int(with_lv.sum())

@@ -354,13 +354,25 @@ def test_neighbour_correlation_separates_images_from_noise():
 def test_an_lv_the_model_is_unsure_of_in_most_slices_is_no_heart():
     # The same ring on the same LGE-like image, drawn with a max-probability of e/(e + 4) ≈ 0.40
     # everywhere: every other check passes, and the model's doubt alone refuses it.
+    from scarnet.qc import QcCalibration
+
     unsure = RingModel()
     unsure.logits = unsure.logits / 8
+    calibrated = QcCalibration()  # the bundled weights' thresholds, as if calibrated for this model
     with pytest.raises(NoHeartFoundError, match="unsure of the LV it draws in 8 of the 8 slices"):
-        Segmenter(unsure, device="cpu", flip_check=False)(ring_volume())
-    timing = Segmenter(unsure, device="cpu", flip_check=False, reject_implausible=False)
+        Segmenter(unsure, device="cpu", flip_check=False, qc_calibration=calibrated)(ring_volume())
+    timing = Segmenter(unsure, device="cpu", flip_check=False, reject_implausible=False, qc_calibration=calibrated)
     timing(ring_volume())
     assert any("unsure" in warning for warning in timing.warnings)
+    # With weights carrying no calibration, how unsure is too unsure is not known: warned, not refused
+    # (another model's scale could refuse every real exam, and keep the weights from being calibrated).
+    with pytest.warns(RuntimeWarning, match="8 of the 8 slices where it draws one; not refused"):
+        result = Segmenter(unsure, device="cpu", flip_check=False)(ring_volume())
+    assert result.report.extra["qc"]["threshold_calibrated_for_weights"] is False
+    # Weights whose own calibration puts "unsure" lower (a less confident model) keep the exam.
+    lenient = QcCalibration(0.919, unsure_lv_threshold=0.3)
+    result = Segmenter(unsure, device="cpu", flip_check=False, qc_calibration=lenient)(ring_volume())
+    assert result.report.extra["qc"]["unsure_lv_threshold"] == 0.3
 
 
 class UnsureInSomeSlices(RingModel):
@@ -385,7 +397,10 @@ class UnsureInSomeSlices(RingModel):
     (2, [0, 1], True),
 ])
 def test_refusal_needs_half_of_the_lv_slices_unsure_and_two_or_more(num_slices, unsure, refused):
-    segmenter = Segmenter(UnsureInSomeSlices(unsure, num_slices), device="cpu", flip_check=False, batch_size=16)
+    from scarnet.qc import QcCalibration
+
+    segmenter = Segmenter(UnsureInSomeSlices(unsure, num_slices), device="cpu", flip_check=False, batch_size=16,
+                          qc_calibration=QcCalibration())
     volume = ring_volume(shape_kji=(num_slices, 150, 170))
     if refused:
         with pytest.raises(NoHeartFoundError, match=f"in {len(unsure)} of the {num_slices} slices"):

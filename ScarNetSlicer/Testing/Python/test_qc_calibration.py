@@ -83,6 +83,20 @@ def test_calibrate_counts_the_slices_the_stored_thresholds_flag():
     assert QcCalibration.from_sidecar(calibrate([0.5] * 60, [1.0] * 60)).scar_uncertain_threshold < 1
 
 
+@pytest.mark.parametrize("least_confident, unsure", [
+    (0.845, 0.80),  # the bundled weights' 40 train exams
+    (0.70, 0.655),  # a less confident model: real exams like these must not be refused
+    (0.95, 0.80),  # a more confident one: no stricter than the refusal measured on images without a heart
+    (0.01, 0.001),  # never 0 (from_sidecar refuses it)
+])
+def test_calibrate_puts_the_unsure_threshold_under_the_least_confident_slice(least_confident, unsure):
+    confidences = [least_confident] + [least_confident + 0.04 + k * 0.0005 for k in range(59)]
+    entry = calibrate(confidences, [0.1] * 60)
+    assert entry["least_heart_confidence"] == least_confident and entry["unsure_lv_threshold"] == unsure
+    calibration = QcCalibration.from_sidecar(entry)
+    assert calibration.unsure_lv_threshold == unsure <= calibration.low_confidence_threshold
+
+
 def test_calibrate_refuses_too_few_slices_and_mismatched_lists():
     with pytest.raises(ValueError, match="at least"):
         calibrate([0.9] * (qc.MIN_CALIBRATION_SLICES - 1) + [None] * 10, [0.1] * (qc.MIN_CALIBRATION_SLICES + 9))
@@ -96,7 +110,11 @@ def test_calibrate_refuses_too_few_slices_and_mismatched_lists():
                                    {"low_confidence_threshold": True, "scar_uncertain_threshold": 0.1},
                                    {"low_confidence_threshold": 1.2, "scar_uncertain_threshold": 0.1},
                                    {"low_confidence_threshold": 0.9, "scar_uncertain_threshold": 0.0},
-                                   {"low_confidence_threshold": 0.9}, [0.9], None])
+                                   {"low_confidence_threshold": 0.9}, [0.9], None,
+                                   {"low_confidence_threshold": 0.9, "scar_uncertain_threshold": 0.1,
+                                    "unsure_lv_threshold": 0.95},  # above low_confidence
+                                   {"low_confidence_threshold": 0.9, "scar_uncertain_threshold": 0.1,
+                                    "unsure_lv_threshold": "0.8"}])
 def test_a_sidecar_entry_without_usable_thresholds_is_refused(entry):
     with pytest.raises(ValueError, match="must be"):
         QcCalibration.from_sidecar(entry)
@@ -126,6 +144,7 @@ def test_the_bundled_weights_carry_the_threshold_the_code_falls_back_to():
     assert calibration.calibrated_for_weights
     assert calibration.low_confidence_threshold == qc.LOW_CONFIDENCE_THRESHOLD
     assert calibration.scar_uncertain_threshold == qc.SCAR_UNCERTAIN_THRESHOLD
+    assert calibration.unsure_lv_threshold == qc.UNSURE_LV_THRESHOLD
     entry = json.loads(sidecar_path(bundled_weights_path()).read_text())["qc_calibration"]
     assert entry["evaluation"]["source"] == "EMIDEC train split"  # never val
 
@@ -135,7 +154,9 @@ def test_user_weights_are_uncalibrated_until_their_own_sidecar_says_otherwise(tm
     assert qc_calibration_for(weights) == QcCalibration(calibrated_for_weights=False)
 
     write_qc_calibration(weights, _entry(0.7, 0.3))
-    assert qc_calibration_for(weights) == QcCalibration(0.7, scar_uncertain_threshold=0.3)
+    # An entry without unsure_lv_threshold (written before it was calibrated): the bundled 0.80, or
+    # the low-confidence threshold where that is lower.
+    assert qc_calibration_for(weights) == QcCalibration(0.7, scar_uncertain_threshold=0.3, unsure_lv_threshold=0.7)
 
     # The same sidecar beside other weights (retrained in place) says nothing about them.
     (tmp_path / "other").mkdir()
@@ -209,11 +230,13 @@ def test_a_model_cached_in_the_process_keeps_the_calibration_of_the_file_it_was_
     _tiny_weights(tmp_path)  # retrained in place
     write_qc_calibration(weights, _entry(0.7))
     second = Segmenter(weights=weights, device="cpu")
-    assert second.model is not first.model and second.qc_calibration == QcCalibration(0.7, scar_uncertain_threshold=0.1)
+    assert second.model is not first.model and second.qc_calibration == QcCalibration(0.7, scar_uncertain_threshold=0.1,
+                                                                                     unsure_lv_threshold=0.7)
     assert Segmenter(weights=weights, device="cpu").model is second.model  # unchanged file: warm
     # Calibrated again while loaded (the weights unchanged): the next run uses the new thresholds.
     write_qc_calibration(weights, _entry(0.8, 0.2), overwrite=True)
-    assert Segmenter(weights=weights, device="cpu").qc_calibration == QcCalibration(0.8, scar_uncertain_threshold=0.2)
+    assert Segmenter(weights=weights, device="cpu").qc_calibration == QcCalibration(0.8, scar_uncertain_threshold=0.2,
+                                                                                    unsure_lv_threshold=0.8)
     from scarnet.inference import _MODEL_CACHE
 
     cached = [key for key in _MODEL_CACHE if key[0] is not None and key[0][0] == str(weights.resolve())]
@@ -272,8 +295,12 @@ def test_calibrate_qc_writes_the_train_split_percentile_into_the_weights_sidecar
     assert entry["slices"] == 100 and entry["evaluation"]["cases"] == 16
     assert f"low_confidence under {entry['low_confidence_threshold']:g}" in out
     assert f"scar_uncertain from {entry['scar_uncertain_threshold']:g}" in out and str(sidecar_path(weights)) in out
+    # The least confident slice is at 0.80: "unsure" 0.045 under it.
+    assert entry["least_heart_confidence"] == 0.8 and entry["unsure_lv_threshold"] == 0.755
+    assert "unsure of the LV under 0.755" in out
     assert qc_calibration_for(weights) == QcCalibration(entry["low_confidence_threshold"],
-                                                        scar_uncertain_threshold=entry["scar_uncertain_threshold"])
+                                                        scar_uncertain_threshold=entry["scar_uncertain_threshold"],
+                                                        unsure_lv_threshold=0.755)
 
     before = sidecar_path(weights).read_bytes()
     assert main(["calibrate-qc", str(evaluation)]) == 2  # already calibrated: not replaced unasked
