@@ -18,7 +18,7 @@ from scarnet.errors import WeightsError
 from scarnet.model.registry import load_model
 from scarnet.phantom import make_phantom
 from scarnet.train.data import AugmentConfig, IntensityAugmenter, SliceSample, ghosting, make_example
-from scarnet.train.loop import SMOKE_CONFIG, TrainConfig, train
+from scarnet.train.loop import SMOKE_CONFIG, TrainConfig, read_run_config, train
 
 
 def _middle_slice_sample(seed: int = 5) -> SliceSample:
@@ -454,6 +454,10 @@ def test_resume_from_a_damaged_last_pt_is_one_line(damage, finished_run, tmp_pat
         train(SMOKE_CONFIG, run, resume=True, progress=False)
     assert "weights_only" not in str(refused.value)  # torch's advice to unpickle anything never reaches the user
     assert _contents(run) == before
+    if damage != "foreign_model":  # its config is intact: train() finds the misfit tensors (above)
+        # scarnet train --resume reads the run's config first, memory-mapped: the same one line.
+        with pytest.raises(WeightsError, match="last.pt: corrupted or not a ScarNet training checkpoint"):
+            read_run_config(run)
 
 
 def test_init_weights_get_the_checks_of_every_weights_input(tmp_path):

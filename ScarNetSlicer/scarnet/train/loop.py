@@ -326,11 +326,12 @@ def _check_starting_point(config: TrainConfig) -> None:
                          "the starting weights (--init-weights); a frozen random encoder learns nothing")
 
 
-def _read_checkpoint(out_dir: Path) -> dict[str, Any]:
+def _read_checkpoint(out_dir: Path, mmap: bool = False) -> dict[str, Any]:
     """``out_dir/last.pt`` with its config as a :class:`TrainConfig` (key ``config``).
 
     :class:`WeightsError` (one line) for a file that is damaged or not a checkpoint of ours;
-    tensors only are unpickled (``weights_only=True``), whatever the file holds.
+    tensors only are unpickled (``weights_only=True``), whatever the file holds. With ``mmap`` the
+    tensors stay on disk until used (for a caller that only needs the config).
     """
     path = out_dir / "last.pt"
 
@@ -338,7 +339,7 @@ def _read_checkpoint(out_dir: Path) -> dict[str, Any]:
         return WeightsError(f"{path}: corrupted or not a ScarNet training checkpoint ({reason})")
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises many types for damaged files, and its text advises unsafe loading
         raise damaged(type(error).__name__) from None
     if not isinstance(checkpoint, dict):
@@ -364,7 +365,8 @@ def read_run_config(out_dir: str | Path) -> TrainConfig:
     """The config of the run in ``out_dir`` (from its ``last.pt``), to resume it with; one-line errors."""
     out_dir = Path(out_dir)
     _check_run_folder(out_dir, resume=True)
-    return _read_checkpoint(out_dir)["config"]
+    # Memory-mapped: train() reads the whole checkpoint (model and optimizer state) once more.
+    return _read_checkpoint(out_dir, mmap=True)["config"]
 
 
 def _flat(config: TrainConfig) -> dict[str, Any]:
