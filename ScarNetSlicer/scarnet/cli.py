@@ -466,8 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation for ScarNet and the U-Net")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("calibrate-qc", help="set the weights' QC thresholds (low_confidence, scar_uncertain) "
-                       "from a train-split evaluation (scarnet evaluate --split train --json)")
+    p = sub.add_parser("calibrate-qc", help="set the weights' QC thresholds (low_confidence, scar_uncertain, the "
+                       "unsure-LV refusal) from a train-split evaluation (scarnet evaluate --split train --json)")
     p.add_argument("evaluation", type=Path, help="JSON written by scarnet evaluate --split train --json")
     p.add_argument("--overwrite", action="store_true", help="replace a calibration the weights already carry")
     p.set_defaults(func=cmd_calibrate_qc)

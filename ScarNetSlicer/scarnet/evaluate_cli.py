@@ -494,6 +494,8 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
     calibration = segmenters["scarnet"].qc_calibration
     results["qc"] = {**qc_summary(qc_records), "low_confidence_threshold": calibration.low_confidence_threshold,
                      "scar_uncertain_threshold": calibration.scar_uncertain_threshold,
+                     "unsure_lv_threshold": calibration.unsure_lv_threshold,
+                     "refuses_unsure_lv": calibration.refuses_unsure_lv,
                      "threshold_calibrated_for_weights": calibration.calibrated_for_weights, "per_slice": qc_records}
 
     # -- classical thresholds inside ScarNet's myocardium ----------------------------------------
@@ -863,10 +865,15 @@ def _threshold_text(qc: dict[str, Any]) -> str:
     scar = qc.get("scar_uncertain_threshold")
     thresholds = f"`low_confidence` under {threshold:g}" + (
         f", `scar_uncertain` from a scar ambiguity of {scar:g}" if scar is not None else "")
+    unsure = qc.get("unsure_lv_threshold")
+    if qc.get("refuses_unsure_lv") is False:
+        refusal = "; an LV the model is unsure of in most slices was warned about, not refused"
+    else:
+        refusal = f"; \"no heart found\" counts a slice as unsure under {unsure:g}" if unsure is not None else ""
     if qc.get("threshold_calibrated_for_weights"):
-        return f"{thresholds}, calibrated for these weights (`scarnet calibrate-qc`)"
+        return f"{thresholds}, calibrated for these weights (`scarnet calibrate-qc`){refusal}"
     return (f"{thresholds}: the bundled model's thresholds, **not calibrated for these weights** "
-            "(`scarnet calibrate-qc`), so the flags may mark too many slices or too few")
+            f"(`scarnet calibrate-qc`), so the flags may mark too many slices or too few{refusal}")
 
 
 def _qc_lines(qc: dict[str, Any] | None) -> list[str]:
@@ -979,6 +986,14 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
     if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
                for v in confidences + ambiguities):
         raise InputError(f"{path}: qc.per_slice holds heart confidences or scar ambiguities that are not numbers")
+    refused = sorted({str(r.get("case")) for r in records
+                      if isinstance(r.get("flags"), list) and "refused" in r["flags"]})
+    if refused:
+        # Their slices have no confidence and would be left out: the least confident exams of all.
+        raise InputError(f"{path}: {len(refused)} exams were refused as 'no heart found' ({', '.join(refused[:3])}"
+                         f"{', ...' if len(refused) > 3 else ''}), so their slices cannot be calibrated on; if the "
+                         "weights' own unsure-LV refusal did it, remove qc_calibration from their sidecar and "
+                         "evaluate again")
     if all(a is None for a in ambiguities):
         raise InputError(f"{path}: its slices have no scar_ambiguity (an evaluation made before scar_uncertain "
                          "existed); evaluate again")

@@ -32,7 +32,8 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    pixels correlated), at least 5 mL of myocardium, LGE contrast between the segmented blood
    pool and myocardium, and a model sure of its LV in more than half of the slices where it
    draws one (see :mod:`scarnet.qc`); failing any is :class:`NoHeartFoundError`, never an empty
-   or invented result. How it fails: a field of view without the heart but with another round
+   or invented result (the last is a warning for weights without an unsure threshold of their
+   own, :class:`~scarnet.qc.QcCalibration`). How it fails: a field of view without the heart but with another round
    structure the model is sure of (the right heart, a slice through the great vessels) can
    still be segmented: 13 of 100 EMIDEC exams cut to the part without the LV were, their
    slices mostly flagged.
@@ -512,13 +513,13 @@ class Segmenter:
             if unsure >= 2 and unsure >= MAX_UNSURE_LV_FRACTION * with_lv:
                 unsure_of_lv = (f"the model is unsure of the LV it draws in {unsure} of the {with_lv} slices where "
                                 "it draws one")
-                if self.qc_calibration.calibrated_for_weights:
+                if self.qc_calibration.refuses_unsure_lv:
                     self._implausible(f"no heart found: {unsure_of_lv} (is the heart in the field of view?)")
                 else:
-                    # How unsure is too unsure depends on the weights: refusing on another model's scale
-                    # could refuse every real exam (and keep such weights from being calibrated at all).
-                    self._warn(f"{unsure_of_lv}; not refused as 'no heart found' because these weights carry no QC "
-                               "calibration: check that the heart is in the field of view")
+                    # How unsure is too unsure depends on the weights (QcCalibration.refuses_unsure_lv).
+                    self._warn(f"{unsure_of_lv}; not refused as 'no heart found' because these weights have no "
+                               "unsure-LV threshold of their own (scarnet calibrate-qc sets one): check that the "
+                               "heart is in the field of view")
 
         t = time.perf_counter()
         flipped = None
@@ -558,6 +559,7 @@ class Segmenter:
             "low_confidence_threshold": threshold,
             "scar_uncertain_threshold": self.qc_calibration.scar_uncertain_threshold,
             "unsure_lv_threshold": self.qc_calibration.unsure_lv_threshold,
+            "refuses_unsure_lv": self.qc_calibration.refuses_unsure_lv,
             "threshold_calibrated_for_weights": self.qc_calibration.calibrated_for_weights,
         }
         report.extra["inference"] = {

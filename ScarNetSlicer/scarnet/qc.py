@@ -42,8 +42,9 @@ from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, SCAR_LABELS
 #: lie (myocardium Dice under 0.7 or scar % off by over 10 points; 13 % of all slices).
 #: ``scarnet evaluate`` reports how the flags do on the split it evaluates. Calibrate new weights
 #: with ``scarnet evaluate --weights W --split train --max-cases 40 --skip noise artifacts contrast
-#: field thresholds medsam unet --json T.json``, then ``scarnet calibrate-qc T.json`` (writes both
-#: thresholds into W's sidecar). (At 0.80, as before, it never fired on EMIDEC.)
+#: field thresholds medsam unet --json T.json``, then ``scarnet calibrate-qc T.json`` (writes the
+#: thresholds, this one, scar_uncertain's and the unsure-LV refusal's, into W's sidecar). (At 0.80,
+#: as before, it never fired on EMIDEC.)
 LOW_CONFIDENCE_THRESHOLD = 0.919
 #: ``low_confidence`` marks the least confident fraction of the calibration slices (see :func:`calibrate`).
 LOW_CONFIDENCE_QUANTILE = 0.2
@@ -70,15 +71,18 @@ SCAR_UNCERTAIN_QUANTILE = 0.85
 HEART_REGION_MARGIN_MM = 3.0
 #: The stack-level refusal counts the slices whose LV the model is *unsure* of: heart confidence
 #: under this, far below the flag's threshold (see :data:`MAX_UNSURE_LV_FRACTION`). For the bundled
-#: weights (their sidecar's ``qc_calibration``), and the most any calibration stores: the refusal's
-#: power on images without a heart was measured with these weights only, so other weights may make
-#: it stricter only where their own training slices need it (:data:`UNSURE_LV_MARGIN`).
+#: weights (their sidecar's ``qc_calibration``; a test keeps the two equal), and the stand-in for a
+#: model passed in without a calibration (training's validation, the benchmark).
 UNSURE_LV_THRESHOLD = 0.80
+#: The most a calibration stores as the unsure threshold: the refusal's power on images without a
+#: heart was measured at 0.80 with the interim bundled weights only, so a more confident model is
+#: not made stricter than that.
+MAX_UNSURE_LV_THRESHOLD = 0.80
 #: A calibration puts the unsure threshold this far under the least confident of its slices (at most
-#: :data:`UNSURE_LV_THRESHOLD`), so that no exam like the training data is refused: the bundled
+#: :data:`MAX_UNSURE_LV_THRESHOLD`), so that no exam like the training data is refused: the bundled
 #: weights' least confident slice of the 40 train exams is at 0.845, their threshold 0.80. Weights
-#: less sure of themselves (say a least confident slice at 0.70) would otherwise have refused real
-#: exams as "no heart found".
+#: less sure of themselves (say a least confident slice at 0.70) would otherwise refuse real exams
+#: as "no heart found".
 UNSURE_LV_MARGIN = 0.045
 #: ``scar_unstable``: flip Dice under this. With the bundled weights flip disagreement does not rank
 #: the slices a reader has to correct (AUC 0.40 over 191 scar slices of 40 EMIDEC train exams, 0.61
@@ -104,13 +108,13 @@ MIN_STACK_TISSUE_CONTRAST = 0.3
 MIN_NEIGHBOUR_CORRELATION = 0.2
 #: The stack-level refusal ("no heart found") when the model is unsure of the LV (heart confidence
 #: under the weights' unsure threshold, :data:`UNSURE_LV_THRESHOLD` for the bundled ones) in at
-#: least this fraction of the slices where it draws one (and in two or more); weights without a QC
-#: calibration get a warning instead. Measured with the bundled model: 0 % of LV slices on all 100
-#: EMIDEC exams; at most 20 % under the evaluation's 5 % noise, motion, ghosting, bias field and contrast shifts,
-#: 33 % under 15 % noise (EMIDEC val and a quarter of train, 360 runs); 50–100 % on 22 of the 35
-#: EMIDEC exams cut to the part of the field of view without the heart that the other checks let
-#: through (an LV drawn on chest wall, liver, the right heart), and on a stack resliced along a long
-#: axis.
+#: least this fraction of the slices where it draws one (and in two or more); weights without an
+#: unsure threshold of their own get a warning instead (:class:`QcCalibration`). Measured with the
+#: bundled model: 0 % of LV slices on all 100 EMIDEC exams; at most 20 % under the evaluation's 5 %
+#: noise, motion, ghosting, bias field and contrast shifts, 33 % under 15 % noise (EMIDEC val and a
+#: quarter of train, 360 runs); 50–100 % on 22 of the 35 EMIDEC exams cut to the part of the field
+#: of view without the heart that the other checks let through (an LV drawn on chest wall, liver,
+#: the right heart), and on a stack resliced along a long axis.
 MAX_UNSURE_LV_FRACTION = 0.5
 #: A stack with ``low_confidence`` on at least this fraction of its LV slices (and two or more) gets
 #: a warning: the exam may differ from the training data (sequence, vendor, grey levels, artifacts),
@@ -152,24 +156,36 @@ class QcCalibration:
     scar_uncertain_threshold: float = SCAR_UNCERTAIN_THRESHOLD
     #: The stack-level refusal's (:data:`UNSURE_LV_THRESHOLD`); never above ``low_confidence_threshold``.
     unsure_lv_threshold: float = UNSURE_LV_THRESHOLD
+    #: False for weights without an unsure threshold of their own (no calibration, or one written
+    #: before the threshold was part of it): an LV the model is unsure of in most slices is then
+    #: warned about, not refused. Another model's scale could refuse every real exam, and keep
+    #: the weights' own calibration run (an evaluation on train) from seeing them.
+    refuses_unsure_lv: bool = True
+
+    def __post_init__(self) -> None:
+        # A slice the refusal counts as unsure is always flagged low_confidence too.
+        if self.unsure_lv_threshold > self.low_confidence_threshold:
+            object.__setattr__(self, "unsure_lv_threshold", self.low_confidence_threshold)
 
     @classmethod
     def from_sidecar(cls, data: Any) -> QcCalibration:
         """Read a sidecar's ``qc_calibration`` entry; ``ValueError`` (one line) when it is unusable.
 
-        An entry without ``unsure_lv_threshold`` (written before it was calibrated) gets
-        :data:`UNSURE_LV_THRESHOLD`, or its low-confidence threshold where that is lower.
+        An entry without ``unsure_lv_threshold`` (written before it was calibrated) keeps its flag
+        thresholds, but the unsure-LV refusal becomes a warning (``refuses_unsure_lv`` False).
         """
         if not isinstance(data, dict):
             raise ValueError(f"it must be an object with the thresholds, not {type(data).__name__}")
         thresholds = []
         for key in ("low_confidence_threshold", "scar_uncertain_threshold", "unsure_lv_threshold"):
             threshold = data.get(key)
-            if threshold is None and key == "unsure_lv_threshold":
-                threshold = min(UNSURE_LV_THRESHOLD, thresholds[0])
+            if key == "unsure_lv_threshold" and key not in data:
+                break
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
                 raise ValueError(f"{key} must be a number between 0 and 1, not {threshold!r}")
             thresholds.append(float(threshold))
+        if len(thresholds) == 2:
+            return cls(thresholds[0], scar_uncertain_threshold=thresholds[1], refuses_unsure_lv=False)
         if thresholds[2] > thresholds[0]:
             raise ValueError(f"unsure_lv_threshold ({thresholds[2]:g}) must be at most low_confidence_threshold "
                              f"({thresholds[0]:g}): a slice the refusal counts as unsure is also flagged")
@@ -199,7 +215,7 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
     ``low_confidence`` then marks the least confident :data:`LOW_CONFIDENCE_QUANTILE` of slices like
     the training data's, ``scar_uncertain`` the most ambiguous ``1 −`` :data:`SCAR_UNCERTAIN_QUANTILE`;
     the stack-level refusal counts a slice as unsure :data:`UNSURE_LV_MARGIN` under the least
-    confident one (at most :data:`UNSURE_LV_THRESHOLD`).
+    confident one (at most :data:`MAX_UNSURE_LV_THRESHOLD`).
     ``needs_correction`` (same order) adds how many of the slices a reader has to correct each flag
     and either of them mark. ``ValueError`` when too few slices were measured.
     """
@@ -217,7 +233,7 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
     scar_uncertain = _stored_threshold(ambiguity, SCAR_UNCERTAIN_QUANTILE)
     least_confidence = round(float(confidence.min()), 3)
     unsure_lv = min(max(round(least_confidence - UNSURE_LV_MARGIN, 3), round(1.0 - MAX_LOW_CONFIDENCE_THRESHOLD, 3)),
-                    UNSURE_LV_THRESHOLD, low_confidence)
+                    MAX_UNSURE_LV_THRESHOLD, low_confidence)
     entry: dict[str, Any] = {"low_confidence_threshold": low_confidence, "low_confidence_quantile":
                              LOW_CONFIDENCE_QUANTILE, "scar_uncertain_threshold": scar_uncertain,
                              "scar_uncertain_quantile": SCAR_UNCERTAIN_QUANTILE, "unsure_lv_threshold": unsure_lv,

@@ -358,21 +358,37 @@ def test_an_lv_the_model_is_unsure_of_in_most_slices_is_no_heart():
 
     unsure = RingModel()
     unsure.logits = unsure.logits / 8
-    calibrated = QcCalibration()  # the bundled weights' thresholds, as if calibrated for this model
+    # A model passed in without a calibration (training's validation, the benchmark) gets the bundled
+    # model's thresholds, refusal included.
     with pytest.raises(NoHeartFoundError, match="unsure of the LV it draws in 8 of the 8 slices"):
-        Segmenter(unsure, device="cpu", flip_check=False, qc_calibration=calibrated)(ring_volume())
-    timing = Segmenter(unsure, device="cpu", flip_check=False, reject_implausible=False, qc_calibration=calibrated)
+        Segmenter(unsure, device="cpu", flip_check=False)(ring_volume())
+    timing = Segmenter(unsure, device="cpu", flip_check=False, reject_implausible=False)
     timing(ring_volume())
     assert any("unsure" in warning for warning in timing.warnings)
-    # With weights carrying no calibration, how unsure is too unsure is not known: warned, not refused
-    # (another model's scale could refuse every real exam, and keep the weights from being calibrated).
+    # Weights without an unsure threshold of their own (qc_calibration_for's uncalibrated weights):
+    # warned, not refused (another model's scale could refuse every real exam, and keep the weights
+    # from being calibrated).
+    uncalibrated = QcCalibration(calibrated_for_weights=False, refuses_unsure_lv=False)
     with pytest.warns(RuntimeWarning, match="8 of the 8 slices where it draws one; not refused"):
-        result = Segmenter(unsure, device="cpu", flip_check=False)(ring_volume())
-    assert result.report.extra["qc"]["threshold_calibrated_for_weights"] is False
+        result = Segmenter(unsure, device="cpu", flip_check=False, qc_calibration=uncalibrated)(ring_volume())
+    assert result.report.extra["qc"]["refuses_unsure_lv"] is False
     # Weights whose own calibration puts "unsure" lower (a less confident model) keep the exam.
     lenient = QcCalibration(0.919, unsure_lv_threshold=0.3)
     result = Segmenter(unsure, device="cpu", flip_check=False, qc_calibration=lenient)(ring_volume())
     assert result.report.extra["qc"]["unsure_lv_threshold"] == 0.3
+
+
+def test_training_validation_scores_a_case_the_pipeline_refuses_zero():
+    # Model selection (scarnet.evaluate.evaluate_model) passes the model in without a calibration:
+    # the bundled model's refusal applies, as for a user.
+    from scarnet.evaluate import evaluate_model
+
+    volume = ring_volume()
+    reference = Segmenter(RingModel(), device="cpu", flip_check=False)(volume).labelmap
+    unsure = RingModel()
+    unsure.logits = unsure.logits / 8
+    assert evaluate_model(RingModel(), [("ring", volume, reference)])["per_case"]["ring"]["myocardium_dice"] == 1.0
+    assert evaluate_model(unsure, [("ring", volume, reference)])["per_case"]["ring"]["myocardium_dice"] == 0.0
 
 
 class UnsureInSomeSlices(RingModel):
@@ -397,10 +413,7 @@ class UnsureInSomeSlices(RingModel):
     (2, [0, 1], True),
 ])
 def test_refusal_needs_half_of_the_lv_slices_unsure_and_two_or_more(num_slices, unsure, refused):
-    from scarnet.qc import QcCalibration
-
-    segmenter = Segmenter(UnsureInSomeSlices(unsure, num_slices), device="cpu", flip_check=False, batch_size=16,
-                          qc_calibration=QcCalibration())
+    segmenter = Segmenter(UnsureInSomeSlices(unsure, num_slices), device="cpu", flip_check=False, batch_size=16)
     volume = ring_volume(shape_kji=(num_slices, 150, 170))
     if refused:
         with pytest.raises(NoHeartFoundError, match=f"in {len(unsure)} of the {num_slices} slices"):

@@ -95,6 +95,12 @@ def test_calibrate_puts_the_unsure_threshold_under_the_least_confident_slice(lea
     assert entry["least_heart_confidence"] == least_confident and entry["unsure_lv_threshold"] == unsure
     calibration = QcCalibration.from_sidecar(entry)
     assert calibration.unsure_lv_threshold == unsure <= calibration.low_confidence_threshold
+    assert calibration.refuses_unsure_lv
+
+
+def test_a_slice_the_refusal_counts_as_unsure_is_always_flagged():
+    assert QcCalibration(0.7).unsure_lv_threshold == 0.7  # the bundled 0.80 would lie above the flag
+    assert QcCalibration(0.9).unsure_lv_threshold == qc.UNSURE_LV_THRESHOLD
 
 
 def test_calibrate_refuses_too_few_slices_and_mismatched_lists():
@@ -114,7 +120,9 @@ def test_calibrate_refuses_too_few_slices_and_mismatched_lists():
                                    {"low_confidence_threshold": 0.9, "scar_uncertain_threshold": 0.1,
                                     "unsure_lv_threshold": 0.95},  # above low_confidence
                                    {"low_confidence_threshold": 0.9, "scar_uncertain_threshold": 0.1,
-                                    "unsure_lv_threshold": "0.8"}])
+                                    "unsure_lv_threshold": "0.8"},
+                                   {"low_confidence_threshold": 0.9, "scar_uncertain_threshold": 0.1,
+                                    "unsure_lv_threshold": None}])
 def test_a_sidecar_entry_without_usable_thresholds_is_refused(entry):
     with pytest.raises(ValueError, match="must be"):
         QcCalibration.from_sidecar(entry)
@@ -151,12 +159,12 @@ def test_the_bundled_weights_carry_the_threshold_the_code_falls_back_to():
 
 def test_user_weights_are_uncalibrated_until_their_own_sidecar_says_otherwise(tmp_path):
     weights = _tiny_weights(tmp_path)
-    assert qc_calibration_for(weights) == QcCalibration(calibrated_for_weights=False)
+    assert qc_calibration_for(weights) == QcCalibration(calibrated_for_weights=False, refuses_unsure_lv=False)
 
     write_qc_calibration(weights, _entry(0.7, 0.3))
-    # An entry without unsure_lv_threshold (written before it was calibrated): the bundled 0.80, or
-    # the low-confidence threshold where that is lower.
-    assert qc_calibration_for(weights) == QcCalibration(0.7, scar_uncertain_threshold=0.3, unsure_lv_threshold=0.7)
+    # An entry without unsure_lv_threshold (written before it was calibrated): its flag thresholds,
+    # and the unsure-LV refusal only a warning.
+    assert qc_calibration_for(weights) == QcCalibration(0.7, scar_uncertain_threshold=0.3, refuses_unsure_lv=False)
 
     # The same sidecar beside other weights (retrained in place) says nothing about them.
     (tmp_path / "other").mkdir()
@@ -231,12 +239,12 @@ def test_a_model_cached_in_the_process_keeps_the_calibration_of_the_file_it_was_
     write_qc_calibration(weights, _entry(0.7))
     second = Segmenter(weights=weights, device="cpu")
     assert second.model is not first.model and second.qc_calibration == QcCalibration(0.7, scar_uncertain_threshold=0.1,
-                                                                                     unsure_lv_threshold=0.7)
+                                                                                     refuses_unsure_lv=False)
     assert Segmenter(weights=weights, device="cpu").model is second.model  # unchanged file: warm
     # Calibrated again while loaded (the weights unchanged): the next run uses the new thresholds.
     write_qc_calibration(weights, _entry(0.8, 0.2), overwrite=True)
     assert Segmenter(weights=weights, device="cpu").qc_calibration == QcCalibration(0.8, scar_uncertain_threshold=0.2,
-                                                                                    unsure_lv_threshold=0.8)
+                                                                                    refuses_unsure_lv=False)
     from scarnet.inference import _MODEL_CACHE
 
     cached = [key for key in _MODEL_CACHE if key[0] is not None and key[0][0] == str(weights.resolve())]
@@ -281,6 +289,10 @@ def test_the_evaluation_says_whether_the_threshold_was_calibrated_for_the_weight
     assert "under 0.95, `scar_uncertain` from a scar ambiguity of 0.1, calibrated for these weights" in calibrated
     assert "not calibrated" not in calibrated
     assert "bundled weights" in _threshold_text({})  # JSON written before the field existed
+    assert '"no heart found" counts a slice as unsure under 0.8' in _threshold_text(
+        {"low_confidence_threshold": 0.9, "unsure_lv_threshold": 0.8, "refuses_unsure_lv": True})
+    assert "warned about, not refused" in _threshold_text(
+        {"low_confidence_threshold": 0.9, "unsure_lv_threshold": 0.8, "refuses_unsure_lv": False})
 
 
 # -- scarnet calibrate-qc ------------------------------------------------------------------------------
@@ -322,6 +334,13 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
     not_json.write_text("{ no")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"rows": []}))
+    # An exam refused as "no heart found" has no confidences: calibrating without its slices (the
+    # least confident) would set the unsure threshold so that it is refused again.
+    with_refusal = json.loads(train.read_text())
+    with_refusal["qc"]["per_slice"] += [{"case": "Case_R01", "index": k, "flags": ["refused"], "heart_confidence": None,
+                                         "scar_ambiguity": None, "needs_correction": True} for k in range(6)]
+    refused = tmp_path / "refused.json"
+    refused.write_text(json.dumps(with_refusal))
     foreign = []
     for index, change in enumerate([{"weights": "bundled"}, {"weights": {"scarnet": {"path": 5, "sha256": "x"}}},
                                     {"qc": {"per_slice": [["Case_001", 0.9]]}}, {"settings": "train"}]):
@@ -332,7 +351,8 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
     cases = [(val, "val is for reporting"), (not_json, "not JSON"), (other, "not the JSON of scarnet evaluate"),
              (tmp_path / "missing.json", "file not found"), (foreign[0], "which weights file was evaluated"),
              (foreign[1], "which weights file was evaluated"), (foreign[2], "not the JSON of scarnet evaluate"),
-             (foreign[3], "not the JSON of scarnet evaluate"), (older, "evaluate again")]
+             (foreign[3], "not the JSON of scarnet evaluate"), (older, "evaluate again"),
+             (refused, "1 exams were refused as 'no heart found' (Case_R01)")]
     for path, message in cases:
         assert main(["calibrate-qc", str(path)]) == 2
         err = capsys.readouterr().err

@@ -290,24 +290,27 @@ def qc_calibration_for(weights: str | Path | None = None, encoder: str | None = 
     Read from the sidecar's ``qc_calibration`` (``scarnet calibrate-qc`` writes it), which counts
     only when the sidecar's sha256 is that of the weights file: a sidecar left beside other
     weights says nothing about them. Weights without one get the bundled model's threshold,
-    marked ``calibrated_for_weights=False``. :class:`WeightsError` when the entry is unusable.
+    marked ``calibrated_for_weights=False``, whose unsure-LV refusal is only a warning (the
+    bundled model's scale could refuse every real exam with other weights). :class:`WeightsError`
+    when the entry is unusable.
     """
+    uncalibrated = QcCalibration(calibrated_for_weights=False, refuses_unsure_lv=False)
     if weights is None:
         path = bundled_weights_path(encoder or DEFAULT_ENCODER)
         if path is None:
-            return QcCalibration(calibrated_for_weights=False)
+            return uncalibrated
         sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))  # checked by load_model
     else:
         path = Path(weights)
         try:
             sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError):  # no sidecar (a .pt checkpoint, a copied file) or not JSON
-            return QcCalibration(calibrated_for_weights=False)
+            return uncalibrated
         if (not isinstance(sidecar, dict) or "qc_calibration" not in sidecar
                 or sidecar.get("sha256") != sha256_of(path)):
-            return QcCalibration(calibrated_for_weights=False)
+            return uncalibrated
     if "qc_calibration" not in sidecar:
-        return QcCalibration(calibrated_for_weights=False)
+        return uncalibrated
     try:
         return QcCalibration.from_sidecar(sidecar["qc_calibration"])
     except ValueError as error:
