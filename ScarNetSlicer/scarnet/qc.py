@@ -176,11 +176,11 @@ class QcCalibration:
         """
         if not isinstance(data, dict):
             raise ValueError(f"it must be an object with the thresholds, not {type(data).__name__}")
+        keys = ["low_confidence_threshold", "scar_uncertain_threshold"]
+        keys += ["unsure_lv_threshold"] if "unsure_lv_threshold" in data else []
         thresholds = []
-        for key in ("low_confidence_threshold", "scar_uncertain_threshold", "unsure_lv_threshold"):
+        for key in keys:
             threshold = data.get(key)
-            if key == "unsure_lv_threshold" and key not in data:
-                break
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
                 raise ValueError(f"{key} must be a number between 0 and 1, not {threshold!r}")
             thresholds.append(float(threshold))
