@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
     from .outputs import OutputSet
@@ -271,6 +271,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return run_evaluation(args)
 
 
+def _left_out(entry: dict[str, Any]) -> str:
+    """The exams a calibration left out (refused as "no heart found" by checks it does not set)."""
+    refused = entry["evaluation"]["refused_cases"]
+    return f"; {len(refused)} exams refused as 'no heart found' left out ({', '.join(refused)})" if refused else ""
+
+
 def cmd_calibrate_qc(args: argparse.Namespace) -> int:
     from .evaluate_cli import calibrate_qc
 
@@ -282,7 +288,7 @@ def cmd_calibrate_qc(args: argparse.Namespace) -> int:
           f"{entry['slices_to_correct']} slices to correct they flag {caught['low_confidence']}, "
           f"{caught['scar_uncertain']} and {caught['either']} together ({entry['slices_flagged_either']} slices "
           f"flagged); the refusal counts a slice as unsure of the LV under {entry['unsure_lv_threshold']:g} (the "
-          f"least confident is at {entry['least_heart_confidence']:g}); written to {sidecar}")
+          f"least confident is at {entry['least_heart_confidence']:g}){_left_out(entry)}; written to {sidecar}")
     return 0
 
 

@@ -988,11 +988,14 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
         raise InputError(f"{path}: qc.per_slice holds heart confidences or scar ambiguities that are not numbers")
     refused = sorted({str(r.get("case")) for r in records
                       if isinstance(r.get("flags"), list) and "refused" in r["flags"]})
-    if refused:
-        # Their slices have no confidence and would be left out: the least confident exams of all.
+    if refused and _entry(results, "qc", "refuses_unsure_lv") is not False:
+        # Refused exams have no confidences. With the unsure-LV refusal on (the weights' calibration,
+        # or an evaluation made before it was recorded), it may have refused them: the least confident
+        # exams of all, which a threshold set without them would refuse again. The other checks do
+        # not depend on the calibration: exams they refuse are left out (and named in the entry).
         raise InputError(f"{path}: {len(refused)} exams were refused as 'no heart found' ({', '.join(refused[:3])}"
-                         f"{', ...' if len(refused) > 3 else ''}), so their slices cannot be calibrated on; if the "
-                         "weights' own unsure-LV refusal did it, remove qc_calibration from their sidecar and "
+                         f"{', ...' if len(refused) > 3 else ''}) with the weights' unsure-LV refusal on, so their "
+                         "slices may be the ones to calibrate on; remove qc_calibration from the weights' sidecar and "
                          "evaluate again")
     if all(a is None for a in ambiguities):
         raise InputError(f"{path}: its slices have no scar_ambiguity (an evaluation made before scar_uncertain "
@@ -1003,7 +1006,7 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
         raise InputError(f"{path}: {' '.join(str(error).split())[:120]}") from None
     cases = len({str(r.get("case")) for r in records})
     entry["evaluation"] = {"source": settings["source"], "cases": cases, "date": results.get("date"),
-                           "command": results.get("command")}
+                           "command": results.get("command"), "refused_cases": refused}
     return write_qc_calibration(weights_path, entry, overwrite), entry
 
 

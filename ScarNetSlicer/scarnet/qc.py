@@ -215,7 +215,7 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
     ``low_confidence`` then marks the least confident :data:`LOW_CONFIDENCE_QUANTILE` of slices like
     the training data's, ``scar_uncertain`` the most ambiguous ``1 −`` :data:`SCAR_UNCERTAIN_QUANTILE`;
     the stack-level refusal counts a slice as unsure :data:`UNSURE_LV_MARGIN` under the least
-    confident one (at most :data:`MAX_UNSURE_LV_THRESHOLD`).
+    confident one (of all slices with a confidence; at most :data:`MAX_UNSURE_LV_THRESHOLD`).
     ``needs_correction`` (same order) adds how many of the slices a reader has to correct each flag
     and either of them mark. ``ValueError`` when too few slices were measured.
     """
@@ -231,7 +231,8 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
     # The counts below use the stored values, so they say what the flags will do.
     low_confidence = _stored_threshold(confidence, LOW_CONFIDENCE_QUANTILE)
     scar_uncertain = _stored_threshold(ambiguity, SCAR_UNCERTAIN_QUANTILE)
-    least_confidence = round(float(confidence.min()), 3)
+    # Over every slice with a confidence: the refusal counts LV slices without myocardium too.
+    least_confidence = round(float(np.min(np.array(heart_confidences, dtype=float)[_measured(heart_confidences)])), 3)
     unsure_lv = min(max(round(least_confidence - UNSURE_LV_MARGIN, 3), round(1.0 - MAX_LOW_CONFIDENCE_THRESHOLD, 3)),
                     MAX_UNSURE_LV_THRESHOLD, low_confidence)
     entry: dict[str, Any] = {"low_confidence_threshold": low_confidence, "low_confidence_quantile":

@@ -98,6 +98,12 @@ def test_calibrate_puts_the_unsure_threshold_under_the_least_confident_slice(lea
     assert calibration.refuses_unsure_lv
 
 
+def test_the_least_confident_slice_counts_even_without_myocardium():
+    # The refusal counts every slice with an LV, also one drawn without myocardium (no ambiguity).
+    entry = calibrate([0.9] * 59 + [0.3], [0.1] * 59 + [None])
+    assert entry["slices"] == 59 and entry["least_heart_confidence"] == 0.3 and entry["unsure_lv_threshold"] == 0.255
+
+
 def test_a_slice_the_refusal_counts_as_unsure_is_always_flagged():
     assert QcCalibration(0.7).unsure_lv_threshold == 0.7  # the bundled 0.80 would lie above the flag
     assert QcCalibration(0.9).unsure_lv_threshold == qc.UNSURE_LV_THRESHOLD
@@ -296,6 +302,56 @@ def test_the_evaluation_says_whether_the_threshold_was_calibrated_for_the_weight
 
 
 # -- scarnet calibrate-qc ------------------------------------------------------------------------------
+def test_user_weights_are_evaluated_without_the_unsure_refusal_and_calibrated_with_it(tmp_path, monkeypatch, capsys):
+    # A model much less sure of itself than the bundled one: at the bundled 0.80 it would refuse
+    # every exam of its own calibration run. Exams refused by the checks the calibration does not
+    # set (here pure noise: no spatial structure) are left out, and named.
+    import argparse
+
+    import scarnet.model.registry as registry
+    from scarnet import evaluate_cli
+    from scarnet.evaluate_cli import EvalCase, run_evaluation
+
+    weights = _tiny_weights(tmp_path)
+    unsure = RingModel()
+    unsure.logits = unsure.logits / 8
+    reference = Segmenter(RingModel(), device="cpu", flip_check=False)(ring_volume()).labelmap
+    noise = np.random.default_rng(1).normal(300, 100, reference.array.shape).astype(np.float32)
+    noise = ring_volume().with_array(noise)
+    cases = [EvalCase(f"Case_{k:03d}", ring_volume(), reference) for k in range(8)] + [
+        EvalCase("Case_N01", noise, reference)]
+    monkeypatch.setattr(registry, "load_model", lambda *args, **kwargs: unsure)
+
+    def evaluate(name: str) -> dict:
+        args = argparse.Namespace(weights=str(weights), split="train", skip=list(evaluate_cli.SKIPPABLE),
+                                  json=tmp_path / name, markdown=None, overwrite=True, device="cpu", max_cases=None,
+                                  noise_seeds=10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            run_evaluation(args, cases=cases, source="EMIDEC train split", log=lambda message: None)
+        capsys.readouterr()
+        results = json.loads((tmp_path / name).read_text())
+        refused = [c for c, v in results["methods"]["scarnet"]["per_case"].items() if v["refused"]]
+        return {**{key: results["qc"][key] for key in ("refuses_unsure_lv", "unsure_lv_threshold",
+                                                       "threshold_calibrated_for_weights")}, "refused": refused}
+
+    assert evaluate("first.json") == {"refuses_unsure_lv": False, "unsure_lv_threshold": qc.UNSURE_LV_THRESHOLD,
+                                      "threshold_calibrated_for_weights": False, "refused": ["Case_N01"]}
+    assert main(["calibrate-qc", str(tmp_path / "first.json")]) == 0
+    assert "1 exams refused as 'no heart found' left out (Case_N01)" in capsys.readouterr().out
+    calibration = qc_calibration_for(weights)
+    assert calibration.refuses_unsure_lv and calibration.unsure_lv_threshold < 0.5
+    assert json.loads(sidecar_path(weights).read_text())["qc_calibration"]["evaluation"]["refused_cases"] == [
+        "Case_N01"]
+    # Evaluated again with its own calibration: refusal on, at its own threshold, the rings kept.
+    assert evaluate("second.json") == {"refuses_unsure_lv": True,
+                                       "unsure_lv_threshold": calibration.unsure_lv_threshold,
+                                       "threshold_calibrated_for_weights": True, "refused": ["Case_N01"]}
+    # Now the refusal that may have refused an exam is the weights' own: no recalibration on that.
+    assert main(["calibrate-qc", str(tmp_path / "second.json"), "--overwrite"]) == 2
+    assert "with the weights' unsure-LV refusal on" in capsys.readouterr().err
+
+
 def test_calibrate_qc_writes_the_train_split_percentile_into_the_weights_sidecar(tmp_path, capsys):
     weights = _tiny_weights(tmp_path)
     evaluation, confidences, ambiguities = _evaluation_json(tmp_path, weights)
@@ -352,7 +408,7 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
              (tmp_path / "missing.json", "file not found"), (foreign[0], "which weights file was evaluated"),
              (foreign[1], "which weights file was evaluated"), (foreign[2], "not the JSON of scarnet evaluate"),
              (foreign[3], "not the JSON of scarnet evaluate"), (older, "evaluate again"),
-             (refused, "1 exams were refused as 'no heart found' (Case_R01)")]
+             (refused, "1 exams were refused as 'no heart found' (Case_R01) with the weights' unsure-LV refusal on")]
     for path, message in cases:
         assert main(["calibrate-qc", str(path)]) == 2
         err = capsys.readouterr().err
