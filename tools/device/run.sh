@@ -6,7 +6,7 @@
 # come back split; join them with `cat best.safetensors.part-* > best.safetensors` and check
 # the sha256 printed in train.log). Then, here: put best.safetensors, best.json and log.jsonl in
 # runs/gpu_full, `python tools/release_weights.py runs/gpu_full` (no best.pt needed), and calibrate
-# the QC threshold of the new weights as that script's docstring says.
+# the QC thresholds of the new weights as that script's docstring says.
 # On a CPU machine, for a dry run:
 #   OUT=/tmp/out CONFIG=smoke DEVICE=cpu EVAL_ARGS="--max-cases 2" BENCH_ARGS="--only scarnet --repeats 1" \
 #     bash tools/device/run.sh
