@@ -239,6 +239,29 @@ def test_artifacts_are_reproducible_and_change_the_image(small_phantom, artifact
         assert _best_shift(image.array[k], corrupted.array[k]) == (0, 0), k
 
 
+def test_low_resolution_removes_fine_detail_in_place_and_leaves_coarse_pixels_alone():
+    from scarnet.evaluate_cli import LOW_RESOLUTION_MM
+    from scarnet.phantom import make_phantom
+
+    def high_frequency_share(plane: np.ndarray) -> float:
+        power = np.abs(np.fft.fftshift(np.fft.fft2(plane))) ** 2
+        rows, cols = np.ogrid[:plane.shape[0], :plane.shape[1]]
+        radius = np.hypot(rows / plane.shape[0] - 0.5, cols / plane.shape[1] - 0.5)
+        return float(power[radius > 0.3].sum() / power.sum())
+
+    image = make_phantom(3, infarct=True, n_slices=4, spacing_mm=(1.2, 1.2, 10.0)).image
+    low = add_artifact(image, "low resolution")
+    assert low.array.shape == image.array.shape and low.spacing_mm == image.spacing_mm and low.array.min() >= 0
+    assert low.array.mean() == pytest.approx(image.array.mean(), rel=1e-3)  # k-space centre kept
+    assert np.abs(low.array - image.array).mean() / image.array.mean() > 0.01
+    for k in range(image.array.shape[0]):
+        # frequencies beyond 1.2 / 2.5 of the band are gone; the labels still fit the image
+        assert high_frequency_share(low.array[k]) < 0.05 * high_frequency_share(image.array[k]), k
+        assert _best_shift(image.array[k], low.array[k]) == (0, 0), k
+    coarse = make_phantom(3, infarct=True, n_slices=2, spacing_mm=(LOW_RESOLUTION_MM, 3.0, 10.0)).image
+    assert np.allclose(add_artifact(coarse, "low resolution").array, coarse.array, atol=1e-3)
+
+
 def test_contrast_shifts_change_the_named_tissue_only(small_phantom):
     from scipy import ndimage
 
