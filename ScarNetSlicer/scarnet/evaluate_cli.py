@@ -62,8 +62,10 @@ ARTIFACTS = ("motion", "ghosting", "bias field", "low resolution")
 #: In-plane resolution (mm) of the "low resolution" acquisition: a fast or free-breathing LGE
 #: protocol of another centre (EMIDEC's pixels are 0.7–1.4 mm as stored).
 LOW_RESOLUTION_MM = 2.5
-#: How the artifacts are drawn; recorded in the JSON. All are stronger than in training
-#: (motion 4°/4 mm, ghosting intensity ≤ 0.6, MONAI bias coefficients ≤ 0.45).
+#: How the artifacts are drawn; recorded in the JSON. Motion, ghosting and the bias field are
+#: stronger than in training (motion 4°/4 mm, ghosting intensity ≤ 0.6, MONAI bias coefficients
+#: ≤ 0.45); the low resolution lies within training's (the 1.25 mm model grid shrunk to 0.45–0.9,
+#: i.e. 1.4–2.8 mm), drawn another way (k-space truncation, with its ringing).
 ARTIFACT_SETTINGS = {
     "motion": ("rigid in-plane motion during the acquisition (rotation up to ±10°, translation up to ±10 mm, "
                "2 movements; the outer thirds of k-space along a random phase-encode axis come from the moved "
