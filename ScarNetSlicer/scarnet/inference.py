@@ -35,8 +35,8 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    or invented result (the last is a warning for weights without an unsure threshold of their
    own, :class:`~scarnet.qc.QcCalibration`). How it fails: a field of view without the heart
    but with another round structure the model is sure of (the right heart, a slice through the
-   great vessels) can still be segmented: 13 of 100 EMIDEC exams cut to the part without the LV were, their
-   slices mostly flagged.
+   great vessels) can still be segmented: 13 of 100 EMIDEC exams cut to the part without the LV
+   were, their slices mostly flagged.
 6. **QC flags** and the quantification report.
 """
 

@@ -197,11 +197,15 @@ def _measured(values: Sequence[float | None]) -> np.ndarray:
     return np.array([v is not None and math.isfinite(v) for v in values], dtype=bool)
 
 
+#: The lowest threshold a calibration stores (0 would never flag, nor refuse).
+_MIN_STORED_THRESHOLD = round(1.0 - MAX_LOW_CONFIDENCE_THRESHOLD, 3)
+
+
 def _stored_threshold(values: np.ndarray, quantile: float) -> float:
     """The ``quantile`` of ``values`` to 3 decimals, kept inside (0, 1): a model sure of every slice,
     or never (or always) ambiguous, would otherwise get an unusable 1.0 or 0.0."""
-    ceiling = MAX_LOW_CONFIDENCE_THRESHOLD
-    return min(max(round(float(np.quantile(values, quantile)), 3), round(1.0 - ceiling, 3)), ceiling)
+    return min(max(round(float(np.quantile(values, quantile)), 3), _MIN_STORED_THRESHOLD),
+               MAX_LOW_CONFIDENCE_THRESHOLD)
 
 
 def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Sequence[float | None],
@@ -222,7 +226,8 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
     if len(scar_ambiguities) != len(heart_confidences) or (
             needs_correction is not None and len(needs_correction) != len(heart_confidences)):
         raise ValueError("one entry per slice is needed in every list")
-    measured = _measured(heart_confidences) & _measured(scar_ambiguities)
+    has_confidence = _measured(heart_confidences)
+    measured = has_confidence & _measured(scar_ambiguities)
     if measured.sum() < MIN_CALIBRATION_SLICES:
         raise ValueError(f"{measured.sum()} slices with a heart confidence and a scar ambiguity; at least "
                          f"{MIN_CALIBRATION_SLICES} are needed (evaluate more cases)")
@@ -232,8 +237,8 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
     low_confidence = _stored_threshold(confidence, LOW_CONFIDENCE_QUANTILE)
     scar_uncertain = _stored_threshold(ambiguity, SCAR_UNCERTAIN_QUANTILE)
     # Over every slice with a confidence: the refusal counts LV slices without myocardium too.
-    least_confidence = round(float(np.min(np.array(heart_confidences, dtype=float)[_measured(heart_confidences)])), 3)
-    unsure_lv = min(max(round(least_confidence - UNSURE_LV_MARGIN, 3), round(1.0 - MAX_LOW_CONFIDENCE_THRESHOLD, 3)),
+    least_confidence = round(float(np.min(np.array(heart_confidences, dtype=float)[has_confidence])), 3)
+    unsure_lv = min(max(round(least_confidence - UNSURE_LV_MARGIN, 3), _MIN_STORED_THRESHOLD),
                     MAX_UNSURE_LV_THRESHOLD, low_confidence)
     entry: dict[str, Any] = {"low_confidence_threshold": low_confidence, "low_confidence_quantile":
                              LOW_CONFIDENCE_QUANTILE, "scar_uncertain_threshold": scar_uncertain,
