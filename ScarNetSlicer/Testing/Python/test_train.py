@@ -146,6 +146,61 @@ def test_training_can_start_from_given_weights(tmp_path):
     assert not (tmp_path / "fourth").exists()
 
 
+def test_schedule_follows_the_steps_or_with_anneal_by_time_whichever_is_further():
+    from scarnet.train.loop import _learning_rate_factor, schedule_progress
+
+    config = dataclasses.replace(SMOKE_CONFIG, steps=1000, warmup_steps=100)
+    timed = dataclasses.replace(config, anneal_by_time=True)
+    assert _learning_rate_factor(49, config) == pytest.approx(0.5)  # warm-up
+    assert schedule_progress(550, config) == pytest.approx(0.5)
+    assert _learning_rate_factor(550, config) == pytest.approx(0.02 + 0.98 * 0.5)
+    assert _learning_rate_factor(1000, config) == pytest.approx(0.02)
+    # the session's time counts only with anneal_by_time
+    assert schedule_progress(550, config, session_fraction=0.9) == pytest.approx(0.5)
+    assert schedule_progress(550, timed, session_fraction=0.9) == pytest.approx(0.9)
+    assert schedule_progress(550, timed, session_fraction=0.2) == pytest.approx(0.5)  # the steps are further on
+    assert schedule_progress(550, timed, session_fraction=1.7) == 1.0
+    # a resumed session spreads the rest of the decay over its own time
+    assert schedule_progress(550, timed, session_fraction=0.5, progress_at_start=0.8) == pytest.approx(0.9)
+    assert _learning_rate_factor(550, timed, schedule_progress(550, timed, 1.0)) == pytest.approx(0.02)
+
+
+def _fake_clock(seconds_per_call: float):
+    """A stand-in for the training loop's ``time`` module whose clock moves ``seconds_per_call`` at every read."""
+    import types
+
+    reads = iter(range(10**6))
+    return types.SimpleNamespace(perf_counter=lambda: seconds_per_call * next(reads))
+
+
+@pytest.mark.parametrize("anneal_by_time", [True, False])
+def test_a_run_stopped_by_its_time_cap_ends_at_the_low_rate_with_anneal_by_time(anneal_by_time, tmp_path,
+                                                                               monkeypatch):
+    import scarnet.train.loop as loop
+
+    # 10 s per clock read: the 1-minute cap stops the 200-step run after a few steps.
+    monkeypatch.setattr(loop, "time", _fake_clock(10.0))
+    config = dataclasses.replace(SMOKE_CONFIG, steps=200, val_every=1000, max_minutes=1.0,
+                                 anneal_by_time=anneal_by_time)
+    run = tmp_path / "run"
+    train(config, run, progress=False)
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    rates = [e["lr"] for e in logged if "lr" in e]
+    last = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    assert 3 <= last["step"] < 10 and len(rates) == last["step"]  # stopped by the clock
+    if anneal_by_time:
+        assert rates[-1] == pytest.approx(0.02 * config.learning_rate)
+        assert rates == sorted(rates, reverse=True) and last["schedule_progress"] == 1.0
+        # resumed with more time, the run stays where its decay ended instead of going back up
+        monkeypatch.setattr(loop, "time", _fake_clock(2.0))
+        train(dataclasses.replace(config, max_minutes=2.0), run, resume=True, progress=False)
+        logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        resumed = [e["lr"] for e in logged if "lr" in e][len(rates):]
+        assert resumed and all(rate == pytest.approx(0.02 * config.learning_rate) for rate in resumed)
+    else:  # the schedule follows the steps alone: cut early, the rate is still near its top
+        assert rates[-1] > 0.9 * config.learning_rate
+
+
 def test_bundled_configs_parse():
     from pathlib import Path
 
@@ -385,6 +440,7 @@ def test_nonsense_train_options_are_refused_in_one_line(option, tmp_path, capsys
     ({"phantom_fraction": 2}, "phantom_fraction must be a number from 0 to 1"),
     ({"device": "foo"}, "device"),
     ({"amp": "yes"}, "amp must be true or false"),
+    ({"anneal_by_time": 1}, "anneal_by_time must be true or false"),
     ({"model__input_size": -1}, "model.input_size"),
     ({"model__input_size": 60}, "model.input_size must be a multiple of 8"),
     ({"model__unet_channels": 5}, "model.unet_channels"),

@@ -85,8 +85,13 @@ class TrainConfig:
     max_val_cases: int | None = None
     torch_threads: int | None = None
     # Wall-clock cap (minutes): the run stops, validates and saves when reached. Device time is
-    # rationed; the learning-rate schedule still follows ``steps``.
+    # rationed; the learning-rate schedule follows ``steps`` unless ``anneal_by_time``.
     max_minutes: float | None = None
+    # With max_minutes: the cosine decay also follows the session's time, whichever is further on,
+    # so that a run the clock stops before its last step still ends at the low learning rate
+    # (a run cut at half its steps would otherwise keep half the rate, and its last checkpoints
+    # would be the noisy ones). Without a time cap, or when the steps run out first: no effect.
+    anneal_by_time: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,7 +162,7 @@ class TrainConfig:
         _check_number(self.weight_decay, "weight_decay", 0.0)
         _check_number(self.phantom_fraction, "phantom_fraction", 0.0, high=1.0)
         _check_number(self.max_minutes, "max_minutes", 0.0, above=True, optional=True)
-        for key in ("freeze_encoder", "pretrained_encoder", "amp"):
+        for key in ("freeze_encoder", "pretrained_encoder", "amp", "anneal_by_time"):
             if not isinstance(getattr(self, key), bool):
                 raise _BadConfig(f"{key} must be true or false (not {_shown(getattr(self, key))})")
         for key in ("emidec_root", "encoder_checkpoint", "init_weights"):
@@ -252,12 +257,27 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _learning_rate_factor(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 2 % of the base rate."""
+def schedule_progress(step: int, config: TrainConfig, session_fraction: float = 0.0,
+                      progress_at_start: float = 0.0) -> float:
+    """How far the cosine decay has gone, from 0 to 1: the share of the steps after warm-up done.
+
+    With ``config.anneal_by_time``, the time too: the rest of the decay left when this session
+    began (``progress_at_start``) is spread over the session's time cap, of which
+    ``session_fraction`` has passed; whichever of the two is further on counts.
+    """
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    if config.anneal_by_time:
+        progress = max(progress, progress_at_start + (1.0 - progress_at_start) * session_fraction)
+    return min(1.0, max(0.0, progress))
+
+
+def _learning_rate_factor(step: int, config: TrainConfig, progress: float | None = None) -> float:
+    """Linear warm-up, then cosine decay to 2 % of the base rate (``progress``: :func:`schedule_progress`)."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if progress is None:
+        progress = schedule_progress(step, config)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def selection_score(figures: dict[str, Any]) -> float:
@@ -517,8 +537,13 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         torch.set_num_threads(config.torch_threads)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     start_step, best_score, history = 0, None, []
+    progress_at_start = 0.0
     if checkpoint is not None:
         start_step = checkpoint["step"]
+        # Where the decay stood (by time, it may be ahead of the steps); older checkpoints: by steps.
+        stored = checkpoint.get("schedule_progress")
+        progress_at_start = max(schedule_progress(start_step, config),
+                                float(stored) if _is_number(stored) and 0 <= stored <= 1 else 0.0)
         # Without best.pt (removed, or a run from before NaN scores were ranked) the next validation writes one.
         best_score = float(checkpoint["best_score"]) if best_path.is_file() else None
     _seed_everything(config.seed + start_step)
@@ -574,7 +599,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
 
     def save(step: int, path: Path, score: float) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                 "best_score": score, "train_config": config.to_dict(), "model_config": asdict(config.model)}
+                 "best_score": score, "train_config": config.to_dict(), "model_config": asdict(config.model),
+                 "schedule_progress": progress}
         temp = path.with_suffix(".tmp")
         torch.save(state, temp)
         temp.replace(path)
@@ -589,12 +615,16 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     step = start_step
     running, running_steps = 0.0, 0
     deadline = started + 60 * config.max_minutes if config.max_minutes else None
+    progress = progress_at_start
     try:
         for x, y in loader:
             if step >= config.steps:
                 break
-            out_of_time = deadline is not None and time.perf_counter() > deadline
-            factor = _learning_rate_factor(step, config)
+            now = time.perf_counter()
+            out_of_time = deadline is not None and now > deadline
+            session_fraction = (now - started) / (60 * config.max_minutes) if config.max_minutes else 0.0
+            progress = schedule_progress(step, config, session_fraction, progress_at_start)
+            factor = _learning_rate_factor(step, config, progress)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
             x = x.to(device, non_blocking=True)
@@ -620,8 +650,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
             if step % config.log_every == 0 or step == config.steps:
                 elapsed = time.perf_counter() - started
                 # Mean over the steps since the last log line (fewer than log_every at the end or after a resume).
-                event = {"step": step, "loss": running / running_steps,
-                         "lr": optimizer.param_groups[0]["lr"], "slices_per_s": seen / elapsed, "elapsed_s": elapsed}
+                event = {"step": step, "loss": running / running_steps, "lr": optimizer.param_groups[0]["lr"],
+                         "schedule_progress": progress, "slices_per_s": seen / elapsed, "elapsed_s": elapsed}
                 running, running_steps = 0.0, 0
                 write_log(event)
                 if progress:
