@@ -13,8 +13,10 @@ to bring back): then ``best.safetensors`` is used, after its sha256 is checked a
 The new sidecar has no QC calibration yet: run ``scarnet evaluate --split train --max-cases 40
 --skip noise artifacts contrast field thresholds medsam unet --json T.json`` and
 ``scarnet calibrate-qc T.json``, then set ``scarnet.qc.LOW_CONFIDENCE_THRESHOLD``,
-``SCAR_UNCERTAIN_THRESHOLD`` and ``UNSURE_LV_THRESHOLD`` (the stand-ins for uncalibrated weights and
-models passed in without a calibration) to the values written (a test keeps them equal).
+``SCAR_UNCERTAIN_THRESHOLD``, ``UNSURE_LV_THRESHOLD`` and ``UNSURE_STACK_WARNING_FRACTION`` (the
+stand-ins for uncalibrated weights and models passed in without a calibration) to the values written
+(``low_confidence_threshold``, ``scar_uncertain_threshold``, ``unsure_lv_threshold``,
+``stack_warning_fraction``; a test keeps them equal).
 """
 
 from __future__ import annotations

@@ -288,7 +288,9 @@ def cmd_calibrate_qc(args: argparse.Namespace) -> int:
           f"{entry['slices_to_correct']} slices to correct they flag {caught['low_confidence']}, "
           f"{caught['scar_uncertain']} and {caught['either']} together ({entry['slices_flagged_either']} slices "
           f"flagged); the refusal counts a slice as unsure of the LV under {entry['unsure_lv_threshold']:g} (the "
-          f"least confident is at {entry['least_heart_confidence']:g}){_left_out(entry)}; written to {sidecar}")
+          f"least confident is at {entry['least_heart_confidence']:g}); a stack with low_confidence on "
+          f"{entry['stack_warning_fraction']:.0%} or more of its LV slices is warned about (one exam here: at most "
+          f"{entry['most_flagged_exam_share']:.0%}){_left_out(entry)}; written to {sidecar}")
     return 0
 
 
@@ -474,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("calibrate-qc", help="set the weights' QC thresholds (low_confidence, scar_uncertain, the "
-                       "unsure-LV refusal) from a train-split evaluation (scarnet evaluate --split train --json)")
+                       "unsure-LV refusal, the stack warning's share) from a train-split evaluation "
+                       "(scarnet evaluate --split train --json)")
     p.add_argument("evaluation", type=Path, help="JSON written by scarnet evaluate --split train --json")
     p.add_argument("--overwrite", action="store_true", help="replace a calibration the weights already carry")
     p.set_defaults(func=cmd_calibrate_qc)

@@ -528,6 +528,7 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
                      "scar_uncertain_threshold": calibration.scar_uncertain_threshold,
                      "unsure_lv_threshold": calibration.unsure_lv_threshold,
                      "refuses_unsure_lv": calibration.refuses_unsure_lv,
+                     "stack_warning_fraction": calibration.stack_warning_fraction,
                      "threshold_calibrated_for_weights": calibration.calibrated_for_weights, "per_slice": qc_records}
 
     # -- classical thresholds inside ScarNet's myocardium ----------------------------------------
@@ -1033,7 +1034,8 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
         raise InputError(f"{path}: its slices have no scar_ambiguity (an evaluation made before scar_uncertain "
                          "existed); evaluate again")
     try:
-        entry = calibrate(confidences, ambiguities, [bool(r.get("needs_correction")) for r in records])
+        entry = calibrate(confidences, ambiguities, [bool(r.get("needs_correction")) for r in records],
+                          [str(r.get("case")) for r in records])
     except ValueError as error:
         raise InputError(f"{path}: {' '.join(str(error).split())[:120]}") from None
     cases = len({str(r.get("case")) for r in records})

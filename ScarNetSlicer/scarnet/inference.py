@@ -71,7 +71,6 @@ from .qc import (
     MAX_UNSURE_LV_FRACTION,
     MIN_NEIGHBOUR_CORRELATION,
     MIN_STACK_TISSUE_CONTRAST,
-    UNSURE_STACK_WARNING_FRACTION,
     QcCalibration,
     heart_confidence,
     neighbour_correlation,
@@ -79,6 +78,7 @@ from .qc import (
     slice_flags,
     tissue_contrast,
     unsure_lv_slices,
+    warns_stack,
 )
 from .quantify import Report, quantify
 from .volume import Volume
@@ -544,7 +544,7 @@ class Segmenter:
                        "scar_uncertain use the bundled model's thresholds, which may flag too many slices or too few "
                        "with these weights (calibrate them with scarnet calibrate-qc)")
         unsure, with_lv = unsure_lv_slices(confidence, threshold)  # the low_confidence slices
-        if with_lv >= 2 and unsure >= UNSURE_STACK_WARNING_FRACTION * with_lv:
+        if warns_stack(unsure, with_lv, self.qc_calibration.stack_warning_fraction):
             self._warn(f"the model is unsure of the heart in {unsure} of the {with_lv} slices where it finds the LV "
                        "(flagged low_confidence): this exam may differ from the training data (sequence, vendor, "
                        "grey levels, artifacts); read every slice")
@@ -560,6 +560,7 @@ class Segmenter:
             "scar_uncertain_threshold": self.qc_calibration.scar_uncertain_threshold,
             "unsure_lv_threshold": self.qc_calibration.unsure_lv_threshold,
             "refuses_unsure_lv": self.qc_calibration.refuses_unsure_lv,
+            "stack_warning_fraction": self.qc_calibration.stack_warning_fraction,
             "threshold_calibrated_for_weights": self.qc_calibration.calibrated_for_weights,
         }
         report.extra["inference"] = {

@@ -43,8 +43,8 @@ from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, SCAR_LABELS
 #: ``scarnet evaluate`` reports how the flags do on the split it evaluates. Calibrate new weights
 #: with ``scarnet evaluate --weights W --split train --max-cases 40 --skip noise artifacts contrast
 #: field thresholds medsam unet --json T.json``, then ``scarnet calibrate-qc T.json`` (writes the
-#: thresholds, this one, scar_uncertain's and the unsure-LV refusal's, into W's sidecar). (At 0.80,
-#: as before, it never fired on EMIDEC.)
+#: thresholds, this one, scar_uncertain's and the unsure-LV refusal's, and the stack warning's
+#: share, into W's sidecar). (At 0.80, as before, it never fired on EMIDEC.)
 LOW_CONFIDENCE_THRESHOLD = 0.919
 #: ``low_confidence`` marks the least confident fraction of the calibration slices (see :func:`calibrate`).
 LOW_CONFIDENCE_QUANTILE = 0.2
@@ -122,7 +122,15 @@ MAX_UNSURE_LV_FRACTION = 0.5
 #: most 0.67 of the slices of a clean exam, at least 0.83 with the grey levels inverted (in the 23
 #: of 40 that the contrast check does not refuse). On val (a study script, not shipped): no clean
 #: exam (at most 0.67); inverted, 7 of the 8 not refused; 10 % noise 5 of 19; ghosting 5 of 20.
+#: Like the thresholds, the share belongs to the weights (:func:`calibrate`): this is the bundled
+#: weights' (a test keeps the two equal) and the stand-in for weights without one. Another model
+#: spreads its least confident slices over the exams differently: a model fine-tuned from the
+#: bundled one flagged three quarters of one clean train exam's LV slices.
 UNSURE_STACK_WARNING_FRACTION = 0.75
+#: The least share a calibration sets (the bundled model's clean exams stay under it), and its
+#: steps: the first multiple of the step from there above every calibration exam's share.
+MIN_STACK_WARNING_FRACTION = 0.75
+STACK_WARNING_STEP = 0.05
 #: Scar smaller than this (mm²) in a slice is not judged for flip stability (a few pixels always differ).
 MIN_SCAR_AREA_MM2 = 20.0
 #: An LV closer than this to the image edge is flagged. In all 100 EMIDEC exams (the training data)
@@ -161,6 +169,9 @@ class QcCalibration:
     #: warned about, not refused. Another model's scale could refuse every real exam, and keep
     #: the weights' own calibration run (an evaluation on train) from seeing them.
     refuses_unsure_lv: bool = True
+    #: The share of a stack's LV slices flagged ``low_confidence`` from which it gets the warning
+    #: that the exam may differ from the training data (:data:`UNSURE_STACK_WARNING_FRACTION`).
+    stack_warning_fraction: float = UNSURE_STACK_WARNING_FRACTION
 
     def __post_init__(self) -> None:
         # A slice the refusal counts as unsure is always flagged low_confidence too.
@@ -172,7 +183,8 @@ class QcCalibration:
         """Read a sidecar's ``qc_calibration`` entry; ``ValueError`` (one line) when it is unusable.
 
         An entry without ``unsure_lv_threshold`` (written before it was calibrated) keeps its flag
-        thresholds, but the unsure-LV refusal becomes a warning (``refuses_unsure_lv`` False).
+        thresholds, but the unsure-LV refusal becomes a warning (``refuses_unsure_lv`` False); one
+        without ``stack_warning_fraction`` warns from :data:`UNSURE_STACK_WARNING_FRACTION`.
         """
         if not isinstance(data, dict):
             raise ValueError(f"it must be an object with the thresholds, not {type(data).__name__}")
@@ -184,12 +196,17 @@ class QcCalibration:
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
                 raise ValueError(f"{key} must be a number between 0 and 1, not {threshold!r}")
             thresholds.append(float(threshold))
+        share = data.get("stack_warning_fraction", UNSURE_STACK_WARNING_FRACTION)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 < share <= 1.0:
+            raise ValueError(f"stack_warning_fraction must be a number above 0 and at most 1, not {share!r}")
         if len(thresholds) == 2:
-            return cls(thresholds[0], scar_uncertain_threshold=thresholds[1], refuses_unsure_lv=False)
+            return cls(thresholds[0], scar_uncertain_threshold=thresholds[1], refuses_unsure_lv=False,
+                       stack_warning_fraction=float(share))
         if thresholds[2] > thresholds[0]:
             raise ValueError(f"unsure_lv_threshold ({thresholds[2]:g}) must be at most low_confidence_threshold "
                              f"({thresholds[0]:g}): a slice the refusal counts as unsure is also flagged")
-        return cls(thresholds[0], scar_uncertain_threshold=thresholds[1], unsure_lv_threshold=thresholds[2])
+        return cls(thresholds[0], scar_uncertain_threshold=thresholds[1], unsure_lv_threshold=thresholds[2],
+                   stack_warning_fraction=float(share))
 
 
 def _measured(values: Sequence[float | None]) -> np.ndarray:
@@ -208,8 +225,23 @@ def _stored_threshold(values: np.ndarray, quantile: float) -> float:
                MAX_LOW_CONFIDENCE_THRESHOLD)
 
 
+def warns_stack(flagged: int, with_lv: int, fraction: float) -> bool:
+    """Whether a stack with ``flagged`` of its ``with_lv`` LV slices flagged ``low_confidence`` gets
+    the warning that it may differ from the training data (two or more, and ``fraction`` of them)."""
+    return with_lv >= 2 and flagged / with_lv >= fraction - 1e-9
+
+
+def _stack_warning_fraction(most_flagged_share: float) -> float:
+    """The first step of :data:`STACK_WARNING_STEP` from :data:`MIN_STACK_WARNING_FRACTION` up that is
+    above ``most_flagged_share`` (at most 1: then only stacks flagged in every LV slice are warned)."""
+    fraction = MIN_STACK_WARNING_FRACTION
+    while fraction <= most_flagged_share + 1e-9 and fraction < 1.0:
+        fraction = round(fraction + STACK_WARNING_STEP, 2)
+    return min(fraction, 1.0)
+
+
 def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Sequence[float | None],
-              needs_correction: Sequence[bool] | None = None) -> dict[str, Any]:
+              needs_correction: Sequence[bool] | None = None, cases: Sequence[str] | None = None) -> dict[str, Any]:
     """The ``qc_calibration`` sidecar entry from a train-split evaluation's per-slice figures.
 
     One entry per slice with myocardium in the prediction or the reference:
@@ -221,10 +253,13 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
     the stack-level refusal counts a slice as unsure :data:`UNSURE_LV_MARGIN` under the least
     confident one (of all slices with a confidence; at most :data:`MAX_UNSURE_LV_THRESHOLD`).
     ``needs_correction`` (same order) adds how many of the slices a reader has to correct each flag
-    and either of them mark. ``ValueError`` when too few slices were measured.
+    and either of them mark. ``cases`` (the exam of each slice) sets the stack warning's share: the
+    first step above the largest share of one calibration exam's slices with a confidence that
+    ``low_confidence`` marks (exams with two or more), so that no exam like them is warned.
+    ``ValueError`` when too few slices were measured.
     """
-    if len(scar_ambiguities) != len(heart_confidences) or (
-            needs_correction is not None and len(needs_correction) != len(heart_confidences)):
+    if len(scar_ambiguities) != len(heart_confidences) or any(
+            extra is not None and len(extra) != len(heart_confidences) for extra in (needs_correction, cases)):
         raise ValueError("one entry per slice is needed in every list")
     has_confidence = _measured(heart_confidences)
     measured = has_confidence & _measured(scar_ambiguities)
@@ -244,6 +279,15 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
                              LOW_CONFIDENCE_QUANTILE, "scar_uncertain_threshold": scar_uncertain,
                              "scar_uncertain_quantile": SCAR_UNCERTAIN_QUANTILE, "unsure_lv_threshold": unsure_lv,
                              "least_heart_confidence": least_confidence, "slices": int(measured.sum())}
+    if cases is not None:
+        flagged_by_case: dict[str, list[bool]] = {}
+        for case, value, has in zip(cases, heart_confidences, has_confidence):
+            if has:
+                flagged_by_case.setdefault(str(case), []).append(float(value) < low_confidence)
+        shares = [sum(flagged) / len(flagged) for flagged in flagged_by_case.values() if len(flagged) >= 2]
+        most = max(shares, default=0.0)
+        entry["most_flagged_exam_share"] = round(most, 3)
+        entry["stack_warning_fraction"] = _stack_warning_fraction(most)
     if needs_correction is not None:
         to_correct = np.array([bool(n) for n, m in zip(needs_correction, measured) if m], dtype=bool)
         flagged_low, flagged_scar = confidence < low_confidence, ambiguity >= scar_uncertain

@@ -104,6 +104,30 @@ def test_the_least_confident_slice_counts_even_without_myocardium():
     assert entry["slices"] == 59 and entry["least_heart_confidence"] == 0.3 and entry["unsure_lv_threshold"] == 0.255
 
 
+@pytest.mark.parametrize("flagged_of_slices, fraction", [
+    ([(2, 3), (1, 4)], 0.75),  # at most 2 of 3 flagged: the least share there is (the bundled weights' case)
+    ([(3, 4), (1, 4)], 0.8),  # 3 of 4 (a fine-tuned model, one clean train exam): the next step above
+    ([(4, 4), (0, 4)], 1.0),  # a whole exam flagged: only stacks flagged in every LV slice
+])
+def test_calibrate_sets_the_stack_warning_above_every_calibration_exam(flagged_of_slices, fraction):
+    confidences, cases = [], []
+    for exam, (flagged, size) in enumerate(flagged_of_slices):
+        confidences += [0.5] * flagged + [0.95] * (size - flagged)
+        cases += [f"Case_{exam}"] * size
+    # Exams without a flag; a one-slice exam flagged (a stack needs two or more LV slices to be
+    # warned about: it does not count); a slice without an LV (not counted).
+    confidences += [0.95] * (50 - len(confidences)) + [0.4, None]
+    cases += ["Case_many"] * (50 - len(cases)) + ["Case_one", "Case_0"]
+    entry = calibrate(confidences, [0.1] * len(confidences), cases=cases)
+    assert entry["low_confidence_threshold"] == 0.95
+    most = max(flagged / size for flagged, size in flagged_of_slices)
+    assert entry["most_flagged_exam_share"] == round(most, 3) and entry["stack_warning_fraction"] == fraction
+    assert QcCalibration.from_sidecar(entry).stack_warning_fraction == fraction
+    # No calibration exam with two or more LV slices is warned about with the share it set.
+    assert not any(qc.warns_stack(flagged, size, fraction) for flagged, size in flagged_of_slices) or fraction == 1.0
+    assert "stack_warning_fraction" not in calibrate(confidences, [0.1] * len(confidences))  # without cases
+
+
 def test_a_slice_the_refusal_counts_as_unsure_is_always_flagged():
     assert QcCalibration(0.7).unsure_lv_threshold == 0.7  # the bundled 0.80 would lie above the flag
     assert QcCalibration(0.9).unsure_lv_threshold == qc.UNSURE_LV_THRESHOLD
@@ -128,7 +152,10 @@ def test_calibrate_refuses_too_few_slices_and_mismatched_lists():
                                    {"low_confidence_threshold": 0.9, "scar_uncertain_threshold": 0.1,
                                     "unsure_lv_threshold": "0.8"},
                                    {"low_confidence_threshold": 0.9, "scar_uncertain_threshold": 0.1,
-                                    "unsure_lv_threshold": None}])
+                                    "unsure_lv_threshold": None},
+                                   *({"low_confidence_threshold": 0.9, "scar_uncertain_threshold": 0.1,
+                                      "unsure_lv_threshold": 0.8, "stack_warning_fraction": share}
+                                     for share in (0, 1.2, "0.8", True, None))])
 def test_a_sidecar_entry_without_usable_thresholds_is_refused(entry):
     with pytest.raises(ValueError, match="must be"):
         QcCalibration.from_sidecar(entry)
@@ -159,6 +186,7 @@ def test_the_bundled_weights_carry_the_threshold_the_code_falls_back_to():
     assert calibration.low_confidence_threshold == qc.LOW_CONFIDENCE_THRESHOLD
     assert calibration.scar_uncertain_threshold == qc.SCAR_UNCERTAIN_THRESHOLD
     assert calibration.unsure_lv_threshold == qc.UNSURE_LV_THRESHOLD
+    assert calibration.stack_warning_fraction == qc.UNSURE_STACK_WARNING_FRACTION
     entry = json.loads(sidecar_path(bundled_weights_path()).read_text())["qc_calibration"]
     assert entry["evaluation"]["source"] == "EMIDEC train split"  # never val
 
@@ -233,6 +261,23 @@ def test_the_segmenter_flags_with_the_threshold_it_is_given_and_reports_it():
     assert default.report.extra["qc"]["threshold_calibrated_for_weights"] is False
     # The stack warning counts the slices flagged with the same threshold.
     assert any("flagged low_confidence" in m for m in strict.report.extra["inference"]["warnings"])
+
+
+@pytest.mark.parametrize("fraction, warned", [(qc.UNSURE_STACK_WARNING_FRACTION, True), (0.8, False)])
+def test_the_stack_warning_uses_the_share_of_the_weights(fraction, warned):
+    # 6 of 8 LV slices flagged low_confidence (75 %), none unsure enough for the refusal.
+    from test_inference import UnsureInSomeSlices
+
+    calibration = QcCalibration(stack_warning_fraction=fraction)
+    segmenter = Segmenter(UnsureInSomeSlices([1, 2, 3, 4, 5, 6], 8, damping=2.4), device="cpu", flip_check=False,
+                          qc_calibration=calibration)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = segmenter(ring_volume(shape_kji=(8, 150, 170)))
+    assert sum("low_confidence" in s.qc_flags for s in result.report.slices) == 6
+    stack_warnings = [m for m in result.report.extra["inference"]["warnings"] if "flagged low_confidence" in m]
+    assert len(stack_warnings) == warned
+    assert result.report.extra["qc"]["stack_warning_fraction"] == fraction
 
 
 def test_a_model_cached_in_the_process_keeps_the_calibration_of_the_file_it_was_loaded_from(tmp_path):
@@ -366,9 +411,13 @@ def test_calibrate_qc_writes_the_train_split_percentile_into_the_weights_sidecar
     # The least confident slice is at 0.80: "unsure" 0.045 under it.
     assert entry["least_heart_confidence"] == 0.8 and entry["unsure_lv_threshold"] == 0.755
     assert "unsure of the LV under 0.755" in out
+    # The least confident slices fill the first exams (7 slices each): every one of their slices is
+    # flagged, so only a stack flagged everywhere is warned about.
+    assert entry["most_flagged_exam_share"] == 1.0 and entry["stack_warning_fraction"] == 1.0
+    assert "low_confidence on 100% or more of its LV slices is warned about (one exam here: at most 100%)" in out
     assert qc_calibration_for(weights) == QcCalibration(entry["low_confidence_threshold"],
                                                         scar_uncertain_threshold=entry["scar_uncertain_threshold"],
-                                                        unsure_lv_threshold=0.755)
+                                                        unsure_lv_threshold=0.755, stack_warning_fraction=1.0)
 
     before = sidecar_path(weights).read_bytes()
     assert main(["calibrate-qc", str(evaluation)]) == 2  # already calibrated: not replaced unasked

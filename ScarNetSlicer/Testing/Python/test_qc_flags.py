@@ -60,12 +60,13 @@ def test_qc_section_renders_from_the_json_the_evaluation_writes():
 
 @requires_weights
 @requires_emidec
-def test_test_time_augmentation_does_not_warn_on_a_clean_emidec_exam():
-    # README / MODEL_CARD: "no clean EMIDEC exam draws" the "exam may differ from the training
-    # data" warning. LOW_CONFIDENCE_THRESHOLD was set without TTA; TTA (Slicer's checkbox,
-    # --tta) averages the flipped passes' logits, which lowers the max-probability: measured on
-    # those, val Case_P047 went from 6 to 8 of 10 LV slices flagged, and was warned. The QC
-    # confidence is therefore taken from the un-augmented pass.
+def test_test_time_augmentation_keeps_the_qc_figures_and_warnings_of_the_plain_pass_on_emidec():
+    # The low_confidence threshold is set without TTA; TTA (Slicer's checkbox, --tta) averages the
+    # flipped passes' logits, which lowers the max-probability: measured on those, val Case_P047
+    # went from 6 to 8 of 10 LV slices flagged with the interim model, and was warned that it may
+    # differ from the training data, which no clean EMIDEC exam is without TTA. The QC confidence
+    # is therefore taken from the un-augmented pass. (Whether the plain pass warns depends on the
+    # weights: the model card gives it for the bundled ones.)
     import warnings
 
     from scarnet.inference import Segmenter
@@ -77,8 +78,9 @@ def test_test_time_augmentation_does_not_warn_on_a_clean_emidec_exam():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = Segmenter(device="cpu", tta=True, flip_check=False)(image, name=case.name)
         plain = Segmenter(device="cpu", flip_check=False)(image, name=case.name)
-    warned = [m for m in result.report.extra["inference"]["warnings"] if "low_confidence" in m]
-    assert warned == [], warned
+    warned_with_tta, warned = ([m for m in r.report.extra["inference"]["warnings"] if "low_confidence" in m]
+                               for r in (result, plain))
+    assert warned_with_tta == warned
     # The same confidence as without augmentation, up to the few pixels where the labels differ.
     with_tta, without = (r.report.extra["qc"]["heart_confidence"] for r in (result, plain))
     assert [c is None for c in with_tta] == [c is None for c in without]
