@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Run HERE after tools/device/run.sh came back from the GPU machine, with the folder the device
+# tool put its $OUT files in (files_at):
+#   bash tools/device/finish.sh FILES_AT [RUN]        # RUN: default runs/gpu_full (new or empty)
+# It makes the new model the bundled one, with its own QC calibration:
+#   1. joins best.safetensors.part-* into RUN/best.safetensors and checks its sha256 against
+#      best.json (the weights' sidecar); copies best.json, log.jsonl and the run's other files;
+#   2. python tools/release_weights.py RUN → ScarNetSlicer/scarnet/weights/ (fp16, sidecar);
+#   3. evaluates the first 40 EMIDEC train exams and runs scarnet calibrate-qc on them;
+#   4. sets the stand-ins in scarnet/qc.py (LOW_CONFIDENCE_THRESHOLD, SCAR_UNCERTAIN_THRESHOLD,
+#      UNSURE_LV_THRESHOLD, UNSURE_STACK_WARNING_FRACTION) to the calibration (a test keeps them equal).
+# Left to do by hand (commands in MODEL_CARD.md, "Evaluation"): the val evaluation with the U-Net
+# baseline, the CPU benchmark, the model card's and README's figures, pytest, the commit.
+set -euo pipefail
+files_at=${1:?usage: bash tools/device/finish.sh FILES_AT [RUN]}
+run=${2:-runs/gpu_full}
+cd "$(git rev-parse --show-toplevel)"
+files_at=$(cd "$files_at" && pwd)
+
+shopt -s nullglob
+parts=("$files_at"/best.safetensors.part-*)
+[ ${#parts[@]} -gt 0 ] || { echo "$files_at: no best.safetensors.part-* (did the training finish?)" >&2; exit 2; }
+for name in best.json log.jsonl; do
+  [ -f "$files_at/$name" ] || { echo "$files_at: no $name" >&2; exit 2; }
+done
+if [ -e "$run" ] && [ -n "$(ls -A "$run")" ]; then
+  echo "$run: exists and is not empty; name another folder" >&2; exit 2
+fi
+mkdir -p "$run"
+cat "${parts[@]}" > "$run/best.safetensors"
+for name in best.json log.jsonl train.log eval_val.json bench.json gpu.txt; do
+  if [ -f "$files_at/$name" ]; then cp "$files_at/$name" "$run/"; fi
+done
+python - "$run" <<'PY'
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+run = Path(sys.argv[1])
+expected = json.loads((run / "best.json").read_text(encoding="utf-8"))["sha256"]
+actual = hashlib.sha256((run / "best.safetensors").read_bytes()).hexdigest()
+if actual != expected:
+    sys.exit(f"{run}/best.safetensors: sha256 {actual[:12]}… is not best.json's {expected[:12]}… (parts missing?)")
+print(f"{run}/best.safetensors: sha256 {actual} as best.json says")
+PY
+
+python tools/release_weights.py "$run"
+scarnet evaluate --split train --max-cases 40 --skip noise artifacts contrast field thresholds medsam unet \
+  --json "$run/train40.json" --device cpu > "$run/train40.md"
+scarnet calibrate-qc "$run/train40.json"
+
+python - <<'PY'
+import json
+import re
+from pathlib import Path
+
+from scarnet.model.registry import bundled_weights_path, sidecar_path
+
+entry = json.loads(sidecar_path(bundled_weights_path()).read_text(encoding="utf-8"))["qc_calibration"]
+qc = Path("ScarNetSlicer/scarnet/qc.py")
+text = qc.read_text(encoding="utf-8")
+for constant, key in (("LOW_CONFIDENCE_THRESHOLD", "low_confidence_threshold"),
+                      ("SCAR_UNCERTAIN_THRESHOLD", "scar_uncertain_threshold"),
+                      ("UNSURE_LV_THRESHOLD", "unsure_lv_threshold"),
+                      ("UNSURE_STACK_WARNING_FRACTION", "stack_warning_fraction")):
+    text, count = re.subn(rf"^{constant} = .*$", f"{constant} = {entry[key]!r}", text, flags=re.M)
+    if count != 1:
+        raise SystemExit(f"{qc}: no single '{constant} = ' line to set")
+    print(f"{constant} = {entry[key]!r}")
+qc.write_text(text, encoding="utf-8")
+PY
+echo "Done. Next: the val evaluation and the benchmark (MODEL_CARD.md, \"Evaluation\"), the figures in the model card and README, pytest."
