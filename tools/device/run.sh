@@ -4,9 +4,9 @@
 # Trains the full model (config gpu_full, capped at $MINUTES), evaluates it on EMIDEC val,
 # benchmarks it on the GPU, and leaves results in $OUT (≤ 8 files of ≤ 16 MiB: the weights
 # come back split; join them with `cat best.safetensors.part-* > best.safetensors` and check
-# the sha256 printed in train.log). Then, here: put best.safetensors, best.json and log.jsonl in
-# runs/gpu_full, `python tools/release_weights.py runs/gpu_full` (no best.pt needed), and calibrate
-# the QC thresholds of the new weights as that script's docstring says.
+# the sha256 printed in train.log). Then, here: `bash tools/device/finish.sh FILES_AT` does that,
+# releases the weights (tools/release_weights.py runs/gpu_full, no best.pt needed) and calibrates
+# the QC thresholds of the new weights (see its header).
 # On a CPU machine, for a dry run:
 #   OUT=/tmp/out CONFIG=smoke DEVICE=cpu EVAL_ARGS="--max-cases 2" BENCH_ARGS="--only scarnet --repeats 1" \
 #     bash tools/device/run.sh

@@ -427,13 +427,16 @@ def test_refusal_needs_half_of_the_lv_slices_unsure_and_two_or_more(num_slices, 
 def test_a_stack_flagged_low_confidence_in_most_slices_gets_a_warning(unsure, warned):
     # Logits 8/2.4 ≈ 3.3 on one class of five: max-probability ≈ 0.87, under the flag's threshold
     # but over the refusal's 0.80: flagged, not refused; a warning from 6 of 8 slices (75 %), not 5.
-    from scarnet.qc import LOW_CONFIDENCE_THRESHOLD, UNSURE_LV_THRESHOLD
-    segmenter = Segmenter(UnsureInSomeSlices(unsure, 8, damping=2.4), device="cpu", flip_check=False)
+    # (The bundled weights' calibration, given here: the stand-ins follow whichever weights are bundled.)
+    from scarnet.qc import QcCalibration
+    calibration = QcCalibration(0.919, unsure_lv_threshold=0.80, stack_warning_fraction=0.75)
+    segmenter = Segmenter(UnsureInSomeSlices(unsure, 8, damping=2.4), device="cpu", flip_check=False,
+                          qc_calibration=calibration)
     result = segmenter(ring_volume(shape_kji=(8, 150, 170)))
     assert [k for k, s in enumerate(result.report.slices) if "low_confidence" in s.qc_flags] == unsure
     confidence = result.report.extra["qc"]["heart_confidence"]
-    assert all(UNSURE_LV_THRESHOLD < confidence[k] < LOW_CONFIDENCE_THRESHOLD for k in unsure)
-    assert confidence[0] > LOW_CONFIDENCE_THRESHOLD
+    assert all(0.80 < confidence[k] < 0.919 for k in unsure)
+    assert confidence[0] > 0.919
     messages = [m for m in result.report.extra["inference"]["warnings"] if "flagged low_confidence" in m]
     assert messages == ([f"the model is unsure of the heart in {len(unsure)} of the 8 slices where it finds the "
                          "LV (flagged low_confidence): this exam may differ from the training data (sequence, "

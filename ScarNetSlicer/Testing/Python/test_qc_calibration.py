@@ -263,7 +263,7 @@ def test_the_segmenter_flags_with_the_threshold_it_is_given_and_reports_it():
     assert any("flagged low_confidence" in m for m in strict.report.extra["inference"]["warnings"])
 
 
-@pytest.mark.parametrize("fraction, warned", [(qc.UNSURE_STACK_WARNING_FRACTION, True), (0.8, False)])
+@pytest.mark.parametrize("fraction, warned", [(0.75, True), (0.8, False)])
 def test_the_stack_warning_uses_the_share_of_the_weights(fraction, warned):
     # 6 of 8 LV slices flagged low_confidence (75 %), none unsure enough for the refusal.
     from test_inference import UnsureInSomeSlices
