@@ -12,7 +12,9 @@
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 carry=.device_carry
-grep -qx "/$carry/" .git/info/exclude 2>/dev/null || echo "/$carry/" >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)  # also in a worktree, where .git is a file
+mkdir -p "$(dirname "$exclude")"
+grep -qx "/$carry/" "$exclude" 2>/dev/null || echo "/$carry/" >> "$exclude"
 rm -rf "$carry" && mkdir -p "$carry/whl" "$carry/emidec"
 
 emidec=${EMIDEC:-../shared/data/emidec}
