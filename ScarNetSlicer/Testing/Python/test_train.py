@@ -165,6 +165,18 @@ def test_schedule_follows_the_steps_or_with_anneal_by_time_whichever_is_further(
     assert _learning_rate_factor(550, timed, schedule_progress(550, timed, 1.0)) == pytest.approx(0.02)
 
 
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_prints_every_step_and_validation_and_quiet_prints_nothing(progress, tmp_path, capsys):
+    # The decay's progress once shadowed this switch: quiet runs printed, and warm-up steps went unprinted.
+    train(SMOKE_CONFIG, tmp_path / "run", progress=progress)  # warm-up 1 step: the decay starts at step 2
+    out = capsys.readouterr().out
+    if progress:
+        assert [line.split(" loss")[0] for line in out.splitlines() if line.startswith("step ")] == [
+            "step 1/3", "step 2/3", "step 3/3"]
+        assert "validation at step 3" in out
+    else:
+        assert out == ""
+
 def _fake_clock(seconds_per_call: float):
     """A stand-in for the training loop's ``time`` module whose clock moves ``seconds_per_call`` at every read."""
     import types

@@ -90,7 +90,8 @@ class TrainConfig:
     # With max_minutes: the cosine decay also follows the session's time, whichever is further on,
     # so that a run the clock stops before its last step still ends at the low learning rate
     # (a run cut at half its steps would otherwise keep half the rate, and its last checkpoints
-    # would be the noisy ones). Without a time cap, or when the steps run out first: no effect.
+    # would be the noisy ones). Without a time cap, or when the steps run out first: no effect,
+    # but a run resumed after the clock ended its decay goes on at the low rate.
     anneal_by_time: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -600,7 +601,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     def save(step: int, path: Path, score: float) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                  "best_score": score, "train_config": config.to_dict(), "model_config": asdict(config.model),
-                 "schedule_progress": progress}
+                 "schedule_progress": decay_progress}
         temp = path.with_suffix(".tmp")
         torch.save(state, temp)
         temp.replace(path)
@@ -615,7 +616,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     step = start_step
     running, running_steps = 0.0, 0
     deadline = started + 60 * config.max_minutes if config.max_minutes else None
-    progress = progress_at_start
+    decay_progress = progress_at_start  # (``progress`` is the switch for printing)
     try:
         for x, y in loader:
             if step >= config.steps:
@@ -623,8 +624,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
             now = time.perf_counter()
             out_of_time = deadline is not None and now > deadline
             session_fraction = (now - started) / (60 * config.max_minutes) if config.max_minutes else 0.0
-            progress = schedule_progress(step, config, session_fraction, progress_at_start)
-            factor = _learning_rate_factor(step, config, progress)
+            decay_progress = schedule_progress(step, config, session_fraction, progress_at_start)
+            factor = _learning_rate_factor(step, config, decay_progress)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
             x = x.to(device, non_blocking=True)
@@ -651,7 +652,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
                 elapsed = time.perf_counter() - started
                 # Mean over the steps since the last log line (fewer than log_every at the end or after a resume).
                 event = {"step": step, "loss": running / running_steps, "lr": optimizer.param_groups[0]["lr"],
-                         "schedule_progress": progress, "slices_per_s": seen / elapsed, "elapsed_s": elapsed}
+                         "schedule_progress": decay_progress, "slices_per_s": seen / elapsed, "elapsed_s": elapsed}
                 running, running_steps = 0.0, 0
                 write_log(event)
                 if progress:
