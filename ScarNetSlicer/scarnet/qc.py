@@ -228,7 +228,7 @@ def _stored_threshold(values: np.ndarray, quantile: float) -> float:
 def warns_stack(flagged: int, with_lv: int, fraction: float) -> bool:
     """Whether a stack with ``flagged`` of its ``with_lv`` LV slices flagged ``low_confidence`` gets
     the warning that it may differ from the training data (two or more, and ``fraction`` of them)."""
-    return with_lv >= 2 and flagged / with_lv >= fraction - 1e-9
+    return with_lv >= 2 and flagged > 0 and flagged / with_lv >= fraction - 1e-9
 
 
 def _stack_warning_fraction(most_flagged_share: float) -> float:

@@ -128,6 +128,12 @@ def test_calibrate_sets_the_stack_warning_above_every_calibration_exam(flagged_o
     assert "stack_warning_fraction" not in calibrate(confidences, [0.1] * len(confidences))  # without cases
 
 
+def test_the_stack_warning_needs_two_lv_slices_and_a_flagged_one_whatever_the_share():
+    assert qc.warns_stack(8, 10, 0.8) and not qc.warns_stack(7, 10, 0.8)  # 8 of 10 is 0.8 exactly
+    assert qc.warns_stack(17, 20, 0.85) and not qc.warns_stack(1, 1, 0.75)
+    assert not qc.warns_stack(0, 10, 1e-300)  # a hand-set share near 0 still needs a flagged slice
+
+
 def test_a_slice_the_refusal_counts_as_unsure_is_always_flagged():
     assert QcCalibration(0.7).unsure_lv_threshold == 0.7  # the bundled 0.80 would lie above the flag
     assert QcCalibration(0.9).unsure_lv_threshold == qc.UNSURE_LV_THRESHOLD
