@@ -2,6 +2,7 @@
 # Run HERE after tools/device/run.sh came back from the GPU machine, with the folder the device
 # tool put its $OUT files in (files_at):
 #   bash tools/device/finish.sh FILES_AT [RUN]        # RUN: default runs/gpu_full (new or empty)
+# EMIDEC (default ../shared/data/emidec beside the checkout) names the data to calibrate on.
 # It makes the new model the bundled one, with its own QC calibration:
 #   1. joins best.safetensors.part-* into RUN/best.safetensors and checks its sha256 against
 #      best.json (the weights' sidecar); copies best.json, log.jsonl and the run's other files;
@@ -15,9 +16,16 @@
 # as run.sh splits them) standing in for the GPU's: 55 s, then the whole test suite passed.
 set -euo pipefail
 files_at=${1:?usage: bash tools/device/finish.sh FILES_AT [RUN]}
+files_at=$(cd "$files_at" && pwd)  # before the cd below: relative paths are the caller's
+emidec=""
+if [ -n "${EMIDEC:-}" ]; then emidec=$(cd "$EMIDEC" && pwd); fi
+top=$(git rev-parse --show-toplevel)
+cd "$top"
 run=${2:-runs/gpu_full}
-cd "$(git rev-parse --show-toplevel)"
-files_at=$(cd "$files_at" && pwd)
+emidec=${emidec:-../shared/data/emidec}
+# This checkout's package, also where the environment has another one installed (editable elsewhere).
+export PYTHONPATH="$top/ScarNetSlicer${PYTHONPATH:+:$PYTHONPATH}"
+[ -f "$emidec/splits.json" ] || { echo "$emidec: no EMIDEC here (splits.json); set EMIDEC=FOLDER" >&2; exit 2; }
 
 shopt -s nullglob
 parts=("$files_at"/best.safetensors.part-*)
@@ -30,7 +38,7 @@ if [ -e "$run" ] && [ -n "$(ls -A "$run")" ]; then
 fi
 mkdir -p "$run"
 cat "${parts[@]}" > "$run/best.safetensors"
-for name in best.json log.jsonl train.log eval_val.json bench.json gpu.txt; do
+for name in best.json log.jsonl train.log bench_scarnet.json bench.json gpu.txt; do
   if [ -f "$files_at/$name" ]; then cp "$files_at/$name" "$run/"; fi
 done
 python - "$run" <<'PY'
@@ -49,7 +57,7 @@ PY
 
 python tools/release_weights.py "$run"
 scarnet evaluate --split train --max-cases 40 --skip noise artifacts contrast field thresholds medsam unet \
-  --json "$run/train40.json" --device cpu > "$run/train40.md"
+  --json "$run/train40.json" --device cpu --emidec "$emidec" > "$run/train40.md"
 scarnet calibrate-qc "$run/train40.json"
 
 python - <<'PY'
