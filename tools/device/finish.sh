@@ -12,8 +12,9 @@
 #      UNSURE_LV_THRESHOLD, UNSURE_STACK_WARNING_FRACTION) to the calibration (a test keeps them equal).
 # Left to do by hand (commands in MODEL_CARD.md, "Evaluation"): the val evaluation with the U-Net
 # baseline, the CPU benchmark, the model card's and README's figures, pytest, the commit.
-# Rehearsed on 2026-11-29 in a scratch worktree, with a CPU run's files (runs/cpu_unfreeze, split
-# as run.sh splits them) standing in for the GPU's: 55 s, then the whole test suite passed.
+# Rehearsed on 2026-11-29 in a scratch worktree without ../shared (EMIDEC=… given, called from a
+# subfolder with a relative FILES_AT), with a CPU run's files (runs/cpu_unfreeze, split as run.sh
+# splits them) standing in for the GPU's: 55 s, then the whole test suite passed on the result.
 set -euo pipefail
 files_at=${1:?usage: bash tools/device/finish.sh FILES_AT [RUN]}
 files_at=$(cd "$files_at" && pwd)  # before the cd below: relative paths are the caller's
