@@ -46,7 +46,7 @@ from .io import json_safe as _jsonable
 from .io import sha256_of
 from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS
 from .orientation import find_stack_axis
-from .qc import FLAG_DESCRIPTIONS, QcCalibration, calibrate
+from .qc import FLAG_DESCRIPTIONS, UNLIKE_TRAINING_WARNING, QcCalibration, calibrate
 from .volume import Volume
 
 #: Parts of the evaluation ``--skip`` can leave out.
@@ -502,6 +502,7 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
                   for key, entry in models.items()}
     predictions: dict[str, dict[str, Volume]] = {}
     qc_records: list[dict[str, Any]] = []
+    warned_unlike_training: list[str] = []
     for key, segmenter in segmenters.items():
         t = time.perf_counter()
         label = "ScarNet" if key == "scarnet" else "Plain U-Net"
@@ -514,6 +515,9 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
             prediction, refused, report = _segment_with_report(segmenter, case.image, case.name)
             if key == "scarnet":
                 qc_records += qc_slice_records(case.name, prediction, case.reference, report)
+                warnings_given = report.extra.get("inference", {}).get("warnings", []) if report is not None else []
+                if any(UNLIKE_TRAINING_WARNING in str(w) for w in warnings_given):
+                    warned_unlike_training.append(case.name)
             predictions[key][case.name] = prediction
             per_case[case.name] = {**case_metrics(prediction, case.reference, surface_distance=True),
                                    "refused": refused}
@@ -529,7 +533,9 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
                      "unsure_lv_threshold": calibration.unsure_lv_threshold,
                      "refuses_unsure_lv": calibration.refuses_unsure_lv,
                      "stack_warning_fraction": calibration.stack_warning_fraction,
-                     "threshold_calibrated_for_weights": calibration.calibrated_for_weights, "per_slice": qc_records}
+                     "threshold_calibrated_for_weights": calibration.calibrated_for_weights,
+                     "exams": len(cases), "exams_warned_unlike_training": warned_unlike_training,
+                     "per_slice": qc_records}
 
     # -- classical thresholds inside ScarNet's myocardium ----------------------------------------
     from .baselines import THRESHOLDS, apply_threshold
@@ -909,6 +915,18 @@ def _threshold_text(qc: dict[str, Any]) -> str:
             f"(`scarnet calibrate-qc`), so the flags may mark too many slices or too few{refusal}")
 
 
+def _unlike_training_lines(qc: dict[str, Any]) -> list[str]:
+    """How many exams got the warning that they may differ from the training data (older JSON lacks it)."""
+    warned = qc.get("exams_warned_unlike_training")
+    if warned is None:
+        return []
+    share = qc.get("stack_warning_fraction")
+    names = f": {', '.join(warned[:6])}{', …' if len(warned) > 6 else ''}" if warned else ""
+    return ["", f"Exams warned that they may differ from the training data (`low_confidence` on "
+                f"{'a share' if share is None else f'{share:.0%}'} or more of their LV slices): "
+                f"{len(warned)} of {qc.get('exams', '?')}{names}."]
+
+
 def _qc_lines(qc: dict[str, Any] | None) -> list[str]:
     """The QC-flag section: do the flags point at the slices a reader has to correct?"""
     if not qc or not qc.get("rows"):
@@ -926,7 +944,7 @@ def _qc_lines(qc: dict[str, Any] | None) -> list[str]:
              f"{_percent(qc['sensitivity'])} of them (sensitivity); {_percent(qc['precision'])} of the flagged "
              "slices need correction (precision). Pipeline as `scarnet segment` runs it (flip check on); flag "
              f"thresholds as in `scarnet.qc`; {_threshold_text(qc)}; `refused`: the slices of a case refused as "
-             "\"no heart found\".",
+             "\"no heart found\".", *_unlike_training_lines(qc),
              "", _row(columns), _row(["---"] * len(columns))]
     for name, row in qc["rows"].items():
         label = f"`{name}`" if " " not in name else name

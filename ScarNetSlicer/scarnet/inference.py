@@ -71,6 +71,7 @@ from .qc import (
     MAX_UNSURE_LV_FRACTION,
     MIN_NEIGHBOUR_CORRELATION,
     MIN_STACK_TISSUE_CONTRAST,
+    UNLIKE_TRAINING_WARNING,
     QcCalibration,
     heart_confidence,
     neighbour_correlation,
@@ -546,8 +547,8 @@ class Segmenter:
         unsure, with_lv = unsure_lv_slices(confidence, threshold)  # the low_confidence slices
         if warns_stack(unsure, with_lv, self.qc_calibration.stack_warning_fraction):
             self._warn(f"the model is unsure of the heart in {unsure} of the {with_lv} slices where it finds the LV "
-                       "(flagged low_confidence): this exam may differ from the training data (sequence, vendor, "
-                       "grey levels, artifacts); read every slice")
+                       f"(flagged low_confidence): {UNLIKE_TRAINING_WARNING} (sequence, vendor, grey levels, "
+                       "artifacts); read every slice")
         timings["total_s"] = time.perf_counter() - started
         report.extra["qc"] = {
             "flags": FLAG_DESCRIPTIONS,

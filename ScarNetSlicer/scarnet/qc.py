@@ -127,6 +127,8 @@ MAX_UNSURE_LV_FRACTION = 0.5
 #: spreads its least confident slices over the exams differently: a model fine-tuned from the
 #: bundled one flagged three quarters of one clean train exam's LV slices.
 UNSURE_STACK_WARNING_FRACTION = 0.75
+#: What that warning says (the evaluation counts the exams that get it).
+UNLIKE_TRAINING_WARNING = "this exam may differ from the training data"
 #: The least share a calibration sets (the bundled model's clean exams stay under it), and its
 #: steps: the first multiple of the step from there above every calibration exam's share.
 MIN_STACK_WARNING_FRACTION = 0.75

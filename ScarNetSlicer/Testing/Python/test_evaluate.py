@@ -6,6 +6,7 @@ import argparse
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -418,11 +419,48 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     judged = len(figures["qc"]["per_slice"])
     assert figures["qc"]["rows"]["all slices"]["slices"] == judged and reference_slices <= judged <= 12
     assert any("ScarNet 1/2 phantom1" in line for line in logged)
+    # This random model's exams are refused ("no heart found"): refused exams get no other warning.
+    assert figures["qc"]["exams"] == 2 and figures["qc"]["exams_warned_unlike_training"] == []
+    assert "or more of their LV slices): 0 of 2." in qc_table
 
     # Outputs exist now: refused before any work without --overwrite, nothing changed.
     with pytest.raises(OutputExistsError):
         run_evaluation(args, cases=cases, log=pytest.fail)
     assert (tmp_path / "table.md").read_text() == markdown
+
+
+def test_the_evaluation_counts_the_exams_warned_that_they_may_differ_from_the_training_data():
+    # Low confidence in 6 of the 8 slices of one exam (75 %: warned), none in the other (7 slices).
+    from test_inference import RingModel, UnsureInSomeSlices, ring_volume
+
+    from scarnet.evaluate_cli import EvalSettings, ModelEntry, evaluate_cases
+    from scarnet.inference import Segmenter
+    from scarnet.qc import QcCalibration
+
+    cases = []
+    for name, slices in (("unsure", 8), ("sure", 7)):
+        image = ring_volume(shape_kji=(slices, 150, 170))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            reference = Segmenter(RingModel(), device="cpu", flip_check=False)(image).labelmap
+        cases.append(EvalCase(name, image, reference))
+    calibration = QcCalibration(0.919, unsure_lv_threshold=0.80, stack_warning_fraction=0.75)
+    entry = ModelEntry(UnsureInSomeSlices([1, 2, 3, 4, 5, 6], 8, damping=2.4), qc_calibration=calibration)
+    settings = EvalSettings(skip=("noise", "artifacts", "contrast", "field", "thresholds", "medsam", "unet"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        results = evaluate_cases(cases, entry, settings=settings, log=lambda _: None)
+    assert results["qc"]["exams"] == 2 and results["qc"]["exams_warned_unlike_training"] == ["unsure"]
+    assert results["qc"]["stack_warning_fraction"] == 0.75
+
+
+def test_the_qc_section_counts_the_exams_warned_unlike_training_when_recorded():
+    from scarnet.evaluate_cli import _unlike_training_lines
+
+    assert _unlike_training_lines({"exams": 20, "exams_warned_unlike_training": [], "stack_warning_fraction": 0.8}) \
+        == ["", "Exams warned that they may differ from the training data (`low_confidence` on 80% or more of "
+            "their LV slices): 0 of 20."]
+    assert _unlike_training_lines({}) == []  # evaluations made before it was recorded
 
 
 def test_run_evaluation_without_unet_weights_says_so(tmp_path, tiny_weights, capsys):
