@@ -65,7 +65,7 @@ PY
 fi
 
 # 2. Training for the time left. A second call on the same warm machine continues the run
-# instead of refusing its folder.
+# instead of refusing its folder (at the low rate where the clock ended its decay: fine-tuning).
 resume_args=()
 if [ -f /tmp/run/last.pt ]; then resume_args=(--resume); fi
 minutes=${MINUTES:-$(python3 -c "print(round(max(1.0, ($BUDGET_S - $SECONDS - $SAVE_S) / 60), 2))")}
