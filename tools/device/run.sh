@@ -70,8 +70,12 @@ resume_args=()
 if [ -f /tmp/run/last.pt ]; then resume_args=(--resume); fi
 minutes=${MINUTES:-$(python3 -c "print(round(max(1.0, ($BUDGET_S - $SECONDS - $SAVE_S) / 60), 2))")}
 echo "training for $minutes min (after ${SECONDS} s)"
-# Killed if it overruns the call, so that its best checkpoint still comes back (below).
-timeout "$((BUDGET_S - SECONDS - 15))" python3 -m scarnet train "${config_args[@]}" \
+# Killed if it overruns the call, so that its best checkpoint still comes back (below; the weights
+# of an earlier call are removed first, so that they are never sent back as this call's).
+train_limit=$((BUDGET_S - SECONDS - 15))
+if [ "$train_limit" -lt 30 ]; then train_limit=30; fi  # (timeout 0 would mean no limit at all)
+rm -f /tmp/run/best.safetensors /tmp/run/best.json
+timeout "$train_limit" python3 -m scarnet train "${config_args[@]}" \
   ${resume_args[@]+"${resume_args[@]}"} --out /tmp/run --device "$DEVICE" --emidec "$carry/emidec" \
   --encoder-checkpoint "$encoder_checkpoint" --max-minutes "$minutes" 2>&1 \
   | tee "$OUT/train.log" || echo "training stopped early (status $?): keeping its best checkpoint"
