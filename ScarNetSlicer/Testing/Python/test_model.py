@@ -101,6 +101,27 @@ def test_weights_round_trip_and_checks(tmp_path):
         load_model(path, encoder="medsam_vit_b")
 
 
+def test_the_same_weights_saved_again_are_the_same_bytes(tmp_path):
+    # safetensors writes its metadata in hash order, which changed from process to process: an
+    # unchanged checkpoint released again got another sha256.
+    import subprocess
+    import sys
+
+    model = build_model(TINY).eval()
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    script = ("import sys, torch; from scarnet.model.registry import build_model, save_weights; "
+              "from scarnet.model.scarnet import ScarNetConfig; "
+              f"model = build_model(ScarNetConfig(**{TINY.__dict__!r})); "
+              "model.load_state_dict(torch.load(sys.argv[1], weights_only=True)); "
+              "print(save_weights(model, sys.argv[2]))")
+    shas = {subprocess.run([sys.executable, "-c", script, str(tmp_path / "state.pt"),
+                            str(tmp_path / f"w{k}.safetensors")], check=True, capture_output=True,
+                           text=True).stdout.strip() for k in range(5)}
+    assert len(shas) == 1, shas
+    header = (tmp_path / "w0.safetensors").read_bytes()[8:200]
+    assert header.startswith(b'{"__metadata__":{"config":')  # sorted: config before format
+
+
 def test_corrupted_and_foreign_weights_are_refused(tmp_path):
     from safetensors.torch import save_file
 

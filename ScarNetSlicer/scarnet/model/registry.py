@@ -8,6 +8,7 @@ checkpoints load with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -175,11 +176,34 @@ def save_weights(model: ScarNet, path: str | Path, info: dict[str, Any] | None =
     with atomic_path(path, overwrite=True) as weights_temp, \
             atomic_path(sidecar_path(path), overwrite=True) as sidecar_temp:
         save_file(state, str(weights_temp), metadata=meta)
+        _sort_header_metadata(weights_temp)
         sha = sha256_of(weights_temp)
         sidecar = {"file": path.name, "sha256": sha, "format": WEIGHTS_FORMAT,
                    "config": json.loads(model.config.to_json()), "info": info or {}}
         sidecar_temp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     return sha
+
+
+def _sort_header_metadata(path: Path) -> None:
+    """Rewrite the safetensors header of ``path`` with its metadata keys in sorted order, in place.
+
+    safetensors writes them in hash order, which changes from process to process: the same
+    weights saved twice got another sha256 (a release of an unchanged checkpoint changed the
+    bundled file). The header keeps its length (the same JSON, reordered, padded with the spaces
+    safetensors pads with); if re-serialising it would not, the file is left as it was written.
+    """
+    with path.open("r+b") as file:
+        (length,) = struct.unpack("<Q", file.read(8))
+        header = json.loads(file.read(length))
+        metadata = header.get("__metadata__")
+        if not isinstance(metadata, dict) or len(metadata) < 2:
+            return
+        header["__metadata__"] = dict(sorted(metadata.items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) > length:
+            return
+        file.seek(8)
+        file.write(text + b" " * (length - len(text)))
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
