@@ -80,19 +80,8 @@ timeout "$train_limit" python3 -m scarnet train "${config_args[@]}" \
   --encoder-checkpoint "$encoder_checkpoint" --max-minutes "$minutes" 2>&1 \
   | tee "$OUT/train.log" || echo "training stopped early (status $?): keeping its best checkpoint"
 if [ ! -f /tmp/run/best.safetensors ] && [ -f /tmp/run/best.pt ]; then
-  python3 - <<'PY'
-import torch
-
-from scarnet.io import json_safe
-from scarnet.model.registry import build_model, save_weights
-from scarnet.model.scarnet import ScarNetConfig
-
-best = torch.load("/tmp/run/best.pt", map_location="cpu", weights_only=True)
-model = build_model(ScarNetConfig.from_dict(best["model_config"]))
-model.load_state_dict(best["model"])
-info = json_safe({"best_step": best["step"], "best_score": best["best_score"], "train_config": best["train_config"]})
-print("best.pt → best.safetensors, sha256", save_weights(model, "/tmp/run/best.safetensors", info=info))
-PY
+  python3 -c "from scarnet.train.loop import export_best_weights as export; \
+print('best.pt → best.safetensors, sha256', export('/tmp/run')[1])"
 fi
 if [ -f /tmp/run/best.safetensors ]; then
   cp /tmp/run/log.jsonl /tmp/run/best.json "$OUT/"

@@ -576,6 +576,19 @@ def test_resume_refuses_changes_to_the_run_and_applies_session_options(finished_
     assert torch.load(run / "last.pt", map_location="cpu", weights_only=True)["step"] == 3
 
 
+def test_best_weights_export_again_from_best_pt_alone(finished_run, tmp_path):
+    # tools/device/run.sh: a run stopped by a timeout has best.pt but no best.safetensors.
+    from scarnet.train.loop import export_best_weights
+
+    run = _copy_run(finished_run, tmp_path)
+    shipped = (run / "best.safetensors").read_bytes()
+    (run / "best.safetensors").unlink()
+    (run / "best.json").unlink()
+    best, sha = export_best_weights(run)
+    assert best["step"] == 3 and load_model(run / "best.safetensors").config == SMOKE_CONFIG.model
+    assert (run / "best.safetensors").read_bytes() == shipped  # the same bytes as train() wrote
+    assert json.loads((run / "best.json").read_text())["sha256"] == sha
+
 def test_resume_without_last_pt_is_refused_and_touches_nothing(finished_run, tmp_path):
     from scarnet.errors import InputError
 

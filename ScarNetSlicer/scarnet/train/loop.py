@@ -513,6 +513,26 @@ def _remove_unfinished_run(out_dir: Path, made: list[Path]) -> None:
             break  # not empty (someone else's file): keep it and its parents
 
 
+def export_best_weights(out_dir: str | Path, model: Any = None,
+                        train_config: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """Write ``out_dir/best.safetensors`` (fp16, with its sidecar) from ``out_dir/best.pt``.
+
+    ``model``: the run's model to load the checkpoint into (None: built from the checkpoint's
+    model config, for a run stopped before it could export, e.g. by a timeout); ``train_config``:
+    recorded in the sidecar (None: the checkpoint's). Returns the checkpoint and the sha256.
+    """
+    from ..model.registry import build_model, save_weights
+
+    out_dir = Path(out_dir)
+    best = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
+    if model is None:
+        model = build_model(ScarNetConfig.from_dict(best["model_config"]))
+    model.load_state_dict(best["model"])
+    info = json_safe({"best_step": best["step"], "best_score": best["best_score"],
+                      "train_config": best["train_config"] if train_config is None else train_config})
+    return best, save_weights(model.cpu(), out_dir / "best.safetensors", info=info)
+
+
 def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) a ScarNet; returns a summary with the best validation figures.
 
@@ -522,7 +542,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     """
     from ..evaluate import evaluate_model
     from ..io import write_text
-    from ..model.registry import load_state, save_weights
+    from ..model.registry import load_state
     from .data import TrainingStream
     from .losses import ScarNetLoss
 
@@ -689,8 +709,5 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         raise
     log.close()
 
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(best["model"])
-    info = json_safe({"best_step": best["step"], "best_score": best["best_score"], "train_config": config.to_dict()})
-    sha = save_weights(model.cpu(), out_dir / "best.safetensors", info=info)
+    best, sha = export_best_weights(out_dir, model, config.to_dict())
     return {"best_step": best["step"], "best_score": best["best_score"], "sha256": sha, "history": history}
