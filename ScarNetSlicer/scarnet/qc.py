@@ -282,11 +282,13 @@ def calibrate(heart_confidences: Sequence[float | None], scar_ambiguities: Seque
                              "scar_uncertain_quantile": SCAR_UNCERTAIN_QUANTILE, "unsure_lv_threshold": unsure_lv,
                              "least_heart_confidence": least_confidence, "slices": int(measured.sum())}
     if cases is not None:
-        flagged_by_case: dict[str, list[bool]] = {}
+        # Counted as the pipeline counts a stack's low_confidence slices (unsure_lv_slices).
+        confidence_by_case: dict[str, list[float]] = {}
         for case, value, has in zip(cases, heart_confidences, has_confidence):
             if has:
-                flagged_by_case.setdefault(str(case), []).append(float(value) < low_confidence)
-        shares = [sum(flagged) / len(flagged) for flagged in flagged_by_case.values() if len(flagged) >= 2]
+                confidence_by_case.setdefault(str(case), []).append(float(value))
+        counts = [unsure_lv_slices(np.array(values), low_confidence) for values in confidence_by_case.values()]
+        shares = [flagged / with_lv for flagged, with_lv in counts if with_lv >= 2]
         most = max(shares, default=0.0)
         entry["most_flagged_exam_share"] = round(most, 3)
         entry["stack_warning_fraction"] = _stack_warning_fraction(most)
