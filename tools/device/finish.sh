@@ -43,14 +43,15 @@ for name in best.json log.jsonl train.log bench_scarnet.json bench.json gpu.txt;
   if [ -f "$files_at/$name" ]; then cp "$files_at/$name" "$run/"; fi
 done
 python - "$run" <<'PY'
-import hashlib
 import json
 import sys
 from pathlib import Path
 
+from scarnet.io import sha256_of
+
 run = Path(sys.argv[1])
 expected = json.loads((run / "best.json").read_text(encoding="utf-8"))["sha256"]
-actual = hashlib.sha256((run / "best.safetensors").read_bytes()).hexdigest()
+actual = sha256_of(run / "best.safetensors")
 if actual != expected:
     sys.exit(f"{run}/best.safetensors: sha256 {actual[:12]}… is not best.json's {expected[:12]}… (parts missing?)")
 print(f"{run}/best.safetensors: sha256 {actual} as best.json says")
