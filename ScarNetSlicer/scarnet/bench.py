@@ -242,7 +242,7 @@ class PipelineRunner:
     """A ScarNet-architecture model run through this package's pipeline (:class:`Segmenter`)."""
 
     def __init__(self, model: nn.Module, device: torch.device, info: dict[str, Any] | None = None,
-                 batch_size: int = 16, tta: bool = False) -> None:
+                 batch_size: int = 16, tta: bool = False, cuda_graphs: bool = False) -> None:
         from .inference import Segmenter
 
         # A timing-only model (random weights) segments no real anatomy: the plausibility checks
@@ -250,7 +250,7 @@ class PipelineRunner:
         inner = getattr(model, "model", model)  # through CompiledOrEager
         timing_only = isinstance(inner, TimingOnlyOutput)
         self.segmenter = Segmenter(model=model, device=str(device), batch_size=batch_size, tta=tta,
-                                   reject_implausible=not timing_only)
+                                   reject_implausible=not timing_only, cuda_graphs=cuda_graphs)
         self.device = self.segmenter.device
         self.info = dict(info or {})
         self.info.setdefault("batch_size", batch_size)
@@ -325,8 +325,12 @@ def write_random_scarnet_weights(path: Path) -> Path:
     return path
 
 
-def scarnet_config(compile: bool = False) -> BenchConfig:
-    """This package's pipeline with the bundled model (random weights, same cost, if none is bundled)."""
+def scarnet_config(compile: bool = False, cuda_graphs: bool = False) -> BenchConfig:
+    """This package's pipeline with the bundled model (random weights, same cost, if none is bundled).
+
+    ``compile``: through ``torch.compile``; ``cuda_graphs``: the forward replayed as CUDA graphs
+    (on CUDA only; :mod:`scarnet.model.graphed`). Both experimental, off by default.
+    """
 
     def build(device: torch.device) -> Runner:
         from .model.registry import bundled_weights_path, load_model
@@ -346,13 +350,15 @@ def scarnet_config(compile: bool = False) -> BenchConfig:
         info = {"description": f"ScarNet pipeline, {config.encoder} encoder at {config.encoder_input_size} px, "
                                f"U-Net {config.unet_channels[0]}–{config.unet_channels[-1]} at {config.input_size} px",
                 "weights": weights, "parameters": count_parameters(model), "input_px": config.input_size,
-                "pixel_spacing_mm": config.pixel_spacing_mm, "compile": compile}
+                "pixel_spacing_mm": config.pixel_spacing_mm, "compile": compile,
+                "cuda_graphs": cuda_graphs and device.type == "cuda"}
         if compile:
             model = CompiledOrEager(model, device)
             info["compile_mode"] = model.mode
-        return PipelineRunner(model, device, info)
+        return PipelineRunner(model, device, info, cuda_graphs=cuda_graphs)
 
-    return BenchConfig("scarnet", "ScarNet", build, spec="scarnet.bench:scarnet_config", options={"compile": compile})
+    return BenchConfig("scarnet", "ScarNet", build, spec="scarnet.bench:scarnet_config",
+                       options={"compile": compile, "cuda_graphs": cuda_graphs})
 
 
 def reference_model_config():
@@ -578,11 +584,13 @@ def count_flops(run: Callable[[], Any]) -> int:
     """FLOPs of the matmuls/convolutions/attention ``run`` executes (``FlopCounterMode``: 2 per multiply-add)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from .model.graphed import eager_calls
+
     global _FORCE_EAGER
     counter = FlopCounterMode(display=False)
     saved, _FORCE_EAGER = _FORCE_EAGER, True
     try:
-        with counter:
+        with counter, eager_calls():  # a replayed graph runs no op the counter could see
             run()
     finally:
         _FORCE_EAGER = saved
@@ -918,6 +926,11 @@ def benchmark(configs: Sequence[BenchConfig], volumes: Sequence[BenchVolume], *,
         compiled = getattr(getattr(runner, "segmenter", None), "model", None)
         if isinstance(compiled, CompiledOrEager):
             entry["compile_error"] = compiled.error
+        from .model.graphed import CudaGraphed
+
+        if isinstance(compiled, CudaGraphed):
+            entry["cuda_graphs_error"] = compiled.error
+            entry["cuda_graph_captures"] = compiled.captures
         for v in volumes:
             p = per[config.name, v.name]
             slices = read[v.name].num_slices
@@ -1117,6 +1130,8 @@ def print_results(results: dict[str, Any], console=None) -> None:
         console.print(f"{entry['label']}: {entry.get('description', '')}; {entry.get('weights', '')}; "
                       f"{entry.get('parameters', 0) / 1e6:.1f} M parameters; load {_fmt_s(entry['load_s'])}"
                       + (f"; torch.compile failed: {entry['compile_error']}" if entry.get("compile_error") else "")
+                      + (f"; CUDA graphs failed: {entry['cuda_graphs_error']}" if entry.get("cuda_graphs_error")
+                         else "")
                       + extra)
     if gpu:
         console.print(f"bf16 peak used: {gpu['bf16_dense_peak_tflops']} TFLOP/s ({gpu['peak_source']}).")
@@ -1148,8 +1163,8 @@ def run_benchmark(args: argparse.Namespace, configs: Sequence[BenchConfig] | Non
     """``scarnet bench``: run, print the table, write ``--json``. ``configs``/``volumes`` replace the defaults (tests).
 
     Reads ``args.device``, ``threads``, ``repeats``, ``only``, ``json``, ``overwrite`` and, when
-    present, ``compile`` (torch.compile for ScarNet), ``memory`` and ``cold`` (False skips them)
-    and ``quiet``.
+    present, ``compile`` (torch.compile for ScarNet), ``cuda_graphs`` (ScarNet's forward as CUDA
+    graphs), ``memory`` and ``cold`` (False skips them) and ``quiet``.
     """
     from .inference import resolve_device
     from .io import check_outputs, write_text
@@ -1159,13 +1174,15 @@ def run_benchmark(args: argparse.Namespace, configs: Sequence[BenchConfig] | Non
     device = resolve_device(args.device)
     threads = args.threads if device.type == "cpu" else None
     compile_scarnet = bool(getattr(args, "compile", False))
+    cuda_graphs = bool(getattr(args, "cuda_graphs", False))
     quiet = bool(getattr(args, "quiet", False))
     if configs is None:
         wanted = list(args.only) if args.only else list(CONFIG_NAMES)
         unknown = [n for n in wanted if n not in DEFAULT_CONFIGS]
         if unknown:
             raise InputError(f"unknown configuration(s) {', '.join(unknown)} (choose from {', '.join(CONFIG_NAMES)})")
-        configs = [scarnet_config(compile=compile_scarnet) if n == "scarnet" else DEFAULT_CONFIGS[n]()
+        configs = [scarnet_config(compile=compile_scarnet, cuda_graphs=cuda_graphs) if n == "scarnet"
+                   else DEFAULT_CONFIGS[n]()
                    for n in CONFIG_NAMES if n in wanted]
     with tempfile.TemporaryDirectory(prefix="scarnet-bench-") as folder:
         workdir = Path(folder)
@@ -1181,6 +1198,7 @@ def run_benchmark(args: argparse.Namespace, configs: Sequence[BenchConfig] | Non
                             memory=getattr(args, "memory", True), cold_path=cold_path, cold_weights=cold_weights,
                             workdir=workdir, quiet=quiet)
     results["settings"]["compile"] = compile_scarnet
+    results["settings"]["cuda_graphs"] = cuda_graphs and device.type == "cuda"
     results["all_targets_passed"] = all(t["passed"] is not False for t in results["targets"])
     if not quiet:
         print_results(results)
@@ -1211,7 +1229,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``python -m scarnet.bench``: the ``scarnet bench`` options plus ``--compile`` and the worker mode."""
+    """``python -m scarnet.bench``: the ``scarnet bench`` options plus ``--compile``, ``--cuda-graphs``
+    and the worker mode."""
     parser = argparse.ArgumentParser(prog="python -m scarnet.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=2)
@@ -1221,6 +1240,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the ScarNet model (CUDA: CUDA graphs); off by default, experimental")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="replay the ScarNet model's forward as CUDA graphs (CUDA only); off by default, "
+                             "experimental")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-RSS workers")
     parser.add_argument("--no-cold", dest="cold", action="store_false", help="skip the cold command")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

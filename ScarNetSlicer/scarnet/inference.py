@@ -252,14 +252,15 @@ class Segmenter:
     """Runs the whole pipeline with one loaded model. Keep it to make later calls warm.
 
     ``model`` may be any module mapping (B, 1, S, S) → (B, 5, S, S) logits with a ``config``
-    attribute (tests inject small or fake models this way).
+    attribute (tests inject small or fake models this way). ``cuda_graphs`` (experimental, off by
+    default): on CUDA, the forward replayed as CUDA graphs (:mod:`scarnet.model.graphed`).
     """
 
     def __init__(self, model=None, *, weights: str | Path | None = None, encoder: str | None = None,
                  device: str = "auto", batch_size: int = 16, tta: bool = False, flip_check: bool = True,
                  threads: int | None = None, reject_implausible: bool = True,
                  min_scar_component_ml: float = MIN_SCAR_COMPONENT_ML,
-                 qc_calibration: QcCalibration | None = None) -> None:
+                 qc_calibration: QcCalibration | None = None, cuda_graphs: bool = False) -> None:
         min_scar_component_ml = check_min_scar_component_ml(min_scar_component_ml)
         import torch
 
@@ -282,6 +283,11 @@ class Segmenter:
         uncalibrated = loaded_here and weights is not None and not qc_calibration.calibrated_for_weights
         self._uncalibrated_weights = weights if uncalibrated else None
         self.model.to(self.device)
+        if cuda_graphs and self.device.type == "cuda":
+            # Experimental, off by default: replays the forward as CUDA graphs (scarnet.model.graphed).
+            from .model.graphed import CudaGraphed
+
+            self.model = CudaGraphed(self.model, batch_size)
         self.input_size = int(self.model.config.input_size)
         self.pixel_spacing_mm = float(self.model.config.pixel_spacing_mm)
         self.batch_size = batch_size
@@ -311,6 +317,8 @@ class Segmenter:
                 torch.cuda.empty_cache()
                 if self.batch_size > 1:
                     self.batch_size //= 2
+                    if hasattr(self.model, "reset"):  # CUDA graphs: captured (and padded) at the old size
+                        self.model.reset(self.batch_size)
                     self._warn(f"GPU out of memory: batch size halved to {self.batch_size}")
                 else:
                     self._warn("GPU out of memory even with batch size 1: continuing on the CPU")

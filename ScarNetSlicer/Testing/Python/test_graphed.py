@@ -1,0 +1,72 @@
+"""CUDA-graph replay of the model's forward (scarnet.model.graphed): eager off CUDA, same output on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_inference import RingModel
+
+from scarnet.inference import Segmenter
+from scarnet.model.graphed import CudaGraphed, eager_calls
+from scarnet.model.registry import build_model
+from scarnet.model.scarnet import ScarNetConfig
+
+SMALL = ScarNetConfig(encoder="none", input_size=32, unet_channels=(4, 8, 8, 8, 8), fusion_level=3)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+
+
+def test_off_cuda_the_wrapped_model_runs_eagerly():
+    torch.manual_seed(0)
+    model = build_model(SMALL).eval()
+    graphed = CudaGraphed(model, batch_size=4)
+    x = torch.rand(3, 1, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(graphed(x), model(x))
+    assert graphed.captures == 0 and graphed.error is None
+    assert graphed.config is model.config
+
+
+def test_segmenter_wraps_only_on_cuda_and_a_halved_batch_resets_the_graphs(monkeypatch):
+    assert not isinstance(Segmenter(RingModel(), device="cpu", cuda_graphs=True).model, CudaGraphed)
+    # The OOM path tells a graphed model the new batch size (its graphs were padded to the old one).
+    segmenter = Segmenter(RingModel(), device="cpu", batch_size=8, flip_check=False)
+    graphed = CudaGraphed(segmenter.model, batch_size=8)
+    graphed._graphs["stale"] = None
+    segmenter.model = graphed
+    segmenter.device = torch.device("cuda")  # pretend; the fake forward below never touches CUDA
+
+    def fake_forward(batch, plain_out=None):
+        if segmenter.batch_size > 2:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return np.zeros((batch.shape[0], 5, 4, 4), dtype=np.float32)
+
+    monkeypatch.setattr(segmenter, "_forward_batched", fake_forward)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    with pytest.warns(RuntimeWarning):
+        segmenter._forward(np.zeros((6, 4, 4), dtype=np.float32))
+    assert graphed.batch_size == 2 and not graphed._graphs
+
+
+def test_moving_the_model_drops_captured_graphs():
+    graphed = CudaGraphed(build_model(SMALL), batch_size=2)
+    graphed._graphs["captured"] = None
+    graphed.to(torch.float32)
+    assert not graphed._graphs
+
+
+@needs_cuda
+@pytest.mark.parametrize("autocast", [False, True])
+def test_on_cuda_replays_match_the_eager_model(autocast):
+    torch.manual_seed(0)
+    model = build_model(SMALL).eval().cuda()
+    graphed = CudaGraphed(model, batch_size=4)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        for rows in (3, 4, 1, 3):  # all padded to 4: one capture
+            x = torch.rand(rows, 1, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+            out = graphed(x)
+            assert out.shape == (rows, 5, 32, 32)
+            torch.testing.assert_close(out.float(), model(x).float(), atol=2e-2 if autocast else 1e-4, rtol=0)
+        with eager_calls():
+            graphed(x)
+    assert graphed.error is None and graphed.captures == 1
