@@ -10,8 +10,10 @@
 #   3. evaluates the first 40 EMIDEC train exams and runs scarnet calibrate-qc on them;
 #   4. sets the stand-ins in scarnet/qc.py (LOW_CONFIDENCE_THRESHOLD, SCAR_UNCERTAIN_THRESHOLD,
 #      UNSURE_LV_THRESHOLD, UNSURE_STACK_WARNING_FRACTION) to the calibration (a test keeps them equal).
+# With unet_run.tar (run.sh trains the U-Net baseline beside ScarNet) it also unpacks that run into
+# RUN_unet and checks its sha256.
 # Left to do by hand (commands in MODEL_CARD.md, "Evaluation"): the val evaluation with the U-Net
-# baseline, the CPU benchmark, the model card's and README's figures, pytest, the commit.
+# baseline (RUN_unet/best.safetensors), the CPU benchmark, the model card's and README's figures, pytest, the commit.
 # Rehearsed on 2026-11-29 in a scratch worktree without ../shared (EMIDEC=… given, called from a
 # subfolder with a relative FILES_AT), with a CPU run's files (runs/cpu_unfreeze, split as run.sh
 # splits them) standing in for the GPU's: 55 s, then the whole test suite passed on the result.
@@ -29,32 +31,48 @@ export PYTHONPATH="$top/ScarNetSlicer${PYTHONPATH:+:$PYTHONPATH}"
 [ -f "$emidec/splits.json" ] || { echo "$emidec: no EMIDEC here (splits.json); set EMIDEC=FOLDER" >&2; exit 2; }
 
 shopt -s nullglob
+# run.sh packs the run's small files into scarnet_run.tar and the U-Net baseline into unet_run.tar.
+if [ -f "$files_at/scarnet_run.tar" ]; then
+  unpacked=$(mktemp -d)
+  trap 'rm -rf "$unpacked"' EXIT
+  cp "$files_at"/* "$unpacked/" && tar -xf "$unpacked/scarnet_run.tar" -C "$unpacked"
+  files_at=$unpacked
+fi
 parts=("$files_at"/best.safetensors.part-*)
 [ ${#parts[@]} -gt 0 ] || { echo "$files_at: no best.safetensors.part-* (did the training finish?)" >&2; exit 2; }
 for name in best.json log.jsonl; do
   [ -f "$files_at/$name" ] || { echo "$files_at: no $name" >&2; exit 2; }
 done
-if [ -e "$run" ] && [ -n "$(ls -A "$run")" ]; then
-  echo "$run: exists and is not empty; name another folder" >&2; exit 2
-fi
+unet_run=${run}_unet
+for folder in "$run" "$unet_run"; do
+  if [ -e "$folder" ] && [ -n "$(ls -A "$folder")" ]; then
+    echo "$folder: exists and is not empty; name another folder" >&2; exit 2
+  fi
+done
 mkdir -p "$run"
 cat "${parts[@]}" > "$run/best.safetensors"
-for name in best.json log.jsonl train.log bench_scarnet.json bench.json gpu.txt; do
+for name in best.json log.jsonl train.log bench_scarnet.json bench_scarnet_graphs.json bench.json gpu.txt; do
   if [ -f "$files_at/$name" ]; then cp "$files_at/$name" "$run/"; fi
 done
-python - "$run" <<'PY'
+folders=("$run")
+if [ -f "$files_at/unet_run.tar" ]; then  # the evaluation's U-Net baseline, trained beside it
+  mkdir -p "$unet_run" && tar -xf "$files_at/unet_run.tar" -C "$unet_run"
+  if [ -f "$files_at/unet_train.log" ]; then cp "$files_at/unet_train.log" "$unet_run/"; fi  # (older run.sh)
+  folders+=("$unet_run")
+fi
+python - "${folders[@]}" <<'PY'
 import json
 import sys
 from pathlib import Path
 
 from scarnet.io import sha256_of
 
-run = Path(sys.argv[1])
-expected = json.loads((run / "best.json").read_text(encoding="utf-8"))["sha256"]
-actual = sha256_of(run / "best.safetensors")
-if actual != expected:
-    sys.exit(f"{run}/best.safetensors: sha256 {actual[:12]}… is not best.json's {expected[:12]}… (parts missing?)")
-print(f"{run}/best.safetensors: sha256 {actual} as best.json says")
+for run in map(Path, sys.argv[1:]):
+    expected = json.loads((run / "best.json").read_text(encoding="utf-8"))["sha256"]
+    actual = sha256_of(run / "best.safetensors")
+    if actual != expected:
+        sys.exit(f"{run}/best.safetensors: sha256 {actual[:12]}… is not best.json's {expected[:12]}… (parts missing?)")
+    print(f"{run}/best.safetensors: sha256 {actual} as best.json says")
 PY
 
 python tools/release_weights.py "$run"

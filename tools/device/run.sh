@@ -2,17 +2,20 @@
 # Run ON THE GPU MACHINE through the device tool, after tools/device/prepare.sh here:
 #   run(command="bash tools/device/run.sh", carry=[".device_carry"], timeout_s=600)
 # In one call of at most $BUDGET_S seconds (the tool allows 600 per command):
-#   1. speed on this GPU (`scarnet bench`, ScarNet alone, eager bf16: the H200 model-time target;
-#      the bundled weights have the run's architecture, so the time is the new model's too);
-#   2. trains the full model (config gpu_full) for the time left, less what saving takes; with
-#      the config's anneal_by_time its learning rate decays over that time;
+#   1. speed on this GPU (`scarnet bench`, ScarNet alone, bf16, eager and with CUDA graphs: the
+#      H200 model-time target; the bundled weights have the run's architecture, so the time is the
+#      new model's too);
+#   2. trains the full model (config gpu_full) for the time left, less what saving takes, and
+#      side by side on the same GPU the evaluation's plain U-Net baseline (gpu_full_unet: the
+#      same recipe without the encoder); with anneal_by_time their learning rates decay over it;
 #   3. with the time still left, the benchmark side by side with the paper's configuration and
 #      nnU-Net's 2D network (no peak-memory or cold-start runs: those are CPU targets).
-# Results land in $OUT (≤ 8 files of ≤ 16 MiB: the weights come back split, see below); the
-# training's validation figures (the full pipeline on EMIDEC val) are in log.jsonl and train.log.
+# Results land in $OUT (≤ 8 files of ≤ 16 MiB: the weights come back split, the small files in
+# two tars, see below); the trainings' validation figures (the full pipeline on EMIDEC val) are in
+# their log.jsonl, train.log and (in unet_run.tar) unet_train.log.
 # Then, here: `bash tools/device/finish.sh FILES_AT` joins the weights and checks their sha256,
-# releases them (tools/release_weights.py runs/gpu_full, no best.pt needed) and calibrates the QC
-# thresholds of the new weights (see its header).
+# releases them (tools/release_weights.py runs/gpu_full, no best.pt needed), calibrates the QC
+# thresholds of the new weights and puts the U-Net in runs/gpu_full_unet (see its header).
 # On a CPU machine, for a dry run:
 #   OUT=/tmp/out CONFIG=smoke DEVICE=cpu BUDGET_S=150 REPEATS=1 bash tools/device/run.sh
 set -euo pipefail
@@ -22,6 +25,7 @@ BUDGET_S=${BUDGET_S:-570}  # this command's seconds in all, inside the tool's 60
 SAVE_S=${SAVE_S:-90}  # the training's start (imports, data, workers) and, after its time cap, up to
                       # two validations (~17 s each on 2 CPU threads), checkpoints, weights, splitting
 CONFIG=${CONFIG:-gpu_full}
+UNET_CONFIG=${UNET_CONFIG:-gpu_full_unet}  # the evaluation's plain U-Net baseline
 DEVICE=${DEVICE:-cuda}
 REPEATS=${REPEATS:-5}
 carry=.device_carry
@@ -34,19 +38,23 @@ else
   export PYTHONPATH=$PWD/ScarNetSlicer
 fi
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee "$OUT/gpu.txt" || true
+nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee /tmp/gpu.txt || true
 # ../shared is not sent: put the carried EMIDEC where the package looks (the benchmark's real volume).
 if [ ! -e ../shared/data/emidec ]; then mkdir -p ../shared/data && ln -s "$PWD/$carry/emidec" ../shared/data/emidec; fi
 
-# 1. The model time on this GPU, first, so that it is measured whatever the training does.
+# 1. The model time on this GPU, first, so that it is measured whatever the training does: eager,
+# then with the forward replayed as CUDA graphs (experimental; scarnet.model.graphed).
 timeout 75 python3 -m scarnet.bench --device "$DEVICE" --only scarnet --repeats "$REPEATS" --no-memory --no-cold \
   --json "$OUT/bench_scarnet.json" 2>&1 | tail -25 || echo "bench (ScarNet) failed or ran out of time"
+timeout 60 python3 -m scarnet.bench --device "$DEVICE" --only scarnet --cuda-graphs --repeats "$REPEATS" --no-memory \
+  --no-cold --json "$OUT/bench_scarnet_graphs.json" 2>&1 | tail -25 || echo "bench (CUDA graphs) failed or ran out of time"
 
-config_args=(--config "$CONFIG")
+unet_config=$UNET_CONFIG
 if [ "$CONFIG" = smoke ]; then
   python3 -c "import json; from scarnet.train.loop import SMOKE_CONFIG; c = SMOKE_CONFIG.to_dict(); \
-c['emidec_root'] = 'auto'; c['phantom_fraction'] = 0.3; json.dump(c, open('/tmp/smoke.json', 'w'))"
-  config_args=(--config /tmp/smoke.json)
+c['emidec_root'] = 'auto'; c['phantom_fraction'] = 0.3; json.dump(c, open('/tmp/smoke.json', 'w')); \
+c['model']['encoder'] = 'none'; json.dump(c, open('/tmp/smoke_unet.json', 'w'))"
+  CONFIG=/tmp/smoke.json unet_config=/tmp/smoke_unet.json
 fi
 
 encoder_checkpoint="$carry/lite_medsam_encoder.safetensors"
@@ -64,31 +72,51 @@ save_file({"image_encoder." + k[len("encoder."):]: v for k, v in state.items() i
 PY
 fi
 
-# 2. Training for the time left. A second call on the same warm machine continues the run
-# instead of refusing its folder (at the low rate where the clock ended its decay: fine-tuning).
-resume_args=()
-if [ -f /tmp/run/last.pt ]; then resume_args=(--resume); fi
+# 2. Training for the time left: ScarNet and, side by side on the same GPU, the plain U-Net
+# baseline of the evaluation with the same recipe (its config differs only in the encoder),
+# each with half the CPU cores for its data workers and the same minutes.
 minutes=${MINUTES:-$(python3 -c "print(round(max(1.0, ($BUDGET_S - $SECONDS - $SAVE_S) / 60), 2))")}
-echo "training for $minutes min (after ${SECONDS} s)"
+workers=$(( ($(nproc) - 2) / 2 )); if [ "$workers" -lt 0 ]; then workers=0; fi
+echo "training ScarNet and the U-Net for $minutes min, $workers data workers each (after ${SECONDS} s)"
 # Killed if it overruns the call, so that its best checkpoint still comes back (below; the weights
 # of an earlier call are removed first, so that they are never sent back as this call's).
 train_limit=$((BUDGET_S - SECONDS - 15))
 if [ "$train_limit" -lt 30 ]; then train_limit=30; fi  # (timeout 0 would mean no limit at all)
-rm -f /tmp/run/best.safetensors /tmp/run/best.json
-timeout "$train_limit" python3 -m scarnet train "${config_args[@]}" \
-  ${resume_args[@]+"${resume_args[@]}"} --out /tmp/run --device "$DEVICE" --emidec "$carry/emidec" \
-  --encoder-checkpoint "$encoder_checkpoint" --max-minutes "$minutes" 2>&1 \
-  | tee "$OUT/train.log" || echo "training stopped early (status $?): keeping its best checkpoint"
-if [ ! -f /tmp/run/best.safetensors ] && [ -f /tmp/run/best.pt ]; then
-  python3 -c "from scarnet.train.loop import export_best_weights as export; \
-print('best.pt → best.safetensors, sha256', export('/tmp/run')[1])"
-fi
+train_run() {  # NAME CONFIG RUN_FOLDER LOG [train options…]
+  local name=$1 config=$2 run=$3 log=$4 resume=()
+  shift 4
+  # A second call on the same warm machine continues the run instead of refusing its folder
+  # (at the low rate where the clock ended its decay: fine-tuning).
+  if [ -f "$run/last.pt" ]; then resume=(--resume); fi
+  rm -f "$run/best.safetensors" "$run/best.json"
+  timeout "$train_limit" python3 -m scarnet train --config "$config" ${resume[@]+"${resume[@]}"} --out "$run" \
+    --device "$DEVICE" --emidec "$carry/emidec" --workers "$workers" --max-minutes "$minutes" "$@" > "$log" 2>&1 \
+    || echo "$name: training stopped early (status $?): keeping its best checkpoint" | tee -a "$log"
+  if [ ! -f "$run/best.safetensors" ] && [ -f "$run/best.pt" ]; then
+    python3 -c "from scarnet.train.loop import export_best_weights as export; \
+print('$name: best.pt → best.safetensors, sha256', export('$run')[1])" 2>&1 | tee -a "$log"
+  fi
+}
+train_run ScarNet "$CONFIG" /tmp/run "$OUT/train.log" --encoder-checkpoint "$encoder_checkpoint" &
+scarnet_pid=$!
+train_run U-Net "$unet_config" /tmp/run_unet /tmp/unet_train.log &
+unet_pid=$!
+wait "$scarnet_pid" || true
+wait "$unet_pid" || true
+tail -n 8 "$OUT/train.log" /tmp/unet_train.log
+# At most 8 files come back: the ScarNet weights in two parts, the small files in two tars.
 if [ -f /tmp/run/best.safetensors ]; then
-  cp /tmp/run/log.jsonl /tmp/run/best.json "$OUT/"
   split -b 15m /tmp/run/best.safetensors "$OUT/best.safetensors.part-"
-  echo "weights saved after ${SECONDS} s"
+  tar -cf "$OUT/scarnet_run.tar" -C /tmp/run best.json log.jsonl -C /tmp gpu.txt
+  echo "ScarNet weights saved after ${SECONDS} s"
 else
-  echo "no weights: the training stopped before its first validation"
+  echo "no ScarNet weights: the training stopped before its first validation"
+fi
+if [ -f /tmp/run_unet/best.safetensors ]; then
+  tar -cf "$OUT/unet_run.tar" -C /tmp/run_unet best.safetensors best.json log.jsonl -C /tmp unet_train.log
+  echo "U-Net weights saved after ${SECONDS} s"
+else
+  echo "no U-Net weights: its training stopped before its first validation"
 fi
 
 # 3. Side by side with the reference configuration and nnU-Net, in what is left.
