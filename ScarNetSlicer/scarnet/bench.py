@@ -1175,6 +1175,8 @@ def run_benchmark(args: argparse.Namespace, configs: Sequence[BenchConfig] | Non
     threads = args.threads if device.type == "cpu" else None
     compile_scarnet = bool(getattr(args, "compile", False))
     cuda_graphs = bool(getattr(args, "cuda_graphs", False))
+    if compile_scarnet and cuda_graphs:  # reduce-overhead compiles to CUDA graphs already: no graphs in graphs
+        raise InputError("--compile and --cuda-graphs both replay CUDA graphs on a GPU: choose one")
     quiet = bool(getattr(args, "quiet", False))
     if configs is None:
         wanted = list(args.only) if args.only else list(CONFIG_NAMES)

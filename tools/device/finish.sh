@@ -35,7 +35,9 @@ shopt -s nullglob
 if [ -f "$files_at/scarnet_run.tar" ]; then
   unpacked=$(mktemp -d)
   trap 'rm -rf "$unpacked"' EXIT
-  cp "$files_at"/* "$unpacked/" && tar -xf "$unpacked/scarnet_run.tar" -C "$unpacked"
+  find "$files_at" -maxdepth 1 -type f -exec cp -t "$unpacked" {} +
+  tar -xf "$files_at/scarnet_run.tar" -C "$unpacked"
+  chmod -R u+w "$unpacked"  # the device tool's files are read-only
   files_at=$unpacked
 fi
 parts=("$files_at"/best.safetensors.part-*)

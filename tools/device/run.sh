@@ -89,7 +89,7 @@ train_run() {  # NAME CONFIG RUN_FOLDER LOG [train options…]
   # (at the low rate where the clock ended its decay: fine-tuning).
   if [ -f "$run/last.pt" ]; then resume=(--resume); fi
   rm -f "$run/best.safetensors" "$run/best.json"
-  timeout "$train_limit" python3 -m scarnet train --config "$config" ${resume[@]+"${resume[@]}"} --out "$run" \
+  timeout -k 20 "$train_limit" python3 -m scarnet train --config "$config" ${resume[@]+"${resume[@]}"} --out "$run" \
     --device "$DEVICE" --emidec "$carry/emidec" --workers "$workers" --max-minutes "$minutes" "$@" > "$log" 2>&1 \
     || echo "$name: training stopped early (status $?): keeping its best checkpoint" | tee -a "$log"
   if [ ! -f "$run/best.safetensors" ] && [ -f "$run/best.pt" ]; then

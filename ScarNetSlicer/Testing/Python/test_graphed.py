@@ -48,6 +48,26 @@ def test_segmenter_wraps_only_on_cuda_and_a_halved_batch_resets_the_graphs(monke
     assert graphed.batch_size == 2 and not graphed._graphs
 
 
+def test_reset_takes_the_new_batch_size_and_tries_graphs_again():
+    graphed = CudaGraphed(build_model(SMALL), batch_size=8)
+    graphed._graphs["captured"] = None
+    graphed.error = "an earlier capture ran out of memory"
+    graphed.reset(4)
+    assert graphed.batch_size == 4 and not graphed._graphs and graphed.error is None
+
+
+def test_the_benchmark_refuses_compile_with_cuda_graphs(tmp_path):
+    import argparse
+
+    from scarnet.bench import run_benchmark
+    from scarnet.errors import InputError
+
+    args = argparse.Namespace(device="cpu", threads=1, repeats=1, only=["scarnet"], json=None, overwrite=False,
+                              compile=True, cuda_graphs=True, memory=False, cold=False, quiet=True)
+    with pytest.raises(InputError, match="choose one"):
+        run_benchmark(args)
+
+
 def test_moving_the_model_drops_captured_graphs():
     graphed = CudaGraphed(build_model(SMALL), batch_size=2)
     graphed._graphs["captured"] = None
@@ -70,3 +90,12 @@ def test_on_cuda_replays_match_the_eager_model(autocast):
         with eager_calls():
             graphed(x)
     assert graphed.error is None and graphed.captures == 1
+    # Outside inference mode (plain no_grad) a graph of its own: an inference tensor cannot be written there.
+    with torch.no_grad():
+        torch.testing.assert_close(graphed(x).float(), model(x).float(), atol=2e-2 if autocast else 1e-4, rtol=0)
+    assert graphed.captures == 2
+    # Weights moved away and back behind the wrapper's back: captured anew where their addresses
+    # changed, never replayed on freed memory.
+    model.cpu().cuda()
+    with torch.no_grad():
+        torch.testing.assert_close(graphed(x).float(), model(x).float(), atol=2e-2 if autocast else 1e-4, rtol=0)

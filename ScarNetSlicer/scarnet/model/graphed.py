@@ -5,8 +5,9 @@ slice, about 1 % of an H200's bf16 peak in eager mode): launching them costs mor
 them. A CUDA graph records the launches once and replays them in one call. Inputs are padded to
 a fixed batch so that every stack of up to ``batch_size`` slices replays the same graph.
 
-Only for inference on CUDA (no autograd): anywhere else, and after a failed capture (reported
-once), the wrapped model runs eagerly.
+Only for inference on CUDA (no autograd, the model in eval mode): anywhere else, and after a
+failed capture (reported once), the wrapped model runs eagerly. Out of GPU memory in a capture
+is raised to the caller (the pipeline halves its batch and calls :meth:`CudaGraphed.reset`).
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ class CudaGraphed(nn.Module):
         self.captures = 0
 
     def reset(self, batch_size: int) -> None:
-        """Pad to ``batch_size`` from now on; the graphs captured so far are dropped."""
+        """Pad to ``batch_size`` from now on (after a GPU out-of-memory): graphs are captured anew."""
         self.batch_size = int(batch_size)
         self._graphs.clear()
+        self.error = None
 
     def _apply(self, fn, recurse=True):  # .to(), .cuda(), .half(): captured graphs would use stale tensors
         self._graphs.clear()
@@ -71,51 +73,77 @@ class CudaGraphed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type != "cuda" or self.error is not None or _EAGER_ONLY or torch.is_grad_enabled()
-                or x.shape[0] > self.batch_size):
+                or self.model.training or x.shape[0] > self.batch_size):
             return self.model(x)
         rows = x.shape[0]
-        if rows < self.batch_size:  # one graph for every stack up to the batch size
-            layout = (torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-                      else torch.contiguous_format)
-            padded = x.new_zeros((self.batch_size, *x.shape[1:])).contiguous(memory_format=layout)
-            padded[:rows] = x
-            x = padded
+        padded = self._padded(x)
         autocast_on, autocast_dtype = _cuda_autocast_state()
-        key = (tuple(x.shape), x.stride(), x.dtype, x.device, autocast_on, autocast_dtype)
+        # The weights' addresses: a model moved away and back (its parameters reallocated, e.g. by the
+        # shared model cache's CPU fallback, which bypasses this wrapper) must not replay old graphs.
+        weights = _weights_address(self.model)
+        key = (tuple(padded.shape), padded.stride(), padded.dtype, padded.device, autocast_on, autocast_dtype,
+               torch.is_inference_mode_enabled(), weights)
         entry = self._graphs.get(key)
         if entry is None:
+            if any(captured[-1] != weights for captured in self._graphs):
+                self._graphs.clear()
             try:
-                entry = self._capture(x, autocast_on, autocast_dtype)
+                with torch.cuda.device(x.device):
+                    entry = self._capture(padded, autocast_on, autocast_dtype)
+            except torch.cuda.OutOfMemoryError:
+                self._graphs.clear()
+                raise  # the caller's out-of-memory handling (Segmenter halves the batch, then resets)
             except Exception as error:  # capture refuses some ops and states: run eagerly from now on
                 self.error = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
                 warnings.warn(f"CUDA graph capture failed, running eagerly: {self.error}", RuntimeWarning,
                               stacklevel=2)
                 self._graphs.clear()
-                return self.model(x)[:rows]
+                return self.model(x)
             self._graphs[key] = entry
             while len(self._graphs) > MAX_GRAPHS:
                 self._graphs.popitem(last=False)
         else:
             self._graphs.move_to_end(key)
         graph, static_input, static_output = entry
-        static_input.copy_(x)
+        static_input.copy_(padded)
         graph.replay()
         # The next replay overwrites the static output: hand out a copy.
         return static_output[:rows].clone()
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with zero rows appended up to the batch size, in its memory layout."""
+        rows = x.shape[0]
+        if rows == self.batch_size:
+            return x
+        layout = (torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+                  else torch.contiguous_format)
+        padded = x.new_zeros((self.batch_size, *x.shape[1:])).contiguous(memory_format=layout)
+        padded[:rows] = x
+        return padded
 
     def _capture(self, x: torch.Tensor, autocast_on: bool, autocast_dtype: torch.dtype
                  ) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
         static_input = x.clone()
         autocast = torch.autocast("cuda", dtype=autocast_dtype, enabled=autocast_on, cache_enabled=False)
+        caller_stream = torch.cuda.current_stream(x.device)
         # Warm-up on a side stream (cuDNN/cuBLAS pick their kernels and workspaces), as capture needs.
         side = torch.cuda.Stream(device=x.device)
-        side.wait_stream(torch.cuda.current_stream(x.device))
+        side.wait_stream(caller_stream)
         with torch.cuda.stream(side), autocast:
             for _ in range(2):
                 self.model(static_input)
-        torch.cuda.current_stream(x.device).wait_stream(side)
+        caller_stream.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), autocast:
-            static_output = self.model(static_input)
+        try:
+            with torch.cuda.graph(graph), autocast:
+                static_output = self.model(static_input)
+        finally:
+            # torch.cuda.graph leaves its capture stream current when ending a failed capture raises.
+            torch.cuda.set_stream(caller_stream)
         self.captures += 1
         return graph, static_input, static_output
+
+
+def _weights_address(model: nn.Module) -> int:
+    """A fingerprint of where the model's parameters and buffers live (what a graph reads)."""
+    return hash(tuple(tensor.data_ptr() for tensor in (*model.parameters(), *model.buffers())))
