@@ -107,7 +107,7 @@ LOCALISATION_WINDOW_MM = 360.0
 #: wrong pixel spacing (and would make the window search run for minutes).
 MAX_FIELD_OF_VIEW_MM = 1000.0
 #: Scar regions (3D-connected scar and MVO) smaller than this are returned to healthy myocardium;
-#: 0 (the default) keeps every region. 1 mL was tried: on the EMIDEC train split (bundled model,
+#: 0 (the default) keeps every region. 1 mL was tried: on the EMIDEC train split (interim CPU model,
 #: thresholds 0–1.5 mL) it gave the best scar Dice there and halved the normal exams with false
 #: scar (26/26 → 13/26), but on the val split it erased the whole of one true small infarct
 #: (Case_P066, found only as regions under 1 mL each: scar Dice 0.19 → 0) and lowered mean scar

@@ -413,7 +413,12 @@ class UnsureInSomeSlices(RingModel):
     (2, [0, 1], True),
 ])
 def test_refusal_needs_half_of_the_lv_slices_unsure_and_two_or_more(num_slices, unsure, refused):
-    segmenter = Segmenter(UnsureInSomeSlices(unsure, num_slices), device="cpu", flip_check=False, batch_size=16)
+    # RingModel's confident slices score 0.9265 and its damped ones 0.39: thresholds of 0.90 and 0.80
+    # (given here, not the bundled weights' stand-ins, which follow whichever weights are bundled).
+    from scarnet.qc import QcCalibration
+    calibration = QcCalibration(0.90, unsure_lv_threshold=0.80)
+    segmenter = Segmenter(UnsureInSomeSlices(unsure, num_slices), device="cpu", flip_check=False, batch_size=16,
+                          qc_calibration=calibration)
     volume = ring_volume(shape_kji=(num_slices, 150, 170))
     if refused:
         with pytest.raises(NoHeartFoundError, match=f"in {len(unsure)} of the {num_slices} slices"):
@@ -427,7 +432,7 @@ def test_refusal_needs_half_of_the_lv_slices_unsure_and_two_or_more(num_slices, 
 def test_a_stack_flagged_low_confidence_in_most_slices_gets_a_warning(unsure, warned):
     # Logits 8/2.4 ≈ 3.3 on one class of five: max-probability ≈ 0.87, under the flag's threshold
     # but over the refusal's 0.80: flagged, not refused; a warning from 6 of 8 slices (75 %), not 5.
-    # (The bundled weights' calibration, given here: the stand-ins follow whichever weights are bundled.)
+    # (The interim model's calibration, given here: the stand-ins follow whichever weights are bundled.)
     from scarnet.qc import QcCalibration
     calibration = QcCalibration(0.919, unsure_lv_threshold=0.80, stack_warning_fraction=0.75)
     segmenter = Segmenter(UnsureInSomeSlices(unsure, 8, damping=2.4), device="cpu", flip_check=False,
