@@ -63,6 +63,7 @@ from torch import nn
 from . import __version__
 from .errors import InputError
 from .labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, NUM_CLASSES, SCAR
+from .model.graphed import CudaGraphed, calls_are_eager, eager_calls
 from .volume import Volume
 
 FORMAT = "scarnet-bench-1"
@@ -207,10 +208,6 @@ class TimingOnlyOutput(nn.Module):
         return logits + pattern
 
 
-# Set by count_flops: FLOPs are counted on the eager model, never through torch.compile.
-_FORCE_EAGER = False
-
-
 class CompiledOrEager(nn.Module):
     """``--compile`` (off by default): the model through ``torch.compile``, eager if compiling fails.
 
@@ -229,7 +226,7 @@ class CompiledOrEager(nn.Module):
         self.error: str | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.error is None and not _FORCE_EAGER:
+        if self.error is None and not calls_are_eager():  # count_flops counts the eager model's ops
             try:
                 return self._compiled(x)
             except Exception as error:  # inductor raises many types (missing compiler, lowering errors)
@@ -584,16 +581,9 @@ def count_flops(run: Callable[[], Any]) -> int:
     """FLOPs of the matmuls/convolutions/attention ``run`` executes (``FlopCounterMode``: 2 per multiply-add)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .model.graphed import eager_calls
-
-    global _FORCE_EAGER
     counter = FlopCounterMode(display=False)
-    saved, _FORCE_EAGER = _FORCE_EAGER, True
-    try:
-        with counter, eager_calls():  # a replayed graph runs no op the counter could see
-            run()
-    finally:
-        _FORCE_EAGER = saved
+    with counter, eager_calls():  # a replayed or compiled graph runs no op the counter could see
+        run()
     return int(counter.get_total_flops())
 
 
@@ -926,8 +916,6 @@ def benchmark(configs: Sequence[BenchConfig], volumes: Sequence[BenchVolume], *,
         compiled = getattr(getattr(runner, "segmenter", None), "model", None)
         if isinstance(compiled, CompiledOrEager):
             entry["compile_error"] = compiled.error
-        from .model.graphed import CudaGraphed
-
         if isinstance(compiled, CudaGraphed):
             entry["cuda_graphs_error"] = compiled.error
             entry["cuda_graph_captures"] = compiled.captures

@@ -28,13 +28,19 @@ _EAGER_ONLY = False
 
 @contextlib.contextmanager
 def eager_calls() -> Iterator[None]:
-    """Within this block every :class:`CudaGraphed` runs eagerly (e.g. to count FLOPs op by op)."""
+    """Within this block model wrappers that replay or compile (:class:`CudaGraphed`, the benchmark's
+    ``torch.compile`` one) run the plain model, e.g. to count FLOPs op by op."""
     global _EAGER_ONLY
     saved, _EAGER_ONLY = _EAGER_ONLY, True
     try:
         yield
     finally:
         _EAGER_ONLY = saved
+
+
+def calls_are_eager() -> bool:
+    """Whether an :func:`eager_calls` block is running."""
+    return _EAGER_ONLY
 
 
 def _cuda_autocast_state() -> tuple[bool, torch.dtype]:
