@@ -68,6 +68,9 @@ from .volume import Volume
 
 FORMAT = "scarnet-bench-1"
 CONFIG_NAMES = ("scarnet", "reference", "nnunet")
+#: Run only when named in ``--only``: ScarNet as the pipeline ran it before its weights were bf16
+#: on a GPU (float32 weights under bf16 autocast), to time that change side by side.
+EXTRA_CONFIG_NAMES = ("scarnet_autocast",)
 BASELINE = "nnunet"
 
 # Performance targets: a 12-slice stack on a 2-thread CPU, a cold command, an H200, memory.
@@ -148,7 +151,7 @@ class BenchVolume:
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """The pipeline's mixed precision: bf16 (fp16 where bf16 is unsupported) on CUDA, fp32 on CPU."""
+    """nnU-Net's mixed precision (its predictor autocasts on CUDA): bf16, fp16 where bf16 is unsupported."""
     if device.type != "cuda":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -274,13 +277,13 @@ class PipelineRunner:
         inside = valid_mask(volume.array.shape[1:], transform)
         crops = np.stack([model_crop(volume.array[k], transform, inside)
                           for k in range(volume.num_slices)])
-        return torch.from_numpy(crops[:, None]).to(self.device).contiguous(memory_format=torch.channels_last)
+        return seg.model_input(crops)
 
     def run_model(self, inputs: torch.Tensor) -> int:
-        """The pipeline's forward passes (its batch size, autocast, optional flip TTA), without the softmax."""
+        """The pipeline's forward passes (its batch size and precision, optional flip TTA), without the softmax."""
         seg = self.segmenter
         calls = 0
-        with torch.inference_mode(), _autocast(self.device):
+        with seg.model_context():
             for start in range(0, inputs.shape[0], seg.batch_size):
                 x = inputs[start:start + seg.batch_size]
                 seg.model(x)
@@ -295,13 +298,18 @@ class PipelineRunner:
         _synchronize(self.device)
 
 
-def _optimised(model: nn.Module) -> nn.Module:
-    """What ``load_model(optimize=True)`` does to a freshly built model: eval, fused conv+BN, channels-last."""
-    from .model.registry import fuse_conv_bn
+def _weights_dtype(model: nn.Module) -> str:
+    """The weights' precision as the JSON says it ("bfloat16" on a GPU, see registry.inference_dtype)."""
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
+
+
+def _optimised(model: nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> nn.Module:
+    """What ``load_model`` does to a freshly built model: eval, fused conv+BN, channels-last, precision."""
+    from .model.registry import fuse_conv_bn, inference_dtype
 
     model.eval()
     fuse_conv_bn(model)
-    return model.to(memory_format=torch.channels_last)
+    return model.to(memory_format=torch.channels_last).to(device=device, dtype=dtype or inference_dtype(device))
 
 
 def write_random_scarnet_weights(path: Path) -> Path:
@@ -322,38 +330,44 @@ def write_random_scarnet_weights(path: Path) -> Path:
     return path
 
 
-def scarnet_config(compile: bool = False, cuda_graphs: bool = False) -> BenchConfig:
+def scarnet_config(compile: bool = False, cuda_graphs: bool = False, float32_weights: bool = False) -> BenchConfig:
     """This package's pipeline with the bundled model (random weights, same cost, if none is bundled).
 
     ``compile``: through ``torch.compile``; ``cuda_graphs``: the forward replayed as CUDA graphs
     (on CUDA only; :mod:`scarnet.model.graphed`). Both experimental, off by default.
+    ``float32_weights``: float32 weights, so bf16 autocast on a GPU (``scarnet_autocast``).
     """
 
     def build(device: torch.device) -> Runner:
-        from .model.registry import bundled_weights_path, load_model
+        from .model.registry import bundled_weights_path, inference_dtype, load_model
 
+        dtype = torch.float32 if float32_weights else inference_dtype(device)
         bundled = bundled_weights_path()
         if bundled is not None:
-            model: nn.Module = load_model(device=device)
+            model: nn.Module = load_model(device=device, dtype=dtype)
             weights = f"bundled ({bundled.name})"
         else:
             torch.manual_seed(0)
             from .model.registry import build_model
             from .model.scarnet import ScarNetConfig
 
-            model = TimingOnlyOutput(_optimised(build_model(ScarNetConfig())))
+            model = TimingOnlyOutput(_optimised(build_model(ScarNetConfig()), device, dtype))
             weights = "random weights (timing only)"
         config = model.config
         info = {"description": f"ScarNet pipeline, {config.encoder} encoder at {config.encoder_input_size} px, "
                                f"U-Net {config.unet_channels[0]}–{config.unet_channels[-1]} at {config.input_size} px",
                 "weights": weights, "parameters": count_parameters(model), "input_px": config.input_size,
-                "pixel_spacing_mm": config.pixel_spacing_mm, "compile": compile,
+                "pixel_spacing_mm": config.pixel_spacing_mm, "weights_dtype": _weights_dtype(model), "compile": compile,
                 "cuda_graphs": cuda_graphs and device.type == "cuda"}
         if compile:
             model = CompiledOrEager(model, device)
             info["compile_mode"] = model.mode
         return PipelineRunner(model, device, info, cuda_graphs=cuda_graphs)
 
+    if float32_weights:
+        return BenchConfig("scarnet_autocast", "ScarNet (fp32 weights, autocast)", build,
+                           spec="scarnet.bench:scarnet_config",
+                           options={"compile": compile, "cuda_graphs": cuda_graphs, "float32_weights": True})
     return BenchConfig("scarnet", "ScarNet", build, spec="scarnet.bench:scarnet_config",
                        options={"compile": compile, "cuda_graphs": cuda_graphs})
 
@@ -377,11 +391,12 @@ def reference_config() -> BenchConfig:
 
         torch.manual_seed(0)
         config = reference_model_config()
-        model = TimingOnlyOutput(_optimised(build_model(config))).to(device)
+        model = TimingOnlyOutput(_optimised(build_model(config), device))
         info = {"description": f"paper: MedSAM ViT-B at {config.encoder_input_size} px + U-Net "
                                f"{config.unet_channels[0]}–{config.unet_channels[-1]} at {config.input_size} px",
                 "weights": "random weights (timing only)", "parameters": count_parameters(model),
-                "input_px": config.input_size, "pixel_spacing_mm": config.pixel_spacing_mm}
+                "input_px": config.input_size, "pixel_spacing_mm": config.pixel_spacing_mm,
+                "weights_dtype": _weights_dtype(model)}
         return PipelineRunner(model, device, info)
 
     return BenchConfig("reference", "paper ViT-B", build, spec="scarnet.bench:reference_config")
@@ -585,6 +600,37 @@ def count_flops(run: Callable[[], Any]) -> int:
     with counter, eager_calls():  # a replayed or compiled graph runs no op the counter could see
         run()
     return int(counter.get_total_flops())
+
+
+def count_ops(run: Callable[[], Any]) -> int:
+    """PyTorch operators ``run`` dispatches, leaving out views (each of the others launches at least one kernel).
+
+    A small model's GPU time is set by its kernel launches, not its FLOPs: this is the count to
+    bring down for that, and unlike a GPU time it does not depend on the machine's load.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    def storage(value: Any) -> int | None:
+        return value.untyped_storage().data_ptr() if isinstance(value, torch.Tensor) else None
+
+    class Counter(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            outputs = out if isinstance(out, (list, tuple)) else (out,)
+            source = storage(args[0]) if args else None
+            aliases = source is not None and all(storage(o) == source for o in outputs)
+            # An output on its input's memory is a view (or a no-op .to) and launches nothing,
+            # unless the op writes there (relu_); allocating memory launches nothing either.
+            allocates = func.overloadpacket.__name__.lstrip("_").startswith(("empty", "new_empty"))
+            if (not aliases or func._schema.is_mutable) and not allocates:
+                Counter.count += 1
+            return out
+
+    with Counter(), eager_calls():
+        run()
+    return Counter.count
 
 
 def timed(runner: Runner, call: Callable[[], Any]) -> float:
@@ -889,8 +935,9 @@ def benchmark(configs: Sequence[BenchConfig], volumes: Sequence[BenchVolume], *,
             one_slice = inputs[config.name, v.name][:1]
             calls: list[int] = []
             flops = count_flops(lambda r=runner, x=one_slice, c=calls: c.append(r.run_model(x)))
+            ops = count_ops(lambda r=runner, x=one_slice: r.run_model(x))
             per[config.name, v.name] = {"model_runs_s": [], "end_to_end_runs_s": [],
-                                        "forwards_per_slice": calls[0], "flops_per_slice": flops}
+                                        "forwards_per_slice": calls[0], "flops_per_slice": flops, "ops_per_slice": ops}
             _log(f"warm-up {config.name} on {v.name}", quiet)
             labels, report = runner.end_to_end(v.path)
             if labels.shape != read[v.name].array.shape or len(report.slices) != read[v.name].num_slices:
@@ -932,6 +979,9 @@ def benchmark(configs: Sequence[BenchConfig], volumes: Sequence[BenchVolume], *,
                 "gflop_per_slice": round(p["flops_per_slice"] / 1e9, 6),
                 "gflop_per_forward": round(p["flops_per_slice"] / max(p["forwards_per_slice"], 1) / 1e9, 6),
                 "model_gflop": round(model_gflop, 3),
+                # operators (not views) the model's run on one slice dispatches, at least one kernel
+                # launch each on a GPU; ScarNet runs up to 16 slices in one forward, so per forward too
+                "ops_per_slice": p["ops_per_slice"],
                 "achieved_tflops": round(model_gflop / 1e3 / model_s, 4) if model_s else None,
             }
             if peak_tflops and model_s:
@@ -1168,12 +1218,14 @@ def run_benchmark(args: argparse.Namespace, configs: Sequence[BenchConfig] | Non
     quiet = bool(getattr(args, "quiet", False))
     if configs is None:
         wanted = list(args.only) if args.only else list(CONFIG_NAMES)
-        unknown = [n for n in wanted if n not in DEFAULT_CONFIGS]
+        known = CONFIG_NAMES + EXTRA_CONFIG_NAMES
+        unknown = [n for n in wanted if n not in known]
         if unknown:
-            raise InputError(f"unknown configuration(s) {', '.join(unknown)} (choose from {', '.join(CONFIG_NAMES)})")
-        configs = [scarnet_config(compile=compile_scarnet, cuda_graphs=cuda_graphs) if n == "scarnet"
+            raise InputError(f"unknown configuration(s) {', '.join(unknown)} (choose from {', '.join(known)})")
+        configs = [scarnet_config(compile=compile_scarnet, cuda_graphs=cuda_graphs,
+                                  float32_weights=n == "scarnet_autocast") if n.startswith("scarnet")
                    else DEFAULT_CONFIGS[n]()
-                   for n in CONFIG_NAMES if n in wanted]
+                   for n in known if n in wanted]
     with tempfile.TemporaryDirectory(prefix="scarnet-bench-") as folder:
         workdir = Path(folder)
         volumes = list(volumes) if volumes is not None else default_volumes(workdir)

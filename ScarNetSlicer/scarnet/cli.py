@@ -257,7 +257,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if bundled and name.removesuffix("_unet") in CONTINUATION_CONFIGS and not overrides.get("init_weights") \
                 and not config.init_weights:
             raise InputError(f"--config {name}: continues a trained model and needs --init-weights WEIGHTS "
-                             "(e.g. the best.pt of a cpu_interim run); from random weights it would train nonsense")
+                             "(the bundled weights, or a run's best.pt); from random weights it would train nonsense")
     config = dataclasses.replace(config, **overrides)
     summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
     print(f"best step {summary['best_step']} (score {summary['best_score']:.4f}); weights "
@@ -311,7 +311,8 @@ MAX_THREADS = 1024
 DEFAULT_TRAIN_CONFIG = "gpu_full"
 #: Bundled training configs that continue a trained model (--init-weights), with their *_unet twins:
 #: from random weights they would train nonsense at fine-tuning learning rates.
-CONTINUATION_CONFIGS = ("cpu_continue", "cpu_contrast", "cpu_noise", "cpu_unfreeze", "cpu_artifacts")
+CONTINUATION_CONFIGS = ("cpu_continue", "cpu_contrast", "cpu_noise", "cpu_unfreeze", "cpu_artifacts", "gpu_continue",
+                        "gpu_fine")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -487,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_int_range(1, MAX_THREADS), default=2,
                    help="CPU threads (default 2, the target machine)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (median reported)")
-    p.add_argument("--only", nargs="*", help="configurations to run: scarnet reference nnunet")
+    p.add_argument("--only", nargs="*", help="configurations to run: scarnet reference nnunet (and, only when "
+                   "named, scarnet_autocast: float32 weights under bf16 autocast on a GPU, as before bf16 weights)")
     p.add_argument("--compile", action="store_true", help="also run ScarNet through torch.compile (GPU: CUDA graphs)")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--overwrite", action="store_true")

@@ -17,8 +17,9 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    across) can be missed; a heart cut by the field of view is still found but the crop is then
    padded with the slice's minimum (background).
 3. **Segment** every slice in a crop of ``input_size`` pixels at ``pixel_spacing_mm`` centred on
-   the LV (same resampling and intensity normalisation as in training), batched, with CUDA
-   autocast; optional flip test-time augmentation.
+   the LV (same resampling and intensity normalisation as in training), batched; on CUDA in
+   bf16 (weights converted once at load, see ``registry.inference_dtype``); optional flip
+   test-time augmentation.
 4. **Back to the input grid**: class probabilities are resampled (linearly) from each crop
    onto the slice's own pixel grid; argmax there.
 5. **Post-process**: one LV per slice: of the connected regions of labels 1–4 at least half the
@@ -42,10 +43,11 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,18 +325,50 @@ class Segmenter:
                 else:
                     self._warn("GPU out of memory even with batch size 1: continuing on the CPU")
                     self.device = torch.device("cpu")
-                    self.model.to(self.device)
+                    # bf16 weights (the GPU's, see registry.inference_dtype) are slow or unsupported on a CPU.
+                    self.model.to(device=self.device, dtype=torch.float32)
+                    # The process's cache must not hand this model out as a GPU model any more.
+                    for key in [k for k, (cached, _) in _MODEL_CACHE.items() if cached is self.model]:
+                        del _MODEL_CACHE[key]
+
+    @contextlib.contextmanager
+    def model_context(self) -> Iterator[None]:
+        """The context the model runs in: inference mode, and fp16/bf16 autocast for float32 weights on CUDA.
+
+        Weights already in bf16 or fp16 (loaded for a GPU) get their inputs in that precision and
+        no autocast, so no casts are launched (:func:`scarnet.model.registry.inference_dtype`).
+        """
+        import torch
+
+        use_autocast = self.device.type == "cuda" and self.weights_dtype == torch.float32
+        autocast_dtype = torch.bfloat16 if use_autocast and torch.cuda.is_bf16_supported() else torch.float16
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=autocast_dtype, enabled=use_autocast):
+            yield
+
+    @property
+    def weights_dtype(self):
+        """The floating-point precision of the model's weights (float32 for a model without any)."""
+        import torch
+
+        for parameter in self.model.parameters():
+            if parameter.is_floating_point():
+                return parameter.dtype
+        return torch.float32
+
+    def model_input(self, crops: np.ndarray):
+        """(N, S, S) float32 crops → the model's (N, 1, S, S) input on its device, precision and layout."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(crops[:, None], dtype=np.float32)).to(self.device)
+        return x.to(self.weights_dtype).contiguous(memory_format=torch.channels_last)
 
     def _forward_batched(self, batch: np.ndarray, plain_out: list[np.ndarray] | None = None) -> np.ndarray:
         import torch
 
         outputs, plain = [], []
-        use_autocast = self.device.type == "cuda"
-        dtype = torch.bfloat16 if use_autocast and torch.cuda.is_bf16_supported() else torch.float16
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=use_autocast):
+        with self.model_context():
             for start in range(0, batch.shape[0], self.batch_size):
-                x = torch.from_numpy(batch[start:start + self.batch_size, None]).to(self.device)
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = self.model_input(batch[start:start + self.batch_size])
                 logits = self.model(x).float()
                 if self.tta:
                     if plain_out is not None:

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Run HERE after tools/device/run.sh came back from the GPU machine, with the folder the device
 # tool put its $OUT files in (files_at):
-#   bash tools/device/finish.sh FILES_AT [RUN]        # RUN: default runs/gpu_full (new or empty)
+#   bash tools/device/finish.sh FILES_AT [RUN]        # RUN: default runs/gpu_full (new or empty;
+#                                                     # name another one, e.g. runs/gpu_continue)
 # EMIDEC (default ../shared/data/emidec beside the checkout) names the data to calibrate on.
-# It makes the new model the bundled one, with its own QC calibration:
+# It makes the new model the bundled one, with its own QC calibration, when it scores higher on
+# val than the bundled one (best.json's best_score against the bundled sidecar's selection_score,
+# both the best of their run's validations on the same 20 val cases; FORCE=1 releases it
+# anyway). Otherwise it still unpacks both runs (for the evaluation) and exits with status 3:
 #   1. joins best.safetensors.part-* into RUN/best.safetensors and checks its sha256 against
 #      best.json (the weights' sidecar); copies best.json, log.jsonl and the run's other files;
 #   2. python tools/release_weights.py RUN → ScarNetSlicer/scarnet/weights/ (fp16, sidecar);
@@ -16,10 +20,12 @@
 # baseline (RUN_unet/best.safetensors), the CPU benchmark, the model card's and README's figures, pytest, the commit.
 # Rehearsed on 2026-11-29 in a scratch worktree without ../shared (EMIDEC=… given, called from a
 # subfolder with a relative FILES_AT), with a CPU run's files (runs/cpu_unfreeze, split as run.sh
-# splits them) standing in for the GPU's: 55 s, then the whole test suite passed on the result.
+# splits them) standing in for the GPU's: 55 s, then the whole test suite passed on the result
+# (before the score gate: such a run now needs FORCE=1).
 set -euo pipefail
 files_at=${1:?usage: bash tools/device/finish.sh FILES_AT [RUN]}
 files_at=$(cd "$files_at" && pwd)  # before the cd below: relative paths are the caller's
+given_files_at=$files_at
 emidec=""
 if [ -n "${EMIDEC:-}" ]; then emidec=$(cd "$EMIDEC" && pwd); fi
 top=$(git rev-parse --show-toplevel)
@@ -40,29 +46,43 @@ if [ -f "$files_at/scarnet_run.tar" ]; then
   chmod -R u+w "$unpacked"  # the device tool's files are read-only
   files_at=$unpacked
 fi
-parts=("$files_at"/best.safetensors.part-*)
-[ ${#parts[@]} -gt 0 ] || { echo "$files_at: no best.safetensors.part-* (did the training finish?)" >&2; exit 2; }
-for name in best.json log.jsonl; do
-  [ -f "$files_at/$name" ] || { echo "$files_at: no $name" >&2; exit 2; }
-done
 unet_run=${run}_unet
 for folder in "$run" "$unet_run"; do
   if [ -e "$folder" ] && [ -n "$(ls -A "$folder")" ]; then
     echo "$folder: exists and is not empty; name another folder" >&2; exit 2
   fi
 done
-mkdir -p "$run"
-cat "${parts[@]}" > "$run/best.safetensors"
-for name in best.json log.jsonl train.log bench_scarnet.json bench_scarnet_graphs.json bench.json gpu.txt; do
-  if [ -f "$files_at/$name" ]; then cp "$files_at/$name" "$run/"; fi
-done
-folders=("$run")
-if [ -f "$files_at/unet_run.tar" ]; then  # the evaluation's U-Net baseline, trained beside it
-  mkdir -p "$unet_run" && tar -xf "$files_at/unet_run.tar" -C "$unet_run"
-  if [ -f "$files_at/unet_train.log" ]; then cp "$files_at/unet_train.log" "$unet_run/"; fi  # (older run.sh)
-  folders+=("$unet_run")
+# The gate, before any folder is made: does the new run beat the bundled model on val?
+release=1
+if [ -f "$files_at/best.json" ] && [ "${FORCE:-0}" != 1 ]; then
+  set +e
+  python - "$files_at/best.json" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+from scarnet.model.registry import bundled_weights_path, sidecar_path
+
+new = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")).get("info", {}).get("best_score")
+if not isinstance(new, (int, float)):
+    print(f"{sys.argv[1]}: no val score (best_score {new!r}): did the training validate?", file=sys.stderr)
+    sys.exit(2)
+path = bundled_weights_path()
+old = json.loads(sidecar_path(path).read_text(encoding="utf-8"))["info"].get("selection_score") if path else None
+print(f"val selection score (mean of myocardium and scar Dice): new {new:.4f}, bundled "
+      f"{'none' if old is None else format(old, '.4f')}")
+sys.exit(0 if old is None or new > old else 3)
+PY
+  gate=$?
+  set -e
+  case $gate in
+    0) ;;
+    3) release=0 ;;
+    *) exit "$gate" ;;
+  esac
 fi
-python - "${folders[@]}" <<'PY'
+check_sha256() {  # RUN…: each RUN/best.safetensors against its best.json
+  python - "$@" <<'PY'
 import json
 import sys
 from pathlib import Path
@@ -76,6 +96,29 @@ for run in map(Path, sys.argv[1:]):
         sys.exit(f"{run}/best.safetensors: sha256 {actual[:12]}… is not best.json's {expected[:12]}… (parts missing?)")
     print(f"{run}/best.safetensors: sha256 {actual} as best.json says")
 PY
+}
+# The evaluation's U-Net baseline, trained beside it: kept even when the ScarNet run failed.
+if [ -f "$files_at/unet_run.tar" ]; then
+  mkdir -p "$unet_run" && tar -xf "$files_at/unet_run.tar" -C "$unet_run"
+  if [ -f "$files_at/unet_train.log" ]; then cp "$files_at/unet_train.log" "$unet_run/"; fi  # (older run.sh)
+  check_sha256 "$unet_run"
+fi
+parts=("$files_at"/best.safetensors.part-*)
+[ ${#parts[@]} -gt 0 ] || { echo "$files_at: no best.safetensors.part-* (did the training finish?)" >&2; exit 2; }
+for name in best.json log.jsonl; do
+  [ -f "$files_at/$name" ] || { echo "$files_at: no $name" >&2; exit 2; }
+done
+mkdir -p "$run"
+cat "${parts[@]}" > "$run/best.safetensors"
+for name in best.json log.jsonl train.log bench_scarnet.json bench_scarnet_graphs.json bench.json gpu.txt; do
+  if [ -f "$files_at/$name" ]; then cp "$files_at/$name" "$run/"; fi
+done
+check_sha256 "$run"
+if [ "$release" != 1 ]; then
+  echo "kept the bundled model: the new run scores no higher on val. Both runs are unpacked in $run and" \
+    "$unet_run. To release it anyway: rm -rf $run $unet_run && FORCE=1 bash tools/device/finish.sh $given_files_at $run" >&2
+  exit 3
+fi
 
 python tools/release_weights.py "$run"
 scarnet evaluate --split train --max-cases 40 --skip noise artifacts contrast field thresholds medsam unet \

@@ -2,7 +2,8 @@
 # Run ON THE GPU MACHINE through the device tool, after tools/device/prepare.sh here:
 #   run(command="bash tools/device/run.sh", carry=[".device_carry"], timeout_s=600)
 # In one call of at most $BUDGET_S seconds (the tool allows 600 per command):
-#   1. speed on this GPU (`scarnet bench`, ScarNet alone, bf16, eager and with CUDA graphs: the
+#   1. speed on this GPU (`scarnet bench`, ScarNet alone, eager with bf16 weights and with float32
+#      weights under autocast side by side, then with CUDA graphs: the
 #      H200 model-time target; the bundled weights have the run's architecture, so the time is the
 #      new model's too);
 #   2. trains the full model (config gpu_full) for the time left, less what saving takes, and
@@ -16,6 +17,10 @@
 # Then, here: `bash tools/device/finish.sh FILES_AT` joins the weights and checks their sha256,
 # releases them (tools/release_weights.py runs/gpu_full, no best.pt needed), calibrates the QC
 # thresholds of the new weights and puts the U-Net in runs/gpu_full_unet (see its header).
+# INIT=bundled (after `INIT=bundled bash tools/device/prepare.sh`): a warm start. ScarNet starts
+# from the bundled weights and the U-Net from the carried unet_init.safetensors (its last run), so
+# that both get this call's minutes on top of the last ones; the configs may change the crop
+# geometry (input_size, pixel_spacing_mm, encoder_input_size), not the network.
 # On a CPU machine, for a dry run:
 #   OUT=/tmp/out CONFIG=smoke DEVICE=cpu BUDGET_S=150 REPEATS=1 bash tools/device/run.sh
 set -euo pipefail
@@ -25,10 +30,28 @@ BUDGET_S=${BUDGET_S:-570}  # this command's seconds in all, inside the tool's 60
 SAVE_S=${SAVE_S:-90}  # the training's start (imports, data, workers) and, after its time cap, up to
                       # two validations (~17 s each on 2 CPU threads), checkpoints, weights, splitting
 CONFIG=${CONFIG:-gpu_full}
-UNET_CONFIG=${UNET_CONFIG:-gpu_full_unet}  # the evaluation's plain U-Net baseline
+# The evaluation's plain U-Net baseline: CONFIG's *_unet twin where there is one.
+if [ -z "${UNET_CONFIG:-}" ] && [ -f "ScarNetSlicer/scarnet/train/configs/${CONFIG}_unet.json" ]; then
+  UNET_CONFIG=${CONFIG}_unet
+fi
+UNET_CONFIG=${UNET_CONFIG:-gpu_full_unet}
 DEVICE=${DEVICE:-cuda}
 REPEATS=${REPEATS:-5}
+INIT=${INIT:-}
 carry=.device_carry
+scarnet_init=() unet_init=()
+if [ "$INIT" = bundled ]; then
+  [ -f "$carry/unet_init.safetensors" ] || { echo "INIT=bundled: no $carry/unet_init.safetensors (run prepare.sh with INIT=bundled)" >&2; exit 2; }
+  scarnet_init=(--init-weights ScarNetSlicer/scarnet/weights/scarnet_litemedsam.safetensors)
+  unet_init=(--init-weights "$carry/unet_init.safetensors")
+elif [ -n "$INIT" ]; then
+  echo "INIT=$INIT: only 'bundled' (or nothing) is known" >&2; exit 2
+fi
+# The continuation configs need starting weights: say so now, not after the benchmarks' minutes.
+case "$CONFIG" in
+  gpu_continue|gpu_fine)
+    [ "$INIT" = bundled ] || { echo "CONFIG=$CONFIG continues a trained model: set INIT=bundled" >&2; exit 2; } ;;
+esac
 
 if ls "$carry"/whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -42,10 +65,12 @@ nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null | tee /tmp/gpu
 # ../shared is not sent: put the carried EMIDEC where the package looks (the benchmark's real volume).
 if [ ! -e ../shared/data/emidec ]; then mkdir -p ../shared/data && ln -s "$PWD/$carry/emidec" ../shared/data/emidec; fi
 
-# 1. The model time on this GPU, first, so that it is measured whatever the training does: eager,
-# then with the forward replayed as CUDA graphs (experimental; scarnet.model.graphed).
-timeout 75 python3 -m scarnet.bench --device "$DEVICE" --only scarnet --repeats "$REPEATS" --no-memory --no-cold \
-  --json "$OUT/bench_scarnet.json" 2>&1 | tail -25 || echo "bench (ScarNet) failed or ran out of time"
+# 1. The model time on this GPU, first, so that it is measured whatever the training does: eager
+# with bf16 weights (the pipeline's way since 2026-11-29) side by side with float32 weights under
+# bf16 autocast (the way before), then with the forward replayed as CUDA graphs (experimental;
+# scarnet.model.graphed).
+timeout 90 python3 -m scarnet.bench --device "$DEVICE" --only scarnet scarnet_autocast --repeats "$REPEATS" \
+  --no-memory --no-cold --json "$OUT/bench_scarnet.json" 2>&1 | tail -25 || echo "bench (ScarNet) failed or ran out of time"
 timeout 60 python3 -m scarnet.bench --device "$DEVICE" --only scarnet --cuda-graphs --repeats "$REPEATS" --no-memory \
   --no-cold --json "$OUT/bench_scarnet_graphs.json" 2>&1 | tail -25 || echo "bench (CUDA graphs) failed or ran out of time"
 
@@ -97,9 +122,10 @@ train_run() {  # NAME CONFIG RUN_FOLDER LOG [train options…]
 print('$name: best.pt → best.safetensors, sha256', export('$run')[1])" 2>&1 | tee -a "$log"
   fi
 }
-train_run ScarNet "$CONFIG" /tmp/run "$OUT/train.log" --encoder-checkpoint "$encoder_checkpoint" &
+train_run ScarNet "$CONFIG" /tmp/run "$OUT/train.log" --encoder-checkpoint "$encoder_checkpoint" \
+  ${scarnet_init[@]+"${scarnet_init[@]}"} &
 scarnet_pid=$!
-train_run U-Net "$unet_config" /tmp/run_unet /tmp/unet_train.log &
+train_run U-Net "$unet_config" /tmp/run_unet /tmp/unet_train.log ${unet_init[@]+"${unet_init[@]}"} &
 unet_pid=$!
 wait "$scarnet_pid" || true
 wait "$unet_pid" || true

@@ -186,6 +186,9 @@ def test_real_pipeline_and_nnunet_predictor_with_tiny_models_and_memory_worker(t
     assert nnunet["forwards_per_slice"] == 2 * 2 * 4
     assert nnunet["gflop_per_forward"] * 16 == pytest.approx(nnunet["gflop_per_slice"], rel=1e-3)
     assert results["ratios_vs_nnunet"]["scarnet"]["tiny"]["model"] > 0
+    assert results["configurations"]["scarnet"]["volumes"]["tiny"]["ops_per_slice"] > 50
+    # nnU-Net's slice: 4 patches × 4 mirror passes, each a forward of the same network
+    assert nnunet["ops_per_slice"] >= 16 * 10
 
 
 def test_flop_counter_gives_the_analytic_count_of_a_convolution():
@@ -194,6 +197,35 @@ def test_flop_counter_gives_the_analytic_count_of_a_convolution():
     flops = bench.count_flops(lambda: conv(x))
     # 2 FLOPs per multiply-add: batch × output pixels × C_out × C_in × k², bias not counted
     assert flops == 2 * 2 * (8 * 8) * 8 * 3 * 3 * 3
+
+
+def test_the_autocast_configuration_is_opt_in_and_rebuilds_in_a_worker(tmp_path):
+    from scarnet.errors import InputError
+
+    config = bench.scarnet_config(float32_weights=True)
+    assert config.name == "scarnet_autocast" and config.options["float32_weights"] is True
+    assert "scarnet_autocast" not in bench.CONFIG_NAMES  # not run unless named
+    with pytest.raises(InputError, match="choose from scarnet, reference, nnunet, scarnet_autocast"):
+        bench.run_benchmark(_args(only=["nope"]), volumes=[])
+    module, _, function = config.spec.partition(":")
+    assert getattr(__import__(module, fromlist=[function]), function)(**config.options).name == "scarnet_autocast"
+
+
+def test_op_counter_counts_kernels_not_views_or_no_op_casts():
+    x = torch.rand(2, 3, 8, 8)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def run():
+        y = conv(x).permute(0, 2, 3, 1).reshape(2, -1)  # conv; a view; a copy (the permuted tensor is not contiguous)
+        y = torch.relu_(y.to(torch.float32) + 1)  # a no-op cast; add; an in-place op
+        return y.to(torch.bfloat16)  # a real cast
+
+    for context in (torch.no_grad, torch.inference_mode):  # ops decompose differently in each
+        with context():
+            # conv, the reshape's copy, add, relu_, the bf16 cast
+            assert bench.count_ops(run) == 5
+            assert bench.count_ops(lambda: x.view(2, -1).t().unsqueeze(0).to(torch.float32)) == 0
+            assert bench.count_ops(lambda: torch.empty_like(x)) == 0
 
 
 class CountingNet(nn.Module):

@@ -222,6 +222,81 @@ def test_simulated_cuda_oom_halves_the_batch_then_falls_back_to_cpu(monkeypatch)
     assert any("continuing on the CPU" in w for w in segmenter.warnings)
 
 
+class _DtypeChanges:
+    """Counts the tensor conversions that change a dtype while active (each one a kernel on a GPU)."""
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        outer = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                if (str(func.overloadpacket).split(".")[-1] in ("to", "_to_copy")
+                        and isinstance(out, torch.Tensor) and out.dtype != args[0].dtype):
+                    outer.count += 1
+                return out
+
+        self.count = 0
+        self.mode = Mode()
+
+    def __enter__(self):
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.mode.__exit__(*exc)
+
+
+def test_bf16_weights_get_bf16_inputs_and_launch_no_casts_inside_the_model():
+    """GPU weights are bf16 (registry.inference_dtype): no autocast, so no per-forward weight casts."""
+    import copy
+
+    from scarnet.model.registry import build_model, fuse_conv_bn
+    from scarnet.model.scarnet import ScarNetConfig
+
+    torch.manual_seed(0)
+    config = ScarNetConfig(encoder="litemedsam", input_size=64, encoder_input_size=32, unet_channels=(8, 16, 32, 32),
+                           fusion_level=2)
+    model = fuse_conv_bn(build_model(config).eval()).to(memory_format=torch.channels_last)
+    reference = Segmenter(copy.deepcopy(model), device="cpu", flip_check=False)
+    segmenter = Segmenter(model.to(torch.bfloat16), device="cpu", flip_check=False)
+    assert segmenter.weights_dtype == torch.bfloat16 and reference.weights_dtype == torch.float32
+    batch = np.random.default_rng(0).random((3, 64, 64), dtype=np.float32)
+    with _DtypeChanges() as changes:
+        probabilities = segmenter._forward_batched(batch)
+    # The input to bf16, the encoder's antialiased resize in float32 and back, the logits to float32.
+    assert changes.count == 4
+    assert probabilities.dtype == np.float32
+    assert np.abs(probabilities - reference._forward_batched(batch)).max() < 0.05
+
+
+def test_cpu_fallback_turns_bf16_weights_back_to_float32(monkeypatch):
+    from scarnet import inference
+
+    model = RingModel()
+    model.scale = nn.Parameter(torch.ones((), dtype=torch.bfloat16))  # weights loaded for a GPU
+    segmenter = Segmenter(model, device="cpu", batch_size=1, flip_check=False)
+    segmenter.device = torch.device("cuda")  # pretend, as above
+    # as get_model would have cached it for the GPU (with another model beside it)
+    monkeypatch.setattr(inference, "_MODEL_CACHE", {("w", None, "cuda"): (model, None),
+                                                    ("v", None, "cuda"): (RingModel(), None)})
+    real_forward = segmenter._forward_batched
+
+    def fake_forward(batch, plain_out=None):
+        if segmenter.device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real_forward(batch, plain_out)
+
+    monkeypatch.setattr(segmenter, "_forward_batched", fake_forward)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    with pytest.warns(RuntimeWarning):
+        segmenter._forward(np.zeros((2, 64, 64), dtype=np.float32))
+    assert segmenter.device.type == "cpu" and segmenter.weights_dtype == torch.float32
+    assert list(inference._MODEL_CACHE) == [("v", None, "cuda")]  # not handed out as a GPU model again
+
+
 def test_batches_are_split_by_batch_size():
     model = RingModel()
     Segmenter(model, device="cpu", batch_size=3, flip_check=False)(ring_volume((7, 160, 160), (1.5, 1.5, 8.0)))

@@ -11,13 +11,14 @@ from scarnet.errors import WeightsError
 from scarnet.model.registry import (
     build_model,
     fuse_conv_bn,
+    inference_dtype,
     litemedsam_checkpoint_path,
     load_model,
     read_weights,
     save_weights,
 )
 from scarnet.model.scarnet import ScarNetConfig
-from scarnet.model.tinyvit import TinyViT
+from scarnet.model.tinyvit import Attention, LayerNorm2d, TinyViT
 
 TINY = ScarNetConfig(encoder="litemedsam", input_size=64, encoder_input_size=32, unet_channels=(8, 16, 32, 32),
                      fusion_level=2)
@@ -72,13 +73,50 @@ def test_hybrid_output_shape_and_gradients(encoder):
 
 
 def test_fused_model_gives_the_same_output():
+    torch.manual_seed(0)
     model = build_model(TINY).eval()
+    # Fresh batch norms and attention biases are identities and zeros: make them matter.
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.2)
+            if isinstance(module, Attention):
+                module.attention_biases.normal_(0, 1.0)
     x = torch.rand(3, 1, 64, 64)
     with torch.no_grad():
         before = model(x)
         fuse_conv_bn(model)
         after = model(x)
+    assert all(m.fixed_biases is not None for m in model.modules() if isinstance(m, Attention))
     assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_layer_norm_2d_is_sams_channel_layer_norm():
+    norm = LayerNorm2d(8)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_(0, 0.3)
+    x = torch.randn(2, 8, 5, 6) * 3 + 1
+    mean = x.mean(1, keepdim=True)
+    var = (x - mean).pow(2).mean(1, keepdim=True)
+    reference = norm.weight[:, None, None] * (x - mean) / torch.sqrt(var + norm.eps) + norm.bias[:, None, None]
+    with torch.no_grad():
+        assert torch.allclose(norm(x), reference, atol=1e-5)
+        assert torch.allclose(norm(x.contiguous(memory_format=torch.channels_last)), reference, atol=1e-5)
+
+
+def test_inference_precision_is_float32_on_cpu_and_load_model_honours_dtype(tmp_path):
+    assert inference_dtype("cpu") == torch.float32
+    path = tmp_path / "w.safetensors"
+    save_weights(build_model(TINY).eval(), path, dtype=torch.float32)
+    assert {p.dtype for p in load_model(path).parameters()} == {torch.float32}
+    half = load_model(path, dtype=torch.bfloat16)
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    with torch.inference_mode():
+        assert half(torch.rand(2, 1, 64, 64, dtype=torch.bfloat16)).dtype == torch.bfloat16
 
 
 def test_weights_round_trip_and_checks(tmp_path):

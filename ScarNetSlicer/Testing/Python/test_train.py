@@ -139,6 +139,14 @@ def test_training_can_start_from_given_weights(tmp_path):
     with pytest.raises(InputError, match="another model configuration"):
         train(wider, tmp_path / "third", progress=False)
     assert not (tmp_path / "third").exists()
+    # ... but the same network at another crop geometry (a warm start at finer pixels) is accepted
+    finer_model = dataclasses.replace(SMOKE_CONFIG.model, input_size=SMOKE_CONFIG.model.input_size + 16,
+                                      pixel_spacing_mm=SMOKE_CONFIG.model.pixel_spacing_mm * 0.8,
+                                      encoder_input_size=SMOKE_CONFIG.model.encoder_input_size + 8)
+    finer = dataclasses.replace(continued, model=finer_model)
+    model = build_model(finer_model)
+    model.load_state_dict(_read_initial_weights(finer))
+    assert all(torch.equal(tensor, trained[name]) for name, tensor in model.state_dict().items())
     # a frozen encoder that is neither pretrained nor given is refused (the continuation configs need --init-weights)
     frozen_random = dataclasses.replace(SMOKE_CONFIG, freeze_encoder=True, pretrained_encoder=False)
     with pytest.raises(InputError, match="frozen encoder"):
@@ -659,7 +667,8 @@ def test_bundled_continuation_configs_need_init_weights(tmp_path, capsys):
     from scarnet.cli import main
 
     root = _fake_emidec(tmp_path / "emidec")
-    for name in ("cpu_unfreeze", "cpu_continue", "cpu_continue_unet"):
+    for name in ("cpu_unfreeze", "cpu_continue", "cpu_continue_unet", "gpu_continue", "gpu_continue_unet",
+                 "gpu_fine", "gpu_fine_unet"):
         code = main(["train", "--config", name, "--out", str(tmp_path / "run"), "--steps", "1", "--batch-size", "1",
                      "--workers", "0", "--emidec", str(root), "--quiet"])
         err = capsys.readouterr().err

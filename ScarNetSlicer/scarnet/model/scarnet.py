@@ -77,7 +77,8 @@ class ScarNet(nn.Module):
             return None
         size = self.config.encoder_input_size
         if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=True).to(x.dtype)
         return self.encoder(x.expand(-1, 3, -1, -1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -110,12 +110,21 @@ class Attention(nn.Module):
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets)))
         self.register_buffer("attention_bias_idxs", torch.tensor(indices).view(len(points), len(points)),
                              persistent=False)
+        self.register_buffer("fixed_biases", None, persistent=False)
+
+    def fix_biases(self) -> None:
+        """Gather the (heads, N, N) bias table once, for inference (see ``fuse_conv_bn``)."""
+        with torch.no_grad():
+            self.fixed_biases = self.attention_biases[:, self.attention_bias_idxs].clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, C) with N = window²
         b, n, _ = x.shape
         qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3 * self.key_dim).permute(0, 2, 1, 3)
         q, k, v = qkv.split(self.key_dim, dim=3)
-        bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)
+        bias = self.fixed_biases
+        if bias is None or self.training:
+            bias = self.attention_biases[:, self.attention_bias_idxs]
+        bias = bias.to(q.dtype)
         # SDPA picks the fused kernel where one exists; the bias is added to the scaled logits.
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
         return self.proj(x.transpose(1, 2).reshape(b, n, -1))
@@ -195,10 +204,10 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) * torch.rsqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+        # One fused kernel over channels-last data instead of nine elementwise ones; it also
+        # accumulates in float32 when the model runs in bf16.
+        x = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
 
 
 class TinyViT(nn.Module):

@@ -432,12 +432,25 @@ def _build_model(config: TrainConfig, fresh: bool):
                          f"({' '.join(str(error).split())[:80]})") from None
 
 
+#: Model settings that change what the network sees, not its tensors: weights trained with other
+#: values can start a training (a warm start at a finer crop, say); the scale change is within
+#: what the scale augmentation showed them.
+GEOMETRY_FIELDS = ("input_size", "pixel_spacing_mm", "encoder_input_size")
+
+
 def _read_initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
-    """The tensors of ``config.init_weights``; refuses weights of another architecture."""
+    """The tensors of ``config.init_weights``; refuses weights of another architecture.
+
+    Weights whose config differs only in :data:`GEOMETRY_FIELDS` are accepted (every tensor's
+    shape is independent of them; ``load_state`` checks the shapes).
+    """
+    from dataclasses import replace
+
     from ..model.registry import read_weights
 
     state, weights_config = read_weights(config.init_weights)
-    if weights_config != config.model:
+    geometry = {name: getattr(config.model, name) for name in GEOMETRY_FIELDS}
+    if replace(weights_config, **geometry) != config.model:
         raise InputError(f"{config.init_weights}: weights are for another model configuration "
                          f"({weights_config.to_json()}), not the one this training config builds")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
