@@ -10,7 +10,7 @@
 #     segment-anything for `scarnet bench`; nibabel, which reads and writes NIfTI there: the
 #     SimpleITK wheel, 53 MB, does not fit).
 #   - with INIT=bundled (a warm start, see run.sh): the U-Net baseline's weights to start from,
-#     runs/gpu_full_unet/best.safetensors (or UNET_INIT=FILE), as unet_init.safetensors (fp16, 6 MB).
+#     runs/gpu_full_unet/best.safetensors (or UNET_INIT=FILE), as unet_init.safetensors (fp16, 12 MB).
 # Total must stay under the device tool's 64 MiB together with the working tree.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
@@ -58,7 +58,8 @@ fi
 if [ "${INIT:-}" = bundled ]; then
   unet_init=${UNET_INIT:-runs/gpu_full_unet/best.safetensors}
   [ -f "$unet_init" ] || { echo "$unet_init: no U-Net weights to start the baseline from (UNET_INIT=FILE)" >&2; exit 2; }
-  # In fp16, as the bundled weights are (6 MB instead of 12; training reads them back as float32).
+  # In fp16, as the bundled weights are (half the bytes of a float32 file; training reads them back
+  # as float32).
   python - "$unet_init" "$carry/unet_init.safetensors" <<'PY'
 import sys
 
