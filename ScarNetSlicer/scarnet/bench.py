@@ -254,6 +254,8 @@ class PipelineRunner:
         self.device = self.segmenter.device
         self.info = dict(info or {})
         self.info.setdefault("batch_size", batch_size)
+        # the weights' precision as the JSON says it ("bfloat16" on a GPU, see registry.inference_dtype)
+        self.info.setdefault("weights_dtype", str(self.segmenter.weights_dtype).removeprefix("torch."))
         self.info.setdefault("tta", tta)
         self.last_timings: dict[str, float] = {}
 
@@ -298,18 +300,13 @@ class PipelineRunner:
         _synchronize(self.device)
 
 
-def _weights_dtype(model: nn.Module) -> str:
-    """The weights' precision as the JSON says it ("bfloat16" on a GPU, see registry.inference_dtype)."""
-    return str(next(model.parameters()).dtype).removeprefix("torch.")
-
-
 def _optimised(model: nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> nn.Module:
     """What ``load_model`` does to a freshly built model: eval, fused conv+BN, channels-last, precision."""
     from .model.registry import fuse_conv_bn, inference_dtype
 
     model.eval()
     fuse_conv_bn(model)
-    return model.to(memory_format=torch.channels_last).to(device=device, dtype=dtype or inference_dtype(device))
+    return model.to(device=device, dtype=dtype or inference_dtype(device), memory_format=torch.channels_last)
 
 
 def write_random_scarnet_weights(path: Path) -> Path:
@@ -357,19 +354,17 @@ def scarnet_config(compile: bool = False, cuda_graphs: bool = False, float32_wei
         info = {"description": f"ScarNet pipeline, {config.encoder} encoder at {config.encoder_input_size} px, "
                                f"U-Net {config.unet_channels[0]}–{config.unet_channels[-1]} at {config.input_size} px",
                 "weights": weights, "parameters": count_parameters(model), "input_px": config.input_size,
-                "pixel_spacing_mm": config.pixel_spacing_mm, "weights_dtype": _weights_dtype(model), "compile": compile,
+                "pixel_spacing_mm": config.pixel_spacing_mm, "compile": compile,
                 "cuda_graphs": cuda_graphs and device.type == "cuda"}
         if compile:
             model = CompiledOrEager(model, device)
             info["compile_mode"] = model.mode
         return PipelineRunner(model, device, info, cuda_graphs=cuda_graphs)
 
-    if float32_weights:
-        return BenchConfig("scarnet_autocast", "ScarNet (fp32 weights, autocast)", build,
-                           spec="scarnet.bench:scarnet_config",
-                           options={"compile": compile, "cuda_graphs": cuda_graphs, "float32_weights": True})
-    return BenchConfig("scarnet", "ScarNet", build, spec="scarnet.bench:scarnet_config",
-                       options={"compile": compile, "cuda_graphs": cuda_graphs})
+    name, label = ("scarnet_autocast", "ScarNet (fp32 weights, autocast)") if float32_weights \
+        else ("scarnet", "ScarNet")
+    return BenchConfig(name, label, build, spec="scarnet.bench:scarnet_config",
+                       options={"compile": compile, "cuda_graphs": cuda_graphs, "float32_weights": float32_weights})
 
 
 def reference_model_config():
@@ -395,8 +390,7 @@ def reference_config() -> BenchConfig:
         info = {"description": f"paper: MedSAM ViT-B at {config.encoder_input_size} px + U-Net "
                                f"{config.unet_channels[0]}–{config.unet_channels[-1]} at {config.input_size} px",
                 "weights": "random weights (timing only)", "parameters": count_parameters(model),
-                "input_px": config.input_size, "pixel_spacing_mm": config.pixel_spacing_mm,
-                "weights_dtype": _weights_dtype(model)}
+                "input_px": config.input_size, "pixel_spacing_mm": config.pixel_spacing_mm}
         return PipelineRunner(model, device, info)
 
     return BenchConfig("reference", "paper ViT-B", build, spec="scarnet.bench:reference_config")
