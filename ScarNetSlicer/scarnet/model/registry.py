@@ -443,11 +443,9 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
     """
     from .tinyvit import Attention, Conv2dBN
 
-    for module in model.modules():
+    for module in list(model.modules()):
         if isinstance(module, Attention):
             module.fix_biases()
-
-    for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, Conv2dBN):
                 conv, bn = child.c, child.bn
