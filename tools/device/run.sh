@@ -49,7 +49,7 @@ elif [ -n "$INIT" ]; then
 fi
 # The continuation configs need starting weights: say so now, not after the benchmarks' minutes.
 case "$CONFIG" in
-  gpu_continue|gpu_fine)
+  gpu_continue|gpu_fine|gpu_consistency)
     [ "$INIT" = bundled ] || { echo "CONFIG=$CONFIG continues a trained model: set INIT=bundled" >&2; exit 2; } ;;
 esac
 

@@ -154,6 +154,49 @@ def test_training_can_start_from_given_weights(tmp_path):
     assert not (tmp_path / "fourth").exists()
 
 
+def test_noise_consistency_pulls_the_noisy_view_towards_the_fixed_clean_one():
+    from scarnet.train.loop import with_noise
+    from scarnet.train.losses import noise_consistency
+
+    torch.manual_seed(0)
+    clean = torch.randn(2, 5, 8, 8, requires_grad=True)
+    assert noise_consistency(clean, clean.detach().clone()).item() == pytest.approx(0.0, abs=1e-6)
+    noisy = (clean.detach() + torch.randn(2, 5, 8, 8)).requires_grad_(True)
+    loss = noise_consistency(clean, noisy)
+    assert loss.item() > 0.05
+    loss.backward()
+    assert clean.grad is None and noisy.grad.abs().sum() > 0  # the clean view is the target, never moved
+    # the noisy copy: same shape, still in [0, 1], each example its own SD up to the ceiling
+    x = torch.full((64, 1, 32, 32), 0.5)
+    y = with_noise(x, 0.1)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    sds = (y - x).std(dim=(1, 2, 3))
+    assert sds.max() < 0.11 and sds.min() < 0.03 and sds.max() > 0.07
+    assert torch.equal(x, torch.full((64, 1, 32, 32), 0.5))  # the clean batch is left as it was
+
+
+def test_smoke_run_with_noise_consistency_trains_on_both_views(tmp_path, monkeypatch):
+    from scarnet.train import losses
+
+    calls = []
+    original = losses.noise_consistency
+
+    def counting(clean_logits, noisy_logits):
+        calls.append((clean_logits.shape, noisy_logits.shape))
+        return original(clean_logits, noisy_logits)
+
+    monkeypatch.setattr(losses, "noise_consistency", counting)
+    config = dataclasses.replace(SMOKE_CONFIG, noise_consistency_weight=1.0)
+    train(config, tmp_path / "run", progress=False)
+    assert len(calls) == config.steps
+    batch = (config.batch_size, 5, config.model.input_size, config.model.input_size)
+    assert all(clean == noisy == batch for clean, noisy in calls)
+    events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(e["loss"]) for e in events if "loss" in e)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["noise_consistency_weight"] == 1.0
+
+
 def test_schedule_follows_the_steps_or_with_anneal_by_time_whichever_is_further():
     from scarnet.train.loop import _learning_rate_factor, schedule_progress
 
@@ -468,6 +511,8 @@ def test_nonsense_train_options_are_refused_in_one_line(option, tmp_path, capsys
     ({"model__encoder": "resnet"}, "model.encoder"),
     ({"augment__scale_range": [1.2, 0.8]}, "augment.scale_range"),
     ({"augment__noise_probability": "high"}, "augment.noise_probability"),
+    ({"noise_consistency_weight": -1}, "noise_consistency_weight must be a number 0 or more"),
+    ({"noise_consistency_std_max": 0}, "noise_consistency_std_max must be a number from 0 to 1"),
 ])
 def test_training_config_values_are_checked_when_loaded(change, named, tmp_path, capsys):
     from scarnet.cli import main
@@ -668,7 +713,7 @@ def test_bundled_continuation_configs_need_init_weights(tmp_path, capsys):
 
     root = _fake_emidec(tmp_path / "emidec")
     for name in ("cpu_unfreeze", "cpu_continue", "cpu_continue_unet", "gpu_continue", "gpu_continue_unet",
-                 "gpu_fine", "gpu_fine_unet"):
+                 "gpu_fine", "gpu_fine_unet", "cpu_consistency", "gpu_consistency", "gpu_consistency_unet"):
         code = main(["train", "--config", name, "--out", str(tmp_path / "run"), "--steps", "1", "--batch-size", "1",
                      "--workers", "0", "--emidec", str(root), "--quiet"])
         err = capsys.readouterr().err

@@ -44,3 +44,14 @@ class ScarNetLoss(nn.Module):
         ce = nn.functional.cross_entropy(logits, target, weight=self.class_weights)
         a, b, c = self.weights
         return a * focal_tversky + b * dice + c * ce
+
+
+def noise_consistency(clean_logits: torch.Tensor, noisy_logits: torch.Tensor) -> torch.Tensor:
+    """Mean per-pixel KL(p_clean ‖ p_noisy) of the class probabilities, the clean view held fixed.
+
+    The clean view is the target (no gradient through it), so consistency is learned by the noisy
+    view coming to agree, never by the clean prediction moving towards the noisy one.
+    """
+    target = torch.log_softmax(clean_logits.detach().float(), dim=1)
+    prediction = torch.log_softmax(noisy_logits.float(), dim=1)
+    return nn.functional.kl_div(prediction, target, log_target=True, reduction="none").sum(dim=1).mean()
