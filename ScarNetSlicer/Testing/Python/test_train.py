@@ -155,7 +155,7 @@ def test_training_can_start_from_given_weights(tmp_path):
 
 
 def test_noise_consistency_pulls_the_noisy_view_towards_the_fixed_clean_one():
-    from scarnet.train.loop import with_noise
+    from scarnet.train.loop import noisy_copy
     from scarnet.train.losses import noise_consistency
 
     torch.manual_seed(0)
@@ -166,13 +166,17 @@ def test_noise_consistency_pulls_the_noisy_view_towards_the_fixed_clean_one():
     assert loss.item() > 0.05
     loss.backward()
     assert clean.grad is None and noisy.grad.abs().sum() > 0  # the clean view is the target, never moved
-    # the noisy copy: same shape, still in [0, 1], each example its own SD up to the ceiling
+    # the noisy copy: same shape, each example its own SD up to the ceiling, the clean batch left as it was
     x = torch.full((64, 1, 32, 32), 0.5)
-    y = with_noise(x, 0.1)
-    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    y = noisy_copy(x, 0.1)
+    assert y.shape == x.shape
     sds = (y - x).std(dim=(1, 2, 3))
     assert sds.max() < 0.11 and sds.min() < 0.03 and sds.max() > 0.07
-    assert torch.equal(x, torch.full((64, 1, 32, 32), 0.5))  # the clean batch is left as it was
+    assert torch.equal(x, torch.full((64, 1, 32, 32), 0.5))
+    # ... and clipped to [0, 1] as normalised crops are, even next to either end
+    edges = torch.cat([torch.full((32, 1, 32, 32), 0.01), torch.full((32, 1, 32, 32), 0.99)])
+    y = noisy_copy(edges, 0.1)
+    assert y.min() == 0 and y.max() == 1
 
 
 def test_smoke_run_with_noise_consistency_trains_on_both_views(tmp_path, monkeypatch):
@@ -181,20 +185,26 @@ def test_smoke_run_with_noise_consistency_trains_on_both_views(tmp_path, monkeyp
     calls = []
     original = losses.noise_consistency
 
-    def counting(clean_logits, noisy_logits):
-        calls.append((clean_logits.shape, noisy_logits.shape))
-        return original(clean_logits, noisy_logits)
+    def shifted(clean_logits, noisy_logits):
+        calls.append((clean_logits.shape, noisy_logits.shape, torch.equal(clean_logits, noisy_logits),
+                      noisy_logits.requires_grad))
+        return original(clean_logits, noisy_logits) + 100.0  # shows up in the logged loss if it is added
 
-    monkeypatch.setattr(losses, "noise_consistency", counting)
-    config = dataclasses.replace(SMOKE_CONFIG, noise_consistency_weight=1.0)
+    monkeypatch.setattr(losses, "noise_consistency", shifted)
+    config = dataclasses.replace(SMOKE_CONFIG, noise_consistency_weight=0.5)
     train(config, tmp_path / "run", progress=False)
     assert len(calls) == config.steps
     batch = (config.batch_size, 5, config.model.input_size, config.model.input_size)
-    assert all(clean == noisy == batch for clean, noisy in calls)
-    events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert all(np.isfinite(e["loss"]) for e in events if "loss" in e)
+    # two views of the batch, not the same logits twice, and the noisy one is trained
+    assert all(clean == noisy == batch and not same and trained for clean, noisy, same, trained in calls)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    logged = [e for e in logged if "loss" in e]
+    assert logged and all(e["noise_consistency"] > 100 and e["loss"] > 50 for e in logged)  # weighted into the loss
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["noise_consistency_weight"] == 1.0
+    assert saved["noise_consistency_weight"] == 0.5
+    # a config from before the option (an older checkpoint's) reads as "off"
+    older = {k: v for k, v in SMOKE_CONFIG.to_dict().items() if not k.startswith("noise_consistency")}
+    assert TrainConfig.from_dict(older).noise_consistency_weight == 0
 
 
 def test_schedule_follows_the_steps_or_with_anneal_by_time_whichever_is_further():
@@ -512,7 +522,7 @@ def test_nonsense_train_options_are_refused_in_one_line(option, tmp_path, capsys
     ({"augment__scale_range": [1.2, 0.8]}, "augment.scale_range"),
     ({"augment__noise_probability": "high"}, "augment.noise_probability"),
     ({"noise_consistency_weight": -1}, "noise_consistency_weight must be a number 0 or more"),
-    ({"noise_consistency_std_max": 0}, "noise_consistency_std_max must be a number from 0 to 1"),
+    ({"noise_consistency_std_max": 0}, "noise_consistency_std_max must be a number above 0 and up to 1"),
 ])
 def test_training_config_values_are_checked_when_loaded(change, named, tmp_path, capsys):
     from scarnet.cli import main
