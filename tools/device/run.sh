@@ -47,11 +47,12 @@ if [ "$INIT" = bundled ]; then
 elif [ -n "$INIT" ]; then
   echo "INIT=$INIT: only 'bundled' (or nothing) is known" >&2; exit 2
 fi
-# The continuation configs need starting weights: say so now, not after the benchmarks' minutes.
-case "$CONFIG" in
-  gpu_continue|gpu_fine|gpu_consistency)
-    [ "$INIT" = bundled ] || { echo "CONFIG=$CONFIG continues a trained model: set INIT=bundled" >&2; exit 2; } ;;
-esac
+# The continuation configs (scarnet.cli.CONTINUATION_CONFIGS, *_unet twins included) need starting
+# weights: say so now, not after the benchmarks' minutes. (scarnet.cli imports only the standard library.)
+if PYTHONPATH=ScarNetSlicer python3 -c 'import sys; from scarnet.cli import CONTINUATION_CONFIGS as c
+sys.exit(sys.argv[1].removesuffix("_unet") not in c)' "$CONFIG" && [ "$INIT" != bundled ]; then
+  echo "CONFIG=$CONFIG continues a trained model: set INIT=bundled" >&2; exit 2
+fi
 
 if ls "$carry"/whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \

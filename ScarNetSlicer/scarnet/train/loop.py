@@ -469,8 +469,6 @@ def _read_initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
     Weights whose config differs only in :data:`GEOMETRY_FIELDS` are accepted (every tensor's
     shape is independent of them; ``load_state`` checks the shapes).
     """
-    from dataclasses import replace
-
     from ..model.registry import read_weights
 
     state, weights_config = read_weights(config.init_weights)
@@ -688,19 +686,18 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
                 group["lr"] = group["base_lr"] * factor
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
-            noisy_logits = None
+            consistency = None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 if config.noise_consistency_weight > 0:
                     # One forward for both views. The U-Net's instance norm works per example; an
                     # unfrozen encoder's batch norm takes its statistics over both views.
                     logits, noisy_logits = model(torch.cat([x, noisy_copy(x, config.noise_consistency_std_max)])
                                                  ).chunk(2)
+                    consistency = noise_consistency(logits, noisy_logits)
                 else:
                     logits = model(x)
             loss = loss_fn(logits, y)
-            consistency = None
-            if noisy_logits is not None:
-                consistency = noise_consistency(logits, noisy_logits)
+            if consistency is not None:
                 loss = loss + config.noise_consistency_weight * consistency
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -710,7 +707,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
             read = [loss.detach().float(), grad_norm.float()]
             if consistency is not None:
                 read.append(consistency.detach().float())
-            loss_value, grad_norm_value, *consistency_value = torch.stack(read).tolist()
+            loss_value, grad_norm_value, *consistency_value = torch.stack(read).tolist()  # (the term, if any)
             if not (math.isfinite(loss_value) and math.isfinite(grad_norm_value)):
                 kept = f"the last checkpoint {last_path} is kept" if last_path.is_file() else "nothing was kept"
                 raise InputError(f"training diverged at step {step + 1}: the loss or its gradient is not finite "
