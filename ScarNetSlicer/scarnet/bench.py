@@ -152,10 +152,11 @@ class BenchVolume:
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """nnU-Net's mixed precision (its predictor autocasts on CUDA): bf16, fp16 where bf16 is unsupported."""
+    from .model.registry import cuda_autocast_dtype
+
     if device.type != "cuda":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cuda", dtype=cuda_autocast_dtype())
 
 
 def _synchronize(device: torch.device) -> None:
@@ -842,6 +843,8 @@ def machine_info(device: torch.device, threads: int | None) -> dict[str, Any]:
     """What the numbers were measured on."""
     import psutil
 
+    from .model.registry import cuda_autocast_dtype
+
     info: dict[str, Any] = {
         "platform": platform.platform(), "python": platform.python_version(), "cpu_model": cpu_model(),
         "physical_cores": psutil.cpu_count(logical=False), "logical_cores": psutil.cpu_count(logical=True),
@@ -854,7 +857,7 @@ def machine_info(device: torch.device, threads: int | None) -> dict[str, Any]:
         peak, source = bf16_peak_tflops(name)
         info["gpu"] = {"name": name, "bf16_dense_peak_tflops": peak, "peak_source": source,
                        "cuda": torch.version.cuda,
-                       "autocast": "bfloat16" if torch.cuda.is_bf16_supported() else "float16"}
+                       "autocast": str(cuda_autocast_dtype()).removeprefix("torch.")}
     return info
 
 

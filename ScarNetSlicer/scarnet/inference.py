@@ -340,8 +340,10 @@ class Segmenter:
         """
         import torch
 
+        from .model.registry import cuda_autocast_dtype
+
         use_autocast = self.device.type == "cuda" and self.weights_dtype == torch.float32
-        autocast_dtype = torch.bfloat16 if use_autocast and torch.cuda.is_bf16_supported() else torch.float16
+        autocast_dtype = cuda_autocast_dtype() if use_autocast else torch.float16
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=autocast_dtype, enabled=use_autocast):
             yield
 

@@ -281,6 +281,11 @@ def inference_dtype(device: str | torch.device) -> torch.dtype:
     return torch.float32
 
 
+def cuda_autocast_dtype() -> torch.dtype:
+    """The precision of mixed-precision autocast on a CUDA GPU: bf16, fp16 where the GPU lacks bf16."""
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def load_model(weights: str | Path | None = None, encoder: str | None = None, device: str | torch.device = "cpu",
                optimize: bool = True, dtype: torch.dtype | None = None) -> ScarNet:
     """Load a ready-to-run ScarNet (eval mode) on ``device``.
