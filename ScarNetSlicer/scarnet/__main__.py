@@ -1,7 +1,5 @@
 """``python -m scarnet``: the same as the ``scarnet`` command."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

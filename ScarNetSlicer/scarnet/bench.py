@@ -301,15 +301,6 @@ class PipelineRunner:
         _synchronize(self.device)
 
 
-def _optimised(model: nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> nn.Module:
-    """What ``load_model`` does to a freshly built model: eval, fused conv+BN, channels-last, precision."""
-    from .model.registry import fuse_conv_bn, inference_dtype
-
-    model.eval()
-    fuse_conv_bn(model)
-    return model.to(device=device, dtype=dtype or inference_dtype(device), memory_format=torch.channels_last)
-
-
 def write_random_scarnet_weights(path: Path) -> Path:
     """Save the default ScarNet with random weights, biased so that it predicts scar everywhere.
 
@@ -346,10 +337,10 @@ def scarnet_config(compile: bool = False, cuda_graphs: bool = False, float32_wei
             weights = f"bundled ({bundled.name})"
         else:
             torch.manual_seed(0)
-            from .model.registry import build_model
+            from .model.registry import build_model, prepare_for_inference
             from .model.scarnet import ScarNetConfig
 
-            model = TimingOnlyOutput(_optimised(build_model(ScarNetConfig()), device, dtype))
+            model = TimingOnlyOutput(prepare_for_inference(build_model(ScarNetConfig()), device, dtype))
             weights = "random weights (timing only)"
         config = model.config
         info = {"description": f"ScarNet pipeline, {config.encoder} encoder at {config.encoder_input_size} px, "
@@ -383,11 +374,11 @@ def reference_config() -> BenchConfig:
     """The paper's configuration through this pipeline, random weights (timing only)."""
 
     def build(device: torch.device) -> Runner:
-        from .model.registry import build_model
+        from .model.registry import build_model, prepare_for_inference
 
         torch.manual_seed(0)
         config = reference_model_config()
-        model = TimingOnlyOutput(_optimised(build_model(config), device))
+        model = TimingOnlyOutput(prepare_for_inference(build_model(config), device))
         info = {"description": f"paper: MedSAM ViT-B at {config.encoder_input_size} px + U-Net "
                                f"{config.unet_channels[0]}–{config.unet_channels[-1]} at {config.input_size} px",
                 "weights": "random weights (timing only)", "parameters": count_parameters(model),

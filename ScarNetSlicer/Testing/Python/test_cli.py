@@ -172,15 +172,40 @@ def test_segment_writes_labelmap_seg_and_report_on_the_input_grid(tmp_path, obli
     total = next(r for r in rows if r.startswith("total,")).split(",")
     assert float(total[3]) == pytest.approx(np.isin(labels, (3, 4)).sum() * voxel_ml, rel=1e-3)
 
-    # The JSON report carries the run's settings; an existing output is never replaced.
-    result = run("segment", "lge.nrrd", "--report", "r.json", "--device", "cpu", "--quiet", cwd=tmp_path)
+    # The JSON report carries the run's settings; an existing output is never replaced. Not quiet:
+    # the table and the last line reach the pipe before the process's quick exit (cli.run).
+    result = run("segment", "lge.nrrd", "--report", "r.json", "--device", "cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "scar" in result.stdout and result.stdout.rstrip().endswith(" s") and "process" in result.stdout
     inference = json.loads((tmp_path / "r.json").read_text())["inference"]
     assert inference["device"] == "cpu" and inference["tta"] is False and inference["timings_s"]["total_s"] > 0
     before = (tmp_path / "out.nii.gz").read_bytes()
     result = run("segment", "lge.nrrd", "--labelmap", "out.nii.gz", "--device", "cpu", "--quiet", cwd=tmp_path)
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert (tmp_path / "out.nii.gz").read_bytes() == before
+
+
+@pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
+def test_segment_skips_the_interpreter_shutdown_once_its_outputs_are_written(tmp_path):
+    """``cli.run`` ends a finished ``segment`` at once (torch's shutdown costs ~0.8 s), a failed one the usual way."""
+    from scarnet.io import write_volume
+    from scarnet.phantom import make_phantom
+
+    write_volume(make_phantom(7, n_slices=6).image, tmp_path / "lge.nrrd")
+    code = ("import atexit, sys; atexit.register(print, 'shutdown ran'); sys.argv[0] = 'scarnet'; "
+            "from scarnet.cli import run; run()")
+
+    def console(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+
+    finished = console("segment", "lge.nrrd", "--report", "r.json", "--device", "cpu", "--quiet")
+    assert finished.returncode == 0, finished.stderr
+    assert "shutdown ran" not in finished.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["slices"]  # written whole before the exit
+    failed = console("segment", "missing.nrrd", "--report", "r2.json", "--device", "cpu", "--quiet")
+    assert failed.returncode == 2 and "shutdown ran" in failed.stdout
+    assert not (tmp_path / "r2.json").exists()
 
 
 # --------------------------------------------------------------------------------------------

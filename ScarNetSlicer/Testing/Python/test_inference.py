@@ -264,6 +264,7 @@ def test_bf16_weights_get_bf16_inputs_and_launch_no_casts_inside_the_model():
     segmenter = Segmenter(model.to(torch.bfloat16), device="cpu", flip_check=False)
     assert segmenter.weights_dtype == torch.bfloat16 and reference.weights_dtype == torch.float32
     batch = np.random.default_rng(0).random((3, 64, 64), dtype=np.float32)
+    segmenter._forward_batched(batch)  # builds what is made once per size (TinyViT's attention masks)
     with _DtypeChanges() as changes:
         probabilities = segmenter._forward_batched(batch)
     # The input to bf16, the encoder's antialiased resize in float32 and back, the logits to float32.

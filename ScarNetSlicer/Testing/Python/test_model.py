@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from scarnet.errors import WeightsError
+from scarnet.model.blocks import InstanceNorm2d
 from scarnet.model.registry import (
     build_model,
     fuse_conv_bn,
@@ -18,7 +19,7 @@ from scarnet.model.registry import (
     save_weights,
 )
 from scarnet.model.scarnet import ScarNetConfig
-from scarnet.model.tinyvit import Attention, LayerNorm2d, TinyViT
+from scarnet.model.tinyvit import Attention, LayerNorm2d, TinyViT, TinyViTBlock, relative_offset_index
 
 TINY = ScarNetConfig(encoder="litemedsam", input_size=64, encoder_input_size=32, unet_channels=(8, 16, 32, 32),
                      fusion_level=2)
@@ -92,6 +93,60 @@ def test_fused_model_gives_the_same_output():
         after = model(x)
     assert all(m.fixed_biases is not None for m in model.modules() if isinstance(m, Attention))
     assert torch.allclose(before, after, atol=1e-4)
+
+
+@pytest.mark.parametrize(("size_hw", "window", "one_attention"), [
+    ((16, 16), 14, True),  # LiteMedSAM's third stage at a 64-px encoder input
+    ((16, 12), 14, True),
+    ((16, 16), 7, False),  # its fourth stage
+    ((12, 10), 7, False),
+    ((9, 20), 5, False),
+    ((14, 14), 7, False),  # no padding at all
+])
+def test_inference_window_attention_is_the_padded_windows(size_hw, window, one_attention):
+    """With fixed biases, attention skips the padding tokens' own work and gives what the padded windows give."""
+    torch.manual_seed(0)
+    block = TinyViTBlock(dim=40, num_heads=4, window_size=window).eval()
+    with torch.no_grad():
+        # Non-zero norm and qkv biases give the padding tokens (zeros before the norm) their own
+        # keys and values; random position biases make each padding position count differently.
+        for parameter in block.attn.parameters():
+            parameter.normal_(0, 0.5)
+    x = torch.randn(2, 40, *size_hw)
+    with torch.no_grad():
+        padded = block(x)  # training-time path: windows padded with zero tokens
+        block.attn.fix_biases()
+        image = block(x)
+    torch.testing.assert_close(image, padded, atol=2e-5, rtol=2e-5)
+    assert bool(block.attn._image_biases) == one_attention  # the cheaper of the two ways was taken
+
+
+def test_relative_offset_index_numbers_offsets_as_tinyvit_does():
+    import itertools
+
+    for window in range(1, 15):
+        points = list(itertools.product(range(window), range(window)))
+        offsets: dict[tuple[int, int], int] = {}
+        walked = [offsets.setdefault((abs(a[0] - b[0]), abs(a[1] - b[1])), len(offsets))
+                  for a in points for b in points]
+        assert torch.equal(relative_offset_index(window), torch.tensor(walked).view(len(points), len(points)))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_instance_norm_is_torchs_instance_norm_in_either_layout(layout):
+    torch.manual_seed(0)
+    norm = InstanceNorm2d(6, affine=True)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_(0, 1)
+    reference = torch.nn.InstanceNorm2d(6, affine=True)
+    reference.load_state_dict(norm.state_dict())
+    x = (torch.randn(3, 6, 9, 7) * 5 + 2).contiguous(memory_format=layout)
+    for mode in (True, False):  # training keeps PyTorch's own; inference on the CPU is a group norm
+        norm.train(mode)
+        out = norm(x)
+        torch.testing.assert_close(out, reference(x), atol=1e-5, rtol=1e-5)
+    assert out.is_contiguous(memory_format=layout)  # the layout the next convolution reads
 
 
 def test_layer_norm_2d_is_sams_channel_layer_norm():

@@ -318,6 +318,15 @@ def load_model(weights: str | Path | None = None, encoder: str | None = None, de
         raise WeightsError(f"{source}: corrupted or not ScarNet weights (its model config does not build a "
                            f"model: {' '.join(str(error).split())[:80]})") from None
     load_state(model, state, source)
+    return prepare_for_inference(model, device, dtype, optimize)
+
+
+def prepare_for_inference(model: nn.Module, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                          optimize: bool = True) -> nn.Module:
+    """What :func:`load_model` does to a model with its weights loaded: eval mode, then (``optimize``)
+    batch norms folded, attention biases fixed and channels-last memory, then ``device`` and ``dtype``
+    (default :func:`inference_dtype`). Also used by the benchmark on models with random weights.
+    """
     model.eval()
     if optimize:
         fuse_conv_bn(model)

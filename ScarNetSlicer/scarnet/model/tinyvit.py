@@ -9,7 +9,10 @@ Differences from the original that do not change the weights:
 * the input resolution is not baked in: every block reads H and W from its input, so the
   encoder runs at 128 px as well as at 256 px (relative attention biases are per window);
 * no stochastic depth, no gradient checkpointing and no layer-wise LR bookkeeping (training
-  concerns that belong in the training loop).
+  concerns that belong in the training loop);
+* at inference (biases fixed at load), window attention does not compute the padding that
+  makes the token map whole windows, and gives the same result
+  (:meth:`Attention.forward_image`).
 
 The layout is LiteMedSAM's: a 1×1 "patch embedding" (no downsampling), an MBConv stage at
 full resolution, then three attention stages at 1/2, 1/4 and 1/4; a neck maps 320 channels
@@ -17,8 +20,6 @@ to 256. A 256-px input gives a 64×64 embedding, a 128-px input 32×32 (stride 4
 """
 
 from __future__ import annotations
-
-import itertools
 
 import torch
 import torch.nn.functional as F
@@ -100,22 +101,25 @@ class Attention(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * key_dim * num_heads)
         self.proj = nn.Linear(key_dim * num_heads, dim)
-        points = list(itertools.product(range(window_size), range(window_size)))
-        offsets: dict[tuple[int, int], int] = {}
-        indices = []
-        for p1 in points:
-            for p2 in points:
-                offset = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
-                indices.append(offsets.setdefault(offset, len(offsets)))
-        self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets)))
-        self.register_buffer("attention_bias_idxs", torch.tensor(indices).view(len(points), len(points)),
-                             persistent=False)
+        self.attention_biases = nn.Parameter(torch.zeros(num_heads, window_size**2))
+        self.register_buffer("attention_bias_idxs", relative_offset_index(window_size), persistent=False)
         self.register_buffer("fixed_biases", None, persistent=False)
+        self.register_buffer("padding_qkv", None, persistent=False)
+        self._image_biases: dict[tuple, torch.Tensor] = {}
 
     def fix_biases(self) -> None:
-        """Gather the (heads, N, N) bias table once, for inference (see ``fuse_conv_bn``)."""
+        """Freeze what inference needs from the weights (see ``fuse_conv_bn``).
+
+        The (heads, N, N) bias table, gathered once; and the query, key and value of a padding
+        token (zeros before the norm), which are the same for every padding token: with them
+        :meth:`forward_image` attends as the padded windows do without computing the padding.
+        """
         with torch.no_grad():
             self.fixed_biases = self.attention_biases[:, self.attention_bias_idxs].clone()
+            zeros = torch.zeros(1, self.norm.normalized_shape[0], dtype=self.qkv.weight.dtype,
+                                device=self.qkv.weight.device)
+            self.padding_qkv = self.qkv(self.norm(zeros)).view(-1)
+        self._image_biases = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, C) with N = window²
         b, n, _ = x.shape
@@ -128,6 +132,80 @@ class Attention(nn.Module):
         # SDPA picks the fused kernel where one exists; the bias is added to the scaled logits.
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
         return self.proj(x.transpose(1, 2).reshape(b, n, -1))
+
+    def forward_image(self, tokens: torch.Tensor, window_size: int) -> torch.Tensor:
+        """Window attention over a (B, H, W, C) token image; the same result as padding it to whole
+        windows and calling :meth:`forward` on each, cropped back to H × W (inference, fixed biases).
+
+        The padding tokens only matter as keys and values, and all have the same ones
+        (``padding_qkv``); so norm, qkv and projection run on the image's own tokens. Where one
+        attention over the whole image costs less than the padded windows (LiteMedSAM's 14-px
+        windows on a 16 × 16 map: 256 tokens instead of 4 windows of 196), it attends over the image
+        at once with a mask that keeps each token in its window and one extra key standing for the
+        window's padding tokens (see :meth:`_image_bias`).
+        """
+        b, h, w, _ = tokens.shape
+        heads, kd, ws = self.num_heads, self.key_dim, window_size
+        rows, cols = -(-h // ws), -(-w // ws)  # windows along each axis
+        qkv = self.qkv(self.norm(tokens))  # (B, H, W, heads · 3 · kd)
+        padding = self.padding_qkv.to(qkv.dtype).view(1, heads, 1, 3 * kd)  # qkv is bf16 under autocast
+        if h * w * (h * w + 1) < rows * cols * ws**4:
+            qkv = qkv.view(b, h * w, heads, 3 * kd).transpose(1, 2)
+            qkv = torch.cat([qkv, padding.expand(b, -1, -1, -1)], dim=2)  # the padding key last
+            q, k, v = qkv.split(kd, dim=3)
+            x = F.scaled_dot_product_attention(q[:, :, :-1], k, v, attn_mask=self._image_bias(h, w, ws, q))
+            return self.proj(x.transpose(1, 2).reshape(b, h, w, heads * kd))
+        ph, pw = rows * ws, cols * ws
+        if (ph, pw) != (h, w):
+            padded = padding.reshape(1, 1, 1, -1).expand(b, ph, pw, -1).clone()
+            padded[:, :h, :w] = qkv
+            qkv = padded
+        windows = qkv.view(b, rows, ws, cols, ws, -1).transpose(2, 3).reshape(-1, ws * ws, heads, 3 * kd)
+        q, k, v = windows.transpose(1, 2).split(kd, dim=3)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=self.fixed_biases.to(q.dtype).unsqueeze(0))
+        x = x.transpose(1, 2).reshape(b, rows, cols, ws, ws, heads * kd).transpose(2, 3).reshape(b, ph, pw, -1)
+        return self.proj(x[:, :h, :w])
+
+    def _image_bias(self, h: int, w: int, window_size: int, like: torch.Tensor) -> torch.Tensor:
+        """(1, heads, H·W, H·W + 1) attention mask of :meth:`forward_image`'s one attention over the image.
+
+        Between two tokens of one window, their relative-position bias; between windows, −∞. The
+        last column is the key that stands for the padding tokens of the query's window: the
+        padding tokens share one key and value, so the sum of their softmax terms,
+        ``Σ exp(q·k_pad + bias_j)``, is ``exp(q·k_pad + logsumexp(bias_j))``; −∞ for a window
+        without padding. Built once per size, device and precision.
+        """
+        key = (h, w, window_size, like.device, like.dtype)
+        cached = self._image_biases.get(key)
+        if cached is not None:
+            return cached
+        ws, device = window_size, like.device
+        table = self.fixed_biases.to(device=device, dtype=torch.float32)  # (heads, ws², ws²)
+        row = torch.arange(h, device=device).repeat_interleave(w)
+        col = torch.arange(w, device=device).repeat(h)
+        window = (row // ws) * (-(-w // ws)) + col // ws
+        position = (row % ws) * ws + col % ws  # each token's place in its window
+        bias = table[:, position[:, None], position[None, :]]
+        bias = bias.masked_fill(window[:, None] != window[None, :], float("-inf"))
+        place = torch.arange(ws * ws, device=device)
+        is_padding = ((row // ws * ws)[:, None] + place // ws >= h) | ((col // ws * ws)[:, None] + place % ws >= w)
+        padding_bias = table[:, position].masked_fill(~is_padding, float("-inf")).logsumexp(dim=-1, keepdim=True)
+        cached = torch.cat([bias, padding_bias], dim=-1).unsqueeze(0).to(like.dtype)
+        self._image_biases[key] = cached
+        return cached
+
+
+def relative_offset_index(window_size: int) -> torch.Tensor:
+    """(N, N) index of each pair of a window's N = window² points into its bias table: ``|Δrow| · window + |Δcol|``.
+
+    TinyViT numbers the offsets in the order they first occur when the pairs are walked row by
+    row; the first point, (0, 0), meets every offset (a, b) at point (a, b), so that order is
+    ``a · window + b``. Computed at once rather than walked: building the model is part of
+    every cold ``scarnet segment``.
+    """
+    row = torch.arange(window_size).repeat_interleave(window_size)
+    col = torch.arange(window_size).repeat(window_size)
+    return (row[:, None] - row[None, :]).abs() * window_size + (col[:, None] - col[None, :]).abs()
 
 
 class Mlp(nn.Module):
@@ -156,13 +234,16 @@ class TinyViTBlock(nn.Module):
         b, c, h, w = x.shape
         ws = self.window_size
         tokens = x.permute(0, 2, 3, 1)  # (B, H, W, C)
-        pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
-        padded = F.pad(tokens, (0, 0, 0, pad_r, 0, pad_b)) if pad_b or pad_r else tokens
-        ph, pw = h + pad_b, w + pad_r
-        windows = (padded.view(b, ph // ws, ws, pw // ws, ws, c).transpose(2, 3).reshape(-1, ws * ws, c))
-        attended = self.attn(windows)
-        attended = attended.view(b, ph // ws, pw // ws, ws, ws, c).transpose(2, 3).reshape(b, ph, pw, c)
-        tokens = tokens + attended[:, :h, :w]
+        if self.attn.fixed_biases is not None and not self.training:
+            tokens = tokens + self.attn.forward_image(tokens, ws)  # the same, without computing the padding
+        else:
+            pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
+            padded = F.pad(tokens, (0, 0, 0, pad_r, 0, pad_b)) if pad_b or pad_r else tokens
+            ph, pw = h + pad_b, w + pad_r
+            windows = (padded.view(b, ph // ws, ws, pw // ws, ws, c).transpose(2, 3).reshape(-1, ws * ws, c))
+            attended = self.attn(windows)
+            attended = attended.view(b, ph // ws, pw // ws, ws, ws, c).transpose(2, 3).reshape(b, ph, pw, c)
+            tokens = tokens + attended[:, :h, :w]
         x = self.local_conv(tokens.permute(0, 3, 1, 2))
         tokens = x.permute(0, 2, 3, 1)
         tokens = tokens + self.mlp(tokens)
