@@ -187,7 +187,7 @@ def test_segment_writes_labelmap_seg_and_report_on_the_input_grid(tmp_path, obli
 
 @pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
 def test_segment_skips_the_interpreter_shutdown_once_its_outputs_are_written(tmp_path):
-    """``cli.run`` ends a finished ``segment`` at once (torch's shutdown costs ~0.8 s), a failed one the usual way."""
+    """``cli.run`` ends a finished ``segment`` at once (torch's shutdown costs 0.6–0.8 s), a failed one as usual."""
     from scarnet.io import write_volume
     from scarnet.phantom import make_phantom
 
