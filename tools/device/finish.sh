@@ -110,7 +110,7 @@ for name in best.json log.jsonl; do
 done
 mkdir -p "$run"
 cat "${parts[@]}" > "$run/best.safetensors"
-for name in best.json log.jsonl train.log bench_scarnet.json bench_scarnet_graphs.json bench.json gpu.txt; do
+for name in best.json log.jsonl train.log bench_scarnet.json bench_scarnet_graphs.json bench.json gpu.txt gpu_paths.json; do
   if [ -f "$files_at/$name" ]; then cp "$files_at/$name" "$run/"; fi
 done
 check_sha256 "$run"

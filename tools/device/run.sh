@@ -2,6 +2,7 @@
 # Run ON THE GPU MACHINE through the device tool, after tools/device/prepare.sh here:
 #   run(command="bash tools/device/run.sh", carry=[".device_carry"], timeout_s=600)
 # In one call of at most $BUDGET_S seconds (the tool allows 600 per command):
+#   0. whether the inference shortcuts give the same labels here (tools/device/check_gpu_paths.py);
 #   1. speed on this GPU (`scarnet bench`, ScarNet alone, eager with bf16 weights and with float32
 #      weights under autocast side by side, then with CUDA graphs: the
 #      H200 model-time target; the bundled weights have the run's architecture, so the time is the
@@ -70,6 +71,11 @@ if [ ! -e ../shared/data/emidec ]; then mkdir -p ../shared/data && ln -s "$PWD/$
 # with bf16 weights (the pipeline's way since 2026-11-29) side by side with float32 weights under
 # bf16 autocast (the way before), then with the forward replayed as CUDA graphs (experimental;
 # scarnet.model.graphed).
+# First, whether the CPU-tested inference shortcuts (exact on the CPU; model card, "Speed and
+# memory") hold here: labels and logits against the padded-window attention, CUDA graphs against
+# eager. Into scarnet_run.tar (at most 8 files come back) and this command's output.
+timeout 60 python3 tools/device/check_gpu_paths.py /tmp/gpu_paths.json "$DEVICE" 2>&1 | tail -20 \
+  || echo "GPU path check failed or ran out of time"
 timeout 90 python3 -m scarnet.bench --device "$DEVICE" --only scarnet scarnet_autocast --repeats "$REPEATS" \
   --no-memory --no-cold --json "$OUT/bench_scarnet.json" 2>&1 | tail -25 || echo "bench (ScarNet) failed or ran out of time"
 timeout 60 python3 -m scarnet.bench --device "$DEVICE" --only scarnet --cuda-graphs --repeats "$REPEATS" --no-memory \
@@ -134,7 +140,8 @@ tail -n 8 "$OUT/train.log" /tmp/unet_train.log
 # At most 8 files come back: the ScarNet weights in two parts, the small files in two tars.
 if [ -f /tmp/run/best.safetensors ]; then
   split -b 15m /tmp/run/best.safetensors "$OUT/best.safetensors.part-"
-  tar -cf "$OUT/scarnet_run.tar" -C /tmp/run best.json log.jsonl -C /tmp gpu.txt
+  tar -cf "$OUT/scarnet_run.tar" -C /tmp/run best.json log.jsonl -C /tmp gpu.txt \
+    $( [ -f /tmp/gpu_paths.json ] && echo gpu_paths.json )
   echo "ScarNet weights saved after ${SECONDS} s"
 else
   echo "no ScarNet weights: the training stopped before its first validation"
