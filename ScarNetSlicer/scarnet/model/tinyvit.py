@@ -122,13 +122,12 @@ class Attention(nn.Module):
         self._image_biases = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, C) with N = window²
+        """Attention inside each of a batch of windows: training, and any model whose biases are not fixed
+        (with fixed biases, :class:`TinyViTBlock` calls :meth:`forward_image` instead)."""
         b, n, _ = x.shape
         qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3 * self.key_dim).permute(0, 2, 1, 3)
         q, k, v = qkv.split(self.key_dim, dim=3)
-        bias = self.fixed_biases
-        if bias is None or self.training:
-            bias = self.attention_biases[:, self.attention_bias_idxs]
-        bias = bias.to(q.dtype)
+        bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)
         # SDPA picks the fused kernel where one exists; the bias is added to the scaled logits.
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
         return self.proj(x.transpose(1, 2).reshape(b, n, -1))
