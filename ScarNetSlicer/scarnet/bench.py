@@ -218,6 +218,9 @@ class CompiledOrEager(nn.Module):
     On CUDA the mode is ``reduce-overhead`` (CUDA graphs): a 12-slice batch of a small network is
     dominated by kernel-launch overhead there. On CPU, inductor's default mode. A failure at the
     first call (no compiler, unsupported op) is reported once and the eager model is used from then on.
+    Each new input shape is run once eagerly before the compiled model sees it, as a CUDA-graph capture
+    warms up: the model's caches (TinyViT's attention masks) are then built outside the graph, which
+    reads them instead of building them inside it and storing its own outputs in them.
     """
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
@@ -228,9 +231,14 @@ class CompiledOrEager(nn.Module):
         # kept out of the module tree: it wraps self.model, whose parameters are already registered
         object.__setattr__(self, "_compiled", torch.compile(model, mode=self.mode, dynamic=False))
         self.error: str | None = None
+        self._warmed: set[tuple] = set()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.error is None and not calls_are_eager():  # count_flops counts the eager model's ops
+            key = (tuple(x.shape[1:]), x.dtype, x.device)
+            if key not in self._warmed:
+                self.model(x)
+                self._warmed.add(key)
             try:
                 return self._compiled(x)
             except Exception as error:  # inductor raises many types (missing compiler, lowering errors)

@@ -99,3 +99,38 @@ def test_on_cuda_replays_match_the_eager_model(autocast):
     model.cpu().cuda()
     with torch.no_grad():
         torch.testing.assert_close(graphed(x).float(), model(x).float(), atol=2e-2 if autocast else 1e-4, rtol=0)
+
+
+def test_compiled_model_first_runs_each_shape_eagerly_so_attention_masks_are_built_outside_the_graph(monkeypatch):
+    """--compile: the compiled graph must find TinyViT's attention masks built (as a CUDA-graph capture
+    does after its warm-up), not build them itself and leave its own outputs in the module's cache."""
+    import scarnet.bench as bench
+    from scarnet.model.registry import prepare_for_inference
+    from scarnet.model.tinyvit import Attention
+
+    torch.manual_seed(0)
+    config = ScarNetConfig(encoder="litemedsam", input_size=128, encoder_input_size=64,
+                           unet_channels=(4, 8, 8, 8, 8), fusion_level=3)
+    model = prepare_for_inference(build_model(config), device="cpu", dtype=torch.float32)
+    attentions = [module for module in model.modules() if isinstance(module, Attention)]
+    masks_seen: list[int] = []
+
+    def fake_compile(module, **_):  # stands for torch.compile: records what the graph would find
+        def compiled(x):
+            masks_seen.append(sum(len(attention._image_biases) for attention in attentions))
+            return module(x)
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    wrapped = bench.CompiledOrEager(model, torch.device("cpu"))
+    x = torch.rand(2, 1, 128, 128)
+    with torch.inference_mode():
+        expected = model(x)
+        for attention in attentions:
+            attention._image_biases.clear()
+        first, second = wrapped(x), wrapped(x)
+    assert masks_seen[0] > 0, "the compiled model was called before the eager warm-up built the masks"
+    assert masks_seen == [masks_seen[0]] * 2 and wrapped.error is None
+    assert len(wrapped._warmed) == 1  # once per shape, not per call
+    torch.testing.assert_close(first, expected)
+    torch.testing.assert_close(second, expected)
