@@ -211,10 +211,12 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._updateButtons()
+        self._refreshTotals()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         self._unselectOutputsOfPreviousInput()
         self._updateButtons()
+        self._refreshTotals()
 
     def _unselectOutputsOfPreviousInput(self) -> None:
         """When the input volume changes, unselect outputs made from another volume.
@@ -343,7 +345,10 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._showUserError(error)
                 return
             self._showReport(report)
-            self.ui.statusLabel.text = _("Report updated from the segmentation.")
+            notice = report.get("slicer", {}).get("notice")
+            self.ui.statusLabel.text = _("Report updated from the segmentation.") + ("\n" + notice if notice else "")
+            if notice:  # segments it did not count, or a table it would not overwrite (see Outputs.notice)
+                slicer.util.warningDisplay(notice, windowTitle=_("ScarNet"))
 
     def _showReport(self, report: dict[str, Any]) -> None:
         from ScarNetSlicerLib.report_nodes import format_totals
@@ -351,10 +356,29 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         nodes = report.get("slicer", {})
         self._parameterNode.outputSegmentation = slicer.mrmlScene.GetNodeByID(nodes.get("segmentation"))
         self._parameterNode.outputTable = slicer.mrmlScene.GetNodeByID(nodes.get("table"))
-        totals = format_totals(report)
+        self._showTotals(format_totals(report))
+
+    def _showTotals(self, totals: dict[str, str]) -> None:
         self.ui.myocardiumMassLabel.text = totals["myocardium_g"]
         self.ui.scarMassLabel.text = totals["scar_g"]
         self.ui.scarPercentLabel.text = totals["scar_percent"]
+
+    def _refreshTotals(self) -> None:
+        """The panel's totals: the selected table's, when it reports the selected segmentation; else blank.
+
+        So that another input's (or another segmentation's) figures are never shown beside this one,
+        and a scene loaded from disk shows its report's totals again.
+        """
+        from ScarNetSlicerLib.report_nodes import SEGMENTATION_REFERENCE_ROLE, format_totals, stored_report
+
+        p = self._parameterNode
+        table = p.outputTable if p else None
+        segmentation = p.outputSegmentation if p else None
+        report = None
+        if table is not None and segmentation is not None \
+                and table.GetNodeReference(SEGMENTATION_REFERENCE_ROLE) is segmentation:
+            report = stored_report(table)
+        self._showTotals(format_totals(report) if report else {"myocardium_g": "", "scar_g": "", "scar_percent": ""})
 
 
 #
@@ -415,7 +439,9 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         found) or ``RuntimeError`` (weights, dependencies), one line each.
         """
         from ScarNetSlicerLib.processing import SegmentationOptions
+        from ScarNetSlicerLib.volume_nodes import check_volume_node
 
+        check_volume_node(inputVolume)  # a bad input gets its message, not first an offer to install PyTorch
         if self.segmenterFactory is None:
             self.ensureDependencies()
         folder = os.path.join(slicer.app.temporaryPath, "ScarNetSlicer") if keepIntermediateFiles else None
@@ -522,17 +548,39 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore, "a refused input must not change the scene")
 
     def test_OutputsFollowInput(self):
-        """Picking another input unselects the outputs made from the previous one, not the user's own."""
+        """Picking another input unselects the outputs made from the previous one, not the user's own,
+        and the panel's totals are those of the selected segmentation's report, or blank."""
         import numpy as np
 
+        from scarnet.quantify import quantify
+        from scarnet.volume import Volume
+        from ScarNetSlicerLib import report_nodes
         from ScarNetSlicerLib.processing import INPUT_REFERENCE_ROLE
 
         slicer.util.selectModule("ScarNetSlicer")
-        parameterNode = slicer.util.getModuleWidget("ScarNetSlicer")._parameterNode
+        widget = slicer.util.getModuleWidget("ScarNetSlicer")
+        parameterNode = widget._parameterNode
         first = slicer.util.addVolumeFromArray(np.zeros((4, 16, 16), dtype=np.float32), name="first")
         second = slicer.util.addVolumeFromArray(np.zeros((4, 16, 16), dtype=np.float32), name="second")
         resultOfFirst = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "first ScarNet")
         resultOfFirst.SetNodeReferenceID(INPUT_REFERENCE_ROLE, first.GetID())
+        labels = np.zeros((4, 16, 16), dtype=np.uint8)
+        labels[:, 4:12, 4:12] = 2
+        labels[:, 6:10, 6:10] = 1
+        labels[1, 4, 4:12] = 3
+        report = quantify(Volume(labels, (1.5, 1.5, 8.0), (0.0, 0.0, 0.0), np.eye(3))).to_dict()
+        reportOfFirst = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "first ScarNet report")
+        report_nodes.update_table(reportOfFirst, report)
+        reportOfFirst.SetNodeReferenceID(report_nodes.SEGMENTATION_REFERENCE_ROLE, resultOfFirst.GetID())
+        reportOfFirst.SetNodeReferenceID(INPUT_REFERENCE_ROLE, first.GetID())
+        parameterNode.inputVolume = first
+        parameterNode.outputSegmentation = resultOfFirst
+        parameterNode.outputTable = reportOfFirst
+        self.assertEqual(widget.ui.scarPercentLabel.text, report_nodes.format_totals(report)["scar_percent"])
+        parameterNode.inputVolume = second  # the first input's outputs unselected, its totals gone
+        self.assertIsNone(parameterNode.outputTable)
+        self.assertEqual(widget.ui.scarPercentLabel.text, "")
+
         usersTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "my table")
         parameterNode.inputVolume = first
         parameterNode.outputSegmentation = resultOfFirst
@@ -550,6 +598,7 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         from scarnet.errors import WeightsError
         from scarnet.quantify import quantify
         from ScarNetSlicerLib import sample_data, segmentation_nodes
+        from ScarNetSlicerLib.dependencies import DependencyError
 
         self.delayDisplay("Loading the sample LGE volume")
         registerSampleData()
@@ -562,9 +611,10 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         logic = ScarNetSlicerLogic()
         try:
             report = logic.process(volume, waitForCompletion=True, showResults=True)
-        except WeightsError as error:
-            # Until weights are bundled, run the same path with the sample's exact labels as the "model".
-            logging.warning(f"ScarNet weights unavailable ({error}); testing the click path with a stand-in model")
+        except (WeightsError, DependencyError) as error:
+            # Without weights or PyTorch (a CI Slicer without the PyTorch extension), run the same path
+            # with the sample's exact labels as the "model".
+            logging.warning(f"ScarNet model unavailable ({error}); testing the click path with a stand-in model")
             truth = sample_data.read_truth()
 
             def factory(options):

@@ -190,8 +190,10 @@ class Processor:
             reason = ""
             if not self._in_scene(segmentation_node):
                 reason = f"segmentation '{segmentation_node.GetName()}' was removed while ScarNet ran"
-            elif (job.segmentation_fingerprint is None
-                  or _fingerprint_or_none(segmentation_node, job.input_node) != job.segmentation_fingerprint):
+            elif job.segmentation_fingerprint is None:  # unreadable at the start: whether it changed is unknown
+                reason = (f"segmentation '{segmentation_node.GetName()}' could not be read when ScarNet started, "
+                          "so it was left as it is")
+            elif _fingerprint_or_none(segmentation_node, job.input_node) != job.segmentation_fingerprint:
                 reason = (f"segmentation '{segmentation_node.GetName()}' was edited while ScarNet ran, "
                           "so it was left as it is")
             if reason:
@@ -202,7 +204,7 @@ class Processor:
         outputs = self.apply(job.input_node, result, segmentation_node, table_node)
         # The engine's warnings (CPU fallback, an exam unlike the training data) reach the user too.
         engine_warnings = outputs.report.get("inference", {}).get("warnings", [])
-        outputs.notice = "\n".join(message for message in [notice, *engine_warnings] if message)
+        outputs.notice = "\n".join(message for message in [notice, outputs.notice, *engine_warnings] if message)
         outputs.report.setdefault("slicer", {})["elapsed_s"] = round(time.perf_counter() - job.started_s, 3)
         return outputs
 
@@ -236,6 +238,7 @@ class Processor:
                              "with LV blood pool / Myocardium / Scar / MVO segments")
         image = volume_from_node(input_node)
         labelmap = segmentation_nodes.labelmap_from_segmentation(segmentation_node, input_node)
+        notices = _segments_left_out(segmentation_node, input_node, image)
         report = quantify(labelmap, image=image).to_dict()
         if table_node is None:
             table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
@@ -248,7 +251,11 @@ class Processor:
                 report["qc"] = previous["qc"]
         report["source"] = "segmentation"
         report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node)
-        return self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False)
+        if notices:
+            report["segments_left_out"] = notices
+        outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False)
+        outputs.notice = "\n".join(message for message in [*notices, outputs.notice] if message)
+        return outputs
 
     # -- shared ------------------------------------------------------------------------------------
     def _in_scene(self, node) -> bool:
@@ -265,6 +272,13 @@ class Processor:
         name = input_node.GetName()
         if table_node is None:
             table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
+        notice = ""
+        if table_node is not None:
+            reason = report_nodes.reason_not_to_reuse(table_node, segmentation_node)
+            if reason:  # the user's data, or the report of another segmentation: never overwritten
+                table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode",
+                                                          self.scene.GenerateUniqueName(f"{name} ScarNet report"))
+                notice = f"{reason}, so it was left as it is: the report is in the new table '{table_node.GetName()}'"
         if table_node is None:
             table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} ScarNet report")
         report_nodes.update_table(table_node, report)
@@ -279,7 +293,7 @@ class Processor:
             placed.insert(0, segmentation_node)
         # Same place in the Data module as the input.
         place_next_to(self.scene, input_node, placed)
-        return Outputs(segmentation_node, table_node, chart_node, series_node, report)
+        return Outputs(segmentation_node, table_node, chart_node, series_node, report, notice)
 
 
 def recorded_input_id(node) -> str | None:
@@ -296,6 +310,32 @@ def made_from_another_input(node, input_node) -> bool:
     """
     recorded = recorded_input_id(node)
     return bool(recorded) and (input_node is None or recorded != input_node.GetID())
+
+
+def _segments_left_out(segmentation_node, input_node, grid: Volume) -> list[str]:
+    """What "Update report" must say it did not count; raises when the report would be meaningless.
+
+    Without a myocardium segment, scar % would be scar over scar (100 %): refused. A missing scar or
+    blood-pool segment counts as none, which may be what the reader meant (scar erased), so it is said,
+    not refused. Segments of other names are named with their size.
+    """
+    from scarnet.labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
+
+    found = segmentation_nodes.find_segment_ids(segmentation_node)
+    name = segmentation_node.GetName()
+    if HEALTHY_MYOCARDIUM not in found and (SCAR in found or MVO in found):
+        raise InputError(f"segmentation '{name}' has no Myocardium segment (healthy myocardium): scar % needs "
+                         "the whole myocardium; name that segment 'Myocardium'")
+    notices = []
+    if SCAR not in found:
+        notices.append(f"segmentation '{name}' has no Scar segment: scar counted as 0 mL (besides any MVO)")
+    if LV_BLOOD_POOL not in found:
+        notices.append(f"segmentation '{name}' has no LV blood pool segment: blood pool counted as 0 mL")
+    left_out = segmentation_nodes.segments_not_counted(segmentation_node, input_node, grid)
+    if left_out:
+        notices.append(f"segments not counted (rename them LV blood pool, Myocardium, Scar or MVO to count them): "
+                       f"{', '.join(left_out)}")
+    return notices
 
 
 def _fingerprint_or_none(segmentation_node, input_node, grid=None) -> str | None:

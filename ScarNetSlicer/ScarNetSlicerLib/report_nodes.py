@@ -125,6 +125,24 @@ def read_table(table_node) -> list[dict[str, Any]]:
     return rows
 
 
+def reason_not_to_reuse(table_node, segmentation_node) -> str:
+    """Why writing ``segmentation_node``'s report into ``table_node`` would lose something ("" if it would not).
+
+    A table may be (re)written when it is empty (a table the selector just created) or holds this
+    module's report of the same segmentation. Not when it holds the user's own data, or the report
+    of another segmentation still in the scene (e.g. the corrected report of a first run, when a
+    second run goes into a new segmentation for comparison).
+    """
+    if stored_report(table_node) is None:
+        if table_node.GetNumberOfColumns() or table_node.GetNumberOfRows():
+            return f"table '{table_node.GetName()}' holds other data than a ScarNet report"
+        return ""
+    reported = table_node.GetNodeReference(SEGMENTATION_REFERENCE_ROLE)
+    if reported is not None and reported is not segmentation_node and reported.GetScene() is not None:
+        return f"table '{table_node.GetName()}' holds the report of segmentation '{reported.GetName()}'"
+    return ""
+
+
 def stored_report(table_node) -> dict[str, Any] | None:
     """The report last written into ``table_node`` (None when there is none)."""
     text = table_node.GetAttribute(REPORT_JSON_ATTRIBUTE) if table_node is not None else None
@@ -186,6 +204,7 @@ __all__ = [
     "TOTAL_ATTRIBUTE_PREFIX",
     "format_totals",
     "read_table",
+    "reason_not_to_reuse",
     "stored_report",
     "update_plot",
     "update_table",

@@ -20,7 +20,7 @@ import slicer
 import vtk
 
 from scarnet.errors import InputError
-from scarnet.labels import BACKGROUND, SEGMENTS, SegmentInfo
+from scarnet.labels import BACKGROUND, SEGMENTS, SegmentInfo, label_for_segment_name
 from scarnet.volume import Volume
 
 from . import ATTRIBUTE_PREFIX
@@ -138,7 +138,9 @@ def find_segment_ids(segmentation_node) -> dict[int, str]:
     """``{label value: segment ID}`` for the ScarNet segments present in the segmentation.
 
     A segment is recognised by its ID (as written by this module), else by its name
-    (case-insensitive, so a user-made "scar" counts), else by its terminology type code.
+    (:func:`scarnet.labels.label_for_segment_name`: case-insensitive, and the usual synonyms, so a
+    user-made "scar" or "Infarct" counts), else by its terminology type code. One segment per label:
+    a second segment of the same kind is not counted (see :func:`segments_not_counted`).
     """
     segmentation = segmentation_node.GetSegmentation()
     segment_ids = list(segmentation.GetSegmentIDs())
@@ -146,20 +148,40 @@ def find_segment_ids(segmentation_node) -> dict[int, str]:
     for info in SEGMENTS:
         if info.segment_id in segment_ids:
             found[info.label] = info.segment_id
+    for info in SEGMENTS:
+        if info.label in found:
             continue
-        for segment_id in segment_ids:
-            segment = segmentation.GetSegment(segment_id)
-            if segment.GetName().strip().lower() == info.name.lower():
+        free = [segment_id for segment_id in segment_ids if segment_id not in found.values()]
+        for segment_id in free:
+            if label_for_segment_name(segmentation.GetSegment(segment_id).GetName()) == info.label:
                 found[info.label] = segment_id
                 break
         else:
-            for segment_id in segment_ids:
-                segment = segmentation.GetSegment(segment_id)
-                codes = parse_terminology_entry(segment_terminology(segment))
+            for segment_id in free:
+                codes = parse_terminology_entry(segment_terminology(segmentation.GetSegment(segment_id)))
                 if codes.get("type", ())[:2] == info.type[:2]:
                     found[info.label] = segment_id
                     break
     return found
+
+
+def segments_not_counted(segmentation_node, reference_volume_node, grid: Volume | None = None) -> list[str]:
+    """"name (N voxels)" of each segment with voxels that :func:`find_segment_ids` does not count.
+
+    What "Update report" must tell the user it left out (an "RV", a second "Scar 2", a "Segment_1"),
+    rather than report a smaller scar without a word. Empty segments change nothing and are not named.
+    """
+    grid = grid if grid is not None else volume_from_node(reference_volume_node)
+    counted = set(find_segment_ids(segmentation_node).values())
+    segmentation = segmentation_node.GetSegmentation()
+    out = []
+    for segment_id in segmentation.GetSegmentIDs():
+        if segment_id in counted:
+            continue
+        voxels = int(segment_mask(segmentation_node, segment_id, reference_volume_node, grid).sum())
+        if voxels:
+            out.append(f"{segmentation.GetSegment(segment_id).GetName()} ({voxels} voxels)")
+    return out
 
 
 def _world_to_volume_transform(volume_node):
@@ -308,6 +330,7 @@ __all__ = [
     "parse_terminology_entry",
     "segment_mask",
     "segment_terminology",
+    "segments_not_counted",
     "set_segment_mask",
     "store_fingerprint",
     "terminology_entry",

@@ -114,6 +114,16 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _warnings_kept_in(messages: list[str]):
+    """Warnings raised inside are shown as usual and also appended to ``messages`` (for the report)."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for warning in caught:
+        messages.append(str(warning.message))
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+
+
 def cmd_quantify(args: argparse.Namespace) -> int:
     from .io import read_labelmap, read_volume, write_report
     from .outputs import REPORT, OutputSet
@@ -122,9 +132,13 @@ def cmd_quantify(args: argparse.Namespace) -> int:
     with OutputSet(args.overwrite) as outputs:
         outputs.add(args.report, REPORT, "--report")
         outputs.prepare()
-        image = read_volume(args.image) if args.image else None
-        labelmap = read_labelmap(args.labelmap, reference=image)
+        input_warnings: list[str] = []
+        with _warnings_kept_in(input_warnings):
+            image = read_volume(args.image) if args.image else None
+            labelmap = read_labelmap(args.labelmap, reference=image)
         report = quantify(labelmap, image)
+        if input_warnings:
+            report.extra["input_warnings"] = input_warnings
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
         outputs.commit()
     print_report(report, _console(args.quiet), title=f"ScarNet report: {args.labelmap}")
@@ -160,7 +174,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
     with OutputSet(args.overwrite) as outputs:
         _add_segmentation_outputs(outputs, args)
         outputs.prepare()
-        volume = read_volume(args.input, series=args.series)
+        input_warnings: list[str] = []
+        with _warnings_kept_in(input_warnings):
+            volume = read_volume(args.input, series=args.series)
         from .inference import MIN_SCAR_COMPONENT_ML, Segmenter
 
         min_scar_ml = MIN_SCAR_COMPONENT_ML if args.min_scar_ml is None else args.min_scar_ml
@@ -169,6 +185,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         with _Progress(args.quiet) as progress:
             result = segmenter(volume, progress=progress, name=str(args.input))
         result.report.extra["input"] = str(args.input)
+        if input_warnings:
+            result.report.extra["input_warnings"] = input_warnings
         result.report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
         _write_segmentation_outputs(outputs, result, args)
         outputs.commit()

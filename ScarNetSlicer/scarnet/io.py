@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 
 from .errors import InputError, OutputError, OutputExistsError
-from .labels import SEGMENTS
+from .labels import SEGMENTS, label_for_segment_name
 from .volume import Volume
 
 #: File endings read as single image files (everything else: a DICOM folder or an error).
@@ -93,7 +93,7 @@ def read_labelmap(path: str | Path, reference: Volume | None = None) -> Volume:
     # As for images: a 2D labelmap has no slice thickness to make volumes of (files store 1 mm),
     # and a grid with a NaN origin cannot be compared with an image's.
     _check_stack_shape(labelmap, str(path))
-    _check_geometry(labelmap, str(path))
+    check_geometry(labelmap, str(path))
     try:
         validate_labelmap(labelmap)
     except InputError as error:
@@ -586,7 +586,7 @@ def validate_image(volume: Volume, name: str = "image") -> None:
         raise InputError(f"{name}: the image contains NaN or infinite values")
     if float(array.max()) == float(array.min()):
         raise InputError(f"{name}: the image is constant ({float(array.min()):g} everywhere); nothing to segment")
-    _check_geometry(volume, name)
+    check_geometry(volume, name)
 
 
 def _check_stack_shape(volume: Volume, name: str) -> None:
@@ -602,7 +602,7 @@ def _check_stack_shape(volume: Volume, name: str) -> None:
                          "expected a 3D short-axis stack")
 
 
-def _check_geometry(volume: Volume, name: str) -> None:
+def check_geometry(volume: Volume, name: str) -> None:
     """Refuse geometry no volume or position can come from: spacing ≤ 0 or not finite, NaN/inf origin or axes."""
     spacing = np.asarray(volume.spacing_mm, dtype=float)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
@@ -633,22 +633,29 @@ def read_seg_nrrd(path: str | Path) -> Volume:
     voxels = np.asarray(segmentation["voxels"])
     shape_ijk = voxels.shape[-3:]
     labels = np.zeros(shape_ijk[::-1], dtype=np.uint8)
-    by_name = {s.name.lower(): s.label for s in SEGMENTS}
     by_type_code = {s.type[1]: s.label for s in SEGMENTS}
-    matched = 0
+    matched: list[tuple[int, np.ndarray]] = []
+    ignored: list[str] = []
     for segment in segmentation["segments"]:
-        label = by_name.get(str(segment.get("name", "")).lower())
+        label = label_for_segment_name(segment.get("name", ""))
         if label is None:
             code = (segment.get("terminology") or {}).get("type", ["", "", ""])
             label = by_type_code.get(code[1] if len(code) > 1 else "")
-        if label is None:
-            continue
         mask = slicerio.segment_mask(segmentation, segment)  # (i, j, k)
-        labels[np.transpose(mask, (2, 1, 0))] = label
-        matched += 1
-    if matched == 0:
+        if label is not None:
+            matched.append((label, mask))
+        elif mask.any():
+            ignored.append(f"{segment.get('name')} ({int(mask.sum())} voxels)")
+    if not matched:
         names = ", ".join(str(s.get("name")) for s in segmentation["segments"])
         raise InputError(f"{path}: no segment named LV blood pool / Myocardium / Scar / MVO (found: {names})")
+    # Where segments overlap (a scar drawn over a whole myocardium ring), the higher label wins, as in
+    # the Slicer module: MVO over scar over myocardium over blood pool, whatever the file's order.
+    for label, mask in sorted(matched, key=lambda item: item[0]):
+        labels[np.transpose(mask, (2, 1, 0))] = label
+    if ignored:
+        warnings.warn(f"{path}: segments not counted, their names are not LV blood pool, Myocardium, Scar or "
+                      f"MVO (or a usual synonym such as Infarct): {', '.join(ignored)}", stacklevel=2)
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
     return Volume(labels, tuple(spacing), tuple(ijk_to_lps[:3, 3]), ijk_to_lps[:3, :3] / spacing)

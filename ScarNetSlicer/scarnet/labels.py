@@ -7,6 +7,7 @@ LV myocardium is 2|3|4.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,29 @@ SEGMENTS: tuple[SegmentInfo, ...] = (
 )
 
 SEGMENT_BY_LABEL = {s.label: s for s in SEGMENTS}
+
+#: Segment names read as each label, besides the names above (compared lower-case, runs of spaces,
+#: "_" and "-" as one space): what readers commonly call the regions when they draw them by hand.
+#: Plain "LV" is left out on purpose: it may mean the cavity or the whole ventricle with its wall.
+SEGMENT_NAME_ALIASES: dict[int, tuple[str, ...]] = {
+    LV_BLOOD_POOL: ("lv blood pool", "blood pool", "lv cavity", "lv bp", "left ventricle cavity",
+                    "left ventricular cavity"),
+    HEALTHY_MYOCARDIUM: ("myocardium", "healthy myocardium", "lv myocardium", "myo", "normal myocardium",
+                         "remote myocardium", "left ventricle myocardium"),
+    SCAR: ("scar", "infarct", "infarction", "myocardial infarction", "lge", "late enhancement",
+           "late gadolinium enhancement", "enhancement"),
+    MVO: ("mvo", "microvascular obstruction", "no reflow", "no reflow zone"),
+}
+_LABEL_BY_NAME = {alias: label for label, aliases in SEGMENT_NAME_ALIASES.items() for alias in aliases}
+
+
+def label_for_segment_name(name: str) -> int | None:
+    """The label a segment of this name stands for (:data:`SEGMENT_NAME_ALIASES`), or None.
+
+    Exact names only (no guessing from parts of a name): "Scar" and "infarct" are scar, "Segment_1"
+    and "RV" are nothing, and the caller says so rather than counting them.
+    """
+    return _LABEL_BY_NAME.get(re.sub(r"[\s_\-]+", " ", str(name)).strip().lower())
 
 
 def myocardium_mask(labelmap: np.ndarray) -> np.ndarray:

@@ -103,8 +103,14 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
+    def warnings(self) -> list[str]:
+        """What the user was warned of while this report was made: reading the input (approximate slice
+        positions, ...) and the model (an exam unlike the training data, a CPU fall-back)."""
+        return [*self.extra.get("input_warnings", []), *self.extra.get("inference", {}).get("warnings", [])]
+
     def to_csv(self) -> str:
-        """One row per slice, then a ``total`` row; QC flags joined with ';'."""
+        """One row per slice, then a ``total`` row; QC flags joined with ';'. Below them the masses, and
+        a ``warning`` row per warning (:meth:`warnings`), so that a CSV read alone still carries them."""
         buffer = io.StringIO()
         columns = ["index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
                    "lv_blood_pool_ml", "healthy_myocardium_ml", "qc_flags"]
@@ -119,6 +125,8 @@ class Report:
         writer.writerow([])
         writer.writerow(["myocardium_g", _csv_value(self.total.myocardium_g)])
         writer.writerow(["scar_g", _csv_value(self.total.scar_g)])
+        for message in self.warnings():
+            writer.writerow(["warning", message])
         return buffer.getvalue()
 
     def format_for(self, path: str | Path) -> str:
@@ -149,10 +157,17 @@ def _percent(part_ml: float, whole_ml: float) -> float | None:
 
 
 def validate_labelmap(labelmap: Volume) -> None:
-    """Raise :class:`InputError` unless ``labelmap`` holds integer labels 0–4 only."""
+    """Raise :class:`InputError` unless ``labelmap`` holds integer labels 0–4 only, on a usable grid.
+
+    The grid matters here because every figure is a voxel count times the voxel's volume: a zero,
+    negative or NaN spacing would give 0 mL, negative mL or a report that cannot be written.
+    """
+    from .io import check_geometry
+
     array = labelmap.array
     if array.size == 0:
         raise InputError("labelmap is empty")
+    check_geometry(labelmap, "labelmap")
     if np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)):
             raise InputError("labelmap contains NaN or infinite values")

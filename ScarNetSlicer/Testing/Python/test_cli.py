@@ -52,6 +52,28 @@ def test_csv_report_and_seg_nrrd_labelmap(tmp_path):
     assert "total" in text
 
 
+def test_warnings_while_reading_reach_the_saved_report(tmp_path):
+    """A hand-edited .seg.nrrd with a segment of an unknown name: the warning is printed, and kept in
+    the JSON and the CSV, which may be read without the terminal's output."""
+    import slicerio
+
+    assert run("phantom", "--seed", "7", "--out", "p.nrrd", "--labelmap", "pl.seg.nrrd", cwd=tmp_path).returncode == 0
+    segmentation = slicerio.read_segmentation(str(tmp_path / "pl.seg.nrrd"))
+    for segment in segmentation["segments"]:
+        if segment["name"] == "Scar":
+            segment["name"] = "Scar 2"
+            segment.pop("terminology", None)
+    slicerio.write_segmentation(str(tmp_path / "edited.seg.nrrd"), segmentation)
+    for report in ("r.json", "r.csv"):
+        result = run("quantify", "edited.seg.nrrd", "--report", report, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "segments not counted" in result.stderr and "Scar 2 (" in result.stderr
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert len(saved["input_warnings"]) == 1 and "Scar 2 (" in saved["input_warnings"][0]
+    warning_rows = [line for line in (tmp_path / "r.csv").read_text().splitlines() if line.startswith("warning,")]
+    assert len(warning_rows) == 1 and "Scar 2 (" in warning_rows[0]
+
+
 def _write(path: Path, array: np.ndarray, spacing=(1.5, 1.5, 8.0)) -> None:
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing[: image.GetDimension()])

@@ -196,6 +196,51 @@ def test_seg_nrrd_with_foreign_segments_only(tmp_path: Path) -> None:
     _one_line(error)
 
 
+def _layered_seg_nrrd(path: Path, names: list[str], masks: list[np.ndarray]) -> Path:
+    """A .seg.nrrd with one layer per segment (i, j, k masks), as Slicer saves overlapping segments."""
+    segmentation = {
+        "voxels": np.stack([m.astype(np.uint8) for m in masks]),
+        "ijkToLPS": np.diag([1.5, 1.5, 8.0, 1.0]),
+        "segments": [{"id": f"Segment_{n}", "name": name, "labelValue": 1, "layer": n, "color": [1, 0, 0]}
+                     for n, name in enumerate(names)],
+        "containedRepresentationNames": ["Binary labelmap"],
+        "masterRepresentation": "Binary labelmap",
+    }
+    slicerio.write_segmentation(str(path), segmentation)
+    return path
+
+
+def test_seg_nrrd_overlapping_segments_read_the_same_in_any_order(tmp_path: Path) -> None:
+    # A reader draws a whole myocardium ring, then a scar segment over part of it (Slicer allows
+    # overlap): the scar is scar whichever segment the file lists first, as in the Slicer module.
+    ring = np.zeros((6, 6, 2), dtype=bool)
+    ring[1:5, 1:5] = True
+    ring[2:4, 2:4] = False
+    scar = np.zeros_like(ring)
+    scar[1, 1:5] = True
+    for order in (["Myocardium", "Scar"], ["Scar", "Myocardium"]):
+        masks = [ring if name == "Myocardium" else scar for name in order]
+        back = read_labelmap(_layered_seg_nrrd(tmp_path / f"{order[0]}.seg.nrrd", order, masks))
+        expected = np.transpose(np.where(scar, 3, np.where(ring, 2, 0)), (2, 1, 0))
+        np.testing.assert_array_equal(back.array, expected)
+
+
+def test_seg_nrrd_usual_names_count_and_unknown_segments_are_named(tmp_path: Path) -> None:
+    ring = np.zeros((6, 6, 2), dtype=bool)
+    ring[1:5, 1:5] = True
+    infarct = np.zeros_like(ring)
+    infarct[1, 1:5] = True
+    rv = np.zeros_like(ring)
+    rv[5, :] = True
+    path = _layered_seg_nrrd(tmp_path / "hand.seg.nrrd", ["LV myocardium", "Infarct", "RV", "Segment_9"],
+                             [ring, infarct, rv, np.zeros_like(ring)])
+    with pytest.warns(UserWarning, match=r"not counted.*RV \(12 voxels\)") as record:
+        back = read_labelmap(path)
+    assert "Segment_9" not in str(record[0].message)  # an empty segment changes nothing: no warning
+    assert int((back.array == 3).sum()) == int(infarct.sum())
+    assert int((back.array == 2).sum()) == int(ring.sum() - infarct.sum())
+
+
 # -- atomic writes ------------------------------------------------------------------------------
 def test_existing_file_not_replaced_without_overwrite(tmp_path: Path) -> None:
     path = tmp_path / "labels.nii.gz"

@@ -81,6 +81,13 @@ def test_json_contract_and_csv():
     assert rows[0][:6] == ["index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent"]
     assert float(rows[2][3]) == pytest.approx(3 * VOXEL_ML)
     assert rows[4][0] == "total" and float(rows[4][2]) == pytest.approx(12 * VOXEL_ML)
+    assert not [row for row in rows if row and row[0] == "warning"]
+    report.extra["input_warnings"] = ["slice positions are approximate"]
+    report.extra["inference"] = {"warnings": ["the model is unsure of the heart, read every slice"]}
+    rows = list(csv.reader(io.StringIO(report.to_csv())))
+    assert [row for row in rows if row and row[0] == "warning"] == [
+        ["warning", "slice positions are approximate"],
+        ["warning", "the model is unsure of the heart, read every slice"]]
 
 
 def test_intensity_figures_need_the_same_grid():
@@ -102,6 +109,17 @@ def test_intensity_figures_need_the_same_grid():
 def test_bad_labelmaps(bad, message):
     with pytest.raises(InputError, match=message):
         quantify(Volume(bad, SPACING))
+
+
+@pytest.mark.parametrize("spacing_mm, message", [
+    ((1.5, 1.5, 0.0), "non-positive voxel spacing"),
+    ((1.5, 1.5, -8.0), "non-positive voxel spacing"),
+    ((1.5, float("nan"), 8.0), "not a finite number"),
+])
+def test_a_labelmap_on_a_grid_without_volume_is_refused(spacing_mm, message):
+    # Every figure is a voxel count times the voxel volume: 0 mL, negative mL or NaN otherwise.
+    with pytest.raises(InputError, match=message):
+        quantify(Volume(_labelmap().array, spacing_mm))
 
 
 @pytest.mark.parametrize("axis", [0, 1])

@@ -501,6 +501,80 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     assert updated.report["slices"][1]["scar_ml"] == 0 and updated.report["slices"][1]["scar_percent"] == 0
 
 
+def test_a_table_holding_other_data_is_never_overwritten(scene, lib, oblique_direction):
+    """The output-table selector lists every table: the user's own, or the corrected report of another
+    segmentation, stays as it is and the report goes into a new table, with a notice."""
+    pr, rn, sn = lib.processing, lib.report_nodes, lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    vtk = pytest.importorskip("vtk")
+    own = scene.AddNewNodeByClass("vtkMRMLTableNode", "my notes")
+    column = vtk.vtkStringArray()
+    column.SetName("note")
+    column.InsertNextValue("remote myocardium looks thin")
+    own.AddColumn(column)
+    first = _run(processor, volume_node, table_node=own)
+    assert first.table_node is not own and "my notes' holds other data" in first.notice
+    assert own.GetNumberOfColumns() == 1 and own.GetTable().GetColumnByName("note").GetValue(0).startswith("remote")
+    assert not own.GetLocked()
+
+    # Correct the first run and update its report; then a second run into a new segmentation, for
+    # comparison, with the first run's table still chosen: the corrected report stays.
+    edited = labels.array.copy()
+    edited[edited >= 3] = 2
+    for segment_id, label in (("scar", 3), ("mvo", 4), ("myocardium", 2)):
+        sn.set_segment_mask(first.segmentation_node, segment_id, edited == label, labels)
+    corrected = processor.update_report(volume_node, first.segmentation_node, first.table_node)
+    assert corrected.notice == "" and corrected.report["total"]["scar_ml"] == 0
+    second = _run(processor, volume_node, segmentation_node=None, table_node=first.table_node)
+    assert second.table_node is not first.table_node
+    assert f"holds the report of segmentation '{first.segmentation_node.GetName()}'" in second.notice
+    assert rn.stored_report(first.table_node)["total"]["scar_ml"] == 0
+    assert first.table_node.GetNodeReference(rn.SEGMENTATION_REFERENCE_ROLE) is first.segmentation_node
+    # An empty table (what "Create new table" gives) and the segmentation's own table are written.
+    empty = scene.AddNewNodeByClass("vtkMRMLTableNode", "new table")
+    assert _run(processor, volume_node, second.segmentation_node, empty).table_node is empty
+    again = processor.update_report(volume_node, first.segmentation_node, first.table_node)
+    assert again.table_node is first.table_node and again.notice == ""
+    assert not pr.Outputs.__dataclass_fields__["notice"].default  # no notice unless something happened
+
+
+def test_update_report_says_what_it_did_not_count(scene, lib, oblique_direction):
+    """A reader's own segmentation: usual names count, other segments are named, and a report without a
+    myocardium segment (scar % = 100) is refused."""
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    mine.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segmentation = mine.GetSegmentation()
+    masks = {"LV myocardium": labels.array == 2, "Infarct": labels.array >= 3, "LV cavity": labels.array == 1,
+             "RV": np.roll(labels.array == 1, 12, axis=2)}
+    for n, (name, mask) in enumerate(masks.items()):
+        sn.set_segment_mask(mine, segmentation.AddEmptySegment(f"Segment_{n}", name), mask, labels)
+    segmentation.AddEmptySegment("Segment_empty", "Segment_9")
+    outputs = processor.update_report(volume_node, mine)
+    expected = quantify(labels.with_array(np.where(labels.array == 4, 3, labels.array)), image=image).to_dict()
+    _report_equal(outputs.report, expected)
+    rv_voxels = int(masks["RV"].sum())
+    assert outputs.notice == ("segments not counted (rename them LV blood pool, Myocardium, Scar or MVO to count "
+                              f"them): RV ({rv_voxels} voxels)")
+    assert outputs.report["segments_left_out"] == [outputs.notice]
+
+    segmentation.RemoveSegment("Segment_1")  # the reader deletes the scar segment: no scar, and said so
+    outputs = processor.update_report(volume_node, mine)
+    assert outputs.report["total"]["scar_ml"] == 0
+    assert "has no Scar segment: scar counted as 0 mL" in outputs.notice
+    segmentation.RemoveSegment("Segment_0")
+    sn.set_segment_mask(mine, segmentation.AddEmptySegment("Segment_scar", "Scar"), labels.array >= 3, labels)
+    before = lib.report_nodes.stored_report(outputs.table_node)
+    with pytest.raises(InputError, match="no Myocardium segment") as error:
+        processor.update_report(volume_node, mine)
+    assert "\n" not in str(error.value)
+    assert lib.report_nodes.stored_report(outputs.table_node) == before  # nothing written
+
+
 def test_edit_detection_guards_rerun(scene, lib, oblique_direction):
     sn = lib.segmentation_nodes
     labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
@@ -699,6 +773,15 @@ def test_edits_made_while_the_model_runs_are_kept(scene, lib, oblique_direction)
     # Not edited during the run (edits consented to at start count as the starting point): written in place.
     again = _run(processor, volume_node, segmentation_node, table_node, overwrite_edited=True)
     assert again.segmentation_node is segmentation_node and again.table_node is table_node and not again.notice
+
+    # Unreadable when the job started: left alone too, and the notice does not claim an edit.
+    job = processor.start(volume_node, segmentation_node, table_node)
+    job.segmentation_fingerprint = None
+    job.task.run_here()
+    unread = processor.finish(job)
+    assert unread.segmentation_node is not segmentation_node
+    assert unread.notice.startswith(f"segmentation '{segmentation_node.GetName()}' could not be read when ScarNet "
+                                    "started, so it was left as it is: the result is in the new segmentation")
 
 
 def test_nodes_removed_while_the_model_runs(scene, lib, oblique_direction):
