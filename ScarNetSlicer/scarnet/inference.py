@@ -75,6 +75,7 @@ from .qc import (
     MIN_STACK_TISSUE_CONTRAST,
     UNLIKE_TRAINING_WARNING,
     QcCalibration,
+    crop_edge_band,
     heart_confidence,
     neighbour_correlation,
     scar_ambiguity,
@@ -530,7 +531,8 @@ class Segmenter:
         max_probability = probabilities.max(axis=1)
         scar_probability = probabilities[:, SCAR] + probabilities[:, MVO]
         del probabilities
-        labels = postprocess(labels, (volume.spacing_mm[1], volume.spacing_mm[0]))
+        lv_removed: list[int] = []
+        labels = postprocess(labels, (volume.spacing_mm[1], volume.spacing_mm[0]), removed=lv_removed)
         remove_small_scar(labels, volume.voxel_volume_ml, self.min_scar_component_ml)
         timings["postprocess_s"] = time.perf_counter() - t
         myocardium_ml = float(np.isin(labels, MYOCARDIUM_LABELS).sum()) * volume.voxel_volume_ml
@@ -579,9 +581,12 @@ class Segmenter:
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
         threshold = self.qc_calibration.low_confidence_threshold
         ambiguity = scar_ambiguity(labels, scar_probability)
-        flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast,
-                                      (volume.spacing_mm[1], volume.spacing_mm[0]), confidence, threshold,
-                                      ambiguity, self.qc_calibration.scar_uncertain_threshold)
+        spacing_rc_mm = (volume.spacing_mm[1], volume.spacing_mm[0])
+        footprint = resample_back(np.ones((transform.out_size, transform.out_size), dtype=np.float32), transform,
+                                  labels.shape[1:], order=0) > 0.5
+        flags_per_slice = slice_flags(labels, max_probability, pixel_area, flipped, contrast, spacing_rc_mm,
+                                      confidence, threshold, ambiguity, self.qc_calibration.scar_uncertain_threshold,
+                                      crop_edge_band(footprint, spacing_rc_mm), lv_removed)
         for slice_report, flags in zip(report.slices, flags_per_slice):
             slice_report.qc_flags = flags
         if self._uncalibrated_weights is not None:
@@ -663,8 +668,13 @@ def _probabilities_to_grid(probabilities: np.ndarray, transform: PlaneTransform,
     return out
 
 
-def postprocess(labels: np.ndarray, spacing_rc_mm: tuple[float, float]) -> np.ndarray:
-    """Anatomical consistency of a (k, rows, cols) labelmap; see the module docstring, step 5."""
+def postprocess(labels: np.ndarray, spacing_rc_mm: tuple[float, float], removed: list[int] | None = None
+                ) -> np.ndarray:
+    """Anatomical consistency of a (k, rows, cols) labelmap; see the module docstring, step 5.
+
+    ``removed``, when given, receives the slices whose LV was removed for lying off the stack's axis
+    (the ``lv_removed`` QC flag).
+    """
     labels = labels.copy()
     spacing = np.asarray(spacing_rc_mm, dtype=float)
     regions = {k: _lv_candidates(labels[k]) for k in range(labels.shape[0])}
@@ -685,6 +695,8 @@ def postprocess(labels: np.ndarray, spacing_rc_mm: tuple[float, float]) -> np.nd
             keep = int(np.argmin(offsets_mm))
             if offsets_mm[keep] > MAX_LV_OFFSET_MM:
                 plane[:] = BACKGROUND
+                if removed is not None:
+                    removed.append(k)
                 continue
         plane[labelled != keep + 1] = BACKGROUND
         _fill_holes(plane)

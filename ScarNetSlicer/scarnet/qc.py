@@ -21,6 +21,12 @@ Flags (names are stable; the report, the CLI table and the Slicer table show the
 * ``near_image_edge``: the LV lies within :data:`NEAR_EDGE_MM` of the edge of the image (a small or
   off-centre field of view). The model then sees the image end next to the heart, which it never
   saw in training, and tends to lose myocardium there (12 % of Case_P100's with a 6 mm margin).
+* ``at_crop_edge``: the segmented LV reaches within :data:`CROP_EDGE_MM` of the edge of the region
+  the model was shown (a square of 160 mm around the located heart, inside the image): a very large
+  heart, or one located off-centre, may have wall or blood pool cut off there.
+* ``lv_removed``: the model drew an LV in this slice, but off the stack's LV axis, and post-processing
+  removed it (:data:`scarnet.inference.MAX_LV_OFFSET_MM`): the slice reports no LV. Unlike
+  ``lv_missing`` it also marks the first and last slices, where a removed LV would otherwise go unseen.
 """
 
 from __future__ import annotations
@@ -138,6 +144,8 @@ MIN_SCAR_AREA_MM2 = 20.0
 #: An LV closer than this to the image edge is flagged. In all 100 EMIDEC exams (the training data)
 #: the LV lies ≥ 42 mm from the edge.
 NEAR_EDGE_MM = 20.0
+#: ``at_crop_edge``: segmented LV this close (mm) to the edge of the model's crop; two of its 1.25 mm pixels.
+CROP_EDGE_MM = 2.5
 
 FLAG_DESCRIPTIONS = {
     "low_confidence": "model confidence low in the heart region",
@@ -147,6 +155,8 @@ FLAG_DESCRIPTIONS = {
     "scar_uncertain": "model unsure where the scar ends (scar probability 0.2–0.8 in much of the myocardium)",
     "low_contrast": "blood pool and myocardium look alike (no LGE contrast)",
     "near_image_edge": "LV close to the edge of the image (small or off-centre field of view)",
+    "at_crop_edge": "LV reaches the edge of the region the model saw (wall may be cut off)",
+    "lv_removed": "an LV drawn off the stack's LV axis was removed (the slice reports none)",
 }
 
 
@@ -413,7 +423,9 @@ def slice_flags(labels: np.ndarray, max_probability: np.ndarray, pixel_area_mm2:
                 confidence: np.ndarray | None = None,
                 low_confidence_threshold: float = LOW_CONFIDENCE_THRESHOLD,
                 ambiguity: np.ndarray | None = None,
-                scar_uncertain_threshold: float = SCAR_UNCERTAIN_THRESHOLD) -> list[list[str]]:
+                scar_uncertain_threshold: float = SCAR_UNCERTAIN_THRESHOLD,
+                crop_edge: np.ndarray | None = None,
+                lv_removed: Sequence[int] = ()) -> list[list[str]]:
     """QC flags for every slice of a (k, j, i) labelmap.
 
     ``flipped_scar`` maps slice index → scar mask predicted on the flipped slice (already
@@ -421,7 +433,9 @@ def slice_flags(labels: np.ndarray, max_probability: np.ndarray, pixel_area_mm2:
     :func:`tissue_contrast` (None where it could not be measured); ``spacing_rc_mm`` (row, column
     pixel spacing) enables ``near_image_edge``; ``confidence``: :func:`heart_confidence` when the
     caller has it already; ``ambiguity``: :func:`scar_ambiguity` (enables ``scar_uncertain``); the
-    thresholds: the weights' (:class:`QcCalibration`).
+    thresholds: the weights' (:class:`QcCalibration`); ``crop_edge``: (rows, cols) mask of the band
+    inside the edge of the model's crop (enables ``at_crop_edge``); ``lv_removed``: the slices whose
+    LV post-processing removed.
     """
     num_slices = labels.shape[0]
     flags: list[list[str]] = [[] for _ in range(num_slices)]
@@ -450,4 +464,24 @@ def slice_flags(labels: np.ndarray, max_probability: np.ndarray, pixel_area_mm2:
             distance_mm = distance_to_image_edge_mm(labels[k], spacing_rc_mm)
             if distance_mm is not None and distance_mm < NEAR_EDGE_MM:
                 flags[k].append("near_image_edge")
+        if has_lv[k] and crop_edge is not None and bool((labels[k] != BACKGROUND)[crop_edge].any()):
+            flags[k].append("at_crop_edge")
+        if k in lv_removed:
+            flags[k].append("lv_removed")
     return flags
+
+
+def crop_edge_band(footprint: np.ndarray, spacing_rc_mm: tuple[float, float], width_mm: float = CROP_EDGE_MM
+                   ) -> np.ndarray:
+    """The part of a crop's ``footprint`` (its pixels on the slice grid) within ``width_mm`` of the crop's edge:
+    the pixels whose centre lies that close to the centre of the nearest pixel outside the crop.
+
+    Only the edge the crop has inside the image counts: where the crop runs past the image, the
+    image's own edge is ``near_image_edge``'s business.
+    """
+    from scipy import ndimage
+
+    if footprint.all():  # the crop covers the whole slice: no edge of its own inside the image
+        return np.zeros_like(footprint, dtype=bool)
+    distance_mm = ndimage.distance_transform_edt(footprint, sampling=spacing_rc_mm)
+    return footprint & (distance_mm <= width_mm)

@@ -124,6 +124,50 @@ def test_the_kept_lv_stays_on_the_stack_axis_when_another_ring_is_larger_on_some
     assert (postprocess(labels, (1.5, 1.5))[6] == 0).all()
 
 
+def test_postprocess_names_the_slices_whose_lv_it_removed():
+    # The LV on the axis in seven slices; in the last (an end slice, where lv_missing cannot fire)
+    # only a ring 60 mm off the axis: removed, and said so.
+    labels = np.zeros((8, 40, 80), dtype=np.uint8)
+    rows, cols = np.mgrid[0:40, 0:80]
+    lv, other = np.hypot(rows - 20, cols - 20), np.hypot(rows - 20, cols - 60)
+    for k in range(7):
+        labels[k][lv < 7] = LV_BLOOD_POOL
+        labels[k][(lv >= 7) & (lv < 10)] = HEALTHY_MYOCARDIUM
+    labels[7][other < 7] = LV_BLOOD_POOL
+    labels[7][(other >= 7) & (other < 10)] = HEALTHY_MYOCARDIUM
+    removed: list[int] = []
+    out = postprocess(labels, (1.5, 1.5), removed=removed)
+    assert removed == [7] and (out[7] == 0).all()
+    from scarnet.qc import slice_flags
+
+    flags = slice_flags(out, np.ones(out.shape, np.float32), 2.25, lv_removed=removed)
+    assert flags[7] == ["lv_removed"] and not any(flags[:7])
+
+
+def test_crop_edge_band_and_the_at_crop_edge_flag():
+    from scarnet.preprocess import plane_transform, resample_back
+    from scarnet.qc import crop_edge_band, slice_flags
+
+    # A 40 px crop of 1.25 mm pixels (50 mm) in a 100 × 60 slice of 1.0 × 2.0 mm pixels, near its top edge.
+    transform = plane_transform((10.0, 30.0), (1.0, 2.0), 40, 1.25)
+    footprint = resample_back(np.ones((40, 40), np.float32), transform, (100, 60), order=0) > 0.5
+    band = crop_edge_band(footprint, (1.0, 2.0))
+    assert band.any() and not (band & ~footprint).any()
+    assert not band[0, 25:36].any()  # the crop runs past the image's top edge: that edge is near_image_edge's
+    bottom = np.nonzero(footprint.any(axis=1))[0].max()
+    # Pixel centres within 2.5 mm of the nearest pixel outside the crop: 2 rows of 1 mm, 1 column of 2 mm.
+    assert band[bottom, 30] and band[bottom - 1, 30] and not band[bottom - 2, 30]
+    right = np.nonzero(footprint.any(axis=0))[0].max()
+    assert band[30, right] and not band[30, right - 1]
+    assert not crop_edge_band(np.ones((5, 5), bool), (1.0, 1.0)).any()  # the crop covers the slice
+
+    labels = np.zeros((2, 100, 60), dtype=np.uint8)
+    labels[:, 10:20, 25:35] = HEALTHY_MYOCARDIUM  # well inside the crop
+    labels[1, bottom - 1, 28:32] = HEALTHY_MYOCARDIUM  # wall reaching the crop's bottom edge
+    flags = slice_flags(labels, np.ones(labels.shape, np.float32), 2.0, crop_edge=band)
+    assert flags == [[], ["at_crop_edge"]]
+
+
 def test_cavity_of_a_ring_without_blood_pool_becomes_blood_pool():
     # An apical slice: the small cavity called background, subendocardial scar on one wall.
     rows, cols = np.mgrid[0:40, 0:40]
