@@ -243,7 +243,9 @@ class Processor:
         if table_node is None:
             table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
         same_input = recorded_input_id(segmentation_node) == recorded_input_id(table_node) == input_node.GetID()
-        previous = report_nodes.stored_report(table_node) if same_input else None
+        # Only this segmentation's own report: another's table is not written (see _write_report), nor read.
+        own_table = table_node is not None and not report_nodes.reason_not_to_reuse(table_node, segmentation_node)
+        previous = report_nodes.stored_report(table_node) if same_input and own_table else None
         if previous and len(previous.get("slices", [])) == len(report["slices"]):
             for new, old in zip(report["slices"], previous["slices"]):
                 new["qc_flags"] = list(old.get("qc_flags", []))
@@ -321,7 +323,7 @@ def _segments_left_out(segmentation_node, input_node, grid: Volume) -> list[str]
     """
     from scarnet.labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
 
-    found = segmentation_nodes.find_segment_ids(segmentation_node)
+    found = set(segmentation_nodes.recognised_segments(segmentation_node).values())
     name = segmentation_node.GetName()
     if HEALTHY_MYOCARDIUM not in found and (SCAR in found or MVO in found):
         raise InputError(f"segmentation '{name}' has no Myocardium segment (healthy myocardium): scar % needs "
@@ -333,8 +335,8 @@ def _segments_left_out(segmentation_node, input_node, grid: Volume) -> list[str]
         notices.append(f"segmentation '{name}' has no LV blood pool segment: blood pool counted as 0 mL")
     left_out = segmentation_nodes.segments_not_counted(segmentation_node, input_node, grid)
     if left_out:
-        notices.append(f"segments not counted (rename them LV blood pool, Myocardium, Scar or MVO to count them): "
-                       f"{', '.join(left_out)}")
+        notices.append(f"segments not counted, their names are not LV blood pool, Myocardium, Scar or MVO (or a "
+                       f"usual synonym such as Infarct): {', '.join(left_out)}")
     return notices
 
 

@@ -134,45 +134,39 @@ def write_labelmap(segmentation_node, labelmap: Volume, reference_volume_node) -
     return ids
 
 
-def find_segment_ids(segmentation_node) -> dict[int, str]:
-    """``{label value: segment ID}`` for the ScarNet segments present in the segmentation.
+def recognised_segments(segmentation_node) -> dict[str, int]:
+    """``{segment ID: label value}`` for every segment that stands for a ScarNet label.
 
-    A segment is recognised by its ID (as written by this module), else by its name
-    (:func:`scarnet.labels.label_for_segment_name`: case-insensitive, and the usual synonyms, so a
-    user-made "scar" or "Infarct" counts), else by its terminology type code. One segment per label:
-    a second segment of the same kind is not counted (see :func:`segments_not_counted`).
+    Each segment is read on its own: by its ID (as written by this module, so renaming one of its
+    segments keeps its meaning), else by its name (:func:`scarnet.labels.label_for_segment_name`:
+    case-insensitive, and the usual synonyms, so a user-made "scar" or "Infarct" counts), else by its
+    terminology type code. Several segments may stand for one label (a "Scar" and an "Infarct"): all
+    count, as ``scarnet quantify`` reads a ``.seg.nrrd``.
     """
+    by_id = {info.segment_id: info.label for info in SEGMENTS}
     segmentation = segmentation_node.GetSegmentation()
-    segment_ids = list(segmentation.GetSegmentIDs())
-    found: dict[int, str] = {}
-    for info in SEGMENTS:
-        if info.segment_id in segment_ids:
-            found[info.label] = info.segment_id
-    for info in SEGMENTS:
-        if info.label in found:
-            continue
-        free = [segment_id for segment_id in segment_ids if segment_id not in found.values()]
-        for segment_id in free:
-            if label_for_segment_name(segmentation.GetSegment(segment_id).GetName()) == info.label:
-                found[info.label] = segment_id
-                break
-        else:
-            for segment_id in free:
-                codes = parse_terminology_entry(segment_terminology(segmentation.GetSegment(segment_id)))
-                if codes.get("type", ())[:2] == info.type[:2]:
-                    found[info.label] = segment_id
-                    break
+    found: dict[str, int] = {}
+    for segment_id in segmentation.GetSegmentIDs():
+        segment = segmentation.GetSegment(segment_id)
+        label = by_id.get(segment_id)
+        if label is None:
+            label = label_for_segment_name(segment.GetName())
+        if label is None:
+            codes = parse_terminology_entry(segment_terminology(segment))
+            label = next((info.label for info in SEGMENTS if codes.get("type", ())[:2] == info.type[:2]), None)
+        if label is not None:
+            found[segment_id] = label
     return found
 
 
 def segments_not_counted(segmentation_node, reference_volume_node, grid: Volume | None = None) -> list[str]:
-    """"name (N voxels)" of each segment with voxels that :func:`find_segment_ids` does not count.
+    """"name (N voxels)" of each segment with voxels that :func:`recognised_segments` does not recognise.
 
-    What "Update report" must tell the user it left out (an "RV", a second "Scar 2", a "Segment_1"),
+    What "Update report" must tell the user it left out (an "RV", a "Scar 2", a "Segment_1"),
     rather than report a smaller scar without a word. Empty segments change nothing and are not named.
     """
     grid = grid if grid is not None else volume_from_node(reference_volume_node)
-    counted = set(find_segment_ids(segmentation_node).values())
+    counted = recognised_segments(segmentation_node)
     segmentation = segmentation_node.GetSegmentation()
     out = []
     for segment_id in segmentation.GetSegmentIDs():
@@ -242,15 +236,15 @@ def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volu
     if segmentation_node is None:
         raise InputError("no segmentation selected: run 'Segment scar' first or choose a segmentation")
     grid = volume_from_node(reference_volume_node)
-    segment_ids = find_segment_ids(segmentation_node)
-    if not segment_ids:
+    segment_labels = recognised_segments(segmentation_node)
+    if not segment_labels:
         names = [segmentation_node.GetSegmentation().GetSegment(s).GetName()
                  for s in segmentation_node.GetSegmentation().GetSegmentIDs()]
         raise InputError(f"{segmentation_node.GetName()}: no segment named LV blood pool / Myocardium / Scar / MVO "
                          f"(found: {', '.join(names) or 'none'})")
     labels = np.full(grid.array.shape, BACKGROUND, dtype=np.uint8)
-    for label in sorted(segment_ids):
-        labels[segment_mask(segmentation_node, segment_ids[label], reference_volume_node, grid)] = label
+    for segment_id, label in sorted(segment_labels.items(), key=lambda item: item[1]):
+        labels[segment_mask(segmentation_node, segment_id, reference_volume_node, grid)] = label
     return grid.with_array(labels)
 
 
@@ -323,11 +317,11 @@ __all__ = [
     "CREATED_BY_ATTRIBUTE",
     "FINGERPRINT_ATTRIBUTE",
     "TERMINOLOGY_CONTEXT",
-    "find_segment_ids",
     "fingerprint",
     "has_segments",
     "labelmap_from_segmentation",
     "parse_terminology_entry",
+    "recognised_segments",
     "segment_mask",
     "segment_terminology",
     "segments_not_counted",

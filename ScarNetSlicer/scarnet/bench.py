@@ -218,9 +218,9 @@ class CompiledOrEager(nn.Module):
     On CUDA the mode is ``reduce-overhead`` (CUDA graphs): a 12-slice batch of a small network is
     dominated by kernel-launch overhead there. On CPU, inductor's default mode. A failure at the
     first call (no compiler, unsupported op) is reported once and the eager model is used from then on.
-    Each new input shape is run once eagerly before the compiled model sees it, as a CUDA-graph capture
-    warms up: the model's caches (TinyViT's attention masks) are then built outside the graph, which
-    reads them instead of building them inside it and storing its own outputs in them.
+    Each new slice size (and dtype, device) is run once eagerly before the compiled model sees it, as a
+    CUDA-graph capture warms up: the model's caches (TinyViT's attention masks) are then built outside
+    the graph, which reads them instead of building them inside it and storing its own outputs in them.
     """
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:

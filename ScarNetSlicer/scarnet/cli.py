@@ -117,11 +117,14 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _warnings_kept_in(messages: list[str]):
     """Warnings raised inside are shown as usual and also appended to ``messages`` (for the report)."""
-    with warnings.catch_warnings(record=True) as caught:
-        yield
-    for warning in caught:
-        messages.append(str(warning.message))
-        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:  # also when reading fails: a warning often explains the error that follows
+        for warning in caught:
+            messages.append(str(warning.message))
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def cmd_quantify(args: argparse.Namespace) -> int:

@@ -93,6 +93,9 @@ ProgressCallback = Callable[[float, str], None]
 MIN_LV_AREA_MM2 = 400.0
 #: Slices whose LV centroid lies further than this from the stack's median LV centroid are dropped.
 MAX_LV_OFFSET_MM = 35.0
+#: ``lv_removed``: a removed region counts as a removed LV from this area (mm², about an 11 mm disc, an
+#: apical LV); smaller specks off the axis are removed without a flag.
+MIN_REMOVED_LV_AREA_MM2 = 100.0
 #: A region at least this fraction of a slice's largest is a candidate LV (see :func:`postprocess`).
 LV_CANDIDATE_FRACTION = 0.5
 #: Slices tried first for localisation.
@@ -673,7 +676,8 @@ def postprocess(labels: np.ndarray, spacing_rc_mm: tuple[float, float], removed:
     """Anatomical consistency of a (k, rows, cols) labelmap; see the module docstring, step 5.
 
     ``removed``, when given, receives the slices whose LV was removed for lying off the stack's axis
-    (the ``lv_removed`` QC flag).
+    (the ``lv_removed`` QC flag): those where the largest region removed covers at least
+    :data:`MIN_REMOVED_LV_AREA_MM2`.
     """
     labels = labels.copy()
     spacing = np.asarray(spacing_rc_mm, dtype=float)
@@ -694,9 +698,9 @@ def postprocess(labels: np.ndarray, spacing_rc_mm: tuple[float, float], removed:
             offsets_mm[sizes < LV_CANDIDATE_FRACTION * sizes.max()] = np.inf
             keep = int(np.argmin(offsets_mm))
             if offsets_mm[keep] > MAX_LV_OFFSET_MM:
-                plane[:] = BACKGROUND
-                if removed is not None:
+                if removed is not None and sizes.max() * spacing.prod() >= MIN_REMOVED_LV_AREA_MM2:
                     removed.append(k)
+                plane[:] = BACKGROUND
                 continue
         plane[labelled != keep + 1] = BACKGROUND
         _fill_holes(plane)

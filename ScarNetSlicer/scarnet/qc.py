@@ -22,8 +22,9 @@ Flags (names are stable; the report, the CLI table and the Slicer table show the
   off-centre field of view). The model then sees the image end next to the heart, which it never
   saw in training, and tends to lose myocardium there (12 % of Case_P100's with a 6 mm margin).
 * ``at_crop_edge``: the segmented LV reaches within :data:`CROP_EDGE_MM` of the edge of the region
-  the model was shown (a square of 160 mm around the located heart, inside the image): a very large
-  heart, or one located off-centre, may have wall or blood pool cut off there.
+  the model was shown (its crop around the located heart, where that lies inside the image; a 160 mm
+  square for the bundled weights): a heart located off-centre, or a very large one, may have wall or
+  blood pool cut off there.
 * ``lv_removed``: the model drew an LV in this slice, but off the stack's LV axis, and post-processing
   removed it (:data:`scarnet.inference.MAX_LV_OFFSET_MM`): the slice reports no LV. Unlike
   ``lv_missing`` it also marks the first and last slices, where a removed LV would otherwise go unseen.
@@ -144,7 +145,8 @@ MIN_SCAR_AREA_MM2 = 20.0
 #: An LV closer than this to the image edge is flagged. In all 100 EMIDEC exams (the training data)
 #: the LV lies ≥ 42 mm from the edge.
 NEAR_EDGE_MM = 20.0
-#: ``at_crop_edge``: segmented LV this close (mm) to the edge of the model's crop; two of its 1.25 mm pixels.
+#: ``at_crop_edge``: segmented LV this close (mm) to the edge of the model's crop (two pixels of the bundled
+#: weights' 1.25 mm crop).
 CROP_EDGE_MM = 2.5
 
 FLAG_DESCRIPTIONS = {
@@ -479,8 +481,6 @@ def crop_edge_band(footprint: np.ndarray, spacing_rc_mm: tuple[float, float], wi
     Only the edge the crop has inside the image counts: where the crop runs past the image, the
     image's own edge is ``near_image_edge``'s business.
     """
-    from scipy import ndimage
-
     if footprint.all():  # the crop covers the whole slice: no edge of its own inside the image
         return np.zeros_like(footprint, dtype=bool)
     distance_mm = ndimage.distance_transform_edt(footprint, sampling=spacing_rc_mm)

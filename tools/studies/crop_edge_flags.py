@@ -63,9 +63,9 @@ def main() -> None:
         try:
             if args.offset_mm is not None:
                 located = segmenter.localise
-                shift_px = args.offset_mm / image.spacing_mm[1]  # along rows: (row, col) spacing is (j, i)
-                segmenter.localise = (lambda volume, slices=None, located=located, shift_px=shift_px:
-                                      tuple(np.add(located(volume, slices), (shift_px, 0))))
+                # along rows of the volume the pipeline localises on: (row, col) spacing is (j, i)
+                segmenter.localise = (lambda volume, slices=None, located=located: tuple(
+                    np.add(located(volume, slices), (args.offset_mm / volume.spacing_mm[1], 0))))
                 try:
                     big = segmenter(image, name=f"{case.name} {variant}")
                 finally:

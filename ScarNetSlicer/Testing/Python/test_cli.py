@@ -74,6 +74,20 @@ def test_warnings_while_reading_reach_the_saved_report(tmp_path):
     assert len(warning_rows) == 1 and "Scar 2 (" in warning_rows[0]
 
 
+def test_a_warning_before_a_read_error_is_still_shown_and_kept():
+    import warnings
+
+    from scarnet.cli import _warnings_kept_in
+    from scarnet.errors import InputError
+
+    kept: list[str] = []
+    # pytest.warns stands for the terminal: what the context shows again after recording it.
+    with pytest.warns(UserWarning, match="approximate"), pytest.raises(InputError), _warnings_kept_in(kept):
+        warnings.warn("slice positions are approximate", stacklevel=1)
+        raise InputError("labelmap and image are on different grids")
+    assert kept == ["slice positions are approximate"]
+
+
 def _write(path: Path, array: np.ndarray, spacing=(1.5, 1.5, 8.0)) -> None:
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing[: image.GetDimension()])

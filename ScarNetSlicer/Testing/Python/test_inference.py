@@ -127,7 +127,7 @@ def test_the_kept_lv_stays_on_the_stack_axis_when_another_ring_is_larger_on_some
 def test_postprocess_names_the_slices_whose_lv_it_removed():
     # The LV on the axis in seven slices; in the last (an end slice, where lv_missing cannot fire)
     # only a ring 60 mm off the axis: removed, and said so.
-    labels = np.zeros((8, 40, 80), dtype=np.uint8)
+    labels = np.zeros((9, 40, 80), dtype=np.uint8)
     rows, cols = np.mgrid[0:40, 0:80]
     lv, other = np.hypot(rows - 20, cols - 20), np.hypot(rows - 20, cols - 60)
     for k in range(7):
@@ -135,13 +135,16 @@ def test_postprocess_names_the_slices_whose_lv_it_removed():
         labels[k][(lv >= 7) & (lv < 10)] = HEALTHY_MYOCARDIUM
     labels[7][other < 7] = LV_BLOOD_POOL
     labels[7][(other >= 7) & (other < 10)] = HEALTHY_MYOCARDIUM
+    labels[8][2:4, 70:72] = HEALTHY_MYOCARDIUM  # only a speck of 9 mm² off the axis: removed, but not an LV
+    labels[1][(other >= 7) & (other < 10)] = HEALTHY_MYOCARDIUM  # a second ring: the LV on the axis is kept
     removed: list[int] = []
     out = postprocess(labels, (1.5, 1.5), removed=removed)
-    assert removed == [7] and (out[7] == 0).all()
+    assert removed == [7] and (out[7] == 0).all() and (out[8] == 0).all()
+    assert (out[1][other < 10] == 0).all() and (out[1][lv < 10] > 0).all()
     from scarnet.qc import slice_flags
 
     flags = slice_flags(out, np.ones(out.shape, np.float32), 2.25, lv_removed=removed)
-    assert flags[7] == ["lv_removed"] and not any(flags[:7])
+    assert flags[7] == ["lv_removed"] and not any(flags[:7]) and flags[8] == []
 
 
 def test_crop_edge_band_and_the_at_crop_edge_flag():

@@ -504,7 +504,7 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
 def test_a_table_holding_other_data_is_never_overwritten(scene, lib, oblique_direction):
     """The output-table selector lists every table: the user's own, or the corrected report of another
     segmentation, stays as it is and the report goes into a new table, with a notice."""
-    pr, rn, sn = lib.processing, lib.report_nodes, lib.segmentation_nodes
+    rn, sn = lib.report_nodes, lib.segmentation_nodes
     labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
     vtk = pytest.importorskip("vtk")
     own = scene.AddNewNodeByClass("vtkMRMLTableNode", "my notes")
@@ -535,7 +535,16 @@ def test_a_table_holding_other_data_is_never_overwritten(scene, lib, oblique_dir
     assert _run(processor, volume_node, second.segmentation_node, empty).table_node is empty
     again = processor.update_report(volume_node, first.segmentation_node, first.table_node)
     assert again.table_node is first.table_node and again.notice == ""
-    assert not pr.Outputs.__dataclass_fields__["notice"].default  # no notice unless something happened
+
+    # "Update report" of the second segmentation with the first's table chosen: that table is neither
+    # written nor read (its QC flags and heart confidence belong to the first segmentation).
+    first_report = rn.stored_report(first.table_node)
+    first_report["slices"][0]["qc_flags"] = ["flag of the first"]
+    first.table_node.SetAttribute(rn.REPORT_JSON_ATTRIBUTE, json.dumps(first_report))
+    other = processor.update_report(volume_node, second.segmentation_node, first.table_node)
+    assert other.table_node is not first.table_node
+    assert other.report["slices"][0]["qc_flags"] != ["flag of the first"]
+    assert rn.stored_report(first.table_node) == first_report
 
 
 def test_update_report_says_what_it_did_not_count(scene, lib, oblique_direction):
@@ -558,9 +567,19 @@ def test_update_report_says_what_it_did_not_count(scene, lib, oblique_direction)
     expected = quantify(labels.with_array(np.where(labels.array == 4, 3, labels.array)), image=image).to_dict()
     _report_equal(outputs.report, expected)
     rv_voxels = int(masks["RV"].sum())
-    assert outputs.notice == ("segments not counted (rename them LV blood pool, Myocardium, Scar or MVO to count "
-                              f"them): RV ({rv_voxels} voxels)")
+    assert outputs.notice == ("segments not counted, their names are not LV blood pool, Myocardium, Scar or MVO "
+                              f"(or a usual synonym such as Infarct): RV ({rv_voxels} voxels)")
     assert outputs.report["segments_left_out"] == [outputs.notice]
+
+    # A second scar segment under another usual name counts too, as `scarnet quantify` reads it.
+    extra_scar = np.zeros_like(labels.array, dtype=bool)
+    extra_scar[0][labels.array[0] == 2] = True  # slice 0's healthy wall, drawn as scar in its own segment
+    sn.set_segment_mask(mine, segmentation.AddEmptySegment("Segment_lge", "LGE"), extra_scar, labels)
+    both = processor.update_report(volume_node, mine)
+    scar = (labels.array >= 3) | extra_scar
+    expected = quantify(labels.with_array(np.where(scar, 3, labels.array)), image=image).to_dict()
+    _report_equal(both.report, expected)
+    segmentation.RemoveSegment("Segment_lge")
 
     segmentation.RemoveSegment("Segment_1")  # the reader deletes the scar segment: no scar, and said so
     outputs = processor.update_report(volume_node, mine)

@@ -172,7 +172,7 @@ def tissue_contrast(image: np.ndarray, labels: np.ndarray, rng: np.random.Genera
     lose about 0.09 scar Dice when the blood pool's contrast is 1.4× (imaged earlier after
     contrast) and 0.04 when healthy myocardium is not fully nulled (inversion time off the null
     point); see ``scarnet evaluate``'s protocol-shift table. (Continuing their training with
-    this augmentation did not help them; see the model card. It is off unless a config asks.)
+    this augmentation did not help them; see docs/experiments.md. It is off unless a config asks.)
 
     Contrasts are changed relative to the healthy myocardium's level, the tissue the inversion
     time nulls: it stands in for "no signal", which the raw values do not show (EMIDEC is PSIR

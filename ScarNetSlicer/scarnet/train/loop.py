@@ -97,7 +97,7 @@ class TrainConfig:
     # uniform up to ``noise_consistency_std_max`` of the crop's [0, 1] range), and the noisy view's
     # class probabilities are pulled towards the clean view's (KL divergence per pixel, the clean
     # view held fixed), weighted by ``noise_consistency_weight``. Aimed at the scar volume's
-    # scatter under noise (the noise CoV); see the model card for what it did on CPU. The 0.1
+    # scatter under noise (the noise CoV); see docs/experiments.md for what it did on CPU. The 0.1
     # ceiling puts the evaluation's 5 % noise (about 0.05 of the crop's range) mid-range.
     noise_consistency_weight: float = 0.0
     noise_consistency_std_max: float = 0.1
