@@ -723,7 +723,8 @@ def test_bundled_continuation_configs_need_init_weights(tmp_path, capsys):
 
     root = _fake_emidec(tmp_path / "emidec")
     for name in ("cpu_unfreeze", "cpu_continue", "cpu_continue_unet", "gpu_continue", "gpu_continue_unet",
-                 "gpu_fine", "gpu_fine_unet", "cpu_consistency", "gpu_consistency", "gpu_consistency_unet"):
+                 "gpu_fine", "gpu_fine_unet", "cpu_consistency", "cpu_consistency_control", "gpu_consistency",
+                 "gpu_consistency_unet"):
         code = main(["train", "--config", name, "--out", str(tmp_path / "run"), "--steps", "1", "--batch-size", "1",
                      "--workers", "0", "--emidec", str(root), "--quiet"])
         err = capsys.readouterr().err
