@@ -806,3 +806,18 @@ def test_release_works_from_a_run_brought_back_without_best_pt(finished_run, tmp
     with pytest.raises(WeightsError, match="checksum mismatch"):
         release.main([str(run), "--out-dir", str(tmp_path / "bad"), "--name", "w.safetensors"])
     assert not (tmp_path / "bad" / "w.safetensors").exists()
+
+
+def test_auto_data_that_finds_no_emidec_says_so(monkeypatch):
+    """``emidec_root: auto`` away from ../shared (a copy of the code elsewhere) trains on phantoms only:
+    a run must not do that silently (one did, and its "val Dice" was on 6 phantoms)."""
+    import scarnet.train.emidec as emidec
+    from scarnet.train.loop import _training_data
+
+    monkeypatch.setattr(emidec, "default_emidec_root", lambda: None)
+    with pytest.warns(UserWarning, match="EMIDEC not found.*phantoms only"):
+        real, val = _training_data(dataclasses.replace(SMOKE_CONFIG, emidec_root="auto", max_val_cases=1))
+    assert real == [] and [name for name, *_ in val] == ["phantom_900000"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # asked for phantoms only (None): no warning
+        _training_data(dataclasses.replace(SMOKE_CONFIG, emidec_root=None, max_val_cases=1))

@@ -19,6 +19,7 @@ import os
 import random
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -491,6 +492,9 @@ def _training_data(config: TrainConfig) -> tuple[list, list]:
 
     root = _emidec_root(config)
     if root is None:
+        if config.emidec_root == "auto":  # asked for real data where found: say that none was
+            warnings.warn("EMIDEC not found beside this checkout (../shared/data/emidec): training and validating on "
+                          "phantoms only; pass --emidec FOLDER to train on it", stacklevel=2)
         cases = []
         for seed in range(900_000, 900_000 + min(6, config.max_val_cases or 6)):
             phantom = make_phantom(seed)
