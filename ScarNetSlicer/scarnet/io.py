@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import InputError, OutputError, OutputExistsError
 from .labels import SEGMENTS, label_for_segment_name
-from .volume import Volume
+from .volume import Volume, check_geometry
 
 #: File endings read as single image files (everything else: a DICOM folder or an error).
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -600,18 +600,6 @@ def _check_stack_shape(volume: Volume, name: str) -> None:
     if rows == 1 or columns == 1:
         raise InputError(f"{name}: is a 2D image (size {columns}×{rows}×{slices}, a single row or column); "
                          "expected a 3D short-axis stack")
-
-
-def check_geometry(volume: Volume, name: str) -> None:
-    """Refuse geometry no volume or position can come from: spacing ≤ 0 or not finite, NaN/inf origin or axes."""
-    spacing = np.asarray(volume.spacing_mm, dtype=float)
-    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise InputError(f"{name}: non-positive voxel spacing {volume.spacing_mm}" if np.all(np.isfinite(spacing))
-                         else f"{name}: voxel spacing {volume.spacing_mm} is not a finite number")
-    if not np.all(np.isfinite(volume.origin_mm)):
-        raise InputError(f"{name}: its origin {volume.origin_mm} is not a finite position; the header is damaged")
-    if not np.all(np.isfinite(volume.direction)):
-        raise InputError(f"{name}: its axis directions are not finite numbers; the header is damaged")
 
 
 def read_seg_nrrd(path: str | Path) -> Volume:

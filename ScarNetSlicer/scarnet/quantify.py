@@ -34,7 +34,7 @@ from .labels import (
     SCAR_LABELS,
 )
 from .orientation import StackAxis, find_stack_axis
-from .volume import Volume
+from .volume import Volume, check_geometry
 
 
 @dataclass
@@ -162,8 +162,6 @@ def validate_labelmap(labelmap: Volume) -> None:
     The grid matters here because every figure is a voxel count times the voxel's volume: a zero,
     negative or NaN spacing would give 0 mL, negative mL or a report that cannot be written.
     """
-    from .io import check_geometry
-
     array = labelmap.array
     if array.size == 0:
         raise InputError("labelmap is empty")

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InputError
+
 #: Grids whose geometry differs by less than this are the same grid (mm, and unitless for direction).
 GRID_TOLERANCE = 1e-3
 
@@ -146,3 +148,15 @@ class Volume:
 
 def _fmt(values) -> str:
     return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
+
+
+def check_geometry(volume: Volume, name: str) -> None:
+    """Refuse geometry no volume or position can come from: spacing ≤ 0 or not finite, NaN/inf origin or axes."""
+    spacing = np.asarray(volume.spacing_mm, dtype=float)
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise InputError(f"{name}: non-positive voxel spacing {volume.spacing_mm}" if np.all(np.isfinite(spacing))
+                         else f"{name}: voxel spacing {volume.spacing_mm} is not a finite number")
+    if not np.all(np.isfinite(volume.origin_mm)):
+        raise InputError(f"{name}: its origin {volume.origin_mm} is not a finite position; the header is damaged")
+    if not np.all(np.isfinite(volume.direction)):
+        raise InputError(f"{name}: its axis directions are not finite numbers; the header is damaged")
