@@ -34,7 +34,7 @@ from scarnet.quantify import quantify
 from scarnet.volume import Volume
 
 from . import ATTRIBUTE_PREFIX, report_nodes, segmentation_nodes
-from .volume_nodes import check_volume_node, volume_from_node
+from .volume_nodes import InstanceValue, check_volume_node, dicom_slice_identifiers, volume_from_node
 from .worker import BackgroundTask, CancelCheck, ProgressCallback
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -123,9 +123,13 @@ class EditedSegmentationError(InputError):
 class Processor:
     """Runs ScarNet for the Slicer module on one MRML scene."""
 
-    def __init__(self, scene, segmenter_factory: SegmenterFactory = default_segmenter_factory) -> None:
+    def __init__(self, scene, segmenter_factory: SegmenterFactory = default_segmenter_factory,
+                 dicom_instance_value: InstanceValue | None = None) -> None:
         self.scene = scene
         self.segmenter_factory = segmenter_factory
+        #: Reads a DICOM attribute of an instance, so report rows name their DICOM images; None: Slicer's
+        #: DICOM database, when there is one (see :func:`~.volume_nodes.dicom_slice_identifiers`).
+        self.dicom_instance_value = dicom_instance_value
 
     # -- Segment scar ----------------------------------------------------------------------------
     def segmentation_was_edited(self, segmentation_node, input_node) -> bool:
@@ -148,6 +152,7 @@ class Processor:
         """
         options = options or SegmentationOptions()
         volume = volume_from_node(input_node)  # checks the input: a missing, 2D or 4D one raises
+        volume.source_slices = dicom_slice_identifiers(input_node, volume, self.dicom_instance_value)
         # One fingerprint serves both the edit check now and, at the end, the check for edits during the run.
         before = _fingerprint_or_none(segmentation_node, input_node, volume) if segmentation_node is not None else None
         if not overwrite_edited and segmentation_nodes.was_edited(segmentation_node, input_node, current=before):
@@ -237,6 +242,7 @@ class Processor:
             raise InputError("no segmentation selected: run 'Segment scar' first, or choose a segmentation "
                              "with LV blood pool / Myocardium / Scar / MVO segments")
         image = volume_from_node(input_node)
+        image.source_slices = dicom_slice_identifiers(input_node, image, self.dicom_instance_value)
         labelmap = segmentation_nodes.labelmap_from_segmentation(segmentation_node, input_node)
         notices = _segments_left_out(segmentation_node, input_node, image)
         report = quantify(labelmap, image=image).to_dict()

@@ -17,6 +17,7 @@ from typing import Any
 import vtk
 
 from scarnet.labels import SCAR, SEGMENT_BY_LABEL
+from scarnet.quantify import dicom_image_name
 
 from . import ATTRIBUTE_PREFIX
 
@@ -43,6 +44,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("QC flags", "qc_flags", "string", "", "Quality flags: check these slices"),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+#: After "Position (mm)", for an input loaded from DICOM: the image a PACS viewer shows for the slice.
+DICOM_COLUMN = Column("DICOM image", "dicom", "string", "", "The slice's DICOM InstanceNumber (and frame number, "
+                      "for an enhanced multi-frame file), as a PACS viewer numbers it")
 #: The plot's axes (columns of the table).
 PLOT_X_COLUMN = "Slice"
 PLOT_Y_COLUMN = "Scar (%)"
@@ -64,6 +68,8 @@ _ARRAY_CLASSES = {"int": vtk.vtkIntArray, "double": vtk.vtkDoubleArray, "string"
 
 
 def _cell(value: Any, kind: str) -> Any:
+    if isinstance(value, dict):  # a slice's DICOM identifiers
+        return dicom_image_name(value)
     if kind == "string":
         return ";".join(value) if isinstance(value, (list, tuple)) else ("" if value is None else str(value))
     if kind == "int":
@@ -77,7 +83,10 @@ def update_table(table_node, report: dict[str, Any]) -> None:
     try:
         table_node.SetLocked(False)
         table_node.RemoveAllColumns()
-        for column in COLUMNS:
+        columns = list(COLUMNS)
+        if any(slice_report.get("dicom") for slice_report in report["slices"]):
+            columns.insert(columns.index(COLUMN_BY_KEY["position_mm"]) + 1, DICOM_COLUMN)
+        for column in columns:
             array = _ARRAY_CLASSES[column.kind]()
             array.SetName(column.name)
             for slice_report in report["slices"]:

@@ -8,12 +8,22 @@ works in LPS (the DICOM/ITK convention). The two differ by a flip of the first t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import vtk
 from vtk.util import numpy_support
 
+from scarnet.dicom import slice_identifiers
 from scarnet.errors import InputError
 from scarnet.volume import Volume
+
+#: Looks up one DICOM attribute of one instance: ``(SOPInstanceUID, "gggg,eeee") -> str``, as
+#: ``slicer.dicomDatabase.instanceValue`` does.
+InstanceValue = Callable[[str, str], str]
+#: The instances a volume loaded by Slicer's DICOM module was made from (space-separated UIDs).
+DICOM_INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
 
 #: Multiplying a RAS point by this gives the LPS point (and vice versa: it is its own inverse).
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -142,10 +152,49 @@ def ras_point_of_voxel(node, ijk: tuple[float, float, float]) -> np.ndarray:
     return (ijk_to_ras_matrix(node) @ np.array([*ijk, 1.0]))[:3]
 
 
+def dicom_slice_identifiers(node, volume: Volume, instance_value: InstanceValue | None = None
+                            ) -> list[dict[str, Any]] | None:
+    """Per-slice DICOM identifiers (:attr:`Volume.source_slices`) of a volume node loaded from DICOM.
+
+    The node's instances (``DICOM.instanceUIDs``) are looked up with ``instance_value``, by default
+    in Slicer's DICOM database: ImagePositionPatient, InstanceNumber and SliceLocation. Each is
+    placed on the slice of ``volume`` (the node's grid) its position lies on. None when the node was
+    not loaded from DICOM, the database is not there, or the images do not match the slices one to
+    one (a resampled or moved volume, an enhanced multi-frame file): then the report just has none.
+    """
+    uids = (node.GetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE) or "").split()
+    if not uids:
+        return None
+    if instance_value is None:
+        instance_value = _dicom_database_lookup()
+        if instance_value is None:
+            return None
+    try:
+        headers = [{"position": [float(v) for v in str(instance_value(uid, "0020,0032")).split("\\")],
+                    "instance_number": instance_value(uid, "0020,0013"),
+                    "slice_location_mm": instance_value(uid, "0020,1041")} for uid in uids]
+    except Exception:  # noqa: BLE001 - naming slices is a courtesy: a database error must not stop a run
+        return None
+    return slice_identifiers(volume, headers)
+
+
+def _dicom_database_lookup() -> InstanceValue | None:
+    try:
+        import slicer
+    except ImportError:
+        return None
+    database = getattr(slicer, "dicomDatabase", None)  # the Slicer app's; absent from slicer-core
+    if database is None or not getattr(database, "isOpen", False):
+        return None
+    return database.instanceValue
+
+
 __all__ = [
+    "DICOM_INSTANCE_UIDS_ATTRIBUTE",
     "RAS_TO_LPS",
     "add_volume_node",
     "check_volume_node",
+    "dicom_slice_identifiers",
     "ijk_to_ras_from_volume",
     "ijk_to_ras_matrix",
     "is_sequence_proxy",

@@ -42,18 +42,23 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
     """The per-slice table (with QC flags) and the totals."""
     from rich.table import Table
 
+    from .quantify import dicom_image_name
+
     with_qc = "qc" in report.extra  # only a model run has QC flags; a hand-drawn labelmap has none
+    with_dicom = any(s.dicom for s in report.slices)  # the image number a PACS viewer shows
     table = Table(title=title, title_justify="left")
-    columns = ["slice", "position mm", "myocardium mL", "scar mL", "scar %", "MVO mL"] + (["QC"] if with_qc else [])
+    columns = (["slice", "position mm"] + (["DICOM image"] if with_dicom else [])
+               + ["myocardium mL", "scar mL", "scar %", "MVO mL"] + (["QC"] if with_qc else []))
     for column in columns:
         table.add_column(column, justify="left" if column == "QC" else "right")
     for s in report.slices:
-        row = [str(s.index), f"{s.position_mm:.1f}", f"{s.myocardium_ml:.2f}", f"{s.scar_ml:.2f}",
+        row = [str(s.index), f"{s.position_mm:.1f}", *([dicom_image_name(s.dicom)] if with_dicom else []),
+               f"{s.myocardium_ml:.2f}", f"{s.scar_ml:.2f}",
                "-" if s.scar_percent is None else f"{s.scar_percent:.1f}", f"{s.mvo_ml:.2f}"]
         table.add_row(*row, *([", ".join(s.qc_flags) or "ok"] if with_qc else []))
     t = report.total
     table.add_section()
-    table.add_row("total", "", f"{t.myocardium_ml:.2f}", f"{t.scar_ml:.2f}",
+    table.add_row("total", "", *([""] if with_dicom else []), f"{t.myocardium_ml:.2f}", f"{t.scar_ml:.2f}",
                   "-" if t.scar_percent is None else f"{t.scar_percent:.1f}", f"{t.mvo_ml:.2f}",
                   *([""] if with_qc else []))
     console.print(table)

@@ -615,7 +615,58 @@ def _build_volume(frames: list[_Frame], name: str) -> Volume:
         (column_spacing, row_spacing, spacing),
         tuple(frames[0].position),
         np.column_stack([row_cosine, column_cosine, normal]),
+        source_slices=[_identifiers(f) for f in frames],
     )
+
+
+def _identifiers(frame: _Frame) -> dict[str, Any]:
+    """What a PACS viewer shows of this image: InstanceNumber (of the file), frame number (1-based, enhanced
+    multi-frame files only) and SliceLocation (a single-frame attribute; vendors differ in its sign and origin)."""
+    return {
+        "instance_number": _integer(frame.dataset.get("InstanceNumber")),
+        "frame_number": None if frame.frame is None else frame.frame + 1,
+        "slice_location_mm": None if frame.frame is not None else _finite(frame.dataset.get("SliceLocation")),
+    }
+
+
+def _integer(value: Any) -> int | None:
+    number = _finite(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+def _finite(value: Any) -> float | None:
+    number = _number(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def slice_identifiers(volume: Volume, headers: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Per-slice identifiers (as :attr:`Volume.source_slices`) of ``volume`` from its images' headers.
+
+    Each header is a dict with ``position`` (ImagePositionPatient, LPS mm), ``instance_number`` and
+    ``slice_location_mm``: e.g. read from Slicer's DICOM database for the instances a volume was
+    loaded from. Each image is placed on the slice its position lies on, not by list order. None
+    unless every slice gets exactly one image within a quarter of the slice spacing, so that an
+    identifier never names the wrong slice.
+    """
+    if len(headers) != volume.num_slices:
+        return None
+    normal = volume.slice_normal
+    step_mm = float(volume.direction[:, 2] @ normal) * volume.spacing_mm[2]  # between planes, also when sheared
+    identifiers: list[dict[str, Any] | None] = [None] * volume.num_slices
+    for header in headers:
+        try:
+            position = np.asarray(header["position"], dtype=float).reshape(3)
+        except (KeyError, TypeError, ValueError):
+            return None
+        offset = float((position - np.asarray(volume.origin_mm)) @ normal) / step_mm
+        if not math.isfinite(offset):
+            return None
+        k = round(offset)
+        if abs(offset - k) > 0.25 or not 0 <= k < volume.num_slices or identifiers[k]:
+            return None
+        identifiers[k] = {"instance_number": _integer(header.get("instance_number")), "frame_number": None,
+                          "slice_location_mm": _finite(header.get("slice_location_mm"))}
+    return identifiers  # type: ignore[return-value]  # every slot filled: len(headers) == num_slices, no repeats
 
 
 def _one_frame_per_position(frames: list[_Frame], normal: np.ndarray, name: str) -> list[_Frame]:

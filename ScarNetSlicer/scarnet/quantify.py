@@ -50,6 +50,9 @@ class SliceReport:
     lv_blood_pool_ml: float
     healthy_myocardium_ml: float
     qc_flags: list[str] = field(default_factory=list)
+    #: Where a PACS viewer shows this slice, for a DICOM input: ``instance_number``, ``frame_number``
+    #: (enhanced multi-frame files) and ``slice_location_mm``; None for other inputs.
+    dicom: dict[str, Any] | None = None
 
 
 @dataclass
@@ -95,6 +98,8 @@ class Report:
                 "myocardium_density_g_per_ml": MYOCARDIUM_DENSITY_G_PER_ML,
                 "index": "slice index along the image's slice axis (k unless the slices are stored along i or j)",
                 "position_mm": "signed slice-centre position along the slice normal (LPS)",
+                "dicom": "for a DICOM input, the slice's InstanceNumber, frame number (enhanced multi-frame) and "
+                         "SliceLocation as a PACS viewer shows them; null otherwise",
             },
         }
         out.update(self.extra)
@@ -109,19 +114,24 @@ class Report:
         return [*self.extra.get("input_warnings", []), *self.extra.get("inference", {}).get("warnings", [])]
 
     def to_csv(self) -> str:
-        """One row per slice, then a ``total`` row; QC flags joined with ';'. Below them the masses, and
-        a ``warning`` row per warning (:meth:`warnings`), so that a CSV read alone still carries them."""
+        """One row per slice, then a ``total`` row; QC flags joined with ';'. For a DICOM input, the
+        ``dicom_*`` columns after ``position_mm`` name each slice as a PACS viewer does. Below the rows
+        the masses, and a ``warning`` row per warning (:meth:`warnings`), so that a CSV read alone
+        still carries them."""
         buffer = io.StringIO()
-        columns = ["index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
+        dicom_columns = list(DICOM_CSV_COLUMNS) if any(s.dicom for s in self.slices) else []
+        columns = ["index", "position_mm", *dicom_columns, "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
                    "lv_blood_pool_ml", "healthy_myocardium_ml", "qc_flags"]
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         for s in self.slices:
             row = asdict(s)
             row["qc_flags"] = ";".join(s.qc_flags)
+            row.update({column: (s.dicom or {}).get(key) for column, key in DICOM_CSV_COLUMNS.items()})
             writer.writerow([_csv_value(row[c]) for c in columns])
         t = asdict(self.total)
-        writer.writerow(["total", ""] + [_csv_value(t[c]) for c in columns[2:-1]] + [""])
+        first = 2 + len(dicom_columns)
+        writer.writerow(["total", *[""] * (first - 1)] + [_csv_value(t[c]) for c in columns[first:-1]] + [""])
         writer.writerow([])
         writer.writerow(["myocardium_g", _csv_value(self.total.myocardium_g)])
         writer.writerow(["scar_g", _csv_value(self.total.scar_g)])
@@ -137,6 +147,20 @@ class Report:
         if suffix == ".json":
             return self.to_json()
         raise InputError(f"report {path}: unknown format '{suffix}' (use .json or .csv)")
+
+
+#: CSV column → key of :attr:`SliceReport.dicom`.
+DICOM_CSV_COLUMNS = {"dicom_instance_number": "instance_number", "dicom_frame_number": "frame_number",
+                     "dicom_slice_location_mm": "slice_location_mm"}
+
+
+def dicom_image_name(identifiers: dict[str, Any] | None) -> str:
+    """A slice's DICOM image as a viewer numbers it: "7" (InstanceNumber), "3, frame 5" for a frame of an
+    enhanced multi-frame file; "-" when unknown."""
+    identifiers = identifiers or {}
+    instance, frame = identifiers.get("instance_number"), identifiers.get("frame_number")
+    parts = ([] if instance is None else [str(instance)]) + ([] if frame is None else [f"frame {frame}"])
+    return ", ".join(parts) or "-"
 
 
 def _csv_value(value: Any) -> str:
@@ -186,11 +210,13 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     :func:`scarnet.orientation.find_stack_axis` finds it from the grid (as segmentation does);
     slice ``index`` is the position along that axis, recorded as ``slice_axis``. ``image``, when
     given, must be on the same grid; it adds mean/SD intensity per tissue and the scar-to-remote
-    intensity ratio under ``report.extra["intensity"]``.
+    intensity ratio under ``report.extra["intensity"]``. Each slice's ``dicom`` identifiers come from
+    ``image`` (else ``labelmap``) when it was read from DICOM (:attr:`Volume.source_slices`).
     """
     validate_labelmap(labelmap)
     if image is not None and not labelmap.same_grid(image):
         raise InputError(f"labelmap and image are on different grids ({labelmap.grid_difference(image)})")
+    source_slices = next((v.source_slices for v in (image, labelmap) if v is not None and v.source_slices), None)
     stored_spacing_mm = tuple(labelmap.spacing_mm)
     stack = stack if stack is not None else find_stack_axis(labelmap)  # the image's grid is the same
     labelmap = stack.apply(labelmap)
@@ -232,6 +258,10 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         slices_with_myocardium=int((counts[:, list(MYOCARDIUM_LABELS)].sum(axis=1) > 0).sum()),
         slices_with_scar=int((counts[:, list(SCAR_LABELS)].sum(axis=1) > 0).sum()),
     )
+    if stack.is_identity and source_slices is not None and len(source_slices) == len(slices):
+        # A stack stored slice-first has no DICOM slice order to name (DICOM images are the k planes).
+        for slice_report, identifiers in zip(slices, source_slices):
+            slice_report.dicom = dict(identifiers)
     report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name)
     if image is not None:
         report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))

@@ -14,6 +14,7 @@ The Slicer side converts to RAS; nothing here knows about Slicer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,12 @@ class Volume:
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    #: What names each slice (k order) in the source it was read from: for a DICOM series, a dict per
+    #: slice with ``instance_number``, ``frame_number`` (enhanced multi-frame files) and
+    #: ``slice_location_mm``, so a report row can be found in a PACS viewer. None when unknown. Only
+    #: :meth:`with_array` (the same slices) keeps it; any other new Volume (resampled, re-stored)
+    #: starts without, so an identifier never names the wrong slice.
+    source_slices: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.array = np.asarray(self.array)
@@ -120,7 +127,7 @@ class Volume:
         array = np.asarray(array)
         if array.shape != self.array.shape:
             raise ValueError(f"array shape {array.shape} does not match grid {self.array.shape}")
-        return Volume(array, self.spacing_mm, self.origin_mm, self.direction.copy())
+        return Volume(array, self.spacing_mm, self.origin_mm, self.direction.copy(), self.source_slices)
 
     # -- SimpleITK bridge (imported lazily: quantification needs none of it) -----------------
     @classmethod

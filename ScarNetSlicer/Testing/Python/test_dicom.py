@@ -7,6 +7,8 @@ non-square pixels (so swapped row/column spacing or a transposed array shows), a
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import warnings
 from pathlib import Path
@@ -18,7 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from scarnet.dicom import list_series, read_dicom_series
+from scarnet.dicom import list_series, read_dicom_series, slice_identifiers
 from scarnet.errors import InputError
 from scarnet.io import read_volume
 
@@ -232,6 +234,82 @@ def test_stack_written_against_the_normal_is_reordered(tmp_path: Path) -> None:
     np.testing.assert_allclose(volume.origin_mm, _position(-4), atol=1e-6)
     np.testing.assert_allclose(volume.direction[:, 2], NORMAL, atol=1e-7)
     np.testing.assert_array_equal(volume.array, _expected_array(5)[::-1])
+
+
+def _headers_by_position(folder: Path) -> list[dict]:
+    """What each file of a folder says of itself: its position, InstanceNumber and SliceLocation."""
+    headers = []
+    for path in sorted(folder.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        headers.append({"position": [float(v) for v in ds.ImagePositionPatient],
+                        "instance_number": int(ds.InstanceNumber), "slice_location_mm": float(ds.SliceLocation)})
+    return headers
+
+
+@pytest.mark.parametrize("positions", [None, [0, -1, -2, -3, -4]], ids=["along", "against the normal"])
+def test_each_slice_keeps_the_instance_number_and_slice_location_of_its_file(tmp_path: Path, positions) -> None:
+    # InstanceNumbers are shuffled against position: each slice must name its own file, found by position.
+    _write_stack(tmp_path / "exam", num_slices=5, positions=positions)
+    volume = read_dicom_series(tmp_path / "exam")
+    by_location = {round(h["slice_location_mm"], 3): h for h in _headers_by_position(tmp_path / "exam")}
+    assert volume.source_slices is not None and len(volume.source_slices) == 5
+    for k, (identifiers, position_mm) in enumerate(zip(volume.source_slices, volume.slice_positions_mm())):
+        header = by_location[round(float(position_mm), 3)]
+        assert identifiers == {"instance_number": header["instance_number"], "frame_number": None,
+                               "slice_location_mm": pytest.approx(header["slice_location_mm"])}, k
+    assert [s["instance_number"] for s in volume.source_slices] != [1, 2, 3, 4, 5]  # not by InstanceNumber
+    # Kept by with_array (same slices), by nothing that makes a new grid.
+    assert volume.with_array(volume.array * 2).source_slices == volume.source_slices
+
+
+def test_enhanced_frames_are_named_by_frame_number(tmp_path: Path) -> None:
+    _write_enhanced(tmp_path / "exam", [2, 0, 3, 1])
+    volume = read_dicom_series(tmp_path / "exam")
+    # Slice k is stored as frame [2, 0, 3, 1].index(k) + 1; the file has no InstanceNumber.
+    assert volume.source_slices == [{"instance_number": None, "frame_number": n, "slice_location_mm": None}
+                                    for n in (2, 4, 1, 3)]
+
+
+def test_slice_identifiers_place_headers_by_position_or_give_none(tmp_path: Path) -> None:
+    # As the Slicer module reads them from Slicer's DICOM database: in any order, matched by position.
+    _write_stack(tmp_path / "exam", num_slices=4)
+    volume = read_dicom_series(tmp_path / "exam")
+    headers = _headers_by_position(tmp_path / "exam")
+    random.Random(3).shuffle(headers)
+    assert slice_identifiers(volume, headers) == volume.source_slices
+    assert slice_identifiers(volume, headers[:3]) is None  # a slice without its image
+    assert slice_identifiers(volume, headers[:3] + headers[:1]) is None  # two images on one slice
+    half_way = [dict(h, position=list(np.asarray(h["position"]) + 0.5 * SLICE_GAP * NORMAL)) for h in headers]
+    assert slice_identifiers(volume, half_way) is None  # between slices: not this volume's images
+    assert slice_identifiers(volume, [dict(h, position="?") for h in headers]) is None
+    assert slice_identifiers(volume, [dict(h, position=[float("nan")] * 3) for h in headers]) is None
+    nan_location = [dict(h, slice_location_mm=float("nan")) for h in headers]
+    assert all(s["slice_location_mm"] is None for s in slice_identifiers(volume, nan_location))
+
+
+def test_quantify_of_a_dicom_exam_names_each_slice_in_the_table_and_report(tmp_path: Path, capsys) -> None:
+    from scarnet.cli import main
+    from scarnet.io import write_labelmap
+
+    _write_stack(tmp_path / "exam", num_slices=4)
+    image = read_volume(tmp_path / "exam")
+    labels = np.zeros(image.array.shape, dtype=np.uint8)
+    labels[:, 1:4, 1:4] = 2
+    labels[2, 2, 2] = 3
+    write_labelmap(image.with_array(labels), tmp_path / "labels.nii.gz")
+    assert main(["quantify", str(tmp_path / "labels.nii.gz"), "--image", str(tmp_path / "exam"),
+                 "--report", str(tmp_path / "report.csv")]) == 0
+    table = capsys.readouterr().out
+    assert "DICOM image" in table
+    rows = list(csv.reader(io.StringIO((tmp_path / "report.csv").read_text())))
+    column = rows[0].index("dicom_instance_number")
+    expected = [str(s["instance_number"]) for s in image.source_slices]
+    assert [row[column] for row in rows[1:5]] == expected
+    # The table's rows carry the same numbers, in slice order.
+    table_rows = [line.split("│") for line in table.splitlines() if line.count("│") > 4]
+    slice_rows = [cells for cells in table_rows if cells[1].strip().isdigit()]
+    assert [cells[1].strip() for cells in slice_rows] == ["0", "1", "2", "3"]
+    assert [cells[3].strip() for cells in slice_rows] == expected
 
 
 def test_read_volume_reads_dicom_folders(tmp_path: Path) -> None:

@@ -83,6 +83,15 @@ def test_output_is_on_exactly_the_input_grid():
     assert (cols.max() - cols.min()) * 1.1 == pytest.approx(51, abs=6)
 
 
+def test_the_report_names_each_slice_as_the_dicom_series_does():
+    volume = ring_volume()
+    volume.source_slices = [{"instance_number": 20 - k, "frame_number": None, "slice_location_mm": -9.5 * k}
+                            for k in range(volume.num_slices)]
+    result = Segmenter(RingModel(), device="cpu", flip_check=False)(volume)
+    assert [s.dicom for s in result.report.slices] == volume.source_slices
+    assert result.labelmap.source_slices == volume.source_slices
+
+
 def test_labels_respect_the_nesting_rules_after_postprocessing():
     labels = np.zeros((3, 40, 40), dtype=np.uint8)
     rows, cols = np.mgrid[0:40, 0:40]

@@ -90,6 +90,46 @@ def test_json_contract_and_csv():
         ["warning", "the model is unsure of the heart, read every slice"]]
 
 
+DICOM_SLICES = [{"instance_number": 9, "frame_number": None, "slice_location_mm": -12.5},
+                {"instance_number": 7, "frame_number": None, "slice_location_mm": -4.5},
+                {"instance_number": 8, "frame_number": None, "slice_location_mm": None}]
+
+
+def test_dicom_slices_are_named_in_the_report_and_csv():
+    labelmap = _labelmap()
+    plain_csv = quantify(labelmap).to_csv()
+    image = labelmap.with_array(np.ones(labelmap.array.shape, dtype=np.float32))
+    image.source_slices = DICOM_SLICES
+    report = quantify(labelmap, image=image)
+    assert [s.dicom for s in report.slices] == DICOM_SLICES
+    assert json.loads(report.to_json())["slices"][1]["dicom"] == DICOM_SLICES[1]
+    rows = list(csv.reader(io.StringIO(report.to_csv())))
+    assert rows[0][:6] == ["index", "position_mm", "dicom_instance_number", "dicom_frame_number",
+                           "dicom_slice_location_mm", "myocardium_ml"]
+    assert rows[1][2:5] == ["9", "", "-12.5"] and rows[3][2:5] == ["8", "", ""]
+    assert rows[4][:6] == ["total", "", "", "", "", f"{report.total.myocardium_ml:.6g}"]
+    assert rows[4][-1] == "" and len(rows[4]) == len(rows[0])
+    # A labelmap on the same grid carries them too (the model's, made from the image with with_array).
+    labelmap.source_slices = DICOM_SLICES
+    assert [s.dicom for s in quantify(labelmap).slices] == DICOM_SLICES
+    # Without DICOM, no dicom columns and null in the JSON.
+    assert "dicom" not in plain_csv.splitlines()[0]
+    assert json.loads(quantify(_labelmap()).to_json())["slices"][0]["dicom"] is None
+
+
+def test_dicom_slices_of_the_wrong_count_or_storage_are_not_used():
+    from scarnet.orientation import StackAxis
+
+    labelmap = _labelmap()
+    labelmap.source_slices = DICOM_SLICES[:2]
+    assert all(s.dicom is None for s in quantify(labelmap).slices)
+    stored = StackAxis(0).apply(Volume(np.zeros((3, 40, 48), dtype=np.uint8), (1.4, 1.6, 8.0)))
+    stored.source_slices = [dict(DICOM_SLICES[0]) for _ in range(3)]  # as many as the slices along i
+    report = quantify(stored)
+    assert report.slice_axis == "i" and len(report.slices) == 3
+    assert all(s.dicom is None for s in report.slices)  # DICOM images are k planes: nothing to name here
+
+
 def test_intensity_figures_need_the_same_grid():
     labelmap = _labelmap()
     image = labelmap.with_array(np.where(labelmap.array >= 3, 100.0, 10.0).astype(np.float32))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import sys
 import threading
 import types
@@ -499,6 +500,57 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     _report_equal(updated.report, quantify(labels.with_array(edited)).to_dict())
     assert updated.report["total"]["myocardium_ml"] == myocardium_before
     assert updated.report["slices"][1]["scar_ml"] == 0 and updated.report["slices"][1]["scar_percent"] == 0
+
+
+def _dicom_database(image: Volume, shift_mm: float = 0.0) -> tuple[str, dict[str, dict[str, str]]]:
+    """A stand-in for Slicer's DICOM database: the "DICOM.instanceUIDs" attribute (in shuffled order) and
+    each instance's ImagePositionPatient, InstanceNumber (not in slice order) and SliceLocation."""
+    instance_numbers = [3, 1, 5, 2, 4]
+    database = {}
+    for k in range(image.num_slices):
+        position = image.index_to_physical(np.array([0.0, 0.0, k])) + shift_mm * image.slice_normal
+        database[f"1.2.3.{k}"] = {"0020,0032": "\\".join(f"{v:.6f}" for v in position),
+                                  "0020,0013": str(instance_numbers[k]), "0020,1041": f"{-8.0 * k:.1f}"}
+    uids = list(database)
+    random.Random(1).shuffle(uids)
+    return " ".join(uids), database
+
+
+def test_report_rows_name_their_dicom_images(scene, lib, oblique_direction):
+    vn, pr, rn = lib.volume_nodes, lib.processing, lib.report_nodes
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    uids, database = _dicom_database(image)
+    volume_node.SetAttribute(vn.DICOM_INSTANCE_UIDS_ATTRIBUTE, uids)
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)),
+                             dicom_instance_value=lambda uid, tag: database[uid][tag])
+    outputs = _run(processor, volume_node)
+    expected = [{"instance_number": n, "frame_number": None, "slice_location_mm": -8.0 * k}
+                for k, n in enumerate([3, 1, 5, 2, 4])]
+    assert [s["dicom"] for s in outputs.report["slices"]] == expected
+
+    def dicom_column(table_node):
+        table = table_node.GetTable()
+        names = [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())]
+        column = table.GetColumnByName("DICOM image")
+        return names, None if column is None else [column.GetValue(r) for r in range(table.GetNumberOfRows())]
+
+    names, values = dicom_column(outputs.table_node)
+    assert names[names.index("Position (mm)") + 1] == "DICOM image" and values == ["3", "1", "5", "2", "4"]
+    assert rn.read_table(outputs.table_node)[0]["index"] == 0  # the fixed columns read as before
+    updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
+    assert [s["dicom"] for s in updated.report["slices"]] == expected
+    assert dicom_column(updated.table_node)[1] == ["3", "1", "5", "2", "4"]
+
+    # Images that are not this volume's slices (a moved volume), a failing database, none at all:
+    # the report has no DICOM names and the run goes on.
+    _, moved = _dicom_database(image, shift_mm=SPACING[2] / 2)
+    for lookup in (lambda uid, tag: moved[uid][tag], lambda uid, tag: 1 / 0, None):
+        processor.dicom_instance_value = lookup  # None: slicer-core has no DICOM database
+        updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
+        assert all(s["dicom"] is None for s in updated.report["slices"])
+        assert dicom_column(updated.table_node)[1] is None
 
 
 def test_a_table_holding_other_data_is_never_overwritten(scene, lib, oblique_direction):
