@@ -65,6 +65,9 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
     scar_percent = "-" if t.scar_percent is None else f"{t.scar_percent:.1f} %"
     console.print(f"LV myocardium {t.myocardium_g:.1f} g, scar {t.scar_g:.1f} g ({scar_percent} of the myocardium, "
                   f"MVO included), MVO {t.mvo_ml:.2f} mL")
+    if t.scar_circumference_percent:
+        console.print(f"Scar in {t.scar_circumference_percent:.0f} % of the LV circumference (all slices), through "
+                      f"more than half of the wall in {t.transmural_over_50_percent:.0f} %")
 
 
 class _Progress:

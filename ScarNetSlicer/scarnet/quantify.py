@@ -34,6 +34,7 @@ from .labels import (
     SCAR_LABELS,
 )
 from .orientation import StackAxis, find_stack_axis
+from .transmurality import TransmuralitySummary, ray_transmurality, summarise
 from .volume import Volume, check_geometry
 
 
@@ -49,6 +50,10 @@ class SliceReport:
     scar_percent: float | None  # None where the slice has no myocardium
     lv_blood_pool_ml: float
     healthy_myocardium_ml: float
+    # Scar transmurality along rays from the LV centre (scarnet.transmurality); None without myocardium.
+    scar_circumference_percent: float | None
+    transmural_over_50_percent: float | None
+    scar_transmurality_mean_percent: float | None  # None also where the slice has no scar
     qc_flags: list[str] = field(default_factory=list)
     #: Where a PACS viewer shows this slice, for a DICOM input: ``instance_number``, ``frame_number``
     #: (enhanced multi-frame files) and ``slice_location_mm``; None for other inputs.
@@ -69,6 +74,9 @@ class TotalReport:
     healthy_myocardium_ml: float
     slices_with_myocardium: int
     slices_with_scar: int
+    scar_circumference_percent: float | None  # over every ray of every slice
+    transmural_over_50_percent: float | None
+    scar_transmurality_mean_percent: float | None
 
 
 @dataclass
@@ -98,6 +106,10 @@ class Report:
                 "myocardium_density_g_per_ml": MYOCARDIUM_DENSITY_G_PER_ML,
                 "index": "slice index along the image's slice axis (k unless the slices are stored along i or j)",
                 "position_mm": "signed slice-centre position along the slice normal (LPS)",
+                "transmurality": "along 180 rays per slice from the LV centre, the share of the wall's thickness "
+                                 "that is scar (3|4); scar_circumference_percent: rays with scar, "
+                                 "transmural_over_50_percent: rays with more than half, both as % of the rays that "
+                                 "cross the wall; scar_transmurality_mean_percent: mean over the rays with scar",
                 "dicom": "for a DICOM input, the slice's InstanceNumber, frame number (enhanced multi-frame) and "
                          "SliceLocation as a PACS viewer shows them; null otherwise",
             },
@@ -121,7 +133,7 @@ class Report:
         buffer = io.StringIO()
         dicom_columns = list(DICOM_CSV_COLUMNS) if any(s.dicom for s in self.slices) else []
         columns = ["index", "position_mm", *dicom_columns, "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
-                   "lv_blood_pool_ml", "healthy_myocardium_ml", "qc_flags"]
+                   "lv_blood_pool_ml", "healthy_myocardium_ml", *TRANSMURALITY_KEYS, "qc_flags"]
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         for s in self.slices:
@@ -149,6 +161,8 @@ class Report:
         raise InputError(f"report {path}: unknown format '{suffix}' (use .json or .csv)")
 
 
+#: The transmurality figures of every slice and of the total (see :mod:`scarnet.transmurality`).
+TRANSMURALITY_KEYS = ("scar_circumference_percent", "transmural_over_50_percent", "scar_transmurality_mean_percent")
 #: CSV column → key of :attr:`SliceReport.dicom`.
 DICOM_CSV_COLUMNS = {"dicom_instance_number": "instance_number", "dicom_frame_number": "frame_number",
                      "dicom_slice_location_mm": "slice_location_mm"}
@@ -178,6 +192,10 @@ def _round(x: float) -> float:
 
 def _percent(part_ml: float, whole_ml: float) -> float | None:
     return _round(100.0 * part_ml / whole_ml) if whole_ml > 0 else None
+
+
+def _transmurality_fields(summary: TransmuralitySummary) -> dict[str, float | None]:
+    return {key: None if (value := getattr(summary, key)) is None else _round(value) for key in TRANSMURALITY_KEYS}
 
 
 def validate_labelmap(labelmap: Volume) -> None:
@@ -226,6 +244,8 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     # One pass of bincount per slice gives every class count at once.
     counts = np.stack([np.bincount(labels[k].ravel(), minlength=NUM_CLASSES) for k in range(labels.shape[0])])
     positions = labelmap.slice_positions_mm()
+    spacing_rc_mm = (labelmap.spacing_mm[1], labelmap.spacing_mm[0])
+    rays = [ray_transmurality(labels[k], spacing_rc_mm) for k in range(labels.shape[0])]
 
     slices = []
     for k in range(labels.shape[0]):
@@ -241,6 +261,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
             scar_percent=_percent(scar_ml, myo_ml),
             lv_blood_pool_ml=_round(float(c[LV_BLOOD_POOL]) * voxel_ml),
             healthy_myocardium_ml=_round(float(c[HEALTHY_MYOCARDIUM]) * voxel_ml),
+            **_transmurality_fields(summarise(rays[k])),
         ))
 
     c = counts.sum(axis=0)
@@ -257,6 +278,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         healthy_myocardium_ml=_round(float(c[HEALTHY_MYOCARDIUM]) * voxel_ml),
         slices_with_myocardium=int((counts[:, list(MYOCARDIUM_LABELS)].sum(axis=1) > 0).sum()),
         slices_with_scar=int((counts[:, list(SCAR_LABELS)].sum(axis=1) > 0).sum()),
+        **_transmurality_fields(summarise(np.concatenate(rays))),
     )
     if stack.is_identity and source_slices is not None and len(source_slices) == len(slices):
         # A stack stored slice-first has no DICOM slice order to name (DICOM images are the k planes).
