@@ -41,8 +41,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("Scar (mL)", "scar_ml", "double", "mL", "Scar volume including MVO"),
     Column("Scar (%)", "scar_percent", "double", "%", "Scar as % of LV myocardium (empty where no myocardium)"),
     Column("Transmural > 50 % (%)", "transmural_over_50_percent", "double", "%",
-           "Share of the LV circumference where scar spans more than half of the wall, along rays from the LV "
-           "centre (empty where no myocardium)"),
+           "Share of the LV circumference where scar fills more than half of the wall, along rays from the LV "
+           "centre (empty where the slice has no myocardium or fewer than half of the rays cross its wall)"),
     Column("MVO (mL)", "mvo_ml", "double", "mL", "Microvascular obstruction volume"),
     Column("QC flags", "qc_flags", "string", "", "Quality flags: check these slices"),
 )

@@ -66,8 +66,8 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
     console.print(f"LV myocardium {t.myocardium_g:.1f} g, scar {t.scar_g:.1f} g ({scar_percent} of the myocardium, "
                   f"MVO included), MVO {t.mvo_ml:.2f} mL")
     if t.scar_circumference_percent:
-        console.print(f"Scar in {t.scar_circumference_percent:.0f} % of the LV circumference (all slices), through "
-                      f"more than half of the wall in {t.transmural_over_50_percent:.0f} %")
+        console.print(f"Scar in {t.scar_circumference_percent:.0f} % of the LV circumference (all measured slices), "
+                      f"through more than half of the wall in {t.transmural_over_50_percent:.0f} %")
 
 
 class _Progress:

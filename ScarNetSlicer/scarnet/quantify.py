@@ -34,7 +34,7 @@ from .labels import (
     SCAR_LABELS,
 )
 from .orientation import StackAxis, find_stack_axis
-from .transmurality import TransmuralitySummary, ray_transmurality, summarise
+from .transmurality import TransmuralitySummary, stack_transmurality
 from .volume import Volume, check_geometry
 
 
@@ -107,9 +107,10 @@ class Report:
                 "index": "slice index along the image's slice axis (k unless the slices are stored along i or j)",
                 "position_mm": "signed slice-centre position along the slice normal (LPS)",
                 "transmurality": "along 180 rays per slice from the LV centre, the share of the wall's thickness "
-                                 "that is scar (3|4); scar_circumference_percent: rays with scar, "
-                                 "transmural_over_50_percent: rays with more than half, both as % of the rays that "
-                                 "cross the wall; scar_transmurality_mean_percent: mean over the rays with scar",
+                                 "that is scar (3|4, anywhere in the wall); scar_circumference_percent: rays with "
+                                 "scar, transmural_over_50_percent: rays with more than half, both as % of the rays "
+                                 "that cross the wall; scar_transmurality_mean_percent: mean over the rays with scar; "
+                                 "null where fewer than half of the rays cross the wall (scarnet.transmurality)",
                 "dicom": "for a DICOM input, the slice's InstanceNumber, frame number (enhanced multi-frame) and "
                          "SliceLocation as a PACS viewer shows them; null otherwise",
             },
@@ -170,10 +171,13 @@ DICOM_CSV_COLUMNS = {"dicom_instance_number": "instance_number", "dicom_frame_nu
 
 def dicom_image_name(identifiers: dict[str, Any] | None) -> str:
     """A slice's DICOM image as a viewer numbers it: "7" (InstanceNumber), "3, frame 5" for a frame of an
-    enhanced multi-frame file; "-" when unknown."""
+    enhanced multi-frame file, "SL -12.5" (SliceLocation) for an image without InstanceNumber; "-" when unknown."""
     identifiers = identifiers or {}
     instance, frame = identifiers.get("instance_number"), identifiers.get("frame_number")
+    location = identifiers.get("slice_location_mm")
     parts = ([] if instance is None else [str(instance)]) + ([] if frame is None else [f"frame {frame}"])
+    if not parts and location is not None:
+        parts = [f"SL {location:g}"]
     return ", ".join(parts) or "-"
 
 
@@ -244,8 +248,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     # One pass of bincount per slice gives every class count at once.
     counts = np.stack([np.bincount(labels[k].ravel(), minlength=NUM_CLASSES) for k in range(labels.shape[0])])
     positions = labelmap.slice_positions_mm()
-    spacing_rc_mm = (labelmap.spacing_mm[1], labelmap.spacing_mm[0])
-    rays = [ray_transmurality(labels[k], spacing_rc_mm) for k in range(labels.shape[0])]
+    transmurality, total_transmurality = stack_transmurality(labels, (labelmap.spacing_mm[1], labelmap.spacing_mm[0]))
 
     slices = []
     for k in range(labels.shape[0]):
@@ -261,7 +264,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
             scar_percent=_percent(scar_ml, myo_ml),
             lv_blood_pool_ml=_round(float(c[LV_BLOOD_POOL]) * voxel_ml),
             healthy_myocardium_ml=_round(float(c[HEALTHY_MYOCARDIUM]) * voxel_ml),
-            **_transmurality_fields(summarise(rays[k])),
+            **_transmurality_fields(transmurality[k]),
         ))
 
     c = counts.sum(axis=0)
@@ -278,7 +281,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         healthy_myocardium_ml=_round(float(c[HEALTHY_MYOCARDIUM]) * voxel_ml),
         slices_with_myocardium=int((counts[:, list(MYOCARDIUM_LABELS)].sum(axis=1) > 0).sum()),
         slices_with_scar=int((counts[:, list(SCAR_LABELS)].sum(axis=1) > 0).sum()),
-        **_transmurality_fields(summarise(np.concatenate(rays))),
+        **_transmurality_fields(total_transmurality),
     )
     if stack.is_identity and source_slices is not None and len(source_slices) == len(slices):
         # A stack stored slice-first has no DICOM slice order to name (DICOM images are the k planes).

@@ -1,25 +1,36 @@
 """Scar transmurality: how much of the wall's thickness the scar spans, along rays from the LV centre.
 
-Enhancement through more than half of the wall predicts that dysfunctional myocardium will not
-recover after revascularisation (Kim et al., N Engl J Med 2000;343:1445-53); readers grade it per
-segment in quarters of the wall. Per slice, rays are cast from the LV centre (the centroid of the
-blood pool, or of the myocardium in a slice without blood pool) every ``360 / RAYS_PER_SLICE``
-degrees. Along each ray the first stretch of myocardium (labels 2|3|4) met from the centre is the
-wall; its transmurality is the length of scar (3|4, MVO included) in it over its length, measured
-in mm on the pixel grid, so anisotropic pixels count right. Rays that meet no wall (the outflow
-tract of a basal slice) are left out. Myocardium islands much smaller than the wall (a papillary
-muscle drawn as myocardium) are not wall.
+In ischaemic scar, enhancement through more than half of the wall predicts that dysfunctional
+myocardium will not recover after revascularisation (Kim et al., N Engl J Med 2000;343:1445-53).
+Per slice, rays are cast from the LV centre every ``360 / RAYS_PER_SLICE`` degrees. The centre is
+the centroid of the slice's largest blood-pool region; a slice without blood pool (the apex, or a
+hand-drawn slice) takes the stack's LV axis from the other slices (:func:`stack_transmurality`).
+Along each ray, the first stretch of wall met from the centre is measured: its transmurality is the
+length of scar (3|4, MVO included) in it over its length. Rays that meet no wall (the outflow tract of a
+basal slice) are left out. Myocardium regions that lie in the cavity (mostly bordered by blood
+pool: a papillary muscle drawn as myocardium and detached from the wall) are not wall.
 
-Per slice and over the stack (all rays of all slices alike):
+Per slice and over the stack (all rays of the measured slices alike):
 
 * ``scar_circumference_percent``: rays with any scar, % of the rays that cross the wall;
-* ``transmural_over_50_percent``: rays whose scar spans more than half of the wall, % of the rays
-  that cross the wall;
+* ``transmural_over_50_percent``: rays along which scar fills more than half of the wall, % of the
+  rays that cross the wall;
 * ``scar_transmurality_mean_percent``: mean transmurality of the rays with scar (None without scar).
 
-All three are None where there is no myocardium. The angular resolution (2°) is far finer than
-the pixels at the wall (a 1.5 mm pixel spans about 3° at 30 mm), so neighbouring rays share pixels;
-the figures are shares of the circumference, not counts of independent measurements.
+All three are None for a slice without myocardium, or whose wall is crossed by fewer than half of
+the rays (a basal sliver: a few rays would make its shares 0 or 100 %); such slices are left out
+of the stack's figures too.
+
+Limits, for the reader:
+
+* The share counts scar anywhere along the ray: mid-wall or epicardial scar (myocarditis and other
+  non-ischaemic patterns) counts as much as subendocardial scar. The viability reading above is
+  for ischaemic scar.
+* Shares are of angles about the centre, not of arc length; where the cavity is not star-shaped
+  about the centre (a crescent LV), a ray measures the first wall it meets only. A papillary
+  muscle drawn as myocardium and attached to the wall thickens the wall where it is.
+* In a thin wall, a pixel is a large part of it: a 6 mm wall with 2 mm pixels has three, so
+  "more than half" moves by a pixel's worth of segmentation.
 """
 
 from __future__ import annotations
@@ -34,13 +45,17 @@ from .labels import LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR_LABELS
 RAYS_PER_SLICE = 180
 #: Sampling step along a ray, as a fraction of the smaller pixel spacing.
 STEP_FRACTION = 0.25
-#: Myocardium regions (8-connected) smaller than this fraction of the largest are not wall.
-MIN_WALL_REGION_FRACTION = 0.25
+#: At most this many samples per ray (pixels of extreme shape would otherwise make huge arrays).
+MAX_SAMPLES_PER_RAY = 2000
+#: A myocardium region whose border is at least this fraction blood pool lies in the cavity: not wall.
+CAVITY_BORDER_FRACTION = 0.5
 #: Gaps in the wall up to this many (larger) pixel spacings long along a ray are bridged: a hand-drawn
 #: Scar segment one pixel short of the Myocardium segment, crossed at any angle.
 MAX_GAP_PIXELS = 1.5
 #: Scar spanning more than this fraction of the wall counts as transmural over 50 %.
 TRANSMURAL_FRACTION = 0.5
+#: A slice is measured only when at least this fraction of its rays cross the wall.
+MIN_WALL_RAY_FRACTION = 0.5
 
 
 @dataclass
@@ -52,26 +67,43 @@ class TransmuralitySummary:
     scar_transmurality_mean_percent: float | None = None
 
 
+def lv_centre_mm(plane: np.ndarray, spacing_rc_mm: tuple[float, float]) -> np.ndarray | None:
+    """Centroid (row, col in mm from pixel 0, 0) of the largest 8-connected blood-pool region; None without one.
+
+    The largest region, so that a stray blob (the atrium or aorta labelled blood pool) does not pull
+    the centre out of the cavity.
+    """
+    labelled, count = ndimage.label(plane == LV_BLOOD_POOL, structure=np.ones((3, 3)))
+    if count == 0:
+        return None
+    sizes = ndimage.sum_labels(np.ones_like(labelled), labelled, np.arange(1, count + 1))
+    return np.argwhere(labelled == int(np.argmax(sizes)) + 1).mean(axis=0) * np.asarray(spacing_rc_mm, dtype=float)
+
+
 def ray_transmurality(plane: np.ndarray, spacing_rc_mm: tuple[float, float],
-                      rays: int = RAYS_PER_SLICE) -> np.ndarray:
+                      centre_rc_mm: np.ndarray | None = None, rays: int = RAYS_PER_SLICE) -> np.ndarray:
     """Transmurality (0–1) along each of ``rays`` rays of one (rows, cols) labelmap slice.
 
-    NaN for a ray that crosses no wall; an empty array for a slice without myocardium.
+    ``centre_rc_mm``: where the rays start (mm from pixel 0, 0); by default :func:`lv_centre_mm`,
+    else the wall's centroid. NaN for a ray that crosses no wall; an empty array for a slice
+    without myocardium.
     """
     myocardium = np.isin(plane, MYOCARDIUM_LABELS)
     if not myocardium.any():
         return np.zeros(0)
-    wall = _wall(myocardium)
-    spacing = np.asarray(spacing_rc_mm, dtype=float)
     blood_pool = plane == LV_BLOOD_POOL
-    centre_rc = np.argwhere(blood_pool if blood_pool.any() else wall).mean(axis=0) * spacing  # mm
+    wall = _wall(myocardium, blood_pool)
+    spacing = np.asarray(spacing_rc_mm, dtype=float)
+    centre = centre_rc_mm if centre_rc_mm is not None else lv_centre_mm(plane, spacing_rc_mm)
+    if centre is None:
+        centre = np.argwhere(wall).mean(axis=0) * spacing
     wall_rc = np.argwhere(wall) * spacing
-    reach_mm = float(np.hypot(*(wall_rc - centre_rc).T).max() + spacing.max())
-    step_mm = STEP_FRACTION * float(spacing.min())
+    reach_mm = float(np.hypot(*(wall_rc - centre).T).max() + spacing.max())
+    step_mm = max(STEP_FRACTION * float(spacing.min()), reach_mm / MAX_SAMPLES_PER_RAY)
     distances = np.arange(0.0, reach_mm + step_mm, step_mm)
     angles = np.arange(rays) * (2 * np.pi / rays)
-    rows = np.rint((centre_rc[0] + np.sin(angles)[:, None] * distances) / spacing[0]).astype(int)
-    cols = np.rint((centre_rc[1] + np.cos(angles)[:, None] * distances) / spacing[1]).astype(int)
+    rows = np.rint((centre[0] + np.sin(angles)[:, None] * distances) / spacing[0]).astype(int)
+    cols = np.rint((centre[1] + np.cos(angles)[:, None] * distances) / spacing[1]).astype(int)
     inside = (rows >= 0) & (rows < plane.shape[0]) & (cols >= 0) & (cols < plane.shape[1])
     on_wall = np.zeros(rows.shape, dtype=bool)
     on_scar = np.zeros(rows.shape, dtype=bool)
@@ -87,12 +119,16 @@ def ray_transmurality(plane: np.ndarray, spacing_rc_mm: tuple[float, float],
     first = (index >= start) & (index < end)
     wall_samples = first.sum(axis=1)
     scar_samples = (first & on_scar).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(crosses, scar_samples / np.maximum(wall_samples, 1), np.nan)
+    return np.where(crosses, scar_samples / np.maximum(wall_samples, 1), np.nan)
+
+
+def is_measured(transmurality: np.ndarray) -> bool:
+    """True when enough of the slice's rays cross its wall (:data:`MIN_WALL_RAY_FRACTION`) to report it."""
+    return transmurality.size > 0 and float((~np.isnan(transmurality)).mean()) >= MIN_WALL_RAY_FRACTION
 
 
 def summarise(transmurality: np.ndarray) -> TransmuralitySummary:
-    """The figures of a set of rays (one slice's, or every slice's together)."""
+    """The figures of a set of rays (one slice's, or the measured slices' together); NaN rays are left out."""
     crossing = transmurality[~np.isnan(transmurality)]
     if crossing.size == 0:
         return TransmuralitySummary()
@@ -104,13 +140,39 @@ def summarise(transmurality: np.ndarray) -> TransmuralitySummary:
     )
 
 
-def _wall(myocardium: np.ndarray) -> np.ndarray:
-    labelled, count = ndimage.label(myocardium, structure=np.ones((3, 3)))
+def stack_transmurality(labels: np.ndarray, spacing_rc_mm: tuple[float, float]
+                        ) -> tuple[list[TransmuralitySummary], TransmuralitySummary]:
+    """Per-slice and whole-stack figures of a (k, rows, cols) labelmap (slices along k).
+
+    A slice without blood pool takes the median of the other slices' centres (the stack's LV axis).
+    """
+    centres = [lv_centre_mm(plane, spacing_rc_mm) for plane in labels]
+    known = [c for c in centres if c is not None]
+    axis = np.median(np.stack(known), axis=0) if known else None
+    rays = [ray_transmurality(plane, spacing_rc_mm, centre if centre is not None else axis)
+            for plane, centre in zip(labels, centres)]
+    measured = [r for r in rays if is_measured(r)]
+    per_slice = [summarise(r) if is_measured(r) else TransmuralitySummary() for r in rays]
+    return per_slice, summarise(np.concatenate(measured)) if measured else TransmuralitySummary()
+
+
+def _wall(myocardium: np.ndarray, blood_pool: np.ndarray) -> np.ndarray:
+    """The myocardium without regions in the cavity (mostly bordered by blood pool); the largest always stays."""
+    structure = np.ones((3, 3))
+    labelled, count = ndimage.label(myocardium, structure=structure)
     if count <= 1:
         return myocardium
     sizes = ndimage.sum_labels(myocardium, labelled, np.arange(1, count + 1))
-    kept = np.flatnonzero(sizes >= MIN_WALL_REGION_FRACTION * sizes.max()) + 1
-    return np.isin(labelled, kept)
+    largest = int(np.argmax(sizes)) + 1
+    wall = myocardium.copy()
+    for region in range(1, count + 1):
+        if region == largest:
+            continue
+        component = labelled == region
+        border = ndimage.binary_dilation(component, structure=structure) & ~component
+        if border.any() and blood_pool[border].mean() >= CAVITY_BORDER_FRACTION:
+            wall[component] = False
+    return wall
 
 
 def _bridge_gaps(on_wall: np.ndarray, gap_samples: int) -> np.ndarray:

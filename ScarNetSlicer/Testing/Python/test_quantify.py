@@ -117,6 +117,15 @@ def test_dicom_slices_are_named_in_the_report_and_csv():
     assert json.loads(quantify(_labelmap()).to_json())["slices"][0]["dicom"] is None
 
 
+def test_dicom_image_names():
+    from scarnet.quantify import dicom_image_name
+
+    assert dicom_image_name(DICOM_SLICES[0]) == "9"
+    assert dicom_image_name({"instance_number": 3, "frame_number": 5, "slice_location_mm": None}) == "3, frame 5"
+    assert dicom_image_name({"instance_number": None, "frame_number": None, "slice_location_mm": -12.5}) == "SL -12.5"
+    assert dicom_image_name(None) == "-"
+
+
 def test_dicom_slices_of_the_wrong_count_or_storage_are_not_used():
     from scarnet.orientation import StackAxis
 

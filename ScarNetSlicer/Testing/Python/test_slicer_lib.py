@@ -426,6 +426,7 @@ def test_report_to_table_and_plot(scene, lib, oblique_direction):
         for column in rn.COLUMNS:
             assert row[column.key] == expected[column.key], column.name
     assert math.isnan(table.GetTable().GetColumnByName("Scar (%)").GetValue(len(rows) - 1))
+    assert rows[2]["transmural_over_50_percent"] > 10  # the transmural scar sector of slice 2, in its column
     assert table.GetTable().GetColumnByName("QC flags").GetValue(2) == "low_confidence;broken_ring"
     units = {column.name: table.GetColumnUnitLabel(column.name) for column in rn.COLUMNS}
     assert units["Myocardium (mL)"] == "mL" and units["Scar (%)"] == "%" and units["Position (mm)"] == "mm"

@@ -11,7 +11,7 @@ import pytest
 
 from scarnet.labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
 from scarnet.quantify import quantify
-from scarnet.transmurality import ray_transmurality, summarise
+from scarnet.transmurality import is_measured, ray_transmurality, stack_transmurality, summarise
 from scarnet.volume import Volume
 
 SPACING_RC_MM = (1.8, 1.2)  # anisotropic pixels: rows 1.8 mm apart, columns 1.2 mm
@@ -52,6 +52,68 @@ def test_a_ring_of_known_transmurality():
     assert summary.scar_circumference_percent == pytest.approx(50, abs=2)
     assert summary.transmural_over_50_percent == pytest.approx(25, abs=2)
     assert summary.scar_transmurality_mean_percent == pytest.approx(70, abs=3)
+
+
+def _plain_ring() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    radius, angle = _polar()
+    plane = np.zeros(radius.shape, dtype=np.uint8)
+    plane[radius < ENDO_MM] = LV_BLOOD_POOL
+    plane[(radius >= ENDO_MM) & (radius < EPI_MM)] = HEALTHY_MYOCARDIUM
+    return plane, radius, angle
+
+
+def test_the_pixel_spacing_is_read_rows_then_columns():
+    # Transmural scar over 0-45° of a ring that is round in mm: 12.5 % of the circumference. With the
+    # spacings swapped the ring is an ellipse to the rays and the sector's share of angles halves.
+    plane, _, angle = _plain_ring()
+    plane[(plane == HEALTHY_MYOCARDIUM) & (angle < 45)] = SCAR
+    assert summarise(ray_transmurality(plane, SPACING_RC_MM)).transmural_over_50_percent == pytest.approx(12.5, abs=2)
+    swapped = summarise(ray_transmurality(plane, SPACING_RC_MM[::-1])).transmural_over_50_percent
+    assert abs(swapped - 12.5) > 4
+
+
+def test_a_stray_blood_pool_blob_does_not_move_the_centre():
+    # The atrium or aorta labelled blood pool beside the LV: the centre stays in the largest region.
+    plane, radius, _ = _ring()
+    expected = summarise(ray_transmurality(plane, SPACING_RC_MM))
+    rows, cols = np.mgrid[0:plane.shape[0], 0:plane.shape[1]]
+    plane[(np.abs(rows - 60) < 8) & (cols >= 135) & (radius > EPI_MM + 3)] = LV_BLOOD_POOL
+    assert summarise(ray_transmurality(plane, SPACING_RC_MM)) == expected
+
+
+def test_a_wall_fragment_cut_off_by_gaps_is_still_wall():
+    # A thinned transmural infarct the segmentation broke off the ring (not in the cavity): its scar counts.
+    plane, _, angle = _plain_ring()
+    wall = plane == HEALTHY_MYOCARDIUM
+    plane[wall & (angle >= 100) & (angle < 150)] = SCAR
+    plane[wall & (((angle >= 90) & (angle < 100)) | ((angle >= 150) & (angle < 160)))] = 0
+    summary = summarise(ray_transmurality(plane, SPACING_RC_MM))
+    assert summary.transmural_over_50_percent == pytest.approx(100 * 50 / 340, abs=2)
+
+
+def test_a_sliver_of_wall_is_not_measured():
+    # The most basal slice: a 40° arc of scarred wall. Its few rays would read 100 %; it gets no figures.
+    plane, _, angle = _plain_ring()
+    plane[(plane == HEALTHY_MYOCARDIUM) & ~((angle >= 200) & (angle < 240))] = 0
+    plane[plane == HEALTHY_MYOCARDIUM] = SCAR
+    rays = ray_transmurality(plane, SPACING_RC_MM)
+    assert not is_measured(rays)
+    ring, _, _ = _ring()
+    per_slice, total = stack_transmurality(np.stack([ring, plane]), SPACING_RC_MM)
+    assert per_slice[1].transmural_over_50_percent is None
+    assert total == per_slice[0]  # the sliver's rays are not in the total
+
+
+def test_a_slice_without_blood_pool_takes_the_centre_of_the_others():
+    # An apical or hand-drawn slice with the wall but no blood pool: its rays start on the stack's LV
+    # axis, not at the wall's centroid (for a ring with scar on one side, the two differ).
+    ring, _, angle = _ring()
+    open_ring = ring.copy()
+    open_ring[(open_ring != LV_BLOOD_POOL) & (angle > 240)] = 0  # the wall's centroid moves off the centre
+    no_pool = np.where(open_ring == LV_BLOOD_POOL, 0, open_ring).astype(np.uint8)
+    per_slice, _ = stack_transmurality(np.stack([ring, no_pool, ring]), SPACING_RC_MM)
+    assert per_slice[1] == summarise(ray_transmurality(open_ring, SPACING_RC_MM))  # rays from the cavity's centre
+    assert per_slice[1] != summarise(ray_transmurality(no_pool, SPACING_RC_MM))  # not from the wall's centroid
 
 
 def test_rays_through_an_open_ring_are_left_out():
@@ -141,3 +203,17 @@ def test_phantom_infarcts_of_known_depth(seed, peak):
     else:
         assert total.transmural_over_50_percent > 0.7 * total.scar_circumference_percent
         assert total.scar_transmurality_mean_percent > 70
+
+
+def test_the_cli_summary_gives_the_stack_figures():
+    from rich.console import Console
+
+    from scarnet.cli import print_report
+
+    plane, _, _ = _ring()
+    report = quantify(Volume(np.stack([plane, plane]), (SPACING_RC_MM[1], SPACING_RC_MM[0], 8.0)))
+    console = Console(file=io.StringIO(), width=200)
+    print_report(report, console)
+    text = console.file.getvalue()
+    assert (f"Scar in {report.total.scar_circumference_percent:.0f} % of the LV circumference (all measured slices), "
+            f"through more than half of the wall in {report.total.transmural_over_50_percent:.0f} %") in text
