@@ -362,6 +362,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.myocardiumMassLabel.text = totals["myocardium_g"]
         self.ui.scarMassLabel.text = totals["scar_g"]
         self.ui.scarPercentLabel.text = totals["scar_percent"]
+        self.ui.transmuralLabel.text = totals["transmural_over_50_percent"]
 
     def _refreshTotals(self) -> None:
         """The panel's totals: the selected table's, when it reports the selected segmentation; else blank.
@@ -369,7 +370,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         So that another input's (or another segmentation's) figures are never shown beside this one,
         and a scene loaded from disk shows its report's totals again.
         """
-        from ScarNetSlicerLib.report_nodes import SEGMENTATION_REFERENCE_ROLE, format_totals, stored_report
+        from ScarNetSlicerLib.report_nodes import SEGMENTATION_REFERENCE_ROLE, TOTAL_KEYS, format_totals, stored_report
 
         p = self._parameterNode
         table = p.outputTable if p else None
@@ -378,7 +379,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if table is not None and segmentation is not None \
                 and table.GetNodeReference(SEGMENTATION_REFERENCE_ROLE) is segmentation:
             report = stored_report(table)
-        self._showTotals(format_totals(report) if report else {"myocardium_g": "", "scar_g": "", "scar_percent": ""})
+        self._showTotals(format_totals(report) if report else dict.fromkeys(TOTAL_KEYS, ""))
 
 
 #
@@ -577,9 +578,12 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         parameterNode.outputSegmentation = resultOfFirst
         parameterNode.outputTable = reportOfFirst
         self.assertEqual(widget.ui.scarPercentLabel.text, report_nodes.format_totals(report)["scar_percent"])
+        self.assertEqual(widget.ui.transmuralLabel.text,
+                         report_nodes.format_totals(report)["transmural_over_50_percent"])
         parameterNode.inputVolume = second  # the first input's outputs unselected, its totals gone
         self.assertIsNone(parameterNode.outputTable)
         self.assertEqual(widget.ui.scarPercentLabel.text, "")
+        self.assertEqual(widget.ui.transmuralLabel.text, "")
 
         usersTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "my table")
         parameterNode.inputVolume = first

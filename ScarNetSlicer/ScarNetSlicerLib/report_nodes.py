@@ -65,7 +65,9 @@ TOTALS: tuple[tuple[str, str, str], ...] = (
     ("myocardium_g", "Myocardium", "g"),
     ("scar_g", "Scar", "g"),
     ("scar_percent", "Scar", "% of LV myocardium"),
+    ("transmural_over_50_percent", "Scar > 50 % transmural", "% of LV circumference"),
 )
+TOTAL_KEYS = tuple(key for key, _label, _unit in TOTALS)
 
 _ARRAY_CLASSES = {"int": vtk.vtkIntArray, "double": vtk.vtkDoubleArray, "string": vtk.vtkStringArray}
 
@@ -214,6 +216,7 @@ __all__ = [
     "TABLE_REFERENCE_ROLE",
     "TOTALS",
     "TOTAL_ATTRIBUTE_PREFIX",
+    "TOTAL_KEYS",
     "format_totals",
     "read_table",
     "reason_not_to_reuse",

@@ -442,6 +442,9 @@ def test_report_to_table_and_plot(scene, lib, oblique_direction):
     assert (chart_again, series_again) == (chart, series)
     assert scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 1
     assert rn.format_totals(report)["scar_g"] == f"{report['total']['scar_g']:.1f} g"
+    transmural = report["total"]["transmural_over_50_percent"]
+    assert transmural > 0 and rn.format_totals(report)["transmural_over_50_percent"] == f"{transmural:.1f} %"
+    assert set(rn.format_totals(report)) == set(rn.TOTAL_KEYS)
 
 
 # ---------------------------------------------------------------------------------------------
