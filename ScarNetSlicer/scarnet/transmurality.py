@@ -165,13 +165,15 @@ def _wall(myocardium: np.ndarray, blood_pool: np.ndarray) -> np.ndarray:
     sizes = ndimage.sum_labels(myocardium, labelled, np.arange(1, count + 1))
     largest = int(np.argmax(sizes)) + 1
     wall = myocardium.copy()
-    for region in range(1, count + 1):
+    for region, box in enumerate(ndimage.find_objects(labelled), start=1):
         if region == largest:
             continue
-        component = labelled == region
+        # The region's bounding box, one pixel wider on each side, holds all of its border.
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        component = labelled[box] == region
         border = ndimage.binary_dilation(component, structure=structure) & ~component
-        if border.any() and blood_pool[border].mean() >= CAVITY_BORDER_FRACTION:
-            wall[component] = False
+        if border.any() and blood_pool[box][border].mean() >= CAVITY_BORDER_FRACTION:
+            wall[box][component] = False
     return wall
 
 
