@@ -48,8 +48,8 @@ COLUMNS: tuple[Column, ...] = (
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 #: After "Position (mm)", for an input loaded from DICOM: the image a PACS viewer shows for the slice.
-DICOM_COLUMN = Column("DICOM image", "dicom", "string", "", "The slice's DICOM InstanceNumber (and frame number, "
-                      "for an enhanced multi-frame file), as a PACS viewer numbers it")
+DICOM_COLUMN = Column("DICOM image", "dicom", "string", "", "The slice's DICOM InstanceNumber as a PACS viewer "
+                      "numbers it (SL and its SliceLocation for an image without one)")
 #: The plot's axes (columns of the table).
 PLOT_X_COLUMN = "Slice"
 PLOT_Y_COLUMN = "Scar (%)"

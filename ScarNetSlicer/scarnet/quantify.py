@@ -50,7 +50,8 @@ class SliceReport:
     scar_percent: float | None  # None where the slice has no myocardium
     lv_blood_pool_ml: float
     healthy_myocardium_ml: float
-    # Scar transmurality along rays from the LV centre (scarnet.transmurality); None without myocardium.
+    # Scar transmurality along rays from the LV centre (scarnet.transmurality); None without myocardium or
+    # where fewer than half of the rays cross the wall.
     scar_circumference_percent: float | None
     transmural_over_50_percent: float | None
     scar_transmurality_mean_percent: float | None  # None also where the slice has no scar
@@ -74,7 +75,7 @@ class TotalReport:
     healthy_myocardium_ml: float
     slices_with_myocardium: int
     slices_with_scar: int
-    scar_circumference_percent: float | None  # over every ray of every slice
+    scar_circumference_percent: float | None  # over every ray of the measured slices
     transmural_over_50_percent: float | None
     scar_transmurality_mean_percent: float | None
 
@@ -110,7 +111,8 @@ class Report:
                                  "that is scar (3|4, anywhere in the wall); scar_circumference_percent: rays with "
                                  "scar, transmural_over_50_percent: rays with more than half, both as % of the rays "
                                  "that cross the wall; scar_transmurality_mean_percent: mean over the rays with scar; "
-                                 "null where fewer than half of the rays cross the wall (scarnet.transmurality)",
+                                 "null without myocardium or where fewer than half of the rays cross the wall; "
+                                 "the total is over the measured slices (scarnet.transmurality)",
                 "dicom": "for a DICOM input, the slice's InstanceNumber, frame number (enhanced multi-frame) and "
                          "SliceLocation as a PACS viewer shows them; null otherwise",
             },

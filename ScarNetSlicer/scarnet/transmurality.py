@@ -1,14 +1,17 @@
 """Scar transmurality: how much of the wall's thickness the scar spans, along rays from the LV centre.
 
-In ischaemic scar, enhancement through more than half of the wall predicts that dysfunctional
-myocardium will not recover after revascularisation (Kim et al., N Engl J Med 2000;343:1445-53).
+In ischaemic scar, dysfunctional myocardium with enhancement through more than half of the wall is
+unlikely to recover after revascularisation (Kim et al., N Engl J Med 2000;343:1445-53).
 Per slice, rays are cast from the LV centre every ``360 / RAYS_PER_SLICE`` degrees. The centre is
 the centroid of the slice's largest blood-pool region; a slice without blood pool (the apex, or a
 hand-drawn slice) takes the stack's LV axis from the other slices (:func:`stack_transmurality`).
 Along each ray, the first stretch of wall met from the centre is measured: its transmurality is the
 length of scar (3|4, MVO included) in it over its length. Rays that meet no wall (the outflow tract of a
-basal slice) are left out. Myocardium regions that lie in the cavity (mostly bordered by blood
-pool: a papillary muscle drawn as myocardium and detached from the wall) are not wall.
+basal slice) are left out. Besides the largest myocardium region, a region is wall only when it
+touches both the cavity (blood pool) and the outside (background), as a piece of wall broken off
+the ring does: a region inside the cavity (a papillary muscle drawn as myocardium, detached from
+the wall) or outside it (another structure drawn as myocardium or scar) is not. In a slice without
+blood pool every region is wall.
 
 Per slice and over the stack (all rays of the measured slices alike):
 
@@ -47,8 +50,8 @@ RAYS_PER_SLICE = 180
 STEP_FRACTION = 0.25
 #: At most this many samples per ray (pixels of extreme shape would otherwise make huge arrays).
 MAX_SAMPLES_PER_RAY = 2000
-#: A myocardium region whose border is at least this fraction blood pool lies in the cavity: not wall.
-CAVITY_BORDER_FRACTION = 0.5
+#: A myocardium region whose border is less than this fraction background lies in the cavity: not wall.
+MIN_OUTSIDE_BORDER_FRACTION = 0.05
 #: Gaps in the wall up to this many (larger) pixel spacings long along a ray are bridged: a hand-drawn
 #: Scar segment one pixel short of the Myocardium segment, crossed at any angle.
 MAX_GAP_PIXELS = 1.5
@@ -157,10 +160,10 @@ def stack_transmurality(labels: np.ndarray, spacing_rc_mm: tuple[float, float]
 
 
 def _wall(myocardium: np.ndarray, blood_pool: np.ndarray) -> np.ndarray:
-    """The myocardium without regions in the cavity (mostly bordered by blood pool); the largest always stays."""
+    """The largest myocardium region and the others that touch both the cavity and the outside."""
     structure = np.ones((3, 3))
     labelled, count = ndimage.label(myocardium, structure=structure)
-    if count <= 1:
+    if count <= 1 or not blood_pool.any():
         return myocardium
     sizes = ndimage.sum_labels(myocardium, labelled, np.arange(1, count + 1))
     largest = int(np.argmax(sizes)) + 1
@@ -172,7 +175,10 @@ def _wall(myocardium: np.ndarray, blood_pool: np.ndarray) -> np.ndarray:
         box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
         component = labelled[box] == region
         border = ndimage.binary_dilation(component, structure=structure) & ~component
-        if border.any() and blood_pool[box][border].mean() >= CAVITY_BORDER_FRACTION:
+        # The border holds only blood pool and background: other myocardium would be this region.
+        touches_cavity = blood_pool[box][border].any()
+        outside_share = 1.0 - blood_pool[box][border].mean() if border.any() else 1.0
+        if not touches_cavity or outside_share < MIN_OUTSIDE_BORDER_FRACTION:
             wall[box][component] = False
     return wall
 

@@ -15,15 +15,12 @@ fire where it should? EMIDEC val, bundled weights, CPU.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
-import torch
+from _val import val_exams_and_model
 from scipy import ndimage
 
 from scarnet.errors import InputError
-from scarnet.inference import Segmenter
-from scarnet.train.emidec import default_emidec_root, load_cases, load_split
 
 NEW_FLAGS = ("at_crop_edge", "lv_removed")
 
@@ -43,12 +40,7 @@ def main() -> None:
     parser.add_argument("--offset-mm", type=float, default=None)
     parser.add_argument("--cases", type=int, default=20)
     args = parser.parse_args()
-    root = default_emidec_root()
-    if root is None:
-        sys.exit("EMIDEC data not found (../shared/data/emidec)")
-    torch.set_num_threads(2)
-    segmenter = Segmenter(device="cpu", threads=2)
-    cases = load_cases(root, load_split(root)["val"])[: args.cases]
+    cases, segmenter = val_exams_and_model(args.cases)
     stored = {flag: [] for flag in NEW_FLAGS}
     stored_lv_slices = zoomed_lv_slices = zoomed_at_edge = refused = 0
     for case in cases:

@@ -16,17 +16,14 @@ must fall. Scar and myocardium Dice cannot change (MVO only becomes scar).
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
-import torch
+from _val import val_exams_and_model
 from scipy import ndimage
 
 import scarnet.inference as inference
 from scarnet.evaluate import dice
-from scarnet.inference import Segmenter
 from scarnet.labels import HEALTHY_MYOCARDIUM, MVO, SCAR
-from scarnet.train.emidec import default_emidec_root, load_cases, load_split
 
 
 def strict_mvo(plane: np.ndarray, min_scar_share: float) -> None:
@@ -45,11 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-scar-share", type=float, default=0.5)
     args = parser.parse_args()
-    root = default_emidec_root()
-    if root is None:
-        sys.exit("EMIDEC data not found (../shared/data/emidec)")
-    torch.set_num_threads(2)
-    segmenter = Segmenter(device="cpu", threads=2)
+    cases, segmenter = val_exams_and_model()
     original = inference._nest_scar
 
     def nest_then_strict(plane: np.ndarray) -> None:
@@ -57,7 +50,7 @@ def main() -> None:
         strict_mvo(plane, args.min_scar_share)
 
     rows = []
-    for case in load_cases(root, load_split(root)["val"]):
+    for case in cases:
         image, reference = case.as_volume()
         voxel_ml = reference.voxel_volume_ml
         truth = reference.array == MVO

@@ -11,14 +11,10 @@ percentage points of the circumference) and over the slices where both have myoc
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
-import torch
+from _val import val_exams_and_model
 
-from scarnet.inference import Segmenter
 from scarnet.quantify import quantify
-from scarnet.train.emidec import default_emidec_root, load_cases, load_split
 
 FIGURES = ("scar_circumference_percent", "transmural_over_50_percent")
 
@@ -31,17 +27,19 @@ def agreement(differences: list[float]) -> str:
 
 
 def main() -> None:
-    root = default_emidec_root()
-    if root is None:
-        sys.exit("EMIDEC data not found (../shared/data/emidec)")
-    torch.set_num_threads(2)
-    segmenter = Segmenter(device="cpu", threads=2)
+    cases, segmenter = val_exams_and_model()
     per_case = {figure: [] for figure in FIGURES}
     per_slice = {figure: [] for figure in FIGURES}
-    for case in load_cases(root, load_split(root)["val"]):
+    unmeasured = {"model": 0, "expert": 0}  # slices with myocardium but too little wall crossed to measure
+    with_myocardium = {"model": 0, "expert": 0}
+    for case in cases:
         image, reference = case.as_volume()
         predicted = segmenter(image, name=case.name).report
         expert = quantify(reference)
+        for side, report in (("model", predicted), ("expert", expert)):
+            lv = [s for s in report.slices if s.myocardium_ml > 0]
+            with_myocardium[side] += len(lv)
+            unmeasured[side] += sum(s.transmural_over_50_percent is None for s in lv)
         line = []
         for figure in FIGURES:
             p, e = getattr(predicted.total, figure), getattr(expert.total, figure)
@@ -51,6 +49,8 @@ def main() -> None:
                 if getattr(ps, figure) is not None and getattr(es, figure) is not None:
                     per_slice[figure].append(getattr(ps, figure) - getattr(es, figure))
         print(f"{case.name}: " + "; ".join(line), flush=True)
+    print("slices with myocardium not measured: " + ", ".join(
+        f"{side} {unmeasured[side]} of {with_myocardium[side]}" for side in unmeasured))
     for figure in FIGURES:
         print(f"{figure}, per exam: {agreement(per_case[figure])}")
         print(f"{figure}, per slice: {agreement(per_slice[figure])}")

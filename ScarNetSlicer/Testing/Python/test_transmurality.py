@@ -72,6 +72,14 @@ def test_the_pixel_spacing_is_read_rows_then_columns():
     assert abs(swapped - 12.5) > 4
 
 
+def test_quantify_passes_the_pixel_spacing_rows_then_columns():
+    plane, _, angle = _plain_ring()
+    plane[(plane == HEALTHY_MYOCARDIUM) & (angle < 45)] = SCAR
+    # Volume spacing is (i, j, k): columns, rows, slices.
+    report = quantify(Volume(np.stack([plane, plane]), (SPACING_RC_MM[1], SPACING_RC_MM[0], 8.0)))
+    assert report.total.transmural_over_50_percent == pytest.approx(12.5, abs=2)
+
+
 def test_a_stray_blood_pool_blob_does_not_move_the_centre():
     # The atrium or aorta labelled blood pool beside the LV: the centre stays in the largest region.
     plane, radius, _ = _ring()
@@ -81,14 +89,27 @@ def test_a_stray_blood_pool_blob_does_not_move_the_centre():
     assert summarise(ray_transmurality(plane, SPACING_RC_MM)) == expected
 
 
-def test_a_wall_fragment_cut_off_by_gaps_is_still_wall():
-    # A thinned transmural infarct the segmentation broke off the ring (not in the cavity): its scar counts.
+@pytest.mark.parametrize("gap_label", [0, LV_BLOOD_POOL], ids=["gaps of background", "gaps of blood pool"])
+def test_a_wall_fragment_cut_off_by_gaps_is_still_wall(gap_label):
+    # A thinned transmural infarct the segmentation broke off the ring: it touches the cavity and the
+    # outside, so it is wall and its scar counts, whatever the gaps were labelled.
     plane, _, angle = _plain_ring()
     wall = plane == HEALTHY_MYOCARDIUM
     plane[wall & (angle >= 100) & (angle < 150)] = SCAR
-    plane[wall & (((angle >= 90) & (angle < 100)) | ((angle >= 150) & (angle < 160)))] = 0
+    plane[wall & (((angle >= 90) & (angle < 100)) | ((angle >= 150) & (angle < 160)))] = gap_label
     summary = summarise(ray_transmurality(plane, SPACING_RC_MM))
     assert summary.transmural_over_50_percent == pytest.approx(100 * 50 / 340, abs=2)
+
+
+def test_scar_drawn_outside_the_lv_is_not_wall():
+    # A basal slice open at 300-360° and a sliver of "scar" beyond the opening (another structure):
+    # the rays through the opening cross no wall instead of measuring the sliver as transmural scar.
+    plane, radius, angle = _plain_ring()
+    plane[(plane == HEALTHY_MYOCARDIUM) & (angle > 300)] = 0
+    expected = summarise(ray_transmurality(plane, SPACING_RC_MM))
+    plane[(radius > 40) & (radius < 43) & (angle > 310) & (angle < 350)] = SCAR
+    assert summarise(ray_transmurality(plane, SPACING_RC_MM)) == expected
+    assert expected.transmural_over_50_percent == 0
 
 
 def test_a_sliver_of_wall_is_not_measured():
