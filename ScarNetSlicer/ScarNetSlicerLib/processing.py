@@ -151,8 +151,7 @@ class Processor:
         input and :class:`EditedSegmentationError` for an edited output without ``overwrite_edited``.
         """
         options = options or SegmentationOptions()
-        volume = volume_from_node(input_node)  # checks the input: a missing, 2D or 4D one raises
-        volume.source_slices = dicom_slice_identifiers(input_node, volume, self.dicom_instance_value)
+        volume = self._input_image(input_node)  # checks the input: a missing, 2D or 4D one raises
         # One fingerprint serves both the edit check now and, at the end, the check for edits during the run.
         before = _fingerprint_or_none(segmentation_node, input_node, volume) if segmentation_node is not None else None
         if not overwrite_edited and segmentation_nodes.was_edited(segmentation_node, input_node, current=before):
@@ -241,8 +240,7 @@ class Processor:
         if segmentation_node is None:
             raise InputError("no segmentation selected: run 'Segment scar' first, or choose a segmentation "
                              "with LV blood pool / Myocardium / Scar / MVO segments")
-        image = volume_from_node(input_node)
-        image.source_slices = dicom_slice_identifiers(input_node, image, self.dicom_instance_value)
+        image = self._input_image(input_node)
         labelmap = segmentation_nodes.labelmap_from_segmentation(segmentation_node, input_node)
         notices = _segments_left_out(segmentation_node, input_node, image)
         report = quantify(labelmap, image=image).to_dict()
@@ -266,6 +264,12 @@ class Processor:
         return outputs
 
     # -- shared ------------------------------------------------------------------------------------
+    def _input_image(self, input_node) -> Volume:
+        """The input volume as the engine reads it, each slice named by its DICOM image where known."""
+        image = volume_from_node(input_node)
+        image.source_slices = dicom_slice_identifiers(input_node, image, self.dicom_instance_value)
+        return image
+
     def _in_scene(self, node) -> bool:
         return bool(self.scene.IsNodePresent(node))
 

@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,7 @@ class Report:
 
 
 #: The transmurality figures of every slice and of the total (see :mod:`scarnet.transmurality`).
-TRANSMURALITY_KEYS = ("scar_circumference_percent", "transmural_over_50_percent", "scar_transmurality_mean_percent")
+TRANSMURALITY_KEYS = tuple(f.name for f in fields(TransmuralitySummary))
 #: CSV column → key of :attr:`SliceReport.dicom`.
 DICOM_CSV_COLUMNS = {"dicom_instance_number": "instance_number", "dicom_frame_number": "frame_number",
                      "dicom_slice_location_mm": "slice_location_mm"}

@@ -97,10 +97,10 @@ def ray_transmurality(plane: np.ndarray, spacing_rc_mm: tuple[float, float],
     blood_pool = plane == LV_BLOOD_POOL
     wall = _wall(myocardium, blood_pool)
     spacing = np.asarray(spacing_rc_mm, dtype=float)
+    wall_rc = np.argwhere(wall) * spacing
     centre = centre_rc_mm if centre_rc_mm is not None else lv_centre_mm(plane, spacing_rc_mm)
     if centre is None:
-        centre = np.argwhere(wall).mean(axis=0) * spacing
-    wall_rc = np.argwhere(wall) * spacing
+        centre = wall_rc.mean(axis=0)
     reach_mm = float(np.hypot(*(wall_rc - centre).T).max() + spacing.max())
     step_mm = max(STEP_FRACTION * float(spacing.min()), reach_mm / MAX_SAMPLES_PER_RAY)
     distances = np.arange(0.0, reach_mm + step_mm, step_mm)
