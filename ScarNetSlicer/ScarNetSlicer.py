@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -117,6 +117,7 @@ class ScarNetSlicerParameterNode:
     """The module's settings, saved with the scene and bound to the GUI (SlicerParameterName in the .ui)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
+    rvInsertionPoint: vtkMRMLMarkupsFiducialNode  # optional: its first point adds the AHA segments
     outputSegmentation: vtkMRMLSegmentationNode
     outputTable: vtkMRMLTableNode
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
@@ -276,7 +277,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     p.inputVolume, p.outputSegmentation, p.outputTable, device=p.device, encoder=p.encoder,
                     weightsPath=p.weightsPath, testTimeAugmentation=p.testTimeAugmentation,
                     minimumScarRegionMl=p.minimumScarRegionMl, keepIntermediateFiles=p.keepIntermediateFiles,
-                    overwriteEdited=overwrite, waitForCompletion=False)
+                    overwriteEdited=overwrite, rvInsertionPoint=p.rvInsertionPoint, waitForCompletion=False)
             except ScarNetError as error:
                 self._showUserError(error)
                 return
@@ -340,7 +341,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             try:
                 with _waitCursor():
                     report = self.logic.updateReport(p.inputVolume, p.outputSegmentation, p.outputTable,
-                                                     showResults=True)
+                                                     showResults=True, rvInsertionPoint=p.rvInsertionPoint)
             except ScarNetError as error:
                 self._showUserError(error)
                 return
@@ -428,7 +429,7 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
                 encoder: str | None = None, weightsPath=None, testTimeAugmentation: bool = False,
                 minimumScarRegionMl: float = 0.0, keepIntermediateFiles: bool = False, overwriteEdited: bool = False,
                 waitForCompletion: bool = True,
-                showResults: bool = False):
+                showResults: bool = False, rvInsertionPoint=None):
         """Segment ``inputVolume`` and write segments, per-slice table and plot.
 
         Returns the report dict (``scarnet`` report plus ``report["slicer"]`` with the node IDs, and a
@@ -437,7 +438,9 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         ``waitForCompletion=False`` returns the not yet started job instead (the widget starts it and
         calls :meth:`finishProcessing`). Raises ``ValueError``
         (bad input, edited output without ``overwriteEdited``, an input removed during the run, no heart
-        found) or ``RuntimeError`` (weights, dependencies), one line each.
+        found) or ``RuntimeError`` (weights, dependencies), one line each. ``rvInsertionPoint``: a point list
+        whose first point is the anterior RV insertion point; the report then has the AHA segments
+        (``report["segments"]``, and a second table referenced from the report table).
         """
         from ScarNetSlicerLib.processing import SegmentationOptions
         from ScarNetSlicerLib.volume_nodes import check_volume_node
@@ -449,7 +452,8 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         options = SegmentationOptions(device=device, encoder=None if encoder in (None, "", "auto") else encoder,
                                       weights=weightsPath, tta=testTimeAugmentation,
                                       min_scar_component_ml=minimumScarRegionMl, intermediate_folder=folder)
-        job = self._processor().start(inputVolume, outputSegmentation, outputTable, options, overwriteEdited)
+        job = self._processor().start(inputVolume, outputSegmentation, outputTable, options, overwriteEdited,
+                                      rv_insertion_node=rvInsertionPoint)
         if not waitForCompletion:
             return job
         job.task.run_here()
@@ -463,14 +467,21 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
             return None
         return self._done(outputs, showResults)
 
-    def updateReport(self, inputVolume, segmentationNode, outputTable=None, showResults: bool = False) -> dict:
-        """Re-quantify the segmentation as it is now (after Segment Editor edits); no model runs."""
-        return self._done(self._processor().update_report(inputVolume, segmentationNode, outputTable), showResults)
+    def updateReport(self, inputVolume, segmentationNode, outputTable=None, showResults: bool = False,
+                     rvInsertionPoint=None) -> dict:
+        """Re-quantify the segmentation as it is now (after Segment Editor edits); no model runs.
+
+        ``rvInsertionPoint``: as for :meth:`process` (AHA segments of the segmentation as it is now).
+        """
+        return self._done(self._processor().update_report(inputVolume, segmentationNode, outputTable,
+                                                          rv_insertion_node=rvInsertionPoint), showResults)
 
     def _done(self, outputs, showResults: bool) -> dict[str, Any]:
         outputs.report["slicer"] = {**outputs.report.get("slicer", {}), **{
             "segmentation": outputs.segmentation_node.GetID(), "table": outputs.table_node.GetID(),
             "chart": outputs.chart_node.GetID(), "series": outputs.series_node.GetID()}}
+        if outputs.segment_table_node is not None:
+            outputs.report["slicer"]["segmentTable"] = outputs.segment_table_node.GetID()
         if outputs.notice:
             outputs.report["slicer"]["notice"] = outputs.notice
             logging.warning(f"ScarNet: {outputs.notice}")
@@ -658,4 +669,19 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertEqual(updated["slices"][k]["scar_ml"], updated["slices"][k]["mvo_ml"])
         with self.assertRaises(ValueError):
             logic.process(volume, segmentation, table)  # edited: replacing it needs overwriteEdited=True
+
+        self.delayDisplay("AHA segments from an RV insertion point")
+        from ScarNetSlicerLib.volume_nodes import ras_point_of_voxel
+
+        middle = len(updated["slices"]) // 2
+        wall = np.argwhere(labelmap.array[middle] >= 2)  # (row, column) of myocardium pixels
+        row, column = wall[0]
+        point = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
+        point.AddControlPoint(*ras_point_of_voxel(volume, (float(column), float(row), float(middle))))
+        withSegments = logic.updateReport(volume, segmentation, table, showResults=True, rvInsertionPoint=point)
+        self.assertEqual([s["segment"] for s in withSegments["segments"]], list(range(1, 17)))
+        self.assertAlmostEqual(sum(s["scar_ml"] for s in withSegments["segments"]),
+                               withSegments["total"]["scar_ml"], places=3)
+        segmentTable = slicer.mrmlScene.GetNodeByID(withSegments["slicer"]["segmentTable"])
+        self.assertEqual(segmentTable.GetNumberOfRows(), 16)
         self.delayDisplay("Test passed")

@@ -34,7 +34,13 @@ from scarnet.quantify import quantify
 from scarnet.volume import Volume
 
 from . import ATTRIBUTE_PREFIX, report_nodes, segmentation_nodes
-from .volume_nodes import InstanceValue, check_volume_node, dicom_slice_identifiers, volume_from_node
+from .volume_nodes import (
+    InstanceValue,
+    check_volume_node,
+    dicom_slice_identifiers,
+    rv_insertion_lps,
+    volume_from_node,
+)
 from .worker import BackgroundTask, CancelCheck, ProgressCallback
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -99,6 +105,7 @@ class Outputs:
     series_node: Any
     report: dict[str, Any]
     notice: str = ""
+    segment_table_node: Any = None  # the AHA segment table, when the report has (or had) segments
 
 
 @dataclass
@@ -144,14 +151,21 @@ class Processor:
         return segmentation_nodes.was_edited(segmentation_node, input_node)
 
     def start(self, input_node, segmentation_node=None, table_node=None,
-              options: SegmentationOptions | None = None, overwrite_edited: bool = False) -> SegmentationJob:
+              options: SegmentationOptions | None = None, overwrite_edited: bool = False,
+              rv_insertion_node=None) -> SegmentationJob:
         """Check everything that can be checked before the model runs, and prepare the job.
 
-        Raises :class:`~scarnet.errors.InputError` (a ``ValueError``) for a missing, 2D or 4D
-        input and :class:`EditedSegmentationError` for an edited output without ``overwrite_edited``.
+        ``rv_insertion_node``: a markups node whose first point is the anterior RV insertion point;
+        the report then has the AHA segments (:mod:`scarnet.aha`). Raises
+        :class:`~scarnet.errors.InputError` (a ``ValueError``) for a missing, 2D or 4D input or a
+        markups node without a point, and :class:`EditedSegmentationError` for an edited output
+        without ``overwrite_edited``.
         """
         options = options or SegmentationOptions()
         volume = self._input_image(input_node)  # checks the input: a missing, 2D or 4D one raises
+        rv_insertion = rv_insertion_lps(rv_insertion_node, input_node)
+        # Only when given, so segmenters that know nothing of segments (test fakes) still work.
+        segment_options = {} if rv_insertion is None else {"rv_insertion_lps": rv_insertion}
         # One fingerprint serves both the edit check now and, at the end, the check for edits during the run.
         before = _fingerprint_or_none(segmentation_node, input_node, volume) if segmentation_node is not None else None
         if not overwrite_edited and segmentation_nodes.was_edited(segmentation_node, input_node, current=before):
@@ -164,7 +178,7 @@ class Processor:
         def job(progress: ProgressCallback, should_cancel: CancelCheck):
             progress(0.0, "loading the model")
             segmenter = factory(options)
-            result = segmenter(volume, progress=progress, should_cancel=should_cancel)
+            result = segmenter(volume, progress=progress, should_cancel=should_cancel, **segment_options)
             if options.intermediate_folder:
                 progress(0.97, "writing intermediate files")
                 write_intermediate_files(options.intermediate_folder, name, volume, result)
@@ -227,8 +241,10 @@ class Processor:
         return self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=True)
 
     # -- Update report ---------------------------------------------------------------------------
-    def update_report(self, input_node, segmentation_node, table_node=None) -> Outputs:
+    def update_report(self, input_node, segmentation_node, table_node=None, rv_insertion_node=None) -> Outputs:
         """Quantify ``segmentation_node`` as it is now on the input's grid; update table and plot.
+
+        ``rv_insertion_node``: as for :meth:`start` (the AHA segments of the segmentation as it is now).
 
         No model runs and the segmentation is not changed: not its segments, not its transform,
         not its place in the subject hierarchy, not the input it records. The QC flags of the last
@@ -241,9 +257,10 @@ class Processor:
             raise InputError("no segmentation selected: run 'Segment scar' first, or choose a segmentation "
                              "with LV blood pool / Myocardium / Scar / MVO segments")
         image = self._input_image(input_node)
+        rv_insertion = rv_insertion_lps(rv_insertion_node, input_node)
         labelmap = segmentation_nodes.labelmap_from_segmentation(segmentation_node, input_node)
         notices = _segments_left_out(segmentation_node, input_node, image)
-        report = quantify(labelmap, image=image).to_dict()
+        report = quantify(labelmap, image=image, rv_insertion_lps=rv_insertion).to_dict()
         if table_node is None:
             table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
         same_input = recorded_input_id(segmentation_node) == recorded_input_id(table_node) == input_node.GetID()
@@ -295,17 +312,18 @@ class Processor:
             table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} ScarNet report")
         report_nodes.update_table(table_node, report)
         chart_node, series_node = report_nodes.update_plot(self.scene, table_node, f"Scar per slice: {name}")
+        segment_table_node = report_nodes.update_segment_table(self.scene, table_node, report)
         # References let scripts (and the next "Update report") find everything from any node.
         table_node.SetNodeReferenceID(report_nodes.SEGMENTATION_REFERENCE_ROLE, segmentation_node.GetID())
         segmentation_node.SetNodeReferenceID(report_nodes.TABLE_REFERENCE_ROLE, table_node.GetID())
         table_node.SetNodeReferenceID(INPUT_REFERENCE_ROLE, input_node.GetID())
-        placed = [table_node, chart_node, series_node]
+        placed = [table_node, chart_node, series_node] + ([segment_table_node] if segment_table_node else [])
         if segmentation_is_result:
             segmentation_node.SetNodeReferenceID(INPUT_REFERENCE_ROLE, input_node.GetID())
             placed.insert(0, segmentation_node)
         # Same place in the Data module as the input.
         place_next_to(self.scene, input_node, placed)
-        return Outputs(segmentation_node, table_node, chart_node, series_node, report, notice)
+        return Outputs(segmentation_node, table_node, chart_node, series_node, report, notice, segment_table_node)
 
 
 def recorded_input_id(node) -> str | None:

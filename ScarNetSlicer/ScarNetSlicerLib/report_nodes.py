@@ -37,6 +37,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("Slice", "index", "int", "", "Slice index along the image's slice axis: k, unless the file stores the "
            "slices along i or j (0 = first slice)"),
     Column("Position (mm)", "position_mm", "double", "mm", "Slice-centre position along the slice normal (LPS)"),
+    Column("Level", "level", "string", "", "Basal, mid or apical: thirds of the slices with myocardium, from base to "
+           "apex (empty where unknown)"),
     Column("Myocardium (mL)", "myocardium_ml", "double", "mL", "LV myocardium volume (healthy + scar + MVO)"),
     Column("Scar (mL)", "scar_ml", "double", "mL", "Scar volume including MVO"),
     Column("Scar (%)", "scar_percent", "double", "%", "Scar as % of LV myocardium (empty where no myocardium)"),
@@ -47,6 +49,20 @@ COLUMNS: tuple[Column, ...] = (
     Column("QC flags", "qc_flags", "string", "", "Quality flags: check these slices"),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+#: Columns of the AHA segment table (a second table, written when the report has segments).
+SEGMENT_COLUMNS: tuple[Column, ...] = (
+    Column("Segment", "segment", "int", "", "AHA segment number (Cerqueira 2002; the apical cap, 17, is not imaged)"),
+    Column("Name", "name", "string", "", "AHA segment name"),
+    Column("Slices", "slices", "string", "", "Slices (index) of the segment"),
+    Column("Myocardium (mL)", "myocardium_ml", "double", "mL", "LV myocardium in the segment"),
+    Column("Scar (mL)", "scar_ml", "double", "mL", "Scar (MVO included) in the segment"),
+    Column("Scar (%)", "scar_percent", "double", "%", "Scar as % of the segment's myocardium"),
+    Column("Scar grade (0-4)", "scar_extent_score", "double", "", "0 none, 1: 1-25 %, 2: 26-50 %, 3: 51-75 %, "
+           "4: 76-100 % of the segment's myocardium"),
+    Column("Transmural > 50 % (%)", "transmural_over_50_percent", "double", "%",
+           "Share of the segment's rays along which scar fills more than half of the wall"),
+    Column("MVO (mL)", "mvo_ml", "double", "mL", "Microvascular obstruction in the segment"),
+)
 #: After "Position (mm)", for an input loaded from DICOM: the image a PACS viewer shows for the slice.
 DICOM_COLUMN = Column("DICOM image", "dicom", "string", "", "The slice's DICOM InstanceNumber as a PACS viewer "
                       "numbers it (SL and its SliceLocation for an image without one)")
@@ -60,6 +76,8 @@ CHART_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "plotChart"
 SERIES_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "plotSeries"
 SEGMENTATION_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "segmentation"
 TABLE_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "reportTable"
+#: From the report table to its AHA segment table.
+SEGMENT_TABLE_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "segmentTable"
 #: Totals shown in the module panel, in this order: (report key, label, unit).
 TOTALS: tuple[tuple[str, str, str], ...] = (
     ("myocardium_g", "Myocardium", "g"),
@@ -76,40 +94,49 @@ def _cell(value: Any, kind: str) -> Any:
     if isinstance(value, dict):  # a slice's DICOM identifiers
         return dicom_image_name(value)
     if kind == "string":
-        return ";".join(value) if isinstance(value, (list, tuple)) else ("" if value is None else str(value))
+        if isinstance(value, (list, tuple)):
+            return ";".join(str(v) for v in value)
+        return "" if value is None else str(value)
     if kind == "int":
         return int(value)
     return math.nan if value is None else float(value)
+
+
+def _fill(table_node, columns: list[Column], rows: list[dict[str, Any]]) -> None:
+    """Replace every column of ``table_node`` with ``columns`` of ``rows``, then lock it.
+
+    The table is a view of the segmentation: edits belong in Segment Editor, then "Update report".
+    """
+    table_node.SetLocked(False)
+    table_node.RemoveAllColumns()
+    for column in columns:
+        array = _ARRAY_CLASSES[column.kind]()
+        array.SetName(column.name)
+        for row in rows:
+            value = _cell(row.get(column.key), column.kind)
+            if column.kind == "string":
+                array.InsertNextValue(value)
+            else:
+                array.InsertNextTuple1(value)
+        table_node.AddColumn(array)
+        if column.unit:
+            table_node.SetColumnUnitLabel(column.name, column.unit)
+        if hasattr(table_node, "SetColumnTitle"):  # Slicer >= 5.7 (SetColumnLongName is deprecated)
+            table_node.SetColumnTitle(column.name, column.name)
+        else:
+            table_node.SetColumnLongName(column.name, column.name)
+        table_node.SetColumnDescription(column.name, column.description)
+    table_node.SetLocked(True)
 
 
 def update_table(table_node, report: dict[str, Any]) -> None:
     """Fill ``table_node`` with one row per slice of ``report`` (every column replaced)."""
     was_modifying = table_node.StartModify()
     try:
-        table_node.SetLocked(False)
-        table_node.RemoveAllColumns()
         columns = list(COLUMNS)
         if any(slice_report.get("dicom") for slice_report in report["slices"]):
             columns.insert(columns.index(COLUMN_BY_KEY["position_mm"]) + 1, DICOM_COLUMN)
-        for column in columns:
-            array = _ARRAY_CLASSES[column.kind]()
-            array.SetName(column.name)
-            for slice_report in report["slices"]:
-                value = _cell(slice_report.get(column.key), column.kind)
-                if column.kind == "string":
-                    array.InsertNextValue(value)
-                else:
-                    array.InsertNextTuple1(value)
-            table_node.AddColumn(array)
-            if column.unit:
-                table_node.SetColumnUnitLabel(column.name, column.unit)
-            if hasattr(table_node, "SetColumnTitle"):  # Slicer >= 5.7 (SetColumnLongName is deprecated)
-                table_node.SetColumnTitle(column.name, column.name)
-            else:
-                table_node.SetColumnLongName(column.name, column.name)
-            table_node.SetColumnDescription(column.name, column.description)
-        # The table is a view of the segmentation: edits belong in Segment Editor, then "Update report".
-        table_node.SetLocked(True)
+        _fill(table_node, columns, report["slices"])
         total = report.get("total", {})
         for key, value in total.items():
             table_node.SetAttribute(TOTAL_ATTRIBUTE_PREFIX + key, "" if value is None else repr(value))
@@ -129,8 +156,10 @@ def read_table(table_node) -> list[dict[str, Any]]:
             if array is None:
                 raise KeyError(f"{table_node.GetName()}: no column '{column.name}'")
             value = array.GetValue(row)
-            if column.kind == "string":
+            if column.key == "qc_flags":
                 entry[column.key] = [flag for flag in str(value).split(";") if flag]
+            elif column.kind == "string":
+                entry[column.key] = str(value) or None
             elif column.kind == "int":
                 entry[column.key] = int(value)
             else:
@@ -195,6 +224,33 @@ def update_plot(scene, table_node, title: str = "Scar per slice"):
     return chart, series
 
 
+def update_segment_table(scene, table_node, report: dict[str, Any]):
+    """The AHA segment table of the report in ``table_node`` (found again through a reference on it).
+
+    Created with the report's first segments and rewritten by each later report. A report without
+    segments (no RV insertion point given this time) empties it, so no table shows segments of an
+    earlier segmentation or point; returns the segment table, or None when there is none.
+    """
+    segments = report.get("segments")
+    node = table_node.GetNodeReference(SEGMENT_TABLE_REFERENCE_ROLE)
+    if node is not None and node.GetScene() is not scene:
+        node = None
+    if segments is None and node is None:
+        return None
+    if node is None:
+        node = _referenced_or_new(scene, table_node, SEGMENT_TABLE_REFERENCE_ROLE, "vtkMRMLTableNode",
+                                  f"{table_node.GetName()} AHA segments")
+    was_modifying = node.StartModify()
+    try:
+        _fill(node, list(SEGMENT_COLUMNS), segments or [])
+        order = report.get("base_apex") or {}
+        node.SetAttribute(ATTRIBUTE_PREFIX + "BasalEnd", order.get("basal_end", ""))
+        node.SetAttribute(ATTRIBUTE_PREFIX + "BasalEndFrom", order.get("from", ""))
+    finally:
+        node.EndModify(was_modifying)
+    return node
+
+
 def format_totals(report: dict[str, Any]) -> dict[str, str]:
     """Human-readable totals for the module panel: ``{report key: "12.3 g"}`` ("–" when undefined)."""
     total = report.get("total", {})
@@ -212,6 +268,8 @@ __all__ = [
     "PLOT_Y_COLUMN",
     "REPORT_JSON_ATTRIBUTE",
     "SEGMENTATION_REFERENCE_ROLE",
+    "SEGMENT_COLUMNS",
+    "SEGMENT_TABLE_REFERENCE_ROLE",
     "SERIES_REFERENCE_ROLE",
     "TABLE_REFERENCE_ROLE",
     "TOTALS",
@@ -222,5 +280,6 @@ __all__ = [
     "reason_not_to_reuse",
     "stored_report",
     "update_plot",
+    "update_segment_table",
     "update_table",
 ]

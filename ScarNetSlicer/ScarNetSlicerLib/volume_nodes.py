@@ -152,6 +152,30 @@ def ras_point_of_voxel(node, ijk: tuple[float, float, float]) -> np.ndarray:
     return (ijk_to_ras_matrix(node) @ np.array([*ijk, 1.0]))[:3]
 
 
+def rv_insertion_lps(markups_node, volume_node) -> np.ndarray | None:
+    """The anterior RV insertion point, the first control point of ``markups_node``, in the engine's LPS.
+
+    Taken in world coordinates and brought into the volume's own frame (through the inverse of the
+    volume's parent transform, if any), where the engine's geometry of the volume lives. None
+    without a markups node; :class:`~scarnet.errors.InputError` when it has no placed point.
+    """
+    if markups_node is None:
+        return None
+    placed = [index for index in range(markups_node.GetNumberOfControlPoints())
+              if markups_node.GetNthControlPointPositionStatus(index) == markups_node.PositionDefined]
+    if not placed:
+        raise InputError(f"'{markups_node.GetName()}' has no point: place the anterior RV insertion point "
+                         "(where the RV wall meets the septum at the front)")
+    world = [0.0, 0.0, 0.0]
+    markups_node.GetNthControlPointPositionWorld(placed[0], world)
+    parent = volume_node.GetParentTransformNode()
+    if parent is not None:
+        transform = vtk.vtkGeneralTransform()
+        parent.GetTransformFromWorld(transform)
+        world = list(transform.TransformPoint(world))
+    return RAS_TO_LPS @ np.asarray(world, dtype=float)
+
+
 def dicom_slice_identifiers(node, volume: Volume, instance_value: InstanceValue | None = None
                             ) -> list[dict[str, Any]] | None:
     """Per-slice DICOM identifiers (:attr:`Volume.source_slices`) of a volume node loaded from DICOM.
@@ -199,6 +223,7 @@ __all__ = [
     "ijk_to_ras_matrix",
     "is_sequence_proxy",
     "ras_point_of_voxel",
+    "rv_insertion_lps",
     "update_node_from_volume",
     "volume_from_node",
 ]

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
+    import numpy as np
+
     from .outputs import OutputSet
 
 EXIT_USER_ERROR = 2
@@ -46,28 +48,64 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
 
     with_qc = "qc" in report.extra  # only a model run has QC flags; a hand-drawn labelmap has none
     with_dicom = any(s.dicom for s in report.slices)  # the image number a PACS viewer shows
+    with_level = any(s.level for s in report.slices)
     table = Table(title=title, title_justify="left")
-    columns = (["slice", "position mm"] + (["DICOM image"] if with_dicom else [])
+    columns = (["slice", "position mm"] + (["DICOM image"] if with_dicom else []) + (["level"] if with_level else [])
                + ["myocardium mL", "scar mL", "scar %", "MVO mL"] + (["QC"] if with_qc else []))
     for column in columns:
         table.add_column(column, justify="left" if column == "QC" else "right")
     for s in report.slices:
         row = [str(s.index), f"{s.position_mm:.1f}", *([dicom_image_name(s.dicom)] if with_dicom else []),
+               *([s.level or "-"] if with_level else []),
                f"{s.myocardium_ml:.2f}", f"{s.scar_ml:.2f}",
                "-" if s.scar_percent is None else f"{s.scar_percent:.1f}", f"{s.mvo_ml:.2f}"]
         table.add_row(*row, *([", ".join(s.qc_flags) or "ok"] if with_qc else []))
     t = report.total
     table.add_section()
-    table.add_row("total", "", *([""] if with_dicom else []), f"{t.myocardium_ml:.2f}", f"{t.scar_ml:.2f}",
+    table.add_row("total", "", *([""] if with_dicom else []), *([""] if with_level else []),
+                  f"{t.myocardium_ml:.2f}", f"{t.scar_ml:.2f}",
                   "-" if t.scar_percent is None else f"{t.scar_percent:.1f}", f"{t.mvo_ml:.2f}",
                   *([""] if with_qc else []))
     console.print(table)
+    if report.segments is not None:
+        print_segments(report, console)
     scar_percent = "-" if t.scar_percent is None else f"{t.scar_percent:.1f} %"
     console.print(f"LV myocardium {t.myocardium_g:.1f} g, scar {t.scar_g:.1f} g ({scar_percent} of the myocardium, "
                   f"MVO included), MVO {t.mvo_ml:.2f} mL")
     if t.scar_circumference_percent:
         console.print(f"Scar in {t.scar_circumference_percent:.0f} % of the LV circumference (all measured slices), "
                       f"through more than half of the wall in {t.transmural_over_50_percent:.0f} %")
+
+
+def print_segments(report, console) -> None:
+    """The 16 AHA segments (scarnet.aha): scar % of each segment's myocardium, its 0-4 grade and transmurality."""
+    from rich.table import Table
+
+    order = report.base_apex.to_dict()
+    table = Table(title=f"AHA segments (basal end: {order['basal_end']} slice, from {order['from']})",
+                  title_justify="left")
+    for column in ("segment", "slices", "myo mL", "scar mL", "scar %", "grade", "rays >50 %"):
+        table.add_column(column, justify="left" if column in ("segment", "slices") else "right",
+                         no_wrap=column == "segment")
+    for s in report.segments:
+        table.add_row(f"{s.segment} {s.name}", ",".join(str(k) for k in s.slices) or "-", f"{s.myocardium_ml:.2f}",
+                      f"{s.scar_ml:.2f}", "-" if s.scar_percent is None else f"{s.scar_percent:.0f}",
+                      "-" if s.scar_extent_score is None else str(s.scar_extent_score),
+                      "-" if s.transmural_over_50_percent is None else f"{s.transmural_over_50_percent:.0f}")
+    console.print(table)
+
+
+def _ras_point(text: str) -> np.ndarray:
+    """"R,A,S" millimetres (as Slicer and ITK-SNAP show a point) → the engine's LPS."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected three numbers R,A,S in mm, got '{text}'")
+    import numpy as np
+
+    return np.array([-values[0], -values[1], values[2]])
 
 
 class _Progress:
@@ -147,7 +185,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         with _warnings_kept_in(input_warnings):
             image = read_volume(args.image) if args.image else None
             labelmap = read_labelmap(args.labelmap, reference=image)
-        report = quantify(labelmap, image)
+        report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=args.rv_insertion)
         if input_warnings:
             report.extra["input_warnings"] = input_warnings
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
@@ -194,7 +232,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         segmenter = Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=args.tta,
                               min_scar_component_ml=min_scar_ml, threads=args.threads)
         with _Progress(args.quiet) as progress:
-            result = segmenter(volume, progress=progress, name=str(args.input))
+            result = segmenter(volume, progress=progress, name=str(args.input), basal_end=args.basal_end,
+                               rv_insertion_lps=args.rv_insertion)
         result.report.extra["input"] = str(args.input)
         if input_warnings:
             result.report.extra["input_warnings"] = input_warnings
@@ -415,6 +454,15 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads for PyTorch (default: PyTorch's choice)")
 
 
+def _add_segment_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rv-insertion", type=_ras_point, metavar="R,A,S",
+                        help="anterior RV insertion point (RAS mm, as Slicer shows it): adds the AHA 16-segment "
+                             "report")
+    parser.add_argument("--basal-end", choices=("first", "last"),
+                        help="which end of the slice index is basal (default: from the image's orientation, "
+                             "else from the cavity size)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -440,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or Slicer .seg.nrrd")
     p.add_argument("--report", type=Path, help="write the report (.json or .csv)")
     p.add_argument("--image", type=Path, help="the LGE image on the same grid: adds intensity figures")
+    _add_segment_model_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
     p.set_defaults(func=cmd_quantify)
@@ -457,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",
                    help="scar regions (3D-connected) smaller than this become healthy myocardium "
                         "(default: scarnet.inference.MIN_SCAR_COMPONENT_ML, 0 = keep all)")
+    _add_segment_model_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     _add_model_options(p)

@@ -486,8 +486,12 @@ class Segmenter:
         return out
 
     def __call__(self, volume: Volume, progress: ProgressCallback | None = None,
-                 should_cancel: Callable[[], bool] | None = None, name: str = "image") -> SegmentationResult:
-        """Segment ``volume`` and quantify the result (see the module docstring for the steps)."""
+                 should_cancel: Callable[[], bool] | None = None, name: str = "image", *,
+                 basal_end: str | None = None, rv_insertion_lps: np.ndarray | None = None) -> SegmentationResult:
+        """Segment ``volume`` and quantify the result (see the module docstring for the steps).
+
+        ``basal_end`` and ``rv_insertion_lps`` go to :func:`scarnet.quantify.quantify` (levels and AHA segments).
+        """
         from .io import validate_image
 
         timings: dict[str, float] = {}
@@ -580,7 +584,8 @@ class Segmenter:
 
         labelmap = stored.with_array(stack.undo(order.undo(labels)))
         stored_center_rc = order.undo_point_rc(center_rc, labels.shape[1:])
-        report = quantify(labelmap, stack=stack)  # per slice along the same stack axis
+        # Per slice along the same stack axis.
+        report = quantify(labelmap, stack=stack, basal_end=basal_end, rv_insertion_lps=rv_insertion_lps)
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
         threshold = self.qc_calibration.low_confidence_threshold
         ambiguity = scar_ambiguity(labels, scar_probability)

@@ -6,8 +6,13 @@ times the voxel volume, so they are exact for the labelmap given.
 
 The JSON report is a contract other code builds on::
 
-    {"slices": [{"index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent", ...}],
-     "total": {"myocardium_ml", "myocardium_g", "scar_ml", "scar_g", "mvo_ml", "scar_percent", ...}}
+    {"slices": [{"index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent", "level", ...}],
+     "total": {"myocardium_ml", "myocardium_g", "scar_ml", "scar_g", "mvo_ml", "scar_percent", ...},
+     "base_apex": {"basal_end", "from"} | null,
+     "segments": [{"segment", "name", "level", "scar_percent", "scar_extent_score", ...}] | null}
+
+Levels (basal / mid / apical) and, given the anterior RV insertion point, the 16 AHA segments come
+from :mod:`scarnet.aha`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .aha import BaseApexOrder, SegmentReport, aha_segments, base_apex_order, slice_levels
 from .errors import InputError
 from .labels import (
     HEALTHY_MYOCARDIUM,
@@ -34,7 +40,7 @@ from .labels import (
     SCAR_LABELS,
 )
 from .orientation import StackAxis, find_stack_axis
-from .transmurality import TransmuralitySummary, stack_transmurality
+from .transmurality import TransmuralitySummary, stack_rays, summarise_stack
 from .volume import Volume, check_geometry
 
 
@@ -55,6 +61,9 @@ class SliceReport:
     scar_circumference_percent: float | None
     transmural_over_50_percent: float | None
     scar_transmurality_mean_percent: float | None  # None also where the slice has no scar
+    #: "basal", "mid" or "apical" (thirds of the slices with myocardium, scarnet.aha); None without
+    #: myocardium or where the base-apex order is unknown.
+    level: str | None = None
     qc_flags: list[str] = field(default_factory=list)
     #: Where a PACS viewer shows this slice, for a DICOM input: ``instance_number``, ``frame_number``
     #: (enhanced multi-frame files) and ``slice_location_mm``; None for other inputs.
@@ -90,6 +99,10 @@ class Report:
     voxel_volume_ml: float
     extra: dict[str, Any] = field(default_factory=dict)
     slice_axis: str = "k"  # the image axis ``index`` counts along: "k", or "i"/"j" for a stack stored slice-first
+    #: Which end of ``index`` is basal and what said so (scarnet.aha.BaseApexOrder); None when unknown.
+    base_apex: BaseApexOrder | None = None
+    #: The 16 AHA segments, when an anterior RV insertion point was given (scarnet.aha); None otherwise.
+    segments: list[SegmentReport] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-serialisable data (the contract shape plus extras)."""
@@ -99,6 +112,8 @@ class Report:
             "spacing_mm": list(self.spacing_mm),
             "voxel_volume_ml": self.voxel_volume_ml,
             "slice_axis": self.slice_axis,
+            "base_apex": self.base_apex.to_dict() if self.base_apex is not None else None,
+            "segments": [_rounded(asdict(s)) for s in self.segments] if self.segments is not None else None,
             "conventions": {
                 "labels": {"0": "background", "1": "LV blood pool", "2": "healthy myocardium",
                            "3": "scar (without MVO)", "4": "MVO"},
@@ -113,6 +128,13 @@ class Report:
                                  "that cross the wall; scar_transmurality_mean_percent: mean over the rays with scar; "
                                  "null without myocardium or where fewer than half of the rays cross the wall; "
                                  "the total is over the measured slices (scarnet.transmurality)",
+                "level": "basal, mid or apical: thirds of the slices with myocardium from base to apex; base_apex "
+                         "says which end is basal and whether the user, the patient axes or the cavity size said so "
+                         "(scarnet.aha)",
+                "segments": "AHA 16-segment model (Cerqueira 2002) from the anterior RV insertion point the user "
+                            "marked; scar_percent: scar % of the segment's myocardium; scar_extent_score: 0 none, "
+                            "1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 %; transmural_over_50_percent: share of the "
+                            "segment's rays with scar through more than half of the wall (scarnet.aha)",
                 "dicom": "for a DICOM input, the slice's InstanceNumber, frame number (enhanced multi-frame) and "
                          "SliceLocation as a PACS viewer shows them; null otherwise",
             },
@@ -136,7 +158,7 @@ class Report:
         buffer = io.StringIO()
         dicom_columns = list(DICOM_CSV_COLUMNS) if any(s.dicom for s in self.slices) else []
         columns = ["index", "position_mm", *dicom_columns, "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
-                   "lv_blood_pool_ml", "healthy_myocardium_ml", *TRANSMURALITY_KEYS, "qc_flags"]
+                   "lv_blood_pool_ml", "healthy_myocardium_ml", *TRANSMURALITY_KEYS, "level", "qc_flags"]
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         for s in self.slices:
@@ -146,12 +168,19 @@ class Report:
             writer.writerow([_csv_value(row[c]) for c in columns])
         t = asdict(self.total)
         first = 2 + len(dicom_columns)
-        writer.writerow(["total", *[""] * (first - 1)] + [_csv_value(t[c]) for c in columns[first:-1]] + [""])
+        writer.writerow(["total", *[""] * (first - 1)] + [_csv_value(t[c]) for c in columns[first:-2]] + ["", ""])
         writer.writerow([])
         writer.writerow(["myocardium_g", _csv_value(self.total.myocardium_g)])
         writer.writerow(["scar_g", _csv_value(self.total.scar_g)])
         for message in self.warnings():
             writer.writerow(["warning", message])
+        if self.segments is not None:
+            writer.writerow([])
+            writer.writerow(SEGMENT_CSV_COLUMNS)
+            for segment in self.segments:
+                row = asdict(segment)
+                row["slices"] = ";".join(str(k) for k in segment.slices)
+                writer.writerow([_csv_value(row[c]) for c in SEGMENT_CSV_COLUMNS])
         return buffer.getvalue()
 
     def format_for(self, path: str | Path) -> str:
@@ -166,6 +195,9 @@ class Report:
 
 #: The transmurality figures of every slice and of the total (see :mod:`scarnet.transmurality`).
 TRANSMURALITY_KEYS = tuple(f.name for f in fields(TransmuralitySummary))
+#: Columns of the AHA segment rows at the end of the CSV (:attr:`Report.segments`).
+SEGMENT_CSV_COLUMNS = ("segment", "name", "level", "slices", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
+                       "scar_extent_score", "transmural_over_50_percent")
 #: CSV column → key of :attr:`SliceReport.dicom`.
 DICOM_CSV_COLUMNS = {"dicom_instance_number": "instance_number", "dicom_frame_number": "frame_number",
                      "dicom_slice_location_mm": "slice_location_mm"}
@@ -194,6 +226,10 @@ def _csv_value(value: Any) -> str:
 def _round(x: float) -> float:
     # Enough digits that count × voxel volume survives the JSON round trip to far below 0.1 %.
     return float(f"{x:.9g}")
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: _round(value) if isinstance(value, float) else value for key, value in values.items()}
 
 
 def _percent(part_ml: float, whole_ml: float) -> float | None:
@@ -227,7 +263,8 @@ def validate_labelmap(labelmap: Volume) -> None:
                          "2 myocardium, 3 scar, 4 MVO")
 
 
-def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | None = None) -> Report:
+def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | None = None, *,
+             basal_end: str | None = None, rv_insertion_lps: np.ndarray | None = None) -> Report:
     """Quantify ``labelmap`` per slice and in total.
 
     Slices lie along k, or along i or j for a stack stored slice-first: ``stack``, or as
@@ -236,6 +273,11 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     given, must be on the same grid; it adds mean/SD intensity per tissue and the scar-to-remote
     intensity ratio under ``report.extra["intensity"]``. Each slice's ``dicom`` identifiers come from
     ``image`` (else ``labelmap``) when it was read from DICOM (:attr:`Volume.source_slices`).
+
+    Each slice's ``level`` (basal / mid / apical) needs the base-apex order: ``basal_end`` ("first"
+    or "last" slice index) when given, else as :func:`scarnet.aha.base_apex_order` finds it.
+    ``rv_insertion_lps``, the anterior RV insertion point (LPS mm), adds the 16 AHA segments
+    (``report.segments``); it needs that order, and raises :class:`InputError` without one.
     """
     validate_labelmap(labelmap)
     if image is not None and not labelmap.same_grid(image):
@@ -250,7 +292,16 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     # One pass of bincount per slice gives every class count at once.
     counts = np.stack([np.bincount(labels[k].ravel(), minlength=NUM_CLASSES) for k in range(labels.shape[0])])
     positions = labelmap.slice_positions_mm()
-    transmurality, total_transmurality = stack_transmurality(labels, (labelmap.spacing_mm[1], labelmap.spacing_mm[0]))
+    centres, rays = stack_rays(labels, (labelmap.spacing_mm[1], labelmap.spacing_mm[0]))
+    transmurality, total_transmurality = summarise_stack(rays)
+    order = base_apex_order(labelmap, labels, basal_end)
+    levels = slice_levels(labels, order)
+    segments = None
+    if rv_insertion_lps is not None:
+        if order is None:
+            raise InputError("AHA segments need to know which end of the stack is basal, and neither the image's "
+                             "orientation nor the cavity size says: give it (first or last slice)")
+        segments = aha_segments(labelmap, labels, levels, order, centres, rays, rv_insertion_lps)
 
     slices = []
     for k in range(labels.shape[0]):
@@ -267,6 +318,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
             lv_blood_pool_ml=_round(float(c[LV_BLOOD_POOL]) * voxel_ml),
             healthy_myocardium_ml=_round(float(c[HEALTHY_MYOCARDIUM]) * voxel_ml),
             **_transmurality_fields(transmurality[k]),
+            level=levels[k],
         ))
 
     c = counts.sum(axis=0)
@@ -289,7 +341,8 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         # A stack stored slice-first has no DICOM slice order to name (DICOM images are the k planes).
         for slice_report, identifiers in zip(slices, source_slices):
             slice_report.dicom = dict(identifiers)
-    report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name)
+    report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name, base_apex=order,
+                    segments=segments)
     if image is not None:
         report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))
     return report

@@ -104,7 +104,7 @@ def ray_transmurality(plane: np.ndarray, spacing_rc_mm: tuple[float, float],
     reach_mm = float(np.hypot(*(wall_rc - centre).T).max() + spacing.max())
     step_mm = max(STEP_FRACTION * float(spacing.min()), reach_mm / MAX_SAMPLES_PER_RAY)
     distances = np.arange(0.0, reach_mm + step_mm, step_mm)
-    angles = np.arange(rays) * (2 * np.pi / rays)
+    angles = ray_angles(rays)
     rows = np.rint((centre[0] + np.sin(angles)[:, None] * distances) / spacing[0]).astype(int)
     cols = np.rint((centre[1] + np.cos(angles)[:, None] * distances) / spacing[1]).astype(int)
     inside = (rows >= 0) & (rows < plane.shape[0]) & (cols >= 0) & (cols < plane.shape[1])
@@ -143,20 +143,53 @@ def summarise(transmurality: np.ndarray) -> TransmuralitySummary:
     )
 
 
+def stack_rays(labels: np.ndarray, spacing_rc_mm: tuple[float, float]
+               ) -> tuple[list[np.ndarray | None], list[np.ndarray]]:
+    """Per slice of a (k, rows, cols) labelmap: where its rays start (row, col mm) and their transmurality.
+
+    A slice without blood pool starts from the median of the other slices' centres (the stack's LV
+    axis), or from its own wall's centroid when no slice has blood pool; a slice without
+    myocardium has no centre (None) and no rays.
+    """
+    centres = [lv_centre_mm(plane, spacing_rc_mm) for plane in labels]
+    known = [c for c in centres if c is not None]
+    axis = np.median(np.stack(known), axis=0) if known else None
+    spacing = np.asarray(spacing_rc_mm, dtype=float)
+    starts: list[np.ndarray | None] = []
+    for plane, centre in zip(labels, centres):
+        myocardium = np.isin(plane, MYOCARDIUM_LABELS)
+        if not myocardium.any():
+            starts.append(None)
+        elif centre is not None:
+            starts.append(centre)
+        elif axis is not None:
+            starts.append(axis)
+        else:  # no blood pool anywhere: every myocardium region is wall (_wall), so its centroid
+            starts.append(np.argwhere(myocardium).mean(axis=0) * spacing)
+    rays = [ray_transmurality(plane, spacing_rc_mm, start) if start is not None else np.zeros(0)
+            for plane, start in zip(labels, starts)]
+    return starts, rays
+
+
 def stack_transmurality(labels: np.ndarray, spacing_rc_mm: tuple[float, float]
                         ) -> tuple[list[TransmuralitySummary], TransmuralitySummary]:
     """Per-slice and whole-stack figures of a (k, rows, cols) labelmap (slices along k).
 
     A slice without blood pool takes the median of the other slices' centres (the stack's LV axis).
     """
-    centres = [lv_centre_mm(plane, spacing_rc_mm) for plane in labels]
-    known = [c for c in centres if c is not None]
-    axis = np.median(np.stack(known), axis=0) if known else None
-    rays = [ray_transmurality(plane, spacing_rc_mm, centre if centre is not None else axis)
-            for plane, centre in zip(labels, centres)]
+    return summarise_stack(stack_rays(labels, spacing_rc_mm)[1])
+
+
+def summarise_stack(rays: list[np.ndarray]) -> tuple[list[TransmuralitySummary], TransmuralitySummary]:
+    """Per-slice and whole-stack figures from each slice's rays (:func:`stack_rays`)."""
     measured = [r for r in rays if is_measured(r)]
     per_slice = [summarise(r) if is_measured(r) else TransmuralitySummary() for r in rays]
     return per_slice, summarise(np.concatenate(measured)) if measured else TransmuralitySummary()
+
+
+def ray_angles(rays: int = RAYS_PER_SLICE) -> np.ndarray:
+    """The angle (radians) of each ray of :func:`ray_transmurality`: from the column axis towards the row axis."""
+    return np.arange(rays) * (2 * np.pi / rays)
 
 
 def _wall(myocardium: np.ndarray, blood_pool: np.ndarray) -> np.ndarray:

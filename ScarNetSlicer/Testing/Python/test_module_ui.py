@@ -111,8 +111,9 @@ def test_every_ui_widget_used_in_the_module_exists():
 def test_every_parameter_is_bound_to_a_widget_of_the_right_kind():
     fields = _parameter_fields()
     bindings = _bindings()
-    assert set(fields) == {"inputVolume", "outputSegmentation", "outputTable", "device", "encoder", "weightsPath",
-                           "testTimeAugmentation", "minimumScarRegionMl", "keepIntermediateFiles"}
+    assert set(fields) == {"inputVolume", "rvInsertionPoint", "outputSegmentation", "outputTable", "device",
+                           "encoder", "weightsPath", "testTimeAugmentation", "minimumScarRegionMl",
+                           "keepIntermediateFiles"}
     assert set(bindings) == set(fields), (
         f"unbound parameters: {sorted(set(fields) - set(bindings))}, "
         f"bindings without parameter: {sorted(set(bindings) - set(fields))}")

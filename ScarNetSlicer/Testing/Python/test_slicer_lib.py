@@ -1130,3 +1130,118 @@ def test_errors_are_value_or_runtime_errors():
 
     assert issubclass(InputError, ValueError) and issubclass(NoHeartFoundError, ValueError)
     assert issubclass(WeightsError, RuntimeError) and issubclass(dependencies.DependencyError, RuntimeError)
+
+
+# ---------------------------------------------------------------------------------------------
+# AHA segments from an RV insertion point (a markups point list)
+# ---------------------------------------------------------------------------------------------
+def _shrinking_rings(image: Volume) -> Volume:
+    """Rings whose cavity shrinks along k (base first), scar on one side of every slice."""
+    k, rows, cols = image.array.shape
+    rr, cc = np.mgrid[:rows, :cols]
+    radius = np.hypot(rr - rows / 2, cc - cols / 2)
+    angle = np.arctan2(rr - rows / 2, cc - cols / 2)
+    labels = np.zeros(image.array.shape, dtype=np.uint8)
+    for z in range(k):
+        cavity = 9 - z
+        labels[z][radius < cavity] = 1
+        labels[z][(radius >= cavity) & (radius < cavity + 4)] = 2
+        labels[z][(radius >= cavity) & (radius < cavity + 4) & (np.abs(angle) < 0.8)] = 3
+    return image.with_array(labels)
+
+
+def _rv_point_ras(image: Volume) -> np.ndarray:
+    """A point 25 mm from the LV centre of the middle slice, along the grid's rows (RAS)."""
+    k, rows, cols = image.array.shape
+    centre = image.index_to_physical(np.array([cols / 2, rows / 2, k // 2]))
+    return _ras(centre + 25.0 * image.direction[:, 1])
+
+
+def _ras(lps: np.ndarray) -> np.ndarray:
+    """LPS ↔ RAS (the flip is its own inverse)."""
+    return np.diag([-1.0, -1.0, 1.0]) @ lps
+
+
+def test_rv_insertion_point_from_a_point_list(scene, lib, oblique_direction):
+    vn = lib.volume_nodes
+    image = _image(oblique_direction)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    assert vn.rv_insertion_lps(None, volume_node) is None
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
+    with pytest.raises(InputError, match="no point"):
+        vn.rv_insertion_lps(points, volume_node)
+    points.AddControlPoint(10.0, 20.0, 30.0)
+    np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [-10.0, -20.0, 30.0])
+    points.AddControlPoint(99.0, 99.0, 99.0)  # only the first point counts
+    np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [-10.0, -20.0, 30.0])
+    # The volume moved 5 mm to the right by a transform: the point is taken in the volume's own frame.
+    import vtk
+
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 5.0)
+    transform.SetMatrixTransformToParent(matrix)
+    volume_node.SetAndObserveTransformNodeID(transform.GetID())
+    np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [-5.0, -20.0, 30.0])
+
+
+def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene, lib, oblique_direction):
+    vn, pr, rn = lib.volume_nodes, lib.processing, lib.report_nodes
+    image = _image(oblique_direction)
+    labels = _shrinking_rings(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    outputs = _run(pr.Processor(scene, _factory(FakeSegmenter(labels.array))), volume_node)
+    assert outputs.segment_table_node is None and outputs.report["segments"] is None
+    levels = [row["level"] for row in rn.read_table(outputs.table_node)]
+    assert levels == [s.level for s in quantify(labels).slices] and None not in levels
+    assert sorted(levels) == ["apical", "basal", "basal", "mid", "mid"]  # 5 slices: 2 / 2 / 1
+
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
+    points.AddControlPoint(*_rv_point_ras(image))
+    processor = pr.Processor(scene)
+    updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node,
+                                      rv_insertion_node=points)
+    expected = quantify(labels, image=image, rv_insertion_lps=_ras(_rv_point_ras(image))).to_dict()
+    assert [s["scar_ml"] for s in updated.report["segments"]] == pytest.approx(
+        [s["scar_ml"] for s in expected["segments"]])
+    assert any(s["scar_ml"] > 0 for s in expected["segments"])
+    segment_table = updated.segment_table_node
+    assert outputs.table_node.GetNodeReference(rn.SEGMENT_TABLE_REFERENCE_ROLE) is segment_table
+    table = segment_table.GetTable()
+    assert table.GetNumberOfRows() == 16
+    assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [c.name for c in rn.SEGMENT_COLUMNS]
+    assert [table.GetColumnByName("Name").GetValue(r) for r in (0, 15)] == ["basal anterior", "apical lateral"]
+    assert [table.GetColumnByName("Scar (mL)").GetValue(r) for r in range(16)] == pytest.approx(
+        [s["scar_ml"] for s in expected["segments"]])
+    assert segment_table.GetAttribute("ScarNetSlicer.BasalEnd") == expected["base_apex"]["basal_end"]
+
+    # Again without the point: the same table is emptied, not left showing segments of another report.
+    again = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
+    assert again.report["segments"] is None
+    assert again.segment_table_node is segment_table and segment_table.GetTable().GetNumberOfRows() == 0
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 2
+
+
+def test_segment_scar_gives_the_rv_insertion_point_to_the_model(scene, lib, oblique_direction):
+    vn, pr = lib.volume_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _shrinking_rings(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    received = {}
+
+    def segmenter(volume, progress=None, should_cancel=None, **options):
+        received.update(options)
+        labelmap = volume.with_array(labels.array)
+        return types.SimpleNamespace(labelmap=labelmap, report=quantify(labelmap, **options))
+
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
+    processor = pr.Processor(scene, _factory(segmenter))
+    with pytest.raises(InputError, match="no point"):  # refused before the model runs
+        processor.start(volume_node, rv_insertion_node=points)
+    points.AddControlPoint(*_rv_point_ras(image))
+    job = processor.start(volume_node, rv_insertion_node=points)
+    job.task.run_here()
+    outputs = processor.finish(job)
+    np.testing.assert_allclose(received["rv_insertion_lps"], _ras(_rv_point_ras(image)))
+    assert len(outputs.report["segments"]) == 16
+    assert outputs.segment_table_node.GetTable().GetNumberOfRows() == 16

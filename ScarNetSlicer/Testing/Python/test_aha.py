@@ -1,0 +1,257 @@
+"""Levels and AHA segments (scarnet.aha): angle → segment, thirds, base-apex order, and segments of
+known scar on rings and phantoms, through quantify, storage changes and the command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from scarnet.aha import SEGMENT_NAMES, base_apex_order, segment_of_angle, slice_levels
+from scarnet.errors import InputError
+from scarnet.orientation import StackAxis
+from scarnet.phantom import make_phantom
+from scarnet.quantify import quantify
+from scarnet.volume import Volume
+
+SPACING = (1.2, 1.5, 8.0)
+# An oblique, right-handed frame: (i, j, k) axes of the grid in LPS.
+_ANGLE = np.radians(35.0)
+DIRECTION = np.array([[np.cos(_ANGLE), -np.sin(_ANGLE), 0.0],
+                      [np.sin(_ANGLE) * 0.8, np.cos(_ANGLE) * 0.8, -0.6],
+                      [np.sin(_ANGLE) * 0.6, np.cos(_ANGLE) * 0.6, 0.8]])
+DIRECTION[:, 2] = np.cross(DIRECTION[:, 0], DIRECTION[:, 1])
+ORIGIN = (-20.0, 35.0, 110.0)
+SHAPE = (7, 64, 72)  # (k, rows, cols)
+CENTRE_RC = (32.0, 36.0)  # pixel (row, col) of the LV centre
+
+
+def _ring_labels(scar_from_deg: float, scar_to_deg: float) -> np.ndarray:
+    """Rings on every slice (cavity shrinking along k), scar through the whole wall between two angles,
+    measured in mm from the +i (column) axis towards +j (rows)."""
+    k, rows, cols = SHAPE
+    rr, cc = np.mgrid[:rows, :cols]
+    dr, dc = (rr - CENTRE_RC[0]) * SPACING[1], (cc - CENTRE_RC[1]) * SPACING[0]
+    radius = np.hypot(dr, dc)
+    angle = np.degrees(np.arctan2(dr, dc)) % 360
+    labels = np.zeros(SHAPE, dtype=np.uint8)
+    for z in range(k):
+        cavity = 22.0 - 2.0 * z
+        labels[z][radius < cavity] = 1
+        wall = (radius >= cavity) & (radius < cavity + 9.0)
+        labels[z][wall] = 2
+        labels[z][wall & (angle > scar_from_deg) & (angle < scar_to_deg)] = 3
+    return labels
+
+
+def _volume(labels: np.ndarray) -> Volume:
+    return Volume(labels, SPACING, ORIGIN, DIRECTION)
+
+
+def _point_along_i(volume: Volume, k: int = 3, distance_mm: float = 30.0) -> np.ndarray:
+    """An RV insertion point 30 mm from the LV centre of slice k along the grid's +i axis."""
+    centre = volume.index_to_physical(np.array([CENTRE_RC[1], CENTRE_RC[0], k]))
+    return centre + distance_mm * volume.direction[:, 0]
+
+
+def _by_number(report) -> dict:
+    return {s.segment: s for s in report.segments}
+
+
+def test_angles_map_to_the_aha_segments():
+    basal = segment_of_angle("basal", np.array([30, 90, 150, 210, 270, 330, 360 + 30, -30]))
+    assert basal.tolist() == [2, 3, 4, 5, 6, 1, 2, 1]
+    assert (segment_of_angle("mid", np.array([30, 90, 150, 210, 270, 330])) - 6).tolist() == [2, 3, 4, 5, 6, 1]
+    # Apical: septal centred on the septum (60°), 90° each.
+    apical = segment_of_angle("apical", np.array([16, 60, 104, 106, 194, 196, 284, 286, 10]))
+    assert apical.tolist() == [14, 14, 14, 15, 15, 16, 16, 13, 13]
+    assert set(SEGMENT_NAMES) == set(range(1, 17))
+
+
+def test_levels_are_thirds_of_the_slices_with_myocardium():
+    labels = np.zeros((10, 8, 8), dtype=np.uint8)
+    labels[1:8, 2:6, 2:6] = 2  # 7 slices with myocardium: 1..7
+    order = base_apex_order(Volume(labels), labels, basal_end="first")
+    assert slice_levels(labels, order) == [None, "basal", "basal", "mid", "mid", "mid", "apical", "apical",
+                                           None, None]
+    last = base_apex_order(Volume(labels), labels, basal_end="last")
+    assert slice_levels(labels, last) == [None, "apical", "apical", "mid", "mid", "mid", "basal", "basal",
+                                          None, None]
+    labels[8, 2:6, 2:6] = 2  # 8 slices: 3 / 3 / 2
+    assert slice_levels(labels, order)[1:9] == ["basal"] * 3 + ["mid"] * 3 + ["apical"] * 2
+    assert slice_levels(labels, None) == [None] * 10
+    with pytest.raises(InputError, match="first"):
+        base_apex_order(Volume(labels), labels, basal_end="top")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 4, 10, 11])
+def test_base_and_apex_from_the_patient_axes_and_from_the_cavity(seed):
+    phantom = make_phantom(seed, infarct=True)
+    base_first = phantom.info["slice_order"] == "base_to_apex"
+    labels = phantom.labelmap.array
+    order = base_apex_order(phantom.labelmap, labels)
+    assert (order.base_first, order.source) == (base_first, "patient axes")
+    # The same stack without real orientation (a PNG stack, EMIDEC's NIfTI): the cavity decides.
+    plain = Volume(labels, phantom.labelmap.spacing_mm)
+    order = base_apex_order(plain, labels)
+    assert (order.base_first, order.source) == (base_first, "cavity size")
+
+
+def test_no_base_apex_order_without_a_cavity_trend():
+    labels = np.zeros((6, 20, 20), dtype=np.uint8)
+    labels[:, 5:15, 5:15] = 2
+    labels[:, 8:12, 8:12] = 1  # the same cavity on every slice
+    assert base_apex_order(Volume(labels), labels) is None
+    report = quantify(Volume(labels))
+    assert report.base_apex is None and all(s.level is None for s in report.slices)
+    with pytest.raises(InputError, match="basal"):
+        quantify(Volume(labels), rv_insertion_lps=np.array([0.0, 0.0, 0.0]))
+
+
+def test_scar_in_one_sector_lands_in_its_segments():
+    """Scar through the wall 16-56° from the insertion, turning towards the septum: anteroseptal
+    (2, 8) and apical septal (14, from 15°); no other segment has scar."""
+    labels = _ring_labels(16.0, 56.0)
+    volume = _volume(labels)
+    # The normal points to the apex when k runs base → apex: here the cavity shrinks along k.
+    report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
+    assert report.base_apex.to_dict()["basal_end"] == "first"
+    segments = _by_number(report)
+    scarred = {n for n, s in segments.items() if s.scar_ml > 0}
+    assert scarred == {2, 8, 14}
+    for number in (2, 8):
+        assert 58 < segments[number].scar_percent < 74  # 40° of a 60° segment
+        assert segments[number].scar_extent_score == 3
+        assert 58 < segments[number].transmural_over_50_percent < 74
+    assert 38 < segments[14].scar_percent < 50  # 40° of a 90° segment
+    assert segments[14].scar_extent_score == 2
+    assert segments[1].scar_percent == 0 and segments[1].scar_extent_score == 0
+    # Every myocardium voxel is in one segment.
+    assert sum(s.myocardium_ml for s in report.segments) == pytest.approx(report.total.myocardium_ml, rel=1e-6)
+    assert sum(s.scar_ml for s in report.segments) == pytest.approx(report.total.scar_ml, rel=1e-6)
+    assert [s.level for s in report.slices] == ["basal"] * 2 + ["mid"] * 3 + ["apical"] * 2
+    assert segments[2].slices == [0, 1] and segments[8].slices == [2, 3, 4] and segments[14].slices == [5, 6]
+
+
+def test_the_other_base_apex_order_mirrors_the_segments():
+    """Seen from the other end, the turn towards the septum is the other way: the same sector is anterior."""
+    labels = _ring_labels(16.0, 56.0)
+    volume = _volume(labels)
+    report = quantify(volume, basal_end="last", rv_insertion_lps=_point_along_i(volume))
+    assert report.base_apex.to_dict() == {"basal_end": "last", "from": "given"}
+    scarred = {s.segment for s in report.segments if s.scar_ml > 0}
+    assert scarred == {1, 7, 13}
+
+
+def test_segments_do_not_depend_on_how_the_stack_is_stored():
+    """Rows stored reversed (a left-handed grid) or slices stored along i: the same physical scar, the
+    same segments."""
+    labels = _ring_labels(100.0, 170.0)
+    volume = _volume(labels)
+    point = _point_along_i(volume)
+    def figures(report) -> list[float]:
+        return [value for s in report.segments for value in (s.segment, s.myocardium_ml, s.scar_ml)]
+
+    expected = figures(quantify(volume, rv_insertion_lps=point))
+    assert any(scar > 0 for scar in expected[2::3])
+
+    direction = volume.direction.copy()
+    direction[:, 1] *= -1
+    origin = volume.index_to_physical(np.array([0.0, SHAPE[1] - 1, 0.0]))
+    reversed_rows = Volume(labels[:, ::-1, :].copy(), SPACING, tuple(origin), direction)
+    assert figures(quantify(reversed_rows, rv_insertion_lps=point)) == pytest.approx(expected)
+
+    stack = StackAxis(0)
+    stored = Volume(stack.undo(labels), stack.swap(SPACING), ORIGIN, volume.direction[:, [2, 1, 0]])
+    report = quantify(stored, rv_insertion_lps=point)
+    assert report.slice_axis == "i"
+    assert figures(report) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("seed, territory_segments", [
+    (0, {1, 2, 7, 8, 13, 14}),  # LAD: anterior and anteroseptal
+    (1, {1, 2, 7, 8, 13, 14}),
+    (3, {5, 6, 11, 12, 16}),  # LCX: lateral
+    (6, {5, 6, 11, 12, 16}),
+    (10, {3, 4, 9, 10, 15}),  # RCA: inferior and inferoseptal
+    (11, {3, 4, 9, 10, 14, 15}),
+])
+def test_phantom_infarcts_fall_in_their_coronary_territory(seed, territory_segments):
+    """Phantoms with an infarct in a known territory; the RV insertion marked at the phantom's nominal
+    120° (anterior 90°, septum 180° in its LV frame)."""
+    phantom = make_phantom(seed, infarct=True)
+    frame = phantom.info["lv_frame_lps"]
+    lateral, anterior = np.array(frame["lateral"]), np.array(frame["anterior"])
+    centre = np.array(frame["base_centre_mm"]) + 40.0 * np.array(frame["long_axis"])
+    theta = np.radians(120.0)
+    point = centre + 30.0 * (np.cos(theta) * lateral + np.sin(theta) * anterior)
+    report = quantify(phantom.labelmap, rv_insertion_lps=point)
+    scar_by_segment = {s.segment: s.scar_ml for s in report.segments}
+    total = sum(scar_by_segment.values())
+    inside = sum(scar_by_segment[n] for n in territory_segments)
+    assert inside > 0.8 * total, (phantom.info["territory"], scar_by_segment)
+
+
+def test_bad_rv_insertion_points_are_refused():
+    labels = _ring_labels(16.0, 56.0)
+    volume = _volume(labels)
+    centre = volume.index_to_physical(np.array([CENTRE_RC[1], CENTRE_RC[0], 3]))
+    with pytest.raises(InputError, match="LV axis"):
+        quantify(volume, rv_insertion_lps=centre + 8.0 * volume.direction[:, 2])  # on the axis, another slice
+    with pytest.raises(InputError, match="RAS"):
+        quantify(volume, rv_insertion_lps=_point_along_i(volume, distance_mm=150.0))
+    with pytest.raises(InputError, match="NaN"):
+        quantify(volume, rv_insertion_lps=np.array([np.nan, 0.0, 0.0]))
+
+
+def test_report_carries_levels_and_segments():
+    labels = _ring_labels(16.0, 56.0)
+    volume = _volume(labels)
+    report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
+    data = json.loads(report.to_json())
+    assert data["base_apex"] == {"basal_end": "first", "from": "cavity size"}
+    assert [s["level"] for s in data["slices"]][:2] == ["basal", "basal"]
+    assert [s["segment"] for s in data["segments"]] == list(range(1, 17))
+    assert data["segments"][1]["name"] == "basal anteroseptal" and data["segments"][1]["scar_extent_score"] == 3
+    rows = list(csv.reader(io.StringIO(report.to_csv())))
+    assert rows[0][-2:] == ["level", "qc_flags"] and rows[1][-2] == "basal"
+    start = rows.index(["segment", "name", "level", "slices", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
+                        "scar_extent_score", "transmural_over_50_percent"])
+    assert [row[0] for row in rows[start + 1:]] == [str(n) for n in range(1, 17)]
+    assert rows[start + 2][3] == "0;1"
+    plain = json.loads(quantify(volume).to_json())
+    assert plain["segments"] is None and plain["base_apex"]["from"] == "cavity size"
+    assert "segment,name" not in quantify(volume).to_csv()
+
+
+def test_command_line_rv_insertion(tmp_path):
+    """RAS on the command line (as Slicer shows points): the segments match the LPS point given in Python."""
+    from scarnet.io import write_labelmap
+
+    labels = _ring_labels(16.0, 56.0)
+    volume = _volume(labels)
+    write_labelmap(volume, tmp_path / "lab.nrrd")
+    point = _point_along_i(volume)
+    ras = f"{-point[0]},{-point[1]},{point[2]}"
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "scarnet", "quantify", "lab.nrrd", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+
+    result = run(f"--rv-insertion={ras}", "--report", "r.json")
+    assert result.returncode == 0, result.stderr
+    assert "AHA segments" in result.stdout and "basal anteroseptal" in result.stdout
+    segments = json.loads((tmp_path / "r.json").read_text())["segments"]
+    assert [s["scar_ml"] > 0 for s in segments] == [n in (2, 8, 14) for n in range(1, 17)]
+
+    lps_by_mistake = f"{point[0]},{point[1]},{point[2]}"
+    for args, message in [(["--rv-insertion", "1,2"], "R,A,S"), ([f"--rv-insertion={lps_by_mistake}"], "RAS")]:
+        result = run(*args, "--report", "bad.json")
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        assert not (tmp_path / "bad.json").exists()

@@ -1,0 +1,268 @@
+"""Where the scar is: basal / mid / apical levels and the AHA 16-segment model.
+
+The segments are those of the AHA statement (Cerqueira et al., Circulation 2002;105:539-42), which
+the SCMR reporting guidelines use for LGE: six basal (1-6) and six mid (7-12) segments of 60°, and
+four apical (13-16) of 90°; the apical cap (17) is not imaged in a short-axis stack and not reported.
+
+**Base and apex.** The slices with LV myocardium are ordered from base to apex and divided into
+thirds (basal, mid, apical; with a remainder, the mid third and then the basal third get the extra
+slice: 7 slices are 2 / 3 / 2, 8 are 3 / 3 / 2). Which end is basal comes, in this order, from:
+
+1. the caller (``basal_end="first"`` or ``"last"``: the user knows);
+2. the patient axes, when the slices are oblique as a short-axis stack is: the LV long axis points
+   from base to apex to the patient's left, anterior and inferior, so the slice normal that agrees
+   with that direction (|cos| of at least :data:`MIN_LONG_AXIS_COS`) points to the apex. An
+   image whose slices are within :data:`MAX_PATIENT_AXIS_DEG` of a patient axis (axial, coronal,
+   sagittal, or a file without real orientation such as a stack of PNGs) does not say;
+3. the cavity: it narrows towards the apex, so the end where the blood-pool area of a linear fit
+   over the slices is larger is basal.
+
+**Segments** need the anterior RV insertion point (where the RV free wall meets the septum at the
+front), which the model does not segment: the user marks it (in Slicer, a point; on the command
+line, RAS millimetres). On each slice, angles are measured about the LV centre (as in
+:mod:`scarnet.transmurality`) from the direction of that point projected onto the slice, turning
+towards the septum (counter-clockwise seen from the apex, as short-axis images are shown):
+
+* basal and mid: 0-60° anteroseptal, 60-120° inferoseptal, 120-180° inferior, 180-240°
+  inferolateral, 240-300° anterolateral, 300-360° anterior;
+* apical: septal 15-105° (centred on the septum), inferior 105-195°, lateral 195-285°, anterior
+  285-15°.
+
+Per segment: myocardium, scar (3|4) and MVO volumes; scar as % of the segment's myocardium
+(``scar_percent``, the hyperenhanced share of the segment's area that Kim et al., N Engl J Med
+2000;343:1445-53 graded); that share as the usual 0-4 grade (``scar_extent_score``: 0 none,
+1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 %); and ``transmural_over_50_percent``, the share of the
+segment's rays (:mod:`scarnet.transmurality`, measured slices only) along which scar fills more
+than half of the wall.
+
+Limits: the septum is taken to span 120° from the anterior insertion, as the AHA's equal segments
+do, whatever the inferior insertion's angle; the thirds are of slices, not of the LV's length, and
+a basal slice through the outflow tract counts as basal myocardium where it has any.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .labels import LV_BLOOD_POOL, MVO, MYOCARDIUM_LABELS, SCAR_LABELS
+from .transmurality import TRANSMURAL_FRACTION, is_measured, ray_angles
+from .volume import Volume
+
+LEVELS = ("basal", "mid", "apical")
+#: AHA segment number → name (Cerqueira et al. 2002), without the apical cap (17).
+SEGMENT_NAMES = {
+    1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 4: "basal inferior",
+    5: "basal inferolateral", 6: "basal anterolateral", 7: "mid anterior", 8: "mid anteroseptal",
+    9: "mid inferoseptal", 10: "mid inferior", 11: "mid inferolateral", 12: "mid anterolateral",
+    13: "apical anterior", 14: "apical septal", 15: "apical inferior", 16: "apical lateral",
+}
+#: A typical LV long axis, base to apex, in LPS: to the patient's left, anterior and inferior.
+TYPICAL_LONG_AXIS_LPS = np.array([0.62, -0.55, -0.56]) / np.linalg.norm([0.62, -0.55, -0.56])
+#: The slice normal decides the base-apex order when |cos| to the typical long axis is at least this.
+MIN_LONG_AXIS_COS = 0.5
+#: Slices whose normal is within this angle of a patient axis do not decide it (see the module docstring).
+MAX_PATIENT_AXIS_DEG = 10.0
+#: The fitted cavity area must change by at least this fraction of its mean over the stack to decide.
+MIN_CAVITY_CHANGE = 0.1
+#: The RV insertion point must lie within this distance (mm) of the LV centre in the slice plane.
+MAX_RV_INSERTION_DISTANCE_MM = 80.0
+
+#: First segment number of each level, and the segments' start angles (degrees from the RV insertion).
+_FIRST_SEGMENT = {"basal": 1, "mid": 7, "apical": 13}
+#: In angle order from the insertion: anteroseptal, inferoseptal, inferior, inferolateral, anterolateral, anterior.
+_SIX_SEGMENT_ORDER = (1, 2, 3, 4, 5, 0)
+_APICAL_OFFSET_DEG = 15.0  # the apical septal segment is centred on the septum (60° from the insertion)
+#: In angle order from 15°: septal, inferior, lateral, anterior.
+_FOUR_SEGMENT_ORDER = (1, 2, 3, 0)
+
+
+@dataclass(frozen=True)
+class BaseApexOrder:
+    """Which end of the slice index is basal, and what said so."""
+
+    base_first: bool  # slice 0 is the most basal
+    source: str  # "given", "patient axes" or "cavity size"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"basal_end": "first" if self.base_first else "last", "from": self.source}
+
+
+@dataclass
+class SegmentReport:
+    """Figures of one AHA segment (see the module docstring)."""
+
+    segment: int
+    name: str
+    level: str
+    slices: list[int]
+    myocardium_ml: float
+    scar_ml: float
+    mvo_ml: float
+    scar_percent: float | None  # None where the segment has no myocardium
+    scar_extent_score: int | None
+    transmural_over_50_percent: float | None  # None where no ray of a measured slice lies in it
+
+
+def base_apex_order(volume: Volume, labels: np.ndarray, basal_end: str | None = None) -> BaseApexOrder | None:
+    """The base-apex order of a stack with its slices along k (``labels``: (k, rows, cols)); None when unknown.
+
+    ``basal_end``: "first" or "last" when the caller knows; otherwise the patient axes, then the
+    cavity size decide (module docstring).
+    """
+    if basal_end is not None:
+        if basal_end not in ("first", "last"):
+            raise InputError(f"basal end must be 'first' or 'last', got '{basal_end}'")
+        return BaseApexOrder(basal_end == "first", "given")
+    normal = volume.slice_normal
+    off_axis_deg = math.degrees(math.acos(min(1.0, float(np.abs(normal).max()))))
+    cos_long_axis = float(normal @ TYPICAL_LONG_AXIS_LPS)
+    if off_axis_deg > MAX_PATIENT_AXIS_DEG and abs(cos_long_axis) >= MIN_LONG_AXIS_COS:
+        return BaseApexOrder(cos_long_axis > 0, "patient axes")
+    with_myocardium = np.flatnonzero(np.isin(labels, MYOCARDIUM_LABELS).any(axis=(1, 2)))
+    if with_myocardium.size < 3:
+        return None
+    cavity = (labels[with_myocardium] == LV_BLOOD_POOL).sum(axis=(1, 2)).astype(float)
+    if cavity.mean() <= 0:
+        return None
+    slope = np.polyfit(with_myocardium.astype(float), cavity, 1)[0]
+    change = abs(slope) * float(with_myocardium[-1] - with_myocardium[0])
+    if change < MIN_CAVITY_CHANGE * cavity.mean():
+        return None
+    return BaseApexOrder(bool(slope < 0), "cavity size")
+
+
+def slice_levels(labels: np.ndarray, order: BaseApexOrder | None) -> list[str | None]:
+    """"basal", "mid" or "apical" for each slice with myocardium (None for the others, or without an order)."""
+    levels: list[str | None] = [None] * labels.shape[0]
+    with_myocardium = np.flatnonzero(np.isin(labels, MYOCARDIUM_LABELS).any(axis=(1, 2))).tolist()
+    if order is None or not with_myocardium:
+        return levels
+    ordered = with_myocardium if order.base_first else with_myocardium[::-1]
+    n = len(ordered)
+    sizes = [n // 3] * 3
+    sizes[1] += 1 if n % 3 else 0
+    sizes[0] += 1 if n % 3 == 2 else 0
+    start = 0
+    for level, size in zip(LEVELS, sizes):
+        for k in ordered[start:start + size]:
+            levels[k] = level
+        start += size
+    return levels
+
+
+def segment_of_angle(level: str, angle_deg: np.ndarray) -> np.ndarray:
+    """AHA segment numbers for angles (degrees from the anterior RV insertion, towards the septum)."""
+    angle = np.mod(angle_deg, 360.0)
+    if level == "apical":
+        index = np.floor(np.mod(angle - _APICAL_OFFSET_DEG, 360.0) / 90.0).astype(int) % 4
+        return _FIRST_SEGMENT[level] + np.asarray(_FOUR_SEGMENT_ORDER)[index]
+    index = np.floor(angle / 60.0).astype(int) % 6
+    return _FIRST_SEGMENT[level] + np.asarray(_SIX_SEGMENT_ORDER)[index]
+
+
+def _angle_deg(reference: np.ndarray, turn: float, d_column: np.ndarray, d_row: np.ndarray) -> np.ndarray:
+    """Angles (degrees) of in-plane directions (column, row mm) from ``reference``, positive in the ``turn`` sense."""
+    cross = reference[0] * d_row - reference[1] * d_column
+    dot = reference[0] * d_column + reference[1] * d_row
+    return np.degrees(np.arctan2(turn * cross, dot))
+
+
+def _extent_score(scar_percent: float | None) -> int | None:
+    if scar_percent is None:
+        return None
+    if scar_percent <= 0:
+        return 0
+    return min(4, int(math.ceil(scar_percent / 25.0)))
+
+
+def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], order: BaseApexOrder,
+                 centres_rc_mm: list[np.ndarray | None], rays: list[np.ndarray],
+                 rv_insertion_lps: np.ndarray) -> list[SegmentReport]:
+    """The 16 AHA segments of a stack with its slices along k (module docstring).
+
+    ``volume``: the stack's grid (slices along k); ``labels``: its (k, rows, cols) labels;
+    ``levels``: :func:`slice_levels`; ``centres_rc_mm`` and ``rays``:
+    :func:`scarnet.transmurality.stack_rays`; ``rv_insertion_lps``: the anterior RV insertion point
+    (LPS mm). Raises :class:`InputError` when the point is on the LV axis or too far from it to be
+    an insertion point (another coordinate system).
+    """
+    point = np.asarray(rv_insertion_lps, dtype=float).reshape(3)
+    if not np.all(np.isfinite(point)):
+        raise InputError("the RV insertion point has NaN or infinite coordinates")
+    spacing_i, spacing_j = volume.spacing_mm[0], volume.spacing_mm[1]
+    column_axis, row_axis = volume.direction[:, 0], volume.direction[:, 1]
+    normal = volume.slice_normal
+    # Angles grow towards the septum: counter-clockwise seen from the apex, i.e. a positive turn
+    # about the base-to-apex direction. In (column, row) mm coordinates of the slice that turn is
+    # column → row when the axes and the apex-ward normal form a right-handed frame.
+    apex_ward = normal if order.base_first else -normal
+    turn = 1.0 if float(np.cross(column_axis, row_axis) @ apex_ward) > 0 else -1.0
+    voxel_ml = volume.voxel_volume_ml
+    myocardium_count = np.zeros(17)
+    scar_count = np.zeros(17)
+    mvo_count = np.zeros(17)
+    rays_crossing = np.zeros(17)
+    rays_over_half = np.zeros(17)
+    slices: dict[int, list[int]] = {n: [] for n in SEGMENT_NAMES}
+    distances = []
+    for k, (level, centre) in enumerate(zip(levels, centres_rc_mm)):
+        if level is None or centre is None:
+            continue
+        centre_lps = volume.index_to_physical(np.array([centre[1] / spacing_i, centre[0] / spacing_j, k]))
+        towards = point - centre_lps
+        towards = towards - normal * float(towards @ normal)
+        reference = np.array([towards @ column_axis, towards @ row_axis])  # (column, row) mm
+        distance = float(np.hypot(*reference))
+        distances.append(distance)
+        if distance < 1e-6:
+            raise InputError("the RV insertion point lies on the LV axis: mark it where the RV wall meets the septum")
+
+        plane = labels[k]
+        rows, cols = np.nonzero(np.isin(plane, MYOCARDIUM_LABELS))
+        segment = segment_of_angle(level, _angle_deg(reference, turn, cols * spacing_i - centre[1],
+                                                      rows * spacing_j - centre[0]))
+        values = plane[rows, cols]
+        myocardium_count += np.bincount(segment, minlength=17)
+        scar_count += np.bincount(segment[np.isin(values, SCAR_LABELS)], minlength=17)
+        mvo_count += np.bincount(segment[values == MVO], minlength=17)
+        for number in np.unique(segment):
+            slices[int(number)].append(k)
+        if is_measured(rays[k]):
+            theta = ray_angles(rays[k].size)
+            ray_segment = segment_of_angle(level, _angle_deg(reference, turn, np.cos(theta), np.sin(theta)))
+            crossing = ~np.isnan(rays[k])
+            rays_crossing += np.bincount(ray_segment[crossing], minlength=17)
+            rays_over_half += np.bincount(ray_segment[crossing & (np.nan_to_num(rays[k]) > TRANSMURAL_FRACTION)],
+                                          minlength=17)
+    if distances and float(np.median(distances)) > MAX_RV_INSERTION_DISTANCE_MM:
+        raise InputError(f"the RV insertion point is {np.median(distances):.0f} mm from the LV centre (at most "
+                         f"{MAX_RV_INSERTION_DISTANCE_MM:.0f} mm expected): is it in the image's coordinates (RAS)?")
+    out = []
+    for number, name in SEGMENT_NAMES.items():
+        myocardium_ml = float(myocardium_count[number]) * voxel_ml
+        scar_ml = float(scar_count[number]) * voxel_ml
+        scar_percent = 100.0 * scar_ml / myocardium_ml if myocardium_ml > 0 else None
+        out.append(SegmentReport(
+            segment=number, name=name, level=name.split()[0], slices=slices[number],
+            myocardium_ml=myocardium_ml, scar_ml=scar_ml, mvo_ml=float(mvo_count[number]) * voxel_ml,
+            scar_percent=scar_percent, scar_extent_score=_extent_score(scar_percent),
+            transmural_over_50_percent=(100.0 * float(rays_over_half[number] / rays_crossing[number])
+                                        if rays_crossing[number] else None),
+        ))
+    return out
+
+
+__all__ = [
+    "LEVELS",
+    "SEGMENT_NAMES",
+    "BaseApexOrder",
+    "SegmentReport",
+    "aha_segments",
+    "base_apex_order",
+    "segment_of_angle",
+    "slice_levels",
+]
