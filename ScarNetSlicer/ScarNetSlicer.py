@@ -127,6 +127,8 @@ class ScarNetSlicerParameterNode:
     # The range is stated here: without it the GUI connector widens the .ui spin box to ±inf.
     minimumScarRegionMl: Annotated[float, WithinRange(0.0, 20.0)] = 0.0
     keepIntermediateFiles: bool = False
+    # Which end of the stack is basal (levels, AHA segments): auto = the image's orientation, else the cavity.
+    basalEnd: Annotated[str, Choice(["auto", "first", "last"])] = "auto"
 
 
 #
@@ -277,7 +279,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     p.inputVolume, p.outputSegmentation, p.outputTable, device=p.device, encoder=p.encoder,
                     weightsPath=p.weightsPath, testTimeAugmentation=p.testTimeAugmentation,
                     minimumScarRegionMl=p.minimumScarRegionMl, keepIntermediateFiles=p.keepIntermediateFiles,
-                    overwriteEdited=overwrite, rvInsertionPoint=p.rvInsertionPoint, waitForCompletion=False)
+                    overwriteEdited=overwrite, rvInsertionPoint=p.rvInsertionPoint, basalEnd=p.basalEnd,
+                    waitForCompletion=False)
             except ScarNetError as error:
                 self._showUserError(error)
                 return
@@ -341,7 +344,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             try:
                 with _waitCursor():
                     report = self.logic.updateReport(p.inputVolume, p.outputSegmentation, p.outputTable,
-                                                     showResults=True, rvInsertionPoint=p.rvInsertionPoint)
+                                                     showResults=True, rvInsertionPoint=p.rvInsertionPoint,
+                                                     basalEnd=p.basalEnd)
             except ScarNetError as error:
                 self._showUserError(error)
                 return
@@ -429,7 +433,7 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
                 encoder: str | None = None, weightsPath=None, testTimeAugmentation: bool = False,
                 minimumScarRegionMl: float = 0.0, keepIntermediateFiles: bool = False, overwriteEdited: bool = False,
                 waitForCompletion: bool = True,
-                showResults: bool = False, rvInsertionPoint=None):
+                showResults: bool = False, rvInsertionPoint=None, basalEnd: str = "auto"):
         """Segment ``inputVolume`` and write segments, per-slice table and plot.
 
         Returns the report dict (``scarnet`` report plus ``report["slicer"]`` with the node IDs, and a
@@ -439,8 +443,9 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         calls :meth:`finishProcessing`). Raises ``ValueError``
         (bad input, edited output without ``overwriteEdited``, an input removed during the run, no heart
         found) or ``RuntimeError`` (weights, dependencies), one line each. ``rvInsertionPoint``: a point list
-        whose first point is the anterior RV insertion point; the report then has the AHA segments
+        holding one point, the anterior RV insertion point; the report then has the AHA segments
         (``report["segments"]``, and a second table referenced from the report table).
+        ``basalEnd``: "auto", "first" or "last" (which end of the stack is basal).
         """
         from ScarNetSlicerLib.processing import SegmentationOptions
         from ScarNetSlicerLib.volume_nodes import check_volume_node
@@ -453,7 +458,7 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
                                       weights=weightsPath, tta=testTimeAugmentation,
                                       min_scar_component_ml=minimumScarRegionMl, intermediate_folder=folder)
         job = self._processor().start(inputVolume, outputSegmentation, outputTable, options, overwriteEdited,
-                                      rv_insertion_node=rvInsertionPoint)
+                                      rv_insertion_node=rvInsertionPoint, basal_end=_basalEnd(basalEnd))
         if not waitForCompletion:
             return job
         job.task.run_here()
@@ -468,19 +473,20 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         return self._done(outputs, showResults)
 
     def updateReport(self, inputVolume, segmentationNode, outputTable=None, showResults: bool = False,
-                     rvInsertionPoint=None) -> dict:
+                     rvInsertionPoint=None, basalEnd: str = "auto") -> dict:
         """Re-quantify the segmentation as it is now (after Segment Editor edits); no model runs.
 
-        ``rvInsertionPoint``: as for :meth:`process` (AHA segments of the segmentation as it is now).
+        ``rvInsertionPoint``, ``basalEnd``: as for :meth:`process` (AHA segments of the segmentation as it is now).
         """
         return self._done(self._processor().update_report(inputVolume, segmentationNode, outputTable,
-                                                          rv_insertion_node=rvInsertionPoint), showResults)
+                                                          rv_insertion_node=rvInsertionPoint,
+                                                          basal_end=_basalEnd(basalEnd)), showResults)
 
     def _done(self, outputs, showResults: bool) -> dict[str, Any]:
         outputs.report["slicer"] = {**outputs.report.get("slicer", {}), **{
             "segmentation": outputs.segmentation_node.GetID(), "table": outputs.table_node.GetID(),
             "chart": outputs.chart_node.GetID(), "series": outputs.series_node.GetID()}}
-        if outputs.segment_table_node is not None:
+        if outputs.report.get("segments") is not None:
             outputs.report["slicer"]["segmentTable"] = outputs.segment_table_node.GetID()
         if outputs.notice:
             outputs.report["slicer"]["notice"] = outputs.notice
@@ -502,6 +508,11 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         selectionNode.SetActivePlotChartID(chartNode.GetID())
         appLogic.PropagateTableSelection()
         appLogic.PropagatePlotChartSelection()
+
+
+def _basalEnd(value: str | None) -> str | None:
+    """The panel's "auto" / "first" / "last" → the engine's None / "first" / "last"."""
+    return None if value in (None, "", "auto") else value
 
 
 def _pipInstall(requirements: list[str]) -> None:

@@ -152,11 +152,12 @@ class Processor:
 
     def start(self, input_node, segmentation_node=None, table_node=None,
               options: SegmentationOptions | None = None, overwrite_edited: bool = False,
-              rv_insertion_node=None) -> SegmentationJob:
+              rv_insertion_node=None, basal_end: str | None = None) -> SegmentationJob:
         """Check everything that can be checked before the model runs, and prepare the job.
 
-        ``rv_insertion_node``: a markups node whose first point is the anterior RV insertion point;
-        the report then has the AHA segments (:mod:`scarnet.aha`). Raises
+        ``rv_insertion_node``: a markups node holding one point, the anterior RV insertion point;
+        the report then has the AHA segments (:mod:`scarnet.aha`). ``basal_end``: "first" or "last"
+        when the user says which end of the stack is basal (None: found). Raises
         :class:`~scarnet.errors.InputError` (a ``ValueError``) for a missing, 2D or 4D input or a
         markups node without a point, and :class:`EditedSegmentationError` for an edited output
         without ``overwrite_edited``.
@@ -165,7 +166,8 @@ class Processor:
         volume = self._input_image(input_node)  # checks the input: a missing, 2D or 4D one raises
         rv_insertion = rv_insertion_lps(rv_insertion_node, input_node)
         # Only when given, so segmenters that know nothing of segments (test fakes) still work.
-        segment_options = {} if rv_insertion is None else {"rv_insertion_lps": rv_insertion}
+        segment_options = {key: value for key, value in (("rv_insertion_lps", rv_insertion), ("basal_end", basal_end))
+                           if value is not None}
         # One fingerprint serves both the edit check now and, at the end, the check for edits during the run.
         before = _fingerprint_or_none(segmentation_node, input_node, volume) if segmentation_node is not None else None
         if not overwrite_edited and segmentation_nodes.was_edited(segmentation_node, input_node, current=before):
@@ -241,10 +243,12 @@ class Processor:
         return self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=True)
 
     # -- Update report ---------------------------------------------------------------------------
-    def update_report(self, input_node, segmentation_node, table_node=None, rv_insertion_node=None) -> Outputs:
+    def update_report(self, input_node, segmentation_node, table_node=None, rv_insertion_node=None,
+                      basal_end: str | None = None) -> Outputs:
         """Quantify ``segmentation_node`` as it is now on the input's grid; update table and plot.
 
-        ``rv_insertion_node``: as for :meth:`start` (the AHA segments of the segmentation as it is now).
+        ``rv_insertion_node``, ``basal_end``: as for :meth:`start` (the AHA segments of the segmentation as
+        it is now).
 
         No model runs and the segmentation is not changed: not its segments, not its transform,
         not its place in the subject hierarchy, not the input it records. The QC flags of the last
@@ -260,7 +264,7 @@ class Processor:
         rv_insertion = rv_insertion_lps(rv_insertion_node, input_node)
         labelmap = segmentation_nodes.labelmap_from_segmentation(segmentation_node, input_node)
         notices = _segments_left_out(segmentation_node, input_node, image)
-        report = quantify(labelmap, image=image, rv_insertion_lps=rv_insertion).to_dict()
+        report = quantify(labelmap, image=image, basal_end=basal_end, rv_insertion_lps=rv_insertion).to_dict()
         if table_node is None:
             table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
         same_input = recorded_input_id(segmentation_node) == recorded_input_id(table_node) == input_node.GetID()

@@ -153,6 +153,9 @@ def read_table(table_node) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {}
         for column in COLUMNS:
             array = table.GetColumnByName(column.name)
+            if array is None and column.key == "level":  # a table written before levels were reported
+                entry[column.key] = None
+                continue
             if array is None:
                 raise KeyError(f"{table_node.GetName()}: no column '{column.name}'")
             value = array.GetValue(row)

@@ -153,11 +153,12 @@ def ras_point_of_voxel(node, ijk: tuple[float, float, float]) -> np.ndarray:
 
 
 def rv_insertion_lps(markups_node, volume_node) -> np.ndarray | None:
-    """The anterior RV insertion point, the first control point of ``markups_node``, in the engine's LPS.
+    """The anterior RV insertion point, the one placed point of ``markups_node``, in the engine's LPS.
 
     Taken in world coordinates and brought into the volume's own frame (through the inverse of the
     volume's parent transform, if any), where the engine's geometry of the volume lives. None
-    without a markups node; :class:`~scarnet.errors.InputError` when it has no placed point.
+    without a markups node; :class:`~scarnet.errors.InputError` when it has no placed point, or
+    more than one (which of them is meant is not guessed: placing the point again adds one).
     """
     if markups_node is None:
         return None
@@ -166,6 +167,9 @@ def rv_insertion_lps(markups_node, volume_node) -> np.ndarray | None:
     if not placed:
         raise InputError(f"'{markups_node.GetName()}' has no point: place the anterior RV insertion point "
                          "(where the RV wall meets the septum at the front)")
+    if len(placed) > 1:
+        raise InputError(f"'{markups_node.GetName()}' has {len(placed)} points: keep only the anterior RV insertion "
+                         "point (delete the others, or move the point instead of placing it again)")
     world = [0.0, 0.0, 0.0]
     markups_node.GetNthControlPointPositionWorld(placed[0], world)
     parent = volume_node.GetParentTransformNode()

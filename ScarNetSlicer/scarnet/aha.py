@@ -19,9 +19,17 @@ slice: 7 slices are 2 / 3 / 2, 8 are 3 / 3 / 2). Which end is basal comes, in th
 
 **Segments** need the anterior RV insertion point (where the RV free wall meets the septum at the
 front), which the model does not segment: the user marks it (in Slicer, a point; on the command
-line, RAS millimetres). On each slice, angles are measured about the LV centre (as in
-:mod:`scarnet.transmurality`) from the direction of that point projected onto the slice, turning
-towards the septum (counter-clockwise seen from the apex, as short-axis images are shown):
+line, RAS millimetres). It must lie within :data:`MAX_RV_INSERTION_DISTANCE_MM` of the LV
+myocardium of the nearest slice with myocardium, within a slice spacing of the stack: a point
+given in other coordinates (LPS for RAS) is refused rather than turned into wrong segments. On
+each slice, angles are measured about the LV centre (as in :mod:`scarnet.transmurality`) from the
+direction of that point projected onto the slice, turning towards the septum (counter-clockwise
+seen from the apex, as short-axis images are shown). For an oriented (oblique) stack that turn
+comes from the patient axes and the base-apex order. An image without real orientation (its
+slices within :data:`MAX_PATIENT_AXIS_DEG` of a patient axis: a PNG stack, a header with an
+identity direction) cannot say which side it is seen from: it is taken as displayed (row 0 at the
+top, column 0 on the left) and seen from the apex, as short-axis images are shown, and the report
+says so (``segment_angles_from``):
 
 * basal and mid: 0-60° anteroseptal, 60-120° inferoseptal, 120-180° inferior, 180-240°
   inferolateral, 240-300° anterolateral, 300-360° anterior;
@@ -36,8 +44,11 @@ segment's rays (:mod:`scarnet.transmurality`, measured slices only) along which 
 than half of the wall.
 
 Limits: the septum is taken to span 120° from the anterior insertion, as the AHA's equal segments
-do, whatever the inferior insertion's angle; the thirds are of slices, not of the LV's length, and
-a basal slice through the outflow tract counts as basal myocardium where it has any.
+do, whatever the inferior insertion's angle, and one point serves every level; the thirds are of
+slices, not of the LV's length, and a basal slice through the outflow tract counts as basal
+myocardium where it has any. Normal anatomy is assumed: in situs inversus or mirror-image
+dextrocardia the septum lies the other way (the base-apex order then falls back on the cavity,
+but the turn does not).
 """
 
 from __future__ import annotations
@@ -68,8 +79,14 @@ MIN_LONG_AXIS_COS = 0.5
 MAX_PATIENT_AXIS_DEG = 10.0
 #: The fitted cavity area must change by at least this fraction of its mean over the stack to decide.
 MIN_CAVITY_CHANGE = 0.1
-#: The RV insertion point must lie within this distance (mm) of the LV centre in the slice plane.
-MAX_RV_INSERTION_DISTANCE_MM = 80.0
+#: The RV insertion point must lie within this distance (mm, in the slice plane) of the LV myocardium
+#: of the nearest slice with myocardium: it is on the wall's outer surface.
+MAX_RV_INSERTION_DISTANCE_MM = 20.0
+#: ... and at least this far (mm) from that slice's LV centre, or its direction is not defined.
+MIN_RV_INSERTION_RADIUS_MM = 5.0
+#: ``Report.segment_angles_from`` for an oriented stack, and for one taken as displayed.
+ANGLES_FROM_PATIENT_AXES = "patient axes"
+ANGLES_FROM_DISPLAY = "image as displayed, assumed seen from the apex (no orientation in the file)"
 
 #: First segment number of each level, and the segments' start angles (degrees from the RV insertion).
 _FIRST_SEGMENT = {"basal": 1, "mid": 7, "apical": 13}
@@ -117,10 +134,8 @@ def base_apex_order(volume: Volume, labels: np.ndarray, basal_end: str | None = 
         if basal_end not in ("first", "last"):
             raise InputError(f"basal end must be 'first' or 'last', got '{basal_end}'")
         return BaseApexOrder(basal_end == "first", "given")
-    normal = volume.slice_normal
-    off_axis_deg = math.degrees(math.acos(min(1.0, float(np.abs(normal).max()))))
-    cos_long_axis = float(normal @ TYPICAL_LONG_AXIS_LPS)
-    if off_axis_deg > MAX_PATIENT_AXIS_DEG and abs(cos_long_axis) >= MIN_LONG_AXIS_COS:
+    cos_long_axis = float(volume.slice_normal @ TYPICAL_LONG_AXIS_LPS)
+    if is_oriented(volume) and abs(cos_long_axis) >= MIN_LONG_AXIS_COS:
         return BaseApexOrder(cos_long_axis > 0, "patient axes")
     with_myocardium = np.flatnonzero(np.isin(labels, MYOCARDIUM_LABELS).any(axis=(1, 2)))
     if with_myocardium.size < 3:
@@ -133,6 +148,14 @@ def base_apex_order(volume: Volume, labels: np.ndarray, basal_end: str | None = 
     if change < MIN_CAVITY_CHANGE * cavity.mean():
         return None
     return BaseApexOrder(bool(slope < 0), "cavity size")
+
+
+def is_oriented(volume: Volume) -> bool:
+    """True when the slices are oblique, as a short-axis stack's are: more than
+    :data:`MAX_PATIENT_AXIS_DEG` from every patient axis. Else the orientation is either missing
+    (a PNG stack, an identity direction) or not a short-axis one, and says nothing about the heart."""
+    normal = volume.slice_normal
+    return math.degrees(math.acos(min(1.0, float(np.abs(normal).max())))) > MAX_PATIENT_AXIS_DEG
 
 
 def slice_levels(labels: np.ndarray, order: BaseApexOrder | None) -> list[str | None]:
@@ -176,31 +199,71 @@ def _extent_score(scar_percent: float | None) -> int | None:
         return None
     if scar_percent <= 0:
         return 0
-    return min(4, int(math.ceil(scar_percent / 25.0)))
+    # Rounded first, so that 25.0000001 % (floating point) is graded as 25 %.
+    return min(4, max(1, int(math.ceil(round(scar_percent, 6) / 25.0))))
+
+
+def check_rv_insertion(volume: Volume, labels: np.ndarray, centres_rc_mm: list[np.ndarray | None],
+                       point: np.ndarray) -> None:
+    """Raise :class:`InputError` unless ``point`` (LPS) can be the anterior RV insertion point of this stack.
+
+    It must be finite, within a slice spacing of the slices with myocardium, within
+    :data:`MAX_RV_INSERTION_DISTANCE_MM` of the myocardium of the nearest of them and at least
+    :data:`MIN_RV_INSERTION_RADIUS_MM` from its LV centre (in the slice plane).
+    """
+    if not np.all(np.isfinite(point)):
+        raise InputError("the RV insertion point has NaN or infinite coordinates")
+    with_myocardium = np.flatnonzero(np.isin(labels, MYOCARDIUM_LABELS).any(axis=(1, 2)))
+    if with_myocardium.size == 0:
+        raise InputError("no LV myocardium to cut into AHA segments")
+    index = np.linalg.solve(volume.direction @ np.diag(volume.spacing_mm), point - np.asarray(volume.origin_mm))
+    beyond_mm = abs(float(index[2]) - float(np.clip(index[2], with_myocardium[0], with_myocardium[-1])))
+    beyond_mm *= float(np.linalg.norm(volume.direction[:, 2] * volume.spacing_mm[2]) * abs(
+        volume.direction[:, 2] @ volume.slice_normal))
+    if beyond_mm > volume.spacing_mm[2] + 1e-6:
+        raise InputError(f"the RV insertion point lies {beyond_mm:.0f} mm beyond the slices with LV myocardium: "
+                         "is it in the image's coordinates (RAS)?")
+    k = int(with_myocardium[np.argmin(np.abs(with_myocardium - index[2]))])
+    point_rc = np.array([index[1] * volume.spacing_mm[1], index[0] * volume.spacing_mm[0]])
+    wall_rc = np.argwhere(np.isin(labels[k], MYOCARDIUM_LABELS)) * np.array([volume.spacing_mm[1],
+                                                                             volume.spacing_mm[0]])
+    to_wall_mm = float(np.hypot(*(wall_rc - point_rc).T).min())
+    if to_wall_mm > MAX_RV_INSERTION_DISTANCE_MM:
+        raise InputError(f"the RV insertion point is {to_wall_mm:.0f} mm from the LV myocardium of slice {k}: mark it "
+                         "where the RV wall meets the septum (in the image's coordinates, RAS)")
+    centre = centres_rc_mm[k]
+    if centre is not None and float(np.hypot(*(point_rc - centre))) < MIN_RV_INSERTION_RADIUS_MM:
+        raise InputError("the RV insertion point lies on the LV axis: mark it where the RV wall meets the septum")
 
 
 def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], order: BaseApexOrder,
                  centres_rc_mm: list[np.ndarray | None], rays: list[np.ndarray],
-                 rv_insertion_lps: np.ndarray) -> list[SegmentReport]:
-    """The 16 AHA segments of a stack with its slices along k (module docstring).
+                 rv_insertion_lps: np.ndarray) -> tuple[list[SegmentReport], str]:
+    """The 16 AHA segments of a stack with its slices along k (module docstring), and where the
+    direction of their angles came from (:data:`ANGLES_FROM_PATIENT_AXES` or :data:`ANGLES_FROM_DISPLAY`).
 
     ``volume``: the stack's grid (slices along k); ``labels``: its (k, rows, cols) labels;
     ``levels``: :func:`slice_levels`; ``centres_rc_mm`` and ``rays``:
     :func:`scarnet.transmurality.stack_rays`; ``rv_insertion_lps``: the anterior RV insertion point
-    (LPS mm). Raises :class:`InputError` when the point is on the LV axis or too far from it to be
-    an insertion point (another coordinate system).
+    (LPS mm), checked by :func:`check_rv_insertion`.
     """
     point = np.asarray(rv_insertion_lps, dtype=float).reshape(3)
-    if not np.all(np.isfinite(point)):
-        raise InputError("the RV insertion point has NaN or infinite coordinates")
+    check_rv_insertion(volume, labels, centres_rc_mm, point)
     spacing_i, spacing_j = volume.spacing_mm[0], volume.spacing_mm[1]
     column_axis, row_axis = volume.direction[:, 0], volume.direction[:, 1]
     normal = volume.slice_normal
-    # Angles grow towards the septum: counter-clockwise seen from the apex, i.e. a positive turn
-    # about the base-to-apex direction. In (column, row) mm coordinates of the slice that turn is
-    # column → row when the axes and the apex-ward normal form a right-handed frame.
-    apex_ward = normal if order.base_first else -normal
-    turn = 1.0 if float(np.cross(column_axis, row_axis) @ apex_ward) > 0 else -1.0
+    if is_oriented(volume):
+        # Angles grow towards the septum: counter-clockwise seen from the apex, i.e. a positive turn
+        # about the base-to-apex direction. In (column, row) mm coordinates of the slice that turn is
+        # column → row when the axes and the apex-ward normal form a right-handed frame.
+        apex_ward = normal if order.base_first else -normal
+        turn = 1.0 if float(np.cross(column_axis, row_axis) @ apex_ward) > 0 else -1.0
+        angles_from = ANGLES_FROM_PATIENT_AXES
+    else:
+        # As displayed (columns to the right, rows down) and seen from the apex: counter-clockwise on
+        # the screen turns from the columns' direction towards row 0, i.e. column → -row.
+        turn = -1.0
+        angles_from = ANGLES_FROM_DISPLAY
     voxel_ml = volume.voxel_volume_ml
     myocardium_count = np.zeros(17)
     scar_count = np.zeros(17)
@@ -208,7 +271,6 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
     rays_crossing = np.zeros(17)
     rays_over_half = np.zeros(17)
     slices: dict[int, list[int]] = {n: [] for n in SEGMENT_NAMES}
-    distances = []
     for k, (level, centre) in enumerate(zip(levels, centres_rc_mm)):
         if level is None or centre is None:
             continue
@@ -216,9 +278,7 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
         towards = point - centre_lps
         towards = towards - normal * float(towards @ normal)
         reference = np.array([towards @ column_axis, towards @ row_axis])  # (column, row) mm
-        distance = float(np.hypot(*reference))
-        distances.append(distance)
-        if distance < 1e-6:
+        if float(np.hypot(*reference)) < 1e-6:
             raise InputError("the RV insertion point lies on the LV axis: mark it where the RV wall meets the septum")
 
         plane = labels[k]
@@ -238,9 +298,6 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
             rays_crossing += np.bincount(ray_segment[crossing], minlength=17)
             rays_over_half += np.bincount(ray_segment[crossing & (np.nan_to_num(rays[k]) > TRANSMURAL_FRACTION)],
                                           minlength=17)
-    if distances and float(np.median(distances)) > MAX_RV_INSERTION_DISTANCE_MM:
-        raise InputError(f"the RV insertion point is {np.median(distances):.0f} mm from the LV centre (at most "
-                         f"{MAX_RV_INSERTION_DISTANCE_MM:.0f} mm expected): is it in the image's coordinates (RAS)?")
     out = []
     for number, name in SEGMENT_NAMES.items():
         myocardium_ml = float(myocardium_count[number]) * voxel_ml
@@ -253,7 +310,7 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
             transmural_over_50_percent=(100.0 * float(rays_over_half[number] / rays_crossing[number])
                                         if rays_crossing[number] else None),
         ))
-    return out
+    return out, angles_from
 
 
 __all__ = [
@@ -261,8 +318,12 @@ __all__ = [
     "SEGMENT_NAMES",
     "BaseApexOrder",
     "SegmentReport",
+    "ANGLES_FROM_DISPLAY",
+    "ANGLES_FROM_PATIENT_AXES",
     "aha_segments",
     "base_apex_order",
+    "check_rv_insertion",
+    "is_oriented",
     "segment_of_angle",
     "slice_levels",
 ]

@@ -95,17 +95,23 @@ def print_segments(report, console) -> None:
     console.print(table)
 
 
-def _ras_point(text: str) -> np.ndarray:
-    """"R,A,S" millimetres (as Slicer and ITK-SNAP show a point) → the engine's LPS."""
+def _finite_mm(text: str) -> float:
     try:
-        values = [float(part) for part in text.split(",")]
+        value = float(text)
     except ValueError:
-        values = []
-    if len(values) != 3 or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected three numbers R,A,S in mm, got '{text}'")
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number of mm, got '{text}'")
+    return value
+
+
+def _lps_from_ras(ras: list[float] | None) -> np.ndarray | None:
+    """R, A, S millimetres (as Slicer and ITK-SNAP show a point) → the engine's LPS."""
+    if ras is None:
+        return None
     import numpy as np
 
-    return np.array([-values[0], -values[1], values[2]])
+    return np.array([-ras[0], -ras[1], ras[2]])
 
 
 class _Progress:
@@ -185,7 +191,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         with _warnings_kept_in(input_warnings):
             image = read_volume(args.image) if args.image else None
             labelmap = read_labelmap(args.labelmap, reference=image)
-        report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=args.rv_insertion)
+        report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=_lps_from_ras(args.rv_insertion))
         if input_warnings:
             report.extra["input_warnings"] = input_warnings
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
@@ -233,7 +239,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                               min_scar_component_ml=min_scar_ml, threads=args.threads)
         with _Progress(args.quiet) as progress:
             result = segmenter(volume, progress=progress, name=str(args.input), basal_end=args.basal_end,
-                               rv_insertion_lps=args.rv_insertion)
+                               rv_insertion_lps=_lps_from_ras(args.rv_insertion))
         result.report.extra["input"] = str(args.input)
         if input_warnings:
             result.report.extra["input_warnings"] = input_warnings
@@ -455,9 +461,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_segment_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rv-insertion", type=_ras_point, metavar="R,A,S",
-                        help="anterior RV insertion point (RAS mm, as Slicer shows it): adds the AHA 16-segment "
-                             "report")
+    parser.add_argument("--rv-insertion", type=_finite_mm, nargs=3, metavar=("R", "A", "S"),
+                        help="anterior RV insertion point, RAS mm as Slicer shows it (e.g. -25.8 101 8): adds the "
+                             "AHA 16-segment report")
     parser.add_argument("--basal-end", choices=("first", "last"),
                         help="which end of the slice index is basal (default: from the image's orientation, "
                              "else from the cavity size)")

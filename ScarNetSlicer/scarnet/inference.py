@@ -585,7 +585,14 @@ class Segmenter:
         labelmap = stored.with_array(stack.undo(order.undo(labels)))
         stored_center_rc = order.undo_point_rc(center_rc, labels.shape[1:])
         # Per slice along the same stack axis.
-        report = quantify(labelmap, stack=stack, basal_end=basal_end, rv_insertion_lps=rv_insertion_lps)
+        try:
+            report = quantify(labelmap, stack=stack, basal_end=basal_end, rv_insertion_lps=rv_insertion_lps)
+        except InputError as error:
+            if rv_insertion_lps is None:
+                raise
+            # A point that cannot be the RV insertion (or no base-apex order) must not cost the finished run.
+            report = quantify(labelmap, stack=stack, basal_end=basal_end)
+            self._warn(f"no AHA segments: {error}")
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
         threshold = self.qc_calibration.low_confidence_threshold
         ambiguity = scar_ambiguity(labels, scar_probability)

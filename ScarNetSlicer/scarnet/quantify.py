@@ -103,6 +103,8 @@ class Report:
     base_apex: BaseApexOrder | None = None
     #: The 16 AHA segments, when an anterior RV insertion point was given (scarnet.aha); None otherwise.
     segments: list[SegmentReport] | None = None
+    #: What turned the segments' angles towards the septum (scarnet.aha.ANGLES_FROM_*); None without segments.
+    segment_angles_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-serialisable data (the contract shape plus extras)."""
@@ -114,6 +116,7 @@ class Report:
             "slice_axis": self.slice_axis,
             "base_apex": self.base_apex.to_dict() if self.base_apex is not None else None,
             "segments": [_rounded(asdict(s)) for s in self.segments] if self.segments is not None else None,
+            "segment_angles_from": self.segment_angles_from,
             "conventions": {
                 "labels": {"0": "background", "1": "LV blood pool", "2": "healthy myocardium",
                            "3": "scar (without MVO)", "4": "MVO"},
@@ -174,7 +177,10 @@ class Report:
         writer.writerow(["scar_g", _csv_value(self.total.scar_g)])
         for message in self.warnings():
             writer.writerow(["warning", message])
+        if self.base_apex is not None:
+            writer.writerow(["basal_end", *self.base_apex.to_dict().values()])
         if self.segments is not None:
+            writer.writerow(["segment_angles_from", self.segment_angles_from])
             writer.writerow([])
             writer.writerow(SEGMENT_CSV_COLUMNS)
             for segment in self.segments:
@@ -296,12 +302,12 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     transmurality, total_transmurality = summarise_stack(rays)
     order = base_apex_order(labelmap, labels, basal_end)
     levels = slice_levels(labels, order)
-    segments = None
+    segments = angles_from = None
     if rv_insertion_lps is not None:
         if order is None:
             raise InputError("AHA segments need to know which end of the stack is basal, and neither the image's "
                              "orientation nor the cavity size says: give it (first or last slice)")
-        segments = aha_segments(labelmap, labels, levels, order, centres, rays, rv_insertion_lps)
+        segments, angles_from = aha_segments(labelmap, labels, levels, order, centres, rays, rv_insertion_lps)
 
     slices = []
     for k in range(labels.shape[0]):
@@ -342,7 +348,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         for slice_report, identifiers in zip(slices, source_slices):
             slice_report.dicom = dict(identifiers)
     report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name, base_apex=order,
-                    segments=segments)
+                    segments=segments, segment_angles_from=angles_from)
     if image is not None:
         report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))
     return report

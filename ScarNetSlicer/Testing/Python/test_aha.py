@@ -12,7 +12,14 @@ import sys
 import numpy as np
 import pytest
 
-from scarnet.aha import SEGMENT_NAMES, base_apex_order, segment_of_angle, slice_levels
+from scarnet.aha import (
+    ANGLES_FROM_DISPLAY,
+    ANGLES_FROM_PATIENT_AXES,
+    SEGMENT_NAMES,
+    base_apex_order,
+    segment_of_angle,
+    slice_levels,
+)
 from scarnet.errors import InputError
 from scarnet.orientation import StackAxis
 from scarnet.phantom import make_phantom
@@ -121,6 +128,7 @@ def test_scar_in_one_sector_lands_in_its_segments():
     # The normal points to the apex when k runs base → apex: here the cavity shrinks along k.
     report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
     assert report.base_apex.to_dict()["basal_end"] == "first"
+    assert report.segment_angles_from == ANGLES_FROM_PATIENT_AXES
     segments = _by_number(report)
     scarred = {n for n, s in segments.items() if s.scar_ml > 0}
     assert scarred == {2, 8, 14}
@@ -146,6 +154,23 @@ def test_the_other_base_apex_order_mirrors_the_segments():
     assert report.base_apex.to_dict() == {"basal_end": "last", "from": "given"}
     scarred = {s.segment for s in report.segments if s.scar_ml > 0}
     assert scarred == {1, 7, 13}
+
+
+def test_an_image_without_orientation_is_read_as_displayed_seen_from_the_apex():
+    """No real orientation (identity direction, as a PNG stack has): which way is the septum cannot come
+    from the patient axes. The image is taken as shown (row 0 at the top) and seen from the apex, so
+    counter-clockwise on the screen is towards the septum, whichever end of the stack is basal. Scar at
+    16-56° from the columns' direction towards the rows (clockwise on the screen) is anterior."""
+    labels = _ring_labels(16.0, 56.0)
+    for stack in (labels, labels[::-1].copy()):  # base first, then base last
+        volume = Volume(stack, SPACING)
+        report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
+        assert report.base_apex.source == "cavity size"
+        assert report.segment_angles_from == ANGLES_FROM_DISPLAY
+        assert {s.segment for s in report.segments if s.scar_ml > 0} == {1, 7, 13}
+    mirrored = Volume(labels[:, ::-1, :].copy(), SPACING)  # the same rings seen from the other side
+    report = quantify(mirrored, rv_insertion_lps=_point_along_i(mirrored))
+    assert {s.segment for s in report.segments if s.scar_ml > 0} == {2, 8, 14}
 
 
 def test_segments_do_not_depend_on_how_the_stack_is_stored():
@@ -203,8 +228,11 @@ def test_bad_rv_insertion_points_are_refused():
     centre = volume.index_to_physical(np.array([CENTRE_RC[1], CENTRE_RC[0], 3]))
     with pytest.raises(InputError, match="LV axis"):
         quantify(volume, rv_insertion_lps=centre + 8.0 * volume.direction[:, 2])  # on the axis, another slice
-    with pytest.raises(InputError, match="RAS"):
-        quantify(volume, rv_insertion_lps=_point_along_i(volume, distance_mm=150.0))
+    with pytest.raises(InputError, match="from the LV myocardium of slice 3.*RAS"):
+        quantify(volume, rv_insertion_lps=_point_along_i(volume, distance_mm=60.0))
+    assert quantify(volume, rv_insertion_lps=_point_along_i(volume, distance_mm=40.0)).segments  # 15 mm outside
+    with pytest.raises(InputError, match="beyond the slices"):
+        quantify(volume, rv_insertion_lps=_point_along_i(volume, k=6) + 20.0 * volume.slice_normal)
     with pytest.raises(InputError, match="NaN"):
         quantify(volume, rv_insertion_lps=np.array([np.nan, 0.0, 0.0]))
 
@@ -237,21 +265,42 @@ def test_command_line_rv_insertion(tmp_path):
     volume = _volume(labels)
     write_labelmap(volume, tmp_path / "lab.nrrd")
     point = _point_along_i(volume)
-    ras = f"{-point[0]},{-point[1]},{point[2]}"
+    ras = [f"{-point[0]:.4f}", f"{-point[1]:.4f}", f"{point[2]:.4f}"]
+    assert ras[0].startswith("-")  # a negative first coordinate is a value, not an option
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "scarnet", "quantify", "lab.nrrd", *args], cwd=tmp_path,
                               capture_output=True, text=True, timeout=300)
 
-    result = run(f"--rv-insertion={ras}", "--report", "r.json")
+    result = run("--rv-insertion", *ras, "--report", "r.json")
     assert result.returncode == 0, result.stderr
     assert "AHA segments" in result.stdout and "basal anteroseptal" in result.stdout
     segments = json.loads((tmp_path / "r.json").read_text())["segments"]
     assert [s["scar_ml"] > 0 for s in segments] == [n in (2, 8, 14) for n in range(1, 17)]
 
-    lps_by_mistake = f"{point[0]},{point[1]},{point[2]}"
-    for args, message in [(["--rv-insertion", "1,2"], "R,A,S"), ([f"--rv-insertion={lps_by_mistake}"], "RAS")]:
+    lps_by_mistake = [f"{value:.4f}" for value in point]
+    for args, message in [(["--rv-insertion", "1", "2"], "3 arguments"),
+                          (["--rv-insertion", "1", "2", "nan"], "a number of mm"),
+                          (["--rv-insertion", *lps_by_mistake], "RAS")]:
         result = run(*args, "--report", "bad.json")
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
         assert not (tmp_path / "bad.json").exists()
+
+
+def test_a_point_that_cannot_be_the_insertion_does_not_cost_the_model_run(tmp_path):
+    """``scarnet segment`` with a point far from the heart: the segmentation and report are written, with a
+    warning and no segments, rather than the finished run thrown away."""
+    phantom = make_phantom(3, infarct=True)
+    from scarnet.io import write_volume
+
+    write_volume(phantom.image, tmp_path / "lge.nrrd")
+    far = phantom.image.index_to_physical(np.zeros(3)) - 200.0 * phantom.image.direction[:, 0]
+    ras = [f"{-far[0]:.3f}", f"{-far[1]:.3f}", f"{far[2]:.3f}"]
+    result = subprocess.run([sys.executable, "-m", "scarnet", "segment", "lge.nrrd", "--device", "cpu", "--quiet",
+                             "--rv-insertion", *ras, "--report", "r.json", "--labelmap", "lab.nrrd"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["segments"] is None and (tmp_path / "lab.nrrd").exists()
+    assert any(w.startswith("no AHA segments: the RV insertion point") for w in report["inference"]["warnings"])

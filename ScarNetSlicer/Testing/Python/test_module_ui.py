@@ -108,12 +108,29 @@ def test_every_ui_widget_used_in_the_module_exists():
         assert required in used
 
 
+def test_the_rv_insertion_point_can_be_placed_from_the_panel():
+    """The point list's place widget keeps its Place button (buttonsVisible=false would hide it with the
+    others), places one point at a time, and follows the selector; both get the scene."""
+    widget = _ui_widgets()["rvInsertionPlaceWidget"]
+    assert widget.get("class") == "qSlicerMarkupsPlaceWidget"
+    buttons = _property(widget, "buttonsVisible")
+    assert buttons is None or buttons.findtext("bool") == "true"
+    assert _property(widget, "placeMultipleMarkups").findtext("enum").endswith("ForcePlaceSingleMarkup")
+    connections = {(c.findtext("sender"), c.findtext("signal"), c.findtext("receiver"), c.findtext("slot"))
+                   for c in ET.parse(UI_FILE).getroot().iter("connection")}
+    assert ("rvInsertionSelector", "currentNodeChanged(vtkMRMLNode*)", "rvInsertionPlaceWidget",
+            "setCurrentNode(vtkMRMLNode*)") in connections
+    for receiver in ("rvInsertionSelector", "rvInsertionPlaceWidget"):
+        assert ("ScarNetSlicer", "mrmlSceneChanged(vtkMRMLScene*)", receiver,
+                "setMRMLScene(vtkMRMLScene*)") in connections
+
+
 def test_every_parameter_is_bound_to_a_widget_of_the_right_kind():
     fields = _parameter_fields()
     bindings = _bindings()
     assert set(fields) == {"inputVolume", "rvInsertionPoint", "outputSegmentation", "outputTable", "device",
                            "encoder", "weightsPath", "testTimeAugmentation", "minimumScarRegionMl",
-                           "keepIntermediateFiles"}
+                           "keepIntermediateFiles", "basalEnd"}
     assert set(bindings) == set(fields), (
         f"unbound parameters: {sorted(set(fields) - set(bindings))}, "
         f"bindings without parameter: {sorted(set(bindings) - set(fields))}")

@@ -1172,8 +1172,10 @@ def test_rv_insertion_point_from_a_point_list(scene, lib, oblique_direction):
         vn.rv_insertion_lps(points, volume_node)
     points.AddControlPoint(10.0, 20.0, 30.0)
     np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [-10.0, -20.0, 30.0])
-    points.AddControlPoint(99.0, 99.0, 99.0)  # only the first point counts
-    np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [-10.0, -20.0, 30.0])
+    points.AddControlPoint(99.0, 99.0, 99.0)  # placed again: which point is meant is not guessed
+    with pytest.raises(InputError, match="2 points"):
+        vn.rv_insertion_lps(points, volume_node)
+    points.RemoveNthControlPoint(1)
     # The volume moved 5 mm to the right by a transform: the point is taken in the volume's own frame.
     import vtk
 
@@ -1239,9 +1241,17 @@ def test_segment_scar_gives_the_rv_insertion_point_to_the_model(scene, lib, obli
     with pytest.raises(InputError, match="no point"):  # refused before the model runs
         processor.start(volume_node, rv_insertion_node=points)
     points.AddControlPoint(*_rv_point_ras(image))
-    job = processor.start(volume_node, rv_insertion_node=points)
+    job = processor.start(volume_node, rv_insertion_node=points, basal_end="last")
     job.task.run_here()
     outputs = processor.finish(job)
     np.testing.assert_allclose(received["rv_insertion_lps"], _ras(_rv_point_ras(image)))
+    assert received["basal_end"] == "last"
     assert len(outputs.report["segments"]) == 16
+    assert outputs.report["base_apex"] == {"basal_end": "last", "from": "given"}
     assert outputs.segment_table_node.GetTable().GetNumberOfRows() == 16
+    # "Update report" with the other end basal: the levels turn round.
+    updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node,
+                                      rv_insertion_node=points, basal_end="first")
+    assert [s["level"] for s in updated.report["slices"]] == [
+        s["level"] for s in reversed(outputs.report["slices"])]
+    assert updated.report["base_apex"]["basal_end"] == "first"

@@ -1,0 +1,80 @@
+"""Study: AHA segment scar from the bundled model against the expert's, EMIDEC val, CPU.
+
+EMIDEC's PNGs lost their orientation and have no RV label, so no true RV insertion point is known:
+each exam's reference point is put on the outer edge of the expert's myocardium of its middle
+slice, straight up from the LV centre (towards row 0). The segments' anatomical names do not hold
+here; what is measured is whether the model's labelmap and the expert's, cut into the same 16 AHA
+sectors (``scarnet.aha``, basal / mid / apical from the cavity), give the same scar per sector: the
+0-4 grade (exact, within one, quadratic-weighted kappa), the scar % of the sector (bias and 95 %
+limits of agreement, model − expert, in points), and the sectors graded 3-4 (scar through more
+than half of the segment).
+
+    python tools/studies/aha_segments_val.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from _val import val_exams_and_model
+
+from scarnet.labels import LV_BLOOD_POOL, MYOCARDIUM_LABELS
+from scarnet.quantify import quantify
+
+
+def reference_point_lps(labelmap) -> np.ndarray:
+    """The outermost myocardium pixel within 10° of straight up (row 0) from the blood-pool centroid of
+    the middle slice with blood pool."""
+    with_pool = np.flatnonzero((labelmap.array == LV_BLOOD_POOL).any(axis=(1, 2)))
+    k = int(with_pool[with_pool.size // 2])
+    rows, cols = np.nonzero(labelmap.array[k] == LV_BLOOD_POOL)
+    centre_rc = np.array([rows.mean(), cols.mean()])
+    spacing_rc = np.array([labelmap.spacing_mm[1], labelmap.spacing_mm[0]])
+    wall = np.argwhere(np.isin(labelmap.array[k], MYOCARDIUM_LABELS))
+    offset_mm = (wall - centre_rc) * spacing_rc
+    up = np.abs(np.degrees(np.arctan2(offset_mm[:, 1], -offset_mm[:, 0]))) < 10.0
+    row, col = wall[up][np.argmax(-offset_mm[up, 0])]
+    return labelmap.index_to_physical(np.array([col, row, k], dtype=float))
+
+
+def weighted_kappa(a: np.ndarray, b: np.ndarray, classes: int = 5) -> float:
+    """Cohen's kappa with quadratic weights for grades 0..classes-1."""
+    observed = np.zeros((classes, classes))
+    np.add.at(observed, (a, b), 1)
+    observed /= observed.sum()
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
+    i, j = np.indices((classes, classes))
+    weights = (i - j) ** 2 / (classes - 1) ** 2
+    return float(1.0 - (weights * observed).sum() / (weights * expected).sum())
+
+
+def main() -> None:
+    cases, segmenter = val_exams_and_model()
+    model_grades, expert_grades, differences = [], [], []
+    for case in cases:
+        image, reference = case.as_volume()
+        point = reference_point_lps(reference)
+        predicted = segmenter(image, name=case.name, rv_insertion_lps=point).report
+        expert = quantify(reference, rv_insertion_lps=point)
+        pairs = [(p, e) for p, e in zip(predicted.segments, expert.segments)
+                 if p.scar_extent_score is not None and e.scar_extent_score is not None]
+        model_grades += [p.scar_extent_score for p, _ in pairs]
+        expert_grades += [e.scar_extent_score for _, e in pairs]
+        differences += [p.scar_percent - e.scar_percent for p, e in pairs]
+        print(f"{case.name}: grades model {''.join(str(p.scar_extent_score) for p, _ in pairs)} / "
+              f"expert {''.join(str(e.scar_extent_score) for _, e in pairs)}", flush=True)
+    m, e, d = np.array(model_grades), np.array(expert_grades), np.array(differences)
+    print(f"sectors: {m.size}; grade equal in {100 * (m == e).mean():.0f} %, within one in "
+          f"{100 * (np.abs(m - e) <= 1).mean():.0f} %; quadratic-weighted kappa {weighted_kappa(m, e):.2f}")
+    print(f"scar % of the sector, model - expert: bias {d.mean():+.1f}, 95 % LoA "
+          f"[{d.mean() - 1.96 * d.std(ddof=1):+.1f}, {d.mean() + 1.96 * d.std(ddof=1):+.1f}] points")
+    transmural_m, transmural_e = m >= 3, e >= 3
+    both = (transmural_m & transmural_e).sum()
+    print(f"sectors graded 3-4 (> 50 %): expert {transmural_e.sum()}, model {transmural_m.sum()}, both {both} "
+          f"(sensitivity {both / max(transmural_e.sum(), 1):.2f}, precision {both / max(transmural_m.sum(), 1):.2f})")
+    scarred_m, scarred_e = m >= 1, e >= 1
+    print(f"sectors with any scar: expert {scarred_e.sum()}, model {scarred_m.sum()}, "
+          f"both {(scarred_m & scarred_e).sum()}")
+
+
+if __name__ == "__main__":
+    main()
