@@ -117,7 +117,7 @@ class ScarNetSlicerParameterNode:
     """The module's settings, saved with the scene and bound to the GUI (SlicerParameterName in the .ui)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
-    rvInsertionPoint: vtkMRMLMarkupsFiducialNode  # optional: its first point adds the AHA segments
+    rvInsertionPoint: vtkMRMLMarkupsFiducialNode  # optional: its one point adds the AHA segments
     outputSegmentation: vtkMRMLSegmentationNode
     outputTable: vtkMRMLTableNode
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"

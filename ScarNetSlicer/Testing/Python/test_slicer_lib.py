@@ -72,12 +72,17 @@ def _image(direction: np.ndarray, shape_kji=(5, 40, 36)) -> Volume:
     return Volume(rng.normal(100.0, 30.0, shape_kji).astype(np.float32), SPACING, ORIGIN, direction)
 
 
+def _polar(image: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Radius (pixels) and angle (radians) of every pixel of a slice about the slice's centre."""
+    rows, cols = image.array.shape[1:]
+    rr, cc = np.mgrid[:rows, :cols]
+    return np.hypot(rr - rows / 2, cc - cols / 2), np.arctan2(rr - rows / 2, cc - cols / 2)
+
+
 def _labelmap(image: Volume) -> Volume:
     """An LV ring on every slice, scar on three slices, MVO inside the scar on one: all four labels."""
-    k, rows, cols = image.array.shape
-    rr, cc = np.mgrid[:rows, :cols]
-    radius = np.hypot(rr - rows / 2, cc - cols / 2)
-    angle = np.arctan2(rr - rows / 2, cc - cols / 2)
+    k = image.array.shape[0]
+    radius, angle = _polar(image)
     labels = np.zeros(image.array.shape, dtype=np.uint8)
     for z in range(k - 1):  # the last slice stays empty (above the base)
         labels[z][radius < 7] = 1
@@ -1137,12 +1142,9 @@ def test_errors_are_value_or_runtime_errors():
 # ---------------------------------------------------------------------------------------------
 def _shrinking_rings(image: Volume) -> Volume:
     """Rings whose cavity shrinks along k (base first), scar on one side of every slice."""
-    k, rows, cols = image.array.shape
-    rr, cc = np.mgrid[:rows, :cols]
-    radius = np.hypot(rr - rows / 2, cc - cols / 2)
-    angle = np.arctan2(rr - rows / 2, cc - cols / 2)
+    radius, angle = _polar(image)
     labels = np.zeros(image.array.shape, dtype=np.uint8)
-    for z in range(k):
+    for z in range(image.array.shape[0]):
         cavity = 9 - z
         labels[z][radius < cavity] = 1
         labels[z][(radius >= cavity) & (radius < cavity + 4)] = 2
