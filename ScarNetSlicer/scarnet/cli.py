@@ -184,8 +184,10 @@ def cmd_quantify(args: argparse.Namespace) -> int:
     from .outputs import REPORT, OutputSet
     from .quantify import quantify
 
+    _check_bullseye_needs_a_point(args)
     with OutputSet(args.overwrite) as outputs:
         outputs.add(args.report, REPORT, "--report")
+        _add_bullseye_output(outputs, args)
         outputs.prepare()
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
@@ -195,6 +197,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         if input_warnings:
             report.extra["input_warnings"] = input_warnings
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
+        _write_bullseye(outputs, report, args)
         outputs.commit()
     print_report(report, _console(args.quiet), title=f"ScarNet report: {args.labelmap}")
     return 0
@@ -207,6 +210,28 @@ def _add_segmentation_outputs(outputs: OutputSet, args: argparse.Namespace) -> N
     outputs.add(args.labelmap, LABELMAP, "--labelmap")
     outputs.add(args.seg, SEGMENTATION, "--seg")
     outputs.add(args.report, REPORT, "--report")
+    _add_bullseye_output(outputs, args)
+
+
+def _add_bullseye_output(outputs: OutputSet, args: argparse.Namespace) -> None:
+    """Register ``args.bullseye`` (optional), the AHA bullseye picture."""
+    from .outputs import PICTURE
+
+    outputs.add(args.bullseye, PICTURE, "--bullseye")
+
+
+def _check_bullseye_needs_a_point(args: argparse.Namespace) -> None:
+    from .errors import InputError
+
+    if args.bullseye is not None and args.rv_insertion is None:
+        raise InputError("--bullseye needs --rv-insertion R A S (the AHA segments start at the anterior RV "
+                         "insertion point)")
+
+
+def _write_bullseye(outputs: OutputSet, report, args: argparse.Namespace) -> None:
+    from .bullseye import bullseye_svg
+
+    outputs.write(args.bullseye, lambda temp: Path(temp).write_text(bullseye_svg(report), encoding="utf-8"))
 
 
 def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Namespace) -> None:
@@ -217,6 +242,7 @@ def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Names
     outputs.write(args.labelmap, lambda temp: write_labelmap(result.labelmap, temp, overwrite=True))
     outputs.write(args.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))
     outputs.write(args.report, lambda temp: write_report(result.report, temp, overwrite=True))
+    _write_bullseye(outputs, result.report, args)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -226,6 +252,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .outputs import OutputSet
 
     started = time.perf_counter()
+    _check_bullseye_needs_a_point(args)
     with OutputSet(args.overwrite) as outputs:
         _add_segmentation_outputs(outputs, args)
         outputs.prepare()
@@ -265,7 +292,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .io import write_volume
     from .labels import MYOCARDIUM_LABELS, SCAR_LABELS
     from .outputs import IMAGE, OutputSet
-    from .phantom import make_phantom
+    from .phantom import anterior_rv_insertion_lps, make_phantom
     from .quantify import quantify
 
     console = _console(args.quiet)
@@ -277,6 +304,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if out_dir is not None:
             args.labelmap, args.seg, args.report = (out_dir / "demo_labelmap.nii.gz", out_dir / "demo.seg.nrrd",
                                                     out_dir / "demo_report.json")
+            args.bullseye = out_dir / "demo_bullseye.svg"
             image_path = outputs.add(out_dir / "demo_lge.nii.gz", IMAGE, "--out")
             _add_segmentation_outputs(outputs, args)
         outputs.prepare()
@@ -284,11 +312,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"Demo: synthetic short-axis LGE phantom (seed {args.seed}, {phantom.image.num_slices} "
                       f"slices, infarct {phantom.info.get('territory') or 'none'}), segmented with the bundled "
                       "ScarNet model.")
+        # The AHA segments start at the anterior RV insertion point, which a reader marks; the phantom knows it.
+        rv_insertion = anterior_rv_insertion_lps(phantom)
         segmenter = Segmenter(weights=args.weights, device=args.device, threads=args.threads)
         with _Progress(args.quiet) as progress:
-            result = segmenter(phantom.image, progress=progress, name="demo phantom")
+            result = segmenter(phantom.image, progress=progress, name="demo phantom", rv_insertion_lps=rv_insertion)
         print_report(result.report, console, title="ScarNet demo (prediction)")
-        truth = quantify(phantom.labelmap)
+        truth = quantify(phantom.labelmap, rv_insertion_lps=rv_insertion)
         predicted, reference = result.labelmap.array, phantom.labelmap.array
         myo = dice(np.isin(predicted, MYOCARDIUM_LABELS), np.isin(reference, MYOCARDIUM_LABELS))
         scar = dice(np.isin(predicted, SCAR_LABELS), np.isin(reference, SCAR_LABELS))
@@ -296,13 +326,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         true_percent = "-" if truth.total.scar_percent is None else f"{truth.total.scar_percent:.1f} %"
         console.print(f"Against the phantom's exact labels: myocardium Dice {fmt(myo)}, scar Dice {fmt(scar)}; "
                       f"true scar {truth.total.scar_ml:.2f} mL ({true_percent}).")
+        if result.report.segments is not None:
+            grades = [(p.scar_extent_score, t.scar_extent_score)
+                      for p, t in zip(result.report.segments, truth.segments)]
+            equal = sum(p == t for p, t in grades)
+            console.print(f"AHA segment grades (0-4) equal to the phantom's in {equal} of 16 segments; "
+                          f"predicted {''.join('-' if p is None else str(p) for p, _ in grades)}, "
+                          f"true {''.join('-' if t is None else str(t) for _, t in grades)} (segments 1-16).")
         device = result.report.extra["inference"]["device"]
         console.print(f"Model time {result.timings_s['total_s']:.2f} s on {device}.")
         if out_dir is not None:
             outputs.write(image_path, lambda temp: write_volume(phantom.image, temp, overwrite=True))
             _write_segmentation_outputs(outputs, result, args)
             outputs.commit()
-            console.print(f"Wrote {out_dir}/demo_lge.nii.gz, demo_labelmap.nii.gz, demo.seg.nrrd, demo_report.json")
+            console.print(f"Wrote {out_dir}/demo_lge.nii.gz, demo_labelmap.nii.gz, demo.seg.nrrd, demo_report.json, "
+                          "demo_bullseye.svg")
     return 0
 
 
@@ -464,6 +502,8 @@ def _add_segment_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rv-insertion", type=_finite_mm, nargs=3, metavar=("R", "A", "S"),
                         help="anterior RV insertion point, RAS mm as Slicer shows it (e.g. -25.8 101 8): adds the "
                              "AHA 16-segment report")
+    parser.add_argument("--bullseye", type=Path, metavar="PICTURE.svg",
+                        help="write the AHA bullseye (scar grade and %% per segment) as SVG; needs --rv-insertion")
     parser.add_argument("--basal-end", choices=("first", "last"),
                         help="which end of the slice index is basal (default: from the image's orientation, "
                              "else from the cavity size)")

@@ -61,7 +61,7 @@ from scipy import ndimage
 from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
 from .volume import Volume
 
-__all__ = ["Phantom", "make_phantom", "TERRITORIES"]
+__all__ = ["Phantom", "make_phantom", "anterior_rv_insertion_lps", "TERRITORIES"]
 
 #: Coronary territories an infarct can follow (AHA segments, see :func:`_sample_infarct`).
 TERRITORIES = ("LAD", "LCX", "RCA")
@@ -1043,6 +1043,9 @@ def make_phantom(
             "wall_thickness_mm": heart.wall_mean_mm,
             "septal_extra_mm": heart.septal_bonus_mm,
             "length_mm": heart.epi_length_mm,
+            # Where the RV wall meets the septum, as theta in the LV frame (90 deg anterior, 180 septum).
+            "rv_insertion_anterior_deg": math.degrees(heart.rv_insert_ant),
+            "rv_insertion_inferior_deg": math.degrees(heart.rv_insert_inf),
         },
         "scar_percent_of_myocardium": 100.0
         * float(np.isin(labels, (SCAR, MVO)).sum())
@@ -1057,6 +1060,26 @@ def make_phantom(
         "acquisition": acq_info,
     }
     return Phantom(image=image_vol, labelmap=label_vol, info=_jsonable(info))
+
+
+def anterior_rv_insertion_lps(phantom: Phantom) -> np.ndarray:
+    """The phantom's anterior RV insertion point (LPS mm): on the middle slice with LV, the outermost
+    myocardium pixel along the insertion's direction from the blood-pool centroid. What a reader
+    would mark for the AHA segments (scarnet.aha)."""
+    frame, labels, volume = phantom.info["lv_frame_lps"], phantom.labelmap.array, phantom.labelmap
+    theta = math.radians(phantom.info["lv"]["rv_insertion_anterior_deg"])
+    towards = math.cos(theta) * np.asarray(frame["lateral"]) + math.sin(theta) * np.asarray(frame["anterior"])
+    with_pool = np.flatnonzero((labels == LV_BLOOD_POOL).any(axis=(1, 2)))
+    k = int(with_pool[with_pool.size // 2])
+    rows, cols = np.nonzero(labels[k] == LV_BLOOD_POOL)
+    centre = volume.index_to_physical(np.array([cols.mean(), rows.mean(), k]))
+    wall = np.argwhere(np.isin(labels[k], (HEALTHY_MYOCARDIUM, SCAR, MVO)))  # (row, col)
+    points = volume.index_to_physical(np.column_stack([wall[:, 1], wall[:, 0], np.full(len(wall), k)]))
+    offsets = points - centre
+    along = offsets @ towards
+    across = np.linalg.norm(offsets - np.outer(along, towards), axis=1)
+    near_the_ray = across <= max(volume.spacing_mm[:2])
+    return points[near_the_ray][np.argmax(along[near_the_ray])]
 
 
 def _render(

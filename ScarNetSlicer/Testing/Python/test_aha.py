@@ -22,7 +22,7 @@ from scarnet.aha import (
 )
 from scarnet.errors import InputError
 from scarnet.orientation import StackAxis
-from scarnet.phantom import make_phantom
+from scarnet.phantom import anterior_rv_insertion_lps, make_phantom
 from scarnet.quantify import quantify
 from scarnet.volume import Volume
 
@@ -207,14 +207,10 @@ def test_segments_do_not_depend_on_how_the_stack_is_stored():
     (11, {3, 4, 9, 10, 14, 15}),
 ])
 def test_phantom_infarcts_fall_in_their_coronary_territory(seed, territory_segments):
-    """Phantoms with an infarct in a known territory; the RV insertion marked at the phantom's nominal
-    120° (anterior 90°, septum 180° in its LV frame)."""
+    """Phantoms with an infarct in a known territory, the RV insertion marked where the phantom's RV meets
+    its septum (on the epicardium of the middle slice)."""
     phantom = make_phantom(seed, infarct=True)
-    frame = phantom.info["lv_frame_lps"]
-    lateral, anterior = np.array(frame["lateral"]), np.array(frame["anterior"])
-    centre = np.array(frame["base_centre_mm"]) + 40.0 * np.array(frame["long_axis"])
-    theta = np.radians(120.0)
-    point = centre + 30.0 * (np.cos(theta) * lateral + np.sin(theta) * anterior)
+    point = anterior_rv_insertion_lps(phantom)
     report = quantify(phantom.labelmap, rv_insertion_lps=point)
     scar_by_segment = {s.segment: s.scar_ml for s in report.segments}
     total = sum(scar_by_segment.values())
@@ -304,3 +300,70 @@ def test_a_point_that_cannot_be_the_insertion_does_not_cost_the_model_run(tmp_pa
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["segments"] is None and (tmp_path / "lab.nrrd").exists()
     assert any(w.startswith("no AHA segments: the RV insertion point") for w in report["inference"]["warnings"])
+
+
+def test_the_phantom_knows_its_rv_insertion_point():
+    """On the epicardium of the middle slice, in the direction of the phantom's RV insertion angle."""
+    phantom = make_phantom(7)
+    point = anterior_rv_insertion_lps(phantom)
+    frame = phantom.info["lv_frame_lps"]
+    labels = phantom.labelmap.array
+    wall = np.argwhere(np.isin(labels, (2, 3, 4)))  # (k, row, col)
+    wall_lps = phantom.labelmap.index_to_physical(wall[:, ::-1].astype(float))
+    assert np.linalg.norm(wall_lps - point, axis=1).min() < 1e-6  # a myocardium voxel's centre
+    centre = phantom.labelmap.index_to_physical(np.argwhere(labels == 1)[:, ::-1].astype(float)).mean(axis=0)
+    towards = point - centre
+    towards -= np.asarray(frame["long_axis"]) * (towards @ np.asarray(frame["long_axis"]))
+    angle = np.degrees(np.arctan2(towards @ np.asarray(frame["anterior"]), towards @ np.asarray(frame["lateral"])))
+    assert abs(angle - phantom.info["lv"]["rv_insertion_anterior_deg"]) < 12.0
+
+
+def test_bullseye_draws_each_segment_in_its_place_and_grade():
+    import xml.etree.ElementTree as ET
+
+    from scarnet.bullseye import GRADE_COLOURS, NO_MYOCARDIUM_COLOUR, bullseye_svg, segment_geometry
+
+    labels = _ring_labels(16.0, 56.0)
+    volume = _volume(labels)
+    report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
+    root = ET.fromstring(bullseye_svg(report))
+    paths = {int(p.get("data-segment")): p for p in root.iter("{http://www.w3.org/2000/svg}path")}
+    assert sorted(paths) == list(range(1, 17))
+    grades = {s.segment: s.scar_extent_score for s in report.segments}
+    for number, path in paths.items():
+        assert path.get("fill") == GRADE_COLOURS[grades[number]], number
+    assert paths[2].get("fill") == GRADE_COLOURS[3] and paths[14].get("fill") == GRADE_COLOURS[2]
+    # The usual map: anterior at the top, septum on the left, inferior at the bottom, lateral on the right.
+    middle = {n: ((segment_geometry(n)[0] + segment_geometry(n)[1]) / 2) % 360 for n in range(1, 17)}
+    assert [middle[n] for n in (1, 2, 3, 4, 5, 6)] == [90, 150, 210, 270, 330, 30]
+    assert [middle[n] for n in (7, 13, 14, 15, 16)] == [90, 90, 180, 270, 0]
+    assert segment_geometry(1)[2:] == (0.75, 1.0) and segment_geometry(13)[2:] == (0.25, 0.5)
+    # A segment without myocardium is grey; a report without segments says why, as a picture.
+    report.segments[0].scar_extent_score = None
+    root = ET.fromstring(bullseye_svg(report))
+    first = next(p for p in root.iter("{http://www.w3.org/2000/svg}path") if p.get("data-segment") == "1")
+    assert first.get("fill") == NO_MYOCARDIUM_COLOUR
+    text = bullseye_svg(quantify(volume))
+    assert "No AHA segments" in text and ET.fromstring(text) is not None
+
+
+def test_command_line_bullseye(tmp_path):
+    from scarnet.io import write_labelmap
+
+    volume = _volume(_ring_labels(16.0, 56.0))
+    write_labelmap(volume, tmp_path / "lab.nrrd")
+    point = _point_along_i(volume)
+    ras = [f"{-point[0]:.4f}", f"{-point[1]:.4f}", f"{point[2]:.4f}"]
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "scarnet", "quantify", "lab.nrrd", "--quiet", *args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    result = run("--bullseye", "b.svg")
+    assert result.returncode == 2 and "--bullseye needs --rv-insertion" in result.stderr
+    assert not (tmp_path / "b.svg").exists()
+    result = run("--rv-insertion", *ras, "--bullseye", "b.png")
+    assert result.returncode == 2 and "must end in .svg" in result.stderr
+    result = run("--rv-insertion", *ras, "--bullseye", "b.svg", "--report", "r.csv")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "b.svg").read_text().count("data-segment=") == 16 and (tmp_path / "r.csv").exists()

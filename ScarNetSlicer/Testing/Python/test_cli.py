@@ -467,8 +467,10 @@ def test_output_set_writes_all_or_nothing(tmp_path):
 def test_demo_creates_its_folder_when_writing_and_never_replaces(tmp_path):
     result = run("demo", "--out", "d/sub", "--device", "cpu", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    names = ["demo.seg.nrrd", "demo_labelmap.nii.gz", "demo_lge.nii.gz", "demo_report.json"]
+    names = ["demo.seg.nrrd", "demo_bullseye.svg", "demo_labelmap.nii.gz", "demo_lge.nii.gz", "demo_report.json"]
     assert sorted(p.name for p in (tmp_path / "d" / "sub").iterdir()) == names
+    # The demo reports the AHA segments from the phantom's own RV insertion point.
+    assert len(json.loads((tmp_path / "d" / "sub" / "demo_report.json").read_text())["segments"]) == 16
     before = {name: (tmp_path / "d" / "sub" / name).read_bytes() for name in names}
     result = run("demo", "--out", "d/sub", "--seed", "3", "--device", "cpu", "--quiet", cwd=tmp_path)
     assert result.returncode == 2 and "--overwrite" in result.stderr

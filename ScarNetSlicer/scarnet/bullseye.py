@@ -1,0 +1,119 @@
+"""The AHA bullseye of a report's segments as an SVG picture (plain text: no plotting library needed).
+
+The usual polar map (Cerqueira et al., Circulation 2002;105:539-42): the apex in the middle, the
+apical ring (13-16) inside, then mid (7-12), basal (1-6) outside; anterior at the top, septum on
+the left, lateral wall on the right, inferior at the bottom. The apical cap (17) is not in a
+short-axis stack and is drawn empty. Each segment is coloured by its scar grade
+(``scar_extent_score``: 0 none, 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 % of its myocardium) and
+labelled with its number and scar %; a segment without myocardium is grey and labelled "–".
+"""
+
+from __future__ import annotations
+
+import math
+from xml.sax.saxutils import escape
+
+from .quantify import Report
+
+#: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
+GRADE_COLOURS = ("#ffffff", "#fde0c5", "#f59e72", "#d9452b", "#8c1010")
+NO_MYOCARDIUM_COLOUR = "#c8c8c8"
+GRADE_LABELS = ("0: none", "1: 1-25 %", "2: 26-50 %", "3: 51-75 %", "4: 76-100 %")
+#: Ring radii (fraction of the outer radius): apex cap, apical, mid, basal.
+_RADII = (0.25, 0.5, 0.75, 1.0)
+#: Centre angle (degrees, counter-clockwise from the right, as drawn) of the first segment of each
+#: ring, and the segments' width. Segment 1 and 7 are centred at the top (anterior), then the
+#: numbers run counter-clockwise: septum on the left, inferior at the bottom, lateral on the right.
+_RINGS = {"basal": (1, 90.0, 60.0, _RADII[2], _RADII[3]), "mid": (7, 90.0, 60.0, _RADII[1], _RADII[2]),
+          "apical": (13, 90.0, 90.0, _RADII[0], _RADII[1])}
+_WIDTH = 440  # picture width (px)
+_OUTER = 150.0  # the map's radius (px)
+_CENTRE = (_WIDTH / 2, 200.0)  # below the title and the "anterior" label
+_LEGEND_Y = _CENTRE[1] + _OUTER + 34
+_HEIGHT = _LEGEND_Y + 24
+
+
+def segment_geometry(number: int) -> tuple[float, float, float, float]:
+    """(start angle, end angle in degrees counter-clockwise from the right as drawn, inner and outer
+    radius as a fraction of the map's) of AHA segment ``number`` (1-16) on the bullseye."""
+    for first, centre, width, inner, outer in _RINGS.values():
+        count = round(360 / width)
+        if first <= number < first + count:
+            middle = centre + (number - first) * width
+            return middle - width / 2, middle + width / 2, inner, outer
+    raise ValueError(f"no AHA segment {number} on the bullseye (1-16)")
+
+
+def _percent_text(scar_percent: float | None) -> str:
+    """Whole percent, or one decimal where rounding would show a grade boundary (25.2 % is grade 2, not "25 %")."""
+    if scar_percent is None:
+        return "–"
+    if round(scar_percent) in (25, 50, 75) and abs(scar_percent - round(scar_percent)) > 1e-6:
+        return f"{scar_percent:.1f} %"
+    return f"{scar_percent:.0f} %"
+
+
+def _point(cx: float, cy: float, radius: float, angle_deg: float) -> tuple[float, float]:
+    angle = math.radians(angle_deg)
+    return cx + radius * math.cos(angle), cy - radius * math.sin(angle)  # SVG's y grows downwards
+
+
+def _sector_path(cx: float, cy: float, start: float, end: float, inner: float, outer: float) -> str:
+    x0, y0 = _point(cx, cy, outer, start)
+    x1, y1 = _point(cx, cy, outer, end)
+    x2, y2 = _point(cx, cy, inner, end)
+    x3, y3 = _point(cx, cy, inner, start)
+    large = 1 if end - start > 180 else 0
+    # Outer arc counter-clockwise as drawn (SVG sweep 0), inner arc back clockwise (sweep 1).
+    return (f"M {x0:.2f} {y0:.2f} A {outer:.2f} {outer:.2f} 0 {large} 0 {x1:.2f} {y1:.2f} "
+            f"L {x2:.2f} {y2:.2f} A {inner:.2f} {inner:.2f} 0 {large} 1 {x3:.2f} {y3:.2f} Z")
+
+
+def bullseye_svg(report: Report, title: str = "Scar per AHA segment") -> str:
+    """The bullseye of ``report.segments`` as an SVG document; without segments, a picture that says why not."""
+    cx, cy = _CENTRE
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT:.0f}" '
+             f'viewBox="0 0 {_WIDTH} {_HEIGHT:.0f}" font-family="sans-serif">',
+             f'<text x="{cx}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>']
+    if report.segments is None:
+        parts.append(f'<text x="{cx}" y="{cy}" text-anchor="middle" font-size="12">'
+                     "No AHA segments: no anterior RV insertion point was usable</text>")
+        for message in report.warnings():
+            if message.startswith("no AHA segments"):
+                parts.append(f'<text x="{cx}" y="{cy + 20}" text-anchor="middle" font-size="9">'
+                             f"{escape(message)}</text>")
+        parts.append("</svg>")
+        return "\n".join(parts) + "\n"
+    for segment in report.segments:
+        start, end, inner, outer = segment_geometry(segment.segment)
+        score = segment.scar_extent_score
+        colour = NO_MYOCARDIUM_COLOUR if score is None else GRADE_COLOURS[score]
+        path = _sector_path(cx, cy, start, end, inner * _OUTER, outer * _OUTER)
+        percent = _percent_text(segment.scar_percent)
+        parts.append(f'<path d="{path}" fill="{colour}" stroke="#000000" stroke-width="1" '
+                     f'data-segment="{segment.segment}" data-grade="{"" if score is None else score}">'
+                     f"<title>{segment.segment} {escape(segment.name)}: {percent}</title></path>")
+        x, y = _point(cx, cy, (inner + outer) / 2 * _OUTER, (start + end) / 2)
+        text_colour = "#ffffff" if score is not None and score >= 3 else "#000000"
+        parts.append(f'<text x="{x:.1f}" y="{y - 2:.1f}" text-anchor="middle" font-size="11" '
+                     f'fill="{text_colour}">{segment.segment}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{y + 10:.1f}" text-anchor="middle" font-size="9" '
+                     f'fill="{text_colour}">{percent}</text>')
+    parts.append(f'<circle cx="{cx}" cy="{cy}" r="{_RADII[0] * _OUTER:.2f}" fill="none" stroke="#000000" '
+                 'stroke-dasharray="3,3"><title>17 apex: not in a short-axis stack</title></circle>')
+    for label, angle, anchor in (("anterior", 90.0, "middle"), ("septal", 180.0, "end"),
+                                 ("inferior", 270.0, "middle"), ("lateral", 0.0, "start")):
+        x, y = _point(cx, cy, _OUTER + 6 if anchor != "middle" else _OUTER + 14, angle)
+        parts.append(f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="{anchor}" font-size="10" '
+                     f'fill="#555555">{label}</text>')
+    step = _WIDTH / len(GRADE_LABELS)
+    for grade, (colour, label) in enumerate(zip(GRADE_COLOURS, GRADE_LABELS)):
+        x = grade * step + 6
+        parts.append(f'<rect x="{x:.1f}" y="{_LEGEND_Y - 10:.1f}" width="12" height="12" fill="{colour}" '
+                     'stroke="#000000"/>')
+        parts.append(f'<text x="{x + 16:.1f}" y="{_LEGEND_Y:.1f}" font-size="9">{escape(label)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+__all__ = ["GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "bullseye_svg", "segment_geometry"]
