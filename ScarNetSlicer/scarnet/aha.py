@@ -194,7 +194,8 @@ def _angle_deg(reference: np.ndarray, turn: float, d_column: np.ndarray, d_row: 
     return np.degrees(np.arctan2(turn * cross, dot))
 
 
-def _extent_score(scar_percent: float | None) -> int | None:
+def extent_score(scar_percent: float | None) -> int | None:
+    """The 0-4 grade of a segment's scar % (0 none, 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 %); None for None."""
     if scar_percent is None:
         return None
     if scar_percent <= 0:
@@ -306,7 +307,7 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
         out.append(SegmentReport(
             segment=number, name=name, level=name.split()[0], slices=slices[number],
             myocardium_ml=myocardium_ml, scar_ml=scar_ml, mvo_ml=float(mvo_count[number]) * voxel_ml,
-            scar_percent=scar_percent, scar_extent_score=_extent_score(scar_percent),
+            scar_percent=scar_percent, scar_extent_score=extent_score(scar_percent),
             transmural_over_50_percent=(100.0 * float(rays_over_half[number] / rays_crossing[number])
                                         if rays_crossing[number] else None),
         ))
@@ -323,6 +324,7 @@ __all__ = [
     "aha_segments",
     "base_apex_order",
     "check_rv_insertion",
+    "extent_score",
     "is_oriented",
     "segment_of_angle",
     "slice_levels",

@@ -11,8 +11,10 @@ labelled with its number and scar %; a segment without myocardium is grey and la
 from __future__ import annotations
 
 import math
+import textwrap
 from xml.sax.saxutils import escape
 
+from .aha import extent_score
 from .quantify import Report
 
 #: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
@@ -26,7 +28,7 @@ _RADII = (0.25, 0.5, 0.75, 1.0)
 #: numbers run counter-clockwise: septum on the left, inferior at the bottom, lateral on the right.
 _RINGS = {"basal": (1, 90.0, 60.0, _RADII[2], _RADII[3]), "mid": (7, 90.0, 60.0, _RADII[1], _RADII[2]),
           "apical": (13, 90.0, 90.0, _RADII[0], _RADII[1])}
-_WIDTH = 440  # picture width (px)
+_WIDTH = 460  # picture width (px)
 _OUTER = 150.0  # the map's radius (px)
 _CENTRE = (_WIDTH / 2, 200.0)  # below the title and the "anterior" label
 _LEGEND_Y = _CENTRE[1] + _OUTER + 34
@@ -44,13 +46,19 @@ def segment_geometry(number: int) -> tuple[float, float, float, float]:
     raise ValueError(f"no AHA segment {number} on the bullseye (1-16)")
 
 
-def _percent_text(scar_percent: float | None) -> str:
-    """Whole percent, or one decimal where rounding would show a grade boundary (25.2 % is grade 2, not "25 %")."""
+def percent_text(scar_percent: float | None) -> str:
+    """A segment's scar % with as few decimals as keep its grade: "13 %", "25.3 %" (grade 2, not "25 %"),
+    "0.3 %" (grade 1, not "0 %"); "<0.01 %" or ">25 %" when even two decimals would not; "–" for None."""
     if scar_percent is None:
         return "–"
-    if round(scar_percent) in (25, 50, 75) and abs(scar_percent - round(scar_percent)) > 1e-6:
-        return f"{scar_percent:.1f} %"
-    return f"{scar_percent:.0f} %"
+    grade = extent_score(scar_percent)
+    for decimals in (0, 1, 2):
+        shown = round(scar_percent, decimals)
+        if extent_score(shown) == grade:
+            return f"{shown:.{decimals}f} %"
+    if scar_percent < 1:
+        return "<0.01 %"
+    return f">{25 * math.floor(scar_percent / 25):.0f} %"
 
 
 def _point(cx: float, cy: float, radius: float, angle_deg: float) -> tuple[float, float]:
@@ -76,12 +84,13 @@ def bullseye_svg(report: Report, title: str = "Scar per AHA segment") -> str:
              f'viewBox="0 0 {_WIDTH} {_HEIGHT:.0f}" font-family="sans-serif">',
              f'<text x="{cx}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>']
     if report.segments is None:
-        parts.append(f'<text x="{cx}" y="{cy}" text-anchor="middle" font-size="12">'
-                     "No AHA segments: no anterior RV insertion point was usable</text>")
-        for message in report.warnings():
-            if message.startswith("no AHA segments"):
-                parts.append(f'<text x="{cx}" y="{cy + 20}" text-anchor="middle" font-size="9">'
-                             f"{escape(message)}</text>")
+        # Why not, in lines short enough to read: the engine's warning(s), else the usual reason.
+        reasons = [m for m in report.warnings() if m.startswith("no AHA segments")] or [
+            "no AHA segments: no anterior RV insertion point was given"]
+        lines = [line for reason in reasons for line in textwrap.wrap(reason, 60)]
+        parts.append(f'<text x="{cx}" y="{cy - 8 * len(lines):.0f}" text-anchor="middle" font-size="11">'
+                     + "".join(f'<tspan x="{cx}" dy="{0 if i == 0 else 16}">{escape(line)}</tspan>'
+                               for i, line in enumerate(lines)) + "</text>")
         parts.append("</svg>")
         return "\n".join(parts) + "\n"
     for segment in report.segments:
@@ -89,7 +98,7 @@ def bullseye_svg(report: Report, title: str = "Scar per AHA segment") -> str:
         score = segment.scar_extent_score
         colour = NO_MYOCARDIUM_COLOUR if score is None else GRADE_COLOURS[score]
         path = _sector_path(cx, cy, start, end, inner * _OUTER, outer * _OUTER)
-        percent = _percent_text(segment.scar_percent)
+        percent = percent_text(segment.scar_percent)
         parts.append(f'<path d="{path}" fill="{colour}" stroke="#000000" stroke-width="1" '
                      f'data-segment="{segment.segment}" data-grade="{"" if score is None else score}">'
                      f"<title>{segment.segment} {escape(segment.name)}: {percent}</title></path>")
@@ -116,4 +125,4 @@ def bullseye_svg(report: Report, title: str = "Scar per AHA segment") -> str:
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "bullseye_svg", "segment_geometry"]
+__all__ = ["GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "bullseye_svg", "percent_text", "segment_geometry"]

@@ -81,6 +81,8 @@ def print_segments(report, console) -> None:
     """The 16 AHA segments (scarnet.aha): scar % of each segment's myocardium, its 0-4 grade and transmurality."""
     from rich.table import Table
 
+    from .bullseye import percent_text
+
     order = report.base_apex.to_dict()
     table = Table(title=f"AHA segments (basal end: {order['basal_end']} slice, from {order['from']})",
                   title_justify="left")
@@ -89,7 +91,7 @@ def print_segments(report, console) -> None:
                          no_wrap=column == "segment")
     for s in report.segments:
         table.add_row(f"{s.segment} {s.name}", ",".join(str(k) for k in s.slices) or "-", f"{s.myocardium_ml:.2f}",
-                      f"{s.scar_ml:.2f}", "-" if s.scar_percent is None else f"{s.scar_percent:.0f}",
+                      f"{s.scar_ml:.2f}", percent_text(s.scar_percent).removesuffix(" %"),
                       "-" if s.scar_extent_score is None else str(s.scar_extent_score),
                       "-" if s.transmural_over_50_percent is None else f"{s.transmural_over_50_percent:.0f}")
     console.print(table)
@@ -197,7 +199,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         if input_warnings:
             report.extra["input_warnings"] = input_warnings
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
-        _write_bullseye(outputs, report, args)
+        _write_bullseye(outputs, report, args, f"labelmap {Path(args.labelmap).name}")
         outputs.commit()
     print_report(report, _console(args.quiet), title=f"ScarNet report: {args.labelmap}")
     return 0
@@ -228,10 +230,12 @@ def _check_bullseye_needs_a_point(args: argparse.Namespace) -> None:
                          "insertion point)")
 
 
-def _write_bullseye(outputs: OutputSet, report, args: argparse.Namespace) -> None:
+def _write_bullseye(outputs: OutputSet, report, args: argparse.Namespace, source: str) -> None:
+    """Write ``args.bullseye`` (if asked for); ``source`` says whose segmentation it shows."""
     from .bullseye import bullseye_svg
 
-    outputs.write(args.bullseye, lambda temp: Path(temp).write_text(bullseye_svg(report), encoding="utf-8"))
+    title = f"Scar per AHA segment ({source})"
+    outputs.write(args.bullseye, lambda temp: Path(temp).write_text(bullseye_svg(report, title), encoding="utf-8"))
 
 
 def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Namespace) -> None:
@@ -242,7 +246,7 @@ def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Names
     outputs.write(args.labelmap, lambda temp: write_labelmap(result.labelmap, temp, overwrite=True))
     outputs.write(args.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))
     outputs.write(args.report, lambda temp: write_report(result.report, temp, overwrite=True))
-    _write_bullseye(outputs, result.report, args)
+    _write_bullseye(outputs, result.report, args, "ScarNet model")
 
 
 def cmd_segment(args: argparse.Namespace) -> int:

@@ -302,20 +302,30 @@ def test_a_point_that_cannot_be_the_insertion_does_not_cost_the_model_run(tmp_pa
     assert any(w.startswith("no AHA segments: the RV insertion point") for w in report["inference"]["warnings"])
 
 
-def test_the_phantom_knows_its_rv_insertion_point():
-    """On the epicardium of the middle slice, in the direction of the phantom's RV insertion angle."""
-    phantom = make_phantom(7)
+@pytest.mark.parametrize("seed", [0, 7, 21])
+def test_the_phantom_knows_its_rv_insertion_point(seed):
+    """The outermost myocardium voxel of the middle slice in the direction of the phantom's RV insertion angle."""
+    phantom = make_phantom(seed)
     point = anterior_rv_insertion_lps(phantom)
     frame = phantom.info["lv_frame_lps"]
-    labels = phantom.labelmap.array
-    wall = np.argwhere(np.isin(labels, (2, 3, 4)))  # (k, row, col)
-    wall_lps = phantom.labelmap.index_to_physical(wall[:, ::-1].astype(float))
+    lateral, anterior = np.asarray(frame["lateral"]), np.asarray(frame["anterior"])
+    labels, volume = phantom.labelmap.array, phantom.labelmap
+    k = int(np.rint(np.linalg.solve(volume.direction @ np.diag(volume.spacing_mm),
+                                    point - np.asarray(volume.origin_mm))[2]))
+    rows, cols = np.nonzero(labels[k] == 1)
+    centre = volume.index_to_physical(np.array([cols.mean(), rows.mean(), k]))
+    wall = np.argwhere(np.isin(labels[k], (2, 3, 4)))  # (row, col)
+    wall_lps = volume.index_to_physical(np.column_stack([wall[:, 1], wall[:, 0], np.full(len(wall), k)]))
     assert np.linalg.norm(wall_lps - point, axis=1).min() < 1e-6  # a myocardium voxel's centre
-    centre = phantom.labelmap.index_to_physical(np.argwhere(labels == 1)[:, ::-1].astype(float)).mean(axis=0)
     towards = point - centre
-    towards -= np.asarray(frame["long_axis"]) * (towards @ np.asarray(frame["long_axis"]))
-    angle = np.degrees(np.arctan2(towards @ np.asarray(frame["anterior"]), towards @ np.asarray(frame["lateral"])))
-    assert abs(angle - phantom.info["lv"]["rv_insertion_anterior_deg"]) < 12.0
+    angle = np.degrees(np.arctan2(towards @ anterior, towards @ lateral))
+    assert abs(angle - phantom.info["lv"]["rv_insertion_anterior_deg"]) < 5.0
+    # No myocardium further out along that direction: the epicardium, not the endocardium.
+    direction = towards / np.linalg.norm(towards)
+    offsets = wall_lps - centre
+    along = offsets @ direction
+    on_the_ray = np.linalg.norm(offsets - np.outer(along, direction), axis=1) <= max(volume.spacing_mm[:2]) / 2
+    assert along[on_the_ray].max() <= float(towards @ direction) + 1e-6
 
 
 def test_bullseye_draws_each_segment_in_its_place_and_grade():
@@ -338,13 +348,51 @@ def test_bullseye_draws_each_segment_in_its_place_and_grade():
     assert [middle[n] for n in (1, 2, 3, 4, 5, 6)] == [90, 150, 210, 270, 330, 30]
     assert [middle[n] for n in (7, 13, 14, 15, 16)] == [90, 90, 180, 270, 0]
     assert segment_geometry(1)[2:] == (0.75, 1.0) and segment_geometry(13)[2:] == (0.25, 0.5)
+    # ... and where the picture draws them: each number label relative to the map's centre (SVG y grows down).
+    svg = "{http://www.w3.org/2000/svg}"
+    centre = next(root.iter(f"{svg}circle"))
+    cx, cy = float(centre.get("cx")), float(centre.get("cy"))
+    children = list(root)
+    label = {}
+    for i, child in enumerate(children):
+        if child.tag == f"{svg}path":
+            text = children[i + 1]
+            assert text.text == child.get("data-segment")
+            label[int(text.text)] = (float(text.get("x")) - cx, cy - float(text.get("y")))  # (right, up)
+    for number in (1, 7, 13):
+        assert label[number][1] > 0 and abs(label[number][0]) < 1  # top
+    for number in (2, 3, 8, 9, 14):
+        assert label[number][0] < 0  # septum on the left
+    for number in (5, 6, 11, 12, 16):
+        assert label[number][0] > 0  # lateral on the right
+    for number in (4, 10, 15):
+        assert label[number][1] < 0 and abs(label[number][0]) < 1  # inferior at the bottom
+    assert label[2][1] > 0 > label[3][1] and label[6][1] > 0 > label[5][1]
     # A segment without myocardium is grey; a report without segments says why, as a picture.
     report.segments[0].scar_extent_score = None
     root = ET.fromstring(bullseye_svg(report))
     first = next(p for p in root.iter("{http://www.w3.org/2000/svg}path") if p.get("data-segment") == "1")
     assert first.get("fill") == NO_MYOCARDIUM_COLOUR
-    text = bullseye_svg(quantify(volume))
-    assert "No AHA segments" in text and ET.fromstring(text) is not None
+    without = quantify(volume)
+    reason = "no AHA segments: the RV insertion point is 95 mm from the LV myocardium of slice 3: mark it where " \
+             "the RV wall meets the septum (in the image's coordinates, RAS)"
+    without.extra["inference"] = {"warnings": [reason]}
+    lines = [t.text for t in ET.fromstring(bullseye_svg(without)).iter(f"{svg}tspan")]
+    assert " ".join(lines) == reason and max(len(line) for line in lines) <= 60
+
+
+@pytest.mark.parametrize("scar_percent, text", [
+    (None, "–"), (0.0, "0 %"), (13.4, "13 %"), (0.3, "0.3 %"), (0.02, "0.02 %"), (0.001, "<0.01 %"),
+    (24.96, "25 %"), (25.3, "25.3 %"), (25.04, "25.04 %"), (25.001, ">25 %"), (49.97, "50 %"), (50.03, "50.03 %"),
+    (100.0, "100 %"),
+])
+def test_segment_percent_text_keeps_its_grade(scar_percent, text):
+    from scarnet.aha import extent_score
+    from scarnet.bullseye import percent_text
+
+    assert percent_text(scar_percent) == text
+    if scar_percent is not None and text[0].isdigit():
+        assert extent_score(float(text.removesuffix(" %"))) == extent_score(scar_percent)
 
 
 def test_command_line_bullseye(tmp_path):
@@ -364,6 +412,11 @@ def test_command_line_bullseye(tmp_path):
     assert not (tmp_path / "b.svg").exists()
     result = run("--rv-insertion", *ras, "--bullseye", "b.png")
     assert result.returncode == 2 and "must end in .svg" in result.stderr
-    result = run("--rv-insertion", *ras, "--bullseye", "b.svg", "--report", "r.csv")
+    (tmp_path / "r.csv").write_text("the user's own file")
+    result = run("--rv-insertion", *ras, "--bullseye", "b.svg", "--report", "r.csv")  # r.csv exists: nothing
+    assert result.returncode == 2 and "--overwrite" in result.stderr and not (tmp_path / "b.svg").exists()
+    assert (tmp_path / "r.csv").read_text() == "the user's own file"
+    result = run("--rv-insertion", *ras, "--bullseye", "b.svg", "--report", "r.csv", "--overwrite")
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "b.svg").read_text().count("data-segment=") == 16 and (tmp_path / "r.csv").exists()
+    picture = (tmp_path / "b.svg").read_text()
+    assert picture.count("data-segment=") == 16 and "(labelmap lab.nrrd)" in picture
