@@ -88,7 +88,7 @@ MIN_RV_INSERTION_RADIUS_MM = 5.0
 ANGLES_FROM_PATIENT_AXES = "patient axes"
 ANGLES_FROM_DISPLAY = "image as displayed, assumed seen from the apex (no orientation in the file)"
 
-#: First segment number of each level, and the segments' start angles (degrees from the RV insertion).
+#: First segment number of each level (the others follow in the orders below).
 _FIRST_SEGMENT = {"basal": 1, "mid": 7, "apical": 13}
 #: In angle order from the insertion: anteroseptal, inferoseptal, inferior, inferolateral, anterolateral, anterior.
 _SIX_SEGMENT_ORDER = (1, 2, 3, 4, 5, 0)
