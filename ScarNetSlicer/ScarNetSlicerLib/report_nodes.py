@@ -235,14 +235,11 @@ def update_segment_table(scene, table_node, report: dict[str, Any]):
     earlier segmentation or point; returns the segment table, or None when there is none.
     """
     segments = report.get("segments")
-    node = table_node.GetNodeReference(SEGMENT_TABLE_REFERENCE_ROLE)
-    if node is not None and node.GetScene() is not scene:
-        node = None
-    if segments is None and node is None:
+    existing = table_node.GetNodeReference(SEGMENT_TABLE_REFERENCE_ROLE)
+    if segments is None and (existing is None or existing.GetScene() is not scene):
         return None
-    if node is None:
-        node = _referenced_or_new(scene, table_node, SEGMENT_TABLE_REFERENCE_ROLE, "vtkMRMLTableNode",
-                                  f"{table_node.GetName()} AHA segments")
+    node = _referenced_or_new(scene, table_node, SEGMENT_TABLE_REFERENCE_ROLE, "vtkMRMLTableNode",
+                              f"{table_node.GetName()} AHA segments")
     was_modifying = node.StartModify()
     try:
         _fill(node, list(SEGMENT_COLUMNS), segments or [])

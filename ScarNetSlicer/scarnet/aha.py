@@ -137,17 +137,28 @@ def base_apex_order(volume: Volume, labels: np.ndarray, basal_end: str | None = 
     cos_long_axis = float(volume.slice_normal @ TYPICAL_LONG_AXIS_LPS)
     if is_oriented(volume) and abs(cos_long_axis) >= MIN_LONG_AXIS_COS:
         return BaseApexOrder(cos_long_axis > 0, "patient axes")
-    with_myocardium = np.flatnonzero(np.isin(labels, MYOCARDIUM_LABELS).any(axis=(1, 2)))
+    change = cavity_change(labels)
+    if change is None or abs(change) < MIN_CAVITY_CHANGE:
+        return None
+    return BaseApexOrder(change < 0, "cavity size")
+
+
+def cavity_change(labels: np.ndarray) -> float | None:
+    """How the blood-pool area changes from the first to the last slice with myocardium, by a linear fit, as a
+    fraction of its mean (negative: it narrows along k). None with fewer than 3 such slices or no blood pool."""
+    with_myocardium = _slices_with_myocardium(labels)
     if with_myocardium.size < 3:
         return None
     cavity = (labels[with_myocardium] == LV_BLOOD_POOL).sum(axis=(1, 2)).astype(float)
     if cavity.mean() <= 0:
         return None
     slope = np.polyfit(with_myocardium.astype(float), cavity, 1)[0]
-    change = abs(slope) * float(with_myocardium[-1] - with_myocardium[0])
-    if change < MIN_CAVITY_CHANGE * cavity.mean():
-        return None
-    return BaseApexOrder(bool(slope < 0), "cavity size")
+    return float(slope * (with_myocardium[-1] - with_myocardium[0]) / cavity.mean())
+
+
+def _slices_with_myocardium(labels: np.ndarray) -> np.ndarray:
+    """Indices of the (k, rows, cols) labelmap's slices with any myocardium (2|3|4)."""
+    return np.flatnonzero(np.isin(labels, MYOCARDIUM_LABELS).any(axis=(1, 2)))
 
 
 def is_oriented(volume: Volume) -> bool:
@@ -161,7 +172,7 @@ def is_oriented(volume: Volume) -> bool:
 def slice_levels(labels: np.ndarray, order: BaseApexOrder | None) -> list[str | None]:
     """"basal", "mid" or "apical" for each slice with myocardium (None for the others, or without an order)."""
     levels: list[str | None] = [None] * labels.shape[0]
-    with_myocardium = np.flatnonzero(np.isin(labels, MYOCARDIUM_LABELS).any(axis=(1, 2))).tolist()
+    with_myocardium = _slices_with_myocardium(labels).tolist()
     if order is None or not with_myocardium:
         return levels
     ordered = with_myocardium if order.base_first else with_myocardium[::-1]
@@ -214,13 +225,12 @@ def check_rv_insertion(volume: Volume, labels: np.ndarray, centres_rc_mm: list[n
     """
     if not np.all(np.isfinite(point)):
         raise InputError("the RV insertion point has NaN or infinite coordinates")
-    with_myocardium = np.flatnonzero(np.isin(labels, MYOCARDIUM_LABELS).any(axis=(1, 2)))
+    with_myocardium = _slices_with_myocardium(labels)
     if with_myocardium.size == 0:
         raise InputError("no LV myocardium to cut into AHA segments")
     index = np.linalg.solve(volume.direction @ np.diag(volume.spacing_mm), point - np.asarray(volume.origin_mm))
-    beyond_mm = abs(float(index[2]) - float(np.clip(index[2], with_myocardium[0], with_myocardium[-1])))
-    beyond_mm *= float(np.linalg.norm(volume.direction[:, 2] * volume.spacing_mm[2]) * abs(
-        volume.direction[:, 2] @ volume.slice_normal))
+    beyond_slices = abs(float(index[2]) - float(np.clip(index[2], with_myocardium[0], with_myocardium[-1])))
+    beyond_mm = beyond_slices * volume.slice_distance_mm
     if beyond_mm > volume.spacing_mm[2] + 1e-6:
         raise InputError(f"the RV insertion point lies {beyond_mm:.0f} mm beyond the slices with LV myocardium: "
                          "is it in the image's coordinates (RAS)?")
@@ -235,6 +245,26 @@ def check_rv_insertion(volume: Volume, labels: np.ndarray, centres_rc_mm: list[n
     centre = centres_rc_mm[k]
     if centre is not None and float(np.hypot(*(point_rc - centre))) < MIN_RV_INSERTION_RADIUS_MM:
         raise InputError("the RV insertion point lies on the LV axis: mark it where the RV wall meets the septum")
+
+
+def outermost_wall_point_lps(labelmap: Volume, towards_lps: np.ndarray) -> np.ndarray:
+    """Where the epicardium lies in direction ``towards_lps`` (LPS) from the LV centre of the middle slice with
+    blood pool (slices along k): the centre of the outermost myocardium voxel within one pixel spacing of
+    that ray, as LPS mm. With the direction of the RV insertion, the point a reader would mark."""
+    labels = labelmap.array
+    towards = np.asarray(towards_lps, dtype=float)
+    towards = towards / np.linalg.norm(towards)
+    with_pool = np.flatnonzero((labels == LV_BLOOD_POOL).any(axis=(1, 2)))
+    k = int(with_pool[with_pool.size // 2])
+    rows, cols = np.nonzero(labels[k] == LV_BLOOD_POOL)
+    centre = labelmap.index_to_physical(np.array([cols.mean(), rows.mean(), k]))
+    wall = np.argwhere(np.isin(labels[k], MYOCARDIUM_LABELS))  # (row, col)
+    points = labelmap.index_to_physical(np.column_stack([wall[:, 1], wall[:, 0], np.full(len(wall), k)]))
+    offsets = points - centre
+    along = offsets @ towards
+    across = np.linalg.norm(offsets - np.outer(along, towards), axis=1)
+    near_the_ray = across <= max(labelmap.spacing_mm[:2])
+    return points[near_the_ray][np.argmax(along[near_the_ray])]
 
 
 def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], order: BaseApexOrder,
@@ -323,9 +353,11 @@ __all__ = [
     "ANGLES_FROM_PATIENT_AXES",
     "aha_segments",
     "base_apex_order",
+    "cavity_change",
     "check_rv_insertion",
     "extent_score",
     "is_oriented",
+    "outermost_wall_point_lps",
     "segment_of_angle",
     "slice_levels",
 ]

@@ -622,11 +622,14 @@ def _build_volume(frames: list[_Frame], name: str) -> Volume:
 def _identifiers(frame: _Frame) -> dict[str, Any]:
     """What a PACS viewer shows of this image: InstanceNumber (of the file), frame number (1-based, enhanced
     multi-frame files only) and SliceLocation (a single-frame attribute; vendors differ in its sign and origin)."""
-    return {
-        "instance_number": _integer(frame.dataset.get("InstanceNumber")),
-        "frame_number": None if frame.frame is None else frame.frame + 1,
-        "slice_location_mm": None if frame.frame is not None else _finite(frame.dataset.get("SliceLocation")),
-    }
+    return _slice_name(frame.dataset.get("InstanceNumber"), None if frame.frame is None else frame.frame + 1,
+                       None if frame.frame is not None else frame.dataset.get("SliceLocation"))
+
+
+def _slice_name(instance_number: Any, frame_number: int | None, slice_location: Any) -> dict[str, Any]:
+    """One slice's :attr:`Volume.source_slices` entry; header values that are not finite numbers become None."""
+    return {"instance_number": _integer(instance_number), "frame_number": frame_number,
+            "slice_location_mm": _finite(slice_location)}
 
 
 def _integer(value: Any) -> int | None:
@@ -651,7 +654,7 @@ def slice_identifiers(volume: Volume, headers: list[dict[str, Any]]) -> list[dic
     if len(headers) != volume.num_slices:
         return None
     normal = volume.slice_normal
-    step_mm = float(volume.direction[:, 2] @ normal) * volume.spacing_mm[2]  # between planes, also when sheared
+    step_mm = volume.slice_distance_mm
     identifiers: list[dict[str, Any] | None] = [None] * volume.num_slices
     for header in headers:
         try:
@@ -664,8 +667,7 @@ def slice_identifiers(volume: Volume, headers: list[dict[str, Any]]) -> list[dic
         k = round(offset)
         if abs(offset - k) > 0.25 or not 0 <= k < volume.num_slices or identifiers[k]:
             return None
-        identifiers[k] = {"instance_number": _integer(header.get("instance_number")), "frame_number": None,
-                          "slice_location_mm": _finite(header.get("slice_location_mm"))}
+        identifiers[k] = _slice_name(header.get("instance_number"), None, header.get("slice_location_mm"))
     return identifiers  # type: ignore[return-value]  # every slot filled: len(headers) == num_slices, no repeats
 
 

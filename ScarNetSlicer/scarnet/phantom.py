@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from .aha import outermost_wall_point_lps
 from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
 from .volume import Volume
 
@@ -1063,23 +1064,12 @@ def make_phantom(
 
 
 def anterior_rv_insertion_lps(phantom: Phantom) -> np.ndarray:
-    """The phantom's anterior RV insertion point (LPS mm): on the middle slice with LV, the outermost
-    myocardium pixel along the insertion's direction from the blood-pool centroid. What a reader
-    would mark for the AHA segments (scarnet.aha)."""
-    frame, labels, volume = phantom.info["lv_frame_lps"], phantom.labelmap.array, phantom.labelmap
+    """The phantom's anterior RV insertion point (LPS mm): on the middle slice with LV, the epicardium in
+    the insertion's direction from the LV centre. What a reader would mark for the AHA segments."""
+    frame = phantom.info["lv_frame_lps"]
     theta = math.radians(phantom.info["lv"]["rv_insertion_anterior_deg"])
     towards = math.cos(theta) * np.asarray(frame["lateral"]) + math.sin(theta) * np.asarray(frame["anterior"])
-    with_pool = np.flatnonzero((labels == LV_BLOOD_POOL).any(axis=(1, 2)))
-    k = int(with_pool[with_pool.size // 2])
-    rows, cols = np.nonzero(labels[k] == LV_BLOOD_POOL)
-    centre = volume.index_to_physical(np.array([cols.mean(), rows.mean(), k]))
-    wall = np.argwhere(np.isin(labels[k], (HEALTHY_MYOCARDIUM, SCAR, MVO)))  # (row, col)
-    points = volume.index_to_physical(np.column_stack([wall[:, 1], wall[:, 0], np.full(len(wall), k)]))
-    offsets = points - centre
-    along = offsets @ towards
-    across = np.linalg.norm(offsets - np.outer(along, towards), axis=1)
-    near_the_ray = across <= max(volume.spacing_mm[:2])
-    return points[near_the_ray][np.argmax(along[near_the_ray])]
+    return outermost_wall_point_lps(phantom.labelmap, towards)
 
 
 def _render(

@@ -95,6 +95,11 @@ class Volume:
         m[:3, 3] = self.origin_mm
         return m
 
+    @property
+    def slice_distance_mm(self) -> float:
+        """Distance between neighbouring slice planes along :attr:`slice_normal` (the k spacing, less when sheared)."""
+        return abs(float(self.direction[:, 2] @ self.slice_normal)) * self.spacing_mm[2]
+
     def slice_positions_mm(self) -> np.ndarray:
         """Signed position of each slice along the slice normal (mm), one value per k."""
         centres = np.zeros((self.num_slices, 3))

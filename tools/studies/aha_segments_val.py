@@ -2,12 +2,12 @@
 
 EMIDEC's PNGs lost their orientation and have no RV label, so no true RV insertion point is known:
 each exam's reference point is put on the outer edge of the expert's myocardium of its middle
-slice, straight up from the LV centre (towards row 0). The segments' anatomical names do not hold
-here; what is measured is whether the model's labelmap and the expert's, cut into the same 16 AHA
-sectors (``scarnet.aha``, basal / mid / apical from the cavity), give the same scar per sector: the
-0-4 grade (exact, within one, quadratic-weighted kappa), the scar % of the sector (bias and 95 %
-limits of agreement, model − expert, in points), and the sectors graded 3-4 (scar through more
-than half of the segment).
+slice, straight up from the LV centre (towards row 0; ``scarnet.aha.outermost_wall_point_lps``).
+The segments' anatomical names do not hold here; what is measured is whether the model's labelmap
+and the expert's, cut into the same 16 AHA sectors (``scarnet.aha``, basal / mid / apical from the
+cavity), give the same scar per sector: the 0-4 grade (exact, within one, quadratic-weighted
+kappa), the scar % of the sector (bias and 95 % limits of agreement, model − expert, in points),
+and the sectors graded 3-4 (scar through more than half of the segment).
 
     python tools/studies/aha_segments_val.py
 """
@@ -17,23 +17,13 @@ from __future__ import annotations
 import numpy as np
 from _val import val_exams_and_model
 
-from scarnet.labels import LV_BLOOD_POOL, MYOCARDIUM_LABELS
+from scarnet.aha import outermost_wall_point_lps
 from scarnet.quantify import quantify
 
 
 def reference_point_lps(labelmap) -> np.ndarray:
-    """The outermost myocardium pixel within 10° of straight up (row 0) from the blood-pool centroid of
-    the middle slice with blood pool."""
-    with_pool = np.flatnonzero((labelmap.array == LV_BLOOD_POOL).any(axis=(1, 2)))
-    k = int(with_pool[with_pool.size // 2])
-    rows, cols = np.nonzero(labelmap.array[k] == LV_BLOOD_POOL)
-    centre_rc = np.array([rows.mean(), cols.mean()])
-    spacing_rc = np.array([labelmap.spacing_mm[1], labelmap.spacing_mm[0]])
-    wall = np.argwhere(np.isin(labelmap.array[k], MYOCARDIUM_LABELS))
-    offset_mm = (wall - centre_rc) * spacing_rc
-    up = np.abs(np.degrees(np.arctan2(offset_mm[:, 1], -offset_mm[:, 0]))) < 10.0
-    row, col = wall[up][np.argmax(-offset_mm[up, 0])]
-    return labelmap.index_to_physical(np.array([col, row, k], dtype=float))
+    """The epicardium straight up (towards row 0) from the LV centre of the middle slice with blood pool."""
+    return outermost_wall_point_lps(labelmap, -labelmap.direction[:, 1])
 
 
 def weighted_kappa(a: np.ndarray, b: np.ndarray, classes: int = 5) -> float:

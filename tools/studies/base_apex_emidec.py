@@ -16,19 +16,10 @@ from collections import Counter
 import numpy as np
 from _val import val_exams_and_model
 
-from scarnet.aha import MIN_CAVITY_CHANGE, base_apex_order
-from scarnet.labels import LV_BLOOD_POOL, MYOCARDIUM_LABELS
+from scarnet.aha import MIN_CAVITY_CHANGE, base_apex_order, cavity_change
 from scarnet.quantify import quantify
 from scarnet.train.emidec import default_emidec_root, load_cases
 from scarnet.volume import Volume
-
-
-def cavity_change(labels: np.ndarray) -> float:
-    """The fitted cavity-area change over the stack, as a fraction of its mean (the rule's statistic)."""
-    slices = np.flatnonzero(np.isin(labels, MYOCARDIUM_LABELS).any(axis=(1, 2)))
-    cavity = (labels[slices] == LV_BLOOD_POOL).sum(axis=(1, 2)).astype(float)
-    slope = np.polyfit(slices.astype(float), cavity, 1)[0]
-    return float(slope * (slices[-1] - slices[0]) / cavity.mean())
 
 
 def main() -> None:
