@@ -117,7 +117,7 @@ class ScarNetSlicerParameterNode:
     """The module's settings, saved with the scene and bound to the GUI (SlicerParameterName in the .ui)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
-    rvInsertionPoint: vtkMRMLMarkupsFiducialNode  # optional: its one point adds the AHA segments
+    rvInsertionPoint: vtkMRMLMarkupsFiducialNode  # optional: the anterior (then inferior) RV insertion: AHA segments
     outputSegmentation: vtkMRMLSegmentationNode
     outputTable: vtkMRMLTableNode
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
@@ -443,8 +443,9 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         calls :meth:`finishProcessing`). Raises ``ValueError``
         (bad input, edited output without ``overwriteEdited``, an input removed during the run, no heart
         found) or ``RuntimeError`` (weights, dependencies), one line each. ``rvInsertionPoint``: a point list
-        holding one point, the anterior RV insertion point; the report then has the AHA segments
-        (``report["segments"]``, and a second table referenced from the report table).
+        holding the anterior RV insertion point and, optionally, the inferior one after it (which sizes
+        the septum); the report then has the AHA segments (``report["segments"]``, and a second table
+        referenced from the report table).
         ``basalEnd``: "auto", "first" or "last" (which end of the stack is basal).
         """
         from ScarNetSlicerLib.processing import SegmentationOptions

@@ -155,7 +155,8 @@ class Processor:
               rv_insertion_node=None, basal_end: str | None = None) -> SegmentationJob:
         """Check everything that can be checked before the model runs, and prepare the job.
 
-        ``rv_insertion_node``: a markups node holding one point, the anterior RV insertion point;
+        ``rv_insertion_node``: a markups node holding the anterior RV insertion point (and optionally the
+        inferior one after it: :func:`~ScarNetSlicerLib.volume_nodes.rv_insertion_lps`);
         the report then has the AHA segments (:mod:`scarnet.aha`). ``basal_end``: "first" or "last"
         when the user says which end of the stack is basal (None: found). Raises
         :class:`~scarnet.errors.InputError` (a ``ValueError``) for a missing, 2D or 4D input or a

@@ -246,6 +246,9 @@ def update_segment_table(scene, table_node, report: dict[str, Any]):
         order = report.get("base_apex") or {}
         node.SetAttribute(ATTRIBUTE_PREFIX + "BasalEnd", order.get("basal_end", ""))
         node.SetAttribute(ATTRIBUTE_PREFIX + "BasalEndFrom", order.get("from", ""))
+        # The septal arc between the two RV insertion points; empty when the septum was taken as 120°.
+        span = report.get("septal_span_deg")
+        node.SetAttribute(ATTRIBUTE_PREFIX + "SeptalSpanDeg", "" if span is None else f"{span:.1f}")
     finally:
         node.EndModify(was_modifying)
     return node

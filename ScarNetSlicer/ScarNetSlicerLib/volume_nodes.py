@@ -153,12 +153,15 @@ def ras_point_of_voxel(node, ijk: tuple[float, float, float]) -> np.ndarray:
 
 
 def rv_insertion_lps(markups_node, volume_node) -> np.ndarray | None:
-    """The anterior RV insertion point, the one placed point of ``markups_node``, in the engine's LPS.
+    """The RV insertion point(s) placed in ``markups_node``, in the engine's LPS, as
+    :func:`scarnet.quantify.quantify` takes them: the first placed point is the anterior insertion
+    (shape (3,) when it is the only one); a second is the inferior insertion, which sizes the septum
+    (shape (2, 3)).
 
     Taken in world coordinates and brought into the volume's own frame (through the inverse of the
     volume's parent transform, if any), where the engine's geometry of the volume lives. None
     without a markups node; :class:`~scarnet.errors.InputError` when it has no placed point, or
-    more than one (which of them is meant is not guessed: placing the point again adds one).
+    more than two (which of them are meant is not guessed).
     """
     if markups_node is None:
         return None
@@ -167,17 +170,23 @@ def rv_insertion_lps(markups_node, volume_node) -> np.ndarray | None:
     if not placed:
         raise InputError(f"'{markups_node.GetName()}' has no point: place the anterior RV insertion point "
                          "(where the RV wall meets the septum at the front)")
-    if len(placed) > 1:
-        raise InputError(f"'{markups_node.GetName()}' has {len(placed)} points: keep only the anterior RV insertion "
-                         "point (delete the others, or move the point instead of placing it again)")
-    world = [0.0, 0.0, 0.0]
-    markups_node.GetNthControlPointPositionWorld(placed[0], world)
+    if len(placed) > 2:
+        raise InputError(f"'{markups_node.GetName()}' has {len(placed)} points: keep the anterior RV insertion point "
+                         "and, if you like, the inferior one after it (delete the others, or move a point instead "
+                         "of placing it again)")
     parent = volume_node.GetParentTransformNode()
+    transform = None
     if parent is not None:
         transform = vtk.vtkGeneralTransform()
         parent.GetTransformFromWorld(transform)
-        world = list(transform.TransformPoint(world))
-    return RAS_TO_LPS @ np.asarray(world, dtype=float)
+    points = []
+    for index in placed:
+        world = [0.0, 0.0, 0.0]
+        markups_node.GetNthControlPointPositionWorld(index, world)
+        if transform is not None:
+            world = list(transform.TransformPoint(world))
+        points.append(RAS_TO_LPS @ np.asarray(world, dtype=float))
+    return points[0] if len(points) == 1 else np.stack(points)
 
 
 def dicom_slice_identifiers(node, volume: Volume, instance_value: InstanceValue | None = None

@@ -36,6 +36,16 @@ says so (``segment_angles_from``):
 * apical: septal 15-105° (centred on the septum), inferior 105-195°, lateral 195-285°, anterior
   285-15°.
 
+**The inferior RV insertion point**, when given too, sizes the septum as the AHA statement does
+("the attachment of the right ventricular wall to the septum"): on each slice the septum is the arc
+from the anterior to the inferior insertion, and the angles are stretched piecewise linearly so that
+the inferior insertion lies at 120°: the septal arc is halved (anteroseptal, inferoseptal) and the
+rest of the wall quartered (inferior, inferolateral, anterolateral, anterior); at the apex the septal
+segment stays centred on the septum and three quarters of the septal arc wide. The arc must be
+:data:`MIN_SEPTAL_SPAN_DEG` to :data:`MAX_SEPTAL_SPAN_DEG` turning from the anterior point towards
+the septum on every slice; otherwise the points are refused (swapped, or an image seen from the
+base). Without it the septum is taken to span 120°, as the AHA's equal segments do.
+
 Per segment: myocardium, scar (3|4) and MVO volumes; scar as % of the segment's myocardium
 (``scar_percent``, the hyperenhanced share of the segment's area that Kim et al., N Engl J Med
 2000;343:1445-53 graded); that share as the usual 0-4 grade (``scar_extent_score``: 0 none,
@@ -43,8 +53,7 @@ Per segment: myocardium, scar (3|4) and MVO volumes; scar as % of the segment's 
 segment's rays (:mod:`scarnet.transmurality`, measured slices only) along which scar fills more
 than half of the wall.
 
-Limits: the septum is taken to span 120° from the anterior insertion, as the AHA's equal segments
-do, whatever the inferior insertion's angle, and one point serves every level; the thirds are of
+Limits: one point (or pair) serves every level, projected onto each slice; the thirds are of
 slices, not of the LV's length, and a basal slice through the outflow tract counts as basal
 myocardium where it has any. Normal anatomy is assumed: in situs inversus or mirror-image
 dextrocardia the septum lies the other way (the base-apex order then falls back on the cavity,
@@ -84,6 +93,11 @@ MIN_CAVITY_CHANGE = 0.1
 MAX_RV_INSERTION_DISTANCE_MM = 20.0
 #: ... and at least this far (mm) from that slice's LV centre, or its direction is not defined.
 MIN_RV_INSERTION_RADIUS_MM = 5.0
+#: The septal arc between the two RV insertion points (degrees, turning from the anterior towards the
+#: septum) must lie in this range on every slice; 120° is the AHA's equal segments.
+MIN_SEPTAL_SPAN_DEG = 60.0
+MAX_SEPTAL_SPAN_DEG = 180.0
+_EQUAL_SEPTAL_SPAN_DEG = 120.0
 #: ``Report.segment_angles_from`` for an oriented stack, and for one taken as displayed.
 ANGLES_FROM_PATIENT_AXES = "patient axes"
 ANGLES_FROM_DISPLAY = "image as displayed, assumed seen from the apex (no orientation in the file)"
@@ -188,9 +202,21 @@ def slice_levels(labels: np.ndarray, order: BaseApexOrder | None) -> list[str | 
     return levels
 
 
-def segment_of_angle(level: str, angle_deg: np.ndarray) -> np.ndarray:
-    """AHA segment numbers for angles (degrees from the anterior RV insertion, towards the septum)."""
+def segment_of_angle(level: str, angle_deg: np.ndarray, septal_span_deg: float = _EQUAL_SEPTAL_SPAN_DEG
+                     ) -> np.ndarray:
+    """AHA segment numbers for angles (degrees from the anterior RV insertion, towards the septum).
+
+    ``septal_span_deg``: the angle of the inferior RV insertion, where it was marked; the angles are
+    stretched so that it lies at 120° (module docstring).
+    """
     angle = np.mod(angle_deg, 360.0)
+    # Not stretched within rounding of 120°: a stretch by 1 + 1e-16 would move voxels that lie exactly on a
+    # boundary (180° on the row through the centre) into the next segment.
+    if abs(septal_span_deg - _EQUAL_SEPTAL_SPAN_DEG) > 1e-6:
+        septal = angle < septal_span_deg
+        angle = np.where(septal, angle * (_EQUAL_SEPTAL_SPAN_DEG / septal_span_deg),
+                         _EQUAL_SEPTAL_SPAN_DEG + (angle - septal_span_deg)
+                         * ((360.0 - _EQUAL_SEPTAL_SPAN_DEG) / (360.0 - septal_span_deg)))
     if level == "apical":
         index = np.floor(np.mod(angle - _APICAL_OFFSET_DEG, 360.0) / 90.0).astype(int) % 4
         return _FIRST_SEGMENT[level] + np.asarray(_FOUR_SEGMENT_ORDER)[index]
@@ -216,15 +242,16 @@ def extent_score(scar_percent: float | None) -> int | None:
 
 
 def check_rv_insertion(volume: Volume, labels: np.ndarray, centres_rc_mm: list[np.ndarray | None],
-                       point: np.ndarray) -> None:
-    """Raise :class:`InputError` unless ``point`` (LPS) can be the anterior RV insertion point of this stack.
+                       point: np.ndarray, name: str = "the RV insertion point") -> None:
+    """Raise :class:`InputError` unless ``point`` (LPS) can be an RV insertion point of this stack
+    (``name`` says which in the messages).
 
     It must be finite, within a slice spacing of the slices with myocardium, within
     :data:`MAX_RV_INSERTION_DISTANCE_MM` of the myocardium of the nearest of them and at least
     :data:`MIN_RV_INSERTION_RADIUS_MM` from its LV centre (in the slice plane).
     """
     if not np.all(np.isfinite(point)):
-        raise InputError("the RV insertion point has NaN or infinite coordinates")
+        raise InputError(f"{name} has NaN or infinite coordinates")
     with_myocardium = _slices_with_myocardium(labels)
     if with_myocardium.size == 0:
         raise InputError("no LV myocardium to cut into AHA segments")
@@ -232,7 +259,7 @@ def check_rv_insertion(volume: Volume, labels: np.ndarray, centres_rc_mm: list[n
     beyond_slices = abs(float(index[2]) - float(np.clip(index[2], with_myocardium[0], with_myocardium[-1])))
     beyond_mm = beyond_slices * volume.slice_distance_mm
     if beyond_mm > volume.spacing_mm[2] + 1e-6:
-        raise InputError(f"the RV insertion point lies {beyond_mm:.0f} mm beyond the slices with LV myocardium: "
+        raise InputError(f"{name} lies {beyond_mm:.0f} mm beyond the slices with LV myocardium: "
                          "is it in the image's coordinates (RAS)?")
     k = int(with_myocardium[np.argmin(np.abs(with_myocardium - index[2]))])
     point_rc = np.array([index[1] * volume.spacing_mm[1], index[0] * volume.spacing_mm[0]])
@@ -240,11 +267,11 @@ def check_rv_insertion(volume: Volume, labels: np.ndarray, centres_rc_mm: list[n
                                                                              volume.spacing_mm[0]])
     to_wall_mm = float(np.hypot(*(wall_rc - point_rc).T).min())
     if to_wall_mm > MAX_RV_INSERTION_DISTANCE_MM:
-        raise InputError(f"the RV insertion point is {to_wall_mm:.0f} mm from the LV myocardium of slice {k}: mark it "
+        raise InputError(f"{name} is {to_wall_mm:.0f} mm from the LV myocardium of slice {k}: mark it "
                          "where the RV wall meets the septum (in the image's coordinates, RAS)")
     centre = centres_rc_mm[k]
     if centre is not None and float(np.hypot(*(point_rc - centre))) < MIN_RV_INSERTION_RADIUS_MM:
-        raise InputError("the RV insertion point lies on the LV axis: mark it where the RV wall meets the septum")
+        raise InputError(f"{name} lies on the LV axis: mark it where the RV wall meets the septum")
 
 
 def outermost_wall_point_lps(labelmap: Volume, towards_lps: np.ndarray) -> np.ndarray:
@@ -267,19 +294,37 @@ def outermost_wall_point_lps(labelmap: Volume, towards_lps: np.ndarray) -> np.nd
     return points[near_the_ray][np.argmax(along[near_the_ray])]
 
 
+def rv_insertion_points(rv_insertion_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The anterior and (None when not given) the inferior RV insertion point from ``rv_insertion_lps``:
+    one LPS point (3,), or two (2, 3), the anterior first."""
+    points = np.asarray(rv_insertion_lps, dtype=float)
+    if points.shape == (3,):
+        return points, None
+    if points.shape == (2, 3):
+        return points[0], points[1]
+    raise InputError(f"RV insertion: expected one point (the anterior insertion) or two (anterior, then inferior), "
+                     f"got an array of shape {points.shape}")
+
+
 def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], order: BaseApexOrder,
                  centres_rc_mm: list[np.ndarray | None], rays: list[np.ndarray],
-                 rv_insertion_lps: np.ndarray) -> tuple[list[SegmentReport], str]:
-    """The 16 AHA segments of a stack with its slices along k (module docstring), and where the
-    direction of their angles came from (:data:`ANGLES_FROM_PATIENT_AXES` or :data:`ANGLES_FROM_DISPLAY`).
+                 rv_insertion_lps: np.ndarray) -> tuple[list[SegmentReport], str, float | None]:
+    """The 16 AHA segments of a stack with its slices along k (module docstring), where the direction of
+    their angles came from (:data:`ANGLES_FROM_PATIENT_AXES` or :data:`ANGLES_FROM_DISPLAY`), and the
+    septal arc between the two RV insertion points (degrees, mean over the slices; None with one point).
 
     ``volume``: the stack's grid (slices along k); ``labels``: its (k, rows, cols) labels;
     ``levels``: :func:`slice_levels`; ``centres_rc_mm`` and ``rays``:
     :func:`scarnet.transmurality.stack_rays`; ``rv_insertion_lps``: the anterior RV insertion point
-    (LPS mm), checked by :func:`check_rv_insertion`.
+    (LPS mm), or the anterior and the inferior one (:func:`rv_insertion_points`), each checked by
+    :func:`check_rv_insertion`.
     """
-    point = np.asarray(rv_insertion_lps, dtype=float).reshape(3)
-    check_rv_insertion(volume, labels, centres_rc_mm, point)
+    point, inferior = rv_insertion_points(rv_insertion_lps)
+    both = inferior is not None
+    check_rv_insertion(volume, labels, centres_rc_mm, point,
+                       "the anterior RV insertion point" if both else "the RV insertion point")
+    if both:
+        check_rv_insertion(volume, labels, centres_rc_mm, inferior, "the inferior RV insertion point")
     spacing_i, spacing_j = volume.spacing_mm[0], volume.spacing_mm[1]
     column_axis, row_axis = volume.direction[:, 0], volume.direction[:, 1]
     normal = volume.slice_normal
@@ -295,27 +340,52 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
         # the screen turns from the columns' direction towards row 0, i.e. column → -row.
         turn = -1.0
         angles_from = ANGLES_FROM_DISPLAY
+
+    def in_plane(target: np.ndarray, centre_lps: np.ndarray) -> np.ndarray:
+        """The direction from the slice's LV centre to ``target`` projected onto the slice, as (column, row) mm."""
+        towards = target - centre_lps
+        towards = towards - normal * float(towards @ normal)
+        return np.array([towards @ column_axis, towards @ row_axis])
+
     voxel_ml = volume.voxel_volume_ml
     myocardium_count = np.zeros(17)
     scar_count = np.zeros(17)
     mvo_count = np.zeros(17)
     rays_crossing = np.zeros(17)
     rays_over_half = np.zeros(17)
+    spans: list[float] = []
     slices: dict[int, list[int]] = {n: [] for n in SEGMENT_NAMES}
     for k, (level, centre) in enumerate(zip(levels, centres_rc_mm)):
         if level is None or centre is None:
             continue
         centre_lps = volume.index_to_physical(np.array([centre[1] / spacing_i, centre[0] / spacing_j, k]))
-        towards = point - centre_lps
-        towards = towards - normal * float(towards @ normal)
-        reference = np.array([towards @ column_axis, towards @ row_axis])  # (column, row) mm
+        reference = in_plane(point, centre_lps)
         if float(np.hypot(*reference)) < 1e-6:
             raise InputError("the RV insertion point lies on the LV axis: mark it where the RV wall meets the septum")
+        septal_span = _EQUAL_SEPTAL_SPAN_DEG
+        if both:
+            to_inferior = in_plane(inferior, centre_lps)
+            if float(np.hypot(*to_inferior)) < 1e-6:
+                raise InputError("the inferior RV insertion point lies on the LV axis: mark it where the RV wall "
+                                 "meets the septum")
+            septal_span = float(np.mod(_angle_deg(reference, turn, *to_inferior), 360.0))
+            if septal_span < MIN_SEPTAL_SPAN_DEG:
+                raise InputError(
+                    f"on slice {k} the inferior RV insertion point lies only {septal_span:.0f}° from the anterior one "
+                    f"turning towards the septum (at least {MIN_SEPTAL_SPAN_DEG:.0f}°): mark it where the RV wall "
+                    "meets the septum at the back, or give the anterior point alone")
+            if septal_span > MAX_SEPTAL_SPAN_DEG:
+                seen = ("are the two points swapped?" if angles_from == ANGLES_FROM_PATIENT_AXES else
+                        "are the two points swapped, or is the image seen from the base (mirrored)?")
+                raise InputError(
+                    f"on slice {k} the inferior RV insertion point lies {septal_span:.0f}° from the anterior one "
+                    f"turning towards the septum (at most {MAX_SEPTAL_SPAN_DEG:.0f}°): {seen}")
+            spans.append(septal_span)
 
         plane = labels[k]
         rows, cols = np.nonzero(np.isin(plane, MYOCARDIUM_LABELS))
         segment = segment_of_angle(level, _angle_deg(reference, turn, cols * spacing_i - centre[1],
-                                                      rows * spacing_j - centre[0]))
+                                                      rows * spacing_j - centre[0]), septal_span)
         values = plane[rows, cols]
         myocardium_count += np.bincount(segment, minlength=17)
         scar_count += np.bincount(segment[np.isin(values, SCAR_LABELS)], minlength=17)
@@ -324,7 +394,8 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
             slices[int(number)].append(k)
         if is_measured(rays[k]):
             theta = ray_angles(rays[k].size)
-            ray_segment = segment_of_angle(level, _angle_deg(reference, turn, np.cos(theta), np.sin(theta)))
+            ray_segment = segment_of_angle(level, _angle_deg(reference, turn, np.cos(theta), np.sin(theta)),
+                                           septal_span)
             crossing = ~np.isnan(rays[k])
             rays_crossing += np.bincount(ray_segment[crossing], minlength=17)
             rays_over_half += np.bincount(ray_segment[crossing & (np.nan_to_num(rays[k]) > TRANSMURAL_FRACTION)],
@@ -341,7 +412,7 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
             transmural_over_50_percent=(100.0 * float(rays_over_half[number] / rays_crossing[number])
                                         if rays_crossing[number] else None),
         ))
-    return out, angles_from
+    return out, angles_from, (float(np.mean(spans)) if spans else None)
 
 
 __all__ = [
@@ -351,6 +422,8 @@ __all__ = [
     "SegmentReport",
     "ANGLES_FROM_DISPLAY",
     "ANGLES_FROM_PATIENT_AXES",
+    "MAX_SEPTAL_SPAN_DEG",
+    "MIN_SEPTAL_SPAN_DEG",
     "aha_segments",
     "base_apex_order",
     "cavity_change",
@@ -358,6 +431,7 @@ __all__ = [
     "extent_score",
     "is_oriented",
     "outermost_wall_point_lps",
+    "rv_insertion_points",
     "segment_of_angle",
     "slice_levels",
 ]

@@ -5,7 +5,8 @@ apical ring (13-16) inside, then mid (7-12), basal (1-6) outside; anterior at th
 the left, lateral wall on the right, inferior at the bottom. The apical cap (17) is not in a
 short-axis stack and is drawn empty. Each segment is coloured by its scar grade
 (``scar_extent_score``: 0 none, 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 % of its myocardium) and
-labelled with its number and scar %; a segment without myocardium is grey and labelled "–".
+labelled with its number and scar %; a segment without myocardium is grey and labelled "–". A caption
+says how wide the septum was taken (:func:`septum_text`): the map's segments are drawn equal whatever it was.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ _WIDTH = 460  # picture width (px)
 _OUTER = 150.0  # the map's radius (px)
 _CENTRE = (_WIDTH / 2, 200.0)  # below the title and the "anterior" label
 _LEGEND_Y = _CENTRE[1] + _OUTER + 34
-_HEIGHT = _LEGEND_Y + 24
+_CAPTION_Y = _LEGEND_Y + 22
+_HEIGHT = _CAPTION_Y + 10
 
 
 def segment_geometry(number: int) -> tuple[float, float, float, float]:
@@ -59,6 +61,13 @@ def percent_text(scar_percent: float | None) -> str:
     if scar_percent < 1:
         return "<0.01 %"
     return f">{25 * math.floor(scar_percent / 25):.0f} %"
+
+
+def septum_text(report: Report) -> str:
+    """How the report's septum was sized: between the two RV insertion points, or 120° from the anterior one."""
+    if report.septal_span_deg is None:
+        return "Septum: 120° from the anterior RV insertion point (AHA equal segments)"
+    return f"Septum: {report.septal_span_deg:.0f}° between the anterior and inferior RV insertion points"
 
 
 def _point(cx: float, cy: float, radius: float, angle_deg: float) -> tuple[float, float]:
@@ -121,8 +130,11 @@ def bullseye_svg(report: Report, title: str = "Scar per AHA segment") -> str:
         parts.append(f'<rect x="{x:.1f}" y="{_LEGEND_Y - 10:.1f}" width="12" height="12" fill="{colour}" '
                      'stroke="#000000"/>')
         parts.append(f'<text x="{x + 16:.1f}" y="{_LEGEND_Y:.1f}" font-size="9">{escape(label)}</text>')
+    parts.append(f'<text x="{cx}" y="{_CAPTION_Y:.1f}" text-anchor="middle" font-size="9" fill="#555555" '
+                 f'data-caption="septum">{escape(septum_text(report))}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "bullseye_svg", "percent_text", "segment_geometry"]
+__all__ = ["GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "bullseye_svg", "percent_text", "segment_geometry",
+           "septum_text"]

@@ -84,8 +84,10 @@ def print_segments(report, console) -> None:
     from .bullseye import percent_text
 
     order = report.base_apex.to_dict()
-    table = Table(title=f"AHA segments (basal end: {order['basal_end']} slice, from {order['from']})",
-                  title_justify="left")
+    septum = ("120° from the anterior RV insertion" if report.septal_span_deg is None else
+              f"{report.septal_span_deg:.0f}° between the RV insertion points")
+    table = Table(title=f"AHA segments (basal end: {order['basal_end']} slice, from {order['from']}; "
+                        f"septum {septum})", title_justify="left")
     for column in ("segment", "slices", "myo mL", "scar mL", "scar %", "grade", "rays >50 %"):
         table.add_column(column, justify="left" if column in ("segment", "slices") else "right",
                          no_wrap=column == "segment")
@@ -107,13 +109,27 @@ def _finite_mm(text: str) -> float:
     return value
 
 
-def _lps_from_ras(ras: list[float] | None) -> np.ndarray | None:
+def _lps_from_ras(ras: list[float]) -> np.ndarray:
     """R, A, S millimetres (as Slicer and ITK-SNAP show a point) → the engine's LPS."""
-    if ras is None:
-        return None
     import numpy as np
 
     return np.array([-ras[0], -ras[1], ras[2]])
+
+
+def _rv_insertion_lps(args: argparse.Namespace) -> np.ndarray | None:
+    """``--rv-insertion`` (and ``--rv-inferior-insertion`` after it) as the engine's LPS points; None without."""
+    import numpy as np
+
+    from .errors import InputError
+
+    if args.rv_insertion is None:
+        if args.rv_inferior_insertion is not None:
+            raise InputError("--rv-inferior-insertion needs --rv-insertion R A S (the anterior RV insertion point), "
+                             "where the segments start")
+        return None
+    if args.rv_inferior_insertion is None:
+        return _lps_from_ras(args.rv_insertion)
+    return np.stack([_lps_from_ras(args.rv_insertion), _lps_from_ras(args.rv_inferior_insertion)])
 
 
 class _Progress:
@@ -187,6 +203,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
     from .quantify import quantify
 
     _check_bullseye_needs_a_point(args)
+    rv_insertion = _rv_insertion_lps(args)
     with OutputSet(args.overwrite) as outputs:
         outputs.add(args.report, REPORT, "--report")
         _add_bullseye_output(outputs, args)
@@ -195,7 +212,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         with _warnings_kept_in(input_warnings):
             image = read_volume(args.image) if args.image else None
             labelmap = read_labelmap(args.labelmap, reference=image)
-        report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=_lps_from_ras(args.rv_insertion))
+        report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=rv_insertion)
         if input_warnings:
             report.extra["input_warnings"] = input_warnings
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
@@ -257,6 +274,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     _check_bullseye_needs_a_point(args)
+    rv_insertion = _rv_insertion_lps(args)
     with OutputSet(args.overwrite) as outputs:
         _add_segmentation_outputs(outputs, args)
         outputs.prepare()
@@ -270,7 +288,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                               min_scar_component_ml=min_scar_ml, threads=args.threads)
         with _Progress(args.quiet) as progress:
             result = segmenter(volume, progress=progress, name=str(args.input), basal_end=args.basal_end,
-                               rv_insertion_lps=_lps_from_ras(args.rv_insertion))
+                               rv_insertion_lps=rv_insertion)
         result.report.extra["input"] = str(args.input)
         if input_warnings:
             result.report.extra["input_warnings"] = input_warnings
@@ -296,7 +314,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .io import write_volume
     from .labels import MYOCARDIUM_LABELS, SCAR_LABELS
     from .outputs import IMAGE, OutputSet
-    from .phantom import anterior_rv_insertion_lps, make_phantom
+    from .phantom import anterior_rv_insertion_lps, inferior_rv_insertion_lps, make_phantom
     from .quantify import quantify
 
     console = _console(args.quiet)
@@ -316,8 +334,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"Demo: synthetic short-axis LGE phantom (seed {args.seed}, {phantom.image.num_slices} "
                       f"slices, infarct {phantom.info.get('territory') or 'none'}), segmented with the bundled "
                       "ScarNet model.")
-        # The AHA segments start at the anterior RV insertion point, which a reader marks; the phantom knows it.
-        rv_insertion = anterior_rv_insertion_lps(phantom)
+        # The AHA segments start at the anterior RV insertion point and the septum ends at the inferior
+        # one; a reader marks them, and the phantom knows them.
+        rv_insertion = np.stack([anterior_rv_insertion_lps(phantom), inferior_rv_insertion_lps(phantom)])
         segmenter = Segmenter(weights=args.weights, device=args.device, threads=args.threads)
         with _Progress(args.quiet) as progress:
             result = segmenter(phantom.image, progress=progress, name="demo phantom", rv_insertion_lps=rv_insertion)
@@ -506,6 +525,9 @@ def _add_segment_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rv-insertion", type=_finite_mm, nargs=3, metavar=("R", "A", "S"),
                         help="anterior RV insertion point, RAS mm as Slicer shows it (e.g. -25.8 101 8): adds the "
                              "AHA 16-segment report")
+    parser.add_argument("--rv-inferior-insertion", type=_finite_mm, nargs=3, metavar=("R", "A", "S"),
+                        help="inferior RV insertion point (RAS mm), with --rv-insertion: the septum is the arc "
+                             "between the two (default: 120° from the anterior point)")
     parser.add_argument("--bullseye", type=Path, metavar="PICTURE.svg",
                         help="write the AHA bullseye (scar grade and %% per segment) as SVG; needs --rv-insertion")
     parser.add_argument("--basal-end", choices=("first", "last"),

@@ -62,7 +62,7 @@ from .aha import outermost_wall_point_lps
 from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
 from .volume import Volume
 
-__all__ = ["Phantom", "make_phantom", "anterior_rv_insertion_lps", "TERRITORIES"]
+__all__ = ["Phantom", "make_phantom", "anterior_rv_insertion_lps", "inferior_rv_insertion_lps", "TERRITORIES"]
 
 #: Coronary territories an infarct can follow (AHA segments, see :func:`_sample_infarct`).
 TERRITORIES = ("LAD", "LCX", "RCA")
@@ -1066,8 +1066,18 @@ def make_phantom(
 def anterior_rv_insertion_lps(phantom: Phantom) -> np.ndarray:
     """The phantom's anterior RV insertion point (LPS mm): on the middle slice with LV, the epicardium in
     the insertion's direction from the LV centre. What a reader would mark for the AHA segments."""
+    return _rv_insertion_lps(phantom, "rv_insertion_anterior_deg")
+
+
+def inferior_rv_insertion_lps(phantom: Phantom) -> np.ndarray:
+    """The phantom's inferior RV insertion point (LPS mm), found as :func:`anterior_rv_insertion_lps`;
+    with it, the AHA segments' septum is the phantom's own."""
+    return _rv_insertion_lps(phantom, "rv_insertion_inferior_deg")
+
+
+def _rv_insertion_lps(phantom: Phantom, angle_key: str) -> np.ndarray:
     frame = phantom.info["lv_frame_lps"]
-    theta = math.radians(phantom.info["lv"]["rv_insertion_anterior_deg"])
+    theta = math.radians(phantom.info["lv"][angle_key])
     towards = math.cos(theta) * np.asarray(frame["lateral"]) + math.sin(theta) * np.asarray(frame["anterior"])
     return outermost_wall_point_lps(phantom.labelmap, towards)
 

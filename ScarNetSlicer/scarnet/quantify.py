@@ -105,6 +105,9 @@ class Report:
     segments: list[SegmentReport] | None = None
     #: What turned the segments' angles towards the septum (scarnet.aha.ANGLES_FROM_*); None without segments.
     segment_angles_from: str | None = None
+    #: The septal arc between the anterior and the inferior RV insertion points (degrees, mean over the
+    #: slices); None unless both points were given (the septum is then taken to span 120°).
+    septal_span_deg: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-serialisable data (the contract shape plus extras)."""
@@ -117,6 +120,7 @@ class Report:
             "base_apex": self.base_apex.to_dict() if self.base_apex is not None else None,
             "segments": [_rounded(asdict(s)) for s in self.segments] if self.segments is not None else None,
             "segment_angles_from": self.segment_angles_from,
+            "septal_span_deg": round(self.septal_span_deg, 1) if self.septal_span_deg is not None else None,
             "conventions": {
                 "labels": {"0": "background", "1": "LV blood pool", "2": "healthy myocardium",
                            "3": "scar (without MVO)", "4": "MVO"},
@@ -135,8 +139,10 @@ class Report:
                          "says which end is basal and whether the user, the patient axes or the cavity size said so "
                          "(scarnet.aha)",
                 "segments": "AHA 16-segment model (Cerqueira 2002) from the anterior RV insertion point the user "
-                            "marked; scar_percent: scar % of the segment's myocardium; scar_extent_score: 0 none, "
-                            "1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 %; transmural_over_50_percent: share of the "
+                            "marked; the septum spans 120° from it, or the arc to the inferior RV insertion point "
+                            "when that was marked too (septal_span_deg); scar_percent: scar % of the segment's "
+                            "myocardium; scar_extent_score: 0 none, 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 %; "
+                            "transmural_over_50_percent: share of the "
                             "segment's rays with scar through more than half of the wall (scarnet.aha)",
                 "dicom": "for a DICOM input, the slice's InstanceNumber, frame number (enhanced multi-frame) and "
                          "SliceLocation as a PACS viewer shows them; null otherwise",
@@ -181,6 +187,8 @@ class Report:
             writer.writerow(["basal_end", *self.base_apex.to_dict().values()])
         if self.segments is not None:
             writer.writerow(["segment_angles_from", self.segment_angles_from])
+            if self.septal_span_deg is not None:
+                writer.writerow(["septal_span_deg", _csv_value(round(self.septal_span_deg, 1))])
             writer.writerow([])
             writer.writerow(SEGMENT_CSV_COLUMNS)
             for segment in self.segments:
@@ -282,8 +290,9 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
 
     Each slice's ``level`` (basal / mid / apical) needs the base-apex order: ``basal_end`` ("first"
     or "last" slice index) when given, else as :func:`scarnet.aha.base_apex_order` finds it.
-    ``rv_insertion_lps``, the anterior RV insertion point (LPS mm), adds the 16 AHA segments
-    (``report.segments``); it needs that order, and raises :class:`InputError` without one.
+    ``rv_insertion_lps``, the anterior RV insertion point (LPS mm, shape (3,)), adds the 16 AHA segments
+    (``report.segments``); with the inferior one after it (shape (2, 3)) the septum is the arc between
+    them. It needs that order, and raises :class:`InputError` without one.
     """
     validate_labelmap(labelmap)
     if image is not None and not labelmap.same_grid(image):
@@ -302,12 +311,13 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     transmurality, total_transmurality = summarise_stack(rays)
     order = base_apex_order(labelmap, labels, basal_end)
     levels = slice_levels(labels, order)
-    segments = angles_from = None
+    segments = angles_from = septal_span = None
     if rv_insertion_lps is not None:
         if order is None:
             raise InputError("AHA segments need to know which end of the stack is basal, and neither the image's "
                              "orientation nor the cavity size says: give it (first or last slice)")
-        segments, angles_from = aha_segments(labelmap, labels, levels, order, centres, rays, rv_insertion_lps)
+        segments, angles_from, septal_span = aha_segments(labelmap, labels, levels, order, centres, rays,
+                                                          rv_insertion_lps)
 
     slices = []
     for k in range(labels.shape[0]):
@@ -348,7 +358,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         for slice_report, identifiers in zip(slices, source_slices):
             slice_report.dicom = dict(identifiers)
     report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name, base_apex=order,
-                    segments=segments, segment_angles_from=angles_from)
+                    segments=segments, segment_angles_from=angles_from, septal_span_deg=septal_span)
     if image is not None:
         report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))
     return report

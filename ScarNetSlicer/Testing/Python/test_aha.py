@@ -22,7 +22,7 @@ from scarnet.aha import (
 )
 from scarnet.errors import InputError
 from scarnet.orientation import StackAxis
-from scarnet.phantom import anterior_rv_insertion_lps, make_phantom
+from scarnet.phantom import anterior_rv_insertion_lps, inferior_rv_insertion_lps, make_phantom
 from scarnet.quantify import quantify
 from scarnet.volume import Volume
 
@@ -64,6 +64,14 @@ def _point_along_i(volume: Volume, k: int = 3, distance_mm: float = 30.0) -> np.
     """An RV insertion point 30 mm from the LV centre of slice k along the grid's +i axis."""
     centre = volume.index_to_physical(np.array([CENTRE_RC[1], CENTRE_RC[0], k]))
     return centre + distance_mm * volume.direction[:, 0]
+
+
+def _point_at_angle(volume: Volume, angle_deg: float, k: int = 3, distance_mm: float = 30.0) -> np.ndarray:
+    """A point 30 mm from the LV centre of slice k, ``angle_deg`` from the grid's +i axis towards +j (as the rings'
+    angles); at 0° it is :func:`_point_along_i`."""
+    centre = volume.index_to_physical(np.array([CENTRE_RC[1], CENTRE_RC[0], k]))
+    angle = np.radians(angle_deg)
+    return centre + distance_mm * (np.cos(angle) * volume.direction[:, 0] + np.sin(angle) * volume.direction[:, 1])
 
 
 def _by_number(report) -> dict:
@@ -146,6 +154,58 @@ def test_scar_in_one_sector_lands_in_its_segments():
     assert segments[2].slices == [0, 1] and segments[8].slices == [2, 3, 4] and segments[14].slices == [5, 6]
 
 
+def test_the_inferior_insertion_point_sizes_the_septum():
+    """Both RV insertion points, the septum 90° wide: its halves are anteroseptal (0-45°) and inferoseptal
+    (45-90°), the apical septal segment 11-79°. Scar at 50-85° is then inferoseptal only at base and mid;
+    with the anterior point alone (septum 120°) it is partly anteroseptal."""
+    labels = _ring_labels(50.0, 85.0)
+    volume = _volume(labels)
+    anterior, inferior = _point_along_i(volume), _point_at_angle(volume, 90.0)
+    report = quantify(volume, rv_insertion_lps=np.stack([anterior, inferior]))
+    assert report.septal_span_deg == pytest.approx(90.0, abs=0.5)
+    segments = _by_number(report)
+    assert {n for n, s in segments.items() if s.scar_ml > 0} == {3, 9, 14, 15}
+    for number in (3, 9):
+        assert 70 < segments[number].scar_percent < 86  # 35° of a 45° segment
+        assert segments[number].scar_extent_score == 4
+    assert segments[14].scar_ml > 4 * segments[15].scar_ml  # 50-79° septal, 79-85° inferior
+    assert sum(s.myocardium_ml for s in report.segments) == pytest.approx(report.total.myocardium_ml, rel=1e-6)
+    # The free wall is quartered: the inferior segment spans 90-157.5°, the anterior one 292.5-360°.
+    assert segments[4].myocardium_ml == pytest.approx(segments[1].myocardium_ml, rel=0.1)
+    assert segments[4].myocardium_ml == pytest.approx(1.5 * segments[2].myocardium_ml, rel=0.1)  # 67.5° vs 45°
+
+    single = quantify(volume, rv_insertion_lps=anterior)
+    assert single.septal_span_deg is None
+    assert {s.segment for s in single.segments if s.scar_ml > 0} == {2, 3, 8, 9, 14}
+    # An inferior point at 120° is the AHA's equal segments: the same figures as the anterior point alone.
+    equal = quantify(volume, rv_insertion_lps=np.stack([anterior, _point_at_angle(volume, 120.0)]))
+    assert [v for s in equal.segments for v in (s.myocardium_ml, s.scar_ml)] == pytest.approx(
+        [v for s in single.segments for v in (s.myocardium_ml, s.scar_ml)])
+    data = json.loads(report.to_json())
+    assert data["septal_span_deg"] == pytest.approx(90.0, abs=0.5)
+    assert ["septal_span_deg", "90"] in list(csv.reader(io.StringIO(report.to_csv())))
+    assert json.loads(single.to_json())["septal_span_deg"] is None
+
+
+def test_inferior_insertion_points_that_cannot_be_are_refused():
+    labels = _ring_labels(50.0, 85.0)
+    volume = _volume(labels)
+    anterior = _point_along_i(volume)
+    with pytest.raises(InputError, match="240° from the anterior one.*swapped"):
+        quantify(volume, rv_insertion_lps=np.stack([anterior, _point_at_angle(volume, 240.0)]))
+    with pytest.raises(InputError, match="swapped"):  # the septum turned the wrong way: the two marked swapped
+        quantify(volume, rv_insertion_lps=np.stack([_point_at_angle(volume, 100.0), anterior]))
+    with pytest.raises(InputError, match="only 30° from the anterior one.*at the back"):
+        quantify(volume, rv_insertion_lps=np.stack([anterior, _point_at_angle(volume, 30.0)]))
+    with pytest.raises(InputError, match=r"the inferior RV insertion point is \d+ mm from the LV myocardium"):
+        quantify(volume, rv_insertion_lps=np.stack([anterior, _point_at_angle(volume, 100.0, distance_mm=60.0)]))
+    with pytest.raises(InputError, match="one point .* or two"):
+        quantify(volume, rv_insertion_lps=np.zeros((3, 3)))
+    plain = Volume(labels, SPACING)  # no orientation: the image may be seen from the base
+    with pytest.raises(InputError, match="mirrored"):
+        quantify(plain, rv_insertion_lps=np.stack([_point_along_i(plain), _point_at_angle(plain, 100.0)]))
+
+
 def test_the_other_base_apex_order_mirrors_the_segments():
     """Seen from the other end, the turn towards the septum is the other way: the same sector is anterior."""
     labels = _ring_labels(16.0, 56.0)
@@ -208,14 +268,18 @@ def test_segments_do_not_depend_on_how_the_stack_is_stored():
 ])
 def test_phantom_infarcts_fall_in_their_coronary_territory(seed, territory_segments):
     """Phantoms with an infarct in a known territory, the RV insertion marked where the phantom's RV meets
-    its septum (on the epicardium of the middle slice)."""
+    its septum (on the epicardium of the middle slice): the anterior point alone, then both."""
     phantom = make_phantom(seed, infarct=True)
-    point = anterior_rv_insertion_lps(phantom)
-    report = quantify(phantom.labelmap, rv_insertion_lps=point)
-    scar_by_segment = {s.segment: s.scar_ml for s in report.segments}
-    total = sum(scar_by_segment.values())
-    inside = sum(scar_by_segment[n] for n in territory_segments)
-    assert inside > 0.8 * total, (phantom.info["territory"], scar_by_segment)
+    anterior, inferior = anterior_rv_insertion_lps(phantom), inferior_rv_insertion_lps(phantom)
+    # With both points the septum is the phantom's own (112-140° for these seeds), so the free-wall segments
+    # are narrower than 60° and a large infarct reaches further into its neighbours (seed 6: LCX into the
+    # inferior segments, 78 % inside).
+    for points, share in ((anterior, 0.8), (np.stack([anterior, inferior]), 0.75)):
+        report = quantify(phantom.labelmap, rv_insertion_lps=points)
+        scar_by_segment = {s.segment: s.scar_ml for s in report.segments}
+        total = sum(scar_by_segment.values())
+        inside = sum(scar_by_segment[n] for n in territory_segments)
+        assert inside > share * total, (phantom.info["territory"], points.shape, scar_by_segment)
 
 
 def test_bad_rv_insertion_points_are_refused():
@@ -274,10 +338,22 @@ def test_command_line_rv_insertion(tmp_path):
     segments = json.loads((tmp_path / "r.json").read_text())["segments"]
     assert [s["scar_ml"] > 0 for s in segments] == [n in (2, 8, 14) for n in range(1, 17)]
 
+    inferior = _point_at_angle(volume, 90.0)
+    inferior_ras = [f"{-inferior[0]:.4f}", f"{-inferior[1]:.4f}", f"{inferior[2]:.4f}"]
+    result = run("--rv-insertion", *ras, "--rv-inferior-insertion", *inferior_ras, "--report", "both.json")
+    assert result.returncode == 0, result.stderr
+    assert "septum 90° between the RV insertion points" in " ".join(result.stdout.split())
+    both = json.loads((tmp_path / "both.json").read_text())
+    assert both["septal_span_deg"] == pytest.approx(90.0, abs=0.5)
+    # The septum 90° wide: scar at 16-56° now reaches the inferoseptal half (45-90°).
+    assert [s["scar_ml"] > 0 for s in both["segments"]] == [n in (2, 3, 8, 9, 14) for n in range(1, 17)]
+
     lps_by_mistake = [f"{value:.4f}" for value in point]
     for args, message in [(["--rv-insertion", "1", "2"], "3 arguments"),
                           (["--rv-insertion", "1", "2", "nan"], "a number of mm"),
-                          (["--rv-insertion", *lps_by_mistake], "RAS")]:
+                          (["--rv-insertion", *lps_by_mistake], "RAS"),
+                          (["--rv-inferior-insertion", *inferior_ras], "needs --rv-insertion"),
+                          (["--rv-insertion", *inferior_ras, "--rv-inferior-insertion", *ras], "swapped")]:
         result = run(*args, "--report", "bad.json")
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
@@ -303,10 +379,11 @@ def test_a_point_that_cannot_be_the_insertion_does_not_cost_the_model_run(tmp_pa
 
 
 @pytest.mark.parametrize("seed", [0, 7, 21])
-def test_the_phantom_knows_its_rv_insertion_point(seed):
+@pytest.mark.parametrize("which", ["anterior", "inferior"])
+def test_the_phantom_knows_its_rv_insertion_points(seed, which):
     """The outermost myocardium voxel of the middle slice in the direction of the phantom's RV insertion angle."""
     phantom = make_phantom(seed)
-    point = anterior_rv_insertion_lps(phantom)
+    point = (anterior_rv_insertion_lps if which == "anterior" else inferior_rv_insertion_lps)(phantom)
     frame = phantom.info["lv_frame_lps"]
     lateral, anterior = np.asarray(frame["lateral"]), np.asarray(frame["anterior"])
     labels, volume = phantom.labelmap.array, phantom.labelmap
@@ -319,7 +396,8 @@ def test_the_phantom_knows_its_rv_insertion_point(seed):
     assert np.linalg.norm(wall_lps - point, axis=1).min() < 1e-6  # a myocardium voxel's centre
     towards = point - centre
     angle = np.degrees(np.arctan2(towards @ anterior, towards @ lateral))
-    assert abs(angle - phantom.info["lv"]["rv_insertion_anterior_deg"]) < 5.0
+    expected = phantom.info["lv"][f"rv_insertion_{which}_deg"]
+    assert abs((angle - expected + 180.0) % 360.0 - 180.0) < 5.0
     # No myocardium further out along that direction: the epicardium, not the endocardium.
     direction = towards / np.linalg.norm(towards)
     offsets = wall_lps - centre
@@ -368,6 +446,12 @@ def test_bullseye_draws_each_segment_in_its_place_and_grade():
     for number in (4, 10, 15):
         assert label[number][1] < 0 and abs(label[number][0]) < 1  # inferior at the bottom
     assert label[2][1] > 0 > label[3][1] and label[6][1] > 0 > label[5][1]
+    caption = next(t for t in root.iter(f"{svg}text") if t.get("data-caption") == "septum")
+    assert caption.text == "Septum: 120° from the anterior RV insertion point (AHA equal segments)"
+    assert float(caption.get("y")) < float(root.get("height"))
+    both = quantify(volume, rv_insertion_lps=np.stack([_point_along_i(volume), _point_at_angle(volume, 90.0)]))
+    caption = next(t for t in ET.fromstring(bullseye_svg(both)).iter(f"{svg}text") if t.get("data-caption"))
+    assert caption.text == "Septum: 90° between the anterior and inferior RV insertion points"
     # A segment without myocardium is grey; a report without segments says why, as a picture.
     report.segments[0].scar_extent_score = None
     root = ET.fromstring(bullseye_svg(report))

@@ -1174,9 +1174,14 @@ def test_rv_insertion_point_from_a_point_list(scene, lib, oblique_direction):
         vn.rv_insertion_lps(points, volume_node)
     points.AddControlPoint(10.0, 20.0, 30.0)
     np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [-10.0, -20.0, 30.0])
-    points.AddControlPoint(99.0, 99.0, 99.0)  # placed again: which point is meant is not guessed
-    with pytest.raises(InputError, match="2 points"):
+    points.AddControlPoint(40.0, 50.0, 60.0)  # a second point: the inferior insertion, after the anterior one
+    np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [[-10.0, -20.0, 30.0], [-40.0, -50.0, 60.0]])
+    points.AddControlPoint(99.0, 99.0, 99.0)  # a third: which points are meant is not guessed
+    with pytest.raises(InputError, match="3 points"):
         vn.rv_insertion_lps(points, volume_node)
+    points.RemoveNthControlPoint(2)
+    points.UnsetNthControlPointPosition(1)  # a point not placed yet (Place clicked, no click in a view) does not count
+    np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [-10.0, -20.0, 30.0])
     points.RemoveNthControlPoint(1)
     # The volume moved 5 mm to the right by a transform: the point is taken in the volume's own frame.
     import vtk
@@ -1218,6 +1223,31 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     assert [table.GetColumnByName("Scar (mL)").GetValue(r) for r in range(16)] == pytest.approx(
         [s["scar_ml"] for s in expected["segments"]])
     assert segment_table.GetAttribute("ScarNetSlicer.BasalEnd") == expected["base_apex"]["basal_end"]
+    assert segment_table.GetAttribute("ScarNetSlicer.SeptalSpanDeg") == ""
+
+    # A second point: the inferior insertion, 90° round the LV from the first. Of the two candidates on the
+    # grid's ±i axis, one turns from the anterior point towards the septum, the other away from it (refused).
+    k, rows, cols = image.array.shape
+    centre = image.index_to_physical(np.array([cols / 2, rows / 2, k // 2]))
+    anterior = _ras(_rv_point_ras(image))
+    accepted = []
+    for sign in (1.0, -1.0):
+        inferior = centre + sign * 25.0 * image.direction[:, 0]
+        try:
+            accepted.append((inferior, quantify(labels, image=image, rv_insertion_lps=np.stack([anterior, inferior]))))
+        except InputError as error:
+            assert "swapped" in str(error)
+    assert len(accepted) == 1
+    inferior, expected = accepted[0]
+    points.AddControlPoint(*_ras(inferior))
+    both = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node,
+                                   rv_insertion_node=points)
+    assert both.report["septal_span_deg"] == pytest.approx(90.0, abs=1.0)
+    assert both.segment_table_node is segment_table
+    assert segment_table.GetAttribute("ScarNetSlicer.SeptalSpanDeg") == f"{both.report['septal_span_deg']:.1f}"
+    assert [table.GetColumnByName("Myocardium (mL)").GetValue(r) for r in range(16)] == pytest.approx(
+        [s.myocardium_ml for s in expected.segments])
+    points.RemoveNthControlPoint(1)
 
     # Again without the point: the same table is emptied, not left showing segments of another report.
     again = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
