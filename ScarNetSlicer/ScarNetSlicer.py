@@ -41,6 +41,7 @@ except ImportError:  # Slicer without the i18n module: show the English text
 ENCODER_CHOICES = ["auto", "litemedsam", "medsam_vit_b", "none"]
 #: The GUI polls the worker this often, and gives it this long of each tick (see the widget's setup).
 POLL_INTERVAL_MS = 10
+BULLSEYE_WIDTH_PX = 340  # the AHA bullseye in the panel (the SVG is drawn 460 px wide)
 WORKER_SHARE_S = 0.04
 
 
@@ -356,12 +357,14 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.warningDisplay(notice, windowTitle=_("ScarNet"))
 
     def _showReport(self, report: dict[str, Any]) -> None:
-        from ScarNetSlicerLib.report_nodes import format_totals
+        from ScarNetSlicerLib.report_nodes import format_totals, stored_bullseye
 
         nodes = report.get("slicer", {})
         self._parameterNode.outputSegmentation = slicer.mrmlScene.GetNodeByID(nodes.get("segmentation"))
         self._parameterNode.outputTable = slicer.mrmlScene.GetNodeByID(nodes.get("table"))
         self._showTotals(format_totals(report))
+        # The same table as before changes no parameter, so the picture is refreshed here too.
+        self._showBullseye(stored_bullseye(self._parameterNode.outputTable))
 
     def _showTotals(self, totals: dict[str, str]) -> None:
         self.ui.myocardiumMassLabel.text = totals["myocardium_g"]
@@ -375,7 +378,13 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         So that another input's (or another segmentation's) figures are never shown beside this one,
         and a scene loaded from disk shows its report's totals again.
         """
-        from ScarNetSlicerLib.report_nodes import SEGMENTATION_REFERENCE_ROLE, TOTAL_KEYS, format_totals, stored_report
+        from ScarNetSlicerLib.report_nodes import (
+            SEGMENTATION_REFERENCE_ROLE,
+            TOTAL_KEYS,
+            format_totals,
+            stored_bullseye,
+            stored_report,
+        )
 
         p = self._parameterNode
         table = p.outputTable if p else None
@@ -385,6 +394,15 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 and table.GetNodeReference(SEGMENTATION_REFERENCE_ROLE) is segmentation:
             report = stored_report(table)
         self._showTotals(format_totals(report) if report else dict.fromkeys(TOTAL_KEYS, ""))
+        self._showBullseye(stored_bullseye(table) if report else "")
+
+    def _showBullseye(self, svg: str) -> None:
+        """The report's AHA bullseye (SVG text) in the panel; hidden without one, or where Qt cannot draw SVG."""
+        pixmap = qt.QPixmap()
+        shown = bool(svg) and pixmap.loadFromData(qt.QByteArray(svg.encode("utf-8")), "SVG")
+        self.ui.bullseyeLabel.setPixmap(pixmap.scaledToWidth(BULLSEYE_WIDTH_PX, qt.Qt.SmoothTransformation)
+                                        if shown else qt.QPixmap())
+        self.ui.bullseyeLabel.visible = shown
 
 
 #
@@ -696,4 +714,11 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
                                withSegments["total"]["scar_ml"], places=3)
         segmentTable = slicer.mrmlScene.GetNodeByID(withSegments["slicer"]["segmentTable"])
         self.assertEqual(segmentTable.GetNumberOfRows(), 16)
+        from ScarNetSlicerLib.report_nodes import stored_bullseye
+
+        svg = stored_bullseye(table)
+        self.assertEqual(svg.count("data-segment="), 16)
+        pixmap = qt.QPixmap()  # what the panel shows: Qt must be able to draw the SVG
+        self.assertTrue(pixmap.loadFromData(qt.QByteArray(svg.encode("utf-8")), "SVG"))
+        self.assertGreater(pixmap.width(), 0)
         self.delayDisplay("Test passed")

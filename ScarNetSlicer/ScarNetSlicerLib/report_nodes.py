@@ -71,6 +71,8 @@ PLOT_X_COLUMN = "Slice"
 PLOT_Y_COLUMN = "Scar (%)"
 
 REPORT_JSON_ATTRIBUTE = ATTRIBUTE_PREFIX + "ReportJSON"
+#: On the AHA segment table: the bullseye of its segments as SVG text (scarnet.bullseye), saved with the scene.
+BULLSEYE_SVG_ATTRIBUTE = ATTRIBUTE_PREFIX + "BullseyeSVG"
 TOTAL_ATTRIBUTE_PREFIX = ATTRIBUTE_PREFIX + "Total."
 CHART_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "plotChart"
 SERIES_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "plotSeries"
@@ -195,6 +197,12 @@ def stored_report(table_node) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
+def stored_bullseye(table_node) -> str:
+    """The bullseye (SVG text) of the AHA segments of the report in ``table_node``; "" when it has none."""
+    segment_table = table_node.GetNodeReference(SEGMENT_TABLE_REFERENCE_ROLE) if table_node is not None else None
+    return (segment_table.GetAttribute(BULLSEYE_SVG_ATTRIBUTE) or "") if segment_table is not None else ""
+
+
 def _referenced_or_new(scene, owner, role: str, class_name: str, name: str):
     node = owner.GetNodeReference(role)
     if node is None or node.GetScene() is not scene:
@@ -230,10 +238,14 @@ def update_plot(scene, table_node, title: str = "Scar per slice"):
 def update_segment_table(scene, table_node, report: dict[str, Any]):
     """The AHA segment table of the report in ``table_node`` (found again through a reference on it).
 
-    Created with the report's first segments and rewritten by each later report. A report without
-    segments (no RV insertion point given this time) empties it, so no table shows segments of an
-    earlier segmentation or point; returns the segment table, or None when there is none.
+    Created with the report's first segments and rewritten by each later report, with the bullseye
+    picture of the segments (:data:`BULLSEYE_SVG_ATTRIBUTE`, :func:`stored_bullseye`). A report
+    without segments (no RV insertion point given this time) empties both, so no table or picture
+    shows segments of an earlier segmentation or point; returns the segment table, or None when
+    there is none.
     """
+    from scarnet.bullseye import bullseye_svg
+
     segments = report.get("segments")
     existing = table_node.GetNodeReference(SEGMENT_TABLE_REFERENCE_ROLE)
     if segments is None and (existing is None or existing.GetScene() is not scene):
@@ -249,6 +261,10 @@ def update_segment_table(scene, table_node, report: dict[str, Any]):
         # The septal arc between the two RV insertion points; empty when the septum was taken as 120°.
         span = report.get("septal_span_deg")
         node.SetAttribute(ATTRIBUTE_PREFIX + "SeptalSpanDeg", "" if span is None else f"{span:.1f}")
+        whose = ("ScarNet model" if report.get("source") == "ScarNet model" else
+                 "edited segmentation" if report.get("edited") else "segmentation")
+        node.SetAttribute(BULLSEYE_SVG_ATTRIBUTE,
+                          bullseye_svg(report, f"Scar per AHA segment ({whose})") if segments is not None else "")
     finally:
         node.EndModify(was_modifying)
     return node
@@ -265,6 +281,7 @@ def format_totals(report: dict[str, Any]) -> dict[str, str]:
 
 
 __all__ = [
+    "BULLSEYE_SVG_ATTRIBUTE",
     "CHART_REFERENCE_ROLE",
     "COLUMNS",
     "PLOT_X_COLUMN",
@@ -281,6 +298,7 @@ __all__ = [
     "format_totals",
     "read_table",
     "reason_not_to_reuse",
+    "stored_bullseye",
     "stored_report",
     "update_plot",
     "update_segment_table",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from typing import Any
 from xml.sax.saxutils import escape
 
 from .aha import extent_score
@@ -63,11 +64,12 @@ def percent_text(scar_percent: float | None) -> str:
     return f">{25 * math.floor(scar_percent / 25):.0f} %"
 
 
-def septum_text(report: Report) -> str:
-    """How the report's septum was sized: between the two RV insertion points, or 120° from the anterior one."""
-    if report.septal_span_deg is None:
+def septum_text(septal_span_deg: float | None) -> str:
+    """How a report's septum was sized (its ``septal_span_deg``): between the two RV insertion points, or
+    120° from the anterior one."""
+    if septal_span_deg is None:
         return "Septum: 120° from the anterior RV insertion point (AHA equal segments)"
-    return f"Septum: {report.septal_span_deg:.0f}° between the anterior and inferior RV insertion points"
+    return f"Septum: {septal_span_deg:.0f}° between the anterior and inferior RV insertion points"
 
 
 def _point(cx: float, cy: float, radius: float, angle_deg: float) -> tuple[float, float]:
@@ -86,15 +88,22 @@ def _sector_path(cx: float, cy: float, start: float, end: float, inner: float, o
             f"L {x2:.2f} {y2:.2f} A {inner:.2f} {inner:.2f} 0 {large} 1 {x3:.2f} {y3:.2f} Z")
 
 
-def bullseye_svg(report: Report, title: str = "Scar per AHA segment") -> str:
-    """The bullseye of ``report.segments`` as an SVG document; without segments, a picture that says why not."""
+def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA segment") -> str:
+    """The bullseye of a report's segments as an SVG document; without segments, a picture that says why not.
+
+    ``report``: a :class:`~scarnet.quantify.Report` or its :meth:`~scarnet.quantify.Report.to_dict` form
+    (as Slicer keeps it).
+    """
+    data = report.to_dict() if isinstance(report, Report) else report
+    segments = data.get("segments")
+    warnings = [*data.get("input_warnings", []), *data.get("inference", {}).get("warnings", [])]
     cx, cy = _CENTRE
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT:.0f}" '
              f'viewBox="0 0 {_WIDTH} {_HEIGHT:.0f}" font-family="sans-serif">',
              f'<text x="{cx}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>']
-    if report.segments is None:
+    if segments is None:
         # Why not, in lines short enough to read: the engine's warning(s), else the usual reason.
-        reasons = [m for m in report.warnings() if m.startswith("no AHA segments")] or [
+        reasons = [m for m in warnings if m.startswith("no AHA segments")] or [
             "no AHA segments: no anterior RV insertion point was given"]
         lines = [line for reason in reasons for line in textwrap.wrap(reason, 60)]
         parts.append(f'<text x="{cx}" y="{cy - 8 * len(lines):.0f}" text-anchor="middle" font-size="11">'
@@ -102,19 +111,20 @@ def bullseye_svg(report: Report, title: str = "Scar per AHA segment") -> str:
                                for i, line in enumerate(lines)) + "</text>")
         parts.append("</svg>")
         return "\n".join(parts) + "\n"
-    for segment in report.segments:
-        start, end, inner, outer = segment_geometry(segment.segment)
-        score = segment.scar_extent_score
+    for segment in segments:
+        number = segment["segment"]
+        start, end, inner, outer = segment_geometry(number)
+        score = segment["scar_extent_score"]
         colour = NO_MYOCARDIUM_COLOUR if score is None else GRADE_COLOURS[score]
         path = _sector_path(cx, cy, start, end, inner * _OUTER, outer * _OUTER)
-        percent = percent_text(segment.scar_percent)
+        percent = percent_text(segment["scar_percent"])
         parts.append(f'<path d="{path}" fill="{colour}" stroke="#000000" stroke-width="1" '
-                     f'data-segment="{segment.segment}" data-grade="{"" if score is None else score}">'
-                     f"<title>{segment.segment} {escape(segment.name)}: {percent}</title></path>")
+                     f'data-segment="{number}" data-grade="{"" if score is None else score}">'
+                     f"<title>{number} {escape(segment['name'])}: {percent}</title></path>")
         x, y = _point(cx, cy, (inner + outer) / 2 * _OUTER, (start + end) / 2)
         text_colour = "#ffffff" if score is not None and score >= 3 else "#000000"
         parts.append(f'<text x="{x:.1f}" y="{y - 2:.1f}" text-anchor="middle" font-size="11" '
-                     f'fill="{text_colour}">{segment.segment}</text>')
+                     f'fill="{text_colour}">{number}</text>')
         parts.append(f'<text x="{x:.1f}" y="{y + 10:.1f}" text-anchor="middle" font-size="9" '
                      f'fill="{text_colour}">{percent}</text>')
     parts.append(f'<circle cx="{cx}" cy="{cy}" r="{_RADII[0] * _OUTER:.2f}" fill="none" stroke="#000000" '
@@ -131,7 +141,7 @@ def bullseye_svg(report: Report, title: str = "Scar per AHA segment") -> str:
                      'stroke="#000000"/>')
         parts.append(f'<text x="{x + 16:.1f}" y="{_LEGEND_Y:.1f}" font-size="9">{escape(label)}</text>')
     parts.append(f'<text x="{cx}" y="{_CAPTION_Y:.1f}" text-anchor="middle" font-size="9" fill="#555555" '
-                 f'data-caption="septum">{escape(septum_text(report))}</text>')
+                 f'data-caption="septum">{escape(septum_text(data.get("septal_span_deg")))}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import sys
 import threading
 import types
@@ -1224,6 +1225,18 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
         [s["scar_ml"] for s in expected["segments"]])
     assert segment_table.GetAttribute("ScarNetSlicer.BasalEnd") == expected["base_apex"]["basal_end"]
     assert segment_table.GetAttribute("ScarNetSlicer.SeptalSpanDeg") == ""
+    # The bullseye picture of the same segments, saved with the scene (the panel shows it).
+    picture = rn.stored_bullseye(outputs.table_node)
+    grades = [s["scar_extent_score"] for s in expected["segments"]]
+    assert [int(g) for g in re.findall(r'data-grade="(\d)"', picture)] == grades
+    assert "Scar per AHA segment (segmentation)" in picture and "Septum: 120°" in picture
+    scene.SetSaveToXMLString(1)
+    scene.Commit()
+    reloaded = type(scene)()
+    reloaded.SetLoadFromXMLString(1)
+    reloaded.SetSceneXMLString(scene.GetSceneXMLString())
+    reloaded.Import()
+    assert rn.stored_bullseye(reloaded.GetNodeByID(outputs.table_node.GetID())) == picture
 
     # A second point: the inferior insertion, 90° round the LV from the first. Of the two candidates on the
     # grid's ±i axis, one turns from the anterior point towards the septum, the other away from it (refused).
@@ -1245,6 +1258,7 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     assert both.report["septal_span_deg"] == pytest.approx(90.0, abs=1.0)
     assert both.segment_table_node is segment_table
     assert segment_table.GetAttribute("ScarNetSlicer.SeptalSpanDeg") == f"{both.report['septal_span_deg']:.1f}"
+    assert f"Septum: {both.report['septal_span_deg']:.0f}° between" in rn.stored_bullseye(outputs.table_node)
     assert [table.GetColumnByName("Myocardium (mL)").GetValue(r) for r in range(16)] == pytest.approx(
         [s.myocardium_ml for s in expected.segments])
     points.RemoveNthControlPoint(1)
@@ -1253,6 +1267,7 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     again = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
     assert again.report["segments"] is None
     assert again.segment_table_node is segment_table and segment_table.GetTable().GetNumberOfRows() == 0
+    assert rn.stored_bullseye(outputs.table_node) == ""
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 2
 
 
@@ -1281,6 +1296,7 @@ def test_segment_scar_gives_the_rv_insertion_point_to_the_model(scene, lib, obli
     assert len(outputs.report["segments"]) == 16
     assert outputs.report["base_apex"] == {"basal_end": "last", "from": "given"}
     assert outputs.segment_table_node.GetTable().GetNumberOfRows() == 16
+    assert "Scar per AHA segment (ScarNet model)" in lib.report_nodes.stored_bullseye(outputs.table_node)
     # "Update report" with the other end basal: the levels turn round.
     updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node,
                                       rv_insertion_node=points, basal_end="first")
