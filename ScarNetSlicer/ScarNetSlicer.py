@@ -721,4 +721,9 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         pixmap = qt.QPixmap()  # what the panel shows: Qt must be able to draw the SVG
         self.assertTrue(pixmap.loadFromData(qt.QByteArray(svg.encode("utf-8")), "SVG"))
         self.assertGreater(pixmap.width(), 0)
+        widget = slicer.modules.scarnetslicer.widgetRepresentation().self()
+        widget._showBullseye(svg)
+        self.assertFalse(widget.ui.bullseyeLabel.isHidden())
+        widget._showBullseye("")
+        self.assertTrue(widget.ui.bullseyeLabel.isHidden())
         self.delayDisplay("Test passed")

@@ -43,8 +43,12 @@ the inferior insertion lies at 120°: the septal arc is halved (anteroseptal, in
 rest of the wall quartered (inferior, inferolateral, anterolateral, anterior); at the apex the septal
 segment stays centred on the septum and three quarters of the septal arc wide. The arc must be
 :data:`MIN_SEPTAL_SPAN_DEG` to :data:`MAX_SEPTAL_SPAN_DEG` turning from the anterior point towards
-the septum on every slice; otherwise the points are refused (swapped, or an image seen from the
-base). Without it the septum is taken to span 120°, as the AHA's equal segments do.
+the septum on the slice where the inferior point was marked; otherwise the points are refused
+(swapped, an image seen from the base, or for an oriented stack a wrong basal end). On the other
+slices, where both points are projections, the arc is kept within that range. A mirror is caught
+only when the points are marked by anatomy: on an image seen from the base, points swapped because
+"anterior" was taken to be at the top of the screen cancel out and give anterior and inferior
+segments exchanged. Without it the septum is taken to span 120°, as the AHA's equal segments do.
 
 Per segment: myocardium, scar (3|4) and MVO volumes; scar as % of the segment's myocardium
 (``scar_percent``, the hyperenhanced share of the segment's area that Kim et al., N Engl J Med
@@ -209,6 +213,8 @@ def segment_of_angle(level: str, angle_deg: np.ndarray, septal_span_deg: float =
     ``septal_span_deg``: the angle of the inferior RV insertion, where it was marked; the angles are
     stretched so that it lies at 120° (module docstring).
     """
+    if not 0.0 < septal_span_deg < 360.0:
+        raise ValueError(f"septal span must be between 0 and 360 degrees, got {septal_span_deg}")
     angle = np.mod(angle_deg, 360.0)
     # Not stretched within rounding of 120°: a stretch by 1 + 1e-16 would move voxels that lie exactly on a
     # boundary (180° on the row through the centre) into the next segment.
@@ -302,8 +308,30 @@ def rv_insertion_points(rv_insertion_lps: np.ndarray) -> tuple[np.ndarray, np.nd
         return points, None
     if points.shape == (2, 3):
         return points[0], points[1]
-    raise InputError(f"RV insertion: expected one point (the anterior insertion) or two (anterior, then inferior), "
+    # A caller's mistake (the command line and Slicer build these arrays), not a bad point of the user's.
+    raise ValueError(f"RV insertion: expected one point (the anterior insertion) or two (anterior, then inferior), "
                      f"got an array of shape {points.shape}")
+
+
+def _check_septal_span(septal_span: float, k: int, angles_from: str, order: BaseApexOrder) -> None:
+    """Refuse a septal arc outside :data:`MIN_SEPTAL_SPAN_DEG`-:data:`MAX_SEPTAL_SPAN_DEG` on slice ``k``, with
+    the likely causes: the points, the image seen from the other side, or (for an oriented stack, whose turn
+    towards the septum follows the base-apex order) a wrong basal end."""
+    if septal_span < MIN_SEPTAL_SPAN_DEG:
+        raise InputError(
+            f"on slice {k} the inferior RV insertion point lies only {septal_span:.0f}° from the anterior one "
+            f"turning towards the septum (at least {MIN_SEPTAL_SPAN_DEG:.0f}°): mark it where the RV wall "
+            "meets the septum at the back, or give the anterior point alone")
+    if septal_span > MAX_SEPTAL_SPAN_DEG:
+        if angles_from == ANGLES_FROM_DISPLAY:
+            causes = "are the two points swapped, or is the image seen from the base (mirrored)?"
+        elif order.source == "patient axes":
+            causes = "are the two points swapped?"
+        else:
+            causes = "are the two points swapped, or is the basal end wrong (give the other end)?"
+        raise InputError(
+            f"on slice {k} the inferior RV insertion point lies {septal_span:.0f}° from the anterior one "
+            f"turning towards the septum (at most {MAX_SEPTAL_SPAN_DEG:.0f}°): {causes}")
 
 
 def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], order: BaseApexOrder,
@@ -341,6 +369,14 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
         turn = -1.0
         angles_from = ANGLES_FROM_DISPLAY
 
+    # The septal arc is checked on the slice where the inferior point lies (the nearest one with segments).
+    with_segments = [k for k, (level, centre) in enumerate(zip(levels, centres_rc_mm))
+                     if level is not None and centre is not None]
+    marked_slice = None
+    if both and with_segments:
+        index = np.linalg.solve(volume.direction @ np.diag(volume.spacing_mm), inferior - np.asarray(volume.origin_mm))
+        marked_slice = min(with_segments, key=lambda k: abs(k - float(index[2])))
+
     def in_plane(target: np.ndarray, centre_lps: np.ndarray) -> np.ndarray:
         """The direction from the slice's LV centre to ``target`` projected onto the slice, as (column, row) mm."""
         towards = target - centre_lps
@@ -369,17 +405,11 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
                 raise InputError("the inferior RV insertion point lies on the LV axis: mark it where the RV wall "
                                  "meets the septum")
             septal_span = float(np.mod(_angle_deg(reference, turn, *to_inferior), 360.0))
-            if septal_span < MIN_SEPTAL_SPAN_DEG:
-                raise InputError(
-                    f"on slice {k} the inferior RV insertion point lies only {septal_span:.0f}° from the anterior one "
-                    f"turning towards the septum (at least {MIN_SEPTAL_SPAN_DEG:.0f}°): mark it where the RV wall "
-                    "meets the septum at the back, or give the anterior point alone")
-            if septal_span > MAX_SEPTAL_SPAN_DEG:
-                seen = ("are the two points swapped?" if angles_from == ANGLES_FROM_PATIENT_AXES else
-                        "are the two points swapped, or is the image seen from the base (mirrored)?")
-                raise InputError(
-                    f"on slice {k} the inferior RV insertion point lies {septal_span:.0f}° from the anterior one "
-                    f"turning towards the septum (at most {MAX_SEPTAL_SPAN_DEG:.0f}°): {seen}")
+            if k == marked_slice:
+                _check_septal_span(septal_span, k, angles_from, order)
+            # On the other slices the points are projections, off by as much as the LV axis drifts from the
+            # slice normal: kept within the range rather than refused.
+            septal_span = float(np.clip(septal_span, MIN_SEPTAL_SPAN_DEG, MAX_SEPTAL_SPAN_DEG))
             spans.append(septal_span)
 
         plane = labels[k]

@@ -187,6 +187,39 @@ def test_the_inferior_insertion_point_sizes_the_septum():
     assert json.loads(single.to_json())["septal_span_deg"] is None
 
 
+def test_the_septal_arc_follows_the_lv_centre_from_slice_to_slice():
+    """The LV centre drifts 3 mm a slice along the rows (the long axis is not the slice normal). Points
+    marked on slice 3 at 0° and 150° make a different arc about each slice's centre: 121° on slice 0 and
+    184° on slice 6, which is kept at 180° there (a projection, not where the point was marked). The
+    report's arc is the mean over the slices. An inferior point marked on slice 6 with that arc is refused."""
+    k, rows, cols = SHAPE
+    rr, cc = np.mgrid[:rows, :cols]
+    labels = np.zeros(SHAPE, dtype=np.uint8)
+    centres_rc = [(CENTRE_RC[0] + 2 * (z - 3), CENTRE_RC[1]) for z in range(k)]
+    for z, (row, col) in enumerate(centres_rc):
+        radius = np.hypot((rr - row) * SPACING[1], (cc - col) * SPACING[0])
+        cavity = 22.0 - 2.0 * z
+        labels[z][radius < cavity] = 1
+        labels[z][(radius >= cavity) & (radius < cavity + 9.0)] = 2
+    volume = _volume(labels)
+    anterior, inferior = _point_along_i(volume), _point_at_angle(volume, 150.0)
+    report = quantify(volume, rv_insertion_lps=np.stack([anterior, inferior]))
+
+    def arc(z: int) -> float:  # in (column, row) mm about slice z's centre; the points lie in slice 3's plane
+        shift = np.array([0.0, (centres_rc[z][0] - CENTRE_RC[0]) * SPACING[1]])
+        to_anterior = np.array([30.0, 0.0]) - shift
+        to_inferior = 30.0 * np.array([np.cos(np.radians(150.0)), np.sin(np.radians(150.0))]) - shift
+        angles = np.degrees(np.arctan2([to_anterior[1], to_inferior[1]], [to_anterior[0], to_inferior[0]]))
+        return float((angles[1] - angles[0]) % 360.0)
+
+    assert arc(0) == pytest.approx(120.6, abs=0.1) and arc(6) == pytest.approx(183.7, abs=0.1)
+    expected = np.mean([min(arc(z), 180.0) for z in range(k)])
+    assert report.septal_span_deg == pytest.approx(expected, abs=0.05)
+    marked_on_6 = _point_at_angle(volume, 170.0) + 3 * SPACING[2] * volume.slice_normal
+    with pytest.raises(InputError, match="on slice 6 the inferior RV insertion point lies 20[0-9]°"):
+        quantify(volume, rv_insertion_lps=np.stack([anterior, marked_on_6]))
+
+
 def test_inferior_insertion_points_that_cannot_be_are_refused():
     labels = _ring_labels(50.0, 85.0)
     volume = _volume(labels)
@@ -199,8 +232,12 @@ def test_inferior_insertion_points_that_cannot_be_are_refused():
         quantify(volume, rv_insertion_lps=np.stack([anterior, _point_at_angle(volume, 30.0)]))
     with pytest.raises(InputError, match=r"the inferior RV insertion point is \d+ mm from the LV myocardium"):
         quantify(volume, rv_insertion_lps=np.stack([anterior, _point_at_angle(volume, 100.0, distance_mm=60.0)]))
-    with pytest.raises(InputError, match="one point .* or two"):
+    with pytest.raises(InputError, match="basal end wrong"):  # right points, the wrong end given as basal
+        quantify(volume, basal_end="last", rv_insertion_lps=np.stack([anterior, _point_at_angle(volume, 100.0)]))
+    with pytest.raises(ValueError, match="one point .* or two"):  # a caller's mistake, not the user's point
         quantify(volume, rv_insertion_lps=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="septal span"):
+        segment_of_angle("mid", np.array([10.0]), 360.0)
     plain = Volume(labels, SPACING)  # no orientation: the image may be seen from the base
     with pytest.raises(InputError, match="mirrored"):
         quantify(plain, rv_insertion_lps=np.stack([_point_along_i(plain), _point_at_angle(plain, 100.0)]))

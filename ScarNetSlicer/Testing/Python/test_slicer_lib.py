@@ -1193,6 +1193,8 @@ def test_rv_insertion_point_from_a_point_list(scene, lib, oblique_direction):
     transform.SetMatrixTransformToParent(matrix)
     volume_node.SetAndObserveTransformNodeID(transform.GetID())
     np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [-5.0, -20.0, 30.0])
+    points.AddControlPoint(40.0, 50.0, 60.0)  # both points are taken in the volume's frame
+    np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [[-5.0, -20.0, 30.0], [-35.0, -50.0, 60.0]])
 
 
 def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene, lib, oblique_direction):
