@@ -5,6 +5,9 @@
   terminology of :data:`scarnet.labels.SEGMENTS`, referenced to the input volume's grid.
 * :func:`labelmap_from_segmentation` does the reverse on a reference volume's grid, from the
   segmentation *as it is now*: this is what "Update report" quantifies after Segment Editor edits.
+  A segmentation finer than the volume (Segment Editor's oversampling) is read on sub-voxels
+  (:func:`subdivision`) and each voxel takes the label that covers most of it, so an edit of part
+  of a voxel counts as far as it covers the voxel, not by whether it hits one sampled point.
 * :func:`fingerprint` / :func:`was_edited` detect such edits: the module stores a hash of every
   segment it wrote (ID, name and the segment's own voxels) as a node attribute and compares it with
   the current content, so any change (a painted voxel, an added, renamed or removed segment, an
@@ -20,7 +23,7 @@ import slicer
 import vtk
 
 from scarnet.errors import InputError
-from scarnet.labels import BACKGROUND, SEGMENTS, SegmentInfo, label_for_segment_name
+from scarnet.labels import BACKGROUND, MVO, SEGMENTS, SegmentInfo, label_for_segment_name
 from scarnet.volume import Volume
 
 from . import ATTRIBUTE_PREFIX
@@ -39,6 +42,8 @@ FINGERPRINT_ATTRIBUTE = ATTRIBUTE_PREFIX + "LabelmapFingerprint"
 BINARY_LABELMAP = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
 #: Node attribute set on segmentations written by this module.
 CREATED_BY_ATTRIBUTE = ATTRIBUTE_PREFIX + "CreatedBy"
+#: At most this many sub-voxels per axis of the reference voxel (a finer segmentation is read at this).
+MAX_SUBDIVISION = 4
 
 
 def _code(triplet: tuple[str, str, str] | None) -> str:
@@ -168,11 +173,15 @@ def segments_not_counted(segmentation_node, reference_volume_node, grid: Volume 
     grid = grid if grid is not None else volume_from_node(reference_volume_node)
     counted = recognised_segments(segmentation_node)
     segmentation = segmentation_node.GetSegmentation()
+    factor = subdivision(segmentation_node, grid)
+    fine = subdivided_grid(grid, factor) if factor != (1, 1, 1) else grid
     out = []
     for segment_id in segmentation.GetSegmentIDs():
         if segment_id in counted:
             continue
-        voxels = int(segment_mask(segmentation_node, segment_id, reference_volume_node, grid).sum())
+        # In whole voxels of the grid, rounded up: a segment of a few sub-voxels is still named.
+        sub_voxels = int(segment_mask(segmentation_node, segment_id, reference_volume_node, fine).sum())
+        voxels = -(-sub_voxels // int(np.prod(factor)))
         if voxels:
             out.append(f"{segmentation.GetSegment(segment_id).GetName()} ({voxels} voxels)")
     return out
@@ -226,12 +235,62 @@ def segment_mask(segmentation_node, segment_id: str, reference_volume_node, grid
     return values.reshape(grid.array.shape) != 0
 
 
+def subdivision(segmentation_node, grid: Volume) -> tuple[int, int, int]:
+    """Sub-voxels per axis (i, j, k) of ``grid``'s voxels that resolve the segmentation's own voxels.
+
+    1 where the segmentation is as coarse as the grid (the usual case: its geometry is the input
+    volume's); 2 along an axis where it has twice the voxels (Segment Editor's oversampling 2),
+    and so on, rounded, at most :data:`MAX_SUBDIVISION`. Taken from the finest segment.
+    """
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    axes_mm = grid.direction * np.asarray(grid.spacing_mm)  # columns: one voxel step along i, j, k (LPS mm)
+    axes_mm = np.diag([-1.0, -1.0, 1.0]) @ axes_mm  # in RAS, as the segment's geometry is
+    finest = np.ones(3)
+    for segment_id in segmentation_node.GetSegmentation().GetSegmentIDs():
+        image = slicer.vtkOrientedImageData()
+        if not logic.GetSegmentBinaryLabelmapRepresentation(segmentation_node, segment_id, image, False):
+            continue
+        extent = image.GetExtent()
+        if extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5]:
+            continue  # an empty segment: its image has no geometry of its own
+        matrix = vtk.vtkMatrix4x4()
+        image.GetImageToWorldMatrix(matrix)
+        to_index = np.linalg.inv(np.array([[matrix.GetElement(r, c) for c in range(3)] for r in range(3)]))
+        # How many of the segment's voxels one grid voxel spans along each of its axes.
+        finest = np.maximum(finest, np.linalg.norm(to_index @ axes_mm, axis=0))
+    factor = np.clip(np.rint(finest), 1, MAX_SUBDIVISION).astype(int)
+    return int(factor[0]), int(factor[1]), int(factor[2])
+
+
+def subdivided_grid(grid: Volume, factor: tuple[int, int, int]) -> Volume:
+    """``grid`` with each voxel cut into ``factor`` (i, j, k) sub-voxels that fill it exactly (empty array)."""
+    f = np.asarray(factor, dtype=float)
+    spacing = np.asarray(grid.spacing_mm)
+    # The first sub-voxel's centre: half a sub-voxel in from the corner of the first voxel.
+    origin = np.asarray(grid.origin_mm) + grid.direction @ (spacing * (1.0 / (2.0 * f) - 0.5))
+    k, j, i = grid.array.shape
+    shape = (k * factor[2], j * factor[1], i * factor[0])
+    return Volume(np.zeros(shape, dtype=np.uint8), tuple(spacing / f), tuple(origin), grid.direction.copy())
+
+
+def majority_labels(fine_labels: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
+    """Each voxel's label from its ``factor`` (i, j, k) sub-voxels: the label covering most of it, a tie going
+    to the higher label (tissue over background, scar over myocardium), as overlaps are read."""
+    fi, fj, fk = factor
+    k, j, i = (n // f for n, f in zip(fine_labels.shape, (fk, fj, fi)))
+    blocks = fine_labels.reshape(k, fk, j, fj, i, fi)
+    counts = np.stack([(blocks == value).sum(axis=(1, 3, 5)) for value in range(BACKGROUND, MVO + 1)])
+    return (MVO - np.argmax(counts[::-1], axis=0)).astype(np.uint8)
+
+
 def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volume:
     """The ScarNet labelmap (0–4) of the segmentation as it is now, on the reference volume's grid.
 
     Where segments overlap (Segment Editor allows it when told to), the higher label wins:
     MVO over scar over myocardium over blood pool — the reading that keeps every enhanced voxel
-    counted as infarct. Raises :class:`~scarnet.errors.InputError` when no segment is recognised.
+    counted as infarct. A segmentation finer than the volume is read on sub-voxels
+    (:func:`subdivision`), and each voxel takes the label of most of them (:func:`majority_labels`).
+    Raises :class:`~scarnet.errors.InputError` when no segment is recognised.
     """
     if segmentation_node is None:
         raise InputError("no segmentation selected: run 'Segment scar' first or choose a segmentation")
@@ -242,10 +301,12 @@ def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volu
                  for s in segmentation_node.GetSegmentation().GetSegmentIDs()]
         raise InputError(f"{segmentation_node.GetName()}: no segment named LV blood pool / Myocardium / Scar / MVO "
                          f"(found: {', '.join(names) or 'none'})")
-    labels = np.full(grid.array.shape, BACKGROUND, dtype=np.uint8)
+    factor = subdivision(segmentation_node, grid)
+    fine = subdivided_grid(grid, factor) if factor != (1, 1, 1) else grid
+    labels = np.full(fine.array.shape, BACKGROUND, dtype=np.uint8)
     for segment_id, label in sorted(segment_labels.items(), key=lambda item: item[1]):
-        labels[segment_mask(segmentation_node, segment_id, reference_volume_node, grid)] = label
-    return grid.with_array(labels)
+        labels[segment_mask(segmentation_node, segment_id, reference_volume_node, fine)] = label
+    return grid.with_array(majority_labels(labels, factor) if fine is not grid else labels)
 
 
 def fingerprint(segmentation_node, reference_volume_node, grid: Volume | None = None) -> str:
@@ -253,20 +314,34 @@ def fingerprint(segmentation_node, reference_volume_node, grid: Volume | None = 
 
     Each segment is read on its own (:func:`segment_mask`), so overlapping segments and segments
     this module does not know (e.g. a painted "RV") are covered, whatever the source
-    representation. The voxels are taken on the reference volume's grid, so re-gridding the
-    segmentation (Segment Editor's geometry) or a parent transform shared with the volume is not
-    an edit. ``grid``: the reference volume already read (saves a copy of its voxels). Raises
-    :class:`~scarnet.errors.InputError` when the reference volume is unusable (2D, 4D, ...) and
-    ``RuntimeError`` when a segment cannot be read.
+    representation. The voxels are taken on the reference volume's grid (on sub-voxels of it for a
+    finer segmentation, :func:`subdivision`), so re-gridding the segmentation (Segment Editor's
+    geometry, oversampling included) or a parent transform shared with the volume is not an edit,
+    while painting part of a voxel of an oversampled segmentation is. ``grid``: the reference
+    volume already read (saves a copy of its voxels). Raises :class:`~scarnet.errors.InputError`
+    when the reference volume is unusable (2D, 4D, ...) and ``RuntimeError`` when a segment cannot
+    be read.
     """
     grid = grid if grid is not None else volume_from_node(reference_volume_node)
     segmentation = segmentation_node.GetSegmentation()
+    factor = subdivision(segmentation_node, grid)
+    fine = subdivided_grid(grid, factor) if factor != (1, 1, 1) else grid
     digest = hashlib.sha256()
     digest.update(str(grid.array.shape).encode())
     for segment_id in segmentation.GetSegmentIDs():
-        mask = segment_mask(segmentation_node, segment_id, reference_volume_node, grid)
-        # repr() keeps ID and name apart, so ("a", "bc") and ("ab", "c") hash differently.
-        digest.update(repr((segment_id, segmentation.GetSegment(segment_id).GetName())).encode())
+        mask = segment_mask(segmentation_node, segment_id, reference_volume_node, fine)
+        if fine is not grid:
+            # Every voxel wholly in or wholly out: the same mask as on the grid, so a segmentation re-gridded
+            # finer (oversampled) without edits keeps its fingerprint; a part of a voxel painted changes it.
+            (k, j, i), (fi, fj, fk) = grid.array.shape, factor
+            blocks = mask.reshape(k, fk, j, fj, i, fi)
+            anywhere, everywhere = blocks.any(axis=(1, 3, 5)), blocks.all(axis=(1, 3, 5))
+            if np.array_equal(anywhere, everywhere):
+                mask = anywhere
+        # repr() keeps ID and name apart, so ("a", "bc") and ("ab", "c") hash differently. A mask on sub-voxels
+        # says so; one on the grid hashes as it always has, so fingerprints stored in saved scenes still match.
+        key = (segment_id, segmentation.GetSegment(segment_id).GetName())
+        digest.update(repr(key if mask.shape == grid.array.shape else (*key, mask.shape)).encode())
         digest.update(np.packbits(mask).tobytes())
     return digest.hexdigest()[:32]
 
@@ -316,16 +391,20 @@ __all__ = [
     "BINARY_LABELMAP",
     "CREATED_BY_ATTRIBUTE",
     "FINGERPRINT_ATTRIBUTE",
+    "MAX_SUBDIVISION",
     "TERMINOLOGY_CONTEXT",
     "fingerprint",
     "has_segments",
     "labelmap_from_segmentation",
+    "majority_labels",
     "parse_terminology_entry",
     "recognised_segments",
     "segment_mask",
     "segment_terminology",
     "segments_not_counted",
     "set_segment_mask",
+    "subdivided_grid",
+    "subdivision",
     "store_fingerprint",
     "terminology_entry",
     "was_edited",

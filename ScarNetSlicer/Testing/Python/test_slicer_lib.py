@@ -1305,3 +1305,101 @@ def test_segment_scar_gives_the_rv_insertion_point_to_the_model(scene, lib, obli
     assert [s["level"] for s in updated.report["slices"]] == [
         s["level"] for s in reversed(outputs.report["slices"])]
     assert updated.report["base_apex"]["basal_end"] == "first"
+
+
+# ---------------------------------------------------------------------------------------------
+# A segmentation finer than the input (Segment Editor's oversampling)
+# ---------------------------------------------------------------------------------------------
+def _oversampled_geometry(lib, grid: Volume, factor: float):
+    """The geometry Slicer gives a segmentation of ``grid`` with oversampling ``factor`` (its own function)."""
+    import slicer
+
+    geometry = lib.segmentation_nodes._oriented_mask(np.zeros(grid.array.shape, dtype=bool), grid)
+    slicer.vtkCalculateOversamplingFactor.ApplyOversamplingOnImageGeometry(geometry, factor)
+    return geometry
+
+
+def test_an_oversampled_segmentation_is_read_by_the_share_of_each_voxel(scene, lib, oblique_direction):
+    """Segment Editor's oversampling 2: each input voxel is 8 sub-voxels. Re-gridding is not an edit;
+    an edit of part of a voxel is, and the report counts the label covering most of each voxel: scar on 5
+    of 8 sub-voxels makes the voxel scar, on 3 of 8 leaves it myocardium, whichever sub-voxel would sit at
+    the voxel's centre (the sampled point a plain resampling would read)."""
+    import vtk
+
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    segmentation_node = _run(processor, volume_node).segmentation_node
+    assert sn.subdivision(segmentation_node, labels) == (1, 1, 1)
+
+    # Slicer's oversampled geometry is the input's voxels cut in 2 along each axis, corners kept.
+    geometry = _oversampled_geometry(lib, labels, 2.0)
+    fine = sn.subdivided_grid(labels, (2, 2, 2))
+    matrix = vtk.vtkMatrix4x4()
+    geometry.GetImageToWorldMatrix(matrix)
+    slicer_ijk_to_ras = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    np.testing.assert_allclose(slicer_ijk_to_ras, lib.volume_nodes.ijk_to_ras_from_volume(fine), atol=1e-9)
+    assert geometry.GetDimensions() == fine.shape_ijk
+
+    # Re-gridded finer without an edit: the same labels, and not an edit.
+    fine_labels = labels.array.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
+    ids = {info.label: info.segment_id for info in SEGMENTS}
+
+    def write(fine_labels: np.ndarray) -> None:
+        for label, segment_id in ids.items():
+            sn.set_segment_mask(segmentation_node, segment_id, fine_labels == label, fine)
+
+    write(fine_labels)
+    assert sn.subdivision(segmentation_node, labels) == (2, 2, 2)
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array, labels.array)
+    assert not sn.was_edited(segmentation_node, volume_node)
+
+    # One sub-voxel painted, away from the point a plain resampling reads: an edit all the same (a re-run would
+    # lose it), though it covers too little of its voxel to change the report.
+    row, col = np.argwhere(labels.array[0] == 2)[20]
+    for dk, dj, di in [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]:
+        one = fine_labels.copy()
+        one[dk, 2 * row + dj, 2 * col + di] = 3
+        write(one)
+        if not sn.segment_mask(segmentation_node, ids[3], volume_node)[0, row, col]:
+            break
+    assert not sn.segment_mask(segmentation_node, ids[3], volume_node)[0, row, col]
+    assert sn.was_edited(segmentation_node, volume_node)
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array, labels.array)
+
+    # Scar painted on part of 16 myocardium voxels of slice 0 (which has no scar): in 8 of them 5 of the 8
+    # sub-voxels, in the other 8 3 of them; each sub-voxel position is left out of (or painted in) 3 of the 8.
+    healthy = np.argwhere(labels.array[0] == 2)[:16]
+    offsets = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+    expected = labels.array.copy()
+    for n, (row, col) in enumerate(healthy):
+        chosen = {offsets[(n + m) % 8] for m in range(3)}
+        painted = chosen if n >= 8 else set(offsets) - chosen
+        for dk, dj, di in painted:
+            fine_labels[dk, 2 * row + dj, 2 * col + di] = 3
+        if n < 8:
+            expected[0, row, col] = 3
+    write(fine_labels)
+    assert sn.was_edited(segmentation_node, volume_node)
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array, expected)
+    # Reading one point per voxel (the nearest sub-voxel to its centre) gets some of these 16 wrong.
+    sampled = sn.segment_mask(segmentation_node, ids[3], volume_node)[0]
+    assert [bool(sampled[row, col]) for row, col in healthy] != [n < 8 for n in range(16)]
+
+    # "Update report" counts the voxels as read: 8 voxels more scar on slice 0.
+    report = processor.update_report(volume_node, segmentation_node).report
+    voxel_ml = float(np.prod(SPACING)) / 1000.0
+    assert report["slices"][0]["scar_ml"] == pytest.approx(8 * voxel_ml)
+    assert report["slices"][0]["myocardium_ml"] == pytest.approx(float((labels.array[0] >= 2).sum()) * voxel_ml)
+
+
+def test_the_subdivision_has_a_ceiling_and_ignores_empty_segments(scene, lib, oblique_direction):
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    segmentation_node = _run(processor, volume_node).segmentation_node
+    assert segmentation_node.GetSegmentation().GetSegment("mvo") is not None
+    fine = sn.subdivided_grid(labels, (1, 1, 8))  # slices cut in 8 (1 mm) as an isotropic geometry would
+    mask = labels.array.repeat(8, axis=0) == 2
+    sn.set_segment_mask(segmentation_node, "myocardium", mask, fine)
+    assert sn.subdivision(segmentation_node, labels) == (1, 1, sn.MAX_SUBDIVISION)
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array >= 2,
+                                  labels.array >= 2)
