@@ -34,8 +34,8 @@ _WIDTH = 460  # picture width (px)
 _OUTER = 150.0  # the map's radius (px)
 _CENTRE = (_WIDTH / 2, 200.0)  # below the title and the "anterior" label
 _LEGEND_Y = _CENTRE[1] + _OUTER + 34
-_CAPTION_Y = _LEGEND_Y + 22
-_HEIGHT = _CAPTION_Y + 10
+_CAPTION_Y = _LEGEND_Y + 22  # the septum, then the summary below it
+_HEIGHT = _CAPTION_Y + 26
 
 
 def segment_geometry(number: int) -> tuple[float, float, float, float]:
@@ -70,6 +70,14 @@ def septum_text(septal_span_deg: float | None) -> str:
     if septal_span_deg is None:
         return "Septum: 120° from the anterior RV insertion point (AHA equal segments)"
     return f"Septum: {septal_span_deg:.0f}° between the anterior and inferior RV insertion points"
+
+
+def summary_text(summary: dict[str, int]) -> str:
+    """A report's :meth:`~scarnet.quantify.Report.segment_summary` in words."""
+    with_myocardium = summary["scar_score_max"] // 4
+    return (f"Scar in {summary['segments_with_scar']} of {with_myocardium} segments (in more than half of the "
+            f"segment in {summary['segments_over_50_percent']}); scar score {summary['scar_score']} of "
+            f"{summary['scar_score_max']} (sum of the 0-4 grades)")
 
 
 def _point(cx: float, cy: float, radius: float, angle_deg: float) -> tuple[float, float]:
@@ -142,9 +150,12 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         parts.append(f'<text x="{x + 16:.1f}" y="{_LEGEND_Y:.1f}" font-size="9">{escape(label)}</text>')
     parts.append(f'<text x="{cx}" y="{_CAPTION_Y:.1f}" text-anchor="middle" font-size="9" fill="#555555" '
                  f'data-caption="septum">{escape(septum_text(data.get("septal_span_deg")))}</text>')
+    if data.get("segment_summary"):
+        parts.append(f'<text x="{cx}" y="{_CAPTION_Y + 14:.1f}" text-anchor="middle" font-size="9" '
+                     f'data-caption="summary">{escape(summary_text(data["segment_summary"]))}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
 __all__ = ["GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "bullseye_svg", "percent_text", "segment_geometry",
-           "septum_text"]
+           "septum_text", "summary_text"]

@@ -81,7 +81,7 @@ def print_segments(report, console) -> None:
     """The 16 AHA segments (scarnet.aha): scar % of each segment's myocardium, its 0-4 grade and transmurality."""
     from rich.table import Table
 
-    from .bullseye import percent_text
+    from .bullseye import percent_text, summary_text
 
     order = report.base_apex.to_dict()
     septum = ("120° from the anterior RV insertion" if report.septal_span_deg is None else
@@ -97,6 +97,7 @@ def print_segments(report, console) -> None:
                       "-" if s.scar_extent_score is None else str(s.scar_extent_score),
                       "-" if s.transmural_over_50_percent is None else f"{s.transmural_over_50_percent:.0f}")
     console.print(table)
+    console.print(summary_text(report.segment_summary()))
 
 
 def _finite_mm(text: str) -> float:

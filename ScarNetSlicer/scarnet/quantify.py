@@ -119,6 +119,7 @@ class Report:
             "slice_axis": self.slice_axis,
             "base_apex": self.base_apex.to_dict() if self.base_apex is not None else None,
             "segments": [_rounded(asdict(s)) for s in self.segments] if self.segments is not None else None,
+            "segment_summary": self.segment_summary(),
             "segment_angles_from": self.segment_angles_from,
             "septal_span_deg": round(self.septal_span_deg, 1) if self.septal_span_deg is not None else None,
             "conventions": {
@@ -138,6 +139,9 @@ class Report:
                 "level": "basal, mid or apical: thirds of the slices with myocardium from base to apex; base_apex "
                          "says which end is basal and whether the user, the patient axes or the cavity size said so "
                          "(scarnet.aha)",
+                "segment_summary": "segments_with_scar: AHA segments with any scar; segments_over_50_percent: with "
+                                   "scar in more than half of the segment (grade 3-4); scar_score: the sum of the "
+                                   "grades, out of scar_score_max (4 per segment with myocardium)",
                 "segments": "AHA 16-segment model (Cerqueira 2002) from the anterior RV insertion point the user "
                             "marked; the septum spans 120° from it, or the arc to the inferior RV insertion point "
                             "when that was marked too (septal_span_deg); scar_percent: scar % of the segment's "
@@ -150,6 +154,21 @@ class Report:
         }
         out.update(self.extra)
         return out
+
+    def segment_summary(self) -> dict[str, int] | None:
+        """The AHA segments in three numbers, as an LGE report states them; None without segments.
+
+        ``segments_with_scar``: segments with any scar; ``segments_over_50_percent``: with scar in more
+        than half of the segment (grade 3-4; dysfunctional myocardium there is unlikely to recover after
+        revascularisation, Kim et al. 2000); ``scar_score``: the sum of the 0-4 grades, out of
+        ``scar_score_max`` (4 per segment with myocardium).
+        """
+        if self.segments is None:
+            return None
+        grades = [s.scar_extent_score for s in self.segments if s.scar_extent_score is not None]
+        return {"segments_with_scar": sum(g >= 1 for g in grades),
+                "segments_over_50_percent": sum(g >= 3 for g in grades),
+                "scar_score": sum(grades), "scar_score_max": 4 * len(grades)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
@@ -187,6 +206,8 @@ class Report:
             writer.writerow(["basal_end", *self.base_apex.to_dict().values()])
         if self.segments is not None:
             writer.writerow(["segment_angles_from", self.segment_angles_from])
+            for key, value in self.segment_summary().items():
+                writer.writerow([key, value])
             if self.septal_span_deg is not None:
                 writer.writerow(["septal_span_deg", _csv_value(round(self.septal_span_deg, 1))])
             writer.writerow([])

@@ -349,8 +349,13 @@ def test_report_carries_levels_and_segments():
                         "scar_extent_score", "transmural_over_50_percent"])
     assert [row[0] for row in rows[start + 1:]] == [str(n) for n in range(1, 17)]
     assert rows[start + 2][3] == "0;1"
+    # Scar through 40° of each 60° segment 2 and 8 (grade 3) and of the 90° segment 14 (grade 2).
+    assert data["segment_summary"] == {"segments_with_scar": 3, "segments_over_50_percent": 2, "scar_score": 8,
+                                       "scar_score_max": 64}
+    assert ["segments_over_50_percent", "2"] in rows and ["scar_score", "8"] in rows
     plain = json.loads(quantify(volume).to_json())
     assert plain["segments"] is None and plain["base_apex"]["from"] == "cavity size"
+    assert plain["segment_summary"] is None
     assert "segment,name" not in quantify(volume).to_csv()
 
 
@@ -483,6 +488,9 @@ def test_bullseye_draws_each_segment_in_its_place_and_grade():
     for number in (4, 10, 15):
         assert label[number][1] < 0 and abs(label[number][0]) < 1  # inferior at the bottom
     assert label[2][1] > 0 > label[3][1] and label[6][1] > 0 > label[5][1]
+    summary = next(t for t in root.iter(f"{svg}text") if t.get("data-caption") == "summary")
+    assert summary.text == ("Scar in 3 of 16 segments (in more than half of the segment in 2); scar score 8 of 64 "
+                            "(sum of the 0-4 grades)")
     caption = next(t for t in root.iter(f"{svg}text") if t.get("data-caption") == "septum")
     assert caption.text == "Septum: 120° from the anterior RV insertion point (AHA equal segments)"
     assert float(caption.get("y")) < float(root.get("height"))
