@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from . import __version__
 from .errors import Cancelled, InputError, NoHeartFoundError
 from .labels import (
     BACKGROUND,
@@ -249,6 +250,25 @@ def get_model_and_calibration(weights: str | Path | None = None, encoder: str | 
     return _MODEL_CACHE[key]
 
 
+def weights_identity(weights: str | Path | None = None, encoder: str | None = None) -> dict[str, Any]:
+    """Which weights a report was made with: file name, sha256 and whether they are the bundled ones.
+
+    The bundled file's sha256 is its sidecar's (checked against the file when it is loaded).
+    """
+    import json
+
+    from .io import sha256_of
+    from .model.registry import DEFAULT_ENCODER, bundled_weights_path, sidecar_path
+
+    if weights:
+        path = Path(weights)
+        return {"file": path.name, "sha256": sha256_of(path), "bundled": False}
+    path = bundled_weights_path(encoder or DEFAULT_ENCODER)
+    if path is None:
+        return {"file": None, "sha256": None, "bundled": True}
+    return {"file": path.name, "sha256": json.loads(sidecar_path(path).read_text())["sha256"], "bundled": True}
+
+
 def get_model(weights: str | Path | None = None, encoder: str | None = None, device: str = "auto"):
     """Load (once per process) and return the model; later calls are warm."""
     return get_model_and_calibration(weights, encoder, device)[0]
@@ -285,6 +305,8 @@ class Segmenter:
             qc_calibration = QcCalibration(calibrated_for_weights=False)
         self.model = model
         self.qc_calibration = qc_calibration
+        #: Which weights the reports are made with (None for a model passed in: tests, the benchmark).
+        self.weights_identity = weights_identity(weights, encoder) if loaded_here else None
         # Said in every report of weights loaded here that carry no calibration of their own.
         uncalibrated = loaded_here and weights is not None and not qc_calibration.calibrated_for_weights
         self._uncalibrated_weights = weights if uncalibrated else None
@@ -629,6 +651,8 @@ class Segmenter:
             "threshold_calibrated_for_weights": self.qc_calibration.calibrated_for_weights,
         }
         report.extra["inference"] = {
+            "scarnet_version": __version__,
+            "weights": self.weights_identity,
             "device": str(self.device),
             "tta": self.tta,
             "encoder": getattr(self.model.config, "encoder", None),

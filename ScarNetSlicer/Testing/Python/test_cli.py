@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+import scarnet
 from scarnet.volume import Volume
 
 
@@ -473,6 +474,11 @@ def test_demo_creates_its_folder_when_writing_and_never_replaces(tmp_path):
     demo_report = json.loads((tmp_path / "d" / "sub" / "demo_report.json").read_text())
     assert len(demo_report["segments"]) == 16
     assert 100.0 < demo_report["septal_span_deg"] < 160.0  # the phantom's septum, not the assumed 120°
+    # Which weights made the report: the bundled file, by the sha256 its sidecar records.
+    sidecar = json.loads(BUNDLED_WEIGHTS.with_suffix(".json").read_text())
+    assert demo_report["inference"]["weights"] == {"file": BUNDLED_WEIGHTS.name, "sha256": sidecar["sha256"],
+                                                   "bundled": True}
+    assert demo_report["inference"]["scarnet_version"] == scarnet.__version__
     before = {name: (tmp_path / "d" / "sub" / name).read_bytes() for name in names}
     result = run("demo", "--out", "d/sub", "--seed", "3", "--device", "cpu", "--quiet", cwd=tmp_path)
     assert result.returncode == 2 and "--overwrite" in result.stderr

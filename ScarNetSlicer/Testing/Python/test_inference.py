@@ -791,3 +791,17 @@ def test_an_intensity_offset_does_not_change_the_labels_where_the_crop_passes_th
     for offset in (4096.0, -2048.0):
         shifted = small.with_array(small.array.astype(np.float32) + offset)
         assert np.array_equal(segmenter(shifted).labelmap.array, base), offset
+
+
+def test_weights_identity_names_the_file_and_its_sha256(tmp_path):
+    """What a report records of the weights: a user's file by its own hash (any file: it is not read as weights)."""
+    import hashlib
+
+    from scarnet.inference import weights_identity
+
+    user = tmp_path / "mine.safetensors"
+    user.write_bytes(b"not really weights")
+    assert weights_identity(user) == {"file": "mine.safetensors", "sha256": hashlib.sha256(b"not really weights")
+                                      .hexdigest(), "bundled": False}
+    bundled = weights_identity(None)
+    assert bundled["bundled"] is True and bundled["file"] in (None, "scarnet_litemedsam.safetensors")
