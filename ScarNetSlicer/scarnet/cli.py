@@ -207,7 +207,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
     rv_insertion = _rv_insertion_lps(args)
     with OutputSet(args.overwrite) as outputs:
         outputs.add(args.report, REPORT, "--report")
-        _add_bullseye_output(outputs, args)
+        _add_document_outputs(outputs, args)
         outputs.prepare()
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
@@ -217,7 +217,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         if input_warnings:
             report.extra["input_warnings"] = input_warnings
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
-        _write_bullseye(outputs, report, args, f"labelmap {Path(args.labelmap).name}")
+        _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}", Path(args.labelmap).name)
         outputs.commit()
     print_report(report, _console(args.quiet), title=f"ScarNet report: {args.labelmap}")
     return 0
@@ -230,14 +230,15 @@ def _add_segmentation_outputs(outputs: OutputSet, args: argparse.Namespace) -> N
     outputs.add(args.labelmap, LABELMAP, "--labelmap")
     outputs.add(args.seg, SEGMENTATION, "--seg")
     outputs.add(args.report, REPORT, "--report")
-    _add_bullseye_output(outputs, args)
+    _add_document_outputs(outputs, args)
 
 
-def _add_bullseye_output(outputs: OutputSet, args: argparse.Namespace) -> None:
-    """Register ``args.bullseye`` (optional), the AHA bullseye picture."""
-    from .outputs import PICTURE
+def _add_document_outputs(outputs: OutputSet, args: argparse.Namespace) -> None:
+    """Register ``args.bullseye``, the AHA bullseye picture, and ``args.html``, the printable report (each optional)."""
+    from .outputs import HTML_REPORT, PICTURE
 
     outputs.add(args.bullseye, PICTURE, "--bullseye")
+    outputs.add(args.html, HTML_REPORT, "--html")
 
 
 def _check_bullseye_needs_a_point(args: argparse.Namespace) -> None:
@@ -248,23 +249,28 @@ def _check_bullseye_needs_a_point(args: argparse.Namespace) -> None:
                          "insertion point)")
 
 
-def _write_bullseye(outputs: OutputSet, report, args: argparse.Namespace, source: str) -> None:
-    """Write ``args.bullseye`` (if asked for); ``source`` says whose segmentation it shows."""
+def _write_documents(outputs: OutputSet, report, args: argparse.Namespace, made_from: str, source: str) -> None:
+    """Write ``args.bullseye`` and ``args.html`` (those asked for); ``made_from`` says whose segmentation they
+    show, ``source`` names the input."""
     from .bullseye import bullseye_svg
+    from .report_html import report_html
 
-    title = f"Scar per AHA segment ({source})"
+    title = f"Scar per AHA segment ({made_from})"
     outputs.write(args.bullseye, lambda temp: Path(temp).write_text(bullseye_svg(report, title), encoding="utf-8"))
+    outputs.write(args.html, lambda temp: Path(temp).write_text(report_html(report, source, made_from=made_from),
+                                                                 encoding="utf-8"))
 
 
-def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Namespace) -> None:
-    """Write a segmentation result's outputs into the set's temporary files (the caller commits)."""
+def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Namespace, source: str) -> None:
+    """Write a segmentation result's outputs into the set's temporary files (the caller commits); ``source``
+    names the input in the HTML report."""
     from .io import write_labelmap, write_report, write_seg_nrrd
 
     # overwrite=True: the writers get the set's temporary files, which exist (empty).
     outputs.write(args.labelmap, lambda temp: write_labelmap(result.labelmap, temp, overwrite=True))
     outputs.write(args.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))
     outputs.write(args.report, lambda temp: write_report(result.report, temp, overwrite=True))
-    _write_bullseye(outputs, result.report, args, "ScarNet model")
+    _write_documents(outputs, result.report, args, "ScarNet model", source)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -294,7 +300,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if input_warnings:
             result.report.extra["input_warnings"] = input_warnings
         result.report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
-        _write_segmentation_outputs(outputs, result, args)
+        _write_segmentation_outputs(outputs, result, args, Path(args.input).name)
         outputs.commit()
     console = _console(args.quiet)
     print_report(result.report, console, title=f"ScarNet: {args.input}")
@@ -327,7 +333,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if out_dir is not None:
             args.labelmap, args.seg, args.report = (out_dir / "demo_labelmap.nii.gz", out_dir / "demo.seg.nrrd",
                                                     out_dir / "demo_report.json")
-            args.bullseye = out_dir / "demo_bullseye.svg"
+            args.bullseye, args.html = out_dir / "demo_bullseye.svg", out_dir / "demo_report.html"
             image_path = outputs.add(out_dir / "demo_lge.nii.gz", IMAGE, "--out")
             _add_segmentation_outputs(outputs, args)
         outputs.prepare()
@@ -361,10 +367,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"Model time {result.timings_s['total_s']:.2f} s on {device}.")
         if out_dir is not None:
             outputs.write(image_path, lambda temp: write_volume(phantom.image, temp, overwrite=True))
-            _write_segmentation_outputs(outputs, result, args)
+            _write_segmentation_outputs(outputs, result, args, f"demo phantom (seed {args.seed})")
             outputs.commit()
             console.print(f"Wrote {out_dir}/demo_lge.nii.gz, demo_labelmap.nii.gz, demo.seg.nrrd, demo_report.json, "
-                          "demo_bullseye.svg")
+                          "demo_bullseye.svg, demo_report.html")
     return 0
 
 
@@ -531,6 +537,9 @@ def _add_segment_model_options(parser: argparse.ArgumentParser) -> None:
                              "between the two (default: 120° from the anterior point)")
     parser.add_argument("--bullseye", type=Path, metavar="PICTURE.svg",
                         help="write the AHA bullseye (scar grade and %% per segment) as SVG; needs --rv-insertion")
+    parser.add_argument("--html", type=Path, metavar="REPORT.html",
+                        help="write a printable report (totals, AHA bullseye and segments, per-slice table with QC "
+                             "flags, warnings, weights) as one self-contained HTML page")
     parser.add_argument("--basal-end", choices=("first", "last"),
                         help="which end of the slice index is basal (default: from the image's orientation, "
                              "else from the cavity size)")

@@ -50,10 +50,12 @@ SEGMENTATION = OutputKind("a Slicer segmentation", (".seg.nrrd",))
 REPORT = OutputKind("a report", (".json", ".csv"))
 #: The AHA bullseye picture (scarnet.bullseye).
 PICTURE = OutputKind("an SVG picture", (".svg",))
+#: The printable report page (scarnet.report_html).
+HTML_REPORT = OutputKind("an HTML report", (".html",))
 
 #: Every ending any kind knows, longest first, so that "x.seg.nrrd" is a .seg.nrrd and not a .nrrd.
-_KNOWN_SUFFIXES = tuple(sorted({s for kind in (IMAGE, LABELMAP, SEGMENTATION, REPORT, PICTURE) for s in kind.suffixes},
-                               key=len, reverse=True))
+_KNOWN_SUFFIXES = tuple(sorted({s for kind in (IMAGE, LABELMAP, SEGMENTATION, REPORT, PICTURE, HTML_REPORT)
+                                for s in kind.suffixes}, key=len, reverse=True))
 #: Characters of the target's name kept in its temporary name: enough to recognise a leftover,
 #: short enough that the temporary name (and the writers' own temporary name beside it) never
 #: exceeds the file system's limit when the target's name does not.

@@ -468,7 +468,8 @@ def test_output_set_writes_all_or_nothing(tmp_path):
 def test_demo_creates_its_folder_when_writing_and_never_replaces(tmp_path):
     result = run("demo", "--out", "d/sub", "--device", "cpu", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    names = ["demo.seg.nrrd", "demo_bullseye.svg", "demo_labelmap.nii.gz", "demo_lge.nii.gz", "demo_report.json"]
+    names = ["demo.seg.nrrd", "demo_bullseye.svg", "demo_labelmap.nii.gz", "demo_lge.nii.gz", "demo_report.html",
+             "demo_report.json"]
     assert sorted(p.name for p in (tmp_path / "d" / "sub").iterdir()) == names
     # The demo reports the AHA segments from the phantom's own RV insertion points (anterior and inferior).
     demo_report = json.loads((tmp_path / "d" / "sub" / "demo_report.json").read_text())

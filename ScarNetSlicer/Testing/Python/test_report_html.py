@@ -1,0 +1,142 @@
+"""The printable HTML report (scarnet.report_html): what it shows, read back from the page, and the
+command line's --html."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import pytest
+from test_aha import _point_along_i, _ring_labels, _volume
+
+from scarnet.quantify import quantify
+from scarnet.report_html import report_html
+
+
+class _Page(HTMLParser):
+    """The page's tables (rows of cell text), its warnings, its SVG elements and its text outside tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.warnings: list[str] = []
+        self.svgs = 0
+        self.text: list[str] = []
+        self._cell: list[str] | None = None
+        self._in_warning = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "svg":
+            self.svgs += 1
+        elif tag == "div" and ("class", "warning") in attrs:
+            self._in_warning = True
+            self.warnings.append("")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "div":
+            self._in_warning = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._in_warning:
+            self.warnings[-1] += data
+        self.text.append(data)
+
+
+def _read(page: str) -> _Page:
+    parser = _Page()
+    parser.feed(page)
+    return parser
+
+
+def _report():
+    volume = _volume(_ring_labels(16.0, 56.0))
+    report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
+    report.slices[2].qc_flags = ["scar_uncertain"]
+    report.extra["qc"] = {"flags": {"scar_uncertain": "scar and healthy myocardium hard to tell apart"}}
+    report.extra["inference"] = {"scarnet_version": "9.9", "device": "cpu", "tta": False,
+                                 "weights": {"file": "w.safetensors", "sha256": "ab" * 32, "bundled": False},
+                                 "warnings": ["the model is unsure of <the heart>"]}
+    for k, s in enumerate(report.slices):
+        s.dicom = {"instance_number": 10 + k, "frame_number": None, "slice_location_mm": None}
+    return report
+
+
+def test_the_page_shows_the_report_figures():
+    report = _report()
+    page = _read(report_html(report, "lge <1>.nii.gz", generated=datetime.datetime(2026, 1, 2, 3, 4,
+                                                                                   tzinfo=datetime.timezone.utc)))
+    text = " ".join(page.text)
+    assert "Input: lge <1>.nii.gz" in text and "2026-01-02 03:04 UTC" in text  # escaped, read back as given
+    assert "weights w.safetensors, sha256 abababababab" in text and "scarnet 9.9" in text
+    assert "Research use only" in text
+    assert page.warnings == ["the model is unsure of <the heart>"]
+    totals, segments, slices = page.tables[0], page.tables[1], page.tables[2]
+    assert ["Scar (MVO included)", f"{report.total.scar_ml:.2f} mL", f"{report.total.scar_g:.1f} g"] in totals
+    assert ["Scar % of LV myocardium", f"{report.total.scar_percent:.1f} %", ""] in totals
+    # One row per segment, as the report has them; the bullseye drawn once, with its summary.
+    assert [row[0] for row in segments[1:]] == [f"{s.segment} {s.name}" for s in report.segments]
+    assert [row[5] for row in segments[1:]] == [str(s.scar_extent_score) for s in report.segments]
+    assert page.svgs == 1 and "Scar in 3 of 16 segments" in text
+    # One row per slice: DICOM image, level, volumes and the QC flags, with the flags explained.
+    assert slices[0] == ["Slice", "Position mm", "DICOM image", "Level", "Myocardium mL", "Scar mL", "Scar %", "MVO mL",
+                         "Transmural > 50 % (%)", "QC flags"]
+    assert len(slices) == 1 + len(report.slices)
+    for row, s in zip(slices[1:], report.slices):
+        assert row[:4] == [str(s.index), f"{s.position_mm:.1f}", str(10 + s.index), s.level]
+        assert row[5] == f"{s.scar_ml:.2f}" and row[-1] == (", ".join(s.qc_flags) or "ok")
+    assert "scar and healthy myocardium hard to tell apart" in text
+
+
+def test_a_labelmap_report_without_segments_or_model():
+    """Quantified from a labelmap: no model, no QC, no segments. The page has no bullseye, no QC column."""
+    volume = _volume(_ring_labels(16.0, 56.0))
+    page = _read(report_html(quantify(volume), "lab.nrrd", made_from="labelmap lab.nrrd"))
+    assert page.svgs == 0 and len(page.tables) == 2
+    assert "QC flags" not in page.tables[1][0] and "DICOM image" not in page.tables[1][0]
+    assert "scarnet" not in " ".join(page.text).split("Segmentation")[1].split("Research")[0]
+    data = quantify(volume, rv_insertion_lps=_point_along_i(volume)).to_dict()
+    assert _read(report_html(data, "lab.nrrd")).svgs == 1  # the dict form (as Slicer keeps a report) too
+
+
+def test_command_line_html(tmp_path):
+    from scarnet.io import write_labelmap
+
+    volume = _volume(_ring_labels(16.0, 56.0))
+    write_labelmap(volume, tmp_path / "lab.nrrd")
+    point = _point_along_i(volume)
+    ras = [f"{-point[0]:.4f}", f"{-point[1]:.4f}", f"{point[2]:.4f}"]
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "scarnet", "quantify", "lab.nrrd", "--quiet", *args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    result = run("--html", "r.htm")
+    assert result.returncode == 2 and "must end in .html" in result.stderr and not (tmp_path / "r.htm").exists()
+    result = run("--rv-insertion", *ras, "--html", "r.html", "--report", "r.json")
+    assert result.returncode == 0, result.stderr
+    page = _read((tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert page.svgs == 1 and "labelmap lab.nrrd" in " ".join(page.text)
+    (tmp_path / "mine.html").write_text("the user's own page")
+    result = run("--html", "mine.html", "--report", "again.json")
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert (tmp_path / "mine.html").read_text() == "the user's own page" and not (tmp_path / "again.json").exists()
+
+
+@pytest.mark.parametrize("value, text", [(None, "–"), (1.234, "1.23")])
+def test_missing_figures_show_a_dash(value, text):
+    from scarnet.report_html import _number
+
+    assert _number(value) == text

@@ -1,0 +1,134 @@
+"""A printable report of one exam: a self-contained HTML page (open it in a browser, print it to PDF).
+
+What a reader files with the study: which input and which weights, the warnings, the totals (LV
+myocardium and scar mass, scar % of the myocardium, MVO, transmurality), the AHA bullseye and
+segment table when the segments were reported, the per-slice table with its QC flags, and the
+conventions behind the figures. Plain HTML and CSS with the bullseye's SVG inline: nothing is
+fetched, so the page reads the same offline and in ten years.
+"""
+
+from __future__ import annotations
+
+import datetime
+from html import escape
+from typing import Any
+
+from .bullseye import bullseye_svg, percent_text, septum_text, summary_text
+from .quantify import Report, dicom_image_name
+
+_STYLE = """
+body { font-family: sans-serif; font-size: 12px; color: #111; max-width: 900px; margin: 16px auto; }
+h1 { font-size: 18px; margin-bottom: 2px; } h2 { font-size: 14px; margin: 18px 0 6px; }
+table { border-collapse: collapse; margin: 4px 0; } th, td { border: 1px solid #bbb; padding: 2px 6px; }
+th { background: #eee; } td.n { text-align: right; } .muted { color: #555; }
+.warning { background: #fff3cd; border: 1px solid #e0c36a; padding: 4px 8px; margin: 4px 0; }
+.disclaimer { font-weight: bold; }
+@media print { body { margin: 0; } h2 { page-break-after: avoid; } table { page-break-inside: auto; } }
+"""
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]], numeric: set[int]) -> str:
+    """An HTML table; ``rows`` hold escaped cell text; ``numeric``: the columns aligned right."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f'<td class="n">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
+                                    for i, cell in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def report_html(report: Report | dict[str, Any], source: str, *, made_from: str = "ScarNet model",
+                generated: datetime.datetime | None = None) -> str:
+    """The report as an HTML page. ``source``: the input it was made from (a file name); ``made_from``:
+    whose segmentation it quantifies (the model's, or a labelmap's); ``generated``: when (default now, UTC).
+    ``report``: a :class:`~scarnet.quantify.Report` or its :meth:`~scarnet.quantify.Report.to_dict` form."""
+    data = report.to_dict() if isinstance(report, Report) else report
+    generated = generated or datetime.datetime.now(datetime.timezone.utc)
+    inference = data.get("inference", {})
+    total = data["total"]
+    slices = data["slices"]
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ScarNet report: "
+             f"{escape(source)}</title><style>{_STYLE}</style></head><body>",
+             "<h1>LGE scar report</h1>",
+             f'<p class="muted">Input: {escape(source)} · Segmentation: {escape(made_from)} · Made '
+             f'{generated.strftime("%Y-%m-%d %H:%M UTC")}']
+    if inference:
+        weights = inference.get("weights") or {}
+        name = weights.get("file") or "weights passed in"
+        sha = (weights.get("sha256") or "")[:12]
+        parts[-1] += (f" · scarnet {escape(str(inference.get('scarnet_version', '?')))}, weights "
+                      f"{escape(name)}{' (bundled)' if weights.get('bundled') else ''}"
+                      f"{f', sha256 {escape(sha)}' if sha else ''}, {escape(str(inference.get('device', '')))}"
+                      f"{', flip test-time augmentation' if inference.get('tta') else ''}")
+    parts[-1] += "</p>"
+    parts.append('<p class="disclaimer">Research use only: not for clinical diagnosis. Every slice needs a '
+                 "reader's review; the slices with QC flags first.</p>")
+    warnings = [*data.get("input_warnings", []), *inference.get("warnings", []), *data.get("segments_left_out", [])]
+    parts += [f'<div class="warning">{escape(message)}</div>' for message in warnings]
+
+    parts.append("<h2>Totals</h2>")
+    rows = [["LV myocardium", f"{_number(total['myocardium_ml'])} mL", f"{_number(total['myocardium_g'], 1)} g"],
+            ["Scar (MVO included)", f"{_number(total['scar_ml'])} mL", f"{_number(total['scar_g'], 1)} g"],
+            ["Scar % of LV myocardium", f"{_number(total['scar_percent'], 1)} %", ""],
+            ["MVO", f"{_number(total['mvo_ml'])} mL", ""],
+            ["LV blood pool (slices with LV)", f"{_number(total['lv_blood_pool_ml'])} mL", ""],
+            ["Slices with myocardium / with scar", f"{total['slices_with_myocardium']} / {total['slices_with_scar']}",
+             ""]]
+    if total.get("scar_circumference_percent") is not None:
+        rows.append(["LV circumference with scar / scar through more than half of the wall",
+                     f"{_number(total['scar_circumference_percent'], 0)} % / "
+                     f"{_number(total['transmural_over_50_percent'], 0)} %", ""])
+    parts.append(_table(["", "Value", "Mass"], rows, {1, 2}))
+
+    if data.get("segments") is not None:
+        parts.append("<h2>AHA segments</h2>")
+        parts.append(bullseye_svg(data, f"Scar per AHA segment ({made_from})"))
+        order = data.get("base_apex") or {}
+        summary = f"{summary_text(data['segment_summary'])}. " if data.get("segment_summary") else ""
+        parts.append(f'<p class="muted">{escape(summary)}'
+                     f"{escape(septum_text(data.get('septal_span_deg')))}. Basal end: the "
+                     f"{escape(str(order.get('basal_end', '?')))} slice (from {escape(str(order.get('from', '?')))}); "
+                     f"angles from the {escape(str(data.get('segment_angles_from')))}.</p>")
+        rows = [[escape(f"{s['segment']} {s['name']}"), escape(",".join(str(k) for k in s["slices"]) or "–"),
+                 _number(s["myocardium_ml"]), _number(s["scar_ml"]), escape(percent_text(s["scar_percent"])),
+                 "–" if s["scar_extent_score"] is None else str(s["scar_extent_score"]),
+                 _number(s["transmural_over_50_percent"], 0), _number(s["mvo_ml"])] for s in data["segments"]]
+        parts.append(_table(["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %", "Grade 0-4",
+                             "Rays > 50 % transmural (%)", "MVO mL"], rows, {2, 3, 4, 5, 6, 7}))
+
+    parts.append("<h2>Per slice</h2>")
+    with_dicom = any(s.get("dicom") for s in slices)
+    with_level = any(s.get("level") for s in slices)
+    with_qc = "qc" in data or any(s.get("qc_flags") for s in slices)
+    header = (["Slice", "Position mm"] + (["DICOM image"] if with_dicom else []) + (["Level"] if with_level else [])
+              + ["Myocardium mL", "Scar mL", "Scar %", "MVO mL", "Transmural > 50 % (%)"]
+              + (["QC flags"] if with_qc else []))
+    rows = []
+    for s in slices:
+        rows.append([str(s["index"]), _number(s["position_mm"], 1),
+                     *([escape(dicom_image_name(s.get("dicom")))] if with_dicom else []),
+                     *([escape(s.get("level") or "–")] if with_level else []),
+                     _number(s["myocardium_ml"]), _number(s["scar_ml"]), _number(s["scar_percent"], 1),
+                     _number(s["mvo_ml"]), _number(s.get("transmural_over_50_percent"), 0),
+                     *([escape(", ".join(s.get("qc_flags", [])) or "ok")] if with_qc else [])])
+    first_number = 2 + with_dicom + with_level
+    parts.append(_table(header, rows, set(range(first_number, first_number + 5)) | {0, 1}))
+    flags = (data.get("qc") or {}).get("flags") or {}
+    used = sorted({flag for s in slices for flag in s.get("qc_flags", [])})
+    if used:
+        parts.append("<p>" + "<br>".join(f"<b>{escape(flag)}</b>: {escape(str(flags.get(flag, '')))}"
+                                         for flag in used) + "</p>")
+
+    conventions = data.get("conventions", {})
+    parts.append("<h2>Conventions</h2><ul>")
+    for key in ("scar", "myocardium", "position_mm", "transmurality", "level", "segments"):
+        if key in conventions:
+            parts.append(f"<li><b>{escape(key)}</b>: {escape(str(conventions[key]))}</li>")
+    parts.append(f"<li><b>mass</b>: volume × {conventions.get('myocardium_density_g_per_ml', 1.05)} g/mL</li>")
+    parts.append("</ul></body></html>\n")
+    return "\n".join(parts)
+
+
+__all__ = ["report_html"]
