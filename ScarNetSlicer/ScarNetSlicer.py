@@ -168,6 +168,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.updateReportButton.connect("clicked(bool)", self.onUpdateReportButton)
+        self.ui.saveReportButton.connect("clicked(bool)", self.onSaveReportButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.initializeParameterNode()
 
@@ -356,6 +357,26 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if notice:  # segments it did not count, or a table it would not overwrite (see Outputs.notice)
                 slicer.util.warningDisplay(notice, windowTitle=_("ScarNet"))
 
+    def onSaveReportButton(self) -> None:
+        from scarnet.errors import ScarNetError
+        from ScarNetSlicerLib.report_nodes import write_report_page
+
+        p = self._parameterNode
+        table, volume = p.outputTable, p.inputVolume
+        name = volume.GetName() if volume else table.GetName()
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save report"),
+                                              os.path.join(qt.QDir.homePath(), f"{name} ScarNet report.html"),
+                                              _("Web page") + " (*.html)")
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Saving the report failed."), waitCursor=True):
+            try:
+                saved = write_report_page(table, path, name)
+            except (ScarNetError, OSError) as error:  # no report; a folder that cannot be written
+                self._showUserError(error)
+                return
+            self.ui.statusLabel.text = _("Report saved: {path}").format(path=saved)
+
     def _showReport(self, report: dict[str, Any]) -> None:
         from ScarNetSlicerLib.report_nodes import format_totals, stored_bullseye
 
@@ -365,6 +386,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._showTotals(format_totals(report))
         # The same table as before changes no parameter, so the picture is refreshed here too.
         self._showBullseye(stored_bullseye(self._parameterNode.outputTable))
+        self.ui.saveReportButton.enabled = True
 
     def _showTotals(self, totals: dict[str, str]) -> None:
         self.ui.myocardiumMassLabel.text = totals["myocardium_g"]
@@ -395,6 +417,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             report = stored_report(table)
         self._showTotals(format_totals(report) if report else dict.fromkeys(TOTAL_KEYS, ""))
         self._showBullseye(stored_bullseye(table) if report else "")
+        self.ui.saveReportButton.enabled = bool(report)
 
     def _showBullseye(self, svg: str) -> None:
         """The report's AHA bullseye (SVG text) in the panel; hidden without one, or where Qt cannot draw SVG."""
@@ -726,4 +749,11 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertFalse(widget.ui.bullseyeLabel.isHidden())
         widget._showBullseye("")
         self.assertTrue(widget.ui.bullseyeLabel.isHidden())
+        import tempfile
+
+        from ScarNetSlicerLib.report_nodes import write_report_page
+
+        with tempfile.TemporaryDirectory() as folder:
+            page = write_report_page(table, pathlib.Path(folder) / "report", volume.GetName()).read_text("utf-8")
+        self.assertIn(svg.strip(), page)
         self.delayDisplay("Test passed")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import vtk
 
+from scarnet.errors import InputError
 from scarnet.labels import SCAR, SEGMENT_BY_LABEL
 from scarnet.quantify import dicom_image_name
 
@@ -197,6 +199,34 @@ def stored_report(table_node) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
+def _made_from(report: dict[str, Any]) -> str:
+    """Whose segmentation a stored report quantifies, in words."""
+    if report.get("source") == "ScarNet model":
+        return "ScarNet model"
+    return "edited segmentation" if report.get("edited") else "segmentation"
+
+
+def write_report_page(table_node, path: str | Path, source: str) -> Path:
+    """Write the report in ``table_node`` as a printable HTML page (:func:`scarnet.report_html.report_html`)
+    to ``path`` (".html" added when it has another ending); ``source`` names the input. The file is
+    replaced as a whole or not at all (the caller's save dialog has asked before replacing one).
+    Raises :class:`~scarnet.errors.InputError` when the table holds no report."""
+    from scarnet.io import atomic_path
+    from scarnet.report_html import report_html
+
+    report = stored_report(table_node)
+    if report is None:
+        name = table_node.GetName() if table_node is not None else "no table"
+        raise InputError(f"{name}: no ScarNet report in it: run 'Segment scar' or 'Update report' first")
+    path = Path(path)
+    if path.suffix.lower() != ".html":
+        path = path.with_name(path.name + ".html")
+    page = report_html(report, source, made_from=_made_from(report))
+    with atomic_path(path, overwrite=True) as temp:
+        temp.write_text(page, encoding="utf-8")
+    return path
+
+
 def stored_bullseye(table_node) -> str:
     """The bullseye (SVG text) of the AHA segments of the report in ``table_node``; "" when it has none."""
     segment_table = table_node.GetNodeReference(SEGMENT_TABLE_REFERENCE_ROLE) if table_node is not None else None
@@ -261,10 +291,8 @@ def update_segment_table(scene, table_node, report: dict[str, Any]):
         # The septal arc between the two RV insertion points; empty when the septum was taken as 120°.
         span = report.get("septal_span_deg")
         node.SetAttribute(ATTRIBUTE_PREFIX + "SeptalSpanDeg", "" if span is None else f"{span:.1f}")
-        whose = ("ScarNet model" if report.get("source") == "ScarNet model" else
-                 "edited segmentation" if report.get("edited") else "segmentation")
-        node.SetAttribute(BULLSEYE_SVG_ATTRIBUTE,
-                          bullseye_svg(report, f"Scar per AHA segment ({whose})") if segments is not None else "")
+        node.SetAttribute(BULLSEYE_SVG_ATTRIBUTE, bullseye_svg(report, f"Scar per AHA segment ({_made_from(report)})")
+                          if segments is not None else "")
     finally:
         node.EndModify(was_modifying)
     return node
@@ -303,4 +331,5 @@ __all__ = [
     "update_plot",
     "update_segment_table",
     "update_table",
+    "write_report_page",
 ]

@@ -1197,7 +1197,7 @@ def test_rv_insertion_point_from_a_point_list(scene, lib, oblique_direction):
     np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [[-5.0, -20.0, 30.0], [-35.0, -50.0, 60.0]])
 
 
-def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene, lib, oblique_direction):
+def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene, lib, oblique_direction, tmp_path):
     vn, pr, rn = lib.volume_nodes, lib.processing, lib.report_nodes
     image = _image(oblique_direction)
     labels = _shrinking_rings(image)
@@ -1239,6 +1239,17 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     reloaded.SetSceneXMLString(scene.GetSceneXMLString())
     reloaded.Import()
     assert rn.stored_bullseye(reloaded.GetNodeByID(outputs.table_node.GetID())) == picture
+    # "Save report…": the printable page of the report shown, ".html" added to a bare name.
+    saved = rn.write_report_page(outputs.table_node, tmp_path / "exam 1", "lge")
+    assert saved == tmp_path / "exam 1.html"
+    page = saved.read_text(encoding="utf-8")
+    assert "Input: lge" in page and "Segmentation: segmentation" in page and picture.strip() in page
+    assert page.count("<tr>") == 1 + 7 + 17 + 1 + len(updated.report["slices"])  # totals, segments, slices
+    empty = scene.AddNewNodeByClass("vtkMRMLTableNode", "empty")
+    with pytest.raises(InputError, match="no ScarNet report"):
+        rn.write_report_page(empty, tmp_path / "x.html", "lge")
+    assert not (tmp_path / "x.html").exists()
+    scene.RemoveNode(empty)
 
     # A second point: the inferior insertion, 90° round the LV from the first. Of the two candidates on the
     # grid's ±i axis, one turns from the anterior point towards the septum, the other away from it (refused).
