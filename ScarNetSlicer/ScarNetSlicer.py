@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import pathlib
+import re
 from typing import Annotated, Any
 
 import qt
@@ -364,9 +365,10 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         table, volume = p.outputTable, p.inputVolume
         name = volume.GetName() if volume else table.GetName()
+        # DICOM volumes are named like "6: LGE PSIR": keep the file name to characters every system takes.
+        fileName = re.sub(r"[^\w .-]+", "_", f"{name} ScarNet report").strip(" .") + ".html"
         path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save report"),
-                                              os.path.join(qt.QDir.homePath(), f"{name} ScarNet report.html"),
-                                              _("Web page") + " (*.html)")
+                                              os.path.join(qt.QDir.homePath(), fileName), _("Web page") + " (*.html)")
         if not path:
             return
         with slicer.util.tryWithErrorDisplay(_("Saving the report failed."), waitCursor=True):

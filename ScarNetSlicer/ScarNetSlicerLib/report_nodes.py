@@ -208,9 +208,10 @@ def _made_from(report: dict[str, Any]) -> str:
 
 def write_report_page(table_node, path: str | Path, source: str) -> Path:
     """Write the report in ``table_node`` as a printable HTML page (:func:`scarnet.report_html.report_html`)
-    to ``path`` (".html" added when it has another ending); ``source`` names the input. The file is
-    replaced as a whole or not at all (the caller's save dialog has asked before replacing one).
-    Raises :class:`~scarnet.errors.InputError` when the table holds no report."""
+    to ``path``; ``source`` names the input. A ``path`` ending in ".html" is replaced if it exists (the
+    caller's save dialog has asked); to another name ".html" is added, and a file of that name is not
+    replaced (:class:`~scarnet.errors.OutputExistsError`: nobody was asked about it). Written as a whole
+    or not at all. Raises :class:`~scarnet.errors.InputError` when the table holds no report."""
     from scarnet.io import atomic_path
     from scarnet.report_html import report_html
 
@@ -219,10 +220,11 @@ def write_report_page(table_node, path: str | Path, source: str) -> Path:
         name = table_node.GetName() if table_node is not None else "no table"
         raise InputError(f"{name}: no ScarNet report in it: run 'Segment scar' or 'Update report' first")
     path = Path(path)
-    if path.suffix.lower() != ".html":
+    asked = path.suffix.lower() == ".html"
+    if not asked:
         path = path.with_name(path.name + ".html")
     page = report_html(report, source, made_from=_made_from(report))
-    with atomic_path(path, overwrite=True) as temp:
+    with atomic_path(path, overwrite=asked) as temp:
         temp.write_text(page, encoding="utf-8")
     return path
 

@@ -23,7 +23,16 @@ import slicer
 import vtk
 
 from scarnet.errors import InputError
-from scarnet.labels import BACKGROUND, MVO, SEGMENTS, SegmentInfo, label_for_segment_name
+from scarnet.labels import (
+    BACKGROUND,
+    HEALTHY_MYOCARDIUM,
+    LV_BLOOD_POOL,
+    MVO,
+    SCAR,
+    SEGMENTS,
+    SegmentInfo,
+    label_for_segment_name,
+)
 from scarnet.volume import Volume
 
 from . import ATTRIBUTE_PREFIX
@@ -42,8 +51,14 @@ FINGERPRINT_ATTRIBUTE = ATTRIBUTE_PREFIX + "LabelmapFingerprint"
 BINARY_LABELMAP = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
 #: Node attribute set on segmentations written by this module.
 CREATED_BY_ATTRIBUTE = ATTRIBUTE_PREFIX + "CreatedBy"
-#: At most this many sub-voxels per axis of the reference voxel (a finer segmentation is read at this).
+#: Sub-voxels per axis of a reference voxel that a finer segmentation may be read on (Segment Editor's
+#: oversampling 2, 3 or 4), and in all; a ratio further than the tolerance from a whole number is not a
+#: subdivision (see :func:`subdivision`).
 MAX_SUBDIVISION = 4
+MAX_SUB_VOXELS = 64_000_000
+SUBDIVISION_TOLERANCE = 0.05
+#: The fingerprint of a segmentation whose sub-voxel edits cannot be told apart: never a stored one.
+UNRESOLVED_FINGERPRINT = "finer-than-the-volume-unresolved"
 
 
 def _code(triplet: tuple[str, str, str] | None) -> str:
@@ -173,7 +188,7 @@ def segments_not_counted(segmentation_node, reference_volume_node, grid: Volume 
     grid = grid if grid is not None else volume_from_node(reference_volume_node)
     counted = recognised_segments(segmentation_node)
     segmentation = segmentation_node.GetSegmentation()
-    factor = subdivision(segmentation_node, grid)
+    factor = subdivision(segmentation_node, reference_volume_node, grid) or (1, 1, 1)
     fine = subdivided_grid(grid, factor) if factor != (1, 1, 1) else grid
     out = []
     for segment_id in segmentation.GetSegmentIDs():
@@ -235,16 +250,28 @@ def segment_mask(segmentation_node, segment_id: str, reference_volume_node, grid
     return values.reshape(grid.array.shape) != 0
 
 
-def subdivision(segmentation_node, grid: Volume) -> tuple[int, int, int]:
+def subdivision(segmentation_node, reference_volume_node, grid: Volume) -> tuple[int, int, int] | None:
     """Sub-voxels per axis (i, j, k) of ``grid``'s voxels that resolve the segmentation's own voxels.
 
-    1 where the segmentation is as coarse as the grid (the usual case: its geometry is the input
-    volume's); 2 along an axis where it has twice the voxels (Segment Editor's oversampling 2),
-    and so on, rounded, at most :data:`MAX_SUBDIVISION`. Taken from the finest segment.
+    (1, 1, 1) where the segmentation is as coarse as the grid (the usual case: its geometry is the
+    input volume's) or coarser; 2 along an axis where it has twice the voxels (Segment Editor's
+    oversampling 2), and so on. None when its voxels are finer but do not cut the grid's voxels
+    into whole numbers of at most :data:`MAX_SUBDIVISION` along each axis (oversampling 1.5 or 8),
+    or more than :data:`MAX_SUB_VOXELS` sub-voxels would be needed: then part of a voxel cannot be
+    told apart (:func:`labelmap_from_segmentation` reads each voxel at its centre, and
+    :func:`fingerprint` takes the segmentation as edited). Taken from the finest segment, in the
+    volume's frame (through the two nodes' parent transforms, where they are linear).
     """
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     axes_mm = grid.direction * np.asarray(grid.spacing_mm)  # columns: one voxel step along i, j, k (LPS mm)
     axes_mm = np.diag([-1.0, -1.0, 1.0]) @ axes_mm  # in RAS, as the segment's geometry is
+    # The volume's frame → the segmentation's frame (identity when both are under the same transform).
+    to_segmentation = vtk.vtkMatrix4x4()
+    if slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(
+            reference_volume_node.GetParentTransformNode(), segmentation_node.GetParentTransformNode(),
+            to_segmentation):
+        linear = np.array([[to_segmentation.GetElement(r, c) for c in range(3)] for r in range(3)])
+        axes_mm = linear @ axes_mm
     finest = np.ones(3)
     for segment_id in segmentation_node.GetSegmentation().GetSegmentIDs():
         image = slicer.vtkOrientedImageData()
@@ -255,10 +282,15 @@ def subdivision(segmentation_node, grid: Volume) -> tuple[int, int, int]:
             continue  # an empty segment: its image has no geometry of its own
         matrix = vtk.vtkMatrix4x4()
         image.GetImageToWorldMatrix(matrix)
-        to_index = np.linalg.inv(np.array([[matrix.GetElement(r, c) for c in range(3)] for r in range(3)]))
+        image_axes = np.array([[matrix.GetElement(r, c) for c in range(3)] for r in range(3)])
+        if abs(np.linalg.det(image_axes)) < 1e-12:
+            return None  # a degenerate geometry: nothing can be resolved on it
         # How many of the segment's voxels one grid voxel spans along each of its axes.
-        finest = np.maximum(finest, np.linalg.norm(to_index @ axes_mm, axis=0))
-    factor = np.clip(np.rint(finest), 1, MAX_SUBDIVISION).astype(int)
+        finest = np.maximum(finest, np.linalg.norm(np.linalg.inv(image_axes) @ axes_mm, axis=0))
+    factor = np.rint(finest)
+    if np.any(np.abs(finest - factor) > SUBDIVISION_TOLERANCE) or np.any(factor > MAX_SUBDIVISION) \
+            or float(np.prod(factor)) * grid.array.size > MAX_SUB_VOXELS:
+        return None
     return int(factor[0]), int(factor[1]), int(factor[2])
 
 
@@ -274,13 +306,19 @@ def subdivided_grid(grid: Volume, factor: tuple[int, int, int]) -> Volume:
 
 
 def majority_labels(fine_labels: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
-    """Each voxel's label from its ``factor`` (i, j, k) sub-voxels: the label covering most of it, a tie going
-    to the higher label (tissue over background, scar over myocardium), as overlaps are read."""
+    """Each voxel's label from its ``factor`` (i, j, k) sub-voxels, read as the report counts tissue (scar
+    includes MVO, myocardium includes both): MVO where MVO covers at least half of the voxel, else scar
+    where scar or MVO does, else myocardium where any myocardium does; otherwise blood pool or
+    background, whichever covers more (blood pool on a tie)."""
     fi, fj, fk = factor
     k, j, i = (n // f for n, f in zip(fine_labels.shape, (fk, fj, fi)))
     blocks = fine_labels.reshape(k, fk, j, fj, i, fi)
     counts = np.stack([(blocks == value).sum(axis=(1, 3, 5)) for value in range(BACKGROUND, MVO + 1)])
-    return (MVO - np.argmax(counts[::-1], axis=0)).astype(np.uint8)
+    half = fi * fj * fk / 2.0
+    out = np.where(counts[LV_BLOOD_POOL] >= counts[BACKGROUND], LV_BLOOD_POOL, BACKGROUND).astype(np.uint8)
+    for label in (HEALTHY_MYOCARDIUM, SCAR, MVO):  # nested: each at least as much as the ones above it
+        out[counts[label:].sum(axis=0) >= half] = label
+    return out
 
 
 def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volume:
@@ -301,7 +339,7 @@ def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volu
                  for s in segmentation_node.GetSegmentation().GetSegmentIDs()]
         raise InputError(f"{segmentation_node.GetName()}: no segment named LV blood pool / Myocardium / Scar / MVO "
                          f"(found: {', '.join(names) or 'none'})")
-    factor = subdivision(segmentation_node, grid)
+    factor = subdivision(segmentation_node, reference_volume_node, grid) or (1, 1, 1)  # None: at voxel centres
     fine = subdivided_grid(grid, factor) if factor != (1, 1, 1) else grid
     labels = np.full(fine.array.shape, BACKGROUND, dtype=np.uint8)
     for segment_id, label in sorted(segment_labels.items(), key=lambda item: item[1]):
@@ -316,15 +354,21 @@ def fingerprint(segmentation_node, reference_volume_node, grid: Volume | None = 
     this module does not know (e.g. a painted "RV") are covered, whatever the source
     representation. The voxels are taken on the reference volume's grid (on sub-voxels of it for a
     finer segmentation, :func:`subdivision`), so re-gridding the segmentation (Segment Editor's
-    geometry, oversampling included) or a parent transform shared with the volume is not an edit,
-    while painting part of a voxel of an oversampled segmentation is. ``grid``: the reference
+    geometry, oversampling 2-4 included) or a parent transform shared with the volume is not an
+    edit, while painting part of a voxel of an oversampled segmentation is. A segmentation finer in
+    a way that cannot be resolved (oversampling 1.5 or 8) gets :data:`UNRESOLVED_FINGERPRINT`, so
+    it counts as edited whatever was done to it. ``grid``: the reference
     volume already read (saves a copy of its voxels). Raises :class:`~scarnet.errors.InputError`
     when the reference volume is unusable (2D, 4D, ...) and ``RuntimeError`` when a segment cannot
     be read.
     """
     grid = grid if grid is not None else volume_from_node(reference_volume_node)
     segmentation = segmentation_node.GetSegmentation()
-    factor = subdivision(segmentation_node, grid)
+    factor = subdivision(segmentation_node, reference_volume_node, grid)
+    if factor is None:
+        # Finer than the volume in a way whose part-voxel edits cannot be told apart: taken as edited, so a
+        # run asks before replacing it, rather than risk losing edits it cannot see.
+        return UNRESOLVED_FINGERPRINT
     fine = subdivided_grid(grid, factor) if factor != (1, 1, 1) else grid
     digest = hashlib.sha256()
     digest.update(str(grid.array.shape).encode())
@@ -392,6 +436,9 @@ __all__ = [
     "CREATED_BY_ATTRIBUTE",
     "FINGERPRINT_ATTRIBUTE",
     "MAX_SUBDIVISION",
+    "MAX_SUB_VOXELS",
+    "SUBDIVISION_TOLERANCE",
+    "UNRESOLVED_FINGERPRINT",
     "TERMINOLOGY_CONTEXT",
     "fingerprint",
     "has_segments",

@@ -104,7 +104,7 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     """
     data = report.to_dict() if isinstance(report, Report) else report
     segments = data.get("segments")
-    warnings = [*data.get("input_warnings", []), *data.get("inference", {}).get("warnings", [])]
+    warnings = [*(data.get("input_warnings") or []), *((data.get("inference") or {}).get("warnings") or [])]
     cx, cy = _CENTRE
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT:.0f}" '
              f'viewBox="0 0 {_WIDTH} {_HEIGHT:.0f}" font-family="sans-serif">',

@@ -300,7 +300,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if input_warnings:
             result.report.extra["input_warnings"] = input_warnings
         result.report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
-        _write_segmentation_outputs(outputs, result, args, Path(args.input).name)
+        _write_segmentation_outputs(outputs, result, args, Path(args.input).resolve().name)
         outputs.commit()
     console = _console(args.quiet)
     print_report(result.report, console, title=f"ScarNet: {args.input}")

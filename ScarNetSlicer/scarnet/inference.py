@@ -266,7 +266,11 @@ def weights_identity(weights: str | Path | None = None, encoder: str | None = No
     path = bundled_weights_path(encoder or DEFAULT_ENCODER)
     if path is None:
         return {"file": None, "sha256": None, "bundled": True}
-    return {"file": path.name, "sha256": json.loads(sidecar_path(path).read_text())["sha256"], "bundled": True}
+    try:
+        sha = json.loads(sidecar_path(path).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):  # the sidecar gone since the model was loaded
+        sha = sha256_of(path)
+    return {"file": path.name, "sha256": sha, "bundled": True}
 
 
 def get_model(weights: str | Path | None = None, encoder: str | None = None, device: str = "auto"):

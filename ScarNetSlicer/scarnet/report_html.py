@@ -46,7 +46,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     ``report``: a :class:`~scarnet.quantify.Report` or its :meth:`~scarnet.quantify.Report.to_dict` form."""
     data = report.to_dict() if isinstance(report, Report) else report
     generated = generated or datetime.datetime.now(datetime.timezone.utc)
-    inference = data.get("inference", {})
+    inference = data.get("inference") or {}
     total = data["total"]
     slices = data["slices"]
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ScarNet report: "
@@ -55,17 +55,23 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
              f'<p class="muted">Input: {escape(source)} · Segmentation: {escape(made_from)} · Made '
              f'{generated.strftime("%Y-%m-%d %H:%M UTC")}']
     if inference:
-        weights = inference.get("weights") or {}
-        name = weights.get("file") or "weights passed in"
-        sha = (weights.get("sha256") or "")[:12]
-        parts[-1] += (f" · scarnet {escape(str(inference.get('scarnet_version', '?')))}, weights "
-                      f"{escape(name)}{' (bundled)' if weights.get('bundled') else ''}"
-                      f"{f', sha256 {escape(sha)}' if sha else ''}, {escape(str(inference.get('device', '')))}"
+        if "weights" not in inference:  # a report from before the weights were recorded
+            weights_text = "weights not recorded"
+        elif inference["weights"] is None:
+            weights_text = "a model passed in (no weights file)"
+        else:
+            weights = inference["weights"]
+            sha = str(weights.get("sha256") or "")[:12]
+            weights_text = (f"weights {weights.get('file') or '?'}{' (bundled)' if weights.get('bundled') else ''}"
+                            f"{f', sha256 {sha}' if sha else ''}")
+        parts[-1] += (f" · scarnet {escape(str(inference.get('scarnet_version', 'version not recorded')))}, "
+                      f"{escape(weights_text)}, {escape(str(inference.get('device', '')))}"
                       f"{', flip test-time augmentation' if inference.get('tta') else ''}")
     parts[-1] += "</p>"
     parts.append('<p class="disclaimer">Research use only: not for clinical diagnosis. Every slice needs a '
                  "reader's review; the slices with QC flags first.</p>")
-    warnings = [*data.get("input_warnings", []), *inference.get("warnings", []), *data.get("segments_left_out", [])]
+    warnings = [*(data.get("input_warnings") or []), *(inference.get("warnings") or []),
+                *(data.get("segments_left_out") or [])]
     parts += [f'<div class="warning">{escape(message)}</div>' for message in warnings]
 
     parts.append("<h2>Totals</h2>")
@@ -101,7 +107,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     parts.append("<h2>Per slice</h2>")
     with_dicom = any(s.get("dicom") for s in slices)
     with_level = any(s.get("level") for s in slices)
-    with_qc = "qc" in data or any(s.get("qc_flags") for s in slices)
+    with_qc = bool(data.get("qc")) or any(s.get("qc_flags") for s in slices)
     header = (["Slice", "Position mm"] + (["DICOM image"] if with_dicom else []) + (["Level"] if with_level else [])
               + ["Myocardium mL", "Scar mL", "Scar %", "MVO mL", "Transmural > 50 % (%)"]
               + (["QC flags"] if with_qc else []))
@@ -112,21 +118,22 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                      *([escape(s.get("level") or "–")] if with_level else []),
                      _number(s["myocardium_ml"]), _number(s["scar_ml"]), _number(s["scar_percent"], 1),
                      _number(s["mvo_ml"]), _number(s.get("transmural_over_50_percent"), 0),
-                     *([escape(", ".join(s.get("qc_flags", [])) or "ok")] if with_qc else [])])
+                     *([escape(", ".join(s.get("qc_flags") or []) or "ok")] if with_qc else [])])
     first_number = 2 + with_dicom + with_level
     parts.append(_table(header, rows, set(range(first_number, first_number + 5)) | {0, 1}))
     flags = (data.get("qc") or {}).get("flags") or {}
-    used = sorted({flag for s in slices for flag in s.get("qc_flags", [])})
+    used = sorted({flag for s in slices for flag in s.get("qc_flags") or []})
     if used:
         parts.append("<p>" + "<br>".join(f"<b>{escape(flag)}</b>: {escape(str(flags.get(flag, '')))}"
                                          for flag in used) + "</p>")
 
-    conventions = data.get("conventions", {})
+    conventions = data.get("conventions") or {}
     parts.append("<h2>Conventions</h2><ul>")
     for key in ("scar", "myocardium", "position_mm", "transmurality", "level", "segments"):
         if key in conventions:
             parts.append(f"<li><b>{escape(key)}</b>: {escape(str(conventions[key]))}</li>")
-    parts.append(f"<li><b>mass</b>: volume × {conventions.get('myocardium_density_g_per_ml', 1.05)} g/mL</li>")
+    density = escape(str(conventions.get("myocardium_density_g_per_ml", 1.05)))
+    parts.append(f"<li><b>mass</b>: volume × {density} g/mL</li>")
     parts.append("</ul></body></html>\n")
     return "\n".join(parts)
 

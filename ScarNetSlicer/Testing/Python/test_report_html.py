@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 import pytest
 from test_aha import _point_along_i, _ring_labels, _volume
 
+from scarnet.bullseye import percent_text
 from scarnet.quantify import quantify
 from scarnet.report_html import report_html
 
@@ -84,20 +85,47 @@ def test_the_page_shows_the_report_figures():
     assert "Research use only" in text
     assert page.warnings == ["the model is unsure of <the heart>"]
     totals, segments, slices = page.tables[0], page.tables[1], page.tables[2]
-    assert ["Scar (MVO included)", f"{report.total.scar_ml:.2f} mL", f"{report.total.scar_g:.1f} g"] in totals
-    assert ["Scar % of LV myocardium", f"{report.total.scar_percent:.1f} %", ""] in totals
+    t = report.total
+    assert totals[1:7] == [
+        ["LV myocardium", f"{t.myocardium_ml:.2f} mL", f"{t.myocardium_g:.1f} g"],
+        ["Scar (MVO included)", f"{t.scar_ml:.2f} mL", f"{t.scar_g:.1f} g"],
+        ["Scar % of LV myocardium", f"{t.scar_percent:.1f} %", ""],
+        ["MVO", f"{t.mvo_ml:.2f} mL", ""],
+        ["LV blood pool (slices with LV)", f"{t.lv_blood_pool_ml:.2f} mL", ""],
+        ["Slices with myocardium / with scar", f"{t.slices_with_myocardium} / {t.slices_with_scar}", ""]]
     # One row per segment, as the report has them; the bullseye drawn once, with its summary.
-    assert [row[0] for row in segments[1:]] == [f"{s.segment} {s.name}" for s in report.segments]
-    assert [row[5] for row in segments[1:]] == [str(s.scar_extent_score) for s in report.segments]
+    assert segments[1:] == [[f"{s.segment} {s.name}", ",".join(map(str, s.slices)), f"{s.myocardium_ml:.2f}",
+                             f"{s.scar_ml:.2f}", percent_text(s.scar_percent), str(s.scar_extent_score),
+                             f"{s.transmural_over_50_percent:.0f}", f"{s.mvo_ml:.2f}"] for s in report.segments]
     assert page.svgs == 1 and "Scar in 3 of 16 segments" in text
     # One row per slice: DICOM image, level, volumes and the QC flags, with the flags explained.
     assert slices[0] == ["Slice", "Position mm", "DICOM image", "Level", "Myocardium mL", "Scar mL", "Scar %", "MVO mL",
                          "Transmural > 50 % (%)", "QC flags"]
     assert len(slices) == 1 + len(report.slices)
     for row, s in zip(slices[1:], report.slices):
-        assert row[:4] == [str(s.index), f"{s.position_mm:.1f}", str(10 + s.index), s.level]
-        assert row[5] == f"{s.scar_ml:.2f}" and row[-1] == (", ".join(s.qc_flags) or "ok")
+        assert row == [str(s.index), f"{s.position_mm:.1f}", str(10 + s.index), s.level, f"{s.myocardium_ml:.2f}",
+                       f"{s.scar_ml:.2f}", f"{s.scar_percent:.1f}", f"{s.mvo_ml:.2f}",
+                       f"{s.transmural_over_50_percent:.0f}", ", ".join(s.qc_flags) or "ok"]
     assert "scar and healthy myocardium hard to tell apart" in text
+
+
+def test_stored_reports_of_older_versions_and_odd_values():
+    """A report kept in a Slicer scene may come from an older version (no weights recorded, no summary) or hold
+    nulls; the page still renders, says what it does not know, and escapes whatever it shows."""
+    data = _report().to_dict()
+    del data["inference"]["weights"], data["segment_summary"]
+    data["segments_left_out"] = ["RV (12 voxels)"]
+    data["conventions"]["myocardium_density_g_per_ml"] = "<img src=x onerror=alert(1)>"
+    page = _read(report_html(data, "lge"))
+    text = " ".join(page.text)
+    assert "weights not recorded" in text and "Scar in" not in text
+    assert "RV (12 voxels)" in page.warnings
+    assert "<img src=x onerror=alert(1)> g/mL" in text  # shown as text, not markup
+    data["inference"] = None
+    data["input_warnings"] = None
+    data["slices"][0]["qc_flags"] = None
+    page = _read(report_html(data, "lge"))
+    assert page.tables[2][1][-1] == "ok"
 
 
 def test_a_labelmap_report_without_segments_or_model():

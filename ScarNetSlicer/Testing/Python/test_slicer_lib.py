@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from conftest import import_slicer_core
 
-from scarnet.errors import Cancelled, InputError, WeightsError
+from scarnet.errors import Cancelled, InputError, OutputExistsError, WeightsError
 from scarnet.labels import SEGMENTS
 from scarnet.quantify import quantify
 from scarnet.volume import Volume
@@ -37,6 +37,7 @@ from ScarNetSlicerLib.worker import BackgroundTask, TaskState  # noqa: E402
 SPACING = (1.3, 1.7, 8.0)
 ORIGIN = (-41.25, 17.5, 93.75)
 FLIP = np.diag([-1.0, -1.0, 1.0])
+FLIP_4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1245,6 +1246,12 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     page = saved.read_text(encoding="utf-8")
     assert "Input: lge" in page and "Segmentation: segmentation" in page and picture.strip() in page
     assert page.count("<tr>") == 1 + 7 + 17 + 1 + len(updated.report["slices"])  # totals, segments, slices
+    # A name without ".html" was what the dialog asked about: the page beside it is not replaced unasked.
+    (tmp_path / "exam 2.html").write_text("the user's own page")
+    with pytest.raises(OutputExistsError):
+        rn.write_report_page(outputs.table_node, tmp_path / "exam 2", "lge")
+    assert (tmp_path / "exam 2.html").read_text() == "the user's own page"
+    assert rn.write_report_page(outputs.table_node, tmp_path / "exam 2.html", "lge").read_text() == page
     empty = scene.AddNewNodeByClass("vtkMRMLTableNode", "empty")
     with pytest.raises(InputError, match="no ScarNet report"):
         rn.write_report_page(empty, tmp_path / "x.html", "lge")
@@ -1340,7 +1347,7 @@ def test_an_oversampled_segmentation_is_read_by_the_share_of_each_voxel(scene, l
     sn = lib.segmentation_nodes
     labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
     segmentation_node = _run(processor, volume_node).segmentation_node
-    assert sn.subdivision(segmentation_node, labels) == (1, 1, 1)
+    assert sn.subdivision(segmentation_node, volume_node, labels) == (1, 1, 1)
 
     # Slicer's oversampled geometry is the input's voxels cut in 2 along each axis, corners kept.
     geometry = _oversampled_geometry(lib, labels, 2.0)
@@ -1360,7 +1367,7 @@ def test_an_oversampled_segmentation_is_read_by_the_share_of_each_voxel(scene, l
             sn.set_segment_mask(segmentation_node, segment_id, fine_labels == label, fine)
 
     write(fine_labels)
-    assert sn.subdivision(segmentation_node, labels) == (2, 2, 2)
+    assert sn.subdivision(segmentation_node, volume_node, labels) == (2, 2, 2)
     np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array, labels.array)
     assert not sn.was_edited(segmentation_node, volume_node)
 
@@ -1403,14 +1410,97 @@ def test_an_oversampled_segmentation_is_read_by_the_share_of_each_voxel(scene, l
     assert report["slices"][0]["myocardium_ml"] == pytest.approx(float((labels.array[0] >= 2).sum()) * voxel_ml)
 
 
-def test_the_subdivision_has_a_ceiling_and_ignores_empty_segments(scene, lib, oblique_direction):
+def test_a_finer_segmentation_that_cannot_be_resolved_is_read_at_voxel_centres_and_counts_as_edited(
+        scene, lib, oblique_direction):
+    """Slices cut in 8 (beyond the ceiling of 4), or in-plane oversampling 1.5 (not whole sub-voxels): part of a
+    voxel cannot be told apart. The labels are read at voxel centres, as before, so re-gridding alone changes
+    no figure; the segmentation counts as edited, so a run asks rather than risk losing edits it cannot see."""
     sn = lib.segmentation_nodes
     labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
     segmentation_node = _run(processor, volume_node).segmentation_node
-    assert segmentation_node.GetSegmentation().GetSegment("mvo") is not None
+    assert not sn.was_edited(segmentation_node, volume_node)
     fine = sn.subdivided_grid(labels, (1, 1, 8))  # slices cut in 8 (1 mm) as an isotropic geometry would
-    mask = labels.array.repeat(8, axis=0) == 2
-    sn.set_segment_mask(segmentation_node, "myocardium", mask, fine)
-    assert sn.subdivision(segmentation_node, labels) == (1, 1, sn.MAX_SUBDIVISION)
+    sn.set_segment_mask(segmentation_node, "myocardium", labels.array.repeat(8, axis=0) == 2, fine)
+    assert sn.subdivision(segmentation_node, volume_node, labels) is None  # the empty MVO segment is not looked at
+    # (Myocardium only: Slicer re-grids the shared layer of the other segments when one segment changes geometry.)
     np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array >= 2,
                                   labels.array >= 2)
+    assert sn.was_edited(segmentation_node, volume_node)
+    with pytest.raises(ValueError, match="was edited"):
+        processor.start(volume_node, segmentation_node)
+
+    # Oversampling 1.5 as Segment Editor makes it (Slicer's geometry, segments resampled onto it).
+    import vtk
+
+    again = _run(processor, volume_node).segmentation_node
+    geometry = _oversampled_geometry(lib, labels, 1.5)
+    matrix = vtk.vtkMatrix4x4()
+    geometry.GetImageToWorldMatrix(matrix)
+    ijk_to_lps = FLIP_4 @ np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+    dims = geometry.GetDimensions()
+    regridded = Volume(np.zeros(dims[::-1], dtype=np.uint8), tuple(spacing), tuple(ijk_to_lps[:3, 3]),
+                       ijk_to_lps[:3, :3] / spacing)
+    masks = {info.segment_id: sn.segment_mask(again, info.segment_id, volume_node, regridded) for info in SEGMENTS}
+    for segment_id, mask in masks.items():  # nearest neighbour onto the new geometry, as Segment Editor re-grids
+        sn.set_segment_mask(again, segment_id, mask, regridded)
+    assert sn.subdivision(again, volume_node, labels) is None
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(again, volume_node).array, labels.array)
+    assert sn.was_edited(again, volume_node)
+
+
+def test_sub_voxels_are_read_as_the_report_counts_tissue():
+    """Scar includes MVO and myocardium includes both: a voxel half or more infarct is scar, though no single
+    label covers most of it; ties go to the label the report counts more of."""
+    from ScarNetSlicerLib.segmentation_nodes import majority_labels
+
+    def vote(sub_voxels: list[int]) -> int:
+        return int(majority_labels(np.array(sub_voxels, dtype=np.uint8).reshape(2, 2, 2), (2, 2, 2))[0, 0, 0])
+
+    assert vote([2, 2, 2, 3, 3, 4, 4, 0]) == 3  # infarct 4/8: scar (healthy myocardium the most frequent label)
+    assert vote([3, 3, 4, 4, 0, 0, 0, 0]) == 3  # tissue 4/8 and infarct 4/8: scar
+    assert vote([4, 4, 4, 4, 3, 0, 0, 0]) == 4  # MVO 4/8
+    assert vote([2, 2, 3, 4, 0, 0, 0, 0]) == 2  # tissue 4/8, infarct 2/8: myocardium
+    assert vote([2, 2, 2, 1, 1, 1, 0, 0]) == 1  # tissue 3/8: blood pool over background
+    assert vote([2, 1, 1, 0, 0, 0, 0, 3]) == 0
+    assert vote([1, 1, 1, 1, 0, 0, 0, 0]) == 1  # a tie: blood pool
+
+
+def test_a_segment_of_a_few_sub_voxels_is_still_named(scene, lib, oblique_direction):
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    segmentation_node = _run(processor, volume_node).segmentation_node
+    fine = sn.subdivided_grid(labels, (2, 2, 2))
+    for info in SEGMENTS:  # oversampled 2, unedited
+        mask = labels.array.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2) == info.label
+        sn.set_segment_mask(segmentation_node, info.segment_id, mask, fine)
+    rv = segmentation_node.GetSegmentation().AddEmptySegment("rv", "RV", [0.2, 0.8, 0.2])
+    speck = np.zeros(fine.array.shape, dtype=bool)
+    speck[0, 0, :3] = True  # 3 sub-voxels: less than half a voxel
+    sn.set_segment_mask(segmentation_node, rv, speck, fine)
+    assert sn.segments_not_counted(segmentation_node, volume_node) == ["RV (1 voxels)"]
+
+
+def test_the_subdivision_is_taken_in_the_volume_frame(scene, lib, oblique_direction):
+    """A segmentation under a 90° rotation whose voxels lie, in the world, exactly on the volume's: no
+    sub-voxels (comparing its own axes with the volume's, ignoring the rotation, would cut the slices in 4)."""
+    import vtk
+
+    sn = lib.segmentation_nodes
+    labels, volume_node, _ = _lge_and_processor(scene, lib, oblique_direction)
+    rotation = vtk.vtkTransform()
+    rotation.RotateX(90.0)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    transform.SetMatrixTransformToParent(rotation.GetMatrix())
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation_node.SetAndObserveTransformNodeID(transform.GetID())
+    # The volume's grid seen from under the rotation: its inverse applied to the geometry (RAS ↔ LPS kept).
+    inverse = np.array([[rotation.GetMatrix().GetElement(r, c) for c in range(3)] for r in range(3)]).T
+    flip = np.diag([-1.0, -1.0, 1.0])
+    local = Volume(labels.array, labels.spacing_mm, tuple(flip @ inverse @ flip @ np.asarray(labels.origin_mm)),
+                   flip @ inverse @ flip @ labels.direction)
+    segment = segmentation_node.GetSegmentation().AddEmptySegment("myocardium", "Myocardium", [0.8, 0.6, 0.5])
+    sn.set_segment_mask(segmentation_node, segment, labels.array == 2, local)
+    assert sn.subdivision(segmentation_node, volume_node, labels) == (1, 1, 1)
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array == 2,
+                                  labels.array == 2)
