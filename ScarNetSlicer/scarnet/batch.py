@@ -168,7 +168,7 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str], Any], overwrite: 
         report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
         outputs.write(plan.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))
         outputs.write(plan.report, lambda temp: write_report(report, temp, overwrite=True))
-        outputs.write(plan.html, lambda temp: Path(temp).write_text(report_html(report, plan.input.name),
+        outputs.write(plan.html, lambda temp: Path(temp).write_text(report_html(report, plan.input.resolve().name),
                                                                      encoding="utf-8"))
         outputs.commit()
     return report
