@@ -17,7 +17,7 @@ from typing import Any
 
 import vtk
 
-from scarnet.errors import InputError
+from scarnet.errors import InputError, OutputExistsError
 from scarnet.labels import SCAR, SEGMENT_BY_LABEL
 from scarnet.quantify import dicom_image_name
 
@@ -224,8 +224,12 @@ def write_report_page(table_node, path: str | Path, source: str) -> Path:
     if not asked:
         path = path.with_name(path.name + ".html")
     page = report_html(report, source, made_from=_made_from(report))
-    with atomic_path(path, overwrite=asked) as temp:
-        temp.write_text(page, encoding="utf-8")
+    try:
+        with atomic_path(path, overwrite=asked) as temp:
+            temp.write_text(page, encoding="utf-8")
+    except OutputExistsError:
+        raise OutputExistsError(f"{path} exists: choose another name, or give this one with its .html to replace "
+                                "it") from None
     return path
 
 

@@ -266,10 +266,14 @@ def subdivision(segmentation_node, reference_volume_node, grid: Volume) -> tuple
     axes_mm = grid.direction * np.asarray(grid.spacing_mm)  # columns: one voxel step along i, j, k (LPS mm)
     axes_mm = np.diag([-1.0, -1.0, 1.0]) @ axes_mm  # in RAS, as the segment's geometry is
     # The volume's frame → the segmentation's frame (identity when both are under the same transform).
-    to_segmentation = vtk.vtkMatrix4x4()
-    if slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(
-            reference_volume_node.GetParentTransformNode(), segmentation_node.GetParentTransformNode(),
-            to_segmentation):
+    volume_parent, segmentation_parent = reference_volume_node.GetParentTransformNode(), \
+        segmentation_node.GetParentTransformNode()
+    if volume_parent is not segmentation_parent:
+        if any(parent is not None and not parent.IsTransformToWorldLinear()
+               for parent in (volume_parent, segmentation_parent)):
+            return None  # a warped frame: no fixed number of sub-voxels per voxel
+        to_segmentation = vtk.vtkMatrix4x4()
+        slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(volume_parent, segmentation_parent, to_segmentation)
         linear = np.array([[to_segmentation.GetElement(r, c) for c in range(3)] for r in range(3)])
         axes_mm = linear @ axes_mm
     finest = np.ones(3)
@@ -288,6 +292,8 @@ def subdivision(segmentation_node, reference_volume_node, grid: Volume) -> tuple
         # How many of the segment's voxels one grid voxel spans along each of its axes.
         finest = np.maximum(finest, np.linalg.norm(np.linalg.inv(image_axes) @ axes_mm, axis=0))
     factor = np.rint(finest)
+    if np.all(factor == 1) and np.all(np.abs(finest - 1) <= SUBDIVISION_TOLERANCE):
+        return 1, 1, 1  # as coarse as the volume (or coarser): voxel centres, whatever the volume's size
     if np.any(np.abs(finest - factor) > SUBDIVISION_TOLERANCE) or np.any(factor > MAX_SUBDIVISION) \
             or float(np.prod(factor)) * grid.array.size > MAX_SUB_VOXELS:
         return None
@@ -427,7 +433,8 @@ def was_edited(segmentation_node, reference_volume_node, current: str | None = N
             current = fingerprint(segmentation_node, reference_volume_node)
         except RuntimeError:
             return True  # a segment cannot be read back: assume someone changed it rather than replace it
-    return current != stored
+    # Unresolved: whether it changed cannot be told, even from a stored value that says the same.
+    return current == UNRESOLVED_FINGERPRINT or current != stored
 
 
 __all__ = [

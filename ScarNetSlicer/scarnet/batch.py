@@ -35,7 +35,9 @@ _IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
 def exam_name(path: str | Path) -> str:
     """The name an exam's outputs get: the file's name without its image ending, or the DICOM folder's name."""
     path = Path(path)
-    name = path.name or path.resolve().name
+    name = path.name if path.name not in ("", ".", "..") else path.resolve().name
+    if not name:
+        raise InputError(f"{path}: no name to give its outputs (the root folder)")
     lowered = name.lower()
     for ending in _IMAGE_ENDINGS:
         if lowered.endswith(ending) and len(name) > len(ending):
@@ -60,7 +62,12 @@ class BatchRow:
     input: str
     status: str = "not run"
     figures: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)  # the exam's report's (the summary joins them)
+    #: What the exam warned of: its report's warnings, or (when it failed) those raised before it did;
+    #: the summary joins them.
+    warnings: list[str] = field(default_factory=list)
+    #: Other warnings while the model ran (libraries): shown, not put in the report.
+    other_warnings: list[str] = field(default_factory=list)
+    internal_error: bool = False
 
     def values(self) -> list[Any]:
         return [self.input, self.status, *(self.figures.get(c) for c in SUMMARY_COLUMNS[2:])]
@@ -70,6 +77,8 @@ def plan_outputs(inputs: Sequence[str | Path], out_dir: str | Path, html: bool) 
     """Each input's output paths in ``out_dir``; :class:`InputError` when two inputs would share them."""
     out_dir = Path(out_dir)
     plans, seen = [], {}
+    if any(Path(path).resolve() == out_dir.resolve() for path in inputs):
+        raise InputError(f"{out_dir} is both an input and the output folder")
     for path in inputs:
         name = exam_name(path)
         if name.lower() in seen:
@@ -78,6 +87,11 @@ def plan_outputs(inputs: Sequence[str | Path], out_dir: str | Path, html: bool) 
         seen[name.lower()] = path
         plans.append(ExamOutputs(Path(path), out_dir / f"{name}.seg.nrrd", out_dir / f"{name}_report.json",
                                  out_dir / f"{name}_report.html" if html else None))
+    outputs = {p.resolve() for plan in plans for p in (plan.seg, plan.report, plan.html) if p is not None}
+    for plan in plans:  # e.g. `scarnet batch data/* --out data` after an earlier run there
+        if plan.input.resolve() in outputs:
+            raise InputError(f"{plan.input} is an input and also one of this run's outputs: keep the outputs "
+                             "in another folder")
     return plans
 
 
@@ -91,7 +105,8 @@ def _output_set(plan: ExamOutputs, overwrite: bool, folder: Path) -> OutputSet:
 
 def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
               make_segmenter: Callable[[], Callable[[Any, str], Any]], *, html: bool = False,
-              overwrite: bool = False, on_exam: Callable[[int, int, BatchRow], None] | None = None) -> list[BatchRow]:
+              overwrite: bool = False, series: str | None = None,
+              on_exam: Callable[[int, int, BatchRow], None] | None = None) -> list[BatchRow]:
     """Segment every input and write its outputs and ``summary.csv`` in ``out_dir`` (created when
     needed); return the summary's rows.
 
@@ -99,8 +114,11 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
     name)`` (e.g. a :class:`~scarnet.inference.Segmenter` call); its errors (weights that cannot be
     loaded) stop the run, while an exam's own errors (unreadable input, no heart found) are that
     exam's row. Raises before any exam runs when an output exists (without ``overwrite``) or two
-    inputs share a name. ``on_exam(number, count, row)`` is called after each exam.
+    inputs share a name. ``series`` picks the DICOM series of every DICOM folder (as ``scarnet segment
+    --series``). ``on_exam(number, count, row)`` is called after each exam. ``summary.csv`` is also
+    written when the run is interrupted (the exams not reached are "not run").
     """
+    from .errors import OutputError
     from .io import atomic_path
 
     out_dir = Path(out_dir)
@@ -118,11 +136,14 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
     try:
         for number, (plan, row) in enumerate(zip(plans, rows), start=1):
             try:
-                report = _run_exam(plan, segment, overwrite, out_dir)
+                report = _run_exam(plan, segment, overwrite, out_dir, series, row)
             except ScarNetError as error:
                 row.status = f"failed: {error}"
+                row.figures = {"warnings": " | ".join(row.warnings)}
             except Exception as error:  # a bug on one exam: said, and the others still run
                 row.status = f"failed: internal error: {type(error).__name__}: {' '.join(str(error).split())[:200]}"
+                row.figures = {"warnings": " | ".join(row.warnings)}
+                row.internal_error = True
             else:
                 total = report.total
                 inference = report.extra["inference"]
@@ -140,30 +161,54 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
             if on_exam is not None:
                 on_exam(number, len(plans), row)
     finally:
-        # Also after an interrupt: the exams done are listed, the others "not run".
-        out_dir.mkdir(parents=True, exist_ok=True)  # when no exam wrote anything
-        with atomic_path(summary_path, overwrite=True) as temp:
-            temp.write_text(summary_csv(rows), encoding="utf-8")
+        # Also after an interrupt: the exams done are listed, the others "not run". Checked to be new up front:
+        # one that appeared since (another run into this folder) is not replaced without ``overwrite``.
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)  # when no exam wrote anything
+            with atomic_path(summary_path, overwrite=overwrite) as temp:
+                temp.write_text(summary_csv(rows), encoding="utf-8")
+        except ScarNetError:  # an OutputError already: one line
+            raise
+        except OSError as error:
+            raise OutputError(f"{summary_path}: could not be written ({error.strerror or error})") from None
     return rows
 
 
-def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str], Any], overwrite: bool, out_dir: Path):
-    """Read, segment and write one exam (its files together or not at all); return its report."""
+def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The messages of the warnings an exam raised (scarnet's and the libraries' user and runtime warnings; not
+    deprecation notices), each once."""
+    return list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))))
+
+
+def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str], Any], overwrite: bool, out_dir: Path,
+              series: str | None, row: BatchRow):
+    """Read, segment and write one exam (its files together or not at all); return its report. The
+    exam's warnings are kept in ``row`` as they come, so those raised before a failure are not lost."""
     from .io import read_volume, write_report, write_seg_nrrd
     from .report_html import report_html
 
     started = time.perf_counter()
     with _output_set(plan, overwrite, out_dir) as outputs:
         outputs.prepare()
-        # The exam's warnings go into its report (and the summary), not loose onto the terminal.
+        # Every exam's warnings are caught ("always": the same warning again in the next exam is not a repeat).
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = segment(read_volume(plan.input), str(plan.input))
+            try:
+                volume = read_volume(plan.input, series=series)
+            finally:
+                reading = row.warnings = _messages(caught)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = segment(volume, str(plan.input))
+            finally:
+                while_segmenting = _messages(caught)
+                row.warnings = [*reading, *while_segmenting]
         report = result.report
-        known = set(report.warnings())
-        reading = list(dict.fromkeys(str(w.message) for w in caught if str(w.message) not in known))
-        if reading:
+        if reading:  # as scarnet segment keeps them
             report.extra["input_warnings"] = [*report.extra.get("input_warnings", []), *reading]
+        known = set(report.warnings())
+        row.other_warnings = [message for message in while_segmenting if message not in known]
         report.extra["input"] = str(plan.input)
         report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
         outputs.write(plan.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))

@@ -1,4 +1,4 @@
-"""``scarnet`` command line: phantom | quantify | segment | demo | train | evaluate | calibrate-qc | bench.
+"""``scarnet`` command line: phantom | quantify | segment | batch | demo | train | evaluate | calibrate-qc | bench.
 
 Every user-fixable problem ends as one line on stderr and a non-zero exit (2), with nothing
 written; set ``SCARNET_DEBUG=1`` to see tracebacks. Heavy libraries are imported only by the
@@ -34,6 +34,13 @@ _nothing_left_to_do = False
 # --------------------------------------------------------------------------------------------
 # Output helpers
 # --------------------------------------------------------------------------------------------
+def _escape_markup(text) -> str:
+    """``text`` (a file name) shown as it is by rich, which reads "[...]" as markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def _console(quiet: bool = False):
     from rich.console import Console
 
@@ -219,7 +226,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
         _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}", Path(args.labelmap).name)
         outputs.commit()
-    print_report(report, _console(args.quiet), title=f"ScarNet report: {args.labelmap}")
+    print_report(report, _console(args.quiet), title=f"ScarNet report: {_escape_markup(args.labelmap)}")
     return 0
 
 
@@ -303,7 +310,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         _write_segmentation_outputs(outputs, result, args, Path(args.input).resolve().name)
         outputs.commit()
     console = _console(args.quiet)
-    print_report(result.report, console, title=f"ScarNet: {args.input}")
+    print_report(result.report, console, title=f"ScarNet: {_escape_markup(args.input)}")
     inference = result.report.extra["inference"]
     console.print(f"device {inference['device']}, model {inference['timings_s']['total_s']:.2f} s, "
                   f"process {inference['process_s']:.2f} s")
@@ -332,25 +339,27 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return segment
 
     def on_exam(number: int, count: int, row) -> None:
+        for message in [*row.warnings, *row.other_warnings]:  # a warning often explains a failure
+            print(f"scarnet: [{number}/{count}] {row.input}: warning: {message}", file=sys.stderr)
         if row.status == "ok":
             f = row.figures
             scar_percent = "-" if f["scar_percent"] is None else f"{f['scar_percent']:.1f} %"
             flagged = f["slices_flagged"]
+            # markup=False: a file name such as "scan [left].nii.gz" is printed as it is.
             console.print(f"[{number}/{count}] {row.input}: scar {f['scar_g']:.1f} g ({scar_percent}), QC flags on "
-                          f"{flagged} slice{'' if flagged == 1 else 's'}")
-            for message in row.warnings:
-                print(f"scarnet: [{number}/{count}] {row.input}: warning: {message}", file=sys.stderr)
+                          f"{flagged} slice{'' if flagged == 1 else 's'}", markup=False)
         else:
             print(f"scarnet: [{number}/{count}] {row.input}: {row.status}", file=sys.stderr)
 
     rows = run_batch(args.inputs, args.out, make_segmenter, html=args.html, overwrite=args.overwrite,
-                     on_exam=on_exam)
+                     series=args.series, on_exam=on_exam)
     failed = sum(row.status != "ok" for row in rows)
     summary = Path(args.out) / SUMMARY_NAME
     if failed:
         print(f"scarnet: error: {failed} of {len(rows)} exams failed (see {summary})", file=sys.stderr)
-        return EXIT_USER_ERROR
-    console.print(f"{len(rows)} exams done: {summary}")
+        # A bug in one exam is the program's fault (as for segment); an exam's own problem is the input's.
+        return EXIT_INTERNAL_ERROR if any(row.internal_error for row in rows) else EXIT_USER_ERROR
+    console.print(f"{len(rows)} exams done: {summary}", markup=False)
     return 0
 
 
@@ -641,6 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True,
                    help="folder for NAME.seg.nrrd, NAME_report.json (and NAME_report.html) and summary.csv")
     p.add_argument("--html", action="store_true", help="also write each exam's printable report (NAME_report.html)")
+    p.add_argument("--series", help="the DICOM series to use in each DICOM folder (number, UID or part of the "
+                                    "description)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
     p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",

@@ -28,7 +28,7 @@ th { background: #eee; } td.n { text-align: right; } .muted { color: #555; }
 
 
 def _number(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+    return "–" if value is None else escape(f"{value:.{digits}f}")
 
 
 def _table(header: list[str], rows: list[list[str]], numeric: set[int]) -> str:
@@ -57,7 +57,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     if inference:
         if "weights" not in inference:  # a report from before the weights were recorded
             weights_text = "weights not recorded"
-        elif inference["weights"] is None:
+        elif not isinstance(inference["weights"], dict):
             weights_text = "a model passed in (no weights file)"
         else:
             weights = inference["weights"]
@@ -80,8 +80,8 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
             ["Scar % of LV myocardium", f"{_number(total['scar_percent'], 1)} %", ""],
             ["MVO", f"{_number(total['mvo_ml'])} mL", ""],
             ["LV blood pool (slices with LV)", f"{_number(total['lv_blood_pool_ml'])} mL", ""],
-            ["Slices with myocardium / with scar", f"{total['slices_with_myocardium']} / {total['slices_with_scar']}",
-             ""]]
+            ["Slices with myocardium / with scar",
+             escape(f"{total['slices_with_myocardium']} / {total['slices_with_scar']}"), ""]]
     if total.get("scar_circumference_percent") is not None:
         rows.append(["LV circumference with scar / scar through more than half of the wall",
                      f"{_number(total['scar_circumference_percent'], 0)} % / "
@@ -99,7 +99,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                      f"angles from the {escape(str(data.get('segment_angles_from')))}.</p>")
         rows = [[escape(f"{s['segment']} {s['name']}"), escape(",".join(str(k) for k in s["slices"]) or "–"),
                  _number(s["myocardium_ml"]), _number(s["scar_ml"]), escape(percent_text(s["scar_percent"])),
-                 "–" if s["scar_extent_score"] is None else str(s["scar_extent_score"]),
+                 "–" if s["scar_extent_score"] is None else escape(str(s["scar_extent_score"])),
                  _number(s["transmural_over_50_percent"], 0), _number(s["mvo_ml"])] for s in data["segments"]]
         parts.append(_table(["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %", "Grade 0-4",
                              "Rays > 50 % transmural (%)", "MVO mL"], rows, {2, 3, 4, 5, 6, 7}))
@@ -113,7 +113,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
               + (["QC flags"] if with_qc else []))
     rows = []
     for s in slices:
-        rows.append([str(s["index"]), _number(s["position_mm"], 1),
+        rows.append([escape(str(s["index"])), _number(s["position_mm"], 1),
                      *([escape(dicom_image_name(s.get("dicom")))] if with_dicom else []),
                      *([escape(s.get("level") or "–")] if with_level else []),
                      _number(s["myocardium_ml"]), _number(s["scar_ml"]), _number(s["scar_percent"], 1),

@@ -524,7 +524,9 @@ def test_segment_percent_text_keeps_its_grade(scar_percent, text):
         assert extent_score(float(text.removesuffix(" %"))) == extent_score(scar_percent)
 
 
-def test_command_line_bullseye(tmp_path):
+def quantify_command(tmp_path):
+    """The ring labelmap written as ``tmp_path/lab.nrrd``; the RAS text of its RV insertion point; and a runner of
+    ``scarnet quantify lab.nrrd --quiet ARGS`` there."""
     from scarnet.io import write_labelmap
 
     volume = _volume(_ring_labels(16.0, 56.0))
@@ -536,6 +538,11 @@ def test_command_line_bullseye(tmp_path):
         return subprocess.run([sys.executable, "-m", "scarnet", "quantify", "lab.nrrd", "--quiet", *args],
                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
+    return ras, run
+
+
+def test_command_line_bullseye(tmp_path):
+    ras, run = quantify_command(tmp_path)
     result = run("--bullseye", "b.svg")
     assert result.returncode == 2 and "--bullseye needs --rv-insertion" in result.stderr
     assert not (tmp_path / "b.svg").exists()

@@ -4,12 +4,10 @@ command line's --html."""
 from __future__ import annotations
 
 import datetime
-import subprocess
-import sys
 from html.parser import HTMLParser
 
 import pytest
-from test_aha import _point_along_i, _ring_labels, _volume
+from test_aha import _point_along_i, _ring_labels, _volume, quantify_command
 
 from scarnet.bullseye import percent_text
 from scarnet.quantify import quantify
@@ -140,17 +138,7 @@ def test_a_labelmap_report_without_segments_or_model():
 
 
 def test_command_line_html(tmp_path):
-    from scarnet.io import write_labelmap
-
-    volume = _volume(_ring_labels(16.0, 56.0))
-    write_labelmap(volume, tmp_path / "lab.nrrd")
-    point = _point_along_i(volume)
-    ras = [f"{-point[0]:.4f}", f"{-point[1]:.4f}", f"{point[2]:.4f}"]
-
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "scarnet", "quantify", "lab.nrrd", "--quiet", *args],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
-
+    ras, run = quantify_command(tmp_path)
     result = run("--html", "r.htm")
     assert result.returncode == 2 and "must end in .html" in result.stderr and not (tmp_path / "r.htm").exists()
     result = run("--rv-insertion", *ras, "--html", "r.html", "--report", "r.json")

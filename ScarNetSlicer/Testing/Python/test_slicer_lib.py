@@ -862,8 +862,9 @@ def test_edits_made_while_the_model_runs_are_kept(scene, lib, oblique_direction)
     job.task.run_here()
     unread = processor.finish(job)
     assert unread.segmentation_node is not segmentation_node
-    assert unread.notice.startswith(f"segmentation '{segmentation_node.GetName()}' could not be read when ScarNet "
-                                    "started, so it was left as it is: the result is in the new segmentation")
+    assert unread.notice.startswith(f"segmentation '{segmentation_node.GetName()}' could not be read or compared (a "
+                                    "geometry finer than the input's) when ScarNet started, so it was left as it is: "
+                                    "the result is in the new segmentation")
 
 
 def test_nodes_removed_while_the_model_runs(scene, lib, oblique_direction):
@@ -1447,6 +1448,32 @@ def test_a_finer_segmentation_that_cannot_be_resolved_is_read_at_voxel_centres_a
     assert sn.subdivision(again, volume_node, labels) is None
     np.testing.assert_array_equal(sn.labelmap_from_segmentation(again, volume_node).array, labels.array)
     assert sn.was_edited(again, volume_node)
+    # Replacing it when the user says so: whether it was edited during the run cannot be told either, so the
+    # result goes into a new segmentation and the user is told.
+    job = processor.start(volume_node, again, overwrite_edited=True)
+    job.task.run_here()
+    outputs = processor.finish(job)
+    assert outputs.segmentation_node is not again and "could not be read or compared" in outputs.notice
+
+
+def test_a_large_volume_read_at_its_own_resolution_is_compared_as_ever(scene, lib, oblique_direction, monkeypatch):
+    """The sub-voxel budget only limits subdivision: a segmentation on the volume's own grid keeps a real
+    fingerprint however large the volume, so its edits are seen."""
+    sn = lib.segmentation_nodes
+    monkeypatch.setattr(sn, "MAX_SUB_VOXELS", 10)
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    segmentation_node = _run(processor, volume_node).segmentation_node
+    assert sn.subdivision(segmentation_node, volume_node, labels) == (1, 1, 1)
+    assert segmentation_node.GetAttribute(sn.FINGERPRINT_ATTRIBUTE) != sn.UNRESOLVED_FINGERPRINT
+    assert not sn.was_edited(segmentation_node, volume_node)
+    sn.set_segment_mask(segmentation_node, "scar", np.zeros(labels.array.shape, dtype=bool), labels)
+    assert sn.was_edited(segmentation_node, volume_node)
+    # Sub-voxels over the budget: unresolved, hence edited even against a stored value that says the same.
+    sn.set_segment_mask(segmentation_node, "myocardium", labels.array.repeat(2, axis=0) == 2,
+                        sn.subdivided_grid(labels, (1, 1, 2)))
+    segmentation_node.SetAttribute(sn.FINGERPRINT_ATTRIBUTE, sn.UNRESOLVED_FINGERPRINT)
+    assert sn.subdivision(segmentation_node, volume_node, labels) is None
+    assert sn.was_edited(segmentation_node, volume_node)
 
 
 def test_sub_voxels_are_read_as_the_report_counts_tissue():
