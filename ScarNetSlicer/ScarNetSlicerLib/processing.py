@@ -277,6 +277,8 @@ class Processor:
                 new["qc_flags"] = list(old.get("qc_flags", []))
             if "qc" in previous:  # with the per-slice heart confidence behind the flags
                 report["qc"] = previous["qc"]
+            if "inference" in previous:  # which weights made the segmentation that was edited (and their warnings)
+                report["inference"] = previous["inference"]
         report["source"] = "segmentation"
         report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node)
         if notices:

@@ -6,8 +6,9 @@
 * :func:`labelmap_from_segmentation` does the reverse on a reference volume's grid, from the
   segmentation *as it is now*: this is what "Update report" quantifies after Segment Editor edits.
   A segmentation finer than the volume (Segment Editor's oversampling) is read on sub-voxels
-  (:func:`subdivision`) and each voxel takes the label that covers most of it, so an edit of part
-  of a voxel counts as far as it covers the voxel, not by whether it hits one sampled point.
+  (:func:`subdivision`) and each voxel takes the label the report would count (:func:`majority_labels`:
+  at least half of it), so an edit of part of a voxel counts as far as it covers the voxel, not by
+  whether it hits one sampled point.
 * :func:`fingerprint` / :func:`was_edited` detect such edits: the module stores a hash of every
   segment it wrote (ID, name and the segment's own voxels) as a node attribute and compares it with
   the current content, so any change (a painted voxel, an added, renamed or removed segment, an
@@ -314,8 +315,8 @@ def subdivided_grid(grid: Volume, factor: tuple[int, int, int]) -> Volume:
 def majority_labels(fine_labels: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
     """Each voxel's label from its ``factor`` (i, j, k) sub-voxels, read as the report counts tissue (scar
     includes MVO, myocardium includes both): MVO where MVO covers at least half of the voxel, else scar
-    where scar or MVO does, else myocardium where any myocardium does; otherwise blood pool or
-    background, whichever covers more (blood pool on a tie)."""
+    where scar and MVO together do, else myocardium where myocardium, scar and MVO together do; otherwise
+    blood pool or background, whichever covers more (blood pool on a tie)."""
     fi, fj, fk = factor
     k, j, i = (n // f for n, f in zip(fine_labels.shape, (fk, fj, fi)))
     blocks = fine_labels.reshape(k, fk, j, fj, i, fi)
@@ -333,7 +334,8 @@ def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volu
     Where segments overlap (Segment Editor allows it when told to), the higher label wins:
     MVO over scar over myocardium over blood pool — the reading that keeps every enhanced voxel
     counted as infarct. A segmentation finer than the volume is read on sub-voxels
-    (:func:`subdivision`), and each voxel takes the label of most of them (:func:`majority_labels`).
+    (:func:`subdivision`), and each voxel takes the label of at least half of them as the report counts
+    tissue (:func:`majority_labels`).
     Raises :class:`~scarnet.errors.InputError` when no segment is recognised.
     """
     if segmentation_node is None:

@@ -98,7 +98,8 @@ MAX_RV_INSERTION_DISTANCE_MM = 20.0
 #: ... and at least this far (mm) from that slice's LV centre, or its direction is not defined.
 MIN_RV_INSERTION_RADIUS_MM = 5.0
 #: The septal arc between the two RV insertion points (degrees, turning from the anterior towards the
-#: septum) must lie in this range on every slice; 120° is the AHA's equal segments.
+#: septum) must lie in this range on the slice where the inferior point was marked, and is kept within it
+#: on the others; 120° is the AHA's equal segments.
 MIN_SEPTAL_SPAN_DEG = 60.0
 MAX_SEPTAL_SPAN_DEG = 180.0
 _EQUAL_SEPTAL_SPAN_DEG = 120.0

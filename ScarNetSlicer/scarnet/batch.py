@@ -29,7 +29,7 @@ SUMMARY_COLUMNS = ("input", "status", "slices_with_myocardium", "myocardium_ml",
                    "scar_percent", "mvo_ml", "transmural_over_50_percent", "slices_flagged", "warnings", "model_s",
                    "report")
 SUMMARY_NAME = "summary.csv"
-_IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
+_IMAGE_ENDINGS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")  # longest first
 
 
 def exam_name(path: str | Path) -> str:
@@ -115,8 +115,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
     loaded) stop the run, while an exam's own errors (unreadable input, no heart found) are that
     exam's row. Raises before any exam runs when an output exists (without ``overwrite``) or two
     inputs share a name. ``series`` picks the DICOM series of every DICOM folder (as ``scarnet segment
-    --series``). ``on_exam(number, count, row)`` is called after each exam. ``summary.csv`` is also
-    written when the run is interrupted (the exams not reached are "not run").
+    --series``); files are read as they are. ``on_exam(number, count, row)`` is called after each
+    exam. ``summary.csv`` is also written when the run is interrupted (the exams not reached are
+    "not run").
     """
     from .errors import OutputError
     from .io import atomic_path
@@ -194,7 +195,7 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str], Any], overwrite: 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                volume = read_volume(plan.input, series=series)
+                volume = read_volume(plan.input, series=series if plan.input.is_dir() else None)
             finally:
                 reading = row.warnings = _messages(caught)
         with warnings.catch_warnings(record=True) as caught:

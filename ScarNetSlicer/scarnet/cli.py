@@ -622,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="write the report (.json or .csv)")
     p.add_argument("--image", type=Path, help="the LGE image on the same grid: adds intensity figures")
     _add_segment_model_options(p)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (report, bullseye, page)")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
     p.set_defaults(func=cmd_quantify)
 
@@ -651,19 +651,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for NAME.seg.nrrd, NAME_report.json (and NAME_report.html) and summary.csv")
     p.add_argument("--html", action="store_true", help="also write each exam's printable report (NAME_report.html)")
     p.add_argument("--series", help="the DICOM series to use in each DICOM folder (number, UID or part of the "
-                                    "description)")
+                                    "description); files are read as they are")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
     p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",
                    help="scar regions smaller than this become healthy myocardium (as for segment)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-exam lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no lines for exams that went well "
+                                                        "(failures and warnings still go to stderr)")
     _add_model_options(p)
     p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("demo", help="segment a generated phantom with the bundled model and print the table")
     p.add_argument("--seed", type=_int_range(0), default=7, help="phantom seed, 0 or more (default 7)")
-    p.add_argument("--out", type=Path, help="also write image, labelmap, .seg.nrrd and report into this folder "
+    p.add_argument("--out", type=Path, help="also write image, labelmap, .seg.nrrd, report, bullseye and the "
+                   "printable page into this folder "
                    "(created when they are written)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")

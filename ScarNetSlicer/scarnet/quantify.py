@@ -9,7 +9,9 @@ The JSON report is a contract other code builds on::
     {"slices": [{"index", "position_mm", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent", "level", ...}],
      "total": {"myocardium_ml", "myocardium_g", "scar_ml", "scar_g", "mvo_ml", "scar_percent", ...},
      "base_apex": {"basal_end", "from"} | null,
-     "segments": [{"segment", "name", "level", "scar_percent", "scar_extent_score", ...}] | null}
+     "segments": [{"segment", "name", "level", "scar_percent", "scar_extent_score", ...}] | null,
+     "segment_summary": {"segments_with_scar", "segments_over_50_percent", "scar_score", "scar_score_max"} | null,
+     "segment_angles_from": str | null, "septal_span_deg": float | null, "scarnet_version": str}
 
 Levels (basal / mid / apical) and, given the anterior RV insertion point, the 16 AHA segments come
 from :mod:`scarnet.aha`.
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import __version__
 from .aha import BaseApexOrder, SegmentReport, aha_segments, base_apex_order, slice_levels
 from .errors import InputError
 from .labels import (
@@ -106,7 +109,7 @@ class Report:
     #: What turned the segments' angles towards the septum (scarnet.aha.ANGLES_FROM_*); None without segments.
     segment_angles_from: str | None = None
     #: The septal arc between the anterior and the inferior RV insertion points (degrees, mean over the
-    #: slices); None unless both points were given (the septum is then taken to span 120°).
+    #: slices); None with the anterior point alone (the septum is then taken to span 120°).
     septal_span_deg: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +125,7 @@ class Report:
             "segment_summary": self.segment_summary(),
             "segment_angles_from": self.segment_angles_from,
             "septal_span_deg": round(self.septal_span_deg, 1) if self.septal_span_deg is not None else None,
+            "scarnet_version": __version__,
             "conventions": {
                 "labels": {"0": "background", "1": "LV blood pool", "2": "healthy myocardium",
                            "3": "scar (without MVO)", "4": "MVO"},

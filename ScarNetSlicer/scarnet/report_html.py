@@ -54,6 +54,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
              "<h1>LGE scar report</h1>",
              f'<p class="muted">Input: {escape(source)} · Segmentation: {escape(made_from)} · Made '
              f'{generated.strftime("%Y-%m-%d %H:%M UTC")}']
+    version = data.get("scarnet_version") or inference.get("scarnet_version")
     if inference:
         if "weights" not in inference:  # a report from before the weights were recorded
             weights_text = "weights not recorded"
@@ -64,9 +65,9 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
             sha = str(weights.get("sha256") or "")[:12]
             weights_text = (f"weights {weights.get('file') or '?'}{' (bundled)' if weights.get('bundled') else ''}"
                             f"{f', sha256 {sha}' if sha else ''}")
-        parts[-1] += (f" · scarnet {escape(str(inference.get('scarnet_version', 'version not recorded')))}, "
-                      f"{escape(weights_text)}, {escape(str(inference.get('device', '')))}"
+        parts[-1] += (f" · model: {escape(weights_text)}, {escape(str(inference.get('device', '')))}"
                       f"{', flip test-time augmentation' if inference.get('tta') else ''}")
+    parts[-1] += f" · scarnet {escape(str(version or 'version not recorded'))}"
     parts[-1] += "</p>"
     parts.append('<p class="disclaimer">Research use only: not for clinical diagnosis. Every slice needs a '
                  "reader's review; the slices with QC flags first.</p>")

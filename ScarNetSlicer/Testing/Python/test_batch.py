@@ -36,7 +36,7 @@ def _summary(folder: Path) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("path, name", [("a/lge.nii.gz", "lge"), ("b.NRRD", "b"), ("x.mha", "x"),
                                         ("dicom/exam_07", "exam_07"), ("dicom/exam_07/", "exam_07"),
-                                        (".nii.gz", ".nii.gz"), ("c.seg.nrrd", "c.seg")])
+                                        (".nii.gz", ".nii.gz"), ("c.seg.nrrd", "c")])
 def test_exam_names(path, name):
     assert exam_name(path) == name
 
@@ -46,7 +46,7 @@ def test_two_inputs_of_one_name_are_refused(tmp_path):
         plan_outputs(["a/lge.nii.gz", "b/LGE.nrrd"], "out", html=False)
     # An input among this run's outputs (`batch data/* --out data` after an earlier run), or the output folder.
     with pytest.raises(InputError, match="also one of this run's outputs"):
-        plan_outputs([tmp_path / "p1.nii.gz", tmp_path / "p1.seg.nrrd"], tmp_path, html=False)
+        plan_outputs([tmp_path / "p1.nii.gz", tmp_path / "p1_report.json"], tmp_path, html=False)
     with pytest.raises(InputError, match="both an input and the output folder"):
         plan_outputs([tmp_path], tmp_path, html=False)
     with pytest.raises(InputError, match="no name"):

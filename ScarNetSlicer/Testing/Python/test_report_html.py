@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 import pytest
 from test_aha import _point_along_i, _ring_labels, _volume, quantify_command
 
+import scarnet
 from scarnet.bullseye import percent_text
 from scarnet.quantify import quantify
 from scarnet.report_html import report_html
@@ -79,7 +80,8 @@ def test_the_page_shows_the_report_figures():
                                                                                    tzinfo=datetime.timezone.utc)))
     text = " ".join(page.text)
     assert "Input: lge <1>.nii.gz" in text and "2026-01-02 03:04 UTC" in text  # escaped, read back as given
-    assert "weights w.safetensors, sha256 abababababab" in text and "scarnet 9.9" in text
+    assert "model: weights w.safetensors, sha256 abababababab" in text
+    assert f"scarnet {scarnet.__version__}" in text  # the report's own version (the model run's is in inference)
     assert "Research use only" in text
     assert page.warnings == ["the model is unsure of <the heart>"]
     totals, segments, slices = page.tables[0], page.tables[1], page.tables[2]
@@ -132,7 +134,8 @@ def test_a_labelmap_report_without_segments_or_model():
     page = _read(report_html(quantify(volume), "lab.nrrd", made_from="labelmap lab.nrrd"))
     assert page.svgs == 0 and len(page.tables) == 2
     assert "QC flags" not in page.tables[1][0] and "DICOM image" not in page.tables[1][0]
-    assert "scarnet" not in " ".join(page.text).split("Segmentation")[1].split("Research")[0]
+    header = " ".join(page.text).split("Segmentation")[1].split("Research")[0]
+    assert "model:" not in header and f"scarnet {scarnet.__version__}" in header
     data = quantify(volume, rv_insertion_lps=_point_along_i(volume)).to_dict()
     assert _read(report_html(data, "lab.nrrd")).svgs == 1  # the dict form (as Slicer keeps a report) too
 

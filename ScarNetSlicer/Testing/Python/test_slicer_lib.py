@@ -122,6 +122,8 @@ class FakeSegmenter:
         confidence = [0.95] * len(report.slices)
         confidence[1] = 0.85
         report.extra["qc"] = {"slices_to_check": [1], "heart_confidence": confidence}
+        report.extra["inference"] = {"weights": {"file": "fake.safetensors", "sha256": "0" * 64, "bundled": False},
+                                     "warnings": [], "device": "cpu"}
         return types.SimpleNamespace(labelmap=labelmap, report=report)
 
 
@@ -495,6 +497,7 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     assert updated.report["slices"][2]["scar_ml"] == updated.report["slices"][2]["mvo_ml"] > 0
     assert updated.report["slices"][1]["qc_flags"] == ["low_confidence"]  # the model's flags are kept
     assert updated.report["qc"]["heart_confidence"][1] == 0.85  # with the confidence behind them
+    assert updated.report["inference"]["weights"]["file"] == "fake.safetensors"  # which model made what was edited
     assert updated.report["edited"] is True
     assert rn.read_table(outputs.table_node)[2]["scar_ml"] == expected["slices"][2]["scar_ml"]
     assert (updated.table_node, updated.chart_node) == (outputs.table_node, outputs.chart_node)
