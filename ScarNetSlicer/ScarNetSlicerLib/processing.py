@@ -278,7 +278,10 @@ class Processor:
             if "qc" in previous:  # with the per-slice heart confidence behind the flags
                 report["qc"] = previous["qc"]
             if "inference" in previous:  # which weights made the segmentation that was edited (and their warnings)
-                report["inference"] = previous["inference"]
+                report["inference"] = dict(previous["inference"])
+                # ... less what this report decides afresh: whether it has AHA segments.
+                report["inference"]["warnings"] = [w for w in previous["inference"].get("warnings") or []
+                                                   if not str(w).startswith("no AHA segments")]
         report["source"] = "segmentation"
         report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node)
         if notices:

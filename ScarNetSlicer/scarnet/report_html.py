@@ -73,7 +73,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                  "reader's review; the slices with QC flags first.</p>")
     warnings = [*(data.get("input_warnings") or []), *(inference.get("warnings") or []),
                 *(data.get("segments_left_out") or [])]
-    parts += [f'<div class="warning">{escape(message)}</div>' for message in warnings]
+    parts += [f'<div class="warning">{escape(str(message))}</div>' for message in warnings]
 
     parts.append("<h2>Totals</h2>")
     rows = [["LV myocardium", f"{_number(total['myocardium_ml'])} mL", f"{_number(total['myocardium_g'], 1)} g"],

@@ -490,6 +490,11 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     sn.set_segment_mask(outputs.segmentation_node, "scar", edited == 3, labels)
     assert processor.segmentation_was_edited(outputs.segmentation_node, volume_node)
     segmentation_before = sn.fingerprint(outputs.segmentation_node, volume_node)
+    # The model run warned (as the engine's report keeps it, in the table's stored report).
+    stored = rn.stored_report(outputs.table_node)
+    stored["inference"]["warnings"] = ["no AHA segments: the RV insertion point is 40 mm from the LV",
+                                       "the exam may differ from the training data"]
+    outputs.table_node.SetAttribute(rn.REPORT_JSON_ATTRIBUTE, json.dumps(stored))
     updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
     expected = quantify(labels.with_array(edited), image=image).to_dict()
     _report_equal(updated.report, expected)
@@ -498,6 +503,8 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     assert updated.report["slices"][1]["qc_flags"] == ["low_confidence"]  # the model's flags are kept
     assert updated.report["qc"]["heart_confidence"][1] == 0.85  # with the confidence behind them
     assert updated.report["inference"]["weights"]["file"] == "fake.safetensors"  # which model made what was edited
+    # The run's warnings come along, less whether it had AHA segments, which this report decides afresh.
+    assert updated.report["inference"]["warnings"] == ["the exam may differ from the training data"]
     assert updated.report["edited"] is True
     assert rn.read_table(outputs.table_node)[2]["scar_ml"] == expected["slices"][2]["scar_ml"]
     assert (updated.table_node, updated.chart_node) == (outputs.table_node, outputs.chart_node)
