@@ -118,7 +118,8 @@ class SegmentationJob:
     table_node: Any
     options: SegmentationOptions
     #: Fingerprint of ``segmentation_node`` when the job started, to see at the end whether it was
-    #: edited meanwhile (None: unreadable then, so any result goes into a new segmentation).
+    #: edited meanwhile (None: unreadable then; ``UNRESOLVED_FINGERPRINT``: not comparable; either way
+    #: the result goes into a new segmentation).
     segmentation_fingerprint: str | None = None
     started_s: float = field(default_factory=time.perf_counter)
 
@@ -212,8 +213,13 @@ class Processor:
             if not self._in_scene(segmentation_node):
                 reason = f"segmentation '{segmentation_node.GetName()}' was removed while ScarNet ran"
             elif job.segmentation_fingerprint is None:  # unreadable at the start: whether it changed is unknown
-                reason = (f"segmentation '{segmentation_node.GetName()}' could not be read or compared (a geometry "
-                          "finer than the input's) when ScarNet started, so it was left as it is")
+                reason = (f"segmentation '{segmentation_node.GetName()}' could not be read when ScarNet started, "
+                          "so it was left as it is")
+            elif job.segmentation_fingerprint == segmentation_nodes.UNRESOLVED_FINGERPRINT:
+                # Finer than the input in a way part-voxel edits cannot be told apart (segmentation_nodes.subdivision).
+                reason = (f"segmentation '{segmentation_node.GetName()}' is finer than the input in a way ScarNet "
+                          "cannot compare voxel by voxel (its geometry in Segment Editor), so edits made while "
+                          "ScarNet ran cannot be ruled out and it was left as it is")
             elif _fingerprint_or_none(segmentation_node, job.input_node) != job.segmentation_fingerprint:
                 reason = (f"segmentation '{segmentation_node.GetName()}' was edited while ScarNet ran, "
                           "so it was left as it is")
@@ -379,13 +385,11 @@ def _segments_left_out(segmentation_node, input_node, grid: Volume) -> list[str]
 
 
 def _fingerprint_or_none(segmentation_node, input_node, grid=None) -> str | None:
-    """The segmentation's fingerprint, or None when it cannot be read or compared (then it counts as changed:
-    also a segmentation finer than the input whose part-voxel edits cannot be told apart)."""
+    """The segmentation's fingerprint, or None when it cannot be read (then it counts as changed)."""
     try:
-        value = segmentation_nodes.fingerprint(segmentation_node, input_node, grid)
+        return segmentation_nodes.fingerprint(segmentation_node, input_node, grid)
     except (InputError, RuntimeError):
         return None
-    return None if value == segmentation_nodes.UNRESOLVED_FINGERPRINT else value
 
 
 def place_next_to(scene, input_node, nodes: list) -> None:

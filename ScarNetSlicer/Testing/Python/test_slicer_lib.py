@@ -872,9 +872,8 @@ def test_edits_made_while_the_model_runs_are_kept(scene, lib, oblique_direction)
     job.task.run_here()
     unread = processor.finish(job)
     assert unread.segmentation_node is not segmentation_node
-    assert unread.notice.startswith(f"segmentation '{segmentation_node.GetName()}' could not be read or compared (a "
-                                    "geometry finer than the input's) when ScarNet started, so it was left as it is: "
-                                    "the result is in the new segmentation")
+    assert unread.notice.startswith(f"segmentation '{segmentation_node.GetName()}' could not be read when ScarNet "
+                                    "started, so it was left as it is: the result is in the new segmentation")
 
 
 def test_nodes_removed_while_the_model_runs(scene, lib, oblique_direction):
@@ -1463,7 +1462,8 @@ def test_a_finer_segmentation_that_cannot_be_resolved_is_read_at_voxel_centres_a
     job = processor.start(volume_node, again, overwrite_edited=True)
     job.task.run_here()
     outputs = processor.finish(job)
-    assert outputs.segmentation_node is not again and "could not be read or compared" in outputs.notice
+    assert outputs.segmentation_node is not again
+    assert "is finer than the input in a way ScarNet cannot compare voxel by voxel" in outputs.notice
 
 
 def test_a_large_volume_read_at_its_own_resolution_is_compared_as_ever(scene, lib, oblique_direction, monkeypatch):
