@@ -262,7 +262,7 @@ def check_rv_insertion(volume: Volume, labels: np.ndarray, centres_rc_mm: list[n
     with_myocardium = _slices_with_myocardium(labels)
     if with_myocardium.size == 0:
         raise InputError("no LV myocardium to cut into AHA segments")
-    index = np.linalg.solve(volume.direction @ np.diag(volume.spacing_mm), point - np.asarray(volume.origin_mm))
+    index = volume.physical_to_index(point)
     beyond_slices = abs(float(index[2]) - float(np.clip(index[2], with_myocardium[0], with_myocardium[-1])))
     beyond_mm = beyond_slices * volume.slice_distance_mm
     if beyond_mm > volume.spacing_mm[2] + 1e-6:
@@ -375,8 +375,8 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
                      if level is not None and centre is not None]
     marked_slice = None
     if both and with_segments:
-        index = np.linalg.solve(volume.direction @ np.diag(volume.spacing_mm), inferior - np.asarray(volume.origin_mm))
-        marked_slice = min(with_segments, key=lambda k: abs(k - float(index[2])))
+        inferior_k = float(volume.physical_to_index(inferior)[2])
+        marked_slice = min(with_segments, key=lambda k: abs(k - inferior_k))
 
     def in_plane(target: np.ndarray, centre_lps: np.ndarray) -> np.ndarray:
         """The direction from the slice's LV centre to ``target`` projected onto the slice, as (column, row) mm."""

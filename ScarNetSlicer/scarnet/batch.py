@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import InputError, ScarNetError
 from .outputs import HTML_REPORT, REPORT, SEGMENTATION, OutputSet
+from .quantify import csv_value
 
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
 SUMMARY_COLUMNS = ("input", "status", "slices_with_myocardium", "myocardium_ml", "myocardium_g", "scar_ml", "scar_g",
@@ -226,8 +227,7 @@ def summary_csv(rows: Sequence[BatchRow]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
     for row in rows:
-        writer.writerow(["" if value is None else f"{value:.6g}" if isinstance(value, float) else value
-                         for value in row.values()])
+        writer.writerow([csv_value(value) for value in row.values()])
     return buffer.getvalue()
 
 

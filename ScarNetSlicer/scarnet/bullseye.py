@@ -17,7 +17,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from .aha import extent_score
-from .quantify import Report
+from .quantify import Report, report_warnings
 
 #: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
 GRADE_COLOURS = ("#ffffff", "#fde0c5", "#f59e72", "#d9452b", "#8c1010")
@@ -104,7 +104,7 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     """
     data = report.to_dict() if isinstance(report, Report) else report
     segments = data.get("segments")
-    warnings = [*(data.get("input_warnings") or []), *((data.get("inference") or {}).get("warnings") or [])]
+    warnings = report_warnings(data)
     cx, cy = _CENTRE
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT:.0f}" '
              f'viewBox="0 0 {_WIDTH} {_HEIGHT:.0f}" font-family="sans-serif">',

@@ -280,6 +280,15 @@ def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Names
     _write_documents(outputs, result.report, args, "ScarNet model", source)
 
 
+def _segmenter(args: argparse.Namespace):
+    """The Segmenter that ``segment`` and ``batch`` run, from their shared model options."""
+    from .inference import MIN_SCAR_COMPONENT_ML, Segmenter
+
+    min_scar_ml = MIN_SCAR_COMPONENT_ML if args.min_scar_ml is None else args.min_scar_ml
+    return Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=args.tta,
+                     min_scar_component_ml=min_scar_ml, threads=args.threads)
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     import time
 
@@ -295,11 +304,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
             volume = read_volume(args.input, series=args.series)
-        from .inference import MIN_SCAR_COMPONENT_ML, Segmenter
-
-        min_scar_ml = MIN_SCAR_COMPONENT_ML if args.min_scar_ml is None else args.min_scar_ml
-        segmenter = Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=args.tta,
-                              min_scar_component_ml=min_scar_ml, threads=args.threads)
+        segmenter = _segmenter(args)
         with _Progress(args.quiet) as progress:
             result = segmenter(volume, progress=progress, name=str(args.input), basal_end=args.basal_end,
                                rv_insertion_lps=rv_insertion)
@@ -326,11 +331,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     console = _console(args.quiet)
 
     def make_segmenter():
-        from .inference import MIN_SCAR_COMPONENT_ML, Segmenter
-
-        min_scar_ml = MIN_SCAR_COMPONENT_ML if args.min_scar_ml is None else args.min_scar_ml
-        segmenter = Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=args.tta,
-                              min_scar_component_ml=min_scar_ml, threads=args.threads)
+        segmenter = _segmenter(args)
 
         def segment(volume, name: str):
             with _Progress(args.quiet) as progress:

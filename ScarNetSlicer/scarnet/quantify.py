@@ -180,7 +180,7 @@ class Report:
     def warnings(self) -> list[str]:
         """What the user was warned of while this report was made: reading the input (approximate slice
         positions, ...) and the model (an exam unlike the training data, a CPU fall-back)."""
-        return [*self.extra.get("input_warnings", []), *self.extra.get("inference", {}).get("warnings", [])]
+        return report_warnings(self.extra)
 
     def to_csv(self) -> str:
         """One row per slice, then a ``total`` row; QC flags joined with ';'. For a DICOM input, the
@@ -197,13 +197,13 @@ class Report:
             row = asdict(s)
             row["qc_flags"] = ";".join(s.qc_flags)
             row.update({column: (s.dicom or {}).get(key) for column, key in DICOM_CSV_COLUMNS.items()})
-            writer.writerow([_csv_value(row[c]) for c in columns])
+            writer.writerow([csv_value(row[c]) for c in columns])
         t = asdict(self.total)
         first = 2 + len(dicom_columns)
-        writer.writerow(["total", *[""] * (first - 1)] + [_csv_value(t[c]) for c in columns[first:-2]] + ["", ""])
+        writer.writerow(["total", *[""] * (first - 1)] + [csv_value(t[c]) for c in columns[first:-2]] + ["", ""])
         writer.writerow([])
-        writer.writerow(["myocardium_g", _csv_value(self.total.myocardium_g)])
-        writer.writerow(["scar_g", _csv_value(self.total.scar_g)])
+        writer.writerow(["myocardium_g", csv_value(self.total.myocardium_g)])
+        writer.writerow(["scar_g", csv_value(self.total.scar_g)])
         for message in self.warnings():
             writer.writerow(["warning", message])
         if self.base_apex is not None:
@@ -213,13 +213,13 @@ class Report:
             for key, value in self.segment_summary().items():
                 writer.writerow([key, value])
             if self.septal_span_deg is not None:
-                writer.writerow(["septal_span_deg", _csv_value(round(self.septal_span_deg, 1))])
+                writer.writerow(["septal_span_deg", csv_value(round(self.septal_span_deg, 1))])
             writer.writerow([])
             writer.writerow(SEGMENT_CSV_COLUMNS)
             for segment in self.segments:
                 row = asdict(segment)
                 row["slices"] = ";".join(str(k) for k in segment.slices)
-                writer.writerow([_csv_value(row[c]) for c in SEGMENT_CSV_COLUMNS])
+                writer.writerow([csv_value(row[c]) for c in SEGMENT_CSV_COLUMNS])
         return buffer.getvalue()
 
     def format_for(self, path: str | Path) -> str:
@@ -254,7 +254,14 @@ def dicom_image_name(identifiers: dict[str, Any] | None) -> str:
     return ", ".join(parts) or "-"
 
 
-def _csv_value(value: Any) -> str:
+def report_warnings(data: dict[str, Any]) -> list[str]:
+    """The warnings of a report in its dict form (:meth:`Report.to_dict`, or :attr:`Report.extra`): reading the
+    input's, then the model's; missing or null entries (a report stored by an older version) are none."""
+    return [*(data.get("input_warnings") or []), *((data.get("inference") or {}).get("warnings") or [])]
+
+
+def csv_value(value: Any) -> str:
+    """A report figure as CSV text: empty for None, 6 significant digits for a float."""
     if value is None:
         return ""
     if isinstance(value, float):

@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from .bullseye import bullseye_svg, percent_text, septum_text, summary_text
-from .quantify import Report, dicom_image_name
+from .quantify import Report, dicom_image_name, report_warnings
 
 _STYLE = """
 body { font-family: sans-serif; font-size: 12px; color: #111; max-width: 900px; margin: 16px auto; }
@@ -71,8 +71,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     parts[-1] += "</p>"
     parts.append('<p class="disclaimer">Research use only: not for clinical diagnosis. Every slice needs a '
                  "reader's review; the slices with QC flags first.</p>")
-    warnings = [*(data.get("input_warnings") or []), *(inference.get("warnings") or []),
-                *(data.get("segments_left_out") or [])]
+    warnings = [*report_warnings(data), *(data.get("segments_left_out") or [])]
     parts += [f'<div class="warning">{escape(str(message))}</div>' for message in warnings]
 
     parts.append("<h2>Totals</h2>")

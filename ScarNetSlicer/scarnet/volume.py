@@ -88,6 +88,11 @@ class Volume:
         ijk = np.asarray(ijk, dtype=float)
         return np.asarray(self.origin_mm) + (ijk * np.asarray(self.spacing_mm)) @ self.direction.T
 
+    def physical_to_index(self, lps: np.ndarray) -> np.ndarray:
+        """Continuous (i, j, k) index of a physical LPS point (mm): the inverse of :meth:`index_to_physical`."""
+        return np.linalg.solve(self.direction @ np.diag(self.spacing_mm), np.asarray(lps, dtype=float)
+                               - np.asarray(self.origin_mm))
+
     def ijk_to_lps_matrix(self) -> np.ndarray:
         """4×4 homogeneous matrix from (i, j, k, 1) to LPS millimetres."""
         m = np.eye(4)
