@@ -8,6 +8,12 @@ exam failed. An exam that fails (unreadable, no heart found) does not stop the o
 ends with a non-zero status when any failed. Every output is checked before the first exam runs,
 so an existing file (without ``overwrite``) or two inputs of the same name stop the run before
 the model loads, and each exam's files are written together or not at all.
+
+A points file (``--rv-points``, :func:`read_rv_points`) gives exams their RV insertion points, as
+``--rv-insertion`` and ``--rv-inferior-insertion`` do for ``scarnet segment``: those exams get the AHA
+16-segment report, and their summary line the segment summary (segments with scar, segments with
+scar through more than half, the scar score) and the septal arc. Its optional ``basal_end`` column
+is ``--basal-end`` for the exams whose orientation and cavity size do not tell the base.
 """
 
 from __future__ import annotations
@@ -16,19 +22,24 @@ import csv
 import io
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import InputError, ScarNetError
 from .outputs import HTML_REPORT, REPORT, SEGMENTATION, OutputSet
 from .quantify import csv_value
 
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
+#: The aha_* columns and septal_span_deg are empty for an exam without RV insertion points
+#: (scarnet.quantify.Report.segment_summary and Report.septal_span_deg).
 SUMMARY_COLUMNS = ("input", "status", "slices_with_myocardium", "myocardium_ml", "myocardium_g", "scar_ml", "scar_g",
-                   "scar_percent", "mvo_ml", "transmural_over_50_percent", "slices_flagged", "warnings", "model_s",
-                   "report")
+                   "scar_percent", "mvo_ml", "transmural_over_50_percent", "aha_segments_with_scar",
+                   "aha_segments_over_50_percent", "aha_scar_score", "aha_scar_score_max", "septal_span_deg",
+                   "slices_flagged", "warnings", "model_s", "report")
 SUMMARY_NAME = "summary.csv"
 _IMAGE_ENDINGS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")  # longest first
 
@@ -96,6 +107,119 @@ def plan_outputs(inputs: Sequence[str | Path], out_dir: str | Path, html: bool) 
     return plans
 
 
+#: The columns of a points file: the exam's name (as :func:`exam_name` gives it), then the anterior and
+#: (optional) inferior RV insertion point in RAS millimetres, as Slicer shows a point, and (optional) which
+#: end of the slice index is basal ("first" or "last", as ``scarnet segment --basal-end``).
+POINT_COLUMNS = ("exam", "anterior_r", "anterior_a", "anterior_s", "inferior_r", "inferior_a", "inferior_s",
+                 "basal_end")
+_REQUIRED_POINT_COLUMNS = POINT_COLUMNS[:4]
+
+
+@dataclass(frozen=True)
+class ExamAnatomy:
+    """What a points file says of one exam, in the engine's terms (:func:`scarnet.quantify.quantify`)."""
+
+    #: LPS mm: shape (3,) for the anterior RV insertion point alone, (2, 3) with the inferior one; None: no point.
+    rv_insertion_lps: np.ndarray | None = None
+    #: "first" or "last"; None: from the image's orientation, else from the cavity size.
+    basal_end: str | None = None
+
+
+def read_rv_points(path: str | Path) -> dict[str, ExamAnatomy]:
+    """The exams of a points file by name: their RV insertion points (LPS) and basal end.
+
+    A CSV with a header of :data:`POINT_COLUMNS` (any case and order; the ``inferior_*`` and ``basal_end``
+    columns may be left out or left empty). Commas, semicolons or tabs separate the cells, and with
+    semicolons or tabs a decimal comma is read too (a spreadsheet's CSV in many European locales). A line
+    whose cells are all empty but the name says nothing of its exam. Raises :class:`InputError` (naming
+    the line) for a file that cannot be read, an unknown or missing column, a number that is not finite,
+    a point with a cell missing, an inferior point without an anterior one, a basal end other than
+    first or last, or an exam named twice.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file (save the points as CSV UTF-8)") from None
+    except OSError as error:
+        raise InputError(f"{path}: could not be read ({error.strerror or error})") from None
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise InputError(f"{path}: empty; expected a header line: {','.join(POINT_COLUMNS)}")
+    delimiter = max(",;\t", key=lines[0].count)
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = [cell.strip().lower() for cell in next(reader)]
+    unknown = [cell for cell in header if cell not in POINT_COLUMNS]
+    missing = [column for column in _REQUIRED_POINT_COLUMNS if column not in header]
+    if unknown or missing or len(set(header)) != len(header):
+        problem = (f"unknown column '{unknown[0]}'" if unknown else f"no column '{missing[0]}'" if missing
+                   else "a column named twice")
+        raise InputError(f"{path}: {problem}; the header must name {', '.join(_REQUIRED_POINT_COLUMNS)} and may add "
+                         f"{', '.join(POINT_COLUMNS[4:])}")
+    points: dict[str, ExamAnatomy] = {}
+    first_line: dict[str, int] = {}
+    for number, cells in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in cells):
+            continue  # a blank line
+        if len(cells) > len(header):
+            raise InputError(f"{path} line {number}: {len(cells)} cells under a header of {len(header)}")
+        row = dict(zip(header, (cell.strip() for cell in cells)))
+        name = row.get("exam", "")
+        if not name:
+            raise InputError(f"{path} line {number}: no exam name")
+        if name.lower() in first_line:
+            raise InputError(f"{path} line {number}: {name} was given on line {first_line[name.lower()]} already")
+        first_line[name.lower()] = number
+        anterior = _point(path, number, row, "anterior", delimiter)
+        inferior = _point(path, number, row, "inferior", delimiter)
+        if inferior is not None and anterior is None:
+            raise InputError(f"{path} line {number}: an inferior RV insertion point without the anterior one, "
+                             "where the segments start")
+        basal_end = row.get("basal_end", "").lower() or None
+        if basal_end not in (None, "first", "last"):
+            raise InputError(f"{path} line {number}: basal_end {row['basal_end']!r}: first or last (the slice index "
+                             "of the base), or empty")
+        if anterior is not None or basal_end is not None:
+            lps = anterior if inferior is None else np.stack([anterior, inferior])
+            points[name] = ExamAnatomy(lps, basal_end)
+    return points
+
+
+def _point(path: Path, number: int, row: dict[str, str], which: str, delimiter: str) -> np.ndarray | None:
+    """One point of a points file's line, RAS cells → LPS; None when its three cells are empty."""
+    cells = [row.get(f"{which}_{axis}", "") for axis in "ras"]
+    if not any(cells):
+        return None
+    values = []
+    for axis, cell in zip("ras", cells):
+        try:
+            value = float(cell.replace(",", ".") if delimiter != "," else cell)
+        except ValueError:
+            value = float("nan")
+        if not np.isfinite(value):
+            raise InputError(f"{path} line {number}: {which}_{axis} "
+                             f"{'is empty' if not cell else repr(cell) + ' is not a number of mm'}")
+        values.append(value)
+    r, a, s = values
+    return np.array([-r, -a, s])  # RAS (as Slicer shows a point) → the engine's LPS
+
+
+def points_for_exams(points: Mapping[str, ExamAnatomy], plans: Sequence[ExamOutputs],
+                     source: str | Path = "the points file") -> list[ExamAnatomy]:
+    """Each planned exam's entry of ``points`` (an empty one without); :class:`InputError` when ``points`` names
+    an exam that is not among the inputs (a misspelt name would otherwise leave an exam without its segments)."""
+    by_name = {exam_name(plan.input).lower(): index for index, plan in enumerate(plans)}
+    chosen = [ExamAnatomy()] * len(plans)
+    for name, point in points.items():
+        index = by_name.get(name.lower())
+        if index is None:
+            known = ", ".join(exam_name(plan.input) for plan in plans[:5]) + (", ..." if len(plans) > 5 else "")
+            raise InputError(f"{source}: no input is named {name} (an exam's name is its file's name without the "
+                             f"ending, or its DICOM folder's name: {known})")
+        chosen[index] = point
+    return chosen
+
+
 def _output_set(plan: ExamOutputs, overwrite: bool, folder: Path) -> OutputSet:
     outputs = OutputSet(overwrite, folder=folder)
     outputs.add(plan.seg, SEGMENTATION, "--out")
@@ -105,26 +229,30 @@ def _output_set(plan: ExamOutputs, overwrite: bool, folder: Path) -> OutputSet:
 
 
 def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
-              make_segmenter: Callable[[], Callable[[Any, str], Any]], *, html: bool = False,
-              overwrite: bool = False, series: str | None = None,
+              make_segmenter: Callable[[], Callable[[Any, str, np.ndarray | None, str | None], Any]], *,
+              html: bool = False, overwrite: bool = False, series: str | None = None,
+              rv_points: Mapping[str, ExamAnatomy] | None = None, rv_points_source: str | Path = "the points file",
               on_exam: Callable[[int, int, BatchRow], None] | None = None) -> list[BatchRow]:
     """Segment every input and write its outputs and ``summary.csv`` in ``out_dir`` (created when
     needed); return the summary's rows.
 
     ``make_segmenter()`` is called once, after the outputs are checked, and returns ``segment(volume,
-    name)`` (e.g. a :class:`~scarnet.inference.Segmenter` call); its errors (weights that cannot be
-    loaded) stop the run, while an exam's own errors (unreadable input, no heart found) are that
-    exam's row. Raises before any exam runs when an output exists (without ``overwrite``) or two
-    inputs share a name. ``series`` picks the DICOM series of every DICOM folder (as ``scarnet segment
-    --series``); files are read as they are. ``on_exam(number, count, row)`` is called after each
-    exam. ``summary.csv`` is also written when the run is interrupted (the exams not reached are
-    "not run").
+    name, rv_insertion_lps, basal_end)`` (e.g. a :class:`~scarnet.inference.Segmenter` call); its
+    errors (weights that cannot be loaded) stop the run, while an exam's own errors (unreadable input,
+    no heart found) are that exam's row. Raises before any exam runs when an output exists (without
+    ``overwrite``) or two inputs share a name. ``series`` picks the DICOM series of every DICOM folder
+    (as ``scarnet segment --series``); files are read as they are. ``rv_points`` maps exam names
+    (:func:`exam_name`, any case) to their RV insertion points and basal end (:func:`read_rv_points`,
+    which ``rv_points_source`` names in messages); a name that is no input's stops the run before the
+    model loads. ``on_exam(number, count, row)`` is called after each exam. ``summary.csv`` is also
+    written when the run is interrupted (the exams not reached are "not run").
     """
     from .errors import OutputError
     from .io import atomic_path
 
     out_dir = Path(out_dir)
     plans = plan_outputs(inputs, out_dir, html)
+    exam_points = points_for_exams(rv_points or {}, plans, rv_points_source)
     summary_path = out_dir / SUMMARY_NAME
     # Every output checked now: a run does not stop at exam 30 on a file left from an earlier one.
     check = OutputSet(overwrite, folder=out_dir)
@@ -136,9 +264,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
     segment = make_segmenter()
     rows = [BatchRow(str(plan.input)) for plan in plans]
     try:
-        for number, (plan, row) in enumerate(zip(plans, rows), start=1):
+        for number, (plan, row, points) in enumerate(zip(plans, rows, exam_points), start=1):
             try:
-                report = _run_exam(plan, segment, overwrite, out_dir, series, row)
+                report = _run_exam(plan, segment, points, overwrite, out_dir, series, row)
             except ScarNetError as error:
                 row.status = f"failed: {error}"
                 row.figures = {"warnings": " | ".join(row.warnings)}
@@ -149,6 +277,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
             else:
                 total = report.total
                 inference = report.extra["inference"]
+                segments = report.segment_summary() or {}
                 row.status = "ok"
                 row.warnings = report.warnings()
                 row.figures = {
@@ -156,6 +285,10 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
                     "myocardium_g": total.myocardium_g, "scar_ml": total.scar_ml, "scar_g": total.scar_g,
                     "scar_percent": total.scar_percent, "mvo_ml": total.mvo_ml,
                     "transmural_over_50_percent": total.transmural_over_50_percent,
+                    "aha_segments_with_scar": segments.get("segments_with_scar"),
+                    "aha_segments_over_50_percent": segments.get("segments_over_50_percent"),
+                    "aha_scar_score": segments.get("scar_score"), "aha_scar_score_max": segments.get("scar_score_max"),
+                    "septal_span_deg": None if report.septal_span_deg is None else round(report.septal_span_deg, 1),
                     "slices_flagged": sum(bool(s.qc_flags) for s in report.slices),
                     "warnings": " | ".join(report.warnings()), "model_s": inference["timings_s"]["total_s"],
                     "report": plan.report.name,
@@ -182,8 +315,8 @@ def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
     return list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, (UserWarning, RuntimeWarning))))
 
 
-def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str], Any], overwrite: bool, out_dir: Path,
-              series: str | None, row: BatchRow):
+def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None, str | None], Any],
+              anatomy: ExamAnatomy, overwrite: bool, out_dir: Path, series: str | None, row: BatchRow):
     """Read, segment and write one exam (its files together or not at all); return its report. The
     exam's warnings are kept in ``row`` as they come, so those raised before a failure are not lost."""
     from .io import read_volume, write_report, write_seg_nrrd
@@ -202,7 +335,7 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str], Any], overwrite: 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                result = segment(volume, str(plan.input))
+                result = segment(volume, str(plan.input), anatomy.rv_insertion_lps, anatomy.basal_end)
             finally:
                 while_segmenting = _messages(caught)
                 row.warnings = [*reading, *while_segmenting]
@@ -231,5 +364,5 @@ def summary_csv(rows: Sequence[BatchRow]) -> str:
     return buffer.getvalue()
 
 
-__all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "BatchRow", "ExamOutputs", "exam_name", "plan_outputs", "run_batch",
-           "summary_csv"]
+__all__ = ["POINT_COLUMNS", "SUMMARY_COLUMNS", "SUMMARY_NAME", "BatchRow", "ExamAnatomy", "ExamOutputs", "exam_name",
+           "plan_outputs", "points_for_exams", "read_rv_points", "run_batch", "summary_csv"]

@@ -326,16 +326,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     """Many exams with the model loaded once; outputs and summary.csv in --out (scarnet.batch)."""
-    from .batch import SUMMARY_NAME, run_batch
+    from .batch import SUMMARY_NAME, read_rv_points, run_batch
 
     console = _console(args.quiet)
+    rv_points = None if args.rv_points is None else read_rv_points(args.rv_points)
 
     def make_segmenter():
         segmenter = _segmenter(args)
 
-        def segment(volume, name: str):
+        def segment(volume, name: str, rv_insertion_lps, basal_end):
             with _Progress(args.quiet) as progress:
-                return segmenter(volume, progress=progress, name=name)
+                return segmenter(volume, progress=progress, name=name, rv_insertion_lps=rv_insertion_lps,
+                                 basal_end=basal_end)
 
         return segment
 
@@ -346,14 +348,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
             f = row.figures
             scar_percent = "-" if f["scar_percent"] is None else f"{f['scar_percent']:.1f} %"
             flagged = f["slices_flagged"]
+            segments = ("" if f["aha_segments_with_scar"] is None else
+                        f", scar in {f['aha_segments_with_scar']} AHA segments ({f['aha_segments_over_50_percent']} "
+                        "> 50 %)")
             # markup=False: a file name such as "scan [left].nii.gz" is printed as it is.
-            console.print(f"[{number}/{count}] {row.input}: scar {f['scar_g']:.1f} g ({scar_percent}), QC flags on "
-                          f"{flagged} slice{'' if flagged == 1 else 's'}", markup=False)
+            console.print(f"[{number}/{count}] {row.input}: scar {f['scar_g']:.1f} g ({scar_percent}){segments}, QC "
+                          f"flags on {flagged} slice{'' if flagged == 1 else 's'}", markup=False)
         else:
             print(f"scarnet: [{number}/{count}] {row.input}: {row.status}", file=sys.stderr)
 
     rows = run_batch(args.inputs, args.out, make_segmenter, html=args.html, overwrite=args.overwrite,
-                     series=args.series, on_exam=on_exam)
+                     series=args.series, rv_points=rv_points, rv_points_source=args.rv_points, on_exam=on_exam)
     failed = sum(row.status != "ok" for row in rows)
     summary = Path(args.out) / SUMMARY_NAME
     if failed:
@@ -653,6 +658,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", action="store_true", help="also write each exam's printable report (NAME_report.html)")
     p.add_argument("--series", help="the DICOM series to use in each DICOM folder (number, UID or part of the "
                                     "description); files are read as they are")
+    p.add_argument("--rv-points", type=Path, metavar="POINTS.csv",
+                   help="RV insertion points per exam, for the AHA 16-segment report: a CSV with the columns exam, "
+                        "anterior_r, anterior_a, anterior_s and optionally inferior_r, inferior_a, inferior_s (RAS "
+                        "mm as Slicer shows a point; exam = the input's name without its ending) and basal_end "
+                        "(first or last, as segment's --basal-end)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
     p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",

@@ -205,11 +205,11 @@ class Report:
         writer.writerow(["myocardium_g", csv_value(self.total.myocardium_g)])
         writer.writerow(["scar_g", csv_value(self.total.scar_g)])
         for message in self.warnings():
-            writer.writerow(["warning", message])
+            writer.writerow(["warning", csv_value(message)])
         if self.base_apex is not None:
-            writer.writerow(["basal_end", *self.base_apex.to_dict().values()])
+            writer.writerow(["basal_end", *map(csv_value, self.base_apex.to_dict().values())])
         if self.segments is not None:
-            writer.writerow(["segment_angles_from", self.segment_angles_from])
+            writer.writerow(["segment_angles_from", csv_value(self.segment_angles_from)])
             for key, value in self.segment_summary().items():
                 writer.writerow([key, value])
             if self.septal_span_deg is not None:
@@ -260,12 +260,22 @@ def report_warnings(data: dict[str, Any]) -> list[str]:
     return [*(data.get("input_warnings") or []), *((data.get("inference") or {}).get("warnings") or [])]
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_value(value: Any) -> str:
-    """A report figure as CSV text: empty for None, 6 significant digits for a float."""
+    """A report figure as CSV text: empty for None, 6 significant digits for a float.
+
+    Text that a spreadsheet would run as a formula (a file name such as ``-2_patient.nii.gz`` or
+    ``=HYPERLINK(...)``, a warning that quotes one) gets a leading ``'``, as OWASP advises for CSV
+    export: Excel and LibreOffice then show it as text. Numbers are left as they are."""
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, str):
+        return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
     return str(value)
 
 

@@ -14,7 +14,7 @@ import pytest
 from test_cli import BUNDLED_WEIGHTS
 from test_inference import RingModel, ring_volume
 
-from scarnet.batch import SUMMARY_COLUMNS, exam_name, plan_outputs, run_batch
+from scarnet.batch import SUMMARY_COLUMNS, ExamAnatomy, exam_name, plan_outputs, read_rv_points, run_batch
 from scarnet.errors import InputError, OutputExistsError, WeightsError
 from scarnet.inference import Segmenter
 from scarnet.io import write_volume
@@ -25,7 +25,8 @@ def _segmenter_factory(calls: list[int] | None = None):
         if calls is not None:
             calls.append(1)
         segmenter = Segmenter(RingModel(), device="cpu", flip_check=False)
-        return lambda volume, name: segmenter(volume, name=name)
+        return lambda volume, name, rv_insertion_lps, basal_end: segmenter(
+            volume, name=name, rv_insertion_lps=rv_insertion_lps, basal_end=basal_end)
     return make
 
 
@@ -119,11 +120,11 @@ def test_an_interrupted_batch_lists_what_it_did(tmp_path):
         segment = _segmenter_factory()()
         calls = []
 
-        def interrupted_at_the_second(volume, name):
+        def interrupted_at_the_second(volume, name, rv_insertion_lps, basal_end):
             calls.append(name)
             if len(calls) == 2:
                 raise KeyboardInterrupt
-            return segment(volume, name)
+            return segment(volume, name, rv_insertion_lps, basal_end)
         return interrupted_at_the_second
 
     out = tmp_path / "out"
@@ -155,7 +156,7 @@ def test_warnings_before_a_failure_are_kept(tmp_path):
     write_volume(ring_volume(), tmp_path / "p1.nii.gz")
 
     def make():
-        def warn_then_fail(volume, name):
+        def warn_then_fail(volume, name, rv_insertion_lps, basal_end):
             warnings.warn("slices 3 and 4 are 20 mm apart", UserWarning, stacklevel=1)
             raise NoHeartFoundError("no heart found in p1")
         return warn_then_fail
@@ -168,24 +169,39 @@ def test_warnings_before_a_failure_are_kept(tmp_path):
 
 @pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
 def test_command_line_batch(tmp_path):
-    from scarnet.phantom import make_phantom
+    from scarnet.phantom import anterior_rv_insertion_lps, inferior_rv_insertion_lps, make_phantom
 
     (tmp_path / "d[").mkdir()
-    write_volume(make_phantom(3).image, tmp_path / "d[" / "x].nii.gz")  # "[/x]" is not read as terminal markup
+    phantom = make_phantom(3)
+    write_volume(phantom.image, tmp_path / "d[" / "x].nii.gz")  # "[/x]" is not read as terminal markup
     (tmp_path / "exam2.nii.gz").write_bytes(np.zeros(10, dtype=np.uint8).tobytes())
+    ras = [f"{-l},{-p},{s}" for l, p, s in (anterior_rv_insertion_lps(phantom), inferior_rv_insertion_lps(phantom))]
+    _points_file(tmp_path / "points.csv", ["exam,anterior_r,anterior_a,anterior_s,inferior_r,inferior_a,inferior_s",
+                                           f"x],{ras[0]},{ras[1]}"])
+    _points_file(tmp_path / "typo.csv", ["exam,anterior_r,anterior_a,anterior_s", "x,1,2,3"])
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "scarnet", "batch", "d[/x].nii.gz", "exam2.nii.gz", "--out",
                                "res", "--device", "cpu", *args], cwd=tmp_path, capture_output=True, text=True,
                               timeout=600)
 
-    result = run()
+    result = run("--rv-points", "typo.csv")  # refused before the model loads, in one line
+    assert result.returncode == 2 and result.stderr.startswith("scarnet: error: typo.csv: no input is named x ")
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
+    result = run("--rv-points", "points.csv")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("scarnet: [2/2] exam2.nii.gz: failed: ") and "Traceback" not in result.stderr
     assert lines[-1] == "scarnet: error: 1 of 2 exams failed (see res/summary.csv)"
     assert "[1/2] d[/x].nii.gz: scar" in result.stdout
-    assert [r["status"] for r in _summary(tmp_path / "res")][0] == "ok"
+    first = _summary(tmp_path / "res")[0]
+    assert (f"scar in {first['aha_segments_with_scar']} AHA segments ({first['aha_segments_over_50_percent']} > 50 %)"
+            in result.stdout)
+    first = _summary(tmp_path / "res")[0]
+    report = json.loads((tmp_path / "res" / "x]_report.json").read_text())
+    assert first["status"] == "ok" and len(report["segments"]) == 16
+    assert int(first["aha_scar_score"]) == report["segment_summary"]["scar_score"]
+    assert float(first["septal_span_deg"]) == pytest.approx(report["septal_span_deg"], abs=0.05)
     result = run()  # again: the outputs exist
     assert result.returncode == 2 and "--overwrite" in result.stderr and "[1/2]" not in result.stdout
 
@@ -210,9 +226,9 @@ def test_warnings_while_an_exam_runs_stay_with_that_exam(tmp_path, monkeypatch):
     def make():
         segment = _segmenter_factory()()
 
-        def warn_then_segment(volume, name):
+        def warn_then_segment(volume, name, rv_insertion_lps, basal_end):
             warnings.warn("a library's note", UserWarning, stacklevel=1)
-            return segment(volume, name)
+            return segment(volume, name, rv_insertion_lps, basal_end)
         return warn_then_segment
 
     with warnings.catch_warnings():
@@ -222,3 +238,124 @@ def test_warnings_while_an_exam_runs_stay_with_that_exam(tmp_path, monkeypatch):
     assert report["input_warnings"] == ["slice positions are approximate"]
     assert rows[0].warnings[0] == "slice positions are approximate" and len(rows[0].warnings) == 2  # + the model's
     assert rows[0].other_warnings == ["a library's note"]
+
+
+def _wall_point_ras(volume, degrees_from_up: float) -> list[float]:
+    """A point on the epicardium that the ring stand-in segments, ``degrees_from_up`` from straight up (row 0)
+    in the slice plane, as RAS mm (what a user types into a points file)."""
+    import warnings
+
+    from scarnet.aha import outermost_wall_point_lps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the stand-in is unlike any LGE; said in the batch's own test
+        labelmap = Segmenter(RingModel(), device="cpu", flip_check=False)(volume).labelmap
+    angle = np.deg2rad(degrees_from_up)
+    towards = np.cos(angle) * -volume.direction[:, 1] + np.sin(angle) * volume.direction[:, 0]
+    l, p, s = outermost_wall_point_lps(labelmap, towards)
+    return [-l, -p, s]
+
+
+def _points_file(path: Path, lines: list[str], delimiter: str = ",", bom: bool = False) -> Path:
+    path.write_text(("\ufeff" if bom else "") + "\n".join(line.replace(",", delimiter) for line in lines) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def test_points_files_are_read_as_slicer_shows_points(tmp_path):
+    header = "Exam,anterior_R,anterior_A,anterior_S,inferior_r,inferior_a,inferior_s,Basal_End"
+    path = _points_file(tmp_path / "p.csv", [header, "p1,-25.8,101,8,,,,", "P2,1,2,3,-4,5.5,6,Last", "p3,,,,,,,",
+                                             "p4,,,,,,,first", ""], bom=True)
+    points = read_rv_points(path)
+    assert sorted(points) == ["P2", "p1", "p4"]  # p3: all cells empty, nothing said of it
+    assert np.array_equal(points["p1"].rv_insertion_lps, [25.8, -101, 8]) and points["p1"].basal_end is None
+    assert np.array_equal(points["P2"].rv_insertion_lps, [[-1, -2, 3], [4, -5.5, 6]])  # RAS → LPS
+    assert points["P2"].basal_end == "last"
+    assert points["p4"].rv_insertion_lps is None and points["p4"].basal_end == "first"
+    # A spreadsheet's CSV in a European locale: semicolons and decimal commas; the inferior columns may be left out.
+    path = _points_file(tmp_path / "eu.csv", ["exam;anterior_r;anterior_a;anterior_s", "p1;-25,8;101;8,5"])
+    assert np.array_equal(read_rv_points(path)["p1"].rv_insertion_lps, [25.8, -101, 8.5])
+    path = _points_file(tmp_path / "tab.csv", ["exam,anterior_r,anterior_a,anterior_s", "p1,1.5,2,3"], delimiter="\t")
+    assert np.array_equal(read_rv_points(path)["p1"].rv_insertion_lps, [-1.5, -2, 3])
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["exam,anterior_r,anterior_a"], "no column 'anterior_s'"),
+    (["exam,anterior_r,anterior_a,anterior_s,inferiour_r"], "unknown column 'inferiour_r'"),
+    (["exam,anterior_r,anterior_a,anterior_s,exam"], "a column named twice"),
+    (["exam,anterior_r,anterior_a,anterior_s", "p1,1,2,3", "P1,4,5,6"], "line 3: P1 was given on line 2 already"),
+    (["exam,anterior_r,anterior_a,anterior_s", "p1,1,,3"], "line 2: anterior_a is empty"),
+    (["exam,anterior_r,anterior_a,anterior_s", "p1,1,nan,3"], "line 2: anterior_a 'nan' is not a number of mm"),
+    (["exam,anterior_r,anterior_a,anterior_s", "p1,1,2,3 mm"], "anterior_s '3 mm' is not a number"),
+    (["exam,anterior_r,anterior_a,anterior_s,inferior_r,inferior_a,inferior_s", "p1,,,,1,2,3"],
+     "line 2: an inferior RV insertion point without the anterior one"),
+    (["exam,anterior_r,anterior_a,anterior_s", ",1,2,3"], "line 2: no exam name"),
+    (["exam,anterior_r,anterior_a,anterior_s", "p1,1,2,3,4"], "line 2: 5 cells under a header of 4"),
+    (["exam,anterior_r,anterior_a,anterior_s,basal_end", "p1,1,2,3,base"], "line 2: basal_end 'base': first or last"),
+    ([""], "empty; expected a header line"),
+])
+def test_points_files_that_cannot_be_right_are_refused_with_their_line(tmp_path, lines, message):
+    with pytest.raises(InputError, match=message):
+        read_rv_points(_points_file(tmp_path / "p.csv", lines))
+
+
+def test_unreadable_points_files_are_refused(tmp_path):
+    with pytest.raises(InputError, match="could not be read"):
+        read_rv_points(tmp_path / "missing.csv")
+    (tmp_path / "latin1.csv").write_bytes("exam,anterior_r,anterior_a,anterior_s\nJos\xe9,1,2,3\n".encode("latin-1"))
+    with pytest.raises(InputError, match="not a UTF-8 text file"):
+        read_rv_points(tmp_path / "latin1.csv")
+
+
+def test_exams_with_rv_points_get_aha_segments_in_their_report_and_summary(tmp_path):
+    """p1 gets both RV insertion points, p2 none, p3 a point far from its heart (refused with a warning, the exam
+    still reported): the summary's segment columns are the report's, empty without segments."""
+    volume = ring_volume()
+    for name in ("p1", "p2", "p3"):
+        write_volume(volume, tmp_path / f"{name}.nii.gz")
+    anterior, inferior = _wall_point_ras(volume, 0.0), _wall_point_ras(volume, -120.0)
+    far = [anterior[0] + 200.0, *anterior[1:]]
+    # The ring stand-in is a cylinder: neither orientation nor cavity size tells its base, so the file does.
+    path = _points_file(tmp_path / "points.csv",
+                        ["exam,anterior_r,anterior_a,anterior_s,inferior_r,inferior_a,inferior_s,basal_end",
+                         "P1," + ",".join(map(str, anterior + inferior)) + ",first",
+                         "p3," + ",".join(map(str, far)) + ",,,,first"])
+    rows = run_batch([tmp_path / f"{n}.nii.gz" for n in ("p1", "p2", "p3")], tmp_path / "out", _segmenter_factory(),
+                     rv_points=read_rv_points(path))
+    assert [r.status for r in rows] == ["ok", "ok", "ok"]
+    summary = _summary(tmp_path / "out")
+    reports = [json.loads((tmp_path / "out" / f"{n}_report.json").read_text()) for n in ("p1", "p2", "p3")]
+    assert len(reports[0]["segments"]) == 16 and reports[1]["segments"] is None and reports[2]["segments"] is None
+    segment_summary = reports[0]["segment_summary"]
+    assert summary[0]["aha_segments_with_scar"] == str(segment_summary["segments_with_scar"])
+    assert summary[0]["aha_segments_over_50_percent"] == str(segment_summary["segments_over_50_percent"])
+    assert summary[0]["aha_scar_score"] == str(segment_summary["scar_score"])
+    assert summary[0]["aha_scar_score_max"] == str(segment_summary["scar_score_max"]) == "64"
+    assert float(summary[0]["septal_span_deg"]) == pytest.approx(reports[0]["septal_span_deg"], abs=0.05)
+    assert 100 < reports[0]["septal_span_deg"] < 140  # the two points are 120° apart on the ring
+    for row in summary[1:]:
+        assert all(row[c] == "" for c in SUMMARY_COLUMNS if c.startswith("aha_") or c == "septal_span_deg")
+    assert "no AHA segments" in summary[2]["warnings"] and "no AHA segments" not in summary[1]["warnings"]
+
+
+def test_points_for_an_exam_not_in_the_batch_stop_it_before_the_model_loads(tmp_path):
+    write_volume(ring_volume(), tmp_path / "p1.nii.gz")
+    calls: list[int] = []
+    with pytest.raises(InputError, match=r"points.csv: no input is named p2 .*: p1\)"):
+        run_batch([tmp_path / "p1.nii.gz"], tmp_path / "out", _segmenter_factory(calls),
+                  rv_points={"p2": ExamAnatomy(np.zeros(3))}, rv_points_source="points.csv")
+    assert calls == [] and not (tmp_path / "out").exists()
+
+
+def test_summary_text_is_never_read_as_a_spreadsheet_formula(tmp_path):
+    """A file named like a formula (or a warning quoting one) is shown as text by Excel and LibreOffice: OWASP's
+    leading apostrophe; numbers, negative ones too, are left as numbers."""
+    from scarnet.batch import BatchRow, summary_csv
+
+    row = BatchRow("=HYPERLINK(\"http://x\")", "ok", {"scar_percent": -1.5, "warnings": "+1 | @me", "model_s": 2.0})
+    cells = next(csv.DictReader(summary_csv([row]).splitlines()))
+    assert cells["input"] == "'=HYPERLINK(\"http://x\")" and cells["warnings"] == "'+1 | @me"
+    assert cells["scar_percent"] == "-1.5" and cells["status"] == "ok"
+    write_volume(ring_volume(), tmp_path / "-2_patient.nii.gz")
+    run_batch([tmp_path / "-2_patient.nii.gz"], tmp_path / "out", _segmenter_factory())
+    assert _summary(tmp_path / "out")[0]["report"] == "'-2_patient_report.json"

@@ -88,6 +88,11 @@ def test_json_contract_and_csv():
     assert [row for row in rows if row and row[0] == "warning"] == [
         ["warning", "slice positions are approximate"],
         ["warning", "the model is unsure of the heart, read every slice"]]
+    # Text a spreadsheet would run as a formula (a warning quoting a file name) is written as text.
+    report.extra["input_warnings"] = ["=2+5 is not a DICOM file", "-x.dcm skipped", "@SUM(A1)"]
+    rows = list(csv.reader(io.StringIO(report.to_csv())))
+    assert [row[1] for row in rows if row and row[0] == "warning"][:3] == [
+        "'=2+5 is not a DICOM file", "'-x.dcm skipped", "'@SUM(A1)"]
 
 
 DICOM_SLICES = [{"instance_number": 9, "frame_number": None, "slice_location_mm": -12.5},
