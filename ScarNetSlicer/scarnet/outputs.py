@@ -104,6 +104,37 @@ class _Output:
     written: bool = False
 
 
+@dataclass
+class _Move:
+    """One output of :meth:`OutputSet.commit`: its new file (``temp``), its target, and where the file it
+    replaces is put aside (None when there was none). What has happened is read from the files themselves,
+    so that an interrupt at any point between two steps is undone correctly."""
+
+    target: Path
+    temp: Path
+    aside: Path | None = None
+
+
+def _take_back(moves: list[_Move]) -> list[Path]:
+    """Undo a commit's moves, last first: remove the new files, put the replaced ones back. Returns the files put
+    aside that could not be put back (the user's earlier outputs, to be named in the error)."""
+    kept = []
+    for move in reversed(moves):
+        placed = os.path.lexists(move.target) and not os.path.lexists(move.temp)
+        try:
+            if move.aside is None:
+                if placed:
+                    move.target.unlink()
+            elif os.path.lexists(move.target) and not placed:
+                move.aside.unlink(missing_ok=True)  # never moved aside: only the empty file made for it
+            else:
+                os.replace(move.aside, move.target)  # the earlier file back (over the new one, if placed)
+        except OSError:
+            if move.aside is not None and os.path.lexists(move.aside):
+                kept.append(move.aside)
+    return kept
+
+
 class OutputSet:
     """The files one command writes; use as a context manager (leaving it without :meth:`commit` discards all).
 
@@ -189,10 +220,11 @@ class OutputSet:
         except OSError as error:
             raise OutputError(f"{folder}: cannot create the folder in {existing} ({_reason(error)})") from None
 
-    def _temporary_file(self, output: _Output) -> Path:
-        """A new empty file beside ``output``, keeping its ending (the writers choose the format by it)."""
+    def _temporary_file(self, output: _Output, ending: str | None = None) -> Path:
+        """A new empty file beside ``output``, keeping its ending (the writers choose the format by it) or
+        ending in ``ending``."""
         prefix = f".{output.path.name[:_TEMP_NAME_CHARS]}."
-        suffix = ".tmp" + output.path.name[-len(output.suffix):]
+        suffix = ".tmp" + (output.path.name[-len(output.suffix):] if ending is None else ending)
         try:
             fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=output.path.parent)
         except OSError as error:
@@ -244,7 +276,12 @@ class OutputSet:
             self._created_folders.append(folder)
 
     def commit(self) -> list[Path]:
-        """Move every written output onto its target, all or none; return the targets."""
+        """Move every written output onto its target, all or none; return the targets.
+
+        A file being replaced is first moved aside, so that when a move fails, or the user interrupts
+        (Ctrl-C) between two moves, every target is put back as it was: the files this run created
+        are removed and the replaced ones restored.
+        """
         unwritten = [str(o.path) for o in self._outputs if not o.written]
         if unwritten:  # a bug in the command, not a user error
             raise RuntimeError(f"outputs never written: {', '.join(unwritten)}")
@@ -252,26 +289,32 @@ class OutputSet:
             for output in self._outputs:
                 if output.path.exists():
                     raise OutputExistsError(f"{output.path}: appeared while running (pass --overwrite to replace it)")
-        replaced = {o.path for o in self._outputs if o.path.exists()}
-        done: list[Path] = []
+        moves: list[_Move] = []
+        output = None
         try:
             for output in self._outputs:
                 # mkstemp makes owner-only (0600) files; give the output the mode a plain open()
                 # would (or keep the mode of the file it replaces).
                 mode = (output.path.stat().st_mode & 0o7777) if output.path.exists() else _new_file_mode()
                 os.chmod(output.temp, mode)
+                move = _Move(output.path, output.temp)
+                moves.append(move)
+                if os.path.lexists(output.path):
+                    move.aside = self._temporary_file(output, ending=".old")
+                    os.replace(output.path, move.aside)
                 os.replace(output.temp, output.path)
-                done.append(output.path)
-        except OSError as error:
-            # Renames in the folder just written to practically never fail; if one does, take back
-            # the files this run created so that no half set remains (a replaced file is gone).
-            for path in done:
-                if path not in replaced:
-                    path.unlink(missing_ok=True)
-            raise OutputError(f"{output.path}: could not be moved into place ({_reason(error)})") from None
+        except BaseException as error:  # also KeyboardInterrupt: never a half set
+            kept = _take_back(moves)
+            if not isinstance(error, OSError) or isinstance(error, ScarNetError):  # Ctrl-C; or said already
+                raise
+            where = f"; the earlier files are kept as {', '.join(map(str, kept))}" if kept else ""
+            raise OutputError(f"{output.path}: could not be moved into place ({_reason(error)}){where}") from None
+        for move in moves:
+            if move.aside is not None:
+                move.aside.unlink(missing_ok=True)
         self._outputs.clear()
         self._created_folders.clear()
-        return done
+        return [move.target for move in moves]
 
     def discard(self) -> None:
         """Remove every temporary file, and the folders this set created (when empty)."""

@@ -370,6 +370,73 @@ def test_output_set_takes_back_its_new_files_when_a_move_fails(tmp_path, monkeyp
     assert len(moves) == 2 and list(tmp_path.iterdir()) == []  # a.json was moved, then taken back
 
 
+def _commit_two_reports(folder: Path, existing: tuple[str, ...]) -> None:
+    """Write a.json and b.json with --overwrite, where ``existing`` of them hold a user's earlier "old"."""
+    from scarnet.outputs import REPORT, OutputSet
+
+    for name in existing:
+        (folder / name).write_text("old")
+    with OutputSet(overwrite=True) as outputs:
+        for name in ("a.json", "b.json"):
+            outputs.add(folder / name, REPORT, "--report")
+        outputs.prepare()
+        for name in ("a.json", "b.json"):
+            outputs.write(folder / name, lambda temp: temp.write_text("new"))
+        outputs.commit()
+
+
+@pytest.mark.parametrize("existing", [("a.json", "b.json"), ("a.json",), ("b.json",), ()])
+@pytest.mark.parametrize("stop", ["KeyboardInterrupt before", "KeyboardInterrupt after", "OSError before"])
+def test_an_interrupted_commit_leaves_every_target_as_it_was(tmp_path, monkeypatch, existing, stop):
+    """Ctrl-C (or a failing move) at any step of the commit, also just after a move finished: the files this run
+    created go, the ones it replaced come back, nothing else is left."""
+    from scarnet.errors import OutputError
+
+    real_replace = os.replace
+    steps = len(existing) + 2  # one move aside per existing file, one move into place per output
+    for failing_step in range(1, steps + 1):
+        def interrupted(source, target, moves=[], failing_step=failing_step):  # noqa: B006 (one list per step)
+            moves.append(target)
+            if len(moves) == failing_step and stop.endswith("after"):
+                real_replace(source, target)
+            if len(moves) == failing_step:
+                raise KeyboardInterrupt if stop.startswith("KeyboardInterrupt") else OSError(5, "Input/output error")
+            real_replace(source, target)
+
+        monkeypatch.setattr(os, "replace", interrupted)
+        expected = KeyboardInterrupt if stop.startswith("KeyboardInterrupt") else OutputError
+        with pytest.raises(expected):
+            _commit_two_reports(tmp_path, existing)
+        monkeypatch.setattr(os, "replace", real_replace)
+        assert {p.name: p.read_text() for p in tmp_path.iterdir()} == dict.fromkeys(existing, "old"), failing_step
+        for p in tmp_path.iterdir():
+            p.unlink()
+    _commit_two_reports(tmp_path, existing)  # and without an interrupt, the new files replace the old
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "new", "b.json": "new"}
+
+
+def test_a_commit_that_cannot_put_back_a_replaced_file_says_where_it_is(tmp_path, monkeypatch):
+    from scarnet.errors import OutputError
+
+    real_replace = os.replace
+    moves = []
+
+    def every_move_after_the_second_fails(source, target):
+        moves.append(target)
+        if len(moves) > 2:
+            raise OSError(5, "Input/output error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", every_move_after_the_second_fails)
+    with pytest.raises(OutputError, match=r"b.json: could not be moved into place \(Input/output error\); the "
+                                          r"earlier files are kept as .*\.a\.json\..*\.tmp\.old$") as caught:
+        _commit_two_reports(tmp_path, ("a.json",))
+    kept = Path(str(caught.value).rsplit(" kept as ", 1)[1])
+    # a.json was replaced and could not be put back: the user's earlier file is where the message says.
+    assert kept.read_text() == "old" and (tmp_path / "a.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.json", kept.name])
+
+
 def test_unwritable_folder_is_refused_before_any_work(tmp_path, monkeypatch):
     # The folder test itself (creating a file there), for every user: root writes into chmod 555
     # folders, so the subprocess test below cannot show it as root.
