@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
+import unicodedata
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +125,8 @@ class ExamAnatomy:
     rv_insertion_lps: np.ndarray | None = None
     #: "first" or "last"; None: from the image's orientation, else from the cavity size.
     basal_end: str | None = None
+    #: The line of the points file that gave it (for messages); None when not from a file.
+    line: int | None = None
 
 
 def read_rv_points(path: str | Path) -> dict[str, ExamAnatomy]:
@@ -130,11 +134,12 @@ def read_rv_points(path: str | Path) -> dict[str, ExamAnatomy]:
 
     A CSV with a header of :data:`POINT_COLUMNS` (any case and order; the ``inferior_*`` and ``basal_end``
     columns may be left out or left empty). Commas, semicolons or tabs separate the cells, and with
-    semicolons or tabs a decimal comma is read too (a spreadsheet's CSV in many European locales). A line
-    whose cells are all empty but the name says nothing of its exam. Raises :class:`InputError` (naming
-    the line) for a file that cannot be read, an unknown or missing column, a number that is not finite,
-    a point with a cell missing, an inferior point without an anterior one, a basal end other than
-    first or last, or an exam named twice.
+    semicolons or tabs a decimal comma is read too (a spreadsheet's CSV in many European locales); empty
+    cells past the last column (a spreadsheet's used range) are ignored. A line whose cells are all empty
+    but the name says nothing of its exam. Raises :class:`InputError` (naming the line) for a file that
+    cannot be read, an unknown or missing column, a number that is not finite, a point with a cell
+    missing, an inferior point without an anterior one, a basal end other than first or last, or an
+    exam named twice.
     """
     path = Path(path)
     try:
@@ -143,12 +148,55 @@ def read_rv_points(path: str | Path) -> dict[str, ExamAnatomy]:
         raise InputError(f"{path}: not a UTF-8 text file (save the points as CSV UTF-8)") from None
     except OSError as error:
         raise InputError(f"{path}: could not be read ({error.strerror or error})") from None
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
+    first_line = next((line for line in text.splitlines() if line.strip()), None)
+    if first_line is None:
         raise InputError(f"{path}: empty; expected a header line: {','.join(POINT_COLUMNS)}")
-    delimiter = max(",;\t", key=lines[0].count)
-    reader = csv.reader(lines, delimiter=delimiter)
-    header = [cell.strip().lower() for cell in next(reader)]
+    delimiter = max(",;\t", key=first_line.count)
+    # newline="": quoted cells may hold line breaks, and reader.line_num counts the file's lines.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    points: dict[str, ExamAnatomy] = {}
+    line_of: dict[str, int] = {}
+    header: list[str] | None = None
+    record_end = 0
+    try:
+        for cells in reader:
+            number, record_end = record_end + 1, reader.line_num  # the line the record starts on
+            cells = [cell.strip() for cell in cells]
+            while cells and not cells[-1]:  # a spreadsheet's empty cells past the last column
+                cells.pop()
+            if not cells:
+                continue  # a blank line
+            if header is None:
+                header = _point_file_header(path, cells)
+                continue
+            if len(cells) > len(header):
+                raise InputError(f"{path} line {number}: {len(cells)} cells under a header of {len(header)}")
+            row = dict(zip(header, cells))
+            name = row.get("exam", "")
+            if not name:
+                raise InputError(f"{path} line {number}: no exam name")
+            if _name_key(name) in line_of:
+                raise InputError(f"{path} line {number}: {name} was given on line {line_of[_name_key(name)]} already")
+            line_of[_name_key(name)] = number
+            anterior = _point(path, number, row, "anterior", delimiter)
+            inferior = _point(path, number, row, "inferior", delimiter)
+            if inferior is not None and anterior is None:
+                raise InputError(f"{path} line {number}: an inferior RV insertion point without the anterior one, "
+                                 "where the segments start")
+            basal_end = row.get("basal_end", "").lower() or None
+            if basal_end not in (None, "first", "last"):
+                raise InputError(f"{path} line {number}: basal_end {row['basal_end']!r}: first or last (the slice "
+                                 "index of the base), or empty")
+            if anterior is not None or basal_end is not None:
+                lps = anterior if inferior is None else np.stack([anterior, inferior])
+                points[name] = ExamAnatomy(lps, basal_end, number)
+    except csv.Error as error:  # e.g. a cell over the csv module's size limit
+        raise InputError(f"{path} line {record_end + 1}: not readable as CSV ({error})") from None
+    return points
+
+
+def _point_file_header(path: Path, cells: list[str]) -> list[str]:
+    header = [cell.lower() for cell in cells]
     unknown = [cell for cell in header if cell not in POINT_COLUMNS]
     missing = [column for column in _REQUIRED_POINT_COLUMNS if column not in header]
     if unknown or missing or len(set(header)) != len(header):
@@ -156,33 +204,17 @@ def read_rv_points(path: str | Path) -> dict[str, ExamAnatomy]:
                    else "a column named twice")
         raise InputError(f"{path}: {problem}; the header must name {', '.join(_REQUIRED_POINT_COLUMNS)} and may add "
                          f"{', '.join(POINT_COLUMNS[4:])}")
-    points: dict[str, ExamAnatomy] = {}
-    first_line: dict[str, int] = {}
-    for number, cells in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in cells):
-            continue  # a blank line
-        if len(cells) > len(header):
-            raise InputError(f"{path} line {number}: {len(cells)} cells under a header of {len(header)}")
-        row = dict(zip(header, (cell.strip() for cell in cells)))
-        name = row.get("exam", "")
-        if not name:
-            raise InputError(f"{path} line {number}: no exam name")
-        if name.lower() in first_line:
-            raise InputError(f"{path} line {number}: {name} was given on line {first_line[name.lower()]} already")
-        first_line[name.lower()] = number
-        anterior = _point(path, number, row, "anterior", delimiter)
-        inferior = _point(path, number, row, "inferior", delimiter)
-        if inferior is not None and anterior is None:
-            raise InputError(f"{path} line {number}: an inferior RV insertion point without the anterior one, "
-                             "where the segments start")
-        basal_end = row.get("basal_end", "").lower() or None
-        if basal_end not in (None, "first", "last"):
-            raise InputError(f"{path} line {number}: basal_end {row['basal_end']!r}: first or last (the slice index "
-                             "of the base), or empty")
-        if anterior is not None or basal_end is not None:
-            lps = anterior if inferior is None else np.stack([anterior, inferior])
-            points[name] = ExamAnatomy(lps, basal_end)
-    return points
+    return header
+
+
+def _name_key(name: str) -> str:
+    """An exam name as compared: any case, and one Unicode form (macOS file names are decomposed, what a
+    spreadsheet saves is usually composed)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+#: Characters a number of mm may hold (after a decimal comma became a point): digits, sign, point, exponent.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def _point(path: Path, number: int, row: dict[str, str], which: str, delimiter: str) -> np.ndarray | None:
@@ -192,10 +224,10 @@ def _point(path: Path, number: int, row: dict[str, str], which: str, delimiter: 
         return None
     values = []
     for axis, cell in zip("ras", cells):
-        try:
-            value = float(cell.replace(",", ".") if delimiter != "," else cell)
-        except ValueError:
-            value = float("nan")
+        text = cell.replace("\u2212", "-")  # a typographic minus, as some spreadsheets export
+        if delimiter != ",":
+            text = text.replace(",", ".")
+        value = float(text) if _NUMBER.fullmatch(text) else float("nan")
         if not np.isfinite(value):
             raise InputError(f"{path} line {number}: {which}_{axis} "
                              f"{'is empty' if not cell else repr(cell) + ' is not a number of mm'}")
@@ -208,13 +240,14 @@ def points_for_exams(points: Mapping[str, ExamAnatomy], plans: Sequence[ExamOutp
                      source: str | Path = "the points file") -> list[ExamAnatomy]:
     """Each planned exam's entry of ``points`` (an empty one without); :class:`InputError` when ``points`` names
     an exam that is not among the inputs (a misspelt name would otherwise leave an exam without its segments)."""
-    by_name = {exam_name(plan.input).lower(): index for index, plan in enumerate(plans)}
+    by_name = {_name_key(exam_name(plan.input)): index for index, plan in enumerate(plans)}
     chosen = [ExamAnatomy()] * len(plans)
     for name, point in points.items():
-        index = by_name.get(name.lower())
+        index = by_name.get(_name_key(name))
         if index is None:
             known = ", ".join(exam_name(plan.input) for plan in plans[:5]) + (", ..." if len(plans) > 5 else "")
-            raise InputError(f"{source}: no input is named {name} (an exam's name is its file's name without the "
+            where = f"{source} line {point.line}" if point.line is not None else str(source)
+            raise InputError(f"{where}: no input is named {name} (an exam's name is its file's name without the "
                              f"ending, or its DICOM folder's name: {known})")
         chosen[index] = point
     return chosen

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,15 @@ import pytest
 from test_cli import BUNDLED_WEIGHTS
 from test_inference import RingModel, ring_volume
 
-from scarnet.batch import SUMMARY_COLUMNS, ExamAnatomy, exam_name, plan_outputs, read_rv_points, run_batch
+from scarnet.batch import (
+    SUMMARY_COLUMNS,
+    ExamAnatomy,
+    exam_name,
+    plan_outputs,
+    points_for_exams,
+    read_rv_points,
+    run_batch,
+)
 from scarnet.errors import InputError, OutputExistsError, WeightsError
 from scarnet.inference import Segmenter
 from scarnet.io import write_volume
@@ -171,9 +180,11 @@ def test_warnings_before_a_failure_are_kept(tmp_path):
 def test_command_line_batch(tmp_path):
     from scarnet.phantom import anterior_rv_insertion_lps, inferior_rv_insertion_lps, make_phantom
 
-    (tmp_path / "d[").mkdir()
+    # "[/x]" is not read as terminal markup; the long name keeps its exam's line whole in a log (no wrapping).
+    folder = "d[" + "_long_folder_name" * 4
+    (tmp_path / folder).mkdir()
     phantom = make_phantom(3)
-    write_volume(phantom.image, tmp_path / "d[" / "x].nii.gz")  # "[/x]" is not read as terminal markup
+    write_volume(phantom.image, tmp_path / folder / "x].nii.gz")
     (tmp_path / "exam2.nii.gz").write_bytes(np.zeros(10, dtype=np.uint8).tobytes())
     ras = [f"{-l},{-p},{s}" for l, p, s in (anterior_rv_insertion_lps(phantom), inferior_rv_insertion_lps(phantom))]
     _points_file(tmp_path / "points.csv", ["exam,anterior_r,anterior_a,anterior_s,inferior_r,inferior_a,inferior_s",
@@ -181,22 +192,24 @@ def test_command_line_batch(tmp_path):
     _points_file(tmp_path / "typo.csv", ["exam,anterior_r,anterior_a,anterior_s", "x,1,2,3"])
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "scarnet", "batch", "d[/x].nii.gz", "exam2.nii.gz", "--out",
+        return subprocess.run([sys.executable, "-m", "scarnet", "batch", f"{folder}/x].nii.gz", "exam2.nii.gz", "--out",
                                "res", "--device", "cpu", *args], cwd=tmp_path, capture_output=True, text=True,
                               timeout=600)
 
     result = run("--rv-points", "typo.csv")  # refused before the model loads, in one line
-    assert result.returncode == 2 and result.stderr.startswith("scarnet: error: typo.csv: no input is named x ")
+    assert result.returncode == 2 and result.stderr.startswith("scarnet: error: typo.csv line 2: no input is named x ")
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
     result = run("--rv-points", "points.csv")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("scarnet: [2/2] exam2.nii.gz: failed: ") and "Traceback" not in result.stderr
     assert lines[-1] == "scarnet: error: 1 of 2 exams failed (see res/summary.csv)"
-    assert "[1/2] d[/x].nii.gz: scar" in result.stdout
     first = _summary(tmp_path / "res")[0]
+    exam_line = next(line for line in result.stdout.splitlines() if line.startswith("[1/2] "))
+    assert exam_line.startswith(f"[1/2] {folder}/x].nii.gz: scar ")
+    assert re.search(r"QC flags on \d+ slices?$", exam_line)
     assert (f"scar in {first['aha_segments_with_scar']} AHA segments ({first['aha_segments_over_50_percent']} > 50 %)"
-            in result.stdout)
+            in exam_line)
     first = _summary(tmp_path / "res")[0]
     report = json.loads((tmp_path / "res" / "x]_report.json").read_text())
     assert first["status"] == "ok" and len(report["segments"]) == 16
@@ -277,6 +290,12 @@ def test_points_files_are_read_as_slicer_shows_points(tmp_path):
     assert np.array_equal(read_rv_points(path)["p1"].rv_insertion_lps, [25.8, -101, 8.5])
     path = _points_file(tmp_path / "tab.csv", ["exam,anterior_r,anterior_a,anterior_s", "p1,1.5,2,3"], delimiter="\t")
     assert np.array_equal(read_rv_points(path)["p1"].rv_insertion_lps, [-1.5, -2, 3])
+    # What a spreadsheet adds: blank lines first, empty cells past the last column (also in the header), CRLF,
+    # quoted cells, a typographic minus.
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\r\nexam;anterior_r;anterior_a;anterior_s;;\r\n\"p1\";\"\u22121,5\";2;3;;\r\n;;;;;\r\n".encode())
+    points = read_rv_points(path)
+    assert np.array_equal(points["p1"].rv_insertion_lps, [1.5, -2, 3]) and points["p1"].line == 3
 
 
 @pytest.mark.parametrize("lines, message", [
@@ -291,6 +310,13 @@ def test_points_files_are_read_as_slicer_shows_points(tmp_path):
      "line 2: an inferior RV insertion point without the anterior one"),
     (["exam,anterior_r,anterior_a,anterior_s", ",1,2,3"], "line 2: no exam name"),
     (["exam,anterior_r,anterior_a,anterior_s", "p1,1,2,3,4"], "line 2: 5 cells under a header of 4"),
+    (["exam,anterior_r,anterior_a,anterior_s", "p1,1_000,2,3"], "anterior_r '1_000' is not a number"),
+    (["exam,anterior_r,anterior_a,anterior_s", "p1,0x10,2,3"], "anterior_r '0x10' is not a number"),
+    (["exam,anterior_r,anterior_a,anterior_s", "p1,1e999,2,3"], "anterior_r '1e999' is not a number"),
+    (["exam,anterior_r,anterior_a,anterior_s", 'p1,"1', '2",2,3'], r"line 2: anterior_r '1\\n2' is not a number"),
+    (["exam,anterior_r,anterior_a,anterior_s", 'p0,"1.5', '",2,3', "p1,1,2,3", "P1,4,5,6"],
+     "line 5: P1 was given on line 4"),  # lines counted in the file, past a cell that spans two
+    (["exam,anterior_r,anterior_a,anterior_s", "p1," + "9" * 200_000 + ",2,3"], "line 2: not readable as CSV"),
     (["exam,anterior_r,anterior_a,anterior_s,basal_end", "p1,1,2,3,base"], "line 2: basal_end 'base': first or last"),
     ([""], "empty; expected a header line"),
 ])
@@ -341,9 +367,16 @@ def test_exams_with_rv_points_get_aha_segments_in_their_report_and_summary(tmp_p
 def test_points_for_an_exam_not_in_the_batch_stop_it_before_the_model_loads(tmp_path):
     write_volume(ring_volume(), tmp_path / "p1.nii.gz")
     calls: list[int] = []
-    with pytest.raises(InputError, match=r"points.csv: no input is named p2 .*: p1\)"):
+    with pytest.raises(InputError, match=r"points.csv line 4: no input is named p2 .*: p1\)"):
         run_batch([tmp_path / "p1.nii.gz"], tmp_path / "out", _segmenter_factory(calls),
-                  rv_points={"p2": ExamAnatomy(np.zeros(3))}, rv_points_source="points.csv")
+                  rv_points={"p2": ExamAnatomy(np.zeros(3), line=4)}, rv_points_source="points.csv")
+    # Names compare in any case and Unicode form: "José" typed in a spreadsheet is the decomposed macOS file name.
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "José")
+    chosen = points_for_exams({"JOSÉ": ExamAnatomy(np.ones(3))},
+                              plan_outputs([tmp_path / f"{decomposed}.nii.gz"], tmp_path / "out", html=False))
+    assert np.array_equal(chosen[0].rv_insertion_lps, np.ones(3))
     assert calls == [] and not (tmp_path / "out").exists()
 
 
