@@ -2,7 +2,8 @@
 
 For a cohort: each input (a NIfTI/NRRD/MHA file or a DICOM folder) is segmented and quantified as
 ``scarnet segment`` does, its outputs written into the output folder under the input's name
-(``NAME.seg.nrrd``, ``NAME_report.json`` and, when asked, ``NAME_report.html``), and a line added
+(``NAME.seg.nrrd``, ``NAME_report.json`` and, when asked, ``NAME_report.html`` and the DICOM SEG
+``NAME_seg.dcm``), and a line added
 to ``summary.csv``: the totals, the warnings and the number of slices with QC flags, or why the
 exam failed. An exam that fails (unreadable, no heart found) does not stop the others; the run
 ends with a non-zero status when any failed. Every output is checked before the first exam runs,
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, ScarNetError
-from .outputs import HTML_REPORT, REPORT, SEGMENTATION, OutputSet
+from .outputs import DICOM_SEG, HTML_REPORT, REPORT, SEGMENTATION, OutputSet
 from .quantify import csv_value
 
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
@@ -67,6 +68,8 @@ class ExamOutputs:
     seg: Path
     report: Path
     html: Path | None
+    #: The DICOM SEG (:mod:`scarnet.dicom_seg`) of a DICOM folder input, when asked.
+    dicom_seg: Path | None = None
 
 
 @dataclass
@@ -87,8 +90,10 @@ class BatchRow:
         return [self.input, self.status, *(self.figures.get(c) for c in SUMMARY_COLUMNS[2:])]
 
 
-def plan_outputs(inputs: Sequence[str | Path], out_dir: str | Path, html: bool) -> list[ExamOutputs]:
-    """Each input's output paths in ``out_dir``; :class:`InputError` when two inputs would share them."""
+def plan_outputs(inputs: Sequence[str | Path], out_dir: str | Path, html: bool,
+                 dicom_seg: bool = False) -> list[ExamOutputs]:
+    """Each input's output paths in ``out_dir``; :class:`InputError` when two inputs would share them, or (with
+    ``dicom_seg``) an input is a file, not a DICOM folder."""
     out_dir = Path(out_dir)
     plans, seen = [], {}
     if any(Path(path).resolve() == out_dir.resolve() for path in inputs):
@@ -100,8 +105,13 @@ def plan_outputs(inputs: Sequence[str | Path], out_dir: str | Path, html: bool) 
                              "give the inputs different names, or run them apart")
         seen[name.lower()] = path
         plans.append(ExamOutputs(Path(path), out_dir / f"{name}.seg.nrrd", out_dir / f"{name}_report.json",
-                                 out_dir / f"{name}_report.html" if html else None))
-    outputs = {p.resolve() for plan in plans for p in (plan.seg, plan.report, plan.html) if p is not None}
+                                 out_dir / f"{name}_report.html" if html else None,
+                                 out_dir / f"{name}_seg.dcm" if dicom_seg else None))
+        if dicom_seg and Path(path).exists() and not Path(path).is_dir():
+            raise InputError(f"{path}: --dicom-seg needs DICOM folders as inputs (a DICOM SEG refers to the DICOM "
+                             "images it was made from); run the other inputs without it")
+    outputs = {p.resolve() for plan in plans for p in (plan.seg, plan.report, plan.html, plan.dicom_seg)
+               if p is not None}
     for plan in plans:  # e.g. `scarnet batch data/* --out data` after an earlier run there
         if plan.input.resolve() in outputs:
             raise InputError(f"{plan.input} is an input and also one of this run's outputs: keep the outputs "
@@ -258,12 +268,13 @@ def _output_set(plan: ExamOutputs, overwrite: bool, folder: Path) -> OutputSet:
     outputs.add(plan.seg, SEGMENTATION, "--out")
     outputs.add(plan.report, REPORT, "--out")
     outputs.add(plan.html, HTML_REPORT, "--out")
+    outputs.add(plan.dicom_seg, DICOM_SEG, "--out")
     return outputs
 
 
 def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
               make_segmenter: Callable[[], Callable[[Any, str, np.ndarray | None, str | None], Any]], *,
-              html: bool = False, overwrite: bool = False, series: str | None = None,
+              html: bool = False, dicom_seg: bool = False, overwrite: bool = False, series: str | None = None,
               rv_points: Mapping[str, ExamAnatomy] | None = None, rv_points_source: str | Path = "the points file",
               on_exam: Callable[[int, int, BatchRow], None] | None = None) -> list[BatchRow]:
     """Segment every input and write its outputs and ``summary.csv`` in ``out_dir`` (created when
@@ -274,24 +285,31 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
     errors (weights that cannot be loaded) stop the run, while an exam's own errors (unreadable input,
     no heart found) are that exam's row. Raises before any exam runs when an output exists (without
     ``overwrite``) or two inputs share a name. ``series`` picks the DICOM series of every DICOM folder
-    (as ``scarnet segment --series``); files are read as they are. ``rv_points`` maps exam names
-    (:func:`exam_name`, any case) to their RV insertion points and basal end (:func:`read_rv_points`,
-    which ``rv_points_source`` names in messages); a name that is no input's stops the run before the
-    model loads. ``on_exam(number, count, row)`` is called after each exam. ``summary.csv`` is also
-    written when the run is interrupted (the exams not reached are "not run").
+    (as ``scarnet segment --series``); files are read as they are. ``dicom_seg``: each input is a DICOM
+    folder, and its result is also written as a DICOM SEG (``NAME_seg.dcm``, :mod:`scarnet.dicom_seg`).
+    ``rv_points`` maps exam names (:func:`exam_name`, any case) to their RV insertion points and basal
+    end (:func:`read_rv_points`, which ``rv_points_source`` names in messages); a name that is no
+    input's stops the run before the model loads. ``on_exam(number, count, row)`` is called after each
+    exam. ``summary.csv`` is also written when the run is interrupted (the exams not reached are "not
+    run").
     """
     from .errors import OutputError
     from .io import atomic_path
 
     out_dir = Path(out_dir)
-    plans = plan_outputs(inputs, out_dir, html)
+    if dicom_seg:
+        from .dicom_seg import require_highdicom
+
+        require_highdicom()
+    plans = plan_outputs(inputs, out_dir, html, dicom_seg)
     exam_points = points_for_exams(rv_points or {}, plans, rv_points_source)
     summary_path = out_dir / SUMMARY_NAME
     # Every output checked now: a run does not stop at exam 30 on a file left from an earlier one.
     check = OutputSet(overwrite, folder=out_dir)
     check.add(summary_path, REPORT, "--out")
     for plan in plans:
-        for path, kind in ((plan.seg, SEGMENTATION), (plan.report, REPORT), (plan.html, HTML_REPORT)):
+        for path, kind in ((plan.seg, SEGMENTATION), (plan.report, REPORT), (plan.html, HTML_REPORT),
+                           (plan.dicom_seg, DICOM_SEG)):
             check.add(path, kind, "--out")
     check.prepare()
     segment = make_segmenter()
@@ -352,7 +370,7 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
               anatomy: ExamAnatomy, overwrite: bool, out_dir: Path, series: str | None, row: BatchRow):
     """Read, segment and write one exam (its files together or not at all); return its report. The
     exam's warnings are kept in ``row`` as they come, so those raised before a failure are not lost."""
-    from .io import read_volume, write_report, write_seg_nrrd
+    from .io import read_dicom_source, read_volume, write_report, write_seg_nrrd
     from .report_html import report_html
 
     started = time.perf_counter()
@@ -362,7 +380,11 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                volume = read_volume(plan.input, series=series if plan.input.is_dir() else None)
+                if plan.dicom_seg is None:
+                    volume = read_volume(plan.input, series=series if plan.input.is_dir() else None)
+                else:  # the images each slice comes from, for the SEG to refer to
+                    source = read_dicom_source(plan.input, series=series)
+                    volume = source.volume
             finally:
                 reading = row.warnings = _messages(caught)
         with warnings.catch_warnings(record=True) as caught:
@@ -383,6 +405,11 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
         outputs.write(plan.report, lambda temp: write_report(report, temp, overwrite=True))
         outputs.write(plan.html, lambda temp: Path(temp).write_text(report_html(report, plan.input.resolve().name),
                                                                      encoding="utf-8"))
+        if plan.dicom_seg is not None:
+            from .dicom_seg import provenance, write_dicom_seg
+
+            outputs.write(plan.dicom_seg, lambda temp: write_dicom_seg(result.labelmap, source, temp,
+                                                                       **provenance(report.extra.get("inference"))))
         outputs.commit()
     return report
 

@@ -280,6 +280,17 @@ def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Names
     _write_documents(outputs, result.report, args, "ScarNet model", source)
 
 
+def _check_dicom_seg_input(path: Path) -> None:
+    """Before any work: a DICOM SEG needs highdicom and DICOM images to refer to."""
+    from .dicom_seg import require_highdicom
+    from .errors import InputError
+
+    require_highdicom()
+    if Path(path).exists() and not Path(path).is_dir():
+        raise InputError(f"{path}: --dicom-seg needs a DICOM folder as input (a DICOM SEG refers to the DICOM "
+                         "images it was made from); use --seg for a Slicer segmentation")
+
+
 def _segmenter(args: argparse.Namespace):
     """The Segmenter that ``segment`` and ``batch`` run, from their shared model options."""
     from .inference import MIN_SCAR_COMPONENT_ML, Segmenter
@@ -292,18 +303,25 @@ def _segmenter(args: argparse.Namespace):
 def cmd_segment(args: argparse.Namespace) -> int:
     import time
 
-    from .io import read_volume
-    from .outputs import OutputSet
+    from .io import read_dicom_source, read_volume
+    from .outputs import DICOM_SEG, OutputSet
 
     started = time.perf_counter()
     _check_bullseye_needs_a_point(args)
     rv_insertion = _rv_insertion_lps(args)
+    if args.dicom_seg is not None:
+        _check_dicom_seg_input(args.input)
     with OutputSet(args.overwrite) as outputs:
         _add_segmentation_outputs(outputs, args)
+        outputs.add(args.dicom_seg, DICOM_SEG, "--dicom-seg")
         outputs.prepare()
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
-            volume = read_volume(args.input, series=args.series)
+            if args.dicom_seg is None:
+                volume = read_volume(args.input, series=args.series)
+            else:  # the images each slice comes from, for the SEG to refer to
+                source = read_dicom_source(args.input, series=args.series)
+                volume = source.volume
         segmenter = _segmenter(args)
         with _Progress(args.quiet) as progress:
             result = segmenter(volume, progress=progress, name=str(args.input), basal_end=args.basal_end,
@@ -313,6 +331,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
             result.report.extra["input_warnings"] = input_warnings
         result.report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
         _write_segmentation_outputs(outputs, result, args, Path(args.input).resolve().name)
+        if args.dicom_seg is not None:
+            from .dicom_seg import provenance, write_dicom_seg
+
+            outputs.write(args.dicom_seg, lambda temp: write_dicom_seg(
+                result.labelmap, source, temp, **provenance(result.report.extra.get("inference"))))
         outputs.commit()
     console = _console(args.quiet)
     print_report(result.report, console, title=f"ScarNet: {_escape_markup(args.input)}")
@@ -352,12 +375,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
                         f", scar in {f['aha_segments_with_scar']} AHA segments ({f['aha_segments_over_50_percent']} "
                         "> 50 %)")
             # markup=False: a file name such as "scan [left].nii.gz" is printed as it is.
+            # soft_wrap: one line per exam also in a log (rich wraps at 80 columns when not on a terminal).
             console.print(f"[{number}/{count}] {row.input}: scar {f['scar_g']:.1f} g ({scar_percent}){segments}, QC "
-                          f"flags on {flagged} slice{'' if flagged == 1 else 's'}", markup=False)
+                          f"flags on {flagged} slice{'' if flagged == 1 else 's'}", markup=False, soft_wrap=True)
         else:
             print(f"scarnet: [{number}/{count}] {row.input}: {row.status}", file=sys.stderr)
 
-    rows = run_batch(args.inputs, args.out, make_segmenter, html=args.html, overwrite=args.overwrite,
+    rows = run_batch(args.inputs, args.out, make_segmenter, html=args.html, dicom_seg=args.dicom_seg,
+                     overwrite=args.overwrite,
                      series=args.series, rv_points=rv_points, rv_points_source=args.rv_points, on_exam=on_exam)
     failed = sum(row.status != "ok" for row in rows)
     summary = Path(args.out) / SUMMARY_NAME
@@ -365,7 +390,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print(f"scarnet: error: {failed} of {len(rows)} exams failed (see {summary})", file=sys.stderr)
         # A bug in one exam is the program's fault (as for segment); an exam's own problem is the input's.
         return EXIT_INTERNAL_ERROR if any(row.internal_error for row in rows) else EXIT_USER_ERROR
-    console.print(f"{len(rows)} exams done: {summary}", markup=False)
+    console.print(f"{len(rows)} exams done: {summary}", markup=False, soft_wrap=True)
     return 0
 
 
@@ -637,6 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labelmap", type=Path, help="labelmap output (.nii.gz, .nrrd, .mha) on the input grid")
     p.add_argument("--seg", type=Path, help="Slicer segmentation output (.seg.nrrd)")
     p.add_argument("--report", type=Path, help="report output (.json or .csv) with QC flags and timings")
+    p.add_argument("--dicom-seg", type=Path, metavar="OUT.dcm",
+                   help="DICOM Segmentation output referring to the input's DICOM images (DICOM folder input; "
+                        'needs highdicom: pip install "scarnet[dicom]")')
     p.add_argument("--series", help="DICOM series to use (number, UID or part of the description)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
@@ -656,6 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True,
                    help="folder for NAME.seg.nrrd, NAME_report.json (and NAME_report.html) and summary.csv")
     p.add_argument("--html", action="store_true", help="also write each exam's printable report (NAME_report.html)")
+    p.add_argument("--dicom-seg", action="store_true",
+                   help="also write each exam's DICOM Segmentation (NAME_seg.dcm), referring to its images (DICOM "
+                        'folder inputs only; needs highdicom: pip install "scarnet[dicom]")')
     p.add_argument("--series", help="the DICOM series to use in each DICOM folder (number, UID or part of the "
                                     "description); files are read as they are")
     p.add_argument("--rv-points", type=Path, metavar="POINTS.csv",

@@ -373,13 +373,31 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
     :class:`InputError` when nothing fits, the choice is ambiguous, or the series is not a
     single regular 3D stack.
     """
+    return read_dicom_stack(folder, series).volume
+
+
+@dataclass
+class DicomStack:
+    """A series read as a stack (:func:`read_dicom_stack`): the volume and, for each of its slices (k order),
+    the image it was made from, so that a result can refer to its source images (DICOM SEG)."""
+
+    volume: Volume
+    series: DicomSeries
+    #: The dataset (file, pixel data read) of each slice.
+    datasets: list[Any]
+    #: Each slice's frame in an enhanced multi-frame file (0-based); None for a single-frame image.
+    frame_indices: list[int | None]
+
+
+def read_dicom_stack(folder: str | Path, series: str | None = None) -> DicomStack:
+    """As :func:`read_dicom_series`, with the image each slice comes from."""
     folder = Path(folder)
     if not folder.exists():
         raise InputError(f"{folder}: no such folder")
     chosen = select_series(list_series(folder), series, folder)
     name = f"{folder} series {chosen.summary()}"
-    frames = _read_frames(chosen, name)
-    return _build_volume(frames, name)
+    volume, frames = _build_volume(_read_frames(chosen, name), name)
+    return DicomStack(volume, chosen, [f.dataset for f in frames], [f.frame for f in frames])
 
 
 def _read_frames(chosen: DicomSeries, name: str) -> list[_Frame]:
@@ -560,7 +578,8 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _build_volume(frames: list[_Frame], name: str) -> Volume:
+def _build_volume(frames: list[_Frame], name: str) -> tuple[Volume, list[_Frame]]:
+    """The stack of ``frames`` and, in its slice order, the frame each slice is."""
     if not frames:
         raise InputError(f"{name}: holds no images")
     first = frames[0]
@@ -609,7 +628,7 @@ def _build_volume(frames: list[_Frame], name: str) -> Volume:
 
     array = np.stack([_pixels(f, name) for f in frames])
     row_spacing, column_spacing = first.pixel_spacing
-    return Volume(
+    volume = Volume(
         array,
         # Volume spacing is in (i, j, k) order: columns (PixelSpacing[1]), rows (PixelSpacing[0]), slices.
         (column_spacing, row_spacing, spacing),
@@ -617,6 +636,7 @@ def _build_volume(frames: list[_Frame], name: str) -> Volume:
         np.column_stack([row_cosine, column_cosine, normal]),
         source_slices=[_identifiers(f) for f in frames],
     )
+    return volume, frames
 
 
 def _identifiers(frame: _Frame) -> dict[str, Any]:

@@ -22,13 +22,16 @@ import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputError, OutputError, OutputExistsError
 from .labels import SEGMENTS, label_for_segment_name
 from .volume import Volume, check_geometry
+
+if TYPE_CHECKING:
+    from .dicom import DicomStack
 
 #: File endings read as single image files (everything else: a DICOM folder or an error).
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -64,16 +67,28 @@ def read_volume(path: str | Path, series: str | None = None) -> Volume:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        from .dicom import read_dicom_series
-
-        volume = read_dicom_series(path, series=series)
-    else:
-        if series is not None:
-            raise InputError(f"{path}: --series applies to DICOM folders only")
-        volume = _read_image_file(path)
+        return read_dicom_source(path, series).volume
+    if series is not None:
+        raise InputError(f"{path}: --series applies to DICOM folders only")
+    volume = _read_image_file(path)
     volume.array = volume.array.astype(np.float32, copy=False)
     validate_image(volume, name=str(path))
     return volume
+
+
+def read_dicom_source(path: str | Path, series: str | None = None) -> DicomStack:
+    """Read a DICOM folder as :func:`read_volume` does, keeping the image each slice comes from
+    (:class:`scarnet.dicom.DicomStack`), so that a result can refer to them (DICOM SEG)."""
+    from .dicom import read_dicom_stack
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: {'not a DICOM folder' if path.exists() else 'no such folder'} (a DICOM SEG "
+                         "refers to the DICOM images it was made from)")
+    stack = read_dicom_stack(path, series=series)
+    stack.volume.array = stack.volume.array.astype(np.float32, copy=False)
+    validate_image(stack.volume, name=str(path))
+    return stack
 
 
 def read_labelmap(path: str | Path, reference: Volume | None = None) -> Volume:

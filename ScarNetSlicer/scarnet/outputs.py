@@ -52,9 +52,11 @@ REPORT = OutputKind("a report", (".json", ".csv"))
 PICTURE = OutputKind("an SVG picture", (".svg",))
 #: The printable report page (scarnet.report_html).
 HTML_REPORT = OutputKind("an HTML report", (".html",))
+#: A DICOM Segmentation object (scarnet.dicom_seg).
+DICOM_SEG = OutputKind("a DICOM segmentation", (".dcm",))
 
 #: Every ending any kind knows, longest first, so that "x.seg.nrrd" is a .seg.nrrd and not a .nrrd.
-_KNOWN_SUFFIXES = tuple(sorted({s for kind in (IMAGE, LABELMAP, SEGMENTATION, REPORT, PICTURE, HTML_REPORT)
+_KNOWN_SUFFIXES = tuple(sorted({s for kind in (IMAGE, LABELMAP, SEGMENTATION, REPORT, PICTURE, HTML_REPORT, DICOM_SEG)
                                 for s in kind.suffixes}, key=len, reverse=True))
 #: Characters of the target's name kept in its temporary name: enough to recognise a leftover,
 #: short enough that the temporary name (and the writers' own temporary name beside it) never

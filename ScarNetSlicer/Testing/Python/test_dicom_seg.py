@@ -1,0 +1,245 @@
+"""The result as DICOM SEG (scarnet.dicom_seg, ``--dicom-seg``): each frame on its own source image, read back
+with highdicom; what it copies and names; refusals before any work."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+highdicom = pytest.importorskip("highdicom", reason="DICOM SEG needs highdicom (pip install 'scarnet[dicom]')")
+
+import pydicom  # noqa: E402  (after the skip: highdicom brings the pydicom it needs)
+from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
+from test_cli import BUNDLED_WEIGHTS  # noqa: E402
+from test_dicom import _write_enhanced  # noqa: E402
+
+from scarnet.dicom import read_dicom_stack  # noqa: E402
+from scarnet.dicom_seg import SERIES_DESCRIPTION, dicom_seg_dataset, provenance, write_dicom_seg  # noqa: E402
+from scarnet.errors import InputError  # noqa: E402
+from scarnet.labels import SEGMENTS  # noqa: E402
+from scarnet.volume import Volume  # noqa: E402
+
+IDENTITY = {"algorithm_version": "scarnet test", "device_serial_number": "0123456789abcdef"}
+
+
+def write_dicom_series(volume: Volume, folder: Path, series_number: int = 7, drop: tuple[str, ...] = ()) -> list[str]:
+    """``volume`` as single-frame MR images in shuffled file order, with InstanceNumbers that do not follow the
+    slices; ``drop``: attributes left out (an anonymised export). Returns the SOPInstanceUIDs in slice order."""
+    folder.mkdir(parents=True)
+    series, study, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
+    direction = volume.direction
+    uids = [generate_uid() for _ in range(volume.num_slices)]
+    order = list(range(volume.num_slices))
+    random.Random(1).shuffle(order)
+    for file_number, k in enumerate(order):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = uids[k]
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = uids[k]
+        ds.Modality = "MR"
+        ds.PatientName = "Synthetic^LGE"
+        ds.PatientID = "SYN001"
+        ds.PatientBirthDate = "19600101"
+        ds.PatientSex = "F"
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", "1", "A1"
+        ds.ReferringPhysicianName = "Doctor^Referring"
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series
+        ds.FrameOfReferenceUID = frame_of_reference
+        ds.SeriesNumber = series_number
+        ds.SeriesDescription = "LGE PSIR SAX"
+        ds.InstanceNumber = file_number + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NORM"]
+        position = np.asarray(volume.origin_mm) + direction[:, 2] * volume.spacing_mm[2] * k
+        ds.ImagePositionPatient = [f"{v:.10g}" for v in position]
+        ds.ImageOrientationPatient = [f"{v:.10g}" for v in np.concatenate([direction[:, 0], direction[:, 1]])]
+        ds.PixelSpacing = [f"{volume.spacing_mm[1]:.10g}", f"{volume.spacing_mm[0]:.10g}"]
+        ds.SliceThickness = volume.spacing_mm[2]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = volume.array.shape[1:]
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = np.clip(np.round(volume.array[k]), 0, 65535).astype("<u2").tobytes()
+        for key in drop:
+            delattr(ds, key)
+        ds.save_as(folder / f"im{random.Random(k).randrange(10**6):06d}_{k}.dcm", enforce_file_format=True)
+    return uids
+
+
+def _test_volume() -> Volume:
+    """A small oblique stack with a distinct pattern per slice (to catch a slice written on another's image)."""
+    k, rows, columns = 5, 24, 30
+    array = np.random.default_rng(0).uniform(50, 500, size=(k, rows, columns)).astype(np.float32)
+    angle = np.deg2rad(25)
+    direction = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    return Volume(array, (1.4, 1.6, 8.0), (-30.0, 12.5, 40.0), direction)
+
+
+def _labels_like(volume: Volume) -> np.ndarray:
+    labels = np.zeros(volume.array.shape, dtype=np.uint8)
+    _, rows, columns = labels.shape
+    for k in range(volume.num_slices):
+        labels[k, :, (2 * k) % columns] = 2
+        labels[k, k % rows, :] = 1 + k % 4  # every label, on slices that differ
+    return labels
+
+
+def test_each_seg_frame_lies_on_its_own_source_image(tmp_path):
+    volume = _test_volume()
+    uids = write_dicom_series(volume, tmp_path / "exam")
+    stack = read_dicom_stack(tmp_path / "exam")
+    assert [str(ds.SOPInstanceUID) for ds in stack.datasets] == uids  # the stack is in slice order, not file order
+    labels = _labels_like(volume)
+    write_dicom_seg(stack.volume.with_array(labels), stack, tmp_path / "seg.dcm", **IDENTITY)
+
+    seg = highdicom.seg.segread(tmp_path / "seg.dcm")
+    read_back = seg.get_pixels_by_source_instance(uids, combine_segments=True, relabel=False)
+    np.testing.assert_array_equal(read_back, labels)
+    source = stack.datasets[0]
+    assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+    for key in ("StudyInstanceUID", "FrameOfReferenceUID", "PatientID", "PatientName", "PatientBirthDate",
+                "AccessionNumber"):
+        assert seg[key].value == source[key].value, key  # the same patient, study and space: a new series
+    assert seg.SeriesInstanceUID != source.SeriesInstanceUID and seg.SeriesNumber == 1007
+    assert seg.SeriesDescription == SERIES_DESCRIPTION and seg.DeviceSerialNumber == IDENTITY["device_serial_number"]
+    # Segments as the .seg.nrrd names them, with their codes and the algorithm.
+    assert [int(s.SegmentNumber) for s in seg.SegmentSequence] == [info.label for info in SEGMENTS]
+    for item, info in zip(seg.SegmentSequence, SEGMENTS):
+        assert item.SegmentLabel == info.name and item.SegmentAlgorithmType == "AUTOMATIC"
+        assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == info.type[1]
+        assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == info.category[1]
+        assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "ScarNet"
+        assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == "scarnet test"
+        shown = highdicom.color.CIELabColor.from_dicom_value(item.RecommendedDisplayCIELabValue).to_rgb()
+        np.testing.assert_allclose(np.array(shown) / 255, info.color_rgb, atol=0.01)
+    # Each frame keeps its source's own position (the stack's, read from the images).
+    positions = {str(ds.SOPInstanceUID): [float(v) for v in ds.ImagePositionPatient] for ds in stack.datasets}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        source_uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        np.testing.assert_allclose([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient],
+                                   positions[source_uid], atol=1e-4)
+
+
+def test_frames_of_one_enhanced_file_are_found_by_frame_number(tmp_path):
+    _write_enhanced(tmp_path / "exam", [2, 0, 3, 1])  # frames stored out of spatial order
+    stack = read_dicom_stack(tmp_path / "exam")
+    assert stack.frame_indices == [1, 3, 0, 2]
+    source = stack.datasets[0]
+    source.FrameOfReferenceUID = generate_uid()  # the test file's geometry lacks one
+    labels = _labels_like(stack.volume)
+    seg = dicom_seg_dataset(stack.volume.with_array(labels), stack, **IDENTITY)
+    seg.save_as(tmp_path / "seg.dcm", enforce_file_format=True)
+    seg = highdicom.seg.segread(tmp_path / "seg.dcm")
+    for k, frame in enumerate(stack.frame_indices):
+        read_back = seg.get_pixels_by_source_frame(str(source.SOPInstanceUID), [frame + 1], combine_segments=True,
+                                                   relabel=False)
+        np.testing.assert_array_equal(read_back[0], labels[k])
+
+
+def test_anonymised_sources_still_make_a_seg(tmp_path):
+    """Exports often drop the patient and study attributes DICOM lets be empty; the SEG leaves them empty and
+    the source files are not changed."""
+    volume = _test_volume()
+    dropped = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+               "ReferringPhysicianName")
+    write_dicom_series(volume, tmp_path / "exam", drop=dropped)
+    stack = read_dicom_stack(tmp_path / "exam")
+    seg = dicom_seg_dataset(stack.volume.with_array(_labels_like(volume)), stack, **IDENTITY)
+    assert all(seg[key].value in ("", None) for key in ("PatientBirthDate", "StudyDate"))
+    assert not any(key in stack.datasets[0] for key in dropped)
+
+
+def test_what_cannot_make_a_seg_is_refused_in_one_line(tmp_path):
+    volume = _test_volume()
+    write_dicom_series(volume, tmp_path / "exam", drop=("FrameOfReferenceUID",))
+    stack = read_dicom_stack(tmp_path / "exam")
+    labels = stack.volume.with_array(_labels_like(volume))
+    with pytest.raises(InputError, match="lack FrameOfReferenceUID: a DICOM SEG cannot refer to them"):
+        dicom_seg_dataset(labels, stack, **IDENTITY)
+    with pytest.raises(InputError, match="the labelmap is empty"):
+        dicom_seg_dataset(stack.volume.with_array(np.zeros_like(labels.array)), stack, **IDENTITY)
+    shifted = Volume(labels.array, labels.spacing_mm, np.add(labels.origin_mm, 1.0), labels.direction)
+    with pytest.raises(InputError, match="not on the DICOM series' grid"):
+        dicom_seg_dataset(shifted, stack, **IDENTITY)
+
+
+def test_without_highdicom_the_user_is_told_how_to_get_it(monkeypatch):
+    from scarnet.dicom_seg import require_highdicom
+
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # as if not installed
+    with pytest.raises(InputError, match=r'pip install "scarnet\[dicom\]"'):
+        require_highdicom()
+
+
+def test_provenance_names_the_weights():
+    inference = {"weights": {"sha256": "b541c9a4d3290123456789"}, "scarnet_version": "9.9"}
+    assert provenance(inference) == {"algorithm_version": "scarnet 9.9, weights b541c9a4d329",
+                                     "device_serial_number": "b541c9a4d3290123"}
+    assert provenance(None)["device_serial_number"] == "unknown"
+
+
+def test_batch_writes_a_seg_per_dicom_exam_and_refuses_files_up_front(tmp_path):
+    from test_batch import _segmenter_factory
+    from test_inference import ring_volume
+
+    from scarnet.batch import run_batch
+    from scarnet.io import read_seg_nrrd, write_volume
+
+    volume = ring_volume(shape_kji=(4, 150, 170))
+    write_dicom_series(volume, tmp_path / "exam1")
+    write_volume(volume, tmp_path / "p2.nii.gz")
+    calls: list[int] = []
+    with pytest.raises(InputError, match="p2.nii.gz: --dicom-seg needs DICOM folders"):
+        run_batch([tmp_path / "exam1", tmp_path / "p2.nii.gz"], tmp_path / "out", _segmenter_factory(calls),
+                  dicom_seg=True)
+    assert calls == [] and not (tmp_path / "out").exists()
+    rows = run_batch([tmp_path / "exam1"], tmp_path / "out", _segmenter_factory(), dicom_seg=True)
+    assert rows[0].status == "ok"
+    labels = read_seg_nrrd(tmp_path / "out" / "exam1.seg.nrrd").array
+    stack = read_dicom_stack(tmp_path / "exam1")
+    seg = highdicom.seg.segread(tmp_path / "out" / "exam1_seg.dcm")
+    read_back = seg.get_pixels_by_source_instance([str(ds.SOPInstanceUID) for ds in stack.datasets],
+                                                  combine_segments=True, relabel=False)
+    np.testing.assert_array_equal(read_back, labels)
+    assert labels.any()
+
+
+@pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
+def test_command_line_dicom_seg_equals_the_labelmap(tmp_path):
+    from scarnet.io import read_labelmap
+    from scarnet.phantom import make_phantom
+
+    write_dicom_series(make_phantom(3).image, tmp_path / "exam")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "scarnet", "segment", *args, "--device", "cpu", "--quiet"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    result = run("exam", "--dicom-seg", "seg.dcm", "--labelmap", "labels.nrrd")
+    assert result.returncode == 0, result.stderr
+    labels = read_labelmap(tmp_path / "labels.nrrd").array
+    stack = read_dicom_stack(tmp_path / "exam")
+    seg = highdicom.seg.segread(tmp_path / "seg.dcm")
+    read_back = seg.get_pixels_by_source_instance([str(ds.SOPInstanceUID) for ds in stack.datasets],
+                                                  combine_segments=True, relabel=False)
+    np.testing.assert_array_equal(read_back, labels)
+    version = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion
+    assert version.startswith("scarnet ") and ", weights " in version
+    assert pydicom.dcmread(tmp_path / "seg.dcm").SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    # A file input is refused before any work, in one line, nothing written.
+    (tmp_path / "lge.nii.gz").write_bytes(b"")
+    result = run("lge.nii.gz", "--dicom-seg", "seg2.dcm", "--report", "r.json")
+    assert result.returncode == 2 and result.stderr.startswith("scarnet: error: lge.nii.gz: --dicom-seg needs a DICOM")
+    assert not (tmp_path / "seg2.dcm").exists() and not (tmp_path / "r.json").exists()
+    result = run("exam", "--dicom-seg", "seg.txt")
+    assert result.returncode == 2 and "--dicom-seg is a DICOM segmentation and must end in .dcm" in result.stderr
