@@ -383,7 +383,10 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
                 if plan.dicom_seg is None:
                     volume = read_volume(plan.input, series=series if plan.input.is_dir() else None)
                 else:  # the images each slice comes from, for the SEG to refer to
+                    from .dicom_seg import check_dicom_seg_sources
+
                     source = read_dicom_source(plan.input, series=series)
+                    check_dicom_seg_sources(source)  # before the model runs
                     volume = source.volume
             finally:
                 reading = row.warnings = _messages(caught)

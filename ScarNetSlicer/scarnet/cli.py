@@ -320,7 +320,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
             if args.dicom_seg is None:
                 volume = read_volume(args.input, series=args.series)
             else:  # the images each slice comes from, for the SEG to refer to
+                from .dicom_seg import check_dicom_seg_sources
+
                 source = read_dicom_source(args.input, series=args.series)
+                check_dicom_seg_sources(source)  # images a SEG cannot refer to: refused before the model runs
                 volume = source.volume
         segmenter = _segmenter(args)
         with _Progress(args.quiet) as progress:

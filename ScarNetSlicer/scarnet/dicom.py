@@ -131,9 +131,10 @@ class DicomSeries:
 def list_series(folder: str | Path) -> list[DicomSeries]:
     """Scan ``folder`` recursively and return its DICOM image series, sorted by series number.
 
-    Files that are not DICOM, and DICOM files without pixels (DICOMDIR, structured reports,
-    presentation states), are skipped quietly. Raises :class:`InputError` when ``folder`` is
-    not a folder.
+    Files that are not DICOM, DICOM files without pixels (DICOMDIR, structured reports,
+    presentation states) and derived objects that are not images (a DICOM SEG, e.g. ScarNet's
+    own from an earlier run, RT structures) are skipped quietly. Raises :class:`InputError` when
+    ``folder`` is not a folder.
     """
     import pydicom
 
@@ -153,10 +154,24 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
             continue
         if not uid or rows <= 0 or columns <= 0:
             continue  # not an image (or a foreign file pydicom parsed into nonsense under force=True)
+        if _not_an_image(header):
+            continue
         by_uid.setdefault(uid, []).append((path, header))
     series = [_describe_series(uid, members) for uid, members in by_uid.items()]
     series.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.description, s.series_instance_uid))
     return series
+
+
+#: Modalities of derived objects that may hold pixels but are not images to segment.
+_NOT_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTDOSE", "RTPLAN", "SR", "PR", "KO", "REG", "DOC"})
+#: SOP classes of such objects: Segmentation, Label Map Segmentation, Surface Segmentation.
+_NOT_IMAGE_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7",
+                                    "1.2.840.10008.5.1.4.1.1.66.5"})
+
+
+def _not_an_image(header: Any) -> bool:
+    modality = str(header.get("Modality", "") or "").upper()
+    return modality in _NOT_IMAGE_MODALITIES or str(header.get("SOPClassUID", "") or "") in _NOT_IMAGE_SOP_CLASSES
 
 
 def _walk_files(folder: Path) -> Iterable[Path]:
@@ -383,7 +398,8 @@ class DicomStack:
 
     volume: Volume
     series: DicomSeries
-    #: The dataset (file, pixel data read) of each slice.
+    #: The header of each slice's file (a copy without its pixel data, which the volume holds; one copy
+    #: per file, shared by the frames of an enhanced file).
     datasets: list[Any]
     #: Each slice's frame in an enhanced multi-frame file (0-based); None for a single-frame image.
     frame_indices: list[int | None]
@@ -397,7 +413,30 @@ def read_dicom_stack(folder: str | Path, series: str | None = None) -> DicomStac
     chosen = select_series(list_series(folder), series, folder)
     name = f"{folder} series {chosen.summary()}"
     volume, frames = _build_volume(_read_frames(chosen, name), name)
-    return DicomStack(volume, chosen, [f.dataset for f in frames], [f.frame for f in frames])
+    headers: dict[int, Any] = {}
+    for frame in frames:
+        headers.setdefault(id(frame.dataset), _without_pixels(frame.dataset))
+    return DicomStack(volume, chosen, [headers[id(f.dataset)] for f in frames], [f.frame for f in frames])
+
+
+def _without_pixels(dataset: Any) -> Any:
+    """A copy of ``dataset`` (and its file meta) without the pixel data, so a stack keeps no second copy of the
+    images while the model runs."""
+    import copy
+
+    import pydicom
+
+    header = pydicom.Dataset()
+    for element in dataset:
+        if element.tag != PIXEL_DATA_TAG:
+            header.add(copy.deepcopy(element))
+    if getattr(dataset, "file_meta", None) is not None:
+        header.file_meta = copy.deepcopy(dataset.file_meta)
+    return header
+
+
+#: (7FE0,0010) Pixel Data.
+PIXEL_DATA_TAG = 0x7FE00010
 
 
 def _read_frames(chosen: DicomSeries, name: str) -> list[_Frame]:

@@ -4,16 +4,18 @@ A PACS stores it in the exam's study as a new series, and DICOM viewers (OHIF, 3
 QuantitativeReporting, Horos, ...) show it over those images. Written with highdicom (an optional
 dependency: ``pip install "scarnet[dicom]"``), as a BINARY segmentation with one segment per label
 (:data:`scarnet.labels.SEGMENTS`: LV blood pool, myocardium without scar, scar, MVO; the same names,
-colours and SNOMED CT codes as the ``.seg.nrrd``), the ScarNet algorithm named in each segment.
+colours and codes as the ``.seg.nrrd``), the ScarNet algorithm named in each segment.
 
-Each frame of the SEG is the frame of the source image it lies on, with the source's own position
-(not a regular grid's), so the SEG matches the images as the scanner stored them. The source images
-are those :func:`scarnet.dicom.read_dicom_stack` chose for the stack: single-frame images, or the
-frames of one enhanced multi-frame file.
+Each frame of the SEG lies on the source image it was made from, at that image's own position
+(not a regular grid's), so the SEG matches the images as the scanner stored them. The sources are
+the images :func:`scarnet.dicom.read_dicom_stack` chose for the stack: single-frame images, or the
+frames of one enhanced multi-frame file. :func:`check_dicom_seg_sources` tries a SEG before the
+model runs, so that images a SEG cannot refer to are refused before any work.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,14 +27,22 @@ from .errors import InputError
 from .labels import SEGMENTS
 from .volume import Volume
 
-#: Added to the source series' SeriesNumber to number the SEG's series (1000 when the source has none),
-#: so that a viewer lists it after the images it belongs to.
+#: Added to the source series' SeriesNumber to number the SEG's series (1000 when the source has none,
+#: or when the sum would not fit DICOM's IS), so that a viewer lists it after the images it belongs to.
 SERIES_NUMBER_OFFSET = 1000
-#: What the SEG's series is called in a PACS.
-SERIES_DESCRIPTION = "ScarNet LGE segmentation"
+#: What the SEG's series is called in a PACS (no "LGE" in it: scarnet.dicom must never take it for one).
+SERIES_DESCRIPTION = "ScarNet segmentation"
 _HEART = ("SCT", "80891009", "Heart")
 #: Grid agreement (mm, and for direction cosines) between the labelmap and the source stack.
 _GEOMETRY_TOLERANCE = 1e-3
+#: The largest value of DICOM's IS (integer string) value representation.
+_MAX_IS = 2**31 - 1
+#: Patient and study attributes a SEG copies from its source that DICOM lets be empty (type 2), which
+#: anonymised exports often drop entirely.
+_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                 "StudyDate", "StudyTime", "ReferringPhysicianName")
+#: What highdicom raises on sources it cannot refer to (no shared orientation, an attribute missing, ...).
+_HIGHDICOM_REFUSALS = (ValueError, AttributeError, KeyError, TypeError, IndexError)
 
 
 def require_highdicom() -> Any:
@@ -45,6 +55,14 @@ def require_highdicom() -> Any:
     return highdicom
 
 
+def check_dicom_seg_sources(stack: DicomStack) -> None:
+    """Raise :class:`InputError` now when no SEG can refer to ``stack``'s images (call it before the model
+    runs): a trial SEG with one labelled pixel on every slice is built, and dropped."""
+    trial = np.zeros(stack.volume.array.shape, dtype=np.uint8)
+    trial[:, 0, 0] = 1
+    dicom_seg_dataset(stack.volume.with_array(trial), stack, algorithm_version="check", device_serial_number="check")
+
+
 def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version: str, device_serial_number: str,
                       series_number: int | None = None) -> Any:
     """The SEG dataset (``highdicom.seg.Segmentation``) of ``labelmap``, which must lie on ``stack``'s grid.
@@ -52,7 +70,9 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
     ``algorithm_version`` names the software and weights in each segment (e.g. "scarnet 0.1.0, weights
     b541c9a4d329"); ``device_serial_number`` identifies the model that made it (DICOM requires one for
     the equipment; the weights' sha256 prefix). Raises :class:`InputError` when the labelmap is not on
-    the stack's grid, has no labelled voxel, or the source images lack what a SEG must copy from them.
+    the stack's grid or has no labelled voxel, or when the source images cannot be referred to (no
+    FrameOfReferenceUID, slices of different studies, an enhanced file whose frames do not share
+    their orientation, ...).
     """
     highdicom = require_highdicom()
     from pydicom.sr.codedict import codes
@@ -61,55 +81,64 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
     from . import __version__
 
     _check_same_grid(labelmap, stack.volume)
-    labels = np.asarray(labelmap.array)
+    labels = np.asarray(labelmap.array).astype(np.uint8)
     if not labels.any():
         raise InputError("nothing to write as DICOM SEG: the labelmap is empty")
-    sources, pixel_array = _frames_for_sources(labels, stack)
-    sources = [_with_type2_attributes(source) for source in sources]
+    sources = _sources(stack)
     missing = [key for key in ("StudyInstanceUID", "FrameOfReferenceUID", "SeriesInstanceUID", "SOPInstanceUID")
                if not str(sources[0].get(key, "") or "")]
     if missing:
         raise InputError(f"the DICOM images lack {', '.join(missing)}: a DICOM SEG cannot refer to them")
+    if series_number is None:
+        source_number = _integer(sources[0].get("SeriesNumber")) or 0
+        series_number = SERIES_NUMBER_OFFSET + source_number
+        if not 0 <= series_number <= _MAX_IS:
+            series_number = SERIES_NUMBER_OFFSET
     algorithm = highdicom.AlgorithmIdentificationSequence(
         name="ScarNet", version=algorithm_version, family=codes.cid7162.ArtificialIntelligence)
-    descriptions = [
-        highdicom.seg.SegmentDescription(
-            segment_number=info.label,
-            segment_label=info.name,
-            segmented_property_category=Code(info.category[1], info.category[0], info.category[2]),
-            segmented_property_type=Code(info.type[1], info.type[0], info.type[2]),
-            algorithm_type=highdicom.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
-            tracking_uid=highdicom.UID(),
-            tracking_id=f"ScarNet {info.name}",
-            anatomic_regions=[Code(_HEART[1], _HEART[0], _HEART[2])],
-            display_color=highdicom.color.CIELabColor.from_rgb(*(round(255 * c) for c in info.color_rgb)),
-        )
-        for info in SEGMENTS
-    ]
-    source_series_number = _integer(sources[0].get("SeriesNumber"))
-    if series_number is None:
-        series_number = SERIES_NUMBER_OFFSET + (source_series_number or 0)
-    with warnings.catch_warnings():
-        # highdicom's notes on the source's own values (a one-part person name) are not the user's to act on here.
-        warnings.filterwarnings("ignore", category=UserWarning, module="highdicom")
-        return highdicom.seg.Segmentation(
-            source_images=sources,
-            pixel_array=pixel_array,
-            segmentation_type=highdicom.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions,
-            series_instance_uid=highdicom.UID(),
-            series_number=series_number,
-            sop_instance_uid=highdicom.UID(),
-            instance_number=1,
-            manufacturer="ScarNetSlicer",
-            manufacturer_model_name="scarnet",
-            software_versions=__version__,
-            device_serial_number=device_serial_number,
-            series_description=SERIES_DESCRIPTION,
-            content_label="SCARNET",
-            content_description="LV, myocardium, scar, MVO in LGE MRI (research use)",
-        )
+    try:
+        with warnings.catch_warnings():
+            # highdicom's notes on the source's own values (a one-part person name) are not the user's to act on.
+            warnings.filterwarnings("ignore", category=UserWarning, module="highdicom")
+            descriptions = [
+                highdicom.seg.SegmentDescription(
+                    segment_number=info.label,
+                    segment_label=info.name,
+                    segmented_property_category=Code(info.category[1], info.category[0], info.category[2]),
+                    segmented_property_type=Code(info.type[1], info.type[0], info.type[2]),
+                    algorithm_type=highdicom.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                    algorithm_identification=algorithm,
+                    tracking_uid=highdicom.UID(),
+                    tracking_id=f"ScarNet {info.name}",
+                    anatomic_regions=[Code(_HEART[1], _HEART[0], _HEART[2])],
+                    display_color=highdicom.color.CIELabColor.from_rgb(*(round(255 * c) for c in info.color_rgb)),
+                )
+                for info in SEGMENTS
+            ]
+            segmentation = highdicom.seg.Segmentation(
+                source_images=sources,
+                pixel_array=labels,
+                segmentation_type=highdicom.seg.SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions,
+                series_instance_uid=highdicom.UID(),
+                series_number=series_number,
+                sop_instance_uid=highdicom.UID(),
+                instance_number=1,
+                manufacturer="ScarNetSlicer",
+                manufacturer_model_name="scarnet",
+                software_versions=__version__,
+                device_serial_number=device_serial_number,
+                series_description=SERIES_DESCRIPTION,
+                content_label="SCARNET",
+                content_description="LV, myocardium, scar, MVO in LGE MRI (research use)",
+                plane_positions=_plane_positions(highdicom, stack),
+            )
+    except _HIGHDICOM_REFUSALS as error:
+        reason = " ".join(str(error).split())[:200]
+        raise InputError(f"no DICOM SEG can refer to these DICOM images ({type(error).__name__}: {reason}); "
+                         "write --seg instead, or export the series as single-frame images") from None
+    _declare_private_codes(segmentation)
+    return segmentation
 
 
 def write_dicom_seg(labelmap: Volume, stack: DicomStack, path: str | Path, **options: Any) -> None:
@@ -131,40 +160,62 @@ def provenance(inference: dict[str, Any] | None) -> dict[str, str]:
             "device_serial_number": sha256[:16] or "unknown"}
 
 
-def _frames_for_sources(labels: np.ndarray, stack: DicomStack) -> tuple[list[Any], np.ndarray]:
-    """The source images and a label array whose frame ``f`` is the labels on source frame ``f``: the slices'
-    files in slice order, or every frame of one enhanced file (frames not in the stack stay empty)."""
+def _sources(stack: DicomStack) -> list[Any]:
+    """The headers highdicom gets: one per slice (single-frame images, in slice order) or the one enhanced file;
+    copies, completed where DICOM allows (the stack's own are not changed)."""
+    single_frame = all(index is None for index in stack.frame_indices)
+    if not single_frame and (any(index is None for index in stack.frame_indices)
+                             or len({id(header) for header in stack.datasets}) != 1):
+        raise InputError("no DICOM SEG for a stack made from several multi-frame files: export the series as "
+                         "single-frame images, or as one enhanced file")
+    headers = [copy.deepcopy(header) for header in (stack.datasets if single_frame else stack.datasets[:1])]
+    for header in headers:
+        for key in _TYPE2_COPIED:
+            if key not in header:
+                setattr(header, key, "")
+        if single_frame:
+            # scarnet.dicom took slices whose orientations differ by less than its tolerance for one stack;
+            # highdicom wants them equal to the last digit.
+            header.ImageOrientationPatient = headers[0].ImageOrientationPatient
+            if "SliceThickness" not in header:  # type 2 in MR images, but a SEG's pixel measures need one
+                header.SliceThickness = f"{stack.volume.spacing_mm[2]:.6g}"
+    return headers
+
+
+def _plane_positions(highdicom: Any, stack: DicomStack) -> list[Any] | None:
+    """For one enhanced file, each slice's frame position (the frames the stack did not choose, a second
+    inversion time at the same places, get no SEG frame); None for single-frame images, where frame ``k``
+    of the SEG is simply image ``k``."""
     if all(index is None for index in stack.frame_indices):
-        return list(stack.datasets), labels.astype(np.uint8)
-    files = {id(dataset) for dataset in stack.datasets}
-    if len(files) != 1 or any(index is None for index in stack.frame_indices):
-        raise InputError("DICOM SEG for a stack made from several multi-frame files is not supported: export the "
-                         "series as single-frame images, or as one enhanced file")
-    source = stack.datasets[0]
-    frames = np.zeros((int(source.NumberOfFrames), *labels.shape[1:]), dtype=np.uint8)
-    for k, index in enumerate(stack.frame_indices):
-        frames[index] = labels[k]
-    return [source], frames
+        return None
+    header = stack.datasets[0]
+    shared = header.get("SharedFunctionalGroupsSequence")
+    positions = []
+    for index in stack.frame_indices:
+        # As scarnet.dicom reads it: the frame's own functional group, else the shared one.
+        group = header.PerFrameFunctionalGroupsSequence[index]
+        plane = group.get("PlanePositionSequence") or (shared[0].get("PlanePositionSequence") if shared else None)
+        positions.append(highdicom.PlanePositionSequence("PATIENT", plane[0].ImagePositionPatient))
+    return positions
 
 
-#: Patient and study attributes a SEG copies from its source that DICOM lets be empty (type 2), which
-#: anonymised exports often drop entirely.
-_TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
-                 "StudyDate", "StudyTime", "ReferringPhysicianName")
+def _declare_private_codes(segmentation: Any) -> None:
+    """Name the private coding schemes the segments use (MVO's ``99SCARNET``) in the header, as DICOM asks of
+    coding schemes that are not in its own list."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
 
-
-def _with_type2_attributes(dataset: Any) -> Any:
-    """``dataset``, or a copy of it with the missing type 2 attributes present and empty (the source's
-    dataset is not changed: a shallow copy of a pydicom Dataset shares its elements)."""
-    import copy
-
-    missing = [key for key in _TYPE2_COPIED if key not in dataset]
-    if not missing:
-        return dataset
-    dataset = copy.deepcopy(dataset)
-    for key in missing:
-        setattr(dataset, key, "")
-    return dataset
+    private = sorted({scheme for info in SEGMENTS for scheme in (info.category[0], info.type[0])
+                      if scheme.startswith("99")})
+    items = []
+    for scheme in private:
+        item = Dataset()
+        item.CodingSchemeDesignator = scheme
+        item.CodingSchemeName = "ScarNetSlicer local codes"
+        item.CodingSchemeResponsibleOrganization = "ScarNetSlicer"
+        items.append(item)
+    if items:
+        segmentation.CodingSchemeIdentificationSequence = Sequence(items)
 
 
 def _check_same_grid(labelmap: Volume, volume: Volume) -> None:
@@ -184,5 +235,5 @@ def _integer(value: Any) -> int | None:
         return None
 
 
-__all__ = ["SERIES_DESCRIPTION", "SERIES_NUMBER_OFFSET", "dicom_seg_dataset", "provenance", "require_highdicom",
-           "write_dicom_seg"]
+__all__ = ["SERIES_DESCRIPTION", "SERIES_NUMBER_OFFSET", "check_dicom_seg_sources", "dicom_seg_dataset",
+           "provenance", "require_highdicom", "write_dicom_seg"]

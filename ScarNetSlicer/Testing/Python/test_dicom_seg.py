@@ -17,10 +17,16 @@ import pydicom  # noqa: E402  (after the skip: highdicom brings the pydicom it n
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
 from test_cli import BUNDLED_WEIGHTS  # noqa: E402
-from test_dicom import _write_enhanced  # noqa: E402
+from test_dicom import COLUMN_COSINE, ROW_COSINE, _write_enhanced, _write_repeats  # noqa: E402
 
-from scarnet.dicom import read_dicom_stack  # noqa: E402
-from scarnet.dicom_seg import SERIES_DESCRIPTION, dicom_seg_dataset, provenance, write_dicom_seg  # noqa: E402
+from scarnet.dicom import list_series, read_dicom_stack  # noqa: E402
+from scarnet.dicom_seg import (  # noqa: E402
+    SERIES_DESCRIPTION,
+    check_dicom_seg_sources,
+    dicom_seg_dataset,
+    provenance,
+    write_dicom_seg,
+)
 from scarnet.errors import InputError  # noqa: E402
 from scarnet.labels import SEGMENTS  # noqa: E402
 from scarnet.volume import Volume  # noqa: E402
@@ -144,6 +150,90 @@ def test_frames_of_one_enhanced_file_are_found_by_frame_number(tmp_path):
         read_back = seg.get_pixels_by_source_frame(str(source.SOPInstanceUID), [frame + 1], combine_segments=True,
                                                    relabel=False)
         np.testing.assert_array_equal(read_back[0], labels[k])
+
+
+def _two_inversion_times_in_one_enhanced_file(exam: Path) -> None:
+    """An enhanced file with 8 frames: the 4 slices at two inversion times (the same positions)."""
+    _write_enhanced(exam, [2, 0, 3, 1, 2, 0, 3, 1])
+    path = exam / "enhanced.dcm"
+    ds = pydicom.dcmread(path)
+    ds.FrameOfReferenceUID = generate_uid()
+    for number, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        modifier = Dataset()
+        modifier.InversionTimes = [300.0 if number < 4 else 350.0]
+        group.MRModifierSequence = pydicom.Sequence([modifier])
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_frames_not_chosen_at_the_same_places_get_no_seg_frame(tmp_path):
+    """Two inversion times in one enhanced file: the stack takes one; the SEG has a frame per slice, each
+    at its slice's position and read back on the chosen frame."""
+    _two_inversion_times_in_one_enhanced_file(tmp_path / "exam")
+    with pytest.warns(UserWarning, match="2 images per slice position"):
+        stack = read_dicom_stack(tmp_path / "exam")
+    assert len(stack.frame_indices) == 4 and len(set(stack.frame_indices)) == 4
+    labels = _labels_like(stack.volume)
+    write_dicom_seg(stack.volume.with_array(labels), stack, tmp_path / "seg.dcm", **IDENTITY)
+    seg = highdicom.seg.segread(tmp_path / "seg.dcm")
+    source_uid = str(stack.datasets[0].SOPInstanceUID)
+    for k, frame in enumerate(stack.frame_indices):
+        read_back = seg.get_pixels_by_source_frame(source_uid, [frame + 1], combine_segments=True, relabel=False)
+        np.testing.assert_array_equal(read_back[0], labels[k])
+
+
+def test_slices_a_stack_accepts_make_a_seg_too(tmp_path):
+    """Orientations that differ in the 5th decimal (one stack for scarnet.dicom), a missing SliceThickness."""
+    images = [{"k": k, "FrameOfReferenceUID": "1.2.3.4",
+               "orientation": (ROW_COSINE + (1e-5 if k == 2 else 0.0), COLUMN_COSINE)} for k in range(4)]
+    _write_repeats(tmp_path / "exam", images)
+    for path in (tmp_path / "exam").iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.SliceThickness
+        ds.save_as(path, enforce_file_format=True)
+    stack = read_dicom_stack(tmp_path / "exam")
+    check_dicom_seg_sources(stack)
+    labels = _labels_like(stack.volume)
+    seg = dicom_seg_dataset(stack.volume.with_array(labels), stack, **IDENTITY)
+    read_back = seg.get_pixels_by_source_instance([str(ds.SOPInstanceUID) for ds in stack.datasets],
+                                                  combine_segments=True, relabel=False)
+    np.testing.assert_array_equal(read_back, labels)
+    assert "SliceThickness" not in stack.datasets[0]  # the stack's own headers are left as read
+    assert all("PixelData" not in ds for ds in stack.datasets)  # the volume holds the pixels, once
+
+
+def test_images_no_seg_can_refer_to_are_refused_before_the_model_runs(tmp_path):
+    from test_batch import _segmenter_factory
+
+    from scarnet.batch import run_batch
+
+    images = [{"k": k, "FrameOfReferenceUID": "1.2.3.4" if k else "1.2.3.5"} for k in range(4)]
+    _write_repeats(tmp_path / "exam", images)
+    with pytest.raises(InputError, match="no DICOM SEG can refer to these DICOM images .*same series"):
+        check_dicom_seg_sources(read_dicom_stack(tmp_path / "exam"))
+    calls = []
+
+    def make():
+        segment = _segmenter_factory()()
+
+        def counted(*args):
+            calls.append(1)
+            return segment(*args)
+        return counted
+
+    rows = run_batch([tmp_path / "exam"], tmp_path / "out", make, dicom_seg=True)
+    assert rows[0].status.startswith("failed: no DICOM SEG can refer to") and calls == []
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary.csv"]
+
+
+def test_a_seg_in_the_exam_folder_is_not_taken_for_an_image_series(tmp_path):
+    volume = _test_volume()
+    write_dicom_series(volume, tmp_path / "exam", series_number=2147483000)
+    stack = read_dicom_stack(tmp_path / "exam")
+    write_dicom_seg(stack.volume.with_array(_labels_like(volume)), stack, tmp_path / "exam" / "seg.dcm", **IDENTITY)
+    assert [s.series_number for s in list_series(tmp_path / "exam")] == [2147483000]
+    seg = pydicom.dcmread(tmp_path / "exam" / "seg.dcm")
+    assert seg.SeriesNumber == 1000  # source + 1000 would not fit DICOM's integer string
+    assert [item.CodingSchemeDesignator for item in seg.CodingSchemeIdentificationSequence] == ["99SCARNET"]
 
 
 def test_anonymised_sources_still_make_a_seg(tmp_path):
