@@ -346,30 +346,6 @@ def test_failed_run_with_overwrite_keeps_the_previous_outputs(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz", "l.nrrd"]
 
 
-def test_output_set_takes_back_its_new_files_when_a_move_fails(tmp_path, monkeypatch):
-    from scarnet.errors import OutputError
-    from scarnet.outputs import REPORT, OutputSet
-
-    real_replace = os.replace
-    moves = []
-
-    def second_move_fails(source, target):
-        moves.append(target)
-        if len(moves) == 2:
-            raise OSError(5, "Input/output error")
-        real_replace(source, target)
-
-    monkeypatch.setattr(os, "replace", second_move_fails)
-    with pytest.raises(OutputError, match=r"b.json: could not be moved into place"), OutputSet() as outputs:
-        for name in ("a.json", "b.json"):
-            outputs.add(tmp_path / name, REPORT, "--report")
-        outputs.prepare()
-        for name in ("a.json", "b.json"):
-            outputs.write(tmp_path / name, lambda temp: temp.write_text("{}"))
-        outputs.commit()
-    assert len(moves) == 2 and list(tmp_path.iterdir()) == []  # a.json was moved, then taken back
-
-
 def _commit_two_reports(folder: Path, existing: tuple[str, ...]) -> None:
     """Write a.json and b.json with --overwrite, where ``existing`` of them hold a user's earlier "old"."""
     from scarnet.outputs import REPORT, OutputSet
@@ -383,6 +359,24 @@ def _commit_two_reports(folder: Path, existing: tuple[str, ...]) -> None:
         for name in ("a.json", "b.json"):
             outputs.write(folder / name, lambda temp: temp.write_text("new"))
         outputs.commit()
+
+
+def test_output_set_takes_back_its_new_files_when_a_move_fails(tmp_path, monkeypatch):
+    from scarnet.errors import OutputError
+
+    real_replace = os.replace
+    moves = []
+
+    def second_move_fails(source, target):
+        moves.append(target)
+        if len(moves) == 2:
+            raise OSError(5, "Input/output error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", second_move_fails)
+    with pytest.raises(OutputError, match=r"b.json: could not be moved into place"):
+        _commit_two_reports(tmp_path, ())
+    assert len(moves) == 2 and list(tmp_path.iterdir()) == []  # a.json was moved, then taken back
 
 
 @pytest.mark.parametrize("existing", [("a.json", "b.json"), ("a.json",), ("b.json",), ()])
