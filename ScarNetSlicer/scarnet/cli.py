@@ -385,8 +385,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
             print(f"scarnet: [{number}/{count}] {row.input}: {row.status}", file=sys.stderr)
 
     rows = run_batch(args.inputs, args.out, make_segmenter, html=args.html, dicom_seg=args.dicom_seg,
-                     overwrite=args.overwrite,
-                     series=args.series, rv_points=rv_points, rv_points_source=args.rv_points, on_exam=on_exam)
+                     overwrite=args.overwrite, series=args.series, rv_points=rv_points,
+                     rv_points_source=args.rv_points, on_exam=on_exam)
     failed = sum(row.status != "ok" for row in rows)
     summary = Path(args.out) / SUMMARY_NAME
     if failed:
