@@ -148,12 +148,15 @@ class _Progress:
         self.bar = None
 
     def __enter__(self):
-        if not self.quiet:
-            from rich.console import Console
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        # Only on a terminal: redirected to a log, a transient bar draws nothing useful and leaves a blank line.
+        if not self.quiet and console.is_terminal:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("{task.description:<20}"), BarColumn(), TimeElapsedColumn(),
-                                transient=True, console=Console(stderr=True))
+                                transient=True, console=console)
             self.bar.__enter__()
             self.task = self.bar.add_task("starting", total=1.0)
         return self

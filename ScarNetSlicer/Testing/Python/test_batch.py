@@ -203,6 +203,7 @@ def test_command_line_batch(tmp_path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("scarnet: [2/2] exam2.nii.gz: failed: ") and "Traceback" not in result.stderr
+    assert all(line.strip() for line in result.stderr.splitlines())  # no progress-bar leftovers in a log
     assert lines[-1] == "scarnet: error: 1 of 2 exams failed (see res/summary.csv)"
     first = _summary(tmp_path / "res")[0]
     exam_line = next(line for line in result.stdout.splitlines() if line.startswith("[1/2] "))
