@@ -13,16 +13,26 @@ a user would take a half-written set for a finished run. :class:`OutputSet` ther
    ending (so the writers in :mod:`scarnet.io` choose the same format) and, only when all are
    written, renames them onto the targets (``os.replace``, atomic per file in the same
    folder). Any failure before that removes every temporary file: nothing is written, and with
-   ``--overwrite`` the previous files stay intact.
+   ``--overwrite`` the previous files stay intact;
+4. while renaming, moves a file being replaced aside first (a hidden ``.NAME.….tmp.old`` beside
+   it, removed once the set is in place), so that a rename that fails undoes the others: the new
+   files go and the replaced ones come back. Ctrl-C is held for the few milliseconds the renames
+   and their undoing take (on the main thread; delivered right after), so an interrupt never
+   leaves half a set either.
 
 Every problem is an :class:`~scarnet.errors.ScarNetError` with one clear line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import secrets
+import signal
 import tempfile
+import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,33 +118,72 @@ class _Output:
 
 @dataclass
 class _Move:
-    """One output of :meth:`OutputSet.commit`: its new file (``temp``), its target, and where the file it
-    replaces is put aside (None when there was none). What has happened is read from the files themselves,
-    so that an interrupt at any point between two steps is undone correctly."""
+    """One output of :meth:`OutputSet.commit`: its new file (``temp``), its target, and the name the file it
+    replaces is moved aside to (None when there was none). What has happened is read from the files
+    themselves, so that a failure at any point between two steps is undone correctly."""
 
     target: Path
     temp: Path
     aside: Path | None = None
 
 
-def _take_back(moves: list[_Move]) -> list[Path]:
-    """Undo a commit's moves, last first: remove the new files, put the replaced ones back. Returns the files put
-    aside that could not be put back (the user's earlier outputs, to be named in the error)."""
-    kept = []
+def _aside_name(target: Path) -> Path:
+    """A new hidden name beside ``target`` for the file it replaces (not created: a rename makes it)."""
+    return target.with_name(f".{target.name[:_TEMP_NAME_CHARS]}.{secrets.token_hex(6)}.tmp.old")
+
+
+def _take_back(moves: list[_Move]) -> tuple[list[Path], list[Path]]:
+    """Undo a commit's moves, last first: remove the new files, put the replaced ones back. Returns the files
+    moved aside that could not be put back (the user's earlier outputs) and the new files that could not be
+    removed, both to be named in the error."""
+    kept, left = [], []
     for move in reversed(moves):
         placed = os.path.lexists(move.target) and not os.path.lexists(move.temp)
         try:
-            if move.aside is None:
-                if placed:
-                    move.target.unlink()
-            elif os.path.lexists(move.target) and not placed:
-                move.aside.unlink(missing_ok=True)  # never moved aside: only the empty file made for it
-            else:
+            if move.aside is not None and os.path.lexists(move.aside):
                 os.replace(move.aside, move.target)  # the earlier file back (over the new one, if placed)
+            elif placed:
+                move.target.unlink()  # a new file where there was none
         except OSError:
             if move.aside is not None and os.path.lexists(move.aside):
                 kept.append(move.aside)
-    return kept
+            elif placed:
+                left.append(move.target)
+    return kept, left
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Any:
+    """Hold SIGINT (Ctrl-C) while the block runs; yields the list the signals received are added to, for the
+    block to act on, and raises KeyboardInterrupt at its end for one that came after the block looked. Only
+    on the main thread (the only one Python delivers signals to) and where Python's own handler is
+    installed; elsewhere the list stays empty."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _remove_replaced(aside: Path) -> None:
+    """Remove a replaced file once the new set is in place; one that cannot be removed (read-only on Windows)
+    is said, not an error: the run's outputs are written."""
+    try:
+        aside.unlink()
+    except OSError:
+        try:
+            os.chmod(aside, 0o600)
+            aside.unlink()
+        except OSError as error:
+            warnings.warn(f"{aside}: the file this run replaced could not be removed ({_reason(error)})",
+                          RuntimeWarning, stacklevel=3)
 
 
 class OutputSet:
@@ -280,40 +329,51 @@ class OutputSet:
     def commit(self) -> list[Path]:
         """Move every written output onto its target, all or none; return the targets.
 
-        A file being replaced is first moved aside, so that when a move fails, or the user interrupts
-        (Ctrl-C) between two moves, every target is put back as it was: the files this run created
-        are removed and the replaced ones restored.
+        A file being replaced is first moved aside, so that when a move fails every target is put back
+        as it was: the files this run created are removed and the replaced ones restored. Ctrl-C is held
+        while the files are moved and undoes the moves too (raising KeyboardInterrupt after).
         """
         unwritten = [str(o.path) for o in self._outputs if not o.written]
         if unwritten:  # a bug in the command, not a user error
             raise RuntimeError(f"outputs never written: {', '.join(unwritten)}")
         if not self.overwrite:
             for output in self._outputs:
-                if output.path.exists():
+                if os.path.lexists(output.path):
                     raise OutputExistsError(f"{output.path}: appeared while running (pass --overwrite to replace it)")
         moves: list[_Move] = []
         output = None
-        try:
-            for output in self._outputs:
-                # mkstemp makes owner-only (0600) files; give the output the mode a plain open()
-                # would (or keep the mode of the file it replaces).
-                mode = (output.path.stat().st_mode & 0o7777) if output.path.exists() else _new_file_mode()
-                os.chmod(output.temp, mode)
-                move = _Move(output.path, output.temp)
-                moves.append(move)
-                if os.path.lexists(output.path):
-                    move.aside = self._temporary_file(output, ending=".old")
-                    os.replace(output.path, move.aside)
-                os.replace(output.temp, output.path)
-        except BaseException as error:  # also KeyboardInterrupt: never a half set
-            kept = _take_back(moves)
-            if not isinstance(error, OSError) or isinstance(error, ScarNetError):  # Ctrl-C; or said already
-                raise
-            where = f"; the earlier files are kept as {', '.join(map(str, kept))}" if kept else ""
-            raise OutputError(f"{output.path}: could not be moved into place ({_reason(error)}){where}") from None
+        with _ctrl_c_held() as interrupted:
+            try:
+                for output in self._outputs:
+                    if output.path.is_dir() and not output.path.is_symlink():
+                        raise OutputError(f"{output.path}: is a folder (appeared while running)")
+                    if not self.overwrite and os.path.lexists(output.path):
+                        raise OutputExistsError(f"{output.path}: appeared while running (pass --overwrite to replace "
+                                                "it)")
+                    # mkstemp makes owner-only (0600) files; give the output the mode a plain open()
+                    # would (or keep the mode of the file it replaces).
+                    mode = (output.path.stat().st_mode & 0o7777) if output.path.exists() else _new_file_mode()
+                    os.chmod(output.temp, mode)
+                    move = _Move(output.path, output.temp)
+                    moves.append(move)
+                    if os.path.lexists(output.path):
+                        move.aside = _aside_name(output.path)
+                        os.replace(output.path, move.aside)
+                    os.replace(output.temp, output.path)
+                if interrupted:  # Ctrl-C while the files were moved: none of them, as the user asked to stop
+                    interrupted.clear()
+                    raise KeyboardInterrupt
+            except BaseException as error:  # also a KeyboardInterrupt raised inside: never a half set
+                kept, left = _take_back(moves)
+                if not isinstance(error, OSError) or isinstance(error, ScarNetError):  # said already
+                    raise
+                where = (f"; the earlier files are kept as {', '.join(map(str, kept))}" if kept else "") + \
+                        (f"; new files left: {', '.join(map(str, left))}" if left else "")
+                raise OutputError(f"{output.path}: could not be moved into place ({_reason(error)}){where}") \
+                    from None
         for move in moves:
             if move.aside is not None:
-                move.aside.unlink(missing_ok=True)
+                _remove_replaced(move.aside)
         self._outputs.clear()
         self._created_folders.clear()
         return [move.target for move in moves]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -346,13 +347,13 @@ def test_failed_run_with_overwrite_keeps_the_previous_outputs(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz", "l.nrrd"]
 
 
-def _commit_two_reports(folder: Path, existing: tuple[str, ...]) -> None:
-    """Write a.json and b.json with --overwrite, where ``existing`` of them hold a user's earlier "old"."""
+def _commit_two_reports(folder: Path, existing: tuple[str, ...], overwrite: bool = True) -> None:
+    """Write a.json and b.json (with --overwrite), where ``existing`` of them hold a user's earlier "old"."""
     from scarnet.outputs import REPORT, OutputSet
 
     for name in existing:
         (folder / name).write_text("old")
-    with OutputSet(overwrite=True) as outputs:
+    with OutputSet(overwrite=overwrite) as outputs:
         for name in ("a.json", "b.json"):
             outputs.add(folder / name, REPORT, "--report")
         outputs.prepare()
@@ -407,6 +408,83 @@ def test_an_interrupted_commit_leaves_every_target_as_it_was(tmp_path, monkeypat
             p.unlink()
     _commit_two_reports(tmp_path, existing)  # and without an interrupt, the new files replace the old
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "new", "b.json": "new"}
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+                    reason="Python's own Ctrl-C handler is not installed here")
+@pytest.mark.parametrize("at_move", [1, 2, 3, 4])
+def test_ctrl_c_while_the_files_are_moved_takes_them_back(tmp_path, monkeypatch, at_move):
+    """A real SIGINT (Ctrl-C) during any of the renames is held until they are done, and then undoes them."""
+    real_replace = os.replace
+    moves = []
+
+    def interrupted(source, target):
+        moves.append(target)
+        if len(moves) == at_move:
+            os.kill(os.getpid(), signal.SIGINT)
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _commit_two_reports(tmp_path, ("a.json", "b.json"))
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "old", "b.json": "old"}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+                    reason="Python's own Ctrl-C handler is not installed here")
+def test_ctrl_c_while_a_failed_commit_is_undone_does_not_stop_the_undoing(tmp_path, monkeypatch):
+    from scarnet.errors import OutputError
+
+    real_replace = os.replace
+    moves = []
+
+    def fails_then_interrupted(source, target):
+        moves.append(target)
+        if len(moves) == 3:  # b.json cannot be moved aside
+            raise OSError(5, "Input/output error")
+        if len(moves) == 4:  # putting a.json back: the user presses Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", fails_then_interrupted)
+    with pytest.raises(OutputError, match="b.json: could not be moved into place"):
+        _commit_two_reports(tmp_path, ("a.json", "b.json"))
+    assert len(moves) == 4
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "old", "b.json": "old"}
+
+
+def test_a_file_that_appears_during_the_commit_is_never_replaced_without_overwrite(tmp_path, monkeypatch):
+    from scarnet.errors import OutputExistsError
+
+    real_replace = os.replace
+
+    def another_program_writes_b(source, target):
+        real_replace(source, target)
+        if Path(target).name == "a.json":
+            (tmp_path / "b.json").write_text("USER")
+
+    monkeypatch.setattr(os, "replace", another_program_writes_b)
+    with pytest.raises(OutputExistsError, match="b.json: appeared while running"):
+        _commit_two_reports(tmp_path, (), overwrite=False)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"b.json": "USER"}  # a.json taken back
+
+
+def test_a_replaced_file_that_cannot_be_removed_is_said_and_the_outputs_stay(tmp_path, monkeypatch):
+    real_unlink = Path.unlink
+
+    def read_only_old_files(path, missing_ok=False):
+        if path.name.endswith(".tmp.old"):
+            raise PermissionError(13, "Permission denied")
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only_old_files)
+    with pytest.warns(RuntimeWarning, match=r"\.a\.json\..*\.tmp\.old: the file this run replaced could not be "):
+        _commit_two_reports(tmp_path, ("a.json",))
+    files = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert files.pop("a.json") == "new" and files.pop("b.json") == "new"
+    assert list(files.values()) == ["old"]  # the one hidden file left, named in the warning
 
 
 def test_a_commit_that_cannot_put_back_a_replaced_file_says_where_it_is(tmp_path, monkeypatch):
