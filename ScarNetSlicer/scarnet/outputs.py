@@ -271,11 +271,10 @@ class OutputSet:
         except OSError as error:
             raise OutputError(f"{folder}: cannot create the folder in {existing} ({_reason(error)})") from None
 
-    def _temporary_file(self, output: _Output, ending: str | None = None) -> Path:
-        """A new empty file beside ``output``, keeping its ending (the writers choose the format by it) or
-        ending in ``ending``."""
+    def _temporary_file(self, output: _Output) -> Path:
+        """A new empty file beside ``output``, keeping its ending (the writers choose the format by it)."""
         prefix = f".{output.path.name[:_TEMP_NAME_CHARS]}."
-        suffix = ".tmp" + (output.path.name[-len(output.suffix):] if ending is None else ending)
+        suffix = ".tmp" + output.path.name[-len(output.suffix):]
         try:
             fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=output.path.parent)
         except OSError as error:
