@@ -35,14 +35,15 @@ import numpy as np
 from .errors import InputError, ScarNetError
 from .outputs import DICOM_SEG, HTML_REPORT, REPORT, SEGMENTATION, OutputSet
 from .quantify import csv_value
+from .report_html import series_name
 
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
 #: The aha_* columns and septal_span_deg are empty for an exam without RV insertion points
 #: (scarnet.quantify.Report.segment_summary and Report.septal_span_deg).
-SUMMARY_COLUMNS = ("input", "status", "slices_with_myocardium", "myocardium_ml", "myocardium_g", "scar_ml", "scar_g",
-                   "scar_percent", "mvo_ml", "transmural_over_50_percent", "aha_segments_with_scar",
-                   "aha_segments_over_50_percent", "aha_scar_score", "aha_scar_score_max", "septal_span_deg",
-                   "slices_flagged", "warnings", "model_s", "report")
+SUMMARY_COLUMNS = ("input", "dicom_series", "status", "slices_with_myocardium", "myocardium_ml", "myocardium_g",
+                   "scar_ml", "scar_g", "scar_percent", "mvo_ml", "transmural_over_50_percent",
+                   "aha_segments_with_scar", "aha_segments_over_50_percent", "aha_scar_score", "aha_scar_score_max",
+                   "septal_span_deg", "slices_flagged", "warnings", "model_s", "report")
 SUMMARY_NAME = "summary.csv"
 _IMAGE_ENDINGS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")  # longest first
 
@@ -87,7 +88,8 @@ class BatchRow:
     internal_error: bool = False
 
     def values(self) -> list[Any]:
-        return [self.input, self.status, *(self.figures.get(c) for c in SUMMARY_COLUMNS[2:])]
+        return [self.input, self.figures.get("dicom_series"), self.status,
+                *(self.figures.get(c) for c in SUMMARY_COLUMNS[3:])]
 
 
 def plan_outputs(inputs: Sequence[str | Path], out_dir: str | Path, html: bool,
@@ -332,6 +334,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
                 row.status = "ok"
                 row.warnings = report.warnings()
                 row.figures = {
+                    "dicom_series": series_name(report.extra.get("input_series")) or None,
                     "slices_with_myocardium": total.slices_with_myocardium, "myocardium_ml": total.myocardium_ml,
                     "myocardium_g": total.myocardium_g, "scar_ml": total.scar_ml, "scar_g": total.scar_g,
                     "scar_percent": total.scar_percent, "mvo_ml": total.mvo_ml,
@@ -380,14 +383,13 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                if plan.dicom_seg is None:
-                    volume = read_volume(plan.input, series=series if plan.input.is_dir() else None)
-                else:  # the images each slice comes from, for the SEG to refer to
+                # A DICOM folder keeps its series (named in the report) and each slice's image (for a SEG).
+                source = read_dicom_source(plan.input, series=series) if plan.input.is_dir() else None
+                volume = source.volume if source is not None else read_volume(plan.input)
+                if plan.dicom_seg is not None:
                     from .dicom_seg import check_dicom_seg_sources
 
-                    source = read_dicom_source(plan.input, series=series)
                     check_dicom_seg_sources(source)  # before the model runs
-                    volume = source.volume
             finally:
                 reading = row.warnings = _messages(caught)
         with warnings.catch_warnings(record=True) as caught:
@@ -403,16 +405,17 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
         known = set(report.warnings())
         row.other_warnings = [message for message in while_segmenting if message not in known]
         report.extra["input"] = str(plan.input)
+        if source is not None:
+            report.extra["input_series"] = source.series.record()
         report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
+        if plan.dicom_seg is not None:
+            from .dicom_seg import add_dicom_seg
+
+            add_dicom_seg(outputs, plan.dicom_seg, result, source)  # before the report, which names it
         outputs.write(plan.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))
         outputs.write(plan.report, lambda temp: write_report(report, temp, overwrite=True))
         outputs.write(plan.html, lambda temp: Path(temp).write_text(report_html(report, plan.input.resolve().name),
                                                                      encoding="utf-8"))
-        if plan.dicom_seg is not None:
-            from .dicom_seg import provenance, write_dicom_seg
-
-            outputs.write(plan.dicom_seg, lambda temp: write_dicom_seg(result.labelmap, source, temp,
-                                                                       **provenance(report.extra.get("inference"))))
         outputs.commit()
     return report
 

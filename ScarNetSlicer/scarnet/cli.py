@@ -308,6 +308,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from .io import read_dicom_source, read_volume
     from .outputs import DICOM_SEG, OutputSet
+    from .report_html import series_text
 
     started = time.perf_counter()
     _check_bullseye_needs_a_point(args)
@@ -320,31 +321,32 @@ def cmd_segment(args: argparse.Namespace) -> int:
         outputs.prepare()
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
-            if args.dicom_seg is None:
-                volume = read_volume(args.input, series=args.series)
-            else:  # the images each slice comes from, for the SEG to refer to
+            # A DICOM folder keeps its series (named in the report) and each slice's image (for a SEG).
+            source = read_dicom_source(args.input, series=args.series) if Path(args.input).is_dir() else None
+            volume = source.volume if source is not None else read_volume(args.input, series=args.series)
+            if args.dicom_seg is not None:
                 from .dicom_seg import check_dicom_seg_sources
 
-                source = read_dicom_source(args.input, series=args.series)
                 check_dicom_seg_sources(source)  # images a SEG cannot refer to: refused before the model runs
-                volume = source.volume
         segmenter = _segmenter(args)
         with _Progress(args.quiet) as progress:
             result = segmenter(volume, progress=progress, name=str(args.input), basal_end=args.basal_end,
                                rv_insertion_lps=rv_insertion)
         result.report.extra["input"] = str(args.input)
+        if source is not None:
+            result.report.extra["input_series"] = source.series.record()
         if input_warnings:
             result.report.extra["input_warnings"] = input_warnings
         result.report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
-        _write_segmentation_outputs(outputs, result, args, Path(args.input).resolve().name)
         if args.dicom_seg is not None:
-            from .dicom_seg import provenance, write_dicom_seg
+            from .dicom_seg import add_dicom_seg
 
-            outputs.write(args.dicom_seg, lambda temp: write_dicom_seg(
-                result.labelmap, source, temp, **provenance(result.report.extra.get("inference"))))
+            add_dicom_seg(outputs, args.dicom_seg, result, source)  # before the report, which names it
+        _write_segmentation_outputs(outputs, result, args, Path(args.input).resolve().name)
         outputs.commit()
     console = _console(args.quiet)
-    print_report(result.report, console, title=f"ScarNet: {_escape_markup(args.input)}")
+    series = series_text(result.report.extra.get("input_series"))
+    print_report(result.report, console, title=f"ScarNet: {_escape_markup(str(args.input) + series)}")
     inference = result.report.extra["inference"]
     console.print(f"device {inference['device']}, model {inference['timings_s']['total_s']:.2f} s, "
                   f"process {inference['process_s']:.2f} s")

@@ -118,6 +118,11 @@ class DicomSeries:
         """The series looks like a phase-sensitive IR (PSIR) reconstruction, the preferred LGE image."""
         return "PSIR" in self.lge_cues
 
+    def record(self) -> dict[str, Any]:
+        """What a report keeps of the series it was made from, so that it can be found in a PACS viewer."""
+        return {"series_number": self.series_number, "description": self.description,
+                "series_instance_uid": self.series_instance_uid}
+
     def summary(self) -> str:
         """A short one-line description: ``#5 'LGE PSIR SAX' (12 slices)``."""
         number = f"#{self.series_number}" if self.series_number is not None else f"UID {self.series_instance_uid}"

@@ -147,6 +147,17 @@ def write_dicom_seg(labelmap: Volume, stack: DicomStack, path: str | Path, **opt
     dataset.save_as(Path(path), enforce_file_format=True)
 
 
+def add_dicom_seg(outputs: Any, path: str | Path, result: Any, stack: DicomStack) -> None:
+    """Make the SEG of a :class:`~scarnet.inference.SegmentationResult` on ``stack``, write it into the
+    :class:`~scarnet.outputs.OutputSet` as ``path`` (committed with the run's other outputs) and name it in the
+    report (``dicom_seg``: file, SeriesInstanceUID, SOPInstanceUID), so the report and the PACS object can be
+    matched. Call it before the report is written."""
+    dataset = dicom_seg_dataset(result.labelmap, stack, **provenance(result.report.extra.get("inference")))
+    result.report.extra["dicom_seg"] = {"file": Path(path).name, "series_instance_uid": str(dataset.SeriesInstanceUID),
+                                        "sop_instance_uid": str(dataset.SOPInstanceUID)}
+    outputs.write(path, lambda temp: dataset.save_as(Path(temp), enforce_file_format=True))
+
+
 def provenance(inference: dict[str, Any] | None) -> dict[str, str]:
     """:func:`dicom_seg_dataset`'s ``algorithm_version`` and ``device_serial_number`` from a report's
     ``inference`` record (:attr:`scarnet.quantify.Report.extra`): the scarnet version and the weights'
@@ -235,5 +246,5 @@ def _integer(value: Any) -> int | None:
         return None
 
 
-__all__ = ["SERIES_DESCRIPTION", "SERIES_NUMBER_OFFSET", "check_dicom_seg_sources", "dicom_seg_dataset",
-           "provenance", "require_highdicom", "write_dicom_seg"]
+__all__ = ["SERIES_DESCRIPTION", "SERIES_NUMBER_OFFSET", "add_dicom_seg", "check_dicom_seg_sources",
+           "dicom_seg_dataset", "provenance", "require_highdicom", "write_dicom_seg"]

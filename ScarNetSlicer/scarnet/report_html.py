@@ -39,6 +39,22 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def series_name(series: dict[str, Any] | None) -> str:
+    """``#7 'LGE PSIR SAX'`` (the UID when the series has no number) for a report's ``input_series``; empty
+    without one."""
+    if not isinstance(series, dict):
+        return ""
+    number = series.get("series_number")
+    name = f"#{number}" if number is not None else f"UID {series.get('series_instance_uid') or '?'}"
+    return f"{name} '{series.get('description') or ''}'"
+
+
+def series_text(series: dict[str, Any] | None) -> str:
+    """`` (DICOM series #7 'LGE PSIR SAX')`` for a report's ``input_series``; empty without one."""
+    name = series_name(series)
+    return f" (DICOM series {name})" if name else ""
+
+
 def report_html(report: Report | dict[str, Any], source: str, *, made_from: str = "ScarNet model",
                 generated: datetime.datetime | None = None) -> str:
     """The report as an HTML page. ``source``: the input it was made from (a file name); ``made_from``:
@@ -52,8 +68,8 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ScarNet report: "
              f"{escape(source)}</title><style>{_STYLE}</style></head><body>",
              "<h1>LGE scar report</h1>",
-             f'<p class="muted">Input: {escape(source)} · Segmentation: {escape(made_from)} · Made '
-             f'{generated.strftime("%Y-%m-%d %H:%M UTC")}']
+             f'<p class="muted">Input: {escape(source)}{escape(series_text(data.get("input_series")))} · '
+             f'Segmentation: {escape(made_from)} · Made {generated.strftime("%Y-%m-%d %H:%M UTC")}']
     version = data.get("scarnet_version") or inference.get("scarnet_version")
     if inference:
         if "weights" not in inference:  # a report from before the weights were recorded
@@ -138,4 +154,4 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     return "\n".join(parts)
 
 
-__all__ = ["report_html"]
+__all__ = ["report_html", "series_name", "series_text"]

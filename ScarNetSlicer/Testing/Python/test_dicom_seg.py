@@ -3,6 +3,7 @@ with highdicom; what it copies and names; refusals before any work."""
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -279,7 +280,7 @@ def test_provenance_names_the_weights():
 
 
 def test_batch_writes_a_seg_per_dicom_exam_and_refuses_files_up_front(tmp_path):
-    from test_batch import _segmenter_factory
+    from test_batch import _segmenter_factory, _summary
     from test_inference import ring_volume
 
     from scarnet.batch import run_batch
@@ -302,6 +303,10 @@ def test_batch_writes_a_seg_per_dicom_exam_and_refuses_files_up_front(tmp_path):
                                                   combine_segments=True, relabel=False)
     np.testing.assert_array_equal(read_back, labels)
     assert labels.any()
+    assert _summary(tmp_path / "out")[0]["dicom_series"] == "#7 'LGE PSIR SAX'"
+    report = json.loads((tmp_path / "out" / "exam1_report.json").read_text())
+    assert report["dicom_seg"]["file"] == "exam1_seg.dcm"
+    assert report["dicom_seg"]["sop_instance_uid"] == str(seg.SOPInstanceUID)
 
 
 @pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
@@ -315,7 +320,8 @@ def test_command_line_dicom_seg_equals_the_labelmap(tmp_path):
         return subprocess.run([sys.executable, "-m", "scarnet", "segment", *args, "--device", "cpu", "--quiet"],
                               cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
-    result = run("exam", "--dicom-seg", "seg.dcm", "--labelmap", "labels.nrrd")
+    result = run("exam", "--dicom-seg", "seg.dcm", "--labelmap", "labels.nrrd", "--report", "r.json", "--html",
+                 "r.html")
     assert result.returncode == 0, result.stderr
     labels = read_labelmap(tmp_path / "labels.nrrd").array
     stack = read_dicom_stack(tmp_path / "exam")
@@ -326,10 +332,17 @@ def test_command_line_dicom_seg_equals_the_labelmap(tmp_path):
     version = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion
     assert version.startswith("scarnet ") and ", weights " in version
     assert pydicom.dcmread(tmp_path / "seg.dcm").SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    # The report names the series it segmented and the SEG it was written with, so the two can be matched.
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["input_series"] == {"series_number": 7, "description": "LGE PSIR SAX",
+                                      "series_instance_uid": str(stack.datasets[0].SeriesInstanceUID)}
+    assert report["dicom_seg"] == {"file": "seg.dcm", "series_instance_uid": str(seg.SeriesInstanceUID),
+                                   "sop_instance_uid": str(seg.SOPInstanceUID)}
+    assert "Input: exam (DICOM series #7 &#x27;LGE PSIR SAX&#x27;)" in (tmp_path / "r.html").read_text()
     # A file input is refused before any work, in one line, nothing written.
     (tmp_path / "lge.nii.gz").write_bytes(b"")
-    result = run("lge.nii.gz", "--dicom-seg", "seg2.dcm", "--report", "r.json")
+    result = run("lge.nii.gz", "--dicom-seg", "seg2.dcm", "--report", "r2.json")
     assert result.returncode == 2 and result.stderr.startswith("scarnet: error: lge.nii.gz: --dicom-seg needs a DICOM")
-    assert not (tmp_path / "seg2.dcm").exists() and not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "seg2.dcm").exists() and not (tmp_path / "r2.json").exists()
     result = run("exam", "--dicom-seg", "seg.txt")
     assert result.returncode == 2 and "--dicom-seg is a DICOM segmentation and must end in .dcm" in result.stderr

@@ -159,3 +159,12 @@ def test_missing_figures_show_a_dash(value, text):
     from scarnet.report_html import _number
 
     assert _number(value) == text
+
+
+def test_the_dicom_series_is_named_as_a_viewer_lists_it():
+    from scarnet.report_html import series_name, series_text
+
+    assert series_text(None) == "" and series_name("not a record") == ""
+    assert series_text({"series_number": 7, "description": "LGE PSIR SAX", "series_instance_uid": "1.2"}) == \
+        " (DICOM series #7 'LGE PSIR SAX')"
+    assert series_name({"series_number": None, "description": "", "series_instance_uid": "1.2.3"}) == "UID 1.2.3 ''"
