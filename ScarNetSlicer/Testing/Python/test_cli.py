@@ -410,8 +410,16 @@ def test_an_interrupted_commit_leaves_every_target_as_it_was(tmp_path, monkeypat
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "new", "b.json": "new"}
 
 
-@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
-                    reason="Python's own Ctrl-C handler is not installed here")
+@pytest.fixture
+def python_ctrl_c_handler():
+    """Python's own Ctrl-C handler, as an interactive run has it (a background job, such as a CI run, starts
+    with SIGINT ignored, and then there is no Ctrl-C to hold)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_ctrl_c_handler")
 @pytest.mark.parametrize("at_move", [1, 2, 3, 4])
 def test_ctrl_c_while_the_files_are_moved_takes_them_back(tmp_path, monkeypatch, at_move):
     """A real SIGINT (Ctrl-C) during any of the renames is held until they are done, and then undoes them."""
@@ -432,8 +440,7 @@ def test_ctrl_c_while_the_files_are_moved_takes_them_back(tmp_path, monkeypatch,
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
 
 
-@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
-                    reason="Python's own Ctrl-C handler is not installed here")
+@pytest.mark.usefixtures("python_ctrl_c_handler")
 def test_ctrl_c_while_a_failed_commit_is_undone_does_not_stop_the_undoing(tmp_path, monkeypatch):
     from scarnet.errors import OutputError
 
