@@ -209,7 +209,7 @@ def _warnings_kept_in(messages: list[str]):
 
 
 def cmd_quantify(args: argparse.Namespace) -> int:
-    from .io import read_labelmap, read_volume, write_report
+    from .io import read_dicom_source, read_labelmap, read_volume, write_report
     from .outputs import REPORT, OutputSet
     from .quantify import quantify
 
@@ -221,15 +221,22 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         outputs.prepare()
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
-            image = read_volume(args.image) if args.image else None
+            # A DICOM folder keeps its series, named in the report.
+            source = read_dicom_source(args.image) if args.image and Path(args.image).is_dir() else None
+            image = source.volume if source is not None else read_volume(args.image) if args.image else None
             labelmap = read_labelmap(args.labelmap, reference=image)
         report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=rv_insertion)
+        if source is not None:
+            report.extra["input_series"] = source.series.record()
         if input_warnings:
             report.extra["input_warnings"] = input_warnings
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
         _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}", Path(args.labelmap).name)
         outputs.commit()
-    print_report(report, _console(args.quiet), title=f"ScarNet report: {_escape_markup(args.labelmap)}")
+    from .report_html import series_text
+
+    series = series_text(report.extra.get("input_series"))
+    print_report(report, _console(args.quiet), title=f"ScarNet report: {_escape_markup(str(args.labelmap) + series)}")
     return 0
 
 

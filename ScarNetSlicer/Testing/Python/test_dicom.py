@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 import warnings
 from pathlib import Path
@@ -301,6 +302,10 @@ def test_quantify_of_a_dicom_exam_names_each_slice_in_the_table_and_report(tmp_p
                  "--report", str(tmp_path / "report.csv")]) == 0
     table = capsys.readouterr().out
     assert "DICOM image" in table
+    assert "(DICOM series #7 'LGE PSIR SAX')" in " ".join(table.split())  # the series the image came from
+    assert main(["quantify", str(tmp_path / "labels.nii.gz"), "--image", str(tmp_path / "exam"),
+                 "--report", str(tmp_path / "report.json"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "report.json").read_text())["input_series"]["series_number"] == 7
     rows = list(csv.reader(io.StringIO((tmp_path / "report.csv").read_text())))
     column = rows[0].index("dicom_instance_number")
     expected = [str(s["instance_number"]) for s in image.source_slices]
