@@ -190,7 +190,7 @@ def segments_not_counted(segmentation_node, reference_volume_node, grid: Volume 
     counted = recognised_segments(segmentation_node)
     segmentation = segmentation_node.GetSegmentation()
     factor = subdivision(segmentation_node, reference_volume_node, grid) or (1, 1, 1)
-    fine = subdivided_grid(grid, factor) if factor != (1, 1, 1) else grid
+    fine = subdivided_grid(grid, factor)
     out = []
     for segment_id in segmentation.GetSegmentIDs():
         if segment_id in counted:
@@ -302,7 +302,10 @@ def subdivision(segmentation_node, reference_volume_node, grid: Volume) -> tuple
 
 
 def subdivided_grid(grid: Volume, factor: tuple[int, int, int]) -> Volume:
-    """``grid`` with each voxel cut into ``factor`` (i, j, k) sub-voxels that fill it exactly (empty array)."""
+    """``grid`` with each voxel cut into ``factor`` (i, j, k) sub-voxels that fill it exactly (empty array);
+    ``grid`` itself for (1, 1, 1), so callers can tell the two apart with ``is``."""
+    if tuple(factor) == (1, 1, 1):
+        return grid
     f = np.asarray(factor, dtype=float)
     spacing = np.asarray(grid.spacing_mm)
     # The first sub-voxel's centre: half a sub-voxel in from the corner of the first voxel.
@@ -348,7 +351,7 @@ def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volu
         raise InputError(f"{segmentation_node.GetName()}: no segment named LV blood pool / Myocardium / Scar / MVO "
                          f"(found: {', '.join(names) or 'none'})")
     factor = subdivision(segmentation_node, reference_volume_node, grid) or (1, 1, 1)  # None: at voxel centres
-    fine = subdivided_grid(grid, factor) if factor != (1, 1, 1) else grid
+    fine = subdivided_grid(grid, factor)
     labels = np.full(fine.array.shape, BACKGROUND, dtype=np.uint8)
     for segment_id, label in sorted(segment_labels.items(), key=lambda item: item[1]):
         labels[segment_mask(segmentation_node, segment_id, reference_volume_node, fine)] = label
@@ -377,7 +380,7 @@ def fingerprint(segmentation_node, reference_volume_node, grid: Volume | None = 
         # Finer than the volume in a way whose part-voxel edits cannot be told apart: taken as edited, so a
         # run asks before replacing it, rather than risk losing edits it cannot see.
         return UNRESOLVED_FINGERPRINT
-    fine = subdivided_grid(grid, factor) if factor != (1, 1, 1) else grid
+    fine = subdivided_grid(grid, factor)
     digest = hashlib.sha256()
     digest.update(str(grid.array.shape).encode())
     for segment_id in segmentation.GetSegmentIDs():

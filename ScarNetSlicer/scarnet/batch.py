@@ -373,7 +373,7 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
               anatomy: ExamAnatomy, overwrite: bool, out_dir: Path, series: str | None, row: BatchRow):
     """Read, segment and write one exam (its files together or not at all); return its report. The
     exam's warnings are kept in ``row`` as they come, so those raised before a failure are not lost."""
-    from .io import read_dicom_source, read_volume, write_report, write_seg_nrrd
+    from .io import read_input, write_report, write_seg_nrrd
     from .report_html import report_html
 
     started = time.perf_counter()
@@ -383,9 +383,8 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                # A DICOM folder keeps its series (named in the report) and each slice's image (for a SEG).
-                source = read_dicom_source(plan.input, series=series) if plan.input.is_dir() else None
-                volume = source.volume if source is not None else read_volume(plan.input)
+                # --series picks a DICOM folder's series; files are read as they are.
+                volume, source = read_input(plan.input, series=series if plan.input.is_dir() else None)
                 if plan.dicom_seg is not None:
                     from .dicom_seg import check_dicom_seg_sources
 

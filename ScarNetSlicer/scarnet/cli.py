@@ -209,7 +209,7 @@ def _warnings_kept_in(messages: list[str]):
 
 
 def cmd_quantify(args: argparse.Namespace) -> int:
-    from .io import read_dicom_source, read_labelmap, read_volume, write_report
+    from .io import read_input, read_labelmap, write_report
     from .outputs import REPORT, OutputSet
     from .quantify import quantify
 
@@ -221,9 +221,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         outputs.prepare()
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
-            # A DICOM folder keeps its series, named in the report.
-            source = read_dicom_source(args.image) if args.image and Path(args.image).is_dir() else None
-            image = source.volume if source is not None else read_volume(args.image) if args.image else None
+            image, source = read_input(args.image) if args.image else (None, None)
             labelmap = read_labelmap(args.labelmap, reference=image)
         report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=rv_insertion)
         if source is not None:
@@ -313,7 +311,7 @@ def _segmenter(args: argparse.Namespace):
 def cmd_segment(args: argparse.Namespace) -> int:
     import time
 
-    from .io import read_dicom_source, read_volume
+    from .io import read_input
     from .outputs import DICOM_SEG, OutputSet
     from .report_html import series_text
 
@@ -328,9 +326,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         outputs.prepare()
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
-            # A DICOM folder keeps its series (named in the report) and each slice's image (for a SEG).
-            source = read_dicom_source(args.input, series=args.series) if Path(args.input).is_dir() else None
-            volume = source.volume if source is not None else read_volume(args.input, series=args.series)
+            volume, source = read_input(args.input, series=args.series)
             if args.dicom_seg is not None:
                 from .dicom_seg import check_dicom_seg_sources
 

@@ -76,6 +76,15 @@ def read_volume(path: str | Path, series: str | None = None) -> Volume:
     return volume
 
 
+def read_input(path: str | Path, series: str | None = None) -> tuple[Volume, DicomStack | None]:
+    """:func:`read_volume`, and for a DICOM folder also its :class:`scarnet.dicom.DicomStack` (the series,
+    named in a report, and each slice's image, for a DICOM SEG); None for a file."""
+    if Path(path).is_dir():
+        stack = read_dicom_source(path, series)
+        return stack.volume, stack
+    return read_volume(path, series), None
+
+
 def read_dicom_source(path: str | Path, series: str | None = None) -> DicomStack:
     """Read a DICOM folder as :func:`read_volume` does, keeping the image each slice comes from
     (:class:`scarnet.dicom.DicomStack`), so that a result can refer to them (DICOM SEG)."""
