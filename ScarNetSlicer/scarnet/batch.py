@@ -410,7 +410,9 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
         if plan.dicom_seg is not None:
             from .dicom_seg import add_dicom_seg
 
-            add_dicom_seg(outputs, plan.dicom_seg, result, source)  # before the report, which names it
+            # Before the report, which names it.
+            add_dicom_seg(outputs, plan.dicom_seg, result.labelmap, report, source,
+                          inference=report.extra.get("inference"))
         outputs.write(plan.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))
         outputs.write(plan.report, lambda temp: write_report(report, temp, overwrite=True))
         outputs.write(plan.html, lambda temp: Path(temp).write_text(report_html(report, plan.input.resolve().name),

@@ -209,25 +209,35 @@ def _warnings_kept_in(messages: list[str]):
 
 
 def cmd_quantify(args: argparse.Namespace) -> int:
+    from .errors import InputError
     from .io import read_input, read_labelmap, write_report
-    from .outputs import REPORT, OutputSet
+    from .outputs import DICOM_SEG, REPORT, OutputSet
     from .quantify import quantify
 
     _check_bullseye_needs_a_point(args)
+    model_inference = _check_quantify_dicom_seg(args)
     rv_insertion = _rv_insertion_lps(args)
     with OutputSet(args.overwrite) as outputs:
         outputs.add(args.report, REPORT, "--report")
+        outputs.add(args.dicom_seg, DICOM_SEG, "--dicom-seg")
         _add_document_outputs(outputs, args)
         outputs.prepare()
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
-            image, source = read_input(args.image) if args.image else (None, None)
+            image, source = read_input(args.image, args.series) if args.image else (None, None)
             labelmap = read_labelmap(args.labelmap, reference=image)
         report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=rv_insertion)
         if source is not None:
             report.extra["input_series"] = source.series.record()
         if input_warnings:
             report.extra["input_warnings"] = input_warnings
+        if args.dicom_seg is not None:
+            from .dicom_seg import add_dicom_seg
+
+            if source is None:  # a file put where the checked folder was
+                raise InputError(f"{args.image}: --dicom-seg needs --image DICOM_FOLDER")
+            add_dicom_seg(outputs, args.dicom_seg, labelmap, report, source, inference=model_inference,
+                          segmented_by=args.segmented_by)  # before the report, which names it
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
         _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}", Path(args.labelmap).name)
         outputs.commit()
@@ -236,6 +246,51 @@ def cmd_quantify(args: argparse.Namespace) -> int:
     series = series_text(report.extra.get("input_series"))
     print_report(report, _console(args.quiet), title=f"ScarNet report: {_escape_markup(str(args.labelmap) + series)}")
     return 0
+
+
+def _check_quantify_dicom_seg(args: argparse.Namespace) -> dict | None:
+    """Before any work: ``quantify --dicom-seg`` needs the DICOM images (``--image``) and who segmented
+    (``--segmented-by``: DICOM records it, and a labelmap does not say). Returns the ``inference`` record of
+    ``--model-report`` (the weights and version of the model run the labelmap came from), or None."""
+    from .errors import InputError
+
+    if args.dicom_seg is None:
+        for option, value in (("--segmented-by", args.segmented_by), ("--model-report", args.model_report)):
+            if value is not None:
+                raise InputError(f"{option} goes with --dicom-seg OUT.dcm")
+        return None
+    if args.image is None:
+        raise InputError("--dicom-seg needs --image DICOM_FOLDER: the LGE images the labelmap was drawn on, "
+                         "which the DICOM SEG refers to")
+    if args.segmented_by is None:
+        raise InputError("--dicom-seg needs --segmented-by model|model-and-reader|reader: who made this labelmap "
+                         "(DICOM records it in each segment, and a labelmap file does not say)")
+    _check_dicom_seg_input(args.image)
+    if args.model_report is None:
+        return None
+    if args.segmented_by == "reader":
+        raise InputError("--model-report names the model run a labelmap came from; a reader's own "
+                         "(--segmented-by reader) has none")
+    return _model_inference(args.model_report)
+
+
+def _model_inference(path: Path) -> dict:
+    """The ``inference`` record (weights, version) of a ``scarnet segment`` or ``batch`` JSON report."""
+    import json
+
+    from .errors import InputError
+
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8")).get("inference")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        raise InputError(f"{path}: not a JSON report of scarnet segment ({type(error).__name__})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("weights"), dict) \
+            or not isinstance(record["weights"].get("sha256"), str):
+        raise InputError(f"{path}: not a JSON report of scarnet segment or batch (no 'inference' record with the "
+                         "weights' sha256)")
+    return record
 
 
 def _add_segmentation_outputs(outputs: OutputSet, args: argparse.Namespace) -> None:
@@ -344,7 +399,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if args.dicom_seg is not None:
             from .dicom_seg import add_dicom_seg
 
-            add_dicom_seg(outputs, args.dicom_seg, result, source)  # before the report, which names it
+            # Before the report, which names it.
+            add_dicom_seg(outputs, args.dicom_seg, result.labelmap, result.report, source,
+                          inference=result.report.extra.get("inference"))
         _write_segmentation_outputs(outputs, result, args, Path(args.input).resolve().name)
         outputs.commit()
     console = _console(args.quiet)
@@ -662,9 +719,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("labelmap", type=Path, help="labelmap (0 bg, 1 LV blood pool, 2 myocardium, 3 scar, 4 MVO) "
                    "or Slicer .seg.nrrd")
     p.add_argument("--report", type=Path, help="write the report (.json or .csv)")
-    p.add_argument("--image", type=Path, help="the LGE image on the same grid: adds intensity figures")
+    p.add_argument("--image", type=Path, help="the LGE image (file or DICOM folder) on the same grid: adds intensity "
+                   "figures")
+    p.add_argument("--series", help="with --image DICOM_FOLDER: the series (number, UID or part of the description)")
+    p.add_argument("--dicom-seg", type=Path, metavar="OUT.dcm",
+                   help="DICOM Segmentation output referring to the --image DICOM folder's images; needs "
+                        '--segmented-by (and highdicom: pip install "scarnet[dicom]")')
+    p.add_argument("--segmented-by", choices=("model", "model-and-reader", "reader"),
+                   help="who made the labelmap, recorded in the DICOM SEG: the model, the model corrected by a "
+                        "reader, or a reader by hand")
+    p.add_argument("--model-report", type=Path, metavar="REPORT.json",
+                   help="the JSON report of the scarnet segment (or batch) run the labelmap came from: the DICOM SEG "
+                        "names its weights and version")
     _add_segment_model_options(p)
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (report, bullseye, page)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (report, bullseye, page, SEG)")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
     p.set_defaults(func=cmd_quantify)
 

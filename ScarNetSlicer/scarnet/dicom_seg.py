@@ -30,8 +30,13 @@ from .volume import Volume
 #: Added to the source series' SeriesNumber to number the SEG's series (1000 when the source has none,
 #: or when the sum would not fit DICOM's IS), so that a viewer lists it after the images it belongs to.
 SERIES_NUMBER_OFFSET = 1000
-#: What the SEG's series is called in a PACS (no "LGE" in it: scarnet.dicom must never take it for one).
-SERIES_DESCRIPTION = "ScarNet segmentation"
+#: Who made a segmentation, as ``--segmented-by`` names it: the model alone, the model's result corrected by a
+#: reader, or a reader by hand. DICOM records it in each segment (SegmentAlgorithmType) and a PACS shows it in the
+#: series' description (no "LGE" in any: scarnet.dicom must never take a SEG for an image series).
+SEGMENTED_BY = ("model", "model-and-reader", "reader")
+SERIES_DESCRIPTIONS = {"model": "ScarNet segmentation", "model-and-reader": "ScarNet segmentation, reader-corrected",
+                       "reader": "Scar segmentation by a reader"}
+SERIES_DESCRIPTION = SERIES_DESCRIPTIONS["model"]
 _HEART = ("SCT", "80891009", "Heart")
 #: Grid agreement (mm, and for direction cosines) between the labelmap and the source stack.
 _GEOMETRY_TOLERANCE = 1e-3
@@ -64,16 +69,20 @@ def check_dicom_seg_sources(stack: DicomStack) -> None:
 
 
 def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version: str, device_serial_number: str,
-                      series_number: int | None = None) -> Any:
+                      series_number: int | None = None, segmented_by: str = "model") -> Any:
     """The SEG dataset (``highdicom.seg.Segmentation``) of ``labelmap``, which must lie on ``stack``'s grid.
 
     ``algorithm_version`` names the software and weights in each segment (e.g. "scarnet 0.1.0, weights
     b541c9a4d329"); ``device_serial_number`` identifies the model that made it (DICOM requires one for
-    the equipment; the weights' sha256 prefix). Raises :class:`InputError` when the labelmap is not on
-    the stack's grid or has no labelled voxel, or when the source images cannot be referred to (no
-    FrameOfReferenceUID, slices of different studies, an enhanced file whose frames do not share
-    their orientation, ...).
+    the equipment; the weights' sha256 prefix). ``segmented_by`` (one of :data:`SEGMENTED_BY`) sets each
+    segment's algorithm type: AUTOMATIC for the model alone, SEMIAUTOMATIC for its result corrected by a
+    reader (both name the ScarNet algorithm), MANUAL for a reader's own (no algorithm named).
+    Raises :class:`InputError` when the labelmap is not on the stack's grid or has no labelled voxel, or when
+    the source images cannot be referred to (no FrameOfReferenceUID, slices of different studies, an enhanced
+    file whose frames do not share their orientation, ...).
     """
+    if segmented_by not in SEGMENTED_BY:
+        raise ValueError(f"segmented_by must be one of {SEGMENTED_BY}, not {segmented_by!r}")
     highdicom = require_highdicom()
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
@@ -94,7 +103,11 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
         series_number = SERIES_NUMBER_OFFSET + source_number
         if not 0 <= series_number <= _MAX_IS:
             series_number = SERIES_NUMBER_OFFSET
-    algorithm = highdicom.AlgorithmIdentificationSequence(
+    algorithm_type = {"model": highdicom.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                      "model-and-reader": highdicom.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
+                      "reader": highdicom.seg.SegmentAlgorithmTypeValues.MANUAL}[segmented_by]
+    # DICOM names the algorithm unless the segments were drawn by hand.
+    algorithm = None if segmented_by == "reader" else highdicom.AlgorithmIdentificationSequence(
         name="ScarNet", version=algorithm_version, family=codes.cid7162.ArtificialIntelligence)
     try:
         with warnings.catch_warnings():
@@ -106,7 +119,7 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
                     segment_label=info.name,
                     segmented_property_category=Code(info.category[1], info.category[0], info.category[2]),
                     segmented_property_type=Code(info.type[1], info.type[0], info.type[2]),
-                    algorithm_type=highdicom.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                    algorithm_type=algorithm_type,
                     algorithm_identification=algorithm,
                     tracking_uid=highdicom.UID(),
                     tracking_id=f"ScarNet {info.name}",
@@ -128,7 +141,7 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
                 manufacturer_model_name="scarnet",
                 software_versions=__version__,
                 device_serial_number=device_serial_number,
-                series_description=SERIES_DESCRIPTION,
+                series_description=SERIES_DESCRIPTIONS[segmented_by],
                 content_label="SCARNET",
                 content_description="LV, myocardium, scar, MVO in LGE MRI (research use)",
                 plane_positions=_plane_positions(highdicom, stack),
@@ -147,24 +160,28 @@ def write_dicom_seg(labelmap: Volume, stack: DicomStack, path: str | Path, **opt
     dataset.save_as(Path(path), enforce_file_format=True)
 
 
-def add_dicom_seg(outputs: Any, path: str | Path, result: Any, stack: DicomStack) -> None:
-    """Make the SEG of a :class:`~scarnet.inference.SegmentationResult` on ``stack``, write it into the
-    :class:`~scarnet.outputs.OutputSet` as ``path`` (committed with the run's other outputs) and name it in the
-    report (``dicom_seg``: file, SeriesInstanceUID, SOPInstanceUID), so the report and the PACS object can be
-    matched. Call it before the report is written."""
-    dataset = dicom_seg_dataset(result.labelmap, stack, **provenance(result.report.extra.get("inference")))
-    result.report.extra["dicom_seg"] = {"file": Path(path).name, "series_instance_uid": str(dataset.SeriesInstanceUID),
-                                        "sop_instance_uid": str(dataset.SOPInstanceUID)}
+def add_dicom_seg(outputs: Any, path: str | Path, labelmap: Volume, report: Any, stack: DicomStack, *,
+                  inference: dict[str, Any] | None, segmented_by: str = "model") -> None:
+    """Make the SEG of ``labelmap`` on ``stack``, write it into the :class:`~scarnet.outputs.OutputSet` as
+    ``path`` (committed with the run's other outputs) and name it in ``report`` (:class:`~scarnet.quantify.Report`;
+    ``dicom_seg``: file, SeriesInstanceUID, SOPInstanceUID, who segmented), so the report and the PACS object can
+    be matched. ``inference`` is the ``inference`` record of the report of the model run that made the labelmap
+    (weights and version, :func:`provenance`). Call it before the report is written."""
+    dataset = dicom_seg_dataset(labelmap, stack, **provenance(inference), segmented_by=segmented_by)
+    report.extra["dicom_seg"] = {"file": Path(path).name, "series_instance_uid": str(dataset.SeriesInstanceUID),
+                                 "sop_instance_uid": str(dataset.SOPInstanceUID), "segmented_by": segmented_by}
     outputs.write(path, lambda temp: dataset.save_as(Path(temp), enforce_file_format=True))
 
 
 def provenance(inference: dict[str, Any] | None) -> dict[str, str]:
     """:func:`dicom_seg_dataset`'s ``algorithm_version`` and ``device_serial_number`` from a report's
     ``inference`` record (:attr:`scarnet.quantify.Report.extra`): the scarnet version and the weights'
-    sha256 (its first 12 characters in the version, 16 as the serial number)."""
+    sha256 (its first 12 characters in the version, 16 as the serial number). Without one (a labelmap whose
+    model run is not known) both say so rather than name this installation's version."""
     from . import __version__
 
-    inference = inference or {}
+    if not inference:
+        return {"algorithm_version": "scarnet, version not recorded", "device_serial_number": "unknown"}
     sha256 = str((inference.get("weights") or {}).get("sha256") or "")
     version = inference.get("scarnet_version") or __version__
     return {"algorithm_version": f"scarnet {version}" + (f", weights {sha256[:12]}" if sha256 else ""),
@@ -246,5 +263,6 @@ def _integer(value: Any) -> int | None:
         return None
 
 
-__all__ = ["SERIES_DESCRIPTION", "SERIES_NUMBER_OFFSET", "add_dicom_seg", "check_dicom_seg_sources",
+__all__ = ["SEGMENTED_BY", "SERIES_DESCRIPTION", "SERIES_DESCRIPTIONS", "SERIES_NUMBER_OFFSET", "add_dicom_seg",
+           "check_dicom_seg_sources",
            "dicom_seg_dataset", "provenance", "require_highdicom", "write_dicom_seg"]

@@ -279,7 +279,8 @@ def test_provenance_names_the_weights():
     inference = {"weights": {"sha256": "b541c9a4d3290123456789"}, "scarnet_version": "9.9"}
     assert provenance(inference) == {"algorithm_version": "scarnet 9.9, weights b541c9a4d329",
                                      "device_serial_number": "b541c9a4d3290123"}
-    assert provenance(None)["device_serial_number"] == "unknown"
+    # Unknown provenance (a labelmap from elsewhere) says so, rather than naming this installation's version.
+    assert provenance(None) == {"algorithm_version": "scarnet, version not recorded", "device_serial_number": "unknown"}
 
 
 def test_batch_writes_a_seg_per_dicom_exam_and_refuses_files_up_front(tmp_path):
@@ -340,7 +341,7 @@ def test_command_line_dicom_seg_equals_the_labelmap(tmp_path):
     assert report["input_series"] == {"series_number": 7, "description": "LGE PSIR SAX",
                                       "series_instance_uid": str(stack.datasets[0].SeriesInstanceUID)}
     assert report["dicom_seg"] == {"file": "seg.dcm", "series_instance_uid": str(seg.SeriesInstanceUID),
-                                   "sop_instance_uid": str(seg.SOPInstanceUID)}
+                                   "sop_instance_uid": str(seg.SOPInstanceUID), "segmented_by": "model"}
     assert "Input: exam (DICOM series #7 &#x27;LGE PSIR SAX&#x27;)" in (tmp_path / "r.html").read_text()
     # A file input is refused before any work, in one line, nothing written.
     (tmp_path / "lge.nii.gz").write_bytes(b"")
@@ -349,3 +350,116 @@ def test_command_line_dicom_seg_equals_the_labelmap(tmp_path):
     assert not (tmp_path / "seg2.dcm").exists() and not (tmp_path / "r2.json").exists()
     result = run("exam", "--dicom-seg", "seg.txt")
     assert result.returncode == 2 and "--dicom-seg is a DICOM segmentation and must end in .dcm" in result.stderr
+
+
+def test_who_segmented_is_recorded_in_each_segment(tmp_path):
+    """A segmentation corrected by a reader is SEMIAUTOMATIC and still names the model; a reader's own is MANUAL and
+    names no algorithm. The series' description says which, and the SEG is still never taken for an image series."""
+    volume = _test_volume()
+    uids = write_dicom_series(volume, tmp_path / "exam")
+    stack = read_dicom_stack(tmp_path / "exam")
+    labels = _labels_like(volume)
+    for segmented_by, algorithm_type, description in (
+            ("model-and-reader", "SEMIAUTOMATIC", "ScarNet segmentation, reader-corrected"),
+            ("reader", "MANUAL", "Scar segmentation by a reader")):
+        path = tmp_path / f"{segmented_by}.dcm"
+        write_dicom_seg(stack.volume.with_array(labels), stack, path, segmented_by=segmented_by, **IDENTITY)
+        seg = highdicom.seg.segread(path)
+        assert seg.SeriesDescription == description
+        assert {item.SegmentAlgorithmType for item in seg.SegmentSequence} == {algorithm_type}
+        named = ["SegmentationAlgorithmIdentificationSequence" in item for item in seg.SegmentSequence]
+        assert named == [segmented_by != "reader"] * len(SEGMENTS)
+        np.testing.assert_array_equal(
+            seg.get_pixels_by_source_instance(uids, combine_segments=True, relabel=False), labels)
+        (tmp_path / "exam" / path.name).write_bytes(path.read_bytes())
+    assert [series.series_number for series in list_series(tmp_path / "exam")] == [7]
+    with pytest.raises(ValueError, match="segmented_by"):
+        dicom_seg_dataset(stack.volume.with_array(labels), stack, segmented_by="someone", **IDENTITY)
+
+
+def _quantify(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scarnet", "quantify", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_quantify_writes_the_seg_of_a_corrected_labelmap(tmp_path):
+    """``scarnet quantify`` of a labelmap corrected outside Slicer (here: a scar region added by hand) on the DICOM
+    images it was drawn on: the SEG holds the corrected labels, SEMIAUTOMATIC, naming the weights of the model run
+    whose report is given; the report names the SEG and the series."""
+    from scarnet.io import write_labelmap
+    from scarnet.phantom import make_phantom
+
+    phantom = make_phantom(3)
+    write_dicom_series(phantom.image, tmp_path / "exam")
+    stack = read_dicom_stack(tmp_path / "exam")
+    corrected = phantom.labelmap.array.copy()
+    myocardium = np.argwhere(corrected == 2)
+    corrected[tuple(myocardium[: len(myocardium) // 20].T)] = 3  # the reader's correction
+    write_labelmap(stack.volume.with_array(corrected), tmp_path / "corrected.nii.gz")
+    sha256 = "b541c9a4d329" + "0" * 52
+    (tmp_path / "model.json").write_text(json.dumps({"inference": {"weights": {"sha256": sha256},
+                                                                   "scarnet_version": "0.1.0"}}))
+
+    result = _quantify(tmp_path, "corrected.nii.gz", "--image", "exam", "--series", "7", "--dicom-seg", "s.dcm",
+                       "--segmented-by", "model-and-reader", "--model-report", "model.json", "--report", "q.json",
+                       "--quiet")
+    assert result.returncode == 0, result.stderr
+    seg = highdicom.seg.segread(tmp_path / "s.dcm")
+    read_back = seg.get_pixels_by_source_instance([str(ds.SOPInstanceUID) for ds in stack.datasets],
+                                                  combine_segments=True, relabel=False)
+    np.testing.assert_array_equal(read_back, corrected)
+    item = seg.SegmentSequence[0]
+    assert item.SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == "scarnet 0.1.0, weights b541c9a4d329"
+    assert seg.DeviceSerialNumber == sha256[:16]
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert report["dicom_seg"] == {"file": "s.dcm", "series_instance_uid": str(seg.SeriesInstanceUID),
+                                   "sop_instance_uid": str(seg.SOPInstanceUID), "segmented_by": "model-and-reader"}
+    assert report["input_series"]["series_number"] == 7
+    # By hand, without a model report: MANUAL, no algorithm.
+    result = _quantify(tmp_path, "corrected.nii.gz", "--image", "exam", "--dicom-seg", "m.dcm", "--segmented-by",
+                       "reader", "--quiet")
+    assert result.returncode == 0, result.stderr
+    seg = highdicom.seg.segread(tmp_path / "m.dcm")
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "MANUAL"
+    # The model's result without its report: the SEG says the version was not recorded.
+    result = _quantify(tmp_path, "corrected.nii.gz", "--image", "exam", "--dicom-seg", "a.dcm", "--segmented-by",
+                       "model", "--quiet")
+    assert result.returncode == 0, result.stderr
+    item = highdicom.seg.segread(tmp_path / "a.dcm").SegmentSequence[0]
+    assert item.SegmentAlgorithmType == "AUTOMATIC"
+    assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == "scarnet, version not recorded"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--dicom-seg", "s.dcm", "--segmented-by", "reader"), "--dicom-seg needs --image DICOM_FOLDER"),
+    (("--image", "exam", "--dicom-seg", "s.dcm"), "--dicom-seg needs --segmented-by model|model-and-reader|reader"),
+    (("--image", "exam", "--segmented-by", "reader"), "--segmented-by goes with --dicom-seg OUT.dcm"),
+    (("--image", "exam", "--model-report", "model.json"), "--model-report goes with --dicom-seg OUT.dcm"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "reader", "--model-report", "model.json"),
+     "a reader's own (--segmented-by reader) has none"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "labels.nii.gz"),
+     "labels.nii.gz: not a JSON report of scarnet segment"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "other.json"),
+     "other.json: not a JSON report of scarnet segment or batch (no 'inference' record"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "gone.json"),
+     "gone.json: no such file"),
+    (("--image", "image.nii.gz", "--dicom-seg", "s.dcm", "--segmented-by", "reader"),
+     "image.nii.gz: --dicom-seg needs a DICOM folder as input"),
+    (("--image", "exam", "--series", "99", "--dicom-seg", "s.dcm", "--segmented-by", "reader"), "99"),
+])
+def test_quantify_dicom_seg_refusals_are_one_line_and_write_nothing(tmp_path, args, message):
+    from scarnet.io import write_labelmap, write_volume
+
+    volume = _test_volume()
+    write_dicom_series(volume, tmp_path / "exam")
+    stack = read_dicom_stack(tmp_path / "exam")
+    write_labelmap(stack.volume.with_array(_labels_like(volume)), tmp_path / "labels.nii.gz")
+    write_volume(volume, tmp_path / "image.nii.gz")
+    (tmp_path / "model.json").write_text(json.dumps({"inference": {"weights": {"sha256": "ab" * 32}}}))
+    (tmp_path / "other.json").write_text(json.dumps({"totals": {}}))
+    result = _quantify(tmp_path, "labels.nii.gz", *args, "--report", "q.json")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scarnet: error: ") and message in lines[0], result.stderr
+    assert not (tmp_path / "s.dcm").exists() and not (tmp_path / "q.json").exists()
