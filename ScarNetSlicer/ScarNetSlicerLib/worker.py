@@ -122,7 +122,7 @@ class BackgroundTask(Generic[T]):
         """Ask the job to stop; its result, if any arrives, will be dropped.
 
         That holds even when the job has already finished but its outcome was not collected yet
-        (the GUI polls every 100 ms): :meth:`outcome` then returns None.
+        (the GUI polls on a timer): :meth:`outcome` then returns None.
         """
         self._cancel.set()
         if self.finished:  # the job's thread has stopped writing: say what will happen to the result

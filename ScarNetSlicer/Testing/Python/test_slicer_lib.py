@@ -1091,6 +1091,15 @@ def test_sample_volume_file(scene, lib):
     truth = sample_data.read_truth()  # the phantom's exact labels, on the sample's grid
     assert truth.same_grid(expected)
     assert (truth.array >= 3).any() and (truth.array == 2).any() and (truth.array == 1).any()
+    # As ScarNetSlicerTest reads them when slicerio is missing: Slicer's own .seg.nrrd reader, then the labelmap
+    # on the sample volume's grid (segments recognised by name).
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "truth")
+    segmentation_storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    segmentation_storage.SetFileName(str(sample_data.TRUTH_PATH))
+    assert segmentation_storage.ReadData(segmentation)
+    read_by_slicer = lib.segmentation_nodes.labelmap_from_segmentation(segmentation, node)
+    assert read_by_slicer.same_grid(expected)
+    np.testing.assert_array_equal(read_by_slicer.array, truth.array)
 
 
 # ---------------------------------------------------------------------------------------------
