@@ -34,17 +34,9 @@ import numpy as np
 
 from .errors import InputError, ScarNetError
 from .outputs import DICOM_SEG, HTML_REPORT, REPORT, SEGMENTATION, OutputSet
-from .quantify import csv_value
-from .report_html import series_name
+from .summary import SUMMARY_COLUMNS, SUMMARY_NAME, summary_figures
+from .summary import summary_csv as _summary_csv
 
-#: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
-#: The aha_* columns and septal_span_deg are empty for an exam without RV insertion points
-#: (scarnet.quantify.Report.segment_summary and Report.septal_span_deg).
-SUMMARY_COLUMNS = ("input", "dicom_series", "status", "slices_with_myocardium", "myocardium_ml", "myocardium_g",
-                   "scar_ml", "scar_g", "scar_percent", "mvo_ml", "transmural_over_50_percent",
-                   "aha_segments_with_scar", "aha_segments_over_50_percent", "aha_scar_score", "aha_scar_score_max",
-                   "septal_span_deg", "slices_flagged", "warnings", "model_s", "report")
-SUMMARY_NAME = "summary.csv"
 _IMAGE_ENDINGS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")  # longest first
 
 
@@ -328,25 +320,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
                 row.figures = {"warnings": " | ".join(row.warnings)}
                 row.internal_error = True
             else:
-                total = report.total
-                inference = report.extra["inference"]
-                segments = report.segment_summary() or {}
                 row.status = "ok"
                 row.warnings = report.warnings()
-                row.figures = {
-                    "dicom_series": series_name(report.extra.get("input_series")) or None,
-                    "slices_with_myocardium": total.slices_with_myocardium, "myocardium_ml": total.myocardium_ml,
-                    "myocardium_g": total.myocardium_g, "scar_ml": total.scar_ml, "scar_g": total.scar_g,
-                    "scar_percent": total.scar_percent, "mvo_ml": total.mvo_ml,
-                    "transmural_over_50_percent": total.transmural_over_50_percent,
-                    "aha_segments_with_scar": segments.get("segments_with_scar"),
-                    "aha_segments_over_50_percent": segments.get("segments_over_50_percent"),
-                    "aha_scar_score": segments.get("scar_score"), "aha_scar_score_max": segments.get("scar_score_max"),
-                    "septal_span_deg": None if report.septal_span_deg is None else round(report.septal_span_deg, 1),
-                    "slices_flagged": sum(bool(s.qc_flags) for s in report.slices),
-                    "warnings": " | ".join(report.warnings()), "model_s": inference["timings_s"]["total_s"],
-                    "report": plan.report.name,
-                }
+                row.figures = summary_figures(report.to_dict(), plan.report.name)
             if on_exam is not None:
                 on_exam(number, len(plans), row)
     finally:
@@ -423,12 +399,7 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
 
 def summary_csv(rows: Sequence[BatchRow]) -> str:
     """The summary as CSV text: a header, then one line per exam in the order given."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for row in rows:
-        writer.writerow([csv_value(value) for value in row.values()])
-    return buffer.getvalue()
+    return _summary_csv([row.values() for row in rows])
 
 
 __all__ = ["POINT_COLUMNS", "SUMMARY_COLUMNS", "SUMMARY_NAME", "BatchRow", "ExamAnatomy", "ExamOutputs", "exam_name",

@@ -1,4 +1,5 @@
-"""``scarnet`` command line: phantom | quantify | segment | batch | demo | train | evaluate | calibrate-qc | bench.
+"""``scarnet`` command line: phantom | quantify | segment | batch | summarize | demo | train | evaluate | calibrate-qc |
+bench.
 
 Every user-fixable problem ends as one line on stderr and a non-zero exit (2), with nothing
 written; set ``SCARNET_DEBUG=1`` to see tracebacks. Heavy libraries are imported only by the
@@ -462,6 +463,28 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summarize(args: argparse.Namespace) -> int:
+    """One summary.csv from JSON reports already written (scarnet.summary): a cohort's corrected figures."""
+    from .errors import InputError
+    from .outputs import REPORT, OutputSet
+    from .summary import summarize, summary_csv
+
+    if Path(args.out).suffix.lower() != ".csv":
+        raise InputError(f"--out {args.out}: the summary is a .csv file")
+    lines = summarize(args.reports)  # every report read before anything is written
+    with OutputSet(args.overwrite) as outputs:
+        outputs.add(args.out, REPORT, "--out")
+        outputs.prepare()
+        outputs.write(args.out, lambda temp: Path(temp).write_text(summary_csv(lines), encoding="utf-8"))
+        outputs.commit()
+    made_from: dict[str, int] = {}
+    for line in lines:
+        made_from[line[3]] = made_from.get(line[3], 0) + 1
+    counts = ", ".join(f"{count} {what}" for what, count in sorted(made_from.items()))
+    _console(args.quiet).print(f"{len(lines)} reports ({counts}): {args.out}", markup=False, soft_wrap=True)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole path on an embedded default: a generated phantom with exact ground truth."""
     import numpy as np
@@ -782,6 +805,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(failures and warnings still go to stderr)")
     _add_model_options(p)
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("summarize", help="one summary.csv (as batch writes it) from JSON reports already written, "
+                       "e.g. after correction")
+    p.add_argument("reports", type=Path, nargs="+", metavar="REPORT",
+                   help="JSON reports (scarnet segment, batch, quantify; Slicer's Save report), or folders of them")
+    p.add_argument("--out", type=Path, required=True, metavar="SUMMARY.csv", help="the summary to write (.csv)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing summary")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser("demo", help="segment a generated phantom with the bundled model and print the table")
     p.add_argument("--seed", type=_int_range(0), default=7, help="phantom seed, 0 or more (default 7)")

@@ -1,0 +1,125 @@
+"""One summary.csv from reports already written (scarnet.summary, ``scarnet summarize``): the figures of corrected
+reports in one table, the same table as ``scarnet batch`` writes; refusals in one line, nothing written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_batch import _segmenter_factory, _summary
+from test_inference import ring_volume
+
+from scarnet.batch import run_batch
+from scarnet.errors import InputError
+from scarnet.io import read_seg_nrrd, write_labelmap, write_volume
+from scarnet.summary import SUMMARY_COLUMNS, made_from, summarize, summary_csv
+
+
+def _batch(tmp_path: Path) -> Path:
+    """Two exams segmented by a batch (a stand-in model): their reports, segmentations and summary.csv."""
+    write_volume(ring_volume(), tmp_path / "p1.nii.gz")
+    write_volume(ring_volume(shape_kji=(6, 140, 150)), tmp_path / "p2.nrrd")
+    rows = run_batch([tmp_path / "p1.nii.gz", tmp_path / "p2.nrrd"], tmp_path / "out", _segmenter_factory())
+    assert [row.status for row in rows] == ["ok", "ok"]
+    return tmp_path / "out"
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_reports_of_a_batch_give_its_summary_again(tmp_path):
+    """summarize is the batch's own table: from the batch's reports, every column of every line is the same."""
+    out = _batch(tmp_path)
+    lines = summarize([out])  # a folder: its JSON reports, by name
+    (tmp_path / "again.csv").write_text(summary_csv(lines), encoding="utf-8")
+    again, batch = _read(tmp_path / "again.csv"), _summary(out)
+    assert list(batch[0]) == list(SUMMARY_COLUMNS)
+    assert again == batch
+    assert {line["made_from"] for line in batch} == {"ScarNet model"}
+    assert all(float(line["scar_ml"]) > 0 and line["model_s"] for line in batch)
+
+
+def test_corrected_reports_are_summarised_with_what_they_measured(tmp_path):
+    """A labelmap corrected outside Slicer (scarnet quantify) and a report saved in Slicer after edits: their own
+    figures, in the order given, each saying what it measured."""
+    out = _batch(tmp_path)
+    labels = read_seg_nrrd(out / "p1.seg.nrrd")
+    corrected = labels.array.copy()
+    corrected[corrected >= 3] = 2  # the reader erased the scar (and MVO)
+    write_labelmap(labels.with_array(corrected), tmp_path / "p1_corrected.nii.gz")
+    result = subprocess.run([sys.executable, "-m", "scarnet", "quantify", "p1_corrected.nii.gz", "--report",
+                             "p1_corrected.json", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    slicer_report = json.loads((out / "p2_report.json").read_text())
+    slicer_report.update(source="segmentation", edited=True)  # as the module's Update report saves it
+    (tmp_path / "p2_slicer.json").write_text(json.dumps(slicer_report))
+
+    result = subprocess.run([sys.executable, "-m", "scarnet", "summarize", "p1_corrected.json", "p2_slicer.json",
+                             str(out / "p1_report.json"), "--out", "cohort.csv"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "3 reports (1 ScarNet model, 1 edited segmentation, 1 labelmap): cohort.csv" in result.stdout
+    lines = _read(tmp_path / "cohort.csv")
+    assert [line["made_from"] for line in lines] == ["labelmap", "edited segmentation", "ScarNet model"]
+    assert [line["report"] for line in lines] == ["p1_corrected.json", "p2_slicer.json", "p1_report.json"]
+    assert lines[0]["input"] == "p1_corrected.json"  # a quantify report names no input: its file stands for it
+    assert lines[1]["input"] == slicer_report["input"]
+    assert float(lines[0]["scar_ml"]) == 0 and float(lines[2]["scar_ml"]) > 0
+    quantified = json.loads((tmp_path / "p1_corrected.json").read_text())
+    assert float(lines[0]["myocardium_ml"]) == pytest.approx(quantified["total"]["myocardium_ml"], abs=1e-3)
+    assert lines[0]["model_s"] == "" and lines[1]["model_s"] != ""
+
+
+@pytest.mark.parametrize(("report", "expected"), [
+    ({"inference": {"weights": {}}}, "ScarNet model"), ({"source": "ScarNet model"}, "ScarNet model"),
+    ({"source": "segmentation", "edited": True, "inference": {}}, "edited segmentation"),
+    ({"source": "segmentation", "edited": False}, "segmentation"), ({}, "labelmap")])
+def test_made_from(report, expected):
+    assert made_from(report) == expected
+
+
+def test_what_is_not_a_report_is_refused_before_anything_is_read_into_a_summary(tmp_path):
+    out = _batch(tmp_path)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "empty").mkdir()
+    for inputs, message in (([tmp_path / "list.json"], "list.json: not a JSON report of scarnet (no 'total'"),
+                            ([tmp_path / "broken.json"], "broken.json: not a JSON report of scarnet (JSONDecodeError)"),
+                            ([out / "summary.csv"], "summary.csv: not a JSON report"),
+                            ([tmp_path / "gone.json"], "gone.json: no such file"),
+                            ([tmp_path / "empty"], "empty: no JSON report in this folder"),
+                            ([out, out / "p1_report.json"], "p1_report.json: named twice")):
+        with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            summarize(inputs)
+
+
+def test_command_line_refusals_are_one_line_and_write_nothing(tmp_path):
+    out = _batch(tmp_path)
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "exists.csv").write_text("mine")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "scarnet", "summarize", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+
+    for args, message, written in ((("out", "list.json", "--out", "s.csv"), "list.json: not a JSON report", "s.csv"),
+                                   (("out", "--out", "s.json"), "the summary is a .csv file", "s.json"),
+                                   (("out", "--out", "exists.csv"), "exists.csv: already exists", None)):
+        result = run(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("scarnet: error: "), result.stderr
+        assert message in lines[0]
+        if written:
+            assert not (tmp_path / written).exists()
+    assert (tmp_path / "exists.csv").read_text() == "mine"
+    result = run("out", "--out", "exists.csv", "--overwrite", "--quiet")
+    assert result.returncode == 0 and result.stdout == ""
+    assert _read(tmp_path / "exists.csv") == _summary(out)
+    np.testing.assert_equal(len(_read(tmp_path / "exists.csv")), 2)

@@ -1,0 +1,135 @@
+"""A cohort's summary table (``summary.csv``): one line per exam, its totals, AHA summary and warnings.
+
+``scarnet batch`` writes it for the exams it segments. ``scarnet summarize`` makes the same table from JSON
+reports already written (``scarnet segment``/``batch``/``quantify``, Slicer's *Save report*), typically after a
+reader has corrected the segmentations: the figures of the corrected reports, in one file, with a column that
+says what each report measured (the model's segmentation, an edited one, a labelmap).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .quantify import csv_value, report_warnings
+from .report_html import series_name
+
+#: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
+#: ``made_from``: what the report measured (:func:`made_from`). The aha_* columns and septal_span_deg are
+#: empty for an exam without RV insertion points (scarnet.quantify.Report.segment_summary and
+#: Report.septal_span_deg).
+SUMMARY_COLUMNS = ("input", "dicom_series", "status", "made_from", "slices_with_myocardium", "myocardium_ml",
+                   "myocardium_g", "scar_ml", "scar_g", "scar_percent", "mvo_ml", "transmural_over_50_percent",
+                   "aha_segments_with_scar", "aha_segments_over_50_percent", "aha_scar_score", "aha_scar_score_max",
+                   "septal_span_deg", "slices_flagged", "warnings", "model_s", "report")
+SUMMARY_NAME = "summary.csv"
+_TOTAL_COLUMNS = ("slices_with_myocardium", "myocardium_ml", "myocardium_g", "scar_ml", "scar_g", "scar_percent",
+                  "mvo_ml", "transmural_over_50_percent")
+
+
+def made_from(report: dict[str, Any]) -> str:
+    """What a report (:meth:`scarnet.quantify.Report.to_dict`) measured: "ScarNet model" (segment, batch, the
+    Slicer module's run), "edited segmentation" / "segmentation" (the Slicer module's *Update report*, after
+    edits or not), or "labelmap" (``scarnet quantify``)."""
+    source = report.get("source")
+    if source == "segmentation":
+        return "edited segmentation" if report.get("edited") else "segmentation"
+    if source == "ScarNet model" or report.get("inference"):
+        return "ScarNet model"
+    return "labelmap"
+
+
+def summary_figures(report: dict[str, Any], report_name: str) -> dict[str, Any]:
+    """One summary line's figures (every column but ``input`` and ``status``) from a report in its dict form."""
+    total = report.get("total") or {}
+    segments = report.get("segment_summary") or {}
+    timings = (report.get("inference") or {}).get("timings_s") or {}
+    return {
+        "dicom_series": series_name(report.get("input_series")) or None,
+        "made_from": made_from(report),
+        **{column: total.get(column) for column in _TOTAL_COLUMNS},
+        "aha_segments_with_scar": segments.get("segments_with_scar"),
+        "aha_segments_over_50_percent": segments.get("segments_over_50_percent"),
+        "aha_scar_score": segments.get("scar_score"), "aha_scar_score_max": segments.get("scar_score_max"),
+        "septal_span_deg": report.get("septal_span_deg"),
+        "slices_flagged": sum(bool(s.get("qc_flags")) for s in report.get("slices") or []),
+        "warnings": " | ".join(report_warnings(report)),
+        "model_s": timings.get("total_s"),
+        "report": report_name,
+    }
+
+
+def summary_csv(lines: Sequence[Sequence[Any]]) -> str:
+    """The summary as CSV text: the header, then ``lines`` (values in :data:`SUMMARY_COLUMNS` order)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    for line in lines:
+        writer.writerow([csv_value(value) for value in line])
+    return buffer.getvalue()
+
+
+def report_files(inputs: Sequence[str | Path]) -> list[Path]:
+    """The JSON reports named: files as given, and for a folder its ``*.json`` files (sorted by name). Raises
+    :class:`InputError` for a missing path, a file that is not ``.json``, a folder without any, or a report named
+    twice."""
+    files: list[Path] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted((p for p in path.iterdir() if p.suffix.lower() == ".json" and p.is_file()),
+                           key=lambda p: p.name)
+            if not found:
+                raise InputError(f"{path}: no JSON report in this folder")
+            files.extend(found)
+        elif not path.exists():
+            raise InputError(f"{path}: no such file")
+        elif path.suffix.lower() != ".json":
+            raise InputError(f"{path}: not a JSON report (summarize reads the .json reports; a CSV report "
+                             "lacks the warnings' sources and the AHA summary)")
+        else:
+            files.append(path)
+    seen: dict[Path, Path] = {}
+    for path in files:
+        key = path.resolve()
+        if key in seen:
+            raise InputError(f"{path}: named twice (also as {seen[key]}); each exam once")
+        seen[key] = path
+    return files
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """A JSON report of scarnet (:meth:`scarnet.quantify.Report.to_dict`), or :class:`InputError` in one line."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{path}: not a JSON report of scarnet ({type(error).__name__})") from None
+    if not (isinstance(report, dict) and isinstance(report.get("total"), dict)
+            and isinstance(report.get("slices"), list) and all(isinstance(s, dict) for s in report["slices"])):
+        raise InputError(f"{path}: not a JSON report of scarnet (no 'total' and 'slices')")
+    return report
+
+
+def summarize(inputs: Sequence[str | Path]) -> list[list[Any]]:
+    """The summary lines of the reports ``inputs`` name (:func:`report_files`), in that order. Every report is
+    read before any line is made, so one that is not a report stops it with its name."""
+    files = report_files(inputs)
+    reports = [read_report(path) for path in files]
+    lines = []
+    for path, report in zip(files, reports):
+        figures = summary_figures(report, path.name)
+        lines.append([report.get("input") or str(path), figures["dicom_series"], "ok",
+                      *(figures[column] for column in SUMMARY_COLUMNS[3:])])
+    return lines
+
+
+__all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "made_from", "read_report", "report_files", "summarize",
+           "summary_csv", "summary_figures"]
