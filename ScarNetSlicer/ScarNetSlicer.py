@@ -384,7 +384,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             except (ScarNetError, OSError) as error:  # no report; a folder that cannot be written
                 self._showUserError(error)
                 return
-            self.ui.statusLabel.text = _("Report saved: {path}").format(path=saved)
+            self.ui.statusLabel.text = _("Report saved: {path} (and its data: {data})").format(
+                path=saved, data=saved.with_suffix(".json").name)
 
     def _showReport(self, report: dict[str, Any]) -> None:
         from ScarNetSlicerLib.report_nodes import format_totals, stored_bullseye
@@ -698,7 +699,7 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
             truthNode = slicer.util.loadSegmentation(str(sample_data.TRUTH_PATH))
             truth = segmentation_nodes.labelmap_from_segmentation(truthNode, volume)
             slicer.mrmlScene.RemoveNode(truthNode)
-            self.assertEqual(sorted(np.unique(truth.array)), [0, 1, 2, 3, 4])
+            self.assertTrue({1, 2, 3} <= set(np.unique(truth.array).tolist()))  # blood pool, myocardium, scar
 
             def factory(options):
                 def segment(image, progress=None, should_cancel=None):

@@ -208,11 +208,16 @@ def _made_from(report: dict[str, Any]) -> str:
 
 def write_report_page(table_node, path: str | Path, source: str) -> Path:
     """Write the report in ``table_node`` as a printable HTML page (:func:`scarnet.report_html.report_html`)
-    to ``path``; ``source`` names the input. A ``path`` ending in ".html" is replaced if it exists (the
-    caller's save dialog has asked); to another name ".html" is added, and a file of that name is not
-    replaced (:class:`~scarnet.errors.OutputExistsError`: nobody was asked about it). Written as a whole
-    or not at all. Raises :class:`~scarnet.errors.InputError` when the table holds no report."""
-    from scarnet.io import atomic_path
+    to ``path``, and its data beside it as JSON (the same name ending in ".json": what ``scarnet summarize``
+    reads into a cohort's table, with ``source``/``edited`` saying whose segmentation it measured); ``source``
+    names the input (the report's ``input``). Returns the page's path.
+
+    A ``path`` ending in ".html" is replaced if it exists (the caller's save dialog has asked), and so is the
+    JSON beside it when it is an earlier ScarNet report; any other file of that name is not replaced. To
+    another name ".html" is added, and neither file is replaced (:class:`~scarnet.errors.OutputExistsError`:
+    nobody was asked about them). Both are written, or neither. Raises :class:`~scarnet.errors.InputError`
+    when the table holds no report."""
+    from scarnet.outputs import HTML_REPORT, REPORT, OutputSet
     from scarnet.report_html import report_html
 
     report = stored_report(table_node)
@@ -223,14 +228,35 @@ def write_report_page(table_node, path: str | Path, source: str) -> Path:
     asked = path.suffix.lower() == ".html"
     if not asked:
         path = path.with_name(path.name + ".html")
+    data_path = path.with_suffix(".json")
+    if asked and data_path.exists() and not _is_scarnet_report(data_path):
+        raise OutputExistsError(f"{data_path} exists and is not a ScarNet report: choose another name (the "
+                                "report's data is saved beside the page)")
     page = report_html(report, source, made_from=_made_from(report))
+    data = {key: value for key, value in report.items() if key != "slicer"}  # node IDs mean nothing in a file
+    data.setdefault("input", source)
     try:
-        with atomic_path(path, overwrite=asked) as temp:
-            temp.write_text(page, encoding="utf-8")
+        with OutputSet(overwrite=asked) as outputs:
+            outputs.add(path, HTML_REPORT, "Save report")
+            outputs.add(data_path, REPORT, "Save report")
+            outputs.prepare()
+            outputs.write(path, lambda temp: Path(temp).write_text(page, encoding="utf-8"))
+            outputs.write(data_path, lambda temp: Path(temp).write_text(json.dumps(data, indent=2, allow_nan=False),
+                                                                        encoding="utf-8"))
+            outputs.commit()
     except OutputExistsError:
-        raise OutputExistsError(f"{path} exists: choose another name, or give this one with its .html to replace "
-                                "it") from None
+        raise OutputExistsError(f"{path} or {data_path.name} exists: choose another name, or give this one with its "
+                                ".html to replace it") from None
     return path
+
+
+def _is_scarnet_report(path: Path) -> bool:
+    """Whether ``path`` holds a ScarNet JSON report (one Save report may replace with the page beside it)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and "scarnet_version" in data and isinstance(data.get("total"), dict)
 
 
 def stored_bullseye(table_node) -> str:

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -227,6 +228,10 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         with _warnings_kept_in(input_warnings):
             image, source = read_input(args.image, args.series) if args.image else (None, None)
             labelmap = read_labelmap(args.labelmap, reference=image)
+            if args.dicom_seg is not None:
+                if source is None:  # a file put where the checked folder was
+                    raise InputError(f"{args.image}: --dicom-seg needs --image DICOM_FOLDER")
+                _warn_if_other_series(args.model_report, model_inference, source)
         report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=rv_insertion)
         if source is not None:
             report.extra["input_series"] = source.series.record()
@@ -235,10 +240,8 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         if args.dicom_seg is not None:
             from .dicom_seg import add_dicom_seg
 
-            if source is None:  # a file put where the checked folder was
-                raise InputError(f"{args.image}: --dicom-seg needs --image DICOM_FOLDER")
             add_dicom_seg(outputs, args.dicom_seg, labelmap, report, source, inference=model_inference,
-                          segmented_by=args.segmented_by)  # before the report, which names it
+                          segmented_by=args.segmented_by, reader=args.reader)  # before the report, which names it
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
         _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}", Path(args.labelmap).name)
         outputs.commit()
@@ -250,13 +253,17 @@ def cmd_quantify(args: argparse.Namespace) -> int:
 
 
 def _check_quantify_dicom_seg(args: argparse.Namespace) -> dict | None:
-    """Before any work: ``quantify --dicom-seg`` needs the DICOM images (``--image``) and who segmented
-    (``--segmented-by``: DICOM records it, and a labelmap does not say). Returns the ``inference`` record of
-    ``--model-report`` (the weights and version of the model run the labelmap came from), or None."""
+    """Before any work: ``--series`` needs a DICOM folder; ``quantify --dicom-seg`` needs the DICOM images
+    (``--image``) and who segmented (``--segmented-by``: DICOM records it, and a labelmap does not say). Returns
+    the ``inference`` record of ``--model-report`` (the weights and version of the model run the labelmap came
+    from), or None."""
     from .errors import InputError
 
+    if args.series is not None and (args.image is None or not Path(args.image).is_dir()):
+        raise InputError("--series goes with --image DICOM_FOLDER (it picks one of the folder's series)")
     if args.dicom_seg is None:
-        for option, value in (("--segmented-by", args.segmented_by), ("--model-report", args.model_report)):
+        for option, value in (("--segmented-by", args.segmented_by), ("--model-report", args.model_report),
+                              ("--reader", args.reader)):
             if value is not None:
                 raise InputError(f"{option} goes with --dicom-seg OUT.dcm")
         return None
@@ -266,7 +273,18 @@ def _check_quantify_dicom_seg(args: argparse.Namespace) -> dict | None:
     if args.segmented_by is None:
         raise InputError("--dicom-seg needs --segmented-by model|model-and-reader|reader: who made this labelmap "
                          "(DICOM records it in each segment, and a labelmap file does not say)")
-    _check_dicom_seg_input(args.image)
+    if args.reader is not None:
+        if args.segmented_by == "model":
+            raise InputError("--reader names who drew or corrected the labelmap: use --segmented-by "
+                             "model-and-reader or reader")
+        from .dicom_seg import check_person_name
+
+        check_person_name(args.reader)
+    _check_dicom_seg_input(args.image, "--image")
+    outputs = {Path(path).resolve() for path in (args.report, args.dicom_seg, args.html, args.bullseye) if path}
+    for option, path in (("LABELMAP", args.labelmap), ("--model-report", args.model_report)):
+        if path is not None and Path(path).resolve() in outputs:
+            raise InputError(f"{path}: is both {option} and an output of this run")
     if args.model_report is None:
         return None
     if args.segmented_by == "reader":
@@ -275,23 +293,47 @@ def _check_quantify_dicom_seg(args: argparse.Namespace) -> dict | None:
     return _model_inference(args.model_report)
 
 
+#: What a report's weights sha256 and scarnet version look like (DICOM's LO holds 64 characters).
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_VERSION = re.compile(r"[0-9A-Za-z.+_-]{1,32}")
+
+
+def _warn_if_other_series(path: Path | None, model_run: dict | None, stack) -> None:
+    """Warn when ``--model-report`` was made on another DICOM series than the one the SEG refers to."""
+    recorded = (model_run or {}).get("input_series")
+    uid = recorded.get("series_instance_uid") if isinstance(recorded, dict) else None
+    if uid and uid != stack.series.record()["series_instance_uid"]:
+        warnings.warn(f"{path} was made on another DICOM series ({uid}) than --image's: the SEG names that "
+                      "run's model", stacklevel=2)
+
+
 def _model_inference(path: Path) -> dict:
-    """The ``inference`` record (weights, version) of a ``scarnet segment`` or ``batch`` JSON report."""
+    """The ``inference`` record (weights, version) of a ``scarnet segment`` or ``batch`` JSON report, with the
+    report's ``input_series`` (under that key) when it has one."""
     import json
 
     from .errors import InputError
 
+    not_a_report = f"{path}: not a JSON report of scarnet segment or batch"
     try:
-        record = json.loads(Path(path).read_text(encoding="utf-8")).get("inference")
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        record = report.get("inference")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
-        raise InputError(f"{path}: not a JSON report of scarnet segment ({type(error).__name__})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("weights"), dict) \
-            or not isinstance(record["weights"].get("sha256"), str):
-        raise InputError(f"{path}: not a JSON report of scarnet segment or batch (no 'inference' record with the "
-                         "weights' sha256)")
-    return record
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder; expected the JSON report of scarnet segment or batch") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except (UnicodeDecodeError, ValueError, AttributeError, RecursionError) as error:
+        raise InputError(f"{not_a_report} ({type(error).__name__})") from None
+    weights = record.get("weights") if isinstance(record, dict) else None
+    sha256 = weights.get("sha256") if isinstance(weights, dict) else None
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise InputError(f"{not_a_report} (no 'inference' record with the weights' sha256)")
+    version = record.get("scarnet_version")
+    if version is not None and not (isinstance(version, str) and _VERSION.fullmatch(version)):
+        raise InputError(f"{not_a_report} (its scarnet_version is not a version)")
+    return {**record, "input_series": report.get("input_series")}
 
 
 def _add_segmentation_outputs(outputs: OutputSet, args: argparse.Namespace) -> None:
@@ -344,15 +386,17 @@ def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Names
     _write_documents(outputs, result.report, args, "ScarNet model", source)
 
 
-def _check_dicom_seg_input(path: Path) -> None:
-    """Before any work: a DICOM SEG needs highdicom and DICOM images to refer to."""
+def _check_dicom_seg_input(path: Path, option: str = "input") -> None:
+    """Before any work: a DICOM SEG needs highdicom and DICOM images to refer to (``option`` names where the
+    images were given: the input of ``segment``, ``--image`` of ``quantify``)."""
     from .dicom_seg import require_highdicom
     from .errors import InputError
 
     require_highdicom()
     if Path(path).exists() and not Path(path).is_dir():
-        raise InputError(f"{path}: --dicom-seg needs a DICOM folder as input (a DICOM SEG refers to the DICOM "
-                         "images it was made from); use --seg for a Slicer segmentation")
+        hint = "; use --seg for a Slicer segmentation" if option == "input" else ""
+        raise InputError(f"{path}: --dicom-seg needs a DICOM folder as {option} (a DICOM SEG refers to the DICOM "
+                         f"images it was made from){hint}")
 
 
 def _segmenter(args: argparse.Namespace):
@@ -481,7 +525,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     for line in lines:
         made_from[line[3]] = made_from.get(line[3], 0) + 1
     counts = ", ".join(f"{count} {what}" for what, count in sorted(made_from.items()))
-    _console(args.quiet).print(f"{len(lines)} reports ({counts}): {args.out}", markup=False, soft_wrap=True)
+    _console(args.quiet).print(f"{len(lines)} report{'' if len(lines) == 1 else 's'} ({counts}): {args.out}",
+                               markup=False, soft_wrap=True)
     return 0
 
 
@@ -638,7 +683,12 @@ CONTINUATION_CONFIGS = ("cpu_continue", "cpu_contrast", "cpu_noise", "cpu_unfree
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the CLI's error contract: one line on stderr, exit status 2."""
+    """argparse with the CLI's error contract: one line on stderr, exit status 2; options only in full (an
+    abbreviation would take --seg for --segmented-by, and --model for --model-report)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         # argparse prints the whole usage block first; the contract is one line, and --help is a
@@ -753,7 +803,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "reader, or a reader by hand")
     p.add_argument("--model-report", type=Path, metavar="REPORT.json",
                    help="the JSON report of the scarnet segment (or batch) run the labelmap came from: the DICOM SEG "
-                        "names its weights and version")
+                        "names its weights and version (not with --segmented-by reader)")
+    p.add_argument("--reader", metavar="FAMILY^GIVEN",
+                   help="who drew or corrected the labelmap (DICOM person name), recorded in the DICOM SEG "
+                        "(with --segmented-by model-and-reader or reader)")
     _add_segment_model_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (report, bullseye, page, SEG)")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")

@@ -38,8 +38,6 @@ SERIES_DESCRIPTIONS = {"model": "ScarNet segmentation", "model-and-reader": "Sca
                        "reader": "Scar segmentation by a reader"}
 SERIES_DESCRIPTION = SERIES_DESCRIPTIONS["model"]
 _HEART = ("SCT", "80891009", "Heart")
-#: Grid agreement (mm, and for direction cosines) between the labelmap and the source stack.
-_GEOMETRY_TOLERANCE = 1e-3
 #: The largest value of DICOM's IS (integer string) value representation.
 _MAX_IS = 2**31 - 1
 #: Patient and study attributes a SEG copies from its source that DICOM lets be empty (type 2), which
@@ -48,6 +46,16 @@ _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
                  "StudyDate", "StudyTime", "ReferringPhysicianName")
 #: What highdicom raises on sources it cannot refer to (no shared orientation, an attribute missing, ...).
 _HIGHDICOM_REFUSALS = (ValueError, AttributeError, KeyError, TypeError, IndexError)
+
+
+def check_person_name(name: str) -> None:
+    """Raise :class:`InputError` unless ``name`` is a DICOM person name a SEG can hold: "Family^Given" (a caret,
+    as highdicom asks, so that a name's parts are not guessed), at most 64 characters per name group, no
+    backslash or control character."""
+    if "^" not in name or "\\" in name or any(ord(c) < 32 for c in name) \
+            or any(len(group) > 64 for group in name.split("=")) or not name.replace("^", "").strip():
+        raise InputError(f"reader {name!r}: give it as a DICOM person name, Family^Given (e.g. 'Smith^Anna'), at "
+                         "most 64 characters, no backslash")
 
 
 def require_highdicom() -> Any:
@@ -69,20 +77,23 @@ def check_dicom_seg_sources(stack: DicomStack) -> None:
 
 
 def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version: str, device_serial_number: str,
-                      series_number: int | None = None, segmented_by: str = "model") -> Any:
+                      series_number: int | None = None, segmented_by: str = "model", reader: str | None = None) -> Any:
     """The SEG dataset (``highdicom.seg.Segmentation``) of ``labelmap``, which must lie on ``stack``'s grid.
 
     ``algorithm_version`` names the software and weights in each segment (e.g. "scarnet 0.1.0, weights
     b541c9a4d329"); ``device_serial_number`` identifies the model that made it (DICOM requires one for
     the equipment; the weights' sha256 prefix). ``segmented_by`` (one of :data:`SEGMENTED_BY`) sets each
     segment's algorithm type: AUTOMATIC for the model alone, SEMIAUTOMATIC for its result corrected by a
-    reader (both name the ScarNet algorithm), MANUAL for a reader's own (no algorithm named).
+    reader (both name the ScarNet algorithm), MANUAL for a reader's own (no algorithm named). ``reader``: who
+    drew or corrected it, as a DICOM person name ("Family^Given"), recorded as ContentCreatorName.
     Raises :class:`InputError` when the labelmap is not on the stack's grid or has no labelled voxel, or when
     the source images cannot be referred to (no FrameOfReferenceUID, slices of different studies, an enhanced
     file whose frames do not share their orientation, ...).
     """
     if segmented_by not in SEGMENTED_BY:
         raise ValueError(f"segmented_by must be one of {SEGMENTED_BY}, not {segmented_by!r}")
+    if reader is not None:
+        check_person_name(reader)
     highdicom = require_highdicom()
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
@@ -122,7 +133,7 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
                     algorithm_type=algorithm_type,
                     algorithm_identification=algorithm,
                     tracking_uid=highdicom.UID(),
-                    tracking_id=f"ScarNet {info.name}",
+                    tracking_id=f"{'Reader' if segmented_by == 'reader' else 'ScarNet'} {info.name}",
                     anatomic_regions=[Code(_HEART[1], _HEART[0], _HEART[2])],
                     display_color=highdicom.color.CIELabColor.from_rgb(*(round(255 * c) for c in info.color_rgb)),
                 )
@@ -143,6 +154,7 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
                 device_serial_number=device_serial_number,
                 series_description=SERIES_DESCRIPTIONS[segmented_by],
                 content_label="SCARNET",
+                content_creator_name=reader,
                 content_description="LV, myocardium, scar, MVO in LGE MRI (research use)",
                 plane_positions=_plane_positions(highdicom, stack),
             )
@@ -151,6 +163,9 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
         raise InputError(f"no DICOM SEG can refer to these DICOM images ({type(error).__name__}: {reason}); "
                          "write --seg instead, or export the series as single-frame images") from None
     _declare_private_codes(segmentation)
+    if reader is not None and not reader.isascii():
+        # DICOM's default repertoire is ASCII; UTF-8 holds any reader's name (and pydicom re-encodes the rest).
+        segmentation.SpecificCharacterSet = "ISO_IR 192"
     return segmentation
 
 
@@ -161,15 +176,22 @@ def write_dicom_seg(labelmap: Volume, stack: DicomStack, path: str | Path, **opt
 
 
 def add_dicom_seg(outputs: Any, path: str | Path, labelmap: Volume, report: Any, stack: DicomStack, *,
-                  inference: dict[str, Any] | None, segmented_by: str = "model") -> None:
+                  inference: dict[str, Any] | None, segmented_by: str = "model", reader: str | None = None) -> None:
     """Make the SEG of ``labelmap`` on ``stack``, write it into the :class:`~scarnet.outputs.OutputSet` as
     ``path`` (committed with the run's other outputs) and name it in ``report`` (:class:`~scarnet.quantify.Report`;
-    ``dicom_seg``: file, SeriesInstanceUID, SOPInstanceUID, who segmented), so the report and the PACS object can
-    be matched. ``inference`` is the ``inference`` record of the report of the model run that made the labelmap
-    (weights and version, :func:`provenance`). Call it before the report is written."""
-    dataset = dicom_seg_dataset(labelmap, stack, **provenance(inference), segmented_by=segmented_by)
-    report.extra["dicom_seg"] = {"file": Path(path).name, "series_instance_uid": str(dataset.SeriesInstanceUID),
-                                 "sop_instance_uid": str(dataset.SOPInstanceUID), "segmented_by": segmented_by}
+    ``dicom_seg``: file, SeriesInstanceUID, SOPInstanceUID, who segmented, the algorithm version it names), so
+    the report and the PACS object can be matched. ``inference`` is the ``inference`` record of the report of the
+    model run that made the labelmap (weights and version, :func:`provenance`); ``reader``: as for
+    :func:`dicom_seg_dataset`. Call it before the report is written."""
+    identity = provenance(inference)
+    dataset = dicom_seg_dataset(labelmap, stack, **identity, segmented_by=segmented_by, reader=reader)
+    record = {"file": Path(path).name, "series_instance_uid": str(dataset.SeriesInstanceUID),
+              "sop_instance_uid": str(dataset.SOPInstanceUID), "segmented_by": segmented_by}
+    if segmented_by != "reader":
+        record["algorithm_version"] = identity["algorithm_version"]
+    if reader is not None:
+        record["reader"] = reader
+    report.extra["dicom_seg"] = record
     outputs.write(path, lambda temp: dataset.save_as(Path(temp), enforce_file_format=True))
 
 
@@ -178,13 +200,11 @@ def provenance(inference: dict[str, Any] | None) -> dict[str, str]:
     ``inference`` record (:attr:`scarnet.quantify.Report.extra`): the scarnet version and the weights'
     sha256 (its first 12 characters in the version, 16 as the serial number). Without one (a labelmap whose
     model run is not known) both say so rather than name this installation's version."""
-    from . import __version__
-
-    if not inference:
-        return {"algorithm_version": "scarnet, version not recorded", "device_serial_number": "unknown"}
+    inference = inference or {}
     sha256 = str((inference.get("weights") or {}).get("sha256") or "")
-    version = inference.get("scarnet_version") or __version__
-    return {"algorithm_version": f"scarnet {version}" + (f", weights {sha256[:12]}" if sha256 else ""),
+    version = inference.get("scarnet_version")
+    named = f"scarnet {version}" if version else "scarnet, version not recorded"
+    return {"algorithm_version": named + (f", weights {sha256[:12]}" if sha256 else ""),
             "device_serial_number": sha256[:16] or "unknown"}
 
 
@@ -247,13 +267,11 @@ def _declare_private_codes(segmentation: Any) -> None:
 
 
 def _check_same_grid(labelmap: Volume, volume: Volume) -> None:
-    same = (labelmap.array.shape == volume.array.shape
-            and np.allclose(labelmap.spacing_mm, volume.spacing_mm, atol=_GEOMETRY_TOLERANCE)
-            and np.allclose(labelmap.origin_mm, volume.origin_mm, atol=_GEOMETRY_TOLERANCE)
-            and np.allclose(labelmap.direction, volume.direction, atol=_GEOMETRY_TOLERANCE))
-    if not same:
-        raise InputError("the labelmap is not on the DICOM series' grid: a DICOM SEG needs the segmentation of "
-                         "those very images")
+    # The reader's tolerance (scarnet.volume.GRID_TOLERANCE): a labelmap quantify accepted on these images is one a
+    # SEG can be made of (its frames take the source images' own positions).
+    if not volume.same_grid(labelmap):
+        raise InputError(f"the labelmap is not on the DICOM series' grid ({volume.grid_difference(labelmap)}): a "
+                         "DICOM SEG needs the segmentation of those very images")
 
 
 def _integer(value: Any) -> int | None:
@@ -264,5 +282,5 @@ def _integer(value: Any) -> int | None:
 
 
 __all__ = ["SEGMENTED_BY", "SERIES_DESCRIPTION", "SERIES_DESCRIPTIONS", "SERIES_NUMBER_OFFSET", "add_dicom_seg",
-           "check_dicom_seg_sources",
+           "check_dicom_seg_sources", "check_person_name",
            "dicom_seg_dataset", "provenance", "require_highdicom", "write_dicom_seg"]

@@ -58,10 +58,17 @@ def summary_figures(report: dict[str, Any], report_name: str) -> dict[str, Any]:
         "aha_scar_score": segments.get("scar_score"), "aha_scar_score_max": segments.get("scar_score_max"),
         "septal_span_deg": report.get("septal_span_deg"),
         "slices_flagged": sum(bool(s.get("qc_flags")) for s in report.get("slices") or []),
-        "warnings": " | ".join(report_warnings(report)),
+        "warnings": " | ".join(_texts(report_warnings(report))),
         "model_s": timings.get("total_s"),
         "report": report_name,
     }
+
+
+def _texts(values: Any) -> list[str]:
+    """The warnings as text; anything else (a report edited by hand) raises TypeError."""
+    if not all(isinstance(value, str) for value in values):
+        raise TypeError("warnings must be text")
+    return list(values)
 
 
 def summary_csv(lines: Sequence[Sequence[Any]]) -> str:
@@ -82,8 +89,11 @@ def report_files(inputs: Sequence[str | Path]) -> list[Path]:
     for given in inputs:
         path = Path(given)
         if path.is_dir():
-            found = sorted((p for p in path.iterdir() if p.suffix.lower() == ".json" and p.is_file()),
-                           key=lambda p: p.name)
+            try:
+                found = sorted((p for p in path.iterdir() if p.suffix.lower() == ".json" and p.is_file()),
+                               key=lambda p: p.name)
+            except OSError as error:
+                raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
             if not found:
                 raise InputError(f"{path}: no JSON report in this folder")
             files.extend(found)
@@ -106,16 +116,46 @@ def report_files(inputs: Sequence[str | Path]) -> list[Path]:
 def read_report(path: str | Path) -> dict[str, Any]:
     """A JSON report of scarnet (:meth:`scarnet.quantify.Report.to_dict`), or :class:`InputError` in one line."""
     path = Path(path)
+    not_a_report = f"{path}: not a JSON report of scarnet"
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a report re-saved by a Windows editor starts with a byte-order mark.
+        report = json.loads(path.read_text(encoding="utf-8-sig"), parse_constant=_no_constant)
+        json.dumps(report, ensure_ascii=False).encode("utf-8")  # text the summary can hold (no lone surrogates)
     except OSError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise InputError(f"{path}: not a JSON report of scarnet ({type(error).__name__})") from None
+    except (UnicodeError, ValueError, RecursionError) as error:
+        raise InputError(f"{not_a_report} ({type(error).__name__})") from None
     if not (isinstance(report, dict) and isinstance(report.get("total"), dict)
             and isinstance(report.get("slices"), list) and all(isinstance(s, dict) for s in report["slices"])):
-        raise InputError(f"{path}: not a JSON report of scarnet (no 'total' and 'slices')")
+        raise InputError(f"{not_a_report} (no 'total' and 'slices')")
     return report
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, and never in scarnet's reports (written with ``allow_nan=False``)."""
+    raise ValueError(f"{name} is not a number a report holds")
+
+
+def _figures(report: dict[str, Any], path: Path) -> dict[str, Any]:
+    """:func:`summary_figures`, with values of the wrong kind (a report edited by hand, or not scarnet's) refused
+    with the file's name."""
+    try:
+        for lists in (report, report.get("inference") or {}):
+            if not isinstance(lists, dict):
+                raise TypeError("inference must be a record")
+            for key in ("input_warnings", "warnings"):
+                if lists.get(key) is not None and not isinstance(lists[key], list):
+                    raise TypeError(f"{key} must be a list")
+        figures = summary_figures(report, path.name)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise InputError(f"{path}: not a JSON report of scarnet ({type(error).__name__}: an entry of the wrong "
+                         "kind)") from None
+    for column in (*_TOTAL_COLUMNS, "aha_segments_with_scar", "aha_segments_over_50_percent", "aha_scar_score",
+                   "aha_scar_score_max", "septal_span_deg", "model_s"):
+        value = figures[column]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InputError(f"{path}: not a JSON report of scarnet ({column} is not a number)")
+    return figures
 
 
 def summarize(inputs: Sequence[str | Path]) -> list[list[Any]]:
@@ -125,7 +165,7 @@ def summarize(inputs: Sequence[str | Path]) -> list[list[Any]]:
     reports = [read_report(path) for path in files]
     lines = []
     for path, report in zip(files, reports):
-        figures = summary_figures(report, path.name)
+        figures = _figures(report, path)
         lines.append([report.get("input") or str(path), figures["dicom_series"], "ok",
                       *(figures[column] for column in SUMMARY_COLUMNS[3:])])
     return lines

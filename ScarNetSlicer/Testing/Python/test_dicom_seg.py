@@ -281,6 +281,8 @@ def test_provenance_names_the_weights():
                                      "device_serial_number": "b541c9a4d3290123"}
     # Unknown provenance (a labelmap from elsewhere) says so, rather than naming this installation's version.
     assert provenance(None) == {"algorithm_version": "scarnet, version not recorded", "device_serial_number": "unknown"}
+    assert provenance({"weights": {"sha256": "b541c9a4d3290123456789"}})["algorithm_version"] == \
+        "scarnet, version not recorded, weights b541c9a4d329"
 
 
 def test_batch_writes_a_seg_per_dicom_exam_and_refuses_files_up_front(tmp_path):
@@ -341,7 +343,8 @@ def test_command_line_dicom_seg_equals_the_labelmap(tmp_path):
     assert report["input_series"] == {"series_number": 7, "description": "LGE PSIR SAX",
                                       "series_instance_uid": str(stack.datasets[0].SeriesInstanceUID)}
     assert report["dicom_seg"] == {"file": "seg.dcm", "series_instance_uid": str(seg.SeriesInstanceUID),
-                                   "sop_instance_uid": str(seg.SOPInstanceUID), "segmented_by": "model"}
+                                   "sop_instance_uid": str(seg.SOPInstanceUID), "segmented_by": "model",
+                                   "algorithm_version": version}
     assert "Input: exam (DICOM series #7 &#x27;LGE PSIR SAX&#x27;)" in (tmp_path / "r.html").read_text()
     # A file input is refused before any work, in one line, nothing written.
     (tmp_path / "lge.nii.gz").write_bytes(b"")
@@ -373,6 +376,16 @@ def test_who_segmented_is_recorded_in_each_segment(tmp_path):
             seg.get_pixels_by_source_instance(uids, combine_segments=True, relabel=False), labels)
         (tmp_path / "exam" / path.name).write_bytes(path.read_bytes())
     assert [series.series_number for series in list_series(tmp_path / "exam")] == [7]
+    # The reader's name, in any script: UTF-8 declared when it is not ASCII.
+    for name, charset in (("Smith^Anna", None), ("Müller^Jürgen", "ISO_IR 192"), ("张^伟", "ISO_IR 192")):
+        write_dicom_seg(stack.volume.with_array(labels), stack, tmp_path / "named.dcm", segmented_by="reader",
+                        reader=name, **IDENTITY)
+        read_back = pydicom.dcmread(tmp_path / "named.dcm")
+        assert read_back.ContentCreatorName == name and read_back.get("SpecificCharacterSet") == charset
+        assert read_back.PatientName == "Synthetic^LGE"
+    for name in ("Smith", "Smith\\Anna", "^", "A" * 70 + "^B"):
+        with pytest.raises(InputError, match="give it as a DICOM person name"):
+            dicom_seg_dataset(stack.volume.with_array(labels), stack, reader=name, **IDENTITY)
     with pytest.raises(ValueError, match="segmented_by"):
         dicom_seg_dataset(stack.volume.with_array(labels), stack, segmented_by="someone", **IDENTITY)
 
@@ -401,8 +414,8 @@ def test_quantify_writes_the_seg_of_a_corrected_labelmap(tmp_path):
                                                                    "scarnet_version": "0.1.0"}}))
 
     result = _quantify(tmp_path, "corrected.nii.gz", "--image", "exam", "--series", "7", "--dicom-seg", "s.dcm",
-                       "--segmented-by", "model-and-reader", "--model-report", "model.json", "--report", "q.json",
-                       "--quiet")
+                       "--segmented-by", "model-and-reader", "--model-report", "model.json", "--reader",
+                       "Smith^Anna", "--report", "q.json", "--quiet")
     assert result.returncode == 0, result.stderr
     seg = highdicom.seg.segread(tmp_path / "s.dcm")
     read_back = seg.get_pixels_by_source_instance([str(ds.SOPInstanceUID) for ds in stack.datasets],
@@ -411,11 +424,21 @@ def test_quantify_writes_the_seg_of_a_corrected_labelmap(tmp_path):
     item = seg.SegmentSequence[0]
     assert item.SegmentAlgorithmType == "SEMIAUTOMATIC"
     assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == "scarnet 0.1.0, weights b541c9a4d329"
-    assert seg.DeviceSerialNumber == sha256[:16]
+    assert seg.DeviceSerialNumber == sha256[:16] and seg.ContentCreatorName == "Smith^Anna"
     report = json.loads((tmp_path / "q.json").read_text())
     assert report["dicom_seg"] == {"file": "s.dcm", "series_instance_uid": str(seg.SeriesInstanceUID),
-                                   "sop_instance_uid": str(seg.SOPInstanceUID), "segmented_by": "model-and-reader"}
-    assert report["input_series"]["series_number"] == 7
+                                   "sop_instance_uid": str(seg.SOPInstanceUID), "segmented_by": "model-and-reader",
+                                   "algorithm_version": "scarnet 0.1.0, weights b541c9a4d329", "reader": "Smith^Anna"}
+    assert report["input_series"]["series_number"] == 7 and "input_warnings" not in report
+    # A model report made on another series: said, on the console and in the report.
+    (tmp_path / "other.json").write_text(json.dumps({"inference": {"weights": {"sha256": sha256}},
+                                                     "input_series": {"series_instance_uid": "1.2.3"}}))
+    result = _quantify(tmp_path, "corrected.nii.gz", "--image", "exam", "--dicom-seg", "o.dcm", "--segmented-by",
+                       "model", "--model-report", "other.json", "--report", "o.json", "--quiet")
+    assert result.returncode == 0 and "made on another DICOM series (1.2.3)" in result.stderr, result.stderr
+    report = json.loads((tmp_path / "o.json").read_text())
+    assert any("another DICOM series" in message for message in report["input_warnings"])
+    assert report["dicom_seg"]["algorithm_version"] == "scarnet, version not recorded, weights b541c9a4d329"
     # By hand, without a model report: MANUAL, no algorithm.
     result = _quantify(tmp_path, "corrected.nii.gz", "--image", "exam", "--dicom-seg", "m.dcm", "--segmented-by",
                        "reader", "--quiet")
@@ -445,8 +468,24 @@ def test_quantify_writes_the_seg_of_a_corrected_labelmap(tmp_path):
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "gone.json"),
      "gone.json: no such file"),
     (("--image", "image.nii.gz", "--dicom-seg", "s.dcm", "--segmented-by", "reader"),
-     "image.nii.gz: --dicom-seg needs a DICOM folder as input"),
+     "image.nii.gz: --dicom-seg needs a DICOM folder as --image (a DICOM SEG"),
     (("--image", "exam", "--series", "99", "--dicom-seg", "s.dcm", "--segmented-by", "reader"), "99"),
+    (("--series", "7",), "--series goes with --image DICOM_FOLDER"),
+    (("--image", "image.nii.gz", "--series", "7"), "--series goes with --image DICOM_FOLDER"),
+    (("--image", "exam", "--reader", "Smith^Anna"), "--reader goes with --dicom-seg OUT.dcm"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--reader", "Smith^Anna"),
+     "--reader names who drew or corrected the labelmap"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "reader", "--reader", "Smith"),
+     "give it as a DICOM person name"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "q.json"),
+     "q.json: is both --model-report and an output of this run"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "short.json"),
+     "(no 'inference' record with the weights' sha256)"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "version.json"),
+     "(its scarnet_version is not a version)"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "exam"),
+     "exam: is a folder; expected the JSON report"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--seg", "reader"), "unrecognized arguments: --seg"),
 ])
 def test_quantify_dicom_seg_refusals_are_one_line_and_write_nothing(tmp_path, args, message):
     from scarnet.io import write_labelmap, write_volume
@@ -458,6 +497,9 @@ def test_quantify_dicom_seg_refusals_are_one_line_and_write_nothing(tmp_path, ar
     write_volume(volume, tmp_path / "image.nii.gz")
     (tmp_path / "model.json").write_text(json.dumps({"inference": {"weights": {"sha256": "ab" * 32}}}))
     (tmp_path / "other.json").write_text(json.dumps({"totals": {}}))
+    (tmp_path / "short.json").write_text(json.dumps({"inference": {"weights": {"sha256": "ab\\cd"}}}))
+    (tmp_path / "version.json").write_text(json.dumps({"inference": {"weights": {"sha256": "ab" * 32},
+                                                                     "scarnet_version": "x" * 80}}))
     result = _quantify(tmp_path, "labels.nii.gz", *args, "--report", "q.json")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()

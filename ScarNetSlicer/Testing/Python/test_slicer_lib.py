@@ -1265,16 +1265,34 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     page = saved.read_text(encoding="utf-8")
     assert "Input: lge" in page and "Segmentation: segmentation" in page and picture.strip() in page
     assert page.count("<tr>") == 1 + 7 + 17 + 1 + len(updated.report["slices"])  # totals, segments, slices
+    # Its data beside it, for scarnet summarize: the report as shown, naming the input and whose segmentation it
+    # measured (here edited in Slicer), without the scene's node IDs.
+    data = json.loads((tmp_path / "exam 1.json").read_text(encoding="utf-8"))
+    assert data["input"] == "lge" and data["source"] == "segmentation" and "slicer" not in data
+    assert data["total"] == pytest.approx(updated.report["total"])
+    from scarnet.summary import made_from, summarize
+
+    line = summarize([tmp_path / "exam 1.json"])[0]
+    assert line[0] == "lge" and line[3] == made_from(data) == ("edited segmentation" if data["edited"] else
+                                                                "segmentation")
     # A name without ".html" was what the dialog asked about: the page beside it is not replaced unasked.
     (tmp_path / "exam 2.html").write_text("the user's own page")
     with pytest.raises(OutputExistsError):
         rn.write_report_page(outputs.table_node, tmp_path / "exam 2", "lge")
     assert (tmp_path / "exam 2.html").read_text() == "the user's own page"
+    assert not (tmp_path / "exam 2.json").exists()
     assert rn.write_report_page(outputs.table_node, tmp_path / "exam 2.html", "lge").read_text() == page
+    # The page was asked about, the JSON beside it was not: an earlier ScarNet report is replaced with the page,
+    # any other file of that name is not, and then neither is written.
+    assert rn.write_report_page(outputs.table_node, tmp_path / "exam 2.html", "lge").read_text() == page
+    (tmp_path / "exam 3.json").write_text('{"my": "notes"}')
+    with pytest.raises(OutputExistsError, match="exam 3.json exists and is not a ScarNet report"):
+        rn.write_report_page(outputs.table_node, tmp_path / "exam 3.html", "lge")
+    assert not (tmp_path / "exam 3.html").exists() and (tmp_path / "exam 3.json").read_text() == '{"my": "notes"}'
     empty = scene.AddNewNodeByClass("vtkMRMLTableNode", "empty")
     with pytest.raises(InputError, match="no ScarNet report"):
         rn.write_report_page(empty, tmp_path / "x.html", "lge")
-    assert not (tmp_path / "x.html").exists()
+    assert not (tmp_path / "x.html").exists() and not (tmp_path / "x.json").exists()
     scene.RemoveNode(empty)
 
     # A second point: the inferior insertion, 90° round the LV from the first. Of the two candidates on the

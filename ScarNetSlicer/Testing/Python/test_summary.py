@@ -90,7 +90,23 @@ def test_what_is_not_a_report_is_refused_before_anything_is_read_into_a_summary(
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "broken.json").write_text("{")
     (tmp_path / "empty").mkdir()
+    good = json.loads((out / "p1_report.json").read_text())
+    for name, change in (("inference", ["x"]), ("segment_summary", [1, 2]), ("input_warnings", [1, None]),
+                         ("input_warnings", "abc"), ("total", {**good["total"], "scar_ml": "12"}),
+                         ("septal_span_deg", {"a": 1})):
+        (tmp_path / f"bad_{name}.json").write_text(json.dumps({**good, name: change}))
+        with pytest.raises(InputError, match=f"bad_{name}.json: not a JSON report of scarnet"):
+            summarize([tmp_path / f"bad_{name}.json"])
+    (tmp_path / "nan.json").write_text(json.dumps(good).replace('"scar_ml": ', '"scar_ml": NaN, "x": ', 1))
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    (tmp_path / "surrogate.json").write_text(json.dumps({**good, "input": "\ud800"}))
+    # Re-saved by a Windows editor (a byte-order mark): still the report.
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + (out / "p1_report.json").read_bytes())
+    assert summarize([tmp_path / "bom.json"])[0][1:] == summarize([out / "p1_report.json"])[0][1:-1] + ["bom.json"]
     for inputs, message in (([tmp_path / "list.json"], "list.json: not a JSON report of scarnet (no 'total'"),
+                            ([tmp_path / "nan.json"], "nan.json: not a JSON report of scarnet (ValueError)"),
+                            ([tmp_path / "deep.json"], "deep.json: not a JSON report of scarnet (RecursionError)"),
+                            ([tmp_path / "surrogate.json"], "surrogate.json: not a JSON report of scarnet"),
                             ([tmp_path / "broken.json"], "broken.json: not a JSON report of scarnet (JSONDecodeError)"),
                             ([out / "summary.csv"], "summary.csv: not a JSON report"),
                             ([tmp_path / "gone.json"], "gone.json: no such file"),
