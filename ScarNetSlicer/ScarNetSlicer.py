@@ -225,11 +225,25 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._updateButtons()
         self._refreshTotals()
+        self._showNoWeightsFileAsEmpty()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         self._unselectOutputsOfPreviousInput()
         self._updateButtons()
         self._refreshTotals()
+        self._showNoWeightsFileAsEmpty()
+
+    def _showNoWeightsFileAsEmpty(self) -> None:
+        """Show "no weights file" as an empty field, as its tooltip says (empty: the bundled weights).
+
+        The parameter node's unset path is ``pathlib.Path()``, which its GUI connector writes as ".". The value
+        is left as it is (an empty field reads back as the same path); only what the field shows changes.
+        """
+        edit = self.ui.weightsPathLineEdit
+        if edit.currentPath == ".":
+            wasBlocked = edit.blockSignals(True)
+            edit.currentPath = ""
+            edit.blockSignals(wasBlocked)
 
     def _unselectOutputsOfPreviousInput(self) -> None:
         """When the input volume changes, unselect outputs made from another volume.
@@ -660,6 +674,7 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertIsNone(parameterNode.outputTable)
         self.assertEqual(widget.ui.scarPercentLabel.text, "")
         self.assertEqual(widget.ui.transmuralLabel.text, "")
+        self.assertEqual(widget.ui.weightsPathLineEdit.currentPath, "")  # no weights file: empty, not "."
 
         usersTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "my table")
         parameterNode.inputVolume = first
