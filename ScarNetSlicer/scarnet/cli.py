@@ -902,11 +902,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="figures on the EMIDEC val split with baselines: Markdown + JSON")
+    p = sub.add_parser("evaluate", help="figures on the EMIDEC val split, or on exams of your own, with baselines: "
+                       "Markdown + JSON")
     p.add_argument("--weights", type=Path, help="ScarNet weights (default: bundled)")
     p.add_argument("--unet-weights", type=Path, help="plain U-Net baseline weights (same training)")
     p.add_argument("--emidec", type=Path, help="EMIDEC folder (default: ../shared/data/emidec)")
-    p.add_argument("--split", default="val", choices=("val", "train"))
+    p.add_argument("--split", choices=("val", "train"), help="EMIDEC split (default: val)")
+    p.add_argument("--images", type=Path, metavar="DIR",
+                   help="your own exams instead of EMIDEC: a folder of LGE images (files or DICOM folders)")
+    p.add_argument("--references", type=Path, metavar="DIR",
+                   help="with --images: their reference labelmaps, one per exam of the same name (nnU-Net's "
+                        "NAME_0000 image goes with NAME)")
+    p.add_argument("--label-values", metavar="VALUE=LABEL,...",
+                   help="the references' values as ScarNet's labels (1 LV blood pool, 2 myocardium, 3 scar, 4 MVO), "
+                        "e.g. 500=1,200=2,1220=2,2221=3,600=0; every value but 0 must be given")
     p.add_argument("--noise-seeds", type=int, default=10, help="seeds of 5 %% Gaussian noise for the CoV")
     p.add_argument("--skip", nargs="*", default=[], action="extend",
                    help="parts to skip: noise artifacts contrast field thresholds medsam unet (repeatable: the lists "

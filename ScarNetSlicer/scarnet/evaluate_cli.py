@@ -185,6 +185,75 @@ def load_emidec_cases(root: Path | None, split: str = "val", max_cases: int | No
     return cases
 
 
+def parse_label_values(text: str) -> dict[int, int]:
+    """``--label-values`` ("500=1,200=2,2221=3,600=0"): another dataset's label values → ScarNet's 0–4."""
+    mapping: dict[int, int] = {}
+    for item in (part.strip() for part in text.split(",")):
+        source, _, target = item.partition("=")
+        try:
+            value, label = int(source), int(target)
+        except ValueError:
+            raise InputError(f"--label-values: {item!r} is not VALUE=LABEL (e.g. 500=1)") from None
+        if not 0 <= label <= 4:
+            raise InputError(f"--label-values: {item!r}: the label must be 0-4 (0 background, 1 LV blood pool, "
+                             "2 myocardium, 3 scar, 4 MVO)")
+        if value in mapping:
+            raise InputError(f"--label-values: {value} is mapped twice")
+        mapping[value] = label
+    return mapping
+
+
+#: The ending nnU-Net gives a case's first image channel (``case_0000.nii.gz`` beside the label ``case.nii.gz``).
+_NNUNET_CHANNEL = "_0000"
+
+
+def load_folder_cases(images: Path, references: Path, label_values: dict[int, int] | None = None,
+                      max_cases: int | None = None) -> list[EvalCase]:
+    """Exams of your own: each image in ``images`` (a NIfTI/NRRD/MHA file or a DICOM folder) with the reference
+    labelmap of the same name in ``references`` (NAME.nii.gz, NAME.seg.nrrd, ...; nnU-Net's ``NAME_0000`` image
+    goes with ``NAME``), on the image's grid; in name order. ``label_values`` maps the references' values to
+    0–4. Raises :class:`InputError` for an image without a reference or a reference without an image (naming
+    them), two files of one name, and any exam that cannot be read."""
+    from .batch import _name_key, exam_name
+    from .io import IMAGE_SUFFIXES, SEGMENTATION_SUFFIX, read_input, read_labelmap
+
+    def entries(folder: Path, folders_too: bool) -> dict[str, Path]:
+        if not folder.is_dir():
+            raise InputError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
+        found: dict[str, Path] = {}
+        for path in sorted(folder.iterdir(), key=lambda p: (_name_key(p.name), p.name)):
+            lowered = path.name.lower()
+            usable = (path.is_dir() and folders_too) or (path.is_file() and lowered.endswith(
+                (*IMAGE_SUFFIXES, SEGMENTATION_SUFFIX)))
+            if path.name.startswith(".") or not usable:
+                continue
+            key = _name_key(exam_name(path))
+            if key in found:
+                raise InputError(f"{found[key].name} and {path.name}: two exams of one name in {folder}")
+            found[key] = path
+        if not found:
+            raise InputError(f"{folder}: no {'images' if folders_too else 'labelmaps'} in it")
+        return found
+
+    image_paths, reference_paths = entries(images, True), entries(references, False)
+    pairs: list[tuple[str, Path, Path]] = []
+    for key, image in image_paths.items():
+        reference_key = key if key in reference_paths or not key.endswith(_NNUNET_CHANNEL) \
+            else key[: -len(_NNUNET_CHANNEL)]
+        if reference_key not in reference_paths:
+            raise InputError(f"{image}: no reference labelmap of that name in {references}")
+        pairs.append((exam_name(reference_paths[reference_key]), image, reference_paths.pop(reference_key)))
+    if reference_paths:
+        names = ", ".join(path.name for path in list(reference_paths.values())[:5])
+        raise InputError(f"{references}: reference(s) without an image in {images}: {names}")
+    cases = []
+    for name, image_path, reference_path in pairs[:max_cases]:
+        image, _ = read_input(image_path)
+        reference = read_labelmap(reference_path, reference=image, label_values=label_values)
+        cases.append(EvalCase(name, image, reference))
+    return cases
+
+
 def weights_info(path: Path | None, model: Any) -> dict[str, Any]:
     """File name, path, sha256 and encoder of a weights file (the bundled file when ``path`` is None)."""
     from .io import sha256_of
@@ -1090,8 +1159,23 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     check_outputs([markdown_path, json_path], overwrite)
 
     device = resolve_device(getattr(args, "device", "auto"))
-    split = getattr(args, "split", "val")
-    if cases is None:
+    split = getattr(args, "split", None) or "val"
+    images, references = getattr(args, "images", None), getattr(args, "references", None)
+    label_values = getattr(args, "label_values", None)
+    if (images is None) != (references is None):
+        raise InputError("--images and --references go together: a folder of exams and one of their reference "
+                         "labelmaps, paired by name")
+    if images is not None:
+        for option in ("emidec", "split"):
+            if getattr(args, option, None) is not None:
+                raise InputError(f"--{option} is for the EMIDEC data; --images evaluates your own exams")
+    elif label_values is not None:
+        raise InputError("--label-values goes with --images and --references (your own labelmaps)")
+    if cases is None and images is not None:
+        mapping = parse_label_values(label_values) if label_values is not None else None
+        cases = load_folder_cases(Path(images), Path(references), mapping, max_cases)
+        source, approximate, split = f"{Path(images).resolve().name} ({len(cases)} exams of your own)", False, ""
+    elif cases is None:
         cases = load_emidec_cases(getattr(args, "emidec", None), split, max_cases)
         source, approximate = f"EMIDEC {split} split", True
     else:

@@ -100,11 +100,14 @@ def read_dicom_source(path: str | Path, series: str | None = None) -> DicomStack
     return stack
 
 
-def read_labelmap(path: str | Path, reference: Volume | None = None) -> Volume:
+def read_labelmap(path: str | Path, reference: Volume | None = None,
+                  label_values: dict[int, int] | None = None) -> Volume:
     """Read a labelmap file (NIfTI, NRRD, MHA or Slicer ``.seg.nrrd``) as uint8 labels 0–4.
 
     A ``.seg.nrrd`` without segment information is read as a plain labelmap, as Slicer reads it.
-    With ``reference``, the labelmap must lie on the reference's grid.
+    With ``reference``, the labelmap must lie on the reference's grid. ``label_values`` maps another
+    dataset's values to these labels (e.g. ``{500: 1, 200: 2, 2221: 3}``); every value in the file but 0
+    must then be in it (a value left out is an error, not background).
     """
     from .quantify import validate_labelmap
 
@@ -118,6 +121,8 @@ def read_labelmap(path: str | Path, reference: Volume | None = None) -> Volume:
     # and a grid with a NaN origin cannot be compared with an image's.
     _check_stack_shape(labelmap, str(path))
     check_geometry(labelmap, str(path))
+    if label_values is not None:
+        labelmap = labelmap.with_array(_relabelled(labelmap.array, label_values, path))
     try:
         validate_labelmap(labelmap)
     except InputError as error:
@@ -127,6 +132,23 @@ def read_labelmap(path: str | Path, reference: Volume | None = None) -> Volume:
         raise InputError(f"{path}: labelmap is on another grid than the image "
                          f"({reference.grid_difference(labelmap)})")
     return labelmap
+
+
+def _relabelled(array: np.ndarray, label_values: dict[int, int], path: Path) -> np.ndarray:
+    """``array`` with its values mapped by ``label_values`` (0 stays 0 unless mapped)."""
+    values = np.unique(array)
+    if np.issubdtype(values.dtype, np.floating) and not (np.isfinite(values).all()
+                                                         and (values == np.round(values)).all()):
+        raise InputError(f"{path}: labelmap has non-integer values")
+    unmapped = [int(v) for v in values.tolist() if int(v) != 0 and int(v) not in label_values]
+    if unmapped:
+        shown = ", ".join(str(v) for v in unmapped[:8])
+        raise InputError(f"{path}: value(s) {shown} not in the label mapping (map each to 0-4, e.g. {unmapped[0]}=0)")
+    lookup = {0: 0, **label_values}
+    out = np.zeros(array.shape, dtype=np.uint8)
+    for value in values.tolist():
+        out[array == value] = lookup[int(value)]
+    return out
 
 
 @functools.cache

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -620,3 +621,99 @@ def test_qc_records_judge_each_slice_and_the_summary_counts_what_the_flags_catch
                                Volume(reference, (1.5, 1.5, 8.0)), None)
     assert len(refused) == 3 and all(r["needs_correction"] and r["flags"] == ["refused"] for r in refused)
     assert qc_summary(refused)["rows"]["refused"]["slices"] == 3 and qc_summary(refused)["sensitivity"] == 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Exams of your own (--images / --references)
+# --------------------------------------------------------------------------------------------
+def _own_exams(tmp_path: Path) -> tuple[Path, Path, list]:
+    """Two phantoms as another dataset stores them: nnU-Net's NAME_0000 image beside NAME's reference, an NRRD,
+    and label values ×100 (as MyoPS-like datasets use values of their own)."""
+    from scarnet.io import write_volume
+    from scarnet.phantom import make_phantom
+
+    images, references = tmp_path / "imgs", tmp_path / "refs"
+    images.mkdir()
+    references.mkdir()
+    phantoms = [make_phantom(seed, infarct=seed == 1, n_slices=6, spacing_mm=(2.4, 2.4, 10.0)) for seed in (1, 2)]
+    write_volume(phantoms[0].image, images / "p1_0000.nii.gz")
+    write_volume(phantoms[0].labelmap.with_array(phantoms[0].labelmap.array.astype(np.int16) * 100),
+                 references / "p1.nii.gz")
+    write_volume(phantoms[1].image, images / "P2.nrrd")
+    write_volume(phantoms[1].labelmap.with_array(phantoms[1].labelmap.array.astype(np.int16) * 100),
+                 references / "p2.nrrd")
+    (images / ".DS_Store").write_text("")
+    (references / "notes.txt").write_text("not a labelmap")
+    return images, references, phantoms
+
+
+def test_own_exams_are_paired_by_name_and_relabelled(tmp_path):
+    from scarnet.evaluate_cli import load_folder_cases, parse_label_values
+
+    images, references, phantoms = _own_exams(tmp_path)
+    mapping = parse_label_values("100=1, 200=2,300=3,400=4")
+    cases = load_folder_cases(images, references, mapping)
+    assert [case.name for case in cases] == ["p1", "p2"]
+    for case, phantom in zip(cases, phantoms):
+        np.testing.assert_array_equal(case.reference.array, phantom.labelmap.array)
+        np.testing.assert_allclose(case.image.array, phantom.image.array, rtol=1e-6)
+        assert case.reference.same_grid(case.image)
+    # Scar can be counted as myocardium, or a value left out on purpose as background, but only when said.
+    merged = load_folder_cases(images, references, parse_label_values("100=1,200=2,300=2,400=2"))
+    assert not merged[0].has_scar and (merged[0].reference.array == 2).sum() == (phantoms[0].labelmap.array >= 2).sum()
+    with pytest.raises(InputError, match=r"p1.nii.gz: value\(s\) 300 not in the label mapping"):
+        load_folder_cases(images, references, parse_label_values("100=1,200=2,400=4"))
+    with pytest.raises(InputError, match="labelmap has values outside 0-4"):
+        load_folder_cases(images, references)
+
+
+@pytest.mark.parametrize(("text", "message"), [("100:1", "is not VALUE=LABEL"), ("100=5", "the label must be 0-4"),
+                                               ("100=1,100=2", "100 is mapped twice"), ("", "is not VALUE=LABEL")])
+def test_label_values_that_cannot_be_read_are_refused(text, message):
+    from scarnet.evaluate_cli import parse_label_values
+
+    with pytest.raises(InputError, match=message):
+        parse_label_values(text)
+
+
+def test_own_exams_that_do_not_pair_are_refused_by_name(tmp_path):
+    from scarnet.evaluate_cli import load_folder_cases
+    from scarnet.io import write_volume
+
+    images, references, phantoms = _own_exams(tmp_path)
+    (references / "p1.nii.gz").rename(references / "p3.nii.gz")
+    with pytest.raises(InputError, match="p1_0000.nii.gz: no reference labelmap of that name"):
+        load_folder_cases(images, references)
+    (references / "p3.nii.gz").rename(references / "p1.nii.gz")
+    write_volume(phantoms[1].labelmap, references / "p9.nii.gz")
+    with pytest.raises(InputError, match="reference\\(s\\) without an image in .*: p9.nii.gz"):
+        load_folder_cases(images, references)
+    (references / "p9.nii.gz").unlink()
+    write_volume(phantoms[1].image, images / "p2.nii.gz")
+    with pytest.raises(InputError, match="p2.nii.gz and P2.nrrd: two exams of one name"):
+        load_folder_cases(images, references)
+    (images / "p2.nii.gz").unlink()
+    shifted = phantoms[1].labelmap
+    write_volume(Volume(shifted.array.astype(np.int16) * 100, shifted.spacing_mm, np.add(shifted.origin_mm, 5.0),
+                        shifted.direction), references / "p2.nrrd", overwrite=True)
+    with pytest.raises(InputError, match="p2.nrrd: labelmap is on another grid than the image"):
+        load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})
+    with pytest.raises(InputError, match="nowhere: no such folder"):
+        load_folder_cases(tmp_path / "nowhere", references)
+
+
+def test_run_evaluation_on_own_exams(tmp_path, tiny_weights, capsys):
+    images, references, _ = _own_exams(tmp_path)
+    args = _args(tmp_path, tiny_weights, split=None, images=images, references=references,
+                 label_values="100=1,200=2,300=3,400=4", skip=["medsam", "noise", "artifacts", "contrast", "field"])
+    assert run_evaluation(args, log=lambda _: None) == 0
+    markdown = (tmp_path / "table.md").read_text()
+    assert markdown.startswith("# ScarNet evaluation: imgs (2 exams of your own)")
+    assert "Cases: 2 (1 with infarct, 1 normal" in markdown and "approximate" not in markdown
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert [case["name"] for case in figures["cases"]] == ["p1", "p2"]
+    for overrides, message in (({"references": None}, "--images and --references go together"),
+                               ({"split": "val"}, "--split is for the EMIDEC data"),
+                               ({"images": None, "references": None}, "--label-values goes with --images")):
+        with pytest.raises(InputError, match=message):
+            run_evaluation(argparse.Namespace(**{**vars(args), "overwrite": True, **overrides}), log=lambda _: None)
