@@ -916,6 +916,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-values", metavar="VALUE=LABEL,...",
                    help="the references' values as ScarNet's labels (1 LV blood pool, 2 myocardium, 3 scar, 4 MVO), "
                         "e.g. 500=1,200=2,1220=2,2221=3,600=0; every value but 0 must be given")
+    p.add_argument("--series", help="with --images: the series of every DICOM folder (number, UID or part of the "
+                   "description)")
     p.add_argument("--noise-seeds", type=int, default=10, help="seeds of 5 %% Gaussian noise for the CoV")
     p.add_argument("--skip", nargs="*", default=[], action="extend",
                    help="parts to skip: noise artifacts contrast field thresholds medsam unet (repeatable: the lists "

@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import json
 import math
+import re
 import shlex
 import sys
 import time
@@ -191,6 +192,8 @@ def parse_label_values(text: str) -> dict[int, int]:
     for item in (part.strip() for part in text.split(",")):
         source, _, target = item.partition("=")
         try:
+            if not (re.fullmatch(r"-?[0-9]+", source.strip()) and re.fullmatch(r"[0-9]", target.strip())):
+                raise ValueError(item)
             value, label = int(source), int(target)
         except ValueError:
             raise InputError(f"--label-values: {item!r} is not VALUE=LABEL (e.g. 500=1)") from None
@@ -199,6 +202,8 @@ def parse_label_values(text: str) -> dict[int, int]:
                              "2 myocardium, 3 scar, 4 MVO)")
         if value in mapping:
             raise InputError(f"--label-values: {value} is mapped twice")
+        if value == 0 and label != 0:
+            raise InputError(f"--label-values: {item!r}: 0 is the background everywhere")
         mapping[value] = label
     return mapping
 
@@ -208,12 +213,13 @@ _NNUNET_CHANNEL = "_0000"
 
 
 def load_folder_cases(images: Path, references: Path, label_values: dict[int, int] | None = None,
-                      max_cases: int | None = None) -> list[EvalCase]:
+                      max_cases: int | None = None, series: str | None = None) -> list[EvalCase]:
     """Exams of your own: each image in ``images`` (a NIfTI/NRRD/MHA file or a DICOM folder) with the reference
     labelmap of the same name in ``references`` (NAME.nii.gz, NAME.seg.nrrd, ...; nnU-Net's ``NAME_0000`` image
     goes with ``NAME``), on the image's grid; in name order. ``label_values`` maps the references' values to
-    0–4. Raises :class:`InputError` for an image without a reference or a reference without an image (naming
-    them), two files of one name, and any exam that cannot be read."""
+    0–4; ``series`` picks the series of every DICOM folder (as ``scarnet segment --series``). Raises
+    :class:`InputError` for an image without a reference or a reference without an image (naming them), two
+    files of one name, and any exam that cannot be read."""
     from .batch import _name_key, exam_name
     from .io import IMAGE_SUFFIXES, SEGMENTATION_SUFFIX, read_input, read_labelmap
 
@@ -235,20 +241,28 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
             raise InputError(f"{folder}: no {'images' if folders_too else 'labelmaps'} in it")
         return found
 
+    if images.resolve() == references.resolve():
+        raise InputError(f"{images}: both --images and --references; give the reference labelmaps their own folder")
     image_paths, reference_paths = entries(images, True), entries(references, False)
     pairs: list[tuple[str, Path, Path]] = []
+    paired_with: dict[str, Path] = {}
     for key, image in image_paths.items():
-        reference_key = key if key in reference_paths or not key.endswith(_NNUNET_CHANNEL) \
+        reference_key = key if key in reference_paths or key in paired_with or not key.endswith(_NNUNET_CHANNEL) \
             else key[: -len(_NNUNET_CHANNEL)]
+        if reference_key in paired_with:
+            raise InputError(f"{image}: its reference {paired_with[reference_key].name} goes with "
+                             f"{image_paths[reference_key].name} already (one image per exam; nnU-Net's other "
+                             "channels, NAME_0001..., are not LGE)")
         if reference_key not in reference_paths:
             raise InputError(f"{image}: no reference labelmap of that name in {references}")
+        paired_with[reference_key] = reference_paths[reference_key]
         pairs.append((exam_name(reference_paths[reference_key]), image, reference_paths.pop(reference_key)))
     if reference_paths:
         names = ", ".join(path.name for path in list(reference_paths.values())[:5])
         raise InputError(f"{references}: reference(s) without an image in {images}: {names}")
     cases = []
     for name, image_path, reference_path in pairs[:max_cases]:
-        image, _ = read_input(image_path)
+        image, _ = read_input(image_path, series)
         reference = read_labelmap(reference_path, reference=image, label_values=label_values)
         cases.append(EvalCase(name, image, reference))
     return cases
@@ -1169,12 +1183,15 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
         for option in ("emidec", "split"):
             if getattr(args, option, None) is not None:
                 raise InputError(f"--{option} is for the EMIDEC data; --images evaluates your own exams")
-    elif label_values is not None:
-        raise InputError("--label-values goes with --images and --references (your own labelmaps)")
+    else:
+        for option in ("label_values", "series"):
+            if getattr(args, option, None) is not None:
+                raise InputError(f"--{option.replace('_', '-')} goes with --images and --references (your own exams)")
     if cases is None and images is not None:
         mapping = parse_label_values(label_values) if label_values is not None else None
-        cases = load_folder_cases(Path(images), Path(references), mapping, max_cases)
-        source, approximate, split = f"{Path(images).resolve().name} ({len(cases)} exams of your own)", False, ""
+        cases = load_folder_cases(Path(images), Path(references), mapping, max_cases, getattr(args, "series", None))
+        count = f"{len(cases)} exam{'' if len(cases) == 1 else 's'}"
+        source, approximate, split = f"{Path(images).resolve().name} ({count} with reference labels)", False, None
     elif cases is None:
         cases = load_emidec_cases(getattr(args, "emidec", None), split, max_cases)
         source, approximate = f"EMIDEC {split} split", True

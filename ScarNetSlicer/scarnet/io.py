@@ -107,7 +107,9 @@ def read_labelmap(path: str | Path, reference: Volume | None = None,
     A ``.seg.nrrd`` without segment information is read as a plain labelmap, as Slicer reads it.
     With ``reference``, the labelmap must lie on the reference's grid. ``label_values`` maps another
     dataset's values to these labels (e.g. ``{500: 1, 200: 2, 2221: 3}``); every value in the file but 0
-    must then be in it (a value left out is an error, not background).
+    must then be in it (a value left out is an error, not background). It maps voxel values only: a
+    ``.seg.nrrd`` whose segments are named (LV blood pool, Myocardium, Scar, MVO, or a usual synonym) is
+    read by those names.
     """
     from .quantify import validate_labelmap
 
@@ -116,13 +118,16 @@ def read_labelmap(path: str | Path, reference: Volume | None = None,
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder; expected a labelmap file")
-    labelmap = read_seg_nrrd(path) if _suffix(path) == SEGMENTATION_SUFFIX else _read_image_file(path)
+    if _suffix(path) == SEGMENTATION_SUFFIX:
+        labelmap = read_seg_nrrd(path, label_values)
+    else:
+        labelmap = _read_image_file(path)
+        if label_values is not None:
+            labelmap = labelmap.with_array(_relabelled(labelmap.array, label_values, path))
     # As for images: a 2D labelmap has no slice thickness to make volumes of (files store 1 mm),
     # and a grid with a NaN origin cannot be compared with an image's.
     _check_stack_shape(labelmap, str(path))
     check_geometry(labelmap, str(path))
-    if label_values is not None:
-        labelmap = labelmap.with_array(_relabelled(labelmap.array, label_values, path))
     try:
         validate_labelmap(labelmap)
     except InputError as error:
@@ -648,11 +653,12 @@ def _check_stack_shape(volume: Volume, name: str) -> None:
                          "expected a 3D short-axis stack")
 
 
-def read_seg_nrrd(path: str | Path) -> Volume:
+def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) -> Volume:
     """Read a Slicer ``.seg.nrrd`` into a labelmap using segment names (or our terminology).
 
     A file without segment information (a plain labelmap saved under this name) is read as a
-    plain labelmap, as Slicer reads it: its voxel values are the labels and must be integers 0–4.
+    plain labelmap, as Slicer reads it: its voxel values are the labels and must be integers 0–4,
+    or values that ``label_values`` maps to them (as :func:`read_labelmap`).
     """
     import slicerio
 
@@ -662,7 +668,7 @@ def read_seg_nrrd(path: str | Path) -> Volume:
     except Exception as error:  # pynrrd raises several types on broken headers
         raise InputError(f"{path}: not a readable Slicer segmentation ({_short(str(error))})") from None
     if not segmentation.get("segments"):
-        return _plain_labelmap_seg_nrrd(path)
+        return _plain_labelmap_seg_nrrd(path, label_values)
     _check_seg_nrrd_spacing(path)
     voxels = np.asarray(segmentation["voxels"])
     shape_ijk = voxels.shape[-3:]
@@ -695,7 +701,7 @@ def read_seg_nrrd(path: str | Path) -> Volume:
     return Volume(labels, tuple(spacing), tuple(ijk_to_lps[:3, 3]), ijk_to_lps[:3, :3] / spacing)
 
 
-def _plain_labelmap_seg_nrrd(path: Path) -> Volume:
+def _plain_labelmap_seg_nrrd(path: Path, label_values: dict[int, int] | None = None) -> Volume:
     """A ``.seg.nrrd`` without segment metadata, read like any NRRD labelmap (Slicer does the same).
 
     Read by ITK, so a truncated file or one without spacing is refused as for ``.nrrd``; the values
@@ -704,6 +710,8 @@ def _plain_labelmap_seg_nrrd(path: Path) -> Volume:
     from .quantify import validate_labelmap
 
     volume = _read_image_file(path)
+    if label_values is not None:
+        volume = volume.with_array(_relabelled(volume.array, label_values, path))
     try:
         validate_labelmap(volume)
     except InputError as error:

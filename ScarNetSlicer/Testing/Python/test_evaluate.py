@@ -668,7 +668,9 @@ def test_own_exams_are_paired_by_name_and_relabelled(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "message"), [("100:1", "is not VALUE=LABEL"), ("100=5", "the label must be 0-4"),
-                                               ("100=1,100=2", "100 is mapped twice"), ("", "is not VALUE=LABEL")])
+                                               ("100=1,100=2", "100 is mapped twice"), ("", "is not VALUE=LABEL"),
+                                               ("0=3", "0 is the background everywhere"),
+                                               ("1_000=1", "is not VALUE=LABEL"), ("٥=1", "is not VALUE=LABEL")])
 def test_label_values_that_cannot_be_read_are_refused(text, message):
     from scarnet.evaluate_cli import parse_label_values
 
@@ -708,12 +710,46 @@ def test_run_evaluation_on_own_exams(tmp_path, tiny_weights, capsys):
                  label_values="100=1,200=2,300=3,400=4", skip=["medsam", "noise", "artifacts", "contrast", "field"])
     assert run_evaluation(args, log=lambda _: None) == 0
     markdown = (tmp_path / "table.md").read_text()
-    assert markdown.startswith("# ScarNet evaluation: imgs (2 exams of your own)")
+    assert markdown.startswith("# ScarNet evaluation: imgs (2 exams with reference labels)")
     assert "Cases: 2 (1 with infarct, 1 normal" in markdown and "approximate" not in markdown
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert [case["name"] for case in figures["cases"]] == ["p1", "p2"]
     for overrides, message in (({"references": None}, "--images and --references go together"),
                                ({"split": "val"}, "--split is for the EMIDEC data"),
-                               ({"images": None, "references": None}, "--label-values goes with --images")):
+                               ({"images": None, "references": None}, "--label-values goes with --images"),
+                               ({"images": None, "references": None, "label_values": None, "series": "7"},
+                                "--series goes with --images")):
         with pytest.raises(InputError, match=message):
             run_evaluation(argparse.Namespace(**{**vars(args), "overwrite": True, **overrides}), log=lambda _: None)
+
+
+def test_own_references_saved_by_slicer_are_read_by_segment_name_or_mapped_when_plain(tmp_path):
+    """A reference corrected in Slicer (.seg.nrrd with named segments) means what its names say, whatever
+    --label-values maps; a .seg.nrrd without segment names is a plain labelmap, mapped like any other."""
+    import shutil
+
+    from scarnet.evaluate_cli import load_folder_cases
+    from scarnet.io import write_seg_nrrd, write_volume
+
+    images, references, phantoms = _own_exams(tmp_path)
+    (references / "p1.nii.gz").unlink()
+    write_seg_nrrd(phantoms[0].labelmap, references / "p1.seg.nrrd")
+    write_volume(phantoms[1].labelmap.with_array(phantoms[1].labelmap.array.astype(np.int16) * 100),
+                 tmp_path / "plain.nrrd")
+    (references / "p2.nrrd").unlink()
+    shutil.copy(tmp_path / "plain.nrrd", references / "p2.seg.nrrd")
+    cases = load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})
+    for case, phantom in zip(cases, phantoms):
+        np.testing.assert_array_equal(case.reference.array, phantom.labelmap.array)
+
+
+def test_own_exams_pairing_edge_cases(tmp_path):
+    from scarnet.evaluate_cli import load_folder_cases
+    from scarnet.io import write_volume
+
+    images, references, phantoms = _own_exams(tmp_path)
+    with pytest.raises(InputError, match="both --images and --references"):
+        load_folder_cases(images, images)
+    write_volume(phantoms[0].image, images / "p1.nii.gz")  # NAME beside nnU-Net's NAME_0000
+    with pytest.raises(InputError, match="p1_0000.nii.gz: its reference p1.nii.gz goes with p1.nii.gz already"):
+        load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})
