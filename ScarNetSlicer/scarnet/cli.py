@@ -259,7 +259,8 @@ def _check_quantify_dicom_seg(args: argparse.Namespace) -> dict | None:
     from), or None."""
     from .errors import InputError
 
-    if args.series is not None and (args.image is None or not Path(args.image).is_dir()):
+    image_is_a_file = args.image is not None and Path(args.image).exists() and not Path(args.image).is_dir()
+    if args.series is not None and (args.image is None or image_is_a_file):
         raise InputError("--series goes with --image DICOM_FOLDER (it picks one of the folder's series)")
     if args.dicom_seg is None:
         for option, value in (("--segmented-by", args.segmented_by), ("--model-report", args.model_report),
