@@ -181,7 +181,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._job is not None:
             self._job.task.cancel()  # its result will be dropped
             # Let it reach its next cancel check: a thread still inside torch when Python shuts down can crash
-            # Slicer on exit. The job checks between slices, so this is seconds at most.
+            # Slicer on exit. The job checks between slices; loading the model has no check, so wait up to 10 s.
             self._job.task.wait(10.0)
         self._timer.stop()
         self.removeObservers()

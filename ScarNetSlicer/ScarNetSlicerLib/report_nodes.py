@@ -200,10 +200,10 @@ def stored_report(table_node) -> dict[str, Any] | None:
 
 
 def _made_from(report: dict[str, Any]) -> str:
-    """Whose segmentation a stored report quantifies, in words."""
-    if report.get("source") == "ScarNet model":
-        return "ScarNet model"
-    return "edited segmentation" if report.get("edited") else "segmentation"
+    """Whose segmentation a stored report quantifies, in words (as a cohort's summary says it)."""
+    from scarnet.summary import made_from
+
+    return made_from(report)
 
 
 def write_report_page(table_node, path: str | Path, source: str) -> Path:
@@ -213,7 +213,8 @@ def write_report_page(table_node, path: str | Path, source: str) -> Path:
     names the input (the report's ``input``). Returns the page's path.
 
     A ``path`` ending in ".html" is replaced if it exists (the caller's save dialog has asked), and so is the
-    JSON beside it when it is an earlier ScarNet report; any other file of that name is not replaced. To
+    JSON beside it when an earlier *Save report* of this input wrote it; any other file of that name (another
+    exam's, a batch run's model report) is not replaced. To
     another name ".html" is added, and neither file is replaced (:class:`~scarnet.errors.OutputExistsError`:
     nobody was asked about them). Both are written, or neither. Raises :class:`~scarnet.errors.InputError`
     when the table holds no report."""
@@ -229,9 +230,9 @@ def write_report_page(table_node, path: str | Path, source: str) -> Path:
     if not asked:
         path = path.with_name(path.name + ".html")
     data_path = path.with_suffix(".json")
-    if asked and data_path.exists() and not _is_scarnet_report(data_path):
-        raise OutputExistsError(f"{data_path} exists and is not a ScarNet report: choose another name (the "
-                                "report's data is saved beside the page)")
+    if asked and data_path.exists() and not _saved_report_of(data_path, source):
+        raise OutputExistsError(f"{data_path} exists and is not an earlier saved report of {source}: choose another "
+                                "name (the report's data is saved beside the page, as NAME.json)")
     page = report_html(report, source, made_from=_made_from(report))
     data = {key: value for key, value in report.items() if key != "slicer"}  # node IDs mean nothing in a file
     data.setdefault("input", source)
@@ -250,13 +251,15 @@ def write_report_page(table_node, path: str | Path, source: str) -> Path:
     return path
 
 
-def _is_scarnet_report(path: Path) -> bool:
-    """Whether ``path`` holds a ScarNet JSON report (one Save report may replace with the page beside it)."""
+def _saved_report_of(path: Path, source: str) -> bool:
+    """Whether ``path`` holds what *Save report* wrote for the input ``source`` (a report with the module's
+    ``source`` and that ``input``), which saving the same page again may replace."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return False
-    return isinstance(data, dict) and "scarnet_version" in data and isinstance(data.get("total"), dict)
+    return (isinstance(data, dict) and "scarnet_version" in data and isinstance(data.get("total"), dict)
+            and data.get("source") in ("ScarNet model", "segmentation") and data.get("input") == source)
 
 
 def stored_bullseye(table_node) -> str:

@@ -233,6 +233,10 @@ def cmd_quantify(args: argparse.Namespace) -> int:
                     raise InputError(f"{args.image}: --dicom-seg needs --image DICOM_FOLDER")
                 _warn_if_other_series(args.model_report, model_inference, source)
         report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=rv_insertion)
+        # The exam (its image, else the labelmap) and who segmented it: what a cohort's summary names.
+        report.extra["input"] = str(args.image if args.image is not None else args.labelmap)
+        if args.segmented_by is not None:
+            report.extra["segmented_by"] = args.segmented_by
         if source is not None:
             report.extra["input_series"] = source.series.record()
         if input_warnings:
@@ -263,8 +267,7 @@ def _check_quantify_dicom_seg(args: argparse.Namespace) -> dict | None:
     if args.series is not None and (args.image is None or image_is_a_file):
         raise InputError("--series goes with --image DICOM_FOLDER (it picks one of the folder's series)")
     if args.dicom_seg is None:
-        for option, value in (("--segmented-by", args.segmented_by), ("--model-report", args.model_report),
-                              ("--reader", args.reader)):
+        for option, value in (("--model-report", args.model_report), ("--reader", args.reader)):
             if value is not None:
                 raise InputError(f"{option} goes with --dicom-seg OUT.dcm")
         return None
@@ -309,20 +312,21 @@ def _warn_if_other_series(path: Path | None, model_run: dict | None, stack) -> N
 
 
 def _model_inference(path: Path) -> dict:
-    """The ``inference`` record (weights, version) of a ``scarnet segment`` or ``batch`` JSON report, with the
-    report's ``input_series`` (under that key) when it has one."""
+    """The ``inference`` record (weights, version) of the JSON report of a model run (``scarnet segment``,
+    ``batch``, the Slicer module's *Save report*), with the report's ``input_series`` (under that key) when it
+    has one."""
     import json
 
     from .errors import InputError
 
-    not_a_report = f"{path}: not a JSON report of scarnet segment or batch"
+    not_a_report = f"{path}: not a JSON report of a ScarNet model run (scarnet segment, batch, Slicer's Save report)"
     try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        report = json.loads(Path(path).read_text(encoding="utf-8-sig"))
         record = report.get("inference")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a folder; expected the JSON report of scarnet segment or batch") from None
+        raise InputError(f"{path}: is a folder; expected the JSON report of a ScarNet model run") from None
     except OSError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
     except (UnicodeDecodeError, ValueError, AttributeError, RecursionError) as error:
@@ -516,7 +520,10 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
     if Path(args.out).suffix.lower() != ".csv":
         raise InputError(f"--out {args.out}: the summary is a .csv file")
-    lines = summarize(args.reports)  # every report read before anything is written
+    skipped: list[str] = []
+    lines = summarize(args.reports, skipped)  # every report read before anything is written
+    for message in skipped:
+        print(f"scarnet: warning: left out, {message}", file=sys.stderr)
     with OutputSet(args.overwrite) as outputs:
         outputs.add(args.out, REPORT, "--out")
         outputs.prepare()
@@ -800,11 +807,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DICOM Segmentation output referring to the --image DICOM folder's images; needs "
                         '--segmented-by (and highdicom: pip install "scarnet[dicom]")')
     p.add_argument("--segmented-by", choices=("model", "model-and-reader", "reader"),
-                   help="who made the labelmap, recorded in the DICOM SEG: the model, the model corrected by a "
-                        "reader, or a reader by hand")
+                   help="who made the labelmap: the model, the model corrected by a reader, or a reader by hand; "
+                        "recorded in the report (and the summary's made_from) and in the DICOM SEG")
     p.add_argument("--model-report", type=Path, metavar="REPORT.json",
-                   help="the JSON report of the scarnet segment (or batch) run the labelmap came from: the DICOM SEG "
-                        "names its weights and version (not with --segmented-by reader)")
+                   help="the JSON report of the model run the labelmap came from (scarnet segment, batch, Slicer's "
+                        "Save report): the DICOM SEG names its weights and version (not with --segmented-by reader)")
     p.add_argument("--reader", metavar="FAMILY^GIVEN",
                    help="who drew or corrected the labelmap (DICOM person name), recorded in the DICOM SEG "
                         "(with --segmented-by model-and-reader or reader)")
@@ -866,7 +873,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON reports (scarnet segment, batch, quantify; Slicer's Save report), or folders of them")
     p.add_argument("--out", type=Path, required=True, metavar="SUMMARY.csv", help="the summary to write (.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing summary")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no line on stdout")
     p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser("demo", help="segment a generated phantom with the bundled model and print the table")

@@ -50,10 +50,10 @@ _HIGHDICOM_REFUSALS = (ValueError, AttributeError, KeyError, TypeError, IndexErr
 
 def check_person_name(name: str) -> None:
     """Raise :class:`InputError` unless ``name`` is a DICOM person name a SEG can hold: "Family^Given" (a caret,
-    as highdicom asks, so that a name's parts are not guessed), at most 64 characters per name group, no
-    backslash or control character."""
+    as highdicom asks, so that a name's parts are not guessed; the family name not empty), at most 64 characters
+    per name group, no backslash or control character."""
     if "^" not in name or "\\" in name or any(ord(c) < 32 for c in name) \
-            or any(len(group) > 64 for group in name.split("=")) or not name.replace("^", "").strip():
+            or any(len(group) > 64 for group in name.split("=")) or not name.split("^")[0].strip():
         raise InputError(f"reader {name!r}: give it as a DICOM person name, Family^Given (e.g. 'Smith^Anna'), at "
                          "most 64 characters, no backslash")
 

@@ -1,4 +1,4 @@
-"""``scarnet evaluate``: ScarNet against baselines on the EMIDEC split, one Markdown table + JSON.
+"""``scarnet evaluate``: ScarNet against baselines on the EMIDEC split or exams of your own, one Markdown table + JSON.
 
 Rows (methods), all on the same cases, per case in 3D (conventions of :mod:`scarnet.evaluate`):
 
@@ -147,7 +147,7 @@ class ModelEntry:
 class EvalSettings:
     """Everything besides cases and models that changes the figures."""
 
-    split: str = "val"
+    split: str | None = "val"  # None: exams of your own (--images)
     source: str = "EMIDEC val split"  # the title of the table
     noise_seeds: int = 10
     noise_fraction: float = NOISE_FRACTION
@@ -217,7 +217,8 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
     """Exams of your own: each image in ``images`` (a NIfTI/NRRD/MHA file or a DICOM folder) with the reference
     labelmap of the same name in ``references`` (NAME.nii.gz, NAME.seg.nrrd, ...; nnU-Net's ``NAME_0000`` image
     goes with ``NAME``), on the image's grid; in name order. ``label_values`` maps the references' values to
-    0–4; ``series`` picks the series of every DICOM folder (as ``scarnet segment --series``). Raises
+    0–4; ``series`` picks the series of every DICOM folder (as ``scarnet segment --series``; files are read
+    as they are). Raises
     :class:`InputError` for an image without a reference or a reference without an image (naming them), two
     files of one name, and any exam that cannot be read."""
     from .batch import _name_key, exam_name
@@ -231,8 +232,8 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
             lowered = path.name.lower()
             usable = (path.is_dir() and folders_too) or (path.is_file() and lowered.endswith(
                 (*IMAGE_SUFFIXES, SEGMENTATION_SUFFIX)))
-            if path.name.startswith(".") or not usable:
-                continue
+            if path.name.startswith(".") or not usable or path.resolve() == references.resolve():
+                continue  # the references may be a subfolder of the images
             key = _name_key(exam_name(path))
             if key in found:
                 raise InputError(f"{found[key].name} and {path.name}: two exams of one name in {folder}")
@@ -262,7 +263,7 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
         raise InputError(f"{references}: reference(s) without an image in {images}: {names}")
     cases = []
     for name, image_path, reference_path in pairs[:max_cases]:
-        image, _ = read_input(image_path, series)
+        image, _ = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
         reference = read_labelmap(reference_path, reference=image, label_values=label_values)
         cases.append(EvalCase(name, image, reference))
     return cases

@@ -669,6 +669,9 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
         raise InputError(f"{path}: not a readable Slicer segmentation ({_short(str(error))})") from None
     if not segmentation.get("segments"):
         return _plain_labelmap_seg_nrrd(path, label_values)
+    if label_values is not None:
+        warnings.warn(f"{path}: its segments are read by their names; the label mapping is not used for it",
+                      stacklevel=2)
     _check_seg_nrrd_spacing(path)
     voxels = np.asarray(segmentation["voxels"])
     shape_ijk = voxels.shape[-3:]

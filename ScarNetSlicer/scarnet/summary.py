@@ -32,16 +32,22 @@ _TOTAL_COLUMNS = ("slices_with_myocardium", "myocardium_ml", "myocardium_g", "sc
                   "mvo_ml", "transmural_over_50_percent")
 
 
+#: ``scarnet quantify --segmented-by`` (who made the labelmap) as ``made_from`` says it.
+_SEGMENTED_BY_MADE_FROM = {"model": "ScarNet model", "model-and-reader": "edited segmentation",
+                           "reader": "reader's segmentation"}
+
+
 def made_from(report: dict[str, Any]) -> str:
     """What a report (:meth:`scarnet.quantify.Report.to_dict`) measured: "ScarNet model" (segment, batch, the
     Slicer module's run), "edited segmentation" / "segmentation" (the Slicer module's *Update report*, after
-    edits or not), or "labelmap" (``scarnet quantify``)."""
+    edits or not), or for ``scarnet quantify`` what its ``--segmented-by`` said ("ScarNet model", "edited
+    segmentation", "reader's segmentation"), else "labelmap"."""
     source = report.get("source")
     if source == "segmentation":
         return "edited segmentation" if report.get("edited") else "segmentation"
     if source == "ScarNet model" or report.get("inference"):
         return "ScarNet model"
-    return "labelmap"
+    return _SEGMENTED_BY_MADE_FROM.get(report.get("segmented_by"), "labelmap")
 
 
 def summary_figures(report: dict[str, Any], report_name: str) -> dict[str, Any]:
@@ -58,7 +64,9 @@ def summary_figures(report: dict[str, Any], report_name: str) -> dict[str, Any]:
         "aha_scar_score": segments.get("scar_score"), "aha_scar_score_max": segments.get("scar_score_max"),
         "septal_span_deg": report.get("septal_span_deg"),
         "slices_flagged": sum(bool(s.get("qc_flags")) for s in report.get("slices") or []),
-        "warnings": " | ".join(_texts(report_warnings(report))),
+        # Slicer's notices of segments it did not count belong with the warnings: a corrected report that
+        # dropped a segment must not look clean in the cohort's table.
+        "warnings": " | ".join(_texts([*report_warnings(report), *(report.get("segments_left_out") or [])])),
         "model_s": timings.get("total_s"),
         "report": report_name,
     }
@@ -81,31 +89,33 @@ def summary_csv(lines: Sequence[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
-def report_files(inputs: Sequence[str | Path]) -> list[Path]:
-    """The JSON reports named: files as given, and for a folder its ``*.json`` files (sorted by name). Raises
-    :class:`InputError` for a missing path, a file that is not ``.json``, a folder without any, or a report named
-    twice."""
-    files: list[Path] = []
+def report_files(inputs: Sequence[str | Path]) -> list[tuple[Path, bool]]:
+    """The JSON reports named, each with whether it was named itself (True) or found in a folder (False): files
+    as given, and for a folder its ``*.json`` files (sorted by name) but Slicer's markups (``*.mrk.json``) and
+    hidden files. Raises :class:`InputError` for a missing path, a file that is not ``.json``, a folder without
+    any, or a report named twice."""
+    files: list[tuple[Path, bool]] = []
     for given in inputs:
         path = Path(given)
         if path.is_dir():
             try:
-                found = sorted((p for p in path.iterdir() if p.suffix.lower() == ".json" and p.is_file()),
+                found = sorted((p for p in path.iterdir() if p.suffix.lower() == ".json" and p.is_file()
+                                and not p.name.startswith(".") and not p.name.lower().endswith(".mrk.json")),
                                key=lambda p: p.name)
             except OSError as error:
                 raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
             if not found:
                 raise InputError(f"{path}: no JSON report in this folder")
-            files.extend(found)
+            files.extend((p, False) for p in found)
         elif not path.exists():
             raise InputError(f"{path}: no such file")
         elif path.suffix.lower() != ".json":
             raise InputError(f"{path}: not a JSON report (summarize reads the .json reports; a CSV report "
                              "lacks the warnings' sources and the AHA summary)")
         else:
-            files.append(path)
+            files.append((path, True))
     seen: dict[Path, Path] = {}
-    for path in files:
+    for path, _ in files:
         key = path.resolve()
         if key in seen:
             raise InputError(f"{path}: named twice (also as {seen[key]}); each exam once")
@@ -158,14 +168,26 @@ def _figures(report: dict[str, Any], path: Path) -> dict[str, Any]:
     return figures
 
 
-def summarize(inputs: Sequence[str | Path]) -> list[list[Any]]:
+def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None) -> list[list[Any]]:
     """The summary lines of the reports ``inputs`` name (:func:`report_files`), in that order. Every report is
-    read before any line is made, so one that is not a report stops it with its name."""
-    files = report_files(inputs)
-    reports = [read_report(path) for path in files]
+    read before any line is made. A file named itself that is not a report stops it with its name; one found in
+    a folder (an evaluation's JSON, a settings file) is left out, and said in ``skipped``."""
+    reports: list[tuple[Path, dict[str, Any], dict[str, Any]]] = []
+    for path, named in report_files(inputs):
+        try:
+            report = read_report(path)
+            figures = _figures(report, path)
+        except InputError as error:
+            if named:
+                raise
+            if skipped is not None:
+                skipped.append(str(error))
+            continue
+        reports.append((path, report, figures))
+    if not reports:
+        raise InputError("no scarnet JSON report among the files given" + (f" ({skipped[0]})" if skipped else ""))
     lines = []
-    for path, report in zip(files, reports):
-        figures = _figures(report, path)
+    for path, report, figures in reports:
         lines.append([report.get("input") or str(path), figures["dicom_series"], "ok",
                       *(figures[column] for column in SUMMARY_COLUMNS[3:])])
     return lines

@@ -383,7 +383,7 @@ def test_who_segmented_is_recorded_in_each_segment(tmp_path):
         read_back = pydicom.dcmread(tmp_path / "named.dcm")
         assert read_back.ContentCreatorName == name and read_back.get("SpecificCharacterSet") == charset
         assert read_back.PatientName == "Synthetic^LGE"
-    for name in ("Smith", "Smith\\Anna", "^", "A" * 70 + "^B"):
+    for name in ("Smith", "Smith\\Anna", "^", "^Anna", "A" * 70 + "^B"):
         with pytest.raises(InputError, match="give it as a DICOM person name"):
             dicom_seg_dataset(stack.volume.with_array(labels), stack, reader=name, **IDENTITY)
     with pytest.raises(ValueError, match="segmented_by"):
@@ -457,14 +457,13 @@ def test_quantify_writes_the_seg_of_a_corrected_labelmap(tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (("--dicom-seg", "s.dcm", "--segmented-by", "reader"), "--dicom-seg needs --image DICOM_FOLDER"),
     (("--image", "exam", "--dicom-seg", "s.dcm"), "--dicom-seg needs --segmented-by model|model-and-reader|reader"),
-    (("--image", "exam", "--segmented-by", "reader"), "--segmented-by goes with --dicom-seg OUT.dcm"),
     (("--image", "exam", "--model-report", "model.json"), "--model-report goes with --dicom-seg OUT.dcm"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "reader", "--model-report", "model.json"),
      "a reader's own (--segmented-by reader) has none"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "labels.nii.gz"),
-     "labels.nii.gz: not a JSON report of scarnet segment"),
+     "labels.nii.gz: not a JSON report of a ScarNet model run"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "other.json"),
-     "other.json: not a JSON report of scarnet segment or batch (no 'inference' record"),
+     "Slicer's Save report) (no 'inference' record"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "gone.json"),
      "gone.json: no such file"),
     (("--image", "image.nii.gz", "--dicom-seg", "s.dcm", "--segmented-by", "reader"),
@@ -480,11 +479,11 @@ def test_quantify_writes_the_seg_of_a_corrected_labelmap(tmp_path):
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "q.json"),
      "q.json: is both --model-report and an output of this run"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "short.json"),
-     "(no 'inference' record with the weights' sha256)"),
+     "not a JSON report of a ScarNet model run (scarnet segment, batch, Slicer's Save report) (no 'inference'"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "version.json"),
      "(its scarnet_version is not a version)"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "exam"),
-     "exam: is a folder; expected the JSON report"),
+     "exam: is a folder; expected the JSON report of a ScarNet model run"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--seg", "reader"), "unrecognized arguments: --seg"),
 ])
 def test_quantify_dicom_seg_refusals_are_one_line_and_write_nothing(tmp_path, args, message):

@@ -738,7 +738,8 @@ def test_own_references_saved_by_slicer_are_read_by_segment_name_or_mapped_when_
                  tmp_path / "plain.nrrd")
     (references / "p2.nrrd").unlink()
     shutil.copy(tmp_path / "plain.nrrd", references / "p2.seg.nrrd")
-    cases = load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})
+    with pytest.warns(UserWarning, match="p1.seg.nrrd: its segments are read by their names"):
+        cases = load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})
     for case, phantom in zip(cases, phantoms):
         np.testing.assert_array_equal(case.reference.array, phantom.labelmap.array)
 
@@ -750,6 +751,11 @@ def test_own_exams_pairing_edge_cases(tmp_path):
     images, references, phantoms = _own_exams(tmp_path)
     with pytest.raises(InputError, match="both --images and --references"):
         load_folder_cases(images, images)
+    # The references in a subfolder of the images: not taken for an exam.
+    references.rename(images / "labels")
+    assert [case.name for case in load_folder_cases(images, images / "labels", {100: 1, 200: 2, 300: 3, 400: 4})] \
+        == ["p1", "p2"]
+    (images / "labels").rename(references)
     write_volume(phantoms[0].image, images / "p1.nii.gz")  # NAME beside nnU-Net's NAME_0000
     with pytest.raises(InputError, match="p1_0000.nii.gz: its reference p1.nii.gz goes with p1.nii.gz already"):
         load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})

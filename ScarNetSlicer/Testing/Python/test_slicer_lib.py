@@ -1286,9 +1286,17 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     # any other file of that name is not, and then neither is written.
     assert rn.write_report_page(outputs.table_node, tmp_path / "exam 2.html", "lge").read_text() == page
     (tmp_path / "exam 3.json").write_text('{"my": "notes"}')
-    with pytest.raises(OutputExistsError, match="exam 3.json exists and is not a ScarNet report"):
+    with pytest.raises(OutputExistsError, match="exam 3.json exists and is not an earlier saved report of lge"):
         rn.write_report_page(outputs.table_node, tmp_path / "exam 3.html", "lge")
     assert not (tmp_path / "exam 3.html").exists() and (tmp_path / "exam 3.json").read_text() == '{"my": "notes"}'
+    # Nor a batch run's model report (NAME_report.json beside NAME_report.html), nor another exam's saved report.
+    batch_report = {**data, "input": "lge"}
+    batch_report.pop("source")
+    for name, content in (("exam_report", batch_report), ("exam 4", {**data, "input": "another exam"})):
+        (tmp_path / f"{name}.json").write_text(json.dumps(content))
+        with pytest.raises(OutputExistsError, match="is not an earlier saved report of lge"):
+            rn.write_report_page(outputs.table_node, tmp_path / f"{name}.html", "lge")
+        assert json.loads((tmp_path / f"{name}.json").read_text()) == content
     empty = scene.AddNewNodeByClass("vtkMRMLTableNode", "empty")
     with pytest.raises(InputError, match="no ScarNet report"):
         rn.write_report_page(empty, tmp_path / "x.html", "lge")

@@ -69,7 +69,7 @@ def test_corrected_reports_are_summarised_with_what_they_measured(tmp_path):
     lines = _read(tmp_path / "cohort.csv")
     assert [line["made_from"] for line in lines] == ["labelmap", "edited segmentation", "ScarNet model"]
     assert [line["report"] for line in lines] == ["p1_corrected.json", "p2_slicer.json", "p1_report.json"]
-    assert lines[0]["input"] == "p1_corrected.json"  # a quantify report names no input: its file stands for it
+    assert lines[0]["input"] == "p1_corrected.nii.gz"  # quantify without --image: the labelmap is the exam
     assert lines[1]["input"] == slicer_report["input"]
     assert float(lines[0]["scar_ml"]) == 0 and float(lines[2]["scar_ml"]) > 0
     quantified = json.loads((tmp_path / "p1_corrected.json").read_text())
@@ -139,3 +139,42 @@ def test_command_line_refusals_are_one_line_and_write_nothing(tmp_path):
     assert result.returncode == 0 and result.stdout == ""
     assert _read(tmp_path / "exists.csv") == _summary(out)
     np.testing.assert_equal(len(_read(tmp_path / "exists.csv")), 2)
+
+
+def test_a_folder_leaves_out_what_is_not_a_report_and_says_so(tmp_path):
+    """In a folder (a batch's output, where Slicer users also save markups and evaluations), files that are not
+    reports are left out with a warning; named on the command line, they stop it (above)."""
+    out = _batch(tmp_path)
+    (out / "RV insertion.mrk.json").write_text('{"markups": []}')
+    (out / "._p1_report.json").write_bytes(b"\x00\x05")  # macOS metadata beside a copied file
+    (out / "eval.json").write_text('{"methods": {}}')
+    result = subprocess.run([sys.executable, "-m", "scarnet", "summarize", "out", "--out", "s.csv"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert _read(tmp_path / "s.csv") == _summary(out)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "scarnet: warning: left out, " in lines[0] and "eval.json: not a JSON report" in lines[0]
+    (out / "p1_report.json").unlink()
+    (out / "p2_report.json").unlink()
+    with pytest.raises(InputError, match="no scarnet JSON report among the files given .*eval.json"):
+        summarize([out], [])
+
+
+def test_what_slicer_did_not_count_and_who_segmented_reach_the_summary(tmp_path):
+    out = _batch(tmp_path)
+    report = json.loads((out / "p1_report.json").read_text())
+    report.update(source="segmentation", edited=True, segments_left_out=["segments not counted: RV (2.1 mL)"])
+    (tmp_path / "slicer.json").write_text(json.dumps(report))
+    line = dict(zip(SUMMARY_COLUMNS, summarize([tmp_path / "slicer.json"])[0]))
+    assert line["warnings"].endswith("segments not counted: RV (2.1 mL)")
+    # scarnet quantify records the exam and, when told, who made the labelmap.
+    write_labelmap(read_seg_nrrd(out / "p1.seg.nrrd"), tmp_path / "p1_fixed.nii.gz")
+    for segmented_by, expected in (("model-and-reader", "edited segmentation"), ("reader", "reader's segmentation"),
+                                   (None, "labelmap")):
+        result = subprocess.run([sys.executable, "-m", "scarnet", "quantify", "p1_fixed.nii.gz", "--image",
+                                 "p1.nii.gz", "--report", "q.json", "--quiet", "--overwrite",
+                                 *(["--segmented-by", segmented_by] if segmented_by else [])],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        line = dict(zip(SUMMARY_COLUMNS, summarize([tmp_path / "q.json"])[0]))
+        assert line["made_from"] == expected and line["input"] == "p1.nii.gz"
