@@ -179,9 +179,9 @@ def read_rv_points(path: str | Path) -> dict[str, ExamAnatomy]:
             name = row.get("exam", "")
             if not name:
                 raise InputError(f"{path} line {number}: no exam name")
-            if _name_key(name) in line_of:
-                raise InputError(f"{path} line {number}: {name} was given on line {line_of[_name_key(name)]} already")
-            line_of[_name_key(name)] = number
+            if exam_key(name) in line_of:
+                raise InputError(f"{path} line {number}: {name} was given on line {line_of[exam_key(name)]} already")
+            line_of[exam_key(name)] = number
             anterior = _point(path, number, row, "anterior", delimiter)
             inferior = _point(path, number, row, "inferior", delimiter)
             if inferior is not None and anterior is None:
@@ -211,7 +211,7 @@ def _point_file_header(path: Path, cells: list[str]) -> list[str]:
     return header
 
 
-def _name_key(name: str) -> str:
+def exam_key(name: str) -> str:
     """An exam name as compared: any case, and one Unicode form (macOS file names are decomposed, what a
     spreadsheet saves is usually composed)."""
     return unicodedata.normalize("NFC", name).casefold()
@@ -244,10 +244,10 @@ def points_for_exams(points: Mapping[str, ExamAnatomy], plans: Sequence[ExamOutp
                      source: str | Path = "the points file") -> list[ExamAnatomy]:
     """Each planned exam's entry of ``points`` (an empty one without); :class:`InputError` when ``points`` names
     an exam that is not among the inputs (a misspelt name would otherwise leave an exam without its segments)."""
-    by_name = {_name_key(exam_name(plan.input)): index for index, plan in enumerate(plans)}
+    by_name = {exam_key(exam_name(plan.input)): index for index, plan in enumerate(plans)}
     chosen = [ExamAnatomy()] * len(plans)
     for name, point in points.items():
-        index = by_name.get(_name_key(name))
+        index = by_name.get(exam_key(name))
         if index is None:
             known = ", ".join(exam_name(plan.input) for plan in plans[:5]) + (", ..." if len(plans) > 5 else "")
             where = f"{source} line {point.line}" if point.line is not None else str(source)
@@ -402,5 +402,6 @@ def summary_csv(rows: Sequence[BatchRow]) -> str:
     return _summary_csv([row.values() for row in rows])
 
 
-__all__ = ["POINT_COLUMNS", "SUMMARY_COLUMNS", "SUMMARY_NAME", "BatchRow", "ExamAnatomy", "ExamOutputs", "exam_name",
+__all__ = ["POINT_COLUMNS", "SUMMARY_COLUMNS", "SUMMARY_NAME", "BatchRow", "ExamAnatomy", "ExamOutputs", "exam_key",
+           "exam_name",
            "plan_outputs", "points_for_exams", "read_rv_points", "run_batch", "summary_csv"]

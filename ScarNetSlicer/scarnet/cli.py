@@ -247,13 +247,20 @@ def cmd_quantify(args: argparse.Namespace) -> int:
             add_dicom_seg(outputs, args.dicom_seg, labelmap, report, source, inference=model_inference,
                           segmented_by=args.segmented_by, reader=args.reader)  # before the report, which names it
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
-        _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}", Path(args.labelmap).name)
+        who = _SEGMENTED_BY_TEXT.get(args.segmented_by, "")
+        _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}{who}", Path(args.labelmap).name)
         outputs.commit()
     from .report_html import series_text
 
     series = series_text(report.extra.get("input_series"))
     print_report(report, _console(args.quiet), title=f"ScarNet report: {_escape_markup(str(args.labelmap) + series)}")
     return 0
+
+
+#: ``quantify --segmented-by`` on the page and the bullseye ("Segmentation: labelmap X, ...").
+_SEGMENTED_BY_TEXT = {"model": ", the ScarNet model's",
+                      "model-and-reader": ", the ScarNet model's corrected by a reader",
+                      "reader": ", drawn by a reader"}
 
 
 def _check_quantify_dicom_seg(args: argparse.Namespace) -> dict | None:

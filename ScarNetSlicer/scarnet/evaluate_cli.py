@@ -221,20 +221,20 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
     as they are). Raises
     :class:`InputError` for an image without a reference or a reference without an image (naming them), two
     files of one name, and any exam that cannot be read."""
-    from .batch import _name_key, exam_name
+    from .batch import exam_key, exam_name
     from .io import IMAGE_SUFFIXES, SEGMENTATION_SUFFIX, read_input, read_labelmap
 
     def entries(folder: Path, folders_too: bool) -> dict[str, Path]:
         if not folder.is_dir():
             raise InputError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
         found: dict[str, Path] = {}
-        for path in sorted(folder.iterdir(), key=lambda p: (_name_key(p.name), p.name)):
+        for path in sorted(folder.iterdir(), key=lambda p: (exam_key(p.name), p.name)):
             lowered = path.name.lower()
             usable = (path.is_dir() and folders_too) or (path.is_file() and lowered.endswith(
                 (*IMAGE_SUFFIXES, SEGMENTATION_SUFFIX)))
             if path.name.startswith(".") or not usable or path.resolve() == references.resolve():
                 continue  # the references may be a subfolder of the images
-            key = _name_key(exam_name(path))
+            key = exam_key(exam_name(path))
             if key in found:
                 raise InputError(f"{found[key].name} and {path.name}: two exams of one name in {folder}")
             found[key] = path

@@ -169,12 +169,14 @@ def test_what_slicer_did_not_count_and_who_segmented_reach_the_summary(tmp_path)
     assert line["warnings"].endswith("segments not counted: RV (2.1 mL)")
     # scarnet quantify records the exam and, when told, who made the labelmap.
     write_labelmap(read_seg_nrrd(out / "p1.seg.nrrd"), tmp_path / "p1_fixed.nii.gz")
-    for segmented_by, expected in (("model-and-reader", "edited segmentation"), ("reader", "reader's segmentation"),
-                                   (None, "labelmap")):
+    for segmented_by, expected, page in (
+            ("model-and-reader", "edited segmentation", ", the ScarNet model&#x27;s corrected by a reader ·"),
+            ("reader", "reader's segmentation", ", drawn by a reader ·"), (None, "labelmap", " ·")):
         result = subprocess.run([sys.executable, "-m", "scarnet", "quantify", "p1_fixed.nii.gz", "--image",
-                                 "p1.nii.gz", "--report", "q.json", "--quiet", "--overwrite",
+                                 "p1.nii.gz", "--report", "q.json", "--html", "q.html", "--quiet", "--overwrite",
                                  *(["--segmented-by", segmented_by] if segmented_by else [])],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         line = dict(zip(SUMMARY_COLUMNS, summarize([tmp_path / "q.json"])[0]))
         assert line["made_from"] == expected and line["input"] == "p1.nii.gz"
+        assert f"Segmentation: labelmap p1_fixed.nii.gz{page}" in (tmp_path / "q.html").read_text()  # who, on the page
