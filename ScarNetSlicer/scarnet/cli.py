@@ -521,9 +521,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def cmd_summarize(args: argparse.Namespace) -> int:
     """One summary.csv from JSON reports already written (scarnet.summary): a cohort's corrected figures."""
+    from collections import Counter
+
     from .errors import InputError
     from .outputs import REPORT, OutputSet
-    from .summary import summarize, summary_csv
+    from .summary import SUMMARY_COLUMNS, summarize, summary_csv
 
     if Path(args.out).suffix.lower() != ".csv":
         raise InputError(f"--out {args.out}: the summary is a .csv file")
@@ -536,9 +538,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         outputs.prepare()
         outputs.write(args.out, lambda temp: Path(temp).write_text(summary_csv(lines), encoding="utf-8"))
         outputs.commit()
-    made_from: dict[str, int] = {}
-    for line in lines:
-        made_from[line[3]] = made_from.get(line[3], 0) + 1
+    made_from = Counter(line[SUMMARY_COLUMNS.index("made_from")] for line in lines)
     counts = ", ".join(f"{count} {what}" for what, count in sorted(made_from.items()))
     _console(args.quiet).print(f"{len(lines)} report{'' if len(lines) == 1 else 's'} ({counts}): {args.out}",
                                markup=False, soft_wrap=True)
@@ -813,7 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicom-seg", type=Path, metavar="OUT.dcm",
                    help="DICOM Segmentation output referring to the --image DICOM folder's images; needs "
                         '--segmented-by (and highdicom: pip install "scarnet[dicom]")')
-    p.add_argument("--segmented-by", choices=("model", "model-and-reader", "reader"),
+    p.add_argument("--segmented-by", choices=tuple(_SEGMENTED_BY_TEXT),
                    help="who made the labelmap: the model, the model corrected by a reader, or a reader by hand; "
                         "recorded in the report (and the summary's made_from) and in the DICOM SEG")
     p.add_argument("--model-report", type=Path, metavar="REPORT.json",

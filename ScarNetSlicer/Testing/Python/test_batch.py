@@ -39,9 +39,14 @@ def _segmenter_factory(calls: list[int] | None = None):
     return make
 
 
-def _summary(folder: Path) -> list[dict[str, str]]:
-    with (folder / "summary.csv").open(newline="", encoding="utf-8") as handle:
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """A CSV file's rows as dicts by header (a summary, for one)."""
+    with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def _summary(folder: Path) -> list[dict[str, str]]:
+    return read_csv_rows(folder / "summary.csv")
 
 
 @pytest.mark.parametrize("path, name", [("a/lge.nii.gz", "lge"), ("b.NRRD", "b"), ("x.mha", "x"),

@@ -3,7 +3,6 @@ reports in one table, the same table as ``scarnet batch`` writes; refusals in on
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_batch import _segmenter_factory, _summary
+from test_batch import read_csv_rows as _read
 from test_inference import ring_volume
 
 from scarnet.batch import run_batch
@@ -27,11 +27,6 @@ def _batch(tmp_path: Path) -> Path:
     rows = run_batch([tmp_path / "p1.nii.gz", tmp_path / "p2.nrrd"], tmp_path / "out", _segmenter_factory())
     assert [row.status for row in rows] == ["ok", "ok"]
     return tmp_path / "out"
-
-
-def _read(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_the_reports_of_a_batch_give_its_summary_again(tmp_path):
