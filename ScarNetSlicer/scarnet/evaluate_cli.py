@@ -32,6 +32,7 @@ import re
 import shlex
 import sys
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,21 +117,68 @@ def _stderr(message: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------------------------
-@dataclass
 class EvalCase:
-    """One exam: image and reference labelmap on the same grid."""
+    """One exam: image and reference labelmap on the same grid.
 
-    name: str
-    image: Volume
-    reference: Volume
+    Held in memory (``EvalCase(name, image, reference)``: EMIDEC's PNG stacks, tests), or read from its
+    files whenever it is used (:meth:`from_files`, for ``--images``): the cases of one folder share a
+    one-exam slot, so an evaluation of a site's exams holds one exam at a time however many there are.
+    Every part of the evaluation goes through the cases one by one, so each part reads each exam once.
+    """
+
+    def __init__(self, name: str, image: Volume | None = None, reference: Volume | None = None, *,
+                 load: Callable[[], tuple[Volume, Volume]] | None = None, slot: _ExamSlot | None = None) -> None:
+        if (image is None or reference is None) == (load is None):
+            raise ValueError("EvalCase: give image and reference, or load")
+        self.name = name
+        self._held = (image, reference) if load is None else None
+        self._load, self._slot = load, slot or _ExamSlot()
+        # A file-backed case is read once now, so that a bad file is refused before any work.
+        image_now, reference_now = self._volumes()
+        labels = reference_now.array
+        #: What the tables need to know of the exam without reading it again.
+        self.has_scar = bool(np.isin(labels, SCAR_LABELS).any())
+        self.has_mvo = bool((labels == MVO).any())
+        self.num_slices = image_now.num_slices
+        self.spacing_mm = tuple(image_now.spacing_mm)
+
+    @classmethod
+    def from_files(cls, name: str, load: Callable[[], tuple[Volume, Volume]], slot: _ExamSlot) -> EvalCase:
+        """A case read by ``load()`` (image, reference) each time it is used, kept only while it is ``slot``'s."""
+        return cls(name, load=load, slot=slot)
+
+    def _volumes(self) -> tuple[Volume, Volume]:
+        if self._held is not None:
+            return self._held
+        return self._slot.get(self, self._load)
 
     @property
-    def has_scar(self) -> bool:
-        return bool(np.isin(self.reference.array, SCAR_LABELS).any())
+    def image(self) -> Volume:
+        return self._volumes()[0]
 
     @property
-    def has_mvo(self) -> bool:
-        return bool((self.reference.array == MVO).any())
+    def reference(self) -> Volume:
+        return self._volumes()[1]
+
+
+class _ExamSlot:
+    """Holds the one exam last read, for the file-backed cases that share it."""
+
+    def __init__(self) -> None:
+        self._owner: EvalCase | None = None
+        self._volumes: tuple[Volume, Volume] | None = None
+        self._read: set[EvalCase] = set()  # the cases read before
+
+    def get(self, case: EvalCase, load: Callable[[], tuple[Volume, Volume]]) -> tuple[Volume, Volume]:
+        if self._owner is not case or self._volumes is None:
+            self._owner, self._volumes = None, None  # let the last exam go before the next is read
+            with warnings.catch_warnings():
+                if case in self._read:
+                    warnings.simplefilter("ignore")  # the reader's warnings were shown at the first read
+                self._volumes = load()
+            self._read.add(case)
+            self._owner = case
+        return self._volumes
 
 
 @dataclass
@@ -218,7 +266,8 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
     labelmap of the same name in ``references`` (NAME.nii.gz, NAME.seg.nrrd, ...; nnU-Net's ``NAME_0000`` image
     goes with ``NAME``), on the image's grid; in name order. ``label_values`` maps the references' values to
     0–4; ``series`` picks the series of every DICOM folder (as ``scarnet segment --series``; files are read
-    as they are). Raises
+    as they are). Each exam is read once here, to check it, and again whenever the evaluation uses it: one exam
+    is held at a time (:class:`EvalCase`). Raises
     :class:`InputError` for an image without a reference or a reference without an image (naming them), two
     files of one name, and any exam that cannot be read."""
     from .batch import exam_key, exam_name
@@ -261,12 +310,15 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
     if reference_paths:
         names = ", ".join(path.name for path in list(reference_paths.values())[:5])
         raise InputError(f"{references}: reference(s) without an image in {images}: {names}")
-    cases = []
-    for name, image_path, reference_path in pairs[:max_cases]:
-        image, _ = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
-        reference = read_labelmap(reference_path, reference=image, label_values=label_values)
-        cases.append(EvalCase(name, image, reference))
-    return cases
+    def loader(image_path: Path, reference_path: Path) -> Callable[[], tuple[Volume, Volume]]:
+        def load() -> tuple[Volume, Volume]:
+            image, _ = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
+            return image, read_labelmap(reference_path, reference=image, label_values=label_values)
+        return load
+
+    slot = _ExamSlot()  # one exam in memory at a time: a site's folder may hold hundreds
+    return [EvalCase.from_files(name, loader(image_path, reference_path), slot)
+            for name, image_path, reference_path in pairs[:max_cases]]
 
 
 def weights_info(path: Path | None, model: Any) -> dict[str, Any]:
@@ -567,8 +619,8 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
     timings: dict[str, float] = {}
     results: dict[str, Any] = {
         "settings": settings.to_json(),
-        "cases": [{"name": c.name, "has_scar": c.has_scar, "has_mvo": c.has_mvo, "slices": c.image.num_slices,
-                   "spacing_mm": list(c.image.spacing_mm)} for c in cases],
+        "cases": [{"name": c.name, "has_scar": c.has_scar, "has_mvo": c.has_mvo, "slices": c.num_slices,
+                   "spacing_mm": list(c.spacing_mm)} for c in cases],
         "weights": {"scarnet": scarnet.weights, "unet": unet.weights if unet is not None else None},
         "methods": {},
     }
@@ -584,13 +636,19 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
         models["unet"] = unet
     segmenters = {key: _segmenter(entry.model, settings.device, settings.tta, entry.qc_calibration)
                   for key, entry in models.items()}
-    predictions: dict[str, dict[str, Volume]] = {}
+    # The classical thresholds work inside ScarNet's predicted myocardium: they run in ScarNet's
+    # pass, case by case, so that no prediction is kept for later (one exam in memory at a time).
+    from .baselines import THRESHOLDS, apply_threshold
+
+    threshold_keys = {name: f"threshold_{name.lower()}" for name in THRESHOLDS}
+    threshold_cases: dict[str, dict[str, Any]] = {name: {} for name in THRESHOLDS}
+    threshold_time = 0.0
     qc_records: list[dict[str, Any]] = []
     warned_unlike_training: list[str] = []
     for key, segmenter in segmenters.items():
         t = time.perf_counter()
         label = "ScarNet" if key == "scarnet" else "Plain U-Net"
-        per_case, predictions[key] = {}, {}
+        per_case = {}
         # ScarNet's clean pass runs as users run it, flip check included, for the QC-flag table
         # (the labels do not depend on it); the robustness passes leave it out (time).
         segmenter.flip_check = key == "scarnet"
@@ -602,15 +660,26 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
                 warnings_given = report.extra.get("inference", {}).get("warnings", []) if report is not None else []
                 if any(UNLIKE_TRAINING_WARNING in str(w) for w in warnings_given):
                     warned_unlike_training.append(case.name)
-            predictions[key][case.name] = prediction
             per_case[case.name] = {**case_metrics(prediction, case.reference, surface_distance=True),
                                    "refused": refused}
             log(f"{label} {index}/{len(cases)} {case.name}: myocardium Dice "
                 f"{_fmt(per_case[case.name]['myocardium_dice'])}, scar Dice {_fmt(per_case[case.name]['scar_dice'])}"
                 f"{' (no heart found)' if refused else ''} [{time.perf_counter() - t_case:.1f} s]")
+            if key == "scarnet" and "thresholds" not in skip:
+                t_threshold = time.perf_counter()
+                for name in THRESHOLDS:
+                    labelmap, threshold = apply_threshold(case.image, prediction, name)
+                    metrics = case_metrics(labelmap, case.reference, surface_distance=False)
+                    # Same myocardium and blood pool as ScarNet (same mask): copy those figures, HD95 included.
+                    metrics.update(myocardium_hd95_mm=per_case[case.name]["myocardium_hd95_mm"], mvo_dice=None,
+                                   threshold=threshold, refused=refused)
+                    threshold_cases[name][case.name] = metrics
+                threshold_time += time.perf_counter() - t_threshold
         methods[key] = _method(label, per_case=per_case, summary=_summary(per_case))
         segmenter.flip_check = False
         timings[key] = time.perf_counter() - t
+    if "scarnet" in timings:
+        timings["scarnet"] -= threshold_time  # ScarNet's own time, as before the thresholds moved into its pass
     calibration = segmenters["scarnet"].qc_calibration
     results["qc"] = {**qc_summary(qc_records), "low_confidence_threshold": calibration.low_confidence_threshold,
                      "scar_uncertain_threshold": calibration.scar_uncertain_threshold,
@@ -621,28 +690,16 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
                      "exams": len(cases), "exams_warned_unlike_training": warned_unlike_training,
                      "per_slice": qc_records}
 
-    # -- classical thresholds inside ScarNet's myocardium ----------------------------------------
-    from .baselines import THRESHOLDS, apply_threshold
-
-    t = time.perf_counter()
-    for name in THRESHOLDS:
-        key = f"threshold_{name.lower()}"
+    # -- classical thresholds inside ScarNet's myocardium (computed in ScarNet's pass above) ------
+    for name, key in threshold_keys.items():
         if "thresholds" in skip:
             methods[key] = _method(name, "skipped (--skip thresholds)")
-            continue
-        per_case = {}
-        for case in cases:
-            labelmap, threshold = apply_threshold(case.image, predictions["scarnet"][case.name], name)
-            metrics = case_metrics(labelmap, case.reference, surface_distance=False)
-            # Same myocardium and blood pool as ScarNet (same mask): copy those figures, HD95 included.
-            scarnet_case = methods["scarnet"]["per_case"][case.name]
-            metrics.update(myocardium_hd95_mm=scarnet_case["myocardium_hd95_mm"], mvo_dice=None,
-                           threshold=threshold, refused=scarnet_case["refused"])
-            per_case[case.name] = metrics
-        methods[key] = _method(name, per_case=per_case, summary=_summary(per_case), same_mask_as="scarnet")
+        else:
+            per_case = threshold_cases[name]
+            methods[key] = _method(name, per_case=per_case, summary=_summary(per_case), same_mask_as="scarnet")
     if "thresholds" not in skip:
-        log(f"thresholds 2SD, FWHM, Otsu on {len(cases)} cases [{time.perf_counter() - t:.1f} s]")
-    timings["thresholds"] = time.perf_counter() - t
+        log(f"thresholds 2SD, FWHM, Otsu on {len(cases)} cases [{threshold_time:.1f} s]")
+    timings["thresholds"] = threshold_time
 
     # -- LiteMedSAM box prompts -------------------------------------------------------------------
     t = time.perf_counter()

@@ -759,3 +759,89 @@ def test_own_exams_pairing_edge_cases(tmp_path):
     write_volume(phantoms[0].image, images / "p1.nii.gz")  # NAME beside nnU-Net's NAME_0000
     with pytest.raises(InputError, match="p1_0000.nii.gz: its reference p1.nii.gz goes with p1.nii.gz already"):
         load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})
+
+
+def test_own_exams_are_held_one_at_a_time_read_once_per_part_and_evaluated_as_if_held(tmp_path, monkeypatch):
+    """A site's folder may hold hundreds of exams: the evaluation reads each when it uses it and lets the last
+    one go first, with the same figures as exams held in memory."""
+    import gc
+    import weakref
+
+    from test_inference import RingModel, ring_volume
+
+    import scarnet.io
+    from scarnet.evaluate_cli import EvalSettings, ModelEntry, evaluate_cases, load_folder_cases
+    from scarnet.inference import Segmenter
+    from scarnet.io import write_volume
+
+    images, references = tmp_path / "imgs", tmp_path / "refs"
+    images.mkdir()
+    references.mkdir()
+    for name, slices in (("a", 8), ("b", 7)):
+        image = ring_volume(shape_kji=(slices, 150, 170))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            reference = Segmenter(RingModel(), device="cpu", flip_check=False)(image).labelmap
+        write_volume(image, images / f"{name}.nrrd")
+        write_volume(reference, references / f"{name}.nrrd")
+
+    reads: list[str] = []
+    alive_at_read: list[int] = []
+    arrays: list[weakref.ref] = []
+    real_read_input = scarnet.io.read_input
+
+    def counting_read_input(path, *args, **kwargs):
+        gc.collect()
+        alive_at_read.append(sum(ref() is not None for ref in arrays))  # exams still in memory
+        volume, source = real_read_input(path, *args, **kwargs)
+        reads.append(Path(path).stem)
+        arrays.append(weakref.ref(volume.array))
+        return volume, source
+
+    monkeypatch.setattr(scarnet.io, "read_input", counting_read_input)
+    lazy = load_folder_cases(images, references)
+    assert reads == ["a", "b"]  # each read once to check it before any work
+    held = [EvalCase(case.name, case.image, case.reference) for case in lazy]
+    assert reads == ["a", "b", "a", "b"]
+    assert [(c.has_scar, c.has_mvo, c.num_slices, c.spacing_mm) for c in lazy] == \
+        [(c.has_scar, c.has_mvo, c.num_slices, c.spacing_mm) for c in held]
+
+    def evaluate(cases):
+        entry = ModelEntry(RingModel())
+        settings = EvalSettings(noise_seeds=2, skip=("medsam",))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            results = evaluate_cases(cases, entry, ModelEntry(RingModel()), settings, log=lambda _: None)
+        results.pop("timings_s")
+        return json.loads(json.dumps(results, default=str))
+
+    from_memory = evaluate(held)
+    del held
+    reads.clear()
+    alive_at_read.clear()
+    from_files = evaluate(lazy)
+    assert from_files == from_memory
+    assert from_files["methods"]["threshold_otsu"]["summary"]["scar_dice_mean"] is not None
+    # ScarNet (with the thresholds), the U-Net, noise (both have scar), artifacts, contrast, field: 6 parts.
+    assert reads.count("a") == reads.count("b") == 6
+    assert max(alive_at_read) == 0  # no earlier exam was still in memory when the next was read
+
+
+def test_an_own_exam_read_again_does_not_repeat_its_warnings():
+    from scarnet.evaluate_cli import _ExamSlot
+
+    volume = Volume(np.zeros((2, 4, 4), np.float32), (1.0, 1.0, 8.0))
+
+    def load():
+        warnings.warn("irregular slice spacing", stacklevel=1)
+        return volume, volume.with_array(volume.array.astype(np.uint8))
+
+    slot = _ExamSlot()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = EvalCase.from_files("x", load, slot), EvalCase.from_files("y", load, slot)
+        assert len(caught) == 2
+        first.image, second.image, first.reference  # noqa: B018 — each read again in turn
+    assert len(caught) == 2
+    with pytest.raises(ValueError, match="give image and reference, or load"):
+        EvalCase("z", volume)
