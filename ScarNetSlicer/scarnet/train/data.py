@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from ..labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR, SCAR_LABELS
 from ..preprocess import normalise_intensity, plane_transform, resample_image, resample_plane, valid_mask
+from ..volume import Volume
 
 
 @dataclass
@@ -299,6 +300,26 @@ def emidec_samples(cases) -> list[SliceSample]:
     """Every slice of the given :class:`~scarnet.train.emidec.EmidecCase` objects."""
     return [SliceSample(case.images[k], case.labels[k], case.spacing_rc_mm)
             for case in cases for k in range(case.images.shape[0])]
+
+
+def volume_samples(image: Volume, labels: Volume, name: str = "image") -> list[SliceSample]:
+    """Every slice of a short-axis stack and its labelmap, stored as inference stores them for the model
+    (slices along k, the canonical in-plane order: :mod:`scarnet.orientation`), so that training sees the
+    picture inference will; :class:`~scarnet.errors.InputError` for what cannot be a short-axis stack."""
+    from ..inference import check_short_axis
+    from ..io import validate_image
+    from ..orientation import canonical_in_plane_order, find_stack_axis
+
+    validate_image(image, name)
+    stack = find_stack_axis(image)
+    image, labels = stack.apply(image), stack.apply(labels)
+    check_short_axis(image, name)
+    order = canonical_in_plane_order(image.direction)
+    image = order.apply(image.with_array(image.array.astype(np.float32, copy=False)))
+    labels = order.apply(labels.with_array(labels.array.astype(np.uint8, copy=False)))
+    spacing_rc_mm = (float(image.spacing_mm[1]), float(image.spacing_mm[0]))
+    return [SliceSample(np.ascontiguousarray(image.array[k]), np.ascontiguousarray(labels.array[k]), spacing_rc_mm)
+            for k in range(image.num_slices)]
 
 
 class PhantomSource:

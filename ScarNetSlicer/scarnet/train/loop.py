@@ -36,6 +36,8 @@ from .data import AugmentConfig
 #: Settings of one session of a run, which ``--resume`` may change: where and how long it runs,
 #: where its files are now; not what it learns. Everything else must stay as the run was set up.
 SESSION_FIELDS = ("device", "num_workers", "torch_threads", "max_minutes", "emidec_root", "encoder_checkpoint")
+#: The folders of a run on exams of your own (:attr:`TrainConfig.own_images`): all four or none.
+OWN_FOLDER_FIELDS = ("own_images", "own_references", "own_val_images", "own_val_references")
 #: Devices a run can ask for ("cuda:1": a given GPU).
 _DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 #: What train() saves in every checkpoint.
@@ -102,6 +104,17 @@ class TrainConfig:
     # ceiling puts the evaluation's 5 % noise (about 0.05 of the crop's range) mid-range.
     noise_consistency_weight: float = 0.0
     noise_consistency_std_max: float = 0.1
+    # Exams of your own (a site's scanner and protocol), in folders as ``scarnet evaluate --images``
+    # reads them: each image (a file or DICOM folder) with the reference labelmap of its name. When
+    # given, they replace EMIDEC as the real data: the model trains on ``own_images`` (with phantoms,
+    # ``phantom_fraction``) and is selected on ``own_val_images``, exams kept apart for that (a
+    # model selected on the exams it trained on would be chosen for memorising them).
+    own_images: str | None = None
+    own_references: str | None = None
+    own_val_images: str | None = None
+    own_val_references: str | None = None
+    own_label_values: str | None = None  # the references' values → 0-4, as evaluate's --label-values
+    own_series: str | None = None  # the series of every DICOM folder, as segment's --series
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,10 +190,28 @@ class TrainConfig:
         for key in ("freeze_encoder", "pretrained_encoder", "amp", "anneal_by_time"):
             if not isinstance(getattr(self, key), bool):
                 raise _BadConfig(f"{key} must be true or false (not {_shown(getattr(self, key))})")
-        for key in ("emidec_root", "encoder_checkpoint", "init_weights"):
+        for key in ("emidec_root", "encoder_checkpoint", "init_weights", *OWN_FOLDER_FIELDS):
             value = getattr(self, key)
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise _BadConfig(f"{key} must be a file or folder name, or null (not {_shown(value)})")
+        for key in ("own_label_values", "own_series"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
+                raise _BadConfig(f"{key} must be a string, or null (not {_shown(getattr(self, key))})")
+        given = {key for key in OWN_FOLDER_FIELDS if getattr(self, key) is not None}
+        if given and given != set(OWN_FOLDER_FIELDS):
+            raise _BadConfig("own exams need all four folders: own_images and own_references to train on, "
+                             "own_val_images and own_val_references (other exams) to select the model on "
+                             f"(missing: {', '.join(k for k in OWN_FOLDER_FIELDS if k not in given)})")
+        for key in ("own_label_values", "own_series"):
+            if getattr(self, key) is not None and not given:
+                raise _BadConfig(f"{key} goes with own exams (own_images ...)")
+        if self.own_label_values is not None:
+            from ..evaluate_cli import parse_label_values
+
+            try:
+                parse_label_values(self.own_label_values)
+            except InputError as error:
+                raise _BadConfig(f"own_label_values: {str(error).removeprefix('--label-values: ')}") from None
         if not isinstance(self.device, str) or not _DEVICE_NAME.fullmatch(self.device):
             raise _BadConfig(f"device must be auto, cpu, cuda or cuda:N (not {_shown(self.device)})")
 
@@ -483,13 +514,16 @@ def _read_initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
 def _training_data(config: TrainConfig) -> tuple[list, list]:
     """Real training slices (EMIDEC train split; none without EMIDEC) and validation cases.
 
-    Validation: EMIDEC "val" (real) when available, else a fixed set of phantoms. Read (and
-    checked, one line per damaged file) before the run folder is made.
+    Validation: EMIDEC "val" (real) when available, else a fixed set of phantoms. With exams of
+    your own (``own_images`` ...), those instead: the training folder's slices and the validation
+    folder's exams. Read (and checked, one line per damaged file) before the run folder is made.
     """
     from ..phantom import make_phantom
     from .data import emidec_samples
     from .emidec import load_cases, load_split
 
+    if config.own_images is not None:
+        return _own_training_data(config)
     root = _emidec_root(config)
     if root is None:
         if config.emidec_root == "auto":  # asked for real data where found: say that none was
@@ -507,6 +541,31 @@ def _training_data(config: TrainConfig) -> tuple[list, list]:
     real = emidec_samples(load_cases(root, split["train"]))
     names = split["val"][: config.max_val_cases] if config.max_val_cases else split["val"]
     return real, [(c.name, *c.as_volume()) for c in load_cases(root, names)]
+
+
+def _own_training_data(config: TrainConfig) -> tuple[list, list]:
+    """:func:`_training_data` for exams of your own: every slice of the training folder's exams, and the
+    validation folder's exams. Refuses an exam in both folders (its figures would be a trained-on exam's)."""
+    from ..evaluate_cli import load_folder_cases, parse_label_values
+    from .data import volume_samples
+
+    mapping = parse_label_values(config.own_label_values) if config.own_label_values is not None else None
+    folders = [Path(getattr(config, key)) for key in OWN_FOLDER_FIELDS]
+    if len({folder.resolve() for folder in folders}) < len(folders):
+        raise InputError("own exams: the training images, training references, validation images and validation "
+                         "references need four different folders")
+    train_cases = load_folder_cases(folders[0], folders[1], mapping, series=config.own_series)
+    val_cases = load_folder_cases(folders[2], folders[3], mapping, series=config.own_series)
+    from ..batch import exam_key
+
+    both = sorted({exam_key(c.name) for c in train_cases} & {exam_key(c.name) for c in val_cases})
+    if both:
+        raise InputError(f"own exams: {', '.join(both[:5])} in both the training and the validation folders; the "
+                         "model is selected on exams it did not train on")
+    if config.max_val_cases:
+        val_cases = val_cases[: config.max_val_cases]
+    real = [sample for case in train_cases for sample in volume_samples(case.image, case.reference, case.name)]
+    return real, [(case.name, case.image, case.reference) for case in val_cases]
 
 
 def _emidec_root(config: TrainConfig) -> Path | None:
