@@ -32,7 +32,6 @@ import re
 import shlex
 import sys
 import time
-import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -167,16 +166,14 @@ class _ExamSlot:
     def __init__(self) -> None:
         self._owner: EvalCase | None = None
         self._volumes: tuple[Volume, Volume] | None = None
-        self._read: set[EvalCase] = set()  # the cases read before
 
     def get(self, case: EvalCase, load: Callable[[], tuple[Volume, Volume]]) -> tuple[Volume, Volume]:
+        # The warning filters are left alone: a read again gives the reader's warnings in the same words
+        # from the same lines, which Python's default filter shows once (changing the filters would make
+        # it forget what it has shown, and every warning of the run could come again).
         if self._owner is not case or self._volumes is None:
             self._owner, self._volumes = None, None  # let the last exam go before the next is read
-            with warnings.catch_warnings():
-                if case in self._read:
-                    warnings.simplefilter("ignore")  # the reader's warnings were shown at the first read
-                self._volumes = load()
-            self._read.add(case)
+            self._volumes = load()
             self._owner = case
         return self._volumes
 
@@ -310,10 +307,27 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
     if reference_paths:
         names = ", ".join(path.name for path in list(reference_paths.values())[:5])
         raise InputError(f"{references}: reference(s) without an image in {images}: {names}")
+    def stamp(path: Path) -> tuple[int, int] | None:
+        try:
+            status = path.stat()
+        except OSError:
+            return None
+        return status.st_mtime_ns, status.st_size
+
     def loader(image_path: Path, reference_path: Path) -> Callable[[], tuple[Volume, Volume]]:
+        first: list[tuple] = []  # the files' times and sizes when first read
+
         def load() -> tuple[Volume, Volume]:
+            stamps = (stamp(image_path), stamp(reference_path))
+            if first and stamps != first[0]:
+                changed = image_path if stamps[0] != first[0][0] else reference_path
+                raise InputError(f"{changed}: changed during the evaluation (each exam is read again when used); "
+                                 "run it again")
             image, _ = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
-            return image, read_labelmap(reference_path, reference=image, label_values=label_values)
+            reference = read_labelmap(reference_path, reference=image, label_values=label_values)
+            if not first:
+                first.append(stamps)
+            return image, reference
         return load
 
     slot = _ExamSlot()  # one exam in memory at a time: a site's folder may hold hundreds
@@ -675,6 +689,8 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
                                    threshold=threshold, refused=refused)
                     threshold_cases[name][case.name] = metrics
                 threshold_time += time.perf_counter() - t_threshold
+            # This exam's volumes go before the next is read (one exam in memory at a time).
+            del prediction, report
         methods[key] = _method(label, per_case=per_case, summary=_summary(per_case))
         segmenter.flip_check = False
         timings[key] = time.perf_counter() - t
@@ -777,6 +793,7 @@ def _evaluate_medsam(cases: list[EvalCase], settings: EvalSettings, skip: set[st
         }
         entry["scar_percent_error"] = entry["scar_percent_pred"] - entry["scar_percent_ref"]
         per_case[case.name] = entry
+        del lv, scar, r, ref_lv, ref_scar  # before the next exam is read
         log(f"LiteMedSAM {index}/{len(cases)} {case.name}: LV Dice {_fmt(entry['lv_dice'])}, scar Dice "
             f"{_fmt(entry['scar_dice'])} [{time.perf_counter() - t:.1f} s]")
     return _method(label, per_case=per_case, summary=_summary(per_case))
@@ -801,6 +818,8 @@ def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: 
                 refusals[key] += refused
                 volumes[key].setdefault(case.name, []).append(
                     float(np.isin(prediction.array, SCAR_LABELS).sum() * prediction.voxel_volume_ml))
+                del prediction
+            del noisy  # before the next exam is read
         log(f"noise {index}/{len(infarct)} {case.name}: {settings.noise_seeds} seeds "
             f"[{time.perf_counter() - t:.1f} s]")
     out: dict[str, Any] = {"status": "ok", "infarct_cases": len(infarct), "seeds": settings.noise_seeds,
@@ -844,6 +863,8 @@ def _evaluate_perturbations(cases: list[EvalCase], segmenters: dict[str, Any], m
                                                       "scar_dice": metrics["scar_dice"],
                                                       "scar_percent_error": metrics["scar_percent_error"],
                                                       "refused": refused}
+                del prediction
+            del corrupted, reference  # before the next exam is read
         log(f"{part} {index}/{len(cases)} {case.name} [{time.perf_counter() - t:.1f} s]")
     out: dict[str, Any] = {"status": "ok", **about, "methods": {}}
     for key, by_artifact in per_case.items():

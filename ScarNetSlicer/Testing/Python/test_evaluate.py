@@ -770,6 +770,7 @@ def test_own_exams_are_held_one_at_a_time_read_once_per_part_and_evaluated_as_if
     from test_inference import RingModel, ring_volume
 
     import scarnet.io
+    from scarnet import evaluate_cli
     from scarnet.evaluate_cli import EvalSettings, ModelEntry, evaluate_cases, load_folder_cases
     from scarnet.inference import Segmenter
     from scarnet.io import write_volume
@@ -787,18 +788,31 @@ def test_own_exams_are_held_one_at_a_time_read_once_per_part_and_evaluated_as_if
 
     reads: list[str] = []
     alive_at_read: list[int] = []
-    arrays: list[weakref.ref] = []
-    real_read_input = scarnet.io.read_input
+    arrays: list[weakref.ref] = []  # every image, reference and prediction of the run
+    real_read_input, real_read_labelmap = scarnet.io.read_input, scarnet.io.read_labelmap
+    real_segment = evaluate_cli._segment_with_report
 
     def counting_read_input(path, *args, **kwargs):
         gc.collect()
-        alive_at_read.append(sum(ref() is not None for ref in arrays))  # exams still in memory
+        alive_at_read.append(sum(ref() is not None for ref in arrays))  # earlier exams still in memory
         volume, source = real_read_input(path, *args, **kwargs)
         reads.append(Path(path).stem)
         arrays.append(weakref.ref(volume.array))
         return volume, source
 
+    def tracked_read_labelmap(*args, **kwargs):
+        labelmap = real_read_labelmap(*args, **kwargs)
+        arrays.append(weakref.ref(labelmap.array))
+        return labelmap
+
+    def tracked_segment(*args, **kwargs):
+        prediction, refused, report = real_segment(*args, **kwargs)
+        arrays.append(weakref.ref(prediction.array))
+        return prediction, refused, report
+
     monkeypatch.setattr(scarnet.io, "read_input", counting_read_input)
+    monkeypatch.setattr(scarnet.io, "read_labelmap", tracked_read_labelmap)
+    monkeypatch.setattr(evaluate_cli, "_segment_with_report", tracked_segment)
     lazy = load_folder_cases(images, references)
     assert reads == ["a", "b"]  # each read once to check it before any work
     held = [EvalCase(case.name, case.image, case.reference) for case in lazy]
@@ -824,24 +838,48 @@ def test_own_exams_are_held_one_at_a_time_read_once_per_part_and_evaluated_as_if
     assert from_files["methods"]["threshold_otsu"]["summary"]["scar_dice_mean"] is not None
     # ScarNet (with the thresholds), the U-Net, noise (both have scar), artifacts, contrast, field: 6 parts.
     assert reads.count("a") == reads.count("b") == 6
-    assert max(alive_at_read) == 0  # no earlier exam was still in memory when the next was read
+    # No earlier exam (image, reference or prediction) was still in memory when the next was read.
+    assert len(alive_at_read) == 12 and max(alive_at_read) == 0
 
 
-def test_an_own_exam_read_again_does_not_repeat_its_warnings():
+def test_an_own_exam_read_again_does_not_repeat_its_warnings_or_others():
+    """Reading an exam again gives its reader's warnings again, in the same words from the same line: Python's
+    default filter shows them once, as long as nothing makes it forget (as changing the filters would)."""
     from scarnet.evaluate_cli import _ExamSlot
 
     volume = Volume(np.zeros((2, 4, 4), np.float32), (1.0, 1.0, 8.0))
 
-    def load():
-        warnings.warn("irregular slice spacing", stacklevel=1)
-        return volume, volume.with_array(volume.array.astype(np.uint8))
+    def loader(name):
+        def load():
+            warnings.warn(f"{name}: irregular slice spacing", stacklevel=1)
+            return volume, volume.with_array(volume.array.astype(np.uint8))
+        return load
+
+    def segment(case):
+        case.image  # noqa: B018 — read (again) when used
+        warnings.warn("the model is unsure of the LV", stacklevel=1)
 
     slot = _ExamSlot()
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        first, second = EvalCase.from_files("x", load, slot), EvalCase.from_files("y", load, slot)
-        assert len(caught) == 2
-        first.image, second.image, first.reference  # noqa: B018 — each read again in turn
-    assert len(caught) == 2
+        warnings.simplefilter("default")
+        cases = [EvalCase.from_files(name, loader(name), slot) for name in ("x", "y")]
+        for _ in range(3):  # three parts of an evaluation
+            for case in cases:
+                segment(case)
+    assert [str(w.message) for w in caught] == ["x: irregular slice spacing", "y: irregular slice spacing",
+                                                "the model is unsure of the LV"]
     with pytest.raises(ValueError, match="give image and reference, or load"):
         EvalCase("z", volume)
+
+
+def test_an_own_exam_changed_during_the_evaluation_is_refused(tmp_path):
+    from scarnet.evaluate_cli import load_folder_cases
+    from scarnet.io import write_volume
+
+    images, references, phantoms = _own_exams(tmp_path)
+    cases = load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})
+    cases[1].image  # noqa: B018 — p2 is the exam in memory now
+    write_volume(phantoms[0].image.with_array(phantoms[0].image.array[:, ::-1].copy()), images / "p1_0000.nii.gz",
+                 overwrite=True)
+    with pytest.raises(InputError, match="p1_0000.nii.gz: changed during the evaluation"):
+        cases[0].image  # noqa: B018
