@@ -611,7 +611,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .errors import InputError
-    from .train.loop import TrainConfig, read_run_config, resumed_config, train
+    from .train.loop import TrainConfig, read_run_config, resolve_init_weights, resumed_config, train
 
     def load_config(name: str) -> tuple[TrainConfig, bool]:
         """The config file ``name``, or the bundled config of that name; and whether it is the bundled one."""
@@ -629,15 +629,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    "own_val_references": args.val_references, "own_label_values": args.label_values,
                                    "own_series": args.series}.items()
                  if v is not None}
-    if args.emidec is not None and args.images is not None:
-        raise InputError("--emidec and --images: exams of your own replace EMIDEC in training; give one of them")
-    if overrides.get("init_weights") == "bundled" and not Path("bundled").exists():
-        from .model.registry import bundled_weights_path
-
-        bundled_weights = bundled_weights_path("litemedsam")
-        if bundled_weights is None:
-            raise InputError("--init-weights bundled: this installation has no bundled weights")
-        overrides["init_weights"] = str(bundled_weights)
+    # Folders as absolute paths, so that --resume finds them from anywhere; the bundled weights as their file,
+    # so that a --resume naming them again agrees with the run.
+    for key in ("own_images", "own_references", "own_val_images", "own_val_references"):
+        if key in overrides:
+            overrides[key] = str(Path(overrides[key]).resolve())
+    if "init_weights" in overrides:
+        overrides["init_weights"] = resolve_init_weights(overrides["init_weights"])
     if args.resume:
         # The run's own settings; a --config (with the options given) that would change what it
         # learns is refused rather than silently ignored (scarnet.train.loop.resumed_config).

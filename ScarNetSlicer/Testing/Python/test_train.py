@@ -857,23 +857,41 @@ def _columns_reversed(volume):
 
 
 def test_volume_samples_store_the_slices_as_inference_does():
+    """Columns stored right to left, rows and columns swapped, slices along i (nibabel's (slice, row, column)
+    arrays): the same slices, pixels and (row, column) spacing, as inference sees them."""
+    from scarnet.orientation import StackAxis, canonical_in_plane_order
     from scarnet.train.data import volume_samples
+    from scarnet.volume import Volume
 
-    phantom = make_phantom(4, n_slices=3)
-    plain = volume_samples(phantom.image, phantom.labelmap)
-    reversed_ = volume_samples(_columns_reversed(phantom.image), _columns_reversed(phantom.labelmap))
-    assert len(plain) == len(reversed_) == 3
-    for a, b in zip(plain, reversed_):
-        np.testing.assert_array_equal(a.image, b.image)
-        np.testing.assert_array_equal(a.labels, b.labels)
-        assert a.spacing_rc_mm == b.spacing_rc_mm == (phantom.image.spacing_mm[1], phantom.image.spacing_mm[0])
+    phantom = make_phantom(4, n_slices=3, spacing_mm=(1.2, 1.9, 9.0))  # pixels not square: spacing order shows
+    image, labels = phantom.image, phantom.labelmap
+    plain = volume_samples(image, labels)
+    seen = canonical_in_plane_order(image.direction).apply(image)  # the storage inference gives the model
+    assert len(plain) == 3 and sorted(seen.spacing_mm[:2]) == [1.2, 1.9]
+    for k, sample in enumerate(plain):
+        assert sample.spacing_rc_mm == (seen.spacing_mm[1], seen.spacing_mm[0])  # (row, column)
+        np.testing.assert_array_equal(sample.image, seen.array[k])
+
+    def transposed(volume):
+        spacing = volume.spacing_mm
+        return Volume(volume.array.transpose(0, 2, 1).copy(), (spacing[1], spacing[0], spacing[2]),
+                      volume.origin_mm, volume.direction[:, [1, 0, 2]])
+
+    for store in (_columns_reversed, transposed, StackAxis(0).apply):
+        stored_image, stored_labels = store(image), store(labels)
+        assert not np.array_equal(stored_image.array, image.array)  # stored otherwise
+        for a, b in zip(plain, volume_samples(stored_image, stored_labels), strict=True):
+            np.testing.assert_array_equal(a.image, b.image)
+            np.testing.assert_array_equal(a.labels, b.labels)
+            assert a.spacing_rc_mm == b.spacing_rc_mm
 
 
-def test_fine_tuning_on_own_exams_trains_on_them_and_selects_on_the_others(tmp_path):
+def test_fine_tuning_on_own_exams_trains_on_them_and_selects_on_the_others(tmp_path, monkeypatch):
     from scarnet.train.data import volume_samples
     from scarnet.train.loop import _training_data
 
-    config = dataclasses.replace(SMOKE_CONFIG, **_own_exam_folders(tmp_path / "site"))
+    # No phantoms: every training example comes from the own exams.
+    config = dataclasses.replace(SMOKE_CONFIG, phantom_fraction=0.0, **_own_exam_folders(tmp_path / "site"))
     real, val = _training_data(config)
     assert len(real) == 8 and [name for name, _, _ in val] == ["exam13"]  # 2 exams × 4 slices; the third
     phantoms = [make_phantom(seed, n_slices=4) for seed in (11, 12)]
@@ -883,8 +901,19 @@ def test_fine_tuning_on_own_exams_trains_on_them_and_selects_on_the_others(tmp_p
         np.testing.assert_array_equal(sample.labels, stored.labels)
         np.testing.assert_allclose(sample.image, stored.image, rtol=1e-6)
     assert int(val[0][2].array.max()) <= 4
+    import scarnet.train.data
+
+    streams = []
+
+    class RecordedStream(scarnet.train.data.TrainingStream):
+        def __init__(self, real, phantom_fraction, *args, **kwargs):
+            super().__init__(real, phantom_fraction, *args, **kwargs)
+            streams.append(self)
+
+    monkeypatch.setattr(scarnet.train.data, "TrainingStream", RecordedStream)
     run = tmp_path / "run"
     summary = train(config, run, progress=False)
+    assert len(streams[0].real) == 8 and streams[0].phantom_fraction == 0.0
     assert (run / "best.safetensors").is_file() and len(summary["sha256"]) == 64
     saved = json.loads((run / "config.json").read_text())
     assert saved["own_val_images"] == config.own_val_images and saved["own_label_values"] == "100=1,200=2,300=3,400=4"
@@ -941,5 +970,29 @@ def test_train_cli_takes_own_exams_and_the_bundled_weights_by_name(tmp_path, cap
     code = main([*args, "--label-values", "1=9"])
     assert code == 2 and "own_label_values: '1=9': the label must be 0-4" in capsys.readouterr().err
     code = main([*args, "--emidec", str(site)])
-    assert code == 2 and "--emidec and --images" in capsys.readouterr().err
+    assert code == 2 and "own exams replace EMIDEC in training" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_validation_exam_inference_would_refuse_is_refused_before_the_run(tmp_path):
+    from scarnet.errors import InputError
+    from scarnet.io import write_volume
+    from scarnet.volume import Volume
+
+    folders = _own_exam_folders(tmp_path / "site")
+    volume = Volume(np.random.default_rng(0).normal(size=(60, 64, 64)).astype(np.float32), (1.0, 1.0, 1.0))
+    write_volume(volume, Path(folders["own_val_images"]) / "thin.nii.gz")
+    write_volume(volume.with_array(np.zeros((60, 64, 64), np.int16)),
+                 Path(folders["own_val_references"]) / "thin.nii.gz")
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match=r"val_imgs/thin: .*not a short-axis"):
+        train(dataclasses.replace(SMOKE_CONFIG, max_val_cases=None, **folders), run, progress=False)
+    assert not run.exists()
+
+
+def test_bundled_init_weights_are_found_by_name_from_a_config_too(tmp_path):
+    from scarnet.model.registry import bundled_weights_path
+    from scarnet.train.loop import resolve_init_weights
+
+    assert resolve_init_weights("bundled") == str(bundled_weights_path("litemedsam"))
+    assert resolve_init_weights(None) is None and resolve_init_weights("w.pt") == "w.pt"

@@ -205,6 +205,9 @@ class TrainConfig:
         for key in ("own_label_values", "own_series"):
             if getattr(self, key) is not None and not given:
                 raise _BadConfig(f"{key} goes with own exams (own_images ...)")
+        if given and self.emidec_root not in ("auto", None):
+            raise _BadConfig("emidec_root (--emidec) and own exams (--images): own exams replace EMIDEC in training; "
+                             "give one of them")
         if self.own_label_values is not None:
             from ..evaluate_cli import parse_label_values
 
@@ -396,6 +399,22 @@ def _check_run_folder(out_dir: Path, resume: bool) -> None:
         outputs.prepare()
 
 
+#: ``init_weights`` naming the weights that come with scarnet (a file of that name, if there is one, wins).
+BUNDLED_INIT = "bundled"
+
+
+def resolve_init_weights(value: str | None) -> str | None:
+    """``init_weights`` as a file: :data:`BUNDLED_INIT` becomes the bundled weights' path."""
+    if value != BUNDLED_INIT or Path(value).exists():
+        return value
+    from ..model.registry import bundled_weights_path
+
+    path = bundled_weights_path("litemedsam")
+    if path is None:
+        raise InputError("init_weights 'bundled': this installation has no bundled weights")
+    return str(path)
+
+
 def _check_starting_point(config: TrainConfig) -> None:
     """Refuse a config whose encoder would start random where random cannot work."""
     if (config.freeze_encoder and not config.pretrained_encoder and not config.init_weights
@@ -564,8 +583,15 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list]:
                          "model is selected on exams it did not train on")
     if config.max_val_cases:
         val_cases = val_cases[: config.max_val_cases]
-    real = [sample for case in train_cases for sample in volume_samples(case.image, case.reference, case.name)]
-    return real, [(case.name, case.image, case.reference) for case in val_cases]
+    real = [sample for case in train_cases
+            for sample in volume_samples(case.image, case.reference, f"{folders[0] / case.name}")]
+    validation = []
+    for case in val_cases:
+        image, reference = case.image, case.reference
+        # What inference would refuse is refused now, not at the first validation steps later.
+        volume_samples(image, reference, f"{folders[2] / case.name}")
+        validation.append((case.name, image, reference))
+    return real, validation
 
 
 def _emidec_root(config: TrainConfig) -> Path | None:
@@ -646,11 +672,13 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     from .losses import ScarNetLoss, noise_consistency
 
     out_dir = Path(out_dir)
+    config = replace(config, init_weights=resolve_init_weights(config.init_weights))
     config.check()
     _check_run_folder(out_dir, resume)
     checkpoint = _read_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
         config = resumed_config(checkpoint["config"], config, out_dir)
+        config.check()  # this session's settings with the run's (an EMIDEC folder for a run on own exams)
     _check_starting_point(config)
     device = resolve_device(config.device)
     if config.torch_threads:
