@@ -201,9 +201,10 @@ class EvalSettings:
     device: str = "cpu"
     tta: bool = False  # flip test-time augmentation for ScarNet and the U-Net (as ``scarnet segment --tta``)
     approximate_geometry: bool = True  # EMIDEC PNGs: spacing estimated, so mm and mL are approximate
+    images: str | None = None  # --images, as an absolute path (what calibrate-qc checks own exams by)
 
     def to_json(self) -> dict[str, Any]:
-        return {"split": self.split, "source": self.source, "noise_seeds": self.noise_seeds,
+        return {"split": self.split, "source": self.source, "images": self.images, "noise_seeds": self.noise_seeds,
                 "noise_fraction": self.noise_fraction, "noise_range_percentiles": list(NOISE_RANGE_PERCENTILES),
                 "artifact_seed": self.artifact_seed, "artifacts": ARTIFACT_SETTINGS, "skip": list(self.skip),
                 "device": self.device, "tta": self.tta, "approximate_geometry": self.approximate_geometry}
@@ -1165,8 +1166,10 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
     """``scarnet calibrate-qc``: set the evaluated weights' QC thresholds from a train-split
     evaluation (``scarnet evaluate --split train --json``) and write them into their sidecar.
 
-    Only the train split: val is for reporting figures, never for tuning. The weights must be the
-    file the evaluation ran (same sha256). Returns the sidecar's path and the entry written.
+    Only the train split: val is for reporting figures, never for tuning. Weights fine-tuned on exams of
+    your own (``scarnet train --images``) are calibrated on those exams instead: an evaluation with the
+    same ``--images`` as the training run whose ``config.json`` lies beside the weights. The weights must
+    be the file the evaluation ran (same sha256). Returns the sidecar's path and the entry written.
     """
     from .model.registry import write_qc_calibration
 
@@ -1184,7 +1187,9 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
             or not isinstance(settings, dict):
         raise InputError(f"{path}: not the JSON of scarnet evaluate (no qc.per_slice or settings; evaluations made "
                          "before the QC table have none)")
-    if settings.get("split") != "train" or not str(settings.get("source", "")).startswith("EMIDEC"):
+    own_images = settings.get("images")
+    if own_images is None and (settings.get("split") != "train"
+                               or not str(settings.get("source", "")).startswith("EMIDEC")):
         raise InputError(f"{path}: evaluated on {settings.get('source', 'other cases')}; calibrate on the EMIDEC "
                          "train split (scarnet evaluate --split train): val is for reporting, not tuning")
     if not isinstance(weights_path, str) or not isinstance(weights_sha, str) or not weights_path:
@@ -1194,6 +1199,10 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
         raise InputError(f"{weights_path}: the evaluated weights file is not there any more")
     if sha256_of(weights_path) != weights_sha:
         raise InputError(f"{weights_path}: changed since the evaluation (another sha256); evaluate it again")
+    if own_images is not None and _trained_on_images(weights_path) != Path(str(own_images)).resolve():
+        raise InputError(f"{path}: evaluated on exams of your own ({own_images}); calibrate on the exams the weights "
+                         f"were trained on: the --images of the training run whose config.json is beside "
+                         f"{weights_path.name} (val and report exams are for reporting, not tuning)")
     confidences = [r.get("heart_confidence") for r in records]
     ambiguities = [r.get("scar_ambiguity") for r in records]
     if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -1222,6 +1231,16 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
     entry["evaluation"] = {"source": settings["source"], "cases": cases, "date": results.get("date"),
                            "command": results.get("command"), "refused_cases": refused}
     return write_qc_calibration(weights_path, entry, overwrite), entry
+
+
+def _trained_on_images(weights_path: Path) -> Path | None:
+    """The own exams (``own_images``, absolute) of the training run whose ``config.json`` lies beside
+    ``weights_path``; None without one (weights moved from their run folder, or trained on EMIDEC)."""
+    try:
+        images = json.loads((weights_path.parent / "config.json").read_text(encoding="utf-8")).get("own_images")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(images).resolve() if isinstance(images, str) else None
 
 
 def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None, source: str = "given cases",
@@ -1294,7 +1313,8 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     log(f"{len(cases)} cases ({source}), ScarNet {_weights_line(scarnet.weights)}, device {device}")
 
     settings = EvalSettings(split=split, source=source, noise_seeds=noise_seeds, skip=skip, device=str(device),
-                            tta=bool(getattr(args, "tta", False)), approximate_geometry=approximate)
+                            tta=bool(getattr(args, "tta", False)), approximate_geometry=approximate,
+                            images=str(Path(images).resolve()) if images is not None else None)
     results = evaluate_cases(cases, scarnet, unet, settings, log)
     results.update(version=__version__, command=_command_line(),
                    date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))

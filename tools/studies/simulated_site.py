@@ -7,13 +7,13 @@ time off the null point) and a 2.5 mm in-plane acquisition (``scarnet.evaluate_c
 the exams as a site would have them, NIfTI image and labelmap of one name in two folders:
 
 * ``train/``: the EMIDEC train split (80 exams), to fine-tune on;
-* ``select/``: the first 10 exams of the val split, to select the checkpoint on;
-* ``report/``: the other 10 val exams, for the figures (never seen in training or selection);
+* ``select/``: every other exam of the val split from the first (7 infarct, 3 normal), to select the checkpoint on;
+* ``report/``: the other 10 val exams (6 infarct, 4 normal), for the figures (never seen in training or selection);
 * ``report_clean/``: those 10 exams as EMIDEC has them, to see what fine-tuning costs on the original protocol.
 
     python tools/studies/simulated_site.py --out /tmp/site
 
-then the commands the docstring of the study's section in docs/experiments.md gives.
+then the commands of the model card's section "Fine-tuning to a site (simulated)".
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ def main() -> None:
         sys.exit(f"{args.out}: exists; give a new folder")
     split = load_split(root)
     val = split["val"]
-    parts = {"train": (split["train"], True), "select": (val[:10], True), "report": (val[10:], True),
-             "report_clean": (val[10:], False)}
+    # Interleaved: the val list has its infarct exams first, and each part needs both kinds.
+    parts = {"train": (split["train"], True), "select": (val[0::2], True), "report": (val[1::2], True),
+             "report_clean": (val[1::2], False)}
     for part, (names, shifted) in parts.items():
         for folder in ("images", "labels"):
             (args.out / part / folder).mkdir(parents=True)

@@ -714,6 +714,7 @@ def test_run_evaluation_on_own_exams(tmp_path, tiny_weights, capsys):
     assert "Cases: 2 (1 with infarct, 1 normal" in markdown and "approximate" not in markdown
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert [case["name"] for case in figures["cases"]] == ["p1", "p2"]
+    assert figures["settings"]["images"] == str(images.resolve())  # what calibrate-qc checks own exams by
     for overrides, message in (({"references": None}, "--images and --references go together"),
                                ({"split": "val"}, "--split is for the EMIDEC data"),
                                ({"images": None, "references": None}, "--label-values goes with --images"),

@@ -481,3 +481,33 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
     assert "changed since the evaluation" in capsys.readouterr().err
     assert "qc_calibration" not in json.loads(sidecar_path(weights).read_text())
     assert sidecar_before != sidecar_path(weights).read_bytes()  # (the retrained weights' own sidecar)
+
+
+def test_weights_fine_tuned_on_own_exams_are_calibrated_on_those_exams_only(tmp_path, capsys):
+    """``scarnet train --images`` writes config.json beside best.safetensors: an evaluation with the same --images
+    calibrates; one on other exams of one's own (the ones reported on), or of weights moved away, does not."""
+    run = tmp_path / "run"
+    run.mkdir()
+    weights = _tiny_weights(run, "best.safetensors")
+    trained_on, report = tmp_path / "train_images", tmp_path / "report_images"
+    (run / "config.json").write_text(json.dumps({"own_images": str(trained_on)}))
+
+    def own_evaluation(images):
+        path = _evaluation_json(tmp_path, weights, split="train")[0]
+        data = json.loads(path.read_text())
+        data["settings"] = {"split": None, "source": f"{images.name} (14 exams with reference labels)",
+                            "images": str(images)}
+        path.write_text(json.dumps(data))
+        return path
+
+    assert main(["calibrate-qc", str(own_evaluation(report))]) == 2
+    err = capsys.readouterr().err
+    assert "evaluated on exams of your own" in err and "report_images" in err
+    assert not qc_calibration_for(weights).calibrated_for_weights
+    assert main(["calibrate-qc", str(own_evaluation(trained_on))]) == 0
+    entry = json.loads(sidecar_path(weights).read_text())["qc_calibration"]
+    assert entry["evaluation"]["source"].startswith("train_images")
+    assert qc_calibration_for(weights).calibrated_for_weights
+    (run / "config.json").unlink()  # weights without their run folder: what they were trained on is unknown
+    assert main(["calibrate-qc", str(own_evaluation(trained_on)), "--overwrite"]) == 2
+    assert "evaluated on exams of your own" in capsys.readouterr().err
