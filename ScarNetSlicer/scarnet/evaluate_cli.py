@@ -122,7 +122,8 @@ class EvalCase:
     Held in memory (``EvalCase(name, image, reference)``: EMIDEC's PNG stacks, tests), or read from its
     files whenever it is used (:meth:`from_files`, for ``--images``): the cases of one folder share a
     one-exam slot, so an evaluation of a site's exams holds one exam at a time however many there are.
-    Every part of the evaluation goes through the cases one by one, so each part reads each exam once.
+    Every part of the evaluation goes through the cases one by one, so each part reads each exam once
+    (and its time includes those reads).
     """
 
     def __init__(self, name: str, image: Volume | None = None, reference: Volume | None = None, *,
