@@ -967,8 +967,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate-qc", help="set the weights' QC thresholds (low_confidence, scar_uncertain, the "
                        "unsure-LV refusal, the stack warning's share) from a train-split evaluation "
-                       "(scarnet evaluate --split train --json)")
-    p.add_argument("evaluation", type=Path, help="JSON written by scarnet evaluate --split train --json")
+                       "(scarnet evaluate --split train --json; weights fine-tuned on your own exams: an evaluation "
+                       "of their training --images)")
+    p.add_argument("evaluation", type=Path, help="JSON written by scarnet evaluate --split train --json (or --images "
+                   "TRAINING_IMAGES --references ... --json)")
     p.add_argument("--overwrite", action="store_true", help="replace a calibration the weights already carry")
     p.set_defaults(func=cmd_calibrate_qc)
 

@@ -1192,7 +1192,8 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
     if own_images is None and (settings.get("split") != "train"
                                or not str(settings.get("source", "")).startswith("EMIDEC")):
         raise InputError(f"{path}: evaluated on {settings.get('source', 'other cases')}; calibrate on the EMIDEC "
-                         "train split (scarnet evaluate --split train): val is for reporting, not tuning")
+                         "train split (scarnet evaluate --split train), or weights fine-tuned on exams of your own "
+                         "on their training --images: val and report exams are for reporting, not tuning")
     if not isinstance(weights_path, str) or not isinstance(weights_sha, str) or not weights_path:
         raise InputError(f"{path}: does not say which weights file was evaluated (weights.scarnet.path, sha256)")
     weights_path = Path(weights_path)
@@ -1200,10 +1201,19 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
         raise InputError(f"{weights_path}: the evaluated weights file is not there any more")
     if sha256_of(weights_path) != weights_sha:
         raise InputError(f"{weights_path}: changed since the evaluation (another sha256); evaluate it again")
-    if own_images is not None and _trained_on_images(weights_path) != Path(str(own_images)).resolve():
-        raise InputError(f"{path}: evaluated on exams of your own ({own_images}); calibrate on the exams the weights "
-                         f"were trained on: the --images of the training run whose config.json is beside "
-                         f"{weights_path.name} (val and report exams are for reporting, not tuning)")
+    trained_on = _trained_on_images(weights_path)
+    if own_images is None and trained_on is not None:
+        raise InputError(f"{path}: {weights_path.name} was fine-tuned on exams of your own ({trained_on}, its run's "
+                         "config.json says): calibrate it on those, scarnet evaluate --images with that folder")
+    if own_images is not None and trained_on is None:
+        raise InputError(f"{path}: evaluated on exams of your own ({own_images}), but no config.json of a run on own "
+                         f"exams lies beside {weights_path.name}, so what they were trained on is unknown; calibrate "
+                         "weights in their training run's folder, on its --images (val and report exams are for "
+                         "reporting, not tuning)")
+    if own_images is not None and not _same_folder(Path(str(own_images)), trained_on):
+        raise InputError(f"{path}: evaluated on {own_images}, but {weights_path.name} was trained on {trained_on} "
+                         "(its run's config.json says); calibrate on those exams: val and report exams are for "
+                         "reporting, not tuning")
     confidences = [r.get("heart_confidence") for r in records]
     ambiguities = [r.get("scar_ambiguity") for r in records]
     if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -1242,6 +1252,16 @@ def _trained_on_images(weights_path: Path) -> Path | None:
     except (OSError, ValueError, AttributeError):
         return None
     return Path(images).resolve() if isinstance(images, str) else None
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` name one folder (the same path, or, where both exist, the same folder on disk)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None, source: str = "given cases",

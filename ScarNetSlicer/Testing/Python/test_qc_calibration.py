@@ -467,7 +467,8 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
         data.update(change)
         foreign.append(tmp_path / f"foreign{index}.json")
         foreign[-1].write_text(json.dumps(data))
-    cases = [(val, "val is for reporting"), (not_json, "not JSON"), (other, "not the JSON of scarnet evaluate"),
+    cases = [(val, "val and report exams are for reporting"), (not_json, "not JSON"),
+             (other, "not the JSON of scarnet evaluate"),
              (tmp_path / "missing.json", "file not found"), (foreign[0], "which weights file was evaluated"),
              (foreign[1], "which weights file was evaluated"), (foreign[2], "not the JSON of scarnet evaluate"),
              (foreign[3], "not the JSON of scarnet evaluate"), (older, "evaluate again"),
@@ -502,12 +503,17 @@ def test_weights_fine_tuned_on_own_exams_are_calibrated_on_those_exams_only(tmp_
 
     assert main(["calibrate-qc", str(own_evaluation(report))]) == 2
     err = capsys.readouterr().err
-    assert "evaluated on exams of your own" in err and "report_images" in err
+    assert "evaluated on" in err and "report_images" in err and "was trained on" in err
+    assert main(["calibrate-qc", str(_evaluation_json(tmp_path, weights, split="train")[0])]) == 2  # EMIDEC train
+    assert "was fine-tuned on exams of your own" in capsys.readouterr().err
     assert not qc_calibration_for(weights).calibrated_for_weights
-    assert main(["calibrate-qc", str(own_evaluation(trained_on))]) == 0
+    trained_on.mkdir()
+    (tmp_path / "link").symlink_to(trained_on)
+    assert main(["calibrate-qc", str(own_evaluation(tmp_path / "link"))]) == 0  # the same folder by another path
+    assert main(["calibrate-qc", str(own_evaluation(trained_on)), "--overwrite"]) == 0
     entry = json.loads(sidecar_path(weights).read_text())["qc_calibration"]
     assert entry["evaluation"]["source"].startswith("train_images")
     assert qc_calibration_for(weights).calibrated_for_weights
     (run / "config.json").unlink()  # weights without their run folder: what they were trained on is unknown
     assert main(["calibrate-qc", str(own_evaluation(trained_on)), "--overwrite"]) == 2
-    assert "evaluated on exams of your own" in capsys.readouterr().err
+    assert "what they were trained on is unknown" in capsys.readouterr().err
