@@ -565,6 +565,7 @@ def _training_data(config: TrainConfig) -> tuple[list, list]:
 def _own_training_data(config: TrainConfig) -> tuple[list, list]:
     """:func:`_training_data` for exams of your own: every slice of the training folder's exams, and the
     validation folder's exams. Refuses an exam in both folders (its figures would be a trained-on exam's)."""
+    from ..batch import exam_key
     from ..evaluate_cli import load_folder_cases, parse_label_values
     from .data import volume_samples
 
@@ -575,8 +576,6 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list]:
                          "references need four different folders")
     train_cases = load_folder_cases(folders[0], folders[1], mapping, series=config.own_series)
     val_cases = load_folder_cases(folders[2], folders[3], mapping, series=config.own_series)
-    from ..batch import exam_key
-
     both = sorted({exam_key(c.name) for c in train_cases} & {exam_key(c.name) for c in val_cases})
     if both:
         raise InputError(f"own exams: {', '.join(both[:5])} in both the training and the validation folders; the "
