@@ -611,7 +611,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .errors import InputError
-    from .train.loop import TrainConfig, read_run_config, resolve_init_weights, resumed_config, train
+    from .train.loop import OWN_FOLDER_FIELDS, TrainConfig, read_run_config, resolve_init_weights, resumed_config, train
 
     def load_config(name: str) -> tuple[TrainConfig, bool]:
         """The config file ``name``, or the bundled config of that name; and whether it is the bundled one."""
@@ -631,7 +631,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                  if v is not None}
     # Folders as absolute paths, so that --resume finds them from anywhere; the bundled weights as their file,
     # so that a --resume naming them again agrees with the run.
-    for key in ("own_images", "own_references", "own_val_images", "own_val_references"):
+    for key in OWN_FOLDER_FIELDS:
         if key in overrides:
             overrides[key] = str(Path(overrides[key]).resolve())
     if "init_weights" in overrides:

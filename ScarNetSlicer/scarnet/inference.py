@@ -67,7 +67,7 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
-from .orientation import canonical_in_plane_order, find_stack_axis, stack_along_k_problem
+from .orientation import InPlaneOrder, StackAxis, canonical_in_plane_order, find_stack_axis, stack_along_k_problem
 from .preprocess import PlaneTransform, model_crop, plane_transform, resample_back, valid_mask
 from .qc import (
     FLAG_DESCRIPTIONS,
@@ -189,6 +189,21 @@ def check_short_axis(volume: Volume, name: str = "image") -> None:
     if max(columns * spacing_i, rows * spacing_j) > MAX_FIELD_OF_VIEW_MM:
         raise InputError(f"{name}: field of view {columns * spacing_i:.0f}×{rows * spacing_j:.0f} mm is wider than "
                          "any MR scanner images; is the pixel spacing in the header right?")
+
+
+def model_storage(volume: Volume, name: str = "image") -> tuple[Volume, StackAxis, InPlaneOrder]:
+    """``volume`` checked and stored as the model sees it, whatever the file's storage (see
+    :mod:`scarnet.orientation`): slices along k, then one order of rows and columns, float32. Returns it
+    with the two re-storings (to map results back, or to store a labelmap alike); :class:`InputError`
+    for an image no model should see or that cannot be a short-axis stack."""
+    from .io import validate_image
+
+    validate_image(volume, name)
+    stack = find_stack_axis(volume)
+    volume = stack.apply(volume)
+    check_short_axis(volume, name)
+    order = canonical_in_plane_order(volume.direction)
+    return order.apply(volume.with_array(volume.array.astype(np.float32, copy=False))), stack, order
 
 
 def resolve_device(name: str = "auto"):
@@ -518,19 +533,10 @@ class Segmenter:
 
         ``basal_end`` and ``rv_insertion_lps`` go to :func:`scarnet.quantify.quantify` (levels and AHA segments).
         """
-        from .io import validate_image
-
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        validate_image(volume, name)
         stored = volume
-        # The model sees one storage of the stack whatever the file's (see scarnet.orientation):
-        # slices along k, then one order of rows and columns.
-        stack = find_stack_axis(volume)
-        volume = stack.apply(volume)
-        check_short_axis(volume, name)
-        order = canonical_in_plane_order(volume.direction)
-        volume = order.apply(volume.with_array(volume.array.astype(np.float32, copy=False)))
+        volume, stack, order = model_storage(volume, name)
         array = volume.array
         self.warnings = []
         # An input property: checked before any model run (a network still draws an LV on noise).

@@ -304,18 +304,12 @@ def emidec_samples(cases) -> list[SliceSample]:
 
 def volume_samples(image: Volume, labels: Volume, name: str = "image") -> list[SliceSample]:
     """Every slice of a short-axis stack and its labelmap, stored as inference stores them for the model
-    (slices along k, the canonical in-plane order: :mod:`scarnet.orientation`), so that training sees the
-    picture inference will; :class:`~scarnet.errors.InputError` for what cannot be a short-axis stack."""
-    from ..inference import check_short_axis
-    from ..io import validate_image
-    from ..orientation import canonical_in_plane_order, find_stack_axis
+    (:func:`scarnet.inference.model_storage`), so that training sees the picture inference will;
+    :class:`~scarnet.errors.InputError` for what cannot be a short-axis stack."""
+    from ..inference import model_storage
 
-    validate_image(image, name)
-    stack = find_stack_axis(image)
-    image, labels = stack.apply(image), stack.apply(labels)
-    check_short_axis(image, name)
-    order = canonical_in_plane_order(image.direction)
-    image = order.apply(image.with_array(image.array.astype(np.float32, copy=False)))
+    image, stack, order = model_storage(image, name)
+    labels = stack.apply(labels)
     labels = order.apply(labels.with_array(labels.array.astype(np.uint8, copy=False)))
     spacing_rc_mm = (float(image.spacing_mm[1]), float(image.spacing_mm[0]))
     return [SliceSample(np.ascontiguousarray(image.array[k]), np.ascontiguousarray(labels.array[k]), spacing_rc_mm)
