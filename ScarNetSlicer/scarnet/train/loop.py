@@ -567,6 +567,7 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list]:
     validation folder's exams. Refuses an exam in both folders (its figures would be a trained-on exam's)."""
     from ..batch import exam_key
     from ..evaluate_cli import load_folder_cases, parse_label_values
+    from ..inference import model_storage
     from .data import volume_samples
 
     mapping = parse_label_values(config.own_label_values) if config.own_label_values is not None else None
@@ -586,10 +587,9 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list]:
             for sample in volume_samples(case.image, case.reference, f"{folders[0] / case.name}")]
     validation = []
     for case in val_cases:
-        image, reference = case.image, case.reference
         # What inference would refuse is refused now, not at the first validation steps later.
-        volume_samples(image, reference, f"{folders[2] / case.name}")
-        validation.append((case.name, image, reference))
+        model_storage(case.image, f"{folders[2] / case.name}")
+        validation.append((case.name, case.image, case.reference))
     return real, validation
 
 
