@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import re
@@ -141,6 +142,7 @@ class EvalCase:
         self.has_mvo = bool((labels == MVO).any())
         self.num_slices = image_now.num_slices
         self.spacing_mm = tuple(image_now.spacing_mm)
+        self.content_sha256 = exam_sha256(image_now, reference_now)
 
     @classmethod
     def from_files(cls, name: str, load: Callable[[], tuple[Volume, Volume]], slot: _ExamSlot) -> EvalCase:
@@ -159,6 +161,17 @@ class EvalCase:
     @property
     def reference(self) -> Volume:
         return self._volumes()[1]
+
+
+def exam_sha256(image: Volume, reference: Volume) -> str:
+    """What an exam holds, as the model and the figures see it: the sha256 of the image's and the reference's
+    voxels (as read: a DICOM series chosen, the references relabelled) and their shapes. The same exam reached by
+    another path, or re-saved unchanged, gives the same; any changed voxel another."""
+    digest = hashlib.sha256()
+    for array in (image.array, reference.array):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 class _ExamSlot:
@@ -202,13 +215,16 @@ class EvalSettings:
     device: str = "cpu"
     tta: bool = False  # flip test-time augmentation for ScarNet and the U-Net (as ``scarnet segment --tta``)
     approximate_geometry: bool = True  # EMIDEC PNGs: spacing estimated, so mm and mL are approximate
-    images: str | None = None  # --images, as an absolute path (what calibrate-qc checks own exams by)
+    images: str | None = None  # --images, as an absolute path
+    #: --images: each exam's :func:`exam_sha256` by name (what calibrate-qc checks own exams by).
+    exam_sha256: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"split": self.split, "source": self.source, "images": self.images, "noise_seeds": self.noise_seeds,
                 "noise_fraction": self.noise_fraction, "noise_range_percentiles": list(NOISE_RANGE_PERCENTILES),
                 "artifact_seed": self.artifact_seed, "artifacts": ARTIFACT_SETTINGS, "skip": list(self.skip),
-                "device": self.device, "tta": self.tta, "approximate_geometry": self.approximate_geometry}
+                "device": self.device, "tta": self.tta, "approximate_geometry": self.approximate_geometry,
+                "exam_sha256": self.exam_sha256}
 
 
 def load_emidec_cases(root: Path | None, split: str = "val", max_cases: int | None = None) -> list[EvalCase]:
@@ -1210,10 +1226,8 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
                          f"exams lies beside {weights_path.name}, so what they were trained on is unknown; calibrate "
                          "weights in their training run's folder, on its --images (val and report exams are for "
                          "reporting, not tuning)")
-    if own_images is not None and not _same_folder(Path(str(own_images)), trained_on):
-        raise InputError(f"{path}: evaluated on {own_images}, but {weights_path.name} was trained on {trained_on} "
-                         "(its run's config.json says); calibrate on those exams: val and report exams are for "
-                         "reporting, not tuning")
+    if own_images is not None:
+        _check_trained_on(path, settings.get("exam_sha256"), weights_path, trained_on)
     confidences = [r.get("heart_confidence") for r in records]
     ambiguities = [r.get("scar_ambiguity") for r in records]
     if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -1254,14 +1268,29 @@ def _trained_on_images(weights_path: Path) -> Path | None:
     return Path(images).resolve() if isinstance(images, str) else None
 
 
-def _same_folder(a: Path, b: Path) -> bool:
-    """``a`` and ``b`` name one folder (the same path, or, where both exist, the same folder on disk)."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.samefile(b)
-    except OSError:
-        return False
+def _check_trained_on(path: Path, evaluated: Any, weights_path: Path, trained_on: Path) -> None:
+    """Refuse an evaluation (``path``, its ``settings.exam_sha256``) of any exam that the training run of
+    ``weights_path`` did not train on, by content (:func:`exam_sha256`; the run's ``own_exams.json``,
+    :data:`scarnet.train.loop.OWN_EXAMS_FILE`): report exams copied into the training folder after training, or
+    a training exam changed since, are not the exams it trained on."""
+    from .train.loop import OWN_EXAMS_FILE, read_own_exams
+
+    if not isinstance(evaluated, dict) or not evaluated \
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in evaluated.items()):
+        raise InputError(f"{path}: does not record what its exams hold (settings.exam_sha256: an evaluation made "
+                         "before scarnet recorded it); evaluate again")
+    trained = read_own_exams(weights_path.parent)
+    if trained is None:
+        raise InputError(f"{weights_path.parent / OWN_EXAMS_FILE}: missing or unreadable, so the exams "
+                         f"{weights_path.name} was trained on are unknown (a run made before scarnet recorded them); "
+                         "train again to calibrate on own exams")
+    untrained = sorted(name for name, sha in evaluated.items() if sha not in trained)
+    if untrained:
+        raise InputError(f"{path}: {len(untrained)} of its {len(evaluated)} exams ({', '.join(untrained[:3])}"
+                         f"{', ...' if len(untrained) > 3 else ''}) are not exams {weights_path.name} was trained on "
+                         f"(by content, as its run's {OWN_EXAMS_FILE} records the exams of {trained_on}): added to "
+                         "the folder or changed since; calibrate on the exams it trained on (val and report exams "
+                         "are for reporting, not tuning)")
 
 
 def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None, source: str = "given cases",
@@ -1335,7 +1364,8 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
 
     settings = EvalSettings(split=split, source=source, noise_seeds=noise_seeds, skip=skip, device=str(device),
                             tta=bool(getattr(args, "tta", False)), approximate_geometry=approximate,
-                            images=str(Path(images).resolve()) if images is not None else None)
+                            images=str(Path(images).resolve()) if images is not None else None,
+                            exam_sha256={c.name: c.content_sha256 for c in cases} if images is not None else None)
     results = evaluate_cases(cases, scarnet, unet, settings, log)
     results.update(version=__version__, command=_command_line(),
                    date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))

@@ -714,7 +714,16 @@ def test_run_evaluation_on_own_exams(tmp_path, tiny_weights, capsys):
     assert "Cases: 2 (1 with infarct, 1 normal" in markdown and "approximate" not in markdown
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert [case["name"] for case in figures["cases"]] == ["p1", "p2"]
-    assert figures["settings"]["images"] == str(images.resolve())  # what calibrate-qc checks own exams by
+    assert figures["settings"]["images"] == str(images.resolve())
+    # What calibrate-qc checks own exams by: their voxels as read (relabelled), whatever the path.
+    from scarnet.evaluate_cli import exam_sha256, load_folder_cases
+
+    read = load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})
+    assert figures["settings"]["exam_sha256"] == {case.name: exam_sha256(case.image, case.reference) for case in read}
+    assert len(set(figures["settings"]["exam_sha256"].values())) == 2
+    changed = read[0].image.with_array(read[0].image.array.copy())
+    changed.array[0, 0, 0] += 1
+    assert exam_sha256(changed, read[0].reference) != figures["settings"]["exam_sha256"]["p1"]
     for overrides, message in (({"references": None}, "--images and --references go together"),
                                ({"split": "val"}, "--split is for the EMIDEC data"),
                                ({"images": None, "references": None}, "--label-values goes with --images"),

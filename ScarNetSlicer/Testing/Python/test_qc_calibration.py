@@ -485,35 +485,52 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
 
 
 def test_weights_fine_tuned_on_own_exams_are_calibrated_on_those_exams_only(tmp_path, capsys):
-    """``scarnet train --images`` writes config.json beside best.safetensors: an evaluation with the same --images
-    calibrates; one on other exams of one's own (the ones reported on), or of weights moved away, does not."""
+    """``scarnet train --images`` writes config.json and own_exams.json (the exams it trained on, by content)
+    beside best.safetensors: an evaluation of those exams calibrates, wherever they are now; one of other exams
+    (the ones reported on, or one copied into the training folder after training), of weights moved away or of a
+    run without the record, does not."""
+    from scarnet.train.loop import OWN_EXAMS_FILE
+
     run = tmp_path / "run"
     run.mkdir()
     weights = _tiny_weights(run, "best.safetensors")
-    trained_on, report = tmp_path / "train_images", tmp_path / "report_images"
+    trained_on = tmp_path / "train_images"
     (run / "config.json").write_text(json.dumps({"own_images": str(trained_on)}))
+    trained = {"exam1": "a" * 64, "exam2": "b" * 64}
+    (run / OWN_EXAMS_FILE).write_text(json.dumps({"images": str(trained_on), "exams": [
+        {"name": name, "sha256": sha} for name, sha in trained.items()]}))
 
-    def own_evaluation(images):
+    def own_evaluation(images, exams):
         path = _evaluation_json(tmp_path, weights, split="train")[0]
         data = json.loads(path.read_text())
-        data["settings"] = {"split": None, "source": f"{images.name} (14 exams with reference labels)",
-                            "images": str(images)}
+        data["settings"] = {"split": None, "source": f"{images.name} ({len(exams or {})} exams with reference labels)",
+                            "images": str(images), "exam_sha256": exams}
         path.write_text(json.dumps(data))
         return path
 
-    assert main(["calibrate-qc", str(own_evaluation(report))]) == 2
-    err = capsys.readouterr().err
-    assert "evaluated on" in err and "report_images" in err and "was trained on" in err
-    assert main(["calibrate-qc", str(_evaluation_json(tmp_path, weights, split="train")[0])]) == 2  # EMIDEC train
-    assert "was fine-tuned on exams of your own" in capsys.readouterr().err
+    def refused(evaluation, message):
+        assert main(["calibrate-qc", str(evaluation), "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+    report = {"report1": "c" * 64, "report2": "d" * 64}
+    refused(own_evaluation(tmp_path / "report_images", report), "2 of its 2 exams (report1, report2) are not exams "
+            "best.safetensors was trained on (by content")
+    # A report exam copied into the training folder after training is not an exam it trained on.
+    refused(own_evaluation(trained_on, {**trained, "report1": report["report1"]}), "1 of its 3 exams (report1)")
+    refused(own_evaluation(trained_on, {**trained, "exam2": "e" * 64}), "1 of its 2 exams (exam2)")  # changed since
+    refused(own_evaluation(trained_on, None), "settings.exam_sha256: an evaluation made before")
+    refused(_evaluation_json(tmp_path, weights, split="train")[0], "was fine-tuned on exams of your own")  # EMIDEC
     assert not qc_calibration_for(weights).calibrated_for_weights
-    trained_on.mkdir()
-    (tmp_path / "link").symlink_to(trained_on)
-    assert main(["calibrate-qc", str(own_evaluation(tmp_path / "link"))]) == 0  # the same folder by another path
-    assert main(["calibrate-qc", str(own_evaluation(trained_on)), "--overwrite"]) == 0
+    # The exams it trained on, wherever they are now (all of them, or some).
+    assert main(["calibrate-qc", str(own_evaluation(tmp_path / "moved", trained))]) == 0
+    assert main(["calibrate-qc", str(own_evaluation(trained_on, {"exam2": trained["exam2"]})), "--overwrite"]) == 0
     entry = json.loads(sidecar_path(weights).read_text())["qc_calibration"]
     assert entry["evaluation"]["source"].startswith("train_images")
     assert qc_calibration_for(weights).calibrated_for_weights
+    (run / OWN_EXAMS_FILE).write_text("{ no")
+    refused(own_evaluation(trained_on, trained), f"{OWN_EXAMS_FILE}: missing or unreadable")
+    (run / OWN_EXAMS_FILE).unlink()
+    refused(own_evaluation(trained_on, trained), f"{OWN_EXAMS_FILE}: missing or unreadable")
     (run / "config.json").unlink()  # weights without their run folder: what they were trained on is unknown
-    assert main(["calibrate-qc", str(own_evaluation(trained_on)), "--overwrite"]) == 2
-    assert "what they were trained on is unknown" in capsys.readouterr().err
+    refused(own_evaluation(trained_on, trained), "what they were trained on is unknown")

@@ -816,7 +816,7 @@ def test_auto_data_that_finds_no_emidec_says_so(monkeypatch):
 
     monkeypatch.setattr(emidec, "default_emidec_root", lambda: None)
     with pytest.warns(UserWarning, match="EMIDEC not found.*phantoms only"):
-        real, val = _training_data(dataclasses.replace(SMOKE_CONFIG, emidec_root="auto", max_val_cases=1))
+        real, val, _ = _training_data(dataclasses.replace(SMOKE_CONFIG, emidec_root="auto", max_val_cases=1))
     assert real == [] and [name for name, *_ in val] == ["phantom_900000"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # asked for phantoms only (None): no warning
@@ -892,7 +892,7 @@ def test_fine_tuning_on_own_exams_trains_on_them_and_selects_on_the_others(tmp_p
 
     # No phantoms: every training example comes from the own exams.
     config = dataclasses.replace(SMOKE_CONFIG, phantom_fraction=0.0, **_own_exam_folders(tmp_path / "site"))
-    real, val = _training_data(config)
+    real, val, own_exams = _training_data(config)
     assert len(real) == 8 and [name for name, _, _ in val] == ["exam13"]  # 2 exams × 4 slices; the third
     phantoms = [make_phantom(seed, n_slices=4) for seed in (11, 12)]
     expected = [sample for p in phantoms for sample in volume_samples(p.image, p.labelmap)]
@@ -918,6 +918,19 @@ def test_fine_tuning_on_own_exams_trains_on_them_and_selects_on_the_others(tmp_p
     saved = json.loads((run / "config.json").read_text())
     assert saved["own_val_images"] == config.own_val_images and saved["own_label_values"] == "100=1,200=2,300=3,400=4"
     assert read_run_config(run) == config
+    # The exams it trained on, by content, for calibrate-qc: the two training exams, not the validation one.
+    from scarnet.evaluate_cli import load_folder_cases
+    from scarnet.train.loop import OWN_EXAMS_FILE, _own_exams_record, read_own_exams
+
+    recorded = json.loads((run / OWN_EXAMS_FILE).read_text())
+    assert recorded["images"] == config.own_images and [e["name"] for e in recorded["exams"]] == ["exam11", "exam12"]
+    expected = load_folder_cases(Path(config.own_images), Path(config.own_references), {100: 1, 200: 2, 300: 3, 400: 4})
+    assert [e["sha256"] for e in recorded["exams"]] == [case.content_sha256 for case in expected]
+    assert recorded["exams"] == own_exams and read_own_exams(run) == {e["sha256"] for e in own_exams}
+    # A resumed run that finds an exam changed has trained on both versions: both are kept.
+    changed = [{"name": "exam11", "sha256": "0" * 64}, own_exams[1]]
+    merged = json.loads(_own_exams_record(run, config, changed))["exams"]
+    assert merged == [*own_exams, changed[0]]
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -1,8 +1,9 @@
 """The training loop: seeded, resumable, config saved in every checkpoint, autocast on CUDA.
 
 A run directory holds ``config.json``, ``last.pt`` (resume point), ``best.pt`` (best on the
-validation split), ``log.jsonl`` (one line per log/validation event) and, at the end,
-``best.safetensors`` (the shippable weights).
+validation split), ``log.jsonl`` (one line per log/validation event), for a run on exams of your
+own ``own_exams.json`` (the exams it trained on, by content) and, at the end, ``best.safetensors``
+(the shippable weights).
 
 Everything a run needs is checked before its folder is made or touched: the config's values,
 the folder itself (new or empty, or a run with ``last.pt`` to resume), the device, the model
@@ -38,6 +39,9 @@ from .data import AugmentConfig
 SESSION_FIELDS = ("device", "num_workers", "torch_threads", "max_minutes", "emidec_root", "encoder_checkpoint")
 #: The folders of a run on exams of your own (:attr:`TrainConfig.own_images`): all four or none.
 OWN_FOLDER_FIELDS = ("own_images", "own_references", "own_val_images", "own_val_references")
+#: In the folder of a run on own exams: every exam it trained on, by name and content
+#: (:func:`scarnet.evaluate_cli.exam_sha256`), over all its sessions; ``scarnet calibrate-qc`` checks by it.
+OWN_EXAMS_FILE = "own_exams.json"
 #: Devices a run can ask for ("cuda:1": a given GPU).
 _DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 #: What train() saves in every checkpoint.
@@ -530,8 +534,9 @@ def _read_initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def _training_data(config: TrainConfig) -> tuple[list, list]:
-    """Real training slices (EMIDEC train split; none without EMIDEC) and validation cases.
+def _training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, str]] | None]:
+    """Real training slices (EMIDEC train split; none without EMIDEC), validation cases, and with exams of
+    your own the training exams' names and contents (``{"name", "sha256"}``; None otherwise).
 
     Validation: EMIDEC "val" (real) when available, else a fixed set of phantoms. With exams of
     your own (``own_images`` ...), those instead: the training folder's slices and the validation
@@ -552,17 +557,17 @@ def _training_data(config: TrainConfig) -> tuple[list, list]:
         for seed in range(900_000, 900_000 + min(6, config.max_val_cases or 6)):
             phantom = make_phantom(seed)
             cases.append((f"phantom_{seed}", phantom.image, phantom.labelmap))
-        return [], cases
+        return [], cases, None
     split = load_split(root)
     for key, use in (("train", "train on"), ("val", "select the model on")):
         if not split[key]:
             raise InputError(f"{root / 'splits.json'}: the '{key}' split is empty; training needs cases to {use}")
     real = emidec_samples(load_cases(root, split["train"]))
     names = split["val"][: config.max_val_cases] if config.max_val_cases else split["val"]
-    return real, [(c.name, *c.as_volume()) for c in load_cases(root, names)]
+    return real, [(c.name, *c.as_volume()) for c in load_cases(root, names)], None
 
 
-def _own_training_data(config: TrainConfig) -> tuple[list, list]:
+def _own_training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, str]]]:
     """:func:`_training_data` for exams of your own: every slice of the training folder's exams, and the
     validation folder's exams. Refuses an exam in both folders (its figures would be a trained-on exam's)."""
     from ..batch import exam_key
@@ -590,7 +595,30 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list]:
         # What inference would refuse is refused now, not at the first validation steps later.
         model_storage(case.image, f"{folders[2] / case.name}")
         validation.append((case.name, case.image, case.reference))
-    return real, validation
+    return real, validation, [{"name": case.name, "sha256": case.content_sha256} for case in train_cases]
+
+
+def read_own_exams(run_dir: Path) -> set[str] | None:
+    """The contents (sha256) of every exam the run in ``run_dir`` trained on (:data:`OWN_EXAMS_FILE`); None when
+    the file is missing or not one scarnet wrote."""
+    try:
+        exams = json.loads((Path(run_dir) / OWN_EXAMS_FILE).read_text(encoding="utf-8")).get("exams")
+        return {str(exam["sha256"]) for exam in exams}
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return None
+
+
+def _own_exams_record(run_dir: Path, config: TrainConfig, exams: list[dict[str, str]]) -> str:
+    """:data:`OWN_EXAMS_FILE`'s text: the exams of this session added to those of the run's earlier sessions (a
+    resumed run may find the folder changed: it has trained on both)."""
+    try:
+        earlier = json.loads((run_dir / OWN_EXAMS_FILE).read_text(encoding="utf-8")).get("exams", [])
+    except (OSError, ValueError, AttributeError):
+        earlier = []
+    known = {(exam.get("name"), exam.get("sha256")) for exam in earlier if isinstance(exam, dict)}
+    merged = [exam for exam in earlier if isinstance(exam, dict)]
+    merged += [exam for exam in exams if (exam["name"], exam["sha256"]) not in known]
+    return json.dumps({"images": config.own_images, "exams": merged}, indent=1) + "\n"
 
 
 def _emidec_root(config: TrainConfig) -> Path | None:
@@ -628,7 +656,7 @@ def _remove_unfinished_run(out_dir: Path, made: list[Path]) -> None:
 
     Only this run's files go (the folder was new or empty), and only the folders it made.
     """
-    for name in ("config.json", "log.jsonl", "best.pt", "best.tmp", "last.tmp"):
+    for name in ("config.json", OWN_EXAMS_FILE, "log.jsonl", "best.pt", "best.tmp", "last.tmp"):
         (out_dir / name).unlink(missing_ok=True)
     for folder in reversed(made):
         try:
@@ -720,7 +748,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         # weights would train NaN and publish weights that `scarnet segment` refuses.
         load_state(model, _read_initial_weights(config), config.init_weights)
 
-    real, val_cases = _training_data(config)
+    real, val_cases, own_exams = _training_data(config)
     stream = TrainingStream(real, config.phantom_fraction, config.model.input_size, config.model.pixel_spacing_mm,
                             config.augment, seed=config.seed + start_step)
     loader = torch.utils.data.DataLoader(stream, batch_size=config.batch_size, num_workers=config.num_workers,
@@ -733,6 +761,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     made = _make_folder(out_dir)
     try:
         write_text(json.dumps(config.to_dict(), indent=2) + "\n", out_dir / "config.json", overwrite=True)
+        if own_exams is not None:
+            write_text(_own_exams_record(out_dir, config, own_exams), out_dir / OWN_EXAMS_FILE, overwrite=True)
         log = (out_dir / "log.jsonl").open("a", encoding="utf-8")
     except BaseException:
         if fresh:
