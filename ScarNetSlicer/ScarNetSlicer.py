@@ -150,6 +150,9 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._job = None
+        # True from a click on "Segment scar" until its job starts: the first click may install packages for
+        # minutes (pip's output keeps the GUI responsive), and a second click must not start a second run.
+        self._starting = False
         self._inputVolumeId = None  # the input the output selections were last checked against
 
     def setup(self) -> None:
@@ -228,7 +231,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._showNoWeightsFileAsEmpty()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
-        self._unselectOutputsOfPreviousInput()
+        self._selectOutputsOfInput()
         self._updateButtons()
         self._refreshTotals()
         self._showNoWeightsFileAsEmpty()
@@ -245,11 +248,13 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             edit.currentPath = ""
             edit.blockSignals(wasBlocked)
 
-    def _unselectOutputsOfPreviousInput(self) -> None:
-        """When the input volume changes, unselect outputs made from another volume.
+    def _selectOutputsOfInput(self) -> None:
+        """When the input volume changes, unselect outputs made from another volume, and select the new
+        input's own results where ScarNet made some (the last segmentation and its report).
 
         Otherwise the next "Segment scar" would write into (and "Update report" re-quantify) the
-        previous input's results. The user's own nodes (no recorded input) stay selected.
+        previous input's results, or make a second set for an input that has one. The user's own nodes
+        (no recorded input) stay selected. "Segment scar" still asks before it replaces an edited one.
         """
         inputVolume = self._parameterNode.inputVolume if self._parameterNode else None
         inputVolumeId = inputVolume.GetID() if inputVolume else None
@@ -258,16 +263,22 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._inputVolumeId = inputVolumeId
         if inputVolume is None:
             return  # nothing can run without an input; the next input decides
-        from ScarNetSlicerLib.processing import made_from_another_input
+        from ScarNetSlicerLib.processing import made_from_another_input, outputs_of_input
 
         # Each assignment modifies the parameter node again; that call returns above (same input).
         if made_from_another_input(self._parameterNode.outputSegmentation, inputVolume):
             self._parameterNode.outputSegmentation = None
         if made_from_another_input(self._parameterNode.outputTable, inputVolume):
             self._parameterNode.outputTable = None
+        if self._parameterNode.outputSegmentation is None:
+            segmentation, table = outputs_of_input(slicer.mrmlScene, inputVolume)
+            if segmentation is not None:
+                self._parameterNode.outputSegmentation = segmentation
+                if self._parameterNode.outputTable is None and table is not None:
+                    self._parameterNode.outputTable = table
 
     def _updateButtons(self, caller=None, event=None) -> None:
-        running = self._job is not None
+        running = self._job is not None or self._starting
         hasInput = bool(self._parameterNode and self._parameterNode.inputVolume)
         hasSegmentation = bool(hasInput and self._parameterNode.outputSegmentation)
         self.ui.segmentButton.enabled = hasInput and not running
@@ -275,7 +286,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             _("Segment myocardium, scar and MVO and report scar per slice") if hasInput else _("Select the LGE volume")
         )
         self.ui.updateReportButton.enabled = hasSegmentation and not running
-        self.ui.cancelButton.enabled = running
+        self.ui.cancelButton.enabled = self._job is not None
         # A new input during a run would get the run's outputs selected (and "Update report" would
         # then measure them on the wrong volume): the input stays fixed until the run ends.
         self.ui.inputVolumeSelector.enabled = not running
@@ -285,6 +296,23 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.util.errorDisplay(str(error), windowTitle=_("ScarNet"))
 
     def onSegmentButton(self) -> None:
+        if self._job is not None or self._starting:
+            return  # a click while packages install (pip keeps the GUI responsive) or a run is under way
+        self._starting = True
+        self._updateButtons()
+        try:
+            self._startSegmentation()
+        finally:
+            self._starting = False
+            if self._job is None and self.ui.statusLabel.text == self._checkingPackagesText():
+                self.ui.statusLabel.text = ""  # nothing started (declined, refused, failed): its dialog said why
+            self._updateButtons()
+
+    @staticmethod
+    def _checkingPackagesText() -> str:
+        return _("Checking the Python packages ScarNet needs…")
+
+    def _startSegmentation(self) -> None:
         from scarnet.errors import ScarNetError
 
         p = self._parameterNode
@@ -299,6 +327,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                             name=p.outputSegmentation.GetName()), windowTitle=_("ScarNet")):
                         return
                     overwrite = True
+                self.ui.statusLabel.text = self._checkingPackagesText()  # the first run may install them
                 self._job = self.logic.process(
                     p.inputVolume, p.outputSegmentation, p.outputTable, device=p.device, encoder=p.encoder,
                     weightsPath=p.weightsPath, testTimeAugmentation=p.testTimeAugmentation,
@@ -341,6 +370,11 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = _("Failed: {reason}").format(reason=error)
                 self._showUserError(error)
                 return
+            except Exception:
+                # Unexpected (e.g. out of GPU memory): the dialog above shows the details; the status line
+                # must not go on showing the last progress message.
+                self.ui.statusLabel.text = _("Failed (see the error message).")
+                raise
             if report is None:
                 self.ui.statusLabel.text = _("Cancelled: nothing was changed.")
                 return
@@ -460,9 +494,11 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
     """Batch API; the work is in ``ScarNetSlicerLib.processing`` (which takes a fake segmenter in tests)."""
 
-    def __init__(self, segmenterFactory=None) -> None:
+    def __init__(self, segmenterFactory=None, allowInstall: bool = True) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.segmenterFactory = segmenterFactory  # None: the ScarNet model
+        # False: never offer to install packages (the self-test, which "Reload and Test" runs without --testing).
+        self.allowInstall = allowInstall
 
     def getParameterNode(self):
         return ScarNetSlicerParameterNode(super().getParameterNode())
@@ -479,7 +515,7 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         def confirm(text: str) -> bool:
             # A test never installs (no network, no change to the user's Slicer): without the packages it
             # runs the click path with a stand-in model (ScarNetSlicerTest.test_ClickPath).
-            return not slicer.app.testingEnabled() and slicer.util.confirmOkCancelDisplay(
+            return self.allowInstall and not slicer.app.testingEnabled() and slicer.util.confirmOkCancelDisplay(
                 text, windowTitle=_("ScarNet"))
 
         installTorch = None
@@ -675,6 +711,13 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertEqual(widget.ui.scarPercentLabel.text, "")
         self.assertEqual(widget.ui.transmuralLabel.text, "")
         self.assertEqual(widget.ui.weightsPathLineEdit.currentPath, "")  # no weights file: empty, not "."
+        resultOfFirst.SetNodeReferenceID(report_nodes.TABLE_REFERENCE_ROLE, reportOfFirst.GetID())
+        parameterNode.inputVolume = first  # back to the first: its results selected again, not a second set made
+        self.assertEqual(parameterNode.outputSegmentation.GetID(), resultOfFirst.GetID())
+        self.assertEqual(parameterNode.outputTable.GetID(), reportOfFirst.GetID())
+        self.assertEqual(widget.ui.scarPercentLabel.text, report_nodes.format_totals(report)["scar_percent"])
+        parameterNode.inputVolume = second
+        self.assertIsNone(parameterNode.outputSegmentation)
 
         usersTable = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "my table")
         parameterNode.inputVolume = first
@@ -703,7 +746,7 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertGreater(slices, 5)  # a short-axis stack
 
         self.delayDisplay("Segment scar")
-        logic = ScarNetSlicerLogic()
+        logic = ScarNetSlicerLogic(allowInstall=False)  # a test never installs (nor asks to)
         try:
             report = logic.process(volume, waitForCompletion=True, showResults=True)
         except (WeightsError, DependencyError) as error:

@@ -22,13 +22,12 @@ from collections.abc import Callable, Iterable
 
 from scarnet.errors import ScarNetError
 
-#: Import name → pip requirement, for what the engine imports at run time besides torch.
+#: Import name → pip requirement, for what the module's path through the engine imports at run time besides
+#: torch (the command line's nibabel and rich are not on it: a test runs that path without them).
 #: scipy and pydicom ship with most Slicer builds; they are listed so a build without them works.
 REQUIREMENTS: dict[str, str] = {
     "safetensors": "safetensors>=0.4",
     "slicerio": "slicerio>=1.0",
-    "nibabel": "nibabel>=5.0",
-    "rich": "rich>=13",
     "pydicom": "pydicom>=2.4",
     "scipy": "scipy>=1.10",
 }

@@ -239,7 +239,8 @@ class Processor:
         """Write a segmentation result (labelmap + report) into MRML nodes (created when None)."""
         name = input_node.GetName()
         if segmentation_node is None:
-            segmentation_node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} ScarNet")
+            segmentation_node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                                             self.scene.GenerateUniqueName(f"{name} ScarNet"))
         # The segments are written in the input's own frame, so they lie on its voxels only under the
         # input's transform. Set it before the fingerprint, which reads them back through it.
         segmentation_node.SetAndObserveTransformNodeID(input_node.GetTransformNodeID())
@@ -325,7 +326,8 @@ class Processor:
                                                           self.scene.GenerateUniqueName(f"{name} ScarNet report"))
                 notice = f"{reason}, so it was left as it is: the report is in the new table '{table_node.GetName()}'"
         if table_node is None:
-            table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} ScarNet report")
+            table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode",
+                                                      self.scene.GenerateUniqueName(f"{name} ScarNet report"))
         report_nodes.update_table(table_node, report)
         chart_node, series_node = report_nodes.update_plot(self.scene, table_node, f"Scar per slice: {name}")
         segment_table_node = report_nodes.update_segment_table(self.scene, table_node, report)
@@ -356,6 +358,30 @@ def made_from_another_input(node, input_node) -> bool:
     """
     recorded = recorded_input_id(node)
     return bool(recorded) and (input_node is None or recorded != input_node.GetID())
+
+
+def outputs_of_input(scene, input_node) -> tuple[Any, Any]:
+    """The segmentation ScarNet made last from ``input_node`` (edited since or not) and its report table, or None
+    for either: what the module selects when the user comes back to an input, so that "Segment scar" and
+    "Update report" work on that input's results rather than making a second set. The table only when it
+    reports that segmentation of that input."""
+    if input_node is None:
+        return None, None
+    made = [node for node in _nodes_of_class(scene, "vtkMRMLSegmentationNode")
+            if recorded_input_id(node) == input_node.GetID()]
+    if not made:
+        return None, None
+    segmentation_node = made[-1]  # the scene keeps nodes in the order they were added
+    table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
+    if table_node is None or recorded_input_id(table_node) != input_node.GetID() \
+            or table_node.GetNodeReference(report_nodes.SEGMENTATION_REFERENCE_ROLE) is not segmentation_node:
+        table_node = None
+    return segmentation_node, table_node
+
+
+def _nodes_of_class(scene, class_name: str) -> list:
+    # By index, not GetNodesByClass: its collection is a new reference that Python would leak.
+    return [scene.GetNthNodeByClass(i, class_name) for i in range(scene.GetNumberOfNodesByClass(class_name))]
 
 
 def _segments_left_out(segmentation_node, input_node, grid: Volume) -> list[str]:
@@ -433,6 +459,7 @@ __all__ = [
     "SegmentationOptions",
     "default_segmenter_factory",
     "made_from_another_input",
+    "outputs_of_input",
     "normalise_path",
     "place_next_to",
     "recorded_input_id",

@@ -271,7 +271,7 @@ def stored_bullseye(table_node) -> str:
 def _referenced_or_new(scene, owner, role: str, class_name: str, name: str):
     node = owner.GetNodeReference(role)
     if node is None or node.GetScene() is not scene:
-        node = scene.AddNewNodeByClass(class_name, name)
+        node = scene.AddNewNodeByClass(class_name, scene.GenerateUniqueName(name))
         owner.SetNodeReferenceID(role, node.GetID())
     return node
 

@@ -5,8 +5,10 @@ The file ``Resources/SampleData/ScarNetPhantomLGE.nrrd`` is ``scarnet.phantom.ma
 It is committed, so Sample Data loads it from a local ``file://`` URI and checks its SHA-256 like
 any download. ``ScarNetPhantomLGE.seg.nrrd`` beside it is the phantom's exact labelmap (ground
 truth on the same grid): compare the model's result with it, and ScarNetSlicerTest uses it as a
-stand-in model while no weights are bundled. To regenerate both (after a change of the phantom
-generator)::
+stand-in model while no weights are bundled. The phantom generator has changed since the file was
+made (today's ``make_phantom(seed=7)`` is another phantom); the committed pair is kept as it is, and
+its segmentation's names, colours and terminology are checked against what :func:`scarnet.io.write_seg_nrrd`
+writes now. To make a new pair from today's generator (Sample Data's checksum changes with it)::
 
     python -c "from ScarNetSlicerLib.sample_data import write_sample; print(write_sample())"
 

