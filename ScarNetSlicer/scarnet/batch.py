@@ -140,10 +140,11 @@ def read_rv_points(path: str | Path) -> dict[str, ExamAnatomy]:
     columns may be left out or left empty). Commas, semicolons or tabs separate the cells, and with
     semicolons or tabs a decimal comma is read too (a spreadsheet's CSV in many European locales); empty
     cells past the last column (a spreadsheet's used range) are ignored. A line whose cells are all empty
-    but the name says nothing of its exam. Raises :class:`InputError` (naming the line) for a file that
+    but the name says nothing of its exam, but the name must still be an input's (:func:`points_for_exams`).
+    Raises :class:`InputError` (naming the line) for a file that
     cannot be read, an unknown or missing column, a number that is not finite, a point with a cell
-    missing, an inferior point without an anterior one, a basal end other than first or last, or an
-    exam named twice.
+    missing, an inferior point without an anterior one, a basal end other than first or last, an
+    exam named twice, or a name over several lines (a quote left open swallows the lines after it).
     """
     path = Path(path)
     try:
@@ -179,6 +180,9 @@ def read_rv_points(path: str | Path) -> dict[str, ExamAnatomy]:
             name = row.get("exam", "")
             if not name:
                 raise InputError(f"{path} line {number}: no exam name")
+            if "\n" in name or "\r" in name:
+                raise InputError(f"{path} line {number}: the exam name {name[:40]!r} runs over lines: a quote "
+                                 "left open?")
             if exam_key(name) in line_of:
                 raise InputError(f"{path} line {number}: {name} was given on line {line_of[exam_key(name)]} already")
             line_of[exam_key(name)] = number
@@ -191,9 +195,8 @@ def read_rv_points(path: str | Path) -> dict[str, ExamAnatomy]:
             if basal_end not in (None, "first", "last"):
                 raise InputError(f"{path} line {number}: basal_end {row['basal_end']!r}: first or last (the slice "
                                  "index of the base), or empty")
-            if anterior is not None or basal_end is not None:
-                lps = anterior if inferior is None else np.stack([anterior, inferior])
-                points[name] = ExamAnatomy(lps, basal_end, number)
+            lps = anterior if inferior is None else np.stack([anterior, inferior])
+            points[name] = ExamAnatomy(lps, basal_end, number)  # a name alone too: it must be an input's
     except csv.Error as error:  # e.g. a cell over the csv module's size limit
         raise InputError(f"{path} line {record_end + 1}: not readable as CSV ({error})") from None
     return points

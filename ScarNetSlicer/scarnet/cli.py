@@ -211,8 +211,11 @@ def _warnings_kept_in(messages: list[str]):
 
 
 def cmd_quantify(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .errors import InputError
     from .io import read_input, read_labelmap, write_report
+    from .labels import MYOCARDIUM_LABELS
     from .outputs import DICOM_SEG, REPORT, OutputSet
     from .quantify import quantify
 
@@ -227,7 +230,12 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
             image, source = read_input(args.image, args.series) if args.image else (None, None)
+            outputs.check_not_inputs([args.labelmap, args.model_report, *_files_read(args.image, source)])
             labelmap = read_labelmap(args.labelmap, reference=image)
+            if not np.isin(labelmap.array, MYOCARDIUM_LABELS).any():
+                # Every volume would be 0 and scar % undefined: an empty export, or the wrong file.
+                raise InputError(f"{args.labelmap}: no myocardium (labels 2, 3 or 4) in it, so there is nothing to "
+                                 "quantify")
             if args.dicom_seg is not None:
                 if source is None:  # a file put where the checked folder was
                     raise InputError(f"{args.image}: --dicom-seg needs --image DICOM_FOLDER")
@@ -255,6 +263,13 @@ def cmd_quantify(args: argparse.Namespace) -> int:
     series = series_text(report.extra.get("input_series"))
     print_report(report, _console(args.quiet), title=f"ScarNet report: {_escape_markup(str(args.labelmap) + series)}")
     return 0
+
+
+def _files_read(path: str | Path | None, source) -> list[Path]:
+    """The files an input was read from: the file itself, or the DICOM series' files of a folder."""
+    if path is None:
+        return []
+    return list(source.series.files) if source is not None else [Path(path)]
 
 
 #: ``quantify --segmented-by`` on the page and the bullseye ("Segmentation: labelmap X, ...").
@@ -439,6 +454,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
             volume, source = read_input(args.input, series=args.series)
+            outputs.check_not_inputs(_files_read(args.input, source))
             if args.dicom_seg is not None:
                 from .dicom_seg import check_dicom_seg_sources
 
@@ -992,6 +1008,22 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"scarnet: warning: {message}\n"
 
 
+def _check_names_are_utf8(args: argparse.Namespace) -> None:
+    """Refuse a file or folder name given on the command line that is not valid UTF-8 (bytes a file system kept
+    from another encoding): SimpleITK cannot take it (it aborts the process), and no report or CSV could name
+    it. Python holds such bytes as lone surrogates, which UTF-8 cannot encode."""
+    from .errors import InputError
+
+    for value in vars(args).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, Path)):
+                try:
+                    str(item).encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InputError(f"{os.fsencode(str(item))!r}: the name is not valid UTF-8; rename it (or "
+                                     "copy it under a UTF-8 name) and run again") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scarnet`` console script."""
     from .errors import ScarNetError
@@ -1001,6 +1033,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _format_warning
     debug = bool(os.environ.get("SCARNET_DEBUG"))
     try:
+        _check_names_are_utf8(args)
         return int(args.func(args) or 0)
     except ScarNetError as error:
         if debug:

@@ -147,6 +147,7 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
     by_uid: dict[str, list[tuple[Path, Any]]] = {}
+    damaged: list[str] = []
     for path in _walk_files(folder):
         if not _may_be_dicom(path):
             continue
@@ -155,16 +156,35 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
             uid = str(header.get("SeriesInstanceUID", "") or "")
             rows = int(header.get("Rows", 0) or 0)
             columns = int(header.get("Columns", 0) or 0)
-        except Exception:  # noqa: BLE001 - pydicom raises many types on foreign files; skip them quietly
+        except Exception:  # noqa: BLE001 - pydicom raises many types on foreign files
+            if _has_dicom_preamble(path):
+                damaged.append(path.relative_to(folder).as_posix())  # a DICOM file, damaged: said below
+            continue
+        if len(header) == 0 and _has_dicom_preamble(path):
+            damaged.append(path.relative_to(folder).as_posix())  # cut off after its file meta: nothing of the image
             continue
         if not uid or rows <= 0 or columns <= 0:
             continue  # not an image (or a foreign file pydicom parsed into nonsense under force=True)
         if _not_an_image(header):
             continue
         by_uid.setdefault(uid, []).append((path, header))
+    if damaged:
+        # A slice may be missing because of them: say which files, whatever the stack's own checks find.
+        warnings.warn(f"{folder}: {len(damaged)} DICOM file(s) could not be read and were left out: "
+                      f"{', '.join(damaged[:5])}{', ...' if len(damaged) > 5 else ''}", stacklevel=2)
     series = [_describe_series(uid, members) for uid, members in by_uid.items()]
     series.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.description, s.series_instance_uid))
     return series
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    """The file says it is DICOM ("DICM" after the 128-byte preamble), so failing to read it is damage."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 #: Modalities of derived objects that may hold pixels but are not images to segment.
@@ -933,8 +953,10 @@ def _pixels_with_simpleitk(frame: _Frame, name: str, pydicom_error: Exception) -
     """Decode with GDCM (through SimpleITK), which reads most compressed syntaxes and applies the rescale."""
     import SimpleITK as sitk
 
+    from .io import itk_file_name
+
     try:
-        image = sitk.ReadImage(str(frame.path))
+        image = sitk.ReadImage(itk_file_name(frame.path, InputError))
     except RuntimeError:
         raise InputError(f"{name}: cannot decode the pixels of {frame.path.name} "
                          f"({_one_line(pydicom_error)})") from None

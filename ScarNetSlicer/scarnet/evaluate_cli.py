@@ -1230,9 +1230,10 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
         _check_trained_on(path, settings.get("exam_sha256"), weights_path, trained_on)
     confidences = [r.get("heart_confidence") for r in records]
     ambiguities = [r.get("scar_ambiguity") for r in records]
-    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0)
                for v in confidences + ambiguities):
-        raise InputError(f"{path}: qc.per_slice holds heart confidences or scar ambiguities that are not numbers")
+        raise InputError(f"{path}: qc.per_slice holds heart confidences or scar ambiguities that are not numbers "
+                         "from 0 to 1 (a damaged or edited file)")
     refused = sorted({str(r.get("case")) for r in records
                       if isinstance(r.get("flags"), list) and "refused" in r["flags"]})
     if refused and _entry(results, "qc", "refuses_unsure_lv") is not False:

@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputError, OutputError, OutputExistsError
+from .errors import InputError, OutputError, OutputExistsError, ScarNetError
 from .labels import SEGMENTS, label_for_segment_name
 from .volume import Volume, check_geometry
 
@@ -38,6 +38,9 @@ IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 LABELMAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
 #: A NIfTI whose orthogonal reading makes voxels larger than |det(affine)| by more than this warns.
 SHEAR_TOLERANCE = 0.005
+#: ... and is refused beyond this (voxel axes more than ~60° off perpendicular, or in one plane): no acquisition
+#: makes such a grid (a 30° gantry tilt is 1.15), so its header is wrong and no volume read from it would be right.
+MAX_SHEAR_FACTOR = 2.0
 SEGMENTATION_SUFFIX = ".seg.nrrd"
 #: ITK's reader for each format whose header is checked after reading (names from GetImageIOFromFileName).
 _NIFTI_IO, _NRRD_IO, _META_IO = "NiftiImageIO", "NrrdImageIO", "MetaImageIO"
@@ -181,9 +184,10 @@ def _warn_if_sheared(path: Path, linear: np.ndarray | None) -> None:
         return
     lengths = np.linalg.norm(linear, axis=0)
     determinant = abs(float(np.linalg.det(linear)))
-    if determinant <= 0 or not np.all(lengths > 0):
-        return
-    factor = float(np.prod(lengths)) / determinant
+    factor = float(np.prod(lengths)) / determinant if determinant > 0 else math.inf
+    if not np.all(np.isfinite(linear)) or not np.all(lengths > 0) or not factor <= MAX_SHEAR_FACTOR:
+        raise InputError(f"{path}: its header's affine is degenerate (voxel axes of zero length, or nearly "
+                         "parallel), so where its voxels lie is unknown; fix the header (or convert the image again)")
     if factor > 1 + SHEAR_TOLERANCE:
         excess = 100.0 * (factor - 1.0)
         warnings.warn(f"{path}: its voxel axes are not perpendicular (slices shifted in-plane from one to the next); "
@@ -214,6 +218,7 @@ def _read_image_file(path: Path) -> Volume:
         return _read_nifti_with_nibabel(path)  # keeps NaN/Inf, which the callers' validation rejects
     import SimpleITK as sitk
 
+    itk_file_name(path, InputError)
     # ITK warns on real-world headers (EMIDEC: "unexpected scales in sform"); the geometry it
     # derives is still right, so keep the console clean.
     sitk.ProcessObject_SetGlobalWarningDisplay(False)
@@ -675,6 +680,7 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
     _check_seg_nrrd_spacing(path)
     voxels = np.asarray(segmentation["voxels"])
     shape_ijk = voxels.shape[-3:]
+    _check_seg_nrrd_values(path, segmentation["segments"], voxels)
     labels = np.zeros(shape_ijk[::-1], dtype=np.uint8)
     by_type_code = {s.type[1]: s.label for s in SEGMENTS}
     matched: list[tuple[int, np.ndarray]] = []
@@ -702,6 +708,26 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
     return Volume(labels, tuple(spacing), tuple(ijk_to_lps[:3, 3]), ijk_to_lps[:3, :3] / spacing)
+
+
+def _check_seg_nrrd_values(path: Path, segments: list[dict[str, Any]], voxels: np.ndarray) -> None:
+    """Refuse voxel values no segment claims, and two segments claiming one value of one layer: either way what
+    those voxels are is unknown (a damaged file, or one edited outside Slicer), and they would be dropped or
+    counted twice without a word."""
+    claimed: dict[tuple[int, int], str] = {}
+    for segment in segments:
+        key = (int(segment.get("layer", 0) or 0), int(segment.get("labelValue", 1) or 0))
+        if key in claimed:
+            raise InputError(f"{path}: segments {claimed[key]} and {segment.get('name')} have the same label value "
+                             f"{key[1]} in layer {key[0]}, so their voxels cannot be told apart")
+        claimed[key] = str(segment.get("name"))
+    layers = voxels.reshape((-1, *voxels.shape[-3:])) if voxels.ndim > 3 else voxels[np.newaxis]
+    for layer, values in enumerate(layers):
+        unclaimed = sorted(int(v) for v in np.unique(values) if v != 0 and (layer, int(v)) not in claimed)
+        if unclaimed:
+            shown = ", ".join(str(v) for v in unclaimed[:5])
+            raise InputError(f"{path}: voxels of value {shown} in layer {layer} belong to no segment (a damaged file, "
+                             "or one changed outside Slicer), so what they are is unknown")
 
 
 def _plain_labelmap_seg_nrrd(path: Path, label_values: dict[int, int] | None = None) -> Volume:
@@ -866,6 +892,7 @@ def write_volume(volume: Volume, path: str | Path, overwrite: bool = False) -> P
         return path
     import SimpleITK as sitk
 
+    itk_file_name(path, OutputError)  # before the temporary file, which is named after it
     with atomic_path(path, overwrite) as temp:
         try:
             sitk.WriteImage(volume.to_sitk(), str(temp), useCompression=True)
@@ -875,6 +902,17 @@ def write_volume(volume: Volume, path: str | Path, overwrite: bool = False) -> P
         if _suffix(path) in (".nii", ".nii.gz"):
             _check_nifti_written(temp, path)
     return path
+
+
+def itk_file_name(path: str | Path, error: type[ScarNetError]) -> str:
+    """``path`` as SimpleITK takes it; raises ``error`` for a name that is not valid UTF-8 (bytes of another
+    encoding, held by Python as lone surrogates), which ITK's C++ code would abort the whole process on."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"{os.fsencode(str(path))!r}: the name is not valid UTF-8; rename it (or copy it under a "
+                    "UTF-8 name)") from None
+    return str(path)
 
 
 def _check_nifti_written(temp: Path, path: Path) -> None:

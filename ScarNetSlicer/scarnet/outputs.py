@@ -33,7 +33,7 @@ import signal
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,16 @@ def _remove_replaced(aside: Path) -> None:
                           RuntimeWarning, stacklevel=3)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` name one file: the same absolute path, or (both existing) the same file on disk."""
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
 class OutputSet:
     """The files one command writes; use as a context manager (leaving it without :meth:`commit` discards all).
 
@@ -212,6 +222,19 @@ class OutputSet:
             raise InputError(f"{path}: given twice as an output")
         self._outputs.append(_Output(path, suffix))
         return path
+
+    def check_not_inputs(self, inputs: Iterable[str | Path | None]) -> None:
+        """Raise :class:`InputError` when an output is one of ``inputs`` (the same file, by any path): even with
+        ``overwrite``, which replaces earlier outputs, never what the run reads (an image, one DICOM file of
+        the series, a labelmap). Call once the inputs are known, before anything is written."""
+        for source in inputs:
+            if source is None:
+                continue
+            for output in self._outputs:
+                if _same_file(output.path, Path(source)):
+                    named = "" if os.path.abspath(output.path) == os.path.abspath(source) else f" ({source})"
+                    raise InputError(f"{output.path}: is an input of this run{named}, and an output never replaces "
+                                     "an input, --overwrite or not: write it elsewhere")
 
     def prepare(self) -> None:
         """Check every output and that its folder is writable; call before any work.

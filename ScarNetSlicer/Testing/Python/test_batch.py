@@ -286,7 +286,8 @@ def test_points_files_are_read_as_slicer_shows_points(tmp_path):
     path = _points_file(tmp_path / "p.csv", [header, "p1,-25.8,101,8,,,,", "P2,1,2,3,-4,5.5,6,Last", "p3,,,,,,,",
                                              "p4,,,,,,,first", ""], bom=True)
     points = read_rv_points(path)
-    assert sorted(points) == ["P2", "p1", "p4"]  # p3: all cells empty, nothing said of it
+    assert sorted(points) == ["P2", "p1", "p3", "p4"]  # p3: all cells empty, nothing said of it but its name
+    assert points["p3"].rv_insertion_lps is None and points["p3"].basal_end is None and points["p3"].line == 4
     assert np.array_equal(points["p1"].rv_insertion_lps, [25.8, -101, 8]) and points["p1"].basal_end is None
     assert np.array_equal(points["P2"].rv_insertion_lps, [[-1, -2, 3], [4, -5.5, 6]])  # RAS → LPS
     assert points["P2"].basal_end == "last"
@@ -325,6 +326,8 @@ def test_points_files_are_read_as_slicer_shows_points(tmp_path):
     (["exam,anterior_r,anterior_a,anterior_s", "p1," + "9" * 200_000 + ",2,3"], "line 2: not readable as CSV"),
     (["exam,anterior_r,anterior_a,anterior_s,basal_end", "p1,1,2,3,base"], "line 2: basal_end 'base': first or last"),
     ([""], "empty; expected a header line"),
+    (["exam,anterior_r,anterior_a,anterior_s", '"p1,1,2,3', "p2,4,5,6"],
+     r"line 2: the exam name 'p1,1,2,3\\np2,4,5,6' runs over lines: a quote left open"),
 ])
 def test_points_files_that_cannot_be_right_are_refused_with_their_line(tmp_path, lines, message):
     with pytest.raises(InputError, match=message):
@@ -379,6 +382,10 @@ def test_points_for_an_exam_not_in_the_batch_stop_it_before_the_model_loads(tmp_
     # Names compare in any case and Unicode form: "José" typed in a spreadsheet is the decomposed macOS file name.
     import unicodedata
 
+    # A name alone (no points) must be an input's too: a misspelt one would leave its exam without segments.
+    with pytest.raises(InputError, match="points.csv line 6: no input is named p9"):
+        run_batch([tmp_path / "p1.nii.gz"], tmp_path / "out", _segmenter_factory(calls),
+                  rv_points={"p9": ExamAnatomy(line=6)}, rv_points_source="points.csv")
     decomposed = unicodedata.normalize("NFD", "José")
     chosen = points_for_exams({"JOSÉ": ExamAnatomy(np.ones(3))},
                               plan_outputs([tmp_path / f"{decomposed}.nii.gz"], tmp_path / "out", html=False))

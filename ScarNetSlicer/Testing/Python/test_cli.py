@@ -109,12 +109,25 @@ def _bad_inputs(tmp_path: Path) -> dict[str, list[str]]:
     _write(tmp_path / "labels.nii.gz", np.ones((6, 40, 40), np.uint8))
     _write(tmp_path / "labels_bad_values.nii.gz", np.full((6, 40, 40), 9, np.uint8))
     _write(tmp_path / "image_other_grid.nii.gz", rng.random((6, 40, 40)).astype(np.float32), (1.0, 1.0, 8.0))
+    import nibabel
+
+    myocardium = np.zeros((40, 40, 6), np.uint8)
+    myocardium[10:20, 10:20] = 2
+    # Two voxel axes along one line: where the voxels lie is unknown.
+    degenerate = np.array([[1.5, 0, 1.5, 0], [0, 1.5, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1.0]])
+    nibabel.save(nibabel.Nifti1Image(myocardium, degenerate), str(tmp_path / "degenerate.nii.gz"))
+    (tmp_path / "lab\udcff.nii.gz").write_bytes((tmp_path / "labels.nii.gz").read_bytes())  # bytes \xff on disk
     return {
         "missing file": ["quantify", "missing.nii.gz", "--report", "out.json"],
         "not an image": ["quantify", "text.nii.gz", "--report", "out.json"],
         "2D": ["quantify", "flat.nii.gz", "--report", "out.json"],
         "4D": ["quantify", "four_d.nii.gz", "--report", "out.json"],
         "values outside 0-4": ["quantify", "labels_bad_values.nii.gz", "--report", "out.json"],
+        "labelmap without myocardium": ["quantify", "labels.nii.gz", "--report", "out.json"],
+        "degenerate affine": ["quantify", "degenerate.nii.gz", "--report", "out.json"],
+        "name not UTF-8": ["quantify", "lab\udcff.nii.gz", "--report", "out.json"],
+        "segment name not UTF-8": ["segment", "lab\udcff.nii.gz", "--labelmap", "out.nii.gz"],
+        "weights a folder": ["segment", "image_other_grid.nii.gz", "--weights", ".", "--labelmap", "out.nii.gz"],
         "labelmap on another grid": ["quantify", "labels.nii.gz", "--image", "image_other_grid.nii.gz",
                                      "--report", "out.json"],
         "constant image": ["quantify", "labels.nii.gz", "--image", "constant.nii.gz", "--report", "out.json"],
@@ -141,6 +154,28 @@ def test_every_bad_input_gives_one_line_and_writes_nothing(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("scarnet: error:"), f"{name}: {result.stderr!r}"
         assert "Traceback" not in result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before, f"{name} wrote a file"
+
+
+def test_an_output_never_replaces_an_input_even_with_overwrite(tmp_path):
+    """``--overwrite`` replaces earlier outputs, never the image, labelmap or DICOM file a run reads."""
+    from test_dicom_seg import write_dicom_series
+
+    from scarnet.io import read_volume
+
+    assert run("phantom", "--seed", "1", "--slices", "4", "--out", "p.nii.gz", "--labelmap", "pl.nii.gz",
+               cwd=tmp_path).returncode == 0
+    (tmp_path / "sub").mkdir()
+    write_dicom_series(read_volume(tmp_path / "p.nii.gz"), tmp_path / "exam")
+    dicom_file = sorted((tmp_path / "exam").iterdir())[0].name
+    originals = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    for args in (["segment", "p.nii.gz", "--labelmap", "p.nii.gz", "--overwrite"],
+                 ["segment", "p.nii.gz", "--labelmap", "./sub/../p.nii.gz", "--overwrite"],
+                 ["quantify", "pl.nii.gz", "--image", "exam", "--dicom-seg", f"exam/{dicom_file}",
+                  "--segmented-by", "reader", "--overwrite"]):
+        result = run(*args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "is an input of this run" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == originals
 
 
 def test_existing_output_is_not_replaced(tmp_path):

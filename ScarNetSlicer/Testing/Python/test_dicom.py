@@ -317,6 +317,25 @@ def test_quantify_of_a_dicom_exam_names_each_slice_in_the_table_and_report(tmp_p
     assert [cells[3].strip() for cells in slice_rows] == expected
 
 
+def test_damaged_dicom_files_are_named_not_skipped_quietly(tmp_path: Path) -> None:
+    """A DICOM file cut short (its preamble says DICOM) is left out with a warning naming it, whether or not the
+    stack's own checks then notice a missing slice; files that are not DICOM stay quiet."""
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    (exam / "notes.txt").write_text("not DICOM")
+    (exam / "empty.dcm").write_bytes(b"")
+    names = sorted(path.name for path in exam.glob("s7_*.dcm"))
+    last = max(exam.glob("s7_*.dcm"), key=lambda path: int(path.stem.split("_")[-1]))  # the last slice's file
+    last.write_bytes(last.read_bytes()[:300])  # its file meta, then nothing
+    with pytest.warns(UserWarning, match=rf"1 DICOM file\(s\) could not be read and were left out: {last.name}$"):
+        volume = read_volume(exam)
+    assert volume.num_slices == 3 and len(names) == 4
+    broken = exam / names[0]
+    broken.write_bytes(broken.read_bytes()[:128] + b"DICM" + b"\xff" * 40)  # a header pydicom cannot parse
+    with pytest.warns(UserWarning, match="2 DICOM file\\(s\\) could not be read"):
+        list_series(exam)
+
+
 def test_read_volume_reads_dicom_folders(tmp_path: Path) -> None:
     _write_stack(tmp_path / "exam" / "nested" / "deeper", num_slices=3)
     (tmp_path / "exam" / "notes.txt").write_text("not an image")

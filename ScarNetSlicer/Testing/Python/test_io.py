@@ -169,6 +169,44 @@ def test_seg_nrrd_with_absent_label(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_seg_nrrd(path).array, labelmap.array)
 
 
+def test_seg_nrrd_voxels_no_segment_claims_or_two_segments_share_are_refused(tmp_path: Path) -> None:
+    """A value no segment claims (a damaged file, one changed outside Slicer), or two segments with one label
+    value: what those voxels are is unknown, so the file is refused rather than some voxels dropped or counted
+    twice."""
+    labelmap = _labelmap()
+    path = write_seg_nrrd(labelmap, tmp_path / "result.seg.nrrd")
+    data, header = nrrd.read(str(path))
+    changed = data.copy()
+    changed[data == 3] = 7
+    nrrd.write(str(tmp_path / "value7.seg.nrrd"), changed, header)
+    with pytest.raises(InputError, match="voxels of value 7 in layer 0 belong to no segment"):
+        read_labelmap(tmp_path / "value7.seg.nrrd")
+    shared = dict(header)
+    shared["Segment2_LabelValue"] = shared["Segment1_LabelValue"]
+    nrrd.write(str(tmp_path / "shared.seg.nrrd"), data, shared)
+    with pytest.raises(InputError, match="segments Myocardium and Scar have the same label value 2 in layer 0"):
+        read_labelmap(tmp_path / "shared.seg.nrrd")
+    np.testing.assert_array_equal(read_labelmap(path).array, labelmap.array)  # as written, read as before
+
+
+def test_names_simpleitk_cannot_take_are_refused_not_aborted(tmp_path: Path) -> None:
+    """A name that is not valid UTF-8 (its bytes held as lone surrogates) would abort the whole process inside
+    SimpleITK; it is refused in one line, and a write leaves nothing behind."""
+    from scarnet.io import itk_file_name
+
+    labelmap = _labelmap()
+    good = write_volume(labelmap, tmp_path / "good.nii.gz")
+    odd = tmp_path / "odd\udcff.nii.gz"
+    odd.write_bytes(good.read_bytes())
+    assert os.fsencode(odd.name) == b"odd\xff.nii.gz"
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        read_volume(odd)
+    with pytest.raises(OutputError, match="not valid UTF-8"):
+        write_volume(labelmap, tmp_path / "new\udcff.nrrd")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["good.nii.gz", odd.name])
+    assert itk_file_name(good, InputError) == str(good)
+
+
 def test_seg_nrrd_segments_found_by_terminology(tmp_path: Path) -> None:
     # A user renamed the segments in Slicer; the SNOMED type codes still identify them.
     labelmap = _labelmap()

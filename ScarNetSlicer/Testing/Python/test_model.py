@@ -290,6 +290,14 @@ def test_weights_with_an_unusable_config_are_refused(tmp_path):
         "a field of the wrong type": json.dumps({**asdict(TINY), "unet_channels": 5}),
         "no U-Net levels": json.dumps({**asdict(TINY), "unet_channels": []}),
         "a negative class count": json.dumps({**asdict(TINY), "num_classes": -1}),
+        "a spacing of 0 mm": json.dumps({**asdict(TINY), "pixel_spacing_mm": 0}),
+        "a negative spacing": json.dumps({**asdict(TINY), "pixel_spacing_mm": -1.25}),
+        "a NaN spacing": json.dumps({**asdict(TINY), "pixel_spacing_mm": float("nan")}),
+        "a crop the U-Net cannot halve": json.dumps({**asdict(TINY), "input_size": 7}),
+        "a crop of 100 px for 4 levels": json.dumps({**asdict(TINY), "input_size": 100}),
+        "another number of classes": json.dumps({**asdict(TINY), "num_classes": 4}),
+        "a fusion level outside the U-Net": json.dumps({**asdict(TINY), "fusion_level": 9}),
+        "an encoder input of 2 px": json.dumps({**asdict(TINY), "encoder_input_size": 2}),
     }
     for case, config in configs.items():
         path = tmp_path / "foreign.safetensors"
@@ -310,6 +318,11 @@ def test_weights_with_an_unusable_config_are_refused(tmp_path):
     torch.save({"model": {"head.weight": [1.0, 2.0]}, "model_config": asdict(TINY)}, checkpoint)
     with pytest.raises(WeightsError, match="not a set of tensors"):
         load_model(checkpoint)
+    torch.save({"model": state, "model_config": {**asdict(TINY), "pixel_spacing_mm": -1.0}}, checkpoint)
+    with pytest.raises(WeightsError, match="pixel_spacing_mm -1.0: a number of mm from 0.1 to 10"):
+        load_model(checkpoint)
+    with pytest.raises(WeightsError, match="a folder, not a weights file"):
+        load_model(tmp_path)
 
 
 def test_weights_with_a_tensor_of_the_wrong_shape_or_type_are_refused(tmp_path):

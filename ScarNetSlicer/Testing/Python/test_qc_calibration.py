@@ -460,6 +460,10 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
                                          "scar_ambiguity": None, "needs_correction": True} for k in range(6)]
     refused = tmp_path / "refused.json"
     refused.write_text(json.dumps(with_refusal))
+    out_of_range = json.loads(train.read_text())
+    out_of_range["qc"]["per_slice"][0]["heart_confidence"] = 50.0
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(out_of_range))
     foreign = []
     for index, change in enumerate([{"weights": "bundled"}, {"weights": {"scarnet": {"path": 5, "sha256": "x"}}},
                                     {"qc": {"per_slice": [["Case_001", 0.9]]}}, {"settings": "train"}]):
@@ -472,7 +476,8 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
              (tmp_path / "missing.json", "file not found"), (foreign[0], "which weights file was evaluated"),
              (foreign[1], "which weights file was evaluated"), (foreign[2], "not the JSON of scarnet evaluate"),
              (foreign[3], "not the JSON of scarnet evaluate"), (older, "evaluate again"),
-             (refused, "1 exams were refused as 'no heart found' (Case_R01) with the weights' unsure-LV refusal on")]
+             (refused, "1 exams were refused as 'no heart found' (Case_R01) with the weights' unsure-LV refusal on"),
+             (edited, "that are not numbers from 0 to 1")]
     for path, message in cases:
         assert main(["calibrate-qc", str(path)]) == 2
         err = capsys.readouterr().err

@@ -231,7 +231,7 @@ def _config_from(raw: Any, path: Path) -> ScarNetConfig:
         return ScarNetConfig.from_dict(data)
     except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
         raise WeightsError(f"{path}: corrupted or not ScarNet weights (its model config is unusable: "
-                           f"{' '.join(str(error).split())[:80]})") from None
+                           f"{' '.join(str(error).split())[:200]})") from None
 
 
 def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[dict[str, torch.Tensor], ScarNetConfig]:
@@ -241,7 +241,7 @@ def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
+        raise WeightsError(f"{path}: {'a folder, not a weights file' if path.is_dir() else 'weights file not found'}")
     if expected_sha256 is not None and sha256_of(path) != expected_sha256:
         raise WeightsError(f"{path}: checksum mismatch (file corrupted or replaced); reinstall scarnet")
     if path.suffix == ".safetensors":

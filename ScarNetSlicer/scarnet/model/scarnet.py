@@ -11,6 +11,7 @@ ScarAttention, encoder stages with squeeze-and-excitation. Five output classes: 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,10 +43,43 @@ class ScarNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScarNetConfig:
+        """The config stored in a weights file or training config; ``ValueError``/``TypeError`` for one that
+        cannot build a working model (:meth:`check`)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if "unet_channels" in known:
             known["unet_channels"] = tuple(known["unet_channels"])
-        return cls(**known)
+        config = cls(**known)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for values no model is built with (a damaged or hand-edited file): a crop whose size
+        the U-Net cannot halve at every level, a spacing that is not a positive number of mm, another number of
+        classes than the five labels, a fusion level outside the U-Net."""
+        def whole(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        channels = self.unet_channels
+        if not isinstance(self.encoder, str):
+            raise ValueError(f"encoder must be a name, not {self.encoder!r}")
+        if not (2 <= len(channels) <= 8 and all(whole(c) and 1 <= c <= 4096 for c in channels)):
+            raise ValueError(f"unet_channels {channels!r}: 2 to 8 positive whole numbers")
+        stride = 2 ** (len(channels) - 1)
+        if not (whole(self.input_size) and 16 <= self.input_size <= 1024 and self.input_size % stride == 0):
+            raise ValueError(f"input_size {self.input_size!r}: a whole number of pixels from 16 to 1024 that the "
+                             f"U-Net's {len(channels)} levels halve evenly (a multiple of {stride})")
+        if not (whole(self.encoder_input_size) and 16 <= self.encoder_input_size <= 1024):
+            raise ValueError(f"encoder_input_size {self.encoder_input_size!r}: a whole number from 16 to 1024")
+        spacing = self.pixel_spacing_mm
+        if not (isinstance(spacing, (int, float)) and not isinstance(spacing, bool) and math.isfinite(spacing)
+                and 0.1 <= spacing <= 10.0):
+            raise ValueError(f"pixel_spacing_mm {spacing!r}: a number of mm from 0.1 to 10")
+        if self.num_classes != 5:
+            raise ValueError(f"num_classes {self.num_classes!r}: ScarNet has 5 (background, LV blood pool, "
+                             "myocardium, scar, MVO)")
+        fused = self.encoder not in ("none", "")  # a plain U-Net has no fusion, whatever the field says
+        if fused and not (whole(self.fusion_level) and 0 <= self.fusion_level < len(channels)):
+            raise ValueError(f"fusion_level {self.fusion_level!r} outside 0..{len(channels) - 1}")
 
 
 class ScarNet(nn.Module):
