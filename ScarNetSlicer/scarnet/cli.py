@@ -226,6 +226,8 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         outputs.add(args.report, REPORT, "--report")
         outputs.add(args.dicom_seg, DICOM_SEG, "--dicom-seg")
         _add_document_outputs(outputs, args)
+        # Before prepare(), which would first ask for --overwrite; a DICOM series' files once read, below.
+        outputs.check_not_inputs([args.labelmap, args.model_report, args.image])
         outputs.prepare()
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
@@ -450,6 +452,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     with OutputSet(args.overwrite) as outputs:
         _add_segmentation_outputs(outputs, args)
         outputs.add(args.dicom_seg, DICOM_SEG, "--dicom-seg")
+        outputs.check_not_inputs([args.input])  # before prepare(), which would first ask for --overwrite
         outputs.prepare()
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):

@@ -180,19 +180,25 @@ def _warn_if_sheared(path: Path, linear: np.ndarray | None) -> None:
     product of the axis lengths, which is larger by the factor reported. Only the angles are
     used: real headers (EMIDEC's) carry sforms whose scales disagree with pixdim, which ITK reads.
     """
-    if linear is None:
-        return
+    if linear is None or _is_degenerate(linear):
+        return  # not the matrix ITK read the geometry from (it takes the qform then); nibabel's is checked apart
     lengths = np.linalg.norm(linear, axis=0)
-    determinant = abs(float(np.linalg.det(linear)))
-    factor = float(np.prod(lengths)) / determinant if determinant > 0 else math.inf
-    if not np.all(np.isfinite(linear)) or not np.all(lengths > 0) or not factor <= MAX_SHEAR_FACTOR:
-        raise InputError(f"{path}: its header's affine is degenerate (voxel axes of zero length, or nearly "
-                         "parallel), so where its voxels lie is unknown; fix the header (or convert the image again)")
+    factor = float(np.prod(lengths)) / abs(float(np.linalg.det(linear)))
     if factor > 1 + SHEAR_TOLERANCE:
         excess = 100.0 * (factor - 1.0)
         warnings.warn(f"{path}: its voxel axes are not perpendicular (slices shifted in-plane from one to the next); "
                       f"it is read as the nearest orthogonal grid, on which volumes come out {excess:.1f} % too "
                       "large. Resample it onto an orthogonal grid for exact volumes", stacklevel=4)
+
+
+def _is_degenerate(linear: np.ndarray) -> bool:
+    """A NIfTI affine's 3×3 part places no voxel grid: an axis of zero length, or axes so far off perpendicular
+    (beyond :data:`MAX_SHEAR_FACTOR`) that they are nearly in one plane."""
+    if not np.all(np.isfinite(linear)):
+        return True
+    lengths = np.linalg.norm(linear, axis=0)
+    determinant = abs(float(np.linalg.det(linear)))
+    return not np.all(lengths > 0) or determinant <= 0 or float(np.prod(lengths)) / determinant > MAX_SHEAR_FACTOR
 
 
 def _sform_from_itk(image) -> np.ndarray | None:
@@ -610,8 +616,13 @@ def _read_nifti_with_nibabel(path: Path) -> Volume:
         data = data[..., 0]
     if data.ndim != 3:
         raise InputError(f"{path}: is a {data.ndim}D image; expected a 3D short-axis stack")
-    affine = image.affine
+    affine = image.affine  # the sform when its code is set, else the qform
+    if _is_degenerate(affine[:3, :3]) and int(image.header["qform_code"]) > 0:
+        affine = image.get_qform()  # a broken sform beside a usable qform: the qform, as ITK would take it
     linear = affine[:3, :3]
+    if _is_degenerate(linear):
+        raise InputError(f"{path}: its header's affine is degenerate (voxel axes of zero length, or nearly "
+                         "parallel), so where its voxels lie is unknown; fix the header (or convert the image again)")
     spacing = np.linalg.norm(linear, axis=0)
     # Polar decomposition: the nearest rotation to the (scaled) direction cosines.
     u, _, vt = np.linalg.svd(linear / spacing)
@@ -680,6 +691,7 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
     _check_seg_nrrd_spacing(path)
     voxels = np.asarray(segmentation["voxels"])
     shape_ijk = voxels.shape[-3:]
+    _number_segments_of_old_files(segmentation["segments"], voxels)
     _check_seg_nrrd_values(path, segmentation["segments"], voxels)
     labels = np.zeros(shape_ijk[::-1], dtype=np.uint8)
     by_type_code = {s.type[1]: s.label for s in SEGMENTS}
@@ -708,6 +720,18 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
     return Volume(labels, tuple(spacing), tuple(ijk_to_lps[:3, 3]), ijk_to_lps[:3, :3] / spacing)
+
+
+def _number_segments_of_old_files(segments: list[dict[str, Any]], voxels: np.ndarray) -> None:
+    """Give segments of files without ``LabelValue``/``Layer`` fields the values Slicer reads them with (in place):
+    value 1, and, where the file has one layer per segment (Slicer before 4.11), each its own layer in order."""
+    one_layer_each = voxels.ndim == 4 and voxels.shape[0] == len(segments) \
+        and all(segment.get("layer") is None for segment in segments)
+    for index, segment in enumerate(segments):
+        if segment.get("labelValue") is None:
+            segment["labelValue"] = 1
+        if segment.get("layer") is None:
+            segment["layer"] = index if one_layer_each else 0
 
 
 def _check_seg_nrrd_values(path: Path, segments: list[dict[str, Any]], voxels: np.ndarray) -> None:

@@ -187,13 +187,16 @@ def _remove_replaced(aside: Path) -> None:
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    """``a`` and ``b`` name one file: the same absolute path, or (both existing) the same file on disk."""
-    if os.path.abspath(a) == os.path.abspath(b):
+    """``a`` and ``b`` name one file: the same path (after links, in the file system's case), or (both existing)
+    the same file on disk. The file number is trusted only where the file system gives one: some network and
+    cloud drives on Windows give 0 for every file (CPython issue 78116), which would make all files one."""
+    if os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b)):
         return True
     try:
-        return a.samefile(b)
-    except OSError:
+        first, second = os.stat(a), os.stat(b)
+    except (OSError, ValueError):
         return False
+    return first.st_ino != 0 and (first.st_ino, first.st_dev) == (second.st_ino, second.st_dev)
 
 
 class OutputSet:

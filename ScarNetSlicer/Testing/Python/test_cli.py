@@ -144,6 +144,16 @@ def _bad_inputs(tmp_path: Path) -> dict[str, list[str]]:
     }
 
 
+#: What the error says, for the cases whose one line could otherwise come from an earlier check.
+_BAD_INPUT_MESSAGES = {
+    "labelmap without myocardium": "labels.nii.gz: no myocardium (labels 2, 3 or 4) in it",
+    "degenerate affine": "degenerate.nii.gz: its header's affine is degenerate",
+    "name not UTF-8": "b'lab\\xff.nii.gz': the name is not valid UTF-8",
+    "segment name not UTF-8": "b'lab\\xff.nii.gz': the name is not valid UTF-8",
+    "weights a folder": ".: a folder, not a weights file",
+}
+
+
 def test_every_bad_input_gives_one_line_and_writes_nothing(tmp_path):
     cases = _bad_inputs(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -152,6 +162,7 @@ def test_every_bad_input_gives_one_line_and_writes_nothing(tmp_path):
         assert result.returncode == 2, f"{name}: exit {result.returncode}, stderr {result.stderr!r}"
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("scarnet: error:"), f"{name}: {result.stderr!r}"
+        assert _BAD_INPUT_MESSAGES.get(name, "") in lines[0], f"{name}: {lines[0]!r}"
         assert "Traceback" not in result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before, f"{name} wrote a file"
 
@@ -168,7 +179,8 @@ def test_an_output_never_replaces_an_input_even_with_overwrite(tmp_path):
     write_dicom_series(read_volume(tmp_path / "p.nii.gz"), tmp_path / "exam")
     dicom_file = sorted((tmp_path / "exam").iterdir())[0].name
     originals = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    for args in (["segment", "p.nii.gz", "--labelmap", "p.nii.gz", "--overwrite"],
+    for args in (["segment", "p.nii.gz", "--labelmap", "p.nii.gz"],  # not first "exists: use --overwrite"
+                 ["segment", "p.nii.gz", "--labelmap", "p.nii.gz", "--overwrite"],
                  ["segment", "p.nii.gz", "--labelmap", "./sub/../p.nii.gz", "--overwrite"],
                  ["quantify", "pl.nii.gz", "--image", "exam", "--dicom-seg", f"exam/{dicom_file}",
                   "--segmented-by", "reader", "--overwrite"]):

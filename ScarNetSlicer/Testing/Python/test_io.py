@@ -189,6 +189,44 @@ def test_seg_nrrd_voxels_no_segment_claims_or_two_segments_share_are_refused(tmp
     np.testing.assert_array_equal(read_labelmap(path).array, labelmap.array)  # as written, read as before
 
 
+def test_a_degenerate_nifti_affine_is_refused_unless_a_usable_qform_gives_the_grid(tmp_path: Path) -> None:
+    """An sform with an axis of zero length (or axes nearly in one plane) places no grid: refused, unless the qform
+    beside it is usable, which is then the grid (as ITK reads such files)."""
+    data = np.zeros((40, 30, 6), np.uint8)
+    data[10:20, 5:15] = 2
+    broken = np.array([[1.5, 0, 1.5, 0], [0, 1.5, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1.0]])
+    sheared = np.array([[1.5, 0, 7.8, 0], [0, 1.5, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])  # axes 83° off
+    for sform in (np.zeros((4, 4)), broken, sheared):
+        image = nibabel.Nifti1Image(data, None)
+        image.set_qform(np.diag([1.5, 1.7, 8.0, 1.0]), code=1)
+        image.set_sform(sform, code=1)
+        nibabel.save(image, str(tmp_path / "with_qform.nii.gz"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nor a warning about a shear the grid does not have
+            read = read_labelmap(tmp_path / "with_qform.nii.gz")
+        np.testing.assert_allclose(read.spacing_mm, (1.5, 1.7, 8.0), atol=1e-5)
+    for affine in (broken, sheared):
+        nibabel.save(nibabel.Nifti1Image(data, affine), str(tmp_path / "sform_only.nii.gz"))
+        with pytest.raises(InputError, match="its header's affine is degenerate"):
+            read_labelmap(tmp_path / "sform_only.nii.gz")
+
+
+def test_seg_nrrd_of_old_slicer_one_layer_per_segment_is_read_as_slicer_reads_it(tmp_path: Path) -> None:
+    """Slicer before 4.11 wrote each segment in a layer of its own, value 1, without LabelValue or Layer fields."""
+    voxels = np.zeros((2, 5, 6, 3), np.uint8)  # (layer, i, j, k)
+    voxels[0, 1:3, 1:3, :] = 1
+    voxels[1, 2:4, 2:5, :] = 1
+    header = {"type": "unsigned char", "dimension": 4, "space": "left-posterior-superior",
+              "sizes": list(voxels.shape), "space directions": [[np.nan] * 3, [1.5, 0, 0], [0, 1.5, 0], [0, 0, 8.0]],
+              "kinds": ["list", "domain", "domain", "domain"], "space origin": [0.0, 0.0, 0.0]}
+    for index, name in enumerate(("Myocardium", "Scar")):
+        header.update({f"Segment{index}_ID": f"s{index}", f"Segment{index}_Name": name,
+                       f"Segment{index}_Color": "1 0.9 0.1", f"Segment{index}_Extent": "0 4 0 5 0 2"})
+    nrrd.write(str(tmp_path / "old.seg.nrrd"), voxels, header)
+    labels = np.transpose(np.where(voxels[1] == 1, 3, np.where(voxels[0] == 1, 2, 0)), (2, 1, 0))
+    np.testing.assert_array_equal(read_labelmap(tmp_path / "old.seg.nrrd").array, labels)
+
+
 def test_names_simpleitk_cannot_take_are_refused_not_aborted(tmp_path: Path) -> None:
     """A name that is not valid UTF-8 (its bytes held as lone surrogates) would abort the whole process inside
     SimpleITK; it is refused in one line, and a write leaves nothing behind."""

@@ -519,6 +519,9 @@ def test_nonsense_train_options_are_refused_in_one_line(option, tmp_path, capsys
     ({"model__unet_channels": 5}, "model.unet_channels"),
     ({"model__fusion_level": 7}, "model.fusion_level"),
     ({"model__encoder": "resnet"}, "model.encoder"),
+    # What every reader of weights checks: a run must not train weights nothing loads.
+    ({"model__pixel_spacing_mm": 10.5}, "model.pixel_spacing_mm 10.5: a number of mm from 0.1 to 10"),
+    ({"model__input_size": 2048}, "model.input_size 2048: a whole number of pixels from 16 to 1024"),
     ({"augment__scale_range": [1.2, 0.8]}, "augment.scale_range"),
     ({"augment__noise_probability": "high"}, "augment.noise_probability"),
     ({"noise_consistency_weight": -1}, "noise_consistency_weight must be a number 0 or more"),

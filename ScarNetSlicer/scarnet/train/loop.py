@@ -244,6 +244,11 @@ class TrainConfig:
         if model.num_classes != NUM_CLASSES or isinstance(model.num_classes, bool):
             raise _BadConfig(f"model.num_classes must be {NUM_CLASSES}, the labels 0-{NUM_CLASSES - 1} "
                              f"(not {_shown(model.num_classes)})")
+        try:
+            # What every reader of the run's weights checks (ranges too): a run must not train weights no one loads.
+            model.check()
+        except (ValueError, TypeError) as error:
+            raise _BadConfig(f"model.{error}") from None
 
         defaults = AugmentConfig()
         for name in AugmentConfig.__dataclass_fields__:
