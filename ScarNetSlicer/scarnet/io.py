@@ -74,6 +74,10 @@ def read_volume(path: str | Path, series: str | None = None) -> Volume:
     if series is not None:
         raise InputError(f"{path}: --series applies to DICOM folders only")
     volume = _read_image_file(path)
+    if np.iscomplexobj(volume.array):
+        # Complex MR data (real and imaginary channels): the image a scanner shows is its magnitude.
+        warnings.warn(f"{path}: complex-valued image; its magnitude is used", stacklevel=2)
+        volume.array = np.abs(volume.array)
     volume.array = volume.array.astype(np.float32, copy=False)
     validate_image(volume, name=str(path))
     return volume
@@ -125,6 +129,8 @@ def read_labelmap(path: str | Path, reference: Volume | None = None,
         labelmap = read_seg_nrrd(path, label_values)
     else:
         labelmap = _read_image_file(path)
+        if np.iscomplexobj(labelmap.array):
+            raise InputError(f"{path}: holds complex values, not labels (an image given as the labelmap?)")
         if label_values is not None:
             labelmap = labelmap.with_array(_relabelled(labelmap.array, label_values, path))
     # As for images: a 2D labelmap has no slice thickness to make volumes of (files store 1 mm),

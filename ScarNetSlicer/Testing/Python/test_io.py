@@ -227,6 +227,17 @@ def test_seg_nrrd_of_old_slicer_one_layer_per_segment_is_read_as_slicer_reads_it
     np.testing.assert_array_equal(read_labelmap(tmp_path / "old.seg.nrrd").array, labels)
 
 
+def test_complex_images_are_read_by_their_magnitude_and_refused_as_labelmaps(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = (rng.uniform(-100, 100, (30, 20, 4)) + 1j * rng.uniform(-100, 100, (30, 20, 4))).astype(np.complex64)
+    nibabel.save(nibabel.Nifti1Image(data, np.diag([1.5, 1.5, 8.0, 1.0])), str(tmp_path / "complex.nii.gz"))
+    with pytest.warns(UserWarning, match="complex-valued image; its magnitude is used"):
+        image = read_volume(tmp_path / "complex.nii.gz")
+    np.testing.assert_allclose(image.array, np.abs(np.transpose(data, (2, 1, 0))), rtol=1e-6)
+    with pytest.raises(InputError, match="holds complex values, not labels"):
+        read_labelmap(tmp_path / "complex.nii.gz")
+
+
 def test_names_simpleitk_cannot_take_are_refused_not_aborted(tmp_path: Path) -> None:
     """A name that is not valid UTF-8 (its bytes held as lone surrogates) would abort the whole process inside
     SimpleITK; it is refused in one line, and a write leaves nothing behind."""

@@ -222,6 +222,10 @@ def test_an_unusable_calibration_in_the_sidecar_of_these_weights_is_one_clear_er
     sidecar_path(weights).write_text(json.dumps(sidecar))
     with pytest.raises(WeightsError, match="unusable qc_calibration"):
         qc_calibration_for(weights)
+    # A damaged sidecar: whether it calibrates the weights is unknown, so not taken for "uncalibrated" either.
+    sidecar_path(weights).write_text('{"sha256": "ab')
+    with pytest.raises(WeightsError, match="unreadable sidecar of .*; remove it .* or restore it"):
+        qc_calibration_for(weights)
 
 
 def test_writing_a_calibration_never_replaces_one_unasked_nor_writes_beside_other_weights(tmp_path):

@@ -347,7 +347,7 @@ def qc_calibration_for(weights: str | Path | None = None, encoder: str | None = 
     weights says nothing about them. Weights without one get the bundled model's threshold,
     marked ``calibrated_for_weights=False``, whose unsure-LV refusal is only a warning (the
     bundled model's scale could refuse every real exam with other weights). :class:`WeightsError`
-    when the entry is unusable.
+    when the entry is unusable or the sidecar beside user weights cannot be read.
     """
     uncalibrated = QcCalibration(calibrated_for_weights=False, refuses_unsure_lv=False)
     if weights is None:
@@ -359,8 +359,13 @@ def qc_calibration_for(weights: str | Path | None = None, encoder: str | None = 
         path = Path(weights)
         try:
             sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # no sidecar (a .pt checkpoint, a copied file) or not JSON
+        except FileNotFoundError:  # no sidecar (a .pt checkpoint, a copied file)
             return uncalibrated
+        except (OSError, ValueError) as error:
+            # Damaged: whether it calibrates these weights is unknown, and calibrate-qc could not write into it.
+            raise WeightsError(f"{sidecar_path(path)}: unreadable sidecar of {path.name} "
+                               f"({' '.join(str(error).split())[:80]}); remove it (the weights then run "
+                               "uncalibrated) or restore it") from None
         if (not isinstance(sidecar, dict) or "qc_calibration" not in sidecar
                 or sidecar.get("sha256") != sha256_of(path)):
             return uncalibrated
