@@ -2,7 +2,8 @@
 
 The segments are those of the AHA statement (Cerqueira et al., Circulation 2002;105:539-42), which
 the SCMR reporting guidelines use for LGE: six basal (1-6) and six mid (7-12) segments of 60°, and
-four apical (13-16) of 90°; the apical cap (17) is not imaged in a short-axis stack and not reported.
+four apical (13-16) of 90°; the apical cap (17) is not reported: a slice beyond the cavity (myocardium
+without blood pool) is counted in the apical segments.
 
 **Base and apex.** The slices with LV myocardium are ordered from base to apex and divided into
 thirds (basal, mid, apical; with a remainder, the mid third and then the basal third get the extra
@@ -52,10 +53,10 @@ segments exchanged. Without it the septum is taken to span 120°, as the AHA's e
 
 Per segment: myocardium, scar (3|4) and MVO volumes; scar as % of the segment's myocardium
 (``scar_percent``, the hyperenhanced share of the segment's area that Kim et al., N Engl J Med
-2000;343:1445-53 graded); that share as the usual 0-4 grade (``scar_extent_score``: 0 none,
-1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 %); and ``transmural_over_50_percent``, the share of the
-segment's rays (:mod:`scarnet.transmurality`, measured slices only) along which scar fills more
-than half of the wall.
+2000;343:1445-53 graded); that share as the usual 0-4 grade (``scar_extent_score``: 0 none or under
+1 % (:data:`MIN_GRADED_SCAR_PERCENT`), 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 %); and
+``transmural_over_50_percent``, the share of the segment's rays (:mod:`scarnet.transmurality`,
+measured slices only) along which scar fills more than half of the wall.
 
 Limits: one point (or pair) serves every level, projected onto each slice; the thirds are of
 slices, not of the LV's length, and a basal slice through the outflow tract counts as basal
@@ -238,11 +239,17 @@ def _angle_deg(reference: np.ndarray, turn: float, d_column: np.ndarray, d_row: 
     return np.degrees(np.arctan2(turn * cross, dot))
 
 
+#: Scar under this share of a segment (%) is graded 0: below the first step of Kim's scale (1-25 %), a few
+#: voxels (on EMIDEC's normal hearts, the model's stray specks) that no reader would call the segment enhanced.
+MIN_GRADED_SCAR_PERCENT = 1.0
+
+
 def extent_score(scar_percent: float | None) -> int | None:
-    """The 0-4 grade of a segment's scar % (0 none, 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 %); None for None."""
+    """The 0-4 grade of a segment's scar % (0 none or under :data:`MIN_GRADED_SCAR_PERCENT`, 1 1-25 %,
+    2 26-50 %, 3 51-75 %, 4 76-100 %); None for None."""
     if scar_percent is None:
         return None
-    if scar_percent <= 0:
+    if round(scar_percent, 6) < MIN_GRADED_SCAR_PERCENT:
         return 0
     # Rounded first, so that 25.0000001 % (floating point) is graded as 25 %.
     return min(4, max(1, int(math.ceil(round(scar_percent, 6) / 25.0))))

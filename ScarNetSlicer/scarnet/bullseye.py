@@ -4,7 +4,7 @@ The usual polar map (Cerqueira et al., Circulation 2002;105:539-42): the apex in
 apical ring (13-16) inside, then mid (7-12), basal (1-6) outside; anterior at the top, septum on
 the left, lateral wall on the right, inferior at the bottom. The apical cap (17) is not in a
 short-axis stack and is drawn empty. Each segment is coloured by its scar grade
-(``scar_extent_score``: 0 none, 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 % of its myocardium) and
+(``scar_extent_score``: 0 none or under 1 %, 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 % of its myocardium) and
 labelled with its number and scar %; a segment without myocardium is grey and labelled "–". A caption
 says how wide the septum was taken (:func:`septum_text`): the map's segments are drawn equal whatever it was.
 """
@@ -16,13 +16,13 @@ import textwrap
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .aha import extent_score
-from .quantify import Report, report_warnings
+from .aha import ANGLES_FROM_DISPLAY, MIN_GRADED_SCAR_PERCENT, extent_score
+from .quantify import INTENDED_USE, Report, report_warnings
 
 #: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
 GRADE_COLOURS = ("#ffffff", "#fde0c5", "#f59e72", "#d9452b", "#8c1010")
 NO_MYOCARDIUM_COLOUR = "#c8c8c8"
-GRADE_LABELS = ("0: none", "1: 1-25 %", "2: 26-50 %", "3: 51-75 %", "4: 76-100 %")
+GRADE_LABELS = ("0: none (<1 %)", "1: 1-25 %", "2: 26-50 %", "3: 51-75 %", "4: 76-100 %")
 #: Ring radii (fraction of the outer radius): apex cap, apical, mid, basal.
 _RADII = (0.25, 0.5, 0.75, 1.0)
 #: Centre angle (degrees, counter-clockwise from the right, as drawn) of the first segment of each
@@ -34,8 +34,9 @@ _WIDTH = 460  # picture width (px)
 _OUTER = 150.0  # the map's radius (px)
 _CENTRE = (_WIDTH / 2, 200.0)  # below the title and the "anterior" label
 _LEGEND_Y = _CENTRE[1] + _OUTER + 34
-_CAPTION_Y = _LEGEND_Y + 22  # the septum, then the summary below it
-_HEIGHT = _CAPTION_Y + 26
+_CAPTION_Y = _LEGEND_Y + 22  # the septum, the summary, how the angles were found (without orientation), the use
+_CAPTION_STEP = 14
+_HEIGHT = _CAPTION_Y + 3 * _CAPTION_STEP + 12
 
 
 def segment_geometry(number: int) -> tuple[float, float, float, float]:
@@ -50,17 +51,20 @@ def segment_geometry(number: int) -> tuple[float, float, float, float]:
 
 
 def percent_text(scar_percent: float | None) -> str:
-    """A segment's scar % with as few decimals as keep its grade: "13 %", "25.3 %" (grade 2, not "25 %"),
-    "0.3 %" (grade 1, not "0 %"); "<0.01 %" or ">25 %" when even two decimals would not; "–" for None."""
+    """A segment's scar % with as few decimals as keep its grade, and keep a speck of scar from reading as none:
+    "13 %", "25.3 %" (grade 2, not "25 %"), "0.3 %" (grade 0, under 1 %, but not "0 %"); "<0.01 %", "<1 %" or
+    ">25 %" when even two decimals would not; "–" for None."""
     if scar_percent is None:
         return "–"
     grade = extent_score(scar_percent)
     for decimals in (0, 1, 2):
         shown = round(scar_percent, decimals)
-        if extent_score(shown) == grade:
+        if extent_score(shown) == grade and (shown > 0) == (scar_percent > 0):
             return f"{shown:.{decimals}f} %"
-    if scar_percent < 1:
+    if scar_percent < 0.01:
         return "<0.01 %"
+    if scar_percent < MIN_GRADED_SCAR_PERCENT:
+        return f"<{MIN_GRADED_SCAR_PERCENT:.0f} %"
     return f">{25 * math.floor(scar_percent / 25):.0f} %"
 
 
@@ -148,11 +152,17 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         parts.append(f'<rect x="{x:.1f}" y="{_LEGEND_Y - 10:.1f}" width="12" height="12" fill="{colour}" '
                      'stroke="#000000"/>')
         parts.append(f'<text x="{x + 16:.1f}" y="{_LEGEND_Y:.1f}" font-size="9">{escape(label)}</text>')
-    parts.append(f'<text x="{cx}" y="{_CAPTION_Y:.1f}" text-anchor="middle" font-size="9" fill="#555555" '
-                 f'data-caption="septum">{escape(septum_text(data.get("septal_span_deg")))}</text>')
+    captions = [("septum", septum_text(data.get("septal_span_deg")), "#555555")]
     if data.get("segment_summary"):
-        parts.append(f'<text x="{cx}" y="{_CAPTION_Y + 14:.1f}" text-anchor="middle" font-size="9" '
-                     f'data-caption="summary">{escape(summary_text(data["segment_summary"]))}</text>')
+        captions.append(("summary", summary_text(data["segment_summary"]), "#000000"))
+    if data.get("segment_angles_from") == ANGLES_FROM_DISPLAY:
+        # The picture cannot show a mirror: say how its sides were decided (the report's warning says more).
+        captions.append(("angles", "No orientation in the image: septum side taken as displayed, seen from the apex",
+                         "#a00000"))
+    captions.append(("intended-use", INTENDED_USE.split(". ")[0], "#555555"))
+    for row, (name, text, colour) in enumerate(captions):
+        parts.append(f'<text x="{cx}" y="{_CAPTION_Y + row * _CAPTION_STEP:.1f}" text-anchor="middle" font-size="9" '
+                     f'fill="{colour}" data-caption="{name}">{escape(text)}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

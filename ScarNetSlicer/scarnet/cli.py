@@ -62,13 +62,15 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
     columns = (["slice", "position mm"] + (["DICOM image"] if with_dicom else []) + (["level"] if with_level else [])
                + ["myocardium mL", "scar mL", "scar %", "MVO mL"] + (["QC"] if with_qc else []))
     for column in columns:
-        table.add_column(column, justify="left" if column == "QC" else "right")
+        table.add_column(column, justify="left" if column == "QC" else "right", no_wrap=column == "QC",
+                         overflow="fold")
     for s in report.slices:
         row = [str(s.index), f"{s.position_mm:.1f}", *([dicom_image_name(s.dicom)] if with_dicom else []),
                *([s.level or "-"] if with_level else []),
                f"{s.myocardium_ml:.2f}", f"{s.scar_ml:.2f}",
                "-" if s.scar_percent is None else f"{s.scar_percent:.1f}", f"{s.mvo_ml:.2f}"]
-        table.add_row(*row, *([", ".join(s.qc_flags) or "ok"] if with_qc else []))
+        # One flag per line, each whole: low_confidence and low_contrast must not both read "low_con…" in 80 columns.
+        table.add_row(*row, *(["\n".join(s.qc_flags) or "ok"] if with_qc else []))
     t = report.total
     table.add_section()
     table.add_row("total", "", *([""] if with_dicom else []), *([""] if with_level else []),
@@ -84,6 +86,9 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
     if t.scar_circumference_percent:
         console.print(f"Scar in {t.scar_circumference_percent:.0f} % of the LV circumference (all measured slices), "
                       f"through more than half of the wall in {t.transmural_over_50_percent:.0f} %")
+    from .quantify import INTENDED_USE
+
+    console.print(INTENDED_USE)
 
 
 def print_segments(report, console) -> None:
@@ -97,9 +102,10 @@ def print_segments(report, console) -> None:
               f"{report.septal_span_deg:.0f}° between the RV insertion points")
     table = Table(title=f"AHA segments (basal end: {order['basal_end']} slice, from {order['from']}; "
                         f"septum {septum})", title_justify="left")
-    for column in ("segment", "slices", "myo mL", "scar mL", "scar %", "grade", "rays >50 %"):
+    # The last column is a share of the segment's rays (scarnet.transmurality), not a count of anything.
+    for column in ("segment", "slices", "myo mL", "scar mL", "scar %", "grade", "% of rays >50 % transmural"):
         table.add_column(column, justify="left" if column in ("segment", "slices") else "right",
-                         no_wrap=column == "segment")
+                         no_wrap=column == "segment", overflow="fold")
     for s in report.segments:
         table.add_row(f"{s.segment} {s.name}", ",".join(str(k) for k in s.slices) or "-", f"{s.myocardium_ml:.2f}",
                       f"{s.scar_ml:.2f}", percent_text(s.scar_percent).removesuffix(" %"),

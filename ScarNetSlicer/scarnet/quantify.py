@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .aha import BaseApexOrder, SegmentReport, aha_segments, base_apex_order, slice_levels
+from .aha import ANGLES_FROM_DISPLAY, BaseApexOrder, SegmentReport, aha_segments, base_apex_order, slice_levels
 from .errors import InputError
 from .labels import (
     HEALTHY_MYOCARDIUM,
@@ -126,6 +127,7 @@ class Report:
             "segment_angles_from": self.segment_angles_from,
             "septal_span_deg": round(self.septal_span_deg, 1) if self.septal_span_deg is not None else None,
             "scarnet_version": __version__,
+            "intended_use": INTENDED_USE,
             "conventions": {
                 "labels": {"0": "background", "1": "LV blood pool", "2": "healthy myocardium",
                            "3": "scar (without MVO)", "4": "MVO"},
@@ -149,8 +151,8 @@ class Report:
                 "segments": "AHA 16-segment model (Cerqueira 2002) from the anterior RV insertion point the user "
                             "marked; the septum spans 120° from it, or the arc to the inferior RV insertion point "
                             "when that was marked too (septal_span_deg); scar_percent: scar % of the segment's "
-                            "myocardium; scar_extent_score: 0 none, 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 %; "
-                            "transmural_over_50_percent: share of the "
+                            "myocardium; scar_extent_score: 0 none or under 1 %, 1 1-25 %, 2 26-50 %, 3 51-75 %, "
+                            "4 76-100 %; transmural_over_50_percent: share of the "
                             "segment's rays with scar through more than half of the wall (scarnet.aha)",
                 "dicom": "for a DICOM input, the slice's InstanceNumber, frame number (enhanced multi-frame) and "
                          "SliceLocation as a PACS viewer shows them; null otherwise",
@@ -256,8 +258,10 @@ def dicom_image_name(identifiers: dict[str, Any] | None) -> str:
 
 def report_warnings(data: dict[str, Any]) -> list[str]:
     """The warnings of a report in its dict form (:meth:`Report.to_dict`, or :attr:`Report.extra`): reading the
-    input's, then the model's; missing or null entries (a report stored by an older version) are none."""
-    return [*(data.get("input_warnings") or []), *((data.get("inference") or {}).get("warnings") or [])]
+    input's, the AHA segments', then the model's; missing or null entries (a report stored by an older version)
+    are none."""
+    return [*(data.get("input_warnings") or []), *(data.get("segment_warnings") or []),
+            *((data.get("inference") or {}).get("warnings") or [])]
 
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
@@ -401,9 +405,23 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
             slice_report.dicom = dict(identifiers)
     report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name, base_apex=order,
                     segments=segments, segment_angles_from=angles_from, septal_span_deg=septal_span)
+    if angles_from == ANGLES_FROM_DISPLAY and np.asarray(rv_insertion_lps).shape == (3,):
+        # Nothing can tell a mirrored stack here: the segments would put a lateral scar in the septum, in every
+        # output, without a word. The inferior point would catch it (its arc is refused), so say to mark it.
+        warnings.warn(MIRROR_WARNING, stacklevel=2)
+        report.extra["segment_warnings"] = [MIRROR_WARNING]
     if image is not None:
         report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))
     return report
+
+
+#: What every output of a report says of its use (the page, the terminal, the JSON, the bullseye).
+INTENDED_USE = ("Research use only: not for clinical diagnosis. Every slice needs a reader's review; the slices "
+                "with QC flags first.")
+#: The AHA segments of an image without orientation, from the anterior RV insertion point alone.
+MIRROR_WARNING = ("AHA segments: the image has no orientation, so it was taken as displayed and seen from the apex; "
+                  "if the stack is mirrored (seen from the base), septum and lateral wall are exchanged in the "
+                  "segments. Mark the inferior RV insertion point too: a mirrored stack is then refused")
 
 
 def intensity_figures(labels: np.ndarray, image: np.ndarray) -> dict[str, Any]:

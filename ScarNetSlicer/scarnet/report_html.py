@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from .bullseye import bullseye_svg, percent_text, septum_text, summary_text
-from .quantify import Report, dicom_image_name, report_warnings
+from .quantify import INTENDED_USE, Report, dicom_image_name, report_warnings
 
 _STYLE = """
 body { font-family: sans-serif; font-size: 12px; color: #111; max-width: 900px; margin: 16px auto; }
@@ -85,8 +85,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                       f"{', flip test-time augmentation' if inference.get('tta') else ''}")
     parts[-1] += f" · scarnet {escape(str(version or 'version not recorded'))}"
     parts[-1] += "</p>"
-    parts.append('<p class="disclaimer">Research use only: not for clinical diagnosis. Every slice needs a '
-                 "reader's review; the slices with QC flags first.</p>")
+    parts.append(f'<p class="disclaimer">{escape(INTENDED_USE)}</p>')
     warnings = [*report_warnings(data), *(data.get("segments_left_out") or [])]
     parts += [f'<div class="warning">{escape(str(message))}</div>' for message in warnings]
 

@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -259,15 +260,32 @@ def test_an_image_without_orientation_is_read_as_displayed_seen_from_the_apex():
     counter-clockwise on the screen is towards the septum, whichever end of the stack is basal. Scar at
     16-56° from the columns' direction towards the rows (clockwise on the screen) is anterior."""
     labels = _ring_labels(16.0, 56.0)
+    from scarnet.quantify import MIRROR_WARNING
+
     for stack in (labels, labels[::-1].copy()):  # base first, then base last
         volume = Volume(stack, SPACING)
-        report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
+        with pytest.warns(UserWarning, match="the image has no orientation"):
+            report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
         assert report.base_apex.source == "cavity size"
         assert report.segment_angles_from == ANGLES_FROM_DISPLAY
         assert {s.segment for s in report.segments if s.scar_ml > 0} == {1, 7, 13}
+        # Said in every output that carries the report's warnings (CSV rows, page, bullseye, summary.csv).
+        assert report.warnings() == [MIRROR_WARNING] and f"warning,\"{MIRROR_WARNING}\"" in report.to_csv()
     mirrored = Volume(labels[:, ::-1, :].copy(), SPACING)  # the same rings seen from the other side
-    report = quantify(mirrored, rv_insertion_lps=_point_along_i(mirrored))
-    assert {s.segment for s in report.segments if s.scar_ml > 0} == {2, 8, 14}
+    with pytest.warns(UserWarning, match="septum and lateral wall are exchanged"):
+        report = quantify(mirrored, rv_insertion_lps=_point_along_i(mirrored))
+    assert {s.segment for s in report.segments if s.scar_ml > 0} == {2, 8, 14}  # what the warning is about
+    import xml.etree.ElementTree as ET
+
+    from scarnet.bullseye import bullseye_svg
+
+    captions = {t.get("data-caption"): t.text for t in ET.fromstring(bullseye_svg(report)).iter()
+                if t.get("data-caption")}
+    assert captions["angles"].startswith("No orientation in the image: septum side taken as displayed")
+    oriented = _volume(labels)  # an oblique short-axis stack: the patient axes say which way; no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert quantify(oriented, rv_insertion_lps=_point_along_i(oriented)).warnings() == []
 
 
 def test_segments_do_not_depend_on_how_the_stack_is_stored():
@@ -488,6 +506,9 @@ def test_bullseye_draws_each_segment_in_its_place_and_grade():
     for number in (4, 10, 15):
         assert label[number][1] < 0 and abs(label[number][0]) < 1  # inferior at the bottom
     assert label[2][1] > 0 > label[3][1] and label[6][1] > 0 > label[5][1]
+    use = next(t for t in root.iter(f"{svg}text") if t.get("data-caption") == "intended-use")
+    assert use.text == "Research use only: not for clinical diagnosis"
+    assert not any(t.get("data-caption") == "angles" for t in root.iter(f"{svg}text"))  # an oriented stack
     summary = next(t for t in root.iter(f"{svg}text") if t.get("data-caption") == "summary")
     assert summary.text == ("Scar in 3 of 16 segments (in more than half of the segment in 2); scar score 8 of 64 "
                             "(sum of the 0-4 grades)")
@@ -512,6 +533,7 @@ def test_bullseye_draws_each_segment_in_its_place_and_grade():
 
 @pytest.mark.parametrize("scar_percent, text", [
     (None, "–"), (0.0, "0 %"), (13.4, "13 %"), (0.3, "0.3 %"), (0.02, "0.02 %"), (0.001, "<0.01 %"),
+    (0.996, "<1 %"), (1.0, "1 %"), (1.004, "1 %"),
     (24.96, "25 %"), (25.3, "25.3 %"), (25.04, "25.04 %"), (25.001, ">25 %"), (49.97, "50 %"), (50.03, "50.03 %"),
     (100.0, "100 %"),
 ])

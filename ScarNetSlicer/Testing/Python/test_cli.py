@@ -29,6 +29,9 @@ def test_phantom_then_quantify_matches_voxel_counts(tmp_path):
     result = run("quantify", "pl.nii.gz", "--report", "r.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
+    # What it is for, in the terminal as in the JSON (and the page and the bullseye).
+    assert report["intended_use"].startswith("Research use only: not for clinical diagnosis")
+    assert "Research use only: not for clinical diagnosis" in " ".join(result.stdout.split())
     # independent reading of the labelmap with SimpleITK
     image = sitk.ReadImage(str(tmp_path / "pl.nii.gz"))
     labels = sitk.GetArrayFromImage(image)
@@ -43,6 +46,29 @@ def test_phantom_then_quantify_matches_voxel_counts(tmp_path):
         assert s["mvo_ml"] == pytest.approx((labels[k] == 4).sum() * voxel_ml, rel=1e-3, abs=1e-9)
     assert report["total"]["scar_ml"] == pytest.approx(np.isin(labels, (3, 4)).sum() * voxel_ml, rel=1e-3)
     assert report["total"]["scar_ml"] > 0  # seed 7 has an infarct
+
+
+def test_qc_flags_are_shown_whole_in_an_80_column_terminal():
+    """Flags that start alike (low_confidence and low_contrast call for different actions) are never cut to one
+    ellipsis: one per line, each whole."""
+    import io
+
+    from rich.console import Console
+
+    from scarnet.cli import print_report
+    from scarnet.phantom import make_phantom
+    from scarnet.quantify import quantify
+
+    phantom = make_phantom(7)
+    report = quantify(phantom.labelmap, phantom.image)
+    report.extra["qc"] = {}
+    flags = ["low_confidence", "low_contrast", "scar_unstable", "scar_uncertain"]
+    report.slices[1].qc_flags = flags
+    shown = io.StringIO()
+    print_report(report, Console(file=shown, width=80, force_terminal=False))
+    text = shown.getvalue()
+    assert all(flag in text for flag in flags) and "…" not in text.split("┡")[1]
+    assert max(len(line) for line in text.splitlines()) <= 80
 
 
 def test_csv_report_and_seg_nrrd_labelmap(tmp_path):
