@@ -343,6 +343,10 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
                                  "run it again")
             image, _ = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
             reference = read_labelmap(reference_path, reference=image, label_values=label_values)
+            if not np.isin(reference.array, MYOCARDIUM_LABELS).any():
+                # Every Dice would be 0 or undefined, and a training run would select on NaN.
+                raise InputError(f"{reference_path}: no myocardium (labels 2-4) in it: an empty reference, or its "
+                                 "values mapped to background (--label-values)")
             if not first:
                 first.append(stamps)
             return image, reference
@@ -1294,6 +1298,23 @@ def _check_trained_on(path: Path, evaluated: Any, weights_path: Path, trained_on
                          "are for reporting, not tuning)")
 
 
+def _check_outputs_are_not_inputs(outputs: list[Any], files: list[Any], folders: list[Any]) -> None:
+    """Refuse an output (``--markdown``, ``--json``) that is one of the run's input files (weights, or any file in
+    the exam folders), even with ``--overwrite``: it replaces earlier outputs, never what the run reads."""
+    from .outputs import same_file
+
+    existing = [Path(output) for output in outputs if output is not None and Path(output).exists()]
+    if not existing:
+        return  # a new file cannot be an input
+    inputs = [Path(f) for f in files if f is not None]
+    inputs += [path for folder in folders for path in Path(folder).rglob("*") if path.is_file()]
+    for output in existing:
+        source = next((path for path in inputs if same_file(output, path)), None)
+        if source is not None:
+            raise InputError(f"{output}: is an input of this run ({source}), and an output never replaces an input, "
+                             "--overwrite or not: write it elsewhere")
+
+
 def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None, source: str = "given cases",
                    log: Log = _stderr) -> int:
     """``scarnet evaluate``: load cases and models, evaluate, print the Markdown and write the outputs.
@@ -1349,6 +1370,9 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
         approximate = False
     if not cases:
         raise InputError(f"no cases to evaluate ({source})")
+    _check_outputs_are_not_inputs([markdown_path, json_path], [getattr(args, "weights", None),
+                                                               getattr(args, "unet_weights", None)],
+                                  [images, references] if images is not None else [])
 
     weights = getattr(args, "weights", None)
     scarnet_model = load_model(weights, device=device)

@@ -186,7 +186,7 @@ def _remove_replaced(aside: Path) -> None:
                           RuntimeWarning, stacklevel=3)
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     """``a`` and ``b`` name one file: the same path (after links, in the file system's case), or (both existing)
     the same file on disk. The file number is trusted only where the file system gives one: some network and
     cloud drives on Windows give 0 for every file (CPython issue 78116), which would make all files one."""
@@ -234,7 +234,7 @@ class OutputSet:
             if source is None:
                 continue
             for output in self._outputs:
-                if _same_file(output.path, Path(source)):
+                if same_file(output.path, Path(source)):
                     named = "" if os.path.abspath(output.path) == os.path.abspath(source) else f" ({source})"
                     raise InputError(f"{output.path}: is an input of this run{named}, and an output never replaces "
                                      "an input, --overwrite or not: write it elsewhere")

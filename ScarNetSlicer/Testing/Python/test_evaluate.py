@@ -522,7 +522,9 @@ def test_an_unwritable_output_is_refused_before_any_work(tmp_path, tiny_weights,
 
 def test_cli_damaged_emidec_folder_is_one_line_naming_the_file(tmp_path):
     for content, why in (("{oops", "splits.json: not valid JSON"),
-                         ('{"train": []}', "splits.json: no 'val' list of case names")):
+                         ('{"train": []}', "splits.json: no 'val' list of case names"),
+                         ('{"train": ["Case_N006"], "val": ["Case_N006"]}',
+                          "splits.json: Case_N006 in both the 'train' and the 'val' lists")):
         (tmp_path / "splits.json").write_text(content)
         result = subprocess.run([sys.executable, "-m", "scarnet", "evaluate", "--emidec", str(tmp_path),
                                  "--device", "cpu", "--skip", *SKIPPABLE], capture_output=True, text=True, timeout=120)
@@ -702,6 +704,14 @@ def test_own_exams_that_do_not_pair_are_refused_by_name(tmp_path):
         load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})
     with pytest.raises(InputError, match="nowhere: no such folder"):
         load_folder_cases(tmp_path / "nowhere", references)
+    # A reference without myocardium (empty, or mapped to background): every Dice would be 0 or undefined.
+    (tmp_path / "e_images").mkdir()
+    (tmp_path / "e_refs").mkdir()
+    write_volume(phantoms[1].image, tmp_path / "e_images" / "p2.nii.gz")
+    write_volume(phantoms[1].labelmap.with_array(np.zeros_like(phantoms[1].labelmap.array)),
+                 tmp_path / "e_refs" / "p2.nii.gz")
+    with pytest.raises(InputError, match="p2.nii.gz: no myocardium \\(labels 2-4\\) in it"):
+        load_folder_cases(tmp_path / "e_images", tmp_path / "e_refs")
 
 
 def test_run_evaluation_on_own_exams(tmp_path, tiny_weights, capsys):
@@ -715,6 +725,13 @@ def test_run_evaluation_on_own_exams(tmp_path, tiny_weights, capsys):
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert [case["name"] for case in figures["cases"]] == ["p1", "p2"]
     assert figures["settings"]["images"] == str(images.resolve())
+    # An output never replaces an input, --overwrite or not (here a reference labelmap).
+    reference = next(references.iterdir())
+    kept = reference.read_bytes()
+    with pytest.raises(InputError, match="is an input of this run"):
+        run_evaluation(argparse.Namespace(**{**vars(args), "json": str(reference), "overwrite": True}),
+                       log=lambda _: None)
+    assert reference.read_bytes() == kept
     # What calibrate-qc checks own exams by: their voxels as read (relabelled), whatever the path.
     from scarnet.evaluate_cli import exam_sha256, load_folder_cases
 

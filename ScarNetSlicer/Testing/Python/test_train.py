@@ -521,6 +521,11 @@ def test_nonsense_train_options_are_refused_in_one_line(option, tmp_path, capsys
     ({"model__encoder": "resnet"}, "model.encoder"),
     # What every reader of weights checks: a run must not train weights nothing loads.
     ({"model__pixel_spacing_mm": 10.5}, "model.pixel_spacing_mm 10.5: a number of mm from 0.1 to 10"),
+    ({"torch_threads": 10**6}, "torch_threads must be at most 1024"),  # OpenMP ran out of memory, or a segfault
+    ({"seed": 2**70}, "seed must be at most 4294967295"),  # an overflow deep in torch
+    ({"augment__flip_probability": 7}, "augment.flip_probability must be a number from 0 to 1"),
+    ({"augment__ghosting_attenuation_range": [2, 3]}, "augment.ghosting_attenuation_range must lie within [0, 1]"),
+    ({"augment__scale_range": [0, 0]}, "augment.scale_range must be above 0"),
     ({"model__input_size": 2048}, "model.input_size 2048: a whole number of pixels from 16 to 1024"),
     ({"augment__scale_range": [1.2, 0.8]}, "augment.scale_range"),
     ({"augment__noise_probability": "high"}, "augment.noise_probability"),
@@ -654,6 +659,40 @@ def test_best_weights_export_again_from_best_pt_alone(finished_run, tmp_path):
     assert best["step"] == 3 and load_model(run / "best.safetensors").config == SMOKE_CONFIG.model
     assert (run / "best.safetensors").read_bytes() == shipped  # the same bytes as train() wrote
     assert json.loads((run / "best.json").read_text())["sha256"] == sha
+
+def test_resume_keeps_the_qc_calibration_and_refuses_an_edited_config_file(finished_run, tmp_path):
+    """A resumed run that trains no further writes the same weights again: what calibrate-qc set stays. A
+    config.json edited by hand is not silently rewritten (the run goes on with the settings in last.pt)."""
+    from scarnet.errors import InputError
+    from scarnet.model.registry import save_weights, sidecar_path
+
+    run = _copy_run(finished_run, tmp_path)
+    sidecar = json.loads((run / "best.json").read_text())
+    sidecar["qc_calibration"] = {"low_confidence_threshold": 0.9}
+    (run / "best.json").write_text(json.dumps(sidecar))
+    train(SMOKE_CONFIG, run, resume=True, progress=False)
+    assert json.loads((run / "best.json").read_text())["qc_calibration"] == {"low_confidence_threshold": 0.9}
+    # Other weights in its place drop it, and say so.
+    other = load_model(run / "best.safetensors")
+    torch.nn.init.constant_(other.head.bias, 0.5)
+    with pytest.warns(UserWarning, match="QC calibration of the previous ones was dropped"):
+        save_weights(other, run / "best.safetensors")
+    assert "qc_calibration" not in json.loads(sidecar_path(run / "best.safetensors").read_text())
+
+    edited = json.loads((run / "config.json").read_text())
+    edited["steps"] = 4
+    (run / "config.json").write_text(json.dumps(edited))
+    before = _contents(run)
+    with pytest.raises(InputError, match=r"config.json: edited since the run wrote it \(steps\)"):
+        train(SMOKE_CONFIG, run, resume=True, progress=False)
+    assert _contents(run) == before
+    # This session's own settings may differ, and an older file without settings added since is no edit.
+    edited = {key: value for key, value in json.loads((run / "config.json").read_text()).items()
+              if key not in ("noise_consistency_weight",)}
+    edited.update(steps=3, device="cpu")
+    (run / "config.json").write_text(json.dumps(edited))
+    train(SMOKE_CONFIG, run, resume=True, progress=False)
+
 
 def test_resume_without_last_pt_is_refused_and_touches_nothing(finished_run, tmp_path):
     from scarnet.errors import InputError
@@ -968,6 +1007,25 @@ def test_own_exams_in_both_folders_or_one_folder_twice_are_refused_before_the_ru
         train(dataclasses.replace(SMOKE_CONFIG, **{**folders, "own_val_images": folders["own_images"]}), run,
               progress=False)
     assert not run.exists()
+
+
+def test_own_exam_runs_refuse_a_copied_exam_and_a_run_folder_among_the_exams(tmp_path):
+    import shutil
+
+    from scarnet.errors import InputError
+
+    folders = _own_exam_folders(tmp_path / "site")
+    # The same exam under another name in both folders: selected on an exam it trained on.
+    shutil.copy(Path(folders["own_images"]) / "exam11.nii.gz", Path(folders["own_val_images"]) / "other.nii.gz")
+    shutil.copy(Path(folders["own_references"]) / "exam11.nii.gz", Path(folders["own_val_references"]) / "other.nii.gz")
+    with pytest.raises(InputError, match=r"validation exam\(s\) other \(= exam11\) hold the same images and labels"):
+        train(dataclasses.replace(SMOKE_CONFIG, **folders), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    # A run folder inside the training images would be read as one more exam by --resume and by evaluate.
+    inside = Path(folders["own_images"]) / "run"
+    with pytest.raises(InputError, match="inside the images folder .*where it would be read as one more exam"):
+        train(dataclasses.replace(SMOKE_CONFIG, **folders), inside, progress=False)
+    assert not inside.exists()
 
 
 def test_train_cli_takes_own_exams_and_the_bundled_weights_by_name(tmp_path, capsys):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -180,8 +181,28 @@ def save_weights(model: ScarNet, path: str | Path, info: dict[str, Any] | None =
         sha = sha256_of(weights_temp)
         sidecar = {"file": path.name, "sha256": sha, "format": WEIGHTS_FORMAT,
                    "config": json.loads(model.config.to_json()), "info": info or {}}
+        calibration = _calibration_kept(path, sha)
+        if calibration is not None:
+            sidecar["qc_calibration"] = calibration
         sidecar_temp.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     return sha
+
+
+def _calibration_kept(path: Path, sha: str) -> dict[str, Any] | None:
+    """The QC calibration of the weights at ``path`` that a save of the same weights (``sha``) keeps: a resumed run
+    that trains no further writes its best weights again, and must not drop what calibrate-qc set. New weights
+    drop it, with a warning: their thresholds are for calibrate-qc to set again."""
+    try:
+        previous = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(previous, dict) or "qc_calibration" not in previous:
+        return None
+    if previous.get("sha256") == sha:
+        return previous["qc_calibration"]
+    warnings.warn(f"{path}: replaced by other weights, so the QC calibration of the previous ones was dropped; run "
+                  "scarnet calibrate-qc for these", stacklevel=3)
+    return None
 
 
 def _sort_header_metadata(path: Path) -> None:

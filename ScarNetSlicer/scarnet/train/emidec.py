@@ -76,6 +76,9 @@ def load_split(root: Path) -> dict[str, list[str]]:
         if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
             raise InputError(f"{path}: no '{key}' list of case names")
         split[key] = list(names)
+    both = sorted(set(split["train"]) & set(split["val"]))
+    if both:  # the checkpoint would be selected, and figures reported, on cases it trained on
+        raise InputError(f"{path}: {', '.join(both[:5])} in both the 'train' and the 'val' lists")
     return split
 
 

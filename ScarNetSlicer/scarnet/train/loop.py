@@ -42,6 +42,8 @@ OWN_FOLDER_FIELDS = ("own_images", "own_references", "own_val_images", "own_val_
 #: In the folder of a run on own exams: every exam it trained on, by name and content
 #: (:func:`scarnet.evaluate_cli.exam_sha256`), over all its sessions; ``scarnet calibrate-qc`` checks by it.
 OWN_EXAMS_FILE = "own_exams.json"
+#: The most CPU threads and data-loader processes a run may ask for (beyond, OpenMP and the machine give out).
+MAX_TORCH_THREADS, MAX_WORKERS = 1024, 256
 #: Devices a run can ask for ("cuda:1": a given GPU).
 _DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 #: What train() saves in every checkpoint.
@@ -184,6 +186,11 @@ class TrainConfig:
             _check_whole(getattr(self, key), key, low)
         for key in ("max_val_cases", "torch_threads"):
             _check_whole(getattr(self, key), key, 1, optional=True)
+        # What the libraries take: numpy's and torch's seeds are 32-bit; thread and worker counts beyond these
+        # crash OpenMP (a million threads) or the machine, not train faster.
+        for key, high in (("seed", 2**32 - 1), ("torch_threads", MAX_TORCH_THREADS), ("num_workers", MAX_WORKERS)):
+            if getattr(self, key) is not None and getattr(self, key) > high:
+                raise _BadConfig(f"{key} must be at most {high} (not {_shown(getattr(self, key))})")
         for key in ("learning_rate", "encoder_learning_rate"):
             _check_number(getattr(self, key), key, 0.0, above=True)
         _check_number(self.weight_decay, "weight_decay", 0.0)
@@ -264,7 +271,11 @@ class TrainConfig:
                     kind = "whole numbers, 1 or more" if whole else "numbers, 0 or more"
                     raise _BadConfig(f"{key} must be a [low, high] pair of {kind} (not {_shown(value)})")
             else:
-                _check_number(value, key, 0.0)
+                _check_number(value, key, 0.0, high=1.0 if name.endswith(("_probability", "_fraction")) else None)
+            if name == "ghosting_attenuation_range" and value[1] > 1.0:
+                raise _BadConfig(f"{key} must lie within [0, 1], a share of k-space kept (not {_shown(value)})")
+            if name in ("scale_range", "anisotropy_range") and value[0] <= 0:
+                raise _BadConfig(f"{key} must be above 0, a zoom factor (not {_shown(value)})")
 
 
 def _is_number(value: Any) -> bool:
@@ -486,6 +497,43 @@ def _flat(config: TrainConfig) -> dict[str, Any]:
     return flat
 
 
+def _check_config_file_unchanged(out_dir: Path, run: TrainConfig) -> None:
+    """Refuse to resume a run whose ``config.json`` was edited: the run continues with the settings in its
+    checkpoint, and rewriting the file would drop the user's edits without a word. A file that is not JSON any
+    more (damaged) is rewritten; this session's own settings (:data:`SESSION_FIELDS`) may differ."""
+    try:
+        written = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(written, dict):
+        return
+    own = json.loads(json.dumps(run.to_dict()))  # as the file stores it (tuples as lists)
+
+    def differs(in_file: Any, in_run: Any) -> bool:
+        # Only what the file states: one written by an older scarnet lacks settings added since (their defaults).
+        if isinstance(in_file, dict) and isinstance(in_run, dict):
+            return any(key not in in_run or differs(value, in_run[key]) for key, value in in_file.items())
+        return in_file != in_run
+
+    changed = sorted(key for key, value in written.items()
+                     if key not in SESSION_FIELDS and (key not in own or differs(value, own[key])))
+    if changed:
+        raise InputError(f"{out_dir / 'config.json'}: edited since the run wrote it ({', '.join(changed[:5])}); a "
+                         "resumed run continues with the settings in last.pt, so restore the file (or move it away) "
+                         "and resume again, or start a new run with the new settings")
+
+
+def _check_out_is_not_in_own_folders(out_dir: Path, config: TrainConfig) -> None:
+    """A run folder inside a folder of own exams would be read as one more exam (a DICOM folder) by the next
+    reading of that folder: by ``--resume`` and by the evaluation calibrate-qc needs."""
+    out = out_dir.absolute().resolve()
+    for key in OWN_FOLDER_FIELDS:
+        folder = getattr(config, key)
+        if folder is not None and out.is_relative_to(Path(folder).absolute().resolve()):
+            raise InputError(f"{out_dir}: inside the {key.removeprefix('own_').replace('_', ' ')} folder {folder}, "
+                             "where it would be read as one more exam; put the run elsewhere")
+
+
 def resumed_config(run: TrainConfig, given: TrainConfig, out_dir: str | Path) -> TrainConfig:
     """The ``run``'s config with ``given``'s :data:`SESSION_FIELDS`; :class:`InputError` if ``given`` changes more.
 
@@ -591,6 +639,11 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, 
     if both:
         raise InputError(f"own exams: {', '.join(both[:5])} in both the training and the validation folders; the "
                          "model is selected on exams it did not train on")
+    trained = {c.content_sha256: c.name for c in train_cases}
+    copies = [f"{c.name} (= {trained[c.content_sha256]})" for c in val_cases if c.content_sha256 in trained]
+    if copies:
+        raise InputError(f"own exams: validation exam(s) {', '.join(copies[:5])} hold the same images and labels as "
+                         "training exams; the model is selected on exams it did not train on")
     if config.max_val_cases:
         val_cases = val_cases[: config.max_val_cases]
     real = [sample for case in train_cases
@@ -709,8 +762,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     _check_run_folder(out_dir, resume)
     checkpoint = _read_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
+        _check_config_file_unchanged(out_dir, checkpoint["config"])
         config = resumed_config(checkpoint["config"], config, out_dir)
         config.check()  # this session's settings with the run's (an EMIDEC folder for a run on own exams)
+    _check_out_is_not_in_own_folders(out_dir, config)
     _check_starting_point(config)
     device = resolve_device(config.device)
     if config.torch_threads:
