@@ -229,8 +229,10 @@ class Processor:
                 table_node = None  # the chosen table reports the segmentation that was kept
                 notice = f"{reason}: the result is in the new segmentation '{segmentation_node.GetName()}'"
         outputs = self.apply(job.input_node, result, segmentation_node, table_node)
-        # The engine's warnings (CPU fallback, an exam unlike the training data) reach the user too.
-        engine_warnings = outputs.report.get("inference", {}).get("warnings", [])
+        # The engine's warnings (CPU fallback, an exam unlike the training data) and the segments' (a stack whose
+        # septum side comes from the display) reach the user too.
+        engine_warnings = [*(outputs.report.get("segment_warnings") or []),
+                           *outputs.report.get("inference", {}).get("warnings", [])]
         outputs.notice = "\n".join(message for message in [notice, outputs.notice, *engine_warnings] if message)
         outputs.report.setdefault("slicer", {})["elapsed_s"] = round(time.perf_counter() - job.started_s, 3)
         return outputs
@@ -294,7 +296,8 @@ class Processor:
         if notices:
             report["segments_left_out"] = notices
         outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False)
-        outputs.notice = "\n".join(message for message in [*notices, outputs.notice] if message)
+        outputs.notice = "\n".join(message for message in [*notices, *(report.get("segment_warnings") or []),
+                                                           outputs.notice] if message)
         return outputs
 
     # -- shared ------------------------------------------------------------------------------------

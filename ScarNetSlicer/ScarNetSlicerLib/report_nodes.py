@@ -59,8 +59,8 @@ SEGMENT_COLUMNS: tuple[Column, ...] = (
     Column("Myocardium (mL)", "myocardium_ml", "double", "mL", "LV myocardium in the segment"),
     Column("Scar (mL)", "scar_ml", "double", "mL", "Scar (MVO included) in the segment"),
     Column("Scar (%)", "scar_percent", "double", "%", "Scar as % of the segment's myocardium"),
-    Column("Scar grade (0-4)", "scar_extent_score", "double", "", "0 none, 1: 1-25 %, 2: 26-50 %, 3: 51-75 %, "
-           "4: 76-100 % of the segment's myocardium"),
+    Column("Scar grade (0-4)", "scar_extent_score", "double", "", "0 none or under 1 %, 1: 1-25 %, 2: 26-50 %, "
+           "3: 51-75 %, 4: 76-100 % of the segment's myocardium"),
     Column("Transmural > 50 % (%)", "transmural_over_50_percent", "double", "%",
            "Share of the segment's rays along which scar fills more than half of the wall"),
     Column("MVO (mL)", "mvo_ml", "double", "mL", "Microvascular obstruction in the segment"),

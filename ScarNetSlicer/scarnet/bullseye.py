@@ -79,7 +79,7 @@ def septum_text(septal_span_deg: float | None) -> str:
 def summary_text(summary: dict[str, int]) -> str:
     """A report's :meth:`~scarnet.quantify.Report.segment_summary` in words."""
     with_myocardium = summary["scar_score_max"] // 4
-    return (f"Scar in {summary['segments_with_scar']} of {with_myocardium} segments (in more than half of the "
+    return (f"Scar (≥1 %) in {summary['segments_with_scar']} of {with_myocardium} segments (in more than half of the "
             f"segment in {summary['segments_over_50_percent']}); scar score {summary['scar_score']} of "
             f"{summary['scar_score_max']} (sum of the 0-4 grades)")
 
@@ -126,7 +126,7 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     for segment in segments:
         number = segment["segment"]
         start, end, inner, outer = segment_geometry(number)
-        score = segment["scar_extent_score"]
+        score = segment["scar_extent_score"]  # from the unrounded % (the stored one is rounded)
         colour = NO_MYOCARDIUM_COLOUR if score is None else GRADE_COLOURS[score]
         path = _sector_path(cx, cy, start, end, inner * _OUTER, outer * _OUTER)
         percent = percent_text(segment["scar_percent"])
@@ -157,7 +157,7 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         captions.append(("summary", summary_text(data["segment_summary"]), "#000000"))
     if data.get("segment_angles_from") == ANGLES_FROM_DISPLAY:
         # The picture cannot show a mirror: say how its sides were decided (the report's warning says more).
-        captions.append(("angles", "No orientation in the image: septum side taken as displayed, seen from the apex",
+        captions.append(("angles", "No short-axis orientation: septum side taken as displayed, seen from the apex",
                          "#a00000"))
     captions.append(("intended-use", INTENDED_USE.split(". ")[0], "#555555"))
     for row, (name, text, colour) in enumerate(captions):

@@ -1301,13 +1301,15 @@ def _check_trained_on(path: Path, evaluated: Any, weights_path: Path, trained_on
 def _check_outputs_are_not_inputs(outputs: list[Any], files: list[Any], folders: list[Any]) -> None:
     """Refuse an output (``--markdown``, ``--json``) that is one of the run's input files (weights, or any file in
     the exam folders), even with ``--overwrite``: it replaces earlier outputs, never what the run reads."""
+    from .model.registry import sidecar_path
     from .outputs import same_file
 
     existing = [Path(output) for output in outputs if output is not None and Path(output).exists()]
     if not existing:
         return  # a new file cannot be an input
-    inputs = [Path(f) for f in files if f is not None]
-    inputs += [path for folder in folders for path in Path(folder).rglob("*") if path.is_file()]
+    inputs = [path for f in files if f is not None for path in (Path(f), sidecar_path(f))]  # the sidecar: its sha
+    inputs += [path for folder in folders if folder is not None and Path(folder).is_dir()
+               for path in Path(folder).rglob("*") if path.is_file()]
     for output in existing:
         source = next((path for path in inputs if same_file(output, path)), None)
         if source is not None:
@@ -1345,6 +1347,10 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     device = resolve_device(getattr(args, "device", "auto"))
     split = getattr(args, "split", None) or "val"
     images, references = getattr(args, "images", None), getattr(args, "references", None)
+    _check_outputs_are_not_inputs([markdown_path, json_path],
+                                  [getattr(args, "weights", None), getattr(args, "unet_weights", None)],
+                                  [images, references] if images is not None else
+                                  [getattr(args, "emidec", None)] if cases is None else [])
     label_values = getattr(args, "label_values", None)
     if (images is None) != (references is None):
         raise InputError("--images and --references go together: a folder of exams and one of their reference "
@@ -1370,9 +1376,6 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
         approximate = False
     if not cases:
         raise InputError(f"no cases to evaluate ({source})")
-    _check_outputs_are_not_inputs([markdown_path, json_path], [getattr(args, "weights", None),
-                                                               getattr(args, "unet_weights", None)],
-                                  [images, references] if images is not None else [])
 
     weights = getattr(args, "weights", None)
     scarnet_model = load_model(weights, device=device)

@@ -145,7 +145,8 @@ class Report:
                 "level": "basal, mid or apical: thirds of the slices with myocardium from base to apex; base_apex "
                          "says which end is basal and whether the user, the patient axes or the cavity size said so "
                          "(scarnet.aha)",
-                "segment_summary": "segments_with_scar: AHA segments with any scar; segments_over_50_percent: with "
+                "segment_summary": "segments_with_scar: AHA segments graded 1 or more (scar in at least 1 % of the "
+                                   "segment); segments_over_50_percent: with "
                                    "scar in more than half of the segment (grade 3-4); scar_score: the sum of the "
                                    "grades, out of scar_score_max (4 per segment with myocardium)",
                 "segments": "AHA 16-segment model (Cerqueira 2002) from the anterior RV insertion point the user "
@@ -164,7 +165,8 @@ class Report:
     def segment_summary(self) -> dict[str, int] | None:
         """The AHA segments in three numbers, as an LGE report states them; None without segments.
 
-        ``segments_with_scar``: segments with any scar; ``segments_over_50_percent``: with scar in more
+        ``segments_with_scar``: segments graded 1 or more (scar in at least 1 % of the segment: a speck is not an
+        enhanced segment); ``segments_over_50_percent``: with scar in more
         than half of the segment (grade 3-4; dysfunctional myocardium there is unlikely to recover after
         revascularisation, Kim et al. 2000); ``scar_score``: the sum of the 0-4 grades, out of
         ``scar_score_max`` (4 per segment with myocardium).
@@ -419,7 +421,8 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
 INTENDED_USE = ("Research use only: not for clinical diagnosis. Every slice needs a reader's review; the slices "
                 "with QC flags first.")
 #: The AHA segments of an image without orientation, from the anterior RV insertion point alone.
-MIRROR_WARNING = ("AHA segments: the image has no orientation, so it was taken as displayed and seen from the apex; "
+MIRROR_WARNING = ("AHA segments: the image has no usable short-axis orientation (none in the file, or slices along "
+                  "a patient axis), so it was taken as displayed and seen from the apex; "
                   "if the stack is mirrored (seen from the base), septum and lateral wall are exchanged in the "
                   "segments. Mark the inferior RV insertion point too: a mirrored stack is then refused")
 

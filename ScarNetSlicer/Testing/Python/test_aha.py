@@ -264,7 +264,7 @@ def test_an_image_without_orientation_is_read_as_displayed_seen_from_the_apex():
 
     for stack in (labels, labels[::-1].copy()):  # base first, then base last
         volume = Volume(stack, SPACING)
-        with pytest.warns(UserWarning, match="the image has no orientation"):
+        with pytest.warns(UserWarning, match="the image has no usable short-axis orientation"):
             report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
         assert report.base_apex.source == "cavity size"
         assert report.segment_angles_from == ANGLES_FROM_DISPLAY
@@ -281,7 +281,7 @@ def test_an_image_without_orientation_is_read_as_displayed_seen_from_the_apex():
 
     captions = {t.get("data-caption"): t.text for t in ET.fromstring(bullseye_svg(report)).iter()
                 if t.get("data-caption")}
-    assert captions["angles"].startswith("No orientation in the image: septum side taken as displayed")
+    assert captions["angles"].startswith("No short-axis orientation: septum side taken as displayed")
     oriented = _volume(labels)  # an oblique short-axis stack: the patient axes say which way; no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -510,8 +510,8 @@ def test_bullseye_draws_each_segment_in_its_place_and_grade():
     assert use.text == "Research use only: not for clinical diagnosis"
     assert not any(t.get("data-caption") == "angles" for t in root.iter(f"{svg}text"))  # an oriented stack
     summary = next(t for t in root.iter(f"{svg}text") if t.get("data-caption") == "summary")
-    assert summary.text == ("Scar in 3 of 16 segments (in more than half of the segment in 2); scar score 8 of 64 "
-                            "(sum of the 0-4 grades)")
+    assert summary.text == ("Scar (≥1 %) in 3 of 16 segments (in more than half of the segment in 2); scar score 8 "
+                            "of 64 (sum of the 0-4 grades)")
     caption = next(t for t in root.iter(f"{svg}text") if t.get("data-caption") == "septum")
     assert caption.text == "Septum: 120° from the anterior RV insertion point (AHA equal segments)"
     assert float(caption.get("y")) < float(root.get("height"))

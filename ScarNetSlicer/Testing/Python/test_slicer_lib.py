@@ -1296,6 +1296,24 @@ def test_rv_insertion_point_from_a_point_list(scene, lib, oblique_direction):
     np.testing.assert_allclose(vn.rv_insertion_lps(points, volume_node), [[-5.0, -20.0, 30.0], [-35.0, -50.0, 60.0]])
 
 
+def test_a_septum_side_taken_from_the_display_is_told_in_the_notice(scene, lib):
+    """A volume without short-axis orientation (identity direction, as a PNG or bare NIfTI stack loads) and one RV
+    point: the report's warning that a mirrored stack would exchange septum and lateral wall reaches the user."""
+    from scarnet.quantify import MIRROR_WARNING
+
+    vn, pr = lib.volume_nodes, lib.processing
+    image = _image(np.eye(3))
+    labels = _shrinking_rings(image)
+    volume_node = vn.add_volume_node(scene, image, "png stack")
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
+    points.AddControlPoint(*_rv_point_ras(image))
+    outputs = _run(pr.Processor(scene, _factory(FakeSegmenter(labels.array))), volume_node)
+    with pytest.warns(UserWarning, match="septum and lateral wall are exchanged"):
+        updated = pr.Processor(scene).update_report(volume_node, outputs.segmentation_node, outputs.table_node,
+                                                    rv_insertion_node=points)
+    assert MIRROR_WARNING in updated.notice.splitlines() and updated.report["segment_warnings"] == [MIRROR_WARNING]
+
+
 def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene, lib, oblique_direction, tmp_path):
     vn, pr, rn = lib.volume_nodes, lib.processing, lib.report_nodes
     image = _image(oblique_direction)

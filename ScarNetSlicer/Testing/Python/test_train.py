@@ -99,6 +99,7 @@ def test_smoke_training_run_resumes_and_ships_weights(tmp_path):
     longer = dataclasses.replace(SMOKE_CONFIG, steps=5, val_every=5, log_every=2)
     checkpoint["train_config"] = longer.to_dict()
     torch.save(checkpoint, run / "last.pt")
+    (run / "config.json").write_text(json.dumps(longer.to_dict()))  # as a run set up for 5 steps wrote it
     with warnings.catch_warnings():
         # the loss is logged as a number, never by converting the graph-attached tensor
         warnings.filterwarnings("error", message="Converting a tensor with requires_grad")
@@ -1056,8 +1057,9 @@ def test_a_validation_exam_inference_would_refuse_is_refused_before_the_run(tmp_
     folders = _own_exam_folders(tmp_path / "site")
     volume = Volume(np.random.default_rng(0).normal(size=(60, 64, 64)).astype(np.float32), (1.0, 1.0, 1.0))
     write_volume(volume, Path(folders["own_val_images"]) / "thin.nii.gz")
-    write_volume(volume.with_array(np.zeros((60, 64, 64), np.int16)),
-                 Path(folders["own_val_references"]) / "thin.nii.gz")
+    reference = np.zeros((60, 64, 64), np.int16)
+    reference[:, 20:40, 20:40] = 200  # myocardium (the site maps 200=2): what inference refuses is the image
+    write_volume(volume.with_array(reference), Path(folders["own_val_references"]) / "thin.nii.gz")
     run = tmp_path / "run"
     with pytest.raises(InputError, match=r"val_imgs/thin: .*not a short-axis"):
         train(dataclasses.replace(SMOKE_CONFIG, max_val_cases=None, **folders), run, progress=False)

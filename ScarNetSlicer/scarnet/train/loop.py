@@ -527,7 +527,11 @@ def _check_out_is_not_in_own_folders(out_dir: Path, config: TrainConfig) -> None
     """A run folder inside a folder of own exams would be read as one more exam (a DICOM folder) by the next
     reading of that folder: by ``--resume`` and by the evaluation calibrate-qc needs."""
     out = out_dir.absolute().resolve()
-    for key in OWN_FOLDER_FIELDS:
+    references = [Path(folder).absolute().resolve() for folder in (config.own_references, config.own_val_references)
+                  if folder is not None]
+    if any(out.is_relative_to(folder) for folder in references):
+        return  # the references folders are read for files only (a references folder may sit in the images one)
+    for key in ("own_images", "own_val_images"):
         folder = getattr(config, key)
         if folder is not None and out.is_relative_to(Path(folder).absolute().resolve()):
             raise InputError(f"{out_dir}: inside the {key.removeprefix('own_').replace('_', ' ')} folder {folder}, "
