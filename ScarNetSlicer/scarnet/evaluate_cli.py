@@ -309,6 +309,9 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
     if images.resolve() == references.resolve():
         raise InputError(f"{images}: both --images and --references; give the reference labelmaps their own folder")
     image_paths, reference_paths = entries(images, True), entries(references, False)
+    if series is not None and not any(path.is_dir() for path in image_paths.values()):
+        raise InputError(f"--series picks the series of DICOM folders, and {images} holds none (its images are "
+                         "files, read as they are)")
     pairs: list[tuple[str, Path, Path]] = []
     paired_with: dict[str, Path] = {}
     for key, image in image_paths.items():

@@ -745,7 +745,8 @@ def test_run_evaluation_on_own_exams(tmp_path, tiny_weights, capsys):
                                ({"split": "val"}, "--split is for the EMIDEC data"),
                                ({"images": None, "references": None}, "--label-values goes with --images"),
                                ({"images": None, "references": None, "label_values": None, "series": "7"},
-                                "--series goes with --images")):
+                                "--series goes with --images"),
+                               ({"series": "7"}, "--series picks the series of DICOM folders, and .* holds none")):
         with pytest.raises(InputError, match=message):
             run_evaluation(argparse.Namespace(**{**vars(args), "overwrite": True, **overrides}), log=lambda _: None)
 

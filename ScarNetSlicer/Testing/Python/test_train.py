@@ -693,6 +693,15 @@ def test_resume_keeps_the_qc_calibration_and_refuses_an_edited_config_file(finis
     edited.update(steps=3, device="cpu")
     (run / "config.json").write_text(json.dumps(edited))
     train(SMOKE_CONFIG, run, resume=True, progress=False)
+    # A log that is not a file: one line before anything is written (it was an internal error, config.json rewritten).
+    from scarnet.errors import OutputError
+
+    (run / "log.jsonl").unlink()
+    (run / "log.jsonl").mkdir()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(OutputError, match="log.jsonl: is not a file"):
+        train(SMOKE_CONFIG, run, resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_resume_without_last_pt_is_refused_and_touches_nothing(finished_run, tmp_path):

@@ -403,6 +403,9 @@ def _check_run_folder(out_dir: Path, resume: bool) -> None:
         if not (out_dir / "last.pt").is_file():
             raise InputError(f"{out_dir}: has no last.pt to resume (the run stopped before its first checkpoint, or "
                              "last.pt was removed); start a new run in another folder")
+        for name in ("config.json", "log.jsonl"):  # rewritten and appended to: they must be files if they exist
+            if (out_dir / name).exists() and not (out_dir / name).is_file():
+                raise OutputError(f"{out_dir / name}: is not a file, so the run cannot go on writing it")
     elif out_dir.is_dir():
         if any((out_dir / name).exists() for name in ("config.json", "last.pt", "best.pt")):
             raise InputError(f"{out_dir}: holds a run already (pass --resume to continue it, or choose another folder)")
