@@ -30,7 +30,7 @@ from typing import Any
 import slicer
 
 from scarnet.errors import InputError
-from scarnet.quantify import quantify
+from scarnet.quantify import quantify, report_warnings
 from scarnet.volume import Volume
 
 from . import ATTRIBUTE_PREFIX, report_nodes, segmentation_nodes
@@ -229,11 +229,10 @@ class Processor:
                 table_node = None  # the chosen table reports the segmentation that was kept
                 notice = f"{reason}: the result is in the new segmentation '{segmentation_node.GetName()}'"
         outputs = self.apply(job.input_node, result, segmentation_node, table_node)
-        # The engine's warnings (CPU fallback, an exam unlike the training data) and the segments' (a stack whose
-        # septum side comes from the display) reach the user too.
-        engine_warnings = [*(outputs.report.get("segment_warnings") or []),
-                           *outputs.report.get("inference", {}).get("warnings", [])]
-        outputs.notice = "\n".join(message for message in [notice, outputs.notice, *engine_warnings] if message)
+        # The report's warnings (the engine's: CPU fallback, an exam unlike the training data; the segments': a
+        # stack whose septum side comes from the display) reach the user too.
+        outputs.notice = "\n".join(message for message in [notice, outputs.notice, *report_warnings(outputs.report)]
+                                   if message)
         outputs.report.setdefault("slicer", {})["elapsed_s"] = round(time.perf_counter() - job.started_s, 3)
         return outputs
 

@@ -1022,15 +1022,12 @@ def _check_names_are_utf8(args: argparse.Namespace) -> None:
     from another encoding): SimpleITK cannot take it (it aborts the process), and no report or CSV could name
     it. Python holds such bytes as lone surrogates, which UTF-8 cannot encode."""
     from .errors import InputError
+    from .io import itk_file_name
 
     for value in vars(args).values():
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(item, (str, Path)):
-                try:
-                    str(item).encode("utf-8")
-                except UnicodeEncodeError:
-                    raise InputError(f"{os.fsencode(str(item))!r}: the name is not valid UTF-8; rename it (or "
-                                     "copy it under a UTF-8 name) and run again") from None
+                itk_file_name(item, InputError)
 
 
 def main(argv: list[str] | None = None) -> int:

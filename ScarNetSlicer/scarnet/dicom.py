@@ -179,11 +179,19 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
 
 def _has_dicom_preamble(path: Path) -> bool:
     """The file says it is DICOM ("DICM" after the 128-byte preamble), so failing to read it is damage."""
+    return _has_preamble(_file_head(path))
+
+
+def _file_head(path: Path) -> bytes:
+    """The first 132 bytes of ``path`` (fewer for a shorter file; none when it cannot be read)."""
     try:
         with path.open("rb") as stream:
-            head = stream.read(132)
+            return stream.read(132)
     except OSError:
-        return False
+        return b""
+
+
+def _has_preamble(head: bytes) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
@@ -213,12 +221,8 @@ def _may_be_dicom(path: Path) -> bool:
     name = path.name.lower()
     if name.endswith(_NOT_DICOM_SUFFIXES) or name == "dicomdir":
         return False
-    try:
-        with path.open("rb") as stream:
-            head = stream.read(132)
-    except OSError:
-        return False
-    if len(head) == 132 and head[128:132] == b"DICM":
+    head = _file_head(path)
+    if _has_preamble(head):
         return True
     # Files without the 128-byte preamble (old exports) begin directly with a data element.
     return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08")

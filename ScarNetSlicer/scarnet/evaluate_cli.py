@@ -1305,19 +1305,15 @@ def _check_outputs_are_not_inputs(outputs: list[Any], files: list[Any], folders:
     """Refuse an output (``--markdown``, ``--json``) that is one of the run's input files (weights, or any file in
     the exam folders), even with ``--overwrite``: it replaces earlier outputs, never what the run reads."""
     from .model.registry import sidecar_path
-    from .outputs import same_file
+    from .outputs import check_not_inputs
 
     existing = [Path(output) for output in outputs if output is not None and Path(output).exists()]
     if not existing:
-        return  # a new file cannot be an input
+        return  # a new file cannot be an input (and the folders need not be listed)
     inputs = [path for f in files if f is not None for path in (Path(f), sidecar_path(f))]  # the sidecar: its sha
     inputs += [path for folder in folders if folder is not None and Path(folder).is_dir()
                for path in Path(folder).rglob("*") if path.is_file()]
-    for output in existing:
-        source = next((path for path in inputs if same_file(output, path)), None)
-        if source is not None:
-            raise InputError(f"{output}: is an input of this run ({source}), and an output never replaces an input, "
-                             "--overwrite or not: write it elsewhere")
+    check_not_inputs(existing, inputs)
 
 
 def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None, source: str = "given cases",

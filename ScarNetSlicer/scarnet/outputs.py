@@ -199,6 +199,19 @@ def same_file(a: Path, b: Path) -> bool:
     return first.st_ino != 0 and (first.st_ino, first.st_dev) == (second.st_ino, second.st_dev)
 
 
+def check_not_inputs(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None]) -> None:
+    """Raise :class:`InputError` when an output is one of ``inputs`` (the same file, by any path): even with
+    ``overwrite``, which replaces earlier outputs, never what the run reads (an image, one DICOM file of the
+    series, a labelmap, weights)."""
+    sources = [Path(source) for source in inputs if source is not None]
+    for output in (Path(output) for output in outputs if output is not None):
+        for source in sources:
+            if same_file(output, source):
+                named = "" if os.path.abspath(output) == os.path.abspath(source) else f" ({source})"
+                raise InputError(f"{output}: is an input of this run{named}, and an output never replaces an input, "
+                                 "--overwrite or not: write it elsewhere")
+
+
 class OutputSet:
     """The files one command writes; use as a context manager (leaving it without :meth:`commit` discards all).
 
@@ -227,17 +240,9 @@ class OutputSet:
         return path
 
     def check_not_inputs(self, inputs: Iterable[str | Path | None]) -> None:
-        """Raise :class:`InputError` when an output is one of ``inputs`` (the same file, by any path): even with
-        ``overwrite``, which replaces earlier outputs, never what the run reads (an image, one DICOM file of
-        the series, a labelmap). Call once the inputs are known, before anything is written."""
-        for source in inputs:
-            if source is None:
-                continue
-            for output in self._outputs:
-                if same_file(output.path, Path(source)):
-                    named = "" if os.path.abspath(output.path) == os.path.abspath(source) else f" ({source})"
-                    raise InputError(f"{output.path}: is an input of this run{named}, and an output never replaces "
-                                     "an input, --overwrite or not: write it elsewhere")
+        """:func:`check_not_inputs` for this set's outputs. Call once the inputs are known, before anything is
+        written."""
+        check_not_inputs([output.path for output in self._outputs], inputs)
 
     def prepare(self) -> None:
         """Check every output and that its folder is writable; call before any work.

@@ -666,23 +666,30 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, 
 def read_own_exams(run_dir: Path) -> set[str] | None:
     """The contents (sha256) of every exam the run in ``run_dir`` trained on (:data:`OWN_EXAMS_FILE`); None when
     the file is missing or not one scarnet wrote."""
+    exams = _recorded_own_exams(Path(run_dir))
+    return None if exams is None else {exam["sha256"] for exam in exams}
+
+
+def _recorded_own_exams(run_dir: Path) -> list[dict[str, str]] | None:
+    """The ``{"name", "sha256"}`` entries of ``run_dir``'s :data:`OWN_EXAMS_FILE`; None when it is missing or
+    damaged."""
     try:
-        exams = json.loads((Path(run_dir) / OWN_EXAMS_FILE).read_text(encoding="utf-8")).get("exams")
-        return {str(exam["sha256"]) for exam in exams}
-    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        exams = json.loads((run_dir / OWN_EXAMS_FILE).read_text(encoding="utf-8")).get("exams")
+    except (OSError, ValueError, AttributeError):
         return None
+    if not isinstance(exams, list) or not all(
+            isinstance(exam, dict) and isinstance(exam.get("name"), str) and isinstance(exam.get("sha256"), str)
+            for exam in exams):
+        return None
+    return exams
 
 
 def _own_exams_record(run_dir: Path, config: TrainConfig, exams: list[dict[str, str]]) -> str:
     """:data:`OWN_EXAMS_FILE`'s text: the exams of this session added to those of the run's earlier sessions (a
     resumed run may find the folder changed: it has trained on both)."""
-    try:
-        earlier = json.loads((run_dir / OWN_EXAMS_FILE).read_text(encoding="utf-8")).get("exams", [])
-    except (OSError, ValueError, AttributeError):
-        earlier = []
-    known = {(exam.get("name"), exam.get("sha256")) for exam in earlier if isinstance(exam, dict)}
-    merged = [exam for exam in earlier if isinstance(exam, dict)]
-    merged += [exam for exam in exams if (exam["name"], exam["sha256"]) not in known]
+    earlier = _recorded_own_exams(run_dir) or []
+    known = {(exam["name"], exam["sha256"]) for exam in earlier}
+    merged = earlier + [exam for exam in exams if (exam["name"], exam["sha256"]) not in known]
     return json.dumps({"images": config.own_images, "exams": merged}, indent=1) + "\n"
 
 
