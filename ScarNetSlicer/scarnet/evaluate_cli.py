@@ -1346,10 +1346,19 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     device = resolve_device(getattr(args, "device", "auto"))
     split = getattr(args, "split", None) or "val"
     images, references = getattr(args, "images", None), getattr(args, "references", None)
+    if images is not None:
+        input_folders = [images, references]
+    elif cases is None:
+        # The folder load_emidec_cases reads: --emidec, or without it the one beside the checkout, whose files
+        # an output must not replace either.
+        from .train.emidec import default_emidec_root
+
+        emidec = getattr(args, "emidec", None)
+        input_folders = [emidec if emidec is not None else default_emidec_root()]
+    else:
+        input_folders = []
     _check_outputs_are_not_inputs([markdown_path, json_path],
-                                  [getattr(args, "weights", None), getattr(args, "unet_weights", None)],
-                                  [images, references] if images is not None else
-                                  [getattr(args, "emidec", None)] if cases is None else [])
+                                  [getattr(args, "weights", None), getattr(args, "unet_weights", None)], input_folders)
     label_values = getattr(args, "label_values", None)
     if (images is None) != (references is None):
         raise InputError("--images and --references go together: a folder of exams and one of their reference "

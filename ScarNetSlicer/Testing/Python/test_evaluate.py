@@ -493,6 +493,25 @@ def test_run_evaluation_rejects_bad_options(tmp_path, tiny_weights):
     assert not list(tmp_path.iterdir())
 
 
+def test_outputs_never_replace_emidec_files_also_from_the_default_folder(tmp_path, tiny_weights, monkeypatch):
+    """Without --emidec the evaluation reads the folder beside the checkout (default_emidec_root): its files are
+    inputs as much as those of a folder given with --emidec, --overwrite or not."""
+    import scarnet.train.emidec as emidec
+
+    root = tmp_path / "emidec"
+    slice_png = root / "png" / "images" / "Case_N006_slice000.png"
+    slice_png.parent.mkdir(parents=True)
+    slice_png.write_bytes(b"a slice")
+    (root / "splits.json").write_text(json.dumps({"train": [], "val": ["Case_N006"]}))
+    originals = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+    monkeypatch.setattr(emidec, "default_emidec_root", lambda: root)
+    for given in ({}, {"emidec": root}):
+        for output in ({"json": root / "splits.json"}, {"markdown": slice_png}):
+            with pytest.raises(InputError, match="is an input of this run"):
+                run_evaluation(_args(tmp_path, tiny_weights, overwrite=True, **given, **output), log=lambda _: None)
+    assert {path: path.read_bytes() for path in root.rglob("*") if path.is_file()} == originals
+
+
 def test_cli_missing_emidec_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "scarnet", "evaluate", "--emidec", str(tmp_path / "nowhere"),
                              "--markdown", str(tmp_path / "t.md")], capture_output=True, text=True, timeout=120)

@@ -770,6 +770,49 @@ def test_a_damaged_encoder_checkpoint_is_one_line(tmp_path):
         assert not (tmp_path / "run").exists()
 
 
+class _ModelBuilt(Exception):
+    """Raised in place of building the model: the test has seen what train() says before it (no training)."""
+
+
+def test_an_encoder_checkpoint_that_is_not_used_is_said_so_once(tmp_path, monkeypatch):
+    """--encoder-checkpoint is loaded only by a fresh run of a pretrained encoder; elsewhere it was stored in the
+    config and silently ignored. Still not refused (tools/device/run.sh passes it to warm starts and resumes)."""
+    import scarnet.train.loop as loop
+
+    def stop(config, fresh):
+        raise _ModelBuilt
+
+    monkeypatch.setattr(loop, "_build_model", stop)
+    checkpoint = str(tmp_path / "encoder.pth")  # need not exist: the model (which would read it) is never built
+    state = {"model": {}, "model_config": dataclasses.asdict(SMOKE_CONFIG.model)}
+    torch.save(state, tmp_path / "init.pt")
+    for n, (changes, why) in enumerate((
+            ({"pretrained_encoder": False}, r"random weights \(pretrained_encoder false\)"),
+            ({"model": dataclasses.replace(SMOKE_CONFIG.model, encoder="none")}, "the model has no encoder"),
+            ({"pretrained_encoder": True, "init_weights": str(tmp_path / "init.pt")}, "starts from the weights"))):
+        config = dataclasses.replace(SMOKE_CONFIG, encoder_checkpoint=checkpoint, **changes)
+        said = rf"encoder checkpoint .*encoder.pth .*has no effect: .*{why}"
+        with pytest.warns(RuntimeWarning, match=said) as seen, pytest.raises(_ModelBuilt):
+            train(config, tmp_path / f"run{n}", progress=False)
+        assert len([w for w in seen if "encoder checkpoint" in str(w.message)]) == 1
+    # a resumed run takes its encoder from last.pt: another file is said to be ignored, the run's own is not
+    run = tmp_path / "resumed"
+    run.mkdir()
+    own = dataclasses.replace(SMOKE_CONFIG, pretrained_encoder=True, encoder_checkpoint=checkpoint)
+    torch.save({"model": {}, "optimizer": {}, "step": 3, "best_score": 0.5, "train_config": own.to_dict()},
+               run / "last.pt")
+    other = dataclasses.replace(own, encoder_checkpoint=str(tmp_path / "other.pth"))
+    with pytest.warns(RuntimeWarning, match=r"other.pth .*has no effect: a resumed run continues with the encoder "
+                                            r"in its last.pt"), pytest.raises(_ModelBuilt):
+        train(other, run, resume=True, progress=False)
+    # used (a fresh run of a pretrained encoder), or the resumed run's own file: nothing is said
+    for config, folder, resume in ((own, tmp_path / "fresh", False), (own, run, True)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            with pytest.raises(_ModelBuilt):
+                train(config, folder, resume=resume, progress=False)
+
+
 def test_bundled_continuation_configs_need_init_weights(tmp_path, capsys):
     from scarnet.cli import main
 

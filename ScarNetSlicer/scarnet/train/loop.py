@@ -556,6 +556,31 @@ def resumed_config(run: TrainConfig, given: TrainConfig, out_dir: str | Path) ->
     return replace(run, **{key: getattr(given, key) for key in SESSION_FIELDS})
 
 
+def _unused_encoder_checkpoint(config: TrainConfig, run: TrainConfig | None) -> str | None:
+    """Why ``config.encoder_checkpoint`` has no effect on this session's model (None: it is loaded, or none is given).
+
+    ``run`` is the config of the run being resumed (None for a new run). :func:`_build_model` loads the file only
+    for a fresh run with ``pretrained_encoder``; ``init_weights`` then replace every tensor, encoder included, and
+    a resumed run takes its model from ``last.pt``. A resumed run keeps the file of its config unless the command
+    names another one, so only another file is worth a word (the first session spoke about the run's own).
+    """
+    given = config.encoder_checkpoint
+    if given is None:
+        return None
+    if run is not None:
+        if run.encoder_checkpoint is not None and Path(run.encoder_checkpoint).absolute() == Path(given).absolute():
+            return None
+        return "a resumed run continues with the encoder in its last.pt"
+    if config.model.encoder in ("none", "", None):
+        return f"the model has no encoder (model.encoder {_shown(config.model.encoder)})"
+    if config.init_weights:
+        return f"the run starts from the weights {config.init_weights} (--init-weights), encoder included"
+    if not config.pretrained_encoder:
+        return ("the training config starts the encoder from random weights (pretrained_encoder false); set "
+                "pretrained_encoder true to start it from the file")
+    return None
+
+
 def _build_model(config: TrainConfig, fresh: bool):
     """The model of ``config`` (pretrained encoder loaded for a fresh run); one-line errors for its files."""
     from ..model.registry import build_model
@@ -781,6 +806,11 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         config.check()  # this session's settings with the run's (an EMIDEC folder for a run on own exams)
     _check_out_is_not_in_own_folders(out_dir, config)
     _check_starting_point(config)
+    unused = _unused_encoder_checkpoint(config, None if checkpoint is None else checkpoint["config"])
+    if unused is not None:
+        # Not refused: tools/device/run.sh passes the file to every run, warm starts and resumes included.
+        warnings.warn(f"encoder checkpoint {config.encoder_checkpoint} (--encoder-checkpoint) has no effect: {unused}",
+                      RuntimeWarning, stacklevel=2)
     device = resolve_device(config.device)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
