@@ -806,15 +806,15 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         point = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
         point.AddControlPoint(*ras_point_of_voxel(volume, (float(column), float(row), float(middle))))
         withSegments = logic.updateReport(volume, segmentation, table, showResults=True, rvInsertionPoint=point)
-        self.assertEqual([s["segment"] for s in withSegments["segments"]], list(range(1, 17)))
+        self.assertEqual([s["segment"] for s in withSegments["segments"]], list(range(1, 18)))
         self.assertAlmostEqual(sum(s["scar_ml"] for s in withSegments["segments"]),
                                withSegments["total"]["scar_ml"], places=3)
         segmentTable = slicer.mrmlScene.GetNodeByID(withSegments["slicer"]["segmentTable"])
-        self.assertEqual(segmentTable.GetNumberOfRows(), 16)
+        self.assertEqual(segmentTable.GetNumberOfRows(), 17)
         from ScarNetSlicerLib.report_nodes import stored_bullseye
 
         svg = stored_bullseye(table)
-        self.assertEqual(svg.count("data-segment="), 16)
+        self.assertEqual(svg.count("data-segment="), 17)
         pixmap = qt.QPixmap()  # what the panel shows: Qt must be able to draw the SVG
         self.assertTrue(pixmap.loadFromData(qt.QByteArray(svg.encode("utf-8")), "SVG"))
         self.assertGreater(pixmap.width(), 0)

@@ -39,21 +39,22 @@ COLUMNS: tuple[Column, ...] = (
     Column("Slice", "index", "int", "", "Slice index along the image's slice axis: k, unless the file stores the "
            "slices along i or j (0 = first slice)"),
     Column("Position (mm)", "position_mm", "double", "mm", "Slice-centre position along the slice normal (LPS)"),
-    Column("Level", "level", "string", "", "Basal, mid or apical: thirds of the slices with myocardium, from base to "
-           "apex (empty where unknown)"),
+    Column("Level", "level", "string", "", "Basal, mid or apical: thirds of the slices with myocardium and a cavity, "
+           "from base to apex; apex: beyond the cavity (segment 17); empty where unknown"),
     Column("Myocardium (mL)", "myocardium_ml", "double", "mL", "LV myocardium volume (healthy + scar + MVO)"),
     Column("Scar (mL)", "scar_ml", "double", "mL", "Scar volume including MVO"),
     Column("Scar (%)", "scar_percent", "double", "%", "Scar as % of LV myocardium (empty where no myocardium)"),
     Column("Transmural > 50 % (%)", "transmural_over_50_percent", "double", "%",
            "Share of the LV circumference where scar fills more than half of the wall, along rays from the LV "
-           "centre (empty where the slice has no myocardium or fewer than half of the rays cross its wall)"),
+           "centre (empty where the slice has no myocardium, fewer than half of the rays cross its wall, or it lies "
+           "beyond the cavity)"),
     Column("MVO (mL)", "mvo_ml", "double", "mL", "Microvascular obstruction volume"),
     Column("QC flags", "qc_flags", "string", "", "Quality flags: check these slices"),
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 #: Columns of the AHA segment table (a second table, written when the report has segments).
 SEGMENT_COLUMNS: tuple[Column, ...] = (
-    Column("Segment", "segment", "int", "", "AHA segment number (Cerqueira 2002; the apical cap, 17, is not imaged)"),
+    Column("Segment", "segment", "int", "", "AHA segment number (Cerqueira 2002; 17: the apex, beyond the cavity)"),
     Column("Name", "name", "string", "", "AHA segment name"),
     Column("Slices", "slices", "string", "", "Slices (index) of the segment"),
     Column("Myocardium (mL)", "myocardium_ml", "double", "mL", "LV myocardium in the segment"),
@@ -62,7 +63,7 @@ SEGMENT_COLUMNS: tuple[Column, ...] = (
     Column("Scar grade (0-4)", "scar_extent_score", "double", "", "0 none or under 1 %, 1: 1-25 %, 2: 26-50 %, "
            "3: 51-75 %, 4: 76-100 % of the segment's myocardium"),
     Column("Transmural > 50 % (%)", "transmural_over_50_percent", "double", "%",
-           "Share of the segment's rays along which scar fills more than half of the wall"),
+           "Share of the segment's rays along which scar fills more than half of the wall (empty for the apex, 17)"),
     Column("MVO (mL)", "mvo_ml", "double", "mL", "Microvascular obstruction in the segment"),
 )
 #: After "Position (mm)", for an input loaded from DICOM: the image a PACS viewer shows for the slice.

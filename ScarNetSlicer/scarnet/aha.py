@@ -1,13 +1,18 @@
-"""Where the scar is: basal / mid / apical levels and the AHA 16-segment model.
+"""Where the scar is: basal / mid / apical levels, the apex, and the AHA 17-segment model.
 
 The segments are those of the AHA statement (Cerqueira et al., Circulation 2002;105:539-42), which
-the SCMR reporting guidelines use for LGE: six basal (1-6) and six mid (7-12) segments of 60°, and
-four apical (13-16) of 90°; the apical cap (17) is not reported: a slice beyond the cavity (myocardium
-without blood pool) is counted in the apical segments.
+the SCMR reporting guidelines use for LGE: six basal (1-6) and six mid (7-12) segments of 60°, four
+apical (13-16) of 90°, and the apex (17), "the area of myocardium beyond the end of the LV cavity".
 
-**Base and apex.** The slices with LV myocardium are ordered from base to apex and divided into
-thirds (basal, mid, apical; with a remainder, the mid third and then the basal third get the extra
-slice: 7 slices are 2 / 3 / 2, 8 are 3 / 3 / 2). Which end is basal comes, in this order, from:
+**Base and apex.** The slices with LV myocardium are ordered from base to apex. Those at the apical
+end beyond the cavity (after the most apical slice with a cavity) are the apex, level "apex" and
+segment 17; a stack without a cavity on any slice has none. A slice's cavity is its LV blood pool
+and any background enclosed by its myocardium (a ring drawn without blood pool), and counts from
+:data:`MIN_CAVITY_AREA_MM2` (a stray voxel of blood pool on a cap slice is not a cavity). The other
+slices with myocardium are divided into thirds (basal, mid, apical; with a remainder, the mid third
+and then the basal third get the extra slice: 7 slices are 2 / 3 / 2, 8 are 3 / 3 / 2). A slice
+without a cavity between slices with one (a missed cavity) stays in its third. Which end is basal
+comes, in this order, from:
 
 1. the caller (``basal_end="first"`` or ``"last"``: the user knows);
 2. the patient axes, when the slices are oblique as a short-axis stack is: the LV long axis points
@@ -35,14 +40,15 @@ says so (``segment_angles_from``):
 * basal and mid: 0-60° anteroseptal, 60-120° inferoseptal, 120-180° inferior, 180-240°
   inferolateral, 240-300° anterolateral, 300-360° anterior;
 * apical: septal 15-105° (centred on the septum), inferior 105-195°, lateral 195-285°, anterior
-  285-15°.
+  285-15°;
+* apex: the whole slice is segment 17.
 
 **The inferior RV insertion point**, when given too, sizes the septum as the AHA statement does
 ("the attachment of the right ventricular wall to the septum"): on each slice the septum is the arc
 from the anterior to the inferior insertion, and the angles are stretched piecewise linearly so that
 the inferior insertion lies at 120°: the septal arc is halved (anteroseptal, inferoseptal) and the
-rest of the wall quartered (inferior, inferolateral, anterolateral, anterior); at the apex the septal
-segment stays centred on the septum and three quarters of the septal arc wide. The arc must be
+rest of the wall quartered (inferior, inferolateral, anterolateral, anterior); at the apical level the
+septal segment stays centred on the septum and three quarters of the septal arc wide. The arc must be
 :data:`MIN_SEPTAL_SPAN_DEG` to :data:`MAX_SEPTAL_SPAN_DEG` turning from the anterior point towards
 the septum on the slice where the inferior point was marked; otherwise the points are refused
 (swapped, an image seen from the base, or for an oriented stack a wrong basal end). On the other
@@ -56,13 +62,16 @@ Per segment: myocardium, scar (3|4) and MVO volumes; scar as % of the segment's 
 2000;343:1445-53 graded); that share as the usual 0-4 grade (``scar_extent_score``: 0 none or under
 1 % (:data:`MIN_GRADED_SCAR_PERCENT`), 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 %); and
 ``transmural_over_50_percent``, the share of the segment's rays (:mod:`scarnet.transmurality`,
-measured slices only) along which scar fills more than half of the wall.
+measured slices only) along which scar fills more than half of the wall; None for the apex, whose wall a
+short-axis slice cuts across rather than through (rays in the slice would measure the disc, not the wall).
 
 Limits: one point (or pair) serves every level, projected onto each slice; the thirds are of
 slices, not of the LV's length, and a basal slice through the outflow tract counts as basal
-myocardium where it has any. Normal anatomy is assumed: in situs inversus or mirror-image
-dextrocardia the septum lies the other way (the base-apex order then falls back on the cavity,
-but the turn does not).
+myocardium where it has any. The apex is what the slices show of it: short-axis slices 8-10 mm
+apart may cut the cap once or miss it (segment 17 then has no myocardium and no grade), and a
+slice through the tip of the cavity is apical even where most of it is cap. Normal anatomy is
+assumed: in situs inversus or mirror-image dextrocardia the septum lies the other way (the
+base-apex order then falls back on the cavity, but the turn does not).
 """
 
 from __future__ import annotations
@@ -71,20 +80,30 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from .errors import InputError
-from .labels import LV_BLOOD_POOL, MVO, MYOCARDIUM_LABELS, SCAR_LABELS
+from .labels import BACKGROUND, LV_BLOOD_POOL, MVO, MYOCARDIUM_LABELS, SCAR_LABELS
 from .transmurality import TRANSMURAL_FRACTION, is_measured, ray_angles
 from .volume import Volume
 
+#: The thirds of the slices with a cavity, base to apex.
 LEVELS = ("basal", "mid", "apical")
-#: AHA segment number → name (Cerqueira et al. 2002), without the apical cap (17).
+#: The level of the slices beyond the cavity: the apical cap, segment 17.
+APEX = "apex"
+#: A slice has a cavity from this area (mm²) of blood pool and enclosed background on: the tip of the cavity
+#: 8-10 mm from the apex is a few mm across, a stray voxel (or two) of blood pool on a cap slice is 2-5 mm².
+MIN_CAVITY_AREA_MM2 = 10.0
+#: AHA segment number → name (Cerqueira et al. 2002).
 SEGMENT_NAMES = {
     1: "basal anterior", 2: "basal anteroseptal", 3: "basal inferoseptal", 4: "basal inferior",
     5: "basal inferolateral", 6: "basal anterolateral", 7: "mid anterior", 8: "mid anteroseptal",
     9: "mid inferoseptal", 10: "mid inferior", 11: "mid inferolateral", 12: "mid anterolateral",
-    13: "apical anterior", 14: "apical septal", 15: "apical inferior", 16: "apical lateral",
+    13: "apical anterior", 14: "apical septal", 15: "apical inferior", 16: "apical lateral", 17: "apex",
 }
+#: The segment of the whole of an apex slice.
+APEX_SEGMENT = 17
+_SEGMENT_COUNT = len(SEGMENT_NAMES)
 #: A typical LV long axis, base to apex, in LPS: to the patient's left, anterior and inferior.
 TYPICAL_LONG_AXIS_LPS = np.array([0.62, -0.55, -0.56]) / np.linalg.norm([0.62, -0.55, -0.56])
 #: The slice normal decides the base-apex order when |cos| to the typical long axis is at least this.
@@ -189,13 +208,30 @@ def is_oriented(volume: Volume) -> bool:
     return math.degrees(math.acos(min(1.0, float(np.abs(normal).max())))) > MAX_PATIENT_AXIS_DEG
 
 
-def slice_levels(labels: np.ndarray, order: BaseApexOrder | None) -> list[str | None]:
-    """"basal", "mid" or "apical" for each slice with myocardium (None for the others, or without an order)."""
+def cavity_area_mm2(plane: np.ndarray, pixel_area_mm2: float) -> float:
+    """The LV cavity of a slice's labels (mm²): its blood pool and the background its labels enclose (a ring
+    drawn without blood pool)."""
+    enclosed = ndimage.binary_fill_holes(plane != BACKGROUND) & (plane == BACKGROUND)
+    return float(np.count_nonzero(plane == LV_BLOOD_POOL) + np.count_nonzero(enclosed)) * pixel_area_mm2
+
+
+def slice_levels(labels: np.ndarray, order: BaseApexOrder | None, *, pixel_area_mm2: float
+                 ) -> list[str | None]:
+    """"basal", "mid", "apical" or "apex" (:data:`APEX`, beyond the cavity) for each slice with myocardium
+    (None for the others, or without an order); see the module docstring. ``pixel_area_mm2``: the in-plane
+    area of a voxel, for :data:`MIN_CAVITY_AREA_MM2`."""
     levels: list[str | None] = [None] * labels.shape[0]
     with_myocardium = _slices_with_myocardium(labels).tolist()
     if order is None or not with_myocardium:
         return levels
     ordered = with_myocardium if order.base_first else with_myocardium[::-1]
+    with_cavity = [cavity_area_mm2(labels[k], pixel_area_mm2) >= MIN_CAVITY_AREA_MM2 for k in ordered]
+    if any(with_cavity):
+        # The apex: the slices after the most apical one with a cavity.
+        last_with_cavity = len(ordered) - 1 - with_cavity[::-1].index(True)
+        for k in ordered[last_with_cavity + 1:]:
+            levels[k] = APEX
+        ordered = ordered[:last_with_cavity + 1]
     n = len(ordered)
     sizes = [n // 3] * 3
     sizes[1] += 1 if n % 3 else 0
@@ -210,13 +246,16 @@ def slice_levels(labels: np.ndarray, order: BaseApexOrder | None) -> list[str | 
 
 def segment_of_angle(level: str, angle_deg: np.ndarray, septal_span_deg: float = _EQUAL_SEPTAL_SPAN_DEG
                      ) -> np.ndarray:
-    """AHA segment numbers for angles (degrees from the anterior RV insertion, towards the septum).
+    """AHA segment numbers for angles (degrees from the anterior RV insertion, towards the septum) on a slice of
+    ``level`` (:func:`slice_levels`): on an apex slice, 17 whatever the angle.
 
     ``septal_span_deg``: the angle of the inferior RV insertion, where it was marked; the angles are
     stretched so that it lies at 120° (module docstring).
     """
     if not 0.0 < septal_span_deg < 360.0:
         raise ValueError(f"septal span must be between 0 and 360 degrees, got {septal_span_deg}")
+    if level == APEX:
+        return np.full(np.shape(angle_deg), APEX_SEGMENT, dtype=int)
     angle = np.mod(angle_deg, 360.0)
     # Not stretched within rounding of 120°: a stretch by 1 + 1e-16 would move voxels that lie exactly on a
     # boundary (180° on the row through the centre) into the next segment.
@@ -345,7 +384,7 @@ def _check_septal_span(septal_span: float, k: int, angles_from: str, order: Base
 def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], order: BaseApexOrder,
                  centres_rc_mm: list[np.ndarray | None], rays: list[np.ndarray],
                  rv_insertion_lps: np.ndarray) -> tuple[list[SegmentReport], str, float | None]:
-    """The 16 AHA segments of a stack with its slices along k (module docstring), where the direction of
+    """The 17 AHA segments of a stack with its slices along k (module docstring), where the direction of
     their angles came from (:data:`ANGLES_FROM_PATIENT_AXES` or :data:`ANGLES_FROM_DISPLAY`), and the
     septal arc between the two RV insertion points (degrees, mean over the slices; None with one point).
 
@@ -377,9 +416,10 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
         turn = -1.0
         angles_from = ANGLES_FROM_DISPLAY
 
-    # The septal arc is checked on the slice where the inferior point lies (the nearest one with segments).
+    # The septal arc is checked on the slice where the inferior point lies (the nearest one with angled segments:
+    # the apex has none).
     with_segments = [k for k, (level, centre) in enumerate(zip(levels, centres_rc_mm))
-                     if level is not None and centre is not None]
+                     if level is not None and level != APEX and centre is not None]
     marked_slice = None
     if both and with_segments:
         inferior_k = float(volume.physical_to_index(inferior)[2])
@@ -392,22 +432,26 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
         return np.array([towards @ column_axis, towards @ row_axis])
 
     voxel_ml = volume.voxel_volume_ml
-    myocardium_count = np.zeros(17)
-    scar_count = np.zeros(17)
-    mvo_count = np.zeros(17)
-    rays_crossing = np.zeros(17)
-    rays_over_half = np.zeros(17)
+    bins = _SEGMENT_COUNT + 1  # indexed by segment number
+    myocardium_count = np.zeros(bins)
+    scar_count = np.zeros(bins)
+    mvo_count = np.zeros(bins)
+    rays_crossing = np.zeros(bins)
+    rays_over_half = np.zeros(bins)
     spans: list[float] = []
     slices: dict[int, list[int]] = {n: [] for n in SEGMENT_NAMES}
     for k, (level, centre) in enumerate(zip(levels, centres_rc_mm)):
         if level is None or centre is None:
             continue
-        centre_lps = volume.index_to_physical(np.array([centre[1] / spacing_i, centre[0] / spacing_j, k]))
-        reference = in_plane(point, centre_lps)
-        if float(np.hypot(*reference)) < 1e-6:
-            raise InputError("the RV insertion point lies on the LV axis: mark it where the RV wall meets the septum")
+        reference = np.array([1.0, 0.0])  # an apex slice is one segment: no angle is needed there
         septal_span = _EQUAL_SEPTAL_SPAN_DEG
-        if both:
+        if level != APEX:
+            centre_lps = volume.index_to_physical(np.array([centre[1] / spacing_i, centre[0] / spacing_j, k]))
+            reference = in_plane(point, centre_lps)
+            if float(np.hypot(*reference)) < 1e-6:
+                raise InputError("the RV insertion point lies on the LV axis: mark it where the RV wall meets the "
+                                 "septum")
+        if both and level != APEX:
             to_inferior = in_plane(inferior, centre_lps)
             if float(np.hypot(*to_inferior)) < 1e-6:
                 raise InputError("the inferior RV insertion point lies on the LV axis: mark it where the RV wall "
@@ -425,19 +469,19 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
         segment = segment_of_angle(level, _angle_deg(reference, turn, cols * spacing_i - centre[1],
                                                       rows * spacing_j - centre[0]), septal_span)
         values = plane[rows, cols]
-        myocardium_count += np.bincount(segment, minlength=17)
-        scar_count += np.bincount(segment[np.isin(values, SCAR_LABELS)], minlength=17)
-        mvo_count += np.bincount(segment[values == MVO], minlength=17)
+        myocardium_count += np.bincount(segment, minlength=bins)
+        scar_count += np.bincount(segment[np.isin(values, SCAR_LABELS)], minlength=bins)
+        mvo_count += np.bincount(segment[values == MVO], minlength=bins)
         for number in np.unique(segment):
             slices[int(number)].append(k)
-        if is_measured(rays[k]):
+        if level != APEX and is_measured(rays[k]):
             theta = ray_angles(rays[k].size)
             ray_segment = segment_of_angle(level, _angle_deg(reference, turn, np.cos(theta), np.sin(theta)),
                                            septal_span)
             crossing = ~np.isnan(rays[k])
-            rays_crossing += np.bincount(ray_segment[crossing], minlength=17)
+            rays_crossing += np.bincount(ray_segment[crossing], minlength=bins)
             rays_over_half += np.bincount(ray_segment[crossing & (np.nan_to_num(rays[k]) > TRANSMURAL_FRACTION)],
-                                          minlength=17)
+                                          minlength=bins)
     out = []
     for number, name in SEGMENT_NAMES.items():
         myocardium_ml = float(myocardium_count[number]) * voxel_ml
@@ -454,6 +498,8 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
 
 
 __all__ = [
+    "APEX",
+    "APEX_SEGMENT",
     "LEVELS",
     "SEGMENT_NAMES",
     "BaseApexOrder",
@@ -461,9 +507,11 @@ __all__ = [
     "ANGLES_FROM_DISPLAY",
     "ANGLES_FROM_PATIENT_AXES",
     "MAX_SEPTAL_SPAN_DEG",
+    "MIN_CAVITY_AREA_MM2",
     "MIN_SEPTAL_SPAN_DEG",
     "aha_segments",
     "base_apex_order",
+    "cavity_area_mm2",
     "cavity_change",
     "check_rv_insertion",
     "extent_score",

@@ -12,7 +12,7 @@ the model loads, and each exam's files are written together or not at all.
 
 A points file (``--rv-points``, :func:`read_rv_points`) gives exams their RV insertion points, as
 ``--rv-insertion`` and ``--rv-inferior-insertion`` do for ``scarnet segment``: those exams get the AHA
-16-segment report, and their summary line the segment summary (segments with scar, segments with
+17-segment report, and their summary line the segment summary (segments with scar, segments with
 scar through more than half, the scar score) and the septal arc. Its optional ``basal_end`` column
 is ``--basal-end`` for the exams whose orientation and cavity size do not tell the base.
 """

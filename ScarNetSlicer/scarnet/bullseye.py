@@ -2,10 +2,12 @@
 
 The usual polar map (Cerqueira et al., Circulation 2002;105:539-42): the apex in the middle, the
 apical ring (13-16) inside, then mid (7-12), basal (1-6) outside; anterior at the top, septum on
-the left, lateral wall on the right, inferior at the bottom. The apical cap (17) is not in a
-short-axis stack and is drawn empty. Each segment is coloured by its scar grade
+the left, lateral wall on the right, inferior at the bottom, and the apex (17, the myocardium beyond the
+cavity) as the disc in the middle. Each segment is coloured by its scar grade
 (``scar_extent_score``: 0 none or under 1 %, 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 % of its myocardium) and
-labelled with its number and scar %; a segment without myocardium is grey and labelled "–". A caption
+labelled with its number and scar %; a segment without myocardium is grey and labelled "–" (the apex, where
+no slice lies beyond the cavity). A report stored before the apex was reported has 16 segments: its disc is
+drawn empty, dashed. A caption
 says how wide the septum was taken (:func:`septum_text`): the map's segments are drawn equal whatever it was.
 """
 
@@ -16,7 +18,7 @@ import textwrap
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .aha import ANGLES_FROM_DISPLAY, MIN_GRADED_SCAR_PERCENT, extent_score
+from .aha import ANGLES_FROM_DISPLAY, APEX_SEGMENT, MIN_GRADED_SCAR_PERCENT, extent_score
 from .quantify import INTENDED_USE, Report, report_warnings
 
 #: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
@@ -41,13 +43,16 @@ _HEIGHT = _CAPTION_Y + 3 * _CAPTION_STEP + 12
 
 def segment_geometry(number: int) -> tuple[float, float, float, float]:
     """(start angle, end angle in degrees counter-clockwise from the right as drawn, inner and outer
-    radius as a fraction of the map's) of AHA segment ``number`` (1-16) on the bullseye."""
+    radius as a fraction of the map's) of AHA segment ``number`` (1-17) on the bullseye; the apex (17) is
+    the whole disc in the middle: 0 to 360°, radii 0 to the apical ring's."""
+    if number == APEX_SEGMENT:
+        return 0.0, 360.0, 0.0, _RADII[0]
     for first, centre, width, inner, outer in _RINGS.values():
         count = round(360 / width)
         if first <= number < first + count:
             middle = centre + (number - first) * width
             return middle - width / 2, middle + width / 2, inner, outer
-    raise ValueError(f"no AHA segment {number} on the bullseye (1-16)")
+    raise ValueError(f"no AHA segment {number} on the bullseye (1-17)")
 
 
 def percent_text(scar_percent: float | None) -> str:
@@ -128,19 +133,26 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         start, end, inner, outer = segment_geometry(number)
         score = segment["scar_extent_score"]  # from the unrounded % (the stored one is rounded)
         colour = NO_MYOCARDIUM_COLOUR if score is None else GRADE_COLOURS[score]
-        path = _sector_path(cx, cy, start, end, inner * _OUTER, outer * _OUTER)
         percent = percent_text(segment["scar_percent"])
-        parts.append(f'<path d="{path}" fill="{colour}" stroke="#000000" stroke-width="1" '
-                     f'data-segment="{number}" data-grade="{"" if score is None else score}">'
-                     f"<title>{number} {escape(segment['name'])}: {percent}</title></path>")
-        x, y = _point(cx, cy, (inner + outer) / 2 * _OUTER, (start + end) / 2)
+        attributes = (f'fill="{colour}" stroke="#000000" stroke-width="1" data-segment="{number}" '
+                      f'data-grade="{"" if score is None else score}"')
+        title = f"<title>{number} {escape(segment['name'])}: {percent}" + (
+            " (no slice beyond the cavity)" if number == APEX_SEGMENT and score is None else "") + "</title>"
+        if number == APEX_SEGMENT:
+            parts.append(f'<circle cx="{cx}" cy="{cy}" r="{outer * _OUTER:.2f}" {attributes}>{title}</circle>')
+            x, y = cx, cy
+        else:
+            path = _sector_path(cx, cy, start, end, inner * _OUTER, outer * _OUTER)
+            parts.append(f'<path d="{path}" {attributes}>{title}</path>')
+            x, y = _point(cx, cy, (inner + outer) / 2 * _OUTER, (start + end) / 2)
         text_colour = "#ffffff" if score is not None and score >= 3 else "#000000"
         parts.append(f'<text x="{x:.1f}" y="{y - 2:.1f}" text-anchor="middle" font-size="11" '
                      f'fill="{text_colour}">{number}</text>')
         parts.append(f'<text x="{x:.1f}" y="{y + 10:.1f}" text-anchor="middle" font-size="9" '
                      f'fill="{text_colour}">{percent}</text>')
-    parts.append(f'<circle cx="{cx}" cy="{cy}" r="{_RADII[0] * _OUTER:.2f}" fill="none" stroke="#000000" '
-                 'stroke-dasharray="3,3"><title>17 apex: not in a short-axis stack</title></circle>')
+    if all(segment["segment"] != APEX_SEGMENT for segment in segments):  # a report stored before the apex was
+        parts.append(f'<circle cx="{cx}" cy="{cy}" r="{_RADII[0] * _OUTER:.2f}" fill="none" stroke="#000000" '
+                     'stroke-dasharray="3,3"><title>17 apex: not in this report</title></circle>')
     for label, angle, anchor in (("anterior", 90.0, "middle"), ("septal", 180.0, "end"),
                                  ("inferior", 270.0, "middle"), ("lateral", 0.0, "start")):
         x, y = _point(cx, cy, _OUTER + 6 if anchor != "middle" else _OUTER + 14, angle)

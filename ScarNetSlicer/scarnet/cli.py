@@ -92,7 +92,7 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
 
 
 def print_segments(report, console) -> None:
-    """The 16 AHA segments (scarnet.aha): scar % of each segment's myocardium, its 0-4 grade and transmurality."""
+    """The 17 AHA segments (scarnet.aha): scar % of each segment's myocardium, its 0-4 grade and transmurality."""
     from rich.table import Table
 
     from .bullseye import percent_text, summary_text
@@ -617,10 +617,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if result.report.segments is not None:
             grades = [(p.scar_extent_score, t.scar_extent_score)
                       for p, t in zip(result.report.segments, truth.segments)]
-            equal = sum(p == t for p, t in grades)
-            console.print(f"AHA segment grades (0-4) equal to the phantom's in {equal} of 16 segments; "
+            # Of the segments the phantom has (the apex, 17, may have no slice): "none" in both is no agreement.
+            graded = [(p, t) for p, t in grades if t is not None]
+            equal = sum(p == t for p, t in graded)
+            console.print(f"AHA segment grades (0-4) equal to the phantom's in {equal} of its {len(graded)} segments; "
                           f"predicted {''.join('-' if p is None else str(p) for p, _ in grades)}, "
-                          f"true {''.join('-' if t is None else str(t) for _, t in grades)} (segments 1-16).")
+                          f"true {''.join('-' if t is None else str(t) for _, t in grades)} "
+                          f"(segments 1-{len(grades)}; '-' no myocardium).")
         device = result.report.extra["inference"]["device"]
         console.print(f"Model time {result.timings_s['total_s']:.2f} s on {device}.")
         if out_dir is not None:
@@ -804,7 +807,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _add_segment_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rv-insertion", type=_finite_mm, nargs=3, metavar=("R", "A", "S"),
                         help="anterior RV insertion point, RAS mm as Slicer shows it (e.g. -25.8 101 8): adds the "
-                             "AHA 16-segment report")
+                             "AHA 17-segment report")
     parser.add_argument("--rv-inferior-insertion", type=_finite_mm, nargs=3, metavar=("R", "A", "S"),
                         help="inferior RV insertion point (RAS mm), with --rv-insertion: the septum is the arc "
                              "between the two (default: 120° from the anterior point)")
@@ -895,7 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="the DICOM series to use in each DICOM folder (number, UID or part of the "
                                     "description); files are read as they are")
     p.add_argument("--rv-points", type=Path, metavar="POINTS.csv",
-                   help="RV insertion points per exam, for the AHA 16-segment report: a CSV with the columns exam, "
+                   help="RV insertion points per exam, for the AHA 17-segment report: a CSV with the columns exam, "
                         "anterior_r, anterior_a, anterior_s and optionally inferior_r, inferior_a, inferior_s (RAS "
                         "mm as Slicer shows a point; exam = the input's name without its ending) and basal_end "
                         "(first or last, as segment's --basal-end)")

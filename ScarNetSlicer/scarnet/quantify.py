@@ -13,8 +13,8 @@ The JSON report is a contract other code builds on::
      "segment_summary": {"segments_with_scar", "segments_over_50_percent", "scar_score", "scar_score_max"} | null,
      "segment_angles_from": str | null, "septal_span_deg": float | null, "scarnet_version": str}
 
-Levels (basal / mid / apical) and, given the anterior RV insertion point, the 16 AHA segments come
-from :mod:`scarnet.aha`.
+Levels (basal / mid / apical, and apex beyond the cavity) and, given the anterior RV insertion point, the
+17 AHA segments come from :mod:`scarnet.aha`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,15 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .aha import ANGLES_FROM_DISPLAY, BaseApexOrder, SegmentReport, aha_segments, base_apex_order, slice_levels
+from .aha import (
+    ANGLES_FROM_DISPLAY,
+    APEX,
+    BaseApexOrder,
+    SegmentReport,
+    aha_segments,
+    base_apex_order,
+    slice_levels,
+)
 from .errors import InputError
 from .labels import (
     HEALTHY_MYOCARDIUM,
@@ -60,13 +68,13 @@ class SliceReport:
     scar_percent: float | None  # None where the slice has no myocardium
     lv_blood_pool_ml: float
     healthy_myocardium_ml: float
-    # Scar transmurality along rays from the LV centre (scarnet.transmurality); None without myocardium or
-    # where fewer than half of the rays cross the wall.
+    # Scar transmurality along rays from the LV centre (scarnet.transmurality); None without myocardium,
+    # where fewer than half of the rays cross the wall, or beyond the cavity (level "apex").
     scar_circumference_percent: float | None
     transmural_over_50_percent: float | None
     scar_transmurality_mean_percent: float | None  # None also where the slice has no scar
-    #: "basal", "mid" or "apical" (thirds of the slices with myocardium, scarnet.aha); None without
-    #: myocardium or where the base-apex order is unknown.
+    #: "basal", "mid" or "apical" (thirds of the slices with myocardium and a cavity), "apex" (beyond the cavity:
+    #: AHA segment 17; scarnet.aha); None without myocardium or where the base-apex order is unknown.
     level: str | None = None
     qc_flags: list[str] = field(default_factory=list)
     #: Where a PACS viewer shows this slice, for a DICOM input: ``instance_number``, ``frame_number``
@@ -105,7 +113,7 @@ class Report:
     slice_axis: str = "k"  # the image axis ``index`` counts along: "k", or "i"/"j" for a stack stored slice-first
     #: Which end of ``index`` is basal and what said so (scarnet.aha.BaseApexOrder); None when unknown.
     base_apex: BaseApexOrder | None = None
-    #: The 16 AHA segments, when an anterior RV insertion point was given (scarnet.aha); None otherwise.
+    #: The 17 AHA segments, when an anterior RV insertion point was given (scarnet.aha); None otherwise.
     segments: list[SegmentReport] | None = None
     #: What turned the segments' angles towards the septum (scarnet.aha.ANGLES_FROM_*); None without segments.
     segment_angles_from: str | None = None
@@ -140,16 +148,21 @@ class Report:
                                  "that is scar (3|4, anywhere in the wall); scar_circumference_percent: rays with "
                                  "scar, transmural_over_50_percent: rays with more than half, both as % of the rays "
                                  "that cross the wall; scar_transmurality_mean_percent: mean over the rays with scar; "
-                                 "null without myocardium or where fewer than half of the rays cross the wall; "
+                                 "null without myocardium, where fewer than half of the rays cross the wall, "
+                                 "or on a slice beyond the cavity (level apex: it cuts the wall across); "
                                  "the total is over the measured slices (scarnet.transmurality)",
-                "level": "basal, mid or apical: thirds of the slices with myocardium from base to apex; base_apex "
-                         "says which end is basal and whether the user, the patient axes or the cavity size said so "
+                "level": "basal, mid or apical: thirds of the slices with myocardium and LV blood pool from base "
+                         "to apex; apex: the slices beyond the cavity (myocardium without a cavity at the apical "
+                         "end; AHA segment 17); base_apex says which end is basal and whether the user, the "
+                         "patient axes or the cavity size said so "
                          "(scarnet.aha)",
                 "segment_summary": "segments_with_scar: AHA segments graded 1 or more (scar in at least 1 % of the "
                                    "segment); segments_over_50_percent: with "
                                    "scar in more than half of the segment (grade 3-4); scar_score: the sum of the "
                                    "grades, out of scar_score_max (4 per segment with myocardium)",
-                "segments": "AHA 16-segment model (Cerqueira 2002) from the anterior RV insertion point the user "
+                "segments": "AHA 17-segment model (Cerqueira 2002; 17 the apex, the slices beyond the cavity: "
+                            "0 mL and null %, grade and transmurality where there are none, and null transmurality "
+                            "always) from the anterior RV insertion point the user "
                             "marked; the septum spans 120° from it, or the arc to the inferior RV insertion point "
                             "when that was marked too (septal_span_deg); scar_percent: scar % of the segment's "
                             "myocardium; scar_extent_score: 0 none or under 1 %, 1 1-25 %, 2 26-50 %, 3 51-75 %, "
@@ -336,9 +349,9 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     intensity ratio under ``report.extra["intensity"]``. Each slice's ``dicom`` identifiers come from
     ``image`` (else ``labelmap``) when it was read from DICOM (:attr:`Volume.source_slices`).
 
-    Each slice's ``level`` (basal / mid / apical) needs the base-apex order: ``basal_end`` ("first"
-    or "last" slice index) when given, else as :func:`scarnet.aha.base_apex_order` finds it.
-    ``rv_insertion_lps``, the anterior RV insertion point (LPS mm, shape (3,)), adds the 16 AHA segments
+    Each slice's ``level`` (basal / mid / apical, apex beyond the cavity) needs the base-apex order:
+    ``basal_end`` ("first" or "last" slice index) when given, else as :func:`scarnet.aha.base_apex_order` finds it.
+    ``rv_insertion_lps``, the anterior RV insertion point (LPS mm, shape (3,)), adds the 17 AHA segments
     (``report.segments``); with the inferior one after it (shape (2, 3)) the septum is the arc between
     them. It needs that order, and raises :class:`InputError` without one.
     """
@@ -356,9 +369,11 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     counts = np.stack([np.bincount(labels[k].ravel(), minlength=NUM_CLASSES) for k in range(labels.shape[0])])
     positions = labelmap.slice_positions_mm()
     centres, rays = stack_rays(labels, (labelmap.spacing_mm[1], labelmap.spacing_mm[0]))
-    transmurality, total_transmurality = summarise_stack(rays)
     order = base_apex_order(labelmap, labels, basal_end)
-    levels = slice_levels(labels, order)
+    levels = slice_levels(labels, order, pixel_area_mm2=labelmap.spacing_mm[0] * labelmap.spacing_mm[1])
+    # A slice beyond the cavity cuts the apex's wall across, not through: rays in it would measure the disc.
+    rays = [np.zeros(0) if level == APEX else slice_rays for slice_rays, level in zip(rays, levels)]
+    transmurality, total_transmurality = summarise_stack(rays)
     segments = angles_from = septal_span = None
     if rv_insertion_lps is not None:
         if order is None:

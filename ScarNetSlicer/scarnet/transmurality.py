@@ -22,7 +22,9 @@ Per slice and over the stack (all rays of the measured slices alike):
 
 All three are None for a slice without myocardium, or whose wall is crossed by fewer than half of
 the rays (a basal sliver: a few rays would make its shares 0 or 100 %); such slices are left out
-of the stack's figures too.
+of the stack's figures too. :func:`scarnet.quantify.quantify` leaves out the slices beyond the cavity
+as well (level "apex", :mod:`scarnet.aha`), where the base-apex order is known: a short-axis slice
+cuts the apex's wall across, so rays in it measure the disc, not the wall.
 
 Limits, for the reader:
 

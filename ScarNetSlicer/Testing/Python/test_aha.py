@@ -16,6 +16,7 @@ import pytest
 from scarnet.aha import (
     ANGLES_FROM_DISPLAY,
     ANGLES_FROM_PATIENT_AXES,
+    APEX,
     SEGMENT_NAMES,
     base_apex_order,
     segment_of_angle,
@@ -75,6 +76,10 @@ def _point_at_angle(volume: Volume, angle_deg: float, k: int = 3, distance_mm: f
     return centre + distance_mm * (np.cos(angle) * volume.direction[:, 0] + np.sin(angle) * volume.direction[:, 1])
 
 
+def _levels(labels: np.ndarray, order, pixel_area_mm2: float = 1.0) -> list[str | None]:
+    return slice_levels(labels, order, pixel_area_mm2=pixel_area_mm2)
+
+
 def _by_number(report) -> dict:
     return {s.segment: s for s in report.segments}
 
@@ -86,23 +91,146 @@ def test_angles_map_to_the_aha_segments():
     # Apical: septal centred on the septum (60°), 90° each.
     apical = segment_of_angle("apical", np.array([16, 60, 104, 106, 194, 196, 284, 286, 10]))
     assert apical.tolist() == [14, 14, 14, 15, 15, 16, 16, 13, 13]
-    assert set(SEGMENT_NAMES) == set(range(1, 17))
+    # The apex beyond the cavity is one segment, whatever the angle.
+    assert segment_of_angle(APEX, np.array([0, 16, 106, 196, 286, 359])).tolist() == [17] * 6
+    assert set(SEGMENT_NAMES) == set(range(1, 18)) and SEGMENT_NAMES[17] == "apex"
 
 
 def test_levels_are_thirds_of_the_slices_with_myocardium():
     labels = np.zeros((10, 8, 8), dtype=np.uint8)
     labels[1:8, 2:6, 2:6] = 2  # 7 slices with myocardium: 1..7
     order = base_apex_order(Volume(labels), labels, basal_end="first")
-    assert slice_levels(labels, order) == [None, "basal", "basal", "mid", "mid", "mid", "apical", "apical",
+    assert _levels(labels, order) == [None, "basal", "basal", "mid", "mid", "mid", "apical", "apical",
                                            None, None]
     last = base_apex_order(Volume(labels), labels, basal_end="last")
-    assert slice_levels(labels, last) == [None, "apical", "apical", "mid", "mid", "mid", "basal", "basal",
+    assert _levels(labels, last) == [None, "apical", "apical", "mid", "mid", "mid", "basal", "basal",
                                           None, None]
     labels[8, 2:6, 2:6] = 2  # 8 slices: 3 / 3 / 2
-    assert slice_levels(labels, order)[1:9] == ["basal"] * 3 + ["mid"] * 3 + ["apical"] * 2
-    assert slice_levels(labels, None) == [None] * 10
+    assert _levels(labels, order)[1:9] == ["basal"] * 3 + ["mid"] * 3 + ["apical"] * 2
+    assert _levels(labels, None) == [None] * 10
     with pytest.raises(InputError, match="first"):
         base_apex_order(Volume(labels), labels, basal_end="top")
+
+
+def test_the_slices_beyond_the_cavity_are_the_apex():
+    """Myocardium without a cavity at the apical end is the apex (segment 17); the thirds are of the slices with
+    a cavity. A slice without a cavity between slices with one (a missed cavity) stays in its third, and so does
+    one at the basal end; a stack without a cavity anywhere has no apex."""
+    labels = np.zeros((11, 12, 12), dtype=np.uint8)
+    labels[1:10, 2:10, 2:10] = 2  # myocardium on slices 1..9
+    labels[1:8, 4:8, 4:8] = 1  # a cavity of 16 mm² on 1..7: 8 and 9 lie beyond it
+    labels[4, 4:8, 4:8] = 2  # ... but not on 4, in the middle
+    first = base_apex_order(Volume(labels), labels, basal_end="first")
+    assert _levels(labels, first) == [None, "basal", "basal", "mid", "mid", "mid", "apical", "apical",
+                                           APEX, APEX, None]
+    last = base_apex_order(Volume(labels), labels, basal_end="last")  # 8 and 9 are basal then: no apex
+    assert _levels(labels, last) == [None, "apical", "apical", "apical", "mid", "mid", "mid", "basal",
+                                          "basal", "basal", None]
+    # A cavity is what the myocardium encloses: a ring drawn without blood pool (background inside) is apical.
+    ring = labels.copy()
+    ring[7][ring[7] == 1] = 0
+    assert _levels(ring, first)[7:10] == ["apical", APEX, APEX]
+    # ... from 10 mm²: a stray voxel or two of blood pool on a cap slice is not a cavity, and the area is in mm².
+    stray = labels.copy()
+    stray[8, 9, 9] = stray[8, 9, 8] = 1
+    assert _levels(stray, first)[7:10] == ["apical", APEX, APEX]
+    assert _levels(stray, first, 5.0)[7:10] == ["apical", "apical", APEX]
+    small = labels.copy()
+    small[7, 4:8, 4:8] = 2
+    small[7, 5:7, 5:7] = 1  # 4 pixels of blood pool on 7: 4 mm², or 10 mm² with 2.5 mm² pixels
+    assert _levels(small, first)[5:10] == ["apical", "apical", APEX, APEX, APEX]
+    assert _levels(small, first, 2.5)[5:10] == ["mid", "apical", "apical", APEX, APEX]
+    labels[labels == 1] = 2
+    assert APEX not in _levels(labels, first)
+
+
+def _ring_labels_with_apex(scar_on_apex: bool) -> np.ndarray:
+    """The rings (scar 16-56°) on slices 0-4, then two slices of solid myocardium beyond the cavity (the apex), the
+    first of them scar on its septal half (towards +j) when ``scar_on_apex``."""
+    labels = _ring_labels(16.0, 56.0)
+    _, rows, cols = SHAPE
+    rr, cc = np.mgrid[:rows, :cols]
+    radius = np.hypot((rr - CENTRE_RC[0]) * SPACING[1], (cc - CENTRE_RC[1]) * SPACING[0])
+    for z, disc_mm in ((5, 14.0), (6, 9.0)):
+        labels[z] = 0
+        labels[z][radius < disc_mm] = 2
+    if scar_on_apex:
+        labels[5][(radius < 14.0) & (rr > CENTRE_RC[0])] = 3
+    return labels
+
+
+def test_the_apex_is_segment_17():
+    labels = _ring_labels_with_apex(scar_on_apex=True)
+    volume = _volume(labels)
+    report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
+    assert [s.level for s in report.slices] == ["basal", "basal", "mid", "mid", "apical", APEX, APEX]
+    segments = _by_number(report)
+    apex = segments[17]
+    assert (apex.name, apex.level, apex.slices) == ("apex", APEX, [5, 6])
+    beyond = np.isin(labels[5:], (2, 3, 4))
+    assert apex.myocardium_ml == pytest.approx(beyond.sum() * volume.voxel_volume_ml)
+    assert apex.scar_ml == pytest.approx((labels[5:] == 3).sum() * volume.voxel_volume_ml)
+    assert 25 < apex.scar_percent < 50 and apex.scar_extent_score == 2  # half of the larger disc, none of the smaller
+    # The apex's wall is cut across: no transmurality for it, nor for its slices (left out of the stack's too).
+    assert apex.transmural_over_50_percent is None
+    assert [s.transmural_over_50_percent is None for s in report.slices] == [False] * 5 + [True] * 2
+    rings_only = quantify(_volume(labels[:5].copy()))
+    assert report.total.transmural_over_50_percent == rings_only.total.transmural_over_50_percent
+    assert report.total.scar_circumference_percent == rings_only.total.scar_circumference_percent
+    # Nothing of the apex slices is in the apical segments, and every voxel is in one segment.
+    assert all(5 not in segments[n].slices and 6 not in segments[n].slices for n in range(1, 17))
+    assert sum(s.myocardium_ml for s in report.segments) == pytest.approx(report.total.myocardium_ml, rel=1e-6)
+    assert sum(s.scar_ml for s in report.segments) == pytest.approx(report.total.scar_ml, rel=1e-6)
+    assert {n for n, s in segments.items() if s.scar_ml > 0} == {2, 8, 14, 17}
+    assert report.segment_summary() == {"segments_with_scar": 4, "segments_over_50_percent": 2, "scar_score": 10,
+                                        "scar_score_max": 68}
+    # An inferior point marked on an apex slice: its septal arc is checked on the nearest slice with angles (4).
+    inferior_on_apex = _point_at_angle(volume, 100.0) + 2 * SPACING[2] * volume.slice_normal
+    both = quantify(volume, rv_insertion_lps=np.stack([_point_along_i(volume), inferior_on_apex]))
+    assert _by_number(both)[17].scar_ml == apex.scar_ml and both.septal_span_deg == pytest.approx(100.0, abs=0.5)
+    swapped = _point_at_angle(volume, 240.0) + 2 * SPACING[2] * volume.slice_normal
+    with pytest.raises(InputError, match="on slice 4 the inferior RV insertion point lies 240°"):
+        quantify(volume, rv_insertion_lps=np.stack([_point_along_i(volume), swapped]))
+
+
+def test_the_bullseye_fills_the_apex():
+    import xml.etree.ElementTree as ET
+
+    from scarnet.bullseye import GRADE_COLOURS, bullseye_svg
+
+    volume = _volume(_ring_labels_with_apex(scar_on_apex=True))
+    report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
+    svg = "{http://www.w3.org/2000/svg}"
+    root = ET.fromstring(bullseye_svg(report))
+    apex = next(c for c in root.iter(f"{svg}circle") if c.get("data-segment") == "17")
+    assert apex.get("fill") == GRADE_COLOURS[2] and apex.get("data-grade") == "2"
+    assert apex.find(f"{svg}title").text.startswith("17 apex: 3")
+    assert not any(c.get("stroke-dasharray") for c in root.iter(f"{svg}circle"))
+    # A report stored before the apex was reported (16 segments) draws it empty and dashed, as then.
+    data = json.loads(report.to_json())
+    data["segments"] = data["segments"][:16]
+    old = ET.fromstring(bullseye_svg(data))
+    assert [c.get("stroke-dasharray") for c in old.iter(f"{svg}circle")] == ["3,3"]
+    assert sum(1 for e in old.iter() if e.get("data-segment")) == 16
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_phantom_apex_is_its_slices_beyond_the_cavity(seed):
+    """On phantoms (half of them have slices beyond the cavity), segment 17 holds exactly the myocardium of the
+    slices after the last one with blood pool, from base to apex."""
+    phantom = make_phantom(seed, infarct=True)
+    labels = phantom.labelmap.array
+    report = quantify(phantom.labelmap, rv_insertion_lps=anterior_rv_insertion_lps(phantom))
+    ordered = [k for k in range(labels.shape[0]) if np.isin(labels[k], (2, 3, 4)).any()]
+    if not report.base_apex.base_first:
+        ordered = ordered[::-1]
+    with_pool = [k for k in ordered if (labels[k] == 1).any()]
+    beyond = ordered[ordered.index(with_pool[-1]) + 1:]
+    apex = _by_number(report)[17]
+    assert sorted(apex.slices) == sorted(beyond)
+    expected_ml = np.isin(labels[beyond], (2, 3, 4)).sum() * phantom.labelmap.voxel_volume_ml
+    assert apex.myocardium_ml == pytest.approx(expected_ml)
+    assert sum(s.myocardium_ml for s in report.segments) == pytest.approx(report.total.myocardium_ml, rel=1e-6)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 3, 4, 10, 11])
@@ -314,8 +442,8 @@ def test_segments_do_not_depend_on_how_the_stack_is_stored():
 
 
 @pytest.mark.parametrize("seed, territory_segments", [
-    (0, {1, 2, 7, 8, 13, 14}),  # LAD: anterior and anteroseptal
-    (1, {1, 2, 7, 8, 13, 14}),
+    (0, {1, 2, 7, 8, 13, 14, 17}),  # LAD: anterior and anteroseptal, and the apex
+    (1, {1, 2, 7, 8, 13, 14, 17}),
     (3, {5, 6, 11, 12, 16}),  # LCX: lateral
     (6, {5, 6, 11, 12, 16}),
     (10, {3, 4, 9, 10, 15}),  # RCA: inferior and inferoseptal
@@ -359,13 +487,17 @@ def test_report_carries_levels_and_segments():
     data = json.loads(report.to_json())
     assert data["base_apex"] == {"basal_end": "first", "from": "cavity size"}
     assert [s["level"] for s in data["slices"]][:2] == ["basal", "basal"]
-    assert [s["segment"] for s in data["segments"]] == list(range(1, 17))
+    assert [s["segment"] for s in data["segments"]] == list(range(1, 18))
+    # Every slice has a cavity: no apex, and segment 17 says so with no figures.
+    assert data["segments"][16] == {"segment": 17, "name": "apex", "level": "apex", "slices": [],
+                                    "myocardium_ml": 0.0, "scar_ml": 0.0, "mvo_ml": 0.0, "scar_percent": None,
+                                    "scar_extent_score": None, "transmural_over_50_percent": None}
     assert data["segments"][1]["name"] == "basal anteroseptal" and data["segments"][1]["scar_extent_score"] == 3
     rows = list(csv.reader(io.StringIO(report.to_csv())))
     assert rows[0][-2:] == ["level", "qc_flags"] and rows[1][-2] == "basal"
     start = rows.index(["segment", "name", "level", "slices", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
                         "scar_extent_score", "transmural_over_50_percent"])
-    assert [row[0] for row in rows[start + 1:]] == [str(n) for n in range(1, 17)]
+    assert [row[0] for row in rows[start + 1:]] == [str(n) for n in range(1, 18)]
     assert rows[start + 2][3] == "0;1"
     # Scar through 40° of each 60° segment 2 and 8 (grade 3) and of the 90° segment 14 (grade 2).
     assert data["segment_summary"] == {"segments_with_scar": 3, "segments_over_50_percent": 2, "scar_score": 8,
@@ -396,7 +528,7 @@ def test_command_line_rv_insertion(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "AHA segments" in result.stdout and "basal anteroseptal" in result.stdout
     segments = json.loads((tmp_path / "r.json").read_text())["segments"]
-    assert [s["scar_ml"] > 0 for s in segments] == [n in (2, 8, 14) for n in range(1, 17)]
+    assert [s["scar_ml"] > 0 for s in segments] == [n in (2, 8, 14) for n in range(1, 18)]
 
     inferior = _point_at_angle(volume, 90.0)
     inferior_ras = [f"{-inferior[0]:.4f}", f"{-inferior[1]:.4f}", f"{inferior[2]:.4f}"]
@@ -406,7 +538,7 @@ def test_command_line_rv_insertion(tmp_path):
     both = json.loads((tmp_path / "both.json").read_text())
     assert both["septal_span_deg"] == pytest.approx(90.0, abs=0.5)
     # The septum 90° wide: scar at 16-56° now reaches the inferoseptal half (45-90°).
-    assert [s["scar_ml"] > 0 for s in both["segments"]] == [n in (2, 3, 8, 9, 14) for n in range(1, 17)]
+    assert [s["scar_ml"] > 0 for s in both["segments"]] == [n in (2, 3, 8, 9, 14) for n in range(1, 18)]
 
     lps_by_mistake = [f"{value:.4f}" for value in point]
     for args, message in [(["--rv-insertion", "1", "2"], "3 arguments"),
@@ -477,6 +609,11 @@ def test_bullseye_draws_each_segment_in_its_place_and_grade():
     root = ET.fromstring(bullseye_svg(report))
     paths = {int(p.get("data-segment")): p for p in root.iter("{http://www.w3.org/2000/svg}path")}
     assert sorted(paths) == list(range(1, 17))
+    # The apex (17): the disc in the middle, grey here (no slice beyond the cavity).
+    apex = next(c for c in root.iter("{http://www.w3.org/2000/svg}circle") if c.get("data-segment") == "17")
+    assert apex.get("fill") == NO_MYOCARDIUM_COLOUR and apex.get("data-grade") == ""
+    assert "no slice beyond the cavity" in apex.find("{http://www.w3.org/2000/svg}title").text
+    assert segment_geometry(17) == (0.0, 360.0, 0.0, 0.25)
     grades = {s.segment: s.scar_extent_score for s in report.segments}
     for number, path in paths.items():
         assert path.get("fill") == GRADE_COLOURS[grades[number]], number
@@ -488,15 +625,15 @@ def test_bullseye_draws_each_segment_in_its_place_and_grade():
     assert segment_geometry(1)[2:] == (0.75, 1.0) and segment_geometry(13)[2:] == (0.25, 0.5)
     # ... and where the picture draws them: each number label relative to the map's centre (SVG y grows down).
     svg = "{http://www.w3.org/2000/svg}"
-    centre = next(root.iter(f"{svg}circle"))
-    cx, cy = float(centre.get("cx")), float(centre.get("cy"))
+    cx, cy = float(apex.get("cx")), float(apex.get("cy"))
     children = list(root)
     label = {}
     for i, child in enumerate(children):
-        if child.tag == f"{svg}path":
+        if child.get("data-segment"):
             text = children[i + 1]
             assert text.text == child.get("data-segment")
             label[int(text.text)] = (float(text.get("x")) - cx, cy - float(text.get("y")))  # (right, up)
+    assert label[17] == (0, 2)  # the apex in the middle (its number just above the centre, its % below)
     for number in (1, 7, 13):
         assert label[number][1] > 0 and abs(label[number][0]) < 1  # top
     for number in (2, 3, 8, 9, 14):
@@ -577,4 +714,4 @@ def test_command_line_bullseye(tmp_path):
     result = run("--rv-insertion", *ras, "--bullseye", "b.svg", "--report", "r.csv", "--overwrite")
     assert result.returncode == 0, result.stderr
     picture = (tmp_path / "b.svg").read_text()
-    assert picture.count("data-segment=") == 16 and "(labelmap lab.nrrd)" in picture
+    assert picture.count("data-segment=") == 17 and "(labelmap lab.nrrd)" in picture

@@ -218,7 +218,7 @@ def test_command_line_batch(tmp_path):
             f"({first['aha_segments_over_50_percent']} > 50 %)" in exam_line)
     first = _summary(tmp_path / "res")[0]
     report = json.loads((tmp_path / "res" / "x]_report.json").read_text())
-    assert first["status"] == "ok" and len(report["segments"]) == 16
+    assert first["status"] == "ok" and len(report["segments"]) == 17
     assert int(first["aha_scar_score"]) == report["segment_summary"]["scar_score"]
     assert float(first["septal_span_deg"]) == pytest.approx(report["septal_span_deg"], abs=0.05)
     result = run()  # again: the outputs exist
@@ -360,7 +360,7 @@ def test_exams_with_rv_points_get_aha_segments_in_their_report_and_summary(tmp_p
     assert [r.status for r in rows] == ["ok", "ok", "ok"]
     summary = _summary(tmp_path / "out")
     reports = [json.loads((tmp_path / "out" / f"{n}_report.json").read_text()) for n in ("p1", "p2", "p3")]
-    assert len(reports[0]["segments"]) == 16 and reports[1]["segments"] is None and reports[2]["segments"] is None
+    assert len(reports[0]["segments"]) == 17 and reports[1]["segments"] is None and reports[2]["segments"] is None
     segment_summary = reports[0]["segment_summary"]
     assert summary[0]["aha_segments_with_scar"] == str(segment_summary["segments_with_scar"])
     assert summary[0]["aha_segments_over_50_percent"] == str(segment_summary["segments_over_50_percent"])

@@ -692,7 +692,7 @@ def test_demo_creates_its_folder_when_writing_and_never_replaces(tmp_path):
     assert sorted(p.name for p in (tmp_path / "d" / "sub").iterdir()) == names
     # The demo reports the AHA segments from the phantom's own RV insertion points (anterior and inferior).
     demo_report = json.loads((tmp_path / "d" / "sub" / "demo_report.json").read_text())
-    assert len(demo_report["segments"]) == 16
+    assert len(demo_report["segments"]) == 17
     assert 100.0 < demo_report["septal_span_deg"] < 160.0  # the phantom's septum, not the assumed 120°
     # Which weights made the report: the bundled file, by the sha256 its sidecar records.
     sidecar = json.loads(BUNDLED_WEIGHTS.with_suffix(".json").read_text())

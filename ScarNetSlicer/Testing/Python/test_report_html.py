@@ -94,9 +94,11 @@ def test_the_page_shows_the_report_figures():
         ["LV blood pool (slices with LV)", f"{t.lv_blood_pool_ml:.2f} mL", ""],
         ["Slices with myocardium / with scar", f"{t.slices_with_myocardium} / {t.slices_with_scar}", ""]]
     # One row per segment, as the report has them; the bullseye drawn once, with its summary.
-    assert segments[1:] == [[f"{s.segment} {s.name}", ",".join(map(str, s.slices)), f"{s.myocardium_ml:.2f}",
-                             f"{s.scar_ml:.2f}", percent_text(s.scar_percent), str(s.scar_extent_score),
-                             f"{s.transmural_over_50_percent:.0f}", f"{s.mvo_ml:.2f}"] for s in report.segments]
+    assert segments[1:] == [[f"{s.segment} {s.name}", ",".join(map(str, s.slices)) or "–", f"{s.myocardium_ml:.2f}",
+                             f"{s.scar_ml:.2f}", percent_text(s.scar_percent),
+                             "–" if s.scar_extent_score is None else str(s.scar_extent_score),
+                             "–" if s.transmural_over_50_percent is None else f"{s.transmural_over_50_percent:.0f}",
+                             f"{s.mvo_ml:.2f}"] for s in report.segments]
     assert page.svgs == 1 and "Scar (≥1 %) in 3 of 16 segments" in text
     # One row per slice: DICOM image, level, volumes and the QC flags, with the flags explained.
     assert slices[0] == ["Slice", "Position mm", "DICOM image", "Level", "Myocardium mL", "Scar mL", "Scar %", "MVO mL",

@@ -1337,17 +1337,18 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     segment_table = updated.segment_table_node
     assert outputs.table_node.GetNodeReference(rn.SEGMENT_TABLE_REFERENCE_ROLE) is segment_table
     table = segment_table.GetTable()
-    assert table.GetNumberOfRows() == 16
+    assert table.GetNumberOfRows() == 17
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [c.name for c in rn.SEGMENT_COLUMNS]
-    assert [table.GetColumnByName("Name").GetValue(r) for r in (0, 15)] == ["basal anterior", "apical lateral"]
-    assert [table.GetColumnByName("Scar (mL)").GetValue(r) for r in range(16)] == pytest.approx(
+    assert [table.GetColumnByName("Name").GetValue(r) for r in (0, 15, 16)] == ["basal anterior", "apical lateral",
+                                                                               "apex"]
+    assert [table.GetColumnByName("Scar (mL)").GetValue(r) for r in range(17)] == pytest.approx(
         [s["scar_ml"] for s in expected["segments"]])
     assert segment_table.GetAttribute("ScarNetSlicer.BasalEnd") == expected["base_apex"]["basal_end"]
     assert segment_table.GetAttribute("ScarNetSlicer.SeptalSpanDeg") == ""
     # The bullseye picture of the same segments, saved with the scene (the panel shows it).
     picture = rn.stored_bullseye(outputs.table_node)
     grades = [s["scar_extent_score"] for s in expected["segments"]]
-    assert [int(g) for g in re.findall(r'data-grade="(\d)"', picture)] == grades
+    assert [int(g) if g else None for g in re.findall(r'data-grade="(\d?)"', picture)] == grades
     assert "Scar per AHA segment (segmentation)" in picture and "Septum: 120°" in picture
     scene.SetSaveToXMLString(1)
     scene.Commit()
@@ -1361,7 +1362,7 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     assert saved == tmp_path / "exam 1.html"
     page = saved.read_text(encoding="utf-8")
     assert "Input: lge" in page and "Segmentation: segmentation" in page and picture.strip() in page
-    assert page.count("<tr>") == 1 + 7 + 17 + 1 + len(updated.report["slices"])  # totals, segments, slices
+    assert page.count("<tr>") == 1 + 7 + 1 + 17 + 1 + len(updated.report["slices"])  # totals, segments, slices
     # Its data beside it, for scarnet summarize: the report as shown, naming the input and whose segmentation it
     # measured (here edited in Slicer), without the scene's node IDs.
     data = json.loads((tmp_path / "exam 1.json").read_text(encoding="utf-8"))
@@ -1421,7 +1422,7 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     assert both.segment_table_node is segment_table
     assert segment_table.GetAttribute("ScarNetSlicer.SeptalSpanDeg") == f"{both.report['septal_span_deg']:.1f}"
     assert f"Septum: {both.report['septal_span_deg']:.0f}° between" in rn.stored_bullseye(outputs.table_node)
-    assert [table.GetColumnByName("Myocardium (mL)").GetValue(r) for r in range(16)] == pytest.approx(
+    assert [table.GetColumnByName("Myocardium (mL)").GetValue(r) for r in range(17)] == pytest.approx(
         [s.myocardium_ml for s in expected.segments])
     points.RemoveNthControlPoint(1)
 
@@ -1455,9 +1456,9 @@ def test_segment_scar_gives_the_rv_insertion_point_to_the_model(scene, lib, obli
     outputs = processor.finish(job)
     np.testing.assert_allclose(received["rv_insertion_lps"], _ras(_rv_point_ras(image)))
     assert received["basal_end"] == "last"
-    assert len(outputs.report["segments"]) == 16
+    assert len(outputs.report["segments"]) == 17
     assert outputs.report["base_apex"] == {"basal_end": "last", "from": "given"}
-    assert outputs.segment_table_node.GetTable().GetNumberOfRows() == 16
+    assert outputs.segment_table_node.GetTable().GetNumberOfRows() == 17
     assert "Scar per AHA segment (ScarNet model)" in lib.report_nodes.stored_bullseye(outputs.table_node)
     # "Update report" with the other end basal: the levels turn round.
     updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node,
