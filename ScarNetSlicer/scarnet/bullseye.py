@@ -19,7 +19,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from .aha import ANGLES_FROM_DISPLAY, APEX_SEGMENT, MIN_GRADED_SCAR_PERCENT, extent_score
-from .quantify import INTENDED_USE, Report, report_warnings
+from .quantify import INTENDED_USE, MIRROR_WARNING, Report, report_warnings
 
 #: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
 GRADE_COLOURS = ("#ffffff", "#fde0c5", "#f59e72", "#d9452b", "#8c1010")
@@ -38,7 +38,16 @@ _CENTRE = (_WIDTH / 2, 200.0)  # below the title and the "anterior" label
 _LEGEND_Y = _CENTRE[1] + _OUTER + 34
 _CAPTION_Y = _LEGEND_Y + 22  # the septum, the summary, how the angles were found (without orientation), the use
 _CAPTION_STEP = 14
-_HEIGHT = _CAPTION_Y + 3 * _CAPTION_STEP + 12
+
+
+def _height(captions: int) -> float:
+    """The picture's height with room for ``captions`` rows of caption (at least four: the usual picture's)."""
+    return _CAPTION_Y + (max(captions, 4) - 1) * _CAPTION_STEP + 12
+
+
+def _header(height: float) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height:.0f}" '
+            f'viewBox="0 0 {_WIDTH} {height:.0f}" font-family="sans-serif">')
 
 
 def segment_geometry(number: int) -> tuple[float, float, float, float]:
@@ -115,8 +124,7 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     segments = data.get("segments")
     warnings = report_warnings(data)
     cx, cy = _CENTRE
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT:.0f}" '
-             f'viewBox="0 0 {_WIDTH} {_HEIGHT:.0f}" font-family="sans-serif">',
+    parts = [_header(_height(4)),  # set again below, once the captions are known
              f'<text x="{cx}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>']
     if segments is None:
         # Why not, in lines short enough to read: the engine's warning(s), else the usual reason.
@@ -171,10 +179,14 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         # The picture cannot show a mirror: say how its sides were decided (the report's warning says more).
         captions.append(("angles", "No short-axis orientation: septum side taken as displayed, seen from the apex",
                          "#a00000"))
+    if MIRROR_WARNING in warnings:  # the anterior point alone: nothing would catch a mirror
+        captions.append(("mirror", "Mirrored? Septum and lateral wall would be swapped: mark the inferior RV point "
+                                   "too", "#a00000"))
     captions.append(("intended-use", INTENDED_USE.split(". ")[0], "#555555"))
     for row, (name, text, colour) in enumerate(captions):
         parts.append(f'<text x="{cx}" y="{_CAPTION_Y + row * _CAPTION_STEP:.1f}" text-anchor="middle" font-size="9" '
                      f'fill="{colour}" data-caption="{name}">{escape(text)}</text>')
+    parts[0] = _header(_height(len(captions)))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

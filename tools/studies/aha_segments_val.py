@@ -4,8 +4,9 @@ EMIDEC's PNGs lost their orientation and have no RV label, so no true RV inserti
 each exam's reference point is put on the outer edge of the expert's myocardium of its middle
 slice, straight up from the LV centre (towards row 0; ``scarnet.aha.outermost_wall_point_lps``).
 The segments' anatomical names do not hold here; what is measured is whether the model's labelmap
-and the expert's, cut into the same 16 AHA sectors (``scarnet.aha``, basal / mid / apical from the
-cavity), give the same scar per sector: the 0-4 grade (exact, within one, quadratic-weighted
+and the expert's, cut into the same AHA sectors (``scarnet.aha``, basal / mid / apical from the
+cavity; sectors compared where both have myocardium: 16 per exam, as neither has an apex slice), give the
+same scar per sector: the 0-4 grade (exact, within one, quadratic-weighted
 kappa), the scar % of the sector (bias and 95 % limits of agreement, model − expert, in points),
 and the sectors graded 3-4 (scar through more than half of the segment).
 

@@ -407,13 +407,21 @@ def test_an_image_without_orientation_is_read_as_displayed_seen_from_the_apex():
 
     from scarnet.bullseye import bullseye_svg
 
-    captions = {t.get("data-caption"): t.text for t in ET.fromstring(bullseye_svg(report)).iter()
-                if t.get("data-caption")}
-    assert captions["angles"].startswith("No short-axis orientation: septum side taken as displayed")
+    root = ET.fromstring(bullseye_svg(report))
+    captions = {t.get("data-caption"): t for t in root.iter() if t.get("data-caption")}
+    assert captions["angles"].text.startswith("No short-axis orientation: septum side taken as displayed")
+    # ... and the picture, which cannot show a mirror, says what the warning asks (a fifth caption, inside it).
+    assert captions["mirror"].text == ("Mirrored? Septum and lateral wall would be swapped: mark the inferior RV "
+                                       "point too")
+    assert list(captions) == ["septum", "summary", "angles", "mirror", "intended-use"]
+    assert float(captions["intended-use"].get("y")) < float(root.get("height"))
+    assert root.get("viewBox").split()[3] == root.get("height")
     oriented = _volume(labels)  # an oblique short-axis stack: the patient axes say which way; no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert quantify(oriented, rv_insertion_lps=_point_along_i(oriented)).warnings() == []
+        oriented_report = quantify(oriented, rv_insertion_lps=_point_along_i(oriented))
+    assert oriented_report.warnings() == []
+    assert 'data-caption="mirror"' not in bullseye_svg(oriented_report)
 
 
 def test_segments_do_not_depend_on_how_the_stack_is_stored():

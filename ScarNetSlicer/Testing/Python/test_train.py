@@ -14,7 +14,7 @@ import torch
 from conftest import EMIDEC, requires_emidec
 from scipy import ndimage
 
-from scarnet.errors import WeightsError
+from scarnet.errors import InputError, WeightsError
 from scarnet.model.registry import load_model
 from scarnet.phantom import make_phantom
 from scarnet.train.data import AugmentConfig, IntensityAugmenter, SliceSample, ghosting, make_example
@@ -811,6 +811,30 @@ def test_an_encoder_checkpoint_that_is_not_used_is_said_so_once(tmp_path, monkey
             warnings.simplefilter("error", RuntimeWarning)
             with pytest.raises(_ModelBuilt):
                 train(config, folder, resume=resume, progress=False)
+
+
+def test_a_pretrained_vit_b_without_its_checkpoint_is_refused(tmp_path, monkeypatch):
+    """No ViT-B checkpoint ships and nothing is downloaded: a new run asking for a pretrained medsam_vit_b without
+    --encoder-checkpoint would train from a random encoder. Refused before anything is written; with the file, or
+    from --init-weights, the run goes on (to building the model, stopped here)."""
+    import scarnet.train.loop as loop
+
+    def stop(config, fresh):
+        raise _ModelBuilt
+
+    monkeypatch.setattr(loop, "_build_model", stop)
+    vit_b = dataclasses.replace(SMOKE_CONFIG, pretrained_encoder=True,
+                                model=dataclasses.replace(SMOKE_CONFIG.model, encoder="medsam_vit_b"))
+    with pytest.raises(InputError, match="pretrained medsam_vit_b encoder needs its checkpoint: --encoder-checkpoint"):
+        train(vit_b, tmp_path / "refused", progress=False)
+    assert not (tmp_path / "refused").exists()
+    state = {"model": {}, "model_config": dataclasses.asdict(vit_b.model)}
+    torch.save(state, tmp_path / "init.pt")
+    for n, changes in enumerate(({"encoder_checkpoint": str(tmp_path / "medsam_vit_b.pth")},
+                                 {"init_weights": str(tmp_path / "init.pt")}, {"pretrained_encoder": False})):
+        with warnings.catch_warnings(), pytest.raises(_ModelBuilt):
+            warnings.simplefilter("ignore", RuntimeWarning)  # --init-weights makes the file unused: said, not tested
+            train(dataclasses.replace(vit_b, **changes), tmp_path / f"run{n}", progress=False)
 
 
 def test_bundled_continuation_configs_need_init_weights(tmp_path, capsys):

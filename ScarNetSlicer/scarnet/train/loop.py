@@ -438,12 +438,18 @@ def resolve_init_weights(value: str | None) -> str | None:
     return str(path)
 
 
-def _check_starting_point(config: TrainConfig) -> None:
-    """Refuse a config whose encoder would start random where random cannot work."""
+def _check_starting_point(config: TrainConfig, fresh: bool) -> None:
+    """Refuse a config whose encoder would start random where random cannot work, or where a pretrained one was
+    asked for and none can be had (``fresh``: a new run, whose encoder is built from the config)."""
     if (config.freeze_encoder and not config.pretrained_encoder and not config.init_weights
             and config.model.encoder != "none"):
         raise InputError("training config: a frozen encoder must be pretrained (pretrained_encoder) or come with "
                          "the starting weights (--init-weights); a frozen random encoder learns nothing")
+    if (fresh and config.model.encoder == "medsam_vit_b" and config.pretrained_encoder and not config.init_weights
+            and config.encoder_checkpoint is None):
+        # No ViT-B checkpoint ships with scarnet and nothing is downloaded: the encoder would start random.
+        raise InputError("training config: a pretrained medsam_vit_b encoder needs its checkpoint: "
+                         "--encoder-checkpoint medsam_vit_b.pth (the README says where to get it)")
 
 
 def _read_checkpoint(out_dir: Path, mmap: bool = False) -> dict[str, Any]:
@@ -805,7 +811,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         config = resumed_config(checkpoint["config"], config, out_dir)
         config.check()  # this session's settings with the run's (an EMIDEC folder for a run on own exams)
     _check_out_is_not_in_own_folders(out_dir, config)
-    _check_starting_point(config)
+    _check_starting_point(config, fresh=checkpoint is None)
     unused = _unused_encoder_checkpoint(config, None if checkpoint is None else checkpoint["config"])
     if unused is not None:
         # Not refused: tools/device/run.sh passes the file to every run, warm starts and resumes included.
