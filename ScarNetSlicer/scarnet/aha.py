@@ -103,7 +103,6 @@ SEGMENT_NAMES = {
 }
 #: The segment of the whole of an apex slice.
 APEX_SEGMENT = 17
-_SEGMENT_COUNT = len(SEGMENT_NAMES)
 #: A typical LV long axis, base to apex, in LPS: to the patient's left, anterior and inferior.
 TYPICAL_LONG_AXIS_LPS = np.array([0.62, -0.55, -0.56]) / np.linalg.norm([0.62, -0.55, -0.56])
 #: The slice normal decides the base-apex order when |cos| to the typical long axis is at least this.
@@ -419,7 +418,7 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
     # The septal arc is checked on the slice where the inferior point lies (the nearest one with angled segments:
     # the apex has none).
     with_segments = [k for k, (level, centre) in enumerate(zip(levels, centres_rc_mm))
-                     if level is not None and level != APEX and centre is not None]
+                     if level in LEVELS and centre is not None]
     marked_slice = None
     if both and with_segments:
         inferior_k = float(volume.physical_to_index(inferior)[2])
@@ -432,7 +431,7 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
         return np.array([towards @ column_axis, towards @ row_axis])
 
     voxel_ml = volume.voxel_volume_ml
-    bins = _SEGMENT_COUNT + 1  # indexed by segment number
+    bins = APEX_SEGMENT + 1  # indexed by segment number
     myocardium_count = np.zeros(bins)
     scar_count = np.zeros(bins)
     mvo_count = np.zeros(bins)
@@ -443,45 +442,46 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
     for k, (level, centre) in enumerate(zip(levels, centres_rc_mm)):
         if level is None or centre is None:
             continue
-        reference = np.array([1.0, 0.0])  # an apex slice is one segment: no angle is needed there
-        septal_span = _EQUAL_SEPTAL_SPAN_DEG
-        if level != APEX:
+        plane = labels[k]
+        rows, cols = np.nonzero(np.isin(plane, MYOCARDIUM_LABELS))
+        if level == APEX:
+            # One segment whatever the angle, and no rays: a short-axis slice cuts the apex's wall across.
+            segment = np.full(rows.size, APEX_SEGMENT)
+        else:
             centre_lps = volume.index_to_physical(np.array([centre[1] / spacing_i, centre[0] / spacing_j, k]))
             reference = in_plane(point, centre_lps)
             if float(np.hypot(*reference)) < 1e-6:
                 raise InputError("the RV insertion point lies on the LV axis: mark it where the RV wall meets the "
                                  "septum")
-        if both and level != APEX:
-            to_inferior = in_plane(inferior, centre_lps)
-            if float(np.hypot(*to_inferior)) < 1e-6:
-                raise InputError("the inferior RV insertion point lies on the LV axis: mark it where the RV wall "
-                                 "meets the septum")
-            septal_span = float(np.mod(_angle_deg(reference, turn, *to_inferior), 360.0))
-            if k == marked_slice:
-                _check_septal_span(septal_span, k, angles_from, order)
-            # On the other slices the points are projections, off by as much as the LV axis drifts from the
-            # slice normal: kept within the range rather than refused.
-            septal_span = float(np.clip(septal_span, MIN_SEPTAL_SPAN_DEG, MAX_SEPTAL_SPAN_DEG))
-            spans.append(septal_span)
-
-        plane = labels[k]
-        rows, cols = np.nonzero(np.isin(plane, MYOCARDIUM_LABELS))
-        segment = segment_of_angle(level, _angle_deg(reference, turn, cols * spacing_i - centre[1],
-                                                      rows * spacing_j - centre[0]), septal_span)
+            septal_span = _EQUAL_SEPTAL_SPAN_DEG
+            if both:
+                to_inferior = in_plane(inferior, centre_lps)
+                if float(np.hypot(*to_inferior)) < 1e-6:
+                    raise InputError("the inferior RV insertion point lies on the LV axis: mark it where the RV "
+                                     "wall meets the septum")
+                septal_span = float(np.mod(_angle_deg(reference, turn, *to_inferior), 360.0))
+                if k == marked_slice:
+                    _check_septal_span(septal_span, k, angles_from, order)
+                # On the other slices the points are projections, off by as much as the LV axis drifts from the
+                # slice normal: kept within the range rather than refused.
+                septal_span = float(np.clip(septal_span, MIN_SEPTAL_SPAN_DEG, MAX_SEPTAL_SPAN_DEG))
+                spans.append(septal_span)
+            segment = segment_of_angle(level, _angle_deg(reference, turn, cols * spacing_i - centre[1],
+                                                          rows * spacing_j - centre[0]), septal_span)
+            if is_measured(rays[k]):
+                theta = ray_angles(rays[k].size)
+                ray_segment = segment_of_angle(level, _angle_deg(reference, turn, np.cos(theta), np.sin(theta)),
+                                               septal_span)
+                crossing = ~np.isnan(rays[k])
+                rays_crossing += np.bincount(ray_segment[crossing], minlength=bins)
+                rays_over_half += np.bincount(
+                    ray_segment[crossing & (np.nan_to_num(rays[k]) > TRANSMURAL_FRACTION)], minlength=bins)
         values = plane[rows, cols]
         myocardium_count += np.bincount(segment, minlength=bins)
         scar_count += np.bincount(segment[np.isin(values, SCAR_LABELS)], minlength=bins)
         mvo_count += np.bincount(segment[values == MVO], minlength=bins)
         for number in np.unique(segment):
             slices[int(number)].append(k)
-        if level != APEX and is_measured(rays[k]):
-            theta = ray_angles(rays[k].size)
-            ray_segment = segment_of_angle(level, _angle_deg(reference, turn, np.cos(theta), np.sin(theta)),
-                                           septal_span)
-            crossing = ~np.isnan(rays[k])
-            rays_crossing += np.bincount(ray_segment[crossing], minlength=bins)
-            rays_over_half += np.bincount(ray_segment[crossing & (np.nan_to_num(rays[k]) > TRANSMURAL_FRACTION)],
-                                          minlength=bins)
     out = []
     for number, name in SEGMENT_NAMES.items():
         myocardium_ml = float(myocardium_count[number]) * voxel_ml

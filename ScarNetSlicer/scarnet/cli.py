@@ -217,11 +217,9 @@ def _warnings_kept_in(messages: list[str]):
 
 
 def cmd_quantify(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from .errors import InputError
     from .io import read_input, read_labelmap, write_report
-    from .labels import MYOCARDIUM_LABELS
+    from .labels import myocardium_mask
     from .outputs import DICOM_SEG, REPORT, OutputSet
     from .quantify import quantify
 
@@ -238,9 +236,10 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
             image, source = read_input(args.image, args.series) if args.image else (None, None)
-            outputs.check_not_inputs([args.labelmap, args.model_report, *_files_read(args.image, source)])
+            if source is not None:  # a DICOM folder: its series' files, now known
+                outputs.check_not_inputs(source.series.files)
             labelmap = read_labelmap(args.labelmap, reference=image)
-            if not np.isin(labelmap.array, MYOCARDIUM_LABELS).any():
+            if not myocardium_mask(labelmap.array).any():
                 # Every volume would be 0 and scar % undefined: an empty export, or the wrong file.
                 raise InputError(f"{args.labelmap}: no myocardium (labels 2, 3 or 4) in it, so there is nothing to "
                                  "quantify")
@@ -271,13 +270,6 @@ def cmd_quantify(args: argparse.Namespace) -> int:
     series = series_text(report.extra.get("input_series"))
     print_report(report, _console(args.quiet), title=f"ScarNet report: {_escape_markup(str(args.labelmap) + series)}")
     return 0
-
-
-def _files_read(path: str | Path | None, source) -> list[Path]:
-    """The files an input was read from: the file itself, or the DICOM series' files of a folder."""
-    if path is None:
-        return []
-    return list(source.series.files) if source is not None else [Path(path)]
 
 
 #: ``quantify --segmented-by`` on the page and the bullseye ("Segmentation: labelmap X, ...").
@@ -463,7 +455,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         input_warnings: list[str] = []
         with _warnings_kept_in(input_warnings):
             volume, source = read_input(args.input, series=args.series)
-            outputs.check_not_inputs(_files_read(args.input, source))
+            if source is not None:  # a DICOM folder: its series' files, now known
+                outputs.check_not_inputs(source.series.files)
             if args.dicom_seg is not None:
                 from .dicom_seg import check_dicom_seg_sources
 

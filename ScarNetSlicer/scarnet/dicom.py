@@ -149,7 +149,11 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
     by_uid: dict[str, list[tuple[Path, Any]]] = {}
     damaged: list[str] = []
     for path in _walk_files(folder):
-        if not _may_be_dicom(path):
+        name = path.name.lower()
+        if name.endswith(_NOT_DICOM_SUFFIXES) or name == "dicomdir":
+            continue
+        head = _file_head(path)
+        if not _may_be_dicom(head):
             continue
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
@@ -157,11 +161,11 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
             rows = int(header.get("Rows", 0) or 0)
             columns = int(header.get("Columns", 0) or 0)
         except Exception:  # noqa: BLE001 - pydicom raises many types on foreign files
-            if _has_dicom_preamble(path):
-                damaged.append(path.relative_to(folder).as_posix())  # a DICOM file, damaged: said below
-            continue
-        if len(header) == 0 and _has_dicom_preamble(path):
-            damaged.append(path.relative_to(folder).as_posix())  # cut off after its file meta: nothing of the image
+            header = None
+        # Unreadable, or cut off after its file meta (nothing of the image), though it says it is DICOM: damaged.
+        if header is None or len(header) == 0:
+            if _has_preamble(head):
+                damaged.append(path.relative_to(folder).as_posix())  # said below
             continue
         if not uid or rows <= 0 or columns <= 0:
             continue  # not an image (or a foreign file pydicom parsed into nonsense under force=True)
@@ -177,11 +181,6 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
     return series
 
 
-def _has_dicom_preamble(path: Path) -> bool:
-    """The file says it is DICOM ("DICM" after the 128-byte preamble), so failing to read it is damage."""
-    return _has_preamble(_file_head(path))
-
-
 def _file_head(path: Path) -> bytes:
     """The first 132 bytes of ``path`` (fewer for a shorter file; none when it cannot be read)."""
     try:
@@ -192,6 +191,7 @@ def _file_head(path: Path) -> bytes:
 
 
 def _has_preamble(head: bytes) -> bool:
+    """The file says it is DICOM ("DICM" after the 128-byte preamble), so failing to read it is damage."""
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
@@ -216,12 +216,9 @@ def _walk_files(folder: Path) -> Iterable[Path]:
                 yield Path(root) / name
 
 
-def _may_be_dicom(path: Path) -> bool:
-    """Cheap pre-check: a DICOM preamble, or a raw dataset starting with group 0002/0008."""
-    name = path.name.lower()
-    if name.endswith(_NOT_DICOM_SUFFIXES) or name == "dicomdir":
-        return False
-    head = _file_head(path)
+def _may_be_dicom(head: bytes) -> bool:
+    """Cheap pre-check of a file's first 132 bytes (:func:`_file_head`): a DICOM preamble, or a raw dataset
+    starting with group 0002/0008."""
     if _has_preamble(head):
         return True
     # Files without the 128-byte preamble (old exports) begin directly with a data element.

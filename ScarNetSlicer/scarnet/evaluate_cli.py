@@ -46,7 +46,7 @@ from .errors import InputError, NoHeartFoundError
 from .evaluate import case_metrics, dice, hd95_mm, scar_percent, summarise
 from .io import json_safe as _jsonable
 from .io import sha256_of
-from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS
+from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS, myocardium_mask
 from .orientation import find_stack_axis
 from .qc import FLAG_DESCRIPTIONS, UNLIKE_TRAINING_WARNING, QcCalibration, calibrate
 from .volume import Volume
@@ -346,7 +346,7 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
                                  "run it again")
             image, _ = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
             reference = read_labelmap(reference_path, reference=image, label_values=label_values)
-            if not np.isin(reference.array, MYOCARDIUM_LABELS).any():
+            if not myocardium_mask(reference.array).any():
                 # Every Dice would be 0 or undefined, and a training run would select on NaN.
                 raise InputError(f"{reference_path}: no myocardium (labels 2-4) in it: an empty reference, or its "
                                  "values mapped to background (--label-values)")
@@ -1392,7 +1392,7 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     unet_weights = getattr(args, "unet_weights", None)
     if unet_weights is not None and "unet" not in skip:
         unet_model = load_model(unet_weights, device=device)
-        if unet_model.config.encoder not in ("none", "", None):
+        if unet_model.config.has_encoder:
             raise InputError(f"{unet_weights}: --unet-weights must be a plain U-Net (encoder 'none'), "
                              f"not encoder '{unet_model.config.encoder}'")
         unet = ModelEntry(unet_model, weights_info(unet_weights, unet_model))

@@ -186,10 +186,11 @@ def _warn_if_sheared(path: Path, linear: np.ndarray | None) -> None:
     product of the axis lengths, which is larger by the factor reported. Only the angles are
     used: real headers (EMIDEC's) carry sforms whose scales disagree with pixdim, which ITK reads.
     """
-    if linear is None or _is_degenerate(linear):
+    if linear is None:
+        return
+    factor = _shear_factor(linear)
+    if factor > MAX_SHEAR_FACTOR:
         return  # not the matrix ITK read the geometry from (it takes the qform then); nibabel's is checked apart
-    lengths = np.linalg.norm(linear, axis=0)
-    factor = float(np.prod(lengths)) / abs(float(np.linalg.det(linear)))
     if factor > 1 + SHEAR_TOLERANCE:
         excess = 100.0 * (factor - 1.0)
         warnings.warn(f"{path}: its voxel axes are not perpendicular (slices shifted in-plane from one to the next); "
@@ -197,14 +198,23 @@ def _warn_if_sheared(path: Path, linear: np.ndarray | None) -> None:
                       "large. Resample it onto an orthogonal grid for exact volumes", stacklevel=4)
 
 
+def _shear_factor(linear: np.ndarray) -> float:
+    """How much larger the orthogonal grid's voxel is than the true one for a NIfTI affine's 3×3 part (1 when its
+    axes are perpendicular): the product of the axis lengths over |det|. Infinite for a matrix that places no
+    voxel grid (not finite, an axis of zero length, a zero determinant)."""
+    if not np.all(np.isfinite(linear)):
+        return math.inf
+    lengths = np.linalg.norm(linear, axis=0)
+    determinant = abs(float(np.linalg.det(linear)))
+    if not np.all(lengths > 0) or determinant <= 0:
+        return math.inf
+    return float(np.prod(lengths)) / determinant
+
+
 def _is_degenerate(linear: np.ndarray) -> bool:
     """A NIfTI affine's 3×3 part places no voxel grid: an axis of zero length, or axes so far off perpendicular
     (beyond :data:`MAX_SHEAR_FACTOR`) that they are nearly in one plane."""
-    if not np.all(np.isfinite(linear)):
-        return True
-    lengths = np.linalg.norm(linear, axis=0)
-    determinant = abs(float(np.linalg.det(linear)))
-    return not np.all(lengths > 0) or determinant <= 0 or float(np.prod(lengths)) / determinant > MAX_SHEAR_FACTOR
+    return _shear_factor(linear) > MAX_SHEAR_FACTOR
 
 
 def _sform_from_itk(image) -> np.ndarray | None:

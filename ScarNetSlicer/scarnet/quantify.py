@@ -39,6 +39,7 @@ from .aha import (
     SegmentReport,
     aha_segments,
     base_apex_order,
+    rv_insertion_points,
     slice_levels,
 )
 from .errors import InputError
@@ -423,7 +424,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
             slice_report.dicom = dict(identifiers)
     report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name, base_apex=order,
                     segments=segments, segment_angles_from=angles_from, septal_span_deg=septal_span)
-    if angles_from == ANGLES_FROM_DISPLAY and np.asarray(rv_insertion_lps).shape == (3,):
+    if angles_from == ANGLES_FROM_DISPLAY and rv_insertion_points(rv_insertion_lps)[1] is None:
         # Nothing can tell a mirrored stack here: the segments would put a lateral scar in the septum, in every
         # output, without a word. The inferior point would catch it (its arc is refused), so say to mark it.
         warnings.warn(MIRROR_WARNING, stacklevel=2)

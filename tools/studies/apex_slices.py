@@ -31,8 +31,8 @@ def main() -> None:
     for seed in range(40):
         phantom = make_phantom(seed, infarct=seed % 2 == 0)
         truth = quantify(phantom.labelmap)
-        model = quantify(segmenter(phantom.image, name=f"phantom {seed}").labelmap,
-                         basal_end=truth.base_apex.to_dict()["basal_end"])
+        model = segmenter(phantom.image, name=f"phantom {seed}",
+                          basal_end=truth.base_apex.to_dict()["basal_end"]).report
         truth_slices, model_slices = apex_slices(truth), apex_slices(model)
         truth_with += truth_slices > 0
         model_with += model_slices > 0

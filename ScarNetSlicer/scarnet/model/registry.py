@@ -136,7 +136,7 @@ ENCODERS: dict[str, EncoderSpec] = {
 def build_model(config: ScarNetConfig, pretrained_encoder: bool = False,
                 encoder_checkpoint: str | Path | None = None) -> ScarNet:
     """Build a ScarNet from ``config``; optionally initialise the encoder from its pretrained checkpoint."""
-    if config.encoder in ("none", "", None):
+    if not config.has_encoder:
         return ScarNet(config, encoder=None)
     spec = ENCODERS.get(config.encoder)
     if spec is None:

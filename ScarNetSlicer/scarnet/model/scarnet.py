@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..labels import NUM_CLASSES
 from .blocks import ConvBlock, GatedFusion, UpBlock
 
 
@@ -37,6 +38,11 @@ class ScarNetConfig:
     fusion_level: int = 3  # U-Net level (stride 2**level) where encoder features are merged
     num_classes: int = 5
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_encoder(self) -> bool:
+        """False for a plain U-Net (encoder "none"; "" or None in older or hand-written files)."""
+        return self.encoder not in ("none", "", None)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -74,11 +80,11 @@ class ScarNetConfig:
         if not (isinstance(spacing, (int, float)) and not isinstance(spacing, bool) and math.isfinite(spacing)
                 and 0.1 <= spacing <= 10.0):
             raise ValueError(f"pixel_spacing_mm {spacing!r}: a number of mm from 0.1 to 10")
-        if self.num_classes != 5:
-            raise ValueError(f"num_classes {self.num_classes!r}: ScarNet has 5 (background, LV blood pool, "
+        if self.num_classes != NUM_CLASSES:
+            raise ValueError(f"num_classes {self.num_classes!r}: ScarNet has {NUM_CLASSES} (background, LV blood pool, "
                              "myocardium, scar, MVO)")
-        fused = self.encoder not in ("none", "")  # a plain U-Net has no fusion, whatever the field says
-        if fused and not (whole(self.fusion_level) and 0 <= self.fusion_level < len(channels)):
+        # A plain U-Net has no fusion, whatever the field says.
+        if self.has_encoder and not (whole(self.fusion_level) and 0 <= self.fusion_level < len(channels)):
             raise ValueError(f"fusion_level {self.fusion_level!r} outside 0..{len(channels) - 1}")
 
 

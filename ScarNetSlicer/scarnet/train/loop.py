@@ -442,7 +442,7 @@ def _check_starting_point(config: TrainConfig, fresh: bool) -> None:
     """Refuse a config whose encoder would start random where random cannot work, or where a pretrained one was
     asked for and none can be had (``fresh``: a new run, whose encoder is built from the config)."""
     if (config.freeze_encoder and not config.pretrained_encoder and not config.init_weights
-            and config.model.encoder != "none"):
+            and config.model.has_encoder):
         raise InputError("training config: a frozen encoder must be pretrained (pretrained_encoder) or come with "
                          "the starting weights (--init-weights); a frozen random encoder learns nothing")
     if (fresh and config.model.encoder == "medsam_vit_b" and config.pretrained_encoder and not config.init_weights
@@ -577,7 +577,7 @@ def _unused_encoder_checkpoint(config: TrainConfig, run: TrainConfig | None) -> 
         if run.encoder_checkpoint is not None and Path(run.encoder_checkpoint).absolute() == Path(given).absolute():
             return None
         return "a resumed run continues with the encoder in its last.pt"
-    if config.model.encoder in ("none", "", None):
+    if not config.model.has_encoder:
         return f"the model has no encoder (model.encoder {_shown(config.model.encoder)})"
     if config.init_weights:
         return f"the run starts from the weights {config.init_weights} (--init-weights), encoder included"
