@@ -20,16 +20,21 @@ from .quantify import csv_value, report_warnings
 from .report_html import series_name
 
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
-#: ``made_from``: what the report measured (:func:`made_from`). The aha_* columns and septal_span_deg are
-#: empty for an exam without RV insertion points (scarnet.quantify.Report.segment_summary and
-#: Report.septal_span_deg).
+#: ``made_from``: what the report measured (:func:`made_from`). ``aha_segments``: how many AHA segments the
+#: report has, 17 (16 in a report made before segment 17, the apex, was reported), so that a scar score out of 64
+#: can be told apart: 16 segments with myocardium of 17 (no apex slice), or a 16-segment report. The aha_* columns
+#: and septal_span_deg are empty for an exam without RV insertion points (scarnet.quantify.Report.segment_summary
+#: and Report.septal_span_deg).
 SUMMARY_COLUMNS = ("input", "dicom_series", "status", "made_from", "slices_with_myocardium", "myocardium_ml",
                    "myocardium_g", "scar_ml", "scar_g", "scar_percent", "mvo_ml", "transmural_over_50_percent",
-                   "aha_segments_with_scar", "aha_segments_over_50_percent", "aha_scar_score", "aha_scar_score_max",
-                   "septal_span_deg", "slices_flagged", "warnings", "model_s", "report")
+                   "aha_segments", "aha_segments_with_scar", "aha_segments_over_50_percent", "aha_scar_score",
+                   "aha_scar_score_max", "septal_span_deg", "slices_flagged", "warnings", "model_s", "report")
 SUMMARY_NAME = "summary.csv"
 _TOTAL_COLUMNS = ("slices_with_myocardium", "myocardium_ml", "myocardium_g", "scar_ml", "scar_g", "scar_percent",
                   "mvo_ml", "transmural_over_50_percent")
+#: The columns that hold a number (or nothing).
+_NUMBER_COLUMNS = tuple(column for column in SUMMARY_COLUMNS if column in _TOTAL_COLUMNS
+                        or column.startswith("aha_") or column in ("septal_span_deg", "model_s"))
 
 
 #: ``scarnet quantify --segmented-by`` (who made the labelmap) as ``made_from`` says it.
@@ -54,11 +59,15 @@ def summary_figures(report: dict[str, Any], report_name: str) -> dict[str, Any]:
     """One summary line's figures (every column but ``input`` and ``status``) from a report in its dict form."""
     total = report.get("total") or {}
     segments = report.get("segment_summary") or {}
+    aha = report.get("segments")
+    if aha is not None and not isinstance(aha, list):
+        raise TypeError("segments must be a list")
     timings = (report.get("inference") or {}).get("timings_s") or {}
     return {
         "dicom_series": series_name(report.get("input_series")) or None,
         "made_from": made_from(report),
         **{column: total.get(column) for column in _TOTAL_COLUMNS},
+        "aha_segments": len(aha) if aha is not None else None,
         "aha_segments_with_scar": segments.get("segments_with_scar"),
         "aha_segments_over_50_percent": segments.get("segments_over_50_percent"),
         "aha_scar_score": segments.get("scar_score"), "aha_scar_score_max": segments.get("scar_score_max"),
@@ -160,8 +169,7 @@ def _figures(report: dict[str, Any], path: Path) -> dict[str, Any]:
     except (AttributeError, TypeError, ValueError) as error:
         raise InputError(f"{path}: not a JSON report of scarnet ({type(error).__name__}: an entry of the wrong "
                          "kind)") from None
-    for column in (*_TOTAL_COLUMNS, "aha_segments_with_scar", "aha_segments_over_50_percent", "aha_scar_score",
-                   "aha_scar_score_max", "septal_span_deg", "model_s"):
+    for column in _NUMBER_COLUMNS:
         value = figures[column]
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InputError(f"{path}: not a JSON report of scarnet ({column} is not a number)")

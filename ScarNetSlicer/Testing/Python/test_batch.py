@@ -27,6 +27,7 @@ from scarnet.batch import (
 from scarnet.errors import InputError, OutputExistsError, WeightsError
 from scarnet.inference import Segmenter
 from scarnet.io import write_volume
+from scarnet.summary import summarize
 
 
 def _segmenter_factory(calls: list[int] | None = None):
@@ -366,6 +367,10 @@ def test_exams_with_rv_points_get_aha_segments_in_their_report_and_summary(tmp_p
     assert summary[0]["aha_segments_over_50_percent"] == str(segment_summary["segments_over_50_percent"])
     assert summary[0]["aha_scar_score"] == str(segment_summary["scar_score"])
     assert summary[0]["aha_scar_score_max"] == str(segment_summary["scar_score_max"]) == "64"
+    # 64 of 17 segments (the cylinder has no apex slice); a report made before segment 17 says 16.
+    assert summary[0]["aha_segments"] == "17"
+    (tmp_path / "old.json").write_text(json.dumps({**reports[0], "segments": reports[0]["segments"][:16]}))
+    assert summarize([tmp_path / "old.json"])[0][SUMMARY_COLUMNS.index("aha_segments")] == 16
     assert float(summary[0]["septal_span_deg"]) == pytest.approx(reports[0]["septal_span_deg"], abs=0.05)
     assert 100 < reports[0]["septal_span_deg"] < 140  # the two points are 120° apart on the ring
     for row in summary[1:]:
