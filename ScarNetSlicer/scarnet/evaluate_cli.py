@@ -277,14 +277,25 @@ _NNUNET_CHANNEL = "_0000"
 
 def load_folder_cases(images: Path, references: Path, label_values: dict[int, int] | None = None,
                       max_cases: int | None = None, series: str | None = None) -> list[EvalCase]:
-    """Exams of your own: each image in ``images`` (a NIfTI/NRRD/MHA file or a DICOM folder) with the reference
-    labelmap of the same name in ``references`` (NAME.nii.gz, NAME.seg.nrrd, ...; nnU-Net's ``NAME_0000`` image
-    goes with ``NAME``), on the image's grid; in name order. ``label_values`` maps the references' values to
-    0–4; ``series`` picks the series of every DICOM folder (as ``scarnet segment --series``; files are read
-    as they are). Each exam is read once here, to check it, and again whenever the evaluation uses it: one exam
-    is held at a time (:class:`EvalCase`). Raises
-    :class:`InputError` for an image without a reference or a reference without an image (naming them), two
-    files of one name, and any exam that cannot be read."""
+    """Exams of your own (:func:`folder_exams`) as cases. Each exam is read once here, to check it, and again
+    whenever the evaluation uses it: one exam is held at a time (:class:`EvalCase`). Raises :class:`InputError`
+    as :func:`folder_exams` does, and for any exam that cannot be read."""
+    slot = _ExamSlot()  # one exam in memory at a time: a site's folder may hold hundreds
+    return [EvalCase.from_files(name, read, slot)
+            for name, read in folder_exams(images, references, label_values, max_cases, series)]
+
+
+def folder_exams(images: Path, references: Path, label_values: dict[int, int] | None = None,
+                 max_cases: int | None = None, series: str | None = None
+                 ) -> list[tuple[str, Callable[[], tuple[Volume, Volume]]]]:
+    """Exams of your own, each as its name and a function that reads it (image, reference) and refuses it in one
+    line (:class:`InputError`; a reference without myocardium too, or files changed since the first read): each
+    image in ``images`` (a NIfTI/NRRD/MHA file or a DICOM folder) with the reference labelmap of the same name in
+    ``references`` (NAME.nii.gz, NAME.seg.nrrd, ...; nnU-Net's ``NAME_0000`` image goes with ``NAME``), on the
+    image's grid; in name order. ``label_values`` maps the references' values to 0–4; ``series`` picks the
+    series of every DICOM folder (as ``scarnet segment --series``; files are read as they are). Nothing is read
+    here but the folders' listings. Raises :class:`InputError` for an image without a reference or a reference
+    without an image (naming them) and two files of one name."""
     from .batch import exam_key, exam_name
     from .io import IMAGE_SUFFIXES, SEGMENTATION_SUFFIX, read_input, read_labelmap
 
@@ -355,9 +366,7 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
             return image, reference
         return load
 
-    slot = _ExamSlot()  # one exam in memory at a time: a site's folder may hold hundreds
-    return [EvalCase.from_files(name, loader(image_path, reference_path), slot)
-            for name, image_path, reference_path in pairs[:max_cases]]
+    return [(name, loader(image_path, reference_path)) for name, image_path, reference_path in pairs[:max_cases]]
 
 
 def weights_info(path: Path | None, model: Any) -> dict[str, Any]:

@@ -1011,7 +1011,15 @@ def test_fine_tuning_on_own_exams_trains_on_them_and_selects_on_the_others(tmp_p
 
     # No phantoms: every training example comes from the own exams.
     config = dataclasses.replace(SMOKE_CONFIG, phantom_fraction=0.0, **_own_exam_folders(tmp_path / "site"))
+    import scarnet.io
+
+    reads, read_input = [], scarnet.io.read_input
+    monkeypatch.setattr(scarnet.io, "read_input", lambda path, *a, **k: reads.append(Path(path).name)
+                        or read_input(path, *a, **k))
     real, val, own_exams = _training_data(config)
+    exams = [p.name for folder in (config.own_images, config.own_val_images) for p in Path(folder).iterdir()]
+    assert sorted(reads) == sorted(exams)  # each exam read once
+    monkeypatch.undo()
     assert len(real) == 8 and [name for name, _, _ in val] == ["exam13"]  # 2 exams × 4 slices; the third
     phantoms = [make_phantom(seed, n_slices=4) for seed in (11, 12)]
     expected = [sample for p in phantoms for sample in volume_samples(p.image, p.labelmap)]

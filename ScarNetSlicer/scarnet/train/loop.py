@@ -660,9 +660,10 @@ def _training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, str]
 
 def _own_training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, str]]]:
     """:func:`_training_data` for exams of your own: every slice of the training folder's exams, and the
-    validation folder's exams. Refuses an exam in both folders (its figures would be a trained-on exam's)."""
+    validation folder's exams. Refuses an exam in both folders (its figures would be a trained-on exam's).
+    Each training exam is read once, and only its slices are kept."""
     from ..batch import exam_key
-    from ..evaluate_cli import load_folder_cases, parse_label_values
+    from ..evaluate_cli import exam_sha256, folder_exams, load_folder_cases, parse_label_values
     from ..inference import model_storage
     from .data import volume_samples
 
@@ -671,27 +672,30 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, 
     if len({folder.resolve() for folder in folders}) < len(folders):
         raise InputError("own exams: the training images, training references, validation images and validation "
                          "references need four different folders")
-    train_cases = load_folder_cases(folders[0], folders[1], mapping, series=config.own_series)
+    train_exams = folder_exams(folders[0], folders[1], mapping, series=config.own_series)
     val_cases = load_folder_cases(folders[2], folders[3], mapping, series=config.own_series)
-    both = sorted({exam_key(c.name) for c in train_cases} & {exam_key(c.name) for c in val_cases})
+    both = sorted({exam_key(name) for name, _ in train_exams} & {exam_key(c.name) for c in val_cases})
     if both:
         raise InputError(f"own exams: {', '.join(both[:5])} in both the training and the validation folders; the "
                          "model is selected on exams it did not train on")
-    trained = {c.content_sha256: c.name for c in train_cases}
+    real, record = [], []
+    for name, read in train_exams:
+        image, reference = read()
+        record.append({"name": name, "sha256": exam_sha256(image, reference)})
+        real.extend(volume_samples(image, reference, f"{folders[0] / name}"))
+    trained = {exam["sha256"]: exam["name"] for exam in reversed(record)}  # a content's first exam
     copies = [f"{c.name} (= {trained[c.content_sha256]})" for c in val_cases if c.content_sha256 in trained]
     if copies:
         raise InputError(f"own exams: validation exam(s) {', '.join(copies[:5])} hold the same images and labels as "
                          "training exams; the model is selected on exams it did not train on")
     if config.max_val_cases:
         val_cases = val_cases[: config.max_val_cases]
-    real = [sample for case in train_cases
-            for sample in volume_samples(case.image, case.reference, f"{folders[0] / case.name}")]
     validation = []
     for case in val_cases:
         # What inference would refuse is refused now, not at the first validation steps later.
         model_storage(case.image, f"{folders[2] / case.name}")
         validation.append((case.name, case.image, case.reference))
-    return real, validation, [{"name": case.name, "sha256": case.content_sha256} for case in train_cases]
+    return real, validation, record
 
 
 def read_own_exams(run_dir: Path) -> set[str] | None:
