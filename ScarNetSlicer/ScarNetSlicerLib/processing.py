@@ -271,9 +271,11 @@ class Processor:
                              "with LV blood pool / Myocardium / Scar / MVO segments")
         image = self._input_image(input_node)
         rv_insertion = rv_insertion_lps(rv_insertion_node, input_node)
-        labelmap = segmentation_nodes.labelmap_from_segmentation(segmentation_node, input_node)
-        notices = _segments_left_out(segmentation_node, input_node, image)
-        report = quantify(labelmap, image=image, basal_end=basal_end, rv_insertion_lps=rv_insertion).to_dict()
+        # Each segment read once: the labelmap, the segments not counted and whether it was edited.
+        segments = segmentation_nodes.read_segmentation(segmentation_node, input_node, image, require_recognised=True)
+        notices = _segments_left_out(segmentation_node, segments.not_counted)
+        report = quantify(segments.labelmap, image=image, basal_end=basal_end,
+                          rv_insertion_lps=rv_insertion).to_dict()
         if table_node is None:
             table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
         same_input = recorded_input_id(segmentation_node) == recorded_input_id(table_node) == input_node.GetID()
@@ -291,7 +293,7 @@ class Processor:
                 report["inference"]["warnings"] = [w for w in previous["inference"].get("warnings") or []
                                                    if not str(w).startswith("no AHA segments")]
         report["source"] = "segmentation"
-        report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node)
+        report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node, segments.fingerprint)
         if notices:
             report["segments_left_out"] = notices
         outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False)
@@ -386,8 +388,10 @@ def _nodes_of_class(scene, class_name: str) -> list:
     return [scene.GetNthNodeByClass(i, class_name) for i in range(scene.GetNumberOfNodesByClass(class_name))]
 
 
-def _segments_left_out(segmentation_node, input_node, grid: Volume) -> list[str]:
-    """What "Update report" must say it did not count; raises when the report would be meaningless.
+def _segments_left_out(segmentation_node, not_counted: list[str]) -> list[str]:
+    """What "Update report" must say it did not count (``not_counted``: the segments of other names, with their
+    size: :attr:`~.segmentation_nodes.SegmentationOnGrid.not_counted`); raises when the report would be
+    meaningless.
 
     Without a myocardium segment, scar % would be scar over scar (100 %): refused. A missing scar or
     blood-pool segment counts as none, which may be what the reader meant (scar erased), so it is said,
@@ -405,10 +409,9 @@ def _segments_left_out(segmentation_node, input_node, grid: Volume) -> list[str]
         notices.append(f"segmentation '{name}' has no Scar segment: scar counted as 0 mL (besides any MVO)")
     if LV_BLOOD_POOL not in found:
         notices.append(f"segmentation '{name}' has no LV blood pool segment: blood pool counted as 0 mL")
-    left_out = segmentation_nodes.segments_not_counted(segmentation_node, input_node, grid)
-    if left_out:
+    if not_counted:
         notices.append(f"segments not counted, their names are not LV blood pool, Myocardium, Scar or MVO (or a "
-                       f"usual synonym such as Infarct): {', '.join(left_out)}")
+                       f"usual synonym such as Infarct): {', '.join(not_counted)}")
     return notices
 
 

@@ -13,11 +13,14 @@
   segment it wrote (ID, name and the segment's own voxels) as a node attribute and compares it with
   the current content, so any change (a painted voxel, an added, renamed or removed segment, an
   overlapping edit) counts.
+* :func:`read_segmentation` gives the labelmap, the segments not counted and the fingerprint from one
+  reading of each segment (what "Update report" needs).
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 import slicer
@@ -186,21 +189,7 @@ def segments_not_counted(segmentation_node, reference_volume_node, grid: Volume 
     What "Update report" must tell the user it left out (an "RV", a "Scar 2", a "Segment_1"),
     rather than report a smaller scar without a word. Empty segments change nothing and are not named.
     """
-    grid = grid if grid is not None else volume_from_node(reference_volume_node)
-    counted = recognised_segments(segmentation_node)
-    segmentation = segmentation_node.GetSegmentation()
-    factor = subdivision(segmentation_node, reference_volume_node, grid) or (1, 1, 1)
-    fine = subdivided_grid(grid, factor)
-    out = []
-    for segment_id in segmentation.GetSegmentIDs():
-        if segment_id in counted:
-            continue
-        # In whole voxels of the grid, rounded up: a segment of a few sub-voxels is still named.
-        sub_voxels = int(segment_mask(segmentation_node, segment_id, reference_volume_node, fine).sum())
-        voxels = -(-sub_voxels // int(np.prod(factor)))
-        if voxels:
-            out.append(f"{segmentation.GetSegment(segment_id).GetName()} ({voxels} voxels)")
-    return out
+    return read_segmentation(segmentation_node, reference_volume_node, grid).not_counted
 
 
 def _world_to_volume_transform(volume_node):
@@ -331,6 +320,74 @@ def majority_labels(fine_labels: np.ndarray, factor: tuple[int, int, int]) -> np
     return out
 
 
+@dataclass
+class SegmentationOnGrid:
+    """A segmentation read once on a reference volume's grid (:func:`read_segmentation`): what "Update report"
+    needs of it, each segment resampled once."""
+
+    #: The ScarNet labelmap (0–4) of the recognised segments (:func:`labelmap_from_segmentation`).
+    labelmap: Volume
+    #: "name (N voxels)" of the segments with voxels that are not counted (:func:`segments_not_counted`).
+    not_counted: list[str]
+    #: The hash that tells edits (:func:`fingerprint`).
+    fingerprint: str
+
+
+def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | None = None,
+                      require_recognised: bool = False) -> SegmentationOnGrid:
+    """The segmentation as it is now on the reference volume's grid: its labelmap, the segments not counted and
+    its fingerprint, from one reading of each segment (:func:`segment_mask`). ``grid``: the reference volume
+    already read (saves a copy of its voxels). ``require_recognised``: raise :class:`~scarnet.errors.InputError`
+    before reading anything when no segment is recognised (a labelmap of background alone means nothing).
+    """
+    if segmentation_node is None:
+        raise InputError("no segmentation selected: run 'Segment scar' first or choose a segmentation")
+    grid = grid if grid is not None else volume_from_node(reference_volume_node)
+    segmentation = segmentation_node.GetSegmentation()
+    counted = recognised_segments(segmentation_node)
+    if require_recognised and not counted:
+        names = [segmentation.GetSegment(s).GetName() for s in segmentation.GetSegmentIDs()]
+        raise InputError(f"{segmentation_node.GetName()}: no segment named LV blood pool / Myocardium / Scar / MVO "
+                         f"(found: {', '.join(names) or 'none'})")
+    factor = subdivision(segmentation_node, reference_volume_node, grid)
+    sub_voxels = factor or (1, 1, 1)  # None: finer in a way that cannot be resolved; read at voxel centres
+    fine = subdivided_grid(grid, sub_voxels)
+    labels = np.full(fine.array.shape, BACKGROUND, dtype=np.uint8)
+    not_counted: list[str] = []
+    digest = hashlib.sha256()
+    digest.update(str(grid.array.shape).encode())
+    for segment_id in segmentation.GetSegmentIDs():
+        mask = segment_mask(segmentation_node, segment_id, reference_volume_node, fine)
+        name = segmentation.GetSegment(segment_id).GetName()
+        label = counted.get(segment_id)
+        if label is not None:
+            # Where segments overlap the higher label wins (MVO over scar over myocardium over blood pool): every
+            # enhanced voxel stays counted as infarct.
+            labels[mask & (labels < label)] = label
+        elif mask.any():
+            # In whole voxels of the grid, rounded up: a segment of a few sub-voxels is still named.
+            voxels = -(-int(mask.sum()) // int(np.prod(sub_voxels)))
+            not_counted.append(f"{name} ({voxels} voxels)")
+        if fine is not grid:
+            # Every voxel wholly in or wholly out: the same mask as on the grid, so a segmentation re-gridded
+            # finer (oversampled) without edits keeps its fingerprint; a part of a voxel painted changes it.
+            (k, j, i), (fi, fj, fk) = grid.array.shape, sub_voxels
+            blocks = mask.reshape(k, fk, j, fj, i, fi)
+            anywhere, everywhere = blocks.any(axis=(1, 3, 5)), blocks.all(axis=(1, 3, 5))
+            if np.array_equal(anywhere, everywhere):
+                mask = anywhere
+        # repr() keeps ID and name apart, so ("a", "bc") and ("ab", "c") hash differently. A mask on sub-voxels
+        # says so; one on the grid hashes as it always has, so fingerprints stored in saved scenes still match.
+        key = (segment_id, name)
+        digest.update(repr(key if mask.shape == grid.array.shape else (*key, mask.shape)).encode())
+        digest.update(np.packbits(mask).tobytes())
+    labelmap = Volume(majority_labels(labels, sub_voxels) if fine is not grid else labels, grid.spacing_mm,
+                      grid.origin_mm, grid.direction.copy())
+    # Finer than the volume in a way whose part-voxel edits cannot be told apart: taken as edited, so a run asks
+    # before replacing it, rather than risk losing edits it cannot see.
+    return SegmentationOnGrid(labelmap, not_counted, digest.hexdigest()[:32] if factor else UNRESOLVED_FINGERPRINT)
+
+
 def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volume:
     """The ScarNet labelmap (0–4) of the segmentation as it is now, on the reference volume's grid.
 
@@ -341,21 +398,7 @@ def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volu
     tissue (:func:`majority_labels`).
     Raises :class:`~scarnet.errors.InputError` when no segment is recognised.
     """
-    if segmentation_node is None:
-        raise InputError("no segmentation selected: run 'Segment scar' first or choose a segmentation")
-    grid = volume_from_node(reference_volume_node)
-    segment_labels = recognised_segments(segmentation_node)
-    if not segment_labels:
-        names = [segmentation_node.GetSegmentation().GetSegment(s).GetName()
-                 for s in segmentation_node.GetSegmentation().GetSegmentIDs()]
-        raise InputError(f"{segmentation_node.GetName()}: no segment named LV blood pool / Myocardium / Scar / MVO "
-                         f"(found: {', '.join(names) or 'none'})")
-    factor = subdivision(segmentation_node, reference_volume_node, grid) or (1, 1, 1)  # None: at voxel centres
-    fine = subdivided_grid(grid, factor)
-    labels = np.full(fine.array.shape, BACKGROUND, dtype=np.uint8)
-    for segment_id, label in sorted(segment_labels.items(), key=lambda item: item[1]):
-        labels[segment_mask(segmentation_node, segment_id, reference_volume_node, fine)] = label
-    return grid.with_array(majority_labels(labels, factor) if fine is not grid else labels)
+    return read_segmentation(segmentation_node, reference_volume_node, require_recognised=True).labelmap
 
 
 def fingerprint(segmentation_node, reference_volume_node, grid: Volume | None = None) -> str:
@@ -373,32 +416,7 @@ def fingerprint(segmentation_node, reference_volume_node, grid: Volume | None = 
     when the reference volume is unusable (2D, 4D, ...) and ``RuntimeError`` when a segment cannot
     be read.
     """
-    grid = grid if grid is not None else volume_from_node(reference_volume_node)
-    segmentation = segmentation_node.GetSegmentation()
-    factor = subdivision(segmentation_node, reference_volume_node, grid)
-    if factor is None:
-        # Finer than the volume in a way whose part-voxel edits cannot be told apart: taken as edited, so a
-        # run asks before replacing it, rather than risk losing edits it cannot see.
-        return UNRESOLVED_FINGERPRINT
-    fine = subdivided_grid(grid, factor)
-    digest = hashlib.sha256()
-    digest.update(str(grid.array.shape).encode())
-    for segment_id in segmentation.GetSegmentIDs():
-        mask = segment_mask(segmentation_node, segment_id, reference_volume_node, fine)
-        if fine is not grid:
-            # Every voxel wholly in or wholly out: the same mask as on the grid, so a segmentation re-gridded
-            # finer (oversampled) without edits keeps its fingerprint; a part of a voxel painted changes it.
-            (k, j, i), (fi, fj, fk) = grid.array.shape, factor
-            blocks = mask.reshape(k, fk, j, fj, i, fi)
-            anywhere, everywhere = blocks.any(axis=(1, 3, 5)), blocks.all(axis=(1, 3, 5))
-            if np.array_equal(anywhere, everywhere):
-                mask = anywhere
-        # repr() keeps ID and name apart, so ("a", "bc") and ("ab", "c") hash differently. A mask on sub-voxels
-        # says so; one on the grid hashes as it always has, so fingerprints stored in saved scenes still match.
-        key = (segment_id, segmentation.GetSegment(segment_id).GetName())
-        digest.update(repr(key if mask.shape == grid.array.shape else (*key, mask.shape)).encode())
-        digest.update(np.packbits(mask).tobytes())
-    return digest.hexdigest()[:32]
+    return read_segmentation(segmentation_node, reference_volume_node, grid).fingerprint
 
 
 def store_fingerprint(segmentation_node, reference_volume_node) -> str:
@@ -460,6 +478,8 @@ __all__ = [
     "recognised_segments",
     "segment_mask",
     "segment_terminology",
+    "SegmentationOnGrid",
+    "read_segmentation",
     "segments_not_counted",
     "set_segment_mask",
     "subdivided_grid",

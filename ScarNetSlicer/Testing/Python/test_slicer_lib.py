@@ -459,7 +459,7 @@ def test_report_to_table_and_plot(scene, lib, oblique_direction):
 # ---------------------------------------------------------------------------------------------
 # Processor: Segment scar, Update report, edit detection, subject hierarchy
 # ---------------------------------------------------------------------------------------------
-def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_direction):
+def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_direction, monkeypatch):
     vn, sn, pr, rn = lib.volume_nodes, lib.segmentation_nodes, lib.processing, lib.report_nodes
     image = _image(oblique_direction)
     labels = _labelmap(image)
@@ -495,7 +495,13 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     stored["inference"]["warnings"] = ["no AHA segments: the RV insertion point is 40 mm from the LV",
                                        "the exam may differ from the training data"]
     outputs.table_node.SetAttribute(rn.REPORT_JSON_ATTRIBUTE, json.dumps(stored))
+    read, segment_mask = [], sn.segment_mask
+    monkeypatch.setattr(sn, "segment_mask", lambda node, segment_id, *args: read.append(segment_id)
+                        or segment_mask(node, segment_id, *args))
     updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
+    monkeypatch.undo()
+    # Labelmap, segments not counted and the edit check from one reading of each segment.
+    assert sorted(read) == sorted(outputs.segmentation_node.GetSegmentation().GetSegmentIDs())
     expected = quantify(labels.with_array(edited), image=image).to_dict()
     _report_equal(updated.report, expected)
     assert updated.report["total"]["scar_ml"] < outputs.report["total"]["scar_ml"]
