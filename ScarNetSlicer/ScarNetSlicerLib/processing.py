@@ -273,7 +273,7 @@ class Processor:
         rv_insertion = rv_insertion_lps(rv_insertion_node, input_node)
         # Each segment read once: the labelmap, the segments not counted and whether it was edited.
         segments = segmentation_nodes.read_segmentation(segmentation_node, input_node, image, require_recognised=True)
-        notices = _segments_left_out(segmentation_node, segments.not_counted)
+        notices = _segments_left_out(segmentation_node, segments)
         report = quantify(segments.labelmap, image=image, basal_end=basal_end,
                           rv_insertion_lps=rv_insertion).to_dict()
         if table_node is None:
@@ -388,10 +388,9 @@ def _nodes_of_class(scene, class_name: str) -> list:
     return [scene.GetNthNodeByClass(i, class_name) for i in range(scene.GetNumberOfNodesByClass(class_name))]
 
 
-def _segments_left_out(segmentation_node, not_counted: list[str]) -> list[str]:
-    """What "Update report" must say it did not count (``not_counted``: the segments of other names, with their
-    size: :attr:`~.segmentation_nodes.SegmentationOnGrid.not_counted`); raises when the report would be
-    meaningless.
+def _segments_left_out(segmentation_node, segments: segmentation_nodes.SegmentationOnGrid) -> list[str]:
+    """What "Update report" must say it did not count of ``segments`` (the segmentation as read); raises when the
+    report would be meaningless.
 
     Without a myocardium segment, scar % would be scar over scar (100 %): refused. A missing scar or
     blood-pool segment counts as none, which may be what the reader meant (scar erased), so it is said,
@@ -399,7 +398,7 @@ def _segments_left_out(segmentation_node, not_counted: list[str]) -> list[str]:
     """
     from scarnet.labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
 
-    found = set(segmentation_nodes.recognised_segments(segmentation_node).values())
+    found = set(segments.recognised.values())
     name = segmentation_node.GetName()
     if HEALTHY_MYOCARDIUM not in found and (SCAR in found or MVO in found):
         raise InputError(f"segmentation '{name}' has no Myocardium segment (healthy myocardium): scar % needs "
@@ -409,9 +408,9 @@ def _segments_left_out(segmentation_node, not_counted: list[str]) -> list[str]:
         notices.append(f"segmentation '{name}' has no Scar segment: scar counted as 0 mL (besides any MVO)")
     if LV_BLOOD_POOL not in found:
         notices.append(f"segmentation '{name}' has no LV blood pool segment: blood pool counted as 0 mL")
-    if not_counted:
+    if segments.not_counted:
         notices.append(f"segments not counted, their names are not LV blood pool, Myocardium, Scar or MVO (or a "
-                       f"usual synonym such as Infarct): {', '.join(not_counted)}")
+                       f"usual synonym such as Infarct): {', '.join(segments.not_counted)}")
     return notices
 
 

@@ -189,7 +189,7 @@ def segments_not_counted(segmentation_node, reference_volume_node, grid: Volume 
     What "Update report" must tell the user it left out (an "RV", a "Scar 2", a "Segment_1"),
     rather than report a smaller scar without a word. Empty segments change nothing and are not named.
     """
-    return read_segmentation(segmentation_node, reference_volume_node, grid).not_counted
+    return read_segmentation(segmentation_node, reference_volume_node, grid, with_labelmap=False).not_counted
 
 
 def _world_to_volume_transform(volume_node):
@@ -325,8 +325,11 @@ class SegmentationOnGrid:
     """A segmentation read once on a reference volume's grid (:func:`read_segmentation`): what "Update report"
     needs of it, each segment resampled once."""
 
-    #: The ScarNet labelmap (0–4) of the recognised segments (:func:`labelmap_from_segmentation`).
-    labelmap: Volume
+    #: The ScarNet labelmap (0–4) of the recognised segments (:func:`labelmap_from_segmentation`); None when not
+    #: asked for.
+    labelmap: Volume | None
+    #: ``{segment ID: label value}`` of the recognised segments (:func:`recognised_segments`).
+    recognised: dict[str, int]
     #: "name (N voxels)" of the segments with voxels that are not counted (:func:`segments_not_counted`).
     not_counted: list[str]
     #: The hash that tells edits (:func:`fingerprint`).
@@ -334,11 +337,13 @@ class SegmentationOnGrid:
 
 
 def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | None = None,
-                      require_recognised: bool = False) -> SegmentationOnGrid:
+                      require_recognised: bool = False, with_labelmap: bool = True) -> SegmentationOnGrid:
     """The segmentation as it is now on the reference volume's grid: its labelmap, the segments not counted and
     its fingerprint, from one reading of each segment (:func:`segment_mask`). ``grid``: the reference volume
     already read (saves a copy of its voxels). ``require_recognised``: raise :class:`~scarnet.errors.InputError`
-    before reading anything when no segment is recognised (a labelmap of background alone means nothing).
+    before reading any segment when no segment is recognised (a labelmap of background alone means nothing).
+    ``with_labelmap``: False leaves the labelmap out (its majority vote on sub-voxels is the costly part).
+    Raises ``RuntimeError`` when a segment cannot be read.
     """
     if segmentation_node is None:
         raise InputError("no segmentation selected: run 'Segment scar' first or choose a segmentation")
@@ -352,7 +357,7 @@ def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | N
     factor = subdivision(segmentation_node, reference_volume_node, grid)
     sub_voxels = factor or (1, 1, 1)  # None: finer in a way that cannot be resolved; read at voxel centres
     fine = subdivided_grid(grid, sub_voxels)
-    labels = np.full(fine.array.shape, BACKGROUND, dtype=np.uint8)
+    labels = np.full(fine.array.shape if with_labelmap else (0,), BACKGROUND, dtype=np.uint8)
     not_counted: list[str] = []
     digest = hashlib.sha256()
     digest.update(str(grid.array.shape).encode())
@@ -360,11 +365,11 @@ def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | N
         mask = segment_mask(segmentation_node, segment_id, reference_volume_node, fine)
         name = segmentation.GetSegment(segment_id).GetName()
         label = counted.get(segment_id)
-        if label is not None:
+        if label is not None and with_labelmap:
             # Where segments overlap the higher label wins (MVO over scar over myocardium over blood pool): every
             # enhanced voxel stays counted as infarct.
             labels[mask & (labels < label)] = label
-        elif mask.any():
+        elif label is None and mask.any():
             # In whole voxels of the grid, rounded up: a segment of a few sub-voxels is still named.
             voxels = -(-int(mask.sum()) // int(np.prod(sub_voxels)))
             not_counted.append(f"{name} ({voxels} voxels)")
@@ -381,11 +386,14 @@ def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | N
         key = (segment_id, name)
         digest.update(repr(key if mask.shape == grid.array.shape else (*key, mask.shape)).encode())
         digest.update(np.packbits(mask).tobytes())
-    labelmap = Volume(majority_labels(labels, sub_voxels) if fine is not grid else labels, grid.spacing_mm,
-                      grid.origin_mm, grid.direction.copy())
+    labelmap = None
+    if with_labelmap:  # without the grid's DICOM names of its slices
+        labelmap = Volume(majority_labels(labels, sub_voxels) if fine is not grid else labels, grid.spacing_mm,
+                          grid.origin_mm, grid.direction.copy())
     # Finer than the volume in a way whose part-voxel edits cannot be told apart: taken as edited, so a run asks
     # before replacing it, rather than risk losing edits it cannot see.
-    return SegmentationOnGrid(labelmap, not_counted, digest.hexdigest()[:32] if factor else UNRESOLVED_FINGERPRINT)
+    return SegmentationOnGrid(labelmap, counted, not_counted,
+                              digest.hexdigest()[:32] if factor else UNRESOLVED_FINGERPRINT)
 
 
 def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volume:
@@ -396,7 +404,8 @@ def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volu
     counted as infarct. A segmentation finer than the volume is read on sub-voxels
     (:func:`subdivision`), and each voxel takes the label of at least half of them as the report counts
     tissue (:func:`majority_labels`).
-    Raises :class:`~scarnet.errors.InputError` when no segment is recognised.
+    Raises :class:`~scarnet.errors.InputError` when no segment is recognised, ``RuntimeError`` when a segment
+    cannot be read.
     """
     return read_segmentation(segmentation_node, reference_volume_node, require_recognised=True).labelmap
 
@@ -416,7 +425,7 @@ def fingerprint(segmentation_node, reference_volume_node, grid: Volume | None = 
     when the reference volume is unusable (2D, 4D, ...) and ``RuntimeError`` when a segment cannot
     be read.
     """
-    return read_segmentation(segmentation_node, reference_volume_node, grid).fingerprint
+    return read_segmentation(segmentation_node, reference_volume_node, grid, with_labelmap=False).fingerprint
 
 
 def store_fingerprint(segmentation_node, reference_volume_node) -> str:
@@ -462,6 +471,7 @@ def was_edited(segmentation_node, reference_volume_node, current: str | None = N
 
 __all__ = [
     "ANATOMIC_REGION",
+    "SegmentationOnGrid",
     "BINARY_LABELMAP",
     "CREATED_BY_ATTRIBUTE",
     "FINGERPRINT_ATTRIBUTE",
@@ -475,11 +485,10 @@ __all__ = [
     "labelmap_from_segmentation",
     "majority_labels",
     "parse_terminology_entry",
+    "read_segmentation",
     "recognised_segments",
     "segment_mask",
     "segment_terminology",
-    "SegmentationOnGrid",
-    "read_segmentation",
     "segments_not_counted",
     "set_segment_mask",
     "subdivided_grid",

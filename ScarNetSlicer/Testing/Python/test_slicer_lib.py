@@ -1559,6 +1559,32 @@ def test_an_oversampled_segmentation_is_read_by_the_share_of_each_voxel(scene, l
     assert report["slices"][0]["myocardium_ml"] == pytest.approx(float((labels.array[0] >= 2).sum()) * voxel_ml)
 
 
+#: Fingerprints of the test segmentation (_labelmap) as written by "Segment scar" (on the input's grid) and with
+#: one sub-voxel painted at oversampling 2, as earlier versions stored them in saved scenes.
+STORED_FINGERPRINT = "f9f8b2865ea9f87e1661149dd6d3f9f3"
+STORED_FINGERPRINT_PART_VOXEL = "2af50e9c2470ddf47de3d878b7d75fbf"
+
+
+def test_fingerprints_stored_in_saved_scenes_still_match(scene, lib, oblique_direction):
+    """A saved scene keeps the fingerprint of what the module wrote; if the hash changed, every segmentation in
+    it would count as edited (or, worse, an edit as none). Pinned as earlier versions stored them: on the grid,
+    re-gridded finer without an edit (the same), and with part of a voxel painted (hashed on sub-voxels)."""
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    segmentation_node = _run(processor, volume_node).segmentation_node
+    assert segmentation_node.GetAttribute(sn.FINGERPRINT_ATTRIBUTE) == STORED_FINGERPRINT
+    assert sn.fingerprint(segmentation_node, volume_node) == STORED_FINGERPRINT
+    fine = sn.subdivided_grid(labels, (2, 2, 2))
+    fine_labels = labels.array.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
+    for info in SEGMENTS:
+        sn.set_segment_mask(segmentation_node, info.segment_id, fine_labels == info.label, fine)
+    assert sn.fingerprint(segmentation_node, volume_node) == STORED_FINGERPRINT
+    fine_labels[0, 2 * 20, 2 * 27] = 3  # one sub-voxel of the ring (healthy on slice 0) painted as scar
+    sn.set_segment_mask(segmentation_node, "scar", fine_labels == 3, fine)
+    assert sn.fingerprint(segmentation_node, volume_node) == STORED_FINGERPRINT_PART_VOXEL
+    assert sn.was_edited(segmentation_node, volume_node)
+
+
 def test_a_finer_segmentation_that_cannot_be_resolved_is_read_at_voxel_centres_and_counts_as_edited(
         scene, lib, oblique_direction):
     """Slices cut in 8 (beyond the ceiling of 4), or in-plane oversampling 1.5 (not whole sub-voxels): part of a

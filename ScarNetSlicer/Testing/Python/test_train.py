@@ -1088,6 +1088,10 @@ def test_own_exams_in_both_folders_or_one_folder_twice_are_refused_before_the_ru
     run = tmp_path / "run"
     with pytest.raises(InputError, match="exam12 in both the training and the validation folders"):
         train(dataclasses.replace(SMOKE_CONFIG, **folders), run, progress=False)
+    # Said before a training exam is read: a damaged one is not what stops the run.
+    (Path(folders["own_images"]) / "exam11.nii.gz").write_bytes(b"not a NIfTI")
+    with pytest.raises(InputError, match="exam12 in both the training and the validation folders"):
+        train(dataclasses.replace(SMOKE_CONFIG, **folders), run, progress=False)
     with pytest.raises(InputError, match="need four different folders"):
         train(dataclasses.replace(SMOKE_CONFIG, **{**folders, "own_val_images": folders["own_images"]}), run,
               progress=False)
@@ -1103,6 +1107,12 @@ def test_own_exam_runs_refuse_a_copied_exam_and_a_run_folder_among_the_exams(tmp
     # The same exam under another name in both folders: selected on an exam it trained on.
     shutil.copy(Path(folders["own_images"]) / "exam11.nii.gz", Path(folders["own_val_images"]) / "other.nii.gz")
     shutil.copy(Path(folders["own_references"]) / "exam11.nii.gz", Path(folders["own_val_references"]) / "other.nii.gz")
+    with pytest.raises(InputError, match=r"validation exam\(s\) other \(= exam11\) hold the same images and labels"):
+        train(dataclasses.replace(SMOKE_CONFIG, **folders), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    # Two training exams of that content: the first is named.
+    shutil.copy(Path(folders["own_images"]) / "exam11.nii.gz", Path(folders["own_images"]) / "exam99.nii.gz")
+    shutil.copy(Path(folders["own_references"]) / "exam11.nii.gz", Path(folders["own_references"]) / "exam99.nii.gz")
     with pytest.raises(InputError, match=r"validation exam\(s\) other \(= exam11\) hold the same images and labels"):
         train(dataclasses.replace(SMOKE_CONFIG, **folders), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
