@@ -34,6 +34,7 @@ from . import __version__
 from .aha import (
     ANGLES_FROM_DISPLAY,
     APEX,
+    LEVELS,
     MIN_CAVITY_AREA_MM2,
     BaseApexOrder,
     SegmentReport,
@@ -424,11 +425,17 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
             slice_report.dicom = dict(identifiers)
     report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name, base_apex=order,
                     segments=segments, segment_angles_from=angles_from, septal_span_deg=septal_span)
+    segment_warnings = []
     if angles_from == ANGLES_FROM_DISPLAY and rv_insertion_points(rv_insertion_lps)[1] is None:
         # Nothing can tell a mirrored stack here: the segments would put a lateral scar in the septum, in every
         # output, without a word. The inferior point would catch it (its arc is refused), so say to mark it.
-        warnings.warn(MIRROR_WARNING, stacklevel=2)
-        report.extra["segment_warnings"] = [MIRROR_WARNING]
+        segment_warnings.append(MIRROR_WARNING)
+    if segments is not None and (missing := missing_levels_warning(levels)):
+        segment_warnings.append(missing)
+    for message in segment_warnings:
+        warnings.warn(message, stacklevel=2)
+    if segment_warnings:
+        report.extra["segment_warnings"] = segment_warnings
     if image is not None:
         report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))
     return report
@@ -442,6 +449,22 @@ MIRROR_WARNING = ("AHA segments: the image has no usable short-axis orientation 
                   "a patient axis), so it was taken as displayed and seen from the apex; "
                   "if the stack is mirrored (seen from the base), septum and lateral wall are exchanged in the "
                   "segments. Mark the inferior RV insertion point too: a mirrored stack is then refused")
+
+
+def missing_levels_warning(levels: list[str | None]) -> str | None:
+    """What the report must say when its slices with a cavity are too few for the three AHA levels
+    (:func:`scarnet.aha.slice_levels`): the segments of a missing level are left empty, which must not read as
+    "no scar there"; None when every level has slices."""
+    present = [level for level in LEVELS if level in levels]
+    if len(present) == len(LEVELS):
+        return None
+    numbers = {"basal": "1-6", "mid": "7-12", "apical": "13-16"}
+    missing = [level for level in LEVELS if level not in present]
+    thirds = sum(level in LEVELS for level in levels)
+    return (f"AHA segments: {thirds} slice{'s' if thirds != 1 else ''} with myocardium before the apex, too few for "
+            f"basal, mid and apical thirds: the {' and '.join(missing)} segments "
+            f"({', '.join(numbers[level] for level in missing)}) are left empty, not measured; does the stack cover "
+            "the LV from base to apex?")
 
 
 def intensity_figures(labels: np.ndarray, image: np.ndarray) -> dict[str, Any]:

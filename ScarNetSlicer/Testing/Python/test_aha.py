@@ -112,6 +112,30 @@ def test_levels_are_thirds_of_the_slices_with_myocardium():
         base_apex_order(Volume(labels), labels, basal_end="top")
 
 
+def test_a_stack_too_short_for_three_levels_says_which_segments_are_empty():
+    """Two or one slices with myocardium (a partial stack): the thirds leave a level without slices, and its
+    segments at 0 mL must not read as "no scar there"; the report says so (JSON, CSV, and as a warning)."""
+    from scarnet.quantify import missing_levels_warning
+
+    labels = _ring_labels(16.0, 56.0)
+    for slices, missing, levels in ((7, None, None), (3, None, None), (2, "the apical segments (13-16)", "basal mid"),
+                                    (1, "the basal and apical segments (1-6, 13-16)", "mid")):
+        volume = _volume(labels[:slices].copy())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = quantify(volume, rv_insertion_lps=_point_along_i(volume, k=0), basal_end="first")
+        said = [str(w.message) for w in caught]
+        if missing is None:
+            assert not said and "segment_warnings" not in report.extra
+            continue
+        assert [s.level for s in report.slices] == levels.split()
+        assert len(said) == 1 and missing in said[0] and said[0].startswith(f"AHA segments: {slices} slice")
+        assert report.warnings() == said and f'warning,"{said[0]}"' in report.to_csv()
+        empty = [s.segment for s in report.segments if s.myocardium_ml == 0 and s.segment != 17]
+        assert len(empty) == (4 if slices == 2 else 10)
+    assert missing_levels_warning([None, "basal", "mid", "apical", "apex"]) is None
+
+
 def test_the_slices_beyond_the_cavity_are_the_apex():
     """Myocardium without a cavity at the apical end is the apex (segment 17); the thirds are of the slices with
     a cavity. A slice without a cavity between slices with one (a missed cavity) stays in its third, and so does
