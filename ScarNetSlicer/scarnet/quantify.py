@@ -36,6 +36,7 @@ from .aha import (
     APEX,
     LEVELS,
     MIN_CAVITY_AREA_MM2,
+    SEGMENT_NAMES,
     BaseApexOrder,
     SegmentReport,
     aha_segments,
@@ -458,12 +459,12 @@ def missing_levels_warning(levels: list[str | None]) -> str | None:
     present = [level for level in LEVELS if level in levels]
     if len(present) == len(LEVELS):
         return None
-    numbers = {"basal": "1-6", "mid": "7-12", "apical": "13-16"}
     missing = [level for level in LEVELS if level not in present]
+    numbers = [[n for n, name in SEGMENT_NAMES.items() if name.startswith(f"{level} ")] for level in missing]
     thirds = sum(level in LEVELS for level in levels)
     return (f"AHA segments: {thirds} slice{'s' if thirds != 1 else ''} with myocardium before the apex, too few for "
             f"basal, mid and apical thirds: the {' and '.join(missing)} segments "
-            f"({', '.join(numbers[level] for level in missing)}) are left empty, not measured; does the stack cover "
+            f"({', '.join(f'{n[0]}-{n[-1]}' for n in numbers)}) are left empty, not measured; does the stack cover "
             "the LV from base to apex?")
 
 
