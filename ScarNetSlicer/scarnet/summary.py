@@ -201,5 +201,22 @@ def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None) ->
     return lines
 
 
-__all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "made_from", "read_report", "report_files", "summarize",
+def repeated_exams(lines: Sequence[Sequence[Any]]) -> list[str]:
+    """One message per exam (input and DICOM series) that more than one of the summary's ``lines`` report: the
+    model's report and a corrected one in the same folder would count it twice in a cohort's figures."""
+    def where(given: Any) -> Any:
+        # One exam named two ways (relative and absolute) by two commands is still one exam, where it can be found.
+        return str(Path(given).resolve()) if isinstance(given, str) and given and Path(given).exists() else given
+
+    reports: dict[tuple[Any, Any], tuple[Any, list[str]]] = {}
+    for line in lines:
+        given, series = line[SUMMARY_COLUMNS.index("input")], line[SUMMARY_COLUMNS.index("dicom_series")]
+        named = reports.setdefault((where(given), series), (given, []))[1]
+        named.append(f"{line[SUMMARY_COLUMNS.index('report')]} ({line[SUMMARY_COLUMNS.index('made_from')]})")
+    return [f"{given}{f' series {series}' if series else ''} has {len(names)} reports in the summary "
+            f"({', '.join(names)}): the cohort's figures count it {len(names)} times; name the one to keep"
+            for (_, series), (given, names) in reports.items() if len(names) > 1]
+
+
+__all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "made_from", "read_report", "repeated_exams", "report_files", "summarize",
            "summary_csv", "summary_figures"]

@@ -175,3 +175,21 @@ def test_what_slicer_did_not_count_and_who_segmented_reach_the_summary(tmp_path)
         line = dict(zip(SUMMARY_COLUMNS, summarize([tmp_path / "q.json"])[0]))
         assert line["made_from"] == expected and line["input"] == "p1.nii.gz"
         assert f"Segmentation: labelmap p1_fixed.nii.gz{page}" in (tmp_path / "q.html").read_text()  # who, on the page
+
+
+def test_an_exam_reported_twice_is_said(tmp_path):
+    """The model's report and a corrected one of the same exam in one folder (the README's workflow, saved beside
+    the batch's, the image named relative where the batch had it absolute): both are summarised, and the command
+    says the exam is counted twice, naming both reports."""
+    out = _batch(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "scarnet", "quantify", str(out / "p1.seg.nrrd"), "--image",
+                             "p1.nii.gz", "--report", "out/p1_corrected.json", "--segmented-by",
+                             "model-and-reader", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run([sys.executable, "-m", "scarnet", "summarize", "out", "--out", "cohort.csv"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "reports in the summary" in line]
+    assert len(warned) == 1 and "p1" in warned[0] and "has 2 reports" in warned[0]
+    assert "p1_corrected.json (edited segmentation)" in warned[0] and "p1_report.json (ScarNet model)" in warned[0]
+    assert len(_read(tmp_path / "cohort.csv")) == 3
