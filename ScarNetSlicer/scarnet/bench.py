@@ -1202,8 +1202,10 @@ def run_benchmark(args: argparse.Namespace, configs: Sequence[BenchConfig] | Non
     """
     from .inference import resolve_device
     from .io import check_outputs, write_text
+    from .outputs import JSON_FIGURES, check_output_name
 
     if args.json:
+        check_output_name(args.json, JSON_FIGURES, "--json")
         check_outputs([args.json], args.overwrite)  # fail before minutes of work, not after
     device = resolve_device(args.device)
     threads = args.threads if device.type == "cpu" else None

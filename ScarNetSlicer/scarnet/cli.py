@@ -982,8 +982,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", nargs="*", default=[], action="extend",
                    help="parts to skip: noise artifacts contrast field thresholds medsam unet (repeatable: the lists "
                         "add up)")
-    p.add_argument("--markdown", type=Path, help="write the Markdown table here")
-    p.add_argument("--json", type=Path, help="write all figures as JSON here")
+    p.add_argument("--markdown", type=Path, help="write the Markdown table here (.md)")
+    p.add_argument("--json", type=Path, help="write all figures as JSON here (.json)")
     p.add_argument("--max-cases", type=int, help="only the first N cases (quick checks)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -1007,7 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="*", help="configurations to run: scarnet reference nnunet (and, only when "
                    "named, scarnet_autocast: float32 weights under bf16 autocast on a GPU, as before bf16 weights)")
     p.add_argument("--compile", action="store_true", help="also run ScarNet through torch.compile (GPU: CUDA graphs)")
-    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--json", type=Path, help="write the results here (.json)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

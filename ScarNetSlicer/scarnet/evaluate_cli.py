@@ -1337,6 +1337,7 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     from .inference import resolve_device
     from .io import atomic_path, check_outputs
     from .model.registry import load_model, qc_calibration_for
+    from .outputs import JSON_FIGURES, MARKDOWN, check_output_name
 
     skip = tuple(getattr(args, "skip", None) or ())
     unknown = sorted(set(skip) - set(SKIPPABLE))
@@ -1350,6 +1351,9 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
         raise InputError("--max-cases must be at least 1")
     markdown_path, json_path = getattr(args, "markdown", None), getattr(args, "json", None)
     overwrite = bool(getattr(args, "overwrite", False))
+    for path, kind, option in ((markdown_path, MARKDOWN, "--markdown"), (json_path, JSON_FIGURES, "--json")):
+        if path is not None:
+            check_output_name(path, kind, option)
     check_outputs([markdown_path, json_path], overwrite)
 
     device = resolve_device(getattr(args, "device", "auto"))

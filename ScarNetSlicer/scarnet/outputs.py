@@ -64,10 +64,13 @@ PICTURE = OutputKind("an SVG picture", (".svg",))
 HTML_REPORT = OutputKind("an HTML report", (".html",))
 #: A DICOM Segmentation object (scarnet.dicom_seg).
 DICOM_SEG = OutputKind("a DICOM segmentation", (".dcm",))
+#: Figures as JSON (evaluate --json, bench --json) and as a Markdown table (evaluate --markdown).
+JSON_FIGURES = OutputKind("a JSON file", (".json",))
+MARKDOWN = OutputKind("a Markdown table", (".md",))
 
 #: Every ending any kind knows, longest first, so that "x.seg.nrrd" is a .seg.nrrd and not a .nrrd.
-_KNOWN_SUFFIXES = tuple(sorted({s for kind in (IMAGE, LABELMAP, SEGMENTATION, REPORT, PICTURE, HTML_REPORT, DICOM_SEG)
-                                for s in kind.suffixes}, key=len, reverse=True))
+_KNOWN_SUFFIXES = tuple(sorted({s for kind in (IMAGE, LABELMAP, SEGMENTATION, REPORT, PICTURE, HTML_REPORT, DICOM_SEG,
+                                                MARKDOWN) for s in kind.suffixes}, key=len, reverse=True))
 #: Characters of the target's name kept in its temporary name: enough to recognise a leftover,
 #: short enough that the temporary name (and the writers' own temporary name beside it) never
 #: exceeds the file system's limit when the target's name does not.

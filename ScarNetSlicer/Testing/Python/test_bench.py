@@ -113,6 +113,10 @@ def test_ratios_come_from_the_measured_times_and_json_is_complete(tmp_path):
     path = _tiny_volume_file(tmp_path)
     volumes = [bench.BenchVolume("tiny", path, "tiny test stack")]
     configs = [_sleep_config("scarnet", 0.004), _sleep_config("nnunet", 0.012)]
+    from scarnet.errors import InputError
+
+    with pytest.raises(InputError, match="x.nii.gz: --json is a JSON file and must end in .json"):
+        bench.run_benchmark(_args(json=tmp_path / "x.nii.gz"), configs=configs, volumes=volumes)
     out = tmp_path / "bench.json"
     assert bench.run_benchmark(_args(json=out), configs=configs, volumes=volumes) == 0
     data = json.loads(out.read_text())

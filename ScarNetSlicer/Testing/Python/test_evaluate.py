@@ -537,6 +537,14 @@ def test_an_unwritable_output_is_refused_before_any_work(tmp_path, tiny_weights,
     with pytest.raises(OutputError, match=r"figures.json: cannot write in .* \(Permission denied\)"):
         run_evaluation(_args(tmp_path, tiny_weights, markdown=None), cases=[])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    # JSON written into a .md (or a table into a .json) would be read as the other by whoever opens it.
+    for outputs, message in (({"json": tmp_path / "z.md", "markdown": None}, "z.md: --json is a JSON file and must "
+                              "end in .json"),
+                             ({"markdown": tmp_path / "table.json"}, "table.json: --markdown is a Markdown table and "
+                              "must end in .md")):
+        with pytest.raises(InputError, match=message):
+            run_evaluation(_args(tmp_path, tiny_weights, **outputs), cases=[])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
 def test_cli_damaged_emidec_folder_is_one_line_naming_the_file(tmp_path):
