@@ -297,7 +297,8 @@ class Processor:
         if notices:
             report["segments_left_out"] = notices
         outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False)
-        outputs.notice = "\n".join(message for message in [*notices, *(report.get("segment_warnings") or []),
+        outputs.notice = "\n".join(message for message in [*notices, *(report.get("labelmap_warnings") or []),
+                                                           *(report.get("segment_warnings") or []),
                                                            outputs.notice] if message)
         return outputs
 

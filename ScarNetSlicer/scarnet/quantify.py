@@ -277,10 +277,10 @@ def dicom_image_name(identifiers: dict[str, Any] | None) -> str:
 
 def report_warnings(data: dict[str, Any]) -> list[str]:
     """The warnings of a report in its dict form (:meth:`Report.to_dict`, or :attr:`Report.extra`): reading the
-    input's, the AHA segments', then the model's; missing or null entries (a report stored by an older version)
-    are none."""
-    return [*(data.get("input_warnings") or []), *(data.get("segment_warnings") or []),
-            *((data.get("inference") or {}).get("warnings") or [])]
+    input's, the labelmap's (slices left out), the AHA segments', then the model's; missing or null entries (a
+    report stored by an older version) are none."""
+    return [*(data.get("input_warnings") or []), *(data.get("labelmap_warnings") or []),
+            *(data.get("segment_warnings") or []), *((data.get("inference") or {}).get("warnings") or [])]
 
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
@@ -437,6 +437,9 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         warnings.warn(message, stacklevel=2)
     if segment_warnings:
         report.extra["segment_warnings"] = segment_warnings
+    if gap := gap_slices_warning(counts[:, list(MYOCARDIUM_LABELS)].sum(axis=1) > 0):
+        warnings.warn(gap, stacklevel=2)
+        report.extra["labelmap_warnings"] = [gap]
     if image is not None:
         report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))
     return report
@@ -450,6 +453,19 @@ MIRROR_WARNING = ("AHA segments: the image has no usable short-axis orientation 
                   "a patient axis), so it was taken as displayed and seen from the apex; "
                   "if the stack is mirrored (seen from the base), septum and lateral wall are exchanged in the "
                   "segments. Mark the inferior RV insertion point too: a mirrored stack is then refused")
+
+
+def gap_slices_warning(with_myocardium: np.ndarray) -> str | None:
+    """What the report must say of slices without myocardium between slices with it (``with_myocardium``: per
+    slice, base to apex or apex to base): a slice a reader did not draw, or an LV the model missed there, leaves
+    that slice's myocardium and scar out of every total. None without such slices."""
+    drawn = np.flatnonzero(with_myocardium)
+    gaps = [int(k) for k in range(drawn[0], drawn[-1] + 1) if not with_myocardium[k]] if drawn.size else []
+    if not gaps:
+        return None
+    named = f"slice {gaps[0]} has" if len(gaps) == 1 else f"slices {', '.join(map(str, gaps))} have"
+    return (f"{named} no myocardium between slices that have it: a slice not drawn (or an LV missed there) leaves "
+            "its myocardium and scar out of the totals; check it")
 
 
 def missing_levels_warning(levels: list[str | None]) -> str | None:

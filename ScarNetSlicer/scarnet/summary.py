@@ -162,7 +162,7 @@ def _figures(report: dict[str, Any], path: Path) -> dict[str, Any]:
         for lists in (report, report.get("inference") or {}):
             if not isinstance(lists, dict):
                 raise TypeError("inference must be a record")
-            for key in ("input_warnings", "segment_warnings", "warnings"):
+            for key in ("input_warnings", "labelmap_warnings", "segment_warnings", "warnings"):
                 if lists.get(key) is not None and not isinstance(lists[key], list):
                     raise TypeError(f"{key} must be a list")
         figures = summary_figures(report, path.name)

@@ -52,6 +52,31 @@ def test_per_slice_and_total_volumes_by_hand():
     assert total.slices_with_myocardium == 2 and total.slices_with_scar == 1
 
 
+def test_a_slice_left_out_between_drawn_slices_is_said():
+    """A reader's labelmap with a slice not drawn (or the model's with an LV missed): its myocardium and scar are
+    missing from every total, so the report says which slice; an empty slice at either end of the stack (above
+    the base, beyond the apex) is not a gap."""
+    import warnings
+
+    from scarnet.quantify import gap_slices_warning
+
+    labels = np.concatenate([_labelmap().array, _labelmap().array[:2]])  # slices 0-1 drawn, 2 empty, 3-4 drawn
+    volume = Volume(labels, SPACING, (10.0, -20.0, 30.0), np.eye(3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = quantify(volume)
+    said = [str(w.message) for w in caught]
+    assert said == report.extra["labelmap_warnings"] == report.warnings()
+    assert said[0].startswith("slice 2 has no myocardium between slices that have it")
+    assert f"warning,{said[0]}\n" in report.to_csv()
+    assert report.to_dict()["labelmap_warnings"] == said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the stack's own empty end slice (2 of _labelmap) says nothing
+        assert "labelmap_warnings" not in quantify(_labelmap()).extra
+    assert gap_slices_warning(np.array([False, True, False, False, True, False])).startswith("slices 2, 3 have")
+    assert gap_slices_warning(np.zeros(4, dtype=bool)) is None
+
+
 def test_slice_positions_follow_the_slice_normal(oblique_direction):
     report = quantify(_labelmap(oblique_direction))
     positions = [s.position_mm for s in report.slices]

@@ -673,6 +673,24 @@ def test_update_report_says_what_it_did_not_count(scene, lib, oblique_direction)
     assert lib.report_nodes.stored_report(outputs.table_node) == before  # nothing written
 
 
+def test_update_report_says_a_slice_erased_between_drawn_ones(scene, lib, oblique_direction):
+    """A reader who erased a whole middle slice (or never drew it) is told that its myocardium and scar are out of
+    the totals, in the notice and the stored report."""
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    outputs = _run(processor, volume_node)
+    assert "labelmap_warnings" not in outputs.report
+    erased = labels.array.copy()
+    erased[2] = 0
+    for info in SEGMENTS:
+        sn.set_segment_mask(outputs.segmentation_node, info.segment_id, erased == info.label, labels)
+    updated = processor.update_report(volume_node, outputs.segmentation_node)
+    said = updated.report["labelmap_warnings"]
+    assert said[0].startswith("slice 2 has no myocardium between slices that have it")
+    assert said[0] in updated.notice.splitlines()
+    assert lib.report_nodes.stored_report(updated.table_node)["labelmap_warnings"] == said
+
+
 def test_edit_detection_guards_rerun(scene, lib, oblique_direction):
     sn = lib.segmentation_nodes
     labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
