@@ -17,7 +17,8 @@ DICOM plane positions:
 * DICOM ImageOrientationPatient's first triplet is the direction of increasing column index
   (i), its second that of increasing row index (j); PixelSpacing is (row spacing, column
   spacing), i.e. (spacing along j, spacing along i);
-* RescaleSlope/RescaleIntercept are applied.
+* RescaleSlope/RescaleIntercept are applied; a MONOCHROME1 series (lowest value shown white) is
+  then inverted, one mapping for the whole series, so that brighter is higher as in MONOCHROME2.
 
 Single-frame files (MR Image Storage and the like) and enhanced multi-frame files (per-frame
 functional groups) are supported. Everything a user can fix raises
@@ -110,6 +111,10 @@ class DicomSeries:
     inversion_time_ms: float | None = None
     sop_class_uid: str = ""
     study_instance_uid: str = ""
+    study_date: str = ""  # StudyDate (DA, YYYYMMDD) as written
+    #: PatientID and PatientName, only to tell whether listed series come from several patients; never shown
+    #: (messages and reports name a study by its date and UID, not by who the patient is).
+    patient_key: str = ""
     lge_score: int = 0
     lge_cues: list[str] = field(default_factory=list)
 
@@ -123,11 +128,12 @@ class DicomSeries:
         return {"series_number": self.series_number, "description": self.description,
                 "series_instance_uid": self.series_instance_uid}
 
-    def summary(self) -> str:
-        """A short one-line description: ``#5 'LGE PSIR SAX' (12 slices)``."""
+    def summary(self, details: Iterable[str] = ()) -> str:
+        """A short one-line description: ``#5 'LGE PSIR SAX' (12 slices)``; ``details`` are added in the brackets
+        (``#5 'LGE PSIR SAX' (12 slices, SeriesInstanceUID 1.2.3)``)."""
         number = f"#{self.series_number}" if self.series_number is not None else f"UID {self.series_instance_uid}"
         plural = "" if self.num_slices == 1 else "s"
-        return f"{number} '{self.description}' ({self.num_slices} slice{plural})"
+        return f"{number} '{self.description}' ({', '.join([f'{self.num_slices} slice{plural}', *details])})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,6 +265,8 @@ def _describe_series(uid: str, members: list[tuple[Path, Any]]) -> DicomSeries:
         inversion_time_ms=inversion_time,
         sop_class_uid=str(header.get("SOPClassUID", "") or ""),
         study_instance_uid=str(header.get("StudyInstanceUID", "") or ""),
+        study_date=str(header.get("StudyDate", "") or "").strip(),
+        patient_key=f"{header.get('PatientID', '') or ''}\\{header.get('PatientName', '') or ''}",
         lge_score=score,
         lge_cues=cues,
     )
@@ -350,9 +358,9 @@ def select_series(all_series: list[DicomSeries], series: str | None, folder: Pat
             return neutral[0]
         reason = f"none of its {len(all_series)} series looks like an LGE stack"
     else:
-        reason = f"{len(lge)} of its {len(all_series)} series look equally like LGE stacks"
-    raise InputError(f"{folder}: {reason}: {_listing(all_series)}; pass --series with a series number, "
-                     "SeriesInstanceUID or part of the description")
+        reason = f"{len(lge)} of its {len(all_series)} series look equally like LGE stacks{_origins(lge)}"
+    raise InputError(f"{folder}: {reason}: {_listing(all_series, all_series)}; pass --series with a series "
+                     "number, SeriesInstanceUID or part of the description")
 
 
 def _series_by_name(all_series: list[DicomSeries], series: str, folder: Path) -> DicomSeries:
@@ -365,8 +373,10 @@ def _series_by_name(all_series: list[DicomSeries], series: str, folder: Path) ->
     if len(by_number) == 1:
         return by_number[0]
     if len(by_number) > 1:
-        raise InputError(f"{folder}: series number {number} is used by {len(by_number)} series "
-                         f"(several studies?): {_listing(by_number)}; pass the SeriesInstanceUID instead")
+        # The message asks for a SeriesInstanceUID, so every entry shows its own.
+        raise InputError(f"{folder}: series number {number} is used by {len(by_number)} series"
+                         f"{_origins(by_number)}: {_listing(by_number, all_series, uids=True)}; pass the "
+                         "SeriesInstanceUID instead")
     needle = wanted.lower()
     exact = [s for s in all_series if s.description.lower() == needle]
     if len(exact) == 1:
@@ -375,13 +385,68 @@ def _series_by_name(all_series: list[DicomSeries], series: str, folder: Path) ->
     if len(by_text) == 1:
         return by_text[0]
     if len(by_text) > 1:
-        raise InputError(f"{folder}: --series '{series}' matches {len(by_text)} series: {_listing(by_text)}; "
-                         "pass a series number or SeriesInstanceUID")
-    raise InputError(f"{folder}: no series matches --series '{series}'; the folder holds: {_listing(all_series)}")
+        raise InputError(f"{folder}: --series '{series}' matches {len(by_text)} series{_origins(by_text)}: "
+                         f"{_listing(by_text, all_series)}; pass a series number or SeriesInstanceUID")
+    raise InputError(f"{folder}: no series matches --series '{series}'; the folder holds: "
+                     f"{_listing(all_series, all_series)}")
 
 
-def _listing(all_series: list[DicomSeries]) -> str:
-    return ", ".join(s.summary() for s in all_series)
+def _listing(listed: list[DicomSeries], all_series: list[DicomSeries], uids: bool = False) -> str:
+    """``listed`` as :meth:`DicomSeries.summary` entries, one line.
+
+    An entry that --series could not pick by its number or description among ``all_series`` (two studies of
+    one folder both with a series #7 'LGE PSIR SAX') also shows its SeriesInstanceUID, which --series accepts,
+    and, when such entries come from several studies, the study's date and the end of its StudyInstanceUID, so
+    the user can tell which is which without the message naming the patient. ``uids``: every entry shows its
+    SeriesInstanceUID.
+    """
+    unclear = [s for s in listed if s.series_number is not None and (uids or not _selectable(s, all_series))]
+    studies = sorted({s.study_instance_uid for s in unclear})
+    study_names = _study_names(studies) if len(studies) > 1 else {}
+    entries = []
+    for s in listed:
+        details = []
+        if s in unclear:
+            if study_names:
+                date = s.study_date
+                shown = f"{date[:4]}-{date[4:6]}-{date[6:]}" if len(date) == 8 and date.isdigit() else date
+                details.append(" ".join(["study", *([shown] if shown else []), study_names[s.study_instance_uid]]))
+            details.append(f"SeriesInstanceUID {s.series_instance_uid}")
+        entries.append(s.summary(details))
+    return ", ".join(entries)
+
+
+def _selectable(chosen: DicomSeries, all_series: list[DicomSeries]) -> bool:
+    """--series picks ``chosen`` by its series number or its whole description (as :func:`_series_by_name`)."""
+    if chosen.series_number is not None and sum(s.series_number == chosen.series_number for s in all_series) == 1:
+        return True
+    text = chosen.description.strip()
+    # The description is tried only after UIDs and numbers: one that reads as another series' number fails.
+    number = text[1:] if text.startswith("#") else text
+    taken = any(s.series_instance_uid == text or (s.series_number is not None and str(s.series_number) == number)
+                for s in all_series)
+    return bool(text) and not taken and sum(s.description.lower() == text.lower() for s in all_series) == 1
+
+
+def _study_names(study_uids: list[str]) -> dict[str, str]:
+    """The shortest ends (at least 6 characters) of ``study_uids`` that tell them apart: ``…498.1``, ``…498.2``."""
+    longest = max(len(uid) for uid in study_uids)
+    for length in range(min(6, longest), longest + 1):  # distinct UIDs: at the longest, the whole UIDs differ
+        if len({uid[-length:] for uid in study_uids}) == len(study_uids):
+            break
+    # A cut just after a dot would show "….1": the dot goes.
+    return {uid: ("…" + uid[-length:].lstrip(".") if len(uid) > length else uid) if uid else
+            "without StudyInstanceUID" for uid in study_uids}
+
+
+def _origins(listed: list[DicomSeries]) -> str:
+    """`` (from 2 studies of 2 patients)`` when ``listed`` spans several studies, else "" (patients are counted,
+    never named)."""
+    studies = len({s.study_instance_uid for s in listed})
+    if studies < 2:
+        return ""
+    patients = len({s.patient_key for s in listed})
+    return f" (from {studies} studies" + (f" of {patients} patients)" if patients > 1 else ")")
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,6 +468,8 @@ class _Frame:
     keys: dict[str, Any]  # what may tell duplicates at one position apart (image type, echo, time)
     dataset: Any
     rescale_varies_in_file: bool = False  # an enhanced file whose frames are scaled differently
+    #: PhotometricInterpretation MONOCHROME1: the lowest value is shown white (inverted after the rescale).
+    monochrome1: bool = False
 
 
 def read_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
@@ -482,14 +549,31 @@ def _read_frames(chosen: DicomSeries, name: str) -> list[_Frame]:
         if int(dataset.get("SamplesPerPixel", 1) or 1) != 1:
             raise InputError(f"{name}: {path.name} is a colour image (SamplesPerPixel "
                              f"{dataset.SamplesPerPixel}); expected greyscale MR")
+        monochrome1 = _is_monochrome1(dataset, path, name)
         if "PerFrameFunctionalGroupsSequence" in dataset:
-            frames.extend(_enhanced_frames(path, dataset, name))
+            read = _enhanced_frames(path, dataset, name)  # PhotometricInterpretation is top-level there too
         else:
             if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
                 raise InputError(f"{name}: {path.name} is a multi-frame file without per-frame positions "
                                  "(cine or legacy multi-frame); export the stack as single-frame images")
-            frames.append(_single_frame(path, dataset, name))
+            read = [_single_frame(path, dataset, name)]
+        for frame in read:
+            frame.monochrome1 = monochrome1
+        frames.extend(read)
     return frames
+
+
+def _is_monochrome1(dataset: Any, path: Path, name: str) -> bool:
+    """Whether the file's greyscale is MONOCHROME1 (lowest value white); any other than MONOCHROME1/2 is refused.
+
+    A file without PhotometricInterpretation (old or stripped exports) is taken as MONOCHROME2, as MR always is
+    in practice. Colour and palette images (RGB, YBR_*, PALETTE COLOR) have no greyscale the model can use.
+    """
+    photometric = str(dataset.get("PhotometricInterpretation", "") or "").strip().upper()
+    if photometric not in ("", "MONOCHROME1", "MONOCHROME2"):
+        raise InputError(f"{name}: {path.name} has PhotometricInterpretation {photometric}; expected greyscale MR "
+                         "(MONOCHROME2 or MONOCHROME1)")
+    return photometric == "MONOCHROME1"
 
 
 def _single_frame(path: Path, dataset: Any, name: str) -> _Frame:
@@ -665,6 +749,7 @@ def _build_volume(frames: list[_Frame], name: str) -> tuple[Volume, list[_Frame]
     normal /= np.linalg.norm(normal)
 
     frames = _one_frame_per_position(frames, normal, name)
+    _check_one_photometric(frames, name)  # of the images used: reconstructions left out may differ
     positions = np.array([f.position @ normal for f in frames])
     order = np.argsort(positions, kind="stable")
     frames = [frames[i] for i in order]
@@ -691,7 +776,7 @@ def _build_volume(frames: list[_Frame], name: str) -> tuple[Volume, list[_Frame]
         warnings.warn(f"{name}: slices are shifted within their planes by up to {shift:.3g} mm; the volume "
                       "places them on a straight stack from the first slice", stacklevel=3)
 
-    array = np.stack([_pixels(f, name) for f in frames])
+    array = _inverted_if_monochrome1(np.stack([_pixels(f, name) for f in frames]), frames, name)
     row_spacing, column_spacing = first.pixel_spacing
     volume = Volume(
         array,
@@ -702,6 +787,35 @@ def _build_volume(frames: list[_Frame], name: str) -> tuple[Volume, list[_Frame]
         source_slices=[_identifiers(f) for f in frames],
     )
     return volume, frames
+
+
+def _check_one_photometric(frames: list[_Frame], name: str) -> None:
+    """The stack's images are all MONOCHROME1 or all MONOCHROME2: mixed, their grey levels run in opposite
+    directions, and no one inversion would make the slices comparable."""
+    inverted = [f for f in frames if f.monochrome1]
+    if inverted and len(inverted) < len(frames):
+        plain = next(f for f in frames if not f.monochrome1)
+        raise InputError(f"{name}: mixes MONOCHROME1 images ({len(inverted)}, e.g. {inverted[0].path.name}) and "
+                         f"MONOCHROME2 images ({len(frames) - len(inverted)}, e.g. {plain.path.name}), whose grey "
+                         "levels run in opposite directions; export the series with one PhotometricInterpretation")
+
+
+def _inverted_if_monochrome1(array: np.ndarray, frames: list[_Frame], name: str) -> np.ndarray:
+    """``array`` (rescaled values of ``frames``, one slice each) so that brighter is higher.
+
+    A MONOCHROME1 stack (lowest value shown white) becomes ``max + min − value`` with the minimum and maximum
+    of the whole stack: one mapping for every slice keeps them comparable (a per-slice one would not), and the
+    range stays as it was. The model was trained on MONOCHROME2 grey levels (higher = brighter), so without it
+    scar and blood pool would look dark.
+    """
+    if not frames[0].monochrome1:  # all or none: _check_one_photometric
+        return array
+    low, high = float(array.min()), float(array.max())
+    warnings.warn(f"{name}: PhotometricInterpretation is MONOCHROME1 (lowest value shown white); grey levels were "
+                  f"inverted for the whole series (value -> {high + low:.10g} - value) so that brighter is higher, as "
+                  "in MONOCHROME2", stacklevel=4)
+    # float64 keeps integer values exact before the cast (as the rescale in _pixels).
+    return ((high + low) - array.astype(np.float64)).astype(np.float32)
 
 
 def _identifiers(frame: _Frame) -> dict[str, Any]:
@@ -883,6 +997,14 @@ def _pixels(frame: _Frame, name: str) -> np.ndarray:
             raise InputError(f"{name}: cannot read the pixels of {frame.path.name} ({short})") from None
         # Compressed syntaxes pydicom cannot decode here, and native files it refuses for a missing
         # attribute (PixelRepresentation, BitsStored, ... in old or anonymised files), which GDCM reads.
+        if frame.monochrome1:
+            # GDCM inverts MONOCHROME1 itself, by a rule of its own (ITK 5.4: 2^BitsStored − 1 − value, then the
+            # rescale; it needs the very attributes such files may lack), and whether a given ITK does is not
+            # something to rely on: the series-wide inversion could not know what it gets.
+            raise InputError(f"{name}: {frame.path.name} is MONOCHROME1 and only GDCM decodes its pixels here "
+                             f"({_one_line(pydicom_error)}), which may invert its grey levels by a rule of its "
+                             "own; export the series uncompressed with all its pixel attributes, or as MONOCHROME2"
+                             ) from None
         pixels, rescaled = _pixels_with_simpleitk(frame, name, pydicom_error)
     if frame.frame is not None:
         if pixels.ndim == 3:

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import random
+import re
 import warnings
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from scarnet.dicom import list_series, read_dicom_series, slice_identifiers
+from scarnet.dicom import list_series, read_dicom_series, read_dicom_stack, slice_identifiers
 from scarnet.errors import InputError
 from scarnet.io import read_volume
 
@@ -336,6 +337,104 @@ def test_damaged_dicom_files_are_named_not_skipped_quietly(tmp_path: Path) -> No
         list_series(exam)
 
 
+def _inverted(values: np.ndarray) -> np.ndarray:
+    """MONOCHROME1 values made MONOCHROME2-like: one mapping for the whole stack, keeping its range."""
+    return values.max() + values.min() - values
+
+
+def test_monochrome1_series_is_inverted_once_for_the_whole_series(tmp_path: Path) -> None:
+    # Same stored values and per-slice rescales as the MONOCHROME2 tests: inverted after the rescale, with the
+    # stack's own minimum and maximum (a per-slice mapping would make the slices incomparable).
+    _write_stack(tmp_path / "exam", num_slices=4, PhotometricInterpretation="MONOCHROME1")
+    expected = _expected_array(4)
+    with pytest.warns(UserWarning, match=r"series #7 'LGE PSIR SAX' \(4 slices\): PhotometricInterpretation is "
+                      r"MONOCHROME1 \(lowest value shown white\); grey levels were inverted for the whole series "
+                      rf"\(value -> {expected.max() + expected.min():g} - value\) so that brighter is higher"):
+        volume = read_dicom_series(tmp_path / "exam")
+    _check_geometry(volume, 4, _position(0))
+    assert volume.array.dtype == np.float32
+    np.testing.assert_array_equal(volume.array, _inverted(expected))
+
+
+def test_monochrome1_stored_inverted_reads_like_its_monochrome2_twin(tmp_path: Path) -> None:
+    # As QA's exam: MONOCHROME1 stored as 4095 - v (no rescale). Read, it must rank voxels as the MONOCHROME2
+    # exam does, in every slice alike.
+    def unscaled(ds: Dataset) -> None:
+        ds.RescaleSlope, ds.RescaleIntercept = "1", "0"
+
+    def stored_inverted(ds: Dataset) -> None:
+        unscaled(ds)
+        ds.PixelData = (4095 - ds.pixel_array).astype("<u2").tobytes()
+
+    _write_stack(tmp_path / "m2", num_slices=4)
+    _write_stack(tmp_path / "m1", num_slices=4, PhotometricInterpretation="MONOCHROME1")
+    _rewrite(tmp_path / "m2", unscaled)
+    _rewrite(tmp_path / "m1", stored_inverted)
+    plain = read_dicom_series(tmp_path / "m2").array
+    with pytest.warns(UserWarning, match="MONOCHROME1"):
+        inverted = read_dicom_series(tmp_path / "m1").array
+    assert np.corrcoef(plain.ravel(), inverted.ravel())[0, 1] == pytest.approx(1.0)
+    assert np.ptp(inverted) == pytest.approx(np.ptp(plain))
+
+
+def test_enhanced_monochrome1_is_inverted(tmp_path: Path) -> None:
+    _write_enhanced(tmp_path / "exam", [2, 0, 3, 1], photometric="MONOCHROME1")
+    with pytest.warns(UserWarning, match="MONOCHROME1 .* inverted for the whole series"):
+        volume = read_dicom_series(tmp_path / "exam")
+    np.testing.assert_array_equal(volume.array, _inverted(_expected_array(4)))
+
+
+def test_monochrome1_warning_is_kept_in_the_report(tmp_path: Path) -> None:
+    from scarnet.cli import main
+    from scarnet.io import write_labelmap
+
+    _write_stack(tmp_path / "exam", num_slices=4, PhotometricInterpretation="MONOCHROME1")
+    with pytest.warns(UserWarning, match="MONOCHROME1"):
+        image = read_volume(tmp_path / "exam")
+    labels = np.zeros(image.array.shape, dtype=np.uint8)
+    labels[:, 1:4, 1:4] = 2
+    write_labelmap(image.with_array(labels), tmp_path / "labels.nii.gz")
+    with pytest.warns(UserWarning, match="MONOCHROME1"):
+        assert main(["quantify", str(tmp_path / "labels.nii.gz"), "--image", str(tmp_path / "exam"),
+                     "--report", str(tmp_path / "report.json"), "--quiet"]) == 0
+    kept = json.loads((tmp_path / "report.json").read_text())["input_warnings"]
+    assert [m for m in kept if "MONOCHROME1" in m and "grey levels were inverted" in m]
+
+
+def test_series_mixing_monochrome1_and_monochrome2_is_refused(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    _rewrite(exam, lambda ds: setattr(ds, "PhotometricInterpretation", "MONOCHROME1"), only=1)
+    one = sorted(exam.iterdir())[1].name
+    with pytest.raises(InputError, match=rf"mixes MONOCHROME1 images \(1, e.g. {one}\) and MONOCHROME2 images "
+                       r"\(3, e.g. .*\), whose grey levels run in opposite directions") as error:
+        read_dicom_series(exam)
+    _one_line(error)
+
+
+@pytest.mark.parametrize("photometric", ["PALETTE COLOR", "RGB", "YBR_FULL"])
+def test_colour_photometric_interpretations_are_refused(tmp_path: Path, photometric: str) -> None:
+    # SamplesPerPixel 1 (a palette image, or a header that contradicts itself): pydicom hands back the stored
+    # values (palette indices), which are no grey levels.
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    _rewrite(exam, lambda ds: setattr(ds, "PhotometricInterpretation", photometric))
+    with pytest.raises(InputError, match=f"has PhotometricInterpretation {photometric}; expected greyscale MR "
+                       r"\(MONOCHROME2 or MONOCHROME1\)") as error:
+        read_dicom_series(exam)
+    _one_line(error)
+
+
+def test_monochrome1_only_gdcm_decodes_is_refused(tmp_path: Path) -> None:
+    # GDCM inverts MONOCHROME1 by a rule of its own (or not at all, in older ITK): no series-wide mapping is safe.
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4, PhotometricInterpretation="MONOCHROME1")
+    _rewrite(exam, lambda ds: delattr(ds, "PixelRepresentation"))  # pydicom refuses; GDCM would read it
+    with pytest.raises(InputError, match="is MONOCHROME1 and only GDCM decodes its pixels here") as error:
+        read_dicom_series(exam)
+    _one_line(error)
+
+
 def test_read_volume_reads_dicom_folders(tmp_path: Path) -> None:
     _write_stack(tmp_path / "exam" / "nested" / "deeper", num_slices=3)
     (tmp_path / "exam" / "notes.txt").write_text("not an image")
@@ -405,6 +504,56 @@ def test_ambiguous_folder_lists_series(tmp_path: Path) -> None:
     message = _one_line(error)
     for part in ("#2 'localizer' (3 slices)", "#5 'LGE SAX' (3 slices)", "#6 'LGE SAX' (4 slices)", "--series"):
         assert part in message
+
+
+def _two_studies_with_series_7(exam: Path) -> tuple[str, str]:
+    """Two exams of two patients copied into one folder, each with a series #7 'LGE PSIR SAX' of 4 slices (as
+    scanners number series per study); their SeriesInstanceUIDs."""
+    first = _write_stack(exam, seed=1, study_uid="1.2.826.0.1.3680043.8.498.1", StudyDate="20240101")
+    second = _write_stack(exam, seed=2, study_uid="1.2.826.0.1.3680043.8.498.2", StudyDate="20240315",
+                          PatientName="Other^Patient", PatientID="SYN002")
+    return first, second
+
+
+@pytest.mark.parametrize("series", [None, "7", "#7", "LGE", "nothing like it"])
+def test_series_alike_but_for_their_study_are_listed_with_what_tells_them_apart(tmp_path: Path,
+                                                                               series: str | None) -> None:
+    # Each listing asked for a SeriesInstanceUID and showed two identical "#7 'LGE PSIR SAX' (4 slices)".
+    exam = tmp_path / "exam"
+    uids = _two_studies_with_series_7(exam)
+    with pytest.raises(InputError) as error:
+        read_dicom_series(exam, series=series)
+    message = _one_line(error)
+    if series != "nothing like it":
+        assert "(from 2 studies of 2 patients)" in message
+    for uid, study in zip(uids, ("study 2024-01-01 …498.1", "study 2024-03-15 …498.2")):
+        assert f"#7 'LGE PSIR SAX' (4 slices, {study}, SeriesInstanceUID {uid})" in message
+    assert "Synthetic" not in message and "Other^Patient" not in message and "SYN00" not in message  # privacy
+    # The UIDs shown are what --series takes.
+    shown = re.findall(r"SeriesInstanceUID ([0-9.]+)\)", message)
+    assert sorted(shown) == sorted(uids)
+    assert [read_dicom_stack(exam, series=uid).series.series_instance_uid for uid in shown] == shown
+
+
+def test_series_told_apart_by_number_or_description_are_listed_without_uids(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    _write_stack(exam, series_number=5, description="LGE SAX", seed=1)
+    _write_stack(exam, series_number=6, description="LGE SAX", seed=2)
+    with pytest.raises(InputError) as error:
+        read_dicom_series(exam)
+    assert "#5 'LGE SAX' (4 slices), #6 'LGE SAX' (4 slices);" in _one_line(error)  # numbers pick them
+    # One study, one number, two descriptions: the description picks each; asked for by number, UIDs are shown.
+    exam = tmp_path / "exam2"
+    _write_stack(exam, description="LGE PSIR SAX", seed=1)
+    mag = _write_stack(exam, description="LGE MAG SAX", seed=2)
+    with pytest.raises(InputError) as error:
+        read_dicom_series(exam, series="LGE")
+    message = _one_line(error)
+    assert "#7 'LGE MAG SAX' (4 slices), #7 'LGE PSIR SAX' (4 slices);" in message and "studies" not in message
+    with pytest.raises(InputError) as error:
+        read_dicom_series(exam, series="7")
+    message = _one_line(error)
+    assert f"#7 'LGE MAG SAX' (4 slices, SeriesInstanceUID {mag})" in message and "study" not in message
 
 
 def test_folder_without_lge_cue_is_ambiguous(tmp_path: Path) -> None:
@@ -520,7 +669,8 @@ def test_copied_files_are_not_duplicates(tmp_path: Path) -> None:
     np.testing.assert_array_equal(volume.array, _expected_array(3))
 
 
-def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False) -> None:
+def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False,
+                    photometric: str = "MONOCHROME2") -> None:
     """An enhanced MR file, one frame per slice in ``frame_order``, each with its own rescale."""
     import SimpleITK as sitk
     from pydicom.encaps import encapsulate, generate_fragments
@@ -565,7 +715,7 @@ def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False
         per_frame.append(group)
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PhotometricInterpretation = photometric
     ds.Rows, ds.Columns = ROWS, COLUMNS
     ds.BitsAllocated = 16
     ds.BitsStored = 16
