@@ -22,7 +22,7 @@ import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -245,6 +245,7 @@ def _read_image_file(path: Path) -> Volume:
     # derives is still right, so keep the console clean.
     sitk.ProcessObject_SetGlobalWarningDisplay(False)
     printed: list[str] = []
+    io_name = ""  # stays empty when ITK cannot even tell the format
     try:
         with _native_stderr_captured(printed):
             # Asking which reader ITK picks (it only probes the header) tells which header to check.
@@ -258,16 +259,31 @@ def _read_image_file(path: Path) -> Volume:
         reason = next((line for line in reversed(detail) if line.strip()), "unknown reason")
         if "orthonormal" in reason.lower():
             return _read_nifti_with_nibabel(path)
+        # Damaged compressed data makes ITK fail with a reason that does not say so ("Unable to determine ImageIO
+        # reader", "_nrrdGzRead: data read error"): the damage, when it is that, is the reason given.
+        with contextlib.suppress(OSError):  # e.g. a missing data file, which ITK's reason names
+            _check_compressed_data(path, io_name)
         raise InputError(f"{path}: not a readable image ({_short(_failure_reason(path, reason, printed))})") from None
     if io_name == _NIFTI_IO:
-        _check_nifti_length(path, _nifti_data_end(image))
+        _check_nifti_length(path, _nifti_data_end(image))  # checks compressed data in full as it measures it
         _check_nifti_spacing(path, image)
         if _nifti_zeros_may_hide_non_finite(image) and _nifti_has_non_finite(path):
             raise InputError(f"{path}: contains NaN or infinite values")
-    elif io_name == _NRRD_IO:
-        _check_nrrd_spacing(path, image)
-    elif io_name == _META_IO:
-        _check_metaimage_spacing(path, image)
+    else:
+        # ITK's NRRD reader inflates only the bytes it needs, never reaching the gzip CRC, and MetaIO reads damaged
+        # zlib data as wrong voxels after printing "Uncompress failed": neither notices damage, so it is checked here.
+        try:
+            _check_compressed_data(path, io_name)
+        except OSError as error:
+            raise InputError(f"{path}: could not be read to check its compressed data "
+                             f"({os_error_reason(error)})") from None
+        if any(_METAIO_INFLATE_FAILED in line for line in printed):
+            raise InputError(f"{path}: not a readable image (its compressed data could not be decompressed: "
+                             f"{_METAIO_INFLATE_FAILED}), so its voxels would be wrong")
+        if io_name == _NRRD_IO:
+            _check_nrrd_spacing(path, image)
+        elif io_name == _META_IO:
+            _check_metaimage_spacing(path, image)
     volume = _volume_from_sitk(image, str(path))
     if io_name == _NIFTI_IO:
         _warn_if_sheared(path, _sform_from_itk(image))
@@ -371,6 +387,32 @@ def _no_spacing(path: Path, detail: str) -> InputError:
 #: Bytes read as a NIfTI header: NIfTI-2's size (NIfTI-1's is 348).
 _NIFTI_HEADER_BYTES = 540
 _GZIP_MAGIC = b"\x1f\x8b"
+#: zlib's ``wbits`` for the two wrappers image files use: gzip (NIfTI ``.gz``, NRRD ``encoding: gzip``), which ends
+#: each member with its CRC-32 and length, and zlib (MetaImage ``CompressedData``), which ends with an Adler-32.
+_GZIP_WBITS, _ZLIB_WBITS = 31, 15
+#: A gzip member's fixed header: magic, method, flags, time, extra flags, system.
+_GZIP_HEADER_BYTES = 10
+#: Compressed bytes given to zlib at a time. Deflate expands at most ~1032-fold, so a piece inflates to at most
+#: ~17 MB, dropped at once: no image is held inflated beside the one ITK reads.
+_INFLATE_PIECE_BYTES = 1 << 14
+#: Lines of a NRRD header are read at most this long (bytes); longer ones are read in parts.
+_NRRD_LINE_LIMIT = 1 << 16
+#: More data files than a numbered pattern names in any stack (one a slice): more means the header is damaged.
+_MAX_NUMBERED_FILES = 1 << 16
+#: What MetaIO prints when its zlib data does not inflate, before it goes on with wrong voxels.
+_METAIO_INFLATE_FAILED = "Uncompress failed"
+
+
+class _CompressedStream(NamedTuple):
+    """Where one compressed stream of an image's voxels lies: in ``file`` from byte ``offset``, after
+    ``lines_skipped`` text lines (NRRD's ``line skip``), wrapped as ``wbits`` says (gzip or zlib), and, where its
+    reader takes only so many bytes of it (MetaImage's ``CompressedDataSize``), ``size``."""
+
+    file: Path
+    offset: int = 0
+    lines_skipped: int = 0
+    wbits: int = _GZIP_WBITS
+    size: int | None = None
 
 
 def _nifti_head(path: Path) -> bytes:
@@ -380,13 +422,25 @@ def _nifti_head(path: Path) -> bytes:
             start = raw.read(1 << 16)
         if not start.startswith(_GZIP_MAGIC):  # whatever the name says: ITK goes by the content too
             return start[:_NIFTI_HEADER_BYTES]
-        return zlib.decompressobj(wbits=31).decompress(start, _NIFTI_HEADER_BYTES)  # 31: gzip wrapper
-    except (OSError, zlib.error) as error:
+        return zlib.decompressobj(wbits=_GZIP_WBITS).decompress(start, _NIFTI_HEADER_BYTES)
+    except OSError as error:
+        raise InputError(f"{path}: could not be read ({os_error_reason(error)})") from None
+    except zlib.error as error:
         raise _damaged(path, error) from None
 
 
-def _damaged(path: Path, error: Exception) -> InputError:
-    return InputError(f"{path}: its compressed data is damaged ({_short(str(error))}); the file is corrupt")
+def _damaged(path: Path, error: zlib.error, stream: _CompressedStream | None = None) -> InputError:
+    """The one line that refuses compressed data zlib cannot inflate or whose checksum fails: the file (or the data
+    file holding ``stream``, when it is another) is corrupt."""
+    # zlib says e.g. "Error -3 while decompressing data: incorrect data check"; its own words follow the colon.
+    detail = str(error).rpartition(": ")[2].strip() or str(error)
+    wrapper = stream.wbits if stream is not None else _GZIP_WBITS
+    reason = {"incorrect data check": "gzip CRC error" if wrapper == _GZIP_WBITS else "zlib checksum error",
+              "incorrect length check": "gzip length error"}.get(detail, detail)
+    if stream is None or stream.file == path:
+        return InputError(f"{path}: damaged compressed data ({_short(reason)}): the file is corrupt; copy it again")
+    return InputError(f"{path}: damaged compressed data in its data file {stream.file.name!r} ({_short(reason)}): "
+                      "that file is corrupt; copy it again")
 
 
 def _nifti_data_end(image) -> int | None:
@@ -399,63 +453,185 @@ def _nifti_data_end(image) -> int | None:
         return None
 
 
-def _check_nifti_length(path: Path, data_end: int | None) -> None:
-    """Refuse a NIfTI file cut short of ``data_end`` bytes: ITK (and so Slicer) reads the missing voxels as zeros.
+def _nifti_data_file(path: Path) -> Path:
+    """The file holding a NIfTI's voxels: ``path``, or for the header of a pair (``.hdr``) its image file, looked
+    for as niftilib (ITK's NIfTI library) looks: ``.img``, then ``.img.gz``, in the header suffix's case."""
+    lower = path.name.lower()
+    for header_suffix in (".hdr", ".hdr.gz"):
+        if lower.endswith(header_suffix):
+            stem = path.name[: -len(header_suffix)]
+            image_suffix = ".IMG" if path.name[len(stem):].startswith(".HDR") else ".img"
+            for candidate in (image_suffix, image_suffix + ".gz"):
+                if (path.parent / (stem + candidate)).exists():
+                    return path.parent / (stem + candidate)
+    return path
 
-    A gzip file records its uncompressed length (mod 2³²) in its last 4 bytes; when that is the
-    length the header implies, the file is whole (a cut file ends in arbitrary bytes). Otherwise
-    (trailing bytes, several gzip members, or a cut) the stream is decompressed to its end and measured.
+
+def _check_nifti_length(path: Path, data_end: int | None) -> None:
+    """Refuse a NIfTI file whose compressed data is damaged or whose data is cut short of ``data_end`` bytes: ITK
+    (and so Slicer) reads missing voxels as zeros, and damaged gzip data as whatever it inflates to.
+
+    A gzip file is inflated to its end, every member's CRC checked (:func:`_check_compressed_data`), and measured:
+    the length its trailer records says nothing about the bytes before it. For a NIfTI pair the image file is measured.
     """
-    if data_end is None:
-        return
     try:
-        with open(path, "rb") as raw:
-            if raw.read(2) != _GZIP_MAGIC:
-                length = os.fstat(raw.fileno()).st_size
-            else:
-                raw.seek(-4, os.SEEK_END)
-                if int.from_bytes(raw.read(4), "little") == data_end % (1 << 32):
-                    return
-                raw.seek(0)
-                length = _gunzipped_length(raw)
-    except (OSError, zlib.error) as error:  # a bad CRC or damaged deflate data
-        raise _damaged(path, error) from None
-    if length < data_end:
+        length = _check_compressed_data(path, _NIFTI_IO)
+        if length is None:
+            length = _nifti_data_file(path).stat().st_size
+    except OSError as error:
+        raise InputError(f"{path}: could not be read ({os_error_reason(error)})") from None
+    if data_end is not None and length < data_end:
         raise InputError(f"{path}: is truncated: its data ends after {length} of the {data_end} bytes its header "
                          "describes (copied or downloaded incompletely?), so voxels are missing")
 
 
-def _gunzipped_length(raw: IO[bytes]) -> int:
-    """The uncompressed length of the gzip data in ``raw``, counted in bounded pieces.
+def _check_compressed_data(path: Path, io_name: str) -> int | None:
+    """Inflate every compressed stream that holds ``path``'s voxels, as ITK's ``io_name`` reader finds them, to its
+    end, checking its checksums; refuse damaged data in one line naming the file. Returns the inflated length of
+    all streams together (None when the voxels are stored uncompressed).
 
-    zlib rather than :mod:`gzip`, whose ``read`` drops the last piece of a stream that ends early:
-    a stream cut short counts what it holds, so one cut inside its 8-byte trailer still holds every
-    voxel. Several gzip members follow one another as in ``gzip``/ITK; bytes after the last are ignored.
+    The one check of compressed input, for every reader: ITK's readers inflate only the bytes they need, so damage
+    near a stream's end, which only its checksum shows, passes them (the last slices read as zeros, or as other
+    labels). ``io_name`` "" (ITK could not tell the format) checks ``path`` itself when it is gzip. An OSError
+    (a data file that cannot be opened) is left to the caller.
+    """
+    streams = _compressed_streams(path, io_name)
+    if not streams:
+        return None
+    return sum(_inflated_length(path, stream) for stream in streams)
+
+
+def _compressed_streams(path: Path, io_name: str) -> list[_CompressedStream]:
+    """The compressed streams that hold ``path``'s voxels for ITK's ``io_name`` reader ([] when stored uncompressed)."""
+    if io_name == _NRRD_IO:
+        return _nrrd_compressed_streams(path)
+    if io_name == _META_IO:
+        return _metaimage_compressed_streams(path)
+    # NIfTI (and a file of a format ITK could not tell): gzip whatever the name says, as niftilib goes by the content.
+    data_file = _nifti_data_file(path) if io_name == _NIFTI_IO else path
+    with open(data_file, "rb") as raw:
+        gzipped = raw.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
+    return [_CompressedStream(data_file)] if gzipped else []
+
+
+def _inflated_length(path: Path, stream: _CompressedStream) -> int:
+    """The inflated length of one compressed stream of ``path``'s voxels, its checksums checked (InputError when
+    damaged)."""
+    with open(stream.file, "rb") as raw:
+        raw.seek(stream.offset)
+        for _ in range(stream.lines_skipped):
+            raw.readline()
+        try:
+            length, ended = _inflated_stream_length(raw, stream.wbits, stream.size)
+        except zlib.error as error:  # a CRC (Adler-32) or length that does not match, or undecodable deflate data
+            raise _damaged(path, error, stream) from None
+        if stream.size is not None and not ended and raw.tell() - stream.offset >= stream.size:
+            # Not a file cut short (its reader says so): MetaIO inflates that many bytes and reads the rest as zeros.
+            raise InputError(f"{path}: its header's CompressedDataSize ({stream.size}) ends before its compressed "
+                             "data does, so part of its voxels would be read wrong (a damaged header); write the "
+                             "file again")
+    return length
+
+
+def _inflated_stream_length(raw: IO[bytes], wbits: int, size: int | None = None) -> tuple[int, bool]:
+    """The inflated length of the compressed data in ``raw`` from where it stands (at most ``size`` bytes of it), and
+    whether its last stream reached its end; ``zlib.error`` when it is damaged.
+
+    zlib checks each gzip member's CRC-32 and length (a zlib stream's Adler-32) when it reaches them. zlib rather than
+    :mod:`gzip`, whose ``read`` drops the last piece of a stream that ends early: a stream cut short counts what it
+    holds (the caller measures that against what the header needs), so one cut inside its 8-byte trailer still
+    holds every voxel (but has no CRC left to check). Several gzip members follow one another, as ``gzip`` and ITK
+    read them; bytes after the last member are ignored, as those tools ignore them, when they are not a member or
+    fail already in a member's fixed header (they merely start like one). A zlib stream is one; what follows it is
+    not read.
     """
     length = 0
-    members_done = 0
-    decompressor = zlib.decompressobj(wbits=31)  # 31: gzip wrapper, CRC and length checked
-    starting = True  # the decompressor has been given nothing yet
-    while block := raw.read(1 << 20):
-        pending = block
-        while pending:
-            if starting and members_done and not pending.startswith(_GZIP_MAGIC[: len(pending)]):
-                return length  # padding after the last member, which gzip tools (and ITK) ignore
-            starting = False
-            try:
-                length += len(decompressor.decompress(pending, 1 << 24))  # bounded: zeros inflate a thousandfold
-            except zlib.error:
-                if members_done:
-                    return length  # trailing bytes that only start like a gzip member: ignored as above
-                raise
-            if not decompressor.eof:
-                pending = decompressor.unconsumed_tail
+    left = size if size is not None else math.inf
+    decompressor: Any = zlib.decompressobj(wbits=wbits)
+    header_left = 0  # bytes of a later gzip member's fixed header not yet given to zlib
+    while left > 0 and (piece := raw.read(int(min(_INFLATE_PIECE_BYTES, left)))):
+        left -= len(piece)
+        while piece:
+            if decompressor is None:  # a stream ended: another gzip member follows, or bytes to ignore
+                if wbits != _GZIP_WBITS or not piece.startswith(_GZIP_MAGIC[: len(piece)]):
+                    return length, True
+                decompressor = zlib.decompressobj(wbits=wbits)
+                header_left = _GZIP_HEADER_BYTES
+            if header_left:
+                # Given on its own, so that a failure there tells bytes that only start like a member (ignored)
+                # from a member damaged further on (refused).
+                header, piece = piece[:header_left], piece[header_left:]
+                try:
+                    decompressor.decompress(header)  # a header inflates to nothing
+                except zlib.error:
+                    return length, True
+                header_left -= len(header)
                 continue
-            pending = decompressor.unused_data
-            members_done += 1
-            decompressor = zlib.decompressobj(wbits=31)
-            starting = True
-    return length
+            length += len(decompressor.decompress(piece))  # not kept: a piece inflates to at most ~17 MB
+            if not decompressor.eof:
+                break  # all of the piece taken; the stream goes on in the next one
+            piece = decompressor.unused_data
+            decompressor = None
+    # Bytes of a member's header alone (header_left) after a whole member are ignored, as above.
+    return length, decompressor is None or header_left > 0
+
+
+def _nrrd_compressed_streams(path: Path) -> list[_CompressedStream]:
+    """The gzip streams of a NRRD's voxels (``encoding: gzip``): after its header, or in the data file(s) it names
+    (one file, a ``LIST`` or a numbered pattern, relative to the header's folder), each after ``line skip`` lines
+    (``byte skip`` counts inflated bytes). [] for other encodings (raw, ascii, hex; ITK has no bzip2 for NRRD)."""
+    fields, data_start, listed = _nrrd_header_fields(path)
+    if fields.get("encoding", "").lower() not in ("gzip", "gz"):
+        return []
+    line_skip = fields.get("line skip", fields.get("lineskip", "0"))
+    lines_skipped = int(line_skip) if line_skip.isdigit() else 0
+    data_file = fields.get("data file", fields.get("datafile"))
+    if data_file is None:
+        return [_CompressedStream(path, data_start, lines_skipped)]
+    names = listed if data_file.split()[:1] == ["LIST"] else _numbered_file_names(data_file) or [data_file]
+    return [_CompressedStream(path.parent / name, 0, lines_skipped) for name in names]
+
+
+def _nrrd_header_fields(path: Path) -> tuple[dict[str, str], int, list[str]]:
+    """A NRRD header's fields (names lower-cased), the offset where data attached to it starts, and the file names
+    after ``data file: LIST``. Read as the format defines it: ``field: value`` lines, ``#`` comments and
+    ``key:=value`` pairs (skipped), up to a blank line or the end of a detached header. Empty for a file that does
+    not start as a NRRD."""
+    fields: dict[str, str] = {}
+    listed: list[str] = []
+    listing = False  # after "data file: LIST": each line names a data file
+    with open(path, "rb") as stream:
+        if not stream.readline(_NRRD_LINE_LIMIT).startswith(b"NRRD"):
+            return fields, 0, listed
+        while line := stream.readline(_NRRD_LINE_LIMIT):
+            text = line.decode("latin-1").strip()
+            if not text:
+                break  # the blank line that ends the header; attached data follows it
+            if listing:
+                listed.append(text)
+                continue
+            name, colon, value = text.partition(":")
+            if text.startswith("#") or not colon or value.startswith("="):
+                continue
+            fields[name.strip().lower()] = value.strip()
+            listing = name.strip().lower() in ("data file", "datafile") and value.split()[:1] == ["LIST"]
+        return fields, stream.tell(), listed
+
+
+def _numbered_file_names(pattern: str) -> list[str]:
+    """The data files of a numbered pattern, ``format first last step [...]`` (e.g. ``slice%03d.raw.gz 1 40 1``, one
+    file per slice, in NRRD and MetaImage alike); [] when ``pattern`` is not one."""
+    words = pattern.split()
+    if len(words) < 4 or "%" not in words[0]:
+        return []
+    try:
+        first, last, step = (int(word) for word in words[1:4])
+        numbers = range(first, last + (1 if step > 0 else -1), step)
+        if len(numbers) > _MAX_NUMBERED_FILES:  # a damaged header must not make a list of millions of names
+            return []
+        return [words[0] % number for number in numbers]
+    except (TypeError, ValueError):  # not numbers (or a step of 0), or a format that takes no single number
+        return []
 
 
 def _nifti_header(head: bytes):
@@ -532,20 +708,58 @@ def _check_metaimage_spacing(path: Path, image) -> None:
 
 def _metaimage_header(path: Path) -> dict[str, str] | None:
     """A MetaImage header's ``Key = Value`` fields (keys lower-cased, as MetaIO ignores their case)."""
+    layout = _metaimage_layout(path)
+    return None if layout is None else layout[0]
+
+
+def _metaimage_layout(path: Path) -> tuple[dict[str, str], int, list[str]] | None:
+    """A MetaImage header's fields (as :func:`_metaimage_header`), the offset where the data after it (``LOCAL``)
+    starts, and the lines after it (the data files of ``ElementDataFile = LIST``). None when it cannot be read."""
     try:
         with open(path, "rb") as stream:
-            text = stream.read(_META_HEADER_LIMIT).decode("latin-1")
+            text = stream.read(_META_HEADER_LIMIT).decode("latin-1")  # one character a byte: offsets stay right
     except OSError:
         return None
     fields: dict[str, str] = {}
-    for line in text.splitlines():
+    data_start = 0
+    for line in text.splitlines(keepends=True):
+        data_start += len(line)
         key, equals, value = line.partition("=")
         if not equals:
             continue
         fields[key.strip().lower()] = value.strip()
         if key.strip().lower() == "elementdatafile":
             break  # the header's last field; binary data may follow
-    return fields
+    return fields, data_start, [name.strip() for name in text[data_start:].splitlines() if name.strip()]
+
+
+def _metaimage_compressed_streams(path: Path) -> list[_CompressedStream]:
+    """The zlib streams of a MetaImage's voxels (``CompressedData = True``): after its header (``LOCAL``), or in the
+    data file(s) it names (one file, a ``LIST`` or a numbered pattern, relative to the header's folder). MetaIO
+    skips no ``HeaderSize`` bytes before compressed data in a data file, so neither does this."""
+    layout = _metaimage_layout(path)
+    if layout is None:
+        return []
+    fields, data_start, following_lines = layout
+    if fields.get("compresseddata", "")[:1] not in ("T", "t", "1"):  # MetaIO's reading of a boolean
+        return []
+    data_file = fields.get("elementdatafile", "")
+    kind = data_file.split()[0].upper() if data_file.split() else ""
+    # MetaIO inflates this many bytes of a single stream and reads voxels past them as zeros; without it, it takes
+    # a data file to its end, but LOCAL data from elsewhere (wrong voxels).
+    stated_size = fields.get("compresseddatasize", "")
+    size = int(stated_size) if stated_size.isdigit() else None
+    if not kind:
+        return []  # no data named: MetaIO refuses the file
+    if kind == "LOCAL":
+        if size is None:
+            raise InputError(f"{path}: its header gives no CompressedDataSize, without which its compressed data "
+                             "is not read right (wrong voxels); write the file again")
+        return [_CompressedStream(path, data_start, wbits=_ZLIB_WBITS, size=size)]
+    slice_files = following_lines if kind == "LIST" else _numbered_file_names(data_file)
+    if kind == "LIST" or slice_files:  # a stream a file, each inflated to its end
+        return [_CompressedStream(path.parent / name, wbits=_ZLIB_WBITS) for name in slice_files]
+    return [_CompressedStream(path.parent / data_file, wbits=_ZLIB_WBITS, size=size)]
 
 
 def _nifti_zeros_may_hide_non_finite(image) -> bool:
@@ -685,6 +899,15 @@ def _check_stack_shape(volume: Volume, name: str) -> None:
                          "expected a 3D short-axis stack")
 
 
+class _RecognisedSegment(NamedTuple):
+    """A segment of a ``.seg.nrrd`` read as one of the engine's labels: its name in the file, the label, and its
+    voxels as drawn (before overlapping segments are resolved) on the labelmap's (k, j, i) grid."""
+
+    name: str
+    label: int
+    mask_kji: np.ndarray
+
+
 def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) -> Volume:
     """Read a Slicer ``.seg.nrrd`` into a labelmap using segment names (or our terminology).
 
@@ -695,6 +918,11 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
     import slicerio
 
     path = Path(path)
+    try:
+        # Before slicerio: pynrrd notices a bad CRC too, but says so only in zlib's words ("incorrect data check").
+        _check_compressed_data(path, _NRRD_IO)
+    except OSError as error:
+        raise InputError(f"{path}: could not be read ({os_error_reason(error)})") from None
     try:
         segmentation = slicerio.read_segmentation(str(path))
     except Exception as error:  # pynrrd raises several types on broken headers
@@ -711,7 +939,7 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
     _check_seg_nrrd_values(path, segmentation["segments"], voxels)
     labels = np.zeros(shape_ijk[::-1], dtype=np.uint8)
     by_type_code = {s.type[1]: s.label for s in SEGMENTS}
-    matched: list[tuple[int, np.ndarray]] = []
+    matched: list[_RecognisedSegment] = []
     ignored: list[str] = []
     for segment in segmentation["segments"]:
         label = label_for_segment_name(segment.get("name", ""))
@@ -720,7 +948,7 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
             label = by_type_code.get(code[1] if len(code) > 1 else "")
         mask = slicerio.segment_mask(segmentation, segment)  # (i, j, k)
         if label is not None:
-            matched.append((label, mask))
+            matched.append(_RecognisedSegment(str(segment.get("name")), label, np.transpose(mask, (2, 1, 0))))
         elif mask.any():
             ignored.append(f"{segment.get('name')} ({int(mask.sum())} voxels)")
     if not matched:
@@ -728,14 +956,41 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
         raise InputError(f"{path}: no segment named LV blood pool / Myocardium / Scar / MVO (found: {names})")
     # Where segments overlap (a scar drawn over a whole myocardium ring), the higher label wins, as in
     # the Slicer module: MVO over scar over myocardium over blood pool, whatever the file's order.
-    for label, mask in sorted(matched, key=lambda item: item[0]):
-        labels[np.transpose(mask, (2, 1, 0))] = label
+    for segment in sorted(matched, key=lambda item: item.label):
+        labels[segment.mask_kji] = segment.label
     if ignored:
         warnings.warn(f"{path}: segments not counted, their names are not LV blood pool, Myocardium, Scar or "
                       f"MVO (or a usual synonym such as Infarct): {', '.join(ignored)}", stacklevel=2)
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+    _warn_of_segments_hidden_by_overlap(path, matched, labels, float(np.prod(spacing)) / 1000.0)
     return Volume(labels, tuple(spacing), tuple(ijk_to_lps[:3, 3]), ijk_to_lps[:3, :3] / spacing)
+
+
+def _warn_of_segments_hidden_by_overlap(path: Path, segments: list[_RecognisedSegment], labels: np.ndarray,
+                                        voxel_ml: float) -> None:
+    """Warn of each segment that loses more than half its voxels to higher labels where segments overlap, naming
+    it, what it lost and to which segments.
+
+    The higher label wins by design (a scar drawn over part of a myocardium ring is scar), but a segment mostly
+    drawn under another, such as a myocardium drawn as the filled epicardial disk over the blood pool, is then
+    counted wrongly without a word (the blood pool 0 mL, the myocardium with the cavity in it). ``labels`` is the
+    result (k, j, i), ``voxel_ml`` a voxel's volume.
+    """
+    for segment in segments:
+        drawn = int(segment.mask_kji.sum())
+        kept_labels = labels[segment.mask_kji]
+        lost = int((kept_labels > segment.label).sum())  # within its mask a label is never lower than its own
+        if not drawn or 2 * lost <= drawn:
+            continue
+        winners = []
+        for label in np.unique(kept_labels[kept_labels > segment.label]).tolist():
+            names = " / ".join(dict.fromkeys(other.name for other in segments if other.label == label))
+            winners.append(f"{names} ({int((kept_labels == label).sum())} voxels)")
+        warnings.warn(f"{path}: segment {segment.name} loses {lost} of its {drawn} voxels ({lost * voxel_ml:.1f} of "
+                      f"{drawn * voxel_ml:.1f} mL) to {', '.join(winners)} where they overlap (the higher label wins: "
+                      "MVO over Scar over Myocardium over LV blood pool); check that the segments were drawn as "
+                      "meant (a myocardium drawn as a filled disk hides the blood pool)", stacklevel=3)
 
 
 def _number_segments_of_old_files(segments: list[dict[str, Any]], voxels: np.ndarray) -> None:
@@ -751,17 +1006,26 @@ def _number_segments_of_old_files(segments: list[dict[str, Any]], voxels: np.nda
 
 
 def _check_seg_nrrd_values(path: Path, segments: list[dict[str, Any]], voxels: np.ndarray) -> None:
-    """Refuse voxel values no segment claims, and two segments claiming one value of one layer: either way what
-    those voxels are is unknown (a damaged file, or one edited outside Slicer), and they would be dropped or
-    counted twice without a word."""
+    """Refuse voxel values no segment claims, two segments claiming one value of one layer, a segment of value 0
+    (the background's) and one in a layer the file lacks: either way what those voxels are is unknown (a damaged
+    file, or one edited outside Slicer), and they would be dropped, counted twice or taken from the background
+    without a word."""
     claimed: dict[tuple[int, int], str] = {}
+    layers = voxels.reshape((-1, *voxels.shape[-3:])) if voxels.ndim > 3 else voxels[np.newaxis]
     for segment in segments:
         key = (int(segment.get("layer", 0) or 0), int(segment.get("labelValue", 1) or 0))
+        if key[1] < 1:
+            # 0 is the background: such a segment would be every voxel no other segment holds (6 L of "MVO").
+            raise InputError(f"{path}: segment {segment.get('name')} has label value {key[1]}, but a segment's "
+                             "values start at 1 (0 is the background), so its voxels cannot be told from the "
+                             "background (a damaged file, or one changed outside Slicer)")
+        if voxels.ndim > 3 and not 0 <= key[0] < len(layers):
+            raise InputError(f"{path}: segment {segment.get('name')} is in layer {key[0]}, but the file has "
+                             f"{len(layers)} layer(s) (a damaged file, or one changed outside Slicer)")
         if key in claimed:
             raise InputError(f"{path}: segments {claimed[key]} and {segment.get('name')} have the same label value "
                              f"{key[1]} in layer {key[0]}, so their voxels cannot be told apart")
         claimed[key] = str(segment.get("name"))
-    layers = voxels.reshape((-1, *voxels.shape[-3:])) if voxels.ndim > 3 else voxels[np.newaxis]
     for layer, values in enumerate(layers):
         unclaimed = sorted(int(v) for v in np.unique(values) if v != 0 and (layer, int(v)) not in claimed)
         if unclaimed:

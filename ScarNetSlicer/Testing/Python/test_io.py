@@ -3,8 +3,11 @@ atomic writes and the one-line errors for files a user can fix."""
 
 from __future__ import annotations
 
+import gzip
 import os
+import re
 import warnings
+import zlib
 from pathlib import Path
 
 import nibabel
@@ -328,6 +331,52 @@ def test_seg_nrrd_usual_names_count_and_unknown_segments_are_named(tmp_path: Pat
     assert int((back.array == 2).sum()) == int(ring.sum() - infarct.sum())
 
 
+def test_seg_nrrd_segment_with_label_value_0_or_outside_the_layers_is_refused(tmp_path: Path) -> None:
+    # Label value 0 is the background: such a segment was read as every voxel no other segment holds (6868 mL MVO).
+    labelmap = _labelmap()
+    labelmap.array[labelmap.array == 4] = 3  # no MVO drawn: its segment is empty, as in the file QA found
+    data, header = nrrd.read(str(write_seg_nrrd(labelmap, tmp_path / "result.seg.nrrd")))
+    header["Segment3_LabelValue"] = "0"
+    nrrd.write(str(tmp_path / "label0.seg.nrrd"), data, header)
+    with pytest.raises(InputError, match=r"label0.seg.nrrd: segment MVO has label value 0, .*0 is the background") \
+            as error:
+        read_labelmap(tmp_path / "label0.seg.nrrd")
+    _one_line(error)
+    # A layer the file does not have: an error of numpy's (or, negative, another segment's layer) before.
+    ring = np.zeros((6, 6, 2), dtype=bool)
+    ring[1:5, 1:5] = True
+    path = _layered_seg_nrrd(tmp_path / "layers.seg.nrrd", ["Myocardium", "Scar"], [ring, np.zeros_like(ring)])
+    data, header = nrrd.read(str(path))
+    for layer in ("5", "-1"):
+        header["Segment1_Layer"] = layer
+        nrrd.write(str(path), data, header)
+        with pytest.raises(InputError, match=rf"segment Scar is in layer {layer}, but the file has 2 layer\(s\)"):
+            read_labelmap(path)
+
+
+def test_seg_nrrd_segment_mostly_hidden_by_a_higher_one_warns(tmp_path: Path) -> None:
+    # "Myocardium" drawn as the filled epicardial disk over the blood pool: the higher label wins (the rule stays),
+    # so the blood pool would be 0 mL and the myocardium hold the cavity, without a word.
+    disk = np.zeros((8, 8, 2), dtype=bool)
+    disk[1:7, 1:7] = True
+    cavity = np.zeros_like(disk)
+    cavity[2:6, 2:6] = True
+    path = _layered_seg_nrrd(tmp_path / "disk.seg.nrrd", ["LV blood pool", "Myocardium"], [cavity, disk])
+    with pytest.warns(UserWarning, match=r"disk.seg.nrrd: segment LV blood pool loses 32 of its 32 voxels "
+                                         r"\(0.6 of 0.6 mL\) to Myocardium \(32 voxels\) where they overlap") as record:
+        back = read_labelmap(path)
+    assert len(record) == 1
+    assert not (back.array == 1).any() and int((back.array == 2).sum()) == int(disk.sum())
+    # A scar drawn over part of a myocardium ring (here a third of it) is the usual way: no warning.
+    ring = disk & ~cavity
+    scar = np.zeros_like(ring)
+    scar[1, 1:7] = True
+    path = _layered_seg_nrrd(tmp_path / "ring.seg.nrrd", ["Myocardium", "Scar"], [ring, scar])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_labelmap(path)
+
+
 # -- atomic writes ------------------------------------------------------------------------------
 def test_existing_file_not_replaced_without_overwrite(tmp_path: Path) -> None:
     path = tmp_path / "labels.nii.gz"
@@ -625,6 +674,194 @@ def test_metaimage_header_without_its_data_file(tmp_path: Path, capfd: pytest.Ca
         read_volume(tmp_path / "image.mhd")
     _one_line(error)
     assert capfd.readouterr().err == ""
+
+
+# -- damaged compressed data -----------------------------------------------------------------------
+def _stored_deflate(data: bytes, wrapper: str) -> bytes:
+    """``data`` compressed as deflate's stored (verbatim) blocks in a gzip or zlib wrapper: a byte changed inside then
+    changes a voxel and nothing else, so only the checksum at the stream's end tells, as with much real damage."""
+    return gzip.compress(data, compresslevel=0, mtime=0) if wrapper == "gzip" else zlib.compress(data, 0)
+
+
+def _change_a_voxel(data_file: Path, wrapper: str) -> None:
+    """Change one bit of the last voxel in ``data_file``'s stored-block stream (just before its checksum trailer)."""
+    data = bytearray(data_file.read_bytes())
+    data[-(8 if wrapper == "gzip" else 4) - 4] ^= 0x01
+    data_file.write_bytes(bytes(data))
+
+
+def _compressed_file(volume: Volume, folder: Path, suffix: str) -> tuple[Path, Path, str]:
+    """``volume`` written as ``image{suffix}`` with stored-block compressed data: the file to read, the file holding
+    the compressed stream (another one for a detached header: .nhdr, .mhd) and its wrapper."""
+    path = folder / f"image{suffix}"
+    if suffix == ".nii.gz":
+        plain = write_volume(volume, folder / "plain.nii")
+        path.write_bytes(_stored_deflate(plain.read_bytes(), "gzip"))
+        plain.unlink()
+        return path, path, "gzip"
+    sitk.WriteImage(volume.to_sitk(), str(path), useCompression=False)
+    written = path.read_bytes()
+    if suffix == ".nrrd":
+        header, data = written.split(b"\n\n", 1)
+        path.write_bytes(header.replace(b"encoding: raw", b"encoding: gzip") + b"\n\n" + _stored_deflate(data, "gzip"))
+        return path, path, "gzip"
+    if suffix == ".mha":
+        header, data = written.split(b"ElementDataFile = LOCAL\n", 1)
+        compressed = _stored_deflate(data, "zlib")  # MetaIO needs its size to find it after the header
+        path.write_bytes(header.replace(b"CompressedData = False", b"CompressedData = True\nCompressedDataSize = "
+                                        + str(len(compressed)).encode()) + b"ElementDataFile = LOCAL\n" + compressed)
+        return path, path, "zlib"
+    wrapper, data_name = ("gzip", "image.raw.gz") if suffix == ".nhdr" else ("zlib", "image.zraw")
+    raw = folder / "image.raw"
+    (folder / data_name).write_bytes(_stored_deflate(raw.read_bytes(), wrapper))
+    raw.unlink()
+    path.write_bytes(written.replace(b"encoding: raw", b"encoding: gzip")
+                     .replace(b"CompressedData = False", b"CompressedData = True")
+                     .replace(b"data file: image.raw", b"data file: " + data_name.encode())
+                     .replace(b"ElementDataFile = image.raw", b"ElementDataFile = " + data_name.encode()))
+    return path, folder / data_name, wrapper
+
+
+def _large(kind: str) -> Volume:
+    """An image or a labelmap of a few hundred KiB: ITK's NIfTI reader does not meet damage near its end while it
+    probes the header (it refuses smaller damaged files, for a reason that does not say so)."""
+    rng = np.random.default_rng(7)
+    if kind == "image":
+        return Volume(rng.normal(100.0, 30.0, (4, 192, 192)).astype(np.float32), SPACING, ORIGIN, DIRECTION)
+    # Labels 0-3 only: with its lowest bit changed, a voxel is still a label (and the file still "reads").
+    return Volume(rng.integers(0, 4, (6, 256, 256)).astype(np.uint8), SPACING, ORIGIN, DIRECTION)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd"])
+@pytest.mark.parametrize("kind", ["image", "labelmap"])
+def test_damaged_compressed_data_is_refused_not_read_as_other_voxels(tmp_path: Path, suffix: str, kind: str) -> None:
+    # ITK inflates only the bytes it needs and MetaIO checks no checksum, so a changed byte that still inflates
+    # was read as another voxel value (last slices of zeros, 517 mL instead of 104 mL) with exit 0, or refused for
+    # a reason that did not say so ("Unable to determine ImageIO reader", "_nrrdGzRead: data read error").
+    volume, reader = _large(kind), (read_volume if kind == "image" else read_labelmap)
+    path, data_file, wrapper = _compressed_file(volume, tmp_path, suffix)
+    np.testing.assert_array_equal(reader(path).array, volume.array)  # as made, it reads right
+    _change_a_voxel(data_file, wrapper)
+    reason = "gzip CRC error" if wrapper == "gzip" else "zlib checksum error"
+    with pytest.raises(InputError, match=rf"damaged compressed data.* \({reason}\): .*corrupt; copy it again") as error:
+        reader(path)
+    message = _one_line(error)
+    assert message.startswith(f"{path}: ")
+    assert (f"in its data file {data_file.name!r}" in message) == (data_file != path)
+
+
+def test_damaged_nifti_gz_is_refused_without_simpleitk_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scarnet.io as io
+
+    path, _, wrapper = _compressed_file(_image(), tmp_path, ".nii.gz")
+    _change_a_voxel(path, wrapper)
+    monkeypatch.setattr(io, "_have_simpleitk", lambda: False)
+    with pytest.raises(InputError, match=r"damaged compressed data \(gzip CRC error\)") as error:
+        read_volume(path)
+    _one_line(error)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+def test_damaged_data_itk_cannot_read_is_called_damaged(tmp_path: Path, suffix: str) -> None:
+    # Not ITK's "Unable to determine ImageIO reader" or "_nrrdGzRead: data read error", which do not say why.
+    path = write_labelmap(_labelmap(), tmp_path / f"labels{suffix}")
+    data = bytearray(path.read_bytes())
+    start = data.index(b"\x1f\x8b")  # the gzip stream, after a NRRD's text header
+    data[(start + len(data) - 8) // 2] ^= 0x55  # the middle of its deflate data
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"damaged compressed data \(.*\): the file is corrupt") as error:
+        read_labelmap(path)
+    _one_line(error)
+
+
+def test_each_gzip_member_is_checked(tmp_path: Path) -> None:
+    # gzip and ITK read several members as one stream; damage in a later one is damage, not trailing bytes.
+    image = _image()
+    plain = write_volume(image, tmp_path / "plain.nii").read_bytes()
+    first, second = _stored_deflate(plain[:500], "gzip"), tmp_path / "second.gz"
+    second.write_bytes(_stored_deflate(plain[500:], "gzip"))
+    path = tmp_path / "two_members.nii.gz"
+    path.write_bytes(first + second.read_bytes())
+    np.testing.assert_array_equal(read_volume(path).array, image.array)
+    _change_a_voxel(second, "gzip")
+    path.write_bytes(first + second.read_bytes())
+    with pytest.raises(InputError, match=r"damaged compressed data \(gzip CRC error\)"):
+        read_volume(path)
+
+
+def test_nifti_pair_is_measured_and_checked_in_its_image_file(tmp_path: Path) -> None:
+    # A NIfTI pair keeps its voxels in the .img (or .img.gz) beside its .hdr, where ITK reads them.
+    data = _image().array.transpose(2, 1, 0).copy()  # (i, j, k), as nibabel stores it
+    nibabel.save(nibabel.Nifti1Pair(data, np.diag([*SPACING, 1.0])), str(tmp_path / "pair.img"))
+    np.testing.assert_array_equal(read_volume(tmp_path / "pair.hdr").array, _image().array)  # not "truncated"
+    image_file = tmp_path / "pair.img.gz"
+    image_file.write_bytes(_stored_deflate((tmp_path / "pair.img").read_bytes(), "gzip"))
+    (tmp_path / "pair.img").unlink()
+    np.testing.assert_array_equal(read_volume(tmp_path / "pair.hdr").array, _image().array)
+    _change_a_voxel(image_file, "gzip")
+    with pytest.raises(InputError, match=r"pair.hdr: damaged compressed data in its data file 'pair.img.gz' "
+                                         r"\(gzip CRC error\): that file is corrupt; copy it again"):
+        read_volume(tmp_path / "pair.hdr")
+
+
+@pytest.mark.parametrize("header_suffix", [".nhdr", ".mhd"])
+def test_damage_in_one_of_several_data_files_is_refused_naming_it(tmp_path: Path, header_suffix: str) -> None:
+    # NRRD (data file: LIST) and MetaImage (a numbered pattern) can keep each slice in a data file of its own.
+    labelmap = _labelmap()
+    wrapper, ending = ("gzip", ".raw.gz") if header_suffix == ".nhdr" else ("zlib", ".zraw")
+    for index, plane in enumerate(labelmap.array):  # (k, j, i): one slice a file
+        (tmp_path / f"slice{index}{ending}").write_bytes(_stored_deflate(plane.tobytes(), wrapper))
+    columns, rows, slices = labelmap.shape_ijk
+    if header_suffix == ".nhdr":
+        header = (f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: {columns} {rows} {slices}\n"
+                  f"spacings: {' '.join(map(str, SPACING))}\nencoding: gzip\ndata file: LIST 2\n"
+                  + "".join(f"slice{k}{ending}\n" for k in range(slices)))
+    else:
+        header = (f"ObjectType = Image\nNDims = 3\nBinaryData = True\nCompressedData = True\n"
+                  f"ElementSpacing = {' '.join(map(str, SPACING))}\nDimSize = {columns} {rows} {slices}\n"
+                  f"ElementType = MET_UCHAR\nElementDataFile = slice%d{ending} 0 {slices - 1} 1\n")
+    path = tmp_path / f"labels{header_suffix}"
+    path.write_text(header)
+    np.testing.assert_array_equal(read_labelmap(path).array, labelmap.array)
+    _change_a_voxel(tmp_path / f"slice3{ending}", wrapper)
+    with pytest.raises(InputError, match=rf"damaged compressed data in its data file 'slice3{ending}'") as error:
+        read_labelmap(path)
+    _one_line(error)
+
+
+@pytest.mark.usefixtures("single_threaded")
+def test_metaimage_data_metaio_fails_to_inflate_is_refused(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    # Whole zlib data that MetaIO looks for in the wrong place (a HeaderSize beside ElementDataFile = LOCAL): it
+    # prints "Uncompress failed" and goes on with wrong voxels; that line refuses the file.
+    path, _, _ = _compressed_file(_image(), tmp_path, ".mha")
+    path.write_bytes(path.read_bytes().replace(b"ElementDataFile = LOCAL", b"HeaderSize = 5\nElementDataFile = LOCAL"))
+    with pytest.raises(InputError, match="its compressed data could not be decompressed: Uncompress failed") as error:
+        read_volume(path)
+    _one_line(error)
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("stated", ["none", "too small"])
+def test_metaimage_compressed_data_size_that_misleads_metaio_is_refused(tmp_path: Path, stated: str) -> None:
+    # MetaIO inflates CompressedDataSize bytes after the header and goes on with wrong voxels when that ends before
+    # the stream does (or is missing), without a word.
+    path, _, _ = _compressed_file(_image(), tmp_path, ".mha")
+    field = re.search(rb"CompressedDataSize = \d+\n", path.read_bytes())[0]
+    path.write_bytes(path.read_bytes().replace(field, b"" if stated == "none" else b"CompressedDataSize = 100\n"))
+    with pytest.raises(InputError, match="CompressedDataSize") as error:
+        read_volume(path)
+    _one_line(error)
+
+
+def test_damaged_seg_nrrd_says_so_as_other_files_do(tmp_path: Path) -> None:
+    path = write_seg_nrrd(_labelmap(), tmp_path / "result.seg.nrrd")
+    data = bytearray(path.read_bytes())
+    data[-12] ^= 0x01  # in the deflate data, just before the gzip trailer
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"result.seg.nrrd: damaged compressed data \(.*\): the file is corrupt") \
+            as error:
+        read_labelmap(path)
+    _one_line(error)
 
 
 def _without_spacing(volume: Volume, path: Path) -> Path:
