@@ -1092,6 +1092,10 @@ def check_outputs(paths: Sequence[str | Path | None], overwrite: bool = False) -
         seen.add(path.resolve())
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{path}: already exists (pass --overwrite to replace it)")
+        if path.is_symlink() and not path.exists() and not overwrite:
+            # A link to a missing file: the write would replace the user's link, found only after the work.
+            raise OutputExistsError(f"{path}: already exists, as a link to {os.readlink(path)}, which is missing "
+                                    "(pass --overwrite to replace the link)")
         if path.is_dir():
             raise InputError(f"{path}: is a folder; expected a file name")
         if not path.parent.exists():

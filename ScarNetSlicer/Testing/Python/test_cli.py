@@ -224,6 +224,12 @@ def test_existing_output_is_not_replaced(tmp_path):
     assert (tmp_path / "r.json").read_text() == "user data"
     assert run("quantify", "pl.nii.gz", "--report", "r.json", "--overwrite", cwd=tmp_path).returncode == 0
     assert json.loads((tmp_path / "r.json").read_text())["total"]
+    # A link to a missing file is the user's too: refused before any work, not "appeared while running" after it.
+    (tmp_path / "link.json").symlink_to(tmp_path / "gone" / "r.json")
+    result = run("quantify", "pl.nii.gz", "--report", "link.json", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "link.json: already exists, as a link to" in result.stderr and "--overwrite" in result.stderr
+    assert (tmp_path / "link.json").is_symlink() and not (tmp_path / "link.json").exists()
 
 
 def test_quantify_does_not_import_torch():
