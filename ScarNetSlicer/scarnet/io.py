@@ -261,7 +261,7 @@ def _read_image_file(path: Path) -> Volume:
             return _read_nifti_with_nibabel(path)
         # Damaged compressed data makes ITK fail with a reason that does not say so ("Unable to determine ImageIO
         # reader", "_nrrdGzRead: data read error"): the damage, when it is that, is the reason given.
-        with contextlib.suppress(OSError):  # e.g. a missing data file, which ITK's reason names
+        with contextlib.suppress(OSError, _CutShort):  # a missing data file, a cut one: ITK's reason names them
             _check_compressed_data(path, io_name)
         raise InputError(f"{path}: not a readable image ({_short(_failure_reason(path, reason, printed))})") from None
     if io_name == _NIFTI_IO:
@@ -480,6 +480,10 @@ def _check_nifti_length(path: Path, data_end: int | None) -> None:
             length = _nifti_data_file(path).stat().st_size
     except OSError as error:
         raise InputError(f"{path}: could not be read ({os_error_reason(error)})") from None
+    except _CutShort as cut:
+        if data_end is None or cut.inflated_length >= data_end:
+            raise  # every voxel inflated, yet no end: damaged near its end
+        length = cut.inflated_length
     if data_end is not None and length < data_end:
         raise InputError(f"{path}: is truncated: its data ends after {length} of the {data_end} bytes its header "
                          "describes (copied or downloaded incompletely?), so voxels are missing")
@@ -514,9 +518,28 @@ def _compressed_streams(path: Path, io_name: str) -> list[_CompressedStream]:
     return [_CompressedStream(data_file)] if gzipped else []
 
 
+class _CutShort(InputError):
+    """Gzip data that stops before its member's end, further from it than a cut inside its 8-byte trailer: a file
+    cut short, or one damaged near its end so that its deflate data never ends (what it inflated to is not checked
+    by any CRC). ``inflated_length``: the bytes it inflated to."""
+
+    def __init__(self, path: Path, inflated_length: int) -> None:
+        super().__init__(f"{path}: its compressed data stops before its end (the file was cut short, or damaged near "
+                         "its end): the file is corrupt or incomplete; copy it again")
+        self.inflated_length = inflated_length
+
+
+class _Unfinished(Exception):
+    """Raised by :func:`_inflated_stream_length` for gzip data that stops short (see :class:`_CutShort`)."""
+
+    def __init__(self, inflated_length: int) -> None:
+        super().__init__(inflated_length)
+        self.inflated_length = inflated_length
+
+
 def _inflated_length(path: Path, stream: _CompressedStream) -> int:
     """The inflated length of one compressed stream of ``path``'s voxels, its checksums checked (InputError when
-    damaged)."""
+    damaged, :class:`_CutShort` when it stops short)."""
     with open(stream.file, "rb") as raw:
         raw.seek(stream.offset)
         for _ in range(stream.lines_skipped):
@@ -525,6 +548,8 @@ def _inflated_length(path: Path, stream: _CompressedStream) -> int:
             length, ended = _inflated_stream_length(raw, stream.wbits, stream.size)
         except zlib.error as error:  # a CRC (Adler-32) or length that does not match, or undecodable deflate data
             raise _damaged(path, error, stream) from None
+        except _Unfinished as unfinished:
+            raise _CutShort(path, unfinished.inflated_length) from None
         if stream.size is not None and not ended and raw.tell() - stream.offset >= stream.size:
             # Not a file cut short (its reader says so): MetaIO inflates that many bytes and reads the rest as zeros.
             raise InputError(f"{path}: its header's CompressedDataSize ({stream.size}) ends before its compressed "
@@ -535,20 +560,23 @@ def _inflated_length(path: Path, stream: _CompressedStream) -> int:
 
 def _inflated_stream_length(raw: IO[bytes], wbits: int, size: int | None = None) -> tuple[int, bool]:
     """The inflated length of the compressed data in ``raw`` from where it stands (at most ``size`` bytes of it), and
-    whether its last stream reached its end; ``zlib.error`` when it is damaged.
+    whether its last stream reached its end; ``zlib.error`` when it is damaged, :class:`_Unfinished` when a gzip
+    member stops short of its end by more than (part of) its trailer.
 
     zlib checks each gzip member's CRC-32 and length (a zlib stream's Adler-32) when it reaches them. zlib rather than
     :mod:`gzip`, whose ``read`` drops the last piece of a stream that ends early: a stream cut short counts what it
-    holds (the caller measures that against what the header needs), so one cut inside its 8-byte trailer still
-    holds every voxel (but has no CRC left to check). Several gzip members follow one another, as ``gzip`` and ITK
-    read them; bytes after the last member are ignored, as those tools ignore them, when they are not a member or
-    fail already in a member's fixed header (they merely start like one). A zlib stream is one; what follows it is
-    not read.
+    holds, so one cut inside its 8-byte trailer still holds every voxel: accepted when the trailer's bytes that
+    are there match the CRC-32 and length of what it inflated to (kept as it goes). Data that stops anywhere else
+    (cut short, or a byte damaged near the end so that the deflate data never ends) is :class:`_Unfinished`.
+    Several gzip members follow one another, as ``gzip`` and ITK read them; bytes after the last member are
+    ignored, as those tools ignore them, when they are not a member or fail already in a member's fixed header
+    (they merely start like one). A zlib stream is one; what follows it is not read.
     """
     length = 0
     left = size if size is not None else math.inf
     decompressor: Any = zlib.decompressobj(wbits=wbits)
     header_left = 0  # bytes of a later gzip member's fixed header not yet given to zlib
+    crc = member_length = 0  # of the gzip member being inflated, for a trailer cut short
     while left > 0 and (piece := raw.read(int(min(_INFLATE_PIECE_BYTES, left)))):
         left -= len(piece)
         while piece:
@@ -557,6 +585,7 @@ def _inflated_stream_length(raw: IO[bytes], wbits: int, size: int | None = None)
                     return length, True
                 decompressor = zlib.decompressobj(wbits=wbits)
                 header_left = _GZIP_HEADER_BYTES
+                crc = member_length = 0
             if header_left:
                 # Given on its own, so that a failure there tells bytes that only start like a member (ignored)
                 # from a member damaged further on (refused).
@@ -567,13 +596,35 @@ def _inflated_stream_length(raw: IO[bytes], wbits: int, size: int | None = None)
                     return length, True
                 header_left -= len(header)
                 continue
-            length += len(decompressor.decompress(piece))  # not kept: a piece inflates to at most ~17 MB
+            inflated = decompressor.decompress(piece)  # not kept: a piece inflates to at most ~17 MB
+            length += len(inflated)
+            member_length += len(inflated)
+            crc = zlib.crc32(inflated, crc)
             if not decompressor.eof:
                 break  # all of the piece taken; the stream goes on in the next one
             piece = decompressor.unused_data
             decompressor = None
     # Bytes of a member's header alone (header_left) after a whole member are ignored, as above.
-    return length, decompressor is None or header_left > 0
+    if decompressor is None or header_left > 0:
+        return length, True
+    if wbits == _GZIP_WBITS and size is None and not _ends_with_its_trailer(decompressor, crc, member_length):
+        raise _Unfinished(length)
+    return length, False
+
+
+def _ends_with_its_trailer(decompressor: Any, crc: int, length: int) -> bool:
+    """Whether a gzip member that stopped short ends once given the rest of its trailer (CRC-32 and length of what it
+    inflated to, 8 bytes): its deflate data complete and the trailer's bytes that are there matching."""
+    trailer = crc.to_bytes(4, "little") + (length % (1 << 32)).to_bytes(4, "little")
+    for present in range(len(trailer)):
+        probe = decompressor.copy()
+        try:
+            probe.decompress(trailer[present:])
+        except zlib.error:
+            continue
+        if probe.eof:
+            return True
+    return False
 
 
 def _nrrd_compressed_streams(path: Path) -> list[_CompressedStream]:

@@ -503,10 +503,11 @@ def test_outputs_never_replace_emidec_files_also_from_the_default_folder(tmp_pat
     slice_png.parent.mkdir(parents=True)
     slice_png.write_bytes(b"a slice")
     (root / "splits.json").write_text(json.dumps({"train": [], "val": ["Case_N006"]}))
+    (root / "README.md").write_text("EMIDEC: labels and licence")
     originals = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
     monkeypatch.setattr(emidec, "default_emidec_root", lambda: root)
     for given in ({}, {"emidec": root}):
-        for output in ({"json": root / "splits.json"}, {"markdown": slice_png}):
+        for output in ({"json": root / "splits.json"}, {"markdown": root / "README.md"}):
             with pytest.raises(InputError, match="is an input of this run"):
                 run_evaluation(_args(tmp_path, tiny_weights, overwrite=True, **given, **output), log=lambda _: None)
     assert {path: path.read_bytes() for path in root.rglob("*") if path.is_file()} == originals
