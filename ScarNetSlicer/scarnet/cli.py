@@ -543,15 +543,16 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
     from .errors import InputError
     from .outputs import REPORT, OutputSet
-    from .summary import SUMMARY_COLUMNS, repeated_exams, summarize, summary_csv
+    from .summary import SUMMARY_COLUMNS, summarize, summary_csv
 
     if Path(args.out).suffix.lower() != ".csv":
         raise InputError(f"--out {args.out}: the summary is a .csv file")
     skipped: list[str] = []
-    lines = summarize(args.reports, skipped)  # every report read before anything is written
+    repeated: list[str] = []
+    lines = summarize(args.reports, skipped, repeated)  # every report read before anything is written
     for message in skipped:
         print(f"scarnet: warning: left out, {message}", file=sys.stderr)
-    for message in repeated_exams(lines):
+    for message in repeated:
         print(f"scarnet: warning: {message}", file=sys.stderr)
     with OutputSet(args.overwrite) as outputs:
         outputs.add(args.out, REPORT, "--out")

@@ -176,10 +176,12 @@ def _figures(report: dict[str, Any], path: Path) -> dict[str, Any]:
     return figures
 
 
-def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None) -> list[list[Any]]:
+def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None,
+              repeated: list[str] | None = None) -> list[list[Any]]:
     """The summary lines of the reports ``inputs`` name (:func:`report_files`), in that order. Every report is
     read before any line is made. A file named itself that is not a report stops it with its name; one found in
-    a folder (an evaluation's JSON, a settings file) is left out, and said in ``skipped``."""
+    a folder (an evaluation's JSON, a settings file) is left out, and said in ``skipped``. An exam that several
+    reports of one folder name is said in ``repeated`` (its lines are all kept)."""
     reports: list[tuple[Path, dict[str, Any], dict[str, Any]]] = []
     for path, named in report_files(inputs):
         try:
@@ -194,6 +196,8 @@ def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None) ->
         reports.append((path, report, figures))
     if not reports:
         raise InputError("no scarnet JSON report among the files given" + (f" ({skipped[0]})" if skipped else ""))
+    if repeated is not None:
+        repeated.extend(_repeated_exams(reports))
     lines = []
     for path, report, figures in reports:
         lines.append([report.get("input") or str(path), figures["dicom_series"], "ok",
@@ -201,22 +205,23 @@ def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None) ->
     return lines
 
 
-def repeated_exams(lines: Sequence[Sequence[Any]]) -> list[str]:
-    """One message per exam (input and DICOM series) that more than one of the summary's ``lines`` report: the
-    model's report and a corrected one in the same folder would count it twice in a cohort's figures."""
-    def where(given: Any) -> Any:
-        # One exam named two ways (relative and absolute) by two commands is still one exam, where it can be found.
-        return str(Path(given).resolve()) if isinstance(given, str) and given and Path(given).exists() else given
+def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]) -> list[str]:
+    """One message per exam that more than one report in one folder names: the model's report and a corrected one
+    saved beside it would count that exam twice in a cohort's figures. Reports of one folder name one exam when
+    they name one input file or DICOM folder (by its name: one command may have named it relative, the other
+    absolute; two inputs of one name cannot share an output folder) and one DICOM series. Reports in different
+    folders are never taken for one exam: each patient's folder may name its image alike (``lge.nii.gz``)."""
+    by_exam: dict[tuple[Path, str, Any], list[str]] = {}
+    for path, report, figures in reports:
+        given = report.get("input")
+        if not isinstance(given, str) or not given:
+            continue  # an older report without its input: nothing to compare
+        exam = (path.parent.absolute(), Path(given).name.lower(), figures["dicom_series"])
+        by_exam.setdefault(exam, []).append(f"{path} ({figures['made_from']})")
+    return [f"{Path(exam[1]).name}{f' series {exam[2]}' if exam[2] else ''} in {exam[0]} has {len(names)} reports "
+            f"in the summary ({', '.join(names)}): the cohort's figures count it {len(names)} times; name the one to "
+            "keep" for exam, names in by_exam.items() if len(names) > 1]
 
-    reports: dict[tuple[Any, Any], tuple[Any, list[str]]] = {}
-    for line in lines:
-        given, series = line[SUMMARY_COLUMNS.index("input")], line[SUMMARY_COLUMNS.index("dicom_series")]
-        named = reports.setdefault((where(given), series), (given, []))[1]
-        named.append(f"{line[SUMMARY_COLUMNS.index('report')]} ({line[SUMMARY_COLUMNS.index('made_from')]})")
-    return [f"{given}{f' series {series}' if series else ''} has {len(names)} reports in the summary "
-            f"({', '.join(names)}): the cohort's figures count it {len(names)} times; name the one to keep"
-            for (_, series), (given, names) in reports.items() if len(names) > 1]
 
-
-__all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "made_from", "read_report", "repeated_exams", "report_files", "summarize",
+__all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "made_from", "read_report", "report_files", "summarize",
            "summary_csv", "summary_figures"]

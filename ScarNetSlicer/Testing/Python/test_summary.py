@@ -193,3 +193,11 @@ def test_an_exam_reported_twice_is_said(tmp_path):
     assert len(warned) == 1 and "p1" in warned[0] and "has 2 reports" in warned[0]
     assert "p1_corrected.json (edited segmentation)" in warned[0] and "p1_report.json (ScarNet model)" in warned[0]
     assert len(_read(tmp_path / "cohort.csv")) == 3
+    # Each patient's folder run on its own, the image named alike in each: different exams, nothing said.
+    report = json.loads((out / "p2_report.json").read_text())
+    for patient in ("patient1", "patient2"):
+        (tmp_path / patient).mkdir()
+        (tmp_path / patient / "report.json").write_text(json.dumps({**report, "input": "lge.nii.gz"}))
+    repeated: list[str] = []
+    assert len(summarize([tmp_path / "patient1", tmp_path / "patient2"], repeated=repeated)) == 2
+    assert repeated == []
