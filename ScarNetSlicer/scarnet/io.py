@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .errors import InputError, OutputError, OutputExistsError, ScarNetError
-from .labels import SEGMENTS, label_for_segment_name
+from .labels import LV_BLOOD_POOL, SEGMENTS, label_for_segment_name
 from .volume import Volume, check_geometry
 
 if TYPE_CHECKING:
@@ -1025,10 +1025,14 @@ def _warn_of_segments_hidden_by_overlap(path: Path, segments: list[_RecognisedSe
 
     The higher label wins by design (a scar drawn over part of a myocardium ring is scar), but a segment mostly
     drawn under another, such as a myocardium drawn as the filled epicardial disk over the blood pool, is then
-    counted wrongly without a word (the blood pool 0 mL, the myocardium with the cavity in it). ``labels`` is the
-    result (k, j, i), ``voxel_ml`` a voxel's volume.
+    counted wrongly without a word (the blood pool 0 mL, the myocardium with the cavity in it). Myocardium, scar
+    and MVO are nested tissues (scar is myocardium, MVO is scar): a myocardium segment mostly under its scar (a
+    large transmural infarct) is drawn right, so only the blood pool is checked. ``labels`` is the result
+    (k, j, i), ``voxel_ml`` a voxel's volume.
     """
     for segment in segments:
+        if segment.label != LV_BLOOD_POOL:
+            continue
         drawn = int(segment.mask_kji.sum())
         kept_labels = labels[segment.mask_kji]
         lost = int((kept_labels > segment.label).sum())  # within its mask a label is never lower than its own
