@@ -18,7 +18,7 @@ import textwrap
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .aha import ANGLES_FROM_DISPLAY, APEX_SEGMENT, MIN_GRADED_SCAR_PERCENT, extent_score
+from .aha import ANGLES_FROM_DISPLAY, APEX_SEGMENT, LEVELS, MIN_GRADED_SCAR_PERCENT, extent_score
 from .quantify import INTENDED_USE, MIRROR_WARNING, Report, report_warnings
 
 #: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
@@ -182,6 +182,12 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     if MIRROR_WARNING in warnings:  # the anterior point alone: nothing would catch a mirror
         captions.append(("mirror", "Mirrored? Septum and lateral wall would be swapped: mark the inferior RV point "
                                    "too", "#a00000"))
+    missing = [level for level in LEVELS if not any(s.get("level") == level for s in data.get("slices") or [])]
+    # Too few slices for three levels (quantify's warning): an empty ring is not "no scar". A report stored without
+    # levels at all says nothing of them.
+    if missing and len(missing) < len(LEVELS):
+        rings = "that ring is" if len(missing) == 1 else "those rings are"
+        captions.append(("levels", f"No {' or '.join(missing)} slices: {rings} empty, not measured", "#a00000"))
     captions.append(("intended-use", INTENDED_USE.split(". ")[0], "#555555"))
     for row, (name, text, colour) in enumerate(captions):
         parts.append(f'<text x="{cx}" y="{_CAPTION_Y + row * _CAPTION_STEP:.1f}" text-anchor="middle" font-size="9" '

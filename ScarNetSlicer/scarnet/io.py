@@ -681,7 +681,7 @@ def _numbered_file_names(pattern: str) -> list[str]:
         if len(numbers) > _MAX_NUMBERED_FILES:  # a damaged header must not make a list of millions of names
             return []
         return [words[0] % number for number in numbers]
-    except (TypeError, ValueError):  # not numbers (or a step of 0), or a format that takes no single number
+    except (TypeError, ValueError, OverflowError):  # not numbers (or a step of 0), a format taking no one number
         return []
 
 

@@ -115,6 +115,9 @@ def test_levels_are_thirds_of_the_slices_with_myocardium():
 def test_a_stack_too_short_for_three_levels_says_which_segments_are_empty():
     """Two or one slices with myocardium (a partial stack): the thirds leave a level without slices, and its
     segments at 0 mL must not read as "no scar there"; the report says so (JSON, CSV, and as a warning)."""
+    import xml.etree.ElementTree as ET
+
+    from scarnet.bullseye import bullseye_svg
     from scarnet.quantify import missing_levels_warning
 
     labels = _ring_labels(16.0, 56.0)
@@ -127,12 +130,16 @@ def test_a_stack_too_short_for_three_levels_says_which_segments_are_empty():
         said = [str(w.message) for w in caught]
         if missing is None:
             assert not said and "segment_warnings" not in report.extra
+            assert ET.fromstring(bullseye_svg(report)).find(".//{*}text[@data-caption='levels']") is None
             continue
         assert [s.level for s in report.slices] == levels.split()
         assert len(said) == 1 and missing in said[0] and said[0].startswith(f"AHA segments: {slices} slice")
         assert report.warnings() == said and f'warning,"{said[0]}"' in report.to_csv()
         empty = [s.segment for s in report.segments if s.myocardium_ml == 0 and s.segment != 17]
         assert len(empty) == (4 if slices == 2 else 10)
+        caption = ET.fromstring(bullseye_svg(report)).find(".//{*}text[@data-caption='levels']")
+        assert caption.text == ("No apical slices: that ring is empty, not measured" if slices == 2 else
+                                "No basal or apical slices: those rings are empty, not measured")
     assert missing_levels_warning([None, "basal", "mid", "apical", "apex"]) is None
 
 
