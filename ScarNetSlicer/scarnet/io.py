@@ -257,7 +257,9 @@ def _read_image_file(path: Path) -> Volume:
     except RuntimeError as error:
         detail = str(error).strip().splitlines()
         reason = next((line for line in reversed(detail) if line.strip()), "unknown reason")
-        if "orthonormal" in reason.lower():
+        if "orthonormal" in reason.lower() or _is_nifti2(path):
+            # ITK refuses a non-orthonormal sform, and this ITK has no NIfTI-2 reader ("Unable to determine
+            # ImageIO reader"): nibabel reads both, with the same checks.
             return _read_nifti_with_nibabel(path)
         # Damaged compressed data makes ITK fail with a reason that does not say so ("Unable to determine ImageIO
         # reader", "_nrrdGzRead: data read error"): the damage, when it is that, is the reason given.
@@ -685,6 +687,15 @@ def _numbered_file_names(pattern: str) -> list[str]:
         return []
 
 
+def _is_nifti2(path: Path) -> bool:
+    """Whether ``path`` (plain or gzip) starts with a NIfTI-2 header."""
+    try:
+        header = _nifti_header(_nifti_head(path))
+    except InputError:  # unreadable or damaged: not for this question
+        return False
+    return header is not None and header.sizeof_hdr == _NIFTI_HEADER_BYTES
+
+
 def _nifti_header(head: bytes):
     """The NIfTI-1 or NIfTI-2 header in ``head`` as stored, not "fixed" (None when it is neither).
 
@@ -874,7 +885,7 @@ def _volume_from_sitk(image, name: str) -> Volume:
 
 
 def _read_nifti_with_nibabel(path: Path) -> Volume:
-    """Fallback for NIfTI headers ITK refuses (non-orthonormal sform): orthonormalise the affine."""
+    """Fallback for NIfTI headers ITK refuses (a non-orthonormal sform: orthonormalise the affine; NIfTI-2)."""
     try:
         import nibabel
     except ImportError:
