@@ -52,11 +52,13 @@ _HIGHDICOM_REFUSALS = (ValueError, AttributeError, KeyError, TypeError, IndexErr
 def check_person_name(name: str) -> None:
     """Raise :class:`InputError` unless ``name`` is a DICOM person name a SEG can hold: "Family^Given" (a caret,
     as highdicom asks, so that a name's parts are not guessed; the family name not empty), at most 64 characters
-    per name group, no backslash or control character."""
-    if "^" not in name or "\\" in name or any(ord(c) < 32 for c in name) \
-            or any(len(group) > 64 for group in name.split("=")) or not name.split("^")[0].strip():
+    and 5 parts (family, given, middle, prefix, suffix) per name group and 3 groups, no backslash or control
+    character."""
+    groups = name.split("=")
+    if "^" not in name or "\\" in name or any(ord(c) < 32 for c in name) or len(groups) > 3 \
+            or any(len(group) > 64 or group.count("^") > 4 for group in groups) or not name.split("^")[0].strip():
         raise InputError(f"reader {name!r}: give it as a DICOM person name, Family^Given (e.g. 'Smith^Anna'), at "
-                         "most 64 characters, no backslash")
+                         "most 64 characters and 5 parts, no backslash")
 
 
 def require_highdicom() -> Any:

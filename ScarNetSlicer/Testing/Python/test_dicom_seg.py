@@ -544,6 +544,8 @@ def test_quantify_writes_the_seg_of_a_corrected_labelmap(tmp_path):
      "--reader names who drew or corrected the labelmap"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "reader", "--reader", "Smith"),
      "give it as a DICOM person name"),
+    (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "reader", "--reader", "a^b^c^d^e^f^g"),
+     "give it as a DICOM person name"),  # a person name has 5 parts at most
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "q.json"),
      "q.json: is both --model-report and an output of this run"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "short.json"),
