@@ -382,6 +382,14 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
             report.extra["input_warnings"] = [*report.extra.get("input_warnings", []), *reading]
         known = set(report.warnings())
         row.other_warnings = [message for message in while_segmenting if message not in known]
+        # A page or SEG an earlier run left (with --overwrite, the others are replaced) would disagree with the
+        # new report beside it: said, not removed (it is the user's file now).
+        name = plan.report.name[: -len("_report.json")]
+        for kept, option in ((None if plan.html else out_dir / f"{name}_report.html", "--html"),
+                             (None if plan.dicom_seg else out_dir / f"{name}_seg.dcm", "--dicom-seg")):
+            if kept is not None and kept.exists():
+                row.other_warnings.append(f"{kept}: left from an earlier run; it no longer matches the new report "
+                                          f"(pass {option} to replace it, or remove it)")
         report.extra["input"] = str(plan.input)
         if source is not None:
             report.extra["input_series"] = source.series.record()

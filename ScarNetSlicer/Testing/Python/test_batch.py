@@ -109,9 +109,15 @@ def test_outputs_are_checked_before_the_model_loads(tmp_path):
     with pytest.raises(OutputExistsError, match="p1_report.json"):
         run_batch([tmp_path / "p1.nii.gz"], out, _segmenter_factory(calls))
     assert calls == [] and sorted(p.name for p in out.iterdir()) == ["p1_report.json"]
+    (out / "p1_report.html").write_text("an earlier run's page")
     rows = run_batch([tmp_path / "p1.nii.gz"], out, _segmenter_factory(calls), overwrite=True)
     assert calls == [1] and rows[0].status == "ok"
     assert json.loads((out / "p1_report.json").read_text())["total"]["scar_ml"] > 0
+    # The earlier page is not this run's (no --html): kept, and said to no longer match the new report.
+    assert (out / "p1_report.html").read_text() == "an earlier run's page"
+    assert [w for w in rows[0].other_warnings if "left from an earlier run" in w] == [
+        f"{out / 'p1_report.html'}: left from an earlier run; it no longer matches the new report (pass --html to "
+        "replace it, or remove it)"]
 
 
 def test_weights_that_cannot_load_stop_the_run_and_write_nothing(tmp_path):
