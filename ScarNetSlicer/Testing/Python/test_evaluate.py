@@ -753,8 +753,10 @@ def test_run_evaluation_on_own_exams(tmp_path, tiny_weights, capsys):
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert [case["name"] for case in figures["cases"]] == ["p1", "p2"]
     assert figures["settings"]["images"] == str(images.resolve())
-    # An output never replaces an input, --overwrite or not (here a reference labelmap).
-    reference = next(references.iterdir())
+    # An output never replaces an input, --overwrite or not: a file of the references' folder (a labelmap could not
+    # be --json, which must end in .json).
+    reference = references / "label_values.json"
+    reference.write_text('{"100": 1}')
     kept = reference.read_bytes()
     with pytest.raises(InputError, match="is an input of this run"):
         run_evaluation(argparse.Namespace(**{**vars(args), "json": str(reference), "overwrite": True}),
