@@ -1220,6 +1220,9 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
             or not isinstance(settings, dict):
         raise InputError(f"{path}: not the JSON of scarnet evaluate (no qc.per_slice or settings; evaluations made "
                          "before the QC table have none)")
+    if not records:
+        raise InputError(f"{path}: its qc.per_slice lists no slice (no exam was segmented, or the file was edited); "
+                         "evaluate again")
     own_images = settings.get("images")
     if own_images is None and (settings.get("split") != "train"
                                or not str(settings.get("source", "")).startswith("EMIDEC")):

@@ -267,6 +267,7 @@ def _read_image_file(path: Path) -> Volume:
             _check_compressed_data(path, io_name)
         raise InputError(f"{path}: not a readable image ({_short(_failure_reason(path, reason, printed))})") from None
     if io_name == _NIFTI_IO:
+        _check_nifti_dims(path, _nifti_header(_nifti_head(path)))
         _check_nifti_length(path, _nifti_data_end(image))  # checks compressed data in full as it measures it
         _check_nifti_spacing(path, image)
         if _nifti_zeros_may_hide_non_finite(image) and _nifti_has_non_finite(path):
@@ -687,6 +688,18 @@ def _numbered_file_names(pattern: str) -> list[str]:
         return []
 
 
+def _check_nifti_dims(path: Path, header: Any) -> None:
+    """Refuse a NIfTI header whose size along a spatial axis it has is under 1 (``dim[3] = 0``): ITK reads it as one
+    slice, and "a single slice" would name the wrong fault. ``header``: :func:`_nifti_header`'s (None: not checked)."""
+    if header is None:
+        return
+    dim = [int(value) for value in header["dim"]]
+    for axis in range(1, min(max(dim[0], 1), 3) + 1):
+        if dim[axis] < 1:
+            raise InputError(f"{path}: its header gives dim[{axis}] = {dim[axis]}, no voxels along that axis (a "
+                             "damaged header; convert the image again)")
+
+
 def _is_nifti2(path: Path) -> bool:
     """Whether ``path`` (plain or gzip) starts with a NIfTI-2 header."""
     try:
@@ -892,6 +905,7 @@ def _read_nifti_with_nibabel(path: Path) -> Volume:
         raise InputError(f"{path}: ITK refuses its non-orthonormal orientation and nibabel is not installed") from None
     # The same checks as after ITK's reading, on the header as stored: nibabel's loading "fixes" pixdim 0.
     header = _nifti_header(_nifti_head(path))
+    _check_nifti_dims(path, header)
     if header is not None:
         unstated = _unstated_pixdim(header, range(min(3, int(header["dim"][0]))))
         if unstated:

@@ -954,6 +954,19 @@ def test_2d_image_stored_as_3d_is_refused(tmp_path: Path, kind: str, shape_kji: 
     _one_line(error)
 
 
+@pytest.mark.parametrize("slices", [0, -4])
+def test_nifti_header_without_voxels_along_an_axis_is_called_damaged(tmp_path: Path, slices: int) -> None:
+    # ITK reads dim[3] = 0 (or negative) as one slice: "a single slice" would name the wrong fault.
+    path = write_volume(_image(), tmp_path / "image.nii")
+    raw = bytearray(path.read_bytes())
+    raw[46:48] = int(slices).to_bytes(2, "little", signed=True)  # dim[3]: the header's dim array starts at byte 40
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=rf"its header gives dim\[3\] = {slices}, no voxels along that axis \(a "
+                                         "damaged header") as error:
+        read_volume(path)
+    _one_line(error)
+
+
 @pytest.mark.parametrize("where", ["spacing", "origin", "direction"])
 def test_non_finite_geometry_is_refused(where: str) -> None:
     from scarnet.io import validate_image

@@ -457,6 +457,10 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
     not_json.write_text("{ no")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"rows": []}))
+    no_slices = json.loads(train.read_text())
+    no_slices["qc"]["per_slice"] = []
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps(no_slices))
     # An exam refused as "no heart found" has no confidences: calibrating without its slices (the
     # least confident) would set the unsure threshold so that it is refused again.
     with_refusal = json.loads(train.read_text())
@@ -481,7 +485,7 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
              (foreign[1], "which weights file was evaluated"), (foreign[2], "not the JSON of scarnet evaluate"),
              (foreign[3], "not the JSON of scarnet evaluate"), (older, "evaluate again"),
              (refused, "1 exams were refused as 'no heart found' (Case_R01) with the weights' unsure-LV refusal on"),
-             (edited, "that are not numbers from 0 to 1")]
+             (edited, "that are not numbers from 0 to 1"), (empty, "its qc.per_slice lists no slice")]
     for path, message in cases:
         assert main(["calibrate-qc", str(path)]) == 2
         err = capsys.readouterr().err
