@@ -211,16 +211,16 @@ def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]
     they name one input file or DICOM folder (by its name: one command may have named it relative, the other
     absolute; two inputs of one name cannot share an output folder) and one DICOM series. Reports in different
     folders are never taken for one exam: each patient's folder may name its image alike (``lge.nii.gz``)."""
-    by_exam: dict[tuple[Path, str, Any], list[str]] = {}
+    by_exam: dict[tuple[Path, str, Any], tuple[str, list[str]]] = {}
     for path, report, figures in reports:
         given = report.get("input")
         if not isinstance(given, str) or not given:
             continue  # an older report without its input: nothing to compare
         exam = (path.parent.absolute(), Path(given).name.lower(), figures["dicom_series"])
-        by_exam.setdefault(exam, []).append(f"{path} ({figures['made_from']})")
-    return [f"{Path(exam[1]).name}{f' series {exam[2]}' if exam[2] else ''} in {exam[0]} has {len(names)} reports "
-            f"in the summary ({', '.join(names)}): the cohort's figures count it {len(names)} times; name the one to "
-            "keep" for exam, names in by_exam.items() if len(names) > 1]
+        by_exam.setdefault(exam, (Path(given).name, []))[1].append(f"{path} ({figures['made_from']})")
+    return [f"{name}{f' series {series}' if series else ''} in {folder} has {len(named)} reports in the summary "
+            f"({', '.join(named)}): the cohort's figures count it {len(named)} times; name the one to keep"
+            for (folder, _, series), (name, named) in by_exam.items() if len(named) > 1]
 
 
 __all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "made_from", "read_report", "report_files", "summarize",
