@@ -243,6 +243,12 @@ def slice_levels(labels: np.ndarray, order: BaseApexOrder | None, *, pixel_area_
     return levels
 
 
+def missing_levels(levels: list[str | None]) -> list[str]:
+    """The thirds (:data:`LEVELS`) that none of ``levels`` (:func:`slice_levels`) is: a stack with fewer than three
+    slices before the apex leaves one or two without slices, and their segments empty."""
+    return [level for level in LEVELS if level not in levels]
+
+
 def segment_of_angle(level: str, angle_deg: np.ndarray, septal_span_deg: float = _EQUAL_SEPTAL_SPAN_DEG
                      ) -> np.ndarray:
     """AHA segment numbers for angles (degrees from the anterior RV insertion, towards the septum) on a slice of
@@ -516,6 +522,7 @@ __all__ = [
     "check_rv_insertion",
     "extent_score",
     "is_oriented",
+    "missing_levels",
     "outermost_wall_point_lps",
     "rv_insertion_points",
     "segment_of_angle",

@@ -18,7 +18,7 @@ import textwrap
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .aha import ANGLES_FROM_DISPLAY, APEX_SEGMENT, LEVELS, MIN_GRADED_SCAR_PERCENT, extent_score
+from .aha import ANGLES_FROM_DISPLAY, APEX_SEGMENT, LEVELS, MIN_GRADED_SCAR_PERCENT, extent_score, missing_levels
 from .quantify import INTENDED_USE, MIRROR_WARNING, Report, report_warnings
 
 #: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
@@ -182,7 +182,7 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     if MIRROR_WARNING in warnings:  # the anterior point alone: nothing would catch a mirror
         captions.append(("mirror", "Mirrored? Septum and lateral wall would be swapped: mark the inferior RV point "
                                    "too", "#a00000"))
-    missing = [level for level in LEVELS if not any(s.get("level") == level for s in data.get("slices") or [])]
+    missing = missing_levels([s.get("level") for s in data.get("slices") or []])
     # Too few slices for three levels (quantify's warning): an empty ring is not "no scar". A report stored without
     # levels at all says nothing of them.
     if missing and len(missing) < len(LEVELS):

@@ -267,9 +267,10 @@ def _read_image_file(path: Path) -> Volume:
             _check_compressed_data(path, io_name)
         raise InputError(f"{path}: not a readable image ({_short(_failure_reason(path, reason, printed))})") from None
     if io_name == _NIFTI_IO:
-        _check_nifti_dims(path, _nifti_header(_nifti_head(path)))
+        header = _nifti_header(_nifti_head(path))  # as stored: ITK "fixes" what the checks look for
+        _check_nifti_dims(path, header)
         _check_nifti_length(path, _nifti_data_end(image))  # checks compressed data in full as it measures it
-        _check_nifti_spacing(path, image)
+        _check_nifti_spacing(path, image, header)
         if _nifti_zeros_may_hide_non_finite(image) and _nifti_has_non_finite(path):
             raise InputError(f"{path}: contains NaN or infinite values")
     else:
@@ -280,12 +281,12 @@ def _read_image_file(path: Path) -> Volume:
         except OSError as error:
             raise InputError(f"{path}: could not be read to check its compressed data "
                              f"({os_error_reason(error)})") from None
-        if any(_METAIO_INFLATE_FAILED in line for line in printed):
-            raise InputError(f"{path}: not a readable image (its compressed data could not be decompressed: "
-                             f"{_METAIO_INFLATE_FAILED}), so its voxels would be wrong")
         if io_name == _NRRD_IO:
             _check_nrrd_spacing(path, image)
         elif io_name == _META_IO:
+            if any(_METAIO_INFLATE_FAILED in line for line in printed):
+                raise InputError(f"{path}: not a readable image (its compressed data could not be decompressed: "
+                                 f"{_METAIO_INFLATE_FAILED}), so its voxels would be wrong")
             _check_metaimage_spacing(path, image)
     volume = _volume_from_sitk(image, str(path))
     if io_name == _NIFTI_IO:
@@ -532,14 +533,6 @@ class _CutShort(InputError):
         self.inflated_length = inflated_length
 
 
-class _Unfinished(Exception):
-    """Raised by :func:`_inflated_stream_length` for gzip data that stops short (see :class:`_CutShort`)."""
-
-    def __init__(self, inflated_length: int) -> None:
-        super().__init__(inflated_length)
-        self.inflated_length = inflated_length
-
-
 def _inflated_length(path: Path, stream: _CompressedStream) -> int:
     """The inflated length of one compressed stream of ``path``'s voxels, its checksums checked (InputError when
     damaged, :class:`_CutShort` when it stops short)."""
@@ -548,11 +541,9 @@ def _inflated_length(path: Path, stream: _CompressedStream) -> int:
         for _ in range(stream.lines_skipped):
             raw.readline()
         try:
-            length, ended = _inflated_stream_length(raw, stream.wbits, stream.size)
+            length, ended = _inflated_stream_length(path, raw, stream.wbits, stream.size)
         except zlib.error as error:  # a CRC (Adler-32) or length that does not match, or undecodable deflate data
             raise _damaged(path, error, stream) from None
-        except _Unfinished as unfinished:
-            raise _CutShort(path, unfinished.inflated_length) from None
         if stream.size is not None and not ended and raw.tell() - stream.offset >= stream.size:
             # Not a file cut short (its reader says so): MetaIO inflates that many bytes and reads the rest as zeros.
             raise InputError(f"{path}: its header's CompressedDataSize ({stream.size}) ends before its compressed "
@@ -561,16 +552,16 @@ def _inflated_length(path: Path, stream: _CompressedStream) -> int:
     return length
 
 
-def _inflated_stream_length(raw: IO[bytes], wbits: int, size: int | None = None) -> tuple[int, bool]:
+def _inflated_stream_length(path: Path, raw: IO[bytes], wbits: int, size: int | None = None) -> tuple[int, bool]:
     """The inflated length of the compressed data in ``raw`` from where it stands (at most ``size`` bytes of it), and
-    whether its last stream reached its end; ``zlib.error`` when it is damaged, :class:`_Unfinished` when a gzip
+    whether its last stream reached its end; ``zlib.error`` when it is damaged, :class:`_CutShort` when a gzip
     member stops short of its end by more than (part of) its trailer.
 
     zlib checks each gzip member's CRC-32 and length (a zlib stream's Adler-32) when it reaches them. zlib rather than
     :mod:`gzip`, whose ``read`` drops the last piece of a stream that ends early: a stream cut short counts what it
     holds, so one cut inside its 8-byte trailer still holds every voxel: accepted when the trailer's bytes that
     are there match the CRC-32 and length of what it inflated to (kept as it goes). Data that stops anywhere else
-    (cut short, or a byte damaged near the end so that the deflate data never ends) is :class:`_Unfinished`.
+    (cut short, or a byte damaged near the end: the deflate data never ends) is :class:`_CutShort` of ``path``.
     Several gzip members follow one another, as ``gzip`` and ITK read them; bytes after the last member are
     ignored, as those tools ignore them, when they are not a member or fail already in a member's fixed header
     (they merely start like one). A zlib stream is one; what follows it is not read.
@@ -611,7 +602,7 @@ def _inflated_stream_length(raw: IO[bytes], wbits: int, size: int | None = None)
     if decompressor is None or header_left > 0:
         return length, True
     if wbits == _GZIP_WBITS and size is None and not _ends_with_its_trailer(decompressor, crc, member_length):
-        raise _Unfinished(length)
+        raise _CutShort(path, length)
     return length, False
 
 
@@ -731,12 +722,12 @@ def _unstated_pixdim(header, axes: Sequence[int]) -> str:
     return ", ".join(f"pixdim[{axis + 1}] = {pixdim[axis + 1]:g}" for axis in axes if not abs(pixdim[axis + 1]) > 0)
 
 
-def _check_nifti_spacing(path: Path, image) -> None:
-    """Refuse a NIfTI whose pixdim gives an axis no spacing: ITK reads it as 1 mm (its metadata then shows 1 too)."""
+def _check_nifti_spacing(path: Path, image, header: Any) -> None:
+    """Refuse a NIfTI whose pixdim gives an axis no spacing: ITK reads it as 1 mm (its metadata then shows 1 too).
+    ``header``: the file's as stored (:func:`_nifti_header`; None: not checked)."""
     axes = _axes_read_as_1mm(image)
     if not axes:
-        return  # the usual case: neither the header is read again nor nibabel imported
-    header = _nifti_header(_nifti_head(path))
+        return
     unstated = _unstated_pixdim(header, axes) if header is not None else ""
     if unstated:
         raise _no_spacing(path, unstated)

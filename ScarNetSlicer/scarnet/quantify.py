@@ -41,6 +41,7 @@ from .aha import (
     SegmentReport,
     aha_segments,
     base_apex_order,
+    missing_levels,
     rv_insertion_points,
     slice_levels,
 )
@@ -405,6 +406,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         ))
 
     c = counts.sum(axis=0)
+    with_myocardium = counts[:, list(MYOCARDIUM_LABELS)].sum(axis=1) > 0  # per slice
     myo_ml = float(c[list(MYOCARDIUM_LABELS)].sum()) * voxel_ml
     scar_ml = float(c[list(SCAR_LABELS)].sum()) * voxel_ml
     total = TotalReport(
@@ -416,7 +418,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         scar_percent=_percent(scar_ml, myo_ml),
         lv_blood_pool_ml=_round(float(c[LV_BLOOD_POOL]) * voxel_ml),
         healthy_myocardium_ml=_round(float(c[HEALTHY_MYOCARDIUM]) * voxel_ml),
-        slices_with_myocardium=int((counts[:, list(MYOCARDIUM_LABELS)].sum(axis=1) > 0).sum()),
+        slices_with_myocardium=int(with_myocardium.sum()),
         slices_with_scar=int((counts[:, list(SCAR_LABELS)].sum(axis=1) > 0).sum()),
         **_transmurality_fields(total_transmurality),
     )
@@ -437,7 +439,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         warnings.warn(message, stacklevel=2)
     if segment_warnings:
         report.extra["segment_warnings"] = segment_warnings
-    if gap := gap_slices_warning(counts[:, list(MYOCARDIUM_LABELS)].sum(axis=1) > 0):
+    if gap := gap_slices_warning(with_myocardium):
         warnings.warn(gap, stacklevel=2)
         report.extra["labelmap_warnings"] = [gap]
     if image is not None:
@@ -472,10 +474,9 @@ def missing_levels_warning(levels: list[str | None]) -> str | None:
     """What the report must say when its slices with a cavity are too few for the three AHA levels
     (:func:`scarnet.aha.slice_levels`): the segments of a missing level are left empty, which must not read as
     "no scar there"; None when every level has slices."""
-    present = [level for level in LEVELS if level in levels]
-    if len(present) == len(LEVELS):
+    missing = missing_levels(levels)
+    if not missing:
         return None
-    missing = [level for level in LEVELS if level not in present]
     numbers = [[n for n, name in SEGMENT_NAMES.items() if name.startswith(f"{level} ")] for level in missing]
     thirds = sum(level in LEVELS for level in levels)
     return (f"AHA segments: {thirds} slice{'s' if thirds != 1 else ''} with myocardium before the apex, too few for "
