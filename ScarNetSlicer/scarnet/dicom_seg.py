@@ -165,6 +165,10 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
         raise InputError(f"no DICOM SEG can refer to these DICOM images ({type(error).__name__}: {reason}); "
                          "write --seg instead, or export the series as single-frame images") from None
     _declare_private_codes(segmentation)
+    if "ContentCreatorName" not in segmentation:
+        # Type 2 in the Content Identification Macro: present, and empty when no reader is named. highdicom leaves
+        # it out, and DCMTK's dcmseg (dcmqi, Slicer's SEG reader) warns of it.
+        segmentation.ContentCreatorName = ""
     if reader is not None and not reader.isascii():
         # DICOM's default repertoire is ASCII; UTF-8 holds any reader's name (and pydicom re-encodes the rest).
         segmentation.SpecificCharacterSet = "ISO_IR 192"

@@ -203,6 +203,70 @@ def test_the_seg_passes_dciodvfy(tmp_path, source, segmented_by, reader, labels)
     assert any("<ContentLabel>" in line for line in dciodvfy_findings(tmp_path / "broken.dcm"))
 
 
+#: dcmqi's SEG reader (DCMTK's dcmseg), which 3D Slicer's DICOM Segmentation plugin (QuantitativeReporting) loads SEGs
+#: with: a test requirement on the platforms it has wheels for.
+SEGIMAGE2ITKIMAGE = shutil.which("segimage2itkimage",
+                                 path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+needs_dcmqi = pytest.mark.skipif(SEGIMAGE2ITKIMAGE is None, reason="dcmqi not installed (pip install dcmqi; wheels for "
+                                                                    "Linux x86-64, macOS and Windows)")
+
+
+def dcmqi_read(path: Path, grid: Volume, folder: Path) -> tuple[np.ndarray, list[dict], list[str]]:
+    """The SEG at ``path`` as dcmqi reads it: its segments (each written by dcmqi as an image on the geometry of the
+    frames it has) resampled onto ``grid`` as one labelmap of their segment numbers, dcmqi's segment attributes, and
+    its warnings and errors."""
+    import SimpleITK as sitk
+
+    folder.mkdir()
+    result = subprocess.run([SEGIMAGE2ITKIMAGE, "--inputDICOM", str(path), "--outputDirectory", str(folder),
+                             "-t", "nrrd"], capture_output=True, text=True, timeout=120)
+    messages = [line.strip() for line in (result.stdout + result.stderr).splitlines()
+                if line.strip().startswith(("W:", "E:", "F:"))]
+    assert result.returncode == 0, result.stdout + result.stderr
+    attributes = [item for group in json.loads((folder / "meta.json").read_text())["segmentAttributes"]
+                  for item in group]
+    reference = grid.to_sitk()
+    labels = np.zeros(grid.array.shape, dtype=np.uint8)
+    for item in attributes:
+        image = sitk.ReadImage(str(folder / f"{item['labelID']}.nrrd"))
+        on_grid = sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor))
+        assert not (labels[on_grid > 0]).any(), "dcmqi's segments overlap"
+        labels[on_grid > 0] = item["labelID"]
+    return labels, attributes, messages
+
+
+@needs_dcmqi
+@pytest.mark.parametrize("source, segmented_by, reader, labels", [
+    ("series", "model", None, "all"),
+    ("series", "model", None, "myocardium on one slice"),  # dcmqi makes that segment an image of one slice
+    ("series", "reader", "Müller^Jürgen", "all"),
+    ("enhanced", "model", None, "all"),  # frames of one enhanced multi-frame file, stored out of order
+])
+def test_dcmqi_reads_the_seg_back_onto_the_source_images(tmp_path, source, segmented_by, reader, labels):
+    """dcmqi, with which Slicer loads a DICOM SEG, finds every segment where it was drawn, with its name, and has
+    nothing to say against the file (it warned of the type 2 ContentCreatorName that highdicom leaves out)."""
+    if source == "enhanced":
+        _write_enhanced(tmp_path / "exam", [2, 0, 3, 1])
+        path = tmp_path / "exam" / "enhanced.dcm"
+        enhanced = pydicom.dcmread(path)
+        enhanced.FrameOfReferenceUID = generate_uid()  # the test file's geometry lacks one
+        enhanced.save_as(path, enforce_file_format=True)
+    else:
+        write_dicom_series(_test_volume(), tmp_path / "exam")
+    stack = read_dicom_stack(tmp_path / "exam")
+    labelmap = _labels_like(stack.volume)
+    if labels != "all":
+        labelmap[:] = 0
+        labelmap[1, 3:6, 4:9] = 2
+    write_dicom_seg(stack.volume.with_array(labelmap), stack, tmp_path / "seg.dcm", segmented_by=segmented_by,
+                    reader=reader, **IDENTITY)
+    read_back, attributes, messages = dcmqi_read(tmp_path / "seg.dcm", stack.volume, tmp_path / "dcmqi")
+    assert messages == []
+    np.testing.assert_array_equal(read_back, labelmap)
+    assert [(item["labelID"], item["SegmentLabel"]) for item in attributes] == [(info.label, info.name)
+                                                                               for info in SEGMENTS]
+
+
 def test_frames_of_one_enhanced_file_are_found_by_frame_number(tmp_path):
     _write_enhanced(tmp_path / "exam", [2, 0, 3, 1])  # frames stored out of spatial order
     stack = read_dicom_stack(tmp_path / "exam")
@@ -406,6 +470,10 @@ def test_command_line_dicom_seg_equals_the_labelmap(tmp_path):
     assert pydicom.dcmread(tmp_path / "seg.dcm").SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
     if DCIODVFY is not None:
         assert dciodvfy_findings(tmp_path / "seg.dcm") == []
+    if SEGIMAGE2ITKIMAGE is not None:  # as Slicer would load it
+        read_back, _, messages = dcmqi_read(tmp_path / "seg.dcm", stack.volume, tmp_path / "dcmqi")
+        assert messages == []
+        np.testing.assert_array_equal(read_back, labels)
     # The report names the series it segmented and the SEG it was written with, so the two can be matched.
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["input_series"] == {"series_number": 7, "description": "LGE PSIR SAX",
