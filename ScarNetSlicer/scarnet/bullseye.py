@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 import textwrap
 from typing import Any
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as _xml_escape
 
 from .aha import ANGLES_FROM_DISPLAY, APEX_SEGMENT, LEVELS, MIN_GRADED_SCAR_PERCENT, extent_score, missing_levels
 from .quantify import INTENDED_USE, MIRROR_WARNING, Report, report_warnings
+from .text import visible
 
 #: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
 GRADE_COLOURS = ("#ffffff", "#fde0c5", "#f59e72", "#d9452b", "#8c1010")
@@ -38,6 +39,12 @@ _CENTRE = (_WIDTH / 2, 200.0)  # below the title and the "anterior" label
 _LEGEND_Y = _CENTRE[1] + _OUTER + 34
 _CAPTION_Y = _LEGEND_Y + 22  # the septum, the summary, how the angles were found (without orientation), the use
 _CAPTION_STEP = 14
+
+
+def escape(text: str) -> str:
+    """``text`` for the SVG: control characters from a name (which XML cannot hold: the file would not open)
+    and bidirectional overrides made visible (:func:`scarnet.text.visible`), then XML-escaped."""
+    return _xml_escape(visible(text))
 
 
 def _height(captions: int) -> float:

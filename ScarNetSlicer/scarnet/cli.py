@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .text import visible  # no third-party import: --help stays fast
+
 if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
     import numpy as np
 
@@ -37,10 +39,11 @@ _nothing_left_to_do = False
 # Output helpers
 # --------------------------------------------------------------------------------------------
 def _escape_markup(text) -> str:
-    """``text`` (a file name) shown as it is by rich, which reads "[...]" as markup."""
+    """``text`` (a file name) shown as it is by rich, which reads "[...]" as markup; its control characters
+    (a terminal's escape sequences) and bidirectional overrides as escapes (:func:`scarnet.text.visible`)."""
     from rich.markup import escape
 
-    return escape(str(text))
+    return escape(visible(str(text)))
 
 
 def _console(quiet: bool = False):
@@ -263,12 +266,16 @@ def cmd_quantify(args: argparse.Namespace) -> int:
                           segmented_by=args.segmented_by, reader=args.reader)  # before the report, which names it
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
         who = _SEGMENTED_BY_TEXT.get(args.segmented_by, "")
-        _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}{who}", Path(args.labelmap).name)
+        # The page's "Input" is the image, as the JSON's "input" (its series follows); the labelmap is "Segmentation".
+        _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}{who}",
+                         Path(args.image if args.image is not None else args.labelmap).name)
         outputs.commit()
     from .report_html import series_text
 
     series = series_text(report.extra.get("input_series"))
-    print_report(report, _console(args.quiet), title=f"ScarNet report: {_escape_markup(str(args.labelmap) + series)}")
+    image = "" if args.image is None else f" on {args.image}"
+    print_report(report, _console(args.quiet),
+                 title=f"ScarNet report: {_escape_markup(str(args.labelmap) + image + series)}")
     return 0
 
 
@@ -508,8 +515,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return segment
 
     def on_exam(number: int, count: int, row) -> None:
+        name = visible(row.input)  # a folder's name may hold a terminal's escape sequences
         for message in [*row.warnings, *row.other_warnings]:  # a warning often explains a failure
-            print(f"scarnet: [{number}/{count}] {row.input}: warning: {message}", file=sys.stderr)
+            print(f"scarnet: [{number}/{count}] {name}: warning: {visible(message)}", file=sys.stderr)
         if row.status == "ok":
             f = row.figures
             scar_percent = "-" if f["scar_percent"] is None else f"{f['scar_percent']:.1f} %"
@@ -519,10 +527,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
                         f"({f['aha_segments_over_50_percent']} > 50 %)")
             # markup=False: a file name such as "scan [left].nii.gz" is printed as it is.
             # soft_wrap: one line per exam also in a log (rich wraps at 80 columns when not on a terminal).
-            console.print(f"[{number}/{count}] {row.input}: scar {f['scar_g']:.1f} g ({scar_percent}){segments}, QC "
+            console.print(f"[{number}/{count}] {name}: scar {f['scar_g']:.1f} g ({scar_percent}){segments}, QC "
                           f"flags on {flagged} slice{'' if flagged == 1 else 's'}", markup=False, soft_wrap=True)
         else:
-            print(f"scarnet: [{number}/{count}] {row.input}: {row.status}", file=sys.stderr)
+            print(f"scarnet: [{number}/{count}] {name}: {visible(row.status)}", file=sys.stderr)
 
     rows = run_batch(args.inputs, args.out, make_segmenter, html=args.html, dicom_seg=args.dicom_seg,
                      overwrite=args.overwrite, series=args.series, rv_points=rv_points,
@@ -530,10 +538,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     failed = sum(row.status != "ok" for row in rows)
     summary = Path(args.out) / SUMMARY_NAME
     if failed:
-        print(f"scarnet: error: {failed} of {len(rows)} exams failed (see {summary})", file=sys.stderr)
+        print(f"scarnet: error: {failed} of {len(rows)} exams failed (see {visible(str(summary))})", file=sys.stderr)
         # A bug in one exam is the program's fault (as for segment); an exam's own problem is the input's.
         return EXIT_INTERNAL_ERROR if any(row.internal_error for row in rows) else EXIT_USER_ERROR
-    console.print(f"{len(rows)} exams done: {summary}", markup=False, soft_wrap=True)
+    console.print(f"{len(rows)} exams done: {visible(str(summary))}", markup=False, soft_wrap=True)
     return 0
 
 
@@ -551,9 +559,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     repeated: list[str] = []
     lines = summarize(args.reports, skipped, repeated)  # every report read before anything is written
     for message in skipped:
-        print(f"scarnet: warning: left out, {message}", file=sys.stderr)
+        print(f"scarnet: warning: left out, {visible(message)}", file=sys.stderr)
     for message in repeated:
-        print(f"scarnet: warning: {message}", file=sys.stderr)
+        print(f"scarnet: warning: {visible(message)}", file=sys.stderr)
     with OutputSet(args.overwrite) as outputs:
         outputs.add(args.out, REPORT, "--out")
         outputs.prepare()
@@ -561,8 +569,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         outputs.commit()
     made_from = Counter(line[SUMMARY_COLUMNS.index("made_from")] for line in lines)
     counts = ", ".join(f"{count} {what}" for what, count in sorted(made_from.items()))
-    _console(args.quiet).print(f"{len(lines)} report{'' if len(lines) == 1 else 's'} ({counts}): {args.out}",
-                               markup=False, soft_wrap=True)
+    _console(args.quiet).print(f"{len(lines)} report{'' if len(lines) == 1 else 's'} ({counts}): "
+                               f"{visible(str(args.out))}", markup=False, soft_wrap=True)
     return 0
 
 
@@ -626,8 +634,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             outputs.write(image_path, lambda temp: write_volume(phantom.image, temp, overwrite=True))
             _write_segmentation_outputs(outputs, result, args, f"demo phantom (seed {args.seed})")
             outputs.commit()
-            console.print(f"Wrote {out_dir}/demo_lge.nii.gz, demo_labelmap.nii.gz, demo.seg.nrrd, demo_report.json, "
-                          "demo_bullseye.svg, demo_report.html")
+            console.print(f"Wrote {_escape_markup(out_dir)}/demo_lge.nii.gz, demo_labelmap.nii.gz, demo.seg.nrrd, "
+                          "demo_report.json, demo_bullseye.svg, demo_report.html")
     return 0
 
 
@@ -677,7 +685,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, **overrides)
     summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
     print(f"best step {summary['best_step']} (score {summary['best_score']:.4f}); weights "
-          f"{Path(args.out) / 'best.safetensors'} sha256 {summary['sha256']}")
+          f"{visible(str(Path(args.out) / 'best.safetensors'))} sha256 {summary['sha256']}")
     return 0
 
 
@@ -742,7 +750,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # argparse prints the whole usage block first; the contract is one line, and --help is a
         # command away.
-        self.exit(EXIT_USER_ERROR, f"scarnet: error: {message} (see: {self.prog} --help)\n")
+        self.exit(EXIT_USER_ERROR, f"scarnet: error: {visible(message)} (see: {self.prog} --help)\n")
 
 
 def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -1015,7 +1023,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
-    return f"scarnet: warning: {message}\n"
+    return f"scarnet: warning: {visible(str(message))}\n"
 
 
 def _check_names_are_utf8(args: argparse.Namespace) -> None:
@@ -1045,7 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
     except ScarNetError as error:
         if debug:
             raise
-        print(f"scarnet: error: {error}", file=sys.stderr)
+        print(f"scarnet: error: {visible(str(error))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("scarnet: interrupted", file=sys.stderr)
@@ -1053,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a bug: still one line, traceback on request
         if debug:
             raise
-        print(f"scarnet: internal error: {type(error).__name__}: {' '.join(str(error).split())[:300]} "
+        print(f"scarnet: internal error: {type(error).__name__}: {visible(' '.join(str(error).split())[:300])} "
               "(set SCARNET_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL_ERROR
 

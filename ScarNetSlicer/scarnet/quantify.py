@@ -57,6 +57,7 @@ from .labels import (
     SCAR_LABELS,
 )
 from .orientation import StackAxis, find_stack_axis
+from .text import visible
 from .transmurality import TransmuralitySummary, stack_rays, summarise_stack
 from .volume import Volume, check_geometry
 
@@ -293,12 +294,15 @@ def csv_value(value: Any) -> str:
 
     Text that a spreadsheet would run as a formula (a file name such as ``-2_patient.nii.gz`` or
     ``=HYPERLINK(...)``, a warning that quotes one) gets a leading ``'``, as OWASP advises for CSV
-    export: Excel and LibreOffice then show it as text. Numbers are left as they are."""
+    export: Excel and LibreOffice then show it as text. Control and bidirectional characters in text are
+    written as their escapes (:func:`scarnet.text.visible`): a carriage return in a name would otherwise end the
+    row in a spreadsheet and start the next cell with a formula. Numbers are left as they are."""
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, str):
+        value = visible(value)
         return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
     return str(value)
 

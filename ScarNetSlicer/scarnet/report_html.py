@@ -10,11 +10,12 @@ fetched, so the page reads the same offline and in ten years.
 from __future__ import annotations
 
 import datetime
-from html import escape
+from html import escape as _html_escape
 from typing import Any
 
 from .bullseye import bullseye_svg, percent_text, septum_text, summary_text
 from .quantify import INTENDED_USE, Report, dicom_image_name, report_warnings
+from .text import visible
 
 _STYLE = """
 body { font-family: sans-serif; font-size: 12px; color: #111; max-width: 900px; margin: 16px auto; }
@@ -22,9 +23,15 @@ h1 { font-size: 18px; margin-bottom: 2px; } h2 { font-size: 14px; margin: 18px 0
 table { border-collapse: collapse; margin: 4px 0; } th, td { border: 1px solid #bbb; padding: 2px 6px; }
 th { background: #eee; } td.n { text-align: right; } .muted { color: #555; }
 .warning { background: #fff3cd; border: 1px solid #e0c36a; padding: 4px 8px; margin: 4px 0; }
-.disclaimer { font-weight: bold; }
+.disclaimer { font-weight: bold; } p, .warning { overflow-wrap: break-word; }  /* a long name stays on the page */
 @media print { body { margin: 0; } h2 { page-break-after: avoid; } table { page-break-inside: auto; } }
 """
+
+
+def escape(text: str) -> str:
+    """``text`` for the page: controls and bidirectional overrides from a name made visible
+    (:func:`scarnet.text.visible`: U+202E would turn the rest of its line around), then HTML-escaped."""
+    return _html_escape(visible(text))
 
 
 def _number(value: float | None, digits: int = 2) -> str:

@@ -303,9 +303,14 @@ def test_quantify_of_a_dicom_exam_names_each_slice_in_the_table_and_report(tmp_p
                  "--report", str(tmp_path / "report.csv")]) == 0
     table = capsys.readouterr().out
     assert "DICOM image" in table
-    assert "(DICOM series #7 'LGE PSIR SAX')" in " ".join(table.split())  # the series the image came from
+    # The series the image came from, after the image, not after the labelmap.
+    expected = f"labels.nii.gz on {tmp_path / 'exam'} (DICOM series #7 'LGE PSIR SAX')"
+    assert "".join(expected.split()) in "".join(table.split())  # the title as rich wraps it
     assert main(["quantify", str(tmp_path / "labels.nii.gz"), "--image", str(tmp_path / "exam"),
-                 "--report", str(tmp_path / "report.json"), "--quiet"]) == 0
+                 "--report", str(tmp_path / "report.json"), "--quiet", "--html", str(tmp_path / "r.html")]) == 0
+    # The page's input is the image, as the JSON's, and the labelmap its segmentation.
+    assert ("Input: exam (DICOM series #7 &#x27;LGE PSIR SAX&#x27;) · Segmentation: labelmap labels.nii.gz"
+            in (tmp_path / "r.html").read_text())
     assert json.loads((tmp_path / "report.json").read_text())["input_series"]["series_number"] == 7
     rows = list(csv.reader(io.StringIO((tmp_path / "report.csv").read_text())))
     column = rows[0].index("dicom_instance_number")

@@ -4,6 +4,8 @@ command line's --html."""
 from __future__ import annotations
 
 import datetime
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 import pytest
@@ -170,3 +172,73 @@ def test_the_dicom_series_is_named_as_a_viewer_lists_it():
     assert series_text({"series_number": 7, "description": "LGE PSIR SAX", "series_instance_uid": "1.2"}) == \
         " (DICOM series #7 'LGE PSIR SAX')"
     assert series_name({"series_number": None, "description": "", "series_instance_uid": "1.2.3"}) == "UID 1.2.3 ''"
+
+
+#: A name as a hostile or careless file system or DICOM header may give it: a terminal's escape sequences (window
+#: title, clear screen, colour), a carriage return and a line feed that start a fake line or CSV row with a formula,
+#: and a right-to-left override that turns the rest of a line around ("gnp.exe" shown as "exe.png").
+HOSTILE_NAME = "pt\x1b]0;TITLE\x07\x1b[2J\x1b[31mRED\r=1+2\nFAKE: scar 0.0 g \u202egnp.exe"
+#: What of it may not reach an output as it is (a line feed is looked for where lines are not the output's own).
+ACTING = ("\x1b", "\x07", "\r", "\u202e")
+
+
+def test_visible_writes_what_would_act_as_its_escape():
+    from scarnet.text import visible
+
+    assert visible(HOSTILE_NAME) == ("pt\\x1b]0;TITLE\\x07\\x1b[2J\\x1b[31mRED\\r=1+2\\nFAKE: scar 0.0 g "
+                                     "\\u202egnp.exe")
+    assert visible("Müller 张伟 שלום scan [left] <1>.nii.gz\u00a0") == "Müller 张伟 שלום scan [left] <1>.nii.gz\u00a0"
+    assert visible("\x00\x7f\x85\u061c\u200e\u2066\u2069") == "\\x00\\x7f\\x85\\u061c\\u200e\\u2066\\u2069"
+
+
+def test_a_name_cannot_act_in_the_page_the_picture_or_a_spreadsheet(tmp_path):
+    """What a name holds is shown, never obeyed: no control or bidirectional override reaches the HTML page (where
+    U+202E would reverse the provenance line after it), the SVG (which XML could not even parse), or a CSV cell (a
+    carriage return would end the row and start the next cell with a formula)."""
+    import csv
+    import xml.dom.minidom
+
+    from scarnet.batch import BatchRow, summary_csv
+    from scarnet.bullseye import bullseye_svg
+
+    report = _report()
+    page = report_html(report, HOSTILE_NAME, made_from=f"labelmap {HOSTILE_NAME}")
+    assert not any(character in page for character in ACTING)
+    assert "Input: pt\\x1b]0;TITLE\\x07" in " ".join(_read(page).text) and "\\u202egnp.exe" in page
+    picture = bullseye_svg(report, f"Scar per AHA segment (labelmap {HOSTILE_NAME})")
+    assert not any(character in picture for character in ACTING)
+    assert "\\x1b[31mRED" in xml.dom.minidom.parseString(picture).getElementsByTagName("text")[0].firstChild.data
+
+    report.extra["input"] = HOSTILE_NAME
+    report.extra["input_warnings"] = [f"{HOSTILE_NAME}: irregular slice spacing"]
+    rows = list(csv.reader(report.to_csv().splitlines()))
+    assert [row[1] for row in rows if row[:1] == ["warning"]][0] == (
+        "pt\\x1b]0;TITLE\\x07\\x1b[2J\\x1b[31mRED\\r=1+2\\nFAKE: scar 0.0 g \\u202egnp.exe: irregular slice spacing")
+    lines = list(csv.reader(summary_csv([BatchRow(f"\r={HOSTILE_NAME}", "ok", {"scar_percent": 1.5})]).splitlines()))
+    assert len(lines) == 2  # the header and one exam: no row broken off
+    cells = dict(zip(lines[0], lines[1]))
+    assert cells["input"].startswith("\\r=pt\\x1b") and cells["scar_percent"] == "1.5"
+    assert not any(character in cell for cell in lines[1] for character in (*ACTING, "\n"))
+
+
+def test_the_terminal_shows_a_name_and_never_obeys_it(tmp_path):
+    """A labelmap whose file name holds escape sequences, a line feed and a bidirectional override: the table's
+    title, the warnings and an error name it with those written as escapes, so nothing sets the window's title,
+    clears the screen or prints a fake line."""
+    ras, run = quantify_command(tmp_path)
+    hostile = "lab\x1b]0;TITLE\x07\x1b[2J\nFAKE \u202egnp.nrrd"
+    (tmp_path / "lab.nrrd").rename(tmp_path / hostile)
+
+    def quantify(*args):
+        return subprocess.run([sys.executable, "-m", "scarnet", "quantify", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
+
+    done = quantify(hostile, "--rv-insertion", *ras, "--html", "r.html", "--bullseye", "b.svg")
+    assert done.returncode == 0, done.stderr
+    assert "lab\\x1b]0;TITLE\\x07\\x1b[2J\\nFAKE \\u202egnp.nrrd" in done.stdout
+    refused = quantify(hostile + ".missing", "--report", "r.json")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "\\x1b[2J\\nFAKE" in refused.stderr
+    for output in (done.stdout, done.stderr, refused.stdout, refused.stderr, (tmp_path / "r.html").read_text(),
+                   (tmp_path / "b.svg").read_text()):
+        assert not any(character in output for character in ACTING)
+        assert not any(line.startswith("FAKE") for line in output.splitlines())
