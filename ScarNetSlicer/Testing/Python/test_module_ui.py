@@ -125,6 +125,13 @@ def test_the_rv_insertion_point_can_be_placed_from_the_panel():
                 "setMRMLScene(vtkMRMLScene*)") in connections
 
 
+def test_the_status_shows_names_as_plain_text():
+    """The status line shows notices that quote node and segment names; a QLabel would take a name such as
+    "<b>Scar</b>" or "<img src=...>" for rich text unless told that its text is plain."""
+    text_format = _property(_ui_widgets()["statusLabel"], "textFormat")
+    assert text_format is not None and text_format.findtext("enum") == "Qt::PlainText"
+
+
 def test_every_parameter_is_bound_to_a_widget_of_the_right_kind():
     fields = _parameter_fields()
     bindings = _bindings()
