@@ -208,8 +208,8 @@ class Report:
     def to_csv(self) -> str:
         """One row per slice, then a ``total`` row; QC flags joined with ';'. For a DICOM input, the
         ``dicom_*`` columns after ``position_mm`` name each slice as a PACS viewer does. Below the rows
-        the masses, and a ``warning`` row per warning (:meth:`warnings`), so that a CSV read alone
-        still carries them."""
+        the masses, the ``input`` and its ``dicom_series`` where the report names them, and a ``warning`` row
+        per warning (:meth:`warnings`), so that a CSV read alone still says which exam and carries them."""
         buffer = io.StringIO()
         dicom_columns = list(DICOM_CSV_COLUMNS) if any(s.dicom for s in self.slices) else []
         columns = ["index", "position_mm", *dicom_columns, "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
@@ -227,6 +227,11 @@ class Report:
         writer.writerow([])
         writer.writerow(["myocardium_g", csv_value(self.total.myocardium_g)])
         writer.writerow(["scar_g", csv_value(self.total.scar_g)])
+        # Which exam, so that a CSV read alone (mailed, filed) still says: as the JSON's input and input_series.
+        if self.extra.get("input") is not None:
+            writer.writerow(["input", csv_value(str(self.extra["input"]))])
+        if series_name(self.extra.get("input_series")):
+            writer.writerow(["dicom_series", csv_value(series_name(self.extra["input_series"]))])
         for message in self.warnings():
             writer.writerow(["warning", csv_value(message)])
         if self.base_apex is not None:
@@ -287,6 +292,16 @@ def report_warnings(data: dict[str, Any]) -> list[str]:
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP's list for CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def series_name(series: dict[str, Any] | None) -> str:
+    """``#7 'LGE PSIR SAX'`` (the UID when the series has no number) for a report's ``input_series``; empty
+    without one."""
+    if not isinstance(series, dict):
+        return ""
+    number = series.get("series_number")
+    name = f"#{number}" if number is not None else f"UID {series.get('series_instance_uid') or '?'}"
+    return f"{name} '{series.get('description') or ''}'"
 
 
 def csv_value(value: Any) -> str:

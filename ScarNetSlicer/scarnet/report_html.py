@@ -14,7 +14,7 @@ from html import escape as _html_escape
 from typing import Any
 
 from .bullseye import bullseye_svg, percent_text, septum_text, summary_text
-from .quantify import INTENDED_USE, Report, dicom_image_name, report_warnings
+from .quantify import INTENDED_USE, Report, dicom_image_name, report_warnings, series_name
 from .text import visible
 
 _STYLE = """
@@ -44,16 +44,6 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int]) -> str:
     body = "".join("<tr>" + "".join(f'<td class="n">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
                                     for i, cell in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def series_name(series: dict[str, Any] | None) -> str:
-    """``#7 'LGE PSIR SAX'`` (the UID when the series has no number) for a report's ``input_series``; empty
-    without one."""
-    if not isinstance(series, dict):
-        return ""
-    number = series.get("series_number")
-    name = f"#{number}" if number is not None else f"UID {series.get('series_instance_uid') or '?'}"
-    return f"{name} '{series.get('description') or ''}'"
 
 
 def series_text(series: dict[str, Any] | None) -> str:

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .quantify import csv_value, report_warnings
-from .report_html import series_name
+from .quantify import csv_value, report_warnings, series_name
 
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
 #: ``made_from``: what the report measured (:func:`made_from`). ``aha_segments``: how many AHA segments the

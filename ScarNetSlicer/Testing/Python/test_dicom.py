@@ -313,6 +313,8 @@ def test_quantify_of_a_dicom_exam_names_each_slice_in_the_table_and_report(tmp_p
             in (tmp_path / "r.html").read_text())
     assert json.loads((tmp_path / "report.json").read_text())["input_series"]["series_number"] == 7
     rows = list(csv.reader(io.StringIO((tmp_path / "report.csv").read_text())))
+    # Read alone, the CSV still says which exam: the image it was made on, and its series.
+    assert ["input", str(tmp_path / "exam")] in rows and ["dicom_series", "#7 'LGE PSIR SAX'"] in rows
     column = rows[0].index("dicom_instance_number")
     expected = [str(s["instance_number"]) for s in image.source_slices]
     assert [row[column] for row in rows[1:5]] == expected
