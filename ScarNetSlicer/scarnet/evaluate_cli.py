@@ -1223,6 +1223,9 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
     if not records:
         raise InputError(f"{path}: its qc.per_slice lists no slice (no exam was segmented, or the file was edited); "
                          "evaluate again")
+    if not isinstance(settings.get("source"), str):  # recorded in the calibration: which exams it was set on
+        raise InputError(f"{path}: does not say which exams were evaluated (no settings.source: a damaged or edited "
+                         "file); evaluate again")
     own_images = settings.get("images")
     if own_images is None and (settings.get("split") != "train"
                                or not str(settings.get("source", "")).startswith("EMIDEC")):

@@ -533,6 +533,11 @@ def test_weights_fine_tuned_on_own_exams_are_calibrated_on_those_exams_only(tmp_
     refused(own_evaluation(trained_on, {**trained, "report1": report["report1"]}), "1 of its 3 exams (report1)")
     refused(own_evaluation(trained_on, {**trained, "exam2": "e" * 64}), "1 of its 2 exams (exam2)")  # changed since
     refused(own_evaluation(trained_on, None), "settings.exam_sha256: an evaluation made before")
+    without_source = own_evaluation(trained_on, trained)
+    data = json.loads(without_source.read_text())
+    del data["settings"]["source"]
+    without_source.write_text(json.dumps(data))
+    refused(without_source, "does not say which exams were evaluated (no settings.source")
     refused(_evaluation_json(tmp_path, weights, split="train")[0], "was fine-tuned on exams of your own")  # EMIDEC
     assert not qc_calibration_for(weights).calibrated_for_weights
     # The exams it trained on, wherever they are now (all of them, or some).
