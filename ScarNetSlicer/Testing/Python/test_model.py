@@ -401,3 +401,158 @@ def test_vit_b_encoder_builds_at_model_size_and_loads_resized_checkpoint(tmp_pat
     assert small.pos_embed.shape[1:3] == (4, 4)
     with pytest.raises(WeightsError):
         load_medsam_checkpoint(small, tmp_path / "absent.pth")
+
+
+# -- sidecars, tensor names and SAM checkpoints from other scripts ------------------------------------------------
+def _bundled_in(monkeypatch, tmp_path):
+    """Tiny weights saved where the package keeps its bundled ones (``tmp_path/weights``): the bundled weights' path."""
+    from scarnet.model import registry
+
+    path = tmp_path / "weights" / "scarnet_litemedsam.safetensors"
+    path.parent.mkdir()
+    save_weights(build_model(TINY), path)
+    monkeypatch.setattr(registry, "bundled_weights_path",
+                        lambda encoder=registry.DEFAULT_ENCODER: path if encoder == "litemedsam" else None)
+    return path
+
+
+@pytest.mark.parametrize(("damage", "problem"), [
+    ("missing", "is missing"),
+    ("not JSON", r"is damaged \(Expecting property name"),
+    ("no sha256", r"is damaged \(it records no sha256\)"),
+])
+def test_a_missing_or_damaged_bundled_sidecar_is_one_clear_error(monkeypatch, tmp_path, damage, problem):
+    from scarnet.model.registry import qc_calibration_for
+
+    path = _bundled_in(monkeypatch, tmp_path)
+    sidecar = path.with_suffix(".json")
+    if damage == "missing":
+        sidecar.unlink()
+    elif damage == "not JSON":
+        sidecar.write_text("{")
+    else:
+        sidecar.write_text(json.dumps({k: v for k, v in json.loads(sidecar.read_text()).items() if k != "sha256"}))
+    message = f"the bundled weights' sidecar scarnet_litemedsam.json {problem}.*: reinstall scarnet"
+    with pytest.raises(WeightsError, match=message):
+        load_model()
+    # Training's --init-weights bundled reads the same file through read_weights: refused the same way.
+    with pytest.raises(WeightsError, match=message):
+        read_weights(path)
+    with pytest.raises(WeightsError, match=message):
+        qc_calibration_for()
+    from scarnet.model.registry import bundled_sha256
+
+    with pytest.raises(WeightsError, match=message):
+        bundled_sha256()
+
+
+def test_damaged_bundled_weights_are_refused_wherever_they_are_read(monkeypatch, tmp_path):
+    path = _bundled_in(monkeypatch, tmp_path)
+    assert load_model(optimize=False).config == TINY and read_weights(path)[1] == TINY
+    recorded = json.loads(path.with_suffix(".json").read_text())["sha256"]
+    path.write_bytes(path.read_bytes()[:-8] + b"\0" * 8)  # zeros: finite values, only the checksum tells
+    for read in (load_model, lambda: read_weights(path)):  # read_weights: training's --init-weights bundled
+        with pytest.raises(WeightsError, match="checksum mismatch .*; reinstall scarnet"):
+            read()
+    from scarnet.model.registry import bundled_sha256
+
+    assert bundled_sha256() == recorded  # what training checks --init-weights bundled against
+
+
+def test_user_weights_that_do_not_match_their_sidecar_are_refused(tmp_path):
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    path = tmp_path / "x.safetensors"
+    save_weights(build_model(TINY), path)
+    intact = path.read_bytes()
+    mismatch = ("x.safetensors: does not match the sha256 its sidecar x.json records: the file is corrupted or was "
+                "replaced; restore it, or if these are other weights on purpose, remove the stale x.json")
+    # Damaged: zeros in the last tensor's data are finite, so nothing but the checksum tells.
+    path.write_bytes(intact[:-8] + b"\0" * 8)
+    for read in (load_model, read_weights):
+        with pytest.raises(WeightsError, match=mismatch):
+            read(path)
+    # Replaced by other weights without their sidecar (retrained in place).
+    state = {k: v.contiguous() for k, v in build_model(TINY).state_dict().items()}
+    save_file(state, str(path), metadata={"format": "scarnet-weights-1", "config": TINY.to_json()})
+    with pytest.raises(WeightsError, match=mismatch):
+        load_model(path)
+    # A weights file renamed together with its sidecar is still the one it describes.
+    path.write_bytes(intact[:-8] + b"\0" * 8)
+    path.rename(tmp_path / "y.safetensors")
+    (tmp_path / "x.json").rename(tmp_path / "y.json")
+    with pytest.raises(WeightsError, match="y.safetensors: does not match the sha256 its sidecar y.json"):
+        load_model(tmp_path / "y.safetensors")
+    # Without the stale sidecar the same weights load; a damaged sidecar says so, as qc_calibration_for does.
+    (tmp_path / "y.json").unlink()
+    assert load_model(tmp_path / "y.safetensors", optimize=False).config == TINY
+    (tmp_path / "y.json").write_text('{"sha256": "ab')
+    with pytest.raises(WeightsError, match="y.json: unreadable sidecar of y.safetensors"):
+        load_model(tmp_path / "y.safetensors")
+    # A training run's best.pt beside best.json, the sidecar of best.safetensors: not those weights, not checked.
+    save_weights(build_model(TINY), tmp_path / "best.safetensors")
+    torch.save({"model": state, "model_config": asdict(TINY)}, tmp_path / "best.pt")
+    assert load_model(tmp_path / "best.pt", optimize=False).config == TINY
+
+
+def test_a_tensor_name_that_is_not_text_is_refused(tmp_path):
+    from dataclasses import asdict
+
+    from scarnet.model.registry import load_state
+
+    state = build_model(TINY).state_dict()
+    checkpoint = tmp_path / "last.pt"
+    torch.save({"model": {**state, 1: state["head.weight"]}, "model_config": asdict(TINY)}, checkpoint)
+    for read in (load_model, read_weights):
+        with pytest.raises(WeightsError, match=r"last.pt: corrupted or not ScarNet weights \(a tensor name that is "
+                                               r"not text: 1\)"):
+            read(checkpoint)
+    # The model of a resumed run's checkpoint goes straight to load_state.
+    with pytest.raises(WeightsError, match="a tensor name that is not text"):
+        load_state(build_model(TINY), {**state, 1: state["head.weight"]}, checkpoint)
+
+
+def _small_encoder() -> torch.nn.Module:
+    """Stands in for an image encoder: float parameters and a batch norm's integer counter."""
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+
+
+def _sam_loaders():
+    from scarnet.model.registry import _load_litemedsam
+    from scarnet.model.vit_b import load_medsam_checkpoint
+
+    return {"LiteMedSAM": _load_litemedsam, "MedSAM ViT-B": load_medsam_checkpoint}
+
+
+@pytest.mark.parametrize("kind", ["LiteMedSAM", "MedSAM ViT-B"])
+@pytest.mark.parametrize("nesting", ["model", "state_dict", "state_dict+module", "module"])
+def test_sam_checkpoints_saved_by_other_scripts_load(tmp_path, kind, nesting):
+    torch.manual_seed(0)
+    source = _small_encoder()
+    prefix = "module.image_encoder." if "module" in nesting else "image_encoder."
+    tensors = {prefix + k: v for k, v in source.state_dict().items()}
+    checkpoint = tensors if nesting == "module" else {nesting.split("+")[0]: tensors, "epoch": 3}
+    path = tmp_path / "encoder.pth"
+    torch.save(checkpoint, path)
+    encoder = _small_encoder()
+    _sam_loaders()[kind](encoder, path)
+    assert all(torch.equal(encoder.state_dict()[k], v) for k, v in source.state_dict().items())
+
+
+@pytest.mark.parametrize("kind", ["LiteMedSAM", "MedSAM ViT-B"])
+def test_damaged_or_foreign_sam_checkpoints_are_refused(tmp_path, kind):
+    state = {f"image_encoder.{k}": v for k, v in _small_encoder().state_dict().items()}
+    weight = state["image_encoder.0.weight"]
+    damaged = {
+        r"0.weight holds NaN or infinite values": {**state, "image_encoder.0.weight": weight * float("nan")},
+        r"0.weight holds torch.int64 values, not floating-point numbers":
+            {**state, "image_encoder.0.weight": torch.ones_like(weight, dtype=torch.int64)},
+        r"a tensor name that is not text: 1": {**state, 1: weight},
+    }
+    path = tmp_path / "encoder.pth"
+    for message, checkpoint in damaged.items():
+        torch.save({"model": checkpoint}, path)
+        with pytest.raises(WeightsError, match=message):
+            _sam_loaders()[kind](_small_encoder(), path)

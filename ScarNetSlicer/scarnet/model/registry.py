@@ -61,6 +61,41 @@ def litemedsam_checkpoint_path() -> Path | None:
     return None
 
 
+#: The entries training scripts nest a model's tensors in: segment-anything and MedSAM save ``model``, others (and
+#: PyTorch Lightning) ``state_dict``.
+CHECKPOINT_NESTINGS = ("model", "state_dict")
+#: The prefix of every tensor name of a model saved inside (Distributed)DataParallel.
+DATA_PARALLEL_PREFIX = "module."
+
+
+def sam_checkpoint_tensors(checkpoint: Any, path: Path, kind: str) -> dict[str, Any]:
+    """The flat ``name → value`` dict of a SAM-family checkpoint (LiteMedSAM, MedSAM ViT-B), as ``torch.load`` gave it.
+
+    Unwraps the :data:`CHECKPOINT_NESTINGS` and removes :data:`DATA_PARALLEL_PREFIX`, so the same weights saved by
+    another training script still load; the values are left for the caller to check. :class:`WeightsError` (one
+    line) when it is not a dict, or a name is not text (which ``load_state_dict`` would meet with AttributeError).
+    ``kind`` names the checkpoint in messages.
+    """
+    # Bounded: a pickle can hold a dict that contains itself, which an unbounded unwrap would follow forever.
+    for _ in range(2 * len(CHECKPOINT_NESTINGS)):
+        if not isinstance(checkpoint, dict):
+            break
+        nested = [checkpoint[key] for key in CHECKPOINT_NESTINGS if isinstance(checkpoint.get(key), dict)]
+        if not nested:
+            break
+        checkpoint = nested[0]
+    if not isinstance(checkpoint, dict):
+        raise WeightsError(f"{path}: corrupted or not a {kind} checkpoint (it holds a {type(checkpoint).__name__}, "
+                           "not named tensors)")
+    tensors: dict[str, Any] = {}
+    for name, value in checkpoint.items():
+        if not isinstance(name, str):
+            raise WeightsError(f"{path}: corrupted or not a {kind} checkpoint (a tensor name that is not text: "
+                               f"{name!r:.40})")
+        tensors[name.removeprefix(DATA_PARALLEL_PREFIX)] = value
+    return tensors
+
+
 def _load_litemedsam(encoder: nn.Module, path: Path | None) -> None:
     """Load the LiteMedSAM image encoder's tensors; :class:`WeightsError` (one line) for a missing, damaged or
     foreign checkpoint (a user-given ``encoder_checkpoint`` can be anything)."""
@@ -80,11 +115,9 @@ def _load_litemedsam(encoder: nn.Module, path: Path | None) -> None:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch and safetensors raise many types for damaged files; all mean the same
         raise WeightsError(f"{path}: corrupted or not a LiteMedSAM checkpoint ({type(error).__name__})") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
+    state = sam_checkpoint_tensors(state, path, "LiteMedSAM")
     prefix = "image_encoder."
-    encoder_state = {k[len(prefix):]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)} \
-        if isinstance(state, dict) else {}
+    encoder_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not encoder_state:
         raise WeightsError(f"{path}: holds no image_encoder.* tensors; not a LiteMedSAM checkpoint")
     expected = encoder.state_dict()
@@ -95,9 +128,15 @@ def _load_litemedsam(encoder: nn.Module, path: Path | None) -> None:
         if want is not None and tuple(tensor.shape) != tuple(want.shape):
             raise WeightsError(f"{path}: does not fit the LiteMedSAM encoder ({key} has shape {tuple(tensor.shape)}, "
                                f"the encoder's is {tuple(want.shape)})")
+        if want is not None and want.is_floating_point() and not tensor.is_floating_point():
+            # load_state_dict would cast integers into the float parameters without a word.
+            raise WeightsError(f"{path}: corrupted or not a LiteMedSAM checkpoint ({key} holds {tensor.dtype} "
+                               "values, not floating-point numbers)")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise WeightsError(f"{path}: corrupted encoder checkpoint ({key} holds NaN or infinite values)")
-    result = encoder.load_state_dict({k: v.float() for k, v in encoder_state.items()}, strict=False)
+    # Only floats to float32: the batch norms' integer counters stay integers.
+    result = encoder.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in encoder_state.items()},
+                                     strict=False)
     if result.missing_keys or result.unexpected_keys:
         bad = (result.missing_keys or result.unexpected_keys)[0]
         raise WeightsError(f"{path}: does not fit the LiteMedSAM encoder ({len(result.missing_keys)} missing, "
@@ -157,6 +196,41 @@ def bundled_weights_path(encoder: str = DEFAULT_ENCODER) -> Path | None:
         return None
     path = Path(str(resources.files("scarnet") / "weights" / name))
     return path if path.is_file() else None
+
+
+def bundled_sha256(encoder: str = DEFAULT_ENCODER) -> str:
+    """The sha256 the bundled weights for ``encoder`` must have, as their sidecar records it.
+
+    :class:`WeightsError` (one line) when ``encoder`` has no bundled weights, or their sidecar is
+    missing or damaged: then nothing says whether the bundled file is intact, so it is not used.
+    """
+    path = bundled_weights_path(encoder)
+    if path is None:
+        raise WeightsError(f"no bundled weights for encoder '{encoder}'; pass --weights PATH")
+    return _bundled_sha256_of(path)
+
+
+def _bundled_sha256_of(path: Path) -> str:
+    """The sha256 that the sidecar of the bundled weights file ``path`` records (see :func:`bundled_sha256`)."""
+    sidecar = sidecar_path(path)
+    try:
+        recorded = json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = "is missing"
+    except (OSError, ValueError) as error:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        problem = f"is damaged ({' '.join(str(error).split())[:80]})"
+    else:
+        sha = recorded.get("sha256") if isinstance(recorded, dict) else None
+        if isinstance(sha, str):
+            return sha
+        problem = "is damaged (it records no sha256)"
+    raise WeightsError(f"the bundled weights' sidecar {sidecar.name} {problem}: reinstall scarnet")
+
+
+def _is_bundled(path: Path) -> bool:
+    """Whether ``path`` is one of the weights files shipped inside the package."""
+    bundled = (bundled_weights_path(encoder) for encoder in BUNDLED_WEIGHTS)
+    return any(file is not None and file.resolve() == path.resolve() for file in bundled)
 
 
 def save_weights(model: ScarNet, path: str | Path, info: dict[str, Any] | None = None,
@@ -258,13 +332,26 @@ def _config_from(raw: Any, path: Path) -> ScarNetConfig:
 def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[dict[str, torch.Tensor], ScarNetConfig]:
     """Read a ScarNet weights file (``.safetensors``, or a ``.pt``/``.pth`` training checkpoint).
 
+    The file's sha256 must be ``expected_sha256`` when given. Without it, the bundled weights are
+    checked against their sidecar (:func:`bundled_sha256`), and other weights against the sha256
+    the sidecar beside them records, when one does (:func:`_sha256_recorded_for`): a damaged copy
+    or weights replaced under their sidecar would otherwise run as if they were the ones it describes.
     Raises :class:`WeightsError` with one line for a missing, corrupted or foreign file.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: {'a folder, not a weights file' if path.is_dir() else 'weights file not found'}")
+    if expected_sha256 is None and _is_bundled(path):
+        expected_sha256 = _bundled_sha256_of(path)
     if expected_sha256 is not None and sha256_of(path) != expected_sha256:
         raise WeightsError(f"{path}: checksum mismatch (file corrupted or replaced); reinstall scarnet")
+    if expected_sha256 is None:
+        recorded = _sha256_recorded_for(path)
+        if recorded is not None and sha256_of(path) != recorded:
+            sidecar = sidecar_path(path).name
+            raise WeightsError(f"{path}: does not match the sha256 its sidecar {sidecar} records: the file is "
+                               "corrupted or was replaced; restore it, or if these are other weights on purpose, "
+                               f"remove the stale {sidecar}")
     if path.suffix == ".safetensors":
         state, meta = _read_safetensors(path)
         if meta.get("format") != WEIGHTS_FORMAT or "config" not in meta:
@@ -281,10 +368,51 @@ def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise WeightsError(f"{path}: corrupted or not a ScarNet training checkpoint ('model' is not a set of "
                                "tensors)")
+        _check_tensor_names(state, path)
         config = _config_from(checkpoint["model_config"], path)
     else:
         raise WeightsError(f"{path}: unknown weights format '{path.suffix}' (use .safetensors, .pt or .pth)")
     return state, config
+
+
+def _check_tensor_names(state: dict[Any, Any], name: str | Path) -> None:
+    """:class:`WeightsError` when a key of ``state`` is not text: a pickled checkpoint can hold any key, and
+    ``load_state_dict`` meets one that is not a string with an AttributeError."""
+    for key in state:
+        if not isinstance(key, str):
+            raise WeightsError(f"{name}: corrupted or not ScarNet weights (a tensor name that is not text: "
+                               f"{key!r:.40})")
+
+
+def _sidecar_of(path: Path) -> Any:
+    """The parsed sidecar JSON beside the user weights at ``path`` (any JSON value); None when there is none.
+
+    :class:`WeightsError` when it exists but cannot be read: whether it describes these weights is then unknown.
+    """
+    try:
+        return json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:  # no sidecar (a .pt checkpoint, a copied file)
+        return None
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"{sidecar_path(path)}: unreadable sidecar of {path.name} "
+                           f"({' '.join(str(error).split())[:80]}); remove it (the weights then run "
+                           "uncalibrated) or restore it") from None
+
+
+def _sha256_recorded_for(path: Path) -> str | None:
+    """The sha256 that the sidecar beside the user weights at ``path`` records for them; None when none does.
+
+    A sidecar describes the kind of file it names in ``file``; one without that entry, a
+    ``.safetensors`` file (only :func:`save_weights` writes sidecars). So a training run's
+    ``best.pt`` is not held to ``best.json``, the sidecar of ``best.safetensors``. The suffix, not
+    the name, because a weights file renamed together with its sidecar is still the one described.
+    """
+    sidecar = _sidecar_of(path)
+    if not isinstance(sidecar, dict) or not isinstance(sidecar.get("sha256"), str):
+        return None
+    named = sidecar.get("file")
+    described_suffix = Path(named).suffix if isinstance(named, str) else ".safetensors"
+    return sidecar["sha256"] if described_suffix == path.suffix else None
 
 
 def inference_dtype(device: str | torch.device) -> torch.dtype:
@@ -322,8 +450,7 @@ def load_model(weights: str | Path | None = None, encoder: str | None = None, de
         path = bundled_weights_path(name)
         if path is None:
             raise WeightsError(f"no bundled weights for encoder '{name}'; pass --weights PATH")
-        sidecar = json.loads(sidecar_path(path).read_text())
-        state, config = read_weights(path, expected_sha256=sidecar["sha256"])
+        state, config = read_weights(path, expected_sha256=_bundled_sha256_of(path))
     else:
         state, config = read_weights(weights)
         if encoder is not None and encoder != config.encoder:
@@ -375,18 +502,13 @@ def qc_calibration_for(weights: str | Path | None = None, encoder: str | None = 
         path = bundled_weights_path(encoder or DEFAULT_ENCODER)
         if path is None:
             return uncalibrated
-        sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))  # checked by load_model
+        _bundled_sha256_of(path)  # one line, not a traceback, when its sidecar is missing or damaged
+        sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
     else:
         path = Path(weights)
-        try:
-            sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:  # no sidecar (a .pt checkpoint, a copied file)
-            return uncalibrated
-        except (OSError, ValueError) as error:
-            # Damaged: whether it calibrates these weights is unknown, and calibrate-qc could not write into it.
-            raise WeightsError(f"{sidecar_path(path)}: unreadable sidecar of {path.name} "
-                               f"({' '.join(str(error).split())[:80]}); remove it (the weights then run "
-                               "uncalibrated) or restore it") from None
+        # WeightsError when damaged: whether it calibrates these weights is unknown, and calibrate-qc could not
+        # write into it.
+        sidecar = _sidecar_of(path)
         if (not isinstance(sidecar, dict) or "qc_calibration" not in sidecar
                 or sidecar.get("sha256") != sha256_of(path)):
             return uncalibrated
@@ -459,6 +581,7 @@ def check_state_fits(state: dict[str, torch.Tensor], model: nn.Module, name: str
     loads NaN/Inf (a damaged file: flipped bits, random bytes), which would make every exam
     "no heart found". One pass over the tensors.
     """
+    _check_tensor_names(state, name)
     expected = model.state_dict()
     for key, tensor in state.items():
         want = expected.get(key)

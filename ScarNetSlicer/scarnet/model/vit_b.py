@@ -42,18 +42,21 @@ def build_vit_b(input_size: int) -> nn.Module:
 def load_medsam_checkpoint(encoder: nn.Module, path: str | Path) -> None:
     """Load a user-supplied MedSAM/SAM ViT-B checkpoint (``medsam_vit_b.pth``) into ``encoder``.
 
-    Only tensors are unpickled (``weights_only=True``). The ``image_encoder.`` prefix is
-    stripped; position tables are resized to this encoder's grid.
+    Only tensors are unpickled (``weights_only=True``). A ``model``/``state_dict`` nesting and a
+    DataParallel ``module.`` prefix are unwrapped, then the ``image_encoder.`` prefix is stripped;
+    position tables are resized to this encoder's grid. :class:`WeightsError` (one line) for a
+    tensor that is not one, holds integers where the encoder has floats, or NaN/Inf.
     """
+    from .registry import sam_checkpoint_tensors
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: MedSAM checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
+    state = sam_checkpoint_tensors(checkpoint, path, "MedSAM ViT-B")
     prefix = "image_encoder."
     if any(k.startswith(prefix) for k in state):
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -62,6 +65,16 @@ def load_medsam_checkpoint(encoder: nn.Module, path: str | Path) -> None:
     for key, value in state.items():
         if key not in target:
             continue
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{path}: corrupted or not a MedSAM ViT-B checkpoint ({key} is not a tensor)")
+        if target[key].is_floating_point() and not value.is_floating_point():
+            # load_state_dict would cast integers into the float parameters without a word.
+            raise WeightsError(f"{path}: corrupted or not a MedSAM ViT-B checkpoint ({key} holds {value.dtype} "
+                               "values, not floating-point numbers)")
+        if value.is_floating_point():
+            if not bool(torch.isfinite(value).all()):  # a damaged file: flipped bits, random bytes
+                raise WeightsError(f"{path}: corrupted encoder checkpoint ({key} holds NaN or infinite values)")
+            value = value.float()  # a half-precision save is resized in the float32 its parameters keep
         want = target[key].shape
         if value.shape != want:
             if key == "pos_embed":  # (1, H, W, C)
