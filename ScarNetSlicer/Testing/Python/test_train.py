@@ -927,6 +927,34 @@ def test_release_works_from_a_run_brought_back_without_best_pt(finished_run, tmp
     assert not (tmp_path / "bad" / "w.safetensors").exists()
 
 
+def test_release_replaces_weights_only_when_asked_and_says_what_stops_it_in_one_line(finished_run, tmp_path):
+    """Weights (or a sidecar) already at the target are replaced only with --overwrite (tools/device/finish.sh passes
+    it for the bundled ones); a missing run, a damaged best.pt and a log without the best step's validation stop the
+    release with one line, not a traceback, and write nothing."""
+    release = _release_tool()
+    run = _copy_run(finished_run, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.json").write_text("{}")  # someone's sidecar, no weights beside it
+    with pytest.raises(SystemExit, match=r"mine.safetensors or its sidecar exists; --overwrite replaces them"):
+        release.main([str(run), "--out-dir", str(out), "--name", "mine.safetensors"])
+    assert (out / "mine.json").read_text() == "{}" and not (out / "mine.safetensors").exists()
+    release.main([str(run), "--out-dir", str(out), "--name", "mine.safetensors", "--overwrite"])
+    assert json.loads((out / "mine.json").read_text())["info"]["best_step"] == 3
+
+    def refused(run_folder: Path, message: str) -> None:
+        with pytest.raises(SystemExit) as stopped:
+            release.main([str(run_folder), "--out-dir", str(tmp_path / "none"), "--name", "w.safetensors"])
+        assert re.search(message, str(stopped.value)) and "\n" not in str(stopped.value), stopped.value
+        assert not (tmp_path / "none").exists()
+
+    refused(tmp_path / "no_such_run", "no_such_run: no such run folder")
+    (run / "log.jsonl").write_text("")
+    refused(run, r"log.jsonl: missing, damaged or without the validation of the best step 3 \(StopIteration\)")
+    (run / "best.pt").write_bytes((run / "best.pt").read_bytes()[:100])
+    refused(run, r"best.pt: damaged or not a checkpoint of scarnet train")
+
+
 def test_auto_data_that_finds_no_emidec_says_so(monkeypatch):
     """``emidec_root: auto`` away from ../shared (a copy of the code elsewhere) trains on phantoms only:
     a run must not do that silently (one did, and its "val Dice" was on 6 phantoms)."""
@@ -1166,3 +1194,206 @@ def test_bundled_init_weights_are_found_by_name_from_a_config_too(tmp_path):
 
     assert resolve_init_weights("bundled") == str(bundled_weights_path("litemedsam"))
     assert resolve_init_weights(None) is None and resolve_init_weights("w.pt") == "w.pt"
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals found by a QA pass: starting weights, settings that make no sensible run, damaged or foreign checkpoints
+# --------------------------------------------------------------------------------------------
+def test_bundled_init_weights_are_checked_against_their_sidecar(tmp_path, monkeypatch):
+    """`--init-weights bundled` holds the bundled weights to the sha256 of their sidecar, as `scarnet segment`
+    does: bit-flipped weights once started a fine-tuning (rc 0)."""
+    import shutil
+
+    import scarnet.model.registry as registry
+
+    original = registry.bundled_weights_path("litemedsam")
+    installed = tmp_path / "weights" / original.name
+    installed.parent.mkdir()
+    shutil.copy(original, installed)
+    shutil.copy(registry.sidecar_path(original), registry.sidecar_path(installed))
+    monkeypatch.setattr(registry, "bundled_weights_path", lambda encoder="litemedsam": installed)
+    config, run = dataclasses.replace(SMOKE_CONFIG, init_weights="bundled"), tmp_path / "run"
+    # Intact: read, and refused only as weights of another model than the smoke config's (the checks came first).
+    with pytest.raises(InputError, match="weights are for another model configuration"):
+        train(config, run, progress=False)
+    data = bytearray(installed.read_bytes())
+    data[-100] ^= 0x01  # one flipped bit in the last tensor
+    installed.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match=f"{installed.name}: checksum mismatch"):
+        train(config, run, progress=False)
+    registry.sidecar_path(installed).write_text("{")
+    with pytest.raises(WeightsError, match=r"scarnet_litemedsam.json.* damaged"):
+        train(config, run, progress=False)
+    assert not run.exists()
+
+
+def test_a_phantom_only_mix_with_real_data_is_refused(tmp_path, capsys):
+    """phantom_fraction 1.0 never draws a real exam, yet own_exams.json would list them as trained on."""
+    from scarnet.cli import main
+
+    folders = {key: str(tmp_path / key) for key in ("own_images", "own_references", "own_val_images",
+                                                      "own_val_references")}
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match=r"phantom_fraction 1.0 trains on phantoms only: the exams of own_images "
+                                         r"\(--images\) would never be drawn"):
+        train(dataclasses.replace(SMOKE_CONFIG, phantom_fraction=1.0, **folders), run, progress=False)
+    config = _smoke_config_file(tmp_path, phantom_fraction=1.0)
+    assert main(["train", "--config", str(config), "--emidec", str(tmp_path), "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "EMIDEC cases of emidec_root (--emidec) would never be drawn" in err, err
+    assert not run.exists()
+    # Phantoms only, without real data (EMIDEC not asked for, or looked for where it may be): as asked.
+    TrainConfig.from_dict({**SMOKE_CONFIG.to_dict(), "phantom_fraction": 1.0}).check()
+    TrainConfig.from_dict({**SMOKE_CONFIG.to_dict(), "phantom_fraction": 1.0, "emidec_root": "auto"}).check()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"warmup_steps": 3}, "warmup_steps (3) must be fewer than steps (3): the learning rate would never reach"),
+    ({"init_weights": ""}, "init_weights must not be empty"),
+    ({"emidec_root": ""}, "emidec_root must not be empty"),
+])
+def test_settings_that_make_no_sensible_run_are_refused_before_it(change, message, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match=re.escape(f"training config: {message}")):
+        train(dataclasses.replace(SMOKE_CONFIG, **change), run, progress=False)
+    assert not run.exists()
+
+
+def test_train_config_names_find_bundled_configs_past_folders_and_json_suffixes(tmp_path, monkeypatch, capsys):
+    from scarnet.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cpu_interim").mkdir()  # a run folder named after its config
+    # The bundled config is read (its warm-up of 200 steps is what refuses --steps 100), not the folder.
+    assert main(["train", "--config", "cpu_interim", "--steps", "100", "--out", "run", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warmup_steps (200) must be fewer than steps (100)" in err, err
+    assert main(["train", "--config", "cpu_interim.json", "--out", "run", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cpu_interim.json: no such file; the bundled config" in err
+    assert "--config cpu_interim" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("option", [["--config", ""], ["--init-weights", ""], ["--out", ""], ["--emidec", ""],
+                                    ["--images", ""]])
+def test_empty_train_options_are_refused_in_one_line(option, tmp_path, capsys):
+    from scarnet.cli import main
+
+    config = _smoke_config_file(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet", *option])
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"scarnet: error: argument {option[0]}: must not be empty")
+    assert not (tmp_path / "run").exists()
+
+
+def _checkpoint_of(model_config, step: int = 2) -> dict:
+    """A training checkpoint of another run: a model of ``model_config`` with its optimizer state."""
+    from dataclasses import asdict
+
+    from scarnet.model.registry import build_model
+
+    model = build_model(model_config)
+    optimizer = torch.optim.AdamW(model.parameters())
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best_score": 0.5,
+            "train_config": dataclasses.replace(SMOKE_CONFIG, model=model_config).to_dict(),
+            "model_config": asdict(model_config)}
+
+
+def test_resume_checks_best_pt_and_a_foreign_last_pt_before_touching_the_run(finished_run, tmp_path):
+    from scarnet.train.loop import export_best_weights
+
+    run = _copy_run(finished_run, tmp_path)
+    best = run / "best.pt"
+    intact = best.read_bytes()
+    # A damaged best.pt failed after the session's training (or at once, the run being finished) in an internal error.
+    best.write_bytes(intact[:100_000])
+    before = _contents(run)
+    with pytest.raises(WeightsError, match="best.pt: corrupted or not a ScarNet training checkpoint .*move it away"):
+        train(SMOKE_CONFIG, run, resume=True, progress=False)
+    with pytest.raises(WeightsError, match="best.pt: corrupted or not a ScarNet training checkpoint"):
+        export_best_weights(run)
+    assert _contents(run) == before
+    checkpoint = torch.load(finished_run / "best.pt", map_location="cpu", weights_only=True)
+    first_conv = next(k for k, v in checkpoint["model"].items() if v.ndim == 4)
+    checkpoint["model"][first_conv] = checkpoint["model"][first_conv][:1]
+    torch.save(checkpoint, best)
+    before = _contents(run)
+    with pytest.raises(WeightsError, match=f"best.pt: do not fit .*{re.escape(first_conv)} has shape"):
+        train(SMOKE_CONFIG, run, resume=True, progress=False)
+    assert _contents(run) == before
+    best.write_bytes(intact)
+
+    # Another run's last.pt (another model) copied in: last.pt is named, not the run's config.json.
+    other = dataclasses.replace(SMOKE_CONFIG.model, encoder="none")
+    torch.save(_checkpoint_of(other), run / "last.pt")
+    before = _contents(run)
+    with pytest.raises(WeightsError, match=r"last.pt: records other settings \(model\) than the run's config.json "
+                                           "and best.pt: it is another run's checkpoint"):
+        train(SMOKE_CONFIG, run, resume=True, progress=False)
+    # config.json moved away: best.pt still tells (it was an internal error, config.json rewritten with the other's).
+    (run / "config.json").rename(tmp_path / "config.json")
+    before = _contents(run)
+    with pytest.raises(WeightsError, match=r'best.pt: weights of another model \(model.encoder "litemedsam"\) than '
+                                           r'last.pt\'s \("none"\)'):
+        train(dataclasses.replace(SMOKE_CONFIG, model=other), run, resume=True, progress=False)
+    assert _contents(run) == before
+    # Without best.pt to tell which changed, the refusal names both files.
+    (tmp_path / "config.json").rename(run / "config.json")
+    best.unlink()
+    with pytest.raises(InputError, match=r"config.json: edited since the run wrote it \(model\), or last.pt is "
+                                         "another run's"):
+        train(SMOKE_CONFIG, run, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("where", ["optimizer", "model"])
+def test_resume_from_a_last_pt_with_nan_is_one_line(where, finished_run, tmp_path):
+    """NaN/Inf in last.pt made every resumed session "diverge" at its first step."""
+    run = _copy_run(finished_run, tmp_path)
+    checkpoint = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    if where == "optimizer":
+        state = next(iter(checkpoint["optimizer"]["state"].values()))
+        state["exp_avg_sq"].view(-1)[0] = float("nan")
+    else:
+        tensor = next(v for v in checkpoint["model"].values() if v.is_floating_point())
+        tensor.view(-1)[0] = float("inf")
+    torch.save(checkpoint, run / "last.pt")
+    before = _contents(run)
+    with pytest.raises(WeightsError, match=f"last.pt: holds NaN or infinite values \\({where}.*the checkpoint is "
+                                           "damaged; start a new run, or restore last.pt"):
+        train(SMOKE_CONFIG, run, resume=True, progress=False)
+    assert _contents(run) == before
+
+
+def test_resume_drops_the_log_of_steps_its_checkpoint_does_not_hold(finished_run, tmp_path, monkeypatch, capsys):
+    """Interrupted at step 5 with last.pt at step 3: the resumed run trains steps 4 and 5 again, and logs them once."""
+    from scarnet.cli import main
+
+    run = _copy_run(finished_run, tmp_path)
+    longer = dataclasses.replace(SMOKE_CONFIG, steps=5, val_every=5)
+    checkpoint = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    checkpoint["train_config"] = longer.to_dict()
+    torch.save(checkpoint, run / "last.pt")
+    (run / "config.json").write_text(json.dumps(longer.to_dict()))
+    kept = (run / "log.jsonl").read_bytes()
+    with (run / "log.jsonl").open("a") as log:  # what the interrupted session logged after its last checkpoint
+        for step in (4, 5):
+            log.write(json.dumps({"step": step, "loss": 9.0}) + "\n")
+    # Where a Ctrl-C leaves the run, said beside "interrupted".
+    import scarnet.train.loop
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scarnet.train.loop, "train", interrupted)
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 130
+    assert capsys.readouterr().err.splitlines() == [
+        f"scarnet: {run}: last.pt holds step 3; --resume continues from there", "scarnet: interrupted"]
+    monkeypatch.undo()
+    train(longer, run, resume=True, progress=False)
+    text = (run / "log.jsonl").read_bytes()
+    assert text.startswith(kept)  # the steps the checkpoint holds stay as they were
+    steps = [json.loads(line)["step"] for line in text.splitlines() if "loss" in json.loads(line)]
+    assert steps == [1, 2, 3, 4, 5] and b"9.0" not in text

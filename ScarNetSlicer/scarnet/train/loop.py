@@ -171,11 +171,35 @@ class TrainConfig:
         return config
 
     def check(self) -> None:
-        """Raise :class:`InputError` naming the first value of the wrong type or range (configs made in code)."""
+        """Raise :class:`InputError` naming the first value of the wrong type or range, or the first setting that
+        does not go with the others (:meth:`_check_plan`): the config a run is about to train with."""
         try:
             self._check_values()
+            self._check_plan()
         except _BadConfig as error:
             raise InputError(f"training config: {error}") from None
+
+    def _check_plan(self) -> None:
+        """Settings of the right types that still make no sensible run. Checked on the config a run trains with
+        (:meth:`check`), not on each file read: the command's options (``--steps``, ``--images``) come on top of
+        a config file, and a checkpoint of a run set up before a rule came is not damaged (its resume is refused
+        by the rule, in these words)."""
+        for key in ("emidec_root", "encoder_checkpoint", "init_weights", *OWN_FOLDER_FIELDS, "own_series"):
+            if getattr(self, key) == "":  # an empty --init-weights trained from random weights, recording ""
+                raise _BadConfig(f'{key} must not be empty (give a name, or leave it out: null)')
+        if self.warmup_steps >= self.steps:
+            raise _BadConfig(f"warmup_steps ({self.warmup_steps}) must be fewer than steps ({self.steps}): the "
+                             "learning rate would never reach its value; give more --steps or lower warmup_steps "
+                             "in the config")
+        if self.phantom_fraction >= 1.0:
+            # TrainingStream would draw phantoms only, while own_exams.json records the exams as trained on
+            # (calibrate-qc relies on it) and the EMIDEC cases are read for nothing.
+            if self.own_images is not None:
+                raise _BadConfig("phantom_fraction 1.0 trains on phantoms only: the exams of own_images (--images) "
+                                 "would never be drawn; lower it, or leave out --images")
+            if self.emidec_root not in ("auto", None):
+                raise _BadConfig("phantom_fraction 1.0 trains on phantoms only: the EMIDEC cases of emidec_root "
+                                 "(--emidec) would never be drawn; lower it, or leave out --emidec")
 
     def _check_values(self) -> None:
         """Types and ranges of every setting: a wrong one would fail deep in training (or train nonsense)."""
@@ -302,11 +326,12 @@ def _check_number(value: Any, key: str, low: float, above: bool = False, high: f
         raise _BadConfig(f"{key} must be a number {bounds}{' (or null)' if optional else ''} (not {_shown(value)})")
 
 
-#: A few steps on CPU in seconds: used by the tests and as a template.
+#: A few steps on CPU in seconds: used by the tests and as a template. Phantoms only (no EMIDEC); with real
+#: data given, 30 % phantoms as the bundled configs (1.0 would never draw the real data, and is refused).
 SMOKE_CONFIG = TrainConfig(
     model=ScarNetConfig(encoder="litemedsam", input_size=64, encoder_input_size=32, unet_channels=(8, 16, 32, 32),
                         fusion_level=2),
-    emidec_root=None, phantom_fraction=1.0, steps=3, batch_size=2, num_workers=0, val_every=3, log_every=1,
+    emidec_root=None, phantom_fraction=0.3, steps=3, batch_size=2, num_workers=0, val_every=3, log_every=1,
     warmup_steps=1, device="cpu", pretrained_encoder=False, max_val_cases=1,
 )
 
@@ -452,14 +477,18 @@ def _check_starting_point(config: TrainConfig, fresh: bool) -> None:
                          "--encoder-checkpoint medsam_vit_b.pth (the README says where to get it)")
 
 
-def _read_checkpoint(out_dir: Path, mmap: bool = False) -> dict[str, Any]:
-    """``out_dir/last.pt`` with its config as a :class:`TrainConfig` (key ``config``).
+def _read_checkpoint(out_dir: Path, name: str = "last.pt", mmap: bool = False,
+                     check_values: bool = True) -> dict[str, Any]:
+    """``out_dir/name`` (a run's ``last.pt`` or ``best.pt``) with its config as a :class:`TrainConfig` (key
+    ``config``).
 
     :class:`WeightsError` (one line) for a file that is damaged or not a checkpoint of ours;
     tensors only are unpickled (``weights_only=True``), whatever the file holds. With ``mmap`` the
-    tensors stay on disk until used (for a caller that only needs the config).
+    tensors stay on disk until used. ``check_values``: refuse NaN/Inf in the model and optimizer
+    state (flipped bits), which would make every resumed session "diverge" at its first step;
+    off for a caller that only needs the config.
     """
-    path = out_dir / "last.pt"
+    path = out_dir / name
 
     def damaged(reason: str) -> WeightsError:
         return WeightsError(f"{path}: corrupted or not a ScarNet training checkpoint ({reason})")
@@ -480,6 +509,11 @@ def _read_checkpoint(out_dir: Path, mmap: bool = False) -> dict[str, Any]:
     if not isinstance(checkpoint["optimizer"], dict) or isinstance(step, bool) or not isinstance(step, int) \
             or step < 0 or isinstance(best_score, bool) or not isinstance(best_score, (int, float)):
         raise damaged("its optimizer state, step or score is unusable")
+    if check_values:
+        where = _first_non_finite(state, "model") or _first_non_finite(checkpoint["optimizer"], "optimizer")
+        if where is not None:
+            raise WeightsError(f"{path}: holds NaN or infinite values ({where}): the checkpoint is damaged; start "
+                               f"a new run, or restore {name}")
     try:
         checkpoint["config"] = TrainConfig.from_dict(checkpoint["train_config"])
     except InputError as error:
@@ -487,12 +521,35 @@ def _read_checkpoint(out_dir: Path, mmap: bool = False) -> dict[str, Any]:
     return checkpoint
 
 
+def _first_non_finite(value: Any, where: str) -> str | None:
+    """Where in ``value`` (nested dicts and lists of tensors and numbers) the first NaN/Inf is; None if nowhere."""
+    if isinstance(value, dict):
+        found = (_first_non_finite(item, f"{where}.{key}") for key, item in value.items())
+    elif isinstance(value, (list, tuple)):
+        found = (_first_non_finite(item, f"{where}.{i}") for i, item in enumerate(value))
+    elif isinstance(value, torch.Tensor):
+        return where if value.is_floating_point() and not bool(torch.isfinite(value).all()) else None
+    else:
+        return where if isinstance(value, float) and not math.isfinite(value) else None
+    return next((place for place in found if place is not None), None)
+
+
 def read_run_config(out_dir: str | Path) -> TrainConfig:
     """The config of the run in ``out_dir`` (from its ``last.pt``), to resume it with; one-line errors."""
     out_dir = Path(out_dir)
     _check_run_folder(out_dir, resume=True)
-    # Memory-mapped: train() reads the whole checkpoint (model and optimizer state) once more.
-    return _read_checkpoint(out_dir, mmap=True)["config"]
+    # Memory-mapped, values unchecked: train() reads the whole checkpoint (model and optimizer state) once more.
+    return _read_checkpoint(out_dir, mmap=True, check_values=False)["config"]
+
+
+def checkpoint_step(out_dir: str | Path) -> int | None:
+    """The step of ``out_dir/last.pt``, where ``--resume`` continues (None: no readable last.pt)."""
+    if not (Path(out_dir) / "last.pt").is_file():
+        return None
+    try:
+        return _read_checkpoint(Path(out_dir), mmap=True, check_values=False)["step"]
+    except WeightsError:
+        return None
 
 
 def _flat(config: TrainConfig) -> dict[str, Any]:
@@ -506,30 +563,67 @@ def _flat(config: TrainConfig) -> dict[str, Any]:
     return flat
 
 
-def _check_config_file_unchanged(out_dir: Path, run: TrainConfig) -> None:
+def _check_config_file_unchanged(out_dir: Path, run: TrainConfig, best: TrainConfig | None = None) -> None:
     """Refuse to resume a run whose ``config.json`` was edited: the run continues with the settings in its
     checkpoint, and rewriting the file would drop the user's edits without a word. A file that is not JSON any
-    more (damaged) is rewritten; this session's own settings (:data:`SESSION_FIELDS`) may differ."""
+    more (damaged) is rewritten; this session's own settings (:data:`SESSION_FIELDS`) may differ.
+
+    ``best``: the config in the run's ``best.pt``. When it agrees with the file, it is ``last.pt`` that changed
+    (another run's checkpoint copied in), and that is what the refusal names.
+    """
     try:
         written = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     if not isinstance(written, dict):
         return
-    own = json.loads(json.dumps(run.to_dict()))  # as the file stores it (tuples as lists)
 
-    def differs(in_file: Any, in_run: Any) -> bool:
-        # Only what the file states: one written by an older scarnet lacks settings added since (their defaults).
-        if isinstance(in_file, dict) and isinstance(in_run, dict):
-            return any(key not in in_run or differs(value, in_run[key]) for key, value in in_file.items())
-        return in_file != in_run
+    def changed_from(config: TrainConfig) -> list[str]:
+        own = json.loads(json.dumps(config.to_dict()))  # as the file stores it (tuples as lists)
 
-    changed = sorted(key for key, value in written.items()
-                     if key not in SESSION_FIELDS and (key not in own or differs(value, own[key])))
+        def differs(in_file: Any, in_run: Any) -> bool:
+            # Only what the file states: one written by an older scarnet lacks settings added since (their defaults).
+            if isinstance(in_file, dict) and isinstance(in_run, dict):
+                return any(key not in in_run or differs(value, in_run[key]) for key, value in in_file.items())
+            return in_file != in_run
+
+        return sorted(key for key, value in written.items()
+                      if key not in SESSION_FIELDS and (key not in own or differs(value, own[key])))
+
+    changed = changed_from(run)
+    if changed and best is not None and not changed_from(best):
+        raise WeightsError(f"{out_dir / 'last.pt'}: records other settings ({', '.join(changed[:5])}) than the "
+                           "run's config.json and best.pt: it is another run's checkpoint; restore this run's "
+                           "last.pt, or start a new run")
     if changed:
-        raise InputError(f"{out_dir / 'config.json'}: edited since the run wrote it ({', '.join(changed[:5])}); a "
-                         "resumed run continues with the settings in last.pt, so restore the file (or move it away) "
-                         "and resume again, or start a new run with the new settings")
+        raise InputError(f"{out_dir / 'config.json'}: edited since the run wrote it ({', '.join(changed[:5])}), or "
+                         "last.pt is another run's (the settings it records differ); a resumed run continues with "
+                         "the settings in last.pt, so restore the file that changed (or move config.json away) and "
+                         "resume again, or start a new run with the new settings")
+
+
+def _read_best_checkpoint(out_dir: Path) -> dict[str, Any] | None:
+    """The run's ``best.pt`` when it has one, checked before a resumed session touches the folder: it is exported
+    at the session's end, where a damaged file would fail after all the training. One line naming it."""
+    if not (out_dir / "best.pt").is_file():
+        return None
+    try:
+        return _read_checkpoint(out_dir, "best.pt", mmap=True)
+    except WeightsError as error:
+        raise WeightsError(f"{error}; move it away and resume (the next validation writes a new best.pt), or "
+                           "restore it") from None
+
+
+def _check_best_is_of_the_run(out_dir: Path, best: dict[str, Any] | None, run: TrainConfig) -> None:
+    """Refuse a ``best.pt`` of another model than ``last.pt``'s (``run``): one of them is another run's, and the
+    export at the session's end would fail on it."""
+    if best is None or best["config"].model == run.model:
+        return
+    ours, theirs = asdict(run.model), asdict(best["config"].model)
+    key = next(key for key in ours if ours[key] != theirs[key])
+    raise WeightsError(f"{out_dir / 'best.pt'}: weights of another model (model.{key} {_shown(theirs[key])}) than "
+                       f"last.pt's ({_shown(ours[key])}): one of the two is another run's; restore this run's file, "
+                       "or move best.pt away and resume (the next validation writes a new one)")
 
 
 def _check_out_is_not_in_own_folders(out_dir: Path, config: TrainConfig) -> None:
@@ -617,6 +711,7 @@ def _read_initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
     """
     from ..model.registry import read_weights
 
+    # read_weights holds the bundled weights ("bundled") to the sha256 of their sidecar, as segment does.
     state, weights_config = read_weights(config.init_weights)
     geometry = {name: getattr(config.model, name) for name in GEOMETRY_FIELDS}
     if replace(weights_config, **geometry) != config.model:
@@ -772,6 +867,44 @@ def _remove_unfinished_run(out_dir: Path, made: list[Path]) -> None:
             break  # not empty (someone else's file): keep it and its parents
 
 
+def _check_state_is_the_model(state: dict[str, torch.Tensor], model: Any, name: str | Path) -> None:
+    """:class:`WeightsError` (one line) unless ``state`` loads into ``model`` as it is: every tensor, right shapes."""
+    from ..model.registry import check_state_fits
+
+    check_state_fits(state, model, name)
+    missing, extra = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+    if missing or extra:
+        raise WeightsError(f"{name}: do not fit a ScarNet with encoder '{model.config.encoder}' ({len(missing)} "
+                           f"missing, {len(extra)} unexpected tensors, e.g. {sorted(missing or extra)[0]})")
+
+
+def _drop_log_after(path: Path, step: int) -> None:
+    """Take out of ``path`` (``log.jsonl``) the lines of steps after ``step``, the resumed checkpoint's: an
+    interrupted session logged steps that its last checkpoint does not hold, and the resumed run trains and logs
+    them again (read as the same steps twice). Rewritten atomically, and only when a line goes; lines that are
+    not a step's event are kept as they are."""
+    from ..io import atomic_path
+
+    try:
+        lines = path.read_bytes().splitlines(keepends=True)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise OutputError(f"{path}: cannot be read ({os_error_reason(error)})") from None
+
+    def logged_step(line: bytes) -> int | None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return None
+        return event.get("step") if isinstance(event, dict) and isinstance(event.get("step"), int) else None
+
+    kept = [line for line in lines if (logged_step(line) or 0) <= step]
+    if len(kept) < len(lines):
+        with atomic_path(path, overwrite=True) as temp:
+            temp.write_bytes(b"".join(kept))
+
+
 def export_best_weights(out_dir: str | Path, model: Any = None,
                         train_config: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
     """Write ``out_dir/best.safetensors`` (fp16, with its sidecar) from ``out_dir/best.pt``.
@@ -780,13 +913,15 @@ def export_best_weights(out_dir: str | Path, model: Any = None,
     model config, for a run stopped before it could export, e.g. by a timeout); ``train_config``:
     recorded in the sidecar (None: the checkpoint's). Returns the checkpoint and the sha256.
     """
-    from ..model.registry import build_model, save_weights
+    from ..model.registry import build_model, load_state, save_weights
 
     out_dir = Path(out_dir)
-    best = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
+    # One line for a damaged or foreign best.pt (train() checks it before a resumed session; this also serves
+    # tools/device/run.sh's export of a run stopped by a timeout).
+    best = _read_checkpoint(out_dir, "best.pt", mmap=True)
     if model is None:
-        model = build_model(ScarNetConfig.from_dict(best["model_config"]))
-    model.load_state_dict(best["model"])
+        model = build_model(best["config"].model)
+    load_state(model, best["model"], out_dir / "best.pt")
     info = json_safe({"best_step": best["step"], "best_score": best["best_score"],
                       "train_config": best["train_config"] if train_config is None else train_config})
     return best, save_weights(model.cpu(), out_dir / "best.safetensors", info=info)
@@ -810,8 +945,11 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     config.check()
     _check_run_folder(out_dir, resume)
     checkpoint = _read_checkpoint(out_dir) if resume else None
+    best = None
     if checkpoint is not None:
-        _check_config_file_unchanged(out_dir, checkpoint["config"])
+        best = _read_best_checkpoint(out_dir)
+        _check_config_file_unchanged(out_dir, checkpoint["config"], None if best is None else best["config"])
+        _check_best_is_of_the_run(out_dir, best, checkpoint["config"])
         config = resumed_config(checkpoint["config"], config, out_dir)
         config.check()  # this session's settings with the run's (an EMIDEC folder for a run on own exams)
     _check_out_is_not_in_own_folders(out_dir, config)
@@ -861,6 +999,9 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         # The same checks as any weights input (shapes, finite values, no tensor missing): NaN starting
         # weights would train NaN and publish weights that `scarnet segment` refuses.
         load_state(model, _read_initial_weights(config), config.init_weights)
+    if best is not None:
+        _check_state_is_the_model(best["model"], model, best_path)
+        best = None  # memory-mapped: let go of the file before a validation replaces it
 
     real, val_cases, own_exams = _training_data(config)
     stream = TrainingStream(real, config.phantom_fraction, config.model.input_size, config.model.pixel_spacing_mm,
@@ -877,6 +1018,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         write_text(json.dumps(config.to_dict(), indent=2) + "\n", out_dir / "config.json", overwrite=True)
         if own_exams is not None:
             write_text(_own_exams_record(out_dir, config, own_exams), out_dir / OWN_EXAMS_FILE, overwrite=True)
+        if checkpoint is not None:
+            _drop_log_after(out_dir / "log.jsonl", start_step)
         log = (out_dir / "log.jsonl").open("a", encoding="utf-8")
     except BaseException:
         if fresh:
