@@ -1,6 +1,6 @@
 """Turn a training run's best checkpoint into the weights bundled with the package.
 
-    python tools/release_weights.py runs/RUN [--name scarnet_litemedsam.safetensors] [--out-dir DIR]
+    python tools/release_weights.py runs/RUN [--name scarnet_litemedsam.safetensors] [--out-dir DIR] [--overwrite]
 
 Writes ``ScarNetSlicer/scarnet/weights/<name>`` (fp16 safetensors) and its sidecar JSON
 (sha256, model config, the run's training config, best step and validation score). The run's
@@ -8,7 +8,9 @@ Writes ``ScarNetSlicer/scarnet/weights/<name>`` (fp16 safetensors) and its sidec
 (``init_weights``) carries that run's training config and step too, back to the first run.
 A run brought back from the GPU machine (``tools/device/run.sh``) has no ``best.pt`` (too big
 to bring back): then ``best.safetensors`` is used, after its sha256 is checked against
-``best.json``, which carries the same step, score and training config.
+``best.json``, which carries the same step, score and training config. Weights already at the
+target (the bundled ones, for a release) are replaced only with ``--overwrite``. What stops a
+release (a missing or damaged run, a log without the best step's validation) is said in one line.
 
 The new sidecar has no QC calibration yet: run ``scarnet evaluate --split train --max-cases 40
 --skip noise artifacts contrast field thresholds medsam unet --json T.json`` and
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
+from scarnet.errors import ScarNetError
 from scarnet.model.registry import build_model, load_state, read_weights, save_weights, sidecar_path
 from scarnet.model.scarnet import ScarNet, ScarNetConfig
 
@@ -45,21 +49,35 @@ def lineage(train_config: dict) -> list[dict]:
             # names checkpoints that are not here: record the file only.
             chain.append({"weights": str(path)})
             break
-        parent = torch.load(path, map_location="cpu", weights_only=True)
-        chain.append({"weights": str(path), "step": parent["step"], "train_config": parent["train_config"]})
-        train_config = parent["train_config"]
+        try:
+            parent = torch.load(path, map_location="cpu", weights_only=True)
+            step, train_config = parent["step"], parent["train_config"]
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError):
+            chain.append({"weights": str(path), "unreadable": True})  # damaged since: what it was is not known
+            break
+        chain.append({"weights": str(path), "step": step, "train_config": train_config})
     return chain
 
 
 def best_of_run(run: Path) -> tuple[ScarNet, int, float, dict]:
     """The run's selected model, its step, selection score and training config (from best.pt, else best.safetensors)."""
+    if not run.is_dir():
+        raise SystemExit(f"release_weights: error: {run}: no such run folder")
     if (run / "best.pt").is_file():
-        checkpoint = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
-        model = build_model(ScarNetConfig.from_dict(checkpoint["model_config"]))
-        model.load_state_dict(checkpoint["model"])
-        return model, checkpoint["step"], checkpoint["best_score"], checkpoint["train_config"]
+        try:
+            checkpoint = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+            model = build_model(ScarNetConfig.from_dict(checkpoint["model_config"]))
+            model.load_state_dict(checkpoint["model"])
+            return model, checkpoint["step"], checkpoint["best_score"], checkpoint["train_config"]
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError) as error:
+            raise SystemExit(f"release_weights: error: {run / 'best.pt'}: damaged or not a checkpoint of scarnet "
+                             f"train ({type(error).__name__}: {' '.join(str(error).split())[:120]})") from None
     weights = run / "best.safetensors"
-    sidecar = json.loads(sidecar_path(weights).read_text(encoding="utf-8"))
+    try:
+        sidecar = json.loads(sidecar_path(weights).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"release_weights: error: {run}: neither a readable best.pt nor best.safetensors with its "
+                         f"best.json ({type(error).__name__}: {' '.join(str(error).split())[:120]})") from None
     state, config = read_weights(weights, expected_sha256=sidecar["sha256"])
     model = build_model(config)
     load_state(model, state, weights)
@@ -74,11 +92,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="scarnet_litemedsam.safetensors")
     parser.add_argument("--out-dir", type=Path, default=WEIGHTS_DIR, help="where to write (default: the package's "
                         "weights folder)")
+    parser.add_argument("--overwrite", action="store_true", help="replace weights (and their sidecar) already there, "
+                        "e.g. the bundled ones")
     args = parser.parse_args(argv)
+    target = args.out_dir / args.name
+    if not args.overwrite and (target.exists() or sidecar_path(target).exists()):
+        raise SystemExit(f"release_weights: error: {target} or its sidecar exists; --overwrite replaces them")
     model, step, score, train_config = best_of_run(args.run)
-    validations = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()
-                   if '"validation"' in line]
-    best = next(v for v in validations if v["step"] == step)
+    try:
+        validations = [json.loads(line) for line in (args.run / "log.jsonl").read_text().splitlines()
+                       if '"validation"' in line]
+        best = next(v for v in validations if v.get("step") == step)
+    except (OSError, ValueError, AttributeError, StopIteration) as error:
+        raise SystemExit(f"release_weights: error: {args.run / 'log.jsonl'}: missing, damaged or without the "
+                         f"validation of the best step {step} ({type(error).__name__})") from None
     summary = {k: v for k, v in best["validation"].items() if k != "per_case"}
     info = {"best_step": step, "selection_score": score, "validation_at_best_step": summary,
             "train_config": train_config, "started_from": lineage(train_config)}
@@ -88,4 +115,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ScarNetError as error:  # weights that are not what their sidecar says, and the like: one line
+        sys.exit(f"release_weights: error: {error}")

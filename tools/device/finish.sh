@@ -120,7 +120,7 @@ if [ "$release" != 1 ]; then
   exit 3
 fi
 
-python tools/release_weights.py "$run"
+python tools/release_weights.py "$run" --overwrite  # replaces the bundled weights: the point of a release
 scarnet evaluate --split train --max-cases 40 --skip noise artifacts contrast field thresholds medsam unet \
   --json "$run/train40.json" --device cpu --emidec "$emidec" > "$run/train40.md"
 scarnet calibrate-qc "$run/train40.json"
