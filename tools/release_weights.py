@@ -52,7 +52,7 @@ def lineage(train_config: dict) -> list[dict]:
         try:
             parent = torch.load(path, map_location="cpu", weights_only=True)
             step, train_config = parent["step"], parent["train_config"]
-        except (OSError, RuntimeError, KeyError, TypeError, ValueError):
+        except Exception:  # torch.load raises many types for a damaged file (EOFError, UnpicklingError, ...)
             chain.append({"weights": str(path), "unreadable": True})  # damaged since: what it was is not known
             break
         chain.append({"weights": str(path), "step": step, "train_config": train_config})
@@ -69,20 +69,21 @@ def best_of_run(run: Path) -> tuple[ScarNet, int, float, dict]:
             model = build_model(ScarNetConfig.from_dict(checkpoint["model_config"]))
             model.load_state_dict(checkpoint["model"])
             return model, checkpoint["step"], checkpoint["best_score"], checkpoint["train_config"]
-        except (OSError, RuntimeError, KeyError, TypeError, ValueError) as error:
+        except Exception as error:  # torch.load raises many types for a damaged file (EOFError, UnpicklingError)
             raise SystemExit(f"release_weights: error: {run / 'best.pt'}: damaged or not a checkpoint of scarnet "
                              f"train ({type(error).__name__}: {' '.join(str(error).split())[:120]})") from None
     weights = run / "best.safetensors"
     try:
         sidecar = json.loads(sidecar_path(weights).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+        sha, info = sidecar["sha256"], sidecar["info"]
+        step, score, train_config = info["best_step"], info["best_score"], info["train_config"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise SystemExit(f"release_weights: error: {run}: neither a readable best.pt nor best.safetensors with its "
                          f"best.json ({type(error).__name__}: {' '.join(str(error).split())[:120]})") from None
-    state, config = read_weights(weights, expected_sha256=sidecar["sha256"])
+    state, config = read_weights(weights, expected_sha256=sha)
     model = build_model(config)
     load_state(model, state, weights)
-    info = sidecar["info"]
-    return model, info["best_step"], info["best_score"], info["train_config"]
+    return model, step, score, train_config
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -699,12 +699,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
     except KeyboardInterrupt:
-        # main() says "interrupted"; where the run can go on from is known here (steps after it are trained again).
+        # Where the run can go on from is known here (the steps after it are trained again); one line, as main's.
         step = checkpoint_step(args.out)
-        if step is not None:
-            print(f"scarnet: {visible(str(args.out))}: last.pt holds step {step}; --resume continues from there",
-                  file=sys.stderr)
-        raise
+        if step is None:
+            raise
+        print(f"scarnet: interrupted; {visible(str(Path(args.out) / 'last.pt'))} holds step {step}: --resume "
+              "continues from there", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"best step {summary['best_step']} (score {summary['best_score']:.4f}); weights "
           f"{visible(str(Path(args.out) / 'best.safetensors'))} sha256 {summary['sha256']}")
     return 0

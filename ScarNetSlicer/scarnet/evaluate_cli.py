@@ -1228,7 +1228,7 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
                          "file); evaluate again")
     own_images = settings.get("images")
     if own_images is None and (settings.get("split") != "train"
-                               or not str(settings.get("source", "")).startswith("EMIDEC")):
+                               or not settings["source"].startswith("EMIDEC")):
         raise InputError(f"{path}: evaluated on {settings.get('source', 'other cases')}; calibrate on the EMIDEC "
                          "train split (scarnet evaluate --split train), or weights fine-tuned on exams of your own "
                          "on their training --images: val and report exams are for reporting, not tuning")

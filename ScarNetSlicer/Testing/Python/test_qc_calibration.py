@@ -224,7 +224,7 @@ def test_an_unusable_calibration_in_the_sidecar_of_these_weights_is_one_clear_er
         qc_calibration_for(weights)
     # A damaged sidecar: whether it calibrates the weights is unknown, so not taken for "uncalibrated" either.
     sidecar_path(weights).write_text('{"sha256": "ab')
-    with pytest.raises(WeightsError, match="unreadable sidecar of .*; remove it .* or restore it"):
+    with pytest.raises(WeightsError, match="unreadable sidecar of .*; restore it, or remove it"):
         qc_calibration_for(weights)
 
 

@@ -212,6 +212,12 @@ def bundled_sha256(encoder: str = DEFAULT_ENCODER) -> str:
 
 def _bundled_sha256_of(path: Path) -> str:
     """The sha256 that the sidecar of the bundled weights file ``path`` records (see :func:`bundled_sha256`)."""
+    return _bundled_sidecar(path)["sha256"]
+
+
+def _bundled_sidecar(path: Path) -> dict[str, Any]:
+    """The sidecar of the bundled weights file ``path``, read once and checked to record a sha256; :class:`WeightsError`
+    (one line) when it is missing or damaged."""
     sidecar = sidecar_path(path)
     try:
         recorded = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -220,11 +226,11 @@ def _bundled_sha256_of(path: Path) -> str:
     except (OSError, ValueError) as error:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
         problem = f"is damaged ({' '.join(str(error).split())[:80]})"
     else:
-        sha = recorded.get("sha256") if isinstance(recorded, dict) else None
-        if isinstance(sha, str):
-            return sha
+        if isinstance(recorded, dict) and isinstance(recorded.get("sha256"), str):
+            return recorded
         problem = "is damaged (it records no sha256)"
-    raise WeightsError(f"the bundled weights' sidecar {sidecar.name} {problem}: reinstall scarnet")
+    raise WeightsError(f"the bundled weights' sidecar {sidecar} {problem}: reinstall scarnet (in a checkout, "
+                       "restore the file from git)")
 
 
 def _is_bundled(path: Path) -> bool:
@@ -344,7 +350,8 @@ def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
     if expected_sha256 is None and _is_bundled(path):
         expected_sha256 = _bundled_sha256_of(path)
     if expected_sha256 is not None and sha256_of(path) != expected_sha256:
-        raise WeightsError(f"{path}: checksum mismatch (file corrupted or replaced); reinstall scarnet")
+        advice = "reinstall scarnet" if _is_bundled(path) else "copy it again, or use the weights it was made from"
+        raise WeightsError(f"{path}: checksum mismatch (file corrupted or replaced); {advice}")
     if expected_sha256 is None:
         recorded = _sha256_recorded_for(path)
         if recorded is not None and sha256_of(path) != recorded:
@@ -395,8 +402,8 @@ def _sidecar_of(path: Path) -> Any:
         return None
     except (OSError, ValueError) as error:
         raise WeightsError(f"{sidecar_path(path)}: unreadable sidecar of {path.name} "
-                           f"({' '.join(str(error).split())[:80]}); remove it (the weights then run "
-                           "uncalibrated) or restore it") from None
+                           f"({' '.join(str(error).split())[:80]}); restore it, or remove it (then nothing checks "
+                           "the weights' sha256, and they run without a QC calibration)") from None
 
 
 def _sha256_recorded_for(path: Path) -> str | None:
@@ -450,7 +457,7 @@ def load_model(weights: str | Path | None = None, encoder: str | None = None, de
         path = bundled_weights_path(name)
         if path is None:
             raise WeightsError(f"no bundled weights for encoder '{name}'; pass --weights PATH")
-        state, config = read_weights(path, expected_sha256=_bundled_sha256_of(path))
+        state, config = read_weights(path)  # checked against its sidecar's sha256 there
     else:
         state, config = read_weights(weights)
         if encoder is not None and encoder != config.encoder:
@@ -502,8 +509,7 @@ def qc_calibration_for(weights: str | Path | None = None, encoder: str | None = 
         path = bundled_weights_path(encoder or DEFAULT_ENCODER)
         if path is None:
             return uncalibrated
-        _bundled_sha256_of(path)  # one line, not a traceback, when its sidecar is missing or damaged
-        sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        sidecar = _bundled_sidecar(path)  # one line, not a traceback, when it is missing or damaged
     else:
         path = Path(weights)
         # WeightsError when damaged: whether it calibrates these weights is unknown, and calibrate-qc could not
