@@ -571,11 +571,23 @@ def load_state(model: ScarNet, state: dict[str, torch.Tensor], name: str | Path)
     check_state_fits(state, model, name)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        bad = (result.missing_keys or result.unexpected_keys)[0]
+    _refuse_misfit(model, name, result.missing_keys, result.unexpected_keys)
+
+
+def check_state_matches(state: dict[str, torch.Tensor], model: ScarNet, name: str | Path) -> None:
+    """What :func:`load_state` checks, without loading: :func:`check_state_fits`, and no tensor of ``model``
+    missing from ``state`` nor left over (a checkpoint of our own training holds every one)."""
+    check_state_fits(state, model, name)
+    expected = model.state_dict()
+    _refuse_misfit(model, name, sorted(set(expected) - set(state)), sorted(set(state) - set(expected)))
+
+
+def _refuse_misfit(model: ScarNet, name: str | Path, missing: list[str], unexpected: list[str]) -> None:
+    """:class:`WeightsError` (one line) when a tensor is ``missing`` or ``unexpected``."""
+    if missing or unexpected:
         raise WeightsError(f"{name}: do not fit a ScarNet with encoder '{model.config.encoder}' "
-                           f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected tensors, "
-                           f"e.g. {bad})")
+                           f"({len(missing)} missing, {len(unexpected)} unexpected tensors, "
+                           f"e.g. {(missing or unexpected)[0]})")
 
 
 def check_state_fits(state: dict[str, torch.Tensor], model: nn.Module, name: str | Path) -> None:

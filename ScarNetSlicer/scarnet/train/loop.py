@@ -867,17 +867,6 @@ def _remove_unfinished_run(out_dir: Path, made: list[Path]) -> None:
             break  # not empty (someone else's file): keep it and its parents
 
 
-def _check_state_is_the_model(state: dict[str, torch.Tensor], model: Any, name: str | Path) -> None:
-    """:class:`WeightsError` (one line) unless ``state`` loads into ``model`` as it is: every tensor, right shapes."""
-    from ..model.registry import check_state_fits
-
-    check_state_fits(state, model, name)
-    missing, extra = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-    if missing or extra:
-        raise WeightsError(f"{name}: do not fit a ScarNet with encoder '{model.config.encoder}' ({len(missing)} "
-                           f"missing, {len(extra)} unexpected tensors, e.g. {sorted(missing or extra)[0]})")
-
-
 def _drop_log_after(path: Path, step: int) -> None:
     """Take out of ``path`` (``log.jsonl``) the lines of steps after ``step``, the resumed checkpoint's: an
     interrupted session logged steps that its last checkpoint does not hold, and the resumed run trains and logs
@@ -918,7 +907,8 @@ def export_best_weights(out_dir: str | Path, model: Any = None,
     out_dir = Path(out_dir)
     # One line for a damaged or foreign best.pt (train() checks it before a resumed session; this also serves
     # tools/device/run.sh's export of a run stopped by a timeout).
-    best = _read_checkpoint(out_dir, "best.pt", mmap=True)
+    # Values unchecked here: load_state checks the model's, and the optimizer state is not exported.
+    best = _read_checkpoint(out_dir, "best.pt", mmap=True, check_values=False)
     if model is None:
         model = build_model(best["config"].model)
     load_state(model, best["model"], out_dir / "best.pt")
@@ -936,7 +926,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     """
     from ..evaluate import evaluate_model
     from ..io import write_text
-    from ..model.registry import load_state
+    from ..model.registry import check_state_matches, load_state
     from .data import TrainingStream
     from .losses import ScarNetLoss, noise_consistency
 
@@ -1000,7 +990,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         # weights would train NaN and publish weights that `scarnet segment` refuses.
         load_state(model, _read_initial_weights(config), config.init_weights)
     if best is not None:
-        _check_state_is_the_model(best["model"], model, best_path)
+        check_state_matches(best["model"], model, best_path)
         best = None  # memory-mapped: let go of the file before a validation replaces it
 
     real, val_cases, own_exams = _training_data(config)
