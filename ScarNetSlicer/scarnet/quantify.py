@@ -282,12 +282,17 @@ def dicom_image_name(identifiers: dict[str, Any] | None) -> str:
     return ", ".join(parts) or "-"
 
 
+#: The lists of warnings in a report's dict form, in the order they are read out: the input's, the labelmap's
+#: (slices left out), the AHA segments'; the model's are ``inference``'s ``warnings``.
+REPORT_WARNING_KEYS = ("input_warnings", "labelmap_warnings", "segment_warnings")
+
+
 def report_warnings(data: dict[str, Any]) -> list[str]:
-    """The warnings of a report in its dict form (:meth:`Report.to_dict`, or :attr:`Report.extra`): reading the
-    input's, the labelmap's (slices left out), the AHA segments', then the model's; missing or null entries (a
-    report stored by an older version) are none."""
-    return [*(data.get("input_warnings") or []), *(data.get("labelmap_warnings") or []),
-            *(data.get("segment_warnings") or []), *((data.get("inference") or {}).get("warnings") or [])]
+    """The warnings of a report in its dict form (:meth:`Report.to_dict`, or :attr:`Report.extra`): those of
+    :data:`REPORT_WARNING_KEYS`, then the model's; missing or null entries (a report stored by an older version)
+    are none."""
+    return [*(warning for key in REPORT_WARNING_KEYS for warning in data.get(key) or []),
+            *((data.get("inference") or {}).get("warnings") or [])]
 
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP's list for CSV injection).

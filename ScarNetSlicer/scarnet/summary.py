@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .quantify import csv_value, report_warnings, series_name
+from .quantify import REPORT_WARNING_KEYS, csv_value, report_warnings, series_name
 
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
 #: ``made_from``: what the report measured (:func:`made_from`). ``aha_segments``: how many AHA segments the
@@ -158,12 +158,12 @@ def _figures(report: dict[str, Any], path: Path) -> dict[str, Any]:
     """:func:`summary_figures`, with values of the wrong kind (a report edited by hand, or not scarnet's) refused
     with the file's name."""
     try:
-        for lists in (report, report.get("inference") or {}):
-            if not isinstance(lists, dict):
-                raise TypeError("inference must be a record")
-            for key in ("input_warnings", "labelmap_warnings", "segment_warnings", "warnings"):
-                if lists.get(key) is not None and not isinstance(lists[key], list):
-                    raise TypeError(f"{key} must be a list")
+        inference = report.get("inference") or {}
+        if not isinstance(inference, dict):
+            raise TypeError("inference must be a record")
+        for lists, key in [*((report, key) for key in REPORT_WARNING_KEYS), (inference, "warnings")]:
+            if lists.get(key) is not None and not isinstance(lists[key], list):
+                raise TypeError(f"{key} must be a list")
         figures = summary_figures(report, path.name)
     except (AttributeError, TypeError, ValueError) as error:
         raise InputError(f"{path}: not a JSON report of scarnet ({type(error).__name__}: an entry of the wrong "
