@@ -48,6 +48,9 @@ _NOT_DICOM_SUFFIXES = (
     ".py", ".pyc", ".exe", ".dll", ".ini", ".log", ".seg.nrrd", ".safetensors", ".pt", ".pth",
 )
 
+#: Endings that say a file is DICOM: one of them empty or shorter than a preamble is a damaged DICOM file.
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
 #: Cosines of two slices closer than this count as the same orientation.
 ORIENTATION_TOLERANCE = 1e-3
 #: An ImageOrientationPatient vector whose length strays further than this from 1 is no direction
@@ -160,9 +163,15 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
             continue
         head = _file_head(path)
         if not _may_be_dicom(head):
+            if len(head) < 132 and name.endswith(_DICOM_SUFFIXES):
+                damaged.append(path.relative_to(folder).as_posix())  # empty or cut short: an interrupted copy
             continue
         try:
-            header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            with warnings.catch_warnings():
+                # pydicom's notices on a foreign or damaged file name no file ("Expected implicit VR, but found
+                # explicit VR"): a file that is not read is named below, one that is read needs no notice.
+                warnings.simplefilter("ignore")
+                header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
             uid = str(header.get("SeriesInstanceUID", "") or "")
             rows = int(header.get("Rows", 0) or 0)
             columns = int(header.get("Columns", 0) or 0)
@@ -174,13 +183,19 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
                 damaged.append(path.relative_to(folder).as_posix())  # said below
             continue
         if not uid or rows <= 0 or columns <= 0:
-            continue  # not an image (or a foreign file pydicom parsed into nonsense under force=True)
+            # An image cut short in its header (the file meta says image, or nothing says what it is) is damaged;
+            # a DICOM object without pixels (a report, a presentation state) or a foreign file parsed into
+            # nonsense under force=True is not an image.
+            if _has_preamble(head) and not _not_an_image(header) and _may_be_an_image(header):
+                damaged.append(path.relative_to(folder).as_posix())
+            continue
         if _not_an_image(header):
             continue
         by_uid.setdefault(uid, []).append((path, header))
     if damaged:
         # A slice may be missing because of them: say which files, whatever the stack's own checks find.
-        warnings.warn(f"{folder}: {len(damaged)} DICOM file(s) could not be read and were left out: "
+        warnings.warn(f"{folder}: {len(damaged)} DICOM file(s) could not be read (empty, cut short or damaged) "
+                      "and were left out (a slice is missing if one belongs to the exam): "
                       f"{', '.join(damaged[:5])}{', ...' if len(damaged) > 5 else ''}", stacklevel=2)
     series = [_describe_series(uid, members) for uid, members in by_uid.items()]
     series.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.description, s.series_instance_uid))
@@ -206,6 +221,16 @@ _NOT_IMAGE_MODALITIES = frozenset({"SEG", "RTSTRUCT", "RTDOSE", "RTPLAN", "SR", 
 #: SOP classes of such objects: Segmentation, Label Map Segmentation, Surface Segmentation.
 _NOT_IMAGE_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7",
                                     "1.2.840.10008.5.1.4.1.1.66.5"})
+
+
+def _may_be_an_image(header: Any) -> bool:
+    """Whether the file's SOP class (the dataset's, else its file meta's) is an image storage class, or is not
+    said at all."""
+    from pydicom.uid import UID
+
+    meta = getattr(header, "file_meta", None)
+    sop_class = str(header.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else "") or "")
+    return not sop_class or UID(sop_class).name.endswith("Image Storage")
 
 
 def _not_an_image(header: Any) -> bool:

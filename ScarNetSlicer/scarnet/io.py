@@ -68,7 +68,7 @@ def read_volume(path: str | Path, series: str | None = None) -> Volume:
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
+        raise InputError(f"{path}: {_missing(path)}")
     if path.is_dir():
         return read_dicom_source(path, series).volume
     if series is not None:
@@ -81,6 +81,16 @@ def read_volume(path: str | Path, series: str | None = None) -> Volume:
     volume.array = volume.array.astype(np.float32, copy=False)
     validate_image(volume, name=str(path))
     return volume
+
+
+def _missing(path: Path, nothing: str = "no such file or folder") -> str:
+    """Why a path that does not exist is not there: a link to nothing, or ``nothing`` at all."""
+    if path.is_symlink():
+        try:
+            return f"a link to {os.readlink(path)}, which does not exist (or links in a loop)"
+        except OSError:
+            return "a link that cannot be followed"
+    return nothing
 
 
 def read_input(path: str | Path, series: str | None = None) -> tuple[Volume, DicomStack | None]:
@@ -122,7 +132,7 @@ def read_labelmap(path: str | Path, reference: Volume | None = None,
 
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: {_missing(path, 'no such file')}")
     if path.is_dir():
         raise InputError(f"{path}: is a folder; expected a labelmap file")
     if _suffix(path) == SEGMENTATION_SUFFIX:
@@ -196,6 +206,51 @@ def _warn_if_sheared(path: Path, linear: np.ndarray | None) -> None:
         warnings.warn(f"{path}: its voxel axes are not perpendicular (slices shifted in-plane from one to the next); "
                       f"it is read as the nearest orthogonal grid, on which volumes come out {excess:.1f} % too "
                       "large. Resample it onto an orthogonal grid for exact volumes", stacklevel=4)
+
+
+#: Where a NIfTI's two orientations (sform, qform) place the image's corners apart by more than this, other
+#: programs may put it elsewhere than ITK does: said in a warning.
+MAX_FORMS_DISAGREEMENT_MM = 1.0
+
+
+def _warn_if_placed_otherwise_elsewhere(path: Path, header: Any, volume: Volume) -> None:
+    """Warn when other programs read the NIfTI ``header`` (as stored) into another place than ITK read ``volume``.
+
+    A header may hold two orientations, the sform and the qform. ITK (and so 3D Slicer and the labelmaps scarnet
+    writes) takes the qform for some codes (an sform "aligned" to another image or a template beside a scanner
+    qform), nibabel and FSL the sform whenever its code is set. When the two disagree, an overlay of the labelmap
+    on the image in such a program is misplaced. A negative pixdim,
+    which the NIfTI standard does not allow, is read as a mirror by ITK but not by nibabel.
+    """
+    if header is None:
+        return
+    with contextlib.suppress(Exception):  # a header nibabel cannot turn into affines: ITK read it, nothing to add
+        pixdim = np.asarray(header["pixdim"][1:4], dtype=float)
+        as_loaded = header.copy()
+        as_loaded["pixdim"][1:4] = np.abs(pixdim)  # what nibabel's loading makes of a negative pixdim
+        forms = {name: matrix for name, (matrix, code) in (("sform", as_loaded.get_sform(coded=True)),
+                                                            ("qform", as_loaded.get_qform(coded=True)))
+                 if code and matrix is not None and np.all(np.isfinite(matrix)) and not _is_degenerate(matrix[:3, :3])}
+        shape = volume.array.shape[::-1]  # (i, j, k)
+        corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                            for k in (0, shape[2] - 1)]).T
+        ras_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+        read = (volume.ijk_to_lps_matrix() @ corners)[:3]
+        placed = {name: (ras_to_lps @ matrix @ corners)[:3] for name, matrix in forms.items()}
+        apart = {name: float(np.linalg.norm(where - read, axis=0).max()) for name, where in placed.items()}
+        if len(placed) == 2:
+            disagreement = float(np.linalg.norm(placed["sform"] - placed["qform"], axis=0).max())
+            if disagreement > MAX_FORMS_DISAGREEMENT_MM and apart["qform"] < apart["sform"]:
+                warnings.warn(f"{path}: its sform and qform place the image up to {disagreement:.0f} mm apart; it is "
+                              "read with the qform, as 3D Slicer and ITK do for its codes, and so are the labelmaps "
+                              "written for it. Programs that take the sform (FSL, nibabel) place the image elsewhere: "
+                              "check which is right", stacklevel=4)
+                return
+        if np.any(pixdim < 0) and any(distance > MAX_FORMS_DISAGREEMENT_MM for distance in apart.values()):
+            axes = ", ".join(f"pixdim[{axis + 1}] = {pixdim[axis]:g}" for axis in np.flatnonzero(pixdim < 0))
+            warnings.warn(f"{path}: its header has a negative spacing ({axes}), which the NIfTI standard does not "
+                          "allow; 3D Slicer and ITK read that axis mirrored, as here, nibabel and FSL do not: check "
+                          "the orientation (left and right)", stacklevel=4)
 
 
 def _shear_factor(linear: np.ndarray) -> float:
@@ -291,6 +346,7 @@ def _read_image_file(path: Path) -> Volume:
     volume = _volume_from_sitk(image, str(path))
     if io_name == _NIFTI_IO:
         _warn_if_sheared(path, _sform_from_itk(image))
+        _warn_if_placed_otherwise_elsewhere(path, header, volume)
     # Only now, so that a refused file says one line: e.g. niftilib's "pixdim[1,2,3] should be positive".
     for line in dict.fromkeys(printed):
         warnings.warn(f"{path}: {line}", stacklevel=4)
@@ -366,6 +422,8 @@ def _failure_reason(path: Path, reason: str, printed: list[str]) -> str:
     throws with a stale "No such file or directory"; NRRD's reader says "fread got only …".
     """
     text = " ".join(printed)
+    if _suffix(path) in (".nii", ".nrrd", ".mha") and _starts_with_gzip(path):
+        return f"its data is gzip-compressed, but it is named {_suffix(path)}: rename it to {_suffix(path)}.gz"
     if "data not read completely" in text:
         sizes = re.search(r"ideal\s*=\s*(\d+)\s*:\s*actual\s*=\s*(\d+)", text)
         held = f": its data holds {sizes[2]} of the {sizes[1]} bytes its header describes" if sizes else ""
@@ -376,6 +434,15 @@ def _failure_reason(path: Path, reason: str, printed: list[str]) -> str:
     if re.search(r"fread got only|expected \d+ bytes but received", reason):
         return "the file is truncated: " + re.sub(r"^\[nrrd\]\s*\w+:\s*", "", reason)
     return "; ".join([*printed, reason])
+
+
+def _starts_with_gzip(path: Path) -> bool:
+    """Whether the file begins with gzip's magic bytes."""
+    try:
+        with path.open("rb") as stream:
+            return stream.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
 
 
 def _axes_read_as_1mm(image) -> list[int]:

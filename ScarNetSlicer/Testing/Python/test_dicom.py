@@ -326,21 +326,42 @@ def test_quantify_of_a_dicom_exam_names_each_slice_in_the_table_and_report(tmp_p
 
 
 def test_damaged_dicom_files_are_named_not_skipped_quietly(tmp_path: Path) -> None:
-    """A DICOM file cut short (its preamble says DICOM) is left out with a warning naming it, whether or not the
-    stack's own checks then notice a missing slice; files that are not DICOM stay quiet."""
+    """A DICOM file cut short (its preamble or its name says DICOM) is left out with a warning naming it, whether
+    or not the stack's own checks then notice a missing slice; files that are not DICOM, and DICOM objects
+    without pixels, stay quiet."""
     exam = tmp_path / "exam"
-    _write_stack(exam, num_slices=4)
+    _write_stack(exam, num_slices=5)
     (exam / "notes.txt").write_text("not DICOM")
-    (exam / "empty.dcm").write_bytes(b"")
-    names = sorted(path.name for path in exam.glob("s7_*.dcm"))
-    last = max(exam.glob("s7_*.dcm"), key=lambda path: int(path.stem.split("_")[-1]))  # the last slice's file
-    last.write_bytes(last.read_bytes()[:300])  # its file meta, then nothing
-    with pytest.warns(UserWarning, match=rf"1 DICOM file\(s\) could not be read and were left out: {last.name}$"):
-        volume = read_volume(exam)
-    assert volume.num_slices == 3 and len(names) == 4
-    broken = exam / names[0]
+    (exam / "README").write_bytes(b"")  # an empty file that does not say it is DICOM
+    report = pydicom.Dataset()  # a DICOM object without pixels: a structured report
+    report.file_meta = pydicom.dataset.FileMetaDataset()
+    report.file_meta.MediaStorageSOPClassUID = report.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    report.file_meta.MediaStorageSOPInstanceUID = report.SOPInstanceUID = generate_uid()
+    report.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    report.Modality, report.SeriesInstanceUID = "SR", generate_uid()
+    report.save_as(exam / "sr.dcm", enforce_file_format=True)
+    names = sorted((path for path in exam.glob("s7_*.dcm")), key=lambda path: int(path.stem.split("_")[-1]))
+    message = r"DICOM file\(s\) could not be read \(empty, cut short or damaged\) and were left out \(a slice is " \
+              r"missing if one belongs to the exam\): "
+    # The last slice's file cut short by an interrupted copy: nothing left, the file meta alone, or the file meta and
+    # the start of the dataset (patient and study, not yet the series or the image's size). The stack is evenly
+    # spaced without it, so only the warning tells that the exam has lost a slice.
+    last = names[-1]
+    whole = last.read_bytes()
+    for size in (0, 100, 300, 600):
+        last.write_bytes(whole[:size])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            volume = read_volume(exam)
+        # That warning alone: pydicom's own notices on the damaged file ("End of file reached before delimiter")
+        # name no file and would only confuse.
+        assert [str(warning.message) for warning in caught] == [
+            f"{exam}: 1 DICOM file(s) could not be read (empty, cut short or damaged) and were left out (a slice is "
+            f"missing if one belongs to the exam): {last.name}"], size
+        assert volume.num_slices == 4, size
+    broken = names[0]
     broken.write_bytes(broken.read_bytes()[:128] + b"DICM" + b"\xff" * 40)  # a header pydicom cannot parse
-    with pytest.warns(UserWarning, match="2 DICOM file\\(s\\) could not be read"):
+    with pytest.warns(UserWarning, match=f"2 {message}"):
         list_series(exam)
 
 

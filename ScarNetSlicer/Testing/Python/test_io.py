@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -228,6 +229,48 @@ def test_a_degenerate_nifti_affine_is_refused_unless_a_usable_qform_gives_the_gr
         nibabel.save(nibabel.Nifti1Image(data, affine), str(tmp_path / "sform_only.nii.gz"))
         with pytest.raises(InputError, match="its header's affine is degenerate"):
             read_labelmap(tmp_path / "sform_only.nii.gz")
+
+
+def test_a_nifti_that_other_programs_place_elsewhere_warns(tmp_path: Path) -> None:
+    """ITK (so Slicer, and the labelmaps written) takes the qform beside an sform coded "aligned" or "template";
+    nibabel and FSL take the sform. Where the two disagree, or a negative pixdim mirrors an axis in ITK but not in
+    nibabel, the user is told; where every program reads the same place, nothing is said."""
+    data = np.zeros((40, 30, 6), np.float32)
+    data[10:20, 5:15] = 1.0
+    scanner = np.diag([1.5, 1.5, 8.0, 1.0])
+    shifted = scanner.copy()
+    shifted[:3, 3] = (20.0, 0.0, 0.0)
+    for sform_code, sform, warned in ((2, shifted, True), (4, shifted, True), (1, shifted, False), (2, scanner, False)):
+        image = nibabel.Nifti1Image(data, None)
+        image.set_qform(scanner, code=1)
+        image.set_sform(sform, code=sform_code)
+        path = tmp_path / f"forms_{sform_code}.nii.gz"
+        nibabel.save(image, str(path))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            volume = read_volume(path)
+        messages = [str(warning.message) for warning in caught]
+        if warned:
+            assert messages == [f"{path}: its sform and qform place the image up to 20 mm apart; it is read with the "
+                                "qform, as 3D Slicer and ITK do for its codes, and so are the labelmaps written for "
+                                "it. Programs that take the sform (FSL, nibabel) place the image elsewhere: check "
+                                "which is right"], sform_code
+            np.testing.assert_allclose(volume.origin_mm, (0.0, 0.0, 0.0), atol=1e-4)  # the qform's
+        else:
+            assert messages == [], (sform_code, messages)
+    image = nibabel.Nifti1Image(data, None)
+    image.set_qform(scanner, code=1)
+    nibabel.save(image, str(tmp_path / "negative.nii"))
+    raw = bytearray((tmp_path / "negative.nii").read_bytes())
+    raw[80:84] = np.float32(-1.5).tobytes()  # pixdim[1], as some converters write a mirrored column axis
+    (tmp_path / "negative.nii").write_bytes(bytes(raw))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_volume(tmp_path / "negative.nii")
+    assert [str(warning.message) for warning in caught if "negative spacing" in str(warning.message)] == [
+        f"{tmp_path / 'negative.nii'}: its header has a negative spacing (pixdim[1] = -1.5), which the NIfTI "
+        "standard does not allow; 3D Slicer and ITK read that axis mirrored, as here, nibabel and FSL do not: check "
+        "the orientation (left and right)"]
 
 
 def test_seg_nrrd_of_old_slicer_one_layer_per_segment_is_read_as_slicer_reads_it(tmp_path: Path) -> None:
@@ -489,6 +532,29 @@ def test_missing_file(tmp_path: Path) -> None:
         with pytest.raises(InputError, match="no such file") as error:
             reader(tmp_path / "absent.nii.gz")
         _one_line(error)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="making symbolic links needs a privilege on Windows")
+def test_a_link_to_nothing_is_named_as_a_link(tmp_path: Path) -> None:
+    (tmp_path / "dangling.nii.gz").symlink_to(tmp_path / "moved" / "exam.nii.gz")
+    (tmp_path / "loop_a.nii.gz").symlink_to(tmp_path / "loop_b.nii.gz")
+    (tmp_path / "loop_b.nii.gz").symlink_to(tmp_path / "loop_a.nii.gz")
+    for reader in (read_volume, read_labelmap):
+        for name, target in (("dangling.nii.gz", tmp_path / "moved" / "exam.nii.gz"),
+                             ("loop_a.nii.gz", tmp_path / "loop_b.nii.gz")):
+            with pytest.raises(InputError) as error:
+                reader(tmp_path / name)
+            assert str(error.value) == (f"{tmp_path / name}: a link to {target}, which does not exist (or links in "
+                                        "a loop)")
+
+
+def test_gzip_data_named_without_gz_is_told_to_be_renamed(tmp_path: Path) -> None:
+    write_volume(_image(), tmp_path / "image.nii.gz")
+    (tmp_path / "image.nii.gz").rename(tmp_path / "image.nii")
+    with pytest.raises(InputError) as error:
+        read_volume(tmp_path / "image.nii")
+    assert str(error.value) == (f"{tmp_path / 'image.nii'}: not a readable image (its data is gzip-compressed, but it "
+                                "is named .nii: rename it to .nii.gz)")
 
 
 def test_text_file_with_nifti_suffix(tmp_path: Path) -> None:
