@@ -760,7 +760,7 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
             self.assertTrue({1, 2, 3} <= set(np.unique(truth.array).tolist()))  # blood pool, myocardium, scar
 
             def factory(options):
-                def segment(image, progress=None, should_cancel=None):
+                def segment(image, progress=None, should_cancel=None, name="image"):
                     labelmap = image.with_array(truth.array)
                     return types.SimpleNamespace(labelmap=labelmap, report=quantify(labelmap))
                 return segment

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import slicer
 
 from scarnet.errors import InputError
@@ -182,7 +183,8 @@ class Processor:
         def job(progress: ProgressCallback, should_cancel: CancelCheck):
             progress(0.0, "loading the model")
             segmenter = factory(options)
-            result = segmenter(volume, progress=progress, should_cancel=should_cancel, **segment_options)
+            # Named as the user knows the input, so the engine's messages ("LGE PSIR: contains NaN ...") say which.
+            result = segmenter(volume, progress=progress, should_cancel=should_cancel, name=name, **segment_options)
             if options.intermediate_folder:
                 progress(0.97, "writing intermediate files")
                 write_intermediate_files(options.intermediate_folder, name, volume, result)
@@ -390,20 +392,25 @@ def _nodes_of_class(scene, class_name: str) -> list:
 
 
 def _segments_left_out(segmentation_node, segments: segmentation_nodes.SegmentationOnGrid) -> list[str]:
-    """What "Update report" must say it did not count of ``segments`` (the segmentation as read); raises when the
-    report would be meaningless.
+    """What "Update report" must say it did not count of ``segments`` (the segmentation as read), or counted in a
+    way the user may not expect; raises when the report would be meaningless.
 
-    Without a myocardium segment, scar % would be scar over scar (100 %): refused. A missing scar or
-    blood-pool segment counts as none, which may be what the reader meant (scar erased), so it is said,
-    not refused. Segments of other names are named with their size.
+    Without healthy myocardium (no Myocardium segment, or one still empty), scar % would be scar over scar
+    (100 %): refused. A missing scar or blood-pool segment counts as none, which may be what the reader meant
+    (scar erased), so it is said, not refused. Segments of other names are named with their size; a renamed
+    ScarNet segment still counted and a blood pool hidden under a filled myocardium are named too
+    (:attr:`~ScarNetSlicerLib.segmentation_nodes.SegmentationOnGrid.notes`).
     """
     from scarnet.labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MVO, SCAR
 
     found = set(segments.recognised.values())
+    counted = set(np.unique(segments.labelmap.array).tolist()) if segments.labelmap is not None else found
     name = segmentation_node.GetName()
-    if HEALTHY_MYOCARDIUM not in found and (SCAR in found or MVO in found):
-        raise InputError(f"segmentation '{name}' has no Myocardium segment (healthy myocardium): scar % needs "
-                         "the whole myocardium; name that segment 'Myocardium'")
+    if HEALTHY_MYOCARDIUM not in counted and (SCAR in counted or MVO in counted):
+        state = "has no Myocardium segment" if HEALTHY_MYOCARDIUM not in found else \
+            "has no healthy myocardium (its Myocardium segment is empty, or wholly under Scar / MVO)"
+        raise InputError(f"segmentation '{name}' {state}: scar % needs the whole myocardium; paint the "
+                         "myocardium into a segment named 'Myocardium'")
     notices = []
     if SCAR not in found:
         notices.append(f"segmentation '{name}' has no Scar segment: scar counted as 0 mL (besides any MVO)")
@@ -412,7 +419,7 @@ def _segments_left_out(segmentation_node, segments: segmentation_nodes.Segmentat
     if segments.not_counted:
         notices.append(f"segments not counted, their names are not LV blood pool, Myocardium, Scar or MVO (or a "
                        f"usual synonym such as Infarct): {', '.join(segments.not_counted)}")
-    return notices
+    return notices + segments.notes
 
 
 def _fingerprint_or_none(segmentation_node, input_node, grid=None) -> str | None:
@@ -446,8 +453,19 @@ def write_intermediate_files(folder: str, name: str, volume: Volume, result) -> 
     from scarnet.io import write_report, write_seg_nrrd, write_volume
 
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "input"
-    target = Path(folder) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    target.mkdir(parents=True, exist_ok=True)
+    stem = Path(folder) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    # A folder of its own: two inputs of one name (or one run twice) within a second never share, or overwrite,
+    # another run's files. mkdir without exist_ok claims the name atomically, so parallel runs cannot race for it.
+    for attempt in range(1, 1000):
+        target = stem if attempt == 1 else stem.with_name(f"{stem.name}-{attempt}")
+        try:
+            target.mkdir()
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise InputError(f"{folder}: could not make a new folder for the intermediate files ({stem.name}-…)")
     write_volume(volume, target / "input.nrrd", overwrite=True)
     write_seg_nrrd(result.labelmap, target / "segmentation.seg.nrrd", overwrite=True)
     write_report(result.report, target / "report.json", overwrite=True)

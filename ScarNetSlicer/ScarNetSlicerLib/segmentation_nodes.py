@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import slicer
@@ -34,7 +34,9 @@ from scarnet.labels import (
     MVO,
     SCAR,
     SEGMENTS,
+    DrawnSegment,
     SegmentInfo,
+    blood_pool_hidden_by_overlap,
     label_for_segment_name,
 )
 from scarnet.volume import Volume
@@ -161,25 +163,42 @@ def write_labelmap(segmentation_node, labelmap: Volume, reference_volume_node) -
 def recognised_segments(segmentation_node) -> dict[str, int]:
     """``{segment ID: label value}`` for every segment that stands for a ScarNet label.
 
-    Each segment is read on its own: by its ID (as written by this module, so renaming one of its
-    segments keeps its meaning), else by its name (:func:`scarnet.labels.label_for_segment_name`:
-    case-insensitive, and the usual synonyms, so a user-made "scar" or "Infarct" counts), else by its
-    terminology type code. Several segments may stand for one label (a "Scar" and an "Infarct"): all
-    count, as ``scarnet quantify`` reads a ``.seg.nrrd``.
+    Each segment is read on its own: by its name (:func:`scarnet.labels.label_for_segment_name`:
+    case-insensitive, and the usual synonyms, so a user-made "scar" or "Infarct" counts, and a segment
+    renamed "Myocardium" is myocardium, as ``scarnet quantify`` reads a ``.seg.nrrd``), else by its ID
+    (one this module wrote and the user renamed to a name of no label: still counted, and
+    :func:`renamed_segments` says so), else by its terminology type code. Several segments may stand for
+    one label (a "Scar" and an "Infarct"): all count.
     """
+    return {segment_id: label for segment_id, (label, _) in _segment_labels(segmentation_node).items()}
+
+
+def renamed_segments(segmentation_node) -> list[str]:
+    """A line for each segment this module wrote that the user renamed to a name of no label ("Scar" →
+    "Artifact"): it is still counted by its ID, which the user may not expect, so "Update report" says so."""
+    segmentation = segmentation_node.GetSegmentation()
+    names = {info.label: info.name for info in SEGMENTS}
+    return [f"segment '{segmentation.GetSegment(segment_id).GetName()}' counted as {names[label]}: it is ScarNet's "
+            f"{names[label]} segment, renamed; to leave its voxels out, delete the segment or erase them"
+            for segment_id, (label, how) in _segment_labels(segmentation_node).items() if how == "id"]
+
+
+def _segment_labels(segmentation_node) -> dict[str, tuple[int, str]]:
+    """``{segment ID: (label value, "name" | "id" | "terminology")}``: how each recognised segment was recognised."""
     by_id = {info.segment_id: info.label for info in SEGMENTS}
     segmentation = segmentation_node.GetSegmentation()
-    found: dict[str, int] = {}
+    found: dict[str, tuple[int, str]] = {}
     for segment_id in segmentation.GetSegmentIDs():
         segment = segmentation.GetSegment(segment_id)
-        label = by_id.get(segment_id)
-        if label is None:
-            label = label_for_segment_name(segment.GetName())
-        if label is None:
+        if (label := label_for_segment_name(segment.GetName())) is not None:
+            found[segment_id] = (label, "name")
+        elif (label := by_id.get(segment_id)) is not None:
+            found[segment_id] = (label, "id")
+        else:
             codes = parse_terminology_entry(segment_terminology(segment))
             label = next((info.label for info in SEGMENTS if codes.get("type", ())[:2] == info.type[:2]), None)
-        if label is not None:
-            found[segment_id] = label
+            if label is not None:
+                found[segment_id] = (label, "terminology")
     return found
 
 
@@ -205,15 +224,21 @@ def _world_to_volume_transform(volume_node):
 def segment_mask(segmentation_node, segment_id: str, reference_volume_node, grid: Volume | None = None) -> np.ndarray:
     """Boolean mask (engine array order) of one segment on the reference volume's voxel grid.
 
-    Works from the segment's binary labelmap in world coordinates, resampled (nearest neighbour)
-    onto the reference grid, so it is right whatever geometry the segmentation was edited in and
-    whichever transforms the two nodes are under. Nothing is added to the scene.
+    Works from the segment's binary labelmap resampled (nearest neighbour) onto the reference grid,
+    so it is right whatever geometry the segmentation was edited in. Where both nodes are under the
+    same transform (or none; "Segment scar" puts its result under the input's) the two are read in
+    their shared own frame: a round trip through world coordinates would have to invert a
+    non-linear (warping) transform, which is only approximate and moves voxel centres across
+    boundaries. Otherwise through world coordinates, whichever transforms the two nodes are under.
+    Nothing is added to the scene.
     """
     grid = grid if grid is not None else volume_from_node(reference_volume_node, check=False)
     empty = np.zeros(grid.array.shape, dtype=bool)
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     segment_image = slicer.vtkOrientedImageData()
-    if not logic.GetSegmentBinaryLabelmapRepresentation(segmentation_node, segment_id, segment_image, True):
+    same_frame = segmentation_node.GetParentTransformNode() is reference_volume_node.GetParentTransformNode()
+    if not logic.GetSegmentBinaryLabelmapRepresentation(segmentation_node, segment_id, segment_image,
+                                                        not same_frame):
         raise RuntimeError(f"segment '{segment_id}' of {segmentation_node.GetName()} has no binary labelmap")
     extent = segment_image.GetExtent()
     if extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5]:
@@ -221,7 +246,8 @@ def segment_mask(segmentation_node, segment_id: str, reference_volume_node, grid
     reference = _oriented_mask(empty, grid)
     resampled = slicer.vtkOrientedImageData()
     ok = slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
-        segment_image, reference, resampled, False, False, _world_to_volume_transform(reference_volume_node), 0)
+        segment_image, reference, resampled, False, False,
+        None if same_frame else _world_to_volume_transform(reference_volume_node), 0)
     if not ok:
         raise RuntimeError(f"could not resample segment '{segment_id}' of {segmentation_node.GetName()} "
                            "onto the input volume's grid")
@@ -334,6 +360,10 @@ class SegmentationOnGrid:
     not_counted: list[str]
     #: The hash that tells edits (:func:`fingerprint`).
     fingerprint: str
+    #: What the user should know of how the segments were read: a renamed ScarNet segment still counted
+    #: (:func:`renamed_segments`), a blood pool mostly under a myocardium drawn as a filled disk
+    #: (:func:`scarnet.labels.blood_pool_hidden_by_overlap`). Empty without the labelmap.
+    notes: list[str] = field(default_factory=list)
 
 
 def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | None = None,
@@ -359,6 +389,7 @@ def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | N
     fine = subdivided_grid(grid, sub_voxels)
     labels = np.full(fine.array.shape if with_labelmap else (0,), BACKGROUND, dtype=np.uint8)
     not_counted: list[str] = []
+    drawn: list[DrawnSegment] = []  # as drawn, to tell a blood pool mostly hidden under a higher label
     digest = hashlib.sha256()
     digest.update(str(grid.array.shape).encode())
     for segment_id in segmentation.GetSegmentIDs():
@@ -369,6 +400,7 @@ def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | N
             # Where segments overlap the higher label wins (MVO over scar over myocardium over blood pool): every
             # enhanced voxel stays counted as infarct.
             labels[mask & (labels < label)] = label
+            drawn.append(DrawnSegment(name, label, mask))
         elif label is None and mask.any():
             # In whole voxels of the grid, rounded up: a segment of a few sub-voxels is still named.
             voxels = -(-int(mask.sum()) // int(np.prod(sub_voxels)))
@@ -386,14 +418,18 @@ def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | N
         key = (segment_id, name)
         digest.update(repr(key if mask.shape == grid.array.shape else (*key, mask.shape)).encode())
         digest.update(np.packbits(mask).tobytes())
-    labelmap = None
+    labelmap, notes = None, []
     if with_labelmap:  # without the grid's DICOM names of its slices
         labelmap = Volume(majority_labels(labels, sub_voxels) if fine is not grid else labels, grid.spacing_mm,
                           grid.origin_mm, grid.direction.copy())
+        sub_voxel_ml = float(np.prod(fine.spacing_mm)) / 1000.0
+        notes = [*renamed_segments(segmentation_node),
+                 *(f"{note} (counted in sub-voxels of {'×'.join(map(str, sub_voxels))})" if fine is not grid else note
+                   for note in blood_pool_hidden_by_overlap(drawn, labels, sub_voxel_ml))]
     # Finer than the volume in a way whose part-voxel edits cannot be told apart: taken as edited, so a run asks
     # before replacing it, rather than risk losing edits it cannot see.
     return SegmentationOnGrid(labelmap, counted, not_counted,
-                              digest.hexdigest()[:32] if factor else UNRESOLVED_FINGERPRINT)
+                              digest.hexdigest()[:32] if factor else UNRESOLVED_FINGERPRINT, notes)
 
 
 def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volume:
@@ -487,6 +523,7 @@ __all__ = [
     "parse_terminology_entry",
     "read_segmentation",
     "recognised_segments",
+    "renamed_segments",
     "segment_mask",
     "segment_terminology",
     "segments_not_counted",

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .errors import InputError, OutputError, OutputExistsError, ScarNetError
-from .labels import LV_BLOOD_POOL, SEGMENTS, label_for_segment_name
+from .labels import SEGMENTS, DrawnSegment, blood_pool_hidden_by_overlap, label_for_segment_name
 from .volume import Volume, check_geometry
 
 if TYPE_CHECKING:
@@ -1033,15 +1033,6 @@ def _check_stack_shape(volume: Volume, name: str) -> None:
                          "expected a 3D short-axis stack")
 
 
-class _RecognisedSegment(NamedTuple):
-    """A segment of a ``.seg.nrrd`` read as one of the engine's labels: its name in the file, the label, and its
-    voxels as drawn (before overlapping segments are resolved) on the labelmap's (k, j, i) grid."""
-
-    name: str
-    label: int
-    mask_kji: np.ndarray
-
-
 def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) -> Volume:
     """Read a Slicer ``.seg.nrrd`` into a labelmap using segment names (or our terminology).
 
@@ -1073,7 +1064,7 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
     _check_seg_nrrd_values(path, segmentation["segments"], voxels)
     labels = np.zeros(shape_ijk[::-1], dtype=np.uint8)
     by_type_code = {s.type[1]: s.label for s in SEGMENTS}
-    matched: list[_RecognisedSegment] = []
+    matched: list[DrawnSegment] = []
     ignored: list[str] = []
     for segment in segmentation["segments"]:
         label = label_for_segment_name(segment.get("name", ""))
@@ -1082,7 +1073,7 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
             label = by_type_code.get(code[1] if len(code) > 1 else "")
         mask = slicerio.segment_mask(segmentation, segment)  # (i, j, k)
         if label is not None:
-            matched.append(_RecognisedSegment(str(segment.get("name")), label, np.transpose(mask, (2, 1, 0))))
+            matched.append(DrawnSegment(str(segment.get("name")), label, np.transpose(mask, (2, 1, 0))))
         elif mask.any():
             ignored.append(f"{segment.get('name')} ({int(mask.sum())} voxels)")
     if not matched:
@@ -1097,38 +1088,9 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
                       f"MVO (or a usual synonym such as Infarct): {', '.join(ignored)}", stacklevel=2)
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
-    _warn_of_segments_hidden_by_overlap(path, matched, labels, float(np.prod(spacing)) / 1000.0)
+    for message in blood_pool_hidden_by_overlap(matched, labels, float(np.prod(spacing)) / 1000.0):
+        warnings.warn(f"{path}: {message}", stacklevel=2)
     return Volume(labels, tuple(spacing), tuple(ijk_to_lps[:3, 3]), ijk_to_lps[:3, :3] / spacing)
-
-
-def _warn_of_segments_hidden_by_overlap(path: Path, segments: list[_RecognisedSegment], labels: np.ndarray,
-                                        voxel_ml: float) -> None:
-    """Warn of each segment that loses more than half its voxels to higher labels where segments overlap, naming
-    it, what it lost and to which segments.
-
-    The higher label wins by design (a scar drawn over part of a myocardium ring is scar), but a segment mostly
-    drawn under another, such as a myocardium drawn as the filled epicardial disk over the blood pool, is then
-    counted wrongly without a word (the blood pool 0 mL, the myocardium with the cavity in it). Myocardium, scar
-    and MVO are nested tissues (scar is myocardium, MVO is scar): a myocardium segment mostly under its scar (a
-    large transmural infarct) is drawn right, so only the blood pool is checked. ``labels`` is the result
-    (k, j, i), ``voxel_ml`` a voxel's volume.
-    """
-    for segment in segments:
-        if segment.label != LV_BLOOD_POOL:
-            continue
-        drawn = int(segment.mask_kji.sum())
-        kept_labels = labels[segment.mask_kji]
-        lost = int((kept_labels > segment.label).sum())  # within its mask a label is never lower than its own
-        if not drawn or 2 * lost <= drawn:
-            continue
-        winners = []
-        for label in np.unique(kept_labels[kept_labels > segment.label]).tolist():
-            names = " / ".join(dict.fromkeys(other.name for other in segments if other.label == label))
-            winners.append(f"{names} ({int((kept_labels == label).sum())} voxels)")
-        warnings.warn(f"{path}: segment {segment.name} loses {lost} of its {drawn} voxels ({lost * voxel_ml:.1f} of "
-                      f"{drawn * voxel_ml:.1f} mL) to {', '.join(winners)} where they overlap (the higher label wins: "
-                      "MVO over Scar over Myocardium over LV blood pool); check that the segments were drawn as "
-                      "meant (a myocardium drawn as a filled disk hides the blood pool)", stacklevel=3)
 
 
 def _number_segments_of_old_files(segments: list[dict[str, Any]], voxels: np.ndarray) -> None:

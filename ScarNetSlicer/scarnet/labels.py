@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -97,3 +98,43 @@ def myocardium_mask(labelmap: np.ndarray) -> np.ndarray:
 def scar_mask(labelmap: np.ndarray) -> np.ndarray:
     """Scar for reporting (scar + MVO) as a boolean mask."""
     return np.isin(labelmap, SCAR_LABELS)
+
+
+class DrawnSegment(NamedTuple):
+    """A segment read as one of the engine's labels: its name, the label, and its voxels as drawn (before
+    overlapping segments are resolved) on the labelmap's (k, j, i) grid."""
+
+    name: str
+    label: int
+    mask_kji: np.ndarray
+
+
+def blood_pool_hidden_by_overlap(segments: list[DrawnSegment], labels: np.ndarray, voxel_ml: float) -> list[str]:
+    """A message for each LV blood pool segment that loses more than half its voxels to higher labels where
+    segments overlap, naming it, what it lost and to which segments.
+
+    The higher label wins by design (a scar drawn over part of a myocardium ring is scar), but a segment mostly
+    drawn under another, such as a myocardium drawn as the filled epicardial disk over the blood pool, is then
+    counted wrongly without a word (the blood pool 0 mL, the myocardium with the cavity in it). Myocardium, scar
+    and MVO are nested tissues (scar is myocardium, MVO is scar): a myocardium segment mostly under its scar (a
+    large transmural infarct) is drawn right, so only the blood pool is checked. ``labels`` is the result
+    (k, j, i), ``voxel_ml`` a voxel's volume.
+    """
+    messages = []
+    for segment in segments:
+        if segment.label != LV_BLOOD_POOL:
+            continue
+        drawn = int(segment.mask_kji.sum())
+        kept_labels = labels[segment.mask_kji]
+        lost = int((kept_labels > segment.label).sum())  # within its mask a label is never lower than its own
+        if not drawn or 2 * lost <= drawn:
+            continue
+        winners = []
+        for label in np.unique(kept_labels[kept_labels > segment.label]).tolist():
+            names = " / ".join(dict.fromkeys(other.name for other in segments if other.label == label))
+            winners.append(f"{names} ({int((kept_labels == label).sum())} voxels)")
+        messages.append(f"segment {segment.name} loses {lost} of its {drawn} voxels ({lost * voxel_ml:.1f} of "
+                        f"{drawn * voxel_ml:.1f} mL) to {', '.join(winners)} where they overlap (the higher label "
+                        "wins: MVO over Scar over Myocardium over LV blood pool); check that the segments were drawn "
+                        "as meant (a myocardium drawn as a filled disk hides the blood pool)")
+    return messages

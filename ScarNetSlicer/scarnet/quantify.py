@@ -463,9 +463,12 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         warnings.warn(message, stacklevel=2)
     if segment_warnings:
         report.extra["segment_warnings"] = segment_warnings
-    if gap := gap_slices_warning(with_myocardium):
-        warnings.warn(gap, stacklevel=2)
-        report.extra["labelmap_warnings"] = [gap]
+    labelmap_warnings = [message for message in (gap_slices_warning(with_myocardium), all_scar_slices_warning(
+        counts[:, HEALTHY_MYOCARDIUM], counts[:, list(SCAR_LABELS)].sum(axis=1))) if message]
+    for message in labelmap_warnings:
+        warnings.warn(message, stacklevel=2)
+    if labelmap_warnings:
+        report.extra["labelmap_warnings"] = labelmap_warnings
     if image is not None:
         report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))
     return report
@@ -492,6 +495,19 @@ def gap_slices_warning(with_myocardium: np.ndarray) -> str | None:
     named = f"slice {gaps[0]} has" if len(gaps) == 1 else f"slices {', '.join(map(str, gaps))} have"
     return (f"{named} no myocardium between slices that have it: a slice not drawn (or an LV missed there) leaves "
             "its myocardium and scar out of the totals; check it")
+
+
+def all_scar_slices_warning(healthy_voxels: np.ndarray, scar_voxels: np.ndarray) -> str | None:
+    """What the report must say of slices with scar (or MVO) and no healthy myocardium (per slice voxel counts):
+    their scar is 100 % of the myocardium, which is rarely so; more often the myocardium was not drawn there (a
+    Myocardium segment painted on other slices only) and the slice's scar % means nothing. None without such
+    slices."""
+    slices = [int(k) for k in np.flatnonzero((scar_voxels > 0) & (healthy_voxels == 0))]
+    if not slices:
+        return None
+    named = f"slice {slices[0]} has" if len(slices) == 1 else f"slices {', '.join(map(str, slices))} have"
+    return (f"{named} scar but no healthy myocardium, so scar is 100 % of the myocardium there: a wholly "
+            "transmural scar, or myocardium not drawn on that slice; check it")
 
 
 def missing_levels_warning(levels: list[str | None]) -> str | None:

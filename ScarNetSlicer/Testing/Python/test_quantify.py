@@ -77,6 +77,26 @@ def test_a_slice_left_out_between_drawn_slices_is_said():
     assert gap_slices_warning(np.zeros(4, dtype=bool)) is None
 
 
+def test_a_slice_of_scar_without_healthy_myocardium_is_said():
+    """Scar with no healthy myocardium on a slice makes its scar 100 %: rarely a real wholly transmural scar, more
+    often a myocardium not drawn there; the report names the slice. A slice with both says nothing."""
+    import warnings
+
+    from scarnet.quantify import all_scar_slices_warning
+
+    labels = _labelmap().array.copy()
+    labels[1][labels[1] == 2] = 3  # slice 1: its whole wall drawn as scar
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = quantify(Volume(labels, SPACING, (10.0, -20.0, 30.0), np.eye(3)))
+    said = [str(w.message) for w in caught]
+    assert said == report.extra["labelmap_warnings"]
+    assert said[0].startswith("slice 1 has scar but no healthy myocardium, so scar is 100 % of the myocardium there")
+    assert report.slices[1].scar_percent == 100
+    assert all_scar_slices_warning(np.array([0, 5, 0, 0]), np.array([3, 2, 0, 4])).startswith("slices 0, 3 have")
+    assert all_scar_slices_warning(np.array([4, 5]), np.array([3, 0])) is None
+
+
 def test_slice_positions_follow_the_slice_normal(oblique_direction):
     report = quantify(_labelmap(oblique_direction))
     positions = [s.position_mm for s in report.slices]

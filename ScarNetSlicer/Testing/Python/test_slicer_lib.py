@@ -103,8 +103,9 @@ class FakeSegmenter:
         self.labels, self.steps, self.started, self.release, self.error = labels, steps, started, release, error
         self.calls = 0
 
-    def __call__(self, volume, progress=None, should_cancel=None):
+    def __call__(self, volume, progress=None, should_cancel=None, name="image"):
         self.calls += 1
+        self.name = name  # what the engine's messages would call the input
         for step in range(self.steps):
             if self.started is not None:
                 self.started.set()
@@ -691,6 +692,79 @@ def test_update_report_says_a_slice_erased_between_drawn_ones(scene, lib, obliqu
     assert lib.report_nodes.stored_report(updated.table_node)["labelmap_warnings"] == said
 
 
+def test_an_empty_myocardium_segment_is_refused_like_a_missing_one(scene, lib, oblique_direction):
+    """A user's segmentation with a painted Scar and a Myocardium segment not painted yet: scar would be 100 % of
+    the myocardium, so it is refused as a missing Myocardium segment is, and nothing is written."""
+    sn, processor = lib.segmentation_nodes, lib.processing.Processor(scene)
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = lib.volume_nodes.add_volume_node(scene, image, "lge")
+    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    mine.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segmentation = mine.GetSegmentation()
+    segmentation.AddEmptySegment("Segment_myo", "Myocardium")
+    sn.set_segment_mask(mine, segmentation.AddEmptySegment("Segment_scar", "Scar"), labels.array >= 3, labels)
+    tables = scene.GetNumberOfNodesByClass("vtkMRMLTableNode")
+    with pytest.raises(InputError, match=r"'mine' has no healthy myocardium \(its Myocardium segment is empty"):
+        processor.update_report(volume_node, mine)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables
+
+    # Painted on some slices only: counted, and the slices with scar alone are named.
+    painted = (labels.array == 2) & (np.arange(labels.array.shape[0]) >= 2)[:, None, None]
+    sn.set_segment_mask(mine, "Segment_myo", painted, labels)
+    outputs = processor.update_report(volume_node, mine)
+    assert "slice 1 has scar but no healthy myocardium, so scar is 100 % of the myocardium there" in outputs.notice
+    assert outputs.report["slices"][1]["scar_percent"] == 100
+
+
+def test_a_blood_pool_under_a_filled_myocardium_is_told(scene, lib, oblique_direction):
+    """Contours as cardiologists draw them: Myocardium as the filled epicardial contour, the LV blood pool (the
+    endocardial contour) on top. The higher label wins where segments overlap, so the blood pool is counted as
+    myocardium: the notice says so, naming what it lost to which segment."""
+    sn, processor = lib.segmentation_nodes, lib.processing.Processor(scene)
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = lib.volume_nodes.add_volume_node(scene, image, "lge")
+    contours = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "epi-endo")
+    contours.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segmentation = contours.GetSegmentation()
+    for segment_id, name, mask in (("epi", "Myocardium", labels.array > 0), ("endo", "LV blood pool",
+                                                                             labels.array == 1),
+                                   ("scar", "Scar", labels.array >= 3)):
+        sn.set_segment_mask(contours, segmentation.AddEmptySegment(segment_id, name), mask, labels)
+    outputs = processor.update_report(volume_node, contours)
+    blood_pool_voxels = int((labels.array == 1).sum())
+    assert outputs.report["total"]["lv_blood_pool_ml"] == 0
+    assert (f"segment LV blood pool loses {blood_pool_voxels} of its {blood_pool_voxels} voxels"
+            f" ({blood_pool_voxels * np.prod(SPACING) / 1000:.1f} of") in outputs.notice
+    assert f"to Myocardium ({blood_pool_voxels} voxels) where they overlap" in outputs.notice
+
+    # Drawn as meant (the wall between the contours): nothing to tell.
+    sn.set_segment_mask(contours, "epi", labels.array == 2, labels)
+    assert processor.update_report(volume_node, contours).notice in (None, "")
+
+
+def test_a_renamed_scarnet_segment_still_counted_is_told(scene, lib, oblique_direction):
+    """The reader renames ScarNet's "Scar" to "Artifact" to keep it out of the report and paints the real scar
+    into a new "Scar": the renamed segment is still ScarNet's scar (by its ID), so the notice says it was counted.
+    A ScarNet segment renamed to another label's name counts as that label, as the name says."""
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    outputs = _run(processor, volume_node)
+    segmentation = outputs.segmentation_node.GetSegmentation()
+    segmentation.GetSegment("scar").SetName("Artifact")
+    sn.set_segment_mask(outputs.segmentation_node, segmentation.AddEmptySegment("real", "Scar"),
+                        labels.array == 3, labels)
+    updated = processor.update_report(volume_node, outputs.segmentation_node)
+    assert ("segment 'Artifact' counted as Scar: it is ScarNet's Scar segment, renamed; to leave its voxels out, "
+            "delete the segment or erase them") in updated.notice.splitlines()
+
+    segmentation.GetSegment("scar").SetName("Myocardium")  # the scar is healthy after all
+    assert sn.recognised_segments(outputs.segmentation_node)["scar"] == 2
+    updated = processor.update_report(volume_node, outputs.segmentation_node)
+    assert "counted as" not in (updated.notice or "")
+
+
 def test_edit_detection_guards_rerun(scene, lib, oblique_direction):
     sn = lib.segmentation_nodes
     labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
@@ -794,19 +868,37 @@ def test_edited_check_reports_a_bad_input_first(scene, lib, oblique_direction):
         processor.segmentation_was_edited(ours, None)
 
 
-def test_parent_transform_fresh_result_is_not_edited(scene, lib, slicer_mod, oblique_direction):
-    """Input under a transform: the result follows it, reads back exactly, and counts as unedited."""
+@pytest.mark.parametrize("kind", ["linear", "warp"])
+def test_parent_transform_fresh_result_is_not_edited(scene, lib, slicer_mod, oblique_direction, kind):
+    """Input under a transform: the result follows it, reads back exactly, and counts as unedited.
+
+    "warp": a non-linear (thin-plate spline) transform, as a deformable registration leaves; read
+    through world coordinates its approximate inverse moved voxels across boundaries (an unedited
+    result's myocardium read back 40 % smaller)."""
     import vtk
 
     vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
     image = _image(oblique_direction)
     labels = _labelmap(image)
     volume_node = vn.add_volume_node(scene, image, "lge")
-    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
-    matrix = vtk.vtkMatrix4x4()
-    matrix.SetElement(0, 3, 12.0)
-    matrix.SetElement(1, 3, -7.0)
-    transform.SetMatrixTransformToParent(matrix)
+    if kind == "linear":
+        transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+        matrix = vtk.vtkMatrix4x4()
+        matrix.SetElement(0, 3, 12.0)
+        matrix.SetElement(1, 3, -7.0)
+        transform.SetMatrixTransformToParent(matrix)
+    else:  # an identity thin-plate spline through the corners and centre of the volume: it moves nothing
+        ijk_to_ras = vn.ijk_to_ras_matrix(volume_node)
+        landmarks = vtk.vtkPoints()
+        k, j, i = (n - 1 for n in image.array.shape)
+        for ijk in [(a, b, c) for a in (0, i) for b in (0, j) for c in (0, k)] + [(i / 2, j / 2, k / 2)]:
+            landmarks.InsertNextPoint(*(ijk_to_ras @ np.array([*ijk, 1.0]))[:3])
+        spline = vtk.vtkThinPlateSplineTransform()
+        spline.SetSourceLandmarks(landmarks)
+        spline.SetTargetLandmarks(landmarks)
+        spline.SetBasisToR()
+        transform = scene.AddNewNodeByClass("vtkMRMLTransformNode", "deformable registration")
+        transform.SetAndObserveTransformToParent(spline)
     volume_node.SetAndObserveTransformNodeID(transform.GetID())
     processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
 
@@ -937,8 +1029,8 @@ def test_engine_warnings_reach_the_user_through_the_notice(scene, lib, oblique_d
     warning = "the model is unsure of the heart in 3 of the 3 slices where it finds the LV: read every slice"
 
     class WarningSegmenter(FakeSegmenter):
-        def __call__(self, volume, progress=None, should_cancel=None):
-            result = super().__call__(volume, progress, should_cancel)
+        def __call__(self, volume, progress=None, should_cancel=None, name="image"):
+            result = super().__call__(volume, progress, should_cancel, name)
             result.report.extra["inference"] = {"warnings": [warning]}
             return result
 
@@ -1094,7 +1186,25 @@ def test_failure_is_raised_on_the_main_thread(scene, lib, oblique_direction):
         job.task.run_here()
 
 
-def test_intermediate_files(scene, lib, oblique_direction, tmp_path):
+def test_engine_errors_name_the_input_volume(scene, lib):
+    """An input the engine refuses in the worker (here a NaN voxel) is named as the user knows it,
+    as the checks made before the run name it, not "image"."""
+    from scarnet.inference import model_storage
+
+    vn, pr = lib.volume_nodes, lib.processing
+
+    def engine_checks(volume, progress=None, should_cancel=None, name="image"):
+        model_storage(volume, name)  # the engine's checks of its input, as the real segmenter makes them
+
+    array = np.full((6, 64, 64), 100.0, dtype=np.float32)
+    array[3, 10, 10] = np.nan
+    volume_node = vn.add_volume_node(scene, Volume(array, (1.4, 1.4, 8.0), (0.0, 0.0, 0.0), np.eye(3)), "LGE PSIR")
+    job = pr.Processor(scene, _factory(engine_checks)).start(volume_node)
+    with pytest.raises(InputError, match=r"^LGE PSIR: .*NaN"):
+        job.task.run_here()
+
+
+def test_intermediate_files(scene, lib, oblique_direction, tmp_path, monkeypatch):
     vn, pr = lib.volume_nodes, lib.processing
     image = _image(oblique_direction)
     labels = _labelmap(image)
@@ -1107,6 +1217,15 @@ def test_intermediate_files(scene, lib, oblique_direction, tmp_path):
     from scarnet.io import read_seg_nrrd
 
     np.testing.assert_array_equal(read_seg_nrrd(folder / "segmentation.seg.nrrd").array, labels.array)
+
+    # Two runs whose folders would take one name (inputs of one name, or one input run twice, within a second):
+    # each keeps its own files.
+    monkeypatch.setattr(pr, "time", types.SimpleNamespace(strftime=lambda pattern: "20261201-120000"))
+    folders = [pr.write_intermediate_files(str(tmp_path / "runs"), "lge", image, types.SimpleNamespace(
+        labelmap=labels.with_array(labels.array * (value > 0)), report=quantify(labels))) for value in (1, 0)]
+    assert [folder.name for folder in folders] == ["lge-20261201-120000", "lge-20261201-120000-2"]
+    assert read_seg_nrrd(folders[0] / "segmentation.seg.nrrd").array.any()
+    assert not read_seg_nrrd(folders[1] / "segmentation.seg.nrrd").array.any()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1465,7 +1584,7 @@ def test_segment_scar_gives_the_rv_insertion_point_to_the_model(scene, lib, obli
     volume_node = vn.add_volume_node(scene, image, "lge")
     received = {}
 
-    def segmenter(volume, progress=None, should_cancel=None, **options):
+    def segmenter(volume, progress=None, should_cancel=None, name="image", **options):
         received.update(options)
         labelmap = volume.with_array(labels.array)
         return types.SimpleNamespace(labelmap=labelmap, report=quantify(labelmap, **options))
