@@ -24,6 +24,8 @@ from .volume import Volume
 #: Robust "maximum" for FWHM: the 99th percentile of the myocardium (a few hot pixels
 #: at the blood-pool border would otherwise set the threshold).
 FWHM_MAX_PERCENTILE = 99.0
+#: FWHM's baseline: the remote (nulled) myocardium's level, as the median of the darker half of the myocardium.
+FWHM_REMOTE_PERCENTILE = 25.0
 #: Bins of the Otsu histogram.
 OTSU_BINS = 256
 #: LiteMedSAM works on 256×256 images; boxes are given in that grid.
@@ -38,6 +40,10 @@ MEDSAM_BOX_MARGIN_PX = 2
 # --------------------------------------------------------------------------------------------
 def threshold_2sd(values: np.ndarray, reflect: bool = True) -> float:
     """Remote mean + 2 SD, with remote = the darker half of the myocardium (below its median).
+
+    The darker half is remote myocardium only while scar is less than half of the myocardium: with more
+    (a large infarct) the "remote" reaches into scar and the threshold rises, so 2SD under-calls the scar of
+    such cases. A reader would draw a remote region by hand; the baseline has none to draw.
 
     The darker half is a truncated distribution: for Gaussian remote myocardium N(μ, σ) its own
     mean is μ − 0.8σ and its SD 0.6σ, so "its mean + 2 of its SDs" lands at μ + 0.4σ and calls a
@@ -57,8 +63,18 @@ def threshold_2sd(values: np.ndarray, reflect: bool = True) -> float:
 
 
 def threshold_fwhm(values: np.ndarray) -> float:
-    """Full width at half maximum: 50 % of the myocardium's robust maximum (99th percentile)."""
-    return 0.5 * float(np.percentile(np.asarray(values, dtype=np.float64), FWHM_MAX_PERCENTILE))
+    """Full width at half maximum: half-way from the remote myocardium's level to the enhanced maximum.
+
+    The maximum is the myocardium's robust maximum (99th percentile); the remote level is the median of the
+    darker half of the myocardium (its 25th percentile). FWHM is usually written "50 % of the maximum", which
+    assumes nulled remote myocardium at zero signal: on images with an offset (PSIR, rescaled magnitude, the
+    EMIDEC exams) 50 % of the maximum lies below the remote level and calls the whole myocardium scar, so the
+    half maximum is taken above the remote level, as the signal's width at half its height above baseline.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    maximum = float(np.percentile(values, FWHM_MAX_PERCENTILE))
+    remote = float(np.percentile(values, FWHM_REMOTE_PERCENTILE))
+    return remote + 0.5 * (maximum - remote)
 
 
 def threshold_otsu(values: np.ndarray, bins: int = OTSU_BINS) -> float:

@@ -14,11 +14,13 @@ alike; the figures that matter are therefore the *ratios*, which stay meaningful
   sliding window (step 0.5, Gaussian weighting) with the default mirror test-time augmentation
   (4 forward passes per patch), resampling back, softmax, argmax.
 
-Per configuration and volume: **model-only** time (the network forward passes over all slices,
-TTA included), **end-to-end** time (file → labelmap → report, model already loaded), **GFLOP per
-slice** (``torch.utils.flop_counter``, 2 FLOPs per multiply-add), **peak RSS**, and on a GPU the
-fraction of the bf16 peak reached. Plus a **cold** ``scarnet segment`` process, and whether
-``import scarnet`` imports torch.
+Per configuration and volume: **model-only** time (the segmentation's network forward passes over all
+slices, TTA included; ScarNet's end-to-end run passes slices through the network twice more, to find the heart
+on a few of them and to check the stack's orientation on those with heart (a 12-slice phantom: 4 + 12 + 11 = 27
+slice passes, not 12), which the end-to-end time holds), **end-to-end** time (file → labelmap → report,
+model already loaded), **GFLOP per slice** (``torch.utils.flop_counter``, 2 FLOPs per multiply-add),
+**peak RSS**, and on a GPU the fraction of the bf16 peak reached. Plus a **cold** ``scarnet segment``
+process, and whether ``import scarnet`` imports torch.
 
 Peak RSS is measured in a fresh subprocess per configuration (``python -m scarnet.bench
 --worker …``): a process's peak RSS never goes down, so in one process every configuration
@@ -291,7 +293,8 @@ class PipelineRunner:
         return seg.model_input(crops)
 
     def run_model(self, inputs: torch.Tensor) -> int:
-        """The pipeline's forward passes (its batch size and precision, optional flip TTA), without the softmax."""
+        """The segmentation's forward passes (its batch size and precision, optional flip TTA), without the softmax;
+        not the pipeline's passes that find the heart and check the orientation (the end-to-end time has them)."""
         seg = self.segmenter
         calls = 0
         with seg.model_context():
@@ -1134,9 +1137,10 @@ def print_results(results: dict[str, Any], console=None) -> None:
         table.add_section()
     console.print(table)
     console.print("speed-up = nnU-Net time ÷ configuration time (same volume, same process); model = network "
-                  "forward passes only (nnU-Net: every patch × 4 mirror passes, batch 1); end-to-end = file → "
-                  "labelmap → report with the model loaded and warm; passes/slice = network calls per slice in the "
-                  "model-only run (ScarNet: one batched call per up to 16 slices, so 1).")
+                  "forward passes of the segmentation only (nnU-Net: every patch × 4 mirror passes, batch 1; "
+                  "ScarNet's end-to-end run adds the passes that find the heart and check the stack's orientation); "
+                  "end-to-end = file → labelmap → report with the model loaded and warm; passes/slice = network "
+                  "calls per slice in the model-only run (ScarNet: one batched call per up to 16 slices, so 1).")
 
     marks = {True: "[green]✓ pass[/green]", False: "[red]✗ fail[/red]", None: "– n/a"}
     targets = Table(title="Targets", title_justify="left")

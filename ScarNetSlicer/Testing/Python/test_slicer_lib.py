@@ -692,15 +692,20 @@ def test_update_report_says_a_slice_erased_between_drawn_ones(scene, lib, obliqu
     assert lib.report_nodes.stored_report(updated.table_node)["labelmap_warnings"] == said
 
 
+def _lge_and_users_segmentation(scene, lib, direction: np.ndarray, name: str):
+    """The test image as volume node "lge", its labels, and an empty segmentation of the user's on its grid."""
+    image = _image(direction)
+    volume_node = lib.volume_nodes.add_volume_node(scene, image, "lge")
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    return _labelmap(image), volume_node, segmentation_node
+
+
 def test_an_empty_myocardium_segment_is_refused_like_a_missing_one(scene, lib, oblique_direction):
     """A user's segmentation with a painted Scar and a Myocardium segment not painted yet: scar would be 100 % of
     the myocardium, so it is refused as a missing Myocardium segment is, and nothing is written."""
     sn, processor = lib.segmentation_nodes, lib.processing.Processor(scene)
-    image = _image(oblique_direction)
-    labels = _labelmap(image)
-    volume_node = lib.volume_nodes.add_volume_node(scene, image, "lge")
-    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
-    mine.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    labels, volume_node, mine = _lge_and_users_segmentation(scene, lib, oblique_direction, "mine")
     segmentation = mine.GetSegmentation()
     segmentation.AddEmptySegment("Segment_myo", "Myocardium")
     sn.set_segment_mask(mine, segmentation.AddEmptySegment("Segment_scar", "Scar"), labels.array >= 3, labels)
@@ -722,11 +727,7 @@ def test_a_blood_pool_under_a_filled_myocardium_is_told(scene, lib, oblique_dire
     endocardial contour) on top. The higher label wins where segments overlap, so the blood pool is counted as
     myocardium: the notice says so, naming what it lost to which segment."""
     sn, processor = lib.segmentation_nodes, lib.processing.Processor(scene)
-    image = _image(oblique_direction)
-    labels = _labelmap(image)
-    volume_node = lib.volume_nodes.add_volume_node(scene, image, "lge")
-    contours = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "epi-endo")
-    contours.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    labels, volume_node, contours = _lge_and_users_segmentation(scene, lib, oblique_direction, "epi-endo")
     segmentation = contours.GetSegmentation()
     for segment_id, name, mask in (("epi", "Myocardium", labels.array > 0), ("endo", "LV blood pool",
                                                                              labels.array == 1),
