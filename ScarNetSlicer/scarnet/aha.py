@@ -14,7 +14,8 @@ and then the basal third get the extra slice: 7 slices are 2 / 3 / 2, 8 are 3 / 
 without a cavity between slices with one (a missed cavity) stays in its third. Which end is basal
 comes, in this order, from:
 
-1. the caller (``basal_end="first"`` or ``"last"``: the user knows);
+1. the caller (``basal_end="first"`` or ``"last"``: the user knows); where the two below say the
+   other end, it is kept but the report warns (:func:`given_basal_end_warning`);
 2. the patient axes, when the slices are oblique as a short-axis stack is: the LV long axis points
    from base to apex to the patient's left, anterior and inferior, so the slice normal that agrees
    with that direction (|cos| of at least :data:`MIN_LONG_AXIS_COS`) points to the apex. An
@@ -179,6 +180,27 @@ def base_apex_order(volume: Volume, labels: np.ndarray, basal_end: str | None = 
     if change is None or abs(change) < MIN_CAVITY_CHANGE:
         return None
     return BaseApexOrder(change < 0, "cavity size")
+
+
+def given_basal_end_warning(volume: Volume, labels: np.ndarray, order: BaseApexOrder | None) -> str | None:
+    """What the report must say when the basal end the caller gave (``order``, from :func:`base_apex_order`)
+    is the other end from the one the image says (its patient axes, else its cavity, as they would decide
+    without it): the given end is kept (the user may know better, e.g. of a header with a wrong orientation),
+    but a wrong one exchanges the basal and apical levels, counts the apex as basal myocardium and mirrors the
+    septum in the AHA segments, without a sign in the figures. None when it agrees or the image does not say."""
+    if order is None or order.source != "given":
+        return None
+    found = base_apex_order(volume, labels)
+    if found is None or found.base_first == order.base_first:
+        return None
+    given, other = ("first", "last") if order.base_first else ("last", "first")
+    if found.source == "patient axes":
+        why = (f"the image's orientation puts the base at the {other} slice (the LV long axis runs from base to "
+               "apex to the patient's left, front and feet)")
+    else:
+        why = f"the LV cavity narrows towards the {given} slice, as it does towards the apex"
+    return (f"AHA levels: the basal end was given as the {given} slice, but {why}. The levels and segments follow "
+            "the given end; if it is wrong, basal and apical are exchanged and the septum is mirrored: check it")
 
 
 def cavity_change(labels: np.ndarray) -> float | None:

@@ -524,7 +524,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             flagged = f["slices_flagged"]
             segments = ("" if f["aha_segments_with_scar"] is None else
                         f", scar (≥1 %) in {f['aha_segments_with_scar']} AHA segments "
-                        f"({f['aha_segments_over_50_percent']} > 50 %)")
+                        f"(over half of the segment in {f['aha_segments_over_50_percent']})")
             # markup=False: a file name such as "scan [left].nii.gz" is printed as it is.
             # soft_wrap: one line per exam also in a log (rich wraps at 80 columns when not on a terminal).
             console.print(f"[{number}/{count}] {name}: scar {f['scar_g']:.1f} g ({scar_percent}){segments}, QC "

@@ -41,6 +41,7 @@ from .aha import (
     SegmentReport,
     aha_segments,
     base_apex_order,
+    given_basal_end_warning,
     missing_levels,
     rv_insertion_points,
     slice_levels,
@@ -164,7 +165,8 @@ class Report:
                          "size said so (scarnet.aha)",
                 "segment_summary": "segments_with_scar: AHA segments graded 1 or more (scar in at least 1 % of the "
                                    "segment); segments_over_50_percent: with "
-                                   "scar in more than half of the segment (grade 3-4); scar_score: the sum of the "
+                                   "scar in more than half of the segment's myocardium by area (grade 3-4; not "
+                                   "transmural_over_50_percent, which counts rays); scar_score: the sum of the "
                                    "grades, out of scar_score_max (4 per segment with myocardium)",
                 "segments": "AHA 17-segment model (Cerqueira 2002; 17 the apex, the slices beyond the cavity: "
                             "0 mL and null %, grade and transmurality where there are none, and null transmurality "
@@ -283,7 +285,7 @@ def dicom_image_name(identifiers: dict[str, Any] | None) -> str:
 
 
 #: The lists of warnings in a report's dict form, in the order they are read out: the input's, the labelmap's
-#: (slices left out), the AHA segments'; the model's are ``inference``'s ``warnings``.
+#: (slices left out), the AHA levels' and segments'; the model's are ``inference``'s ``warnings``.
 REPORT_WARNING_KEYS = ("input_warnings", "labelmap_warnings", "segment_warnings")
 
 
@@ -452,7 +454,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
             slice_report.dicom = dict(identifiers)
     report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name, base_apex=order,
                     segments=segments, segment_angles_from=angles_from, septal_span_deg=septal_span)
-    segment_warnings = []
+    segment_warnings = [message] if (message := given_basal_end_warning(labelmap, labels, order)) else []
     if angles_from == ANGLES_FROM_DISPLAY and rv_insertion_points(rv_insertion_lps)[1] is None:
         # Nothing can tell a mirrored stack here: the segments would put a lateral scar in the septum, in every
         # output, without a word. The inferior point would catch it (its arc is refused), so say to mark it.

@@ -21,9 +21,11 @@ from .quantify import REPORT_WARNING_KEYS, csv_value, report_warnings, series_na
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
 #: ``made_from``: what the report measured (:func:`made_from`). ``aha_segments``: how many AHA segments the
 #: report has, 17 (16 in a report made before segment 17, the apex, was reported), so that a scar score out of 64
-#: can be told apart: 16 segments with myocardium of 17 (no apex slice), or a 16-segment report. The aha_* columns
-#: and septal_span_deg are empty for an exam without RV insertion points (scarnet.quantify.Report.segment_summary
-#: and Report.septal_span_deg).
+#: can be told apart: 16 segments with myocardium of 17 (no apex slice), or a 16-segment report.
+#: ``aha_segments_over_50_percent`` counts segments with scar in more than half of their myocardium by area (grade
+#: 3-4), ``transmural_over_50_percent`` is the share of the LV's rays with scar through more than half of the wall:
+#: two different figures side by side. The aha_* columns and septal_span_deg are empty for an exam without RV
+#: insertion points (scarnet.quantify.Report.segment_summary and Report.septal_span_deg).
 SUMMARY_COLUMNS = ("input", "dicom_series", "status", "made_from", "slices_with_myocardium", "myocardium_ml",
                    "myocardium_g", "scar_ml", "scar_g", "scar_percent", "mvo_ml", "transmural_over_50_percent",
                    "aha_segments", "aha_segments_with_scar", "aha_segments_over_50_percent", "aha_scar_score",

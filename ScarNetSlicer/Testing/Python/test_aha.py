@@ -407,10 +407,43 @@ def test_the_other_base_apex_order_mirrors_the_segments():
     """Seen from the other end, the turn towards the septum is the other way: the same sector is anterior."""
     labels = _ring_labels(16.0, 56.0)
     volume = _volume(labels)
-    report = quantify(volume, basal_end="last", rv_insertion_lps=_point_along_i(volume))
+    with pytest.warns(UserWarning, match="given as the last slice, but the LV cavity narrows"):
+        report = quantify(volume, basal_end="last", rv_insertion_lps=_point_along_i(volume))
     assert report.base_apex.to_dict() == {"basal_end": "last", "from": "given"}
     scarred = {s.segment for s in report.segments if s.scar_ml > 0}
     assert scarred == {1, 7, 13}
+
+
+@pytest.mark.parametrize("oriented", [True, False])
+def test_a_given_basal_end_that_the_image_contradicts_is_kept_and_said(oriented):
+    """The user's basal end wins (a header can be wrong), but where the patient axes (an oriented stack) or the
+    cavity (one without orientation) say the other end, a wrong one would exchange basal and apical and mirror the
+    septum without a sign in the figures: the report says so, in its warnings. An agreeing end, or a stack that
+    says nothing (no orientation, no cavity trend), is quiet."""
+    if oriented:  # a short-axis phantom, its slices along the LV long axis
+        phantom = make_phantom(0, infarct=True)
+        volume, base_first = phantom.labelmap, phantom.info["slice_order"] == "base_to_apex"
+    else:  # rings whose cavity narrows along k, without orientation
+        volume, base_first = Volume(_ring_labels(16.0, 56.0), SPACING), True
+    right, wrong = ("first", "last") if base_first else ("last", "first")
+    why = f"the image's orientation puts the base at the {right} slice" if oriented else \
+        f"the LV cavity narrows towards the {wrong} slice"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = quantify(volume, basal_end=wrong)
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and said[0].startswith(f"AHA levels: the basal end was given as the {wrong} slice") \
+        and why in said[0] and "check it" in said[0]
+    assert report.warnings() == said and report.to_dict()["segment_warnings"] == said
+    assert report.base_apex.to_dict() == {"basal_end": wrong, "from": "given"}
+    levels = [s.level for s in report.slices if s.level is not None]
+    assert levels[0 if wrong == "first" else -1] == "basal"  # kept as given
+    # An agreeing end; a stack without orientation or cavity trend.
+    flat = Volume(np.repeat(volume.array[volume.array.shape[0] // 2][None], 7, axis=0), SPACING)
+    for quiet, end in ((volume, right), (flat, wrong)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert quantify(quiet, basal_end=end).warnings() == []
 
 
 def test_an_image_without_orientation_is_read_as_displayed_seen_from_the_apex():

@@ -222,7 +222,7 @@ def test_command_line_batch(tmp_path):
     assert exam_line.startswith(f"[1/2] {folder}/x].nii.gz: scar ")
     assert re.search(r"QC flags on \d+ slices?$", exam_line)
     assert (f"scar (≥1 %) in {first['aha_segments_with_scar']} AHA segments "
-            f"({first['aha_segments_over_50_percent']} > 50 %)" in exam_line)
+            f"(over half of the segment in {first['aha_segments_over_50_percent']})" in exam_line)
     first = _summary(tmp_path / "res")[0]
     report = json.loads((tmp_path / "res" / "x]_report.json").read_text())
     assert first["status"] == "ok" and len(report["segments"]) == 17
