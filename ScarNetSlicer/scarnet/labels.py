@@ -102,11 +102,12 @@ def scar_mask(labelmap: np.ndarray) -> np.ndarray:
 
 class DrawnSegment(NamedTuple):
     """A segment read as one of the engine's labels: its name, the label, and its voxels as drawn (before
-    overlapping segments are resolved) on the labelmap's (k, j, i) grid."""
+    overlapping segments are resolved) on the labelmap's (k, j, i) grid; a reader may leave out (None) the
+    voxels of segments other than the LV blood pool, which :func:`blood_pool_hidden_by_overlap` does not read."""
 
     name: str
     label: int
-    mask_kji: np.ndarray
+    mask_kji: np.ndarray | None
 
 
 def blood_pool_hidden_by_overlap(segments: list[DrawnSegment], labels: np.ndarray, voxel_ml: float) -> list[str]:

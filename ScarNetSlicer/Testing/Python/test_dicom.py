@@ -348,7 +348,9 @@ def test_damaged_dicom_files_are_named_not_skipped_quietly(tmp_path: Path) -> No
     # spaced without it, so only the warning tells that the exam has lost a slice.
     last = names[-1]
     whole = last.read_bytes()
-    for size in (0, 100, 300, 600):
+    # ... and cut inside the dataset's SOPClassUID (its stub names no class; the file meta before it still does).
+    in_sop_class = whole.index(MRImageStorage.encode(), whole.index(b"\x08\x00\x16\x00")) + 10
+    for size in (0, 100, 300, 600, in_sop_class):
         last.write_bytes(whole[:size])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -32,6 +32,7 @@ from scarnet.evaluate_cli import (
     load_emidec_cases,
     qc_slice_records,
     qc_summary,
+    render_markdown,
     run_evaluation,
     widen_field,
 )
@@ -409,6 +410,12 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     assert set(figures["methods"]["scarnet"]["per_case"]) == {"phantom1", "phantom2"}
     assert figures["weights"]["scarnet"]["sha256"] and figures["settings"]["noise_seeds"] == 2
     assert figures["settings"]["tta"] is False and "no test-time augmentation" in markdown
+    # The FWHM footnote is the definition the evaluation used: an older JSON (without it) took 50 % of the maximum.
+    assert figures["settings"]["fwhm_remote_percentile"] == 25.0
+    assert "ᶜ FWHM: threshold = half-way from the remote level (the myocardium's 25th percentile" in markdown
+    del figures["settings"]["fwhm_remote_percentile"]
+    older = render_markdown(figures)
+    assert "ᶜ FWHM: threshold = 50 % of the myocardium's maximum" in older and "half-way" not in older
     noisy = figures["noise"]["methods"]["scarnet"]["per_case"]["phantom1"]
     assert len(noisy["scar_ml"]) + noisy["refused_runs"] == 2  # a run with no heart found has no scar volume
     # the wide-field part ran for both models on both cases

@@ -555,6 +555,16 @@ def test_gzip_data_named_without_gz_is_told_to_be_renamed(tmp_path: Path) -> Non
         read_volume(tmp_path / "image.nii")
     assert str(error.value) == (f"{tmp_path / 'image.nii'}: not a readable image (its data is gzip-compressed, but it "
                                 "is named .nii: rename it to .nii.gz)")
+    (tmp_path / "image.nii").rename(tmp_path / "renamed.nii.gz")  # as told: it reads
+    assert read_volume(tmp_path / "renamed.nii.gz").array.shape == _image().array.shape
+    # A whole .nrrd / .mha gzipped has no name any reader takes: it is to be decompressed, not renamed.
+    for suffix in (".nrrd", ".mha"):
+        write_volume(_image(), tmp_path / f"plain{suffix}")
+        (tmp_path / f"image{suffix}").write_bytes(gzip.compress((tmp_path / f"plain{suffix}").read_bytes()))
+        with pytest.raises(InputError) as error:
+            read_volume(tmp_path / f"image{suffix}")
+        assert str(error.value) == (f"{tmp_path / f'image{suffix}'}: not a readable image (the whole file is "
+                                    f"gzip-compressed, which {suffix} readers do not take: decompress it (gunzip))")
 
 
 def test_text_file_with_nifti_suffix(tmp_path: Path) -> None:
