@@ -837,7 +837,7 @@ def _non_negative_ml(text: str) -> float:
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where to run the model (auto: CUDA when available)")
-    parser.add_argument("--weights", type=Path, help="ScarNet weights (.safetensors or a training .pt); "
+    parser.add_argument("--weights", type=_non_empty_path, help="ScarNet weights (.safetensors or a training .pt); "
                         "default: the bundled model")
     parser.add_argument("--threads", type=_int_range(1, MAX_THREADS),
                         help="CPU threads for PyTorch (default: PyTorch's choice)")
@@ -850,9 +850,9 @@ def _add_segment_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rv-inferior-insertion", type=_finite_mm, nargs=3, metavar=("R", "A", "S"),
                         help="inferior RV insertion point (RAS mm), with --rv-insertion: the septum is the arc "
                              "between the two (default: 120° from the anterior point)")
-    parser.add_argument("--bullseye", type=Path, metavar="PICTURE.svg",
+    parser.add_argument("--bullseye", type=_non_empty_path, metavar="PICTURE.svg",
                         help="write the AHA bullseye (scar grade and %% per segment) as SVG; needs --rv-insertion")
-    parser.add_argument("--html", type=Path, metavar="REPORT.html",
+    parser.add_argument("--html", type=_non_empty_path, metavar="REPORT.html",
                         help="write a printable report (totals, AHA bullseye and segments, per-slice table with QC "
                              "flags, warnings, weights) as one self-contained HTML page")
     parser.add_argument("--basal-end", choices=("first", "last"),
@@ -870,8 +870,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("phantom", help="write a synthetic short-axis LGE stack with exact labels")
     p.add_argument("--seed", type=_int_range(0), required=True, help="random seed, 0 or more (same seed, same phantom)")
-    p.add_argument("--out", type=Path, required=True, help="image file (.nii.gz, .nii, .nrrd, .mha)")
-    p.add_argument("--labelmap", type=Path, help="labelmap file (.nii.gz, .nrrd, .mha, .seg.nrrd)")
+    p.add_argument("--out", type=_non_empty_path, required=True, help="image file (.nii.gz, .nii, .nrrd, .mha)")
+    p.add_argument("--labelmap", type=_non_empty_path, help="labelmap file (.nii.gz, .nrrd, .mha, .seg.nrrd)")
     p.add_argument("--infarct", action=argparse.BooleanOptionalAction, default=None,
                    help="force an infarct (or none); default random")
     p.add_argument("--slices", type=_int_range(2, PHANTOM_MAX_SLICES),
@@ -881,19 +881,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_phantom)
 
     p = sub.add_parser("quantify", help="per-slice and total myocardium/scar/MVO volumes from a labelmap")
-    p.add_argument("labelmap", type=Path, help="labelmap (0 bg, 1 LV blood pool, 2 myocardium, 3 scar, 4 MVO) "
+    p.add_argument("labelmap", type=_non_empty_path,
+                   help="labelmap (0 bg, 1 LV blood pool, 2 myocardium, 3 scar, 4 MVO) "
                    "or Slicer .seg.nrrd")
-    p.add_argument("--report", type=Path, help="write the report (.json or .csv)")
-    p.add_argument("--image", type=Path, help="the LGE image (file or DICOM folder) on the same grid: adds intensity "
+    p.add_argument("--report", type=_non_empty_path, help="write the report (.json or .csv)")
+    p.add_argument("--image", type=_non_empty_path,
+                   help="the LGE image (file or DICOM folder) on the same grid: adds intensity "
                    "figures")
     p.add_argument("--series", help="with --image DICOM_FOLDER: the series (number, UID or part of the description)")
-    p.add_argument("--dicom-seg", type=Path, metavar="OUT.dcm",
+    p.add_argument("--dicom-seg", type=_non_empty_path, metavar="OUT.dcm",
                    help="DICOM Segmentation output referring to the --image DICOM folder's images; needs "
                         '--segmented-by (and highdicom: pip install highdicom)')
     p.add_argument("--segmented-by", choices=tuple(_SEGMENTED_BY_TEXT),
                    help="who made the labelmap: the model, the model corrected by a reader, or a reader by hand; "
                         "recorded in the report (and the summary's made_from) and in the DICOM SEG")
-    p.add_argument("--model-report", type=Path, metavar="REPORT.json",
+    p.add_argument("--model-report", type=_non_empty_path, metavar="REPORT.json",
                    help="the JSON report of the model run the labelmap came from (scarnet segment, batch, Slicer's "
                         "Save report): the DICOM SEG names its weights and version (not with --segmented-by reader)")
     p.add_argument("--reader", metavar="FAMILY^GIVEN",
@@ -905,11 +907,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quantify)
 
     p = sub.add_parser("segment", help="segment an LGE stack (file or DICOM folder) and quantify scar")
-    p.add_argument("input", type=Path, help="NIfTI/NRRD/MHA file or DICOM folder")
-    p.add_argument("--labelmap", type=Path, help="labelmap output (.nii.gz, .nrrd, .mha) on the input grid")
-    p.add_argument("--seg", type=Path, help="Slicer segmentation output (.seg.nrrd)")
-    p.add_argument("--report", type=Path, help="report output (.json or .csv) with QC flags and timings")
-    p.add_argument("--dicom-seg", type=Path, metavar="OUT.dcm",
+    p.add_argument("input", type=_non_empty_path, help="NIfTI/NRRD/MHA file or DICOM folder")
+    p.add_argument("--labelmap", type=_non_empty_path, help="labelmap output (.nii.gz, .nrrd, .mha) on the input grid")
+    p.add_argument("--seg", type=_non_empty_path, help="Slicer segmentation output (.seg.nrrd)")
+    p.add_argument("--report", type=_non_empty_path, help="report output (.json or .csv) with QC flags and timings")
+    p.add_argument("--dicom-seg", type=_non_empty_path, metavar="OUT.dcm",
                    help="DICOM Segmentation output referring to the input's DICOM images (DICOM folder input; "
                         'needs highdicom: pip install highdicom)')
     p.add_argument("--series", help="DICOM series to use (number, UID or part of the description)")
@@ -927,8 +929,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("batch", help="segment and quantify many exams with the model loaded once; one summary.csv")
-    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA files or DICOM folders")
-    p.add_argument("--out", type=Path, required=True,
+    p.add_argument("inputs", type=_non_empty_path,
+                   nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA files or DICOM folders")
+    p.add_argument("--out", type=_non_empty_path, required=True,
                    help="folder for NAME.seg.nrrd, NAME_report.json (and NAME_report.html) and summary.csv")
     p.add_argument("--html", action="store_true", help="also write each exam's printable report (NAME_report.html)")
     p.add_argument("--dicom-seg", action="store_true",
@@ -936,7 +939,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'folder inputs only; needs highdicom: pip install highdicom)')
     p.add_argument("--series", help="the DICOM series to use in each DICOM folder (number, UID or part of the "
                                     "description); files are read as they are")
-    p.add_argument("--rv-points", type=Path, metavar="POINTS.csv",
+    p.add_argument("--rv-points", type=_non_empty_path, metavar="POINTS.csv",
                    help="RV insertion points per exam, for the AHA 17-segment report: a CSV with the columns exam, "
                         "anterior_r, anterior_a, anterior_s and optionally inferior_r, inferior_a, inferior_s (RAS "
                         "mm as Slicer shows a point; exam = the input's name without its ending) and basal_end "
@@ -953,16 +956,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summarize", help="one summary.csv (as batch writes it) from JSON reports already written, "
                        "e.g. after correction")
-    p.add_argument("reports", type=Path, nargs="+", metavar="REPORT",
+    p.add_argument("reports", type=_non_empty_path, nargs="+", metavar="REPORT",
                    help="JSON reports (scarnet segment, batch, quantify; Slicer's Save report), or folders of them")
-    p.add_argument("--out", type=Path, required=True, metavar="SUMMARY.csv", help="the summary to write (.csv)")
+    p.add_argument("--out", type=_non_empty_path,
+                   required=True, metavar="SUMMARY.csv", help="the summary to write (.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing summary")
     p.add_argument("--quiet", action="store_true", help="no line on stdout")
     p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser("demo", help="segment a generated phantom with the bundled model and print the table")
     p.add_argument("--seed", type=_int_range(0), default=7, help="phantom seed, 0 or more (default 7)")
-    p.add_argument("--out", type=Path, help="also write image, labelmap, .seg.nrrd, report, bullseye and the "
+    p.add_argument("--out", type=_non_empty_path,
+                   help="also write image, labelmap, .seg.nrrd, report, bullseye and the "
                    "printable page into this folder "
                    "(created when they are written)")
     p.add_argument("--overwrite", action="store_true")
@@ -1013,13 +1018,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="figures on the EMIDEC val split, or on exams of your own, with baselines: "
                        "Markdown + JSON")
-    p.add_argument("--weights", type=Path, help="ScarNet weights (default: bundled)")
-    p.add_argument("--unet-weights", type=Path, help="plain U-Net baseline weights (same training)")
-    p.add_argument("--emidec", type=Path, help="EMIDEC folder (default: ../shared/data/emidec)")
+    p.add_argument("--weights", type=_non_empty_path, help="ScarNet weights (default: bundled)")
+    p.add_argument("--unet-weights", type=_non_empty_path, help="plain U-Net baseline weights (same training)")
+    p.add_argument("--emidec", type=_non_empty_path, help="EMIDEC folder (default: ../shared/data/emidec)")
     p.add_argument("--split", choices=("val", "train"), help="EMIDEC split (default: val)")
-    p.add_argument("--images", type=Path, metavar="DIR",
+    p.add_argument("--images", type=_non_empty_path, metavar="DIR",
                    help="your own exams instead of EMIDEC: a folder of LGE images (files or DICOM folders)")
-    p.add_argument("--references", type=Path, metavar="DIR",
+    p.add_argument("--references", type=_non_empty_path, metavar="DIR",
                    help="with --images: their reference labelmaps, one per exam of the same name (nnU-Net's "
                         "NAME_0000 image goes with NAME)")
     p.add_argument("--label-values", metavar="VALUE=LABEL,...",
@@ -1031,8 +1036,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", nargs="*", default=[], action="extend",
                    help="parts to skip: noise artifacts contrast field thresholds medsam unet (repeatable: the lists "
                         "add up)")
-    p.add_argument("--markdown", type=Path, help="write the Markdown table here (.md)")
-    p.add_argument("--json", type=Path, help="write all figures as JSON here (.json)")
+    p.add_argument("--markdown", type=_non_empty_path, help="write the Markdown table here (.md)")
+    p.add_argument("--json", type=_non_empty_path, help="write all figures as JSON here (.json)")
     p.add_argument("--max-cases", type=int, help="only the first N cases (quick checks)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -1043,7 +1048,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "unsure-LV refusal, the stack warning's share) from a train-split evaluation "
                        "(scarnet evaluate --split train --json; weights fine-tuned on your own exams: an evaluation "
                        "of their training --images)")
-    p.add_argument("evaluation", type=Path, help="JSON written by scarnet evaluate --split train --json (or --images "
+    p.add_argument("evaluation", type=_non_empty_path,
+                   help="JSON written by scarnet evaluate --split train --json (or --images "
                    "TRAINING_IMAGES --references ... --json)")
     p.add_argument("--overwrite", action="store_true", help="replace a calibration the weights already carry")
     p.set_defaults(func=cmd_calibrate_qc)
@@ -1056,7 +1062,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="*", help="configurations to run: scarnet reference nnunet (and, only when "
                    "named, scarnet_autocast: float32 weights under bf16 autocast on a GPU, as before bf16 weights)")
     p.add_argument("--compile", action="store_true", help="also run ScarNet through torch.compile (GPU: CUDA graphs)")
-    p.add_argument("--json", type=Path, help="write the results here (.json)")
+    p.add_argument("--json", type=_non_empty_path, help="write the results here (.json)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -385,7 +385,8 @@ def select_series(all_series: list[DicomSeries], series: str | None, folder: Pat
             return neutral[0]
         reason = f"none of its {len(all_series)} series looks like an LGE stack"
     else:
-        reason = f"{len(lge)} of its {len(all_series)} series look equally like LGE stacks{_origins(lge)}"
+        tied = [s for s in lge if s.lge_score == lge[0].lge_score]  # a less LGE-like one is not in the tie
+        reason = f"{len(tied)} of its {len(all_series)} series look equally like LGE stacks{_origins(tied)}"
     raise InputError(f"{folder}: {reason}: {_listing(all_series, all_series)}; pass --series with a series "
                      "number, SeriesInstanceUID or part of the description")
 

@@ -979,7 +979,7 @@ def _read_nifti_with_nibabel(path: Path) -> Volume:
             data = np.asarray(image.dataobj)
     except Exception as error:  # nibabel raises many types on broken files
         raise InputError(f"{path}: not a readable image ({_short(str(error))})") from None
-    if data.ndim == 4 and data.shape[3] == 1:
+    while data.ndim > 3 and data.shape[-1] == 1:  # trailing axes of one (time, components), as ITK drops them
         data = data[..., 0]
     if data.ndim != 3:
         raise InputError(f"{path}: is a {data.ndim}D image; expected a 3D short-axis stack")
@@ -990,19 +990,33 @@ def _read_nifti_with_nibabel(path: Path) -> Volume:
     if _is_degenerate(linear):
         raise InputError(f"{path}: its header's affine is degenerate (voxel axes of zero length, or nearly "
                          "parallel), so where its voxels lie is unknown; fix the header (or convert the image again)")
-    spacing = np.linalg.norm(linear, axis=0)
+    # The spacing is pixdim's, as ITK (and so Slicer) reads it whatever the affine's scales: EMIDEC's sforms have
+    # unit scales beside pixdim 1.4 × 1.4 × 13 mm, which the affine's would make 1 mm voxels, every volume 26×
+    # too small. Both in the header's unit, which ITK turns into mm (metres, microns) for spacing and origin.
+    to_mm = _nifti_mm_per_unit(header if header is not None else image.header)
+    pixdim = np.abs(np.asarray(image.header["pixdim"][1:4], dtype=float))
+    spacing = pixdim * to_mm
     # Polar decomposition: the nearest rotation to the (scaled) direction cosines.
-    u, _, vt = np.linalg.svd(linear / spacing)
+    u, _, vt = np.linalg.svd(linear / np.linalg.norm(linear, axis=0))
     direction_ras = u @ vt
     ras_to_lps = np.diag([-1.0, -1.0, 1.0])
     volume = Volume(
         np.transpose(data, (2, 1, 0)),
         tuple(spacing),
-        tuple(ras_to_lps @ affine[:3, 3]),
+        tuple(ras_to_lps @ affine[:3, 3] * to_mm),
         ras_to_lps @ direction_ras,
     )
     _warn_if_sheared(path, linear)
     return volume
+
+
+#: NIfTI's spatial units (``xyzt_units & 7``) in mm; unknown (0) is taken as mm, as ITK does.
+_NIFTI_MM_PER_UNIT = {1: 1000.0, 2: 1.0, 3: 0.001}
+
+
+def _nifti_mm_per_unit(header: Any) -> float:
+    """How many mm a NIfTI header's spatial unit is (metres, mm, microns; mm when unknown)."""
+    return _NIFTI_MM_PER_UNIT.get(int(header["xyzt_units"]) & 7, 1.0)
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -709,3 +709,22 @@ def test_demo_creates_its_folder_when_writing_and_never_replaces(tmp_path):
     result = run("demo", "--out", "d/sub", "--seed", "3", "--device", "cpu", "--quiet", cwd=tmp_path)
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert {name: (tmp_path / "d" / "sub" / name).read_bytes() for name in names} == before
+
+
+@pytest.mark.parametrize("args", [["segment", ""], ["segment", "exam", "--report", ""], ["quantify", ""],
+                                  ["quantify", "labels.nii.gz", "--image", ""], ["batch", "", "--out", "res"],
+                                  ["summarize", "", "--out", "summary.csv"], ["evaluate", "--json", ""],
+                                  ["phantom", "--out", "p.nii.gz", "--labelmap", ""]])
+def test_an_empty_file_name_is_refused_not_read_as_the_current_folder(args, tmp_path, monkeypatch, capsys):
+    """An empty argument ("$INPUT" unset in a script) was the current folder: run from a DICOM folder,
+    ``segment ""`` segmented it and ``quantify --image ""`` took its series. Any file or folder name must be given."""
+    from scarnet.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scarnet: error: argument ") and \
+        f": must not be empty (see: scarnet {args[0]} --help)" in lines[0], lines
+    assert not any(tmp_path.iterdir())

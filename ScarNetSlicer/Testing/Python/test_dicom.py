@@ -586,6 +586,18 @@ def test_series_told_apart_by_number_or_description_are_listed_without_uids(tmp_
     assert f"#7 'LGE MAG SAX' (4 slices, SeriesInstanceUID {mag})" in message and "study" not in message
 
 
+def test_only_the_series_tied_at_the_top_are_counted_as_equally_lge(tmp_path: Path) -> None:
+    """Two PSIR series tie; a magnitude series, less LGE-like, is listed but not counted in the tie."""
+    exam = tmp_path / "exam"
+    _write_stack(exam, series_number=4, description="LGE MAG SAX", seed=1)
+    _write_stack(exam, series_number=5, description="LGE PSIR SAX", seed=2)
+    _write_stack(exam, series_number=6, description="LGE PSIR SAX", seed=3)
+    with pytest.raises(InputError) as error:
+        read_dicom_series(exam)
+    message = _one_line(error)
+    assert ": 2 of its 3 series look equally like LGE stacks: " in message and "#4 'LGE MAG SAX'" in message
+
+
 def test_folder_without_lge_cue_is_ambiguous(tmp_path: Path) -> None:
     exam = tmp_path / "exam"
     _write_stack(exam, series_number=5, description="sax stack a", num_slices=3, seed=1, inversion_time=None)

@@ -135,6 +135,36 @@ def test_nifti_without_simpleitk_keeps_the_geometry(tmp_path: Path, monkeypatch:
         write_volume(image, path)
 
 
+@pytest.mark.parametrize("header", ["unit-scale sform", "metres", "singleton 5D"])
+def test_nibabel_reads_a_nifti_as_itk_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, header: str) -> None:
+    """Without SimpleITK, and for the NIfTI-2 files this ITK cannot read, nibabel reads the header as ITK does (and
+    so as Slicer shows it): the spacing from pixdim whatever the affine's scales (EMIDEC's sforms have unit scales
+    beside pixdim 1.4 × 1.4 × 13 mm: read from the affine, every volume came out 26× too small), in the header's
+    unit (spacing and origin), and trailing axes of one dropped."""
+    import scarnet.io as io
+
+    data = np.arange(6 * 7 * 5, dtype=np.int16).reshape(6, 7, 5)
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])  # EMIDEC's sform: unit scales, no offset
+    affine[:3, 3] = (12.0, -30.0, 45.0)
+    if header == "singleton 5D":
+        data = data[..., None, None]
+    for version, image_class in (("1", nibabel.Nifti1Image), ("2", nibabel.Nifti2Image)):
+        image = image_class(data, affine)
+        image.header.set_zooms((1.40625, 1.40625, 13.0, *([1.0] * (data.ndim - 3))))
+        image.set_sform(affine, code=2)
+        image.set_qform(None, code=0)
+        image.header.set_xyzt_units("meter" if header == "metres" else "mm")
+        nibabel.save(image, str(tmp_path / f"image{version}.nii.gz"))
+    by_itk = read_volume(tmp_path / "image1.nii.gz")
+    to_mm = 1000.0 if header == "metres" else 1.0
+    np.testing.assert_allclose(by_itk.spacing_mm, np.array([1.40625, 1.40625, 13.0]) * to_mm, rtol=1e-6)
+    monkeypatch.setattr(io, "_have_simpleitk", lambda: False)
+    for version in ("1", "2"):
+        back = read_volume(tmp_path / f"image{version}.nii.gz")
+        _assert_same_geometry(back, by_itk)
+        np.testing.assert_array_equal(back.array, by_itk.array)
+
+
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha", ".seg.nrrd"])
 def test_labelmap_round_trip(tmp_path: Path, suffix: str) -> None:
     labelmap = _labelmap()
