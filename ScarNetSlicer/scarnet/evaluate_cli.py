@@ -1278,6 +1278,11 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
     if not isinstance(settings.get("source"), str):  # recorded in the calibration: which exams it was set on
         raise InputError(f"{path}: does not say which exams were evaluated (no settings.source: a damaged or edited "
                          "file); evaluate again")
+    if settings.get("tta"):
+        # Averaged over flips, probabilities are surer: thresholds set on them would flag too many slices of the
+        # plain segmentation (scarnet segment without --tta), the one the QC thresholds judge.
+        raise InputError(f"{path}: evaluated with flip test-time augmentation (--tta); the QC thresholds are for "
+                         "segmentations without it: evaluate again without --tta")
     own_images = settings.get("images")
     if own_images is None and (settings.get("split") != "train"
                                or not settings["source"].startswith("EMIDEC")):
@@ -1292,9 +1297,12 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
     if sha256_of(weights_path) != weights_sha:
         raise InputError(f"{weights_path}: changed since the evaluation (another sha256); evaluate it again")
     trained_on = _trained_on_images(weights_path)
-    if own_images is None and trained_on is not None:
-        raise InputError(f"{path}: {weights_path.name} was fine-tuned on exams of your own ({trained_on}, its run's "
-                         "config.json says): calibrate it on those, scarnet evaluate --images with that folder")
+    # A copy of the weights out of their run folder still says in its sidecar what it was fine-tuned on.
+    recorded_on = trained_on or _sidecar_own_images(weights_path)
+    if own_images is None and recorded_on is not None:
+        raise InputError(f"{path}: {weights_path.name} was fine-tuned on exams of your own ({recorded_on}, its "
+                         f"{'run' if trained_on else 'sidecar'}'s record says): calibrate it on those, in its "
+                         "training run's folder, scarnet evaluate --images with that folder")
     if own_images is not None and trained_on is None:
         raise InputError(f"{path}: evaluated on exams of your own ({own_images}), but no config.json of a run on own "
                          f"exams lies beside {weights_path.name}, so what they were trained on is unknown; calibrate "
@@ -1319,6 +1327,9 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
                          f"{', ...' if len(refused) > 3 else ''}) with the weights' unsure-LV refusal on, so their "
                          "slices may be the ones to calibrate on; remove qc_calibration from the weights' sidecar and "
                          "evaluate again")
+    if len(refused) == len({str(r.get("case")) for r in records}):
+        raise InputError(f"{path}: all its {len(refused)} exams were refused ('no heart found'), so no slice has "
+                         "figures to calibrate on; check that these are LGE exams the weights can segment")
     if all(a is None for a in ambiguities):
         raise InputError(f"{path}: its slices have no scar_ambiguity (an evaluation made before scar_uncertain "
                          "existed); evaluate again")
@@ -1340,6 +1351,19 @@ def _trained_on_images(weights_path: Path) -> Path | None:
         images = json.loads((weights_path.parent / "config.json").read_text(encoding="utf-8")).get("own_images")
     except (OSError, ValueError, AttributeError):
         return None
+    return Path(images).resolve() if isinstance(images, str) else None
+
+
+def _sidecar_own_images(weights_path: Path) -> Path | None:
+    """The own exams that the sidecar of ``weights_path`` records its training run on (``info.train_config.
+    own_images``: ``scarnet train --images`` writes it there too); None when it records none or cannot be read."""
+    from .model.registry import sidecar_path
+
+    try:
+        sidecar = json.loads(sidecar_path(weights_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    images = _entry(sidecar, "info", "train_config", "own_images")
     return Path(images).resolve() if isinstance(images, str) else None
 
 

@@ -183,9 +183,12 @@ def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None,
     read before any line is made. A file named itself that is not a report stops it with its name; one found in
     a folder (an evaluation's JSON, a settings file) is left out, and said in ``skipped``. An exam that several
     reports of one folder name is said in ``repeated`` (its lines are all kept)."""
+    from .io import itk_file_name
+
     reports: list[tuple[Path, dict[str, Any], dict[str, Any]]] = []
     for path, named in report_files(inputs):
         try:
+            itk_file_name(path, InputError)  # a name the UTF-8 CSV could not hold (names given were checked)
             report = read_report(path)
             figures = _figures(report, path)
         except InputError as error:

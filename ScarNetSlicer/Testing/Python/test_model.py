@@ -514,6 +514,29 @@ def test_a_tensor_name_that_is_not_text_is_refused(tmp_path):
         load_state(build_model(TINY), {**state, 1: state["head.weight"]}, checkpoint)
 
 
+def test_a_raw_pickle_is_refused_in_one_line_without_torchs_warnings(tmp_path):
+    """A file pickled outside torch (protocol 4, say): torch warns in several lines before it fails, which buried the
+    one line that names the file. Every reader of .pt/.pth files says that one line only."""
+    import pickle
+    import warnings
+
+    from scarnet.model.registry import _load_litemedsam
+    from scarnet.model.vit_b import load_medsam_checkpoint
+    from scarnet.train.loop import _read_checkpoint
+
+    raw = tmp_path / "last.pt"
+    raw.write_bytes(pickle.dumps({"model": 1}, protocol=4))
+    readers = [lambda: load_model(raw), lambda: read_weights(raw), lambda: _read_checkpoint(tmp_path),
+               lambda: _load_litemedsam(torch.nn.Identity(), raw),
+               lambda: load_medsam_checkpoint(torch.nn.Identity(), raw)]
+    for read in readers:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(WeightsError, match="last.pt: (corrupted or )?not a"):
+                read()
+        assert [str(warning.message) for warning in caught] == []
+
+
 def _small_encoder() -> torch.nn.Module:
     """Stands in for an image encoder: float parameters and a batch norm's integer counter."""
     return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))

@@ -479,7 +479,19 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
         data.update(change)
         foreign.append(tmp_path / f"foreign{index}.json")
         foreign[-1].write_text(json.dumps(data))
+    all_refused = json.loads(train.read_text())
+    all_refused["qc"].update(refuses_unsure_lv=False, per_slice=[
+        {"case": f"Case_R{k}", "index": 0, "flags": ["refused"], "heart_confidence": None, "scar_ambiguity": None,
+         "needs_correction": True} for k in range(3)])
+    nothing = tmp_path / "nothing.json"
+    nothing.write_text(json.dumps(all_refused))
+    with_tta = json.loads(train.read_text())
+    with_tta["settings"]["tta"] = True
+    tta = tmp_path / "tta.json"
+    tta.write_text(json.dumps(with_tta))
     cases = [(val, "val and report exams are for reporting"), (not_json, "not JSON"),
+             (tta, "evaluated with flip test-time augmentation (--tta)"),
+             (nothing, "all its 3 exams were refused ('no heart found'), so no slice has figures to calibrate on"),
              (other, "not the JSON of scarnet evaluate"),
              (tmp_path / "missing.json", "file not found"), (foreign[0], "which weights file was evaluated"),
              (foreign[1], "which weights file was evaluated"), (foreign[2], "not the JSON of scarnet evaluate"),
@@ -552,3 +564,10 @@ def test_weights_fine_tuned_on_own_exams_are_calibrated_on_those_exams_only(tmp_
     refused(own_evaluation(trained_on, trained), f"{OWN_EXAMS_FILE}: missing or unreadable")
     (run / "config.json").unlink()  # weights without their run folder: what they were trained on is unknown
     refused(own_evaluation(trained_on, trained), "what they were trained on is unknown")
+    # A copy out of the run folder still says in its sidecar what it was fine-tuned on: not EMIDEC either.
+    copied = tmp_path / "copied.safetensors"
+    save_weights(build_model(ScarNetConfig(encoder="none", input_size=32, unet_channels=(4, 8), num_classes=5)),
+                 copied, info={"train_config": {"own_images": str(trained_on)}})
+    refused(_evaluation_json(tmp_path, copied, split="train")[0],
+            f"was fine-tuned on exams of your own ({trained_on.resolve()}, its sidecar's record says)")
+    assert not qc_calibration_for(copied).calibrated_for_weights

@@ -155,6 +155,22 @@ def test_a_folder_leaves_out_what_is_not_a_report_and_says_so(tmp_path):
         summarize([out], [])
 
 
+def test_a_report_found_under_a_name_that_is_not_utf8_is_left_out_and_said(tmp_path, capsys):
+    """A copy kept under a name in another encoding (Latin-1 bytes): the UTF-8 CSV cannot name it, which stopped the
+    summary with an internal error; it is left out with one warning, as any other file it cannot take."""
+    import os
+
+    from scarnet.cli import main
+
+    out = _batch(tmp_path)
+    latin1 = os.fsdecode(bytes(out) + b"/p1_r\xe9sum\xe9.json")
+    Path(latin1).write_bytes((out / "p1_report.json").read_bytes())
+    assert main(["summarize", str(out), "--out", str(tmp_path / "s.csv"), "--quiet"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "scarnet: warning: left out, " in lines[0] and "the name is not valid UTF-8" in lines[0]
+    assert _read(tmp_path / "s.csv") == _summary(out)
+
+
 def test_what_slicer_did_not_count_and_who_segmented_reach_the_summary(tmp_path):
     out = _batch(tmp_path)
     report = json.loads((out / "p1_report.json").read_text())

@@ -478,6 +478,31 @@ def test_a_refused_or_failed_start_leaves_no_run_folder(tmp_path, monkeypatch):
     assert not run.exists()
 
 
+def test_a_terminated_run_cleans_up_as_an_interrupted_one(tmp_path, monkeypatch, capsys):
+    """SIGTERM (kill, timeout, a batch scheduler) during a fresh run's first step, before any checkpoint: the folder
+    is taken back, as after Ctrl-C, not left holding a config.json that neither --resume nor a new run accepts.
+    Afterwards the handler that was there before is back."""
+    import os
+    import signal
+
+    from scarnet.cli import main
+    from scarnet.train.losses import ScarNetLoss
+
+    forward = ScarNetLoss.forward
+
+    def terminated(self, logits, target):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return forward(self, logits, target)
+
+    monkeypatch.setattr(ScarNetLoss, "forward", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    config = _smoke_config_file(tmp_path)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet", "--workers", "0"]) == 130
+    assert capsys.readouterr().err.splitlines() == ["scarnet: interrupted"]
+    assert not (tmp_path / "run").exists()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def _smoke_config_file(folder, **changes):
     data = SMOKE_CONFIG.to_dict()
     for key, value in changes.items():
@@ -1095,6 +1120,39 @@ def test_fine_tuning_on_own_exams_trains_on_them_and_selects_on_the_others(tmp_p
     assert merged == [*own_exams, changed[0]]
 
 
+def test_a_run_on_own_exams_resumes_with_its_folders_moved_but_not_from_or_to_emidec(tmp_path, finished_run, capsys):
+    """The exam folders of a run moved (another disk, a renamed project): --resume names them where they are now.
+    A run on EMIDEC does not become one on own exams, though: that is another run."""
+    import shutil
+
+    from scarnet.cli import main
+    from scarnet.train.loop import OWN_EXAMS_FILE
+
+    config = dataclasses.replace(SMOKE_CONFIG, phantom_fraction=0.0, **_own_exam_folders(tmp_path / "site"))
+    run = tmp_path / "run"
+    train(config, run, progress=False)
+    shutil.move(tmp_path / "site", tmp_path / "moved")
+    moved = tmp_path / "moved"
+    options = ["--images", str(moved / "imgs"), "--references", str(moved / "refs"),
+               "--val-images", str(moved / "val_imgs"), "--val-references", str(moved / "val_refs")]
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 2  # where they were: gone
+    assert "imgs" in capsys.readouterr().err
+    assert main(["train", "--out", str(run), "--resume", "--quiet", *options]) == 0, capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["own_images"] == str(moved / "imgs")  # calibrate-qc reads it
+    assert json.loads((run / OWN_EXAMS_FILE).read_text())["images"] == str(moved / "imgs")
+    emidec_run = _copy_run(finished_run, tmp_path / "emidec_run")
+    assert main(["train", "--out", str(emidec_run), "--resume", "--quiet", *options]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "own exams replace EMIDEC in training" in err
+    from scarnet.train.loop import OWN_FOLDER_FIELDS, resumed_config
+
+    on_emidec = dataclasses.replace(config, **dict.fromkeys(OWN_FOLDER_FIELDS), own_label_values=None)
+    with pytest.raises(InputError, match="changes own_images from null to "):
+        resumed_config(on_emidec, config, run)
+    with pytest.raises(InputError, match="changes own_images from .*imgs.* to null"):
+        resumed_config(config, on_emidec, run)
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"own_val_images": None}, "own exams need all four folders.*missing: own_val_images"),
     ({"own_label_values": "100=7"}, "own_label_values: '100=7': the label must be 0-4"),
@@ -1358,6 +1416,25 @@ def test_resume_from_a_last_pt_with_nan_is_one_line(where, finished_run, tmp_pat
                                            "damaged; start a new run, or restore last.pt"):
         train(SMOKE_CONFIG, run, resume=True, progress=False)
     assert _contents(run) == before
+
+
+def test_resume_keeps_a_best_checkpoint_newer_and_better_than_last_pt_says(finished_run, tmp_path, monkeypatch):
+    """Stopped between writing a new best.pt and last.pt: last.pt records the older, lower best score. A later
+    validation between the two must not replace the better best.pt."""
+    import scarnet.train.loop
+
+    run = _copy_run(finished_run, tmp_path)
+    longer = dataclasses.replace(SMOKE_CONFIG, steps=4, val_every=1)
+    for name, score in (("last.pt", 0.4), ("best.pt", 0.7)):
+        checkpoint = torch.load(run / name, map_location="cpu", weights_only=True)
+        checkpoint.update(best_score=score, train_config=longer.to_dict())
+        torch.save(checkpoint, run / name)
+    (run / "config.json").write_text(json.dumps(longer.to_dict()))
+    best_before = (run / "best.pt").read_bytes()
+    monkeypatch.setattr(scarnet.train.loop, "selection_score", lambda figures: 0.5)  # between the two
+    summary = train(longer, run, resume=True, progress=False)
+    assert (run / "best.pt").read_bytes() == best_before
+    assert summary["best_score"] == 0.7 and summary["best_step"] == 3
 
 
 def test_resume_drops_the_log_of_steps_its_checkpoint_does_not_hold(finished_run, tmp_path, monkeypatch, capsys):

@@ -112,7 +112,7 @@ def _load_litemedsam(encoder: nn.Module, path: Path | None) -> None:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_torch_checkpoint(path)
     except Exception as error:  # torch and safetensors raise many types for damaged files; all mean the same
         raise WeightsError(f"{path}: corrupted or not a LiteMedSAM checkpoint ({type(error).__name__})") from None
     state = sam_checkpoint_tensors(state, path, "LiteMedSAM")
@@ -366,7 +366,7 @@ def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
         config = _config_from(meta["config"], path)
     elif path.suffix in (".pt", ".pth"):
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            checkpoint = load_torch_checkpoint(path)
         except Exception as error:
             raise WeightsError(f"{path}: corrupted or not a PyTorch checkpoint ({type(error).__name__})") from None
         if not isinstance(checkpoint, dict) or "model" not in checkpoint or "model_config" not in checkpoint:
@@ -380,6 +380,17 @@ def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
     else:
         raise WeightsError(f"{path}: unknown weights format '{path.suffix}' (use .safetensors, .pt or .pth)")
     return state, config
+
+
+def load_torch_checkpoint(path: str | Path, mmap: bool = False) -> Any:
+    """``torch.load`` of ``path`` with ``weights_only=True`` (tensors and plain containers, no code run), on the CPU.
+
+    torch's warnings on the way (a raw pickle's protocol, say) are held back: the caller turns a failure into one
+    line naming the file, and a multi-line warning before it would bury it. Raises what torch raises.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def _check_tensor_names(state: dict[Any, Any], name: str | Path) -> None:

@@ -47,13 +47,13 @@ def load_medsam_checkpoint(encoder: nn.Module, path: str | Path) -> None:
     position tables are resized to this encoder's grid. :class:`WeightsError` (one line) for a
     tensor that is not one, holds integers where the encoder has floats, or NaN/Inf.
     """
-    from .registry import sam_checkpoint_tensors
+    from .registry import load_torch_checkpoint, sam_checkpoint_tensors
 
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: MedSAM checkpoint not found")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = load_torch_checkpoint(path)
     except Exception as error:
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
     state = sam_checkpoint_tensors(checkpoint, path, "MedSAM ViT-B")

@@ -34,11 +34,13 @@ from ..labels import NUM_CLASSES
 from ..model.scarnet import ScarNetConfig
 from .data import AugmentConfig
 
-#: Settings of one session of a run, which ``--resume`` may change: where and how long it runs,
-#: where its files are now; not what it learns. Everything else must stay as the run was set up.
-SESSION_FIELDS = ("device", "num_workers", "torch_threads", "max_minutes", "emidec_root", "encoder_checkpoint")
 #: The folders of a run on exams of your own (:attr:`TrainConfig.own_images`): all four or none.
 OWN_FOLDER_FIELDS = ("own_images", "own_references", "own_val_images", "own_val_references")
+#: Settings of one session of a run, which ``--resume`` may change: where and how long it runs,
+#: where its files are now (own exam folders moved, not added to or taken from a run); not what it learns.
+#: Everything else must stay as the run was set up.
+SESSION_FIELDS = ("device", "num_workers", "torch_threads", "max_minutes", "emidec_root", "encoder_checkpoint",
+                  *OWN_FOLDER_FIELDS)
 #: In the folder of a run on own exams: every exam it trained on, by name and content
 #: (:func:`scarnet.evaluate_cli.exam_sha256`), over all its sessions; ``scarnet calibrate-qc`` checks by it.
 OWN_EXAMS_FILE = "own_exams.json"
@@ -488,13 +490,15 @@ def _read_checkpoint(out_dir: Path, name: str = "last.pt", mmap: bool = False,
     state (flipped bits), which would make every resumed session "diverge" at its first step;
     off for a caller that only needs the config.
     """
+    from ..model.registry import load_torch_checkpoint
+
     path = out_dir / name
 
     def damaged(reason: str) -> WeightsError:
         return WeightsError(f"{path}: corrupted or not a ScarNet training checkpoint ({reason})")
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        checkpoint = load_torch_checkpoint(path, mmap=mmap)
     except Exception as error:  # torch raises many types for damaged files, and its text advises unsafe loading
         raise damaged(type(error).__name__) from None
     if not isinstance(checkpoint, dict):
@@ -649,10 +653,13 @@ def resumed_config(run: TrainConfig, given: TrainConfig, out_dir: str | Path) ->
     """
     run_settings, given_settings = _flat(run), _flat(given)
     for key, value in run_settings.items():
-        if key not in SESSION_FIELDS and given_settings[key] != value:
+        # Own exam folders may move (a new path), but a run on EMIDEC does not become one on own exams, or back.
+        moved = key in OWN_FOLDER_FIELDS and (value is None) == (given_settings[key] is None)
+        if (key not in SESSION_FIELDS or key in OWN_FOLDER_FIELDS and not moved) and given_settings[key] != value:
             raise InputError(f"{out_dir}: --resume continues the run as it was set up, but this command changes {key} "
                              f"from {_shown(value)} to {_shown(given_settings[key])} (only --max-minutes, --device, "
-                             "--workers, --emidec and --encoder-checkpoint may change)")
+                             "--workers, --emidec, --encoder-checkpoint and the folders of own exams, moved, may "
+                             "change)")
     return replace(run, **{key: getattr(given, key) for key in SESSION_FIELDS})
 
 
@@ -962,7 +969,11 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         progress_at_start = max(schedule_progress(start_step, config),
                                 float(stored) if _is_number(stored) and 0 <= stored <= 1 else 0.0)
         # Without best.pt (removed, or a run from before NaN scores were ranked) the next validation writes one.
-        best_score = float(checkpoint["best_score"]) if best_path.is_file() else None
+        best_score = float(checkpoint["best_score"]) if best is not None else None
+        if best is not None and _is_better(float(best["best_score"]), best_score):
+            # Stopped between saving a new best.pt and last.pt: last.pt's score is older, and a later validation
+            # between the two would replace the better best.pt with worse weights.
+            best_score = float(best["best_score"])
     _seed_everything(config.seed + start_step)
 
     fresh = start_step == 0
