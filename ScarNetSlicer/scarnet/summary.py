@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -163,16 +164,20 @@ def _figures(report: dict[str, Any], path: Path) -> dict[str, Any]:
         inference = report.get("inference") or {}
         if not isinstance(inference, dict):
             raise TypeError("inference must be a record")
-        for lists, key in [*((report, key) for key in REPORT_WARNING_KEYS), (inference, "warnings")]:
+        for lists, key in [*((report, key) for key in (*REPORT_WARNING_KEYS, "segments_left_out")),
+                           (inference, "warnings")]:
             if lists.get(key) is not None and not isinstance(lists[key], list):
-                raise TypeError(f"{key} must be a list")
+                raise TypeError(f"{key} must be a list")  # a text would be taken letter by letter
+        if report.get("input") is not None and not isinstance(report["input"], str):
+            raise TypeError("input must be text")
         figures = summary_figures(report, path.name)
     except (AttributeError, TypeError, ValueError) as error:
         raise InputError(f"{path}: not a JSON report of scarnet ({type(error).__name__}: an entry of the wrong "
                          "kind)") from None
     for column in _NUMBER_COLUMNS:
         value = figures[column]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):  # 1e999 reads as infinity
             raise InputError(f"{path}: not a JSON report of scarnet ({column} is not a number)")
     return figures
 

@@ -88,11 +88,14 @@ def test_what_is_not_a_report_is_refused_before_anything_is_read_into_a_summary(
     good = json.loads((out / "p1_report.json").read_text())
     for name, change in (("inference", ["x"]), ("segment_summary", [1, 2]), ("input_warnings", [1, None]),
                          ("input_warnings", "abc"), ("total", {**good["total"], "scar_ml": "12"}),
-                         ("septal_span_deg", {"a": 1}), ("segments", {"a": 1})):
+                         ("septal_span_deg", {"a": 1}), ("segments", {"a": 1}), ("segments_left_out", "Scar"),
+                         ("input", {"file": "p1.nii.gz"})):
         (tmp_path / f"bad_{name}.json").write_text(json.dumps({**good, name: change}))
         with pytest.raises(InputError, match=f"bad_{name}.json: not a JSON report of scarnet"):
             summarize([tmp_path / f"bad_{name}.json"])
     (tmp_path / "nan.json").write_text(json.dumps(good).replace('"scar_ml": ', '"scar_ml": NaN, "x": ', 1))
+    huge = {**good, "total": {**good["total"], "scar_ml": "HUGE"}}  # 1e999: read as infinity, not refused as NaN
+    (tmp_path / "huge.json").write_text(json.dumps(huge).replace('"HUGE"', "1e999"))
     (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
     (tmp_path / "surrogate.json").write_text(json.dumps({**good, "input": "\ud800"}))
     # Re-saved by a Windows editor (a byte-order mark): still the report.
@@ -101,6 +104,7 @@ def test_what_is_not_a_report_is_refused_before_anything_is_read_into_a_summary(
     for inputs, message in (([tmp_path / "list.json"], "list.json: not a JSON report of scarnet (no 'total'"),
                             ([tmp_path / "nan.json"], "nan.json: not a JSON report of scarnet (ValueError)"),
                             ([tmp_path / "deep.json"], "deep.json: not a JSON report of scarnet (RecursionError)"),
+                            ([tmp_path / "huge.json"], "huge.json: not a JSON report of scarnet (scar_ml is not a"),
                             ([tmp_path / "surrogate.json"], "surrogate.json: not a JSON report of scarnet"),
                             ([tmp_path / "broken.json"], "broken.json: not a JSON report of scarnet (JSONDecodeError)"),
                             ([out / "summary.csv"], "summary.csv: not a JSON report"),
