@@ -38,7 +38,8 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("Slice", "index", "int", "", "Slice index along the image's slice axis: k, unless the file stores the "
            "slices along i or j (0 = first slice)"),
-    Column("Position (mm)", "position_mm", "double", "mm", "Slice-centre position along the slice normal (LPS)"),
+    Column("Position (mm)", "position_mm", "double", "mm",
+           "Slice-centre position along the slice normal (LPS, toward the head)"),
     Column("Level", "level", "string", "", "Basal, mid or apical: thirds of the slices with myocardium and a cavity, "
            "from base to apex; apex: beyond the cavity (segment 17); empty where unknown"),
     Column("Myocardium (mL)", "myocardium_ml", "double", "mL", "LV myocardium volume (healthy + scar + MVO)"),

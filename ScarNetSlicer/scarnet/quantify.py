@@ -48,6 +48,7 @@ from .aha import (
 )
 from .errors import InputError
 from .labels import (
+    BACKGROUND,
     HEALTHY_MYOCARDIUM,
     LV_BLOOD_POOL,
     MVO,
@@ -150,7 +151,8 @@ class Report:
                 "myocardium": "labels 2|3|4",
                 "myocardium_density_g_per_ml": MYOCARDIUM_DENSITY_G_PER_ML,
                 "index": "slice index along the image's slice axis (k unless the slices are stored along i or j)",
-                "position_mm": "signed slice-centre position along the slice normal (LPS)",
+                "position_mm": "signed slice-centre position along the slice normal (LPS), the normal pointing to "
+                               "the head (superior; without a head-foot tilt, posterior, then left)",
                 "transmurality": "along 180 rays per slice from the LV centre, the share of the wall's thickness "
                                  "that is scar (3|4, anywhere in the wall); scar_circumference_percent: rays with "
                                  "scar, transmural_over_50_percent: rays with more than half, both as % of the rays "
@@ -465,8 +467,11 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         warnings.warn(message, stacklevel=2)
     if segment_warnings:
         report.extra["segment_warnings"] = segment_warnings
-    labelmap_warnings = [message for message in (gap_slices_warning(with_myocardium), all_scar_slices_warning(
-        counts[:, HEALTHY_MYOCARDIUM], counts[:, list(SCAR_LABELS)].sum(axis=1))) if message]
+    labelmap_warnings = [message for message in (
+        gap_slices_warning(with_myocardium),
+        all_scar_slices_warning(counts[:, HEALTHY_MYOCARDIUM], counts[:, list(SCAR_LABELS)].sum(axis=1)),
+        enclosed_background_warning(labels, labelmap.spacing_mm[0] * labelmap.spacing_mm[1], voxel_ml),
+        open_ring_warning(labels, levels)) if message]
     for message in labelmap_warnings:
         warnings.warn(message, stacklevel=2)
     if labelmap_warnings:
@@ -510,6 +515,69 @@ def all_scar_slices_warning(healthy_voxels: np.ndarray, scar_voxels: np.ndarray)
     named = f"slice {slices[0]} has" if len(slices) == 1 else f"slices {', '.join(map(str, slices))} have"
     return (f"{named} scar but no healthy myocardium, so scar is 100 % of the myocardium there: a wholly "
             "transmural scar, or myocardium not drawn on that slice; check it")
+
+
+#: Background that a slice's labels enclose beside its myocardium is said from this area (mm²) on: a stray pixel
+#: or two of a brush is not worth a warning, an erased stretch of wall is.
+MIN_ENCLOSED_BACKGROUND_MM2 = 10.0
+
+
+def enclosed_background_warning(labels: np.ndarray, pixel_area_mm2: float, voxel_ml: float) -> str | None:
+    """What the report must say of background that a slice's labels (``labels``, (slice, row, column)) enclose
+    beside its myocardium: what erasing scar (or myocardium) in Segment Editor leaves, where painting it
+    Myocardium was meant. It counts as neither muscle nor scar, so the myocardium is smaller and scar % higher
+    than the reader drew. The model's labelmaps have no such holes (:func:`scarnet.inference.postprocess` fills
+    them). Not said: the cavity of a ring drawn without blood pool (the largest hole of a slice without blood
+    pool), or a hole inside the blood pool that does not touch the wall. None without any of
+    :data:`MIN_ENCLOSED_BACKGROUND_MM2` or more on a slice."""
+    from scipy import ndimage
+
+    named, voxels = [], 0
+    for k, plane in enumerate(labels):
+        region = plane != BACKGROUND
+        holes = ndimage.binary_fill_holes(region) & ~region
+        if not holes.any():
+            continue
+        components, count = ndimage.label(holes)
+        if not (plane == LV_BLOOD_POOL).any():
+            sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+            holes &= components != int(np.argmax(sizes)) + 1  # the cavity of a ring drawn without blood pool
+        beside_wall = ndimage.binary_dilation(np.isin(plane, list(MYOCARDIUM_LABELS)))
+        touching = np.unique(components[holes & beside_wall])
+        enclosed = int(np.isin(components, touching[touching > 0]).sum())
+        if enclosed * pixel_area_mm2 >= MIN_ENCLOSED_BACKGROUND_MM2:
+            named.append(k)
+            voxels += enclosed
+    if not named:
+        return None
+    where = f"slice {named[0]} has" if len(named) == 1 else f"slices {', '.join(map(str, named))} have"
+    return (f"{where} background enclosed beside the myocardium ({voxels * voxel_ml:.3g} mL): erased rather than "
+            "painted over? It counts as neither myocardium nor scar, so the myocardium is smaller and scar % higher "
+            "than drawn; paint it Myocardium (or Scar) if it is wall, or leave it if it is a papillary muscle left out")
+
+
+def open_ring_warning(labels: np.ndarray, levels: list[str | None]) -> str | None:
+    """What the report must say of slices below the base whose blood pool meets the background
+    (:func:`scarnet.qc.ring_is_broken`): the wall there was erased rather than painted over (scar erased across the
+    wall in Segment Editor leaves a gap, not muscle), or never drawn, and counts as neither myocardium nor scar.
+    The most basal slice's ring may be open through the outflow tract: every other slice with myocardium is checked
+    (without levels, i.e. no base-apex order, neither end of the stack).
+    The model's own open rings carry the ``broken_ring`` QC flag as well."""
+    from .qc import ring_is_broken
+
+    with_myocardium = np.flatnonzero(np.isin(labels, list(MYOCARDIUM_LABELS)).any(axis=(1, 2))).tolist()
+    checked = with_myocardium[1:-1]  # which end is the base unknown: neither end
+    if any(level is not None for level in levels):  # the base known (levels are given with an order only)
+        basal = [k for k, level in enumerate(levels) if level == "basal"]
+        base_first = bool(basal) and basal[0] == with_myocardium[0]
+        checked = with_myocardium[1:] if base_first else with_myocardium[:-1]
+    named = [k for k in checked if ring_is_broken(labels[k])]
+    if not named:
+        return None
+    where = f"slice {named[0]} has" if len(named) == 1 else f"slices {', '.join(map(str, named))} have"
+    return (f"{where} the blood pool open to the background below the most basal slice (the myocardial ring is "
+            "broken): wall erased rather than painted over, or not drawn there? It counts as neither myocardium nor "
+            "scar; paint it Myocardium (or Scar)")
 
 
 def missing_levels_warning(levels: list[str | None]) -> str | None:

@@ -106,10 +106,17 @@ class Volume:
         return abs(float(self.direction[:, 2] @ self.slice_normal)) * self.spacing_mm[2]
 
     def slice_positions_mm(self) -> np.ndarray:
-        """Signed position of each slice along the slice normal (mm), one value per k."""
+        """Signed position of each slice along the slice normal (mm), one value per k.
+
+        The normal is taken pointing to the patient's head (+S in LPS; for slices without a head-foot tilt, to
+        posterior, then to the left), whichever way the k axis runs: a slice keeps its position however the stack
+        is stored, so reports of one exam stored in either order can be compared slice by slice.
+        """
+        normal = self.slice_normal
+        deciding = next((value for value in (normal[2], normal[1], normal[0]) if abs(value) > 1e-6), 1.0)
         centres = np.zeros((self.num_slices, 3))
         centres[:, 2] = np.arange(self.num_slices)
-        return self.index_to_physical(centres) @ self.slice_normal
+        return self.index_to_physical(centres) @ (normal if deciding > 0 else -normal)
 
     def same_grid(self, other: Volume, tolerance: float = GRID_TOLERANCE) -> bool:
         """True when ``other`` has the same size, spacing, origin and direction (within tolerance)."""

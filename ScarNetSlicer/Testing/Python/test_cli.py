@@ -99,7 +99,9 @@ def test_warnings_while_reading_reach_the_saved_report(tmp_path):
     saved = json.loads((tmp_path / "r.json").read_text())
     assert len(saved["input_warnings"]) == 1 and "Scar 2 (" in saved["input_warnings"][0]
     warning_rows = [line for line in (tmp_path / "r.csv").read_text().splitlines() if line.startswith("warning,")]
-    assert len(warning_rows) == 1 and "Scar 2 (" in warning_rows[0]
+    assert "Scar 2 (" in warning_rows[0]
+    # The scar not counted leaves gaps in the wall, which the labelmap's own warnings name (after it).
+    assert len(warning_rows) == 1 + len(saved.get("labelmap_warnings", []))
 
 
 def test_a_warning_before_a_read_error_is_still_shown_and_kept():

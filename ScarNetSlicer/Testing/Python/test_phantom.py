@@ -242,7 +242,7 @@ def test_geometry(phantoms: dict[int, Phantom], seed: int) -> None:
     assert np.max(np.abs(d)) < 0.99, "short-axis planes should be oblique to the scanner axes"
     assert np.linalg.norm(img.origin_mm) > 10.0
     # Slices are sk apart along the normal, and the LV long axis is (anti)parallel to the normal.
-    assert np.allclose(np.diff(img.slice_positions_mm()), sk)
+    assert np.allclose(np.abs(np.diff(img.slice_positions_mm())), sk)
     long_axis = np.asarray(info["lv_frame_lps"]["long_axis"])
     assert abs(long_axis @ img.slice_normal) == pytest.approx(1.0, abs=1e-3)
     z = np.asarray(info["slice_z_below_mitral_plane_mm"])

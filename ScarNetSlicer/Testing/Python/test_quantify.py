@@ -97,12 +97,85 @@ def test_a_slice_of_scar_without_healthy_myocardium_is_said():
     assert all_scar_slices_warning(np.array([4, 5]), np.array([3, 0])) is None
 
 
+def _rings(slices: int = 5, blood_pool: bool = True) -> np.ndarray:
+    """A stack of LV rings as a reader draws them: blood pool (radius under 10 px), wall 10-16 px, scar from
+    mid-wall out (12-16 px) in the upper right quarter; with the radius and angle (degrees) of each pixel."""
+    rows, cols = np.mgrid[:48, :48] - 24
+    radius, angle = np.hypot(rows, cols), np.degrees(np.arctan2(-rows, cols)) % 360
+    plane = np.zeros((48, 48), np.uint8)
+    plane[(radius < 10) & blood_pool] = 1
+    plane[(radius >= 10) & (radius < 16)] = 2
+    plane[(radius >= 12) & (radius < 16) & (angle < 90)] = 3
+    return np.repeat(plane[None], slices, axis=0), radius, angle
+
+
+def _said(labels: np.ndarray, **kwargs) -> list[str]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = quantify(Volume(labels, SPACING, (0.0, 0.0, 0.0), np.eye(3)), **kwargs)
+    return report.extra.get("labelmap_warnings", [])
+
+
+def test_wall_erased_rather_than_painted_over_is_said():
+    """Erasing false scar in Segment Editor leaves background, not muscle: the myocardium shrinks and scar % rises
+    with no error. Erased across the wall, the ring opens (the blood pool meets the background); erased inside the
+    wall, a hole is left. Both are said, with the slice; scar painted over as Myocardium, a ring drawn without blood
+    pool, and the most basal slice's ring open through the outflow tract are not."""
+    labels, radius, angle = _rings()
+    assert _said(labels, basal_end="first") == []
+    painted = labels.copy()
+    painted[2][painted[2] == 3] = 2  # the right way: relabelled as healthy myocardium
+    assert _said(painted, basal_end="first") == []
+    across = labels.copy()
+    across[2][(radius >= 10) & (radius < 16) & (angle < 90)] = 0  # endocardium to epicardium
+    said = _said(across, basal_end="first")
+    assert len(said) == 1 and said[0].startswith("slice 2 has the blood pool open to the background below the most "
+                                                 "basal slice (the myocardial ring is broken)")
+    inside = labels.copy()
+    inside[3][(radius >= 12) & (radius < 14) & (angle < 90)] = 0  # scar erased, mid-wall
+    holes = int(((radius >= 12) & (radius < 14) & (angle < 90)).sum())
+    said = _said(inside, basal_end="first")
+    assert len(said) == 1 and said[0].startswith(
+        f"slice 3 has background enclosed beside the myocardium ({holes * VOXEL_ML:.3g} mL): erased rather than")
+    # The most basal slice may be open (the outflow tract); the apical end may not.
+    open_at = labels.copy()
+    open_at[0][(radius >= 10) & (radius < 16) & (angle < 90)] = 0
+    assert _said(open_at, basal_end="first") == []
+    assert _said(open_at, basal_end="last")[0].startswith("slice 0 has the blood pool open")
+    # A ring drawn without blood pool: its cavity is the labels' largest hole, not erased wall.
+    without_blood_pool = _rings(blood_pool=False)[0]
+    assert _said(without_blood_pool, basal_end="first") == []
+    both = without_blood_pool.copy()
+    both[1][(radius >= 12) & (radius < 14) & (angle < 90)] = 0
+    assert _said(both, basal_end="first")[0].startswith("slice 1 has background enclosed beside the myocardium")
+
+
 def test_slice_positions_follow_the_slice_normal(oblique_direction):
     report = quantify(_labelmap(oblique_direction))
     positions = [s.position_mm for s in report.slices]
     assert np.diff(positions) == pytest.approx([8.0, 8.0])
     normal = oblique_direction[:, 2]
     assert positions[0] == pytest.approx(float(np.dot((10.0, -20.0, 30.0), normal)), abs=1e-6)
+
+
+@pytest.mark.parametrize("tilted", [True, False])
+def test_a_slice_keeps_its_position_however_the_stack_is_stored(oblique_direction, tilted):
+    """Stored with its slices in the other order (k running the other way), a stack's slices keep their positions:
+    the normal points to the head (or, without a head-foot tilt, to posterior), not along k, so two exports of one
+    exam can be compared slice by slice."""
+    direction = oblique_direction if tilted else np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])  # coronal
+    stored = _labelmap(direction)
+    reversed_k = direction.copy()
+    reversed_k[:, 2] *= -1
+    origin = stored.index_to_physical(np.array([0.0, 0.0, stored.num_slices - 1]))
+    reversed_stack = Volume(stored.array[::-1].copy(), SPACING, tuple(origin), reversed_k)
+    plain, other = quantify(stored), quantify(reversed_stack)
+    by_position = {s.position_mm: s.myocardium_ml for s in plain.slices}
+    assert {s.position_mm: s.myocardium_ml for s in other.slices} == by_position
+    head_first = plain.slices if stored.slice_normal[2 if tilted else 1] > 0 else plain.slices[::-1]
+    assert np.all(np.diff([s.position_mm for s in head_first]) > 0)  # increasing toward the head (posterior)
 
 
 def test_sheared_axes_give_smaller_voxels_and_plane_distances():
