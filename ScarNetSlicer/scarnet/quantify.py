@@ -491,6 +491,11 @@ MIRROR_WARNING = ("AHA segments: the image has no usable short-axis orientation 
                   "segments. Mark the inferior RV insertion point too: a mirrored stack is then refused")
 
 
+def _slices_have(slices: list[int]) -> str:
+    """"slice 3 has" or "slices 3, 4 have": a warning's subject."""
+    return f"slice {slices[0]} has" if len(slices) == 1 else f"slices {', '.join(map(str, slices))} have"
+
+
 def gap_slices_warning(with_myocardium: np.ndarray) -> str | None:
     """What the report must say of slices without myocardium between slices with it (``with_myocardium``: per
     slice, base to apex or apex to base): a slice a reader did not draw, or an LV the model missed there, leaves
@@ -499,7 +504,7 @@ def gap_slices_warning(with_myocardium: np.ndarray) -> str | None:
     gaps = [int(k) for k in range(drawn[0], drawn[-1] + 1) if not with_myocardium[k]] if drawn.size else []
     if not gaps:
         return None
-    named = f"slice {gaps[0]} has" if len(gaps) == 1 else f"slices {', '.join(map(str, gaps))} have"
+    named = _slices_have(gaps)
     return (f"{named} no myocardium between slices that have it: a slice not drawn (or an LV missed there) leaves "
             "its myocardium and scar out of the totals; check it")
 
@@ -512,7 +517,7 @@ def all_scar_slices_warning(healthy_voxels: np.ndarray, scar_voxels: np.ndarray)
     slices = [int(k) for k in np.flatnonzero((scar_voxels > 0) & (healthy_voxels == 0))]
     if not slices:
         return None
-    named = f"slice {slices[0]} has" if len(slices) == 1 else f"slices {', '.join(map(str, slices))} have"
+    named = _slices_have(slices)
     return (f"{named} scar but no healthy myocardium, so scar is 100 % of the myocardium there: a wholly "
             "transmural scar, or myocardium not drawn on that slice; check it")
 
@@ -550,7 +555,7 @@ def enclosed_background_warning(labels: np.ndarray, pixel_area_mm2: float, voxel
             voxels += enclosed
     if not named:
         return None
-    where = f"slice {named[0]} has" if len(named) == 1 else f"slices {', '.join(map(str, named))} have"
+    where = _slices_have(named)
     return (f"{where} background enclosed beside the myocardium ({voxels * voxel_ml:.3g} mL): erased rather than "
             "painted over? It counts as neither myocardium nor scar, so the myocardium is smaller and scar % higher "
             "than drawn; paint it Myocardium (or Scar) if it is wall, or leave it if it is a papillary muscle left out")
@@ -574,7 +579,7 @@ def open_ring_warning(labels: np.ndarray, levels: list[str | None]) -> str | Non
     named = [k for k in checked if ring_is_broken(labels[k])]
     if not named:
         return None
-    where = f"slice {named[0]} has" if len(named) == 1 else f"slices {', '.join(map(str, named))} have"
+    where = _slices_have(named)
     return (f"{where} the blood pool open to the background below the most basal slice (the myocardial ring is "
             "broken): wall erased rather than painted over, or not drawn there? It counts as neither myocardium nor "
             "scar; paint it Myocardium (or Scar)")
