@@ -94,10 +94,11 @@ def plan_outputs(inputs: Sequence[str | Path], out_dir: str | Path, html: bool,
         raise InputError(f"{out_dir} is both an input and the output folder")
     for path in inputs:
         name = exam_name(path)
-        if name.lower() in seen:
-            raise InputError(f"{seen[name.lower()]} and {path} would both write {name}_report.json in {out_dir}: "
+        key = exam_key(name)  # as a points file's rows are matched, and as macOS and Windows names clash
+        if key in seen:
+            raise InputError(f"{seen[key]} and {path} would both write {name}_report.json in {out_dir}: "
                              "give the inputs different names, or run them apart")
-        seen[name.lower()] = path
+        seen[key] = path
         plans.append(ExamOutputs(Path(path), out_dir / f"{name}.seg.nrrd", out_dir / f"{name}_report.json",
                                  out_dir / f"{name}_report.html" if html else None,
                                  out_dir / f"{name}_seg.dcm" if dicom_seg else None))
@@ -317,10 +318,10 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
                 report = _run_exam(plan, segment, points, overwrite, out_dir, series, row)
             except ScarNetError as error:
                 row.status = f"failed: {error}"
-                row.figures = {"warnings": " | ".join(row.warnings)}
+                _failed_exam_warnings(plan, row)
             except Exception as error:  # a bug on one exam: said, and the others still run
                 row.status = f"failed: internal error: {type(error).__name__}: {' '.join(str(error).split())[:200]}"
-                row.figures = {"warnings": " | ".join(row.warnings)}
+                _failed_exam_warnings(plan, row)
                 row.internal_error = True
             else:
                 row.status = "ok"
@@ -340,6 +341,19 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
         except OSError as error:
             raise OutputError(f"{summary_path}: could not be written ({error.strerror or error})") from None
     return rows
+
+
+def _failed_exam_warnings(plan: ExamOutputs, row: BatchRow) -> None:
+    """A failed exam's summary warnings: those raised before it failed, and the outputs of an earlier run of it
+    still in the folder (with ``--overwrite``; a failure writes none of its own). Said, not removed (they are the
+    user's files now, maybe corrected), but they are not this run's result: a summary of the folder (``scarnet
+    summarize``) would count the old report as if the exam had not failed."""
+    left = [path.name for path in (plan.seg, plan.report, plan.html, plan.dicom_seg) if path is not None
+            and path.exists()]
+    said = [f"{', '.join(left)}: left from an earlier run, not this run's result (the exam failed); remove them, "
+            "or a summary of this folder counts the old report"] if left else []
+    row.other_warnings.extend(said)
+    row.figures = {"warnings": " | ".join([*row.warnings, *said])}
 
 
 def _messages(caught: list[warnings.WarningMessage]) -> list[str]:

@@ -148,7 +148,7 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         start, end, inner, outer = segment_geometry(number)
         score = segment["scar_extent_score"]  # from the unrounded % (the stored one is rounded)
         colour = NO_MYOCARDIUM_COLOUR if score is None else GRADE_COLOURS[score]
-        percent = percent_text(segment["scar_percent"])
+        percent = escape(percent_text(segment["scar_percent"]))  # "<1 %": a bare "<" is not XML
         attributes = (f'fill="{colour}" stroke="#000000" stroke-width="1" data-segment="{number}" '
                       f'data-grade="{"" if score is None else score}"')
         title = f"<title>{number} {escape(segment['name'])}: {percent}" + (

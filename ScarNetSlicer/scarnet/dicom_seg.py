@@ -25,7 +25,7 @@ import numpy as np
 
 from .dicom import DicomStack
 from .errors import InputError
-from .labels import SEGMENTS
+from .labels import HEALTHY_MYOCARDIUM, MVO, SCAR, SEGMENTS
 from .volume import Volume
 
 #: Added to the source series' SeriesNumber to number the SEG's series (1000 when the source has none,
@@ -39,6 +39,13 @@ SERIES_DESCRIPTIONS = {"model": "ScarNet segmentation", "model-and-reader": "Sca
                        "reader": "Scar segmentation by a reader"}
 SERIES_DESCRIPTION = SERIES_DESCRIPTIONS["model"]
 _HEART = ("SCT", "80891009", "Heart")
+#: Each segment's SegmentDescription: the segments do not overlap, so "Myocardium" holds only what is neither scar
+#: nor MVO. A viewer measuring it alone would report the healthy myocardium as the LV myocardium.
+SEGMENT_DESCRIPTIONS = {
+    HEALTHY_MYOCARDIUM: "Healthy only; LV myocardium = segments 2+3+4",  # LO: 64 characters at most
+    SCAR: "Scar outside MVO; infarct (the report's scar) = segments 3+4",
+    MVO: "Microvascular obstruction, within the infarct",
+}
 #: The largest value of DICOM's IS (integer string) value representation.
 _MAX_IS = 2**31 - 1
 #: Patient and study attributes a SEG copies from its source that DICOM lets be empty (type 2), which
@@ -165,6 +172,9 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
         raise InputError(f"no DICOM SEG can refer to these DICOM images ({type(error).__name__}: {reason}); "
                          "write --seg instead, or export the series as single-frame images") from None
     _declare_private_codes(segmentation)
+    for item in segmentation.SegmentSequence:
+        if item.SegmentNumber in SEGMENT_DESCRIPTIONS:
+            item.SegmentDescription = SEGMENT_DESCRIPTIONS[item.SegmentNumber]
     if "ContentCreatorName" not in segmentation:
         # Type 2 in the Content Identification Macro: present, and empty when no reader is named. highdicom leaves
         # it out, and DCMTK's dcmseg (dcmqi, Slicer's SEG reader) warns of it.
@@ -224,6 +234,7 @@ def _sources(stack: DicomStack) -> list[Any]:
                          "single-frame images, or as one enhanced file")
     headers = [copy.deepcopy(header) for header in (stack.datasets if single_frame else stack.datasets[:1])]
     for header in headers:
+        _as_utf8_if_highdicom_refuses(header)
         for key in _TYPE2_COPIED:
             if key not in header:
                 setattr(header, key, "")
@@ -234,6 +245,23 @@ def _sources(stack: DicomStack) -> list[Any]:
             if "SliceThickness" not in header:  # type 2 in MR images, but a SEG's pixel measures need one
                 header.SliceThickness = f"{stack.volume.spacing_mm[2]:.6g}"
     return headers
+
+
+def _as_utf8_if_highdicom_refuses(header: Any) -> None:
+    """Give ``header`` (a copy) UTF-8 text when highdicom does not take its character set: a valid Japanese
+    ``\\ISO 2022 IR 87`` starts with an empty value (the default repertoire), which highdicom refuses, and the SEG
+    copies the patient's name from it. Its texts are decoded with their own set first, so they stay the same."""
+    from highdicom import SpecificCharacterSetValues
+
+    values = header.get("SpecificCharacterSet")
+    if values is None:
+        return
+    values = [values] if isinstance(values, str) else list(values)
+    known = {member.value for member in SpecificCharacterSetValues}
+    if all(value in known for value in values):
+        return
+    header.decode()
+    header.SpecificCharacterSet = "ISO_IR 192"
 
 
 def _plane_positions(highdicom: Any, stack: DicomStack) -> list[Any] | None:

@@ -243,6 +243,13 @@ def test_the_bullseye_fills_the_apex():
     old = ET.fromstring(bullseye_svg(data))
     assert [c.get("stroke-dasharray") for c in old.iter(f"{svg}circle")] == ["3,3"]
     assert sum(1 for e in old.iter() if e.get("data-segment")) == 16
+    # Just under 1 % reads "<1 %", and under 0.01 % "<0.01 %": escaped, the picture stays XML (Slicer's panel and
+    # any viewer refuse one that is not).
+    data["segments"][0].update(scar_percent=0.997, scar_extent_score=0)
+    data["segments"][1].update(scar_percent=0.004, scar_extent_score=0)
+    titles = {e.get("data-segment"): e.find(f"{svg}title").text for e in ET.fromstring(bullseye_svg(data)).iter()
+              if e.get("data-segment") in ("1", "2")}
+    assert titles["1"].endswith(": <1 %") and titles["2"].endswith(": <0.01 %")
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -60,6 +60,11 @@ def test_exam_names(path, name):
 def test_two_inputs_of_one_name_are_refused(tmp_path):
     with pytest.raises(InputError, match="a/lge.nii.gz and b/LGE.nrrd would both write"):
         plan_outputs(["a/lge.nii.gz", "b/LGE.nrrd"], "out", html=False)
+    # One name in its two Unicode forms (macOS keeps file names decomposed): one file there, one points-file row.
+    with pytest.raises(InputError, match="would both write"):
+        plan_outputs(["a/Zo\u00eb.nii.gz", "b/Zoe\u0308.nrrd"], "out", html=False)
+    with pytest.raises(InputError, match="would both write"):
+        plan_outputs(["a/STRASSE.nii.gz", "b/stra\u00dfe.nrrd"], "out", html=False)  # as casefold compares
     # An input among this run's outputs (`batch data/* --out data` after an earlier run), or the output folder.
     with pytest.raises(InputError, match="also one of this run's outputs"):
         plan_outputs([tmp_path / "p1.nii.gz", tmp_path / "p1_report.json"], tmp_path, html=False)
@@ -118,6 +123,14 @@ def test_outputs_are_checked_before_the_model_loads(tmp_path):
     assert [w for w in rows[0].other_warnings if "left from an earlier run" in w] == [
         f"{out / 'p1_report.html'}: left from an earlier run; it no longer matches the new report (pass --html to "
         "replace it, or remove it)"]
+    # The exam fails on the next run (its file damaged since): its earlier report and segmentation are not this
+    # run's result. Kept, but said in its summary line, which a summary of the folder would otherwise contradict.
+    (tmp_path / "p1.nii.gz").write_bytes((tmp_path / "p1.nii.gz").read_bytes()[:300])
+    before = (out / "p1_report.json").read_bytes()
+    rows = run_batch([tmp_path / "p1.nii.gz"], out, _segmenter_factory(calls), overwrite=True)
+    assert rows[0].status.startswith("failed: ") and (out / "p1_report.json").read_bytes() == before
+    said = "p1.seg.nrrd, p1_report.json: left from an earlier run, not this run's result (the exam failed)"
+    assert said in rows[0].other_warnings[-1] and said in _summary(out)[0]["warnings"]
 
 
 def test_weights_that_cannot_load_stop_the_run_and_write_nothing(tmp_path):

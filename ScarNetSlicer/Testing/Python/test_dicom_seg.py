@@ -366,6 +366,10 @@ def test_a_seg_in_the_exam_folder_is_not_taken_for_an_image_series(tmp_path):
     seg = pydicom.dcmread(tmp_path / "exam" / "seg.dcm")
     assert seg.SeriesNumber == 1000  # source + 1000 would not fit DICOM's integer string
     assert [item.CodingSchemeDesignator for item in seg.CodingSchemeIdentificationSequence] == ["99SCARNET"]
+    # The segments do not overlap: "Myocardium" alone is the healthy part, and each segment says what it holds.
+    descriptions = {item.SegmentLabel: item.get("SegmentDescription") for item in seg.SegmentSequence}
+    assert descriptions["Myocardium"] == "Healthy only; LV myocardium = segments 2+3+4"
+    assert descriptions["Scar"].endswith("= segments 3+4") and descriptions["MVO"].startswith("Microvascular")
 
 
 def test_anonymised_sources_still_make_a_seg(tmp_path):
@@ -379,6 +383,25 @@ def test_anonymised_sources_still_make_a_seg(tmp_path):
     seg = dicom_seg_dataset(stack.volume.with_array(_labels_like(volume)), stack, **IDENTITY)
     assert all(seg[key].value in ("", None) for key in ("PatientBirthDate", "StudyDate"))
     assert not any(key in stack.datasets[0] for key in dropped)
+
+
+@pytest.mark.parametrize(("charset", "name"), [("ISO_IR 100", "Müller^Jürgen"),
+                                               (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎")])
+def test_the_seg_keeps_the_patients_name_whatever_the_sources_character_set(tmp_path, charset, name):
+    """Japanese images declare \\ISO 2022 IR 87 after an empty first value (the default repertoire), which is valid
+    DICOM but which highdicom refused: no SEG for those exams. The SEG then takes UTF-8, with the name unchanged."""
+    volume = _test_volume()
+    write_dicom_series(volume, tmp_path / "exam")
+    for path in (tmp_path / "exam").iterdir():
+        dataset = pydicom.dcmread(path)
+        dataset.SpecificCharacterSet, dataset.PatientName = charset, name
+        dataset.save_as(path)
+    stack = read_dicom_stack(tmp_path / "exam")
+    write_dicom_seg(stack.volume.with_array(_labels_like(volume)), stack, tmp_path / "seg.dcm", **IDENTITY)
+    seg = pydicom.dcmread(tmp_path / "seg.dcm")
+    assert str(seg.PatientName) == name
+    assert seg.SpecificCharacterSet == ("ISO_IR 100" if charset == "ISO_IR 100" else "ISO_IR 192")
+    assert pydicom.dcmread(next((tmp_path / "exam").iterdir())).SpecificCharacterSet == charset  # sources as they were
 
 
 def test_what_cannot_make_a_seg_is_refused_in_one_line(tmp_path):
