@@ -282,7 +282,9 @@ class Processor:
             table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
         same_input = recorded_input_id(segmentation_node) == recorded_input_id(table_node) == input_node.GetID()
         # Only this segmentation's own report: another's table is not written (see _write_report), nor read.
-        own_table = table_node is not None and not report_nodes.reason_not_to_reuse(table_node, segmentation_node)
+        # (An own table the user edited is not rewritten, but its QC flags are still this segmentation's.)
+        own_table = table_node is not None and not report_nodes.reason_not_to_reuse(table_node, segmentation_node,
+                                                                                     edits_count=False)
         previous = report_nodes.stored_report(table_node) if same_input and own_table else None
         if previous and len(previous.get("slices", [])) == len(report["slices"]):
             for new, old in zip(report["slices"], previous["slices"]):
@@ -395,8 +397,9 @@ def _segments_left_out(segmentation_node, segments: segmentation_nodes.Segmentat
     """What "Update report" must say it did not count of ``segments`` (the segmentation as read), or counted in a
     way the user may not expect; raises when the report would be meaningless.
 
-    Without healthy myocardium (no Myocardium segment, or one still empty), scar % would be scar over scar
-    (100 %): refused. A missing scar or blood-pool segment counts as none, which may be what the reader meant
+    Without any myocardium on the input's grid (segments emptied, or moved off the volume) the report would be
+    zeros: refused. Without healthy myocardium (no Myocardium segment, or one still empty), scar % would be scar
+    over scar (100 %): refused. A missing scar or blood-pool segment counts as none, which may be what the reader meant
     (scar erased), so it is said, not refused. Segments of other names are named with their size; a renamed
     ScarNet segment still counted and a blood pool hidden under a filled myocardium are named too
     (:attr:`~ScarNetSlicerLib.segmentation_nodes.SegmentationOnGrid.notes`).
@@ -406,6 +409,10 @@ def _segments_left_out(segmentation_node, segments: segmentation_nodes.Segmentat
     found = set(segments.recognised.values())
     counted = set(np.unique(segments.labelmap.array).tolist()) if segments.labelmap is not None else found
     name = segmentation_node.GetName()
+    if not counted & {HEALTHY_MYOCARDIUM, SCAR, MVO}:
+        # A report of zeros would replace the last one without a word.
+        raise InputError(f"segmentation '{name}' has no myocardium on the input's grid (its segments are empty, or "
+                         "lie off the volume: moved by a transform?), so there is nothing to report")
     if HEALTHY_MYOCARDIUM not in counted and (SCAR in counted or MVO in counted):
         state = "has no Myocardium segment" if HEALTHY_MYOCARDIUM not in found else \
             "has no healthy myocardium (its Myocardium segment is empty, or wholly under Scar / MVO)"

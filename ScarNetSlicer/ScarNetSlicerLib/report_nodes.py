@@ -9,6 +9,7 @@ model: "Update report" rebuilds the same nodes from an edited segmentation.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ PLOT_X_COLUMN = "Slice"
 PLOT_Y_COLUMN = "Scar (%)"
 
 REPORT_JSON_ATTRIBUTE = ATTRIBUTE_PREFIX + "ReportJSON"
+#: The sha256 of the table's cells as ScarNet wrote them: a table the user unlocked and edited since (a column of
+#: comments) is not rewritten.
+CONTENTS_SHA256_ATTRIBUTE = ATTRIBUTE_PREFIX + "ContentsSHA256"
 #: On the AHA segment table: the bullseye of its segments as SVG text (scarnet.bullseye), saved with the scene.
 BULLSEYE_SVG_ATTRIBUTE = ATTRIBUTE_PREFIX + "BullseyeSVG"
 TOTAL_ATTRIBUTE_PREFIX = ATTRIBUTE_PREFIX + "Total."
@@ -147,8 +151,20 @@ def update_table(table_node, report: dict[str, Any]) -> None:
         for key, value in total.items():
             table_node.SetAttribute(TOTAL_ATTRIBUTE_PREFIX + key, "" if value is None else repr(value))
         table_node.SetAttribute(REPORT_JSON_ATTRIBUTE, json.dumps(report, default=str))
+        table_node.SetAttribute(CONTENTS_SHA256_ATTRIBUTE, _contents_sha256(table_node))
     finally:
         table_node.EndModify(was_modifying)
+
+
+def _contents_sha256(table_node) -> str:
+    """The sha256 of ``table_node``'s column names and cells, as text."""
+    digest = hashlib.sha256()
+    table = table_node.GetTable()
+    for column in range(table.GetNumberOfColumns()):
+        digest.update(f"{table.GetColumnName(column)}\x1f".encode())
+        for row in range(table.GetNumberOfRows()):
+            digest.update(f"{table_node.GetCellText(row, column)}\x1e".encode())
+    return digest.hexdigest()
 
 
 def read_table(table_node) -> list[dict[str, Any]]:
@@ -177,13 +193,14 @@ def read_table(table_node) -> list[dict[str, Any]]:
     return rows
 
 
-def reason_not_to_reuse(table_node, segmentation_node) -> str:
+def reason_not_to_reuse(table_node, segmentation_node, edits_count: bool = True) -> str:
     """Why writing ``segmentation_node``'s report into ``table_node`` would lose something ("" if it would not).
 
     A table may be (re)written when it is empty (a table the selector just created) or holds this
-    module's report of the same segmentation. Not when it holds the user's own data, or the report
+    module's report of the same segmentation, as written. Not when it holds the user's own data, the report
     of another segmentation still in the scene (e.g. the corrected report of a first run, when a
-    second run goes into a new segmentation for comparison).
+    second run goes into a new segmentation for comparison), or (``edits_count``) this module's report edited
+    since it was written (unlocked, a column of comments added).
     """
     if stored_report(table_node) is None:
         if table_node.GetNumberOfColumns() or table_node.GetNumberOfRows():
@@ -192,6 +209,9 @@ def reason_not_to_reuse(table_node, segmentation_node) -> str:
     reported = table_node.GetNodeReference(SEGMENTATION_REFERENCE_ROLE)
     if reported is not None and reported is not segmentation_node and reported.GetScene() is not None:
         return f"table '{table_node.GetName()}' holds the report of segmentation '{reported.GetName()}'"
+    written = table_node.GetAttribute(CONTENTS_SHA256_ATTRIBUTE)  # none in a table of an older ScarNet
+    if edits_count and written and written != _contents_sha256(table_node):
+        return f"table '{table_node.GetName()}' was edited since ScarNet wrote it"
     return ""
 
 

@@ -471,7 +471,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         gap_slices_warning(with_myocardium),
         all_scar_slices_warning(counts[:, HEALTHY_MYOCARDIUM], counts[:, list(SCAR_LABELS)].sum(axis=1)),
         enclosed_background_warning(labels, labelmap.spacing_mm[0] * labelmap.spacing_mm[1], voxel_ml),
-        open_ring_warning(labels, levels)) if message]
+        open_ring_warning(labels, levels, math.sqrt(labelmap.spacing_mm[0] * labelmap.spacing_mm[1]))) if message]
     for message in labelmap_warnings:
         warnings.warn(message, stacklevel=2)
     if labelmap_warnings:
@@ -561,14 +561,20 @@ def enclosed_background_warning(labels: np.ndarray, pixel_area_mm2: float, voxel
             "than drawn; paint it Myocardium (or Scar) if it is wall, or leave it if it is a papillary muscle left out")
 
 
-def open_ring_warning(labels: np.ndarray, levels: list[str | None]) -> str | None:
-    """What the report must say of slices below the base whose blood pool meets the background
-    (:func:`scarnet.qc.ring_is_broken`): the wall there was erased rather than painted over (scar erased across the
-    wall in Segment Editor leaves a gap, not muscle), or never drawn, and counts as neither myocardium nor scar.
-    The most basal slice's ring may be open through the outflow tract: every other slice with myocardium is checked
-    (without levels, i.e. no base-apex order, neither end of the stack).
-    The model's own open rings carry the ``broken_ring`` QC flag as well."""
-    from .qc import ring_is_broken
+#: A ring is said to be open where the blood pool meets the background outside the heart along this length (mm) or
+#: more: a gap erased across the wall, not a pixel or two of a brush.
+MIN_OPEN_RING_MM = 3.0
+
+
+def open_ring_warning(labels: np.ndarray, levels: list[str | None], pixel_side_mm: float) -> str | None:
+    """What the report must say of slices whose blood pool meets the background outside the heart (the image's
+    background connected to its edge) along :data:`MIN_OPEN_RING_MM` or more: the wall there was erased rather
+    than painted over (scar erased across the wall in Segment Editor leaves a gap, not muscle), or never drawn, and
+    counts as neither myocardium nor scar. Background the labels enclose is
+    :func:`enclosed_background_warning`'s. The most basal slice's ring may be open through the outflow tract:
+    every other slice with myocardium is checked (without levels, i.e. no base-apex order, neither end of the
+    stack). ``pixel_side_mm``: the side of a pixel (the square root of its area)."""
+    from scipy import ndimage
 
     with_myocardium = np.flatnonzero(np.isin(labels, list(MYOCARDIUM_LABELS)).any(axis=(1, 2))).tolist()
     checked = with_myocardium[1:-1]  # which end is the base unknown: neither end
@@ -576,13 +582,20 @@ def open_ring_warning(labels: np.ndarray, levels: list[str | None]) -> str | Non
         basal = [k for k, level in enumerate(levels) if level == "basal"]
         base_first = bool(basal) and basal[0] == with_myocardium[0]
         checked = with_myocardium[1:] if base_first else with_myocardium[:-1]
-    named = [k for k in checked if ring_is_broken(labels[k])]
+    named = []
+    for k in checked:
+        background = np.pad(labels[k] == BACKGROUND, 1, constant_values=True)  # outside the image is outside
+        components, _ = ndimage.label(background)
+        outside = components == components[0, 0]
+        contact = np.pad(labels[k] == LV_BLOOD_POOL, 1) & ndimage.binary_dilation(outside)
+        if np.count_nonzero(contact) * pixel_side_mm >= MIN_OPEN_RING_MM:
+            named.append(k)
     if not named:
         return None
-    where = _slices_have(named)
-    return (f"{where} the blood pool open to the background below the most basal slice (the myocardial ring is "
-            "broken): wall erased rather than painted over, or not drawn there? It counts as neither myocardium nor "
-            "scar; paint it Myocardium (or Scar)")
+    return (f"{_slices_have(named)} the blood pool open to the background outside the heart (the myocardial ring "
+            "broken; the most basal slice, where the outflow tract may open it, is not checked): wall erased rather "
+            "than painted over, or not drawn there? It counts as neither myocardium nor scar; paint it Myocardium "
+            "(or Scar)")
 
 
 def missing_levels_warning(levels: list[str | None]) -> str | None:

@@ -131,14 +131,24 @@ def test_wall_erased_rather_than_painted_over_is_said():
     across = labels.copy()
     across[2][(radius >= 10) & (radius < 16) & (angle < 90)] = 0  # endocardium to epicardium
     said = _said(across, basal_end="first")
-    assert len(said) == 1 and said[0].startswith("slice 2 has the blood pool open to the background below the most "
-                                                 "basal slice (the myocardial ring is broken)")
+    assert len(said) == 1 and said[0].startswith("slice 2 has the blood pool open to the background outside the "
+                                                 "heart (the myocardial ring broken;")
+    # A gap of one pixel across the wall is a brush's slip, not an erased stretch of wall.
+    slip = labels.copy()
+    slip[2][24, 34:40] = 0  # one pixel (1.7 mm) of contact with the blood pool: under MIN_OPEN_RING_MM
+    assert _said(slip, basal_end="first") == []
     inside = labels.copy()
     inside[3][(radius >= 12) & (radius < 14) & (angle < 90)] = 0  # scar erased, mid-wall
     holes = int(((radius >= 12) & (radius < 14) & (angle < 90)).sum())
     said = _said(inside, basal_end="first")
     assert len(said) == 1 and said[0].startswith(
         f"slice 3 has background enclosed beside the myocardium ({holes * VOXEL_ML:.3g} mL): erased rather than")
+    # Erased at the endocardium (the scar's inner part): a hole beside the blood pool, said once, as enclosed, not
+    # also as a ring open to the outside (the wall is whole outside it).
+    subendocardial = labels.copy()
+    subendocardial[3][(radius >= 10) & (radius < 13) & (angle < 90)] = 0
+    said = _said(subendocardial, basal_end="first")
+    assert len(said) == 1 and said[0].startswith("slice 3 has background enclosed beside the myocardium")
     # The most basal slice may be open (the outflow tract); the apical end may not.
     open_at = labels.copy()
     open_at[0][(radius >= 10) & (radius < 16) & (angle < 90)] = 0

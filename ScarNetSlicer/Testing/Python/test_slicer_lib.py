@@ -626,6 +626,40 @@ def test_a_table_holding_other_data_is_never_overwritten(scene, lib, oblique_dir
     assert other.report["slices"][0]["qc_flags"] != ["flag of the first"]
     assert rn.stored_report(first.table_node) == first_report
 
+    # The first's own table, unlocked and given a column of the reader's comments: its next "Update report" goes
+    # into a new table (the comments were lost without a word), with the QC flags its report had.
+    first.table_node.SetLocked(False)
+    comments = vtk.vtkStringArray()
+    comments.SetName("Reader comment")
+    for _ in range(first.table_node.GetNumberOfRows()):
+        comments.InsertNextValue("")
+    comments.SetValue(0, "papillary muscle, not scar")
+    first.table_node.AddColumn(comments)
+    commented = processor.update_report(volume_node, first.segmentation_node, first.table_node)
+    assert commented.table_node is not first.table_node
+    assert f"table '{first.table_node.GetName()}' was edited since ScarNet wrote it" in commented.notice
+    assert first.table_node.GetTable().GetColumnByName("Reader comment").GetValue(0) == "papillary muscle, not scar"
+    assert commented.report["slices"][0]["qc_flags"] == ["flag of the first"]  # still this segmentation's flags
+
+
+def test_a_segmentation_moved_off_the_volume_is_refused_not_reported_as_zeros(scene, lib, oblique_direction):
+    """Moved off the volume by a transform (or emptied), a segmentation has no myocardium on the input's grid: its
+    report would be zeros in place of the last one, without a word. Refused in one line; the table is kept."""
+    vtk = pytest.importorskip("vtk")
+    rn = lib.report_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    first = _run(processor, volume_node)
+    before = rn.stored_report(first.table_node)
+    moved = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(2, 3, 500.0)
+    moved.SetMatrixTransformToParent(matrix)
+    first.segmentation_node.SetAndObserveTransformNodeID(moved.GetID())
+    with pytest.raises(InputError, match=f"segmentation '{first.segmentation_node.GetName()}' has no myocardium on "
+                                         "the input's grid"):
+        processor.update_report(volume_node, first.segmentation_node, first.table_node)
+    assert rn.stored_report(first.table_node) == before
+
 
 def test_update_report_says_what_it_did_not_count(scene, lib, oblique_direction):
     """A reader's own segmentation: usual names count, other segments are named, and a report without a
