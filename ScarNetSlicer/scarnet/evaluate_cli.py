@@ -1357,11 +1357,12 @@ def _trained_on_images(weights_path: Path) -> Path | None:
 def _sidecar_own_images(weights_path: Path) -> Path | None:
     """The own exams that the sidecar of ``weights_path`` records its training run on (``info.train_config.
     own_images``: ``scarnet train --images`` writes it there too); None when it records none or cannot be read."""
-    from .model.registry import sidecar_path
+    from .errors import WeightsError
+    from .model.registry import _sidecar_of
 
     try:
-        sidecar = json.loads(sidecar_path(weights_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        sidecar = _sidecar_of(weights_path)
+    except WeightsError:
         return None
     images = _entry(sidecar, "info", "train_config", "own_images")
     return Path(images).resolve() if isinstance(images, str) else None

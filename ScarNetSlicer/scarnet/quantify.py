@@ -471,7 +471,8 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         gap_slices_warning(with_myocardium),
         all_scar_slices_warning(counts[:, HEALTHY_MYOCARDIUM], counts[:, list(SCAR_LABELS)].sum(axis=1)),
         enclosed_background_warning(labels, labelmap.spacing_mm[0] * labelmap.spacing_mm[1], voxel_ml),
-        open_ring_warning(labels, levels, math.sqrt(labelmap.spacing_mm[0] * labelmap.spacing_mm[1]))) if message]
+        open_ring_warning(labels, np.flatnonzero(with_myocardium).tolist(), None if order is None else order.base_first,
+                          math.sqrt(labelmap.spacing_mm[0] * labelmap.spacing_mm[1]))) if message]
     for message in labelmap_warnings:
         warnings.warn(message, stacklevel=2)
     if labelmap_warnings:
@@ -539,8 +540,7 @@ def enclosed_background_warning(labels: np.ndarray, pixel_area_mm2: float, voxel
 
     named, voxels = [], 0
     for k, plane in enumerate(labels):
-        region = plane != BACKGROUND
-        holes = ndimage.binary_fill_holes(region) & ~region
+        holes = (plane == BACKGROUND) & ~_outside_the_heart(plane)[1:-1, 1:-1]
         if not holes.any():
             continue
         components, count = ndimage.label(holes)
@@ -566,28 +566,31 @@ def enclosed_background_warning(labels: np.ndarray, pixel_area_mm2: float, voxel
 MIN_OPEN_RING_MM = 3.0
 
 
-def open_ring_warning(labels: np.ndarray, levels: list[str | None], pixel_side_mm: float) -> str | None:
+def _outside_the_heart(plane: np.ndarray) -> np.ndarray:
+    """The background of a slice's labels connected to the image's edge (4-connected, as
+    ``ndimage.binary_fill_holes`` sees it), padded by one pixel of outside all round: the rest of the background is
+    enclosed by the labels."""
+    from scipy import ndimage
+
+    components, _ = ndimage.label(np.pad(plane == BACKGROUND, 1, constant_values=True))
+    return components == components[0, 0]
+
+
+def open_ring_warning(labels: np.ndarray, with_myocardium: list[int], base_first: bool | None,
+                      pixel_side_mm: float) -> str | None:
     """What the report must say of slices whose blood pool meets the background outside the heart (the image's
     background connected to its edge) along :data:`MIN_OPEN_RING_MM` or more: the wall there was erased rather
     than painted over (scar erased across the wall in Segment Editor leaves a gap, not muscle), or never drawn, and
     counts as neither myocardium nor scar. Background the labels enclose is
     :func:`enclosed_background_warning`'s. The most basal slice's ring may be open through the outflow tract:
-    every other slice with myocardium is checked (without levels, i.e. no base-apex order, neither end of the
-    stack). ``pixel_side_mm``: the side of a pixel (the square root of its area)."""
+    every other slice of ``with_myocardium`` (their indices) is checked (``base_first`` None: the base-apex order
+    unknown, neither end of the stack). ``pixel_side_mm``: the side of a pixel (the square root of its area)."""
     from scipy import ndimage
 
-    with_myocardium = np.flatnonzero(np.isin(labels, list(MYOCARDIUM_LABELS)).any(axis=(1, 2))).tolist()
-    checked = with_myocardium[1:-1]  # which end is the base unknown: neither end
-    if any(level is not None for level in levels):  # the base known (levels are given with an order only)
-        basal = [k for k, level in enumerate(levels) if level == "basal"]
-        base_first = bool(basal) and basal[0] == with_myocardium[0]
-        checked = with_myocardium[1:] if base_first else with_myocardium[:-1]
+    checked = {None: with_myocardium[1:-1], True: with_myocardium[1:], False: with_myocardium[:-1]}[base_first]
     named = []
     for k in checked:
-        background = np.pad(labels[k] == BACKGROUND, 1, constant_values=True)  # outside the image is outside
-        components, _ = ndimage.label(background)
-        outside = components == components[0, 0]
-        contact = np.pad(labels[k] == LV_BLOOD_POOL, 1) & ndimage.binary_dilation(outside)
+        contact = np.pad(labels[k] == LV_BLOOD_POOL, 1) & ndimage.binary_dilation(_outside_the_heart(labels[k]))
         if np.count_nonzero(contact) * pixel_side_mm >= MIN_OPEN_RING_MM:
             named.append(k)
     if not named:
