@@ -167,6 +167,9 @@ class Processor:
         """
         options = options or SegmentationOptions()
         volume = self._input_image(input_node)  # checks the input: a missing, 2D or 4D one raises
+        self._check_in_scene(input_node, segmentation_node)
+        if table_node is not None and not self._in_scene(table_node):
+            table_node = None  # removed: a new table
         rv_insertion = rv_insertion_lps(rv_insertion_node, input_node)
         # Only when given, so segmenters that know nothing of segments (test fakes) still work.
         segment_options = {key: value for key, value in (("rv_insertion_lps", rv_insertion), ("basal_end", basal_end))
@@ -271,6 +274,9 @@ class Processor:
         if segmentation_node is None:
             raise InputError("no segmentation selected: run 'Segment scar' first, or choose a segmentation "
                              "with LV blood pool / Myocardium / Scar / MVO segments")
+        self._check_in_scene(input_node, segmentation_node)
+        if table_node is not None and not self._in_scene(table_node):
+            table_node = None  # removed: the segmentation's own table, or a new one
         image = self._input_image(input_node)
         rv_insertion = rv_insertion_lps(rv_insertion_node, input_node)
         # Each segment read once: the labelmap, the segments not counted and whether it was edited.
@@ -278,14 +284,7 @@ class Processor:
         notices = _segments_left_out(segmentation_node, segments)
         report = quantify(segments.labelmap, image=image, basal_end=basal_end,
                           rv_insertion_lps=rv_insertion).to_dict()
-        if table_node is None:
-            table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
-        same_input = recorded_input_id(segmentation_node) == recorded_input_id(table_node) == input_node.GetID()
-        # Only this segmentation's own report: another's table is not written (see _write_report), nor read.
-        # (An own table the user edited is not rewritten, but its QC flags are still this segmentation's.)
-        own_table = table_node is not None and not report_nodes.reason_not_to_reuse(table_node, segmentation_node,
-                                                                                     edits_count=False)
-        previous = report_nodes.stored_report(table_node) if same_input and own_table else None
+        previous = self._previous_model_report(input_node, segmentation_node, table_node)
         if previous and len(previous.get("slices", [])) == len(report["slices"]):
             for new, old in zip(report["slices"], previous["slices"]):
                 new["qc_flags"] = list(old.get("qc_flags", []))
@@ -306,6 +305,24 @@ class Processor:
                                                            outputs.notice] if message)
         return outputs
 
+    def _previous_model_report(self, input_node, segmentation_node, table_node) -> dict[str, Any] | None:
+        """The report this segmentation last had on this input, whose QC flags an update keeps: from ``table_node``
+        when it holds it, else from the table the segmentation's report went to last (a fresh table chosen for the
+        update holds none: the flags were dropped, and stayed lost once the segmentation referenced it).
+
+        Only this segmentation's own report: another's table is not written (see :meth:`_write_report`), nor read.
+        (An own table the user edited is not rewritten, but its QC flags are still this segmentation's.)
+        """
+        for candidate in (table_node, self._own_table(segmentation_node)):
+            if candidate is None:
+                continue
+            same_input = recorded_input_id(segmentation_node) == recorded_input_id(candidate) == input_node.GetID()
+            own = not report_nodes.reason_not_to_reuse(candidate, segmentation_node, edits_count=False)
+            previous = report_nodes.stored_report(candidate) if same_input and own else None
+            if previous:
+                return previous
+        return None
+
     # -- shared ------------------------------------------------------------------------------------
     def _input_image(self, input_node) -> Volume:
         """The input volume as the engine reads it, each slice named by its DICOM image where known."""
@@ -316,6 +333,19 @@ class Processor:
     def _in_scene(self, node) -> bool:
         return bool(self.scene.IsNodePresent(node))
 
+    def _check_in_scene(self, *nodes) -> None:
+        """Refuse a node a script still holds after it was removed from the scene: a report written for it (and
+        referencing it) would be lost with it, or point at nothing."""
+        for node in nodes:
+            if node is not None and not self._in_scene(node):
+                kind = "segmentation" if node.IsA("vtkMRMLSegmentationNode") else "volume"
+                raise InputError(f"{kind} '{node.GetName()}' is no longer in the scene (removed?): choose another")
+
+    def _own_table(self, segmentation_node):
+        """The table this segmentation's report went to last (its reference), when it is still in the scene."""
+        table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
+        return table_node if table_node is not None and table_node.GetScene() is self.scene else None
+
     def _write_report(self, input_node, segmentation_node, table_node, report: dict[str, Any],
                       segmentation_is_result: bool) -> Outputs:
         """Table and plot of ``report``, cross-referenced with the segmentation and the input.
@@ -325,21 +355,28 @@ class Processor:
         report") the segmentation is the user's and keeps its input reference and place.
         """
         name = input_node.GetName()
+        own_table = self._own_table(segmentation_node)
         if table_node is None:
-            table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
-        notice = ""
+            table_node = own_table
+        notices = []
         if table_node is not None:
             reason = report_nodes.reason_not_to_reuse(table_node, segmentation_node)
             if reason:  # the user's data, or the report of another segmentation: never overwritten
-                table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode",
-                                                          self.scene.GenerateUniqueName(f"{name} ScarNet report"))
-                notice = f"{reason}, so it was left as it is: the report is in the new table '{table_node.GetName()}'"
+                # Into the table this segmentation's report went to last, where it may be rewritten: a script that
+                # passes the edited table again and again would otherwise make a new table (and plot) each time.
+                reusable = own_table is not None and own_table is not table_node \
+                    and not report_nodes.reason_not_to_reuse(own_table, segmentation_node)
+                table_node = own_table if reusable else self.scene.AddNewNodeByClass(
+                    "vtkMRMLTableNode", self.scene.GenerateUniqueName(f"{name} ScarNet report"))
+                notices.append(f"{reason}, so it was left as it is: the report is in the "
+                               f"{'' if reusable else 'new '}table '{table_node.GetName()}'")
         if table_node is None:
             table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode",
                                                       self.scene.GenerateUniqueName(f"{name} ScarNet report"))
         report_nodes.update_table(table_node, report)
         chart_node, series_node = report_nodes.update_plot(self.scene, table_node, f"Scar per slice: {name}")
-        segment_table_node = report_nodes.update_segment_table(self.scene, table_node, report)
+        segment_table_node = report_nodes.update_segment_table(self.scene, table_node, report, notices)
+        notice = "\n".join(notices)
         # References let scripts (and the next "Update report") find everything from any node.
         table_node.SetNodeReferenceID(report_nodes.SEGMENTATION_REFERENCE_ROLE, segmentation_node.GetID())
         segmentation_node.SetNodeReferenceID(report_nodes.TABLE_REFERENCE_ROLE, table_node.GetID())

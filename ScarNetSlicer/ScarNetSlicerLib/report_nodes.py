@@ -167,6 +167,13 @@ def _contents_sha256(table_node) -> str:
     return digest.hexdigest()
 
 
+def _edited_since_written(table_node) -> bool:
+    """The table's cells or columns changed since this module wrote them (never for a table of an older ScarNet,
+    which recorded no hash)."""
+    written = table_node.GetAttribute(CONTENTS_SHA256_ATTRIBUTE)
+    return bool(written) and written != _contents_sha256(table_node)
+
+
 def read_table(table_node) -> list[dict[str, Any]]:
     """The per-slice rows of a table written by :func:`update_table`, keyed like the report."""
     table = table_node.GetTable()
@@ -209,8 +216,7 @@ def reason_not_to_reuse(table_node, segmentation_node, edits_count: bool = True)
     reported = table_node.GetNodeReference(SEGMENTATION_REFERENCE_ROLE)
     if reported is not None and reported is not segmentation_node and reported.GetScene() is not None:
         return f"table '{table_node.GetName()}' holds the report of segmentation '{reported.GetName()}'"
-    written = table_node.GetAttribute(CONTENTS_SHA256_ATTRIBUTE)  # none in a table of an older ScarNet
-    if edits_count and written and written != _contents_sha256(table_node):
+    if edits_count and _edited_since_written(table_node):
         return f"table '{table_node.GetName()}' was edited since ScarNet wrote it"
     return ""
 
@@ -322,19 +328,26 @@ def update_plot(scene, table_node, title: str = "Scar per slice"):
     return chart, series
 
 
-def update_segment_table(scene, table_node, report: dict[str, Any]):
+def update_segment_table(scene, table_node, report: dict[str, Any], notices: list[str] | None = None):
     """The AHA segment table of the report in ``table_node`` (found again through a reference on it).
 
     Created with the report's first segments and rewritten by each later report, with the bullseye
     picture of the segments (:data:`BULLSEYE_SVG_ATTRIBUTE`, :func:`stored_bullseye`). A report
     without segments (no RV insertion point given this time) empties both, so no table or picture
     shows segments of an earlier segmentation or point; returns the segment table, or None when
-    there is none.
+    there is none. A segment table the user edited since it was written (unlocked, a cell typed in) is left
+    as it is and no longer referenced: the segments go into a new table, and ``notices`` gets a line saying so.
     """
     from scarnet.bullseye import bullseye_svg
 
     segments = report.get("segments")
     existing = table_node.GetNodeReference(SEGMENT_TABLE_REFERENCE_ROLE)
+    if existing is not None and existing.GetScene() is scene and _edited_since_written(existing):
+        table_node.SetNodeReferenceID(SEGMENT_TABLE_REFERENCE_ROLE, None)
+        if notices is not None:
+            notices.append(f"table '{existing.GetName()}' was edited since ScarNet wrote it, so it was left as it is"
+                           + (": the AHA segments are in a new table" if segments is not None else ""))
+        existing = None
     if segments is None and (existing is None or existing.GetScene() is not scene):
         return None
     node = _referenced_or_new(scene, table_node, SEGMENT_TABLE_REFERENCE_ROLE, "vtkMRMLTableNode",
@@ -350,6 +363,7 @@ def update_segment_table(scene, table_node, report: dict[str, Any]):
         node.SetAttribute(ATTRIBUTE_PREFIX + "SeptalSpanDeg", "" if span is None else f"{span:.1f}")
         node.SetAttribute(BULLSEYE_SVG_ATTRIBUTE, bullseye_svg(report, f"Scar per AHA segment ({_made_from(report)})")
                           if segments is not None else "")
+        node.SetAttribute(CONTENTS_SHA256_ATTRIBUTE, _contents_sha256(node))
     finally:
         node.EndModify(was_modifying)
     return node

@@ -211,14 +211,39 @@ def segments_not_counted(segmentation_node, reference_volume_node, grid: Volume 
     return read_segmentation(segmentation_node, reference_volume_node, grid, with_labelmap=False).not_counted
 
 
-def _world_to_volume_transform(volume_node):
-    """World → the volume's own frame, or None when the volume is not under a transform."""
-    parent = volume_node.GetParentTransformNode()
-    if parent is None:
+def _segmentation_to_volume_transform(segmentation_node, volume_node):
+    """The segmentation's own frame → the volume's own frame; None when both are under the same transform (or none).
+
+    One transform between the two parents (Slicer composes them, inverting where it must), applied by the
+    resampler to the segment in its own frame. Asking Slicer for the segment already moved to world
+    coordinates instead crops it under a non-linear (grid) transform on an oblique volume: most of an
+    exam's myocardium was lost without a word.
+    """
+    segmentation_parent = segmentation_node.GetParentTransformNode()
+    volume_parent = volume_node.GetParentTransformNode()
+    if segmentation_parent is volume_parent:
         return None
     transform = vtk.vtkGeneralTransform()
-    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, parent, transform)
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(segmentation_parent, volume_parent, transform)
     return transform
+
+
+class SegmentReadError(InputError, RuntimeError):
+    """A segment that cannot be read onto the input's grid (no binary labelmap, a failed resampling): one line for
+    the user, and a ``RuntimeError`` for callers that take an unreadable segmentation as edited."""
+
+
+@dataclass
+class SegmentOnGrid:
+    """One segment read onto a reference grid (:func:`read_segment`)."""
+
+    #: The segment's voxels on the grid (engine array order).
+    mask: np.ndarray
+    #: The segment's own voxels whose centres lie outside the grid (moved off by a transform, drawn on a series that
+    #: covers more): not in :attr:`mask`, so not counted.
+    voxels_off_grid: int = 0
+    #: The volume of those voxels (mL).
+    off_grid_ml: float = 0.0
 
 
 def segment_mask(segmentation_node, segment_id: str, reference_volume_node, grid: Volume | None = None) -> np.ndarray:
@@ -229,41 +254,81 @@ def segment_mask(segmentation_node, segment_id: str, reference_volume_node, grid
     same transform (or none; "Segment scar" puts its result under the input's) the two are read in
     their shared own frame: a round trip through world coordinates would have to invert a
     non-linear (warping) transform, which is only approximate and moves voxel centres across
-    boundaries. Otherwise through world coordinates, whichever transforms the two nodes are under.
+    boundaries. Otherwise through the one transform from the segmentation's parent to the volume's
+    (:func:`_segmentation_to_volume_transform`), whichever transforms the two nodes are under.
     Nothing is added to the scene.
     """
+    return read_segment(segmentation_node, segment_id, reference_volume_node, grid).mask
+
+
+def read_segment(segmentation_node, segment_id: str, reference_volume_node,
+                 grid: Volume | None = None) -> SegmentOnGrid:
+    """:func:`segment_mask` with what of the segment lies outside the grid, so a report can say what it left out."""
     grid = grid if grid is not None else volume_from_node(reference_volume_node, check=False)
     empty = np.zeros(grid.array.shape, dtype=bool)
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     segment_image = slicer.vtkOrientedImageData()
-    same_frame = segmentation_node.GetParentTransformNode() is reference_volume_node.GetParentTransformNode()
-    if not logic.GetSegmentBinaryLabelmapRepresentation(segmentation_node, segment_id, segment_image,
-                                                        not same_frame):
-        raise RuntimeError(f"segment '{segment_id}' of {segmentation_node.GetName()} has no binary labelmap")
+    name = segmentation_node.GetName()
+    if not logic.GetSegmentBinaryLabelmapRepresentation(segmentation_node, segment_id, segment_image, False):
+        raise SegmentReadError(f"segment '{segment_id}' of {name} has no binary labelmap: set the segmentation's "
+                               "source representation to Binary labelmap (Segmentations module)")
     extent = segment_image.GetExtent()
     if extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5]:
-        return empty  # an empty segment (e.g. no MVO)
+        return SegmentOnGrid(empty)  # an empty segment (e.g. no MVO)
+    to_volume = _segmentation_to_volume_transform(segmentation_node, reference_volume_node)
     reference = _oriented_mask(empty, grid)
     resampled = slicer.vtkOrientedImageData()
     ok = slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
-        segment_image, reference, resampled, False, False,
-        None if same_frame else _world_to_volume_transform(reference_volume_node), 0)
+        segment_image, reference, resampled, False, False, to_volume, 0)
     if not ok:
-        raise RuntimeError(f"could not resample segment '{segment_id}' of {segmentation_node.GetName()} "
-                           "onto the input volume's grid")
+        raise SegmentReadError(f"could not resample segment '{segment_id}' of {name} onto the input volume's grid")
     from vtk.util import numpy_support
 
     dims = resampled.GetDimensions()
     if (dims[2], dims[1], dims[0]) != grid.array.shape:
-        raise RuntimeError(f"segment '{segment_id}': resampled to size {dims}, expected {grid.shape_ijk}")
-    values = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars())
+        raise SegmentReadError(f"segment '{segment_id}' of {name}: resampled to size {dims}, expected {grid.shape_ijk}")
+    values = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars()).reshape(grid.array.shape)
+    own_values = numpy_support.vtk_to_numpy(segment_image.GetPointData().GetScalars())
+    own_values = own_values.reshape(extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
     if segmentation_node.GetSegmentation().ContainsRepresentation(BINARY_LABELMAP):
         # A stored labelmap is a shared layer: it holds every segment of the layer, each with its own label value.
         label_value = segmentation_node.GetSegmentation().GetSegment(segment_id).GetLabelValue()
-        return values.reshape(grid.array.shape) == label_value
-    # No stored labelmap (the source is e.g. a closed surface): Slicer converted this one segment on
-    # the fly, alone, so every non-zero voxel is the segment's, whatever its label value says.
-    return values.reshape(grid.array.shape) != 0
+        mask, own = values == label_value, own_values == label_value
+    else:
+        # No stored labelmap (the source is e.g. a closed surface): Slicer converted this one segment on
+        # the fly, alone, so every non-zero voxel is the segment's, whatever its label value says.
+        mask, own = values != 0, own_values != 0
+    off, off_ml = _voxels_off_grid(own, segment_image, to_volume, grid)
+    return SegmentOnGrid(mask, off, off_ml)
+
+
+def _voxels_off_grid(own_kji: np.ndarray, segment_image, to_volume, grid: Volume) -> tuple[int, float]:
+    """How many of a segment's own voxels (``own_kji``, True where set, on ``segment_image``'s extent) have their
+    centre outside ``grid`` once moved into the volume's frame by ``to_volume``; and their volume (mL)."""
+    from vtk.util import numpy_support
+
+    k, j, i = np.nonzero(own_kji)
+    if k.size == 0:
+        return 0, 0.0
+    extent = segment_image.GetExtent()
+    matrix = vtk.vtkMatrix4x4()
+    segment_image.GetImageToWorldMatrix(matrix)
+    image_to_ras = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    ijk = np.column_stack([i + extent[0], j + extent[2], k + extent[4], np.ones(k.size)])
+    ras = (ijk @ image_to_ras.T)[:, :3]
+    if to_volume is not None:
+        points = vtk.vtkPoints()
+        points.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(ras), deep=True))
+        moved = vtk.vtkPoints()
+        to_volume.TransformPoints(points, moved)
+        ras = numpy_support.vtk_to_numpy(moved.GetData()).astype(float)
+    ras_to_grid = np.linalg.inv(ijk_to_ras_from_volume(grid))
+    grid_ijk = ras @ ras_to_grid[:3, :3].T + ras_to_grid[:3, 3]
+    size = np.array(grid.shape_ijk, dtype=float)
+    tolerance = 1e-3  # a centre on the grid's outer face, up to rounding, is in
+    off = int(np.count_nonzero(np.any((grid_ijk < -0.5 - tolerance) | (grid_ijk > size - 0.5 + tolerance), axis=1)))
+    voxel_ml = abs(float(np.linalg.det(image_to_ras[:3, :3]))) / 1000.0
+    return off, off * voxel_ml
 
 
 def subdivision(segmentation_node, reference_volume_node, grid: Volume) -> tuple[int, int, int] | None:
@@ -361,19 +426,20 @@ class SegmentationOnGrid:
     #: The hash that tells edits (:func:`fingerprint`).
     fingerprint: str
     #: What the user should know of how the segments were read: a renamed ScarNet segment still counted
-    #: (:func:`renamed_segments`), a blood pool mostly under a myocardium drawn as a filled disk
-    #: (:func:`scarnet.labels.blood_pool_hidden_by_overlap`). Empty without the labelmap.
+    #: (:func:`renamed_segments`), counted segments' voxels outside the input (:class:`SegmentOnGrid`), a blood pool
+    #: mostly under a myocardium drawn as a filled disk (:func:`scarnet.labels.blood_pool_hidden_by_overlap`).
+    #: Empty without the labelmap.
     notes: list[str] = field(default_factory=list)
 
 
 def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | None = None,
                       require_recognised: bool = False, with_labelmap: bool = True) -> SegmentationOnGrid:
     """The segmentation as it is now on the reference volume's grid: its labelmap, the segments not counted and
-    its fingerprint, from one reading of each segment (:func:`segment_mask`). ``grid``: the reference volume
+    its fingerprint, from one reading of each segment (:func:`read_segment`). ``grid``: the reference volume
     already read (saves a copy of its voxels). ``require_recognised``: raise :class:`~scarnet.errors.InputError`
     before reading any segment when no segment is recognised (a labelmap of background alone means nothing).
     ``with_labelmap``: False leaves the labelmap out (its majority vote on sub-voxels is the costly part).
-    Raises ``RuntimeError`` when a segment cannot be read.
+    Raises :class:`SegmentReadError` (a ``RuntimeError``) when a segment cannot be read.
     """
     if segmentation_node is None:
         raise InputError("no segmentation selected: run 'Segment scar' first or choose a segmentation")
@@ -390,12 +456,16 @@ def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | N
     labels = np.full(fine.array.shape if with_labelmap else (0,), BACKGROUND, dtype=np.uint8)
     not_counted: list[str] = []
     drawn: list[DrawnSegment] = []  # as drawn, to tell a blood pool mostly hidden under a higher label
+    off_grid: list[str] = []  # counted segments' voxels that lie outside the input: not counted, and said so
     digest = hashlib.sha256()
     digest.update(str(grid.array.shape).encode())
     for segment_id in segmentation.GetSegmentIDs():
-        mask = segment_mask(segmentation_node, segment_id, reference_volume_node, fine)
+        segment = read_segment(segmentation_node, segment_id, reference_volume_node, fine)
+        mask = segment.mask
         name = segmentation.GetSegment(segment_id).GetName()
         label = counted.get(segment_id)
+        if label is not None and segment.voxels_off_grid:
+            off_grid.append(f"{segment.voxels_off_grid} voxels ({segment.off_grid_ml:.2f} mL) of segment '{name}'")
         if label is not None and with_labelmap:
             # Where segments overlap the higher label wins (MVO over scar over myocardium over blood pool): every
             # enhanced voxel stays counted as infarct.
@@ -424,13 +494,29 @@ def read_segmentation(segmentation_node, reference_volume_node, grid: Volume | N
         labelmap = Volume(majority_labels(labels, sub_voxels) if fine is not grid else labels, grid.spacing_mm,
                           grid.origin_mm, grid.direction.copy())
         sub_voxel_ml = float(np.prod(fine.spacing_mm)) / 1000.0
-        notes = [*renamed_segments(segmentation_node),
+        notes = [*renamed_segments(segmentation_node), *_converted_from_another_representation(segmentation_node),
+                 *([f"not counted, outside the input volume (moved off it by a transform, or drawn on a series that "
+                    f"covers more?): {', '.join(off_grid)}"] if off_grid else []),
                  *(f"{note} (counted in sub-voxels of {'×'.join(map(str, sub_voxels))})" if fine is not grid else note
                    for note in blood_pool_hidden_by_overlap(drawn, labels, sub_voxel_ml))]
     # Finer than the volume in a way whose part-voxel edits cannot be told apart: taken as edited, so a run asks
     # before replacing it, rather than risk losing edits it cannot see.
     return SegmentationOnGrid(labelmap, counted, not_counted,
                               digest.hexdigest()[:32] if factor else UNRESOLVED_FINGERPRINT, notes)
+
+
+def _converted_from_another_representation(segmentation_node) -> list[str]:
+    """A line when the segmentation is kept as something else than voxels (closed surfaces): it is counted as Slicer
+    turns that into voxels of the input, which between slices far apart (LGE: 8-13 mm) loses part of thin segments
+    such as scar and MVO. Without it the report changed (scar halved) with no word but wall warnings."""
+    segmentation = segmentation_node.GetSegmentation()
+    source = segmentation.GetSourceRepresentationName() if hasattr(segmentation, "GetSourceRepresentationName") \
+        else segmentation.GetMasterRepresentationName()
+    if not source or source == BINARY_LABELMAP:
+        return []
+    return [f"segmentation '{segmentation_node.GetName()}' is kept as {source.lower()}s: counted as Slicer turns them "
+            "into voxels of the input, which between slices far apart loses part of thin segments (scar, MVO); "
+            "check the voxels shown in the slice views"]
 
 
 def labelmap_from_segmentation(segmentation_node, reference_volume_node) -> Volume:
@@ -509,6 +595,8 @@ def was_edited(segmentation_node, reference_volume_node, current: str | None = N
 __all__ = [
     "ANATOMIC_REGION",
     "SegmentationOnGrid",
+    "SegmentOnGrid",
+    "SegmentReadError",
     "BINARY_LABELMAP",
     "CREATED_BY_ATTRIBUTE",
     "FINGERPRINT_ATTRIBUTE",
@@ -525,6 +613,7 @@ __all__ = [
     "read_segmentation",
     "recognised_segments",
     "renamed_segments",
+    "read_segment",
     "segment_mask",
     "segment_terminology",
     "segments_not_counted",

@@ -407,8 +407,10 @@ def test_segment_masks_with_closed_surface_source(scene, lib, slicer_mod, obliqu
 
     on_the_fly = {info.segment_id: sn.segment_mask(segmentation_node, info.segment_id, volume_node)
                   for info in SEGMENTS}
-    report = processor.update_report(volume_node, segmentation_node, outputs.table_node).report
-    assert report["total"]["myocardium_ml"] > 0 and report["total"]["scar_ml"] > 0
+    updated = processor.update_report(volume_node, segmentation_node, outputs.table_node)
+    assert updated.report["total"]["myocardium_ml"] > 0 and updated.report["total"]["scar_ml"] > 0
+    # Surfaces between slices 8 mm apart lose part of thin segments: said, not left to the wall warnings to hint at.
+    assert f"segmentation '{segmentation_node.GetName()}' is kept as closed surfaces" in updated.notice
     segmentation.CreateRepresentation(binary_labelmap)  # Slicer's own conversion, as a 2D view makes it
     for info in SEGMENTS[:3]:
         converted = sn.segment_mask(segmentation_node, info.segment_id, volume_node)
@@ -496,9 +498,9 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     stored["inference"]["warnings"] = ["no AHA segments: the RV insertion point is 40 mm from the LV",
                                        "the exam may differ from the training data"]
     outputs.table_node.SetAttribute(rn.REPORT_JSON_ATTRIBUTE, json.dumps(stored))
-    read, segment_mask = [], sn.segment_mask
-    monkeypatch.setattr(sn, "segment_mask", lambda node, segment_id, *args: read.append(segment_id)
-                        or segment_mask(node, segment_id, *args))
+    read, read_segment = [], sn.read_segment
+    monkeypatch.setattr(sn, "read_segment", lambda node, segment_id, *args: read.append(segment_id)
+                        or read_segment(node, segment_id, *args))
     updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
     monkeypatch.undo()
     # Labelmap, segments not counted and the edit check from one reading of each segment.
@@ -640,6 +642,86 @@ def test_a_table_holding_other_data_is_never_overwritten(scene, lib, oblique_dir
     assert f"table '{first.table_node.GetName()}' was edited since ScarNet wrote it" in commented.notice
     assert first.table_node.GetTable().GetColumnByName("Reader comment").GetValue(0) == "papillary muscle, not scar"
     assert commented.report["slices"][0]["qc_flags"] == ["flag of the first"]  # still this segmentation's flags
+    # A script that passes the edited table again: the report goes to the table it went to last, not a new one (and
+    # a new plot) each time.
+    tables = scene.GetNumberOfNodesByClass("vtkMRMLTableNode")
+    again = processor.update_report(volume_node, first.segmentation_node, first.table_node)
+    assert again.table_node is commented.table_node
+    assert f"the report is in the table '{commented.table_node.GetName()}'" in again.notice
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables
+
+
+def test_a_fresh_table_chosen_for_an_update_keeps_the_model_flags(scene, lib, oblique_direction):
+    """The table selector's "Create new table" for "Update report": the model's QC flags, heart confidence and weights
+    come from the segmentation's own report (they were dropped, and stayed lost once the segmentation referenced the
+    new table)."""
+    rn = lib.report_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    first = _run(processor, volume_node)
+    flags = [row["qc_flags"] for row in first.report["slices"]]
+    assert any(flags)
+    fresh = scene.AddNewNodeByClass("vtkMRMLTableNode", "new table")
+    for table_node in (fresh, None):  # the fresh table, then whatever the segmentation references now
+        updated = processor.update_report(volume_node, first.segmentation_node, table_node)
+        assert updated.table_node is fresh
+        assert [row["qc_flags"] for row in updated.report["slices"]] == flags
+        assert updated.report["qc"] == first.report["qc"] and updated.report["inference"]["weights"]
+        assert [row["qc_flags"] for row in rn.read_table(fresh)] == flags
+
+
+def test_an_edited_aha_segment_table_is_left_as_it_is(scene, lib, oblique_direction):
+    """The AHA segment table unlocked and typed in: the next update puts the segments into a new table and says so
+    (the cell was written over without a word); without a point, the edited table is not emptied either."""
+    vn, pr, rn = lib.volume_nodes, lib.processing, lib.report_nodes
+    image = _image(oblique_direction)
+    labels = _shrinking_rings(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "RV insertion")
+    points.AddControlPoint(*_rv_point_ras(image))
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    outputs = _run(processor, volume_node)
+    segment_table = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node,
+                                            rv_insertion_node=points).segment_table_node
+    again = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node,
+                                    rv_insertion_node=points)
+    assert again.segment_table_node is segment_table and "edited" not in again.notice  # as written: reused
+
+    segment_table.SetLocked(False)
+    segment_table.SetCellText(0, 1, "basal anterior (hibernating?)")
+    edited = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node,
+                                     rv_insertion_node=points)
+    assert edited.segment_table_node is not segment_table
+    assert f"table '{segment_table.GetName()}' was edited since ScarNet wrote it" in edited.notice
+    assert segment_table.GetCellText(0, 1) == "basal anterior (hibernating?)"
+    assert edited.segment_table_node.GetTable().GetNumberOfRows() == 17
+    assert outputs.table_node.GetNodeReference(rn.SEGMENT_TABLE_REFERENCE_ROLE) is edited.segment_table_node
+
+    edited.segment_table_node.SetLocked(False)
+    edited.segment_table_node.SetCellText(1, 1, "my note")
+    without_point = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
+    assert without_point.segment_table_node is None
+    assert edited.segment_table_node.GetCellText(1, 1) == "my note"
+    assert edited.segment_table_node.GetTable().GetNumberOfRows() == 17
+
+
+def test_nodes_removed_from_the_scene_are_refused(scene, lib, oblique_direction):
+    """A script still holding a segmentation or volume removed from the scene: refused in one line (the report was
+    written for the removed segmentation and referenced it); a removed table is replaced."""
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    first = _run(processor, volume_node)
+    second = _run(processor, volume_node, None, None)
+    scene.RemoveNode(second.table_node)
+    replaced = processor.update_report(volume_node, second.segmentation_node, second.table_node)
+    assert replaced.table_node is not second.table_node and replaced.table_node.GetScene() is scene
+    scene.RemoveNode(first.segmentation_node)
+    with pytest.raises(InputError, match=f"segmentation '{first.segmentation_node.GetName()}' is no longer in the "
+                                         "scene"):
+        processor.update_report(volume_node, first.segmentation_node, first.table_node)
+    with pytest.raises(InputError, match="is no longer in the scene"):
+        processor.start(volume_node, first.segmentation_node, None)
+    scene.RemoveNode(volume_node)
+    with pytest.raises(InputError, match="volume 'lge' is no longer in the scene"):
+        processor.update_report(volume_node, second.segmentation_node)
 
 
 def test_a_segmentation_moved_off_the_volume_is_refused_not_reported_as_zeros(scene, lib, oblique_direction):
@@ -659,6 +741,53 @@ def test_a_segmentation_moved_off_the_volume_is_refused_not_reported_as_zeros(sc
                                          "the input's grid"):
         processor.update_report(volume_node, first.segmentation_node, first.table_node)
     assert rn.stored_report(first.table_node) == before
+
+
+def test_a_segmentation_partly_off_the_volume_says_what_it_left_out(scene, lib, oblique_direction):
+    """Moved a slice along the stack by a transform (or drawn on a series that covers more), part of a segmentation
+    lies outside the input: counted where it lies on the grid, and the notice says how much of each segment was
+    left out (the myocardium was 48 % smaller without a word)."""
+    vtk = pytest.importorskip("vtk")
+    vn = lib.volume_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    first = _run(processor, volume_node)
+    slice_step_ras = vn.ijk_to_ras_matrix(volume_node)[:3, 2]
+    moved = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    matrix = vtk.vtkMatrix4x4()
+    for axis in range(3):
+        matrix.SetElement(axis, 3, -slice_step_ras[axis])  # toward slice -1: slice 0 leaves the grid
+    moved.SetMatrixTransformToParent(matrix)
+    first.segmentation_node.SetAndObserveTransformNodeID(moved.GetID())
+    updated = processor.update_report(volume_node, first.segmentation_node, first.table_node)
+    shifted = np.zeros_like(labels.array)
+    shifted[:-1] = labels.array[1:]
+    _report_equal(updated.report, quantify(labels.with_array(shifted)).to_dict())
+    left_out = labels.array[0]
+    assert "outside the input volume" in updated.notice
+    assert f"{int(np.count_nonzero(left_out == 2))} voxels" in updated.notice.split("segment 'Myocardium'")[0]
+    # On the grid again: nothing said.
+    first.segmentation_node.SetAndObserveTransformNodeID(None)
+    assert "outside the input volume" not in processor.update_report(volume_node, first.segmentation_node,
+                                                                     first.table_node).notice
+
+
+def test_a_segment_without_a_labelmap_is_one_line_not_a_crash(scene, lib, slicer_mod, oblique_direction):
+    """Source representation set back to binary labelmap after the labelmap was dropped: the segments cannot be read.
+    The widget shows a ScarNetError in one line; any other error got a generic dialog and a traceback."""
+    from scarnet.errors import ScarNetError
+
+    sn = lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    first = _run(processor, volume_node)
+    segmentation_node = first.segmentation_node
+    assert segmentation_node.CreateClosedSurfaceRepresentation()
+    segmentation_node.GetSegmentation().SetSourceRepresentationName(
+        slicer_mod.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName())
+    segmentation_node.GetSegmentation().SetSourceRepresentationName(sn.BINARY_LABELMAP)
+    assert not segmentation_node.GetSegmentation().ContainsRepresentation(sn.BINARY_LABELMAP)
+    with pytest.raises(ScarNetError, match="has no binary labelmap"):
+        processor.update_report(volume_node, segmentation_node, first.table_node)
+    assert sn.was_edited(segmentation_node, volume_node)  # unreadable: taken as edited, never replaced unasked
 
 
 def test_update_report_says_what_it_did_not_count(scene, lib, oblique_direction):
@@ -944,6 +1073,55 @@ def test_parent_transform_fresh_result_is_not_edited(scene, lib, slicer_mod, obl
     assert not processor.segmentation_was_edited(segmentation_node, volume_node)
     assert processor.update_report(volume_node, segmentation_node, outputs.table_node).report["edited"] is False
     assert _run(processor, volume_node, segmentation_node, outputs.table_node).segmentation_node is segmentation_node
+
+
+def test_a_segmentation_alone_under_a_warp_is_read_where_it_is_shown(scene, lib, slicer_mod, oblique_direction):
+    """The segmentation (not the volume) under a non-linear transform, on an oblique volume: read where the
+    transform puts it. Slicer's segment moved to world coordinates came back cropped (most of the myocardium
+    lost without a word); a grid transform that moves nothing must read back exactly, and one that moves
+    everything by 3 mm as the same linear translation does."""
+    import vtk
+    from vtk.util import numpy_support
+
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    outputs = _run(processor, volume_node)
+    segmentation_node = outputs.segmentation_node
+
+    def grid_transform(displacement_ras: tuple[float, float, float]):
+        field = vtk.vtkImageData()
+        field.SetOrigin(-400.0, -400.0, -400.0)
+        field.SetSpacing(100.0, 100.0, 100.0)
+        field.SetDimensions(9, 9, 9)
+        vectors = numpy_support.numpy_to_vtk(np.tile(np.asarray(displacement_ras), (9 ** 3, 1)), deep=True)
+        vectors.SetNumberOfComponents(3)
+        field.GetPointData().SetScalars(vectors)
+        grid = slicer_mod.vtkOrientedGridTransform()
+        grid.SetDisplacementGridData(field)
+        grid.SetInterpolationModeToLinear()
+        node = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "warp")
+        node.SetAndObserveTransformToParent(grid)
+        return node
+
+    segmentation_node.SetAndObserveTransformNodeID(grid_transform((0.0, 0.0, 0.0)).GetID())
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array, labels.array)
+    _report_equal(processor.update_report(volume_node, segmentation_node, outputs.table_node).report,
+                  quantify(labels).to_dict())
+
+    segmentation_node.SetAndObserveTransformNodeID(grid_transform((3.0, -2.0, 1.0)).GetID())
+    warped = sn.labelmap_from_segmentation(segmentation_node, volume_node).array
+    translation = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "translation")
+    matrix = vtk.vtkMatrix4x4()
+    for axis, offset in enumerate((3.0, -2.0, 1.0)):
+        matrix.SetElement(axis, 3, offset)
+    translation.SetMatrixTransformToParent(matrix)
+    segmentation_node.SetAndObserveTransformNodeID(translation.GetID())
+    translated = sn.labelmap_from_segmentation(segmentation_node, volume_node).array
+    assert not np.array_equal(translated, labels.array)  # it did move
+    np.testing.assert_array_equal(warped, translated)
 
 
 def test_update_report_leaves_the_segmentation_where_it_is(scene, lib, slicer_mod, oblique_direction):
