@@ -34,9 +34,10 @@ direction of that point projected onto the slice, turning towards the septum (co
 seen from the apex, as short-axis images are shown). For an oriented (oblique) stack that turn
 comes from the patient axes and the base-apex order. An image without real orientation (its
 slices within :data:`MAX_PATIENT_AXIS_DEG` of a patient axis: a PNG stack, a header with an
-identity direction) cannot say which side it is seen from: it is taken as displayed (row 0 at the
-top, column 0 on the left) and seen from the apex, as short-axis images are shown, and the report
-says so (``segment_angles_from``):
+identity direction) cannot say which side it is seen from: it is taken as displayed (as 3D Slicer shows it,
+its direction applied: row 0 at the top and column 0 on the left for a PNG stack or an identity direction;
+:func:`display_sense`) and seen from the apex, as short-axis images are shown, and the report says so
+(``segment_angles_from``):
 
 * basal and mid: 0-60° anteroseptal, 60-120° inferoseptal, 120-180° inferior, 180-240°
   inferolateral, 240-300° anterolateral, 300-360° anterior;
@@ -229,6 +230,28 @@ def is_oriented(volume: Volume) -> bool:
     return math.degrees(math.acos(min(1.0, float(np.abs(normal).max())))) > MAX_PATIENT_AXIS_DEG
 
 
+#: The screen's right and down directions (LPS) of the view a viewer shows slices in, by the patient axis their
+#: normal is nearest to: sagittal (L: anterior on the left, head up), coronal (P: patient's right on the left,
+#: head up), axial (S: patient's right on the left, anterior up); 3D Slicer's default views.
+_VIEW_RIGHT_DOWN_LPS = {0: ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),
+                        1: ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0)),
+                        2: ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))}
+
+
+def display_sense(volume: Volume) -> float:
+    """+1 when a viewer (3D Slicer) shows the slices of ``volume`` as stored, column 0 on the left and row 0 at the
+    top, or turned; -1 when it shows them mirrored, because their direction flips or swaps the in-plane axes.
+
+    An image without orientation is taken as displayed; one stack stored with its columns reversed (a plain
+    re-storage, which Slicer shows the same) must give the same segments, not septum and lateral wall exchanged.
+    A PNG stack or an identity direction is shown as stored (+1).
+    """
+    right, down = (np.asarray(axis) for axis in _VIEW_RIGHT_DOWN_LPS[int(np.argmax(np.abs(volume.slice_normal)))])
+    column_axis, row_axis = volume.direction[:, 0], volume.direction[:, 1]
+    determinant = (right @ column_axis) * (down @ row_axis) - (right @ row_axis) * (down @ column_axis)
+    return 1.0 if determinant >= 0 else -1.0
+
+
 def cavity_area_mm2(plane: np.ndarray, pixel_area_mm2: float) -> float:
     """The LV cavity of a slice's labels (mm²): its blood pool and the background its labels enclose (a ring
     drawn without blood pool)."""
@@ -271,6 +294,10 @@ def missing_levels(levels: list[str | None]) -> list[str]:
     return [level for level in LEVELS if level not in levels]
 
 
+#: Decimals an angle is rounded to before its segment is found (:func:`segment_of_angle`).
+_ANGLE_DECIMALS = 9
+
+
 def segment_of_angle(level: str, angle_deg: np.ndarray, septal_span_deg: float = _EQUAL_SEPTAL_SPAN_DEG
                      ) -> np.ndarray:
     """AHA segment numbers for angles (degrees from the anterior RV insertion, towards the septum) on a slice of
@@ -283,7 +310,10 @@ def segment_of_angle(level: str, angle_deg: np.ndarray, septal_span_deg: float =
         raise ValueError(f"septal span must be between 0 and 360 degrees, got {septal_span_deg}")
     if level == APEX:
         return np.full(np.shape(angle_deg), APEX_SEGMENT, dtype=int)
-    angle = np.mod(angle_deg, 360.0)
+    # Rounded to 1e-9°: a voxel on a boundary (60° on a row through the centre) would otherwise fall on either
+    # side by the last bit of the arithmetic, so one exam stored two ways (flipped, with another direction
+    # matrix) gave segments that differ by a voxel.
+    angle = np.mod(np.round(np.asarray(angle_deg, dtype=float), _ANGLE_DECIMALS), 360.0)
     # Not stretched within rounding of 120°: a stretch by 1 + 1e-16 would move voxels that lie exactly on a
     # boundary (180° on the row through the centre) into the next segment.
     if abs(septal_span_deg - _EQUAL_SEPTAL_SPAN_DEG) > 1e-6:
@@ -291,6 +321,7 @@ def segment_of_angle(level: str, angle_deg: np.ndarray, septal_span_deg: float =
         angle = np.where(septal, angle * (_EQUAL_SEPTAL_SPAN_DEG / septal_span_deg),
                          _EQUAL_SEPTAL_SPAN_DEG + (angle - septal_span_deg)
                          * ((360.0 - _EQUAL_SEPTAL_SPAN_DEG) / (360.0 - septal_span_deg)))
+        angle = np.mod(np.round(angle, _ANGLE_DECIMALS), 360.0)
     if level == "apical":
         index = np.floor(np.mod(angle - _APICAL_OFFSET_DEG, 360.0) / 90.0).astype(int) % 4
         return _FIRST_SEGMENT[level] + np.asarray(_FOUR_SEGMENT_ORDER)[index]
@@ -439,8 +470,9 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
         angles_from = ANGLES_FROM_PATIENT_AXES
     else:
         # As displayed (columns to the right, rows down) and seen from the apex: counter-clockwise on
-        # the screen turns from the columns' direction towards row 0, i.e. column → -row.
-        turn = -1.0
+        # the screen turns from the columns' direction towards row 0, i.e. column → -row; the other way where
+        # a viewer shows the stored slices mirrored (their direction flips or swaps the in-plane axes).
+        turn = -1.0 * display_sense(volume)
         angles_from = ANGLES_FROM_DISPLAY
 
     # The septal arc is checked on the slice where the inferior point lies (the nearest one with angled segments:
@@ -543,6 +575,7 @@ __all__ = [
     "cavity_change",
     "check_rv_insertion",
     "extent_score",
+    "display_sense",
     "is_oriented",
     "missing_levels",
     "outermost_wall_point_lps",

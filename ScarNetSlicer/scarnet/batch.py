@@ -300,6 +300,11 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
 
         require_highdicom()
     plans = plan_outputs(inputs, out_dir, html, dicom_seg)
+    missing = [plan.input for plan in plans if not plan.input.exists()]
+    if missing:
+        # A mistyped name is told now, not as a failed row after hours of other exams.
+        more = f" (and {len(missing) - 1} more of the inputs)" if len(missing) > 1 else ""
+        raise InputError(f"{missing[0]}: no such file or folder{more}; nothing was run")
     exam_points = points_for_exams(rv_points or {}, plans, rv_points_source)
     summary_path = out_dir / SUMMARY_NAME
     # Every output checked now: a run does not stop at exam 30 on a file left from an earlier one.

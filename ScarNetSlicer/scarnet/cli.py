@@ -932,7 +932,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", type=_non_empty_path,
                    nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA files or DICOM folders")
     p.add_argument("--out", type=_non_empty_path, required=True,
-                   help="folder for NAME.seg.nrrd, NAME_report.json (and NAME_report.html) and summary.csv")
+                   help="folder for NAME.seg.nrrd, NAME_report.json (and NAME_report.html) and summary.csv; made "
+                        "(with its parents) when it does not exist")
     p.add_argument("--html", action="store_true", help="also write each exam's printable report (NAME_report.html)")
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write each exam's DICOM Segmentation (NAME_seg.dcm), referring to its images (DICOM "
@@ -1107,6 +1108,34 @@ def _terminate_as_interrupt() -> Any:
         signal.signal(signal.SIGTERM, previous)
 
 
+class _StandardOutput:
+    """``sys.stdout`` while a command runs: a write that fails (``> /dev/full``, a full disk) raises a one-line
+    :class:`~scarnet.errors.OutputError` rather than an internal error. A reader gone (``| head``) stays a
+    ``BrokenPipeError``, ended quietly as before."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _guarded(self, call: Callable[[], Any]) -> Any:
+        from .errors import OutputError
+
+        try:
+            return call()
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise OutputError(f"could not write to the standard output ({error.strerror or error})") from None
+
+    def write(self, text: str) -> int:
+        return self._guarded(lambda: self._stream.write(text))
+
+    def flush(self) -> None:
+        self._guarded(self._stream.flush)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scarnet`` console script."""
     from .errors import ScarNetError
@@ -1115,6 +1144,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.formatwarning = _format_warning
     debug = bool(os.environ.get("SCARNET_DEBUG"))
+    standard_output = sys.stdout
+    sys.stdout = _StandardOutput(standard_output) if standard_output is not None else None
     try:
         with _terminate_as_interrupt():
             _check_names_are_utf8(args)
@@ -1133,6 +1164,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scarnet: internal error: {type(error).__name__}: {visible(' '.join(str(error).split())[:300])} "
               "(set SCARNET_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL_ERROR
+    finally:
+        if isinstance(sys.stdout, _StandardOutput):
+            sys.stdout = standard_output
 
 
 def run() -> NoReturn:

@@ -246,11 +246,44 @@ def _warn_if_placed_otherwise_elsewhere(path: Path, header: Any, volume: Volume)
                               "written for it. Programs that take the sform (FSL, nibabel) place the image elsewhere: "
                               "check which is right", stacklevel=4)
                 return
+        if "sform" in forms and apart["sform"] > MAX_FORMS_DISAGREEMENT_MM:
+            sform_spacing = np.linalg.norm(forms["sform"][:3, :3], axis=0)
+            if not np.allclose(sform_spacing, volume.spacing_mm, rtol=0.01, atol=0.0):
+                # EMIDEC's headers: pixdim 1.41×1.41×13 mm, an sform of 1 mm. A file nibabel re-saves from it keeps
+                # the sform's 1 mm voxels, and every volume of it comes out 26 times too small.
+                warnings.warn(f"{path}: its sform makes voxels of {_mm_text(sform_spacing)} mm, its pixdim "
+                              f"{_mm_text(volume.spacing_mm)} mm, which is read here, as 3D Slicer and ITK do; "
+                              "programs that take the sform (nibabel, FSL) read the other size, and files they "
+                              "save from it keep it: check which is right", stacklevel=4)
+                return
         if np.any(pixdim < 0) and any(distance > MAX_FORMS_DISAGREEMENT_MM for distance in apart.values()):
             axes = ", ".join(f"pixdim[{axis + 1}] = {pixdim[axis]:g}" for axis in np.flatnonzero(pixdim < 0))
             warnings.warn(f"{path}: its header has a negative spacing ({axes}), which the NIfTI standard does not "
                           "allow; 3D Slicer and ITK read that axis mirrored, as here, nibabel and FSL do not: check "
                           "the orientation (left and right)", stacklevel=4)
+
+
+def _mm_text(spacing_mm) -> str:
+    """``1.41×1.41×13``: a voxel size for a message."""
+    return "×".join(f"{value:.3g}" for value in spacing_mm)
+
+
+#: A voxel size that writers put in a header when they know none, and that a re-save from a header without
+#: scales keeps: said, since every volume depends on it.
+DEFAULT_SPACING_MM = (1.0, 1.0, 1.0)
+
+
+def _warn_if_default_spacing(path: Path, volume: Volume) -> None:
+    """Warn when the header states voxels of exactly 1×1×1 mm (:data:`DEFAULT_SPACING_MM`).
+
+    A short-axis LGE stack has slices 5–15 mm apart; 1 mm everywhere is what a program writes without the
+    scanner's spacing (a NIfTI re-saved by nibabel from an sform without scales: EMIDEC's, whose volumes then
+    came out 26 times too small without a word). Real 1 mm isotropic images exist, so it is a warning.
+    """
+    if np.allclose(volume.spacing_mm, DEFAULT_SPACING_MM, rtol=0.0, atol=1e-6):
+        warnings.warn(f"{path}: its voxels are 1×1×1 mm, the size programs write when they know none (a file re-saved "
+                      "without the scanner's spacing): volumes, in mL, are right only if that is the true voxel size",
+                      stacklevel=4)
 
 
 def _shear_factor(linear: np.ndarray) -> float:
@@ -347,6 +380,7 @@ def _read_image_file(path: Path) -> Volume:
     if io_name == _NIFTI_IO:
         _warn_if_sheared(path, _sform_from_itk(image))
         _warn_if_placed_otherwise_elsewhere(path, header, volume)
+    _warn_if_default_spacing(path, volume)
     # Only now, so that a refused file says one line: e.g. niftilib's "pixdim[1,2,3] should be positive".
     for line in dict.fromkeys(printed):
         warnings.warn(f"{path}: {line}", stacklevel=4)
@@ -1204,11 +1238,15 @@ def check_outputs(paths: Sequence[str | Path | None], overwrite: bool = False) -
         if path is None:
             continue
         path = Path(path)
-        if path.resolve() in seen:
+        resolved = _resolved_output(path)
+        if resolved in seen:
             raise InputError(f"{path}: given twice as an output")
-        seen.add(path.resolve())
+        seen.add(resolved)
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{path}: already exists (pass --overwrite to replace it)")
+        if path.exists() and not path.is_dir() and not path.is_file():
+            # A device or a pipe (a link to /dev/full): replacing it would put a file where a device node was.
+            raise OutputError(f"{path}: is not a regular file (a device, pipe or socket); give a file name")
         if path.is_symlink() and not path.exists() and not overwrite:
             # A link to a missing file: the write would replace the user's link, found only after the work.
             raise OutputExistsError(f"{path}: already exists, as a link to {os.readlink(path)}, which is missing "
@@ -1227,9 +1265,17 @@ def check_outputs(paths: Sequence[str | Path | None], overwrite: bool = False) -
             raise OutputError(f"{path}: cannot write in {path.parent} ({os_error_reason(error)})") from None
 
 
+def _resolved_output(path: Path) -> Path:
+    """``path`` with its links followed, to tell two names of one file; a loop of links is refused in one line."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as error:  # Python 3.11 raises RuntimeError("Symlink loop ..."), 3.13 OSError
+        raise OutputError(f"{path}: is a link that leads back to itself (a loop of links)") from error
+
+
 def os_error_reason(error: OSError) -> str:
     """The short reason an operating-system call failed ("Permission denied"), for one-line messages."""
-    return error.strerror or type(error).__name__
+    return error.strerror or " ".join(str(error).split()) or type(error).__name__
 
 
 def json_safe(value: Any) -> Any:
@@ -1256,20 +1302,32 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     extension (SimpleITK, pynrrd) behave as for the final name. On any error the
     temporary file is removed and ``path`` is untouched.
     """
-    path = Path(path)
+    given = path = Path(path)
     check_outputs([path], overwrite=overwrite)
+    if path.is_symlink() and path.exists():
+        # A link to an existing file (allowed with --overwrite): the file it points to is replaced and the link
+        # kept, as a plain write through the link would; replacing the link left the file it shared stale.
+        path = path.resolve()
     suffix = _suffix(path) or path.suffix
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    except OSError as error:
+        raise OutputError(f"{given}: could not be written ({os_error_reason(error)})") from None
     os.close(fd)
     temp = Path(temp_name)
     try:
         yield temp
         if not overwrite and path.exists():
-            raise OutputExistsError(f"{path}: appeared while writing (pass --overwrite to replace it)")
+            raise OutputExistsError(f"{given}: appeared while writing (pass --overwrite to replace it)")
         # mkstemp makes owner-only (0600) files; give the output the mode a plain open() would
         # (or keep the mode of the file it replaces).
         os.chmod(temp, (path.stat().st_mode & 0o7777) if path.exists() else _new_file_mode())
         os.replace(temp, path)
+    except OSError as error:
+        if isinstance(error, ScarNetError):
+            raise
+        # A full disk, a folder gone meanwhile: one line naming the output, not an internal error.
+        raise OutputError(f"{given}: could not be written ({os_error_reason(error)})") from None
     finally:
         if temp.exists():
             temp.unlink()
@@ -1319,13 +1377,17 @@ def write_volume(volume: Volume, path: str | Path, overwrite: bool = False) -> P
 
     itk_file_name(path, OutputError)  # before the temporary file, which is named after it
     with atomic_path(path, overwrite) as temp:
+        printed: list[str] = []  # NIfTI's library prints "** ERROR: NWAD: wrote only ..." on a full disk
         try:
-            sitk.WriteImage(volume.to_sitk(), str(temp), useCompression=True)
+            with _native_stderr_captured(printed):
+                sitk.WriteImage(volume.to_sitk(), str(temp), useCompression=True)
         except RuntimeError as error:  # e.g. disk full while writing NRRD or MetaImage
             reason = next((line for line in reversed(str(error).splitlines()) if line.strip()), "unknown reason")
             raise OutputError(f"{path}: could not be written ({_short(reason)})") from None
         if _suffix(path) in (".nii", ".nii.gz"):
             _check_nifti_written(temp, path)
+        for line in dict.fromkeys(printed):  # written after all: what the library said is kept, as for reads
+            warnings.warn(f"{path}: {line}", stacklevel=3)
     return path
 
 

@@ -117,6 +117,12 @@ class _Output:
     suffix: str
     temp: Path | None = None
     written: bool = False
+    #: Where the file goes: ``path``, or the file a link at ``path`` points to (set by :meth:`OutputSet.prepare`).
+    target: Path | None = None
+
+    @property
+    def destination(self) -> Path:
+        return self.target if self.target is not None else self.path
 
 
 @dataclass
@@ -269,6 +275,12 @@ class OutputSet:
         except OutputError:
             self.discard()  # a folder made for the first write goes again
             raise
+        for output in self._outputs:
+            # A link to an existing file (allowed with --overwrite: a report kept in a shared folder): the file it
+            # points to is replaced and the link kept, as a plain write through the link would; replacing the
+            # link by a file left the file it shared stale.
+            if output.path.is_symlink() and output.path.exists():
+                output.target = output.path.resolve()
         self._prepared = True
 
     def _check_name_length(self, path: Path) -> None:
@@ -307,12 +319,13 @@ class OutputSet:
 
     def _temporary_file(self, output: _Output) -> Path:
         """A new empty file beside ``output``, keeping its ending (the writers choose the format by it)."""
-        prefix = f".{output.path.name[:_TEMP_NAME_CHARS]}."
+        destination = output.destination
+        prefix = f".{destination.name[:_TEMP_NAME_CHARS]}."
         suffix = ".tmp" + output.path.name[-len(output.suffix):]
-        try:
-            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=output.path.parent)
+        try:  # beside the file it becomes: a rename does not cross file systems
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=destination.parent)
         except OSError as error:
-            raise OutputError(f"{output.path}: cannot write in {output.path.parent} ({_reason(error)})") from None
+            raise OutputError(f"{output.path}: cannot write in {destination.parent} ({_reason(error)})") from None
         os.close(fd)
         return Path(name)
 
@@ -378,21 +391,22 @@ class OutputSet:
         with _ctrl_c_held() as interrupted:
             try:
                 for output in self._outputs:
-                    if output.path.is_dir() and not output.path.is_symlink():
+                    target = output.destination
+                    if target.is_dir() and not target.is_symlink():
                         raise OutputError(f"{output.path}: is a folder (appeared while running)")
                     if not self.overwrite and os.path.lexists(output.path):
                         raise OutputExistsError(f"{output.path}: appeared while running (pass --overwrite to replace "
                                                 "it)")
                     # mkstemp makes owner-only (0600) files; give the output the mode a plain open()
                     # would (or keep the mode of the file it replaces).
-                    mode = (output.path.stat().st_mode & 0o7777) if output.path.exists() else _new_file_mode()
+                    mode = (target.stat().st_mode & 0o7777) if target.exists() else _new_file_mode()
                     os.chmod(output.temp, mode)
-                    move = _Move(output.path, output.temp)
+                    move = _Move(target, output.temp)
                     moves.append(move)
-                    if os.path.lexists(output.path):
-                        move.aside = _aside_name(output.path)
-                        os.replace(output.path, move.aside)
-                    os.replace(output.temp, output.path)
+                    if os.path.lexists(target):
+                        move.aside = _aside_name(target)
+                        os.replace(target, move.aside)
+                    os.replace(output.temp, target)
                 if interrupted:  # Ctrl-C while the files were moved: none of them, as the user asked to stop
                     interrupted.clear()
                     raise KeyboardInterrupt
@@ -407,9 +421,10 @@ class OutputSet:
         for move in moves:
             if move.aside is not None:
                 _remove_replaced(move.aside)
+        written = [output.path for output in self._outputs]  # the names given, links included
         self._outputs.clear()
         self._created_folders.clear()
-        return [move.target for move in moves]
+        return written
 
     def discard(self) -> None:
         """Remove every temporary file, and the folders this set created (when empty)."""

@@ -58,7 +58,7 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
-from .orientation import StackAxis, find_stack_axis
+from .orientation import StackAxis, find_stack_axis, stack_along_k_problem
 from .text import visible
 from .transmurality import TransmuralitySummary, stack_rays, summarise_stack
 from .volume import Volume, check_geometry
@@ -395,6 +395,13 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     stored_spacing_mm = tuple(labelmap.spacing_mm)
     stack = stack if stack is not None else find_stack_axis(labelmap)  # the image's grid is the same
     labelmap = stack.apply(labelmap)
+    if stack_along_k_problem(labelmap.shape_ijk, labelmap.spacing_mm) == "3D":
+        # Levels, transmurality and AHA segments read short-axis slices: along a 3D volume's axis (or across a thin-
+        # slice stack stored slice-first) they are cuts of anything, reported as if they were slices. Segmentation
+        # refuses such a grid too (scarnet.inference.check_short_axis).
+        raise InputError(f"{labelmap.num_slices} slices {labelmap.spacing_mm[2]:.2g} mm apart looks like a 3D volume "
+                         "(or a stack stored with its slices along another axis), not a short-axis LGE stack "
+                         "(expected 4–30 slices 5–15 mm apart): its per-slice figures cannot be told")
     image = stack.apply(image) if image is not None else None
     labels = labelmap.array.astype(np.uint8, copy=False)
     voxel_ml = labelmap.voxel_volume_ml

@@ -149,7 +149,14 @@ def read_report(path: str | Path) -> dict[str, Any]:
     if not (isinstance(report, dict) and isinstance(report.get("total"), dict)
             and isinstance(report.get("slices"), list) and all(isinstance(s, dict) for s in report["slices"])):
         raise InputError(f"{not_a_report} (no 'total' and 'slices')")
+    missing = [key for key in _REQUIRED_TOTALS if key not in report["total"]]
+    if missing:  # a line of blanks in the cohort's table would read as an exam without scar
+        raise InputError(f"{not_a_report} (its 'total' has no {' and '.join(missing)})")
     return report
+
+
+#: The totals every report of scarnet holds (a labelmap without myocardium is refused, not reported).
+_REQUIRED_TOTALS = ("myocardium_ml", "scar_ml")
 
 
 def _no_constant(name: str) -> Any:

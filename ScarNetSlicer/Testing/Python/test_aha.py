@@ -94,6 +94,16 @@ def test_angles_map_to_the_aha_segments():
     # The apex beyond the cavity is one segment, whatever the angle.
     assert segment_of_angle(APEX, np.array([0, 16, 106, 196, 286, 359])).tolist() == [17] * 6
     assert set(SEGMENT_NAMES) == set(range(1, 18)) and SEGMENT_NAMES[17] == "apex"
+    # A voxel on a boundary falls on one side, whatever the last bit of the arithmetic that gave its angle (the
+    # same exam stored flipped gave 59.99999999999999° or 60.00000000000001°), also with a stretched septum.
+    for level, boundary in (("basal", 60.0), ("mid", 300.0), ("apical", 106.0), ("basal", 0.0)):
+        for span in (120.0, 100.0):
+            boundary_angle = boundary if span == 120.0 else boundary * 100.0 / 120.0 if boundary <= 120.0 else None
+            if boundary_angle is None:
+                continue
+            noisy = np.array([boundary_angle, np.nextafter(boundary_angle, -1.0), np.nextafter(boundary_angle, 400.0)])
+            segments = segment_of_angle(level, noisy, span)
+            assert len(set(segments.tolist())) == 1, (level, boundary, span, segments)
 
 
 def test_levels_are_thirds_of_the_slices_with_myocardium():
@@ -518,6 +528,44 @@ def test_segments_do_not_depend_on_how_the_stack_is_stored():
     report = quantify(stored, rv_insertion_lps=point)
     assert report.slice_axis == "i"
     assert figures(report) == pytest.approx(expected)
+
+
+def test_an_image_without_orientation_gives_the_same_segments_however_it_is_stored():
+    """No short-axis orientation: taken as a viewer shows it, its direction applied. Columns or rows stored reversed,
+    or the two swapped (a re-storage 3D Slicer displays the same) gave septum and lateral wall exchanged."""
+    labels = _ring_labels(16.0, 56.0)
+    shown = Volume(labels, SPACING)  # identity direction: shown as stored
+    point = _point_along_i(shown)
+
+    def segments(volume: Volume) -> list[float]:
+        with pytest.warns(UserWarning, match="no usable short-axis orientation"):
+            report = quantify(volume, rv_insertion_lps=point)
+        assert report.segment_angles_from == ANGLES_FROM_DISPLAY
+        return [s.scar_ml for s in report.segments]  # segments 1 to 17 in order
+
+    expected = segments(shown)
+    assert {number for number, scar in enumerate(expected, start=1) if scar > 0} == {1, 7, 13}
+    last_row, last_column = labels.shape[1] - 1, labels.shape[2] - 1
+    for flip_rows, flip_columns, swap in [(False, True, False), (True, False, False), (True, True, False),
+                                          (False, False, True), (True, False, True)]:
+        array, direction, spacing = labels, np.eye(3), SPACING
+        if flip_rows:
+            array = array[:, ::-1, :]
+            direction[:, 1] *= -1
+        if flip_columns:
+            array = array[:, :, ::-1]
+            direction[:, 0] *= -1
+        # Voxel (0, 0) of the stored grid is the original's corner the flips brought there; a swap keeps it.
+        origin = shown.index_to_physical(np.array([last_column if flip_columns else 0.0,
+                                                   last_row if flip_rows else 0.0, 0.0]))
+        if swap:
+            array, direction, spacing = array.transpose(0, 2, 1), direction[:, [1, 0, 2]], (SPACING[1], SPACING[0],
+                                                                                            SPACING[2])
+        stored = Volume(np.ascontiguousarray(array), spacing, tuple(origin), direction)
+        centre = np.array([array.shape[2] / 2, array.shape[1] / 2, 3.0])  # the same physical voxels
+        assert labels[3][tuple(np.round(shown.physical_to_index(stored.index_to_physical(centre))[[1, 0]]).astype(
+            int))] == array[3][int(centre[1]), int(centre[0])]
+        assert segments(stored) == pytest.approx(expected), (flip_rows, flip_columns, swap)
 
 
 @pytest.mark.parametrize("seed, territory_segments", [

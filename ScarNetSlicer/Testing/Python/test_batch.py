@@ -108,9 +108,14 @@ def test_a_batch_writes_each_exam_and_a_summary_and_goes_on_after_a_failure(tmp_
 def test_outputs_are_checked_before_the_model_loads(tmp_path):
     write_volume(ring_volume(), tmp_path / "p1.nii.gz")
     out = tmp_path / "out"
+    calls: list[int] = []
+    # A mistyped input is told before anything runs or is written, not as a failed row at the end.
+    with pytest.raises(InputError, match=r"p3.nii.gz: no such file or folder \(and 1 more of the inputs\); nothing "
+                                         "was run") as error:
+        run_batch([tmp_path / "p1.nii.gz", tmp_path / "p3.nii.gz", tmp_path / "p4"], out, _segmenter_factory(calls))
+    assert "\n" not in str(error.value) and calls == [] and not out.exists()
     out.mkdir()
     (out / "p1_report.json").write_text("an earlier run's report")
-    calls: list[int] = []
     with pytest.raises(OutputExistsError, match="p1_report.json"):
         run_batch([tmp_path / "p1.nii.gz"], out, _segmenter_factory(calls))
     assert calls == [] and sorted(p.name for p in out.iterdir()) == ["p1_report.json"]

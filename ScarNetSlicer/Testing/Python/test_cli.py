@@ -48,6 +48,18 @@ def test_phantom_then_quantify_matches_voxel_counts(tmp_path):
     assert report["total"]["scar_ml"] > 0  # seed 7 has an infarct
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_standard_output_that_cannot_be_written_is_one_line(tmp_path):
+    # `scarnet quantify … > table.txt` on a full disk: one line and exit 2, not an internal error.
+    result = run("phantom", "--seed", "7", "--out", "p.nii.gz", "--labelmap", "pl.nii.gz", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "scarnet", "quantify", "pl.nii.gz"], cwd=tmp_path,
+                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "scarnet: error: could not write to the standard output (No space left on device)"
+
+
 def test_qc_flags_are_shown_whole_in_an_80_column_terminal():
     """Flags that start alike (low_confidence and low_contrast call for different actions) are never cut to one
     ellipsis: one per line, each whole."""
@@ -441,6 +453,30 @@ def _commit_two_reports(folder: Path, existing: tuple[str, ...], overwrite: bool
         for name in ("a.json", "b.json"):
             outputs.write(folder / name, lambda temp: temp.write_text("new"))
         outputs.commit()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="making symbolic links needs a privilege on Windows")
+def test_an_output_named_by_a_link_replaces_the_file_it_points_to(tmp_path):
+    # The exam's report linked to a shared folder's copy: --overwrite updates the shared copy (with its mode) and
+    # keeps the link; replacing the link by a file left the shared copy stale.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "a.json").write_text("old")
+    os.chmod(shared / "a.json", 0o640)
+    exam = tmp_path / "exam"
+    exam.mkdir()
+    (exam / "a.json").symlink_to(shared / "a.json")
+    _commit_two_reports(exam, ("b.json",))
+    assert (exam / "a.json").is_symlink() and os.readlink(exam / "a.json") == str(shared / "a.json")
+    assert (shared / "a.json").read_text() == "new" and (exam / "b.json").read_text() == "new"
+    assert stat.S_IMODE((shared / "a.json").stat().st_mode) == 0o640
+    assert sorted(p.name for p in shared.iterdir()) == ["a.json"]
+    assert sorted(p.name for p in exam.iterdir()) == ["a.json", "b.json"]
+    result = run("phantom", "--seed", "1", "--out", "a.json.nii.gz", "--quiet", cwd=exam)
+    assert result.returncode == 0, result.stderr
+    result = run("quantify", "a.json.nii.gz", "--report", "a.json", cwd=exam)  # without --overwrite: refused
+    assert result.returncode != 0 and "already exists" in result.stderr
+    assert (shared / "a.json").read_text() == "new"
 
 
 def test_output_set_takes_back_its_new_files_when_a_move_fails(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ atomic writes and the one-line errors for files a user can fix."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import re
@@ -20,6 +21,7 @@ import slicerio
 
 from scarnet.errors import InputError, OutputError, OutputExistsError
 from scarnet.io import (
+    atomic_path,
     read_labelmap,
     read_seg_nrrd,
     read_volume,
@@ -259,6 +261,46 @@ def test_a_degenerate_nifti_affine_is_refused_unless_a_usable_qform_gives_the_gr
         nibabel.save(nibabel.Nifti1Image(data, affine), str(tmp_path / "sform_only.nii.gz"))
         with pytest.raises(InputError, match="its header's affine is degenerate"):
             read_labelmap(tmp_path / "sform_only.nii.gz")
+
+
+def _read_with_warnings(path: Path) -> tuple[Volume, list[str]]:
+    """The volume :func:`read_volume` reads and the warnings it gives, in order."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        volume = read_volume(path)
+    return volume, [str(w.message) for w in caught]
+
+
+def test_a_nifti_whose_sform_and_pixdim_give_other_voxel_sizes_warns_and_so_does_its_resave(tmp_path: Path) -> None:
+    """EMIDEC's headers: pixdim 1.41×1.41×13 mm (read, as ITK and Slicer do), an sform "aligned" of 1 mm voxels (what
+    nibabel and FSL read). Said; and the file nibabel re-saves from it, all 1 mm, gave volumes 26 times too small
+    without a word: its 1×1×1 mm voxels are said too."""
+    data = np.zeros((40, 30, 6), np.float32)
+    data[10:20, 5:15] = 1.0
+    image = nibabel.Nifti1Image(data, None)
+    image.set_sform(np.diag([-1.0, -1.0, 1.0, 1.0]), code=2)
+    image.set_qform(None, code=0)
+    image.header.set_zooms((1.40625, 1.40625, 13.0))
+    path = tmp_path / "emidec_like.nii.gz"
+    nibabel.save(image, str(path))
+    volume, messages = _read_with_warnings(path)
+    np.testing.assert_allclose(volume.spacing_mm, (1.40625, 1.40625, 13.0))
+    assert messages == [
+        f"{path}: its sform makes voxels of 1×1×1 mm, its pixdim 1.41×1.41×13 mm, which is read here, as 3D Slicer "
+        "and ITK do; programs that take the sform (nibabel, FSL) read the other size, and files they save from it "
+        "keep it: check which is right"]
+
+    loaded = nibabel.load(str(path))
+    resaved = tmp_path / "resaved.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(np.asarray(loaded.dataobj), loaded.affine), str(resaved))
+    volume, messages = _read_with_warnings(resaved)
+    np.testing.assert_allclose(volume.spacing_mm, (1.0, 1.0, 1.0))
+    assert messages == [
+        f"{resaved}: its voxels are 1×1×1 mm, the size programs write when they know none (a file re-saved without "
+        "the scanner's spacing): volumes, in mL, are right only if that is the true voxel size"]
+    write_volume(Volume(data.transpose(2, 1, 0).copy(), (1.0, 1.0, 1.0)), tmp_path / "ones.nrrd")
+    with pytest.warns(UserWarning, match="its voxels are 1×1×1 mm"):
+        read_volume(tmp_path / "ones.nrrd")
 
 
 def test_a_nifti_that_other_programs_place_elsewhere_warns(tmp_path: Path) -> None:
@@ -548,6 +590,51 @@ def test_written_file_has_normal_permissions(tmp_path: Path) -> None:
     os.umask(umask)
     path = write_text("{}", tmp_path / "report.json")
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="making symbolic links needs a privilege on Windows")
+def test_an_output_named_by_a_link_is_written_through_it(tmp_path: Path) -> None:
+    # A report kept in a shared folder and linked from the exam's: --overwrite updates the shared file; replacing
+    # the link by a file left the shared one stale.
+    shared = tmp_path / "shared.json"
+    shared.write_text("old")
+    link = tmp_path / "report.json"
+    link.symlink_to(shared)
+    with pytest.raises(OutputExistsError, match="already exists"):
+        write_text("new", link)
+    write_text("new", link, overwrite=True)
+    assert link.is_symlink() and os.readlink(link) == str(shared)
+    assert shared.read_text() == "new"
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="links, pipes and /dev/null are POSIX")
+def test_an_output_that_is_no_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    (tmp_path / "null.json").symlink_to(os.devnull)
+    for name in ("pipe.json", "null.json"):
+        with pytest.raises(OutputError, match="is not a regular file") as error:
+            write_text("{}", tmp_path / name, overwrite=True)
+        _one_line(error)
+    assert pipe.exists() and not pipe.is_file() and (tmp_path / "null.json").is_symlink()
+
+    (tmp_path / "loop_a.json").symlink_to(tmp_path / "loop_b.json")
+    (tmp_path / "loop_b.json").symlink_to(tmp_path / "loop_a.json")
+    with pytest.raises(OutputError, match="leads back to itself") as error:
+        write_text("{}", tmp_path / "loop_a.json", overwrite=True)
+    _one_line(error)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop_a.json", "loop_b.json", "null.json", "pipe.json"]
+
+
+def test_a_failure_while_the_output_is_written_names_the_output(tmp_path: Path) -> None:
+    # A full disk while a writer that is not ITK's (json, csv, html) writes: one line, no temporary file left.
+    path = tmp_path / "report.html"
+    with pytest.raises(OutputError) as error, atomic_path(path) as temp:
+        temp.write_text("<html>")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(error.value) == f"{path}: could not be written ({os.strerror(errno.ENOSPC)})"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_output_folder(tmp_path: Path) -> None:

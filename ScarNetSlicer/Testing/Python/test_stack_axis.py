@@ -274,6 +274,21 @@ def test_a_narrow_thin_slice_stack_is_never_measured_across_its_slices_by_the_bu
         f"{truth_ml:.1f} mL true, {len(result.report.slices)} rows for {band.num_slices} slices")
 
 
+def test_quantify_refuses_a_grid_segmentation_refuses_as_a_3d_volume():
+    """A 40-slice 2.6 mm stack stored slice-first along i (164 columns of 2 mm along k): not thick enough along i to
+    be found, so it stays as stored, where segmentation refuses it. quantify reported it along k, 164 "slices" with
+    levels and transmurality across the real slices; now it refuses it alike, and the usual storage is measured."""
+    rng = np.random.default_rng(2)
+    usual = Volume(rng.integers(0, 5, size=(40, 128, 164)).astype(np.uint8), (2.0, 2.0, 2.6))
+    assert len(quantify(usual).slices) == 40
+    stored = StackAxis(0).apply(usual)
+    assert find_stack_axis(stored).is_identity and stored.num_slices == 164
+    with pytest.raises(InputError, match="164 slices 2 mm apart looks like a 3D volume"):
+        quantify(stored)
+    with pytest.raises(InputError, match="164 slices 2 mm apart looks like a 3D volume"):
+        check_short_axis(stored)
+
+
 def test_a_slice_first_stack_of_36_slices_is_found_like_its_usual_storage_is_accepted():
     """36 slices 3 mm apart, 256x256 at 1.4 mm: the usual storage is accepted (up to 40 slices, more
     when thick), so stored slice-first it is found by its thick spacing, not refused as

@@ -89,7 +89,8 @@ def test_what_is_not_a_report_is_refused_before_anything_is_read_into_a_summary(
     for name, change in (("inference", ["x"]), ("segment_summary", [1, 2]), ("input_warnings", [1, None]),
                          ("input_warnings", "abc"), ("total", {**good["total"], "scar_ml": "12"}),
                          ("septal_span_deg", {"a": 1}), ("segments", {"a": 1}), ("segments_left_out", "Scar"),
-                         ("input", {"file": "p1.nii.gz"})):
+                         ("input", {"file": "p1.nii.gz"}), ("total", {}),
+                         ("total", {k: v for k, v in good["total"].items() if k != "scar_ml"})):
         (tmp_path / f"bad_{name}.json").write_text(json.dumps({**good, name: change}))
         with pytest.raises(InputError, match=f"bad_{name}.json: not a JSON report of scarnet"):
             summarize([tmp_path / f"bad_{name}.json"])
