@@ -979,7 +979,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train ScarNet (EMIDEC + phantoms), or fine-tune it on exams of your own; "
                        "resumable")
     p.add_argument("--config", type=_non_empty,
-                   help=f"config file, or a bundled name: {DEFAULT_TRAIN_CONFIG} (the default), cpu_interim; "
+                   help=f"config file, or a bundled name: {DEFAULT_TRAIN_CONFIG} (the default), gpu_curves (the "
+                        "same with random grey-level curves), cpu_interim; "
                         f"{', '.join(CONTINUATION_CONFIGS[:-1])} and {CONTINUATION_CONFIGS[-1]} (with --init-weights); "
                         "the *_unet baselines (their continuations with --init-weights too)")
     p.add_argument("--out", type=_non_empty_path, required=True,

@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, SCAR_LABELS
+from .preprocess import NORMALISATION_PERCENTILES
 
 #: ``low_confidence`` flag, for the bundled weights (their sidecar records it as ``qc_calibration``;
 #: a test keeps the two equal), and the stand-in for weights that carry no calibration of their own
@@ -320,9 +321,15 @@ def neighbour_correlation(array: np.ndarray) -> float:
     """The smaller of the correlations of in-plane neighbouring pixels (along rows, along columns).
 
     Any image of anatomy is spatially smooth at the pixel scale; white noise is not.
-    ``array`` is (slices, rows, columns).
+    ``array`` is (slices, rows, columns). Computed on the intensities clipped to the range the model sees
+    (:data:`~scarnet.preprocess.NORMALISATION_PERCENTILES`): one hot voxel outside the heart (an ICD artefact,
+    a value left at the scanner's maximum) otherwise held most of the variance, and the exam was refused as noise.
     """
     values = array.astype(np.float64, copy=False)
+    # Percentiles of at most ~1M voxels: the same range on a large volume, in a fraction of the time.
+    sample = values.ravel()[:: max(1, values.size // 1_000_000)]
+    low, high = np.percentile(sample, NORMALISATION_PERCENTILES)
+    values = np.clip(values, low, high)
     correlations = []
     for a, b in ((values[:, :, :-1], values[:, :, 1:]), (values[:, :-1, :], values[:, 1:, :])):
         a = a.ravel() - a.mean()

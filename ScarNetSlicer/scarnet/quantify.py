@@ -563,9 +563,11 @@ def enclosed_background_warning(labels: np.ndarray, pixel_area_mm2: float, voxel
     if not named:
         return None
     where = _slices_have(named)
+    # Said of the model's labelmaps too (a gap it left in the wall): the remedy in Segment Editor is the same.
     return (f"{where} background enclosed beside the myocardium ({voxels * voxel_ml:.3g} mL): erased rather than "
-            "painted over? It counts as neither myocardium nor scar, so the myocardium is smaller and scar % higher "
-            "than drawn; paint it Myocardium (or Scar) if it is wall, or leave it if it is a papillary muscle left out")
+            "painted over, or left out by the model? It counts as neither myocardium nor scar, so the myocardium is "
+            "smaller and scar % higher than drawn; paint it Myocardium (or Scar) if it is wall, or leave it if it is a "
+            "papillary muscle left out")
 
 
 #: A ring is said to be open where the blood pool meets the background outside the heart along this length (mm) or
@@ -604,8 +606,8 @@ def open_ring_warning(labels: np.ndarray, with_myocardium: list[int], base_first
         return None
     return (f"{_slices_have(named)} the blood pool open to the background outside the heart (the myocardial ring "
             "broken; the most basal slice, where the outflow tract may open it, is not checked): wall erased rather "
-            "than painted over, or not drawn there? It counts as neither myocardium nor scar; paint it Myocardium "
-            "(or Scar)")
+            "than painted over, or not drawn there (by hand or by the model)? It counts as neither myocardium nor "
+            "scar; paint it Myocardium (or Scar)")
 
 
 def missing_levels_warning(levels: list[str | None]) -> str | None:

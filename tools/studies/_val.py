@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import torch
 
 from scarnet.inference import Segmenter
@@ -18,3 +19,10 @@ def val_exams_and_model(max_cases: int | None = None) -> tuple[list[EmidecCase],
         sys.exit("EMIDEC data not found (../shared/data/emidec)")
     torch.set_num_threads(2)
     return load_cases(root, load_split(root)["val"])[:max_cases], Segmenter(device="cpu", threads=2)
+
+
+def dice(a: np.ndarray, b: np.ndarray, labels: tuple[int, ...]) -> float | None:
+    """Dice of ``labels`` between two labelmaps; None when both are empty."""
+    in_a, in_b = np.isin(a, labels), np.isin(b, labels)
+    total = int(in_a.sum() + in_b.sum())
+    return None if total == 0 else 2.0 * float((in_a & in_b).sum()) / total

@@ -133,6 +133,7 @@ def test_wall_erased_rather_than_painted_over_is_said():
     said = _said(across, basal_end="first")
     assert len(said) == 1 and said[0].startswith("slice 2 has the blood pool open to the background outside the "
                                                  "heart (the myocardial ring broken;")
+    assert "or not drawn there (by hand or by the model)?" in said[0]  # said of the model's labelmaps too
     # A gap of one pixel across the wall is a brush's slip, not an erased stretch of wall.
     slip = labels.copy()
     slip[2][24, 34:40] = 0  # one pixel (1.7 mm) of contact with the blood pool: under MIN_OPEN_RING_MM
@@ -142,7 +143,8 @@ def test_wall_erased_rather_than_painted_over_is_said():
     holes = int(((radius >= 12) & (radius < 14) & (angle < 90)).sum())
     said = _said(inside, basal_end="first")
     assert len(said) == 1 and said[0].startswith(
-        f"slice 3 has background enclosed beside the myocardium ({holes * VOXEL_ML:.3g} mL): erased rather than")
+        f"slice 3 has background enclosed beside the myocardium ({holes * VOXEL_ML:.3g} mL): erased rather than "
+        "painted over, or left out by the model?")
     # Erased at the endocardium (the scar's inner part): a hole beside the blood pool, said once, as enclosed, not
     # also as a ring open to the outside (the wall is whole outside it).
     subendocardial = labels.copy()

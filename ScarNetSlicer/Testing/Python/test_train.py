@@ -61,6 +61,32 @@ def test_gaussian_noise_ceiling_sets_how_noisy_examples_get():
     assert mean_noise_sd(0.12) == pytest.approx(0.06, rel=0.3)
 
 
+def test_intensity_curves_change_grey_levels_but_keep_their_order():
+    """A display curve unlike EMIDEC's: grey levels moved, their order (scar brighter than myocardium) kept; off
+    unless a config asks, and then without changing the random draws of the other transforms."""
+    only_curve = dict(bias_field_probability=0.0, gamma_probability=0.0, blur_probability=0.0,
+                      low_resolution_probability=0.0, gibbs_probability=0.0, noise_probability=0.0,
+                      ghosting_probability=0.0, motion_probability=0.0)
+    crop = _middle_slice_sample().image.astype(np.float32)
+    scale = float(np.percentile(crop, 99.5))
+    assert AugmentConfig().intensity_curve_probability == 0.0  # what older configs were trained with
+    unchanged = IntensityAugmenter(AugmentConfig(**only_curve), seed=1)(crop)
+    np.testing.assert_allclose(unchanged, np.maximum(crop / scale, 0.0), rtol=1e-6, atol=1e-6)
+    augmenter = IntensityAugmenter(AugmentConfig(**only_curve, intensity_curve_probability=1.0), seed=1)
+    order = np.argsort(crop, axis=None, kind="stable")
+    changes = []
+    for _ in range(10):
+        curved = augmenter(crop)
+        assert curved.shape == crop.shape and np.all(np.diff(curved.ravel()[order]) >= -1e-6)
+        changes.append(float(np.abs(curved - crop / scale).mean()))
+    assert np.mean(changes) > 0.01
+    # The other transforms draw as they did before the curve existed (a config's run is repeatable).
+    full, older = (IntensityAugmenter(AugmentConfig(), seed=4) for _ in range(2))
+    older.transforms = older.transforms[:-1]  # the list older runs had
+    for _ in range(3):
+        np.testing.assert_array_equal(full(crop), older(crop))
+
+
 def test_ghosting_ranges_set_how_strong_the_ghosts_get():
     only_ghosting = dict(bias_field_probability=0.0, gamma_probability=0.0, blur_probability=0.0,
                          low_resolution_probability=0.0, gibbs_probability=0.0, noise_probability=0.0,
@@ -556,6 +582,7 @@ def test_nonsense_train_options_are_refused_in_one_line(option, tmp_path, capsys
     ({"seed": 2**70}, "seed must be at most 4294967295"),  # an overflow deep in torch
     ({"augment__flip_probability": 7}, "augment.flip_probability must be a number from 0 to 1"),
     ({"augment__ghosting_attenuation_range": [2, 3]}, "augment.ghosting_attenuation_range must lie within [0, 1]"),
+    ({"augment__intensity_curve_control_points": [2, 5]}, "augment.intensity_curve_control_points must start at 3"),
     ({"augment__scale_range": [0, 0]}, "augment.scale_range must be above 0"),
     ({"model__input_size": 2048}, "model.input_size 2048: a whole number of pixels from 16 to 1024"),
     ({"augment__scale_range": [1.2, 0.8]}, "augment.scale_range"),

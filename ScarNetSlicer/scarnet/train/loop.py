@@ -302,6 +302,9 @@ class TrainConfig:
                 raise _BadConfig(f"{key} must lie within [0, 1], a share of k-space kept (not {_shown(value)})")
             if name in ("scale_range", "anisotropy_range") and value[0] <= 0:
                 raise _BadConfig(f"{key} must be above 0, a zoom factor (not {_shown(value)})")
+            if name == "intensity_curve_control_points" and value[0] < 3:
+                raise _BadConfig(f"{key} must start at 3 or more: the curve's two ends and a point between them (not "
+                                 f"{_shown(value)})")
 
 
 def _is_number(value: Any) -> bool:
