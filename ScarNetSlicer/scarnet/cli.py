@@ -758,7 +758,8 @@ DEFAULT_TRAIN_CONFIG = "gpu_full"
 #: Bundled training configs that continue a trained model (--init-weights), with their *_unet twins:
 #: from random weights they would train nonsense at fine-tuning learning rates.
 CONTINUATION_CONFIGS = ("cpu_continue", "cpu_contrast", "cpu_noise", "cpu_unfreeze", "cpu_artifacts", "cpu_consistency",
-                        "cpu_consistency_control", "gpu_continue", "gpu_fine", "gpu_consistency", "site_fine")
+                        "cpu_consistency_control", "cpu_curves", "cpu_curves_control", "gpu_continue", "gpu_fine",
+                        "gpu_consistency", "site_fine")
 
 
 class _Parser(argparse.ArgumentParser):

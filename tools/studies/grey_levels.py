@@ -8,7 +8,7 @@ one (the levels below the blood pool's compressed by a square root, as a PSIR re
 display can). For each: exams refused, scar Dice against the run as stored and against the experts, and the
 scar volume's change (exams with at least 1 mL of scar).
 
-    python tools/studies/grey_levels.py [--cases 20]
+    python tools/studies/grey_levels.py [--cases 20] [--weights W.safetensors]
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ VARIANTS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--weights", help="weights to study (default: the bundled ones)")
     args = parser.parse_args()
-    cases, segmenter = val_exams_and_model(args.cases)
+    cases, segmenter = val_exams_and_model(args.cases, args.weights)
     refused = {name: [] for name in VARIANTS}
     same, expert, change = ({name: [] for name in ["as stored", *VARIANTS]} for _ in range(3))
     for case in cases:
