@@ -58,7 +58,7 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
-from .orientation import StackAxis, find_stack_axis, stack_along_k_problem
+from .orientation import MAX_THIN_SLICES, StackAxis, find_stack_axis, stack_along_k_problem
 from .text import visible
 from .transmurality import TransmuralitySummary, stack_rays, summarise_stack
 from .volume import Volume, check_geometry
@@ -212,8 +212,9 @@ class Report:
     def to_csv(self) -> str:
         """One row per slice, then a ``total`` row; QC flags joined with ';'. For a DICOM input, the
         ``dicom_*`` columns after ``position_mm`` name each slice as a PACS viewer does. Below the rows
-        the masses, the ``input`` and its ``dicom_series`` where the report names them, and a ``warning`` row
-        per warning (:meth:`warnings`), so that a CSV read alone still says which exam and carries them."""
+        the masses, the ``input`` and its ``dicom_series`` where the report names them, the ``weights`` (file,
+        sha256) and ``scarnet_version`` of a model run, and a ``warning`` row per warning (:meth:`warnings`), so
+        that a CSV read alone still says which exam, which model, and carries them."""
         buffer = io.StringIO()
         dicom_columns = list(DICOM_CSV_COLUMNS) if any(s.dicom for s in self.slices) else []
         columns = ["index", "position_mm", *dicom_columns, "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
@@ -236,6 +237,14 @@ class Report:
             writer.writerow(["input", csv_value(str(self.extra["input"]))])
         if series_name(self.extra.get("input_series")):
             writer.writerow(["dicom_series", csv_value(series_name(self.extra["input_series"]))])
+        # And which model measured it (a model run's report), as the JSON's inference.weights and scarnet_version.
+        inference = self.extra.get("inference") if isinstance(self.extra.get("inference"), dict) else {}
+        weights = inference.get("weights") if isinstance(inference.get("weights"), dict) else {}
+        if weights:
+            writer.writerow(["weights", csv_value(weights.get("file") or "bundled"),
+                             csv_value(weights.get("sha256") or "")])
+        if inference.get("scarnet_version"):
+            writer.writerow(["scarnet_version", csv_value(str(inference["scarnet_version"]))])
         for message in self.warnings():
             writer.writerow(["warning", csv_value(message)])
         if self.base_apex is not None:
@@ -395,13 +404,21 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     stored_spacing_mm = tuple(labelmap.spacing_mm)
     stack = stack if stack is not None else find_stack_axis(labelmap)  # the image's grid is the same
     labelmap = stack.apply(labelmap)
-    if stack_along_k_problem(labelmap.shape_ijk, labelmap.spacing_mm) == "3D":
+    problem = stack_along_k_problem(labelmap.shape_ijk, labelmap.spacing_mm)
+    if problem == "3D":
         # Levels, transmurality and AHA segments read short-axis slices: along a 3D volume's axis (or across a thin-
         # slice stack stored slice-first) they are cuts of anything, reported as if they were slices. Segmentation
         # refuses such a grid too (scarnet.inference.check_short_axis).
         raise InputError(f"{labelmap.num_slices} slices {labelmap.spacing_mm[2]:.2g} mm apart looks like a 3D volume "
                          "(or a stack stored with its slices along another axis), not a short-axis LGE stack "
                          "(expected 4–30 slices 5–15 mm apart): its per-slice figures cannot be told")
+    if problem == "in-plane" and labelmap.num_slices > MAX_THIN_SLICES:
+        # A (slice, row, column) array saved with isotropic voxels: along k, its "slices" are cuts across the real
+        # ones (segmentation refuses it too). A small labelmap (cropped, or drawn by hand) with few slices is not.
+        columns, rows = labelmap.shape_ijk[:2]
+        raise InputError(f"{labelmap.num_slices} slices of {columns}×{rows} voxels: more slices than a short-axis "
+                         "stack has, each too narrow for one; are the slices along another axis? (save it with "
+                         "the slices along the third axis, or give each axis its spacing)")
     image = stack.apply(image) if image is not None else None
     labels = labelmap.array.astype(np.uint8, copy=False)
     voxel_ml = labelmap.voxel_volume_ml

@@ -218,6 +218,13 @@ def test_json_contract_and_csv():
     assert [row for row in rows if row and row[0] == "warning"] == [
         ["warning", "slice positions are approximate"],
         ["warning", "the model is unsure of the heart, read every slice"]]
+    # A model run's CSV says which model measured it, as its JSON does; a labelmap's names none.
+    assert not [row for row in rows if row and row[0] in ("weights", "scarnet_version")]
+    report.extra["inference"].update(weights={"file": "mine.safetensors", "sha256": "ab" * 32, "bundled": False},
+                                     scarnet_version="0.1.0")
+    rows = list(csv.reader(io.StringIO(report.to_csv())))
+    assert [row for row in rows if row and row[0] in ("weights", "scarnet_version")] == [
+        ["weights", "mine.safetensors", "ab" * 32], ["scarnet_version", "0.1.0"]]
     # Text a spreadsheet would run as a formula (a warning quoting a file name) is written as text.
     report.extra["input_warnings"] = ["=2+5 is not a DICOM file", "-x.dcm skipped", "@SUM(A1)"]
     rows = list(csv.reader(io.StringIO(report.to_csv())))

@@ -287,6 +287,16 @@ def test_quantify_refuses_a_grid_segmentation_refuses_as_a_3d_volume():
         quantify(stored)
     with pytest.raises(InputError, match="164 slices 2 mm apart looks like a 3D volume"):
         check_short_axis(stored)
+    # 7 slices of 1.8 mm isotropic voxels stored (slice, row, column): along k, "slices" 7 voxels (13 mm) wide.
+    # Segmentation refuses it as too small in-plane; quantify read 172 slices and reported them.
+    isotropic = Volume(rng.integers(0, 5, size=(172, 188, 7)).astype(np.uint8), (1.8, 1.8, 1.8))
+    assert find_stack_axis(isotropic).is_identity
+    with pytest.raises(InputError, match="172 slices of 7×188 voxels: more slices than a short-axis stack has"):
+        quantify(isotropic)
+    with pytest.raises(InputError, match="in-plane size 7×188 is too small"):
+        check_short_axis(isotropic)
+    cropped = Volume(rng.integers(0, 5, size=(10, 20, 16)).astype(np.uint8), (2.5, 2.5, 8.0))  # around the heart
+    assert len(quantify(cropped).slices) == 10
 
 
 def test_a_slice_first_stack_of_36_slices_is_found_like_its_usual_storage_is_accepted():
