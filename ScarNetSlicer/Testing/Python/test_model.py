@@ -244,6 +244,14 @@ def test_the_same_weights_saved_again_are_the_same_bytes(tmp_path):
     assert header.startswith(b'{"__metadata__":{"config":')  # sorted: config before format
 
 
+def test_an_unknown_encoder_is_named_as_unknown():
+    # A typo in --encoder said "no bundled weights for encoder 'litemedsm'; pass --weights PATH", as if that helped.
+    with pytest.raises(WeightsError, match="unknown encoder 'litemedsm' \\(known: litemedsam, medsam_vit_b, or none"):
+        load_model(encoder="litemedsm")
+    with pytest.raises(WeightsError, match="no bundled weights for encoder 'none'; pass --weights PATH"):
+        load_model(encoder="none")
+
+
 def test_corrupted_and_foreign_weights_are_refused(tmp_path):
     from safetensors.torch import save_file
 

@@ -465,6 +465,9 @@ def load_model(weights: str | Path | None = None, encoder: str | None = None, de
     """
     if weights is None:
         name = encoder or DEFAULT_ENCODER
+        if name not in (*ENCODERS, "none"):  # "none": a plain U-Net, which has no bundled weights either
+            raise WeightsError(f"unknown encoder '{name}' (known: {', '.join(ENCODERS)}, or none for a plain "
+                               "U-Net)")
         path = bundled_weights_path(name)
         if path is None:
             raise WeightsError(f"no bundled weights for encoder '{name}'; pass --weights PATH")
