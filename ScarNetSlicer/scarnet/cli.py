@@ -1119,14 +1119,15 @@ class _StandardOutput:
         self._stream = stream
 
     def _guarded(self, call: Callable[[], Any]) -> Any:
-        from .errors import OutputError
-
         try:
             return call()
         except BrokenPipeError:
             raise
         except OSError as error:
-            raise OutputError(f"could not write to the standard output ({error.strerror or error})") from None
+            from .errors import OutputError
+            from .io import os_error_reason  # only on a failure: io imports SimpleITK
+
+            raise OutputError(f"could not write to the standard output ({os_error_reason(error)})") from None
 
     def write(self, text: str) -> int:
         return self._guarded(lambda: self._stream.write(text))

@@ -1273,6 +1273,13 @@ def _resolved_output(path: Path) -> Path:
         raise OutputError(f"{path}: is a link that leads back to itself (a loop of links)") from error
 
 
+def replaced_file(path: Path) -> Path:
+    """The file a write to ``path`` replaces: ``path``, or the existing file a link at ``path`` points to (allowed
+    with --overwrite). That file is replaced and the link kept, as a plain write through the link would; replacing
+    the link left the file it shared stale."""
+    return path.resolve() if path.is_symlink() and path.exists() else path
+
+
 def os_error_reason(error: OSError) -> str:
     """The short reason an operating-system call failed ("Permission denied"), for one-line messages."""
     return error.strerror or " ".join(str(error).split()) or type(error).__name__
@@ -1302,12 +1309,9 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     extension (SimpleITK, pynrrd) behave as for the final name. On any error the
     temporary file is removed and ``path`` is untouched.
     """
-    given = path = Path(path)
-    check_outputs([path], overwrite=overwrite)
-    if path.is_symlink() and path.exists():
-        # A link to an existing file (allowed with --overwrite): the file it points to is replaced and the link
-        # kept, as a plain write through the link would; replacing the link left the file it shared stale.
-        path = path.resolve()
+    given = Path(path)
+    check_outputs([given], overwrite=overwrite)
+    path = replaced_file(given)
     suffix = _suffix(path) or path.suffix
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, OutputError, OutputExistsError, ScarNetError
-from .io import check_outputs
+from .io import check_outputs, replaced_file
 from .io import os_error_reason as _reason
 
 
@@ -275,12 +275,8 @@ class OutputSet:
         except OutputError:
             self.discard()  # a folder made for the first write goes again
             raise
-        for output in self._outputs:
-            # A link to an existing file (allowed with --overwrite: a report kept in a shared folder): the file it
-            # points to is replaced and the link kept, as a plain write through the link would; replacing the
-            # link by a file left the file it shared stale.
-            if output.path.is_symlink() and output.path.exists():
-                output.target = output.path.resolve()
+        for output in self._outputs:  # fixed now: the temporary file is made beside it
+            output.target = replaced_file(output.path)
         self._prepared = True
 
     def _check_name_length(self, path: Path) -> None:

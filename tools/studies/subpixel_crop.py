@@ -18,9 +18,7 @@ import statistics
 import numpy as np
 from _val import dice, val_exams_and_model
 
-from scarnet.labels import SCAR_LABELS
-
-MYOCARDIUM_LABELS = (2, 3, 4)
+from scarnet.labels import MYOCARDIUM_LABELS, SCAR_LABELS
 
 
 def main() -> None:

@@ -21,12 +21,11 @@ from _val import dice, val_exams_and_model
 from grey_levels import below_blood_compressed
 
 from scarnet.evaluate_cli import add_contrast_shift
-from scarnet.labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, SCAR_LABELS
+from scarnet.labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR_LABELS
 from scarnet.preprocess import NORMALISATION_PERCENTILES
 from scarnet.train.emidec import default_emidec_root, load_cases, load_split
 from scarnet.volume import Volume
 
-MYOCARDIUM_LABELS = (2, 3, 4)
 MIN_TISSUE_VOXELS = 200
 #: How far around the labels' box the range is taken (the heart crop is 160 mm wide).
 MARGIN_MM = 40.0
