@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -762,6 +762,11 @@ CONTINUATION_CONFIGS = ("cpu_continue", "cpu_contrast", "cpu_noise", "cpu_unfree
                         "gpu_consistency", "site_fine")
 
 
+#: The endings of the files the commands read and write, for :meth:`_Parser._dash_name_hint`.
+_FILE_NAME_ENDING = re.compile(r"\.(nii(\.gz)?|nrrd|nhdr|mha|mhd|json|csv|html?|svg|md|dcm|safetensors|pth?)$",
+                               re.IGNORECASE)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the CLI's error contract: one line on stderr, exit status 2; options only in full (an
     abbreviation would take --seg for --segmented-by, and --model for --model-report)."""
@@ -770,10 +775,26 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        # Kept for error(): each subcommand's parser is called with its own part of the command line.
+        self._arguments = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
         # argparse prints the whole usage block first; the contract is one line, and --help is a
         # command away.
-        self.exit(EXIT_USER_ERROR, f"scarnet: error: {visible(message)} (see: {self.prog} --help)\n")
+        self.exit(EXIT_USER_ERROR, f"scarnet: error: {visible(message)}{self._dash_name_hint()} "
+                                   f"(see: {self.prog} --help)\n")
+
+    def _dash_name_hint(self) -> str:
+        """Where a file name that starts with '-' was taken for an option ("the following arguments are required:
+        input" for ``scarnet segment -a.nii.gz``), how to name it."""
+        for argument in getattr(self, "_arguments", ()):
+            if argument.startswith("-") and argument not in self._option_string_actions \
+                    and argument.split("=", 1)[0] not in self._option_string_actions \
+                    and (_FILE_NAME_ENDING.search(argument) or os.path.lexists(argument)):
+                return f"; {argument} was read as an option: name a file that starts with '-' as ./{argument}"
+        return ""
 
 
 def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:

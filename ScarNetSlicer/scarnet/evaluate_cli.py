@@ -33,8 +33,9 @@ import re
 import shlex
 import sys
 import time
+import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,6 +50,7 @@ from .io import sha256_of
 from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS, myocardium_mask
 from .orientation import find_stack_axis
 from .qc import FLAG_DESCRIPTIONS, UNLIKE_TRAINING_WARNING, QcCalibration, calibrate
+from .text import visible
 from .volume import Volume
 
 #: Parts of the evaluation ``--skip`` can leave out.
@@ -111,7 +113,7 @@ Log = Callable[[str], None]
 
 
 def _stderr(message: str) -> None:
-    print(f"evaluate: {message}", file=sys.stderr, flush=True)
+    print(f"evaluate: {visible(message)}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,8 +136,18 @@ class EvalCase:
         self.name = name
         self._held = (image, reference) if load is None else None
         self._load, self._slot = load, slot or _ExamSlot()
-        # A file-backed case is read once now, so that a bad file is refused before any work.
-        image_now, reference_now = self._volumes()
+        # A file-backed case is read once now, so that a bad file is refused before any work. Its reader's
+        # warnings are shown now and kept: read again later, the exam gives them again (_ExamWarnings).
+        caught: list[warnings.WarningMessage] = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                image_now, reference_now = self._volumes()
+        finally:  # also when reading fails: a warning often explains the error that follows
+            for warning in caught:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        #: The reader's warnings, shown when the case was made (EMIDEC's in-memory cases have none).
+        self.read_warnings = [str(warning.message) for warning in caught]
         labels = reference_now.array
         #: What the tables need to know of the exam without reading it again.
         self.has_scar = bool(np.isin(labels, SCAR_LABELS).any())
@@ -190,6 +202,42 @@ class _ExamSlot:
             self._volumes = load()
             self._owner = case
         return self._volumes
+
+
+class _ExamWarnings:
+    """Shows each warning an exam gives during the evaluation once, named by that exam.
+
+    Python's default filter shows a warning once per text and place, unnamed: two exams that both
+    left the model unsure of the LV in 7 of 9 slices got one line, which did not say which exam.
+    Here every part of the evaluation runs each exam inside :meth:`about`, which catches the
+    warnings and logs each one not yet shown for that exam as ``NAME: warning: ...`` (``NAME (noise):
+    warning: ...`` where a perturbed copy of the exam gave it). The reader's
+    warnings of a file-backed exam count as shown (they name the file and came when it was first
+    read, :class:`EvalCase`), so reading the exam again does not repeat them.
+    """
+
+    def __init__(self, cases: list[EvalCase], log: Log) -> None:
+        self._log = log
+        self._shown = {(case.name, text) for case in cases for text in getattr(case, "read_warnings", ())}
+        #: What was logged, by exam, for the JSON.
+        self.by_exam: dict[str, list[str]] = {}
+
+    @contextlib.contextmanager
+    def about(self, name: str, during: str = "") -> Iterator[None]:
+        """Runs the block with its warnings caught, then logs the ones not yet shown for exam ``name``, named, and
+        ``during`` which part they came (a perturbed copy of the exam: "noise"), also when the block fails."""
+        caught: list[warnings.WarningMessage] = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                yield
+        finally:
+            for warning in caught:
+                text = str(warning.message)
+                if (name, text) not in self._shown:
+                    self._shown.add((name, text))
+                    self.by_exam.setdefault(name, []).append(f"{during}: {text}" if during else text)
+                    self._log(f"{name}{f' ({during})' if during else ''}: warning: {text}")
 
 
 @dataclass
@@ -401,17 +449,18 @@ def _segmenter(model: Any, device: str, tta: bool = False, qc_calibration: QcCal
 
 def _segment(segmenter, image: Volume, name: str) -> tuple[Volume, bool]:
     """Labelmap of the full pipeline; a case refused as "no heart" is an empty labelmap (Dice 0)."""
-    labelmap, refused, _ = _segment_with_report(segmenter, image, name)
-    return labelmap, refused
+    labelmap, refusal, _ = _segment_with_report(segmenter, image, name)
+    return labelmap, refusal is not None
 
 
-def _segment_with_report(segmenter, image: Volume, name: str) -> tuple[Volume, bool, Any]:
-    """:func:`_segment` plus the pipeline's report (None when refused, or from a stand-in without one)."""
+def _segment_with_report(segmenter, image: Volume, name: str) -> tuple[Volume, str | None, Any]:
+    """:func:`_segment` with why the case was refused (None: it was not) and the pipeline's report (None when
+    refused, or from a stand-in without one)."""
     try:
         result = segmenter(image, name=name)
-        return result.labelmap, False, getattr(result, "report", None)
-    except NoHeartFoundError:
-        return image.with_array(np.zeros(image.array.shape, dtype=np.uint8)), True, None
+        return result.labelmap, None, getattr(result, "report", None)
+    except NoHeartFoundError as error:
+        return image.with_array(np.zeros(image.array.shape, dtype=np.uint8)), str(error), None
 
 
 def qc_slice_records(name: str, prediction: Volume, reference: Volume, report: Any) -> list[dict[str, Any]]:
@@ -701,6 +750,7 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
     threshold_time = 0.0
     qc_records: list[dict[str, Any]] = []
     warned_unlike_training: list[str] = []
+    exam_warnings = _ExamWarnings(cases, log)
     for key, segmenter in segmenters.items():
         t = time.perf_counter()
         label = "ScarNet" if key == "scarnet" else "Plain U-Net"
@@ -709,30 +759,34 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
         # (the labels do not depend on it); the robustness passes leave it out (time).
         segmenter.flip_check = key == "scarnet"
         for index, case in enumerate(cases, 1):
-            t_case = time.perf_counter()
-            prediction, refused, report = _segment_with_report(segmenter, case.image, case.name)
-            if key == "scarnet":
-                qc_records += qc_slice_records(case.name, prediction, case.reference, report)
-                warnings_given = report.extra.get("inference", {}).get("warnings", []) if report is not None else []
-                if any(UNLIKE_TRAINING_WARNING in str(w) for w in warnings_given):
-                    warned_unlike_training.append(case.name)
-            per_case[case.name] = {**case_metrics(prediction, case.reference, surface_distance=True),
-                                   "refused": refused}
-            log(f"{label} {index}/{len(cases)} {case.name}: myocardium Dice "
-                f"{_fmt(per_case[case.name]['myocardium_dice'])}, scar Dice {_fmt(per_case[case.name]['scar_dice'])}"
-                f"{' (no heart found)' if refused else ''} [{time.perf_counter() - t_case:.1f} s]")
-            if key == "scarnet" and "thresholds" not in skip:
-                t_threshold = time.perf_counter()
-                for name in THRESHOLDS:
-                    labelmap, threshold = apply_threshold(case.image, prediction, name)
-                    metrics = case_metrics(labelmap, case.reference, surface_distance=False)
-                    # Same myocardium and blood pool as ScarNet (same mask): copy those figures, HD95 included.
-                    metrics.update(myocardium_hd95_mm=per_case[case.name]["myocardium_hd95_mm"], mvo_dice=None,
-                                   threshold=threshold, refused=refused)
-                    threshold_cases[name][case.name] = metrics
-                threshold_time += time.perf_counter() - t_threshold
-            # This exam's volumes go before the next is read (one exam in memory at a time).
-            del prediction, report
+            with exam_warnings.about(case.name):
+                t_case = time.perf_counter()
+                prediction, refusal, report = _segment_with_report(segmenter, case.image, case.name)
+                refused = refusal is not None
+                if key == "scarnet":
+                    qc_records += qc_slice_records(case.name, prediction, case.reference, report)
+                    warnings_given = report.extra.get("inference", {}).get("warnings", []) if report is not None else []
+                    if any(UNLIKE_TRAINING_WARNING in str(w) for w in warnings_given):
+                        warned_unlike_training.append(case.name)
+                per_case[case.name] = {**case_metrics(prediction, case.reference, surface_distance=True),
+                                       "refused": refused}
+                figures = per_case[case.name]
+                # The refusal's message says why ("no heart found: only 4.5 mL of LV myocardium ...").
+                log(f"{label} {index}/{len(cases)} {case.name}: myocardium Dice {_fmt(figures['myocardium_dice'])}, "
+                    f"scar Dice {_fmt(figures['scar_dice'])}{f' ({refusal})' if refused else ''} "
+                    f"[{time.perf_counter() - t_case:.1f} s]")
+                if key == "scarnet" and "thresholds" not in skip:
+                    t_threshold = time.perf_counter()
+                    for name in THRESHOLDS:
+                        labelmap, threshold = apply_threshold(case.image, prediction, name)
+                        metrics = case_metrics(labelmap, case.reference, surface_distance=False)
+                        # Same myocardium and blood pool as ScarNet (same mask): copy those figures, HD95 included.
+                        metrics.update(myocardium_hd95_mm=per_case[case.name]["myocardium_hd95_mm"], mvo_dice=None,
+                                       threshold=threshold, refused=refused)
+                        threshold_cases[name][case.name] = metrics
+                    threshold_time += time.perf_counter() - t_threshold
+                # This exam's volumes go before the next is read (one exam in memory at a time).
+                del prediction, report
         methods[key] = _method(label, per_case=per_case, summary=_summary(per_case))
         segmenter.flip_check = False
         timings[key] = time.perf_counter() - t
@@ -761,12 +815,12 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
 
     # -- LiteMedSAM box prompts -------------------------------------------------------------------
     t = time.perf_counter()
-    methods["medsam"] = _evaluate_medsam(cases, settings, skip, log)
+    methods["medsam"] = _evaluate_medsam(cases, settings, skip, log, exam_warnings)
     timings["medsam"] = time.perf_counter() - t
 
     # -- noise robustness -------------------------------------------------------------------------
     t = time.perf_counter()
-    results["noise"] = _evaluate_noise(cases, segmenters, methods, settings, skip, log)
+    results["noise"] = _evaluate_noise(cases, segmenters, methods, settings, skip, log, exam_warnings)
     timings["noise"] = time.perf_counter() - t
 
     # -- artifact robustness ----------------------------------------------------------------------
@@ -774,7 +828,7 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
     results["artifacts"] = _evaluate_perturbations(
         cases, segmenters, methods, skip, log, "artifacts", ARTIFACTS,
         lambda case, artifact: add_artifact(case.image, artifact, settings.artifact_seed),
-        {"seed": settings.artifact_seed, "settings": ARTIFACT_SETTINGS})
+        {"seed": settings.artifact_seed, "settings": ARTIFACT_SETTINGS}, exam_warnings)
     timings["artifacts"] = time.perf_counter() - t
 
     # -- protocol (tissue-contrast) shifts --------------------------------------------------------
@@ -782,7 +836,7 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
     results["contrast"] = _evaluate_perturbations(
         cases, segmenters, methods, skip, log, "contrast", CONTRAST_SHIFTS,
         lambda case, shift: add_contrast_shift(case.image, case.reference, shift),
-        {"settings": CONTRAST_SETTINGS, "mask_sigma_mm": CONTRAST_MASK_SIGMA_MM})
+        {"settings": CONTRAST_SETTINGS, "mask_sigma_mm": CONTRAST_MASK_SIGMA_MM}, exam_warnings)
     timings["contrast"] = time.perf_counter() - t
 
     # -- field of view --------------------------------------------------------------------------
@@ -790,18 +844,22 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
     results["field"] = _evaluate_perturbations(
         cases, segmenters, methods, skip, log, "field", FIELD_SHIFTS,
         lambda case, shift: widen_field(case.image, case.reference, key=case.name),
-        {"settings": FIELD_SETTINGS, "factor": WIDE_FIELD_FACTOR})
+        {"settings": FIELD_SETTINGS, "factor": WIDE_FIELD_FACTOR}, exam_warnings)
     timings["field"] = time.perf_counter() - t
 
     timings["total"] = time.perf_counter() - started
+    # Each warning an exam gave (reading, segmenting, the perturbed runs), once, by exam.
+    results["warnings_by_exam"] = exam_warnings.by_exam
     results["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     return results
 
 
-def _evaluate_medsam(cases: list[EvalCase], settings: EvalSettings, skip: set[str], log: Log) -> dict[str, Any]:
+def _evaluate_medsam(cases: list[EvalCase], settings: EvalSettings, skip: set[str], log: Log,
+                     exam_warnings: _ExamWarnings | None = None) -> dict[str, Any]:
     from .baselines import load_medsam, medsam_available, medsam_box_segmentation
 
     label = "LiteMedSAM, box prompts (zero-shot)"
+    exam_warnings = exam_warnings or _ExamWarnings([], log)
     if "medsam" in skip:
         return _method(label, "skipped (--skip medsam)")
     if not medsam_available():
@@ -810,41 +868,44 @@ def _evaluate_medsam(cases: list[EvalCase], settings: EvalSettings, skip: set[st
     net = load_medsam(settings.device)
     per_case = {}
     for index, case in enumerate(cases, 1):
-        t = time.perf_counter()
-        lv, scar = medsam_box_segmentation(net, case.image, case.reference)
-        r = case.reference.array
-        ref_lv, ref_scar = r != 0, np.isin(r, SCAR_LABELS)
-        myocardium_voxels = int(np.isin(r, MYOCARDIUM_LABELS).sum())
-        voxel_ml = case.reference.voxel_volume_ml
-        entry = {
-            # MedSAM gives one "LV" mask per box and cannot split blood pool from myocardium: its
-            # LV (1|2|3|4) Dice stands in the myocardium column, its LV outline in the HD95 column.
-            "myocardium_dice": dice(lv, ref_lv),
-            "lv_dice": dice(lv, ref_lv),
-            "scar_dice": dice(scar, ref_scar) if case.has_scar else None,
-            "blood_pool_dice": None,
-            "mvo_dice": None,
-            "myocardium_hd95_mm": hd95_mm(lv, ref_lv, tuple(reversed(case.reference.spacing_mm))),
-            # No predicted myocardium to divide by: scar % of the *reference* myocardium.
-            "scar_percent_pred": 100.0 * float(scar.sum()) / myocardium_voxels if myocardium_voxels else 0.0,
-            "scar_percent_ref": scar_percent(r),
-            "scar_ml_pred": float(scar.sum() * voxel_ml),
-            "scar_ml_ref": float(ref_scar.sum() * voxel_ml),
-            "has_scar": case.has_scar,
-            "refused": False,
-        }
-        entry["scar_percent_error"] = entry["scar_percent_pred"] - entry["scar_percent_ref"]
-        per_case[case.name] = entry
-        del lv, scar, r, ref_lv, ref_scar  # before the next exam is read
-        log(f"LiteMedSAM {index}/{len(cases)} {case.name}: LV Dice {_fmt(entry['lv_dice'])}, scar Dice "
-            f"{_fmt(entry['scar_dice'])} [{time.perf_counter() - t:.1f} s]")
+        with exam_warnings.about(case.name):
+            t = time.perf_counter()
+            lv, scar = medsam_box_segmentation(net, case.image, case.reference)
+            r = case.reference.array
+            ref_lv, ref_scar = r != 0, np.isin(r, SCAR_LABELS)
+            myocardium_voxels = int(np.isin(r, MYOCARDIUM_LABELS).sum())
+            voxel_ml = case.reference.voxel_volume_ml
+            entry = {
+                # MedSAM gives one "LV" mask per box and cannot split blood pool from myocardium: its
+                # LV (1|2|3|4) Dice stands in the myocardium column, its LV outline in the HD95 column.
+                "myocardium_dice": dice(lv, ref_lv),
+                "lv_dice": dice(lv, ref_lv),
+                "scar_dice": dice(scar, ref_scar) if case.has_scar else None,
+                "blood_pool_dice": None,
+                "mvo_dice": None,
+                "myocardium_hd95_mm": hd95_mm(lv, ref_lv, tuple(reversed(case.reference.spacing_mm))),
+                # No predicted myocardium to divide by: scar % of the *reference* myocardium.
+                "scar_percent_pred": 100.0 * float(scar.sum()) / myocardium_voxels if myocardium_voxels else 0.0,
+                "scar_percent_ref": scar_percent(r),
+                "scar_ml_pred": float(scar.sum() * voxel_ml),
+                "scar_ml_ref": float(ref_scar.sum() * voxel_ml),
+                "has_scar": case.has_scar,
+                "refused": False,
+            }
+            entry["scar_percent_error"] = entry["scar_percent_pred"] - entry["scar_percent_ref"]
+            per_case[case.name] = entry
+            del lv, scar, r, ref_lv, ref_scar  # before the next exam is read
+            log(f"LiteMedSAM {index}/{len(cases)} {case.name}: LV Dice {_fmt(entry['lv_dice'])}, scar Dice "
+                f"{_fmt(entry['scar_dice'])} [{time.perf_counter() - t:.1f} s]")
     return _method(label, per_case=per_case, summary=_summary(per_case))
 
 
 def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: dict[str, Any],
-                    settings: EvalSettings, skip: set[str], log: Log) -> dict[str, Any]:
+                    settings: EvalSettings, skip: set[str], log: Log,
+                    exam_warnings: _ExamWarnings | None = None) -> dict[str, Any]:
     if "noise" in skip:
         return {"status": "skipped (--skip noise)"}
+    exam_warnings = exam_warnings or _ExamWarnings([], log)
     if settings.noise_seeds < 2:
         return {"status": "skipped (a coefficient of variation needs at least 2 noise seeds)"}
     infarct = [c for c in cases if c.has_scar]
@@ -853,20 +914,21 @@ def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: 
     # (which would make the CoV measure refusals, not the scatter of the volume).
     refusals: dict[str, dict[str, int]] = {key: {} for key in segmenters}
     for index, case in enumerate(infarct, 1):
-        t = time.perf_counter()
-        for seed in range(settings.noise_seeds):
-            # One noisy image per (case, seed), seen by every model.
-            noisy = add_gaussian_noise(case.image, seed, settings.noise_fraction, key=case.name)
-            for key, segmenter in segmenters.items():
-                prediction, refused = _segment(segmenter, noisy, case.name)
-                refusals[key][case.name] = refusals[key].get(case.name, 0) + int(refused)
-                kept = volumes[key].setdefault(case.name, [])
-                if not refused:
-                    kept.append(float(np.isin(prediction.array, SCAR_LABELS).sum() * prediction.voxel_volume_ml))
-                del prediction
-            del noisy  # before the next exam is read
-        log(f"noise {index}/{len(infarct)} {case.name}: {settings.noise_seeds} seeds "
-            f"[{time.perf_counter() - t:.1f} s]")
+        with exam_warnings.about(case.name, "noise"):
+            t = time.perf_counter()
+            for seed in range(settings.noise_seeds):
+                # One noisy image per (case, seed), seen by every model.
+                noisy = add_gaussian_noise(case.image, seed, settings.noise_fraction, key=case.name)
+                for key, segmenter in segmenters.items():
+                    prediction, refused = _segment(segmenter, noisy, case.name)
+                    refusals[key][case.name] = refusals[key].get(case.name, 0) + int(refused)
+                    kept = volumes[key].setdefault(case.name, [])
+                    if not refused:
+                        kept.append(float(np.isin(prediction.array, SCAR_LABELS).sum() * prediction.voxel_volume_ml))
+                    del prediction
+                del noisy  # before the next exam is read
+            log(f"noise {index}/{len(infarct)} {case.name}: {settings.noise_seeds} seeds "
+                f"[{time.perf_counter() - t:.1f} s]")
     out: dict[str, Any] = {"status": "ok", "infarct_cases": len(infarct), "seeds": settings.noise_seeds,
                            "methods": {}}
     for key, by_case in volumes.items():
@@ -889,7 +951,7 @@ def _evaluate_noise(cases: list[EvalCase], segmenters: dict[str, Any], methods: 
 def _evaluate_perturbations(cases: list[EvalCase], segmenters: dict[str, Any], methods: dict[str, Any],
                             skip: set[str], log: Log, part: str, kinds: tuple[str, ...],
                             corrupt: Callable[[EvalCase, str], Volume | tuple[Volume, Volume]],
-                            about: dict[str, Any]) -> dict[str, Any]:
+                            about: dict[str, Any], exam_warnings: _ExamWarnings | None = None) -> dict[str, Any]:
     """Dice drop under each perturbation of one part (MR artifacts, protocol shifts, field of view).
 
     ``corrupt(case, kind)`` makes the perturbed image, or the image and the reference on a new
@@ -897,22 +959,24 @@ def _evaluate_perturbations(cases: list[EvalCase], segmenters: dict[str, Any], m
     """
     if part in skip:
         return {"status": f"skipped (--skip {part})"}
+    exam_warnings = exam_warnings or _ExamWarnings([], log)
     per_case: dict[str, dict[str, dict[str, Any]]] = {key: {a: {} for a in kinds} for key in segmenters}
     for index, case in enumerate(cases, 1):
-        t = time.perf_counter()
-        for artifact in kinds:
-            corrupted = corrupt(case, artifact)
-            corrupted, reference = corrupted if isinstance(corrupted, tuple) else (corrupted, case.reference)
-            for key, segmenter in segmenters.items():
-                prediction, refused = _segment(segmenter, corrupted, case.name)
-                metrics = case_metrics(prediction, reference, surface_distance=False)
-                per_case[key][artifact][case.name] = {"myocardium_dice": metrics["myocardium_dice"],
-                                                      "scar_dice": metrics["scar_dice"],
-                                                      "scar_percent_error": metrics["scar_percent_error"],
-                                                      "refused": refused}
-                del prediction
-            del corrupted, reference  # before the next exam is read
-        log(f"{part} {index}/{len(cases)} {case.name} [{time.perf_counter() - t:.1f} s]")
+        with exam_warnings.about(case.name, part):
+            t = time.perf_counter()
+            for artifact in kinds:
+                corrupted = corrupt(case, artifact)
+                corrupted, reference = corrupted if isinstance(corrupted, tuple) else (corrupted, case.reference)
+                for key, segmenter in segmenters.items():
+                    prediction, refused = _segment(segmenter, corrupted, case.name)
+                    metrics = case_metrics(prediction, reference, surface_distance=False)
+                    per_case[key][artifact][case.name] = {"myocardium_dice": metrics["myocardium_dice"],
+                                                          "scar_dice": metrics["scar_dice"],
+                                                          "scar_percent_error": metrics["scar_percent_error"],
+                                                          "refused": refused}
+                    del prediction
+                del corrupted, reference  # before the next exam is read
+            log(f"{part} {index}/{len(cases)} {case.name} [{time.perf_counter() - t:.1f} s]")
     out: dict[str, Any] = {"status": "ok", **about, "methods": {}}
     for key, by_artifact in per_case.items():
         clean = methods[key]["per_case"]

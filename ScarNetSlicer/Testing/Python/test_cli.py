@@ -749,6 +749,37 @@ def test_demo_creates_its_folder_when_writing_and_never_replaces(tmp_path):
     assert {name: (tmp_path / "d" / "sub" / name).read_bytes() for name in names} == before
 
 
+@pytest.mark.parametrize(("args", "named"), [
+    (["segment", "-a.nii.gz"], "-a.nii.gz"),  # a file of that name exists
+    (["quantify", "-labels.nrrd"], "-labels.nrrd"),
+    (["segment", "exam.nii.gz", "--report", "-r.json"], "-r.json"),  # an output, not there yet
+    (["-a.nii.gz"], "-a.nii.gz")])
+def test_a_file_name_that_starts_with_a_dash_gets_a_hint(args, named, tmp_path, monkeypatch, capsys):
+    """argparse takes '-a.nii.gz' for an option and says only that the input is missing."""
+    from scarnet.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-a.nii.gz").write_bytes(b"")
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"; {named} was read as an option: name a file that starts with '-' as ./{named} " \
+        "(see: scarnet" in lines[0], lines
+
+
+@pytest.mark.parametrize("args", [["segment", "-q"], ["segment", "--rv-insertion", "-12.5", "3"]])
+def test_no_dash_hint_for_what_is_no_file_name(args, tmp_path, monkeypatch, capsys):
+    from scarnet.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("scarnet: error: ") and "was read as an option" not in error, error
+
+
 @pytest.mark.parametrize("args", [["segment", ""], ["segment", "exam", "--report", ""], ["quantify", ""],
                                   ["quantify", "labels.nii.gz", "--image", ""], ["batch", "", "--out", "res"],
                                   ["summarize", "", "--out", "summary.csv"], ["evaluate", "--json", ""],

@@ -981,34 +981,81 @@ def test_own_exams_are_held_one_at_a_time_read_once_per_part_and_evaluated_as_if
     assert len(alive_at_read) == 12 and max(alive_at_read) == 0
 
 
-def test_an_own_exam_read_again_does_not_repeat_its_warnings_or_others():
-    """Reading an exam again gives its reader's warnings again, in the same words from the same line: Python's
-    default filter shows them once, as long as nothing makes it forget (as changing the filters would)."""
-    from scarnet.evaluate_cli import _ExamSlot
+def test_each_warning_an_exam_gives_is_shown_once_named_by_the_exam_and_the_part(monkeypatch):
+    """A reader's warnings are shown once, when the exam is first read, however often it is read again; what
+    segmenting gives is logged once per exam, named by it, also where two exams give the same words (Python's
+    default filter showed those once, unnamed); a perturbed copy's warning says which part gave it."""
+    from types import SimpleNamespace
 
-    volume = Volume(np.zeros((2, 4, 4), np.float32), (1.0, 1.0, 8.0))
+    from scarnet import evaluate_cli
+    from scarnet.evaluate_cli import EvalSettings, ModelEntry, _ExamSlot, evaluate_cases
+    from scarnet.qc import QcCalibration
+
+    labels = np.zeros((2, 16, 16), np.uint8)
+    labels[:, 5:11, 5:11], labels[:, 7:9, 7:9] = 2, 1
+    volume = Volume(labels.astype(np.float32), (1.5, 1.5, 8.0))
+    reference = volume.with_array(labels)
 
     def loader(name):
         def load():
-            warnings.warn(f"{name}: irregular slice spacing", stacklevel=1)
-            return volume, volume.with_array(volume.array.astype(np.uint8))
+            warnings.warn(f"{name}.nii.gz: irregular slice spacing", stacklevel=1)
+            return volume, reference
         return load
 
-    def segment(case):
-        case.image  # noqa: B018 — read (again) when used
-        warnings.warn("the model is unsure of the LV", stacklevel=1)
+    class Warns:
+        flip_check, qc_calibration = False, QcCalibration()
 
-    slot = _ExamSlot()
+        def __call__(self, image, name):
+            warnings.warn("the model is unsure of the heart in 2 of 2 slices", RuntimeWarning, stacklevel=1)
+            if image is not volume:  # the wide-field copy
+                warnings.warn("the LV is near the image edge", RuntimeWarning, stacklevel=1)
+            return SimpleNamespace(labelmap=image.with_array((image.array > 0).astype(np.uint8) * 2), report=None)
+
+    monkeypatch.setattr(evaluate_cli, "_segmenter", lambda *args, **kwargs: Warns())
+    skip = ("noise", "artifacts", "contrast", "thresholds", "medsam", "unet")
+    slot, logged = _ExamSlot(), []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         cases = [EvalCase.from_files(name, loader(name), slot) for name in ("x", "y")]
-        for _ in range(3):  # three parts of an evaluation
-            for case in cases:
-                segment(case)
-    assert [str(w.message) for w in caught] == ["x: irregular slice spacing", "y: irregular slice spacing",
-                                                "the model is unsure of the LV"]
+        results = evaluate_cases(cases, ModelEntry(None), settings=EvalSettings(skip=skip), log=logged.append)
+    assert [str(w.message) for w in caught] == [f"{name}.nii.gz: irregular slice spacing" for name in ("x", "y")]
+    assert [line for line in logged if "warning" in line] == [
+        "x: warning: the model is unsure of the heart in 2 of 2 slices",
+        "y: warning: the model is unsure of the heart in 2 of 2 slices",
+        "x (field): warning: the LV is near the image edge",
+        "y (field): warning: the LV is near the image edge"]
+    assert results["warnings_by_exam"] == {
+        name: ["the model is unsure of the heart in 2 of 2 slices", "field: the LV is near the image edge"]
+        for name in ("x", "y")}
     with pytest.raises(ValueError, match="give image and reference, or load"):
         EvalCase("z", volume)
+
+
+def test_an_exam_refused_as_no_heart_says_why_in_the_log(tmp_path, monkeypatch):
+    from scarnet import evaluate_cli
+    from scarnet.errors import NoHeartFoundError
+    from scarnet.evaluate_cli import EvalSettings, ModelEntry, evaluate_cases
+    from scarnet.qc import QcCalibration
+
+    class Refuses:
+        flip_check, qc_calibration = False, QcCalibration()
+
+        def __call__(self, image, name):
+            warnings.warn("a warning that explains the refusal", RuntimeWarning, stacklevel=1)
+            raise NoHeartFoundError("no heart found: only 4.5 mL of LV myocardium segmented")
+
+    labels = np.zeros((2, 16, 16), np.uint8)
+    labels[:, 5:11, 5:11] = 2
+    case = EvalCase("x", Volume(labels.astype(np.float32), (1.5, 1.5, 8.0)),
+                    Volume(labels, (1.5, 1.5, 8.0)))
+    monkeypatch.setattr(evaluate_cli, "_segmenter", lambda *args, **kwargs: Refuses())
+    logged = []
+    skip = ("noise", "artifacts", "contrast", "field", "thresholds", "medsam", "unet")
+    results = evaluate_cases([case], ModelEntry(None), settings=EvalSettings(skip=skip), log=logged.append)
+    assert results["methods"]["scarnet"]["per_case"]["x"]["refused"] is True
+    assert logged[0].startswith("ScarNet 1/1 x: myocardium Dice 0.000, scar Dice n/a (no heart found: only 4.5 mL "
+                                "of LV myocardium segmented) [")
+    assert logged[1:] == ["x: warning: a warning that explains the refusal"]
 
 
 def test_an_own_exam_changed_during_the_evaluation_is_refused(tmp_path):
