@@ -229,7 +229,10 @@ class _ExamWarnings:
         caught: list[warnings.WarningMessage] = []
         try:
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+                # The kinds scarnet warns with, every time (seen before is decided here, by exam); the other
+                # filters stay as they are (Python's hide deprecation warnings).
+                for category in (UserWarning, RuntimeWarning):
+                    warnings.filterwarnings("always", category=category)
                 yield
         finally:
             for warning in caught:
