@@ -141,7 +141,7 @@ class EvalCase:
         caught: list[warnings.WarningMessage] = []
         try:
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+                _show_scarnet_warnings_every_time()
                 image_now, reference_now = self._volumes()
         finally:  # also when reading fails: a warning often explains the error that follows
             for warning in caught:
@@ -184,6 +184,13 @@ def exam_sha256(image: Volume, reference: Volume) -> str:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+
+
+def _show_scarnet_warnings_every_time() -> None:
+    """Inside ``catch_warnings``: the kinds scarnet warns with (UserWarning, RuntimeWarning) are shown every time;
+    the other filters stay as they are (Python's hide libraries' deprecation warnings)."""
+    for category in (UserWarning, RuntimeWarning):
+        warnings.filterwarnings("always", category=category)
 
 
 class _ExamSlot:
@@ -229,10 +236,7 @@ class _ExamWarnings:
         caught: list[warnings.WarningMessage] = []
         try:
             with warnings.catch_warnings(record=True) as caught:
-                # The kinds scarnet warns with, every time (seen before is decided here, by exam); the other
-                # filters stay as they are (Python's hide deprecation warnings).
-                for category in (UserWarning, RuntimeWarning):
-                    warnings.filterwarnings("always", category=category)
+                _show_scarnet_warnings_every_time()  # seen before is decided here, by exam
                 yield
         finally:
             for warning in caught:

@@ -999,6 +999,7 @@ def test_each_warning_an_exam_gives_is_shown_once_named_by_the_exam_and_the_part
     def loader(name):
         def load():
             warnings.warn(f"{name}.nii.gz: irregular slice spacing", stacklevel=1)
+            warnings.warn("a library's deprecated call", DeprecationWarning, stacklevel=1)
             return volume, reference
         return load
 
@@ -1006,6 +1007,7 @@ def test_each_warning_an_exam_gives_is_shown_once_named_by_the_exam_and_the_part
         flip_check, qc_calibration = False, QcCalibration()
 
         def __call__(self, image, name):
+            warnings.warn("a library's deprecated call", DeprecationWarning, stacklevel=1)
             warnings.warn("the model is unsure of the heart in 2 of 2 slices", RuntimeWarning, stacklevel=1)
             if image is not volume:  # the wide-field copy
                 warnings.warn("the LV is near the image edge", RuntimeWarning, stacklevel=1)
@@ -1016,6 +1018,7 @@ def test_each_warning_an_exam_gives_is_shown_once_named_by_the_exam_and_the_part
     slot, logged = _ExamSlot(), []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # as Python's own filters (not in __main__)
         cases = [EvalCase.from_files(name, loader(name), slot) for name in ("x", "y")]
         results = evaluate_cases(cases, ModelEntry(None), settings=EvalSettings(skip=skip), log=logged.append)
     assert [str(w.message) for w in caught] == [f"{name}.nii.gz: irregular slice spacing" for name in ("x", "y")]
