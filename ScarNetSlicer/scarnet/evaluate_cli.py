@@ -201,9 +201,8 @@ class _ExamSlot:
         self._volumes: tuple[Volume, Volume] | None = None
 
     def get(self, case: EvalCase, load: Callable[[], tuple[Volume, Volume]]) -> tuple[Volume, Volume]:
-        # The warning filters are left alone: a read again gives the reader's warnings in the same words
-        # from the same lines, which Python's default filter shows once (changing the filters would make
-        # it forget what it has shown, and every warning of the run could come again).
+        # A read again gives the reader's warnings again: the parts read inside _ExamWarnings.about, which
+        # knows them (EvalCase.read_warnings) and does not show them twice.
         if self._owner is not case or self._volumes is None:
             self._owner, self._volumes = None, None  # let the last exam go before the next is read
             self._volumes = load()
@@ -217,22 +216,24 @@ class _ExamWarnings:
     Python's default filter shows a warning once per text and place, unnamed: two exams that both
     left the model unsure of the LV in 7 of 9 slices got one line, which did not say which exam.
     Here every part of the evaluation runs each exam inside :meth:`about`, which catches the
-    warnings and logs each one not yet shown for that exam as ``NAME: warning: ...`` (``NAME (noise):
-    warning: ...`` where a perturbed copy of the exam gave it). The reader's
-    warnings of a file-backed exam count as shown (they name the file and came when it was first
-    read, :class:`EvalCase`), so reading the exam again does not repeat them.
+    warnings and logs each one not yet shown for that exam and part, as ``NAME (ScarNet): warning: ...``
+    (the model's run of the exam as stored) or ``NAME (noise): warning: ...`` (a perturbed copy). The
+    reader's warnings of a file-backed exam were shown when it was first read (:class:`EvalCase`: they name
+    the file): they are kept, not shown again when the exam is read again.
     """
 
     def __init__(self, cases: list[EvalCase], log: Log) -> None:
         self._log = log
-        self._shown = {(case.name, text) for case in cases for text in getattr(case, "read_warnings", ())}
-        #: What was logged, by exam, for the JSON.
-        self.by_exam: dict[str, list[str]] = {}
+        self._read = {case.name: set(getattr(case, "read_warnings", ())) for case in cases}
+        self._shown: set[tuple[str, str, str]] = set()
+        #: Every warning by exam, for the JSON: the reader's first, then the parts' ("noise: ...").
+        self.by_exam: dict[str, list[str]] = {case.name: list(case.read_warnings) for case in cases
+                                              if getattr(case, "read_warnings", None)}
 
     @contextlib.contextmanager
-    def about(self, name: str, during: str = "") -> Iterator[None]:
-        """Runs the block with its warnings caught, then logs the ones not yet shown for exam ``name``, named, and
-        ``during`` which part they came (a perturbed copy of the exam: "noise"), also when the block fails."""
+    def about(self, name: str, during: str) -> Iterator[None]:
+        """Runs the block with its warnings caught, then logs the ones not yet shown for exam ``name`` in part
+        ``during`` ("ScarNet", "noise"), named by both, also when the block fails."""
         caught: list[warnings.WarningMessage] = []
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -241,10 +242,11 @@ class _ExamWarnings:
         finally:
             for warning in caught:
                 text = str(warning.message)
-                if (name, text) not in self._shown:
-                    self._shown.add((name, text))
-                    self.by_exam.setdefault(name, []).append(f"{during}: {text}" if during else text)
-                    self._log(f"{name}{f' ({during})' if during else ''}: warning: {text}")
+                if text in self._read.get(name, ()) or (name, during, text) in self._shown:
+                    continue
+                self._shown.add((name, during, text))
+                self.by_exam.setdefault(name, []).append(f"{during}: {text}")
+                self._log(f"{name} ({during}): warning: {text}")
 
 
 @dataclass
@@ -766,7 +768,7 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
         # (the labels do not depend on it); the robustness passes leave it out (time).
         segmenter.flip_check = key == "scarnet"
         for index, case in enumerate(cases, 1):
-            with exam_warnings.about(case.name):
+            with exam_warnings.about(case.name, label):
                 t_case = time.perf_counter()
                 prediction, refusal, report = _segment_with_report(segmenter, case.image, case.name)
                 refused = refusal is not None
@@ -817,7 +819,7 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
             per_case = threshold_cases[name]
             methods[key] = _method(name, per_case=per_case, summary=_summary(per_case), same_mask_as="scarnet")
     if "thresholds" not in skip:
-        log(f"thresholds 2SD, FWHM, Otsu on {len(cases)} cases [{threshold_time:.1f} s]")
+        log(f"thresholds 2SD, FWHM, Otsu on {len(cases)} case{'' if len(cases) == 1 else 's'} [{threshold_time:.1f} s]")
     timings["thresholds"] = threshold_time
 
     # -- LiteMedSAM box prompts -------------------------------------------------------------------
@@ -875,7 +877,7 @@ def _evaluate_medsam(cases: list[EvalCase], settings: EvalSettings, skip: set[st
     net = load_medsam(settings.device)
     per_case = {}
     for index, case in enumerate(cases, 1):
-        with exam_warnings.about(case.name):
+        with exam_warnings.about(case.name, "LiteMedSAM"):
             t = time.perf_counter()
             lv, scar = medsam_box_segmentation(net, case.image, case.reference)
             r = case.reference.array
@@ -1011,13 +1013,18 @@ def _evaluate_perturbations(cases: list[EvalCase], segmenters: dict[str, Any], m
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:.{digits}f}"
+    return f"{_no_negative_zero(value, digits):.{digits}f}"
 
 
 def _signed(value: float | None, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:+.{digits}f}"
+    return f"{_no_negative_zero(value, digits):+.{digits}f}"
+
+
+def _no_negative_zero(value: float, digits: int) -> float:
+    """0.0 for a value that rounds to zero: a Dice drop of -0.0001 reads "0.000", not "-0.000"."""
+    return 0.0 if round(value, digits) == 0 else value
 
 
 def _mean_sd(summary: dict[str, Any], key: str, digits: int = 3) -> str:
@@ -1563,7 +1570,8 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
             raise InputError(f"{unet_weights}: --unet-weights must be a plain U-Net (encoder 'none'), "
                              f"not encoder '{unet_model.config.encoder}'")
         unet = ModelEntry(unet_model, weights_info(unet_weights, unet_model))
-    log(f"{len(cases)} cases ({source}), ScarNet {_weights_line(scarnet.weights)}, device {device}")
+    log(f"{len(cases)} case{'' if len(cases) == 1 else 's'} ({source}), ScarNet {_weights_line(scarnet.weights)}, "
+        f"device {device}")
 
     settings = EvalSettings(split=split, source=source, noise_seeds=noise_seeds, skip=skip, device=str(device),
                             tta=bool(getattr(args, "tta", False)), approximate_geometry=approximate,

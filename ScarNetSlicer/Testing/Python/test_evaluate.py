@@ -1023,12 +1023,15 @@ def test_each_warning_an_exam_gives_is_shown_once_named_by_the_exam_and_the_part
         results = evaluate_cases(cases, ModelEntry(None), settings=EvalSettings(skip=skip), log=logged.append)
     assert [str(w.message) for w in caught] == [f"{name}.nii.gz: irregular slice spacing" for name in ("x", "y")]
     assert [line for line in logged if "warning" in line] == [
-        "x: warning: the model is unsure of the heart in 2 of 2 slices",
-        "y: warning: the model is unsure of the heart in 2 of 2 slices",
+        "x (ScarNet): warning: the model is unsure of the heart in 2 of 2 slices",
+        "y (ScarNet): warning: the model is unsure of the heart in 2 of 2 slices",
+        "x (field): warning: the model is unsure of the heart in 2 of 2 slices",
         "x (field): warning: the LV is near the image edge",
+        "y (field): warning: the model is unsure of the heart in 2 of 2 slices",
         "y (field): warning: the LV is near the image edge"]
     assert results["warnings_by_exam"] == {
-        name: ["the model is unsure of the heart in 2 of 2 slices", "field: the LV is near the image edge"]
+        name: [f"{name}.nii.gz: irregular slice spacing", "ScarNet: the model is unsure of the heart in 2 of 2 slices",
+               "field: the model is unsure of the heart in 2 of 2 slices", "field: the LV is near the image edge"]
         for name in ("x", "y")}
     with pytest.raises(ValueError, match="give image and reference, or load"):
         EvalCase("z", volume)
@@ -1058,7 +1061,7 @@ def test_an_exam_refused_as_no_heart_says_why_in_the_log(tmp_path, monkeypatch):
     assert results["methods"]["scarnet"]["per_case"]["x"]["refused"] is True
     assert logged[0].startswith("ScarNet 1/1 x: myocardium Dice 0.000, scar Dice n/a (no heart found: only 4.5 mL "
                                 "of LV myocardium segmented) [")
-    assert logged[1:] == ["x: warning: a warning that explains the refusal"]
+    assert logged[1:] == ["x (ScarNet): warning: a warning that explains the refusal"]
 
 
 def test_an_own_exam_changed_during_the_evaluation_is_refused(tmp_path):
@@ -1072,3 +1075,10 @@ def test_an_own_exam_changed_during_the_evaluation_is_refused(tmp_path):
                  overwrite=True)
     with pytest.raises(InputError, match="p1_0000.nii.gz: changed during the evaluation"):
         cases[0].image  # noqa: B018
+
+
+def test_a_figure_that_rounds_to_zero_has_no_minus_sign():
+    from scarnet.evaluate_cli import _fmt, _signed
+
+    assert (_fmt(-0.0001), _fmt(-0.0006), _signed(-0.001, 2), _signed(-0.006, 2)) == ("0.000", "-0.001", "+0.00",
+                                                                                      "-0.01")
