@@ -838,6 +838,13 @@ def _non_empty_path(text: str) -> Path:
     return Path(_non_empty(text))
 
 
+def _weights_path(text: str) -> Path | None:
+    """An argparse type for --weights: a file, or 'bundled' (None: the weights that come with scarnet), as train's
+    --init-weights takes it; a file named 'bundled' in the current folder is that file."""
+    path = _non_empty_path(text)
+    return None if text == "bundled" and not path.exists() else path
+
+
 def _training_device(text: str) -> str:
     """An argparse type: auto, cpu, cuda or cuda:N (the devices scarnet.train.loop.resolve_device knows)."""
     if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isascii() and text[5:].isdigit()):
@@ -859,8 +866,8 @@ def _non_negative_ml(text: str) -> float:
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where to run the model (auto: CUDA when available)")
-    parser.add_argument("--weights", type=_non_empty_path, help="ScarNet weights (.safetensors or a training .pt); "
-                        "default: the bundled model")
+    parser.add_argument("--weights", type=_weights_path, help="ScarNet weights (.safetensors or a training .pt); "
+                        "default, or 'bundled': the bundled model")
     parser.add_argument("--threads", type=_int_range(1, MAX_THREADS),
                         help="CPU threads for PyTorch (default: PyTorch's choice)")
 
@@ -1042,7 +1049,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="figures on the EMIDEC val split, or on exams of your own, with baselines: "
                        "Markdown + JSON")
-    p.add_argument("--weights", type=_non_empty_path, help="ScarNet weights (default: bundled)")
+    p.add_argument("--weights", type=_weights_path, help="ScarNet weights (.safetensors or a training .pt); "
+                   "default, or 'bundled': the bundled model")
     p.add_argument("--unet-weights", type=_non_empty_path, help="plain U-Net baseline weights (same training)")
     p.add_argument("--emidec", type=_non_empty_path, help="EMIDEC folder (default: ../shared/data/emidec)")
     p.add_argument("--split", choices=("val", "train"), help="EMIDEC split (default: val)")

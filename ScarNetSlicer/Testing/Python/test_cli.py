@@ -797,3 +797,15 @@ def test_an_empty_file_name_is_refused_not_read_as_the_current_folder(args, tmp_
     assert len(lines) == 1 and lines[0].startswith("scarnet: error: argument ") and \
         f": must not be empty (see: scarnet {args[0]} --help)" in lines[0], lines
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", [["segment", "exam.nii.gz"], ["batch", "exam.nii.gz", "--out", "res"], ["demo"],
+                                     ["evaluate"]])
+def test_weights_bundled_means_the_bundled_weights_as_for_init_weights(command, tmp_path, monkeypatch):
+    """train --init-weights took 'bundled'; segment and evaluate said 'bundled: weights file not found'."""
+    from scarnet.cli import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    assert build_parser().parse_args([*command, "--weights", "bundled"]).weights is None
+    (tmp_path / "bundled").write_bytes(b"")  # a file of that name is that file
+    assert build_parser().parse_args([*command, "--weights", "bundled"]).weights == Path("bundled")
