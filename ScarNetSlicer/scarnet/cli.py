@@ -695,6 +695,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 and not config.init_weights:
             raise InputError(f"--config {name}: continues a trained model and needs --init-weights WEIGHTS "
                              "(the bundled weights, or a run's best.pt); from random weights it would train nonsense")
+    if not args.resume and "steps" in overrides and config.warmup_steps >= overrides["steps"]:
+        # A short trial run (--steps 20 of a config that warms up over 50) keeps the config's shape: warm-up
+        # over the same tenth of the steps or less, rather than a refusal to edit the config.
+        warmup = min(config.warmup_steps, overrides["steps"] // 10)
+        warnings.warn(f"--steps {overrides['steps']} is not more than the config's warmup_steps "
+                      f"({config.warmup_steps}): the learning rate warms up over {warmup} steps instead",
+                      stacklevel=2)
+        overrides["warmup_steps"] = warmup
     config = dataclasses.replace(config, **overrides)
     try:
         summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
@@ -702,6 +710,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         # Where the run can go on from is known here (the steps after it are trained again); one line, as main's.
         step = checkpoint_step(args.out)
         if step is None:
+            if not args.resume:
+                print(f"scarnet: interrupted before the first checkpoint (step {min(config.val_every, config.steps)}):"
+                      " nothing was kept to resume from", file=sys.stderr)
+                return EXIT_INTERRUPTED
             raise
         print(f"scarnet: interrupted; {visible(str(Path(args.out) / 'last.pt'))} holds step {step}: --resume "
               "continues from there", file=sys.stderr)

@@ -524,9 +524,23 @@ def test_a_terminated_run_cleans_up_as_an_interrupted_one(tmp_path, monkeypatch,
     before = signal.getsignal(signal.SIGTERM)
     config = _smoke_config_file(tmp_path)
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet", "--workers", "0"]) == 130
-    assert capsys.readouterr().err.splitlines() == ["scarnet: interrupted"]
+    assert capsys.readouterr().err.splitlines() == [
+        "scarnet: interrupted before the first checkpoint (step 3): nothing was kept to resume from"]
     assert not (tmp_path / "run").exists()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_steps_within_the_configs_warmup_shorten_the_warmup_with_a_warning(tmp_path):
+    """site_fine warms up over 50 steps: --steps 20 (a trial run) was refused, though the help says 1 or more."""
+    from scarnet.cli import main
+
+    config = _smoke_config_file(tmp_path, warmup_steps=5)
+    with pytest.warns(UserWarning, match=r"^--steps 2 is not more than the config's warmup_steps \(5\): the learning "
+                      "rate warms up over 0 steps instead$"):
+        assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet", "--workers", "0",
+                     "--steps", "2"]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["steps"], saved["warmup_steps"]) == (2, 0)
 
 
 def _smoke_config_file(folder, **changes):
