@@ -47,7 +47,7 @@ from .errors import InputError, NoHeartFoundError
 from .evaluate import case_metrics, dice, hd95_mm, scar_percent, summarise
 from .io import json_safe as _jsonable
 from .io import sha256_of
-from .labels import MVO, MYOCARDIUM_LABELS, SCAR_LABELS, myocardium_mask
+from .labels import LV_BLOOD_POOL, MVO, MYOCARDIUM_LABELS, SCAR_LABELS, myocardium_mask
 from .orientation import find_stack_axis
 from .qc import FLAG_DESCRIPTIONS, UNLIKE_TRAINING_WARNING, QcCalibration, calibrate
 from .text import visible
@@ -419,11 +419,21 @@ def folder_exams(images: Path, references: Path, label_values: dict[int, int] | 
                 raise InputError(f"{changed}: changed during the evaluation (each exam is read again when used); "
                                  "run it again")
             image, _ = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
-            reference = read_labelmap(reference_path, reference=image, label_values=label_values)
+            try:
+                reference = read_labelmap(reference_path, reference=image, label_values=label_values)
+            except InputError as error:
+                if label_values is None and "values outside 0-4" in str(error):
+                    raise InputError(f"{error}; another dataset's labelling (MyoPS: 500, 200, 2221, ...)? map its "
+                                     "values with --label-values V=L,...") from None
+                raise
             if not myocardium_mask(reference.array).any():
                 # Every Dice would be 0 or undefined, and a training run would select on NaN.
                 raise InputError(f"{reference_path}: no myocardium (labels 2-4) in it: an empty reference, or its "
                                  "values mapped to background (--label-values)")
+            if not (reference.array == LV_BLOOD_POOL).any():
+                warnings.warn(f"{reference_path}: no LV blood pool (label 1) in it, only myocardium: its blood pool "
+                              "Dice is 0 and its scar figures hold only if its scar is labelled (a myocardium-only "
+                              "mask? --label-values maps each value)", stacklevel=2)
             if not first:
                 first.append(stamps)
             return image, reference

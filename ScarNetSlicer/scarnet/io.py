@@ -167,7 +167,9 @@ def _relabelled(array: np.ndarray, label_values: dict[int, int], path: Path) -> 
     unmapped = [int(v) for v in values.tolist() if int(v) != 0 and int(v) not in label_values]
     if unmapped:
         shown = ", ".join(str(v) for v in unmapped[:8])
-        raise InputError(f"{path}: value(s) {shown} not in the label mapping (map each to 0-4, e.g. {unmapped[0]}=0)")
+        raise InputError(f"{path}: value(s) {shown} not in the label mapping (--label-values): give each its label, "
+                         f"e.g. {unmapped[0]}=L with L 0 background, 1 LV blood pool, 2 myocardium, 3 scar, 4 MVO "
+                         "(one mapping serves every folder of the run)")
     lookup = {0: 0, **label_values}
     out = np.zeros(array.shape, dtype=np.uint8)
     for value in values.tolist():

@@ -772,10 +772,16 @@ def test_own_exams_are_paired_by_name_and_relabelled(tmp_path):
     # Scar can be counted as myocardium, or a value left out on purpose as background, but only when said.
     merged = load_folder_cases(images, references, parse_label_values("100=1,200=2,300=2,400=2"))
     assert not merged[0].has_scar and (merged[0].reference.array == 2).sum() == (phantoms[0].labelmap.array >= 2).sum()
-    with pytest.raises(InputError, match=r"p1.nii.gz: value\(s\) 300 not in the label mapping"):
+    # The hints: the mapping's example does not map the value to background, and an unmapped file names the option.
+    with pytest.raises(InputError, match=r"p1.nii.gz: value\(s\) 300 not in the label mapping \(--label-values\): "
+                                         r"give each its label, e.g. 300=L with L 0 background, 1 LV blood pool"):
         load_folder_cases(images, references, parse_label_values("100=1,200=2,400=4"))
-    with pytest.raises(InputError, match="labelmap has values outside 0-4"):
+    with pytest.raises(InputError, match=r"labelmap has values outside 0-4 .*; another dataset's labelling \(MyoPS: "
+                                         r"500, 200, 2221, ...\)\? map its values with --label-values V=L,...$"):
         load_folder_cases(images, references)
+    # A myocardium-only reference is read with a warning (its blood pool Dice is 0).
+    with pytest.warns(UserWarning, match=r"p1.nii.gz: no LV blood pool \(label 1\) in it, only myocardium"):
+        load_folder_cases(images, references, parse_label_values("100=0,200=2,300=2,400=2"))
 
 
 @pytest.mark.parametrize(("text", "message"), [("100:1", "is not VALUE=LABEL"), ("100=5", "the label must be 0-4"),

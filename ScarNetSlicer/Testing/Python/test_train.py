@@ -1232,6 +1232,45 @@ def test_own_exams_in_both_folders_or_one_folder_twice_are_refused_before_the_ru
     assert not run.exists()
 
 
+@pytest.mark.parametrize(("spoil", "folder", "message"), [
+    ("noise", "own_images", r"imgs/exam12: its image has no spatial structure"),
+    ("inverted", "own_images", r"imgs/exam12: in its reference's labels the LV blood pool is not brighter than the "
+                               r"healthy myocardium \(median Cohen's d -"),
+    ("voxel size lost", "own_images", r"imgs/exam12: its reference holds [0-9.]+ mL of myocardium at the file's voxel "
+                                      r"size \(0\.4 × 0\.4 × 2 mm\), under the 5 mL"),
+    ("inverted", "own_val_images", r"val_imgs/exam13: in its reference's labels the LV blood pool"),
+    ("myocardium only", "own_images", r"imgs/exam12: its reference has no LV blood pool \(label 1\), only "
+                                      r"myocardium: trained on, the model would learn the cavity as background")])
+def test_own_exams_that_inference_would_refuse_are_refused_before_the_run(spoil, folder, message, tmp_path):
+    """They were trained on (or selected on) with nothing said: noise, grey levels inverted, a voxel size lost."""
+    from scarnet.errors import InputError
+    from scarnet.io import read_volume, write_volume
+
+    folders = _own_exam_folders(tmp_path / "site")
+    seed = 12 if folder == "own_images" else 13
+    path = Path(folders[folder]) / f"exam{seed}.nii.gz"
+    image = read_volume(path)
+    if spoil == "noise":
+        image = image.with_array(np.random.default_rng(0).normal(100, 30, image.array.shape).astype(np.float32))
+    elif spoil == "inverted":
+        image = image.with_array(image.array.max() - image.array)
+    elif spoil == "myocardium only":
+        reference_path = Path(folders["own_references"]) / path.name
+        reference = read_volume(reference_path)
+        write_volume(reference.with_array(np.where(reference.array == 100, 0, reference.array)), reference_path,
+                     overwrite=True)
+    else:
+        reference_path = Path(folders[folder.replace("images", "references")]) / path.name
+        reference = read_volume(reference_path)
+        image, reference = (dataclasses.replace(v, spacing_mm=(0.4, 0.4, 2.0)) for v in (image, reference))
+        write_volume(reference, reference_path, overwrite=True)
+    write_volume(image, path, overwrite=True)
+    run = tmp_path / "run"
+    with pytest.raises(InputError, match=message):
+        train(dataclasses.replace(SMOKE_CONFIG, **folders), run, progress=False)
+    assert not run.exists()
+
+
 def test_own_exam_runs_refuse_a_copied_exam_and_a_run_folder_among_the_exams(tmp_path):
     import shutil
 

@@ -769,7 +769,6 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, 
     Each training exam is read once, and only its slices are kept."""
     from ..batch import exam_key
     from ..evaluate_cli import exam_sha256, folder_exams, load_folder_cases, parse_label_values
-    from ..inference import model_storage
     from .data import volume_samples
 
     mapping = parse_label_values(config.own_label_values) if config.own_label_values is not None else None
@@ -787,7 +786,9 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, 
     for name, read in train_exams:
         image, reference = read()
         record.append({"name": name, "sha256": exam_sha256(image, reference)})
-        real.extend(volume_samples(image, reference, f"{folders[0] / name}"))
+        samples = volume_samples(image, reference, f"{folders[0] / name}")
+        _check_own_exam(samples, reference, folders[0] / name)
+        real.extend(samples)
     trained = {exam["sha256"]: exam["name"] for exam in reversed(record)}  # a content's first exam
     copies = [f"{c.name} (= {trained[c.content_sha256]})" for c in val_cases if c.content_sha256 in trained]
     if copies:
@@ -798,9 +799,47 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, 
     validation = []
     for case in val_cases:
         # What inference would refuse is refused now, not at the first validation steps later.
-        model_storage(case.image, f"{folders[2] / case.name}")
+        _check_own_exam(volume_samples(case.image, case.reference, f"{folders[2] / case.name}"), case.reference,
+                        folders[2] / case.name)
         validation.append((case.name, case.image, case.reference))
     return real, validation, record
+
+
+def _check_own_exam(samples: list, reference: Any, name: Path) -> None:
+    """Refuses an exam of one's own that inference would refuse as "no heart found" whatever the model drew,
+    judged on its reference labels: no spatial structure (noise), under 5 mL of myocardium at the file's voxel
+    size (a voxel size lost in a re-save), or an LV blood pool no brighter than the healthy myocardium (inverted
+    grey levels, a sequence without LGE contrast); and a reference without LV blood pool (a myocardium-only mask,
+    which would teach the cavity as background). Trained on, it would teach the model nonsense; kept for
+    validation, it would select on an exam the pipeline refuses. ``samples`` are its slices as the model stores
+    them (:func:`~scarnet.train.data.volume_samples`), ``reference`` its labelmap as read."""
+    from ..inference import MIN_MYOCARDIUM_ML
+    from ..labels import LV_BLOOD_POOL, myocardium_mask
+    from ..qc import MIN_NEIGHBOUR_CORRELATION, MIN_STACK_TISSUE_CONTRAST, neighbour_correlation, tissue_contrast
+
+    by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
+    for sample in samples:
+        by_shape.setdefault(sample.image.shape, []).append(sample.image)
+    if min(neighbour_correlation(np.stack(images).astype(np.float32)) for images in by_shape.values()) \
+            < MIN_NEIGHBOUR_CORRELATION:
+        raise InputError(f"{name}: its image has no spatial structure (neighbouring pixels are uncorrelated, as in "
+                         "pure noise): inference refuses it, and it is no exam to train or select on")
+    if not (reference.array == LV_BLOOD_POOL).any():
+        raise InputError(f"{name}: its reference has no LV blood pool (label 1), only myocardium: trained on, the "
+                         "model would learn the cavity as background (a myocardium-only mask? --label-values maps "
+                         "each value)")
+    myocardium_ml = float(myocardium_mask(reference.array).sum()) * reference.voxel_volume_ml
+    if myocardium_ml < MIN_MYOCARDIUM_ML:
+        spacing = " × ".join(f"{s:g}" for s in reference.spacing_mm)
+        raise InputError(f"{name}: its reference holds {myocardium_ml:.1f} mL of myocardium at the file's voxel size "
+                         f"({spacing} mm), under the {MIN_MYOCARDIUM_ML:g} mL below which inference finds no heart: "
+                         "a voxel size lost in a re-save?")
+    contrast = [d for d in (tissue_contrast(sample.image, sample.labels) for sample in samples) if d is not None]
+    if contrast and float(np.median(contrast)) < MIN_STACK_TISSUE_CONTRAST:
+        raise InputError(f"{name}: in its reference's labels the LV blood pool is not brighter than the healthy "
+                         f"myocardium (median Cohen's d {float(np.median(contrast)):.2f}, under "
+                         f"{MIN_STACK_TISSUE_CONTRAST:g}): inverted grey levels, or a sequence without LGE contrast? "
+                         "Inference refuses such a stack as 'no heart found', so it is no exam to train or select on")
 
 
 def read_own_exams(run_dir: Path) -> set[str] | None:
