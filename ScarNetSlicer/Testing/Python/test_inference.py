@@ -531,6 +531,30 @@ def test_training_validation_scores_a_case_the_pipeline_refuses_zero():
     assert evaluate_model(unsure, [("ring", volume, reference)])["per_case"]["ring"]["myocardium_dice"] == 0.0
 
 
+def test_training_validation_names_the_case_of_a_pipeline_warning_as_about_the_models_labelmap(monkeypatch):
+    """It read "scarnet: warning: slice 7 has the blood pool open ...": no exam, and as if the reference were wrong."""
+    import warnings
+    from types import SimpleNamespace
+
+    import scarnet.inference
+    from scarnet.evaluate import evaluate_model
+
+    volume = ring_volume()
+    reference = Segmenter(RingModel(), device="cpu", flip_check=False)(volume).labelmap
+
+    class Warns:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __call__(self, image, name):
+            warnings.warn("slice 7 has the blood pool open to the background", RuntimeWarning, stacklevel=1)
+            return SimpleNamespace(labelmap=reference)
+
+    monkeypatch.setattr(scarnet.inference, "Segmenter", Warns)
+    with pytest.warns(RuntimeWarning, match=r"^p8 \(the model's labelmap\): slice 7 has the blood pool open"):
+        evaluate_model(RingModel(), [("p8", volume, reference)])
+
+
 class UnsureInSomeSlices(RingModel):
     """RingModel, unsure (logits damped) in the given slices of a whole-stack batch."""
 
