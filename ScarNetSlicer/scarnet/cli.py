@@ -918,7 +918,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices", type=_int_range(2, PHANTOM_MAX_SLICES),
                    help=f"number of slices (2-{PHANTOM_MAX_SLICES}: one slice is a 2D image; default random, 6-14)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
     p.set_defaults(func=cmd_phantom)
 
     p = sub.add_parser("quantify", help="per-slice and total myocardium/scar/MVO volumes from a labelmap")
@@ -1012,8 +1012,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write image, labelmap, .seg.nrrd, report, bullseye and the "
                    "printable page into this folder "
                    "(created when they are written)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace files an earlier demo wrote in --out")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
     _add_model_options(p)
     p.set_defaults(func=cmd_demo)
 
@@ -1056,7 +1056,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the references' values as ScarNet's labels, as for scarnet evaluate (e.g. 500=1,200=2)")
     own.add_argument("--series", type=_non_empty,
                      help="the series of every DICOM folder (number, UID or part of the description)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; errors, warnings and the result still show")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="figures on the EMIDEC val split, or on exams of your own, with baselines: "
@@ -1083,8 +1083,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", type=_non_empty_path, help="write the Markdown table here (.md)")
     p.add_argument("--json", type=_non_empty_path, help="write all figures as JSON here (.json)")
     p.add_argument("--max-cases", type=int, help="only the first N cases (quick checks)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--overwrite", action="store_true", help="replace existing --markdown and --json files")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to run the models (auto: CUDA when available)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation for ScarNet and the U-Net")
     p.set_defaults(func=cmd_evaluate)
 

@@ -273,11 +273,17 @@ class EvalSettings:
     tta: bool = False  # flip test-time augmentation for ScarNet and the U-Net (as ``scarnet segment --tta``)
     approximate_geometry: bool = True  # EMIDEC PNGs: spacing estimated, so mm and mL are approximate
     images: str | None = None  # --images, as an absolute path
+    references: str | None = None  # --references, as an absolute path
+    label_values: str | None = None  # --label-values as given
+    series: str | None = None  # --series as given
+    max_cases: int | None = None  # --max-cases
     #: --images: each exam's :func:`exam_sha256` by name (what calibrate-qc checks own exams by).
     exam_sha256: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"split": self.split, "source": self.source, "images": self.images, "noise_seeds": self.noise_seeds,
+        return {"split": self.split, "source": self.source, "images": self.images, "references": self.references,
+                "label_values": self.label_values, "series": self.series, "max_cases": self.max_cases,
+                "noise_seeds": self.noise_seeds,
                 "noise_fraction": self.noise_fraction, "noise_range_percentiles": list(NOISE_RANGE_PERCENTILES),
                 "artifact_seed": self.artifact_seed, "artifacts": ARTIFACT_SETTINGS, "skip": list(self.skip),
                 "device": self.device, "tta": self.tta, "approximate_geometry": self.approximate_geometry,
@@ -1586,6 +1592,8 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     settings = EvalSettings(split=split, source=source, noise_seeds=noise_seeds, skip=skip, device=str(device),
                             tta=bool(getattr(args, "tta", False)), approximate_geometry=approximate,
                             images=str(Path(images).resolve()) if images is not None else None,
+                            references=str(Path(references).resolve()) if references is not None else None,
+                            label_values=label_values, series=getattr(args, "series", None), max_cases=max_cases,
                             exam_sha256={c.name: c.content_sha256 for c in cases} if images is not None else None)
     results = evaluate_cases(cases, scarnet, unet, settings, log)
     results.update(version=__version__, command=_command_line(),

@@ -840,6 +840,9 @@ def test_run_evaluation_on_own_exams(tmp_path, tiny_weights, capsys):
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert [case["name"] for case in figures["cases"]] == ["p1", "p2"]
     assert figures["settings"]["images"] == str(images.resolve())
+    # What else chose the exams and their labels is in the JSON too, not only in its command line.
+    assert (figures["settings"]["references"], figures["settings"]["label_values"], figures["settings"]["series"],
+            figures["settings"]["max_cases"]) == (str(references.resolve()), "100=1,200=2,300=3,400=4", None, None)
     # An output never replaces an input, --overwrite or not: a file of the references' folder (a labelmap could not
     # be --json, which must end in .json).
     reference = references / "label_values.json"
