@@ -402,7 +402,10 @@ def folder_exams(images: Path, references: Path, label_values: dict[int, int] | 
                              f"{image_paths[reference_key].name} already (one image per exam; nnU-Net's other "
                              "channels, NAME_0001..., are not LGE)")
         if reference_key not in reference_paths:
-            raise InputError(f"{image}: no reference labelmap of that name in {references}")
+            other_channel = re.fullmatch(r"(.+)_0*[1-9][0-9]*", key)
+            hint = (f" (an nnU-Net channel other than {other_channel.group(1)}_0000? those are not LGE: leave them "
+                    "out)") if other_channel and f"{other_channel.group(1)}{_NNUNET_CHANNEL}" in image_paths else ""
+            raise InputError(f"{image}: no reference labelmap of that name in {references}{hint}")
         paired_with[reference_key] = reference_paths[reference_key]
         pairs.append((exam_name(reference_paths[reference_key]), image, reference_paths.pop(reference_key)))
     if reference_paths:

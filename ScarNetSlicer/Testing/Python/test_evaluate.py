@@ -808,6 +808,11 @@ def test_own_exams_that_do_not_pair_are_refused_by_name(tmp_path):
     with pytest.raises(InputError, match="reference\\(s\\) without an image in .*: p9.nii.gz"):
         load_folder_cases(images, references)
     (references / "p9.nii.gz").unlink()
+    write_volume(phantoms[0].image, images / "p1_0001.nii.gz")  # nnU-Net's second channel of p1
+    with pytest.raises(InputError, match=r"p1_0001.nii.gz: no reference labelmap of that name in .* \(an nnU-Net "
+                                         r"channel other than p1_0000\? those are not LGE: leave them out\)"):
+        load_folder_cases(images, references)
+    (images / "p1_0001.nii.gz").unlink()
     write_volume(phantoms[1].image, images / "p2.nii.gz")
     with pytest.raises(InputError, match="p2.nii.gz and P2.nrrd: two exams of one name"):
         load_folder_cases(images, references)

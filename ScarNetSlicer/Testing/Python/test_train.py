@@ -1195,7 +1195,7 @@ def test_a_run_on_own_exams_resumes_with_its_folders_moved_but_not_from_or_to_em
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"own_val_images": None}, "own exams need all four folders.*missing: own_val_images"),
+    ({"own_val_images": None}, r"own exams need all four folders.*missing: --val-images \(own_val_images\)\)"),
     ({"own_label_values": "100=7"}, "own_label_values: '100=7': the label must be 0-4"),
     ({"own_images": 5}, "own_images must be a file or folder name"),
 ])

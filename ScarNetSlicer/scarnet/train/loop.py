@@ -236,9 +236,12 @@ class TrainConfig:
                 raise _BadConfig(f"{key} must be a string, or null (not {_shown(getattr(self, key))})")
         given = {key for key in OWN_FOLDER_FIELDS if getattr(self, key) is not None}
         if given and given != set(OWN_FOLDER_FIELDS):
-            raise _BadConfig("own exams need all four folders: own_images and own_references to train on, "
-                             "own_val_images and own_val_references (other exams) to select the model on "
-                             f"(missing: {', '.join(k for k in OWN_FOLDER_FIELDS if k not in given)})")
+            # Named as both the command line (--val-images) and a config file (own_val_images) give them.
+            missing = ", ".join(f"--{k.removeprefix('own_').replace('_', '-')} ({k})" for k in OWN_FOLDER_FIELDS
+                                if k not in given)
+            raise _BadConfig("own exams need all four folders: --images and --references (own_images, "
+                             "own_references) to train on, --val-images and --val-references (own_val_images, "
+                             f"own_val_references; other exams) to select the model on (missing: {missing})")
         for key in ("own_label_values", "own_series"):
             if getattr(self, key) is not None and not given:
                 raise _BadConfig(f"{key} goes with own exams (own_images ...)")
