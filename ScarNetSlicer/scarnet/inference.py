@@ -636,7 +636,12 @@ class Segmenter:
         for slice_report, flags in zip(report.slices, flags_per_slice):
             slice_report.qc_flags = flags
         if self._uncalibrated_weights is not None:
-            self._warn(f"{Path(self._uncalibrated_weights).name} carries no QC calibration: low_confidence and "
+            from .model.registry import sidecar_path
+
+            sidecar = sidecar_path(self._uncalibrated_weights)
+            # Weights copied out of their run folder without their sidecar lose a calibration they may have had.
+            where = "" if sidecar.exists() else f"; no {sidecar.name} beside them, where a calibration would be kept"
+            self._warn(f"{Path(self._uncalibrated_weights).name} carries no QC calibration{where}: low_confidence and "
                        "scar_uncertain use the bundled model's thresholds, which may flag too many slices or too few "
                        "with these weights (calibrate them with scarnet calibrate-qc)")
         unsure, with_lv = unsure_lv_slices(confidence, threshold)  # the low_confidence slices

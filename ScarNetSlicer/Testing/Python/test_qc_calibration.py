@@ -347,6 +347,8 @@ def test_weights_without_a_calibration_are_said_so_in_every_report(tmp_path):
         result = Segmenter(weights=weights, device="cpu", flip_check=False)(image)
     said = [m for m in result.report.extra["inference"]["warnings"] if "carries no QC calibration" in m]
     assert len(said) == 1 and "copied.safetensors" in said[0] and "scarnet calibrate-qc" in said[0]
+    # The sidecar that would hold a calibration is not there: said, as the weights may have been copied without it.
+    assert "copied.safetensors carries no QC calibration; no copied.json beside them" in said[0]
     assert result.report.extra["qc"]["threshold_calibrated_for_weights"] is False
 
 
