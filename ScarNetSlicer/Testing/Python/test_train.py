@@ -1409,10 +1409,13 @@ def test_train_config_names_find_bundled_configs_past_folders_and_json_suffixes(
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cpu_interim").mkdir()  # a run folder named after its config
-    # The bundled config is read (its warm-up of 200 steps is what refuses --steps 100), not the folder.
-    assert main(["train", "--config", "cpu_interim", "--steps", "100", "--out", "run", "--quiet"]) == 2
+    # The bundled config is read (its warm-up of 200 steps is what --steps 100 is warned about), not the folder;
+    # the missing EMIDEC folder then stops the run before it starts.
+    with pytest.warns(UserWarning, match=r"--steps 100 is not more than the config's warmup_steps \(200\)"):
+        assert main(["train", "--config", "cpu_interim", "--steps", "100", "--out", "run", "--quiet",
+                     "--emidec", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "warmup_steps (200) must be fewer than steps (100)" in err, err
+    assert err.count("\n") == 1 and "not an EMIDEC folder" in err, err
     assert main(["train", "--config", "cpu_interim.json", "--out", "run", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cpu_interim.json: no such file; the bundled config" in err
