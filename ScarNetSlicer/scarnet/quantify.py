@@ -23,6 +23,8 @@ import csv
 import io
 import json
 import math
+import sys
+import types
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -655,3 +657,19 @@ def intensity_figures(labels: np.ndarray, image: np.ndarray) -> dict[str, Any]:
         ratio = float(scar.mean() / remote.mean())
         out["scar_to_remote_ratio"] = _round(ratio) if math.isfinite(ratio) else None
     return out
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as its :func:`quantify`.
+
+    ``scarnet.quantify`` is the function in the package's API (``scarnet.__all__``), loaded on first use. But once
+    this submodule has been imported (segmenting imports it), Python binds the package's attribute of that name to
+    the module, and ``scarnet.quantify(labelmap)`` or ``from scarnet import quantify`` gave the module: "'module'
+    object is not callable". Calling the module calls the function, so both spellings work in any order.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return quantify(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -533,7 +537,6 @@ def test_training_validation_scores_a_case_the_pipeline_refuses_zero():
 
 def test_training_validation_names_the_case_of_a_pipeline_warning_as_about_the_models_labelmap(monkeypatch):
     """It read "scarnet: warning: slice 7 has the blood pool open ...": no exam, and as if the reference were wrong."""
-    import warnings
     from types import SimpleNamespace
 
     import scarnet.inference
@@ -837,3 +840,30 @@ def test_weights_identity_names_the_file_and_its_sha256(tmp_path):
                                       .hexdigest(), "bundled": False}
     bundled = weights_identity(None)
     assert bundled["bundled"] is True and bundled["file"] in (None, "scarnet_litemedsam.safetensors")
+
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+@requires_weights
+@pytest.mark.skipif(not README.is_file(), reason="README.md is not beside the package (an installed copy)")
+def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's "Python" block, run as it stands on a phantom saved as exam.nii.gz: it segments, prints, writes
+    the labelmap and the report, and quantifies the labelmap read back."""
+    import re
+
+    from scarnet.io import write_volume
+    from scarnet.phantom import make_phantom
+
+    blocks = re.findall(r"^## Python\n.*?```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S | re.M)
+    assert len(blocks) == 1, "the README's Python section has one python block"
+    monkeypatch.chdir(tmp_path)
+    write_volume(make_phantom(3, n_slices=6).image, tmp_path / "exam.nii.gz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        exec(compile(blocks[0], str(README), "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"myocardium \d+\.\d mL, scar \d+\.\d mL \(\d+\.\d %\)", printed[0]), printed
+    report = json.loads((tmp_path / "exam_report.json").read_text())
+    assert len(report["slices"]) == 6 and (tmp_path / "exam_labels.nii.gz").is_file()
+    assert float(printed[-1]) == pytest.approx(report["total"]["scar_percent"], abs=1e-9)

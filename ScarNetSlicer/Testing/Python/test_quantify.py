@@ -330,3 +330,19 @@ def test_a_labelmap_stored_slice_first_is_reported_along_its_slices(axis):
     assert len(got["slices"]) == 6
     assert got["slices"] == expected["slices"] and got["total"] == expected["total"]
     assert got["intensity"] == expected["intensity"]
+
+
+def test_scarnet_quantify_is_callable_after_its_submodule_is_imported():
+    """scarnet.quantify (the API's function) became the module once segmenting had imported scarnet.quantify:
+    "'module' object is not callable", also for ``from scarnet import quantify``."""
+    import importlib
+
+    import scarnet
+    from scarnet.phantom import make_phantom
+
+    importlib.import_module("scarnet.quantify")  # as segmenting does
+    from scarnet import quantify as from_import
+
+    labelmap = make_phantom(3, n_slices=4).labelmap
+    expected = importlib.import_module("scarnet.quantify").quantify(labelmap).total
+    assert scarnet.quantify(labelmap).total == from_import(labelmap).total == expected
