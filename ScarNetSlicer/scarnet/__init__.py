@@ -29,6 +29,11 @@ _LAZY = {
 }
 
 
+def __dir__() -> list[str]:
+    # The API is loaded on first use (_LAZY): listed here so that dir() and tab completion show it.
+    return sorted({*globals(), *__all__})
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib

@@ -371,7 +371,8 @@ def check_rv_insertion(volume: Volume, labels: np.ndarray, centres_rc_mm: list[n
     beyond_mm = beyond_slices * volume.slice_distance_mm
     if beyond_mm > volume.spacing_mm[2] + 1e-6:
         raise InputError(f"{name} lies {beyond_mm:.0f} mm beyond the slices with LV myocardium: "
-                         "is it in the image's coordinates (RAS)?")
+                         "is it in the image's coordinates (RAS, as Slicer shows them, on the command line; LPS, "
+                         "as rv_insertion_lps, from Python)?")
     k = int(with_myocardium[np.argmin(np.abs(with_myocardium - index[2]))])
     point_rc = np.array([index[1] * volume.spacing_mm[1], index[0] * volume.spacing_mm[0]])
     wall_rc = np.argwhere(np.isin(labels[k], MYOCARDIUM_LABELS)) * np.array([volume.spacing_mm[1],

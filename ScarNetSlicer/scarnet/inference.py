@@ -312,6 +312,8 @@ class Segmenter:
             torch.set_num_threads(threads)
         self.device = resolve_device(device)
         weights = weights or None  # "" is no file: the bundled weights, as for get_model
+        if weights == "bundled" and not Path(weights).exists():
+            weights = None  # as the command line's --weights bundled and train's --init-weights bundled
         loaded_here = model is None
         if loaded_here:
             model, loaded_calibration = get_model_and_calibration(weights, encoder, device)
@@ -684,7 +686,22 @@ class Segmenter:
 def segment(volume: Volume, *, weights: str | Path | None = None, encoder: str | None = None, device: str = "auto",
             tta: bool = False, progress: ProgressCallback | None = None,
             should_cancel: Callable[[], bool] | None = None) -> SegmentationResult:
-    """Segment and quantify an LGE volume with the bundled (or given) weights. The model stays loaded."""
+    """Segment and quantify an LGE volume (:func:`scarnet.read_volume`) with the bundled (or given) weights.
+
+    ``weights``: a ``.safetensors`` file (with its sidecar) or a training ``.pt``; None or "bundled": the weights
+    that come with scarnet. ``device``: "auto" (CUDA when available), "cpu" or "cuda". ``tta``: flip test-time
+    augmentation. ``progress(fraction, message)`` is called as the work goes on; ``should_cancel()`` returning True
+    stops it (:class:`Cancelled`). The model stays loaded: later calls with the same weights start warm.
+
+    Returns a :class:`SegmentationResult`: ``labelmap`` (0 background, 1 LV blood pool, 2 healthy myocardium,
+    3 scar, 4 MVO, on the input's grid), ``report`` (:class:`scarnet.quantify.Report`: per-slice and total
+    figures, QC flags, ``report.warnings()``), ``timings_s``. Raises :class:`~scarnet.errors.InputError` for an
+    input that is not a short-axis LGE stack and :class:`~scarnet.errors.NoHeartFoundError` (one of them) when
+    no heart is found; :class:`~scarnet.errors.WeightsError` for weights that cannot be used.
+    """
+    if not isinstance(volume, Volume):
+        raise InputError(f"segment takes a scarnet.Volume (scarnet.read_volume(path) reads one), not "
+                         f"{type(volume).__name__}")
     segmenter = Segmenter(weights=weights, encoder=encoder, device=device, tta=tta,
                           threads=_default_threads())
     return segmenter(volume, progress=progress, should_cancel=should_cancel)

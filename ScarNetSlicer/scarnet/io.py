@@ -1245,7 +1245,8 @@ def check_outputs(paths: Sequence[str | Path | None], overwrite: bool = False) -
             raise InputError(f"{path}: given twice as an output")
         seen.add(resolved)
         if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path}: already exists (pass --overwrite to replace it)")
+            raise OutputExistsError(f"{path}: already exists "
+                                    "(pass --overwrite to replace it; overwrite=True in Python)")
         if path.exists() and not path.is_dir() and not path.is_file():
             # A device or a pipe (a link to /dev/full): replacing it would put a file where a device node was.
             raise OutputError(f"{path}: is not a regular file (a device, pipe or socket); give a file name")
@@ -1324,7 +1325,8 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield temp
         if not overwrite and path.exists():
-            raise OutputExistsError(f"{given}: appeared while writing (pass --overwrite to replace it)")
+            raise OutputExistsError(f"{given}: appeared while writing "
+                                    "(pass --overwrite to replace it; overwrite=True in Python)")
         # mkstemp makes owner-only (0600) files; give the output the mode a plain open() would
         # (or keep the mode of the file it replaces).
         os.chmod(temp, (path.stat().st_mode & 0o7777) if path.exists() else _new_file_mode())
@@ -1436,8 +1438,16 @@ def _write_nifti_with_nibabel(volume: Volume, path: Path) -> None:
 
 
 def write_labelmap(labelmap: Volume, path: str | Path, overwrite: bool = False) -> Path:
-    """Write a labelmap (uint8, values 0–4) on exactly its grid as NIfTI, NRRD, MHA or ``.seg.nrrd``."""
+    """Write a labelmap (uint8, values 0–4) on exactly its grid as NIfTI, NRRD, MHA or ``.seg.nrrd``;
+    :class:`InputError` for values that are not labels 0-4 (what :func:`read_labelmap` would refuse to read back,
+    or a fraction the cast to uint8 would drop)."""
+    from .quantify import validate_labelmap
+
     path = Path(path)
+    try:
+        validate_labelmap(labelmap)
+    except InputError as error:
+        raise InputError(f"{path}: not written: {error}") from None
     labelmap = labelmap.with_array(labelmap.array.astype(np.uint8))
     if _suffix(path) not in LABELMAP_SUFFIXES + (SEGMENTATION_SUFFIX,):
         raise InputError(f"{path}: unknown labelmap format (use .nii.gz, .nrrd, .mha or .seg.nrrd)")

@@ -381,7 +381,8 @@ class OutputSet:
         if not self.overwrite:
             for output in self._outputs:
                 if os.path.lexists(output.path):
-                    raise OutputExistsError(f"{output.path}: appeared while running (pass --overwrite to replace it)")
+                    raise OutputExistsError(f"{output.path}: appeared while running "
+                                            "(pass --overwrite to replace it; overwrite=True in Python)")
         moves: list[_Move] = []
         output = None
         with _ctrl_c_held() as interrupted:

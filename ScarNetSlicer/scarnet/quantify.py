@@ -20,6 +20,7 @@ Levels (basal / mid / apical, and apex beyond the cavity) and, given the anterio
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import math
@@ -673,3 +674,6 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
+# What an editor or inspect.signature shows for scarnet.quantify, whichever of the two it is.
+__signature__ = inspect.signature(quantify)
+_CallableModule.__call__.__doc__ = quantify.__doc__

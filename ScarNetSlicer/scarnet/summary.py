@@ -234,8 +234,10 @@ def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]
             continue  # an older report without its input: nothing to compare
         exam = (path.parent.absolute(), Path(given).name.lower(), figures["dicom_series"])
         by_exam.setdefault(exam, (Path(given).name, []))[1].append(f"{path} ({figures['made_from']})")
-    return [f"{name}{f' series {series}' if series else ''} in {folder} has {len(named)} reports in the summary "
-            f"({', '.join(named)}): the cohort's figures count it {len(named)} times; name the one to keep"
+    # Worded as what was compared: the reports of one folder (others, elsewhere, may be of the same exam too).
+    return [f"{len(named)} reports in the summary from {folder} are of {name}{f' series {series}' if series else ''} "
+            f"({', '.join(named)}): the cohort's figures count that exam {len(named)} times (reports in other folders "
+            "are not compared); name the one to keep"
             for (folder, _, series), (name, named) in by_exam.items() if len(named) > 1]
 
 

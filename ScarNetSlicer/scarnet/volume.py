@@ -26,7 +26,13 @@ GRID_TOLERANCE = 1e-3
 
 @dataclass
 class Volume:
-    """A 3D voxel array plus geometry. Used for LGE images and for labelmaps alike."""
+    """A 3D voxel array plus geometry. Used for LGE images and for labelmaps alike.
+
+    ``array`` is indexed (k, j, i): slice, row, column, as SimpleITK's ``GetArrayFromImage`` gives it (a nibabel
+    array is (i, j, k): transpose it). ``spacing_mm`` and ``origin_mm`` are (i, j, k) and (x, y, z) in LPS, as ITK
+    and DICOM give them; ``direction``'s columns are the i, j, k axes in LPS. :class:`~scarnet.errors.InputError`
+    (a ``ValueError``) for an array that is not 3D or a geometry of the wrong shape.
+    """
 
     array: np.ndarray
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -42,10 +48,16 @@ class Volume:
     def __post_init__(self) -> None:
         self.array = np.asarray(self.array)
         if self.array.ndim != 3:
-            raise ValueError(f"Volume array must be 3D (k, j, i), got shape {self.array.shape}")
-        self.spacing_mm = tuple(float(s) for s in self.spacing_mm)  # type: ignore[assignment]
-        self.origin_mm = tuple(float(o) for o in self.origin_mm)  # type: ignore[assignment]
-        self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+            raise InputError(f"Volume array must be 3D (k, j, i), got shape {self.array.shape}")
+        for name in ("spacing_mm", "origin_mm"):
+            values = np.asarray(getattr(self, name), dtype=float) if np.ndim(getattr(self, name)) else None
+            if values is None or values.shape != (3,):
+                raise InputError(f"Volume {name} must be 3 numbers (i, j, k), got {getattr(self, name)!r}")
+            setattr(self, name, tuple(float(v) for v in values))
+        direction = np.asarray(self.direction, dtype=float)
+        if direction.size != 9:
+            raise InputError(f"Volume direction must be a 3×3 matrix (or its 9 numbers), got shape {direction.shape}")
+        self.direction = direction.reshape(3, 3)
 
     # -- geometry -------------------------------------------------------------------------
     @property

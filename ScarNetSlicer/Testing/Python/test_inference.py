@@ -867,3 +867,10 @@ def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch, capsy
     report = json.loads((tmp_path / "exam_report.json").read_text())
     assert len(report["slices"]) == 6 and (tmp_path / "exam_labels.nii.gz").is_file()
     assert float(printed[-1]) == pytest.approx(report["total"]["scar_percent"], abs=1e-9)
+
+
+@requires_weights
+def test_weights_bundled_names_the_bundled_weights_from_python_too(tmp_path, monkeypatch):
+    """scarnet.segment(image, weights="bundled") said 'bundled: weights file not found' (QA helper-92)."""
+    monkeypatch.chdir(tmp_path)
+    assert Segmenter(weights="bundled", device="cpu").weights_identity == Segmenter(device="cpu").weights_identity

@@ -1296,3 +1296,31 @@ def test_nifti_gz_with_trailing_bytes_that_look_like_gzip_is_read(tmp_path: Path
     with open(path, "ab") as stream:
         stream.write(b"\x1f\x8b" + b"not a gzip member" * 10)
     np.testing.assert_array_equal(read_volume(path).array, image.array)
+
+
+def test_the_python_api_refuses_bad_volumes_and_labels_with_input_errors(tmp_path):
+    """QA helper-92: a 2D array, a 2-number spacing (accepted, then a numpy broadcast error in quantify), a
+    direction of the wrong shape, a path given to segment, and labels written that read_labelmap then refused."""
+    import inspect
+
+    import scarnet
+    from scarnet.errors import InputError
+    from scarnet.io import write_labelmap
+
+    for bad, message in (({"array": np.zeros((64, 64))}, "must be 3D"),
+                         ({"array": np.zeros((4, 8, 8)), "spacing_mm": (1, 1)}, "spacing_mm must be 3 numbers"),
+                         ({"array": np.zeros((4, 8, 8)), "origin_mm": 0.0}, "origin_mm must be 3 numbers"),
+                         ({"array": np.zeros((4, 8, 8)), "direction": np.eye(2)}, "direction must be a 3×3 matrix")):
+        with pytest.raises(InputError, match=message):
+            scarnet.Volume(**bad)
+    with pytest.raises(InputError, match="segment takes a scarnet.Volume .*, not str"):
+        scarnet.segment("exam.nii.gz")
+    labels = Volume(np.zeros((4, 8, 8), np.uint8), (1.5, 1.5, 8.0))
+    for array, message in ((np.full((4, 8, 8), 9), "outside 0-4"), (np.full((4, 8, 8), 2.3), "non-integer")):
+        with pytest.raises(InputError, match=f"nine.nii.gz: not written: .*{message}"):
+            write_labelmap(labels.with_array(array), tmp_path / "nine.nii.gz")
+    assert not (tmp_path / "nine.nii.gz").exists()
+    write_labelmap(labels.with_array(np.full((4, 8, 8), 2.0)), tmp_path / "two.nii.gz")  # whole numbers are labels
+    # The API is listed for dir() and tab completion, and quantify's signature is the function's.
+    assert set(scarnet.__all__) <= set(dir(scarnet))
+    assert "rv_insertion_lps" in inspect.signature(scarnet.quantify).parameters

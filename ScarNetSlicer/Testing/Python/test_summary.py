@@ -211,7 +211,8 @@ def test_an_exam_reported_twice_is_said(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     warned = [line for line in result.stderr.splitlines() if "reports in the summary" in line]
-    assert len(warned) == 1 and "p1" in warned[0] and "has 2 reports" in warned[0]
+    assert len(warned) == 1 and f"2 reports in the summary from {out.absolute()} are of p1.nii.gz (" in warned[0]
+    assert "count that exam 2 times (reports in other folders are not compared)" in warned[0]
     assert "p1_corrected.json (edited segmentation)" in warned[0] and "p1_report.json (ScarNet model)" in warned[0]
     assert len(_read(tmp_path / "cohort.csv")) == 3
     # Each patient's folder run on its own, the image named alike in each: different exams, nothing said.
