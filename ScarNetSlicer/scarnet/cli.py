@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .errors import warnings_kept_in
 from .text import visible  # no third-party import: --help stays fast
 
 if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
@@ -206,19 +207,6 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _warnings_kept_in(messages: list[str]):
-    """Warnings raised inside are shown as usual and also appended to ``messages`` (for the report)."""
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            yield
-    finally:  # also when reading fails: a warning often explains the error that follows
-        for warning in caught:
-            messages.append(str(warning.message))
-            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-
-
 def cmd_quantify(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .io import read_input, read_labelmap, write_report
@@ -237,7 +225,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         outputs.check_not_inputs([args.labelmap, args.model_report, args.image])
         outputs.prepare()
         input_warnings: list[str] = []
-        with _warnings_kept_in(input_warnings):
+        with warnings_kept_in(input_warnings):
             image, source = read_input(args.image, args.series) if args.image else (None, None)
             if source is not None:  # a DICOM folder: its series' files, now known
                 outputs.check_not_inputs(source.series.files)
@@ -460,7 +448,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         outputs.check_not_inputs([args.input])  # before prepare(), which would first ask for --overwrite
         outputs.prepare()
         input_warnings: list[str] = []
-        with _warnings_kept_in(input_warnings):
+        with warnings_kept_in(input_warnings):
             volume, source = read_input(args.input, series=args.series)
             if source is not None:  # a DICOM folder: its series' files, now known
                 outputs.check_not_inputs(source.series.files)
@@ -853,8 +841,9 @@ def _non_empty_path(text: str) -> Path:
 def _weights_path(text: str) -> Path | None:
     """An argparse type for --weights: a file, or 'bundled' (None: the weights that come with scarnet), as train's
     --init-weights takes it; a file named 'bundled' in the current folder is that file."""
-    path = _non_empty_path(text)
-    return None if text == "bundled" and not path.exists() else path
+    from .io import names_bundled_weights
+
+    return None if names_bundled_weights(text) else _non_empty_path(text)
 
 
 def _training_device(text: str) -> str:

@@ -6,6 +6,10 @@ the Slicer module shows the same line in a message box. Anything else is a bug.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 
 class ScarNetError(Exception):
     """Base class of all user-facing engine errors (one clear line, no traceback)."""
@@ -33,3 +37,16 @@ class OutputError(ScarNetError, OSError):
 
 class Cancelled(ScarNetError):
     """The user cancelled a running segmentation; nothing was written."""
+
+
+@contextlib.contextmanager
+def warnings_kept_in(messages: list[str]) -> Iterator[None]:
+    """Warnings raised inside are shown as usual and also appended to ``messages`` (for a report)."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:  # also when reading fails: a warning often explains the error that follows
+        for warning in caught:
+            messages.append(str(warning.message))
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, NoHeartFoundError
+from .errors import InputError, NoHeartFoundError, warnings_kept_in
 from .evaluate import case_metrics, dice, hd95_mm, scar_percent, summarise
 from .io import json_safe as _jsonable
 from .io import sha256_of
@@ -138,16 +138,10 @@ class EvalCase:
         self._load, self._slot = load, slot or _ExamSlot()
         # A file-backed case is read once now, so that a bad file is refused before any work. Its reader's
         # warnings are shown now and kept: read again later, the exam gives them again (_ExamWarnings).
-        caught: list[warnings.WarningMessage] = []
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                _show_scarnet_warnings_every_time()
-                image_now, reference_now = self._volumes()
-        finally:  # also when reading fails: a warning often explains the error that follows
-            for warning in caught:
-                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         #: The reader's warnings, shown when the case was made (EMIDEC's in-memory cases have none).
-        self.read_warnings = [str(warning.message) for warning in caught]
+        self.read_warnings: list[str] = []
+        with warnings_kept_in(self.read_warnings):
+            image_now, reference_now = self._volumes()
         labels = reference_now.array
         #: What the tables need to know of the exam without reading it again.
         self.has_scar = bool(np.isin(labels, SCAR_LABELS).any())
@@ -186,13 +180,6 @@ def exam_sha256(image: Volume, reference: Volume) -> str:
     return digest.hexdigest()
 
 
-def _show_scarnet_warnings_every_time() -> None:
-    """Inside ``catch_warnings``: the kinds scarnet warns with (UserWarning, RuntimeWarning) are shown every time;
-    the other filters stay as they are (Python's hide libraries' deprecation warnings)."""
-    for category in (UserWarning, RuntimeWarning):
-        warnings.filterwarnings("always", category=category)
-
-
 class _ExamSlot:
     """Holds the one exam last read, for the file-backed cases that share it."""
 
@@ -224,11 +211,11 @@ class _ExamWarnings:
 
     def __init__(self, cases: list[EvalCase], log: Log) -> None:
         self._log = log
-        self._read = {case.name: set(getattr(case, "read_warnings", ())) for case in cases}
+        self._read = {case.name: set(case.read_warnings) for case in cases}
         self._shown: set[tuple[str, str, str]] = set()
         #: Every warning by exam, for the JSON: the reader's first, then the parts' ("noise: ...").
         self.by_exam: dict[str, list[str]] = {case.name: list(case.read_warnings) for case in cases
-                                              if getattr(case, "read_warnings", None)}
+                                              if case.read_warnings}
 
     @contextlib.contextmanager
     def about(self, name: str, during: str) -> Iterator[None]:
@@ -237,7 +224,10 @@ class _ExamWarnings:
         caught: list[warnings.WarningMessage] = []
         try:
             with warnings.catch_warnings(record=True) as caught:
-                _show_scarnet_warnings_every_time()  # seen before is decided here, by exam
+                # scarnet's kinds every time (seen before is decided here, by exam); the other filters stay as
+                # they are (Python's hide libraries' deprecation warnings).
+                for category in (UserWarning, RuntimeWarning):
+                    warnings.filterwarnings("always", category=category)
                 yield
         finally:
             for warning in caught:

@@ -312,7 +312,9 @@ class Segmenter:
             torch.set_num_threads(threads)
         self.device = resolve_device(device)
         weights = weights or None  # "" is no file: the bundled weights, as for get_model
-        if weights == "bundled" and not Path(weights).exists():
+        from .io import names_bundled_weights
+
+        if names_bundled_weights(weights):
             weights = None  # as the command line's --weights bundled and train's --init-weights bundled
         loaded_here = model is None
         if loaded_here:

@@ -1349,6 +1349,16 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
+#: What names the weights that come with scarnet where a weights file is asked for (``--weights bundled``,
+#: ``--init-weights bundled``, ``weights="bundled"``); a file of that name, if there is one, wins.
+BUNDLED_WEIGHTS_NAME = "bundled"
+
+
+def names_bundled_weights(value: str | Path | None) -> bool:
+    """Whether ``value`` is :data:`BUNDLED_WEIGHTS_NAME` and no file of that name is there."""
+    return isinstance(value, str) and value == BUNDLED_WEIGHTS_NAME and not Path(value).exists()
+
+
 def sha256_of(path: str | Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -50,10 +50,10 @@ class Volume:
         if self.array.ndim != 3:
             raise InputError(f"Volume array must be 3D (k, j, i), got shape {self.array.shape}")
         for name in ("spacing_mm", "origin_mm"):
-            values = np.asarray(getattr(self, name), dtype=float) if np.ndim(getattr(self, name)) else None
-            if values is None or values.shape != (3,):
-                raise InputError(f"Volume {name} must be 3 numbers (i, j, k), got {getattr(self, name)!r}")
-            setattr(self, name, tuple(float(v) for v in values))
+            given = getattr(self, name)
+            if np.ndim(given) != 1 or len(given) != 3:
+                raise InputError(f"Volume {name} must be 3 numbers (i, j, k), got {given!r}")
+            setattr(self, name, tuple(float(v) for v in given))
         direction = np.asarray(self.direction, dtype=float)
         if direction.size != 9:
             raise InputError(f"Volume direction must be a 3×3 matrix (or its 9 numbers), got shape {direction.shape}")

@@ -119,8 +119,8 @@ def test_warnings_while_reading_reach_the_saved_report(tmp_path):
 def test_a_warning_before_a_read_error_is_still_shown_and_kept():
     import warnings
 
-    from scarnet.cli import _warnings_kept_in
     from scarnet.errors import InputError
+    from scarnet.errors import warnings_kept_in as _warnings_kept_in
 
     kept: list[str] = []
     # pytest.warns stands for the terminal: what the context shows again after recording it.

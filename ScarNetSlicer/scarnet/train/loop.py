@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, OutputError, WeightsError
-from ..io import json_safe, os_error_reason
+from ..io import json_safe, names_bundled_weights, os_error_reason
 from ..labels import NUM_CLASSES
 from ..model.scarnet import ScarNetConfig
 from .data import AugmentConfig
@@ -455,13 +455,9 @@ def _check_run_folder(out_dir: Path, resume: bool) -> None:
         outputs.prepare()
 
 
-#: ``init_weights`` naming the weights that come with scarnet (a file of that name, if there is one, wins).
-BUNDLED_INIT = "bundled"
-
-
 def resolve_init_weights(value: str | None) -> str | None:
-    """``init_weights`` as a file: :data:`BUNDLED_INIT` becomes the bundled weights' path."""
-    if value != BUNDLED_INIT or Path(value).exists():
+    """``init_weights`` as a file: :data:`~scarnet.io.BUNDLED_WEIGHTS_NAME` becomes the bundled weights' path."""
+    if not names_bundled_weights(value):
         return value
     from ..model.registry import bundled_weights_path
 
@@ -820,10 +816,8 @@ def _check_own_exam(samples: list, reference: Any, name: Path) -> None:
     from ..labels import LV_BLOOD_POOL, myocardium_mask
     from ..qc import MIN_NEIGHBOUR_CORRELATION, MIN_STACK_TISSUE_CONTRAST, neighbour_correlation, tissue_contrast
 
-    by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
-    for sample in samples:
-        by_shape.setdefault(sample.image.shape, []).append(sample.image)
-    if min(neighbour_correlation(np.stack(images).astype(np.float32)) for images in by_shape.values()) \
+    # The slices as stored for the model share one grid (model_storage), as inference checks them.
+    if neighbour_correlation(np.stack([sample.image for sample in samples]).astype(np.float32)) \
             < MIN_NEIGHBOUR_CORRELATION:
         raise InputError(f"{name}: its image has no spatial structure (neighbouring pixels are uncorrelated, as in "
                          "pure noise): inference refuses it, and it is no exam to train or select on")
