@@ -241,6 +241,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=rv_insertion)
         # The exam (its image, else the labelmap) and who segmented it: what a cohort's summary names.
         report.extra["input"] = str(args.image if args.image is not None else args.labelmap)
+        report.extra["labelmap"] = str(args.labelmap)  # with --image, "input" names the image alone
         if args.segmented_by is not None:
             report.extra["segmented_by"] = args.segmented_by
         if source is not None:

@@ -215,9 +215,10 @@ class Report:
     def to_csv(self) -> str:
         """One row per slice, then a ``total`` row; QC flags joined with ';'. For a DICOM input, the
         ``dicom_*`` columns after ``position_mm`` name each slice as a PACS viewer does. Below the rows
-        the masses, the ``input`` and its ``dicom_series`` where the report names them, the ``weights`` (file,
-        sha256) and ``scarnet_version`` of a model run, and a ``warning`` row per warning (:meth:`warnings`), so
-        that a CSV read alone still says which exam, which model, and carries them."""
+        the masses, the ``input`` and its ``dicom_series``, the ``labelmap`` and who it was ``segmented_by``
+        (``scarnet quantify``) where the report names them, the ``weights`` (file, sha256) of a model run, the
+        ``scarnet_version`` that measured it, and a ``warning`` row per warning (:meth:`warnings`), so that a CSV
+        read alone still says which exam, which model, and carries them."""
         buffer = io.StringIO()
         dicom_columns = list(DICOM_CSV_COLUMNS) if any(s.dicom for s in self.slices) else []
         columns = ["index", "position_mm", *dicom_columns, "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
@@ -240,14 +241,18 @@ class Report:
             writer.writerow(["input", csv_value(str(self.extra["input"]))])
         if series_name(self.extra.get("input_series")):
             writer.writerow(["dicom_series", csv_value(series_name(self.extra["input_series"]))])
-        # And which model measured it (a model run's report), as the JSON's inference.weights and scarnet_version.
+        # Which labelmap and who drew it (scarnet quantify), as the JSON's labelmap and segmented_by.
+        for key in ("labelmap", "segmented_by"):
+            if self.extra.get(key) is not None:
+                writer.writerow([key, csv_value(str(self.extra[key]))])
+        # And which model segmented it (a model run's report), as the JSON's inference.weights; the version that
+        # measured it always (the model run's, else this one), as the JSON's scarnet_version.
         inference = self.extra.get("inference") if isinstance(self.extra.get("inference"), dict) else {}
         weights = inference.get("weights") if isinstance(inference.get("weights"), dict) else {}
         if weights:
             writer.writerow(["weights", csv_value(weights.get("file") or "bundled"),
                              csv_value(weights.get("sha256") or "")])
-        if inference.get("scarnet_version"):
-            writer.writerow(["scarnet_version", csv_value(str(inference["scarnet_version"]))])
+        writer.writerow(["scarnet_version", csv_value(str(inference.get("scarnet_version") or __version__))])
         for message in self.warnings():
             writer.writerow(["warning", csv_value(message)])
         if self.base_apex is not None:
@@ -494,7 +499,10 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         warnings.warn(message, stacklevel=2)
     if segment_warnings:
         report.extra["segment_warnings"] = segment_warnings
+    # The command line and Slicer refuse such a labelmap; from Python, a report of zeros must not pass unremarked.
+    empty = None if with_myocardium.any() else EMPTY_LABELMAP_WARNING
     labelmap_warnings = [message for message in (
+        empty,
         gap_slices_warning(with_myocardium),
         all_scar_slices_warning(counts[:, HEALTHY_MYOCARDIUM], counts[:, list(SCAR_LABELS)].sum(axis=1)),
         enclosed_background_warning(labels, labelmap.spacing_mm[0] * labelmap.spacing_mm[1], voxel_ml),
@@ -509,6 +517,9 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     return report
 
 
+#: A labelmap without myocardium (an empty export, a blank segmentation, or not a ScarNet labelmap).
+EMPTY_LABELMAP_WARNING = ("the labelmap has no myocardium (labels 2, 3 or 4): every volume is 0 and scar % is not "
+                          "defined (an empty segmentation, or a labelmap with other label values?)")
 #: What every output of a report says of its use (the page, the terminal, the JSON, the bullseye).
 INTENDED_USE = ("Research use only: not for clinical diagnosis. Every slice needs a reader's review; the slices "
                 "with QC flags first.")

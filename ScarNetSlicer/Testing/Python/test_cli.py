@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -85,11 +87,16 @@ def test_qc_flags_are_shown_whole_in_an_80_column_terminal():
 
 def test_csv_report_and_seg_nrrd_labelmap(tmp_path):
     assert run("phantom", "--seed", "3", "--out", "p.nrrd", "--labelmap", "pl.seg.nrrd", cwd=tmp_path).returncode == 0
-    result = run("quantify", "pl.seg.nrrd", "--report", "r.csv", "--image", "p.nrrd", cwd=tmp_path)
+    result = run("quantify", "pl.seg.nrrd", "--report", "r.csv", "--image", "p.nrrd", "--segmented-by", "reader",
+                 cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "r.csv").read_text()
     assert text.startswith("index,position_mm,myocardium_ml,scar_ml,mvo_ml,scar_percent")
     assert "total" in text
+    # Read alone, it names the exam, the labelmap measured, who drew it and the version that measured it.
+    rows = {row[0]: row[1:] for row in csv.reader(io.StringIO(text)) if row}
+    assert rows["input"] == ["p.nrrd"] and rows["labelmap"] == ["pl.seg.nrrd"] and rows["segmented_by"] == ["reader"]
+    assert rows["scarnet_version"] == [scarnet.__version__]
 
 
 def test_warnings_while_reading_reach_the_saved_report(tmp_path):

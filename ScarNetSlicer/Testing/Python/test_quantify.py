@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+import scarnet
 from scarnet.errors import InputError
 from scarnet.quantify import quantify
 from scarnet.volume import Volume
@@ -75,6 +76,20 @@ def test_a_slice_left_out_between_drawn_slices_is_said():
         assert "labelmap_warnings" not in quantify(_labelmap()).extra
     assert gap_slices_warning(np.array([False, True, False, False, True, False])).startswith("slices 2, 3 have")
     assert gap_slices_warning(np.zeros(4, dtype=bool)) is None
+
+
+def test_a_labelmap_without_myocardium_is_said():
+    """From Python an empty labelmap (a blank export) gives a report of zeros, as the command line and Slicer
+    refuse it: the report says so rather than passing 0 mL of scar for a measurement."""
+    from scarnet.quantify import EMPTY_LABELMAP_WARNING
+
+    blood_pool_only = np.where(_labelmap().array == 1, 1, 0).astype(np.uint8)
+    for labels in (np.zeros_like(blood_pool_only), blood_pool_only):
+        with pytest.warns(UserWarning, match="the labelmap has no myocardium"):
+            report = quantify(Volume(labels, SPACING))
+        assert report.total.myocardium_ml == 0.0 and report.total.scar_percent is None
+        assert report.warnings() == [EMPTY_LABELMAP_WARNING]
+        assert ["warning", EMPTY_LABELMAP_WARNING] in list(csv.reader(io.StringIO(report.to_csv())))
 
 
 def test_a_slice_of_scar_without_healthy_myocardium_is_said():
@@ -218,8 +233,15 @@ def test_json_contract_and_csv():
     assert [row for row in rows if row and row[0] == "warning"] == [
         ["warning", "slice positions are approximate"],
         ["warning", "the model is unsure of the heart, read every slice"]]
-    # A model run's CSV says which model measured it, as its JSON does; a labelmap's names none.
-    assert not [row for row in rows if row and row[0] in ("weights", "scarnet_version")]
+    # A model run's CSV says which model segmented it, as its JSON does; a labelmap's names no weights. Both
+    # name the version that measured them, and quantify's the labelmap and who drew it.
+    assert [row for row in rows if row and row[0] in ("weights", "scarnet_version")] == [
+        ["scarnet_version", scarnet.__version__]]
+    assert not [row for row in rows if row and row[0] in ("labelmap", "segmented_by")]
+    report.extra.update(labelmap="/exams/p1_scar.nii.gz", segmented_by="model-and-reader")
+    rows = list(csv.reader(io.StringIO(report.to_csv())))
+    assert [row for row in rows if row and row[0] in ("labelmap", "segmented_by")] == [
+        ["labelmap", "/exams/p1_scar.nii.gz"], ["segmented_by", "model-and-reader"]]
     report.extra["inference"].update(weights={"file": "mine.safetensors", "sha256": "ab" * 32, "bundled": False},
                                      scarnet_version="0.1.0")
     rows = list(csv.reader(io.StringIO(report.to_csv())))
