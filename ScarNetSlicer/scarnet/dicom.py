@@ -364,10 +364,27 @@ def _as_list(value: Any) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 # Choosing a series
 # --------------------------------------------------------------------------------------------
+def _image_files_hint(folder: Path) -> str:
+    """Where a folder without DICOM holds image files (a folder of NIfTI exams given as one input): name one, and
+    that such files are given themselves (a folder is read as DICOM)."""
+    from .io import IMAGE_SUFFIXES
+
+    try:
+        found = sorted(path for path in folder.rglob("*") if path.name.lower().endswith(IMAGE_SUFFIXES)
+                       and path.is_file())
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    return (f"; it holds {found[0].relative_to(folder)}{more}: give such files themselves (a folder is read as "
+            "DICOM)")
+
+
 def select_series(all_series: list[DicomSeries], series: str | None, folder: Path) -> DicomSeries:
     """Pick the series named by ``series`` or, with ``None``, the one LGE series of the folder."""
     if not all_series:
-        raise InputError(f"{folder}: no DICOM images found (searched all sub-folders)")
+        raise InputError(f"{folder}: no DICOM images found (searched all sub-folders){_image_files_hint(folder)}")
     if series is not None:
         return _series_by_name(all_series, series, folder)
     if len(all_series) == 1:

@@ -836,6 +836,19 @@ def test_folder_with_only_non_dicom_files(tmp_path: Path) -> None:
     _one_line(error)
     with pytest.raises(InputError, match="no DICOM images found"):
         read_volume(folder)
+    assert "it holds" not in str(error.value)  # no image files to point to
+
+
+def test_a_folder_of_nifti_files_names_them(tmp_path: Path) -> None:
+    """A folder of NIfTI exams given as one input is read as DICOM: the error says to give the files."""
+    folder = tmp_path / "exams"
+    (folder / "b").mkdir(parents=True)
+    (folder / "b" / "p2.nii.gz").write_bytes(b"")
+    (folder / "p1.nrrd").write_bytes(b"")
+    with pytest.raises(InputError, match=r"no DICOM images found \(searched all sub-folders\); it holds b/p2.nii.gz "
+                       r"and 1 more: give such files themselves") as error:
+        read_volume(folder)
+    _one_line(error)
 
 
 def test_single_slice_series_is_2d(tmp_path: Path) -> None:
