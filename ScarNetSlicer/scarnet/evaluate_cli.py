@@ -149,6 +149,8 @@ class EvalCase:
         self.num_slices = image_now.num_slices
         self.spacing_mm = tuple(image_now.spacing_mm)
         self.content_sha256 = exam_sha256(image_now, reference_now)
+        #: The DICOM series read (its number, description, UID), for an exam given as a DICOM folder; else None.
+        self.input_series: dict[str, Any] | None = getattr(load, "input_series", None)
 
     @classmethod
     def from_files(cls, name: str, load: Callable[[], tuple[Volume, Volume]], slot: _ExamSlot) -> EvalCase:
@@ -417,7 +419,9 @@ def folder_exams(images: Path, references: Path, label_values: dict[int, int] | 
                 changed = image_path if stamps[0] != first[0][0] else reference_path
                 raise InputError(f"{changed}: changed during the evaluation (each exam is read again when used); "
                                  "run it again")
-            image, _ = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
+            image, source = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
+            if source is not None:  # which of a DICOM folder's series was evaluated (EvalCase.input_series)
+                load.input_series = source.series.record()
             try:
                 reference = read_labelmap(reference_path, reference=image, label_values=label_values)
             except InputError as error:
@@ -743,7 +747,8 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
     results: dict[str, Any] = {
         "settings": settings.to_json(),
         "cases": [{"name": c.name, "has_scar": c.has_scar, "has_mvo": c.has_mvo, "slices": c.num_slices,
-                   "spacing_mm": list(c.spacing_mm)} for c in cases],
+                   "spacing_mm": list(c.spacing_mm),
+                   **({"input_series": c.input_series} if c.input_series is not None else {})} for c in cases],
         "weights": {"scarnet": scarnet.weights, "unet": unet.weights if unet is not None else None},
         "methods": {},
     }

@@ -758,6 +758,28 @@ def _own_exams(tmp_path: Path) -> tuple[Path, Path, list]:
     return images, references, phantoms
 
 
+def test_an_exam_given_as_a_dicom_folder_records_its_series(tmp_path, tiny_weights):
+    """A DICOM folder's series (--series, or the one LGE series found) is in the JSON's cases, as segment's report
+    names it: which of an exam's series the figures are of."""
+    pytest.importorskip("highdicom", reason="the DICOM series writer of test_dicom_seg needs highdicom")
+    from test_dicom_seg import write_dicom_series
+
+    from scarnet.io import write_volume
+    from scarnet.phantom import make_phantom
+
+    images, references, _ = _own_exams(tmp_path)
+    phantom = make_phantom(3, n_slices=6, spacing_mm=(2.4, 2.4, 10.0))
+    write_dicom_series(phantom.image, images / "p3", series_number=11)
+    write_volume(phantom.labelmap.with_array(phantom.labelmap.array.astype(np.int16) * 100), references / "p3.nii.gz")
+    args = _args(tmp_path, tiny_weights, split=None, images=images, references=references,
+                 label_values="100=1,200=2,300=3,400=4", max_cases=None,
+                 skip=["medsam", "noise", "artifacts", "contrast", "field", "thresholds"])
+    assert run_evaluation(args, log=lambda _: None) == 0
+    cases = {case["name"]: case for case in json.loads((tmp_path / "figures.json").read_text())["cases"]}
+    assert cases["p3"]["input_series"]["series_number"] == 11
+    assert "input_series" not in cases["p1"]  # a file has no series to name
+
+
 def test_own_exams_are_paired_by_name_and_relabelled(tmp_path):
     from scarnet.evaluate_cli import load_folder_cases, parse_label_values
 
