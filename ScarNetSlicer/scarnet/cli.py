@@ -546,7 +546,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         raise InputError(f"--out {args.out}: the summary is a .csv file")
     skipped: list[str] = []
     repeated: list[str] = []
-    lines = summarize(args.reports, skipped, repeated)  # every report read before anything is written
+    # Every report read before anything is written; each named relative to the summary's folder.
+    lines = summarize(args.reports, skipped, repeated, relative_to=Path(args.out).absolute().parent)
     for message in skipped:
         print(f"scarnet: warning: left out, {visible(message)}", file=sys.stderr)
     for message in repeated:

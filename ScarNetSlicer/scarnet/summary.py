@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number a report holds")
 
 
-def _figures(report: dict[str, Any], path: Path) -> dict[str, Any]:
+def _report_path(path: Path, relative_to: str | Path | None) -> str:
+    """Where the summary's ``report`` column finds ``path``: relative to ``relative_to`` (the summary's folder),
+    absolute where it cannot be (another drive), as found without one. Reports of several folders often share a
+    name (each patient's ``lge_report.json``): the name alone would not say which."""
+    if relative_to is None:
+        return str(path)
+    try:
+        return os.path.relpath(path.resolve(), Path(relative_to).resolve())
+    except ValueError:  # Windows: another drive
+        return str(path.resolve())
+
+
+def _figures(report: dict[str, Any], path: Path, report_name: str) -> dict[str, Any]:
     """:func:`summary_figures`, with values of the wrong kind (a report edited by hand, or not scarnet's) refused
     with the file's name."""
     try:
@@ -177,7 +190,7 @@ def _figures(report: dict[str, Any], path: Path) -> dict[str, Any]:
                 raise TypeError(f"{key} must be a list")  # a text would be taken letter by letter
         if report.get("input") is not None and not isinstance(report["input"], str):
             raise TypeError("input must be text")
-        figures = summary_figures(report, path.name)
+        figures = summary_figures(report, report_name)
     except (AttributeError, TypeError, ValueError) as error:
         raise InputError(f"{path}: not a JSON report of scarnet ({type(error).__name__}: an entry of the wrong "
                          "kind)") from None
@@ -190,11 +203,13 @@ def _figures(report: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None,
-              repeated: list[str] | None = None) -> list[list[Any]]:
+              repeated: list[str] | None = None, relative_to: str | Path | None = None) -> list[list[Any]]:
     """The summary lines of the reports ``inputs`` name (:func:`report_files`), in that order. Every report is
     read before any line is made. A file named itself that is not a report stops it with its name; one found in
     a folder (an evaluation's JSON, a settings file) is left out, and said in ``skipped``. An exam that several
-    reports of one folder name is said in ``repeated`` (its lines are all kept)."""
+    reports of one folder name is said in ``repeated`` (its lines are all kept). The ``report`` column is each
+    report's path relative to ``relative_to`` (the summary's folder: a batch's own reports are their bare names,
+    as in its summary.csv), or as found when None."""
     from .io import itk_file_name
 
     reports: list[tuple[Path, dict[str, Any], dict[str, Any]]] = []
@@ -202,7 +217,7 @@ def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None,
         try:
             itk_file_name(path, InputError)  # a name the UTF-8 CSV could not hold (names given were checked)
             report = read_report(path)
-            figures = _figures(report, path)
+            figures = _figures(report, path, _report_path(path, relative_to))
         except InputError as error:
             if named:
                 raise

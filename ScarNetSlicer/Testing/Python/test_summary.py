@@ -4,6 +4,7 @@ reports in one table, the same table as ``scarnet batch`` writes; refusals in on
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,11 @@ from scarnet.io import read_seg_nrrd, write_labelmap, write_volume
 from scarnet.summary import SUMMARY_COLUMNS, made_from, summarize, summary_csv
 
 
+def _summary_seen_from(folder: Path, out: Path) -> list[dict[str, str]]:
+    """The batch's summary.csv as a summary written in ``folder`` has it: each report named from there."""
+    return [{**line, "report": os.path.relpath(out / line["report"], folder)} for line in _summary(out)]
+
+
 def _batch(tmp_path: Path) -> Path:
     """Two exams segmented by a batch (a stand-in model): their reports, segmentations and summary.csv."""
     write_volume(ring_volume(), tmp_path / "p1.nii.gz")
@@ -32,7 +38,7 @@ def _batch(tmp_path: Path) -> Path:
 def test_the_reports_of_a_batch_give_its_summary_again(tmp_path):
     """summarize is the batch's own table: from the batch's reports, every column of every line is the same."""
     out = _batch(tmp_path)
-    lines = summarize([out])  # a folder: its JSON reports, by name
+    lines = summarize([out], relative_to=out)  # a folder: its JSON reports, by name, summarised into it
     (tmp_path / "again.csv").write_text(summary_csv(lines), encoding="utf-8")
     again, batch = _read(tmp_path / "again.csv"), _summary(out)
     assert list(batch[0]) == list(SUMMARY_COLUMNS)
@@ -63,7 +69,9 @@ def test_corrected_reports_are_summarised_with_what_they_measured(tmp_path):
     assert "3 reports (1 ScarNet model, 1 edited segmentation, 1 labelmap): cohort.csv" in result.stdout
     lines = _read(tmp_path / "cohort.csv")
     assert [line["made_from"] for line in lines] == ["labelmap", "edited segmentation", "ScarNet model"]
-    assert [line["report"] for line in lines] == ["p1_corrected.json", "p2_slicer.json", "p1_report.json"]
+    # Where each report is, from the summary's folder: each patient's folder may name its report alike.
+    assert [line["report"] for line in lines] == ["p1_corrected.json", "p2_slicer.json",
+                                                  os.path.join(out.name, "p1_report.json")]
     assert lines[0]["input"] == "p1_corrected.nii.gz"  # quantify without --image: the labelmap is the exam
     assert lines[1]["input"] == slicer_report["input"]
     assert float(lines[0]["scar_ml"]) == 0 and float(lines[2]["scar_ml"]) > 0
@@ -101,7 +109,8 @@ def test_what_is_not_a_report_is_refused_before_anything_is_read_into_a_summary(
     (tmp_path / "surrogate.json").write_text(json.dumps({**good, "input": "\ud800"}))
     # Re-saved by a Windows editor (a byte-order mark): still the report.
     (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + (out / "p1_report.json").read_bytes())
-    assert summarize([tmp_path / "bom.json"])[0][1:] == summarize([out / "p1_report.json"])[0][1:-1] + ["bom.json"]
+    assert (summarize([tmp_path / "bom.json"], relative_to=tmp_path)[0][1:]
+            == summarize([out / "p1_report.json"])[0][1:-1] + ["bom.json"])
     for inputs, message in (([tmp_path / "list.json"], "list.json: not a JSON report of scarnet (no 'total'"),
                             ([tmp_path / "nan.json"], "nan.json: not a JSON report of scarnet (ValueError)"),
                             ([tmp_path / "deep.json"], "deep.json: not a JSON report of scarnet (RecursionError)"),
@@ -137,7 +146,9 @@ def test_command_line_refusals_are_one_line_and_write_nothing(tmp_path):
     assert (tmp_path / "exists.csv").read_text() == "mine"
     result = run("out", "--out", "exists.csv", "--overwrite", "--quiet")
     assert result.returncode == 0 and result.stdout == ""
-    assert _read(tmp_path / "exists.csv") == _summary(out)
+    assert _read(tmp_path / "exists.csv") == _summary_seen_from(tmp_path, out)
+    assert [line["report"] for line in _read(tmp_path / "exists.csv")] == [f"out{os.sep}p1_report.json",
+                                                                         f"out{os.sep}p2_report.json"]
     np.testing.assert_equal(len(_read(tmp_path / "exists.csv")), 2)
 
 
@@ -151,7 +162,7 @@ def test_a_folder_leaves_out_what_is_not_a_report_and_says_so(tmp_path):
     result = subprocess.run([sys.executable, "-m", "scarnet", "summarize", "out", "--out", "s.csv"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert _read(tmp_path / "s.csv") == _summary(out)
+    assert _read(tmp_path / "s.csv") == _summary_seen_from(tmp_path, out)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "scarnet: warning: left out, " in lines[0] and "eval.json: not a JSON report" in lines[0]
     (out / "p1_report.json").unlink()
@@ -173,7 +184,7 @@ def test_a_report_found_under_a_name_that_is_not_utf8_is_left_out_and_said(tmp_p
     assert main(["summarize", str(out), "--out", str(tmp_path / "s.csv"), "--quiet"]) == 0
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "scarnet: warning: left out, " in lines[0] and "the name is not valid UTF-8" in lines[0]
-    assert _read(tmp_path / "s.csv") == _summary(out)
+    assert _read(tmp_path / "s.csv") == _summary_seen_from(tmp_path, out)
 
 
 def test_what_slicer_did_not_count_and_who_segmented_reach_the_summary(tmp_path):
