@@ -513,8 +513,33 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     if labelmap_warnings:
         report.extra["labelmap_warnings"] = labelmap_warnings
     if image is not None:
-        report.extra["intensity"] = intensity_figures(labels, np.asarray(image.array, dtype=np.float64))
+        intensities = np.asarray(image.array, dtype=np.float64)
+        report.extra["intensity"] = intensity_figures(labels, intensities)
+        if message := dark_scar_warning(labels, intensities):
+            warnings.warn(message, stacklevel=2)
+            report.extra["labelmap_warnings"] = [*report.extra.get("labelmap_warnings", []), message]
     return report
+
+
+#: Voxels of scar and of healthy myocardium below which their levels are not compared (a speck says nothing).
+MIN_VOXELS_TO_COMPARE = 20
+
+
+def dark_scar_warning(labels: np.ndarray, image: np.ndarray) -> str | None:
+    """A warning when the scar (label 3, MVO aside: its core is dark) is no brighter than the healthy myocardium
+    (label 2) on the image, by their medians; None otherwise. Scar enhances in LGE (on the 67 EMIDEC exams with
+    scar, the experts' scar median is above their healthy myocardium's in every one): darker scar says the two were
+    swapped (Slicer segments renamed, a labelmap of other values), or the image is not the LGE the labels were
+    drawn on, and every scar figure is then the healthy myocardium's."""
+    scar, healthy = image[labels == SCAR], image[labels == HEALTHY_MYOCARDIUM]
+    if min(scar.size, healthy.size) < MIN_VOXELS_TO_COMPARE:
+        return None
+    scar_median, healthy_median = float(np.median(scar)), float(np.median(healthy))
+    if scar_median > healthy_median or not math.isfinite(scar_median - healthy_median):
+        return None
+    return (f"the scar is no brighter than the healthy myocardium on the image (medians {scar_median:.4g} and "
+            f"{healthy_median:.4g}), and scar enhances in LGE: are scar and myocardium swapped (segment names, label "
+            "values), or is this not the image they were drawn on?")
 
 
 #: A labelmap without myocardium (an empty export, a blank segmentation, or not a ScarNet labelmap).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -288,6 +289,34 @@ def test_dicom_image_names():
     assert dicom_image_name({"instance_number": 3, "frame_number": 5, "slice_location_mm": None}) == "3, frame 5"
     assert dicom_image_name({"instance_number": None, "frame_number": None, "slice_location_mm": -12.5}) == "SL -12.5"
     assert dicom_image_name(None) == "-"
+
+
+def test_scar_no_brighter_than_healthy_myocardium_is_said():
+    """With the image, a labelmap whose scar is darker than its healthy myocardium (scar and myocardium swapped,
+    or another exam's image) is warned of; LGE's own contrast, a speck of scar or MVO's dark core are not."""
+    from scarnet.quantify import dark_scar_warning
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((2, 20, 20), dtype=np.uint8)
+    labels[:, 2:18, 2:18] = 2
+    labels[:, 2:8, 2:18] = 3  # 192 voxels of scar
+    labels[:, 5:7, 5:15] = 4
+    noise = rng.normal(100.0, 10.0, labels.shape)
+    lge = noise + np.select([labels == 3, labels == 4], [80.0, -60.0], 0.0)
+    labelmap, image = Volume(labels, SPACING), Volume(lge.astype(np.float32), SPACING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "labelmap_warnings" not in quantify(labelmap, image).extra
+    swapped = np.where(labels == 3, 2, np.where(labels == 2, 3, labels)).astype(np.uint8)
+    with pytest.warns(UserWarning, match="the scar is no brighter than the healthy myocardium on the image") as said:
+        report = quantify(labelmap.with_array(swapped), image)
+    assert report.extra["labelmap_warnings"] == [str(said[0].message)] == report.warnings()
+    assert "are scar and myocardium swapped" in report.warnings()[0]
+    assert dark_scar_warning(swapped, noise) is not None  # no contrast at all: not LGE's
+    speck = np.where(labels == 3, 2, labels)
+    speck[0, 10, 10] = 3
+    assert dark_scar_warning(speck, noise) is None  # one voxel of scar says nothing
+    assert dark_scar_warning(swapped, np.full(labels.shape, np.nan)) is None  # no levels to compare
 
 
 def test_dicom_slices_of_the_wrong_count_or_storage_are_not_used():

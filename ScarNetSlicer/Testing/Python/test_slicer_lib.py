@@ -70,8 +70,12 @@ def lib(slicer_mod):
 
 
 def _image(direction: np.ndarray, shape_kji=(5, 40, 36)) -> Volume:
+    """Noise, with LGE's contrast where :func:`_labelmap` draws: blood pool and scar bright, the MVO core dark."""
     rng = np.random.default_rng(0)
-    return Volume(rng.normal(100.0, 30.0, shape_kji).astype(np.float32), SPACING, ORIGIN, direction)
+    noise = Volume(rng.normal(100.0, 30.0, shape_kji).astype(np.float32), SPACING, ORIGIN, direction)
+    labels = _labelmap(noise).array
+    contrast = np.select([labels == 1, labels == 3, labels == 4], [150.0, 150.0, -50.0], 0.0).astype(np.float32)
+    return noise.with_array(noise.array + contrast)
 
 
 def _polar(image: Volume) -> tuple[np.ndarray, np.ndarray]:
@@ -788,6 +792,29 @@ def test_a_segment_without_a_labelmap_is_one_line_not_a_crash(scene, lib, slicer
     with pytest.raises(ScarNetError, match="has no binary labelmap"):
         processor.update_report(volume_node, segmentation_node, first.table_node)
     assert sn.was_edited(segmentation_node, volume_node)  # unreadable: taken as edited, never replaced unasked
+
+
+def test_update_report_says_when_scar_and_myocardium_look_swapped(scene, lib, oblique_direction):
+    """A reader's segments named the wrong way round (Scar holds the healthy wall): every scar figure would be the
+    healthy myocardium's, so the notice says the scar is no brighter than it on the image."""
+    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node = vn.add_volume_node(scene, image, "lge")
+    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    mine.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segmentation = mine.GetSegmentation()
+    masks = {"LV blood pool": labels.array == 1, "Myocardium": labels.array >= 3, "Scar": labels.array == 2}
+    for n, (name, mask) in enumerate(masks.items()):
+        sn.set_segment_mask(mine, segmentation.AddEmptySegment(f"Segment_{n}", name), mask, labels)
+    outputs = processor.update_report(volume_node, mine)
+    assert "the scar is no brighter than the healthy myocardium on the image" in outputs.notice
+    assert [m for m in outputs.report["labelmap_warnings"] if "no brighter" in m] == [outputs.notice.splitlines()[-1]]
+    segmentation.GetSegment("Segment_1").SetName("Scar")  # the reader puts the names right
+    segmentation.GetSegment("Segment_2").SetName("Myocardium")
+    outputs = processor.update_report(volume_node, mine)
+    assert "no brighter" not in (outputs.notice or "")
 
 
 def test_update_report_says_what_it_did_not_count(scene, lib, oblique_direction):
