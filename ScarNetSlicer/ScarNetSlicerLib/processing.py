@@ -176,10 +176,22 @@ class Processor:
                            if value is not None}
         # One fingerprint serves both the edit check now and, at the end, the check for edits during the run.
         before = _fingerprint_or_none(segmentation_node, input_node, volume) if segmentation_node is not None else None
-        if not overwrite_edited and segmentation_nodes.was_edited(segmentation_node, input_node, current=before):
+        if not overwrite_edited and segmentation_nodes.has_segments(segmentation_node) \
+                and made_from_another_input(segmentation_node, input_node):
+            # Another exam's result (a script's wrong node, or chosen by hand after the input changed): on the same
+            # grid it would not even look edited, and it would be replaced by this exam's without a word.
+            other = segmentation_node.GetNodeReference(INPUT_REFERENCE_ROLE)
             raise EditedSegmentationError(
-                f"segmentation '{segmentation_node.GetName()}' was edited after ScarNet wrote it (or was not made by "
-                "ScarNet); choose another output segmentation, or confirm replacing it (overwriteEdited=True)")
+                f"segmentation '{segmentation_node.GetName()}' holds ScarNet's result for another volume"
+                f"{f' ({other.GetName()!r})' if other is not None else ''}, not '{input_node.GetName()}'; choose "
+                "another output segmentation (or none, for a new one), or confirm replacing it (overwriteEdited=True)")
+        if not overwrite_edited and segmentation_nodes.was_edited(segmentation_node, input_node, current=before):
+            what = (f"{_not_comparable(segmentation_node, input_node)}, so whether it was edited after ScarNet wrote "
+                    "it cannot be told" if before == segmentation_nodes.UNRESOLVED_FINGERPRINT else
+                    "was edited after ScarNet wrote it (or was not made by ScarNet)")
+            raise EditedSegmentationError(
+                f"segmentation '{segmentation_node.GetName()}' {what}; choose another output segmentation, or confirm "
+                "replacing it (overwriteEdited=True)")
         name = input_node.GetName()
         factory = self.segmenter_factory
 
@@ -220,11 +232,13 @@ class Processor:
             elif job.segmentation_fingerprint is None:  # unreadable at the start: whether it changed is unknown
                 reason = (f"segmentation '{segmentation_node.GetName()}' could not be read when ScarNet started, "
                           "so it was left as it is")
-            elif job.segmentation_fingerprint == segmentation_nodes.UNRESOLVED_FINGERPRINT:
-                # Finer than the input in a way part-voxel edits cannot be told apart (segmentation_nodes.subdivision).
-                reason = (f"segmentation '{segmentation_node.GetName()}' is finer than the input in a way ScarNet "
-                          "cannot compare voxel by voxel (its geometry in Segment Editor), so edits made while "
-                          "ScarNet ran cannot be ruled out and it was left as it is")
+            elif job.segmentation_fingerprint == segmentation_nodes.UNRESOLVED_FINGERPRINT \
+                    and job.task.ran_in_background:
+                # Its voxels cannot be compared with the input's (segmentation_nodes.subdivision). A run that held
+                # the main thread (run_here) left no time for edits: the replacement the user confirmed stands.
+                reason = (f"segmentation '{segmentation_node.GetName()}' "
+                          f"{_not_comparable(segmentation_node, job.input_node)}, so edits made while ScarNet ran "
+                          "cannot be ruled out and it was left as it is")
             elif _fingerprint_or_none(segmentation_node, job.input_node) != job.segmentation_fingerprint:
                 reason = (f"segmentation '{segmentation_node.GetName()}' was edited while ScarNet ran, "
                           "so it was left as it is")
@@ -300,6 +314,11 @@ class Processor:
         if notices:
             report["segments_left_out"] = notices
         outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False)
+        if made_from_another_input(segmentation_node, input_node):  # first: it explains what follows
+            made_from = segmentation_node.GetNodeReference(INPUT_REFERENCE_ROLE)
+            notices.insert(0, f"segmentation '{segmentation_node.GetName()}' was made by ScarNet from another volume"
+                              f"{f' ({made_from.GetName()!r})' if made_from is not None else ''}: these are its "
+                              f"contours measured on '{input_node.GetName()}'")
         outputs.notice = "\n".join(message for message in [*notices, *(report.get("labelmap_warnings") or []),
                                                            *(report.get("segment_warnings") or []),
                                                            outputs.notice] if message)
@@ -346,6 +365,14 @@ class Processor:
         table_node = segmentation_node.GetNodeReference(report_nodes.TABLE_REFERENCE_ROLE)
         return table_node if table_node is not None and table_node.GetScene() is self.scene else None
 
+    def _table_on(self, segmentation_node, input_node):
+        """The last table that reports ``segmentation_node`` on ``input_node`` and may be rewritten (None: none)."""
+        tables = [table for table in _nodes_of_class(self.scene, "vtkMRMLTableNode")
+                  if table.GetNodeReference(report_nodes.SEGMENTATION_REFERENCE_ROLE) is segmentation_node
+                  and recorded_input_id(table) == input_node.GetID()
+                  and not report_nodes.reason_not_to_reuse(table, segmentation_node)]
+        return tables[-1] if tables else None
+
     def _write_report(self, input_node, segmentation_node, table_node, report: dict[str, Any],
                       segmentation_is_result: bool) -> Outputs:
         """Table and plot of ``report``, cross-referenced with the segmentation and the input.
@@ -355,17 +382,23 @@ class Processor:
         report") the segmentation is the user's and keeps its input reference and place.
         """
         name = input_node.GetName()
-        own_table = self._own_table(segmentation_node)
+        # "Update report" of a segmentation ScarNet made from another volume: its report there is that volume's
+        # and stays so (table, and the segmentation's reference to it); this volume's goes to a table of its own.
+        cross = not segmentation_is_result and made_from_another_input(segmentation_node, input_node)
+        own_table = self._table_on(segmentation_node, input_node) if cross else self._own_table(segmentation_node)
         if table_node is None:
             table_node = own_table
         notices = []
         if table_node is not None:
-            reason = report_nodes.reason_not_to_reuse(table_node, segmentation_node)
+            elsewhere = made_from_another_input(table_node, input_node)
+            reason = report_nodes.reason_not_to_reuse(table_node, segmentation_node) or (
+                f"table '{table_node.GetName()}' reports another volume" if elsewhere else "")
             if reason:  # the user's data, or the report of another segmentation: never overwritten
                 # Into the table this segmentation's report went to last, where it may be rewritten: a script that
                 # passes the edited table again and again would otherwise make a new table (and plot) each time.
                 reusable = own_table is not None and own_table is not table_node \
-                    and not report_nodes.reason_not_to_reuse(own_table, segmentation_node)
+                    and not report_nodes.reason_not_to_reuse(own_table, segmentation_node) \
+                    and not made_from_another_input(own_table, input_node)
                 table_node = own_table if reusable else self.scene.AddNewNodeByClass(
                     "vtkMRMLTableNode", self.scene.GenerateUniqueName(f"{name} ScarNet report"))
                 notices.append(f"{reason}, so it was left as it is: the report is in the "
@@ -379,7 +412,8 @@ class Processor:
         notice = "\n".join(notices)
         # References let scripts (and the next "Update report") find everything from any node.
         table_node.SetNodeReferenceID(report_nodes.SEGMENTATION_REFERENCE_ROLE, segmentation_node.GetID())
-        segmentation_node.SetNodeReferenceID(report_nodes.TABLE_REFERENCE_ROLE, table_node.GetID())
+        if not cross:
+            segmentation_node.SetNodeReferenceID(report_nodes.TABLE_REFERENCE_ROLE, table_node.GetID())
         table_node.SetNodeReferenceID(INPUT_REFERENCE_ROLE, input_node.GetID())
         placed = [table_node, chart_node, series_node] + ([segment_table_node] if segment_table_node else [])
         if segmentation_is_result:
@@ -388,6 +422,19 @@ class Processor:
         # Same place in the Data module as the input.
         place_next_to(self.scene, input_node, placed)
         return Outputs(segmentation_node, table_node, chart_node, series_node, report, notice, segment_table_node)
+
+
+def _not_comparable(segmentation_node, input_node) -> str:
+    """Why a segmentation's voxels cannot be compared with the input's one by one (its fingerprint is
+    ``UNRESOLVED_FINGERPRINT``): a warping transform between the two, or a geometry finer in a way that does not cut
+    the input's voxels into whole sub-voxels."""
+    parents = {node.GetParentTransformNode() for node in (segmentation_node, input_node)}
+    warping = [parent for parent in parents if parent is not None and not parent.IsTransformToWorldLinear()]
+    if len(parents) > 1 and warping:
+        return (f"is under a non-linear transform ('{warping[0].GetName()}') that the input is not, so ScarNet "
+                "cannot compare it with the input voxel by voxel")
+    return ("is finer than the input in a way ScarNet cannot compare voxel by voxel (its geometry in Segment "
+            "Editor)")
 
 
 def recorded_input_id(node) -> str | None:

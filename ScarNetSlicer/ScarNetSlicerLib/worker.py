@@ -109,6 +109,12 @@ class BackgroundTask(Generic[T]):
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
+    @property
+    def ran_in_background(self) -> bool:
+        """True when the job was started in a thread (:meth:`start`): the scene could change while it ran. A job
+        run here (:meth:`run_here`) held the calling thread, and so the scene, until it ended."""
+        return self._thread is not None
+
     def run_here(self) -> T | None:
         """Run the job in the calling thread; return its result or raise its error (None if cancelled)."""
         if self.state is not TaskState.PENDING:

@@ -1299,13 +1299,25 @@ def test_outputs_of_another_input(scene, lib, oblique_direction):
     segmentation_node, table_node = outputs.segmentation_node, outputs.table_node
     assert outputs.report["slices"][1]["qc_flags"] == ["low_confidence"]
 
-    report = processor.update_report(other, segmentation_node, table_node).report
+    kept = lib.report_nodes.stored_report(table_node)
+    updated = processor.update_report(other, segmentation_node, table_node)
+    report = updated.report
     assert all(not s["qc_flags"] for s in report["slices"]) and "qc" not in report
     assert segmentation_node.GetNodeReferenceID(pr.INPUT_REFERENCE_ROLE) == magnitude.GetID()
+    # The magnitude's report stays the magnitude's (its table, and the segmentation's reference to it); the other
+    # series' goes to a table of its own, and the notice says whose contours these are.
+    assert updated.table_node is not table_node and lib.report_nodes.stored_report(table_node) == kept
+    assert segmentation_node.GetNodeReference(lib.report_nodes.TABLE_REFERENCE_ROLE) is table_node
+    assert updated.notice.startswith("segmentation 'magnitude ScarNet' was made by ScarNet from another volume "
+                                     "('magnitude'): these are its contours measured on 'other series'")
+    assert f"table '{table_node.GetName()}' reports another volume, so it was left as it is" in updated.notice
+    again = processor.update_report(other, segmentation_node)  # its own table now, not one more each time
+    assert again.table_node is updated.table_node
 
     assert pr.made_from_another_input(segmentation_node, other)
     assert not pr.made_from_another_input(segmentation_node, magnitude)
-    assert pr.made_from_another_input(table_node, magnitude)  # it now holds the other series' report
+    assert not pr.made_from_another_input(table_node, magnitude)
+    assert pr.made_from_another_input(updated.table_node, magnitude)  # it holds the other series' report
     users = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
     assert not pr.made_from_another_input(users, other) and not pr.made_from_another_input(None, other)
 
@@ -1328,9 +1340,15 @@ def test_coming_back_to_an_input_finds_its_own_results(scene, lib, oblique_direc
     assert [outputs.table_node.GetName() for outputs in (older, newer)] == ["first ScarNet report",
                                                                              "first ScarNet report_1"]
     assert older.chart_node.GetName() != newer.chart_node.GetName()
-    # Its table re-used for another input's report ("Update report" on the other series): not that input's report.
+    # "Update report" of its segmentation on the other series, into its table: the table is left as first's report.
     processor.update_report(second, newer.segmentation_node, newer.table_node)
-    assert pr.outputs_of_input(scene, first) == (newer.segmentation_node, None)
+    assert pr.outputs_of_input(scene, first) == (newer.segmentation_node, newer.table_node)
+    # A run on the second series into the first's result (a script's wrong node): on the same grid it does not look
+    # edited, and would have been replaced without a word.
+    with pytest.raises(pr.EditedSegmentationError, match="segmentation 'first ScarNet_1' holds ScarNet's result for "
+                       "another volume \\('first'\\), not 'second'; choose another output segmentation"):
+        processor.start(second, newer.segmentation_node)
+    assert not lib.segmentation_nodes.was_edited(newer.segmentation_node, second)
     users = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")  # records no input: never picked
     assert pr.outputs_of_input(scene, first)[0] is newer.segmentation_node and users is not None
 
@@ -1999,13 +2017,54 @@ def test_a_finer_segmentation_that_cannot_be_resolved_is_read_at_voxel_centres_a
     assert sn.subdivision(again, volume_node, labels) is None
     np.testing.assert_array_equal(sn.labelmap_from_segmentation(again, volume_node).array, labels.array)
     assert sn.was_edited(again, volume_node)
-    # Replacing it when the user says so: whether it was edited during the run cannot be told either, so the
-    # result goes into a new segmentation and the user is told.
+    with pytest.raises(ValueError, match="is finer than the input in a way ScarNet cannot compare voxel by voxel "
+                       r"\(its geometry in Segment Editor\), so whether it was edited after ScarNet wrote it cannot"):
+        processor.start(volume_node, again)
+    # Replacing it when the user says so, in the background: whether it was edited during the run cannot be told
+    # either, so the result goes into a new segmentation and the user is told.
     job = processor.start(volume_node, again, overwrite_edited=True)
-    job.task.run_here()
+    job.task.start()
+    assert job.task.wait(10)
     outputs = processor.finish(job)
     assert outputs.segmentation_node is not again
     assert "is finer than the input in a way ScarNet cannot compare voxel by voxel" in outputs.notice
+    # A run that held the thread (a script's, waitForCompletion) left no time for edits: replaced as confirmed.
+    job = processor.start(volume_node, again, overwrite_edited=True)
+    job.task.run_here()
+    outputs = processor.finish(job)
+    assert outputs.segmentation_node is again and not outputs.notice
+    np.testing.assert_array_equal(sn.labelmap_from_segmentation(again, volume_node).array, labels.array)
+
+
+def test_a_segmentation_under_a_warping_transform_is_said_to_be(scene, lib, oblique_direction):
+    """A non-linear transform between the segmentation and the input: its voxels cannot be compared with the input's,
+    so it counts as edited, and the messages name the transform, not Segment Editor's geometry."""
+    import vtk
+
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    segmentation_node = _run(processor, volume_node).segmentation_node
+    warp = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "warp")
+    displacement = vtk.vtkImageData()
+    displacement.SetOrigin(-200.0, -200.0, -200.0)
+    displacement.SetSpacing(40.0, 40.0, 40.0)
+    displacement.SetDimensions(11, 11, 11)
+    displacement.AllocateScalars(vtk.VTK_DOUBLE, 3)
+    displacement.GetPointData().GetScalars().Fill(0.0)  # moves nothing, but is not linear
+    grid = vtk.vtkGridTransform()
+    grid.SetDisplacementGridData(displacement)
+    warp.SetAndObserveTransformToParent(grid)
+    segmentation_node.SetAndObserveTransformNodeID(warp.GetID())
+    assert lib.segmentation_nodes.was_edited(segmentation_node, volume_node)
+    with pytest.raises(ValueError, match="is under a non-linear transform \\('warp'\\) that the input is not, so "
+                       "ScarNet cannot compare it with the input voxel by voxel, so whether it was edited"):
+        processor.start(volume_node, segmentation_node)
+    job = processor.start(volume_node, segmentation_node, overwrite_edited=True)
+    job.task.start()
+    assert job.task.wait(10)
+    outputs = processor.finish(job)
+    assert outputs.segmentation_node is not segmentation_node
+    assert outputs.notice.startswith(f"segmentation '{segmentation_node.GetName()}' is under a non-linear transform "
+                                     "('warp')")
 
 
 def test_a_large_volume_read_at_its_own_resolution_is_compared_as_ever(scene, lib, oblique_direction, monkeypatch):
