@@ -214,7 +214,7 @@ def resolve_device(name: str = "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name in ("gpu", "cuda") or name.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise InputError("device 'cuda' requested but no CUDA GPU is available (use --device auto or cpu)")
+            raise InputError("device 'cuda' requested but no CUDA GPU is available: choose device auto or cpu")
         return torch.device("cuda" if name == "gpu" else name)
     if name == "cpu":
         return torch.device("cpu")

@@ -248,7 +248,7 @@ def test_an_unknown_encoder_is_named_as_unknown():
     # A typo in --encoder said "no bundled weights for encoder 'litemedsm'; pass --weights PATH", as if that helped.
     with pytest.raises(WeightsError, match="unknown encoder 'litemedsm' \\(known: litemedsam, medsam_vit_b, or none"):
         load_model(encoder="litemedsm")
-    with pytest.raises(WeightsError, match="no bundled weights for encoder 'none'; pass --weights PATH"):
+    with pytest.raises(WeightsError, match="no bundled weights for encoder 'none': give a weights file for it"):
         load_model(encoder="none")
 
 

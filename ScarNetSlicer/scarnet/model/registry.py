@@ -206,7 +206,8 @@ def bundled_sha256(encoder: str = DEFAULT_ENCODER) -> str:
     """
     path = bundled_weights_path(encoder)
     if path is None:
-        raise WeightsError(f"no bundled weights for encoder '{encoder}'; pass --weights PATH")
+        raise WeightsError(f"no bundled weights for encoder '{encoder}': give a weights file for it "
+                           "(--weights PATH; in Slicer, Advanced › Weights file)")
     return _bundled_sha256_of(path)
 
 
@@ -470,7 +471,8 @@ def load_model(weights: str | Path | None = None, encoder: str | None = None, de
                                "U-Net)")
         path = bundled_weights_path(name)
         if path is None:
-            raise WeightsError(f"no bundled weights for encoder '{name}'; pass --weights PATH")
+            raise WeightsError(f"no bundled weights for encoder '{name}': give a weights file for it "
+                               "(--weights PATH; in Slicer, Advanced › Weights file)")
         state, config = read_weights(path)  # checked against its sidecar's sha256 there
     else:
         state, config = read_weights(weights)
