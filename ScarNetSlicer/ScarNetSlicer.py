@@ -384,7 +384,12 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             done = _("Done in {seconds:.1f} s. Review the QC flags in the table.").format(
                 seconds=report.get("slicer", {}).get("elapsed_s", 0.0))
             notice = report.get("slicer", {}).get("notice")
-            self.ui.statusLabel.text = done + ("\n" + notice if notice else "")
+            # How much of the scar lies on flagged slices (a normal heart's false scar is often all there): shown,
+            # not a dialog after every run.
+            from scarnet.quantify import flagged_scar_text
+
+            flagged = flagged_scar_text(report)
+            self.ui.statusLabel.text = done + ("\n" + flagged if flagged else "") + ("\n" + notice if notice else "")
             if notice:  # the result went into a new segmentation, or the engine warns (see Outputs.notice)
                 slicer.util.warningDisplay(notice, windowTitle=_("ScarNet"))
 

@@ -183,6 +183,10 @@ def base_apex_order(volume: Volume, labels: np.ndarray, basal_end: str | None = 
     return BaseApexOrder(change < 0, "cavity size")
 
 
+#: How :func:`given_basal_end_warning`'s message starts (the bullseye tells it by this).
+GIVEN_BASAL_END_WARNING_START = "AHA levels: the basal end was given as the"
+
+
 def given_basal_end_warning(volume: Volume, labels: np.ndarray, order: BaseApexOrder | None) -> str | None:
     """What the report must say when the basal end the caller gave (``order``, from :func:`base_apex_order`)
     is the other end from the one the image says (its patient axes, else its cavity, as they would decide
@@ -200,7 +204,7 @@ def given_basal_end_warning(volume: Volume, labels: np.ndarray, order: BaseApexO
                "apex to the patient's left, front and feet)")
     else:
         why = f"the LV cavity narrows towards the {given} slice, as it does towards the apex"
-    return (f"AHA levels: the basal end was given as the {given} slice, but {why}. The levels and segments follow "
+    return (f"{GIVEN_BASAL_END_WARNING_START} {given} slice, but {why}. The levels and segments follow "
             "the given end; if it is wrong, basal and apical are exchanged and the septum is mirrored: check it")
 
 
@@ -561,6 +565,7 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
 __all__ = [
     "APEX",
     "APEX_SEGMENT",
+    "GIVEN_BASAL_END_WARNING_START",
     "LEVELS",
     "SEGMENT_NAMES",
     "BaseApexOrder",

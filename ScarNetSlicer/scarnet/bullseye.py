@@ -18,8 +18,16 @@ import textwrap
 from typing import Any
 from xml.sax.saxutils import escape as _xml_escape
 
-from .aha import ANGLES_FROM_DISPLAY, APEX_SEGMENT, LEVELS, MIN_GRADED_SCAR_PERCENT, extent_score, missing_levels
-from .quantify import INTENDED_USE, MIRROR_WARNING, Report, report_warnings
+from .aha import (
+    ANGLES_FROM_DISPLAY,
+    APEX_SEGMENT,
+    GIVEN_BASAL_END_WARNING_START,
+    LEVELS,
+    MIN_GRADED_SCAR_PERCENT,
+    extent_score,
+    missing_levels,
+)
+from .quantify import INTENDED_USE, MIRROR_WARNING, Report, report_warnings, scar_on_flagged_slices
 from .text import visible
 
 #: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
@@ -103,6 +111,24 @@ def summary_text(summary: dict[str, int]) -> str:
     return (f"Scar (≥1 %) in {summary['segments_with_scar']} of {with_myocardium} segments (in more than half of the "
             f"segment in {summary['segments_over_50_percent']}); scar score {summary['scar_score']} of "
             f"{summary['scar_score_max']} (sum of the 0-4 grades)")
+
+
+def basal_end_text(order: dict[str, Any] | None) -> str:
+    """Which end is basal and what said so, for a caption: "the last slice, as given", "the first slice (from the
+    patient axes)"; "?" parts where a report does not say."""
+    order = order or {}
+    source = order.get("from")
+    said = ", as given" if source == "given" else f" (from the {source})" if source else ""
+    return f"the {order.get('basal_end', '?')} slice{said}"
+
+
+def apex_not_imaged(segments: list[dict[str, Any]] | None) -> bool:
+    """True when segment 17 (the apex, the slices beyond the cavity) has no slice: not imaged, not "0 mL"."""
+    return any(s.get("segment") == APEX_SEGMENT and not s.get("slices") for s in segments or [])
+
+
+#: How tables and captions name an apex without slices (segment 17 of :func:`apex_not_imaged`).
+APEX_NOT_IMAGED = "17 apex: not imaged (no slice beyond the LV cavity), so not assessed"
 
 
 def _point(cx: float, cy: float, radius: float, angle_deg: float) -> tuple[float, float]:
@@ -189,6 +215,16 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     if MIRROR_WARNING in warnings:  # the anterior point alone: nothing would catch a mirror
         captions.append(("mirror", "Mirrored? Septum and lateral wall would be swapped: mark the inferior RV point "
                                    "too", "#a00000"))
+    if any(message.startswith(GIVEN_BASAL_END_WARNING_START) for message in warnings):
+        # The levels follow a basal end the images contradict: the rings may be the other way round.
+        captions.append(("basal-end", "Basal end as given, against the images': basal and apical rings may be "
+                                      "exchanged", "#a00000"))
+    on_flagged, indices = scar_on_flagged_slices(data.get("slices") or [])
+    if indices and (data.get("total") or {}).get("scar_ml"):  # (quantify.flagged_scar_text, shorter)
+        captions.append(("qc", f"{on_flagged:.2f} of {data['total']['scar_ml']:.2f} mL of scar on slices with QC "
+                               f"flags ({', '.join(map(str, indices))}): read them first", "#a00000"))
+    if apex_not_imaged(segments):
+        captions.append(("apex", APEX_NOT_IMAGED, "#555555"))
     missing = missing_levels([s.get("level") for s in data.get("slices") or []])
     # Too few slices for three levels (quantify's warning): an empty ring is not "no scar". A report stored without
     # levels at all says nothing of them.
@@ -204,5 +240,5 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "bullseye_svg", "percent_text", "segment_geometry",
-           "septum_text", "summary_text"]
+__all__ = ["APEX_NOT_IMAGED", "GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "apex_not_imaged", "basal_end_text",
+           "bullseye_svg", "percent_text", "segment_geometry", "septum_text", "summary_text"]

@@ -74,7 +74,8 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
                f"{s.myocardium_ml:.2f}", f"{s.scar_ml:.2f}",
                "-" if s.scar_percent is None else f"{s.scar_percent:.1f}", f"{s.mvo_ml:.2f}"]
         # One flag per line, each whole: low_confidence and low_contrast must not both read "low_con…" in 80 columns.
-        table.add_row(*row, *(["\n".join(s.qc_flags) or "ok"] if with_qc else []))
+        # "-", not "ok": a slice without a flag still needs a reader's look (INTENDED_USE).
+        table.add_row(*row, *(["\n".join(s.qc_flags) or "-"] if with_qc else []))
     t = report.total
     table.add_section()
     table.add_row("total", "", *([""] if with_dicom else []), *([""] if with_level else []),
@@ -84,9 +85,14 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
     console.print(table)
     if report.segments is not None:
         print_segments(report, console)
+    from .quantify import flagged_scar_text, mvo_percent
+
     scar_percent = "-" if t.scar_percent is None else f"{t.scar_percent:.1f} %"
+    mvo = mvo_percent(t.mvo_ml, t.myocardium_ml)
     console.print(f"LV myocardium {t.myocardium_g:.1f} g, scar {t.scar_g:.1f} g ({scar_percent} of the myocardium, "
-                  f"MVO included), MVO {t.mvo_ml:.2f} mL")
+                  f"MVO included), MVO {t.mvo_ml:.2f} mL{'' if mvo is None else f' ({mvo:.1f} % of the myocardium)'}")
+    if with_qc and (flagged := flagged_scar_text(report.to_dict())):
+        console.print(flagged[:1].upper() + flagged[1:])
     if t.scar_circumference_percent:
         console.print(f"Scar in {t.scar_circumference_percent:.0f} % of the LV circumference (all measured slices), "
                       f"through more than half of the wall in {t.transmural_over_50_percent:.0f} %")
@@ -97,25 +103,30 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
 
 def print_segments(report, console) -> None:
     """The 17 AHA segments (scarnet.aha): scar % of each segment's myocardium, its 0-4 grade and transmurality."""
+    from dataclasses import asdict
+
     from rich.table import Table
 
-    from .bullseye import percent_text, summary_text
+    from .bullseye import APEX_NOT_IMAGED, apex_not_imaged, basal_end_text, percent_text, summary_text
 
     order = report.base_apex.to_dict()
     septum = ("120° from the anterior RV insertion" if report.septal_span_deg is None else
               f"{report.septal_span_deg:.0f}° between the RV insertion points")
-    table = Table(title=f"AHA segments (basal end: {order['basal_end']} slice, from {order['from']}; "
-                        f"septum {septum})", title_justify="left")
+    table = Table(title=f"AHA segments (basal end: {basal_end_text(order)}; septum {septum})", title_justify="left")
     # The last column is a share of the segment's rays (scarnet.transmurality), not a count of anything.
     for column in ("segment", "slices", "myo mL", "scar mL", "scar %", "grade", "% of rays >50 % transmural"):
         table.add_column(column, justify="left" if column in ("segment", "slices") else "right",
                          no_wrap=column == "segment", overflow="fold")
     for s in report.segments:
-        table.add_row(f"{s.segment} {s.name}", ",".join(str(k) for k in s.slices) or "-", f"{s.myocardium_ml:.2f}",
-                      f"{s.scar_ml:.2f}", percent_text(s.scar_percent).removesuffix(" %"),
+        imaged = bool(s.slices)  # the apex beyond the cavity may have none: not imaged, not "0.00 mL"
+        table.add_row(f"{s.segment} {s.name}", ",".join(str(k) for k in s.slices) or "-",
+                      f"{s.myocardium_ml:.2f}" if imaged else "-", f"{s.scar_ml:.2f}" if imaged else "-",
+                      percent_text(s.scar_percent).removesuffix(" %"),
                       "-" if s.scar_extent_score is None else str(s.scar_extent_score),
                       "-" if s.transmural_over_50_percent is None else f"{s.transmural_over_50_percent:.0f}")
     console.print(table)
+    if apex_not_imaged([asdict(s) for s in report.segments]):
+        console.print(APEX_NOT_IMAGED[:1].upper() + APEX_NOT_IMAGED[1:])
     console.print(summary_text(report.segment_summary()))
 
 
@@ -391,7 +402,7 @@ def _write_documents(outputs: OutputSet, report, args: argparse.Namespace, made_
     from .bullseye import bullseye_svg
     from .report_html import report_html
 
-    title = f"Scar per AHA segment ({made_from})"
+    title = f"{source}: scar per AHA segment ({made_from})"  # names the exam: the picture is often printed alone
     outputs.write(args.bullseye, lambda temp: Path(temp).write_text(bullseye_svg(report, title), encoding="utf-8"))
     outputs.write(args.html, lambda temp: Path(temp).write_text(report_html(report, source, made_from=made_from),
                                                                  encoding="utf-8"))
@@ -953,7 +964,7 @@ def build_parser() -> argparse.ArgumentParser:
     # command (even --help) ~0.2 s of numpy/scipy imports for one constant.
     p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",
                    help="scar regions (3D-connected) smaller than this become healthy myocardium "
-                        "(default: scarnet.inference.MIN_SCAR_COMPONENT_ML, 0 = keep all)")
+                        "(default 0: every region kept)")
     _add_segment_model_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")

@@ -542,6 +542,33 @@ def dark_scar_warning(labels: np.ndarray, image: np.ndarray) -> str | None:
             "values), or is this not the image they were drawn on?")
 
 
+def mvo_percent(mvo_ml: float | None, myocardium_ml: float | None) -> float | None:
+    """MVO as a % of the LV myocardium (MVO is part of it), as infarct size is given; None without myocardium."""
+    if not myocardium_ml or mvo_ml is None:
+        return None
+    return 100.0 * mvo_ml / myocardium_ml
+
+
+def scar_on_flagged_slices(slices: list[dict[str, Any]]) -> tuple[float, list[int]]:
+    """The scar (mL) on slices with QC flags and those slices' indices, from a report's slices (its dict form): a
+    total made mostly there (a normal heart's false scar on a basal slice) needs those slices read first."""
+    flagged = [s for s in slices if s.get("qc_flags") and (s.get("scar_ml") or 0) > 0]
+    return float(sum(s["scar_ml"] for s in flagged)), [int(s["index"]) for s in flagged]
+
+
+def flagged_scar_text(data: dict[str, Any]) -> str | None:
+    """How much of a report's scar (its dict form) lies on slices with QC flags, in words ("1.13 of the 1.13 mL of
+    scar (all of it) is on slices with QC flags (0, 1, 8): read them before reporting it"); None when none is."""
+    on_flagged, indices = scar_on_flagged_slices(data.get("slices") or [])
+    total = (data.get("total") or {}).get("scar_ml") or 0.0
+    if not indices or total <= 0:
+        return None
+    share = "all of it" if on_flagged >= total - 1e-6 else f"{100.0 * on_flagged / total:.0f} %"
+    where = ", ".join(map(str, indices))
+    return (f"{on_flagged:.2f} of the {total:.2f} mL of scar ({share}) is on slices with QC flags "
+            f"({'slice' if len(indices) == 1 else 'slices'} {where}): read them before reporting it")
+
+
 #: A labelmap without myocardium (an empty export, a blank segmentation, or not a ScarNet labelmap).
 EMPTY_LABELMAP_WARNING = ("the labelmap has no myocardium (labels 2, 3 or 4): every volume is 0 and scar % is not "
                           "defined (an empty segmentation, or a labelmap with other label values?)")

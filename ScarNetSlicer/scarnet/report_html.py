@@ -13,8 +13,24 @@ import datetime
 from html import escape as _html_escape
 from typing import Any
 
-from .bullseye import bullseye_svg, percent_text, septum_text, summary_text
-from .quantify import INTENDED_USE, Report, dicom_image_name, report_warnings, series_name
+from .bullseye import (
+    APEX_NOT_IMAGED,
+    apex_not_imaged,
+    basal_end_text,
+    bullseye_svg,
+    percent_text,
+    septum_text,
+    summary_text,
+)
+from .quantify import (
+    INTENDED_USE,
+    Report,
+    dicom_image_name,
+    flagged_scar_text,
+    mvo_percent,
+    report_warnings,
+    series_name,
+)
 from .text import visible
 
 _STYLE = """
@@ -90,10 +106,14 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     rows = [["LV myocardium", f"{_number(total['myocardium_ml'])} mL", f"{_number(total['myocardium_g'], 1)} g"],
             ["Scar (MVO included)", f"{_number(total['scar_ml'])} mL", f"{_number(total['scar_g'], 1)} g"],
             ["Scar % of LV myocardium", f"{_number(total['scar_percent'], 1)} %", ""],
-            ["MVO", f"{_number(total['mvo_ml'])} mL", ""],
+            ["MVO", f"{_number(total['mvo_ml'])} mL"
+                    + ("" if (mvo := mvo_percent(total["mvo_ml"], total["myocardium_ml"])) is None
+                       else f" ({_number(mvo, 1)} % of LV myocardium)"), ""],
             ["LV blood pool (slices with LV)", f"{_number(total['lv_blood_pool_ml'])} mL", ""],
             ["Slices with myocardium / with scar",
              escape(f"{total['slices_with_myocardium']} / {total['slices_with_scar']}"), ""]]
+    if flagged := flagged_scar_text(data):  # a normal heart's false scar, all on flagged slices, reads as an infarct
+        rows.append(["Scar on slices with QC flags", escape(flagged), ""])
     if total.get("scar_circumference_percent") is not None:
         rows.append(["LV circumference with scar / scar through more than half of the wall",
                      f"{_number(total['scar_circumference_percent'], 0)} % / "
@@ -105,14 +125,18 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
         parts.append(bullseye_svg(data, f"Scar per AHA segment ({made_from})"))
         order = data.get("base_apex") or {}
         summary = f"{summary_text(data['segment_summary'])}. " if data.get("segment_summary") else ""
+        apex = f" {APEX_NOT_IMAGED[:1].upper()}{APEX_NOT_IMAGED[1:]}." if apex_not_imaged(data["segments"]) else ""
         parts.append(f'<p class="muted">{escape(summary)}'
-                     f"{escape(septum_text(data.get('septal_span_deg')))}. Basal end: the "
-                     f"{escape(str(order.get('basal_end', '?')))} slice (from {escape(str(order.get('from', '?')))}); "
-                     f"angles from the {escape(str(data.get('segment_angles_from')))}.</p>")
+                     f"{escape(septum_text(data.get('septal_span_deg')))}. Basal end: "
+                     f"{escape(basal_end_text(order))}; angles from the {escape(str(data.get('segment_angles_from')))}."
+                     f"{escape(apex)}</p>")
+        # An apex without slices is not imaged: "–", not 0 mL measured.
         rows = [[escape(f"{s['segment']} {s['name']}"), escape(",".join(str(k) for k in s["slices"]) or "–"),
-                 _number(s["myocardium_ml"]), _number(s["scar_ml"]), escape(percent_text(s["scar_percent"])),
+                 _number(s["myocardium_ml"] if s["slices"] else None), _number(s["scar_ml"] if s["slices"] else None),
+                 escape(percent_text(s["scar_percent"])),
                  "–" if s["scar_extent_score"] is None else escape(str(s["scar_extent_score"])),
-                 _number(s["transmural_over_50_percent"], 0), _number(s["mvo_ml"])] for s in data["segments"]]
+                 _number(s["transmural_over_50_percent"], 0), _number(s["mvo_ml"] if s["slices"] else None)]
+                for s in data["segments"]]
         parts.append(_table(["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %", "Grade 0-4",
                              "Rays > 50 % transmural (%)", "MVO mL"], rows, {2, 3, 4, 5, 6, 7}))
 
@@ -130,7 +154,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                      *([escape(s.get("level") or "–")] if with_level else []),
                      _number(s["myocardium_ml"]), _number(s["scar_ml"]), _number(s["scar_percent"], 1),
                      _number(s["mvo_ml"]), _number(s.get("transmural_over_50_percent"), 0),
-                     *([escape(", ".join(s.get("qc_flags") or []) or "ok")] if with_qc else [])])
+                     *([escape(", ".join(s.get("qc_flags") or []) or "–")] if with_qc else [])])
     first_number = 2 + with_dicom + with_level
     parts.append(_table(header, rows, set(range(first_number, first_number + 5)) | {0, 1}))
     flags = (data.get("qc") or {}).get("flags") or {}

@@ -429,6 +429,19 @@ def test_the_other_base_apex_order_mirrors_the_segments():
     assert report.base_apex.to_dict() == {"basal_end": "last", "from": "given"}
     scarred = {s.segment for s in report.segments if s.scar_ml > 0}
     assert scarred == {1, 7, 13}
+    # The bullseye, often printed alone, says it too: its rings follow an end the images contradict.
+    import xml.etree.ElementTree as ET
+
+    from scarnet.bullseye import bullseye_svg
+
+    captions = {t.get("data-caption"): t.text for t in ET.fromstring(bullseye_svg(report)).iter()
+                if t.get("data-caption")}
+    assert captions["basal-end"] == ("Basal end as given, against the images': basal and apical rings may be "
+                                     "exchanged")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agreeing = quantify(volume, basal_end="first", rv_insertion_lps=_point_along_i(volume))
+    assert 'data-caption="basal-end"' not in bullseye_svg(agreeing)
 
 
 @pytest.mark.parametrize("oriented", [True, False])
@@ -494,7 +507,9 @@ def test_an_image_without_orientation_is_read_as_displayed_seen_from_the_apex():
     # ... and the picture, which cannot show a mirror, says what the warning asks (a fifth caption, inside it).
     assert captions["mirror"].text == ("Mirrored? Septum and lateral wall would be swapped: mark the inferior RV "
                                        "point too")
-    assert list(captions) == ["septum", "summary", "angles", "mirror", "intended-use"]
+    # The apex beyond the cavity has no slice here: not imaged, said rather than shown as an empty grey disc.
+    assert captions["apex"].text == "17 apex: not imaged (no slice beyond the LV cavity), so not assessed"
+    assert list(captions) == ["septum", "summary", "angles", "mirror", "apex", "intended-use"]
     assert float(captions["intended-use"].get("y")) < float(root.get("height"))
     assert root.get("viewBox").split()[3] == root.get("height")
     oriented = _volume(labels)  # an oblique short-axis stack: the patient axes say which way; no warning
@@ -841,4 +856,4 @@ def test_command_line_bullseye(tmp_path):
     result = run("--rv-insertion", *ras, "--bullseye", "b.svg", "--report", "r.csv", "--overwrite")
     assert result.returncode == 0, result.stderr
     picture = (tmp_path / "b.svg").read_text()
-    assert picture.count("data-segment=") == 17 and "(labelmap lab.nrrd)" in picture
+    assert picture.count("data-segment=") == 17 and "lab.nrrd: scar per AHA segment (labelmap lab.nrrd)" in picture

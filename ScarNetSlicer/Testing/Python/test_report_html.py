@@ -92,15 +92,26 @@ def test_the_page_shows_the_report_figures():
         ["LV myocardium", f"{t.myocardium_ml:.2f} mL", f"{t.myocardium_g:.1f} g"],
         ["Scar (MVO included)", f"{t.scar_ml:.2f} mL", f"{t.scar_g:.1f} g"],
         ["Scar % of LV myocardium", f"{t.scar_percent:.1f} %", ""],
-        ["MVO", f"{t.mvo_ml:.2f} mL", ""],
+        ["MVO", f"{t.mvo_ml:.2f} mL ({100 * t.mvo_ml / t.myocardium_ml:.1f} % of LV myocardium)", ""],
         ["LV blood pool (slices with LV)", f"{t.lv_blood_pool_ml:.2f} mL", ""],
         ["Slices with myocardium / with scar", f"{t.slices_with_myocardium} / {t.slices_with_scar}", ""]]
+    # The scar on flagged slices, beside the total it is part of (a normal heart's false scar is often all there).
+    flagged = [s for s in report.slices if s.qc_flags and s.scar_ml > 0]
+    assert flagged and totals[7] == [
+        "Scar on slices with QC flags",
+        f"{sum(s.scar_ml for s in flagged):.2f} of the {t.scar_ml:.2f} mL of scar "
+        f"({100 * sum(s.scar_ml for s in flagged) / t.scar_ml:.0f} %) is on slices with QC flags (slice"
+        f"{'s' if len(flagged) > 1 else ''} {', '.join(str(s.index) for s in flagged)}): read them before reporting it",
+        ""]
     # One row per segment, as the report has them; the bullseye drawn once, with its summary.
-    assert segments[1:] == [[f"{s.segment} {s.name}", ",".join(map(str, s.slices)) or "–", f"{s.myocardium_ml:.2f}",
-                             f"{s.scar_ml:.2f}", percent_text(s.scar_percent),
+    # (An apex without slices is not imaged: dashes, not 0 mL measured.)
+    assert segments[1:] == [[f"{s.segment} {s.name}", ",".join(map(str, s.slices)) or "–",
+                             *([f"{s.myocardium_ml:.2f}", f"{s.scar_ml:.2f}"] if s.slices else ["–", "–"]),
+                             percent_text(s.scar_percent),
                              "–" if s.scar_extent_score is None else str(s.scar_extent_score),
                              "–" if s.transmural_over_50_percent is None else f"{s.transmural_over_50_percent:.0f}",
-                             f"{s.mvo_ml:.2f}"] for s in report.segments]
+                             f"{s.mvo_ml:.2f}" if s.slices else "–"] for s in report.segments]
+    assert not report.segments[16].slices and "17 apex: not imaged (no slice beyond the LV cavity)" in text
     assert page.svgs == 1 and "Scar (≥1 %) in 3 of 16 segments" in text
     # One row per slice: DICOM image, level, volumes and the QC flags, with the flags explained.
     assert slices[0] == ["Slice", "Position mm", "DICOM image", "Level", "Myocardium mL", "Scar mL", "Scar %", "MVO mL",
@@ -109,8 +120,51 @@ def test_the_page_shows_the_report_figures():
     for row, s in zip(slices[1:], report.slices):
         assert row == [str(s.index), f"{s.position_mm:.1f}", str(10 + s.index), s.level, f"{s.myocardium_ml:.2f}",
                        f"{s.scar_ml:.2f}", f"{s.scar_percent:.1f}", f"{s.mvo_ml:.2f}",
-                       f"{s.transmural_over_50_percent:.0f}", ", ".join(s.qc_flags) or "ok"]
+                       f"{s.transmural_over_50_percent:.0f}", ", ".join(s.qc_flags) or "–"]  # not "ok": unchecked
     assert "scar and healthy myocardium hard to tell apart" in text
+
+
+def test_scar_on_flagged_slices_is_said_beside_the_totals_in_every_output():
+    """A normal heart's false scar often lies all on flagged slices: the terminal, the page and the bullseye say how
+    much of the total is there; the terminal's QC column shows "-", not "ok", for a slice without a flag; the apex
+    without a slice is 'not imaged', not 0 mL; MVO is also a % of the myocardium; the basal end reads 'as given'."""
+    import dataclasses
+    import io
+    import xml.etree.ElementTree as ET
+
+    from rich.console import Console
+
+    from scarnet.bullseye import bullseye_svg
+    from scarnet.cli import print_report
+
+    report = _report()
+    for s in report.slices:
+        s.qc_flags = ["low_confidence"] if s.index < 2 else []  # slices 0 and 1 flagged
+    report.base_apex = dataclasses.replace(report.base_apex, source="given")
+    flagged = [str(s.index) for s in report.slices if s.qc_flags and s.scar_ml > 0]
+    on_flagged = sum(s.scar_ml for s in report.slices if s.qc_flags)
+    total = report.total.scar_ml
+    assert flagged == ["0", "1"] and 0 < on_flagged < total
+    shown = io.StringIO()
+    print_report(report, Console(file=shown, width=200, force_terminal=False))
+    text = shown.getvalue()
+    assert (f"{on_flagged:.2f} of the {total:.2f} mL of scar ({100 * on_flagged / total:.0f} %) is on slices with QC "
+            f"flags (slices 0, 1): read them before reporting it") in text
+    assert f"({100 * report.total.mvo_ml / report.total.myocardium_ml:.1f} % of the myocardium)" in text
+    assert "basal end: the first slice, as given;" in text and "17 apex: not imaged" in text
+    rows = [line.split("│") for line in text.splitlines() if line.startswith("│")]
+    assert {row[-2].strip() for row in rows if row[1].strip().isdigit()} == {"low_confidence", "-"}
+    apex = next(row for row in rows if row[1].strip().startswith("17 apex"))
+    assert [cell.strip() for cell in apex[3:5]] == ["-", "-"]
+    captions = {t.get("data-caption"): t.text for t in ET.fromstring(bullseye_svg(report)).iter()
+                if t.get("data-caption")}
+    assert captions["qc"] == f"{on_flagged:.2f} of {total:.2f} mL of scar on slices with QC flags (0, 1): read them " \
+        "first"
+    for s in report.slices:
+        s.qc_flags = []
+    assert "data-caption=\"qc\"" not in bullseye_svg(report)
+    page = _read(report_html(report, "lge"))
+    assert not [row for row in page.tables[0] if row[0] == "Scar on slices with QC flags"]
 
 
 def test_stored_reports_of_older_versions_and_odd_values():
@@ -129,7 +183,7 @@ def test_stored_reports_of_older_versions_and_odd_values():
     data["input_warnings"] = None
     data["slices"][0]["qc_flags"] = None
     page = _read(report_html(data, "lge"))
-    assert page.tables[2][1][-1] == "ok"
+    assert page.tables[2][1][-1] == "–"
 
 
 def test_a_labelmap_report_without_segments_or_model():

@@ -1763,7 +1763,8 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     assert saved == tmp_path / "exam 1.html"
     page = saved.read_text(encoding="utf-8")
     assert "Input: lge" in page and "Segmentation: segmentation" in page and picture.strip() in page
-    assert page.count("<tr>") == 1 + 7 + 1 + 17 + 1 + len(updated.report["slices"])  # totals, segments, slices
+    # Totals (with the scar on the model's flagged slices, kept through the update), segments, slices.
+    assert page.count("<tr>") == 1 + 8 + 1 + 17 + 1 + len(updated.report["slices"])
     # Its data beside it, for scarnet summarize: the report as shown, naming the input and whose segmentation it
     # measured (here edited in Slicer), without the scene's node IDs.
     data = json.loads((tmp_path / "exam 1.json").read_text(encoding="utf-8"))
