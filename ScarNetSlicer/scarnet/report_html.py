@@ -109,7 +109,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
             ["MVO", f"{_number(total['mvo_ml'])} mL"
                     + ("" if (mvo := mvo_percent(total["mvo_ml"], total["myocardium_ml"])) is None
                        else f" ({_number(mvo, 1)} % of LV myocardium)"), ""],
-            ["LV blood pool (slices with LV)", f"{_number(total['lv_blood_pool_ml'])} mL", ""],
+            ["LV blood pool (on these slices; not an LV volume)", f"{_number(total['lv_blood_pool_ml'])} mL", ""],
             ["Slices with myocardium / with scar",
              escape(f"{total['slices_with_myocardium']} / {total['slices_with_scar']}"), ""]]
     if flagged := flagged_scar_text(data):  # a normal heart's false scar, all on flagged slices, reads as an infarct

@@ -93,7 +93,7 @@ def test_the_page_shows_the_report_figures():
         ["Scar (MVO included)", f"{t.scar_ml:.2f} mL", f"{t.scar_g:.1f} g"],
         ["Scar % of LV myocardium", f"{t.scar_percent:.1f} %", ""],
         ["MVO", f"{t.mvo_ml:.2f} mL ({100 * t.mvo_ml / t.myocardium_ml:.1f} % of LV myocardium)", ""],
-        ["LV blood pool (slices with LV)", f"{t.lv_blood_pool_ml:.2f} mL", ""],
+        ["LV blood pool (on these slices; not an LV volume)", f"{t.lv_blood_pool_ml:.2f} mL", ""],
         ["Slices with myocardium / with scar", f"{t.slices_with_myocardium} / {t.slices_with_scar}", ""]]
     # The scar on flagged slices, beside the total it is part of (a normal heart's false scar is often all there).
     flagged = [s for s in report.slices if s.qc_flags and s.scar_ml > 0]
