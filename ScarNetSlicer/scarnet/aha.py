@@ -204,8 +204,11 @@ def given_basal_end_warning(volume: Volume, labels: np.ndarray, order: BaseApexO
                "apex to the patient's left, front and feet)")
     else:
         why = f"the LV cavity narrows towards the {given} slice, as it does towards the apex"
+    # The septum's side follows the basal end only where it comes from the patient axes; an image without
+    # orientation is read as displayed whichever end is basal (aha_segments).
+    mirrored = " and the septum is mirrored" if is_oriented(volume) else ""
     return (f"{GIVEN_BASAL_END_WARNING_START} {given} slice, but {why}. The levels and segments follow "
-            "the given end; if it is wrong, basal and apical are exchanged and the septum is mirrored: check it")
+            f"the given end; if it is wrong, basal and apical are exchanged{mirrored}: check it")
 
 
 def cavity_change(labels: np.ndarray) -> float | None:

@@ -464,6 +464,10 @@ def test_a_given_basal_end_that_the_image_contradicts_is_kept_and_said(oriented)
     said = [str(w.message) for w in caught]
     assert len(said) == 1 and said[0].startswith(f"AHA levels: the basal end was given as the {wrong} slice") \
         and why in said[0] and "check it" in said[0]
+    # The septum's side follows the basal end only where the patient axes give it (an image without orientation is
+    # read as displayed, whichever end is basal).
+    assert ("basal and apical are exchanged and the septum is mirrored: check it" in said[0]) == oriented
+    assert "basal and apical are exchanged" in said[0]
     assert report.warnings() == said and report.to_dict()["segment_warnings"] == said
     assert report.base_apex.to_dict() == {"basal_end": wrong, "from": "given"}
     levels = [s.level for s in report.slices if s.level is not None]
