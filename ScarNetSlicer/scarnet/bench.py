@@ -280,6 +280,7 @@ class PipelineRunner:
 
     def model_inputs(self, volume: Volume) -> torch.Tensor:
         """The heart crops the pipeline feeds the model (LV localised first, as in a real run)."""
+        from .inference import HEART_CROP_OUTSIDE
         from .preprocess import model_crop, plane_transform, valid_mask
 
         volume = volume.with_array(volume.array.astype(np.float32, copy=False))
@@ -288,7 +289,7 @@ class PipelineRunner:
         transform = plane_transform(center, (volume.spacing_mm[1], volume.spacing_mm[0]), seg.input_size,
                                     seg.pixel_spacing_mm)
         inside = valid_mask(volume.array.shape[1:], transform)
-        crops = np.stack([model_crop(volume.array[k], transform, inside)
+        crops = np.stack([model_crop(volume.array[k], transform, inside, HEART_CROP_OUTSIDE)
                           for k in range(volume.num_slices)])
         return seg.model_input(crops)
 

@@ -93,13 +93,18 @@ CONTRAST_SETTINGS = {
 #: In-plane blur (mm) of the reference masks the contrast shifts are drawn through: no new sharp edges.
 CONTRAST_MASK_SIGMA_MM = 1.0
 #: Field-of-view changes of the robustness table; how they are made, recorded in the JSON.
-FIELD_SHIFTS = ("wide field",)
+FIELD_SHIFTS = ("wide field", "narrow field")
 #: Each in-plane side of the wide field, as a multiple of the exam's own.
 WIDE_FIELD_FACTOR = 1.5
+#: The narrow field's margin around the reference's LV (mm): about 100-110 mm across, under the model's 160 mm view.
+NARROW_FIELD_MARGIN_MM = 20.0
 FIELD_SETTINGS = {
     "wide field": (f"the exam placed in a corner (drawn per case from its name) of a field {WIDE_FIELD_FACTOR:g}× "
                    "as wide and as tall, the rest filled with background-level noise; the reference placed "
                    "likewise; every voxel keeps its physical position"),
+    "narrow field": (f"the exam cropped in-plane to the reference's LV (labels 1-4, all slices) and "
+                     f"{NARROW_FIELD_MARGIN_MM:g} mm around it, as an export cropped close around the heart; the "
+                     "reference likewise; every voxel keeps its physical position"),
 }
 #: Characters of the sha256 shown in the table (the JSON has all of it).
 SHA_PREFIX = 12
@@ -716,6 +721,31 @@ def widen_field(image: Volume, reference: Volume, factor: float = WIDE_FIELD_FAC
             Volume(wide_reference, reference.spacing_mm, origin, reference.direction))
 
 
+def narrow_field(image: Volume, reference: Volume,
+                 margin_mm: float = NARROW_FIELD_MARGIN_MM) -> tuple[Volume, Volume]:
+    """``image`` and ``reference`` cropped in-plane to the reference's LV and ``margin_mm`` around it (see
+    :data:`FIELD_SETTINGS`); unchanged where the field is no wider than that already."""
+    rows, cols = np.nonzero(np.isin(reference.array, (1, 2, 3, 4)).any(axis=0))
+    if rows.size == 0:
+        return image, reference
+    margin_rows = int(math.ceil(margin_mm / image.spacing_mm[1]))
+    margin_cols = int(math.ceil(margin_mm / image.spacing_mm[0]))
+    row0, row1 = max(int(rows.min()) - margin_rows, 0), min(int(rows.max()) + 1 + margin_rows, image.array.shape[1])
+    col0, col1 = max(int(cols.min()) - margin_cols, 0), min(int(cols.max()) + 1 + margin_cols, image.array.shape[2])
+    # Index (i, j, k) = (column, row, slice): the crop's first voxel is the exam's (col0, row0, 0).
+    origin = tuple(image.index_to_physical([col0, row0, 0]))
+    return (Volume(image.array[:, row0:row1, col0:col1].copy(), image.spacing_mm, origin, image.direction),
+            Volume(reference.array[:, row0:row1, col0:col1].copy(), reference.spacing_mm, origin,
+                   reference.direction))
+
+
+def _field_shift(case: EvalCase, shift: str) -> tuple[Volume, Volume]:
+    """The case under one of :data:`FIELD_SHIFTS`."""
+    if shift == "wide field":
+        return widen_field(case.image, case.reference, key=case.name)
+    return narrow_field(case.image, case.reference)
+
+
 def _noise_summary(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
     covs = [c["cov_percent"] for c in per_case.values() if c["cov_percent"] is not None]
     changes = [c["change_vs_clean_percent"] for c in per_case.values() if c["change_vs_clean_percent"] is not None]
@@ -865,9 +895,9 @@ def evaluate_cases(cases: list[EvalCase], scarnet: ModelEntry, unet: ModelEntry 
     # -- field of view --------------------------------------------------------------------------
     t = time.perf_counter()
     results["field"] = _evaluate_perturbations(
-        cases, segmenters, methods, skip, log, "field", FIELD_SHIFTS,
-        lambda case, shift: widen_field(case.image, case.reference, key=case.name),
-        {"settings": FIELD_SETTINGS, "factor": WIDE_FIELD_FACTOR}, exam_warnings)
+        cases, segmenters, methods, skip, log, "field", FIELD_SHIFTS, _field_shift,
+        {"settings": FIELD_SETTINGS, "factor": WIDE_FIELD_FACTOR, "narrow_margin_mm": NARROW_FIELD_MARGIN_MM},
+        exam_warnings)
     timings["field"] = time.perf_counter() - t
 
     timings["total"] = time.perf_counter() - started
@@ -1211,7 +1241,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _robustness_table(results.get("contrast", {}), methods, "Shift", scar_percent=True)
     lines += ["", "Field of view: the same cases in a corner of a much wider field, where the heart has to be "
               "found first (the pipeline searches fields wider than the model's training views in overlapping "
-              "windows). " + "; ".join(f"{k}: {v}" for k, v in FIELD_SETTINGS.items()) + ".", ""]
+              "windows), and cropped close around the heart, narrower than the model's view. "
+              + "; ".join(f"{k}: {v}" for k, v in FIELD_SETTINGS.items()) + ".", ""]
     lines += _robustness_table(results.get("field", {}), methods, "Field", scar_percent=True)
     return "\n".join(lines) + "\n"
 

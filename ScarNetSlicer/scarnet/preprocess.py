@@ -72,21 +72,38 @@ def resample_plane(plane: np.ndarray, transform: PlaneTransform, order: int = 1,
                                     order=order, mode="constant", cval=cval, prefilter=False)
 
 
-def resample_image(plane: np.ndarray, transform: PlaneTransform) -> np.ndarray:
-    """Resample an image slice onto the crop (linear), filling outside the slice with its minimum.
+#: How :func:`resample_image` fills the crop outside the slice: with the slice's minimum, or its edge continued.
+OUTSIDE_MINIMUM, OUTSIDE_EDGE = "minimum", "edge"
 
-    Not with 0: the pixels within half a pixel of the slice's edge blend the fill with the image
-    and count in :func:`normalise_intensity`'s percentiles, so a 0 fill made the crop depend on the
-    scanner's intensity offset (PSIR stored with +4096 or −2048) wherever the crop passes the edge.
-    The slice's minimum moves with the offset, and normalises to 0 as a 0 fill did.
+
+def resample_image(plane: np.ndarray, transform: PlaneTransform, outside: str = OUTSIDE_MINIMUM) -> np.ndarray:
+    """Resample an image slice onto the crop (linear); outside the slice, its minimum or its edge continued.
+
+    ``OUTSIDE_MINIMUM`` (training, and the whole-slice views that find the heart): not 0, since the pixels within
+    half a pixel of the slice's edge blend the fill with the image and count in :func:`normalise_intensity`'s
+    percentiles, so a 0 fill made the crop depend on the scanner's intensity offset (PSIR stored with +4096 or
+    −2048) wherever the crop passes the edge. The slice's minimum moves with the offset, and normalises to 0 as a 0
+    fill did.
+
+    ``OUTSIDE_EDGE`` (the heart crop at inference, :data:`scarnet.inference.HEART_CROP_OUTSIDE`): the edge pixels
+    continued, which follow any offset too. Training's crops, cut from EMIDEC's wide fields, do not pass the edge
+    (no val exam's heart crop does); an exam cropped close around the heart does, and a frame of constant fill
+    there is what the model never saw.
     """
+    if outside == OUTSIDE_EDGE:
+        return ndimage.affine_transform(plane, transform.matrix, transform.offset,
+                                        output_shape=(transform.out_size, transform.out_size), order=1,
+                                        mode="nearest", prefilter=False)
+    if outside != OUTSIDE_MINIMUM:
+        raise ValueError(f"outside must be {OUTSIDE_MINIMUM!r} or {OUTSIDE_EDGE!r}, not {outside!r}")
     return resample_plane(plane, transform, order=1, cval=float(plane.min()))
 
 
-def model_crop(plane: np.ndarray, transform: PlaneTransform, inside: np.ndarray) -> np.ndarray:
-    """What the model sees of an image slice: :func:`resample_image`, then :func:`normalise_intensity`
-    on the pixels ``inside`` the slice (:func:`valid_mask`)."""
-    return normalise_intensity(resample_image(plane, transform), inside)
+def model_crop(plane: np.ndarray, transform: PlaneTransform, inside: np.ndarray,
+               outside: str = OUTSIDE_MINIMUM) -> np.ndarray:
+    """What the model sees of an image slice: :func:`resample_image` (``outside`` as there), then
+    :func:`normalise_intensity` on the pixels ``inside`` the slice (:func:`valid_mask`)."""
+    return normalise_intensity(resample_image(plane, transform, outside), inside)
 
 
 def valid_mask(source_shape: tuple[int, int], transform: PlaneTransform) -> np.ndarray:

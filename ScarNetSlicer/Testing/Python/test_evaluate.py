@@ -330,6 +330,26 @@ def test_wide_field_keeps_every_voxel_in_place(small_phantom):
     assert len(origins) > 1
 
 
+def test_narrow_field_crops_close_around_the_heart_and_keeps_every_voxel_in_place(small_phantom):
+    from scarnet.evaluate_cli import narrow_field
+
+    image, reference = small_phantom.image, small_phantom.labelmap
+    narrow, narrow_reference = narrow_field(image, reference)
+    assert narrow.same_grid(narrow_reference) and narrow.spacing_mm == image.spacing_mm
+    assert narrow_reference.array.sum() == reference.array.sum()  # the whole LV kept
+    offset = np.rint((np.asarray(narrow.origin_mm) - np.asarray(image.origin_mm)) @ image.direction
+                     / np.asarray(image.spacing_mm)).astype(int)  # (i, j, k) = (column, row, slice)
+    col0, row0, k0 = offset
+    slices, rows, cols = narrow.array.shape
+    assert k0 == 0 and slices == image.num_slices
+    assert np.array_equal(image.array[:, row0:row0 + rows, col0:col0 + cols], narrow.array)
+    # 20 mm around the LV on every side (the phantom's field is wider than that).
+    lv_rows, lv_cols = np.nonzero(np.isin(narrow_reference.array, (1, 2, 3, 4)).any(axis=0))
+    assert lv_rows.min() * image.spacing_mm[1] >= 20.0 and (rows - 1 - lv_rows.max()) * image.spacing_mm[1] >= 20.0
+    assert lv_cols.min() * image.spacing_mm[0] >= 20.0 and (cols - 1 - lv_cols.max()) * image.spacing_mm[0] >= 20.0
+    assert rows < image.array.shape[1] and cols < image.array.shape[2]
+
+
 def _best_shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     """The circular shift of ``b`` (rows, columns) that correlates best with ``a``."""
     a = a - a.mean()
@@ -392,7 +412,8 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     assert "skipped (--skip medsam)" in markdown
     assert rows["2SD ᵃ ᵇ"].count("= ScarNet") == 3
     parts = {"artifacts": ("motion", "ghosting", "bias field"),
-             "contrast": ("blood ×1.4", "blood ×0.7", "myocardium not nulled"), "field": ("wide field",)}
+             "contrast": ("blood ×1.4", "blood ×0.7", "myocardium not nulled"),
+             "field": ("wide field", "narrow field")}
     figures = json.loads((tmp_path / "figures.json").read_text())
     for part, kinds in parts.items():
         for artifact in kinds:
@@ -421,7 +442,9 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     # the wide-field part ran for both models on both cases
     assert figures["field"]["status"] == "ok" and figures["field"]["factor"] == 1.5
     for key in ("scarnet", "unet"):
-        assert set(figures["field"]["methods"][key]["per_case"]["wide field"]) == {"phantom1", "phantom2"}
+        for field in ("wide field", "narrow field"):
+            assert set(figures["field"]["methods"][key]["per_case"][field]) == {"phantom1", "phantom2"}
+    assert figures["field"]["narrow_margin_mm"] == 20.0
     # noise bias: the mean noisy scar volume against the clean prediction of the same case
     for key in ("scarnet", "unet"):
         noisy = figures["noise"]["methods"][key]["per_case"]["phantom1"]
