@@ -1023,7 +1023,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "resumable")
     p.add_argument("--config", type=_non_empty,
                    help=f"config file, or a bundled name: {DEFAULT_TRAIN_CONFIG} (the default), gpu_curves (the "
-                        "same with random grey-level curves), cpu_interim; "
+                        "same with random grey-level curves), gpu_robust (curves and fields cropped close around the "
+                        "heart), cpu_interim; "
                         f"{', '.join(CONTINUATION_CONFIGS[:-1])} and {CONTINUATION_CONFIGS[-1]} (with --init-weights); "
                         "the *_unet baselines (their continuations with --init-weights too)")
     p.add_argument("--out", type=_non_empty_path, required=True,

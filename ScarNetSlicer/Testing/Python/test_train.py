@@ -44,6 +44,39 @@ def test_augmented_examples_are_valid_and_keep_labels_on_the_image():
     assert (y == 2).sum() == pytest.approx((sample.labels == 2).sum(), rel=0.1)
 
 
+def test_narrow_field_examples_cut_the_slice_close_to_the_lv_and_continue_its_edge():
+    """An export cropped close around the heart, as training can show it: the slice cut to its LV and a margin, every
+    crop pixel in its place, the crop outside the cut continuing its edge (as inference's heart crop does); off by
+    default, without a draw from the random stream."""
+    from scarnet.preprocess import OUTSIDE_EDGE, plane_transform, resample_image, resample_plane
+    from scarnet.train.data import narrow_field
+
+    sample = _middle_slice_sample()
+    transform = plane_transform((sample.image.shape[0] / 2, sample.image.shape[1] / 2), sample.spacing_rc_mm, 128,
+                                1.25)
+    image, labels, moved = narrow_field(sample, transform, 20.0)
+    assert image.shape[0] < sample.image.shape[0] and image.shape[1] < sample.image.shape[1]
+    assert (labels > 0).sum() == (sample.labels > 0).sum()  # the whole LV kept
+    # Within the cut, the same crop as from the whole slice; outside it, the cut's edge continued (not the minimum).
+    full = resample_plane(sample.labels, transform, order=0)
+    np.testing.assert_array_equal(resample_plane(labels, moved, order=0), full)
+    crop_full = resample_image(sample.image.astype(np.float32), transform, OUTSIDE_EDGE)
+    crop_cut = resample_image(image.astype(np.float32), moved, OUTSIDE_EDGE)
+    lv = full > 0
+    np.testing.assert_allclose(crop_cut[lv], crop_full[lv])
+    assert not np.allclose(crop_cut, crop_full)  # the field around the cut is the edge continued
+    # Off by default: the same examples as a config without the option (no extra random draw).
+    assert AugmentConfig().narrow_field_probability == 0.0
+    plain = make_example(sample, np.random.default_rng(4), 64, 2.5, AugmentConfig(), None)
+    again = make_example(sample, np.random.default_rng(4), 64, 2.5, AugmentConfig(narrow_field_margin_range_mm=(5, 6)),
+                         None)
+    np.testing.assert_array_equal(plain[0], again[0])
+    narrow = AugmentConfig(narrow_field_probability=1.0, localise_fraction=0.0)
+    for seed in range(4):
+        x, y = make_example(sample, np.random.default_rng(seed), 64, 2.5, narrow, None)
+        assert x.min() >= 0.0 and x.max() <= 1.0 and (y == 2).any()
+
+
 def test_gaussian_noise_ceiling_sets_how_noisy_examples_get():
     only_noise = dict(bias_field_probability=0.0, gamma_probability=0.0, blur_probability=0.0,
                       low_resolution_probability=0.0, gibbs_probability=0.0, ghosting_probability=0.0,

@@ -26,7 +26,16 @@ import torch
 from scipy import ndimage
 
 from ..labels import HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR, SCAR_LABELS
-from ..preprocess import normalise_intensity, plane_transform, resample_image, resample_plane, valid_mask
+from ..preprocess import (
+    OUTSIDE_EDGE,
+    OUTSIDE_MINIMUM,
+    PlaneTransform,
+    normalise_intensity,
+    plane_transform,
+    resample_image,
+    resample_plane,
+    valid_mask,
+)
 from ..volume import Volume
 
 
@@ -85,6 +94,13 @@ class AugmentConfig:
     # they meant.
     intensity_curve_probability: float = 0.0
     intensity_curve_control_points: tuple[int, int] = (4, 10)
+    # A field of view cropped close around the heart (an export cut to the heart): the slice cut to its LV and a
+    # margin drawn in this range (mm) before the heart crop, which then passes the slice's edge and continues it, as
+    # inference's heart crop does (scarnet.inference.HEART_CROP_OUTSIDE). EMIDEC's fields are twice the crop, so
+    # without it no training crop passes the edge. Off by default so that configs written before it existed still
+    # mean what they meant.
+    narrow_field_probability: float = 0.0
+    narrow_field_margin_range_mm: tuple[float, float] = (10.0, 50.0)
     extra: dict = field(default_factory=dict)
 
 
@@ -252,6 +268,19 @@ def lv_center_rc(labels: np.ndarray) -> tuple[float, float] | None:
     return float(rows.mean()), float(cols.mean())
 
 
+def narrow_field(sample: SliceSample, transform: PlaneTransform,
+                 margin_mm: float) -> tuple[np.ndarray, np.ndarray, PlaneTransform]:
+    """The slice cut in-plane to its LV (labels 1-4) and ``margin_mm`` around it, and ``transform`` moved onto the
+    cut, so that every crop pixel keeps its place (an export cropped close around the heart)."""
+    rows, cols = np.nonzero(sample.labels > 0)
+    margin = np.ceil(margin_mm / np.asarray(sample.spacing_rc_mm, dtype=float)).astype(int)
+    row0, col0 = max(int(rows.min()) - margin[0], 0), max(int(cols.min()) - margin[1], 0)
+    row1 = min(int(rows.max()) + 1 + margin[0], sample.labels.shape[0])
+    col1 = min(int(cols.max()) + 1 + margin[1], sample.labels.shape[1])
+    moved = PlaneTransform(transform.matrix, transform.offset - np.array([row0, col0], dtype=float), transform.out_size)
+    return sample.image[row0:row1, col0:col1], sample.labels[row0:row1, col0:col1], moved
+
+
 def make_example(sample: SliceSample, rng: np.random.Generator, input_size: int, pixel_spacing_mm: float,
                  config: AugmentConfig, intensity: IntensityAugmenter | None) -> tuple[np.ndarray, np.ndarray]:
     """One augmented (image (1, S, S) float32 in [0, 1], labels (S, S) int64) training pair."""
@@ -260,6 +289,7 @@ def make_example(sample: SliceSample, rng: np.random.Generator, input_size: int,
     center = lv_center_rc(sample.labels)
     negative = rng.random() < config.negative_fraction
     scrambled = negative and rng.random() < 0.5
+    heart_crop = False  # a crop around the LV, as inference's heart crop (not a negative, not a whole view)
     if negative and not scrambled and center is not None:
         angle = rng.uniform(0, 2 * np.pi)
         offset_mm = rng.uniform(70, 120) * np.array([np.cos(angle), np.sin(angle)])
@@ -272,15 +302,23 @@ def make_example(sample: SliceSample, rng: np.random.Generator, input_size: int,
     else:
         center_rc = np.asarray(center) + rng.normal(0.0, config.center_jitter_mm / 2, 2) / spacing
         out_spacing = pixel_spacing_mm
+        heart_crop = not negative
     scale = rng.uniform(*config.scale_range) * rng.uniform(*config.anisotropy_range, size=2)
     transform = plane_transform(
         tuple(center_rc), tuple(spacing), input_size, out_spacing,
         rotation_rad=rng.uniform(0, 2 * np.pi), flip=bool(rng.random() < config.flip_probability),
         scale_rc=(float(scale[0]), float(scale[1])), shear=float(rng.normal(0, config.shear_sd)),
     )
-    image = resample_image(sample.image.astype(np.float32), transform)
-    labels = resample_plane(sample.labels, transform, order=0)
-    inside = valid_mask(sample.image.shape, transform)
+    source_image, source_labels = sample.image, sample.labels
+    outside = OUTSIDE_MINIMUM
+    # Drawn only when enabled (and for a heart crop), so that configs without it keep their exact random stream.
+    if heart_crop and config.narrow_field_probability > 0 and rng.random() < config.narrow_field_probability:
+        source_image, source_labels, transform = narrow_field(sample, transform,
+                                                              rng.uniform(*config.narrow_field_margin_range_mm))
+        outside = OUTSIDE_EDGE
+    image = resample_image(source_image.astype(np.float32), transform, outside)
+    labels = resample_plane(source_labels, transform, order=0)
+    inside = valid_mask(source_image.shape, transform)
     if rng.random() < config.elastic_probability:
         image, labels = _elastic(image, labels, rng)
     # Drawn only when enabled, so that configs without it keep their exact random stream.
