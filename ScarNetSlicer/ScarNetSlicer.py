@@ -321,10 +321,15 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 overwrite = False
                 # Checks the input first: a 2D/4D input gets its own message, not a question about edits.
                 if self.logic.segmentationWasEdited(p.outputSegmentation, p.inputVolume):
-                    if not slicer.util.confirmYesNoDisplay(
-                        _("Segmentation '{name}' was edited after ScarNet made it (or ScarNet did not make it). "
-                          "Replace its segments with a new ScarNet segmentation?").format(
-                            name=p.outputSegmentation.GetName()), windowTitle=_("ScarNet")):
+                    from ScarNetSlicerLib.processing import made_from_another_input
+
+                    question = (_("Segmentation '{name}' holds ScarNet's result for another volume. Replace its "
+                                  "segments with a new ScarNet segmentation of this one?")
+                                if made_from_another_input(p.outputSegmentation, p.inputVolume) else
+                                _("Segmentation '{name}' was edited after ScarNet made it (or ScarNet did not make "
+                                  "it). Replace its segments with a new ScarNet segmentation?"))
+                    if not slicer.util.confirmYesNoDisplay(question.format(name=p.outputSegmentation.GetName()),
+                                                           windowTitle=_("ScarNet")):
                         return
                     overwrite = True
                 self.ui.statusLabel.text = self._checkingPackagesText()  # the first run may install them
@@ -414,7 +419,11 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             self._showReport(report)
             notice = report.get("slicer", {}).get("notice")
-            self.ui.statusLabel.text = _("Report updated from the segmentation.") + ("\n" + notice if notice else "")
+            from scarnet.quantify import flagged_scar_text
+
+            flagged = flagged_scar_text(report)  # the model's flags, kept through the update
+            self.ui.statusLabel.text = (_("Report updated from the segmentation.") + ("\n" + flagged if flagged else "")
+                                        + ("\n" + notice if notice else ""))
             if notice:  # segments it did not count, or a table it would not overwrite (see Outputs.notice)
                 slicer.util.warningDisplay(notice, windowTitle=_("ScarNet"))
 

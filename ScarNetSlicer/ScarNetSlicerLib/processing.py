@@ -142,7 +142,9 @@ class Processor:
 
     # -- Segment scar ----------------------------------------------------------------------------
     def segmentation_was_edited(self, segmentation_node, input_node) -> bool:
-        """True when running again would replace segments edited since (or not made by) this module.
+        """True when running again would replace segments edited since (or not made by) this module, or its result
+        for another volume (:func:`made_from_another_input`: on the same grid it does not look edited): what a run
+        asks before replacing.
 
         The input is checked first: a missing, 2D or 4D input raises its one-line
         :class:`~scarnet.errors.InputError` rather than answering about edits.
@@ -150,6 +152,9 @@ class Processor:
         check_volume_node(input_node)
         if segmentation_node is None:
             return False
+        if made_from_another_input(segmentation_node, input_node) and segmentation_nodes.has_segments(
+                segmentation_node):
+            return True
         return segmentation_nodes.was_edited(segmentation_node, input_node)
 
     def start(self, input_node, segmentation_node=None, table_node=None,
@@ -162,8 +167,8 @@ class Processor:
         the report then has the AHA segments (:mod:`scarnet.aha`). ``basal_end``: "first" or "last"
         when the user says which end of the stack is basal (None: found). Raises
         :class:`~scarnet.errors.InputError` (a ``ValueError``) for a missing, 2D or 4D input or a
-        markups node without a point, and :class:`EditedSegmentationError` for an edited output
-        without ``overwrite_edited``.
+        markups node without a point, and :class:`EditedSegmentationError` for an edited output, or
+        another volume's result, without ``overwrite_edited``.
         """
         options = options or SegmentationOptions()
         volume = self._input_image(input_node)  # checks the input: a missing, 2D or 4D one raises
@@ -312,7 +317,7 @@ class Processor:
         report["source"] = "segmentation"
         report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node, segments.fingerprint)
         if notices:
-            report["segments_left_out"] = notices
+            report["segments_left_out"] = list(notices)  # (the notice adds more below)
         outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False)
         if made_from_another_input(segmentation_node, input_node):  # first: it explains what follows
             made_from = segmentation_node.GetNodeReference(INPUT_REFERENCE_ROLE)
@@ -424,15 +429,25 @@ class Processor:
         return Outputs(segmentation_node, table_node, chart_node, series_node, report, notice, segment_table_node)
 
 
+def _first_warp(node):
+    """The nearest transform above ``node`` that is not linear (its own, not its chain's), or None."""
+    parent = node.GetParentTransformNode()
+    while parent is not None and parent.IsLinear():
+        parent = parent.GetParentTransformNode()
+    return parent
+
+
 def _not_comparable(segmentation_node, input_node) -> str:
     """Why a segmentation's voxels cannot be compared with the input's one by one (its fingerprint is
-    ``UNRESOLVED_FINGERPRINT``): a warping transform between the two, or a geometry finer in a way that does not cut
-    the input's voxels into whole sub-voxels."""
-    parents = {node.GetParentTransformNode() for node in (segmentation_node, input_node)}
-    warping = [parent for parent in parents if parent is not None and not parent.IsTransformToWorldLinear()]
-    if len(parents) > 1 and warping:
-        return (f"is under a non-linear transform ('{warping[0].GetName()}') that the input is not, so ScarNet "
-                "cannot compare it with the input voxel by voxel")
+    ``UNRESOLVED_FINGERPRINT``): a warping transform above one of the two and not the other (named, with which node
+    is under it), or a geometry finer in a way that does not cut the input's voxels into whole sub-voxels."""
+    segmentation_warp, input_warp = _first_warp(segmentation_node), _first_warp(input_node)
+    if segmentation_warp is not input_warp:
+        under, name = ("is", segmentation_warp.GetName()) if segmentation_warp is not None else \
+            (f"lies on an input ('{input_node.GetName()}') that is", input_warp.GetName())
+        return (f"{under} under a non-linear transform ('{name}') that the "
+                f"{'input' if segmentation_warp is not None else 'segmentation'} is not: ScarNet cannot compare the "
+                "two voxel by voxel")
     return ("is finer than the input in a way ScarNet cannot compare voxel by voxel (its geometry in Segment "
             "Editor)")
 

@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape as _xml_escape
 
 from .aha import (
     ANGLES_FROM_DISPLAY,
+    ANGLES_FROM_PATIENT_AXES,
     APEX_SEGMENT,
     GIVEN_BASAL_END_WARNING_START,
     LEVELS,
@@ -42,6 +43,8 @@ _RADII = (0.25, 0.5, 0.75, 1.0)
 _RINGS = {"basal": (1, 90.0, 60.0, _RADII[2], _RADII[3]), "mid": (7, 90.0, 60.0, _RADII[1], _RADII[2]),
           "apical": (13, 90.0, 90.0, _RADII[0], _RADII[1])}
 _WIDTH = 460  # picture width (px)
+#: The longest title kept whole (at 9 px type it fills the width); a longer one loses its middle.
+_TITLE_MAX_CHARACTERS = 85
 _OUTER = 150.0  # the map's radius (px)
 _CENTRE = (_WIDTH / 2, 200.0)  # below the title and the "anterior" label
 _LEGEND_Y = _CENTRE[1] + _OUTER + 34
@@ -157,8 +160,12 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     segments = data.get("segments")
     warnings = report_warnings(data)
     cx, cy = _CENTRE
+    # A title naming a long file stays inside the picture: smaller type, then its middle left out.
+    if len(title) > _TITLE_MAX_CHARACTERS:
+        title = f"{title[:_TITLE_MAX_CHARACTERS // 2 - 1]}…{title[-(_TITLE_MAX_CHARACTERS // 2 - 1):]}"
+    title_size = 14 if len(title) <= 55 else max(9.0, round(14 * 55 / len(title), 1))
     parts = [_header(_height(4)),  # set again below, once the captions are known
-             f'<text x="{cx}" y="18" text-anchor="middle" font-size="14">{escape(title)}</text>']
+             f'<text x="{cx}" y="18" text-anchor="middle" font-size="{title_size:g}">{escape(title)}</text>']
     if segments is None:
         # Why not, in lines short enough to read: the engine's warning(s), else the usual reason.
         reasons = [m for m in warnings if m.startswith("no AHA segments")] or [
@@ -217,12 +224,14 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
                                    "too", "#a00000"))
     if any(message.startswith(GIVEN_BASAL_END_WARNING_START) for message in warnings):
         # The levels follow a basal end the images contradict: the rings may be the other way round.
+        mirrored = " and septum mirrored" if data.get("segment_angles_from") == ANGLES_FROM_PATIENT_AXES else ""
         captions.append(("basal-end", "Basal end as given, against the images': basal and apical rings may be "
-                                      "exchanged", "#a00000"))
+                                      f"exchanged{mirrored}", "#a00000"))
     on_flagged, indices = scar_on_flagged_slices(data.get("slices") or [])
     if indices and (data.get("total") or {}).get("scar_ml"):  # (quantify.flagged_scar_text, shorter)
+        shown = ", ".join(map(str, indices[:6])) + (", …" if len(indices) > 6 else "")
         captions.append(("qc", f"{on_flagged:.2f} of {data['total']['scar_ml']:.2f} mL of scar on slices with QC "
-                               f"flags ({', '.join(map(str, indices))}): read them first", "#a00000"))
+                               f"flags ({shown}): read them first", "#a00000"))
     if apex_not_imaged(segments):
         captions.append(("apex", APEX_NOT_IMAGED, "#555555"))
     missing = missing_levels([s.get("level") for s in data.get("slices") or []])

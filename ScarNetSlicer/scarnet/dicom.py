@@ -377,8 +377,8 @@ def _image_files_hint(folder: Path) -> str:
     if not found:
         return ""
     more = f" and {len(found) - 1} more" if len(found) > 1 else ""
-    return (f"; it holds {found[0].relative_to(folder)}{more}: give such files themselves (a folder is read as "
-            "DICOM)")
+    return (f"; it holds {found[0].relative_to(folder).as_posix()}{more}: give such files themselves (a folder is "
+            "read as DICOM)")
 
 
 def select_series(all_series: list[DicomSeries], series: str | None, folder: Path) -> DicomSeries:

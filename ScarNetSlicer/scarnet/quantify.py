@@ -246,13 +246,13 @@ class Report:
             if self.extra.get(key) is not None:
                 writer.writerow([key, csv_value(str(self.extra[key]))])
         # And which model segmented it (a model run's report), as the JSON's inference.weights; the version that
-        # measured it always (the model run's, else this one), as the JSON's scarnet_version.
+        # measured it always, as the JSON's scarnet_version (a model run's own is in the JSON's inference).
         inference = self.extra.get("inference") if isinstance(self.extra.get("inference"), dict) else {}
         weights = inference.get("weights") if isinstance(inference.get("weights"), dict) else {}
         if weights:
             writer.writerow(["weights", csv_value(weights.get("file") or "bundled"),
                              csv_value(weights.get("sha256") or "")])
-        writer.writerow(["scarnet_version", csv_value(str(inference.get("scarnet_version") or __version__))])
+        writer.writerow(["scarnet_version", csv_value(__version__)])
         for message in self.warnings():
             writer.writerow(["warning", csv_value(message)])
         if self.base_apex is not None:
@@ -563,7 +563,10 @@ def flagged_scar_text(data: dict[str, Any]) -> str | None:
     total = (data.get("total") or {}).get("scar_ml") or 0.0
     if not indices or total <= 0:
         return None
-    share = "all of it" if on_flagged >= total - 1e-6 else f"{100.0 * on_flagged / total:.0f} %"
+    percent = 100.0 * on_flagged / total
+    # Not "100 %" nor "0 %" for what is neither all nor none of it.
+    share = "all of it" if on_flagged >= total - 1e-6 else ">99 %" if percent > 99 else "<1 %" if percent < 1 \
+        else f"{percent:.0f} %"
     where = ", ".join(map(str, indices))
     return (f"{on_flagged:.2f} of the {total:.2f} mL of scar ({share}) is on slices with QC flags "
             f"({'slice' if len(indices) == 1 else 'slices'} {where}): read them before reporting it")

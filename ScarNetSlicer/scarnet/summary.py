@@ -171,10 +171,12 @@ def _report_path(path: Path, relative_to: str | Path | None) -> str:
     name (each patient's ``lge_report.json``): the name alone would not say which."""
     if relative_to is None:
         return str(path)
+    # abspath, not resolve: a report reached through a link is named by the link, as given. Forward slashes, as
+    # the README shows them, on every system (Windows reads them too).
     try:
-        return os.path.relpath(path.resolve(), Path(relative_to).resolve())
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(relative_to))).as_posix()
     except ValueError:  # Windows: another drive
-        return str(path.resolve())
+        return Path(os.path.abspath(path)).as_posix()
 
 
 def _figures(report: dict[str, Any], path: Path, report_name: str) -> dict[str, Any]:

@@ -58,7 +58,9 @@ PY
 fi
 
 unet_init=${UNET_INIT:-runs/gpu_full_unet/best.safetensors}
-if [ "${INIT:-}" = bundled ] && [ ! -f "$unet_init" ]; then
+if [ "${INIT:-}" = bundled ] && [ -n "${UNET_INIT:-}" ] && [ ! -f "$unet_init" ]; then
+  echo "UNET_INIT=$unet_init: no such file" >&2; exit 2  # a typo must not quietly drop the U-Net
+elif [ "${INIT:-}" = bundled ] && [ ! -f "$unet_init" ]; then
   # The U-Net baseline's last weights are not in every checkout (runs/ is not tracked): ScarNet then has the
   # GPU to itself, and the evaluation's U-Net row stays the one of the run that made it.
   echo "$unet_init: no U-Net weights to start the baseline from (UNET_INIT=FILE): run.sh trains ScarNet alone"

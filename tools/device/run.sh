@@ -101,8 +101,11 @@ encoder_option=(--encoder-checkpoint "$encoder_checkpoint")
 if [ "$INIT" = bundled ]; then
   encoder_option=()
 elif [ ! -f "$encoder_checkpoint" ]; then
-  encoder_option=(--encoder-checkpoint /tmp/lite_medsam_encoder.safetensors)
-  encoder_checkpoint=/tmp/lite_medsam_encoder.safetensors
+  # Named for what it is in the run's record (--encoder-checkpoint): the bundled weights' encoder, which is
+  # LiteMedSAM's fine-tuned on EMIDEC train unless prepare.sh found it unchanged.
+  encoder_checkpoint=/tmp/bundled_encoder.safetensors
+  encoder_option=(--encoder-checkpoint "$encoder_checkpoint")
+  echo "encoder: starting from the bundled weights' ($encoder_checkpoint)"
   python3 - "$encoder_checkpoint" <<'PY'
 import sys
 
@@ -166,8 +169,10 @@ fi
 if [ -f /tmp/run_unet/best.safetensors ]; then
   tar -cf "$OUT/unet_run.tar" -C /tmp/run_unet best.safetensors best.json log.jsonl -C /tmp unet_train.log
   echo "U-Net weights saved after ${SECONDS} s"
-else
+elif [ "$train_unet" = 1 ]; then
   echo "no U-Net weights: its training stopped before its first validation"
+else
+  echo "U-Net not trained this call (no weights to warm-start it from)"
 fi
 
 # 3. Side by side with the reference configuration and nnU-Net, in what is left.

@@ -437,7 +437,7 @@ def test_the_other_base_apex_order_mirrors_the_segments():
     captions = {t.get("data-caption"): t.text for t in ET.fromstring(bullseye_svg(report)).iter()
                 if t.get("data-caption")}
     assert captions["basal-end"] == ("Basal end as given, against the images': basal and apical rings may be "
-                                     "exchanged")
+                                     "exchanged and septum mirrored")  # an oriented stack: the septum's side too
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         agreeing = quantify(volume, basal_end="first", rv_insertion_lps=_point_along_i(volume))

@@ -244,10 +244,12 @@ def test_json_contract_and_csv():
     assert [row for row in rows if row and row[0] in ("labelmap", "segmented_by")] == [
         ["labelmap", "/exams/p1_scar.nii.gz"], ["segmented_by", "model-and-reader"]]
     report.extra["inference"].update(weights={"file": "mine.safetensors", "sha256": "ab" * 32, "bundled": False},
-                                     scarnet_version="0.1.0")
+                                     scarnet_version="0.0.9")
     rows = list(csv.reader(io.StringIO(report.to_csv())))
+    # The version that measured it, as the JSON's top-level scarnet_version (the run's own stays in the JSON).
     assert [row for row in rows if row and row[0] in ("weights", "scarnet_version")] == [
-        ["weights", "mine.safetensors", "ab" * 32], ["scarnet_version", "0.1.0"]]
+        ["weights", "mine.safetensors", "ab" * 32], ["scarnet_version", scarnet.__version__]]
+    assert json.loads(report.to_json())["scarnet_version"] == scarnet.__version__
     # Text a spreadsheet would run as a formula (a warning quoting a file name) is written as text.
     report.extra["input_warnings"] = ["=2+5 is not a DICOM file", "-x.dcm skipped", "@SUM(A1)"]
     rows = list(csv.reader(io.StringIO(report.to_csv())))

@@ -160,6 +160,23 @@ def test_scar_on_flagged_slices_is_said_beside_the_totals_in_every_output():
                 if t.get("data-caption")}
     assert captions["qc"] == f"{on_flagged:.2f} of {total:.2f} mL of scar on slices with QC flags (0, 1): read them " \
         "first"
+    # Neither all nor none of it is never "100 %" or "0 %"; a long list of slices and a long title stay in the picture.
+    from scarnet.quantify import flagged_scar_text
+
+    data = {"total": {"scar_ml": 10.0}, "slices": [{"index": k, "scar_ml": ml, "qc_flags": ["low_confidence"]}
+                                                    for k, ml in enumerate([9.96] + [0.004] * 9)]}
+    assert "(>99 %)" in flagged_scar_text({**data, "slices": data["slices"][:1]})
+    assert "(<1 %)" in flagged_scar_text({**data, "slices": data["slices"][1:2]})
+    many = {**report.to_dict()}
+    for s in many["slices"]:
+        s["qc_flags"] = ["low_confidence"]
+    root = ET.fromstring(bullseye_svg(many, "x" * 200 + ": scar per AHA segment (ScarNet model)"))
+    title = next(t for t in root.iter() if t.tag.endswith("text"))
+    assert len(title.text) <= 85 and "…" in title.text and title.text.endswith("(ScarNet model)")
+    assert 9 <= float(title.get("font-size")) < 10  # smaller type, still legible
+    shown = {t.get("data-caption"): t.text for t in root.iter() if t.get("data-caption")}["qc"]
+    assert len([s for s in many["slices"] if s["scar_ml"] > 0]) == 7
+    assert "(0, 1, 2, 3, 4, 5, …): read them first" in shown  # six named, then "…"
     for s in report.slices:
         s.qc_flags = []
     assert "data-caption=\"qc\"" not in bullseye_svg(report)

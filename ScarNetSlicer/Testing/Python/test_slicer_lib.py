@@ -1313,6 +1313,15 @@ def test_outputs_of_another_input(scene, lib, oblique_direction):
     assert f"table '{table_node.GetName()}' reports another volume, so it was left as it is" in updated.notice
     again = processor.update_report(other, segmentation_node)  # its own table now, not one more each time
     assert again.table_node is updated.table_node
+    # A segment it does not count is said in the report as stored; the notice of whose contours these are is not.
+    segmentation = segmentation_node.GetSegmentation()
+    lib.segmentation_nodes.set_segment_mask(segmentation_node, segmentation.AddEmptySegment("rv", "RV"),
+                                            np.roll(labels.array == 1, 5, axis=2), labels)
+    with_rv = processor.update_report(other, segmentation_node)
+    assert with_rv.report["segments_left_out"] == lib.report_nodes.stored_report(with_rv.table_node)[
+        "segments_left_out"]
+    assert not [m for m in with_rv.report["segments_left_out"] if "another volume" in m]
+    assert with_rv.notice.startswith("segmentation 'magnitude ScarNet' was made by ScarNet from another volume")
 
     assert pr.made_from_another_input(segmentation_node, other)
     assert not pr.made_from_another_input(segmentation_node, magnitude)
@@ -1349,6 +1358,9 @@ def test_coming_back_to_an_input_finds_its_own_results(scene, lib, oblique_direc
                        "another volume \\('first'\\), not 'second'; choose another output segmentation"):
         processor.start(second, newer.segmentation_node)
     assert not lib.segmentation_nodes.was_edited(newer.segmentation_node, second)
+    # ... so the panel asks before a run replaces it, as for an edited one.
+    assert processor.segmentation_was_edited(newer.segmentation_node, second)
+    assert not processor.segmentation_was_edited(newer.segmentation_node, first)
     users = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")  # records no input: never picked
     assert pr.outputs_of_input(scene, first)[0] is newer.segmentation_node and users is not None
 
@@ -2056,8 +2068,8 @@ def test_a_segmentation_under_a_warping_transform_is_said_to_be(scene, lib, obli
     warp.SetAndObserveTransformToParent(grid)
     segmentation_node.SetAndObserveTransformNodeID(warp.GetID())
     assert lib.segmentation_nodes.was_edited(segmentation_node, volume_node)
-    with pytest.raises(ValueError, match="is under a non-linear transform \\('warp'\\) that the input is not, so "
-                       "ScarNet cannot compare it with the input voxel by voxel, so whether it was edited"):
+    with pytest.raises(ValueError, match="is under a non-linear transform \\('warp'\\) that the input is not: "
+                       "ScarNet cannot compare the two voxel by voxel, so whether it was edited"):
         processor.start(volume_node, segmentation_node)
     job = processor.start(volume_node, segmentation_node, overwrite_edited=True)
     job.task.start()
@@ -2066,6 +2078,17 @@ def test_a_segmentation_under_a_warping_transform_is_said_to_be(scene, lib, obli
     assert outputs.segmentation_node is not segmentation_node
     assert outputs.notice.startswith(f"segmentation '{segmentation_node.GetName()}' is under a non-linear transform "
                                      "('warp')")
+    # The warp named where it is: above a linear transform of the segmentation's; or above the input instead.
+    linear = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "linear")
+    linear.SetAndObserveTransformNodeID(warp.GetID())
+    segmentation_node.SetAndObserveTransformNodeID(linear.GetID())
+    with pytest.raises(ValueError, match="is under a non-linear transform \\('warp'\\) that the input is not"):
+        processor.start(volume_node, segmentation_node)
+    segmentation_node.SetAndObserveTransformNodeID(None)
+    volume_node.SetAndObserveTransformNodeID(warp.GetID())
+    with pytest.raises(ValueError, match="lies on an input \\('lge'\\) that is under a non-linear transform "
+                       "\\('warp'\\) that the segmentation is not"):
+        processor.start(volume_node, segmentation_node)
 
 
 def test_a_large_volume_read_at_its_own_resolution_is_compared_as_ever(scene, lib, oblique_direction, monkeypatch):

@@ -23,7 +23,8 @@ from scarnet.summary import SUMMARY_COLUMNS, made_from, summarize, summary_csv
 
 def _summary_seen_from(folder: Path, out: Path) -> list[dict[str, str]]:
     """The batch's summary.csv as a summary written in ``folder`` has it: each report named from there."""
-    return [{**line, "report": os.path.relpath(out / line["report"], folder)} for line in _summary(out)]
+    return [{**line, "report": Path(os.path.relpath(out / line["report"], folder)).as_posix()}
+            for line in _summary(out)]
 
 
 def _batch(tmp_path: Path) -> Path:
@@ -70,8 +71,7 @@ def test_corrected_reports_are_summarised_with_what_they_measured(tmp_path):
     lines = _read(tmp_path / "cohort.csv")
     assert [line["made_from"] for line in lines] == ["labelmap", "edited segmentation", "ScarNet model"]
     # Where each report is, from the summary's folder: each patient's folder may name its report alike.
-    assert [line["report"] for line in lines] == ["p1_corrected.json", "p2_slicer.json",
-                                                  os.path.join(out.name, "p1_report.json")]
+    assert [line["report"] for line in lines] == ["p1_corrected.json", "p2_slicer.json", f"{out.name}/p1_report.json"]
     assert lines[0]["input"] == "p1_corrected.nii.gz"  # quantify without --image: the labelmap is the exam
     assert lines[1]["input"] == slicer_report["input"]
     assert float(lines[0]["scar_ml"]) == 0 and float(lines[2]["scar_ml"]) > 0
@@ -147,8 +147,7 @@ def test_command_line_refusals_are_one_line_and_write_nothing(tmp_path):
     result = run("out", "--out", "exists.csv", "--overwrite", "--quiet")
     assert result.returncode == 0 and result.stdout == ""
     assert _read(tmp_path / "exists.csv") == _summary_seen_from(tmp_path, out)
-    assert [line["report"] for line in _read(tmp_path / "exists.csv")] == [f"out{os.sep}p1_report.json",
-                                                                         f"out{os.sep}p2_report.json"]
+    assert [line["report"] for line in _read(tmp_path / "exists.csv")] == ["out/p1_report.json", "out/p2_report.json"]
     np.testing.assert_equal(len(_read(tmp_path / "exists.csv")), 2)
 
 

@@ -65,12 +65,24 @@ def test_narrow_field_examples_cut_the_slice_close_to_the_lv_and_continue_its_ed
     lv = full > 0
     np.testing.assert_allclose(crop_cut[lv], crop_full[lv])
     assert not np.allclose(crop_cut, crop_full)  # the field around the cut is the edge continued
-    # Off by default: the same examples as a config without the option (no extra random draw).
+    # Off by default, and then no draw from the random stream (configs written before it make the same examples):
+    # a heart crop with any chance of it draws one number more than one without.
+    class Recording:
+        def __init__(self, seed: int) -> None:
+            self.rng, self.calls = np.random.default_rng(seed), []
+
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                self.calls.append(name)
+                return getattr(self.rng, name)(*args, **kwargs)
+            return call
+
     assert AugmentConfig().narrow_field_probability == 0.0
-    plain = make_example(sample, np.random.default_rng(4), 64, 2.5, AugmentConfig(), None)
-    again = make_example(sample, np.random.default_rng(4), 64, 2.5, AugmentConfig(narrow_field_margin_range_mm=(5, 6)),
-                         None)
-    np.testing.assert_array_equal(plain[0], again[0])
+    heart_crop = dict(localise_fraction=0.0, elastic_probability=0.0)
+    without, rarely = Recording(4), Recording(4)
+    make_example(sample, without, 64, 2.5, AugmentConfig(**heart_crop), None)
+    make_example(sample, rarely, 64, 2.5, AugmentConfig(narrow_field_probability=1e-12, **heart_crop), None)
+    assert rarely.calls == [*without.calls, "random"]
     narrow = AugmentConfig(narrow_field_probability=1.0, localise_fraction=0.0)
     for seed in range(4):
         x, y = make_example(sample, np.random.default_rng(seed), 64, 2.5, narrow, None)
