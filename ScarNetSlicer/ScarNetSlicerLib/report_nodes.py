@@ -18,6 +18,7 @@ from typing import Any
 
 import vtk
 
+from scarnet.aha import APEX_SEGMENT
 from scarnet.errors import InputError, OutputExistsError
 from scarnet.labels import SCAR, SEGMENT_BY_LABEL
 from scarnet.quantify import dicom_image_name
@@ -352,9 +353,12 @@ def update_segment_table(scene, table_node, report: dict[str, Any], notices: lis
         return None
     node = _referenced_or_new(scene, table_node, SEGMENT_TABLE_REFERENCE_ROLE, "vtkMRMLTableNode",
                               f"{table_node.GetName()} AHA segments")
+    # An apex without a slice is not imaged: empty cells, not 0 mL measured (as the page and the terminal show it).
+    shown = [{**s, "name": f"{s.get('name')} (not imaged)", "myocardium_ml": None, "scar_ml": None, "mvo_ml": None}
+             if s.get("segment") == APEX_SEGMENT and not s.get("slices") else s for s in segments or []]
     was_modifying = node.StartModify()
     try:
-        _fill(node, list(SEGMENT_COLUMNS), segments or [])
+        _fill(node, list(SEGMENT_COLUMNS), shown)
         order = report.get("base_apex") or {}
         node.SetAttribute(ATTRIBUTE_PREFIX + "BasalEnd", order.get("basal_end", ""))
         node.SetAttribute(ATTRIBUTE_PREFIX + "BasalEndFrom", order.get("from", ""))

@@ -1753,9 +1753,10 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     assert table.GetNumberOfRows() == 17
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [c.name for c in rn.SEGMENT_COLUMNS]
     assert [table.GetColumnByName("Name").GetValue(r) for r in (0, 15, 16)] == ["basal anterior", "apical lateral",
-                                                                               "apex"]
-    assert [table.GetColumnByName("Scar (mL)").GetValue(r) for r in range(17)] == pytest.approx(
-        [s["scar_ml"] for s in expected["segments"]])
+                                                                               "apex (not imaged)"]
+    assert [table.GetColumnByName("Scar (mL)").GetValue(r) for r in range(16)] == pytest.approx(
+        [s["scar_ml"] for s in expected["segments"][:16]])
+    assert math.isnan(table.GetColumnByName("Scar (mL)").GetValue(16))  # no slice beyond the cavity: not imaged
     assert segment_table.GetAttribute("ScarNetSlicer.BasalEnd") == expected["base_apex"]["basal_end"]
     assert segment_table.GetAttribute("ScarNetSlicer.SeptalSpanDeg") == ""
     # The bullseye picture of the same segments, saved with the scene (the panel shows it).
@@ -1836,8 +1837,8 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     assert both.segment_table_node is segment_table
     assert segment_table.GetAttribute("ScarNetSlicer.SeptalSpanDeg") == f"{both.report['septal_span_deg']:.1f}"
     assert f"Septum: {both.report['septal_span_deg']:.0f}° between" in rn.stored_bullseye(outputs.table_node)
-    assert [table.GetColumnByName("Myocardium (mL)").GetValue(r) for r in range(17)] == pytest.approx(
-        [s.myocardium_ml for s in expected.segments])
+    assert [table.GetColumnByName("Myocardium (mL)").GetValue(r) for r in range(16)] == pytest.approx(
+        [s.myocardium_ml for s in expected.segments[:16]])  # (17, the apex, is not imaged here: an empty cell)
     points.RemoveNthControlPoint(1)
 
     # Again without the point: the same table is emptied, not left showing segments of another report.
@@ -1874,6 +1875,14 @@ def test_segment_scar_gives_the_rv_insertion_point_to_the_model(scene, lib, obli
     assert outputs.report["base_apex"] == {"basal_end": "last", "from": "given"}
     assert outputs.segment_table_node.GetTable().GetNumberOfRows() == 17
     assert "Scar per AHA segment (ScarNet model)" in lib.report_nodes.stored_bullseye(outputs.table_node)
+    # An apex without a slice is not imaged: empty cells in the table, not 0 mL measured (the report keeps its 0).
+    table = outputs.segment_table_node.GetTable()
+    apex = outputs.report["segments"][16]
+    assert apex["segment"] == 17 and not apex["slices"] and apex["myocardium_ml"] == 0
+    assert table.GetColumnByName("Name").GetValue(16) == "apex (not imaged)"
+    assert math.isnan(table.GetColumnByName("Myocardium (mL)").GetValue(16))
+    assert table.GetColumnByName("Myocardium (mL)").GetValue(0) == pytest.approx(outputs.report["segments"][0][
+        "myocardium_ml"])
     # "Update report" with the other end basal: the levels turn round.
     updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node,
                                       rv_insertion_node=points, basal_end="first")
