@@ -121,7 +121,7 @@ def print_segments(report, console) -> None:
         imaged = bool(s.slices)  # the apex beyond the cavity may have none: not imaged, not "0.00 mL"
         table.add_row(f"{s.segment} {s.name}", ",".join(str(k) for k in s.slices) or "-",
                       f"{s.myocardium_ml:.2f}" if imaged else "-", f"{s.scar_ml:.2f}" if imaged else "-",
-                      percent_text(s.scar_percent).removesuffix(" %"),
+                      "-" if s.scar_percent is None else percent_text(s.scar_percent).removesuffix(" %"),
                       "-" if s.scar_extent_score is None else str(s.scar_extent_score),
                       "-" if s.transmural_over_50_percent is None else f"{s.transmural_over_50_percent:.0f}")
     console.print(table)
