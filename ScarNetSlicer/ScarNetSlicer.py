@@ -8,6 +8,7 @@ Nothing heavy is imported here at module load: torch and the engine load on the 
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import os
 import pathlib
@@ -201,6 +202,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         self.onCancelButton()
         self.setParameterNode(None)
+        if self._job is None:  # the last run's figures are not the next scene's (a cancelled run says so itself)
+            self.ui.statusLabel.text = ""
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -261,6 +264,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if inputVolumeId == self._inputVolumeId:
             return
         self._inputVolumeId = inputVolumeId
+        if self._job is None:  # the status line spoke of the last input's run or report (its scar, its notices)
+            self.ui.statusLabel.text = ""
         if inputVolume is None:
             return  # nothing can run without an input; the next input decides
         from ScarNetSlicerLib.processing import made_from_another_input, outputs_of_input
@@ -328,8 +333,9 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                 if made_from_another_input(p.outputSegmentation, p.inputVolume) else
                                 _("Segmentation '{name}' was edited after ScarNet made it (or ScarNet did not make "
                                   "it). Replace its segments with a new ScarNet segmentation?"))
-                    if not slicer.util.confirmYesNoDisplay(question.format(name=p.outputSegmentation.GetName()),
-                                                           windowTitle=_("ScarNet")):
+                    # Escaped: the dialog takes a name such as "<b>x</b>" for markup.
+                    if not slicer.util.confirmYesNoDisplay(question.format(name=html.escape(
+                            p.outputSegmentation.GetName())), windowTitle=_("ScarNet")):
                         return
                     overwrite = True
                 self.ui.statusLabel.text = self._checkingPackagesText()  # the first run may install them
@@ -440,9 +446,10 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                               os.path.join(qt.QDir.homePath(), fileName), _("Web page") + " (*.html)")
         if not path:
             return
-        with slicer.util.tryWithErrorDisplay(_("Saving the report failed."), waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Saving the report failed."), waitCursor=False):
             try:
-                saved = write_report_page(table, path, name)
+                with _waitCursor():  # not over the error dialog below
+                    saved = write_report_page(table, path, name)
             except (ScarNetError, OSError) as error:  # no report; a folder that cannot be written
                 self._showUserError(error)
                 return
@@ -720,8 +727,11 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertEqual(widget.ui.scarPercentLabel.text, report_nodes.format_totals(report)["scar_percent"])
         self.assertEqual(widget.ui.transmuralLabel.text,
                          report_nodes.format_totals(report)["transmural_over_50_percent"])
+        lastReport = "Report updated from the segmentation.\n1.06 of the 3.18 mL of scar ..."  # as an update left it
+        widget.ui.statusLabel.text = lastReport
         parameterNode.inputVolume = second  # the first input's outputs unselected, its totals gone
         self.assertIsNone(parameterNode.outputTable)
+        self.assertEqual(widget.ui.statusLabel.text, "")  # nor does the status line speak of the first one's scar
         self.assertEqual(widget.ui.scarPercentLabel.text, "")
         self.assertEqual(widget.ui.transmuralLabel.text, "")
         self.assertEqual(widget.ui.weightsPathLineEdit.currentPath, "")  # no weights file: empty, not "."
