@@ -291,7 +291,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             _("Segment myocardium, scar and MVO and report scar per slice") if hasInput else _("Select the LGE volume")
         )
         self.ui.updateReportButton.enabled = hasSegmentation and not running
-        self.ui.cancelButton.enabled = self._job is not None
+        # Once clicked, Cancel stays off until the job ends (a parameter change must not offer it again).
+        self.ui.cancelButton.enabled = self._job is not None and not self._job.task.should_cancel()
         # A new input during a run would get the run's outputs selected (and "Update report" would
         # then measure them on the wrong volume): the input stays fixed until the run ends.
         self.ui.inputVolumeSelector.enabled = not running
