@@ -558,7 +558,7 @@ def scar_on_flagged_slices(slices: list[dict[str, Any]]) -> tuple[float, list[in
 
 def flagged_scar_text(data: dict[str, Any]) -> str | None:
     """How much of a report's scar (its dict form) lies on slices with QC flags, in words ("1.13 of the 1.13 mL of
-    scar (all of it) is on slices with QC flags (0, 1, 8): read them before reporting it"); None when none is."""
+    scar (all of it) is on slices with QC flags (slices 0, 1, 8): read them before reporting it"); None when none is."""
     on_flagged, indices = scar_on_flagged_slices(data.get("slices") or [])
     total = (data.get("total") or {}).get("scar_ml") or 0.0
     if not indices or total <= 0:
