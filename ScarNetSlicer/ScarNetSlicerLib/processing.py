@@ -266,6 +266,13 @@ class Processor:
         if segmentation_node is None:
             segmentation_node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
                                                              self.scene.GenerateUniqueName(f"{name} ScarNet"))
+        else:
+            # Another volume's result replaced (the user said so): a name this module gave it for that volume
+            # ("A ScarNet") would go on naming the wrong exam; a name of the user's own is kept.
+            other = segmentation_node.GetNodeReference(INPUT_REFERENCE_ROLE)
+            if other is not None and other is not input_node \
+                    and segmentation_node.GetName().startswith(f"{other.GetName()} ScarNet"):
+                segmentation_node.SetName(self.scene.GenerateUniqueName(f"{name} ScarNet"))
         # The segments are written in the input's own frame, so they lie on its voxels only under the
         # input's transform. Set it before the fingerprint, which reads them back through it.
         segmentation_node.SetAndObserveTransformNodeID(input_node.GetTransformNodeID())

@@ -1363,6 +1363,13 @@ def test_coming_back_to_an_input_finds_its_own_results(scene, lib, oblique_direc
     assert not processor.segmentation_was_edited(newer.segmentation_node, first)
     users = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")  # records no input: never picked
     assert pr.outputs_of_input(scene, first)[0] is newer.segmentation_node and users is not None
+    # Replaced when the user says so: renamed for the exam it now holds (the name was this module's, for the first).
+    replaced = _run(processor, second, newer.segmentation_node, overwrite_edited=True)
+    assert replaced.segmentation_node is newer.segmentation_node
+    assert newer.segmentation_node.GetName().startswith("second ScarNet")
+    mine = _run(processor, first, scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my scar study"))
+    _run(processor, second, mine.segmentation_node, overwrite_edited=True)
+    assert mine.segmentation_node.GetName() == "my scar study"  # the user's own name is kept
 
 
 # ---------------------------------------------------------------------------------------------
