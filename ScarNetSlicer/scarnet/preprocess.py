@@ -65,11 +65,13 @@ def plane_transform(center_rc: tuple[float, float], source_spacing_rc: tuple[flo
     return PlaneTransform(matrix, offset, out_size)
 
 
-def resample_plane(plane: np.ndarray, transform: PlaneTransform, order: int = 1, cval: float = 0.0) -> np.ndarray:
-    """Resample a 2D source slice onto the crop (order 1 for images, 0 for labels)."""
+def resample_plane(plane: np.ndarray, transform: PlaneTransform, order: int = 1, cval: float = 0.0,
+                   mode: str = "constant") -> np.ndarray:
+    """Resample a 2D source slice onto the crop (order 1 for images, 0 for labels); outside the slice ``cval``
+    (``mode="constant"``) or its edge continued (``mode="nearest"``)."""
     return ndimage.affine_transform(plane, transform.matrix, transform.offset,
                                     output_shape=(transform.out_size, transform.out_size),
-                                    order=order, mode="constant", cval=cval, prefilter=False)
+                                    order=order, mode=mode, cval=cval, prefilter=False)
 
 
 #: How :func:`resample_image` fills the crop outside the slice: with the slice's minimum, or its edge continued.
@@ -91,9 +93,7 @@ def resample_image(plane: np.ndarray, transform: PlaneTransform, outside: str = 
     there is what the model never saw.
     """
     if outside == OUTSIDE_EDGE:
-        return ndimage.affine_transform(plane, transform.matrix, transform.offset,
-                                        output_shape=(transform.out_size, transform.out_size), order=1,
-                                        mode="nearest", prefilter=False)
+        return resample_plane(plane, transform, order=1, mode="nearest")
     if outside != OUTSIDE_MINIMUM:
         raise ValueError(f"outside must be {OUTSIDE_MINIMUM!r} or {OUTSIDE_EDGE!r}, not {outside!r}")
     return resample_plane(plane, transform, order=1, cval=float(plane.min()))

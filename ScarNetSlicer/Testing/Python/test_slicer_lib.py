@@ -794,20 +794,27 @@ def test_a_segment_without_a_labelmap_is_one_line_not_a_crash(scene, lib, slicer
     assert sn.was_edited(segmentation_node, volume_node)  # unreadable: taken as edited, never replaced unasked
 
 
-def test_update_report_says_when_scar_and_myocardium_look_swapped(scene, lib, oblique_direction):
-    """A reader's segments named the wrong way round (Scar holds the healthy wall): every scar figure would be the
-    healthy myocardium's, so the notice says the scar is no brighter than it on the image."""
-    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
-    image = _image(oblique_direction)
-    labels = _labelmap(image)
-    volume_node = vn.add_volume_node(scene, image, "lge")
-    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
+def _users_segmentation(scene, lib, image: Volume, labels: Volume, masks: dict[str, np.ndarray]):
+    """Volume node "lge" of ``image``, a processor whose fake model returns ``labels``, and a reader's own
+    segmentation "mine" on it with one segment per ``masks`` entry (named as given, IDs Segment_0, Segment_1, ...)."""
+    volume_node = lib.volume_nodes.add_volume_node(scene, image, "lge")
+    processor = lib.processing.Processor(scene, _factory(FakeSegmenter(labels.array)))
     mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
     mine.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
     segmentation = mine.GetSegmentation()
-    masks = {"LV blood pool": labels.array == 1, "Myocardium": labels.array >= 3, "Scar": labels.array == 2}
     for n, (name, mask) in enumerate(masks.items()):
-        sn.set_segment_mask(mine, segmentation.AddEmptySegment(f"Segment_{n}", name), mask, labels)
+        lib.segmentation_nodes.set_segment_mask(mine, segmentation.AddEmptySegment(f"Segment_{n}", name), mask, labels)
+    return volume_node, processor, mine
+
+
+def test_update_report_says_when_scar_and_myocardium_look_swapped(scene, lib, oblique_direction):
+    """A reader's segments named the wrong way round (Scar holds the healthy wall): every scar figure would be the
+    healthy myocardium's, so the notice says the scar is no brighter than it on the image."""
+    image = _image(oblique_direction)
+    labels = _labelmap(image)
+    volume_node, processor, mine = _users_segmentation(scene, lib, image, labels, {
+        "LV blood pool": labels.array == 1, "Myocardium": labels.array >= 3, "Scar": labels.array == 2})
+    segmentation = mine.GetSegmentation()
     outputs = processor.update_report(volume_node, mine)
     assert "the scar is no brighter than the healthy myocardium on the image" in outputs.notice
     assert [m for m in outputs.report["labelmap_warnings"] if "no brighter" in m] == [outputs.notice.splitlines()[-1]]
@@ -820,18 +827,13 @@ def test_update_report_says_when_scar_and_myocardium_look_swapped(scene, lib, ob
 def test_update_report_says_what_it_did_not_count(scene, lib, oblique_direction):
     """A reader's own segmentation: usual names count, other segments are named, and a report without a
     myocardium segment (scar % = 100) is refused."""
-    vn, sn, pr = lib.volume_nodes, lib.segmentation_nodes, lib.processing
+    sn = lib.segmentation_nodes
     image = _image(oblique_direction)
     labels = _labelmap(image)
-    volume_node = vn.add_volume_node(scene, image, "lge")
-    processor = pr.Processor(scene, _factory(FakeSegmenter(labels.array)))
-    mine = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
-    mine.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
-    segmentation = mine.GetSegmentation()
     masks = {"LV myocardium": labels.array == 2, "Infarct": labels.array >= 3, "LV cavity": labels.array == 1,
              "RV": np.roll(labels.array == 1, 12, axis=2)}
-    for n, (name, mask) in enumerate(masks.items()):
-        sn.set_segment_mask(mine, segmentation.AddEmptySegment(f"Segment_{n}", name), mask, labels)
+    volume_node, processor, mine = _users_segmentation(scene, lib, image, labels, masks)
+    segmentation = mine.GetSegmentation()
     segmentation.AddEmptySegment("Segment_empty", "Segment_9")
     outputs = processor.update_report(volume_node, mine)
     expected = quantify(labels.with_array(np.where(labels.array == 4, 3, labels.array)), image=image).to_dict()
