@@ -62,9 +62,13 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
     with_qc = "qc" in report.extra  # only a model run has QC flags; a hand-drawn labelmap has none
     with_dicom = any(s.dicom for s in report.slices)  # the image number a PACS viewer shows
     with_level = any(s.level for s in report.slices)
-    table = Table(title=title, title_justify="left")
-    columns = (["slice", "position mm"] + (["DICOM image"] if with_dicom else []) + (["level"] if with_level else [])
-               + ["myocardium mL", "scar mL", "scar %", "MVO mL"] + (["QC"] if with_qc else []))
+    # Headers on two lines ("myo" as in the AHA table): the table fits an 80-column terminal (macOS Terminal's
+    # default) without folding a header or a figure mid-word.
+    # The title (a file name, maybe long) on a line of its own, wrapped at the terminal's width, not the table's.
+    console.print(title)
+    table = Table()
+    columns = (["slice", "position\nmm"] + (["DICOM\nimage"] if with_dicom else []) + (["level"] if with_level else [])
+               + ["myo\nmL", "scar\nmL", "scar\n%", "MVO\nmL"] + (["QC"] if with_qc else []))
     for column in columns:
         table.add_column(column, justify="left" if column == "QC" else "right", no_wrap=column == "QC",
                          overflow="fold")
@@ -108,18 +112,20 @@ def print_segments(report, console) -> None:
     from rich.table import Table
 
     from .bullseye import APEX_NOT_IMAGED, apex_not_imaged, basal_end_text, percent_text, summary_text
+    from .quantify import slice_list_text
 
     order = report.base_apex.to_dict()
     septum = ("120° from the anterior RV insertion" if report.septal_span_deg is None else
               f"{report.septal_span_deg:.0f}° between the RV insertion points")
-    table = Table(title=f"AHA segments (basal end: {basal_end_text(order)}; septum {septum})", title_justify="left")
+    console.print(f"AHA segments (basal end: {basal_end_text(order)}; septum {septum})")
+    table = Table()
     # The last column is a share of the segment's rays (scarnet.transmurality), not a count of anything.
-    for column in ("segment", "slices", "myo mL", "scar mL", "scar %", "grade", "% of rays >50 % transmural"):
+    for column in ("segment", "slices", "myo\nmL", "scar\nmL", "scar\n%", "grade\n0-4", "rays >50 %\ntransmural %"):
         table.add_column(column, justify="left" if column in ("segment", "slices") else "right",
                          no_wrap=column == "segment", overflow="fold")
     for s in report.segments:
         imaged = bool(s.slices)  # the apex beyond the cavity may have none: not imaged, not "0.00 mL"
-        table.add_row(f"{s.segment} {s.name}", ",".join(str(k) for k in s.slices) or "-",
+        table.add_row(f"{s.segment} {s.name}", slice_list_text(s.slices) or "-",
                       f"{s.myocardium_ml:.2f}" if imaged else "-", f"{s.scar_ml:.2f}" if imaged else "-",
                       "-" if s.scar_percent is None else percent_text(s.scar_percent).removesuffix(" %"),
                       "-" if s.scar_extent_score is None else str(s.scar_extent_score),

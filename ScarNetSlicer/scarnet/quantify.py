@@ -268,6 +268,8 @@ class Report:
             for segment in self.segments:
                 row = asdict(segment)
                 row["slices"] = ";".join(str(k) for k in segment.slices)
+                if not segment.slices:  # the apex beyond the cavity not imaged: empty cells, not 0 mL measured
+                    row.update(myocardium_ml=None, scar_ml=None, mvo_ml=None)
                 writer.writerow([csv_value(row[c]) for c in SEGMENT_CSV_COLUMNS])
         return buffer.getvalue()
 
@@ -583,6 +585,18 @@ MIRROR_WARNING = ("AHA segments: the image has no usable short-axis orientation 
                   "a patient axis), so it was taken as displayed and seen from the apex; "
                   "if the stack is mirrored (seen from the base), septum and lateral wall are exchanged in the "
                   "segments. Mark the inferior RV insertion point too: a mirrored stack is then refused")
+
+
+def slice_list_text(slices: list[int], dash: str = "-") -> str:
+    """Slice indices as a reader writes them, runs of consecutive slices as ranges: [0, 1, 2, 3, 5, 7, 8] →
+    "0-3, 5, 7-8" (``dash`` between a run's ends; an en dash on a page); "" for none."""
+    runs: list[list[int]] = []
+    for k in sorted(set(int(k) for k in slices)):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return ", ".join(str(first) if first == last else f"{first}{dash}{last}" for first, last in runs)
 
 
 def _slices_have(slices: list[int]) -> str:

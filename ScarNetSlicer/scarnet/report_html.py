@@ -30,6 +30,7 @@ from .quantify import (
     mvo_percent,
     report_warnings,
     series_name,
+    slice_list_text,
 )
 from .text import visible
 
@@ -131,7 +132,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                      f"{escape(basal_end_text(order))}; angles from the {escape(str(data.get('segment_angles_from')))}."
                      f"{escape(apex)}</p>")
         # An apex without slices is not imaged: "–", not 0 mL measured.
-        rows = [[escape(f"{s['segment']} {s['name']}"), escape(",".join(str(k) for k in s["slices"]) or "–"),
+        rows = [[escape(f"{s['segment']} {s['name']}"), escape(slice_list_text(s["slices"], dash="–") or "–"),
                  _number(s["myocardium_ml"] if s["slices"] else None), _number(s["scar_ml"] if s["slices"] else None),
                  escape(percent_text(s["scar_percent"])),
                  "–" if s["scar_extent_score"] is None else escape(str(s["scar_extent_score"])),

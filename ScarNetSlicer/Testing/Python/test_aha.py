@@ -645,6 +645,8 @@ def test_report_carries_levels_and_segments():
                         "scar_extent_score", "transmural_over_50_percent"])
     assert [row[0] for row in rows[start + 1:]] == [str(n) for n in range(1, 18)]
     assert rows[start + 2][3] == "0;1"
+    # The apex not imaged: empty cells in the CSV as on the page, not 0 mL measured (the JSON says it by its slices).
+    assert rows[start + 17][:7] == ["17", "apex", "apex", "", "", "", ""]
     # Scar through 40° of each 60° segment 2 and 8 (grade 3) and of the 90° segment 14 (grade 2).
     assert data["segment_summary"] == {"segments_with_scar": 3, "segments_over_50_percent": 2, "scar_score": 8,
                                        "scar_score_max": 64}

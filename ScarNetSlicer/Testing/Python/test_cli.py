@@ -85,6 +85,43 @@ def test_qc_flags_are_shown_whole_in_an_80_column_terminal():
     assert max(len(line) for line in text.splitlines()) <= 80
 
 
+def test_report_tables_fit_an_80_column_terminal_without_folding():
+    """The slice and AHA tables in 80 columns (a terminal's default): headers whole words, no figure or slice list
+    folded onto a second line, a segment's slices as a range."""
+    import io
+
+    from rich.console import Console
+
+    from scarnet.cli import print_report
+    from scarnet.phantom import anterior_rv_insertion_lps, make_phantom
+    from scarnet.quantify import quantify
+
+    phantom = make_phantom(7)
+    report = quantify(phantom.labelmap, phantom.image, rv_insertion_lps=anterior_rv_insertion_lps(phantom))
+    report.extra["qc"] = {}
+    report.slices[-1].qc_flags = ["low_confidence"]
+    assert report.segments is not None and report.segments[0].slices == [0, 1, 2, 3, 4]
+    shown = io.StringIO()
+    print_report(report, Console(file=shown, width=80, force_terminal=False))
+    lines = shown.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if line.startswith("│")]
+    # Every table row is one line: the slice rows and the total, then the 17 segments, none folded.
+    assert len(rows) == len(report.slices) + 1 + 17
+    assert any(row.startswith("│ 1 basal anterior") and "│ 0-4 " in row for row in rows)
+    headers = " ".join(line for line in lines if line.startswith("┃"))
+    for word in ("position", "myo", "level", "transmural", "low_confidence"):
+        assert word in headers + " ".join(rows)
+
+
+def test_slice_list_text():
+    from scarnet.quantify import slice_list_text
+
+    assert slice_list_text([0, 1, 2, 3, 5, 7, 8]) == "0-3, 5, 7-8"
+    assert slice_list_text([4]) == "4" and slice_list_text([]) == ""
+    assert slice_list_text([3, 2, 2, 1], dash="–") == "1–3"
+
+
 def test_csv_report_and_seg_nrrd_labelmap(tmp_path):
     assert run("phantom", "--seed", "3", "--out", "p.nrrd", "--labelmap", "pl.seg.nrrd", cwd=tmp_path).returncode == 0
     result = run("quantify", "pl.seg.nrrd", "--report", "r.csv", "--image", "p.nrrd", "--segmented-by", "reader",

@@ -105,7 +105,9 @@ def test_the_page_shows_the_report_figures():
         ""]
     # One row per segment, as the report has them; the bullseye drawn once, with its summary.
     # (An apex without slices is not imaged: dashes, not 0 mL measured.)
-    assert segments[1:] == [[f"{s.segment} {s.name}", ",".join(map(str, s.slices)) or "–",
+    # Slices as ranges (the phantom's thirds are runs of consecutive slices): "0–4", not "0,1,2,3,4".
+    assert all(s.slices == list(range(s.slices[0], s.slices[-1] + 1)) for s in report.segments[:16])
+    assert segments[1:] == [[f"{s.segment} {s.name}", f"{s.slices[0]}–{s.slices[-1]}" if s.slices else "–",
                              *([f"{s.myocardium_ml:.2f}", f"{s.scar_ml:.2f}"] if s.slices else ["–", "–"]),
                              percent_text(s.scar_percent),
                              "–" if s.scar_extent_score is None else str(s.scar_extent_score),
