@@ -280,7 +280,15 @@ class Processor:
         segmentation_nodes.store_fingerprint(segmentation_node, input_node)
         report = result.report.to_dict() if hasattr(result.report, "to_dict") else dict(result.report)
         report["source"] = "ScarNet model"
-        return self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=True)
+        # The tables that reported this segmentation before (another volume's report of it, a report of it on
+        # another volume) describe contours it no longer holds.
+        earlier = [table for table in _nodes_of_class(self.scene, "vtkMRMLTableNode")
+                   if table.GetNodeReference(report_nodes.SEGMENTATION_REFERENCE_ROLE) is segmentation_node]
+        outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=True)
+        for table in earlier:
+            if table is not outputs.table_node:
+                _mark_outdated(table, segmentation_node)
+        return outputs
 
     # -- Update report ---------------------------------------------------------------------------
     def update_report(self, input_node, segmentation_node, table_node=None, rv_insertion_node=None,
@@ -434,6 +442,21 @@ class Processor:
         # Same place in the Data module as the input.
         place_next_to(self.scene, input_node, placed)
         return Outputs(segmentation_node, table_node, chart_node, series_node, report, notice, segment_table_node)
+
+
+#: Appended to the name of a table whose segmentation a later run replaced.
+OUTDATED_SUFFIX = " (outdated)"
+
+
+def _mark_outdated(table_node, segmentation_node) -> None:
+    """A report whose segmentation now holds another result: kept (the user may want its figures) but named so,
+    and no longer tied to the segmentation, so that the panel never shows its totals beside contours they do not
+    describe and nothing finds the segmentation through it."""
+    if not table_node.GetName().endswith(OUTDATED_SUFFIX):
+        table_node.SetName(f"{table_node.GetName()}{OUTDATED_SUFFIX}")
+    table_node.SetAttribute("ScarNet.OutdatedBecause",
+                            f"segmentation '{segmentation_node.GetName()}' was replaced by a later ScarNet run")
+    table_node.RemoveNodeReferenceIDs(report_nodes.SEGMENTATION_REFERENCE_ROLE)
 
 
 def _first_warp(node):

@@ -1366,9 +1366,21 @@ def test_coming_back_to_an_input_finds_its_own_results(scene, lib, oblique_direc
     users = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")  # records no input: never picked
     assert pr.outputs_of_input(scene, first)[0] is newer.segmentation_node and users is not None
     # Replaced when the user says so: renamed for the exam it now holds (the name was this module's, for the first).
+    role = lib.report_nodes.SEGMENTATION_REFERENCE_ROLE
+    cross = [t for t in pr._nodes_of_class(scene, "vtkMRMLTableNode") if t.GetNodeReference(role) is
+             newer.segmentation_node and t is not newer.table_node]  # second's "Update report" of it above
+    assert len(cross) == 1
     replaced = _run(processor, second, newer.segmentation_node, overwrite_edited=True)
     assert replaced.segmentation_node is newer.segmentation_node
     assert newer.segmentation_node.GetName().startswith("second ScarNet")
+    # The reports of its earlier contents are kept, named outdated and no longer tied to it: picked by hand, they
+    # show no totals beside contours they do not describe.
+    for table in (newer.table_node, cross[0]):
+        assert table is not replaced.table_node and table.GetName().endswith(" (outdated)")
+        assert table.GetNodeReference(role) is None and lib.report_nodes.stored_report(table) is not None
+    assert replaced.table_node.GetNodeReference(role) is newer.segmentation_node
+    assert not replaced.table_node.GetName().endswith(" (outdated)")
+    assert pr.outputs_of_input(scene, first) == (older.segmentation_node, older.table_node)
     mine = _run(processor, first, scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my scar study"))
     _run(processor, second, mine.segmentation_node, overwrite_edited=True)
     assert mine.segmentation_node.GetName() == "my scar study"  # the user's own name is kept
