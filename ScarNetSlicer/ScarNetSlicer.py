@@ -213,8 +213,19 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             # Exactly a scalar volume: the selector cannot show its subclasses (labelmaps, vector volumes).
+            # And one the module can segment: not a frame of a cine sequence, not a single slice.
+            from scarnet.errors import ScarNetError
+            from ScarNetSlicerLib.volume_nodes import check_volume_node
+
+            def usable(node) -> bool:
+                try:
+                    check_volume_node(node)
+                except ScarNetError:
+                    return False
+                return True
+
             scalarVolumes = [node for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-                             if node.GetClassName() == "vtkMRMLScalarVolumeNode"]
+                             if node.GetClassName() == "vtkMRMLScalarVolumeNode" and usable(node)]
             if scalarVolumes:
                 self._parameterNode.inputVolume = scalarVolumes[0]
 
@@ -422,6 +433,9 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                      showResults=True, rvInsertionPoint=p.rvInsertionPoint,
                                                      basalEnd=p.basalEnd)
             except ScarNetError as error:
+                # Not the last update's "Report updated" beside a refusal: the table still holds the earlier report.
+                failed = _("Update failed: {reason}. The table still holds the earlier report.")
+                self.ui.statusLabel.text = failed.format(reason=error)
                 self._showUserError(error)
                 return
             self._showReport(report)
@@ -436,10 +450,19 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSaveReportButton(self) -> None:
         from scarnet.errors import ScarNetError
-        from ScarNetSlicerLib.report_nodes import write_report_page
+        from ScarNetSlicerLib.report_nodes import SEGMENTATION_REFERENCE_ROLE, write_report_page
 
         p = self._parameterNode
         table, volume = p.outputTable, p.inputVolume
+        if self.logic.reportIsCurrent(table) is False:
+            # Segment Editor edits not yet reported: the page would show figures the contours no longer have.
+            question = _("Segmentation '{name}' was edited after this report was made, so the report does not show "
+                         "those edits. Save the report as it was made?\n\n(No: click Update report first.)")
+            segmentation = table.GetNodeReference(SEGMENTATION_REFERENCE_ROLE)
+            if not slicer.util.confirmYesNoDisplay(question.format(name=html.escape(segmentation.GetName())),
+                                                   windowTitle=_("ScarNet")):
+                self.ui.statusLabel.text = _("Not saved: click Update report, then Save report.")
+                return
         name = volume.GetName() if volume else table.GetName()
         # DICOM volumes are named like "6: LGE PSIR": keep the file name to characters every system takes.
         fileName = re.sub(r"[^\w .-]+", "_", f"{name} ScarNet report").strip(" .") + ".html"
@@ -608,6 +631,11 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         return self._done(self._processor().update_report(inputVolume, segmentationNode, outputTable,
                                                           rv_insertion_node=rvInsertionPoint,
                                                           basal_end=_basalEnd(basalEnd)), showResults)
+
+    def reportIsCurrent(self, tableNode) -> bool | None:
+        """False when the segmentation that ``tableNode`` reports was edited since the report was made (click
+        Update report); None when that cannot be told."""
+        return self._processor().report_is_current(tableNode)
 
     def _done(self, outputs, showResults: bool) -> dict[str, Any]:
         outputs.report["slicer"] = {**outputs.report.get("slicer", {}), **{
@@ -814,10 +842,12 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         mask[k] = False
         segmentation_nodes.set_segment_mask(segmentation, "scar", mask & (labelmap.array == 3), labelmap)
         self.assertTrue(logic.segmentationWasEdited(segmentation, volume))
+        self.assertIs(logic.reportIsCurrent(table), False)  # Save report asks until the report is updated
 
         self.delayDisplay("Update report")
         updated = logic.updateReport(volume, segmentation, table, showResults=True)
         self.assertLess(updated["total"]["scar_g"], total["scar_g"])
+        self.assertIs(logic.reportIsCurrent(table), True)
         self.assertEqual(updated["slices"][k]["scar_ml"], updated["slices"][k]["mvo_ml"])
         with self.assertRaises(ValueError):
             logic.process(volume, segmentation, table)  # edited: replacing it needs overwriteEdited=True

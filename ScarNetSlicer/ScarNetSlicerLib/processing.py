@@ -31,12 +31,14 @@ import numpy as np
 import slicer
 
 from scarnet.errors import InputError
+from scarnet.io import validate_image
 from scarnet.quantify import quantify, report_warnings
 from scarnet.volume import Volume
 
 from . import ATTRIBUTE_PREFIX, report_nodes, segmentation_nodes
 from .volume_nodes import (
     InstanceValue,
+    check_node_class,
     check_volume_node,
     dicom_slice_identifiers,
     rv_insertion_lps,
@@ -150,6 +152,7 @@ class Processor:
         :class:`~scarnet.errors.InputError` rather than answering about edits.
         """
         check_volume_node(input_node)
+        check_node_class(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
         if segmentation_node is None:
             return False
         if made_from_another_input(segmentation_node, input_node) and segmentation_nodes.has_segments(
@@ -172,6 +175,7 @@ class Processor:
         """
         options = options or SegmentationOptions()
         volume = self._input_image(input_node)  # checks the input: a missing, 2D or 4D one raises
+        _check_output_classes(segmentation_node, table_node)
         self._check_in_scene(input_node, segmentation_node)
         if table_node is not None and not self._in_scene(table_node):
             table_node = None  # removed: a new table
@@ -277,14 +281,15 @@ class Processor:
         # input's transform. Set it before the fingerprint, which reads them back through it.
         segmentation_node.SetAndObserveTransformNodeID(input_node.GetTransformNodeID())
         segmentation_nodes.write_labelmap(segmentation_node, result.labelmap, input_node)
-        segmentation_nodes.store_fingerprint(segmentation_node, input_node)
+        written = segmentation_nodes.store_fingerprint(segmentation_node, input_node)
         report = result.report.to_dict() if hasattr(result.report, "to_dict") else dict(result.report)
         report["source"] = "ScarNet model"
         # The tables that reported this segmentation before (another volume's report of it, a report of it on
         # another volume) describe contours it no longer holds.
         earlier = [table for table in _nodes_of_class(self.scene, "vtkMRMLTableNode")
                    if table.GetNodeReference(report_nodes.SEGMENTATION_REFERENCE_ROLE) is segmentation_node]
-        outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=True)
+        outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=True,
+                                     fingerprint=written)
         for table in earlier:
             if table is not outputs.table_node:
                 _mark_outdated(table, segmentation_node)
@@ -305,6 +310,7 @@ class Processor:
         flags' per-slice heart confidence (``report["qc"]``) is kept with them.
         """
         check_volume_node(input_node)
+        _check_output_classes(segmentation_node, table_node)
         if segmentation_node is None:
             raise InputError("no segmentation selected: run 'Segment scar' first, or choose a segmentation "
                              "with LV blood pool / Myocardium / Scar / MVO segments")
@@ -312,6 +318,8 @@ class Processor:
         if table_node is not None and not self._in_scene(table_node):
             table_node = None  # removed: the segmentation's own table, or a new one
         image = self._input_image(input_node)
+        # As Segment scar refuses it: NaN voxels would give NaN intensities in a report that cannot be saved.
+        validate_image(image, input_node.GetName())
         rv_insertion = rv_insertion_lps(rv_insertion_node, input_node)
         # Each segment read once: the labelmap, the segments not counted and whether it was edited.
         segments = segmentation_nodes.read_segmentation(segmentation_node, input_node, image, require_recognised=True)
@@ -333,7 +341,8 @@ class Processor:
         report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node, segments.fingerprint)
         if notices:
             report["segments_left_out"] = list(notices)  # (the notice adds more below)
-        outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False)
+        outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False,
+                                     fingerprint=segments.fingerprint)
         if made_from_another_input(segmentation_node, input_node):  # first: it explains what follows
             made_from = segmentation_node.GetNodeReference(INPUT_REFERENCE_ROLE)
             notices.insert(0, f"segmentation '{segmentation_node.GetName()}' was made by ScarNet from another volume"
@@ -343,6 +352,24 @@ class Processor:
                                                            *(report.get("segment_warnings") or []),
                                                            outputs.notice] if message)
         return outputs
+
+    def report_is_current(self, table_node) -> bool | None:
+        """Whether the segmentation ``table_node`` reports is still as it was reported: False when it was edited
+        since (Segment Editor) and the report was not updated, so the table (and a page saved from it) no longer
+        says what the contours show; None when that cannot be told (no report of this module, its segmentation or
+        input gone, or a segmentation too fine to compare voxel by voxel)."""
+        reported = table_node.GetAttribute(report_nodes.REPORTED_FINGERPRINT_ATTRIBUTE) if table_node else None
+        if not reported or reported == segmentation_nodes.UNRESOLVED_FINGERPRINT:
+            return None
+        segmentation_node = table_node.GetNodeReference(report_nodes.SEGMENTATION_REFERENCE_ROLE)
+        input_node = table_node.GetNodeReference(INPUT_REFERENCE_ROLE)
+        if segmentation_node is None or input_node is None or not self._in_scene(segmentation_node) \
+                or not self._in_scene(input_node):
+            return None
+        now = _fingerprint_or_none(segmentation_node, input_node)
+        if now is None or now == segmentation_nodes.UNRESOLVED_FINGERPRINT:
+            return None
+        return now == reported
 
     def _previous_model_report(self, input_node, segmentation_node, table_node) -> dict[str, Any] | None:
         """The report this segmentation last had on this input, whose QC flags an update keeps: from ``table_node``
@@ -394,8 +421,11 @@ class Processor:
         return tables[-1] if tables else None
 
     def _write_report(self, input_node, segmentation_node, table_node, report: dict[str, Any],
-                      segmentation_is_result: bool) -> Outputs:
+                      segmentation_is_result: bool, fingerprint: str | None = None) -> Outputs:
         """Table and plot of ``report``, cross-referenced with the segmentation and the input.
+
+        ``fingerprint``: the segmentation's (:func:`~.segmentation_nodes.fingerprint`) on the input as reported,
+        kept with the table so that :meth:`report_is_current` can tell when it was edited since.
 
         ``segmentation_is_result``: the segments were just computed from ``input_node`` ("Segment
         scar"), so the segmentation records that input and joins its study. Otherwise ("Update
@@ -427,6 +457,7 @@ class Processor:
             table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode",
                                                       self.scene.GenerateUniqueName(f"{name} ScarNet report"))
         report_nodes.update_table(table_node, report)
+        table_node.SetAttribute(report_nodes.REPORTED_FINGERPRINT_ATTRIBUTE, fingerprint or "")
         chart_node, series_node = report_nodes.update_plot(self.scene, table_node, f"Scar per slice: {name}")
         segment_table_node = report_nodes.update_segment_table(self.scene, table_node, report, notices)
         notice = "\n".join(notices)
@@ -444,18 +475,19 @@ class Processor:
         return Outputs(segmentation_node, table_node, chart_node, series_node, report, notice, segment_table_node)
 
 
-#: Appended to the name of a table whose segmentation a later run replaced.
-OUTDATED_SUFFIX = " (outdated)"
+def _check_output_classes(segmentation_node, table_node) -> None:
+    check_node_class(segmentation_node, "vtkMRMLSegmentationNode", "output segmentation")
+    check_node_class(table_node, "vtkMRMLTableNode", "output table")
 
 
 def _mark_outdated(table_node, segmentation_node) -> None:
     """A report whose segmentation now holds another result: kept (the user may want its figures) but named so,
     and no longer tied to the segmentation, so that the panel never shows its totals beside contours they do not
     describe and nothing finds the segmentation through it."""
-    if not table_node.GetName().endswith(OUTDATED_SUFFIX):
-        table_node.SetName(f"{table_node.GetName()}{OUTDATED_SUFFIX}")
-    table_node.SetAttribute("ScarNet.OutdatedBecause",
-                            f"segmentation '{segmentation_node.GetName()}' was replaced by a later ScarNet run")
+    if not table_node.GetName().endswith(report_nodes.OUTDATED_SUFFIX):
+        table_node.SetName(f"{table_node.GetName()}{report_nodes.OUTDATED_SUFFIX}")
+    because = f"the contents of segmentation '{segmentation_node.GetName()}' were replaced by a later run"
+    table_node.SetAttribute(report_nodes.OUTDATED_ATTRIBUTE, because)
     table_node.RemoveNodeReferenceIDs(report_nodes.SEGMENTATION_REFERENCE_ROLE)
 
 

@@ -82,6 +82,12 @@ REPORT_JSON_ATTRIBUTE = ATTRIBUTE_PREFIX + "ReportJSON"
 CONTENTS_SHA256_ATTRIBUTE = ATTRIBUTE_PREFIX + "ContentsSHA256"
 #: On the AHA segment table: the bullseye of its segments as SVG text (scarnet.bullseye), saved with the scene.
 BULLSEYE_SVG_ATTRIBUTE = ATTRIBUTE_PREFIX + "BullseyeSVG"
+#: Why a report no longer describes its segmentation (a later run replaced its contents); absent while it does.
+OUTDATED_ATTRIBUTE = ATTRIBUTE_PREFIX + "OutdatedBecause"
+#: What marks such a report's name.
+OUTDATED_SUFFIX = " (outdated)"
+#: The segmentation's fingerprint (segmentation_nodes.fingerprint) on the input when the report was made.
+REPORTED_FINGERPRINT_ATTRIBUTE = ATTRIBUTE_PREFIX + "ReportedFingerprint"
 TOTAL_ATTRIBUTE_PREFIX = ATTRIBUTE_PREFIX + "Total."
 CHART_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "plotChart"
 SERIES_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "plotSeries"
@@ -214,6 +220,8 @@ def reason_not_to_reuse(table_node, segmentation_node, edits_count: bool = True)
         if table_node.GetNumberOfColumns() or table_node.GetNumberOfRows():
             return f"table '{table_node.GetName()}' holds other data than a ScarNet report"
         return ""
+    if because := table_node.GetAttribute(OUTDATED_ATTRIBUTE):  # kept: the only record of those contents' figures
+        return f"table '{table_node.GetName()}' holds an outdated report ({because})"
     reported = table_node.GetNodeReference(SEGMENTATION_REFERENCE_ROLE)
     if reported is not None and reported is not segmentation_node and reported.GetScene() is not None:
         return f"table '{table_node.GetName()}' holds the report of segmentation '{reported.GetName()}'"

@@ -63,6 +63,17 @@ def is_sequence_proxy(node) -> bool:
     return False
 
 
+def check_node_class(node, class_name: str, what: str) -> None:
+    """Raise :class:`~scarnet.errors.InputError` unless ``node`` is None or a ``class_name`` node: a script that
+    passes a table as the segmentation (arguments swapped), a node's name instead of the node, gets one line that
+    says which argument is wrong, not an ``AttributeError`` from deep inside. ``what``: the argument, in words."""
+    if node is None or (hasattr(node, "IsA") and node.IsA(class_name)):
+        return
+    got = (f"a {node.GetClassName()} ('{node.GetName()}')" if hasattr(node, "GetClassName") and hasattr(node, "GetName")
+           else f"{type(node).__name__} {node!r}"[:120])
+    raise InputError(f"{what}: expected a {class_name} node, got {got}")
+
+
 def check_volume_node(node, name: str | None = None) -> None:
     """Raise :class:`~scarnet.errors.InputError` (a ``ValueError``) unless ``node`` is a usable 3D LGE stack.
 
@@ -72,6 +83,7 @@ def check_volume_node(node, name: str | None = None) -> None:
     """
     if node is None:
         raise InputError("no input volume selected: choose the LGE short-axis stack as input volume")
+    check_node_class(node, "vtkMRMLNode", "input volume")  # a name or a path instead of the node
     label = name or node.GetName() or "input volume"
     if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
         raise InputError(f"{label}: is a {node.GetClassName()}, not a scalar image volume")
@@ -165,6 +177,7 @@ def rv_insertion_lps(markups_node, volume_node) -> np.ndarray | None:
     """
     if markups_node is None:
         return None
+    check_node_class(markups_node, "vtkMRMLMarkupsNode", "RV insertion point(s)")
     placed = [index for index in range(markups_node.GetNumberOfControlPoints())
               if markups_node.GetNthControlPointPositionStatus(index) == markups_node.PositionDefined]
     if not placed:

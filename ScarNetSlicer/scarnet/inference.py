@@ -798,7 +798,10 @@ def _lv_candidates(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def check_min_scar_component_ml(value: float) -> float:
     """``value`` as a float when it is a valid minimum scar region (0 or more); :class:`InputError` otherwise."""
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"minimum scar region {value!r}: expected a number of mL, 0 or more") from None
     if not value >= 0:  # also catches NaN
         raise InputError(f"minimum scar region {value} mL: must be 0 or more")
     return value

@@ -410,6 +410,9 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     validate_labelmap(labelmap)
     if image is not None and not labelmap.same_grid(image):
         raise InputError(f"labelmap and image are on different grids ({labelmap.grid_difference(image)})")
+    if image is not None and not np.all(np.isfinite(image.array)):
+        # Its tissue intensities would be NaN, and the report could not be written as JSON.
+        raise InputError("image contains NaN or infinite values")
     source_slices = next((v.source_slices for v in (image, labelmap) if v is not None and v.source_slices), None)
     stored_spacing_mm = tuple(labelmap.spacing_mm)
     stack = stack if stack is not None else find_stack_axis(labelmap)  # the image's grid is the same

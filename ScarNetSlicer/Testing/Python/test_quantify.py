@@ -343,6 +343,11 @@ def test_intensity_figures_need_the_same_grid():
     shifted = Volume(image.array, SPACING, (0.0, 0.0, 0.0))
     with pytest.raises(InputError, match="different grids"):
         quantify(labelmap, shifted)
+    # NaN intensities would make NaN tissue means and a report that cannot be written as JSON.
+    image.array = image.array.astype(np.float32)
+    image.array[0, 0, 0] = np.inf
+    with pytest.raises(InputError, match="^image contains NaN or infinite values$"):
+        quantify(labelmap, image)
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -2196,3 +2196,93 @@ def test_the_subdivision_is_taken_in_the_volume_frame(scene, lib, oblique_direct
     assert sn.subdivision(segmentation_node, volume_node, labels) == (1, 1, 1)
     np.testing.assert_array_equal(sn.labelmap_from_segmentation(segmentation_node, volume_node).array == 2,
                                   labels.array == 2)
+
+
+def test_save_knows_when_the_segmentation_changed_since_its_report(scene, lib, oblique_direction):
+    """A report made before edits that were not reported is not current (Save report asks); Update report makes it
+    current again; a table without this module's report, or whose segmentation is gone, cannot tell (None)."""
+    pr, sn = lib.processing, lib.segmentation_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    outputs = _run(processor, volume_node)
+    assert processor.report_is_current(outputs.table_node) is True
+    segmentation = outputs.segmentation_node.GetSegmentation()
+    # The reader paints the scar (not the MVO) healthy.
+    myocardium, scar = (segmentation.GetSegmentIdBySegmentName(name) for name in ("Myocardium", "Scar"))
+    sn.set_segment_mask(outputs.segmentation_node, myocardium, np.isin(labels.array, (2, 3)), labels)
+    sn.set_segment_mask(outputs.segmentation_node, scar, np.zeros(labels.array.shape, dtype=bool), labels)
+    assert processor.report_is_current(outputs.table_node) is False  # the table still has that scar
+    updated = processor.update_report(volume_node, outputs.segmentation_node)
+    assert updated.table_node is outputs.table_node
+    assert updated.report["total"]["scar_ml"] == pytest.approx(updated.report["total"]["mvo_ml"])
+    assert outputs.report["total"]["scar_ml"] > updated.report["total"]["scar_ml"]
+    assert processor.report_is_current(outputs.table_node) is True
+    assert processor.report_is_current(scene.AddNewNodeByClass("vtkMRMLTableNode")) is None
+    assert processor.report_is_current(None) is None
+    scene.RemoveNode(outputs.segmentation_node)
+    assert processor.report_is_current(outputs.table_node) is None
+    assert pr.Processor(scene).report_is_current(updated.table_node) is None
+
+
+def test_an_outdated_report_is_neither_rewritten_nor_a_source_of_qc_flags(scene, lib, oblique_direction):
+    """Update report into a table marked outdated (a later run replaced its segmentation's contents): that table
+    keeps its figures, and the update keeps the flags of the run that made the contours, not the outdated ones."""
+    rn = lib.report_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    first = _run(processor, volume_node)
+    stale = rn.stored_report(first.table_node)
+    stale["slices"][3]["qc_flags"] = ["flag of the first run"]
+    first.table_node.SetAttribute(rn.REPORT_JSON_ATTRIBUTE, json.dumps(stale))
+    fresh_table = scene.AddNewNodeByClass("vtkMRMLTableNode", "fresh")
+    second = _run(processor, volume_node, first.segmentation_node, fresh_table, overwrite_edited=True)
+    assert second.table_node is fresh_table and first.table_node.GetName().endswith(rn.OUTDATED_SUFFIX)
+    assert rn.reason_not_to_reuse(first.table_node, first.segmentation_node).endswith(
+        "holds an outdated report (the contents of segmentation 'lge ScarNet' were replaced by a later run)")
+    before = first.table_node.GetAttribute(rn.REPORT_JSON_ATTRIBUTE)
+    updated = processor.update_report(volume_node, first.segmentation_node, first.table_node)
+    assert updated.table_node is fresh_table and "outdated report" in updated.notice
+    assert first.table_node.GetAttribute(rn.REPORT_JSON_ATTRIBUTE) == before
+    assert [s["qc_flags"] for s in updated.report["slices"]] == [s["qc_flags"] for s in second.report["slices"]]
+
+
+def test_update_report_refuses_a_volume_with_nan(scene, lib, oblique_direction):
+    """As Segment scar does: NaN intensities would make a report that cannot be saved."""
+    vn = lib.volume_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    outputs = _run(processor, volume_node)
+    image = vn.volume_from_node(volume_node)
+    image.array = image.array.astype(np.float32)
+    image.array[2, 20, 18] = np.nan
+    vn.update_node_from_volume(volume_node, image)
+    with pytest.raises(InputError, match=r"^lge: the image contains NaN or infinite values$"):
+        processor.update_report(volume_node, outputs.segmentation_node)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda pr, s, v, t: pr.start(v, t), "output segmentation: expected a vtkMRMLSegmentationNode node, got a "
+                                         "vtkMRMLTableNode ('table')"),
+    (lambda pr, s, v, t: pr.start(v, s, s), "output table: expected a vtkMRMLTableNode node, got a "
+                                            "vtkMRMLSegmentationNode ('segmentation')"),
+    (lambda pr, s, v, t: pr.update_report(v, t), "output segmentation: expected a vtkMRMLSegmentationNode"),
+    (lambda pr, s, v, t: pr.update_report(v, s, v), "output table: expected a vtkMRMLTableNode node, got a "
+                                                    "vtkMRMLScalarVolumeNode ('lge')"),
+    (lambda pr, s, v, t: pr.segmentation_was_edited(t, v), "segmentation: expected a vtkMRMLSegmentationNode"),
+    (lambda pr, s, v, t: pr.start(v, rv_insertion_node=v), "RV insertion point(s): expected a vtkMRMLMarkupsNode"),
+    (lambda pr, s, v, t: pr.start(v, rv_insertion_node=(1, 2, 3)), "RV insertion point(s): expected a "
+                                                                  "vtkMRMLMarkupsNode node, got tuple (1, 2, 3)"),
+    (lambda pr, s, v, t: pr.start("lge"), "input volume: expected a vtkMRMLNode node, got str 'lge'"),
+])
+def test_a_node_of_the_wrong_class_is_named_in_one_line(scene, lib, oblique_direction, call, message):
+    """Arguments swapped or a name for a node (a script's mistakes): an InputError naming the argument, not an
+    AttributeError from deep inside; the scene unchanged."""
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "segmentation")
+    table_node = scene.AddNewNodeByClass("vtkMRMLTableNode", "table")
+    nodes = scene.GetNumberOfNodes()
+    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+        call(processor, segmentation_node, volume_node, table_node)
+    assert scene.GetNumberOfNodes() == nodes
+
+
+def test_minimum_scar_region_must_be_a_number(lib):
+    with pytest.raises(InputError, match=r"^minimum scar region 'a': expected a number of mL, 0 or more$"):
+        lib.processing.SegmentationOptions(min_scar_component_ml="a")
