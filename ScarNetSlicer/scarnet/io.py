@@ -1288,6 +1288,23 @@ def os_error_reason(error: OSError) -> str:
     return error.strerror or " ".join(str(error).split()) or type(error).__name__
 
 
+def write_failure_reason(error: BaseException, folder: str | Path) -> str:
+    """Why writing into ``folder`` failed, for one-line messages: the OS's reason, or, for a writer that wraps it
+    in its own error (torch.save's RuntimeError, safetensors' SafetensorError), "no space left on device" when
+    the folder's disk is (nearly) full, else the writer's own words, short."""
+    if isinstance(error, OSError):
+        return os_error_reason(error)
+    import shutil
+
+    try:
+        full = shutil.disk_usage(folder).free < 64 * 2**20
+    except OSError:
+        full = False
+    if full or "No space left" in str(error):
+        return "no space left on device"
+    return f"{type(error).__name__}: {_short(str(error), 120)}"
+
+
 def json_safe(value: Any) -> Any:
     """``value`` as plain JSON data: NaN/inf → None (JSON has no NaN), numpy scalars → Python, tuples → lists."""
     if isinstance(value, dict):

@@ -1200,6 +1200,7 @@ def test_fine_tuning_on_own_exams_trains_on_them_and_selects_on_the_others(tmp_p
     expected = load_folder_cases(Path(config.own_images), Path(config.own_references), {100: 1, 200: 2, 300: 3, 400: 4})
     assert [e["sha256"] for e in recorded["exams"]] == [case.content_sha256 for case in expected]
     assert recorded["exams"] == own_exams and read_own_exams(run) == {e["sha256"] for e in own_exams}
+    assert [e["name"] for e in recorded["val_exams"]] == ["exam13"]  # what --resume checks the validation by
     # A resumed run that finds an exam changed has trained on both versions: both are kept.
     changed = [{"name": "exam11", "sha256": "0" * 64}, own_exams[1]]
     merged = json.loads(_own_exams_record(run, config, changed))["exams"]
@@ -1226,6 +1227,21 @@ def test_a_run_on_own_exams_resumes_with_its_folders_moved_but_not_from_or_to_em
     assert main(["train", "--out", str(run), "--resume", "--quiet", *options]) == 0, capsys.readouterr().err
     assert json.loads((run / "config.json").read_text())["own_images"] == str(moved / "imgs")  # calibrate-qc reads it
     assert json.loads((run / OWN_EXAMS_FILE).read_text())["images"] == str(moved / "imgs")
+    # Moved, yes; other exams, no: a training exam gone, or validation on other exams, is another run.
+    other = _own_exam_folders(tmp_path / "other", train_seeds=(11,), val_seeds=(14,))
+    recorded_before = (run / OWN_EXAMS_FILE).read_bytes()
+    for images, val_images, message in (
+            (other["own_images"], str(moved / "val_imgs"), "the training folder (--images) holds other exams: 1 "
+                                                           "of the run's missing (exam12)"),
+            (str(moved / "imgs"), other["own_val_images"], "the validation folder (--val-images) holds other exams: "
+                                                           "1 it did not hold (exam14); 1 of the run's missing "
+                                                           "(exam13)")):
+        swapped = ["--images", images, "--references", images.replace("imgs", "refs"), "--val-images", val_images,
+                   "--val-references", val_images.replace("imgs", "refs"), "--label-values", "100=1,200=2,300=3,400=4"]
+        assert main(["train", "--out", str(run), "--resume", "--quiet", *swapped]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert (run / OWN_EXAMS_FILE).read_bytes() == recorded_before
     emidec_run = _copy_run(finished_run, tmp_path / "emidec_run")
     assert main(["train", "--out", str(emidec_run), "--resume", "--quiet", *options]) == 2
     err = capsys.readouterr().err
@@ -1597,3 +1613,52 @@ def test_resume_drops_the_log_of_steps_its_checkpoint_does_not_hold(finished_run
     steps = [entry["step"] for entry in logged if "loss" in entry]
     # The interrupted session's lines (loss 9.0) are gone. (Not b"9.0" in the text: a speed of 9.07 slices/s has it.)
     assert steps == [1, 2, 3, 4, 5] and all(entry.get("loss") != 9.0 for entry in logged)
+
+
+def test_a_full_disk_while_training_is_one_line_and_leaves_no_half_written_checkpoint(finished_run, tmp_path,
+                                                                                       monkeypatch):
+    """torch.save reports a full disk as a RuntimeError (and safetensors as its own error), not an OSError: the
+    user gets one line that says so and how to go on, the run keeps its last checkpoint, and no .tmp is left."""
+    import shutil
+    from collections import namedtuple
+
+    import scarnet.train.loop
+    from scarnet.errors import OutputError
+
+    run = _copy_run(finished_run, tmp_path)
+    longer = dataclasses.replace(SMOKE_CONFIG, steps=4, val_every=1)
+    (run / "config.json").write_text(json.dumps(longer.to_dict()))
+    for name in ("last.pt", "best.pt"):
+        checkpoint = torch.load(run / name, map_location="cpu", weights_only=True)
+        checkpoint.update(train_config=longer.to_dict())
+        torch.save(checkpoint, run / name)
+    last_before = (run / "last.pt").read_bytes()
+
+    def full_disk_save(state, path):
+        Path(path).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 20612608 vs 20612560")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(scarnet.train.loop.torch, "save", full_disk_save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**9, 10**9, 0))
+    with pytest.raises(OutputError, match=r"(best|last)\.pt: could not be written \(no space left on device\); free "
+                                          r"space, then continue the run with --resume \(from its last checkpoint, "
+                                          r"last\.pt\)$"):
+        train(longer, run, resume=True, progress=False)
+    assert (run / "last.pt").read_bytes() == last_before
+    assert not list(run.glob("*.tmp"))
+
+
+def test_a_full_disk_while_saving_weights_is_one_line(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from scarnet.errors import OutputError
+    from scarnet.model.registry import build_model, save_weights
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OutputError, match=r"w\.safetensors: could not be written \(no space left on device\)$"):
+        save_weights(build_model(SMOKE_CONFIG.model), tmp_path / "w.safetensors")
+    assert not list(tmp_path.iterdir())

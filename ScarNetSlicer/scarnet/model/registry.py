@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import WeightsError
-from ..io import atomic_path, sha256_of
+from ..errors import OutputError, WeightsError
+from ..io import atomic_path, sha256_of, write_failure_reason
 from ..qc import QcCalibration
 from .scarnet import ScarNet, ScarNetConfig
 
@@ -257,7 +257,12 @@ def save_weights(model: ScarNet, path: str | Path, info: dict[str, Any] | None =
     # them the mode of a plain new file (safetensors creates 0600 files).
     with atomic_path(path, overwrite=True) as weights_temp, \
             atomic_path(sidecar_path(path), overwrite=True) as sidecar_temp:
-        save_file(state, str(weights_temp), metadata=meta)
+        try:
+            save_file(state, str(weights_temp), metadata=meta)
+        except Exception as error:  # SafetensorError (not an OSError) for a full disk
+            if isinstance(error, OSError):
+                raise
+            raise OutputError(f"{path}: could not be written ({write_failure_reason(error, path.parent)})") from None
         _sort_header_metadata(weights_temp)
         sha = sha256_of(weights_temp)
         sidecar = {"file": path.name, "sha256": sha, "format": WEIGHTS_FORMAT,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, OutputError, WeightsError
-from ..io import json_safe, names_bundled_weights, os_error_reason
+from ..io import json_safe, names_bundled_weights, os_error_reason, write_failure_reason
 from ..labels import NUM_CLASSES
 from ..model.scarnet import ScarNetConfig
 from .data import AugmentConfig
@@ -860,13 +860,51 @@ def _recorded_own_exams(run_dir: Path) -> list[dict[str, str]] | None:
     return exams
 
 
-def _own_exams_record(run_dir: Path, config: TrainConfig, exams: list[dict[str, str]]) -> str:
-    """:data:`OWN_EXAMS_FILE`'s text: the exams of this session added to those of the run's earlier sessions (a
-    resumed run may find the folder changed: it has trained on both)."""
+def _own_exams_record(run_dir: Path, config: TrainConfig, exams: list[dict[str, str]],
+                      val_exams: list[dict[str, str]] | None = None) -> str:
+    """:data:`OWN_EXAMS_FILE`'s text: the exams of this session added to those of the run's earlier sessions (the
+    same ones, :func:`_check_same_own_exams`; a run recorded before that check may have trained on more), and the
+    exams it selects on (``val_exams``)."""
     earlier = _recorded_own_exams(run_dir) or []
     known = {(exam["name"], exam["sha256"]) for exam in earlier}
     merged = earlier + [exam for exam in exams if (exam["name"], exam["sha256"]) not in known]
-    return json.dumps({"images": config.own_images, "exams": merged}, indent=1) + "\n"
+    record = {"images": config.own_images, "exams": merged}
+    if val_exams is not None:
+        record["val_exams"] = val_exams
+    return json.dumps(record, indent=1) + "\n"
+
+
+def _check_same_own_exams(run_dir: Path, exams: list[dict[str, str]], val_exams: list[dict[str, str]]) -> None:
+    """Refuse a resumed run on own exams whose folders now hold other exams (by content) than the run's: a
+    resume continues the run on the exams it was set up with, wherever they have moved. Other training exams would
+    make weights no record describes (and calibrate-qc would take exams held back for reporting as trained on);
+    other validation exams would pick the best checkpoint by comparing scores taken on different exams."""
+    try:
+        recorded = json.loads((run_dir / OWN_EXAMS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    earlier = _recorded_own_exams(run_dir)
+    if earlier is None or not isinstance(recorded, dict):
+        raise InputError(f"{run_dir / OWN_EXAMS_FILE}: missing or damaged, so whether these are the run's exams "
+                         "cannot be told; start a new run (--init-weights with this run's best.safetensors)")
+    checks = [("training", "--images", earlier, exams)]
+    if isinstance(recorded.get("val_exams"), list):  # (runs recorded before it was kept: training exams only)
+        checks.append(("validation", "--val-images", recorded["val_exams"], val_exams))
+    for role, option, before, now in checks:
+        before_sha = {exam.get("sha256") for exam in before if isinstance(exam, dict)}
+        now_sha = {exam["sha256"] for exam in now}
+        if before_sha == now_sha:
+            continue
+        new = sorted(exam["name"] for exam in now if exam["sha256"] not in before_sha)
+        gone = sorted(str(exam.get("name")) for exam in before if isinstance(exam, dict)
+                      and exam.get("sha256") not in now_sha)
+        what = "; ".join(part for part in (
+            f"{len(new)} it did not hold ({', '.join(new[:3])}{', …' if len(new) > 3 else ''})" if new else "",
+            f"{len(gone)} of the run's missing ({', '.join(gone[:3])}{', …' if len(gone) > 3 else ''})" if gone else "")
+            if part)
+        raise InputError(f"{run_dir}: --resume continues the run on the exams it was set up with (their folders may "
+                         f"move), but the {role} folder ({option}) holds other exams: {what}; for other exams, start "
+                         "a new run (--init-weights with this run's best.safetensors)")
 
 
 def _emidec_root(config: TrainConfig) -> Path | None:
@@ -1044,6 +1082,13 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         best = None  # memory-mapped: let go of the file before a validation replaces it
 
     real, val_cases, own_exams = _training_data(config)
+    val_exams = None
+    if own_exams is not None:
+        from ..evaluate_cli import exam_sha256
+
+        val_exams = [{"name": name, "sha256": exam_sha256(image, reference)} for name, image, reference in val_cases]
+        if checkpoint is not None:
+            _check_same_own_exams(out_dir, own_exams, val_exams)
     stream = TrainingStream(real, config.phantom_fraction, config.model.input_size, config.model.pixel_spacing_mm,
                             config.augment, seed=config.seed + start_step)
     loader = torch.utils.data.DataLoader(stream, batch_size=config.batch_size, num_workers=config.num_workers,
@@ -1057,7 +1102,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     try:
         write_text(json.dumps(config.to_dict(), indent=2) + "\n", out_dir / "config.json", overwrite=True)
         if own_exams is not None:
-            write_text(_own_exams_record(out_dir, config, own_exams), out_dir / OWN_EXAMS_FILE, overwrite=True)
+            write_text(_own_exams_record(out_dir, config, own_exams, val_exams), out_dir / OWN_EXAMS_FILE,
+                       overwrite=True)
         if checkpoint is not None:
             _drop_log_after(out_dir / "log.jsonl", start_step)
         log = (out_dir / "log.jsonl").open("a", encoding="utf-8")
@@ -1076,8 +1122,15 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
                  "best_score": score, "train_config": config.to_dict(), "model_config": asdict(config.model),
                  "schedule_progress": decay_progress}
         temp = path.with_suffix(".tmp")
-        torch.save(state, temp)
-        temp.replace(path)
+        try:
+            torch.save(state, temp)
+            temp.replace(path)
+        except (OSError, RuntimeError) as error:  # a full disk: torch.save's RuntimeError, not an OSError
+            temp.unlink(missing_ok=True)  # no half-written checkpoint left in the run folder
+            then = (f"free space, then continue the run with --resume (from its last checkpoint, {last_path.name})"
+                    if last_path.is_file() else "free space and start the run again")
+            reason = write_failure_reason(error, out_dir)
+            raise OutputError(f"{path}: could not be written ({reason}); {then}") from None
 
     def write_log(event: dict[str, Any]) -> None:
         log.write(json.dumps(json_safe(event), allow_nan=False) + "\n")
