@@ -363,6 +363,7 @@ def folder_exams(images: Path, references: Path, label_values: dict[int, int] | 
     here but the folders' listings. Raises :class:`InputError` for an image without a reference or a reference
     without an image (naming them) and two files of one name."""
     from .batch import exam_key, exam_name
+    from .inference import model_storage
     from .io import IMAGE_SUFFIXES, SEGMENTATION_SUFFIX, read_input, read_labelmap
 
     def entries(folder: Path, folders_too: bool) -> dict[str, Path]:
@@ -425,6 +426,9 @@ def folder_exams(images: Path, references: Path, label_values: dict[int, int] | 
                 raise InputError(f"{changed}: changed during the evaluation (each exam is read again when used); "
                                  "run it again")
             image, source = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
+            # What the pipeline would refuse (a field of view too small or too wide, a 3D volume) is refused now,
+            # before the model loads, naming the file: not after the exams before it were evaluated.
+            model_storage(image, str(image_path))
             if source is not None:  # which of a DICOM folder's series was evaluated (EvalCase.input_series)
                 load.input_series = source.series.record()
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -876,6 +877,13 @@ def test_own_exams_that_do_not_pair_are_refused_by_name(tmp_path):
     write_volume(phantoms[1].labelmap.with_array(np.zeros_like(phantoms[1].labelmap.array)),
                  tmp_path / "e_refs" / "p2.nii.gz")
     with pytest.raises(InputError, match="p2.nii.gz: no myocardium \\(labels 2-4\\) in it"):
+        load_folder_cases(tmp_path / "e_images", tmp_path / "e_refs")
+    # What the pipeline refuses (here a field of view too small to hold a heart: a voxel size lost) is refused with
+    # the folder's other checks, before the model loads: not after the exams before it were evaluated.
+    tiny = [dataclasses.replace(v, spacing_mm=(0.2, 0.2, 8.0)) for v in (phantoms[1].image, phantoms[1].labelmap)]
+    write_volume(tiny[0], tmp_path / "e_images" / "p2.nii.gz", overwrite=True)
+    write_volume(tiny[1], tmp_path / "e_refs" / "p2.nii.gz", overwrite=True)
+    with pytest.raises(InputError, match=r"e_images/p2\.nii\.gz: field of view [0-9]+×[0-9]+ mm is too small"):
         load_folder_cases(tmp_path / "e_images", tmp_path / "e_refs")
 
 

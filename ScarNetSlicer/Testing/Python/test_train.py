@@ -1389,7 +1389,7 @@ def test_a_validation_exam_inference_would_refuse_is_refused_before_the_run(tmp_
     reference[:, 20:40, 20:40] = 200  # myocardium (the site maps 200=2): what inference refuses is the image
     write_volume(volume.with_array(reference), Path(folders["own_val_references"]) / "thin.nii.gz")
     run = tmp_path / "run"
-    with pytest.raises(InputError, match=r"val_imgs/thin: .*not a short-axis"):
+    with pytest.raises(InputError, match=r"val_imgs/thin\.nii\.gz: .*not a short-axis"):
         train(dataclasses.replace(SMOKE_CONFIG, max_val_cases=None, **folders), run, progress=False)
     assert not run.exists()
 

@@ -766,15 +766,26 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, 
     """:func:`_training_data` for exams of your own: every slice of the training folder's exams, and the
     validation folder's exams. Refuses an exam in both folders (its figures would be a trained-on exam's).
     Each training exam is read once, and only its slices are kept."""
-    from ..batch import exam_key
-    from ..evaluate_cli import exam_sha256, folder_exams, load_folder_cases, parse_label_values
-    from .data import volume_samples
+    from ..evaluate_cli import parse_label_values
 
     mapping = parse_label_values(config.own_label_values) if config.own_label_values is not None else None
     folders = [Path(getattr(config, key)) for key in OWN_FOLDER_FIELDS]
     if len({folder.resolve() for folder in folders}) < len(folders):
         raise InputError("own exams: the training images, training references, validation images and validation "
                          "references need four different folders")
+    # A reference without blood pool is refused below (_check_own_exam): not first warned of as evaluate does.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*no LV blood pool \(label 1\) in it, only myocardium")
+        return _own_exams_read(config, folders, mapping)
+
+
+def _own_exams_read(config: TrainConfig, folders: list[Path], mapping: dict[int, int] | None
+                    ) -> tuple[list, list, list[dict[str, str]]]:
+    """The reading and checking of :func:`_own_training_data` (``folders``: :data:`OWN_FOLDER_FIELDS`'s)."""
+    from ..batch import exam_key
+    from ..evaluate_cli import exam_sha256, folder_exams, load_folder_cases
+    from .data import volume_samples
+
     train_exams = folder_exams(folders[0], folders[1], mapping, series=config.own_series)
     val_cases = load_folder_cases(folders[2], folders[3], mapping, series=config.own_series)
     both = sorted({exam_key(name) for name, _ in train_exams} & {exam_key(c.name) for c in val_cases})
