@@ -688,12 +688,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides[key] = str(Path(overrides[key]).resolve())
     if "init_weights" in overrides:
         overrides["init_weights"] = resolve_init_weights(overrides["init_weights"])
+    def short_run_warmup(config: TrainConfig) -> int | None:
+        """A short trial run (--steps 20 of a config that warms up over 50) keeps the config's shape: warm-up over
+        the same tenth of the steps or less, rather than a refusal to edit the config; None: the config's."""
+        if "steps" in overrides and config.warmup_steps >= overrides["steps"]:
+            return min(config.warmup_steps, overrides["steps"] // 10)
+        return None
+
     if args.resume:
         # The run's own settings; a --config (with the options given) that would change what it
         # learns is refused rather than silently ignored (scarnet.train.loop.resumed_config).
         config = read_run_config(args.out)
         if args.config is not None:
             given = dataclasses.replace(load_config(args.config)[0], **overrides)
+            if (warmup := short_run_warmup(given)) is not None:  # as the first session's same command set it
+                given = dataclasses.replace(given, warmup_steps=warmup)
             config = resumed_config(config, given, args.out)
     else:
         name = args.config or DEFAULT_TRAIN_CONFIG
@@ -702,10 +711,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 and not config.init_weights:
             raise InputError(f"--config {name}: continues a trained model and needs --init-weights WEIGHTS "
                              "(the bundled weights, or a run's best.pt); from random weights it would train nonsense")
-    if not args.resume and "steps" in overrides and config.warmup_steps >= overrides["steps"]:
-        # A short trial run (--steps 20 of a config that warms up over 50) keeps the config's shape: warm-up
-        # over the same tenth of the steps or less, rather than a refusal to edit the config.
-        warmup = min(config.warmup_steps, overrides["steps"] // 10)
+    if not args.resume and (warmup := short_run_warmup(config)) is not None:
         warnings.warn(f"--steps {overrides['steps']} is not more than the config's warmup_steps "
                       f"({config.warmup_steps}): the learning rate warms up over {warmup} steps instead",
                       stacklevel=2)

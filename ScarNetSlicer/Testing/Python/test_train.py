@@ -586,6 +586,18 @@ def test_steps_within_the_configs_warmup_shorten_the_warmup_with_a_warning(tmp_p
                      "--steps", "2"]) == 0
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (saved["steps"], saved["warmup_steps"]) == (2, 0)
+    # The same command with --resume describes the same run (the warm-up shortened alike), and a --config without
+    # the --init-weights the run was started with does not change it (the run goes on from last.pt).
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet", "--workers", "0",
+                 "--steps", "2", "--resume"]) == 0
+    saved["init_weights"] = "w.safetensors"
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    from scarnet.train.loop import resumed_config
+
+    run = TrainConfig.from_dict(saved)
+    assert resumed_config(run, dataclasses.replace(run, init_weights=None), tmp_path).init_weights == "w.safetensors"
+    with pytest.raises(InputError, match="changes init_weights from"):
+        resumed_config(run, dataclasses.replace(run, init_weights="other.safetensors"), tmp_path)
 
 
 def _smoke_config_file(folder, **changes):

@@ -657,6 +657,8 @@ def resumed_config(run: TrainConfig, given: TrainConfig, out_dir: str | Path) ->
     for key, value in run_settings.items():
         # Own exam folders may move (a new path), but a run on EMIDEC does not become one on own exams, or back.
         moved = key in OWN_FOLDER_FIELDS and (value is None) == (given_settings[key] is None)
+        if key == "init_weights" and given_settings[key] is None:
+            continue  # not given again (a --config without it): a resumed run starts from last.pt anyway
         if (key not in SESSION_FIELDS or key in OWN_FOLDER_FIELDS and not moved) and given_settings[key] != value:
             raise InputError(f"{out_dir}: --resume continues the run as it was set up, but this command changes {key} "
                              f"from {_shown(value)} to {_shown(given_settings[key])} (only --max-minutes, --device, "
