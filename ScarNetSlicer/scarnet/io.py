@@ -230,8 +230,10 @@ def _warn_if_placed_otherwise_elsewhere(path: Path, header: Any, volume: Volume)
         pixdim = np.asarray(header["pixdim"][1:4], dtype=float)
         as_loaded = header.copy()
         as_loaded["pixdim"][1:4] = np.abs(pixdim)  # what nibabel's loading makes of a negative pixdim
-        forms = {name: matrix for name, (matrix, code) in (("sform", as_loaded.get_sform(coded=True)),
-                                                            ("qform", as_loaded.get_qform(coded=True)))
+        # In mm, as ``volume`` is: a header in metres or microns (xyzt_units) stores its forms in that unit.
+        scale = np.diag([*[_nifti_mm_per_unit(header)] * 3, 1.0])
+        forms = {name: scale @ matrix for name, (matrix, code) in (("sform", as_loaded.get_sform(coded=True)),
+                                                                    ("qform", as_loaded.get_qform(coded=True)))
                  if code and matrix is not None and np.all(np.isfinite(matrix)) and not _is_degenerate(matrix[:3, :3])}
         shape = volume.array.shape[::-1]  # (i, j, k)
         corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)

@@ -330,6 +330,24 @@ def test_a_nifti_that_other_programs_place_elsewhere_warns(tmp_path: Path) -> No
             np.testing.assert_allclose(volume.origin_mm, (0.0, 0.0, 0.0), atol=1e-4)  # the qform's
         else:
             assert messages == [], (sform_code, messages)
+    # The same headers in metres (xyzt_units): their forms are in metres too, and compared in mm.
+    to_metres = np.diag([0.001, 0.001, 0.001, 1.0])
+    for sform, warned in ((scanner, False), (shifted, True)):
+        image = nibabel.Nifti1Image(data, None)
+        image.header.set_xyzt_units("meter")
+        image.set_qform(to_metres @ scanner, code=1)
+        image.set_sform(to_metres @ sform, code=2)
+        path = tmp_path / f"metres_{warned}.nii.gz"
+        nibabel.save(image, str(path))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            volume = read_volume(path)
+        np.testing.assert_allclose(volume.spacing_mm, (1.5, 1.5, 8.0), rtol=1e-5)
+        messages = [str(warning.message) for warning in caught]
+        assert messages == ([f"{path}: its sform and qform place the image up to 20 mm apart; it is read with the "
+                             "qform, as 3D Slicer and ITK do for its codes, and so are the labelmaps written for it. "
+                             "Programs that take the sform (FSL, nibabel) place the image elsewhere: check which is "
+                             "right"] if warned else []), messages
     image = nibabel.Nifti1Image(data, None)
     image.set_qform(scanner, code=1)
     nibabel.save(image, str(tmp_path / "negative.nii"))
