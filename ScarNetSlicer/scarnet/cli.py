@@ -1043,9 +1043,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder: new or empty (checkpoints, config, log, best.safetensors go there)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (it needs its last.pt) with the run's own settings; only "
-                        "--max-minutes, --device, --workers and --emidec may change (the encoder comes from "
-                        "last.pt), "
-                        "other options and --config must agree with the run")
+                        "--max-minutes, --device, --workers, --emidec (a run on EMIDEC: where it is now), "
+                        "--encoder-checkpoint (unused: the encoder comes from last.pt) and the folders of own exams "
+                        "(moved, holding the same exams) may change; other options and --config must agree with "
+                        "the run")
     p.add_argument("--steps", type=_int_range(1), help="training steps, 1 or more")
     p.add_argument("--batch-size", type=_int_range(1), help="slices per step, 1 or more")
     p.add_argument("--device", type=_training_device, help="auto, cpu, cuda or cuda:N")

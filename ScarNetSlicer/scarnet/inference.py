@@ -650,12 +650,18 @@ class Segmenter:
         if self._uncalibrated_weights is not None:
             from .model.registry import sidecar_path
 
-            sidecar = sidecar_path(self._uncalibrated_weights)
+            weights = Path(self._uncalibrated_weights)
+            sidecar = sidecar_path(weights)
             # Weights copied out of their run folder without their sidecar lose a calibration they may have had.
             where = "" if sidecar.exists() else f"; no {sidecar.name} beside them, where a calibration would be kept"
-            self._warn(f"{Path(self._uncalibrated_weights).name} carries no QC calibration{where}: low_confidence and "
-                       "scar_uncertain use the bundled model's thresholds, which may flag too many slices or too few "
-                       "with these weights (calibrate them with scarnet calibrate-qc)")
+            # A training checkpoint keeps none: the run's exported weights carry it (calibrate-qc refuses a .pt).
+            how = (f"use {weights.with_suffix('.safetensors').name}, the weights exported from it, calibrated with "
+                   "scarnet calibrate-qc" if weights.suffix.lower() == ".pt" else "calibrate them with scarnet "
+                   "calibrate-qc")
+            where = "" if weights.suffix.lower() == ".pt" else where
+            self._warn(f"{weights.name} carries no QC calibration{where}: low_confidence and scar_uncertain use the "
+                       "bundled model's thresholds, which may flag too many slices or too few with these weights "
+                       f"({how})")
         unsure, with_lv = unsure_lv_slices(confidence, threshold)  # the low_confidence slices
         if warns_stack(unsure, with_lv, self.qc_calibration.stack_warning_fraction):
             self._warn(f"the model is unsure of the heart in {unsure} of the {with_lv} slices where it finds the LV "

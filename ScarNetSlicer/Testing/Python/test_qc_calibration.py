@@ -573,3 +573,16 @@ def test_weights_fine_tuned_on_own_exams_are_calibrated_on_those_exams_only(tmp_
     refused(_evaluation_json(tmp_path, copied, split="train")[0],
             f"was fine-tuned on exams of your own ({trained_on.resolve()}, its sidecar's record says)")
     assert not qc_calibration_for(copied).calibrated_for_weights
+
+
+def test_a_training_checkpoint_is_not_calibrated_but_its_exported_weights_are_named(tmp_path):
+    """best.json beside best.pt is best.safetensors' sidecar: calibrating best.pt says which file to evaluate."""
+    from scarnet.errors import WeightsError
+    from scarnet.model.registry import write_qc_calibration
+
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"a checkpoint")
+    with pytest.raises(WeightsError, match=r"best\.pt: a training checkpoint keeps no QC calibration; calibrate the "
+                                           r"weights exported from it: evaluate best\.safetensors \(scarnet evaluate "
+                                           r"--weights .*best\.safetensors\) and run calibrate-qc on that evaluation"):
+        write_qc_calibration(checkpoint, {})

@@ -558,6 +558,10 @@ def write_qc_calibration(weights: str | Path, entry: dict[str, Any], overwrite: 
     sidecar_file = sidecar_path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
+    if path.suffix.lower() == ".pt":  # best.json beside best.pt is best.safetensors' sidecar
+        raise WeightsError(f"{path}: a training checkpoint keeps no QC calibration; calibrate the weights exported "
+                           f"from it: evaluate {path.with_suffix('.safetensors').name} (scarnet evaluate --weights "
+                           f"{path.with_suffix('.safetensors')}) and run calibrate-qc on that evaluation")
     try:
         sidecar = json.loads(sidecar_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
