@@ -724,7 +724,8 @@ def test_resume_from_a_damaged_last_pt_is_one_line(damage, finished_run, tmp_pat
     assert _contents(run) == before
     if damage != "foreign_model":  # its config is intact: train() finds the misfit tensors (above)
         # scarnet train --resume reads the run's config first, memory-mapped: the same one line.
-        with pytest.raises(WeightsError, match="last.pt: corrupted or not a ScarNet training checkpoint"):
+        with pytest.raises(WeightsError, match=r"last.pt: corrupted or not a ScarNet training checkpoint \(.*\); "
+                                               r"restore it from a backup, or start a new run$"):
             read_run_config(run)
 
 
@@ -1235,7 +1236,8 @@ def test_a_run_on_own_exams_resumes_with_its_folders_moved_but_not_from_or_to_em
     options = ["--images", str(moved / "imgs"), "--references", str(moved / "refs"),
                "--val-images", str(moved / "val_imgs"), "--val-references", str(moved / "val_refs")]
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 2  # where they were: gone
-    assert "imgs" in capsys.readouterr().err
+    assert "site/imgs: no such folder (--images); moved since the run began? Name the four folders where they are " \
+           "now" in capsys.readouterr().err
     assert main(["train", "--out", str(run), "--resume", "--quiet", *options]) == 0, capsys.readouterr().err
     assert json.loads((run / "config.json").read_text())["own_images"] == str(moved / "imgs")  # calibrate-qc reads it
     assert json.loads((run / OWN_EXAMS_FILE).read_text())["images"] == str(moved / "imgs")

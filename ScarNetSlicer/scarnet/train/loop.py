@@ -497,7 +497,9 @@ def _read_checkpoint(out_dir: Path, name: str = "last.pt", mmap: bool = False,
     path = out_dir / name
 
     def damaged(reason: str) -> WeightsError:
-        return WeightsError(f"{path}: corrupted or not a ScarNet training checkpoint ({reason})")
+        # (best.pt's own advice, that the run can go on without it, is _read_best_checkpoint's.)
+        advice = "; restore it from a backup, or start a new run" if name == "last.pt" else ""
+        return WeightsError(f"{path}: corrupted or not a ScarNet training checkpoint ({reason}){advice}")
 
     try:
         checkpoint = load_torch_checkpoint(path, mmap=mmap)
@@ -772,6 +774,11 @@ def _own_training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, 
 
     mapping = parse_label_values(config.own_label_values) if config.own_label_values is not None else None
     folders = [Path(getattr(config, key)) for key in OWN_FOLDER_FIELDS]
+    for key, folder in zip(OWN_FOLDER_FIELDS, folders):
+        if not folder.exists():  # a resumed run's folders moved since, most often: say how to name them
+            option = "--" + key.removeprefix("own_").replace("_", "-")
+            raise InputError(f"{folder}: no such folder ({option}); moved since the run began? Name the four "
+                             "folders where they are now (--images, --references, --val-images, --val-references)")
     if len({folder.resolve() for folder in folders}) < len(folders):
         raise InputError("own exams: the training images, training references, validation images and validation "
                          "references need four different folders")
