@@ -64,7 +64,8 @@ class ScarNetSlicer(ScriptedLoadableModule):
             "late gadolinium enhancement (LGE) MRI stack and reports myocardium and scar volume, mass and scar % "
             "per slice and in total. Click <b>Segment scar</b>, correct the segments with Segment Editor, then "
             "click <b>Update report</b>. "
-            'See <a href="https://github.com/ScarNetSlicer/ScarNetSlicer">the documentation</a>.'
+            'See <a href="https://github.com/ScarNetSlicer/ScarNetSlicer/blob/main/docs/slicer.md">the '
+            "documentation</a>."
         )
         self.parent.acknowledgementText = _(
             "ScarNet: Tiwari et al., a hybrid ViT/U-Net network for myocardial scar segmentation in LGE MRI "

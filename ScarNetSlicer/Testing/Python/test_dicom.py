@@ -302,7 +302,8 @@ def test_quantify_of_a_dicom_exam_names_each_slice_in_the_table_and_report(tmp_p
     assert main(["quantify", str(tmp_path / "labels.nii.gz"), "--image", str(tmp_path / "exam"),
                  "--report", str(tmp_path / "report.csv")]) == 0
     table = capsys.readouterr().out
-    assert "DICOM image" in table
+    header = [line for line in table.splitlines() if line.startswith("┃")]  # "DICOM" over "image", one column
+    assert "DICOM" in header[0] and header[0].index("DICOM") == header[1].index("image")
     # The series the image came from, after the image, not after the labelmap.
     expected = f"labels.nii.gz on {tmp_path / 'exam'} (DICOM series #7 'LGE PSIR SAX')"
     assert "".join(expected.split()) in "".join(table.split())  # the title as rich wraps it
