@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import re
 import shlex
 import sys
@@ -351,6 +352,14 @@ def load_folder_cases(images: Path, references: Path, label_values: dict[int, in
             for name, read in folder_exams(images, references, label_values, max_cases, series)]
 
 
+def _empty_folder(path: Path) -> bool:
+    """True for a folder with nothing in it; False when it cannot be listed (reading it then says why)."""
+    try:
+        return not any(path.iterdir())
+    except OSError:
+        return False
+
+
 def folder_exams(images: Path, references: Path, label_values: dict[int, int] | None = None,
                  max_cases: int | None = None, series: str | None = None
                  ) -> list[tuple[str, Callable[[], tuple[Volume, Volume]]]]:
@@ -372,6 +381,11 @@ def folder_exams(images: Path, references: Path, label_values: dict[int, int] | 
         found: dict[str, Path] = {}
         for path in sorted(folder.iterdir(), key=lambda p: (exam_key(p.name), p.name)):
             lowered = path.name.lower()
+            if path.is_symlink() and not path.exists() and not path.name.startswith("."):
+                # Else left out as "not a file", and its reference reported as one without an image.
+                raise InputError(f"{path}: a link to {os.readlink(path)}, which does not exist")
+            if path.is_dir() and _empty_folder(path):
+                continue  # an empty folder is no exam (a DICOM folder holds files)
             usable = (path.is_dir() and folders_too) or (path.is_file() and lowered.endswith(
                 (*IMAGE_SUFFIXES, SEGMENTATION_SUFFIX)))
             if path.name.startswith(".") or not usable or path.resolve() == references.resolve():

@@ -863,6 +863,13 @@ def test_own_exams_that_do_not_pair_are_refused_by_name(tmp_path):
     with pytest.raises(InputError, match="p2.nii.gz and P2.nrrd: two exams of one name"):
         load_folder_cases(images, references)
     (images / "p2.nii.gz").unlink()
+    (images / "old").mkdir()  # an empty folder (a DICOM folder emptied) is no exam: left out
+    assert len(load_folder_cases(images, references, {100: 1, 200: 2, 300: 3, 400: 4})) == 2
+    (images / "old").rmdir()
+    (images / "p3.nii.gz").symlink_to(tmp_path / "gone.nii.gz")  # a link whose target was moved
+    with pytest.raises(InputError, match=r"p3\.nii\.gz: a link to .*gone\.nii\.gz, which does not exist$"):
+        load_folder_cases(images, references)
+    (images / "p3.nii.gz").unlink()
     shifted = phantoms[1].labelmap
     write_volume(Volume(shifted.array.astype(np.int16) * 100, shifted.spacing_mm, np.add(shifted.origin_mm, 5.0),
                         shifted.direction), references / "p2.nrrd", overwrite=True)
