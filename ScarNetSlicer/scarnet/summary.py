@@ -31,13 +31,15 @@ from .quantify import REPORT_WARNING_KEYS, csv_value, report_warnings, series_na
 SUMMARY_COLUMNS = ("input", "dicom_series", "status", "made_from", "slices_with_myocardium", "myocardium_ml",
                    "myocardium_g", "scar_ml", "scar_g", "scar_percent", "mvo_ml", "transmural_over_50_percent",
                    "aha_segments", "aha_segments_with_scar", "aha_segments_over_50_percent", "aha_scar_score",
-                   "aha_scar_score_max", "septal_span_deg", "slices_flagged", "warnings", "model_s", "report")
+                   "aha_scar_score_max", "septal_span_deg", "slices_flagged", "scar_on_flagged_slices_ml",
+                   "warnings", "model_s", "weights_sha256", "scarnet_version", "report")
 SUMMARY_NAME = "summary.csv"
 _TOTAL_COLUMNS = ("slices_with_myocardium", "myocardium_ml", "myocardium_g", "scar_ml", "scar_g", "scar_percent",
                   "mvo_ml", "transmural_over_50_percent")
 #: The columns that hold a number (or nothing).
 _NUMBER_COLUMNS = tuple(column for column in SUMMARY_COLUMNS if column in _TOTAL_COLUMNS
-                        or column.startswith("aha_") or column in ("septal_span_deg", "model_s"))
+                        or column.startswith("aha_")
+                        or column in ("septal_span_deg", "scar_on_flagged_slices_ml", "model_s"))
 
 
 #: ``scarnet quantify --segmented-by`` (who made the labelmap) as ``made_from`` says it.
@@ -66,6 +68,8 @@ def summary_figures(report: dict[str, Any], report_name: str) -> dict[str, Any]:
     if aha is not None and not isinstance(aha, list):
         raise TypeError("segments must be a list")
     timings = (report.get("inference") or {}).get("timings_s") or {}
+    weights = (report.get("inference") or {}).get("weights") or {}
+    slices = report.get("slices") or []
     return {
         "dicom_series": series_name(report.get("input_series")) or None,
         "made_from": made_from(report),
@@ -75,11 +79,18 @@ def summary_figures(report: dict[str, Any], report_name: str) -> dict[str, Any]:
         "aha_segments_over_50_percent": segments.get("segments_over_50_percent"),
         "aha_scar_score": segments.get("scar_score"), "aha_scar_score_max": segments.get("scar_score_max"),
         "septal_span_deg": report.get("septal_span_deg"),
-        "slices_flagged": sum(bool(s.get("qc_flags")) for s in report.get("slices") or []),
+        "slices_flagged": sum(bool(s.get("qc_flags")) for s in slices),
+        # A normal heart's false scar often lies on flagged slices only: the cohort's table says how much (as the
+        # page does), so that it is not read as scar measured. Empty for a report without QC flags (no model run).
+        "scar_on_flagged_slices_ml": (round(sum(float(s.get("scar_ml") or 0.0) for s in slices if s.get("qc_flags")),
+                                            4) if "qc" in report else None),
         # Slicer's notices of segments it did not count belong with the warnings: a corrected report that
         # dropped a segment must not look clean in the cohort's table.
         "warnings": " | ".join(_texts([*report_warnings(report), *(report.get("segments_left_out") or [])])),
         "model_s": timings.get("total_s"),
+        # Which model made the segmentation (an edited one's: the run it was corrected from), which version measured.
+        "weights_sha256": weights.get("sha256") if isinstance(weights, dict) else None,
+        "scarnet_version": report.get("scarnet_version"),
         "report": report_name,
     }
 
@@ -229,33 +240,47 @@ def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None,
         reports.append((path, report, figures))
     if not reports:
         raise InputError("no scarnet JSON report among the files given" + (f" ({skipped[0]})" if skipped else ""))
+    messages, counted_twice = _repeated_exams(reports)
     if repeated is not None:
-        repeated.extend(_repeated_exams(reports))
+        repeated.extend(messages)
     lines = []
     for path, report, figures in reports:
+        if path in counted_twice:  # in the table too: a CSV read alone must not hide that an exam counts twice
+            figures["warnings"] = " | ".join(part for part in (counted_twice[path], figures["warnings"]) if part)
         lines.append([report.get("input") or str(path), figures["dicom_series"], "ok",
                       *(figures[column] for column in SUMMARY_COLUMNS[3:])])
     return lines
 
 
-def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]) -> list[str]:
+def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]
+                    ) -> tuple[list[str], dict[Path, str]]:
     """One message per exam that more than one report in one folder names: the model's report and a corrected one
     saved beside it would count that exam twice in a cohort's figures. Reports of one folder name one exam when
     they name one input file or DICOM folder (by its name: one command may have named it relative, the other
     absolute; two inputs of one name cannot share an output folder) and one DICOM series. Reports in different
-    folders are never taken for one exam: each patient's folder may name its image alike (``lge.nii.gz``)."""
-    by_exam: dict[tuple[Path, str, Any], tuple[str, list[str]]] = {}
+    folders are never taken for one exam: each patient's folder may name its image alike (``lge.nii.gz``).
+    Also, for each such report, what its line's warnings say (by the report's path)."""
+    by_exam: dict[tuple[Path, str, Any], tuple[str, list[tuple[Path, str]]]] = {}
     for path, report, figures in reports:
         given = report.get("input")
         if not isinstance(given, str) or not given:
             continue  # an older report without its input: nothing to compare
         exam = (path.parent.absolute(), Path(given).name.lower(), figures["dicom_series"])
-        by_exam.setdefault(exam, (Path(given).name, []))[1].append(f"{path} ({figures['made_from']})")
-    # Worded as what was compared: the reports of one folder (others, elsewhere, may be of the same exam too).
-    return [f"{len(named)} reports in the summary from {folder} are of {name}{f' series {series}' if series else ''} "
-            f"({', '.join(named)}): the cohort's figures count that exam {len(named)} times (reports in other folders "
-            "are not compared); name the one to keep"
-            for (folder, _, series), (name, named) in by_exam.items() if len(named) > 1]
+        by_exam.setdefault(exam, (Path(given).name, []))[1].append((path, f"{path} ({figures['made_from']})"))
+    messages: list[str] = []
+    by_path: dict[Path, str] = {}
+    for (folder, _, series), (name, named) in by_exam.items():
+        if len(named) < 2:
+            continue
+        # Worded as what was compared: the reports of one folder (others, elsewhere, may be of the same exam too).
+        messages.append(f"{len(named)} reports in the summary from {folder} are of {name}"
+                        f"{f' series {series}' if series else ''} ({', '.join(text for _, text in named)}): the "
+                        f"cohort's figures count that exam {len(named)} times (reports in other folders are not "
+                        "compared); name the one to keep")
+        for path, _ in named:
+            others = ", ".join(text for other, text in named if other != path)
+            by_path[path] = f"counted {len(named)} times: this summary also has {others} of this exam; keep one"
+    return messages, by_path
 
 
 __all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "made_from", "read_report", "report_files", "summarize",

@@ -15,6 +15,7 @@ from test_batch import _segmenter_factory, _summary
 from test_batch import read_csv_rows as _read
 from test_inference import ring_volume
 
+import scarnet
 from scarnet.batch import run_batch
 from scarnet.errors import InputError
 from scarnet.io import read_seg_nrrd, write_labelmap, write_volume
@@ -224,7 +225,26 @@ def test_an_exam_reported_twice_is_said(tmp_path):
     assert len(warned) == 1 and f"2 reports in the summary from {out.absolute()} are of p1.nii.gz (" in warned[0]
     assert "count that exam 2 times (reports in other folders are not compared)" in warned[0]
     assert "p1_corrected.json (edited segmentation)" in warned[0] and "p1_report.json (ScarNet model)" in warned[0]
-    assert len(_read(tmp_path / "cohort.csv")) == 3
+    lines = _read(tmp_path / "cohort.csv")
+    assert len(lines) == 3
+    # The table read alone says it too, on both lines of that exam (and on no other).
+    twice = {line["report"]: line["warnings"] for line in lines if line["warnings"].startswith("counted 2 times")}
+    assert sorted(twice) == ["out/p1_corrected.json", "out/p1_report.json"]
+    assert "this summary also has " in twice["out/p1_report.json"] and "p1_corrected.json (edited segmentation) of " \
+        "this exam; keep one" in twice["out/p1_report.json"]
+    # Which model made each segmentation (the corrected one: the run it came from, as given) and which version.
+    model_line = next(line for line in lines if line["report"] == "out/p1_report.json")
+    model_report = json.loads((out / "p1_report.json").read_text())
+    assert model_line["scarnet_version"] == scarnet.__version__
+    (tmp_path / "weighed").mkdir()
+    model_report["inference"]["weights"] = {"file": "site.safetensors", "sha256": "ab" * 32}
+    (tmp_path / "weighed" / "r.json").write_text(json.dumps(model_report))
+    line = dict(zip(SUMMARY_COLUMNS, summarize([tmp_path / "weighed" / "r.json"])[0]))
+    assert line["weights_sha256"] == "ab" * 32
+    # The scar on flagged slices, as the page states it; empty for a report without QC flags.
+    flagged = sum(s["scar_ml"] for s in model_report["slices"] if s["qc_flags"])
+    assert float(model_line["scar_on_flagged_slices_ml"]) == pytest.approx(flagged, abs=1e-4)
+    assert next(line for line in lines if line["report"] == "out/p1_corrected.json")["scar_on_flagged_slices_ml"] == ""
     # Each patient's folder run on its own, the image named alike in each: different exams, nothing said.
     report = json.loads((out / "p2_report.json").read_text())
     for patient in ("patient1", "patient2"):
