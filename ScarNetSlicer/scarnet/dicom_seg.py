@@ -31,6 +31,9 @@ from .volume import Volume
 #: Added to the source series' SeriesNumber to number the SEG's series (1000 when the source has none,
 #: or when the sum would not fit DICOM's IS), so that a viewer lists it after the images it belongs to.
 SERIES_NUMBER_OFFSET = 1000
+#: The offset for each maker (:data:`SEGMENTED_BY`): the model's SEG and a reader's corrected one of the same images
+#: are two series in a PACS, and should not share a number.
+SERIES_NUMBER_OFFSETS = {"model": SERIES_NUMBER_OFFSET, "model-and-reader": 2000, "reader": 3000}
 #: Who made a segmentation, as ``--segmented-by`` names it: the model alone, the model's result corrected by a
 #: reader, or a reader by hand. DICOM records it in each segment (SegmentAlgorithmType) and a PACS shows it in the
 #: series' description (no "LGE" in any: scarnet.dicom must never take a SEG for an image series).
@@ -118,11 +121,19 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
                if not str(sources[0].get(key, "") or "")]
     if missing:
         raise InputError(f"the DICOM images lack {', '.join(missing)}: a DICOM SEG cannot refer to them")
+    for key, what in (("StudyInstanceUID", "studies"), ("FrameOfReferenceUID", "frames of reference")):
+        # Said as such, not as highdicom's "must all be part of the same series" for images that are one series.
+        found = sorted({str(source.get(key, "") or "") for source in sources})
+        if len(found) > 1:
+            raise InputError(f"no DICOM SEG can refer to these DICOM images: their slices are of {len(found)} "
+                             f"{what} ({key} {', '.join(found[:3])}{', …' if len(found) > 3 else ''}), and a SEG "
+                             "refers to images of one; the figures and the labelmap are still made without "
+                             "--dicom-seg")
     if series_number is None:
-        source_number = _integer(sources[0].get("SeriesNumber")) or 0
-        series_number = SERIES_NUMBER_OFFSET + source_number
+        offset = SERIES_NUMBER_OFFSETS[segmented_by]
+        series_number = offset + (_integer(sources[0].get("SeriesNumber")) or 0)
         if not 0 <= series_number <= _MAX_IS:
-            series_number = SERIES_NUMBER_OFFSET
+            series_number = offset
     algorithm_type = {"model": highdicom.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
                       "model-and-reader": highdicom.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
                       "reader": highdicom.seg.SegmentAlgorithmTypeValues.MANUAL}[segmented_by]

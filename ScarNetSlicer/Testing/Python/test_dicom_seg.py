@@ -340,8 +340,16 @@ def test_images_no_seg_can_refer_to_are_refused_before_the_model_runs(tmp_path):
 
     images = [{"k": k, "FrameOfReferenceUID": "1.2.3.4" if k else "1.2.3.5"} for k in range(4)]
     _write_repeats(tmp_path / "exam", images)
-    with pytest.raises(InputError, match="no DICOM SEG can refer to these DICOM images .*same series"):
+    # Said as what it is (one series, two frames of reference), not as highdicom's "must all be part of the same
+    # series"; and the same for slices of two studies.
+    with pytest.raises(InputError, match=r"^no DICOM SEG can refer to these DICOM images: their slices are of 2 "
+                                         r"frames of reference \(FrameOfReferenceUID 1\.2\.3\.4, 1\.2\.3\.5\)"):
         check_dicom_seg_sources(read_dicom_stack(tmp_path / "exam"))
+    studies = [{"k": k, "StudyInstanceUID": "1.2.3.6" if k else "1.2.3.7", "FrameOfReferenceUID": "1.2.3.4"}
+               for k in range(4)]
+    _write_repeats(tmp_path / "studies", studies)
+    with pytest.raises(InputError, match=r"their slices are of 2 studies \(StudyInstanceUID 1\.2\.3\.6, 1\.2\.3\.7\)"):
+        check_dicom_seg_sources(read_dicom_stack(tmp_path / "studies"))
     calls = []
 
     def make():
@@ -526,6 +534,8 @@ def test_who_segmented_is_recorded_in_each_segment(tmp_path):
         write_dicom_seg(stack.volume.with_array(labels), stack, path, segmented_by=segmented_by, **IDENTITY)
         seg = highdicom.seg.segread(path)
         assert seg.SeriesDescription == description
+        # Not the model's SEG's number (1007): a PACS lists the two as two series.
+        assert seg.SeriesNumber == {"model-and-reader": 2007, "reader": 3007}[segmented_by]
         assert {item.SegmentAlgorithmType for item in seg.SegmentSequence} == {algorithm_type}
         named = ["SegmentationAlgorithmIdentificationSequence" in item for item in seg.SegmentSequence]
         assert named == [segmented_by != "reader"] * len(SEGMENTS)
