@@ -34,6 +34,7 @@ import numpy as np
 
 from .errors import InputError, ScarNetError
 from .outputs import DICOM_SEG, HTML_REPORT, REPORT, SEGMENTATION, OutputSet
+from .quantify import report_warnings
 from .summary import SUMMARY_COLUMNS, SUMMARY_NAME, summary_figures
 from .summary import summary_csv as _summary_csv
 
@@ -78,6 +79,8 @@ class BatchRow:
     #: Other warnings while the model ran (libraries): shown, not put in the report.
     other_warnings: list[str] = field(default_factory=list)
     internal_error: bool = False
+    #: Done by an earlier run of the batch (``skip_done``): its files kept, its line read from its report.
+    done_earlier: bool = False
 
     def values(self) -> list[Any]:
         return [self.input, self.figures.get("dicom_series"), self.status,
@@ -274,7 +277,8 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
               make_segmenter: Callable[[], Callable[[Any, str, np.ndarray | None, str | None], Any]], *,
               html: bool = False, dicom_seg: bool = False, overwrite: bool = False, series: str | None = None,
               rv_points: Mapping[str, ExamAnatomy] | None = None, rv_points_source: str | Path = "the points file",
-              on_exam: Callable[[int, int, BatchRow], None] | None = None) -> list[BatchRow]:
+              on_exam: Callable[[int, int, BatchRow], None] | None = None,
+              skip_done: bool = False) -> list[BatchRow]:
     """Segment every input and write its outputs and ``summary.csv`` in ``out_dir`` (created when
     needed); return the summary's rows.
 
@@ -289,7 +293,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
     end (:func:`read_rv_points`, which ``rv_points_source`` names in messages); a name that is no
     input's stops the run before the model loads. ``on_exam(number, count, row)`` is called after each
     exam. ``summary.csv`` is also written when the run is interrupted (the exams not reached are "not
-    run").
+    run"). ``skip_done`` continues such a run: an exam whose files an earlier run wrote in ``out_dir`` (all
+    of them, its report the model's report of that input: :func:`_done_earlier`) is not run again, and its line
+    is read from its report; ``summary.csv`` is rewritten.
     """
     from .errors import OutputError
     from .io import atomic_path
@@ -307,10 +313,14 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
         raise InputError(f"{missing[0]}: no such file or folder{more}; nothing was run")
     exam_points = points_for_exams(rv_points or {}, plans, rv_points_source)
     summary_path = out_dir / SUMMARY_NAME
+    done = {id(plan): report for plan in plans if skip_done and (report := _done_earlier(plan)) is not None}
     # Every output checked now: a run does not stop at exam 30 on a file left from an earlier one.
     check = OutputSet(overwrite, folder=out_dir)
-    check.add(summary_path, REPORT, "--out")
+    if not skip_done:  # (continuing a run rewrites its summary)
+        check.add(summary_path, REPORT, "--out")
     for plan in plans:
+        if id(plan) in done:
+            continue  # its files are kept
         for path, kind in ((plan.seg, SEGMENTATION), (plan.report, REPORT), (plan.html, HTML_REPORT),
                            (plan.dicom_seg, DICOM_SEG)):
             check.add(path, kind, "--out")
@@ -319,6 +329,13 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
     rows = [BatchRow(str(plan.input)) for plan in plans]
     try:
         for number, (plan, row, points) in enumerate(zip(plans, rows, exam_points), start=1):
+            if id(plan) in done:
+                row.status, row.done_earlier = "ok", True
+                row.warnings = report_warnings(done[id(plan)])
+                row.figures = summary_figures(done[id(plan)], plan.report.name)
+                if on_exam is not None:
+                    on_exam(number, len(plans), row)
+                continue
             try:
                 report = _run_exam(plan, segment, points, overwrite, out_dir, series, row)
             except ScarNetError as error:
@@ -339,13 +356,32 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
         # one that appeared since (another run into this folder) is not replaced without ``overwrite``.
         try:
             out_dir.mkdir(parents=True, exist_ok=True)  # when no exam wrote anything
-            with atomic_path(summary_path, overwrite=overwrite) as temp:
+            with atomic_path(summary_path, overwrite=overwrite or skip_done) as temp:
                 temp.write_text(summary_csv(rows), encoding="utf-8")
         except ScarNetError:  # an OutputError already: one line
             raise
         except OSError as error:
             raise OutputError(f"{summary_path}: could not be written ({error.strerror or error})") from None
     return rows
+
+
+def _done_earlier(plan: ExamOutputs) -> dict[str, Any] | None:
+    """The report an earlier run of the batch wrote for ``plan``'s exam, when it finished it: every file asked for
+    is there (labelmap, report, and the page and SEG when asked for) and the report is the model's report of this
+    input. None otherwise (the exam then runs, and files of it left there need ``--overwrite`` as usual)."""
+    from .summary import read_report
+
+    if not all(path.is_file() for path in (plan.seg, plan.report, plan.html, plan.dicom_seg) if path is not None):
+        return None
+    try:
+        report = read_report(plan.report)
+    except InputError:
+        return None
+    given = report.get("input")
+    if report.get("source") != "ScarNet model" and not report.get("inference") or not isinstance(given, str) \
+            or (given != str(plan.input) and Path(given).resolve() != plan.input.resolve()):
+        return None  # a corrected report saved under that name, or another input's
+    return report
 
 
 def _failed_exam_warnings(plan: ExamOutputs, row: BatchRow) -> None:

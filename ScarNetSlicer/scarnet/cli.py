@@ -524,7 +524,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
         name = visible(row.input)  # a folder's name may hold a terminal's escape sequences
         for message in [*row.warnings, *row.other_warnings]:  # a warning often explains a failure
             print(f"scarnet: [{number}/{count}] {name}: warning: {visible(message)}", file=sys.stderr)
-        if row.status == "ok":
+        if row.done_earlier:
+            console.print(f"[{number}/{count}] {name}: done by an earlier run (--skip-done): its files kept",
+                          markup=False, soft_wrap=True)
+        elif row.status == "ok":
             f = row.figures
             scar_percent = "-" if f["scar_percent"] is None else f"{f['scar_percent']:.1f} %"
             flagged = f["slices_flagged"]
@@ -540,7 +543,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     rows = run_batch(args.inputs, args.out, make_segmenter, html=args.html, dicom_seg=args.dicom_seg,
                      overwrite=args.overwrite, series=args.series, rv_points=rv_points,
-                     rv_points_source=args.rv_points, on_exam=on_exam)
+                     rv_points_source=args.rv_points, on_exam=on_exam, skip_done=args.skip_done)
     failed = sum(row.status != "ok" for row in rows)
     summary = Path(args.out) / SUMMARY_NAME
     if failed:
@@ -1005,6 +1008,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",
                    help="scar regions smaller than this become healthy myocardium (as for segment)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--skip-done", action="store_true",
+                   help="continue an interrupted (or partly failed) run into the same --out: exams whose files it "
+                        "wrote there (labelmap, report, and the page and SEG asked for) are kept, not run again; "
+                        "summary.csv is rewritten")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no lines for exams that went well "
                                                         "(failures and warnings still go to stderr)")
     _add_model_options(p)

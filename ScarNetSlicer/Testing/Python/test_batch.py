@@ -171,6 +171,33 @@ def test_an_interrupted_batch_lists_what_it_did(tmp_path):
         run_batch([tmp_path / f"{n}.nii.gz" for n in ("p1", "p2", "p3")], out, make)
     assert sorted(p.name for p in out.iterdir()) == ["p1.seg.nrrd", "p1_report.json", "summary.csv"]
     assert [r["status"] for r in _summary(out)] == ["ok", "not run", "not run"]
+    # Continued with --skip-done: the first exam is not run again (its files, and so a SEG's UIDs, kept), the
+    # others are, and the summary is rewritten with every line; its first line read from its report.
+    inputs = [tmp_path / f"{n}.nii.gz" for n in ("p1", "p2", "p3")]
+    first_line, first_files = _summary(out)[0], {p.name: p.read_bytes() for p in out.glob("p1*")}
+    with pytest.raises(OutputExistsError, match="summary.csv"):
+        run_batch(inputs, out, _segmenter_factory())  # without it: an existing output, as before
+    calls: list[str] = []
+    segment = _segmenter_factory()()
+
+    def counted():
+        return lambda volume, name, *args: calls.append(Path(name).name) or segment(volume, name, *args)
+
+    rows = run_batch(inputs, out, counted, skip_done=True)
+    assert calls == ["p2.nii.gz", "p3.nii.gz"] and [row.done_earlier for row in rows] == [True, False, False]
+    assert {p.name: p.read_bytes() for p in out.glob("p1*")} == first_files
+    lines = _summary(out)
+    assert [r["status"] for r in lines] == ["ok", "ok", "ok"]
+    assert {k: v for k, v in lines[0].items() if k != "model_s"} == {k: v for k, v in first_line.items()
+                                                                      if k != "model_s"}
+    # A report saved under the exam's name that is not the model's report of it (a corrected one) is no finished
+    # exam: it runs, and its files need --overwrite as usual.
+    report = json.loads((out / "p1_report.json").read_text())
+    report.pop("inference")
+    report.update(source="segmentation", edited=True)
+    (out / "p1_report.json").write_text(json.dumps(report))
+    with pytest.raises(OutputExistsError, match="p1"):
+        run_batch(inputs, out, counted, skip_done=True)
 
 
 def test_a_summary_that_appears_during_the_run_is_not_replaced(tmp_path):
