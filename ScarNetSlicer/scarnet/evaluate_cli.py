@@ -440,9 +440,10 @@ def folder_exams(images: Path, references: Path, label_values: dict[int, int] | 
                 raise InputError(f"{changed}: changed during the evaluation (each exam is read again when used); "
                                  "run it again")
             image, source = read_input(image_path, series if image_path.is_dir() else None)  # series: DICOM folders
-            # What the pipeline would refuse (a field of view too small or too wide, a 3D volume) is refused now,
-            # before the model loads, naming the file: not after the exams before it were evaluated.
-            model_storage(image, str(image_path))
+            if not first:
+                # What the pipeline would refuse (a field of view too small or too wide, a 3D volume) is refused at
+                # the first read, before the model loads, naming the file; later reads are of the same files.
+                model_storage(image, str(image_path))
             if source is not None:  # which of a DICOM folder's series was evaluated (EvalCase.input_series)
                 load.input_series = source.series.record()
             try:

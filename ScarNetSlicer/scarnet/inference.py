@@ -652,13 +652,13 @@ class Segmenter:
 
             weights = Path(self._uncalibrated_weights)
             sidecar = sidecar_path(weights)
-            # Weights copied out of their run folder without their sidecar lose a calibration they may have had.
-            where = "" if sidecar.exists() else f"; no {sidecar.name} beside them, where a calibration would be kept"
             # A training checkpoint keeps none: the run's exported weights carry it (calibrate-qc refuses a .pt).
+            checkpoint = weights.suffix.lower() == ".pt"
+            # Weights copied out of their run folder without their sidecar lose a calibration they may have had.
+            where = ("" if checkpoint or sidecar.exists() else
+                     f"; no {sidecar.name} beside them, where a calibration would be kept")
             how = (f"use {weights.with_suffix('.safetensors').name}, the weights exported from it, calibrated with "
-                   "scarnet calibrate-qc" if weights.suffix.lower() == ".pt" else "calibrate them with scarnet "
-                   "calibrate-qc")
-            where = "" if weights.suffix.lower() == ".pt" else where
+                   "scarnet calibrate-qc" if checkpoint else "calibrate them with scarnet calibrate-qc")
             self._warn(f"{weights.name} carries no QC calibration{where}: low_confidence and scar_uncertain use the "
                        "bundled model's thresholds, which may flag too many slices or too few with these weights "
                        f"({how})")

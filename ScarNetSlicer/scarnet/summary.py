@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .quantify import REPORT_WARNING_KEYS, csv_value, report_warnings, series_name
+from .quantify import REPORT_WARNING_KEYS, csv_value, report_warnings, scar_on_flagged_slices, series_name
 
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
 #: ``made_from``: what the report measured (:func:`made_from`). ``aha_segments``: how many AHA segments the
@@ -82,8 +82,7 @@ def summary_figures(report: dict[str, Any], report_name: str) -> dict[str, Any]:
         "slices_flagged": sum(bool(s.get("qc_flags")) for s in slices),
         # A normal heart's false scar often lies on flagged slices only: the cohort's table says how much (as the
         # page does), so that it is not read as scar measured. Empty for a report without QC flags (no model run).
-        "scar_on_flagged_slices_ml": (round(sum(float(s.get("scar_ml") or 0.0) for s in slices if s.get("qc_flags")),
-                                            4) if "qc" in report else None),
+        "scar_on_flagged_slices_ml": round(scar_on_flagged_slices(slices)[0], 4) if "qc" in report else None,
         # Slicer's notices of segments it did not count belong with the warnings: a corrected report that
         # dropped a segment must not look clean in the cohort's table.
         "warnings": " | ".join(_texts([*report_warnings(report), *(report.get("segments_left_out") or [])])),
@@ -204,7 +203,7 @@ def _figures(report: dict[str, Any], path: Path, report_name: str) -> dict[str, 
         if report.get("input") is not None and not isinstance(report["input"], str):
             raise TypeError("input must be text")
         figures = summary_figures(report, report_name)
-    except (AttributeError, TypeError, ValueError) as error:
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise InputError(f"{path}: not a JSON report of scarnet ({type(error).__name__}: an entry of the wrong "
                          "kind)") from None
     for column in _NUMBER_COLUMNS:

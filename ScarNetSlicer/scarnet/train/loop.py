@@ -866,11 +866,11 @@ def read_own_exams(run_dir: Path) -> set[str] | None:
     return None if exams is None else {exam["sha256"] for exam in exams}
 
 
-def _recorded_own_exams(run_dir: Path) -> list[dict[str, str]] | None:
-    """The ``{"name", "sha256"}`` entries of ``run_dir``'s :data:`OWN_EXAMS_FILE`; None when it is missing or
-    damaged."""
+def _recorded_own_exams(run_dir: Path, key: str = "exams") -> list[dict[str, str]] | None:
+    """The ``{"name", "sha256"}`` entries of ``run_dir``'s :data:`OWN_EXAMS_FILE` (``key``: "exams", those trained
+    on, or "val_exams", those selected on); None when it is missing or damaged, or has no such list."""
     try:
-        exams = json.loads((run_dir / OWN_EXAMS_FILE).read_text(encoding="utf-8")).get("exams")
+        exams = json.loads((run_dir / OWN_EXAMS_FILE).read_text(encoding="utf-8")).get(key)
     except (OSError, ValueError, AttributeError):
         return None
     if not isinstance(exams, list) or not all(
@@ -899,25 +899,21 @@ def _check_same_own_exams(run_dir: Path, exams: list[dict[str, str]], val_exams:
     resume continues the run on the exams it was set up with, wherever they have moved. Other training exams would
     make weights no record describes (and calibrate-qc would take exams held back for reporting as trained on);
     other validation exams would pick the best checkpoint by comparing scores taken on different exams."""
-    try:
-        recorded = json.loads((run_dir / OWN_EXAMS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        recorded = None
     earlier = _recorded_own_exams(run_dir)
-    if earlier is None or not isinstance(recorded, dict):
+    if earlier is None:
         raise InputError(f"{run_dir / OWN_EXAMS_FILE}: missing or damaged, so whether these are the run's exams "
                          "cannot be told; start a new run (--init-weights with this run's best.safetensors)")
     checks = [("training", "--images", earlier, exams)]
-    if isinstance(recorded.get("val_exams"), list):  # (runs recorded before it was kept: training exams only)
-        checks.append(("validation", "--val-images", recorded["val_exams"], val_exams))
+    selected_on = _recorded_own_exams(run_dir, "val_exams")
+    if selected_on is not None:  # (runs recorded before it was kept: training exams only)
+        checks.append(("validation", "--val-images", selected_on, val_exams))
     for role, option, before, now in checks:
-        before_sha = {exam.get("sha256") for exam in before if isinstance(exam, dict)}
+        before_sha = {exam["sha256"] for exam in before}
         now_sha = {exam["sha256"] for exam in now}
         if before_sha == now_sha:
             continue
         new = sorted(exam["name"] for exam in now if exam["sha256"] not in before_sha)
-        gone = sorted(str(exam.get("name")) for exam in before if isinstance(exam, dict)
-                      and exam.get("sha256") not in now_sha)
+        gone = sorted(exam["name"] for exam in before if exam["sha256"] not in now_sha)
         what = "; ".join(part for part in (
             f"{len(new)} it did not hold ({', '.join(new[:3])}{', …' if len(new) > 3 else ''})" if new else "",
             f"{len(gone)} of the run's missing ({', '.join(gone[:3])}{', …' if len(gone) > 3 else ''})" if gone else "")
