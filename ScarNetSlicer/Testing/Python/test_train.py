@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -1676,3 +1677,21 @@ def test_a_full_disk_while_saving_weights_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match=r"w\.safetensors: could not be written \(no space left on device\)$"):
         save_weights(build_model(SMOKE_CONFIG.model), tmp_path / "w.safetensors")
     assert not list(tmp_path.iterdir())
+
+
+def test_training_without_the_train_extra_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    """Without MONAI (a bare ``pip install scarnet``), ``scarnet train`` ended in "internal error:
+    ModuleNotFoundError"; it is a set-up step, said in one line with the pip command."""
+    from scarnet.cli import main
+
+    config = _smoke_config_file(tmp_path)
+    for name in [name for name in sys.modules if name == "monai" or name.startswith("monai.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "monai", None)  # "import monai…" raises ModuleNotFoundError
+    code = main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet", "--device", "cpu"])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert error.count("\n") == 1, error
+    assert "needs the optional package monai" in error and "pip install 'scarnet[train]'" in error, error
+    assert "internal error" not in error
+    assert not (tmp_path / "run").exists()  # nothing half-made
