@@ -662,8 +662,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         device = result.report.extra["inference"]["device"]
         console.print(f"Model time {result.timings_s['total_s']:.2f} s on {device}.")
         if out_dir is not None:
+            # The report names the image it was made from, as segment's do: the phantom written beside it.
+            result.report.extra["input"] = str(image_path)
+            result.report.extra["phantom"] = {"seed": args.seed, "territory": phantom.info.get("territory")}
             outputs.write(image_path, lambda temp: write_volume(phantom.image, temp, overwrite=True))
-            _write_segmentation_outputs(outputs, result, args, f"demo phantom (seed {args.seed})")
+            _write_segmentation_outputs(outputs, result, args, f"demo_lge.nii.gz (synthetic phantom, seed {args.seed})")
             outputs.commit()
             console.print(f"Wrote {_escape_markup(out_dir)}/demo_lge.nii.gz, demo_labelmap.nii.gz, demo.seg.nrrd, "
                           "demo_report.json, demo_bullseye.svg, demo_report.html")

@@ -711,16 +711,22 @@ def segment(volume: Volume, *, weights: str | Path | None = None, encoder: str |
 
     Returns a :class:`SegmentationResult`: ``labelmap`` (0 background, 1 LV blood pool, 2 healthy myocardium,
     3 scar, 4 MVO, on the input's grid), ``report`` (:class:`scarnet.quantify.Report`: per-slice and total
-    figures, QC flags, ``report.warnings()``), ``timings_s``. Raises :class:`~scarnet.errors.InputError` for an
-    input that is not a short-axis LGE stack and :class:`~scarnet.errors.NoHeartFoundError` (one of them) when
-    no heart is found; :class:`~scarnet.errors.WeightsError` for weights that cannot be used.
+    figures, QC flags, ``report.warnings()``; for a volume from :func:`scarnet.read_volume`, its ``input``, DICOM
+    ``input_series`` and ``input_warnings`` under ``report.extra``), ``timings_s``. Raises
+    :class:`~scarnet.errors.InputError` for an input that is not a short-axis LGE stack and
+    :class:`~scarnet.errors.NoHeartFoundError` (one of them) when no heart is found;
+    :class:`~scarnet.errors.WeightsError` for weights that cannot be used.
     """
     if not isinstance(volume, Volume):
         raise InputError(f"segment takes a scarnet.Volume (scarnet.read_volume(path) reads one), not "
                          f"{type(volume).__name__}")
     segmenter = Segmenter(weights=weights, encoder=encoder, device=device, tta=tta,
                           threads=_default_threads())
-    return segmenter(volume, progress=progress, should_cancel=should_cancel)
+    provenance = volume.provenance or {}
+    result = segmenter(volume, progress=progress, should_cancel=should_cancel, name=provenance.get("input", "image"))
+    # The report names its input (path, DICOM series, what reading it warned of) as the CLI's does.
+    result.report.extra.update(provenance)
+    return result
 
 
 def _default_threads() -> int | None:

@@ -64,22 +64,35 @@ def read_volume(path: str | Path, series: str | None = None) -> Volume:
 
     ``series`` picks a DICOM series (SeriesInstanceUID, SeriesNumber or part of the
     description) when a folder holds several. The result is validated with
-    :func:`validate_image` (3D, finite, not empty, not constant) and is float32.
+    :func:`validate_image` (3D, finite, not empty, not constant) and is float32. Its
+    :attr:`~scarnet.volume.Volume.provenance` records the path, the DICOM series and the warnings
+    reading it gave, so that :func:`scarnet.segment`'s report names its input as the CLI's does.
     """
+    from .errors import warnings_kept_in
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: {_missing(path)}")
-    if path.is_dir():
-        return read_dicom_source(path, series).volume
-    if series is not None:
-        raise InputError(f"{path}: --series applies to DICOM folders only")
-    volume = _read_image_file(path)
-    if np.iscomplexobj(volume.array):
-        # Complex MR data (real and imaginary channels): the image a scanner shows is its magnitude.
-        warnings.warn(f"{path}: complex-valued image; its magnitude is used", stacklevel=2)
-        volume.array = np.abs(volume.array)
-    volume.array = volume.array.astype(np.float32, copy=False)
-    validate_image(volume, name=str(path))
+    read_warnings: list[str] = []
+    with warnings_kept_in(read_warnings):  # shown as usual, and kept for the report
+        if path.is_dir():
+            stack = read_dicom_source(path, series)
+            volume = stack.volume
+            provenance: dict[str, Any] = {"input": str(path), "input_series": stack.series.record()}
+        else:
+            if series is not None:
+                raise InputError(f"{path}: --series applies to DICOM folders only")
+            volume = _read_image_file(path)
+            if np.iscomplexobj(volume.array):
+                # Complex MR data (real and imaginary channels): the image a scanner shows is its magnitude.
+                warnings.warn(f"{path}: complex-valued image; its magnitude is used", stacklevel=2)
+                volume.array = np.abs(volume.array)
+            volume.array = volume.array.astype(np.float32, copy=False)
+            validate_image(volume, name=str(path))
+            provenance = {"input": str(path)}
+    if read_warnings:
+        provenance["input_warnings"] = read_warnings
+    volume.provenance = provenance
     return volume
 
 
@@ -155,6 +168,7 @@ def read_labelmap(path: str | Path, reference: Volume | None = None,
     if reference is not None and not reference.same_grid(labelmap):
         raise InputError(f"{path}: labelmap is on another grid than the image "
                          f"({reference.grid_difference(labelmap)})")
+    labelmap.provenance = {"input": str(path), "labelmap": str(path)}  # what a report of it names
     return labelmap
 
 

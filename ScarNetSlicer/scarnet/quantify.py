@@ -406,6 +406,9 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     ``rv_insertion_lps``, the anterior RV insertion point (LPS mm, shape (3,)), adds the 17 AHA segments
     (``report.segments``); with the inferior one after it (shape (2, 3)) the septum is the arc between
     them. It needs that order, and raises :class:`InputError` without one.
+
+    For volumes read by :func:`scarnet.read_volume` and :func:`scarnet.read_labelmap`, ``report.extra`` names
+    them: ``input`` (the image, else the labelmap), ``labelmap``, and the image's DICOM series and read warnings.
     """
     validate_labelmap(labelmap)
     if image is not None and not labelmap.same_grid(image):
@@ -414,6 +417,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         # Its tissue intensities would be NaN, and the report could not be written as JSON.
         raise InputError("image contains NaN or infinite values")
     source_slices = next((v.source_slices for v in (image, labelmap) if v is not None and v.source_slices), None)
+    provenance = {**(labelmap.provenance or {}), **(image.provenance if image is not None and image.provenance else {})}
     stored_spacing_mm = tuple(labelmap.spacing_mm)
     stack = stack if stack is not None else find_stack_axis(labelmap)  # the image's grid is the same
     labelmap = stack.apply(labelmap)
@@ -493,6 +497,8 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
             slice_report.dicom = dict(identifiers)
     report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name, base_apex=order,
                     segments=segments, segment_angles_from=angles_from, septal_span_deg=septal_span)
+    # What was quantified, as read (scarnet.read_volume, read_labelmap): the exam is the image when given.
+    report.extra.update(provenance)
     segment_warnings = [message] if (message := given_basal_end_warning(labelmap, labels, order)) else []
     if angles_from == ANGLES_FROM_DISPLAY and rv_insertion_points(rv_insertion_lps)[1] is None:
         # Nothing can tell a mirrored stack here: the segments would put a lateral scar in the septum, in every

@@ -44,6 +44,10 @@ class Volume:
     #: :meth:`with_array` (the same slices) keeps it; any other new Volume (resampled, re-stored)
     #: starts without, so an identifier never names the wrong slice.
     source_slices: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    #: Where :func:`scarnet.read_volume` read it from, for a report to say: ``input`` (the path given),
+    #: ``input_series`` (a DICOM series' number, description and UID) and ``input_warnings`` (what reading it
+    #: warned of). None when unknown; kept by :meth:`with_array` only, as ``source_slices``.
+    provenance: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.array = np.asarray(self.array)
@@ -156,7 +160,8 @@ class Volume:
         array = np.asarray(array)
         if array.shape != self.array.shape:
             raise ValueError(f"array shape {array.shape} does not match grid {self.array.shape}")
-        return Volume(array, self.spacing_mm, self.origin_mm, self.direction.copy(), self.source_slices)
+        return Volume(array, self.spacing_mm, self.origin_mm, self.direction.copy(), self.source_slices,
+                      self.provenance)
 
     # -- SimpleITK bridge (imported lazily: quantification needs none of it) -----------------
     @classmethod

@@ -787,6 +787,10 @@ def test_demo_creates_its_folder_when_writing_and_never_replaces(tmp_path):
     assert demo_report["inference"]["weights"] == {"file": BUNDLED_WEIGHTS.name, "sha256": sidecar["sha256"],
                                                    "bundled": True}
     assert demo_report["inference"]["scarnet_version"] == scarnet.__version__
+    # It names its input, the phantom written beside it (reports of it named none), and the phantom's seed.
+    assert demo_report["input"] == str(Path("d", "sub", "demo_lge.nii.gz"))
+    assert demo_report["phantom"]["seed"] == 7
+    assert "demo_lge.nii.gz" in (tmp_path / "d" / "sub" / "demo_report.html").read_text()
     before = {name: (tmp_path / "d" / "sub" / name).read_bytes() for name in names}
     result = run("demo", "--out", "d/sub", "--seed", "3", "--device", "cpu", "--quiet", cwd=tmp_path)
     assert result.returncode == 2 and "--overwrite" in result.stderr

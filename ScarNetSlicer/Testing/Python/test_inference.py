@@ -906,3 +906,52 @@ def test_weights_bundled_names_the_bundled_weights_from_python_too(tmp_path, mon
     """scarnet.segment(image, weights="bundled") said 'bundled: weights file not found' (QA helper-92)."""
     monkeypatch.chdir(tmp_path)
     assert Segmenter(weights="bundled", device="cpu").weights_identity == Segmenter(device="cpu").weights_identity
+
+
+@requires_weights
+def test_python_api_reports_name_their_input_its_series_and_read_warnings(tmp_path):
+    """scarnet.segment(scarnet.read_volume(path)) gave a report that named no input (its JSON and CSV said
+    which exam only through the CLI), and dropped what reading the file warned of; quantify() the same."""
+    import nibabel as nib
+    from test_dicom_seg import write_dicom_series
+
+    import scarnet
+    from scarnet.io import write_report
+
+    phantom = make_phantom(3)
+    folder = tmp_path / "dicom"
+    write_dicom_series(phantom.image, folder)
+    image = scarnet.read_volume(folder)
+    result = scarnet.segment(image, device="cpu")
+    assert result.report.extra["input"] == str(folder)
+    assert result.report.extra["input_series"]["series_number"] == 7
+    write_report(result.report, tmp_path / "report.json")
+    assert json.loads((tmp_path / "report.json").read_text())["input"] == str(folder)
+    assert f"input,{folder}" in result.report.to_csv()
+
+    # A read warning (complex MR data: its magnitude is used) reaches the report's warnings.
+    complex_path = tmp_path / "complex.nii.gz"
+    array = np.transpose(phantom.image.array, (2, 1, 0)).astype(np.complex64)
+    affine = np.diag([*phantom.image.spacing_mm, 1.0]) * np.array([-1, -1, 1, 1])  # LPS → RAS
+    nib.save(nib.Nifti1Image(array, affine), complex_path)
+    with pytest.warns(UserWarning, match="complex-valued"):
+        complex_image = scarnet.read_volume(complex_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = scarnet.segment(complex_image, device="cpu").report
+    assert report.extra["input"] == str(complex_path)
+    assert any("complex-valued" in message for message in report.warnings())
+
+    # quantify(): the exam is the image; the labelmap is named beside it.
+    labels_path = tmp_path / "labels.nii.gz"
+    scarnet.io.write_volume(result.labelmap, labels_path)
+    quantified = scarnet.quantify(scarnet.read_labelmap(labels_path, reference=image), image)
+    assert quantified.extra["input"] == str(folder) and quantified.extra["labelmap"] == str(labels_path)
+    assert quantified.extra["input_series"] == result.report.extra["input_series"]
+    alone = scarnet.quantify(scarnet.read_labelmap(labels_path))
+    assert alone.extra["input"] == alone.extra["labelmap"] == str(labels_path)
+    # The model's labelmap is of that exam; a Volume made in Python names nothing (it has no file to name).
+    assert scarnet.quantify(result.labelmap).extra["input"] == str(folder)
+    made = scarnet.Volume(result.labelmap.array, result.labelmap.spacing_mm, result.labelmap.origin_mm,
+                          result.labelmap.direction)
+    assert "input" not in scarnet.quantify(made).extra
