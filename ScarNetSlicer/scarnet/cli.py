@@ -282,6 +282,12 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         report.extra["labelmap"] = str(args.labelmap)  # with --image, "input" names the image alone
         if args.segmented_by is not None:
             report.extra["segmented_by"] = args.segmented_by
+        if args.reader is not None:
+            report.extra["reader"] = args.reader
+        if model_inference is not None:
+            # Not "inference": this report did not run the model; the summary's weights_sha256 reads it.
+            report.extra["model_run"] = {"report": str(args.model_report), "weights": model_inference.get("weights"),
+                                         "scarnet_version": model_inference.get("scarnet_version")}
         if source is not None:
             report.extra["input_series"] = source.series.record()
         if input_warnings:
@@ -292,7 +298,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
             add_dicom_seg(outputs, args.dicom_seg, labelmap, report, source, inference=model_inference,
                           segmented_by=args.segmented_by, reader=args.reader)  # before the report, which names it
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
-        who = _SEGMENTED_BY_TEXT.get(args.segmented_by, "")
+        who = _SEGMENTED_BY_TEXT.get(args.segmented_by, "") + (f" ({args.reader})" if args.reader else "")
         # The page's "Input" is the image, as the JSON's "input" (its series follows); the labelmap is "Segmentation".
         _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}{who}",
                          Path(args.image if args.image is not None else args.labelmap).name)
@@ -322,35 +328,34 @@ def _check_quantify_dicom_seg(args: argparse.Namespace) -> dict | None:
     image_is_a_file = args.image is not None and Path(args.image).exists() and not Path(args.image).is_dir()
     if args.series is not None and (args.image is None or image_is_a_file):
         raise InputError("--series goes with --image DICOM_FOLDER (it picks one of the folder's series)")
-    if args.dicom_seg is None:
-        for option, value in (("--model-report", args.model_report), ("--reader", args.reader)):
-            if value is not None:
-                raise InputError(f"{option} goes with --dicom-seg OUT.dcm")
-        return None
-    if args.image is None:
+    if args.dicom_seg is not None and args.image is None:
         raise InputError("--dicom-seg needs --image DICOM_FOLDER: the LGE images the labelmap was drawn on, "
                          "which the DICOM SEG refers to")
-    if args.segmented_by is None:
+    if args.dicom_seg is not None and args.segmented_by is None:
         raise InputError("--dicom-seg needs --segmented-by model|model-and-reader|reader: who made this labelmap "
                          "(DICOM records it in each segment, and a labelmap file does not say)")
     if args.reader is not None:
-        if args.segmented_by == "model":
-            raise InputError("--reader names who drew or corrected the labelmap: use --segmented-by "
+        if args.segmented_by not in ("model-and-reader", "reader"):
+            raise InputError("--reader names who drew or corrected the labelmap: give --segmented-by "
                              "model-and-reader or reader")
         from .dicom_seg import check_person_name
 
         check_person_name(args.reader)
+    # Recorded in the report (and the SEG): the model run a labelmap came from, corrected by a reader or not.
+    if args.model_report is not None and args.segmented_by not in ("model", "model-and-reader"):
+        if args.segmented_by == "reader":
+            raise InputError("--model-report names the model run a labelmap came from; a reader's own "
+                             "(--segmented-by reader) has none")
+        raise InputError("--model-report names the model run the labelmap came from: give --segmented-by model "
+                         "or model-and-reader (corrected by a reader)")
+    if args.dicom_seg is None:
+        return None if args.model_report is None else _model_inference(args.model_report)
     _check_dicom_seg_input(args.image, "--image")
     outputs = {Path(path).resolve() for path in (args.report, args.dicom_seg, args.html, args.bullseye) if path}
     for option, path in (("LABELMAP", args.labelmap), ("--model-report", args.model_report)):
         if path is not None and Path(path).resolve() in outputs:
             raise InputError(f"{path}: is both {option} and an output of this run")
-    if args.model_report is None:
-        return None
-    if args.segmented_by == "reader":
-        raise InputError("--model-report names the model run a labelmap came from; a reader's own "
-                         "(--segmented-by reader) has none")
-    return _model_inference(args.model_report)
+    return None if args.model_report is None else _model_inference(args.model_report)
 
 
 #: What a report's weights sha256 and scarnet version look like (DICOM's LO holds 64 characters).
@@ -979,10 +984,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "recorded in the report (and the summary's made_from) and in the DICOM SEG")
     p.add_argument("--model-report", type=_non_empty_path, metavar="REPORT.json",
                    help="the JSON report of the model run the labelmap came from (scarnet segment, batch, Slicer's "
-                        "Save report): the DICOM SEG names its weights and version (not with --segmented-by reader)")
+                        "Save report): the report (model_run) and the DICOM SEG name its weights and version (with "
+                        "--segmented-by model or model-and-reader)")
     p.add_argument("--reader", metavar="FAMILY^GIVEN",
-                   help="who drew or corrected the labelmap (DICOM person name), recorded in the DICOM SEG "
-                        "(with --segmented-by model-and-reader or reader)")
+                   help="who drew or corrected the labelmap (DICOM person name), recorded in the report and the "
+                        "DICOM SEG (with --segmented-by model-and-reader or reader)")
     _add_segment_model_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (report, bullseye, page, SEG)")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")

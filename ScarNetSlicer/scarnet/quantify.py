@@ -242,12 +242,13 @@ class Report:
         if series_name(self.extra.get("input_series")):
             writer.writerow(["dicom_series", csv_value(series_name(self.extra["input_series"]))])
         # Which labelmap and who drew it (scarnet quantify), as the JSON's labelmap and segmented_by.
-        for key in ("labelmap", "segmented_by"):
+        for key in ("labelmap", "segmented_by", "reader"):
             if self.extra.get(key) is not None:
                 writer.writerow([key, csv_value(str(self.extra[key]))])
-        # And which model segmented it (a model run's report), as the JSON's inference.weights; the version that
-        # measured it always, as the JSON's scarnet_version (a model run's own is in the JSON's inference).
-        inference = self.extra.get("inference") if isinstance(self.extra.get("inference"), dict) else {}
+        # And which model segmented it (a model run's report, or the run a quantified labelmap came from), as the
+        # JSON's inference.weights (model_run.weights); the version that measured it always, as the JSON's
+        # scarnet_version (a model run's own is in the JSON's inference).
+        inference = model_run_record(self.extra)
         weights = inference.get("weights") if isinstance(inference.get("weights"), dict) else {}
         if weights:
             writer.writerow(["weights", csv_value(weights.get("file") or "bundled"),
@@ -330,6 +331,15 @@ def series_name(series: dict[str, Any] | None) -> str:
     number = series.get("series_number")
     name = f"#{number}" if number is not None else f"UID {series.get('series_instance_uid') or '?'}"
     return f"{name} '{series.get('description') or ''}'"
+
+
+def model_run_record(report: dict[str, Any]) -> dict[str, Any]:
+    """The record (``weights``, ``scarnet_version``) of the model run that made a report's segmentation: its own
+    ``inference``, or for ``scarnet quantify --model-report`` the run the labelmap came from (``model_run``)."""
+    for key in ("inference", "model_run"):
+        if isinstance(record := report.get(key), dict):
+            return record
+    return {}
 
 
 def csv_value(value: Any) -> str:

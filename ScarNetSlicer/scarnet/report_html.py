@@ -97,6 +97,12 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                             f"{f', sha256 {sha}' if sha else ''}")
         parts[-1] += (f" · model: {escape(weights_text)}, {escape(str(inference.get('device', '')))}"
                       f"{', flip test-time augmentation' if inference.get('tta') else ''}")
+    elif isinstance(model_run := data.get("model_run"), dict) and isinstance(model_run.get("weights"), dict):
+        # A labelmap quantified with the report of the model run it came from (scarnet quantify --model-report).
+        weights = model_run["weights"]
+        sha = str(weights.get("sha256") or "")[:12]
+        parts[-1] += escape(f" · from a model run: weights {weights.get('file') or '?'}"
+                            f"{f', sha256 {sha}' if sha else ''}, scarnet {model_run.get('scarnet_version') or '?'}")
     parts[-1] += f" · scarnet {escape(str(version or 'version not recorded'))}"
     parts[-1] += "</p>"
     parts.append(f'<p class="disclaimer">{escape(INTENDED_USE)}</p>')

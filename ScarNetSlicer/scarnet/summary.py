@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .quantify import REPORT_WARNING_KEYS, csv_value, report_warnings, scar_on_flagged_slices, series_name
+from .quantify import (
+    REPORT_WARNING_KEYS,
+    csv_value,
+    model_run_record,
+    report_warnings,
+    scar_on_flagged_slices,
+    series_name,
+)
 
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
 #: ``made_from``: what the report measured (:func:`made_from`). ``aha_segments``: how many AHA segments the
@@ -68,7 +75,7 @@ def summary_figures(report: dict[str, Any], report_name: str) -> dict[str, Any]:
     if aha is not None and not isinstance(aha, list):
         raise TypeError("segments must be a list")
     timings = (report.get("inference") or {}).get("timings_s") or {}
-    weights = (report.get("inference") or {}).get("weights") or {}
+    weights = model_run_record(report).get("weights") or {}
     slices = report.get("slices") or []
     return {
         "dicom_series": series_name(report.get("input_series")) or None,

@@ -624,7 +624,8 @@ def test_quantify_writes_the_seg_of_a_corrected_labelmap(tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (("--dicom-seg", "s.dcm", "--segmented-by", "reader"), "--dicom-seg needs --image DICOM_FOLDER"),
     (("--image", "exam", "--dicom-seg", "s.dcm"), "--dicom-seg needs --segmented-by model|model-and-reader|reader"),
-    (("--image", "exam", "--model-report", "model.json"), "--model-report goes with --dicom-seg OUT.dcm"),
+    (("--image", "exam", "--model-report", "model.json"), "--model-report names the model run the labelmap came from: "
+                                                          "give --segmented-by model or model-and-reader"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "reader", "--model-report", "model.json"),
      "a reader's own (--segmented-by reader) has none"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--model-report", "labels.nii.gz"),
@@ -638,7 +639,11 @@ def test_quantify_writes_the_seg_of_a_corrected_labelmap(tmp_path):
     (("--image", "exam", "--series", "99", "--dicom-seg", "s.dcm", "--segmented-by", "reader"), "99"),
     (("--series", "7",), "--series goes with --image DICOM_FOLDER"),
     (("--image", "image.nii.gz", "--series", "7"), "--series goes with --image DICOM_FOLDER"),
-    (("--image", "exam", "--reader", "Smith^Anna"), "--reader goes with --dicom-seg OUT.dcm"),
+    (("--image", "exam", "--reader", "Smith^Anna"), "--reader names who drew or corrected the labelmap"),
+    (("--reader", "Smith^Anna", "--segmented-by", "model"), "--reader names who drew or corrected the labelmap"),
+    (("--reader", "Smith", "--segmented-by", "reader"), "give it as a DICOM person name"),
+    (("--segmented-by", "reader", "--model-report", "model.json"), "a reader's own (--segmented-by reader) has none"),
+    (("--segmented-by", "model", "--model-report", "other.json"), "(no 'inference' record"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "model", "--reader", "Smith^Anna"),
      "--reader names who drew or corrected the labelmap"),
     (("--image", "exam", "--dicom-seg", "s.dcm", "--segmented-by", "reader", "--reader", "Smith"),

@@ -253,3 +253,34 @@ def test_an_exam_reported_twice_is_said(tmp_path):
     repeated: list[str] = []
     assert len(summarize([tmp_path / "patient1", tmp_path / "patient2"], repeated=repeated)) == 2
     assert repeated == []
+
+
+def test_a_corrected_labelmap_records_its_reader_and_model_run_without_a_dicom_seg(tmp_path):
+    """``quantify --reader`` and ``--model-report`` were refused without ``--dicom-seg``: a study keeping JSON/CSV
+    reports could not record who corrected a labelmap nor which model run it came from. Now the report, its CSV,
+    its page and the summary's weights_sha256 say so."""
+    out = _batch(tmp_path)
+    model_report = json.loads((out / "p1_report.json").read_text())
+    model_report["inference"]["weights"] = {"file": "site.safetensors", "sha256": "ab" * 32}
+    model_report["inference"]["scarnet_version"] = "0.1.0"
+    (tmp_path / "model.json").write_text(json.dumps(model_report))
+    labels = read_seg_nrrd(out / "p1.seg.nrrd")
+    write_labelmap(labels, tmp_path / "p1_corrected.nii.gz")
+    for report in ("c.json", "c.csv"):
+        result = subprocess.run([sys.executable, "-m", "scarnet", "quantify", "p1_corrected.nii.gz", "--segmented-by",
+                                 "model-and-reader", "--reader", "Smith^Anna", "--model-report", "model.json",
+                                 "--report", report, "--html", report + ".html", "--quiet"],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    quantified = json.loads((tmp_path / "c.json").read_text())
+    assert quantified["reader"] == "Smith^Anna" and quantified["segmented_by"] == "model-and-reader"
+    assert quantified["model_run"] == {"report": "model.json", "weights": model_report["inference"]["weights"],
+                                       "scarnet_version": "0.1.0"}
+    assert "inference" not in quantified  # this run did not run the model
+    text = (tmp_path / "c.csv").read_text()
+    assert "reader,Smith^Anna" in text and f"weights,site.safetensors,{'ab' * 32}" in text
+    page = (tmp_path / "c.json.html").read_text()
+    assert "(Smith^Anna)" in page and "from a model run: weights site.safetensors, sha256 abababababab" in page
+    line = summarize([tmp_path / "c.json"])[0]
+    row = dict(zip(SUMMARY_COLUMNS, line))
+    assert row["made_from"] == "edited segmentation" and row["weights_sha256"] == "ab" * 32
