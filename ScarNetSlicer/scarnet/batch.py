@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import InputError, ScarNetError
 from .outputs import DICOM_SEG, HTML_REPORT, REPORT, SEGMENTATION, OutputSet
-from .quantify import report_warnings
+from .quantify import report_warnings, series_name
 from .summary import SUMMARY_COLUMNS, SUMMARY_NAME, summary_figures
 from .summary import summary_csv as _summary_csv
 
@@ -394,7 +394,7 @@ def _failed_exam_warnings(plan: ExamOutputs, row: BatchRow) -> None:
     said = [f"{', '.join(left)}: left from an earlier run, not this run's result (the exam failed); remove them, "
             "or a summary of this folder counts the old report"] if left else []
     row.other_warnings.extend(said)
-    row.figures = {"warnings": " | ".join([*row.warnings, *said])}
+    row.figures = {"dicom_series": row.figures.get("dicom_series"), "warnings": " | ".join([*row.warnings, *said])}
 
 
 def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
@@ -419,6 +419,8 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
             try:
                 # --series picks a DICOM folder's series; files are read as they are.
                 volume, source = read_input(plan.input, series=series if plan.input.is_dir() else None)
+                if source is not None:  # the series read, in the summary even if the exam fails later
+                    row.figures["dicom_series"] = series_name(source.series.record())
                 if plan.dicom_seg is not None:
                     from .dicom_seg import check_dicom_seg_sources
 

@@ -975,3 +975,23 @@ def test_geometry_agrees_with_simpleitk_series_reader(tmp_path: Path) -> None:
     np.testing.assert_allclose(volume.origin_mm, reference.GetOrigin(), atol=1e-5)
     np.testing.assert_allclose(volume.direction.ravel(), reference.GetDirection(), atol=1e-5)
     np.testing.assert_array_equal(volume.array, sitk.GetArrayFromImage(reference).astype(np.float32))
+
+
+def test_a_failed_batch_exam_still_names_the_series_it_read(tmp_path: Path) -> None:
+    """A DICOM exam that failed after its series was read (no heart found) had an empty dicom_series in the
+    summary: which of the folder's series failed was not said."""
+    from test_batch import _summary
+
+    from scarnet.batch import run_batch
+    from scarnet.errors import NoHeartFoundError
+
+    _write_stack(tmp_path / "exam", num_slices=6)
+
+    def make():
+        def fail(volume, name, rv_insertion_lps, basal_end):
+            raise NoHeartFoundError("no heart found")
+        return fail
+
+    rows = run_batch([tmp_path / "exam"], tmp_path / "out", make)
+    assert rows[0].status == "failed: no heart found"
+    assert _summary(tmp_path / "out")[0]["dicom_series"] == "#7 'LGE PSIR SAX'"
