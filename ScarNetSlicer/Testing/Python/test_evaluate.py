@@ -1156,3 +1156,36 @@ def test_a_figure_that_rounds_to_zero_has_no_minus_sign():
 
     assert (_fmt(-0.0001), _fmt(-0.0006), _signed(-0.001, 2), _signed(-0.006, 2)) == ("0.000", "-0.001", "+0.00",
                                                                                       "-0.01")
+
+
+def test_the_default_emidec_folder_is_found_from_the_checkout_a_non_editable_install_is_run_in(tmp_path, monkeypatch):
+    """``pip install .`` puts scarnet in site-packages, far from the checkout: ``scarnet evaluate`` run in the checkout
+    said "EMIDEC data not found" with ../shared/data/emidec right there (QA helper-104)."""
+    import scarnet.train.emidec as emidec
+
+    root = tmp_path / "work" / "shared" / "data" / "emidec"
+    root.mkdir(parents=True)
+    (root / "splits.json").write_text(json.dumps({"train": [], "val": []}))
+    (tmp_path / "work" / "checkout" / "docs").mkdir(parents=True)
+    site_packages = tmp_path / "venv" / "site-packages"
+    site_packages.mkdir(parents=True)
+    monkeypatch.setattr(emidec, "__file__", str(site_packages / "scarnet" / "train" / "emidec.py"))
+    monkeypatch.chdir(site_packages)
+    assert emidec.default_emidec_root() is None  # neither the package nor the current folder is near it
+    monkeypatch.chdir(tmp_path / "work" / "checkout" / "docs")
+    assert emidec.default_emidec_root() == root
+    (root / "splits.json").unlink()  # a folder without its splits is not the data
+    assert emidec.default_emidec_root() is None
+
+
+def test_the_artifacts_part_without_torchio_is_refused_before_any_work(tmp_path, tiny_weights, monkeypatch):
+    """Without the train extra, evaluate ran the main table and the noise part (minutes) and only then stopped at
+    the artifacts part's missing torchio, writing nothing (QA helper-104): now said before the model loads."""
+    import scarnet.evaluate_cli as evaluate_cli
+
+    monkeypatch.setitem(sys.modules, "torchio", None)  # not installed: find_spec says None
+    loaded = []
+    monkeypatch.setattr(evaluate_cli, "load_folder_cases", lambda *a, **k: loaded.append(1) or [])
+    with pytest.raises(InputError, match=r"needs torchio.*pip install 'scarnet\[train\]'.*--skip artifacts"):
+        run_evaluation(_args(tmp_path, tiny_weights, images=tmp_path, references=tmp_path), log=lambda _: None)
+    assert not loaded and not list(tmp_path.iterdir())

@@ -10,6 +10,7 @@ vs 0.602 for Case_N006). The less-stretched axis keeps ≈1.4 mm per pixel (EMID
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import defaultdict
@@ -32,13 +33,22 @@ MAX_LABEL = MVO
 _SLICE_NAME = re.compile(r"(Case_[NP]\d+)_slice(\d+)\.png$")
 
 
+#: Where the EMIDEC data is looked for without --emidec, as the messages say it.
+DEFAULT_EMIDEC_TEXT = "shared/data/emidec beside the checkout or in a folder above the current one"
+
+
 def default_emidec_root() -> Path | None:
-    """``../shared/data/emidec`` beside the repository checkout, when present."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "data" / "emidec"
-        if (candidate / "splits.json").is_file():
-            return candidate
+    """``shared/data/emidec`` (with its ``splits.json``) beside the repository checkout, else in the current folder
+    or one above it: a package installed with ``pip install .`` (not editable) lives in site-packages, far from
+    the checkout, and is run from the checkout (``../shared/data/emidec``)."""
+    starts = [Path(__file__).resolve().parent]
+    with contextlib.suppress(OSError):  # the current folder was removed
+        starts.append(Path.cwd())
+    for start in starts:
+        for parent in (start, *start.parents):
+            candidate = parent / "shared" / "data" / "emidec"
+            if (candidate / "splits.json").is_file():
+                return candidate
     return None
 
 

@@ -743,15 +743,15 @@ def _training_data(config: TrainConfig) -> tuple[list, list, list[dict[str, str]
     """
     from ..phantom import make_phantom
     from .data import emidec_samples
-    from .emidec import load_cases, load_split
+    from .emidec import DEFAULT_EMIDEC_TEXT, load_cases, load_split
 
     if config.own_images is not None:
         return _own_training_data(config)
     root = _emidec_root(config)
     if root is None:
         if config.emidec_root == "auto":  # asked for real data where found: say that none was
-            warnings.warn("EMIDEC not found beside this checkout (../shared/data/emidec): training and validating on "
-                          "phantoms only; pass --emidec FOLDER to train on it", stacklevel=2)
+            warnings.warn(f"EMIDEC not found ({DEFAULT_EMIDEC_TEXT}): training and validating on phantoms only; "
+                          "pass --emidec FOLDER to train on it", stacklevel=2)
         cases = []
         for seed in range(900_000, 900_000 + min(6, config.max_val_cases or 6)):
             phantom = make_phantom(seed)
