@@ -53,6 +53,9 @@ _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 #: Cosines of two slices closer than this count as the same orientation.
 ORIENTATION_TOLERANCE = 1e-3
+#: Images of one series whose direction cosines differ by less than this (about 0.6°) are one stack's: slices
+#: planned one by one may be tilted a little; the stack takes the most common orientation (and says so).
+ORIENTATION_GROUP_TOLERANCE = 0.01
 #: An ImageOrientationPatient vector whose length strays further than this from 1 is no direction
 #: (all zeros, garbage); values rounded to the 4+ digits scanners write stay far inside it.
 UNIT_LENGTH_TOLERANCE = 0.01
@@ -120,6 +123,9 @@ class DicomSeries:
     patient_key: str = ""
     lge_score: int = 0
     lge_cues: list[str] = field(default_factory=list)
+    #: The most images that share one orientation (single-frame files; an enhanced file counts its frames as
+    #: one orientation): under 2, the series is views in several planes (long-axis 2/3/4-chamber), never a stack.
+    most_in_one_orientation: int = 0
 
     @property
     def is_psir(self) -> bool:
@@ -296,7 +302,28 @@ def _describe_series(uid: str, members: list[tuple[Path, Any]]) -> DicomSeries:
         patient_key=f"{header.get('PatientID', '') or ''}\\{header.get('PatientName', '') or ''}",
         lge_score=score,
         lge_cues=cues,
+        most_in_one_orientation=_most_in_one_orientation(members),
     )
+
+
+def _most_in_one_orientation(members: list[tuple[Path, Any]]) -> int:
+    """How many of a series' images share the most common orientation (see ``most_in_one_orientation``)."""
+    groups: list[tuple[np.ndarray, int]] = []
+    for _, header in members:
+        frames = max(1, int(header.get("NumberOfFrames", 1) or 1))
+        try:
+            orientation = np.array([float(v) for v in header.get("ImageOrientationPatient")], dtype=float)
+            if orientation.shape != (6,) or not np.isfinite(orientation).all():
+                raise ValueError
+        except (TypeError, ValueError):
+            return sum(max(1, int(h.get("NumberOfFrames", 1) or 1)) for _, h in members)  # unknown: not ruled out
+        for index, (known, count) in enumerate(groups):
+            if np.allclose(known, orientation, atol=ORIENTATION_GROUP_TOLERANCE):
+                groups[index] = (known, count + frames)
+                break
+        else:
+            groups.append((orientation, frames))
+    return max(count for _, count in groups)
 
 
 def _inversion_time(header: Any) -> float | None:
@@ -388,9 +415,18 @@ def select_series(all_series: list[DicomSeries], series: str | None, folder: Pat
     if series is not None:
         return _series_by_name(all_series, series, folder)
     if len(all_series) == 1:
-        return all_series[0]
-    # Only stacks can be read; single images (long-axis views, screenshots) never qualify.
-    stacks = [s for s in all_series if s.num_slices >= 2]
+        only = all_series[0]
+        negative = [cue for cue in only.lge_cues if cue.startswith("not LGE: ")]
+        if negative:
+            # A folder exported one series each: a map or cine there would be segmented as if it were LGE.
+            number = only.series_number if only.series_number is not None else only.series_instance_uid
+            raise InputError(f"{folder}: its only series, {only.summary()}, is marked "
+                             f"{negative[0].removeprefix('not LGE: ')} (a localizer, cine, map or other series that "
+                             f"is not LGE); pass --series {number} if it is LGE")
+        return only
+    # Only stacks can be read; single images and views in several planes (long-axis 2/3/4-chamber, screenshots)
+    # never qualify.
+    stacks = [s for s in all_series if s.num_slices >= 2 and s.most_in_one_orientation >= 2]
     lge = sorted((s for s in stacks if s.is_lge), key=lambda s: -s.lge_score)
     if len(lge) == 1 or (len(lge) > 1 and lge[0].lge_score > lge[1].lge_score):
         return lge[0]
@@ -639,7 +675,8 @@ def _single_frame(path: Path, dataset: Any, name: str) -> _Frame:
         slope=_rescale(dataset, "RescaleSlope", 1.0, path, name),
         intercept=_rescale(dataset, "RescaleIntercept", 0.0, path, name),
         keys={
-            "ImageType": tuple(str(v).upper() for v in _as_list(dataset.get("ImageType"))),
+            "ImageType": tuple(str(v).upper() for v in [*_as_list(dataset.get("ImageType")),
+                                                        *_as_list(dataset.get("ComplexImageComponent"))]),
             "EchoNumbers": _number(dataset.get("EchoNumbers")),
             "EchoTime": _number(dataset.get("EchoTime")),
             "InversionTime": _number(dataset.get("InversionTime")),
@@ -691,8 +728,12 @@ def _enhanced_frames(path: Path, dataset: Any, name: str) -> list[_Frame]:
             slope=_rescale(transform, "RescaleSlope", 1.0, path, name),
             intercept=_rescale(transform, "RescaleIntercept", 0.0, path, name),
             keys={
-                "ImageType": tuple(str(v).upper() for v in _as_list(
-                    frame_type.get("FrameType") if frame_type is not None else dataset.get("ImageType"))),
+                # With the frame's ComplexImageComponent (MAGNITUDE, REAL, PHASE...): the standard attribute that
+                # tells a PSIR file's magnitude and phase-sensitive frames apart when FrameType does not.
+                "ImageType": tuple(str(v).upper() for v in [*_as_list(
+                    frame_type.get("FrameType") if frame_type is not None else dataset.get("ImageType")),
+                    *_as_list(frame_type.get("ComplexImageComponent") if frame_type is not None
+                              else dataset.get("ComplexImageComponent"))]),
                 "EchoTime": _number(echo.get("EffectiveEchoTime")) if echo is not None else None,
                 "InversionTime": _number(inversion[0]) if inversion else None,
                 "StackID": str(content.get("StackID", "")) if content is not None else None,
@@ -776,14 +817,12 @@ def _build_volume(frames: list[_Frame], name: str) -> tuple[Volume, list[_Frame]
     """The stack of ``frames`` and, in its slice order, the frame each slice is."""
     if not frames:
         raise InputError(f"{name}: holds no images")
+    frames = _one_orientation(frames, name)
     first = frames[0]
     for frame in frames[1:]:
         if (frame.rows, frame.columns) != (first.rows, first.columns):
             raise InputError(f"{name}: images of different sizes ({first.columns}×{first.rows} and "
                              f"{frame.columns}×{frame.rows}); not a single stack")
-        if not np.allclose(frame.orientation, first.orientation, atol=ORIENTATION_TOLERANCE):
-            raise InputError(f"{name}: images with different orientations (e.g. a localizer or several views); "
-                             "not a single short-axis stack")
         if not np.allclose(frame.pixel_spacing, first.pixel_spacing, rtol=1e-4, atol=1e-4):
             raise InputError(f"{name}: images with different pixel spacings; not a single stack")
     row_cosine = first.orientation[:3] / np.linalg.norm(first.orientation[:3])
@@ -832,6 +871,42 @@ def _build_volume(frames: list[_Frame], name: str) -> tuple[Volume, list[_Frame]
         source_slices=[_identifiers(f) for f in frames],
     )
     return volume, frames
+
+
+#: At most this many images in other planes (a long-axis view filed with the short-axis stack) are left out
+#: of a series; more, and the series is no one stack.
+MAX_IMAGES_IN_OTHER_PLANES = 2
+
+
+def _one_orientation(frames: list[_Frame], name: str) -> list[_Frame]:
+    """The series' images in its stack's plane: a stray view in another plane (a long-axis image exported with the
+    short-axis stack) is left out, said; slices tilted from one another by a fraction of a degree are kept, said.
+    Several views or stacks in different planes are refused."""
+    groups: list[list[_Frame]] = []
+    for frame in frames:
+        for group in groups:
+            if np.allclose(group[0].orientation, frame.orientation, atol=ORIENTATION_GROUP_TOLERANCE):
+                group.append(frame)
+                break
+        else:
+            groups.append([frame])
+    stack = max(groups, key=len)
+    others = [frame for group in groups if group is not stack for frame in group]
+    if others and (len(others) > MAX_IMAGES_IN_OTHER_PLANES or len(stack) < 2 * len(others) or len(stack) < 2):
+        raise InputError(f"{name}: images with different orientations (e.g. a localizer or several views); "
+                         "not a single short-axis stack")
+    if others:
+        files = ", ".join(f.path.name + (f" frame {f.frame + 1}" if f.frame is not None else "") for f in others)
+        warnings.warn(f"{name}: {len(others)} image(s) in another plane than the stack's {len(stack)} (a long-axis "
+                      f"view filed with it?) left out: {files}", stacklevel=4)
+    normals = [np.cross(f.orientation[:3], f.orientation[3:]) for f in stack]
+    tilt_deg = max(math.degrees(math.acos(min(1.0, abs(float(n @ normals[0])) / (np.linalg.norm(n)
+                                                                              * np.linalg.norm(normals[0])))))
+                   for n in normals)
+    if any(not np.allclose(f.orientation, stack[0].orientation, atol=ORIENTATION_TOLERANCE) for f in stack):
+        warnings.warn(f"{name}: slices tilted from one another by up to {tilt_deg:.2g}°; the stack takes the first "
+                      "slice's orientation, so positions far from the centre are approximate", stacklevel=4)
+    return stack
 
 
 def _check_one_photometric(frames: list[_Frame], name: str) -> None:
@@ -939,17 +1014,40 @@ def _one_frame_per_position(frames: list[_Frame], normal: np.ndarray, name: str)
             return stack
     if counts.min() == 1:
         return _latest_per_position(frames, slots, counts, positions, name)
+    _check_not_a_cine(frames, slots, counts, name)
     for key in _ACQUISITION_KEYS:
-        if (stack := _complete_stack(frames, slots, num_slots, key, name)) is not None:
+        if (stack := _complete_stack(frames, slots, num_slots, key, name, latest=True)) is not None:
             return stack
     raise InputError(f"{name}: {len(frames)} images at only {num_slots} slice positions (several echoes, "
                      "time points or reconstructions in one series) and nothing tells them apart; export one image "
                      "per slice position or pick another series")
 
 
+def _check_not_a_cine(frames: list[_Frame], slots: list[int], counts: np.ndarray, name: str) -> None:
+    """Refuse a series with several images at every position told apart by the cardiac phase: a cine (LGE is one
+    phase per slice; one stack repeated is two), whose one phase would otherwise be segmented as if it were LGE."""
+    if counts.min() < MIN_CINE_PHASES:
+        return
+    for key in ("TriggerTime", "TemporalPositionIdentifier", "TemporalPositionIndex"):
+        phases: dict[int, set[Any]] = {}
+        for frame, slot in zip(frames, slots):
+            if frame.keys.get(key) is not None:
+                phases.setdefault(slot, set()).add(frame.keys[key])
+        if len(phases) == len(counts) and min(len(values) for values in phases.values()) >= MIN_CINE_PHASES:
+            raise InputError(f"{name}: {len(frames) / len(counts):.2g} images per slice position at different "
+                             f"{key}s: a cine (several cardiac phases) or a stack repeated many times, not one "
+                             "LGE stack; pick the LGE series (or export the one acquisition to use)")
+
+
+#: Images per position at as many different trigger times or temporal positions: a cine, not LGE repeats.
+MIN_CINE_PHASES = 3
+
+
 def _complete_stack(frames: list[_Frame], slots: list[int], num_slots: int, key: str,
-                    name: str) -> list[_Frame] | None:
-    """The images of the preferred value of ``key`` that holds one image at every position (None: no such value)."""
+                    name: str, latest: bool = False) -> list[_Frame] | None:
+    """The images of the preferred value of ``key`` that holds one image at every position (None: no such value).
+    ``latest``: the stack acquired last is preferred (a whole stack acquired again, as a slice is), by acquisition
+    time, then instance number; the value's own preference only breaks a tie."""
     values = [f.keys.get(key) for f in frames]
     if len(set(values)) < 2:
         return None
@@ -960,10 +1058,20 @@ def _complete_stack(frames: list[_Frame], slots: list[int], num_slots: int, key:
                 if len(members) == num_slots and len({slots[i] for i in members}) == num_slots}
     if not complete:
         return None  # no value of this attribute is one whole stack
-    value, members = min(complete.items(), key=lambda item: _preference(key, item[0]))
+    if latest:
+        def acquired(item: tuple[Any, list[int]]) -> tuple[Any, ...]:
+            orders = sorted(_acquisition_order(frames[i]) for i in item[1])
+            return (orders[len(orders) // 2], tuple(-v if isinstance(v, (int, float)) else 0
+                                                    for v in _preference(key, item[0])))
+        value, members = max(complete.items(), key=acquired)
+        known = len({acquired(item)[0] for item in complete.items()}) == len(complete)
+        which = " (the last acquired)" if known else ""
+    else:
+        value, members = min(complete.items(), key=lambda item: _preference(key, item[0]))
+        which = ""
     shown = "\\".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else value
     warnings.warn(f"{name}: {len(frames) / num_slots:.2g} images per slice position (different {key}); using the "
-                  f"{len(members)} images with {key} {shown}", stacklevel=5)
+                  f"{len(members)} images with {key} {shown}{which}", stacklevel=5)
     return [frames[i] for i in members]
 
 
@@ -1004,7 +1112,7 @@ def _preference(key: str, value: Any) -> tuple[int, Any]:
             rank = 0
         elif kinds & {"M", "MAG", "MAGNITUDE", "M_IR", "M_FFE", "M_SE"}:
             rank = 1
-        elif kinds & {"P", "PHASE", "P_IR"}:
+        elif kinds & {"P", "PHASE", "P_IR", "IMAGINARY"}:
             rank = 3
         else:
             rank = 2

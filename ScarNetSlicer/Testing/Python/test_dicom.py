@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 import re
 import warnings
@@ -649,10 +650,96 @@ def test_repeated_stack_with_per_image_trigger_times_keeps_one_whole_stack(tmp_p
                "AcquisitionNumber": 1 + k + 4 * r, "pixels": _raw_pixels(k) + 1000 * r}
               for r, ti in enumerate((300.0, 350.0)) for k in range(4)]
     _write_repeats(tmp_path / "exam", images)
-    with pytest.warns(UserWarning, match="different InversionTime"):
+    # The whole stack acquired again (here at a later TI: the first did not null the myocardium) is the one kept,
+    # as a slice acquired again is; it was the first, spoilt one (QA helper-105).
+    with pytest.warns(UserWarning, match=r"different InversionTime\); using the 4 images with InversionTime 350 "
+                                         r"\(the last acquired\)"):
         volume = read_dicom_series(tmp_path / "exam")
     _check_geometry(volume, 4, _position(0))
-    np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) for k in range(4)]))
+    np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) + 1000 for k in range(4)]))
+
+
+def test_a_whole_stack_acquired_again_is_kept_by_acquisition_time(tmp_path: Path) -> None:
+    """The acquisition time decides which stack was last, not the attribute's value or the instance numbers."""
+    images = [{"k": k, "AcquisitionNumber": number, "AcquisitionTime": time, "pixels": _raw_pixels(k) + offset}
+              for number, time, offset in ((1, "121500", 1000), (2, "120000", 0)) for k in range(4)]
+    _write_repeats(tmp_path / "exam", images)
+    with pytest.warns(UserWarning, match="AcquisitionNumber 1 \\(the last acquired\\)"):
+        volume = read_dicom_series(tmp_path / "exam")
+    np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) + 1000 for k in range(4)]))
+
+
+def test_a_cine_series_is_refused_not_read_as_one_of_its_phases(tmp_path: Path) -> None:
+    """A cine (5 phases per slice) was read as "the 4 images with TriggerTime 0" and segmented as LGE."""
+    images = [{"k": k, "TriggerTime": 40.0 * phase, "pixels": _raw_pixels(k) + 100 * phase}
+              for phase in range(5) for k in range(4)]
+    _write_repeats(tmp_path / "exam", images)
+    with pytest.raises(InputError) as error:
+        read_dicom_series(tmp_path / "exam")
+    assert "5 images per slice position at different TriggerTimes: a cine" in _one_line(error)
+
+
+@pytest.mark.parametrize("description, marked", [("MOLLI T1MAP SAX", "MOLLI/T1MAP"), ("cine_sax_retro", "CINE"),
+                                                 ("sa_stack", None)])
+def test_a_folder_whose_only_series_is_a_map_or_cine_is_refused_unless_picked(tmp_path: Path, description: str,
+                                                                             marked: str | None) -> None:
+    """A folder exported one series each: its only series was read without a look at what it is, so a T1 map got
+    scar figures without a word (QA helper-105). A series that says nothing of itself is still read."""
+    _write_stack(tmp_path / "exam", description=description, inversion_time=None)
+    if marked is None:
+        assert read_dicom_series(tmp_path / "exam").num_slices == 4
+        return
+    with pytest.raises(InputError) as error:
+        read_dicom_series(tmp_path / "exam")
+    assert f"its only series, #7 '{description}' (4 slices), is marked {marked}" in _one_line(error)
+    assert "pass --series 7 if it is LGE" in _one_line(error)
+    assert read_dicom_series(tmp_path / "exam", series="7").num_slices == 4  # the user's word for it
+
+
+def test_long_axis_views_in_their_own_series_do_not_compete_with_the_stack(tmp_path: Path) -> None:
+    """Two-, three- and four-chamber LGE views in one series (the same name as the stack's) made the folder
+    ambiguous: views in several planes are never a stack."""
+    exam = tmp_path / "exam"
+    _write_stack(exam, series_number=7, num_slices=5)
+    uid = generate_uid()
+    for n, (row, column) in enumerate([(NORMAL, COLUMN_COSINE), (NORMAL, ROW_COSINE), (ROW_COSINE, NORMAL)]):
+        _write_image(exam / f"lax_{n}.dcm", series_uid=uid, series_number=8, description="LGE PSIR SAX",
+                     position=_position(2), orientation=(row, column), pixels=_raw_pixels(n), instance_number=n + 1,
+                     inversion_time=300.0)
+    volume = read_dicom_series(exam)
+    assert volume.num_slices == 5
+
+
+def test_a_long_axis_image_filed_with_the_stack_is_left_out_and_said(tmp_path: Path) -> None:
+    exam = tmp_path / "exam"
+    uid = _write_stack(exam, num_slices=5)
+    _write_image(exam / "four_chamber.dcm", series_uid=uid, series_number=7, description="LGE PSIR SAX",
+                 position=_position(2), orientation=(NORMAL, COLUMN_COSINE), pixels=_raw_pixels(0),
+                 instance_number=99, inversion_time=300.0)
+    with pytest.warns(UserWarning, match="1 image\\(s\\) in another plane than the stack's 5 .*four_chamber.dcm"):
+        volume = read_dicom_series(exam)
+    _check_geometry(volume, 5, _position(0))
+    np.testing.assert_array_equal(volume.array, _expected_array(5))
+
+
+def test_a_slice_tilted_by_a_fraction_of_a_degree_is_read_and_said(tmp_path: Path) -> None:
+    """Slices planned one by one, one tilted by 0.2°, were refused as "different orientations (a localizer...)"."""
+    exam = tmp_path / "exam"
+    uid = _write_stack(exam, num_slices=4)
+    angle = math.radians(0.2)
+    tilted_row = math.cos(angle) * ROW_COSINE + math.sin(angle) * NORMAL
+    tilted_normal = np.cross(tilted_row, COLUMN_COSINE)
+    for path in exam.glob("*_3.dcm"):
+        path.unlink()
+    _write_image(exam / "tilted_3.dcm", series_uid=uid, series_number=7, description="LGE PSIR SAX",
+                 position=_position(3), orientation=(tilted_row, COLUMN_COSINE), pixels=_raw_pixels(3),
+                 instance_number=50, inversion_time=300.0, slope=_slope_intercept(3)[0],
+                 intercept=_slope_intercept(3)[1])
+    assert abs(float(tilted_normal @ NORMAL)) > math.cos(math.radians(0.21))
+    with pytest.warns(UserWarning, match="tilted from one another by up to 0.2°"):
+        volume = read_dicom_series(exam)
+    _check_geometry(volume, 4, _position(0))
+    np.testing.assert_array_equal(volume.array, _expected_array(4))
 
 
 @pytest.mark.parametrize("jitter_mm, same_ti", [(0.0, False), (0.05, False), (0.0, True)])
@@ -713,8 +800,9 @@ def test_copied_files_are_not_duplicates(tmp_path: Path) -> None:
 
 
 def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False,
-                    photometric: str = "MONOCHROME2") -> None:
-    """An enhanced MR file, one frame per slice in ``frame_order``, each with its own rescale."""
+                    photometric: str = "MONOCHROME2", components: list[str] | None = None) -> None:
+    """An enhanced MR file, one frame per slice in ``frame_order``, each with its own rescale. ``components``:
+    each frame's ComplexImageComponent (a REAL frame's pixels are 1000 higher)."""
     import SimpleITK as sitk
     from pydicom.encaps import encapsulate, generate_fragments
 
@@ -744,8 +832,13 @@ def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False
     shared.PixelMeasuresSequence = Sequence([measures])
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
     per_frame = []
-    for k in frame_order:
+    for index, k in enumerate(frame_order):
         group = Dataset()
+        if components is not None:
+            frame_type = Dataset()
+            frame_type.FrameType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+            frame_type.ComplexImageComponent = components[index]
+            group.MRImageFrameTypeSequence = Sequence([frame_type])
         plane = Dataset()
         plane.ImagePositionPatient = _ds_str(_position(k))
         group.PlanePositionSequence = Sequence([plane])
@@ -782,7 +875,8 @@ def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False
         ds["PixelData"].VR = "OB"
         ds["PixelData"].is_undefined_length = True
     else:
-        ds.PixelData = np.stack([_raw_pixels(k) for k in frame_order]).astype("<u2").tobytes()
+        ds.PixelData = np.stack([_raw_pixels(k) + (1000 if components and components[index] == "REAL" else 0)
+                                 for index, k in enumerate(frame_order)]).astype("<u2").tobytes()
     ds.save_as(exam / "enhanced.dcm", enforce_file_format=True)
 
 
@@ -793,6 +887,21 @@ def test_enhanced_multiframe(tmp_path: Path) -> None:
     volume = read_dicom_series(tmp_path / "exam")
     _check_geometry(volume, num_slices, _position(0))
     np.testing.assert_array_equal(volume.array, _expected_array(num_slices))
+
+
+def test_enhanced_psir_frames_are_told_apart_by_their_complex_image_component(tmp_path: Path) -> None:
+    """Magnitude and phase-sensitive (REAL) frames of one enhanced file, told apart by ComplexImageComponent alone,
+    were refused as "nothing tells them apart" (QA helper-105); the phase-sensitive ones are the LGE image."""
+    _write_enhanced(tmp_path / "exam", [0, 1, 2, 3] * 2, components=["MAGNITUDE"] * 4 + ["REAL"] * 4)
+    with pytest.warns(UserWarning, match="using the 4 images with ImageType ORIGINAL\\\\PRIMARY\\\\M\\\\NONE"
+                                         "\\\\REAL"):
+        volume = read_dicom_series(tmp_path / "exam")
+    np.testing.assert_array_equal(volume.array, _expected_array(4) + 1000 * _slope_intercept_array(4))
+
+
+def _slope_intercept_array(num_slices: int) -> np.ndarray:
+    """Each slice's rescale slope, broadcast over its pixels (a raw offset is scaled by it)."""
+    return np.array([_slope_intercept(k)[0] for k in range(num_slices)])[:, None, None]
 
 
 def test_compressed_enhanced_with_per_frame_rescale_is_refused(tmp_path: Path) -> None:
