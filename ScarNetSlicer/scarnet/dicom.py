@@ -391,6 +391,10 @@ def _as_list(value: Any) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 # Choosing a series
 # --------------------------------------------------------------------------------------------
+#: Picture files: slices saved as PNG, JPEG or TIFF (no geometry).
+_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
 def _image_files_hint(folder: Path) -> str:
     """Where a folder without DICOM holds image files (a folder of NIfTI exams given as one input): name one, and
     that such files are given themselves (a folder is read as DICOM)."""
@@ -402,6 +406,13 @@ def _image_files_hint(folder: Path) -> str:
     except OSError:
         return ""
     if not found:
+        pictures = sorted(path for path in folder.rglob("*") if path.suffix.lower() in _PICTURE_SUFFIXES
+                          and path.is_file())
+        if pictures:
+            # Slices saved as pictures (EMIDEC's PNGs, screenshots) keep no pixel spacing, slice gap or orientation.
+            return (f"; it holds {len(pictures)} picture file(s) ({pictures[0].relative_to(folder).as_posix()}, ...), "
+                    "which keep no pixel spacing, slice gap or orientation: give the stack as NIfTI/NRRD with its "
+                    "spacing, or as DICOM")
         return ""
     more = f" and {len(found) - 1} more" if len(found) > 1 else ""
     return (f"; it holds {found[0].relative_to(folder).as_posix()}{more}: give such files themselves (a folder is "

@@ -76,7 +76,8 @@ def require_highdicom() -> Any:
     try:
         import highdicom
     except ImportError:
-        raise InputError("writing DICOM SEG needs highdicom: pip install highdicom") from None
+        raise InputError("writing DICOM SEG needs highdicom, which is not installed: pip install 'scarnet[dicom]'") \
+            from None
     return highdicom
 
 

@@ -199,6 +199,21 @@ def check_short_axis(volume: Volume, name: str = "image") -> None:
                          "any MR scanner images; is the pixel spacing in the header right?")
 
 
+def check_not_a_labelmap(volume: Volume, name: str = "image") -> None:
+    """:class:`InputError` for an "image" that holds only label values (0–4): a labelmap given by mistake, which
+    the model would answer with "no heart found" (no LGE contrast), not saying why."""
+    values = np.unique(volume.array)
+    if values.size <= len(LABEL_VALUES) and set(values.tolist()) <= set(LABEL_VALUES):
+        shown = ", ".join(f"{v:g}" for v in values.tolist())
+        raise InputError(f"{name}: holds only the values {shown}: a labelmap (0 background, 1 LV blood pool, "
+                         "2 myocardium, 3 scar, 4 MVO), not an LGE image; give the image it was drawn on "
+                         "(scarnet quantify measures a labelmap)")
+
+
+#: The label values of a ScarNet labelmap.
+LABEL_VALUES = (0, 1, 2, 3, 4)
+
+
 def model_storage(volume: Volume, name: str = "image") -> tuple[Volume, StackAxis, InPlaneOrder]:
     """``volume`` checked and stored as the model sees it, whatever the file's storage (see
     :mod:`scarnet.orientation`): slices along k, then one order of rows and columns, float32. Returns it
@@ -207,6 +222,7 @@ def model_storage(volume: Volume, name: str = "image") -> tuple[Volume, StackAxi
     from .io import validate_image
 
     validate_image(volume, name)
+    check_not_a_labelmap(volume, name)
     stack = find_stack_axis(volume)
     volume = stack.apply(volume)
     check_short_axis(volume, name)

@@ -946,7 +946,10 @@ def test_folder_with_only_non_dicom_files(tmp_path: Path) -> None:
     _one_line(error)
     with pytest.raises(InputError, match="no DICOM images found"):
         read_volume(folder)
-    assert "it holds" not in str(error.value)  # no image files to point to
+    # No NIfTI to point to; the picture (as EMIDEC's PNG slices) is said to keep no geometry (it was "no DICOM
+    # images found" alone, QA helper-104).
+    assert "it holds 1 picture file(s) (image.png, ...), which keep no pixel spacing, slice gap or orientation" \
+        in _one_line(error)
 
 
 def test_a_folder_of_nifti_files_names_them(tmp_path: Path) -> None:

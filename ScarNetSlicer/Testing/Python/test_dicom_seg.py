@@ -430,8 +430,19 @@ def test_without_highdicom_the_user_is_told_how_to_get_it(monkeypatch):
     from scarnet.dicom_seg import require_highdicom
 
     monkeypatch.setitem(sys.modules, "highdicom", None)  # as if not installed
-    with pytest.raises(InputError, match=r"needs highdicom: pip install highdicom"):
+    with pytest.raises(InputError, match=r"needs highdicom, which is not installed: pip install 'scarnet\[dicom\]'"):
         require_highdicom()
+
+
+def test_a_dicom_seg_of_a_file_input_is_refused_before_highdicom_is_asked_for(tmp_path, monkeypatch):
+    """Without highdicom, segment x.nii.gz --dicom-seg asked to install it; only then did the user learn that a NIfTI
+    input can have no DICOM SEG (QA helper-104)."""
+    from scarnet.cli import _check_dicom_seg_input
+
+    monkeypatch.setitem(sys.modules, "highdicom", None)
+    (tmp_path / "x.nii.gz").write_bytes(b"not read")
+    with pytest.raises(InputError, match="--dicom-seg needs a DICOM folder as input"):
+        _check_dicom_seg_input(tmp_path / "x.nii.gz")
 
 
 def test_provenance_names_the_weights():

