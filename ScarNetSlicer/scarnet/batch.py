@@ -459,8 +459,9 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
                           inference=report.extra.get("inference"))
         outputs.write(plan.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))
         outputs.write(plan.report, lambda temp: write_report(report, temp, overwrite=True))
-        outputs.write(plan.html, lambda temp: Path(temp).write_text(report_html(report, plan.input.resolve().name),
-                                                                     encoding="utf-8"))
+        identity = source.identity() if source is not None else None  # the patient, on the page only
+        outputs.write(plan.html, lambda temp: Path(temp).write_text(
+            report_html(report, plan.input.resolve().name, identity=identity), encoding="utf-8"))
         outputs.commit()
     return report
 

@@ -301,7 +301,8 @@ def cmd_quantify(args: argparse.Namespace) -> int:
         who = _SEGMENTED_BY_TEXT.get(args.segmented_by, "") + (f" ({args.reader})" if args.reader else "")
         # The page's "Input" is the image, as the JSON's "input" (its series follows); the labelmap is "Segmentation".
         _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}{who}",
-                         Path(args.image if args.image is not None else args.labelmap).name)
+                         Path(args.image if args.image is not None else args.labelmap).name,
+                         source.identity() if source is not None else None)
         outputs.commit()
     from .report_html import series_text
 
@@ -428,28 +429,30 @@ def _check_bullseye_needs_a_point(args: argparse.Namespace) -> None:
                          "insertion point)")
 
 
-def _write_documents(outputs: OutputSet, report, args: argparse.Namespace, made_from: str, source: str) -> None:
+def _write_documents(outputs: OutputSet, report, args: argparse.Namespace, made_from: str, source: str,
+                     identity: dict[str, str] | None = None) -> None:
     """Write ``args.bullseye`` and ``args.html`` (those asked for); ``made_from`` says whose segmentation they
-    show, ``source`` names the input."""
+    show, ``source`` names the input; ``identity``: the patient and study of a DICOM input, on the page."""
     from .bullseye import bullseye_svg
     from .report_html import report_html
 
     title = f"{source}: scar per AHA segment ({made_from})"  # names the exam: the picture is often printed alone
     outputs.write(args.bullseye, lambda temp: Path(temp).write_text(bullseye_svg(report, title), encoding="utf-8"))
-    outputs.write(args.html, lambda temp: Path(temp).write_text(report_html(report, source, made_from=made_from),
-                                                                 encoding="utf-8"))
+    outputs.write(args.html, lambda temp: Path(temp).write_text(
+        report_html(report, source, made_from=made_from, identity=identity), encoding="utf-8"))
 
 
-def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Namespace, source: str) -> None:
+def _write_segmentation_outputs(outputs: OutputSet, result, args: argparse.Namespace, source: str,
+                                identity: dict[str, str] | None = None) -> None:
     """Write a segmentation result's outputs into the set's temporary files (the caller commits); ``source``
-    names the input in the HTML report."""
+    names the input in the HTML report, ``identity`` the patient and study of a DICOM input."""
     from .io import write_labelmap, write_report, write_seg_nrrd
 
     # overwrite=True: the writers get the set's temporary files, which exist (empty).
     outputs.write(args.labelmap, lambda temp: write_labelmap(result.labelmap, temp, overwrite=True))
     outputs.write(args.seg, lambda temp: write_seg_nrrd(result.labelmap, temp, overwrite=True))
     outputs.write(args.report, lambda temp: write_report(result.report, temp, overwrite=True))
-    _write_documents(outputs, result.report, args, "ScarNet model", source)
+    _write_documents(outputs, result.report, args, "ScarNet model", source, identity)
 
 
 def _check_dicom_seg_input(path: Path, option: str = "input") -> None:
@@ -516,7 +519,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
             # Before the report, which names it.
             add_dicom_seg(outputs, args.dicom_seg, result.labelmap, result.report, source,
                           inference=result.report.extra.get("inference"))
-        _write_segmentation_outputs(outputs, result, args, Path(args.input).resolve().name)
+        _write_segmentation_outputs(outputs, result, args, Path(args.input).resolve().name,
+                                    source.identity() if source is not None else None)
         outputs.commit()
     console = _console(args.quiet)
     series = series_text(result.report.extra.get("input_series"))

@@ -589,6 +589,35 @@ class DicomStack:
     #: Each slice's frame in an enhanced multi-frame file (0-based); None for a single-frame image.
     frame_indices: list[int | None]
 
+    def identity(self) -> dict[str, str]:
+        """Whom and which study the images are of, as their headers say (patient name and ID, birth date, study
+        date, accession number; those present): for the printed page only, so that it cannot be filed under the
+        wrong patient. Messages and the JSON/CSV reports never carry them."""
+        header = self.datasets[0]
+        fields = {"patient_name": _person_name(header.get("PatientName")),
+                  "patient_id": _text(header.get("PatientID")),
+                  "birth_date": _date(header.get("PatientBirthDate")),
+                  "study_date": _date(header.get("StudyDate")),
+                  "accession_number": _text(header.get("AccessionNumber"))}
+        return {key: value for key, value in fields.items() if value}
+
+
+def _text(value: Any) -> str:
+    return " ".join(str(value or "").split())
+
+
+def _person_name(value: Any) -> str:
+    """A DICOM person name as it reads: ``Family^Given^Middle`` → ``Family, Given Middle``."""
+    parts = [_text(part) for part in str(value or "").split("=")[0].split("^")]
+    family, given = parts[0], " ".join(part for part in parts[1:3] if part)
+    return f"{family}, {given}" if family and given else family or given
+
+
+def _date(value: Any) -> str:
+    """A DICOM date (YYYYMMDD) as YYYY-MM-DD; anything else as written."""
+    text = _text(value)
+    return f"{text[:4]}-{text[4:6]}-{text[6:]}" if len(text) == 8 and text.isdigit() else text
+
 
 def read_dicom_stack(folder: str | Path, series: str | None = None) -> DicomStack:
     """As :func:`read_dicom_series`, with the image each slice comes from."""

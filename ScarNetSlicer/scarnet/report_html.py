@@ -37,6 +37,7 @@ from .text import visible
 _STYLE = """
 body { font-family: sans-serif; font-size: 12px; color: #111; max-width: 900px; margin: 16px auto; }
 h1 { font-size: 18px; margin-bottom: 2px; } h2 { font-size: 14px; margin: 18px 0 6px; }
+.identity { font-size: 14px; font-weight: bold; }
 table { border-collapse: collapse; margin: 4px 0; } th, td { border: 1px solid #bbb; padding: 2px 6px; }
 th { background: #eee; } td.n { text-align: right; } .muted { color: #555; }
 .warning { background: #fff3cd; border: 1px solid #e0c36a; padding: 4px 8px; margin: 4px 0; }
@@ -69,11 +70,25 @@ def series_text(series: dict[str, Any] | None) -> str:
     return f" (DICOM series {name})" if name else ""
 
 
+#: How :meth:`scarnet.dicom.DicomStack.identity`'s fields read on the page, in order.
+IDENTITY_LABELS = {"patient_name": "Patient", "patient_id": "ID", "birth_date": "born", "study_date": "Study",
+                   "accession_number": "Accession"}
+
+
+def _identity_text(identity: dict[str, str]) -> str:
+    """``Patient Doe, Jane · ID 123 · born 1960-01-01 · Study 2026-01-01 · Accession A1`` (escaped)."""
+    return " · ".join(f"{label} {escape(identity[key])}" for key, label in IDENTITY_LABELS.items()
+                      if identity.get(key))
+
+
 def report_html(report: Report | dict[str, Any], source: str, *, made_from: str = "ScarNet model",
-                generated: datetime.datetime | None = None) -> str:
+                generated: datetime.datetime | None = None, identity: dict[str, str] | None = None) -> str:
     """The report as an HTML page. ``source``: the input it was made from (a file name); ``made_from``:
-    whose segmentation it quantifies (the model's, or a labelmap's); ``generated``: when (default now, UTC).
-    ``report``: a :class:`~scarnet.quantify.Report` or its :meth:`~scarnet.quantify.Report.to_dict` form."""
+    whose segmentation it quantifies (the model's, or a labelmap's); ``generated``: when (default now, UTC);
+    ``identity``: the patient and study the DICOM headers name (:meth:`scarnet.dicom.DicomStack.identity`), at
+    the top of the page so that a printout is filed under the right patient (the page only: the JSON and CSV
+    reports do not carry them). ``report``: a :class:`~scarnet.quantify.Report` or its
+    :meth:`~scarnet.quantify.Report.to_dict` form."""
     data = report.to_dict() if isinstance(report, Report) else report
     generated = generated or datetime.datetime.now(datetime.timezone.utc)
     inference = data.get("inference") or {}
@@ -82,6 +97,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ScarNet report: "
              f"{escape(source)}</title><style>{_STYLE}</style></head><body>",
              "<h1>LGE scar report</h1>",
+             *([f'<p class="identity">{_identity_text(identity)}</p>'] if identity else []),
              f'<p class="muted">Input: {escape(source)}{escape(series_text(data.get("input_series")))} · '
              f'Segmentation: {escape(made_from)} · Made {generated.strftime("%Y-%m-%d %H:%M UTC")}']
     version = data.get("scarnet_version") or inference.get("scarnet_version")

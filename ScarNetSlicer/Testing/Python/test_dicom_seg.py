@@ -689,3 +689,43 @@ def test_quantify_dicom_seg_refusals_are_one_line_and_write_nothing(tmp_path, ar
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("scarnet: error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "s.dcm").exists() and not (tmp_path / "q.json").exists()
+
+
+def test_the_page_of_a_dicom_exam_names_its_patient_and_study_and_the_reports_do_not(tmp_path):
+    """A printed page named no patient, only a file name and a series (QA helper-105): filed or handed on, it could
+    not be told whose it was. The page now names the patient and study as the headers do; the JSON and CSV
+    reports, read for research, still do not."""
+    from test_batch import _segmenter_factory
+    from test_inference import ring_volume
+
+    from scarnet.batch import run_batch
+    from scarnet.io import write_labelmap
+
+    volume = _test_volume()
+    write_dicom_series(volume, tmp_path / "exam")
+    stack = read_dicom_stack(tmp_path / "exam")
+    assert stack.identity() == {"patient_name": "Synthetic, LGE", "patient_id": "SYN001", "birth_date": "1960-01-01",
+                                "study_date": "2026-01-01", "accession_number": "A1"}
+    write_labelmap(stack.volume.with_array(_labels_like(volume)), tmp_path / "labels.nii.gz")
+    result = _quantify(tmp_path, "labels.nii.gz", "--image", "exam", "--html", "page.html", "--report", "r.json",
+                       "--quiet")
+    assert result.returncode == 0, result.stderr
+    identity = "Patient Synthetic, LGE · ID SYN001 · born 1960-01-01 · Study 2026-01-01 · Accession A1"
+    assert identity in (tmp_path / "page.html").read_text(encoding="utf-8")
+    result = _quantify(tmp_path, "labels.nii.gz", "--image", "exam", "--report", "r.csv", "--quiet")
+    assert result.returncode == 0, result.stderr
+    for report in ("r.json", "r.csv"):
+        text = (tmp_path / report).read_text(encoding="utf-8")
+        assert "Synthetic" not in text and "SYN001" not in text and "19600101" not in text
+    # A batch's pages too; a file input's page names none.
+    from scarnet.io import write_volume
+
+    write_dicom_series(ring_volume(), tmp_path / "ring")
+    write_volume(ring_volume(), tmp_path / "ring_file.nii.gz")
+    rows = run_batch([tmp_path / "ring", tmp_path / "ring_file.nii.gz"], tmp_path / "out", _segmenter_factory(),
+                     html=True)
+    assert [row.status for row in rows] == ["ok", "ok"], [row.status for row in rows]
+    assert identity in (tmp_path / "out" / "ring_report.html").read_text(encoding="utf-8")
+    assert "Patient " not in (tmp_path / "out" / "ring_file_report.html").read_text(encoding="utf-8")
+    assert all("SYN001" not in (tmp_path / "out" / name).read_text(encoding="utf-8")
+               for name in ("summary.csv", *(p.name for p in (tmp_path / "out").glob("*.json"))))
