@@ -522,6 +522,12 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._showTotals(format_totals(report) if report else dict.fromkeys(TOTAL_KEYS, ""))
         self._showBullseye(stored_bullseye(table) if report else "")
         self.ui.saveReportButton.enabled = bool(report)
+        if report and self.logic.reportIsCurrent(table) is False:
+            # A scene reopened (or a table picked) after Segment Editor edits that were never reported: the totals
+            # shown are of the contours as they were.
+            self.ui.statusLabel.text = _("Segmentation '{name}' was edited after this report was made: the totals "
+                                         "shown are from before the edits; click Update report.").format(
+                name=segmentation.GetName())
 
     def _showBullseye(self, svg: str) -> None:
         """The report's AHA bullseye (SVG text) in the panel; hidden without one, or where Qt cannot draw SVG."""
@@ -844,6 +850,12 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         segmentation_nodes.set_segment_mask(segmentation, "scar", mask & (labelmap.array == 3), labelmap)
         self.assertTrue(logic.segmentationWasEdited(segmentation, volume))
         self.assertIs(logic.reportIsCurrent(table), False)  # Save report asks until the report is updated
+        # The panel says so beside the totals it shows (as after reopening a scene saved before Update report).
+        panel = slicer.util.getModuleWidget("ScarNetSlicer")
+        panel._parameterNode.inputVolume = volume
+        panel._parameterNode.outputSegmentation = segmentation
+        panel._parameterNode.outputTable = table
+        self.assertIn("was edited after this report was made", panel.ui.statusLabel.text)
 
         self.delayDisplay("Update report")
         updated = logic.updateReport(volume, segmentation, table, showResults=True)

@@ -35,11 +35,12 @@ from scarnet.io import validate_image
 from scarnet.quantify import quantify, report_warnings
 from scarnet.volume import Volume
 
-from . import ATTRIBUTE_PREFIX, report_nodes, segmentation_nodes
+from . import report_nodes, segmentation_nodes
 from .volume_nodes import (
     InstanceValue,
     check_node_class,
     check_volume_node,
+    dicom_headers,
     dicom_slice_identifiers,
     rv_insertion_lps,
     volume_from_node,
@@ -48,7 +49,7 @@ from .worker import BackgroundTask, CancelCheck, ProgressCallback
 
 DEVICES = ("auto", "cpu", "cuda")
 #: Node reference from outputs to the input volume they were computed from.
-INPUT_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "inputVolume"
+INPUT_REFERENCE_ROLE = report_nodes.INPUT_REFERENCE_ROLE
 
 
 @dataclass
@@ -284,6 +285,16 @@ class Processor:
         written = segmentation_nodes.store_fingerprint(segmentation_node, input_node)
         report = result.report.to_dict() if hasattr(result.report, "to_dict") else dict(result.report)
         report["source"] = "ScarNet model"
+        # A report of the reader's corrected contours (Update report after edits) is not rewritten with the model's
+        # new figures: the run goes into a new table and that one is kept, marked outdated, as the only record of
+        # the corrections the user just confirmed replacing.
+        kept = ""
+        target = table_node if table_node is not None else self._own_table(segmentation_node)
+        if target is not None and _reports_corrections(target, segmentation_node):
+            kept = (f"the report of the corrected contours was kept as table "
+                    f"'{target.GetName()}{report_nodes.OUTDATED_SUFFIX}'")
+            table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode",
+                                                      self.scene.GenerateUniqueName(f"{name} ScarNet report"))
         # The tables that reported this segmentation before (another volume's report of it, a report of it on
         # another volume) describe contours it no longer holds.
         earlier = [table for table in _nodes_of_class(self.scene, "vtkMRMLTableNode")
@@ -293,6 +304,8 @@ class Processor:
         for table in earlier:
             if table is not outputs.table_node:
                 _mark_outdated(table, segmentation_node)
+        if kept:
+            outputs.notice = "\n".join(message for message in (kept, outputs.notice) if message)
         return outputs
 
     # -- Update report ---------------------------------------------------------------------------
@@ -328,8 +341,14 @@ class Processor:
                           rv_insertion_lps=rv_insertion).to_dict()
         previous = self._previous_model_report(input_node, segmentation_node, table_node)
         if previous and len(previous.get("slices", [])) == len(report["slices"]):
+            # The DICOM image of each slice, as known when the model ran, where its images cannot be read now (a
+            # scene reopened where Slicer's DICOM database does not hold the exam): the column was dropped unsaid.
+            # Not where they were read and no longer match the slices (a moved volume).
+            keep_dicom = image.source_slices is None and dicom_headers(input_node, self.dicom_instance_value) is None
             for new, old in zip(report["slices"], previous["slices"]):
                 new["qc_flags"] = list(old.get("qc_flags", []))
+                if keep_dicom and old.get("dicom"):
+                    new["dicom"] = dict(old["dicom"])
             if "qc" in previous:  # with the per-slice heart confidence behind the flags
                 report["qc"] = previous["qc"]
             if "inference" in previous:  # which weights made the segmentation that was edited (and their warnings)
@@ -456,6 +475,9 @@ class Processor:
         if table_node is None:
             table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode",
                                                       self.scene.GenerateUniqueName(f"{name} ScarNet report"))
+        # Which exam, beyond its name: Save report must not replace another exam's saved report of the same name
+        # (two patients' series both called "6: LGE PSIR").
+        report["input_sha256"] = volume_from_node(input_node).content_sha256()
         report_nodes.update_table(table_node, report)
         table_node.SetAttribute(report_nodes.REPORTED_FINGERPRINT_ATTRIBUTE, fingerprint or "")
         chart_node, series_node = report_nodes.update_plot(self.scene, table_node, f"Scar per slice: {name}")
@@ -480,14 +502,30 @@ def _check_output_classes(segmentation_node, table_node) -> None:
     check_node_class(table_node, "vtkMRMLTableNode", "output table")
 
 
+def _reports_corrections(table_node, segmentation_node) -> bool:
+    """Whether ``table_node`` holds this module's report of ``segmentation_node`` after a reader's edits (Update
+    report of edited contours), not yet outdated."""
+    report = report_nodes.stored_report(table_node)
+    return bool(report) and report.get("source") == "segmentation" and bool(report.get("edited")) \
+        and not table_node.GetAttribute(report_nodes.OUTDATED_ATTRIBUTE) \
+        and table_node.GetNodeReference(report_nodes.SEGMENTATION_REFERENCE_ROLE) is segmentation_node
+
+
 def _mark_outdated(table_node, segmentation_node) -> None:
     """A report whose segmentation now holds another result: kept (the user may want its figures) but named so,
     and no longer tied to the segmentation, so that the panel never shows its totals beside contours they do not
     describe and nothing finds the segmentation through it."""
-    if not table_node.GetName().endswith(report_nodes.OUTDATED_SUFFIX):
-        table_node.SetName(f"{table_node.GetName()}{report_nodes.OUTDATED_SUFFIX}")
     because = f"the contents of segmentation '{segmentation_node.GetName()}' were replaced by a later run"
-    table_node.SetAttribute(report_nodes.OUTDATED_ATTRIBUTE, because)
+    # Its AHA segment table (with its bullseye) and its plot too: unmarked, they sat beside the current ones under
+    # their usual names, showing the old contours' figures.
+    for node in (table_node, *(table_node.GetNodeReference(role) for role in (
+            report_nodes.SEGMENT_TABLE_REFERENCE_ROLE, report_nodes.CHART_REFERENCE_ROLE,
+            report_nodes.SERIES_REFERENCE_ROLE))):
+        if node is None:
+            continue
+        if not node.GetName().endswith(report_nodes.OUTDATED_SUFFIX):
+            node.SetName(f"{node.GetName()}{report_nodes.OUTDATED_SUFFIX}")
+        node.SetAttribute(report_nodes.OUTDATED_ATTRIBUTE, because)
     table_node.RemoveNodeReferenceIDs(report_nodes.SEGMENTATION_REFERENCE_ROLE)
 
 

@@ -84,6 +84,8 @@ CONTENTS_SHA256_ATTRIBUTE = ATTRIBUTE_PREFIX + "ContentsSHA256"
 BULLSEYE_SVG_ATTRIBUTE = ATTRIBUTE_PREFIX + "BullseyeSVG"
 #: Why a report no longer describes its segmentation (a later run replaced its contents); absent while it does.
 OUTDATED_ATTRIBUTE = ATTRIBUTE_PREFIX + "OutdatedBecause"
+#: Node reference from outputs to the input volume they were computed from.
+INPUT_REFERENCE_ROLE = ATTRIBUTE_PREFIX + "inputVolume"
 #: What marks such a report's name.
 OUTDATED_SUFFIX = " (outdated)"
 #: The segmentation's fingerprint (segmentation_nodes.fingerprint) on the input when the report was made.
@@ -267,10 +269,14 @@ def write_report_page(table_node, path: str | Path, source: str) -> Path:
     if not asked:
         path = path.with_name(path.name + ".html")
     data_path = path.with_suffix(".json")
-    if asked and data_path.exists() and not _saved_report_of(data_path, source):
-        raise OutputExistsError(f"{data_path} exists and is not an earlier saved report of {source}: choose another "
-                                "name (the report's data is saved beside the page, as NAME.json)")
-    page = report_html(report, source, made_from=_made_from(report))
+    if asked and data_path.exists() and not _saved_report_of(data_path, source, report.get("input_sha256")):
+        raise OutputExistsError(f"{data_path} exists and is not an earlier saved report of this exam ({source}): "
+                                "choose another name (the report's data is saved beside the page, as NAME.json)")
+    from .volume_nodes import dicom_identity
+
+    input_node = table_node.GetNodeReference(INPUT_REFERENCE_ROLE)
+    # The patient and study, on the page only (a printout must name whom it describes); not in the JSON.
+    page = report_html(report, source, made_from=_made_from(report), identity=dicom_identity(input_node))
     data = {key: value for key, value in report.items() if key != "slicer"}  # node IDs mean nothing in a file
     data.setdefault("input", source)
     try:
@@ -288,15 +294,18 @@ def write_report_page(table_node, path: str | Path, source: str) -> Path:
     return path
 
 
-def _saved_report_of(path: Path, source: str) -> bool:
+def _saved_report_of(path: Path, source: str, input_sha256: str | None = None) -> bool:
     """Whether ``path`` holds what *Save report* wrote for the input ``source`` (a report with the module's
-    ``source`` and that ``input``), which saving the same page again may replace."""
+    ``source`` and that ``input``, and when both record it the same ``input_sha256``: not another exam of that
+    name), which saving the same page again may replace."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return False
+    saved_sha256 = data.get("input_sha256") if isinstance(data, dict) else None
     return (isinstance(data, dict) and "scarnet_version" in data and isinstance(data.get("total"), dict)
-            and data.get("source") in ("ScarNet model", "segmentation") and data.get("input") == source)
+            and data.get("source") in ("ScarNet model", "segmentation") and data.get("input") == source
+            and (saved_sha256 is None or input_sha256 is None or saved_sha256 == input_sha256))
 
 
 def stored_bullseye(table_node) -> str:

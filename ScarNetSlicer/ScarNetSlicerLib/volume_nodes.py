@@ -212,6 +212,14 @@ def dicom_slice_identifiers(node, volume: Volume, instance_value: InstanceValue 
     not loaded from DICOM, the database is not there, or the images do not match the slices one to
     one (a resampled or moved volume, an enhanced multi-frame file): then the report just has none.
     """
+    headers = dicom_headers(node, instance_value)
+    return slice_identifiers(volume, headers) if headers is not None else None
+
+
+def dicom_headers(node, instance_value: InstanceValue | None = None) -> list[dict[str, Any]] | None:
+    """The position, instance number and slice location of each DICOM image of a volume node (see
+    :func:`dicom_slice_identifiers`); None when it was not loaded from DICOM or they cannot be read (no DICOM
+    database, a scene reopened where the database does not hold the exam, a database error)."""
     uids = (node.GetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE) or "").split()
     if not uids:
         return None
@@ -220,12 +228,11 @@ def dicom_slice_identifiers(node, volume: Volume, instance_value: InstanceValue 
         if instance_value is None:
             return None
     try:
-        headers = [{"position": [float(v) for v in str(instance_value(uid, "0020,0032")).split("\\")],
-                    "instance_number": instance_value(uid, "0020,0013"),
-                    "slice_location_mm": instance_value(uid, "0020,1041")} for uid in uids]
+        return [{"position": [float(v) for v in str(instance_value(uid, "0020,0032")).split("\\")],
+                 "instance_number": instance_value(uid, "0020,0013"),
+                 "slice_location_mm": instance_value(uid, "0020,1041")} for uid in uids]
     except Exception:  # noqa: BLE001 - naming slices is a courtesy: a database error must not stop a run
         return None
-    return slice_identifiers(volume, headers)
 
 
 def _dicom_database_lookup() -> InstanceValue | None:
@@ -241,6 +248,8 @@ def _dicom_database_lookup() -> InstanceValue | None:
 
 __all__ = [
     "DICOM_INSTANCE_UIDS_ATTRIBUTE",
+    "dicom_headers",
+    "dicom_identity",
     "RAS_TO_LPS",
     "add_volume_node",
     "check_volume_node",
@@ -253,3 +262,29 @@ __all__ = [
     "update_node_from_volume",
     "volume_from_node",
 ]
+
+
+def dicom_identity(input_node) -> dict[str, str]:
+    """The patient and study of a volume loaded from DICOM, as Slicer's subject hierarchy keeps them ("DICOM.<keyword>"
+    attributes of its study and patient items): for the printed page only (:func:`scarnet.dicom.identity_from`).
+    Empty for a volume that is not under a DICOM patient (a NIfTI file)."""
+    import slicer
+
+    from scarnet.dicom import identity_from
+
+    scene = input_node.GetScene() if input_node is not None else None
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene) if scene is not None else None
+    item = hierarchy.GetItemByDataNode(input_node) if hierarchy is not None else 0
+    items = []
+    while item and item != hierarchy.GetSceneItemID():
+        items.append(item)
+        item = hierarchy.GetItemParent(item)
+
+    def value_of(keyword: str) -> str:
+        for each in items:
+            value = hierarchy.GetItemAttribute(each, f"DICOM.{keyword}")
+            if value:
+                return value
+        return ""
+
+    return identity_from(value_of)

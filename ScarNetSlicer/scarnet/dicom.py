@@ -31,7 +31,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -590,16 +590,20 @@ class DicomStack:
     frame_indices: list[int | None]
 
     def identity(self) -> dict[str, str]:
-        """Whom and which study the images are of, as their headers say (patient name and ID, birth date, study
-        date, accession number; those present): for the printed page only, so that it cannot be filed under the
-        wrong patient. Messages and the JSON/CSV reports never carry them."""
-        header = self.datasets[0]
-        fields = {"patient_name": _person_name(header.get("PatientName")),
-                  "patient_id": _text(header.get("PatientID")),
-                  "birth_date": _date(header.get("PatientBirthDate")),
-                  "study_date": _date(header.get("StudyDate")),
-                  "accession_number": _text(header.get("AccessionNumber"))}
-        return {key: value for key, value in fields.items() if value}
+        """Whom and which study the images are of, as their headers say (:func:`identity_from`)."""
+        return identity_from(self.datasets[0].get)
+
+
+def identity_from(value_of: Callable[[str], Any]) -> dict[str, str]:
+    """Patient name and ID, birth date, study date and accession number (those present), given how to read a DICOM
+    attribute by keyword (a header's ``get``; Slicer's subject hierarchy attributes): for the printed page only, so
+    that it cannot be filed under the wrong patient. Messages and the JSON/CSV reports never carry them."""
+    fields = {"patient_name": _person_name(value_of("PatientName")),
+              "patient_id": _text(value_of("PatientID")),
+              "birth_date": _date(value_of("PatientBirthDate")),
+              "study_date": _date(value_of("StudyDate")),
+              "accession_number": _text(value_of("AccessionNumber"))}
+    return {key: value for key, value in fields.items() if value}
 
 
 def _text(value: Any) -> str:

@@ -134,6 +134,18 @@ class Volume:
         centres[:, 2] = np.arange(self.num_slices)
         return self.index_to_physical(centres) @ (normal if deciding > 0 else -normal)
 
+    def content_sha256(self) -> str:
+        """A sha256 of the voxel values (as float32) and the grid (shape, spacing, origin, direction, to 1e-4 mm):
+        the same exam read twice gives the same; another exam of the same name does not."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        digest.update(repr(self.array.shape).encode())
+        digest.update(np.ascontiguousarray(self.array, dtype=np.float32).tobytes())
+        geometry = np.round(np.concatenate([self.spacing_mm, self.origin_mm, self.direction.ravel()]), 4) + 0.0
+        digest.update(geometry.tobytes())
+        return digest.hexdigest()
+
     def same_grid(self, other: Volume, tolerance: float = GRID_TOLERANCE) -> bool:
         """True when ``other`` has the same size, spacing, origin and direction (within tolerance)."""
         return (

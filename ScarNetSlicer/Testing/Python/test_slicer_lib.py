@@ -577,14 +577,17 @@ def test_report_rows_name_their_dicom_images(scene, lib, oblique_direction):
     assert [s["dicom"] for s in updated.report["slices"]] == expected
     assert dicom_column(updated.table_node)[1] == ["3", "1", "5", "2", "4"]
 
-    # Images that are not this volume's slices (a moved volume), a failing database, none at all:
-    # the report has no DICOM names and the run goes on.
+    # Images that are not this volume's slices (a moved volume): the report has no DICOM names and the run goes
+    # on. Images that cannot be read now (a failing database, none at all: a scene reopened where the database
+    # does not hold the exam): the names the model run read are kept (the column was dropped, QA helper-108).
     _, moved = _dicom_database(image, shift_mm=SPACING[2] / 2)
-    for lookup in (lambda uid, tag: moved[uid][tag], lambda uid, tag: 1 / 0, None):
+    for lookup, kept in ((lambda uid, tag: moved[uid][tag], False), (lambda uid, tag: 1 / 0, True), (None, True)):
+        processor.dicom_instance_value = lambda uid, tag: database[uid][tag]
+        processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
         processor.dicom_instance_value = lookup  # None: slicer-core has no DICOM database
         updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
-        assert all(s["dicom"] is None for s in updated.report["slices"])
-        assert dicom_column(updated.table_node)[1] is None
+        assert [s["dicom"] for s in updated.report["slices"]] == (expected if kept else [None] * len(expected))
+        assert dicom_column(updated.table_node)[1] == (["3", "1", "5", "2", "4"] if kept else None)
 
 
 def test_a_table_holding_other_data_is_never_overwritten(scene, lib, oblique_direction):
@@ -1220,9 +1223,17 @@ def test_edits_made_while_the_model_runs_are_kept(scene, lib, oblique_direction)
                               f"'{outputs.segmentation_node.GetName()}'")
     assert outputs.segmentation_node.GetName() != segmentation_node.GetName()
 
-    # Not edited during the run (edits consented to at start count as the starting point): written in place.
+    # Not edited during the run (edits consented to at start count as the starting point): written in place. The
+    # table held the report of the corrected contours: it is kept, marked outdated (it was rewritten with the
+    # model's figures, the corrections' only record lost, QA helper-108), and the run reports into a new table.
     again = _run(processor, volume_node, segmentation_node, table_node, overwrite_edited=True)
-    assert again.segmentation_node is segmentation_node and again.table_node is table_node and not again.notice
+    assert again.segmentation_node is segmentation_node and again.table_node is not table_node
+    assert again.notice == f"the report of the corrected contours was kept as table '{table_node.GetName()}'"
+    assert table_node.GetName().endswith(" (outdated)") and table_node.GetAttribute(rn.OUTDATED_ATTRIBUTE)
+    _report_equal(rn.stored_report(table_node), edited_report)
+    table_node = again.table_node
+    # Run again unedited: the model's own report is rewritten in place, nothing more kept.
+    assert _run(processor, volume_node, segmentation_node, None).table_node is table_node
 
     # Unreadable when the job started: left alone too, and the notice does not claim an edit.
     job = processor.start(volume_node, segmentation_node, table_node)
@@ -1378,6 +1389,10 @@ def test_coming_back_to_an_input_finds_its_own_results(scene, lib, oblique_direc
     for table in (newer.table_node, cross[0]):
         assert table is not replaced.table_node and table.GetName().endswith(" (outdated)")
         assert table.GetNodeReference(role) is None and lib.report_nodes.stored_report(table) is not None
+    # ... and so are their plots: they sat beside the current ones under their usual names (QA helper-108).
+    for node in (newer.chart_node, newer.series_node):
+        assert node.GetName().endswith(" (outdated)") and node.GetAttribute(lib.report_nodes.OUTDATED_ATTRIBUTE)
+    assert not replaced.chart_node.GetName().endswith(" (outdated)")
     assert replaced.table_node.GetNodeReference(role) is newer.segmentation_node
     assert not replaced.table_node.GetName().endswith(" (outdated)")
     assert pr.outputs_of_input(scene, first) == (older.segmentation_node, older.table_node)
@@ -1820,7 +1835,8 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     # any other file of that name is not, and then neither is written.
     assert rn.write_report_page(outputs.table_node, tmp_path / "exam 2.html", "lge").read_text() == page
     (tmp_path / "exam 3.json").write_text('{"my": "notes"}')
-    with pytest.raises(OutputExistsError, match="exam 3.json exists and is not an earlier saved report of lge"):
+    with pytest.raises(OutputExistsError, match=r"exam 3.json exists and is not an earlier saved report of this exam "
+                                                r"\(lge\)"):
         rn.write_report_page(outputs.table_node, tmp_path / "exam 3.html", "lge")
     assert not (tmp_path / "exam 3.html").exists() and (tmp_path / "exam 3.json").read_text() == '{"my": "notes"}'
     # Nor a batch run's model report (NAME_report.json beside NAME_report.html), nor another exam's saved report.
@@ -1828,9 +1844,17 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     batch_report.pop("source")
     for name, content in (("exam_report", batch_report), ("exam 4", {**data, "input": "another exam"})):
         (tmp_path / f"{name}.json").write_text(json.dumps(content))
-        with pytest.raises(OutputExistsError, match="is not an earlier saved report of lge"):
+        with pytest.raises(OutputExistsError, match=r"is not an earlier saved report of this exam \(lge\)"):
             rn.write_report_page(outputs.table_node, tmp_path / f"{name}.html", "lge")
         assert json.loads((tmp_path / f"{name}.json").read_text()) == content
+    # Another exam of the same name (two patients' series both "lge"): its saved report is not replaced either
+    # (it was, silently: QA helper-108); the same exam's is.
+    assert data["input_sha256"] == rn.stored_report(outputs.table_node)["input_sha256"]
+    (tmp_path / "exam 5.json").write_text(json.dumps({**data, "input_sha256": "0" * 64}))
+    with pytest.raises(OutputExistsError, match=r"is not an earlier saved report of this exam \(lge\)"):
+        rn.write_report_page(outputs.table_node, tmp_path / "exam 5.html", "lge")
+    (tmp_path / "exam 5.json").write_text(json.dumps(data))
+    rn.write_report_page(outputs.table_node, tmp_path / "exam 5.html", "lge")
     empty = scene.AddNewNodeByClass("vtkMRMLTableNode", "empty")
     with pytest.raises(InputError, match="no ScarNet report"):
         rn.write_report_page(empty, tmp_path / "x.html", "lge")
@@ -2286,3 +2310,26 @@ def test_a_node_of_the_wrong_class_is_named_in_one_line(scene, lib, oblique_dire
 def test_minimum_scar_region_must_be_a_number(lib):
     with pytest.raises(InputError, match=r"^minimum scar region 'a': expected a number of mL, 0 or more$"):
         lib.processing.SegmentationOptions(min_scar_component_ml="a")
+
+
+def test_the_saved_page_of_a_dicom_volume_names_its_patient_and_study(scene, lib, slicer_mod, tmp_path,
+                                                                      oblique_direction):
+    """Save report wrote a page naming only the volume ("6: LGE PSIR"), not whose exam it is (QA helper-108): it
+    now names the patient and study as Slicer's DICOM import keeps them; the JSON beside it does not."""
+    _labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    hierarchy = slicer_mod.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    patient = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "Doe^Jane")
+    hierarchy.SetItemAttribute(patient, "DICOM.PatientName", "Doe^Jane")
+    hierarchy.SetItemAttribute(patient, "DICOM.PatientID", "P123")
+    hierarchy.SetItemAttribute(patient, "DICOM.PatientBirthDate", "19600101")
+    study = hierarchy.CreateStudyItem(patient, "study")
+    hierarchy.SetItemAttribute(study, "DICOM.StudyDate", "20260102")
+    hierarchy.CreateItem(study, volume_node)
+    outputs = _run(processor, volume_node)
+    page = lib.report_nodes.write_report_page(outputs.table_node, tmp_path / "r.html", "6: LGE PSIR").read_text()
+    assert "Patient Doe, Jane · ID P123 · born 1960-01-01 · Study 2026-01-02" in page
+    data = (tmp_path / "r.json").read_text()
+    assert "Doe" not in data and "P123" not in data and "19600101" not in data
+    # A volume under no DICOM patient: no identity line.
+    assert lib.volume_nodes.dicom_identity(lib.volume_nodes.add_volume_node(
+        scene, Volume(np.ones((4, 8, 8), np.float32)), "nifti")) == {}
