@@ -345,7 +345,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                   "segments with a new ScarNet segmentation of this one?")
                                 if made_from_another_input(p.outputSegmentation, p.inputVolume) else
                                 _("Segmentation '{name}' was edited after ScarNet made it (or ScarNet did not make "
-                                  "it). Replace its segments with a new ScarNet segmentation?"))
+                                  "it). Replace its segments with a new ScarNet segmentation? (A report of the "
+                                  "corrected contours is kept, marked outdated.)"))
                     # Escaped: the dialog takes a name such as "<b>x</b>" for markup.
                     if not slicer.util.confirmYesNoDisplay(question.format(name=html.escape(
                             p.outputSegmentation.GetName())), windowTitle=_("ScarNet")):
