@@ -41,12 +41,19 @@ class Cancelled(ScarNetError):
 
 @contextlib.contextmanager
 def warnings_kept_in(messages: list[str]) -> Iterator[None]:
-    """Warnings raised inside are shown as usual and also appended to ``messages`` (for a report)."""
+    """Warnings raised inside are shown as usual and also appended to ``messages`` (for a report), each once.
+
+    What goes into the report does not depend on how warnings are shown: user warnings are recorded even where a
+    notebook silenced them (``warnings.filterwarnings("ignore")``), and then shown (or not) as the filters say."""
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
             yield
     finally:  # also when reading fails: a warning often explains the error that follows
         for warning in caught:
-            messages.append(str(warning.message))
-            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+            text = str(warning.message)
+            if text in messages:
+                continue  # the same words again (one per slice, say): once in the report, as a display filter would
+            messages.append(text)
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)

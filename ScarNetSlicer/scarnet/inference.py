@@ -67,6 +67,7 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
+from .orientation import MAX_FIELD_OF_VIEW_MM as ORIENTATION_MAX_FIELD_OF_VIEW_MM
 from .orientation import InPlaneOrder, StackAxis, canonical_in_plane_order, find_stack_axis, stack_along_k_problem
 from .preprocess import OUTSIDE_EDGE, PlaneTransform, model_crop, plane_transform, resample_back, valid_mask
 from .qc import (
@@ -110,9 +111,9 @@ LOCALISATION_SLICES = 4
 MAX_SINGLE_VIEW_FOV_MM = 450.0
 #: Width of those windows: EMIDEC's field of view, the middle of the trained range.
 LOCALISATION_WINDOW_MM = 360.0
-#: No MR scanner images a field wider than about 500 mm; a header claiming more than this has a
-#: wrong pixel spacing (and would make the window search run for minutes).
-MAX_FIELD_OF_VIEW_MM = 1000.0
+#: No MR scanner images a field wider than this (:data:`scarnet.orientation.MAX_FIELD_OF_VIEW_MM`); a header claiming
+#: more has a wrong pixel spacing (and would make the window search run for minutes).
+MAX_FIELD_OF_VIEW_MM = ORIENTATION_MAX_FIELD_OF_VIEW_MM
 #: Scar regions (3D-connected scar and MVO) smaller than this are returned to healthy myocardium;
 #: 0 (the default) keeps every region. 1 mL was tried: on the EMIDEC train split (interim CPU model,
 #: thresholds 0–1.5 mL) it gave the best scar Dice there and halved the normal exams with false
@@ -716,13 +717,18 @@ class Segmenter:
 
 
 def segment(volume: Volume, *, weights: str | Path | None = None, encoder: str | None = None, device: str = "auto",
-            tta: bool = False, progress: ProgressCallback | None = None,
+            tta: bool = False, rv_insertion_lps: np.ndarray | None = None, basal_end: str | None = None,
+            min_scar_component_ml: float = MIN_SCAR_COMPONENT_ML, progress: ProgressCallback | None = None,
             should_cancel: Callable[[], bool] | None = None) -> SegmentationResult:
     """Segment and quantify an LGE volume (:func:`scarnet.read_volume`) with the bundled (or given) weights.
 
     ``weights``: a ``.safetensors`` file (with its sidecar) or a training ``.pt``; None or "bundled": the weights
     that come with scarnet. ``device``: "auto" (CUDA when available), "cpu" or "cuda". ``tta``: flip test-time
-    augmentation. ``progress(fraction, message)`` is called as the work goes on; ``should_cancel()`` returning True
+    augmentation. ``rv_insertion_lps``: the anterior RV insertion point (LPS mm, shape (3,); RAS as Slicer shows
+    it is ``[-R, -A, S]``), or it and the inferior one (shape (2, 3)): adds the 17 AHA segments; ``basal_end``:
+    "first" or "last" slice index when the orientation does not say; ``min_scar_component_ml``: scar regions
+    smaller than this become healthy myocardium (all three as on the command line, :func:`scarnet.quantify.quantify`).
+    ``progress(fraction, message)`` is called as the work goes on; ``should_cancel()`` returning True
     stops it (:class:`Cancelled`). The model stays loaded: later calls with the same weights start warm.
 
     Returns a :class:`SegmentationResult`: ``labelmap`` (0 background, 1 LV blood pool, 2 healthy myocardium,
@@ -737,9 +743,11 @@ def segment(volume: Volume, *, weights: str | Path | None = None, encoder: str |
         raise InputError(f"segment takes a scarnet.Volume (scarnet.read_volume(path) reads one), not "
                          f"{type(volume).__name__}")
     segmenter = Segmenter(weights=weights, encoder=encoder, device=device, tta=tta,
+                          min_scar_component_ml=check_min_scar_component_ml(min_scar_component_ml),
                           threads=_default_threads())
     provenance = volume.provenance or {}
-    result = segmenter(volume, progress=progress, should_cancel=should_cancel, name=provenance.get("input", "image"))
+    result = segmenter(volume, progress=progress, should_cancel=should_cancel, name=provenance.get("input", "image"),
+                       basal_end=basal_end, rv_insertion_lps=rv_insertion_lps)
     # The report names its input (path, DICOM series, what reading it warned of) as the CLI's does.
     result.report.extra.update(provenance)
     return result

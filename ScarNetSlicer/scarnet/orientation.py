@@ -33,6 +33,9 @@ MIN_IN_PLANE_SIZE = 32
 #: More slices than this, closer than :data:`THIN_SLICE_RATIO` × the pixel spacing: a 3D volume,
 #: not a short-axis stack (those have 4–30 slices 5–15 mm apart).
 MAX_THIN_SLICES = 40
+#: No MR scanner images a field wider than about 500 mm; a header claiming more than this has a
+#: wrong pixel spacing (or spacing given in (k, j, i) order: the slice gap taken for a pixel's width).
+MAX_FIELD_OF_VIEW_MM = 1000.0
 THIN_SLICE_RATIO = 2.5
 #: An axis whose spacing is at least this many times the other two is a slice axis.
 THICK_SLICE_RATIO = 1.5

@@ -47,6 +47,7 @@ from .aha import (
     given_basal_end_warning,
     missing_levels,
     rv_insertion_points,
+    rv_side_warning,
     slice_levels,
 )
 from .errors import InputError
@@ -61,7 +62,7 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
-from .orientation import MAX_THIN_SLICES, StackAxis, find_stack_axis, stack_along_k_problem
+from .orientation import MAX_FIELD_OF_VIEW_MM, MAX_THIN_SLICES, StackAxis, find_stack_axis, stack_along_k_problem
 from .text import visible
 from .transmurality import TransmuralitySummary, stack_rays, summarise_stack
 from .volume import Volume, check_geometry
@@ -420,6 +421,10 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     For volumes read by :func:`scarnet.read_volume` and :func:`scarnet.read_labelmap`, ``report.extra`` names
     them: ``input`` (the image, else the labelmap), ``labelmap``, and the image's DICOM series and read warnings.
     """
+    for given, what in ((labelmap, "labelmap"), (image, "image")):
+        if given is not None and not isinstance(given, Volume):
+            raise InputError(f"quantify takes the {what} as a scarnet.Volume (scarnet.read_labelmap(path) and "
+                             f"scarnet.read_volume(path) read them), not {type(given).__name__}")
     validate_labelmap(labelmap)
     if image is not None and not labelmap.same_grid(image):
         raise InputError(f"labelmap and image are on different grids ({labelmap.grid_difference(image)})")
@@ -439,6 +444,13 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         raise InputError(f"{labelmap.num_slices} slices {labelmap.spacing_mm[2]:.2g} mm apart looks like a 3D volume "
                          "(or a stack stored with its slices along another axis), not a short-axis LGE stack "
                          "(expected 4–30 slices 5–15 mm apart): its per-slice figures cannot be told")
+    columns, rows = labelmap.shape_ijk[:2]
+    if max(columns * labelmap.spacing_mm[0], rows * labelmap.spacing_mm[1]) > MAX_FIELD_OF_VIEW_MM:
+        # Spacing given in (k, j, i) order, as the array is: totals stay right (the product is the same), but
+        # positions, transmurality and AHA angles are measured on a stretched grid. Segmentation refuses it too.
+        raise InputError(f"field of view {columns * labelmap.spacing_mm[0]:.0f}×{rows * labelmap.spacing_mm[1]:.0f} mm "
+                         "is wider than any MR scanner images: is the spacing in (i, j, k) order (columns, rows, "
+                         "slices), and the pixel spacing in the header right?")
     if problem == "in-plane" and labelmap.num_slices > MAX_THIN_SLICES:
         # A (slice, row, column) array saved with isotropic voxels: along k, its "slices" are cuts across the real
         # ones (segmentation refuses it too). A small labelmap (cropped, or drawn by hand) with few slices is not.
@@ -516,6 +528,9 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         segment_warnings.append(MIRROR_WARNING)
     if segments is not None and (missing := missing_levels_warning(levels)):
         segment_warnings.append(missing)
+    if segments is not None and (across := rv_side_warning(labelmap, labels, centres,
+                                                           rv_insertion_points(rv_insertion_lps)[0])):
+        segment_warnings.append(across)
     for message in segment_warnings:
         warnings.warn(message, stacklevel=2)
     if segment_warnings:

@@ -24,6 +24,10 @@ from .errors import InputError
 GRID_TOLERANCE = 1e-3
 
 
+#: How far a direction column's length may stray from 1 (DICOM writes cosines to 4+ digits; a voxel size is far out).
+DIRECTION_LENGTH_TOLERANCE = 0.01
+
+
 @dataclass
 class Volume:
     """A 3D voxel array plus geometry. Used for LGE images and for labelmaps alike.
@@ -62,6 +66,13 @@ class Volume:
         if direction.size != 9:
             raise InputError(f"Volume direction must be a 3×3 matrix (or its 9 numbers), got shape {direction.shape}")
         self.direction = direction.reshape(3, 3)
+        lengths = np.linalg.norm(self.direction, axis=0)
+        if np.all(np.isfinite(lengths)) and np.any(np.abs(lengths - 1.0) > DIRECTION_LENGTH_TOLERANCE):
+            # An affine's 3×3 part (nibabel's img.affine[:3, :3]) holds the voxel size too: taken as the direction,
+            # it would multiply every volume by it again (4500 mL of myocardium), without a word.
+            raise InputError(f"Volume direction's columns must be unit vectors (the i, j, k axes in LPS), got lengths "
+                             f"{', '.join(f'{v:.4g}' for v in lengths)}: an affine's 3×3 part holds the voxel size "
+                             "too; divide each column by its spacing")
 
     # -- geometry -------------------------------------------------------------------------
     @property

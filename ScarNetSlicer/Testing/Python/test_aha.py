@@ -35,7 +35,10 @@ DIRECTION = np.array([[np.cos(_ANGLE), -np.sin(_ANGLE), 0.0],
                       [np.sin(_ANGLE) * 0.8, np.cos(_ANGLE) * 0.8, -0.6],
                       [np.sin(_ANGLE) * 0.6, np.cos(_ANGLE) * 0.6, 0.8]])
 DIRECTION[:, 2] = np.cross(DIRECTION[:, 0], DIRECTION[:, 1])
-ORIGIN = (-20.0, 35.0, 110.0)
+# Turned 180 degrees in its plane, so that the grid's +i axis, where the tests put the RV insertion point, points
+# anterior and to the patient's right, where the RV is (scarnet.aha.rv_side_warning).
+DIRECTION[:, :2] *= -1.0
+ORIGIN = (60.0, 35.0, 110.0)  # the LV left of the isocentre, as imaged; its RV point has a negative R (RAS)
 SHAPE = (7, 64, 72)  # (k, rows, cols)
 CENTRE_RC = (32.0, 36.0)  # pixel (row, col) of the LV centre
 
@@ -863,3 +866,23 @@ def test_command_line_bullseye(tmp_path):
     assert result.returncode == 0, result.stderr
     picture = (tmp_path / "b.svg").read_text()
     assert picture.count("data-segment=") == 17 and "lab.nrrd: scar per AHA segment (labelmap lab.nrrd)" in picture
+
+
+def test_an_rv_point_away_from_the_rv_side_is_warned_of():
+    """A point given as rv_insertion_lps in RAS lands across the LV axis near the isocentre, still on the wall: it
+    passed every check and turned every segment by about 180 degrees, without a word (QA helper-107)."""
+    volume = _volume(_ring_labels(16.0, 56.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quantify(volume, rv_insertion_lps=_point_along_i(volume), basal_end="first")
+    assert not [w for w in caught if "from the RV's side" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"AHA segments: the RV insertion point lies 1[5-8]\d degrees round the LV "
+                                         r"from the RV's side .*RAS, as Slicer shows them"):
+        report = quantify(volume, rv_insertion_lps=_point_at_angle(volume, 180.0), basal_end="first")
+    assert any("from the RV's side" in message for message in report.warnings())
+    # Without an orientation nothing says where the RV lies: no such warning (the mirror warning covers it).
+    plain = Volume(volume.array, SPACING)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quantify(plain, rv_insertion_lps=_point_at_angle(plain, 180.0), basal_end="first")
+    assert not [w for w in caught if "from the RV's side" in str(w.message)]

@@ -461,3 +461,17 @@ def test_summary_text_is_never_read_as_a_spreadsheet_formula(tmp_path):
     write_volume(ring_volume(), tmp_path / "-2_patient.nii.gz")
     run_batch([tmp_path / "-2_patient.nii.gz"], tmp_path / "out", _segmenter_factory())
     assert _summary(tmp_path / "out")[0]["report"] == "'-2_patient_report.json"
+
+
+def test_a_read_warning_is_in_the_report_once(tmp_path):
+    """A file's read warnings reach the report through read_volume's own record and through the batch's: they were
+    listed twice."""
+    import nibabel as nib
+
+    volume = ring_volume()
+    array = np.transpose(volume.array, (2, 1, 0)).astype(np.complex64)
+    nib.save(nib.Nifti1Image(array, np.diag([*volume.spacing_mm, 1.0])), tmp_path / "c.nii.gz")
+    rows = run_batch([tmp_path / "c.nii.gz"], tmp_path / "out", _segmenter_factory())
+    assert rows[0].status == "ok"
+    said = json.loads((tmp_path / "out" / "c_report.json").read_text())["input_warnings"]
+    assert said == [f"{tmp_path / 'c.nii.gz'}: complex-valued image; its magnitude is used"]

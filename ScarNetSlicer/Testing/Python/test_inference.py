@@ -941,6 +941,11 @@ def test_python_api_reports_name_their_input_its_series_and_read_warnings(tmp_pa
         report = scarnet.segment(complex_image, device="cpu").report
     assert report.extra["input"] == str(complex_path)
     assert any("complex-valued" in message for message in report.warnings())
+    # A notebook that silenced warnings gets the same report (it lost them: QA helper-107).
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.filterwarnings("ignore")
+        silenced = scarnet.read_volume(complex_path)
+    assert not shown and silenced.provenance["input_warnings"] == complex_image.provenance["input_warnings"]
 
     # quantify(): the exam is the image; the labelmap is named beside it.
     labels_path = tmp_path / "labels.nii.gz"
@@ -950,6 +955,14 @@ def test_python_api_reports_name_their_input_its_series_and_read_warnings(tmp_pa
     assert quantified.extra["input_series"] == result.report.extra["input_series"]
     alone = scarnet.quantify(scarnet.read_labelmap(labels_path))
     assert alone.extra["input"] == alone.extra["labelmap"] == str(labels_path)
+    # segment() takes what the command line does: RV insertion (AHA segments), basal end, minimum scar region.
+    from scarnet.phantom import anterior_rv_insertion_lps
+
+    with_segments = scarnet.segment(image, device="cpu", rv_insertion_lps=anterior_rv_insertion_lps(phantom),
+                                    min_scar_component_ml=0.5).report
+    assert len(with_segments.segments) == 17
+    with pytest.raises(InputError, match="minimum scar region"):
+        scarnet.segment(image, device="cpu", min_scar_component_ml=-1)
     # The model's labelmap is of that exam; a Volume made in Python names nothing (it has no file to name).
     assert scarnet.quantify(result.labelmap).extra["input"] == str(folder)
     made = scarnet.Volume(result.labelmap.array, result.labelmap.spacing_mm, result.labelmap.origin_mm,

@@ -404,3 +404,15 @@ def test_scarnet_quantify_is_callable_after_its_submodule_is_imported():
     labelmap = make_phantom(3, n_slices=4).labelmap
     expected = importlib.import_module("scarnet.quantify").quantify(labelmap).total
     assert scarnet.quantify(labelmap).total == from_import(labelmap).total == expected
+
+
+def test_spacing_given_in_the_arrays_order_is_refused():
+    """Volume(array, spacing[::-1]) (the array is (k, j, i)) kept the totals (the product is the same) while
+    positions, transmurality and AHA angles were measured on a grid 7x stretched, without a word (QA helper-107);
+    segmentation refused it already."""
+    from scarnet.phantom import make_phantom
+
+    labels = make_phantom(3).labelmap
+    with pytest.raises(InputError, match=r"field of view 2527×300 mm is wider than any MR scanner images: is the "
+                                         r"spacing in \(i, j, k\) order"):
+        quantify(Volume(labels.array, labels.spacing_mm[::-1], labels.origin_mm, labels.direction))
