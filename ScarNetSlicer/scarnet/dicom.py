@@ -428,12 +428,15 @@ def select_series(all_series: list[DicomSeries], series: str | None, folder: Pat
     if len(all_series) == 1:
         only = all_series[0]
         negative = [cue for cue in only.lge_cues if cue.startswith("not LGE: ")]
-        if negative:
+        marked = negative[0].removeprefix("not LGE: ") if negative else ""
+        if negative and not {"PSIR", "LGE"} & set(only.lge_cues):
             # A folder exported one series each: a map or cine there would be segmented as if it were LGE.
             number = only.series_number if only.series_number is not None else only.series_instance_uid
-            raise InputError(f"{folder}: its only series, {only.summary()}, is marked "
-                             f"{negative[0].removeprefix('not LGE: ')} (a localizer, cine, map or other series that "
-                             f"is not LGE); pass --series {number} if it is LGE")
+            raise InputError(f"{folder}: its only series, {only.summary()}, is marked {marked} (a localizer, cine, "
+                             f"map or other series that is not LGE); pass --series {number} if it is LGE")
+        if negative:  # "LGE_T2_PREP" (dark-blood LGE): LGE by name, and something else too
+            warnings.warn(f"{folder}: its only series, {only.summary()}, is marked LGE and also {marked}; read as "
+                          "LGE", stacklevel=3)
         return only
     # Only stacks can be read; single images and views in several planes (long-axis 2/3/4-chamber, screenshots)
     # never qualify.

@@ -679,15 +679,19 @@ def test_a_cine_series_is_refused_not_read_as_one_of_its_phases(tmp_path: Path) 
     assert "5 images per slice position at different TriggerTimes: a cine" in _one_line(error)
 
 
-@pytest.mark.parametrize("description, marked", [("MOLLI T1MAP SAX", "MOLLI/T1MAP"), ("cine_sax_retro", "CINE"),
-                                                 ("sa_stack", None)])
+@pytest.mark.parametrize("description, marked", [("MOLLI T1MAP SAX", "MOLLI/T1MAP"), ("cine_sax_retro", "CINE/RETRO"),
+                                                 ("sa_stack", None), ("LGE_T2_PREP", None)])
 def test_a_folder_whose_only_series_is_a_map_or_cine_is_refused_unless_picked(tmp_path: Path, description: str,
                                                                              marked: str | None) -> None:
     """A folder exported one series each: its only series was read without a look at what it is, so a T1 map got
     scar figures without a word (QA helper-105). A series that says nothing of itself is still read."""
     _write_stack(tmp_path / "exam", description=description, inversion_time=None)
-    if marked is None:
-        assert read_dicom_series(tmp_path / "exam").num_slices == 4
+    if marked is None:  # nothing said, or LGE by name as well (dark-blood LGE with a T2 preparation): read, said
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            assert read_dicom_series(tmp_path / "exam").num_slices == 4
+        assert [str(w.message) for w in said if "is marked LGE and also T2" in str(w.message)] == (
+            [] if description == "sa_stack" else [str(said[0].message)])
         return
     with pytest.raises(InputError) as error:
         read_dicom_series(tmp_path / "exam")
