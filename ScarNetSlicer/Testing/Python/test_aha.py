@@ -414,8 +414,10 @@ def test_inferior_insertion_points_that_cannot_be_are_refused():
         quantify(volume, rv_insertion_lps=np.stack([anterior, _point_at_angle(volume, 100.0, distance_mm=60.0)]))
     with pytest.raises(InputError, match="basal end wrong"):  # right points, the wrong end given as basal
         quantify(volume, basal_end="last", rv_insertion_lps=np.stack([anterior, _point_at_angle(volume, 100.0)]))
-    with pytest.raises(ValueError, match="one point .* or two"):  # a caller's mistake, not the user's point
-        quantify(volume, rv_insertion_lps=np.zeros((3, 3)))
+    with pytest.raises(InputError, match=r"one LPS point, shape \(3,\) .* or two, shape \(2, 3\)"):
+        quantify(volume, rv_insertion_lps=np.zeros((3, 3)))  # a caller's mistake: still one catchable InputError
+    with pytest.raises(InputError, match=r"got an array of shape \(0,\)"):
+        quantify(volume, rv_insertion_lps=[[1.0, 2.0, 3.0], [1.0]])  # ragged
     with pytest.raises(ValueError, match="septal span"):
         segment_of_angle("mid", np.array([10.0]), 360.0)
     plain = Volume(labels, SPACING)  # no orientation: the image may be seen from the base
