@@ -561,8 +561,9 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
 
         return Processor(slicer.mrmlScene, self.segmenterFactory or default_segmenter_factory)
 
-    def ensureDependencies(self) -> list[str]:
-        """Install missing packages after one confirmation (see ScarNetSlicerLib/dependencies.py)."""
+    def ensureDependencies(self, includeTorch: bool = True) -> list[str]:
+        """Install missing packages after one confirmation (see ScarNetSlicerLib/dependencies.py); without
+        ``includeTorch``, those of the paths that run no model (Update report)."""
         from ScarNetSlicerLib import dependencies
 
         def confirm(text: str) -> bool:
@@ -580,7 +581,7 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
                                                                      torchVersionRequirement=">=2.1")
         except ImportError:
             pass
-        return dependencies.ensure_dependencies(confirm, installTorch, _pipInstall)
+        return dependencies.ensure_dependencies(confirm, installTorch, _pipInstall, include_torch=includeTorch)
 
     def segmentationWasEdited(self, segmentationNode, inputVolume) -> bool:
         """True when a run would replace edited segments; raises ``ValueError`` for an unusable input."""
@@ -636,6 +637,8 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
 
         ``rvInsertionPoint``, ``basalEnd``: as for :meth:`process` (AHA segments of the segmentation as it is now).
         """
+        if self.segmenterFactory is None:
+            self.ensureDependencies(includeTorch=False)  # scipy and the rest, in a scene opened before any run
         return self._done(self._processor().update_report(inputVolume, segmentationNode, outputTable,
                                                           rv_insertion_node=rvInsertionPoint,
                                                           basal_end=_basalEnd(basalEnd)), showResults)

@@ -2333,3 +2333,46 @@ def test_the_saved_page_of_a_dicom_volume_names_its_patient_and_study(scene, lib
     # A volume under no DICOM patient: no identity line.
     assert lib.volume_nodes.dicom_identity(lib.volume_nodes.add_volume_node(
         scene, Volume(np.ones((4, 8, 8), np.float32)), "nifti")) == {}
+
+
+def test_dependencies_too_old_or_out_of_reach():
+    """An old package that imports passed the gate and failed inside the engine (PyTorch 1.13: no
+    scaled_dot_product_attention); pip without network raised its own error and a traceback (QA helper-110)."""
+    importable = {"torch", "safetensors", "slicerio", "pydicom", "scipy"}.__contains__
+    versions = {"torch": "2.3.1+cu121", "safetensors": "0.3.3", "slicerio": "1.1", "pydicom": "2.4.4", "scipy": "1.13"}
+    assert dependencies.missing_requirements(importable=importable, version_of=versions.get) == ["safetensors>=0.4"]
+    assert dependencies.is_older("1.13.1", "2.1") and not dependencies.is_older("2.1.0+cpu", "2.1")
+    assert not dependencies.is_older(None, "2.1") and not dependencies.is_older("10.0", "9.2")
+
+    asked: list[str] = []
+    with pytest.raises(dependencies.DependencyError, match=r"needs PyTorch 2\.1 or newer, and Slicer has 1\.13\.1: "
+                                                           "update it in the PyTorch Utils module"):
+        dependencies.ensure_dependencies(lambda text: asked.append(text) or True, None, lambda r: None, importable,
+                                         version_of={**versions, "torch": "1.13.1"}.get)
+    assert not asked  # nothing offered: another extension may rely on the PyTorch Slicer has
+
+    def offline(requirements):
+        raise OSError("Could not fetch URL https://pypi.org/simple/safetensors/: connection refused")
+
+    with pytest.raises(dependencies.DependencyError) as info:
+        dependencies.ensure_dependencies(lambda text: asked.append(text) or True, None, offline, importable,
+                                         version_of=versions.get)
+    message = str(info.value)
+    assert message.startswith("could not install safetensors>=0.4 (OSError: Could not fetch URL")
+    assert "pip download safetensors>=0.4" in message and "--no-index --find-links FOLDER" in message
+    assert "\n" not in message
+    assert "safetensors>=0.4" in asked[0] and "PyTorch" not in asked[0]  # the dialog listed what it would install
+
+    def torch_offline():
+        raise RuntimeError("light-the-torch: no connection")
+
+    # Update report runs no model: it asks for nothing about PyTorch.
+    assert dependencies.ensure_dependencies(lambda text: asked.append(text) or True, None, lambda r: None,
+                                            {"safetensors", "slicerio", "pydicom", "scipy"}.__contains__,
+                                            version_of={**versions, "safetensors": "0.4.5"}.get,
+                                            include_torch=False) == []
+    with pytest.raises(dependencies.DependencyError, match=r"PyTorch could not be installed \(RuntimeError: "
+                                                           r"light-the-torch: no connection\)\. Without internet"):
+        dependencies.ensure_dependencies(lambda text: True, torch_offline, lambda r: None,
+                                         {"safetensors", "slicerio", "pydicom", "scipy"}.__contains__,
+                                         version_of=versions.get)
