@@ -42,7 +42,8 @@ PYTORCH_EXTENSION = "PyTorch"
 
 PYTORCH_EXTENSION_MISSING = (
     "ScarNet needs PyTorch, which Slicer gets from the 'PyTorch' extension: install it from the "
-    "Extensions Manager (View > Extensions Manager, search 'PyTorch'), restart Slicer and try again."
+    "Extensions Manager (View > Extensions Manager, search 'PyTorch'; without internet: its package for this "
+    "Slicer version, with the Extensions Manager's Install from file), restart Slicer and try again."
 )
 INSTALL_DECLINED = "Required Python packages were not installed, so ScarNet cannot run (nothing was changed)."
 #: What to do where pip cannot reach the package index (a hospital network without internet, or behind a proxy).
