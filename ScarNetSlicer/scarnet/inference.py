@@ -60,6 +60,7 @@ from .errors import Cancelled, InputError, NoHeartFoundError
 from .labels import (
     BACKGROUND,
     HEALTHY_MYOCARDIUM,
+    LABEL_VALUES,
     LV_BLOOD_POOL,
     MVO,
     MYOCARDIUM_LABELS,
@@ -67,8 +68,14 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
-from .orientation import MAX_FIELD_OF_VIEW_MM as ORIENTATION_MAX_FIELD_OF_VIEW_MM
-from .orientation import InPlaneOrder, StackAxis, canonical_in_plane_order, find_stack_axis, stack_along_k_problem
+from .orientation import (
+    InPlaneOrder,
+    StackAxis,
+    canonical_in_plane_order,
+    field_too_wide,
+    find_stack_axis,
+    stack_along_k_problem,
+)
 from .preprocess import OUTSIDE_EDGE, PlaneTransform, model_crop, plane_transform, resample_back, valid_mask
 from .qc import (
     FLAG_DESCRIPTIONS,
@@ -111,9 +118,6 @@ LOCALISATION_SLICES = 4
 MAX_SINGLE_VIEW_FOV_MM = 450.0
 #: Width of those windows: EMIDEC's field of view, the middle of the trained range.
 LOCALISATION_WINDOW_MM = 360.0
-#: No MR scanner images a field wider than this (:data:`scarnet.orientation.MAX_FIELD_OF_VIEW_MM`); a header claiming
-#: more has a wrong pixel spacing (and would make the window search run for minutes).
-MAX_FIELD_OF_VIEW_MM = ORIENTATION_MAX_FIELD_OF_VIEW_MM
 #: Scar regions (3D-connected scar and MVO) smaller than this are returned to healthy myocardium;
 #: 0 (the default) keeps every region. 1 mL was tried: on the EMIDEC train split (interim CPU model,
 #: thresholds 0–1.5 mL) it gave the best scar Dice there and halved the normal exams with false
@@ -195,9 +199,8 @@ def check_short_axis(volume: Volume, name: str = "image") -> None:
     if max(columns, rows) * max(spacing_i, spacing_j) < 60:
         raise InputError(f"{name}: field of view {columns * spacing_i:.0f}×{rows * spacing_j:.0f} mm is too small "
                          "to hold a heart")
-    if max(columns * spacing_i, rows * spacing_j) > MAX_FIELD_OF_VIEW_MM:
-        raise InputError(f"{name}: field of view {columns * spacing_i:.0f}×{rows * spacing_j:.0f} mm is wider than "
-                         "any MR scanner images; is the pixel spacing in the header right?")
+    if problem := field_too_wide(volume.shape_ijk, volume.spacing_mm):
+        raise InputError(f"{name}: {problem}")
 
 
 def check_not_a_labelmap(volume: Volume, name: str = "image") -> None:
@@ -210,9 +213,6 @@ def check_not_a_labelmap(volume: Volume, name: str = "image") -> None:
                          "2 myocardium, 3 scar, 4 MVO), not an LGE image; give the image it was drawn on "
                          "(scarnet quantify measures a labelmap)")
 
-
-#: The label values of a ScarNet labelmap.
-LABEL_VALUES = (0, 1, 2, 3, 4)
 
 
 def model_storage(volume: Volume, name: str = "image") -> tuple[Volume, StackAxis, InPlaneOrder]:

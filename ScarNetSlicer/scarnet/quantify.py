@@ -62,7 +62,7 @@ from .labels import (
     SCAR,
     SCAR_LABELS,
 )
-from .orientation import MAX_FIELD_OF_VIEW_MM, MAX_THIN_SLICES, StackAxis, find_stack_axis, stack_along_k_problem
+from .orientation import MAX_THIN_SLICES, StackAxis, field_too_wide, find_stack_axis, stack_along_k_problem
 from .text import visible
 from .transmurality import TransmuralitySummary, stack_rays, summarise_stack
 from .volume import Volume, check_geometry
@@ -444,13 +444,11 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         raise InputError(f"{labelmap.num_slices} slices {labelmap.spacing_mm[2]:.2g} mm apart looks like a 3D volume "
                          "(or a stack stored with its slices along another axis), not a short-axis LGE stack "
                          "(expected 4–30 slices 5–15 mm apart): its per-slice figures cannot be told")
-    columns, rows = labelmap.shape_ijk[:2]
-    if max(columns * labelmap.spacing_mm[0], rows * labelmap.spacing_mm[1]) > MAX_FIELD_OF_VIEW_MM:
-        # Spacing given in (k, j, i) order, as the array is: totals stay right (the product is the same), but
-        # positions, transmurality and AHA angles are measured on a stretched grid. Segmentation refuses it too.
-        raise InputError(f"field of view {columns * labelmap.spacing_mm[0]:.0f}×{rows * labelmap.spacing_mm[1]:.0f} mm "
-                         "is wider than any MR scanner images: is the spacing in (i, j, k) order (columns, rows, "
-                         "slices), and the pixel spacing in the header right?")
+    if problem := field_too_wide(labelmap.shape_ijk, labelmap.spacing_mm):
+        # Spacing given in (k, j, i) order, as the array is, on a whole field (not a small crop): totals stay right
+        # (the product is the same), but positions, transmurality and AHA angles are measured on a stretched grid.
+        # Segmentation refuses it too.
+        raise InputError(problem)
     if problem == "in-plane" and labelmap.num_slices > MAX_THIN_SLICES:
         # A (slice, row, column) array saved with isotropic voxels: along k, its "slices" are cuts across the real
         # ones (segmentation refuses it too). A small labelmap (cropped, or drawn by hand) with few slices is not.

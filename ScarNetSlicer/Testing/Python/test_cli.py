@@ -857,3 +857,19 @@ def test_weights_bundled_means_the_bundled_weights_as_for_init_weights(command, 
     assert build_parser().parse_args([*command, "--weights", "bundled"]).weights is None
     (tmp_path / "bundled").write_bytes(b"")  # a file of that name is that file
     assert build_parser().parse_args([*command, "--weights", "bundled"]).weights == Path("bundled")
+
+
+def test_install_hints_name_the_extras_pyproject_has():
+    """The messages' install hints (scarnet.extras) list each extra's packages as pyproject.toml does."""
+    import re
+
+    from scarnet.extras import EXTRA_PACKAGES, IMPORT_EXTRAS, install_hint
+
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    for extra, packages in EXTRA_PACKAGES.items():
+        assert sorted(packages) == sorted(re.split(r"[<>=;\[ ]", spec)[0] for spec in extras[extra]), extra
+        assert install_hint(extra).startswith(f'pip install -e ".[{extra}]"')
+    assert set(IMPORT_EXTRAS.values()) == set(EXTRA_PACKAGES)

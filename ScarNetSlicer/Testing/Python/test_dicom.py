@@ -669,6 +669,19 @@ def test_a_whole_stack_acquired_again_is_kept_by_acquisition_time(tmp_path: Path
     np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) + 1000 for k in range(4)]))
 
 
+@pytest.mark.parametrize("same_ti", [False, True])
+def test_a_stack_acquired_three_times_is_not_a_cine(tmp_path: Path, same_ti: bool) -> None:
+    """Three whole repeats (each beat its own trigger time, a few ms apart; other TIs, or the same) were refused
+    as a cine (code review, helper-109): the last acquired is kept."""
+    images = [{"k": k, "InversionTime": 300.0 if same_ti else ti, "TriggerTime": 400.0 + 7.3 * k + 3.1 * r,
+               "AcquisitionNumber": 1 + r, "pixels": _raw_pixels(k) + 1000 * r}
+              for r, ti in enumerate((300.0, 350.0, 400.0)) for k in range(4)]
+    _write_repeats(tmp_path / "exam", images)
+    with pytest.warns(UserWarning, match="the last acquired"):
+        volume = read_dicom_series(tmp_path / "exam")
+    np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) + 2000 for k in range(4)]))
+
+
 def test_a_cine_series_is_refused_not_read_as_one_of_its_phases(tmp_path: Path) -> None:
     """A cine (5 phases per slice) was read as "the 4 images with TriggerTime 0" and segmented as LGE."""
     images = [{"k": k, "TriggerTime": 40.0 * phase, "pixels": _raw_pixels(k) + 100 * phase}
@@ -695,9 +708,16 @@ def test_a_folder_whose_only_series_is_a_map_or_cine_is_refused_unless_picked(tm
         return
     with pytest.raises(InputError) as error:
         read_dicom_series(tmp_path / "exam")
-    assert f"its only series, #7 '{description}' (4 slices), is marked {marked}" in _one_line(error)
-    assert "pass --series 7 if it is LGE" in _one_line(error)
+    assert f"its only series, #7 '{description}' (4 slices), is marked {marked} in its description" in _one_line(error)
+    assert "pass --series 7 (series='7' from Python) if it is LGE" in _one_line(error)
     assert read_dicom_series(tmp_path / "exam", series="7").num_slices == 4  # the user's word for it
+
+
+def test_an_only_series_is_not_refused_for_its_exams_protocol_name(tmp_path: Path) -> None:
+    """GE writes the exam's protocol ("CARDIAC STRESS PERF") into every series' ProtocolName: an LGE series exported
+    alone was refused as perfusion (code review, helper-109). Its own description and image type decide."""
+    _write_stack(tmp_path / "exam", description="SAX 2D IR FGRE", ProtocolName="CARDIAC STRESS PERF")
+    assert read_dicom_series(tmp_path / "exam").num_slices == 4
 
 
 def test_long_axis_views_in_their_own_series_do_not_compete_with_the_stack(tmp_path: Path) -> None:
@@ -740,7 +760,7 @@ def test_a_slice_tilted_by_a_fraction_of_a_degree_is_read_and_said(tmp_path: Pat
                  instance_number=50, inversion_time=300.0, slope=_slope_intercept(3)[0],
                  intercept=_slope_intercept(3)[1])
     assert abs(float(tilted_normal @ NORMAL)) > math.cos(math.radians(0.21))
-    with pytest.warns(UserWarning, match="tilted from one another by up to 0.2°"):
+    with pytest.warns(UserWarning, match="tilted or turned from one another by up to 0.2°"):
         volume = read_dicom_series(exam)
     _check_geometry(volume, 4, _position(0))
     np.testing.assert_array_equal(volume.array, _expected_array(4))

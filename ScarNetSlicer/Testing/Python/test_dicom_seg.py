@@ -430,7 +430,8 @@ def test_without_highdicom_the_user_is_told_how_to_get_it(monkeypatch):
     from scarnet.dicom_seg import require_highdicom
 
     monkeypatch.setitem(sys.modules, "highdicom", None)  # as if not installed
-    with pytest.raises(InputError, match=r"needs highdicom, which is not installed: pip install 'scarnet\[dicom\]'"):
+    with pytest.raises(InputError, match=r"needs highdicom, which is not installed: pip install -e \"\.\[dicom\]\" "
+                                         r"in the scarnet checkout \(or: pip install highdicom\)"):
         require_highdicom()
 
 
@@ -716,7 +717,8 @@ def test_the_page_of_a_dicom_exam_names_its_patient_and_study_and_the_reports_do
     assert result.returncode == 0, result.stderr
     for report in ("r.json", "r.csv"):
         text = (tmp_path / report).read_text(encoding="utf-8")
-        assert "Synthetic" not in text and "SYN001" not in text and "19600101" not in text
+        assert "Synthetic" not in text and "SYN001" not in text and "19600101" not in text and "A1\n" not in text
+        assert '"A1"' not in text and ",A1" not in text  # the accession number
     # A batch's pages too; a file input's page names none.
     from scarnet.io import write_volume
 
@@ -729,3 +731,22 @@ def test_the_page_of_a_dicom_exam_names_its_patient_and_study_and_the_reports_do
     assert "Patient " not in (tmp_path / "out" / "ring_file_report.html").read_text(encoding="utf-8")
     assert all("SYN001" not in (tmp_path / "out" / name).read_text(encoding="utf-8")
                for name in ("summary.csv", *(p.name for p in (tmp_path / "out").glob("*.json"))))
+
+
+def test_a_model_report_of_another_series_is_said_without_a_seg_too(tmp_path):
+    """quantify --model-report records the run as model_run also without --dicom-seg, and another series' report was
+    then recorded without a word (code review, helper-109)."""
+    from scarnet.io import write_labelmap
+
+    volume = _test_volume()
+    write_dicom_series(volume, tmp_path / "exam")
+    stack = read_dicom_stack(tmp_path / "exam")
+    write_labelmap(stack.volume.with_array(_labels_like(volume)), tmp_path / "labels.nii.gz")
+    (tmp_path / "other.json").write_text(json.dumps({"inference": {"weights": {"sha256": "ab" * 32}},
+                                                     "input_series": {"series_instance_uid": "1.2.3"}}))
+    result = _quantify(tmp_path, "labels.nii.gz", "--image", "exam", "--segmented-by", "model", "--model-report",
+                       "other.json", "--report", "r.json", "--quiet")
+    assert result.returncode == 0 and "made on another DICOM series (1.2.3)" in result.stderr, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert any("another DICOM series" in message for message in report["input_warnings"])
+    assert report["model_run"]["weights"]["sha256"] == "ab" * 32

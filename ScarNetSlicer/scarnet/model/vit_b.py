@@ -24,8 +24,10 @@ def build_vit_b(input_size: int) -> nn.Module:
     try:
         from segment_anything.modeling.image_encoder import ImageEncoderViT
     except ImportError as error:
+        from ..extras import install_hint
+
         raise WeightsError("the medsam_vit_b encoder needs the segment-anything package "
-                           "(pip install 'scarnet[bench]')") from error
+                           f"({install_hint('bench')})") from error
     if input_size % PATCH_SIZE:
         raise ValueError(f"ViT-B input size must be a multiple of {PATCH_SIZE}, got {input_size}")
     encoder = ImageEncoderViT(
