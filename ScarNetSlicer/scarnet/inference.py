@@ -44,6 +44,7 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 import warnings
@@ -749,7 +750,7 @@ def segment(volume: Volume, *, weights: str | Path | None = None, encoder: str |
     result = segmenter(volume, progress=progress, should_cancel=should_cancel, name=provenance.get("input", "image"),
                        basal_end=basal_end, rv_insertion_lps=rv_insertion_lps)
     # The report names its input (path, DICOM series, what reading it warned of) as the CLI's does.
-    result.report.extra.update(provenance)
+    result.report.extra.update(copy.deepcopy(provenance))
     return result
 
 

@@ -19,6 +19,7 @@ Levels (basal / mid / apical, and apex beyond the cavity) and, given the anterio
 
 from __future__ import annotations
 
+import copy
 import csv
 import inspect
 import io
@@ -518,7 +519,7 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name, base_apex=order,
                     segments=segments, segment_angles_from=angles_from, septal_span_deg=septal_span)
     # What was quantified, as read (scarnet.read_volume, read_labelmap): the exam is the image when given.
-    report.extra.update(provenance)
+    report.extra.update(copy.deepcopy(provenance))  # the report's own lists: editing one leaves the volume's
     segment_warnings = [message] if (message := given_basal_end_warning(labelmap, labels, order)) else []
     if angles_from == ANGLES_FROM_DISPLAY and rv_insertion_points(rv_insertion_lps)[1] is None:
         # Nothing can tell a mirrored stack here: the segments would put a lateral scar in the septum, in every
