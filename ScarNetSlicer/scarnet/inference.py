@@ -200,8 +200,8 @@ def check_short_axis(volume: Volume, name: str = "image") -> None:
     if max(columns, rows) * max(spacing_i, spacing_j) < 60:
         raise InputError(f"{name}: field of view {columns * spacing_i:.0f}×{rows * spacing_j:.0f} mm is too small "
                          "to hold a heart")
-    if problem := field_too_wide(volume.shape_ijk, volume.spacing_mm):
-        raise InputError(f"{name}: {problem}")
+    if too_wide := field_too_wide(volume.shape_ijk, volume.spacing_mm):
+        raise InputError(f"{name}: {too_wide}")
 
 
 def check_not_a_labelmap(volume: Volume, name: str = "image") -> None:

@@ -445,11 +445,11 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         raise InputError(f"{labelmap.num_slices} slices {labelmap.spacing_mm[2]:.2g} mm apart looks like a 3D volume "
                          "(or a stack stored with its slices along another axis), not a short-axis LGE stack "
                          "(expected 4–30 slices 5–15 mm apart): its per-slice figures cannot be told")
-    if problem := field_too_wide(labelmap.shape_ijk, labelmap.spacing_mm):
+    if too_wide := field_too_wide(labelmap.shape_ijk, labelmap.spacing_mm):
         # Spacing given in (k, j, i) order, as the array is, on a whole field (not a small crop): totals stay right
         # (the product is the same), but positions, transmurality and AHA angles are measured on a stretched grid.
         # Segmentation refuses it too.
-        raise InputError(problem)
+        raise InputError(too_wide)
     if problem == "in-plane" and labelmap.num_slices > MAX_THIN_SLICES:
         # A (slice, row, column) array saved with isotropic voxels: along k, its "slices" are cuts across the real
         # ones (segmentation refuses it too). A small labelmap (cropped, or drawn by hand) with few slices is not.
