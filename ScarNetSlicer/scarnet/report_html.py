@@ -37,7 +37,7 @@ from .text import visible
 _STYLE = """
 body { font-family: sans-serif; font-size: 12px; color: #111; max-width: 900px; margin: 16px auto; }
 h1 { font-size: 18px; margin-bottom: 2px; } h2 { font-size: 14px; margin: 18px 0 6px; }
-.identity { font-size: 14px; font-weight: bold; }
+.identity { font-size: 14px; font-weight: bold; } .status { font-weight: bold; color: #8a4b00; }
 table { border-collapse: collapse; margin: 4px 0; } th, td { border: 1px solid #bbb; padding: 2px 6px; }
 th { background: #eee; } td.n { text-align: right; } .muted { color: #555; }
 .warning { background: #fff3cd; border: 1px solid #e0c36a; padding: 4px 8px; margin: 4px 0; }
@@ -73,6 +73,45 @@ def series_text(series: dict[str, Any] | None) -> str:
 #: How :meth:`scarnet.dicom.DicomStack.identity`'s fields read on the page, in order.
 IDENTITY_LABELS = {"patient_name": "Patient", "patient_id": "ID", "birth_date": "born", "study_date": "Study",
                    "accession_number": "Accession"}
+
+
+#: The AHA's standard assignment of the 17 segments to the coronary arteries (Cerqueira et al., Circulation 2002);
+#: the dominance of the right or circumflex artery moves the inferior segments between them.
+CORONARY_TERRITORIES = {"LAD": (1, 2, 7, 8, 13, 14, 17), "RCA": (3, 4, 9, 10, 15), "LCx": (5, 6, 11, 12, 16)}
+
+
+def territory_text(segments: list[dict[str, Any]]) -> str:
+    """Segments with scar (graded 1 or more) by coronary territory (:data:`CORONARY_TERRITORIES`), or "" when none
+    has scar: where the scar lies, as a reader summarises it."""
+    graded = {s["segment"]: s.get("scar_extent_score") for s in segments}
+    counts = []
+    for artery, numbers in CORONARY_TERRITORIES.items():
+        known = [n for n in numbers if graded.get(n) is not None]
+        with_scar = [n for n in known if graded[n] >= 1]
+        counts.append(f"{artery} {len(with_scar)} of {len(known)}"
+                      + (f" ({', '.join(str(n) for n in with_scar)})" if with_scar else ""))
+    if not any(grade is not None and grade >= 1 for grade in graded.values()):
+        return ""
+    return ("Segments with scar by coronary territory (the AHA's standard assignment; the dominant artery may supply "
+            f"the inferior segments): {'; '.join(counts)}.")
+
+
+#: What a page says of whose segmentation it measures (:func:`scarnet.summary.made_from`), above the figures.
+_REVIEW_STATUS = {
+    "ScarNet model": "Automated segmentation (ScarNet model), not reviewed by a reader: check and correct the contours "
+                     "before using the figures.",
+    "segmentation": "Automated segmentation (ScarNet model) measured again in 3D Slicer, not edited by a reader.",
+    "edited segmentation": "ScarNet segmentation corrected by a reader.",
+    "reader's segmentation": "Segmentation drawn by a reader.",
+    "labelmap": "Segmentation from a labelmap file (who drew it is not recorded).",
+}
+
+
+def review_status_text(report: dict[str, Any]) -> str:
+    """Whose segmentation the figures measure, and whether a reader reviewed it: the page's status line."""
+    from .summary import made_from
+
+    return _REVIEW_STATUS.get(made_from(report), _REVIEW_STATUS["labelmap"])
 
 
 def _identity_text(identity: dict[str, str]) -> str:
@@ -121,6 +160,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                             f"{f', sha256 {sha}' if sha else ''}, scarnet {model_run.get('scarnet_version') or '?'}")
     parts[-1] += f" · scarnet {escape(str(version or 'version not recorded'))}"
     parts[-1] += "</p>"
+    parts.append(f'<p class="status">{escape(review_status_text(data))}</p>')
     parts.append(f'<p class="disclaimer">{escape(INTENDED_USE)}</p>')
     warnings = [*report_warnings(data), *(data.get("segments_left_out") or [])]
     parts += [f'<div class="warning">{escape(str(message))}</div>' for message in warnings]
@@ -160,7 +200,10 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                  "–" if s["scar_extent_score"] is None else escape(str(s["scar_extent_score"])),
                  _number(s["transmural_over_50_percent"], 0), _number(s["mvo_ml"] if s["slices"] else None)]
                 for s in data["segments"]]
-        parts.append(_table(["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %", "Grade 0-4",
+        if territories := territory_text(data["segments"]):
+            parts.append(f'<p class="muted">{escape(territories)}</p>')
+        parts.append(_table(["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %",
+                             "Extent grade (0: none, 1: 1–25, 2: 26–50, 3: 51–75, 4: 76–100 % of the segment)",
                              "Rays > 50 % transmural (%)", "MVO mL"], rows, {2, 3, 4, 5, 6, 7}))
 
     parts.append("<h2>Per slice</h2>")

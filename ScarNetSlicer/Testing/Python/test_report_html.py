@@ -316,3 +316,28 @@ def test_the_terminal_shows_a_name_and_never_obeys_it(tmp_path):
                    (tmp_path / "b.svg").read_text()):
         assert not any(character in output for character in ACTING)
         assert not any(line.startswith("FAKE") for line in output.splitlines())
+
+
+def test_the_page_says_whether_a_reader_reviewed_the_segmentation_and_where_the_scar_lies():
+    """A cardiologist's review (helper-111): the page did not say that an automated segmentation was unreviewed, nor
+    in which coronary territory the scar lies."""
+    from scarnet.report_html import territory_text
+
+    report = _report()
+    data = report.to_dict()
+    model_page = report_html({**data, "source": "ScarNet model"}, "lge.nii.gz")
+    assert "Automated segmentation (ScarNet model), not reviewed by a reader" in model_page
+    assert "ScarNet segmentation corrected by a reader." in report_html(
+        {**data, "source": "segmentation", "edited": True}, "lge.nii.gz")
+    labelmap = {key: value for key, value in data.items() if key != "inference"}  # scarnet quantify's
+    assert "Segmentation drawn by a reader." in report_html({**labelmap, "segmented_by": "reader"}, "lge.nii.gz")
+    assert "Segmentation from a labelmap file" in report_html(labelmap, "lge.nii.gz")
+    segments = [{"segment": n, "scar_extent_score": 0} for n in range(1, 18)]
+    assert territory_text(segments) == ""
+    for n, grade in ((1, 2), (7, 1), (5, 3), (17, None)):
+        segments[n - 1]["scar_extent_score"] = grade
+    assert territory_text(segments) == (
+        "Segments with scar by coronary territory (the AHA's standard assignment; the dominant artery may supply the "
+        "inferior segments): LAD 2 of 6 (1, 7); RCA 0 of 5; LCx 1 of 5 (5).")
+    assert "by coronary territory" in model_page or not any(
+        (s.get("scar_extent_score") or 0) >= 1 for s in data.get("segments") or [])
