@@ -114,6 +114,21 @@ def review_status_text(report: dict[str, Any]) -> str:
     return _REVIEW_STATUS.get(made_from(report), _REVIEW_STATUS["labelmap"])
 
 
+#: The QC flags as a reader reads them on the page (the CSV and JSON keep the codes, shown beside them).
+_FLAG_NAMES = {"low_confidence": "contours uncertain", "broken_ring": "ring open", "lv_missing": "LV missing",
+               "scar_unstable": "scar inconsistent", "scar_uncertain": "scar border uncertain",
+               "low_contrast": "low contrast", "near_image_edge": "near the image edge",
+               "at_crop_edge": "at the edge of the model's view", "lv_removed": "LV removed"}
+#: Explanations in a reader's words where the engine's speak of the model's workings.
+_FLAG_READING = {"scar_unstable": "the model's scar differs on a mirrored copy of the slice: check it by eye"}
+
+
+def _flag_name(flag: str) -> str:
+    """``contours uncertain (low_confidence)``: the reader's words, then the code the CSV and JSON use."""
+    name = _FLAG_NAMES.get(flag)
+    return f"{name} ({flag})" if name else flag
+
+
 def _identity_text(identity: dict[str, str]) -> str:
     """``Patient Doe, Jane · ID 123 · born 1960-01-01 · Study 2026-01-01 · Accession A1`` (escaped)."""
     return " · ".join(f"{label} {escape(identity[key])}" for key, label in IDENTITY_LABELS.items()
@@ -220,17 +235,26 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                      *([escape(s.get("level") or "–")] if with_level else []),
                      _number(s["myocardium_ml"]), _number(s["scar_ml"]), _number(s["scar_percent"], 1),
                      _number(s["mvo_ml"]), _number(s.get("transmural_over_50_percent"), 0),
-                     *([escape(", ".join(s.get("qc_flags") or []) or "–")] if with_qc else [])])
+                     *([escape(", ".join(_flag_name(flag) for flag in s.get("qc_flags") or []) or "–")]
+                       if with_qc else [])])
     first_number = 2 + with_dicom + with_level
     parts.append(_table(header, rows, set(range(first_number, first_number + 5)) | {0, 1}))
     flags = (data.get("qc") or {}).get("flags") or {}
     used = sorted({flag for s in slices for flag in s.get("qc_flags") or []})
     if used:
-        parts.append("<p>" + "<br>".join(f"<b>{escape(flag)}</b>: {escape(str(flags.get(flag, '')))}"
+        parts.append("<p>" + "<br>".join(f"<b>{escape(_flag_name(flag))}</b>: "
+                                         f"{escape(_FLAG_READING.get(flag) or str(flags.get(flag, '')))}"
                                          for flag in used) + "</p>")
 
+    # A printout is signed by whoever checked (and corrected) the contours.
+    parts.append("<h2>Review</h2><p>Contours checked (and corrected) by: ______________________ &nbsp; Date: "
+                 "______________ &nbsp; Signature: ______________________</p>")
     conventions = data.get("conventions") or {}
     parts.append("<h2>Conventions</h2><ul>")
+    if made_from == "ScarNet model" or data.get("inference"):
+        parts.append("<li><b>scar method</b>: enhanced myocardium as the model segments it (trained on expert "
+                     "contours), not an n-SD or FWHM threshold: the figures are not interchangeable with "
+                     "threshold-based ones</li>")
     for key in ("scar", "myocardium", "position_mm", "transmurality", "level", "segments"):
         if key in conventions:
             parts.append(f"<li><b>{escape(key)}</b>: {escape(str(conventions[key]))}</li>")

@@ -122,8 +122,11 @@ def test_the_page_shows_the_report_figures():
     for row, s in zip(slices[1:], report.slices):
         assert row == [str(s.index), f"{s.position_mm:.1f}", str(10 + s.index), s.level, f"{s.myocardium_ml:.2f}",
                        f"{s.scar_ml:.2f}", f"{s.scar_percent:.1f}", f"{s.mvo_ml:.2f}",
-                       f"{s.transmural_over_50_percent:.0f}", ", ".join(s.qc_flags) or "–"]  # not "ok": unchecked
+                       f"{s.transmural_over_50_percent:.0f}",
+                       # the reader's words, then the CSV's code; not "ok" for none: the slice is unchecked
+                       ", ".join(f"scar border uncertain ({flag})" for flag in s.qc_flags) or "–"]
     assert "scar and healthy myocardium hard to tell apart" in text
+    assert "Contours checked (and corrected) by:" in text  # the reviewer signs the printout
 
 
 def test_scar_on_flagged_slices_is_said_beside_the_totals_in_every_output():
