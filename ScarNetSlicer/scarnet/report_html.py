@@ -253,8 +253,8 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     parts.append("<h2>Conventions</h2><ul>")
     if made_from == "ScarNet model" or data.get("inference"):
         parts.append("<li><b>scar method</b>: enhanced myocardium as the model segments it (trained on expert "
-                     "contours), not an n-SD or FWHM threshold: the figures are not interchangeable with "
-                     "threshold-based ones</li>")
+                     "contours; then as a reader corrected it, where the status line says so), not an n-SD or FWHM "
+                     "threshold: the figures are not interchangeable with threshold-based ones</li>")
     for key in ("scar", "myocardium", "position_mm", "transmurality", "level", "segments"):
         if key in conventions:
             parts.append(f"<li><b>{escape(key)}</b>: {escape(str(conventions[key]))}</li>")
