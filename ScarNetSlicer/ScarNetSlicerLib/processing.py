@@ -369,7 +369,7 @@ class Processor:
         if notices:
             report["segments_left_out"] = list(notices)  # (the notice adds more below)
         outputs = self._write_report(input_node, segmentation_node, table_node, report, segmentation_is_result=False,
-                                     fingerprint=segments.fingerprint)
+                                     fingerprint=segments.fingerprint, input_image=image)
         if made_from_another_input(segmentation_node, input_node):  # first: it explains what follows
             made_from = segmentation_node.GetNodeReference(INPUT_REFERENCE_ROLE)
             notices.insert(0, f"segmentation '{segmentation_node.GetName()}' was made by ScarNet from another volume"
@@ -448,11 +448,13 @@ class Processor:
         return tables[-1] if tables else None
 
     def _write_report(self, input_node, segmentation_node, table_node, report: dict[str, Any],
-                      segmentation_is_result: bool, fingerprint: str | None = None) -> Outputs:
+                      segmentation_is_result: bool, fingerprint: str | None = None,
+                      input_image: Volume | None = None) -> Outputs:
         """Table and plot of ``report``, cross-referenced with the segmentation and the input.
 
         ``fingerprint``: the segmentation's (:func:`~.segmentation_nodes.fingerprint`) on the input as reported,
-        kept with the table so that :meth:`report_is_current` can tell when it was edited since.
+        kept with the table so that :meth:`report_is_current` can tell when it was edited since. ``input_image``: the
+        input as already read (else it is read here, for ``input_sha256``).
 
         ``segmentation_is_result``: the segments were just computed from ``input_node`` ("Segment
         scar"), so the segmentation records that input and joins its study. Otherwise ("Update
@@ -485,7 +487,8 @@ class Processor:
                                                       self.scene.GenerateUniqueName(f"{name} ScarNet report"))
         # Which exam, beyond its name: Save report must not replace another exam's saved report of the same name
         # (two patients' series both called "6: LGE PSIR").
-        report["input_sha256"] = volume_from_node(input_node).content_sha256()
+        image = input_image if input_image is not None else volume_from_node(input_node)
+        report["input_sha256"] = image.content_sha256()
         report_nodes.update_table(table_node, report)
         table_node.SetAttribute(report_nodes.REPORTED_FINGERPRINT_ATTRIBUTE, fingerprint or "")
         chart_node, series_node = report_nodes.update_plot(self.scene, table_node, f"Scar per slice: {name}")

@@ -367,6 +367,18 @@ _RV_SIDE_LPS = np.array([-1.0, -1.0, 0.0]) / math.sqrt(2.0)
 MIN_RV_SIDE_COSINE = 0.0
 
 
+def _nearest_slice(volume: Volume, with_myocardium: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, int]:
+    """``point``'s (i, j, k) index on ``volume``'s grid, and the nearest of the slices ``with_myocardium``."""
+    index = volume.physical_to_index(point)
+    return index, int(with_myocardium[np.argmin(np.abs(with_myocardium - index[2]))])
+
+
+def _centre_lps(volume: Volume, centre_rc_mm: np.ndarray, k: int) -> np.ndarray:
+    """Slice ``k``'s LV centre, given in (row, column) mm (:func:`scarnet.transmurality.stack_rays`), in LPS."""
+    return volume.index_to_physical(np.array([centre_rc_mm[1] / volume.spacing_mm[0],
+                                              centre_rc_mm[0] / volume.spacing_mm[1], k]))
+
+
 def rv_side_warning(volume: Volume, labels: np.ndarray, centres_rc_mm: list[np.ndarray | None],
                     point: np.ndarray) -> str | None:
     """A warning when the anterior RV insertion ``point`` (LPS) lies across the LV axis from the RV's side, on a
@@ -380,13 +392,11 @@ def rv_side_warning(volume: Volume, labels: np.ndarray, centres_rc_mm: list[np.n
     with_myocardium = _slices_with_myocardium(labels)
     if with_myocardium.size == 0 or not is_oriented(volume) or not np.all(np.isfinite(point)):
         return None
-    index = volume.physical_to_index(point)
-    k = int(with_myocardium[np.argmin(np.abs(with_myocardium - index[2]))])
+    _, k = _nearest_slice(volume, with_myocardium, point)
     centre = centres_rc_mm[k]
     if centre is None:
         return None
-    centre_lps = volume.index_to_physical(np.array([centre[1] / volume.spacing_mm[0],
-                                                    centre[0] / volume.spacing_mm[1], k]))
+    centre_lps = _centre_lps(volume, centre, k)
     normal = volume.slice_normal
     towards = point - centre_lps
     towards = towards - normal * float(towards @ normal)
@@ -415,14 +425,13 @@ def check_rv_insertion(volume: Volume, labels: np.ndarray, centres_rc_mm: list[n
     with_myocardium = _slices_with_myocardium(labels)
     if with_myocardium.size == 0:
         raise InputError("no LV myocardium to cut into AHA segments")
-    index = volume.physical_to_index(point)
+    index, k = _nearest_slice(volume, with_myocardium, point)
     beyond_slices = abs(float(index[2]) - float(np.clip(index[2], with_myocardium[0], with_myocardium[-1])))
     beyond_mm = beyond_slices * volume.slice_distance_mm
     if beyond_mm > volume.spacing_mm[2] + 1e-6:
         raise InputError(f"{name} lies {beyond_mm:.0f} mm beyond the slices with LV myocardium: "
                          "is it in the image's coordinates (RAS, as Slicer shows them, on the command line; LPS, "
                          "as rv_insertion_lps, from Python)?")
-    k = int(with_myocardium[np.argmin(np.abs(with_myocardium - index[2]))])
     point_rc = np.array([index[1] * volume.spacing_mm[1], index[0] * volume.spacing_mm[0]])
     wall_rc = np.argwhere(np.isin(labels[k], MYOCARDIUM_LABELS)) * np.array([volume.spacing_mm[1],
                                                                              volume.spacing_mm[0]])
@@ -562,7 +571,7 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
             # One segment whatever the angle, and no rays: a short-axis slice cuts the apex's wall across.
             segment = np.full(rows.size, APEX_SEGMENT)
         else:
-            centre_lps = volume.index_to_physical(np.array([centre[1] / spacing_i, centre[0] / spacing_j, k]))
+            centre_lps = _centre_lps(volume, centre, k)
             reference = in_plane(point, centre_lps)
             if float(np.hypot(*reference)) < 1e-6:
                 raise InputError("the RV insertion point lies on the LV axis: mark it where the RV wall meets the "

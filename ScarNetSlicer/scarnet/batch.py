@@ -435,9 +435,8 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
                 while_segmenting = _messages(caught)
                 row.warnings = [*reading, *while_segmenting]
         report = result.report
-        if reading:  # as scarnet segment keeps them (read_volume's own record of a file's may hold them already)
-            known = report.extra.get("input_warnings", [])
-            report.extra["input_warnings"] = [*known, *(message for message in reading if message not in known)]
+        if reading:  # as scarnet segment keeps them: all of reading's (read_volume's own record of a file's among them)
+            report.extra["input_warnings"] = list(reading)
         known = set(report.warnings())
         row.other_warnings = [message for message in while_segmenting if message not in known]
         # A page or SEG an earlier run left (with --overwrite, the others are replaced) would disagree with the

@@ -311,24 +311,33 @@ def _frame_count(header: Any) -> int:
     return max(1, int(header.get("NumberOfFrames", 1) or 1))
 
 
+def _orientation_groups(orientations: list[np.ndarray]) -> list[list[int]]:
+    """The indices of ``orientations`` (ImageOrientationPatient, 6 numbers) grouped by plane: within
+    :data:`ORIENTATION_GROUP_TOLERANCE` of a group's first, in the order first seen."""
+    groups: list[list[int]] = []
+    for index, orientation in enumerate(orientations):
+        for group in groups:
+            if np.allclose(orientations[group[0]], orientation, atol=ORIENTATION_GROUP_TOLERANCE):
+                group.append(index)
+                break
+        else:
+            groups.append([index])
+    return groups
+
+
 def _most_in_one_orientation(members: list[tuple[Path, Any]]) -> int:
     """How many of a series' images share the most common orientation (see ``most_in_one_orientation``)."""
-    groups: list[tuple[np.ndarray, int]] = []
+    counts = [_frame_count(header) for _, header in members]
+    orientations = []
     for _, header in members:
-        frames = _frame_count(header)
         try:
             orientation = np.array([float(v) for v in header.get("ImageOrientationPatient")], dtype=float)
             if orientation.shape != (6,) or not np.isfinite(orientation).all():
                 raise ValueError
         except (TypeError, ValueError):
-            return sum(_frame_count(h) for _, h in members)  # unknown: not ruled out
-        for index, (known, count) in enumerate(groups):
-            if np.allclose(known, orientation, atol=ORIENTATION_GROUP_TOLERANCE):
-                groups[index] = (known, count + frames)
-                break
-        else:
-            groups.append((orientation, frames))
-    return max(count for _, count in groups)
+            return sum(counts)  # unknown: not ruled out
+        orientations.append(orientation)
+    return max(sum(counts[i] for i in group) for group in _orientation_groups(orientations))
 
 
 def _inversion_time(header: Any) -> float | None:
@@ -406,13 +415,12 @@ def _image_files_hint(folder: Path) -> str:
     from .io import IMAGE_SUFFIXES
 
     try:
-        found = sorted(path for path in folder.rglob("*") if path.name.lower().endswith(IMAGE_SUFFIXES)
-                       and path.is_file())
+        files = sorted(path for path in folder.rglob("*") if path.is_file())
     except OSError:
         return ""
+    found = [path for path in files if path.name.lower().endswith(IMAGE_SUFFIXES)]
     if not found:
-        pictures = sorted(path for path in folder.rglob("*") if path.suffix.lower() in _PICTURE_SUFFIXES
-                          and path.is_file())
+        pictures = [path for path in files if path.suffix.lower() in _PICTURE_SUFFIXES]
         if pictures:
             # Slices saved as pictures (EMIDEC's PNGs, screenshots) keep no pixel spacing, slice gap or orientation.
             return (f"; it holds {len(pictures)} picture file(s) ({pictures[0].relative_to(folder).as_posix()}, ...), "
@@ -938,14 +946,7 @@ def _one_orientation(frames: list[_Frame], name: str) -> list[_Frame]:
     """The series' images in its stack's plane: a stray view in another plane (a long-axis image exported with the
     short-axis stack) is left out, said; slices tilted from one another by a fraction of a degree are kept, said.
     Several views or stacks in different planes are refused."""
-    groups: list[list[_Frame]] = []
-    for frame in frames:
-        for group in groups:
-            if np.allclose(group[0].orientation, frame.orientation, atol=ORIENTATION_GROUP_TOLERANCE):
-                group.append(frame)
-                break
-        else:
-            groups.append([frame])
+    groups = [[frames[i] for i in group] for group in _orientation_groups([f.orientation for f in frames])]
     stack = max(groups, key=len)
     others = [frame for group in groups if group is not stack for frame in group]
     if others and (len(others) > MAX_IMAGES_IN_OTHER_PLANES or len(stack) < 2 * len(others) or len(stack) < 2):
@@ -1129,12 +1130,13 @@ def _complete_stack(frames: list[_Frame], slots: list[int], num_slots: int, key:
     if not complete:
         return None  # no value of this attribute is one whole stack
     if latest:
-        def acquired(item: tuple[Any, list[int]]) -> tuple[Any, ...]:
-            orders = sorted(_acquisition_order(frames[i]) for i in item[1])
-            return (orders[len(orders) // 2], tuple(-v if isinstance(v, (int, float)) else 0
-                                                    for v in _preference(key, item[0])))
-        value, members = max(complete.items(), key=acquired)
-        known = len({acquired(item)[0] for item in complete.items()}) == len(complete)
+        # Each stack's median acquisition order; the value's own preference (negated, for max) breaks a tie.
+        acquired = {value: (sorted(_acquisition_order(frames[i]) for i in members)[len(members) // 2],
+                            tuple(-v if isinstance(v, (int, float)) else 0 for v in _preference(key, value)))
+                    for value, members in complete.items()}
+        value = max(acquired, key=acquired.__getitem__)
+        members = complete[value]
+        known = len({order for order, _ in acquired.values()}) == len(complete)
         which = " (the last acquired)" if known else ""
     else:
         value, members = min(complete.items(), key=lambda item: _preference(key, item[0]))

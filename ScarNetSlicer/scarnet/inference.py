@@ -44,7 +44,6 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import time
 import warnings
@@ -748,12 +747,11 @@ def segment(volume: Volume, *, weights: str | Path | None = None, encoder: str |
     segmenter = Segmenter(weights=weights, encoder=encoder, device=device, tta=tta,
                           min_scar_component_ml=check_min_scar_component_ml(min_scar_component_ml),
                           threads=_default_threads())
-    provenance = volume.provenance or {}
-    result = segmenter(volume, progress=progress, should_cancel=should_cancel, name=provenance.get("input", "image"),
-                       basal_end=basal_end, rv_insertion_lps=rv_insertion_lps)
-    # The report names its input (path, DICOM series, what reading it warned of) as the CLI's does.
-    result.report.extra.update(copy.deepcopy(provenance))
-    return result
+    # The report names the input (path, DICOM series, what reading it warned of) as the CLI's does: the labelmap,
+    # made on the input's grid with Volume.with_array, carries its provenance into quantify.
+    name = (volume.provenance or {}).get("input", "image")
+    return segmenter(volume, progress=progress, should_cancel=should_cancel, name=name, basal_end=basal_end,
+                     rv_insertion_lps=rv_insertion_lps)
 
 
 def _default_threads() -> int | None:

@@ -84,14 +84,14 @@ def territory_text(segments: list[dict[str, Any]]) -> str:
     """Segments with scar (graded 1 or more) by coronary territory (:data:`CORONARY_TERRITORIES`), or "" when none
     has scar: where the scar lies, as a reader summarises it."""
     graded = {s["segment"]: s.get("scar_extent_score") for s in segments}
+    if not any(grade is not None and grade >= 1 for grade in graded.values()):
+        return ""
     counts = []
     for artery, numbers in CORONARY_TERRITORIES.items():
         known = [n for n in numbers if graded.get(n) is not None]
         with_scar = [n for n in known if graded[n] >= 1]
         counts.append(f"{artery} {len(with_scar)} of {len(known)}"
                       + (f" ({', '.join(str(n) for n in with_scar)})" if with_scar else ""))
-    if not any(grade is not None and grade >= 1 for grade in graded.values()):
-        return ""
     return ("Segments with scar by coronary territory (the AHA's standard assignment; the dominant artery may supply "
             f"the inferior segments): {'; '.join(counts)}.")
 
@@ -121,6 +121,13 @@ _FLAG_NAMES = {"low_confidence": "contours uncertain", "broken_ring": "ring open
                "at_crop_edge": "at the edge of the model's view", "lv_removed": "LV removed"}
 #: Explanations in a reader's words where the engine's speak of the model's workings.
 _FLAG_READING = {"scar_unstable": "the model's scar differs on a mirrored copy of the slice: check it by eye"}
+
+
+def _weights_text(weights: dict[str, Any]) -> str:
+    """``weights w.safetensors (bundled), sha256 b541c9a4d329``: a report's weights record as the page names it."""
+    sha = str(weights.get("sha256") or "")[:12]
+    return (f"weights {weights.get('file') or '?'}{' (bundled)' if weights.get('bundled') else ''}"
+            f"{f', sha256 {sha}' if sha else ''}")
 
 
 def _flag_name(flag: str) -> str:
@@ -161,18 +168,13 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
         elif not isinstance(inference["weights"], dict):
             weights_text = "a model passed in (no weights file)"
         else:
-            weights = inference["weights"]
-            sha = str(weights.get("sha256") or "")[:12]
-            weights_text = (f"weights {weights.get('file') or '?'}{' (bundled)' if weights.get('bundled') else ''}"
-                            f"{f', sha256 {sha}' if sha else ''}")
+            weights_text = _weights_text(inference["weights"])
         parts[-1] += (f" · model: {escape(weights_text)}, {escape(str(inference.get('device', '')))}"
                       f"{', flip test-time augmentation' if inference.get('tta') else ''}")
     elif isinstance(model_run := data.get("model_run"), dict) and isinstance(model_run.get("weights"), dict):
         # A labelmap quantified with the report of the model run it came from (scarnet quantify --model-report).
-        weights = model_run["weights"]
-        sha = str(weights.get("sha256") or "")[:12]
-        parts[-1] += escape(f" · from a model run: weights {weights.get('file') or '?'}"
-                            f"{f', sha256 {sha}' if sha else ''}, scarnet {model_run.get('scarnet_version') or '?'}")
+        parts[-1] += escape(f" · from a model run: {_weights_text(model_run['weights'])}, "
+                            f"scarnet {model_run.get('scarnet_version') or '?'}")
     parts[-1] += f" · scarnet {escape(str(version or 'version not recorded'))}"
     parts[-1] += "</p>"
     parts.append(f'<p class="status">{escape(review_status_text(data))}</p>')
