@@ -37,15 +37,7 @@ MAX_THIN_SLICES = 40
 #: wrong pixel spacing (or spacing given in (k, j, i) order: the slice gap taken for a pixel's width; it also
 #: makes the localisation's window search run for minutes).
 MAX_FIELD_OF_VIEW_MM = 1000.0
-
-
-def field_too_wide(size_ijk: tuple[int, int, int], spacing_mm: tuple[float, float, float]) -> str | None:
-    """Why a slice's field of view cannot be an MR image's (wider than :data:`MAX_FIELD_OF_VIEW_MM`), else None."""
-    width_mm, height_mm = size_ijk[0] * spacing_mm[0], size_ijk[1] * spacing_mm[1]
-    if max(width_mm, height_mm) <= MAX_FIELD_OF_VIEW_MM:
-        return None
-    return (f"field of view {width_mm:.0f}×{height_mm:.0f} mm is wider than any MR scanner images: is the pixel "
-            "spacing in the header right (and, given from Python, in (i, j, k) order: columns, rows, slices)?")
+#: Slices closer than this many pixel widths (with more than :data:`MAX_THIN_SLICES` of them): a 3D volume.
 THIN_SLICE_RATIO = 2.5
 #: An axis whose spacing is at least this many times the other two is a slice axis.
 THICK_SLICE_RATIO = 1.5
@@ -57,6 +49,15 @@ MIN_UNKNOWN_SPACING_IN_PLANE_SIZE = 64
 #: axes so that planes containing an axis (coronal, sagittal) still have a single best storage.
 _COLUMN_REFERENCE = np.array([1.0, 0.013, 0.007])
 _ROW_REFERENCE = np.array([-0.011, 1.0, 0.017])
+
+
+def field_too_wide(size_ijk: tuple[int, int, int], spacing_mm: tuple[float, float, float]) -> str | None:
+    """Why a slice's field of view cannot be an MR image's (wider than :data:`MAX_FIELD_OF_VIEW_MM`), else None."""
+    width_mm, height_mm = size_ijk[0] * spacing_mm[0], size_ijk[1] * spacing_mm[1]
+    if max(width_mm, height_mm) <= MAX_FIELD_OF_VIEW_MM:
+        return None
+    return (f"field of view {width_mm:.0f}×{height_mm:.0f} mm is wider than any MR scanner images: is the pixel "
+            "spacing in the header right (and, given from Python, in (i, j, k) order: columns, rows, slices)?")
 
 
 @dataclass(frozen=True)
