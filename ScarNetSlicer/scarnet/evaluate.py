@@ -8,6 +8,13 @@ Conventions (stated in every table):
   are empty, and 0 for any false positive on a normal heart, which would mostly measure
   something else); false-positive scar on normal hearts is reported separately as
   ``normal_cases_with_scar`` and ``normal_scar_ml_mean``. MVO Dice likewise over cases with MVO.
+* Scar % = scar / myocardium of the same labelmap: the prediction's own myocardium for the
+  prediction (the figure a user of the model gets), the reference's for the reference.
+* Bland–Altman of scar %: error = predicted − reference per case; bias = mean error, limits of
+  agreement = bias ± 1.96 SD (sample SD, ddof = 1), n = all cases. Normal hearts are included
+  (their error is the false-positive scar %, near 0), which narrows the limits; the same over the
+  infarct cases alone is ``scar_percent_bias_infarct`` / ``scar_percent_loa_infarct``.
+* HD95 (:func:`hd95_mm`): 3D, in mm with the voxel spacing, as medpy's ``hd95``.
 """
 
 from __future__ import annotations
@@ -29,7 +36,20 @@ def dice(prediction: np.ndarray, reference: np.ndarray) -> float | None:
 
 
 def hd95_mm(prediction: np.ndarray, reference: np.ndarray, spacing_kji_mm: tuple[float, float, float]) -> float | None:
-    """95th-percentile symmetric surface distance (mm) in 3D; None when either mask is empty."""
+    """95th-percentile symmetric surface distance (mm) in 3D; None when either mask is empty.
+
+    As medpy's ``hd95``: the surface is the mask minus its 6-connected erosion (the array's edge
+    counts as outside), distances go from each surface voxel to the nearest surface voxel of the
+    other mask with the anisotropic spacing, and the 95th percentile is taken over both directions
+    pooled (not the larger of the two directed percentiles, as MONAI's or DeepMind's
+    surface-distance give, which is at least as large).
+
+    In 3D on thick slices (8-13 mm) the surface includes each mask's whole end slices and every
+    in-plane voxel uncovered by the next slice's ring; most coincide with the other mask's (distance 0)
+    and dilute the percentile. On EMIDEC val (10 mm slices assumed) 61 % of the myocardium's surface
+    voxels were such through-plane faces and 69 % of the distances 0; ScarNet's mean HD95 of 2.3 mm read
+    3.2 mm per slice in 2D (in-plane contours only). Compare it only with HD95 computed the same way.
+    """
     if not prediction.any() or not reference.any():
         return None
     from scipy import ndimage
@@ -76,10 +96,23 @@ def _mean(values: list[float | None]) -> float:
     return float(np.mean(kept)) if kept else float("nan")
 
 
+def bland_altman(errors: list[float] | np.ndarray) -> tuple[float, list[float] | None]:
+    """Bias (mean difference) and 95 % limits of agreement (bias ± 1.96 SD, ddof = 1; None under 2 values)."""
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.size == 0:
+        return float("nan"), None
+    bias = float(errors.mean())
+    if errors.size < 2:
+        return bias, None
+    sd = float(errors.std(ddof=1))
+    return bias, [bias - 1.96 * sd, bias + 1.96 * sd]
+
+
 def summarise(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Means over cases with the conventions of the module docstring, and Bland–Altman of scar %."""
     cases = list(per_case.values())
-    errors = np.array([c["scar_percent_error"] for c in cases])
+    bias, loa = bland_altman([c["scar_percent_error"] for c in cases])
+    bias_infarct, loa_infarct = bland_altman([c["scar_percent_error"] for c in cases if c["has_scar"]])
     normal = [c for c in cases if not c["has_scar"]]
     summary = {
         "cases": len(cases),
@@ -87,9 +120,10 @@ def summarise(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "scar_dice_mean": _mean([c["scar_dice"] for c in cases]),
         "blood_pool_dice_mean": _mean([c["blood_pool_dice"] for c in cases]),
         "mvo_dice_mean": _mean([c["mvo_dice"] for c in cases]),
-        "scar_percent_bias": float(errors.mean()) if errors.size else float("nan"),
-        "scar_percent_loa": ([float(errors.mean() - 1.96 * errors.std(ddof=1)),
-                              float(errors.mean() + 1.96 * errors.std(ddof=1))] if errors.size > 1 else None),
+        "scar_percent_bias": bias,
+        "scar_percent_loa": loa,
+        "scar_percent_bias_infarct": bias_infarct,
+        "scar_percent_loa_infarct": loa_infarct,
         "normal_cases": len(normal),
         "normal_cases_with_scar": sum(1 for c in normal if c["scar_ml_pred"] > 0),
         "normal_scar_ml_mean": _mean([c["scar_ml_pred"] for c in normal]),

