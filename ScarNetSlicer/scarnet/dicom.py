@@ -14,6 +14,8 @@ DICOM plane positions:
 * several images at one position: a whole stack told apart by one attribute (image type,
   echo, inversion time, ...) is kept, or, where only some slices were acquired again, the
   last acquisition of each;
+* images in planes crossing the stack's (long-axis 2/3/4-chamber views filed with it, as files
+  of its series or as frames of its enhanced file) are left out, said; views alone are refused;
 * DICOM ImageOrientationPatient's first triplet is the direction of increasing column index
   (i), its second that of increasing row index (j); PixelSpacing is (row spacing, column
   spacing), i.e. (spacing along j, spacing along i);
@@ -27,6 +29,7 @@ functional groups) are supported. Everything a user can fix raises
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -123,9 +126,10 @@ class DicomSeries:
     patient_key: str = ""
     lge_score: int = 0
     lge_cues: list[str] = field(default_factory=list)
-    #: The most images that share one orientation (single-frame files; an enhanced file counts its frames as
-    #: one orientation): under 2, the series is views in several planes (long-axis 2/3/4-chamber), never a stack.
-    most_in_one_orientation: int = 0
+    #: The most slice positions in one plane (an enhanced file's frames counted each by its own plane and position;
+    #: the image count where a header does not say): under 2, the series is views in several planes (long-axis
+    #: 2/3/4-chamber, perhaps as magnitude and PSIR at each), never a stack.
+    most_slices_in_one_plane: int = 0
 
     @property
     def is_psir(self) -> bool:
@@ -274,7 +278,10 @@ def _describe_series(uid: str, members: list[tuple[Path, Any]]) -> DicomSeries:
     image_type = tuple(str(v).upper() for v in _as_list(header.get("ImageType")))
     inversion_time = _inversion_time(header)
     frames = sum(_frame_count(h) for _, h in members)
-    description = str(header.get("SeriesDescription", "") or "").strip()
+    most_slices, stack_member = _densest_plane(members)
+    # The stack's file names the series: of a series that files long-axis views with the stack, the first listed
+    # may be a view ('LGE LAX').
+    description = _series_description(members[stack_member][1])
     sequence_name = str(header.get("SequenceName", "") or header.get("PulseSequenceName", "") or "").strip()
     protocol_name = str(header.get("ProtocolName", "") or "").strip()
     scanning_sequence = tuple(str(v).upper() for v in _as_list(header.get("ScanningSequence")))
@@ -302,7 +309,7 @@ def _describe_series(uid: str, members: list[tuple[Path, Any]]) -> DicomSeries:
         patient_key=f"{header.get('PatientID', '') or ''}\\{header.get('PatientName', '') or ''}",
         lge_score=score,
         lge_cues=cues,
-        most_in_one_orientation=_most_in_one_orientation(members),
+        most_slices_in_one_plane=most_slices,
     )
 
 
@@ -325,28 +332,97 @@ def _orientation_groups(orientations: list[np.ndarray]) -> list[list[int]]:
     return groups
 
 
-def _most_in_one_orientation(members: list[tuple[Path, Any]]) -> int:
-    """How many of a series' images share the most common orientation (see ``most_in_one_orientation``)."""
-    counts = [_frame_count(header) for _, header in members]
-    orientations = []
-    for _, header in members:
-        try:
-            orientation = np.array([float(v) for v in header.get("ImageOrientationPatient")], dtype=float)
-            if orientation.shape != (6,) or not np.isfinite(orientation).all():
-                raise ValueError
-        except (TypeError, ValueError):
-            return sum(counts)  # unknown: not ruled out
-        orientations.append(orientation)
-    return max(sum(counts[i] for i in group) for group in _orientation_groups(orientations))
+def _densest_plane(members: list[tuple[Path, Any]]) -> tuple[int, int]:
+    """How many slice positions of a series share the most common orientation (see ``most_slices_in_one_plane``),
+    and which of ``members`` holds the most images in that plane (the stack's file, as the reading chooses the
+    plane: most positions, then most images); the first where a header does not say."""
+    planes = []
+    owners = []
+    for number, (_, header) in enumerate(members):
+        found = _header_planes(header)
+        if found is None:
+            return sum(_frame_count(header) for _, header in members), 0  # unknown: not ruled out
+        planes.extend(found)
+        owners.extend([number] * len(found))
+    best = (0, 0, 0)  # slice positions, images, member
+    for group in _orientation_groups([orientation for orientation, _ in planes]):
+        normal = _normal(planes[group[0]][0])
+        count = _count_positions([planes[i][1] for i in group], normal)
+        if (count, len(group)) > best[:2]:
+            member = max(dict.fromkeys(owners[i] for i in group), key=[owners[i] for i in group].count)
+            best = (count, len(group), member)
+    return best[0], best[2]
+
+
+def _series_description(header: Any) -> str:
+    return str(header.get("SeriesDescription", "") or "").strip()
+
+
+def _count_positions(positions: list[np.ndarray], normal: np.ndarray) -> int:
+    """How many slice positions along ``normal`` ``positions`` (ImagePositionPatient) are at."""
+    return len(set(_position_slots(np.array([position @ normal for position in positions]))))
+
+
+def _header_planes(header: Any) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Each image's (ImageOrientationPatient, ImagePositionPatient) as a file's header says: a single-frame file's
+    own, or each frame's from an enhanced file's functional groups. None where any is missing, not numbers or no
+    plane (the reading says which)."""
+    try:
+        if "PerFrameFunctionalGroupsSequence" not in header:
+            if _frame_count(header) > 1:
+                return None
+            items = [(header, header)]
+        else:
+            per_frame = header.PerFrameFunctionalGroupsSequence
+            if len(per_frame) != _frame_count(header):
+                return None
+            shared = _shared_group(header)
+            items = [(_functional_group(group, shared, "PlaneOrientationSequence"),
+                      _functional_group(group, shared, "PlanePositionSequence")) for group in per_frame]
+        planes = [(_header_numbers(orientation.get("ImageOrientationPatient"), 6),
+                   _header_numbers(position.get("ImagePositionPatient"), 3)) for orientation, position in items]
+    except (AttributeError, KeyError, TypeError, ValueError):  # AttributeError: a group without its item (None)
+        return None
+    if any(np.linalg.norm(np.cross(orientation[:3], orientation[3:])) < 0.5 for orientation, _ in planes):
+        return None  # all zeros, or rows along the columns
+    return planes
+
+
+def _header_numbers(value: Any, count: int) -> np.ndarray:
+    """``count`` finite numbers of a header value (ValueError if it is not that)."""
+    result = np.array([float(v) for v in _as_list(value)], dtype=float)
+    if result.shape != (count,) or not np.isfinite(result).all():
+        raise ValueError(value)
+    return result
+
+
+def _shared_group(dataset: Any) -> Any:
+    """An enhanced file's shared functional groups item (None without one)."""
+    shared = dataset.get("SharedFunctionalGroupsSequence")
+    return shared[0] if shared else None
+
+
+def _functional_group(per_frame: Any, shared: Any, sequence: str) -> Any:
+    """A frame's functional group item ``sequence``: its own or, when equal for all frames, the shared one."""
+    for source in (per_frame, shared):
+        if source is not None and sequence in source and len(source[sequence].value):
+            return source[sequence].value[0]
+    return None
+
+
+def _normal(orientation: np.ndarray) -> np.ndarray:
+    """The unit normal (row × column direction) of an ImageOrientationPatient."""
+    normal = np.cross(orientation[:3], orientation[3:])
+    return normal / max(float(np.linalg.norm(normal)), 1e-12)  # no plane (rows along columns): refused when read
 
 
 def _inversion_time(header: Any) -> float | None:
     value = header.get("InversionTime")
     if value in (None, ""):
-        # Enhanced MR keeps it in a functional group.
+        # Enhanced MR keeps it in a functional group, shared or the first frame's.
         try:
-            groups = header.SharedFunctionalGroupsSequence[0]
-            value = groups.MRModifierSequence[0].InversionTimes[0]
+            first = (header.get("PerFrameFunctionalGroupsSequence") or [None])[0]
+            value = _functional_group(first, _shared_group(header), "MRModifierSequence").InversionTimes[0]
         except (AttributeError, IndexError, KeyError, TypeError):
             return None
     try:
@@ -456,7 +532,7 @@ def select_series(all_series: list[DicomSeries], series: str | None, folder: Pat
         return only
     # Only stacks can be read; single images and views in several planes (long-axis 2/3/4-chamber, screenshots)
     # never qualify.
-    stacks = [s for s in all_series if s.num_slices >= 2 and s.most_in_one_orientation >= 2]
+    stacks = [s for s in all_series if s.num_slices >= 2 and s.most_slices_in_one_plane >= 2]
     lge = sorted((s for s in stacks if s.is_lge), key=lambda s: -s.lge_score)
     if len(lge) == 1 or (len(lge) > 1 and lge[0].lge_score > lge[1].lge_score):
         return lge[0]
@@ -651,6 +727,11 @@ def read_dicom_stack(folder: str | Path, series: str | None = None) -> DicomStac
     chosen = select_series(list_series(folder), series, folder)
     name = f"{folder} series {chosen.summary()}"
     volume, frames = _build_volume(_read_frames(chosen, name), name)
+    # The series as the stack's own images describe it (the most of them), whatever other images of its series say.
+    descriptions = [_series_description(frame.dataset) for frame in frames]
+    own = max(dict.fromkeys(descriptions), key=descriptions.count)
+    if own != chosen.description:
+        chosen = dataclasses.replace(chosen, description=own)
     headers: dict[int, Any] = {}
     for frame in frames:
         headers.setdefault(id(frame.dataset), _without_pixels(frame.dataset))
@@ -757,17 +838,18 @@ def _single_frame(path: Path, dataset: Any, name: str) -> _Frame:
 
 def _enhanced_frames(path: Path, dataset: Any, name: str) -> list[_Frame]:
     """Frames of an enhanced (functional-group) multi-frame file."""
-    shared = dataset.get("SharedFunctionalGroupsSequence")
-    shared = shared[0] if shared else None
+    shared = _shared_group(dataset)
+    per_frame = dataset.PerFrameFunctionalGroupsSequence
+    if len(per_frame) != _frame_count(dataset):
+        # The groups place the frames in order: with one missing, every later frame would be put where the next
+        # one lies (or left out).
+        raise InputError(f"{name}: {path.name} has NumberOfFrames {dataset.get('NumberOfFrames')} but "
+                         f"{len(per_frame)} per-frame functional groups; cannot tell where each frame lies")
     frames = []
-    for index, group in enumerate(dataset.PerFrameFunctionalGroupsSequence):
+    for index, group in enumerate(per_frame):
 
         def item(sequence: str, group: Any = group) -> Any:
-            # A functional group lives per frame or, when equal for all frames, in the shared group.
-            for source in (group, shared):
-                if source is not None and sequence in source and len(source[sequence].value):
-                    return source[sequence].value[0]
-            return None
+            return _functional_group(group, shared, sequence)
 
         plane_position = item("PlanePositionSequence")
         plane_orientation = item("PlaneOrientationSequence")
@@ -853,7 +935,8 @@ def _rescale(source: Any, tag: str, default: float, path: Path, name: str) -> fl
     except (TypeError, ValueError):
         number = math.nan
     if not math.isfinite(number) or (tag == "RescaleSlope" and number == 0):
-        raise InputError(f"{name}: {path.name} has an invalid {tag} ({value!r}); expected a finite number"
+        # str: the header's text (pydicom 2.4's repr is the parsed number: 'nan', 'inf', '0.0')
+        raise InputError(f"{name}: {path.name} has an invalid {tag} ({str(value)!r}); expected a finite number"
                          + (" other than 0" if tag == "RescaleSlope" else ""))
     return number
 
@@ -937,25 +1020,23 @@ def _build_volume(frames: list[_Frame], name: str) -> tuple[Volume, list[_Frame]
     return volume, frames
 
 
-#: At most this many images in other planes (a long-axis view filed with the short-axis stack) are left out
-#: of a series; more, and the series is no one stack.
+#: At most this many images in planes slanted from the stack's (less than CROSSING_PLANE_MIN_DEG from it: slices
+#: planned anew) are left out of a series; more, and the series is no one stack.
 MAX_IMAGES_IN_OTHER_PLANES = 2
+#: Planes whose normals are at least this far apart (degrees) cross: views in another plane than the stack's (long-axis
+#: 2-, 3- and 4-chamber views are perpendicular to the short axis; an MPR, a localizer), not its slices planned anew.
+#: Such views are left out of a series (an enhanced file of a multi-stack scan holds them with the short-axis stack's
+#: frames) as long as the stack has at least twice as many slice positions as they are views.
+CROSSING_PLANE_MIN_DEG = 45.0
 
 
 def _one_orientation(frames: list[_Frame], name: str) -> list[_Frame]:
-    """The series' images in its stack's plane: a stray view in another plane (a long-axis image exported with the
-    short-axis stack) is left out, said; slices tilted from one another by a fraction of a degree are kept, said.
-    Several views or stacks in different planes are refused."""
+    """The series' images in its stack's plane: views in planes crossing it (long-axis images exported with the
+    short-axis stack, as frames of one enhanced file or as files of its series) and a stray image in a slanted plane
+    are left out, said; slices tilted from one another by a fraction of a degree are kept, said. Several stacks, or
+    views without a stack, are refused."""
     groups = [[frames[i] for i in group] for group in _orientation_groups([f.orientation for f in frames])]
-    stack = max(groups, key=len)
-    others = [frame for group in groups if group is not stack for frame in group]
-    if others and (len(others) > MAX_IMAGES_IN_OTHER_PLANES or len(stack) < 2 * len(others) or len(stack) < 2):
-        raise InputError(f"{name}: images with different orientations (e.g. a localizer or several views); "
-                         "not a single short-axis stack")
-    if others:
-        files = ", ".join(f.path.name + (f" frame {f.frame + 1}" if f.frame is not None else "") for f in others)
-        warnings.warn(f"{name}: {len(others)} image(s) in another plane than the stack's {len(stack)} (a long-axis "
-                      f"view filed with it?) left out: {files}", stacklevel=4)
+    stack = _stack_plane(groups, name) if len(groups) > 1 else frames
     if any(not np.allclose(f.orientation, stack[0].orientation, atol=ORIENTATION_TOLERANCE) for f in stack):
         # Tilted or turned in their planes: the largest angle between a slice's row or column direction and the
         # first slice's.
@@ -967,6 +1048,46 @@ def _one_orientation(frames: list[_Frame], name: str) -> list[_Frame]:
         warnings.warn(f"{name}: slices tilted or turned from one another by up to {turn_deg:.2g}°; the stack takes "
                       "the first slice's orientation, so positions far from the centre are approximate", stacklevel=4)
     return stack
+
+
+def _stack_plane(groups: list[list[_Frame]], name: str) -> list[_Frame]:
+    """The images of the plane with the most slice positions (then images) among ``groups`` (a series' images by
+    plane), the others left out and said, or an error when they are more than views beside a stack."""
+    normals = [_normal(group[0].orientation) for group in groups]
+    positions = [_count_positions([f.position for f in group], normal) for group, normal in zip(groups, normals)]
+    best = max(range(len(groups)), key=lambda i: (positions[i], len(groups[i])))
+    others = [i for i in range(len(groups)) if i != best]
+    most_cosine = math.cos(math.radians(CROSSING_PLANE_MIN_DEG))
+    crosses = {i: abs(float(normals[i] @ normals[best])) < most_cosine for i in others}
+    # A view is a position in a crossing plane, at any number of images there (magnitude and PSIR, two TIs).
+    views = sum(positions[i] for i in others if crosses[i])
+    slanted = sum(len(groups[i]) for i in others if not crosses[i])
+    if positions[best] < 2:
+        raise InputError(f"{name}: its {sum(map(len, groups))} images have {len(groups)} different orientations, "
+                         "none with images at two slice positions (views such as long-axis 2-, 3- and 4-chamber, or a "
+                         "localizer): no short-axis stack to read")
+    if slanted > MAX_IMAGES_IN_OTHER_PLANES or positions[best] < 2 * (views + slanted):
+        shown = ", ".join(str(count) for count in sorted(positions, reverse=True))
+        raise InputError(f"{name}: images with different orientations ({len(groups)} planes, at {shown} slice "
+                         "positions: several stacks or views, e.g. a localizer); not a single short-axis stack")
+    left_out = [frame for i in others for frame in groups[i]]
+    planes = "another plane" if len(others) == 1 else f"{len(others)} other planes"
+    what = "a long-axis view" if views + slanted == 1 else "long-axis views"
+    warnings.warn(f"{name}: {len(left_out)} image(s) in {planes} than the stack's {len(groups[best])} ({what} filed "
+                  f"with it?) left out: {_image_names(left_out)}", stacklevel=5)
+    return groups[best]
+
+
+def _image_names(frames: list[_Frame], limit: int = 8) -> str:
+    """``frames`` named by file, and frame number in an enhanced file: ``a.dcm, ENH.dcm frames 8, 9, 10``."""
+    by_file: dict[Path, list[int]] = {}
+    for frame in frames:
+        by_file.setdefault(frame.path, []).extend([] if frame.frame is None else [frame.frame + 1])
+    names = []
+    for path, numbers in by_file.items():
+        shown = ", ".join(str(number) for number in sorted(numbers)[:limit]) + (", …" if len(numbers) > limit else "")
+        names.append(path.name + (f" frame{'s' if len(numbers) > 1 else ''} {shown}" if numbers else ""))
+    return ", ".join(names[:limit]) + (", …" if len(names) > limit else "")
 
 
 def _check_one_photometric(frames: list[_Frame], name: str) -> None:
@@ -1091,6 +1212,9 @@ def _check_not_a_cine(frames: list[_Frame], slots: list[int], counts: np.ndarray
     inversion_times: dict[int, set[Any]] = {}
     for frame, slot in zip(frames, slots):
         inversion_times.setdefault(slot, set()).add(frame.keys.get("InversionTime"))
+    if min(len(values - {None}) for values in inversion_times.values()) >= MIN_TI_SCOUT_TIMES:
+        raise InputError(f"{name}: {len(frames) / len(counts):.2g} images per slice position at different "
+                         "InversionTimes: a TI scout (Look-Locker), not an LGE stack; pick the LGE series")
     if any(len(values) > 1 for values in inversion_times.values()):
         return  # repeats at other TIs (the first did not null the myocardium): LGE acquired again, not a cine
     for key in ("TriggerTime", "TemporalPositionIdentifier", "TemporalPositionIndex"):
@@ -1112,6 +1236,9 @@ def _check_not_a_cine(frames: list[_Frame], slots: list[int], counts: np.ndarray
 MIN_CINE_PHASES = 3
 #: ... whose trigger times span at least this much of the cardiac cycle (LGE repeats differ by a few ms).
 MIN_CINE_SPAN_MS = 100.0
+#: Images per position at as many different inversion times: a TI scout (Look-Locker), not LGE acquired again at a
+#: better TI (two or three times at most).
+MIN_TI_SCOUT_TIMES = 6
 
 
 def _complete_stack(frames: list[_Frame], slots: list[int], num_slots: int, key: str,
@@ -1176,8 +1303,9 @@ _ACQUISITION_KEYS = ("AcquisitionNumber", "TemporalPositionIdentifier", "Tempora
                      "InversionTime")
 
 
-def _preference(key: str, value: Any) -> tuple[int, Any]:
-    """Lower sorts first: PSIR/real before magnitude before other image types, phase last; else the lowest value."""
+def _preference(key: str, value: Any) -> tuple[Any, ...]:
+    """Lower sorts first: PSIR/real before magnitude before other image types, phase last, and of one kind ORIGINAL
+    before DERIVED (filtered, subtracted, reformatted copies); else the lowest value."""
     if key == "ImageType":
         kinds = set(value or ())
         if kinds & {"PSIR", "R", "REAL", "R_IR"}:
@@ -1188,7 +1316,7 @@ def _preference(key: str, value: Any) -> tuple[int, Any]:
             rank = 3
         else:
             rank = 2
-        return rank, "\\".join(value or ())
+        return rank, "DERIVED" in kinds, "\\".join(value or ())
     if value is None:
         return 1, 0.0
     return 0, value

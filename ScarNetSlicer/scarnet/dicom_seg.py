@@ -10,13 +10,18 @@ colours and codes as the ``.seg.nrrd``), the ScarNet algorithm named in each seg
 Each frame of the SEG lies on the source image it was made from, at that image's own position
 (not a regular grid's), so the SEG matches the images as the scanner stored them. The sources are
 the images :func:`scarnet.dicom.read_dicom_stack` chose for the stack: single-frame images, or the
-frames of one enhanced multi-frame file. :func:`check_dicom_seg_sources` tries a SEG before the
-model runs, so that images a SEG cannot refer to are refused before any work.
+frames of one enhanced multi-frame file. An enhanced file's frames are referred to one by one (each SEG
+frame names the frame it lies on by its Referenced Frame Number), and only the stack's: frames left out
+of it (long-axis views in the same file, a second inversion time) get no SEG frame and no reference.
+:func:`check_dicom_seg_sources` tries a SEG before the model runs, so that images a SEG cannot refer to
+are refused before any work.
 """
 
 from __future__ import annotations
 
 import copy
+import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,10 @@ _MAX_IS = 2**31 - 1
 #: anonymised exports often drop entirely.
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
                  "StudyDate", "StudyTime", "ReferringPhysicianName")
+#: The oldest highdicom the SEG is written with (pyproject's ``dicom`` extra): older ones lack what it uses
+#: (``SpecificCharacterSetValues``, ``CIELabColor.from_rgb``). It needs Python 3.10 or later: Python 3.9 (3D Slicer
+#: 5.6–5.8) gets highdicom 0.22 at most.
+HIGHDICOM_MIN_VERSION = (0, 28)
 #: What highdicom raises on sources it cannot refer to (no shared orientation, an attribute missing, ...).
 _HIGHDICOM_REFUSALS = (ValueError, AttributeError, KeyError, TypeError, IndexError)
 
@@ -72,7 +81,7 @@ def check_person_name(name: str) -> None:
 
 
 def require_highdicom() -> Any:
-    """The highdicom module, or :class:`InputError` saying how to install it."""
+    """The highdicom module (:data:`HIGHDICOM_MIN_VERSION` or later), or :class:`InputError` saying how to get it."""
     try:
         import highdicom
     except ImportError:
@@ -80,6 +89,15 @@ def require_highdicom() -> Any:
 
         raise InputError(f"writing DICOM SEG needs highdicom, which is not installed: {install_hint('dicom')}") \
             from None
+    found = str(getattr(highdicom, "__version__", "0"))
+    if tuple(int(part) for part in re.findall(r"\d+", found)[:2]) < HIGHDICOM_MIN_VERSION:
+        wanted = ".".join(map(str, HIGHDICOM_MIN_VERSION))
+        if sys.version_info < (3, 10):
+            raise InputError(f"writing DICOM SEG needs highdicom {wanted} or later, which needs Python 3.10 or later "
+                             f"(this is Python 3.9, as in 3D Slicer 5.6–5.8; highdicom {found} is installed): leave "
+                             "out --dicom-seg")
+        raise InputError(f"writing DICOM SEG needs highdicom {wanted} or later (highdicom {found} is installed): "
+                         "pip install --upgrade highdicom")
     return highdicom
 
 
@@ -102,8 +120,7 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
     reader (both name the ScarNet algorithm), MANUAL for a reader's own (no algorithm named). ``reader``: who
     drew or corrected it, as a DICOM person name ("Family^Given"), recorded as ContentCreatorName.
     Raises :class:`InputError` when the labelmap is not on the stack's grid or has no labelled voxel, or when
-    the source images cannot be referred to (no FrameOfReferenceUID, slices of different studies, an enhanced
-    file whose frames do not share their orientation, ...).
+    the source images cannot be referred to (no FrameOfReferenceUID, slices of different studies, ...).
     """
     if segmented_by not in SEGMENTED_BY:
         raise ValueError(f"segmented_by must be one of {SEGMENTED_BY}, not {segmented_by!r}")
@@ -185,6 +202,8 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
         reason = " ".join(str(error).split())[:200]
         raise InputError(f"no DICOM SEG can refer to these DICOM images ({type(error).__name__}: {reason}); "
                          "write --seg instead, or export the series as single-frame images") from None
+    if any(index is not None for index in stack.frame_indices):
+        _reference_stack_frames(highdicom, segmentation, stack)
     _declare_private_codes(segmentation)
     for item in segmentation.SegmentSequence:
         if item.SegmentNumber in SEGMENT_DESCRIPTIONS:
@@ -202,7 +221,7 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
 def write_dicom_seg(labelmap: Volume, stack: DicomStack, path: str | Path, **options: Any) -> None:
     """Write :func:`dicom_seg_dataset` to ``path`` (a DICOM file, Part 10 format)."""
     dataset = dicom_seg_dataset(labelmap, stack, **options)
-    dataset.save_as(Path(path), enforce_file_format=True)
+    _save_part10(dataset, path)
 
 
 def add_dicom_seg(outputs: Any, path: str | Path, labelmap: Volume, report: Any, stack: DicomStack, *,
@@ -222,7 +241,18 @@ def add_dicom_seg(outputs: Any, path: str | Path, labelmap: Volume, report: Any,
     if reader is not None:
         record["reader"] = reader
     report.extra["dicom_seg"] = record
-    outputs.write(path, lambda temp: dataset.save_as(Path(temp), enforce_file_format=True))
+    outputs.write(path, lambda temp: _save_part10(dataset, temp))
+
+
+def _save_part10(dataset: Any, path: str | Path) -> None:
+    """Save as a DICOM file (preamble and File Meta Information), with pydicom 3 or with 2.4, the pydicom of
+    Python 3.9 (3D Slicer 5.6–5.8), which has no ``enforce_file_format`` (3 deprecates ``write_like_original``)."""
+    import pydicom
+
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        dataset.save_as(Path(path), enforce_file_format=True)
+    else:
+        dataset.save_as(Path(path), write_like_original=False)
 
 
 def provenance(inference: dict[str, Any] | None) -> dict[str, str]:
@@ -247,6 +277,8 @@ def _sources(stack: DicomStack) -> list[Any]:
         raise InputError("no DICOM SEG for a stack made from several multi-frame files: export the series as "
                          "single-frame images, or as one enhanced file")
     headers = [copy.deepcopy(header) for header in (stack.datasets if single_frame else stack.datasets[:1])]
+    if not single_frame:
+        _share_stack_geometry(headers[0], stack)
     for header in headers:
         _as_utf8_if_highdicom_refuses(header)
         for key in _TYPE2_COPIED:
@@ -285,14 +317,101 @@ def _plane_positions(highdicom: Any, stack: DicomStack) -> list[Any] | None:
     if all(index is None for index in stack.frame_indices):
         return None
     header = stack.datasets[0]
+    return [highdicom.PlanePositionSequence("PATIENT", _frame_group(header, index, "PlanePositionSequence")
+                                            .ImagePositionPatient)
+            for index in stack.frame_indices]
+
+
+#: The functional groups (of an enhanced source) that highdicom reads from the shared groups only: where a file keeps
+#: them per frame (Siemens XA, Philips), the copy highdicom gets has the stack's own in the shared groups.
+_SHARED_GEOMETRY = ("PlaneOrientationSequence", "PixelMeasuresSequence")
+
+
+def _frame_group(header: Any, index: int, sequence: str) -> Any:
+    """The item of functional group ``sequence`` of frame ``index`` (0-based) of an enhanced file, as
+    :mod:`scarnet.dicom` reads it: the frame's own, else the shared one."""
+    own = header.PerFrameFunctionalGroupsSequence[index]
+    if sequence in own and len(own[sequence].value):
+        return own[sequence].value[0]
     shared = header.get("SharedFunctionalGroupsSequence")
-    positions = []
-    for index in stack.frame_indices:
-        # As scarnet.dicom reads it: the frame's own functional group, else the shared one.
-        group = header.PerFrameFunctionalGroupsSequence[index]
-        plane = group.get("PlanePositionSequence") or (shared[0].get("PlanePositionSequence") if shared else None)
-        positions.append(highdicom.PlanePositionSequence("PATIENT", plane[0].ImagePositionPatient))
-    return positions
+    if shared and sequence in shared[0] and len(shared[0][sequence].value):
+        return shared[0][sequence].value[0]
+    raise InputError(f"no DICOM SEG can refer to these DICOM images: frame {index + 1} of the enhanced file has no "
+                     f"{sequence}")
+
+
+def _share_stack_geometry(header: Any, stack: DicomStack) -> None:
+    """Give ``header`` (a copy of the stack's enhanced file, for highdicom) its stack's orientation and pixel
+    measures in the shared functional groups, where the file keeps them per frame.
+
+    highdicom takes a multi-frame source's orientation and pixel measures from the shared groups alone (a SEG's frames
+    share one), and refused ("Source images must have a shared orientation") files that store them per frame, as
+    Siemens XA and Philips do, even where every frame of the stack has the same. The stack's frames share them (one
+    plane and pixel spacing, as :mod:`scarnet.dicom` read them; the first slice's orientation is the stack's, as for
+    single-frame images): that one goes to the shared groups and the per-frame ones are removed, in this copy only.
+    Frames of the file left out of the stack (long-axis views) then read as in the stack's plane, here: the SEG refers
+    to the stack's frames alone, by number (:func:`_reference_stack_frames`), not to frames highdicom matches."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from .dicom import ORIENTATION_GROUP_TOLERANCE
+
+    per_frame = header.PerFrameFunctionalGroupsSequence
+    if not header.get("SharedFunctionalGroupsSequence"):
+        header.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+    shared = header.SharedFunctionalGroupsSequence[0]
+    for sequence in _SHARED_GEOMETRY:
+        if not any(sequence in group for group in per_frame):
+            continue  # shared already (or missing: highdicom says so)
+        items = [_frame_group(header, index, sequence) for index in stack.frame_indices]
+        if sequence == "PlaneOrientationSequence":
+            values = np.array([[float(v) for v in item.ImageOrientationPatient] for item in items])
+            if not np.allclose(values, values[0], atol=ORIENTATION_GROUP_TOLERANCE):
+                raise InputError("no DICOM SEG can refer to these DICOM images: the stack's frames of the enhanced "
+                                 "file are not in one plane")
+        item = copy.deepcopy(items[0])
+        if sequence == "PixelMeasuresSequence" and str(item.get("SliceThickness", "") or "") == "":
+            item.SliceThickness = f"{stack.volume.spacing_mm[2]:.6g}"  # a SEG's pixel measures need one
+        setattr(shared, sequence, Sequence([item]))
+        for group in per_frame:
+            if sequence in group:
+                del group[sequence]
+
+
+def _reference_stack_frames(highdicom: Any, segmentation: Any, stack: DicomStack) -> None:
+    """Make each SEG frame refer to the enhanced file's frame it lies on, by Referenced Frame Number, and to that
+    frame alone (the SEG's own Source Image Sequence names the file, without frames: the IOD has no place for them).
+
+    highdicom finds a frame's source by its position among all the file's frames (as the copy of
+    :func:`_share_stack_geometry` describes them): several where frames of another inversion time lie at the same
+    places, and a frame left out of the stack wherever one lies at a slice's position. The stack says which frame each
+    slice is."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.sr.coding import Code
+
+    header = stack.datasets[0]
+    positions = np.array([[float(v) for v in _frame_group(header, index, "PlanePositionSequence")
+                           .ImagePositionPatient] for index in stack.frame_indices])
+    # As highdicom writes them (CID 7203, CID 7202): spelt out, as pydicom's names for them differ between versions.
+    derivation = highdicom.sr.CodedConcept.from_code(Code("113076", "DCM", "Segmentation"))
+    purpose = highdicom.sr.CodedConcept.from_code(Code("121322", "DCM", "Source image for image processing operation"))
+    for group in segmentation.PerFrameFunctionalGroupsSequence:
+        position = np.array([float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient])
+        distances = np.linalg.norm(positions - position, axis=1)
+        slice_index = int(np.argmin(distances))
+        if distances[slice_index] > 1e-3:  # highdicom placed the frame where the stack said: never
+            raise RuntimeError(f"SEG frame at {position.tolist()} lies on no slice of the stack")
+        source = Dataset()
+        source.ReferencedSOPClassUID = header.SOPClassUID
+        source.ReferencedSOPInstanceUID = header.SOPInstanceUID
+        source.ReferencedFrameNumber = stack.frame_indices[slice_index] + 1
+        source.PurposeOfReferenceCodeSequence = Sequence([copy.deepcopy(purpose)])
+        source.SpatialLocationsPreserved = "YES"
+        item = Dataset()
+        item.DerivationCodeSequence = Sequence([copy.deepcopy(derivation)])
+        item.SourceImageSequence = Sequence([source])
+        group.DerivationImageSequence = Sequence([item])
 
 
 def _declare_private_codes(segmentation: Any) -> None:

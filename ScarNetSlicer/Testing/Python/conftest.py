@@ -38,3 +38,15 @@ def import_slicer_core():
     if not hasattr(slicer, "vtkMRMLScene"):
         pytest.skip("the 'slicer' module found has no MRML classes (slicer-core not installed)")
     return slicer
+
+
+def write_part10(dataset, path) -> None:
+    """Save ``dataset`` as a DICOM file (preamble and File Meta Information) with pydicom 3 or 2.4 (the pydicom
+    of Python 3.9, as 3D Slicer 5.6–5.8 embed): 2.4 has no ``enforce_file_format``, 3 deprecates
+    ``write_like_original``."""
+    import pydicom
+
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        dataset.save_as(path, enforce_file_format=True)
+    else:
+        dataset.save_as(path, write_like_original=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from conftest import write_part10
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -131,7 +132,7 @@ def _write_image(
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
     for key, value in extra.items():
         setattr(ds, key, value)
-    ds.save_as(path, enforce_file_format=True)
+    write_part10(ds, path)
 
 
 def _write_stack(
@@ -341,7 +342,7 @@ def test_damaged_dicom_files_are_named_not_skipped_quietly(tmp_path: Path) -> No
     report.file_meta.MediaStorageSOPInstanceUID = report.SOPInstanceUID = generate_uid()
     report.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     report.Modality, report.SeriesInstanceUID = "SR", generate_uid()
-    report.save_as(exam / "sr.dcm", enforce_file_format=True)
+    write_part10(report, exam / "sr.dcm")
     names = sorted((path for path in exam.glob("s7_*.dcm")), key=lambda path: int(path.stem.split("_")[-1]))
     message = r"DICOM file\(s\) could not be read \(empty, cut short or damaged\) and were left out \(a slice is " \
               r"missing if one belongs to the exam\): "
@@ -682,6 +683,19 @@ def test_a_stack_acquired_three_times_is_not_a_cine(tmp_path: Path, same_ti: boo
     np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) + 2000 for k in range(4)]))
 
 
+@pytest.mark.parametrize("num_slices", [1, 3])
+def test_a_ti_scout_is_refused_not_read_as_one_of_its_inversion_times(tmp_path: Path, num_slices: int) -> None:
+    """A TI scout (Look-Locker: 8 inversion times at each position) under a name that says nothing was read as its
+    last TI's images, and segmented as LGE."""
+    images = [{"k": k, "InversionTime": 100.0 + 40 * n, "TemporalPositionIdentifier": n + 1,
+               "pixels": _raw_pixels(k) + 100 * n} for n in range(8) for k in range(num_slices)]
+    _write_repeats(tmp_path / "exam", images)
+    with pytest.raises(InputError) as error:
+        read_dicom_series(tmp_path / "exam")
+    assert _one_line(error).endswith("8 images per slice position at different InversionTimes: a TI scout "
+                                     "(Look-Locker), not an LGE stack; pick the LGE series")
+
+
 def test_a_cine_series_is_refused_not_read_as_one_of_its_phases(tmp_path: Path) -> None:
     """A cine (5 phases per slice) was read as "the 4 images with TriggerTime 0" and segmented as LGE."""
     images = [{"k": k, "TriggerTime": 40.0 * phase, "pixels": _raw_pixels(k) + 100 * phase}
@@ -746,6 +760,95 @@ def test_a_long_axis_image_filed_with_the_stack_is_left_out_and_said(tmp_path: P
     np.testing.assert_array_equal(volume.array, _expected_array(5))
 
 
+#: Two-, three- and four-chamber planes of the synthetic short-axis stack: each holds its normal.
+_LONG_AXIS_VIEWS = [(NORMAL, COLUMN_COSINE), (NORMAL, ROW_COSINE),
+                    ((ROW_COSINE + COLUMN_COSINE) / math.sqrt(2), NORMAL)]
+
+
+def _slanted(degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """The stack's plane turned by ``degrees`` about its column direction: a short-axis plane planned anew."""
+    angle = math.radians(degrees)
+    return math.cos(angle) * ROW_COSINE + math.sin(angle) * NORMAL, COLUMN_COSINE
+
+
+@pytest.mark.parametrize("views, left_out", [
+    ({0: _LONG_AXIS_VIEWS[0], 3: _LONG_AXIS_VIEWS[1], 6: _LONG_AXIS_VIEWS[2]}, "frames 1, 4, 7"),
+    # Each view twice (two TIs, or magnitude and PSIR): still three views.
+    ({i: _LONG_AXIS_VIEWS[i % 3] for i in (4, 5, 6, 7, 8, 9)}, "frames 5, 6, 7, 8, 9, 10"),
+], ids=["2-3-4-chamber", "each twice"])
+def test_long_axis_frames_of_an_enhanced_file_are_left_out_and_said(tmp_path: Path, views, left_out: str) -> None:
+    """A multi-stack scan (Philips, Siemens XA) writes its long-axis views as frames of the short-axis stack's
+    enhanced file, each frame with its own orientation; more than two such frames (images) got the file refused as
+    "different orientations". The stack is read as if they were not there, and they are named."""
+    _write_enhanced(tmp_path / "exam", [2, 0, 3, 1, 4, 5], views=views)
+    with pytest.warns(UserWarning, match=f"{len(views)} image\\(s\\) in 3 other planes than the stack's 6 \\(long-axis "
+                                         f"views filed with it\\?\\) left out: enhanced.dcm {left_out}$"):
+        stack = read_dicom_stack(tmp_path / "exam")
+    _check_geometry(stack.volume, 6, _position(0))
+    np.testing.assert_array_equal(stack.volume.array, _expected_array(6))
+    order = [k for k in range(len(views) + 6) if k not in views]  # the stack's frames, in file order
+    assert stack.frame_indices == [order[[2, 0, 3, 1, 4, 5].index(k)] for k in range(6)]
+
+
+@pytest.mark.parametrize("views, planes", [
+    # Long-axis views beside a stack of fewer than twice as many slices: not clearly a stack with views.
+    ({6: _LONG_AXIS_VIEWS[0], 7: _LONG_AXIS_VIEWS[1], 8: _LONG_AXIS_VIEWS[2]}, "4 planes, at 4, 1, 1, 1"),
+    # Three slices planned anew, 10° off: the stack's own slices, not views (as before: two at most are left out).
+    ({6: _slanted(10), 7: _slanted(10), 8: _slanted(10)}, "2 planes, at 4, 1"),
+], ids=["few slices", "slanted"])
+def test_frames_in_other_planes_are_not_left_out_beside_too_small_a_stack_or_when_slanted(tmp_path: Path, views,
+                                                                                        planes: str) -> None:
+    _write_enhanced(tmp_path / "exam", [0, 1, 2, 3], views={index - 2: view for index, view in views.items()})
+    with pytest.raises(InputError) as error:
+        read_dicom_series(tmp_path / "exam")
+    assert f"images with different orientations ({planes} slice positions" in _one_line(error)
+
+
+@pytest.mark.parametrize("kind", ["enhanced", "magnitude and PSIR files"])
+def test_long_axis_views_do_not_compete_with_the_stack_and_alone_are_refused(tmp_path: Path, kind: str) -> None:
+    """An LGE series of long-axis views only, as an enhanced file (its frames' planes were not looked at) or as one
+    view's magnitude and PSIR images (two images in one plane), made the folder ambiguous beside the stack."""
+    exam = tmp_path / "exam"
+    _write_stack(exam, series_number=7, num_slices=4)
+    if kind == "enhanced":
+        _write_enhanced(exam, [], views=dict(enumerate(_LONG_AXIS_VIEWS)), series_number=8, file_name="lax.dcm")
+    else:
+        uid = generate_uid()
+        for n, kind_of_image in enumerate(("M", "R")):
+            _write_image(exam / f"lax_{kind_of_image}.dcm", series_uid=uid, series_number=8, description="LGE PSIR SAX",
+                         position=_position(1.5), orientation=_LONG_AXIS_VIEWS[2], pixels=_raw_pixels(9),
+                         instance_number=n + 1, inversion_time=300.0, image_type=("ORIGINAL", "PRIMARY", kind_of_image))
+    listed = {s.series_number: s for s in list_series(exam)}
+    assert listed[8].is_lge and listed[8].most_slices_in_one_plane == 1
+    stack = read_dicom_stack(exam)
+    assert stack.series.series_number == 7
+    np.testing.assert_array_equal(stack.volume.array, _expected_array(4))
+    if kind == "enhanced":
+        with pytest.raises(InputError) as error:
+            read_dicom_series(exam, series="8")
+        assert _one_line(error).endswith("(3 slices): its 3 images have 3 different orientations, none with images at "
+                                         "two slice positions (views such as long-axis 2-, 3- and 4-chamber, or a "
+                                         "localizer): no short-axis stack to read")
+
+
+def test_a_series_is_described_by_its_stacks_file_not_by_a_view_filed_with_it(tmp_path: Path) -> None:
+    """One enhanced short-axis file and classic long-axis views in one series: the series took its SeriesDescription
+    from whichever file was listed first, and the stack's reports (and messages) named it 'LGE LAX'."""
+    exam = tmp_path / "exam"
+    _write_enhanced(exam, [2, 0, 3, 1, 4, 5], series_number=8, file_name="sax.dcm")  # 'LGE PSIR 3D'
+    sax = pydicom.dcmread(exam / "sax.dcm", stop_before_pixels=True)
+    for n, view in enumerate(_LONG_AXIS_VIEWS[:2]):  # listed before sax.dcm
+        _write_image(exam / f"lax_{n}.dcm", series_uid=sax.SeriesInstanceUID, series_number=8, description="LGE LAX",
+                     position=_position(1.5), orientation=view, pixels=_raw_pixels(9), instance_number=n + 1,
+                     inversion_time=300.0, study_uid=sax.StudyInstanceUID)
+    (listed,) = list_series(exam)
+    assert listed.files[0].name == "lax_0.dcm" and listed.description == "LGE PSIR 3D"
+    # Picked by that description, and so named in what the reading says; the stack is described by its own images.
+    with pytest.warns(UserWarning, match=r"#8 'LGE PSIR 3D' \(8 slices\): 2 image\(s\) .*long-axis views filed"):
+        stack = read_dicom_stack(exam, series="PSIR 3D")
+    assert stack.series.description == "LGE PSIR 3D" and stack.series.record()["description"] == "LGE PSIR 3D"
+
+
 def test_a_slice_tilted_by_a_fraction_of_a_degree_is_read_and_said(tmp_path: Path) -> None:
     """Slices planned one by one, one tilted by 0.2°, were refused as "different orientations (a localizer...)"."""
     exam = tmp_path / "exam"
@@ -800,6 +903,22 @@ def test_magnitude_and_phase_in_one_series_keeps_magnitude(tmp_path: Path) -> No
     np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) for k in range(3)]))
 
 
+def test_original_images_are_kept_over_derived_copies_of_one_kind(tmp_path: Path) -> None:
+    """Filtered (DERIVED) copies of the magnitude images filed at the same positions won over the ORIGINAL ones,
+    by the alphabet."""
+    exam = tmp_path / "exam"
+    exam.mkdir()
+    uid = generate_uid()
+    for k in range(3):
+        for n, first in enumerate(("ORIGINAL", "DERIVED")):
+            _write_image(exam / f"{first}{k}.dcm", series_uid=uid, series_number=3, description="LGE SAX",
+                         position=_position(k), pixels=_raw_pixels(k) + 500 * n, instance_number=2 * k + n + 1,
+                         image_type=(first, "PRIMARY", "M", "NONE" if n == 0 else "FILTERED"))
+    with pytest.warns(UserWarning, match="using the 3 images with ImageType ORIGINAL"):
+        volume = read_dicom_series(exam)
+    np.testing.assert_array_equal(volume.array, np.stack([_raw_pixels(k) for k in range(3)]))
+
+
 def test_indistinguishable_duplicates_raise(tmp_path: Path) -> None:
     exam = tmp_path / "exam"
     exam.mkdir()
@@ -824,13 +943,25 @@ def test_copied_files_are_not_duplicates(tmp_path: Path) -> None:
 
 
 def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False,
-                    photometric: str = "MONOCHROME2", components: list[str] | None = None) -> None:
+                    photometric: str = "MONOCHROME2", components: list[str] | None = None,
+                    views: dict[int, tuple[np.ndarray, np.ndarray]] | None = None, series_number: int = 20,
+                    file_name: str = "enhanced.dcm") -> None:
     """An enhanced MR file, one frame per slice in ``frame_order``, each with its own rescale. ``components``:
-    each frame's ComplexImageComponent (a REAL frame's pixels are 1000 higher)."""
+    each frame's ComplexImageComponent (a REAL frame's pixels are 1000 higher). ``views``: frames in other planes
+    (long-axis views through slice 1.5, pixels 7 + those of slice 9), by frame index → (row, column) direction;
+    with them, each frame has its orientation in its own functional groups, as vendors write such files."""
     import SimpleITK as sitk
-    from pydicom.encaps import encapsulate, generate_fragments
+    from pydicom.encaps import encapsulate
 
-    exam.mkdir()
+    try:
+        from pydicom.encaps import generate_fragments
+    except ImportError:  # pydicom 2.4 (Python 3.9)
+        from pydicom.encaps import decode_data_sequence as generate_fragments
+
+    exam.mkdir(exist_ok=True)
+    order: list[int | None] = list(frame_order)
+    for index in sorted(views or {}):
+        order.insert(index, None)  # None: a view
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ENHANCED_MR_IMAGE_STORAGE
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -842,32 +973,38 @@ def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False
     ds.Modality = "MR"
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesNumber = 20
+    ds.SeriesNumber = series_number
     ds.SeriesDescription = "LGE PSIR 3D"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    ds.NumberOfFrames = len(frame_order)
+    ds.NumberOfFrames = len(order)
     shared = Dataset()
     orientation = Dataset()
     orientation.ImageOrientationPatient = _ds_str(np.concatenate([ROW_COSINE, COLUMN_COSINE]))
     measures = Dataset()
     measures.PixelSpacing = _ds_str([ROW_SPACING, COLUMN_SPACING])
     measures.SliceThickness = SLICE_THICKNESS
-    shared.PlaneOrientationSequence = Sequence([orientation])
+    if not views:
+        shared.PlaneOrientationSequence = Sequence([orientation])
     shared.PixelMeasuresSequence = Sequence([measures])
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
     per_frame = []
-    for index, k in enumerate(frame_order):
+    for index, k in enumerate(order):
         group = Dataset()
+        if views:
+            own = Dataset()
+            own.ImageOrientationPatient = (orientation.ImageOrientationPatient if k is not None
+                                           else _ds_str(np.concatenate(views[index])))
+            group.PlaneOrientationSequence = Sequence([own])
         if components is not None:
             frame_type = Dataset()
             frame_type.FrameType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
             frame_type.ComplexImageComponent = components[index]
             group.MRImageFrameTypeSequence = Sequence([frame_type])
         plane = Dataset()
-        plane.ImagePositionPatient = _ds_str(_position(k))
+        plane.ImagePositionPatient = _ds_str(_position(1.5 if k is None else k))
         group.PlanePositionSequence = Sequence([plane])
         transform = Dataset()
-        slope, intercept = _slope_intercept(k)
+        slope, intercept = (1.0, 0.0) if k is None else _slope_intercept(k)
         transform.RescaleSlope = f"{slope:g}"
         transform.RescaleIntercept = f"{intercept:g}"
         transform.RescaleType = "US"
@@ -882,6 +1019,7 @@ def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False
     ds.HighBit = 15
     ds.PixelRepresentation = 0
     if compressed:
+        assert not views
         # JPEG lossless frames from GDCM: pydicom has no decoder for them here, GDCM does.
         fragments = []
         for k in frame_order:
@@ -899,9 +1037,10 @@ def _write_enhanced(exam: Path, frame_order: list[int], compressed: bool = False
         ds["PixelData"].VR = "OB"
         ds["PixelData"].is_undefined_length = True
     else:
-        ds.PixelData = np.stack([_raw_pixels(k) + (1000 if components and components[index] == "REAL" else 0)
-                                 for index, k in enumerate(frame_order)]).astype("<u2").tobytes()
-    ds.save_as(exam / "enhanced.dcm", enforce_file_format=True)
+        ds.PixelData = np.stack([(_raw_pixels(k) if k is not None else _raw_pixels(9) + 7)
+                                 + (1000 if components and components[index] == "REAL" else 0)
+                                 for index, k in enumerate(order)]).astype("<u2").tobytes()
+    write_part10(ds, exam / file_name)
 
 
 def test_enhanced_multiframe(tmp_path: Path) -> None:
@@ -923,6 +1062,20 @@ def test_enhanced_psir_frames_are_told_apart_by_their_complex_image_component(tm
     np.testing.assert_array_equal(volume.array, _expected_array(4) + 1000 * _slope_intercept_array(4))
 
 
+def test_enhanced_file_with_fewer_per_frame_groups_than_frames_is_refused(tmp_path: Path) -> None:
+    """The functional groups place the frames in order: with the last one missing, the last frame was left out
+    without a word (with one missing in between, every later frame would lie where the next one does)."""
+    _write_enhanced(tmp_path / "exam", [0, 1, 2, 3])
+    path = tmp_path / "exam" / "enhanced.dcm"
+    ds = pydicom.dcmread(path)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(list(ds.PerFrameFunctionalGroupsSequence)[:3])
+    ds.save_as(path)
+    with pytest.raises(InputError) as error:
+        read_dicom_series(tmp_path / "exam")
+    assert _one_line(error).endswith("enhanced.dcm has NumberOfFrames 4 but 3 per-frame functional groups; cannot "
+                                     "tell where each frame lies")
+
+
 def _slope_intercept_array(num_slices: int) -> np.ndarray:
     """Each slice's rescale slope, broadcast over its pixels (a raw offset is scaled by it)."""
     return np.array([_slope_intercept(k)[0] for k in range(num_slices)])[:, None, None]
@@ -932,10 +1085,15 @@ def test_compressed_enhanced_with_per_frame_rescale_is_refused(tmp_path: Path) -
     # GDCM decodes the frames but scales them all like the first: refuse rather than misscale.
     assert len({_slope_intercept(k) for k in range(4)}) > 1
     _write_enhanced(tmp_path / "exam", [0, 1, 2, 3], compressed=True)
-    from pydicom.pixels import get_decoder
-
     syntax = pydicom.dcmread(tmp_path / "exam" / "enhanced.dcm", stop_before_pixels=True).file_meta.TransferSyntaxUID
-    if get_decoder(syntax).is_available:
+    try:
+        from pydicom.pixels import get_decoder
+
+        decodes = get_decoder(syntax).is_available
+    except ImportError:  # pydicom 2.4 (Python 3.9): its pixel data handlers
+        decodes = any(handler.is_available() and handler.supports_transfer_syntax(syntax)
+                      for handler in pydicom.config.pixel_data_handlers)
+    if decodes:
         pytest.skip(f"pydicom decodes {syntax.name} here (a JPEG plugin is installed): GDCM is not used")
     with pytest.raises(InputError, match="different RescaleSlope/Intercept") as error:
         read_dicom_series(tmp_path / "exam")
@@ -1011,7 +1169,7 @@ def test_missing_geometry_raises(tmp_path: Path) -> None:
     path = next(exam.iterdir())
     ds = pydicom.dcmread(path)
     del ds.ImagePositionPatient
-    ds.save_as(path, enforce_file_format=True)
+    write_part10(ds, path)
     with pytest.raises(InputError, match="cannot place it in space") as error:
         read_dicom_series(exam, series=uid)
     _one_line(error)
@@ -1025,7 +1183,7 @@ def _rewrite(exam: Path, change, only: int | None = None) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pydicom warns about the invalid values written on purpose
                 change(ds)
-            ds.save_as(path, enforce_file_format=True)
+            write_part10(ds, path)
 
 
 @pytest.mark.parametrize("defect", ["one file cut short", "Rows larger than the data"])

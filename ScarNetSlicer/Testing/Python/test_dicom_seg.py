@@ -3,6 +3,7 @@ with highdicom; what it copies and names; refusals before any work."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -16,13 +17,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-highdicom = pytest.importorskip("highdicom", reason="DICOM SEG needs highdicom (pip install highdicom)")
+# 0.28: as pyproject's dicom extra and scarnet.dicom_seg.HIGHDICOM_MIN_VERSION (Python 3.9 gets 0.22 at most)
+highdicom = pytest.importorskip("highdicom", minversion="0.28",
+                                reason="DICOM SEG needs highdicom 0.28 or later (pip install highdicom)")
 
 import pydicom  # noqa: E402  (after the skip: highdicom brings the pydicom it needs)
+from conftest import write_part10  # noqa: E402
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
 from test_cli import BUNDLED_WEIGHTS  # noqa: E402
-from test_dicom import COLUMN_COSINE, ROW_COSINE, _write_enhanced, _write_repeats  # noqa: E402
+from test_dicom import (  # noqa: E402
+    _LONG_AXIS_VIEWS,
+    COLUMN_COSINE,
+    ROW_COSINE,
+    _write_enhanced,
+    _write_repeats,
+)
 
 from scarnet.dicom import list_series, read_dicom_stack  # noqa: E402
 from scarnet.dicom_seg import (  # noqa: E402
@@ -83,7 +93,7 @@ def write_dicom_series(volume: Volume, folder: Path, series_number: int = 7, dro
         ds.PixelData = np.clip(np.round(volume.array[k]), 0, 65535).astype("<u2").tobytes()
         for key in drop:
             delattr(ds, key)
-        ds.save_as(folder / f"im{random.Random(k).randrange(10**6):06d}_{k}.dcm", enforce_file_format=True)
+        write_part10(ds, folder / f"im{random.Random(k).randrange(10**6):06d}_{k}.dcm")
     return uids
 
 
@@ -156,25 +166,52 @@ DICOMDIR_WARNING = re.compile(r"Warning - Missing attribute or value that would 
 
 def _source_and_labels(folder: Path, source: str, labels: str) -> tuple[Any, np.ndarray]:
     """A source exam written into ``folder`` (``source``: "series", "anonymised" single-frame images without the
-    patient's and study's optional attributes, or "enhanced", the frames of one multi-frame file stored out of
-    order), read back; and a labelmap on it: every label on slices that differ, or (``labels`` otherwise) myocardium
-    on one slice only."""
-    if source == "enhanced":
+    patient's and study's optional attributes, "enhanced", the frames of one multi-frame file stored out of
+    order, or "vendor enhanced", such a file as :func:`_write_vendor_enhanced` writes it), read back; and a labelmap
+    on it: every label on slices that differ, or (``labels`` otherwise) myocardium on one slice only."""
+    if source == "vendor enhanced":
+        _write_vendor_enhanced(folder)
+    elif source == "enhanced":
         _write_enhanced(folder, [2, 0, 3, 1])
         path = folder / "enhanced.dcm"
         enhanced = pydicom.dcmread(path)
         enhanced.FrameOfReferenceUID = generate_uid()  # the test file's geometry lacks one
-        enhanced.save_as(path, enforce_file_format=True)
+        write_part10(enhanced, path)
     else:
         drop = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
                 "ReferringPhysicianName") if source == "anonymised" else ()
         write_dicom_series(_test_volume(), folder, drop=drop)
-    stack = read_dicom_stack(folder)
+    if source == "vendor enhanced":
+        with pytest.warns(UserWarning, match=r"2 image\(s\) in 2 other planes than the stack's 6 \(long-axis views"):
+            stack = read_dicom_stack(folder)
+    else:
+        stack = read_dicom_stack(folder)
     labelmap = _labels_like(stack.volume)
     if labels != "all":
         labelmap[:] = 0
         labelmap[1, 3:6, 4:9] = 2
     return stack, labelmap
+
+
+#: The long-axis views among the stack's frames in :func:`_write_vendor_enhanced`'s file (frame numbers).
+VENDOR_VIEW_FRAMES = (2, 5)
+
+
+def _write_vendor_enhanced(folder: Path) -> None:
+    """An enhanced MR file as Siemens XA and Philips write it: each frame's orientation and pixel measures in its own
+    functional groups (none shared, though the stack's frames have the same), a 6-slice stack stored out of order, and
+    a 2- and a 4-chamber view among its frames (:data:`VENDOR_VIEW_FRAMES`), which the stack leaves out."""
+    views = {number - 1: view for number, view in zip(VENDOR_VIEW_FRAMES, _LONG_AXIS_VIEWS)}
+    _write_enhanced(folder, [2, 0, 3, 1, 4, 5], views=views)
+    path = folder / "enhanced.dcm"
+    ds = pydicom.dcmread(path)
+    ds.FrameOfReferenceUID = generate_uid()
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for group in ds.PerFrameFunctionalGroupsSequence:
+        group.PixelMeasuresSequence = copy.deepcopy(shared.PixelMeasuresSequence)
+    del shared.PixelMeasuresSequence
+    assert "PlaneOrientationSequence" not in shared and "PlaneOrientationSequence" in group
+    write_part10(ds, path)
 
 
 def dciodvfy_findings(path: Path, dicomdir_warnings: bool = False) -> list[str]:
@@ -198,6 +235,7 @@ def dciodvfy_findings(path: Path, dicomdir_warnings: bool = False) -> list[str]:
     ("series", "reader", "张^伟", "all"),  # MANUAL: no algorithm
     ("anonymised", "model", None, "all"),
     ("enhanced", "model", None, "all"),  # frames of one enhanced multi-frame file, stored out of order
+    ("vendor enhanced", "model", None, "all"),  # each frame's orientation its own, long-axis frames left out
 ])
 def test_the_seg_passes_dciodvfy(tmp_path, source, segmented_by, reader, labels):
     """The SEG is valid DICOM by the standard's own rules, as dicom3tools' dciodvfy checks them (every module of the
@@ -251,6 +289,7 @@ def dcmqi_read(path: Path, grid: Volume, folder: Path) -> tuple[np.ndarray, list
     ("series", "model", None, "myocardium on one slice"),  # dcmqi makes that segment an image of one slice
     ("series", "reader", "Müller^Jürgen", "all"),
     ("enhanced", "model", None, "all"),  # frames of one enhanced multi-frame file, stored out of order
+    ("vendor enhanced", "model", None, "all"),  # each frame's orientation its own, long-axis frames left out
 ])
 def test_dcmqi_reads_the_seg_back_onto_the_source_images(tmp_path, source, segmented_by, reader, labels):
     """dcmqi, with which Slicer loads a DICOM SEG, finds every segment where it was drawn, with its name, and has
@@ -273,7 +312,7 @@ def test_frames_of_one_enhanced_file_are_found_by_frame_number(tmp_path):
     source.FrameOfReferenceUID = generate_uid()  # the test file's geometry lacks one
     labels = _labels_like(stack.volume)
     seg = dicom_seg_dataset(stack.volume.with_array(labels), stack, **IDENTITY)
-    seg.save_as(tmp_path / "seg.dcm", enforce_file_format=True)
+    write_part10(seg, tmp_path / "seg.dcm")
     seg = highdicom.seg.segread(tmp_path / "seg.dcm")
     for k, frame in enumerate(stack.frame_indices):
         read_back = seg.get_pixels_by_source_frame(str(source.SOPInstanceUID), [frame + 1], combine_segments=True,
@@ -291,12 +330,21 @@ def _two_inversion_times_in_one_enhanced_file(exam: Path) -> None:
         modifier = Dataset()
         modifier.InversionTimes = [300.0 if number < 4 else 350.0]
         group.MRModifierSequence = pydicom.Sequence([modifier])
-    ds.save_as(path, enforce_file_format=True)
+    write_part10(ds, path)
+
+
+def _frame_references(seg: Any) -> list[list[tuple[str, int]]]:
+    """Each SEG frame's source frames: (ReferencedSOPInstanceUID, ReferencedFrameNumber) of every item of its
+    Derivation Image Sequence's Source Image Sequences."""
+    return [[(str(item.ReferencedSOPInstanceUID), int(item.ReferencedFrameNumber))
+             for derivation in frame.DerivationImageSequence for item in derivation.SourceImageSequence]
+            for frame in seg.PerFrameFunctionalGroupsSequence]
 
 
 def test_frames_not_chosen_at_the_same_places_get_no_seg_frame(tmp_path):
     """Two inversion times in one enhanced file: the stack takes one; the SEG has a frame per slice, each
-    at its slice's position and read back on the chosen frame."""
+    at its slice's position and read back on the chosen frame, which is the one it refers to (highdicom, which finds
+    a frame's source by its position, named both inversion times' frames)."""
     _two_inversion_times_in_one_enhanced_file(tmp_path / "exam")
     with pytest.warns(UserWarning, match="2 images per slice position"):
         stack = read_dicom_stack(tmp_path / "exam")
@@ -308,6 +356,44 @@ def test_frames_not_chosen_at_the_same_places_get_no_seg_frame(tmp_path):
     for k, frame in enumerate(stack.frame_indices):
         read_back = seg.get_pixels_by_source_frame(source_uid, [frame + 1], combine_segments=True, relabel=False)
         np.testing.assert_array_equal(read_back[0], labels[k])
+    chosen = {index + 1 for index in stack.frame_indices}
+    references = _frame_references(seg)
+    assert all(len(frame) == 1 and frame[0][1] in chosen for frame in references)
+    assert {frame[0][1] for frame in references} == chosen
+
+
+def test_an_enhanced_file_with_each_frames_own_orientation_makes_a_seg_of_its_stacks_frames(tmp_path):
+    """Siemens XA and Philips keep each frame's orientation (and pixel measures) in its own functional groups, even
+    where the frames share them. highdicom reads a multi-frame source's from the shared groups only, and refused
+    those files ("Source images must have a shared orientation"): no SEG for them. Long-axis views among the frames
+    are no part of the stack, and no SEG frame may refer to them. The SEG's frames lie on their source frames (the
+    same position, orientation and pixel spacing); the user's file is left as it was."""
+    exam = tmp_path / "exam"
+    stack, labels = _source_and_labels(exam, "vendor enhanced", "all")
+    path = exam / "enhanced.dcm"
+    before = path.read_bytes()
+    check_dicom_seg_sources(stack)
+    write_dicom_seg(stack.volume.with_array(labels), stack, tmp_path / "seg.dcm", **IDENTITY)
+    assert path.read_bytes() == before
+    source = pydicom.dcmread(path)
+    seg = pydicom.dcmread(tmp_path / "seg.dcm")
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    references = _frame_references(seg)
+    for frame, refers_to in zip(seg.PerFrameFunctionalGroupsSequence, references):
+        assert len(refers_to) == 1 and refers_to[0][0] == source.SOPInstanceUID
+        own = source.PerFrameFunctionalGroupsSequence[refers_to[0][1] - 1]
+        for group, sequence, keyword in (("frame", "PlanePositionSequence", "ImagePositionPatient"),
+                                         ("shared", "PlaneOrientationSequence", "ImageOrientationPatient"),
+                                         ("shared", "PixelMeasuresSequence", "PixelSpacing")):
+            seg_value = (frame if group == "frame" else shared)[sequence][0][keyword].value
+            assert [float(v) for v in seg_value] == [float(v) for v in own[sequence][0][keyword].value], keyword
+    # Every slice has labels: each of the stack's frames is referred to, and no view.
+    assert {refers_to[0][1] for refers_to in references} == {index + 1 for index in stack.frame_indices}
+    assert not {refers_to[0][1] for refers_to in references} & set(VENDOR_VIEW_FRAMES)
+    read_back = highdicom.seg.segread(tmp_path / "seg.dcm")
+    for k, index in enumerate(stack.frame_indices):
+        np.testing.assert_array_equal(read_back.get_pixels_by_source_frame(
+            str(source.SOPInstanceUID), [index + 1], combine_segments=True, relabel=False)[0], labels[k])
 
 
 def test_slices_a_stack_accepts_make_a_seg_too(tmp_path):
@@ -321,7 +407,7 @@ def test_slices_a_stack_accepts_make_a_seg_too(tmp_path):
             del ds.SliceThickness
         else:
             ds.SliceThickness = None  # present and empty, as type 2 allows
-        ds.save_as(path, enforce_file_format=True)
+        write_part10(ds, path)
     stack = read_dicom_stack(tmp_path / "exam")
     check_dicom_seg_sources(stack)
     labels = _labels_like(stack.volume)
@@ -433,6 +519,27 @@ def test_without_highdicom_the_user_is_told_how_to_get_it(monkeypatch):
     with pytest.raises(InputError, match=r"needs highdicom, which is not installed: pip install -e \"\.\[dicom\]\" "
                                          r"in the scarnet checkout \(or: pip install highdicom\)"):
         require_highdicom()
+
+
+def test_a_highdicom_too_old_is_refused_in_one_line(monkeypatch):
+    """Python 3.9 (3D Slicer 5.6–5.8) gets highdicom 0.22 at most, which lacks what the SEG is made with: writing
+    one was an internal error (ImportError), or a refusal of the images for a missing method (AttributeError)."""
+    import types
+
+    from scarnet.dicom_seg import HIGHDICOM_MIN_VERSION, require_highdicom
+
+    assert HIGHDICOM_MIN_VERSION == (0, 28)  # as pyproject's dicom extra
+    project = (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
+    assert '"highdicom>=0.28"' in project
+    monkeypatch.setitem(sys.modules, "highdicom", types.SimpleNamespace(__version__="0.22.0"))
+    with pytest.raises(InputError, match=r"needs highdicom 0\.28 or later.*highdicom 0\.22\.0 is installed") as error:
+        require_highdicom()
+    assert "\n" not in str(error.value)
+    monkeypatch.setattr(sys, "version_info", (3, 9, 10))
+    with pytest.raises(InputError, match=r"needs Python 3\.10 or later .*: leave out --dicom-seg$"):
+        require_highdicom()
+    monkeypatch.setitem(sys.modules, "highdicom", types.SimpleNamespace(__version__="0.28.1"))
+    assert require_highdicom().__version__ == "0.28.1"
 
 
 def test_a_dicom_seg_of_a_file_input_is_refused_before_highdicom_is_asked_for(tmp_path, monkeypatch):
