@@ -66,6 +66,10 @@ Per segment: myocardium, scar (3|4) and MVO volumes; scar as % of the segment's 
 ``transmural_over_50_percent``, the share of the segment's rays (:mod:`scarnet.transmurality`,
 measured slices only) along which scar fills more than half of the wall; None for the apex, whose wall a
 short-axis slice cuts across rather than through (rays in the slice would measure the disc, not the wall).
+``scar_transmurality_mean_percent``: the mean transmurality (the share of the wall's thickness that is scar) over
+the segment's rays with scar, from the same rays (None for the apex, and where no ray meets scar), and its band
+(:func:`transmurality_band`: Kim et al.'s 0, 1-25, 26-50, 51-75, 76-100 % of the wall); ``scar_slices``: the
+slices on which the segment has scar.
 
 Limits: one point (or pair) serves every level, projected onto each slice; the thirds are of
 slices, not of the LV's length, and a basal slice through the outflow tract counts as basal
@@ -79,7 +83,7 @@ base-apex order then falls back on the cavity, but the turn does not).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -162,6 +166,12 @@ class SegmentReport:
     scar_percent: float | None  # None where the segment has no myocardium
     scar_extent_score: int | None
     transmural_over_50_percent: float | None  # None where no ray of a measured slice lies in it
+    #: Mean transmurality (% of the wall's thickness that is scar) over the segment's rays with scar, as
+    #: :mod:`scarnet.transmurality`'s ``scar_transmurality_mean_percent`` of a slice; None where no ray of a measured
+    #: slice lies in the segment (the apex) or none of them meets scar.
+    scar_transmurality_mean_percent: float | None = None
+    #: The slices on which the segment has scar (3|4): which to read for it, and whether they all have QC flags.
+    scar_slices: list[int] = field(default_factory=list)
 
 
 def base_apex_order(volume: Volume, labels: np.ndarray, basal_end: str | None = None) -> BaseApexOrder | None:
@@ -357,6 +367,18 @@ def extent_score(scar_percent: float | None) -> int | None:
         return 0
     # Rounded first, so that 25.0000001 % (floating point) is graded as 25 %.
     return min(4, max(1, int(math.ceil(round(scar_percent, 6) / 25.0))))
+
+
+def transmurality_band(mean_percent: float | None) -> int | None:
+    """The band of a transmural extent (% of the wall's thickness, e.g. a segment's
+    ``scar_transmurality_mean_percent``) as Kim et al. (N Engl J Med 2000) banded it: 0 none, 1 1-25 %, 2 26-50 %,
+    3 51-75 %, 4 76-100 %; None for None (not measured)."""
+    if mean_percent is None:
+        return None
+    value = round(mean_percent, 6)  # 25.0000001 % (floating point) is 25 %
+    if value <= 0:
+        return 0
+    return min(4, max(1, int(math.ceil(value / 25.0))))
 
 
 #: Where the RV lies from the LV (LPS): anterior (-y) and to the patient's right (-x).
@@ -560,8 +582,11 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
     mvo_count = np.zeros(bins)
     rays_crossing = np.zeros(bins)
     rays_over_half = np.zeros(bins)
+    rays_with_scar = np.zeros(bins)
+    transmurality_with_scar = np.zeros(bins)  # the sum of those rays' transmurality (0-1)
     spans: list[float] = []
     slices: dict[int, list[int]] = {n: [] for n in SEGMENT_NAMES}
+    scar_slices: dict[int, list[int]] = {n: [] for n in SEGMENT_NAMES}
     for k, (level, centre) in enumerate(zip(levels, centres_rc_mm)):
         if level is None or centre is None:
             continue
@@ -599,12 +624,18 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
                 rays_crossing += np.bincount(ray_segment[crossing], minlength=bins)
                 rays_over_half += np.bincount(
                     ray_segment[crossing & (np.nan_to_num(rays[k]) > TRANSMURAL_FRACTION)], minlength=bins)
+                scarred = crossing & (np.nan_to_num(rays[k]) > 0)  # as transmurality.summarise's rays with scar
+                rays_with_scar += np.bincount(ray_segment[scarred], minlength=bins)
+                transmurality_with_scar += np.bincount(ray_segment[scarred], weights=rays[k][scarred],
+                                                       minlength=bins)
         values = plane[rows, cols]
         myocardium_count += np.bincount(segment, minlength=bins)
         scar_count += np.bincount(segment[np.isin(values, SCAR_LABELS)], minlength=bins)
         mvo_count += np.bincount(segment[values == MVO], minlength=bins)
         for number in np.unique(segment):
             slices[int(number)].append(k)
+        for number in np.unique(segment[np.isin(values, SCAR_LABELS)]):
+            scar_slices[int(number)].append(k)
     out = []
     for number, name in SEGMENT_NAMES.items():
         myocardium_ml = float(myocardium_count[number]) * voxel_ml
@@ -616,6 +647,9 @@ def aha_segments(volume: Volume, labels: np.ndarray, levels: list[str | None], o
             scar_percent=scar_percent, scar_extent_score=extent_score(scar_percent),
             transmural_over_50_percent=(100.0 * float(rays_over_half[number] / rays_crossing[number])
                                         if rays_crossing[number] else None),
+            scar_transmurality_mean_percent=(100.0 * float(transmurality_with_scar[number] / rays_with_scar[number])
+                                             if rays_with_scar[number] else None),
+            scar_slices=scar_slices[number],
         ))
     return out, angles_from, (float(np.mean(spans)) if spans else None)
 
@@ -646,4 +680,5 @@ __all__ = [
     "rv_insertion_points",
     "segment_of_angle",
     "slice_levels",
+    "transmurality_band",
 ]

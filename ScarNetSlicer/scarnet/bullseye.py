@@ -7,15 +7,19 @@ cavity) as the disc in the middle. Each segment is coloured by its scar grade
 (``scar_extent_score``: 0 none or under 1 %, 1 1-25 %, 2 26-50 %, 3 51-75 %, 4 76-100 % of its myocardium) and
 labelled with its number and scar %; a segment without myocardium is grey and labelled "–" (the apex, where
 no slice lies beyond the cavity). A report stored before the apex was reported has 16 segments: its disc is
-drawn empty, dashed. A caption
+drawn empty, dashed. A segment with scar (graded 1 or more) whose scar lies only on slices with QC flags
+(:func:`qc_only_segments`) is outlined in dashed blue, and a caption names it: read those slices first. A caption
 says how wide the septum was taken (:func:`septum_text`): the map's segments are drawn equal whatever it was.
+
+Figures are rounded for a reader as :data:`ROUNDING` says (:func:`amount_text`, :func:`whole_percent_text`); the
+JSON and CSV keep them whole.
 """
 
 from __future__ import annotations
 
 import math
 import textwrap
-from typing import Any
+from typing import Any, Callable
 from xml.sax.saxutils import escape as _xml_escape
 
 from .aha import (
@@ -31,6 +35,13 @@ from .aha import (
 from .quantify import INTENDED_USE, MIRROR_WARNING, Report, report_warnings, scar_on_flagged_slices
 from .text import visible
 
+#: How the page and the picture round figures for a reader; the JSON and CSV keep every digit. The model's
+#: repeatability does not support more (its card: scar volume moves by a median 1.6 % with the crop moved by half a
+#: pixel, scar % agrees with the experts' within about ±13 points).
+ROUNDING = ("masses to 0.1 g, volumes to 0.1 mL, percentages to whole numbers (with a decimal where a grade or band "
+            "would otherwise read wrong)")
+#: Outline of a segment whose scar lies only on slices with QC flags (:func:`qc_only_segments`).
+QC_OUTLINE_COLOUR = "#1f4fbf"
 #: Fill colour of each scar grade, 0 to 4 (white to dark red), and of a segment without myocardium.
 GRADE_COLOURS = ("#ffffff", "#fde0c5", "#f59e72", "#d9452b", "#8c1010")
 NO_MYOCARDIUM_COLOUR = "#c8c8c8"
@@ -50,6 +61,8 @@ _CENTRE = (_WIDTH / 2, 200.0)  # below the title and the "anterior" label
 _LEGEND_Y = _CENTRE[1] + _OUTER + 34
 _CAPTION_Y = _LEGEND_Y + 22  # the septum, the summary, how the angles were found (without orientation), the use
 _CAPTION_STEP = 14
+#: The longest caption kept on one row (at 9 px type it fills the width); a longer one runs on to the next.
+_CAPTION_MAX_CHARACTERS = 84
 
 
 def escape(text: str) -> str:
@@ -82,16 +95,38 @@ def segment_geometry(number: int) -> tuple[float, float, float, float]:
     raise ValueError(f"no AHA segment {number} on the bullseye (1-17)")
 
 
-def percent_text(scar_percent: float | None) -> str:
+def amount_text(value: float | None) -> str:
+    """A mass (g) or volume (mL) as the page shows it (:data:`ROUNDING`): "18.6"; "<0.1" for a speck that would read
+    as none; "–" for None."""
+    if value is None:
+        return "–"
+    return "<0.1" if 0 < value < 0.05 else f"{value:.1f}"
+
+
+def whole_percent_text(value: float | None) -> str:
+    """A percentage as the page shows it (:data:`ROUNDING`), without the "%": "13"; "<1" and ">99" for what is
+    neither none nor all; "–" for None."""
+    if value is None:
+        return "–"
+    if 0 < value < 0.5:
+        return "<1"
+    if 99.5 <= value < 100:
+        return ">99"
+    return f"{value:.0f}"
+
+
+def percent_text(scar_percent: float | None, grade: Callable[[float], int | None] = extent_score) -> str:
     """A segment's scar % with as few decimals as keep its grade, and keep a speck of scar from reading as none:
     "13 %", "25.3 %" (grade 2, not "25 %"), "0.3 %" (grade 0, under 1 %, but not "0 %"); "<0.01 %", "<1 %" or
-    ">25 %" when even two decimals would not; "–" for None."""
+    ">25 %" when even two decimals would not; "–" for None. ``grade``: the grading whose bands the text keeps
+    (:func:`scarnet.aha.extent_score`; :func:`scarnet.aha.transmurality_band` for a transmurality)."""
     if scar_percent is None:
         return "–"
-    grade = extent_score(scar_percent)
+    grading = grade
+    grade = grading(scar_percent)
     for decimals in (0, 1, 2):
         shown = round(scar_percent, decimals)
-        if extent_score(shown) == grade and (shown > 0) == (scar_percent > 0):
+        if grading(shown) == grade and (shown > 0) == (scar_percent > 0):
             return f"{shown:.{decimals}f} %"
     if scar_percent < 0.01:
         return "<0.01 %"
@@ -123,6 +158,28 @@ def basal_end_text(order: dict[str, Any] | None) -> str:
     source = order.get("from")
     said = ", as given" if source == "given" else f" (from the {source})" if source else ""
     return f"the {order.get('basal_end', '?')} slice{said}"
+
+
+def qc_only_segments(data: dict[str, Any]) -> list[int]:
+    """The segments of a report (its dict form) with scar (graded 1 or more) all of which lies on slices with QC
+    flags: read those slices before the segment's figures. Each segment's ``scar_slices`` say where its scar is; a
+    report stored before they were recorded names a segment only where every one of its slices with scar (anywhere
+    on the slice) is flagged, which may leave out one that has its own scar only there."""
+    slices = data.get("slices") or []
+    flagged = {s.get("index") for s in slices if s.get("qc_flags")}
+    if not flagged:
+        return []
+    with_scar = {s.get("index") for s in slices if (s.get("scar_ml") or 0) > 0}
+    out = []
+    for segment in data.get("segments") or []:
+        if (segment.get("scar_extent_score") or 0) < 1:
+            continue
+        where = segment.get("scar_slices")
+        if where is None:  # an older report
+            where = [k for k in segment.get("slices") or [] if k in with_scar]
+        if where and all(k in flagged for k in where):
+            out.append(int(segment["segment"]))
+    return out
 
 
 def apex_not_imaged(segments: list[dict[str, Any]] | None) -> bool:
@@ -176,6 +233,8 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
                                for i, line in enumerate(lines)) + "</text>")
         parts.append("</svg>")
         return "\n".join(parts) + "\n"
+    qc_only = qc_only_segments(data)
+    outlines = []
     for segment in segments:
         number = segment["segment"]
         start, end, inner, outer = segment_geometry(number)
@@ -185,19 +244,28 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         attributes = (f'fill="{colour}" stroke="#000000" stroke-width="1" data-segment="{number}" '
                       f'data-grade="{"" if score is None else score}"')
         title = f"<title>{number} {escape(segment['name'])}: {percent}" + (
-            " (no slice beyond the cavity)" if number == APEX_SEGMENT and score is None else "") + "</title>"
+            " (no slice beyond the cavity)" if number == APEX_SEGMENT and score is None else "") + (
+            "; scar only on slices with QC flags: read them first" if number in qc_only else "") + "</title>"
+        outline = (f'fill="none" stroke="{QC_OUTLINE_COLOUR}" stroke-width="3" stroke-dasharray="6,3" '
+                   f'data-qc-segment="{number}"')
         if number == APEX_SEGMENT:
             parts.append(f'<circle cx="{cx}" cy="{cy}" r="{outer * _OUTER:.2f}" {attributes}>{title}</circle>')
+            if number in qc_only:
+                outlines.append(f'<circle cx="{cx}" cy="{cy}" r="{outer * _OUTER - 1.5:.2f}" {outline}/>')
             x, y = cx, cy
         else:
             path = _sector_path(cx, cy, start, end, inner * _OUTER, outer * _OUTER)
             parts.append(f'<path d="{path}" {attributes}>{title}</path>')
+            if number in qc_only:  # drawn after every fill, so that a neighbour's does not cover it
+                inset = _sector_path(cx, cy, start, end, inner * _OUTER + 1.5, outer * _OUTER - 1.5)
+                outlines.append(f'<path d="{inset}" {outline}/>')
             x, y = _point(cx, cy, (inner + outer) / 2 * _OUTER, (start + end) / 2)
         text_colour = "#ffffff" if score is not None and score >= 3 else "#000000"
         parts.append(f'<text x="{x:.1f}" y="{y - 2:.1f}" text-anchor="middle" font-size="11" '
                      f'fill="{text_colour}">{number}</text>')
         parts.append(f'<text x="{x:.1f}" y="{y + 10:.1f}" text-anchor="middle" font-size="9" '
                      f'fill="{text_colour}">{percent}</text>')
+    parts += outlines
     if all(segment["segment"] != APEX_SEGMENT for segment in segments):  # a report stored before the apex was
         parts.append(f'<circle cx="{cx}" cy="{cy}" r="{_RADII[0] * _OUTER:.2f}" fill="none" stroke="#000000" '
                      'stroke-dasharray="3,3"><title>17 apex: not in this report</title></circle>')
@@ -230,8 +298,12 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     on_flagged, indices = scar_on_flagged_slices(data.get("slices") or [])
     if indices and (data.get("total") or {}).get("scar_ml"):  # (quantify.flagged_scar_text, shorter)
         shown = ", ".join(map(str, indices[:6])) + (", …" if len(indices) > 6 else "")
-        captions.append(("qc", f"{on_flagged:.2f} of {data['total']['scar_ml']:.2f} mL of scar on slices with QC "
-                               f"flags ({shown}): read them first", "#a00000"))
+        captions.append(("qc", f"{amount_text(on_flagged)} of {amount_text(data['total']['scar_ml'])} mL of scar on "
+                               f"slices with QC flags ({shown}): read them first", "#a00000"))
+    if qc_only:
+        named = f"segment{'s' if len(qc_only) > 1 else ''} {', '.join(map(str, qc_only))}"
+        captions.append(("qc-segments", f"Dashed: scar only on QC-flagged slices ({named}): read them first",
+                         QC_OUTLINE_COLOUR))
     if apex_not_imaged(segments):
         captions.append(("apex", APEX_NOT_IMAGED, "#555555"))
     missing = missing_levels([s.get("level") for s in data.get("slices") or []])
@@ -241,13 +313,21 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         rings = "that ring is" if len(missing) == 1 else "those rings are"
         captions.append(("levels", f"No {' or '.join(missing)} slices: {rings} empty, not measured", "#a00000"))
     captions.append(("intended-use", INTENDED_USE.split(". ")[0], "#555555"))
-    for row, (name, text, colour) in enumerate(captions):
+    row = 0
+    for name, text, colour in captions:
+        # A caption too long for the picture's width (the summary of many segments) runs on to a second row.
+        lines = textwrap.wrap(text, _CAPTION_MAX_CHARACTERS) if len(text) > _CAPTION_MAX_CHARACTERS else [text]
+        content = escape(text) if len(lines) == 1 else "".join(
+            f'<tspan x="{cx}" dy="{0 if i == 0 else _CAPTION_STEP}">{escape(line)}</tspan>'
+            for i, line in enumerate(lines))
         parts.append(f'<text x="{cx}" y="{_CAPTION_Y + row * _CAPTION_STEP:.1f}" text-anchor="middle" font-size="9" '
-                     f'fill="{colour}" data-caption="{name}">{escape(text)}</text>')
-    parts[0] = _header(_height(len(captions)))
+                     f'fill="{colour}" data-caption="{name}">{content}</text>')
+        row += len(lines)
+    parts[0] = _header(_height(row))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["APEX_NOT_IMAGED", "GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "apex_not_imaged", "basal_end_text",
-           "bullseye_svg", "percent_text", "segment_geometry", "septum_text", "summary_text"]
+__all__ = ["APEX_NOT_IMAGED", "GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "QC_OUTLINE_COLOUR", "ROUNDING", "amount_text",
+           "apex_not_imaged", "basal_end_text", "bullseye_svg", "percent_text", "qc_only_segments",
+           "segment_geometry", "septum_text", "summary_text", "whole_percent_text"]

@@ -1,48 +1,73 @@
 """A printable report of one exam: a self-contained HTML page (open it in a browser, print it to PDF).
 
-What a reader files with the study: which input and which weights, the warnings, the totals (LV
-myocardium and scar mass, scar % of the myocardium, MVO, transmurality), the AHA bullseye and
-segment table when the segments were reported, the per-slice table with its QC flags, and the
-conventions behind the figures. Plain HTML and CSS with the bullseye's SVG inline: nothing is
-fetched, so the page reads the same offline and in ten years.
+What a reader files with the study: which input and which weights, the warnings (one short line each, the
+engine's full text folded under it), the totals as an LGE report states them (scar mass in g and as % of the LV
+myocardial mass first, volumes after; MVO, transmurality), the AHA bullseye and segment table when the segments
+were reported (each segment's extent grade, mean transmural extent of its scar with Kim's band, and whether its
+scar lies only on slices with QC flags), the per-slice table with its QC flags, a short "About the model" box
+from the model card, and what the figures mean in a reader's words (the technical definitions folded for
+analysts). Figures are rounded for reading (:data:`scarnet.bullseye.ROUNDING`); the JSON and CSV keep every
+digit. Plain HTML and CSS with the bullseye's SVG inline: nothing is fetched, so the page reads the same offline
+and in ten years; made to print on one or two A4 pages.
 """
 
 from __future__ import annotations
 
 import datetime
+import re
 from html import escape as _html_escape
 from typing import Any
 
+from .aha import GIVEN_BASAL_END_WARNING_START, transmurality_band
 from .bullseye import (
     APEX_NOT_IMAGED,
+    ROUNDING,
+    amount_text,
     apex_not_imaged,
     basal_end_text,
     bullseye_svg,
     percent_text,
+    qc_only_segments,
     septum_text,
     summary_text,
+    whole_percent_text,
 )
+from .labels import MYOCARDIUM_DENSITY_G_PER_ML
+from .qc import UNLIKE_TRAINING_WARNING
 from .quantify import (
     INTENDED_USE,
+    MIRROR_WARNING,
     Report,
     dicom_image_name,
-    flagged_scar_text,
+    model_run_record,
     mvo_percent,
     report_warnings,
+    scar_on_flagged_slices,
     series_name,
     slice_list_text,
 )
 from .text import visible
+from .transmurality import RAYS_PER_SLICE
 
 _STYLE = """
 body { font-family: sans-serif; font-size: 12px; color: #111; max-width: 900px; margin: 16px auto; }
-h1 { font-size: 18px; margin-bottom: 2px; } h2 { font-size: 14px; margin: 18px 0 6px; }
+h1 { font-size: 18px; margin-bottom: 2px; } h2 { font-size: 14px; margin: 14px 0 4px; }
 .identity { font-size: 14px; font-weight: bold; } .status { font-weight: bold; color: #8a4b00; }
-table { border-collapse: collapse; margin: 4px 0; } th, td { border: 1px solid #bbb; padding: 2px 6px; }
-th { background: #eee; } td.n { text-align: right; } .muted { color: #555; }
-.warning { background: #fff3cd; border: 1px solid #e0c36a; padding: 4px 8px; margin: 4px 0; }
+table { border-collapse: collapse; margin: 4px 0; } th, td { border: 1px solid #bbb; padding: 1px 5px; }
+th { background: #eee; } td.n { text-align: right; white-space: nowrap; } .muted { color: #555; }
+.lead { font-size: 14px; }
+.warning { background: #fff3cd; border: 1px solid #e0c36a; padding: 2px 8px; margin: 3px 0; }
+.warning summary { cursor: pointer; } .warning .full { margin: 2px 0 2px 14px; color: #333; }
+.qc { color: #a00000; } .qcseg { color: #1f4fbf; font-weight: bold; }
+.about { border: 1px solid #999; padding: 2px 10px; margin: 8px 0; } .about ul, ul.plain { margin: 2px 0; }
 .disclaimer { font-weight: bold; } p, .warning { overflow-wrap: break-word; }  /* a long name stays on the page */
-@media print { body { margin: 0; } h2 { page-break-after: avoid; } table { page-break-inside: auto; } }
+@page { size: A4; margin: 12mm; }
+.aha { display: flex; align-items: flex-start; gap: 12px; } .aha p { margin: 4px 0; } td.name { white-space: nowrap; }
+@media print { body { margin: 0; font-size: 10px; max-width: none; } h2 { page-break-after: avoid; }
+  table { page-break-inside: auto; } tr, .about, .aha { page-break-inside: avoid; }
+  svg { width: 400px; height: auto; flex: none; }
+  /* a folded text stays folded on paper: the warnings' full text, the analysts' definitions */
+  details:not([open]) > :not(summary) { display: none; } details.analysts:not([open]) { display: none; } }
 """
 
 
@@ -56,10 +81,23 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else escape(f"{value:.{digits}f}")
 
 
-def _table(header: list[str], rows: list[list[str]], numeric: set[int]) -> str:
-    """An HTML table; ``rows`` hold escaped cell text; ``numeric``: the columns aligned right."""
+def _amount(value: float | None, unit: str = "") -> str:
+    """A mass or volume as the page rounds it (:data:`~scarnet.bullseye.ROUNDING`), escaped: "18.6", "<0.1 mL"."""
+    text = amount_text(value)
+    return escape(text if value is None or not unit else f"{text} {unit}")
+
+
+def _percent(value: float | None) -> str:
+    """A percentage as the page rounds it, escaped: "13 %", "<1 %"; "–" for None."""
+    return "–" if value is None else escape(f"{whole_percent_text(value)} %")
+
+
+def _table(header: list[str], rows: list[list[str]], numeric: set[int], names: bool = False) -> str:
+    """An HTML table; ``rows`` hold escaped cell text; ``numeric``: the columns aligned right; ``names``: the first
+    column kept on one line (a segment's name)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<td class="n">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
+    body = "".join("<tr>" + "".join(f'<td class="n">{cell}</td>' if i in numeric else
+                                    f'<td class="name">{cell}</td>' if names and i == 0 else f"<td>{cell}</td>"
                                     for i, cell in enumerate(row)) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -136,6 +174,189 @@ def _flag_name(flag: str) -> str:
     return f"{name} ({flag})" if name else flag
 
 
+#: Short lines for the engine's longer warnings, as (pattern, line): the first pattern found in a warning (its file
+#: name taken off) gives its line on the page, with the pattern's named groups filled in; the warning's full text is
+#: folded under it. A warning none of them matches is cut to its first clause (:func:`warning_headline`).
+_HEADLINES: tuple[tuple[str, str], ...] = (
+    (r"its sform makes voxels of (?P<sform>\S+) mm, its pixdim (?P<pixdim>\S+) mm",
+     "Voxel size uncertain: read as {pixdim} mm (pixdim), the sform says {sform} mm; every volume and mass depends "
+     "on it"),
+    (r"its sform and qform place the image up to (?P<mm>\S+) mm apart",
+     "Image position uncertain: the header's sform and qform differ by up to {mm} mm"),
+    (r"has a negative spacing", "Header with a negative voxel spacing: check left and right"),
+    (r"its voxels are 1×1×1 mm", "Voxel size 1×1×1 mm, often a placeholder: volumes and masses are right only if true"),
+    (r"voxel axes are not perpendicular.*volumes come out (?P<excess>\S+) % too", "Sheared voxel grid: volumes "
+     "{excess} % too large"),
+    (rf"^{re.escape(MIRROR_WARNING[:60])}",
+     "No short-axis orientation: septum and lateral wall may be exchanged in the segments (mark the inferior RV "
+     "insertion too)"),
+    (rf"^{re.escape(GIVEN_BASAL_END_WARNING_START)}", "The basal end as given disagrees with the image: basal and "
+     "apical segments may be exchanged"),
+    (r"^AHA segments: .*too few for basal, mid and apical thirds: the (?P<levels>.+?) segments",
+     "Too few slices for three levels: the {levels} segments are empty, not measured"),
+    (r"RV insertion point lies (?P<deg>\d+) degrees round the LV from the RV's side",
+     "RV insertion point {deg}° round from the RV's side: RAS and LPS mixed up? The segments would be turned"),
+    (rf"unsure of the heart in (?P<n>\d+) of the (?P<of>\d+) slices.*{re.escape(UNLIKE_TRAINING_WARNING)}",
+     "Model unsure in {n} of {of} slices: the exam may differ from the training data; read every slice"),
+    (r"unsure of the LV it draws in (?P<n>\d+) of the (?P<of>\d+) slices.*not refused",
+     "Model unsure of the LV in {n} of {of} slices: check that the heart is in the field of view"),
+    (r"carries no QC calibration", "Weights without their own QC calibration: the QC flags may mark too many slices "
+     "or too few"),
+    (r"^(?P<slices>slices? [\d, ]+) (?:has|have) no myocardium between slices",
+     "{slices}: no myocardium between slices with it (not drawn, or LV missed), left out of the totals"),
+    (r"^(?P<slices>slices? [\d, ]+) (?:has|have) scar but no healthy myocardium",
+     "{slices}: scar but no healthy myocardium (scar 100 %): check the contours"),
+    (r"^(?P<slices>slices? [\d, ]+) (?:has|have) background enclosed beside the myocardium \((?P<ml>[^)]+)\)",
+     "{slices}: {ml} of background enclosed in the wall, counted as neither myocardium nor scar: check the contours"),
+    (r"^(?P<slices>slices? [\d, ]+) (?:has|have) the blood pool open to the background",
+     "{slices}: myocardial ring broken (blood pool open to the outside): check the contours"),
+    (r"^the labelmap has no myocardium", "No myocardium in the labelmap: every figure is 0"),
+    (r"^the scar is no brighter than the healthy myocardium",
+     "Scar no brighter than healthy myocardium on the image: labels swapped, or another image?"),
+)
+#: A warning's short line keeps at most this many words (its first clause; the full text is folded under it).
+HEADLINE_WORDS = 16
+#: What ends a warning's first clause (:func:`warning_headline`), once it has a few words.
+_CLAUSE_END = re.compile(r"; |: | \(|, which |\. ")
+#: A file or folder name at the start of a warning (``/data/lge.nii.gz: ...``).
+_LEADING_PATH = re.compile(r"^(?:\S*[/\\]\S*|\S+\.(?:nii|nii\.gz|nrrd|nhdr|mha|mhd|dcm|png)): ")
+
+
+def _first_clause(text: str) -> str:
+    """``text`` up to the end of its first clause with three words or more, at most :data:`HEADLINE_WORDS` words."""
+    for end in _CLAUSE_END.finditer(text):
+        if len(text[:end.start()].split()) >= 3:
+            text = text[:end.start()]
+            break
+    words = text.split()
+    return text if len(words) <= HEADLINE_WORDS else " ".join(words[:HEADLINE_WORDS]) + " …"
+
+
+def warning_headline(message: str, names: tuple[str, ...] = ()) -> str:
+    """One short line for a warning on the page: the file name it starts with taken off (``names``: the input's and
+    the labelmap's, which the page shows above; else anything that looks like a path), then the line of the first of
+    :data:`_HEADLINES` it matches, else its first clause; the first letter capitalised."""
+    text = str(message)
+    for name in names:
+        if name and text.startswith(f"{name}: "):
+            text = text[len(name) + 2:]
+            break
+    else:
+        text = _LEADING_PATH.sub("", text, count=1)
+    line = None
+    for pattern, headline in _HEADLINES:
+        if match := re.search(pattern, text):
+            line = headline.format(**match.groupdict())
+            break
+    if line is None:
+        why = re.match(r"no AHA segments: (.*)", text, re.DOTALL)
+        line = f"no AHA segments: {_first_clause(why.group(1))}" if why else _first_clause(text)
+    return line[:1].upper() + line[1:]
+
+
+def _warning_html(message: str, names: tuple[str, ...]) -> str:
+    """A warning on the page: its short line, the full text folded under it where that says more."""
+    headline = warning_headline(message, names)
+    if headline == message[:1].upper() + message[1:]:  # short enough as it is
+        return f'<div class="warning">{escape(headline)}</div>'
+    return (f'<details class="warning"><summary>{escape(headline)}</summary>'
+            f'<div class="full">{escape(str(message))}</div></details>')
+
+
+#: The figures the "About the model" box gives for the bundled weights, as their model card states them
+#: (scarnet/weights/MODEL_CARD.md: "Training", "Evaluation" and its ScarNet row, "Known limits"). A test reads each
+#: back from the card and the sha256 from the weights' sidecar: a new release of the weights must update both.
+BUNDLED_MODEL_CARD = {
+    "sha256": "b541c9a4d3294cc0ac5cb26d5d6d258a28335b19656ac218d2a2c432350fd621",
+    "train_exams": "80",
+    "centre": "University Hospital of Dijon, France",
+    "val_exams": "20",
+    "val_infarct": "13",
+    "val_normal": "7",
+    "myocardium_dice": "0.850",
+    "scar_dice": "0.571",
+    "mvo_dice": "0.470",
+    "scar_percent_bias": "+1.22",
+    "scar_percent_loa": ("−11.8", "+14.2"),
+    "normal_with_scar": "6/7",
+    "normal_scar_ml": "0.76",
+}
+
+
+def about_model_html(data: dict[str, Any]) -> str:
+    """The page's "About the model" box: what the bundled weights were trained on, their measured accuracy and
+    limits (:data:`BUNDLED_MODEL_CARD`), their use; for other weights, that their accuracy is not known here. "" for a
+    report without a model run (a reader's labelmap)."""
+    run = model_run_record(data)
+    if not run:
+        return ""
+    weights = run.get("weights")
+    sha = str(weights.get("sha256") or "") if isinstance(weights, dict) else ""
+    use = ("Use", "research only, non-commercial (the weights were trained on EMIDEC, CC BY-NC-SA 4.0); not a "
+                  "medical device, not for clinical diagnosis.")
+    if sha != BUNDLED_MODEL_CARD["sha256"]:
+        if isinstance(weights, dict) and sha:
+            which = f"these weights ({_weights_text(weights)}), not the bundled ones"
+        elif "weights" in run and not isinstance(weights, dict):
+            which = "a model passed in (no weights file)"
+        else:
+            which = "weights this report does not record"
+        items = [("Weights", f"this segmentation was made with {which}: their training and accuracy are not stated "
+                             "here; see their own model card."), use]
+    else:
+        card = BUNDLED_MODEL_CARD
+        low, high = card["scar_percent_loa"]
+        items = [
+            ("Trained on", f"{card['train_exams']} exams of the EMIDEC data set, all from one centre "
+                           f"({card['centre']}), and synthetic images. Not tested on other centres, scanners or "
+                           "sequences: expect lower accuracy there."),
+            ("Measured accuracy", f"on the {card['val_exams']} EMIDEC validation exams ({card['val_infarct']} "
+                                  f"infarct, {card['val_normal']} normal; not trained on, but the saved checkpoint was "
+                                  "chosen on them, so the figures may be a little optimistic) against expert "
+                                  "contours: myocardium Dice "
+                                  f"{card['myocardium_dice']}, scar Dice {card['scar_dice']} (1 = the same contours); "
+                                  f"scar % of the LV within {low} to {high} points of the experts' (95 % limits of "
+                                  f"agreement, mean {card['scar_percent_bias']}); MVO Dice {card['mvo_dice']}, "
+                                  "indicative only. Below the project's accuracy targets."),
+            ("Limits", f"false scar in {card['normal_with_scar']} normal hearts (mean {card['normal_scar_ml']} "
+                       "mL): read a few mL of scar as possibly none; small infarcts are the least reliable."),
+            use,
+        ]
+    body = "".join(f"<li><b>{escape(label)}</b>: {escape(text)}</li>" for label, text in items)
+    return ('<div class="about"><b>About the model</b> (ScarNet; figures from its model card, '
+            f"scarnet/weights/MODEL_CARD.md)<ul>{body}</ul></div>")
+
+
+#: A segment's mean transmurality band (:func:`scarnet.aha.transmurality_band`) as the table names it.
+TRANSMURALITY_BAND_LABELS = ("0", "1–25", "26–50", "51–75", "76–100")
+
+
+def segment_transmurality_text(segment: dict[str, Any]) -> str:
+    """A segment's mean transmural extent of scar and its band, "62 % (51–75)"; "0 %" where its rays were measured
+    and none meets scar, or it has no scar (a ray at its edge may graze a neighbour's); "–" where they were not (the
+    apex, a segment without slices) or a report stored before the figure was recorded."""
+    if "scar_transmurality_mean_percent" not in segment or segment.get("transmural_over_50_percent") is None:
+        return "–"
+    mean = segment["scar_transmurality_mean_percent"]
+    if mean is None or not segment.get("scar_ml"):
+        return "0 %"
+    return f"{percent_text(mean, transmurality_band)} ({TRANSMURALITY_BAND_LABELS[transmurality_band(mean)]})"
+
+
+def _flagged_scar_line(data: dict[str, Any]) -> str | None:
+    """How much of the scar lies on slices with QC flags, rounded as the page rounds (the terminal's
+    :func:`scarnet.quantify.flagged_scar_text` keeps two decimals); None when none does."""
+    on_flagged, indices = scar_on_flagged_slices(data.get("slices") or [])
+    total = (data.get("total") or {}).get("scar_ml") or 0.0
+    if not indices or total <= 0:
+        return None
+    percent = 100.0 * on_flagged / total
+    share = "all of it" if on_flagged >= total - 1e-6 else f"{whole_percent_text(percent)} %"
+    return (f"{amount_text(on_flagged)} of the {amount_text(total)} mL of scar ({share}) is on slices with QC flags "
+            f"({'slice' if len(indices) == 1 else 'slices'} {', '.join(map(str, indices))}): read them before "
+            "reporting it")
+
+
 def _identity_text(identity: dict[str, str]) -> str:
     """``Patient Doe, Jane · ID 123 · born 1960-01-01 · Study 2026-01-01 · Accession A1`` (escaped)."""
     return " · ".join(f"{label} {escape(identity[key])}" for key, label in IDENTITY_LABELS.items()
@@ -180,29 +401,38 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     parts.append(f'<p class="status">{escape(review_status_text(data))}</p>')
     parts.append(f'<p class="disclaimer">{escape(INTENDED_USE)}</p>')
     warnings = [*report_warnings(data), *(data.get("segments_left_out") or [])]
-    parts += [f'<div class="warning">{escape(str(message))}</div>' for message in warnings]
+    names = tuple(str(name) for name in (data.get("input"), data.get("labelmap"), source) if name)
+    parts += [_warning_html(str(message), names) for message in warnings]
 
+    # Totals as an LGE report gives them: the scar's mass and its share of the LV myocardial mass first.
     parts.append("<h2>Totals</h2>")
-    rows = [["LV myocardium", f"{_number(total['myocardium_ml'])} mL", f"{_number(total['myocardium_g'], 1)} g"],
-            ["Scar (MVO included)", f"{_number(total['scar_ml'])} mL", f"{_number(total['scar_g'], 1)} g"],
-            ["Scar % of LV myocardium", f"{_number(total['scar_percent'], 1)} %", ""],
-            ["MVO", f"{_number(total['mvo_ml'])} mL"
-                    + ("" if (mvo := mvo_percent(total["mvo_ml"], total["myocardium_ml"])) is None
-                       else f" ({_number(mvo, 1)} % of LV myocardium)"), ""],
-            ["LV blood pool (on these slices; not an LV volume)", f"{_number(total['lv_blood_pool_ml'])} mL", ""],
-            ["Slices with myocardium / with scar",
-             escape(f"{total['slices_with_myocardium']} / {total['slices_with_scar']}"), ""]]
-    if flagged := flagged_scar_text(data):  # a normal heart's false scar, all on flagged slices, reads as an infarct
-        rows.append(["Scar on slices with QC flags", escape(flagged), ""])
+    mvo = mvo_percent(total["mvo_ml"], total["myocardium_ml"])
+    density = (conventions := data.get("conventions") or {}).get("myocardium_density_g_per_ml",
+                                                                  MYOCARDIUM_DENSITY_G_PER_ML)
+    mvo_g = total["mvo_ml"] * density if isinstance(density, (int, float)) and total["mvo_ml"] is not None else None
+    parts.append(f'<p class="lead"><b>Scar (LGE): {_amount(total["scar_g"], "g")}, '
+                 f'{_percent(total["scar_percent"])} of the LV myocardial mass</b> '
+                 f'({_amount(total["myocardium_g"], "g")})'
+                 + ("" if mvo is None else "; no MVO" if not total["mvo_ml"] else
+                    f"; MVO {_percent(mvo)} of the LV myocardial mass") + ".</p>")
+    rows = [["Scar (LGE, MVO included)", _amount(total["scar_g"]), _percent(total["scar_percent"]),
+             _amount(total["scar_ml"])],
+            ["MVO (microvascular obstruction)", _amount(mvo_g), _percent(mvo), _amount(total["mvo_ml"])],
+            ["LV myocardium", _amount(total["myocardium_g"]), "", _amount(total["myocardium_ml"])],
+            ["LV blood pool on these slices (not an LV volume)", "", "", _amount(total["lv_blood_pool_ml"])]]
+    parts.append(_table(["", "Mass g", "% of LV myocardial mass", "Volume mL"], rows, {1, 2, 3}))
+    facts = [escape(f"Slices with myocardium / with scar: {total['slices_with_myocardium']} / "
+                    f"{total['slices_with_scar']}")]
     if total.get("scar_circumference_percent") is not None:
-        rows.append(["LV circumference with scar / scar through more than half of the wall",
-                     f"{_number(total['scar_circumference_percent'], 0)} % / "
-                     f"{_number(total['transmural_over_50_percent'], 0)} %", ""])
-    parts.append(_table(["", "Value", "Mass"], rows, {1, 2}))
+        facts.append(f"LV circumference with scar {_percent(total['scar_circumference_percent'])}, with scar through "
+                     f"more than half of the wall {_percent(total['transmural_over_50_percent'])}")
+    if flagged := _flagged_scar_line(data):  # a normal heart's false scar, all on flagged slices, reads as an infarct
+        facts.append(f'<span class="qc">Scar on slices with QC flags: {escape(flagged)}</span>')
+    parts.append('<ul class="plain">' + "".join(f"<li>{fact}</li>" for fact in facts) + "</ul>")
 
     if data.get("segments") is not None:
         parts.append("<h2>AHA segments</h2>")
-        parts.append(bullseye_svg(data, f"Scar per AHA segment ({made_from})"))
+        parts.append('<div class="aha">' + bullseye_svg(data, f"Scar per AHA segment ({made_from})") + "<div>")
         order = data.get("base_apex") or {}
         summary = f"{summary_text(data['segment_summary'])}. " if data.get("segment_summary") else ""
         apex = f" {APEX_NOT_IMAGED[:1].upper()}{APEX_NOT_IMAGED[1:]}." if apex_not_imaged(data["segments"]) else ""
@@ -210,33 +440,52 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                      f"{escape(septum_text(data.get('septal_span_deg')))}. Basal end: "
                      f"{escape(basal_end_text(order))}; angles from the {escape(str(data.get('segment_angles_from')))}."
                      f"{escape(apex)}</p>")
-        # An apex without slices is not imaged: "–", not 0 mL measured.
-        rows = [[escape(f"{s['segment']} {s['name']}"), escape(slice_list_text(s["slices"], dash="–") or "–"),
-                 _number(s["myocardium_ml"] if s["slices"] else None), _number(s["scar_ml"] if s["slices"] else None),
-                 escape(percent_text(s["scar_percent"])),
-                 "–" if s["scar_extent_score"] is None else escape(str(s["scar_extent_score"])),
-                 _number(s["transmural_over_50_percent"], 0), _number(s["mvo_ml"] if s["slices"] else None)]
-                for s in data["segments"]]
         if territories := territory_text(data["segments"]):
             parts.append(f'<p class="muted">{escape(territories)}</p>')
-        parts.append(_table(["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %",
-                             "Extent grade (0: none, 1: 1–25, 2: 26–50, 3: 51–75, 4: 76–100 % of the segment)",
-                             "Rays > 50 % transmural (%)", "MVO mL"], rows, {2, 3, 4, 5, 6, 7}))
+        parts.append("</div></div>")
+        qc_only = qc_only_segments(data)
+        with_scar = {s["index"] for s in slices if (s.get("scar_ml") or 0) > 0}
+        rows = []
+        # An apex without slices is not imaged: "–", not 0 mL measured.
+        for s in data["segments"]:
+            imaged = bool(s["slices"])
+            row = [escape(f"{s['segment']} {s['name']}"), escape(slice_list_text(s["slices"], dash="–") or "–"),
+                   _amount(s["myocardium_ml"] if imaged else None), _amount(s["scar_ml"] if imaged else None),
+                   escape(percent_text(s["scar_percent"])),
+                   "–" if s["scar_extent_score"] is None else escape(str(s["scar_extent_score"])),
+                   escape(segment_transmurality_text(s)), _percent(s["transmural_over_50_percent"]),
+                   _amount(s["mvo_ml"] if imaged else None)]
+            if qc_only:
+                where = s.get("scar_slices") or [k for k in s["slices"] if k in with_scar]  # (an older report)
+                row.append(f'<span class="qcseg">slice{"s" if len(where) > 1 else ""} '
+                           f'{escape(slice_list_text(where, dash="–"))}</span>' if s["segment"] in qc_only else "")
+            rows.append(row)
+        parts.append(_table(["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %", "Grade 0–4",
+                             "Transmurality, mean (band)", "Rays > 50 % transmural",
+                             "MVO mL"] + (["Scar only on QC-flagged"] if qc_only else []),
+                            rows, {2, 3, 4, 5, 6, 7, 8}, names=True))
+        parts.append('<p class="muted">Scar %: of the segment\'s myocardium. Grade: that share on Kim\'s 0–4 scale '
+                     "(0: none or under 1 %, 1: 1–25, 2: 26–50, 3: 51–75, 4: 76–100 %). Transmurality: how much of "
+                     "the wall's thickness the scar fills, averaged over the segment's rays with scar, with its band "
+                     "(0, 1–25, 26–50, 51–75, 76–100 %); \"0 %\": no ray meets scar. Rays > 50 % transmural: the "
+                     "segment's rays with scar through more than half of the wall, % of its rays."
+                     + (" <span class=\"qcseg\">Scar only on QC-flagged slices</span> (dashed blue on the bullseye): "
+                        "read those slices before the segment's figures." if qc_only else "") + "</p>")
 
     parts.append("<h2>Per slice</h2>")
     with_dicom = any(s.get("dicom") for s in slices)
     with_level = any(s.get("level") for s in slices)
     with_qc = bool(data.get("qc")) or any(s.get("qc_flags") for s in slices)
     header = (["Slice", "Position mm"] + (["DICOM image"] if with_dicom else []) + (["Level"] if with_level else [])
-              + ["Myocardium mL", "Scar mL", "Scar %", "MVO mL", "Transmural > 50 % (%)"]
+              + ["Myocardium mL", "Scar mL", "Scar %", "MVO mL", "Rays > 50 % transmural"]
               + (["QC flags"] if with_qc else []))
     rows = []
     for s in slices:
         rows.append([escape(str(s["index"])), _number(s["position_mm"], 1),
                      *([escape(dicom_image_name(s.get("dicom")))] if with_dicom else []),
                      *([escape(s.get("level") or "–")] if with_level else []),
-                     _number(s["myocardium_ml"]), _number(s["scar_ml"]), _number(s["scar_percent"], 1),
-                     _number(s["mvo_ml"]), _number(s.get("transmural_over_50_percent"), 0),
+                     _amount(s["myocardium_ml"]), _amount(s["scar_ml"]), _percent(s["scar_percent"]),
+                     _amount(s["mvo_ml"]), _percent(s.get("transmural_over_50_percent")),
                      *([escape(", ".join(_flag_name(flag) for flag in s.get("qc_flags") or []) or "–")]
                        if with_qc else [])])
     first_number = 2 + with_dicom + with_level
@@ -248,22 +497,52 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                                          f"{escape(_FLAG_READING.get(flag) or str(flags.get(flag, '')))}"
                                          for flag in used) + "</p>")
 
+    parts.append(about_model_html(data))
     # A printout is signed by whoever checked (and corrected) the contours.
     parts.append("<h2>Review</h2><p>Contours checked (and corrected) by: ______________________ &nbsp; Date: "
                  "______________ &nbsp; Signature: ______________________</p>")
-    conventions = data.get("conventions") or {}
-    parts.append("<h2>Conventions</h2><ul>")
-    if made_from == "ScarNet model" or data.get("inference"):
-        parts.append("<li><b>scar method</b>: enhanced myocardium as the model segments it (trained on expert "
-                     "contours; then as a reader corrected it, where the status line says so), not an n-SD or FWHM "
-                     "threshold: the figures are not interchangeable with threshold-based ones</li>")
+    parts.append("<h2>What the figures mean</h2><ul>")
+    parts += [f"<li><b>{escape(term)}</b>: {escape(meaning)}</li>"
+              for term, meaning in plain_conventions(data, made_from)]
+    parts.append("</ul>")
+    # The definitions an analyst needs to reproduce the figures: folded on screen, left out of the printout.
+    parts.append('<details class="analysts"><summary>Technical definitions (for analysts)</summary><ul>')
     for key in ("scar", "myocardium", "position_mm", "transmurality", "level", "segments"):
         if key in conventions:
             parts.append(f"<li><b>{escape(key)}</b>: {escape(str(conventions[key]))}</li>")
-    density = escape(str(conventions.get("myocardium_density_g_per_ml", 1.05)))
-    parts.append(f"<li><b>mass</b>: volume × {density} g/mL</li>")
-    parts.append("</ul></body></html>\n")
+    parts.append(f"<li><b>mass</b>: volume × {escape(str(density))} g/mL</li>")
+    parts.append("<li><b>scar_transmurality_mean_percent</b> (per segment): the mean transmurality of the segment's "
+                 "rays with scar, from the same rays as transmural_over_50_percent; null without such rays "
+                 "(scarnet.aha); <b>scar_slices</b>: the slices where the segment has scar</li>")
+    parts.append("</ul></details></body></html>\n")
     return "\n".join(parts)
 
 
-__all__ = ["report_html", "series_name", "series_text"]
+def plain_conventions(data: dict[str, Any], made_from: str = "ScarNet model") -> list[tuple[str, str]]:
+    """What the page's terms mean, one sentence each in a reader's words (the technical definitions are folded
+    under them): scar %, mass, transmural, level, segments and grade, the scar method of a model's segmentation,
+    and the rounding (:data:`~scarnet.bullseye.ROUNDING`)."""
+    density = (data.get("conventions") or {}).get("myocardium_density_g_per_ml", MYOCARDIUM_DENSITY_G_PER_ML)
+    out = [("Scar %", "the share of the LV myocardium that is scar (late gadolinium enhancement, MVO included); by "
+                      "mass or by volume it is the same share."),
+           ("Mass", f"volume × {density} g/mL, the density of myocardium."),
+           ("Transmural", f"how much of the wall's thickness the scar fills, measured along {RAYS_PER_SLICE} lines "
+                          "from the LV centre on each slice; where scar fills more than half of the wall, "
+                          "dysfunctional myocardium is unlikely to recover after revascularisation (Kim et al. 2000; "
+                          "ischaemic scar)."),
+           ("Level", "basal, mid and apical are thirds of the short-axis slices from the base to the last slice with "
+                     "an LV cavity; apex: the slices beyond the cavity."),
+           ("Segments", "the AHA 17-segment model (6 basal, 6 mid, 4 apical, 17 the apex), placed from the RV "
+                        "insertion point(s) marked on the images; each is graded 0–4 by the share of it that is "
+                        "scar.")]
+    if made_from == "ScarNet model" or data.get("inference"):
+        out.append(("Scar method", "enhanced myocardium as the model segments it (trained on expert contours; then "
+                                   "as a reader corrected it, where the status line says so), not an n-SD or FWHM "
+                                   "threshold: the figures are not interchangeable with threshold-based ones."))
+    out.append(("Rounding", f"{ROUNDING}; the JSON and CSV reports keep every digit. The model's run-to-run "
+                            "differences are larger than the last digit shown."))
+    return out
+
+
+__all__ = ["BUNDLED_MODEL_CARD", "about_model_html", "plain_conventions", "report_html", "series_name",
+           "series_text", "segment_transmurality_text", "warning_headline"]

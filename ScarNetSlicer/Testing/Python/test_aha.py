@@ -439,7 +439,8 @@ def test_the_other_base_apex_order_mirrors_the_segments():
 
     from scarnet.bullseye import bullseye_svg
 
-    captions = {t.get("data-caption"): t.text for t in ET.fromstring(bullseye_svg(report)).iter()
+    # (A caption too long for one row of the picture runs on to a second: its rows are tspans.)
+    captions = {t.get("data-caption"): " ".join(t.itertext()) for t in ET.fromstring(bullseye_svg(report)).iter()
                 if t.get("data-caption")}
     assert captions["basal-end"] == ("Basal end as given, against the images': basal and apical rings may be "
                                      "exchanged and septum mirrored")  # an oriented stack: the septum's side too
@@ -642,7 +643,8 @@ def test_report_carries_levels_and_segments():
     # Every slice has a cavity: no apex, and segment 17 says so with no figures.
     assert data["segments"][16] == {"segment": 17, "name": "apex", "level": "apex", "slices": [],
                                     "myocardium_ml": 0.0, "scar_ml": 0.0, "mvo_ml": 0.0, "scar_percent": None,
-                                    "scar_extent_score": None, "transmural_over_50_percent": None}
+                                    "scar_extent_score": None, "transmural_over_50_percent": None,
+                                    "scar_transmurality_mean_percent": None, "scar_slices": []}
     assert data["segments"][1]["name"] == "basal anteroseptal" and data["segments"][1]["scar_extent_score"] == 3
     rows = list(csv.reader(io.StringIO(report.to_csv())))
     assert rows[0][-2:] == ["level", "qc_flags"] and rows[1][-2] == "basal"
@@ -800,8 +802,11 @@ def test_bullseye_draws_each_segment_in_its_place_and_grade():
     assert use.text == "Research use only: not for clinical diagnosis"
     assert not any(t.get("data-caption") == "angles" for t in root.iter(f"{svg}text"))  # an oriented stack
     summary = next(t for t in root.iter(f"{svg}text") if t.get("data-caption") == "summary")
-    assert summary.text == ("Scar (≥1 %) in 3 of 16 segments (in more than half of the segment in 2); scar score 8 "
-                            "of 64 (sum of the 0-4 grades)")
+    # Too long for one row at the picture's width: it runs on to a second (each row a tspan).
+    rows = [row.text for row in summary.iter(f"{svg}tspan")]
+    assert " ".join(rows) == ("Scar (≥1 %) in 3 of 16 segments (in more than half of the segment in 2); scar score 8 "
+                              "of 64 (sum of the 0-4 grades)")
+    assert len(rows) == 2 and max(len(row) for row in rows) <= 84
     caption = next(t for t in root.iter(f"{svg}text") if t.get("data-caption") == "septum")
     assert caption.text == "Septum: 120° from the anterior RV insertion point (AHA equal segments)"
     assert float(caption.get("y")) < float(root.get("height"))
@@ -888,3 +893,75 @@ def test_an_rv_point_away_from_the_rv_side_is_warned_of():
         warnings.simplefilter("always")
         quantify(plain, rv_insertion_lps=_point_at_angle(plain, 180.0), basal_end="first")
     assert not [w for w in caught if "from the RV's side" in str(w.message)]
+
+
+def _two_sector_labels() -> np.ndarray:
+    """The rings of :func:`_ring_labels` with scar through the whole wall 22-52° from the insertion (segments 2, 8
+    and 14) and in the inner 3.5 mm of the 9 mm wall 207-228°, across the LV (segments 5, 11 and 16): each sector 7°
+    or more inside its segments, so that no ray of another segment meets it."""
+    labels = _ring_labels(22.0, 52.0)
+    rows, cols = SHAPE[1:]
+    rr, cc = np.mgrid[:rows, :cols]
+    dr, dc = (rr - CENTRE_RC[0]) * SPACING[1], (cc - CENTRE_RC[1]) * SPACING[0]
+    radius = np.hypot(dr, dc)
+    angle = np.degrees(np.arctan2(dr, dc)) % 360
+    for z in range(SHAPE[0]):
+        cavity = 22.0 - 2.0 * z
+        labels[z][(radius >= cavity) & (radius < cavity + 3.5) & (angle > 207.0) & (angle < 228.0)] = 3
+    return labels
+
+
+def test_each_segment_has_the_mean_transmurality_of_its_rays_with_scar():
+    """Per segment, the mean transmural extent of scar over its rays with scar (scar_transmurality_mean_percent) and
+    the slices where it has scar (scar_slices): scar through the whole wall reads in Kim's band 4 (76-100 %; the rays
+    at the sector's edges graze it, so not 100 %), scar in
+    the inner 3.5 mm of a 9 mm wall about 39 % (band 2); a segment no ray of which meets scar has none; and each is
+    the mean of scarnet.transmurality's own rays of that sector on the segment's slices (the same rays)."""
+    from scarnet.aha import transmurality_band
+    from scarnet.transmurality import ray_angles, stack_rays
+
+    labels = _two_sector_labels()
+    volume = _volume(labels)
+    report = quantify(volume, rv_insertion_lps=_point_along_i(volume))
+    segments = _by_number(report)
+    assert [s.level for s in report.slices] == ["basal"] * 2 + ["mid"] * 3 + ["apical"] * 2
+    for number in (2, 8, 14):
+        assert segments[number].scar_transmurality_mean_percent > 80
+        assert transmurality_band(segments[number].scar_transmurality_mean_percent) == 4
+    for number in (5, 11, 16):
+        assert segments[number].scar_transmurality_mean_percent == pytest.approx(100 * 3.5 / 9, abs=9)
+        assert transmurality_band(segments[number].scar_transmurality_mean_percent) == 2
+        assert segments[number].transmural_over_50_percent == 0
+    for number, s in segments.items():
+        if number not in (2, 8, 14, 5, 11, 16):
+            assert s.scar_transmurality_mean_percent is None and s.scar_slices == [], number
+    assert segments[17].scar_transmurality_mean_percent is None and segments[17].transmural_over_50_percent is None
+    assert segments[2].scar_slices == segments[5].scar_slices == [0, 1]
+    assert segments[8].scar_slices == segments[11].scar_slices == [2, 3, 4]
+    assert segments[14].scar_slices == segments[16].scar_slices == [5, 6]
+    # The same rays as the slices' transmurality: the sector's rays with scar on the segment's slices.
+    rays = stack_rays(labels, (SPACING[1], SPACING[0]))[1]
+    across = (np.degrees(ray_angles()) > 180) & (np.degrees(ray_angles()) < 260)
+    for number, (sector, slices) in {5: (across, [0, 1]), 11: (across, [2, 3, 4]), 16: (across, [5, 6]),
+                                     2: (~across, [0, 1]), 8: (~across, [2, 3, 4])}.items():
+        values = np.concatenate([rays[k][sector] for k in slices])
+        expected = 100 * values[np.nan_to_num(values) > 0].mean()
+        assert segments[number].scar_transmurality_mean_percent == pytest.approx(expected, rel=1e-9), number
+    # In the JSON report, beside the segment's other figures (the CSV's columns are unchanged).
+    data = json.loads(report.to_json())
+    assert data["segments"][4]["scar_transmurality_mean_percent"] == pytest.approx(
+        segments[5].scar_transmurality_mean_percent, rel=1e-8)
+    assert data["segments"][4]["scar_slices"] == [0, 1]
+    assert data["segments"][0]["scar_transmurality_mean_percent"] is None
+
+
+@pytest.mark.parametrize("mean, band", [(None, None), (0.0, 0), (0.4, 1), (25.0, 1), (25.0000001, 1), (25.3, 2),
+                                        (50.0, 2), (50.01, 3), (75.0, 3), (75.2, 4), (100.0, 4)])
+def test_transmurality_bands_are_kims(mean, band):
+    from scarnet.aha import transmurality_band
+    from scarnet.bullseye import percent_text
+
+    assert transmurality_band(mean) == band
+    if mean is not None and mean > 0:  # shown with as many decimals as keep its band
+        shown = percent_text(mean, transmurality_band)
+        assert transmurality_band(float(shown.removesuffix(" %"))) == band

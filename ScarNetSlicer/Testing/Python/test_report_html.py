@@ -4,32 +4,47 @@ command line's --html."""
 from __future__ import annotations
 
 import datetime
+import json
+import re
 import subprocess
 import sys
+import warnings
 from html.parser import HTMLParser
 
 import pytest
 from test_aha import _point_along_i, _ring_labels, _volume, quantify_command
 
 import scarnet
+from scarnet.aha import transmurality_band
 from scarnet.bullseye import percent_text
 from scarnet.quantify import quantify
 from scarnet.report_html import report_html
 
 
 class _Page(HTMLParser):
-    """The page's tables (rows of cell text), its warnings, its SVG elements and its text outside tags."""
+    """The page's tables (rows of cell text), its warnings (their short lines) and the full text folded under them,
+    its SVG elements, its text outside tags, and whether its elements are balanced (every element opened is closed,
+    in order: the page is well-formed HTML)."""
+
+    #: Elements without an end tag.
+    VOID = {"meta", "br", "img", "hr", "input", "link", "wbr", "col", "area", "base", "source"}
 
     def __init__(self) -> None:
         super().__init__()
         self.tables: list[list[list[str]]] = []
         self.warnings: list[str] = []
+        self.full_warnings: list[str] = []
         self.svgs = 0
         self.text: list[str] = []
+        self.unbalanced: list[str] = []
+        self._open: list[str] = []
         self._cell: list[str] | None = None
+        self._into: list[str] | None = None  # where the text goes: a warning's short line or its full text
         self._in_warning = False
 
     def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self._open.append(tag)
         if tag == "table":
             self.tables.append([])
         elif tag == "tr":
@@ -39,27 +54,46 @@ class _Page(HTMLParser):
         elif tag == "svg":
             self.svgs += 1
         elif tag == "div" and ("class", "warning") in attrs:
-            self._in_warning = True
             self.warnings.append("")
+            self._into = self.warnings
+        elif tag == "details" and ("class", "warning") in attrs:
+            self._in_warning = True
+        elif tag == "summary" and self._in_warning:
+            self.warnings.append("")
+            self._into = self.warnings
+        elif tag == "div" and ("class", "full") in attrs:
+            self.full_warnings.append("")
+            self._into = self.full_warnings
+
+    def handle_startendtag(self, tag, attrs):  # <path .../>: opened and closed
+        pass
 
     def handle_endtag(self, tag):
+        if not self._open or self._open[-1] != tag:
+            self.unbalanced.append(tag)
+        else:
+            self._open.pop()
         if tag in ("td", "th"):
             self.tables[-1][-1].append("".join(self._cell))
             self._cell = None
-        elif tag == "div":
+        elif tag in ("div", "summary"):
+            self._into = None
+        elif tag == "details":
             self._in_warning = False
 
     def handle_data(self, data):
         if self._cell is not None:
             self._cell.append(data)
-        if self._in_warning:
-            self.warnings[-1] += data
+        if self._into is not None:
+            self._into[-1] += data
         self.text.append(data)
 
 
 def _read(page: str) -> _Page:
     parser = _Page()
     parser.feed(page)
+    parser.close()
+    assert not parser.unbalanced and parser._open == [], (parser.unbalanced, parser._open)  # well-formed
     return parser
 
 
@@ -85,46 +119,65 @@ def test_the_page_shows_the_report_figures():
     assert "model: weights w.safetensors, sha256 abababababab" in text
     assert f"scarnet {scarnet.__version__}" in text  # the report's own version (the model run's is in inference)
     assert "Research use only" in text
-    assert page.warnings == ["the model is unsure of <the heart>"]
+    assert page.warnings == ["The model is unsure of <the heart>"]  # short already: shown whole, not folded
     totals, segments, slices = page.tables[0], page.tables[1], page.tables[2]
     t = report.total
-    assert totals[1:7] == [
-        ["LV myocardium", f"{t.myocardium_ml:.2f} mL", f"{t.myocardium_g:.1f} g"],
-        ["Scar (MVO included)", f"{t.scar_ml:.2f} mL", f"{t.scar_g:.1f} g"],
-        ["Scar % of LV myocardium", f"{t.scar_percent:.1f} %", ""],
-        ["MVO", f"{t.mvo_ml:.2f} mL ({100 * t.mvo_ml / t.myocardium_ml:.1f} % of LV myocardium)", ""],
-        ["LV blood pool (on these slices; not an LV volume)", f"{t.lv_blood_pool_ml:.2f} mL", ""],
-        ["Slices with myocardium / with scar", f"{t.slices_with_myocardium} / {t.slices_with_scar}", ""]]
+    # Totals lead with the scar's mass and its share of the LV myocardial mass (as an LGE report gives them), then
+    # volumes; rounded once for all (masses 0.1 g, volumes 0.1 mL, percentages whole).
+    lead = f"Scar (LGE): {t.scar_g:.1f} g, {t.scar_percent:.0f} % of the LV myocardial mass"
+    assert lead in text and text.index(lead) < text.index("Mass g") and "no MVO" in text
+    assert totals == [
+        ["", "Mass g", "% of LV myocardial mass", "Volume mL"],
+        ["Scar (LGE, MVO included)", f"{t.scar_g:.1f}", f"{t.scar_percent:.0f} %", f"{t.scar_ml:.1f}"],
+        ["MVO (microvascular obstruction)", "0.0", "0 %", "0.0"],
+        ["LV myocardium", f"{t.myocardium_g:.1f}", "", f"{t.myocardium_ml:.1f}"],
+        ["LV blood pool on these slices (not an LV volume)", "", "", f"{t.lv_blood_pool_ml:.1f}"]]
+    assert f"Slices with myocardium / with scar: {t.slices_with_myocardium} / {t.slices_with_scar}" in text
     # The scar on flagged slices, beside the total it is part of (a normal heart's false scar is often all there).
     flagged = [s for s in report.slices if s.qc_flags and s.scar_ml > 0]
-    assert flagged and totals[7] == [
-        "Scar on slices with QC flags",
-        f"{sum(s.scar_ml for s in flagged):.2f} of the {t.scar_ml:.2f} mL of scar "
+    assert flagged and (
+        f"Scar on slices with QC flags: {sum(s.scar_ml for s in flagged):.1f} of the {t.scar_ml:.1f} mL of scar "
         f"({100 * sum(s.scar_ml for s in flagged) / t.scar_ml:.0f} %) is on slices with QC flags (slice"
-        f"{'s' if len(flagged) > 1 else ''} {', '.join(str(s.index) for s in flagged)}): read them before reporting it",
-        ""]
+        f"{'s' if len(flagged) > 1 else ''} {', '.join(str(s.index) for s in flagged)}): read them before reporting "
+        "it") in text
     # One row per segment, as the report has them; the bullseye drawn once, with its summary.
     # (An apex without slices is not imaged: dashes, not 0 mL measured.)
     # Slices as ranges (the phantom's thirds are runs of consecutive slices): "0–4", not "0,1,2,3,4".
     assert all(s.slices == list(range(s.slices[0], s.slices[-1] + 1)) for s in report.segments[:16])
-    assert segments[1:] == [[f"{s.segment} {s.name}", f"{s.slices[0]}–{s.slices[-1]}" if s.slices else "–",
-                             *([f"{s.myocardium_ml:.2f}", f"{s.scar_ml:.2f}"] if s.slices else ["–", "–"]),
-                             percent_text(s.scar_percent),
-                             "–" if s.scar_extent_score is None else str(s.scar_extent_score),
-                             "–" if s.transmural_over_50_percent is None else f"{s.transmural_over_50_percent:.0f}",
-                             f"{s.mvo_ml:.2f}" if s.slices else "–"] for s in report.segments]
+    assert segments[0] == ["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %", "Grade 0–4",
+                           "Transmurality, mean (band)", "Rays > 50 % transmural", "MVO mL"]
+    assert [row[:6] + row[7:] for row in segments[1:]] == [
+        [f"{s.segment} {s.name}", f"{s.slices[0]}–{s.slices[-1]}" if s.slices else "–",
+         *([f"{s.myocardium_ml:.1f}", f"{s.scar_ml:.1f}"] if s.slices else ["–", "–"]), percent_text(s.scar_percent),
+         "–" if s.scar_extent_score is None else str(s.scar_extent_score),
+         "–" if s.transmural_over_50_percent is None else f"{s.transmural_over_50_percent:.0f} %",
+         f"{s.mvo_ml:.1f}" if s.slices else "–"] for s in report.segments]
+    # Each segment's mean transmural extent of scar, with Kim's band; "0 %" without scar; "–" for the apex.
+    bands = {0: (0, 0), 1: (1, 25), 2: (26, 50), 3: (51, 75), 4: (76, 100)}
+    for row, s in zip(segments[1:], report.segments):
+        if not s.slices:
+            assert row[6] == "–"
+        elif not s.scar_ml:
+            assert row[6] == "0 %"
+        else:
+            shown, low, high = (float(x) for x in re.fullmatch(r"([\d.]+) % \((\d+)–(\d+)\)", row[6]).groups())
+            assert shown == pytest.approx(s.scar_transmurality_mean_percent, abs=0.5) and low <= shown <= high
+            assert (low, high) == bands[transmurality_band(s.scar_transmurality_mean_percent)]
+    assert any(re.fullmatch(r"\d+ % \(76–100\)", row[6]) for row in segments[1:])  # the ring's scar: the whole wall
     assert not report.segments[16].slices and "17 apex: not imaged (no slice beyond the LV cavity)" in text
     assert page.svgs == 1 and "Scar (≥1 %) in 3 of 16 segments" in text
     # One row per slice: DICOM image, level, volumes and the QC flags, with the flags explained.
     assert slices[0] == ["Slice", "Position mm", "DICOM image", "Level", "Myocardium mL", "Scar mL", "Scar %", "MVO mL",
-                         "Transmural > 50 % (%)", "QC flags"]
+                         "Rays > 50 % transmural", "QC flags"]
     assert len(slices) == 1 + len(report.slices)
     for row, s in zip(slices[1:], report.slices):
-        assert row == [str(s.index), f"{s.position_mm:.1f}", str(10 + s.index), s.level, f"{s.myocardium_ml:.2f}",
-                       f"{s.scar_ml:.2f}", f"{s.scar_percent:.1f}", f"{s.mvo_ml:.2f}",
-                       f"{s.transmural_over_50_percent:.0f}",
+        assert row == [str(s.index), f"{s.position_mm:.1f}", str(10 + s.index), s.level, f"{s.myocardium_ml:.1f}",
+                       f"{s.scar_ml:.1f}", f"{s.scar_percent:.0f} %", f"{s.mvo_ml:.1f}",
+                       f"{s.transmural_over_50_percent:.0f} %",
                        # the reader's words, then the CSV's code; not "ok" for none: the slice is unchecked
                        ", ".join(f"scar border uncertain ({flag})" for flag in s.qc_flags) or "–"]
+    # Nothing on the page at 0.01 mL or 0.01 %: the model's repeatability does not support it.
+    assert not [cell for table in page.tables for row in table for cell in row if re.search(r"\d\.\d\d", cell)]
     assert "scar and healthy myocardium hard to tell apart" in text
     assert "Contours checked (and corrected) by:" in text  # the reviewer signs the printout
 
@@ -163,7 +216,7 @@ def test_scar_on_flagged_slices_is_said_beside_the_totals_in_every_output():
     assert [cell.strip() for cell in apex[2:-1]] == ["-"] * (len(apex) - 3)  # one dash throughout, no "0.00"
     captions = {t.get("data-caption"): t.text for t in ET.fromstring(bullseye_svg(report)).iter()
                 if t.get("data-caption")}
-    assert captions["qc"] == f"{on_flagged:.2f} of {total:.2f} mL of scar on slices with QC flags (0, 1): read them " \
+    assert captions["qc"] == f"{on_flagged:.1f} of {total:.1f} mL of scar on slices with QC flags (0, 1): read them " \
         "first"
     # Neither all nor none of it is never "100 %" or "0 %"; a long list of slices and a long title stay in the picture.
     from scarnet.quantify import flagged_scar_text
@@ -186,7 +239,7 @@ def test_scar_on_flagged_slices_is_said_beside_the_totals_in_every_output():
         s.qc_flags = []
     assert "data-caption=\"qc\"" not in bullseye_svg(report)
     page = _read(report_html(report, "lge"))
-    assert not [row for row in page.tables[0] if row[0] == "Scar on slices with QC flags"]
+    assert "Scar on slices with QC flags" not in " ".join(page.text)
 
 
 def test_stored_reports_of_older_versions_and_odd_values():
@@ -239,6 +292,15 @@ def test_missing_figures_show_a_dash(value, text):
     from scarnet.report_html import _number
 
     assert _number(value) == text
+
+
+@pytest.mark.parametrize("value, amount, percent", [
+    (None, "–", "–"), (0.0, "0.0", "0"), (0.03, "<0.1", "<1"), (0.05, "0.1", "<1"), (0.6, "0.6", "1"),
+    (13.449, "13.4", "13"), (99.6, "99.6", ">99"), (100.0, "100.0", "100"), (150.137, "150.1", "150")])
+def test_figures_are_rounded_for_a_reader_and_a_speck_is_not_none(value, amount, percent):
+    from scarnet.bullseye import amount_text, whole_percent_text
+
+    assert amount_text(value) == amount and whole_percent_text(value) == percent
 
 
 def test_the_dicom_series_is_named_as_a_viewer_lists_it():
@@ -344,3 +406,181 @@ def test_the_page_says_whether_a_reader_reviewed_the_segmentation_and_where_the_
         "inferior segments): LAD 2 of 6 (1, 7); RCA 0 of 5; LCx 1 of 5 (5).")
     assert "by coronary territory" in model_page or not any(
         (s.get("scar_extent_score") or 0) >= 1 for s in data.get("segments") or [])
+
+
+def _engine_warnings(tmp_path) -> list[str]:
+    """Warnings as the engine words them: a NIfTI whose sform and pixdim disagree (EMIDEC's) and its re-save at
+    1×1×1 mm, read by scarnet.io; the labelmap's and the AHA segments' from scarnet.quantify; the model's."""
+    import nibabel
+    import numpy as np
+
+    from scarnet.io import read_volume
+    from scarnet.qc import UNLIKE_TRAINING_WARNING
+    from scarnet.quantify import (
+        EMPTY_LABELMAP_WARNING,
+        MIRROR_WARNING,
+        all_scar_slices_warning,
+        gap_slices_warning,
+        missing_levels_warning,
+    )
+
+    data = np.zeros((40, 30, 6), np.float32)
+    data[10:20, 5:15] = 1.0
+    image = nibabel.Nifti1Image(data, None)
+    image.set_sform(np.diag([-1.0, -1.0, 1.0, 1.0]), code=2)
+    image.set_qform(None, code=0)
+    image.header.set_zooms((1.40625, 1.40625, 13.0))
+    nibabel.save(image, str(tmp_path / "emidec_like.nii.gz"))
+    nibabel.save(nibabel.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0])), str(tmp_path / "resaved.nii.gz"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_volume(tmp_path / "emidec_like.nii.gz")
+        read_volume(tmp_path / "resaved.nii.gz")
+    read = [str(w.message) for w in caught]
+    assert len(read) == 2 and "its sform makes voxels" in read[0] and "its voxels are 1×1×1 mm" in read[1]
+    return [*read, MIRROR_WARNING, EMPTY_LABELMAP_WARNING, missing_levels_warning(["basal", "basal", None]),
+            gap_slices_warning(np.array([True, False, True])),
+            all_scar_slices_warning(np.array([0, 5]), np.array([3, 0])),
+            f"the model is unsure of the heart in 7 of the 8 slices where it finds the LV (flagged low_confidence): "
+            f"{UNLIKE_TRAINING_WARNING} (sequence, vendor, grey levels, artifacts); read every slice"]
+
+
+def test_warnings_get_one_short_line_each_with_the_full_text_folded_under_it(tmp_path):
+    """A cardiologist's review (helper-112): the page's top repeated the engine's warnings whole (the sform one is 60
+    words). Each now reads as one short line, without the file's path the input line already gives; its full text
+    is folded under it (a <details>, closed in print), and the JSON keeps it."""
+    from scarnet.report_html import HEADLINE_WORDS, warning_headline
+
+    messages = _engine_warnings(tmp_path)
+    path = str(tmp_path / "emidec_like.nii.gz")
+    headlines = [warning_headline(message, (path,)) for message in messages]
+    for message, headline in zip(messages, headlines):
+        assert len(headline) <= 120 and len(headline) < len(message), (headline, message)
+        assert str(tmp_path) not in headline and headline[0].isupper()
+    assert headlines[0] == ("Voxel size uncertain: read as 1.41×1.41×13 mm (pixdim), the sform says 1×1×1 mm; every "
+                            "volume and mass depends on it")
+    assert headlines[1].startswith("Voxel size 1×1×1 mm, often a placeholder")  # (a path not named: still taken off)
+    assert headlines[2].startswith("No short-axis orientation: septum and lateral wall may be exchanged")
+    assert headlines[4] == "Too few slices for three levels: the mid and apical segments are empty, not measured"
+    assert headlines[5].startswith("Slice 1: no myocardium between slices")
+    assert headlines[6].startswith("Slice 0: scar but no healthy myocardium")
+    assert headlines[7] == "Model unsure in 7 of 8 slices: the exam may differ from the training data; read every slice"
+    # One the page does not know: its first clause, at most HEADLINE_WORDS words.
+    long = " ".join(f"word{i}" for i in range(40))
+    assert warning_headline(f"/data/x.nii.gz: {long}") == "Word0 " + " ".join(
+        f"word{i}" for i in range(1, HEADLINE_WORDS)) + " …"
+    refused = "no AHA segments: the RV insertion point lies 40 mm beyond the slices with LV myocardium: is it in RAS?"
+    assert warning_headline(refused) == ("No AHA segments: the RV insertion point lies 40 mm beyond the slices with "
+                                         "LV myocardium")
+    # On the page: the short line, the full text under it, escaped.
+    data = _report().to_dict()
+    data["input"] = path
+    data["input_warnings"] = messages[:2] + ["<script>alert(1)</script> at the end of a long warning, which goes on "
+                                             "and on; and on"]
+    page = _read(report_html(data, "emidec_like.nii.gz"))
+    assert page.warnings[:2] == headlines[:2] and page.full_warnings[:2] == messages[:2]
+    assert page.warnings[2] == "<script>alert(1)</script> at the end of a long warning" and \
+        "<script>" not in report_html(data, "emidec_like.nii.gz")
+    assert page.warnings[-1] == "The model is unsure of <the heart>"  # short already: not folded
+
+
+def _flagged(report, slices: set[int]):
+    for s in report.slices:
+        s.qc_flags = ["low_confidence"] if s.index in slices else []
+    return report
+
+
+def test_segments_with_scar_only_on_flagged_slices_are_marked_in_the_table_and_the_bullseye():
+    """A cardiologist's review (helper-112): which segments' scar lies only on slices with QC flags, so that those are
+    read first. The ring's scar (16-56°) lies in segments 2 (basal, slices 0-1), 8 (mid, 2-4) and 14 (apical, 5-6)."""
+    import xml.etree.ElementTree as ET
+
+    from scarnet.bullseye import QC_OUTLINE_COLOUR, bullseye_svg, qc_only_segments
+
+    report = _report()
+    assert [s.segment for s in report.segments if s.scar_slices] == [2, 8, 14]
+    assert qc_only_segments(_flagged(report, set()).to_dict()) == []
+    # The apical slices flagged: segment 14's scar is all there; segment 8's mid scar is not, though slice 4 is.
+    data = _flagged(report, {4, 5, 6}).to_dict()
+    assert qc_only_segments(data) == [14]
+    page = _read(report_html(data, "lge"))
+    segments = page.tables[1]
+    assert segments[0][-1] == "Scar only on QC-flagged"
+    assert {row[0]: row[-1] for row in segments[1:] if row[-1]} == {"14 apical septal": "slices 5–6"}
+    root = ET.fromstring(bullseye_svg(data))
+    outlined = [e for e in root.iter() if e.get("data-qc-segment")]
+    assert [e.get("data-qc-segment") for e in outlined] == ["14"] and outlined[0].get("stroke") == QC_OUTLINE_COLOUR
+    assert outlined[0].get("fill") == "none"  # the grade's colour still shows
+    caption = next(t for t in root.iter() if t.get("data-caption") == "qc-segments")
+    assert caption.text == "Dashed: scar only on QC-flagged slices (segment 14): read them first"
+    # Half of a segment's scar slices flagged: not marked. A report stored before scar_slices were recorded: its
+    # segments' slices with scar stand in for them.
+    assert qc_only_segments(_flagged(report, {5}).to_dict()) == []
+    older = _flagged(report, {0, 1, 5, 6}).to_dict()
+    for s in older["segments"]:
+        del s["scar_slices"]
+    assert qc_only_segments(older) == [2, 14]
+    # Without a flag, no column and no outline.
+    clean = _flagged(report, set()).to_dict()
+    assert "Scar only on QC-flagged" not in _read(report_html(clean, "lge")).tables[1][0]
+    assert "data-qc-segment" not in bullseye_svg(clean)
+
+
+def test_the_about_the_model_box_gives_the_model_cards_figures():
+    """A cardiologist's review (helper-112): what the model was trained on and how accurate it was measured to be, from
+    its card (never typed in apart from it): each figure of the box is read back from the card's ScarNet row and text,
+    and the weights' sha256 from their sidecar. Other weights: not their figures; a reader's own labelmap: no box."""
+    from importlib import resources
+
+    from scarnet.report_html import BUNDLED_MODEL_CARD
+
+    weights = resources.files("scarnet") / "weights"
+    card = (weights / "MODEL_CARD.md").read_text(encoding="utf-8")
+    sidecar = json.loads((weights / "scarnet_litemedsam.json").read_text(encoding="utf-8"))
+    c = BUNDLED_MODEL_CARD
+    assert c["sha256"] == sidecar["sha256"]
+    low, high = c["scar_percent_loa"]
+    assert (f"| **ScarNet (this model)** | **{c['myocardium_dice']} ± " in card and f"| **{c['scar_dice']} ± " in card
+            and f"| {c['mvo_dice']} ± " in card and f"| {c['scar_percent_bias']} [{low}, {high}] | "
+            f"{c['normal_with_scar']} (mean {c['normal_scar_ml']} mL) |" in card)
+    row = next(line for line in card.splitlines() if line.startswith("| **ScarNet (this model)**"))
+    assert row.index(c["myocardium_dice"]) < row.index(c["scar_dice"]) < row.index(c["mvo_dice"])
+    assert f"the {c['train_exams']} cases of `splits.json` \"train\"" in card
+    assert f"{c['val_exams']} cases of the EMIDEC \"val\" split ({c['val_infarct']} infarct, {c['val_normal']} " \
+           "normal)" in card
+    assert c["centre"] in card and "**not** reached" in card
+    # Not trained on, but the checkpoint was chosen on them: the box says so.
+    flat = " ".join(card.split())
+    assert "No validation slice was used for training" in flat and "Dice on the EMIDEC \"val\" split" in flat
+
+    data = _report().to_dict()
+    data["inference"]["weights"] = {"file": "scarnet_litemedsam.safetensors", "sha256": c["sha256"], "bundled": True}
+    text = " ".join(_read(report_html(data, "lge")).text)
+    about = text[text.index("About the model"):text.index("Review")]
+    for figure in (c["train_exams"], c["centre"], c["myocardium_dice"], c["scar_dice"], c["mvo_dice"], low, high,
+                   c["scar_percent_bias"], c["normal_with_scar"], c["normal_scar_ml"], "research only",
+                   "non-commercial", "checkpoint was chosen on them"):
+        assert figure in about, figure
+    other = " ".join(_read(report_html(_report().to_dict(), "lge")).text)  # weights w.safetensors
+    about = other[other.index("About the model"):other.index("Review")]
+    assert "not the bundled ones" in about and c["scar_dice"] not in about and "research only" in about
+    labelmap = {key: value for key, value in data.items() if key != "inference"}
+    assert "About the model" not in " ".join(_read(report_html(labelmap, "lab.nrrd", made_from="labelmap")).text)
+
+
+def test_the_conventions_are_said_in_a_readers_words_and_the_rounding_once():
+    """A cardiologist's review (helper-112): what scar %, transmural, level and segments mean, one sentence each;
+    the technical definitions folded for analysts (and out of the printout); the rounding stated once."""
+    from scarnet.bullseye import ROUNDING
+    from scarnet.report_html import plain_conventions
+
+    data = _report().to_dict()
+    plain = dict(plain_conventions(data))
+    for term in ("Scar %", "Transmural", "Level", "Segments"):
+        assert plain[term].count(". ") - plain[term].count("et al. ") == 0 and plain[term].endswith(".")
+    page = report_html(data, "lge")
+    assert page.count(ROUNDING) == 1 and "whole numbers" in ROUNDING
+    means = page.index("<h2>What the figures mean</h2>")
+    folded = page.index('<details class="analysts"><summary>Technical definitions (for analysts)</summary>')
+    assert means < folded < page.index(data["conventions"]["transmurality"][:40]) and "</details></body>" in page
+    assert "details.analysts:not([open]) { display: none; }" in page  # printed folded: left out

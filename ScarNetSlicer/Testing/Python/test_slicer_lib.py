@@ -438,7 +438,8 @@ def test_report_to_table_and_plot(scene, lib, oblique_direction):
     assert table.GetNumberOfRows() == len(report["slices"])
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [c.name for c in rn.COLUMNS]
     rows = rn.read_table(table)
-    for row, expected in zip(rows, report["slices"], strict=True):
+    assert len(rows) == len(report["slices"])
+    for row, expected in zip(rows, report["slices"]):
         for column in rn.COLUMNS:
             assert row[column.key] == expected[column.key], column.name
     assert math.isnan(table.GetTable().GetColumnByName("Scar (%)").GetValue(len(rows) - 1))
@@ -1814,8 +1815,10 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     assert saved == tmp_path / "exam 1.html"
     page = saved.read_text(encoding="utf-8")
     assert "Input: lge" in page and "Segmentation: segmentation" in page and picture.strip() in page
-    # Totals (with the scar on the model's flagged slices, kept through the update), segments, slices.
-    assert page.count("<tr>") == 1 + 8 + 1 + 17 + 1 + len(updated.report["slices"])
+    # Totals (scar, MVO, LV myocardium, blood pool; the scar on the model's flagged slices, kept through the update,
+    # said below them), segments, slices.
+    assert page.count("<tr>") == 1 + 4 + 1 + 17 + 1 + len(updated.report["slices"])
+    assert "Scar on slices with QC flags:" in page
     # Its data beside it, for scarnet summarize: the report as shown, naming the input and whose segmentation it
     # measured (here edited in Slicer), without the scene's node IDs.
     data = json.loads((tmp_path / "exam 1.json").read_text(encoding="utf-8"))
@@ -2167,7 +2170,7 @@ def test_a_large_volume_read_at_its_own_resolution_is_compared_as_ever(scene, li
     assert sn.was_edited(segmentation_node, volume_node)
 
 
-def test_sub_voxels_are_read_as_the_report_counts_tissue():
+def test_sub_voxels_are_read_as_the_report_counts_tissue(slicer_mod):  # segmentation_nodes imports slicer
     """Scar includes MVO and myocardium includes both: a voxel half or more infarct is scar, though no single
     label covers most of it; ties go to the label the report counts more of."""
     from ScarNetSlicerLib.segmentation_nodes import majority_labels
