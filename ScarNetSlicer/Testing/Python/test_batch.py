@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import needs_torch  # noqa: F401  (before torch: without it, this file is skipped)
 import numpy as np
 import pytest
 from test_cli import BUNDLED_WEIGHTS

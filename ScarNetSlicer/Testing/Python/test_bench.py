@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import needs_torch  # noqa: F401  (before torch: without it, this file is skipped)
 import numpy as np
 import pytest
 import torch

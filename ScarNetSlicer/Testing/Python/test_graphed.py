@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import needs_torch  # noqa: F401  (before torch: without it, this file is skipped)
 import numpy as np
 import pytest
 import torch

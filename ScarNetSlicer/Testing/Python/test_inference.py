@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
+import needs_torch  # noqa: F401  (before torch: without it, this file is skipped)
 import numpy as np
 import pytest
 import torch

@@ -189,7 +189,8 @@ def test_seg_nrrd_read_by_slicerio(tmp_path: Path) -> None:
     segments = segmentation["segments"]
     assert [s["name"] for s in segments] == ["LV blood pool", "Myocardium", "Scar", "MVO"]
     assert [int(s["labelValue"]) for s in segments] == [1, 2, 3, 4]
-    for segment, info in zip(segments, SEGMENTS, strict=True):
+    assert len(segments) == len(SEGMENTS)
+    for segment, info in zip(segments, SEGMENTS):
         assert segment["id"] == info.segment_id
         np.testing.assert_allclose(segment["color"], info.color_rgb, atol=1e-6)
         assert segment["terminology"]["category"] == list(info.category)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import needs_torch  # noqa: F401  (before torch: without it, this file is skipped)
 import pytest
 import torch
 

@@ -36,8 +36,9 @@ def test_restored_volume_has_each_voxel_at_its_physical_point(order):
     # Every voxel of the re-stored volume sits where the same value sat in the stored one.
     points = _physical_points(restored)
     expected = _physical_points(stored)
-    values_at = {tuple(np.round(p, 6)): v for p, v in zip(expected.reshape(-1, 3), stored.array.ravel(), strict=True)}
-    for point, value in zip(points.reshape(-1, 3), restored.array.ravel(), strict=True):
+    assert len(expected.reshape(-1, 3)) == stored.array.size and len(points.reshape(-1, 3)) == restored.array.size
+    values_at = {tuple(np.round(p, 6)): v for p, v in zip(expected.reshape(-1, 3), stored.array.ravel())}
+    for point, value in zip(points.reshape(-1, 3), restored.array.ravel()):
         assert values_at[tuple(np.round(point, 6))] == value
     assert np.array_equal(order.undo(restored.array), stored.array)
 

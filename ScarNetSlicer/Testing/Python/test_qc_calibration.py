@@ -6,6 +6,7 @@ import json
 import shutil
 import warnings
 
+import needs_torch  # noqa: F401  (before torch: without it, this file is skipped)
 import numpy as np
 import pytest
 from test_inference import RingModel, ring_volume

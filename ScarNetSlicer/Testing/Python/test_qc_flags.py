@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import needs_torch  # noqa: F401  (before torch: without it, this file is skipped)
 import numpy as np
 import pytest
 from conftest import EMIDEC, requires_emidec

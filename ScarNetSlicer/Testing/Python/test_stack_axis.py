@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+import needs_torch  # noqa: F401  (before torch: without it, this file is skipped)
 import numpy as np
 import pytest
 import torch
