@@ -182,7 +182,10 @@ class Report:
                             "when that was marked too (septal_span_deg); scar_percent: scar % of the segment's "
                             "myocardium; scar_extent_score: 0 none or under 1 %, 1 1-25 %, 2 26-50 %, 3 51-75 %, "
                             "4 76-100 %; transmural_over_50_percent: share of the "
-                            "segment's rays with scar through more than half of the wall (scarnet.aha)",
+                            "segment's rays with scar through more than half of the wall; "
+                            "scar_transmurality_mean_percent: the mean transmurality of the segment's rays with scar, "
+                            "from the same rays (null without such rays); scar_slices: the slices where the segment "
+                            "has scar (scarnet.aha)",
                 "dicom": "for a DICOM input, the slice's InstanceNumber, frame number (enhanced multi-frame) and "
                          "SliceLocation as a PACS viewer shows them; null otherwise",
             },
@@ -271,6 +274,7 @@ class Report:
             for segment in self.segments:
                 row = asdict(segment)
                 row["slices"] = ";".join(str(k) for k in segment.slices)
+                row["scar_slices"] = ";".join(str(k) for k in segment.scar_slices)
                 if not segment.slices:  # the apex beyond the cavity not imaged: empty cells, not 0 mL measured
                     row.update(myocardium_ml=None, scar_ml=None, mvo_ml=None)
                 writer.writerow([csv_value(row[c]) for c in SEGMENT_CSV_COLUMNS])
@@ -290,7 +294,8 @@ class Report:
 TRANSMURALITY_KEYS = tuple(f.name for f in fields(TransmuralitySummary))
 #: Columns of the AHA segment rows at the end of the CSV (:attr:`Report.segments`).
 SEGMENT_CSV_COLUMNS = ("segment", "name", "level", "slices", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
-                       "scar_extent_score", "transmural_over_50_percent")
+                       "scar_extent_score", "transmural_over_50_percent", "scar_transmurality_mean_percent",
+                       "scar_slices")
 #: CSV column → key of :attr:`SliceReport.dicom`.
 DICOM_CSV_COLUMNS = {"dicom_instance_number": "instance_number", "dicom_frame_number": "frame_number",
                      "dicom_slice_location_mm": "slice_location_mm"}

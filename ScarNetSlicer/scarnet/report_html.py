@@ -511,9 +511,6 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
         if key in conventions:
             parts.append(f"<li><b>{escape(key)}</b>: {escape(str(conventions[key]))}</li>")
     parts.append(f"<li><b>mass</b>: volume × {escape(str(density))} g/mL</li>")
-    parts.append("<li><b>scar_transmurality_mean_percent</b> (per segment): the mean transmurality of the segment's "
-                 "rays with scar, from the same rays as transmural_over_50_percent; null without such rays "
-                 "(scarnet.aha); <b>scar_slices</b>: the slices where the segment has scar</li>")
     parts.append("</ul></details></body></html>\n")
     return "\n".join(parts)
 

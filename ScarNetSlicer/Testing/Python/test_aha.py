@@ -649,9 +649,15 @@ def test_report_carries_levels_and_segments():
     rows = list(csv.reader(io.StringIO(report.to_csv())))
     assert rows[0][-2:] == ["level", "qc_flags"] and rows[1][-2] == "basal"
     start = rows.index(["segment", "name", "level", "slices", "myocardium_ml", "scar_ml", "mvo_ml", "scar_percent",
-                        "scar_extent_score", "transmural_over_50_percent"])
+                        "scar_extent_score", "transmural_over_50_percent", "scar_transmurality_mean_percent",
+                        "scar_slices"])
     assert [row[0] for row in rows[start + 1:]] == [str(n) for n in range(1, 18)]
     assert rows[start + 2][3] == "0;1"
+    # Segment 2's scar, its mean transmurality and slices, as in the JSON; none in segment 1.
+    assert float(rows[start + 2][10]) == pytest.approx(data["segments"][1]["scar_transmurality_mean_percent"],
+                                                       abs=0.01)
+    assert rows[start + 2][11] == ";".join(map(str, data["segments"][1]["scar_slices"])) != ""
+    assert rows[start + 1][10:] == ["", ""]
     # The apex not imaged: empty cells in the CSV as on the page, not 0 mL measured (the JSON says it by its slices).
     assert rows[start + 17][:7] == ["17", "apex", "apex", "", "", "", ""]
     # Scar through 40° of each 60° segment 2 and 8 (grade 3) and of the 90° segment 14 (grade 2).
@@ -947,7 +953,7 @@ def test_each_segment_has_the_mean_transmurality_of_its_rays_with_scar():
         values = np.concatenate([rays[k][sector] for k in slices])
         expected = 100 * values[np.nan_to_num(values) > 0].mean()
         assert segments[number].scar_transmurality_mean_percent == pytest.approx(expected, rel=1e-9), number
-    # In the JSON report, beside the segment's other figures (the CSV's columns are unchanged).
+    # In the JSON report, beside the segment's other figures (and in the CSV's segment rows).
     data = json.loads(report.to_json())
     assert data["segments"][4]["scar_transmurality_mean_percent"] == pytest.approx(
         segments[5].scar_transmurality_mean_percent, rel=1e-8)
