@@ -67,7 +67,12 @@ SEGMENT_COLUMNS: tuple[Column, ...] = (
            "3: 51-75 %, 4: 76-100 % of the segment's myocardium"),
     Column("Transmural > 50 % (%)", "transmural_over_50_percent", "double", "%",
            "Share of the segment's rays along which scar fills more than half of the wall (empty for the apex, 17)"),
+    Column("Scar transmurality, mean (%)", "scar_transmurality_mean_percent", "double", "%",
+           "How much of the wall's thickness the scar fills, averaged over the segment's rays with scar (Kim's bands: "
+           "1-25, 26-50, 51-75, 76-100 %; empty without such rays and for the apex, 17)"),
     Column("MVO (mL)", "mvo_ml", "double", "mL", "Microvascular obstruction in the segment"),
+    Column("Scar on slices", "scar_slices", "string", "", "Slices (index) where the segment has scar: with the "
+           "per-slice table's QC flags, whether it rests on flagged slices only"),
 )
 #: After "Position (mm)", for an input loaded from DICOM: the image a PACS viewer shows for the slice.
 DICOM_COLUMN = Column("DICOM image", "dicom", "string", "", "The slice's DICOM InstanceNumber as a PACS viewer "

@@ -1796,6 +1796,12 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     assert [table.GetColumnByName("Scar (mL)").GetValue(r) for r in range(16)] == pytest.approx(
         [s["scar_ml"] for s in expected["segments"][:16]])
     assert math.isnan(table.GetColumnByName("Scar (mL)").GetValue(16))  # no slice beyond the cavity: not imaged
+    mean_transmurality = table.GetColumnByName("Scar transmurality, mean (%)")
+    assert [mean_transmurality.GetValue(r) for r in range(17)] == pytest.approx(
+        [math.nan if s["scar_transmurality_mean_percent"] is None else s["scar_transmurality_mean_percent"]
+         for s in expected["segments"]], nan_ok=True)
+    assert [table.GetColumnByName("Scar on slices").GetValue(r) for r in range(17)] == [
+        ";".join(map(str, s["scar_slices"])) for s in expected["segments"]]
     assert segment_table.GetAttribute("ScarNetSlicer.BasalEnd") == expected["base_apex"]["basal_end"]
     assert segment_table.GetAttribute("ScarNetSlicer.SeptalSpanDeg") == ""
     # The bullseye picture of the same segments, saved with the scene (the panel shows it).
