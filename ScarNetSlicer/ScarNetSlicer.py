@@ -156,6 +156,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # minutes (pip's output keeps the GUI responsive), and a second click must not start a second run.
         self._starting = False
         self._inputVolumeId = None  # the input the output selections were last checked against
+        # (table ID, segmentation ID) whose report was last compared with the contours (see _refreshTotals).
+        self._reportCheckedFor = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -235,6 +237,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
+        self._reportCheckedFor = None  # entering the module, or another scene: compare the report shown again
         # Selections saved with the scene are the user's: only a change of input unselects outputs.
         inputVolume = self._parameterNode.inputVolume if self._parameterNode else None
         self._inputVolumeId = inputVolume.GetID() if inputVolume else None
@@ -526,7 +529,12 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._showTotals(format_totals(report) if report else dict.fromkeys(TOTAL_KEYS, ""))
         self._showBullseye(stored_bullseye(table) if report else "")
         self.ui.saveReportButton.enabled = bool(report)
-        if report and self.logic.reportIsCurrent(table) is False:
+        # Comparing the report with the contours reads every segment on the input's grid (seconds for a large
+        # volume, on the GUI thread): done when the pair shown changes (a scene reopened, a table picked, the module
+        # entered), not on every parameter change (each click of a checkbox or step of a spin box).
+        shown = (table.GetID(), segmentation.GetID()) if report else None
+        checked, self._reportCheckedFor = self._reportCheckedFor, shown
+        if report and shown != checked and self.logic.reportIsCurrent(table) is False:
             # A scene reopened (or a table picked) after Segment Editor edits that were never reported: the totals
             # shown are of the contours as they were.
             self.ui.statusLabel.text = _("Segmentation '{name}' was edited after this report was made: the totals "
@@ -774,6 +782,19 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertEqual(widget.ui.scarPercentLabel.text, report_nodes.format_totals(report)["scar_percent"])
         self.assertEqual(widget.ui.transmuralLabel.text,
                          report_nodes.format_totals(report)["transmural_over_50_percent"])
+        # Whether the report shown still matches its contours (which reads every segment) is asked when the pair
+        # shown changes or the module is entered again, not on every parameter change (a checkbox click).
+        checks = []
+        reportIsCurrent = widget.logic.reportIsCurrent
+        widget.logic.reportIsCurrent = lambda tableNode: checks.append(tableNode) or reportIsCurrent(tableNode)
+        try:
+            parameterNode.testTimeAugmentation = not parameterNode.testTimeAugmentation
+            parameterNode.testTimeAugmentation = not parameterNode.testTimeAugmentation
+            self.assertEqual(checks, [])
+            widget.enter()  # back from Segment Editor
+            self.assertTrue(checks)
+        finally:
+            del widget.logic.reportIsCurrent
         lastReport = "Report updated from the segmentation.\n1.06 of the 3.18 mL of scar ..."  # as an update left it
         widget.ui.statusLabel.text = lastReport
         parameterNode.inputVolume = second  # the first input's outputs unselected, its totals gone

@@ -166,6 +166,30 @@ def test_every_parameter_is_bound_to_a_widget_of_the_right_kind():
             raise AssertionError(f"{name}: no widget rule for {annotation}")
 
 
+def test_parameter_annotations_evaluate_on_python_3_9():
+    """@parameterNodeWrapper reads the class's annotations with typing.get_type_hints when Slicer loads the module:
+    under ``from __future__ import annotations`` they are strings, evaluated then in the module's globals. So
+    ``vtkMRMLScalarVolumeNode | None`` there stops the module from loading on Python 3.9 (Slicer 5.6–5.8) only, and
+    a name imported inside a function is not found (the 3.9 grammar check cannot see either: they are strings)."""
+    import builtins
+
+    tree = _module_tree()
+    defined = set(dir(builtins))
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined |= {target.id for target in node.targets if isinstance(target, ast.Name)}
+    for name, annotation in _parameter_fields().items():
+        expression = ast.parse(annotation, mode="eval")
+        assert not any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) for n in ast.walk(expression)), (
+            f"{name}: {annotation} (X | Y fails on Python 3.9; leave node parameters unannotated for None)")
+        unknown = {n.id for n in ast.walk(expression) if isinstance(n, ast.Name)} - defined
+        assert not unknown, f"{name}: {annotation} uses names not defined at module level: {sorted(unknown)}"
+
+
 def test_device_choices_match_the_processing_library():
     processing = ast.parse((MODULE_DIR / "ScarNetSlicerLib" / "processing.py").read_text())
     devices = next(ast.literal_eval(n.value) for n in processing.body
@@ -321,6 +345,10 @@ def test_extension_description_files():
     assert catalog["category"] == "Cardiac" and catalog["scm_url"].startswith(HOMEPAGE)
     assert catalog["build_dependencies"] == ["PyTorch"] and catalog["build_subdirectory"] == "."
     assert catalog["enabled"] is True and catalog["tier"] in (1, 3, 5) and catalog["scm_revision"]
+    # The catalog schema (v1.0.1) has additionalProperties false: description, homepage, contributors and the like
+    # belong in CMakeLists.txt, and the Extensions Index refuses an entry that carries them.
+    assert set(catalog) <= {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+                            "build_subdirectory", "enabled", "tier"}, sorted(catalog)
 
 
 def test_wheel_ships_every_data_file_of_the_engine():
