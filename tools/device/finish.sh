@@ -17,7 +17,9 @@
 # With unet_run.tar (run.sh trains the U-Net baseline beside ScarNet) it also unpacks that run into
 # RUN_unet and checks its sha256.
 # Left to do by hand (commands in MODEL_CARD.md, "Evaluation"): the val evaluation with the U-Net
-# baseline (RUN_unet/best.safetensors), the CPU benchmark, the model card's and README's figures, pytest, the commit.
+# baseline (RUN_unet/best.safetensors), the CPU benchmark, the model card's and README's figures, the page's "About
+# the model" figures (scarnet/report_html.py BUNDLED_MODEL_CARD, sha256 included: a test checks them against the card
+# and the weights), pytest, the commit.
 # Rehearsed on 2026-11-29 in a scratch worktree without ../shared (EMIDEC=… given, called from a
 # subfolder with a relative FILES_AT), with a CPU run's files (runs/cpu_unfreeze, split as run.sh
 # splits them) standing in for the GPU's: 55 s, then the whole test suite passed on the result
@@ -145,4 +147,4 @@ for constant, key in (("LOW_CONFIDENCE_THRESHOLD", "low_confidence_threshold"),
     print(f"{constant} = {entry[key]!r}")
 qc.write_text(text, encoding="utf-8")
 PY
-echo "Done. Next: the val evaluation and the benchmark (MODEL_CARD.md, \"Evaluation\"), the figures in the model card and README, pytest."
+echo "Done. Next: the val evaluation and the benchmark (MODEL_CARD.md, \"Evaluation\"), the figures in the model card, README and report_html.BUNDLED_MODEL_CARD, pytest."
