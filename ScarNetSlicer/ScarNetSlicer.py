@@ -62,8 +62,9 @@ class ScarNetSlicer(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Segments the LV blood pool, myocardium, scar and microvascular obstruction (MVO) in a short-axis "
             "late gadolinium enhancement (LGE) MRI stack and reports myocardium and scar volume, mass and scar % "
-            "per slice and in total. Click <b>Segment scar</b>, correct the segments with Segment Editor, then "
-            "click <b>Update report</b>. "
+            "per slice and in total. Click <b>Segment scar</b>, then <b>Edit in Segment Editor</b> (it opens Segment "
+            "Editor on the output segmentation, with the input volume and the Scar segment selected), correct the "
+            "segments, then click <b>Update report</b>. "
             'See <a href="https://github.com/ScarNetSlicer/ScarNetSlicer/blob/main/docs/slicer.md">the '
             "documentation</a>."
         )
@@ -179,6 +180,7 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
+        self.ui.editSegmentationButton.connect("clicked(bool)", self.onEditSegmentationButton)
         self.ui.updateReportButton.connect("clicked(bool)", self.onUpdateReportButton)
         self.ui.saveReportButton.connect("clicked(bool)", self.onSaveReportButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
@@ -305,6 +307,8 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.toolTip = (
             _("Segment myocardium, scar and MVO and report scar per slice") if hasInput else _("Select the LGE volume")
         )
+        # Not during a run: edits made meanwhile send the run's result into a new segmentation.
+        self.ui.editSegmentationButton.enabled = hasSegmentation and not running
         self.ui.updateReportButton.enabled = hasSegmentation and not running
         # Once clicked, Cancel stays off until the job ends (a parameter change must not offer it again).
         self.ui.cancelButton.enabled = self._job is not None and not self._job.task.should_cancel()
@@ -429,6 +433,30 @@ class ScarNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._job.task.cancel()
             self.ui.statusLabel.text = _("Cancelling…")
             self.ui.cancelButton.enabled = False
+
+    def onEditSegmentationButton(self) -> None:
+        """Open Segment Editor on the output segmentation, with the input volume as source volume (the intensities its
+        Threshold and intensity masking use) and the Scar segment selected: not whatever it last edited, which
+        "Update report" would not see."""
+        from ScarNetSlicerLib.segmentation_nodes import scar_segment_id
+
+        p = self._parameterNode
+        segmentation, volume = p.outputSegmentation, p.inputVolume
+        with slicer.util.tryWithErrorDisplay(_("Opening Segment Editor failed."), waitCursor=False):
+            # First the module: entering it gives its editor the parameter node (vtkMRMLSegmentEditorNode) that the
+            # calls below write to.
+            slicer.util.selectModule("SegmentEditor")
+            editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+            # Then in this order: the editor takes a source volume only once it has a segmentation, and a new
+            # segmentation selects its own reference volume as source, which need not be this input.
+            editor.setSegmentationNode(segmentation)
+            if hasattr(editor, "setSourceVolumeNode"):
+                editor.setSourceVolumeNode(volume)
+            else:  # Slicer < 5.4
+                editor.setMasterVolumeNode(volume)
+            scarSegmentId = scar_segment_id(segmentation)
+            if scarSegmentId:
+                editor.setCurrentSegmentID(scarSegmentId)
 
     def onUpdateReportButton(self) -> None:
         from scarnet.errors import ScarNetError
@@ -731,6 +759,8 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_OutputsFollowInput()
         self.setUp()
+        self.test_EditInSegmentEditor()
+        self.setUp()
         self.test_ClickPath()
 
     def test_BadInput(self):
@@ -819,6 +849,42 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertIsNone(parameterNode.outputSegmentation)
         self.assertEqual(parameterNode.outputTable.GetID(), usersTable.GetID())
 
+    def test_EditInSegmentEditor(self):
+        """"Edit in Segment Editor" gives Segment Editor the panel's segmentation, input volume and Scar segment,
+        whatever it was editing before: the reader corrects what Update report measures, on the LGE intensities."""
+        import numpy as np
+
+        lge = slicer.util.addVolumeFromArray(np.zeros((4, 16, 16), dtype=np.float32), name="LGE")
+        cine = slicer.util.addVolumeFromArray(np.zeros((4, 16, 16), dtype=np.float32), name="cine")
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn on the cine")
+        # Segment Editor makes a newly selected segmentation's reference volume the source volume: here not the input.
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(cine)
+        for segmentId, name in (("Segment_1", "LV blood pool"), ("Segment_2", "Myocardium"), ("Segment_3", "Scar")):
+            segmentation.GetSegmentation().AddEmptySegment(segmentId, name)
+        earlier = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "earlier work")
+        earlier.GetSegmentation().AddEmptySegment("Segment_1", "Tumor")
+        slicer.util.selectModule("SegmentEditor")  # left on another segmentation, source volume and segment
+        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        editor.setSegmentationNode(earlier)
+        editor.setSourceVolumeNode(cine)
+        editor.setCurrentSegmentID("Segment_1")
+
+        slicer.util.selectModule("ScarNetSlicer")
+        widget = slicer.util.getModuleWidget("ScarNetSlicer")
+        widget._parameterNode.inputVolume = lge
+        widget._parameterNode.outputSegmentation = None
+        self.assertFalse(widget.ui.editSegmentationButton.enabled)
+        widget._parameterNode.outputSegmentation = segmentation
+        self.assertTrue(widget.ui.editSegmentationButton.enabled)
+        try:
+            widget.ui.editSegmentationButton.click()
+            self.assertEqual(slicer.util.moduleSelector().selectedModule, "SegmentEditor")
+            self.assertEqual(editor.segmentationNode().GetID(), segmentation.GetID())
+            self.assertEqual(editor.sourceVolumeNode().GetID(), lge.GetID())
+            self.assertEqual(editor.currentSegmentID(), "Segment_3")
+        finally:
+            slicer.util.selectModule("ScarNetSlicer")
+
     def test_ClickPath(self):
         import types
 
@@ -883,11 +949,20 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertTrue(logic.segmentationWasEdited(segmentation, volume))
         self.assertIs(logic.reportIsCurrent(table), False)  # Save report asks until the report is updated
         # The panel says so beside the totals it shows (as after reopening a scene saved before Update report).
+        slicer.util.selectModule("ScarNetSlicer")
         panel = slicer.util.getModuleWidget("ScarNetSlicer")
         panel._parameterNode.inputVolume = volume
         panel._parameterNode.outputSegmentation = segmentation
         panel._parameterNode.outputTable = table
         self.assertIn("was edited after this report was made", panel.ui.statusLabel.text)
+        try:
+            panel.ui.editSegmentationButton.click()  # where a reader corrects it: this segmentation, on this volume
+            editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+            self.assertEqual(editor.segmentationNode().GetID(), segmentation.GetID())
+            self.assertEqual(editor.sourceVolumeNode().GetID(), volume.GetID())
+            self.assertEqual(segmentation.GetSegmentation().GetSegment(editor.currentSegmentID()).GetName(), "Scar")
+        finally:
+            slicer.util.selectModule("ScarNetSlicer")
 
         self.delayDisplay("Update report")
         updated = logic.updateReport(volume, segmentation, table, showResults=True)

@@ -173,6 +173,13 @@ def recognised_segments(segmentation_node) -> dict[str, int]:
     return {segment_id: label for segment_id, (label, _) in _segment_labels(segmentation_node).items()}
 
 
+def scar_segment_id(segmentation_node) -> str | None:
+    """The ID of the first segment that stands for scar (as "Update report" reads it: :func:`recognised_segments`),
+    the one readers correct most, to select in Segment Editor; None when no segment does."""
+    return next((segment_id for segment_id, label in recognised_segments(segmentation_node).items()
+                 if label == SCAR), None)
+
+
 def renamed_segments(segmentation_node) -> list[str]:
     """A line for each segment this module wrote that the user renamed to a name of no label ("Scar" →
     "Artifact"): it is still counted by its ID, which the user may not expect, so "Update report" says so."""

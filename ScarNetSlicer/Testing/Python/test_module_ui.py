@@ -108,6 +108,69 @@ def test_every_ui_widget_used_in_the_module_exists():
         assert required in used
 
 
+def _widget_method(name: str) -> ast.FunctionDef:
+    widget = _class(_module_tree(), "ScarNetSlicerWidget")
+    for node in widget.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node
+    raise AssertionError(f"ScarNetSlicerWidget.{name} not found")
+
+
+def test_every_button_is_connected_explained_and_enabled_by_the_widget():
+    """Each push button of the .ui is connected in setup() to a handler of the widget, has a tooltip, starts
+    disabled and is enabled by the widget when it can act (a button left unconnected does nothing when clicked)."""
+    widget = _class(_module_tree(), "ScarNetSlicerWidget")
+    methods = {n.name for n in widget.body if isinstance(n, ast.FunctionDef)}
+    connected = {}
+    for node in ast.walk(_widget_method("setup")):
+        if isinstance(node, ast.Call) and ast.unparse(node.func).startswith("self.ui.") \
+                and ast.unparse(node.func).endswith(".connect"):
+            button = ast.unparse(node.func).split(".")[2]
+            signal, slot = node.args
+            connected[button] = (signal.value, ast.unparse(slot))
+    enabled = {ast.unparse(target).split(".")[2] for node in ast.walk(widget) if isinstance(node, ast.Assign)
+               for target in node.targets if ast.unparse(target).startswith("self.ui.")
+               and ast.unparse(target).endswith(".enabled")}
+    buttons = {name: w for name, w in _ui_widgets().items() if w.get("class") == "QPushButton"}
+    assert {"segmentButton", "editSegmentationButton", "updateReportButton", "cancelButton"} <= set(buttons)
+    for name, button in buttons.items():
+        assert name in connected, f"{name} is not connected in setup()"
+        signal, slot = connected[name]
+        assert signal == "clicked(bool)" and slot.startswith("self.") and slot[5:] in methods, (name, signal, slot)
+        assert (_property(button, "toolTip").findtext("string") or "").strip(), f"{name} has no tooltip"
+        assert _property(button, "enabled").findtext("bool") == "false", f"{name} starts enabled"
+        assert name in enabled, f"the widget never enables {name}"
+    # Editing needs a segmentation to edit and the input as its source volume: the same condition as Update report.
+    assert _assigned(_widget_method("_updateButtons"), "self.ui.editSegmentationButton.enabled") == \
+        _assigned(_widget_method("_updateButtons"), "self.ui.updateReportButton.enabled") == \
+        ast.dump(ast.parse("hasSegmentation and not running", mode="eval").body)
+
+
+def _assigned(function: ast.FunctionDef, target: str) -> str | None:
+    """The value last assigned to ``target`` in ``function``, as ``ast.dump``."""
+    values = [ast.dump(node.value) for node in ast.walk(function) if isinstance(node, ast.Assign)
+              and [ast.unparse(t) for t in node.targets] == [target]]
+    return values[-1] if values else None
+
+
+def test_segment_editor_gets_the_nodes_in_the_order_it_takes_them():
+    """Slicer's qMRMLSegmentEditorWidget writes its selections to the parameter node that entering the Segment Editor
+    module gives it, refuses a source volume before a segmentation (qCritical, nothing set) and, on a new
+    segmentation, selects that segmentation's reference volume as source. So: select the module, then the
+    segmentation, then the source volume (the input, not the reference volume), then the segment."""
+    calls = [(node.lineno, node.col_offset, ast.unparse(node.func).split(".")[-1], [ast.unparse(a) for a in node.args])
+             for node in ast.walk(_widget_method("onEditSegmentationButton")) if isinstance(node, ast.Call)]
+    order = [(name, args) for _, _, name, args in sorted(calls) if name in (
+        "selectModule", "setSegmentationNode", "setSourceVolumeNode", "setMasterVolumeNode", "setCurrentSegmentID")]
+    assert order == [("selectModule", ["'SegmentEditor'"]), ("setSegmentationNode", ["segmentation"]),
+                     ("setSourceVolumeNode", ["volume"]), ("setMasterVolumeNode", ["volume"]),
+                     ("setCurrentSegmentID", ["scarSegmentId"])], order
+    handler = _widget_method("onEditSegmentationButton")
+    assert _assigned(handler, "(segmentation, volume)") == \
+        ast.dump(ast.parse("p.outputSegmentation, p.inputVolume", mode="eval").body)
+    assert "slicer.util.tryWithErrorDisplay(" in ast.unparse(handler)
+
+
 def test_the_rv_insertion_point_can_be_placed_from_the_panel():
     """The point list's place widget keeps its Place button (buttonsVisible=false would hide it with the
     others), places one point at a time, and follows the selector; both get the scene."""

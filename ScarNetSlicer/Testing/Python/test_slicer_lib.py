@@ -393,6 +393,12 @@ def test_segment_recognised_by_name_when_user_made(scene, lib, oblique_direction
     other.GetSegmentation().AddEmptySegment("liver", "Liver")
     with pytest.raises(ValueError, match="no segment named"):
         sn.labelmap_from_segmentation(other, volume_node)
+    # "Edit in Segment Editor" selects the segment Update report reads as scar, whatever its ID; none in the other.
+    assert sn.scar_segment_id(segmentation_node) == "Segment_1"
+    assert sn.scar_segment_id(other) is None
+    other.GetSegmentation().AddEmptySegment("wall", "Myocardium", [1, 0, 0])
+    other.GetSegmentation().AddEmptySegment("late", "Scar", [1, 1, 0])
+    assert sn.scar_segment_id(other) == "late"
 
 
 def test_segment_masks_with_closed_surface_source(scene, lib, slicer_mod, oblique_direction):
