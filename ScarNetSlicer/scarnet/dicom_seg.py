@@ -19,15 +19,16 @@ are refused before any work.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import dicom_seg_compat as compat
 from .dicom import DicomStack
 from .errors import InputError
 from .labels import HEALTHY_MYOCARDIUM, MVO, SCAR, SEGMENTS
@@ -60,10 +61,23 @@ _MAX_IS = 2**31 - 1
 #: anonymised exports often drop entirely.
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
                  "StudyDate", "StudyTime", "ReferringPhysicianName")
-#: The oldest highdicom the SEG is written with (pyproject's ``dicom`` extra): older ones lack what it uses
-#: (``SpecificCharacterSetValues``, ``CIELabColor.from_rgb``). It needs Python 3.10 or later: Python 3.9 (3D Slicer
-#: 5.6–5.8) gets highdicom 0.22 at most.
-HIGHDICOM_MIN_VERSION = (0, 28)
+#: The oldest highdicom the SEG is written with (pyproject's ``dicom`` extra): 0.22, the last for Python 3.9 (3D Slicer
+#: 5.6–5.8), made to write the same SEG as 0.28 and later (:mod:`scarnet.dicom_seg_compat`; the segments' CIELab
+#: colours, :func:`cielab_value`, and the source's character set, :func:`_highdicom_takes_charset`, are done here for
+#: both). Those between (Python 3.10+) are refused: :data:`scarnet.dicom_seg_compat.HIGHDICOM_028` and later is what
+#: pip installs there, and the SEG is made with 0.22 and 0.28 only.
+HIGHDICOM_MIN_VERSION = (0, 22)
+#: The character sets (DICOM's defined terms of Specific Character Set) highdicom 0.28 takes from a source
+#: (``highdicom.SpecificCharacterSetValues``; Korean's ISO 2022 IR 149 is not among them), as plain strings for
+#: highdicom 0.22, which has no such list: the SEG of a source with another is UTF-8 with either.
+_CHARSETS_SINGLE = ("ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110", "ISO_IR 144", "ISO_IR 127", "ISO_IR 126",
+                    "ISO_IR 138", "ISO_IR 148", "ISO_IR 203", "ISO_IR 13", "ISO_IR 166", "ISO_IR 192", "GB18030",
+                    "GBK")
+#: Code extensions: only in a multi-valued Specific Character Set; the multi-byte ones not as its first value.
+_CHARSETS_MULTI_BYTE_EXTENSIONS = ("ISO 2022 IR 87", "ISO 2022 IR 159")
+_CHARSETS_EXTENSIONS = ("ISO 2022 IR 6", "ISO 2022 IR 100", "ISO 2022 IR 101", "ISO 2022 IR 109", "ISO 2022 IR 110",
+                        "ISO 2022 IR 144", "ISO 2022 IR 127", "ISO 2022 IR 126", "ISO 2022 IR 138", "ISO 2022 IR 148",
+                        "ISO 2022 IR 203", "ISO 2022 IR 13", "ISO 2022 IR 166", *_CHARSETS_MULTI_BYTE_EXTENSIONS)
 #: What highdicom raises on sources it cannot refer to (no shared orientation, an attribute missing, ...).
 _HIGHDICOM_REFUSALS = (ValueError, AttributeError, KeyError, TypeError, IndexError)
 
@@ -80,8 +94,30 @@ def check_person_name(name: str) -> None:
                          "most 64 characters and 5 parts, no backslash")
 
 
+def cielab_value(rgb: tuple[float, float, float]) -> tuple[int, int, int]:
+    """The DICOM value (RecommendedDisplayCIELabValue: L*, a*, b* as unsigned 16-bit integers, PS3.3 C.10.7.1.1)
+    of the sRGB colour ``rgb`` (components 0–1, as :data:`scarnet.labels.SEGMENTS` gives them), taken to 8 bits as
+    the ``.seg.nrrd``'s are shown: sRGB to CIE XYZ (D65) to CIELab, as highdicom 0.28's ``CIELabColor.from_rgb``
+    (pixelmed's formulas), which highdicom 0.22 lacks."""
+    def linear(c: float) -> float:
+        c = round(255 * c) / 255.0
+        return ((c + 0.055) / 1.055) ** 2.4 if c > 0.04045 else c / 12.92
+
+    r, g, b = (100 * linear(c) for c in rgb)
+    xyz = (r * 0.4124 + g * 0.3576 + b * 0.1805, r * 0.2126 + g * 0.7152 + b * 0.0722,
+           r * 0.0193 + g * 0.1192 + b * 0.9505)
+
+    def f(t: float) -> float:
+        return t ** (1.0 / 3) if t >= 8.85645167903563082e-3 else (841.0 / 108.0) * t + 4.0 / 29.0
+
+    fx, fy, fz = (f(v / white) for v, white in zip(xyz, (95.047, 100.0, 108.883)))
+    l_star, a_star, b_star = 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+    return (round(l_star * 0xFFFF / 100.0), round((a_star + 128.0) * 0xFFFF / 255.0),
+            round((b_star + 128.0) * 0xFFFF / 255.0))
+
+
 def require_highdicom() -> Any:
-    """The highdicom module (:data:`HIGHDICOM_MIN_VERSION` or later), or :class:`InputError` saying how to get it."""
+    """The highdicom module (0.22.x, or 0.28 or later), or :class:`InputError` saying how to get it."""
     try:
         import highdicom
     except ImportError:
@@ -90,15 +126,16 @@ def require_highdicom() -> Any:
         raise InputError(f"writing DICOM SEG needs highdicom, which is not installed: {install_hint('dicom')}") \
             from None
     found = str(getattr(highdicom, "__version__", "0"))
-    if tuple(int(part) for part in re.findall(r"\d+", found)[:2]) < HIGHDICOM_MIN_VERSION:
+    if _version(highdicom) != HIGHDICOM_MIN_VERSION and _version(highdicom) < compat.HIGHDICOM_028:  # (major, minor)
         wanted = ".".join(map(str, HIGHDICOM_MIN_VERSION))
-        if sys.version_info < (3, 10):
-            raise InputError(f"writing DICOM SEG needs highdicom {wanted} or later, which needs Python 3.10 or later "
-                             f"(this is Python 3.9, as in 3D Slicer 5.6–5.8; highdicom {found} is installed): leave "
-                             "out --dicom-seg")
-        raise InputError(f"writing DICOM SEG needs highdicom {wanted} or later (highdicom {found} is installed): "
-                         "pip install --upgrade highdicom")
+        newest = ".".join(map(str, compat.HIGHDICOM_028))
+        raise InputError(f"writing DICOM SEG needs highdicom {wanted} (Python 3.9) or {newest} or later (highdicom "
+                         f"{found} is installed): pip install --upgrade highdicom")
     return highdicom
+
+
+def _version(highdicom: Any) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", str(getattr(highdicom, "__version__", "0")))[:2])
 
 
 def check_dicom_seg_sources(stack: DicomStack) -> None:
@@ -160,8 +197,11 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
     # DICOM names the algorithm unless the segments were drawn by hand.
     algorithm = None if segmented_by == "reader" else highdicom.AlgorithmIdentificationSequence(
         name="ScarNet", version=algorithm_version, family=codes.cid7162.ArtificialIntelligence)
+    old = _version(highdicom) < compat.HIGHDICOM_028  # 0.22, Python 3.9's: made to write what 0.28 writes
+    lossy = compat.lossy_source_for_highdicom_022(sources[0]) if old else None
+    planes = _plane_positions(highdicom, stack)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), compat.numpy_float_alias() if old else contextlib.nullcontext():
             # highdicom's notes on the source's own values (a one-part person name) are not the user's to act on.
             warnings.filterwarnings("ignore", category=UserWarning, module="highdicom")
             descriptions = [
@@ -175,10 +215,12 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
                     tracking_uid=highdicom.UID(),
                     tracking_id=f"{'Reader' if segmented_by == 'reader' else 'ScarNet'} {info.name}",
                     anatomic_regions=[Code(_HEART[1], _HEART[0], _HEART[2])],
-                    display_color=highdicom.color.CIELabColor.from_rgb(*(round(255 * c) for c in info.color_rgb)),
                 )
                 for info in SEGMENTS
             ]
+            for description, info in zip(descriptions, SEGMENTS):
+                # As highdicom 0.28's display_color=CIELabColor.from_rgb(...) sets it; 0.22 has neither.
+                description.RecommendedDisplayCIELabValue = list(cielab_value(info.color_rgb))
             segmentation = highdicom.seg.Segmentation(
                 source_images=sources,
                 pixel_array=labels,
@@ -196,8 +238,12 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
                 content_label="SCARNET",
                 content_creator_name=reader,
                 content_description="LV, myocardium, scar, MVO in LGE MRI (research use)",
-                plane_positions=_plane_positions(highdicom, stack),
+                plane_positions=planes,
             )
+        if old:
+            positions = [[float(v) for v in (plane[0] if planes else plane).ImagePositionPatient]
+                         for plane in (planes or sources)]
+            compat.as_highdicom_028_writes_it(segmentation, sources[0], positions, lossy, highdicom.__version__)
     except _HIGHDICOM_REFUSALS as error:
         reason = " ".join(str(error).split())[:200]
         raise InputError(f"no DICOM SEG can refer to these DICOM images ({type(error).__name__}: {reason}); "
@@ -215,6 +261,8 @@ def dicom_seg_dataset(labelmap: Volume, stack: DicomStack, *, algorithm_version:
     if reader is not None and not reader.isascii():
         # DICOM's default repertoire is ASCII; UTF-8 holds any reader's name (and pydicom re-encodes the rest).
         segmentation.SpecificCharacterSet = "ISO_IR 192"
+    if old:
+        segmentation._build_luts()  # highdicom 0.22's look-up of frames (get_pixels_...), made before they were sorted
     return segmentation
 
 
@@ -288,23 +336,33 @@ def _sources(stack: DicomStack) -> list[Any]:
             # scarnet.dicom took slices whose orientations differ by less than its tolerance for one stack;
             # highdicom wants them equal to the last digit.
             header.ImageOrientationPatient = headers[0].ImageOrientationPatient
-            if "SliceThickness" not in header:  # type 2 in MR images, but a SEG's pixel measures need one
-                header.SliceThickness = f"{stack.volume.spacing_mm[2]:.6g}"
+            if str(header.get("SliceThickness", "") or "") == "":  # type 2 in MR images (absent or empty), but
+                header.SliceThickness = f"{stack.volume.spacing_mm[2]:.6g}"  # a SEG's pixel measures need one
     return headers
+
+
+def _highdicom_takes_charset(values: list[str]) -> bool:
+    """Whether highdicom 0.28 takes the Specific Character Set ``values`` of a source (its
+    ``_check_specific_character_set``): one value that is not a code extension, or code extensions with no multi-byte
+    one first (stricter only for a lone ISO 2022 IR 58, which it lets through, though DICOM has it only as an
+    extension)."""
+    if len(values) == 1:
+        return values[0] in _CHARSETS_SINGLE
+    return bool(values) and values[0] not in _CHARSETS_MULTI_BYTE_EXTENSIONS \
+        and all(value in _CHARSETS_EXTENSIONS for value in values)
 
 
 def _as_utf8_if_highdicom_refuses(header: Any) -> None:
     """Give ``header`` (a copy) UTF-8 text when highdicom does not take its character set: a valid Japanese
     ``\\ISO 2022 IR 87`` starts with an empty value (the default repertoire), which highdicom refuses, and the SEG
-    copies the patient's name from it. Its texts are decoded with their own set first, so they stay the same."""
-    from highdicom import SpecificCharacterSetValues
-
+    copies the patient's name from it. Its texts are decoded with their own set first, so they stay the same.
+    Decided here, by highdicom 0.28's rules (:func:`_highdicom_takes_charset`), for 0.22 as well, which checks none
+    (and copies none: :mod:`scarnet.dicom_seg_compat` does), so that both write the same SEG."""
     values = header.get("SpecificCharacterSet")
     if values is None:
         return
     values = [values] if isinstance(values, str) else list(values)
-    known = {member.value for member in SpecificCharacterSetValues}
-    if all(value in known for value in values):
+    if _highdicom_takes_charset(values):
         return
     header.decode()
     header.SpecificCharacterSet = "ISO_IR 192"
@@ -449,5 +507,5 @@ def _integer(value: Any) -> int | None:
 
 
 __all__ = ["SEGMENTED_BY", "SERIES_DESCRIPTION", "SERIES_DESCRIPTIONS", "SERIES_NUMBER_OFFSET", "add_dicom_seg",
-           "check_dicom_seg_sources", "check_person_name",
+           "check_dicom_seg_sources", "check_person_name", "cielab_value",
            "dicom_seg_dataset", "provenance", "require_highdicom", "write_dicom_seg"]

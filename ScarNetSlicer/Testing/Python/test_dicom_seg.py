@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-# 0.28: as pyproject's dicom extra and scarnet.dicom_seg.HIGHDICOM_MIN_VERSION (Python 3.9 gets 0.22 at most)
-highdicom = pytest.importorskip("highdicom", minversion="0.28",
-                                reason="DICOM SEG needs highdicom 0.28 or later (pip install highdicom)")
+# 0.22 (Python 3.9's last) or later: as pyproject's dicom extra and scarnet.dicom_seg.HIGHDICOM_MIN_VERSION
+highdicom = pytest.importorskip("highdicom", minversion="0.22",
+                                reason="DICOM SEG needs highdicom 0.22 or later (pip install highdicom)")
 
 import pydicom  # noqa: E402  (after the skip: highdicom brings the pydicom it needs)
-from conftest import write_part10  # noqa: E402
+from conftest import requires_torch, write_part10  # noqa: E402
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid  # noqa: E402
 from test_cli import BUNDLED_WEIGHTS  # noqa: E402
@@ -38,6 +38,7 @@ from scarnet.dicom import list_series, read_dicom_stack  # noqa: E402
 from scarnet.dicom_seg import (  # noqa: E402
     SERIES_DESCRIPTION,
     check_dicom_seg_sources,
+    cielab_value,
     dicom_seg_dataset,
     provenance,
     write_dicom_seg,
@@ -47,6 +48,10 @@ from scarnet.labels import SEGMENTS  # noqa: E402
 from scarnet.volume import Volume  # noqa: E402
 
 IDENTITY = {"algorithm_version": "scarnet test", "device_serial_number": "0123456789abcdef"}
+#: Each segment's RecommendedDisplayCIELabValue, as highdicom 0.28's CIELabColor.from_rgb makes it of the segment's
+#: 8-bit colour (highdicom 0.22, Python 3.9's, has no from_rgb: scarnet.dicom_seg.cielab_value makes it).
+SEGMENT_CIELAB = {1: (33055, 48105, 41919), 2: (44888, 36007, 39683), 3: (59471, 30537, 55319),
+                  4: (33504, 39216, 15034)}
 
 
 def write_dicom_series(volume: Volume, folder: Path, series_number: int = 7, drop: tuple[str, ...] = ()) -> list[str]:
@@ -141,8 +146,10 @@ def test_each_seg_frame_lies_on_its_own_source_image(tmp_path):
         assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == info.category[1]
         assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "ScarNet"
         assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == "scarnet test"
-        shown = highdicom.color.CIELabColor.from_dicom_value(item.RecommendedDisplayCIELabValue).to_rgb()
-        np.testing.assert_allclose(np.array(shown) / 255, info.color_rgb, atol=0.01)
+        assert tuple(item.RecommendedDisplayCIELabValue) == SEGMENT_CIELAB[info.label]
+        if hasattr(highdicom.color.CIELabColor, "from_dicom_value"):  # 0.28: shown in the segment's colour
+            shown = highdicom.color.CIELabColor.from_dicom_value(item.RecommendedDisplayCIELabValue).to_rgb()
+            np.testing.assert_allclose(np.array(shown) / 255, info.color_rgb, atol=0.01)
     # Each frame keeps its source's own position (the stack's, read from the images).
     positions = {str(ds.SOPInstanceUID): [float(v) for v in ds.ImagePositionPatient] for ds in stack.datasets}
     for frame in seg.PerFrameFunctionalGroupsSequence:
@@ -480,10 +487,14 @@ def test_anonymised_sources_still_make_a_seg(tmp_path):
 
 
 @pytest.mark.parametrize(("charset", "name"), [("ISO_IR 100", "Müller^Jürgen"),
-                                               (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎")])
+                                               (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎"),
+                                               (["", "ISO 2022 IR 149"], "Hong^Gildong=홍^길동"),
+                                               ("ISO 2022 IR 100", "Müller^Jürgen")])
 def test_the_seg_keeps_the_patients_name_whatever_the_sources_character_set(tmp_path, charset, name):
     """Japanese images declare \\ISO 2022 IR 87 after an empty first value (the default repertoire), which is valid
-    DICOM but which highdicom refused: no SEG for those exams. The SEG then takes UTF-8, with the name unchanged."""
+    DICOM but which highdicom refused: no SEG for those exams. The SEG then takes UTF-8, with the name unchanged; so
+    too for what highdicom 0.28 does not take (Korean; a lone code extension, which it refused), decided by its
+    rules with highdicom 0.22 too, which takes any (and copied none)."""
     volume = _test_volume()
     write_dicom_series(volume, tmp_path / "exam")
     for path in (tmp_path / "exam").iterdir():
@@ -522,24 +533,113 @@ def test_without_highdicom_the_user_is_told_how_to_get_it(monkeypatch):
 
 
 def test_a_highdicom_too_old_is_refused_in_one_line(monkeypatch):
-    """Python 3.9 (3D Slicer 5.6–5.8) gets highdicom 0.22 at most, which lacks what the SEG is made with: writing
-    one was an internal error (ImportError), or a refusal of the images for a missing method (AttributeError)."""
+    """highdicom 0.22 (Python 3.9's, 3D Slicer 5.6–5.8) and 0.28 and later write the SEG (the same with each:
+    scarnet.dicom_seg_compat); an older one, or one between, is refused in one line, before any work."""
     import types
 
     from scarnet.dicom_seg import HIGHDICOM_MIN_VERSION, require_highdicom
 
-    assert HIGHDICOM_MIN_VERSION == (0, 28)  # as pyproject's dicom extra
+    assert HIGHDICOM_MIN_VERSION == (0, 22)  # as pyproject's dicom extra
     project = (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
-    assert '"highdicom>=0.28"' in project
-    monkeypatch.setitem(sys.modules, "highdicom", types.SimpleNamespace(__version__="0.22.0"))
-    with pytest.raises(InputError, match=r"needs highdicom 0\.28 or later.*highdicom 0\.22\.0 is installed") as error:
-        require_highdicom()
-    assert "\n" not in str(error.value)
-    monkeypatch.setattr(sys, "version_info", (3, 9, 10))
-    with pytest.raises(InputError, match=r"needs Python 3\.10 or later .*: leave out --dicom-seg$"):
-        require_highdicom()
-    monkeypatch.setitem(sys.modules, "highdicom", types.SimpleNamespace(__version__="0.28.1"))
-    assert require_highdicom().__version__ == "0.28.1"
+    assert '"highdicom>=0.22,<0.23; python_version < \'3.10\'"' in project
+    assert '"highdicom>=0.28; python_version >= \'3.10\'"' in project
+    for version in ("0.21.1", "0.23.0", "0.27.1"):  # 0.23 to 0.27 (Python 3.10+, where pip installs 0.28): untried
+        monkeypatch.setitem(sys.modules, "highdicom", types.SimpleNamespace(__version__=version))
+        with pytest.raises(InputError, match=r"needs highdicom 0\.22 \(Python 3\.9\) or 0\.28 or later \(highdicom "
+                                             + re.escape(version) + r" is installed\): pip install --upgrade") as error:
+            require_highdicom()
+        assert "\n" not in str(error.value)
+    for version in ("0.22.0", "0.22.1", "0.28.1", "0.29.0", "1.0"):
+        monkeypatch.setitem(sys.modules, "highdicom", types.SimpleNamespace(__version__=version))
+        assert require_highdicom().__version__ == version
+
+
+def test_segment_colours_are_cielab_as_highdicom_makes_them():
+    """highdicom 0.22 has no CIELabColor.from_rgb: the engine converts sRGB to DICOM's CIELab itself, to the same
+    16-bit values as highdicom 0.28 (checked against it where it is installed)."""
+    assert {info.label: cielab_value(info.color_rgb) for info in SEGMENTS} == SEGMENT_CIELAB
+    assert cielab_value((0.0, 0.0, 0.0)) == (0, 32896, 32896)  # black: L* 0, a* = b* = 0 (0x8080)
+    assert cielab_value((1.0, 1.0, 1.0)) == (65535, 32897, 32893)  # white: L* 100 (a*, b* 0 to 4 decimals)
+    if not hasattr(highdicom.color.CIELabColor, "from_rgb"):
+        return
+    levels = [0, 1, 10, 11, 12, 60, 128, 200, 254, 255]
+    for rgb in [(r, g, b) for r in levels for g in levels for b in levels]:
+        assert cielab_value(tuple(c / 255 for c in rgb)) == highdicom.color.CIELabColor.from_rgb(*rgb).value, rgb
+
+
+def _frame_order(seg: Any) -> tuple[list[tuple[int, float]], list[list[int]]]:
+    """Each frame's (segment, distance of its plane along the normal highdicom 0.28 orders planes by: column ×
+    row cosines), and its Dimension Index Values."""
+    orientation = np.array([float(v) for v in seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+                            .ImageOrientationPatient])
+    normal = np.cross(orientation[3:], orientation[:3])
+    order = [(int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
+              float(np.dot([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient], normal)))
+             for frame in seg.PerFrameFunctionalGroupsSequence]
+    return order, [[int(v) for v in frame.FrameContentSequence[0].DimensionIndexValues]
+                   for frame in seg.PerFrameFunctionalGroupsSequence]
+
+
+@pytest.mark.parametrize("source", ["series", "enhanced"])
+def test_the_seg_is_as_highdicom_028_writes_it_with_highdicom_022_too(tmp_path, source):
+    """highdicom 0.22 (Python 3.9's) wrote another SEG than 0.28: its frames in another order (by x, y, z) and
+    numbered so, no Spacing Between Slices (dcmqi, Slicer's SEG reader, then stacked an enhanced file's frames 8 mm
+    apart, their thickness, not 10), no Contributing Equipment nor Instance Creation Date, the patient attributes of
+    an older edition of the standard, no Presentation LUT Shape, and it failed on a lossy source without its ratio.
+    scarnet.dicom_seg_compat makes 0.22's SEG what 0.28 writes (compared whole, UIDs and times aside); this checks
+    those parts with the highdicom installed."""
+    from pydicom.tag import Tag
+
+    folder = tmp_path / "exam"
+    if source == "series":
+        write_dicom_series(_test_volume(), folder)
+        for path in folder.iterdir():
+            ds = pydicom.dcmread(path)
+            ds.Manufacturer, ds.ManufacturerModelName, ds.StationName = "SIEMENS", "MAGNETOM Skyra", "MRC45123"
+            ds.SoftwareVersions = ["syngo MR E11", "2"]
+            ds.EthnicGroup = "X"  # retired: highdicom 0.28 no longer copies it
+            ds.add_new(0x00120041, "LO", "Trial issuer")  # IssuerOfClinicalTrialSubjectID: 0.28 copies it
+            ds.LossyImageCompression, ds.LossyImageCompressionMethod = "01", "ISO_10918_1"  # no ratio
+            ds.save_as(path)
+        stack = read_dicom_stack(folder)
+        spacing = 8.0
+    else:
+        stack, _ = _source_and_labels(folder, "enhanced", "all")
+        spacing = 10.0  # its frames are 8 mm thick
+    labels = _labels_like(stack.volume)
+    had_float_ = hasattr(np, "float_")
+    write_dicom_seg(stack.volume.with_array(labels), stack, tmp_path / "seg.dcm", **IDENTITY)
+    assert hasattr(np, "float_") == had_float_  # highdicom 0.22's alias with NumPy 2 is not left behind
+    seg = pydicom.dcmread(tmp_path / "seg.dcm")
+    order, indices = _frame_order(seg)
+    assert order == sorted(order) and len(order) > len(SEGMENTS)  # by segment, then along the normal
+    planes = sorted({distance for _, distance in order})
+    assert indices == [[segment, planes.index(distance) + 1] for segment, distance in order]
+    measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SpacingBetweenSlices) == pytest.approx(spacing, abs=1e-6)
+    assert [item.DimensionDescriptionLabel for item in seg.DimensionIndexSequence] == \
+        ["Referenced Segment Number", "Image Position Patient"]
+    assert seg.PresentationLUTShape == "IDENTITY" and seg.InstanceCreationDate == seg.ContentDate
+    equipment = seg.ContributingEquipmentSequence
+    assert equipment[-1].Manufacturer == "Highdicom open-source contributors"
+    assert equipment[-1].SoftwareVersions == highdicom.__version__
+    assert equipment[-1].PurposeOfReferenceCodeSequence[0].CodeValue == "109102"
+    read_back = highdicom.seg.segread(tmp_path / "seg.dcm")
+    if source == "series":
+        assert len(equipment) == 2 and equipment[0].Manufacturer == "SIEMENS"
+        assert equipment[0].StationName == "MRC45123" and list(equipment[0].SoftwareVersions) == ["syngo MR E11", "2"]
+        assert equipment[0].PurposeOfReferenceCodeSequence[0].CodeValue == "109101"
+        assert seg[Tag(0x00120041)].value == "Trial issuer" and "EthnicGroup" not in seg
+        assert seg.LossyImageCompression == "01" and seg.LossyImageCompressionMethod == "ISO_10918_1"
+        assert "LossyImageCompressionRatio" not in seg
+        np.testing.assert_array_equal(read_back.get_pixels_by_source_instance(
+            [str(ds.SOPInstanceUID) for ds in stack.datasets], combine_segments=True, relabel=False), labels)
+    else:
+        assert len(equipment) == 1  # the test file names no manufacturer
+        for k, frame in enumerate(stack.frame_indices):
+            np.testing.assert_array_equal(read_back.get_pixels_by_source_frame(
+                str(stack.datasets[0].SOPInstanceUID), [frame + 1], combine_segments=True, relabel=False)[0],
+                labels[k])
 
 
 def test_a_dicom_seg_of_a_file_input_is_refused_before_highdicom_is_asked_for(tmp_path, monkeypatch):
@@ -593,6 +693,7 @@ def test_batch_writes_a_seg_per_dicom_exam_and_refuses_files_up_front(tmp_path):
     assert report["dicom_seg"]["sop_instance_uid"] == str(seg.SOPInstanceUID)
 
 
+@requires_torch
 @pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
 def test_command_line_dicom_seg_equals_the_labelmap(tmp_path):
     from scarnet.io import read_labelmap
