@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, ScarNetError
+from .errors import InputError, OutputExistsError, ScarNetError
 from .outputs import DICOM_SEG, HTML_REPORT, REPORT, SEGMENTATION, OutputSet
 from .quantify import report_warnings, series_name
 from .summary import SUMMARY_COLUMNS, SUMMARY_NAME, summary_figures
@@ -150,7 +150,10 @@ def read_rv_points(path: str | Path) -> dict[str, ExamAnatomy]:
     missing, an inferior point without an anterior one, a basal end other than first or last, an
     exam named twice, or a name over several lines (a quote left open swallows the lines after it).
     """
+    from .io import check_text_file
+
     path = Path(path)
+    check_text_file(path, "a CSV of RV insertion points")  # a FIFO or /dev/zero would never be read to its end
     try:
         text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
     except UnicodeDecodeError:
@@ -358,6 +361,15 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
             out_dir.mkdir(parents=True, exist_ok=True)  # when no exam wrote anything
             with atomic_path(summary_path, overwrite=overwrite or skip_done) as temp:
                 temp.write_text(summary_csv(rows), encoding="utf-8")
+        except OutputExistsError:
+            # Not there when checked: another run (a second batch into this --out) wrote it meanwhile. Said as
+            # that, with where this run's results are, rather than as a file the user left ("already exists").
+            done_now = sum(row.status == "ok" for row in rows)
+            raise OutputExistsError(f"{summary_path}: written by another run while this one worked (two batches "
+                                    f"into one --out?), and not replaced: this run's summary is lost, though its "
+                                    f"{done_now} of {len(rows)} exams done have their files in {out_dir} "
+                                    "(scarnet summarize makes a summary of their reports); give each batch its own "
+                                    "--out") from None
         except ScarNetError:  # an OutputError already: one line
             raise
         except OSError as error:

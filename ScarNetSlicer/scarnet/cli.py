@@ -27,9 +27,24 @@ if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
 
     from .outputs import OutputSet
 
+#: The exit statuses (README): 0 done; 2 bad input or a bad option, an output that cannot be written, or
+#: (batch) exams that failed on their input; 3 a bug (batch: an exam hit one); 130 Ctrl-C (SIGINT) and 143 SIGTERM, as a
+#: shell reports a process those signals ended (128 + the signal's number), each after the same clean-up.
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler's end of job), raised where Ctrl-C raises
+    KeyboardInterrupt, so that the same clean-up runs; the command then ends with :data:`EXIT_TERMINATED`,
+    which a scheduler or workflow manager (Nextflow's ``errorStrategy``) reads as killed, not as failed."""
+
+
+def interrupted_status(interrupt: KeyboardInterrupt) -> int:
+    """The exit status after ``interrupt``: 143 for SIGTERM, 130 for Ctrl-C."""
+    return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
 
 #: Set by a command once its outputs are written and closed: the console script may then end the
 #: process at once (see :func:`run`).
@@ -369,8 +384,10 @@ def _model_inference(path: Path) -> dict:
     import json
 
     from .errors import InputError
+    from .io import check_text_file
 
     not_a_report = f"{path}: not a JSON report of a ScarNet model run (scarnet segment, batch, Slicer's Save report)"
+    check_text_file(path, "a JSON report")  # a FIFO or /dev/zero would never be read to its end
     try:
         report = json.loads(Path(path).read_text(encoding="utf-8-sig"))
         record = report.get("inference")
@@ -529,6 +546,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     console = _console(args.quiet)
     rv_points = None if args.rv_points is None else read_rv_points(args.rv_points)
 
+    started: list[bool] = []  # the exams' loop began: summary.csv is written however the run ends
+    finished: list[bool] = []  # one entry per exam done (now or by an earlier run), True where it went well
+
     def make_segmenter():
         segmenter = _segmenter(args)
 
@@ -537,9 +557,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 return segmenter(volume, progress=progress, name=name, rv_insertion_lps=rv_insertion_lps,
                                  basal_end=basal_end)
 
+        started.append(True)
         return segment
 
     def on_exam(number: int, count: int, row) -> None:
+        finished.append(row.status == "ok")
         name = visible(row.input)  # a folder's name may hold a terminal's escape sequences
         for message in [*row.warnings, *row.other_warnings]:  # a warning often explains a failure
             print(f"scarnet: [{number}/{count}] {name}: warning: {visible(message)}", file=sys.stderr)
@@ -560,11 +582,20 @@ def cmd_batch(args: argparse.Namespace) -> int:
         else:
             print(f"scarnet: [{number}/{count}] {name}: {visible(row.status)}", file=sys.stderr)
 
-    rows = run_batch(args.inputs, args.out, make_segmenter, html=args.html, dicom_seg=args.dicom_seg,
-                     overwrite=args.overwrite, series=args.series, rv_points=rv_points,
-                     rv_points_source=args.rv_points, on_exam=on_exam, skip_done=args.skip_done)
-    failed = sum(row.status != "ok" for row in rows)
     summary = Path(args.out) / SUMMARY_NAME
+    try:
+        rows = run_batch(args.inputs, args.out, make_segmenter, html=args.html, dicom_seg=args.dicom_seg,
+                         overwrite=args.overwrite, series=args.series, rv_points=rv_points,
+                         rv_points_source=args.rv_points, on_exam=on_exam, skip_done=args.skip_done)
+    except KeyboardInterrupt as interrupt:
+        if not started:  # before the first exam: nothing written
+            raise
+        # What a pipeline's log needs: where the run stands, and how to go on (the exams done are not run again).
+        print(f"scarnet: interrupted{' (SIGTERM)' if isinstance(interrupt, Terminated) else ''}; {sum(finished)} of "
+              f"{len(args.inputs)} exams done, listed in {visible(str(summary))} (the others 'not run'): the same "
+              "command with --skip-done continues", file=sys.stderr)
+        return interrupted_status(interrupt)
+    failed = sum(row.status != "ok" for row in rows)
     if failed:
         print(f"scarnet: error: {failed} of {len(rows)} exams failed (see {visible(str(summary))})", file=sys.stderr)
         # A bug in one exam is the program's fault (as for segment); an exam's own problem is the input's.
@@ -757,18 +788,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, **overrides)
     try:
         summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         # Where the run can go on from is known here (the steps after it are trained again); one line, as main's.
         step = checkpoint_step(args.out)
         if step is None:
             if not args.resume:
                 print(f"scarnet: interrupted before the first checkpoint (step {min(config.val_every, config.steps)}):"
                       " nothing was kept to resume from", file=sys.stderr)
-                return EXIT_INTERRUPTED
+                return interrupted_status(interrupt)
             raise
         print(f"scarnet: interrupted; {visible(str(Path(args.out) / 'last.pt'))} holds step {step}: --resume "
               "continues from there", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupted_status(interrupt)
     print(f"best step {summary['best_step']} (score {summary['best_score']:.4f}); weights "
           f"{visible(str(Path(args.out) / 'best.safetensors'))} sha256 {summary['sha256']}")
     return 0
@@ -1211,7 +1242,7 @@ def _terminate_as_interrupt() -> Any:
         return
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -1249,8 +1280,41 @@ class _StandardOutput:
         return getattr(self._stream, name)
 
 
+def _stand_ins_where_the_encoding_fails() -> list[tuple[Any, str]]:
+    """Make stdout and stderr write what their encoding cannot hold (a C or POSIX locale with PYTHONUTF8=0,
+    PYTHONIOENCODING=ascii, a Latin-1 terminal) as ASCII stand-ins (:func:`scarnet.text.stand_in`: ``×`` → ``x``)
+    rather than raise: the ``→`` of phantom's result line, printed once the files were written, ended the command as
+    an internal error (status 3), and a ``×`` or ``°`` in a table did the same. Returns each stream changed with its
+    error handler before, to put back."""
+    import codecs
+
+    from .text import STAND_IN_ERRORS
+
+    changed = []
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if codecs.lookup(stream.encoding).name.startswith("utf"):
+                continue  # holds every character
+            before = stream.errors
+            stream.reconfigure(errors=STAND_IN_ERRORS)
+        except (AttributeError, LookupError, TypeError, ValueError, OSError):  # not a text stream, or closed
+            continue
+        changed.append((stream, before))
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scarnet`` console script."""
+    stand_ins = _stand_ins_where_the_encoding_fails()  # also for argparse's own messages
+    try:
+        return _main(argv)
+    finally:
+        for stream, errors in stand_ins:
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors=errors)
+
+
+def _main(argv: list[str] | None) -> int:
     from .errors import ScarNetError
 
     parser = build_parser()
@@ -1268,9 +1332,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"scarnet: error: {visible(str(error))}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("scarnet: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:
+        print(f"scarnet: interrupted{' (SIGTERM)' if isinstance(interrupt, Terminated) else ''}", file=sys.stderr)
+        return interrupted_status(interrupt)
     except Exception as error:  # a bug: still one line, traceback on request
         if debug:
             raise

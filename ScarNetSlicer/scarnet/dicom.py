@@ -33,7 +33,9 @@ import dataclasses
 import math
 import os
 import re
+import struct
 import warnings
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .io import check_voxel_count
 from .volume import Volume
 
 #: Files with these endings are never DICOM; skipping them saves parsing e.g. big NIfTI files.
@@ -176,6 +179,10 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
             if len(head) < 132 and name.endswith(_DICOM_SUFFIXES):
                 damaged.append(path.relative_to(folder).as_posix())  # empty or cut short: an interrupted copy
             continue
+        deflated_start = _deflated_dataset_start(path)
+        if deflated_start is not None and _inflates_past_limit(path, deflated_start):
+            damaged.append(path.relative_to(folder).as_posix())  # a decompression bomb: never given to pydicom
+            continue
         try:
             with warnings.catch_warnings():
                 # pydicom's notices on a foreign or damaged file name no file ("Expected implicit VR, but found
@@ -221,6 +228,65 @@ def _file_head(path: Path) -> bytes:
         return b""
 
 
+#: pydicom inflates a deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) whole in memory, even to read its
+#: header: a file whose data set inflates to more than this (no MR image file comes near) is left out unread, a
+#: decompression bomb (or damage) that a few MB on disk would turn into many GB of memory.
+MAX_DEFLATED_DATASET_BYTES = 1 << 29
+_DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
+#: File meta elements (group 0002, explicit VR little endian) whose length takes 4 bytes after 2 reserved ones.
+_LONG_LENGTH_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT")
+
+
+def _deflated_dataset_start(path: Path) -> int | None:
+    """Where the deflated data set of a file whose file meta names the deflated transfer syntax starts (bytes); None
+    for any other file (and for one whose file meta cannot be walked: pydicom then reads it as it would)."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(1 << 16)  # a file meta group is a few hundred bytes
+    except OSError:
+        return None
+    if _DEFLATED_SYNTAX.encode() not in head:
+        return None
+    position = 132 if _has_preamble(head[:132]) else 0
+    syntax = ""
+    while position + 8 <= len(head):
+        group, element = struct.unpack_from("<HH", head, position)
+        if group != 0x0002:
+            break
+        vr = head[position + 4: position + 6]
+        if vr in _LONG_LENGTH_VRS:
+            if position + 12 > len(head):
+                return None
+            (length,) = struct.unpack_from("<I", head, position + 8)
+            value_start = position + 12
+        else:
+            (length,) = struct.unpack_from("<H", head, position + 6)
+            value_start = position + 8
+        if element == 0x0010:  # TransferSyntaxUID
+            syntax = head[value_start: value_start + length].decode("ascii", "replace").strip("\0 ")
+        position = value_start + length
+    return position if syntax == _DEFLATED_SYNTAX else None
+
+
+def _inflates_past_limit(path: Path, start: int) -> bool:
+    """Whether the raw deflate data from ``start`` in ``path`` inflates to more than :data:`MAX_DEFLATED_DATASET_BYTES`
+    (measured piece by piece: nothing of it is kept)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    length = 0
+    try:
+        with path.open("rb") as stream:
+            stream.seek(start)
+            while not inflater.eof and (piece := stream.read(1 << 14)):
+                while piece and not inflater.eof:
+                    length += len(inflater.decompress(piece, 1 << 24))
+                    if length > MAX_DEFLATED_DATASET_BYTES:
+                        return True
+                    piece = inflater.unconsumed_tail
+    except (OSError, zlib.error):
+        return False  # unreadable or damaged: pydicom says so as for any other file
+    return False
+
+
 def _has_preamble(head: bytes) -> bool:
     """The file says it is DICOM ("DICM" after the 128-byte preamble), so failing to read it is damage."""
     return len(head) == 132 and head[128:132] == b"DICM"
@@ -255,7 +321,9 @@ def _walk_files(folder: Path) -> Iterable[Path]:
         # Hidden folders (.git, macOS metadata) never hold the exam; sorted for a stable order.
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
         for name in sorted(files):
-            if not name.startswith("."):
+            # Regular files only (or links to them): opening a FIFO in the folder would wait for ever for a writer,
+            # and a device (a link to /dev/zero) is no image either.
+            if not name.startswith(".") and os.path.isfile(os.path.join(root, name)):
                 yield Path(root) / name
 
 
@@ -783,6 +851,9 @@ def _read_frames(chosen: DicomSeries, name: str) -> list[_Frame]:
                 raise InputError(f"{name}: {path.name} is a multi-frame file without per-frame positions "
                                  "(cine or legacy multi-frame); export the stack as single-frame images")
             read = [_single_frame(path, dataset, name)]
+        # Before any pixels are decoded: pydicom decodes a file's every frame, to what Rows × Columns × NumberOfFrames
+        # declare (a compressed file's few bytes may declare gigabytes).
+        check_voxel_count(f"{name}: {path.name}", (read[0].columns, read[0].rows, _frame_count(dataset)))
         for frame in read:
             frame.monochrome1 = monochrome1
         frames.extend(read)
@@ -1007,6 +1078,7 @@ def _build_volume(frames: list[_Frame], name: str) -> tuple[Volume, list[_Frame]
         warnings.warn(f"{name}: slices are shifted within their planes by up to {shift:.3g} mm; the volume "
                       "places them on a straight stack from the first slice", stacklevel=3)
 
+    check_voxel_count(name, (first.columns, first.rows, len(frames)), "its images' headers declare")
     array = _inverted_if_monochrome1(np.stack([_pixels(f, name) for f in frames]), frames, name)
     row_spacing, column_spacing = first.pixel_spacing
     volume = Volume(

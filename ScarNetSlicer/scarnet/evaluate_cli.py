@@ -1450,9 +1450,11 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
     same ``--images`` as the training run whose ``config.json`` lies beside the weights. The weights must
     be the file the evaluation ran (same sha256). Returns the sidecar's path and the entry written.
     """
+    from .io import check_text_file
     from .model.registry import write_qc_calibration
 
     path = Path(evaluation_json)
+    check_text_file(path, "the JSON of scarnet evaluate")  # a FIFO or /dev/zero would never be read to its end
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

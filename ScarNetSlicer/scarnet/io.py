@@ -15,6 +15,7 @@ import hashlib
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -41,6 +42,10 @@ SHEAR_TOLERANCE = 0.005
 #: ... and is refused beyond this (voxel axes more than ~60° off perpendicular, or in one plane): no acquisition
 #: makes such a grid (a 30° gantry tilt is 1.15), so its header is wrong and no volume read from it would be right.
 MAX_SHEAR_FACTOR = 2.0
+#: More voxels than any short-axis LGE stack holds (a few hundred pixels square, 4–30 slices; 2^26 is 1024 × 1024 × 64):
+#: an image file whose header declares more is refused from its header, before ITK allocates what it declares
+#: (a damaged or hostile header beside a small file, a gzip bomb), and a DICOM series before its pixels are decoded.
+MAX_IMAGE_VOXELS = 1 << 26
 SEGMENTATION_SUFFIX = ".seg.nrrd"
 #: ITK's reader for each format whose header is checked after reading (names from GetImageIOFromFileName).
 _NIFTI_IO, _NRRD_IO, _META_IO = "NiftiImageIO", "NrrdImageIO", "MetaImageIO"
@@ -87,13 +92,24 @@ def read_volume(path: str | Path, series: str | None = None) -> Volume:
                 # Complex MR data (real and imaginary channels): the image a scanner shows is its magnitude.
                 warnings.warn(f"{path}: complex-valued image; its magnitude is used", stacklevel=2)
                 volume.array = np.abs(volume.array)
-            volume.array = volume.array.astype(np.float32, copy=False)
+            volume.array = _as_float32(volume.array, path)
             validate_image(volume, name=str(path))
             provenance = {"input": str(path)}
     if read_warnings:
         provenance["input_warnings"] = read_warnings
     volume.provenance = provenance
     return volume
+
+
+def _as_float32(array: np.ndarray, path: Path) -> np.ndarray:
+    """``array`` as float32, refusing finite values beyond float32's range (a float64 file's): the cast would make
+    them infinite, and the image would be refused for infinite values it does not hold, with numpy's warning."""
+    with np.errstate(over="ignore"):
+        cast = array.astype(np.float32, copy=False)
+    if cast is not array and not np.all(np.isfinite(cast)) and np.all(np.isfinite(array)):
+        raise InputError(f"{path}: its values reach {float(np.abs(array).max()):.3g}, beyond what the 32-bit "
+                         f"floats it is read as hold ({float(np.finfo(np.float32).max):.3g}); rescale the image")
+    return cast
 
 
 def _missing(path: Path, nothing: str = "no such file or folder") -> str:
@@ -104,6 +120,84 @@ def _missing(path: Path, nothing: str = "no such file or folder") -> str:
         except OSError:
             return "a link that cannot be followed"
     return nothing
+
+
+def special_file_kind(path: str | Path) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder ("a FIFO (named pipe)", "a character
+    device", ...): reading one blocks until another program writes to it, or never ends (/dev/zero). None otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
+def _check_regular_file(path: Path, expected: str) -> None:
+    """:class:`InputError` for a FIFO, device or socket given as a file (see :func:`special_file_kind`)."""
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise InputError(f"{path}: is {kind}, not {expected}; give the file itself")
+
+
+def _data_files(path: Path) -> list[Path]:
+    """The files other than ``path`` that its header names as holding its voxels: a NIfTI pair's image file, a NRRD's
+    ``data file`` (one, a LIST or a numbered pattern), a MetaImage's ``ElementDataFile`` (likewise)."""
+    lower = path.name.lower()
+    try:
+        if lower.endswith((".hdr", ".hdr.gz")):
+            return [data for data in [_nifti_data_file(path)] if data != path]
+        if _suffix(path) in (".nrrd", ".nhdr"):
+            fields, _, listed = _nrrd_header_fields(path)
+            named = fields.get("data file", fields.get("datafile"))
+            if named is None:
+                return []
+            names = listed if named.split()[:1] == ["LIST"] else _numbered_file_names(named) or [named]
+        elif _suffix(path) in (".mha", ".mhd"):
+            layout = _metaimage_layout(path)
+            named = layout[0].get("elementdatafile", "") if layout else ""
+            kind = named.split()[0].upper() if named.split() else ""
+            if kind in ("", "LOCAL"):
+                return []
+            names = layout[2] if kind == "LIST" else _numbered_file_names(named) or [named]
+        else:
+            return []
+    except OSError:
+        return []  # the reader says what is wrong
+    return [path.parent / name for name in names]
+
+
+def _check_data_files(path: Path) -> None:
+    """:class:`InputError` for a header whose data file is a FIFO, device or socket (ITK would wait on a FIFO for
+    ever), before any reader opens it."""
+    for data_file in _data_files(path):
+        kind = special_file_kind(data_file)
+        if kind is not None:
+            raise InputError(f"{path}: its data file {data_file.name!r}, named in its header, is {kind}, not a "
+                             "file; give the image's own data file")
+
+
+#: The text files a user gives (reports, RV points, evaluations) are kilobytes to a few MB; one larger than this is
+#: not one, and reading it whole, as they are read, would take its size in memory.
+MAX_TEXT_FILE_BYTES = 64 << 20
+
+
+def check_text_file(path: str | Path, expected: str) -> None:
+    """:class:`InputError` before ``path`` is read whole as text: a FIFO would wait for ever for a writer, a device
+    (/dev/zero) never ends, and a file beyond :data:`MAX_TEXT_FILE_BYTES` is not ``expected`` (e.g. "a JSON
+    report"). A path that is missing or a folder passes: the caller's reading says so, as it always did."""
+    path = Path(path)
+    _check_regular_file(path, expected)
+    try:
+        size = path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return
+    if size > MAX_TEXT_FILE_BYTES:
+        raise InputError(f"{path}: {size / 2**20:,.0f} MiB, far larger than {expected} (at most "
+                         f"{MAX_TEXT_FILE_BYTES >> 20} MiB); give the file itself")
 
 
 def read_input(path: str | Path, series: str | None = None) -> tuple[Volume, DicomStack | None]:
@@ -342,6 +436,8 @@ def _read_image_file(path: Path) -> Volume:
     ITK's C++ code prints straight to stderr meanwhile becomes the error's reason or, when the
     file is read, warnings (one line each).
     """
+    _check_regular_file(path, "an image file")  # opening a FIFO would wait for ever for a writer
+    _check_data_files(path)  # ... and so would a header's data file that is one
     if not _have_simpleitk() and _suffix(path) in (".nii", ".nii.gz"):
         return _read_nifti_with_nibabel(path)  # keeps NaN/Inf, which the callers' validation rejects
     import SimpleITK as sitk
@@ -352,13 +448,26 @@ def _read_image_file(path: Path) -> Volume:
     sitk.ProcessObject_SetGlobalWarningDisplay(False)
     printed: list[str] = []
     io_name = ""  # stays empty when ITK cannot even tell the format
+    header = None  # a NIfTI's header as stored
+    data_bytes: int | None = None  # what the header says its voxels take
     try:
         with _native_stderr_captured(printed):
             # Asking which reader ITK picks (it only probes the header) tells which header to check.
             io_name = sitk.ImageFileReader.GetImageIOFromFileName(str(path))
+            if io_name == _NIFTI_IO:
+                header = _nifti_header(_nifti_head(path))  # as stored: ITK "fixes" what the checks look for
+                _check_nifti_offset(path, header)  # niftilib reads all before the voxels with the header
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(path))
             reader.SetImageIO(io_name)
+            # The header alone first: ITK allocates, and fills with zeros, all that a header declares before it
+            # reads a byte of data, so a header claiming gigabytes beside a small file (or a gzip bomb) is refused
+            # before, not after, taking that memory.
+            reader.ReadImageInformation()
+            data_bytes = _check_declared_size(path, reader)
+            if io_name == _NIFTI_IO:
+                _check_nifti_dims(path, header)
+                _check_nifti_length(path, _nifti_data_end(reader))  # checks compressed data in full as it measures it
             image = reader.Execute()
     except RuntimeError as error:
         detail = str(error).strip().splitlines()
@@ -370,12 +479,9 @@ def _read_image_file(path: Path) -> Volume:
         # Damaged compressed data makes ITK fail with a reason that does not say so ("Unable to determine ImageIO
         # reader", "_nrrdGzRead: data read error"): the damage, when it is that, is the reason given.
         with contextlib.suppress(OSError, _CutShort):  # a missing data file, a cut one: ITK's reason names them
-            _check_compressed_data(path, io_name)
+            _check_compressed_data(path, io_name, data_bytes)
         raise InputError(f"{path}: not a readable image ({_short(_failure_reason(path, reason, printed))})") from None
     if io_name == _NIFTI_IO:
-        header = _nifti_header(_nifti_head(path))  # as stored: ITK "fixes" what the checks look for
-        _check_nifti_dims(path, header)
-        _check_nifti_length(path, _nifti_data_end(image))  # checks compressed data in full as it measures it
         _check_nifti_spacing(path, image, header)
         if _nifti_zeros_may_hide_non_finite(image) and _nifti_has_non_finite(path):
             raise InputError(f"{path}: contains NaN or infinite values")
@@ -383,7 +489,7 @@ def _read_image_file(path: Path) -> Volume:
         # ITK's NRRD reader inflates only the bytes it needs, never reaching the gzip CRC, and MetaIO reads damaged
         # zlib data as wrong voxels after printing "Uncompress failed": neither notices damage, so it is checked here.
         try:
-            _check_compressed_data(path, io_name)
+            _check_compressed_data(path, io_name, data_bytes)
         except OSError as error:
             raise InputError(f"{path}: could not be read to check its compressed data "
                              f"({os_error_reason(error)})") from None
@@ -489,6 +595,37 @@ def _failure_reason(path: Path, reason: str, printed: list[str]) -> str:
     if re.search(r"fread got only|expected \d+ bytes but received", reason):
         return "the file is truncated: " + re.sub(r"^\[nrrd\]\s*\w+:\s*", "", reason)
     return "; ".join([*printed, reason])
+
+
+def check_voxel_count(name: str, size: Sequence[int], declared: str = "its header declares") -> None:
+    """Refuse an image of ``size`` voxels (any order) beyond :data:`MAX_IMAGE_VOXELS`, from its header: reading it
+    would take that much memory (and zeros where the file holds no data) before any other check could speak."""
+    voxels = math.prod(int(n) for n in size)
+    if voxels > MAX_IMAGE_VOXELS:
+        raise InputError(f"{name}: {declared} {'×'.join(str(int(n)) for n in size)} voxels "
+                         f"({voxels / 1e6:,.0f} million), more than any short-axis LGE stack holds "
+                         f"({MAX_IMAGE_VOXELS / 1e6:.0f} million at most): a damaged header, or not an LGE stack; "
+                         "crop or resample it (3D Slicer: Crop Volume)")
+
+
+def _check_declared_size(path: Path, reader) -> int:
+    """:func:`check_voxel_count` of the header ITK's ``reader`` has read (ReadImageInformation); the bytes its voxels
+    take as it declares them."""
+    import SimpleITK as sitk
+
+    size = reader.GetSize()
+    check_voxel_count(str(path), size)
+    kind = sitk.GetPixelIDValueAsString(reader.GetPixelID())  # "16-bit signed integer", "complex of 32-bit float"
+    bits = re.search(r"(\d+)-bit", kind)
+    component_bytes = (int(bits[1]) // 8 if bits else 8) * (2 if "complex" in kind else 1)
+    return math.prod(int(n) for n in size) * max(1, reader.GetNumberOfComponents()) * component_bytes
+
+
+def _inflate_limit(data_bytes: int | None) -> int:
+    """Inflated bytes past which an image's compressed data is refused as a decompression bomb: twice what its header
+    says its voxels take, and 64 MiB more (NRRD's byte skip, a NIfTI's extensions); when that is unknown, as much
+    for the largest image read (:data:`MAX_IMAGE_VOXELS` complex doubles)."""
+    return 2 * (data_bytes if data_bytes is not None else MAX_IMAGE_VOXELS * 16) + (1 << 26)
 
 
 def _starts_with_gzip(path: Path) -> bool:
@@ -599,9 +736,10 @@ def _check_nifti_length(path: Path, data_end: int | None) -> None:
 
     A gzip file is inflated to its end, every member's CRC checked (:func:`_check_compressed_data`), and measured:
     the length its trailer records says nothing about the bytes before it. For a NIfTI pair the image file is measured.
+    Data that inflates to far more than ``data_end`` is refused as a decompression bomb (:func:`_inflate_limit`).
     """
     try:
-        length = _check_compressed_data(path, _NIFTI_IO)
+        length = _check_compressed_data(path, _NIFTI_IO, data_end)
         if length is None:
             length = _nifti_data_file(path).stat().st_size
     except OSError as error:
@@ -615,7 +753,7 @@ def _check_nifti_length(path: Path, data_end: int | None) -> None:
                          "describes (copied or downloaded incompletely?), so voxels are missing")
 
 
-def _check_compressed_data(path: Path, io_name: str) -> int | None:
+def _check_compressed_data(path: Path, io_name: str, data_bytes: int | None = None) -> int | None:
     """Inflate every compressed stream that holds ``path``'s voxels, as ITK's ``io_name`` reader finds them, to its
     end, checking its checksums; refuse damaged data in one line naming the file. Returns the inflated length of
     all streams together (None when the voxels are stored uncompressed).
@@ -623,12 +761,18 @@ def _check_compressed_data(path: Path, io_name: str) -> int | None:
     The one check of compressed input, for every reader: ITK's readers inflate only the bytes they need, so damage
     near a stream's end, which only its checksum shows, passes them (the last slices read as zeros, or as other
     labels). ``io_name`` "" (ITK could not tell the format) checks ``path`` itself when it is gzip. An OSError
-    (a data file that cannot be opened) is left to the caller.
+    (a data file that cannot be opened) is left to the caller. Inflating stops, refused, past
+    :func:`_inflate_limit` of ``data_bytes`` (what the header says the voxels take; None: unknown): data that
+    inflates to gigabytes more than any image read takes is a decompression bomb, minutes of work to measure.
     """
     streams = _compressed_streams(path, io_name)
     if not streams:
         return None
-    return sum(_inflated_length(path, stream) for stream in streams)
+    limit = _inflate_limit(data_bytes)
+    length = 0
+    for stream in streams:
+        length += _inflated_length(path, stream, limit - length)
+    return length
 
 
 def _compressed_streams(path: Path, io_name: str) -> list[_CompressedStream]:
@@ -655,15 +799,15 @@ class _CutShort(InputError):
         self.inflated_length = inflated_length
 
 
-def _inflated_length(path: Path, stream: _CompressedStream) -> int:
+def _inflated_length(path: Path, stream: _CompressedStream, limit: int | None = None) -> int:
     """The inflated length of one compressed stream of ``path``'s voxels, its checksums checked (InputError when
-    damaged, :class:`_CutShort` when it stops short)."""
+    damaged, :class:`_CutShort` when it stops short, or when it inflates to more than ``limit`` bytes)."""
     with open(stream.file, "rb") as raw:
         raw.seek(stream.offset)
         for _ in range(stream.lines_skipped):
             raw.readline()
         try:
-            length, ended = _inflated_stream_length(path, raw, stream.wbits, stream.size)
+            length, ended = _inflated_stream_length(path, raw, stream.wbits, stream.size, limit)
         except zlib.error as error:  # a CRC (Adler-32) or length that does not match, or undecodable deflate data
             raise _damaged(path, error, stream) from None
         if stream.size is not None and not ended and raw.tell() - stream.offset >= stream.size:
@@ -674,7 +818,8 @@ def _inflated_length(path: Path, stream: _CompressedStream) -> int:
     return length
 
 
-def _inflated_stream_length(path: Path, raw: IO[bytes], wbits: int, size: int | None = None) -> tuple[int, bool]:
+def _inflated_stream_length(path: Path, raw: IO[bytes], wbits: int, size: int | None = None,
+                            limit: int | None = None) -> tuple[int, bool]:
     """The inflated length of the compressed data in ``raw`` from where it stands (at most ``size`` bytes of it), and
     whether its last stream reached its end; ``zlib.error`` when it is damaged, :class:`_CutShort` when a gzip
     member stops short of its end by more than (part of) its trailer.
@@ -686,7 +831,8 @@ def _inflated_stream_length(path: Path, raw: IO[bytes], wbits: int, size: int | 
     (cut short, or a byte damaged near the end: the deflate data never ends) is :class:`_CutShort` of ``path``.
     Several gzip members follow one another, as ``gzip`` and ITK read them; bytes after the last member are
     ignored, as those tools ignore them, when they are not a member or fail already in a member's fixed header
-    (they merely start like one). A zlib stream is one; what follows it is not read.
+    (they merely start like one). A zlib stream is one; what follows it is not read. Past ``limit`` inflated bytes
+    (None: no limit), :class:`InputError`: a decompression bomb.
     """
     length = 0
     left = size if size is not None else math.inf
@@ -714,6 +860,9 @@ def _inflated_stream_length(path: Path, raw: IO[bytes], wbits: int, size: int | 
                 continue
             inflated = decompressor.decompress(piece)  # not kept: a piece inflates to at most ~17 MB
             length += len(inflated)
+            if limit is not None and length > limit:
+                raise InputError(f"{path}: its compressed data inflates to more than {limit / 2**20:.0f} MiB, far "
+                                 "more than its header describes (a damaged file, or a decompression bomb); not read")
             member_length += len(inflated)
             crc = zlib.crc32(inflated, crc)
             if not decompressor.eof:
@@ -799,6 +948,24 @@ def _numbered_file_names(pattern: str) -> list[str]:
         return [words[0] % number for number in numbers]
     except (TypeError, ValueError, OverflowError):  # not numbers (or a step of 0), a format taking no one number
         return []
+
+
+#: A NIfTI's header and extensions (what lies before its voxels, vox_offset) are a few kB, DICOM headers kept in an
+#: extension a few MB. niftilib and nibabel read them whole with the header: more than this is a damaged header or a
+#: decompression bomb (a 1 MB .nii.gz whose "extension" inflates to gigabytes).
+MAX_NIFTI_HEADER_BYTES = 64 << 20
+
+
+def _check_nifti_offset(path: Path, header: Any) -> None:
+    """Refuse a NIfTI whose voxels start (vox_offset) past :data:`MAX_NIFTI_HEADER_BYTES`, before anything reads the
+    header's extensions. ``header``: :func:`_nifti_header`'s (None: not checked)."""
+    if header is None:
+        return
+    offset = float(header["vox_offset"])
+    if not offset <= MAX_NIFTI_HEADER_BYTES:  # NaN too
+        raise InputError(f"{path}: its header puts the voxels {offset / 2**20:,.0f} MiB into the file (vox_offset), "
+                         f"after extensions far larger than any image's (at most {MAX_NIFTI_HEADER_BYTES >> 20} MiB): "
+                         "a damaged header, or a decompression bomb; not read")
 
 
 def _check_nifti_dims(path: Path, header: Any) -> None:
@@ -1018,11 +1185,13 @@ def _read_nifti_with_nibabel(path: Path) -> Volume:
         raise InputError(f"{path}: ITK refuses its non-orthonormal orientation and nibabel is not installed") from None
     # The same checks as after ITK's reading, on the header as stored: nibabel's loading "fixes" pixdim 0.
     header = _nifti_header(_nifti_head(path))
+    _check_nifti_offset(path, header)
     _check_nifti_dims(path, header)
     if header is not None:
         unstated = _unstated_pixdim(header, range(min(3, int(header["dim"][0]))))
         if unstated:
             raise _no_spacing(path, unstated)
+        check_voxel_count(str(path), header.get_data_shape())  # before nibabel allocates them
         data_bytes = math.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
         _check_nifti_length(path, int(header.get_data_offset()) + data_bytes)
     try:
@@ -1112,6 +1281,7 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
     import slicerio
 
     path = Path(path)
+    _check_regular_file(path, "a segmentation file")
     try:
         # Before slicerio: pynrrd notices a bad CRC too, but says so only in zlib's words ("incorrect data check").
         _check_compressed_data(path, _NRRD_IO)
@@ -1448,8 +1618,16 @@ def itk_file_name(path: str | Path, error: type[ScarNetError]) -> str:
     try:
         str(path).encode("utf-8")
     except UnicodeEncodeError:
-        raise error(f"{os.fsencode(str(path))!r}: the name is not valid UTF-8; rename it (or copy it under a "
-                    "UTF-8 name)") from None
+        name = os.fsencode(str(path))
+        try:
+            name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise error(f"{name!r}: the name is not valid UTF-8; rename it (or copy it under a UTF-8 name)") from None
+        # UTF-8 after all, read by a Python that takes file names as ASCII (LC_ALL=C with PYTHONUTF8=0): the
+        # reports, summaries and ITK could not hold it as Python holds it.
+        raise error(f"{name.decode('utf-8')!r}: the name is UTF-8, but this Python reads file "
+                    f"names as {sys.getfilesystemencoding()} (the locale); run with PYTHONUTF8=1 or a UTF-8 locale "
+                    "(LC_ALL=C.UTF-8)") from None
     return str(path)
 
 

@@ -161,24 +161,46 @@ def _take_back(moves: list[_Move]) -> tuple[list[Path], list[Path]]:
     return kept, left
 
 
+class _Held(list):
+    """The signals received while :func:`_ctrl_c_held` held them (their numbers), and their handlers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handlers: dict[int, Any] = {}
+
+    def pass_on(self) -> None:
+        """Call the first signal's handler, as it would have been called unheld (the list is emptied): Python's
+        Ctrl-C handler raises KeyboardInterrupt, the CLI's SIGTERM handler its ``Terminated`` (exit status 143)."""
+        number = self[0]
+        self.clear()
+        self.handlers[number](number, None)
+
+
 @contextlib.contextmanager
 def _ctrl_c_held() -> Any:
-    """Hold SIGINT (Ctrl-C) while the block runs; yields the list the signals received are added to, for the
-    block to act on, and raises KeyboardInterrupt at its end for one that came after the block looked. Only
-    on the main thread (the only one Python delivers signals to) and where Python's own handler is
-    installed; elsewhere the list stays empty."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    """Hold SIGINT (Ctrl-C), and SIGTERM where a Python handler takes it (the CLI's: ``kill``, a scheduler's end of
+    job, raise as Ctrl-C does), while the block runs; yields the list the signals received are added to (a
+    :class:`_Held`), for the block to act on, and raises at its end for one that came after the block looked.
+    Only on the main thread (the only one Python delivers signals to) and where Python's own Ctrl-C handler or a
+    SIGTERM handler is installed; elsewhere the list stays empty."""
+    received = _Held()
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(number)
+            if handler is signal.default_int_handler or (number == signal.SIGTERM and callable(handler)):
+                received.handlers[number] = handler
+    if not received.handlers:
         yield received
         return
-    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    for number in received.handlers:
+        signal.signal(number, lambda number, frame: received.append(number))
     try:
         yield received
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in received.handlers.items():
+            signal.signal(number, handler)
     if received:
-        raise KeyboardInterrupt
+        received.pass_on()
 
 
 def _remove_replaced(aside: Path) -> None:
@@ -405,8 +427,7 @@ class OutputSet:
                         os.replace(target, move.aside)
                     os.replace(output.temp, target)
                 if interrupted:  # Ctrl-C while the files were moved: none of them, as the user asked to stop
-                    interrupted.clear()
-                    raise KeyboardInterrupt
+                    interrupted.pass_on()
             except BaseException as error:  # also a KeyboardInterrupt raised inside: never a half set
                 kept, left = _take_back(moves)
                 if not isinstance(error, OSError) or isinstance(error, ScarNetError):  # said already
@@ -415,9 +436,9 @@ class OutputSet:
                         (f"; new files left: {', '.join(map(str, left))}" if left else "")
                 raise OutputError(f"{output.path}: could not be moved into place ({_reason(error)}){where}") \
                     from None
-        for move in moves:
-            if move.aside is not None:
-                _remove_replaced(move.aside)
+            for move in moves:  # still held: an interrupt now would leave a replaced file hidden beside its target
+                if move.aside is not None:
+                    _remove_replaced(move.aside)
         written = [output.path for output in self._outputs]  # the names given, links included
         self._outputs.clear()
         self._created_folders.clear()

@@ -155,7 +155,10 @@ def report_files(inputs: Sequence[str | Path]) -> list[tuple[Path, bool]]:
 def read_report(path: str | Path) -> dict[str, Any]:
     """A JSON report of scarnet (:meth:`scarnet.quantify.Report.to_dict`), or :class:`InputError` in one line."""
     path = Path(path)
+    from .io import check_text_file
+
     not_a_report = f"{path}: not a JSON report of scarnet"
+    check_text_file(path, "a JSON report")  # a FIFO or /dev/zero would never be read to its end
     try:
         # utf-8-sig: a report re-saved by a Windows editor starts with a byte-order mark.
         report = json.loads(path.read_text(encoding="utf-8-sig"), parse_constant=_no_constant)

@@ -10,6 +10,7 @@ reader sees is the name as it is, and the JSON report keeps the exact text.
 
 from __future__ import annotations
 
+import codecs
 import re
 
 #: C0 and C1 control characters (DEL included) and the Unicode bidirectional formatting characters: the
@@ -21,3 +22,28 @@ def visible(text: str) -> str:
     """``text`` with every control and bidirectional formatting character written as its escape
     (``"scan\\x1b[31m"`` → ``"scan\\\\x1b[31m"``); other text, non-Latin scripts included, unchanged."""
     return _ACTING.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+#: ASCII for the symbols the messages and tables use, where the output's encoding cannot hold them (a C or POSIX
+#: locale with PYTHONUTF8=0, PYTHONIOENCODING=ascii, a Latin-1 terminal): "1.4×1.4 mm" reads "1.4x1.4 mm".
+_ASCII_STAND_INS = {"\u00d7": "x", "\u2192": "->", "\u2190": "<-", "\u2265": ">=", "\u2264": "<=", "\u00b0": " deg",
+                    "\u00b5": "u", "\u03bc": "u", "\u2026": "...", "\u2013": "-", "\u2014": "-", "\u2212": "-",
+                    "\u00b1": "+/-", "\u00b7": ".", "\u2248": "~", "\u00b2": "^2", "\u00b3": "^3"}
+#: The name of the encoding error handler :func:`stand_in` is registered as.
+STAND_IN_ERRORS = "scarnet-stand-in"
+
+
+def stand_in(error: UnicodeError) -> tuple[str | bytes, int]:
+    """An encoding error handler for text the output's encoding cannot hold: a symbol in ASCII (``×`` → ``x``),
+    a byte a file name kept from another encoding (a lone surrogate) as that byte, anything else as its escape
+    (``\\u2192``). Never raises: a run's result is not lost to how the terminal or the locale is set."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    char = error.object[error.start]
+    if "\udc80" <= char <= "\udcff":  # as surrogateescape writes it: the file name's own byte
+        return codecs.lookup_error("surrogateescape")(
+            UnicodeEncodeError(error.encoding, error.object, error.start, error.start + 1, error.reason))
+    return _ASCII_STAND_INS.get(char) or char.encode("ascii", "backslashreplace").decode("ascii"), error.start + 1
+
+
+codecs.register_error(STAND_IN_ERRORS, stand_in)

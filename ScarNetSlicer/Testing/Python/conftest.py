@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,10 @@ EMIDEC = SHARED / "data" / "emidec"
 
 requires_emidec = pytest.mark.skipif(not (EMIDEC / "splits.json").is_file(),
                                      reason="EMIDEC data (../shared/data/emidec) is not present in this checkout")
+#: A test that runs the model (or ``scarnet evaluate``, which does) in a file whose other tests need no PyTorch: skipped
+#: without it, with this reason (files that need it throughout ``import needs_torch``). Nothing is skipped with it.
+TORCH_MISSING = "PyTorch is not installed (pip install torch): this test runs the model or scarnet evaluate"
+requires_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason=TORCH_MISSING)
 
 
 def rotation(axis: tuple[float, float, float], angle_deg: float) -> np.ndarray:

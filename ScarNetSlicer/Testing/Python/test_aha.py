@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import requires_torch
 
 from scarnet.aha import (
     ANGLES_FROM_DISPLAY,
@@ -713,6 +714,7 @@ def test_command_line_rv_insertion(tmp_path):
         assert not (tmp_path / "bad.json").exists()
 
 
+@requires_torch
 def test_a_point_that_cannot_be_the_insertion_does_not_cost_the_model_run(tmp_path):
     """``scarnet segment`` with a point far from the heart: the segmentation and report are written, with a
     warning and no segments, rather than the finished run thrown away."""

@@ -210,9 +210,45 @@ def test_a_summary_that_appears_during_the_run_is_not_replaced(tmp_path):
         (out / "summary.csv").write_text("another run's summary")
         return _segmenter_factory()()
 
-    with pytest.raises(OutputExistsError, match="summary.csv"):
+    # Said as what happened (two batches into one --out), with where this run's results are; not "already exists".
+    with pytest.raises(OutputExistsError, match=r"summary.csv: written by another run while this one worked "
+                                                r"\(two batches into one --out\?\).* its 1 of 1 exams done have"):
         run_batch([tmp_path / "p1.nii.gz"], out, make)
     assert (out / "summary.csv").read_text() == "another run's summary"
+    assert sorted(p.name for p in out.iterdir()) == ["p1.seg.nrrd", "p1_report.json", "summary.csv"]
+
+
+def test_a_terminated_batch_ends_with_143_and_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    """SIGTERM (a scheduler's time limit) in the second exam: status 143, one line that says what was done and that
+    --skip-done continues, the summary written, the SIGTERM handler put back."""
+    import os
+    import signal
+
+    import scarnet.cli
+    from scarnet.cli import main
+
+    inputs = [str(tmp_path / f"{name}.nii.gz") for name in ("p1", "p2", "p3")]
+    for path in inputs:
+        write_volume(ring_volume(), path)
+    segmenter = Segmenter(RingModel(), device="cpu", flip_check=False)
+    calls = []
+
+    def segment(volume, progress=None, **kwargs):
+        calls.append(kwargs["name"])
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return segmenter(volume, **kwargs)
+
+    monkeypatch.setattr(scarnet.cli, "_segmenter", lambda args: segment)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "out"
+    assert main(["batch", *inputs, "--out", str(out), "--quiet"]) == 143
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"scarnet: interrupted (SIGTERM); 1 of 3 exams done, listed in {out / 'summary.csv'} (the others 'not run'): "
+        "the same command with --skip-done continues")
+    assert [row["status"] for row in _summary(out)] == ["ok", "not run", "not run"]
+    assert sorted(p.name for p in out.iterdir()) == ["p1.seg.nrrd", "p1_report.json", "summary.csv"]
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_warnings_before_a_failure_are_kept(tmp_path):

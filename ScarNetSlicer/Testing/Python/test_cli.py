@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import requires_torch
 
 import scarnet
 from scarnet.volume import Volume
@@ -238,8 +239,25 @@ _BAD_INPUT_MESSAGES = {
 }
 
 
+#: The bad inputs found only when the model's weights are loaded, which needs PyTorch.
+_BAD_INPUTS_OF_THE_MODEL = ("weights a folder", "corrupted weights")
+
+
 def test_every_bad_input_gives_one_line_and_writes_nothing(tmp_path):
-    cases = _bad_inputs(tmp_path)
+    _check_bad_inputs(tmp_path, model=False)
+
+
+@requires_torch
+def test_every_bad_weights_file_gives_one_line_and_writes_nothing(tmp_path):
+    _check_bad_inputs(tmp_path, model=True)
+
+
+def _check_bad_inputs(tmp_path: Path, model: bool) -> None:
+    """Each of :func:`_bad_inputs` (those of :data:`_BAD_INPUTS_OF_THE_MODEL` with ``model``, the others without)
+    gives one line and writes nothing."""
+    every_case = _bad_inputs(tmp_path)
+    assert set(_BAD_INPUTS_OF_THE_MODEL) <= set(every_case)
+    cases = {name: args for name, args in every_case.items() if (name in _BAD_INPUTS_OF_THE_MODEL) == model}
     before = sorted(p.name for p in tmp_path.iterdir())
     for name, args in cases.items():
         result = run(*args, cwd=tmp_path)
@@ -316,6 +334,7 @@ def test_volume_helpers_roundtrip(oblique_direction):
 BUNDLED_WEIGHTS = Path(__file__).resolve().parents[2] / "scarnet" / "weights" / "scarnet_litemedsam.safetensors"
 
 
+@requires_torch
 @pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
 def test_segment_writes_labelmap_seg_and_report_on_the_input_grid(tmp_path, oblique_direction):
     from scarnet.io import read_seg_nrrd, write_volume
@@ -360,6 +379,7 @@ def test_segment_writes_labelmap_seg_and_report_on_the_input_grid(tmp_path, obli
     assert (tmp_path / "out.nii.gz").read_bytes() == before
 
 
+@requires_torch
 @pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
 def test_segment_skips_the_interpreter_shutdown_once_its_outputs_are_written(tmp_path):
     """``cli.run`` ends a finished ``segment`` at once (torch's shutdown costs 0.6–0.8 s), a failed one as usual."""
@@ -450,7 +470,13 @@ _OUTPUT_CASES: dict[str, tuple[list[str], str]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(_OUTPUT_CASES))
+#: The cases of :data:`_OUTPUT_CASES` whose error is found when the weights are loaded, which needs PyTorch.
+_OUTPUT_CASES_OF_THE_MODEL = ("segment: weights config not JSON", "segment: weights config a JSON list",
+                              "segment: weights tensor of the wrong shape", "demo: failing run")
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, marks=requires_torch) if case in _OUTPUT_CASES_OF_THE_MODEL
+                                  else case for case in _OUTPUT_CASES])
 def test_bad_arguments_and_outputs_give_one_line_and_write_nothing(tmp_path, case):
     _files_for_output_cases(tmp_path)
     args, fragment = _OUTPUT_CASES[case]
@@ -623,6 +649,92 @@ def test_ctrl_c_while_a_failed_commit_is_undone_does_not_stop_the_undoing(tmp_pa
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "old", "b.json": "old"}
 
 
+def test_sigterm_while_a_failed_commit_is_undone_does_not_stop_the_undoing(tmp_path, monkeypatch):
+    """SIGTERM (a scheduler's end of job) is held as Ctrl-C is while the files are moved and taken back: the
+    earlier files all come back, not only those put back before the signal came."""
+    from scarnet.cli import _terminate_as_interrupt
+    from scarnet.errors import OutputError
+
+    real_replace = os.replace
+    moves = []
+
+    def fails_then_terminated(source, target):
+        moves.append(target)
+        if len(moves) == 3:  # b.json cannot be moved aside
+            raise OSError(5, "Input/output error")
+        if len(moves) == 4:  # putting a.json back: the scheduler's SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", fails_then_terminated)
+    with _terminate_as_interrupt(), pytest.raises(OutputError, match="b.json: could not be moved into place"):
+        _commit_two_reports(tmp_path, ("a.json", "b.json"))
+    assert len(moves) == 4
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"a.json": "old", "b.json": "old"}
+
+
+@pytest.mark.usefixtures("python_ctrl_c_handler")
+@pytest.mark.parametrize("number, status, line", [(signal.SIGINT, 130, "scarnet: interrupted"),
+                                                  (signal.SIGTERM, 143, "scarnet: interrupted (SIGTERM)")])
+def test_an_interrupted_command_ends_with_the_status_a_shell_gives_the_signal(tmp_path, monkeypatch, capsys, number,
+                                                                             status, line):
+    """Ctrl-C ends with 130 and SIGTERM (timeout, a scheduler) with 143, 128 + the signal's number as a shell reports
+    a process the signal ended (a workflow manager tells "killed" from "failed" by it): one line, nothing written,
+    the SIGTERM handler put back."""
+    import scarnet.phantom
+    from scarnet.cli import main
+
+    make_phantom = scarnet.phantom.make_phantom
+
+    def stopped(*args, **kwargs):
+        os.kill(os.getpid(), number)
+        return make_phantom(*args, **kwargs)
+
+    monkeypatch.setattr(scarnet.phantom, "make_phantom", stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["phantom", "--seed", "7", "--slices", "4", "--out", str(tmp_path / "p.nii.gz")]) == status
+    assert capsys.readouterr().err.splitlines() == [line]
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_symbols_the_output_encoding_cannot_hold_are_written_in_ascii(tmp_path, monkeypatch):
+    """Under a locale whose encoding lacks '→' or '×' (LC_ALL=C with PYTHONUTF8=0, PYTHONIOENCODING=ascii), the
+    result line is written in ASCII: the command had written its files, and ended as an internal error (3)."""
+    from scarnet.cli import main
+
+    raw = io.BytesIO()
+    stdout = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["phantom", "--seed", "7", "--slices", "4", "--out", str(tmp_path / "p.nii.gz")]) == 0
+    stdout.flush()
+    assert f"-> {tmp_path / 'p.nii.gz'}" in raw.getvalue().decode("ascii")
+    assert stdout.errors == "strict"  # put back after the command
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX locale")
+def test_a_utf8_name_under_an_ascii_locale_is_not_called_invalid(tmp_path):
+    """LC_ALL=C with PYTHONUTF8=0 (Python then reads file names as ASCII): a UTF-8 name is refused, saying how to
+    run, not that the name is not UTF-8 (it is); the command's output still ends as one line, not a crash."""
+    (tmp_path / "caf\u00e9.nii.gz").write_bytes(b"")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    result = subprocess.run([sys.executable, "-m", "scarnet", "quantify", "caf\u00e9.nii.gz"], cwd=tmp_path,
+                            capture_output=True, env=env, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.decode("ascii").splitlines() == [
+        "scarnet: error: 'caf\\xe9.nii.gz': the name is UTF-8, but this Python reads file names as ascii (the locale); "
+        "run with PYTHONUTF8=1 or a UTF-8 locale (LC_ALL=C.UTF-8)"]
+
+
+def test_the_ascii_stand_ins():
+    from scarnet.text import STAND_IN_ERRORS
+
+    text = "1.4\u00d71.4 mm, 120\u00b0, \u2265 1 %, caf\u00e9 \u2192 x, \udcc3"
+    assert text.encode("ascii", STAND_IN_ERRORS) == b"1.4x1.4 mm, 120 deg, >= 1 %, caf\\xe9 -> x, \xc3"
+    assert text.encode("latin-1", STAND_IN_ERRORS) == b"1.4\xd71.4 mm, 120\xb0, >= 1 %, caf\xe9 -> x, \xc3"
+
+
 def test_a_file_that_appears_during_the_commit_is_never_replaced_without_overwrite(tmp_path, monkeypatch):
     from scarnet.errors import OutputExistsError
 
@@ -771,6 +883,7 @@ def test_output_set_writes_all_or_nothing(tmp_path):
     assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["r.json"]
 
 
+@requires_torch
 @pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not present")
 def test_demo_creates_its_folder_when_writing_and_never_replaces(tmp_path):
     result = run("demo", "--out", "d/sub", "--device", "cpu", "--quiet", cwd=tmp_path)
@@ -870,6 +983,7 @@ def test_install_hints_name_the_extras_pyproject_has():
     extras = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]
     for extra, packages in EXTRA_PACKAGES.items():
-        assert sorted(packages) == sorted(re.split(r"[<>=;\[ ]", spec)[0] for spec in extras[extra]), extra
+        # A package may be listed once per Python version (dicom: highdicom 0.22 on Python 3.9, 0.28 or later on 3.10+).
+        assert sorted(packages) == sorted({re.split(r"[<>=;\[ ]", spec)[0] for spec in extras[extra]}), extra
         assert install_hint(extra).startswith(f'pip install -e ".[{extra}]"')
     assert set(IMPORT_EXTRAS.values()) == set(EXTRA_PACKAGES)

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import random
 import re
 import warnings
@@ -1289,3 +1290,67 @@ def test_a_failed_batch_exam_still_names_the_series_it_read(tmp_path: Path) -> N
     rows = run_batch([tmp_path / "exam"], tmp_path / "out", make)
     assert rows[0].status == "failed: no heart found"
     assert _summary(tmp_path / "out")[0]["dicom_series"] == "#7 'LGE PSIR SAX'"
+
+
+# -- hostile and odd files: what reading them would cost ---------------------------------------------
+def test_a_deflated_file_that_would_inflate_past_the_limit_is_left_out_unread(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA helper-118: pydicom inflates a deflated data set whole, even to read its header: a 0.5 MB file of the
+    folder (16384×16384 zeros, deflated) took 1.1 GB of memory while the folder was listed, and a few MB more would
+    take gigabytes. Such a file is measured piece by piece first, and left out as damaged, never given to pydicom."""
+    import scarnet.dicom as dicom
+
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    bomb = pydicom.dcmread(next(exam.glob("*.dcm")))
+    bomb.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    bomb.SeriesInstanceUID = bomb.SOPInstanceUID = bomb.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    bomb.Rows = bomb.Columns = 1024
+    bomb.PixelData = bytes(1024 * 1024 * 2)  # 2 MiB of zeros: a few kB deflated
+    write_part10(bomb, exam / "bomb.dcm")
+    assert (exam / "bomb.dcm").stat().st_size < 1 << 16
+    small = pydicom.dcmread(next(exam.glob("s7_*.dcm")))  # a deflated file under the limit is read as before
+    small.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    small.SeriesInstanceUID = small.SOPInstanceUID = small.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    small.SeriesNumber, small.SeriesDescription = 9, "T2 map"
+    write_part10(small, exam / "small.dcm")
+    monkeypatch.setattr(dicom, "MAX_DEFLATED_DATASET_BYTES", 1 << 20, raising=False)
+    given = []
+    dcmread = pydicom.dcmread
+    monkeypatch.setattr(pydicom, "dcmread", lambda path, *args, **kwargs: (given.append(Path(path).name),
+                                                                            dcmread(path, *args, **kwargs))[1])
+    with pytest.warns(UserWarning, match=r"1 DICOM file\(s\) could not be read \(empty, cut short or damaged\) and "
+                                         r"were left out .*: bomb.dcm$"):
+        series = list_series(exam)
+    assert "bomb.dcm" not in given and "small.dcm" in given
+    assert sorted(s.series_number for s in series) == [7, 9]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_in_the_folder_is_passed_over_not_waited_on(tmp_path: Path) -> None:
+    """QA helper-118: a FIFO (named pipe) in a DICOM folder made `scarnet segment FOLDER` wait for ever on it."""
+    from test_io import _unblock_readers_of
+
+    exam = tmp_path / "exam"
+    _write_stack(exam, num_slices=4)
+    os.mkfifo(exam / "zz.dcm")
+    (exam / "zero.dcm").symlink_to("/dev/zero")  # a device is no image either (reading it never ends)
+    thread = _unblock_readers_of(exam / "zz.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the FIFO read as an empty, "damaged" .dcm would warn
+        assert read_volume(exam).num_slices == 4
+    thread.join()
+
+
+def test_images_declaring_more_voxels_than_any_stack_are_refused_before_their_pixels_are_decoded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA helper-118: pydicom decodes a file's frames to what Rows × Columns × NumberOfFrames declare, which a few
+    bytes of compressed data can make gigabytes. The headers are checked first."""
+    import scarnet.dicom as dicom
+
+    _write_stack(tmp_path / "exam", num_slices=4, Rows=8193, Columns=8193)
+    monkeypatch.setattr(dicom, "_pixels", lambda *args: pytest.fail("pixels decoded"))
+    with pytest.raises(InputError, match=r"s7_\d+_\d.dcm: its header declares 8193×8193×1 voxels \(67 million\), more "
+                                         r"than any short-axis LGE stack holds \(67 million at most\)") as error:
+        read_volume(tmp_path / "exam")
+    assert "\n" not in str(error.value)

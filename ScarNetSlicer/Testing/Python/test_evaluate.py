@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EMIDEC, requires_emidec
+from conftest import EMIDEC, TORCH_MISSING, requires_emidec, requires_torch
 
 from scarnet.baselines import (
     apply_threshold,
@@ -281,6 +281,7 @@ def test_gaussian_noise_level_and_seeding(small_phantom):
     assert not np.array_equal(noisy.array, add_gaussian_noise(image, seed=1, key="b").array)
 
 
+@requires_torch  # add_artifact imports torch and torchio
 @pytest.mark.parametrize("artifact", ["motion", "ghosting", "bias field"])
 def test_artifacts_are_reproducible_and_change_the_image(small_phantom, artifact):
     image = small_phantom.image
@@ -295,6 +296,7 @@ def test_artifacts_are_reproducible_and_change_the_image(small_phantom, artifact
         assert _best_shift(image.array[k], corrupted.array[k]) == (0, 0), k
 
 
+@requires_torch  # add_artifact imports torch and torchio
 def test_low_resolution_removes_fine_detail_in_place_and_leaves_coarse_pixels_alone():
     from scarnet.evaluate_cli import LOW_RESOLUTION_MM
     from scarnet.phantom import make_phantom
@@ -406,7 +408,8 @@ def _best_shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    import torch
+    """Weights of a tiny model (made with torch: the tests that take them are skipped without it)."""
+    torch = pytest.importorskip("torch", reason=TORCH_MISSING)
 
     from scarnet.model.registry import build_model, save_weights
     from scarnet.model.scarnet import ScarNetConfig
@@ -604,6 +607,7 @@ def test_outputs_never_replace_emidec_files_also_from_the_default_folder(tmp_pat
     assert {path: path.read_bytes() for path in root.rglob("*") if path.is_file()} == originals
 
 
+@requires_torch  # scarnet evaluate imports torch before it looks for the data
 def test_cli_missing_emidec_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "scarnet", "evaluate", "--emidec", str(tmp_path / "nowhere"),
                              "--markdown", str(tmp_path / "t.md")], capture_output=True, text=True, timeout=120)
@@ -639,6 +643,7 @@ def test_an_unwritable_output_is_refused_before_any_work(tmp_path, tiny_weights,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
+@requires_torch
 def test_cli_damaged_emidec_folder_is_one_line_naming_the_file(tmp_path):
     for content, why in (("{oops", "splits.json: not valid JSON"),
                          ('{"train": []}', "splits.json: no 'val' list of case names"),

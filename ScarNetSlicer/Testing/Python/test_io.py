@@ -1356,3 +1356,225 @@ def test_a_direction_that_holds_the_voxel_size_is_refused():
     turned = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     assert Volume(np.zeros((4, 8, 8)), spacing, (0.0, 0.0, 0.0), turned + 1e-5).same_grid(
         Volume(np.zeros((4, 8, 8)), spacing, (0.0, 0.0, 0.0), turned))  # cosines rounded by a writer: accepted
+
+
+# -- hostile and odd files: what reading them would cost ---------------------------------------------
+class _ReaderThatMustNotRead(sitk.ImageFileReader):
+    """ITK's reader, failing the test if it reads voxels: ITK allocates (and zero-fills) all that a header declares
+    before it reads a byte of data, so a refusal must come from the header alone."""
+
+    def Execute(self):  # noqa: N802 - SimpleITK's name
+        raise AssertionError("the voxels were read")
+
+
+def _header_claiming(path: Path, size: tuple[int, int, int]) -> Path:
+    """``path`` whose header declares ``size`` float voxels, followed by 1000 bytes of data (or a gzip of them)."""
+    data = bytes(1000)
+    suffix = "".join(path.suffixes)
+    if suffix in (".nii", ".nii.gz"):
+        header = nibabel.Nifti1Header()
+        header.set_data_shape(size)
+        header.set_data_dtype(np.float32)
+        header.set_zooms((1.4, 1.4, 10.0))
+        header.set_sform(np.diag([1.4, 1.4, 10.0, 1.0]), 1)
+        block = header.binaryblock + bytes(4) + data
+        path.write_bytes(gzip.compress(block) if suffix == ".nii.gz" else block)
+    elif suffix == ".nrrd":
+        path.write_bytes(("NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\n"
+                          f"sizes: {' '.join(map(str, size))}\nspace directions: (1.4,0,0) (0,1.4,0) (0,0,10)\n"
+                          "kinds: domain domain domain\nendian: little\nencoding: gzip\n\n").encode()
+                         + gzip.compress(data))
+    else:
+        path.write_bytes(("ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+                          f"ElementSpacing = 1.4 1.4 10\nDimSize = {' '.join(map(str, size))}\n"
+                          "ElementType = MET_FLOAT\nElementDataFile = LOCAL\n").encode() + data)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".nrrd", ".mha"])
+def test_a_header_declaring_more_voxels_than_any_stack_is_refused_before_they_are_allocated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    """QA helper-118: a 1 kB file whose header declared 2000×2000×100 voxels took 1.7 GB of memory (ITK zero-fills
+    what the data does not hold) before "truncated" was said; one declaring as much as the machine's memory would
+    have exhausted it, and a gzip bomb (9 MB inflating to 9 GB) took 31 s to be refused as "Failed to allocate
+    memory". Now the header alone refuses it, in one line."""
+    path = _header_claiming(tmp_path / f"claim{suffix}", (4096, 4096, 5))  # 84 million voxels, 335 MB as floats
+    monkeypatch.setattr(sitk, "ImageFileReader", _ReaderThatMustNotRead)
+    for reader in (read_volume, read_labelmap):
+        with pytest.raises(InputError, match=r"its header declares 4096×4096×5 voxels \(84 million\), more than "
+                                             r"any short-axis LGE stack holds \(67 million at most\)") as error:
+            reader(path)
+        _one_line(error)
+
+
+def test_a_nifti2_header_declaring_more_voxels_than_any_stack_is_refused(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # NIfTI-2 is read by nibabel (this ITK has no reader for it), which would allocate what the header declares too.
+    import scarnet.io as io
+
+    header = nibabel.Nifti2Header()
+    header.set_data_shape((100000, 100000, 50))
+    header.set_data_dtype(np.float32)
+    header.set_zooms((1.4, 1.4, 10.0))
+    path = tmp_path / "claim.nii"
+    path.write_bytes(header.binaryblock + bytes(4) + bytes(1000))
+    monkeypatch.setattr(io, "_check_nifti_length", lambda *args: pytest.fail("measured the data"))
+    with pytest.raises(InputError, match=r"its header declares 100000×100000×50 voxels \(500,000 million\)") as error:
+        read_volume(path)
+    _one_line(error)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+def test_gzip_data_inflating_far_past_what_its_header_describes_is_refused_without_inflating_it_all(
+        tmp_path: Path, suffix: str) -> None:
+    """QA helper-118: a 21 MB .nii.gz holding a 7-slice image followed by gzip members of 20 GB of zeros was
+    inflated to its end to check its CRCs: 98 s, then segmented as if nothing were wrong. Inflating now stops, the
+    file refused, at twice what the header describes and 64 MiB more."""
+    path = write_volume(_image(), tmp_path / f"image{suffix}")
+    zeros = gzip.compress(bytes(1 << 23), compresslevel=1)  # 8 MiB of zeros, a member that follows the data
+    with path.open("ab") as stream:
+        for _ in range(12):  # 96 MiB in all: past the limit for this small image
+            stream.write(zeros)
+    with pytest.raises(InputError, match=r"its compressed data inflates to more than 64 MiB, far more than its "
+                                         r"header describes \(a damaged file, or a decompression bomb\)") as error:
+        read_volume(path)
+    _one_line(error)
+
+
+class _unblock_readers_of:  # noqa: N801 - used as a function
+    """A thread that, until :meth:`join` (at most ``seconds``), opens ``fifo`` for writing whenever a reader waits on
+    it, and closes it at once: a reader that opened it (the fault tested) gets an empty file instead of waiting for
+    ever."""
+
+    def __init__(self, fifo: Path, seconds: float = 10.0) -> None:
+        import threading
+        import time
+
+        self._done = threading.Event()
+
+        def run() -> None:
+            deadline = time.monotonic() + seconds
+            while not self._done.is_set() and time.monotonic() < deadline:
+                try:
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO while no reader has it open
+                except OSError:
+                    self._done.wait(0.05)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_or_device_given_as_a_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """QA helper-118: `scarnet segment pipe.nii.gz` (a FIFO) and `scarnet quantify` of one waited for ever for a
+    writer; a link to /dev/zero was "not a readable image (sitk::ERROR: Unable to determine ImageIO reader)"."""
+    fifo = tmp_path / "pipe.nii.gz"
+    os.mkfifo(fifo)
+    seg_fifo = tmp_path / "pipe.seg.nrrd"
+    os.mkfifo(seg_fifo)
+    threads = [_unblock_readers_of(fifo), _unblock_readers_of(seg_fifo)]
+    for reader, path in ((read_volume, fifo), (read_labelmap, fifo), (read_labelmap, seg_fifo)):
+        with pytest.raises(InputError, match=r": is a FIFO \(named pipe\), not an? [a-z]+ file; give the file "
+                                             "itself") as error:
+            reader(path)
+        _one_line(error)
+    if Path("/dev/zero").exists():
+        (tmp_path / "zero.nii.gz").symlink_to("/dev/zero")
+        with pytest.raises(InputError, match="zero.nii.gz: is a character device, not an image file"):
+            read_volume(tmp_path / "zero.nii.gz")
+    for thread in threads:
+        thread.join()
+
+
+def test_float64_values_beyond_float32_are_refused_as_such_not_as_infinite(tmp_path: Path) -> None:
+    """QA helper-118: a float64 NIfTI with values of 1e300 printed numpy's "overflow encountered in cast" and was
+    refused for "NaN or infinite values" it does not hold."""
+    array = np.random.default_rng(0).uniform(1.0, 2.0, (6, 7, 5)) * 1e300
+    array[0, 0, 0] = 2e300
+    nibabel.save(nibabel.Nifti1Image(array, np.diag([1.4, 1.4, 10.0, 1.0])), tmp_path / "huge.nii.gz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's RuntimeWarning would be a second line
+        with pytest.raises(InputError, match=r"huge.nii.gz: its values reach 2e\+300, beyond what the 32-bit floats "
+                                             r"it is read as hold \(3.4e\+38\); rescale the image") as error:
+            read_volume(tmp_path / "huge.nii.gz")
+    _one_line(error)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_text_files_a_user_gives_are_refused_when_reading_them_whole_would_never_end(tmp_path: Path) -> None:
+    """QA helper-118: `scarnet batch --rv-points /dev/zero`, `scarnet summarize` of a link to /dev/zero named
+    x_report.json and `scarnet calibrate-qc` of one read until memory ran out ("internal error: MemoryError", exit
+    3); a FIFO made each wait for ever. A file of gigabytes would be read whole too."""
+    from scarnet.batch import read_rv_points
+    from scarnet.cli import _model_inference
+    from scarnet.evaluate_cli import calibrate_qc
+    from scarnet.summary import read_report
+
+    fifo = tmp_path / "fifo_report.json"
+    os.mkfifo(fifo)
+    thread = _unblock_readers_of(fifo)
+    huge = tmp_path / "huge_report.json"
+    with huge.open("wb") as stream:
+        stream.truncate((64 << 20) + 1)  # sparse: no disk taken
+    readers = [("a CSV of RV insertion points", read_rv_points), ("a JSON report", read_report),
+               ("a JSON report", _model_inference), ("the JSON of scarnet evaluate", calibrate_qc)]
+    for expected, reader in readers:
+        with pytest.raises(InputError, match=f"fifo_report.json: is a FIFO \\(named pipe\\), not {expected}; give "
+                                             "the file itself") as error:
+            reader(fifo)
+        _one_line(error)
+        with pytest.raises(InputError, match=f"huge_report.json: 64 MiB, far larger than {expected} \\(at most 64 "
+                                             "MiB\\); give the file itself"):
+            reader(huge)
+        if Path("/dev/zero").exists():
+            with pytest.raises(InputError, match=f"/dev/zero: is a character device, not {expected}"):
+                reader(Path("/dev/zero"))
+    thread.join()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize("header", [".mhd", ".nhdr", ".hdr"])
+def test_a_header_whose_data_file_is_a_fifo_is_refused_not_waited_on(tmp_path: Path, header: str) -> None:
+    """QA helper-118: a .mhd, .nhdr (raw or gzip) or NIfTI pair whose data file is a FIFO waited for ever in ITK."""
+    path = tmp_path / f"image{header}"
+    sitk.WriteImage(_image().to_sitk(), str(path))
+    data_files = [p for p in tmp_path.iterdir() if p != path]
+    assert len(data_files) == 1
+    data_files[0].unlink()
+    os.mkfifo(data_files[0])
+    thread = _unblock_readers_of(data_files[0])
+    with pytest.raises(InputError, match=f"image{re.escape(header)}: its data file '{data_files[0].name}', named in "
+                                         r"its header, is a FIFO \(named pipe\), not a file") as error:
+        read_volume(path)
+    _one_line(error)
+    thread.join()
+
+
+def test_a_nifti_whose_voxels_start_past_any_header_and_extensions_is_refused_before_they_are_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA helper-118: a 1 MB .nii.gz whose one extension inflated to 1 GB (vox_offset 2^30) took 1.25 GB of memory
+    in ITK's ReadImageInformation, which reads the extensions with the header. The header's vox_offset is read
+    first (the limit is made 1 MiB here, for a small file)."""
+    import scarnet.io as io
+
+    image = nibabel.Nifti1Image(_image().array.transpose(2, 1, 0), np.diag([1.3, 1.7, 8.0, 1.0]))
+    image.header.extensions.append(nibabel.nifti1.Nifti1Extension(0, bytes(2 << 20)))
+    nibabel.save(image, tmp_path / "extended.nii.gz")
+    monkeypatch.setattr(io, "MAX_NIFTI_HEADER_BYTES", 1 << 20, raising=False)
+
+    class HeaderMustNotBeRead(sitk.ImageFileReader):
+        def ReadImageInformation(self):  # noqa: N802 - SimpleITK's name
+            raise AssertionError("the header and its extensions were read")
+
+    monkeypatch.setattr(sitk, "ImageFileReader", HeaderMustNotBeRead)
+    for read_by in ("itk", "nibabel"):
+        monkeypatch.setattr(io, "_have_simpleitk", lambda read_by=read_by: read_by == "itk")
+        with pytest.raises(InputError, match=r"extended.nii.gz: its header puts the voxels 2 MiB into the file "
+                                             r"\(vox_offset\), after extensions far larger than any image's \(at most "
+                                             r"1 MiB\): a damaged header, or a decompression bomb") as error:
+            read_volume(tmp_path / "extended.nii.gz")
+        _one_line(error)

@@ -546,6 +546,63 @@ def test_a_raw_pickle_is_refused_in_one_line_without_torchs_warnings(tmp_path):
         assert [str(warning.message) for warning in caught] == []
 
 
+def _checkpoint_readers(path):
+    from scarnet.model.registry import _load_litemedsam
+    from scarnet.model.vit_b import load_medsam_checkpoint
+    from scarnet.train.loop import _read_checkpoint
+
+    return [lambda: load_model(path), lambda: read_weights(path), lambda: _read_checkpoint(path.parent),
+            lambda: _load_litemedsam(torch.nn.Identity(), path),
+            lambda: load_medsam_checkpoint(torch.nn.Identity(), path)]
+
+
+def test_a_zip_bomb_checkpoint_is_refused_before_torch_inflates_it(tmp_path, monkeypatch):
+    """QA helper-118: a 3 MB last.pt whose storage entry was deflated zeros declaring 3.2 GB took 3.9 GB of memory
+    (torch.load inflates an entry whole) before "do not fit a ScarNet"; one declaring more than the machine's memory
+    would have exhausted it. The zip's directory is read first: torch writes its entries uncompressed."""
+    import zipfile
+
+    import scarnet.model.registry as registry
+
+    path = tmp_path / "last.pt"
+    torch.save({"model": {"head.weight": torch.zeros(4)}, "model_config": {}}, path)
+    normal = zipfile.ZipFile(path)
+    with zipfile.ZipFile(tmp_path / "bomb.pt", "w") as bomb:
+        for info in normal.infolist():
+            data = normal.read(info)
+            if info.filename.endswith("/data/0"):
+                data = bytes(1 << 23)  # 8 MiB of zeros: a few kB deflated
+            bomb.writestr(info.filename, data, compress_type=zipfile.ZIP_DEFLATED)
+    normal.close()
+    (tmp_path / "bomb.pt").replace(path)
+    monkeypatch.setattr(registry, "MAX_CHECKPOINT_INFLATION_BYTES", 1 << 22, raising=False)  # 8 MiB: a bomb here
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: pytest.fail("torch.load inflated the bomb"))
+    for read in _checkpoint_readers(path):
+        with pytest.raises(WeightsError, match=r"last.pt: its zip entries declare 8.0 MiB in a file of \d+ kB \(a "
+                                               r"decompression bomb, or a damaged file; torch writes checkpoints "
+                                               r"uncompressed\): not loaded") as refused:
+            read()
+        assert "\n" not in str(refused.value)
+
+
+def test_a_checkpoint_whose_pickle_runs_code_is_refused_without_running_it(tmp_path):
+    """QA helper-118: a .pth whose pickle calls os.system (a __reduce__) must be refused by weights_only, never run."""
+    import os
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    path = tmp_path / "last.pt"
+    torch.save({"model": Payload(), "model_config": {}}, path)
+    for read in _checkpoint_readers(path):
+        with pytest.raises(WeightsError, match="last.pt: (corrupted or )?not a"):
+            read()
+    assert not marker.exists()
+
+
 def _small_encoder() -> torch.nn.Module:
     """Stands in for an image encoder: float parameters and a batch norm's integer counter."""
     return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))

@@ -115,6 +115,8 @@ def _load_litemedsam(encoder: nn.Module, path: Path | None) -> None:
             state = load_file(str(path))
         else:
             state = load_torch_checkpoint(path)
+    except WeightsError:
+        raise
     except Exception as error:  # torch and safetensors raise many types for damaged files; all mean the same
         raise WeightsError(f"{path}: corrupted or not a LiteMedSAM checkpoint ({type(error).__name__})") from None
     state = sam_checkpoint_tensors(state, path, "LiteMedSAM")
@@ -375,6 +377,8 @@ def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
     elif path.suffix in (".pt", ".pth"):
         try:
             checkpoint = load_torch_checkpoint(path)
+        except WeightsError:
+            raise
         except Exception as error:
             raise WeightsError(f"{path}: corrupted or not a PyTorch checkpoint ({type(error).__name__})") from None
         if not isinstance(checkpoint, dict) or "model" not in checkpoint or "model_config" not in checkpoint:
@@ -390,12 +394,47 @@ def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
     return state, config
 
 
+#: torch writes a checkpoint's zip entries uncompressed, and torch.load inflates a compressed one whole, to the size
+#: the zip's directory declares: entries declaring this much more than the file holds are a decompression bomb (a few
+#: MB on disk, gigabytes of memory), refused before torch reads them.
+MAX_CHECKPOINT_INFLATION_BYTES = 1 << 30
+
+
+def _check_not_a_zip_bomb(path: str | Path) -> None:
+    """:class:`WeightsError` for a zip checkpoint whose entries declare :data:`MAX_CHECKPOINT_INFLATION_BYTES` more
+    than the file's size. Anything else (not a zip, a damaged one) is left to torch, which says what is wrong."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+        size = Path(path).stat().st_size
+    except (OSError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile):
+        return
+    if declared > size + MAX_CHECKPOINT_INFLATION_BYTES:
+        raise WeightsError(f"{path}: its zip entries declare {_bytes_text(declared)} in a file of {_bytes_text(size)} "
+                           "(a decompression bomb, or a damaged file; torch writes checkpoints uncompressed): not "
+                           "loaded; use the weights as scarnet train wrote them")
+
+
+def _bytes_text(count: int) -> str:
+    """``count`` bytes in GiB, MiB or kB, whichever reads best."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count / 1000:.0f} kB"
+
+
 def load_torch_checkpoint(path: str | Path, mmap: bool = False) -> Any:
     """``torch.load`` of ``path`` with ``weights_only=True`` (tensors and plain containers, no code run), on the CPU.
 
     torch's warnings on the way (a raw pickle's protocol, say) are held back: the caller turns a failure into one
-    line naming the file, and a multi-line warning before it would bury it. Raises what torch raises.
+    line naming the file, and a multi-line warning before it would bury it. Raises what torch raises, and
+    :class:`WeightsError` (one line, to pass on as it is) for a zip bomb, before torch inflates it.
     """
+    _check_not_a_zip_bomb(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

@@ -56,6 +56,8 @@ def load_medsam_checkpoint(encoder: nn.Module, path: str | Path) -> None:
         raise WeightsError(f"{path}: MedSAM checkpoint not found")
     try:
         checkpoint = load_torch_checkpoint(path)
+    except WeightsError:
+        raise
     except Exception as error:
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
     state = sam_checkpoint_tensors(checkpoint, path, "MedSAM ViT-B")

@@ -503,6 +503,8 @@ def _read_checkpoint(out_dir: Path, name: str = "last.pt", mmap: bool = False,
 
     try:
         checkpoint = load_torch_checkpoint(path, mmap=mmap)
+    except WeightsError:
+        raise
     except Exception as error:  # torch raises many types for damaged files, and its text advises unsafe loading
         raise damaged(type(error).__name__) from None
     if not isinstance(checkpoint, dict):
