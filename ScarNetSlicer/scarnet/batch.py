@@ -54,6 +54,37 @@ def exam_name(path: str | Path) -> str:
     return name
 
 
+def exam_names(paths: Sequence[str | Path]) -> list[str]:
+    """Each input's exam name: :func:`exam_name`, except where inputs share one (``Case_P100/image.nii.gz``,
+    ``Case_P101/image.nii.gz``, as data sets and nnU-Net-style folders lay exams out): those are named by their
+    folders, the nearest ones that tell them apart (``Case_P100``; ``site1_Case_P100`` when the exam folders' names
+    repeat too). :class:`InputError` for an input given twice, or names nothing tells apart."""
+    paths = [Path(path) for path in paths]
+    names = [exam_name(path) for path in paths]
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        groups.setdefault(exam_key(name), []).append(index)
+    for members in (members for members in list(groups.values()) if len(members) > 1):
+        resolved = [paths[i].resolve() for i in members]
+        if len(set(resolved)) < len(resolved):
+            twice = paths[members[next(j for j, r in enumerate(resolved) if resolved.count(r) > 1)]]
+            raise InputError(f"{twice} is given twice: give each exam once")
+        parents = [r.parent.parts[1:] for r in resolved]  # without the root
+        for depth in range(1, max(len(p) for p in parents) + 1):
+            candidates = ["_".join(p[-depth:]) for p in parents]
+            keys = [exam_key(c) for c in candidates]
+            others = {exam_key(names[i]) for i in range(len(names)) if i not in members}
+            if all(candidates) and len(set(keys)) == len(keys) and not others & set(keys):
+                for i, candidate in zip(members, candidates):
+                    names[i] = candidate
+                break
+        else:
+            raise InputError(f"{paths[members[0]]} and {paths[members[1]]} would both write {names[members[0]]}"
+                             "_report.json, and their folders do not tell them apart: give the inputs different "
+                             "names, or run them apart")
+    return names
+
+
 @dataclass
 class ExamOutputs:
     """Where one exam's outputs go."""
@@ -64,6 +95,8 @@ class ExamOutputs:
     html: Path | None
     #: The DICOM SEG (:mod:`scarnet.dicom_seg`) of a DICOM folder input, when asked.
     dicom_seg: Path | None = None
+    #: The exam's name (:func:`exam_names`): its outputs' and its points-file row's.
+    name: str = ""
 
 
 @dataclass
@@ -89,22 +122,18 @@ class BatchRow:
 
 def plan_outputs(inputs: Sequence[str | Path], out_dir: str | Path, html: bool,
                  dicom_seg: bool = False) -> list[ExamOutputs]:
-    """Each input's output paths in ``out_dir``; :class:`InputError` when two inputs would share them, or (with
-    ``dicom_seg``) an input is a file, not a DICOM folder."""
+    """Each input's output paths in ``out_dir``, named by :func:`exam_names`; :class:`InputError` when two inputs
+    would share them, or (with ``dicom_seg``) an input is a file, not a DICOM folder."""
     out_dir = Path(out_dir)
-    plans, seen = [], {}
+    plans = []
     if any(Path(path).resolve() == out_dir.resolve() for path in inputs):
         raise InputError(f"{out_dir} is both an input and the output folder")
-    for path in inputs:
-        name = exam_name(path)
-        key = exam_key(name)  # as a points file's rows are matched, and as macOS and Windows names clash
-        if key in seen:
-            raise InputError(f"{seen[key]} and {path} would both write {name}_report.json in {out_dir}: "
-                             "give the inputs different names, or run them apart")
-        seen[key] = path
+    # Names compared in any case and one Unicode form (exam_key), as a points file's rows are matched and as macOS
+    # and Windows file names clash.
+    for path, name in zip(inputs, exam_names(inputs)):
         plans.append(ExamOutputs(Path(path), out_dir / f"{name}.seg.nrrd", out_dir / f"{name}_report.json",
                                  out_dir / f"{name}_report.html" if html else None,
-                                 out_dir / f"{name}_seg.dcm" if dicom_seg else None))
+                                 out_dir / f"{name}_seg.dcm" if dicom_seg else None, name))
         if dicom_seg and Path(path).exists() and not Path(path).is_dir():
             raise InputError(f"{path}: --dicom-seg needs DICOM folders as inputs (a DICOM SEG refers to the DICOM "
                              "images it was made from); run the other inputs without it")
@@ -254,15 +283,16 @@ def points_for_exams(points: Mapping[str, ExamAnatomy], plans: Sequence[ExamOutp
                      source: str | Path = "the points file") -> list[ExamAnatomy]:
     """Each planned exam's entry of ``points`` (an empty one without); :class:`InputError` when ``points`` names
     an exam that is not among the inputs (a misspelt name would otherwise leave an exam without its segments)."""
-    by_name = {exam_key(exam_name(plan.input)): index for index, plan in enumerate(plans)}
+    by_name = {exam_key(plan.name): index for index, plan in enumerate(plans)}
     chosen = [ExamAnatomy()] * len(plans)
     for name, point in points.items():
         index = by_name.get(exam_key(name))
         if index is None:
-            known = ", ".join(exam_name(plan.input) for plan in plans[:5]) + (", ..." if len(plans) > 5 else "")
+            known = ", ".join(plan.name for plan in plans[:5]) + (", ..." if len(plans) > 5 else "")
             where = f"{source} line {point.line}" if point.line is not None else str(source)
             raise InputError(f"{where}: no input is named {name} (an exam's name is its file's name without the "
-                             f"ending, or its DICOM folder's name: {known})")
+                             f"ending, or its DICOM folder's name; its folder's where inputs share a file name: "
+                             f"{known})")
         chosen[index] = point
     return chosen
 
@@ -484,5 +514,5 @@ def summary_csv(rows: Sequence[BatchRow]) -> str:
 
 
 __all__ = ["POINT_COLUMNS", "SUMMARY_COLUMNS", "SUMMARY_NAME", "BatchRow", "ExamAnatomy", "ExamOutputs", "exam_key",
-           "exam_name",
+           "exam_name", "exam_names",
            "plan_outputs", "points_for_exams", "read_rv_points", "run_batch", "summary_csv"]

@@ -20,6 +20,7 @@ from scarnet.batch import (
     SUMMARY_COLUMNS,
     ExamAnatomy,
     exam_name,
+    exam_names,
     plan_outputs,
     points_for_exams,
     read_rv_points,
@@ -58,14 +59,28 @@ def test_exam_names(path, name):
     assert exam_name(path) == name
 
 
-def test_two_inputs_of_one_name_are_refused(tmp_path):
-    with pytest.raises(InputError, match="a/lge.nii.gz and b/LGE.nrrd would both write"):
-        plan_outputs(["a/lge.nii.gz", "b/LGE.nrrd"], "out", html=False)
-    # One name in its two Unicode forms (macOS keeps file names decomposed): one file there, one points-file row.
+def test_inputs_of_one_file_name_are_named_by_their_folders_and_refused_when_nothing_tells_them_apart(tmp_path):
+    # Case_P100/image.nii.gz, Case_P101/image.nii.gz (EMIDEC's and nnU-Net-style layouts): the exam folders name them.
+    plans = plan_outputs(["data/Case_P100/image.nii.gz", "data/Case_P101/image.nii.gz", "other.nrrd"], "out",
+                         html=False)
+    assert [plan.name for plan in plans] == ["Case_P100", "Case_P101", "other"]
+    assert [plan.report for plan in plans] == [Path("out/Case_P100_report.json"), Path("out/Case_P101_report.json"),
+                                               Path("out/other_report.json")]
+    # Exam folders whose names repeat (two sites): the nearest folders that tell them apart.
+    assert exam_names(["site1/exam/lge.nii.gz", "site2/exam/lge.nii.gz"]) == ["site1_exam", "site2_exam"]
+    # A folder name that is another input's name is not taken.
+    names = exam_names(["x/a/lge.nii.gz", "x/b/lge.nii.gz", "y/a.nii.gz"])
+    assert names == ["x_a", "x_b", "a"]
+    # One name in its two Unicode forms (macOS keeps file names decomposed), or two cases (as casefold compares): the
+    # same name, so the folders name them; in one folder nothing does.
+    assert exam_names(["a/Zo\u00eb.nii.gz", "b/Zoe\u0308.nrrd"]) == ["a", "b"]
+    with pytest.raises(InputError, match="a/lge.nii.gz and a/LGE.nrrd would both write lge_report.json, and their "
+                                         "folders do not tell them apart"):
+        plan_outputs(["a/lge.nii.gz", "a/LGE.nrrd"], "out", html=False)
     with pytest.raises(InputError, match="would both write"):
-        plan_outputs(["a/Zo\u00eb.nii.gz", "b/Zoe\u0308.nrrd"], "out", html=False)
-    with pytest.raises(InputError, match="would both write"):
-        plan_outputs(["a/STRASSE.nii.gz", "b/stra\u00dfe.nrrd"], "out", html=False)  # as casefold compares
+        plan_outputs(["a/STRASSE.nii.gz", "a/stra\u00dfe.nrrd"], "out", html=False)
+    with pytest.raises(InputError, match="a/lge.nii.gz is given twice"):
+        plan_outputs(["a/lge.nii.gz", "a/../a/lge.nii.gz"], "out", html=False)
     # An input among this run's outputs (`batch data/* --out data` after an earlier run), or the output folder.
     with pytest.raises(InputError, match="also one of this run's outputs"):
         plan_outputs([tmp_path / "p1.nii.gz", tmp_path / "p1_report.json"], tmp_path, html=False)
