@@ -46,9 +46,16 @@ def interrupted_status(interrupt: KeyboardInterrupt) -> int:
     """The exit status after ``interrupt``: 143 for SIGTERM, 130 for Ctrl-C."""
     return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
 
+
 #: Set by a command once its outputs are written and closed: the console script may then end the
 #: process at once (see :func:`run`).
 _nothing_left_to_do = False
+
+
+#: Import name → pip name of the packages scarnet itself requires (pyproject's dependencies) that a model run imports
+#: on first use: missing (a bare `pip install --no-deps`, a broken environment), they are a set-up step to name.
+_CORE_PACKAGES = {"torch": "torch", "safetensors": "safetensors"}
+
 
 def missing_optional_package(error: BaseException) -> str | None:
     """The extra (``train``, ``bench``…) whose package ``error`` says is not installed, else ``None``: a set-up step
@@ -1345,6 +1352,12 @@ def _main(argv: list[str] | None) -> int:
 
             print(f"scarnet: error: 'scarnet {args.command}' needs the optional package {package}, which is not "
                   f"installed: {install_hint(extra)}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        if isinstance(error, ModuleNotFoundError) and (error.name or "").split(".")[0] in _CORE_PACKAGES:
+            # A set-up step, not a bug: the install left out a package every model run needs.
+            package = _CORE_PACKAGES[error.name.split(".")[0]]  # type: ignore[union-attr]
+            print(f"scarnet: error: 'scarnet {args.command}' needs {package}, which is not installed: pip install "
+                  f"{package} (PyTorch: see the README's Quick start for the CPU or CUDA build)", file=sys.stderr)
             return EXIT_USER_ERROR
         print(f"scarnet: internal error: {type(error).__name__}: {visible(' '.join(str(error).split())[:300])} "
               "(set SCARNET_DEBUG=1 for the traceback)", file=sys.stderr)

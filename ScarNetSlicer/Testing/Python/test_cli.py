@@ -987,3 +987,17 @@ def test_install_hints_name_the_extras_pyproject_has():
         assert sorted(packages) == sorted({re.split(r"[<>=;\[ ]", spec)[0] for spec in extras[extra]}), extra
         assert install_hint(extra).startswith(f'pip install -e ".[{extra}]"')
     assert set(IMPORT_EXTRAS.values()) == set(EXTRA_PACKAGES)
+
+
+def test_a_model_run_without_torch_says_how_to_install_it(tmp_path):
+    """scarnet requires torch, but an environment can lack it (``pip install --no-deps``, a broken venv): ``scarnet
+    segment`` then ended in "internal error: ModuleNotFoundError"; it is a set-up step, said in one line."""
+    image = tmp_path / "lge.nii.gz"
+    assert run("phantom", "--seed", "3", "--out", str(image), cwd=tmp_path).returncode == 0
+    code = ("import sys; sys.modules['torch'] = None; from scarnet.cli import main; "  # "import torch" fails
+            f"sys.exit(main(['segment', {str(image)!r}, '--report', {str(tmp_path / 'r.json')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "'scarnet segment' needs torch, which is not installed: pip install torch" in result.stderr
+    assert "internal error" not in result.stderr and not (tmp_path / "r.json").exists()
