@@ -78,10 +78,17 @@ def _escape_markup(text) -> str:
     return escape(visible(str(text)))
 
 
+#: Width of the text written into a file or pipe (a log): rich would break lines at 80 columns there, mid-sentence.
+LOG_WIDTH = 150
+
+
 def _console(quiet: bool = False):
     from rich.console import Console
 
-    return Console(quiet=quiet, highlight=False)
+    console = Console(quiet=quiet, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:  # COLUMNS, when set, is the user's choice
+        console = Console(quiet=quiet, highlight=False, width=LOG_WIDTH)
+    return console
 
 
 def print_report(report, console, title: str = "ScarNet report") -> None:

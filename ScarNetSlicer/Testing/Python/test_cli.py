@@ -49,6 +49,15 @@ def test_phantom_then_quantify_matches_voxel_counts(tmp_path):
         assert s["mvo_ml"] == pytest.approx((labels[k] == 4).sum() * voxel_ml, rel=1e-3, abs=1e-9)
     assert report["total"]["scar_ml"] == pytest.approx(np.isin(labels, (3, 4)).sum() * voxel_ml, rel=1e-3)
     assert report["total"]["scar_ml"] > 0  # seed 7 has an infarct
+    # Into a pipe (a log file), each sentence on one line: rich broke them at 80 columns, mid-sentence; COLUMNS, when
+    # set, still decides.
+    environment = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    for columns, whole in ((None, True), ("60", False)):
+        piped = subprocess.run([sys.executable, "-m", "scarnet", "quantify", "pl.nii.gz"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=120,
+                               env=environment if columns is None else {**environment, "COLUMNS": columns})
+        sentence = "Research use only: not for clinical diagnosis. Every slice needs a reader's review"
+        assert (sentence in piped.stdout.splitlines()[-1]) is whole, piped.stdout
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
