@@ -578,6 +578,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         finished.append(row.status == "ok")
         name = visible(row.input)  # a folder's name may hold a terminal's escape sequences
         for message in [*row.warnings, *row.other_warnings]:  # a warning often explains a failure
+            message = str(message)
+            if message.startswith(f"{row.input}: "):  # the exam is named once, in front
+                message = message[len(row.input) + 2:]
             print(f"scarnet: [{number}/{count}] {name}: warning: {visible(message)}", file=sys.stderr)
         if row.done_earlier:
             console.print(f"[{number}/{count}] {name}: done by an earlier run (--skip-done): its files kept",

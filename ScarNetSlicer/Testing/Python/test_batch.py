@@ -266,6 +266,35 @@ def test_a_terminated_batch_ends_with_143_and_says_how_to_continue(tmp_path, mon
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_the_command_names_exams_of_one_file_name_by_their_folders_and_each_warning_names_its_exam_once(
+        tmp_path, monkeypatch, capsys):
+    """``Case_A/image.nii.gz``, ``Case_B/image.nii.gz``: outputs named by the folders; a warning that starts with the
+    exam's path (as reading's do) is printed after the exam's number and path, not with the path a second time."""
+    import warnings
+
+    import scarnet.cli
+    from scarnet.cli import main
+
+    inputs = [tmp_path / case / "image.nii.gz" for case in ("Case_A", "Case_B")]
+    for path in inputs:
+        path.parent.mkdir()
+        write_volume(ring_volume(), path)
+    segmenter = Segmenter(RingModel(), device="cpu", flip_check=False)
+
+    def segment(volume, progress=None, **kwargs):
+        warnings.warn(f"{kwargs['name']}: slices 3 and 4 are 20 mm apart", UserWarning, stacklevel=1)
+        return segmenter(volume, **kwargs)
+
+    monkeypatch.setattr(scarnet.cli, "_segmenter", lambda args: segment)
+    out = tmp_path / "out"
+    assert main(["batch", *map(str, inputs), "--out", str(out), "--quiet"]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "20 mm apart" in line]
+    assert said == [f"scarnet: [{n}/2] {path}: warning: slices 3 and 4 are 20 mm apart"
+                    for n, path in enumerate(inputs, 1)]
+    assert sorted(p.name for p in out.iterdir()) == ["Case_A.seg.nrrd", "Case_A_report.json", "Case_B.seg.nrrd",
+                                                     "Case_B_report.json", "summary.csv"]
+
+
 def test_warnings_before_a_failure_are_kept(tmp_path):
     import warnings
 
