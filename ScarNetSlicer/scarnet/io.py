@@ -484,7 +484,7 @@ def _read_image_file(path: Path) -> Volume:
     if io_name == _NIFTI_IO:
         _check_nifti_spacing(path, image, header)
         if _nifti_zeros_may_hide_non_finite(image) and _nifti_has_non_finite(path):
-            raise InputError(f"{path}: contains NaN or infinite values")
+            raise InputError(f"{path}: contains NaN or infinite values: {_NON_FINITE_HELP}")
     else:
         # ITK's NRRD reader inflates only the bytes it needs, never reaching the gzip CRC, and MetaIO reads damaged
         # zlib data as wrong voxels after printing "Uncompress failed": neither notices damage, so it is checked here.
@@ -1245,6 +1245,11 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+#: What to do about NaN or infinite voxels (a masked export, a failed reconstruction), said with the refusal.
+_NON_FINITE_HELP = ("replace them with the background's value (e.g. 0) in the program that wrote the file (in Python: "
+                    "numpy.nan_to_num), or export the image unmasked")
+
+
 def validate_image(volume: Volume, name: str = "image") -> None:
     """Raise :class:`InputError` for an image no model should see: empty, 2D, NaN/inf, constant, no geometry."""
     array = volume.array
@@ -1252,7 +1257,11 @@ def validate_image(volume: Volume, name: str = "image") -> None:
         raise InputError(f"{name}: the image is empty (size {volume.shape_ijk})")
     _check_stack_shape(volume, name)
     if not np.all(np.isfinite(array)):
-        raise InputError(f"{name}: the image contains NaN or infinite values")
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        # Refused rather than guessed: NaN outside a mask is common, but NaN inside the heart would be read as a
+        # value the model never saw. What to do is said.
+        raise InputError(f"{name}: the image contains NaN or infinite values ({bad} voxels, "
+                         f"{100 * bad / array.size:.2g} %): {_NON_FINITE_HELP}")
     if float(array.max()) == float(array.min()):
         raise InputError(f"{name}: the image is constant ({float(array.min()):g} everywhere); nothing to segment")
     check_geometry(volume, name)

@@ -784,6 +784,7 @@ def test_volume_with_nan_or_inf(tmp_path: Path, suffix: str, bad: float) -> None
     with pytest.raises(InputError, match="NaN or infinite") as error:
         read_volume(path)
     _one_line(error)
+    assert "replace them with the background's value (e.g. 0)" in str(error.value)  # what to do, said
 
 
 def test_nifti_with_nan_written_by_nibabel(tmp_path: Path) -> None:

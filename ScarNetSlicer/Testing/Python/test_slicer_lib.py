@@ -2294,7 +2294,8 @@ def test_update_report_refuses_a_volume_with_nan(scene, lib, oblique_direction):
     image.array = image.array.astype(np.float32)
     image.array[2, 20, 18] = np.nan
     vn.update_node_from_volume(volume_node, image)
-    with pytest.raises(InputError, match=r"^lge: the image contains NaN or infinite values$"):
+    with pytest.raises(InputError, match=r"^lge: the image contains NaN or infinite values \(1 voxels, 0\.\d+ %\): "
+                                         r"replace them with the background's value"):
         processor.update_report(volume_node, outputs.segmentation_node)
 
 
