@@ -185,6 +185,20 @@ def _check_data_files(path: Path) -> None:
 MAX_TEXT_FILE_BYTES = 64 << 20
 
 
+def read_small_text(path: str | Path, limit_bytes: int = MAX_TEXT_FILE_BYTES) -> str:
+    """The UTF-8 text of a small file scarnet keeps beside others (a weights sidecar, a training config): OSError,
+    as for a file that cannot be read, for a FIFO (reading would wait for ever for a writer), a device (/dev/zero
+    never ends) or a file over ``limit_bytes``; UnicodeDecodeError (a ValueError) for bytes that are not UTF-8."""
+    kind = special_file_kind(path)
+    if kind is not None:
+        raise OSError(f"is {kind}, not a file")
+    with open(path, "rb") as file:
+        data = file.read(limit_bytes + 1)
+    if len(data) > limit_bytes:
+        raise OSError(f"larger than {limit_bytes >> 20} MiB")
+    return data.decode("utf-8")
+
+
 def check_text_file(path: str | Path, expected: str) -> None:
     """:class:`InputError` before ``path`` is read whole as text: a FIFO would wait for ever for a writer, a device
     (/dev/zero) never ends, and a file beyond :data:`MAX_TEXT_FILE_BYTES` is not ``expected`` (e.g. "a JSON

@@ -506,6 +506,47 @@ def test_user_weights_that_do_not_match_their_sidecar_are_refused(tmp_path):
     assert load_model(tmp_path / "best.pt", optimize=False).config == TINY
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_as_weights_sidecar_or_training_config_is_refused_not_waited_on(tmp_path):
+    """QA helper-118: a FIFO given as the weights was "weights file not found"; one as their sidecar or as a
+    training config would have made the read wait for ever for a writer. Each is one line, at once."""
+    import os
+    import threading
+
+    from scarnet.errors import InputError
+    from scarnet.train.loop import TrainConfig
+
+    def unblock(fifo):  # a reader that opened the FIFO (the fault tested) gets an empty file, not a wait for ever
+        stop = threading.Event()
+
+        def run():
+            while not stop.is_set():
+                try:
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:
+                    stop.wait(0.05)
+
+        threading.Thread(target=run, daemon=True).start()
+        return stop
+
+    os.mkfifo(tmp_path / "pipe.safetensors")
+    with pytest.raises(WeightsError, match=r"pipe.safetensors: is a FIFO \(named pipe\), not a weights file; give"):
+        load_model(tmp_path / "pipe.safetensors")
+    save_weights(build_model(TINY), tmp_path / "w.safetensors")
+    (tmp_path / "w.json").unlink()
+    os.mkfifo(tmp_path / "w.json")
+    os.mkfifo(tmp_path / "config.json")
+    stops = [unblock(tmp_path / "w.json"), unblock(tmp_path / "config.json")]
+    try:
+        with pytest.raises(WeightsError, match=r"w.json: unreadable sidecar of w.safetensors.*FIFO"):
+            load_model(tmp_path / "w.safetensors")
+        with pytest.raises(InputError, match=r"config.json: not a readable training config: .*FIFO"):
+            TrainConfig.load(tmp_path / "config.json")
+    finally:
+        for stop in stops:
+            stop.set()
+
+
 def test_a_tensor_name_that_is_not_text_is_refused(tmp_path):
     from dataclasses import asdict
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import OutputError, WeightsError
-from ..io import atomic_path, sha256_of, write_failure_reason
+from ..io import atomic_path, read_small_text, sha256_of, special_file_kind, write_failure_reason
 from ..qc import QcCalibration
 from .scarnet import ScarNet, ScarNetConfig
 
@@ -225,7 +225,7 @@ def _bundled_sidecar(path: Path) -> dict[str, Any]:
     (one line) when it is missing or damaged."""
     sidecar = sidecar_path(path)
     try:
-        recorded = json.loads(sidecar.read_text(encoding="utf-8"))
+        recorded = json.loads(read_small_text(sidecar))
     except FileNotFoundError:
         problem = "is missing"
     except (OSError, ValueError) as error:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -283,7 +283,7 @@ def _calibration_kept(path: Path, sha: str) -> dict[str, Any] | None:
     that trains no further writes its best weights again, and must not drop what calibrate-qc set. New weights
     drop it, with a warning: their thresholds are for calibrate-qc to set again."""
     try:
-        previous = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        previous = json.loads(read_small_text(sidecar_path(path)))
     except (OSError, ValueError):
         return None
     if not isinstance(previous, dict) or "qc_calibration" not in previous:
@@ -355,6 +355,8 @@ def read_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
     Raises :class:`WeightsError` with one line for a missing, corrupted or foreign file.
     """
     path = Path(path)
+    if (kind := special_file_kind(path)) is not None:  # a FIFO would make the checksum wait for ever
+        raise WeightsError(f"{path}: is {kind}, not a weights file; give the file itself")
     if not path.is_file():
         raise WeightsError(f"{path}: {'a folder, not a weights file' if path.is_dir() else 'weights file not found'}")
     if expected_sha256 is None and _is_bundled(path):
@@ -455,7 +457,7 @@ def _sidecar_of(path: Path) -> Any:
     :class:`WeightsError` when it exists but cannot be read: whether it describes these weights is then unknown.
     """
     try:
-        return json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        return json.loads(read_small_text(sidecar_path(path)))
     except FileNotFoundError:  # no sidecar (a .pt checkpoint, a copied file)
         return None
     except (OSError, ValueError) as error:
@@ -604,7 +606,7 @@ def write_qc_calibration(weights: str | Path, entry: dict[str, Any], overwrite: 
                            f"from it: evaluate {path.with_suffix('.safetensors').name} (scarnet evaluate --weights "
                            f"{path.with_suffix('.safetensors')}) and run calibrate-qc on that evaluation")
     try:
-        sidecar = json.loads(sidecar_file.read_text(encoding="utf-8"))
+        sidecar = json.loads(read_small_text(sidecar_file))
     except FileNotFoundError:
         raise WeightsError(f"{path}: no sidecar {sidecar_file.name} beside it (weights saved by scarnet train "
                            "have one)") from None

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, OutputError, WeightsError
-from ..io import json_safe, names_bundled_weights, os_error_reason, write_failure_reason
+from ..io import json_safe, names_bundled_weights, os_error_reason, read_small_text, write_failure_reason
 from ..labels import NUM_CLASSES
 from ..model.scarnet import ScarNetConfig
 from .data import AugmentConfig
@@ -139,7 +139,7 @@ class TrainConfig:
     def load(cls, path: str | Path) -> TrainConfig:
         """Read a JSON config file; one :class:`InputError` line for anything that makes it unusable."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = json.loads(read_small_text(path))
             return cls._parse(data)
         except UnicodeDecodeError:
             reason = "not UTF-8 text"
