@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
 
     from .outputs import OutputSet
 
-#: The exit statuses (README): 0 done; 2 bad input or a bad option, an output that cannot be written, or
+#: The exit statuses (docs/cli.md): 0 done; 2 bad input or a bad option, an output that cannot be written, or
 #: (batch) exams that failed on their input; 3 a bug (batch: an exam hit one); 130 Ctrl-C (SIGINT) and 143 SIGTERM, as a
 #: shell reports a process those signals ended (128 + the signal's number), each after the same clean-up.
 EXIT_USER_ERROR = 2

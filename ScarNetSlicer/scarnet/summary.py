@@ -192,7 +192,7 @@ def _report_path(path: Path, relative_to: str | Path | None) -> str:
     if relative_to is None:
         return str(path)
     # abspath, not resolve: a report reached through a link is named by the link, as given. Forward slashes, as
-    # the README shows them, on every system (Windows reads them too).
+    # the docs show them, on every system (Windows reads them too).
     try:
         return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(relative_to))).as_posix()
     except ValueError:  # Windows: another drive

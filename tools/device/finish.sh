@@ -17,7 +17,8 @@
 # With unet_run.tar (run.sh trains the U-Net baseline beside ScarNet) it also unpacks that run into
 # RUN_unet and checks its sha256.
 # Left to do by hand (commands in MODEL_CARD.md, "Evaluation"): the val evaluation with the U-Net
-# baseline (RUN_unet/best.safetensors), the CPU benchmark, the model card's and README's figures, the page's "About
+# baseline (RUN_unet/best.safetensors), the CPU benchmark, the model card's, README's and docs/ figures (QC flag
+# shares in docs/reports.md and README "Outputs", docs/aha.md's agreement, grep the old values), the page's "About
 # the model" figures (scarnet/report_html.py BUNDLED_MODEL_CARD, sha256 included: a test checks them against the card
 # and the weights), pytest, the commit.
 # Rehearsed on 2026-11-29 in a scratch worktree without ../shared (EMIDEC=… given, called from a
