@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import time
 import unicodedata
@@ -69,7 +70,9 @@ def exam_names(paths: Sequence[str | Path]) -> list[str]:
         if len(set(resolved)) < len(resolved):
             twice = paths[members[next(j for j, r in enumerate(resolved) if resolved.count(r) > 1)]]
             raise InputError(f"{twice} is given twice: give each exam once")
-        parents = [r.parent.parts[1:] for r in resolved]  # without the root
+        # The folders as given (made absolute, not resolved): a link's target folder (a DataLad/git-annex store's
+        # object folder, a deduplicating copy) names no exam. Without the root.
+        parents = [Path(os.path.abspath(paths[i])).parent.parts[1:] for i in members]
         for depth in range(1, max(len(p) for p in parents) + 1):
             candidates = ["_".join(p[-depth:]) for p in parents]
             keys = [exam_key(c) for c in candidates]

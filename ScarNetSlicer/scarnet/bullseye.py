@@ -18,6 +18,7 @@ JSON and CSV keep them whole.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from typing import Any, Callable
 from xml.sax.saxutils import escape as _xml_escape
@@ -108,11 +109,12 @@ def whole_percent_text(value: float | None) -> str:
     neither none nor all; "–" for None."""
     if value is None:
         return "–"
-    if 0 < value < 0.5:
+    shown = f"{value:.0f}"  # rounds half to even: 0.5 reads "0", 99.5 "100"
+    if value > 0 and shown == "0":
         return "<1"
-    if 99.5 <= value < 100:
+    if value < 100 and shown == "100":
         return ">99"
-    return f"{value:.0f}"
+    return shown
 
 
 def percent_text(scar_percent: float | None, grade: Callable[[float], int | None] = extent_score) -> str:
@@ -207,6 +209,10 @@ def _sector_path(cx: float, cy: float, start: float, end: float, inner: float, o
             f"L {x2:.2f} {y2:.2f} A {inner:.2f} {inner:.2f} 0 {large} 1 {x3:.2f} {y3:.2f} Z")
 
 
+#: scarnet.aha.rv_side_warning's message: an anterior RV insertion point across the LV from the RV's side.
+_RV_SIDE_WARNING = re.compile(r"RV insertion point lies (?P<deg>\d+) degrees round the LV from the RV's side")
+
+
 def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA segment") -> str:
     """The bullseye of a report's segments as an SVG document; without segments, a picture that says why not.
 
@@ -290,6 +296,10 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     if MIRROR_WARNING in warnings:  # the anterior point alone: nothing would catch a mirror
         captions.append(("mirror", "Mirrored? Septum and lateral wall would be swapped: mark the inferior RV point "
                                    "too", "#a00000"))
+    turned = [match for message in warnings if (match := _RV_SIDE_WARNING.search(message))]
+    if turned:  # scarnet.aha.rv_side_warning: RAS and LPS mixed up turns every segment; the picture cannot show it
+        captions.append(("rv-side", f"RV insertion point {turned[0]['deg']}° round from the RV's side: RAS and LPS "
+                                    "mixed up? The segments would be turned", "#a00000"))
     if any(message.startswith(GIVEN_BASAL_END_WARNING_START) for message in warnings):
         # The levels follow a basal end the images contradict: the rings may be the other way round.
         mirrored = " and septum mirrored" if data.get("segment_angles_from") == ANGLES_FROM_PATIENT_AXES else ""

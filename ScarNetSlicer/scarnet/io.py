@@ -150,7 +150,7 @@ def _data_files(path: Path) -> list[Path]:
     try:
         if lower.endswith((".hdr", ".hdr.gz")):
             return [data for data in [_nifti_data_file(path)] if data != path]
-        if _suffix(path) in (".nrrd", ".nhdr"):
+        if _suffix(path) in (".nrrd", ".nhdr", SEGMENTATION_SUFFIX):
             fields, _, listed = _nrrd_header_fields(path)
             named = fields.get("data file", fields.get("datafile"))
             if named is None:
@@ -618,8 +618,8 @@ def check_voxel_count(name: str, size: Sequence[int], declared: str = "its heade
     if voxels > MAX_IMAGE_VOXELS:
         raise InputError(f"{name}: {declared} {'×'.join(str(int(n)) for n in size)} voxels "
                          f"({voxels / 1e6:,.0f} million), more than any short-axis LGE stack holds "
-                         f"({MAX_IMAGE_VOXELS / 1e6:.0f} million at most): a damaged header, or not an LGE stack; "
-                         "crop or resample it (3D Slicer: Crop Volume)")
+                         f"({MAX_IMAGE_VOXELS / 1e6:.0f} million at most): a damaged header, or not a short-axis "
+                         "LGE stack (a 3D whole-heart volume?); crop or resample it (3D Slicer: Crop Volume)")
 
 
 def _check_declared_size(path: Path, reader) -> int:
@@ -628,11 +628,14 @@ def _check_declared_size(path: Path, reader) -> int:
     import SimpleITK as sitk
 
     size = reader.GetSize()
-    check_voxel_count(str(path), size)
+    components = max(1, reader.GetNumberOfComponents())
+    # Each voxel's channels (a MetaImage's ElementNumberOfChannels, a NIfTI's vector dim[5]) are allocated as voxels
+    # are: 512×512×30 with 1000 channels would take 31 GB.
+    check_voxel_count(str(path), (*size, components) if components > 1 else size)
     kind = sitk.GetPixelIDValueAsString(reader.GetPixelID())  # "16-bit signed integer", "complex of 32-bit float"
     bits = re.search(r"(\d+)-bit", kind)
     component_bytes = (int(bits[1]) // 8 if bits else 8) * (2 if "complex" in kind else 1)
-    return math.prod(int(n) for n in size) * max(1, reader.GetNumberOfComponents()) * component_bytes
+    return math.prod(int(n) for n in size) * components * component_bytes
 
 
 def _inflate_limit(data_bytes: int | None) -> int:
@@ -815,7 +818,7 @@ class _CutShort(InputError):
 
 def _inflated_length(path: Path, stream: _CompressedStream, limit: int | None = None) -> int:
     """The inflated length of one compressed stream of ``path``'s voxels, its checksums checked (InputError when
-    damaged, :class:`_CutShort` when it stops short, or when it inflates to more than ``limit`` bytes)."""
+    damaged or when it inflates to more than ``limit`` bytes, :class:`_CutShort` when it stops short)."""
     with open(stream.file, "rb") as raw:
         raw.seek(stream.offset)
         for _ in range(stream.lines_skipped):
@@ -1305,6 +1308,7 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
 
     path = Path(path)
     _check_regular_file(path, "a segmentation file")
+    _check_seg_nrrd_header(path)
     try:
         # Before slicerio: pynrrd notices a bad CRC too, but says so only in zlib's words ("incorrect data check").
         _check_compressed_data(path, _NRRD_IO)
@@ -1394,6 +1398,19 @@ def _check_seg_nrrd_values(path: Path, segments: list[dict[str, Any]], voxels: n
             shown = ", ".join(str(v) for v in unclaimed[:5])
             raise InputError(f"{path}: voxels of value {shown} in layer {layer} belong to no segment (a damaged file, "
                              "or one changed outside Slicer), so what they are is unknown")
+
+
+def _check_seg_nrrd_header(path: Path) -> None:
+    """Before slicerio (pynrrd) reads a ``.seg.nrrd``, as :func:`_read_image_file` before ITK: refuse a data file its
+    header names that is a FIFO or device (reading would wait for ever), and more voxels than
+    :data:`MAX_IMAGE_VOXELS` along its spatial axes (the last three: a layered file's first axis is its layers)."""
+    _check_data_files(path)
+    try:
+        sizes = [int(size) for size in _nrrd_header_fields(path)[0].get("sizes", "").split()]
+    except (OSError, ValueError):
+        return  # slicerio says what is wrong
+    if len(sizes) >= 3:
+        check_voxel_count(str(path), sizes[-3:])
 
 
 def _plain_labelmap_seg_nrrd(path: Path, label_values: dict[int, int] | None = None) -> Volume:

@@ -78,15 +78,16 @@ def main() -> int:
                         help="a further amendment line (a finding about the run made since, with its command)")
     args = parser.parse_args()
     try:
-        amended = amend(json.loads(args.published.read_text()), json.loads(args.newer.read_text()), args.rows,
+        amended = amend(json.loads(args.published.read_text(encoding="utf-8")),
+                        json.loads(args.newer.read_text(encoding="utf-8")), args.rows,
                         args.why)
     except (ValueError, KeyError) as error:
         print(f"amend_evaluation: {error}", file=sys.stderr)
         return 1
     amended["amendments"] += args.note
-    args.published.write_text(json.dumps(_jsonable(amended), indent=2) + "\n")
+    args.published.write_text(json.dumps(_jsonable(amended), indent=2) + "\n", encoding="utf-8")
     if args.markdown:
-        args.markdown.write_text(render_markdown(amended))
+        args.markdown.write_text(render_markdown(amended), encoding="utf-8")  # ᵇ, ±, –: not in every locale's
     return 0
 
 

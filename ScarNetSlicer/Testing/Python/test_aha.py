@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -895,6 +896,17 @@ def test_an_rv_point_away_from_the_rv_side_is_warned_of():
                                          r"from the RV's side .*RAS, as Slicer shows them"):
         report = quantify(volume, rv_insertion_lps=_point_at_angle(volume, 180.0), basal_end="first")
     assert any("from the RV's side" in message for message in report.warnings())
+    # The bullseye, often printed or filed alone, says it too: its segments are drawn turned (QA helper-124).
+    import xml.etree.ElementTree as ET
+
+    from scarnet.bullseye import bullseye_svg
+
+    captions = {t.get("data-caption"): " ".join(t.itertext()) for t in ET.fromstring(bullseye_svg(report)).iter()
+                if t.get("data-caption")}
+    assert re.fullmatch(r"RV insertion point 1[5-8]\d° round from the RV's side: RAS and LPS mixed up\? The segments "
+                        r"would be turned", captions["rv-side"])
+    assert 'data-caption="rv-side"' not in bullseye_svg(quantify(volume, rv_insertion_lps=_point_along_i(volume),
+                                                                 basal_end="first"))
     # Without an orientation nothing says where the RV lies: no such warning (the mirror warning covers it).
     plain = Volume(volume.array, SPACING)
     with warnings.catch_warnings(record=True) as caught:

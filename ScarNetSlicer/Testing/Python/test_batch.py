@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -89,6 +90,25 @@ def test_inputs_of_one_file_name_are_named_by_their_folders_and_refused_when_not
     with pytest.raises(InputError, match="no name"):
         exam_name("/")
     assert exam_name(tmp_path / "exam_07" / "..") == tmp_path.name
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links on this system")
+def test_inputs_that_are_links_are_named_by_the_folders_they_are_given_in(tmp_path):
+    """QA helper-123: a DataLad/git-annex data set keeps Case_P100/image.nii.gz as a link into its object store
+    (.git/annex/objects/xx/yy/KEY/KEY): the exams were named by the store's folders (the annex keys), and a points
+    file naming Case_P100 was refused. The folders the inputs are given in name them; the same file twice is refused
+    still."""
+    for case, key in (("Case_P100", "SHA256E-s1--aaa.nii.gz"), ("Case_P101", "SHA256E-s1--bbb.nii.gz")):
+        (tmp_path / "store" / key).mkdir(parents=True)
+        (tmp_path / "store" / key / key).write_bytes(b"")
+        (tmp_path / case).mkdir()
+        os.symlink(tmp_path / "store" / key / key, tmp_path / case / "image.nii.gz")
+    assert exam_names([tmp_path / "Case_P100" / "image.nii.gz", tmp_path / "Case_P101" / "image.nii.gz"]) == \
+        ["Case_P100", "Case_P101"]
+    (tmp_path / "Case_P102").mkdir()
+    os.symlink(tmp_path / "Case_P100" / "image.nii.gz", tmp_path / "Case_P102" / "image.nii.gz")
+    with pytest.raises(InputError, match="is given twice"):
+        exam_names([tmp_path / "Case_P100" / "image.nii.gz", tmp_path / "Case_P102" / "image.nii.gz"])
 
 
 def test_a_batch_writes_each_exam_and_a_summary_and_goes_on_after_a_failure(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import importlib.util
 import os
 import re
 import sys
@@ -1408,6 +1409,21 @@ def test_a_header_declaring_more_voxels_than_any_stack_is_refused_before_they_ar
         _one_line(error)
 
 
+def test_a_header_declaring_channels_beyond_any_stack_is_refused_before_they_are_allocated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA helper-123: the voxel limit counted the grid only: a 200-byte .mha declaring 512×512×30 voxels of 1000
+    channels (ElementNumberOfChannels) passed it, and ITK allocated 31 GB for it ("Failed to allocate memory" where
+    the memory ran short)."""
+    path = tmp_path / "channels.mha"
+    path.write_text("ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+                    "ElementSpacing = 1.4 1.4 10\nDimSize = 512 512 30\nElementNumberOfChannels = 1000\n"
+                    "ElementType = MET_FLOAT\nElementDataFile = LOCAL\n")
+    monkeypatch.setattr(sitk, "ImageFileReader", _ReaderThatMustNotRead)
+    with pytest.raises(InputError, match=r"its header declares 512×512×30×1000 voxels \(7,864 million\)") as error:
+        read_volume(path)
+    _one_line(error)
+
+
 def test_a_nifti2_header_declaring_more_voxels_than_any_stack_is_refused(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # NIfTI-2 is read by nibabel (this ITK has no reader for it), which would allocate what the header declares too.
@@ -1522,7 +1538,9 @@ def test_text_files_a_user_gives_are_refused_when_reading_them_whole_would_never
     with huge.open("wb") as stream:
         stream.truncate((64 << 20) + 1)  # sparse: no disk taken
     readers = [("a CSV of RV insertion points", read_rv_points), ("a JSON report", read_report),
-               ("a JSON report", _model_inference), ("the JSON of scarnet evaluate", calibrate_qc)]
+               ("a JSON report", _model_inference)]
+    if importlib.util.find_spec("torch") is not None:  # calibrate-qc imports the model's code (torch) first
+        readers.append(("the JSON of scarnet evaluate", calibrate_qc))
     for expected, reader in readers:
         with pytest.raises(InputError, match=f"fifo_report.json: is a FIFO \\(named pipe\\), not {expected}; give "
                                              "the file itself") as error:
@@ -1553,6 +1571,32 @@ def test_a_header_whose_data_file_is_a_fifo_is_refused_not_waited_on(tmp_path: P
         read_volume(path)
     _one_line(error)
     thread.join()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_seg_nrrd_whose_data_file_is_a_fifo_or_that_claims_too_many_voxels_is_refused(tmp_path: Path) -> None:
+    """QA helper-123: a .seg.nrrd is read by slicerio (pynrrd), not ITK, and skipped the checks of other images: one
+    whose header named a FIFO as its data file waited for ever (in the compressed-data check before slicerio), and
+    one declaring more voxels than any stack was read as far as pynrrd would."""
+    head = ("NRRD0004\ntype: uint8\ndimension: 3\nsizes: {sizes}\nspace: left-posterior-superior\n"
+            "space directions: (1.4,0,0) (0,1.4,0) (0,0,10)\nencoding: {encoding}\n{data}\n")
+    fifo = tmp_path / "labels.raw.gz"
+    os.mkfifo(fifo)
+    path = tmp_path / "detached.seg.nrrd"
+    path.write_text(head.format(sizes="16 16 4", encoding="gzip", data=f"data file: {fifo.name}\n"))
+    thread = _unblock_readers_of(fifo)
+    try:
+        for reader in (read_seg_nrrd, read_labelmap):
+            with pytest.raises(InputError, match=r"detached.seg.nrrd: its data file 'labels.raw.gz', named in its "
+                                                 r"header, is a FIFO \(named pipe\), not a file") as error:
+                reader(path)
+            _one_line(error)
+    finally:
+        thread.join()
+    claim = tmp_path / "claim.seg.nrrd"
+    claim.write_text(head.format(sizes="4096 4096 5", encoding="raw", data=""))
+    with pytest.raises(InputError, match=r"claim.seg.nrrd: its header declares 4096×4096×5 voxels \(84 million\)"):
+        read_labelmap(claim)
 
 
 def test_a_nifti_whose_voxels_start_past_any_header_and_extensions_is_refused_before_they_are_read(

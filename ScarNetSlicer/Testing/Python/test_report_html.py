@@ -296,7 +296,9 @@ def test_missing_figures_show_a_dash(value, text):
 
 @pytest.mark.parametrize("value, amount, percent", [
     (None, "–", "–"), (0.0, "0.0", "0"), (0.03, "<0.1", "<1"), (0.05, "0.1", "<1"), (0.6, "0.6", "1"),
-    (13.449, "13.4", "13"), (99.6, "99.6", ">99"), (100.0, "100.0", "100"), (150.137, "150.1", "150")])
+    (13.449, "13.4", "13"), (99.6, "99.6", ">99"), (100.0, "100.0", "100"), (150.137, "150.1", "150"),
+    # QA helper-123: 0.5 % (1 voxel of scar in 200) read "0" (format rounds half to even), a speck as none.
+    (0.5, "0.5", "<1"), (2.5, "2.5", "2"), (99.5, "99.5", ">99")])
 def test_figures_are_rounded_for_a_reader_and_a_speck_is_not_none(value, amount, percent):
     from scarnet.bullseye import amount_text, whole_percent_text
 
