@@ -59,7 +59,8 @@ def exam_names(paths: Sequence[str | Path]) -> list[str]:
     """Each input's exam name: :func:`exam_name`, except where inputs share one (``Case_P100/image.nii.gz``,
     ``Case_P101/image.nii.gz``, as data sets and nnU-Net-style folders lay exams out): those are named by their
     folders, the nearest ones that tell them apart (``Case_P100``; ``site1_Case_P100`` when the exam folders' names
-    repeat too). :class:`InputError` for an input given twice, or names nothing tells apart."""
+    repeat too); DICOM folders of one name keep it after their parents' (``site1/P001``, ``site2/P001``:
+    ``site1_P001``, ``site2_P001``). :class:`InputError` for an input given twice, or names nothing tells apart."""
     paths = [Path(path) for path in paths]
     names = [exam_name(path) for path in paths]
     groups: dict[str, list[int]] = {}
@@ -73,8 +74,11 @@ def exam_names(paths: Sequence[str | Path]) -> list[str]:
         # The folders as given (made absolute, not resolved): a link's target folder (a DataLad/git-annex store's
         # object folder, a deduplicating copy) names no exam. Without the root.
         parents = [Path(os.path.abspath(paths[i])).parent.parts[1:] for i in members]
+        # A file's name (image.nii.gz) is dropped, the folder being the exam's; a DICOM folder's own name (a patient
+        # or exam number) is kept after its parents' (site1_P001).
+        own = [(names[i],) if paths[i].name == names[i] else () for i in members]
         for depth in range(1, max(len(p) for p in parents) + 1):
-            candidates = ["_".join(p[-depth:]) for p in parents]
+            candidates = ["_".join(p[-depth:] + kept) for p, kept in zip(parents, own)]
             keys = [exam_key(c) for c in candidates]
             others = {exam_key(names[i]) for i in range(len(names)) if i not in members}
             if all(candidates) and len(set(keys)) == len(keys) and not others & set(keys):

@@ -69,6 +69,8 @@ def test_inputs_of_one_file_name_are_named_by_their_folders_and_refused_when_not
                                                Path("out/other_report.json")]
     # Exam folders whose names repeat (two sites): the nearest folders that tell them apart.
     assert exam_names(["site1/exam/lge.nii.gz", "site2/exam/lge.nii.gz"]) == ["site1_exam", "site2_exam"]
+    # DICOM folders of one name (a patient number at two sites) keep it after their parents'.
+    assert exam_names(["site1/P001", "site2/P001/", "site2/P002"]) == ["site1_P001", "site2_P001", "P002"]
     # A folder name that is another input's name is not taken.
     names = exam_names(["x/a/lge.nii.gz", "x/b/lge.nii.gz", "y/a.nii.gz"])
     assert names == ["x_a", "x_b", "a"]
