@@ -11,7 +11,8 @@ The JSON report is a contract other code builds on::
      "base_apex": {"basal_end", "from"} | null,
      "segments": [{"segment", "name", "level", "scar_percent", "scar_extent_score", ...}] | null,
      "segment_summary": {"segments_with_scar", "segments_over_50_percent", "scar_score", "scar_score_max"} | null,
-     "segment_angles_from": str | null, "septal_span_deg": float | null, "scarnet_version": str}
+     "segment_angles_from": str | null, "septal_span_deg": float | null,
+     "rv_insertion_ras_mm": {"anterior", "inferior"} | null, "scarnet_version": str}
 
 Levels (basal / mid / apical, and apex beyond the cavity) and, given the anterior RV insertion point, the
 17 AHA segments come from :mod:`scarnet.aha`.
@@ -133,6 +134,9 @@ class Report:
     #: The septal arc between the anterior and the inferior RV insertion points (degrees, mean over the
     #: slices); None with the anterior point alone (the septum is then taken to span 120°).
     septal_span_deg: float | None = None
+    #: The RV insertion points the segments were placed from, in RAS mm as Slicer shows a point (``anterior``;
+    #: ``inferior`` None when not given): a report says what its segments rest on. None without segments.
+    rv_insertion_ras_mm: dict[str, list[float] | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-serialisable data (the contract shape plus extras)."""
@@ -147,6 +151,7 @@ class Report:
             "segment_summary": self.segment_summary(),
             "segment_angles_from": self.segment_angles_from,
             "septal_span_deg": round(self.septal_span_deg, 1) if self.septal_span_deg is not None else None,
+            "rv_insertion_ras_mm": copy.deepcopy(self.rv_insertion_ras_mm),
             "scarnet_version": __version__,
             "intended_use": INTENDED_USE,
             "conventions": {
@@ -179,7 +184,8 @@ class Report:
                             "0 mL and null %, grade and transmurality where there are none, and null transmurality "
                             "always) from the anterior RV insertion point the user "
                             "marked; the septum spans 120° from it, or the arc to the inferior RV insertion point "
-                            "when that was marked too (septal_span_deg); scar_percent: scar % of the segment's "
+                            "when that was marked too (septal_span_deg; both points in rv_insertion_ras_mm, RAS mm "
+                            "as Slicer shows a point); scar_percent: scar % of the segment's "
                             "myocardium; scar_extent_score: 0 none or under 1 %, 1 1-25 %, 2 26-50 %, 3 51-75 %, "
                             "4 76-100 %; transmural_over_50_percent: share of the "
                             "segment's rays with scar through more than half of the wall; "
@@ -269,6 +275,9 @@ class Report:
                 writer.writerow([key, value])
             if self.septal_span_deg is not None:
                 writer.writerow(["septal_span_deg", csv_value(round(self.septal_span_deg, 1))])
+            for which, point in (self.rv_insertion_ras_mm or {}).items():
+                if point is not None:
+                    writer.writerow([f"rv_insertion_{which}_ras_mm", *map(csv_value, point)])
             writer.writerow([])
             writer.writerow(SEGMENT_CSV_COLUMNS)
             for segment in self.segments:
@@ -522,7 +531,8 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         for slice_report, identifiers in zip(slices, source_slices):
             slice_report.dicom = dict(identifiers)
     report = Report(slices, total, stored_spacing_mm, _round(voxel_ml), slice_axis=stack.name, base_apex=order,
-                    segments=segments, segment_angles_from=angles_from, septal_span_deg=septal_span)
+                    segments=segments, segment_angles_from=angles_from, septal_span_deg=septal_span,
+                    rv_insertion_ras_mm=_ras_points(rv_insertion_lps) if segments is not None else None)
     # What was quantified, as read (scarnet.read_volume, read_labelmap): the exam is the image when given.
     report.extra.update(copy.deepcopy(provenance))  # the report's own lists: editing one leaves the volume's
     segment_warnings = [message] if (message := given_basal_end_warning(labelmap, labels, order)) else []
@@ -653,6 +663,17 @@ def gap_slices_warning(with_myocardium: np.ndarray) -> str | None:
     named = _slices_have(gaps)
     return (f"{named} no myocardium between slices that have it: a slice not drawn (or an LV missed there) leaves "
             "its myocardium and scar out of the totals; check it")
+
+
+def _ras_points(rv_insertion_lps: np.ndarray) -> dict[str, list[float] | None]:
+    """The RV insertion points (LPS, as :func:`scarnet.aha.rv_insertion_points` reads them) in RAS mm, rounded to
+    0.01 mm, as :attr:`Report.rv_insertion_ras_mm` keeps them."""
+    def ras(point: np.ndarray | None) -> list[float] | None:
+        return None if point is None else [round(-float(point[0]), 2), round(-float(point[1]), 2),
+                                           round(float(point[2]), 2)]
+
+    anterior, inferior = rv_insertion_points(rv_insertion_lps)
+    return {"anterior": ras(anterior), "inferior": ras(inferior)}
 
 
 def all_scar_slices_warning(healthy_voxels: np.ndarray, scar_voxels: np.ndarray) -> str | None:

@@ -145,6 +145,17 @@ _REVIEW_STATUS = {
 }
 
 
+def rv_points_text(points: dict[str, Any] | None) -> str:
+    """" RV insertion points (RAS mm, as Slicer shows them): anterior (R, A, S), inferior (R, A, S)." — what the
+    segments were placed from, so that a printout can be checked against the images; "" when the report lacks them
+    (made before they were recorded, or without segments)."""
+    if not isinstance(points, dict) or not points.get("anterior"):
+        return ""
+    given = [f"{which} ({', '.join(f'{float(v):.1f}' for v in point)})" for which, point in points.items()
+             if isinstance(point, list) and len(point) == 3]
+    return f" RV insertion points (RAS mm, as Slicer shows them): {', '.join(given)}." if given else ""
+
+
 def review_status_text(report: dict[str, Any]) -> str:
     """Whose segmentation the figures measure, and whether a reader reviewed it: the page's status line."""
     from .summary import made_from
@@ -442,7 +453,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
         parts.append(f'<p class="muted">{escape(summary)}'
                      f"{escape(septum_text(data.get('septal_span_deg')))}. Basal end: "
                      f"{escape(basal_end_text(order))}; angles from the {escape(str(data.get('segment_angles_from')))}."
-                     f"{escape(apex)}</p>")
+                     f"{escape(apex)}{escape(rv_points_text(data.get('rv_insertion_ras_mm')))}</p>")
         if territories := territory_text(data["segments"]):
             parts.append(f'<p class="muted">{escape(territories)}</p>')
         parts.append("</div></div>")

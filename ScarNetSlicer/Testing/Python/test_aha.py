@@ -666,8 +666,20 @@ def test_report_carries_levels_and_segments():
     assert data["segment_summary"] == {"segments_with_scar": 3, "segments_over_50_percent": 2, "scar_score": 8,
                                        "scar_score_max": 64}
     assert ["segments_over_50_percent", "2"] in rows and ["scar_score", "8"] in rows
+    # The point the segments rest on, in RAS mm as Slicer shows it: in the JSON, the CSV and on the page.
+    given = _point_along_i(volume)
+    ras = [round(-given[0], 2), round(-given[1], 2), round(given[2], 2)]
+    assert data["rv_insertion_ras_mm"] == {"anterior": pytest.approx(ras), "inferior": None}
+    assert [float(v) for v in next(r for r in rows if r[:1] == ["rv_insertion_anterior_ras_mm"])[1:]] == \
+        pytest.approx(ras)
+    assert not any(r[:1] == ["rv_insertion_inferior_ras_mm"] for r in rows)
+    from scarnet.report_html import report_html
+
+    page = " ".join(report_html(report, "lge").split())
+    assert f"RV insertion points (RAS mm, as Slicer shows them): anterior ({ras[0]:.1f}, {ras[1]:.1f}, " in page
     plain = json.loads(quantify(volume).to_json())
     assert plain["segments"] is None and plain["base_apex"]["from"] == "cavity size"
+    assert plain["rv_insertion_ras_mm"] is None
     assert plain["segment_summary"] is None
     assert "segment,name" not in quantify(volume).to_csv()
 
