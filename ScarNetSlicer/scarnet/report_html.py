@@ -1,14 +1,15 @@
 """A printable report of one exam: a self-contained HTML page (open it in a browser, print it to PDF).
 
-What a reader files with the study: which input and which weights, the warnings (one short line each, the
-engine's full text folded under it), the totals as an LGE report states them (scar mass in g and as % of the LV
-myocardial mass first, volumes after; MVO, transmurality), the AHA bullseye and segment table when the segments
-were reported (each segment's extent grade, mean transmural extent of its scar with Kim's band, and whether its
-scar lies only on slices with QC flags), the per-slice table with its QC flags, a short "About the model" box
-from the model card, and what the figures mean in a reader's words (the technical definitions folded for
-analysts). Figures are rounded for reading (:data:`scarnet.bullseye.ROUNDING`); the JSON and CSV keep every
-digit. Plain HTML and CSS with the bullseye's SVG inline: nothing is fetched, so the page reads the same offline
-and in ten years; made to print on one or two A4 pages.
+What a reader files with the study: which input and which weights, the warnings (one short line each, the engine's
+full text folded under it), the totals as an LGE report states them (scar mass in g and as % of the LV myocardial
+mass first, volumes after; MVO, transmurality; under them, while no reader has reviewed the model's contours, a
+caution for a small scar total and for the model's MVO: :func:`caution_lines`), the AHA bullseye and segment table
+when the segments were reported (each segment's extent grade, mean transmural extent of its scar with Kim's band,
+and whether its scar lies only on slices with QC flags), the per-slice table with its QC flags, a short "About the
+model" box from the model card, and what the figures mean in a reader's words (the technical definitions folded for
+analysts). Figures are rounded for reading (:data:`scarnet.bullseye.ROUNDING`); the JSON and CSV keep every digit.
+Plain HTML and CSS with the bullseye's SVG inline: nothing is fetched, so the page reads the same offline and in ten
+years; made to print on one or two A4 pages.
 """
 
 from __future__ import annotations
@@ -265,13 +266,23 @@ def warning_headline(message: str, names: tuple[str, ...] = ()) -> str:
     return line[:1].upper() + line[1:]
 
 
-def _warning_html(message: str, names: tuple[str, ...]) -> str:
-    """A warning on the page: its short line, the full text folded under it where that says more."""
-    headline = warning_headline(message, names)
-    if headline == message[:1].upper() + message[1:]:  # short enough as it is
+def _warning_html(messages: list[str], names: tuple[str, ...]) -> str:
+    """A warning on the page: its short line, the full text(s) folded under it where they say more. ``messages``:
+    the engine's warnings with this same short line (the image's and the labelmap's header read alike), shown once."""
+    headline = warning_headline(messages[0], names)
+    if len(messages) == 1 and headline == messages[0][:1].upper() + messages[0][1:]:  # short enough as it is
         return f'<div class="warning">{escape(headline)}</div>'
     return (f'<details class="warning"><summary>{escape(headline)}</summary>'
-            f'<div class="full">{escape(str(message))}</div></details>')
+            + "".join(f'<div class="full">{escape(str(message))}</div>' for message in messages) + "</details>")
+
+
+def _warnings_html(messages: list[str], names: tuple[str, ...]) -> list[str]:
+    """The page's warnings, one line per short line: warnings that read the same there (the image's and the
+    labelmap's identical headers) are shown once, their full texts folded under it."""
+    grouped: dict[str, list[str]] = {}
+    for message in messages:
+        grouped.setdefault(warning_headline(message, names), []).append(message)
+    return [_warning_html(group, names) for group in grouped.values()]
 
 
 #: The figures the "About the model" box gives for the bundled weights, as their model card states them
@@ -341,6 +352,11 @@ def about_model_html(data: dict[str, Any]) -> str:
             f"scarnet/weights/MODEL_CARD.md)<ul>{body}</ul></div>")
 
 
+#: The column of the segment and slice tables with the share of the circumference (of the rays from the LV centre,
+#: :data:`~scarnet.transmurality.RAYS_PER_SLICE` a slice) with scar through more than half of the wall.
+_OVER_50_HEADER = "Circumference > 50 % transmural"
+
+
 #: A segment's mean transmurality band (:func:`scarnet.aha.transmurality_band`) as the table names it.
 TRANSMURALITY_BAND_LABELS = ("0", "1–25", "26–50", "51–75", "76–100")
 
@@ -369,6 +385,35 @@ def _flagged_scar_line(data: dict[str, Any]) -> str | None:
     return (f"{amount_text(on_flagged)} of the {amount_text(total)} mL of scar ({share}) is on slices with QC flags "
             f"({'slice' if len(indices) == 1 else 'slices'} {', '.join(map(str, indices))}): read them before "
             "reporting it")
+
+
+#: A model's scar total under this (mL) is read with a caution beside it (:func:`caution_lines`): on the EMIDEC val
+#: split the bundled model's false scar in the normal hearts reached 1.6 mL (mean 0.76, its card's "a few mL should be
+#: read as possibly none"), while the smallest infarct there held 2.6 mL by the experts' contours: both fit below it.
+SMALL_SCAR_ML = 3.0
+
+
+def caution_lines(data: dict[str, Any]) -> list[str]:
+    """What a reader must not take from an unreviewed model segmentation's totals at face value, one line each, under
+    the page's lead: a small scar total (under :data:`SMALL_SCAR_ML`), which a normal heart's false scar can make, and
+    any MVO (the model's MVO is the least accurate of its labels). None for a segmentation a reader drew or edited."""
+    from .summary import made_from
+
+    if made_from(data) not in ("ScarNet model", "segmentation"):
+        return []
+    total = data.get("total") or {}
+    card = BUNDLED_MODEL_CARD
+    lines = []
+    if 0 < (total.get("scar_ml") or 0) < SMALL_SCAR_ML:
+        lines.append(f"Small scar total (under {SMALL_SCAR_ML:g} mL): the model also finds some scar in most normal "
+                     f"hearts (the bundled weights: {card['normal_with_scar']} on validation, mean "
+                     f"{card['normal_scar_ml']} mL). It may be no scar, or a small infarct: confirm it on the images "
+                     "before reporting it.")
+    if (total.get("mvo_ml") or 0) > 0:
+        lines.append(f"MVO as the model draws it is indicative only (the bundled weights: MVO Dice {card['mvo_dice']} "
+                     "on validation; how often it draws MVO where there is none has not been measured): confirm it on "
+                     "the images before reporting it.")
+    return lines
 
 
 def _identity_text(identity: dict[str, str]) -> str:
@@ -416,7 +461,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     parts.append(f'<p class="disclaimer">{escape(INTENDED_USE)}</p>')
     warnings = [*report_warnings(data), *(data.get("segments_left_out") or [])]
     names = tuple(str(name) for name in (data.get("input"), data.get("labelmap"), source) if name)
-    parts += [_warning_html(str(message), names) for message in warnings]
+    parts += _warnings_html([str(message) for message in warnings], names)
 
     # Totals as an LGE report gives them: the scar's mass and its share of the LV myocardial mass first.
     parts.append("<h2>Totals</h2>")
@@ -429,6 +474,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                  f'({_amount(total["myocardium_g"], "g")})'
                  + ("" if mvo is None else "; no MVO" if not total["mvo_ml"] else
                     f"; MVO {_percent(mvo)} of the LV myocardial mass") + ".</p>")
+    parts += [f'<p class="qc">{escape(line)}</p>' for line in caution_lines(data)]
     rows = [["Scar (LGE, MVO included)", _amount(total["scar_g"]), _percent(total["scar_percent"]),
              _amount(total["scar_ml"])],
             ["MVO (microvascular obstruction)", _amount(mvo_g), _percent(mvo), _amount(total["mvo_ml"])],
@@ -475,14 +521,15 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                            f'{escape(slice_list_text(where, dash="–"))}</span>' if s["segment"] in qc_only else "")
             rows.append(row)
         parts.append(_table(["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %", "Grade 0–4",
-                             "Transmurality, mean (band)", "Rays > 50 % transmural",
+                             "Transmurality, mean (band)", _OVER_50_HEADER,
                              "MVO mL"] + (["Scar only on QC-flagged"] if qc_only else []),
                             rows, {2, 3, 4, 5, 6, 7, 8}, names=True))
         parts.append('<p class="muted">Scar %: of the segment\'s myocardium. Grade: that share on Kim\'s 0–4 scale '
                      "(0: none or under 1 %, 1: 1–25, 2: 26–50, 3: 51–75, 4: 76–100 %). Transmurality: how much of "
                      "the wall's thickness the scar fills, averaged over the segment's rays with scar, with its band "
-                     "(0, 1–25, 26–50, 51–75, 76–100 %); \"0 %\": no ray meets scar. Rays > 50 % transmural: the "
-                     "segment's rays with scar through more than half of the wall, % of its rays."
+                     "(0, 1–25, 26–50, 51–75, 76–100 %); \"0 %\": no ray meets scar. "
+                     f"{_OVER_50_HEADER}: the share of the segment's circumference (of its rays from the LV centre) "
+                     "with scar through more than half of the wall."
                      + (" <span class=\"qcseg\">Scar only on QC-flagged slices</span> (dashed blue on the bullseye): "
                         "read those slices before the segment's figures." if qc_only else "") + "</p>")
 
@@ -491,7 +538,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     with_level = any(s.get("level") for s in slices)
     with_qc = bool(data.get("qc")) or any(s.get("qc_flags") for s in slices)
     header = (["Slice", "Position mm"] + (["DICOM image"] if with_dicom else []) + (["Level"] if with_level else [])
-              + ["Myocardium mL", "Scar mL", "Scar %", "MVO mL", "Rays > 50 % transmural"]
+              + ["Myocardium mL", "Scar mL", "Scar %", "MVO mL", _OVER_50_HEADER]
               + (["QC flags"] if with_qc else []))
     rows = []
     for s in slices:
@@ -550,10 +597,10 @@ def plain_conventions(data: dict[str, Any], made_from: str = "ScarNet model") ->
         out.append(("Scar method", "enhanced myocardium as the model segments it (trained on expert contours; then "
                                    "as a reader corrected it, where the status line says so), not an n-SD or FWHM "
                                    "threshold: the figures are not interchangeable with threshold-based ones."))
-    out.append(("Rounding", f"{ROUNDING}; the JSON and CSV reports keep every digit. The model's run-to-run "
-                            "differences are larger than the last digit shown."))
+    out.append(("Rounding", f"{ROUNDING}; the JSON and CSV reports keep every digit. The contours' own uncertainty "
+                            "(the model's, or a reader's) is larger than the last digit shown."))
     return out
 
 
-__all__ = ["BUNDLED_MODEL_CARD", "about_model_html", "plain_conventions", "report_html", "series_name",
-           "series_text", "segment_transmurality_text", "warning_headline"]
+__all__ = ["BUNDLED_MODEL_CARD", "SMALL_SCAR_ML", "about_model_html", "caution_lines", "plain_conventions",
+           "report_html", "series_name", "series_text", "segment_transmurality_text", "warning_headline"]

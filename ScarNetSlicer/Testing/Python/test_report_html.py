@@ -145,7 +145,7 @@ def test_the_page_shows_the_report_figures():
     # Slices as ranges (the phantom's thirds are runs of consecutive slices): "0–4", not "0,1,2,3,4".
     assert all(s.slices == list(range(s.slices[0], s.slices[-1] + 1)) for s in report.segments[:16])
     assert segments[0] == ["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %", "Grade 0–4",
-                           "Transmurality, mean (band)", "Rays > 50 % transmural", "MVO mL"]
+                           "Transmurality, mean (band)", "Circumference > 50 % transmural", "MVO mL"]
     assert [row[:6] + row[7:] for row in segments[1:]] == [
         [f"{s.segment} {s.name}", f"{s.slices[0]}–{s.slices[-1]}" if s.slices else "–",
          *([f"{s.myocardium_ml:.1f}", f"{s.scar_ml:.1f}"] if s.slices else ["–", "–"]), percent_text(s.scar_percent),
@@ -168,7 +168,7 @@ def test_the_page_shows_the_report_figures():
     assert page.svgs == 1 and "Scar (≥1 %) in 3 of 16 segments" in text
     # One row per slice: DICOM image, level, volumes and the QC flags, with the flags explained.
     assert slices[0] == ["Slice", "Position mm", "DICOM image", "Level", "Myocardium mL", "Scar mL", "Scar %", "MVO mL",
-                         "Rays > 50 % transmural", "QC flags"]
+                         "Circumference > 50 % transmural", "QC flags"]
     assert len(slices) == 1 + len(report.slices)
     for row, s in zip(slices[1:], report.slices):
         assert row == [str(s.index), f"{s.position_mm:.1f}", str(10 + s.index), s.level, f"{s.myocardium_ml:.1f}",
@@ -589,3 +589,60 @@ def test_the_conventions_are_said_in_a_readers_words_and_the_rounding_once():
     folded = page.index('<details class="analysts"><summary>Technical definitions (for analysts)</summary>')
     assert means < folded < page.index(data["conventions"]["transmurality"][:40]) and "</details></body>" in page
     assert "details.analysts:not([open]) { display: none; }" in page  # printed folded: left out
+
+
+def test_a_small_automated_scar_total_and_the_models_mvo_carry_a_caution_a_reader_does_not_need(tmp_path):
+    """A cardiologist's review (helper-125): a normal heart's false scar (EMIDEC N006: 1.1 mL, 5 segments graded, one
+    "85 % (76–100)" transmural) led the page as "Scar (LGE): 1.2 g" with the card's caution only in the box at its
+    end; the model's MVO (the least accurate label; drawn in infarcts without MVO) led it as a figure. Both now carry
+    a caution under the lead, while nobody has reviewed the contours; a reader's segmentation carries none."""
+    from scarnet.report_html import BUNDLED_MODEL_CARD, SMALL_SCAR_ML, caution_lines
+
+    data = _report().to_dict()
+    total = data["total"]
+    assert total["scar_ml"] >= SMALL_SCAR_ML and not total["mvo_ml"] and caution_lines(data) == []
+    small = {**data, "total": {**total, "scar_ml": 1.1, "mvo_ml": 0.0}}
+    [line] = caution_lines(small)
+    assert line.startswith("Small scar total (under 3 mL)") and BUNDLED_MODEL_CARD["normal_with_scar"] in line
+    assert BUNDLED_MODEL_CARD["normal_scar_ml"] in line and "small infarct" in line
+    with_mvo = {**data, "total": {**total, "mvo_ml": 0.8}}
+    [line] = caution_lines(with_mvo)
+    assert line.startswith("MVO as the model draws it is indicative only") and BUNDLED_MODEL_CARD["mvo_dice"] in line
+    both = {**data, "total": {**total, "scar_ml": 2.0, "mvo_ml": 0.1}}
+    assert len(caution_lines(both)) == 2
+    text = " ".join(_read(report_html(both, "lge")).text)
+    lead, table = text.index("Scar (LGE):"), text.index("Mass g")
+    assert lead < text.index("Small scar total") < text.index("MVO as the model draws it") < table
+    # Reviewed, corrected or drawn by a reader: no caution (Slicer's Update report after edits, scarnet quantify).
+    labelmap = {key: value for key, value in both.items() if key != "inference"}
+    for reviewed in ({**both, "source": "segmentation", "edited": True}, {**labelmap, "segmented_by": "reader"},
+                     {**labelmap, "segmented_by": "model-and-reader"}, labelmap):
+        assert caution_lines(reviewed) == [] and "Small scar total" not in report_html(reviewed, "lge")
+    # Slicer's Update report without edits, scarnet quantify --segmented-by model: still the model's contours.
+    for unreviewed in ({**labelmap, "source": "segmentation"}, {**labelmap, "segmented_by": "model"}):
+        assert len(caution_lines(unreviewed)) == 2
+
+
+def test_a_warning_read_alike_from_the_image_and_the_labelmap_is_shown_once(tmp_path):
+    """A cardiologist's review (helper-125): scarnet quantify on EMIDEC's files showed "Voxel size uncertain" twice,
+    once for the image and once for the labelmap; now once, with both full texts folded under it."""
+    messages = _engine_warnings(tmp_path)
+    data = _report().to_dict()
+    data["input_warnings"] = [messages[0], messages[0].replace("emidec_like", "emidec_like_label")]
+    page = _read(report_html(data, "emidec_like.nii.gz"))
+    voxel = [w for w in page.warnings if w.startswith("Voxel size uncertain")]
+    assert len(voxel) == 1 and page.full_warnings[:2] == data["input_warnings"]
+
+
+def test_the_pages_words_are_a_readers_not_the_algorithms():
+    """A cardiologist's review (helper-125): "Rays > 50 % transmural" named the algorithm, not the anatomy; the
+    rounding spoke of "run-to-run differences" of a model that gives the same result every run."""
+    from scarnet.report_html import plain_conventions
+
+    data = _report().to_dict()
+    page = _read(report_html(data, "lge"))
+    segments, slices = page.tables[1], page.tables[2]
+    assert "Circumference > 50 % transmural" in segments[0] and "Circumference > 50 % transmural" in slices[0]
+    assert not any("Rays" in header for header in segments[0] + slices[0])
+    rounding = dict(plain_conventions(data))["Rounding"]
+    assert "run-to-run" not in rounding and "uncertainty" in rounding
