@@ -751,7 +751,7 @@ def measure_peak_memory(config: BenchConfig, paths: Sequence[Path], device: torc
         run = run_measured(command, env=_child_env())
         if run.returncode != 0 or not result_path.is_file():
             return {"peak_rss_bytes": None, "error": _last_line(run.stderr) or f"exit {run.returncode}"}
-        reported = json.loads(result_path.read_text())
+        reported = json.loads(result_path.read_text(encoding="utf-8"))
     return {"peak_rss_bytes": run.peak_rss_bytes, "process_s": round(run.wall_s, 3),
             "self_reported_peak_rss_bytes": reported.get("peak_rss_bytes"),
             "tree_maxrss_bytes": run.tree_maxrss_bytes,
@@ -1269,7 +1269,7 @@ def _worker(args: argparse.Namespace) -> int:
     runner.synchronize()
     result = {"peak_rss_bytes": self_peak_rss_bytes(),
               "cuda_peak_allocated_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None}
-    Path(args.result).write_text(json.dumps(result))
+    Path(args.result).write_text(json.dumps(result), encoding="utf-8")
     return 0
 
 

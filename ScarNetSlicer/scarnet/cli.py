@@ -1248,9 +1248,10 @@ def _check_names_are_utf8(args: argparse.Namespace) -> None:
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Any:
-    """Within it, SIGTERM (``kill``, ``timeout``, a batch scheduler's end of job) interrupts as Ctrl-C does, so
+    """Within it, SIGTERM (``kill``, ``timeout``, a batch scheduler's end of job) and, on Windows, Ctrl-Break
+    (SIGBREAK; Windows never delivers SIGTERM: its ``kill`` ends a process outright) interrupt as Ctrl-C does, so
     the same clean-up runs: no half-written output, no training folder that cannot be resumed or reused.
-    The handler before it is put back after (tests call :func:`main` in their own process)."""
+    The handlers before it are put back after (tests call :func:`main` in their own process)."""
     import signal
     import threading
 
@@ -1261,11 +1262,13 @@ def _terminate_as_interrupt() -> Any:
     def interrupt(signum: int, frame: Any) -> None:
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    numbers = (signal.SIGTERM, *((signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()))
+    previous = {number: signal.signal(number, interrupt) for number in numbers}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 class _StandardOutput:

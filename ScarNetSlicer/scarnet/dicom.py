@@ -1501,8 +1501,11 @@ def _pixels_with_simpleitk(frame: _Frame, name: str, pydicom_error: Exception) -
     """Decode with GDCM (through SimpleITK), which reads most compressed syntaxes and applies the rescale."""
     import SimpleITK as sitk
 
-    from .io import itk_file_name
+    from .io import ITK_WINDOWS_NAMES, itk_cannot_open, itk_file_name
 
+    if itk_cannot_open(frame.path):
+        raise InputError(f"{name}: cannot decode the pixels of {frame.path.name} ({_one_line(pydicom_error)}), and "
+                         f"{ITK_WINDOWS_NAMES}")
     try:
         image = sitk.ReadImage(itk_file_name(frame.path, InputError))
     except RuntimeError:

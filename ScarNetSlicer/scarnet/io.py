@@ -19,6 +19,8 @@ import stat
 import sys
 import tempfile
 import threading
+import time
+import unicodedata
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
@@ -452,8 +454,10 @@ def _read_image_file(path: Path) -> Volume:
     """
     _check_regular_file(path, "an image file")  # opening a FIFO would wait for ever for a writer
     _check_data_files(path)  # ... and so would a header's data file that is one
-    if not _have_simpleitk() and _suffix(path) in (".nii", ".nii.gz"):
+    if _suffix(path) in (".nii", ".nii.gz") and (not _have_simpleitk() or itk_cannot_open(path)):
         return _read_nifti_with_nibabel(path)  # keeps NaN/Inf, which the callers' validation rejects
+    if itk_cannot_open(path):
+        raise InputError(f"{path}: cannot be read here: {ITK_WINDOWS_NAMES}")
     import SimpleITK as sitk
 
     itk_file_name(path, InputError)
@@ -1462,6 +1466,7 @@ def check_outputs(paths: Sequence[str | Path | None], overwrite: bool = False) -
     minutes of work.
     """
     seen: set[Path] = set()
+    keys: set[str] = set()
     for path in paths:
         if path is None:
             continue
@@ -1469,7 +1474,10 @@ def check_outputs(paths: Sequence[str | Path | None], overwrite: bool = False) -
         resolved = _resolved_output(path)
         if resolved in seen:
             raise InputError(f"{path}: given twice as an output")
+        if output_key(resolved) in keys:
+            raise InputError(f"{path}: given twice as an output ({ONE_FILE_ON_WINDOWS_AND_MACOS})")
         seen.add(resolved)
+        keys.add(output_key(resolved))
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{path}: already exists "
                                     "(pass --overwrite to replace it; overwrite=True in Python)")
@@ -1502,6 +1510,50 @@ def _resolved_output(path: Path) -> Path:
         raise OutputError(f"{path}: is a link that leads back to itself (a loop of links)") from error
 
 
+#: Why two output names that differ only in case (or in how an accent is encoded) are refused on every system.
+ONE_FILE_ON_WINDOWS_AND_MACOS = ("names that differ only in upper/lower case or in how accents are encoded are one "
+                                 "file on Windows and macOS")
+
+
+def output_key(path: str | Path) -> str:
+    """What two output paths share when Windows' and macOS's file systems take them for one file: the absolute
+    path in one Unicode form (macOS keeps names decomposed, NFD) and one case (both ignore it), as batch
+    compares exam names (:func:`scarnet.batch.exam_key`)."""
+    return unicodedata.normalize("NFC", os.path.abspath(path)).casefold()
+
+
+def _on_windows() -> bool:
+    """Whether this is Windows (a function, so that tests can take Windows' rules on another system)."""
+    return os.name == "nt"
+
+
+@functools.lru_cache(maxsize=1)
+def _ansi_code_page_is_utf8() -> bool:
+    """Whether this Windows process's ANSI code page is UTF-8: Slicer's own manifest sets it, as does Windows'
+    "Use Unicode UTF-8 for worldwide language support"; python.exe keeps the system's (cp1252, cp932, ...)."""
+    try:
+        import ctypes
+
+        return ctypes.windll.kernel32.GetACP() == 65001  # type: ignore[attr-defined]
+    except (AttributeError, ImportError, OSError):
+        return False
+
+
+#: What to do when :func:`itk_cannot_open` a file.
+ITK_WINDOWS_NAMES = ("SimpleITK on Windows cannot open a file whose name or folder holds characters outside ASCII "
+                     "(it takes names in the system's code page): rename it, or use a folder with a plain name, or "
+                     "NIfTI (.nii.gz, read and written without SimpleITK then), or run from 3D Slicer; or turn on "
+                     "Windows' 'Beta: Use Unicode UTF-8 for worldwide language support' (Region settings)")
+
+
+def itk_cannot_open(path: str | Path) -> bool:
+    """Whether SimpleITK cannot open ``path`` in this process: on Windows its readers and writers (NIfTI, NRRD,
+    MetaImage, GDCM) open files by a narrow name in the ANSI code page, and SimpleITK passes UTF-8, so a name or
+    folder with a character outside ASCII ("Müller", "患者") is "not found" (SimpleITK issues 651 and 795), unless
+    the process's code page is UTF-8 (in 3D Slicer it is). The folder counts too: ITK is given an absolute name."""
+    return _on_windows() and not os.path.abspath(path).isascii() and not _ansi_code_page_is_utf8()
+
+
 def replaced_file(path: Path) -> Path:
     """The file a write to ``path`` replaces: ``path``, or the existing file a link at ``path`` points to (allowed
     with --overwrite). That file is replaced and the link kept, as a plain write through the link would; replacing
@@ -1512,6 +1564,53 @@ def replaced_file(path: Path) -> Path:
 def os_error_reason(error: OSError) -> str:
     """The short reason an operating-system call failed ("Permission denied"), for one-line messages."""
     return error.strerror or " ".join(str(error).split()) or type(error).__name__
+
+
+#: Windows' errors for a rename onto a file another program holds open: access denied, sharing and lock violation.
+_IN_USE_WINERRORS = (5, 32, 33)
+#: Windows: the pauses (s) before a rename refused that way is tried again. A virus scanner or the search indexer
+#: opens a file just written for a moment; a file open in Excel stays refused, and is said so.
+_REPLACE_PAUSES_S = (0.05, 0.1, 0.2, 0.4)
+
+
+def replace_file(source: str | Path, target: str | Path) -> None:
+    """``os.replace(source, target)``; on Windows tried again for a moment when refused as in use (see
+    :data:`_REPLACE_PAUSES_S`)."""
+    pauses = _REPLACE_PAUSES_S if _on_windows() else ()
+    for pause in (*pauses, None):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError as error:
+            if pause is None or getattr(error, "winerror", None) not in _IN_USE_WINERRORS:
+                raise
+            time.sleep(pause)
+
+
+def replace_failure_reason(error: OSError, target: str | Path) -> str:
+    """:func:`os_error_reason` for a failed :func:`replace_file` onto ``target``, with what it means on Windows,
+    which refuses to replace a read-only file or one open in another program (Excel holds a CSV it shows)."""
+    reason = os_error_reason(error)
+    if getattr(error, "winerror", None) in _IN_USE_WINERRORS:
+        try:
+            read_only = not os.stat(target).st_mode & stat.S_IWRITE
+        except (OSError, ValueError):
+            read_only = False
+        reason += ("; the file is read-only" if read_only else
+                   "; is the file open in another program, such as Excel or a viewer? Close it and try again")
+    return reason
+
+
+def remove_temporary(path: Path) -> None:
+    """Remove a temporary file if it is there, never raising (the error being handled is the one to say). One made
+    read-only (it took the mode of the read-only file it was to replace) is made writable first: Windows refuses to
+    delete a read-only file."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.chmod(path, stat.S_IREAD | stat.S_IWRITE)
+            path.unlink(missing_ok=True)
 
 
 def write_failure_reason(error: BaseException, folder: str | Path) -> str:
@@ -1573,15 +1672,17 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         # mkstemp makes owner-only (0600) files; give the output the mode a plain open() would
         # (or keep the mode of the file it replaces).
         os.chmod(temp, (path.stat().st_mode & 0o7777) if path.exists() else _new_file_mode())
-        os.replace(temp, path)
+        try:
+            replace_file(temp, path)
+        except OSError as error:
+            raise OutputError(f"{given}: could not be written ({replace_failure_reason(error, path)})") from None
     except OSError as error:
         if isinstance(error, ScarNetError):
             raise
         # A full disk, a folder gone meanwhile: one line naming the output, not an internal error.
         raise OutputError(f"{given}: could not be written ({os_error_reason(error)})") from None
     finally:
-        if temp.exists():
-            temp.unlink()
+        remove_temporary(temp)
 
 
 @functools.lru_cache(maxsize=1)
@@ -1630,10 +1731,12 @@ def write_volume(volume: Volume, path: str | Path, overwrite: bool = False) -> P
         return write_seg_nrrd(volume, path, overwrite)
     if _suffix(path) not in IMAGE_SUFFIXES:
         raise InputError(f"{path}: unknown image format (use .nii.gz, .nii, .nrrd or .mha)")
-    if not _have_simpleitk() and _suffix(path) in (".nii", ".nii.gz"):
+    if _suffix(path) in (".nii", ".nii.gz") and (not _have_simpleitk() or itk_cannot_open(path)):
         with atomic_path(path, overwrite) as temp:
             _write_nifti_with_nibabel(volume, temp)
         return path
+    if itk_cannot_open(path):
+        raise OutputError(f"{path}: cannot be written here: {ITK_WINDOWS_NAMES}")
     import SimpleITK as sitk
 
     itk_file_name(path, OutputError)  # before the temporary file, which is named after it

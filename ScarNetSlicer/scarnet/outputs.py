@@ -39,7 +39,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, OutputError, OutputExistsError, ScarNetError
-from .io import check_outputs, replaced_file
+from .io import (
+    ITK_WINDOWS_NAMES,
+    ONE_FILE_ON_WINDOWS_AND_MACOS,
+    _on_windows,
+    check_outputs,
+    itk_cannot_open,
+    output_key,
+    remove_temporary,
+    replace_failure_reason,
+    replace_file,
+    replaced_file,
+)
 from .io import os_error_reason as _reason
 
 
@@ -150,7 +161,7 @@ def _take_back(moves: list[_Move]) -> tuple[list[Path], list[Path]]:
         placed = os.path.lexists(move.target) and not os.path.lexists(move.temp)
         try:
             if move.aside is not None and os.path.lexists(move.aside):
-                os.replace(move.aside, move.target)  # the earlier file back (over the new one, if placed)
+                replace_file(move.aside, move.target)  # the earlier file back (over the new one, if placed)
             elif placed:
                 move.target.unlink()  # a new file where there was none
         except OSError:
@@ -159,6 +170,12 @@ def _take_back(moves: list[_Move]) -> tuple[list[Path], list[Path]]:
             elif placed:
                 left.append(move.target)
     return kept, left
+
+
+def _stop_signals() -> tuple[int, ...]:
+    """The signals that stop a command: Ctrl-C, SIGTERM and, on Windows, Ctrl-Break (SIGBREAK, which the CLI takes
+    as it takes SIGTERM)."""
+    return (signal.SIGINT, signal.SIGTERM, *((signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()))
 
 
 class _Held(list):
@@ -185,9 +202,9 @@ def _ctrl_c_held() -> Any:
     SIGTERM handler is installed; elsewhere the list stays empty."""
     received = _Held()
     if threading.current_thread() is threading.main_thread():
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in _stop_signals():
             handler = signal.getsignal(number)
-            if handler is signal.default_int_handler or (number == signal.SIGTERM and callable(handler)):
+            if handler is signal.default_int_handler or (number != signal.SIGINT and callable(handler)):
                 received.handlers[number] = handler
     if not received.handlers:
         yield received
@@ -267,6 +284,8 @@ class OutputSet:
         suffix = check_output_name(path, kind, option)
         if any(os.path.abspath(o.path) == os.path.abspath(path) for o in self._outputs):
             raise InputError(f"{path}: given twice as an output")
+        if any(output_key(o.path) == output_key(path) for o in self._outputs):
+            raise InputError(f"{path}: given twice as an output ({ONE_FILE_ON_WINDOWS_AND_MACOS})")
         self._outputs.append(_Output(path, suffix))
         return path
 
@@ -285,6 +304,9 @@ class OutputSet:
         # Names first: looking up a name longer than the file system allows raises OSError.
         for path in paths:
             self._check_name_length(path)
+        for output in self._outputs:  # written by SimpleITK (NIfTI goes through nibabel then; .seg.nrrd never uses it)
+            if output.suffix in (".nrrd", ".mha") and itk_cannot_open(output.path):
+                raise OutputError(f"{output.path}: cannot be written here: {ITK_WINDOWS_NAMES}")
         if self.folder is not None and not self.folder.is_dir():
             # Nothing more to check in a folder that does not exist yet; probed on the first write.
             self._check_folder_can_be_created(self.folder)
@@ -302,13 +324,16 @@ class OutputSet:
         self._prepared = True
 
     def _check_name_length(self, path: Path) -> None:
-        """Every name in ``path`` must fit (the temporary names are kept short on purpose)."""
+        """Every name in ``path`` must fit (the temporary names are kept short on purpose). Windows' file systems
+        count a name's UTF-16 units (255), the others its bytes (255 on APFS, ext4)."""
         limit = _name_max(self._nearest_folder(path.parent))
+        windows = _on_windows()
         for part in path.parts:
-            length = len(os.fsencode(part))
+            length = len(part.encode("utf-16-le")) // 2 if windows else len(os.fsencode(part))
             if length > limit:
                 what = "file name" if part == path.name else "folder name"
-                raise OutputError(f"{path}: {what} too long ({length} bytes; the file system allows {limit})")
+                unit = "characters" if windows else "bytes"
+                raise OutputError(f"{path}: {what} too long ({length} {unit}; the file system allows {limit})")
 
     @staticmethod
     def _nearest_folder(folder: Path) -> Path:
@@ -424,8 +449,8 @@ class OutputSet:
                     moves.append(move)
                     if os.path.lexists(target):
                         move.aside = _aside_name(target)
-                        os.replace(target, move.aside)
-                    os.replace(output.temp, target)
+                        replace_file(target, move.aside)
+                    replace_file(output.temp, target)
                 if interrupted:  # Ctrl-C while the files were moved: none of them, as the user asked to stop
                     interrupted.pass_on()
             except BaseException as error:  # also a KeyboardInterrupt raised inside: never a half set
@@ -434,8 +459,8 @@ class OutputSet:
                     raise
                 where = (f"; the earlier files are kept as {', '.join(map(str, kept))}" if kept else "") + \
                         (f"; new files left: {', '.join(map(str, left))}" if left else "")
-                raise OutputError(f"{output.path}: could not be moved into place ({_reason(error)}){where}") \
-                    from None
+                raise OutputError(f"{output.path}: could not be moved into place "
+                                  f"({replace_failure_reason(error, output.destination)}){where}") from None
             for move in moves:  # still held: an interrupt now would leave a replaced file hidden beside its target
                 if move.aside is not None:
                     _remove_replaced(move.aside)
@@ -448,7 +473,7 @@ class OutputSet:
         """Remove every temporary file, and the folders this set created (when empty)."""
         for output in self._outputs:
             if output.temp is not None:
-                output.temp.unlink(missing_ok=True)
+                remove_temporary(output.temp)  # also one made read-only (Windows refuses to delete it as it is)
                 output.temp = None
             output.written = False
         self._prepared = False
