@@ -541,7 +541,10 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
               + ["Myocardium mL", "Scar mL", "Scar %", "MVO mL", _OVER_50_HEADER]
               + (["QC flags"] if with_qc else []))
     rows = []
-    for s in slices:
+    # From the base to the apex, as readers go through a short-axis stack, when the report knows which end is basal
+    # (the slice index still says the image's order); in the image's order otherwise.
+    basal_last = (data.get("base_apex") or {}).get("basal_end") == "last"
+    for s in reversed(slices) if basal_last else slices:
         rows.append([escape(str(s["index"])), _number(s["position_mm"], 1),
                      *([escape(dicom_image_name(s.get("dicom")))] if with_dicom else []),
                      *([escape(s.get("level") or "–")] if with_level else []),

@@ -176,6 +176,13 @@ def test_the_page_shows_the_report_figures():
                        f"{s.transmural_over_50_percent:.0f} %",
                        # the reader's words, then the CSV's code; not "ok" for none: the slice is unchecked
                        ", ".join(f"scar border uncertain ({flag})" for flag in s.qc_flags) or "–"]
+    # From the base to the apex, as readers go through a stack: here slice 0 is basal; with the last slice basal the
+    # rows run the other way, each still named by its index.
+    assert report.base_apex.basal_end == "first" and slices[1][3] == "basal"
+    data = report.to_dict()
+    data["base_apex"] = {"basal_end": "last", "from": "user"}
+    reversed_rows = _read(report_html(data, "lge.nii.gz")).tables[2][1:]
+    assert [row[0] for row in reversed_rows] == [str(s.index) for s in reversed(report.slices)]
     # Nothing on the page at 0.01 mL or 0.01 %: the model's repeatability does not support it.
     assert not [cell for table in page.tables for row in table for cell in row if re.search(r"\d\.\d\d", cell)]
     assert "scar and healthy myocardium hard to tell apart" in text
