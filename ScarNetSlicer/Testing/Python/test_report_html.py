@@ -178,7 +178,7 @@ def test_the_page_shows_the_report_figures():
                        ", ".join(f"scar border uncertain ({flag})" for flag in s.qc_flags) or "–"]
     # From the base to the apex, as readers go through a stack: here slice 0 is basal; with the last slice basal the
     # rows run the other way, each still named by its index.
-    assert report.base_apex.basal_end == "first" and slices[1][3] == "basal"
+    assert report.base_apex.base_first and slices[1][3] == "basal"
     data = report.to_dict()
     data["base_apex"] = {"basal_end": "last", "from": "user"}
     reversed_rows = _read(report_html(data, "lge.nii.gz")).tables[2][1:]
