@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import warnings_kept_in
-from .text import visible  # no third-party import: --help stays fast
+from .text import person_name, visible  # no third-party import: --help stays fast
 
 if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
     import numpy as np
@@ -315,7 +315,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
             add_dicom_seg(outputs, args.dicom_seg, labelmap, report, source, inference=model_inference,
                           segmented_by=args.segmented_by, reader=args.reader)  # before the report, which names it
         outputs.write(args.report, lambda temp: write_report(report, temp, overwrite=True))
-        who = _SEGMENTED_BY_TEXT.get(args.segmented_by, "") + (f" ({args.reader})" if args.reader else "")
+        who = _SEGMENTED_BY_TEXT.get(args.segmented_by, "") + (f" ({person_name(args.reader)})" if args.reader else "")
         # The page's "Input" is the image, as the JSON's "input" (its series follows); the labelmap is "Segmentation".
         _write_documents(outputs, report, args, f"labelmap {Path(args.labelmap).name}{who}",
                          Path(args.image if args.image is not None else args.labelmap).name,

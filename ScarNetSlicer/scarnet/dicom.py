@@ -45,6 +45,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import check_voxel_count
+from .text import person_name
 from .volume import Volume
 
 #: Files with these endings are never DICOM; skipping them saves parsing e.g. big NIfTI files.
@@ -762,7 +763,7 @@ def identity_from(value_of: Callable[[str], Any]) -> dict[str, str]:
     attribute by keyword (a header's ``get``; Slicer's subject hierarchy attributes): for the printed page only, so
     that it cannot be filed under the wrong patient. Messages and the JSON/CSV reports never carry the name, ID,
     birth date or accession number (a message telling two studies of one folder apart names their dates)."""
-    fields = {"patient_name": _person_name(value_of("PatientName")),
+    fields = {"patient_name": person_name(value_of("PatientName")),
               "patient_id": _text(value_of("PatientID")),
               "birth_date": _date(value_of("PatientBirthDate")),
               "study_date": _date(value_of("StudyDate")),
@@ -772,13 +773,6 @@ def identity_from(value_of: Callable[[str], Any]) -> dict[str, str]:
 
 def _text(value: Any) -> str:
     return " ".join(str(value or "").split())
-
-
-def _person_name(value: Any) -> str:
-    """A DICOM person name as it reads: ``Family^Given^Middle`` → ``Family, Given Middle``."""
-    parts = [_text(part) for part in str(value or "").split("=")[0].split("^")]
-    family, given = parts[0], " ".join(part for part in parts[1:3] if part)
-    return f"{family}, {given}" if family and given else family or given
 
 
 def _date(value: Any) -> str:

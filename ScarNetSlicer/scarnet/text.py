@@ -47,3 +47,11 @@ def stand_in(error: UnicodeError) -> tuple[str | bytes, int]:
 
 
 codecs.register_error(STAND_IN_ERRORS, stand_in)
+
+
+def person_name(value: object) -> str:
+    """A DICOM person name as it reads: ``Family^Given^Middle`` → ``Family, Given Middle`` (its ideographic and
+    phonetic forms after '=' left out; runs of white space as one)."""
+    parts = [" ".join(part.split()) for part in str(value or "").split("=")[0].split("^")]
+    family, given = parts[0], " ".join(part for part in parts[1:3] if part)
+    return f"{family}, {given}" if family and given else family or given

@@ -281,7 +281,7 @@ def test_a_corrected_labelmap_records_its_reader_and_model_run_without_a_dicom_s
     text = (tmp_path / "c.csv").read_text()
     assert "reader,Smith^Anna" in text and f"weights,site.safetensors,{'ab' * 32}" in text
     page = (tmp_path / "c.json.html").read_text()
-    assert "(Smith^Anna)" in page and "from a model run: weights site.safetensors, sha256 abababababab" in page
+    assert "(Smith, Anna)" in page and "from a model run: weights site.safetensors, sha256 abababababab" in page
     line = summarize([tmp_path / "c.json"])[0]
     row = dict(zip(SUMMARY_COLUMNS, line))
     assert row["made_from"] == "edited segmentation" and row["weights_sha256"] == "ab" * 32
