@@ -15,6 +15,9 @@ Conventions (stated in every table):
   (their error is the false-positive scar %, near 0), which narrows the limits; the same over the
   infarct cases alone is ``scar_percent_bias_infarct`` / ``scar_percent_loa_infarct``.
 * HD95 (:func:`hd95_mm`): 3D, in mm with the voxel spacing, as medpy's ``hd95``.
+* Myocardial volume: per case (predicted − reference) / reference in %, Bland–Altman over the cases whose reference
+  has myocardium (``myocardium_volume_percent_bias`` / ``_loa``; grid-independent, so valid on EMIDEC's estimated
+  spacing).
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ def case_metrics(prediction: Volume, reference: Volume, surface_distance: bool =
         "scar_percent_ref": scar_percent(r),
         "scar_ml_pred": float(np.isin(p, SCAR_LABELS).sum() * voxel_ml),
         "scar_ml_ref": float(np.isin(r, SCAR_LABELS).sum() * voxel_ml),
+        "myocardium_ml_pred": float(np.isin(p, MYOCARDIUM_LABELS).sum() * voxel_ml),
+        "myocardium_ml_ref": float(np.isin(r, MYOCARDIUM_LABELS).sum() * voxel_ml),
         "has_scar": bool(np.isin(r, SCAR_LABELS).any()),
     }
     out["scar_percent_error"] = out["scar_percent_pred"] - out["scar_percent_ref"]
@@ -114,6 +119,10 @@ def summarise(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
     bias, loa = bland_altman([c["scar_percent_error"] for c in cases])
     bias_infarct, loa_infarct = bland_altman([c["scar_percent_error"] for c in cases if c["has_scar"]])
     normal = [c for c in cases if not c["has_scar"]]
+    # The myocardium's size against the reference's, in % of it: scar % is relative to each labelmap's own
+    # myocardium, so a larger one dilutes it (evaluations made before this was recorded lack the volumes).
+    volume_errors = [100.0 * (c["myocardium_ml_pred"] - c["myocardium_ml_ref"]) / c["myocardium_ml_ref"]
+                     for c in cases if c.get("myocardium_ml_ref") and c.get("myocardium_ml_pred") is not None]
     summary = {
         "cases": len(cases),
         "myocardium_dice_mean": _mean([c["myocardium_dice"] for c in cases]),
@@ -128,6 +137,9 @@ def summarise(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "normal_cases_with_scar": sum(1 for c in normal if c["scar_ml_pred"] > 0),
         "normal_scar_ml_mean": _mean([c["scar_ml_pred"] for c in normal]),
     }
+    if volume_errors:
+        summary["myocardium_volume_percent_bias"], summary["myocardium_volume_percent_loa"] = \
+            bland_altman(volume_errors)
     if cases and "myocardium_hd95_mm" in cases[0]:
         summary["myocardium_hd95_mm_mean"] = _mean([c["myocardium_hd95_mm"] for c in cases])
     return summary

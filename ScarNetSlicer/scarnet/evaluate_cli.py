@@ -1163,6 +1163,17 @@ def _infarct_loa_text(methods: dict[str, Any]) -> str:
             f"limits [{_signed(loa[0])}, {_signed(loa[1])}]")
 
 
+def _myocardium_volume_text(methods: dict[str, Any]) -> str:
+    """ScarNet's myocardial volume against the reference's, for the conventions ("" for older JSON files)."""
+    scarnet = methods.get("scarnet", {}).get("summary", {})
+    loa = scarnet.get("myocardium_volume_percent_loa")
+    if not loa:
+        return ""
+    return (f"- Myocardial volume (2|3|4), predicted against reference, per case in % of the reference's: ScarNet "
+            f"bias {_signed(scarnet['myocardium_volume_percent_bias'], 1)} %, limits [{_signed(loa[0])}, "
+            f"{_signed(loa[1])}] % (scar % is relative to each labelmap's own myocardium: a larger one dilutes it).")
+
+
 def _two_sd_footnote(remote: str | None) -> str:
     """The 2SD row's footnote: its settings record how the darker half was taken (:data:`TWO_SD_REMOTE`); an
     evaluation made before took the values below the median, which on integer images leaves out the ties."""
@@ -1239,6 +1250,8 @@ def render_markdown(results: dict[str, Any]) -> str:
               f"error is the false-positive scar %, near 0, which narrows the limits){_infarct_loa_text(methods)}.",
               "- A case where the pipeline finds no heart counts as an empty prediction (Dice 0); ScarNet: "
               f"{', '.join(scarnet_summary['refused_cases']) or 'none'}."]
+    if volume := _myocardium_volume_text(methods):
+        lines.append(volume)
     if settings.get("split") == "val" and settings.get("source", "").startswith("EMIDEC"):
         lines.append("- Not held-out figures: `scarnet train` selects its checkpoint on this split (the best mean of "
                      "myocardium and scar Dice at each validation), and scarnet's design choices were compared on it.")

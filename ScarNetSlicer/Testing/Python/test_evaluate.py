@@ -78,6 +78,9 @@ def test_hd95_two_cubes_one_slice_apart_anisotropic():
     metrics = case_metrics(Volume(labels_a, (0.7, 1.5, 5.0)), Volume(labels_b, (0.7, 1.5, 5.0)))
     assert metrics["myocardium_hd95_mm"] == pytest.approx(5.0)
     assert metrics["myocardium_dice"] == pytest.approx(2 * 48 / 128)
+    voxel_ml = 0.7 * 1.5 * 5.0 / 1000  # each labelmap's myocardium, in mL (64 voxels each: a[...] and b[...])
+    assert metrics["myocardium_ml_pred"] == pytest.approx(labels_a.astype(bool).sum() * voxel_ml)
+    assert metrics["myocardium_ml_ref"] == pytest.approx(labels_b.astype(bool).sum() * voxel_ml)
     assert hd95_mm(a, np.zeros_like(a), (1.0, 1.0, 1.0)) is None
 
 
@@ -139,6 +142,18 @@ def test_summarise_conventions():
     assert np.isnan(s["mvo_dice_mean"])
     one = summarise({"P1": _case(0.8, 0.8, 1.0, True, 10.0), "N1": _case(0.7, None, -1.0, False, 0.5)})
     assert one["scar_percent_bias_infarct"] == 1.0 and one["scar_percent_loa_infarct"] is None  # one value: no SD
+    # The myocardium's size against the reference's, in % of it ([+10 %, +30 %]: bias 20, SD sqrt(200)); absent for an
+    # evaluation that did not record the volumes (older JSON files).
+    assert "myocardium_volume_percent_bias" not in s
+    sized = summarise({"P1": dict(_case(0.8, 0.8, 1.0, True, 10.0), myocardium_ml_pred=110.0, myocardium_ml_ref=100.0),
+                       "P2": dict(_case(0.6, 0.6, 3.0, True, 5.0), myocardium_ml_pred=65.0, myocardium_ml_ref=50.0)})
+    assert sized["myocardium_volume_percent_bias"] == pytest.approx(20.0)
+    assert sized["myocardium_volume_percent_loa"] == pytest.approx([20 - 1.96 * np.sqrt(200), 20 + 1.96 * np.sqrt(200)])
+    from scarnet.evaluate_cli import _myocardium_volume_text
+
+    line = _myocardium_volume_text({"scarnet": {"summary": sized}})
+    assert line.startswith("- Myocardial volume (2|3|4), predicted against reference") and "bias +20.0 %" in line
+    assert _myocardium_volume_text({"scarnet": {"summary": s}}) == ""
 
 
 # --------------------------------------------------------------------------------------------
