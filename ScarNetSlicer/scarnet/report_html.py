@@ -304,6 +304,7 @@ BUNDLED_MODEL_CARD = {
     "scar_percent_loa": ("−14.9", "+17.8"),
     "normal_with_scar": "6/7",
     "normal_scar_ml": "0.76",
+    "myocardium_larger_percent": "11",  # the model's myocardium against the experts' (val infarct exams)
 }
 
 
@@ -344,7 +345,9 @@ def about_model_html(data: dict[str, Any]) -> str:
                                   f"{card['scar_percent_bias']}); MVO Dice {card['mvo_dice']}, "
                                   "indicative only. Below the project's accuracy targets."),
             ("Limits", f"false scar in {card['normal_with_scar']} normal hearts (mean {card['normal_scar_ml']} "
-                       "mL): read a few mL of scar as possibly none; small infarcts are the least reliable."),
+                       "mL): read a few mL of scar as possibly none; small infarcts are the least reliable; the "
+                       f"myocardium was drawn {card['myocardium_larger_percent']} % larger than the experts' on "
+                       "average, so LV mass reads high and scar % a little low."),
             use,
         ]
     body = "".join(f"<li><b>{escape(label)}</b>: {escape(text)}</li>" for label, text in items)

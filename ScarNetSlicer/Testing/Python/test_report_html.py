@@ -561,6 +561,7 @@ def test_the_about_the_model_box_gives_the_model_cards_figures():
     assert f"{c['val_exams']} cases of the EMIDEC \"val\" split ({c['val_infarct']} infarct, {c['val_normal']} " \
            "normal)" in card
     assert c["centre"] in card and "**not** reached" in card
+    assert f"on average {c['myocardium_larger_percent']} % larger than the experts'" in " ".join(card.split())
     # Not trained on, but the checkpoint was chosen on them: the box says so.
     flat = " ".join(card.split())
     assert "No validation slice was used for training" in flat and "Dice on the EMIDEC \"val\" split" in flat
@@ -570,7 +571,8 @@ def test_the_about_the_model_box_gives_the_model_cards_figures():
     text = " ".join(_read(report_html(data, "lge")).text)
     about = text[text.index("About the model"):text.index("Review")]
     for figure in (c["train_exams"], c["centre"], c["myocardium_dice"], c["scar_dice"], c["mvo_dice"], low, high,
-                   c["scar_percent_bias"], c["normal_with_scar"], c["normal_scar_ml"], "research only",
+                   c["scar_percent_bias"], c["normal_with_scar"], c["normal_scar_ml"],
+                   f"{c['myocardium_larger_percent']} % larger than the experts'", "research only",
                    "non-commercial", "checkpoint was chosen on them"):
         assert figure in about, figure
     other = " ".join(_read(report_html(_report().to_dict(), "lge")).text)  # weights w.safetensors
