@@ -36,7 +36,7 @@ import numpy as np
 from .errors import InputError, OutputExistsError, ScarNetError
 from .outputs import DICOM_SEG, HTML_REPORT, REPORT, SEGMENTATION, OutputSet
 from .quantify import report_warnings, series_name
-from .summary import SUMMARY_COLUMNS, SUMMARY_NAME, summary_figures
+from .summary import SUMMARY_COLUMNS, SUMMARY_NAME, summary_figures, without_input
 from .summary import summary_csv as _summary_csv
 
 _IMAGE_ENDINGS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")  # longest first
@@ -121,10 +121,12 @@ class BatchRow:
     internal_error: bool = False
     #: Done by an earlier run of the batch (``skip_done``): its files kept, its line read from its report.
     done_earlier: bool = False
+    #: The exam's name (:func:`exam_names`): its outputs', its points-file row's, the summary's ``exam`` column.
+    exam: str = ""
 
     def values(self) -> list[Any]:
-        return [self.input, self.figures.get("dicom_series"), self.status,
-                *(self.figures.get(c) for c in SUMMARY_COLUMNS[3:])]
+        return [self.exam or None, self.input, self.figures.get("dicom_series"), self.status,
+                *(self.figures.get(c) for c in SUMMARY_COLUMNS[4:])]
 
 
 def plan_outputs(inputs: Sequence[str | Path], out_dir: str | Path, html: bool,
@@ -365,8 +367,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
                            (plan.dicom_seg, DICOM_SEG)):
             check.add(path, kind, "--out")
     check.prepare()
-    segment = make_segmenter()
-    rows = [BatchRow(str(plan.input)) for plan in plans]
+    # Not loaded when every exam was done by an earlier run (--skip-done again): nothing to segment.
+    segment = make_segmenter() if len(done) < len(plans) else None
+    rows = [BatchRow(str(plan.input), exam=plan.name) for plan in plans]
     try:
         for number, (plan, row, points) in enumerate(zip(plans, rows, exam_points), start=1):
             if id(plan) in done:
@@ -379,7 +382,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
             try:
                 report = _run_exam(plan, segment, points, overwrite, out_dir, series, row)
             except ScarNetError as error:
-                row.status = f"failed: {error}"
+                row.status = f"failed: {without_input(str(error), str(plan.input))}"  # the line names the input
                 _failed_exam_warnings(plan, row)
             except Exception as error:  # a bug on one exam: said, and the others still run
                 row.status = f"failed: internal error: {type(error).__name__}: {' '.join(str(error).split())[:200]}"
@@ -443,7 +446,8 @@ def _failed_exam_warnings(plan: ExamOutputs, row: BatchRow) -> None:
     said = [f"{', '.join(left)}: left from an earlier run, not this run's result (the exam failed); remove them, "
             "or a summary of this folder counts the old report"] if left else []
     row.other_warnings.extend(said)
-    row.figures = {"dicom_series": row.figures.get("dicom_series"), "warnings": " | ".join([*row.warnings, *said])}
+    row.figures = {"dicom_series": row.figures.get("dicom_series"),
+                   "warnings": " | ".join([*(without_input(w, str(plan.input)) for w in row.warnings), *said])}
 
 
 def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
@@ -497,6 +501,7 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
                 row.other_warnings.append(f"{kept}: left from an earlier run; it no longer matches the new report "
                                           f"(pass {option} to replace it, or remove it)")
         report.extra["input"] = str(plan.input)
+        report.extra["exam"] = plan.name  # for the summary's exam column, also when scarnet summarize reads it
         if source is not None:
             report.extra["input_series"] = source.series.record()
         report.extra["inference"]["process_s"] = round(time.perf_counter() - started, 3)
@@ -510,9 +515,27 @@ def _run_exam(plan: ExamOutputs, segment: Callable[[Any, str, np.ndarray | None,
         outputs.write(plan.report, lambda temp: write_report(report, temp, overwrite=True))
         identity = source.identity() if source is not None else None  # the patient, on the page only
         outputs.write(plan.html, lambda temp: Path(temp).write_text(
-            report_html(report, plan.input.resolve().name, identity=identity), encoding="utf-8"))
+            report_html(report, shown_input(plan), identity=identity), encoding="utf-8"))
         outputs.commit()
     return report
+
+
+def shown_input(plan: ExamOutputs) -> str:
+    """How an exam's page names its input: the file's (or DICOM folder's) name as given, with the folders that
+    name the exam where the folders do (``Case_P100/image.nii.gz``, ``site1/P001``): every page of a cohort laid
+    out as ``Case_*/image.nii.gz`` would otherwise say ``image.nii.gz``, and printed pages could not be told apart.
+    Not resolved: a link (git-annex, DataLad) is named as given, not by its target's key."""
+    path = Path(plan.input)
+    own = path.name if path.name not in ("", ".", "..") else path.resolve().name
+    if exam_key(exam_name(path)) == exam_key(plan.name):
+        return own
+    parts = (*Path(os.path.abspath(path)).parent.parts[1:], own)
+    keeps_own = exam_name(path) == path.name  # a DICOM folder's (or an unknown file's) own name is in the exam's
+    for depth in range(2, len(parts) + 1):
+        tail = parts[-depth:]
+        if exam_key("_".join(tail if keeps_own else tail[:-1])) == exam_key(plan.name):
+            return "/".join(tail)
+    return f"{plan.name} ({own})"
 
 
 def summary_csv(rows: Sequence[BatchRow]) -> str:

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from .quantify import (
 )
 
 #: The summary's columns, in order (the totals are the report's, scarnet.quantify.TotalReport).
+#: ``exam``: the exam's name, as ``scarnet batch`` names its outputs (:func:`scarnet.batch.exam_names`: the file's name
+#: without its ending, or the folder's where files share a name, ``Case_P100/image.nii.gz``: ``Case_P100``), the
+#: key to join the table on; a report that does not record it (not made by a batch) gets it from its input.
 #: ``made_from``: what the report measured (:func:`made_from`). ``aha_segments``: how many AHA segments the
 #: report has, 17 (16 in a report made before segment 17, the apex, was reported), so that a scar score out of 64
 #: can be told apart: 16 segments with myocardium of 17 (no apex slice), or a 16-segment report.
@@ -35,7 +39,7 @@ from .quantify import (
 #: 3-4), ``transmural_over_50_percent`` is the share of the LV's rays with scar through more than half of the wall:
 #: two different figures side by side. The aha_* columns and septal_span_deg are empty for an exam without RV
 #: insertion points (scarnet.quantify.Report.segment_summary and Report.septal_span_deg).
-SUMMARY_COLUMNS = ("input", "dicom_series", "status", "made_from", "slices_with_myocardium", "myocardium_ml",
+SUMMARY_COLUMNS = ("exam", "input", "dicom_series", "status", "made_from", "slices_with_myocardium", "myocardium_ml",
                    "myocardium_g", "scar_ml", "scar_g", "scar_percent", "mvo_ml", "transmural_over_50_percent",
                    "aha_segments", "aha_segments_with_scar", "aha_segments_over_50_percent", "aha_scar_score",
                    "aha_scar_score_max", "septal_span_deg", "slices_flagged", "scar_on_flagged_slices_ml",
@@ -91,14 +95,24 @@ def summary_figures(report: dict[str, Any], report_name: str) -> dict[str, Any]:
         # page does), so that it is not read as scar measured. Empty for a report without QC flags (no model run).
         "scar_on_flagged_slices_ml": round(scar_on_flagged_slices(slices)[0], 4) if "qc" in report else None,
         # Slicer's notices of segments it did not count belong with the warnings: a corrected report that
-        # dropped a segment must not look clean in the cohort's table.
-        "warnings": " | ".join(_texts([*report_warnings(report), *(report.get("segments_left_out") or [])])),
+        # dropped a segment must not look clean in the cohort's table. The input, which its own column names, is
+        # not repeated in front of each (a 100-character path in every line of a cohort's warnings).
+        "warnings": " | ".join(without_input(text, report.get("input")) for text in
+                               _texts([*report_warnings(report), *(report.get("segments_left_out") or [])])),
         "model_s": timings.get("total_s"),
         # Which model made the segmentation (an edited one's: the run it was corrected from), which version measured.
         "weights_sha256": weights.get("sha256") if isinstance(weights, dict) else None,
         "scarnet_version": report.get("scarnet_version"),
         "report": report_name,
     }
+
+
+def without_input(message: str, given: Any) -> str:
+    """``message`` without the input's name in front (``INPUT: its sform makes ...``): in the summary, the line's
+    ``input`` column names it."""
+    if isinstance(given, str) and given and message.startswith(f"{given}: ") and len(message) > len(given) + 2:
+        return message[len(given) + 2:]
+    return message
 
 
 def _texts(values: Any) -> list[str]:
@@ -253,34 +267,105 @@ def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None,
     if repeated is not None:
         repeated.extend(messages)
     lines = []
-    for path, report, figures in reports:
+    for (path, report, figures), exam in zip(reports, _exams(reports)):
         if path in counted_twice:  # in the table too: a CSV read alone must not hide that an exam counts twice
             figures["warnings"] = " | ".join(part for part in (counted_twice[path], figures["warnings"]) if part)
-        lines.append([report.get("input") or str(path), figures["dicom_series"], "ok",
-                      *(figures[column] for column in SUMMARY_COLUMNS[3:])])
+        lines.append([exam, report.get("input") or str(path), figures["dicom_series"], "ok",
+                      *(figures[column] for column in SUMMARY_COLUMNS[4:])])
     return lines
+
+
+def _exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]) -> list[str | None]:
+    """Each report's exam name: the one a batch recorded (``exam``; a report without one gets that of a report of
+    the same input, :func:`_same_input`), else its input's as a batch of these inputs would name it
+    (:func:`scarnet.batch.exam_names`: ``Case_P100/image.nii.gz`` beside ``Case_P101/image.nii.gz`` is
+    ``Case_P100``), else the input's own (:func:`scarnet.batch.exam_name`); None without an input."""
+    from .batch import exam_name, exam_names
+
+    given = [report.get("input") if isinstance(report.get("input"), str) and report.get("input") else None
+             for _, report, _ in reports]
+    recorded = [report["exam"] if isinstance(report.get("exam"), str) and report["exam"] else None
+                for _, report, _ in reports]
+    distinct = list(dict.fromkeys(g for g in given if g is not None))
+    try:
+        named = dict(zip(distinct, exam_names(distinct)))
+    except (InputError, OSError):  # one file under two names, or names nothing tells apart: each its own
+        named = {}
+    exams: list[str | None] = []
+    for g, exam in zip(given, recorded):
+        if exam is not None or g is None:
+            exams.append(exam)
+            continue
+        same = {other_exam for other, other_exam in zip(given, recorded)
+                if other_exam is not None and other is not None and _same_input(g, other)}
+        try:
+            exams.append(next(iter(same)) if len(same) == 1 else named.get(g) or exam_name(g))
+        except InputError:  # the root folder
+            exams.append(None)
+    return exams
+
+
+def _input_parts(given: str) -> tuple[str, ...]:
+    from .batch import exam_key
+
+    return tuple(exam_key(part) for part in re.split(r"[\\/]", given) if part not in ("", ".", ".."))
+
+
+def _same_input(given: str, other: str) -> bool:
+    """Whether two reports' inputs are one file or DICOM folder: the same path, or one that ends the other (one
+    command named it relative, the other absolute), in any case."""
+    shorter, longer = sorted((_input_parts(given), _input_parts(other)), key=len)
+    return bool(shorter) and longer[len(longer) - len(shorter):] == shorter
 
 
 def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]
                     ) -> tuple[list[str], dict[Path, str]]:
     """One message per exam that more than one report in one folder names: the model's report and a corrected one
     saved beside it would count that exam twice in a cohort's figures. Reports of one folder name one exam when
-    they name one input file or DICOM folder (by its name: one command may have named it relative, the other
-    absolute; two inputs of one name cannot share an output folder) and one DICOM series. Reports in different
-    folders are never taken for one exam: each patient's folder may name its image alike (``lge.nii.gz``).
-    Also, for each such report, what its line's warnings say (by the report's path)."""
-    by_exam: dict[tuple[Path, str, Any], tuple[str, list[tuple[Path, str]]]] = {}
-    for path, report, figures in reports:
+    they name one DICOM series and the exam a batch recorded in both, or else one input file or DICOM folder: the
+    same path, or one that ends the other (one command may have named it relative, the other absolute), compared
+    in any case. Not by the file's name alone: a batch of ``Case_*/image.nii.gz`` writes its reports into one
+    folder, each of another exam (QA helper-126: 100 exams were each said to be "counted 100 times"). Reports in
+    different folders are never taken for one exam: each patient's folder may name its image alike
+    (``lge.nii.gz``). Also, for each such report, what its line's warnings say (by the report's path)."""
+    from .batch import exam_key
+
+    compared = []  # (index, folder, series, recorded exam, the input, the input's name)
+    for index, (path, report, figures) in enumerate(reports):
         given = report.get("input")
         if not isinstance(given, str) or not given:
             continue  # an older report without its input: nothing to compare
-        exam = (path.parent.absolute(), Path(given).name.lower(), figures["dicom_series"])
-        by_exam.setdefault(exam, (Path(given).name, []))[1].append((path, f"{path} ({figures['made_from']})"))
+        exam = report.get("exam") if isinstance(report.get("exam"), str) and report.get("exam") else None
+        compared.append((index, path.parent.absolute(), figures["dicom_series"], exam, given, Path(given).name))
+    group = list(range(len(reports)))  # union-find over the reports' indices
+
+    def root(index: int) -> int:
+        while group[index] != index:
+            group[index] = group[group[index]]
+            index = group[index]
+        return index
+
+    for n, (i, folder, series, exam, given, _) in enumerate(compared):
+        for j, other_folder, other_series, other_exam, other_given, _ in compared[n + 1:]:
+            if folder != other_folder or series != other_series:
+                continue
+            if exam is not None and other_exam is not None:
+                same = exam_key(exam) == exam_key(other_exam)
+            else:
+                same = _same_input(given, other_given)
+            if same:
+                group[root(j)] = root(i)
+    members: dict[int, list[tuple[int, Path, Any, str]]] = {}
+    for i, folder, series, exam, _, name in compared:
+        members.setdefault(root(i), []).append((i, folder, series, exam or name))
     messages: list[str] = []
     by_path: dict[Path, str] = {}
-    for (folder, _, series), (name, named) in by_exam.items():
-        if len(named) < 2:
+    for same in members.values():
+        if len(same) < 2:
             continue
+        named = [(reports[i][0], f"{reports[i][0]} ({reports[i][2]['made_from']})") for i, *_ in same]
+        folder, series = same[0][1], same[0][2]
+        name = next((exam for i, _, _, exam in same if isinstance(reports[i][1].get("exam"), str)), same[0][3])
         # Worded as what was compared: the reports of one folder (others, elsewhere, may be of the same exam too).
         messages.append(f"{len(named)} reports in the summary from {folder} are of {name}"
                         f"{f' series {series}' if series else ''} ({', '.join(text for _, text in named)}): the "
@@ -293,4 +378,4 @@ def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]
 
 
 __all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "made_from", "read_report", "report_files", "summarize",
-           "summary_csv", "summary_figures"]
+           "summary_csv", "summary_figures", "without_input"]

@@ -317,6 +317,81 @@ def test_the_command_names_exams_of_one_file_name_by_their_folders_and_each_warn
                                                      "Case_B_report.json", "summary.csv"]
 
 
+def test_a_cohort_of_one_file_name_is_told_apart_in_its_summary_and_on_its_pages(tmp_path):
+    """QA helper-126 (the 100 EMIDEC exams as Case_*/image.nii.gz): every page said "Input: image.nii.gz" (100
+    printed pages that cannot be told apart), the summary had no column naming the exam (its name had to be cut out
+    of the path to join the table to anything), and each warning and failure cell repeated the input's path, which
+    its own column holds. The exam is the first column (as its outputs and the points file name it), the page
+    names the folder that names the exam, and the cells say what happened without the path."""
+    import nibabel as nib
+
+    inputs = [tmp_path / case / "image.nii.gz" for case in ("Case_A", "Case_B", "Case_C")] + [tmp_path / "x.nrrd"]
+    for path in inputs:
+        path.parent.mkdir(exist_ok=True)
+        write_volume(ring_volume(), path)
+    inputs[2].write_text("not an image")
+    volume = ring_volume()  # Case_A warns as it is read ("INPUT: complex-valued image; ...")
+    array = np.transpose(volume.array, (2, 1, 0)).astype(np.complex64)
+    nib.save(nib.Nifti1Image(array, np.diag([*volume.spacing_mm, 1.0])), inputs[0])
+    out = tmp_path / "out"
+    rows = run_batch(inputs, out, _segmenter_factory(), html=True)
+    assert [row.status.split(":")[0] for row in rows] == ["ok", "ok", "failed", "ok"]
+    summary = _summary(out)
+    assert list(summary[0])[:2] == ["exam", "input"] == list(SUMMARY_COLUMNS[:2])
+    assert [line["exam"] for line in summary] == ["Case_A", "Case_B", "Case_C", "x"]
+    assert [line["input"] for line in summary] == [str(path) for path in inputs]
+    for line in summary:  # (ITK's own message may quote the file)
+        assert line["input"] not in line["warnings"] and not line["status"].startswith(f"failed: {line['input']}")
+    assert "complex-valued image; its magnitude is used" in summary[0]["warnings"].split(" | ")
+    assert summary[2]["status"].startswith("failed: ") and "not a readable image" in summary[2]["status"]
+    # The reports keep the path (read alone, they must name their input); and record the exam, for summarize.
+    report = json.loads((out / "Case_A_report.json").read_text())
+    assert report["input_warnings"] == [f"{inputs[0]}: complex-valued image; its magnitude is used"]
+    assert report["exam"] == "Case_A" and report["input"] == str(inputs[0])
+    again = _read_summarized(out)
+    assert [line["exam"] for line in again] == ["Case_A", "Case_B", "x"]
+    assert again[0]["warnings"] == summary[0]["warnings"]
+    for name, shown in (("Case_A", "Case_A/image.nii.gz"), ("Case_B", "Case_B/image.nii.gz"), ("x", "x.nrrd")):
+        page = (out / f"{name}_report.html").read_text(encoding="utf-8")
+        assert f"<title>ScarNet report: {shown}</title>" in page and f"Input: {shown}" in page
+
+
+def _read_summarized(folder: Path) -> list[dict[str, str]]:
+    from scarnet.summary import summary_csv
+
+    return list(csv.DictReader(summary_csv(summarize([folder], relative_to=folder)).splitlines()))
+
+
+def test_a_page_names_its_input_as_given_with_the_folders_that_name_its_exam(tmp_path):
+    from scarnet.batch import shown_input
+
+    def shown(*inputs):
+        return [shown_input(plan) for plan in plan_outputs(list(inputs), tmp_path / "out", html=True)]
+
+    assert shown("data/Case_P100/image.nii.gz", "data/Case_P101/image.nii.gz", "other.nrrd") == [
+        "Case_P100/image.nii.gz", "Case_P101/image.nii.gz", "other.nrrd"]
+    assert shown("site1/exam/lge.nii.gz", "site2/exam/lge.nii.gz") == ["site1/exam/lge.nii.gz", "site2/exam/lge.nii.gz"]
+    assert shown("site1/P001", "site2/P001/", "site2/P002") == ["site1/P001", "site2/P001", "P002"]
+    assert shown("a/lge_v2.nii.gz", "b/lge_v2.nii.gz") == ["a/lge_v2.nii.gz", "b/lge_v2.nii.gz"]
+    if hasattr(os, "symlink"):  # a link (git-annex) is named as given, not by its target's key
+        (tmp_path / "store").mkdir()
+        (tmp_path / "store" / "SHA256E-s1--aaa.nii.gz").write_bytes(b"")
+        (tmp_path / "Case_P100").mkdir()
+        os.symlink(tmp_path / "store" / "SHA256E-s1--aaa.nii.gz", tmp_path / "Case_P100" / "lge.nii.gz")
+        assert shown(tmp_path / "Case_P100" / "lge.nii.gz") == ["lge.nii.gz"]
+
+
+def test_a_batch_continued_when_every_exam_is_done_does_not_load_the_model(tmp_path):
+    """QA helper-126: `--skip-done` again after a finished run loaded the model (seconds, and 0.7 GB) for nothing."""
+    write_volume(ring_volume(), tmp_path / "p1.nii.gz")
+    calls: list[int] = []
+    run_batch([tmp_path / "p1.nii.gz"], tmp_path / "out", _segmenter_factory(calls))
+    before = _summary(tmp_path / "out")
+    rows = run_batch([tmp_path / "p1.nii.gz"], tmp_path / "out", _segmenter_factory(calls), skip_done=True)
+    assert calls == [1] and [row.done_earlier for row in rows] == [True]
+    assert _summary(tmp_path / "out") == before
+
+
 def test_warnings_before_a_failure_are_kept(tmp_path):
     import warnings
 

@@ -223,7 +223,7 @@ def test_an_exam_reported_twice_is_said(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     warned = [line for line in result.stderr.splitlines() if "reports in the summary" in line]
-    assert len(warned) == 1 and f"2 reports in the summary from {out.absolute()} are of p1.nii.gz (" in warned[0]
+    assert len(warned) == 1 and f"2 reports in the summary from {out.absolute()} are of p1 (" in warned[0]
     assert "count that exam 2 times (reports in other folders are not compared)" in warned[0]
     assert "p1_corrected.json (edited segmentation)" in warned[0] and "p1_report.json (ScarNet model)" in warned[0]
     lines = _read(tmp_path / "cohort.csv")
@@ -254,6 +254,20 @@ def test_an_exam_reported_twice_is_said(tmp_path):
     repeated: list[str] = []
     assert len(summarize([tmp_path / "patient1", tmp_path / "patient2"], repeated=repeated)) == 2
     assert repeated == []
+    # One folder of a batch whose inputs share a file name (Case_*/image.nii.gz, QA helper-126): different exams,
+    # nothing said (each of 100 lines said "counted 100 times", 4.8 kB of it); the same input named relative and
+    # absolute in a report without the exam recorded (an older batch's, a corrected one) is still one exam.
+    (tmp_path / "cohort").mkdir()
+    for case in ("Case_A", "Case_B"):
+        (tmp_path / "cohort" / f"{case}_report.json").write_text(json.dumps(
+            {**report, "input": str(tmp_path / case / "image.nii.gz"), "exam": case}))
+    older = {key: value for key, value in report.items() if key != "exam"}
+    (tmp_path / "cohort" / "old.json").write_text(json.dumps({**older, "input": "Case_B/image.nii.gz"}))
+    repeated = []
+    lines = [dict(zip(SUMMARY_COLUMNS, line)) for line in summarize([tmp_path / "cohort"], repeated=repeated)]
+    assert len(repeated) == 1 and " are of Case_B (" in repeated[0] and "Case_A_report.json" not in repeated[0]
+    assert [line["exam"] for line in lines] == ["Case_A", "Case_B", "Case_B"]
+    assert [line["warnings"].startswith("counted 2 times") for line in lines] == [False, True, True]
 
 
 def test_a_corrected_labelmap_records_its_reader_and_model_run_without_a_dicom_seg(tmp_path):
@@ -285,3 +299,25 @@ def test_a_corrected_labelmap_records_its_reader_and_model_run_without_a_dicom_s
     line = summarize([tmp_path / "c.json"])[0]
     row = dict(zip(SUMMARY_COLUMNS, line))
     assert row["made_from"] == "edited segmentation" and row["weights_sha256"] == "ab" * 32
+
+
+def test_the_exam_column_of_reports_that_do_not_record_it_comes_from_their_inputs(tmp_path):
+    """QA helper-126: the summary's exam column (the key to join a cohort's table on). A batch's reports record the
+    exam; a report without one (corrected elsewhere, an older batch's) gets the name a batch of these inputs would
+    give it, or the exam recorded for the same input in another report of the summary."""
+    inputs = [tmp_path / case / "image.nii.gz" for case in ("Case_A", "Case_B")]
+    for path in inputs:
+        path.parent.mkdir()
+        write_volume(ring_volume(), path)
+    out = tmp_path / "out"
+    run_batch(inputs, out, _segmenter_factory())
+    for name in ("Case_A", "Case_B"):
+        report = json.loads((out / f"{name}_report.json").read_text())
+        report.pop("exam")
+        (tmp_path / f"{name}_old.json").write_text(json.dumps(report))
+    lines = summarize([tmp_path / "Case_A_old.json", tmp_path / "Case_B_old.json"])
+    assert [dict(zip(SUMMARY_COLUMNS, line))["exam"] for line in lines] == ["Case_A", "Case_B"]
+    # With the batch's report of the same input: its recorded name.
+    lines = summarize([out / "Case_A_report.json", tmp_path / "Case_A_old.json"])
+    assert [dict(zip(SUMMARY_COLUMNS, line))["exam"] for line in lines] == ["Case_A", "Case_A"]
+
