@@ -76,7 +76,8 @@ def exam_names(paths: Sequence[str | Path]) -> list[str]:
         parents = [Path(os.path.abspath(paths[i])).parent.parts[1:] for i in members]
         # A file's name (image.nii.gz) is dropped, the folder being the exam's; a DICOM folder's own name (a patient
         # or exam number) is kept after its parents' (site1_P001).
-        own = [(names[i],) if paths[i].name == names[i] else () for i in members]
+        # (The name of the folder as made absolute: "." given in a DICOM folder is that folder.)
+        own = [(names[i],) if Path(os.path.abspath(paths[i])).name == names[i] else () for i in members]
         for depth in range(1, max(len(p) for p in parents) + 1):
             candidates = ["_".join(p[-depth:] + kept) for p, kept in zip(parents, own)]
             keys = [exam_key(c) for c in candidates]
@@ -530,7 +531,7 @@ def shown_input(plan: ExamOutputs) -> str:
     if exam_key(exam_name(path)) == exam_key(plan.name):
         return own
     parts = (*Path(os.path.abspath(path)).parent.parts[1:], own)
-    keeps_own = exam_name(path) == path.name  # a DICOM folder's (or an unknown file's) own name is in the exam's
+    keeps_own = exam_name(path) == own  # a DICOM folder's (or an unknown file's) own name is in the exam's
     for depth in range(2, len(parts) + 1):
         tail = parts[-depth:]
         if exam_key("_".join(tail if keeps_own else tail[:-1])) == exam_key(plan.name):

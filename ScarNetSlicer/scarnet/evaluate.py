@@ -122,7 +122,8 @@ def summarise(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
     # The myocardium's size against the reference's, in % of it: scar % is relative to each labelmap's own
     # myocardium, so a larger one dilutes it (evaluations made before this was recorded lack the volumes).
     volume_errors = [100.0 * (c["myocardium_ml_pred"] - c["myocardium_ml_ref"]) / c["myocardium_ml_ref"]
-                     for c in cases if c.get("myocardium_ml_ref") and c.get("myocardium_ml_pred") is not None]
+                     for c in cases if c.get("myocardium_ml_ref") and c.get("myocardium_ml_pred") is not None
+                     and not c.get("refused")]  # a refused exam (no heart found) counts in Dice, not as -100 % here
     summary = {
         "cases": len(cases),
         "myocardium_dice_mean": _mean([c["myocardium_dice"] for c in cases]),

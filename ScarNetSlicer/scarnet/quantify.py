@@ -669,8 +669,9 @@ def _ras_points(rv_insertion_lps: np.ndarray) -> dict[str, list[float] | None]:
     """The RV insertion points (LPS, as :func:`scarnet.aha.rv_insertion_points` reads them) in RAS mm, rounded to
     0.01 mm, as :attr:`Report.rv_insertion_ras_mm` keeps them."""
     def ras(point: np.ndarray | None) -> list[float] | None:
-        return None if point is None else [round(-float(point[0]), 2), round(-float(point[1]), 2),
-                                           round(float(point[2]), 2)]
+        # + 0.0: a coordinate of 0 in LPS is 0, not -0.0, in RAS.
+        return None if point is None else [round(-float(point[0]), 2) + 0.0, round(-float(point[1]), 2) + 0.0,
+                                           round(float(point[2]), 2) + 0.0]
 
     anterior, inferior = rv_insertion_points(rv_insertion_lps)
     return {"anterior": ras(anterior), "inferior": ras(inferior)}

@@ -153,7 +153,7 @@ def rv_points_text(points: dict[str, Any] | None) -> str:
     if not isinstance(points, dict) or not points.get("anterior"):
         return ""
     given = [f"{which} ({', '.join(f'{float(v):.1f}' for v in point)})" for which, point in points.items()
-             if isinstance(point, list) and len(point) == 3]
+             if isinstance(point, list) and len(point) == 3 and all(isinstance(v, (int, float)) for v in point)]
     return f" RV insertion points (RAS mm, as Slicer shows them): {', '.join(given)}." if given else ""
 
 

@@ -277,7 +277,7 @@ def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None,
 
 def _exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]) -> list[str | None]:
     """Each report's exam name: the one a batch recorded (``exam``; a report without one gets that of a report of
-    the same input, :func:`_same_input`), else its input's as a batch of these inputs would name it
+    the same input, :func:`_same_parts`), else its input's as a batch of these inputs would name it
     (:func:`scarnet.batch.exam_names`: ``Case_P100/image.nii.gz`` beside ``Case_P101/image.nii.gz`` is
     ``Case_P100``), else the input's own (:func:`scarnet.batch.exam_name`); None without an input."""
     from .batch import exam_name, exam_names
@@ -286,9 +286,18 @@ def _exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]) -> li
              for _, report, _ in reports]
     recorded = [report["exam"] if isinstance(report.get("exam"), str) and report["exam"] else None
                 for _, report, _ in reports]
-    distinct = list(dict.fromkeys(g for g in given if g is not None))
+    parts = {g: _input_parts(g) for g in given if g is not None}
+    # One input named relative in one report and absolute in another is one exam: named once, by its first form
+    # (given both, exam_names would refuse it as given twice, or name every exam by the folders above).
+    first_form: dict[str, str] = {}
+    distinct: list[str] = []
+    for g in parts:
+        first_form[g] = next((kept for kept in distinct if _same_parts(parts[g], parts[kept])), g)
+        if first_form[g] == g:
+            distinct.append(g)
     try:
         named = dict(zip(distinct, exam_names(distinct)))
+        named = {g: named[first_form[g]] for g in first_form}
     except (InputError, OSError):  # one file under two names, or names nothing tells apart: each its own
         named = {}
     exams: list[str | None] = []
@@ -297,7 +306,7 @@ def _exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]) -> li
             exams.append(exam)
             continue
         same = {other_exam for other, other_exam in zip(given, recorded)
-                if other_exam is not None and other is not None and _same_input(g, other)}
+                if other_exam is not None and other is not None and _same_parts(parts[g], parts[other])}
         try:
             exams.append(next(iter(same)) if len(same) == 1 else named.get(g) or exam_name(g))
         except InputError:  # the root folder
@@ -311,10 +320,10 @@ def _input_parts(given: str) -> tuple[str, ...]:
     return tuple(exam_key(part) for part in re.split(r"[\\/]", given) if part not in ("", ".", ".."))
 
 
-def _same_input(given: str, other: str) -> bool:
-    """Whether two reports' inputs are one file or DICOM folder: the same path, or one that ends the other (one
-    command named it relative, the other absolute), in any case."""
-    shorter, longer = sorted((_input_parts(given), _input_parts(other)), key=len)
+def _same_parts(given: tuple[str, ...], other: tuple[str, ...]) -> bool:
+    """Whether two reports' inputs (their :func:`_input_parts`) are one file or DICOM folder: the same path, or one
+    that ends the other (one command named it relative, the other absolute), in any case."""
+    shorter, longer = sorted((given, other), key=len)
     return bool(shorter) and longer[len(longer) - len(shorter):] == shorter
 
 
@@ -330,13 +339,14 @@ def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]
     (``lge.nii.gz``). Also, for each such report, what its line's warnings say (by the report's path)."""
     from .batch import exam_key
 
-    compared = []  # (index, folder, series, recorded exam, the input, the input's name)
+    compared = []  # (index, folder, series, recorded exam, the input's parts (_input_parts), the input's name)
     for index, (path, report, figures) in enumerate(reports):
         given = report.get("input")
         if not isinstance(given, str) or not given:
             continue  # an older report without its input: nothing to compare
         exam = report.get("exam") if isinstance(report.get("exam"), str) and report.get("exam") else None
-        compared.append((index, path.parent.absolute(), figures["dicom_series"], exam, given, Path(given).name))
+        compared.append((index, path.parent.absolute(), figures["dicom_series"], exam, _input_parts(given),
+                         Path(given).name))
     group = list(range(len(reports)))  # union-find over the reports' indices
 
     def root(index: int) -> int:
@@ -345,14 +355,14 @@ def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]
             index = group[index]
         return index
 
-    for n, (i, folder, series, exam, given, _) in enumerate(compared):
-        for j, other_folder, other_series, other_exam, other_given, _ in compared[n + 1:]:
+    for n, (i, folder, series, exam, parts, _) in enumerate(compared):
+        for j, other_folder, other_series, other_exam, other_parts, _ in compared[n + 1:]:
             if folder != other_folder or series != other_series:
                 continue
             if exam is not None and other_exam is not None:
                 same = exam_key(exam) == exam_key(other_exam)
             else:
-                same = _same_input(given, other_given)
+                same = _same_parts(parts, other_parts)
             if same:
                 group[root(j)] = root(i)
     members: dict[int, list[tuple[int, Path, Any, str]]] = {}

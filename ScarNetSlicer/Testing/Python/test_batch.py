@@ -381,6 +381,20 @@ def test_a_page_names_its_input_as_given_with_the_folders_that_name_its_exam(tmp
         assert shown(tmp_path / "Case_P100" / "lge.nii.gz") == ["lge.nii.gz"]
 
 
+def test_a_dicom_folder_given_as_dot_keeps_its_name_after_its_parents(tmp_path, monkeypatch):
+    """QA helper-128: ``batch . ../../site2/P001`` run inside site1/P001 named that exam ``site1`` (its folder's own
+    name dropped, as for a file's), the other ``site2_P001``; ``../P001`` gave ``site1_P001``."""
+    from scarnet.batch import shown_input
+
+    for site in ("site1", "site2"):
+        (tmp_path / site / "P001").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "site1" / "P001")
+    other = tmp_path / "site2" / "P001"
+    assert exam_names([".", other]) == exam_names(["../P001", other]) == ["site1_P001", "site2_P001"]
+    plans = plan_outputs([".", other], tmp_path / "out", html=True)
+    assert [shown_input(plan) for plan in plans] == ["site1/P001", "site2/P001"]
+
+
 def test_a_batch_continued_when_every_exam_is_done_does_not_load_the_model(tmp_path):
     """QA helper-126: `--skip-done` again after a finished run loaded the model (seconds, and 0.7 GB) for nothing."""
     write_volume(ring_volume(), tmp_path / "p1.nii.gz")

@@ -146,7 +146,10 @@ def test_summarise_conventions():
     # evaluation that did not record the volumes (older JSON files).
     assert "myocardium_volume_percent_bias" not in s
     sized = summarise({"P1": dict(_case(0.8, 0.8, 1.0, True, 10.0), myocardium_ml_pred=110.0, myocardium_ml_ref=100.0),
-                       "P2": dict(_case(0.6, 0.6, 3.0, True, 5.0), myocardium_ml_pred=65.0, myocardium_ml_ref=50.0)})
+                       "P2": dict(_case(0.6, 0.6, 3.0, True, 5.0), myocardium_ml_pred=65.0, myocardium_ml_ref=50.0),
+                       # no heart found: Dice 0 counts, but not a -100 % myocardium
+                       "P3": dict(_case(0.0, 0.0, 3.0, True, 0.0), myocardium_ml_pred=0.0, myocardium_ml_ref=80.0,
+                                  refused=True)})
     assert sized["myocardium_volume_percent_bias"] == pytest.approx(20.0)
     assert sized["myocardium_volume_percent_loa"] == pytest.approx([20 - 1.96 * np.sqrt(200), 20 + 1.96 * np.sqrt(200)])
     from scarnet.evaluate_cli import _myocardium_volume_text

@@ -321,3 +321,20 @@ def test_the_exam_column_of_reports_that_do_not_record_it_comes_from_their_input
     lines = summarize([out / "Case_A_report.json", tmp_path / "Case_A_old.json"])
     assert [dict(zip(SUMMARY_COLUMNS, line))["exam"] for line in lines] == ["Case_A", "Case_A"]
 
+
+
+def test_an_input_named_relative_and_absolute_does_not_rename_the_other_exams(tmp_path):
+    """QA helper-128: reports without a recorded exam (an older batch's, run with relative inputs) beside one
+    corrected in Slicer (the same input, absolute): one exam under two names, not a reason to name every exam by
+    the folders above it (``main_data_Case_P100``): the exam column stays the exams' folders."""
+    def report(name: str, given: str, **more) -> Path:
+        body = {"input": given, "total": {"myocardium_ml": 100.0, "scar_ml": 1.0}, "slices": [], **more}
+        (tmp_path / name).write_text(json.dumps(body), encoding="utf-8")
+        return tmp_path / name
+
+    paths = [report("a.json", "data/Case_P100/image.nii.gz"), report("b.json", "data/Case_P101/image.nii.gz"),
+             report("c.json", "/home/u/data/Case_P100/image.nii.gz", source="segmentation", edited=True)]
+    repeated: list[str] = []
+    lines = summarize(paths, repeated=repeated)
+    assert [dict(zip(SUMMARY_COLUMNS, line))["exam"] for line in lines] == ["Case_P100", "Case_P101", "Case_P100"]
+    assert len(repeated) == 1 and "a.json" in repeated[0] and "c.json" in repeated[0]
