@@ -1839,8 +1839,8 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     from scarnet.summary import made_from, summarize
 
     line = summarize([tmp_path / "exam 1.json"])[0]
-    assert line[0] == "lge" and line[3] == made_from(data) == ("edited segmentation" if data["edited"] else
-                                                                "segmentation")
+    assert line[:2] == ["lge", "lge"]  # exam, input
+    assert line[4] == made_from(data) == ("edited segmentation" if data["edited"] else "segmentation")
     # A name without ".html" was what the dialog asked about: the page beside it is not replaced unasked.
     (tmp_path / "exam 2.html").write_text("the user's own page")
     with pytest.raises(OutputExistsError):
