@@ -32,7 +32,8 @@ import slicer
 
 from scarnet.errors import InputError
 from scarnet.io import validate_image
-from scarnet.quantify import quantify, report_warnings
+from scarnet.quantify import before_correction, model_totals, quantify, report_warnings
+from scarnet.summary import made_from as report_made_from
 from scarnet.volume import Volume
 
 from . import report_nodes, segmentation_nodes
@@ -364,6 +365,12 @@ class Processor:
                 # ... less what this report decides afresh: whether it has AHA segments.
                 report["inference"]["warnings"] = [w for w in previous["inference"].get("warnings") or []
                                                    if not str(w).startswith("no AHA segments")]
+            # The model's totals, which the page shows as before correction: from its own report, or as an earlier
+            # update carried them (as scarnet quantify --model-report records them).
+            model_total = model_totals(previous.get("total")) if report_made_from(previous) == "ScarNet model" \
+                else before_correction(previous)
+            if model_total is not None:
+                report["model_run"] = {"total": model_total}
         report["source"] = "segmentation"
         report["edited"] = segmentation_nodes.was_edited(segmentation_node, input_node, segments.fingerprint)
         if notices:

@@ -291,8 +291,10 @@ def cmd_quantify(args: argparse.Namespace) -> int:
                                  "quantify")
             if args.dicom_seg is not None and source is None:  # a file put where the checked folder was
                 raise InputError(f"{args.image}: --dicom-seg needs --image DICOM_FOLDER")
-            if source is not None:  # the model report's run, on another series? (recorded as model_run too)
-                _warn_if_other_series(args.model_report, model_inference, source)
+            # The model report's totals, kept as the model's before correction: only where it is this exam's.
+            # (Another series' run is recorded as model_run too, with a warning, but its totals are not.)
+            other_series = source is not None and _warn_if_other_series(args.model_report, model_inference, source)
+            model_total = None if other_series else _model_total(args.model_report, model_inference, labelmap)
         report = quantify(labelmap, image, basal_end=args.basal_end, rv_insertion_lps=rv_insertion)
         # The exam (its image, else the labelmap) and who segmented it: what a cohort's summary names.
         report.extra["input"] = str(args.image if args.image is not None else args.labelmap)
@@ -305,6 +307,8 @@ def cmd_quantify(args: argparse.Namespace) -> int:
             # Not "inference": this report did not run the model; the summary's weights_sha256 reads it.
             report.extra["model_run"] = {"report": str(args.model_report), "weights": model_inference.get("weights"),
                                          "scarnet_version": model_inference.get("scarnet_version")}
+            if model_total is not None:
+                report.extra["model_run"]["total"] = model_total
         if source is not None:
             report.extra["input_series"] = source.series.record()
         if input_warnings:
@@ -381,20 +385,41 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _VERSION = re.compile(r"[0-9A-Za-z.+_-]{1,32}")
 
 
-def _warn_if_other_series(path: Path | None, model_run: dict | None, stack) -> None:
+def _warn_if_other_series(path: Path | None, model_run: dict | None, stack) -> bool:
     """Warn when ``--model-report`` was made on another DICOM series than ``--image``'s (the report's ``model_run``
-    and the SEG name that run's model)."""
+    and the SEG name that run's model); True when it was."""
     recorded = (model_run or {}).get("input_series")
     uid = recorded.get("series_instance_uid") if isinstance(recorded, dict) else None
     if uid and uid != stack.series.record()["series_instance_uid"]:
         warnings.warn(f"{path} was made on another DICOM series ({uid}) than --image's: the report (and a SEG) "
-                      "name that run's model", stacklevel=2)
+                      "name that run's model; its totals are not shown as the model's before correction", stacklevel=2)
+        return True
+    return False
+
+
+def _model_total(path: Path | None, model_run: dict | None, labelmap) -> dict | None:
+    """The totals of ``--model-report`` (:func:`scarnet.quantify.model_totals`), to keep in the report as the
+    model's before correction (``model_run["total"]``); None without them, and with a warning when that report
+    measured voxels of another size than the labelmap's (another exam's, or a resampled labelmap)."""
+    from .quantify import model_totals
+
+    total = model_totals((model_run or {}).get("total"))
+    voxel_ml = (model_run or {}).get("voxel_volume_ml")
+    if total is None or not isinstance(voxel_ml, (int, float)) or isinstance(voxel_ml, bool) \
+            or not math.isfinite(voxel_ml):
+        return total
+    if not math.isclose(voxel_ml, labelmap.voxel_volume_ml, rel_tol=1e-4):
+        warnings.warn(f"{path} measured voxels of {voxel_ml:.6g} mL, the labelmap's are {labelmap.voxel_volume_ml:.6g}"
+                      " mL: not this labelmap's model run, so its totals are not shown as the model's before "
+                      "correction", stacklevel=2)
+        return None
+    return total
 
 
 def _model_inference(path: Path) -> dict:
     """The ``inference`` record (weights, version) of the JSON report of a model run (``scarnet segment``,
-    ``batch``, the Slicer module's *Save report*), with the report's ``input_series`` (under that key) when it
-    has one."""
+    ``batch``, the Slicer module's *Save report*), with the report's ``input_series``, ``total`` and
+    ``voxel_volume_ml`` (under those keys; None where it has none)."""
     import json
 
     from .errors import InputError
@@ -420,7 +445,8 @@ def _model_inference(path: Path) -> dict:
     version = record.get("scarnet_version")
     if version is not None and not (isinstance(version, str) and _VERSION.fullmatch(version)):
         raise InputError(f"{not_a_report} (its scarnet_version is not a version)")
-    return {**record, "input_series": report.get("input_series")}
+    return {**record, "input_series": report.get("input_series"), "total": report.get("total"),
+            "voxel_volume_ml": report.get("voxel_volume_ml")}
 
 
 def _add_segmentation_outputs(outputs: OutputSet, args: argparse.Namespace) -> None:

@@ -358,6 +358,29 @@ def model_run_record(report: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+#: The model's totals a corrected report keeps (``model_run["total"]``): what the page shows as before correction.
+MODEL_TOTAL_KEYS = ("myocardium_g", "scar_g", "scar_percent", "mvo_ml", "scar_ml", "myocardium_ml")
+
+
+def model_totals(total: Any) -> dict[str, float] | None:
+    """The figures of :data:`MODEL_TOTAL_KEYS` in a report's ``total`` (those that are finite numbers), to keep in
+    the report of its segmentation corrected (``model_run["total"]``); None unless it has the scar's and the
+    myocardium's mass."""
+    if not isinstance(total, dict):
+        return None
+    kept = {key: float(value) for key in MODEL_TOTAL_KEYS if isinstance(value := total.get(key), (int, float))
+            and not isinstance(value, bool) and math.isfinite(value)}
+    return kept if "scar_g" in kept and "myocardium_g" in kept else None
+
+
+def before_correction(report: dict[str, Any]) -> dict[str, float] | None:
+    """The model's totals recorded in a report of its segmentation as a reader corrected it (``model_run["total"]``:
+    ``scarnet quantify --model-report``, the Slicer module's *Update report*), or None (an older report, another
+    series' model report, a reader's own segmentation)."""
+    model_run = report.get("model_run")
+    return model_totals(model_run.get("total")) if isinstance(model_run, dict) else None
+
+
 def csv_value(value: Any) -> str:
     """A report figure as CSV text: empty for None, 6 significant digits for a float.
 

@@ -39,6 +39,7 @@ from .quantify import (
     INTENDED_USE,
     MIRROR_WARNING,
     Report,
+    before_correction,
     dicom_image_name,
     model_run_record,
     mvo_percent,
@@ -419,6 +420,45 @@ def caution_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _change_text(change: float, digits: int) -> str:
+    """A change as the page rounds it, signed: "+3.0", "−1.2"; "0.0" for none that shows."""
+    text = f"{change:+.{digits}f}"
+    return f"{0:.{digits}f}" if float(text) == 0 else text.replace("-", "\u2212")
+
+
+def _points_text(change: float | None) -> str:
+    """A change of a percentage in percentage points: whole numbers as the page's percentages, with a decimal where
+    a change would read as none ("−0.4")."""
+    if change is None:
+        return "–"
+    if (whole := _change_text(change, 0)) != "0":
+        return whole
+    return "0" if (tenths := _change_text(change, 1)) == "0.0" else tenths
+
+
+def before_correction_text(data: dict[str, Any]) -> str | None:
+    """The line under the headline of a corrected report that recorded the model's totals
+    (:func:`scarnet.quantify.before_correction`): the model's figures before correction, and the change; None for
+    any other report (the model's own, a reader's, an older corrected one)."""
+    from .summary import made_from
+
+    before = before_correction(data)
+    total = data.get("total") or {}
+    if before is None or made_from(data) != "edited segmentation":
+        return None
+    percent = before.get("scar_percent")
+    line = (f"Before correction (the model's segmentation): scar {amount_text(before['scar_g'])} g, "
+            f"{whole_percent_text(percent)} % of the LV myocardial mass; LV myocardium "
+            f"{amount_text(before['myocardium_g'])} g.")
+    if not all(isinstance(total.get(key), (int, float)) for key in ("scar_g", "myocardium_g")):
+        return line
+    now = total.get("scar_percent")
+    points = now - percent if isinstance(now, (int, float)) and percent is not None else None
+    return (f"{line} Change with the correction: scar {_change_text(total['scar_g'] - before['scar_g'], 1)} g "
+            f"({_points_text(points)} percentage points), LV myocardium "
+            f"{_change_text(total['myocardium_g'] - before['myocardium_g'], 1)} g.")
+
+
 def _identity_text(identity: dict[str, str]) -> str:
     """``Patient Doe, Jane · ID 123 · born 1960-01-01 · Study 2026-01-01 · Accession A1`` (escaped)."""
     return " · ".join(f"{label} {escape(identity[key])}" for key, label in IDENTITY_LABELS.items()
@@ -477,6 +517,8 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                  f'({_amount(total["myocardium_g"], "g")})'
                  + ("" if mvo is None else "; no MVO" if not total["mvo_ml"] else
                     f"; MVO {_percent(mvo)} of the LV myocardial mass") + ".</p>")
+    if line := before_correction_text(data):
+        parts.append(f"<p>{escape(line)}</p>")
     parts += [f'<p class="qc">{escape(line)}</p>' for line in caution_lines(data)]
     rows = [["Scar (LGE, MVO included)", _amount(total["scar_g"]), _percent(total["scar_percent"]),
              _amount(total["scar_ml"])],

@@ -951,10 +951,12 @@ def test_a_model_report_of_another_series_is_said_without_a_seg_too(tmp_path):
     stack = read_dicom_stack(tmp_path / "exam")
     write_labelmap(stack.volume.with_array(_labels_like(volume)), tmp_path / "labels.nii.gz")
     (tmp_path / "other.json").write_text(json.dumps({"inference": {"weights": {"sha256": "ab" * 32}},
-                                                     "input_series": {"series_instance_uid": "1.2.3"}}))
-    result = _quantify(tmp_path, "labels.nii.gz", "--image", "exam", "--segmented-by", "model", "--model-report",
-                       "other.json", "--report", "r.json", "--quiet")
+                                                     "input_series": {"series_instance_uid": "1.2.3"},
+                                                     "total": {"scar_g": 20.0, "myocardium_g": 150.0}}))
+    result = _quantify(tmp_path, "labels.nii.gz", "--image", "exam", "--segmented-by", "model-and-reader",
+                       "--model-report", "other.json", "--report", "r.json", "--quiet")
     assert result.returncode == 0 and "made on another DICOM series (1.2.3)" in result.stderr, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert any("another DICOM series" in message for message in report["input_warnings"])
     assert report["model_run"]["weights"]["sha256"] == "ab" * 32
+    assert "total" not in report["model_run"]  # another exam's figures are not the model's before correction

@@ -417,6 +417,40 @@ def test_the_page_says_whether_a_reader_reviewed_the_segmentation_and_where_the_
         (s.get("scar_extent_score") or 0) >= 1 for s in data.get("segments") or [])
 
 
+def test_a_corrected_report_shows_the_models_figures_before_correction_and_the_change():
+    """A CMR cardiologist's review (helper-129): a corrected report did not say what the model measured before the
+    correction, so neither a reader nor an auditor saw how much the correction changed."""
+    from scarnet.report_html import before_correction_text
+
+    data = _report().to_dict()
+    total = data["total"]
+    before = {"myocardium_g": total["myocardium_g"] - 3.04, "scar_g": total["scar_g"] + 1.23,
+              "scar_percent": total["scar_percent"] + 0.8, "mvo_ml": 0.0, "scar_ml": 1.0, "myocardium_ml": 2.0}
+    corrected = {**data, "source": "segmentation", "edited": True, "model_run": {"total": before}}
+    line = (f"Before correction (the model's segmentation): scar {before['scar_g']:.1f} g, "
+            f"{before['scar_percent']:.0f} % of the LV myocardial mass; LV myocardium {before['myocardium_g']:.1f} g. "
+            "Change with the correction: scar \u22121.2 g (\u22121 percentage points), LV myocardium +3.0 g.")
+    assert before_correction_text(corrected) == line
+    page = _read(report_html(corrected, "lge.nii.gz"))
+    assert line in "".join(page.text)
+    # scarnet quantify --segmented-by model-and-reader --model-report: the same line.
+    labelmap = {key: value for key, value in data.items() if key != "inference"}
+    from_cli = {**labelmap, "segmented_by": "model-and-reader", "model_run": {"weights": {"sha256": "ab" * 32},
+                                                                              "total": before}}
+    assert before_correction_text(from_cli) == line
+    # A change under a whole percentage point keeps its decimal; none reads 0.
+    small = {**corrected, "model_run": {"total": {**before, "scar_percent": total["scar_percent"] - 0.3,
+                                                  "scar_g": total["scar_g"], "myocardium_g": total["myocardium_g"]}}}
+    assert before_correction_text(small).endswith("scar 0.0 g (+0.3 percentage points), LV myocardium 0.0 g.")
+    # Nothing for a report without the model's totals (older ones), the model's own, a reader's own, odd values.
+    for report in ({**data, "source": "segmentation", "edited": True}, {**data, "model_run": {"total": before}},
+                   {**labelmap, "segmented_by": "reader", "model_run": {"total": before}},
+                   {**corrected, "model_run": {"total": {"scar_g": "19.5", "myocardium_g": 150.0}}},
+                   {**corrected, "model_run": "model.json"}, {**corrected, "model_run": {"total": None}}):
+        assert before_correction_text(report) is None
+        assert "Before correction" not in report_html(report, "lge.nii.gz")
+
+
 def _engine_warnings(tmp_path) -> list[str]:
     """Warnings as the engine words them: a NIfTI whose sform and pixdim disagree (EMIDEC's) and its re-save at
     1×1×1 mm, read by scarnet.io; the labelmap's and the AHA segments' from scarnet.quantify; the model's."""

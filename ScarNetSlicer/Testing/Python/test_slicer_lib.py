@@ -25,6 +25,7 @@ from conftest import import_slicer_core
 from scarnet.errors import Cancelled, InputError, OutputExistsError, WeightsError
 from scarnet.labels import SEGMENTS
 from scarnet.quantify import quantify
+from scarnet.report_html import report_html
 from scarnet.volume import Volume
 
 MODULE_DIR = Path(__file__).resolve().parents[2]  # .../ScarNetSlicer (holds ScarNetSlicerLib and scarnet)
@@ -526,6 +527,11 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     # The run's warnings come along, less whether it had AHA segments, which this report decides afresh.
     assert updated.report["inference"]["warnings"] == ["the exam may differ from the training data"]
     assert updated.report["edited"] is True
+    # The model's totals, which the page shows as before correction (as quantify --model-report records them).
+    model_total = {key: outputs.report["total"][key] for key in ("myocardium_g", "scar_g", "scar_percent", "mvo_ml",
+                                                                 "scar_ml", "myocardium_ml")}
+    assert updated.report["model_run"] == {"total": model_total}
+    assert "Before correction (the model&#x27;s segmentation): scar " in report_html(updated.report, "lge")
     assert rn.read_table(outputs.table_node)[2]["scar_ml"] == expected["slices"][2]["scar_ml"]
     assert (updated.table_node, updated.chart_node) == (outputs.table_node, outputs.chart_node)
     assert scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 1
@@ -541,6 +547,9 @@ def test_segment_then_edit_then_update_report(scene, lib, slicer_mod, oblique_di
     _report_equal(updated.report, quantify(labels.with_array(edited)).to_dict())
     assert updated.report["total"]["myocardium_ml"] == myocardium_before
     assert updated.report["slices"][1]["scar_ml"] == 0 and updated.report["slices"][1]["scar_percent"] == 0
+    # The table held the first update's report: the model's totals are still the model's, not that update's.
+    assert updated.report["model_run"] == {"total": model_total}
+    assert rn.stored_report(updated.table_node)["model_run"] == {"total": model_total}
 
 
 def _dicom_database(image: Volume, shift_mm: float = 0.0) -> tuple[str, dict[str, dict[str, str]]]:
@@ -832,6 +841,7 @@ def test_update_report_says_when_scar_and_myocardium_look_swapped(scene, lib, ob
     segmentation.GetSegment("Segment_2").SetName("Myocardium")
     outputs = processor.update_report(volume_node, mine)
     assert "no brighter" not in (outputs.notice or "")
+    assert "model_run" not in outputs.report  # a reader's own segmentation: no model's figures before it
 
 
 def test_update_report_says_what_it_did_not_count(scene, lib, oblique_direction):

@@ -289,16 +289,32 @@ def test_a_corrected_labelmap_records_its_reader_and_model_run_without_a_dicom_s
         assert result.returncode == 0, result.stderr
     quantified = json.loads((tmp_path / "c.json").read_text())
     assert quantified["reader"] == "Smith^Anna" and quantified["segmented_by"] == "model-and-reader"
+    # With the model report's totals: the page shows them as the model's figures before correction.
+    model_total = {key: model_report["total"][key] for key in ("myocardium_g", "scar_g", "scar_percent", "mvo_ml",
+                                                               "scar_ml", "myocardium_ml")}
     assert quantified["model_run"] == {"report": "model.json", "weights": model_report["inference"]["weights"],
-                                       "scarnet_version": "0.1.0"}
+                                       "scarnet_version": "0.1.0", "total": model_total}
     assert "inference" not in quantified  # this run did not run the model
     text = (tmp_path / "c.csv").read_text()
     assert "reader,Smith^Anna" in text and f"weights,site.safetensors,{'ab' * 32}" in text
     page = (tmp_path / "c.json.html").read_text()
     assert "(Smith, Anna)" in page and "from a model run: weights site.safetensors, sha256 abababababab" in page
+    assert f"Before correction (the model&#x27;s segmentation): scar {model_total['scar_g']:.1f} g" in page
     line = summarize([tmp_path / "c.json"])[0]
     row = dict(zip(SUMMARY_COLUMNS, line))
     assert row["made_from"] == "edited segmentation" and row["weights_sha256"] == "ab" * 32
+    # A model report that measured voxels of another size is not this labelmap's run: its totals are not kept.
+    model_report["voxel_volume_ml"] *= 2
+    (tmp_path / "model.json").write_text(json.dumps(model_report))
+    result = subprocess.run([sys.executable, "-m", "scarnet", "quantify", "p1_corrected.nii.gz", "--segmented-by",
+                             "model-and-reader", "--model-report", "model.json", "--report", "other.json",
+                             "--html", "other.html", "--quiet"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and "not this labelmap's model run" in result.stderr, result.stderr
+    other = json.loads((tmp_path / "other.json").read_text())
+    assert "total" not in other["model_run"] and other["model_run"]["weights"] == model_report["inference"]["weights"]
+    assert any("not this labelmap's model run" in message for message in other["input_warnings"])
+    assert "Before correction" not in (tmp_path / "other.html").read_text()
 
 
 def test_the_exam_column_of_reports_that_do_not_record_it_comes_from_their_inputs(tmp_path):
