@@ -1099,13 +1099,12 @@ def _fmt_ratio(value: float | None) -> str:
 
 def print_results(results: dict[str, Any], console=None) -> None:
     """The side-by-side table, the targets with pass/fail marks, and the notes."""
-    from rich.console import Console
     from rich.table import Table
 
+    from .text import output_console
+
     if console is None:
-        console = Console(highlight=False)
-        if not console.is_terminal:  # piped into a log: rich would wrap the table at 80 columns
-            console = Console(highlight=False, width=150)
+        console = output_console()  # piped into a log: not wrapped at 80 columns
     machine = results["machine"]
     gpu = machine.get("gpu")
     load = machine.get("load_average")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import warnings_kept_in
-from .text import person_name, visible  # no third-party import: --help stays fast
+from .text import output_console, person_name, visible  # no third-party import: --help stays fast
 
 if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
     import numpy as np
@@ -57,14 +57,22 @@ _nothing_left_to_do = False
 _CORE_PACKAGES = {"torch": "torch", "safetensors": "safetensors"}
 
 
-def missing_optional_package(error: BaseException) -> str | None:
-    """The extra (``train``, ``bench``…) whose package ``error`` says is not installed, else ``None``: a set-up step
-    the user can take, said in one line with the pip command, not an internal error."""
-    from .extras import IMPORT_EXTRAS
+def missing_package_message(error: BaseException, command: str) -> str | None:
+    """The one line for ``error`` when it says a package is not installed: one of an extra's (``train``,
+    ``bench``…), with the extra's pip command, or one scarnet itself requires (:data:`_CORE_PACKAGES`); a set-up step
+    the user can take, not an internal error. None for any other error."""
+    from .extras import IMPORT_EXTRAS, install_hint
 
     if not isinstance(error, ModuleNotFoundError) or not error.name:
         return None
-    return IMPORT_EXTRAS.get(error.name.split(".")[0])
+    package = error.name.split(".")[0]
+    if package in IMPORT_EXTRAS:
+        return (f"'scarnet {command}' needs the optional package {package}, which is not installed: "
+                f"{install_hint(IMPORT_EXTRAS[package])}")
+    if package in _CORE_PACKAGES:
+        return (f"'scarnet {command}' needs {_CORE_PACKAGES[package]}, which is not installed: pip install "
+                f"{_CORE_PACKAGES[package]} (PyTorch: see the README's Quick start for the CPU or CUDA build)")
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,19 +84,6 @@ def _escape_markup(text) -> str:
     from rich.markup import escape
 
     return escape(visible(str(text)))
-
-
-#: Width of the text written into a file or pipe (a log): rich would break lines at 80 columns there, mid-sentence.
-LOG_WIDTH = 150
-
-
-def _console(quiet: bool = False):
-    from rich.console import Console
-
-    console = Console(quiet=quiet, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:  # COLUMNS, when set, is the user's choice
-        console = Console(quiet=quiet, highlight=False, width=LOG_WIDTH)
-    return console
 
 
 def print_report(report, console, title: str = "ScarNet report") -> None:
@@ -329,7 +324,7 @@ def cmd_quantify(args: argparse.Namespace) -> int:
 
     series = series_text(report.extra.get("input_series"))
     image = "" if args.image is None else f" on {args.image}"
-    print_report(report, _console(args.quiet),
+    print_report(report, output_console(args.quiet),
                  title=f"ScarNet report: {_escape_markup(str(args.labelmap) + image + series)}")
     return 0
 
@@ -568,7 +563,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         _write_segmentation_outputs(outputs, result, args, Path(args.input).resolve().name,
                                     source.identity() if source is not None else None)
         outputs.commit()
-    console = _console(args.quiet)
+    console = output_console(args.quiet)
     series = series_text(result.report.extra.get("input_series"))
     print_report(result.report, console, title=f"ScarNet: {_escape_markup(str(args.input) + series)}")
     inference = result.report.extra["inference"]
@@ -582,8 +577,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     """Many exams with the model loaded once; outputs and summary.csv in --out (scarnet.batch)."""
     from .batch import SUMMARY_NAME, read_rv_points, run_batch
+    from .summary import without_input
 
-    console = _console(args.quiet)
+    console = output_console(args.quiet)
     rv_points = None if args.rv_points is None else read_rv_points(args.rv_points)
 
     started: list[bool] = []  # the exams' loop began: summary.csv is written however the run ends
@@ -604,10 +600,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         finished.append(row.status == "ok")
         name = visible(row.input)  # a folder's name may hold a terminal's escape sequences
         for message in [*row.warnings, *row.other_warnings]:  # a warning often explains a failure
-            message = str(message)
-            if message.startswith(f"{row.input}: "):  # the exam is named once, in front
-                message = message[len(row.input) + 2:]
-            print(f"scarnet: [{number}/{count}] {name}: warning: {visible(message)}", file=sys.stderr)
+            # The exam is named once, in front.
+            print(f"scarnet: [{number}/{count}] {name}: warning: {visible(without_input(str(message), row.input))}",
+                  file=sys.stderr)
         if row.done_earlier:
             console.print(f"[{number}/{count}] {name}: done by an earlier run (--skip-done): its files kept",
                           markup=False, soft_wrap=True)
@@ -672,7 +667,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         outputs.commit()
     made_from = Counter(line[SUMMARY_COLUMNS.index("made_from")] for line in lines)
     counts = ", ".join(f"{count} {what}" for what, count in sorted(made_from.items()))
-    _console(args.quiet).print(f"{len(lines)} report{'' if len(lines) == 1 else 's'} ({counts}): "
+    output_console(args.quiet).print(f"{len(lines)} report{'' if len(lines) == 1 else 's'} ({counts}): "
                                f"{visible(str(args.out))}", markup=False, soft_wrap=True)
     return 0
 
@@ -689,7 +684,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .phantom import anterior_rv_insertion_lps, inferior_rv_insertion_lps, make_phantom
     from .quantify import quantify
 
-    console = _console(args.quiet)
+    console = output_console(args.quiet)
     out_dir = Path(args.out) if args.out else None
     # The folder is checked now but created only when the outputs are written: a failed run
     # leaves no empty folder behind.
@@ -1384,19 +1379,8 @@ def _main(argv: list[str] | None) -> int:
     except Exception as error:  # a bug: still one line, traceback on request
         if debug:
             raise
-        extra = missing_optional_package(error)
-        if extra is not None:
-            package = error.name.split(".")[0]  # type: ignore[attr-defined]
-            from .extras import install_hint
-
-            print(f"scarnet: error: 'scarnet {args.command}' needs the optional package {package}, which is not "
-                  f"installed: {install_hint(extra)}", file=sys.stderr)
-            return EXIT_USER_ERROR
-        if isinstance(error, ModuleNotFoundError) and (error.name or "").split(".")[0] in _CORE_PACKAGES:
-            # A set-up step, not a bug: the install left out a package every model run needs.
-            package = _CORE_PACKAGES[error.name.split(".")[0]]  # type: ignore[union-attr]
-            print(f"scarnet: error: 'scarnet {args.command}' needs {package}, which is not installed: pip install "
-                  f"{package} (PyTorch: see the README's Quick start for the CPU or CUDA build)", file=sys.stderr)
+        if (missing := missing_package_message(error, args.command)) is not None:
+            print(f"scarnet: error: {missing}", file=sys.stderr)
             return EXIT_USER_ERROR
         print(f"scarnet: internal error: {type(error).__name__}: {visible(' '.join(str(error).split())[:300])} "
               "(set SCARNET_DEBUG=1 for the traceback)", file=sys.stderr)

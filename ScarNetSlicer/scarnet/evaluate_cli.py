@@ -1153,25 +1153,35 @@ def _weights_line(info: dict[str, Any] | None) -> str:
     return f"`{info['file']}` (sha256 `{info['sha256'][:SHA_PREFIX]}`, encoder {info.get('encoder')})"
 
 
+def _scarnet_agreement(methods: dict[str, Any], bias_key: str, loa_key: str,
+                       bias_digits: int) -> tuple[str, str, str] | None:
+    """ScarNet's Bland–Altman (its summary's ``bias_key`` and ``loa_key``) as signed text: bias, lower and upper
+    limit; None where the JSON lacks it (an evaluation made before it was recorded)."""
+    summary = methods.get("scarnet", {}).get("summary", {})
+    loa = summary.get(loa_key)
+    if not loa:
+        return None
+    return _signed(summary[bias_key], bias_digits), _signed(loa[0]), _signed(loa[1])
+
+
 def _infarct_loa_text(methods: dict[str, Any]) -> str:
     """ScarNet's Bland–Altman over the infarct cases alone, for the conventions (older JSON files lack it)."""
-    scarnet = methods.get("scarnet", {}).get("summary", {})
-    loa = scarnet.get("scar_percent_loa_infarct")
-    if not loa:
+    agreement = _scarnet_agreement(methods, "scar_percent_bias_infarct", "scar_percent_loa_infarct", 2)
+    if agreement is None:
         return ""
-    return (f"; ScarNet over the infarct cases alone: bias {_signed(scarnet['scar_percent_bias_infarct'], 2)}, "
-            f"limits [{_signed(loa[0])}, {_signed(loa[1])}]")
+    bias, low, high = agreement
+    return f"; ScarNet over the infarct cases alone: bias {bias}, limits [{low}, {high}]"
 
 
 def _myocardium_volume_text(methods: dict[str, Any]) -> str:
     """ScarNet's myocardial volume against the reference's, for the conventions ("" for older JSON files)."""
-    scarnet = methods.get("scarnet", {}).get("summary", {})
-    loa = scarnet.get("myocardium_volume_percent_loa")
-    if not loa:
+    agreement = _scarnet_agreement(methods, "myocardium_volume_percent_bias", "myocardium_volume_percent_loa", 1)
+    if agreement is None:
         return ""
+    bias, low, high = agreement
     return (f"- Myocardial volume (2|3|4), predicted against reference, per case in % of the reference's: ScarNet "
-            f"bias {_signed(scarnet['myocardium_volume_percent_bias'], 1)} %, limits [{_signed(loa[0])}, "
-            f"{_signed(loa[1])}] % (scar % is relative to each labelmap's own myocardium: a larger one dilutes it).")
+            f"bias {bias} %, limits [{low}, {high}] % (scar % is relative to each labelmap's own myocardium: a larger "
+            "one dilutes it).")
 
 
 def _two_sd_footnote(remote: str | None) -> str:

@@ -55,3 +55,20 @@ def person_name(value: object) -> str:
     parts = [" ".join(part.split()) for part in str(value or "").split("=")[0].split("^")]
     family, given = parts[0], " ".join(part for part in parts[1:3] if part)
     return f"{family}, {given}" if family and given else family or given
+
+
+#: Width of the text written into a file or pipe (a log): rich would break lines at 80 columns there, mid-sentence.
+LOG_WIDTH = 150
+
+
+def output_console(quiet: bool = False):
+    """A rich console for the results on stdout: as wide as the terminal, or :data:`LOG_WIDTH` into a file or pipe
+    unless ``COLUMNS`` (the user's choice) is set. rich is imported here, not with the module."""
+    import os
+
+    from rich.console import Console
+
+    console = Console(quiet=quiet, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(quiet=quiet, highlight=False, width=LOG_WIDTH)
+    return console

@@ -55,3 +55,18 @@ def write_part10(dataset, path) -> None:
         dataset.save_as(path, enforce_file_format=True)
     else:
         dataset.save_as(path, write_like_original=False)
+
+
+def write_emidec_like_nifti(path: Path) -> np.ndarray:
+    """A NIfTI with EMIDEC's header at ``path``: pixdim 1.40625×1.40625×13 mm (read, as ITK and Slicer do) and an
+    "aligned" sform of 1 mm voxels (what nibabel and FSL read), no qform; returns its data (40×30×6, a bright block)."""
+    import nibabel
+
+    data = np.zeros((40, 30, 6), np.float32)
+    data[10:20, 5:15] = 1.0
+    image = nibabel.Nifti1Image(data, None)
+    image.set_sform(np.diag([-1.0, -1.0, 1.0, 1.0]), code=2)
+    image.set_qform(None, code=0)
+    image.header.set_zooms((1.40625, 1.40625, 13.0))
+    nibabel.save(image, str(path))
+    return data

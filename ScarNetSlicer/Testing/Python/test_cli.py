@@ -636,22 +636,29 @@ def test_ctrl_c_while_the_files_are_moved_takes_them_back(tmp_path, monkeypatch,
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's handler is back
 
 
+def _fails_then_signalled(moves: list, number: int):
+    """An ``os.replace`` for :func:`_commit_two_reports`: the third move (b.json aside) fails, and signal ``number``
+    comes at the fourth (a.json being put back); each target is appended to ``moves``."""
+    real_replace = os.replace
+
+    def replace(source, target):
+        moves.append(target)
+        if len(moves) == 3:  # b.json cannot be moved aside
+            raise OSError(5, "Input/output error")
+        if len(moves) == 4:
+            os.kill(os.getpid(), number)
+        real_replace(source, target)
+
+    return replace
+
+
 @pytest.mark.usefixtures("python_ctrl_c_handler")
 def test_ctrl_c_while_a_failed_commit_is_undone_does_not_stop_the_undoing(tmp_path, monkeypatch):
     from scarnet.errors import OutputError
 
-    real_replace = os.replace
     moves = []
-
-    def fails_then_interrupted(source, target):
-        moves.append(target)
-        if len(moves) == 3:  # b.json cannot be moved aside
-            raise OSError(5, "Input/output error")
-        if len(moves) == 4:  # putting a.json back: the user presses Ctrl-C
-            os.kill(os.getpid(), signal.SIGINT)
-        real_replace(source, target)
-
-    monkeypatch.setattr(os, "replace", fails_then_interrupted)
+    # Putting a.json back: the user presses Ctrl-C.
+    monkeypatch.setattr(os, "replace", _fails_then_signalled(moves, signal.SIGINT))
     with pytest.raises(OutputError, match="b.json: could not be moved into place"):
         _commit_two_reports(tmp_path, ("a.json", "b.json"))
     assert len(moves) == 4
@@ -664,18 +671,9 @@ def test_sigterm_while_a_failed_commit_is_undone_does_not_stop_the_undoing(tmp_p
     from scarnet.cli import _terminate_as_interrupt
     from scarnet.errors import OutputError
 
-    real_replace = os.replace
     moves = []
-
-    def fails_then_terminated(source, target):
-        moves.append(target)
-        if len(moves) == 3:  # b.json cannot be moved aside
-            raise OSError(5, "Input/output error")
-        if len(moves) == 4:  # putting a.json back: the scheduler's SIGTERM
-            os.kill(os.getpid(), signal.SIGTERM)
-        real_replace(source, target)
-
-    monkeypatch.setattr(os, "replace", fails_then_terminated)
+    # Putting a.json back: the scheduler's SIGTERM.
+    monkeypatch.setattr(os, "replace", _fails_then_signalled(moves, signal.SIGTERM))
     with _terminate_as_interrupt(), pytest.raises(OutputError, match="b.json: could not be moved into place"):
         _commit_two_reports(tmp_path, ("a.json", "b.json"))
     assert len(moves) == 4

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicerio
+from conftest import write_emidec_like_nifti
 
 from scarnet.errors import InputError, OutputError, OutputExistsError
 from scarnet.io import (
@@ -277,14 +278,8 @@ def test_a_nifti_whose_sform_and_pixdim_give_other_voxel_sizes_warns_and_so_does
     """EMIDEC's headers: pixdim 1.41×1.41×13 mm (read, as ITK and Slicer do), an sform "aligned" of 1 mm voxels (what
     nibabel and FSL read). Said; and the file nibabel re-saves from it, all 1 mm, gave volumes 26 times too small
     without a word: its 1×1×1 mm voxels are said too."""
-    data = np.zeros((40, 30, 6), np.float32)
-    data[10:20, 5:15] = 1.0
-    image = nibabel.Nifti1Image(data, None)
-    image.set_sform(np.diag([-1.0, -1.0, 1.0, 1.0]), code=2)
-    image.set_qform(None, code=0)
-    image.header.set_zooms((1.40625, 1.40625, 13.0))
     path = tmp_path / "emidec_like.nii.gz"
-    nibabel.save(image, str(path))
+    data = write_emidec_like_nifti(path)
     volume, messages = _read_with_warnings(path)
     np.testing.assert_allclose(volume.spacing_mm, (1.40625, 1.40625, 13.0))
     assert messages == [

@@ -12,6 +12,7 @@ import warnings
 from html.parser import HTMLParser
 
 import pytest
+from conftest import write_emidec_like_nifti
 from test_aha import _point_along_i, _ring_labels, _volume, quantify_command
 
 import scarnet
@@ -467,13 +468,7 @@ def _engine_warnings(tmp_path) -> list[str]:
         missing_levels_warning,
     )
 
-    data = np.zeros((40, 30, 6), np.float32)
-    data[10:20, 5:15] = 1.0
-    image = nibabel.Nifti1Image(data, None)
-    image.set_sform(np.diag([-1.0, -1.0, 1.0, 1.0]), code=2)
-    image.set_qform(None, code=0)
-    image.header.set_zooms((1.40625, 1.40625, 13.0))
-    nibabel.save(image, str(tmp_path / "emidec_like.nii.gz"))
+    data = write_emidec_like_nifti(tmp_path / "emidec_like.nii.gz")
     nibabel.save(nibabel.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0])), str(tmp_path / "resaved.nii.gz"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
