@@ -9,7 +9,9 @@ labelled with its number and scar %; a segment without myocardium is grey and la
 no slice lies beyond the cavity). A report stored before the apex was reported has 16 segments: its disc is
 drawn empty, dashed. A segment with scar (graded 1 or more) whose scar lies only on slices with QC flags
 (:func:`qc_only_segments`) is outlined in dashed blue, and a caption names it: read those slices first. A caption
-says how wide the septum was taken (:func:`septum_text`): the map's segments are drawn equal whatever it was.
+says how wide the septum was taken (:func:`septum_text`): the map's segments are drawn equal whatever it was. A page
+that prints some of the captions' facts itself (:mod:`scarnet.report_html`) leaves those captions out
+(``leave_out``), so that each is said once.
 
 Figures are rounded for a reader as :data:`ROUNDING` says (:func:`amount_text`, :func:`whole_percent_text`); the
 JSON and CSV keep them whole.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from collections.abc import Collection
 from typing import Any, Callable
 from xml.sax.saxutils import escape as _xml_escape
 
@@ -72,9 +75,10 @@ def escape(text: str) -> str:
     return _xml_escape(visible(text))
 
 
-def _height(captions: int) -> float:
-    """The picture's height with room for ``captions`` rows of caption (at least four: the usual picture's)."""
-    return _CAPTION_Y + (max(captions, 4) - 1) * _CAPTION_STEP + 12
+def _height(captions: int, minimum: int = 4) -> float:
+    """The picture's height with room for ``captions`` rows of caption, at least ``minimum`` (four: the usual
+    picture's, so that a standalone picture keeps its size from one report to the next)."""
+    return _CAPTION_Y + (max(captions, minimum) - 1) * _CAPTION_STEP + 12
 
 
 def _header(height: float) -> str:
@@ -213,12 +217,21 @@ def _sector_path(cx: float, cy: float, start: float, end: float, inner: float, o
 _RV_SIDE_WARNING = re.compile(r"RV insertion point lies (?P<deg>\d+) degrees round the LV from the RV's side")
 
 
-def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA segment") -> str:
+#: The names (``data-caption``) of the captions :func:`bullseye_svg` may draw under the picture, in their order.
+CAPTION_NAMES = ("septum", "summary", "angles", "mirror", "rv-side", "basal-end", "qc", "qc-segments", "apex", "levels",
+                 "intended-use")
+
+
+def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA segment", *,
+                 leave_out: Collection[str] = ()) -> str:
     """The bullseye of a report's segments as an SVG document; without segments, a picture that says why not.
 
     ``report``: a :class:`~scarnet.quantify.Report` or its :meth:`~scarnet.quantify.Report.to_dict` form
-    (as Slicer keeps it).
+    (as Slicer keeps it). ``leave_out``: captions (of :data:`CAPTION_NAMES`) not to draw, because the page around
+    the picture says them already; the picture is then only as tall as the captions it keeps.
     """
+    if unknown := set(leave_out) - set(CAPTION_NAMES):
+        raise ValueError(f"no bullseye caption named {', '.join(sorted(unknown))}")
     data = report.to_dict() if isinstance(report, Report) else report
     segments = data.get("segments")
     warnings = report_warnings(data)
@@ -324,7 +337,7 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         captions.append(("levels", f"No {' or '.join(missing)} slices: {rings} empty, not measured", "#a00000"))
     captions.append(("intended-use", INTENDED_USE.split(". ")[0], "#555555"))
     row = 0
-    for name, text, colour in captions:
+    for name, text, colour in (caption for caption in captions if caption[0] not in leave_out):
         # A caption too long for the picture's width (the summary of many segments) runs on to a second row.
         lines = textwrap.wrap(text, _CAPTION_MAX_CHARACTERS) if len(text) > _CAPTION_MAX_CHARACTERS else [text]
         content = escape(text) if len(lines) == 1 else "".join(
@@ -333,11 +346,11 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         parts.append(f'<text x="{cx}" y="{_CAPTION_Y + row * _CAPTION_STEP:.1f}" text-anchor="middle" font-size="9" '
                      f'fill="{colour}" data-caption="{name}">{content}</text>')
         row += len(lines)
-    parts[0] = _header(_height(row))
+    parts[0] = _header(_height(row, minimum=0 if leave_out else 4))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["APEX_NOT_IMAGED", "GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "QC_OUTLINE_COLOUR", "ROUNDING", "amount_text",
-           "apex_not_imaged", "basal_end_text", "bullseye_svg", "percent_text", "qc_only_segments",
+__all__ = ["APEX_NOT_IMAGED", "CAPTION_NAMES", "GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "QC_OUTLINE_COLOUR", "ROUNDING",
+           "amount_text", "apex_not_imaged", "basal_end_text", "bullseye_svg", "percent_text", "qc_only_segments",
            "segment_geometry", "septum_text", "summary_text", "whole_percent_text"]

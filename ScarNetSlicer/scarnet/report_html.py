@@ -4,12 +4,14 @@ What a reader files with the study: which input and which weights, the warnings 
 full text folded under it), the totals as an LGE report states them (scar mass in g and as % of the LV myocardial
 mass first, volumes after; MVO, transmurality; under them, while no reader has reviewed the model's contours, a
 caution for a small scar total and for the model's MVO: :func:`caution_lines`), the AHA bullseye and segment table
-when the segments were reported (each segment's extent grade, mean transmural extent of its scar with Kim's band,
-and whether its scar lies only on slices with QC flags), the per-slice table with its QC flags, a short "About the
-model" box from the model card, and what the figures mean in a reader's words (the technical definitions folded for
-analysts). Figures are rounded for reading (:data:`scarnet.bullseye.ROUNDING`); the JSON and CSV keep every digit.
-Plain HTML and CSS with the bullseye's SVG inline: nothing is fetched, so the page reads the same offline and in ten
-years; made to print on one or two A4 pages.
+when the segments were reported (the segments with scar by coronary territory, hedged or left out while unreviewed:
+:func:`territory_text`; each segment's extent grade, mean transmural extent of its scar with Kim's band, none for a
+speck: :func:`segment_transmurality_text`, and whether its scar lies only on slices with QC flags; the bullseye
+without the captions the text says: :data:`SAID_BESIDE_THE_BULLSEYE`), the per-slice table with its QC flags, a
+short "About the model" box from the model card, and what the figures mean in a reader's words (the technical
+definitions folded for analysts). Figures are rounded for reading (:data:`scarnet.bullseye.ROUNDING`); the JSON
+and CSV keep every digit. Plain HTML and CSS with the bullseye's SVG inline: nothing is fetched, so the page reads
+the same offline and in ten years; made to print on one or two A4 pages.
 """
 
 from __future__ import annotations
@@ -120,11 +122,21 @@ IDENTITY_LABELS = {"patient_name": "Patient", "patient_id": "ID", "birth_date": 
 CORONARY_TERRITORIES = {"LAD": (1, 2, 7, 8, 13, 14, 17), "RCA": (3, 4, 9, 10, 15), "LCx": (5, 6, 11, 12, 16)}
 
 
-def territory_text(segments: list[dict[str, Any]]) -> str:
+def territory_text(segments: list[dict[str, Any]], *, unreviewed: bool = False,
+                   scar_total_ml: float | None = None) -> str:
     """Segments with scar (graded 1 or more) by coronary territory (:data:`CORONARY_TERRITORIES`), or "" when none
-    has scar: where the scar lies, as a reader summarises it."""
+    has scar: where the scar lies, as a reader summarises it.
+
+    ``unreviewed``: the figures measure the model's contours, which no reader has reviewed (:func:`unreviewed_model`);
+    ``scar_total_ml``: the report's scar total. Naming arteries turns scar into an infarct in their territories, and
+    steers a reader: on an unreviewed page a scar total under :data:`SMALL_SCAR_ML` may be no scar at all (the
+    model's false scar in a normal heart, the page's caution line says so), so the line is left out there rather than
+    read as "LAD 3 of 6 (1, 2, 13)" of a normal heart's 1 mL of specks; a larger unreviewed scar keeps it, saying that
+    it is the model's unreviewed scar; a reviewed segmentation's is stated as it is."""
     graded = {s["segment"]: s.get("scar_extent_score") for s in segments}
     if not any(grade is not None and grade >= 1 for grade in graded.values()):
+        return ""
+    if unreviewed and scar_total_ml is not None and scar_total_ml < SMALL_SCAR_ML:
         return ""
     counts = []
     for artery, numbers in CORONARY_TERRITORIES.items():
@@ -132,8 +144,9 @@ def territory_text(segments: list[dict[str, Any]]) -> str:
         with_scar = [n for n in known if graded[n] >= 1]
         counts.append(f"{artery} {len(with_scar)} of {len(known)}"
                       + (f" ({', '.join(str(n) for n in with_scar)})" if with_scar else ""))
-    return ("Segments with scar by coronary territory (the AHA's standard assignment; the dominant artery may supply "
-            f"the inferior segments): {'; '.join(counts)}.")
+    whose = ", as the model draws it, not reviewed by a reader" if unreviewed else ""
+    return (f"Segments with scar by coronary territory{whose} (the AHA's standard assignment; the dominant artery may "
+            f"supply the inferior segments): {'; '.join(counts)}.")
 
 
 #: What a page says of whose segmentation it measures (:func:`scarnet.summary.made_from`), above the figures.
@@ -356,6 +369,15 @@ def about_model_html(data: dict[str, Any]) -> str:
             f"scarnet/weights/MODEL_CARD.md)<ul>{body}</ul></div>")
 
 
+#: The bullseye's captions (:data:`scarnet.bullseye.CAPTION_NAMES`) whose facts the page prints itself, left out of
+#: its picture so that each is said once: the septum, the segment summary, how the angles were found and an apex not
+#: imaged in the text beside it; the scar on QC-flagged slices under the totals; the intended use at the top. The
+#: picture keeps its key (the dashed outline of scar only on QC-flagged slices) and its cautions that the picture
+#: itself may read wrong (mirrored, turned, rings exchanged or empty), as the warnings at the top of the page also
+#: say: a reader looking at the bullseye should not have to look back to the top for them.
+SAID_BESIDE_THE_BULLSEYE = ("septum", "summary", "angles", "apex", "qc", "intended-use")
+
+
 #: The column of the segment and slice tables with the share of the circumference (of the rays from the LV centre,
 #: :data:`~scarnet.transmurality.RAYS_PER_SLICE` a slice) with scar through more than half of the wall.
 _OVER_50_HEADER = "Circumference > 50 % transmural"
@@ -365,12 +387,24 @@ _OVER_50_HEADER = "Circumference > 50 % transmural"
 TRANSMURALITY_BAND_LABELS = ("0", "1–25", "26–50", "51–75", "76–100")
 
 
+#: The segment table's transmurality of a segment whose scar is a speck (graded 0), explained under the table.
+SPECK_TRANSMURALITY = "–*"
+
+
 def segment_transmurality_text(segment: dict[str, Any]) -> str:
     """A segment's mean transmural extent of scar and its band, "62 % (51–75)"; "0 %" where its rays were measured
     and none meets scar, or it has no scar (a ray at its edge may graze a neighbour's); "–" where they were not (the
-    apex, a segment without slices) or a report stored before the figure was recorded."""
+    apex, a segment without slices) or a report stored before the figure was recorded.
+
+    :data:`SPECK_TRANSMURALITY` for a segment with scar graded 0 (under :data:`~scarnet.aha.MIN_GRADED_SCAR_PERCENT`
+    of it: a few voxels, which the grade does not call an enhanced segment): a speck one ray wide that crosses the
+    wall averages 100 % over its rays with scar, and "85 % (76–100)" beside it reads as a transmural, non-viable
+    segment. The page leaves it out; the CSV and JSON keep the figure (``scar_transmurality_mean_percent``) for
+    analysts."""
     if "scar_transmurality_mean_percent" not in segment or segment.get("transmural_over_50_percent") is None:
         return "–"
+    if segment.get("scar_ml") and segment.get("scar_extent_score") == 0:
+        return SPECK_TRANSMURALITY
     mean = segment["scar_transmurality_mean_percent"]
     if mean is None or not segment.get("scar_ml"):
         return "0 %"
@@ -397,13 +431,20 @@ def _flagged_scar_line(data: dict[str, Any]) -> str | None:
 SMALL_SCAR_ML = 3.0
 
 
+def unreviewed_model(data: dict[str, Any]) -> bool:
+    """Whether a report measures the model's contours as it drew them, which no reader has corrected: the model's
+    own report, or the Slicer module's re-measure of its segmentation without edits (:func:`scarnet.summary.made_from`
+    "ScarNet model" or "segmentation"); False for a segmentation a reader drew or edited, or a labelmap's."""
+    from .summary import made_from
+
+    return made_from(data) in ("ScarNet model", "segmentation")
+
+
 def caution_lines(data: dict[str, Any]) -> list[str]:
     """What a reader must not take from an unreviewed model segmentation's totals at face value, one line each, under
     the page's lead: a small scar total (under :data:`SMALL_SCAR_ML`), which a normal heart's false scar can make, and
     any MVO (the model's MVO is the least accurate of its labels). None for a segmentation a reader drew or edited."""
-    from .summary import made_from
-
-    if made_from(data) not in ("ScarNet model", "segmentation"):
+    if not unreviewed_model(data):
         return []
     total = data.get("total") or {}
     card = BUNDLED_MODEL_CARD
@@ -537,7 +578,8 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
 
     if data.get("segments") is not None:
         parts.append("<h2>AHA segments</h2>")
-        parts.append('<div class="aha">' + bullseye_svg(data, f"Scar per AHA segment ({made_from})") + "<div>")
+        parts.append('<div class="aha">' + bullseye_svg(data, f"Scar per AHA segment ({made_from})",
+                                                        leave_out=SAID_BESIDE_THE_BULLSEYE) + "<div>")
         order = data.get("base_apex") or {}
         summary = f"{summary_text(data['segment_summary'])}. " if data.get("segment_summary") else ""
         apex = f" {APEX_NOT_IMAGED[:1].upper()}{APEX_NOT_IMAGED[1:]}." if apex_not_imaged(data["segments"]) else ""
@@ -545,7 +587,8 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                      f"{escape(septum_text(data.get('septal_span_deg')))}. Basal end: "
                      f"{escape(basal_end_text(order))}; angles from the {escape(str(data.get('segment_angles_from')))}."
                      f"{escape(apex)}{escape(rv_points_text(data.get('rv_insertion_ras_mm')))}</p>")
-        if territories := territory_text(data["segments"]):
+        if territories := territory_text(data["segments"], unreviewed=unreviewed_model(data),
+                                         scar_total_ml=total.get("scar_ml")):
             parts.append(f'<p class="muted">{escape(territories)}</p>')
         parts.append("</div></div>")
         qc_only = qc_only_segments(data)
@@ -569,10 +612,16 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                              "Transmurality, mean (band)", _OVER_50_HEADER,
                              "MVO mL"] + (["Scar only on QC-flagged"] if qc_only else []),
                             rows, {2, 3, 4, 5, 6, 7, 8}, names=True))
+        specks = any(segment_transmurality_text(s) == SPECK_TRANSMURALITY for s in data["segments"])
         parts.append('<p class="muted">Scar %: of the segment\'s myocardium. Grade: that share on Kim\'s 0–4 scale '
                      "(0: none or under 1 %, 1: 1–25, 2: 26–50, 3: 51–75, 4: 76–100 %). Transmurality: how much of "
-                     "the wall's thickness the scar fills, averaged over the segment's rays with scar, with its band "
-                     "(0, 1–25, 26–50, 51–75, 76–100 %); \"0 %\": no ray meets scar. "
+                     "the wall's thickness the scar fills where there is scar, averaged over the segment's rays with "
+                     "scar, with its band (0, 1–25, 26–50, 51–75, 76–100 %): how deep the scar reaches, not how much "
+                     "of the segment it takes (Scar % and Grade say that: a small scar through the whole wall reads "
+                     "76–100 % in a segment graded 1); \"0 %\": no ray meets scar"
+                     + (f"; {escape(SPECK_TRANSMURALITY)}: a speck of scar, under 1 % of the segment (grade 0), too "
+                        "little to say how deep scar reaches in it (the CSV and JSON keep the figure)" if specks
+                        else "") + ". "
                      f"{_OVER_50_HEADER}: the share of the segment's circumference (of its rays from the LV centre) "
                      "with scar through more than half of the wall."
                      + (" <span class=\"qcseg\">Scar only on QC-flagged slices</span> (dashed blue on the bullseye): "
@@ -650,5 +699,6 @@ def plain_conventions(data: dict[str, Any], made_from: str = "ScarNet model") ->
     return out
 
 
-__all__ = ["BUNDLED_MODEL_CARD", "SMALL_SCAR_ML", "about_model_html", "caution_lines", "plain_conventions",
-           "report_html", "series_name", "series_text", "segment_transmurality_text", "warning_headline"]
+__all__ = ["BUNDLED_MODEL_CARD", "SAID_BESIDE_THE_BULLSEYE", "SMALL_SCAR_ML", "SPECK_TRANSMURALITY",
+           "about_model_html", "caution_lines", "plain_conventions", "report_html", "series_name", "series_text",
+           "segment_transmurality_text", "territory_text", "unreviewed_model", "warning_headline"]

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import warnings
+from html import escape as _html_escape
 from html.parser import HTMLParser
 
 import pytest
@@ -684,3 +685,126 @@ def test_the_pages_words_are_a_readers_not_the_algorithms():
     assert not any("Rays" in header for header in segments[0] + slices[0])
     rounding = dict(plain_conventions(data))["Rounding"]
     assert "run-to-run" not in rounding and "uncertainty" in rounding
+
+
+def _ring_with_scar_wedges(wedges: tuple[tuple[int, float, float], ...]):
+    """A report of rings (0.5 mm pixels, 12 slices 8 mm apart, wall 9 mm) with scar through the whole wall in narrow
+    wedges, each (slice, centre angle, width, degrees from the grid's +i axis towards +j): the specks and small patches
+    of a model's false scar in a normal heart, as a model run's report (its segmentation not reviewed)."""
+    import numpy as np
+    from test_aha import DIRECTION, ORIGIN
+
+    from scarnet.volume import Volume
+
+    spacing, shape, centre_rc = (0.5, 0.5, 8.0), (12, 140, 140), (70.0, 70.0)
+    rows, cols = np.mgrid[:shape[1], :shape[2]]
+    d_row, d_col = (rows - centre_rc[0]) * spacing[1], (cols - centre_rc[1]) * spacing[0]
+    radius, angle = np.hypot(d_row, d_col), np.degrees(np.arctan2(d_row, d_col)) % 360
+    labels = np.zeros(shape, np.uint8)
+    for k in range(shape[0]):
+        cavity_mm = 22.0 - k
+        labels[k][radius < cavity_mm] = 1
+        labels[k][(radius >= cavity_mm) & (radius < cavity_mm + 9.0)] = 2
+    for k, centre_deg, width_deg in wedges:
+        labels[k][(labels[k] == 2) & (np.abs(angle - centre_deg) < width_deg / 2)] = 3
+    volume = Volume(labels, spacing, ORIGIN, DIRECTION)
+    lv_centre = volume.index_to_physical(np.array([centre_rc[1], centre_rc[0], 6]))
+    report = quantify(volume, rv_insertion_lps=lv_centre + 30.0 * volume.direction[:, 0])
+    report.extra["inference"] = {"scarnet_version": "9.9", "device": "cpu", "tta": False,
+                                 "weights": {"file": "w.safetensors", "sha256": "ab" * 32, "bundled": False}}
+    return report
+
+
+def test_an_unreviewed_small_scar_is_not_placed_in_coronary_territories():
+    """A cardiologist's review (helper-131): on a page nobody had reviewed, a normal heart's false scar (EMIDEC N006:
+    1.1 mL over 5 segments) read "Segments with scar by coronary territory …: LAD 3 of 6 (1, 2, 13); RCA 2 of 5": an
+    infarct in two named territories. Unreviewed and under the small-scar caution's threshold, the line is left out;
+    unreviewed and larger, it says the scar is the model's, unreviewed; reviewed, it is as it was."""
+    from scarnet.report_html import SMALL_SCAR_ML, territory_text
+
+    small = _ring_with_scar_wedges(((1, 200.0, 8.0), (6, 100.0, 8.0), (9, 300.0, 8.0))).to_dict()
+    graded = [s["segment"] for s in small["segments"] if (s["scar_extent_score"] or 0) >= 1]
+    assert len(graded) == 3 and 0 < small["total"]["scar_ml"] < SMALL_SCAR_ML
+    model_page = report_html(small, "lge")
+    assert "Small scar total" in model_page and "coronary territory" not in model_page
+    assert territory_text(small["segments"], unreviewed=True, scar_total_ml=small["total"]["scar_ml"]) == ""
+    # Slicer's Update report without edits measures the model's contours too.
+    labelmap = {key: value for key, value in small.items() if key != "inference"}
+    assert "coronary territory" not in report_html({**labelmap, "source": "segmentation"}, "lge")
+    # Reviewed: the same small scar is placed, as a reader's finding.
+    plain = "Segments with scar by coronary territory (the AHA's standard assignment;"
+    for reviewed in ({**small, "source": "segmentation", "edited": True}, {**labelmap, "segmented_by": "reader"}):
+        assert plain in " ".join(_read(report_html(reviewed, "lge")).text)
+    # Unreviewed with a larger scar (the ring's, through the wall at 16-56°): placed, said to be the model's.
+    large = _report().to_dict()
+    assert large["total"]["scar_ml"] >= SMALL_SCAR_ML
+    page = " ".join(_read(report_html(large, "lge")).text)
+    assert ("Segments with scar by coronary territory, as the model draws it, not reviewed by a reader (the AHA's "
+            "standard assignment; the dominant artery may supply the inferior segments): LAD") in page
+    assert plain not in page
+
+
+def test_a_speck_of_scar_does_not_read_as_a_transmural_segment(tmp_path):
+    """A cardiologist's review (helper-131): a speck of scar through the wall (under 1 % of its segment, graded 0)
+    averaged 100 % over its rays with scar, and the table read "100 % (76–100)": a transmural, non-viable segment.
+    The page now shows no mean for a segment graded 0 with scar (a dash, explained under the table); the CSV and the
+    JSON keep the figure for analysts."""
+    import csv
+    import io
+
+    from scarnet.report_html import SPECK_TRANSMURALITY, segment_transmurality_text
+
+    report = _ring_with_scar_wedges(((1, 200.0, 2.0),))
+    [speck] = [s for s in report.segments if s.scar_ml > 0]
+    assert speck.scar_extent_score == 0 and speck.scar_percent < 1
+    assert transmurality_band(speck.scar_transmurality_mean_percent) == 4  # what the page used to show
+    page = _read(report_html(report, "lge"))
+    row = next(r for r in page.tables[1][1:] if r[0].startswith(f"{speck.segment} "))
+    assert row[4:7] == [percent_text(speck.scar_percent), "0", SPECK_TRANSMURALITY]
+    text = " ".join(page.text)
+    assert f"{SPECK_TRANSMURALITY}: a speck of scar, under 1 % of the segment (grade 0)" in text
+    assert "not how much of the segment it takes" in text
+    # The CSV keeps the mean as measured.
+    rows = list(csv.reader(io.StringIO(report.to_csv())))
+    header = next(r for r in rows if r[:2] == ["segment", "name"])
+    csv_row = next(r for r in rows[rows.index(header) + 1:] if r[0] == str(speck.segment))
+    assert float(csv_row[header.index("scar_transmurality_mean_percent")]) == pytest.approx(
+        speck.scar_transmurality_mean_percent, abs=0.01)
+    # A segment graded 1 or more keeps its mean and band; one without scar "0 %"; without rays "–"; and the
+    # explanation of the dash appears only where a segment has it.
+    graded = {"scar_ml": 0.4, "scar_extent_score": 1, "scar_transmurality_mean_percent": 85.3,
+              "transmural_over_50_percent": 34.0}
+    assert segment_transmurality_text(graded) == "85 % (76–100)"
+    assert segment_transmurality_text({**graded, "scar_ml": 0.0, "scar_extent_score": 0}) == "0 %"
+    assert segment_transmurality_text({**graded, "transmural_over_50_percent": None}) == "–"
+    assert "a speck of scar" not in report_html(_report(), "lge")
+
+
+def test_the_bullseye_on_the_page_does_not_repeat_what_the_text_beside_it_says():
+    """A cardiologist's review (helper-131): under the page's bullseye its captions repeated the septum, the segment
+    summary, how the angles were found and the apex not imaged, all printed beside it, the scar on QC-flagged slices
+    printed under the totals, and the intended use printed at the top. On the page each is said once, in the text;
+    the picture keeps its key and its cautions. The bullseye file on its own (--bullseye, Slicer) keeps them all."""
+    import xml.etree.ElementTree as ET
+
+    from scarnet.bullseye import APEX_NOT_IMAGED, CAPTION_NAMES, bullseye_svg, septum_text, summary_text
+    from scarnet.quantify import INTENDED_USE
+    from scarnet.report_html import SAID_BESIDE_THE_BULLSEYE
+
+    data = _flagged(_report(), {4, 5, 6}).to_dict()  # the apex not imaged; scar on flagged slices, segment 14 only
+    page = report_html(data, "lge")
+    svg = page[page.index("<svg"):page.index("</svg>") + len("</svg>")]
+    on_page = re.findall(r'data-caption="([^"]+)"', svg)
+    alone = ET.fromstring(bullseye_svg(data))
+    standalone = [t.get("data-caption") for t in alone.iter() if t.get("data-caption")]
+    assert standalone == ["septum", "summary", "qc", "qc-segments", "apex", "intended-use"]
+    assert set(SAID_BESIDE_THE_BULLSEYE) <= set(CAPTION_NAMES)
+    assert on_page == ["qc-segments"]  # the key of the dashed outline
+    # Each fact once on the page (it was twice: in the picture and in the text).
+    for fact in (septum_text(data["septal_span_deg"]), summary_text(data["segment_summary"]), APEX_NOT_IMAGED,
+                 INTENDED_USE.split(". ")[0], "mL of scar on slices with QC flags", "is on slices with QC flags"):
+        assert page.count(_html_escape(fact)) == (0 if fact.startswith("mL") else 1), fact
+    # The picture is only as tall as the captions it keeps.
+    assert float(ET.fromstring(svg).get("height")) < float(alone.get("height"))
+    with pytest.raises(ValueError, match="no bullseye caption named sideways"):
+        bullseye_svg(data, leave_out=("sideways",))

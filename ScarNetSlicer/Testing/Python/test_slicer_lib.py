@@ -25,7 +25,7 @@ from conftest import import_slicer_core
 from scarnet.errors import Cancelled, InputError, OutputExistsError, WeightsError
 from scarnet.labels import SEGMENTS
 from scarnet.quantify import quantify
-from scarnet.report_html import report_html
+from scarnet.report_html import SAID_BESIDE_THE_BULLSEYE, report_html
 from scarnet.volume import Volume
 
 MODULE_DIR = Path(__file__).resolve().parents[2]  # .../ScarNetSlicer (holds ScarNetSlicerLib and scarnet)
@@ -1836,7 +1836,14 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     saved = rn.write_report_page(outputs.table_node, tmp_path / "exam 1", "lge")
     assert saved == tmp_path / "exam 1.html"
     page = saved.read_text(encoding="utf-8")
-    assert "Input: lge" in page and "Segmentation: segmentation" in page and picture.strip() in page
+    assert "Input: lge" in page and "Segmentation: segmentation" in page
+    # The panel's picture, less the captions the page says in its text beside it (the others move up to close the
+    # gap, and the picture's height follows them).
+    on_page = page[page.index("<svg"):page.index("</svg>")]
+    drawn = [line for line in picture.strip().splitlines()[1:] if "data-caption" not in line]
+    assert "\n".join(drawn[:-1]) in on_page and "Septum: 120°" not in on_page
+    captions = re.findall(r'data-caption="([^"]+)"', picture)
+    assert re.findall(r'data-caption="([^"]+)"', on_page) == [c for c in captions if c not in SAID_BESIDE_THE_BULLSEYE]
     # Totals (scar, MVO, LV myocardium, blood pool; the scar on the model's flagged slices, kept through the update,
     # said below them), segments, slices.
     assert page.count("<tr>") == 1 + 4 + 1 + 17 + 1 + len(updated.report["slices"])
