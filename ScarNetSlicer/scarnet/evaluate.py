@@ -18,6 +18,11 @@ Conventions (stated in every table):
 * Myocardial volume: per case (predicted − reference) / reference in %, Bland–Altman over the cases whose reference
   has myocardium (``myocardium_volume_percent_bias`` / ``_loa``; grid-independent, so valid on EMIDEC's estimated
   spacing).
+* MVO presence per exam (:func:`mvo_presence`): the reference has MVO when any of its voxels is 4 (the expert drew
+  some); the prediction counts two ways, any voxel of 4, and at least :data:`MVO_PRESENCE_MIN_ML`. Over the cases
+  without reference MVO: how many the model draws MVO in, and its mean MVO volume over all of them ("MVO drawn where
+  the expert drew none"); over the cases with reference MVO: how many the model draws any in (per-exam sensitivity).
+  Volumes as ``scar_ml_*``: voxel count × the reference's voxel volume.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ import numpy as np
 
 from .labels import LV_BLOOD_POOL, MVO, MYOCARDIUM_LABELS, SCAR_LABELS
 from .volume import Volume
+
+#: Predicted MVO of at least this volume (mL) counts as "MVO drawn" under the second presence rule, so that a few
+#: stray voxels do not count as an MVO finding (the first rule counts any voxel; both are reported).
+MVO_PRESENCE_MIN_ML = 0.5
 
 
 def dice(prediction: np.ndarray, reference: np.ndarray) -> float | None:
@@ -87,6 +96,8 @@ def case_metrics(prediction: Volume, reference: Volume, surface_distance: bool =
         "scar_ml_ref": float(np.isin(r, SCAR_LABELS).sum() * voxel_ml),
         "myocardium_ml_pred": float(np.isin(p, MYOCARDIUM_LABELS).sum() * voxel_ml),
         "myocardium_ml_ref": float(np.isin(r, MYOCARDIUM_LABELS).sum() * voxel_ml),
+        "mvo_ml_pred": float((p == MVO).sum() * voxel_ml),
+        "mvo_ml_ref": float((r == MVO).sum() * voxel_ml),
         "has_scar": bool(np.isin(r, SCAR_LABELS).any()),
     }
     out["scar_percent_error"] = out["scar_percent_pred"] - out["scar_percent_ref"]
@@ -111,6 +122,40 @@ def bland_altman(errors: list[float] | np.ndarray) -> tuple[float, list[float] |
         return bias, None
     sd = float(errors.std(ddof=1))
     return bias, [bias - 1.96 * sd, bias + 1.96 * sd]
+
+
+def mvo_presence(per_case: dict[str, dict[str, Any]], min_ml: float = MVO_PRESENCE_MIN_ML) -> dict[str, Any] | None:
+    """Per-exam MVO presence of the prediction against the reference (conventions of the module docstring).
+
+    ``no_mvo_*``: over the cases whose reference has no MVO, how many the prediction has any MVO in
+    (``no_mvo_cases_with_mvo``), at least ``min_ml`` in (``_min``), their names, and the mean and largest predicted
+    MVO volume over all of them; ``no_mvo_infarct_*`` the same counts over those of them with scar in the reference
+    (infarcts without MVO, where a false MVO is likeliest: a normal heart's has no scar core to put it in).
+    ``mvo_*``: over the cases with reference MVO, how many the prediction has any in and at least ``min_ml`` in.
+    None when a case lacks ``mvo_ml_pred`` or ``mvo_ml_ref`` (an evaluation made before
+    they were recorded, or a method that draws no labelmap, such as LiteMedSAM's boxes).
+    """
+    cases = list(per_case.items())
+    if not cases or any(c.get("mvo_ml_pred") is None or c.get("mvo_ml_ref") is None for _, c in cases):
+        return None
+    without = [(name, c["mvo_ml_pred"]) for name, c in cases if c["mvo_ml_ref"] == 0]
+    infarct_without = [c["mvo_ml_pred"] for _, c in cases if c["mvo_ml_ref"] == 0 and c.get("has_scar")]
+    with_mvo = [c["mvo_ml_pred"] for _, c in cases if c["mvo_ml_ref"] > 0]
+    return {
+        "mvo_presence_min_ml": min_ml,
+        "no_mvo_cases": len(without),
+        "no_mvo_cases_with_mvo": sum(1 for _, ml in without if ml > 0),
+        "no_mvo_cases_with_mvo_min": sum(1 for _, ml in without if ml >= min_ml),
+        "no_mvo_cases_with_mvo_names": sorted(name for name, ml in without if ml > 0),
+        "no_mvo_mvo_ml_mean": _mean([ml for _, ml in without]),
+        "no_mvo_mvo_ml_max": max((ml for _, ml in without), default=float("nan")),
+        "no_mvo_infarct_cases": len(infarct_without),
+        "no_mvo_infarct_cases_with_mvo": sum(1 for ml in infarct_without if ml > 0),
+        "no_mvo_infarct_cases_with_mvo_min": sum(1 for ml in infarct_without if ml >= min_ml),
+        "mvo_cases": len(with_mvo),
+        "mvo_cases_with_mvo": sum(1 for ml in with_mvo if ml > 0),
+        "mvo_cases_with_mvo_min": sum(1 for ml in with_mvo if ml >= min_ml),
+    }
 
 
 def summarise(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -138,6 +183,8 @@ def summarise(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "normal_cases_with_scar": sum(1 for c in normal if c["scar_ml_pred"] > 0),
         "normal_scar_ml_mean": _mean([c["scar_ml_pred"] for c in normal]),
     }
+    if (presence := mvo_presence(per_case)) is not None:
+        summary.update(presence)
     if volume_errors:
         summary["myocardium_volume_percent_bias"], summary["myocardium_volume_percent_loa"] = \
             bland_altman(volume_errors)

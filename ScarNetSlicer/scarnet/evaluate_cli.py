@@ -1184,6 +1184,90 @@ def _myocardium_volume_text(methods: dict[str, Any]) -> str:
             "one dilutes it).")
 
 
+#: Methods whose labelmaps can hold MVO, in the MVO presence table's order (the thresholds relabel the myocardium as
+#: healthy or scar only; LiteMedSAM's boxes give an LV and a scar mask).
+MVO_PRESENCE_ROWS = ("scarnet", "unet")
+
+
+def _mvo_presence_methods(methods: dict[str, Any]) -> list[dict[str, Any]]:
+    """The MVO presence table's methods that ran (each with its label and summary)."""
+    return [methods[key] for key in MVO_PRESENCE_ROWS if methods.get(key, {}).get("status") == "ok"]
+
+
+def _voxels_in_text(min_ml: float, cases: list[dict[str, Any]]) -> str:
+    """How many voxels ``min_ml`` is at the exams' voxel sizes ("about 20-35 voxels"); "" without their spacing."""
+    counts = sorted(min_ml / (math.prod(c["spacing_mm"]) / 1000.0) for c in cases
+                    if c.get("spacing_mm") and math.prod(c["spacing_mm"]) > 0)
+    if not counts:
+        return ""
+    low, high = round(counts[0]), round(counts[-1])
+    return f"; {min_ml:g} mL is about {low if low == high else f'{low}-{high}'} voxels at these exams' voxel sizes"
+
+
+def _mvo_presence_rule_text(methods: dict[str, Any], cases: list[dict[str, Any]]) -> str:
+    """The conventions' line on MVO presence per exam; "" when no method recorded MVO volumes (older JSON)."""
+    recorded = [method["summary"] for method in _mvo_presence_methods(methods)
+                if "mvo_presence_min_ml" in method["summary"]]
+    if not recorded:
+        return ""
+    min_ml = recorded[0]["mvo_presence_min_ml"]
+    return ("- MVO presence per exam (its own table below): an exam has MVO in the reference when any voxel is 4 (the "
+            "expert drew some); the model's labelmap counts two ways, any voxel of 4, and at least "
+            f"{min_ml:g} mL of it (so that a few stray voxels do not count as an MVO finding"
+            f"{_voxels_in_text(min_ml, cases)}). \"Infarcts\": the exams without MVO that have scar in the "
+            "reference. MVO volume = voxels of 4 × the reference's voxel volume, as the scar volumes.")
+
+
+def _no_mvo_count(summary: dict[str, Any], key: str) -> str:
+    """A count over the exams without reference MVO ("5/13"), with the same over the infarcts among them
+    ("5/13 (infarcts: 5/6)") where there are some."""
+    infarcts = summary.get("no_mvo_infarct_cases")
+    among_infarcts = f" (infarcts: {summary[f'no_mvo_infarct_{key}']}/{infarcts})" if infarcts else ""
+    return f"{summary[f'no_mvo_{key}']}/{summary['no_mvo_cases']}{among_infarcts}"
+
+
+def _mvo_presence_lines(methods: dict[str, Any], cases: list[dict[str, Any]]) -> list[str]:
+    """The section on MVO drawn where the expert drew none, and MVO exams where the model draws some."""
+    shown = _mvo_presence_methods(methods)
+    if not any("mvo_presence_min_ml" in method["summary"] for method in shown):
+        return []  # an evaluation made before MVO volumes were recorded
+    min_ml = next(m["summary"]["mvo_presence_min_ml"] for m in shown if "mvo_presence_min_ml" in m["summary"])
+    columns = ["Method", "MVO drawn where the expert drew none (any voxel)", f"… (≥ {min_ml:g} mL)",
+               "Predicted MVO on those exams, mean (largest)", "MVO exams with MVO drawn (any voxel)",
+               f"… (≥ {min_ml:g} mL)"]
+    lines = ["", "## MVO presence per exam", "",
+             "Does the model draw MVO (label 4) on exams where the expert drew none, and does it draw some on the "
+             "exams with MVO? Per exam, counted as the conventions above say; the thresholds (ᵃ) and LiteMedSAM draw "
+             "no MVO and are left out.", "", _row(columns), _row(["---"] * len(columns))]
+    by_name = {c["name"]: c for c in cases}
+    notes = []
+    for method in shown:
+        s = method["summary"]
+        if "mvo_presence_min_ml" not in s:
+            lines.append(_row([method["label"], "not recorded (evaluated before MVO volumes were)"]
+                              + ["–"] * (len(columns) - 2)))
+            continue
+        if s["no_mvo_cases"]:
+            drawn = [_no_mvo_count(s, "cases_with_mvo"), _no_mvo_count(s, "cases_with_mvo_min"),
+                     f"{_fmt(s['no_mvo_mvo_ml_mean'], 2)} mL ({_fmt(s['no_mvo_mvo_ml_max'], 2)} mL)"]
+        else:
+            drawn = ["n/a (no exam without MVO)", "n/a", "n/a"]
+        if s["mvo_cases"]:
+            found = [f"{s['mvo_cases_with_mvo']}/{s['mvo_cases']}", f"{s['mvo_cases_with_mvo_min']}/{s['mvo_cases']}"]
+        else:
+            found = ["n/a (no MVO exam)", "n/a"]
+        lines.append(_row([method["label"], *drawn, *found]))
+        names = s.get("no_mvo_cases_with_mvo_names") or []
+        if names:
+            normal = sum(1 for name in names if not by_name.get(name, {}).get("has_scar", True))
+            notes.append(f"{method['label']} draws MVO where the expert drew none in {', '.join(names)} ({normal} "
+                         f"normal heart{'' if normal == 1 else 's'}, {len(names) - normal} infarct"
+                         f"{'' if len(names) - normal == 1 else 's'} without MVO).")
+    if notes:
+        lines += ["", " ".join(notes)]
+    return lines
+
+
 def _two_sd_footnote(remote: str | None) -> str:
     """The 2SD row's footnote: its settings record how the darker half was taken (:data:`TWO_SD_REMOTE`); an
     evaluation made before took the values below the median, which on integer images leaves out the ties."""
@@ -1262,6 +1346,8 @@ def render_markdown(results: dict[str, Any]) -> str:
               f"{', '.join(scarnet_summary['refused_cases']) or 'none'}."]
     if volume := _myocardium_volume_text(methods):
         lines.append(volume)
+    if rule := _mvo_presence_rule_text(methods, cases):
+        lines.append(rule)
     if settings.get("split") == "val" and settings.get("source", "").startswith("EMIDEC"):
         lines.append("- Not held-out figures: `scarnet train` selects its checkpoint on this split (the best mean of "
                      "myocardium and scar Dice at each validation), and scarnet's design choices were compared on it.")
@@ -1282,6 +1368,7 @@ def render_markdown(results: dict[str, Any]) -> str:
               "columns hold its LV (1|2|3|4) Dice and LV-outline HD95 (not comparable with the other rows). "
               "Its scar % is relative to the reference myocardium; normal cases get no scar box, so they add "
               "zero error and cannot show false positives (n/a)."]
+    lines += _mvo_presence_lines(methods, cases)
 
     lines += _qc_lines(results.get("qc"))
     lines += ["", "## Robustness", ""]

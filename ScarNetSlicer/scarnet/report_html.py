@@ -312,6 +312,11 @@ BUNDLED_MODEL_CARD = {
     "myocardium_dice": "0.850",
     "scar_dice": "0.571",
     "mvo_dice": "0.470",
+    # MVO drawn where the expert drew none, per exam (the card's "Known limits"): in this many of the val infarcts
+    # without MVO ("of"), and 0.5 mL or more of it in how many of them.
+    "mvo_in_infarcts_without": "5",
+    "infarcts_without_mvo": "6",
+    "mvo_in_infarcts_without_min": "1",
     # Over the 13 infarct exams: the limits over all 20 include the normal hearts, whose errors are near 0 and narrow
     # them; a page with scar on it needs the infarct exams' (the card's "How to read two columns").
     "scar_percent_bias": "+1.47",
@@ -456,8 +461,9 @@ def caution_lines(data: dict[str, Any]) -> list[str]:
                      "before reporting it.")
     if (total.get("mvo_ml") or 0) > 0:
         lines.append(f"MVO as the model draws it is indicative only (the bundled weights: MVO Dice {card['mvo_dice']} "
-                     "on validation; how often it draws MVO where there is none has not been measured): confirm it on "
-                     "the images before reporting it.")
+                     f"on validation, and MVO drawn in {card['mvo_in_infarcts_without']} of the "
+                     f"{card['infarcts_without_mvo']} validation infarcts without any, 0.5 mL or more in "
+                     f"{card['mvo_in_infarcts_without_min']}): confirm it on the images before reporting it.")
     return lines
 
 

@@ -159,6 +159,142 @@ def test_summarise_conventions():
     assert _myocardium_volume_text({"scarnet": {"summary": s}}) == ""
 
 
+def _mvo_exam(reference_mvo_voxels: int, predicted_mvo_voxels: int, infarct: bool = True) -> tuple[Volume, Volume]:
+    """Prediction and reference of a 2-slice exam with 1 × 1 × 10 mm voxels (0.01 mL each): a myocardium band, scar
+    in the infarct's, and the given numbers of MVO voxels inside it."""
+    spacing = (1.0, 1.0, 10.0)
+    labels = np.zeros((2, 20, 20), np.uint8)
+    labels[:, 2:18, 2:18] = 2
+    if infarct:
+        labels[:, 2:18, 2:10] = 3
+    reference, prediction = labels.copy(), labels.copy()
+    reference.reshape(-1)[np.flatnonzero(reference == 3)[:reference_mvo_voxels]] = 4
+    prediction.reshape(-1)[np.flatnonzero(np.isin(prediction, (2, 3)))[:predicted_mvo_voxels]] = 4
+    return Volume(prediction, spacing), Volume(reference, spacing)
+
+
+def test_mvo_drawn_where_the_expert_drew_none_is_counted_per_exam():
+    """Per exam: MVO volumes of prediction and reference, then over the exams without reference MVO how many the
+    model draws any MVO in (and ≥ 0.5 mL in, infarcts apart), and over the MVO exams how many it draws some in."""
+    from scarnet.evaluate import MVO_PRESENCE_MIN_ML, mvo_presence
+
+    exams = {
+        "normal": _mvo_exam(0, 0, infarct=False),
+        "normal_speck": _mvo_exam(0, 10, infarct=False),  # 0.1 mL where the expert drew none: "any", not "≥ 0.5 mL"
+        "infarct_false_mvo": _mvo_exam(0, 60),  # 0.6 mL: both rules
+        "infarct_clean": _mvo_exam(0, 0),
+        "mvo_small": _mvo_exam(50, 20),  # found by "any" only
+        "mvo_found": _mvo_exam(50, 70),
+        "mvo_missed": _mvo_exam(50, 0),
+    }
+    per_case = {name: case_metrics(*volumes, surface_distance=False) for name, volumes in exams.items()}
+    assert per_case["infarct_false_mvo"]["mvo_ml_pred"] == pytest.approx(0.6)
+    assert per_case["infarct_false_mvo"]["mvo_ml_ref"] == 0.0
+    assert per_case["mvo_found"]["mvo_ml_ref"] == pytest.approx(0.5)
+    assert per_case["mvo_found"]["mvo_ml_pred"] == pytest.approx(0.7)
+    assert per_case["infarct_false_mvo"]["mvo_dice"] is None  # Dice is over MVO exams only: this is what counts it
+    s = summarise(per_case)
+    assert MVO_PRESENCE_MIN_ML == s["mvo_presence_min_ml"] == 0.5
+    assert s["no_mvo_cases"] == 4 and s["no_mvo_cases_with_mvo"] == 2 and s["no_mvo_cases_with_mvo_min"] == 1
+    assert s["no_mvo_cases_with_mvo_names"] == ["infarct_false_mvo", "normal_speck"]
+    assert s["no_mvo_mvo_ml_mean"] == pytest.approx((0.1 + 0.6) / 4) and s["no_mvo_mvo_ml_max"] == pytest.approx(0.6)
+    assert s["no_mvo_infarct_cases"] == 2 and s["no_mvo_infarct_cases_with_mvo"] == 1
+    assert s["no_mvo_infarct_cases_with_mvo_min"] == 1
+    assert s["mvo_cases"] == 3 and s["mvo_cases_with_mvo"] == 2 and s["mvo_cases_with_mvo_min"] == 1
+    # The rule's edge: exactly 0.5 mL counts; the reference's MVO counts from one voxel.
+    edge = mvo_presence({"a": {"mvo_ml_pred": 0.5, "mvo_ml_ref": 0.0, "has_scar": True},
+                         "b": {"mvo_ml_pred": 0.49, "mvo_ml_ref": 0.0, "has_scar": True},
+                         "c": {"mvo_ml_pred": 0.0, "mvo_ml_ref": 0.01, "has_scar": True}})
+    assert edge["no_mvo_cases_with_mvo_min"] == 1 and edge["no_mvo_cases"] == 2 and edge["mvo_cases"] == 1
+    # An evaluation made before the volumes were recorded (or a method without them) gets no presence figures.
+    older = {name: {k: v for k, v in figures.items() if not k.startswith("mvo_ml")} for name, figures in
+             per_case.items()}
+    assert mvo_presence(older) is None and "no_mvo_cases" not in summarise(older)
+
+
+def test_the_mvo_presence_table_and_its_rule_are_rendered_where_recorded():
+    """Rendered from the published val JSON with ScarNet's MVO volumes set to known values: the table's ScarNet row
+    counts them, the U-Net's (not recorded) says so, and the conventions state the presence rule; without the
+    volumes (an evaluation made before) neither the table nor the rule appears."""
+    from conftest import REPO_ROOT
+
+    from scarnet.evaluate_cli import _summary
+
+    figures = json.loads((REPO_ROOT / "docs" / "evaluation_emidec_val.json").read_text(encoding="utf-8"))
+    scarnet = figures["methods"]["scarnet"]
+    for case in figures["cases"]:
+        for key in ("mvo_ml_pred", "mvo_ml_ref"):
+            scarnet["per_case"][case["name"]].pop(key, None)
+    scarnet["summary"] = _summary(scarnet["per_case"])
+    older = render_markdown(figures)
+    assert "## MVO presence per exam" not in older and "MVO presence per exam (" not in older
+    infarcts_without = [c["name"] for c in figures["cases"] if c["has_scar"] and not c["has_mvo"]]
+    normals = [c["name"] for c in figures["cases"] if not c["has_scar"]]
+    with_mvo = [c["name"] for c in figures["cases"] if c["has_mvo"]]
+    assert len(infarcts_without) >= 2 and normals and len(with_mvo) >= 2
+    predicted = {infarcts_without[0]: 0.7, infarcts_without[1]: 0.2, normals[0]: 0.05, with_mvo[0]: 0.3}
+    predicted.update({name: 1.0 for name in with_mvo[1:]})
+    for case in figures["cases"]:
+        scarnet["per_case"][case["name"]].update(mvo_ml_pred=predicted.get(case["name"], 0.0),
+                                                 mvo_ml_ref=1.0 if case["has_mvo"] else 0.0)
+    scarnet["summary"] = _summary(scarnet["per_case"])
+    markdown = render_markdown(figures)
+    without, n_mvo = len(figures["cases"]) - len(with_mvo), len(with_mvo)
+    mean = (0.7 + 0.2 + 0.05) / without
+    assert (f"| ScarNet | 3/{without} (infarcts: 2/{len(infarcts_without)}) | 1/{without} (infarcts: "
+            f"1/{len(infarcts_without)}) | {mean:.2f} mL (0.70 mL) | {n_mvo}/{n_mvo} | {n_mvo - 1}/{n_mvo} |"
+            in markdown)
+    assert "| Plain U-Net | not recorded (evaluated before MVO volumes were) |" in markdown
+    assert "(1 normal heart, 2 infarcts without MVO)" in markdown
+    rule = next(line for line in markdown.splitlines() if line.startswith("- MVO presence per exam ("))
+    assert "any voxel of 4, and at least 0.5 mL" in rule and "voxels at these exams' voxel sizes" in rule
+    # The table lies after the main table's footnotes, outside the main table (whose rows are keyed by method).
+    assert markdown.index("Footnotes:") < markdown.index("## MVO presence per exam") < markdown.index("## QC flags")
+
+
+def test_add_mvo_volumes_takes_them_only_from_the_same_predictions():
+    """tools/studies/add_mvo_volumes.py: copies the volumes into the published ScarNet row when every figure it had is
+    identical in the newer run, and refuses when one differs or the newer run lacks the volumes."""
+    import importlib
+
+    from conftest import REPO_ROOT
+
+    from scarnet.evaluate_cli import _summary
+
+    studies = str(REPO_ROOT / "tools" / "studies")
+    sys.path.insert(0, studies)
+    try:
+        add_mvo_volumes = importlib.import_module("add_mvo_volumes").add_mvo_volumes
+    finally:
+        sys.path.remove(studies)
+    published = json.loads((REPO_ROOT / "docs" / "evaluation_emidec_val.json").read_text(encoding="utf-8"))
+    scarnet = published["methods"]["scarnet"]  # as published before the volumes were added
+    for figures in scarnet["per_case"].values():
+        for key in ("mvo_ml_pred", "mvo_ml_ref"):
+            figures.pop(key, None)
+    scarnet["summary"] = _summary(scarnet["per_case"])
+    newer = json.loads(json.dumps(published))
+    for index, figures in enumerate(newer["methods"]["scarnet"]["per_case"].values()):
+        figures.update(mvo_ml_pred=0.1 * index, mvo_ml_ref=0.0, myocardium_ml_pred=100.0)  # extra keys are fine
+    newer.update(date="today", command="scarnet evaluate --skip unet")
+    amended = add_mvo_volumes(published, newer)
+    row = amended["methods"]["scarnet"]
+    assert [f["mvo_ml_pred"] for f in row["per_case"].values()] == pytest.approx([0.1 * i for i in range(20)])
+    assert "myocardium_ml_pred" not in next(iter(row["per_case"].values()))  # only the MVO volumes are added
+    assert row["summary"]["no_mvo_cases"] == 20 and row["summary"]["no_mvo_cases_with_mvo"] == 19
+    assert "`scarnet evaluate --skip unet`, on the same predictions" in amended["amendments"][-1]
+    assert "mvo_ml_pred" not in next(iter(published["methods"]["scarnet"]["per_case"].values()))  # not changed
+    changed = json.loads(json.dumps(newer))
+    next(iter(changed["methods"]["scarnet"]["per_case"].values()))["scar_dice"] = 0.1
+    with pytest.raises(ValueError, match="scar_dice differ"):
+        add_mvo_volumes(published, changed)
+    lacking = json.loads(json.dumps(published))
+    with pytest.raises(ValueError, match="lacks mvo_ml_pred, mvo_ml_ref"):
+        add_mvo_volumes(published, lacking)
+    with pytest.raises(ValueError, match="has its MVO volumes already"):  # run twice: one amendment line
+        add_mvo_volumes(amended, newer)
+
+
 # --------------------------------------------------------------------------------------------
 # Classical thresholds
 # --------------------------------------------------------------------------------------------
@@ -491,6 +627,13 @@ def test_run_evaluation_on_phantoms_writes_every_row_and_column(tmp_path, tiny_w
     assert set(figures["methods"]) == {"scarnet", "unet", "threshold_2sd", "threshold_fwhm", "threshold_otsu",
                                        "medsam"}
     assert set(figures["methods"]["scarnet"]["per_case"]) == {"phantom1", "phantom2"}
+    # MVO volumes per case, and the presence table for both models (the phantoms have no MVO: 2 exams without).
+    for key in ("scarnet", "unet"):
+        method = figures["methods"][key]
+        assert all(isinstance(method["per_case"][name]["mvo_ml_pred"], float) for name in ("phantom1", "phantom2"))
+        assert method["summary"]["no_mvo_cases"] == 2 and method["summary"]["mvo_cases"] == 0
+    presence = markdown.split("## MVO presence per exam")[1].split("## QC flags")[0]
+    assert "| ScarNet | " in presence and "| Plain U-Net | " in presence and "n/a (no MVO exam)" in presence
     assert figures["weights"]["scarnet"]["sha256"] and figures["settings"]["noise_seeds"] == 2
     assert figures["settings"]["tta"] is False and "no test-time augmentation" in markdown
     # The FWHM footnote is the definition the evaluation used: an older JSON (without it) took 50 % of the maximum.

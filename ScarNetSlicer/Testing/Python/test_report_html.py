@@ -595,6 +595,18 @@ def test_the_about_the_model_box_gives_the_model_cards_figures():
     # Not trained on, but the checkpoint was chosen on them: the box says so.
     flat = " ".join(card.split())
     assert "No validation slice was used for training" in flat and "Dice on the EMIDEC \"val\" split" in flat
+    # MVO where the expert drew none (the HTML's MVO caution), as the card states it and the published evaluation
+    # measured it (docs/evaluation_emidec_val.json, amended with ScarNet's per-case MVO volumes).
+    assert (f"{c['mvo_in_infarcts_without']} of the {c['infarcts_without_mvo']} infarcts without MVO" in flat
+            and f"0.5 mL or more in {c['mvo_in_infarcts_without_min']} of the {c['infarcts_without_mvo']}" in flat)
+    from conftest import REPO_ROOT
+
+    evaluation = json.loads((REPO_ROOT / "docs" / "evaluation_emidec_val.json").read_text(encoding="utf-8"))
+    measured = evaluation["methods"]["scarnet"]["summary"]
+    assert evaluation["weights"]["scarnet"]["sha256"] == c["sha256"] and measured["mvo_presence_min_ml"] == 0.5
+    assert (str(measured["no_mvo_infarct_cases_with_mvo"]), str(measured["no_mvo_infarct_cases"]),
+            str(measured["no_mvo_infarct_cases_with_mvo_min"])) == (
+        c["mvo_in_infarcts_without"], c["infarcts_without_mvo"], c["mvo_in_infarcts_without_min"])
 
     data = _report().to_dict()
     data["inference"]["weights"] = {"file": "scarnet_litemedsam.safetensors", "sha256": c["sha256"], "bundled": True}
@@ -647,6 +659,10 @@ def test_a_small_automated_scar_total_and_the_models_mvo_carry_a_caution_a_reade
     with_mvo = {**data, "total": {**total, "mvo_ml": 0.8}}
     [line] = caution_lines(with_mvo)
     assert line.startswith("MVO as the model draws it is indicative only") and BUNDLED_MODEL_CARD["mvo_dice"] in line
+    card = BUNDLED_MODEL_CARD  # how often it draws MVO where the expert drew none, measured since
+    assert (f"MVO drawn in {card['mvo_in_infarcts_without']} of the {card['infarcts_without_mvo']} validation "
+            f"infarcts without any, 0.5 mL or more in {card['mvo_in_infarcts_without_min']})" in line)
+    assert "not been measured" not in line
     both = {**data, "total": {**total, "scar_ml": 2.0, "mvo_ml": 0.1}}
     assert len(caution_lines(both)) == 2
     text = " ".join(_read(report_html(both, "lge")).text)
