@@ -6,13 +6,17 @@ functions that need them, so ``import scarnet`` stays fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+# typing.TYPE_CHECKING without importing typing (2–6 ms here): the package is the first thing the console script
+# imports, before scarnet.console can take a Ctrl-C, and that moment stays short.
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
 __all__ = ["Volume", "read_volume", "read_labelmap", "quantify", "segment", "load_model", "__version__"]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .inference import segment
     from .io import read_labelmap, read_volume
     from .model.registry import load_model

@@ -1,5 +1,5 @@
 """``python -m scarnet``: the same as the ``scarnet`` command."""
 
-from .cli import run
+from .console import run
 
 run()

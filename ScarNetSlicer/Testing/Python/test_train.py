@@ -190,6 +190,128 @@ def test_smoke_training_run_resumes_and_ships_weights(tmp_path):
         train(SMOKE_CONFIG, run, progress=False)
 
 
+def _train_interrupted_then_resumed(config: TrainConfig, run: Path, monkeypatch) -> dict:
+    """Train ``config`` into ``run``, interrupted (as by Ctrl-C) in the step after its checkpoint at half its steps,
+    then resume it to the end; returns the resumed session's summary."""
+    import scarnet.train.loop
+
+    deterministic = []
+
+    factor = scarnet.train.loop._learning_rate_factor
+    half = config.steps // 2
+
+    def interrupted_after_the_checkpoint(step, *args, **kwargs):
+        deterministic.append(torch.are_deterministic_algorithms_enabled())
+        if step == half:
+            raise KeyboardInterrupt
+        return factor(step, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(scarnet.train.loop, "_learning_rate_factor", interrupted_after_the_checkpoint)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, run, progress=False)
+    assert torch.load(run / "last.pt", map_location="cpu", weights_only=True)["step"] == half
+    # On the CPU the steps run with torch's deterministic kernels (what keeps runs on several threads equal; this
+    # test runs one), and the setting is put back after the run.
+    assert deterministic == [True] * (half + 1) and not torch.are_deterministic_algorithms_enabled()
+    return train(config, run, resume=True, progress=False)
+
+
+def test_a_resumed_run_ends_bitwise_as_the_uninterrupted_run(tmp_path, monkeypatch):
+    """Trained K steps straight, or stopped after K/2 (Ctrl-C in the next step) and resumed: the same weights to
+    the bit, the same optimizer state and the same log. Resumed sessions used to reseed every generator and the
+    data stream with seed + step (other examples, other noise) and to restart the log's running mean; and two
+    identical CPU runs drifted in the last bits (the attention-bias table's backward adds with atomics)."""
+    # Noise consistency: its second view draws from torch's generator, which must go on where it stood. Log every
+    # 3 steps: the first line after the checkpoint (step 2) averages steps 1-3, two of them the first session's.
+    # One thread: two spin against each other on a busy machine (five times the CPU time measured); the thread
+    # count is put back for the tests after this one.
+    config = dataclasses.replace(SMOKE_CONFIG, steps=4, val_every=2, log_every=3, noise_consistency_weight=0.5,
+                                 torch_threads=1)
+    run, threads = tmp_path / "resumed", torch.get_num_threads()
+    try:
+        straight = train(config, tmp_path / "straight", progress=False)
+        resumed = _train_interrupted_then_resumed(config, run, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+
+    expected, got = (torch.load(folder / "last.pt", map_location="cpu", weights_only=True)
+                     for folder in (tmp_path / "straight", run))
+    assert expected["model"].keys() == got["model"].keys()
+    differing = [name for name, tensor in expected["model"].items() if not torch.equal(tensor, got["model"][name])]
+    assert not differing, f"{len(differing)} of {len(expected['model'])} tensors differ, e.g. {differing[:3]}"
+    for key, state in expected["optimizer"]["state"].items():
+        assert all(torch.equal(value, got["optimizer"]["state"][key][name]) for name, value in state.items())
+    assert resumed["sha256"] == straight["sha256"]  # best.safetensors: the same bytes
+
+    def logged(folder):
+        events = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+        return ([(e["step"], e["loss"], e["noise_consistency"], e["lr"]) for e in events if "loss" in e],
+                [(e["step"], e["score"]) for e in events if "score" in e])
+
+    assert logged(run) == logged(tmp_path / "straight")
+    assert [step for step, *_ in logged(run)[0]] == [3, 4]
+
+
+def test_the_training_stream_continues_each_lane_from_its_state(monkeypatch):
+    """With data-loading workers each draws its own lane, taken in turn: a stream given every lane's state after
+    the last batch used, and the lane of the next, yields the batches an uninterrupted stream yields after it."""
+    from scarnet.train.data import TrainingStream
+
+    phantom = make_phantom(8)
+    spacing = phantom.image.spacing_mm
+    real = [SliceSample(phantom.image.array[k], phantom.labelmap.array[k], (spacing[1], spacing[0]))
+            for k in range(phantom.image.num_slices)]
+    # Every augmentation on: each of MONAI's transforms draws from a generator of its own.
+    augment = AugmentConfig(**{name: 1.0 for name in AugmentConfig.__dataclass_fields__
+                               if name.endswith("probability")}, negative_fraction=0.3)
+
+    def batches(lane_states=None, first_lane=0, count=5):
+        stream = TrainingStream(real, 0.3, 48, 2.5, augment, seed=11, batch_size=2, lane_states=lane_states,
+                                first_lane=first_lane)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+        return [batch for batch, _ in zip(loader, range(count))]
+
+    uninterrupted = batches()
+    assert [lane for _, _, lane, _ in uninterrupted] == [0, 1, 0, 1, 0]
+    lane_states = [None, None]
+    for _, _, lane, state in uninterrupted[:3]:  # as the training loop keeps them: batch 2 for lane 0, 1 for lane 1
+        lane_states[lane] = state
+    continued = batches(lane_states=lane_states, first_lane=3 % 2, count=2)
+    for (x, y, lane, state), (x_expected, y_expected, lane_expected, state_expected) in zip(continued,
+                                                                                          uninterrupted[3:]):
+        assert lane == lane_expected and torch.equal(x, x_expected) and torch.equal(y, y_expected)
+        assert state == state_expected
+    # the lane states differ from a fresh stream's (else the test would not tell them apart)
+    assert not torch.equal(batches(count=1)[0][0], continued[0][0])
+
+
+def test_the_phantom_cache_is_restored_by_the_seeds_of_its_phantoms(monkeypatch):
+    """A restored phantom source makes its cached phantoms again from their seeds, and refreshes them as the
+    uninterrupted source does."""
+    from types import SimpleNamespace
+
+    import scarnet.phantom
+    from scarnet.train.data import PhantomSource
+
+    made = []
+
+    def fake_phantom(seed, randomize_appearance=False):  # a phantom whose voxels are its seed, made in no time
+        made.append(seed)
+        volume = SimpleNamespace(array=np.full((3, 2, 2), seed), spacing_mm=(1.0, 1.0, 8.0), num_slices=3)
+        return SimpleNamespace(image=volume, labelmap=volume)
+
+    monkeypatch.setattr(scarnet.phantom, "make_phantom", fake_phantom)
+    source, rng = PhantomSource(3, cache_size=2, refresh_probability=0.5), np.random.default_rng(0)
+    drawn = [int(source.draw(rng).image[0, 0]) for _ in range(12)]
+    assert len(set(made)) > 3  # refreshed, not only filled
+    source, rng = PhantomSource(3, cache_size=2, refresh_probability=0.5), np.random.default_rng(0)
+    first = [int(source.draw(rng).image[0, 0]) for _ in range(6)]
+    restored = PhantomSource(99, cache_size=2, refresh_probability=0.5)
+    restored.restore(json.loads(json.dumps(source.state())))
+    assert first + [int(restored.draw(rng).image[0, 0]) for _ in range(6)] == drawn
+
+
 def test_training_can_start_from_given_weights(tmp_path):
     from scarnet.errors import InputError
     from scarnet.model.registry import build_model
@@ -705,7 +827,8 @@ def test_unreadable_training_configs_are_one_line(content, why, tmp_path):
         TrainConfig.load(tmp_path / "missing.json")
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign", "foreign_model"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign", "foreign_model", "resume_state",
+                                    "stream_state"])
 def test_resume_from_a_damaged_last_pt_is_one_line(damage, finished_run, tmp_path):
     run = _copy_run(finished_run, tmp_path)
     last = run / "last.pt"
@@ -715,9 +838,18 @@ def test_resume_from_a_damaged_last_pt_is_one_line(damage, finished_run, tmp_pat
         last.write_bytes(b"garbage\n")
     elif damage == "foreign":
         torch.save({"x": 1}, last)
-    else:  # the right entries, another model's tensors
+    elif damage == "foreign_model":  # the right entries, another model's tensors
         checkpoint = torch.load(last, map_location="cpu", weights_only=True)
         checkpoint["model"] = {k: v[:1] if v.ndim else v for k, v in checkpoint["model"].items()}
+        torch.save(checkpoint, last)
+    else:  # what resumes the random draws and the data stream exactly
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+        state = json.loads(checkpoint["resume_state"]["json"])
+        if damage == "resume_state":
+            state["numpy_random"][1] = state["numpy_random"][1][:5]
+        else:
+            state["stream"]["lanes"] = ['{"rng": 1}']
+        checkpoint["resume_state"]["json"] = json.dumps(state)
         torch.save(checkpoint, last)
     before = _contents(run)
     with pytest.raises(WeightsError, match="last.pt: (corrupted or not a ScarNet training checkpoint|do not fit)") \
@@ -725,7 +857,7 @@ def test_resume_from_a_damaged_last_pt_is_one_line(damage, finished_run, tmp_pat
         train(SMOKE_CONFIG, run, resume=True, progress=False)
     assert "weights_only" not in str(refused.value)  # torch's advice to unpickle anything never reaches the user
     assert _contents(run) == before
-    if damage != "foreign_model":  # its config is intact: train() finds the misfit tensors (above)
+    if damage in ("truncated", "garbage", "foreign"):  # else its config is intact: train() finds the damage (above)
         # scarnet train --resume reads the run's config first, memory-mapped: the same one line.
         with pytest.raises(WeightsError, match=r"last.pt: corrupted or not a ScarNet training checkpoint \(.*\); "
                                                r"restore it from a backup, or start a new run$"):

@@ -18,8 +18,10 @@ and import SimpleITK, which the GPU machine lacks), and phantoms with randomised
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,6 +172,19 @@ class IntensityAugmenter:
             transform.set_random_state(seed + i)
         self.config = config
         self.rng = np.random.default_rng(seed + 100)
+
+    def state(self) -> dict[str, Any]:
+        """Where every random draw of the augmenter stands (JSON-able); :meth:`restore` continues from there."""
+        return {"rng": self.rng.bit_generator.state,
+                "transforms": [random_state_to_json(transform.R) for transform in self.transforms]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue the draws from a :meth:`state`; ValueError (or KeyError, TypeError) for one that does not fit."""
+        if len(state["transforms"]) != len(self.transforms):
+            raise ValueError(f"{len(state['transforms'])} transform states for {len(self.transforms)} transforms")
+        self.rng = generator_from_state(state["rng"])
+        for transform, transform_state in zip(self.transforms, state["transforms"]):
+            transform.R = random_state_from_json(transform_state)
 
     def __call__(self, crop: np.ndarray) -> np.ndarray:
         x = crop[None].astype(np.float32)
@@ -366,36 +381,101 @@ def volume_samples(image: Volume, labels: Volume, name: str = "image") -> list[S
 
 
 class PhantomSource:
-    """Slices of synthetic LGE phantoms with randomised appearance, made on demand and cached."""
+    """Slices of synthetic LGE phantoms with randomised appearance, made on demand and cached.
+
+    The cache is known by the seeds of its phantoms (:meth:`state`): a restored source makes them
+    again when they are drawn (a phantom is a function of its seed).
+    """
 
     def __init__(self, seed: int, cache_size: int = 24, refresh_probability: float = 0.02) -> None:
         self.seed_rng = np.random.default_rng(seed)
-        self.cache: list[list[SliceSample]] = []
+        self.cache: list[list[SliceSample] | None] = []  # None: to be made again from its seed
+        self.cache_seeds: list[int] = []
         self.cache_size = cache_size
         self.refresh_probability = refresh_probability
 
-    def _new_volume(self) -> list[SliceSample]:
+    @staticmethod
+    def _volume(seed: int) -> list[SliceSample]:
         from ..phantom import make_phantom
 
-        phantom = make_phantom(int(self.seed_rng.integers(1 << 31)), randomize_appearance=True)
+        phantom = make_phantom(seed, randomize_appearance=True)
         spacing = phantom.image.spacing_mm
         return [SliceSample(phantom.image.array[k], phantom.labelmap.array[k], (spacing[1], spacing[0]))
                 for k in range(phantom.image.num_slices)]
 
+    def _put_new_volume(self, index: int) -> None:
+        """A new phantom at ``index`` of the cache (appended at its end)."""
+        seed = int(self.seed_rng.integers(1 << 31))
+        if index == len(self.cache):
+            self.cache.append(None)
+            self.cache_seeds.append(seed)
+        self.cache[index], self.cache_seeds[index] = self._volume(seed), seed
+
     def draw(self, rng: np.random.Generator) -> SliceSample:
+        """A slice of a cached phantom (the cache filled, and now and then one of its phantoms replaced, first)."""
         if len(self.cache) < self.cache_size:
-            self.cache.append(self._new_volume())
+            self._put_new_volume(len(self.cache))
         elif rng.random() < self.refresh_probability:
-            self.cache[int(rng.integers(len(self.cache)))] = self._new_volume()
-        volume = self.cache[int(rng.integers(len(self.cache)))]
+            self._put_new_volume(int(rng.integers(len(self.cache))))
+        index = int(rng.integers(len(self.cache)))
+        volume = self.cache[index]
+        if volume is None:
+            volume = self.cache[index] = self._volume(self.cache_seeds[index])
         return volume[int(rng.integers(len(volume)))]
+
+    def state(self) -> dict[str, Any]:
+        """Where the source's draws stand (JSON-able): the seeds of the cached phantoms and of those to come."""
+        return {"seed_rng": self.seed_rng.bit_generator.state, "cache_seeds": list(self.cache_seeds)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state`; its phantoms are made again as they are drawn."""
+        seeds = state["cache_seeds"]
+        if not isinstance(seeds, list) or len(seeds) > self.cache_size or not all(
+                isinstance(seed, int) and 0 <= seed < 1 << 31 for seed in seeds):
+            raise ValueError("the phantom cache's seeds are unusable")
+        self.seed_rng = generator_from_state(state["seed_rng"])
+        self.cache_seeds = list(seeds)
+        self.cache = [None] * len(seeds)
+
+
+def generator_from_state(state: Any) -> np.random.Generator:
+    """A NumPy generator (PCG64) continuing from ``bit_generator.state``; ValueError/TypeError/KeyError if unusable."""
+    generator = np.random.default_rng(0)
+    generator.bit_generator.state = state
+    return generator
+
+
+def random_state_to_json(random_state: np.random.RandomState) -> list[Any]:
+    """A legacy NumPy ``RandomState`` (MONAI's transforms draw from one) as a JSON-able list."""
+    name, key, position, has_gauss, cached_gaussian = random_state.get_state(legacy=True)
+    return [name, key.tolist(), int(position), int(has_gauss), float(cached_gaussian)]
+
+
+def random_state_from_json(state: Any) -> np.random.RandomState:
+    """The ``RandomState`` of :func:`random_state_to_json`; ValueError/TypeError for a list that is not one."""
+    name, key, position, has_gauss, cached_gaussian = state
+    random_state = np.random.RandomState()
+    random_state.set_state((name, np.asarray(key, dtype=np.uint32), position, has_gauss, cached_gaussian))
+    return random_state
 
 
 class TrainingStream(torch.utils.data.IterableDataset):
-    """An endless stream of augmented examples from real slices and phantoms (each worker seeded apart)."""
+    """An endless stream of batches of augmented examples from real slices and phantoms.
+
+    Each data-loading process draws its own random stream, a *lane* (``seed * 1000 + lane``); with
+    ``num_workers`` processes a ``DataLoader`` takes batches from them in turn, so global batch
+    ``g`` of a run comes from lane ``g % lanes`` (``lanes``: the number of processes, 1 without
+    workers). Every batch comes with its lane and the lane's state after it (JSON text): a resumed
+    run gives each lane the state of the last batch it trained on (``lane_states``, None: the lane
+    starts from its seed) and ``first_lane`` (its step modulo the lanes), and so draws the very
+    examples an uninterrupted run would have.
+
+    Yields ``(x (B, 1, S, S) float32, y (B, S, S) int64, lane, lane_state)``.
+    """
 
     def __init__(self, real: Sequence[SliceSample], phantom_fraction: float, input_size: int,
-                 pixel_spacing_mm: float, augment: AugmentConfig, seed: int) -> None:
+                 pixel_spacing_mm: float, augment: AugmentConfig, seed: int, batch_size: int = 1,
+                 lane_states: Sequence[str | None] | None = None, first_lane: int = 0) -> None:
         super().__init__()
         self.real = list(real)
         self.phantom_fraction = phantom_fraction if self.real else 1.0
@@ -403,16 +483,43 @@ class TrainingStream(torch.utils.data.IterableDataset):
         self.pixel_spacing_mm = pixel_spacing_mm
         self.augment = augment
         self.seed = seed
+        self.batch_size = batch_size
+        self.lane_states = None if lane_states is None else list(lane_states)
+        self.first_lane = first_lane
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        seed = self.seed * 1000 + (info.id if info is not None else 0)
+        worker, lanes = (info.id, info.num_workers) if info is not None else (0, 1)
+        lane = (self.first_lane + worker) % lanes
+        seed = self.seed * 1000 + lane
         rng = np.random.default_rng(seed)
         real = SliceSource(self.real) if self.real else None
         phantoms = PhantomSource(seed + 7) if self.phantom_fraction > 0 else None
         intensity = IntensityAugmenter(self.augment, seed)
+        saved = None if self.lane_states is None else self.lane_states[lane]
+        if saved is not None:
+            rng = restore_lane(json.loads(saved), intensity, phantoms)
         while True:
-            use_phantom = real is None or rng.random() < self.phantom_fraction
-            sample = phantoms.draw(rng) if use_phantom else real.draw(rng)
-            x, y = make_example(sample, rng, self.input_size, self.pixel_spacing_mm, self.augment, intensity)
-            yield torch.from_numpy(x), torch.from_numpy(y)
+            examples = []
+            for _ in range(self.batch_size):
+                use_phantom = real is None or rng.random() < self.phantom_fraction
+                sample = phantoms.draw(rng) if use_phantom else real.draw(rng)
+                examples.append(make_example(sample, rng, self.input_size, self.pixel_spacing_mm, self.augment,
+                                             intensity))
+            state = {"rng": rng.bit_generator.state, "intensity": intensity.state(),
+                     "phantoms": None if phantoms is None else phantoms.state()}
+            yield (torch.from_numpy(np.stack([x for x, _ in examples])),
+                   torch.from_numpy(np.stack([y for _, y in examples])), lane, json.dumps(state))
+
+
+def restore_lane(state: dict[str, Any], intensity: IntensityAugmenter,
+                 phantoms: PhantomSource | None) -> np.random.Generator:
+    """Put a lane's ``intensity`` and ``phantoms`` where a :class:`TrainingStream` batch's state says; returns the
+    lane's example generator. ValueError, KeyError or TypeError for a state that does not fit."""
+    rng = generator_from_state(state["rng"])
+    intensity.restore(state["intensity"])
+    if (phantoms is None) != (state["phantoms"] is None):
+        raise ValueError("the phantom state does not fit the stream (phantom_fraction changed)")
+    if phantoms is not None:
+        phantoms.restore(state["phantoms"])
+    return rng

@@ -21,6 +21,7 @@ import random
 import re
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -350,7 +351,7 @@ def noisy_copy(x: torch.Tensor, std_max: float) -> torch.Tensor:
 
     The noise is added after normalisation; an evaluation adds it to the raw image, whose
     percentiles then widen and compress the contrast a little, which this leaves out. Drawn from
-    torch's generator, which the run seeds (seed + step, also on resume: reproducible).
+    torch's generator, which the run seeds and a resumed run restores from its checkpoint.
     """
     std = torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) * std_max
     return (x + std * torch.randn_like(x)).clamp_(0.0, 1.0)
@@ -369,6 +370,148 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)
+
+
+def _loading_process_stops_on_sigterm(worker_id: int) -> None:
+    """``worker_init_fn`` of the data-loading processes (``--workers``): SIGTERM ends one at once, its ``pymp-*``
+    folder removed.
+
+    A scheduler's end of job, ``kill`` of the process group or a container's stop sends SIGTERM to every process of
+    the run. PyTorch's handler ended a loading process outright (killed by the signal; with ``_exit(0)`` where the
+    training process sent it), and multiprocessing removes that folder only when a process ends normally, which a
+    loading process cannot do once the training process no longer reads its queue (it waits for the queue's
+    thread): the folder stayed in $TMPDIR. The training process also reported a loading process "killed by signal"
+    (a traceback at its exit, or an internal error, status 3) instead of the SIGTERM (143). Status 0, as PyTorch's
+    handler ends a loading process the training process stops: not an error of its own."""
+    import multiprocessing.util
+    import shutil
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _deterministic_algorithms_on_cpu(device: torch.device) -> Callable[[], None]:
+    """On the CPU, torch's deterministic kernels from now on; returns the function that puts the setting back.
+
+    Why: a few CPU kernels add up in whatever order their threads finish (the backward of an indexing, as the
+    encoder's attention-bias table, adds with atomics), so that two identical runs, or a run and its resumed
+    copy, drift apart in the last bits after a step. Their deterministic versions cost no measurable time here.
+    ``warn_only``: an operation without one warns (the run is then not bit-reproducible) instead of stopping
+    the run. Not on CUDA: several kernels there have none, and the GPU runs are cut by time anyway.
+    """
+    if device.type != "cpu":
+        return lambda: None
+    import torch.utils.deterministic
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.utils.deterministic.fill_uninitialized_memory)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # (NaN-filling every new tensor buys nothing here)
+
+    def restore() -> None:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = before[2]
+
+    return restore
+
+
+#: The layout of the ``resume_state`` entry of a checkpoint (:class:`_ResumeState`).
+_RESUME_STATE_FORMAT = 1
+
+
+@dataclass
+class _ResumeState:
+    """What a checkpoint holds besides weights, optimizer and step for a resumed run to go on exactly as an
+    uninterrupted one: the random states, where each data lane's stream stands, and the log's running sums.
+
+    Saved as JSON text (``json``) and the torch generators' byte tensors: nothing but plain values and
+    tensors, which ``torch.load(weights_only=True)`` reads without running code.
+    """
+
+    python_random: tuple[Any, ...]
+    numpy_random: tuple[Any, ...]
+    torch_cpu: torch.Tensor
+    torch_cuda: torch.Tensor | None
+    stream_seed: int  # TrainingStream's seed (the run's seed; older runs resumed: seed + the step resumed at)
+    lane_states: list[str | None]  # per data lane, its state after the last batch trained on (None: none yet)
+    loss_sum: float  # the log's running sums since its last line
+    consistency_sum: float
+    steps_since_log: int
+
+    @classmethod
+    def now(cls, device: torch.device, stream_seed: int, lane_states: list[str | None], loss_sum: float,
+            consistency_sum: float, steps_since_log: int) -> _ResumeState:
+        """This process's random states now, with the stream's and the log's given."""
+        return cls(random.getstate(), np.random.get_state(legacy=True), torch.get_rng_state(),
+                   torch.cuda.get_rng_state(device) if device.type == "cuda" else None, stream_seed,
+                   list(lane_states), loss_sum, consistency_sum, steps_since_log)
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint's ``resume_state`` entry."""
+        version, internal, gauss = self.python_random
+        name, key, position, has_gauss, cached_gaussian = self.numpy_random
+        text = json.dumps({
+            "format": _RESUME_STATE_FORMAT,
+            "python_random": [version, list(internal), gauss],
+            "numpy_random": [name, key.tolist(), int(position), int(has_gauss), float(cached_gaussian)],
+            "stream": {"seed": self.stream_seed, "lanes": self.lane_states},
+            "log": {"loss_sum": self.loss_sum, "consistency_sum": self.consistency_sum,
+                    "steps": self.steps_since_log},
+        })
+        entry = {"json": text, "torch_cpu": self.torch_cpu}
+        if self.torch_cuda is not None:
+            entry["torch_cuda"] = self.torch_cuda
+        return entry
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any], path: Path) -> _ResumeState | None:
+        """The ``resume_state`` of a checkpoint read by :func:`_read_checkpoint`; None for one saved before there
+        was one. :class:`WeightsError` (one line) when it is unusable."""
+        entry = checkpoint.get("resume_state")
+        if entry is None:
+            return None
+        try:
+            data = json.loads(entry["json"])
+            if data["format"] != _RESUME_STATE_FORMAT:
+                raise ValueError(f"format {data['format']!r}")
+            version, internal, gauss = data["python_random"]
+            python_random = (version, tuple(internal), gauss)
+            random.Random().setstate(python_random)  # (a throwaway generator: refuses what does not fit)
+            name, key, position, has_gauss, cached_gaussian = data["numpy_random"]
+            numpy_random = (name, np.asarray(key, dtype=np.uint32), position, has_gauss, cached_gaussian)
+            np.random.RandomState().set_state(numpy_random)
+            torch_cpu, torch_cuda = entry["torch_cpu"], entry.get("torch_cuda")
+            for state in (torch_cpu, torch_cuda):
+                if state is not None and not (isinstance(state, torch.Tensor) and state.dtype == torch.uint8):
+                    raise TypeError("a torch generator state that is not bytes")
+            torch.Generator().set_state(torch_cpu)
+            stream, log = data["stream"], data["log"]
+            lanes = stream["lanes"]
+            if not isinstance(stream["seed"], int) or not isinstance(lanes, list) or not lanes or not all(
+                    lane is None or isinstance(lane, str) for lane in lanes):
+                raise TypeError("the data stream's state")
+            sums = (log["loss_sum"], log["consistency_sum"])
+            if not all(_is_number(value) and math.isfinite(value) for value in sums) or isinstance(
+                    log["steps"], bool) or not isinstance(log["steps"], int) or log["steps"] < 0:
+                raise TypeError("the log's running sums")
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError) as error:
+            raise WeightsError(f"{path}: corrupted or not a ScarNet training checkpoint (its resume state is unusable: "
+                               f"{' '.join(str(error).split())[:80]}); restore it from a backup, or start a new "
+                               "run") from None
+        return cls(python_random, numpy_random, torch_cpu, torch_cuda, stream["seed"], lanes,
+                   float(sums[0]), float(sums[1]), log["steps"])
+
+    def restore_random_states(self, device: torch.device) -> None:
+        """Set this process's random generators as they were when the state was saved."""
+        random.setstate(self.python_random)
+        np.random.set_state(self.numpy_random)
+        torch.set_rng_state(self.torch_cpu)
+        if self.torch_cuda is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(self.torch_cuda, device)
 
 
 def schedule_progress(step: int, config: TrainConfig, session_fraction: float = 0.0,
@@ -1031,7 +1174,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     from ..evaluate import evaluate_model
     from ..io import write_text
     from ..model.registry import check_state_matches, load_state
-    from .data import TrainingStream
+    from .data import IntensityAugmenter, PhantomSource, TrainingStream, restore_lane
     from .losses import ScarNetLoss, noise_consistency
 
     out_dir = Path(out_dir)
@@ -1040,6 +1183,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     _check_run_folder(out_dir, resume)
     checkpoint = _read_checkpoint(out_dir) if resume else None
     best = None
+    # Random states, data lanes and log sums at the checkpoint (None: a checkpoint from before they were saved).
+    resume_state = None if checkpoint is None else _ResumeState.from_checkpoint(checkpoint, out_dir / "last.pt")
     if checkpoint is not None:
         best = _read_best_checkpoint(out_dir)
         _check_config_file_unchanged(out_dir, checkpoint["config"], None if best is None else best["config"])
@@ -1109,11 +1254,34 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         val_exams = [{"name": name, "sha256": exam_sha256(image, reference)} for name, image, reference in val_cases]
         if checkpoint is not None:
             _check_same_own_exams(out_dir, own_exams, val_exams)
+    # One data lane per loading process, taken in turn: global batch g comes from lane g % lanes, in every session.
+    lanes = max(1, config.num_workers)
+    stream_seed, lane_states = config.seed + start_step, [None] * lanes  # without a resume state: new examples
+    if resume_state is not None and len(resume_state.lane_states) == lanes:
+        stream_seed, lane_states = resume_state.stream_seed, list(resume_state.lane_states)
+    elif resume_state is not None:
+        was = len(resume_state.lane_states)
+        warnings.warn(f"--workers {config.num_workers} differs from the {was if was > 1 else '0 or 1'} data-loading "
+                      "workers of the run's last session: this session trains on other examples than an "
+                      f"uninterrupted run would have (--workers {was} continues it exactly)", RuntimeWarning,
+                      stacklevel=2)
     stream = TrainingStream(real, config.phantom_fraction, config.model.input_size, config.model.pixel_spacing_mm,
-                            config.augment, seed=config.seed + start_step)
-    loader = torch.utils.data.DataLoader(stream, batch_size=config.batch_size, num_workers=config.num_workers,
+                            config.augment, seed=stream_seed, batch_size=config.batch_size,
+                            lane_states=lane_states, first_lane=start_step % lanes)
+    try:
+        for lane_state in lane_states:
+            if lane_state is not None:  # checked here: in a loading process a bad one would end in a traceback
+                restore_lane(json.loads(lane_state), IntensityAugmenter(config.augment, 0),
+                             PhantomSource(0) if stream.phantom_fraction > 0 else None)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as error:
+        raise WeightsError(f"{last_path}: corrupted or not a ScarNet training checkpoint (its data stream's state "
+                           f"is unusable: {' '.join(str(error).split())[:80]}); restore it from a backup, or start a "
+                           "new run") from None
+    # Batches come whole from the stream (with their lane's state), not collated by the loader.
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers,
                                          pin_memory=device.type == "cuda",
-                                         persistent_workers=config.num_workers > 0)
+                                         persistent_workers=config.num_workers > 0,
+                                         worker_init_fn=_loading_process_stops_on_sigterm)
     loss_fn = ScarNetLoss().to(device)
     use_amp = config.amp and device.type == "cuda"
 
@@ -1138,9 +1306,11 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
             model.encoder.eval()  # keep the pretrained batch-norm statistics
 
     def save(step: int, path: Path, score: float) -> None:
+        resume_point = _ResumeState.now(device, stream_seed, lane_states, running, running_consistency,
+                                        running_steps)
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                  "best_score": score, "train_config": config.to_dict(), "model_config": asdict(config.model),
-                 "schedule_progress": decay_progress}
+                 "schedule_progress": decay_progress, "resume_state": resume_point.to_checkpoint()}
         temp = path.with_suffix(".tmp")
         try:
             torch.save(state, temp)
@@ -1161,12 +1331,20 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
     seen = 0
     step = start_step
     running, running_steps, running_consistency = 0.0, 0, 0.0
+    if resume_state is not None:  # the log's line after the checkpoint averages over the same steps as uninterrupted
+        running, running_steps, running_consistency = (resume_state.loss_sum, resume_state.steps_since_log,
+                                                       resume_state.consistency_sum)
     deadline = started + 60 * config.max_minutes if config.max_minutes else None
     decay_progress = progress_at_start  # (``progress`` is the switch for printing)
+    restore_algorithms = _deterministic_algorithms_on_cpu(device)
     try:
-        for x, y in loader:
+        batches = iter(loader)  # (draws the loader's seed from torch's generator: before it is restored)
+        if resume_state is not None:
+            resume_state.restore_random_states(device)
+        for x, y, lane, lane_state in batches:
             if step >= config.steps:
                 break
+            lane_states[lane] = lane_state  # the lane's state after this batch, for the next checkpoint
             now = time.perf_counter()
             out_of_time = deadline is not None and now > deadline
             session_fraction = (now - started) / (60 * config.max_minutes) if config.max_minutes else 0.0
@@ -1210,7 +1388,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
             running_steps += 1
             if step % config.log_every == 0 or step == config.steps:
                 elapsed = time.perf_counter() - started
-                # Mean over the steps since the last log line (fewer than log_every at the end or after a resume).
+                # Mean over the steps since the last log line (fewer than log_every at the end, or after resuming
+                # a checkpoint from before it kept the running sums).
                 # ``loss`` includes the weighted noise-consistency term; ``noise_consistency`` is the
                 # term alone. ``slices_per_s`` counts the clean slices (not their noisy copies).
                 event = {"step": step, "loss": running / running_steps, "lr": optimizer.param_groups[0]["lr"],
@@ -1251,6 +1430,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, progre
         if fresh and not last_path.is_file():
             _remove_unfinished_run(out_dir, made)
         raise
+    finally:
+        restore_algorithms()
     log.close()
 
     best, sha = export_best_weights(out_dir, model, config.to_dict())
