@@ -19,6 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+# The statuses and the exception of an interrupt are the console script's (scarnet.console), which takes one
+# before this module is imported.
+from .console import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, raise_terminated, terminate_signals
 from .errors import warnings_kept_in
 from .text import output_console, person_name, visible  # no third-party import: --help stays fast
 
@@ -32,14 +35,6 @@ if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
 #: shell reports a process those signals ended (128 + the signal's number), each after the same clean-up.
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, ``timeout``, a batch scheduler's end of job), raised where Ctrl-C raises
-    KeyboardInterrupt, so that the same clean-up runs; the command then ends with :data:`EXIT_TERMINATED`,
-    which a scheduler or workflow manager (Nextflow's ``errorStrategy``) reads as killed, not as failed."""
 
 
 def interrupted_status(interrupt: KeyboardInterrupt) -> int:
@@ -48,7 +43,7 @@ def interrupted_status(interrupt: KeyboardInterrupt) -> int:
 
 
 #: Set by a command once its outputs are written and closed: the console script may then end the
-#: process at once (see :func:`run`).
+#: process at once (see :func:`scarnet.console.run`).
 _nothing_left_to_do = False
 
 
@@ -514,7 +509,8 @@ def _segmenter(args: argparse.Namespace):
     from .inference import MIN_SCAR_COMPONENT_ML, Segmenter
 
     min_scar_ml = MIN_SCAR_COMPONENT_ML if args.min_scar_ml is None else args.min_scar_ml
-    return Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=args.tta,
+    tta = "dihedral" if args.tta_rotations else args.tta  # the 8 views include --tta's 3
+    return Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=tta,
                      min_scar_component_ml=min_scar_ml, threads=args.threads)
 
 
@@ -1080,6 +1076,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series", help="DICOM series to use (number, UID or part of the description)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
+    p.add_argument("--tta-rotations", action="store_true",
+                   help="test-time augmentation over the 4 quarter turns, each with and without a mirror (8× "
+                        "slower): the labels no longer depend on which way the image is turned or mirrored")
     # Default None, resolved in cmd_segment: importing scarnet.inference here would cost every
     # command (even --help) ~0.2 s of numpy/scipy imports for one constant.
     p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",
@@ -1110,6 +1109,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(first or last, as segment's --basal-end)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
+    p.add_argument("--tta-rotations", action="store_true",
+                   help="test-time augmentation over the 4 quarter turns, each with and without a mirror (8× "
+                        "slower): the labels no longer depend on which way the image is turned or mirrored")
     p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",
                    help="scar regions smaller than this become healthy myocardium (as for segment)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -1280,11 +1282,7 @@ def _terminate_as_interrupt() -> Any:
         yield
         return
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise Terminated
-
-    numbers = (signal.SIGTERM, *((signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()))
-    previous = {number: signal.signal(number, interrupt) for number in numbers}
+    previous = {number: signal.signal(number, raise_terminated) for number in terminate_signals()}
     try:
         yield
     finally:
@@ -1391,22 +1389,11 @@ def _main(argv: list[str] | None) -> int:
 
 
 def run() -> NoReturn:
-    """The ``scarnet`` console script and ``python -m scarnet``: :func:`main`, then exit with its code.
+    """The console script as installs made before :mod:`scarnet.console` name it (``scarnet.cli:run``): the
+    same as :func:`scarnet.console.run`, where the exit after ``segment`` is explained."""
+    from .console import run as run_console
 
-    After ``segment`` the process ends with ``os._exit`` once stdout and stderr are flushed:
-    Python's shutdown with torch loaded takes 0.6–0.8 s on the 2-core test machine, 6–9 % of a
-    cold ``scarnet segment``, and by then every output is written and closed. Other commands end
-    the usual way (training's data-loader processes, the benchmark's temporary folders), as does
-    any program that calls :func:`main` itself.
-    """
-    code = main()
-    if _nothing_left_to_do:
-        for stream in (sys.stdout, sys.stderr):
-            # A reader gone (`| head`) or no console (pythonw): nothing more can reach it anyway.
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                stream.flush()
-        os._exit(code)
-    sys.exit(code)
+    run_console()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ pipeline therefore works on one canonical storage of the plane: of the eight way
 (transpose, reverse rows, reverse columns), the one whose column axis points most along a fixed
 reference close to +x and whose row axis points most along one close to +y (LPS). A volume stored
 with the identity direction is already canonical. The result is mapped back to the stored grid.
+An image that is itself turned or mirrored (the heart shown another way round) is a different picture that
+no storage undoes; the 8-view test-time augmentation (``scarnet segment --tta-rotations``,
+:data:`scarnet.inference.TTA_MODES`) makes the labels independent of that too.
 """
 
 from __future__ import annotations

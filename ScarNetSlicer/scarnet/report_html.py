@@ -539,8 +539,9 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
             weights_text = "a model passed in (no weights file)"
         else:
             weights_text = _weights_text(inference["weights"])
-        parts[-1] += (f" · model: {escape(weights_text)}, {escape(str(inference.get('device', '')))}"
-                      f"{', flip test-time augmentation' if inference.get('tta') else ''}")
+        augmentation = (", test-time augmentation over turns and mirrors" if inference.get("tta_mode") == "dihedral"
+                        else ", flip test-time augmentation" if inference.get("tta") else "")
+        parts[-1] += f" · model: {escape(weights_text)}, {escape(str(inference.get('device', '')))}{augmentation}"
     elif isinstance(model_run := data.get("model_run"), dict) and isinstance(model_run.get("weights"), dict):
         # A labelmap quantified with the report of the model run it came from (scarnet quantify --model-report).
         parts[-1] += escape(f" · from a model run: {_weights_text(model_run['weights'])}, "

@@ -331,6 +331,19 @@ def test_help_for_every_command():
         assert result.returncode == 0 and "usage: scarnet" in result.stdout
 
 
+@pytest.mark.parametrize("command", [["segment", "lge.nrrd"], ["batch", "lge.nrrd", "--out", "o"]])
+@pytest.mark.parametrize(("options", "tta"), [([], False), (["--tta"], True), (["--tta-rotations"], "dihedral"),
+                                              (["--tta", "--tta-rotations"], "dihedral")])
+def test_tta_options_choose_the_segmenters_augmentation(monkeypatch, command, options, tta):
+    import scarnet.inference
+    from scarnet.cli import _segmenter, build_parser
+
+    made = {}
+    monkeypatch.setattr(scarnet.inference, "Segmenter", lambda **kwargs: made.update(kwargs))
+    _segmenter(build_parser().parse_args([*command, *options]))
+    assert made["tta"] == tta
+
+
 def test_volume_helpers_roundtrip(oblique_direction):
     volume = Volume(np.zeros((3, 4, 5)), (1.2, 1.4, 9.0), (1.0, 2.0, 3.0), oblique_direction)
     corner = volume.index_to_physical([4, 3, 2])

@@ -412,6 +412,96 @@ def test_tta_runs_through_the_pipeline_and_is_reported():
     assert len(model.calls) % 3 == 0
 
 
+class TiltedRingModel(nn.Module):
+    """Thresholds on the input (bright blood pool, dark wall) plus a seeded random 7×7 convolution: a model that
+    draws an LV on :func:`ring_volume` but, like a trained network, not quite the same one on a turned image."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.config = type("Config", (), {"input_size": 64, "pixel_spacing_mm": 2.0, "encoder": "test-tilted"})()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(1, 5, 7, padding=3)
+        self.calls: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(x.shape[0])
+        logits = torch.zeros(x.shape[0], 5, x.shape[2], x.shape[3])
+        logits[:, LV_BLOOD_POOL] = 10 * (x[:, 0] - 0.6)
+        logits[:, HEALTHY_MYOCARDIUM] = 10 * (0.25 - x[:, 0])
+        return logits + 3 * self.conv(x)
+
+
+def _turned(volume: Volume, turns: int) -> Volume:
+    """``volume`` physically turned by ``turns`` quarter turns: the array turned on the same (identity) direction,
+    so that the pipeline's canonical storage keeps it turned; the in-plane spacings swap with a quarter turn."""
+    spacing = volume.spacing_mm
+    if turns % 2:
+        spacing = (spacing[1], spacing[0], spacing[2])
+    return Volume(np.ascontiguousarray(np.rot90(volume.array, turns, axes=(1, 2))), spacing, volume.origin_mm,
+                  volume.direction)
+
+
+@pytest.mark.parametrize("tta", [False, "flip", "dihedral"])
+def test_only_dihedral_tta_gives_the_same_probabilities_for_a_turned_or_mirrored_crop(tta):
+    model = TiltedRingModel()
+    crops = np.random.default_rng(1).random((3, 64, 64)).astype(np.float32)
+    segmenter = Segmenter(model, device="cpu", tta=tta)
+    plain = segmenter._forward(crops)
+    turned = np.rot90(segmenter._forward(np.ascontiguousarray(np.rot90(crops, 1, axes=(1, 2)))), -1, axes=(2, 3))
+    mirrored = segmenter._forward(np.ascontiguousarray(crops[:, :, ::-1]))[:, :, :, ::-1]
+    if tta == "dihedral":
+        np.testing.assert_allclose(turned, plain, atol=1e-5)
+        np.testing.assert_allclose(mirrored, plain, atol=1e-5)
+        assert model.calls[:8] == [3] * 8  # one pass per view: 4 turns, each with and without a mirror
+    else:  # the random convolution is not equivariant: a turn changes probabilities by tenths
+        assert np.abs(turned - plain).max() > 0.1
+        if tta is False:
+            assert np.abs(mirrored - plain).max() > 0.1
+
+
+@pytest.mark.parametrize("tta", [False, "flip", "dihedral"])
+def test_dihedral_tta_labels_an_image_turned_by_90_degrees_exactly_alike(tta):
+    # The whole pipeline (localisation, crop, resampling back, post-processing) on a stack with anisotropic pixels
+    # turned by a quarter turn: with the dihedral views every step is equivariant, so the labels turned back are
+    # the same voxel for voxel; without them the model's passes differ and so do hundreds of voxels.
+    volume = ring_volume((4, 150, 170))
+    # TiltedRingModel is no trained model: its unsure LV is warned of, not refused.
+    segmenter = Segmenter(TiltedRingModel(), device="cpu", tta=tta, flip_check=False, reject_implausible=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        original = segmenter(volume).labelmap.array
+        turned_back = np.rot90(segmenter(_turned(volume, 1)).labelmap.array, -1, axes=(1, 2))
+    assert (original == HEALTHY_MYOCARDIUM).sum() > 1000 and (original == LV_BLOOD_POOL).sum() > 1000
+    differing = int((original != turned_back).sum())
+    if tta == "dihedral":
+        assert differing == 0
+    else:
+        assert differing > 100
+
+
+def test_tta_settings_name_their_mode_and_a_wrong_one_is_refused():
+    model = RingModel()
+    assert [Segmenter(model, device="cpu", tta=t).tta_mode for t in (False, None, "none", True, "flip", "dihedral")] \
+        == [None, None, None, "flip", "flip", "dihedral"]
+    segmenter = Segmenter(model, device="cpu", tta="dihedral")
+    assert segmenter.tta is True
+    segmenter.tta = False
+    assert segmenter.tta_mode is None
+    with pytest.raises(InputError, match="test-time augmentation 'rotate': expected one of none, flip, dihedral"):
+        Segmenter(model, device="cpu", tta="rotate")
+
+
+def test_dihedral_tta_is_reported_and_the_flip_check_still_runs_without_it():
+    model = RingModel()
+    segmenter = Segmenter(model, device="cpu", tta="dihedral")
+    result = segmenter(ring_volume((4, 150, 170)))
+    inference = result.report.to_dict()["inference"]
+    assert inference["tta"] is True and inference["tta_mode"] == "dihedral"
+    assert segmenter.tta_mode == "dihedral"  # the flip check's plain passes leave the mode as it was
+    plain = Segmenter(model, device="cpu")(ring_volume((4, 150, 170))).report.to_dict()["inference"]
+    assert plain["tta"] is False and plain["tta_mode"] is None
+
+
 def test_localisation_windows_cover_a_wide_field_with_half_overlap():
     spacing_rc = (1.6, 1.25)
     centres = window_centres((400, 300), spacing_rc, 360.0)  # 640 × 375 mm

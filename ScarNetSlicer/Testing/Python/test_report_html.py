@@ -112,6 +112,18 @@ def _report():
     return report
 
 
+@pytest.mark.parametrize(("tta", "tta_mode", "said"), [
+    (False, None, None), (True, None, "flip test-time augmentation"),  # a report from before tta_mode
+    (True, "flip", "flip test-time augmentation"), (True, "dihedral", "test-time augmentation over turns and mirrors")])
+def test_the_page_says_which_test_time_augmentation_made_it(tta, tta_mode, said):
+    report = _report()
+    report.extra["inference"].update(tta=tta, tta_mode=tta_mode)
+    text = " ".join(_read(report_html(report, "lge.nii.gz")).text)
+    assert ("test-time augmentation" in text) == (said is not None)
+    if said:
+        assert f"cpu, {said}" in text
+
+
 def test_the_page_shows_the_report_figures():
     report = _report()
     page = _read(report_html(report, "lge <1>.nii.gz", generated=datetime.datetime(2026, 1, 2, 3, 4,
