@@ -19,7 +19,7 @@ import qt
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, StringSerializer, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -41,6 +41,11 @@ except ImportError:  # Slicer without the i18n module: show the English text
 
 
 ENCODER_CHOICES = ["auto", "litemedsam", "medsam_vit_b", "none"]
+#: Test-time augmentation: none, "flip" (3 model passes) or "dihedral" (the 8 turns and mirrors): the engine's
+#: ``scarnet.inference.TTA_MODES``, and what ``ScarNetSlicerLogic.process(testTimeAugmentation=...)`` takes.
+TTA_CHOICES = ["none", "flip", "dihedral"]
+#: A scene saved when test-time augmentation was a checkbox holds "True" (flips) or "False".
+TTA_SAVED_BY_THE_CHECKBOX = {"True": "flip", "False": "none"}
 #: The GUI polls the worker this often, and gives it this long of each tick (see the widget's setup).
 POLL_INTERVAL_MS = 10
 BULLSEYE_WIDTH_PX = 340  # the AHA bullseye in the panel (the SVG is drawn 460 px wide)
@@ -121,6 +126,16 @@ def loadTerminology() -> None:
 #
 
 
+class AugmentationChoiceSerializer(StringSerializer):
+    """Reads the test-time augmentation choice, and a scene's saved checkbox (before the choice of turns) as its
+    choice: "True" as flip, "False" as none. Read, not rewritten once: a scene loaded into an open module (a
+    singleton node copied over) is read again, and the panel's combo box refuses a value it does not list."""
+
+    def read(self, parameterNode, name: str) -> str:
+        value = super().read(parameterNode, name)
+        return TTA_SAVED_BY_THE_CHECKBOX.get(value, value)
+
+
 @parameterNodeWrapper
 class ScarNetSlicerParameterNode:
     """The module's settings, saved with the scene and bound to the GUI (SlicerParameterName in the .ui)."""
@@ -132,7 +147,8 @@ class ScarNetSlicerParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     encoder: Annotated[str, Choice(ENCODER_CHOICES)] = "auto"
     weightsPath: pathlib.Path
-    testTimeAugmentation: bool = False
+    # none / flip / dihedral (TTA_CHOICES); an older scene's True reads as flip (see the serializer).
+    testTimeAugmentation: Annotated[str, Choice(TTA_CHOICES), AugmentationChoiceSerializer()] = "none"
     # The range is stated here: without it the GUI connector widens the .ui spin box to ±inf.
     minimumScarRegionMl: Annotated[float, WithinRange(0.0, 20.0)] = 0.0
     keepIntermediateFiles: bool = False
@@ -627,7 +643,7 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         return self._processor().segmentation_was_edited(segmentationNode, inputVolume)
 
     def process(self, inputVolume, outputSegmentation=None, outputTable=None, device: str = "auto",
-                encoder: str | None = None, weightsPath=None, testTimeAugmentation: bool = False,
+                encoder: str | None = None, weightsPath=None, testTimeAugmentation: bool | str = False,
                 minimumScarRegionMl: float = 0.0, keepIntermediateFiles: bool = False, overwriteEdited: bool = False,
                 waitForCompletion: bool = True,
                 showResults: bool = False, rvInsertionPoint=None, basalEnd: str = "auto"):
@@ -644,6 +660,9 @@ class ScarNetSlicerLogic(ScriptedLoadableModuleLogic):
         the septum); the report then has the AHA segments (``report["segments"]``, and a second table
         referenced from the report table).
         ``basalEnd``: "auto", "first" or "last" (which end of the stack is basal).
+        ``testTimeAugmentation``: the model averaged over transformed copies of each slice: False or "none" (1 pass),
+        True or "flip" (mirrors, 3 passes), "dihedral" (the 8 turns and mirrors: the result no longer depends on the
+        image's in-plane orientation).
         """
         from ScarNetSlicerLib.processing import SegmentationOptions
         from ScarNetSlicerLib.volume_nodes import check_volume_node
@@ -762,6 +781,8 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         self.test_EditInSegmentEditor()
         self.setUp()
         self.test_ClickPath()
+        self.setUp()
+        self.test_SceneSavedWithTheCheckbox()
 
     def test_BadInput(self):
         import numpy as np
@@ -779,6 +800,11 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         with self.assertRaisesRegex(ValueError, "2D"):
             logic.segmentationWasEdited(segmentation, flat)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore, "a refused input must not change the scene")
+        stack = slicer.util.addVolumeFromArray(np.zeros((4, 16, 16), dtype=np.float32), name="stack")
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        with self.assertRaisesRegex(ValueError, "test-time augmentation 'rotations'"):
+            logic.process(stack, testTimeAugmentation="rotations")  # "dihedral" is the name of the turns
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
 
     def test_OutputsFollowInput(self):
         """Picking another input unselects the outputs made from the previous one, not the user's own,
@@ -818,8 +844,8 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         reportIsCurrent = widget.logic.reportIsCurrent
         widget.logic.reportIsCurrent = lambda tableNode: checks.append(tableNode) or reportIsCurrent(tableNode)
         try:
-            parameterNode.testTimeAugmentation = not parameterNode.testTimeAugmentation
-            parameterNode.testTimeAugmentation = not parameterNode.testTimeAugmentation
+            parameterNode.testTimeAugmentation = "dihedral"
+            parameterNode.testTimeAugmentation = "none"
             self.assertEqual(checks, [])
             widget.enter()  # back from Segment Editor
             self.assertTrue(checks)
@@ -848,6 +874,17 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
         parameterNode.inputVolume = second
         self.assertIsNone(parameterNode.outputSegmentation)
         self.assertEqual(parameterNode.outputTable.GetID(), usersTable.GetID())
+
+    def test_SceneSavedWithTheCheckbox(self):
+        """Test-time augmentation was a checkbox: a scene saved then (True: flips) opens with flip chosen, not a
+        value the panel's combo box refuses."""
+        slicer.util.selectModule("ScarNetSlicer")
+        widget = slicer.util.getModuleWidget("ScarNetSlicer")
+        parameterNode = widget._parameterNode
+        for saved, choice in (("True", "flip"), ("False", "none"), ("dihedral", "dihedral"), ("flip", "flip")):
+            parameterNode.parameterNode.SetParameter("testTimeAugmentation", saved)  # as a scene's file sets it
+            self.assertEqual(parameterNode.testTimeAugmentation, choice)
+            self.assertEqual(widget.ui.ttaComboBox.currentText, choice)
 
     def test_EditInSegmentEditor(self):
         """"Edit in Segment Editor" gives Segment Editor the panel's segmentation, input volume and Scar segment,
@@ -1004,5 +1041,7 @@ class ScarNetSlicerTest(ScriptedLoadableModuleTest):
 
         with tempfile.TemporaryDirectory() as folder:
             page = write_report_page(table, pathlib.Path(folder) / "report", volume.GetName()).read_text("utf-8")
-        self.assertIn(svg.strip(), page)
+        # The panel's picture, less the captions the page says in its text beside it (its first line, the size, too).
+        drawn = [line for line in svg.strip().splitlines()[1:] if "data-caption" not in line]
+        self.assertIn("\n".join(drawn[:-1]), page)
         self.delayDisplay("Test passed")

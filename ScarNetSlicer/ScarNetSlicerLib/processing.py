@@ -60,7 +60,9 @@ class SegmentationOptions:
     device: str = "auto"
     encoder: str | None = None
     weights: str | None = None  # None: the weights bundled with the extension
-    tta: bool = False
+    #: Test-time augmentation: False/"none", True/"flip" or "dihedral" (the 8 turns and mirrors); after checking,
+    #: the engine's name for it (``scarnet.inference.tta_mode``): None, "flip" or "dihedral".
+    tta: bool | str | None = None
     #: Scar regions (3D-connected) smaller than this become healthy myocardium; 0 (the engine's
     #: default, see scarnet.inference.MIN_SCAR_COMPONENT_ML for why) keeps every region.
     min_scar_component_ml: float = 0.0
@@ -73,8 +75,10 @@ class SegmentationOptions:
             raise InputError(f"unknown device '{self.device}' (use {', '.join(DEVICES)})")
         self.weights = normalise_path(self.weights)
         self.encoder = self.encoder or None
-        from scarnet.inference import check_min_scar_component_ml  # the engine's rule, checked before a job starts
+        # The engine's rules, checked before a job starts.
+        from scarnet.inference import check_min_scar_component_ml, tta_mode
 
+        self.tta = tta_mode(self.tta)
         self.min_scar_component_ml = check_min_scar_component_ml(self.min_scar_component_ml)
 
 

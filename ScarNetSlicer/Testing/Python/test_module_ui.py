@@ -260,6 +260,40 @@ def test_device_choices_match_the_processing_library():
     assert f"Choice({list(devices)!r})".replace("'", '"') in _parameter_fields()["device"].replace("'", '"')
 
 
+def test_test_time_augmentation_offers_the_engines_modes_and_reads_old_scenes():
+    """The panel offers none and the engine's modes by the engine's names (what ``process`` and the command line
+    take). It was a checkbox: a scene saved then holds "True" (flips) or "False", which must read as a choice the
+    combo box lists (Slicer's combo-box connector raises on any other value). The serializer's ``read`` is run here
+    on a stand-in for Slicer's StringSerializer, whose ``read`` returns the node's parameter as it is."""
+    from scarnet.inference import TTA_MODES
+
+    tree = _module_tree()
+    assignments = {n.targets[0].id: n for n in tree.body
+                   if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    choices = ast.literal_eval(assignments["TTA_CHOICES"].value)
+    assert choices == ["none", *TTA_MODES]
+    annotation = _parameter_fields()["testTimeAugmentation"]
+    assert annotation == "Annotated[str, Choice(TTA_CHOICES), AugmentationChoiceSerializer()]"
+    defaults = {n.target.id: ast.literal_eval(n.value) for n in _class(tree, "ScarNetSlicerParameterNode").body
+                if isinstance(n, ast.AnnAssign) and n.value is not None and isinstance(n.value, ast.Constant)}
+    assert defaults["testTimeAugmentation"] == "none"
+
+    class StringSerializer:  # Slicer's (parameterNodeWrapper/serializers.py)
+        def read(self, parameterNode, name):
+            return parameterNode.GetParameter(name)
+
+    namespace = {"StringSerializer": StringSerializer}
+    source = ast.Module(body=[assignments["TTA_SAVED_BY_THE_CHECKBOX"], _class(tree, "AugmentationChoiceSerializer")],
+                        type_ignores=[])
+    exec(compile(source, str(MODULE_FILE), "exec"), namespace)
+    serializer = namespace["AugmentationChoiceSerializer"]()
+    for saved, choice in (("True", "flip"), ("False", "none"), ("none", "none"), ("flip", "flip"),
+                          ("dihedral", "dihedral")):
+        node = type("ParameterNode", (), {"GetParameter": lambda self, name, saved=saved: saved})()
+        assert serializer.read(node, "testTimeAugmentation") == choice, saved
+        assert choice in choices
+
+
 def test_mrml_selectors_follow_the_scene():
     root = ET.parse(UI_FILE).getroot()
     connected = {c.findtext("receiver") for c in root.iter("connection")

@@ -715,10 +715,12 @@ def test_the_pages_words_are_a_readers_not_the_algorithms():
     assert "run-to-run" not in rounding and "uncertainty" in rounding
 
 
-def _ring_with_scar_wedges(wedges: tuple[tuple[int, float, float], ...]):
+def _ring_with_scar_wedges(wedges: tuple[tuple[int, float, float], ...],
+                           erased: tuple[tuple[int, float, float], ...] = ()):
     """A report of rings (0.5 mm pixels, 12 slices 8 mm apart, wall 9 mm) with scar through the whole wall in narrow
     wedges, each (slice, centre angle, width, degrees from the grid's +i axis towards +j): the specks and small patches
-    of a model's false scar in a normal heart, as a model run's report (its segmentation not reviewed)."""
+    of a model's false scar in a normal heart, as a model run's report (its segmentation not reviewed). ``erased``:
+    wedges of wall erased (background), as a ring left open."""
     import numpy as np
     from test_aha import DIRECTION, ORIGIN
 
@@ -733,6 +735,8 @@ def _ring_with_scar_wedges(wedges: tuple[tuple[int, float, float], ...]):
         cavity_mm = 22.0 - k
         labels[k][radius < cavity_mm] = 1
         labels[k][(radius >= cavity_mm) & (radius < cavity_mm + 9.0)] = 2
+    for k, centre_deg, width_deg in erased:
+        labels[k][(labels[k] == 2) & (np.abs((angle - centre_deg + 180) % 360 - 180) < width_deg / 2)] = 0
     for k, centre_deg, width_deg in wedges:
         labels[k][(labels[k] == 2) & (np.abs(angle - centre_deg) < width_deg / 2)] = 3
     volume = Volume(labels, spacing, ORIGIN, DIRECTION)
@@ -802,10 +806,47 @@ def test_a_speck_of_scar_does_not_read_as_a_transmural_segment(tmp_path):
     # explanation of the dash appears only where a segment has it.
     graded = {"scar_ml": 0.4, "scar_extent_score": 1, "scar_transmurality_mean_percent": 85.3,
               "transmural_over_50_percent": 34.0}
-    assert segment_transmurality_text(graded) == "85 % (76–100)"
-    assert segment_transmurality_text({**graded, "scar_ml": 0.0, "scar_extent_score": 0}) == "0 %"
-    assert segment_transmurality_text({**graded, "transmural_over_50_percent": None}) == "–"
+    slices = report.to_dict()["slices"]
+    assert segment_transmurality_text(graded, slices) == "85 % (76–100)"
+    assert segment_transmurality_text({**graded, "scar_ml": 0.0, "scar_extent_score": 0}, slices) == "0 %"
+    assert segment_transmurality_text({**graded, "transmural_over_50_percent": None}, slices) == "–"
     assert "a speck of scar" not in report_html(_report(), "lge")
+
+
+def test_scar_where_transmurality_is_not_measured_reads_not_measured_not_zero():
+    """A segment graded 1 or more whose scar lies only on a slice where transmurality is not measured (fewer than half
+    of its rays cross the wall: a ring left open) has rays on its other slices, none meeting scar: the table read "0 %",
+    no depth at all, beside its scar. It now reads "–", explained under the table; a segment whose scar was measured
+    but missed by every ray keeps "0 %"."""
+    from scarnet.report_html import scar_not_measured, segment_transmurality_text
+
+    # Slice 5 (mid) keeps 140° of its wall, with scar through it; its neighbours are whole rings without scar.
+    with pytest.warns(UserWarning, match="myocardial ring broken"):
+        report = _ring_with_scar_wedges(((5, 0.0, 60.0),), erased=((5, 190.0, 220.0),))
+    data = report.to_dict()
+    assert data["slices"][5]["transmural_over_50_percent"] is None  # not measured
+    assert all(s["transmural_over_50_percent"] is not None for k, s in enumerate(data["slices"]) if k != 5)
+    unmeasured = [s for s in data["segments"] if s["scar_ml"] > 0]
+    assert unmeasured and all(s["scar_slices"] == [5] and s["scar_extent_score"] >= 1 for s in unmeasured)
+    assert all(s["scar_transmurality_mean_percent"] is None and s["transmural_over_50_percent"] is not None
+               for s in unmeasured)  # rays measured on the segment's other slices, none meeting scar
+    page = _read(report_html(report, "lge"))
+    rows = {r[0].split()[0]: r for r in page.tables[1][1:]}
+    for s in unmeasured:
+        assert rows[str(s["segment"])][5:7] == [str(s["scar_extent_score"]), "–"], rows[str(s["segment"])]
+        assert scar_not_measured(s, data["slices"])
+    text = " ".join(page.text)
+    assert "\"–\" beside scar: its scar lies only on slices where transmurality is not measured" in text
+    # Measured, and no ray meets the scar (a report stored before scar_slices: the segment's slices with scar).
+    measured = [{**s, "transmural_over_50_percent": 0.0} if s["index"] == 5 else s for s in data["slices"]]
+    older = {k: v for k, v in unmeasured[0].items() if k != "scar_slices"}
+    assert segment_transmurality_text(unmeasured[0], measured) == "0 %"
+    assert segment_transmurality_text(older, measured) == "0 %"
+    assert segment_transmurality_text(older, data["slices"]) == "–"
+    # Segments without scar keep "0 %", and a page without such a segment has no word of it.
+    assert all(rows[str(s["segment"])][6] == "0 %" for s in data["segments"]
+               if not s["scar_ml"] and s["transmural_over_50_percent"] is not None)
+    assert "beside scar" not in report_html(_report(), "lge")
 
 
 def test_the_bullseye_on_the_page_does_not_repeat_what_the_text_beside_it_says():

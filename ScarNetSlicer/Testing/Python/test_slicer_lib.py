@@ -2347,6 +2347,34 @@ def test_minimum_scar_region_must_be_a_number(lib):
         lib.processing.SegmentationOptions(min_scar_component_ml="a")
 
 
+@pytest.mark.parametrize("setting, mode", [(False, None), ("none", None), (None, None), (True, "flip"),
+                                           ("flip", "flip"), ("dihedral", "dihedral")])
+def test_the_test_time_augmentation_chosen_reaches_the_engine(scene, lib, oblique_direction, monkeypatch, setting,
+                                                              mode):
+    """The panel's choice (none / flip / dihedral: the 8 turns and mirrors) and the scripting API's ``True`` (flips,
+    as the checkbox was) reach the engine's Segmenter as its modes."""
+    labels, volume_node, _processor = _lge_and_processor(scene, lib, oblique_direction)
+    built = []
+
+    def segmenter(**arguments):
+        from scarnet.inference import tta_mode
+
+        built.append(tta_mode(arguments["tta"]))
+        return FakeSegmenter(labels.array)
+
+    monkeypatch.setattr("scarnet.inference.Segmenter", segmenter)  # what default_segmenter_factory builds, unloaded
+    processor = lib.processing.Processor(scene, lib.processing.default_segmenter_factory)
+    outputs = _run(processor, volume_node, options=lib.processing.SegmentationOptions(tta=setting))
+    assert built == [mode]
+    assert outputs.report["total"]["scar_ml"] > 0
+
+
+@pytest.mark.parametrize("setting", ["rotations", "True", 1, "Dihedral"])
+def test_an_unknown_test_time_augmentation_is_refused_before_a_job_starts(lib, setting):
+    with pytest.raises(InputError, match=r"^test-time augmentation .*: expected one of none, flip, dihedral$"):
+        lib.processing.SegmentationOptions(tta=setting)
+
+
 def test_the_saved_page_of_a_dicom_volume_names_its_patient_and_study(scene, lib, slicer_mod, tmp_path,
                                                                       oblique_direction):
     """Save report wrote a page naming only the volume ("6: LGE PSIR"), not whose exam it is (QA helper-108): it
