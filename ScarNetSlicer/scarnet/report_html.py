@@ -417,11 +417,24 @@ def scar_not_measured(segment: dict[str, Any], slices: Sequence[dict[str, Any]])
     return not set(where) & transmurality_measured_slices(slices)
 
 
+def scar_depth_not_measured(segment: dict[str, Any], slices: Sequence[dict[str, Any]]) -> bool:
+    """Whether the segment table shows "–" in both of its columns of how deep the scar reaches (Transmurality and
+    :data:`_OVER_50_HEADER`) for a segment graded 1 or more: its scar lies only on slices where transmurality is not
+    measured (:func:`scar_not_measured`), so no ray met it and its mean transmurality is None. Its rays on its other
+    slices give a share with scar through more than half of the wall, 0 %, which is true of those rays but reads as
+    "no transmural scar" beside a graded scar that was not measured. A speck graded 0 is left out (the transmurality
+    column's :data:`SPECK_TRANSMURALITY`); a segment whose scar was measured keeps its figures, "0 %" included. The
+    CSV and JSON keep the raw figures."""
+    if segment.get("scar_ml") and segment.get("scar_extent_score") == 0:
+        return False
+    return segment.get("scar_transmurality_mean_percent") is None and scar_not_measured(segment, slices)
+
+
 def segment_transmurality_text(segment: dict[str, Any], slices: Sequence[dict[str, Any]]) -> str:
     """A segment's mean transmural extent of scar and its band, "62 % (51–75)"; "0 %" where its rays were measured
     and none meets scar, or it has no scar (a ray at its edge may graze a neighbour's); "–" where they were not (the
     apex, a segment without slices, a segment whose scar lies only on slices where transmurality is not measured:
-    :func:`scar_not_measured`, ``slices`` being the report's) or a report stored before the figure was recorded.
+    :func:`scar_depth_not_measured`, ``slices`` being the report's) or a report stored before the figure was recorded.
 
     :data:`SPECK_TRANSMURALITY` for a segment with scar graded 0 (under :data:`~scarnet.aha.MIN_GRADED_SCAR_PERCENT`
     of it: a few voxels, which the grade does not call an enhanced segment): a speck one ray wide that crosses the
@@ -432,9 +445,9 @@ def segment_transmurality_text(segment: dict[str, Any], slices: Sequence[dict[st
         return "–"
     if segment.get("scar_ml") and segment.get("scar_extent_score") == 0:
         return SPECK_TRANSMURALITY
-    mean = segment["scar_transmurality_mean_percent"]
-    if mean is None and scar_not_measured(segment, slices):
+    if scar_depth_not_measured(segment, slices):
         return "–"
+    mean = segment["scar_transmurality_mean_percent"]
     if mean is None or not segment.get("scar_ml"):
         return "0 %"
     return f"{percent_text(mean, transmurality_band)} ({TRANSMURALITY_BAND_LABELS[transmurality_band(mean)]})"
@@ -632,7 +645,8 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                    _amount(s["myocardium_ml"] if imaged else None), _amount(s["scar_ml"] if imaged else None),
                    escape(percent_text(s["scar_percent"])),
                    "–" if s["scar_extent_score"] is None else escape(str(s["scar_extent_score"])),
-                   escape(segment_transmurality_text(s, slices)), _percent(s["transmural_over_50_percent"]),
+                   escape(segment_transmurality_text(s, slices)),
+                   "–" if scar_depth_not_measured(s, slices) else _percent(s["transmural_over_50_percent"]),
                    _amount(s["mvo_ml"] if imaged else None)]
             if qc_only:
                 where = s.get("scar_slices") or [k for k in s["slices"] if k in with_scar]  # (an older report)
@@ -644,24 +658,25 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                              "MVO mL"] + (["Scar only on QC-flagged"] if qc_only else []),
                             rows, {2, 3, 4, 5, 6, 7, 8}, names=True))
         specks = any(segment_transmurality_text(s, slices) == SPECK_TRANSMURALITY for s in data["segments"])
-        # "–" beside scar in a segment whose rays were measured on other slices (scar_not_measured); the apex's
-        # "–" needs no word (none of its slices is measured: a slice beyond the cavity cuts the wall across).
-        unmeasured = any(s.get("transmural_over_50_percent") is not None
-                         and segment_transmurality_text(s, slices) == "–" for s in data["segments"])
+        # "–" beside scar, in both depth columns, in a segment whose rays were measured on other slices
+        # (scar_depth_not_measured); the apex's "–" needs no word (none of its slices is measured: a slice beyond the
+        # cavity cuts the wall across).
+        unmeasured = any(s.get("transmural_over_50_percent") is not None and scar_depth_not_measured(s, slices)
+                         for s in data["segments"])
         parts.append('<p class="muted">Scar %: of the segment\'s myocardium. Grade: that share on Kim\'s 0–4 scale '
                      "(0: none or under 1 %, 1: 1–25, 2: 26–50, 3: 51–75, 4: 76–100 %). Transmurality: how much of "
                      "the wall's thickness the scar fills where there is scar, averaged over the segment's rays with "
                      "scar, with its band (0, 1–25, 26–50, 51–75, 76–100 %): how deep the scar reaches, not how much "
                      "of the segment it takes (Scar % and Grade say that: a small scar through the whole wall reads "
                      "76–100 % in a segment graded 1); \"0 %\": no ray meets scar"
-                     + ("; \"–\" beside scar: its scar lies only on slices where transmurality is not measured "
-                        "(fewer than half of the rays from the LV centre cross the wall there, as where the ring is "
-                        "broken)" if unmeasured else "")
                      + (f"; {escape(SPECK_TRANSMURALITY)}: a speck of scar, under 1 % of the segment (grade 0), too "
                         "little to say how deep scar reaches in it (the CSV and JSON keep the figure)" if specks
                         else "") + ". "
                      f"{_OVER_50_HEADER}: the share of the segment's circumference (of its rays from the LV centre) "
                      "with scar through more than half of the wall."
+                     + (" In both columns, \"–\" beside scar: the segment's scar lies only on slices where "
+                        "transmurality is not measured (fewer than half of the rays from the LV centre cross the wall "
+                        "there, as where the ring is broken), not \"no transmural scar\"." if unmeasured else "")
                      + (" <span class=\"qcseg\">Scar only on QC-flagged slices</span> (dashed blue on the bullseye): "
                         "read those slices before the segment's figures." if qc_only else "") + "</p>")
 
@@ -739,5 +754,5 @@ def plain_conventions(data: dict[str, Any], made_from: str = "ScarNet model") ->
 
 __all__ = ["BUNDLED_MODEL_CARD", "SAID_BESIDE_THE_BULLSEYE", "SMALL_SCAR_ML", "SPECK_TRANSMURALITY",
            "about_model_html", "caution_lines", "plain_conventions", "report_html", "series_name", "series_text",
-           "scar_not_measured", "segment_transmurality_text", "territory_text", "transmurality_measured_slices",
-           "unreviewed_model", "warning_headline"]
+           "scar_depth_not_measured", "scar_not_measured", "segment_transmurality_text", "territory_text",
+           "transmurality_measured_slices", "unreviewed_model", "warning_headline"]

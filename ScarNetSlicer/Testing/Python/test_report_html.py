@@ -816,9 +816,14 @@ def test_a_speck_of_scar_does_not_read_as_a_transmural_segment(tmp_path):
 def test_scar_where_transmurality_is_not_measured_reads_not_measured_not_zero():
     """A segment graded 1 or more whose scar lies only on a slice where transmurality is not measured (fewer than half
     of its rays cross the wall: a ring left open) has rays on its other slices, none meeting scar: the table read "0 %",
-    no depth at all, beside its scar. It now reads "–", explained under the table; a segment whose scar was measured
-    but missed by every ray keeps "0 %"."""
-    from scarnet.report_html import scar_not_measured, segment_transmurality_text
+    no depth at all, beside its scar, in its transmurality and in its circumference > 50 % transmural ("no transmural
+    scar", which was not measured). Both now read "–", explained once under the table; a segment whose scar was
+    measured but missed by every ray keeps "0 %" in both. The CSV and JSON keep the raw figures (0 of those rays)."""
+    import csv
+    import io
+
+    from scarnet.quantify import SEGMENT_CSV_COLUMNS
+    from scarnet.report_html import scar_depth_not_measured, scar_not_measured, segment_transmurality_text
 
     # Slice 5 (mid) keeps 140° of its wall, with scar through it; its neighbours are whole rings without scar.
     with pytest.warns(UserWarning, match="myocardial ring broken"):
@@ -828,23 +833,50 @@ def test_scar_where_transmurality_is_not_measured_reads_not_measured_not_zero():
     assert all(s["transmural_over_50_percent"] is not None for k, s in enumerate(data["slices"]) if k != 5)
     unmeasured = [s for s in data["segments"] if s["scar_ml"] > 0]
     assert unmeasured and all(s["scar_slices"] == [5] and s["scar_extent_score"] >= 1 for s in unmeasured)
-    assert all(s["scar_transmurality_mean_percent"] is None and s["transmural_over_50_percent"] is not None
+    assert all(s["scar_transmurality_mean_percent"] is None and s["transmural_over_50_percent"] == 0.0
                for s in unmeasured)  # rays measured on the segment's other slices, none meeting scar
     page = _read(report_html(report, "lge"))
+    header = page.tables[1][0]
+    assert header[5:8] == ["Grade 0–4", "Transmurality, mean (band)", "Circumference > 50 % transmural"]
     rows = {r[0].split()[0]: r for r in page.tables[1][1:]}
     for s in unmeasured:
-        assert rows[str(s["segment"])][5:7] == [str(s["scar_extent_score"]), "–"], rows[str(s["segment"])]
-        assert scar_not_measured(s, data["slices"])
+        assert rows[str(s["segment"])][5:8] == [str(s["scar_extent_score"]), "–", "–"], rows[str(s["segment"])]
+        assert scar_not_measured(s, data["slices"]) and scar_depth_not_measured(s, data["slices"])
     text = " ".join(page.text)
-    assert "\"–\" beside scar: its scar lies only on slices where transmurality is not measured" in text
+    assert text.count("beside scar") == 1  # said once, for both columns
+    assert ("In both columns, \"–\" beside scar: the segment's scar lies only on slices where transmurality is not "
+            "measured") in text
+    # The per-slice table's column: "–" on the slice not measured, a figure on the others.
+    slice_header, *slice_rows = page.tables[2]
+    over_50 = slice_header.index("Circumference > 50 % transmural")
+    by_slice = {int(r[0]): r[over_50] for r in slice_rows}
+    assert by_slice[5] == "–" and all(by_slice[k] == "0 %" for k in by_slice if k != 5), by_slice
+    # The CSV keeps the raw figure of the segment's measured rays (0, not empty), as the JSON does.
+    lines = report.to_csv().splitlines()
+    start = lines.index(",".join(SEGMENT_CSV_COLUMNS))
+    segment_rows = {int(r[0]): dict(zip(SEGMENT_CSV_COLUMNS, r)) for r in csv.reader(io.StringIO(
+        "\n".join(lines[start + 1:])))}
+    for s in unmeasured:
+        assert segment_rows[s["segment"]]["transmural_over_50_percent"] == "0"
+        assert segment_rows[s["segment"]]["scar_transmurality_mean_percent"] == ""
     # Measured, and no ray meets the scar (a report stored before scar_slices: the segment's slices with scar).
     measured = [{**s, "transmural_over_50_percent": 0.0} if s["index"] == 5 else s for s in data["slices"]]
     older = {k: v for k, v in unmeasured[0].items() if k != "scar_slices"}
     assert segment_transmurality_text(unmeasured[0], measured) == "0 %"
     assert segment_transmurality_text(older, measured) == "0 %"
     assert segment_transmurality_text(older, data["slices"]) == "–"
+    assert not scar_depth_not_measured(unmeasured[0], measured) and not scar_depth_not_measured(older, measured)
+    assert scar_depth_not_measured(older, data["slices"])
+    # A speck graded 0 keeps the transmurality column's "–*" and its figure in the other.
+    assert not scar_depth_not_measured({**unmeasured[0], "scar_extent_score": 0}, data["slices"])
+    # On the page, measured (slice 5's rays measured, none meeting scar): "0 %" in both columns, and no word of "–".
+    measured_page = _read(report_html({**data, "slices": measured}, "lge"))
+    measured_rows = {r[0].split()[0]: r for r in measured_page.tables[1][1:]}
+    for s in unmeasured:
+        assert measured_rows[str(s["segment"])][6:8] == ["0 %", "0 %"], measured_rows[str(s["segment"])]
+    assert "beside scar" not in " ".join(measured_page.text)
     # Segments without scar keep "0 %", and a page without such a segment has no word of it.
-    assert all(rows[str(s["segment"])][6] == "0 %" for s in data["segments"]
+    assert all(rows[str(s["segment"])][6:8] == ["0 %", "0 %"] for s in data["segments"]
                if not s["scar_ml"] and s["transmural_over_50_percent"] is not None)
     assert "beside scar" not in report_html(_report(), "lge")
 
