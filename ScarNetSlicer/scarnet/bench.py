@@ -253,7 +253,7 @@ class PipelineRunner:
     """A ScarNet-architecture model run through this package's pipeline (:class:`Segmenter`)."""
 
     def __init__(self, model: nn.Module, device: torch.device, info: dict[str, Any] | None = None,
-                 batch_size: int = 16, tta: bool = False, cuda_graphs: bool = False) -> None:
+                 batch_size: int = 16, tta: bool | str = False, cuda_graphs: bool = False) -> None:
         from .inference import Segmenter
 
         # A timing-only model (random weights) segments no real anatomy: the plausibility checks
@@ -294,8 +294,11 @@ class PipelineRunner:
         return seg.model_input(crops)
 
     def run_model(self, inputs: torch.Tensor) -> int:
-        """The segmentation's forward passes (its batch size and precision, optional flip TTA), without the softmax;
-        not the pipeline's passes that find the heart and run the scar flip check (the end-to-end time has them)."""
+        """The segmentation's forward passes (its batch size and precision, its test-time augmentation), without the
+        softmax; not the pipeline's passes that find the heart and run the scar flip check (the end-to-end time has
+        them)."""
+        from .inference import _DIHEDRAL_VIEWS
+
         seg = self.segmenter
         calls = 0
         with seg.model_context():
@@ -303,10 +306,14 @@ class PipelineRunner:
                 x = inputs[start:start + seg.batch_size]
                 seg.model(x)
                 calls += 1
-                if seg.tta:
+                if seg.tta_mode == "flip":
                     seg.model(x.flip(-1))
                     seg.model(x.flip(-2))
                     calls += 2
+                elif seg.tta_mode == "dihedral":  # the Segmenter's 7 other views, as it runs them
+                    for turns, mirror in _DIHEDRAL_VIEWS[1:]:
+                        seg._dihedral_logits(x, turns, mirror)
+                        calls += 1
         return calls
 
     def synchronize(self) -> None:

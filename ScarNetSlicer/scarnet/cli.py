@@ -1224,6 +1224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where to run the models (auto: CUDA when available)")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation for ScarNet and the U-Net")
+    p.add_argument("--tta-rotations", action="store_true",
+                   help="test-time augmentation over the 4 quarter turns, each with and without a mirror, for "
+                        "ScarNet and the U-Net (8× slower; as segment --tta-rotations)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("calibrate-qc", help="set the weights' QC thresholds (low_confidence, scar_uncertain, the "

@@ -194,7 +194,7 @@ def summarise(per_case: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate_model(model, cases: list[tuple[str, Volume, Volume]], device="cpu", surface_distance: bool = False,
-                   tta: bool = False) -> dict[str, Any]:
+                   tta: bool | str = False) -> dict[str, Any]:
     """Run the full inference pipeline on each (name, image, reference) case and summarise.
 
     A case where no heart is found counts with Dice 0 (the pipeline refused it). The pipeline's warnings come

@@ -272,7 +272,9 @@ class EvalSettings:
     artifact_seed: int = ARTIFACT_SEED
     skip: tuple[str, ...] = ()
     device: str = "cpu"
-    tta: bool = False  # flip test-time augmentation for ScarNet and the U-Net (as ``scarnet segment --tta``)
+    #: Test-time augmentation for ScarNet and the U-Net, as ``Segmenter(tta=...)`` takes it: False, True (flip, as
+    #: ``scarnet segment --tta``) or "dihedral" (turns and mirrors, as ``--tta-rotations``).
+    tta: bool | str = False
     approximate_geometry: bool = True  # EMIDEC PNGs: spacing estimated, so mm and mL are approximate
     images: str | None = None  # --images, as an absolute path
     references: str | None = None  # --references, as an absolute path
@@ -282,13 +284,22 @@ class EvalSettings:
     #: --images: each exam's :func:`exam_sha256` by name (what calibrate-qc checks own exams by).
     exam_sha256: dict[str, str] | None = None
 
+    @property
+    def tta_mode(self) -> str | None:
+        """The test-time augmentation :attr:`tta` names: None, "flip" or "dihedral"."""
+        from .inference import tta_mode
+
+        return tta_mode(self.tta)
+
     def to_json(self) -> dict[str, Any]:
         return {"split": self.split, "source": self.source, "images": self.images, "references": self.references,
                 "label_values": self.label_values, "series": self.series, "max_cases": self.max_cases,
                 "noise_seeds": self.noise_seeds,
                 "noise_fraction": self.noise_fraction, "noise_range_percentiles": list(NOISE_RANGE_PERCENTILES),
                 "artifact_seed": self.artifact_seed, "artifacts": ARTIFACT_SETTINGS, "skip": list(self.skip),
-                "device": self.device, "tta": self.tta, "approximate_geometry": self.approximate_geometry,
+                # "tta" stays a bool (older readers, calibrate-qc); "tta_mode" says which: None, flip or dihedral.
+                "device": self.device, "tta": self.tta_mode is not None, "tta_mode": self.tta_mode,
+                "approximate_geometry": self.approximate_geometry,
                 "exam_sha256": self.exam_sha256, "fwhm_remote_percentile": _fwhm_remote_percentile(),
                 "two_sd_remote": TWO_SD_REMOTE}
 
@@ -490,7 +501,7 @@ def weights_info(path: Path | None, model: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-def _segmenter(model: Any, device: str, tta: bool = False, qc_calibration: QcCalibration | None = None):
+def _segmenter(model: Any, device: str, tta: bool | str = False, qc_calibration: QcCalibration | None = None):
     from .inference import Segmenter
 
     model.eval()
@@ -1293,6 +1304,13 @@ def _fwhm_footnote(remote_percentile: float | None) -> str:
             "myocardium at zero signal; on images with an offset it would call the whole myocardium scar.")
 
 
+def _augmentation_text(settings: dict[str, Any]) -> str:
+    """The test-time augmentation an evaluation's settings record, in words (older JSON: only "tta", a bool)."""
+    if settings.get("tta_mode") == "dihedral":
+        return "test-time augmentation over turns and mirrors"
+    return "flip test-time augmentation" if settings.get("tta") else "no test-time augmentation"
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The evaluation as Markdown: header, main table, robustness tables, conventions and footnotes.
 
@@ -1303,7 +1321,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     n, n_scar = len(cases), sum(c["has_scar"] for c in cases)
     n_mvo = sum(c["has_mvo"] for c in cases)
     scarnet_summary = methods["scarnet"]["summary"]
-    augmentation = "flip test-time augmentation" if settings.get("tta") else "no test-time augmentation"
+    augmentation = _augmentation_text(settings)
     lines = [
         f"# ScarNet evaluation: {settings['source']}",
         "",
@@ -1585,10 +1603,11 @@ def calibrate_qc(evaluation_json: str | Path, overwrite: bool = False) -> tuple[
         raise InputError(f"{path}: does not say which exams were evaluated (no settings.source: a damaged or edited "
                          "file); evaluate again")
     if settings.get("tta"):
-        # Averaged over flips, probabilities are surer: thresholds set on them would flag too many slices of the
-        # plain segmentation (scarnet segment without --tta), the one the QC thresholds judge.
-        raise InputError(f"{path}: evaluated with flip test-time augmentation (--tta); the QC thresholds are for "
-                         "segmentations without it: evaluate again without --tta")
+        # Averaged over flips (or turns), probabilities are surer: thresholds set on them would flag too many slices
+        # of the plain segmentation (scarnet segment without TTA), the one the QC thresholds judge.
+        option = "--tta-rotations" if settings.get("tta_mode") == "dihedral" else "--tta"
+        raise InputError(f"{path}: evaluated with {_augmentation_text(settings)} ({option}); the QC thresholds are "
+                         f"for segmentations without it: evaluate again without {option}")
     own_images = settings.get("images")
     if own_images is None and (settings.get("split") != "train"
                                or not settings["source"].startswith("EMIDEC")):
@@ -1752,6 +1771,8 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     check_outputs([markdown_path, json_path], overwrite)
 
     device = resolve_device(getattr(args, "device", "auto"))
+    # As segment and batch: the 8 views of --tta-rotations include --tta's 3.
+    tta: bool | str = "dihedral" if getattr(args, "tta_rotations", False) else bool(getattr(args, "tta", False))
     split = getattr(args, "split", None) or "val"
     images, references = getattr(args, "images", None), getattr(args, "references", None)
     if images is not None:
@@ -1808,7 +1829,7 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
         f"device {device}")
 
     settings = EvalSettings(split=split, source=source, noise_seeds=noise_seeds, skip=skip, device=str(device),
-                            tta=bool(getattr(args, "tta", False)), approximate_geometry=approximate,
+                            tta=tta, approximate_geometry=approximate,
                             images=str(Path(images).resolve()) if images is not None else None,
                             references=str(Path(references).resolve()) if references is not None else None,
                             label_values=label_values, series=getattr(args, "series", None), max_cases=max_cases,

@@ -328,3 +328,18 @@ def test_anatomy_pattern_passes_localisation_size_check():
     assert set(np.unique(labels)) == {0, 1, 2, 3, 4}
     # localisation needs ≥ 400 mm² of LV; a 128-px view of a 250 mm field of view has 1.95 mm pixels
     assert (labels != 0).sum() * 1.95**2 > 400
+
+
+@pytest.mark.parametrize(("tta", "passes"), [(False, 1), (True, 3), ("flip", 3), ("dihedral", 8)])
+def test_the_model_only_time_runs_the_segmenters_test_time_augmentation(tta, passes):
+    """The model-only timing runs the passes the Segmenter's TTA runs: 8 for the turns and mirrors, not the
+    flips' 3 (it counted 3 whenever there was any)."""
+    torch.manual_seed(0)
+    model = ScarNet(ScarNetConfig(encoder="none", input_size=32, pixel_spacing_mm=4.0, unet_channels=(4, 8))).eval()
+    runner = bench.PipelineRunner(model, torch.device("cpu"), batch_size=4, tta=tta)
+    calls = []
+    model.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    inputs = torch.zeros(6, 1, 32, 32)  # two batches of at most 4
+    with torch.inference_mode():
+        assert runner.run_model(inputs) == 2 * passes
+    assert calls == [4] * passes + [2] * passes

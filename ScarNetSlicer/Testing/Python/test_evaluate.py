@@ -733,6 +733,53 @@ def test_run_evaluation_without_unet_weights_says_so(tmp_path, tiny_weights, cap
     assert "skipped (--skip contrast)" not in out  # not asked to skip: measured
 
 
+@pytest.mark.parametrize(("options", "mode", "words"), [
+    ({}, None, "no test-time augmentation"),
+    ({"tta": True}, "flip", "flip test-time augmentation"),
+    ({"tta_rotations": True}, "dihedral", "test-time augmentation over turns and mirrors"),
+    ({"tta": True, "tta_rotations": True}, "dihedral", "test-time augmentation over turns and mirrors"),
+])
+def test_the_evaluation_segments_with_the_test_time_augmentation_asked_for_and_records_it(
+        tmp_path, tiny_weights, monkeypatch, options, mode, words):
+    # As segment and batch: --tta-rotations' 8 views include --tta's 3, so both together are the 8.
+    import scarnet.evaluate_cli as evaluate_cli
+    from scarnet.phantom import make_phantom
+
+    made = []
+    plain_segmenter = evaluate_cli._segmenter
+
+    def recording_segmenter(*args, **kwargs):
+        made.append(plain_segmenter(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(evaluate_cli, "_segmenter", recording_segmenter)
+    phantom = make_phantom(1, infarct=True, n_slices=6, spacing_mm=(2.4, 2.4, 10.0))
+    args = _args(tmp_path, tiny_weights, skip=["medsam", "noise", "artifacts", "thresholds", "contrast", "field"],
+                 **options)
+    assert run_evaluation(args, cases=[EvalCase("p", phantom.image, phantom.labelmap)], log=lambda _: None) == 0
+    assert made and all(segmenter.tta_mode == mode for segmenter in made)
+    settings = json.loads((tmp_path / "figures.json").read_text())["settings"]
+    assert settings["tta_mode"] == mode and settings["tta"] is (mode is not None)
+    header = (tmp_path / "table.md").read_text().split("## Segmentation")[0]
+    assert f"Device cpu, {words}, scarnet" in header
+
+
+def test_the_header_of_an_evaluation_from_before_the_tta_mode_reads_its_tta_as_flip():
+    from scarnet.evaluate_cli import _augmentation_text
+
+    assert _augmentation_text({"tta": True}) == "flip test-time augmentation"
+    assert _augmentation_text({"tta": False}) == "no test-time augmentation"
+    assert _augmentation_text({"tta": True, "tta_mode": "dihedral"}) == "test-time augmentation over turns and mirrors"
+
+
+def test_evaluate_takes_tta_rotations_on_the_command_line():
+    from scarnet.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--tta-rotations"])
+    assert args.tta_rotations is True and args.tta is False
+    assert build_parser().parse_args(["evaluate"]).tta_rotations is False
+
+
 def test_run_evaluation_rejects_bad_options(tmp_path, tiny_weights):
     with pytest.raises(InputError, match="--skip"):
         run_evaluation(_args(tmp_path, tiny_weights, skip=["everything"]), cases=[])

@@ -492,8 +492,13 @@ def test_calibrate_qc_refuses_val_changed_weights_and_files_that_are_no_evaluati
     with_tta["settings"]["tta"] = True
     tta = tmp_path / "tta.json"
     tta.write_text(json.dumps(with_tta))
+    with_tta["settings"]["tta_mode"] = "dihedral"
+    dihedral = tmp_path / "dihedral.json"
+    dihedral.write_text(json.dumps(with_tta))
     cases = [(val, "val and report exams are for reporting"), (not_json, "not JSON"),
              (tta, "evaluated with flip test-time augmentation (--tta)"),
+             (dihedral, "evaluated with test-time augmentation over turns and mirrors (--tta-rotations); the QC "
+                        "thresholds are for segmentations without it: evaluate again without --tta-rotations"),
              (nothing, "all its 3 exams were refused ('no heart found'), so no slice has figures to calibrate on"),
              (other, "not the JSON of scarnet evaluate"),
              (tmp_path / "missing.json", "file not found"), (foreign[0], "which weights file was evaluated"),
