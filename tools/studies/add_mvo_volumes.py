@@ -21,10 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from amend_evaluation import _same  # run as a script: tools/studies is on the path
-
-from scarnet.evaluate_cli import _summary, render_markdown
-from scarnet.io import json_safe as _jsonable
+from amend_evaluation import _same, check_same_run, resummarise, write_amended  # tools/studies is on the path
 
 #: The per-case fields added (``scarnet.evaluate.case_metrics``).
 MVO_FIELDS = ("mvo_ml_pred", "mvo_ml_ref")
@@ -33,10 +30,7 @@ MVO_FIELDS = ("mvo_ml_pred", "mvo_ml_ref")
 def add_mvo_volumes(published: dict, newer: dict, method: str = "scarnet") -> dict:
     """``published`` with ``method``'s per-case :data:`MVO_FIELDS` taken from ``newer`` and its summary computed
     again; raises ValueError when the two are not the same predictions or a published figure would change."""
-    if published["cases"] != newer["cases"]:
-        raise ValueError("the two evaluations are not of the same exams")
-    if published["weights"][method]["sha256"] != newer["weights"][method]["sha256"]:
-        raise ValueError(f"the two evaluations used different {method} weights")
+    check_same_run(published, newer, method)
     old_cases, new_cases = published["methods"][method]["per_case"], newer["methods"][method]["per_case"]
     if all(all(key in figures for key in MVO_FIELDS) for figures in old_cases.values()):
         raise ValueError(f"{method}: the published evaluation has its MVO volumes already")
@@ -55,11 +49,7 @@ def add_mvo_volumes(published: dict, newer: dict, method: str = "scarnet") -> di
     row = amended["methods"][method]
     for name, figures in row["per_case"].items():
         figures.update({key: new_cases[name][key] for key in MVO_FIELDS})
-    summary = _summary(row["per_case"])
-    changed = [key for key, value in row["summary"].items() if not _same(value, summary.get(key))]
-    if changed:
-        raise ValueError(f"re-summarising {method} changes {', '.join(changed)}")
-    row["summary"] = summary
+    resummarise(method, row)
     amended.setdefault("amendments", []).append(
         f"{row['label']}'s per-case MVO volumes and its MVO presence per exam added from a run of "
         f"{newer.get('date', '')} by `{newer.get('command', '')}`, on the same predictions (ScarNet's per-case "
@@ -79,9 +69,7 @@ def main() -> int:
     except (OSError, ValueError, KeyError) as error:
         print(f"add_mvo_volumes: {error}", file=sys.stderr)
         return 1
-    args.published.write_text(json.dumps(_jsonable(amended), indent=2) + "\n", encoding="utf-8")
-    if args.markdown:
-        args.markdown.write_text(render_markdown(amended), encoding="utf-8")
+    write_amended(amended, args.published, args.markdown)
     return 0
 
 

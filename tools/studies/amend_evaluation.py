@@ -39,23 +39,42 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-def amend(published: dict, newer: dict, rows: list[str], why: str) -> dict:
-    """``published`` with ``rows`` taken from ``newer`` (see the module docstring); raises ValueError."""
+def check_same_run(published: dict, newer: dict, method: str = "scarnet") -> None:
+    """Raise ValueError unless the two evaluations are of the same exams with the same ``method`` weights."""
     if published["cases"] != newer["cases"]:
         raise ValueError("the two evaluations are not of the same exams")
-    if published["weights"]["scarnet"]["sha256"] != newer["weights"]["scarnet"]["sha256"]:
-        raise ValueError("the two evaluations used different ScarNet weights")
+    if published["weights"][method]["sha256"] != newer["weights"][method]["sha256"]:
+        label = "ScarNet" if method == "scarnet" else method
+        raise ValueError(f"the two evaluations used different {label} weights")
+
+
+def resummarise(key: str, method: dict) -> None:
+    """Compute ``method``'s summary again from its per-case figures (keys added since then appear); raise
+    ValueError, leaving it as it was, if any figure it had changes."""
+    summary = _summary(method["per_case"])
+    changed = [name for name, value in method["summary"].items() if not _same(value, summary.get(name))]
+    if changed:
+        raise ValueError(f"re-summarising {key} changes {', '.join(changed)}")
+    method["summary"] = summary
+
+
+def write_amended(amended: dict, json_path: Path, markdown_path: Path | None) -> None:
+    """The amended evaluation over the published JSON, and its Markdown rendered again when a path is given."""
+    json_path.write_text(json.dumps(_jsonable(amended), indent=2) + "\n", encoding="utf-8")
+    if markdown_path:
+        markdown_path.write_text(render_markdown(amended), encoding="utf-8")  # ᵇ, ±, –: not in every locale's
+
+
+def amend(published: dict, newer: dict, rows: list[str], why: str) -> dict:
+    """``published`` with ``rows`` taken from ``newer`` (see the module docstring); raises ValueError."""
+    check_same_run(published, newer)
     if not _same(published["methods"]["scarnet"]["per_case"], newer["methods"]["scarnet"]["per_case"]):
         raise ValueError("ScarNet's per-case figures differ: the rows would not be on the same predictions")
     amended = json.loads(json.dumps(published))
     for key, method in amended["methods"].items():
         if key in rows or method.get("status") != "ok" or "per_case" not in method:
             continue
-        summary = _summary(method["per_case"])
-        changed = [name for name, value in method["summary"].items() if not _same(value, summary.get(name))]
-        if changed:
-            raise ValueError(f"re-summarising {key} changes {', '.join(changed)}")
-        method["summary"] = summary
+        resummarise(key, method)
     for key in rows:
         amended["methods"][key] = newer["methods"][key]
         for setting in _METHOD_SETTINGS.get(key, []):
@@ -85,9 +104,7 @@ def main() -> int:
         print(f"amend_evaluation: {error}", file=sys.stderr)
         return 1
     amended["amendments"] += args.note
-    args.published.write_text(json.dumps(_jsonable(amended), indent=2) + "\n", encoding="utf-8")
-    if args.markdown:
-        args.markdown.write_text(render_markdown(amended), encoding="utf-8")  # ᵇ, ±, –: not in every locale's
+    write_amended(amended, args.published, args.markdown)
     return 0
 
 
