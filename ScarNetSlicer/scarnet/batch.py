@@ -78,10 +78,11 @@ def exam_names(paths: Sequence[str | Path]) -> list[str]:
         # or exam number) is kept after its parents' (site1_P001).
         # (The name of the folder as made absolute: "." given in a DICOM folder is that folder.)
         own = [(names[i],) if Path(os.path.abspath(paths[i])).name == names[i] else () for i in members]
+        in_group = set(members)
+        others = {exam_key(name) for i, name in enumerate(names) if i not in in_group}  # the same at every depth
         for depth in range(1, max(len(p) for p in parents) + 1):
             candidates = ["_".join(p[-depth:] + kept) for p, kept in zip(parents, own)]
             keys = [exam_key(c) for c in candidates]
-            others = {exam_key(names[i]) for i in range(len(names)) if i not in members}
             if all(candidates) and len(set(keys)) == len(keys) and not others & set(keys):
                 for i, candidate in zip(members, candidates):
                     names[i] = candidate

@@ -297,23 +297,15 @@ class PipelineRunner:
         """The segmentation's forward passes (its batch size and precision, its test-time augmentation), without the
         softmax; not the pipeline's passes that find the heart and run the scar flip check (the end-to-end time has
         them)."""
-        from .inference import _DIHEDRAL_VIEWS
+        from .inference import TTA_PASSES
 
         seg = self.segmenter
         calls = 0
         with seg.model_context():
             for start in range(0, inputs.shape[0], seg.batch_size):
                 x = inputs[start:start + seg.batch_size]
-                seg.model(x)
-                calls += 1
-                if seg.tta_mode == "flip":
-                    seg.model(x.flip(-1))
-                    seg.model(x.flip(-2))
-                    calls += 2
-                elif seg.tta_mode == "dihedral":  # the Segmenter's 7 other views, as it runs them
-                    for turns, mirror in _DIHEDRAL_VIEWS[1:]:
-                        seg._dihedral_logits(x, turns, mirror)
-                        calls += 1
+                seg._augmented_logits(x, seg.model(x).float())  # the Segmenter's passes, as it runs them
+                calls += TTA_PASSES[seg.tta_mode]
         return calls
 
     def synchronize(self) -> None:

@@ -213,8 +213,11 @@ def _sector_path(cx: float, cy: float, start: float, end: float, inner: float, o
             f"L {x2:.2f} {y2:.2f} A {inner:.2f} {inner:.2f} 0 {large} 1 {x3:.2f} {y3:.2f} Z")
 
 
-#: scarnet.aha.rv_side_warning's message: an anterior RV insertion point across the LV from the RV's side.
-_RV_SIDE_WARNING = re.compile(r"RV insertion point lies (?P<deg>\d+) degrees round the LV from the RV's side")
+#: scarnet.aha.rv_side_warning's message: an anterior RV insertion point across the LV from the RV's side; and
+#: what the picture's caption and the page's warning headline (:mod:`scarnet.report_html`) say of it.
+RV_SIDE_WARNING = re.compile(r"RV insertion point lies (?P<deg>\d+) degrees round the LV from the RV's side")
+RV_SIDE_CAPTION = ("RV insertion point {deg}° round from the RV's side: RAS and LPS mixed up? The segments would be "
+                   "turned")
 
 
 #: The names (``data-caption``) of the captions :func:`bullseye_svg` may draw under the picture, in their order.
@@ -309,10 +312,9 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
     if MIRROR_WARNING in warnings:  # the anterior point alone: nothing would catch a mirror
         captions.append(("mirror", "Mirrored? Septum and lateral wall would be swapped: mark the inferior RV point "
                                    "too", "#a00000"))
-    turned = [match for message in warnings if (match := _RV_SIDE_WARNING.search(message))]
+    turned = [match for message in warnings if (match := RV_SIDE_WARNING.search(message))]
     if turned:  # scarnet.aha.rv_side_warning: RAS and LPS mixed up turns every segment; the picture cannot show it
-        captions.append(("rv-side", f"RV insertion point {turned[0]['deg']}° round from the RV's side: RAS and LPS "
-                                    "mixed up? The segments would be turned", "#a00000"))
+        captions.append(("rv-side", RV_SIDE_CAPTION.format(deg=turned[0]["deg"]), "#a00000"))
     if any(message.startswith(GIVEN_BASAL_END_WARNING_START) for message in warnings):
         # The levels follow a basal end the images contradict: the rings may be the other way round.
         mirrored = " and septum mirrored" if data.get("segment_angles_from") == ANGLES_FROM_PATIENT_AXES else ""
@@ -352,5 +354,6 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
 
 
 __all__ = ["APEX_NOT_IMAGED", "CAPTION_NAMES", "GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "QC_OUTLINE_COLOUR", "ROUNDING",
+           "RV_SIDE_CAPTION", "RV_SIDE_WARNING",
            "amount_text", "apex_not_imaged", "basal_end_text", "bullseye_svg", "percent_text", "qc_only_segments",
            "segment_geometry", "septum_text", "summary_text", "whole_percent_text"]

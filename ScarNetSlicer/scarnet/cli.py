@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 # The statuses and the exception of an interrupt are the console script's (scarnet.console), which takes one
 # before this module is imported.
-from .console import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, raise_terminated, terminate_signals
+from .console import (  # noqa: F401 (EXIT_INTERRUPTED, EXIT_TERMINATED: kept importable from here, as before)
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
+    interrupted_status,
+    interrupted_text,
+    raise_terminated,
+    terminate_signals,
+)
 from .errors import warnings_kept_in
 from .text import output_console, person_name, visible  # no third-party import: --help stays fast
 
@@ -35,11 +43,6 @@ if TYPE_CHECKING:  # imported by the commands that use it: --help stays fast
 #: shell reports a process those signals ended (128 + the signal's number), each after the same clean-up.
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 3
-
-
-def interrupted_status(interrupt: KeyboardInterrupt) -> int:
-    """The exit status after ``interrupt``: 143 for SIGTERM, 130 for Ctrl-C."""
-    return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
 
 
 #: Set by a command once its outputs are written and closed: the console script may then end the
@@ -506,10 +509,10 @@ def _check_dicom_seg_input(path: Path, option: str = "input") -> None:
 
 def _segmenter(args: argparse.Namespace):
     """The Segmenter that ``segment`` and ``batch`` run, from their shared model options."""
-    from .inference import MIN_SCAR_COMPONENT_ML, Segmenter
+    from .inference import MIN_SCAR_COMPONENT_ML, Segmenter, tta_from_options
 
     min_scar_ml = MIN_SCAR_COMPONENT_ML if args.min_scar_ml is None else args.min_scar_ml
-    tta = "dihedral" if args.tta_rotations else args.tta  # the 8 views include --tta's 3
+    tta = tta_from_options(args.tta, args.tta_rotations)
     return Segmenter(weights=args.weights, encoder=args.encoder, device=args.device, tta=tta,
                      min_scar_component_ml=min_scar_ml, threads=args.threads)
 
@@ -625,7 +628,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         if not started:  # before the first exam: nothing written
             raise
         # What a pipeline's log needs: where the run stands, and how to go on (the exams done are not run again).
-        print(f"scarnet: interrupted{' (SIGTERM)' if isinstance(interrupt, Terminated) else ''}; {sum(finished)} of "
+        print(f"{interrupted_text(interrupt)}; {sum(finished)} of "
               f"{len(args.inputs)} exams done, listed in {visible(str(summary))} (the others 'not run'): the same "
               "command with --skip-done continues", file=sys.stderr)
         return interrupted_status(interrupt)
@@ -1375,7 +1378,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"scarnet: error: {visible(str(error))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
-        print(f"scarnet: interrupted{' (SIGTERM)' if isinstance(interrupt, Terminated) else ''}", file=sys.stderr)
+        print(interrupted_text(interrupt), file=sys.stderr)
         return interrupted_status(interrupt)
     except Exception as error:  # a bug: still one line, traceback on request
         if debug:

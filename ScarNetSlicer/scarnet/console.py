@@ -44,6 +44,16 @@ class Terminated(KeyboardInterrupt):
     which a scheduler or workflow manager (Nextflow's ``errorStrategy``) reads as killed, not as failed."""
 
 
+def interrupted_status(interrupt: KeyboardInterrupt) -> int:
+    """The exit status after ``interrupt``: 143 for SIGTERM, 130 for Ctrl-C."""
+    return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+
+
+def interrupted_text(interrupt: KeyboardInterrupt) -> str:
+    """The start of the line an interrupted run prints: "scarnet: interrupted", "(SIGTERM)" added for SIGTERM."""
+    return f"scarnet: interrupted{' (SIGTERM)' if isinstance(interrupt, Terminated) else ''}"
+
+
 def terminate_signals() -> tuple[int, ...]:
     """The signals taken as :class:`Terminated`: SIGTERM and, on Windows, Ctrl-Break (SIGBREAK; Windows never
     delivers SIGTERM: its ``kill`` ends a process outright)."""
@@ -143,7 +153,7 @@ def _print_interrupted(interrupt: KeyboardInterrupt) -> None:
     import contextlib
 
     with contextlib.suppress(OSError, ValueError, AttributeError):  # no stderr (pythonw), or its reader gone
-        print(f"scarnet: interrupted{' (SIGTERM)' if isinstance(interrupt, Terminated) else ''}", file=sys.stderr)
+        print(interrupted_text(interrupt), file=sys.stderr)
 
 
 def run() -> NoReturn:
@@ -173,7 +183,7 @@ def run() -> NoReturn:
         except KeyboardInterrupt as interrupt:  # not reported by the command (before or after it ran)
             _command_over()
             _print_interrupted(interrupt)
-            code = EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+            code = interrupted_status(interrupt)
             at_once = False
         except SystemExit as exit_:  # argparse's: --help, --version, a bad option
             _command_over()

@@ -175,12 +175,14 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
         name = path.name.lower()
         if name.endswith(_NOT_DICOM_SUFFIXES) or name == "dicomdir":
             continue
-        head = _file_head(path)
+        # One read serves the pre-check (its first 132 bytes) and the file meta's transfer syntax.
+        file_head = _file_head(path)
+        head = file_head[:132]
         if not _may_be_dicom(head):
             if len(head) < 132 and name.endswith(_DICOM_SUFFIXES):
                 damaged.append(path.relative_to(folder).as_posix())  # empty or cut short: an interrupted copy
             continue
-        deflated_start = _deflated_dataset_start(path)
+        deflated_start = _deflated_dataset_start(file_head)
         if deflated_start is not None and _inflates_past_limit(path, deflated_start):
             damaged.append(path.relative_to(folder).as_posix())  # a decompression bomb: never given to pydicom
             continue
@@ -220,11 +222,15 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
     return series
 
 
+#: What :func:`scarnet.dicom.list_series` reads of each file: a file meta group is a few hundred bytes.
+_FILE_META_BYTES = 1 << 16
+
+
 def _file_head(path: Path) -> bytes:
-    """The first 132 bytes of ``path`` (fewer for a shorter file; none when it cannot be read)."""
+    """The first :data:`_FILE_META_BYTES` of ``path`` (fewer for a shorter file; none when it cannot be read)."""
     try:
         with path.open("rb") as stream:
-            return stream.read(132)
+            return stream.read(_FILE_META_BYTES)
     except OSError:
         return b""
 
@@ -238,14 +244,10 @@ _DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"
 _LONG_LENGTH_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT")
 
 
-def _deflated_dataset_start(path: Path) -> int | None:
-    """Where the deflated data set of a file whose file meta names the deflated transfer syntax starts (bytes); None
-    for any other file (and for one whose file meta cannot be walked: pydicom then reads it as it would)."""
-    try:
-        with path.open("rb") as stream:
-            head = stream.read(1 << 16)  # a file meta group is a few hundred bytes
-    except OSError:
-        return None
+def _deflated_dataset_start(head: bytes) -> int | None:
+    """Where the deflated data set of a file whose file meta names the deflated transfer syntax starts (bytes), from
+    the file's first :data:`_FILE_META_BYTES` (``head``); None for any other file (and for one whose file meta cannot
+    be walked: pydicom then reads it as it would)."""
     if _DEFLATED_SYNTAX.encode() not in head:
         return None
     position = 132 if _has_preamble(head[:132]) else 0

@@ -1742,7 +1742,7 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     the exit code (0).
     """
     from . import __version__
-    from .inference import resolve_device
+    from .inference import resolve_device, tta_from_options
     from .io import atomic_path, check_outputs
     from .model.registry import load_model, qc_calibration_for
     from .outputs import JSON_FIGURES, MARKDOWN, check_output_name
@@ -1771,8 +1771,7 @@ def run_evaluation(args: argparse.Namespace, cases: list[EvalCase] | None = None
     check_outputs([markdown_path, json_path], overwrite)
 
     device = resolve_device(getattr(args, "device", "auto"))
-    # As segment and batch: the 8 views of --tta-rotations include --tta's 3.
-    tta: bool | str = "dihedral" if getattr(args, "tta_rotations", False) else bool(getattr(args, "tta", False))
+    tta = tta_from_options(bool(getattr(args, "tta", False)), getattr(args, "tta_rotations", False))  # as segment
     split = getattr(args, "split", None) or "val"
     images, references = getattr(args, "images", None), getattr(args, "references", None)
     if images is not None:

@@ -148,7 +148,14 @@ MIN_MYOCARDIUM_ML = 5.0
 #: and 0.571 / 0.852 (docs/experiments.md, 2026-12-03). Opt-in: 2.6× the flips' time.
 TTA_MODES = ("flip", "dihedral")
 #: The dihedral group as (quarter turns, mirrored first), identity first.
-_DIHEDRAL_VIEWS = tuple((turns, mirror) for mirror in (False, True) for turns in range(4))
+DIHEDRAL_VIEWS = tuple((turns, mirror) for mirror in (False, True) for turns in range(4))
+#: The model passes per batch of each test-time augmentation (None: none).
+TTA_PASSES = {None: 1, "flip": 3, "dihedral": len(DIHEDRAL_VIEWS)}
+
+
+def tta_from_options(tta: bool, tta_rotations: bool) -> bool | str:
+    """The ``tta`` setting of the command line's ``--tta`` and ``--tta-rotations`` (the 8 views include the 3)."""
+    return "dihedral" if tta_rotations else tta
 
 
 def tta_mode(tta: bool | str | None) -> str | None:
@@ -486,17 +493,23 @@ class Segmenter:
                 logits = self.model(x).float()
                 if self.tta_mode is not None and plain_out is not None:
                     plain.append(torch.softmax(logits, dim=1).cpu().numpy())
-                if self.tta_mode == "flip":
-                    logits = logits + self.model(x.flip(-1)).float().flip(-1)
-                    logits = logits + self.model(x.flip(-2)).float().flip(-2)
-                    logits = logits / 3
-                elif self.tta_mode == "dihedral":
-                    logits = (logits + sum(self._dihedral_logits(x, turns, mirror)
-                                           for turns, mirror in _DIHEDRAL_VIEWS[1:])) / len(_DIHEDRAL_VIEWS)
+                logits = self._augmented_logits(x, logits)
                 outputs.append(torch.softmax(logits, dim=1).cpu().numpy())
         if plain_out is not None:
             plain_out.extend(plain)  # only once the whole batch went through (an OOM retry starts over)
         return np.concatenate(outputs)
+
+    def _augmented_logits(self, x, logits):
+        """``logits`` (the model's for ``x``) averaged with those of the test-time augmentation's other views
+        (:attr:`tta_mode`; none: ``logits`` as they are). :data:`TTA_PASSES` model passes in all."""
+        if self.tta_mode == "flip":
+            logits = logits + self.model(x.flip(-1)).float().flip(-1)
+            logits = logits + self.model(x.flip(-2)).float().flip(-2)
+            return logits / 3
+        if self.tta_mode == "dihedral":
+            return (logits + sum(self._dihedral_logits(x, turns, mirror)
+                                 for turns, mirror in DIHEDRAL_VIEWS[1:])) / len(DIHEDRAL_VIEWS)
+        return logits
 
     def _dihedral_logits(self, x, turns: int, mirror: bool):
         """The model's logits for ``x`` mirrored (left-right) then turned by ``turns`` quarter turns, turned and

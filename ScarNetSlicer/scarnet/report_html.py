@@ -26,6 +26,8 @@ from .aha import GIVEN_BASAL_END_WARNING_START, transmurality_band
 from .bullseye import (
     APEX_NOT_IMAGED,
     ROUNDING,
+    RV_SIDE_CAPTION,
+    RV_SIDE_WARNING,
     amount_text,
     apex_not_imaged,
     basal_end_text,
@@ -221,8 +223,7 @@ _HEADLINES: tuple[tuple[str, str], ...] = (
      "apical segments may be exchanged"),
     (r"^AHA segments: .*too few for basal, mid and apical thirds: the (?P<levels>.+?) segments",
      "Too few slices for three levels: the {levels} segments are empty, not measured"),
-    (r"RV insertion point lies (?P<deg>\d+) degrees round the LV from the RV's side",
-     "RV insertion point {deg}° round from the RV's side: RAS and LPS mixed up? The segments would be turned"),
+    (RV_SIDE_WARNING.pattern, RV_SIDE_CAPTION),
     (rf"unsure of the heart in (?P<n>\d+) of the (?P<of>\d+) slices.*{re.escape(UNLIKE_TRAINING_WARNING)}",
      "Model unsure in {n} of {of} slices: the exam may differ from the training data; read every slice"),
     (r"unsure of the LV it draws in (?P<n>\d+) of the (?P<of>\d+) slices.*not refused",

@@ -36,14 +36,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _val import dice, val_exams_and_model  # noqa: E402
 
-from scarnet.inference import model_storage  # noqa: E402
+from scarnet.inference import DIHEDRAL_VIEWS, model_storage  # noqa: E402
 from scarnet.io import read_volume  # noqa: E402
 from scarnet.labels import MYOCARDIUM_LABELS, SCAR_LABELS  # noqa: E402
 from scarnet.train.emidec import default_emidec_root  # noqa: E402
 from scarnet.volume import Volume  # noqa: E402
 
-#: (quarter turns counter-clockwise as the array is shown, mirrored left-right first), the original first.
-ORIENTATIONS = tuple((turns, mirror) for mirror in (False, True) for turns in range(4))
+#: (quarter turns counter-clockwise as the array is shown, mirrored left-right first), the original first: the
+#: views the dihedral test-time augmentation averages, so that the study presents the exam in each of them.
+ORIENTATIONS = DIHEDRAL_VIEWS
 #: The augmentations compared, as ``Segmenter(tta=...)`` takes them.
 AUGMENTATIONS = ("none", "flip", "dihedral")
 

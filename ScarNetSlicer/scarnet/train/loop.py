@@ -33,7 +33,7 @@ from ..errors import InputError, OutputError, WeightsError
 from ..io import json_safe, names_bundled_weights, os_error_reason, read_small_text, write_failure_reason
 from ..labels import NUM_CLASSES
 from ..model.scarnet import ScarNetConfig
-from .data import AugmentConfig
+from .data import AugmentConfig, random_state_from_json
 
 #: The folders of a run on exams of your own (:attr:`TrainConfig.own_images`): all four or none.
 OWN_FOLDER_FIELDS = ("own_images", "own_references", "own_val_images", "own_val_references")
@@ -481,9 +481,7 @@ class _ResumeState:
             version, internal, gauss = data["python_random"]
             python_random = (version, tuple(internal), gauss)
             random.Random().setstate(python_random)  # (a throwaway generator: refuses what does not fit)
-            name, key, position, has_gauss, cached_gaussian = data["numpy_random"]
-            numpy_random = (name, np.asarray(key, dtype=np.uint32), position, has_gauss, cached_gaussian)
-            np.random.RandomState().set_state(numpy_random)
+            numpy_random = random_state_from_json(data["numpy_random"]).get_state(legacy=True)  # refuses a misfit
             torch_cpu, torch_cuda = entry["torch_cpu"], entry.get("torch_cuda")
             for state in (torch_cpu, torch_cuda):
                 if state is not None and not (isinstance(state, torch.Tensor) and state.dtype == torch.uint8):
@@ -495,7 +493,7 @@ class _ResumeState:
                     lane is None or isinstance(lane, str) for lane in lanes):
                 raise TypeError("the data stream's state")
             sums = (log["loss_sum"], log["consistency_sum"])
-            if not all(_is_number(value) and math.isfinite(value) for value in sums) or isinstance(
+            if not all(_is_number(value) for value in sums) or isinstance(
                     log["steps"], bool) or not isinstance(log["steps"], int) or log["steps"] < 0:
                 raise TypeError("the log's running sums")
         except (ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError) as error:
