@@ -24,7 +24,6 @@ import io
 import os
 import re
 import time
-import unicodedata
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, OutputExistsError, ScarNetError
+from .io import name_key
 from .outputs import DICOM_SEG, HTML_REPORT, REPORT, SEGMENTATION, OutputSet
 from .quantify import report_warnings, series_name
 from .summary import SUMMARY_COLUMNS, SUMMARY_NAME, summary_figures, without_input
@@ -263,8 +263,9 @@ def _point_file_header(path: Path, cells: list[str]) -> list[str]:
 
 def exam_key(name: str) -> str:
     """An exam name as compared: any case, and one Unicode form (macOS file names are decomposed, what a
-    spreadsheet saves is usually composed)."""
-    return unicodedata.normalize("NFC", name).casefold()
+    spreadsheet saves is usually composed), as the file systems that hold its outputs compare names
+    (:func:`scarnet.io.name_key`)."""
+    return name_key(name)
 
 
 #: Characters a number of mm may hold (after a decimal comma became a point): digits, sign, point, exponent.
@@ -322,7 +323,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
               html: bool = False, dicom_seg: bool = False, overwrite: bool = False, series: str | None = None,
               rv_points: Mapping[str, ExamAnatomy] | None = None, rv_points_source: str | Path = "the points file",
               on_exam: Callable[[int, int, BatchRow], None] | None = None,
-              skip_done: bool = False) -> list[BatchRow]:
+              skip_done: bool = False, on_start: Callable[[], None] | None = None) -> list[BatchRow]:
     """Segment every input and write its outputs and ``summary.csv`` in ``out_dir`` (created when
     needed); return the summary's rows.
 
@@ -335,14 +336,15 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
     folder, and its result is also written as a DICOM SEG (``NAME_seg.dcm``, :mod:`scarnet.dicom_seg`).
     ``rv_points`` maps exam names (:func:`exam_name`, any case) to their RV insertion points and basal
     end (:func:`read_rv_points`, which ``rv_points_source`` names in messages); a name that is no
-    input's stops the run before the model loads. ``on_exam(number, count, row)`` is called after each
-    exam. ``summary.csv`` is also written when the run is interrupted (the exams not reached are "not
-    run"). ``skip_done`` continues such a run: an exam whose files an earlier run wrote in ``out_dir`` (all
-    of them, its report the model's report of that input: :func:`_done_earlier`) is not run again, and its line
-    is read from its report; ``summary.csv`` is rewritten.
+    input's stops the run before the model loads. ``on_start()`` is called when the exams' loop begins (the
+    model loaded, or not needed): from then on ``summary.csv`` is written however the run ends, also when it is
+    interrupted (the exams not reached are "not run"); an interrupt before it leaves nothing written.
+    ``on_exam(number, count, row)`` is called after each exam. ``skip_done`` continues such a run: an exam whose
+    files an earlier run wrote in ``out_dir`` (all of them, its report the model's report of that input:
+    :func:`_done_earlier`) is not run again, and its line is read from its report; ``summary.csv`` is rewritten.
     """
     from .errors import OutputError
-    from .io import atomic_path
+    from .io import atomic_path, csv_encoding
 
     out_dir = Path(out_dir)
     if dicom_seg:
@@ -373,11 +375,15 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
     segment = make_segmenter() if len(done) < len(plans) else None
     rows = [BatchRow(str(plan.input), exam=plan.name) for plan in plans]
     try:
+        # Inside the try: once the caller is told the loop began, the finally below writes the summary.
+        if on_start is not None:
+            on_start()
         for number, (plan, row, points) in enumerate(zip(plans, rows, exam_points), start=1):
             if id(plan) in done:
-                row.status, row.done_earlier = "ok", True
-                row.warnings = report_warnings(done[id(plan)])
+                # "ok" only with its figures: an interrupt while they are read leaves the line "not run".
+                found_warnings = report_warnings(done[id(plan)])
                 row.figures = summary_figures(done[id(plan)], plan.report.name)
+                row.warnings, row.status, row.done_earlier = found_warnings, "ok", True
                 if on_exam is not None:
                     on_exam(number, len(plans), row)
                 continue
@@ -402,7 +408,8 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
         try:
             out_dir.mkdir(parents=True, exist_ok=True)  # when no exam wrote anything
             with atomic_path(summary_path, overwrite=overwrite or skip_done) as temp:
-                temp.write_text(summary_csv(rows), encoding="utf-8")
+                text = summary_csv(rows)
+                temp.write_text(text, encoding=csv_encoding(text))  # a byte-order mark where Excel needs one
         except OutputExistsError:
             # Not there when checked: another run (a second batch into this --out) wrote it meanwhile. Said as
             # that, with where this run's results are, rather than as a file the user left ("already exists").

@@ -581,7 +581,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     console = output_console(args.quiet)
     rv_points = None if args.rv_points is None else read_rv_points(args.rv_points)
 
-    started: list[bool] = []  # the exams' loop began: summary.csv is written however the run ends
+    # The exams' loop began (run_batch says so, also when --skip-done left nothing to segment and no model was
+    # loaded): summary.csv is written however the run ends.
+    started: list[bool] = []
     finished: list[bool] = []  # one entry per exam done (now or by an earlier run), True where it went well
 
     def make_segmenter():
@@ -592,7 +594,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 return segmenter(volume, progress=progress, name=name, rv_insertion_lps=rv_insertion_lps,
                                  basal_end=basal_end)
 
-        started.append(True)
         return segment
 
     def on_exam(number: int, count: int, row) -> None:
@@ -623,7 +624,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     try:
         rows = run_batch(args.inputs, args.out, make_segmenter, html=args.html, dicom_seg=args.dicom_seg,
                          overwrite=args.overwrite, series=args.series, rv_points=rv_points,
-                         rv_points_source=args.rv_points, on_exam=on_exam, skip_done=args.skip_done)
+                         rv_points_source=args.rv_points, on_exam=on_exam, skip_done=args.skip_done,
+                         on_start=lambda: started.append(True))
     except KeyboardInterrupt as interrupt:
         if not started:  # before the first exam: nothing written
             raise
@@ -646,6 +648,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from .errors import InputError
+    from .io import csv_encoding
     from .outputs import REPORT, OutputSet
     from .summary import SUMMARY_COLUMNS, summarize, summary_csv
 
@@ -662,7 +665,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     with OutputSet(args.overwrite) as outputs:
         outputs.add(args.out, REPORT, "--out")
         outputs.prepare()
-        outputs.write(args.out, lambda temp: Path(temp).write_text(summary_csv(lines), encoding="utf-8"))
+        text = summary_csv(lines)
+        outputs.write(args.out, lambda temp: Path(temp).write_text(text, encoding=csv_encoding(text)))
         outputs.commit()
     made_from = Counter(line[SUMMARY_COLUMNS.index("made_from")] for line in lines)
     counts = ", ".join(f"{count} {what}" for what, count in sorted(made_from.items()))

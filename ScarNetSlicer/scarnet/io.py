@@ -145,15 +145,16 @@ def _check_regular_file(path: Path, expected: str) -> None:
         raise InputError(f"{path}: is {kind}, not {expected}; give the file itself")
 
 
-def _data_files(path: Path) -> list[Path]:
+def _data_files(path: Path, nrrd_header: _NrrdHeader | None = None) -> list[Path]:
     """The files other than ``path`` that its header names as holding its voxels: a NIfTI pair's image file, a NRRD's
-    ``data file`` (one, a LIST or a numbered pattern), a MetaImage's ``ElementDataFile`` (likewise)."""
+    ``data file`` (one, a LIST or a numbered pattern), a MetaImage's ``ElementDataFile`` (likewise). ``nrrd_header``:
+    a NRRD's :func:`_nrrd_header_fields`, when read already (None: read here)."""
     lower = path.name.lower()
     try:
         if lower.endswith((".hdr", ".hdr.gz")):
             return [data for data in [_nifti_data_file(path)] if data != path]
         if _suffix(path) in (".nrrd", ".nhdr", SEGMENTATION_SUFFIX):
-            fields, _, listed = _nrrd_header_fields(path)
+            fields, _, listed = nrrd_header or _nrrd_header_fields(path)
             named = fields.get("data file", fields.get("datafile"))
             if named is None:
                 return []
@@ -172,10 +173,10 @@ def _data_files(path: Path) -> list[Path]:
     return [path.parent / name for name in names]
 
 
-def _check_data_files(path: Path) -> None:
+def _check_data_files(path: Path, nrrd_header: _NrrdHeader | None = None) -> None:
     """:class:`InputError` for a header whose data file is a FIFO, device or socket (ITK would wait on a FIFO for
-    ever), before any reader opens it."""
-    for data_file in _data_files(path):
+    ever), before any reader opens it. ``nrrd_header``: as for :func:`_data_files`."""
+    for data_file in _data_files(path, nrrd_header):
         kind = special_file_kind(data_file)
         if kind is not None:
             raise InputError(f"{path}: its data file {data_file.name!r}, named in its header, is {kind}, not a "
@@ -453,7 +454,8 @@ def _read_image_file(path: Path) -> Volume:
     file is read, warnings (one line each).
     """
     _check_regular_file(path, "an image file")  # opening a FIFO would wait for ever for a writer
-    _check_data_files(path)  # ... and so would a header's data file that is one
+    nrrd_header = _nrrd_header_of(path)  # read once, for both checks of a NRRD's data below
+    _check_data_files(path, nrrd_header)  # ... and so would a header's data file that is one
     if _suffix(path) in (".nii", ".nii.gz") and (not _have_simpleitk() or itk_cannot_open(path)):
         return _read_nifti_with_nibabel(path)  # keeps NaN/Inf, which the callers' validation rejects
     if itk_cannot_open(path):
@@ -497,7 +499,7 @@ def _read_image_file(path: Path) -> Volume:
         # Damaged compressed data makes ITK fail with a reason that does not say so ("Unable to determine ImageIO
         # reader", "_nrrdGzRead: data read error"): the damage, when it is that, is the reason given.
         with contextlib.suppress(OSError, _CutShort):  # a missing data file, a cut one: ITK's reason names them
-            _check_compressed_data(path, io_name, data_bytes)
+            _check_compressed_data(path, io_name, data_bytes, nrrd_header)
         raise InputError(f"{path}: not a readable image ({_short(_failure_reason(path, reason, printed))})") from None
     if io_name == _NIFTI_IO:
         _check_nifti_spacing(path, image, header)
@@ -507,7 +509,7 @@ def _read_image_file(path: Path) -> Volume:
         # ITK's NRRD reader inflates only the bytes it needs, never reaching the gzip CRC, and MetaIO reads damaged
         # zlib data as wrong voxels after printing "Uncompress failed": neither notices damage, so it is checked here.
         try:
-            _check_compressed_data(path, io_name, data_bytes)
+            _check_compressed_data(path, io_name, data_bytes, nrrd_header)
         except OSError as error:
             raise InputError(f"{path}: could not be read to check its compressed data "
                              f"({os_error_reason(error)})") from None
@@ -774,7 +776,8 @@ def _check_nifti_length(path: Path, data_end: int | None) -> None:
                          "describes (copied or downloaded incompletely?), so voxels are missing")
 
 
-def _check_compressed_data(path: Path, io_name: str, data_bytes: int | None = None) -> int | None:
+def _check_compressed_data(path: Path, io_name: str, data_bytes: int | None = None,
+                           nrrd_header: _NrrdHeader | None = None) -> int | None:
     """Inflate every compressed stream that holds ``path``'s voxels, as ITK's ``io_name`` reader finds them, to its
     end, checking its checksums; refuse damaged data in one line naming the file. Returns the inflated length of
     all streams together (None when the voxels are stored uncompressed).
@@ -785,8 +788,9 @@ def _check_compressed_data(path: Path, io_name: str, data_bytes: int | None = No
     (a data file that cannot be opened) is left to the caller. Inflating stops, refused, past
     :func:`_inflate_limit` of ``data_bytes`` (what the header says the voxels take; None: unknown): data that
     inflates to gigabytes more than any image read takes is a decompression bomb, minutes of work to measure.
+    ``nrrd_header``: a NRRD's :func:`_nrrd_header_fields`, when read already (None: read here).
     """
-    streams = _compressed_streams(path, io_name)
+    streams = _compressed_streams(path, io_name, nrrd_header)
     if not streams:
         return None
     limit = _inflate_limit(data_bytes)
@@ -796,10 +800,11 @@ def _check_compressed_data(path: Path, io_name: str, data_bytes: int | None = No
     return length
 
 
-def _compressed_streams(path: Path, io_name: str) -> list[_CompressedStream]:
-    """The compressed streams that hold ``path``'s voxels for ITK's ``io_name`` reader ([] when stored uncompressed)."""
+def _compressed_streams(path: Path, io_name: str, nrrd_header: _NrrdHeader | None = None) -> list[_CompressedStream]:
+    """The compressed streams that hold ``path``'s voxels for ITK's ``io_name`` reader ([] when stored uncompressed).
+    ``nrrd_header``: as for :func:`_check_compressed_data`."""
     if io_name == _NRRD_IO:
-        return _nrrd_compressed_streams(path)
+        return _nrrd_compressed_streams(path, nrrd_header)
     if io_name == _META_IO:
         return _metaimage_compressed_streams(path)
     # NIfTI (and a file of a format ITK could not tell): gzip whatever the name says, as niftilib goes by the content.
@@ -913,11 +918,12 @@ def _ends_with_its_trailer(decompressor: Any, crc: int, length: int) -> bool:
     return False
 
 
-def _nrrd_compressed_streams(path: Path) -> list[_CompressedStream]:
+def _nrrd_compressed_streams(path: Path, header: _NrrdHeader | None = None) -> list[_CompressedStream]:
     """The gzip streams of a NRRD's voxels (``encoding: gzip``): after its header, or in the data file(s) it names
     (one file, a ``LIST`` or a numbered pattern, relative to the header's folder), each after ``line skip`` lines
-    (``byte skip`` counts inflated bytes). [] for other encodings (raw, ascii, hex; ITK has no bzip2 for NRRD)."""
-    fields, data_start, listed = _nrrd_header_fields(path)
+    (``byte skip`` counts inflated bytes). [] for other encodings (raw, ascii, hex; ITK has no bzip2 for NRRD).
+    ``header``: its :func:`_nrrd_header_fields`, when read already (None: read here)."""
+    fields, data_start, listed = header or _nrrd_header_fields(path)
     if fields.get("encoding", "").lower() not in ("gzip", "gz"):
         return []
     line_skip = fields.get("line skip", fields.get("lineskip", "0"))
@@ -929,7 +935,23 @@ def _nrrd_compressed_streams(path: Path) -> list[_CompressedStream]:
     return [_CompressedStream(path.parent / name, 0, lines_skipped) for name in names]
 
 
-def _nrrd_header_fields(path: Path) -> tuple[dict[str, str], int, list[str]]:
+#: What :func:`_nrrd_header_fields` reads of a NRRD header: its fields, where attached data starts, the LIST's files.
+_NrrdHeader = tuple[dict[str, str], int, list[str]]
+
+
+def _nrrd_header_of(path: Path) -> _NrrdHeader | None:
+    """:func:`_nrrd_header_fields` of a file named as a NRRD (``.nrrd``, ``.nhdr``, ``.seg.nrrd``), read once for the
+    checks that need it; None for other files, and when it cannot be read (each check then reads it, and says so or
+    not, as it would)."""
+    if _suffix(path) not in (".nrrd", ".nhdr", SEGMENTATION_SUFFIX):
+        return None
+    try:
+        return _nrrd_header_fields(path)
+    except OSError:
+        return None
+
+
+def _nrrd_header_fields(path: Path) -> _NrrdHeader:
     """A NRRD header's fields (names lower-cased), the offset where data attached to it starts, and the file names
     after ``data file: LIST``. Read as the format defines it: ``field: value`` lines, ``#`` comments and
     ``key:=value`` pairs (skipped), up to a blank line or the end of a detached header. Empty for a file that does
@@ -1312,10 +1334,10 @@ def read_seg_nrrd(path: str | Path, label_values: dict[int, int] | None = None) 
 
     path = Path(path)
     _check_regular_file(path, "a segmentation file")
-    _check_seg_nrrd_header(path)
+    header = _check_seg_nrrd_header(path)
     try:
         # Before slicerio: pynrrd notices a bad CRC too, but says so only in zlib's words ("incorrect data check").
-        _check_compressed_data(path, _NRRD_IO)
+        _check_compressed_data(path, _NRRD_IO, nrrd_header=header)
     except OSError as error:
         raise InputError(f"{path}: could not be read ({os_error_reason(error)})") from None
     try:
@@ -1404,17 +1426,20 @@ def _check_seg_nrrd_values(path: Path, segments: list[dict[str, Any]], voxels: n
                              "or one changed outside Slicer), so what they are is unknown")
 
 
-def _check_seg_nrrd_header(path: Path) -> None:
+def _check_seg_nrrd_header(path: Path) -> _NrrdHeader | None:
     """Before slicerio (pynrrd) reads a ``.seg.nrrd``, as :func:`_read_image_file` before ITK: refuse a data file its
     header names that is a FIFO or device (reading would wait for ever), and more voxels than
-    :data:`MAX_IMAGE_VOXELS` along its spatial axes (the last three: a layered file's first axis is its layers)."""
-    _check_data_files(path)
+    :data:`MAX_IMAGE_VOXELS` along its spatial axes (the last three: a layered file's first axis is its layers).
+    Returns the header as read (:func:`_nrrd_header_of`; None when it could not be), for the checks after."""
+    header = _nrrd_header_of(path)
+    _check_data_files(path, header)
     try:
-        sizes = [int(size) for size in _nrrd_header_fields(path)[0].get("sizes", "").split()]
+        sizes = [int(size) for size in (header or _nrrd_header_fields(path))[0].get("sizes", "").split()]
     except (OSError, ValueError):
-        return  # slicerio says what is wrong
+        return header  # slicerio says what is wrong
     if len(sizes) >= 3:
         check_voxel_count(str(path), sizes[-3:])
+    return header
 
 
 def _plain_labelmap_seg_nrrd(path: Path, label_values: dict[int, int] | None = None) -> Volume:
@@ -1515,11 +1540,17 @@ ONE_FILE_ON_WINDOWS_AND_MACOS = ("names that differ only in upper/lower case or 
                                  "file on Windows and macOS")
 
 
+def name_key(name: str) -> str:
+    """``name`` as Windows' and macOS's file systems compare names: in one Unicode form (macOS keeps names
+    decomposed, NFD; what a spreadsheet saves is usually composed) and one case (both ignore it). Exam names
+    (:func:`scarnet.batch.exam_key`) and output paths (:func:`output_key`) are compared so."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def output_key(path: str | Path) -> str:
     """What two output paths share when Windows' and macOS's file systems take them for one file: the absolute
-    path in one Unicode form (macOS keeps names decomposed, NFD) and one case (both ignore it), as batch
-    compares exam names (:func:`scarnet.batch.exam_key`)."""
-    return unicodedata.normalize("NFC", os.path.abspath(path)).casefold()
+    path's :func:`name_key`."""
+    return name_key(os.path.abspath(path))
 
 
 def _on_windows() -> bool:
@@ -1712,10 +1743,21 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def csv_encoding(text: str) -> str:
+    """The encoding every CSV file the engine writes (reports, summaries) is written in: UTF-8, with a byte-order
+    mark ("utf-8-sig") when ``text`` holds a non-ASCII character (a patient folder "Müller", a warning's "≥").
+
+    Excel on Windows opens a CSV without the mark in the system's code page (cp1252: "MÃ¼ller"); with it, as
+    UTF-8. An ASCII-only file gets none and stays byte for byte as before, for R, awk and grep, which read it
+    alike in any encoding. Read the files back with "utf-8-sig", which takes either."""
+    return "utf-8" if text.isascii() else "utf-8-sig"
+
+
 def write_text(text: str, path: str | Path, overwrite: bool = False) -> Path:
-    """Write ``text`` atomically to ``path``."""
+    """Write ``text`` atomically to ``path``, in UTF-8 (a ``.csv`` file as :func:`csv_encoding` says)."""
+    encoding = csv_encoding(text) if Path(path).suffix.lower() == ".csv" else "utf-8"
     with atomic_path(path, overwrite) as temp:
-        temp.write_text(text, encoding="utf-8")
+        temp.write_text(text, encoding=encoding)
     return Path(path)
 
 

@@ -44,8 +44,8 @@ def _segmenter_factory(calls: list[int] | None = None):
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    """A CSV file's rows as dicts by header (a summary, for one)."""
-    with path.open(newline="", encoding="utf-8") as handle:
+    """A CSV file's rows as dicts by header (a summary, for one); its byte-order mark, where it has one, dropped."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -255,6 +255,23 @@ def test_a_summary_that_appears_during_the_run_is_not_replaced(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["p1.seg.nrrd", "p1_report.json", "summary.csv"]
 
 
+def test_a_summary_with_non_ascii_text_starts_with_a_byte_order_mark_and_an_ascii_one_does_not(tmp_path):
+    """QA helper-141: Excel on Windows opens a UTF-8 CSV without a byte-order mark in its code page ("MÃ¼ller"). A
+    summary that holds a non-ASCII character (an exam folder "Müller") starts with one; an ASCII summary has none,
+    byte for byte as before."""
+    for name in ("Müller", "p2"):
+        (tmp_path / name).mkdir()
+        write_volume(ring_volume(), tmp_path / name / "lge.nii.gz")
+    run_batch([tmp_path / "Müller" / "lge.nii.gz"], tmp_path / "out", _segmenter_factory())
+    raw = (tmp_path / "out" / "summary.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfexam,")
+    assert [line["exam"] for line in _summary(tmp_path / "out")] == ["lge"]
+    assert [line["input"] for line in _summary(tmp_path / "out")] == [str(tmp_path / "Müller" / "lge.nii.gz")]
+    run_batch([tmp_path / "p2" / "lge.nii.gz"], tmp_path / "ascii", _segmenter_factory())
+    raw = (tmp_path / "ascii" / "summary.csv").read_bytes()
+    assert raw.startswith(b"exam,") and raw.isascii()
+
+
 def test_a_terminated_batch_ends_with_143_and_says_how_to_continue(tmp_path, monkeypatch, capsys):
     """SIGTERM (a scheduler's time limit) in the second exam: status 143, one line that says what was done and that
     --skip-done continues, the summary written, the SIGTERM handler put back."""
@@ -286,6 +303,41 @@ def test_a_terminated_batch_ends_with_143_and_says_how_to_continue(tmp_path, mon
     assert [row["status"] for row in _summary(out)] == ["ok", "not run", "not run"]
     assert sorted(p.name for p in out.iterdir()) == ["p1.seg.nrrd", "p1_report.json", "summary.csv"]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_interrupt_in_a_batch_whose_exams_were_all_done_says_how_far_it_got(tmp_path, monkeypatch, capsys):
+    """QA helper-141: with every exam done earlier (--skip-done again), no model is loaded, and an interrupt in the
+    exams' loop said the plain "scarnet: interrupted" although summary.csv was written: the loop's start was known
+    only from the model's loading. Now the line says how far the run got and how to go on."""
+    import scarnet.batch
+    import scarnet.cli
+    from scarnet.cli import main
+
+    inputs = [str(tmp_path / f"{name}.nii.gz") for name in ("p1", "p2")]
+    for path in inputs:
+        write_volume(ring_volume(), path)
+    segmenter = Segmenter(RingModel(), device="cpu", flip_check=False)
+    monkeypatch.setattr(scarnet.cli, "_segmenter", lambda args: lambda volume, progress=None, **kw: segmenter(
+        volume, **kw))
+    out = tmp_path / "out"
+    assert main(["batch", *inputs, "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    figures_of = scarnet.batch.summary_figures
+    read = []
+
+    def interrupted_at_the_second(report, name):  # Ctrl-C while the second exam's line is read from its report
+        read.append(name)
+        if len(read) == 2:
+            raise KeyboardInterrupt
+        return figures_of(report, name)
+
+    monkeypatch.setattr(scarnet.batch, "summary_figures", interrupted_at_the_second)
+    monkeypatch.setattr(scarnet.cli, "_segmenter", lambda args: pytest.fail("no exam to segment: no model loaded"))
+    assert main(["batch", *inputs, "--out", str(out), "--quiet", "--skip-done"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"scarnet: interrupted; 1 of 2 exams done, listed in {out / 'summary.csv'} (the others 'not run'): "
+        "the same command with --skip-done continues")
+    assert [row["status"] for row in _summary(out)] == ["ok", "not run"]
 
 
 def test_the_command_names_exams_of_one_file_name_by_their_folders_and_each_warning_names_its_exam_once(

@@ -179,6 +179,34 @@ def test_labelmap_round_trip(tmp_path: Path, suffix: str) -> None:
     np.testing.assert_array_equal(back.array, labelmap.array)
 
 
+@pytest.mark.parametrize("suffix", [".nrrd", ".seg.nrrd"])
+def test_a_nrrd_header_is_parsed_once_per_read(tmp_path: Path, monkeypatch, suffix: str) -> None:
+    """QA helper-141: the checks before and after the reader (data files, declared size, compressed data) read a
+    NRRD's header two or three times; now once, passed along, and the file still read right."""
+    import scarnet.io
+
+    labelmap = _labelmap()
+    path = write_labelmap(labelmap, tmp_path / f"labels{suffix}")
+    parsed: list[Path] = []
+    parse = scarnet.io._nrrd_header_fields
+    monkeypatch.setattr(scarnet.io, "_nrrd_header_fields", lambda header_path: parsed.append(header_path)
+                        or parse(header_path))
+    np.testing.assert_array_equal(read_labelmap(path).array, labelmap.array)
+    assert parsed == [path]
+
+
+def test_a_csv_with_non_ascii_text_is_written_with_a_byte_order_mark_and_an_ascii_one_as_before(tmp_path: Path) -> None:
+    """QA helper-141: what Excel on Windows needs to open a UTF-8 CSV as UTF-8, only where it matters."""
+    write_text("input,M\u00fcller \u2265 1 %\n", tmp_path / "r.csv")
+    newline = os.linesep.encode()
+    assert (tmp_path / "r.csv").read_bytes() == b"\xef\xbb\xbfinput,M\xc3\xbcller \xe2\x89\xa5 1 %" + newline
+    assert (tmp_path / "r.csv").read_text(encoding="utf-8-sig").splitlines() == ["input,M\u00fcller \u2265 1 %"]
+    write_text("index,scar_ml\n", tmp_path / "ascii.CSV")
+    assert (tmp_path / "ascii.CSV").read_bytes() == b"index,scar_ml" + newline
+    write_text('{"input": "M\u00fcller"}', tmp_path / "r.json")  # JSON: never a mark (RFC 8259 forbids one)
+    assert (tmp_path / "r.json").read_bytes() == '{"input": "M\u00fcller"}'.encode()
+
+
 def test_seg_nrrd_read_by_slicerio(tmp_path: Path) -> None:
     labelmap = _labelmap()
     path = write_seg_nrrd(labelmap, tmp_path / "result.seg.nrrd")

@@ -50,6 +50,23 @@ def test_the_reports_of_a_batch_give_its_summary_again(tmp_path):
     assert all(float(line["scar_ml"]) > 0 and line["model_s"] for line in batch)
 
 
+def test_scarnet_summarize_marks_a_non_ascii_summary_as_utf8_for_excel(tmp_path):
+    """QA helper-141: a summary naming an exam "Müller" starts with a UTF-8 byte-order mark (as Excel on Windows
+    needs to read it as UTF-8) and reads back right; one of ASCII names has none."""
+    from scarnet.cli import main
+
+    write_volume(ring_volume(), tmp_path / "Müller.nii.gz")
+    write_volume(ring_volume(), tmp_path / "p2.nii.gz")
+    run_batch([tmp_path / "Müller.nii.gz"], tmp_path / "out", _segmenter_factory())
+    run_batch([tmp_path / "p2.nii.gz"], tmp_path / "ascii", _segmenter_factory())
+    assert main(["summarize", str(tmp_path / "out"), "--out", str(tmp_path / "all.csv"), "--quiet"]) == 0
+    assert (tmp_path / "all.csv").read_bytes().startswith(b"\xef\xbb\xbfexam,")
+    assert [line["exam"] for line in _read(tmp_path / "all.csv")] == ["Müller"]
+    assert main(["summarize", str(tmp_path / "ascii"), "--out", str(tmp_path / "ascii.csv"), "--quiet"]) == 0
+    assert (tmp_path / "ascii.csv").read_bytes().startswith(b"exam,")
+    assert (tmp_path / "ascii.csv").read_bytes().isascii()
+
+
 def test_corrected_reports_are_summarised_with_what_they_measured(tmp_path):
     """A labelmap corrected outside Slicer (scarnet quantify) and a report saved in Slicer after edits: their own
     figures, in the order given, each saying what it measured."""
