@@ -171,6 +171,12 @@ def qc_only_segments(data: dict[str, Any]) -> list[int]:
     flags: read those slices before the segment's figures. Each segment's ``scar_slices`` say where its scar is; a
     report stored before they were recorded names a segment only where every one of its slices with scar (anywhere
     on the slice) is flagged, which may leave out one that has its own scar only there."""
+    return [number for number, _ in qc_only_scar_slices(data)]
+
+
+def qc_only_scar_slices(data: dict[str, Any]) -> list[tuple[int, list[int]]]:
+    """:func:`qc_only_segments` with where each one's scar lies, as (segment number, its slices with scar, all
+    flagged) in the report's order of segments: a page that names those slices need not find them again."""
     slices = data.get("slices") or []
     flagged = {s.get("index") for s in slices if s.get("qc_flags")}
     if not flagged:
@@ -184,7 +190,7 @@ def qc_only_segments(data: dict[str, Any]) -> list[int]:
         if where is None:  # an older report
             where = [k for k in segment.get("slices") or [] if k in with_scar]
         if where and all(k in flagged for k in where):
-            out.append(int(segment["segment"]))
+            out.append((int(segment["segment"]), where))
     return out
 
 
@@ -355,5 +361,6 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
 
 __all__ = ["APEX_NOT_IMAGED", "CAPTION_NAMES", "GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "QC_OUTLINE_COLOUR", "ROUNDING",
            "RV_SIDE_CAPTION", "RV_SIDE_WARNING",
-           "amount_text", "apex_not_imaged", "basal_end_text", "bullseye_svg", "percent_text", "qc_only_segments",
+           "amount_text", "apex_not_imaged", "basal_end_text", "bullseye_svg", "percent_text", "qc_only_scar_slices",
+           "qc_only_segments",
            "segment_geometry", "septum_text", "summary_text", "whole_percent_text"]

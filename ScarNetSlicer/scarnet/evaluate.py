@@ -77,33 +77,44 @@ def hd95_mm(prediction: np.ndarray, reference: np.ndarray, spacing_kji_mm: tuple
 
 
 def scar_percent(labels: np.ndarray) -> float:
-    myocardium = np.isin(labels, MYOCARDIUM_LABELS).sum()
-    return float(100.0 * np.isin(labels, SCAR_LABELS).sum() / myocardium) if myocardium else 0.0
+    """Scar (labels 3|4) in % of the myocardium (2|3|4) of one labelmap; 0 without myocardium."""
+    return _scar_percent(np.isin(labels, MYOCARDIUM_LABELS), np.isin(labels, SCAR_LABELS))
+
+
+def _scar_percent(myocardium: np.ndarray, scar: np.ndarray) -> float:
+    """:func:`scar_percent` from the labelmap's myocardium and scar masks, made once by the caller."""
+    myocardium_voxels = myocardium.sum()
+    return float(100.0 * scar.sum() / myocardium_voxels) if myocardium_voxels else 0.0
 
 
 def case_metrics(prediction: Volume, reference: Volume, surface_distance: bool = True) -> dict[str, Any]:
     """All per-case figures for one predicted labelmap against its reference."""
     p, r = prediction.array, reference.array
     voxel_ml = reference.voxel_volume_ml
+    # Each mask once: the figures below use each of them two to four times.
+    myocardium_p, myocardium_r = np.isin(p, MYOCARDIUM_LABELS), np.isin(r, MYOCARDIUM_LABELS)
+    scar_p, scar_r = np.isin(p, SCAR_LABELS), np.isin(r, SCAR_LABELS)
+    mvo_p, mvo_r = p == MVO, r == MVO
+    has_scar = bool(scar_r.any())
     out: dict[str, Any] = {
-        "myocardium_dice": dice(np.isin(p, MYOCARDIUM_LABELS), np.isin(r, MYOCARDIUM_LABELS)),
-        "scar_dice": dice(np.isin(p, SCAR_LABELS), np.isin(r, SCAR_LABELS)) if np.isin(r, SCAR_LABELS).any() else None,
+        "myocardium_dice": dice(myocardium_p, myocardium_r),
+        "scar_dice": dice(scar_p, scar_r) if has_scar else None,
         "blood_pool_dice": dice(p == LV_BLOOD_POOL, r == LV_BLOOD_POOL),
-        "mvo_dice": dice(p == MVO, r == MVO) if (r == MVO).any() else None,
-        "scar_percent_pred": scar_percent(p),
-        "scar_percent_ref": scar_percent(r),
-        "scar_ml_pred": float(np.isin(p, SCAR_LABELS).sum() * voxel_ml),
-        "scar_ml_ref": float(np.isin(r, SCAR_LABELS).sum() * voxel_ml),
-        "myocardium_ml_pred": float(np.isin(p, MYOCARDIUM_LABELS).sum() * voxel_ml),
-        "myocardium_ml_ref": float(np.isin(r, MYOCARDIUM_LABELS).sum() * voxel_ml),
-        "mvo_ml_pred": float((p == MVO).sum() * voxel_ml),
-        "mvo_ml_ref": float((r == MVO).sum() * voxel_ml),
-        "has_scar": bool(np.isin(r, SCAR_LABELS).any()),
+        "mvo_dice": dice(mvo_p, mvo_r) if mvo_r.any() else None,
+        "scar_percent_pred": _scar_percent(myocardium_p, scar_p),
+        "scar_percent_ref": _scar_percent(myocardium_r, scar_r),
+        "scar_ml_pred": float(scar_p.sum() * voxel_ml),
+        "scar_ml_ref": float(scar_r.sum() * voxel_ml),
+        "myocardium_ml_pred": float(myocardium_p.sum() * voxel_ml),
+        "myocardium_ml_ref": float(myocardium_r.sum() * voxel_ml),
+        "mvo_ml_pred": float(mvo_p.sum() * voxel_ml),
+        "mvo_ml_ref": float(mvo_r.sum() * voxel_ml),
+        "has_scar": has_scar,
     }
     out["scar_percent_error"] = out["scar_percent_pred"] - out["scar_percent_ref"]
     if surface_distance:
         spacing_kji = tuple(reversed(reference.spacing_mm))
-        out["myocardium_hd95_mm"] = hd95_mm(np.isin(p, MYOCARDIUM_LABELS), np.isin(r, MYOCARDIUM_LABELS), spacing_kji)
+        out["myocardium_hd95_mm"] = hd95_mm(myocardium_p, myocardium_r, spacing_kji)
     return out
 
 

@@ -33,7 +33,7 @@ from .bullseye import (
     basal_end_text,
     bullseye_svg,
     percent_text,
-    qc_only_segments,
+    qc_only_scar_slices,
     septum_text,
     summary_text,
     whole_percent_text,
@@ -282,10 +282,10 @@ def warning_headline(message: str, names: tuple[str, ...] = ()) -> str:
     return line[:1].upper() + line[1:]
 
 
-def _warning_html(messages: list[str], names: tuple[str, ...]) -> str:
-    """A warning on the page: its short line, the full text(s) folded under it where they say more. ``messages``:
-    the engine's warnings with this same short line (the image's and the labelmap's header read alike), shown once."""
-    headline = warning_headline(messages[0], names)
+def _warning_html(headline: str, messages: list[str]) -> str:
+    """A warning on the page: its short line (``headline``, :func:`warning_headline`), the full text(s) folded under
+    it where they say more. ``messages``: the engine's warnings with this same short line (the image's and the
+    labelmap's header read alike), shown once."""
     if len(messages) == 1 and headline == messages[0][:1].upper() + messages[0][1:]:  # short enough as it is
         return f'<div class="warning">{escape(headline)}</div>'
     return (f'<details class="warning"><summary>{escape(headline)}</summary>'
@@ -298,7 +298,7 @@ def _warnings_html(messages: list[str], names: tuple[str, ...]) -> list[str]:
     grouped: dict[str, list[str]] = {}
     for message in messages:
         grouped.setdefault(warning_headline(message, names), []).append(message)
-    return [_warning_html(group, names) for group in grouped.values()]
+    return [_warning_html(headline, group) for headline, group in grouped.items()]
 
 
 #: The figures the "About the model" box gives for the bundled weights, as their model card states them
@@ -636,34 +636,38 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
                                          scar_total_ml=total.get("scar_ml")):
             parts.append(f'<p class="muted">{escape(territories)}</p>')
         parts.append("</div></div>")
-        qc_only = qc_only_segments(data)
-        with_scar = {s["index"] for s in slices if (s.get("scar_ml") or 0) > 0}
+        qc_only = dict(qc_only_scar_slices(data))  # segment number: its slices with scar, all flagged
         rows = []
+        # Each segment's once: the notes under the table ask again which show a speck or "–" beside scar.
+        transmurality_texts: list[str] = []
+        depth_not_measured: list[bool] = []
         # An apex without slices is not imaged: "–", not 0 mL measured.
         for s in data["segments"]:
             imaged = bool(s["slices"])
+            transmurality_texts.append(segment_transmurality_text(s, slices))
+            depth_not_measured.append(scar_depth_not_measured(s, slices))
             row = [escape(f"{s['segment']} {s['name']}"), escape(slice_list_text(s["slices"], dash="–") or "–"),
                    _amount(s["myocardium_ml"] if imaged else None), _amount(s["scar_ml"] if imaged else None),
                    escape(percent_text(s["scar_percent"])),
                    "–" if s["scar_extent_score"] is None else escape(str(s["scar_extent_score"])),
-                   escape(segment_transmurality_text(s, slices)),
-                   "–" if scar_depth_not_measured(s, slices) else _percent(s["transmural_over_50_percent"]),
+                   escape(transmurality_texts[-1]),
+                   "–" if depth_not_measured[-1] else _percent(s["transmural_over_50_percent"]),
                    _amount(s["mvo_ml"] if imaged else None)]
             if qc_only:
-                where = s.get("scar_slices") or [k for k in s["slices"] if k in with_scar]  # (an older report)
-                row.append(f'<span class="qcseg">slice{"s" if len(where) > 1 else ""} '
-                           f'{escape(slice_list_text(where, dash="–"))}</span>' if s["segment"] in qc_only else "")
+                where = qc_only.get(s["segment"])
+                row.append("" if where is None else f'<span class="qcseg">slice{"s" if len(where) > 1 else ""} '
+                           f'{escape(slice_list_text(where, dash="–"))}</span>')
             rows.append(row)
         parts.append(_table(["Segment", "Slices", "Myocardium mL", "Scar mL", "Scar %", "Grade 0–4",
                              "Transmurality, mean (band)", _OVER_50_HEADER,
                              "MVO mL"] + (["Scar only on QC-flagged"] if qc_only else []),
                             rows, {2, 3, 4, 5, 6, 7, 8}, names=True))
-        specks = any(segment_transmurality_text(s, slices) == SPECK_TRANSMURALITY for s in data["segments"])
+        specks = SPECK_TRANSMURALITY in transmurality_texts
         # "–" beside scar, in both depth columns, in a segment whose rays were measured on other slices
         # (scar_depth_not_measured); the apex's "–" needs no word (none of its slices is measured: a slice beyond the
         # cavity cuts the wall across).
-        unmeasured = any(s.get("transmural_over_50_percent") is not None and scar_depth_not_measured(s, slices)
-                         for s in data["segments"])
+        unmeasured = any(s.get("transmural_over_50_percent") is not None and not_measured
+                         for s, not_measured in zip(data["segments"], depth_not_measured))
         parts.append('<p class="muted">Scar %: of the segment\'s myocardium. Grade: that share on Kim\'s 0–4 scale '
                      "(0: none or under 1 %, 1: 1–25, 2: 26–50, 3: 51–75, 4: 76–100 %). Transmurality: how much of "
                      "the wall's thickness the scar fills where there is scar, averaged over the segment's rays with "

@@ -263,11 +263,13 @@ def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None,
         reports.append((path, report, figures))
     if not reports:
         raise InputError("no scarnet JSON report among the files given" + (f" ({skipped[0]})" if skipped else ""))
-    messages, counted_twice = _repeated_exams(reports)
+    # Each report's input, recorded exam and input's parts once: both the repeated exams and the exam names use them.
+    keys = _ExamKeys(reports)
+    messages, counted_twice = _repeated_exams(reports, keys)
     if repeated is not None:
         repeated.extend(messages)
     lines = []
-    for (path, report, figures), exam in zip(reports, _exams(reports)):
+    for (path, report, figures), exam in zip(reports, _exams(keys)):
         if path in counted_twice:  # in the table too: a CSV read alone must not hide that an exam counts twice
             figures["warnings"] = " | ".join(part for part in (counted_twice[path], figures["warnings"]) if part)
         lines.append([exam, report.get("input") or str(path), figures["dicom_series"], "ok",
@@ -275,18 +277,29 @@ def summarize(inputs: Sequence[str | Path], skipped: list[str] | None = None,
     return lines
 
 
-def _exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]) -> list[str | None]:
+class _ExamKeys:
+    """What names each report's exam, found once per report: ``given``, its input (None where it names none, an
+    older report), ``recorded``, the exam a batch recorded in it (None where none), in the reports' order, and
+    ``parts``, each input's :func:`_input_parts`."""
+
+    def __init__(self, reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]) -> None:
+        self.given: list[str | None] = [
+            report.get("input") if isinstance(report.get("input"), str) and report.get("input") else None
+            for _, report, _ in reports]
+        self.recorded: list[str | None] = [
+            report["exam"] if isinstance(report.get("exam"), str) and report["exam"] else None
+            for _, report, _ in reports]
+        self.parts: dict[str, tuple[str, ...]] = {g: _input_parts(g) for g in self.given if g is not None}
+
+
+def _exams(keys: _ExamKeys) -> list[str | None]:
     """Each report's exam name: the one a batch recorded (``exam``; a report without one gets that of a report of
     the same input, :func:`_same_parts`), else its input's as a batch of these inputs would name it
     (:func:`scarnet.batch.exam_names`: ``Case_P100/image.nii.gz`` beside ``Case_P101/image.nii.gz`` is
     ``Case_P100``), else the input's own (:func:`scarnet.batch.exam_name`); None without an input."""
     from .batch import exam_name, exam_names
 
-    given = [report.get("input") if isinstance(report.get("input"), str) and report.get("input") else None
-             for _, report, _ in reports]
-    recorded = [report["exam"] if isinstance(report.get("exam"), str) and report["exam"] else None
-                for _, report, _ in reports]
-    parts = {g: _input_parts(g) for g in given if g is not None}
+    given, recorded, parts = keys.given, keys.recorded, keys.parts
     # One input named relative in one report and absolute in another is one exam: named once, by its first form
     # (given both, exam_names would refuse it as given twice, or name every exam by the folders above).
     first_form: dict[str, str] = {}
@@ -327,7 +340,7 @@ def _same_parts(given: tuple[str, ...], other: tuple[str, ...]) -> bool:
     return bool(shorter) and longer[len(longer) - len(shorter):] == shorter
 
 
-def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]]
+def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]]], keys: _ExamKeys
                     ) -> tuple[list[str], dict[Path, str]]:
     """One message per exam that more than one report in one folder names: the model's report and a corrected one
     saved beside it would count that exam twice in a cohort's figures. Reports of one folder name one exam when
@@ -340,12 +353,10 @@ def _repeated_exams(reports: Sequence[tuple[Path, dict[str, Any], dict[str, Any]
     from .batch import exam_key
 
     compared = []  # (index, folder, series, recorded exam, the input's parts (_input_parts), the input's name)
-    for index, (path, report, figures) in enumerate(reports):
-        given = report.get("input")
-        if not isinstance(given, str) or not given:
+    for index, ((path, _, figures), given, exam) in enumerate(zip(reports, keys.given, keys.recorded)):
+        if given is None:
             continue  # an older report without its input: nothing to compare
-        exam = report.get("exam") if isinstance(report.get("exam"), str) and report.get("exam") else None
-        compared.append((index, path.parent.absolute(), figures["dicom_series"], exam, _input_parts(given),
+        compared.append((index, path.parent.absolute(), figures["dicom_series"], exam, keys.parts[given],
                          Path(given).name))
     group = list(range(len(reports)))  # union-find over the reports' indices
 
