@@ -28,6 +28,9 @@ Flags (names are stable; the report, the CLI table and the Slicer table show the
 * ``lv_removed``: the model drew an LV in this slice, but off the stack's LV axis, and post-processing
   removed it (:data:`scarnet.inference.MAX_LV_OFFSET_MM`): the slice reports no LV. Unlike
   ``lv_missing`` it also marks the first and last slices, where a removed LV would otherwise go unseen.
+
+Stack-level, a warning rather than a flag: a stack that may stop short of the apex (its apical end slice still has a
+large cavity, :func:`apical_coverage_warning`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, SCAR_LABELS
+from .aha import cavity_area_mm2
+from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR_LABELS
 from .preprocess import NORMALISATION_PERCENTILES
 
 #: ``low_confidence`` flag, for the bundled weights (their sidecar records it as ``qc_calibration``;
@@ -146,6 +150,14 @@ MIN_SCAR_AREA_MM2 = 20.0
 #: An LV closer than this to the image edge is flagged. In all 100 EMIDEC exams (the training data)
 #: the LV lies ≥ 42 mm from the edge.
 NEAR_EDGE_MM = 20.0
+#: Stack coverage: the apical end slice's cavity (a fraction of the stack's largest) from which the stack may stop
+#: short of the apex (:func:`apical_coverage_warning`). Set on EMIDEC *train*'s expert labels as the lowest 5 % step
+#: warning at most a tenth of the complete stacks (45 %: 14 of 80), with the exams cut by 1 and 2 apical slices; then,
+#: unchanged, warned (complete / cut by 1 / cut by 2): train experts 5 / 49 / 75 of 80, the bundled model 3 / 43 / 77;
+#: val experts 1 / 12 / 19 of 20, model 0 / 12 / 19. Phantoms (seeds 0-19) reach the apex (end slice's cavity 0-17 %
+#: of the largest, 0-25 % in the model's labels): 0 warned complete, 0 cut by 1, 8 (model 7) cut by 2: their slices
+#: are thinner, so one or two missing cut off less of the LV. ``python tools/studies/stack_coverage.py`` (CPU).
+APICAL_CAVITY_WARNING_FRACTION = 0.5
 #: ``at_crop_edge``: segmented LV this close (mm) to the edge of the model's crop (two pixels of the bundled
 #: weights' 1.25 mm crop).
 CROP_EDGE_MM = 2.5
@@ -492,3 +504,67 @@ def crop_edge_band(footprint: np.ndarray, spacing_rc_mm: tuple[float, float], wi
         return np.zeros_like(footprint, dtype=bool)
     distance_mm = ndimage.distance_transform_edt(footprint, sampling=spacing_rc_mm)
     return footprint & (distance_mm <= width_mm)
+
+
+@dataclass(frozen=True)
+class ApicalEnd:
+    """The slice at the apical end of a stack, as :func:`apical_end_coverage` measures it."""
+
+    slice_index: int
+    has_myocardium: bool
+    #: Its LV cavity (blood pool and the background its labels enclose, :func:`scarnet.aha.cavity_area_mm2`)
+    #: and its myocardium (labels 2-4), as fractions of the stack's largest slice's.
+    cavity_fraction: float
+    myocardium_fraction: float
+    #: True when the base-apex order was unknown and the end with the smaller cavity was taken as apical.
+    end_from_cavity: bool
+
+
+def apical_end_coverage(labels: np.ndarray, base_first: bool | None, pixel_area_mm2: float) -> ApicalEnd | None:
+    """The apical end slice of a (k, rows, cols) labelmap: the stack's last slice at that end, with LV or not.
+
+    ``base_first``: slice 0 is basal (the report's ``base_apex``); None when the order is unknown: then the
+    end slice with the smaller cavity fraction is taken (the smaller myocardium on a tie), the one more likely
+    to be apical; a stack that warns that way has a large cavity at both ends. None for a labelmap without
+    any cavity of :data:`scarnet.aha.MIN_CAVITY_AREA_MM2` (nothing to compare with).
+    """
+    from .aha import MIN_CAVITY_AREA_MM2
+
+    cavity = np.array([cavity_area_mm2(plane, pixel_area_mm2) for plane in labels])
+    myocardium = np.isin(labels, MYOCARDIUM_LABELS).sum(axis=(1, 2)).astype(float)
+    if cavity.size == 0 or cavity.max() < MIN_CAVITY_AREA_MM2 or myocardium.max() == 0:
+        return None
+
+    def end(k: int, from_cavity: bool) -> ApicalEnd:
+        return ApicalEnd(k, bool(myocardium[k] > 0), float(cavity[k] / cavity.max()),
+                         float(myocardium[k] / myocardium.max()), from_cavity)
+
+    last = labels.shape[0] - 1
+    if base_first is not None:
+        return end(last if base_first else 0, False)
+    return min((end(0, True), end(last, True)), key=lambda e: (e.cavity_fraction, e.myocardium_fraction))
+
+
+#: How :func:`apical_coverage_warning`'s message starts (the page's headline is this clause).
+APICAL_COVERAGE_WARNING_START = "the stack may stop short of the apex"
+
+
+def apical_coverage_warning(labels: np.ndarray, base_first: bool | None, pixel_area_mm2: float) -> str | None:
+    """The stack-level warning that the stack may not reach the apex, from a (k, rows, cols) labelmap; None when
+    its apical end looks like an apex.
+
+    A stack that reaches the apex ends on a slice whose LV cavity is small or gone (or on one without
+    myocardium); one cut short (a slice missing at the end of a series, a planner who stopped early) ends on
+    a large cavity, and the scar beyond it, in the apical segments and the apex, is not counted. Slice
+    positions cannot tell: they stay evenly spaced when an end slice is missing. Warned when the apical end
+    slice (:func:`apical_end_coverage`; ``base_first`` None: the end with the smaller cavity) has myocardium
+    and a cavity of at least :data:`APICAL_CAVITY_WARNING_FRACTION` of the stack's largest.
+    """
+    end = apical_end_coverage(labels, base_first, pixel_area_mm2)
+    if end is None or not end.has_myocardium or end.cavity_fraction < APICAL_CAVITY_WARNING_FRACTION:
+        return None
+    which = (f"the end slice with the smaller cavity (slice {end.slice_index}; which end is apical is unknown)"
+             if end.end_from_cavity else f"the apical end slice (slice {end.slice_index})")
+    return (f"{APICAL_COVERAGE_WARNING_START}: the LV cavity on {which} is {100 * end.cavity_fraction:.0f} % of "
+            "its largest, where a stack that reaches the apex ends on a small cavity or none; myocardium and scar "
+            "beyond the last slice (apical segments, apex) are not counted: check that the series is complete")
