@@ -344,7 +344,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
     :func:`_done_earlier`) is not run again, and its line is read from its report; ``summary.csv`` is rewritten.
     """
     from .errors import OutputError
-    from .io import atomic_path, csv_encoding
+    from .io import write_text
 
     out_dir = Path(out_dir)
     if dicom_seg:
@@ -380,10 +380,9 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
             on_start()
         for number, (plan, row, points) in enumerate(zip(plans, rows, exam_points), start=1):
             if id(plan) in done:
-                # "ok" only with its figures: an interrupt while they are read leaves the line "not run".
-                found_warnings = report_warnings(done[id(plan)])
-                row.figures = summary_figures(done[id(plan)], plan.report.name)
-                row.warnings, row.status, row.done_earlier = found_warnings, "ok", True
+                # All at once, after both reads: an interrupt while they are read leaves the line "not run", empty.
+                row.warnings, row.figures, row.status, row.done_earlier = (
+                    report_warnings(done[id(plan)]), summary_figures(done[id(plan)], plan.report.name), "ok", True)
                 if on_exam is not None:
                     on_exam(number, len(plans), row)
                 continue
@@ -407,9 +406,7 @@ def run_batch(inputs: Sequence[str | Path], out_dir: str | Path,
         # one that appeared since (another run into this folder) is not replaced without ``overwrite``.
         try:
             out_dir.mkdir(parents=True, exist_ok=True)  # when no exam wrote anything
-            with atomic_path(summary_path, overwrite=overwrite or skip_done) as temp:
-                text = summary_csv(rows)
-                temp.write_text(text, encoding=csv_encoding(text))  # a byte-order mark where Excel needs one
+            write_text(summary_csv(rows), summary_path, overwrite=overwrite or skip_done)  # (a BOM where needed)
         except OutputExistsError:
             # Not there when checked: another run (a second batch into this --out) wrote it meanwhile. Said as
             # that, with where this run's results are, rather than as a file the user left ("already exists").

@@ -648,7 +648,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from .errors import InputError
-    from .io import csv_encoding
+    from .io import write_text
     from .outputs import REPORT, OutputSet
     from .summary import SUMMARY_COLUMNS, summarize, summary_csv
 
@@ -665,8 +665,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     with OutputSet(args.overwrite) as outputs:
         outputs.add(args.out, REPORT, "--out")
         outputs.prepare()
-        text = summary_csv(lines)
-        outputs.write(args.out, lambda temp: Path(temp).write_text(text, encoding=csv_encoding(text)))
+        outputs.write(args.out, lambda temp: write_text(summary_csv(lines), temp, overwrite=True))
         outputs.commit()
     made_from = Counter(line[SUMMARY_COLUMNS.index("made_from")] for line in lines)
     counts = ", ".join(f"{count} {what}" for what, count in sorted(made_from.items()))

@@ -1433,9 +1433,11 @@ def _check_seg_nrrd_header(path: Path) -> _NrrdHeader | None:
     Returns the header as read (:func:`_nrrd_header_of`; None when it could not be), for the checks after."""
     header = _nrrd_header_of(path)
     _check_data_files(path, header)
+    if header is None:
+        return None  # slicerio says what is wrong
     try:
-        sizes = [int(size) for size in (header or _nrrd_header_fields(path))[0].get("sizes", "").split()]
-    except (OSError, ValueError):
+        sizes = [int(size) for size in header[0].get("sizes", "").split()]
+    except ValueError:
         return header  # slicerio says what is wrong
     if len(sizes) >= 3:
         check_voxel_count(str(path), sizes[-3:])

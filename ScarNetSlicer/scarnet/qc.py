@@ -526,10 +526,12 @@ def apical_end_coverage(labels: np.ndarray, base_first: bool | None, pixel_area_
     ``base_first``: slice 0 is basal (the report's ``base_apex``); None when the order is unknown: then the
     end slice with the smaller cavity fraction is taken (the smaller myocardium on a tie), the one more likely
     to be apical; a stack that warns that way has a large cavity at both ends. None for a labelmap without
-    any cavity of :data:`scarnet.aha.MIN_CAVITY_AREA_MM2` (nothing to compare with).
+    any cavity of :data:`scarnet.aha.MIN_CAVITY_AREA_MM2`, and for a single slice (nothing to compare with).
     """
     from .aha import MIN_CAVITY_AREA_MM2
 
+    if labels.shape[0] < 2:
+        return None  # one slice: its own largest, nothing to compare with
     cavity = np.array([cavity_area_mm2(plane, pixel_area_mm2) for plane in labels])
     myocardium = np.isin(labels, MYOCARDIUM_LABELS).sum(axis=(1, 2)).astype(float)
     if cavity.size == 0 or cavity.max() < MIN_CAVITY_AREA_MM2 or myocardium.max() == 0:

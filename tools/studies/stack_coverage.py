@@ -70,14 +70,16 @@ def cut_apex(volume: Volume, cut: int, apex_last: bool) -> Volume:
     return Volume(array, volume.spacing_mm, tuple(origin), volume.direction.copy())
 
 
-def measure(source: str, what: str, case: str, cut: int, labelmap: Volume, apex_last: bool) -> Row:
+def measure(source: str, what: str, case: str, cut: int, labelmap: Volume, apex_last: bool) -> Row | None:
     """The apical end of ``labelmap`` (its slices along k) as :func:`scarnet.qc.apical_end_coverage` sees it, with
-    the order found on it and with the known one (``apex_last``)."""
+    the order found on it and with the known one (``apex_last``); None when it has nothing to compare (no cavity)."""
     labels = labelmap.array.astype(np.uint8)
     order = base_apex_order(labelmap, labels)
     pixel_area_mm2 = labelmap.spacing_mm[0] * labelmap.spacing_mm[1]
     end = apical_end_coverage(labels, None if order is None else order.base_first, pixel_area_mm2)
     known = apical_end_coverage(labels, apex_last, pixel_area_mm2)
+    if end is None or known is None:
+        return None
     return Row(source, what, case, cut, None if order is None else order.to_dict()["basal_end"],
                end.slice_index, end.has_myocardium, end.cavity_fraction, end.myocardium_fraction,
                known.has_myocardium, known.cavity_fraction)
@@ -85,13 +87,26 @@ def measure(source: str, what: str, case: str, cut: int, labelmap: Volume, apex_
 
 def exam_rows(source: str, case: str, image: Volume, reference: Volume, segmenter, apex_last: bool) -> list[Row]:
     """Rows for one exam cut by each of :data:`CUTS`: its reference labels, and the model's when ``segmenter``."""
+    from scarnet.errors import ScarNetError
+
     rows = []
+
+    def add(row: Row | None, what: str, cut: int) -> None:
+        if row is None:
+            print(f"{case} cut {cut}, {what}: no LV cavity; left out", flush=True)
+            return
+        rows.append(row)
+        print(" ".join(f"{k}={v}" for k, v in asdict(row).items()), flush=True)
+
     for cut in CUTS:
-        rows.append(measure(source, "reference", case, cut, cut_apex(reference, cut, apex_last), apex_last))
+        add(measure(source, "reference", case, cut, cut_apex(reference, cut, apex_last), apex_last), "reference", cut)
         if segmenter is not None:
-            predicted = segmenter(cut_apex(image, cut, apex_last), name=f"{case} cut {cut}").labelmap
-            rows.append(measure(source, "model", case, cut, predicted, apex_last))
-        print(" ".join(f"{k}={v}" for k, v in asdict(rows[-1]).items()), flush=True)
+            try:  # one exam the pipeline refuses (no heart found) does not lose the others' rows
+                predicted = segmenter(cut_apex(image, cut, apex_last), name=f"{case} cut {cut}").labelmap
+            except ScarNetError as error:
+                print(f"{case} cut {cut}, model: {error}; left out", flush=True)
+                continue
+            add(measure(source, "model", case, cut, predicted, apex_last), "model", cut)
     return rows
 
 

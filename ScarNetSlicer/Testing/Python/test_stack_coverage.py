@@ -92,6 +92,9 @@ def test_the_threshold_is_where_the_warning_starts():
 def test_nothing_to_compare_gives_no_warning():
     assert apical_end_coverage(np.zeros((5, 32, 32), dtype=np.uint8), True, 1.0) is None
     assert apical_coverage_warning(rings([0, 0, 0]), None, 1.0) is None  # caps only: no cavity anywhere
+    # One slice is its own largest (100 %): nothing to compare with, whichever end is called apical.
+    for base_first in (None, True, False):
+        assert apical_coverage_warning(rings([12]), base_first, 1.0) is None
 
 
 def _cut_phantom(seed: int, cut: int) -> tuple[np.ndarray, bool, float]:
