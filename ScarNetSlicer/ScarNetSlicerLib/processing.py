@@ -32,6 +32,7 @@ import slicer
 
 from scarnet.errors import InputError
 from scarnet.io import validate_image
+from scarnet.qc import APICAL_COVERAGE_WARNING_START
 from scarnet.quantify import before_correction, model_totals, quantify, report_warnings
 from scarnet.summary import made_from as report_made_from
 from scarnet.volume import Volume
@@ -51,6 +52,10 @@ from .worker import BackgroundTask, CancelCheck, ProgressCallback
 DEVICES = ("auto", "cpu", "cuda")
 #: Node reference from outputs to the input volume they were computed from.
 INPUT_REFERENCE_ROLE = report_nodes.INPUT_REFERENCE_ROLE
+#: How the model run's warnings start that *Update report* does not carry to the report of the segmentation as it is
+#: now, because that report decides them afresh: whether it has AHA segments, and whether the stack may stop short of
+#: the apex (from the labels, :func:`scarnet.qc.apical_coverage_warning` in quantify's ``labelmap_warnings``).
+DECIDED_AFRESH_WARNING_STARTS = ("no AHA segments", APICAL_COVERAGE_WARNING_START)
 
 
 @dataclass
@@ -366,9 +371,11 @@ class Processor:
                 report["qc"] = previous["qc"]
             if "inference" in previous:  # which weights made the segmentation that was edited (and their warnings)
                 report["inference"] = dict(previous["inference"])
-                # ... less what this report decides afresh: whether it has AHA segments.
+                # ... less what this report decides afresh: whether it has AHA segments, and whether the stack may
+                # stop short of the apex (quantify reads it from the labels as they are now, in labelmap_warnings;
+                # a model report made before it did kept it among the run's own warnings).
                 report["inference"]["warnings"] = [w for w in previous["inference"].get("warnings") or []
-                                                   if not str(w).startswith("no AHA segments")]
+                                                   if not str(w).startswith(DECIDED_AFRESH_WARNING_STARTS)]
             # The model's totals, which the page shows as before correction: from its own report, or as an earlier
             # update carried them (as scarnet quantify --model-report records them).
             model_total = model_totals(previous.get("total")) if report_made_from(previous) == "ScarNet model" \

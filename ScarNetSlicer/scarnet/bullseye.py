@@ -9,7 +9,10 @@ labelled with its number and scar %; a segment without myocardium is grey and la
 no slice lies beyond the cavity). A report stored before the apex was reported has 16 segments: its disc is
 drawn empty, dashed. A segment with scar (graded 1 or more) whose scar lies only on slices with QC flags
 (:func:`qc_only_segments`) is outlined in dashed blue, and a caption names it: read those slices first. A caption
-says how wide the septum was taken (:func:`septum_text`): the map's segments are drawn equal whatever it was. A page
+says how wide the septum was taken (:func:`septum_text`): the map's segments are drawn equal whatever it was. When
+the report warns that the stack may stop short of the apex (:func:`scarnet.qc.apical_coverage_warning`), a caption
+says that the apical segments may have scar beyond the last slice (:data:`STACK_SHORT_CAPTION`): their grades count
+only the slices there are, and a white apical ring must not read as "no apical scar". A page
 that prints some of the captions' facts itself (:mod:`scarnet.report_html`) leaves those captions out
 (``leave_out``), so that each is said once.
 
@@ -36,6 +39,7 @@ from .aha import (
     extent_score,
     missing_levels,
 )
+from .qc import APICAL_COVERAGE_WARNING_START
 from .quantify import INTENDED_USE, MIRROR_WARNING, Report, report_warnings, scar_on_flagged_slices
 from .text import visible
 
@@ -226,9 +230,20 @@ RV_SIDE_CAPTION = ("RV insertion point {deg}° round from the RV's side: RAS and
                    "turned")
 
 
+#: The caption of a report warned that its stack may stop short of the apex (:func:`stack_stops_short`): the apical
+#: segments (13-16) and the apex (17) count only the slices there are, so a segment graded 0 there is not scar-free.
+STACK_SHORT_CAPTION = "Stack may stop short of the apex: segments 13-17 may have scar beyond the last slice"
+
+
+def stack_stops_short(warnings: list[str]) -> bool:
+    """Whether a report's warnings (:func:`scarnet.quantify.report_warnings`) say that its stack may stop short of
+    the apex (:func:`scarnet.qc.apical_coverage_warning`)."""
+    return any(str(message).startswith(APICAL_COVERAGE_WARNING_START) for message in warnings)
+
+
 #: The names (``data-caption``) of the captions :func:`bullseye_svg` may draw under the picture, in their order.
-CAPTION_NAMES = ("septum", "summary", "angles", "mirror", "rv-side", "basal-end", "qc", "qc-segments", "apex", "levels",
-                 "intended-use")
+CAPTION_NAMES = ("septum", "summary", "angles", "mirror", "rv-side", "basal-end", "qc", "qc-segments", "stack-short",
+                 "apex", "levels", "intended-use")
 
 
 def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA segment", *,
@@ -335,6 +350,8 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         named = f"segment{'s' if len(qc_only) > 1 else ''} {', '.join(map(str, qc_only))}"
         captions.append(("qc-segments", f"Dashed: scar only on QC-flagged slices ({named}): read them first",
                          QC_OUTLINE_COLOUR))
+    if stack_stops_short(warnings):  # the picture would show what was not imaged as graded 0
+        captions.append(("stack-short", STACK_SHORT_CAPTION, "#a00000"))
     if apex_not_imaged(segments):
         captions.append(("apex", APEX_NOT_IMAGED, "#555555"))
     missing = missing_levels([s.get("level") for s in data.get("slices") or []])
@@ -360,7 +377,7 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
 
 
 __all__ = ["APEX_NOT_IMAGED", "CAPTION_NAMES", "GRADE_COLOURS", "NO_MYOCARDIUM_COLOUR", "QC_OUTLINE_COLOUR", "ROUNDING",
-           "RV_SIDE_CAPTION", "RV_SIDE_WARNING",
+           "RV_SIDE_CAPTION", "RV_SIDE_WARNING", "STACK_SHORT_CAPTION",
            "amount_text", "apex_not_imaged", "basal_end_text", "bullseye_svg", "percent_text", "qc_only_scar_slices",
            "qc_only_segments",
-           "segment_geometry", "septum_text", "summary_text", "whole_percent_text"]
+           "segment_geometry", "septum_text", "stack_stops_short", "summary_text", "whole_percent_text"]

@@ -85,7 +85,6 @@ from .qc import (
     MIN_STACK_TISSUE_CONTRAST,
     UNLIKE_TRAINING_WARNING,
     QcCalibration,
-    apical_coverage_warning,
     crop_edge_band,
     heart_confidence,
     neighbour_correlation,
@@ -750,10 +749,6 @@ class Segmenter:
             self._warn(f"the model is unsure of the heart in {unsure} of the {with_lv} slices where it finds the LV "
                        f"(flagged low_confidence): {UNLIKE_TRAINING_WARNING} (sequence, vendor, grey levels, "
                        "artifacts); read every slice")
-        # A stack cut short of the apex: its slice positions stay even, only the segmented cavity can tell.
-        base_first = None if report.base_apex is None else report.base_apex.base_first
-        if coverage := apical_coverage_warning(labels, base_first, pixel_area):
-            self._warn(coverage)
         timings["total_s"] = time.perf_counter() - started
         report.extra["qc"] = {
             "flags": FLAG_DESCRIPTIONS,

@@ -65,6 +65,7 @@ from .labels import (
     SCAR_LABELS,
 )
 from .orientation import MAX_THIN_SLICES, StackAxis, field_too_wide, find_stack_axis, stack_along_k_problem
+from .qc import apical_coverage_warning
 from .text import visible
 from .transmurality import TransmuralitySummary, stack_rays, summarise_stack
 from .volume import Volume, check_geometry
@@ -323,7 +324,8 @@ def dicom_image_name(identifiers: dict[str, Any] | None) -> str:
 
 
 #: The lists of warnings in a report's dict form, in the order they are read out: the input's, the labelmap's
-#: (slices left out), the AHA levels' and segments'; the model's are ``inference``'s ``warnings``.
+#: (slices left out, wall erased, a stack that may stop short of the apex), the AHA levels' and segments'; the model's
+#: are ``inference``'s ``warnings``.
 REPORT_WARNING_KEYS = ("input_warnings", "labelmap_warnings", "segment_warnings")
 
 
@@ -574,13 +576,17 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         report.extra["segment_warnings"] = segment_warnings
     # The command line and Slicer refuse such a labelmap; from Python, a report of zeros must not pass unremarked.
     empty = None if with_myocardium.any() else EMPTY_LABELMAP_WARNING
+    pixel_area_mm2 = labelmap.spacing_mm[0] * labelmap.spacing_mm[1]
+    base_first = None if order is None else order.base_first
     labelmap_warnings = [message for message in (
         empty,
         gap_slices_warning(with_myocardium),
         all_scar_slices_warning(counts[:, HEALTHY_MYOCARDIUM], counts[:, list(SCAR_LABELS)].sum(axis=1)),
-        enclosed_background_warning(labels, labelmap.spacing_mm[0] * labelmap.spacing_mm[1], voxel_ml),
-        open_ring_warning(labels, np.flatnonzero(with_myocardium).tolist(), None if order is None else order.base_first,
-                          math.sqrt(labelmap.spacing_mm[0] * labelmap.spacing_mm[1]))) if message]
+        enclosed_background_warning(labels, pixel_area_mm2, voxel_ml),
+        open_ring_warning(labels, np.flatnonzero(with_myocardium).tolist(), base_first, math.sqrt(pixel_area_mm2)),
+        # A stack cut short of the apex, read from the labels whoever drew them (the model's, a reader's corrected
+        # ones, another tool's): this is the one place every report gets it, the model's run included.
+        apical_coverage_warning(labels, base_first, pixel_area_mm2)) if message]
     for message in labelmap_warnings:
         warnings.warn(message, stacklevel=2)
     if labelmap_warnings:

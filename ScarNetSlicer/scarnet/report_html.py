@@ -380,8 +380,9 @@ def about_model_html(data: dict[str, Any]) -> str:
 #: its picture so that each is said once: the septum, the segment summary, how the angles were found and an apex not
 #: imaged in the text beside it; the scar on QC-flagged slices under the totals; the intended use at the top. The
 #: picture keeps its key (the dashed outline of scar only on QC-flagged slices) and its cautions that the picture
-#: itself may read wrong (mirrored, turned, rings exchanged or empty), as the warnings at the top of the page also
-#: say: a reader looking at the bullseye should not have to look back to the top for them.
+#: itself may read wrong (mirrored, turned, rings exchanged or empty, apical segments of a stack that may stop short of
+#: the apex), as the warnings at the top of the page also say: a reader looking at the bullseye should not have to look
+#: back to the top for them.
 SAID_BESIDE_THE_BULLSEYE = ("septum", "summary", "angles", "apex", "qc", "intended-use")
 
 

@@ -138,8 +138,10 @@ def test_a_batch_writes_each_exam_and_a_summary_and_goes_on_after_a_failure(tmp_
             assert float(row[key]) == pytest.approx(report["total"][key], rel=1e-5)
         assert int(row["slices_flagged"]) == sum(bool(s["qc_flags"]) for s in report["slices"])
         assert report["input"] == row["input"]
-        # The ring stand-in is unlike any LGE: the exam's warning is in its report and its summary line.
-        assert row["warnings"] and row["warnings"] == " | ".join(report["inference"]["warnings"])
+        # The ring stand-in is unlike any LGE, and as wide at both ends as a stack cut short of the apex: the exam's
+        # warnings (the model's, the labels') are in its report and its summary line.
+        assert row["warnings"] and row["warnings"] == " | ".join([*(report.get("labelmap_warnings") or []),
+                                                                  *report["inference"]["warnings"]])
     assert [r.status == "ok" for r in rows] == [True, False, True]
 
 
@@ -552,7 +554,9 @@ def test_warnings_while_an_exam_runs_stay_with_that_exam(tmp_path, monkeypatch):
     report = json.loads((tmp_path / "out" / "p1_report.json").read_text())
     assert report["input_warnings"] == ["slice positions are approximate"]
     assert rows[0].warnings[0] == "slice positions are approximate"
-    assert len(rows[0].warnings) == 1 + len(report["inference"]["warnings"])  # + the model's
+    # + the labels' (the ring stand-in's stack may stop short of the apex) and the model's
+    assert len(rows[0].warnings) == 1 + len(report.get("labelmap_warnings") or []) + len(
+        report["inference"]["warnings"])
     assert rows[0].other_warnings == ["a library's note"]
 
 

@@ -132,6 +132,34 @@ def test_slice_list_text():
     assert slice_list_text([3, 2, 2, 1], dash="–") == "1–3"
 
 
+def test_quantify_says_once_that_a_labelmap_may_stop_short_of_the_apex(tmp_path):
+    """A labelmap of a stack without its apical slices (a reader's own, another tool's): the terminal, the JSON and
+    the page say that it may stop short of the apex, once each, from the labels and the report's base-apex order, as
+    a model run's report does; the complete stack, not."""
+    from scarnet.qc import APICAL_COVERAGE_WARNING_START
+
+    assert run("phantom", "--seed", "1", "--out", "p.nii.gz", "--labelmap", "pl.nii.gz", cwd=tmp_path).returncode == 0
+    result = run("quantify", "pl.nii.gz", "--report", "full.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert APICAL_COVERAGE_WARNING_START not in result.stderr
+    basal_end = json.loads((tmp_path / "full.json").read_text())["base_apex"]["basal_end"]
+    labelmap = sitk.ReadImage(str(tmp_path / "pl.nii.gz"))
+    depth = labelmap.GetSize()[2]
+    # Three apical slices left out (SimpleITK moves the origin with the first slice kept).
+    sitk.WriteImage(labelmap[:, :, :depth - 3] if basal_end == "first" else labelmap[:, :, 3:],
+                    str(tmp_path / "cut.nii.gz"))
+    result = run("quantify", "cut.nii.gz", "--report", "cut.json", "--html", "cut.html", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines()
+            if line.startswith(f"scarnet: warning: {APICAL_COVERAGE_WARNING_START}: ")]
+    apical_end = depth - 4 if basal_end == "first" else 0
+    assert len(said) == 1 and f"apical end slice (slice {apical_end})" in said[0]
+    report = json.loads((tmp_path / "cut.json").read_text())
+    assert [m for m in report["labelmap_warnings"] if m.startswith(APICAL_COVERAGE_WARNING_START)] == [
+        said[0][len("scarnet: warning: "):]]
+    assert (tmp_path / "cut.html").read_text().count(f"<summary>T{APICAL_COVERAGE_WARNING_START[1:]}</summary>") == 1
+
+
 def test_csv_report_and_seg_nrrd_labelmap(tmp_path):
     assert run("phantom", "--seed", "3", "--out", "p.nrrd", "--labelmap", "pl.seg.nrrd", cwd=tmp_path).returncode == 0
     result = run("quantify", "pl.seg.nrrd", "--report", "r.csv", "--image", "p.nrrd", "--segmented-by", "reader",

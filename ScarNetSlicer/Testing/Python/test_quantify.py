@@ -126,12 +126,17 @@ def _rings(slices: int = 5, blood_pool: bool = True) -> np.ndarray:
 
 
 def _said(labels: np.ndarray, **kwargs) -> list[str]:
+    """The labelmap's warnings of how its rings are drawn: :func:`_rings` is a cylinder, as wide at its apical end as
+    anywhere, which may stop short of the apex (said, and tested below: not these tests' business)."""
     import warnings
+
+    from scarnet.qc import APICAL_COVERAGE_WARNING_START
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = quantify(Volume(labels, SPACING, (0.0, 0.0, 0.0), np.eye(3)), **kwargs)
-    return report.extra.get("labelmap_warnings", [])
+    return [message for message in report.extra.get("labelmap_warnings", [])
+            if not message.startswith(APICAL_COVERAGE_WARNING_START)]
 
 
 def test_wall_erased_rather_than_painted_over_is_said():
@@ -178,6 +183,73 @@ def test_wall_erased_rather_than_painted_over_is_said():
     both = without_blood_pool.copy()
     both[1][(radius >= 12) & (radius < 14) & (angle < 90)] = 0
     assert _said(both, basal_end="first")[0].startswith("slice 1 has background enclosed beside the myocardium")
+
+
+def _phantom_without_apical_slices(seed: int, cut: int) -> tuple[Volume, Volume, bool]:
+    """A phantom's labelmap and image without their ``cut`` most apical slices (the grid's origin moved when those are
+    the first), and whether its base is slice 0 (as its patient axes say)."""
+    from scarnet.aha import base_apex_order
+    from scarnet.phantom import make_phantom
+
+    phantom = make_phantom(seed)
+    labelmap = phantom.labelmap
+    base_first = base_apex_order(labelmap, labelmap.array).base_first
+    kept = slice(0, labelmap.num_slices - cut) if base_first else slice(cut, labelmap.num_slices)
+    origin = tuple(float(v) for v in labelmap.index_to_physical(np.array([0.0, 0.0, kept.start])))
+
+    def cut_short(volume: Volume) -> Volume:
+        return Volume(np.ascontiguousarray(volume.array[kept]), volume.spacing_mm, origin, volume.direction)
+
+    return cut_short(labelmap), cut_short(phantom.image), base_first
+
+
+@pytest.mark.parametrize("seed", [0, 1])  # base first, base last (their patient axes)
+def test_a_labelmap_cut_short_of_the_apex_is_said_once(seed):
+    """A reader's own labelmap (corrected outside Slicer, another tool's) of a stack that stops short of the apex is
+    warned of as the model's run is: from the labels, with the report's base-apex order, once, in every output of the
+    report (Python's warning, the JSON's labelmap_warnings, the CSV's warning rows); the complete stack is not."""
+    from scarnet.qc import APICAL_COVERAGE_WARNING_START, apical_coverage_warning
+
+    labelmap, image, _ = _phantom_without_apical_slices(seed, 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        complete = quantify(labelmap, image)
+    assert not [w for w in caught if str(w.message).startswith(APICAL_COVERAGE_WARNING_START)]
+    assert not [m for m in complete.warnings() if m.startswith(APICAL_COVERAGE_WARNING_START)]
+
+    labelmap, image, base_first = _phantom_without_apical_slices(seed, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = quantify(labelmap, image)
+    assert report.base_apex.base_first is base_first
+    said = [str(w.message) for w in caught if str(w.message).startswith(APICAL_COVERAGE_WARNING_START)]
+    assert len(said) == 1
+    assert said == [m for m in report.warnings() if m.startswith(APICAL_COVERAGE_WARNING_START)]
+    assert said[0] in report.to_dict()["labelmap_warnings"]
+    apical_end = labelmap.num_slices - 1 if base_first else 0
+    assert f"on the apical end slice (slice {apical_end}) is " in said[0]
+    assert said[0] == apical_coverage_warning(labelmap.array, base_first,
+                                              labelmap.spacing_mm[0] * labelmap.spacing_mm[1])
+    rows = list(csv.reader(io.StringIO(report.to_csv())))
+    assert [row for row in rows if row and row[0] == "warning" and row[1].startswith(APICAL_COVERAGE_WARNING_START)
+            ] == [["warning", said[0]]]
+
+
+def test_the_stack_coverage_warning_follows_the_reports_base_apex_order():
+    """Which end is apical is the report's: given the wrong basal end, the complete phantom's apical end is its base,
+    a large cavity, and it is warned of (with the given end's own warning); the right end, not."""
+    from scarnet.qc import APICAL_COVERAGE_WARNING_START
+
+    labelmap, _, base_first = _phantom_without_apical_slices(0, 0)
+    right, wrong = ("first", "last") if base_first else ("last", "first")
+    for end, warned in ((right, False), (wrong, True)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = quantify(labelmap, basal_end=end)
+        said = [m for m in report.extra.get("labelmap_warnings", []) if m.startswith(APICAL_COVERAGE_WARNING_START)]
+        assert len(said) == warned
+        if warned:  # the apical end as given: the first slice when the last is basal, and so on
+            assert f"(slice {0 if end == 'last' else labelmap.num_slices - 1})" in said[0]
 
 
 def test_slice_positions_follow_the_slice_normal(oblique_direction):

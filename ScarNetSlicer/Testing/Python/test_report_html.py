@@ -909,3 +909,39 @@ def test_the_bullseye_on_the_page_does_not_repeat_what_the_text_beside_it_says()
     assert float(ET.fromstring(svg).get("height")) < float(alone.get("height"))
     with pytest.raises(ValueError, match="no bullseye caption named sideways"):
         bullseye_svg(data, leave_out=("sideways",))
+
+
+@pytest.mark.parametrize("cut", [0, 3])
+def test_apical_segments_of_a_stack_that_may_stop_short_of_the_apex_are_not_shown_as_scar_free(cut):
+    """A stack without its apical slices: the page warns (one line, the full text folded under it), and the bullseye,
+    on the page and alone, says under the picture that segments 13-17 may have scar beyond the last slice, where a
+    white apical ring would read as none; the complete stack's has neither. A model report of an earlier version,
+    with the warning among the run's, gets the same caption."""
+    import xml.etree.ElementTree as ET
+
+    from test_quantify import _phantom_without_apical_slices
+
+    from scarnet.bullseye import STACK_SHORT_CAPTION, bullseye_svg
+    from scarnet.phantom import anterior_rv_insertion_lps, make_phantom
+    from scarnet.qc import APICAL_COVERAGE_WARNING_START
+
+    labelmap, image, _ = _phantom_without_apical_slices(0, cut)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = quantify(labelmap, image, rv_insertion_lps=anterior_rv_insertion_lps(make_phantom(0)))
+    warned = bool(cut)
+    data = report.to_dict()
+    page = report_html(data, "lge")
+    headlines = [w for w in _read(page).warnings if w.startswith("The stack may stop short of the apex")]
+    assert len(headlines) == warned
+    svg = page[page.index("<svg"):page.index("</svg>") + len("</svg>")]
+    for picture in (svg, bullseye_svg(data)):
+        captions = {t.get("data-caption"): "".join(t.itertext()) for t in ET.fromstring(picture).iter()
+                    if t.get("data-caption")}
+        assert captions.get("stack-short") == (STACK_SHORT_CAPTION if warned else None)
+    if warned:
+        older = {**data, "labelmap_warnings": [m for m in data["labelmap_warnings"]
+                                               if not m.startswith(APICAL_COVERAGE_WARNING_START)],
+                 "inference": {"warnings": [m for m in data["labelmap_warnings"]
+                                            if m.startswith(APICAL_COVERAGE_WARNING_START)]}}
+        assert 'data-caption="stack-short"' in bullseye_svg(older)

@@ -24,7 +24,7 @@ from conftest import import_slicer_core
 
 from scarnet.errors import Cancelled, InputError, OutputExistsError, WeightsError
 from scarnet.labels import SEGMENTS
-from scarnet.quantify import quantify
+from scarnet.quantify import quantify, report_warnings
 from scarnet.report_html import SAID_BESIDE_THE_BULLSEYE, report_html
 from scarnet.volume import Volume
 
@@ -70,11 +70,11 @@ def lib(slicer_mod):
                                  report_nodes=report_nodes, processing=processing)
 
 
-def _image(direction: np.ndarray, shape_kji=(5, 40, 36)) -> Volume:
+def _image(direction: np.ndarray, shape_kji=(5, 40, 36), reaches_apex: bool = True) -> Volume:
     """Noise, with LGE's contrast where :func:`_labelmap` draws: blood pool and scar bright, the MVO core dark."""
     rng = np.random.default_rng(0)
     noise = Volume(rng.normal(100.0, 30.0, shape_kji).astype(np.float32), SPACING, ORIGIN, direction)
-    labels = _labelmap(noise).array
+    labels = _labelmap(noise, reaches_apex).array
     contrast = np.select([labels == 1, labels == 3, labels == 4], [150.0, 150.0, -50.0], 0.0).astype(np.float32)
     return noise.with_array(noise.array + contrast)
 
@@ -86,14 +86,17 @@ def _polar(image: Volume) -> tuple[np.ndarray, np.ndarray]:
     return np.hypot(rr - rows / 2, cc - cols / 2), np.arctan2(rr - rows / 2, cc - cols / 2)
 
 
-def _labelmap(image: Volume) -> Volume:
-    """An LV ring on every slice, scar on three slices, MVO inside the scar on one: all four labels."""
+def _labelmap(image: Volume, reaches_apex: bool = True) -> Volume:
+    """An LV ring on every slice, scar on three slices, MVO inside the scar on one: all four labels. ``reaches_apex``:
+    the first slice, the apical end, has a small cavity (a stack that reaches the apex; else its cavity is as large as
+    the others', which quantify warns of: the stack may stop short of the apex)."""
     k = image.array.shape[0]
     radius, angle = _polar(image)
     labels = np.zeros(image.array.shape, dtype=np.uint8)
     for z in range(k - 1):  # the last slice stays empty (above the base)
-        labels[z][radius < 7] = 1
-        labels[z][(radius >= 7) & (radius < 11)] = 2
+        cavity_px = 3 if z == 0 and reaches_apex else 7
+        labels[z][radius < cavity_px] = 1
+        labels[z][(radius >= cavity_px) & (radius < 11)] = 2
     for z in (1, 2, 3):
         labels[z][(radius >= 7) & (radius < 11) & (np.abs(angle) < 0.8)] = 3
     labels[2][(radius >= 8) & (radius < 10) & (np.abs(angle) < 0.3)] = 4
@@ -145,10 +148,10 @@ def _run(processor, volume_node, segmentation_node=None, table_node=None, overwr
     return processor.finish(job)
 
 
-def _lge_and_processor(scene, lib, direction: np.ndarray):
+def _lge_and_processor(scene, lib, direction: np.ndarray, reaches_apex: bool = True):
     """The test image as volume node "lge", its labels, and a processor whose fake model returns them."""
-    image = _image(direction)
-    labels = _labelmap(image)
+    image = _image(direction, reaches_apex=reaches_apex)
+    labels = _labelmap(image, reaches_apex)
     volume_node = lib.volume_nodes.add_volume_node(scene, image, "lge")
     return labels, volume_node, lib.processing.Processor(scene, _factory(FakeSegmenter(labels.array)))
 
@@ -902,6 +905,40 @@ def test_update_report_says_a_slice_erased_between_drawn_ones(scene, lib, obliqu
     assert said[0].startswith("slice 2 has no myocardium between slices that have it")
     assert said[0] in updated.notice.splitlines()
     assert lib.report_nodes.stored_report(updated.table_node)["labelmap_warnings"] == said
+
+
+def test_update_report_says_once_whether_the_stack_stops_short_of_the_apex_as_corrected(scene, lib,
+                                                                                        oblique_direction):
+    """The warning that the stack may stop short of the apex is read from the labels (quantify's labelmap_warnings):
+    an update says it once, from the segmentation as it is now, and does not carry the model run's own copy (a run
+    that kept it among its warnings) forward; a reader who redraws the apical end slice as the apex it is silences it.
+    """
+    from scarnet.qc import APICAL_COVERAGE_WARNING_START
+
+    sn, rn = lib.segmentation_nodes, lib.report_nodes
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction, reaches_apex=False)
+    outputs = _run(processor, volume_node)
+
+    def coverage(report: dict) -> list[str]:
+        return [w for w in report_warnings(report) if w.startswith(APICAL_COVERAGE_WARNING_START)]
+
+    said = coverage(outputs.report)
+    assert len(said) == 1 and said[0] in outputs.report["labelmap_warnings"]
+    assert "apical end slice (slice 0) is 100 %" in said[0]
+    stored = rn.stored_report(outputs.table_node)
+    stored["inference"]["warnings"] = [*said, "the exam may differ from the training data"]
+    outputs.table_node.SetAttribute(rn.REPORT_JSON_ATTRIBUTE, json.dumps(stored))
+    updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
+    assert coverage(updated.report) == said and updated.notice.splitlines().count(said[0]) == 1
+    assert updated.report["inference"]["warnings"] == ["the exam may differ from the training data"]
+
+    corrected = labels.array.copy()  # the apical end slice redrawn with a small cavity: the apex reached
+    radius, _ = _polar(labels)
+    corrected[0][(radius >= 3) & (radius < 7)] = 2
+    for info in SEGMENTS:
+        sn.set_segment_mask(outputs.segmentation_node, info.segment_id, corrected == info.label, labels)
+    updated = processor.update_report(volume_node, outputs.segmentation_node, outputs.table_node)
+    assert coverage(updated.report) == [] and APICAL_COVERAGE_WARNING_START not in (updated.notice or "")
 
 
 def _lge_and_users_segmentation(scene, lib, direction: np.ndarray, name: str):
@@ -2066,7 +2103,8 @@ def test_fingerprints_stored_in_saved_scenes_still_match(scene, lib, oblique_dir
     it would count as edited (or, worse, an edit as none). Pinned as earlier versions stored them: on the grid,
     re-gridded finer without an edit (the same), and with part of a voxel painted (hashed on sub-voxels)."""
     sn = lib.segmentation_nodes
-    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction)
+    # The labels they were pinned on: a ring as wide on the first slice as on the others.
+    labels, volume_node, processor = _lge_and_processor(scene, lib, oblique_direction, reaches_apex=False)
     segmentation_node = _run(processor, volume_node).segmentation_node
     assert segmentation_node.GetAttribute(sn.FINGERPRINT_ATTRIBUTE) == STORED_FINGERPRINT
     assert sn.fingerprint(segmentation_node, volume_node) == STORED_FINGERPRINT
