@@ -371,9 +371,7 @@ class Processor:
                 report["qc"] = previous["qc"]
             if "inference" in previous:  # which weights made the segmentation that was edited (and their warnings)
                 report["inference"] = dict(previous["inference"])
-                # ... less what this report decides afresh: whether it has AHA segments, and whether the stack may
-                # stop short of the apex (quantify reads it from the labels as they are now, in labelmap_warnings;
-                # a model report made before it did kept it among the run's own warnings).
+                # ... less what this report decides afresh (DECIDED_AFRESH_WARNING_STARTS).
                 report["inference"]["warnings"] = [w for w in previous["inference"].get("warnings") or []
                                                    if not str(w).startswith(DECIDED_AFRESH_WARNING_STARTS)]
             # The model's totals, which the page shows as before correction: from its own report, or as an earlier

@@ -230,15 +230,10 @@ RV_SIDE_CAPTION = ("RV insertion point {deg}° round from the RV's side: RAS and
                    "turned")
 
 
-#: The caption of a report warned that its stack may stop short of the apex (:func:`stack_stops_short`): the apical
-#: segments (13-16) and the apex (17) count only the slices there are, so a segment graded 0 there is not scar-free.
+#: The caption of a report warned that its stack may stop short of the apex
+#: (:func:`scarnet.qc.apical_coverage_warning`): the apical segments (13-16) and the apex (17) count only the slices
+#: there are, so one graded 0 is not scar-free.
 STACK_SHORT_CAPTION = "Stack may stop short of the apex: segments 13-17 may have scar beyond the last slice"
-
-
-def stack_stops_short(warnings: list[str]) -> bool:
-    """Whether a report's warnings (:func:`scarnet.quantify.report_warnings`) say that its stack may stop short of
-    the apex (:func:`scarnet.qc.apical_coverage_warning`)."""
-    return any(str(message).startswith(APICAL_COVERAGE_WARNING_START) for message in warnings)
 
 
 #: The names (``data-caption``) of the captions :func:`bullseye_svg` may draw under the picture, in their order.
@@ -350,7 +345,7 @@ def bullseye_svg(report: Report | dict[str, Any], title: str = "Scar per AHA seg
         named = f"segment{'s' if len(qc_only) > 1 else ''} {', '.join(map(str, qc_only))}"
         captions.append(("qc-segments", f"Dashed: scar only on QC-flagged slices ({named}): read them first",
                          QC_OUTLINE_COLOUR))
-    if stack_stops_short(warnings):  # the picture would show what was not imaged as graded 0
+    if any(message.startswith(APICAL_COVERAGE_WARNING_START) for message in warnings):  # (as graded 0, not imaged)
         captions.append(("stack-short", STACK_SHORT_CAPTION, "#a00000"))
     if apex_not_imaged(segments):
         captions.append(("apex", APEX_NOT_IMAGED, "#555555"))
@@ -380,4 +375,4 @@ __all__ = ["APEX_NOT_IMAGED", "CAPTION_NAMES", "GRADE_COLOURS", "NO_MYOCARDIUM_C
            "RV_SIDE_CAPTION", "RV_SIDE_WARNING", "STACK_SHORT_CAPTION",
            "amount_text", "apex_not_imaged", "basal_end_text", "bullseye_svg", "percent_text", "qc_only_scar_slices",
            "qc_only_segments",
-           "segment_geometry", "septum_text", "stack_stops_short", "summary_text", "whole_percent_text"]
+           "segment_geometry", "septum_text", "summary_text", "whole_percent_text"]

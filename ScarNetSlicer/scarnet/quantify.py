@@ -504,7 +504,8 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
     positions = labelmap.slice_positions_mm()
     centres, rays = stack_rays(labels, (labelmap.spacing_mm[1], labelmap.spacing_mm[0]))
     order = base_apex_order(labelmap, labels, basal_end)
-    levels = slice_levels(labels, order, pixel_area_mm2=labelmap.spacing_mm[0] * labelmap.spacing_mm[1])
+    pixel_area_mm2 = labelmap.spacing_mm[0] * labelmap.spacing_mm[1]
+    levels = slice_levels(labels, order, pixel_area_mm2=pixel_area_mm2)
     # A slice beyond the cavity cuts the apex's wall across, not through: rays in it would measure the disc.
     rays = [np.zeros(0) if level == APEX else slice_rays for slice_rays, level in zip(rays, levels)]
     transmurality, total_transmurality = summarise_stack(rays)
@@ -576,7 +577,6 @@ def quantify(labelmap: Volume, image: Volume | None = None, stack: StackAxis | N
         report.extra["segment_warnings"] = segment_warnings
     # The command line and Slicer refuse such a labelmap; from Python, a report of zeros must not pass unremarked.
     empty = None if with_myocardium.any() else EMPTY_LABELMAP_WARNING
-    pixel_area_mm2 = labelmap.spacing_mm[0] * labelmap.spacing_mm[1]
     base_first = None if order is None else order.base_first
     labelmap_warnings = [message for message in (
         empty,

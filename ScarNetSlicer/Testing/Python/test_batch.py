@@ -30,6 +30,7 @@ from scarnet.batch import (
 from scarnet.errors import InputError, OutputExistsError, WeightsError
 from scarnet.inference import Segmenter
 from scarnet.io import write_volume
+from scarnet.quantify import report_warnings
 from scarnet.summary import summarize
 
 
@@ -140,8 +141,7 @@ def test_a_batch_writes_each_exam_and_a_summary_and_goes_on_after_a_failure(tmp_
         assert report["input"] == row["input"]
         # The ring stand-in is unlike any LGE, and as wide at both ends as a stack cut short of the apex: the exam's
         # warnings (the model's, the labels') are in its report and its summary line.
-        assert row["warnings"] and row["warnings"] == " | ".join([*(report.get("labelmap_warnings") or []),
-                                                                  *report["inference"]["warnings"]])
+        assert report["inference"]["warnings"] and row["warnings"] == " | ".join(report_warnings(report))
     assert [r.status == "ok" for r in rows] == [True, False, True]
 
 

@@ -925,6 +925,7 @@ def test_update_report_says_once_whether_the_stack_stops_short_of_the_apex_as_co
     said = coverage(outputs.report)
     assert len(said) == 1 and said[0] in outputs.report["labelmap_warnings"]
     assert "apical end slice (slice 0) is 100 %" in said[0]
+    assert outputs.notice.splitlines().count(said[0]) == 1  # the model's run says it once too
     stored = rn.stored_report(outputs.table_node)
     stored["inference"]["warnings"] = [*said, "the exam may differ from the training data"]
     outputs.table_node.SetAttribute(rn.REPORT_JSON_ATTRIBUTE, json.dumps(stored))
