@@ -1007,6 +1007,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads for PyTorch (default: PyTorch's choice)")
 
 
+def _add_tta_options(parser: argparse.ArgumentParser) -> None:
+    """segment's and batch's test-time augmentation (read in :func:`_segmenter`)."""
+    parser.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
+    parser.add_argument("--tta-rotations", action="store_true",
+                        help="test-time augmentation over the 4 quarter turns, each with and without a mirror (8× "
+                             "slower): the labels no longer depend on which way the image is turned or mirrored")
+
+
 def _add_segment_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rv-insertion", type=_finite_mm, nargs=3, metavar=("R", "A", "S"),
                         help="anterior RV insertion point, RAS mm as Slicer shows it (e.g. -25.8 101 8): adds the "
@@ -1081,10 +1089,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'needs highdicom: pip install -e ".[dicom]")')
     p.add_argument("--series", help="DICOM series to use (number, UID or part of the description)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
-    p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
-    p.add_argument("--tta-rotations", action="store_true",
-                   help="test-time augmentation over the 4 quarter turns, each with and without a mirror (8× "
-                        "slower): the labels no longer depend on which way the image is turned or mirrored")
+    _add_tta_options(p)
     # Default None, resolved in cmd_segment: importing scarnet.inference here would cost every
     # command (even --help) ~0.2 s of numpy/scipy imports for one constant.
     p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",
@@ -1114,10 +1119,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "mm as Slicer shows a point; exam = the input's name without its ending) and basal_end "
                         "(first or last, as segment's --basal-end)")
     p.add_argument("--encoder", help="encoder name (litemedsam, medsam_vit_b); must match --weights")
-    p.add_argument("--tta", action="store_true", help="flip test-time augmentation (3× slower)")
-    p.add_argument("--tta-rotations", action="store_true",
-                   help="test-time augmentation over the 4 quarter turns, each with and without a mirror (8× "
-                        "slower): the labels no longer depend on which way the image is turned or mirrored")
+    _add_tta_options(p)
     p.add_argument("--min-scar-ml", type=_non_negative_ml, metavar="ML",
                    help="scar regions smaller than this become healthy myocardium (as for segment)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .aha import cavity_area_mm2
+from .aha import MIN_CAVITY_AREA_MM2, cavity_area_mm2
 from .labels import BACKGROUND, HEALTHY_MYOCARDIUM, LV_BLOOD_POOL, MYOCARDIUM_LABELS, SCAR_LABELS
 from .preprocess import NORMALISATION_PERCENTILES
 
@@ -528,13 +528,11 @@ def apical_end_coverage(labels: np.ndarray, base_first: bool | None, pixel_area_
     to be apical; a stack that warns that way has a large cavity at both ends. None for a labelmap without
     any cavity of :data:`scarnet.aha.MIN_CAVITY_AREA_MM2`, and for a single slice (nothing to compare with).
     """
-    from .aha import MIN_CAVITY_AREA_MM2
-
     if labels.shape[0] < 2:
         return None  # one slice: its own largest, nothing to compare with
     cavity = np.array([cavity_area_mm2(plane, pixel_area_mm2) for plane in labels])
     myocardium = np.isin(labels, MYOCARDIUM_LABELS).sum(axis=(1, 2)).astype(float)
-    if cavity.size == 0 or cavity.max() < MIN_CAVITY_AREA_MM2 or myocardium.max() == 0:
+    if cavity.max() < MIN_CAVITY_AREA_MM2 or myocardium.max() == 0:
         return None
 
     def end(k: int, from_cavity: bool) -> ApicalEnd:

@@ -447,7 +447,13 @@ def generator_from_state(state: Any) -> np.random.Generator:
 
 def random_state_to_json(random_state: np.random.RandomState) -> list[Any]:
     """A legacy NumPy ``RandomState`` (MONAI's transforms draw from one) as a JSON-able list."""
-    name, key, position, has_gauss, cached_gaussian = random_state.get_state(legacy=True)
+    return legacy_state_to_json(random_state.get_state(legacy=True))
+
+
+def legacy_state_to_json(state: tuple[Any, ...]) -> list[Any]:
+    """A ``RandomState``'s legacy state tuple (``get_state(legacy=True)``, ``np.random.get_state()``) as a JSON-able
+    list, as :func:`random_state_from_json` reads it."""
+    name, key, position, has_gauss, cached_gaussian = state
     return [name, key.tolist(), int(position), int(has_gauss), float(cached_gaussian)]
 
 

@@ -33,7 +33,7 @@ from ..errors import InputError, OutputError, WeightsError
 from ..io import json_safe, names_bundled_weights, os_error_reason, read_small_text, write_failure_reason
 from ..labels import NUM_CLASSES
 from ..model.scarnet import ScarNetConfig
-from .data import AugmentConfig, random_state_from_json
+from .data import AugmentConfig, legacy_state_to_json, random_state_from_json
 
 #: The folders of a run on exams of your own (:attr:`TrainConfig.own_images`): all four or none.
 OWN_FOLDER_FIELDS = ("own_images", "own_references", "own_val_images", "own_val_references")
@@ -453,11 +453,10 @@ class _ResumeState:
     def to_checkpoint(self) -> dict[str, Any]:
         """The checkpoint's ``resume_state`` entry."""
         version, internal, gauss = self.python_random
-        name, key, position, has_gauss, cached_gaussian = self.numpy_random
         text = json.dumps({
             "format": _RESUME_STATE_FORMAT,
             "python_random": [version, list(internal), gauss],
-            "numpy_random": [name, key.tolist(), int(position), int(has_gauss), float(cached_gaussian)],
+            "numpy_random": legacy_state_to_json(self.numpy_random),
             "stream": {"seed": self.stream_seed, "lanes": self.lane_states},
             "log": {"loss_sum": self.loss_sum, "consistency_sum": self.consistency_sum,
                     "steps": self.steps_since_log},
