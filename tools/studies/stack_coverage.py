@@ -15,7 +15,13 @@ labelmaps (the model run on each cut stack, as ``scarnet segment`` would see it)
 threshold on the cavity fraction it prints how many complete stacks would be warned (false alarms) and
 how many cut ones (detections).
 
+``--basal`` asks the same of the basal end, on the EMIDEC expert labels alone (seconds): for the stack as acquired
+and cut by 1 and by 2 basal slices, the basal end slice's cavity and myocardium as fractions of the largest and how
+much of the ring around the cavity its myocardium closes (share of 10-degree sectors seen from the cavity's centre).
+Nothing there tells a complete base from a cut one, so no basal warning is given (docs/reports.md).
+
     python tools/studies/stack_coverage.py [--no-model] [--phantoms 20] [--save F.json] [--load F.json]
+    python tools/studies/stack_coverage.py --basal
 """
 
 from __future__ import annotations
@@ -185,13 +191,66 @@ def print_counts(rows: list[Row], groups: list[tuple[str, str]], known_end: bool
         print(f"  {100 * threshold:3.0f} %: " + " | ".join(cells) + marker)
 
 
+def ring_closure(plane: np.ndarray, sectors: int = 36) -> float | None:
+    """The share of ``sectors`` equal angles around the LV cavity's centre (blood pool, label 1) in which ``plane``
+    has myocardium (2|3|4): 1 for a closed ring, less where the outflow tract opens it; None without both."""
+    myocardium = np.isin(plane, (2, 3, 4))
+    cavity_rows, cavity_cols = np.nonzero(plane == 1)
+    if cavity_rows.size == 0 or not myocardium.any():
+        return None
+    rows, cols = np.nonzero(myocardium)
+    angles = np.arctan2(rows - cavity_rows.mean(), cols - cavity_cols.mean())
+    sector = np.floor((angles + np.pi) / (2 * np.pi) * sectors).astype(int) % sectors
+    return len(np.unique(sector)) / sectors
+
+
+def basal_summary() -> None:
+    """The basal end slice of each EMIDEC exam's expert labels, as acquired and cut by 1 and 2 basal slices."""
+    from scarnet.aha import cavity_area_mm2
+
+    root = default_emidec_root()
+    if root is None:
+        sys.exit("EMIDEC data not found (../shared/data/emidec)")
+    split = load_split(root)
+    print("basal end slice, expert labels: cavity and myocardium as % of the largest (median [10th-90th "
+          "percentile]); ring closure (share of 10-degree sectors with myocardium around the cavity)")
+    for source in ("train", "val"):
+        measured: dict[int, list[tuple[float, float, float | None]]] = {cut: [] for cut in CUTS}
+        for case in load_cases(root, split[source]):
+            reference = case.as_volume()[1]
+            order = base_apex_order(reference, case.labels)
+            if order is None:
+                continue
+            labels = case.labels if order.base_first else case.labels[::-1]  # base first
+            pixel_area_mm2 = case.spacing_rc_mm[0] * case.spacing_rc_mm[1]
+            cavity = np.array([cavity_area_mm2(plane, pixel_area_mm2) for plane in labels])
+            myocardium = np.isin(labels, (2, 3, 4)).sum(axis=(1, 2)).astype(float)
+            for cut in CUTS:  # the cut stack's own largest: the base's slices are among the largest
+                kept_cavity, kept_myocardium = cavity[cut:], myocardium[cut:]
+                measured[cut].append((kept_cavity[0] / kept_cavity.max(), kept_myocardium[0] / kept_myocardium.max(),
+                                      ring_closure(labels[cut])))
+        for cut, values in measured.items():
+            cavity_share = 100 * np.array([v[0] for v in values])
+            myocardium_share = 100 * np.array([v[1] for v in values])
+            closures = [v[2] for v in values if v[2] is not None]
+            print(f"  {source:5} cut {cut}: n={len(values):2}  cavity {np.median(cavity_share):3.0f} "
+                  f"[{np.percentile(cavity_share, 10):3.0f}-{np.percentile(cavity_share, 90):3.0f}]  myocardium "
+                  f"{np.median(myocardium_share):3.0f} [{np.percentile(myocardium_share, 10):3.0f}-"
+                  f"{np.percentile(myocardium_share, 90):3.0f}]  ring closed in {sum(c == 1 for c in closures)}/"
+                  f"{len(closures)} (least {min(closures):.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-model", action="store_true", help="reference labels only (no model runs)")
     parser.add_argument("--phantoms", type=int, default=20, help="phantom seeds 0 to N-1 (default 20)")
     parser.add_argument("--save", type=Path, help="write the rows here (JSON)")
     parser.add_argument("--load", type=Path, help="summarise rows saved with --save instead of measuring")
+    parser.add_argument("--basal", action="store_true", help="the basal end instead, expert labels only (seconds)")
     args = parser.parse_args()
+    if args.basal:
+        basal_summary()
+        return
     if args.load:
         rows = [Row(**row) for row in json.loads(args.load.read_text(encoding="utf-8"))]
     else:
