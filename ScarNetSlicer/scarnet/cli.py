@@ -131,6 +131,10 @@ def print_report(report, console, title: str = "ScarNet report") -> None:
     if t.scar_circumference_percent:
         console.print(f"Scar in {t.scar_circumference_percent:.0f} % of the LV circumference (all measured slices), "
                       f"through more than half of the wall in {t.transmural_over_50_percent:.0f} %")
+    from .threshold_check import threshold_check_line
+
+    if comparison := threshold_check_line(report.extra.get("threshold_check")):  # only where the image was given
+        console.print(comparison)
     from .quantify import INTENDED_USE
 
     console.print(INTENDED_USE)
@@ -1058,8 +1062,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "or Slicer .seg.nrrd")
     p.add_argument("--report", type=_non_empty_path, help="write the report (.json or .csv)")
     p.add_argument("--image", type=_non_empty_path,
-                   help="the LGE image (file or DICOM folder) on the same grid: adds intensity "
-                   "figures")
+                   help="the LGE image (file or DICOM folder) on the same grid: adds intensity figures and, "
+                   "for comparison, the scar FWHM and 5-SD find in the same myocardium")
     p.add_argument("--series", help="with --image DICOM_FOLDER: the series (number, UID or part of the description)")
     p.add_argument("--dicom-seg", type=_non_empty_path, metavar="OUT.dcm",
                    help="DICOM Segmentation output referring to the --image DICOM folder's images; needs "

@@ -39,7 +39,8 @@ Steps (each slice is a 2D problem; the stack is made consistent afterwards):
    but with another round structure the model is sure of (the right heart, a slice through the
    great vessels) can still be segmented: 13 of 100 EMIDEC exams cut to the part without the LV
    were, their slices mostly flagged.
-6. **QC flags** and the quantification report.
+6. **QC flags** and the quantification report, with the scar that FWHM and 5-SD find in the model's myocardium
+   beside it for comparison (:mod:`scarnet.threshold_check`).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ from .qc import (
     warns_stack,
 )
 from .quantify import Report, quantify
+from .threshold_check import threshold_check
 from .volume import Volume
 
 ProgressCallback = Callable[[float, str], None]
@@ -718,6 +720,10 @@ class Segmenter:
             # A point that cannot be the RV insertion (or no base-apex order) must not cost the finished run.
             report = quantify(labelmap, stack=stack, basal_end=basal_end)
             self._warn(f"no AHA segments: {error}")
+        # What FWHM and 5-SD find in the model's myocardium, beside its scar, as quantify gives it with the image.
+        # Computed here rather than by giving quantify the image: its dark-scar warning asks whether a reader's labels
+        # were swapped, which says nothing of the model's.
+        report.extra["threshold_check"] = threshold_check(labelmap.array, stored.array, labelmap.voxel_volume_ml)
         pixel_area = volume.spacing_mm[0] * volume.spacing_mm[1]
         threshold = self.qc_calibration.low_confidence_threshold
         ambiguity = scar_ambiguity(labels, scar_probability)

@@ -43,6 +43,7 @@ from .qc import UNLIKE_TRAINING_WARNING
 from .quantify import (
     INTENDED_USE,
     MIRROR_WARNING,
+    SMALL_SCAR_ML,
     Report,
     before_correction,
     dicom_image_name,
@@ -54,6 +55,7 @@ from .quantify import (
     slice_list_text,
 )
 from .text import visible
+from .threshold_check import N_SD, N_SD_KEY
 from .transmurality import RAYS_PER_SLICE
 
 _STYLE = """
@@ -469,10 +471,6 @@ def _flagged_scar_line(data: dict[str, Any]) -> str | None:
             "reporting it")
 
 
-#: A model's scar total under this (mL) is read with a caution beside it (:func:`caution_lines`): on the EMIDEC val
-#: split the bundled model's false scar in the normal hearts reached 1.6 mL (mean 0.76, its card's "a few mL should be
-#: read as possibly none"), while the smallest infarct there held 2.6 mL by the experts' contours: both fit below it.
-SMALL_SCAR_ML = 3.0
 
 
 def unreviewed_model(data: dict[str, Any]) -> bool:
@@ -621,6 +619,7 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     if flagged := _flagged_scar_line(data):  # a normal heart's false scar, all on flagged slices, reads as an infarct
         facts.append(f'<span class="qc">Scar on slices with QC flags: {escape(flagged)}</span>')
     parts.append('<ul class="plain">' + "".join(f"<li>{fact}</li>" for fact in facts) + "</ul>")
+    parts += threshold_check_html(data)
 
     if data.get("segments") is not None:
         parts.append("<h2>AHA segments</h2>")
@@ -732,6 +731,69 @@ def report_html(report: Report | dict[str, Any], source: str, *, made_from: str 
     return "\n".join(parts)
 
 
+#: The methods of a report's ``threshold_check`` (:mod:`scarnet.threshold_check`) as the page names them, in order:
+#: key, short name, what the threshold is.
+THRESHOLD_METHODS = ((N_SD_KEY, f"{N_SD}-SD", f"remote mean + {N_SD} SD"),
+                     ("fwhm", "FWHM", "half-way from the remote mean to the scar's maximum"))
+
+#: The columns of the page's table of the threshold methods (:func:`threshold_check_html`).
+THRESHOLD_TABLE_HEADER = ["", "Threshold (grey level)", "Scar mL", "Scar % of LV myocardium",
+                          "Of the segmented scar, above the threshold", "Of the threshold's scar, segmented as scar"]
+
+
+def _grey_level(value: Any) -> str:
+    """A threshold or remote level in the image's grey levels, four significant digits: "123.4"; "–" for none."""
+    return escape(f"{value:.4g}") if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+
+
+def _figure(method: dict[str, Any], key: str) -> float | None:
+    """A number of a threshold method's figures, None where the report lacks it (or holds something else)."""
+    value = method.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def threshold_check_html(data: dict[str, Any]) -> list[str]:
+    """The page's comparison with the signal-threshold methods (a report's ``threshold_check``,
+    :mod:`scarnet.threshold_check`): a heading, a small table of the scar that 5-SD and FWHM find in the same
+    myocardium beside the segmentation's own, and a line saying what the remote is and that the labels are not
+    changed. Nothing for a report without the block (no image given, or a report of an older version)."""
+    block = data.get("threshold_check")
+    if not isinstance(block, dict):
+        return []
+    total = data.get("total") or {}
+    parts = ["<h2>Scar by signal threshold in the same myocardium (for comparison)</h2>"]
+    rows = [["This segmentation (the totals above)", "", _amount(total.get("scar_ml")),
+             _percent(total.get("scar_percent")), "", ""]]
+    not_measured: dict[str, list[str]] = {}  # reason: the methods not measured for it
+    for key, name, definition in THRESHOLD_METHODS:
+        method = block.get(key)
+        if not isinstance(method, dict):
+            continue
+        if "not_measured" in method:
+            not_measured.setdefault(str(method["not_measured"]), []).append(name)
+            continue
+        rows.append([escape(f"{name} ({definition})"), _grey_level(method.get("threshold")),
+                     _amount(_figure(method, "scar_ml")), _percent(_figure(method, "scar_percent")),
+                     _percent(_figure(method, "labelled_scar_above_threshold_percent")),
+                     _percent(_figure(method, "threshold_scar_labelled_percent"))])
+    if len(rows) > 1:
+        parts.append(_table(THRESHOLD_TABLE_HEADER, rows, {1, 2, 3, 4, 5}))
+    remote = block.get("remote") if isinstance(block.get("remote"), dict) else {}
+    about = [f"{escape(str(remote['voxels']))} voxels"] if remote.get("voxels") is not None else []
+    if remote.get("mean") is not None:
+        about.append(f"mean {_grey_level(remote.get('mean'))}, SD {_grey_level(remote.get('sd'))}")
+    parts.append('<p class="muted">'
+                 + "".join(f"{escape(line)} " for line in [
+                     *(f"{' and '.join(names)} not measured: {reason}." for reason, names in not_measured.items())])
+                 + "Remote (the reference of both thresholds): the healthy myocardium of this segmentation, all slices"
+                 + (f" ({', '.join(about)})" if about else "")
+                 + ". A threshold's scar is the myocardium brighter than it, plus the segmented MVO (its dark core is "
+                   "below any threshold). The labels are not changed: these figures are for comparison with a "
+                   "threshold-based report, not the result; scar the segmentation missed stays in the remote, where "
+                   "it widens the SD and 5-SD then finds less.</p>")
+    return parts
+
+
 def plain_conventions(data: dict[str, Any], made_from: str = "ScarNet model") -> list[tuple[str, str]]:
     """What the page's terms mean, one sentence each in a reader's words (the technical definitions are folded
     under them): scar %, mass, transmural, level, segments and grade, the scar method of a model's segmentation,
@@ -761,4 +823,4 @@ def plain_conventions(data: dict[str, Any], made_from: str = "ScarNet model") ->
 __all__ = ["BUNDLED_MODEL_CARD", "SAID_BESIDE_THE_BULLSEYE", "SMALL_SCAR_ML", "SPECK_TRANSMURALITY",
            "about_model_html", "caution_lines", "plain_conventions", "report_html", "series_name", "series_text",
            "scar_depth_not_measured", "scar_not_measured", "segment_transmurality_text", "territory_text",
-           "transmurality_measured_slices", "unreviewed_model", "warning_headline"]
+           "threshold_check_html", "transmurality_measured_slices", "unreviewed_model", "warning_headline"]

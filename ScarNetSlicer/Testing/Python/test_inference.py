@@ -779,11 +779,18 @@ def test_tissue_contrast_is_cohens_d_of_blood_against_healthy_myocardium():
 
 
 def test_report_carries_qc_device_and_timings():
-    result = Segmenter(RingModel(), device="cpu")(ring_volume())
+    from scarnet.threshold_check import threshold_check
+
+    volume = ring_volume()
+    result = Segmenter(RingModel(), device="cpu")(volume)
     extra = result.report.to_dict()
     assert extra["inference"]["device"] == "cpu"
     assert extra["inference"]["timings_s"]["total_s"] > 0
     assert "flags" in extra["qc"] and isinstance(extra["slices"][0]["qc_flags"], list)
+    # The scar FWHM and 5-SD find in the model's myocardium, on the image as given (scarnet segment, batch, demo and
+    # Slicer's model run all report it), as quantify gives it with the image.
+    assert extra["threshold_check"] == threshold_check(result.labelmap.array, volume.array, volume.voxel_volume_ml)
+    assert extra["threshold_check"]["remote"]["voxels"] == int((result.labelmap.array == 2).sum()) > 0
 
 
 requires_weights = pytest.mark.skipif(bundled_weights_path() is None, reason="bundled weights not present yet")

@@ -460,6 +460,7 @@ def test_a_labelmap_stored_slice_first_is_reported_along_its_slices(axis):
     assert len(got["slices"]) == 6
     assert got["slices"] == expected["slices"] and got["total"] == expected["total"]
     assert got["intensity"] == expected["intensity"]
+    assert got["threshold_check"] == expected["threshold_check"]  # one threshold for the stack, however stored
 
 
 def test_scarnet_quantify_is_callable_after_its_submodule_is_imported():

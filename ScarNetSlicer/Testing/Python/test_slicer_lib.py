@@ -1883,8 +1883,10 @@ def test_update_report_with_an_rv_insertion_point_writes_the_segment_table(scene
     captions = re.findall(r'data-caption="([^"]+)"', picture)
     assert re.findall(r'data-caption="([^"]+)"', on_page) == [c for c in captions if c not in SAID_BESIDE_THE_BULLSEYE]
     # Totals (scar, MVO, LV myocardium, blood pool; the scar on the model's flagged slices, kept through the update,
-    # said below them), segments, slices.
-    assert page.count("<tr>") == 1 + 4 + 1 + 17 + 1 + len(updated.report["slices"])
+    # said below them), the scar by signal threshold (the segmentation's, 5-SD and FWHM: Update report gives quantify
+    # the image), segments, slices.
+    assert page.count("<tr>") == 1 + 4 + 1 + 3 + 1 + 17 + 1 + len(updated.report["slices"])
+    assert "Scar by signal threshold in the same myocardium (for comparison)" in page
     assert "Scar on slices with QC flags:" in page
     # Its data beside it, for scarnet summarize: the report as shown, naming the input and whose segmentation it
     # measured (here edited in Slicer), without the scene's node IDs.

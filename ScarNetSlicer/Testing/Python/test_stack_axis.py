@@ -138,6 +138,7 @@ def test_slicer_segment_edit_update_report_on_a_slice_first_volume(axis, segment
         reference = usual.report.to_dict()
         assert outputs.report["slices"] == reference["slices"]
         assert outputs.report["total"] == reference["total"]
+        assert outputs.report["threshold_check"] == reference["threshold_check"]  # the model run's, kept in the table
         assert outputs.report["slice_axis"] == "ij"[axis]
 
         # Edit detection: untouched after the run, "edited" after a Segment Editor change.
@@ -158,6 +159,7 @@ def test_slicer_segment_edit_update_report_on_a_slice_first_volume(axis, segment
         assert _without_flags(updated.report["slices"]) == _without_flags(expected["slices"])
         assert updated.report["total"] == expected["total"]
         assert updated.report["intensity"] == expected["intensity"]
+        assert updated.report["threshold_check"] == expected["threshold_check"]  # FWHM and 5-SD of the edited labels
         assert updated.report["slices"][k]["scar_ml"] == 0
         assert [s["qc_flags"] for s in updated.report["slices"]] == [s["qc_flags"] for s in reference["slices"]]
         assert updated.report["edited"] is True
